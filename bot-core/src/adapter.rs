@@ -1,0 +1,184 @@
+//! Adapters plug platforms into the runtime; [`Ingress`] is how they hand events over.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::TypeMap;
+use crate::error::{Error, ErrorKind};
+use crate::event::{Event, Platform};
+use crate::outbound::Outbound;
+use crate::queue::{PushReport, Queue};
+use crate::telemetry::{DropReason, Telemetry};
+
+/// A platform integration: webhook routes, long-running tasks (gateways, stdin), an outbound client.
+///
+/// Every method but [`Adapter::platform`] has a default that does nothing, so an adapter implements
+/// only what its platform needs.
+#[async_trait]
+pub trait Adapter: Send + Sync + fmt::Debug + 'static {
+    /// The platform this adapter serves.
+    fn platform(&self) -> Platform;
+
+    /// The client that sends this platform's replies.
+    fn outbound(&self) -> Option<Arc<dyn Outbound>> {
+        None
+    }
+
+    /// Typed clients that handlers can reach with [`crate::Context::client`].
+    fn register_clients(&self, _clients: &mut Clients) {}
+
+    /// The adapter's HTTP routes (webhooks), which submit to `ingress`.
+    fn routes(&self, _ingress: Ingress) -> Option<axum::Router> {
+        None
+    }
+
+    /// A long-running task (a gateway connection, a stdin reader), started with the bot and asked
+    /// to stop through `shutdown`.
+    ///
+    /// # Errors
+    ///
+    /// An error is logged; it does not stop the bot.
+    async fn run(&self, _ingress: Ingress, _shutdown: CancellationToken) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Typed adapter clients, by type.
+#[derive(Default)]
+pub struct Clients(pub(crate) TypeMap);
+
+impl Clients {
+    /// Registers `client`; handlers get it with `cx.client::<C>()`.
+    pub fn insert<C: Any + Send + Sync>(&mut self, client: Arc<C>) {
+        self.0.insert_arc(client);
+    }
+}
+
+impl fmt::Debug for Clients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Clients").finish_non_exhaustive()
+    }
+}
+
+/// How adapters submit events: deduplication, overflow policy and counting happen behind it.
+///
+/// Cloning is cheap.
+#[derive(Clone)]
+pub struct Ingress {
+    inner: Arc<IngressInner>,
+}
+
+struct IngressInner {
+    queue: Arc<dyn Queue>,
+    telemetry: Telemetry,
+    accepting: AtomicBool,
+}
+
+impl fmt::Debug for Ingress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ingress")
+            .field("accepting", &self.is_accepting())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds a platform is told to wait when the bot is shutting down.
+const DRAINING_RETRY_AFTER_SECS: u64 = 5;
+
+impl Ingress {
+    pub(crate) fn new(queue: Arc<dyn Queue>, telemetry: Telemetry) -> Self {
+        Self {
+            inner: Arc::new(IngressInner {
+                queue,
+                telemetry,
+                accepting: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// Submits the events of one platform request, all or nothing under [`crate::Overflow::Reject`].
+    ///
+    /// Answer the platform with 2xx only after this returns `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::QueueFull`] with a retry hint when the buffer refuses the batch;
+    /// [`ErrorKind::QueueClosed`] while the bot shuts down. [`rejection`] turns both into the
+    /// right HTTP answer.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<PushReport, Error> {
+        let platform = events.first().map(|e| e.platform.clone());
+        let Some(platform) = platform else {
+            return Ok(PushReport::default());
+        };
+        let metrics = self.inner.telemetry.metrics();
+        metrics.received(&platform, events.len());
+        if !self.is_accepting() {
+            metrics.rejected(&platform, "draining");
+            return Err(draining());
+        }
+        match self.inner.queue.push_batch(events).await {
+            Ok(report) => {
+                metrics.dropped(DropReason::Duplicate, report.duplicates);
+                metrics.dropped(DropReason::OverflowNewest, report.dropped_newest);
+                metrics.dropped(DropReason::OverflowOldest, report.evicted_oldest);
+                if report.duplicates > 0 {
+                    tracing::debug!(count = report.duplicates, %platform, "skipped redelivered events");
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                let reason = match e.kind() {
+                    ErrorKind::QueueFull => "queue_full",
+                    ErrorKind::QueueClosed => "draining",
+                    _ => "queue_error",
+                };
+                metrics.rejected(&platform, reason);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the bot accepts events (false once shutdown began).
+    pub fn is_accepting(&self) -> bool {
+        self.inner.accepting.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stop_accepting(&self) {
+        self.inner.accepting.store(false, Ordering::Release);
+    }
+
+    /// The bot's telemetry, for adapter metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+}
+
+fn draining() -> Error {
+    Error::new(ErrorKind::QueueClosed, "bot is shutting down")
+        .with_retry_after(std::time::Duration::from_secs(DRAINING_RETRY_AFTER_SECS))
+}
+
+/// The HTTP answer to a failed [`Ingress::submit`]: 503 with `Retry-After` when the queue is full
+/// or the bot is draining, 500 otherwise.
+pub fn rejection(error: &Error) -> Response {
+    match error.kind() {
+        ErrorKind::QueueFull | ErrorKind::QueueClosed => {
+            let secs = error
+                .retry_after()
+                .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+                .max(1);
+            let mut res = (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            res
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot accept events").into_response(),
+    }
+}

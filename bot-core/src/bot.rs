@@ -1,0 +1,372 @@
+//! The bot: adapters, a handler, limits and a queue, assembled by [`BotBuilder`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapter::{Adapter, Clients, Ingress};
+use crate::context::{Shared, TypeMap};
+use crate::error::Error;
+use crate::event::Platform;
+use crate::handler::{BoxHandler, Handler};
+use crate::limits::Limits;
+use crate::outbound::Outbound;
+use crate::queue::{DeadLetter, MemoryQueue, Queue};
+use crate::runtime::{DeadLetterHook, ShutdownReport, Supervisor};
+use crate::state::{MemoryStateStore, StateStore};
+use crate::telemetry::Telemetry;
+
+/// Default limit of a webhook request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default time-out of one HTTP request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A configured bot. Cloning is cheap; all clones are the same bot.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bot_core::{Bot, Context, Event, Error, Router};
+///
+/// # async fn run() -> Result<(), Error> {
+/// let bot = Bot::builder()
+///     .handler(Router::new().command("ping", |cx: Context, _e: Event| async move {
+///         cx.reply("pong").await
+///     }))
+///     .build()?;
+/// bot.serve("127.0.0.1:8080").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Bot {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) limits: Limits,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) ingress: Ingress,
+    pub(crate) adapters: Vec<Arc<dyn Adapter>>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) shutdown_requested: CancellationToken,
+    supervisor: Mutex<Option<Supervisor>>,
+    run: Mutex<RunState>,
+    report: tokio::sync::OnceCell<ShutdownReport>,
+}
+
+#[derive(Default)]
+struct RunState {
+    supervisor: Option<JoinHandle<ShutdownReport>>,
+    adapters: Vec<JoinHandle<()>>,
+    stop_supervisor: CancellationToken,
+    stop_adapters: CancellationToken,
+    started: bool,
+}
+
+impl fmt::Debug for Bot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bot")
+            .field("limits", &self.inner.limits)
+            .field("adapters", &self.inner.adapters)
+            .field("queue", &self.inner.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bot {
+    /// Starts building a bot.
+    pub fn builder() -> BotBuilder {
+        BotBuilder::default()
+    }
+
+    /// Starts the supervisor and the adapters' tasks. Idempotent; [`Bot::serve`] calls it.
+    ///
+    /// Use it when you mount [`Bot::webhooks`] in your own server, or in tests. Must be called
+    /// inside a Tokio runtime.
+    pub fn start(&self) {
+        let mut run = self.inner.run.lock().unwrap_or_else(|p| p.into_inner());
+        if run.started {
+            return;
+        }
+        run.started = true;
+        let supervisor = self
+            .inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(supervisor) = supervisor {
+            let stop = run.stop_supervisor.clone();
+            run.supervisor = Some(tokio::spawn(supervisor.run(stop)));
+        }
+        for adapter in &self.inner.adapters {
+            let adapter = adapter.clone();
+            let ingress = self.inner.ingress.clone();
+            let stop = run.stop_adapters.clone();
+            run.adapters.push(tokio::spawn(async move {
+                let platform = adapter.platform();
+                if let Err(e) = adapter.run(ingress, stop).await {
+                    tracing::error!(%platform, error = %e, "adapter task failed");
+                }
+            }));
+        }
+    }
+
+    /// Whether the bot is started and accepting events (what `/readyz` answers).
+    pub fn is_ready(&self) -> bool {
+        let started = self
+            .inner
+            .run
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .started;
+        started && self.inner.ingress.is_accepting()
+    }
+
+    /// Asks a running [`Bot::serve`] to shut down gracefully, as SIGTERM would.
+    pub fn request_shutdown(&self) {
+        self.inner.shutdown_requested.cancel();
+    }
+
+    /// Shuts down gracefully: readiness goes 503 and ingress refuses new events, adapters stop,
+    /// running handlers get `shutdown_timeout` to finish, then are cancelled. Idempotent: later
+    /// calls return the first report.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        *self
+            .inner
+            .report
+            .get_or_init(|| async {
+                self.inner.ingress.stop_accepting();
+                let (supervisor, adapters) = {
+                    let mut run = self.inner.run.lock().unwrap_or_else(|p| p.into_inner());
+                    run.stop_adapters.cancel();
+                    run.stop_supervisor.cancel();
+                    (run.supervisor.take(), std::mem::take(&mut run.adapters))
+                };
+                let report = match supervisor {
+                    Some(handle) => handle.await.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "supervisor task failed");
+                        ShutdownReport::default()
+                    }),
+                    None => {
+                        self.inner.queue.close();
+                        ShutdownReport {
+                            not_started: self.inner.queue.depth(),
+                            ..ShutdownReport::default()
+                        }
+                    }
+                };
+                for handle in adapters {
+                    // Adapters were told to stop; give them the drain time at most.
+                    if tokio::time::timeout(self.inner.limits.shutdown_timeout, handle)
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!("an adapter task did not stop in time");
+                    }
+                }
+                self.inner.telemetry.shutdown();
+                report
+            })
+            .await
+    }
+
+    /// The handle adapters and custom ingress code submit events through.
+    pub fn ingress(&self) -> Ingress {
+        self.inner.ingress.clone()
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.inner.queue
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The bot's telemetry.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+}
+
+/// Builds a [`Bot`].
+#[must_use]
+pub struct BotBuilder {
+    adapters: Vec<Arc<dyn Adapter>>,
+    handler: Option<BoxHandler>,
+    limits: Limits,
+    queue: Option<Arc<dyn Queue>>,
+    state_store: Option<Arc<dyn StateStore>>,
+    app_state: TypeMap,
+    outbounds: Vec<Arc<dyn Outbound>>,
+    dead_letter_hook: Option<DeadLetterHook>,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+}
+
+impl Default for BotBuilder {
+    fn default() -> Self {
+        Self {
+            adapters: Vec::new(),
+            handler: None,
+            limits: Limits::default(),
+            queue: None,
+            state_store: None,
+            app_state: TypeMap::default(),
+            outbounds: Vec::new(),
+            dead_letter_hook: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for BotBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BotBuilder")
+            .field("adapters", &self.adapters)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BotBuilder {
+    /// Adds a platform adapter.
+    pub fn adapter(mut self, adapter: impl Adapter) -> Self {
+        self.adapters.push(Arc::new(adapter));
+        self
+    }
+
+    /// Sets the handler every event goes to (usually a [`crate::Router`]).
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handler = Some(BoxHandler::new(handler));
+        self
+    }
+
+    /// Sets the limits (validated by [`BotBuilder::build`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Uses `queue` instead of a [`MemoryQueue`] built from the limits.
+    pub fn queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Uses `store` for conversation state instead of a [`MemoryStateStore`].
+    pub fn state_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.state_store = Some(store);
+        self
+    }
+
+    /// Shares `value` with every handler as `cx.state::<T>()`.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.app_state.insert(value);
+        self
+    }
+
+    /// Registers an outbound client for its platform (adapters register theirs already).
+    pub fn outbound(mut self, outbound: Arc<dyn Outbound>) -> Self {
+        self.outbounds.push(outbound);
+        self
+    }
+
+    /// Calls `hook` with every dead letter.
+    pub fn on_dead_letter(mut self, hook: impl Fn(&DeadLetter) + Send + Sync + 'static) -> Self {
+        self.dead_letter_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Limits webhook request bodies to `bytes` (413 above). Default 1 MiB.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Limits one HTTP request to `timeout` (408 after). Default 10 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Validates the configuration and builds the bot.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when no handler is set, the limits are invalid, two adapters
+    /// serve the same platform, or the telemetry cannot be set up.
+    pub fn build(self) -> Result<Bot, Error> {
+        self.limits.validate()?;
+        let handler = self
+            .handler
+            .ok_or_else(|| Error::config("bot: no handler; call .handler(..)"))?;
+        if self.max_body_bytes == 0 {
+            return Err(Error::config("bot: max_body_bytes must be above zero"));
+        }
+        let mut outbounds: HashMap<Platform, Arc<dyn Outbound>> = HashMap::new();
+        let mut clients = Clients::default();
+        let mut seen = std::collections::HashSet::new();
+        for adapter in &self.adapters {
+            let platform = adapter.platform();
+            if !seen.insert(platform.clone()) {
+                return Err(Error::config(format!(
+                    "bot: two adapters for platform {platform}"
+                )));
+            }
+            if let Some(o) = adapter.outbound() {
+                outbounds.insert(o.platform(), o);
+            }
+            adapter.register_clients(&mut clients);
+        }
+        for o in self.outbounds {
+            outbounds.insert(o.platform(), o);
+        }
+        let queue = self
+            .queue
+            .unwrap_or_else(|| Arc::new(MemoryQueue::new(&self.limits)));
+        let telemetry = Telemetry::new(queue.clone())?;
+        let shared = Arc::new(Shared {
+            outbounds,
+            app_state: self.app_state,
+            clients: clients.0,
+            state_store: self
+                .state_store
+                .unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
+        });
+        let supervisor = Supervisor {
+            queue: queue.clone(),
+            handler,
+            limits: self.limits.clone(),
+            shared,
+            metrics: telemetry.metrics().clone(),
+            dead_letter_hook: self.dead_letter_hook,
+        };
+        let ingress = Ingress::new(queue.clone(), telemetry.clone());
+        Ok(Bot {
+            inner: Arc::new(Inner {
+                queue,
+                limits: self.limits,
+                telemetry,
+                ingress,
+                adapters: self.adapters,
+                max_body_bytes: self.max_body_bytes,
+                request_timeout: self.request_timeout,
+                shutdown_requested: CancellationToken::new(),
+                supervisor: Mutex::new(Some(supervisor)),
+                run: Mutex::new(RunState::default()),
+                report: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! What a handler gets besides the event: replies, app state, conversation state, cancellation.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorKind};
+use crate::event::{ConversationId, Event, EventId, Platform};
+use crate::outbound::{OutgoingMessage, Outbound, Target};
+use crate::state::{StateKey, StateStore, Versioned};
+
+/// A map from type to one shared value of that type.
+#[derive(Clone, Default)]
+pub(crate) struct TypeMap(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl TypeMap {
+    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    pub(crate) fn insert_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
+        self.0.insert(TypeId::of::<T>(), value);
+    }
+
+    pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+
+    pub(crate) fn get_arc<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.0.get(&TypeId::of::<T>())?.clone().downcast().ok()
+    }
+}
+
+/// What every event's context shares: built once per bot.
+pub(crate) struct Shared {
+    pub(crate) outbounds: HashMap<Platform, Arc<dyn Outbound>>,
+    pub(crate) app_state: TypeMap,
+    pub(crate) clients: TypeMap,
+    pub(crate) state_store: Arc<dyn StateStore>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("outbounds", &self.outbounds.keys().collect::<Vec<_>>())
+            .field("state_store", &self.state_store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handler's view of the runtime for one event.
+///
+/// Each event gets a fresh `Context`: nothing of one event leaks into the next unless the app keeps
+/// it in shared state. Cloning is cheap.
+#[derive(Clone)]
+pub struct Context {
+    shared: Arc<Shared>,
+    platform: Platform,
+    target: Target,
+    attempt: u32,
+    cancel: CancellationToken,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("platform", &self.platform)
+            .field("target", &self.target)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        event: &Event,
+        attempt: u32,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            shared,
+            platform: event.platform.clone(),
+            target: Target {
+                conversation: event.conversation.clone(),
+                reply_token: event.reply_token.clone(),
+                in_reply_to: Some(event.id.clone()),
+                reply_to_message: event.message().and_then(|m| m.id.clone()),
+            },
+            attempt,
+            cancel,
+        }
+    }
+
+    /// The platform of the event being handled.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// The conversation of the event being handled.
+    pub fn conversation(&self) -> &ConversationId {
+        &self.target.conversation
+    }
+
+    /// The id of the event being handled.
+    pub fn event_id(&self) -> Option<&EventId> {
+        self.target.in_reply_to.as_ref()
+    }
+
+    /// Which attempt this is, starting at 1; above 1 the event is being retried.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Fires when the attempt times out or the runtime stops waiting for it at shutdown.
+    ///
+    /// Long handlers should select on it to stop early and cleanly.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// The outbound client of the event's platform.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoOutbound`] when no adapter registered one for the platform.
+    pub fn outbound(&self) -> Result<&Arc<dyn Outbound>, Error> {
+        self.outbound_for(&self.platform)
+    }
+
+    fn outbound_for(&self, platform: &Platform) -> Result<&Arc<dyn Outbound>, Error> {
+        self.shared.outbounds.get(platform).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoOutbound,
+                format!("no outbound client for platform {platform}"),
+            )
+        })
+    }
+
+    /// Replies to the event being handled (with its reply token where the platform has one).
+    ///
+    /// # Errors
+    ///
+    /// Fails when there is no client for the platform or the platform refuses the message.
+    pub async fn reply(&self, message: impl Into<OutgoingMessage>) -> Result<(), Error> {
+        self.reply_all(vec![message.into()]).await
+    }
+
+    /// Replies with several messages, in order, in one call where the platform allows it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::reply`].
+    pub async fn reply_all(&self, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
+        self.outbound()?.send(&self.target, messages).await
+    }
+
+    /// Sends a message to a conversation of the same platform, not as a reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::reply`].
+    pub async fn send(
+        &self,
+        conversation: impl Into<ConversationId>,
+        message: impl Into<OutgoingMessage>,
+    ) -> Result<(), Error> {
+        self.send_on(self.platform.clone(), conversation, message)
+            .await
+    }
+
+    /// Sends a message to a conversation on another platform.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::reply`].
+    pub async fn send_on(
+        &self,
+        platform: Platform,
+        conversation: impl Into<ConversationId>,
+        message: impl Into<OutgoingMessage>,
+    ) -> Result<(), Error> {
+        self.outbound_for(&platform)?
+            .send(&Target::conversation(conversation), vec![message.into()])
+            .await
+    }
+
+    /// Shows a typing indicator in the event's conversation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::reply`].
+    pub async fn typing(&self) -> Result<(), Error> {
+        self.outbound()?.typing(&self.target.conversation).await
+    }
+
+    /// The shared app state of type `T`, registered with [`crate::BotBuilder::state`].
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.shared.app_state.get::<T>()
+    }
+
+    /// An adapter's typed API client (for example `cx.client::<LineClient>()`).
+    pub fn client<C: Send + Sync + 'static>(&self) -> Option<Arc<C>> {
+        self.shared.clients.get_arc::<C>()
+    }
+
+    /// The state of the event's conversation.
+    pub fn conversation_state(&self) -> ConversationState<'_> {
+        ConversationState {
+            store: &*self.shared.state_store,
+            key: StateKey::new(self.platform.clone(), self.target.conversation.clone()),
+        }
+    }
+}
+
+/// The typed state of one conversation, with optimistic version checks.
+#[derive(Debug)]
+pub struct ConversationState<'a> {
+    store: &'a dyn StateStore,
+    key: StateKey,
+}
+
+impl ConversationState<'_> {
+    /// Reads the state as `T`, with its version.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the store fails or the stored JSON is not a `T`.
+    pub async fn load<T: DeserializeOwned>(&self) -> Result<Option<Versioned<T>>, Error> {
+        let Some(v) = self.store.load(&self.key).await? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_value(v.value).map_err(|e| {
+            Error::new(ErrorKind::State, "stored conversation state has another shape")
+                .with_source(e)
+        })?;
+        Ok(Some(Versioned {
+            value,
+            version: v.version,
+        }))
+    }
+
+    /// Writes the state if it is still at `expected` (`None`: if there is none yet).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::StateConflict`] when another write came first.
+    pub async fn save<T: Serialize>(&self, value: &T, expected: Option<u64>) -> Result<u64, Error> {
+        let json = serde_json::to_value(value).map_err(|e| {
+            Error::new(ErrorKind::State, "conversation state is not serialisable").with_source(e)
+        })?;
+        self.store.save(&self.key, json, expected).await
+    }
+
+    /// Reads, changes and writes the state, retrying on conflicts (up to 16 times).
+    /// A missing state starts as `T::default()`. Returns the value written.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the store fails, or with [`ErrorKind::StateConflict`] when every try lost.
+    pub async fn update<T, F>(&self, mut change: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Default,
+        F: FnMut(&mut T),
+    {
+        let mut last = None;
+        for _ in 0..16 {
+            let (mut value, version) = match self.load::<T>().await? {
+                Some(v) => (v.value, Some(v.version)),
+                None => (T::default(), None),
+            };
+            change(&mut value);
+            match self.save(&value, version).await {
+                Ok(_) => return Ok(value),
+                Err(e) if e.is_conflict() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(ErrorKind::StateConflict, "state update lost")))
+    }
+
+    /// Deletes the state if it is at `expected`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::StateConflict`] when another write came first.
+    pub async fn clear(&self, expected: u64) -> Result<bool, Error> {
+        self.store.delete(&self.key, expected).await
+    }
+}

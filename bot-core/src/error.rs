@@ -1,0 +1,168 @@
+//! The crate's error type.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error as returned by handlers and dependencies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error returned by bot-core operations.
+///
+/// Fields are private; inspect it with [`Error::kind`] and the predicates.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    retry_after: Option<Duration>,
+    source: Option<BoxError>,
+}
+
+/// What went wrong, broadly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Configuration is invalid (for example `Limits` that fail validation).
+    Config,
+    /// The queue is full and the overflow policy refused the events.
+    QueueFull,
+    /// The queue is closed (the bot is shutting down).
+    QueueClosed,
+    /// A lease was not found or no longer belongs to the caller.
+    LeaseLost,
+    /// Any other queue backend failure.
+    Queue,
+    /// No outbound client is registered for the event's platform.
+    NoOutbound,
+    /// A platform API call failed.
+    Outbound,
+    /// A platform API refused the call for rate limiting.
+    RateLimited,
+    /// An operation did not finish in time.
+    Timeout,
+    /// A conversation state write lost an optimistic version check.
+    StateConflict,
+    /// The state store failed or the state could not be (de)serialised.
+    State,
+    /// An I/O error (binding a socket, reading stdin).
+    Io,
+    /// Anything else.
+    Other,
+}
+
+impl Error {
+    /// Creates an error of `kind` with a lowercase message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Attaches a hint of when the operation may be retried.
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// When the caller may retry, if the failure said so (a full queue, a 429).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether retrying the same operation later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::QueueFull
+                | ErrorKind::RateLimited
+                | ErrorKind::Timeout
+                | ErrorKind::Outbound
+                | ErrorKind::StateConflict
+                | ErrorKind::Queue
+                | ErrorKind::Io
+        )
+    }
+
+    /// Whether this is a lost optimistic version check.
+    pub fn is_conflict(&self) -> bool {
+        self.kind == ErrorKind::StateConflict
+    }
+
+    /// Whether this is a timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::Timeout
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(r) = self.retry_after {
+            d.field("retry_after", &r);
+        }
+        if let Some(s) = &self.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io, "i/o error").with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_message_and_source_is_kept() {
+        let e = Error::new(ErrorKind::Outbound, "line api refused the call")
+            .with_source(std::io::Error::other("reset"));
+        assert_eq!(e.to_string(), "line api refused the call");
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(e.is_retryable());
+        assert!(!Error::config("bad").is_retryable());
+    }
+
+    #[test]
+    fn error_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+    }
+}

@@ -1,0 +1,600 @@
+//! The platform-neutral event model.
+//!
+//! Every adapter maps its platform's webhook or gateway payloads to [`Event`]s. The original payload
+//! stays reachable through [`Event::raw`], so nothing a platform sends is lost in translation.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Creates the id from any string.
+            pub fn new(id: impl AsRef<str>) -> Self {
+                Self(Arc::from(id.as_ref()))
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::new(s)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(Arc::from(s))
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The platform's id of an event (LINE `webhookEventId`, Messenger `mid`, Discord snowflake).
+    ///
+    /// Together with the [`Platform`] it is the deduplication key.
+    EventId
+);
+string_id!(
+    /// A conversation: a LINE user, group or room, a Messenger PSID, a Discord channel.
+    ///
+    /// Events of one conversation are handled one at a time, in arrival order, by default.
+    ConversationId
+);
+string_id!(
+    /// A user on a platform.
+    UserId
+);
+string_id!(
+    /// A message on a platform.
+    MessageId
+);
+
+/// The platform an event came from, such as `line`, `messenger`, `discord` or `console`.
+///
+/// A string rather than a closed enum, so that adapters for other platforms can be written outside
+/// this workspace.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Platform(Cow<'static, str>);
+
+impl Platform {
+    /// The LINE Messaging API.
+    pub const LINE: Platform = Platform(Cow::Borrowed("line"));
+    /// The Facebook Messenger Platform.
+    pub const MESSENGER: Platform = Platform(Cow::Borrowed("messenger"));
+    /// Discord.
+    pub const DISCORD: Platform = Platform(Cow::Borrowed("discord"));
+    /// The stdin/stdout console platform for local development.
+    pub const CONSOLE: Platform = Platform(Cow::Borrowed("console"));
+    /// The platform used by [`crate::testing`].
+    pub const TEST: Platform = Platform(Cow::Borrowed("test"));
+
+    /// A platform known at compile time.
+    pub const fn from_static(name: &'static str) -> Self {
+        Platform(Cow::Borrowed(name))
+    }
+
+    /// A platform named at run time.
+    pub fn new(name: impl Into<String>) -> Self {
+        Platform(Cow::Owned(name.into()))
+    }
+
+    /// The platform's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A token that lets a handler reply to an event (LINE's `replyToken`, a Discord interaction token).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReplyToken(Arc<str>);
+
+impl ReplyToken {
+    /// Wraps a token.
+    pub fn new(token: impl AsRef<str>) -> Self {
+        Self(Arc::from(token.as_ref()))
+    }
+
+    /// The token. Do not log it: it authorises a reply.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ReplyToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReplyToken(..)")
+    }
+}
+
+/// Milliseconds since the Unix epoch, the resolution every supported platform uses.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// A timestamp from milliseconds since the Unix epoch.
+    pub const fn from_millis(millis: i64) -> Self {
+        Self(millis)
+    }
+
+    /// Now, from the system clock.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Self(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            Err(e) => Self(-i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> Self {
+        if t.0 >= 0 {
+            UNIX_EPOCH + Duration::from_millis(t.0.unsigned_abs())
+        } else {
+            UNIX_EPOCH - Duration::from_millis(t.0.unsigned_abs())
+        }
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({}ms)", self.0)
+    }
+}
+
+/// The original platform payload of an event, shared so that clones are cheap.
+#[derive(Clone, PartialEq, Default)]
+pub struct Raw(Arc<serde_json::Value>);
+
+impl Raw {
+    /// Wraps a payload.
+    pub fn new(value: serde_json::Value) -> Self {
+        Self(Arc::new(value))
+    }
+
+    /// The payload.
+    pub fn value(&self) -> &serde_json::Value {
+        &self.0
+    }
+
+    /// Deserialises the payload into a platform type.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the payload does not have the shape of `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&*self.0)
+    }
+}
+
+impl fmt::Debug for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Raw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(Raw::new)
+    }
+}
+
+/// One thing that happened on a platform, in platform-neutral form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The platform's id of the event; with `platform`, the deduplication key.
+    pub id: EventId,
+    /// Where the event came from.
+    pub platform: Platform,
+    /// The conversation it belongs to; the unit of ordering.
+    pub conversation: ConversationId,
+    /// Who caused it, when the platform says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<UserId>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The token to reply with, on platforms that use one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_token: Option<ReplyToken>,
+    /// When it happened, by the platform's clock.
+    pub occurred_at: Timestamp,
+    /// Whether the platform says this is a redelivery of an event it sent before.
+    #[serde(default)]
+    pub redelivered: bool,
+    /// The original payload of this event as the platform sent it.
+    #[serde(default)]
+    pub raw: Raw,
+}
+
+impl Event {
+    /// Starts an event of `kind` in `conversation` on `platform`, with a fresh id and the current time.
+    ///
+    /// Adapters set the platform's own id with [`Event::with_id`].
+    pub fn new(platform: Platform, conversation: impl Into<ConversationId>, kind: EventKind) -> Self {
+        Self {
+            id: EventId::new(next_local_id()),
+            platform,
+            conversation: conversation.into(),
+            sender: None,
+            kind,
+            reply_token: None,
+            occurred_at: Timestamp::now(),
+            redelivered: false,
+            raw: Raw::default(),
+        }
+    }
+
+    /// A text message event.
+    pub fn text(
+        platform: Platform,
+        conversation: impl Into<ConversationId>,
+        text: impl Into<String>,
+    ) -> Self {
+        Self::new(platform, conversation, EventKind::Message(Message::text(text)))
+    }
+
+    /// Sets the event id.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<EventId>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets the sender.
+    #[must_use]
+    pub fn with_sender(mut self, sender: impl Into<UserId>) -> Self {
+        self.sender = Some(sender.into());
+        self
+    }
+
+    /// Sets the reply token.
+    #[must_use]
+    pub fn with_reply_token(mut self, token: ReplyToken) -> Self {
+        self.reply_token = Some(token);
+        self
+    }
+
+    /// Sets the raw payload.
+    #[must_use]
+    pub fn with_raw(mut self, raw: serde_json::Value) -> Self {
+        self.raw = Raw::new(raw);
+        self
+    }
+
+    /// The message, when this is a message event.
+    pub fn message(&self) -> Option<&Message> {
+        match &self.kind {
+            EventKind::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The text of a message event.
+    pub fn text_content(&self) -> Option<&str> {
+        self.message().and_then(|m| m.text.as_deref())
+    }
+
+    /// The original platform payload.
+    pub fn raw(&self) -> &serde_json::Value {
+        self.raw.value()
+    }
+}
+
+fn next_local_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("local-{}-{n}", std::process::id())
+}
+
+/// What happened. New kinds may be added; match with a wildcard arm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A message was sent.
+    Message(Message),
+    /// A button or quick reply carrying `data` was pressed.
+    Postback(Postback),
+    /// A command: a Discord slash command or interaction; text commands arrive as messages.
+    Command(Command),
+    /// Members joined the conversation (or the bot was added to it).
+    MemberJoined(Members),
+    /// Members left the conversation (or the bot was removed).
+    MemberLeft(Members),
+    /// The user followed (added, unblocked) the bot.
+    Followed,
+    /// The user unfollowed (blocked) the bot.
+    Unfollowed,
+    /// A reaction was added or removed.
+    Reaction(Reaction),
+    /// A message was edited; the new content.
+    Edited(Message),
+    /// A message was deleted or unsent.
+    Deleted(Deleted),
+    /// Anything the core model has no kind for; the platform's own type name. The payload is in
+    /// [`Event::raw`].
+    Other(Other),
+}
+
+impl EventKind {
+    /// A short stable name of the kind (`message`, `postback`, ..., or the platform's name for `Other`).
+    pub fn name(&self) -> &str {
+        match self {
+            EventKind::Message(_) => "message",
+            EventKind::Postback(_) => "postback",
+            EventKind::Command(_) => "command",
+            EventKind::MemberJoined(_) => "member_joined",
+            EventKind::MemberLeft(_) => "member_left",
+            EventKind::Followed => "followed",
+            EventKind::Unfollowed => "unfollowed",
+            EventKind::Reaction(_) => "reaction",
+            EventKind::Edited(_) => "edited",
+            EventKind::Deleted(_) => "deleted",
+            EventKind::Other(o) => &o.name,
+        }
+    }
+}
+
+/// A message: text, attachments, mentions and what it replies to.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Message {
+    /// The platform's message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<MessageId>,
+    /// The text, if the message has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Images, files, stickers, locations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// Users mentioned in the text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<Mention>,
+    /// The message this one replies to or quotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+}
+
+impl Message {
+    /// A text-only message.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: Some(text.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// A file, image, sticker or location attached to a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// What it is.
+    pub kind: AttachmentKind,
+    /// Where to fetch it, when the platform gives a URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The platform's id for it (LINE content id, sticker id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// File name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// The kind of an [`Attachment`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AttachmentKind {
+    /// A picture.
+    Image,
+    /// A video.
+    Video,
+    /// A sound recording.
+    Audio,
+    /// Any file.
+    File,
+    /// A sticker.
+    Sticker,
+    /// A shared location.
+    Location,
+    /// A kind the core has no name for; the platform's name.
+    Other(String),
+}
+
+/// A user mentioned in a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mention {
+    /// Who.
+    pub user: UserId,
+    /// Where in the text, in characters, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// How long the mention is in the text, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<usize>,
+}
+
+/// A postback: data attached to a button the user pressed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Postback {
+    /// The data the bot attached to the button.
+    pub data: String,
+    /// Extra parameters (LINE's date picker result, Messenger's referral), if any.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub params: serde_json::Value,
+}
+
+/// A command with its options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// The command's name, without any leading `/`.
+    pub name: String,
+    /// Options by name (Discord slash command options).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Who joined or left.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Members {
+    /// The members; empty when the bot itself joined or left.
+    #[serde(default)]
+    pub users: Vec<UserId>,
+}
+
+/// A reaction to a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// The message reacted to.
+    pub message_id: MessageId,
+    /// The emoji or reaction name.
+    pub emoji: String,
+    /// Whether the reaction was removed rather than added.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// A deleted or unsent message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deleted {
+    /// The message that is gone.
+    pub message_id: MessageId,
+}
+
+/// An event type the core has no kind for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Other {
+    /// The platform's name for the event type.
+    pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_round_trips_through_json_with_raw_payload() {
+        let e = Event::text(Platform::LINE, "U123", "hi")
+            .with_id("01H")
+            .with_sender("U123")
+            .with_reply_token(ReplyToken::new("rt"))
+            .with_raw(serde_json::json!({"type": "message", "x": 1}));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["kind"]["type"], "message");
+        assert_eq!(json["kind"]["text"], "hi");
+        assert_eq!(json["raw"]["x"], 1);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn other_kind_keeps_its_name() {
+        let e = Event::new(
+            Platform::LINE,
+            "c",
+            EventKind::Other(Other {
+                name: "things".into(),
+            }),
+        );
+        assert_eq!(e.kind.name(), "things");
+        let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back.kind, e.kind);
+    }
+
+    #[test]
+    fn reply_token_is_redacted_in_debug() {
+        assert_eq!(format!("{:?}", ReplyToken::new("secret")), "ReplyToken(..)");
+    }
+
+    #[test]
+    fn timestamps_convert_both_ways() {
+        let t = Timestamp::from_millis(1_700_000_000_123);
+        assert_eq!(Timestamp::from(SystemTime::from(t)), t);
+    }
+
+    #[test]
+    fn local_ids_are_unique() {
+        let a = Event::text(Platform::TEST, "c", "a");
+        let b = Event::text(Platform::TEST, "c", "b");
+        assert_ne!(a.id, b.id);
+    }
+
+    #[test]
+    fn public_types_are_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Event>();
+        assert_send_sync::<Platform>();
+    }
+}

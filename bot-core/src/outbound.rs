@@ -1,0 +1,244 @@
+//! Sending messages back to a platform.
+//!
+//! Each adapter's API client implements [`Outbound`]; [`crate::Context::reply`] picks the one of the
+//! event's platform. [`OutgoingMessage`] is the platform-neutral message that adapters map to their
+//! own formats (LINE messages, Messenger templates, Discord components).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::event::{ConversationId, EventId, MessageId, Platform, ReplyToken};
+
+/// A message to send: text, an image, and optional quick replies or buttons.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OutgoingMessage {
+    /// The text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// An image to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// Quick replies offered under the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quick_replies: Vec<QuickReply>,
+    /// Buttons attached to the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Button>,
+}
+
+impl OutgoingMessage {
+    /// A text message.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: Some(text.into()),
+            ..Self::default()
+        }
+    }
+
+    /// An image message.
+    pub fn image(url: impl Into<String>) -> Self {
+        Self {
+            image: Some(Image {
+                url: url.into(),
+                preview_url: None,
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a quick reply.
+    #[must_use]
+    pub fn quick_reply(mut self, reply: QuickReply) -> Self {
+        self.quick_replies.push(reply);
+        self
+    }
+
+    /// Adds a button.
+    #[must_use]
+    pub fn button(mut self, button: Button) -> Self {
+        self.buttons.push(button);
+        self
+    }
+}
+
+impl From<&str> for OutgoingMessage {
+    fn from(text: &str) -> Self {
+        Self::text(text)
+    }
+}
+
+impl From<String> for OutgoingMessage {
+    fn from(text: String) -> Self {
+        Self::text(text)
+    }
+}
+
+impl From<&String> for OutgoingMessage {
+    fn from(text: &String) -> Self {
+        Self::text(text.as_str())
+    }
+}
+
+/// An image by URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    /// The full-size image (HTTPS on most platforms).
+    pub url: String,
+    /// A smaller preview, where the platform wants one; `url` is used otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_url: Option<String>,
+}
+
+/// A quick reply: a chip under the message that sends text or postback data when tapped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuickReply {
+    /// What the chip shows.
+    pub label: String,
+    /// What tapping it does.
+    pub action: Action,
+}
+
+impl QuickReply {
+    /// A quick reply that sends its label as a message.
+    pub fn message(label: impl Into<String>) -> Self {
+        let label = label.into();
+        Self {
+            action: Action::Message(label.clone()),
+            label,
+        }
+    }
+
+    /// A quick reply that sends postback `data`.
+    pub fn postback(label: impl Into<String>, data: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            action: Action::Postback(data.into()),
+        }
+    }
+}
+
+/// A button attached to a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Button {
+    /// What the button shows.
+    pub label: String,
+    /// What pressing it does.
+    pub action: Action,
+}
+
+impl Button {
+    /// A button that sends postback `data`.
+    pub fn postback(label: impl Into<String>, data: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            action: Action::Postback(data.into()),
+        }
+    }
+
+    /// A button that opens `url`.
+    pub fn link(label: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            action: Action::Url(url.into()),
+        }
+    }
+}
+
+/// What a button or quick reply does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Sends this text as if the user typed it.
+    Message(String),
+    /// Sends a postback event with this data.
+    Postback(String),
+    /// Opens this URL.
+    Url(String),
+}
+
+/// Where an outgoing message goes.
+#[derive(Clone, PartialEq)]
+pub struct Target {
+    /// The conversation to post in.
+    pub conversation: ConversationId,
+    /// The reply token of the event being answered, on platforms that use one.
+    pub reply_token: Option<ReplyToken>,
+    /// The event being answered, if this is a reply (used as an idempotency key by some clients).
+    pub in_reply_to: Option<EventId>,
+    /// The message to thread under, if this is a reply.
+    pub reply_to_message: Option<MessageId>,
+}
+
+impl Target {
+    /// A message to a conversation, not in reply to anything.
+    pub fn conversation(conversation: impl Into<ConversationId>) -> Self {
+        Self {
+            conversation: conversation.into(),
+            reply_token: None,
+            in_reply_to: None,
+            reply_to_message: None,
+        }
+    }
+
+    /// Whether this is a reply to an event.
+    pub fn is_reply(&self) -> bool {
+        self.in_reply_to.is_some()
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("conversation", &self.conversation)
+            .field("reply_token", &self.reply_token)
+            .field("in_reply_to", &self.in_reply_to)
+            .field("reply_to_message", &self.reply_to_message)
+            .finish()
+    }
+}
+
+/// A platform's outbound API, as the runtime sees it.
+///
+/// Implementations own their rate limiting and retries: the runtime calls them from many handler
+/// tasks at once.
+#[async_trait]
+pub trait Outbound: Send + Sync + fmt::Debug + 'static {
+    /// The platform this client talks to.
+    fn platform(&self) -> Platform;
+
+    /// Sends `messages`, in order, to `target`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the platform refuses the call or cannot be reached after the client's retries.
+    async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error>;
+
+    /// Shows a typing indicator in the conversation, where the platform has one.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Outbound::send`]; the default does nothing and succeeds.
+    async fn typing(&self, _conversation: &ConversationId) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builders_compose_and_serialise() {
+        let m = OutgoingMessage::text("pick one")
+            .quick_reply(QuickReply::message("Yes"))
+            .button(Button::postback("More", "more"));
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["quick_replies"][0]["action"]["type"], "message");
+        assert_eq!(json["buttons"][0]["action"]["value"], "more");
+        assert_eq!(OutgoingMessage::from("x").text.as_deref(), Some("x"));
+    }
+}

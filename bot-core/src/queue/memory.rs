@@ -1,0 +1,841 @@
+//! The in-memory queue: bounded, with per-conversation lanes, no server.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use slab::Slab;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::dedup::Dedup;
+use super::{Completed, Dead, DeadLetter, Delivery, Lease, Nack, PushReport, Queue};
+use crate::error::{Error, ErrorKind};
+use crate::event::{ConversationId, Event, Platform, Timestamp};
+use crate::limits::{Limits, Ordering, Overflow};
+
+/// How long a producer refused by a full queue is told to wait.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+type LaneKey = (Platform, ConversationId);
+
+struct Entry {
+    event: Event,
+    attempts: u32,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Lane {
+    pending: VecDeque<Entry>,
+    leased: u32,
+    /// Waiting for a retry: nothing of this lane is handed out until then.
+    blocked: bool,
+    /// In `ready` already.
+    queued: bool,
+}
+
+struct Leased {
+    entry: Entry,
+    lane: LaneKey,
+    token: u64,
+}
+
+enum Delayed {
+    /// An ordered lane whose head waits for its retry.
+    WakeLane(LaneKey),
+    /// An unordered event waiting for its retry.
+    Entry(Entry, LaneKey),
+}
+
+struct Inner {
+    ordered: bool,
+    lanes: HashMap<LaneKey, Lane>,
+    ready: VecDeque<LaneKey>,
+    delayed: BinaryHeap<Reverse<(Instant, u64)>>,
+    delayed_items: HashMap<u64, Delayed>,
+    leases: Slab<Leased>,
+    /// Events waiting: in lanes and in `delayed`.
+    waiting: usize,
+    /// Arrival order of waiting first attempts, kept only for [`Overflow::DropOldest`].
+    arrival: VecDeque<(u64, LaneKey)>,
+    dedup: Dedup,
+    dead: VecDeque<DeadLetter>,
+    dead_evicted: u64,
+    closed: bool,
+    next_seq: u64,
+    next_token: u64,
+}
+
+/// The embedded default [`Queue`]: a bounded buffer in this process.
+///
+/// Events of one conversation wait in a lane; with [`Ordering::PerConversation`] a lane hands out
+/// its next event only when the previous one is acknowledged or dead-lettered, so a busy
+/// conversation never blocks the others. Lanes are removed as soon as they are empty, so memory
+/// follows the events waiting, not the conversations ever seen. Leases do not expire: the only
+/// consumer is this process's supervisor.
+pub struct MemoryQueue {
+    inner: Mutex<Inner>,
+    capacity: usize,
+    overflow: Overflow,
+    dead_capacity: usize,
+    /// Wakes pullers when events become available.
+    available: Notify,
+    /// Wakes producers blocked by [`Overflow::Wait`] when room frees up.
+    space: Notify,
+    depth: AtomicU64,
+    stale: AtomicU64,
+}
+
+impl fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryQueue")
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .field("depth", &self.depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryQueue {
+    /// A queue bounded and configured by `limits` (`queue_capacity`, `overflow`, `ordering`, the
+    /// dedup settings and `dead_letter_capacity`).
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                ordered: limits.ordering == Ordering::PerConversation,
+                lanes: HashMap::new(),
+                ready: VecDeque::new(),
+                delayed: BinaryHeap::new(),
+                delayed_items: HashMap::new(),
+                leases: Slab::new(),
+                waiting: 0,
+                arrival: VecDeque::new(),
+                dedup: Dedup::new(limits.dedup_ttl, limits.dedup_capacity),
+                dead: VecDeque::new(),
+                dead_evicted: 0,
+                closed: false,
+                next_seq: 0,
+                next_token: 0,
+            }),
+            capacity: limits.queue_capacity,
+            overflow: limits.overflow,
+            dead_capacity: limits.dead_letter_capacity,
+            available: Notify::new(),
+            space: Notify::new(),
+            depth: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the queue half-updated in a way that matters
+        // more than losing the whole runtime, so keep going with the data as it is.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The dead letters kept, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.lock().dead.iter().cloned().collect()
+    }
+
+    /// Dead letters evicted because more than `dead_letter_capacity` piled up.
+    pub fn dead_letters_evicted(&self) -> u64 {
+        self.lock().dead_evicted
+    }
+
+    /// Puts up to `max` dead letters back in the queue, oldest first, with fresh attempt counts.
+    /// Returns how many were re-driven; they bypass deduplication and the capacity check.
+    pub fn redrive(&self, max: usize) -> usize {
+        let mut inner = self.lock();
+        let n = max.min(inner.dead.len());
+        for _ in 0..n {
+            if let Some(dl) = inner.dead.pop_front() {
+                inner.enqueue(dl.event, self.overflow);
+            }
+        }
+        self.publish_depth(&inner);
+        drop(inner);
+        if n > 0 {
+            self.available.notify_one();
+        }
+        n
+    }
+
+    /// Completions that named a lease no longer held.
+    pub fn stale_completions(&self) -> u64 {
+        self.stale.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Events leased and not yet completed.
+    pub fn leased(&self) -> usize {
+        self.lock().leases.len()
+    }
+
+    /// Conversation lanes currently held in memory (for tests and diagnostics).
+    pub fn lanes(&self) -> usize {
+        self.lock().lanes.len()
+    }
+
+    fn publish_depth(&self, inner: &Inner) {
+        self.depth.store(inner.waiting as u64, AtomicOrdering::Relaxed);
+    }
+
+    fn count(&self, done: Completed) -> Completed {
+        if done.stale > 0 {
+            self.stale
+                .fetch_add(done.stale as u64, AtomicOrdering::Relaxed);
+        }
+        done
+    }
+
+    /// Admits as much of `events` as the policy allows. Returns the report and the events that
+    /// must wait for room ([`Overflow::Wait`] only).
+    fn admit(&self, inner: &mut Inner, events: Vec<Event>, report: &mut PushReport) -> Vec<Event> {
+        let now = Instant::now();
+        inner.dedup.expire(now);
+        let mut rest = Vec::new();
+        let mut iter = events.into_iter();
+        while let Some(event) = iter.next() {
+            let key = (event.platform.clone(), event.id.clone());
+            if inner.dedup.contains(&key) {
+                report.duplicates += 1;
+                continue;
+            }
+            if inner.waiting >= self.capacity {
+                match self.overflow {
+                    Overflow::Wait => {
+                        rest.push(event);
+                        rest.extend(iter);
+                        break;
+                    }
+                    Overflow::DropNewest | Overflow::Reject => {
+                        // Reject was checked for the whole batch before; only DropNewest gets here.
+                        inner.dedup.insert(key, now);
+                        report.dropped_newest += 1;
+                        continue;
+                    }
+                    Overflow::DropOldest => {
+                        if inner.evict_oldest() {
+                            report.evicted_oldest += 1;
+                        } else {
+                            inner.dedup.insert(key, now);
+                            report.dropped_newest += 1;
+                            continue;
+                        }
+                    }
+                }
+            }
+            inner.dedup.insert(key, now);
+            inner.enqueue(event, self.overflow);
+            report.accepted += 1;
+        }
+        rest
+    }
+}
+
+impl Inner {
+    fn lane_key(&self, event: &Event) -> LaneKey {
+        (event.platform.clone(), event.conversation.clone())
+    }
+
+    fn enqueue(&mut self, event: Event, overflow: Overflow) {
+        let key = self.lane_key(&event);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if overflow == Overflow::DropOldest {
+            self.arrival.push_back((seq, key.clone()));
+            if self.arrival.len() > 2 * self.waiting + 1024 {
+                self.compact_arrival();
+            }
+        }
+        let ordered = self.ordered;
+        let lane = self.lanes.entry(key.clone()).or_default();
+        lane.pending.push_back(Entry {
+            event,
+            attempts: 0,
+            seq,
+        });
+        self.waiting += 1;
+        let available = !lane.blocked && (!ordered || lane.leased == 0);
+        if available && !lane.queued {
+            lane.queued = true;
+            self.ready.push_back(key);
+        }
+    }
+
+    /// Forgets arrival records of events no longer waiting, so the log stays proportional to the
+    /// buffer (amortised: it runs when the log is twice the buffer).
+    fn compact_arrival(&mut self) {
+        let lanes = &self.lanes;
+        self.arrival.retain(|(seq, key)| {
+            lanes
+                .get(key)
+                .is_some_and(|l| l.pending.iter().any(|e| e.seq == *seq))
+        });
+    }
+
+    /// Removes the oldest waiting first attempt. Returns false if there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((seq, key)) = self.arrival.pop_front() {
+            let Some(lane) = self.lanes.get_mut(&key) else {
+                continue;
+            };
+            if let Some(i) = lane.pending.iter().position(|e| e.seq == seq) {
+                lane.pending.remove(i);
+                self.waiting -= 1;
+                self.remove_lane_if_idle(&key);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn remove_lane_if_idle(&mut self, key: &LaneKey) {
+        if let Some(lane) = self.lanes.get(key) {
+            if lane.pending.is_empty() && lane.leased == 0 && !lane.blocked && !lane.queued {
+                self.lanes.remove(key);
+            }
+        }
+    }
+
+    /// Puts `key` on the ready list if it can hand out an event.
+    fn mark_ready(&mut self, key: &LaneKey) {
+        let ordered = self.ordered;
+        if let Some(lane) = self.lanes.get_mut(key) {
+            let available = !lane.blocked
+                && !lane.pending.is_empty()
+                && (!ordered || lane.leased == 0);
+            if available && !lane.queued {
+                lane.queued = true;
+                self.ready.push_back(key.clone());
+            }
+        }
+    }
+
+    /// Moves retries whose time has come back into their lanes. Returns the next due time.
+    fn promote_due(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(Reverse((due, id))) = self.delayed.peek().copied() {
+            if due > now {
+                return Some(due);
+            }
+            self.delayed.pop();
+            match self.delayed_items.remove(&id) {
+                Some(Delayed::WakeLane(key)) => {
+                    if let Some(lane) = self.lanes.get_mut(&key) {
+                        lane.blocked = false;
+                    }
+                    self.mark_ready(&key);
+                    self.remove_lane_if_idle(&key);
+                }
+                Some(Delayed::Entry(entry, key)) => {
+                    self.lanes.entry(key.clone()).or_default().pending.push_front(entry);
+                    self.mark_ready(&key);
+                }
+                None => {}
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, max: usize) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(max.min(self.waiting));
+        let ordered = self.ordered;
+        while out.len() < max {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(lane) = self.lanes.get_mut(&key) else {
+                continue;
+            };
+            lane.queued = false;
+            if lane.blocked || (ordered && lane.leased > 0) {
+                continue;
+            }
+            let Some(mut entry) = lane.pending.pop_front() else {
+                self.remove_lane_if_idle(&key);
+                continue;
+            };
+            lane.leased += 1;
+            let more = !ordered && !lane.pending.is_empty();
+            if more {
+                lane.queued = true;
+            }
+            self.waiting -= 1;
+            entry.attempts += 1;
+            let token = self.next_token;
+            self.next_token += 1;
+            let event = entry.event.clone();
+            let attempt = entry.attempts;
+            let id = self.leases.insert(Leased {
+                entry,
+                lane: key.clone(),
+                token,
+            });
+            if more {
+                self.ready.push_back(key);
+            }
+            out.push(Delivery {
+                lease: Lease {
+                    id: id as u64,
+                    token,
+                },
+                event,
+                attempt,
+            });
+        }
+        out
+    }
+
+    /// Removes a lease if `lease` still names it.
+    fn take_lease(&mut self, lease: Lease) -> Option<Leased> {
+        let id = usize::try_from(lease.id).ok()?;
+        match self.leases.get(id) {
+            Some(l) if l.token == lease.token => Some(self.leases.remove(id)),
+            _ => None,
+        }
+    }
+
+    fn finish_lease(&mut self, key: &LaneKey) {
+        if let Some(lane) = self.lanes.get_mut(key) {
+            lane.leased = lane.leased.saturating_sub(1);
+        }
+        self.mark_ready(key);
+        self.remove_lane_if_idle(key);
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn push_batch(&self, events: Vec<Event>) -> Result<PushReport, Error> {
+        let mut report = PushReport::default();
+        let mut events = events;
+        loop {
+            let space = self.space.notified();
+            tokio::pin!(space);
+            {
+                let mut inner = self.lock();
+                if inner.closed {
+                    return Err(Error::new(ErrorKind::QueueClosed, "queue is closed"));
+                }
+                if self.overflow == Overflow::Reject {
+                    inner.dedup.expire(Instant::now());
+                    let mut fresh = std::collections::HashSet::new();
+                    for e in &events {
+                        let key = (e.platform.clone(), e.id.clone());
+                        if !inner.dedup.contains(&key) {
+                            fresh.insert(key);
+                        }
+                    }
+                    if inner.waiting + fresh.len() > self.capacity {
+                        return Err(Error::new(
+                            ErrorKind::QueueFull,
+                            format!(
+                                "queue is full ({} waiting, capacity {}, batch of {})",
+                                inner.waiting,
+                                self.capacity,
+                                fresh.len()
+                            ),
+                        )
+                        .with_retry_after(FULL_RETRY_AFTER));
+                    }
+                }
+                let accepted_before = report.accepted;
+                events = self.admit(&mut inner, events, &mut report);
+                self.publish_depth(&inner);
+                if report.accepted > accepted_before {
+                    self.available.notify_one();
+                }
+                if events.is_empty() {
+                    return Ok(report);
+                }
+                space.as_mut().enable();
+            }
+            space.await;
+        }
+    }
+
+    async fn pull(&self, max: usize) -> Result<Vec<Delivery>, Error> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        loop {
+            let available = self.available.notified();
+            tokio::pin!(available);
+            let next_due = {
+                let mut inner = self.lock();
+                if inner.closed {
+                    return Ok(Vec::new());
+                }
+                let next_due = inner.promote_due(Instant::now());
+                let out = inner.take(max);
+                if !out.is_empty() {
+                    self.publish_depth(&inner);
+                    let more = !inner.ready.is_empty();
+                    drop(inner);
+                    if more {
+                        // Another puller may take the rest.
+                        self.available.notify_one();
+                    }
+                    if self.overflow == Overflow::Wait {
+                        self.space.notify_waiters();
+                    }
+                    return Ok(out);
+                }
+                available.as_mut().enable();
+                next_due
+            };
+            match next_due {
+                Some(due) => {
+                    tokio::select! {
+                        () = &mut available => {}
+                        () = tokio::time::sleep_until(due) => {}
+                    }
+                }
+                None => available.await,
+            }
+        }
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error> {
+        let mut done = Completed::default();
+        let mut inner = self.lock();
+        for &lease in leases {
+            match inner.take_lease(lease) {
+                Some(l) => {
+                    inner.finish_lease(&l.lane);
+                    done.applied += 1;
+                }
+                None => done.stale += 1,
+            }
+        }
+        let wake = !inner.ready.is_empty();
+        drop(inner);
+        if wake {
+            self.available.notify_one();
+        }
+        Ok(self.count(done))
+    }
+
+    async fn nack(&self, nacks: Vec<Nack>) -> Result<Completed, Error> {
+        let mut done = Completed::default();
+        let now = Instant::now();
+        let mut inner = self.lock();
+        for nack in nacks {
+            let Some(l) = inner.take_lease(nack.lease) else {
+                done.stale += 1;
+                continue;
+            };
+            done.applied += 1;
+            let due = now + nack.delay;
+            let id = inner.next_seq;
+            inner.next_seq += 1;
+            inner.waiting += 1;
+            if inner.ordered {
+                let lane = inner.lanes.entry(l.lane.clone()).or_default();
+                lane.leased = lane.leased.saturating_sub(1);
+                lane.blocked = true;
+                lane.pending.push_front(l.entry);
+                inner.delayed_items.insert(id, Delayed::WakeLane(l.lane));
+            } else {
+                inner.finish_lease(&l.lane);
+                inner.delayed_items.insert(id, Delayed::Entry(l.entry, l.lane));
+            }
+            inner.delayed.push(Reverse((due, id)));
+        }
+        self.publish_depth(&inner);
+        drop(inner);
+        // A puller may need to wake earlier for the new due time.
+        self.available.notify_one();
+        Ok(self.count(done))
+    }
+
+    async fn dead(&self, dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error> {
+        let mut out = Vec::with_capacity(dead.len());
+        let mut stale = 0;
+        let mut inner = self.lock();
+        for d in dead {
+            let Some(l) = inner.take_lease(d.lease) else {
+                stale += 1;
+                continue;
+            };
+            inner.finish_lease(&l.lane);
+            let letter = DeadLetter {
+                event: l.entry.event,
+                attempts: l.entry.attempts,
+                error: d.error,
+                failed_at: Timestamp::now(),
+            };
+            if inner.dead.len() >= self.dead_capacity {
+                if inner.dead.pop_front().is_some() || self.dead_capacity == 0 {
+                    inner.dead_evicted += 1;
+                }
+            }
+            if self.dead_capacity > 0 {
+                inner.dead.push_back(letter.clone());
+            }
+            out.push(letter);
+        }
+        let wake = !inner.ready.is_empty();
+        drop(inner);
+        if wake {
+            self.available.notify_one();
+        }
+        self.count(Completed { applied: out.len(), stale });
+        Ok(out)
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<Completed, Error> {
+        let mut done = Completed::default();
+        let mut inner = self.lock();
+        for &lease in leases {
+            let Some(mut l) = inner.take_lease(lease) else {
+                done.stale += 1;
+                continue;
+            };
+            done.applied += 1;
+            l.entry.attempts = l.entry.attempts.saturating_sub(1);
+            inner.waiting += 1;
+            let lane = inner.lanes.entry(l.lane.clone()).or_default();
+            lane.leased = lane.leased.saturating_sub(1);
+            lane.pending.push_front(l.entry);
+            inner.mark_ready(&l.lane);
+        }
+        self.publish_depth(&inner);
+        drop(inner);
+        self.available.notify_one();
+        Ok(self.count(done))
+    }
+
+    async fn extend_lease(&self, leases: &[Lease], _by: Duration) -> Result<Completed, Error> {
+        // Memory leases do not expire; report which ones are still held.
+        let inner = self.lock();
+        let mut done = Completed::default();
+        for lease in leases {
+            let held = usize::try_from(lease.id)
+                .ok()
+                .and_then(|id| inner.leases.get(id))
+                .is_some_and(|l| l.token == lease.token);
+            if held {
+                done.applied += 1;
+            } else {
+                done.stale += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.available.notify_waiters();
+        self.available.notify_one();
+        self.space.notify_waiters();
+    }
+
+    fn depth(&self) -> u64 {
+        self.depth.load(AtomicOrdering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Platform;
+
+    fn limits(capacity: usize, overflow: Overflow, ordering: Ordering) -> Limits {
+        Limits {
+            queue_capacity: capacity,
+            overflow,
+            ordering,
+            ..Limits::default()
+        }
+    }
+
+    fn ev(conv: &str, id: &str) -> Event {
+        Event::text(Platform::TEST, conv, id).with_id(id)
+    }
+
+    fn ids(d: &[Delivery]) -> Vec<String> {
+        d.iter().map(|d| d.event.id.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn ordered_lanes_hand_out_one_event_per_conversation() {
+        let q = MemoryQueue::new(&limits(100, Overflow::Reject, Ordering::PerConversation));
+        q.push_batch(vec![ev("a", "a1"), ev("a", "a2"), ev("b", "b1")])
+            .await
+            .unwrap();
+        let first = q.pull(10).await.unwrap();
+        assert_eq!(ids(&first), ["a1", "b1"]);
+        // a2 waits for a1
+        q.ack(&[first[1].lease]).await.unwrap();
+        assert_eq!(q.depth(), 1);
+        q.ack(&[first[0].lease]).await.unwrap();
+        let second = q.pull(10).await.unwrap();
+        assert_eq!(ids(&second), ["a2"]);
+        q.ack(&[second[0].lease]).await.unwrap();
+        assert_eq!(q.lanes(), 0, "idle lanes are evicted");
+        assert_eq!(q.leased(), 0);
+    }
+
+    #[tokio::test]
+    async fn unordered_hands_out_a_conversation_in_parallel() {
+        let q = MemoryQueue::new(&limits(100, Overflow::Reject, Ordering::Unordered));
+        q.push_batch(vec![ev("a", "a1"), ev("a", "a2"), ev("a", "a3")])
+            .await
+            .unwrap();
+        assert_eq!(ids(&q.pull(10).await.unwrap()), ["a1", "a2", "a3"]);
+    }
+
+    #[tokio::test]
+    async fn reject_refuses_the_whole_batch() {
+        let q = MemoryQueue::new(&limits(3, Overflow::Reject, Ordering::PerConversation));
+        q.push_batch(vec![ev("a", "1"), ev("a", "2")]).await.unwrap();
+        let e = q
+            .push_batch(vec![ev("b", "3"), ev("b", "4")])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::QueueFull);
+        assert_eq!(e.retry_after(), Some(FULL_RETRY_AFTER));
+        assert_eq!(q.depth(), 2, "nothing of the refused batch was added");
+        // The refused events were not remembered: the platform's redelivery is accepted.
+        let r = q.push_batch(vec![ev("b", "3")]).await.unwrap();
+        assert_eq!(r.accepted, 1);
+    }
+
+    #[tokio::test]
+    async fn drop_newest_and_drop_oldest_drop_the_expected_events() {
+        let q = MemoryQueue::new(&limits(2, Overflow::DropNewest, Ordering::Unordered));
+        let r = q
+            .push_batch(vec![ev("a", "1"), ev("b", "2"), ev("c", "3"), ev("d", "4")])
+            .await
+            .unwrap();
+        assert_eq!((r.accepted, r.dropped_newest), (2, 2));
+        assert_eq!(ids(&q.pull(10).await.unwrap()), ["1", "2"]);
+
+        let q = MemoryQueue::new(&limits(2, Overflow::DropOldest, Ordering::PerConversation));
+        let r = q
+            .push_batch(vec![ev("a", "1"), ev("a", "2"), ev("b", "3"), ev("c", "4")])
+            .await
+            .unwrap();
+        assert_eq!((r.accepted, r.evicted_oldest), (4, 2));
+        let mut got = ids(&q.pull(10).await.unwrap());
+        got.sort();
+        assert_eq!(got, ["3", "4"]);
+        assert_eq!(q.lanes(), 2, "the emptied lane of a was evicted");
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_skipped_and_counted() {
+        let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+        let r = q
+            .push_batch(vec![ev("a", "1"), ev("a", "1")])
+            .await
+            .unwrap();
+        assert_eq!((r.accepted, r.duplicates), (1, 1));
+        let r = q.push_batch(vec![ev("a", "1")]).await.unwrap();
+        assert_eq!((r.accepted, r.duplicates), (0, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nack_delays_the_event_and_blocks_its_conversation() {
+        let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+        q.push_batch(vec![ev("a", "1"), ev("a", "2"), ev("b", "3")])
+            .await
+            .unwrap();
+        let d = q.pull(10).await.unwrap();
+        assert_eq!(ids(&d), ["1", "3"]);
+        q.ack(&[d[1].lease]).await.unwrap();
+        q.nack(vec![Nack {
+            lease: d[0].lease,
+            delay: Duration::from_secs(5),
+            error: "boom".into(),
+        }])
+        .await
+        .unwrap();
+        let start = Instant::now();
+        let again = q.pull(10).await.unwrap();
+        assert_eq!(ids(&again), ["1"], "the retry comes before a2");
+        assert_eq!(again[0].attempt, 2);
+        assert!(start.elapsed() >= Duration::from_secs(5));
+        // Stale completion of the first lease is ignored and counted.
+        let c = q.ack(&[d[0].lease]).await.unwrap();
+        assert_eq!(c.stale, 1);
+        assert_eq!(q.stale_completions(), 1);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_bounded_and_redrivable() {
+        let l = Limits {
+            dead_letter_capacity: 1,
+            ..limits(10, Overflow::Reject, Ordering::PerConversation)
+        };
+        let q = MemoryQueue::new(&l);
+        q.push_batch(vec![ev("a", "1"), ev("b", "2")]).await.unwrap();
+        let d = q.pull(10).await.unwrap();
+        q.dead(
+            d.iter()
+                .map(|d| Dead {
+                    lease: d.lease,
+                    error: "x".into(),
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(q.dead_letters().len(), 1);
+        assert_eq!(q.dead_letters_evicted(), 1);
+        assert_eq!(q.redrive(10), 1);
+        assert_eq!(q.pull(10).await.unwrap()[0].attempt, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_blocks_the_producer_until_room() {
+        let q = std::sync::Arc::new(MemoryQueue::new(&limits(
+            1,
+            Overflow::Wait,
+            Ordering::Unordered,
+        )));
+        q.push_batch(vec![ev("a", "1")]).await.unwrap();
+        let q2 = q.clone();
+        let mut producer =
+            tokio::spawn(async move { q2.push_batch(vec![ev("a", "2")]).await.unwrap() });
+        // The producer cannot finish while the buffer is full.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut producer)
+                .await
+                .is_err()
+        );
+        let d = q.pull(1).await.unwrap();
+        assert_eq!(ids(&d), ["1"]);
+        let r = producer.await.unwrap();
+        assert_eq!(r.accepted, 1);
+        assert_eq!(ids(&q.pull(1).await.unwrap()), ["2"]);
+    }
+
+    #[tokio::test]
+    async fn release_returns_events_without_counting_an_attempt() {
+        let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+        q.push_batch(vec![ev("a", "1")]).await.unwrap();
+        let d = q.pull(1).await.unwrap();
+        q.release(&[d[0].lease]).await.unwrap();
+        let d = q.pull(1).await.unwrap();
+        assert_eq!(d[0].attempt, 1);
+    }
+
+    #[tokio::test]
+    async fn close_wakes_pullers_and_refuses_pushes() {
+        let q = std::sync::Arc::new(MemoryQueue::new(&Limits::default()));
+        let q2 = q.clone();
+        let puller = tokio::spawn(async move { q2.pull(5).await.unwrap() });
+        tokio::task::yield_now().await;
+        q.close();
+        assert!(puller.await.unwrap().is_empty());
+        let e = q.push_batch(vec![ev("a", "1")]).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::QueueClosed);
+    }
+}

@@ -1,0 +1,167 @@
+//! Queues: where accepted events wait until the supervisor has a free slot.
+//!
+//! The [`Queue`] trait is shaped for both the in-memory default ([`MemoryQueue`]) and a durable
+//! PostgreSQL backend shared by many processes: batched pushes with deduplication, demand-driven
+//! pulls that hand out leases, batched acknowledgements fenced by lease tokens, delayed retries and
+//! dead letters. Per-conversation ordering is enforced by the pull (a conversation with an event
+//! leased or waiting for its retry hands out nothing else), which is what lets a shared backend keep
+//! the order across processes.
+
+mod dedup;
+mod memory;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::event::{Event, Timestamp};
+
+pub use memory::MemoryQueue;
+
+/// A claim on one delivered event. Completions carry it so that a stale holder cannot complete
+/// someone else's claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The backend's id of the queued event.
+    pub id: u64,
+    /// A token unique to this claim.
+    pub token: u64,
+}
+
+/// An event handed out by [`Queue::pull`].
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The claim to complete.
+    pub lease: Lease,
+    /// The event.
+    pub event: Event,
+    /// Which attempt this delivery is, starting at 1.
+    pub attempt: u32,
+}
+
+/// What a push did with each event of the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushReport {
+    /// Events now in the queue.
+    pub accepted: usize,
+    /// Events skipped because their (platform, id) was seen before.
+    pub duplicates: usize,
+    /// Events of this batch dropped because the buffer was full ([`crate::Overflow::DropNewest`]).
+    pub dropped_newest: usize,
+    /// Older waiting events evicted to make room ([`crate::Overflow::DropOldest`]).
+    pub evicted_oldest: usize,
+}
+
+/// A failed attempt to retry later.
+#[derive(Debug, Clone)]
+pub struct Nack {
+    /// The claim.
+    pub lease: Lease,
+    /// How long to wait before the next attempt.
+    pub delay: Duration,
+    /// Why the attempt failed (kept for inspection).
+    pub error: String,
+}
+
+/// An event to give up on.
+#[derive(Debug, Clone)]
+pub struct Dead {
+    /// The claim.
+    pub lease: Lease,
+    /// Why the last attempt failed.
+    pub error: String,
+}
+
+/// An event that failed every attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The event.
+    pub event: Event,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// When it was given up on.
+    pub failed_at: Timestamp,
+}
+
+/// What happened to completions handed to [`Queue::ack`], [`Queue::nack`], [`Queue::dead`] or
+/// [`Queue::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Completed {
+    /// Completions applied.
+    pub applied: usize,
+    /// Completions ignored because the lease had expired or belonged to another claim.
+    pub stale: usize,
+}
+
+/// A queue backend.
+///
+/// All methods are safe to call from many tasks. `pull` is cancel-safe: if its future is dropped
+/// before it returns, no event is lost or leased.
+#[async_trait]
+pub trait Queue: Send + Sync + fmt::Debug + 'static {
+    /// Adds a batch of events, skipping those already seen, applying the overflow policy.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::QueueFull`] (with a retry hint) when the policy is to reject and the batch
+    /// does not fit: nothing of the batch is added. [`crate::ErrorKind::QueueClosed`] after
+    /// [`Queue::close`].
+    async fn push_batch(&self, events: Vec<Event>) -> Result<PushReport, Error>;
+
+    /// Waits until at least one event is available and leases up to `max` of them.
+    ///
+    /// Returns an empty batch once the queue is closed.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the backend fails.
+    async fn pull(&self, max: usize) -> Result<Vec<Delivery>, Error>;
+
+    /// Completes leases successfully: their events are done.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the backend fails; stale leases are counted, not errors.
+    async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error>;
+
+    /// Fails leases: each event becomes available again after its delay. With per-conversation
+    /// ordering its conversation waits too.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the backend fails.
+    async fn nack(&self, nacks: Vec<Nack>) -> Result<Completed, Error>;
+
+    /// Moves leased events to the dead letters. Returns the dead letters made (stale leases are
+    /// left out).
+    ///
+    /// # Errors
+    ///
+    /// Fails when the backend fails.
+    async fn dead(&self, dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error>;
+
+    /// Returns leased events that were not run (shutdown, prefetch) without counting an attempt.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the backend fails.
+    async fn release(&self, leases: &[Lease]) -> Result<Completed, Error>;
+
+    /// Keeps leases alive for `by` more while long handlers run.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the backend fails.
+    async fn extend_lease(&self, leases: &[Lease], by: Duration) -> Result<Completed, Error>;
+
+    /// Stops accepting pushes and wakes every waiting `pull` and `push_batch`.
+    fn close(&self);
+
+    /// Events waiting (not leased), as last known; used for the `bot.queue.depth` gauge.
+    fn depth(&self) -> u64;
+}

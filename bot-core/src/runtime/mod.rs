@@ -1,0 +1,282 @@
+//! The supervisor: pulls events as it has free slots, runs handlers, retries, dead-letters, drains.
+//!
+//! One dispatcher task owns all the bookkeeping, so the hot path has no shared locks besides the
+//! queue's: it pulls at most `max_in_flight - running` events (demand-driven, as GenStage does),
+//! spawns one task per event, and collects each task's outcome from a channel whose capacity is
+//! `max_in_flight`, so it can never grow. Completions are batched into one queue call per kind.
+
+mod task;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Shared;
+use crate::handler::BoxHandler;
+use crate::limits::Limits;
+use crate::queue::{Dead, DeadLetter, Lease, Nack, Queue};
+use crate::telemetry::{Metrics, Outcome};
+
+use task::{Completion, TaskFailure};
+
+/// A function called with every dead letter, for alerting or parking it elsewhere.
+pub type DeadLetterHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
+
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Handlers that finished (any outcome) between the shutdown signal and the end of the drain.
+    pub drained: u64,
+    /// Handlers still running at `shutdown_timeout`, cancelled and returned to the queue.
+    pub cancelled: u64,
+    /// Events still waiting in the queue, not run. With the memory queue they are lost when the
+    /// process ends; with a durable queue another process or the next start runs them.
+    pub not_started: u64,
+    /// How long the drain took.
+    pub drain_time: Duration,
+}
+
+impl ShutdownReport {
+    /// Events accepted but not run to completion by this process.
+    pub fn not_run(&self) -> u64 {
+        self.cancelled + self.not_started
+    }
+}
+
+pub(crate) struct Supervisor {
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) handler: BoxHandler,
+    pub(crate) limits: Limits,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) metrics: Metrics,
+    pub(crate) dead_letter_hook: Option<DeadLetterHook>,
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Completions waiting to be sent to the queue in one call each.
+#[derive(Default)]
+struct Pending {
+    acks: Vec<Lease>,
+    nacks: Vec<Nack>,
+    dead: Vec<Dead>,
+    release: Vec<Lease>,
+}
+
+impl Supervisor {
+    /// Runs until `stop` fires, then drains. Returns what the drain did.
+    pub(crate) async fn run(self, stop: CancellationToken) -> ShutdownReport {
+        let max = self.limits.max_in_flight;
+        let (tx, mut rx) = mpsc::channel::<Completion>(max);
+        let hard_stop = CancellationToken::new();
+        let env = Arc::new(task::TaskEnv {
+            shared: self.shared.clone(),
+            handler: self.handler.clone(),
+            default_timeout: self.limits.handler_timeout,
+            hard_stop: hard_stop.clone(),
+            metrics: self.metrics.clone(),
+            completions: tx,
+        });
+        let mut running = 0usize;
+        let mut pending = Pending::default();
+        let mut buf = Vec::with_capacity(64);
+
+        loop {
+            while let Ok(c) = rx.try_recv() {
+                running -= 1;
+                self.complete(c, &mut pending);
+            }
+            self.flush(&mut pending).await;
+            let free = max - running;
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                pulled = self.queue.pull(free), if free > 0 => match pulled {
+                    Ok(batch) => {
+                        for delivery in batch {
+                            running += 1;
+                            task::spawn(&env, delivery);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "queue pull failed; retrying in 1 s");
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                },
+                n = rx.recv_many(&mut buf, max) => {
+                    running -= n;
+                    for c in buf.drain(..) {
+                        self.complete(c, &mut pending);
+                    }
+                }
+            }
+        }
+
+        // Drain: nothing new starts; running handlers get until the deadline.
+        let started = Instant::now();
+        let deadline = started + self.limits.shutdown_timeout;
+        let mut drained = 0u64;
+        tracing::info!(running, "shutting down: draining in-flight handlers");
+        while running > 0 {
+            tokio::select! {
+                n = rx.recv_many(&mut buf, max) => {
+                    running -= n;
+                    drained += n as u64;
+                    for c in buf.drain(..) {
+                        self.complete(c, &mut pending);
+                    }
+                    self.flush(&mut pending).await;
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let mut cancelled = 0u64;
+        if running > 0 {
+            tracing::warn!(
+                running,
+                "shutdown_timeout reached: cancelling the remaining handlers"
+            );
+            hard_stop.cancel();
+            while running > 0 {
+                let n = rx.recv_many(&mut buf, max).await;
+                if n == 0 {
+                    break;
+                }
+                running -= n;
+                for c in buf.drain(..) {
+                    if c.failure == Some(TaskFailure::Cancelled) {
+                        cancelled += 1;
+                        pending.release.push(c.lease);
+                    } else {
+                        drained += 1;
+                        self.complete(c, &mut pending);
+                    }
+                }
+            }
+        }
+        self.flush(&mut pending).await;
+        self.queue.close();
+        let report = ShutdownReport {
+            drained,
+            cancelled,
+            not_started: self.queue.depth(),
+            drain_time: started.elapsed(),
+        };
+        tracing::info!(?report, "supervisor stopped");
+        report
+    }
+
+    /// Decides what a finished attempt means for its event.
+    fn complete(&self, c: Completion, pending: &mut Pending) {
+        let Some(failure) = c.failure else {
+            pending.acks.push(c.lease);
+            return;
+        };
+        let error = failure.describe(c.error.as_deref());
+        if failure == TaskFailure::Cancelled {
+            pending.release.push(c.lease);
+            return;
+        }
+        let retry = &self.limits.retry;
+        if c.retryable && c.attempt < retry.max_attempts {
+            let delay = retry.backoff(c.attempt);
+            tracing::warn!(
+                attempt = c.attempt,
+                retry_in = ?delay,
+                %error,
+                "handler attempt failed; retrying"
+            );
+            pending.nacks.push(Nack {
+                lease: c.lease,
+                delay,
+                error,
+            });
+        } else {
+            tracing::error!(attempt = c.attempt, %error, "handler failed for good; dead-lettering");
+            pending.dead.push(Dead {
+                lease: c.lease,
+                error,
+            });
+        }
+    }
+
+    async fn flush(&self, pending: &mut Pending) {
+        if !pending.acks.is_empty() {
+            if let Err(e) = self.queue.ack(&pending.acks).await {
+                tracing::error!(error = %e, count = pending.acks.len(), "ack failed");
+            }
+            pending.acks.clear();
+        }
+        if !pending.nacks.is_empty() {
+            let n = pending.nacks.len();
+            match self.queue.nack(std::mem::take(&mut pending.nacks)).await {
+                Ok(done) => self.metrics.retried(done.applied),
+                Err(e) => tracing::error!(error = %e, count = n, "nack failed"),
+            }
+        }
+        if !pending.dead.is_empty() {
+            let n = pending.dead.len();
+            match self.queue.dead(std::mem::take(&mut pending.dead)).await {
+                Ok(letters) => {
+                    self.metrics.dead(letters.len());
+                    if let Some(hook) = &self.dead_letter_hook {
+                        for letter in &letters {
+                            let hook = hook.clone();
+                            // A panicking hook must not take the dispatcher down.
+                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                hook(letter)
+                            }))
+                            .is_err()
+                            {
+                                tracing::error!("dead letter hook panicked");
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, count = n, "dead-lettering failed"),
+            }
+        }
+        if !pending.release.is_empty() {
+            if let Err(e) = self.queue.release(&pending.release).await {
+                tracing::error!(error = %e, "release failed");
+            }
+            pending.release.clear();
+        }
+    }
+}
+
+impl TaskFailure {
+    fn describe(self, error: Option<&str>) -> String {
+        match (self, error) {
+            (_, Some(e)) => e.to_owned(),
+            (TaskFailure::Timeout, None) => "handler timed out".to_owned(),
+            (TaskFailure::Cancelled, None) => "cancelled at shutdown".to_owned(),
+            (TaskFailure::Panic, None) => "handler panicked".to_owned(),
+            (TaskFailure::Error, None) => "handler failed".to_owned(),
+        }
+    }
+}
+
+impl From<TaskFailure> for Outcome {
+    fn from(f: TaskFailure) -> Self {
+        match f {
+            TaskFailure::Error => Outcome::Error,
+            TaskFailure::Panic => Outcome::Panic,
+            TaskFailure::Timeout => Outcome::Timeout,
+            TaskFailure::Cancelled => Outcome::Cancelled,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! One handler attempt in its own task: time-out, panic isolation, cancellation, metrics.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::context::{Context, Shared};
+use crate::handler::{BoxHandler, Handler as _, is_retryable};
+use crate::queue::{Delivery, Lease};
+use crate::telemetry::{Metrics, Outcome};
+
+/// Why an attempt did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskFailure {
+    Error,
+    Panic,
+    Timeout,
+    Cancelled,
+}
+
+/// What a task reports back to the dispatcher.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub(crate) lease: Lease,
+    pub(crate) attempt: u32,
+    pub(crate) failure: Option<TaskFailure>,
+    pub(crate) retryable: bool,
+    pub(crate) error: Option<String>,
+}
+
+/// What every task of one supervisor shares.
+pub(crate) struct TaskEnv {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) handler: BoxHandler,
+    pub(crate) default_timeout: Duration,
+    pub(crate) hard_stop: CancellationToken,
+    pub(crate) metrics: Metrics,
+    pub(crate) completions: mpsc::Sender<Completion>,
+}
+
+/// Spawns the attempt. The dispatcher bounds how many run, so this spawn is bounded too.
+pub(crate) fn spawn(env: &Arc<TaskEnv>, delivery: Delivery) {
+    let env = env.clone();
+    let span = tracing::info_span!(
+        "bot.event",
+        messaging.system = %delivery.event.platform,
+        messaging.message.id = %delivery.event.id,
+        messaging.message.conversation_id = %delivery.event.conversation,
+        bot.event.kind = delivery.event.kind.name(),
+        bot.attempt = delivery.attempt,
+        otel.kind = "consumer",
+    );
+    #[allow(clippy::disallowed_methods)] // bounded by max_in_flight
+    tokio::spawn(run(env, delivery).instrument(span));
+}
+
+async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
+    let Delivery {
+        lease,
+        event,
+        attempt,
+    } = delivery;
+    env.metrics.inflight(1);
+    let cancel = CancellationToken::new();
+    let cx = Context::new(env.shared.clone(), &event, attempt, cancel.clone());
+    let timeout = env.handler.timeout(&event).unwrap_or(env.default_timeout);
+    let started = Instant::now();
+    let call = AssertUnwindSafe(env.handler.call(cx, event)).catch_unwind();
+    let result = tokio::select! {
+        biased;
+        r = call => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err((TaskFailure::Error, is_retryable(&e), Some(error_chain(&*e)))),
+            Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)))),
+        },
+        () = tokio::time::sleep(timeout) => {
+            cancel.cancel();
+            Err((TaskFailure::Timeout, true, Some(format!("handler timed out after {timeout:?}"))))
+        }
+        () = env.hard_stop.cancelled() => {
+            cancel.cancel();
+            Err((TaskFailure::Cancelled, true, None))
+        }
+    };
+    let elapsed = started.elapsed();
+    env.metrics.inflight(-1);
+    let completion = match result {
+        Ok(()) => {
+            env.metrics.processed(Outcome::Ok, elapsed);
+            Completion {
+                lease,
+                attempt,
+                failure: None,
+                retryable: false,
+                error: None,
+            }
+        }
+        Err((failure, retryable, error)) => {
+            env.metrics.processed(failure.into(), elapsed);
+            if failure == TaskFailure::Panic {
+                tracing::error!(panic = error.as_deref().unwrap_or(""), "handler panicked");
+            }
+            Completion {
+                lease,
+                attempt,
+                failure: Some(failure),
+                retryable,
+                error,
+            }
+        }
+    };
+    // The channel holds max_in_flight completions, one per running task: this never waits long,
+    // and it only fails when the supervisor is gone, when nobody needs the answer.
+    let _ = env.completions.send(completion).await;
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    format!("handler panicked: {msg}")
+}

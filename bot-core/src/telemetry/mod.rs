@@ -1,0 +1,169 @@
+//! Telemetry: OpenTelemetry metrics with a Prometheus text endpoint and OTLP export.
+//!
+//! Every bot owns a meter provider of its own (not the global one), so that several bots in one
+//! process, and tests running in parallel, never mix their figures. The names follow DESIGN.md
+//! section 7; Prometheus renders `bot.events.received` as `bot_events_received_total`.
+
+mod metrics;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use crate::error::{Error, ErrorKind};
+use crate::event::Platform;
+use crate::queue::Queue;
+
+pub use metrics::{DropReason, Outcome};
+pub(crate) use metrics::Metrics;
+
+/// The environment variable that turns on OTLP export.
+pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// A bot's telemetry: its meter, its Prometheus registry and the instruments adapters record into.
+///
+/// Cloning is cheap. Adapters get it from [`crate::Ingress::telemetry`].
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: SdkMeterProvider,
+    meter: Meter,
+    metrics: Metrics,
+    #[cfg(feature = "prometheus")]
+    registry: prometheus::Registry,
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// Sets up the meter provider with a Prometheus reader and, when [`OTLP_ENDPOINT_ENV`] is set,
+    /// an OTLP/HTTP periodic exporter.
+    pub(crate) fn new(queue: Arc<dyn Queue>) -> Result<Self, Error> {
+        let builder = SdkMeterProvider::builder();
+        #[cfg(feature = "prometheus")]
+        let registry = prometheus::Registry::new();
+        #[cfg(feature = "prometheus")]
+        let builder = {
+            let exporter = opentelemetry_prometheus::exporter()
+                .with_registry(registry.clone())
+                .without_target_info()
+                .scope_info_enabled(false)
+                .build()
+                .map_err(|e| {
+                    Error::new(ErrorKind::Config, "cannot set up the prometheus exporter")
+                        .with_source(e.to_string())
+                })?;
+            builder.with_reader(exporter)
+        };
+        #[cfg(feature = "otlp")]
+        let builder = match std::env::var(OTLP_ENDPOINT_ENV) {
+            Ok(endpoint) if !endpoint.trim().is_empty() => {
+                let exporter = opentelemetry_otlp::MetricExporter::builder()
+                    .with_http()
+                    .build()
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Config, "cannot set up the otlp metric exporter")
+                            .with_source(e.to_string())
+                    })?;
+                builder.with_reader(
+                    opentelemetry_sdk::metrics::PeriodicReader::builder(exporter).build(),
+                )
+            }
+            _ => builder,
+        };
+        let provider = builder.build();
+        let meter = provider.meter("bot-core");
+        let metrics = Metrics::new(&meter, queue);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                provider,
+                meter,
+                metrics,
+                #[cfg(feature = "prometheus")]
+                registry,
+            }),
+        })
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The meter, for instruments of your own.
+    pub fn meter(&self) -> &Meter {
+        &self.inner.meter
+    }
+
+    /// The current figures in the Prometheus text exposition format.
+    #[cfg(feature = "prometheus")]
+    pub fn render_prometheus(&self) -> String {
+        use prometheus::Encoder as _;
+        let families = self.inner.registry.gather();
+        let mut out = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&families, &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Counts one platform API request with its HTTP status (or `error` for a transport failure).
+    pub fn outbound_request(&self, platform: &Platform, status: &str) {
+        self.inner.metrics.outbound_requests.add(
+            1,
+            &[
+                KeyValue::new("platform", platform.as_str().to_owned()),
+                KeyValue::new("status", status.to_owned()),
+            ],
+        );
+    }
+
+    /// Records how long an outbound call waited for its rate limiter.
+    pub fn outbound_ratelimit_wait(&self, platform: &Platform, waited: Duration) {
+        self.inner.metrics.outbound_ratelimit_wait.record(
+            waited.as_secs_f64(),
+            &[KeyValue::new("platform", platform.as_str().to_owned())],
+        );
+    }
+
+    /// Records how long a task waited for a database connection.
+    pub fn db_pool_wait(&self, waited: Duration) {
+        self.inner
+            .metrics
+            .db_pool_wait
+            .record(waited.as_secs_f64(), &[]);
+    }
+
+    /// Counts a gateway reconnection.
+    pub fn gateway_reconnect(&self, platform: &Platform, reason: &str) {
+        self.inner.metrics.gateway_reconnects.add(
+            1,
+            &[
+                KeyValue::new("platform", platform.as_str().to_owned()),
+                KeyValue::new("reason", reason.to_owned()),
+            ],
+        );
+    }
+
+    /// Counts a webhook request refused before its events reached the queue.
+    pub fn webhook_rejected(&self, platform: &Platform, reason: &'static str) {
+        self.inner.metrics.rejected(platform, reason);
+    }
+
+    /// Flushes and stops exporters.
+    pub(crate) fn shutdown(&self) {
+        if let Err(e) = self.inner.provider.shutdown() {
+            tracing::debug!(error = %e, "meter provider shutdown");
+        }
+    }
+}
