@@ -1,1 +1,2 @@
+//! Placeholder replaced by the console echo example.
 fn main() {}
