@@ -171,7 +171,7 @@ impl Bot {
                         tracing::warn!("an adapter task did not stop in time");
                     }
                 }
-                self.inner.telemetry.shutdown();
+                self.inner.telemetry.flush();
                 report
             })
             .await

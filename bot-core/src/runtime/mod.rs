@@ -172,7 +172,8 @@ impl Supervisor {
         let report = ShutdownReport {
             drained,
             cancelled,
-            not_started: self.queue.depth(),
+            // Cancelled events went back to the queue; count them once.
+            not_started: self.queue.depth().saturating_sub(cancelled),
             drain_time: started.elapsed(),
         };
         tracing::info!(?report, "supervisor stopped");

@@ -160,10 +160,11 @@ impl Telemetry {
         self.inner.metrics.rejected(platform, reason);
     }
 
-    /// Flushes and stops exporters.
-    pub(crate) fn shutdown(&self) {
-        if let Err(e) = self.inner.provider.shutdown() {
-            tracing::debug!(error = %e, "meter provider shutdown");
+    /// Pushes the current figures to push exporters (OTLP). The provider itself stops when the
+    /// last clone is dropped, so `/metrics` keeps answering after a shutdown.
+    pub(crate) fn flush(&self) {
+        if let Err(e) = self.inner.provider.force_flush() {
+            tracing::debug!(error = %e, "meter provider flush");
         }
     }
 }

@@ -1,0 +1,667 @@
+//! Acceptance tests of the supervisor: bounds, ordering, failures, overflow, dedup, shutdown.
+#![allow(clippy::disallowed_methods)] // tests spawn producers directly
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bot_core::handler::Permanent;
+use bot_core::queue::DeadLetter;
+use bot_core::{
+    Bot, Context, Error, ErrorKind, Event, HandlerExt, Limits, Ordering, Overflow, Platform,
+    RetryPolicy,
+};
+use tokio::sync::{Notify, Semaphore};
+
+/// Counts handled events and wakes the test when `target` is reached.
+#[derive(Default)]
+struct Done {
+    count: AtomicUsize,
+    notify: Notify,
+}
+
+impl Done {
+    fn add(&self) {
+        self.count.fetch_add(1, AtomicOrdering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn wait(&self, target: usize) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(AtomicOrdering::SeqCst) >= target {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Tracks concurrency: the current and the highest number of handlers inside a section.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl Gauge {
+    fn enter(&self) {
+        let n = self.now.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+        self.max.fetch_max(n, AtomicOrdering::SeqCst);
+    }
+
+    fn exit(&self) {
+        self.now.fetch_sub(1, AtomicOrdering::SeqCst);
+    }
+}
+
+fn event(conversation: &str, id: String) -> Event {
+    Event::text(Platform::TEST, conversation, id.clone()).with_id(id)
+}
+
+async fn submit(bot: &Bot, events: Vec<Event>) {
+    for chunk in events.chunks(500) {
+        bot.ingress().submit(chunk.to_vec()).await.unwrap();
+    }
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == name_and_labels).then(|| value.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("metric {name_and_labels} not found in:\n{text}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_never_exceeds_max_and_every_event_runs_once() {
+    let gauge = Arc::new(Gauge::default());
+    let done = Arc::new(Done::default());
+    let seen = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let (g, d, s) = (gauge.clone(), done.clone(), seen.clone());
+    let bot = Bot::builder()
+        .limits(Limits {
+            max_in_flight: 100,
+            queue_capacity: 20_000,
+            ordering: Ordering::Unordered,
+            ..Limits::default()
+        })
+        .handler(move |_cx: Context, e: Event| {
+            let (g, d, s) = (g.clone(), d.clone(), s.clone());
+            async move {
+                g.enter();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                g.exit();
+                *s.lock().unwrap().entry(e.id.to_string()).or_default() += 1;
+                d.add();
+                Ok::<_, Error>(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    let events: Vec<Event> = (0..10_000)
+        .map(|i| event(&format!("c{}", i % 997), format!("e{i}")))
+        .collect();
+    submit(&bot, events).await;
+    done.wait(10_000).await;
+    let report = bot.shutdown().await;
+    let max = gauge.max.load(AtomicOrdering::SeqCst);
+    assert!(max <= 100, "observed {max} handlers at once, limit 100");
+    assert_eq!(
+        max, 100,
+        "the limit was never reached: the runtime is not concurrent"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 10_000);
+    assert!(seen.values().all(|&n| n == 1), "an event ran twice");
+    assert_eq!(report.not_run(), 0);
+}
+
+/// 1,000 conversations x 20 events, interleaved across conversations.
+fn interleaved_load() -> Vec<Event> {
+    let mut events = Vec::with_capacity(20_000);
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut next = vec![0usize; 1000];
+    let mut open: Vec<usize> = (0..1000).collect();
+    while !open.is_empty() {
+        let i = rng.usize(..open.len());
+        let c = open[i];
+        events.push(event(&format!("conv{c}"), format!("conv{c}-{}", next[c])));
+        next[c] += 1;
+        if next[c] == 20 {
+            open.swap_remove(i);
+        }
+    }
+    events
+}
+
+struct OrderProbe {
+    active: Mutex<HashMap<String, usize>>,
+    max_per_conversation: AtomicUsize,
+    order: Mutex<HashMap<String, Vec<usize>>>,
+    done: Done,
+}
+
+async fn run_interleaved(ordering: Ordering) -> Arc<OrderProbe> {
+    let probe = Arc::new(OrderProbe {
+        active: Mutex::new(HashMap::new()),
+        max_per_conversation: AtomicUsize::new(0),
+        order: Mutex::new(HashMap::new()),
+        done: Done::default(),
+    });
+    let p = probe.clone();
+    let bot = Bot::builder()
+        .limits(Limits {
+            max_in_flight: 4096,
+            queue_capacity: 20_000,
+            ordering,
+            ..Limits::default()
+        })
+        .handler(move |cx: Context, e: Event| {
+            let p = p.clone();
+            async move {
+                let conv = cx.conversation().to_string();
+                let seq: usize = e.id.as_str().rsplit('-').next().unwrap().parse().unwrap();
+                {
+                    let mut active = p.active.lock().unwrap();
+                    let n = active.entry(conv.clone()).or_default();
+                    *n += 1;
+                    p.max_per_conversation.fetch_max(*n, AtomicOrdering::SeqCst);
+                    p.order
+                        .lock()
+                        .unwrap()
+                        .entry(conv.clone())
+                        .or_default()
+                        .push(seq);
+                }
+                // Vary the duration so that a broken lane would reorder events.
+                tokio::time::sleep(Duration::from_millis((seq as u64 * 7919) % 5 + 1)).await;
+                *p.active.lock().unwrap().get_mut(&conv).unwrap() -= 1;
+                p.done.add();
+                Ok::<_, Error>(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(&bot, interleaved_load()).await;
+    probe.done.wait(20_000).await;
+    bot.shutdown().await;
+    probe
+}
+
+#[tokio::test(start_paused = true)]
+async fn conversations_run_one_at_a_time_in_arrival_order() {
+    let probe = run_interleaved(Ordering::PerConversation).await;
+    assert_eq!(
+        probe.max_per_conversation.load(AtomicOrdering::SeqCst),
+        1,
+        "two handlers of one conversation overlapped"
+    );
+    let order = probe.order.lock().unwrap();
+    assert_eq!(order.len(), 1000);
+    let expected: Vec<usize> = (0..20).collect();
+    for (conv, seqs) in order.iter() {
+        assert_eq!(seqs, &expected, "{conv} ran out of order");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unordered_runs_a_conversation_concurrently() {
+    let probe = run_interleaved(Ordering::Unordered).await;
+    assert!(
+        probe.max_per_conversation.load(AtomicOrdering::SeqCst) > 1,
+        "unordered never ran two events of a conversation at once"
+    );
+    let order = probe.order.lock().unwrap();
+    assert_eq!(order.values().map(Vec::len).sum::<usize>(), 20_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn panics_are_retried_then_dead_lettered_and_counted() {
+    let done = Arc::new(Done::default());
+    let dead = Arc::new(Mutex::new(Vec::<DeadLetter>::new()));
+    let attempts = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let (d, a) = (done.clone(), attempts.clone());
+    let (d2, dl) = (done.clone(), dead.clone());
+    let bot = Bot::builder()
+        .limits(Limits {
+            max_in_flight: 16,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_secs(1),
+                multiplier: 2.0,
+                jitter: 0.0,
+            },
+            ..Limits::default()
+        })
+        .on_dead_letter(move |letter| {
+            dl.lock().unwrap().push(letter.clone());
+            d2.add();
+        })
+        .handler(move |cx: Context, e: Event| {
+            let (d, a) = (d.clone(), a.clone());
+            async move {
+                let n: usize = e.id.as_str()[1..].parse().unwrap();
+                *a.lock().unwrap().entry(e.id.to_string()).or_default() = cx.attempt();
+                if n % 10 == 0 {
+                    panic!("boom on {n}");
+                }
+                d.add();
+                Ok::<_, Error>(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(
+        &bot,
+        (0..100)
+            .map(|i| event(&format!("c{}", i % 7), format!("e{i}")))
+            .collect(),
+    )
+    .await;
+    done.wait(100).await;
+    let report = bot.shutdown().await;
+    assert_eq!(report.not_run(), 0);
+
+    let mut dead_ids: Vec<String> = dead
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| l.event.id.to_string())
+        .collect();
+    dead_ids.sort();
+    let mut expected: Vec<String> = (0..100).step_by(10).map(|i| format!("e{i}")).collect();
+    expected.sort();
+    assert_eq!(dead_ids, expected);
+    for letter in dead.lock().unwrap().iter() {
+        assert_eq!(letter.attempts, 3);
+        assert!(letter.error.contains("boom"), "{}", letter.error);
+    }
+    let attempts = attempts.lock().unwrap();
+    assert_eq!(attempts["e10"], 3);
+    assert_eq!(attempts["e11"], 1);
+
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(
+        metric(&text, "bot_events_processed_total{outcome=\"ok\"}"),
+        90.0
+    );
+    assert_eq!(
+        metric(&text, "bot_events_processed_total{outcome=\"panic\"}"),
+        30.0
+    );
+    assert_eq!(metric(&text, "bot_events_retried_total"), 20.0);
+    assert_eq!(metric(&text, "bot_events_dead_total"), 10.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_event_holds_its_conversation_until_retried() {
+    let order = Arc::new(Mutex::new(Vec::<(String, u32)>::new()));
+    let done = Arc::new(Done::default());
+    let (o, d) = (order.clone(), done.clone());
+    let bot = Bot::builder()
+        .limits(Limits {
+            retry: RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_secs(1),
+                jitter: 0.0,
+                ..RetryPolicy::default()
+            },
+            ..Limits::default()
+        })
+        .handler(move |cx: Context, e: Event| {
+            let (o, d) = (o.clone(), d.clone());
+            async move {
+                o.lock().unwrap().push((e.id.to_string(), cx.attempt()));
+                if e.id.as_str() == "a1" && cx.attempt() == 1 {
+                    return Err(Error::new(ErrorKind::Outbound, "platform down"));
+                }
+                d.add();
+                Ok(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(
+        &bot,
+        vec![
+            event("a", "a1".into()),
+            event("a", "a2".into()),
+            event("b", "b1".into()),
+        ],
+    )
+    .await;
+    done.wait(3).await;
+    bot.shutdown().await;
+    let order = order.lock().unwrap();
+    let a: Vec<_> = order.iter().filter(|(id, _)| id.starts_with('a')).collect();
+    assert_eq!(
+        a,
+        [
+            &("a1".to_string(), 1),
+            &("a1".to_string(), 2),
+            &("a2".to_string(), 1)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_fail_attempts_and_routes_can_set_their_own() {
+    let done = Arc::new(Done::default());
+    let dead = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (d, dl, d2) = (done.clone(), dead.clone(), done.clone());
+    let slow = move |_cx: Context, e: Event| {
+        let d = d.clone();
+        async move {
+            if e.id.as_str() == "slow" {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            } else {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            d.add();
+            Ok::<_, Error>(())
+        }
+    };
+    let bot = Bot::builder()
+        .limits(Limits {
+            handler_timeout: Duration::from_secs(1),
+            retry: RetryPolicy::none(),
+            ..Limits::default()
+        })
+        .on_dead_letter(move |l| {
+            dl.lock().unwrap().push(l.event.id.to_string());
+            d2.add();
+        })
+        .handler(slow.with_timeout(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    bot.start();
+    submit(
+        &bot,
+        vec![event("a", "slow".into()), event("b", "fine".into())],
+    )
+    .await;
+    done.wait(2).await;
+    bot.shutdown().await;
+    // The route's own 10 s time-out let "fine" (3 s) finish although the default is 1 s,
+    // and cut "slow" (60 s).
+    assert_eq!(*dead.lock().unwrap(), ["slow"]);
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(
+        metric(&text, "bot_events_processed_total{outcome=\"timeout\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "bot_events_processed_total{outcome=\"ok\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn permanent_errors_skip_retries() {
+    let dead = Arc::new(Done::default());
+    let d = dead.clone();
+    let bot = Bot::builder()
+        .on_dead_letter(move |_| d.add())
+        .handler(|_cx: Context, _e: Event| async move { Err::<(), _>(Permanent::new("bad input")) })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(&bot, vec![event("a", "x".into())]).await;
+    dead.wait(1).await;
+    bot.shutdown().await;
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(
+        metric(&text, "bot_events_processed_total{outcome=\"error\"}"),
+        1.0
+    );
+    assert_eq!(metric(&text, "bot_events_retried_total"), 0.0);
+}
+
+/// A handler that waits for permits, to keep events in the buffer.
+fn gated(
+    gate: Arc<Semaphore>,
+    handled: Arc<Mutex<Vec<String>>>,
+    done: Arc<Done>,
+) -> impl bot_core::Handler {
+    move |_cx: Context, e: Event| {
+        let (gate, handled, done) = (gate.clone(), handled.clone(), done.clone());
+        async move {
+            gate.acquire().await.unwrap().forget();
+            handled.lock().unwrap().push(e.id.to_string());
+            done.add();
+            Ok::<_, Error>(())
+        }
+    }
+}
+
+async fn overflow_bot(
+    overflow: Overflow,
+) -> (Bot, Arc<Semaphore>, Arc<Mutex<Vec<String>>>, Arc<Done>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(Done::default());
+    let bot = Bot::builder()
+        .limits(Limits {
+            max_in_flight: 1,
+            queue_capacity: 2,
+            overflow,
+            ordering: Ordering::Unordered,
+            ..Limits::default()
+        })
+        .handler(gated(gate.clone(), handled.clone(), done.clone()))
+        .build()
+        .unwrap();
+    bot.start();
+    // e0 is taken by the single slot; the buffer (2) is then empty.
+    bot.ingress()
+        .submit(vec![event("a", "e0".into())])
+        .await
+        .unwrap();
+    while bot.queue().depth() > 0 {
+        tokio::task::yield_now().await;
+    }
+    (bot, gate, handled, done)
+}
+
+#[tokio::test]
+async fn overflow_reject_refuses_without_enqueuing() {
+    let (bot, gate, handled, done) = overflow_bot(Overflow::Reject).await;
+    bot.ingress()
+        .submit(vec![event("a", "e1".into()), event("a", "e2".into())])
+        .await
+        .unwrap();
+    let err = bot
+        .ingress()
+        .submit(vec![event("a", "e3".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QueueFull);
+    assert!(err.retry_after().is_some());
+    assert_eq!(bot.queue().depth(), 2);
+    gate.add_permits(10);
+    done.wait(3).await;
+    bot.shutdown().await;
+    assert_eq!(*handled.lock().unwrap(), ["e0", "e1", "e2"]);
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(
+        metric(
+            &text,
+            "bot_webhook_rejected_total{platform=\"test\",reason=\"queue_full\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn overflow_drop_newest_and_drop_oldest_drop_the_expected_events() {
+    let (bot, gate, handled, done) = overflow_bot(Overflow::DropNewest).await;
+    let r = bot
+        .ingress()
+        .submit((1..=5).map(|i| event("a", format!("e{i}"))).collect())
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.dropped_newest), (2, 3));
+    gate.add_permits(10);
+    done.wait(3).await;
+    bot.shutdown().await;
+    assert_eq!(*handled.lock().unwrap(), ["e0", "e1", "e2"]);
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(
+        metric(
+            &text,
+            "bot_events_dropped_total{reason=\"overflow_newest\"}"
+        ),
+        3.0
+    );
+
+    let (bot, gate, handled, done) = overflow_bot(Overflow::DropOldest).await;
+    let r = bot
+        .ingress()
+        .submit((1..=5).map(|i| event("a", format!("e{i}"))).collect())
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.evicted_oldest), (5, 3));
+    gate.add_permits(10);
+    done.wait(3).await;
+    bot.shutdown().await;
+    assert_eq!(*handled.lock().unwrap(), ["e0", "e4", "e5"]);
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(
+        metric(
+            &text,
+            "bot_events_dropped_total{reason=\"overflow_oldest\"}"
+        ),
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn overflow_wait_blocks_the_producer() {
+    let (bot, gate, handled, done) = overflow_bot(Overflow::Wait).await;
+    let ingress = bot.ingress();
+    let producer = tokio::spawn(async move {
+        ingress
+            .submit((1..=4).map(|i| event("a", format!("e{i}"))).collect())
+            .await
+            .unwrap()
+    });
+    // The producer stays blocked until handlers free room in the buffer.
+    while bot.queue().depth() < 2 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!producer.is_finished(), "the producer was not blocked");
+    gate.add_permits(10);
+    let report = producer.await.unwrap();
+    assert_eq!(report.accepted, 4);
+    done.wait(5).await;
+    bot.shutdown().await;
+    assert_eq!(*handled.lock().unwrap(), ["e0", "e1", "e2", "e3", "e4"]);
+}
+
+#[tokio::test]
+async fn redelivered_events_are_skipped_and_counted() {
+    let done = Arc::new(Done::default());
+    let d = done.clone();
+    let bot = Bot::builder()
+        .handler(move |_cx: Context, _e: Event| {
+            let d = d.clone();
+            async move {
+                d.add();
+                Ok::<_, Error>(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    let first = event("a", "evt-1".into());
+    let mut again = first.clone();
+    again.redelivered = true;
+    let r1 = bot.ingress().submit(vec![first]).await.unwrap();
+    done.wait(1).await;
+    let r2 = bot.ingress().submit(vec![again]).await.unwrap();
+    assert_eq!((r1.accepted, r2.accepted, r2.duplicates), (1, 0, 1));
+    bot.shutdown().await;
+    assert_eq!(done.count.load(AtomicOrdering::SeqCst), 1);
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(
+        metric(&text, "bot_events_dropped_total{reason=\"duplicate\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "bot_events_received_total{platform=\"test\"}"),
+        2.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_then_cancels_and_reports() {
+    let started = Arc::new(Done::default());
+    let s = started.clone();
+    let bot = Bot::builder()
+        .limits(Limits {
+            max_in_flight: 2,
+            shutdown_timeout: Duration::from_secs(5),
+            ..Limits::default()
+        })
+        .handler(move |cx: Context, e: Event| {
+            let s = s.clone();
+            async move {
+                s.add();
+                let secs = if e.id.as_str() == "quick" { 1 } else { 3600 };
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(secs)) => {}
+                    () = cx.cancellation().cancelled() => return Err(Error::new(ErrorKind::Other, "cancelled")),
+                }
+                Ok(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(
+        &bot,
+        vec![
+            event("a", "quick".into()),
+            event("b", "stuck".into()),
+            event("c", "waiting-1".into()),
+            event("d", "waiting-2".into()),
+        ],
+    )
+    .await;
+    started.wait(2).await;
+    let before = tokio::time::Instant::now();
+    let report = bot.shutdown().await;
+    assert_eq!(
+        report.drained, 1,
+        "the quick handler finished during the drain"
+    );
+    assert_eq!(
+        report.cancelled, 1,
+        "the stuck handler was cancelled at the deadline"
+    );
+    assert_eq!(report.not_started, 2);
+    assert_eq!(report.not_run(), 3);
+    assert!(before.elapsed() >= Duration::from_secs(5));
+    assert!(before.elapsed() < Duration::from_secs(6));
+    // Once shut down, ingress refuses.
+    let err = bot
+        .ingress()
+        .submit(vec![event("e", "late".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QueueClosed);
+    assert_eq!(bot.shutdown().await, report, "shutdown is idempotent");
+}
