@@ -14,6 +14,7 @@
 
 pub mod adapter;
 mod bot;
+pub mod console;
 pub mod context;
 mod error;
 pub mod event;
@@ -21,10 +22,12 @@ pub mod handler;
 pub mod limits;
 pub mod outbound;
 pub mod queue;
+pub mod router;
 pub mod runtime;
 mod server;
 pub mod state;
 pub mod telemetry;
+pub mod testing;
 
 pub use adapter::{Adapter, Ingress};
 pub use bot::{Bot, BotBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT};
@@ -35,6 +38,7 @@ pub use handler::{Handler, HandlerExt};
 pub use limits::{Limits, Ordering, Overflow, RetryPolicy};
 pub use outbound::{OutgoingMessage, Outbound};
 pub use queue::{MemoryQueue, Queue};
+pub use router::Router;
 pub use runtime::ShutdownReport;
 pub use state::{MemoryStateStore, StateStore};
 pub use telemetry::Telemetry;

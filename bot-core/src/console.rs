@@ -1,0 +1,563 @@
+//! The `console` platform: talk to your bot on stdin and stdout during local development.
+//!
+//! Each non-empty line typed becomes a text message [`Event`] on [`Platform::CONSOLE`] in the
+//! conversation [`CONVERSATION`] from the user [`SENDER`]; replies print as `bot> ...` lines.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use bot_core::console::Console;
+//! use bot_core::{Bot, Context, Error, Event};
+//!
+//! async fn echo(cx: Context, event: Event) -> Result<(), Error> {
+//!     cx.reply(event.text_content().unwrap_or_default()).await
+//! }
+//!
+//! # async fn run() -> Result<(), Error> {
+//! let console = Console::new();
+//! let bot = Bot::builder().adapter(console.clone()).handler(echo).build()?;
+//! bot.start();
+//! // Until end of input (ctrl-d, or the end of a piped file).
+//! console.finished().cancelled().await;
+//! bot.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::io::{self, BufRead as _};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapter::{Adapter, Ingress};
+use crate::error::{Error, ErrorKind};
+use crate::event::{Event, Platform};
+use crate::outbound::{Outbound, OutgoingMessage, Target};
+
+/// The conversation every console line belongs to.
+pub const CONVERSATION: &str = "console";
+/// The sender of every console line.
+pub const SENDER: &str = "you";
+
+/// How long to wait before submitting again when the queue refused a line without saying when.
+const DEFAULT_SUBMIT_RETRY: Duration = Duration::from_secs(1);
+/// Lines read from stdin ahead of the queue; the reading thread waits when they are not taken.
+const STDIN_LINES_BUFFERED: usize = 16;
+
+type Reader = Box<dyn AsyncBufRead + Unpin + Send>;
+type Writer = Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Unpin + Send>>>;
+
+/// Where the console reads lines from.
+enum Input {
+    /// The process's stdin, read on a thread of its own.
+    Stdin,
+    /// Any reader, for tests and scripted sessions.
+    Reader(Reader),
+}
+
+/// The console adapter: reads lines as events and prints replies.
+///
+/// Cloning is cheap and every clone is the same console, so keep one to wait on
+/// [`Console::finished`] after handing another to [`crate::BotBuilder::adapter`]. A console serves
+/// one bot: its input can be read only once.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    input: Mutex<Option<Input>>,
+    outbound: Arc<ConsoleOutbound>,
+    finished: CancellationToken,
+}
+
+impl fmt::Debug for Console {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let input = match &*self.inner.input.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Input::Stdin) => "stdin",
+            Some(Input::Reader(_)) => "reader",
+            None => "taken",
+        };
+        f.debug_struct("Console")
+            .field("input", &input)
+            .field("finished", &self.inner.finished.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Console {
+    /// A console on the process's stdin and stdout.
+    ///
+    /// Stdin is read on a thread of its own, because a blocking read cannot be cancelled: when the
+    /// bot shuts down while waiting for a line, that thread is left blocked and ends with the
+    /// process.
+    pub fn new() -> Self {
+        Self::build(Input::Stdin, ConsoleOutbound::stdout())
+    }
+
+    /// A console reading lines from `reader` and printing replies to `writer`, for tests and
+    /// scripted sessions.
+    ///
+    /// ```
+    /// use bot_core::console::Console;
+    ///
+    /// let (output, _read_output) = tokio::io::duplex(4096);
+    /// let console = Console::with_io(&b"hello\nworld\n"[..], output);
+    /// # drop(console);
+    /// ```
+    pub fn with_io(
+        reader: impl AsyncBufRead + Unpin + Send + 'static,
+        writer: impl AsyncWrite + Unpin + Send + 'static,
+    ) -> Self {
+        Self::build(
+            Input::Reader(Box::new(reader)),
+            ConsoleOutbound::new(writer),
+        )
+    }
+
+    fn build(input: Input, outbound: ConsoleOutbound) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                input: Mutex::new(Some(input)),
+                outbound: Arc::new(outbound),
+                finished: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Cancelled when the console stops reading: at the end of input (every line before it has
+    /// been submitted), on a read error, or when the bot shuts down.
+    ///
+    /// Submitted is not handled: [`crate::Bot::shutdown`] drains running handlers but does not
+    /// start events still queued, so a bot that must answer every line of a long piped script
+    /// should let its handlers catch up before shutting down.
+    pub fn finished(&self) -> CancellationToken {
+        self.inner.finished.clone()
+    }
+}
+
+#[async_trait]
+impl Adapter for Console {
+    fn platform(&self) -> Platform {
+        Platform::CONSOLE
+    }
+
+    fn outbound(&self) -> Option<Arc<dyn Outbound>> {
+        Some(self.inner.outbound.clone())
+    }
+
+    async fn run(&self, ingress: Ingress, shutdown: CancellationToken) -> Result<(), Error> {
+        let input = self
+            .inner
+            .input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(input) = input else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "console: input is already read by another bot",
+            ));
+        };
+        let result = async {
+            let lines = match input {
+                Input::Stdin => Lines::stdin()?,
+                Input::Reader(reader) => Lines::Reader(reader.lines()),
+            };
+            read_lines(lines, &ingress, &shutdown).await
+        }
+        .await;
+        self.inner.finished.cancel();
+        result
+    }
+}
+
+/// A source of lines whose `next_line` is cancel-safe.
+enum Lines {
+    Reader(tokio::io::Lines<Reader>),
+    Stdin(mpsc::Receiver<io::Result<String>>),
+}
+
+impl Lines {
+    /// Starts the thread that reads stdin.
+    fn stdin() -> Result<Self, Error> {
+        let (tx, rx) = mpsc::channel(STDIN_LINES_BUFFERED);
+        // A plain thread, not a Tokio blocking task: a read of stdin cannot be cancelled, and a
+        // blocking task left waiting would keep the runtime from shutting down.
+        std::thread::Builder::new()
+            .name("console-stdin".to_owned())
+            .spawn(move || {
+                let stdin = io::stdin();
+                let mut stdin = stdin.lock();
+                loop {
+                    let mut line = String::new();
+                    let read = match stdin.read_line(&mut line) {
+                        Ok(0) => break,
+                        Ok(_) => {
+                            let end = line.trim_end_matches(['\n', '\r']).len();
+                            line.truncate(end);
+                            Ok(line)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let failed = read.is_err();
+                    if tx.blocking_send(read).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| {
+                Error::new(ErrorKind::Io, "console: cannot start the stdin reader").with_source(e)
+            })?;
+        Ok(Lines::Stdin(rx))
+    }
+
+    async fn next_line(&mut self) -> io::Result<Option<String>> {
+        match self {
+            Lines::Reader(lines) => lines.next_line().await,
+            Lines::Stdin(rx) => rx.recv().await.transpose(),
+        }
+    }
+}
+
+/// Submits every non-empty line until the end of input or `shutdown`.
+async fn read_lines(
+    mut lines: Lines,
+    ingress: &Ingress,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    loop {
+        let line = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(()),
+            line = lines.next_line() => line?,
+        };
+        let Some(line) = line else {
+            tracing::debug!("console input ended");
+            return Ok(());
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = Event::text(Platform::CONSOLE, CONVERSATION, line).with_sender(SENDER);
+        if !submit(ingress, event, shutdown).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// Submits `event`, waiting and retrying while the queue is full: a typed line is never dropped
+/// while the bot runs. Returns `false` when the bot stopped first.
+async fn submit(
+    ingress: &Ingress,
+    event: Event,
+    shutdown: &CancellationToken,
+) -> Result<bool, Error> {
+    loop {
+        let error = match ingress.submit(vec![event.clone()]).await {
+            Ok(_) => return Ok(true),
+            Err(e) => e,
+        };
+        match error.kind() {
+            ErrorKind::QueueClosed => {
+                tracing::debug!("bot is shutting down; console stops reading");
+                return Ok(false);
+            }
+            _ if error.is_retryable() => {
+                let wait = error.retry_after().unwrap_or(DEFAULT_SUBMIT_RETRY);
+                tracing::debug!(error = %error, retry_in = ?wait, "console line not accepted yet");
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => {
+                        tracing::warn!("bot stopped before the queue accepted the last console line");
+                        return Ok(false);
+                    }
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            _ => return Err(error),
+        }
+    }
+}
+
+/// Prints a bot's messages as `bot> ...` lines: the console platform's [`Outbound`].
+///
+/// An image prints as `bot> [image] url`; quick replies and buttons print as ` [label]` after the
+/// message; every line of a multi-line text gets its own `bot> `. Each send is written and flushed
+/// at once, so the messages of concurrent handlers never interleave within a message.
+pub struct ConsoleOutbound {
+    writer: Writer,
+}
+
+impl fmt::Debug for ConsoleOutbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsoleOutbound").finish_non_exhaustive()
+    }
+}
+
+impl ConsoleOutbound {
+    /// Prints to `writer`.
+    pub fn new(writer: impl AsyncWrite + Unpin + Send + 'static) -> Self {
+        Self {
+            writer: Arc::new(tokio::sync::Mutex::new(Box::new(writer))),
+        }
+    }
+
+    /// Prints to the process's stdout.
+    pub fn stdout() -> Self {
+        Self::new(tokio::io::stdout())
+    }
+}
+
+#[async_trait]
+impl Outbound for ConsoleOutbound {
+    fn platform(&self) -> Platform {
+        Platform::CONSOLE
+    }
+
+    async fn send(&self, _target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
+        let mut rendered = String::new();
+        for message in &messages {
+            render(message, &mut rendered);
+        }
+        let mut writer = self.writer.lock().await;
+        write_all(&mut **writer, rendered.as_bytes()).await
+    }
+}
+
+async fn write_all(
+    writer: &mut (dyn AsyncWrite + Unpin + Send),
+    bytes: &[u8],
+) -> Result<(), Error> {
+    writer.write_all(bytes).await.map_err(output_error)?;
+    writer.flush().await.map_err(output_error)
+}
+
+fn output_error(e: io::Error) -> Error {
+    Error::new(ErrorKind::Outbound, "console: cannot write the reply").with_source(e)
+}
+
+/// Appends `message` as `bot> ` lines to `out`.
+fn render(message: &OutgoingMessage, out: &mut String) {
+    let mut lines: Vec<String> = Vec::new();
+    if let Some(text) = &message.text {
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    if let Some(image) = &message.image {
+        lines.push(format!("[image] {}", image.url));
+    }
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    let labels = message
+        .quick_replies
+        .iter()
+        .map(|q| &q.label)
+        .chain(message.buttons.iter().map(|b| &b.label));
+    if let Some(last) = lines.last_mut() {
+        for label in labels {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push('[');
+            last.push_str(label);
+            last.push(']');
+        }
+    }
+    for line in lines {
+        out.push_str("bot>");
+        if !line.is_empty() {
+            out.push(' ');
+            out.push_str(&line);
+        }
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use tokio::io::{AsyncBufReadExt as _, BufReader, DuplexStream};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::bot::Bot;
+    use crate::context::Context;
+    use crate::limits::Limits;
+    use crate::outbound::{Button, QuickReply};
+
+    async fn echo(cx: Context, event: Event) -> Result<(), Error> {
+        assert_eq!(event.platform, Platform::CONSOLE);
+        assert_eq!(event.conversation.as_str(), CONVERSATION);
+        assert_eq!(event.sender.as_ref().map(|s| s.as_str()), Some(SENDER));
+        cx.reply(event.text_content().unwrap_or_default()).await
+    }
+
+    /// Reads `count` lines of the console's output.
+    async fn read_output(output: DuplexStream, count: usize) -> Vec<String> {
+        let mut lines = BufReader::new(output).lines();
+        let mut read = Vec::new();
+        while read.len() < count {
+            match lines.next_line().await.unwrap() {
+                Some(line) => read.push(line),
+                None => break,
+            }
+        }
+        read
+    }
+
+    fn script(text: &str) -> Cursor<Vec<u8>> {
+        Cursor::new(text.as_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn echoes_each_line_in_order_and_finishes_at_eof() {
+        let (writer, output) = tokio::io::duplex(4096);
+        let console = Console::with_io(script("hello\n\n   \r\nworld\r\n"), writer);
+        let bot = Bot::builder()
+            .adapter(console.clone())
+            .handler(echo)
+            .build()
+            .unwrap();
+        bot.start();
+        let lines = tokio::time::timeout(Duration::from_secs(10), read_output(output, 2))
+            .await
+            .expect("the bot answered both lines");
+        assert_eq!(lines, ["bot> hello", "bot> world"]);
+        tokio::time::timeout(Duration::from_secs(10), console.finished().cancelled())
+            .await
+            .expect("finished fires at end of input");
+        let report = bot.shutdown().await;
+        assert_eq!(report.not_run(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_room_when_the_queue_is_full() {
+        let gate = Arc::new(Semaphore::new(0));
+        let handler_gate = gate.clone();
+        let gated_echo = move |cx: Context, event: Event| {
+            let gate = handler_gate.clone();
+            async move {
+                gate.acquire().await.expect("the gate stays open").forget();
+                echo(cx, event).await
+            }
+        };
+        let (writer, output) = tokio::io::duplex(4096);
+        let console = Console::with_io(script("1\n2\n3\n4\n"), writer);
+        let bot = Bot::builder()
+            .adapter(console.clone())
+            .handler(gated_echo)
+            .limits(Limits {
+                queue_capacity: 1,
+                ..Limits::default()
+            })
+            .build()
+            .unwrap();
+        bot.start();
+        // "1" runs (held at the gate), "2" fills the queue, "3" is refused and retried.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!console.finished().is_cancelled());
+        assert_eq!(bot.queue().depth(), 1);
+        gate.add_permits(4);
+        let lines = read_output(output, 4).await;
+        assert_eq!(lines, ["bot> 1", "bot> 2", "bot> 3", "bot> 4"]);
+        console.finished().cancelled().await;
+        bot.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn stops_reading_at_shutdown() {
+        // Input that never ends: the other half stays open and silent.
+        let (input, _keep_open) = tokio::io::duplex(64);
+        let console = Console::with_io(BufReader::new(input), tokio::io::sink());
+        let bot = Bot::builder()
+            .adapter(console.clone())
+            .handler(echo)
+            .build()
+            .unwrap();
+        bot.start();
+        tokio::task::yield_now().await;
+        assert!(!console.finished().is_cancelled());
+        bot.shutdown().await;
+        assert!(console.finished().is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn input_is_read_by_one_bot_only() {
+        let console = Console::with_io(script(""), tokio::io::sink());
+        let bot = Bot::builder().handler(echo).build().unwrap();
+        let first = console.run(bot.ingress(), CancellationToken::new()).await;
+        assert!(first.is_ok());
+        let second = console
+            .run(bot.ingress(), CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(second.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn renders_images_labels_and_multiline_text() {
+        let mut out = String::new();
+        render(&OutgoingMessage::text("hi"), &mut out);
+        render(
+            &OutgoingMessage::text("pick one")
+                .quick_reply(QuickReply::message("Yes"))
+                .quick_reply(QuickReply::postback("No", "no"))
+                .button(Button::link("Docs", "https://example.invalid")),
+            &mut out,
+        );
+        render(
+            &OutgoingMessage::image("https://example.invalid/a.png"),
+            &mut out,
+        );
+        render(&OutgoingMessage::text("two\nlines"), &mut out);
+        render(
+            &OutgoingMessage::default().button(Button::postback("Go", "go")),
+            &mut out,
+        );
+        render(&OutgoingMessage::text(""), &mut out);
+        assert_eq!(
+            out,
+            "bot> hi\n\
+             bot> pick one [Yes] [No] [Docs]\n\
+             bot> [image] https://example.invalid/a.png\n\
+             bot> two\n\
+             bot> lines\n\
+             bot> [Go]\n\
+             bot>\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_send_writes_its_messages_together() {
+        let (writer, output) = tokio::io::duplex(4096);
+        let outbound = ConsoleOutbound::new(writer);
+        outbound
+            .send(
+                &Target::conversation(CONVERSATION),
+                vec![OutgoingMessage::text("a"), OutgoingMessage::text("b")],
+            )
+            .await
+            .unwrap();
+        drop(outbound);
+        assert_eq!(read_output(output, 3).await, ["bot> a", "bot> b"]);
+    }
+
+    #[test]
+    fn public_types_are_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Console>();
+        assert_send_sync::<ConsoleOutbound>();
+    }
+}

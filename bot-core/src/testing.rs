@@ -1,0 +1,795 @@
+//! Drive a bot with events and collect what it sent, without any network.
+//!
+//! [`TestBot`] builds a real [`Bot`] (queue, supervisor, retries, time-outs) whose platforms answer
+//! through [`RecordingOutbound`]s, which record every message instead of calling an API. Events go
+//! in with [`TestBot::send`]; [`text`], [`command`] and [`postback`] make them.
+//!
+//! # Examples
+//!
+//! ```
+//! use bot_core::testing::{self, TestBot};
+//! use bot_core::{Context, Error, Event, Router};
+//!
+//! async fn ping(cx: Context, _event: Event) -> Result<(), Error> {
+//!     cx.reply("pong").await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Error> {
+//! // In a `#[tokio::test]`:
+//! let bot = TestBot::builder().handler(Router::new().command("ping", ping)).build()?;
+//! bot.send(testing::text("alice", "/ping")).await?;
+//! bot.wait_for(1).await;
+//! assert_eq!(bot.texts(), ["pong"]);
+//! # bot.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Handlers that may send nothing are awaited with [`TestBot::idle`], which returns once every
+//! event sent is handled or dead-lettered. Tests of retries and time-outs run quickly under
+//! `#[tokio::test(start_paused = true)]`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::bot::{Bot, BotBuilder};
+use crate::context::Context;
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::event::{Command, ConversationId, Event, EventKind, Platform, Postback};
+use crate::handler::{BoxHandler, Handler};
+use crate::limits::Limits;
+use crate::outbound::{Outbound, OutgoingMessage, Target};
+use crate::queue::{DeadLetter, PushReport};
+use crate::runtime::ShutdownReport;
+use crate::state::StateStore;
+
+/// Orders calls across recorders, so that a bot's sends on several platforms merge in call order.
+static NEXT_CALL: AtomicU64 = AtomicU64::new(0);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in a test thread must not hide what was recorded before it.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits until `done` holds, re-checking each time `notify` wakes its waiters.
+async fn wait_until<T>(notify: &Notify, mut done: impl FnMut() -> Option<T>) -> T {
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a wake-up between the check and the await is not lost.
+        notified.as_mut().enable();
+        if let Some(value) = done() {
+            return value;
+        }
+        notified.await;
+    }
+}
+
+/// One recorded [`Outbound::send`] call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// The platform of the outbound client that was called.
+    pub platform: Platform,
+    /// Where the messages went; `in_reply_to` is the event's id for replies.
+    pub target: Target,
+    /// The messages, in order.
+    pub messages: Vec<OutgoingMessage>,
+}
+
+impl Sent {
+    /// The texts of the messages, skipping messages without text.
+    pub fn texts(&self) -> Vec<&str> {
+        self.messages
+            .iter()
+            .filter_map(|m| m.text.as_deref())
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct Recording {
+    /// Successful sends with their global call number.
+    sent: Vec<(u64, Sent)>,
+    typing: Vec<ConversationId>,
+    fail_next: usize,
+    failures: usize,
+}
+
+/// An [`Outbound`] client that records every send instead of calling a platform.
+///
+/// Calls are recorded in order. [`RecordingOutbound::fail_next`] makes the next sends fail with
+/// [`ErrorKind::Outbound`] (a retryable error), to test how handlers and retries cope.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use bot_core::testing::RecordingOutbound;
+/// use bot_core::{Bot, Context, Error, Event, Platform};
+///
+/// async fn hello(cx: Context, _event: Event) -> Result<(), Error> {
+///     cx.reply("hello").await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// let line = Arc::new(RecordingOutbound::new(Platform::LINE));
+/// let bot = Bot::builder().handler(hello).outbound(line.clone()).build()?;
+/// bot.start();
+/// bot.ingress().submit(vec![Event::text(Platform::LINE, "U1", "hi")]).await?;
+/// assert_eq!(line.wait_for(1).await[0].texts(), ["hello"]);
+/// # bot.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct RecordingOutbound {
+    platform: Platform,
+    recording: Mutex<Recording>,
+    /// Woken on every recorded send; shared by the recorders of one [`TestBot`].
+    notify: Arc<Notify>,
+}
+
+impl fmt::Debug for RecordingOutbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let recording = lock(&self.recording);
+        f.debug_struct("RecordingOutbound")
+            .field("platform", &self.platform)
+            .field("sent", &recording.sent.len())
+            .field("fail_next", &recording.fail_next)
+            .field("failures", &recording.failures)
+            .finish()
+    }
+}
+
+impl RecordingOutbound {
+    /// A recorder for `platform`. Register it with [`crate::BotBuilder::outbound`] in an `Arc`
+    /// and keep a clone to inspect.
+    pub fn new(platform: Platform) -> Self {
+        Self::with_notify(platform, Arc::new(Notify::new()))
+    }
+
+    fn with_notify(platform: Platform, notify: Arc<Notify>) -> Self {
+        Self {
+            platform,
+            recording: Mutex::new(Recording::default()),
+            notify,
+        }
+    }
+
+    /// Every successful send so far, in call order.
+    pub fn sent(&self) -> Vec<Sent> {
+        lock(&self.recording)
+            .sent
+            .iter()
+            .map(|(_, sent)| sent.clone())
+            .collect()
+    }
+
+    /// The texts of every message sent so far, in order, skipping messages without text.
+    pub fn texts(&self) -> Vec<String> {
+        lock(&self.recording)
+            .sent
+            .iter()
+            .flat_map(|(_, sent)| sent.texts())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How many successful sends were recorded.
+    pub fn len(&self) -> usize {
+        lock(&self.recording).sent.len()
+    }
+
+    /// Whether nothing was sent yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The conversations a typing indicator was shown in, in order.
+    pub fn typing_indicators(&self) -> Vec<ConversationId> {
+        lock(&self.recording).typing.clone()
+    }
+
+    /// Makes the next `count` sends fail with a retryable [`ErrorKind::Outbound`] error; they are
+    /// not recorded as sent. Replaces any count still pending.
+    pub fn fail_next(&self, count: usize) {
+        lock(&self.recording).fail_next = count;
+    }
+
+    /// How many sends failed because of [`RecordingOutbound::fail_next`].
+    pub fn failures(&self) -> usize {
+        lock(&self.recording).failures
+    }
+
+    /// Forgets every recorded send and typing indicator (counts for
+    /// [`RecordingOutbound::wait_for`] start again from zero).
+    pub fn clear(&self) {
+        let mut recording = lock(&self.recording);
+        recording.sent.clear();
+        recording.typing.clear();
+    }
+
+    /// Waits until at least `count` sends were recorded, then returns every send so far.
+    ///
+    /// Waits for as long as it takes: wrap it in [`tokio::time::timeout`] if the handler might not
+    /// send.
+    pub async fn wait_for(&self, count: usize) -> Vec<Sent> {
+        wait_until(&self.notify, || {
+            let recording = lock(&self.recording);
+            (recording.sent.len() >= count)
+                .then(|| recording.sent.iter().map(|(_, s)| s.clone()).collect())
+        })
+        .await
+    }
+
+    /// The sends with their global call numbers, for merging several recorders in call order.
+    fn numbered(&self) -> Vec<(u64, Sent)> {
+        lock(&self.recording).sent.clone()
+    }
+}
+
+#[async_trait]
+impl Outbound for RecordingOutbound {
+    fn platform(&self) -> Platform {
+        self.platform.clone()
+    }
+
+    async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
+        {
+            let mut recording = lock(&self.recording);
+            if recording.fail_next > 0 {
+                recording.fail_next -= 1;
+                recording.failures += 1;
+                return Err(Error::new(
+                    ErrorKind::Outbound,
+                    format!("{} send failed (injected by the test)", self.platform),
+                ));
+            }
+            let call = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+            recording.sent.push((
+                call,
+                Sent {
+                    platform: self.platform.clone(),
+                    target: target.clone(),
+                    messages,
+                },
+            ));
+        }
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn typing(&self, conversation: &ConversationId) -> Result<(), Error> {
+        lock(&self.recording).typing.push(conversation.clone());
+        Ok(())
+    }
+}
+
+/// Counts events sent through a [`TestBot`] and those done with, so tests can wait for quiet.
+#[derive(Default)]
+struct Progress {
+    /// Events the queue accepted, minus those it evicted to make room.
+    expected: AtomicI64,
+    /// Events handled successfully or dead-lettered.
+    done: AtomicI64,
+    dead_letters: Mutex<Vec<DeadLetter>>,
+    notify: Notify,
+}
+
+impl Progress {
+    fn accepted(&self, report: &PushReport) {
+        // One update, so that `idle` never sees a count that is about to go down.
+        let delta = report.accepted as i64 - report.evicted_oldest as i64;
+        self.expected.fetch_add(delta, Ordering::AcqRel);
+        // Evictions can make the bot idle without any handler finishing.
+        self.notify.notify_waiters();
+    }
+
+    fn finished(&self) {
+        self.done.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+}
+
+/// The user's handler, counting successful attempts for [`TestBot::idle`].
+struct Tracked {
+    handler: BoxHandler,
+    progress: Arc<Progress>,
+}
+
+#[async_trait]
+impl Handler for Tracked {
+    async fn call(&self, cx: Context, event: Event) -> Result<(), BoxError> {
+        let result = self.handler.call(cx, event).await;
+        if result.is_ok() {
+            self.progress.finished();
+        }
+        result
+    }
+
+    fn timeout(&self, event: &Event) -> Option<std::time::Duration> {
+        self.handler.timeout(event)
+    }
+}
+
+type DeadLetterHook = Box<dyn Fn(&DeadLetter) + Send + Sync>;
+
+/// Builds a [`TestBot`]; see [`TestBot::builder`].
+#[must_use]
+pub struct TestBotBuilder {
+    bot: BotBuilder,
+    handler: Option<BoxHandler>,
+    platforms: Vec<Platform>,
+    dead_letter_hook: Option<DeadLetterHook>,
+}
+
+impl fmt::Debug for TestBotBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestBotBuilder")
+            .field("bot", &self.bot)
+            .field("platforms", &self.platforms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestBotBuilder {
+    /// Sets the handler under test (usually a [`crate::Router`]).
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handler = Some(BoxHandler::new(handler));
+        self
+    }
+
+    /// Sets the limits, as [`crate::BotBuilder::limits`]. Default [`Limits::default`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.bot = self.bot.limits(limits);
+        self
+    }
+
+    /// Shares `value` with every handler as `cx.state::<T>()`, as [`crate::BotBuilder::state`].
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.bot = self.bot.state(value);
+        self
+    }
+
+    /// Uses `store` for conversation state, as [`crate::BotBuilder::state_store`].
+    pub fn state_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.bot = self.bot.state_store(store);
+        self
+    }
+
+    /// Calls `hook` with every dead letter, as [`crate::BotBuilder::on_dead_letter`].
+    /// [`TestBot::dead_letters`] keeps them too.
+    pub fn on_dead_letter(mut self, hook: impl Fn(&DeadLetter) + Send + Sync + 'static) -> Self {
+        self.dead_letter_hook = Some(Box::new(hook));
+        self
+    }
+
+    /// The platforms that get a [`RecordingOutbound`]. Default `[Platform::TEST]`.
+    pub fn platforms(mut self, platforms: impl IntoIterator<Item = Platform>) -> Self {
+        self.platforms.clear();
+        for platform in platforms {
+            if !self.platforms.contains(&platform) {
+                self.platforms.push(platform);
+            }
+        }
+        self
+    }
+
+    /// Builds the bot, registers a [`RecordingOutbound`] per platform and starts it.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::BotBuilder::build`]: [`ErrorKind::Config`] when no handler is set or the limits
+    /// are invalid.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, since the bot starts its tasks at once.
+    pub fn build(self) -> Result<TestBot, Error> {
+        let progress = Arc::new(Progress::default());
+        let notify = Arc::new(Notify::new());
+        let mut bot = self.bot;
+        if let Some(handler) = self.handler {
+            bot = bot.handler(Tracked {
+                handler,
+                progress: progress.clone(),
+            });
+        }
+        let recorders: Vec<Arc<RecordingOutbound>> = self
+            .platforms
+            .into_iter()
+            .map(|platform| Arc::new(RecordingOutbound::with_notify(platform, notify.clone())))
+            .collect();
+        for recorder in &recorders {
+            bot = bot.outbound(recorder.clone());
+        }
+        let user_hook = self.dead_letter_hook;
+        let on_dead = progress.clone();
+        bot = bot.on_dead_letter(move |letter| {
+            lock(&on_dead.dead_letters).push(letter.clone());
+            on_dead.finished();
+            if let Some(hook) = &user_hook {
+                hook(letter);
+            }
+        });
+        let bot = bot.build()?;
+        bot.start();
+        Ok(TestBot {
+            bot,
+            recorders,
+            notify,
+            progress,
+        })
+    }
+}
+
+/// A started [`Bot`] whose platforms record what it sends; see the [module docs](self).
+///
+/// Events go through the real pipeline (queue, deduplication, per-conversation ordering,
+/// supervisor, retries, time-outs), so tests see what production would do.
+pub struct TestBot {
+    bot: Bot,
+    recorders: Vec<Arc<RecordingOutbound>>,
+    /// Woken by every recorder of this bot.
+    notify: Arc<Notify>,
+    progress: Arc<Progress>,
+}
+
+impl fmt::Debug for TestBot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestBot")
+            .field("bot", &self.bot)
+            .field("recorders", &self.recorders)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestBot {
+    /// Starts building a test bot.
+    pub fn builder() -> TestBotBuilder {
+        TestBotBuilder {
+            bot: Bot::builder(),
+            handler: None,
+            platforms: vec![Platform::TEST],
+            dead_letter_hook: None,
+        }
+    }
+
+    /// Submits `event` as an adapter would, through [`crate::Ingress::submit`].
+    ///
+    /// Returns once the event is queued, not handled: follow with [`TestBot::wait_for`] or
+    /// [`TestBot::idle`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Ingress::submit`]: a full queue or a bot shutting down.
+    pub async fn send(&self, event: Event) -> Result<PushReport, Error> {
+        self.send_all(vec![event]).await
+    }
+
+    /// Submits `events` as one batch (one webhook request), all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`TestBot::send`].
+    pub async fn send_all(&self, events: Vec<Event>) -> Result<PushReport, Error> {
+        let report = self.bot.ingress().submit(events).await?;
+        self.progress.accepted(&report);
+        Ok(report)
+    }
+
+    /// The recorder of `platform`.
+    ///
+    /// # Panics
+    ///
+    /// When `platform` is not one of the builder's [`TestBotBuilder::platforms`].
+    pub fn outbound(&self, platform: &Platform) -> Arc<RecordingOutbound> {
+        self.recorders
+            .iter()
+            .find(|r| r.platform == *platform)
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!("no recording outbound for platform {platform}; add it with .platforms(..)")
+            })
+    }
+
+    /// Every send on every platform, in call order.
+    pub fn sent(&self) -> Vec<Sent> {
+        let mut all: Vec<(u64, Sent)> = self.recorders.iter().flat_map(|r| r.numbered()).collect();
+        all.sort_by_key(|(call, _)| *call);
+        all.into_iter().map(|(_, sent)| sent).collect()
+    }
+
+    /// The texts of every message sent on every platform, in call order.
+    pub fn texts(&self) -> Vec<String> {
+        self.sent()
+            .iter()
+            .flat_map(Sent::texts)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until at least `count` sends were recorded across all platforms, then returns every
+    /// send so far in call order.
+    ///
+    /// Waits for as long as it takes: wrap it in [`tokio::time::timeout`] if the handler might not
+    /// send.
+    pub async fn wait_for(&self, count: usize) -> Vec<Sent> {
+        wait_until(&self.notify, || {
+            let recorded: usize = self.recorders.iter().map(|r| r.len()).sum();
+            (recorded >= count).then(|| self.sent())
+        })
+        .await
+    }
+
+    /// Waits until every event accepted through [`TestBot::send`] and [`TestBot::send_all`] is
+    /// done: handled successfully, or dead-lettered after its last attempt.
+    ///
+    /// Events submitted some other way (such as `bot().ingress()`) are not waited for.
+    pub async fn idle(&self) {
+        let progress = &self.progress;
+        wait_until(&progress.notify, || {
+            let done = progress.done.load(Ordering::Acquire);
+            (done >= progress.expected.load(Ordering::Acquire)).then_some(())
+        })
+        .await;
+    }
+
+    /// The events dead-lettered so far, in order.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        lock(&self.progress.dead_letters).clone()
+    }
+
+    /// The bot under test.
+    pub fn bot(&self) -> &Bot {
+        &self.bot
+    }
+
+    /// Shuts the bot down gracefully, as [`Bot::shutdown`]: running handlers are drained, events
+    /// still queued are not started (call [`TestBot::idle`] first to run everything).
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.bot.shutdown().await
+    }
+}
+
+/// A text message on [`Platform::TEST`] in `conversation`, with a unique id, sent by the user
+/// whose id is the conversation's (as in a one-to-one chat).
+pub fn text(conversation: impl Into<ConversationId>, text: impl Into<String>) -> Event {
+    let conversation = conversation.into();
+    Event::text(Platform::TEST, conversation.clone(), text).with_sender(conversation.as_str())
+}
+
+/// A command event (as a Discord slash command arrives) named `name`, without options, on
+/// [`Platform::TEST`]; like [`text`] otherwise.
+pub fn command(conversation: impl Into<ConversationId>, name: impl Into<String>) -> Event {
+    let conversation = conversation.into();
+    let kind = EventKind::Command(Command {
+        name: name.into(),
+        options: serde_json::Map::new(),
+    });
+    Event::new(Platform::TEST, conversation.clone(), kind).with_sender(conversation.as_str())
+}
+
+/// A postback carrying `data`, without parameters, on [`Platform::TEST`]; like [`text`]
+/// otherwise.
+pub fn postback(conversation: impl Into<ConversationId>, data: impl Into<String>) -> Event {
+    let conversation = conversation.into();
+    let kind = EventKind::Postback(Postback {
+        data: data.into(),
+        params: serde_json::Value::Null,
+    });
+    Event::new(Platform::TEST, conversation.clone(), kind).with_sender(conversation.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::handler::{HandlerExt, Permanent};
+    use crate::limits::RetryPolicy;
+    use crate::outbound::QuickReply;
+    use crate::router::Router;
+
+    async fn echo(cx: Context, event: Event) -> Result<(), Error> {
+        if let Some(text) = event.text_content() {
+            cx.reply(text).await?;
+        }
+        Ok(())
+    }
+
+    /// Limits with quick retries, for tests of failures.
+    fn quick_retries(max_attempts: u32) -> Limits {
+        Limits {
+            retry: RetryPolicy {
+                max_attempts,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(10),
+                ..RetryPolicy::default()
+            },
+            ..Limits::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn echo_replies_to_each_event_in_order() {
+        let bot = TestBot::builder().handler(echo).build().unwrap();
+        let events = vec![
+            text("alice", "one"),
+            text("alice", "two"),
+            text("alice", "three"),
+        ];
+        for event in &events {
+            let report = bot.send(event.clone()).await.unwrap();
+            assert_eq!(report.accepted, 1);
+        }
+        let sent = bot.outbound(&Platform::TEST).wait_for(3).await;
+        assert_eq!(sent.len(), 3);
+        for (sent, event) in sent.iter().zip(&events) {
+            assert_eq!(sent.platform, Platform::TEST);
+            assert_eq!(sent.texts(), [event.text_content().unwrap()]);
+            assert_eq!(sent.target.conversation.as_str(), "alice");
+            assert_eq!(sent.target.in_reply_to.as_ref(), Some(&event.id));
+        }
+        assert_eq!(bot.texts(), ["one", "two", "three"]);
+        bot.idle().await;
+        let report = bot.shutdown().await;
+        assert_eq!(report.not_run(), 0);
+    }
+
+    #[tokio::test]
+    async fn wait_for_wakes_when_the_count_is_reached() {
+        let recorder = RecordingOutbound::new(Platform::LINE);
+        assert!(recorder.wait_for(0).await.is_empty());
+        let target = Target::conversation("c");
+        recorder.fail_next(1);
+        let sender = async {
+            for text in ["lost", "a", "b", "c"] {
+                tokio::task::yield_now().await;
+                let _ = recorder
+                    .send(&target, vec![OutgoingMessage::text(text)])
+                    .await;
+            }
+        };
+        let (sent, ()) = tokio::join!(recorder.wait_for(2), sender);
+        assert!(sent.len() >= 2, "{sent:?}");
+        assert_eq!(sent[0].texts(), ["a"]);
+        assert_eq!(sent[1].texts(), ["b"]);
+        assert_eq!(recorder.texts(), ["a", "b", "c"]);
+        assert_eq!(recorder.failures(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn injected_failures_are_retried() {
+        let bot = TestBot::builder()
+            .handler(echo)
+            .limits(quick_retries(5))
+            .build()
+            .unwrap();
+        let recorder = bot.outbound(&Platform::TEST);
+        recorder.fail_next(2);
+        bot.send(text("bob", "hi")).await.unwrap();
+        bot.idle().await;
+        assert_eq!(recorder.failures(), 2);
+        assert_eq!(recorder.texts(), ["hi"]);
+        assert!(bot.dead_letters().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_waits_for_silent_handlers_and_dead_letters() {
+        async fn picky(_cx: Context, event: Event) -> Result<(), Permanent> {
+            match event.text_content() {
+                Some("bad") => Err(Permanent::new("cannot handle bad")),
+                _ => Ok(()),
+            }
+        }
+        let hooked = Arc::new(AtomicU64::new(0));
+        let counter = hooked.clone();
+        let bot = TestBot::builder()
+            .handler(picky)
+            .on_dead_letter(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+            .unwrap();
+        bot.send_all(vec![text("a", "fine"), text("b", "bad"), text("c", "fine")])
+            .await
+            .unwrap();
+        bot.idle().await;
+        let dead = bot.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].event.text_content(), Some("bad"));
+        assert_eq!(dead[0].attempts, 1);
+        assert_eq!(hooked.load(Ordering::Relaxed), 1);
+        assert!(bot.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sends_are_recorded_per_platform_in_call_order() {
+        async fn relay(cx: Context, event: Event) -> Result<(), Error> {
+            cx.typing().await?;
+            cx.reply("ack").await?;
+            cx.send_on(Platform::LINE, "ops", format!("from {}", event.platform))
+                .await?;
+            cx.reply_all(vec![
+                OutgoingMessage::image("https://example.invalid/a.png"),
+                OutgoingMessage::text("pick").quick_reply(QuickReply::message("yes")),
+            ])
+            .await
+        }
+        let bot = TestBot::builder()
+            .handler(relay)
+            .platforms([Platform::TEST, Platform::LINE, Platform::TEST])
+            .build()
+            .unwrap();
+        bot.send(text("u", "x")).await.unwrap();
+        let sent = bot.wait_for(3).await;
+        let platforms: Vec<_> = sent.iter().map(|s| s.platform.as_str()).collect();
+        assert_eq!(platforms, ["test", "line", "test"]);
+        assert_eq!(bot.texts(), ["ack", "from test", "pick"]);
+        assert!(!sent[1].target.is_reply());
+        assert_eq!(sent[1].target.conversation.as_str(), "ops");
+        assert_eq!(sent[2].messages.len(), 2);
+        assert_eq!(bot.outbound(&Platform::LINE).len(), 1);
+        assert_eq!(
+            bot.outbound(&Platform::TEST).typing_indicators(),
+            [ConversationId::from("u")]
+        );
+        bot.outbound(&Platform::TEST).clear();
+        assert!(bot.outbound(&Platform::TEST).is_empty());
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "no recording outbound for platform discord")]
+    async fn outbound_of_an_unknown_platform_panics() {
+        let bot = TestBot::builder().handler(echo).build().unwrap();
+        let _ = bot.outbound(&Platform::DISCORD);
+    }
+
+    #[tokio::test]
+    async fn builder_requires_a_handler() {
+        let err = TestBot::builder().build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+    }
+
+    #[tokio::test]
+    async fn event_constructors_route_like_platform_events() {
+        async fn reply(cx: Context, event: Event) -> Result<(), Error> {
+            let sender = event.sender.as_ref().map(|s| s.to_string());
+            cx.reply(format!(
+                "{} {}",
+                event.kind.name(),
+                sender.unwrap_or_default()
+            ))
+            .await
+        }
+        let router = Router::new()
+            .command("start", reply)
+            .postback("menu", reply)
+            .text(reply.with_timeout(Duration::from_secs(1)));
+        let bot = TestBot::builder().handler(router).build().unwrap();
+        bot.send(command("u1", "start")).await.unwrap();
+        bot.send(postback("u2", "menu")).await.unwrap();
+        bot.send(text("u3", "hi")).await.unwrap();
+        bot.idle().await;
+        let mut texts = bot.texts();
+        texts.sort();
+        assert_eq!(texts, ["command u1", "message u3", "postback u2"]);
+        let a = text("c", "x");
+        let b = text("c", "x");
+        assert_ne!(a.id, b.id);
+    }
+
+    #[test]
+    fn public_types_are_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<RecordingOutbound>();
+        assert_send_sync::<TestBot>();
+        assert_send_sync::<Sent>();
+    }
+}
