@@ -41,4 +41,4 @@ pub use queue::{MemoryQueue, Queue};
 pub use router::Router;
 pub use runtime::ShutdownReport;
 pub use state::{MemoryStateStore, StateStore};
-pub use telemetry::Telemetry;
+pub use telemetry::{LoggingGuard, Telemetry, init_logging};

@@ -4,6 +4,7 @@
 //! process, and tests running in parallel, never mix their figures. The names follow DESIGN.md
 //! section 7; Prometheus renders `bot.events.received` as `bot_events_received_total`.
 
+mod logging;
 mod metrics;
 
 use std::fmt;
@@ -18,8 +19,9 @@ use crate::error::{Error, ErrorKind};
 use crate::event::Platform;
 use crate::queue::Queue;
 
-pub use metrics::{DropReason, Outcome};
+pub use logging::{LoggingGuard, NODE_ID_ENV, init_logging, node_id};
 pub(crate) use metrics::Metrics;
+pub use metrics::{DropReason, Outcome};
 
 /// The environment variable that turns on OTLP export.
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";

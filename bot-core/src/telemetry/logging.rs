@@ -1,0 +1,422 @@
+//! Logging for binaries: levels from `RUST_LOG`, a non-blocking writer, the node id on every
+//! line, and OpenTelemetry traces over OTLP when configured.
+//!
+//! A slow log sink must never slow event handling down, so lines go through
+//! `tracing_appender::non_blocking` to a writer thread. Many workers of one container log to the
+//! same stream, so every line names its node and process.
+
+use std::fmt;
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::error::{Error, ErrorKind};
+
+/// The environment variable naming this node in logs and traces; defaults to the host name, or
+/// `pid-<process id>` when the host name is unknown.
+pub const NODE_ID_ENV: &str = "BOT_NODE_ID";
+
+/// The filter used when `RUST_LOG` is unset.
+const DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;
+
+/// Longest node id kept; longer ones are cut.
+const MAX_NODE_ID_LEN: usize = 64;
+
+/// Set once a global subscriber is installed by this module, so that a second call fails early
+/// without building exporters it would have to throw away.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps logging alive: flushes buffered lines and exported spans when dropped.
+///
+/// Hold it until `main` returns; dropping it early loses the lines still buffered.
+#[must_use = "logs are flushed when the guard drops; keep it until main returns"]
+pub struct LoggingGuard {
+    node_id: String,
+    #[cfg(feature = "otlp")]
+    tracer_provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    worker: Option<WorkerGuard>,
+}
+
+impl LoggingGuard {
+    /// The node id every line carries.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Whether spans are exported over OTLP.
+    pub fn exports_traces(&self) -> bool {
+        #[cfg(feature = "otlp")]
+        {
+            self.tracer_provider.is_some()
+        }
+        #[cfg(not(feature = "otlp"))]
+        {
+            false
+        }
+    }
+}
+
+impl fmt::Debug for LoggingGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoggingGuard")
+            .field("node_id", &self.node_id)
+            .field("exports_traces", &self.exports_traces())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for LoggingGuard {
+    fn drop(&mut self) {
+        // Spans first, while the log writer can still report a failed export.
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.tracer_provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            tracing::warn!(error = %e, "cannot flush the trace exporter");
+        }
+        drop(self.worker.take());
+    }
+}
+
+/// Installs the process-wide logging of a bot binary.
+///
+/// - levels from `RUST_LOG` (default `info`; invalid directives are ignored);
+/// - lines written to stdout by a background thread, so logging never blocks a handler;
+/// - every line tagged `node=<id> pid=<pid>` after its timestamp (see [`NODE_ID_ENV`]); lines
+///   logged inside an event's span also carry the event id;
+/// - with the `otlp` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans exported over
+///   OTLP/HTTP by a batch exporter, tagged `service.instance.id = <node id>`.
+///
+/// Libraries and tests should not call it: it sets the global subscriber.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn main() -> Result<(), bot_core::Error> {
+/// let _logging = bot_core::telemetry::init_logging()?;
+/// tracing::info!("starting");
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] when a global subscriber is already installed (a second call) or the
+/// OTLP exporter cannot be built.
+pub fn init_logging() -> Result<LoggingGuard, Error> {
+    install(Settings::from_env())
+}
+
+/// This node's id: [`NODE_ID_ENV`] if set, else the host name, else `pid-<process id>`.
+pub fn node_id() -> String {
+    node_id_from(
+        std::env::var(NODE_ID_ENV).ok(),
+        hostname(),
+        std::process::id(),
+    )
+}
+
+/// What [`install`] sets up; read from the environment by [`init_logging`].
+struct Settings {
+    filter: EnvFilter,
+    node_id: String,
+    /// Whether to export spans; the exporter reads its endpoint from the standard variables.
+    otlp: bool,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        Self {
+            filter: EnvFilter::builder()
+                .with_default_directive(DEFAULT_LEVEL.into())
+                .from_env_lossy(),
+            node_id: node_id(),
+            otlp: std::env::var(super::OTLP_ENDPOINT_ENV).is_ok_and(|v| !v.trim().is_empty()),
+        }
+    }
+}
+
+fn install(settings: Settings) -> Result<LoggingGuard, Error> {
+    if INSTALLED.swap(true, Ordering::AcqRel) {
+        return Err(already_installed());
+    }
+    let Settings {
+        filter,
+        node_id,
+        otlp,
+    } = settings;
+
+    #[cfg(feature = "otlp")]
+    let tracer_provider = if otlp {
+        match tracer_provider(&node_id, None) {
+            Ok(provider) => Some(provider),
+            Err(e) => {
+                INSTALLED.store(false, Ordering::Release);
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    #[cfg(not(feature = "otlp"))]
+    if otlp {
+        eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT is set but bot-core was built without `otlp`");
+    }
+
+    let (writer, worker) = tracing_appender::non_blocking(std::io::stdout());
+    let ansi = std::io::stdout().is_terminal();
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer(&node_id, writer, ansi));
+    #[cfg(feature = "otlp")]
+    let registry = registry.with(tracer_provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("bot-core"))
+    }));
+
+    if let Err(e) = registry.try_init() {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = &tracer_provider {
+            let _ = provider.shutdown();
+        }
+        return Err(already_installed().with_source(e));
+    }
+    Ok(LoggingGuard {
+        node_id,
+        #[cfg(feature = "otlp")]
+        tracer_provider,
+        worker: Some(worker),
+    })
+}
+
+fn already_installed() -> Error {
+    Error::new(
+        ErrorKind::Config,
+        "logging: a global subscriber is already installed",
+    )
+}
+
+/// The fmt layer: the usual line, with the node tag after the timestamp.
+fn fmt_layer<S, W>(node_id: &str, writer: W, ansi: bool) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_timer(NodeTagged {
+            time: SystemTime,
+            tag: format!("node={node_id} pid={}", std::process::id()),
+        })
+        .with_ansi(ansi)
+        .with_writer(writer)
+}
+
+/// The timestamp followed by the node tag: the timer is the one part of the default format that
+/// every line has, so the tag rides on it.
+#[derive(Debug)]
+struct NodeTagged {
+    time: SystemTime,
+    tag: String,
+}
+
+impl FormatTime for NodeTagged {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        self.time.format_time(w)?;
+        write!(w, " {}", self.tag)
+    }
+}
+
+/// A tracer provider exporting over OTLP/HTTP in batches from a thread of its own. The exporter
+/// reads `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other standard variables) unless `endpoint` is
+/// given.
+#[cfg(feature = "otlp")]
+fn tracer_provider(
+    node_id: &str,
+    endpoint: Option<&str>,
+) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, Error> {
+    use opentelemetry_otlp::WithExportConfig as _;
+
+    let builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+    let builder = match endpoint {
+        Some(endpoint) => builder.with_endpoint(endpoint),
+        None => builder,
+    };
+    // The blocking client must not wait forever on an unreachable collector at shutdown.
+    let exporter = builder
+        .with_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                "logging: cannot set up the otlp span exporter",
+            )
+            .with_source(e.to_string())
+        })?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.instance.id",
+            node_id.to_owned(),
+        ))
+        .build();
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// The node id from its sources, cleaned so that it is one token on a log line.
+fn node_id_from(explicit: Option<String>, hostname: Option<String>, pid: u32) -> String {
+    [explicit, hostname]
+        .into_iter()
+        .flatten()
+        .map(|raw| sanitise(&raw))
+        .find(|id| !id.is_empty())
+        .unwrap_or_else(|| format!("pid-{pid}"))
+}
+
+fn sanitise(raw: &str) -> String {
+    raw.trim()
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() || c == '"' || c == '=' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(MAX_NODE_ID_LEN)
+        .collect()
+}
+
+/// The host name, from `HOSTNAME` or the kernel, without a dependency.
+fn hostname() -> Option<String> {
+    if let Ok(name) = std::env::var("HOSTNAME")
+        && !name.trim().is_empty()
+    {
+        return Some(name);
+    }
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .filter(|name| !name.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn node_id_prefers_the_variable_then_the_host_then_the_pid() {
+        assert_eq!(
+            node_id_from(Some("worker-3".into()), Some("host".into()), 7),
+            "worker-3"
+        );
+        assert_eq!(node_id_from(None, Some("host\n".into()), 7), "host");
+        assert_eq!(
+            node_id_from(Some("  ".into()), Some("host".into()), 7),
+            "host",
+            "a blank variable falls back"
+        );
+        assert_eq!(node_id_from(None, None, 7), "pid-7");
+        assert_eq!(node_id_from(None, Some(String::new()), 7), "pid-7");
+        assert!(!node_id().is_empty());
+    }
+
+    #[test]
+    fn node_id_is_one_token() {
+        assert_eq!(
+            node_id_from(Some("a b\tc=\"d\"".into()), None, 1),
+            "a_b_c__d_"
+        );
+        assert_eq!(
+            node_id_from(Some("x".repeat(200)), None, 1).len(),
+            MAX_NODE_ID_LEN
+        );
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn every_line_carries_the_node_tag_and_the_span_fields() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(EnvFilter::new("info"))
+            .with(fmt_layer("node-a", buffer.clone(), false));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("bot.event", messaging.message.id = "ev-42");
+            span.in_scope(|| tracing::warn!(attempt = 2, "inside"));
+            tracing::debug!("filtered out");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let tag = format!(" node=node-a pid={} ", std::process::id());
+        for line in &lines {
+            assert!(line.contains(&tag), "no node tag in {line:?}");
+        }
+        assert!(
+            lines[1].contains("messaging.message.id=\"ev-42\""),
+            "{text}"
+        );
+        assert!(lines[1].contains("attempt=2"), "{text}");
+    }
+
+    #[cfg(feature = "otlp")]
+    #[tokio::test]
+    async fn otlp_provider_builds_and_shuts_down_offline() {
+        use opentelemetry::trace::TracerProvider as _;
+        // Nothing listens on the discard port: the export fails, quickly and without a panic.
+        let provider = tracer_provider("node-a", Some("http://127.0.0.1:9/v1/traces")).unwrap();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("bot.event").in_scope(|| tracing::info!("exported"));
+        });
+        let _ = provider.shutdown();
+    }
+
+    #[test]
+    fn installing_twice_is_an_error_not_a_panic() {
+        let settings = || Settings {
+            // Silent: this installs the global subscriber of the whole test binary.
+            filter: EnvFilter::new("off"),
+            node_id: "test-node".into(),
+            otlp: false,
+        };
+        let first = install(settings()).expect("first install without otlp works");
+        assert_eq!(first.node_id(), "test-node");
+        assert!(!first.exports_traces());
+        let second = install(settings()).expect_err("second install fails");
+        assert_eq!(second.kind(), ErrorKind::Config);
+        assert!(init_logging().is_err(), "the public entry point too");
+        drop(first);
+    }
+}
