@@ -1,0 +1,164 @@
+//! Run with: cargo run -p state-demo
+//!
+//! Two kinds of state on the console: a counter per conversation (`cx.conversation_state()`) and
+//! app state shared by every handler (`.state(..)`, `cx.state::<T>()`). Type anything to count it,
+//! `/stats` for the totals and `/reset` to start the conversation's counter again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bot_core::console::Console;
+use bot_core::{Bot, Context, Error, Event, Limits, MemoryQueue, Queue as _, Router};
+use serde::{Deserialize, Serialize};
+
+// ANCHOR: app_state
+/// Shared by every handler of the bot: registered once with `.state(..)`.
+#[derive(Debug)]
+struct Stats {
+    started: Instant,
+    messages: AtomicU64,
+}
+// ANCHOR_END: app_state
+
+// ANCHOR: counter
+/// The state of one conversation, stored as JSON with a version.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    messages: u64,
+}
+
+async fn count(cx: Context, _event: Event) -> Result<(), Error> {
+    // Read, change and write back; retried if another write came first.
+    let counter = cx
+        .conversation_state()
+        .update::<Counter, _>(|counter| counter.messages += 1)
+        .await?;
+    if let Some(stats) = cx.state::<Stats>() {
+        stats.messages.fetch_add(1, Ordering::Relaxed);
+    }
+    cx.reply(format!("message {} of this conversation", counter.messages))
+        .await
+}
+
+async fn reset(cx: Context, _event: Event) -> Result<(), Error> {
+    let state = cx.conversation_state();
+    if let Some(current) = state.load::<Counter>().await? {
+        // Deletes only the version read: a concurrent update makes this fail, not vanish.
+        state.clear(current.version).await?;
+    }
+    cx.reply("counter reset").await
+}
+// ANCHOR_END: counter
+
+async fn stats(cx: Context, _event: Event) -> Result<(), Error> {
+    let Some(stats) = cx.state::<Stats>() else {
+        return cx.reply("no stats kept").await;
+    };
+    let messages = stats.messages.load(Ordering::Relaxed);
+    let uptime = stats.started.elapsed().as_secs();
+    cx.reply(format!(
+        "{messages} message(s) counted in {uptime} s, all conversations together"
+    ))
+    .await
+}
+
+fn router() -> Router {
+    Router::new()
+        .command("stats", stats)
+        .command("reset", reset)
+        .text(count)
+}
+
+/// Logs go to stderr, so that stdout is only the chat (`telemetry::init_logging` writes to stdout).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Waits until every event the queue accepted is done: nothing waiting, nothing running.
+async fn all_handled(queue: &MemoryQueue) {
+    // The queue has no "idle" signal; polling is cheap and only happens once input has ended.
+    while queue.depth() > 0 || queue.leased() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let queue = Arc::new(MemoryQueue::new(&Limits::default()));
+    let console = Console::new();
+    // ANCHOR: build
+    let bot = Bot::builder()
+        .adapter(console.clone())
+        .queue(queue.clone())
+        .state(Stats {
+            started: Instant::now(),
+            messages: AtomicU64::new(0),
+        })
+        .handler(router())
+        .build()?;
+    // ANCHOR_END: build
+    bot.start();
+    tokio::select! {
+        () = async {
+            console.finished().cancelled().await;
+            all_handled(&queue).await;
+        } => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let report = bot.shutdown().await;
+    tracing::debug!(?report, "bot stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bot_core::testing::{self, TestBot};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn each_conversation_counts_on_its_own() -> Result<(), Error> {
+        let bot = TestBot::builder()
+            .state(Stats {
+                started: Instant::now(),
+                messages: AtomicU64::new(0),
+            })
+            .handler(router())
+            .build()?;
+        for (who, text) in [
+            ("alice", "a"),
+            ("bob", "b"),
+            ("alice", "c"),
+            ("alice", "/reset"),
+        ] {
+            bot.send(testing::text(who, text)).await?;
+        }
+        bot.idle().await;
+        bot.send(testing::text("alice", "d")).await?;
+        bot.idle().await;
+        bot.send(testing::text("bob", "/stats")).await?;
+        bot.idle().await;
+        let mut texts = bot.texts();
+        let stats = texts.pop().unwrap_or_default();
+        assert!(stats.starts_with("4 message(s) counted"), "{stats}");
+        // Conversations run in parallel: compare without their interleaving.
+        texts.sort();
+        let mut expected = [
+            "message 1 of this conversation",
+            "message 1 of this conversation",
+            "message 2 of this conversation",
+            "counter reset",
+            "message 1 of this conversation",
+        ];
+        expected.sort_unstable();
+        assert_eq!(texts, expected);
+        bot.shutdown().await;
+        Ok(())
+    }
+}
