@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The project's one test command: every test and doc test of the workspace, and the book's includes.
+#
+#   ./scripts/test.sh
+#
+# It builds once (the dev profile, which tests, doc tests and `cargo clippy` share) and needs no
+# network besides crates.io and no configuration.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Every `{{#include path:anchor}}` in the book must name an existing file that has the anchor, so
+# that the book's code keeps coming from files the build compiles.
+check_book_includes() {
+    local failures=0 includes=0 hit file rest line spec path anchor target
+    while IFS= read -r hit; do
+        file=${hit%%:*}
+        rest=${hit#*:}
+        line=${rest%%:*}
+        spec=${rest#*:}
+        spec=${spec#\{\{#*include }
+        spec=${spec%\}\}}
+        spec=${spec//[[:space:]]/}
+        path=${spec%%:*}
+        anchor=""
+        if [[ $spec == *:* ]]; then
+            anchor=${spec#*:}
+        fi
+        target="$(dirname "$file")/$path"
+        includes=$((includes + 1))
+        if [[ ! -f $target ]]; then
+            echo "book: $file:$line: $path does not exist" >&2
+            failures=$((failures + 1))
+        elif [[ -n $anchor && ! $anchor =~ ^[0-9:]*$ ]]; then
+            # mdBook matches `ANCHOR: name` and `ANCHOR_END: name` as whole words.
+            if ! grep -Eq "ANCHOR:[[:space:]]*${anchor}([^A-Za-z0-9_-]|$)" "$target"; then
+                echo "book: $file:$line: $path has no 'ANCHOR: $anchor'" >&2
+                failures=$((failures + 1))
+            elif ! grep -Eq "ANCHOR_END:[[:space:]]*${anchor}([^A-Za-z0-9_-]|$)" "$target"; then
+                echo "book: $file:$line: $path has no 'ANCHOR_END: $anchor'" >&2
+                failures=$((failures + 1))
+            fi
+        fi
+    done < <(grep -rnoE '\{\{#(rustdoc_)?include [^}]+\}\}' book/src --include='*.md' || true)
+    if ((failures > 0)); then
+        echo "book: $failures of $includes includes do not resolve" >&2
+        return 1
+    fi
+    echo "book: all $includes includes resolve"
+}
+
+# PostgreSQL on 127.0.0.1:5432, started (or installed) when absent. Nothing needs it yet: the
+# postgres issue (PgQueue, its tests) turns it on by creating .ci/needs-postgres; BOT_TEST_POSTGRES=1
+# turns it on for one run.
+ensure_postgres() {
+    if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
+        return 0
+    fi
+    if ! command -v pg_ctlcluster >/dev/null; then
+        echo "postgres: installing it with apt-get" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    local waited
+    for waited in $(seq 1 30); do
+        if pg_isready -q -h 127.0.0.1 -p 5432; then
+            echo "postgres: ready after ${waited} s" >&2
+            return 0
+        fi
+        sleep 1
+    done
+    echo "postgres: nothing answers on 127.0.0.1:5432 after 30 s" >&2
+    return 1
+}
+
+check_book_includes
+
+if [[ ${BOT_TEST_POSTGRES:-0} == 1 || -e .ci/needs-postgres ]]; then
+    ensure_postgres
+    export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+fi
+
+cargo test --workspace --all-targets --no-run
+cargo test --workspace --all-targets
+cargo test --workspace --doc
