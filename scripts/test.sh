@@ -82,6 +82,22 @@ if [[ ${BOT_TEST_POSTGRES:-0} == 1 || -e .ci/needs-postgres ]]; then
     export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 fi
 
+# cargo prints one "test result" line per test binary; the last one may well be a crate without
+# doc tests, so close with the sum of them all.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 cargo test --workspace --all-targets --no-run
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+cargo test --workspace --all-targets 2>&1 | tee -a "$log"
+cargo test --workspace --doc 2>&1 | tee -a "$log"
+
+total() {
+    sed -nE "s/^test result: .* ([0-9]+) $1;.*/\1/p" "$log" | awk '{ sum += $1 } END { print sum + 0 }'
+}
+passed=$(total passed)
+failed=$(total failed)
+if ((passed == 0)); then
+    echo "no test ran" >&2
+    exit 1
+fi
+echo "$passed passed, $failed failed"
