@@ -103,12 +103,17 @@ impl Bot {
             .take();
         if let Some(supervisor) = supervisor {
             let stop = run.stop_supervisor.clone();
-            run.supervisor = Some(tokio::spawn(supervisor.run(stop)));
+            // One long-lived dispatcher per bot, not per-message work.
+            #[allow(clippy::disallowed_methods)]
+            let handle = tokio::spawn(supervisor.run(stop));
+            run.supervisor = Some(handle);
         }
         for adapter in &self.inner.adapters {
             let adapter = adapter.clone();
             let ingress = self.inner.ingress.clone();
             let stop = run.stop_adapters.clone();
+            // One long-lived task per adapter (gateway, stdin reader), not per-message work.
+            #[allow(clippy::disallowed_methods)]
             run.adapters.push(tokio::spawn(async move {
                 let platform = adapter.platform();
                 if let Err(e) = adapter.run(ingress, stop).await {

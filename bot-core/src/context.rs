@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind};
 use crate::event::{ConversationId, Event, EventId, Platform};
-use crate::outbound::{OutgoingMessage, Outbound, Target};
+use crate::outbound::{Outbound, OutgoingMessage, Target};
 use crate::state::{StateKey, StateStore, Versioned};
 
 /// A map from type to one shared value of that type.
@@ -236,8 +236,11 @@ impl ConversationState<'_> {
             return Ok(None);
         };
         let value = serde_json::from_value(v.value).map_err(|e| {
-            Error::new(ErrorKind::State, "stored conversation state has another shape")
-                .with_source(e)
+            Error::new(
+                ErrorKind::State,
+                "stored conversation state has another shape",
+            )
+            .with_source(e)
         })?;
         Ok(Some(Versioned {
             value,

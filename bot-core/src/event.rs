@@ -274,7 +274,11 @@ impl Event {
     /// Starts an event of `kind` in `conversation` on `platform`, with a fresh id and the current time.
     ///
     /// Adapters set the platform's own id with [`Event::with_id`].
-    pub fn new(platform: Platform, conversation: impl Into<ConversationId>, kind: EventKind) -> Self {
+    pub fn new(
+        platform: Platform,
+        conversation: impl Into<ConversationId>,
+        kind: EventKind,
+    ) -> Self {
         Self {
             id: EventId::new(next_local_id()),
             platform,
@@ -294,7 +298,11 @@ impl Event {
         conversation: impl Into<ConversationId>,
         text: impl Into<String>,
     ) -> Self {
-        Self::new(platform, conversation, EventKind::Message(Message::text(text)))
+        Self::new(
+            platform,
+            conversation,
+            EventKind::Message(Message::text(text)),
+        )
     }
 
     /// Sets the event id.

@@ -36,7 +36,7 @@ pub use error::{BoxError, Error, ErrorKind};
 pub use event::{ConversationId, Event, EventId, EventKind, Message, Platform, UserId};
 pub use handler::{Handler, HandlerExt};
 pub use limits::{Limits, Ordering, Overflow, RetryPolicy};
-pub use outbound::{OutgoingMessage, Outbound};
+pub use outbound::{Outbound, OutgoingMessage};
 pub use queue::{MemoryQueue, Queue};
 pub use router::Router;
 pub use runtime::ShutdownReport;

@@ -152,7 +152,9 @@ impl RetryPolicy {
             return Err(Error::config("retry: max_attempts must be at least 1"));
         }
         if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return Err(Error::config("retry: multiplier must be a finite number >= 1"));
+            return Err(Error::config(
+                "retry: multiplier must be a finite number >= 1",
+            ));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(Error::config("retry: jitter must be between 0 and 1"));

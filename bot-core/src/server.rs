@@ -89,6 +89,8 @@ impl Bot {
         let app = self.router();
         let server_stop = tokio_util::sync::CancellationToken::new();
         let stop = server_stop.clone();
+        // The HTTP server itself: one long-lived task.
+        #[allow(clippy::disallowed_methods)]
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
@@ -123,7 +125,10 @@ async fn metrics(State(bot): State<Bot>) -> Response {
     #[cfg(feature = "prometheus")]
     {
         (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             bot.telemetry().render_prometheus(),
         )
             .into_response()

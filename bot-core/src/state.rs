@@ -165,7 +165,13 @@ mod tests {
         assert!(e.is_conflict());
         let v2 = store.save(&key, json!({"n": 2}), Some(1)).await.unwrap();
         assert_eq!(v2, 2);
-        assert!(store.save(&key, json!({}), Some(1)).await.unwrap_err().is_conflict());
+        assert!(
+            store
+                .save(&key, json!({}), Some(1))
+                .await
+                .unwrap_err()
+                .is_conflict()
+        );
         let got = store.load(&key).await.unwrap().unwrap();
         assert_eq!(got.value, json!({"n": 2}));
         assert!(store.delete(&key, 1).await.unwrap_err().is_conflict());

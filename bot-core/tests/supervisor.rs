@@ -250,7 +250,7 @@ async fn panics_are_retried_then_dead_lettered_and_counted() {
             async move {
                 let n: usize = e.id.as_str()[1..].parse().unwrap();
                 *a.lock().unwrap().entry(e.id.to_string()).or_default() = cx.attempt();
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     panic!("boom on {n}");
                 }
                 d.add();

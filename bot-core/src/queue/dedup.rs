@@ -55,10 +55,10 @@ impl Dedup {
         if self.seen.contains(&key) {
             return false;
         }
-        if self.seen.len() >= self.capacity {
-            if let Some((_, old)) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
+        if self.seen.len() >= self.capacity
+            && let Some((_, old)) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
         }
         self.seen.insert(key.clone());
         self.order.push_back((now, key));

@@ -49,7 +49,7 @@ enum Delayed {
     /// An ordered lane whose head waits for its retry.
     WakeLane(LaneKey),
     /// An unordered event waiting for its retry.
-    Entry(Entry, LaneKey),
+    Entry(Box<Entry>, LaneKey),
 }
 
 struct Inner {
@@ -182,7 +182,8 @@ impl MemoryQueue {
     }
 
     fn publish_depth(&self, inner: &Inner) {
-        self.depth.store(inner.waiting as u64, AtomicOrdering::Relaxed);
+        self.depth
+            .store(inner.waiting as u64, AtomicOrdering::Relaxed);
     }
 
     fn count(&self, done: Completed) -> Completed {
@@ -296,10 +297,13 @@ impl Inner {
     }
 
     fn remove_lane_if_idle(&mut self, key: &LaneKey) {
-        if let Some(lane) = self.lanes.get(key) {
-            if lane.pending.is_empty() && lane.leased == 0 && !lane.blocked && !lane.queued {
-                self.lanes.remove(key);
-            }
+        if let Some(lane) = self.lanes.get(key)
+            && lane.pending.is_empty()
+            && lane.leased == 0
+            && !lane.blocked
+            && !lane.queued
+        {
+            self.lanes.remove(key);
         }
     }
 
@@ -307,9 +311,8 @@ impl Inner {
     fn mark_ready(&mut self, key: &LaneKey) {
         let ordered = self.ordered;
         if let Some(lane) = self.lanes.get_mut(key) {
-            let available = !lane.blocked
-                && !lane.pending.is_empty()
-                && (!ordered || lane.leased == 0);
+            let available =
+                !lane.blocked && !lane.pending.is_empty() && (!ordered || lane.leased == 0);
             if available && !lane.queued {
                 lane.queued = true;
                 self.ready.push_back(key.clone());
@@ -333,7 +336,11 @@ impl Inner {
                     self.remove_lane_if_idle(&key);
                 }
                 Some(Delayed::Entry(entry, key)) => {
-                    self.lanes.entry(key.clone()).or_default().pending.push_front(entry);
+                    self.lanes
+                        .entry(key.clone())
+                        .or_default()
+                        .pending
+                        .push_front(*entry);
                     self.mark_ready(&key);
                 }
                 None => {}
@@ -543,7 +550,9 @@ impl Queue for MemoryQueue {
                 inner.delayed_items.insert(id, Delayed::WakeLane(l.lane));
             } else {
                 inner.finish_lease(&l.lane);
-                inner.delayed_items.insert(id, Delayed::Entry(l.entry, l.lane));
+                inner
+                    .delayed_items
+                    .insert(id, Delayed::Entry(Box::new(l.entry), l.lane));
             }
             inner.delayed.push(Reverse((due, id)));
         }
@@ -570,10 +579,10 @@ impl Queue for MemoryQueue {
                 error: d.error,
                 failed_at: Timestamp::now(),
             };
-            if inner.dead.len() >= self.dead_capacity {
-                if inner.dead.pop_front().is_some() || self.dead_capacity == 0 {
-                    inner.dead_evicted += 1;
-                }
+            if inner.dead.len() >= self.dead_capacity
+                && (inner.dead.pop_front().is_some() || self.dead_capacity == 0)
+            {
+                inner.dead_evicted += 1;
             }
             if self.dead_capacity > 0 {
                 inner.dead.push_back(letter.clone());
@@ -585,7 +594,10 @@ impl Queue for MemoryQueue {
         if wake {
             self.available.notify_one();
         }
-        self.count(Completed { applied: out.len(), stale });
+        self.count(Completed {
+            applied: out.len(),
+            stale,
+        });
         Ok(out)
     }
 
@@ -642,6 +654,7 @@ impl Queue for MemoryQueue {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests spawn producers and pullers directly
 mod tests {
     use super::*;
     use crate::event::Platform;
@@ -694,7 +707,9 @@ mod tests {
     #[tokio::test]
     async fn reject_refuses_the_whole_batch() {
         let q = MemoryQueue::new(&limits(3, Overflow::Reject, Ordering::PerConversation));
-        q.push_batch(vec![ev("a", "1"), ev("a", "2")]).await.unwrap();
+        q.push_batch(vec![ev("a", "1"), ev("a", "2")])
+            .await
+            .unwrap();
         let e = q
             .push_batch(vec![ev("b", "3"), ev("b", "4")])
             .await
@@ -775,7 +790,9 @@ mod tests {
             ..limits(10, Overflow::Reject, Ordering::PerConversation)
         };
         let q = MemoryQueue::new(&l);
-        q.push_batch(vec![ev("a", "1"), ev("b", "2")]).await.unwrap();
+        q.push_batch(vec![ev("a", "1"), ev("b", "2")])
+            .await
+            .unwrap();
         let d = q.pull(10).await.unwrap();
         q.dead(
             d.iter()
