@@ -120,5 +120,53 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The memory queue alone: push 100k events in batches, then pull and ack them all.
+fn bench_queue(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("memory_queue");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.sample_size(10);
+    for (name, ordering) in [
+        ("push_pull_ack_unordered", Ordering::Unordered),
+        ("push_pull_ack_ordered", Ordering::PerConversation),
+    ] {
+        let queue = bot_core::MemoryQueue::new(&Limits {
+            queue_capacity: EVENTS * 2,
+            ordering,
+            ..Limits::default()
+        });
+        let next_id = AtomicU64::new(0);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batches = events(&next_id, 10_000);
+                    let start = Instant::now();
+                    rt.block_on(async {
+                        use bot_core::Queue as _;
+                        for batch in batches {
+                            queue.push_batch(batch).await.expect("accepted");
+                        }
+                        let mut left = EVENTS;
+                        while left > 0 {
+                            let got = queue.pull(1024).await.expect("pulled");
+                            left -= got.len();
+                            let leases: Vec<_> = got.iter().map(|d| d.lease).collect();
+                            drop(got);
+                            queue.ack(&leases).await.expect("acked");
+                        }
+                    });
+                    total += start.elapsed();
+                }
+                total
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_queue);
 criterion_main!(benches);

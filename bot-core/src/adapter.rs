@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Platform};
 use crate::outbound::Outbound;
 use crate::queue::{PushReport, Queue};
+use crate::runtime::Progress;
 use crate::telemetry::{DropReason, Telemetry};
 
 /// A platform integration: webhook routes, long-running tasks (gateways, stdin), an outbound client.
@@ -79,6 +80,7 @@ struct IngressInner {
     queue: Arc<dyn Queue>,
     telemetry: Telemetry,
     accepting: AtomicBool,
+    progress: Arc<Progress>,
 }
 
 impl fmt::Debug for Ingress {
@@ -93,12 +95,17 @@ impl fmt::Debug for Ingress {
 const DRAINING_RETRY_AFTER_SECS: u64 = 5;
 
 impl Ingress {
-    pub(crate) fn new(queue: Arc<dyn Queue>, telemetry: Telemetry) -> Self {
+    pub(crate) fn new(
+        queue: Arc<dyn Queue>,
+        telemetry: Telemetry,
+        progress: Arc<Progress>,
+    ) -> Self {
         Self {
             inner: Arc::new(IngressInner {
                 queue,
                 telemetry,
                 accepting: AtomicBool::new(true),
+                progress,
             }),
         }
     }
@@ -125,6 +132,8 @@ impl Ingress {
         }
         match self.inner.queue.push_batch(events).await {
             Ok(report) => {
+                self.inner.progress.accepted(report.accepted);
+                self.inner.progress.evicted(report.evicted_oldest);
                 metrics.dropped(DropReason::Duplicate, report.duplicates);
                 metrics.dropped(DropReason::OverflowNewest, report.dropped_newest);
                 metrics.dropped(DropReason::OverflowOldest, report.evicted_oldest);

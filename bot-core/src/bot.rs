@@ -16,7 +16,7 @@ use crate::handler::{BoxHandler, Handler};
 use crate::limits::Limits;
 use crate::outbound::Outbound;
 use crate::queue::{DeadLetter, MemoryQueue, Queue};
-use crate::runtime::{DeadLetterHook, ShutdownReport, Supervisor};
+use crate::runtime::{DeadLetterHook, Progress, ShutdownReport, Supervisor};
 use crate::state::{MemoryStateStore, StateStore};
 use crate::telemetry::Telemetry;
 
@@ -55,6 +55,7 @@ pub(crate) struct Inner {
     pub(crate) max_body_bytes: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) shutdown_requested: CancellationToken,
+    progress: Arc<Progress>,
     supervisor: Mutex<Option<Supervisor>>,
     run: Mutex<RunState>,
     report: tokio::sync::OnceCell<ShutdownReport>,
@@ -132,6 +133,16 @@ impl Bot {
             .unwrap_or_else(|p| p.into_inner())
             .started;
         started && self.inner.ingress.is_accepting()
+    }
+
+    /// Waits until every event accepted through [`Bot::ingress`] so far has finished: acknowledged
+    /// after success, dead-lettered, or evicted by [`crate::Overflow::DropOldest`]. Retries count
+    /// as not finished.
+    ///
+    /// Use it before [`Bot::shutdown`] when the work queued must not be left behind, as a console
+    /// bot does at the end of its input. It counts this process's events only.
+    pub async fn idle(&self) {
+        self.inner.progress.wait_idle().await;
     }
 
     /// Asks a running [`Bot::serve`] to shut down gracefully, as SIGTERM would.
@@ -349,6 +360,7 @@ impl BotBuilder {
                 .state_store
                 .unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
         });
+        let progress = Arc::new(Progress::default());
         let supervisor = Supervisor {
             queue: queue.clone(),
             handler,
@@ -356,8 +368,9 @@ impl BotBuilder {
             shared,
             metrics: telemetry.metrics().clone(),
             dead_letter_hook: self.dead_letter_hook,
+            progress: progress.clone(),
         };
-        let ingress = Ingress::new(queue.clone(), telemetry.clone());
+        let ingress = Ingress::new(queue.clone(), telemetry.clone(), progress.clone());
         Ok(Bot {
             inner: Arc::new(Inner {
                 queue,
@@ -368,6 +381,7 @@ impl BotBuilder {
                 max_body_bytes: self.max_body_bytes,
                 request_timeout: self.request_timeout,
                 shutdown_requested: CancellationToken::new(),
+                progress,
                 supervisor: Mutex::new(Some(supervisor)),
                 run: Mutex::new(RunState::default()),
                 report: tokio::sync::OnceCell::new(),

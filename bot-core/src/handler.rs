@@ -88,10 +88,19 @@ impl fmt::Debug for BoxHandler {
     }
 }
 
-#[async_trait]
 impl Handler for BoxHandler {
-    async fn call(&self, cx: Context, event: Event) -> Result<(), BoxError> {
-        self.0.call(cx, event).await
+    // Written out rather than with #[async_trait] so that the inner handler's boxed future is
+    // returned as it is instead of being boxed a second time on every event.
+    fn call<'life0, 'async_trait>(
+        &'life0 self,
+        cx: Context,
+        event: Event,
+    ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.0.call(cx, event)
     }
 
     fn timeout(&self, event: &Event) -> Option<Duration> {

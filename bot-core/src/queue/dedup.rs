@@ -1,6 +1,8 @@
 //! A bounded set of recently seen (platform, event id) keys with a time to live.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -23,7 +25,7 @@ impl Dedup {
         Self {
             ttl,
             capacity,
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             order: VecDeque::new(),
         }
     }
@@ -52,15 +54,15 @@ impl Dedup {
         if !self.enabled() {
             return true;
         }
-        if self.seen.contains(&key) {
-            return false;
-        }
         if self.seen.len() >= self.capacity
+            && !self.seen.contains(&key)
             && let Some((_, old)) = self.order.pop_front()
         {
             self.seen.remove(&old);
         }
-        self.seen.insert(key.clone());
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
         self.order.push_back((now, key));
         true
     }

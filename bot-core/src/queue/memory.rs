@@ -1,13 +1,14 @@
 //! The in-memory queue: bounded, with per-conversation lanes, no server.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use foldhash::HashMap;
 use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -108,10 +109,10 @@ impl MemoryQueue {
         Self {
             inner: Mutex::new(Inner {
                 ordered: limits.ordering == Ordering::PerConversation,
-                lanes: HashMap::new(),
+                lanes: HashMap::default(),
                 ready: VecDeque::new(),
                 delayed: BinaryHeap::new(),
-                delayed_items: HashMap::new(),
+                delayed_items: HashMap::default(),
                 leases: Slab::new(),
                 waiting: 0,
                 arrival: VecDeque::new(),
@@ -431,21 +432,25 @@ impl Queue for MemoryQueue {
                 }
                 if self.overflow == Overflow::Reject {
                     inner.dedup.expire(Instant::now());
-                    let mut fresh = std::collections::HashSet::new();
-                    for e in &events {
-                        let key = (e.platform.clone(), e.id.clone());
-                        if !inner.dedup.contains(&key) {
-                            fresh.insert(key);
-                        }
+                    let mut fresh = events
+                        .iter()
+                        .filter(|e| !inner.dedup.contains(&(e.platform.clone(), e.id.clone())))
+                        .count();
+                    if inner.waiting + fresh > self.capacity {
+                        // Only now pay for discounting duplicates within the batch.
+                        let distinct: foldhash::HashSet<_> = events
+                            .iter()
+                            .map(|e| (e.platform.clone(), e.id.clone()))
+                            .filter(|k| !inner.dedup.contains(k))
+                            .collect();
+                        fresh = distinct.len();
                     }
-                    if inner.waiting + fresh.len() > self.capacity {
+                    if inner.waiting + fresh > self.capacity {
                         return Err(Error::new(
                             ErrorKind::QueueFull,
                             format!(
                                 "queue is full ({} waiting, capacity {}, batch of {})",
-                                inner.waiting,
-                                self.capacity,
-                                fresh.len()
+                                inner.waiting, self.capacity, fresh
                             ),
                         )
                         .with_retry_after(FULL_RETRY_AFTER));

@@ -9,9 +9,10 @@ mod task;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,48 @@ use crate::queue::{Dead, DeadLetter, Lease, Nack, Queue};
 use crate::telemetry::{Metrics, Outcome};
 
 use task::{Completion, TaskFailure};
+
+/// Events accepted through the ingress versus events finished (acknowledged or dead-lettered) by
+/// this process's supervisor, so that [`crate::Bot::idle`] can wait for the two to meet.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    accepted: AtomicU64,
+    finished: AtomicU64,
+    changed: Notify,
+}
+
+impl Progress {
+    pub(crate) fn accepted(&self, n: usize) {
+        self.accepted.fetch_add(n as u64, AtomicOrdering::AcqRel);
+    }
+
+    /// Accepted events that will never finish (evicted by `DropOldest`).
+    pub(crate) fn evicted(&self, n: usize) {
+        self.finished.fetch_add(n as u64, AtomicOrdering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    fn finished(&self, n: usize) {
+        if n > 0 {
+            self.finished.fetch_add(n as u64, AtomicOrdering::AcqRel);
+            self.changed.notify_waiters();
+        }
+    }
+
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.finished.load(AtomicOrdering::Acquire)
+                >= self.accepted.load(AtomicOrdering::Acquire)
+            {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
 
 /// A function called with every dead letter, for alerting or parking it elsewhere.
 pub type DeadLetterHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
@@ -54,6 +97,7 @@ pub(crate) struct Supervisor {
     pub(crate) shared: Arc<Shared>,
     pub(crate) metrics: Metrics,
     pub(crate) dead_letter_hook: Option<DeadLetterHook>,
+    pub(crate) progress: Arc<Progress>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -84,7 +128,6 @@ impl Supervisor {
             handler: self.handler.clone(),
             default_timeout: self.limits.handler_timeout,
             hard_stop: hard_stop.clone(),
-            metrics: self.metrics.clone(),
             completions: tx,
         });
         let mut running = 0usize;
@@ -97,6 +140,7 @@ impl Supervisor {
                 self.complete(c, &mut pending);
             }
             self.flush(&mut pending).await;
+            self.metrics.set_inflight(running);
             let free = max - running;
             tokio::select! {
                 biased;
@@ -107,6 +151,7 @@ impl Supervisor {
                             running += 1;
                             task::spawn(&env, delivery);
                         }
+                        self.metrics.set_inflight(running);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "queue pull failed; retrying in 1 s");
@@ -139,6 +184,7 @@ impl Supervisor {
                         self.complete(c, &mut pending);
                     }
                     self.flush(&mut pending).await;
+                    self.metrics.set_inflight(running);
                 }
                 () = tokio::time::sleep_until(deadline) => break,
             }
@@ -158,6 +204,7 @@ impl Supervisor {
                 running -= n;
                 for c in buf.drain(..) {
                     if c.failure == Some(TaskFailure::Cancelled) {
+                        self.metrics.processed(Outcome::Cancelled, c.elapsed);
                         cancelled += 1;
                         pending.release.push(c.lease);
                     } else {
@@ -168,6 +215,7 @@ impl Supervisor {
             }
         }
         self.flush(&mut pending).await;
+        self.metrics.set_inflight(running);
         self.queue.close();
         let report = ShutdownReport {
             drained,
@@ -181,7 +229,12 @@ impl Supervisor {
     }
 
     /// Decides what a finished attempt means for its event.
+    ///
+    /// Metrics are recorded here, on the dispatcher, rather than in the tasks: one writer means
+    /// no contended cache lines and an uncontended histogram lock.
     fn complete(&self, c: Completion, pending: &mut Pending) {
+        self.metrics
+            .processed(c.failure.map_or(Outcome::Ok, Outcome::from), c.elapsed);
         let Some(failure) = c.failure else {
             pending.acks.push(c.lease);
             return;
@@ -216,8 +269,9 @@ impl Supervisor {
 
     async fn flush(&self, pending: &mut Pending) {
         if !pending.acks.is_empty() {
-            if let Err(e) = self.queue.ack(&pending.acks).await {
-                tracing::error!(error = %e, count = pending.acks.len(), "ack failed");
+            match self.queue.ack(&pending.acks).await {
+                Ok(done) => self.progress.finished(done.applied),
+                Err(e) => tracing::error!(error = %e, count = pending.acks.len(), "ack failed"),
             }
             pending.acks.clear();
         }
@@ -233,6 +287,7 @@ impl Supervisor {
             match self.queue.dead(std::mem::take(&mut pending.dead)).await {
                 Ok(letters) => {
                     self.metrics.dead(letters.len());
+                    self.progress.finished(letters.len());
                     if let Some(hook) = &self.dead_letter_hook {
                         for letter in &letters {
                             let hook = hook.clone();

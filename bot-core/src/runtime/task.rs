@@ -13,7 +13,6 @@ use tracing::Instrument as _;
 use crate::context::{Context, Shared};
 use crate::handler::{BoxHandler, Handler as _, is_retryable};
 use crate::queue::{Delivery, Lease};
-use crate::telemetry::{Metrics, Outcome};
 
 /// Why an attempt did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +31,7 @@ pub(crate) struct Completion {
     pub(crate) failure: Option<TaskFailure>,
     pub(crate) retryable: bool,
     pub(crate) error: Option<String>,
+    pub(crate) elapsed: Duration,
 }
 
 /// What every task of one supervisor shares.
@@ -40,7 +40,6 @@ pub(crate) struct TaskEnv {
     pub(crate) handler: BoxHandler,
     pub(crate) default_timeout: Duration,
     pub(crate) hard_stop: CancellationToken,
-    pub(crate) metrics: Metrics,
     pub(crate) completions: mpsc::Sender<Completion>,
 }
 
@@ -66,7 +65,6 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
         event,
         attempt,
     } = delivery;
-    env.metrics.inflight(1);
     let cancel = CancellationToken::new();
     let cx = Context::new(env.shared.clone(), &event, attempt, cancel.clone());
     let timeout = env.handler.timeout(&event).unwrap_or(env.default_timeout);
@@ -89,20 +87,16 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
         }
     };
     let elapsed = started.elapsed();
-    env.metrics.inflight(-1);
     let completion = match result {
-        Ok(()) => {
-            env.metrics.processed(Outcome::Ok, elapsed);
-            Completion {
-                lease,
-                attempt,
-                failure: None,
-                retryable: false,
-                error: None,
-            }
-        }
+        Ok(()) => Completion {
+            lease,
+            attempt,
+            failure: None,
+            retryable: false,
+            error: None,
+            elapsed,
+        },
         Err((failure, retryable, error)) => {
-            env.metrics.processed(failure.into(), elapsed);
             if failure == TaskFailure::Panic {
                 tracing::error!(panic = error.as_deref().unwrap_or(""), "handler panicked");
             }
@@ -112,6 +106,7 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
                 failure: Some(failure),
                 retryable,
                 error,
+                elapsed,
             }
         }
     };

@@ -223,7 +223,10 @@ impl Metrics {
         self.counts.dead.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn inflight(&self, delta: i64) {
-        self.counts.inflight.fetch_add(delta, Ordering::Relaxed);
+    pub(crate) fn set_inflight(&self, running: usize) {
+        self.counts.inflight.store(
+            i64::try_from(running).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
     }
 }
