@@ -193,6 +193,27 @@ impl Bot {
             .await
     }
 
+    /// The dead letters the queue keeps, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the queue backend fails.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        self.inner.queue.dead_letters(limit).await
+    }
+
+    /// Puts up to `max` dead letters back in the queue to be handled again (after fixing what made
+    /// them fail). Returns how many went back.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the queue backend fails.
+    pub async fn redrive_dead_letters(&self, max: usize) -> Result<usize, Error> {
+        let n = self.inner.queue.redrive(max).await?;
+        self.inner.progress.accepted(n);
+        Ok(n)
+    }
+
     /// The handle adapters and custom ingress code submit events through.
     pub fn ingress(&self) -> Ingress {
         self.inner.ingress.clone()

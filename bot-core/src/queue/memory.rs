@@ -22,48 +22,61 @@ use crate::limits::{Limits, Ordering, Overflow};
 /// How long a producer refused by a full queue is told to wait.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The lane of a lease in unordered mode (there are no lanes then).
+const NO_LANE: usize = usize::MAX;
+
 type LaneKey = (Platform, ConversationId);
 
+/// A waiting event.
 struct Entry {
     event: Event,
+    /// Attempts made so far.
     attempts: u32,
+    /// Arrival order, unique.
     seq: u64,
 }
 
-#[derive(Default)]
+/// The waiting events of one conversation (ordered mode).
 struct Lane {
+    key: LaneKey,
     pending: VecDeque<Entry>,
-    leased: u32,
+    leased: bool,
     /// Waiting for a retry: nothing of this lane is handed out until then.
     blocked: bool,
     /// In `ready` already.
     queued: bool,
 }
 
+/// What the queue keeps of a leased event: the event itself travels with the delivery.
 struct Leased {
-    entry: Entry,
-    lane: LaneKey,
+    lane: usize,
+    attempts: u32,
+    seq: u64,
     token: u64,
 }
 
 enum Delayed {
     /// An ordered lane whose head waits for its retry.
-    WakeLane(LaneKey),
+    WakeLane(usize),
     /// An unordered event waiting for its retry.
-    Entry(Box<Entry>, LaneKey),
+    Entry(Box<Entry>),
 }
 
 struct Inner {
     ordered: bool,
-    lanes: HashMap<LaneKey, Lane>,
-    ready: VecDeque<LaneKey>,
+    /// Ordered mode: lanes by conversation, and the lanes that can hand out their head.
+    lane_ids: HashMap<LaneKey, usize>,
+    lanes: Slab<Lane>,
+    ready: VecDeque<usize>,
+    /// Unordered mode: one line in arrival order (retries go to the front when due).
+    fifo: VecDeque<Entry>,
     delayed: BinaryHeap<Reverse<(Instant, u64)>>,
     delayed_items: HashMap<u64, Delayed>,
     leases: Slab<Leased>,
-    /// Events waiting: in lanes and in `delayed`.
+    /// Events waiting: in lanes, in the line and in `delayed`.
     waiting: usize,
-    /// Arrival order of waiting first attempts, kept only for [`Overflow::DropOldest`].
-    arrival: VecDeque<(u64, LaneKey)>,
+    /// Ordered mode with [`Overflow::DropOldest`]: arrival order of waiting first attempts.
+    arrival: VecDeque<(u64, usize)>,
     dedup: Dedup,
     dead: VecDeque<DeadLetter>,
     dead_evicted: u64,
@@ -74,11 +87,12 @@ struct Inner {
 
 /// The embedded default [`Queue`]: a bounded buffer in this process.
 ///
-/// Events of one conversation wait in a lane; with [`Ordering::PerConversation`] a lane hands out
+/// With [`Ordering::PerConversation`], events of one conversation wait in a lane that hands out
 /// its next event only when the previous one is acknowledged or dead-lettered, so a busy
 /// conversation never blocks the others. Lanes are removed as soon as they are empty, so memory
-/// follows the events waiting, not the conversations ever seen. Leases do not expire: the only
-/// consumer is this process's supervisor.
+/// follows the events waiting, not the conversations ever seen. With [`Ordering::Unordered`]
+/// there are no lanes: one line in arrival order. Leases do not expire: the only consumer is this
+/// process's supervisor.
 pub struct MemoryQueue {
     inner: Mutex<Inner>,
     capacity: usize,
@@ -109,8 +123,10 @@ impl MemoryQueue {
         Self {
             inner: Mutex::new(Inner {
                 ordered: limits.ordering == Ordering::PerConversation,
-                lanes: HashMap::default(),
+                lane_ids: HashMap::default(),
+                lanes: Slab::new(),
                 ready: VecDeque::new(),
+                fifo: VecDeque::new(),
                 delayed: BinaryHeap::new(),
                 delayed_items: HashMap::default(),
                 leases: Slab::new(),
@@ -134,37 +150,14 @@ impl MemoryQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the queue half-updated in a way that matters
-        // more than losing the whole runtime, so keep going with the data as it is.
+        // Every update below leaves the structure consistent before it can panic (allocation
+        // failure aside), so a poisoned lock still guards good data.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The dead letters kept, oldest first.
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.lock().dead.iter().cloned().collect()
     }
 
     /// Dead letters evicted because more than `dead_letter_capacity` piled up.
     pub fn dead_letters_evicted(&self) -> u64 {
         self.lock().dead_evicted
-    }
-
-    /// Puts up to `max` dead letters back in the queue, oldest first, with fresh attempt counts.
-    /// Returns how many were re-driven; they bypass deduplication and the capacity check.
-    pub fn redrive(&self, max: usize) -> usize {
-        let mut inner = self.lock();
-        let n = max.min(inner.dead.len());
-        for _ in 0..n {
-            if let Some(dl) = inner.dead.pop_front() {
-                inner.enqueue(dl.event, self.overflow);
-            }
-        }
-        self.publish_depth(&inner);
-        drop(inner);
-        if n > 0 {
-            self.available.notify_one();
-        }
-        n
     }
 
     /// Completions that named a lease no longer held.
@@ -195,8 +188,8 @@ impl MemoryQueue {
         done
     }
 
-    /// Admits as much of `events` as the policy allows. Returns the report and the events that
-    /// must wait for room ([`Overflow::Wait`] only).
+    /// Admits as much of `events` as the policy allows. Returns the events that must wait for
+    /// room ([`Overflow::Wait`] only).
     fn admit(&self, inner: &mut Inner, events: Vec<Event>, report: &mut PushReport) -> Vec<Event> {
         let now = Instant::now();
         inner.dedup.expire(now);
@@ -216,8 +209,8 @@ impl MemoryQueue {
                         break;
                     }
                     Overflow::DropNewest | Overflow::Reject => {
-                        // Reject was checked for the whole batch before; only DropNewest gets here.
-                        inner.dedup.insert(key, now);
+                        // Reject checked the whole batch before, so only DropNewest gets here.
+                        // A dropped event is not remembered: a redelivery of it is welcome.
                         report.dropped_newest += 1;
                         continue;
                     }
@@ -225,7 +218,6 @@ impl MemoryQueue {
                         if inner.evict_oldest() {
                             report.evicted_oldest += 1;
                         } else {
-                            inner.dedup.insert(key, now);
                             report.dropped_newest += 1;
                             continue;
                         }
@@ -238,35 +230,63 @@ impl MemoryQueue {
         }
         rest
     }
+
+    fn wake_if_ready(&self, inner: std::sync::MutexGuard<'_, Inner>) {
+        let wake = inner.has_ready();
+        drop(inner);
+        if wake {
+            self.available.notify_one();
+        }
+    }
 }
 
 impl Inner {
-    fn lane_key(&self, event: &Event) -> LaneKey {
-        (event.platform.clone(), event.conversation.clone())
+    fn has_ready(&self) -> bool {
+        if self.ordered {
+            !self.ready.is_empty()
+        } else {
+            !self.fifo.is_empty()
+        }
     }
 
     fn enqueue(&mut self, event: Event, overflow: Overflow) {
-        let key = self.lane_key(&event);
         let seq = self.next_seq;
         self.next_seq += 1;
-        if overflow == Overflow::DropOldest {
-            self.arrival.push_back((seq, key.clone()));
-            if self.arrival.len() > 2 * self.waiting + 1024 {
-                self.compact_arrival();
-            }
-        }
-        let ordered = self.ordered;
-        let lane = self.lanes.entry(key.clone()).or_default();
-        lane.pending.push_back(Entry {
+        self.waiting += 1;
+        let entry = Entry {
             event,
             attempts: 0,
             seq,
+        };
+        if !self.ordered {
+            self.fifo.push_back(entry);
+            return;
+        }
+        let key = (
+            entry.event.platform.clone(),
+            entry.event.conversation.clone(),
+        );
+        let lanes = &mut self.lanes;
+        let id = *self.lane_ids.entry(key).or_insert_with_key(|key| {
+            lanes.insert(Lane {
+                key: key.clone(),
+                pending: VecDeque::new(),
+                leased: false,
+                blocked: false,
+                queued: false,
+            })
         });
-        self.waiting += 1;
-        let available = !lane.blocked && (!ordered || lane.leased == 0);
-        if available && !lane.queued {
+        let lane = &mut self.lanes[id];
+        lane.pending.push_back(entry);
+        if !lane.blocked && !lane.leased && !lane.queued {
             lane.queued = true;
-            self.ready.push_back(key);
+            self.ready.push_back(id);
+        }
+        if overflow == Overflow::DropOldest {
+            self.arrival.push_back((seq, id));
+            if self.arrival.len() > 2 * self.waiting + 1024 {
+                self.compact_arrival();
+            }
         }
     }
 
@@ -274,54 +294,65 @@ impl Inner {
     /// buffer (amortised: it runs when the log is twice the buffer).
     fn compact_arrival(&mut self) {
         let lanes = &self.lanes;
-        self.arrival.retain(|(seq, key)| {
+        self.arrival.retain(|(seq, id)| {
             lanes
-                .get(key)
+                .get(*id)
                 .is_some_and(|l| l.pending.iter().any(|e| e.seq == *seq))
         });
     }
 
     /// Removes the oldest waiting first attempt. Returns false if there is none.
     fn evict_oldest(&mut self) -> bool {
-        while let Some((seq, key)) = self.arrival.pop_front() {
-            let Some(lane) = self.lanes.get_mut(&key) else {
+        if !self.ordered {
+            // Retries sit at the front once due; the oldest first attempt is the first after them.
+            let Some(i) = self.fifo.iter().position(|e| e.attempts == 0) else {
+                return false;
+            };
+            self.fifo.remove(i);
+            self.waiting -= 1;
+            return true;
+        }
+        while let Some((seq, id)) = self.arrival.pop_front() {
+            let Some(lane) = self.lanes.get_mut(id) else {
                 continue;
             };
+            // A reused lane id holds other sequence numbers, so this finds nothing there.
             if let Some(i) = lane.pending.iter().position(|e| e.seq == seq) {
                 lane.pending.remove(i);
                 self.waiting -= 1;
-                self.remove_lane_if_idle(&key);
+                self.remove_lane_if_idle(id);
                 return true;
             }
         }
         false
     }
 
-    fn remove_lane_if_idle(&mut self, key: &LaneKey) {
-        if let Some(lane) = self.lanes.get(key)
+    fn remove_lane_if_idle(&mut self, id: usize) {
+        if let Some(lane) = self.lanes.get(id)
             && lane.pending.is_empty()
-            && lane.leased == 0
+            && !lane.leased
             && !lane.blocked
             && !lane.queued
         {
-            self.lanes.remove(key);
+            let lane = self.lanes.remove(id);
+            self.lane_ids.remove(&lane.key);
         }
     }
 
-    /// Puts `key` on the ready list if it can hand out an event.
-    fn mark_ready(&mut self, key: &LaneKey) {
-        let ordered = self.ordered;
-        if let Some(lane) = self.lanes.get_mut(key) {
-            let available =
-                !lane.blocked && !lane.pending.is_empty() && (!ordered || lane.leased == 0);
-            if available && !lane.queued {
-                lane.queued = true;
-                self.ready.push_back(key.clone());
-            }
+    /// Puts lane `id` on the ready list if it can hand out an event.
+    fn mark_ready(&mut self, id: usize) {
+        if let Some(lane) = self.lanes.get_mut(id)
+            && !lane.blocked
+            && !lane.leased
+            && !lane.queued
+            && !lane.pending.is_empty()
+        {
+            lane.queued = true;
+            self.ready.push_back(id);
         }
     }
 
-    /// Moves retries whose time has come back into their lanes. Returns the next due time.
+    /// Moves retries whose time has come back into line. Returns the next due time.
     fn promote_due(&mut self, now: Instant) -> Option<Instant> {
         while let Some(Reverse((due, id))) = self.delayed.peek().copied() {
             if due > now {
@@ -329,72 +360,69 @@ impl Inner {
             }
             self.delayed.pop();
             match self.delayed_items.remove(&id) {
-                Some(Delayed::WakeLane(key)) => {
-                    if let Some(lane) = self.lanes.get_mut(&key) {
-                        lane.blocked = false;
+                Some(Delayed::WakeLane(lane)) => {
+                    if let Some(l) = self.lanes.get_mut(lane) {
+                        l.blocked = false;
                     }
-                    self.mark_ready(&key);
-                    self.remove_lane_if_idle(&key);
+                    self.mark_ready(lane);
+                    self.remove_lane_if_idle(lane);
                 }
-                Some(Delayed::Entry(entry, key)) => {
-                    self.lanes
-                        .entry(key.clone())
-                        .or_default()
-                        .pending
-                        .push_front(*entry);
-                    self.mark_ready(&key);
-                }
+                Some(Delayed::Entry(entry)) => self.fifo.push_front(*entry),
                 None => {}
             }
         }
         None
     }
 
+    fn lease(&mut self, entry: Entry, lane: usize, out: &mut Vec<Delivery>) {
+        let token = self.next_token;
+        self.next_token += 1;
+        let attempts = entry.attempts + 1;
+        let id = self.leases.insert(Leased {
+            lane,
+            attempts,
+            seq: entry.seq,
+            token,
+        });
+        self.waiting -= 1;
+        out.push(Delivery {
+            lease: Lease {
+                id: id as u64,
+                token,
+            },
+            event: entry.event,
+            attempt: attempts,
+        });
+    }
+
     fn take(&mut self, max: usize) -> Vec<Delivery> {
         let mut out = Vec::with_capacity(max.min(self.waiting));
-        let ordered = self.ordered;
+        if !self.ordered {
+            while out.len() < max {
+                let Some(entry) = self.fifo.pop_front() else {
+                    break;
+                };
+                self.lease(entry, NO_LANE, &mut out);
+            }
+            return out;
+        }
         while out.len() < max {
-            let Some(key) = self.ready.pop_front() else {
+            let Some(id) = self.ready.pop_front() else {
                 break;
             };
-            let Some(lane) = self.lanes.get_mut(&key) else {
+            let Some(lane) = self.lanes.get_mut(id) else {
                 continue;
             };
             lane.queued = false;
-            if lane.blocked || (ordered && lane.leased > 0) {
+            if lane.blocked || lane.leased {
                 continue;
             }
-            let Some(mut entry) = lane.pending.pop_front() else {
-                self.remove_lane_if_idle(&key);
+            let Some(entry) = lane.pending.pop_front() else {
+                self.remove_lane_if_idle(id);
                 continue;
             };
-            lane.leased += 1;
-            let more = !ordered && !lane.pending.is_empty();
-            if more {
-                lane.queued = true;
-            }
-            self.waiting -= 1;
-            entry.attempts += 1;
-            let token = self.next_token;
-            self.next_token += 1;
-            let event = entry.event.clone();
-            let attempt = entry.attempts;
-            let id = self.leases.insert(Leased {
-                entry,
-                lane: key.clone(),
-                token,
-            });
-            if more {
-                self.ready.push_back(key);
-            }
-            out.push(Delivery {
-                lease: Lease {
-                    id: id as u64,
-                    token,
-                },
-                event,
-                attempt,
-            });
+            lane.leased = true;
+            self.lease(entry, id, &mut out);
         }
         out
     }
@@ -408,12 +436,59 @@ impl Inner {
         }
     }
 
-    fn finish_lease(&mut self, key: &LaneKey) {
-        if let Some(lane) = self.lanes.get_mut(key) {
-            lane.leased = lane.leased.saturating_sub(1);
+    /// The lane of a finished lease may hand out its next event.
+    fn finish_lease(&mut self, lane: usize) {
+        if lane == NO_LANE {
+            return;
         }
-        self.mark_ready(key);
-        self.remove_lane_if_idle(key);
+        if let Some(l) = self.lanes.get_mut(lane) {
+            l.leased = false;
+        }
+        self.mark_ready(lane);
+        self.remove_lane_if_idle(lane);
+    }
+
+    /// Puts a leased event back at the head of its line, to be handed out again at once
+    /// (`delay` none) or after `delay`, holding its conversation meanwhile.
+    fn requeue(&mut self, leased: Leased, event: Event, attempts: u32, delay: Option<Instant>) {
+        let entry = Entry {
+            event,
+            attempts,
+            seq: leased.seq,
+        };
+        self.waiting += 1;
+        if !self.ordered {
+            match delay {
+                None => self.fifo.push_front(entry),
+                Some(due) => {
+                    let id = self.next_seq;
+                    self.next_seq += 1;
+                    self.delayed_items
+                        .insert(id, Delayed::Entry(Box::new(entry)));
+                    self.delayed.push(Reverse((due, id)));
+                }
+            }
+            return;
+        }
+        let Some(lane) = self.lanes.get_mut(leased.lane) else {
+            // Cannot happen: a lane with a lease is never removed. Keep the event regardless.
+            self.waiting -= 1;
+            self.enqueue(entry.event, Overflow::Reject);
+            return;
+        };
+        lane.leased = false;
+        lane.pending.push_front(entry);
+        match delay {
+            None => self.mark_ready(leased.lane),
+            Some(due) => {
+                lane.blocked = true;
+                let id = self.next_seq;
+                self.next_seq += 1;
+                self.delayed_items
+                    .insert(id, Delayed::WakeLane(leased.lane));
+                self.delayed.push(Reverse((due, id)));
+            }
+        }
     }
 }
 
@@ -487,12 +562,8 @@ impl Queue for MemoryQueue {
                 let out = inner.take(max);
                 if !out.is_empty() {
                     self.publish_depth(&inner);
-                    let more = !inner.ready.is_empty();
-                    drop(inner);
-                    if more {
-                        // Another puller may take the rest.
-                        self.available.notify_one();
-                    }
+                    // Another puller may take the rest.
+                    self.wake_if_ready(inner);
                     if self.overflow == Overflow::Wait {
                         self.space.notify_waiters();
                     }
@@ -519,17 +590,13 @@ impl Queue for MemoryQueue {
         for &lease in leases {
             match inner.take_lease(lease) {
                 Some(l) => {
-                    inner.finish_lease(&l.lane);
+                    inner.finish_lease(l.lane);
                     done.applied += 1;
                 }
                 None => done.stale += 1,
             }
         }
-        let wake = !inner.ready.is_empty();
-        drop(inner);
-        if wake {
-            self.available.notify_one();
-        }
+        self.wake_if_ready(inner);
         Ok(self.count(done))
     }
 
@@ -543,23 +610,8 @@ impl Queue for MemoryQueue {
                 continue;
             };
             done.applied += 1;
-            let due = now + nack.delay;
-            let id = inner.next_seq;
-            inner.next_seq += 1;
-            inner.waiting += 1;
-            if inner.ordered {
-                let lane = inner.lanes.entry(l.lane.clone()).or_default();
-                lane.leased = lane.leased.saturating_sub(1);
-                lane.blocked = true;
-                lane.pending.push_front(l.entry);
-                inner.delayed_items.insert(id, Delayed::WakeLane(l.lane));
-            } else {
-                inner.finish_lease(&l.lane);
-                inner
-                    .delayed_items
-                    .insert(id, Delayed::Entry(Box::new(l.entry), l.lane));
-            }
-            inner.delayed.push(Reverse((due, id)));
+            let attempts = l.attempts;
+            inner.requeue(l, nack.event, attempts, Some(now + nack.delay));
         }
         self.publish_depth(&inner);
         drop(inner);
@@ -577,10 +629,10 @@ impl Queue for MemoryQueue {
                 stale += 1;
                 continue;
             };
-            inner.finish_lease(&l.lane);
+            inner.finish_lease(l.lane);
             let letter = DeadLetter {
-                event: l.entry.event,
-                attempts: l.entry.attempts,
+                event: d.event,
+                attempts: l.attempts,
                 error: d.error,
                 failed_at: Timestamp::now(),
             };
@@ -594,11 +646,7 @@ impl Queue for MemoryQueue {
             }
             out.push(letter);
         }
-        let wake = !inner.ready.is_empty();
-        drop(inner);
-        if wake {
-            self.available.notify_one();
-        }
+        self.wake_if_ready(inner);
         self.count(Completed {
             applied: out.len(),
             stale,
@@ -606,25 +654,20 @@ impl Queue for MemoryQueue {
         Ok(out)
     }
 
-    async fn release(&self, leases: &[Lease]) -> Result<Completed, Error> {
+    async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error> {
         let mut done = Completed::default();
         let mut inner = self.lock();
-        for &lease in leases {
-            let Some(mut l) = inner.take_lease(lease) else {
+        for d in deliveries {
+            let Some(l) = inner.take_lease(d.lease) else {
                 done.stale += 1;
                 continue;
             };
             done.applied += 1;
-            l.entry.attempts = l.entry.attempts.saturating_sub(1);
-            inner.waiting += 1;
-            let lane = inner.lanes.entry(l.lane.clone()).or_default();
-            lane.leased = lane.leased.saturating_sub(1);
-            lane.pending.push_front(l.entry);
-            inner.mark_ready(&l.lane);
+            let attempts = l.attempts.saturating_sub(1);
+            inner.requeue(l, d.event, attempts, None);
         }
         self.publish_depth(&inner);
-        drop(inner);
-        self.available.notify_one();
+        self.wake_if_ready(inner);
         Ok(self.count(done))
     }
 
@@ -644,6 +687,25 @@ impl Queue for MemoryQueue {
             }
         }
         Ok(done)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        Ok(self.lock().dead.iter().take(limit).cloned().collect())
+    }
+
+    async fn redrive(&self, max: usize) -> Result<usize, Error> {
+        let mut inner = self.lock();
+        let n = max.min(inner.dead.len());
+        for _ in 0..n {
+            if let Some(letter) = inner.dead.pop_front() {
+                // Re-driven events bypass deduplication and the capacity check: they were
+                // accepted once already.
+                inner.enqueue(letter.event, self.overflow);
+            }
+        }
+        self.publish_depth(&inner);
+        self.wake_if_ready(inner);
+        Ok(n)
     }
 
     fn close(&self) {
@@ -774,6 +836,7 @@ mod tests {
             lease: d[0].lease,
             delay: Duration::from_secs(5),
             error: "boom".into(),
+            event: d[0].event.clone(),
         }])
         .await
         .unwrap();
@@ -804,14 +867,15 @@ mod tests {
                 .map(|d| Dead {
                     lease: d.lease,
                     error: "x".into(),
+                    event: d.event.clone(),
                 })
                 .collect(),
         )
         .await
         .unwrap();
-        assert_eq!(q.dead_letters().len(), 1);
+        assert_eq!(q.dead_letters(10).await.unwrap().len(), 1);
         assert_eq!(q.dead_letters_evicted(), 1);
-        assert_eq!(q.redrive(10), 1);
+        assert_eq!(q.redrive(10).await.unwrap(), 1);
         assert_eq!(q.pull(10).await.unwrap()[0].attempt, 1);
     }
 
@@ -844,9 +908,10 @@ mod tests {
         let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
         q.push_batch(vec![ev("a", "1")]).await.unwrap();
         let d = q.pull(1).await.unwrap();
-        q.release(&[d[0].lease]).await.unwrap();
+        q.release(d).await.unwrap();
         let d = q.pull(1).await.unwrap();
         assert_eq!(d[0].attempt, 1);
+        assert_eq!(q.lanes(), 1);
     }
 
     #[tokio::test]

@@ -32,6 +32,10 @@ pub struct Lease {
 }
 
 /// An event handed out by [`Queue::pull`].
+///
+/// The delivery owns its event. Completions that give an event back to the queue ([`Nack`],
+/// [`Dead`], [`Queue::release`]) carry it back, so a backend that keeps only ids while an event is
+/// leased (PostgreSQL keeps the row) and one that keeps nothing else (memory) share one shape.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The claim to complete.
@@ -64,6 +68,8 @@ pub struct Nack {
     pub delay: Duration,
     /// Why the attempt failed (kept for inspection).
     pub error: String,
+    /// The event, handed back.
+    pub event: Event,
 }
 
 /// An event to give up on.
@@ -73,6 +79,8 @@ pub struct Dead {
     pub lease: Lease,
     /// Why the last attempt failed.
     pub error: String,
+    /// The event, handed back.
+    pub event: Event,
 }
 
 /// An event that failed every attempt.
@@ -145,12 +153,13 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Fails when the backend fails.
     async fn dead(&self, dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error>;
 
-    /// Returns leased events that were not run (shutdown, prefetch) without counting an attempt.
+    /// Returns leased events that were not run to completion (cancelled at shutdown, prefetched
+    /// and unstarted) without counting an attempt.
     ///
     /// # Errors
     ///
     /// Fails when the backend fails.
-    async fn release(&self, leases: &[Lease]) -> Result<Completed, Error>;
+    async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error>;
 
     /// Keeps leases alive for `by` more while long handlers run.
     ///
@@ -158,6 +167,21 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     ///
     /// Fails when the backend fails.
     async fn extend_lease(&self, leases: &[Lease], by: Duration) -> Result<Completed, Error>;
+
+    /// The dead letters kept, oldest first, at most `limit` of them.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the backend fails.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error>;
+
+    /// Puts up to `max` dead letters back in the queue, oldest first, with fresh attempt counts.
+    /// Returns how many were re-driven.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the backend fails.
+    async fn redrive(&self, max: usize) -> Result<usize, Error>;
 
     /// Stops accepting pushes and wakes every waiting `pull` and `push_batch`.
     fn close(&self);

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Shared;
 use crate::handler::BoxHandler;
 use crate::limits::Limits;
-use crate::queue::{Dead, DeadLetter, Lease, Nack, Queue};
+use crate::queue::{Dead, DeadLetter, Delivery, Lease, Nack, Queue};
 use crate::telemetry::{Metrics, Outcome};
 
 use task::{Completion, TaskFailure};
@@ -114,7 +114,7 @@ struct Pending {
     acks: Vec<Lease>,
     nacks: Vec<Nack>,
     dead: Vec<Dead>,
-    release: Vec<Lease>,
+    release: Vec<Delivery>,
 }
 
 impl Supervisor {
@@ -204,13 +204,11 @@ impl Supervisor {
                 running -= n;
                 for c in buf.drain(..) {
                     if c.failure == Some(TaskFailure::Cancelled) {
-                        self.metrics.processed(Outcome::Cancelled, c.elapsed);
                         cancelled += 1;
-                        pending.release.push(c.lease);
                     } else {
                         drained += 1;
-                        self.complete(c, &mut pending);
                     }
+                    self.complete(c, &mut pending);
                 }
             }
         }
@@ -239,11 +237,21 @@ impl Supervisor {
             pending.acks.push(c.lease);
             return;
         };
-        let error = failure.describe(c.error.as_deref());
+        let Some(event) = c.event else {
+            // Tasks hand the event back with every failure; without it there is nothing to retry.
+            tracing::error!("failed attempt came back without its event; acknowledging it");
+            pending.acks.push(c.lease);
+            return;
+        };
         if failure == TaskFailure::Cancelled {
-            pending.release.push(c.lease);
+            pending.release.push(Delivery {
+                lease: c.lease,
+                event,
+                attempt: c.attempt,
+            });
             return;
         }
+        let error = failure.describe(c.error.as_deref());
         let retry = &self.limits.retry;
         if c.retryable && c.attempt < retry.max_attempts {
             let delay = retry.backoff(c.attempt);
@@ -257,12 +265,14 @@ impl Supervisor {
                 lease: c.lease,
                 delay,
                 error,
+                event,
             });
         } else {
             tracing::error!(attempt = c.attempt, %error, "handler failed for good; dead-lettering");
             pending.dead.push(Dead {
                 lease: c.lease,
                 error,
+                event,
             });
         }
     }
@@ -306,10 +316,14 @@ impl Supervisor {
             }
         }
         if !pending.release.is_empty() {
-            if let Err(e) = self.queue.release(&pending.release).await {
-                tracing::error!(error = %e, "release failed");
+            let n = pending.release.len();
+            if let Err(e) = self
+                .queue
+                .release(std::mem::take(&mut pending.release))
+                .await
+            {
+                tracing::error!(error = %e, count = n, "release failed");
             }
-            pending.release.clear();
         }
     }
 }

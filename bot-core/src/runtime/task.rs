@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::context::{Context, Shared};
+use crate::event::Event;
 use crate::handler::{BoxHandler, Handler as _, is_retryable};
 use crate::queue::{Delivery, Lease};
 
@@ -32,6 +33,8 @@ pub(crate) struct Completion {
     pub(crate) retryable: bool,
     pub(crate) error: Option<String>,
     pub(crate) elapsed: Duration,
+    /// The event, handed back when the attempt did not succeed (for a retry or a dead letter).
+    pub(crate) event: Option<Event>,
 }
 
 /// What every task of one supervisor shares.
@@ -69,7 +72,9 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
     let cx = Context::new(env.shared.clone(), &event, attempt, cancel.clone());
     let timeout = env.handler.timeout(&event).unwrap_or(env.default_timeout);
     let started = Instant::now();
-    let call = AssertUnwindSafe(env.handler.call(cx, event)).catch_unwind();
+    // The handler consumes its copy; the original goes back to the queue if the attempt fails.
+    // Cloning here, in the task, keeps the copy off the dispatcher.
+    let call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
     let result = tokio::select! {
         biased;
         r = call => match r {
@@ -95,6 +100,7 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
             retryable: false,
             error: None,
             elapsed,
+            event: None,
         },
         Err((failure, retryable, error)) => {
             if failure == TaskFailure::Panic {
@@ -107,6 +113,7 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
                 retryable,
                 error,
                 elapsed,
+                event: Some(event),
             }
         }
     };
