@@ -1,7 +1,13 @@
 //! The `console` platform: talk to your bot on stdin and stdout during local development.
 //!
 //! Each non-empty line typed becomes a text message [`Event`] on [`Platform::CONSOLE`] in the
-//! conversation [`CONVERSATION`] from the user [`SENDER`]; replies print as `bot> ...` lines.
+//! conversation [`CONVERSATION`] from the user [`SENDER`]; replies print as `bot> ...` lines, with
+//! their quick replies and buttons as `[Label]`.
+//!
+//! Typing one of the labels of the last message printed (trimmed, in any case) taps it: a postback
+//! label submits an [`EventKind::Postback`] with its data, a message label submits its text; a link
+//! button's label stays the text typed. A label counts once its message is printed, so a piped
+//! script that types a label before the bot has answered the line before sends plain text.
 //!
 //! # Examples
 //!
@@ -17,8 +23,9 @@
 //! let console = Console::new();
 //! let bot = Bot::builder().adapter(console.clone()).handler(echo).build()?;
 //! bot.start();
-//! // Until end of input (ctrl-d, or the end of a piped file).
+//! // Until end of input (ctrl-d, or the end of a piped file) and every line is answered.
 //! console.finished().cancelled().await;
+//! bot.idle().await;
 //! bot.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -35,8 +42,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapter::{Adapter, Ingress};
 use crate::error::{Error, ErrorKind};
-use crate::event::{Event, Platform};
-use crate::outbound::{Outbound, OutgoingMessage, Target};
+use crate::event::{Event, EventKind, Message, Platform, Postback};
+use crate::outbound::{Action, Outbound, OutgoingMessage, Target};
 
 /// The conversation every console line belongs to.
 pub const CONVERSATION: &str = "console";
@@ -139,8 +146,8 @@ impl Console {
     /// been submitted), on a read error, or when the bot shuts down.
     ///
     /// Submitted is not handled: [`crate::Bot::shutdown`] drains running handlers but does not
-    /// start events still queued, so a bot that must answer every line of a long piped script
-    /// should let its handlers catch up before shutting down.
+    /// start events still queued, so a bot that must answer every line of a piped script waits
+    /// for [`crate::Bot::idle`] before shutting down.
     pub fn finished(&self) -> CancellationToken {
         self.inner.finished.clone()
     }
@@ -174,7 +181,7 @@ impl Adapter for Console {
                 Input::Stdin => Lines::stdin()?,
                 Input::Reader(reader) => Lines::Reader(reader.lines()),
             };
-            read_lines(lines, &ingress, &shutdown).await
+            read_lines(lines, &self.inner.outbound, &ingress, &shutdown).await
         }
         .await;
         self.inner.finished.cancel();
@@ -230,9 +237,11 @@ impl Lines {
     }
 }
 
-/// Submits every non-empty line until the end of input or `shutdown`.
+/// Submits every non-empty line until the end of input or `shutdown`; a line naming a choice
+/// `outbound` offers is submitted as that choice.
 async fn read_lines(
     mut lines: Lines,
+    outbound: &ConsoleOutbound,
     ingress: &Ingress,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
@@ -249,7 +258,7 @@ async fn read_lines(
         if line.trim().is_empty() {
             continue;
         }
-        let event = Event::text(Platform::CONSOLE, CONVERSATION, line).with_sender(SENDER);
+        let event = outbound.choices.event_for(line);
         if !submit(ingress, event, shutdown).await? {
             return Ok(());
         }
@@ -295,13 +304,19 @@ async fn submit(
 /// An image prints as `bot> [image] url`; quick replies and buttons print as ` [label]` after the
 /// message; every line of a multi-line text gets its own `bot> `. Each send is written and flushed
 /// at once, so the messages of concurrent handlers never interleave within a message.
+///
+/// It remembers the quick replies and buttons of the last message printed, which the [`Console`]
+/// it belongs to offers as choices to type (see the [module docs](self)).
 pub struct ConsoleOutbound {
     writer: Writer,
+    choices: Choices,
 }
 
 impl fmt::Debug for ConsoleOutbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConsoleOutbound").finish_non_exhaustive()
+        f.debug_struct("ConsoleOutbound")
+            .field("choices", &self.choices)
+            .finish_non_exhaustive()
     }
 }
 
@@ -310,6 +325,7 @@ impl ConsoleOutbound {
     pub fn new(writer: impl AsyncWrite + Unpin + Send + 'static) -> Self {
         Self {
             writer: Arc::new(tokio::sync::Mutex::new(Box::new(writer))),
+            choices: Choices::default(),
         }
     }
 
@@ -331,7 +347,71 @@ impl Outbound for ConsoleOutbound {
             render(message, &mut rendered);
         }
         let mut writer = self.writer.lock().await;
+        // Offered before the write under the writer's lock: the choices always belong to the last
+        // message printed, and are in place by the time anyone can read it.
+        if let Some(last) = messages.last() {
+            self.choices.offer(last);
+        }
         write_all(&mut **writer, rendered.as_bytes()).await
+    }
+}
+
+/// The labels of the last message printed with what typing them does, shared by the outbound,
+/// which sets them, and the reader, which looks typed lines up in them.
+#[derive(Default)]
+struct Choices {
+    offered: Mutex<Vec<(String, Action)>>,
+}
+
+impl fmt::Debug for Choices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
+        f.debug_list()
+            .entries(offered.iter().map(|(label, _)| label))
+            .finish()
+    }
+}
+
+impl Choices {
+    /// Replaces the choices with `message`'s quick replies and buttons (none for a plain message).
+    fn offer(&self, message: &OutgoingMessage) {
+        let offered = message
+            .quick_replies
+            .iter()
+            .map(|q| (q.label.trim().to_lowercase(), q.action.clone()))
+            .chain(
+                message
+                    .buttons
+                    .iter()
+                    .map(|b| (b.label.trim().to_lowercase(), b.action.clone())),
+            )
+            .collect();
+        *self.offered.lock().unwrap_or_else(|p| p.into_inner()) = offered;
+    }
+
+    /// The event a typed `line` stands for: the choice it names, else a text message.
+    fn event_for(&self, line: String) -> Event {
+        let typed = line.trim().to_lowercase();
+        let chosen = self
+            .offered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(label, _)| *label == typed)
+            .find_map(|(_, action)| match action {
+                Action::Postback(data) => Some(EventKind::Postback(Postback {
+                    data: data.clone(),
+                    params: serde_json::Value::Null,
+                })),
+                Action::Message(text) => Some(EventKind::Message(Message::text(text.clone()))),
+                // The console cannot open a link; the label stays what the user typed.
+                Action::Url(_) => None,
+            });
+        let event = match chosen {
+            Some(kind) => Event::new(Platform::CONSOLE, CONVERSATION, kind),
+            None => Event::text(Platform::CONSOLE, CONVERSATION, line),
+        };
+        event.with_sender(SENDER)
     }
 }
 
@@ -552,6 +632,87 @@ mod tests {
             .unwrap();
         drop(outbound);
         assert_eq!(read_output(output, 3).await, ["bot> a", "bot> b"]);
+    }
+
+    #[tokio::test]
+    async fn typing_a_postback_label_submits_the_postback() {
+        let (seen_tx, mut seen) = mpsc::channel(4);
+        let record = move |_cx: Context, event: Event| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                seen_tx.send(event).await.expect("the test is listening");
+                Ok::<_, Error>(())
+            }
+        };
+        let (writer, output) = tokio::io::duplex(4096);
+        let console = Console::with_io(script("red\nblue\n"), writer);
+        let menu = OutgoingMessage::text("Pick a color:")
+            .quick_reply(QuickReply::postback("Red", "color:red"));
+        let outbound = console.outbound().expect("the console prints");
+        outbound
+            .send(&Target::conversation(CONVERSATION), vec![menu])
+            .await
+            .unwrap();
+        assert_eq!(read_output(output, 1).await, ["bot> Pick a color: [Red]"]);
+        let bot = Bot::builder()
+            .adapter(console.clone())
+            .handler(record)
+            .build()
+            .unwrap();
+        bot.start();
+
+        let wait = Duration::from_secs(10);
+        let tapped = tokio::time::timeout(wait, seen.recv()).await.unwrap();
+        let tapped = tapped.expect("the label's event");
+        assert_eq!(
+            tapped.kind,
+            EventKind::Postback(Postback {
+                data: "color:red".to_owned(),
+                params: serde_json::Value::Null,
+            })
+        );
+        assert_eq!(tapped.sender.as_ref().map(|s| s.as_str()), Some(SENDER));
+        assert_eq!(tapped.conversation.as_str(), CONVERSATION);
+        let typed = tokio::time::timeout(wait, seen.recv()).await.unwrap();
+        let typed = typed.expect("the plain line's event");
+        assert_eq!(typed.text_content(), Some("blue"), "not a label: text");
+        console.finished().cancelled().await;
+        bot.idle().await;
+        bot.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn choices_are_those_of_the_last_message_printed() {
+        let outbound = ConsoleOutbound::new(tokio::io::sink());
+        let target = Target::conversation(CONVERSATION);
+        let menu = OutgoingMessage::text("well?")
+            .quick_reply(QuickReply::message("Yes"))
+            .quick_reply(QuickReply {
+                label: "Sure".to_owned(),
+                action: Action::Message("yes please".to_owned()),
+            })
+            .button(Button::postback("Go", "go"))
+            .button(Button::link("Docs", "https://example.invalid"));
+        outbound.send(&target, vec![menu.clone()]).await.unwrap();
+        let typed = |line: &str| outbound.choices.event_for(line.to_owned()).kind;
+        let text = |text: &str| EventKind::Message(Message::text(text));
+        let postback = |data: &str| {
+            EventKind::Postback(Postback {
+                data: data.to_owned(),
+                params: serde_json::Value::Null,
+            })
+        };
+        assert_eq!(typed("  SURE "), text("yes please"));
+        assert_eq!(typed("yes"), text("Yes"));
+        assert_eq!(typed("gO"), postback("go"));
+        assert_eq!(typed("Docs"), text("Docs"), "a link is not followed");
+        assert_eq!(typed("go on"), text("go on"));
+
+        outbound
+            .send(&target, vec![menu, OutgoingMessage::text("or not")])
+            .await
+            .unwrap();
+        assert_eq!(typed("go"), text("go"), "replaced by the last message's");
     }
 
     #[test]
