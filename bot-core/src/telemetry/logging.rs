@@ -1,6 +1,9 @@
 //! Logging for binaries: levels from `RUST_LOG`, a non-blocking writer, the node id on every
 //! line, and OpenTelemetry traces over OTLP when configured.
 //!
+//! [`init_logging`] is what a server wants (stdout, `info`); [`Logging`] changes the stream and
+//! the default level, for a console bot whose stdout is the chat.
+//!
 //! A slow log sink must never slow event handling down, so lines go through
 //! `tracing_appender::non_blocking` to a writer thread. Many workers of one container log to the
 //! same stream, so every line names its node and process.
@@ -25,7 +28,7 @@ use crate::error::{Error, ErrorKind};
 /// `pid-<process id>` when the host name is unknown.
 pub const NODE_ID_ENV: &str = "BOT_NODE_ID";
 
-/// The filter used when `RUST_LOG` is unset.
+/// The level used when `RUST_LOG` is unset, unless [`Logging::default_level`] says otherwise.
 const DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;
 
 /// Longest node id kept; longer ones are cut.
@@ -87,7 +90,7 @@ impl Drop for LoggingGuard {
     }
 }
 
-/// Installs the process-wide logging of a bot binary.
+/// Installs the process-wide logging of a bot binary: `Logging::new().init()`.
 ///
 /// - levels from `RUST_LOG` (default `info`; invalid directives are ignored);
 /// - lines written to stdout by a background thread, so logging never blocks a handler;
@@ -96,7 +99,8 @@ impl Drop for LoggingGuard {
 /// - with the `otlp` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans exported over
 ///   OTLP/HTTP by a batch exporter, tagged `service.instance.id = <node id>`.
 ///
-/// Libraries and tests should not call it: it sets the global subscriber.
+/// Libraries and tests should not call it: it sets the global subscriber. [`Logging`] writes to
+/// stderr or defaults to another level instead.
 ///
 /// # Examples
 ///
@@ -112,7 +116,104 @@ impl Drop for LoggingGuard {
 /// [`ErrorKind::Config`] when a global subscriber is already installed (a second call) or the
 /// OTLP exporter cannot be built.
 pub fn init_logging() -> Result<LoggingGuard, Error> {
-    install(Settings::from_env())
+    Logging::new().init()
+}
+
+/// The stream log lines go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Stdout,
+    Stderr,
+}
+
+/// Sets up the process-wide logging of a bot binary like [`init_logging`], with another stream or
+/// default level.
+///
+/// Everything else is the same: `RUST_LOG` wins over the default level, lines go through a
+/// non-blocking writer and carry the node tag, and spans are exported over OTLP when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+///
+/// # Examples
+///
+/// A console bot keeps stdout for the chat and logs only what goes wrong:
+///
+/// ```no_run
+/// # fn main() -> Result<(), bot_core::Error> {
+/// use bot_core::telemetry::Logging;
+///
+/// let _logging = Logging::new().stderr().default_level("warn").init()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Logging {
+    output: Output,
+    default_level: String,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Logging {
+    /// Stdout at level `info`, as [`init_logging`].
+    pub fn new() -> Self {
+        Self {
+            output: Output::Stdout,
+            default_level: DEFAULT_LEVEL.to_string(),
+        }
+    }
+
+    /// Writes to stdout (the default).
+    pub fn stdout(mut self) -> Self {
+        self.output = Output::Stdout;
+        self
+    }
+
+    /// Writes to stderr.
+    pub fn stderr(mut self) -> Self {
+        self.output = Output::Stderr;
+        self
+    }
+
+    /// The level used when `RUST_LOG` is unset or empty: `off`, `error`, `warn`, `info` (the
+    /// default), `debug` or `trace`.
+    pub fn default_level(mut self, level: impl Into<String>) -> Self {
+        self.default_level = level.into();
+        self
+    }
+
+    /// Installs the global subscriber.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when the default level is not a level, a global subscriber is
+    /// already installed, or the OTLP exporter cannot be built.
+    pub fn init(self) -> Result<LoggingGuard, Error> {
+        let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+        install(self.settings(rust_log.as_deref())?)
+    }
+
+    /// What [`install`] sets up, with `RUST_LOG` given as `rust_log`.
+    fn settings(&self, rust_log: Option<&str>) -> Result<Settings, Error> {
+        let default_level: LevelFilter = self.default_level.trim().parse().map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("logging: {:?} is not a level", self.default_level),
+            )
+            .with_source(e)
+        })?;
+        Ok(Settings {
+            filter: EnvFilter::builder()
+                .with_default_directive(default_level.into())
+                .parse_lossy(rust_log.unwrap_or_default()),
+            output: self.output,
+            node_id: node_id(),
+            otlp: std::env::var(super::OTLP_ENDPOINT_ENV).is_ok_and(|v| !v.trim().is_empty()),
+        })
+    }
 }
 
 /// This node's id: [`NODE_ID_ENV`] if set, else the host name, else `pid-<process id>`.
@@ -124,24 +225,13 @@ pub fn node_id() -> String {
     )
 }
 
-/// What [`install`] sets up; read from the environment by [`init_logging`].
+/// What [`install`] sets up; read from the environment by [`Logging::init`].
 struct Settings {
     filter: EnvFilter,
+    output: Output,
     node_id: String,
     /// Whether to export spans; the exporter reads its endpoint from the standard variables.
     otlp: bool,
-}
-
-impl Settings {
-    fn from_env() -> Self {
-        Self {
-            filter: EnvFilter::builder()
-                .with_default_directive(DEFAULT_LEVEL.into())
-                .from_env_lossy(),
-            node_id: node_id(),
-            otlp: std::env::var(super::OTLP_ENDPOINT_ENV).is_ok_and(|v| !v.trim().is_empty()),
-        }
-    }
 }
 
 fn install(settings: Settings) -> Result<LoggingGuard, Error> {
@@ -150,6 +240,7 @@ fn install(settings: Settings) -> Result<LoggingGuard, Error> {
     }
     let Settings {
         filter,
+        output,
         node_id,
         otlp,
     } = settings;
@@ -171,8 +262,16 @@ fn install(settings: Settings) -> Result<LoggingGuard, Error> {
         eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT is set but bot-core was built without `otlp`");
     }
 
-    let (writer, worker) = tracing_appender::non_blocking(std::io::stdout());
-    let ansi = std::io::stdout().is_terminal();
+    let ((writer, worker), ansi) = match output {
+        Output::Stdout => (
+            tracing_appender::non_blocking(std::io::stdout()),
+            std::io::stdout().is_terminal(),
+        ),
+        Output::Stderr => (
+            tracing_appender::non_blocking(std::io::stderr()),
+            std::io::stderr().is_terminal(),
+        ),
+    };
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer(&node_id, writer, ansi));
@@ -389,6 +488,72 @@ mod tests {
         assert!(lines[1].contains("attempt=2"), "{text}");
     }
 
+    #[test]
+    fn builder_defaults_to_stdout_at_info() {
+        let settings = Logging::new().settings(None).unwrap();
+        assert_eq!(settings.output, Output::Stdout);
+        assert_eq!(settings.filter.max_level_hint(), Some(LevelFilter::INFO));
+        assert_eq!(settings.node_id, node_id());
+        let settings = Logging::default().settings(None).unwrap();
+        assert_eq!(settings.output, Output::Stdout);
+    }
+
+    #[test]
+    fn builder_sets_the_stream_and_the_default_level() {
+        let logging = Logging::new().stderr().default_level("warn");
+        let settings = logging.settings(None).unwrap();
+        assert_eq!(settings.output, Output::Stderr);
+        assert_eq!(settings.filter.max_level_hint(), Some(LevelFilter::WARN));
+        let settings = logging.clone().stdout().settings(Some("")).unwrap();
+        assert_eq!(settings.output, Output::Stdout);
+        assert_eq!(
+            settings.filter.max_level_hint(),
+            Some(LevelFilter::WARN),
+            "an empty RUST_LOG is unset"
+        );
+        let settings = Logging::new()
+            .default_level(" Debug ")
+            .settings(None)
+            .unwrap();
+        assert_eq!(settings.filter.max_level_hint(), Some(LevelFilter::DEBUG));
+    }
+
+    #[test]
+    fn rust_log_wins_over_the_default_level() {
+        let settings = Logging::new()
+            .default_level("warn")
+            .settings(Some("debug"))
+            .unwrap();
+        assert_eq!(settings.filter.max_level_hint(), Some(LevelFilter::DEBUG));
+    }
+
+    #[test]
+    fn the_default_level_filters_the_lines() {
+        let settings = Logging::new().default_level("warn").settings(None).unwrap();
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(settings.filter)
+            .with(fmt_layer("node-a", buffer.clone(), false));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("chatty");
+            tracing::warn!("worth saying");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("worth saying"), "{text}");
+    }
+
+    #[test]
+    fn a_default_level_that_is_not_a_level_is_an_error() {
+        let error = Logging::new()
+            .default_level("verbose")
+            .settings(None)
+            .err()
+            .expect("not a level");
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.to_string().contains("verbose"), "{error}");
+    }
+
     #[cfg(feature = "otlp")]
     #[tokio::test]
     async fn otlp_provider_builds_and_shuts_down_offline() {
@@ -408,6 +573,7 @@ mod tests {
         let settings = || Settings {
             // Silent: this installs the global subscriber of the whole test binary.
             filter: EnvFilter::new("off"),
+            output: Output::Stdout,
             node_id: "test-node".into(),
             otlp: false,
         };
