@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bot_core::handler::Permanent;
 use bot_core::queue::DeadLetter;
+use bot_core::telemetry::Logging;
 use bot_core::{
     Bot, BoxError, Context, Event, HandlerExt, Limits, Ordering, Overflow, Platform, RetryPolicy,
     Router,
@@ -141,18 +142,10 @@ fn job(n: u32, text: &str) -> Event {
 }
 // ANCHOR_END: event
 
-/// Logs go to stderr, so that stdout is only the story (`telemetry::init_logging` writes to stdout).
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    init_logging();
+    // Logs go to stderr, so that stdout is only the story.
+    let _logging = Logging::new().stderr().default_level("warn").init()?;
     let journal = Arc::new(Journal::new());
 
     // ANCHOR: build

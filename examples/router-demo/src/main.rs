@@ -1,17 +1,14 @@
 //! Run with: cargo run -p router-demo
 //!
 //! One handler, many routes, on the console: type `/help`, `/ping`, `echo something`, `2 + 3`,
-//! `/color` (then one of the colors offered), or anything else.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! `/color` (then one of the colors offered: typing a quick reply's label taps it), or anything
+//! else.
 
 use bot_core::console::Console;
 use bot_core::outbound::QuickReply;
 use bot_core::router::parse_command;
-use bot_core::{
-    Bot, Context, Error, Event, EventKind, Limits, MemoryQueue, OutgoingMessage, Queue as _, Router,
-};
+use bot_core::telemetry::Logging;
+use bot_core::{Bot, Context, Error, Event, EventKind, OutgoingMessage, Router};
 use regex::Regex;
 
 const HELP: &str = "/ping: answers pong
@@ -27,11 +24,6 @@ fn router() -> Router {
         .command("help", help)
         .command("color", offer_colors)
         .postback_prefix("color:", color_picked)
-        // The console cannot tap a quick reply: typing a color's name does the same.
-        .text_regex(
-            Regex::new(r"^(?i)(red|green|blue)$").expect("valid regex"),
-            color_picked,
-        )
         .text_prefix("echo ", echo)
         .text_regex(
             Regex::new(r"^\s*(-?\d+)\s*\+\s*(-?\d+)\s*$").expect("valid regex"),
@@ -72,10 +64,11 @@ async fn offer_colors(cx: Context, _event: Event) -> Result<(), Error> {
 }
 
 async fn color_picked(cx: Context, event: Event) -> Result<(), Error> {
-    let color = match &event.kind {
-        EventKind::Postback(postback) => postback.data.trim_start_matches("color:").to_owned(),
-        _ => event.text_content().unwrap_or_default().to_lowercase(),
+    // The route is a postback route: nothing else gets here.
+    let EventKind::Postback(postback) = &event.kind else {
+        return Ok(());
     };
+    let color = postback.data.trim_start_matches("color:");
     cx.reply(format!("You picked {color}.")).await
 }
 // ANCHOR_END: quick_replies
@@ -114,31 +107,13 @@ async fn fallback(cx: Context, event: Event) -> Result<(), Error> {
     }
 }
 
-/// Logs go to stderr, so that stdout is only the chat (`telemetry::init_logging` writes to stdout).
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// Waits until every event the queue accepted is done: nothing waiting, nothing running.
-async fn all_handled(queue: &MemoryQueue) {
-    // The queue has no "idle" signal; polling is cheap and only happens once input has ended.
-    while queue.depth() > 0 || queue.leased() > 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_logging();
-    let queue = Arc::new(MemoryQueue::new(&Limits::default()));
+    // Logs go to stderr, so that stdout is only the chat.
+    let _logging = Logging::new().stderr().default_level("warn").init()?;
     let console = Console::new();
     let bot = Bot::builder()
         .adapter(console.clone())
-        .queue(queue.clone())
         .handler(router())
         .build()?;
     bot.start();
@@ -146,7 +121,7 @@ async fn main() -> Result<(), Error> {
     tokio::select! {
         () = async {
             console.finished().cancelled().await;
-            all_handled(&queue).await;
+            bot.idle().await;
         } => {}
         _ = tokio::signal::ctrl_c() => {}
     }
@@ -158,6 +133,7 @@ async fn main() -> Result<(), Error> {
 // ANCHOR: tests
 #[cfg(test)]
 mod tests {
+    use bot_core::outbound::Action;
     use bot_core::testing::{self, TestBot};
 
     use super::*;
@@ -186,18 +162,78 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_slash_command_event_takes_the_command_route() -> Result<(), Error> {
+    async fn a_tapped_quick_reply_takes_the_postback_route() -> Result<(), Error> {
         let bot = TestBot::builder().handler(router()).build()?;
+        // A slash command event, as Discord sends: the command route offers the colors.
         bot.send(testing::command("bob", "color")).await?;
         let sent = bot.wait_for(1).await;
-        let labels: Vec<&str> = sent[0].messages[0]
-            .quick_replies
-            .iter()
-            .map(|q| q.label.as_str())
-            .collect();
+        let offered = &sent[0].messages[0].quick_replies;
+        let labels: Vec<&str> = offered.iter().map(|q| q.label.as_str()).collect();
         assert_eq!(labels, ["Red", "Green", "Blue"]);
+        // Tapping "Green" sends its postback data back.
+        let Action::Postback(data) = &offered[1].action else {
+            panic!("the colors are postback quick replies");
+        };
+        bot.send(testing::postback("bob", data.as_str())).await?;
+        bot.idle().await;
+        assert_eq!(bot.texts()[1], "You picked green.");
         bot.shutdown().await;
         Ok(())
     }
 }
 // ANCHOR_END: tests
+
+/// The same router on the console, where typing a quick reply's label taps it.
+#[cfg(test)]
+mod console_tests {
+    use std::time::Duration;
+
+    use bot_core::BoxError;
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, DuplexStream, Lines};
+
+    use super::*;
+
+    /// The next line the bot prints; a time-out only so that a broken bot fails instead of hanging.
+    async fn next_line(screen: &mut Lines<BufReader<DuplexStream>>) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(10), screen.next_line())
+            .await
+            .expect("the bot answers")
+            .expect("the output is readable")
+    }
+
+    #[tokio::test]
+    async fn typing_a_color_label_picks_it() -> Result<(), BoxError> {
+        let (mut keyboard, input) = tokio::io::duplex(1024);
+        let (output, screen) = tokio::io::duplex(4096);
+        let console = Console::with_io(BufReader::new(input), output);
+        let bot = Bot::builder()
+            .adapter(console.clone())
+            .handler(router())
+            .build()?;
+        bot.start();
+        let mut screen = BufReader::new(screen).lines();
+
+        keyboard.write_all(b"/color\n").await?;
+        let menu = next_line(&mut screen).await;
+        assert_eq!(
+            menu.as_deref(),
+            Some("bot> Pick a color: [Red] [Green] [Blue]")
+        );
+        keyboard.write_all(b"red\n").await?;
+        let answer = next_line(&mut screen).await;
+        assert_eq!(answer.as_deref(), Some("bot> You picked red."));
+        // Offered by the last message only: now "red" is just text.
+        keyboard.write_all(b"red\n").await?;
+        let answer = next_line(&mut screen).await;
+        assert_eq!(
+            answer.as_deref(),
+            Some("bot> I don't know \"red\". Type /help.")
+        );
+
+        drop(keyboard);
+        console.finished().cancelled().await;
+        bot.idle().await;
+        bot.shutdown().await;
+        Ok(())
+    }
+}

@@ -4,12 +4,12 @@
 //! app state shared by every handler (`.state(..)`, `cx.state::<T>()`). Type anything to count it,
 //! `/stats` for the totals and `/reset` to start the conversation's counter again.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bot_core::console::Console;
-use bot_core::{Bot, Context, Error, Event, Limits, MemoryQueue, Queue as _, Router};
+use bot_core::telemetry::Logging;
+use bot_core::{Bot, Context, Error, Event, Router};
 use serde::{Deserialize, Serialize};
 
 // ANCHOR: app_state
@@ -70,32 +70,14 @@ fn router() -> Router {
         .text(count)
 }
 
-/// Logs go to stderr, so that stdout is only the chat (`telemetry::init_logging` writes to stdout).
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// Waits until every event the queue accepted is done: nothing waiting, nothing running.
-async fn all_handled(queue: &MemoryQueue) {
-    // The queue has no "idle" signal; polling is cheap and only happens once input has ended.
-    while queue.depth() > 0 || queue.leased() > 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_logging();
-    let queue = Arc::new(MemoryQueue::new(&Limits::default()));
+    // Logs go to stderr, so that stdout is only the chat.
+    let _logging = Logging::new().stderr().default_level("warn").init()?;
     let console = Console::new();
     // ANCHOR: build
     let bot = Bot::builder()
         .adapter(console.clone())
-        .queue(queue.clone())
         .state(Stats {
             started: Instant::now(),
             messages: AtomicU64::new(0),
@@ -107,7 +89,7 @@ async fn main() -> Result<(), Error> {
     tokio::select! {
         () = async {
             console.finished().cancelled().await;
-            all_handled(&queue).await;
+            bot.idle().await;
         } => {}
         _ = tokio::signal::ctrl_c() => {}
     }
