@@ -22,6 +22,9 @@ use crate::limits::{Limits, Ordering, Overflow};
 /// How long a producer refused by a full queue is told to wait.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Emptied lane buffers kept for reuse at most.
+const MAX_SPARE_LANES: usize = 4096;
+
 /// The lane of a lease in unordered mode (there are no lanes then).
 const NO_LANE: usize = usize::MAX;
 
@@ -68,6 +71,8 @@ struct Inner {
     lane_ids: HashMap<LaneKey, usize>,
     lanes: Slab<Lane>,
     ready: VecDeque<usize>,
+    /// Emptied lane buffers kept for reuse, so that lanes coming and going do not allocate.
+    spare: Vec<VecDeque<Entry>>,
     /// Unordered mode: one line in arrival order (retries go to the front when due).
     fifo: VecDeque<Entry>,
     delayed: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -126,6 +131,7 @@ impl MemoryQueue {
                 lane_ids: HashMap::default(),
                 lanes: Slab::new(),
                 ready: VecDeque::new(),
+                spare: Vec::new(),
                 fifo: VecDeque::new(),
                 delayed: BinaryHeap::new(),
                 delayed_items: HashMap::default(),
@@ -196,8 +202,8 @@ impl MemoryQueue {
         let mut rest = Vec::new();
         let mut iter = events.into_iter();
         while let Some(event) = iter.next() {
-            let key = (event.platform.clone(), event.id.clone());
-            if inner.dedup.contains(&key) {
+            let key = inner.dedup.key(&event);
+            if inner.dedup.contains(key) {
                 report.duplicates += 1;
                 continue;
             }
@@ -267,10 +273,11 @@ impl Inner {
             entry.event.conversation.clone(),
         );
         let lanes = &mut self.lanes;
+        let spare = &mut self.spare;
         let id = *self.lane_ids.entry(key).or_insert_with_key(|key| {
             lanes.insert(Lane {
                 key: key.clone(),
-                pending: VecDeque::new(),
+                pending: spare.pop().unwrap_or_default(),
                 leased: false,
                 blocked: false,
                 queued: false,
@@ -336,6 +343,9 @@ impl Inner {
         {
             let lane = self.lanes.remove(id);
             self.lane_ids.remove(&lane.key);
+            if self.spare.len() < MAX_SPARE_LANES && lane.pending.capacity() <= 64 {
+                self.spare.push(lane.pending);
+            }
         }
     }
 
@@ -509,14 +519,14 @@ impl Queue for MemoryQueue {
                     inner.dedup.expire(Instant::now());
                     let mut fresh = events
                         .iter()
-                        .filter(|e| !inner.dedup.contains(&(e.platform.clone(), e.id.clone())))
+                        .filter(|e| !inner.dedup.contains(inner.dedup.key(e)))
                         .count();
                     if inner.waiting + fresh > self.capacity {
                         // Only now pay for discounting duplicates within the batch.
                         let distinct: foldhash::HashSet<_> = events
                             .iter()
-                            .map(|e| (e.platform.clone(), e.id.clone()))
-                            .filter(|k| !inner.dedup.contains(k))
+                            .map(|e| inner.dedup.key(e))
+                            .filter(|k| !inner.dedup.contains(*k))
                             .collect();
                         fresh = distinct.len();
                     }
