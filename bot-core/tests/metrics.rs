@@ -298,3 +298,71 @@ async fn inflight_and_queue_depth_gauges_follow_running_handlers() {
         5.0
     );
 }
+
+/// The adapter-level instruments of DESIGN.md section 7 render under their names once recorded.
+#[tokio::test]
+async fn adapter_instruments_render_under_their_design_names() {
+    let bot = bot_core::Bot::builder()
+        .handler(|_cx: Context, _e: Event| async { Ok::<_, BoxError>(()) })
+        .build()
+        .unwrap();
+    let t = bot.telemetry();
+    let line = bot_core::Platform::LINE;
+    t.outbound_request(&line, "200");
+    t.outbound_request(&line, "200");
+    t.outbound_request(&line, "429");
+    t.outbound_ratelimit_wait(&line, Duration::from_millis(250));
+    t.db_pool_wait(Duration::from_millis(3));
+    t.gateway_reconnect(&bot_core::Platform::DISCORD, "zombie");
+    t.webhook_rejected(&line, "bad_signature");
+    let text = scrape(&bot).await;
+    assert_eq!(
+        sample(
+            &text,
+            "bot_outbound_requests_total",
+            "platform=\"line\",status=\"200\""
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "bot_outbound_requests_total",
+            "platform=\"line\",status=\"429\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "bot_outbound_ratelimit_wait_seconds_count",
+            "platform=\"line\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "bot_outbound_ratelimit_wait_seconds_sum",
+            "platform=\"line\""
+        ),
+        0.25
+    );
+    assert_eq!(sample(&text, "bot_db_pool_wait_seconds_count", ""), 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            "bot_gateway_reconnects_total",
+            "platform=\"discord\",reason=\"zombie\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "bot_webhook_rejected_total",
+            "platform=\"line\",reason=\"bad_signature\""
+        ),
+        1.0
+    );
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bot_core::handler::Permanent;
 use bot_core::queue::DeadLetter;
 use bot_core::{
-    Bot, Context, Error, ErrorKind, Event, HandlerExt, Limits, Ordering, Overflow, Platform,
-    RetryPolicy,
+    Bot, Context, Error, ErrorKind, Event, HandlerExt, Limits, MemoryQueue, Ordering, Overflow,
+    Platform, RetryPolicy,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -155,13 +155,16 @@ async fn run_interleaved(ordering: Ordering) -> Arc<OrderProbe> {
         done: Done::default(),
     });
     let p = probe.clone();
+    let limits = Limits {
+        max_in_flight: 4096,
+        queue_capacity: 20_000,
+        ordering,
+        ..Limits::default()
+    };
+    let queue = Arc::new(MemoryQueue::new(&limits));
     let bot = Bot::builder()
-        .limits(Limits {
-            max_in_flight: 4096,
-            queue_capacity: 20_000,
-            ordering,
-            ..Limits::default()
-        })
+        .limits(limits)
+        .queue(queue.clone())
         .handler(move |cx: Context, e: Event| {
             let p = p.clone();
             async move {
@@ -191,6 +194,10 @@ async fn run_interleaved(ordering: Ordering) -> Arc<OrderProbe> {
     bot.start();
     submit(&bot, interleaved_load()).await;
     probe.done.wait(20_000).await;
+    bot.idle().await;
+    // Lanes go as soon as they are empty: memory follows what waits, not what was ever seen.
+    assert_eq!(queue.lanes(), 0);
+    assert_eq!(queue.leased(), 0);
     bot.shutdown().await;
     probe
 }
@@ -664,4 +671,48 @@ async fn shutdown_drains_then_cancels_and_reports() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::QueueClosed);
     assert_eq!(bot.shutdown().await, report, "shutdown is idempotent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_waits_for_retries_and_dead_letters_can_be_redriven() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let handled = Arc::new(Done::default());
+    let (f, h) = (fail.clone(), handled.clone());
+    let bot = Bot::builder()
+        .limits(Limits {
+            retry: RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_secs(5),
+                jitter: 0.0,
+                ..RetryPolicy::default()
+            },
+            ..Limits::default()
+        })
+        .handler(move |_cx: Context, _e: Event| {
+            let (f, h) = (f.clone(), h.clone());
+            async move {
+                if f.load(AtomicOrdering::SeqCst) {
+                    return Err(Error::new(ErrorKind::Outbound, "down"));
+                }
+                h.add();
+                Ok(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(&bot, vec![event("a", "x".into()), event("b", "y".into())]).await;
+    let before = tokio::time::Instant::now();
+    // Idle only once both events failed twice (5 s apart) and were dead-lettered.
+    bot.idle().await;
+    assert!(before.elapsed() >= Duration::from_secs(5));
+    let dead = bot.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(|d| d.attempts == 2 && d.error == "down"));
+    fail.store(false, AtomicOrdering::SeqCst);
+    assert_eq!(bot.redrive_dead_letters(10).await.unwrap(), 2);
+    bot.idle().await;
+    assert_eq!(handled.count.load(AtomicOrdering::SeqCst), 2);
+    assert!(bot.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(bot.shutdown().await.not_run(), 0);
 }
