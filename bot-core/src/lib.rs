@@ -1,16 +1,4 @@
-//! bot-core: the platform-neutral runtime under LINE, Messenger and Discord bots.
-//!
-//! Events from every platform become one [`Event`] type and go through one bounded pipeline:
-//! an adapter verifies and parses a webhook, submits the events to a [`Queue`], and the supervisor
-//! runs your [`Handler`] with a global in-flight bound, per-conversation ordering, time-outs,
-//! retries, panic isolation, dead letters and a graceful drain.
-//!
-//! # Feature flags
-//!
-//! | feature      | default | what it adds |
-//! |--------------|---------|--------------|
-//! | `prometheus` | yes     | Prometheus text exposition on `/metrics` |
-//! | `otlp`       | yes     | OTLP/HTTP export of metrics and traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set |
+#![doc = include_str!("../README.md")]
 
 pub mod adapter;
 mod bot;
