@@ -158,6 +158,8 @@ impl Bot {
             .inner
             .report
             .get_or_init(|| async {
+                // A running `serve` stops its listener once this drain is over.
+                self.inner.shutdown_requested.cancel();
                 self.inner.ingress.stop_accepting();
                 let (supervisor, adapters) = {
                     let mut run = self.inner.run.lock().unwrap_or_else(|p| p.into_inner());
@@ -320,6 +322,9 @@ impl BotBuilder {
     }
 
     /// Calls `hook` with every dead letter.
+    ///
+    /// The hook runs on the dispatcher: keep it quick (count, log, or hand the letter to a bounded
+    /// channel for slow work such as an HTTP alert), or it delays every other event.
     pub fn on_dead_letter(mut self, hook: impl Fn(&DeadLetter) + Send + Sync + 'static) -> Self {
         self.dead_letter_hook = Some(Arc::new(hook));
         self
@@ -390,6 +395,7 @@ impl BotBuilder {
             metrics: telemetry.metrics().clone(),
             dead_letter_hook: self.dead_letter_hook,
             progress: progress.clone(),
+            dead_letters_evicted: std::sync::atomic::AtomicU64::new(0),
         };
         let ingress = Ingress::new(queue.clone(), telemetry.clone(), progress.clone());
         Ok(Bot {

@@ -176,7 +176,7 @@ impl RetryPolicy {
         let base = self.initial_backoff.as_secs_f64() * self.multiplier.powi(exp as i32);
         let capped = base.min(self.max_backoff.as_secs_f64());
         let jittered = capped * (1.0 - self.jitter * fastrand::f64());
-        Duration::from_secs_f64(jittered.max(0.0))
+        Duration::try_from_secs_f64(jittered.max(0.0)).unwrap_or(self.max_backoff)
     }
 }
 

@@ -552,28 +552,50 @@ async fn overflow_drop_newest_and_drop_oldest_drop_the_expected_events() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn overflow_wait_blocks_the_producer() {
     let (bot, gate, handled, done) = overflow_bot(Overflow::Wait).await;
+    // The buffer (2) fills up while e0 holds the only slot.
+    let r = bot
+        .ingress()
+        .submit(vec![event("a", "e1".into()), event("a", "e2".into())])
+        .await
+        .unwrap();
+    assert_eq!(r.accepted, 2);
     let ingress = bot.ingress();
-    let producer = tokio::spawn(async move {
+    let mut producer = tokio::spawn(async move {
         ingress
-            .submit((1..=4).map(|i| event("a", format!("e{i}"))).collect())
+            .submit(vec![event("a", "e3".into()), event("a", "e4".into())])
             .await
             .unwrap()
     });
-    // The producer stays blocked until handlers free room in the buffer.
-    while bot.queue().depth() < 2 {
-        tokio::task::yield_now().await;
-    }
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-    assert!(!producer.is_finished(), "the producer was not blocked");
+    // Paused time: ten seconds (less than the handler time-out) pass at once when nothing can
+    // run; the producer must still be waiting.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), &mut producer)
+            .await
+            .is_err(),
+        "the producer was not blocked"
+    );
+    assert_eq!(
+        bot.queue().depth(),
+        2,
+        "nothing of the waiting batch got in early"
+    );
+    // A waiting producer whose request is abandoned (a webhook time-out) leaves nothing behind.
+    let ingress = bot.ingress();
+    let abandoned = tokio::time::timeout(
+        Duration::from_secs(1),
+        ingress.submit(vec![event("b", "x1".into())]),
+    )
+    .await;
+    assert!(abandoned.is_err());
+    assert_eq!(bot.queue().depth(), 2);
     gate.add_permits(10);
     let report = producer.await.unwrap();
-    assert_eq!(report.accepted, 4);
+    assert_eq!(report.accepted, 2);
     done.wait(5).await;
+    bot.idle().await;
     bot.shutdown().await;
     assert_eq!(*handled.lock().unwrap(), ["e0", "e1", "e2", "e3", "e4"]);
 }
@@ -715,4 +737,143 @@ async fn idle_waits_for_retries_and_dead_letters_can_be_redriven() {
     assert_eq!(handled.count.load(AtomicOrdering::SeqCst), 2);
     assert!(bot.dead_letters(10).await.unwrap().is_empty());
     assert_eq!(bot.shutdown().await.not_run(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_outside_the_handler_poll_fails_the_attempt_only() {
+    let done = Arc::new(Done::default());
+    let d = done.clone();
+    let router = bot_core::Router::new()
+        .route(
+            |e: &Event| {
+                assert!(e.id.as_str() != "boom", "predicate panicked on purpose");
+                false
+            },
+            |_cx: Context, _e: Event| async { Ok::<_, Error>(()) },
+        )
+        .fallback(move |_cx: Context, _e: Event| {
+            let d = d.clone();
+            async move {
+                d.add();
+                Ok::<_, Error>(())
+            }
+        });
+    let bot = Bot::builder()
+        .limits(Limits {
+            retry: RetryPolicy::none(),
+            ..Limits::default()
+        })
+        .handler(router)
+        .build()
+        .unwrap();
+    bot.start();
+    submit(
+        &bot,
+        vec![event("a", "boom".into()), event("a", "after".into())],
+    )
+    .await;
+    // The conversation moves on past the failed event, and shutdown ends.
+    done.wait(1).await;
+    bot.idle().await;
+    let dead = bot.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].error.contains("predicate panicked"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(bot.shutdown().await.not_run(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn handlers_see_their_cancellation_on_timeout() {
+    let saw = Arc::new(Done::default());
+    let s = saw.clone();
+    let bot = Bot::builder()
+        .limits(Limits {
+            handler_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::MAX,
+            retry: RetryPolicy::none(),
+            ..Limits::default()
+        })
+        .handler(move |cx: Context, _e: Event| {
+            let s = s.clone();
+            async move {
+                cx.cancellation().cancelled().await;
+                s.add();
+                Err::<(), _>(Error::new(ErrorKind::Other, "stopped"))
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(&bot, vec![event("a", "slow".into())]).await;
+    saw.wait(1).await;
+    bot.idle().await;
+    let dead = bot.dead_letters(10).await.unwrap();
+    assert!(dead[0].error.contains("timed out"), "{}", dead[0].error);
+    // `Duration::MAX` as shutdown_timeout means "wait": no overflow, and a quick drain.
+    assert_eq!(bot.shutdown().await.not_run(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_stops_a_running_server() {
+    let bot = Bot::builder()
+        .handler(|_cx: Context, _e: Event| async { Ok::<_, Error>(()) })
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let serving = tokio::spawn(
+        bot.clone()
+            .serve_with_shutdown(listener, std::future::pending()),
+    );
+    while !bot.is_ready() {
+        tokio::task::yield_now().await;
+    }
+    let report = bot.shutdown().await;
+    let served = tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("serve returned after shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(served, report);
+}
+
+#[tokio::test]
+async fn evicted_dead_letters_are_counted() {
+    let dead = Arc::new(Done::default());
+    let d = dead.clone();
+    let bot = Bot::builder()
+        .limits(Limits {
+            dead_letter_capacity: 2,
+            retry: RetryPolicy::none(),
+            ..Limits::default()
+        })
+        .on_dead_letter(move |_| d.add())
+        .handler(|_cx: Context, _e: Event| async {
+            Err::<(), _>(Error::new(ErrorKind::Other, "no"))
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(
+        &bot,
+        (0..5)
+            .map(|i| event(&format!("c{i}"), format!("e{i}")))
+            .collect(),
+    )
+    .await;
+    dead.wait(5).await;
+    bot.idle().await;
+    assert_eq!(bot.dead_letters(10).await.unwrap().len(), 2);
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(metric(&text, "bot_events_dead_total"), 5.0);
+    assert_eq!(
+        metric(
+            &text,
+            "bot_events_dropped_total{reason=\"dead_letter_evicted\"}"
+        ),
+        3.0
+    );
+    bot.shutdown().await;
 }

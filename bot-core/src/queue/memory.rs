@@ -18,6 +18,7 @@ use super::{Completed, Dead, DeadLetter, Delivery, Lease, Nack, PushReport, Queu
 use crate::error::{Error, ErrorKind};
 use crate::event::{ConversationId, Event, Platform, Timestamp};
 use crate::limits::{Limits, Ordering, Overflow};
+use crate::runtime::deadline_after;
 
 /// How long a producer refused by a full queue is told to wait.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -161,11 +162,6 @@ impl MemoryQueue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Dead letters evicted because more than `dead_letter_capacity` piled up.
-    pub fn dead_letters_evicted(&self) -> u64 {
-        self.lock().dead_evicted
-    }
-
     /// Completions that named a lease no longer held.
     pub fn stale_completions(&self) -> u64 {
         self.stale.load(AtomicOrdering::Relaxed)
@@ -194,47 +190,29 @@ impl MemoryQueue {
         done
     }
 
-    /// Admits as much of `events` as the policy allows. Returns the events that must wait for
-    /// room ([`Overflow::Wait`] only).
-    fn admit(&self, inner: &mut Inner, events: Vec<Event>, report: &mut PushReport) -> Vec<Event> {
+    /// Admits `events`: all of them when room was checked for the whole batch (`checked`),
+    /// otherwise one by one under [`Overflow::DropNewest`] or [`Overflow::DropOldest`].
+    fn admit(&self, inner: &mut Inner, events: Vec<Event>, report: &mut PushReport, checked: bool) {
         let now = Instant::now();
-        inner.dedup.expire(now);
-        let mut rest = Vec::new();
-        let mut iter = events.into_iter();
-        while let Some(event) = iter.next() {
+        for event in events {
             let key = inner.dedup.key(&event);
             if inner.dedup.contains(key) {
                 report.duplicates += 1;
                 continue;
             }
-            if inner.waiting >= self.capacity {
-                match self.overflow {
-                    Overflow::Wait => {
-                        rest.push(event);
-                        rest.extend(iter);
-                        break;
-                    }
-                    Overflow::DropNewest | Overflow::Reject => {
-                        // Reject checked the whole batch before, so only DropNewest gets here.
-                        // A dropped event is not remembered: a redelivery of it is welcome.
-                        report.dropped_newest += 1;
-                        continue;
-                    }
-                    Overflow::DropOldest => {
-                        if inner.evict_oldest() {
-                            report.evicted_oldest += 1;
-                        } else {
-                            report.dropped_newest += 1;
-                            continue;
-                        }
-                    }
+            if !checked && inner.waiting >= self.capacity {
+                if self.overflow == Overflow::DropOldest && inner.evict_oldest() {
+                    report.evicted_oldest += 1;
+                } else {
+                    // A dropped event is not remembered: a redelivery of it is welcome.
+                    report.dropped_newest += 1;
+                    continue;
                 }
             }
             inner.dedup.insert(key, now);
             inner.enqueue(event, self.overflow);
             report.accepted += 1;
         }
-        rest
     }
 
     fn wake_if_ready(&self, inner: std::sync::MutexGuard<'_, Inner>) {
@@ -247,6 +225,24 @@ impl MemoryQueue {
 }
 
 impl Inner {
+    /// How many events of `events` are neither remembered nor repeated within the batch.
+    fn fresh(&self, events: &[Event], capacity: usize) -> usize {
+        let upper = events
+            .iter()
+            .filter(|e| !self.dedup.contains(self.dedup.key(e)))
+            .count();
+        if self.waiting + upper <= capacity {
+            return upper;
+        }
+        // Repeats within one batch are rare; only pay for finding them when it matters.
+        let distinct: foldhash::HashSet<_> = events
+            .iter()
+            .map(|e| self.dedup.key(e))
+            .filter(|k| !self.dedup.contains(*k))
+            .collect();
+        distinct.len()
+    }
+
     fn has_ready(&self) -> bool {
         if self.ordered {
             !self.ready.is_empty()
@@ -301,10 +297,13 @@ impl Inner {
     /// buffer (amortised: it runs when the log is twice the buffer).
     fn compact_arrival(&mut self) {
         let lanes = &self.lanes;
+        // Lanes are sorted by arrival (retries return to the front, older than the rest).
         self.arrival.retain(|(seq, id)| {
-            lanes
-                .get(*id)
-                .is_some_and(|l| l.pending.iter().any(|e| e.seq == *seq))
+            lanes.get(*id).is_some_and(|l| {
+                l.pending
+                    .binary_search_by_key(seq, |e| e.seq)
+                    .is_ok_and(|i| l.pending[i].attempts == 0)
+            })
         });
     }
 
@@ -323,8 +322,11 @@ impl Inner {
             let Some(lane) = self.lanes.get_mut(id) else {
                 continue;
             };
-            // A reused lane id holds other sequence numbers, so this finds nothing there.
-            if let Some(i) = lane.pending.iter().position(|e| e.seq == seq) {
+            // A reused lane id holds other sequence numbers, so this finds nothing there; an
+            // event waiting for its retry is not a first attempt and is never evicted.
+            if let Ok(i) = lane.pending.binary_search_by_key(&seq, |e| e.seq)
+                && lane.pending[i].attempts == 0
+            {
                 lane.pending.remove(i);
                 self.waiting -= 1;
                 self.remove_lane_if_idle(id);
@@ -505,8 +507,9 @@ impl Inner {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn push_batch(&self, events: Vec<Event>) -> Result<PushReport, Error> {
-        let mut report = PushReport::default();
-        let mut events = events;
+        // Reject and Wait take a batch whole or not at all, so that a refused or cancelled push
+        // (a webhook that timed out while waiting) leaves nothing half-accepted behind.
+        let whole = matches!(self.overflow, Overflow::Reject | Overflow::Wait);
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
@@ -515,40 +518,34 @@ impl Queue for MemoryQueue {
                 if inner.closed {
                     return Err(Error::new(ErrorKind::QueueClosed, "queue is closed"));
                 }
-                if self.overflow == Overflow::Reject {
-                    inner.dedup.expire(Instant::now());
-                    let mut fresh = events
-                        .iter()
-                        .filter(|e| !inner.dedup.contains(inner.dedup.key(e)))
-                        .count();
-                    if inner.waiting + fresh > self.capacity {
-                        // Only now pay for discounting duplicates within the batch.
-                        let distinct: foldhash::HashSet<_> = events
-                            .iter()
-                            .map(|e| inner.dedup.key(e))
-                            .filter(|k| !inner.dedup.contains(*k))
-                            .collect();
-                        fresh = distinct.len();
+                inner.dedup.expire(Instant::now());
+                let fresh = if whole {
+                    inner.fresh(&events, self.capacity)
+                } else {
+                    0
+                };
+                // Wait admits a batch larger than the whole buffer once the buffer is empty: the
+                // bound is then exceeded by at most one batch, which the body limit bounds.
+                let fits = inner.waiting + fresh <= self.capacity
+                    || (self.overflow == Overflow::Wait && inner.waiting == 0);
+                if !whole || fits {
+                    let mut report = PushReport::default();
+                    self.admit(&mut inner, events, &mut report, whole);
+                    self.publish_depth(&inner);
+                    if report.accepted > 0 {
+                        self.available.notify_one();
                     }
-                    if inner.waiting + fresh > self.capacity {
-                        return Err(Error::new(
-                            ErrorKind::QueueFull,
-                            format!(
-                                "queue is full ({} waiting, capacity {}, batch of {})",
-                                inner.waiting, self.capacity, fresh
-                            ),
-                        )
-                        .with_retry_after(FULL_RETRY_AFTER));
-                    }
-                }
-                let accepted_before = report.accepted;
-                events = self.admit(&mut inner, events, &mut report);
-                self.publish_depth(&inner);
-                if report.accepted > accepted_before {
-                    self.available.notify_one();
-                }
-                if events.is_empty() {
                     return Ok(report);
+                }
+                if self.overflow == Overflow::Reject {
+                    tracing::debug!(
+                        waiting = inner.waiting,
+                        capacity = self.capacity,
+                        batch = fresh,
+                        "queue full; refusing the batch"
+                    );
+                    return Err(Error::new(ErrorKind::QueueFull, "queue is full")
+                        .with_retry_after(FULL_RETRY_AFTER));
                 }
                 space.as_mut().enable();
             }
@@ -621,7 +618,12 @@ impl Queue for MemoryQueue {
             };
             done.applied += 1;
             let attempts = l.attempts;
-            inner.requeue(l, nack.event, attempts, Some(now + nack.delay));
+            inner.requeue(
+                l,
+                nack.event,
+                attempts,
+                Some(deadline_after(now, nack.delay)),
+            );
         }
         self.publish_depth(&inner);
         drop(inner);
@@ -667,7 +669,8 @@ impl Queue for MemoryQueue {
     async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error> {
         let mut done = Completed::default();
         let mut inner = self.lock();
-        for d in deliveries {
+        // Returned to the front one by one: go backwards to keep their order.
+        for d in deliveries.into_iter().rev() {
             let Some(l) = inner.take_lease(d.lease) else {
                 done.stale += 1;
                 continue;
@@ -716,6 +719,10 @@ impl Queue for MemoryQueue {
         self.publish_depth(&inner);
         self.wake_if_ready(inner);
         Ok(n)
+    }
+
+    fn dead_letters_evicted(&self) -> u64 {
+        self.lock().dead_evicted
     }
 
     fn close(&self) {
@@ -819,6 +826,31 @@ mod tests {
         got.sort();
         assert_eq!(got, ["3", "4"]);
         assert_eq!(q.lanes(), 2, "the emptied lane of a was evicted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_oldest_never_evicts_an_event_waiting_for_its_retry() {
+        let q = MemoryQueue::new(&limits(2, Overflow::DropOldest, Ordering::PerConversation));
+        q.push_batch(vec![ev("a", "a1")]).await.unwrap();
+        let d = q.pull(1).await.unwrap();
+        q.nack(vec![Nack {
+            lease: d[0].lease,
+            delay: Duration::from_secs(5),
+            error: "down".into(),
+            event: d[0].event.clone(),
+        }])
+        .await
+        .unwrap();
+        // a1 waits for its retry; b1 fills the buffer; c1 must evict b1, not a1.
+        let r = q
+            .push_batch(vec![ev("b", "b1"), ev("c", "c1")])
+            .await
+            .unwrap();
+        assert_eq!((r.accepted, r.evicted_oldest), (2, 1));
+        assert_eq!(q.depth(), 2);
+        assert_eq!(ids(&q.pull(10).await.unwrap()), ["c1"]);
+        // The retry comes once its delay is over.
+        assert_eq!(ids(&q.pull(10).await.unwrap()), ["a1"]);
     }
 
     #[tokio::test]

@@ -183,6 +183,12 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Fails when the backend fails.
     async fn redrive(&self, max: usize) -> Result<usize, Error>;
 
+    /// Dead letters dropped so far because the backend keeps a bounded number of them (the
+    /// runtime counts them as `bot.events.dropped{reason="dead_letter_evicted"}`).
+    fn dead_letters_evicted(&self) -> u64 {
+        0
+    }
+
     /// Stops accepting pushes and wakes every waiting `pull` and `push_batch`.
     fn close(&self);
 

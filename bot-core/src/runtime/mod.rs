@@ -20,7 +20,7 @@ use crate::context::Shared;
 use crate::handler::BoxHandler;
 use crate::limits::Limits;
 use crate::queue::{Dead, DeadLetter, Delivery, Lease, Nack, Queue};
-use crate::telemetry::{Metrics, Outcome};
+use crate::telemetry::{DropReason, Metrics, Outcome};
 
 use task::{Completion, TaskFailure};
 
@@ -36,6 +36,14 @@ pub(crate) struct Progress {
 impl Progress {
     pub(crate) fn accepted(&self, n: usize) {
         self.accepted.fetch_add(n as u64, AtomicOrdering::AcqRel);
+    }
+
+    /// Takes back events counted by [`Progress::accepted`] that the queue did not take.
+    pub(crate) fn unaccepted(&self, n: usize) {
+        if n > 0 {
+            self.accepted.fetch_sub(n as u64, AtomicOrdering::AcqRel);
+            self.changed.notify_waiters();
+        }
     }
 
     /// Accepted events that will never finish (evicted by `DropOldest`).
@@ -98,6 +106,8 @@ pub(crate) struct Supervisor {
     pub(crate) metrics: Metrics,
     pub(crate) dead_letter_hook: Option<DeadLetterHook>,
     pub(crate) progress: Arc<Progress>,
+    /// Dead-letter evictions already counted.
+    pub(crate) dead_letters_evicted: AtomicU64,
 }
 
 impl fmt::Debug for Supervisor {
@@ -141,7 +151,8 @@ impl Supervisor {
             }
             self.flush(&mut pending).await;
             self.metrics.set_inflight(running);
-            let free = max - running;
+            // A backend must not hand out more than asked; stay safe if one does.
+            let free = max.saturating_sub(running);
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -172,7 +183,7 @@ impl Supervisor {
 
         // Drain: nothing new starts; running handlers get until the deadline.
         let started = Instant::now();
-        let deadline = started + self.limits.shutdown_timeout;
+        let deadline = deadline_after(started, self.limits.shutdown_timeout);
         let mut drained = 0u64;
         tracing::info!(running, "shutting down: draining in-flight handlers");
         while running > 0 {
@@ -196,8 +207,21 @@ impl Supervisor {
                 "shutdown_timeout reached: cancelling the remaining handlers"
             );
             hard_stop.cancel();
+            // Cancelled handlers get CANCEL_GRACE to wind down; one that blocks its thread and
+            // never yields is abandoned after that, so shutdown always ends.
+            let abandon_at = deadline_after(
+                Instant::now(),
+                task::CANCEL_GRACE + Duration::from_millis(500),
+            );
             while running > 0 {
-                let n = rx.recv_many(&mut buf, max).await;
+                let n = tokio::select! {
+                    n = rx.recv_many(&mut buf, max) => n,
+                    () = tokio::time::sleep_until(abandon_at) => {
+                        tracing::error!(running, "handlers ignored cancellation; abandoning them");
+                        cancelled += running as u64;
+                        break;
+                    }
+                };
                 if n == 0 {
                     break;
                 }
@@ -298,6 +322,14 @@ impl Supervisor {
                 Ok(letters) => {
                     self.metrics.dead(letters.len());
                     self.progress.finished(letters.len());
+                    let evicted = self.queue.dead_letters_evicted();
+                    let before = self
+                        .dead_letters_evicted
+                        .swap(evicted, AtomicOrdering::Relaxed);
+                    self.metrics.dropped(
+                        DropReason::DeadLetterEvicted,
+                        usize::try_from(evicted.saturating_sub(before)).unwrap_or(usize::MAX),
+                    );
                     if let Some(hook) = &self.dead_letter_hook {
                         for letter in &letters {
                             let hook = hook.clone();
@@ -326,6 +358,12 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// `now + after`, or a point far enough away when that overflows (`Duration::MAX` means "wait").
+pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 impl TaskFailure {

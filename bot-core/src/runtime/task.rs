@@ -62,34 +62,28 @@ pub(crate) fn spawn(env: &Arc<TaskEnv>, delivery: Delivery) {
     tokio::spawn(run(env, delivery).instrument(span));
 }
 
+/// How long a handler whose token was cancelled (time-out, shutdown deadline) may still run to
+/// wind down before it is dropped.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+type Failure = (TaskFailure, bool, Option<String>);
+
 async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
     let Delivery {
         lease,
         event,
         attempt,
     } = delivery;
-    let cancel = CancellationToken::new();
-    let cx = Context::new(env.shared.clone(), &event, attempt, cancel.clone());
-    let timeout = env.handler.timeout(&event).unwrap_or(env.default_timeout);
     let started = Instant::now();
-    // The handler consumes its copy; the original goes back to the queue if the attempt fails.
-    // Cloning here, in the task, keeps the copy off the dispatcher.
-    let call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
-    let result = tokio::select! {
-        biased;
-        r = call => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err((TaskFailure::Error, is_retryable(&e), Some(error_chain(&*e)))),
-            Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)))),
-        },
-        () = tokio::time::sleep(timeout) => {
-            cancel.cancel();
-            Err((TaskFailure::Timeout, true, Some(format!("handler timed out after {timeout:?}"))))
-        }
-        () = env.hard_stop.cancelled() => {
-            cancel.cancel();
-            Err((TaskFailure::Cancelled, true, None))
-        }
+    // Everything of the attempt runs under catch_unwind, not only the handler's poll: a route
+    // predicate, a `timeout()` override or a drop that panics must fail the attempt, never lose
+    // the task's completion (which would leak a slot and block the conversation).
+    let result = match AssertUnwindSafe(attempt_once(&env, &event, attempt))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)))),
     };
     let elapsed = started.elapsed();
     let completion = match result {
@@ -120,6 +114,44 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
     // The channel holds max_in_flight completions, one per running task: this never waits long,
     // and it only fails when the supervisor is gone, when nobody needs the answer.
     let _ = env.completions.send(completion).await;
+}
+
+/// One attempt: the handler with its time-out, cancellation and grace period.
+async fn attempt_once(env: &TaskEnv, event: &Event, attempt: u32) -> Result<(), Failure> {
+    let cancel = CancellationToken::new();
+    let cx = Context::new(env.shared.clone(), event, attempt, cancel.clone());
+    let timeout = env.handler.timeout(event).unwrap_or(env.default_timeout);
+    // The handler consumes its copy; the original goes back to the queue if the attempt fails.
+    // Cloning here, in the task, keeps the copy off the dispatcher.
+    let call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
+    tokio::pin!(call);
+    let stopped = tokio::select! {
+        biased;
+        r = &mut call => return outcome(r),
+        () = tokio::time::sleep(timeout) => TaskFailure::Timeout,
+        () = env.hard_stop.cancelled() => TaskFailure::Cancelled,
+    };
+    // Tell the handler through `cx.cancellation()` and give it a moment to stop cleanly.
+    cancel.cancel();
+    let wound_down = tokio::time::timeout(CANCEL_GRACE, &mut call).await;
+    match (stopped, wound_down) {
+        // It finished its work after all.
+        (_, Ok(Ok(Ok(())))) => Ok(()),
+        (TaskFailure::Timeout, _) => Err((
+            TaskFailure::Timeout,
+            true,
+            Some(format!("handler timed out after {timeout:?}")),
+        )),
+        (failure, _) => Err((failure, true, None)),
+    }
+}
+
+fn outcome(r: std::thread::Result<Result<(), crate::BoxError>>) -> Result<(), Failure> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err((TaskFailure::Error, is_retryable(&e), Some(error_chain(&*e)))),
+        Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)))),
+    }
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -65,6 +65,8 @@ pub enum DropReason {
     OverflowNewest,
     /// A redelivery of an event already accepted.
     Duplicate,
+    /// A dead letter pushed out of a full dead-letter store.
+    DeadLetterEvicted,
 }
 
 impl DropReason {
@@ -74,6 +76,7 @@ impl DropReason {
             DropReason::OverflowOldest => "overflow_oldest",
             DropReason::OverflowNewest => "overflow_newest",
             DropReason::Duplicate => "duplicate",
+            DropReason::DeadLetterEvicted => "dead_letter_evicted",
         }
     }
 }
