@@ -30,15 +30,14 @@
 //! `#[tokio::test(start_paused = true)]`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::bot::{Bot, BotBuilder};
-use crate::context::Context;
-use crate::error::{BoxError, Error, ErrorKind};
+use crate::error::{Error, ErrorKind};
 use crate::event::{Command, ConversationId, Event, EventKind, Platform, Postback};
 use crate::handler::{BoxHandler, Handler};
 use crate::limits::Limits;
@@ -270,53 +269,6 @@ impl Outbound for RecordingOutbound {
     }
 }
 
-/// Counts events sent through a [`TestBot`] and those done with, so tests can wait for quiet.
-#[derive(Default)]
-struct Progress {
-    /// Events the queue accepted, minus those it evicted to make room.
-    expected: AtomicI64,
-    /// Events handled successfully or dead-lettered.
-    done: AtomicI64,
-    dead_letters: Mutex<Vec<DeadLetter>>,
-    notify: Notify,
-}
-
-impl Progress {
-    fn accepted(&self, report: &PushReport) {
-        // One update, so that `idle` never sees a count that is about to go down.
-        let delta = report.accepted as i64 - report.evicted_oldest as i64;
-        self.expected.fetch_add(delta, Ordering::AcqRel);
-        // Evictions can make the bot idle without any handler finishing.
-        self.notify.notify_waiters();
-    }
-
-    fn finished(&self) {
-        self.done.fetch_add(1, Ordering::AcqRel);
-        self.notify.notify_waiters();
-    }
-}
-
-/// The user's handler, counting successful attempts for [`TestBot::idle`].
-struct Tracked {
-    handler: BoxHandler,
-    progress: Arc<Progress>,
-}
-
-#[async_trait]
-impl Handler for Tracked {
-    async fn call(&self, cx: Context, event: Event) -> Result<(), BoxError> {
-        let result = self.handler.call(cx, event).await;
-        if result.is_ok() {
-            self.progress.finished();
-        }
-        result
-    }
-
-    fn timeout(&self, event: &Event) -> Option<std::time::Duration> {
-        self.handler.timeout(event)
-    }
-}
-
 type DeadLetterHook = Box<dyn Fn(&DeadLetter) + Send + Sync>;
 
 /// Builds a [`TestBot`]; see [`TestBot::builder`].
@@ -391,14 +343,11 @@ impl TestBotBuilder {
     ///
     /// Outside a Tokio runtime, since the bot starts its tasks at once.
     pub fn build(self) -> Result<TestBot, Error> {
-        let progress = Arc::new(Progress::default());
+        let dead_letters = Arc::new(Mutex::new(Vec::new()));
         let notify = Arc::new(Notify::new());
         let mut bot = self.bot;
         if let Some(handler) = self.handler {
-            bot = bot.handler(Tracked {
-                handler,
-                progress: progress.clone(),
-            });
+            bot = bot.handler(handler);
         }
         let recorders: Vec<Arc<RecordingOutbound>> = self
             .platforms
@@ -409,10 +358,9 @@ impl TestBotBuilder {
             bot = bot.outbound(recorder.clone());
         }
         let user_hook = self.dead_letter_hook;
-        let on_dead = progress.clone();
+        let on_dead = dead_letters.clone();
         bot = bot.on_dead_letter(move |letter| {
-            lock(&on_dead.dead_letters).push(letter.clone());
-            on_dead.finished();
+            lock(&on_dead).push(letter.clone());
             if let Some(hook) = &user_hook {
                 hook(letter);
             }
@@ -423,7 +371,7 @@ impl TestBotBuilder {
             bot,
             recorders,
             notify,
-            progress,
+            dead_letters,
         })
     }
 }
@@ -437,7 +385,7 @@ pub struct TestBot {
     recorders: Vec<Arc<RecordingOutbound>>,
     /// Woken by every recorder of this bot.
     notify: Arc<Notify>,
-    progress: Arc<Progress>,
+    dead_letters: Arc<Mutex<Vec<DeadLetter>>>,
 }
 
 impl fmt::Debug for TestBot {
@@ -478,9 +426,7 @@ impl TestBot {
     ///
     /// As [`TestBot::send`].
     pub async fn send_all(&self, events: Vec<Event>) -> Result<PushReport, Error> {
-        let report = self.bot.ingress().submit(events).await?;
-        self.progress.accepted(&report);
-        Ok(report)
+        self.bot.ingress().submit(events).await
     }
 
     /// The recorder of `platform`.
@@ -527,22 +473,16 @@ impl TestBot {
         .await
     }
 
-    /// Waits until every event accepted through [`TestBot::send`] and [`TestBot::send_all`] is
-    /// done: handled successfully, or dead-lettered after its last attempt.
-    ///
-    /// Events submitted some other way (such as `bot().ingress()`) are not waited for.
+    /// Waits until every event accepted so far (through [`TestBot::send`], [`TestBot::send_all`] or
+    /// the bot's ingress) is done: handled successfully, or dead-lettered after its last attempt.
+    /// See [`Bot::idle`].
     pub async fn idle(&self) {
-        let progress = &self.progress;
-        wait_until(&progress.notify, || {
-            let done = progress.done.load(Ordering::Acquire);
-            (done >= progress.expected.load(Ordering::Acquire)).then_some(())
-        })
-        .await;
+        self.bot.idle().await;
     }
 
     /// The events dead-lettered so far, in order.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        lock(&self.progress.dead_letters).clone()
+        lock(&self.dead_letters).clone()
     }
 
     /// The bot under test.
@@ -591,6 +531,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::context::Context;
     use crate::handler::{HandlerExt, Permanent};
     use crate::limits::RetryPolicy;
     use crate::outbound::QuickReply;

@@ -1,8 +1,9 @@
 //! A bounded set of recently seen (platform, event id) keys with a time to live.
 //!
-//! Keys are kept as 128-bit fingerprints from two independently seeded hashes of the platform and
-//! the id: no strings are cloned or compared, and a false "seen" needs both 64-bit halves to collide
-//! (about 1 in 10^33 per event with 100,000 keys remembered), far below any hardware error rate.
+//! Keys are kept as 128-bit fingerprints made of two differently seeded 64-bit hashes of the
+//! platform and the id: no strings are cloned or compared. For ids that platforms assign (not
+//! ones an attacker picks to collide), a false "seen" needs both halves to collide at once, which
+//! with 100,000 keys remembered is far rarer than any hardware error.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
