@@ -877,3 +877,37 @@ async fn evicted_dead_letters_are_counted() {
     );
     bot.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn tower_layers_wrap_handlers() {
+    let gauge = Arc::new(Gauge::default());
+    let done = Arc::new(Done::default());
+    let (g, d) = (gauge.clone(), done.clone());
+    let handler = move |_cx: Context, _e: Event| {
+        let (g, d) = (g.clone(), d.clone());
+        async move {
+            g.enter();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            g.exit();
+            d.add();
+            Ok::<_, Error>(())
+        }
+    };
+    // The runtime would run 64 at once; a tower concurrency limit of 2 shared by every call
+    // (GlobalConcurrencyLimitLayer) holds it to 2.
+    let layered = handler.layer(tower::limit::GlobalConcurrencyLimitLayer::new(2));
+    let bot = Bot::builder()
+        .limits(Limits {
+            max_in_flight: 64,
+            ordering: Ordering::Unordered,
+            ..Limits::default()
+        })
+        .handler(layered)
+        .build()
+        .unwrap();
+    bot.start();
+    submit(&bot, (0..40).map(|i| event("c", format!("e{i}"))).collect()).await;
+    done.wait(40).await;
+    bot.shutdown().await;
+    assert_eq!(gauge.max.load(AtomicOrdering::SeqCst), 2);
+}
