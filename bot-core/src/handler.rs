@@ -261,7 +261,9 @@ pub trait HandlerExt: Handler + Sized {
     /// use bot_core::{Context, Event, Error, HandlerExt};
     ///
     /// async fn slow(_cx: Context, _e: Event) -> Result<(), Error> { Ok(()) }
-    /// let limited = slow.layer(tower::limit::ConcurrencyLimitLayer::new(8));
+    /// // Every call clones the layered service, so limits must be shared between clones:
+    /// // `GlobalConcurrencyLimitLayer`, not `ConcurrencyLimitLayer` (which limits each clone).
+    /// let limited = slow.layer(tower::limit::GlobalConcurrencyLimitLayer::new(8));
     /// # fn assert_handler<H: bot_core::Handler>(_: H) {}
     /// # assert_handler(limited);
     /// ```
