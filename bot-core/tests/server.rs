@@ -304,3 +304,43 @@ async fn shutdown_timeout_cancels_a_stuck_handler_and_counts_what_never_ran() {
     );
     assert!(started.try_recv().is_err(), "nothing else started");
 }
+
+/// A webhook request that cannot finish in `request_timeout` (here: waiting for room under
+/// `Overflow::Wait`) is answered 408, and the abandoned batch leaves nothing behind.
+#[tokio::test(start_paused = true)]
+async fn slow_requests_time_out_with_408_and_leave_nothing_behind() {
+    let gate = Gate::new();
+    let (started_tx, mut started) = mpsc::channel(16);
+    let bot = bot_core::Bot::builder()
+        .adapter(support::JsonAdapter)
+        .limits(Limits {
+            max_in_flight: 1,
+            queue_capacity: 1,
+            overflow: Overflow::Wait,
+            ..Limits::default()
+        })
+        .request_timeout(Duration::from_secs(2))
+        .handler(gated_handler(gate.clone(), started_tx))
+        .build()
+        .unwrap();
+    bot.start();
+    let res = send_to(&bot, webhook_request(&[text_event("c0", "e0")])).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(next(&mut started).await, "e0");
+    let res = send_to(&bot, webhook_request(&[text_event("c1", "e1")])).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(bot.queue().depth(), 1);
+
+    let res = send_to(&bot, webhook_request(&[text_event("c2", "e2")])).await;
+    assert_eq!(res.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(bot.queue().depth(), 1, "the timed-out batch added nothing");
+
+    gate.open();
+    assert_eq!(next(&mut started).await, "e1");
+    bot.idle().await;
+    // The platform's redelivery of the timed-out event is welcome: it was never accepted.
+    let res = send_to(&bot, webhook_request(&[text_event("c2", "e2")])).await;
+    assert_eq!(res.json()["accepted"], 1);
+    assert_eq!(next(&mut started).await, "e2");
+    bot.shutdown().await;
+}
