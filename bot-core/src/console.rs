@@ -151,6 +151,26 @@ impl Console {
     pub fn finished(&self) -> CancellationToken {
         self.inner.finished.clone()
     }
+
+    /// Runs `bot` (built with this console as an adapter) for a chat session: starts it, waits
+    /// for the end of input and for every line to be answered ([`crate::Bot::idle`]), or for
+    /// ctrl-c, then shuts it down gracefully and returns the report.
+    pub async fn run_until_done(&self, bot: &crate::Bot) -> crate::ShutdownReport {
+        bot.start();
+        let finished = self.finished();
+        tokio::select! {
+            () = async {
+                finished.cancelled().await;
+                bot.idle().await;
+            } => {}
+            r = tokio::signal::ctrl_c() => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot listen for ctrl-c");
+                }
+            }
+        }
+        bot.shutdown().await
+    }
 }
 
 #[async_trait]

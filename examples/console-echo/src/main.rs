@@ -33,17 +33,8 @@ async fn main() -> Result<(), Error> {
         .adapter(console.clone())
         .handler(echo)
         .build()?;
-    bot.start();
-    tokio::select! {
-        // End of input: every line is submitted; wait until the handlers have answered them all.
-        () = async {
-            console.finished().cancelled().await;
-            bot.idle().await;
-        } => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    // Drains running handlers (up to `shutdown_timeout`) and reports what was left.
-    let report = bot.shutdown().await;
+    // Until the end of input (every line answered) or ctrl-c; then a graceful shutdown.
+    let report = console.run_until_done(&bot).await;
     tracing::debug!(?report, "bot stopped");
     // ANCHOR_END: main
     Ok(())

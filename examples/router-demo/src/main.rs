@@ -116,16 +116,9 @@ async fn main() -> Result<(), Error> {
         .adapter(console.clone())
         .handler(router())
         .build()?;
-    bot.start();
     println!("bot> Hello! Type /help.");
-    tokio::select! {
-        () = async {
-            console.finished().cancelled().await;
-            bot.idle().await;
-        } => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    let report = bot.shutdown().await;
+    // Until the end of input (every line answered) or ctrl-c; then a graceful shutdown.
+    let report = console.run_until_done(&bot).await;
     tracing::debug!(?report, "bot stopped");
     Ok(())
 }
