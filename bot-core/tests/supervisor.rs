@@ -911,3 +911,114 @@ async fn tower_layers_wrap_handlers() {
     bot.shutdown().await;
     assert_eq!(gauge.max.load(AtomicOrdering::SeqCst), 2);
 }
+
+/// A memory queue whose leases "expire", to see the supervisor keep them alive.
+#[derive(Debug)]
+struct ExpiringLeases {
+    inner: MemoryQueue,
+    extended: Mutex<Vec<(bot_core::queue::Lease, tokio::time::Instant)>>,
+}
+
+#[async_trait::async_trait]
+impl bot_core::Queue for ExpiringLeases {
+    async fn push_batch(&self, events: Vec<Event>) -> Result<bot_core::queue::PushReport, Error> {
+        self.inner.push_batch(events).await
+    }
+    async fn pull(&self, max: usize) -> Result<Vec<bot_core::queue::Delivery>, Error> {
+        self.inner.pull(max).await
+    }
+    async fn ack(
+        &self,
+        leases: &[bot_core::queue::Lease],
+    ) -> Result<bot_core::queue::Completed, Error> {
+        self.inner.ack(leases).await
+    }
+    async fn nack(
+        &self,
+        nacks: Vec<bot_core::queue::Nack>,
+    ) -> Result<bot_core::queue::Completed, Error> {
+        self.inner.nack(nacks).await
+    }
+    async fn dead(&self, dead: Vec<bot_core::queue::Dead>) -> Result<Vec<DeadLetter>, Error> {
+        self.inner.dead(dead).await
+    }
+    async fn release(
+        &self,
+        deliveries: Vec<bot_core::queue::Delivery>,
+    ) -> Result<bot_core::queue::Completed, Error> {
+        self.inner.release(deliveries).await
+    }
+    async fn extend_lease(
+        &self,
+        leases: &[bot_core::queue::Lease],
+        by: Duration,
+    ) -> Result<bot_core::queue::Completed, Error> {
+        assert_eq!(by, Duration::from_secs(3));
+        let now = tokio::time::Instant::now();
+        self.extended
+            .lock()
+            .unwrap()
+            .extend(leases.iter().map(|l| (*l, now)));
+        self.inner.extend_lease(leases, by).await
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        self.inner.dead_letters(limit).await
+    }
+    async fn redrive(&self, max: usize) -> Result<usize, Error> {
+        self.inner.redrive(max).await
+    }
+    fn lease_duration(&self) -> Option<Duration> {
+        Some(Duration::from_secs(3))
+    }
+    fn close(&self) {
+        self.inner.close();
+    }
+    fn depth(&self) -> u64 {
+        self.inner.depth()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn leases_of_long_handlers_are_extended_while_they_run() {
+    let queue = Arc::new(ExpiringLeases {
+        inner: MemoryQueue::new(&Limits::default()),
+        extended: Mutex::new(Vec::new()),
+    });
+    let done = Arc::new(Done::default());
+    let d = done.clone();
+    let bot = Bot::builder()
+        .queue(queue.clone())
+        .handler(move |_cx: Context, e: Event| {
+            let d = d.clone();
+            async move {
+                let secs = if e.id.as_str() == "long" { 10 } else { 0 };
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                d.add();
+                Ok::<_, Error>(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    let start = tokio::time::Instant::now();
+    submit(
+        &bot,
+        vec![event("a", "long".into()), event("b", "quick".into())],
+    )
+    .await;
+    done.wait(2).await;
+    bot.idle().await;
+    // Let time pass after the handler finished: its lease must not be extended any more.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    bot.shutdown().await;
+    let extended = queue.extended.lock().unwrap();
+    let leases: std::collections::HashSet<_> = extended.iter().map(|(l, _)| *l).collect();
+    assert_eq!(leases.len(), 1, "only the long handler's lease is extended");
+    // Every third of the 3 s lease while the 10 s handler ran, and never after it finished.
+    assert!(extended.len() >= 9, "extended {} times", extended.len());
+    assert!(
+        extended
+            .iter()
+            .all(|(_, at)| *at <= start + Duration::from_secs(10))
+    );
+}

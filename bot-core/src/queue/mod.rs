@@ -183,6 +183,13 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Fails when the backend fails.
     async fn redrive(&self, max: usize) -> Result<usize, Error>;
 
+    /// How long a lease lasts unless extended, for backends whose leases expire (so that another
+    /// process can take over the events of a crashed one). The supervisor then extends the leases
+    /// of running handlers every third of it. `None` (the default): leases last until completed.
+    fn lease_duration(&self) -> Option<Duration> {
+        None
+    }
+
     /// Dead letters dropped so far because the backend keeps a bounded number of them (the
     /// runtime counts them as `bot.events.dropped{reason="dead_letter_evicted"}`).
     fn dead_letters_evicted(&self) -> u64 {

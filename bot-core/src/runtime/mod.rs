@@ -143,10 +143,12 @@ impl Supervisor {
         let mut running = 0usize;
         let mut pending = Pending::default();
         let mut buf = Vec::with_capacity(64);
+        let mut keeper = LeaseKeeper::new(self.queue.lease_duration());
 
         loop {
             while let Ok(c) = rx.try_recv() {
                 running -= 1;
+                keeper.finished(c.lease);
                 self.complete(c, &mut pending);
             }
             self.flush(&mut pending).await;
@@ -160,6 +162,7 @@ impl Supervisor {
                     Ok(batch) => {
                         for delivery in batch {
                             running += 1;
+                            keeper.started(delivery.lease);
                             task::spawn(&env, delivery);
                         }
                         self.metrics.set_inflight(running);
@@ -175,9 +178,11 @@ impl Supervisor {
                 n = rx.recv_many(&mut buf, max) => {
                     running -= n;
                     for c in buf.drain(..) {
+                        keeper.finished(c.lease);
                         self.complete(c, &mut pending);
                     }
                 }
+                () = keeper.due() => keeper.extend(&*self.queue).await,
             }
         }
 
@@ -192,12 +197,14 @@ impl Supervisor {
                     running -= n;
                     drained += n as u64;
                     for c in buf.drain(..) {
+                        keeper.finished(c.lease);
                         self.complete(c, &mut pending);
                     }
                     self.flush(&mut pending).await;
                     self.metrics.set_inflight(running);
                 }
                 () = tokio::time::sleep_until(deadline) => break,
+                () = keeper.due() => keeper.extend(&*self.queue).await,
             }
         }
         let mut cancelled = 0u64;
@@ -356,6 +363,65 @@ impl Supervisor {
             {
                 tracing::error!(error = %e, count = n, "release failed");
             }
+        }
+    }
+}
+
+/// Keeps the leases of running handlers alive on backends whose leases expire.
+struct LeaseKeeper {
+    /// The lease duration, if leases expire.
+    duration: Option<Duration>,
+    held: foldhash::HashSet<Lease>,
+    next: Instant,
+}
+
+impl LeaseKeeper {
+    fn new(duration: Option<Duration>) -> Self {
+        let duration = duration.filter(|d| !d.is_zero());
+        Self {
+            duration,
+            held: foldhash::HashSet::default(),
+            next: deadline_after(Instant::now(), duration.map_or(Duration::MAX, |d| d / 3)),
+        }
+    }
+
+    fn started(&mut self, lease: Lease) {
+        if self.duration.is_some() {
+            self.held.insert(lease);
+        }
+    }
+
+    fn finished(&mut self, lease: Lease) {
+        if self.duration.is_some() {
+            self.held.remove(&lease);
+        }
+    }
+
+    /// Completes when the held leases are due for an extension; never without expiring leases.
+    async fn due(&self) {
+        if self.duration.is_some() {
+            tokio::time::sleep_until(self.next).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn extend(&mut self, queue: &dyn Queue) {
+        let Some(duration) = self.duration else {
+            return;
+        };
+        self.next = deadline_after(Instant::now(), duration / 3);
+        if self.held.is_empty() {
+            return;
+        }
+        let leases: Vec<Lease> = self.held.iter().copied().collect();
+        match queue.extend_lease(&leases, duration).await {
+            Ok(done) if done.stale > 0 => tracing::warn!(
+                stale = done.stale,
+                "leases of running handlers were lost; their events may run elsewhere too"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, count = leases.len(), "extending leases failed"),
         }
     }
 }
