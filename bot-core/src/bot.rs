@@ -89,10 +89,10 @@ impl Bot {
     /// Starts the supervisor and the adapters' tasks. Idempotent; [`Bot::serve`] calls it.
     ///
     /// Use it when you mount [`Bot::webhooks`] in your own server, or in tests. Must be called
-    /// inside a Tokio runtime.
+    /// inside a Tokio runtime. Does nothing once a shutdown was requested.
     pub fn start(&self) {
         let mut run = self.inner.run.lock().unwrap_or_else(|p| p.into_inner());
-        if run.started {
+        if run.started || self.inner.shutdown_requested.is_cancelled() {
             return;
         }
         run.started = true;

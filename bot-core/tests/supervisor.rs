@@ -1022,3 +1022,21 @@ async fn leases_of_long_handlers_are_extended_while_they_run() {
             .all(|(_, at)| *at <= start + Duration::from_secs(10))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_queue_stops_the_pulls_without_spinning() {
+    let queue = Arc::new(MemoryQueue::new(&Limits::default()));
+    let bot = Bot::builder()
+        .queue(queue.clone())
+        .handler(|_cx: Context, _e: Event| async { Ok::<_, Error>(()) })
+        .build()
+        .unwrap();
+    bot.start();
+    bot_core::Queue::close(&*queue);
+    // A dispatcher spinning on empty pulls would never let paused time move on.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(bot.shutdown().await.not_run(), 0);
+    // Starting after a shutdown does nothing.
+    bot.start();
+    assert!(!bot.is_ready());
+}

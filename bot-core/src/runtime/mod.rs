@@ -144,6 +144,8 @@ impl Supervisor {
         let mut pending = Pending::default();
         let mut buf = Vec::with_capacity(64);
         let mut keeper = LeaseKeeper::new(self.queue.lease_duration());
+        // An empty pull means the queue was closed: stop asking instead of spinning.
+        let mut queue_open = true;
 
         loop {
             while let Ok(c) = rx.try_recv() {
@@ -158,7 +160,11 @@ impl Supervisor {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                pulled = self.queue.pull(free), if free > 0 => match pulled {
+                pulled = self.queue.pull(free), if free > 0 && queue_open => match pulled {
+                    Ok(batch) if batch.is_empty() => {
+                        tracing::debug!("queue closed; waiting for the running handlers and the stop");
+                        queue_open = false;
+                    }
                     Ok(batch) => {
                         for delivery in batch {
                             running += 1;
