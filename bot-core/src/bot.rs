@@ -90,6 +90,10 @@ impl Bot {
     ///
     /// Use it when you mount [`Bot::webhooks`] in your own server, or in tests. Must be called
     /// inside a Tokio runtime. Does nothing once a shutdown was requested.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, since it spawns the bot's tasks.
     pub fn start(&self) {
         let mut run = self.inner.run.lock().unwrap_or_else(|p| p.into_inner());
         if run.started || self.inner.shutdown_requested.is_cancelled() {
@@ -140,7 +144,10 @@ impl Bot {
     /// as not finished.
     ///
     /// Use it before [`Bot::shutdown`] when the work queued must not be left behind, as a console
-    /// bot does at the end of its input. It counts this process's events only.
+    /// bot does at the end of its input. It counts this process's events, submitted through the
+    /// ingress or re-driven with [`Bot::redrive_dead_letters`]; events pushed by calling the
+    /// [`Queue`] directly are not counted. It also returns once the bot has shut down, whatever
+    /// was left.
     pub async fn idle(&self) {
         self.inner.progress.wait_idle().await;
     }
@@ -170,7 +177,11 @@ impl Bot {
                 let report = match supervisor {
                     Some(handle) => handle.await.unwrap_or_else(|e| {
                         tracing::error!(error = %e, "supervisor task failed");
-                        ShutdownReport::default()
+                        self.inner.queue.close();
+                        ShutdownReport {
+                            not_started: self.inner.queue.depth(),
+                            ..ShutdownReport::default()
+                        }
                     }),
                     None => {
                         self.inner.queue.close();
@@ -180,6 +191,7 @@ impl Bot {
                         }
                     }
                 };
+                self.inner.progress.stop();
                 for handle in adapters {
                     // Adapters were told to stop; give them the drain time at most.
                     if tokio::time::timeout(self.inner.limits.shutdown_timeout, handle)
@@ -211,9 +223,24 @@ impl Bot {
     ///
     /// Fails when the queue backend fails.
     pub async fn redrive_dead_letters(&self, max: usize) -> Result<usize, Error> {
-        let n = self.inner.queue.redrive(max).await?;
-        self.inner.progress.accepted(n);
-        Ok(n)
+        // Counted before the push (as the ingress does), so that `idle` never sees them finish
+        // before they were counted; the estimate is corrected once the queue says how many.
+        let estimate = max.min(self.inner.limits.dead_letter_capacity);
+        self.inner.progress.accepted(estimate);
+        match self.inner.queue.redrive(max).await {
+            Ok(n) => {
+                if n >= estimate {
+                    self.inner.progress.accepted(n - estimate);
+                } else {
+                    self.inner.progress.unaccepted(estimate - n);
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                self.inner.progress.unaccepted(estimate);
+                Err(e)
+            }
+        }
     }
 
     /// The handle adapters and custom ingress code submit events through.
@@ -221,7 +248,8 @@ impl Bot {
         self.inner.ingress.clone()
     }
 
-    /// The queue.
+    /// The queue. Pushing or completing through it directly bypasses the ingress's counting, so
+    /// [`Bot::idle`] does not see those events.
     pub fn queue(&self) -> &Arc<dyn Queue> {
         &self.inner.queue
     }

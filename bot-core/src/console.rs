@@ -155,6 +155,10 @@ impl Console {
     /// Runs `bot` (built with this console as an adapter) for a chat session: starts it, waits
     /// for the end of input and for every line to be answered ([`crate::Bot::idle`]), or for
     /// ctrl-c, then shuts it down gracefully and returns the report.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, as [`crate::Bot::start`].
     pub async fn run_until_done(&self, bot: &crate::Bot) -> crate::ShutdownReport {
         bot.start();
         let finished = self.finished();
@@ -285,8 +289,9 @@ async fn read_lines(
     }
 }
 
-/// Submits `event`, waiting and retrying while the queue is full: a typed line is never dropped
-/// while the bot runs. Returns `false` when the bot stopped first.
+/// Submits `event`, waiting and retrying while the queue is full: under `Reject` and `Wait` a
+/// typed line is never dropped while the bot runs (a shedding policy may drop it, and says so in
+/// the log). Returns `false` when the bot stopped first.
 async fn submit(
     ingress: &Ingress,
     event: Event,
@@ -294,7 +299,14 @@ async fn submit(
 ) -> Result<bool, Error> {
     loop {
         let error = match ingress.submit(vec![event.clone()]).await {
-            Ok(_) => return Ok(true),
+            Ok(report) => {
+                if report.dropped_newest > 0 {
+                    tracing::warn!(
+                        "the queue is full and sheds load: this console line was dropped"
+                    );
+                }
+                return Ok(true);
+            }
             Err(e) => e,
         };
         match error.kind() {

@@ -30,3 +30,31 @@ pub use router::Router;
 pub use runtime::ShutdownReport;
 pub use state::{MemoryStateStore, StateStore};
 pub use telemetry::{LoggingGuard, Telemetry, init_logging};
+
+#[cfg(test)]
+mod tests {
+    /// Every public type can cross threads and tasks (STYLE.md, conventions 7).
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::Bot>();
+        assert_send_sync::<crate::BotBuilder>();
+        assert_send_sync::<crate::Ingress>();
+        assert_send_sync::<crate::adapter::Clients>();
+        assert_send_sync::<crate::Context>();
+        assert_send_sync::<crate::Event>();
+        assert_send_sync::<crate::Error>();
+        assert_send_sync::<crate::Limits>();
+        assert_send_sync::<crate::MemoryQueue>();
+        assert_send_sync::<crate::MemoryStateStore>();
+        assert_send_sync::<crate::Router>();
+        assert_send_sync::<crate::ShutdownReport>();
+        assert_send_sync::<crate::Telemetry>();
+        assert_send_sync::<crate::handler::BoxHandler>();
+        assert_send_sync::<crate::queue::Delivery>();
+        assert_send_sync::<crate::queue::DeadLetter>();
+        assert_send_sync::<crate::outbound::OutgoingMessage>();
+        assert_send_sync::<crate::testing::TestBot>();
+        assert_send_sync::<crate::console::Console>();
+    }
+}

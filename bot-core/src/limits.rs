@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+/// The largest `max_in_flight` accepted: far above what one process can run, and within what
+/// Tokio's channels and semaphores allow.
+pub const MAX_IN_FLIGHT: usize = 1 << 24;
+
 /// The bounds the supervisor and the memory queue enforce.
 ///
 /// Build one with struct update syntax and validate it (the bot builder does):
@@ -64,6 +68,11 @@ impl Limits {
     pub fn validate(&self) -> Result<(), Error> {
         if self.max_in_flight == 0 {
             return Err(Error::config("limits: max_in_flight must be at least 1"));
+        }
+        if self.max_in_flight > MAX_IN_FLIGHT {
+            return Err(Error::config(format!(
+                "limits: max_in_flight must be at most {MAX_IN_FLIGHT}"
+            )));
         }
         if self.queue_capacity == 0 {
             return Err(Error::config("limits: queue_capacity must be at least 1"));

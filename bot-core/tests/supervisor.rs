@@ -1040,3 +1040,130 @@ async fn a_closed_queue_stops_the_pulls_without_spinning() {
     bot.start();
     assert!(!bot.is_ready());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_ignores_cancellation_is_dropped_after_the_grace() {
+    let started = Arc::new(Done::default());
+    let s = started.clone();
+    let bot = Bot::builder()
+        .limits(Limits {
+            shutdown_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        })
+        .handler(move |_cx: Context, _e: Event| {
+            let s = s.clone();
+            async move {
+                s.add();
+                // Ignores its cancellation token; only dropping it would stop it, and the
+                // runtime stops waiting for it instead.
+                loop {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                #[allow(unreachable_code)]
+                Ok::<_, Error>(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(
+        &bot,
+        vec![
+            event("a", "stuck".into()),
+            event("a", "behind-1".into()),
+            event("a", "behind-2".into()),
+        ],
+    )
+    .await;
+    started.wait(1).await;
+    let report = bot.shutdown().await;
+    // A future that only sleeps is dropped after the grace, so it counts as cancelled; its two
+    // followers never started.
+    assert_eq!(
+        (report.cancelled, report.abandoned, report.not_started),
+        (1, 0, 2)
+    );
+    assert_eq!(report.not_run(), 3);
+    // idle does not hang once the bot is down, whatever was left.
+    bot.idle().await;
+}
+
+#[tokio::test]
+async fn events_dropped_by_drop_newest_are_welcome_again() {
+    let (bot, gate, handled, done) = overflow_bot(Overflow::DropNewest).await;
+    let r = bot
+        .ingress()
+        .submit((1..=3).map(|i| event("a", format!("e{i}"))).collect())
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.dropped_newest), (2, 1));
+    gate.add_permits(10);
+    done.wait(3).await;
+    bot.idle().await;
+    // The platform sends e3 again: it was dropped, not accepted, so it is not a duplicate.
+    let r = bot
+        .ingress()
+        .submit(vec![event("a", "e3".into())])
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (1, 0));
+    done.wait(4).await;
+    bot.shutdown().await;
+    assert_eq!(*handled.lock().unwrap(), ["e0", "e1", "e2", "e3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_waits_for_the_dead_letter_hook() {
+    let hooked = Arc::new(AtomicUsize::new(0));
+    let h = hooked.clone();
+    let bot = Bot::builder()
+        .limits(Limits {
+            retry: RetryPolicy::none(),
+            ..Limits::default()
+        })
+        .on_dead_letter(move |_| {
+            // A slow hook (it blocks the dispatcher on purpose, which the docs warn against).
+            std::thread::sleep(Duration::from_millis(100));
+            h.fetch_add(1, AtomicOrdering::SeqCst);
+        })
+        .handler(|_cx: Context, _e: Event| async {
+            Err::<(), _>(Error::new(ErrorKind::Other, "no"))
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(&bot, vec![event("a", "x".into())]).await;
+    bot.idle().await;
+    assert_eq!(hooked.load(AtomicOrdering::SeqCst), 1);
+    bot.shutdown().await;
+}
+
+/// A handler that blocks its thread cannot even be dropped: the shutdown leaves it behind after
+/// the grace period and says so, instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_blocks_its_thread_is_abandoned_and_the_shutdown_ends() {
+    let started = Arc::new(Done::default());
+    let s = started.clone();
+    let bot = Bot::builder()
+        .limits(Limits {
+            shutdown_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        })
+        .handler(move |_cx: Context, _e: Event| {
+            let s = s.clone();
+            async move {
+                s.add();
+                // Blocks the worker thread well past the drain, the grace and the abandon point.
+                std::thread::sleep(Duration::from_secs(4));
+                Ok::<_, Error>(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(&bot, vec![event("a", "blocking".into())]).await;
+    started.wait(1).await;
+    let report = bot.shutdown().await;
+    assert_eq!((report.cancelled, report.abandoned), (0, 1));
+    assert_eq!(report.not_run(), 1);
+}

@@ -524,10 +524,12 @@ impl Queue for MemoryQueue {
                 } else {
                     0
                 };
-                // Wait admits a batch larger than the whole buffer once the buffer is empty: the
-                // bound is then exceeded by at most one batch, which the body limit bounds.
-                let fits = inner.waiting + fresh <= self.capacity
-                    || (self.overflow == Overflow::Wait && inner.waiting == 0);
+                // A batch larger than the whole buffer goes in once the buffer is empty (else a
+                // platform would be refused, or kept waiting, forever): the bound is then exceeded
+                // by at most one batch, which the body limit bounds. A batch of redeliveries only
+                // always "fits".
+                let fits =
+                    inner.waiting + fresh <= self.capacity || inner.waiting == 0 || fresh == 0;
                 if !whole || fits {
                     let mut report = PushReport::default();
                     self.admit(&mut inner, events, &mut report, whole);

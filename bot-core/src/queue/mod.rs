@@ -114,6 +114,10 @@ pub struct Completed {
 pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Adds a batch of events, skipping those already seen, applying the overflow policy.
     ///
+    /// Under [`crate::Overflow::Reject`] and [`crate::Overflow::Wait`] a batch goes in whole or
+    /// not at all, also when the future is dropped while waiting: callers count what a push took
+    /// from its report, and a webhook that timed out must leave nothing half-accepted.
+    ///
     /// # Errors
     ///
     /// [`crate::ErrorKind::QueueFull`] (with a retry hint) when the policy is to reject and the batch

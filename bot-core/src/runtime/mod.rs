@@ -30,6 +30,8 @@ use task::{Completion, TaskFailure};
 pub(crate) struct Progress {
     accepted: AtomicU64,
     finished: AtomicU64,
+    /// The supervisor has stopped: nothing more will finish.
+    stopped: std::sync::atomic::AtomicBool,
     changed: Notify,
 }
 
@@ -59,13 +61,20 @@ impl Progress {
         }
     }
 
+    /// Nothing more will finish: wake and release every waiter.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, AtomicOrdering::Release);
+        self.changed.notify_waiters();
+    }
+
     pub(crate) async fn wait_idle(&self) {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.finished.load(AtomicOrdering::Acquire)
-                >= self.accepted.load(AtomicOrdering::Acquire)
+            if self.stopped.load(AtomicOrdering::Acquire)
+                || self.finished.load(AtomicOrdering::Acquire)
+                    >= self.accepted.load(AtomicOrdering::Acquire)
             {
                 return;
             }
@@ -84,6 +93,9 @@ pub struct ShutdownReport {
     pub drained: u64,
     /// Handlers still running at `shutdown_timeout`, cancelled and returned to the queue.
     pub cancelled: u64,
+    /// Handlers that ignored their cancellation (they block their thread) and were left running
+    /// so that the shutdown could end; their events were not returned to the queue.
+    pub abandoned: u64,
     /// Events still waiting in the queue, not run. With the memory queue they are lost when the
     /// process ends; with a durable queue another process or the next start runs them.
     pub not_started: u64,
@@ -94,7 +106,7 @@ pub struct ShutdownReport {
 impl ShutdownReport {
     /// Events accepted but not run to completion by this process.
     pub fn not_run(&self) -> u64 {
-        self.cancelled + self.not_started
+        self.cancelled + self.abandoned + self.not_started
     }
 }
 
@@ -214,6 +226,7 @@ impl Supervisor {
             }
         }
         let mut cancelled = 0u64;
+        let mut abandoned = 0u64;
         if running > 0 {
             tracing::warn!(
                 running,
@@ -231,7 +244,7 @@ impl Supervisor {
                     n = rx.recv_many(&mut buf, max) => n,
                     () = tokio::time::sleep_until(abandon_at) => {
                         tracing::error!(running, "handlers ignored cancellation; abandoning them");
-                        cancelled += running as u64;
+                        abandoned = running as u64;
                         break;
                     }
                 };
@@ -255,10 +268,13 @@ impl Supervisor {
         let report = ShutdownReport {
             drained,
             cancelled,
+            abandoned,
             // Cancelled events went back to the queue; count them once.
             not_started: self.queue.depth().saturating_sub(cancelled),
             drain_time: started.elapsed(),
         };
+        // Nothing more will finish here: whoever waits for idle must not wait forever.
+        self.progress.stop();
         tracing::info!(?report, "supervisor stopped");
         report
     }
@@ -334,7 +350,6 @@ impl Supervisor {
             match self.queue.dead(std::mem::take(&mut pending.dead)).await {
                 Ok(letters) => {
                     self.metrics.dead(letters.len());
-                    self.progress.finished(letters.len());
                     let evicted = self.queue.dead_letters_evicted();
                     let before = self
                         .dead_letters_evicted
@@ -356,6 +371,8 @@ impl Supervisor {
                             }
                         }
                     }
+                    // Counted after the hook ran, so that `idle` also means "hooks called".
+                    self.progress.finished(letters.len());
                 }
                 Err(e) => tracing::error!(error = %e, count = n, "dead-lettering failed"),
             }

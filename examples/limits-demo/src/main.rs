@@ -97,8 +97,10 @@ async fn flaky(cx: Context, event: Event) -> Result<(), BoxError> {
     match job % 10 {
         // Fails on its first attempt only: the retry succeeds.
         3 if cx.attempt() == 1 => return Err(format!("job {job}: flaky dependency").into()),
-        // Too slow on its first attempt: the time-out fails it, the retry succeeds.
-        5 if cx.attempt() == 1 => tokio::time::sleep(Duration::from_secs(1)).await,
+        // Too slow on its first attempt: the time-out fails it (after the time-out the handler
+        // gets a second of grace to stop; this one ignores its cancellation and takes longer),
+        // and the retry succeeds.
+        5 if cx.attempt() == 1 => tokio::time::sleep(Duration::from_secs(3)).await,
         // A bug: the panic is caught and the attempt is retried like any failure.
         7 if cx.attempt() == 1 => panic!("job {job}: unexpected input"),
         // Fails every attempt: dead-lettered after the last one.
