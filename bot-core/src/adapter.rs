@@ -133,7 +133,7 @@ impl Ingress {
         // Counted as accepted before the push, so that `Bot::idle` never sees these events
         // finished before they were counted; corrected once the push says what it took, and
         // undone by the guard if the push fails or its future is dropped.
-        let pending = PendingCount::new(&self.inner.progress, events.len());
+        let pending = self.inner.progress.count_ahead(events.len());
         match self.inner.queue.push_batch(events).await {
             Ok(report) => {
                 pending.settle(report.accepted);
@@ -170,31 +170,6 @@ impl Ingress {
     /// The bot's telemetry, for adapter metrics.
     pub fn telemetry(&self) -> &Telemetry {
         &self.inner.telemetry
-    }
-}
-
-/// Events counted as accepted ahead of a push; whatever the push did not take is taken back.
-struct PendingCount<'a> {
-    progress: &'a Progress,
-    counted: usize,
-}
-
-impl<'a> PendingCount<'a> {
-    fn new(progress: &'a Progress, counted: usize) -> Self {
-        progress.accepted(counted);
-        Self { progress, counted }
-    }
-
-    fn settle(mut self, accepted: usize) {
-        self.progress
-            .unaccepted(self.counted.saturating_sub(accepted));
-        self.counted = 0;
-    }
-}
-
-impl Drop for PendingCount<'_> {
-    fn drop(&mut self) {
-        self.progress.unaccepted(self.counted);
     }
 }
 

@@ -174,23 +174,22 @@ impl Bot {
                     run.stop_supervisor.cancel();
                     (run.supervisor.take(), std::mem::take(&mut run.adapters))
                 };
-                let report = match supervisor {
-                    Some(handle) => handle.await.unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "supervisor task failed");
-                        self.inner.queue.close();
-                        ShutdownReport {
-                            not_started: self.inner.queue.depth(),
-                            ..ShutdownReport::default()
-                        }
-                    }),
-                    None => {
-                        self.inner.queue.close();
-                        ShutdownReport {
-                            not_started: self.inner.queue.depth(),
-                            ..ShutdownReport::default()
-                        }
-                    }
+                let supervised = match supervisor {
+                    Some(handle) => handle
+                        .await
+                        .inspect_err(|e| tracing::error!(error = %e, "supervisor task failed"))
+                        .ok(),
+                    None => None,
                 };
+                // Without a supervisor's report (never started, or it failed), everything still
+                // queued is what did not run.
+                let report = supervised.unwrap_or_else(|| {
+                    self.inner.queue.close();
+                    ShutdownReport {
+                        not_started: self.inner.queue.depth(),
+                        ..ShutdownReport::default()
+                    }
+                });
                 self.inner.progress.stop();
                 for handle in adapters {
                     // Adapters were told to stop; give them the drain time at most.
@@ -225,22 +224,13 @@ impl Bot {
     pub async fn redrive_dead_letters(&self, max: usize) -> Result<usize, Error> {
         // Counted before the push (as the ingress does), so that `idle` never sees them finish
         // before they were counted; the estimate is corrected once the queue says how many.
-        let estimate = max.min(self.inner.limits.dead_letter_capacity);
-        self.inner.progress.accepted(estimate);
-        match self.inner.queue.redrive(max).await {
-            Ok(n) => {
-                if n >= estimate {
-                    self.inner.progress.accepted(n - estimate);
-                } else {
-                    self.inner.progress.unaccepted(estimate - n);
-                }
-                Ok(n)
-            }
-            Err(e) => {
-                self.inner.progress.unaccepted(estimate);
-                Err(e)
-            }
-        }
+        let counted = self
+            .inner
+            .progress
+            .count_ahead(max.min(self.inner.limits.dead_letter_capacity));
+        let n = self.inner.queue.redrive(max).await?;
+        counted.settle(n);
+        Ok(n)
     }
 
     /// The handle adapters and custom ingress code submit events through.

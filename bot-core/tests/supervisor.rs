@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bot_core::handler::Permanent;
-use bot_core::queue::DeadLetter;
+use bot_core::queue::{DeadLetter, PushReport};
 use bot_core::{
     Bot, Context, Error, ErrorKind, Event, HandlerExt, Limits, MemoryQueue, Ordering, Overflow,
     Platform, RetryPolicy,
@@ -509,47 +509,36 @@ async fn overflow_reject_refuses_without_enqueuing() {
     );
 }
 
+/// Sheds e1..e5 into a buffer of 2 (e0 holds the only slot) and checks what ran and what was
+/// counted under `reason`.
+async fn shed_five(overflow: Overflow, reason: &str, handled_expected: [&str; 3]) -> PushReport {
+    let (bot, gate, handled, done) = overflow_bot(overflow).await;
+    let report = bot
+        .ingress()
+        .submit((1..=5).map(|i| event("a", format!("e{i}"))).collect())
+        .await
+        .unwrap();
+    gate.add_permits(10);
+    done.wait(3).await;
+    bot.shutdown().await;
+    assert_eq!(*handled.lock().unwrap(), handled_expected);
+    let text = bot.telemetry().render_prometheus();
+    assert_eq!(
+        metric(
+            &text,
+            &format!("bot_events_dropped_total{{reason=\"{reason}\"}}")
+        ),
+        3.0
+    );
+    report
+}
+
 #[tokio::test]
 async fn overflow_drop_newest_and_drop_oldest_drop_the_expected_events() {
-    let (bot, gate, handled, done) = overflow_bot(Overflow::DropNewest).await;
-    let r = bot
-        .ingress()
-        .submit((1..=5).map(|i| event("a", format!("e{i}"))).collect())
-        .await
-        .unwrap();
+    let r = shed_five(Overflow::DropNewest, "overflow_newest", ["e0", "e1", "e2"]).await;
     assert_eq!((r.accepted, r.dropped_newest), (2, 3));
-    gate.add_permits(10);
-    done.wait(3).await;
-    bot.shutdown().await;
-    assert_eq!(*handled.lock().unwrap(), ["e0", "e1", "e2"]);
-    let text = bot.telemetry().render_prometheus();
-    assert_eq!(
-        metric(
-            &text,
-            "bot_events_dropped_total{reason=\"overflow_newest\"}"
-        ),
-        3.0
-    );
-
-    let (bot, gate, handled, done) = overflow_bot(Overflow::DropOldest).await;
-    let r = bot
-        .ingress()
-        .submit((1..=5).map(|i| event("a", format!("e{i}"))).collect())
-        .await
-        .unwrap();
+    let r = shed_five(Overflow::DropOldest, "overflow_oldest", ["e0", "e4", "e5"]).await;
     assert_eq!((r.accepted, r.evicted_oldest), (5, 3));
-    gate.add_permits(10);
-    done.wait(3).await;
-    bot.shutdown().await;
-    assert_eq!(*handled.lock().unwrap(), ["e0", "e4", "e5"]);
-    let text = bot.telemetry().render_prometheus();
-    assert_eq!(
-        metric(
-            &text,
-            "bot_events_dropped_total{reason=\"overflow_oldest\"}"
-        ),
-        3.0
-    );
 }
 
 #[tokio::test(start_paused = true)]

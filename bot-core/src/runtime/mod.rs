@@ -61,6 +61,17 @@ impl Progress {
         }
     }
 
+    /// Counts `n` events as accepted ahead of a push; [`CountedAhead::settle`] corrects the count
+    /// to what the push took, and dropping the guard unsettled (the push failed, or its future
+    /// was dropped) takes them all back.
+    pub(crate) fn count_ahead(&self, n: usize) -> CountedAhead<'_> {
+        self.accepted(n);
+        CountedAhead {
+            progress: self,
+            counted: n,
+        }
+    }
+
     /// Nothing more will finish: wake and release every waiter.
     pub(crate) fn stop(&self) {
         self.stopped.store(true, AtomicOrdering::Release);
@@ -80,6 +91,30 @@ impl Progress {
             }
             changed.await;
         }
+    }
+}
+
+/// Events counted as accepted ahead of a push; see [`Progress::count_ahead`].
+pub(crate) struct CountedAhead<'a> {
+    progress: &'a Progress,
+    counted: usize,
+}
+
+impl CountedAhead<'_> {
+    /// The push took `accepted` events.
+    pub(crate) fn settle(mut self, accepted: usize) {
+        if accepted > self.counted {
+            self.progress.accepted(accepted - self.counted);
+        } else {
+            self.progress.unaccepted(self.counted - accepted);
+        }
+        self.counted = 0;
+    }
+}
+
+impl Drop for CountedAhead<'_> {
+    fn drop(&mut self) {
+        self.progress.unaccepted(self.counted);
     }
 }
 
