@@ -204,8 +204,24 @@ async fn main() -> Result<(), BoxError> {
         println!("  {conversation}: {jobs:?} (in arrival order: {in_order})");
     }
 
+    // ANCHOR: stuck
+    // Two handlers that never finish, one that finishes in 200 ms, and one event waiting behind a
+    // stuck one in its conversation.
+    let batch = vec![
+        job(2000, "stuck"),
+        job(2001, "stuck"),
+        job(2002, "slow"),
+        job(2003, "job"),
+    ];
+    ingress.submit(batch).await?;
+    let mut running = journal.running.subscribe();
+    tokio::time::timeout(Duration::from_secs(5), running.wait_for(|n| *n >= 3)).await??;
+
+    // ANCHOR_END: stuck
+
     // ANCHOR: overflow
-    // A batch larger than the free room is refused whole, with a hint of when to retry.
+    // A batch larger than the free room (one event waits behind a stuck one) is refused whole,
+    // with a hint of when to retry.
     let flood = (1000..1100).map(|n| job(n, "job")).collect();
     if let Err(e) = ingress.submit(flood).await {
         let answer = bot_core::adapter::rejection(&e);
@@ -231,18 +247,6 @@ async fn main() -> Result<(), BoxError> {
     // ANCHOR_END: metrics
 
     // ANCHOR: shutdown
-    // Two handlers that never finish, one that finishes in 200 ms, and one event waiting behind a
-    // stuck one in its conversation.
-    let batch = vec![
-        job(2000, "stuck"),
-        job(2001, "stuck"),
-        job(2002, "slow"),
-        job(2003, "job"),
-    ];
-    ingress.submit(batch).await?;
-    let mut running = journal.running.subscribe();
-    tokio::time::timeout(Duration::from_secs(5), running.wait_for(|n| *n >= 3)).await??;
-
     let report = bot.shutdown().await;
     println!(
         "shutdown: {} drained, {} cancelled, {} not started, in {:?}",
