@@ -158,6 +158,27 @@ impl Ingress {
         }
     }
 
+    /// Submits the events of one webhook request and answers the platform: 200 once all are
+    /// accepted (or were duplicates), otherwise what [`rejection`] says (503 with `Retry-After`).
+    pub async fn submit_and_answer(&self, events: Vec<Event>) -> Response {
+        match self.submit(events).await {
+            Ok(_) => (StatusCode::OK, "ok").into_response(),
+            Err(e) => rejection(&e),
+        }
+    }
+
+    /// Refuses a webhook request before its events reach the queue (a bad signature, a malformed
+    /// body), counted as `bot.webhook.rejected{platform, reason}`.
+    pub fn refuse(
+        &self,
+        platform: &Platform,
+        status: StatusCode,
+        reason: &'static str,
+    ) -> Response {
+        self.inner.telemetry.webhook_rejected(platform, reason);
+        (status, reason).into_response()
+    }
+
     /// Whether the bot accepts events (false once shutdown began).
     pub fn is_accepting(&self) -> bool {
         self.inner.accepting.load(Ordering::Acquire)

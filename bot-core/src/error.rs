@@ -13,6 +13,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     retry_after: Option<Duration>,
+    permanent: bool,
     source: Option<BoxError>,
 }
 
@@ -55,6 +56,7 @@ impl Error {
             kind,
             message: message.into(),
             retry_after: None,
+            permanent: false,
             source: None,
         }
     }
@@ -73,6 +75,15 @@ impl Error {
         self
     }
 
+    /// Marks the error as one that retrying cannot fix (a platform that refused the request for
+    /// good, such as a bad request or an exhausted monthly quota), whatever its kind: the runtime
+    /// then dead-letters the event at once instead of retrying it.
+    #[must_use]
+    pub fn permanent(mut self) -> Self {
+        self.permanent = true;
+        self
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -85,16 +96,17 @@ impl Error {
 
     /// Whether retrying the same operation later can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self.kind,
-            ErrorKind::QueueFull
-                | ErrorKind::RateLimited
-                | ErrorKind::Timeout
-                | ErrorKind::Outbound
-                | ErrorKind::StateConflict
-                | ErrorKind::Queue
-                | ErrorKind::Io
-        )
+        !self.permanent
+            && matches!(
+                self.kind,
+                ErrorKind::QueueFull
+                    | ErrorKind::RateLimited
+                    | ErrorKind::Timeout
+                    | ErrorKind::Outbound
+                    | ErrorKind::StateConflict
+                    | ErrorKind::Queue
+                    | ErrorKind::Io
+            )
     }
 
     /// Whether this is a lost optimistic version check.
@@ -158,6 +170,7 @@ mod tests {
         assert!(std::error::Error::source(&e).is_some());
         assert!(e.is_retryable());
         assert!(!Error::config("bad").is_retryable());
+        assert!(!e.permanent().is_retryable());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod outbound;
 pub mod queue;
 pub mod router;
 pub mod runtime;
+mod secret;
 mod server;
 pub mod state;
 pub mod telemetry;
@@ -28,6 +29,7 @@ pub use outbound::{Outbound, OutgoingMessage};
 pub use queue::{MemoryQueue, Queue};
 pub use router::Router;
 pub use runtime::ShutdownReport;
+pub use secret::Secret;
 pub use state::{MemoryStateStore, StateStore};
 pub use telemetry::{LoggingGuard, Telemetry, init_logging};
 
@@ -48,6 +50,8 @@ mod tests {
         assert_send_sync::<crate::MemoryQueue>();
         assert_send_sync::<crate::MemoryStateStore>();
         assert_send_sync::<crate::Router>();
+        assert_send_sync::<crate::Secret>();
+        assert_send_sync::<crate::testing::fake_api::FakeApi>();
         assert_send_sync::<crate::ShutdownReport>();
         assert_send_sync::<crate::Telemetry>();
         assert_send_sync::<crate::handler::BoxHandler>();

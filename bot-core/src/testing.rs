@@ -29,6 +29,8 @@
 //! event sent is handled or dead-lettered. Tests of retries and time-outs run quickly under
 //! `#[tokio::test(start_paused = true)]`.
 
+pub mod fake_api;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

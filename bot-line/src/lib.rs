@@ -1,5 +1,31 @@
-//! The LINE Messaging API adapter for bot-core.
-//!
-//! This crate is being built: the adapter (webhook verification and parsing, event mapping, the
-//! rate-limited API client and a fake of the platform for tests) lands with its own issue. It
-//! re-exports nothing yet so that nothing half-done can be depended on.
+#![doc = include_str!("../README.md")]
+
+mod adapter;
+pub mod client;
+mod error;
+pub mod event;
+pub mod model;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod webhook;
+
+pub use adapter::{ENV_API_BASE, ENV_CHANNEL_ACCESS_TOKEN, ENV_CHANNEL_SECRET, Line, LineBuilder};
+pub use client::{LineClient, LineClientBuilder, RateLimits, RetryKey};
+pub use error::{Error, ErrorKind};
+pub use event::LineEventExt;
+pub use webhook::SignatureError;
+
+#[cfg(test)]
+mod tests {
+    /// Every public type can cross threads and tasks (STYLE.md, conventions 7).
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::Line>();
+        assert_send_sync::<crate::LineBuilder>();
+        assert_send_sync::<crate::LineClient>();
+        assert_send_sync::<crate::Error>();
+        assert_send_sync::<crate::model::WebhookEvent>();
+        assert_send_sync::<crate::model::send::Message>();
+    }
+}

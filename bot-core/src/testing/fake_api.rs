@@ -1,0 +1,561 @@
+//! A fake platform API on 127.0.0.1 that records every call and can inject latency and failures.
+//!
+//! Each adapter's `testing` feature builds its platform's fake on [`FakeApi`]: the adapter supplies
+//! a responder (what the platform would answer), and tests read what the bot sent with
+//! [`FakeApi::calls`] or [`FakeApi::wait_for_calls`], slow the API down with
+//! [`FakeApi::set_latency`] and make it fail with [`FakeApi::inject`].
+//!
+//! # Examples
+//!
+//! ```
+//! use bot_core::testing::fake_api::{FakeApi, FakeResponse, Fault};
+//! use http::StatusCode;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let api = FakeApi::start(|_request| {
+//!     FakeResponse::json(StatusCode::OK, &serde_json::json!({}))
+//! })
+//! .await?;
+//! // The next request to /v2/ answers 429; later ones get the responder's answer.
+//! api.inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).on_path("/v2/"));
+//! let base_url = api.url(); // give it to the client under test
+//! # let _ = base_url;
+//! assert_eq!(api.call_count(), 0);
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt as _;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{lock, wait_until};
+
+/// How long [`FakeApi::wait_for_calls`] waits by default before it gives up.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(20);
+/// How many calls a fake keeps by default (the count goes on past it).
+pub const DEFAULT_RECORD_LIMIT: usize = 100_000;
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct FakeRequest {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+    /// When the fake received it.
+    pub received_at: Instant,
+}
+
+impl FakeRequest {
+    /// A header's value as a string, if present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header.
+    pub fn bearer(&self) -> Option<&str> {
+        self.header(header::AUTHORIZATION.as_str())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    }
+
+    /// The body parsed as JSON (`Value::Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A query parameter's value (not percent-decoded).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        })
+    }
+}
+
+/// A request and the status the fake answered it with.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// What arrived.
+    pub request: FakeRequest,
+    /// What the fake answered.
+    pub status: StatusCode,
+}
+
+/// What the fake answers.
+#[derive(Debug, Clone)]
+pub struct FakeResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// Extra headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl FakeResponse {
+    /// A JSON answer.
+    pub fn json(status: StatusCode, body: &serde_json::Value) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Self {
+            status,
+            headers,
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    /// An answer without a body.
+    pub fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Adds a header.
+    ///
+    /// # Panics
+    ///
+    /// When `value` is not a valid header value (a test's own mistake).
+    #[must_use]
+    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        let name = HeaderName::try_from(name.as_ref()).expect("a valid header name");
+        let value = HeaderValue::try_from(value.as_ref()).expect("a valid header value");
+        self.headers.insert(name, value);
+        self
+    }
+}
+
+/// A failure to answer instead of the responder's answer, for the next matching requests.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    path_prefix: Option<String>,
+    times: usize,
+    response: FakeResponse,
+}
+
+impl Fault {
+    /// Answers with `status` and an empty JSON object.
+    pub fn status(status: StatusCode) -> Self {
+        Self::response(FakeResponse::json(status, &serde_json::json!({})))
+    }
+
+    /// Answers with `response`.
+    pub fn response(response: FakeResponse) -> Self {
+        Self {
+            path_prefix: None,
+            times: 1,
+            response,
+        }
+    }
+
+    /// Applies to this many matching requests (default 1).
+    #[must_use]
+    pub fn times(mut self, times: usize) -> Self {
+        self.times = times;
+        self
+    }
+
+    /// Applies only to requests whose path starts with `prefix`.
+    #[must_use]
+    pub fn on_path(mut self, prefix: impl Into<String>) -> Self {
+        self.path_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Replaces the body with `body` as JSON.
+    #[must_use]
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        let status = self.response.status;
+        let headers = std::mem::take(&mut self.response.headers);
+        self.response = FakeResponse::json(status, body);
+        self.response.headers.extend(headers);
+        self
+    }
+
+    /// Adds a header to the answer.
+    #[must_use]
+    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        self.response = self.response.header(name, value);
+        self
+    }
+}
+
+/// How long the fake takes to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Latency {
+    /// At once.
+    #[default]
+    None,
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniformly between the two.
+    Uniform(Duration, Duration),
+}
+
+impl Latency {
+    fn sample(self) -> Duration {
+        match self {
+            Latency::None => Duration::ZERO,
+            Latency::Fixed(d) => d,
+            Latency::Uniform(low, high) if high > low => {
+                let span = u64::try_from((high - low).as_micros()).unwrap_or(u64::MAX);
+                low + Duration::from_micros(fastrand::u64(0..=span))
+            }
+            Latency::Uniform(low, _) => low,
+        }
+    }
+}
+
+type Responder = dyn Fn(&FakeRequest) -> FakeResponse + Send + Sync;
+
+struct Shared {
+    responder: Box<Responder>,
+    calls: Mutex<Vec<Call>>,
+    total: AtomicU64,
+    faults: Mutex<VecDeque<Fault>>,
+    latency: Mutex<Latency>,
+    record_limit: AtomicU64,
+    recording: AtomicBool,
+    notify: Notify,
+}
+
+/// A fake platform API served on 127.0.0.1 until dropped.
+///
+/// Cloning is cheap; the server stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct FakeApi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: Arc<StopOnDrop>,
+}
+
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl fmt::Debug for FakeApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeApi")
+            .field("addr", &self.addr)
+            .field("calls", &self.call_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeApi {
+    /// Serves on a free port of 127.0.0.1, answering each request with `responder`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when no port can be bound.
+    pub async fn start(
+        responder: impl Fn(&FakeRequest) -> FakeResponse + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            responder: Box::new(responder),
+            calls: Mutex::new(Vec::new()),
+            total: AtomicU64::new(0),
+            faults: Mutex::new(VecDeque::new()),
+            latency: Mutex::new(Latency::None),
+            record_limit: AtomicU64::new(DEFAULT_RECORD_LIMIT as u64),
+            recording: AtomicBool::new(true),
+            notify: Notify::new(),
+        });
+        let stop = CancellationToken::new();
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(shared.clone());
+        let until = stop.clone().cancelled_owned();
+        // The fake's server: one long-lived task, stopped when the fake is dropped.
+        #[allow(clippy::disallowed_methods)]
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(until)
+                .await
+            {
+                tracing::warn!(error = %e, "fake api server failed");
+            }
+        });
+        Ok(Self {
+            addr,
+            shared,
+            _stop: Arc::new(StopOnDrop(stop)),
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:<port>`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The calls recorded so far, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.shared.calls).clone()
+    }
+
+    /// The calls recorded so far whose path is `path`.
+    pub fn calls_to(&self, path: &str) -> Vec<Call> {
+        lock(&self.shared.calls)
+            .iter()
+            .filter(|c| c.request.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// How many requests arrived (also those past the record limit).
+    pub fn call_count(&self) -> usize {
+        usize::try_from(self.shared.total.load(Ordering::Acquire)).unwrap_or(usize::MAX)
+    }
+
+    /// Waits until `count` requests arrived and returns the recorded calls.
+    ///
+    /// # Panics
+    ///
+    /// After [`DEFAULT_WAIT`] without `count` calls, listing what did arrive.
+    pub async fn wait_for_calls(&self, count: usize) -> Vec<Call> {
+        self.wait_for_calls_within(count, DEFAULT_WAIT).await
+    }
+
+    /// As [`FakeApi::wait_for_calls`], giving up after `limit`.
+    ///
+    /// # Panics
+    ///
+    /// After `limit` without `count` calls, listing what did arrive.
+    pub async fn wait_for_calls_within(&self, count: usize, limit: Duration) -> Vec<Call> {
+        let wait = wait_until(&self.shared.notify, || {
+            (self.call_count() >= count).then(|| self.calls())
+        });
+        match tokio::time::timeout(limit, wait).await {
+            Ok(calls) => calls,
+            Err(_) => {
+                let seen: Vec<String> = self
+                    .calls()
+                    .iter()
+                    .map(|c| format!("{} {} -> {}", c.request.method, c.request.path, c.status))
+                    .collect();
+                panic!(
+                    "fake api: {} of {count} calls after {limit:?}: {seen:#?}",
+                    self.call_count()
+                );
+            }
+        }
+    }
+
+    /// Answers the next matching requests with `fault` instead of the responder. Faults apply in
+    /// the order injected.
+    pub fn inject(&self, fault: Fault) {
+        if fault.times > 0 {
+            lock(&self.shared.faults).push_back(fault);
+        }
+    }
+
+    /// Slows every answer down.
+    pub fn set_latency(&self, latency: Latency) {
+        *lock(&self.shared.latency) = latency;
+    }
+
+    /// Keeps at most `limit` calls (the count goes on). Load tests set it low.
+    pub fn set_record_limit(&self, limit: usize) {
+        self.shared
+            .record_limit
+            .store(limit as u64, Ordering::Release);
+    }
+
+    /// Forgets the recorded calls and resets the count.
+    pub fn clear(&self) {
+        let mut calls = lock(&self.shared.calls);
+        calls.clear();
+        self.shared.total.store(0, Ordering::Release);
+    }
+
+    /// Stops or resumes recording calls (counting goes on).
+    pub fn set_recording(&self, recording: bool) {
+        self.shared.recording.store(recording, Ordering::Release);
+    }
+}
+
+async fn answer(
+    State(shared): State<Arc<Shared>>,
+    request: http::Request<Body>,
+) -> http::Response<Body> {
+    let received_at = Instant::now();
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "cannot read body"),
+    };
+    let request = FakeRequest {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+        received_at,
+    };
+    let latency = *lock(&shared.latency);
+    let delay = latency.sample();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let response =
+        take_fault(&shared, &request.path).unwrap_or_else(|| (shared.responder)(&request));
+    record(&shared, request, response.status);
+    let mut out = http::Response::new(Body::from(response.body));
+    *out.status_mut() = response.status;
+    *out.headers_mut() = response.headers;
+    out
+}
+
+fn take_fault(shared: &Shared, path: &str) -> Option<FakeResponse> {
+    let mut faults = lock(&shared.faults);
+    let index = faults.iter().position(|f| {
+        f.path_prefix
+            .as_deref()
+            .is_none_or(|prefix| path.starts_with(prefix))
+    })?;
+    let fault = &mut faults[index];
+    fault.times -= 1;
+    let response = fault.response.clone();
+    if fault.times == 0 {
+        faults.remove(index);
+    }
+    Some(response)
+}
+
+fn record(shared: &Shared, request: FakeRequest, status: StatusCode) {
+    if shared.recording.load(Ordering::Acquire) {
+        let mut calls = lock(&shared.calls);
+        if (calls.len() as u64) < shared.record_limit.load(Ordering::Acquire) {
+            calls.push(Call { request, status });
+        }
+    }
+    shared.total.fetch_add(1, Ordering::AcqRel);
+    shared.notify.notify_waiters();
+}
+
+fn plain(status: StatusCode, text: &'static str) -> http::Response<Body> {
+    let mut out = http::Response::new(Body::from(text));
+    *out.status_mut() = status;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(url: &str, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn records_calls_and_applies_faults_in_order_on_their_paths() {
+        let api = FakeApi::start(|r| {
+            FakeResponse::json(StatusCode::OK, &serde_json::json!({ "path": r.path }))
+        })
+        .await
+        .unwrap();
+        api.inject(
+            Fault::status(StatusCode::SERVICE_UNAVAILABLE)
+                .on_path("/b")
+                .times(2),
+        );
+        api.inject(
+            Fault::status(StatusCode::TOO_MANY_REQUESTS)
+                .json(&serde_json::json!({"message": "slow down"}))
+                .header("retry-after", "3"),
+        );
+        let url = api.url();
+        assert_eq!(get(&url, "/a?x=1").await.0, 429);
+        assert_eq!(get(&url, "/a").await.0, 200);
+        assert_eq!(get(&url, "/b").await.0, 503);
+        assert_eq!(get(&url, "/b").await.0, 503);
+        let (status, body) = get(&url, "/b").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("\"/b\""), "{body}");
+
+        let calls = api.wait_for_calls(5).await;
+        let statuses: Vec<u16> = calls.iter().map(|c| c.status.as_u16()).collect();
+        assert_eq!(statuses, [429, 200, 503, 503, 200]);
+        assert_eq!(calls[0].request.query_param("x"), Some("1"));
+        assert_eq!(api.calls_to("/b").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_record_limit_keeps_counting() {
+        let api = FakeApi::start(|_| FakeResponse::empty(StatusCode::NO_CONTENT))
+            .await
+            .unwrap();
+        api.set_record_limit(1);
+        let url = api.url();
+        get(&url, "/1").await;
+        get(&url, "/2").await;
+        assert_eq!(api.call_count(), 2);
+        assert_eq!(api.calls().len(), 1);
+        api.clear();
+        assert_eq!(api.call_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_delays_answers() {
+        let api = FakeApi::start(|_| FakeResponse::empty(StatusCode::OK))
+            .await
+            .unwrap();
+        api.set_latency(Latency::Fixed(Duration::from_secs(30)));
+        let url = api.url();
+        let started = tokio::time::Instant::now();
+        get(&url, "/slow").await;
+        assert!(started.elapsed() >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn uniform_latency_stays_in_its_range() {
+        let (low, high) = (Duration::from_millis(2), Duration::from_millis(3));
+        for _ in 0..1000 {
+            let d = Latency::Uniform(low, high).sample();
+            assert!(d >= low && d <= high, "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! [`Line`]: the adapter that plugs the webhook and the client into a bot.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bot_core::adapter::Clients;
+use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{DEFAULT_API_BASE, LineClient, LineClientBuilder};
+use crate::error::Error;
+use crate::webhook;
+
+/// The environment variable with the channel secret (signs webhooks).
+pub const ENV_CHANNEL_SECRET: &str = "LINE_CHANNEL_SECRET";
+/// The environment variable with the channel access token (authorises API calls).
+pub const ENV_CHANNEL_ACCESS_TOKEN: &str = "LINE_CHANNEL_ACCESS_TOKEN";
+/// The environment variable with the API base URL (default `https://api.line.me`).
+pub const ENV_API_BASE: &str = "LINE_API_BASE";
+
+/// The LINE adapter: the webhook at `POST /line/webhook` and the [`LineClient`] that answers.
+///
+/// Cloning is cheap.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bot_core::{Bot, Context, Error, Event};
+/// use bot_line::Line;
+///
+/// async fn echo(cx: Context, event: Event) -> Result<(), Error> {
+///     cx.reply(event.text_content().unwrap_or_default()).await
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bot = Bot::builder().adapter(Line::from_env()?).handler(echo).build()?;
+/// bot.serve("0.0.0.0:8080").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Line {
+    channel_secret: Secret,
+    path: String,
+    client: LineClient,
+}
+
+/// Builds a [`Line`] adapter.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct LineBuilder {
+    channel_secret: Secret,
+    path: String,
+    client: LineClientBuilder,
+}
+
+impl LineBuilder {
+    /// Serves the webhook at `path` instead of `/line/webhook`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Sends API calls to `api_base` instead of `https://api.line.me`.
+    pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
+        self.client = self.client.api_base(api_base);
+        self
+    }
+
+    /// Configures the API client (retries, rate limits, time-out, push fallback).
+    pub fn client(
+        mut self,
+        configure: impl FnOnce(LineClientBuilder) -> LineClientBuilder,
+    ) -> Self {
+        self.client = configure(self.client);
+        self
+    }
+
+    /// Builds the adapter.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when the secret is empty, the path does not start with `/`,
+    /// or the client's configuration is invalid.
+    pub fn build(self) -> Result<Line, Error> {
+        if self.channel_secret.is_empty() {
+            return Err(Error::config("line: the channel secret is empty"));
+        }
+        if !self.path.starts_with('/') {
+            return Err(Error::config(format!(
+                "line: webhook path {:?} must start with /",
+                self.path
+            )));
+        }
+        Ok(Line {
+            channel_secret: self.channel_secret,
+            path: self.path,
+            client: self.client.build()?,
+        })
+    }
+}
+
+impl Line {
+    /// Starts an adapter with the channel secret and access token from the LINE console.
+    pub fn builder(
+        channel_secret: impl Into<Secret>,
+        channel_access_token: impl Into<Secret>,
+    ) -> LineBuilder {
+        LineBuilder {
+            channel_secret: channel_secret.into(),
+            path: webhook::DEFAULT_PATH.to_owned(),
+            client: LineClient::builder(channel_access_token),
+        }
+    }
+
+    /// An adapter configured from `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN` and
+    /// `LINE_API_BASE` (optional).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] naming the variables missing, or when they are invalid.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::try_from_env()?.ok_or_else(|| {
+            Error::config(format!(
+                "line: set {ENV_CHANNEL_SECRET} and {ENV_CHANNEL_ACCESS_TOKEN}"
+            ))
+        })
+    }
+
+    /// As [`Line::from_env`], but `Ok(None)` when neither `LINE_CHANNEL_SECRET` nor
+    /// `LINE_CHANNEL_ACCESS_TOKEN` is set, for bots that serve whichever platforms are configured.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when only one of them is set, or they are invalid.
+    pub fn try_from_env() -> Result<Option<Self>, Error> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (var(ENV_CHANNEL_SECRET), var(ENV_CHANNEL_ACCESS_TOKEN)) {
+            (None, None) => Ok(None),
+            (Some(secret), Some(token)) => {
+                let api_base = var(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
+                Self::builder(secret, token)
+                    .api_base(api_base)
+                    .build()
+                    .map(Some)
+            }
+            (None, Some(_)) => Err(Error::config(format!(
+                "line: {ENV_CHANNEL_ACCESS_TOKEN} is set but {ENV_CHANNEL_SECRET} is not"
+            ))),
+            (Some(_), None) => Err(Error::config(format!(
+                "line: {ENV_CHANNEL_SECRET} is set but {ENV_CHANNEL_ACCESS_TOKEN} is not"
+            ))),
+        }
+    }
+
+    /// The API client, for calls beyond replies (push, multicast, profile).
+    pub fn client(&self) -> &LineClient {
+        &self.client
+    }
+
+    /// The webhook's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl Adapter for Line {
+    fn platform(&self) -> Platform {
+        Platform::LINE
+    }
+
+    fn outbound(&self) -> Option<Arc<dyn Outbound>> {
+        Some(Arc::new(self.client.clone()))
+    }
+
+    fn register_clients(&self, clients: &mut Clients) {
+        clients.insert(Arc::new(self.client.clone()));
+    }
+
+    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
+        self.client.set_telemetry(ingress.telemetry().clone());
+        Some(webhook::router(
+            &self.path,
+            self.channel_secret.clone(),
+            ingress,
+        ))
+    }
+
+    async fn run(
+        &self,
+        ingress: Ingress,
+        _shutdown: CancellationToken,
+    ) -> Result<(), bot_core::Error> {
+        // Nothing runs in the background; the client records its calls in the bot's telemetry.
+        self.client.set_telemetry(ingress.telemetry().clone());
+        Ok(())
+    }
+}

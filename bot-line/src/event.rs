@@ -1,0 +1,332 @@
+//! From LINE webhook events to core [`Event`]s, and back to the typed LINE event.
+//!
+//! | LINE `type` | core [`EventKind`] | conversation |
+//! | --- | --- | --- |
+//! | `message` | `Message` (text, mentions, quote; media, file, location and sticker as attachments) | group, room or user |
+//! | `messageEdited` | `Edited` | group, room or user |
+//! | `unsend` | `Deleted` | group, room or user |
+//! | `follow` / `unfollow` | `Followed` / `Unfollowed` | user |
+//! | `join` / `leave` | `MemberJoined` / `MemberLeft` with no users (the bot itself) | group or room |
+//! | `memberJoined` / `memberLeft` | `MemberJoined` / `MemberLeft` with the users | group or room |
+//! | `postback` | `Postback` with `params` | group, room or user |
+//! | anything else (`beacon`, `accountLink`, `videoPlayComplete`, `things`, `membership`, `module`, `activated`, `deactivated`, `botSuspended`, `botResumed`, `delivery`, unknown types) | `Other { name: <type> }` | the source's chat, else the bot (`destination`) |
+//!
+//! The event id is `webhookEventId` (so a redelivery is recognised as the same event),
+//! `deliveryContext.isRedelivery` sets [`Event::redelivered`], `timestamp` sets
+//! [`Event::occurred_at`], and the reply token is kept. The whole LINE event stays in
+//! [`Event::raw`]; [`LineEventExt::line_event`] parses it back into a [`WebhookEvent`].
+
+use bot_core::event::{
+    Attachment, AttachmentKind, Deleted, Members, Mention, Message, MessageId, Other, Postback,
+    ReplyToken, Timestamp, UserId,
+};
+use bot_core::{Event, EventKind, Platform};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::model::{
+    self, ContentProvider, ContentProviderType, MessageContent, Source, WebhookEvent,
+};
+
+/// Typed access to the LINE event behind a core [`Event`].
+pub trait LineEventExt {
+    /// The LINE webhook event this event was made from; `None` for events of other platforms.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the raw payload is not a LINE event the model can read (only for events that
+    /// were delivered as `Other` because they could not be parsed).
+    fn line_event(&self) -> Option<Result<WebhookEvent, serde_json::Error>>;
+}
+
+impl LineEventExt for Event {
+    fn line_event(&self) -> Option<Result<WebhookEvent, serde_json::Error>> {
+        (self.platform == Platform::LINE).then(|| WebhookEvent::from_value(self.raw()))
+    }
+}
+
+#[derive(Deserialize)]
+struct WireBody {
+    #[serde(default)]
+    destination: String,
+    events: Vec<Value>,
+}
+
+/// Parses a webhook body into core events, one per element of `events[]`, in order.
+///
+/// An event the model cannot read (an unknown type, or a known type missing fields) is still
+/// delivered, as `EventKind::Other` with its raw JSON: one odd event never costs the others.
+///
+/// # Errors
+///
+/// Fails when the body is not JSON or has no `events` array.
+pub fn events_from_body(body: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
+    let body: WireBody = serde_json::from_slice(body)?;
+    let destination = body.destination;
+    Ok(body
+        .events
+        .into_iter()
+        .map(|raw| to_core_event(&destination, raw))
+        .collect())
+}
+
+/// Maps one raw LINE event (an element of `events[]`) to a core event.
+pub fn to_core_event(destination: &str, raw: Value) -> Event {
+    let event = match WebhookEvent::from_value(&raw) {
+        Ok(event) => map(destination, &event, &raw),
+        Err(error) => {
+            let event_type = raw.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            tracing::warn!(%error, event_type, "line event not understood; delivered as other");
+            unreadable(destination, &raw, event_type)
+        }
+    };
+    event.with_raw(raw)
+}
+
+fn map(destination: &str, line: &WebhookEvent, raw: &Value) -> Event {
+    let chat = line
+        .source
+        .as_ref()
+        .and_then(Source::chat_id)
+        .unwrap_or(destination);
+    let kind = match &line.kind {
+        model::EventKind::Message(content) => EventKind::Message(message(content)),
+        model::EventKind::MessageEdited(content) => EventKind::Edited(message(content)),
+        model::EventKind::Unsend(unsend) => EventKind::Deleted(Deleted {
+            message_id: MessageId::new(&unsend.message_id),
+        }),
+        model::EventKind::Follow(_) => EventKind::Followed,
+        model::EventKind::Unfollow => EventKind::Unfollowed,
+        model::EventKind::Join => EventKind::MemberJoined(Members::default()),
+        model::EventKind::Leave => EventKind::MemberLeft(Members::default()),
+        model::EventKind::MemberJoined(m) => EventKind::MemberJoined(members(m)),
+        model::EventKind::MemberLeft(m) => EventKind::MemberLeft(members(m)),
+        model::EventKind::Postback(p) => EventKind::Postback(Postback {
+            data: p.data.clone(),
+            params: raw
+                .get("postback")
+                .and_then(|p| p.get("params"))
+                .cloned()
+                .unwrap_or(Value::Null),
+        }),
+        _ => other(&line.event_type),
+    };
+    let mut event = Event::new(Platform::LINE, chat, kind).with_id(match &line.webhook_event_id {
+        Some(id) => id.clone(),
+        None => fingerprint(raw),
+    });
+    if let Some(user) = line.source.as_ref().and_then(Source::user_id) {
+        event.sender = Some(UserId::new(user));
+    }
+    event.reply_token = line.reply_token.as_deref().map(ReplyToken::new);
+    event.occurred_at = Timestamp::from_millis(line.timestamp);
+    event.redelivered = line.delivery_context.is_redelivery;
+    event
+}
+
+/// An event whose payload the model could not read: delivered as `Other` with what can be
+/// salvaged from the raw JSON.
+fn unreadable(destination: &str, raw: &Value, event_type: &str) -> Event {
+    let source = raw.get("source");
+    let text = |value: Option<&Value>, key: &str| {
+        value
+            .and_then(|v| v.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let chat = text(source, "groupId")
+        .or_else(|| text(source, "roomId"))
+        .or_else(|| text(source, "userId"))
+        .unwrap_or_else(|| destination.to_owned());
+    let mut event = Event::new(Platform::LINE, chat, other(event_type))
+        .with_id(text(Some(raw), "webhookEventId").unwrap_or_else(|| fingerprint(raw)));
+    event.sender = text(source, "userId").map(UserId::from);
+    event.occurred_at =
+        Timestamp::from_millis(raw.get("timestamp").and_then(Value::as_i64).unwrap_or(0));
+    event.redelivered = raw
+        .pointer("/deliveryContext/isRedelivery")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    event
+}
+
+fn other(event_type: &str) -> EventKind {
+    EventKind::Other(Other {
+        name: event_type.to_owned(),
+    })
+}
+
+/// A stable id for old payloads without `webhookEventId`: a hash of the event without its
+/// delivery context, so that a redelivery hashes the same.
+fn fingerprint(raw: &Value) -> String {
+    let mut stripped = raw.clone();
+    if let Value::Object(map) = &mut stripped {
+        map.remove("deliveryContext");
+    }
+    let digest = Sha256::digest(stripped.to_string().as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn members(m: &model::Members) -> Members {
+    Members {
+        users: m.members.iter().map(|u| UserId::new(&u.user_id)).collect(),
+    }
+}
+
+fn message(content: &MessageContent) -> Message {
+    let mut out = Message {
+        id: content.id().map(MessageId::new),
+        ..Message::default()
+    };
+    match content {
+        MessageContent::Text(t) => {
+            out.text = Some(t.text.clone());
+            out.reply_to = t.quoted_message_id.as_deref().map(MessageId::new);
+            if let Some(mention) = &t.mention {
+                out.mentions = mention
+                    .mentionees
+                    .iter()
+                    .filter_map(|m| {
+                        Some(Mention {
+                            user: UserId::new(m.user_id.as_deref()?),
+                            index: Some(m.index),
+                            length: Some(m.length),
+                        })
+                    })
+                    .collect();
+            }
+        }
+        MessageContent::Image(m) => {
+            out.attachments = vec![media(AttachmentKind::Image, &m.id, &m.content_provider)];
+        }
+        MessageContent::Video(m) => {
+            out.attachments = vec![media(AttachmentKind::Video, &m.id, &m.content_provider)];
+        }
+        MessageContent::Audio(m) => {
+            out.attachments = vec![media(AttachmentKind::Audio, &m.id, &m.content_provider)];
+        }
+        MessageContent::File(f) => {
+            let mut a = attachment(AttachmentKind::File, &f.id);
+            a.name = Some(f.file_name.clone());
+            a.size = Some(f.file_size);
+            out.attachments = vec![a];
+        }
+        MessageContent::Location(l) => {
+            let mut a = attachment(AttachmentKind::Location, &l.id);
+            // RFC 5870 geo URI: the platform-neutral way to carry the coordinates.
+            a.url = Some(format!("geo:{},{}", l.latitude, l.longitude));
+            a.name = l.title.clone().or_else(|| l.address.clone());
+            out.attachments = vec![a];
+        }
+        MessageContent::Sticker(s) => {
+            let mut a = attachment(AttachmentKind::Sticker, &s.sticker_id);
+            a.name = s.keywords.first().cloned();
+            out.text = s.text.clone();
+            out.reply_to = s.quoted_message_id.as_deref().map(MessageId::new);
+            out.attachments = vec![a];
+        }
+        _ => {}
+    }
+    out
+}
+
+fn attachment(kind: AttachmentKind, id: &str) -> Attachment {
+    Attachment {
+        kind,
+        url: None,
+        id: Some(id.to_owned()),
+        name: None,
+        mime_type: None,
+        size: None,
+    }
+}
+
+fn media(kind: AttachmentKind, id: &str, provider: &ContentProvider) -> Attachment {
+    let mut a = attachment(kind, id);
+    if provider.provider_type == ContentProviderType::External {
+        a.url.clone_from(&provider.original_content_url);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_text_message_maps_with_every_core_field() {
+        let events = events_from_body(
+            json!({"destination": "Ubot", "events": [{
+                "type": "message", "mode": "active", "timestamp": 1_700_000_000_000_i64,
+                "source": {"type": "group", "groupId": "G1", "userId": "U1"},
+                "webhookEventId": "01HX", "deliveryContext": {"isRedelivery": true},
+                "replyToken": "rt-1",
+                "message": {"type": "text", "id": "m1", "text": "@bot hi", "quotedMessageId": "m0",
+                    "mention": {"mentionees": [{"index": 0, "length": 4, "type": "user", "userId": "Ubot", "isSelf": true},
+                                               {"index": 0, "length": 4, "type": "all"}]}}
+            }]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let e = &events[0];
+        assert_eq!(e.id.as_str(), "01HX");
+        assert_eq!(e.platform, Platform::LINE);
+        assert_eq!(e.conversation.as_str(), "G1");
+        assert_eq!(e.sender.as_ref().map(UserId::as_str), Some("U1"));
+        assert_eq!(e.reply_token.as_ref().map(ReplyToken::expose), Some("rt-1"));
+        assert_eq!(e.occurred_at.as_millis(), 1_700_000_000_000);
+        assert!(e.redelivered);
+        let m = e.message().unwrap();
+        assert_eq!(m.text.as_deref(), Some("@bot hi"));
+        assert_eq!(m.reply_to.as_ref().map(MessageId::as_str), Some("m0"));
+        assert_eq!(m.mentions.len(), 1, "@All has no user");
+        assert_eq!(e.raw()["message"]["id"], "m1");
+        let typed = e.line_event().unwrap().unwrap();
+        assert!(matches!(
+            typed.kind,
+            model::EventKind::Message(MessageContent::Text(_))
+        ));
+    }
+
+    #[test]
+    fn events_without_an_id_get_a_stable_fingerprint() {
+        let first =
+            json!({"type": "follow", "timestamp": 1, "source": {"type": "user", "userId": "U"}});
+        let mut again = first.clone();
+        again["deliveryContext"] = json!({"isRedelivery": true});
+        let a = to_core_event("Ubot", first);
+        let b = to_core_event("Ubot", again);
+        assert_eq!(a.id, b.id);
+        assert!(a.id.as_str().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn a_known_type_with_a_broken_payload_is_delivered_as_other() {
+        let e = to_core_event(
+            "Ubot",
+            json!({"type": "postback", "timestamp": 3, "webhookEventId": "01P",
+                   "source": {"type": "room", "roomId": "R9", "userId": "U3"}, "postback": 42}),
+        );
+        assert_eq!(e.kind.name(), "postback");
+        assert!(matches!(e.kind, EventKind::Other(_)));
+        assert_eq!(e.conversation.as_str(), "R9");
+        assert_eq!(e.id.as_str(), "01P");
+        assert!(e.line_event().unwrap().is_err());
+    }
+
+    #[test]
+    fn bodies_that_are_not_webhooks_fail() {
+        assert!(events_from_body(b"{not json").is_err());
+        assert!(events_from_body(br#"{"destination": "U"}"#).is_err());
+        assert!(events_from_body(br#"{"events": {}}"#).is_err());
+        assert!(
+            events_from_body(br#"{"destination": "U", "events": []}"#)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,435 @@
+//! Test LINE bots offline: a fake LINE API and signed webhook builders (feature `testing`).
+//!
+//! [`FakeLine`] serves the Messaging API endpoints the client uses on 127.0.0.1, with LINE's
+//! rules: the bearer token is checked (401), reply tokens are single-use (400 `Invalid reply
+//! token`), a reply carries 1 to 5 messages, and a push or multicast whose `X-Line-Retry-Key` was
+//! accepted before answers 409 with `x-line-accepted-request-id`. Every call is recorded;
+//! [`FakeLine::api`] injects latency, 429 and 5xx.
+//!
+//! [`WebhookBuilder`] makes webhook bodies the way LINE sends them, signed with a channel secret.
+//!
+//! # Examples
+//!
+//! ```
+//! use bot_core::{Bot, Context, Error, Event, Secret};
+//! use bot_line::Line;
+//! use bot_line::testing::{FakeLine, WebhookBuilder};
+//!
+//! async fn echo(cx: Context, event: Event) -> Result<(), Error> {
+//!     cx.reply(event.text_content().unwrap_or_default()).await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fake = FakeLine::start("token").await?;
+//! let line = Line::builder("secret", "token").api_base(fake.url()).build()?;
+//! let bot = Bot::builder().adapter(line).handler(echo).build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let url = format!("http://{}/line/webhook", listener.local_addr()?);
+//! let server = tokio::spawn(bot.clone().serve_with_shutdown(listener, std::future::pending()));
+//!
+//! let webhook = WebhookBuilder::new().text("U1", "hello").sign(&Secret::new("secret"));
+//! let status = webhook.post(&url).await?;
+//! assert_eq!(status, 200);
+//! let replies = fake.wait_for_replies(1).await;
+//! assert_eq!(replies[0].texts(), ["hello"]);
+//! bot.request_shutdown();
+//! server.await??;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bot_core::Secret;
+use bot_core::testing::fake_api::{Call, FakeApi, FakeRequest, FakeResponse};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::model::send::MAX_MESSAGES_PER_CALL;
+use crate::webhook::{SIGNATURE_HEADER, sign};
+
+/// The path of the Reply API.
+pub const REPLY_PATH: &str = "/v2/bot/message/reply";
+/// The path of the Push API.
+pub const PUSH_PATH: &str = "/v2/bot/message/push";
+/// The path of the Multicast API.
+pub const MULTICAST_PATH: &str = "/v2/bot/message/multicast";
+/// The path of the loading animation API.
+pub const LOADING_PATH: &str = "/v2/bot/chat/loading/start";
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct Rules {
+    used_reply_tokens: HashSet<String>,
+    accepted_retry_keys: HashMap<String, String>,
+}
+
+/// A fake LINE Messaging API on 127.0.0.1.
+#[derive(Clone)]
+pub struct FakeLine {
+    api: FakeApi,
+}
+
+impl fmt::Debug for FakeLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeLine").field("api", &self.api).finish()
+    }
+}
+
+/// A reply call the fake accepted or refused.
+#[derive(Debug, Clone)]
+pub struct ReplyCall {
+    /// `replyToken`.
+    pub reply_token: String,
+    /// The message objects.
+    pub messages: Vec<Value>,
+    /// The bearer token presented.
+    pub bearer: Option<String>,
+    /// What the fake answered.
+    pub status: StatusCode,
+}
+
+impl ReplyCall {
+    /// The texts of the text messages.
+    pub fn texts(&self) -> Vec<&str> {
+        texts(&self.messages)
+    }
+}
+
+/// A push call the fake accepted or refused.
+#[derive(Debug, Clone)]
+pub struct PushCall {
+    /// `to`.
+    pub to: String,
+    /// The message objects.
+    pub messages: Vec<Value>,
+    /// `X-Line-Retry-Key`, if sent.
+    pub retry_key: Option<String>,
+    /// What the fake answered.
+    pub status: StatusCode,
+}
+
+impl PushCall {
+    /// The texts of the text messages.
+    pub fn texts(&self) -> Vec<&str> {
+        texts(&self.messages)
+    }
+}
+
+fn texts(messages: &[Value]) -> Vec<&str> {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "text")
+        .filter_map(|m| m["text"].as_str())
+        .collect()
+}
+
+impl FakeLine {
+    /// Starts the fake; API calls must carry `Authorization: Bearer <access_token>`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when no port can be bound.
+    pub async fn start(access_token: &str) -> std::io::Result<Self> {
+        let access_token = access_token.to_owned();
+        let rules = Mutex::new(Rules::default());
+        let api = FakeApi::start(move |request| answer(&access_token, &rules, request)).await?;
+        Ok(Self { api })
+    }
+
+    /// The base URL to give the client (`LINE_API_BASE`).
+    pub fn url(&self) -> String {
+        self.api.url()
+    }
+
+    /// The underlying fake, to inject faults and latency or read raw calls.
+    pub fn api(&self) -> &FakeApi {
+        &self.api
+    }
+
+    /// Reply calls so far.
+    pub fn replies(&self) -> Vec<ReplyCall> {
+        self.api
+            .calls_to(REPLY_PATH)
+            .iter()
+            .map(reply_call)
+            .collect()
+    }
+
+    /// Push calls so far.
+    pub fn pushes(&self) -> Vec<PushCall> {
+        self.api.calls_to(PUSH_PATH).iter().map(push_call).collect()
+    }
+
+    /// Waits until `count` reply calls arrived (whatever the answer) and returns them.
+    ///
+    /// # Panics
+    ///
+    /// When they do not arrive within [`bot_core::testing::fake_api::DEFAULT_WAIT`].
+    pub async fn wait_for_replies(&self, count: usize) -> Vec<ReplyCall> {
+        self.wait_for(REPLY_PATH, count).await;
+        self.replies()
+    }
+
+    /// Waits until `count` push calls arrived (whatever the answer) and returns them.
+    ///
+    /// # Panics
+    ///
+    /// When they do not arrive within [`bot_core::testing::fake_api::DEFAULT_WAIT`].
+    pub async fn wait_for_pushes(&self, count: usize) -> Vec<PushCall> {
+        self.wait_for(PUSH_PATH, count).await;
+        self.pushes()
+    }
+
+    async fn wait_for(&self, path: &str, count: usize) {
+        let mut total = self.api.call_count();
+        loop {
+            if self.api.calls_to(path).len() >= count {
+                return;
+            }
+            total += 1;
+            self.api.wait_for_calls(total).await;
+        }
+    }
+}
+
+fn reply_call(call: &Call) -> ReplyCall {
+    let json = call.request.json();
+    ReplyCall {
+        reply_token: json["replyToken"].as_str().unwrap_or_default().to_owned(),
+        messages: json["messages"].as_array().cloned().unwrap_or_default(),
+        bearer: call.request.bearer().map(str::to_owned),
+        status: call.status,
+    }
+}
+
+fn push_call(call: &Call) -> PushCall {
+    let json = call.request.json();
+    PushCall {
+        to: json["to"].as_str().unwrap_or_default().to_owned(),
+        messages: json["messages"].as_array().cloned().unwrap_or_default(),
+        retry_key: call.request.header("x-line-retry-key").map(str::to_owned),
+        status: call.status,
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> FakeResponse {
+    FakeResponse::json(status, &json!({ "message": message }))
+}
+
+fn answer(access_token: &str, rules: &Mutex<Rules>, request: &FakeRequest) -> FakeResponse {
+    if request.bearer() != Some(access_token) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Authentication failed. Confirm that the access token in the authorization header is valid.",
+        );
+    }
+    let request_id = format!("req-{:016x}", next_id());
+    let body = request.json();
+    let response = match (&request.method, request.path.as_str()) {
+        (&Method::POST, REPLY_PATH) => reply(rules, request, &body),
+        (&Method::POST, PUSH_PATH | MULTICAST_PATH) => push(rules, request, &body, &request_id),
+        (&Method::POST, LOADING_PATH) => FakeResponse::json(StatusCode::ACCEPTED, &json!({})),
+        (&Method::GET, path) if path.starts_with("/v2/bot/profile/") => {
+            let user_id = &path["/v2/bot/profile/".len()..];
+            FakeResponse::json(
+                StatusCode::OK,
+                &json!({"displayName": format!("User {user_id}"), "userId": user_id, "language": "en"}),
+            )
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not found"),
+    };
+    response.header("x-line-request-id", request_id)
+}
+
+fn messages_ok(body: &Value) -> Result<usize, Box<FakeResponse>> {
+    let count = body["messages"].as_array().map_or(0, Vec::len);
+    if (1..=MAX_MESSAGES_PER_CALL).contains(&count) {
+        Ok(count)
+    } else {
+        Err(Box::new(FakeResponse::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"message": "The request body has 1 error(s)",
+                    "details": [{"message": "Size must be between 1 and 5", "property": "messages"}]}),
+        )))
+    }
+}
+
+fn sent_messages(count: usize) -> Value {
+    let sent: Vec<Value> = (0..count)
+        .map(|_| json!({"id": next_id().to_string(), "quoteToken": format!("q-{}", next_id())}))
+        .collect();
+    json!({ "sentMessages": sent })
+}
+
+fn reply(rules: &Mutex<Rules>, request: &FakeRequest, body: &Value) -> FakeResponse {
+    if request.header("x-line-retry-key").is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "The retry key is not supported by this API",
+        );
+    }
+    let count = match messages_ok(body) {
+        Ok(count) => count,
+        Err(refusal) => return *refusal,
+    };
+    let Some(token) = body["replyToken"].as_str().filter(|t| !t.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "Invalid reply token");
+    };
+    if !lock(rules).used_reply_tokens.insert(token.to_owned()) {
+        return error(StatusCode::BAD_REQUEST, "Invalid reply token");
+    }
+    FakeResponse::json(StatusCode::OK, &sent_messages(count))
+}
+
+fn push(
+    rules: &Mutex<Rules>,
+    request: &FakeRequest,
+    body: &Value,
+    request_id: &str,
+) -> FakeResponse {
+    let count = match messages_ok(body) {
+        Ok(count) => count,
+        Err(refusal) => return *refusal,
+    };
+    if let Some(key) = request.header("x-line-retry-key") {
+        let mut rules = lock(rules);
+        if let Some(accepted) = rules.accepted_retry_keys.get(key) {
+            return FakeResponse::json(
+                StatusCode::CONFLICT,
+                &json!({"message": "The retry key is already accepted", "sentMessages": []}),
+            )
+            .header("x-line-accepted-request-id", accepted.clone());
+        }
+        rules
+            .accepted_retry_keys
+            .insert(key.to_owned(), request_id.to_owned());
+    }
+    if request.path == MULTICAST_PATH {
+        FakeResponse::json(StatusCode::OK, &json!({}))
+    } else {
+        FakeResponse::json(StatusCode::OK, &sent_messages(count))
+    }
+}
+
+/// A text message event as LINE sends it, from `user_id` in a one-to-one chat, with a fresh
+/// `webhookEventId`, reply token and message id.
+pub fn text_event(user_id: &str, text: &str) -> Value {
+    let n = next_id();
+    json!({
+        "type": "message",
+        "mode": "active",
+        "timestamp": 1_700_000_000_000_i64 + i64::try_from(n).unwrap_or(0),
+        "source": {"type": "user", "userId": user_id},
+        "webhookEventId": format!("01TEST{n:020}"),
+        "deliveryContext": {"isRedelivery": false},
+        "replyToken": format!("rt-{n:016x}"),
+        "message": {"type": "text", "id": n.to_string(), "quoteToken": format!("q-{n}"), "text": text},
+    })
+}
+
+/// The same event marked as a redelivery (`deliveryContext.isRedelivery: true`).
+pub fn redelivered(mut event: Value) -> Value {
+    event["deliveryContext"] = json!({"isRedelivery": true});
+    event
+}
+
+/// Builds a webhook body: `{"destination": ..., "events": [...]}`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct WebhookBuilder {
+    destination: String,
+    events: Vec<Value>,
+}
+
+impl Default for WebhookBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WebhookBuilder {
+    /// An empty body (the console's verification request) for the bot `Ubot`.
+    pub fn new() -> Self {
+        Self {
+            destination: "U0123456789abcdef0123456789abcdef".to_owned(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Sets `destination`, the bot's user id.
+    pub fn destination(mut self, destination: impl Into<String>) -> Self {
+        self.destination = destination.into();
+        self
+    }
+
+    /// Adds a text message event (see [`text_event`]).
+    pub fn text(self, user_id: &str, text: &str) -> Self {
+        self.event(text_event(user_id, text))
+    }
+
+    /// Adds any event object.
+    pub fn event(mut self, event: Value) -> Self {
+        self.events.push(event);
+        self
+    }
+
+    /// The events added so far.
+    pub fn events(&self) -> &[Value] {
+        &self.events
+    }
+
+    /// The body's bytes.
+    pub fn body(&self) -> Bytes {
+        Bytes::from(json!({"destination": self.destination, "events": self.events}).to_string())
+    }
+
+    /// The body signed with `channel_secret`.
+    pub fn sign(&self, channel_secret: &Secret) -> SignedWebhook {
+        let body = self.body();
+        SignedWebhook {
+            signature: sign(channel_secret, &body),
+            body,
+        }
+    }
+}
+
+/// A webhook body with its `x-line-signature`.
+#[derive(Debug, Clone)]
+pub struct SignedWebhook {
+    /// The body.
+    pub body: Bytes,
+    /// The `x-line-signature` value.
+    pub signature: String,
+}
+
+impl SignedWebhook {
+    /// Posts it to `url` over HTTP and returns the status.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the request cannot be made.
+    pub async fn post(&self, url: &str) -> Result<u16, reqwest::Error> {
+        let response = reqwest::Client::new()
+            .post(url)
+            .header(SIGNATURE_HEADER, &self.signature)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(self.body.clone())
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+}

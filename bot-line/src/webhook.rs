@@ -1,0 +1,201 @@
+//! The webhook endpoint: `x-line-signature` verification, parsing, submission to the queue.
+//!
+//! Order of checks, each answered before the next runs:
+//!
+//! | check | answer |
+//! | --- | --- |
+//! | body over the bot's limit (1 MiB by default) | 413 |
+//! | `x-line-signature` missing, not base64, or not the HMAC-SHA256 of the raw body | 401 |
+//! | body not JSON, or no `events` array | 400 |
+//! | `events: []` (the console's "Verify" button) | 200 |
+//! | the queue refuses the batch (full, shutting down) | 503 with `Retry-After` |
+//! | every event accepted (or a duplicate of one already accepted) | 200 |
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use base64::Engine as _;
+use bot_core::{Ingress, Platform, Secret};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, StatusCode};
+use sha2::Sha256;
+
+use crate::event::events_from_body;
+
+/// The header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "x-line-signature";
+/// The default path of the webhook.
+pub const DEFAULT_PATH: &str = "/line/webhook";
+
+/// Why a request's signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// No `x-line-signature` header.
+    Missing,
+    /// The header is not valid base64 of a SHA-256 MAC.
+    Malformed,
+    /// The signature does not match the body and the channel secret.
+    Mismatch,
+}
+
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignatureError::Missing => "missing x-line-signature header",
+            SignatureError::Malformed => "x-line-signature is not a base64 HMAC-SHA256",
+            SignatureError::Mismatch => "x-line-signature does not match the body",
+        })
+    }
+}
+
+impl std::error::Error for SignatureError {}
+
+/// Computes `x-line-signature` for `body`: base64(HMAC-SHA256(channel secret, body)).
+pub fn sign(channel_secret: &Secret, body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD
+        .encode(mac(channel_secret, body).finalize().into_bytes())
+}
+
+/// Checks `signature` (the header's value) against `body` in constant time.
+///
+/// # Errors
+///
+/// [`SignatureError::Malformed`] when it is not base64 of 32 bytes, [`SignatureError::Mismatch`]
+/// when it is not the body's MAC.
+pub fn verify(
+    channel_secret: &Secret,
+    body: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    let presented = base64::engine::general_purpose::STANDARD
+        .decode(signature.trim_ascii())
+        .map_err(|_| SignatureError::Malformed)?;
+    if presented.len() != 32 {
+        return Err(SignatureError::Malformed);
+    }
+    mac(channel_secret, body)
+        .verify_slice(&presented)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+fn mac(channel_secret: &Secret, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(channel_secret.expose().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac
+}
+
+#[derive(Clone)]
+struct WebhookState {
+    channel_secret: Secret,
+    ingress: Ingress,
+}
+
+/// The webhook route at `path`, submitting to `ingress`.
+///
+/// [`crate::Line`] mounts it for you; use this to serve it from your own axum app. The body
+/// limit (413) is the bot's ([`bot_core::BotBuilder::max_body_bytes`]) when mounted through
+/// [`bot_core::Bot::webhooks`]; add a `DefaultBodyLimit` layer when you mount it elsewhere.
+pub fn router(path: &str, channel_secret: Secret, ingress: Ingress) -> Router {
+    Router::new()
+        .route(path, post(receive))
+        .with_state(WebhookState {
+            channel_secret,
+            ingress,
+        })
+}
+
+async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    let ingress = &state.ingress;
+    let checked = match headers.get(SIGNATURE_HEADER) {
+        None => Err(SignatureError::Missing),
+        Some(signature) => verify(&state.channel_secret, &body, signature.as_bytes()),
+    };
+    if let Err(error) = checked {
+        tracing::warn!(%error, "line webhook refused");
+        return ingress.refuse(&Platform::LINE, StatusCode::UNAUTHORIZED, "signature");
+    }
+    match events_from_body(&body) {
+        Ok(events) => ingress.submit_and_answer(events).await,
+        Err(error) => {
+            // The error names the line and column, never the body's content.
+            tracing::warn!(%error, bytes = body.len(), "line webhook body is not a webhook");
+            ingress.refuse(&Platform::LINE, StatusCode::BAD_REQUEST, "malformed_json")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known answers from LINE's own SDK tests (PROTOCOLS.md 1.1).
+    #[test]
+    fn signatures_match_the_sdks_known_answers() {
+        let cases = [
+            (
+                "channel_secret",
+                "bodybodybodybody",
+                "/gg9a+LvFevTH1sd7XCQycD7tsWclCsInj7MhBHxN7k=",
+            ),
+            (
+                "test_secret",
+                r#"{"hello":"world"}"#,
+                "t7Hn4ZDHqs6e+wdvI5TyQIvzie0DmMUmuXEBqyyE/tM=",
+            ),
+            (
+                "SECRET",
+                "{}",
+                "3q8QXTAGaey18yL8FWTqdVlbMr6hcuNvM4tefa0o9nA=",
+            ),
+        ];
+        for (secret, body, expected) in cases {
+            let secret = Secret::new(secret);
+            assert_eq!(sign(&secret, body.as_bytes()), expected);
+            assert_eq!(
+                verify(&secret, body.as_bytes(), expected.as_bytes()),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn case_flipped_truncated_and_foreign_signatures_are_refused() {
+        let secret = Secret::new("test_secret");
+        let body = br#"{"hello":"world"}"#;
+        let flipped: String = "t7Hn4ZDHqs6e+wdvI5TyQIvzie0DmMUmuXEBqyyE/tM="
+            .chars()
+            .map(|c| {
+                if c.is_ascii_uppercase() {
+                    c.to_ascii_lowercase()
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            })
+            .collect();
+        // Base64 is case-sensitive: the flipped string is another (or no) byte string.
+        assert!(verify(&secret, body, flipped.as_bytes()).is_err());
+        assert_eq!(
+            verify(&secret, body, b"t7Hn4ZDHqs6e"),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(&secret, body, b"%%%"),
+            Err(SignatureError::Malformed)
+        );
+        let other = sign(&Secret::new("other"), body);
+        assert_eq!(
+            verify(&secret, body, other.as_bytes()),
+            Err(SignatureError::Mismatch)
+        );
+        let tampered = br#"{"hello":"world!"}"#;
+        let right = sign(&secret, body);
+        assert_eq!(
+            verify(&secret, tampered, right.as_bytes()),
+            Err(SignatureError::Mismatch)
+        );
+    }
+}
