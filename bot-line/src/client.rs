@@ -46,6 +46,9 @@ pub const RETRY_KEY_HEADER: &str = "x-line-retry-key";
 /// Default time-out of one HTTP attempt.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// Namespace of the retry keys derived from event ids (UUID v5).
 const RETRY_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6e65_2d72_6574_7279_2d6b_6579_0001);
 
@@ -463,10 +466,12 @@ impl LineClient {
                 }
                 Err(failure) => failure,
             };
-            let delay = failure
-                .retry_after()
-                .unwrap_or_else(|| self.inner.retry.backoff(attempt))
-                .min(self.inner.retry.max_backoff);
+            // LINE's own word wins over the policy's backoff, bounded so a bad header cannot
+            // park a handler for hours.
+            let delay = failure.retry_after().map_or_else(
+                || self.inner.retry.backoff(attempt),
+                |after| after.min(MAX_RETRY_AFTER),
+            );
             tracing::debug!(
                 error = %failure, attempt, ?delay, path, "line api call failed; retrying"
             );
