@@ -39,6 +39,7 @@ fn text(t: &str) -> Vec<Message> {
     vec![Message::text(t)]
 }
 
+// ANCHOR: faults
 #[tokio::test]
 async fn push_retries_429_and_5xx_with_one_retry_key_until_it_goes_through() {
     let (fake, client) = setup(4, false).await;
@@ -69,6 +70,7 @@ async fn push_retries_429_and_5xx_with_one_retry_key_until_it_goes_through() {
         "one key for every attempt"
     );
 }
+// ANCHOR_END: faults
 
 #[tokio::test]
 async fn push_gives_up_after_the_configured_attempts_with_a_typed_error() {

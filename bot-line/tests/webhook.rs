@@ -24,6 +24,7 @@ async fn post_raw(
     request.send().await.unwrap()
 }
 
+// ANCHOR: e2e
 #[tokio::test]
 async fn ten_signed_text_events_get_ten_echoed_replies_over_http() {
     let h = Harness::start(echo, |b| b).await;
@@ -75,6 +76,7 @@ async fn ten_signed_text_events_get_ten_echoed_replies_over_http() {
     assert_eq!(h.fake.api().call_count(), 10, "nothing but the replies");
     h.stop().await;
 }
+// ANCHOR_END: e2e
 
 #[tokio::test]
 async fn bad_signatures_get_401_and_the_handler_never_runs() {

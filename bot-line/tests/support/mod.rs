@@ -58,6 +58,7 @@ impl Counting {
 
 impl Harness {
     /// Starts the fake LINE API and a bot with the LINE adapter pointed at it.
+    // ANCHOR: harness
     pub async fn start(
         handler: impl Handler,
         configure: impl FnOnce(BotBuilder) -> BotBuilder,
@@ -84,6 +85,7 @@ impl Harness {
             server,
         }
     }
+    // ANCHOR_END: harness
 
     /// Shuts the bot down and waits for the server to end.
     pub async fn stop(self) -> bot_core::ShutdownReport {
