@@ -147,7 +147,8 @@ async fn run(o: Options) {
         let url = url.clone();
         #[allow(clippy::disallowed_methods)] // one load-generating connection each
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram");
+            let mut latencies =
+                Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram");
             let mut failures = 0usize;
             for webhook in mine {
                 let sent = Instant::now();

@@ -286,6 +286,29 @@ async fn a_full_queue_answers_503_with_retry_after_and_keeps_nothing_of_the_batc
     h.stop().await;
 }
 
+fn fixture(name: &str) -> serde_json::Value {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+fn recorder() -> (Seen, impl bot_core::Handler) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let handler = move |_cx: Context, event: Event| {
+        let record = record.clone();
+        async move {
+            record
+                .lock()
+                .unwrap()
+                .push((event.id.to_string(), event.kind.name().to_owned()));
+            Ok::<_, Error>(())
+        }
+    };
+    (seen, handler)
+}
+
 #[tokio::test]
 async fn every_event_type_of_one_request_reaches_the_handler() {
     let names = [
@@ -317,33 +340,21 @@ async fn every_event_type_of_one_request_reaches_the_handler() {
         "bot-suspended",
         "bot-resumed",
         "delivery",
-        "message-standby",
         "unknown-type",
     ];
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let handler = move |_cx: Context, event: Event| {
-        let record = record.clone();
-        async move {
-            record
-                .lock()
-                .unwrap()
-                .push((event.id.to_string(), event.kind.name().to_owned()));
-            Ok::<_, Error>(())
-        }
-    };
+    let (seen, handler) = recorder();
     let h = Harness::start(handler, |b| b).await;
     let mut webhook = WebhookBuilder::new();
     for name in names {
-        let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        webhook =
-            webhook.event(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap());
+        webhook = webhook.event(fixture(name));
     }
     let expected_ids: BTreeSet<String> = webhook
         .events()
         .iter()
         .map(|e| e["webhookEventId"].as_str().unwrap().to_owned())
         .collect();
+    // A standby event in the same request is acknowledged but not delivered.
+    webhook = webhook.event(fixture("message-standby"));
     assert_eq!(webhook.sign(&secret()).post(&h.url).await.unwrap(), 200);
     h.bot.idle().await;
     let seen = seen.lock().unwrap().clone();
@@ -364,5 +375,32 @@ async fn every_event_type_of_one_request_reaches_the_handler() {
     ] {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
     }
+    assert_eq!(
+        sample(
+            &h.metrics(),
+            r#"bot_events_skipped_total{platform="line",reason="standby"}"#
+        ),
+        1.0
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn standby_events_are_delivered_when_asked_for() {
+    let (seen, handler) = recorder();
+    let h = Harness::start_with(handler, |line| line.deliver_standby(true), |b| b).await;
+    let standby = fixture("message-standby");
+    let id = standby["webhookEventId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        WebhookBuilder::new()
+            .event(standby)
+            .sign(&secret())
+            .post(&h.url)
+            .await
+            .unwrap(),
+        200
+    );
+    h.bot.idle().await;
+    assert_eq!(seen.lock().unwrap().clone(), [(id, "message".to_owned())]);
     h.stop().await;
 }

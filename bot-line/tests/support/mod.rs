@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bot_core::{Bot, BotBuilder, Context, Error, Event, Handler, Secret};
-use bot_line::Line;
 use bot_line::testing::FakeLine;
+use bot_line::{Line, LineBuilder};
 use tokio::task::JoinHandle;
 
 pub const SECRET: &str = "test-channel-secret";
@@ -58,14 +58,21 @@ impl Counting {
 
 impl Harness {
     /// Starts the fake LINE API and a bot with the LINE adapter pointed at it.
-    // ANCHOR: harness
     pub async fn start(
         handler: impl Handler,
         configure: impl FnOnce(BotBuilder) -> BotBuilder,
     ) -> Self {
+        Self::start_with(handler, |line| line, configure).await
+    }
+
+    // ANCHOR: harness
+    pub async fn start_with(
+        handler: impl Handler,
+        configure_line: impl FnOnce(LineBuilder) -> LineBuilder,
+        configure: impl FnOnce(BotBuilder) -> BotBuilder,
+    ) -> Self {
         let fake = FakeLine::start(TOKEN).await.unwrap();
-        let line = Line::builder(SECRET, TOKEN)
-            .api_base(fake.url())
+        let line = configure_line(Line::builder(SECRET, TOKEN).api_base(fake.url()))
             .build()
             .unwrap();
         let bot = configure(Bot::builder().adapter(line).handler(handler))
