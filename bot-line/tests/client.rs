@@ -288,8 +288,11 @@ async fn sends_without_a_token_push_in_fives_and_a_retried_handler_sends_nothing
 }
 
 #[tokio::test]
-async fn profile_and_typing_use_their_endpoints() {
+async fn profile_content_and_typing_use_their_endpoints() {
     let (fake, client) = setup(1, false).await;
+    let content = client.content("3257").await.unwrap();
+    assert_eq!(content.bytes.as_ref(), b"content of message 3257");
+    assert_eq!(content.content_type.as_deref(), Some("image/jpeg"));
     let profile = client.profile("Ualice").await.unwrap();
     assert_eq!(
         (profile.display_name.as_str(), profile.user_id.as_str()),
