@@ -80,6 +80,8 @@ impl Harness {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        // The server under test: one long-lived task.
+        #[allow(clippy::disallowed_methods)]
         let server = tokio::spawn(
             bot.clone()
                 .serve_with_shutdown(listener, std::future::pending()),
