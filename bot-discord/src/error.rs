@@ -62,8 +62,6 @@ pub enum ErrorKind {
     InvalidRequest,
 }
 
-// The REST client (next) uses the rest of these.
-#[allow(dead_code)]
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self(Box::new(Inner {
