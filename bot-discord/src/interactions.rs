@@ -327,6 +327,17 @@ mod tests {
         assert!(!key.verify(b"1", b"{}", "00".repeat(64).as_bytes()));
     }
 
+    /// RFC 8032, test 1: the empty message (timestamp and body both empty).
+    #[test]
+    fn the_rfc_8032_known_answer_verifies() {
+        let key =
+            PublicKey::from_hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .unwrap();
+        let signature = b"e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+        assert!(key.verify(b"", b"", signature));
+        assert!(!key.verify(b"", b"x", signature));
+    }
+
     #[test]
     fn timestamps_must_be_recent() {
         let now = SystemTime::now()

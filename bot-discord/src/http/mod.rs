@@ -422,12 +422,6 @@ impl DiscordHttp {
             .to_owned();
         match status {
             StatusCode::TOO_MANY_REQUESTS => {
-                let scope = headers
-                    .get("x-ratelimit-scope")
-                    .and_then(|v| v.to_str().ok());
-                if scope != Some("shared") {
-                    self.inner.limits.invalid();
-                }
                 let global = json.get("global").and_then(Value::as_bool) == Some(true)
                     || headers.get("x-ratelimit-global").is_some();
                 let retry_after = json
@@ -437,6 +431,13 @@ impl DiscordHttp {
                     .or_else(|| header_seconds(&headers, header::RETRY_AFTER.as_str()))
                     .unwrap_or(Duration::from_secs(1));
                 self.inner.limits.limited(key, global, retry_after);
+                // Counted after the pause is in place, so that the count tells it is.
+                let scope = headers
+                    .get("x-ratelimit-scope")
+                    .and_then(|v| v.to_str().ok());
+                if scope != Some("shared") {
+                    self.inner.limits.invalid();
+                }
                 Err(Error::new(
                     ErrorKind::RateLimited,
                     format!("discord: rate limited ({message})"),
