@@ -214,7 +214,7 @@ async fn replies_carry_a_nonce_so_retries_never_post_twice() {
     client
         .post(
             "c1",
-            &[message.clone()],
+            std::slice::from_ref(&message),
             Some(&event),
             Some("1180000000000000000"),
         )
