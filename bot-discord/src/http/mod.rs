@@ -302,6 +302,25 @@ impl DiscordHttp {
         .await
     }
 
+    /// `PUT /applications/{application}/commands`: replaces the global slash commands with
+    /// `commands` (an array of command objects).
+    ///
+    /// # Errors
+    ///
+    /// As [`DiscordHttp::request`].
+    pub async fn register_commands(
+        &self,
+        application_id: &str,
+        commands: &Value,
+    ) -> Result<Value, Error> {
+        self.request(
+            Method::PUT,
+            &format!("/applications/{application_id}/commands"),
+            Some(commands),
+        )
+        .await
+    }
+
     fn telemetry(&self) -> Option<&Telemetry> {
         self.inner.telemetry.get()
     }
