@@ -4,14 +4,14 @@
 //! Run with: cargo bench -p bot-discord --bench gateway
 //! Options (after `--`): `--dispatches N` (default 200,000), `--idle-shards K` (default 100).
 //!
-//! 1. One shard connects to the fake gateway on 127.0.0.1; the fake sends `N` MESSAGE_CREATE
+//! 1. `K` shards connect to a fake gateway running in a child process (so that only the shards'
+//!    side is measured), identify and sit idle; the growth of this process's resident memory
+//!    divided by `K` is the memory per idle shard.
+//! 2. One shard connects to the fake gateway on 127.0.0.1; the fake sends `N` MESSAGE_CREATE
 //!    dispatches (over 100 channels) as fast as the shard reads them; a no-op handler counts them.
 //!    The figure is from the first dispatch sent to the last one handled. The fake runs in the
 //!    same process, on the same two cores, so it takes a share of the CPU the shard would
 //!    otherwise have.
-//! 2. `K` shards connect to a fake gateway running in a child process (so that only the shards'
-//!    side is measured), identify and sit idle; the growth of this process's resident memory
-//!    divided by `K` is the memory per idle shard.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs a small load as a smoke test.
 
@@ -58,8 +58,9 @@ fn main() {
         "--dispatches and --idle-shards above zero"
     );
     runtime.block_on(async {
-        throughput(dispatches).await;
+        // Memory first, before the throughput run leaves the allocator with free pages to reuse.
         idle_memory(idle_shards).await;
+        throughput(dispatches).await;
     });
 }
 

@@ -171,6 +171,9 @@ pub struct ShardConfig {
     pub deliver_bot_messages: bool,
     /// `large_threshold` of Identify (50 to 250).
     pub large_threshold: u8,
+    /// The WebSocket read buffer per connection. Default 16 KiB: small, since a bot may run
+    /// many mostly idle shards; larger messages still arrive whole (up to 64 MiB).
+    pub read_buffer_bytes: usize,
 }
 
 impl fmt::Debug for ShardConfig {
@@ -202,6 +205,7 @@ impl ShardConfig {
             hello_timeout: Duration::from_secs(20),
             deliver_bot_messages: false,
             large_threshold: 50,
+            read_buffer_bytes: 16 * 1024,
         }
     }
 
@@ -238,6 +242,14 @@ impl ShardConfig {
     #[must_use]
     pub fn invalid_session_wait(mut self, low: Duration, high: Duration) -> Self {
         self.invalid_session_wait = (low, high.max(low));
+        self
+    }
+
+    /// Sets the WebSocket read buffer of each connection (default 16 KiB; 128 KiB reads a busy
+    /// shard's stream in fewer system calls).
+    #[must_use]
+    pub fn read_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.read_buffer_bytes = bytes.max(1024);
         self
     }
 

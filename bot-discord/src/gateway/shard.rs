@@ -38,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +66,8 @@ const RESUMABLE_CLOSE: u16 = 4000;
 const COMMANDS_PER_MINUTE: u32 = 110;
 /// Commands queued ahead of the connection.
 const COMMAND_BUFFER: usize = 16;
+/// Most bytes waiting to be written on a connection.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// The wait before submitting again when the queue is full and says nothing.
 const FULL_QUEUE_WAIT: Duration = Duration::from_millis(50);
 
@@ -307,7 +310,13 @@ impl Connection<'_> {
             .as_ref()
             .map_or(config.url.as_str(), |s| s.resume_url.as_str());
         let url = gateway_url(base, config.compress);
-        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let socket_config = WebSocketConfig::default()
+            .read_buffer_size(config.read_buffer_bytes)
+            // Heartbeats and commands go out at once; a stalled socket cannot grow the buffer.
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_WRITE_BUFFER);
+        let connect =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(socket_config), true);
         let socket = tokio::select! {
             () = self.shutdown.cancelled() => return Next::Shutdown,
             connected = tokio::time::timeout(config.hello_timeout, connect) => match connected {
