@@ -753,8 +753,13 @@ impl Outbound for LineClient {
 /// (and, with push fallback, pushing it a second time).
 #[derive(Default)]
 struct Replied {
-    sends: Mutex<(HashSet<(EventId, u32)>, VecDeque<(Instant, (EventId, u32))>)>,
+    sends: Mutex<SendSet>,
 }
+
+/// An event and the index of a send for it.
+type Send = (EventId, u32);
+/// The sends, and the order they came in for expiry.
+type SendSet = (HashSet<Send>, VecDeque<(Instant, Send)>);
 
 /// A reply token is unusable 20 minutes after its event.
 const REPLY_TOKEN_LIFETIME: Duration = Duration::from_secs(20 * 60);
@@ -762,12 +767,12 @@ const REPLY_TOKEN_LIFETIME: Duration = Duration::from_secs(20 * 60);
 const MAX_REPLIED: usize = 100_000;
 
 impl Replied {
-    fn contains(&self, send: &(EventId, u32)) -> bool {
+    fn contains(&self, send: &Send) -> bool {
         let guard = self.sends.lock().unwrap_or_else(|p| p.into_inner());
         guard.0.contains(send)
     }
 
-    fn insert(&self, send: (EventId, u32)) {
+    fn insert(&self, send: Send) {
         let now = Instant::now();
         let mut guard = self.sends.lock().unwrap_or_else(|p| p.into_inner());
         let (set, order) = &mut *guard;
