@@ -757,9 +757,9 @@ struct Replied {
 }
 
 /// An event and the index of a send for it.
-type Send = (EventId, u32);
+type SendKey = (EventId, u32);
 /// The sends, and the order they came in for expiry.
-type SendSet = (HashSet<Send>, VecDeque<(Instant, Send)>);
+type SendSet = (HashSet<SendKey>, VecDeque<(Instant, SendKey)>);
 
 /// A reply token is unusable 20 minutes after its event.
 const REPLY_TOKEN_LIFETIME: Duration = Duration::from_secs(20 * 60);
@@ -767,12 +767,12 @@ const REPLY_TOKEN_LIFETIME: Duration = Duration::from_secs(20 * 60);
 const MAX_REPLIED: usize = 100_000;
 
 impl Replied {
-    fn contains(&self, send: &Send) -> bool {
+    fn contains(&self, send: &SendKey) -> bool {
         let guard = self.sends.lock().unwrap_or_else(|p| p.into_inner());
         guard.0.contains(send)
     }
 
-    fn insert(&self, send: Send) {
+    fn insert(&self, send: SendKey) {
         let now = Instant::now();
         let mut guard = self.sends.lock().unwrap_or_else(|p| p.into_inner());
         let (set, order) = &mut *guard;
