@@ -5,12 +5,17 @@
 //! | `MESSAGE_CREATE` | `Message` (content, attachments, mentioned users, the referenced message as `reply_to`) | message id | channel |
 //! | `MESSAGE_UPDATE` | `Edited` | `<message id>:edit:<edited_timestamp>` | channel |
 //! | `MESSAGE_DELETE` | `Deleted` | `<message id>:delete` | channel |
-//! | `MESSAGE_REACTION_ADD` / `_REMOVE` | `Reaction` (`removed` on remove) | `<message>:<user>:<emoji>:add` / `:remove` | channel |
-//! | `GUILD_MEMBER_ADD` / `_REMOVE` | `MemberJoined` / `MemberLeft` with the user | `<guild>:<user>:join` / `:leave` | guild |
+//! | `MESSAGE_REACTION_ADD` / `_REMOVE` | `Reaction` (`removed` on remove) | `<session>:<sequence>` | channel |
+//! | `GUILD_MEMBER_ADD` / `_REMOVE` | `MemberJoined` / `MemberLeft` with the user | `<session>:<sequence>` | guild |
 //! | `INTERACTION_CREATE`, and HTTP interactions: slash command | `Command` with its options by name (sub-commands nested as objects) | interaction id | channel |
 //! | component (button, select) | `Postback` with `custom_id` as data and the selected `values` as params | interaction id | channel |
 //! | modal submit | `Postback` with `custom_id` as data and the fields by `custom_id` as params | interaction id | channel |
-//! | anything else | `Other { name: <dispatch name> }` | the object's `id`, else a hash | channel, else guild, else `discord` |
+//! | anything else | `Other { name: <dispatch name> }` | `<session>:<sequence>` | channel, else guild, else `discord` |
+//!
+//! Messages and interactions keep their own snowflake as id, the same in every session. Events
+//! without an id of their own are named by session and sequence, which a resume replays
+//! unchanged, so a replay is dropped as a duplicate while the same reaction added again later is
+//! a new event.
 //!
 //! Messages by bots, the bot itself included, are not delivered unless asked for
 //! ([`crate::gateway::ShardConfig::deliver_bot_messages`]). `occurred_at` comes from the snowflake
@@ -32,6 +37,9 @@ const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
 pub struct DispatchContext {
     /// The bot's own user id (from READY).
     pub bot_user_id: Option<String>,
+    /// The session (from READY): with a dispatch's sequence, the id of events that have no id
+    /// of their own, the same when a resume replays them.
+    pub session_id: Option<String>,
     /// Whether messages by bots are delivered.
     pub deliver_bot_messages: bool,
 }
@@ -50,8 +58,23 @@ fn text(value: &Value, pointer: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Maps one gateway dispatch; `None` for what is not delivered (messages by bots).
-pub fn from_dispatch(name: &str, data: Value, context: &DispatchContext) -> Option<Event> {
+/// An event id from the session and sequence, when both are known (replays keep them), else
+/// `fallback`.
+fn sequenced(context: &DispatchContext, sequence: Option<u64>, fallback: String) -> String {
+    match (&context.session_id, sequence) {
+        (Some(session), Some(sequence)) => format!("{session}:{sequence}"),
+        _ => fallback,
+    }
+}
+
+/// Maps one gateway dispatch (with its sequence number); `None` for what is not delivered
+/// (messages by bots).
+pub fn from_dispatch(
+    name: &str,
+    data: Value,
+    sequence: Option<u64>,
+    context: &DispatchContext,
+) -> Option<Event> {
     let event = match name {
         "MESSAGE_CREATE" => {
             if !context.deliver_bot_messages && by_a_bot(&data, context) {
@@ -92,7 +115,7 @@ pub fn from_dispatch(name: &str, data: Value, context: &DispatchContext) -> Opti
             let suffix = if removed { "remove" } else { "add" };
             let mut event = base(
                 &data,
-                &format!("{message_id}:{user}:{emoji}:{suffix}"),
+                &sequenced(context, sequence, format!("{message_id}:{user}:{emoji}:{suffix}")),
                 EventKind::Reaction(Reaction {
                     message_id: MessageId::new(&message_id),
                     emoji,
@@ -116,7 +139,7 @@ pub fn from_dispatch(name: &str, data: Value, context: &DispatchContext) -> Opti
             };
             let suffix = if joined { "join" } else { "leave" };
             let mut event = Event::new(Platform::DISCORD, guild.as_str(), kind)
-                .with_id(format!("{guild}:{user}:{suffix}"));
+                .with_id(sequenced(context, sequence, format!("{guild}:{user}:{suffix}")));
             event.sender = Some(UserId::new(&user));
             event
         }
@@ -133,7 +156,7 @@ pub fn from_dispatch(name: &str, data: Value, context: &DispatchContext) -> Opti
                     name: name.to_owned(),
                 }),
             )
-            .with_id(format!("{name}:{id}"));
+            .with_id(sequenced(context, sequence, format!("{name}:{id}")));
             if let Some(at) = text(&data, "/id").as_deref().and_then(snowflake_time) {
                 event.occurred_at = at;
             }
@@ -300,6 +323,7 @@ mod tests {
     fn context() -> DispatchContext {
         DispatchContext {
             bot_user_id: Some("999".into()),
+            session_id: None,
             deliver_bot_messages: false,
         }
     }
@@ -310,7 +334,7 @@ mod tests {
             "author": {"id": "u1"}, "content": "hello",
             "attachments": [{"id": "a1", "filename": "cat.png", "content_type": "image/png", "size": 10, "url": "https://cdn/cat.png"}],
             "mentions": [{"id": "u2"}], "message_reference": {"message_id": "m0"}});
-        let e = from_dispatch("MESSAGE_CREATE", data.clone(), &context()).unwrap();
+        let e = from_dispatch("MESSAGE_CREATE", data.clone(), Some(5), &context()).unwrap();
         assert_eq!(
             (e.id.as_str(), e.conversation.as_str()),
             ("1180000000000000000", "c1")
@@ -327,13 +351,13 @@ mod tests {
 
         let mut bot = data.clone();
         bot["author"] = json!({"id": "u3", "bot": true});
-        assert!(from_dispatch("MESSAGE_CREATE", bot.clone(), &context()).is_none());
+        assert!(from_dispatch("MESSAGE_CREATE", bot.clone(), Some(6), &context()).is_none());
         let mut own = data;
         own["author"] = json!({"id": "999"});
-        assert!(from_dispatch("MESSAGE_CREATE", own, &context()).is_none());
+        assert!(from_dispatch("MESSAGE_CREATE", own, Some(7), &context()).is_none());
         let mut everyone = context();
         everyone.deliver_bot_messages = true;
-        assert!(from_dispatch("MESSAGE_CREATE", bot, &everyone).is_some());
+        assert!(from_dispatch("MESSAGE_CREATE", bot, Some(8), &everyone).is_some());
     }
 
     #[test]
@@ -369,9 +393,14 @@ mod tests {
     #[test]
     fn other_dispatches_are_delivered_with_stable_ids() {
         let data = json!({"guild_id": "g", "user_id": "u", "timestamp": 5});
-        let a = from_dispatch("TYPING_START", data.clone(), &context()).unwrap();
-        let b = from_dispatch("TYPING_START", data, &context()).unwrap();
-        assert_eq!(a.id, b.id);
+        let mut context = context();
+        context.session_id = Some("s1".into());
+        let a = from_dispatch("TYPING_START", data.clone(), Some(9), &context).unwrap();
+        let replayed = from_dispatch("TYPING_START", data.clone(), Some(9), &context).unwrap();
+        let again = from_dispatch("TYPING_START", data, Some(10), &context).unwrap();
+        assert_eq!(a.id, replayed.id, "a replay after a resume is the same event");
+        assert_ne!(a.id, again.id, "the same payload later is another event");
+        assert_eq!(a.id.as_str(), "s1:9");
         assert!(matches!(&a.kind, EventKind::Other(o) if o.name == "TYPING_START"));
         assert_eq!(a.conversation.as_str(), "g");
     }

@@ -233,6 +233,7 @@ impl Shard {
         let mut failures: u32 = 0;
         let mut context = DispatchContext {
             bot_user_id: None,
+            session_id: None,
             deliver_bot_messages: self.config.deliver_bot_messages,
         };
         loop {
@@ -249,30 +250,31 @@ impl Shard {
             };
             let next = connection.run(&mut commands).await;
             let healthy = connection.healthy;
-            let delay = match next {
+            if healthy {
+                failures = 0;
+            }
+            let (reason, wait, prompt) = match next {
                 Next::Shutdown => return Ok(()),
                 Next::Fatal(error) => {
                     tracing::error!(shard = self.id.number, %error, "discord shard stopped");
                     return Err(error);
                 }
-                Next::Resume { reason, at_once } => {
-                    self.reconnected(&ingress, reason);
-                    if healthy {
-                        failures = 0;
-                    }
-                    if at_once {
-                        Duration::ZERO
-                    } else {
-                        failures += 1;
-                        self.config.backoff_for(failures)
-                    }
-                }
+                Next::Resume { reason, at_once } => (reason, Duration::ZERO, at_once),
                 Next::Reidentify { reason, wait } => {
-                    self.reconnected(&ingress, reason);
                     session = None;
                     self.status.set_session(None);
-                    wait
+                    (reason, wait, true)
                 }
+            };
+            self.reconnected(&ingress, reason);
+            // A working connection asked to reconnect goes back at once (or after the wait it
+            // was told); anything else, and anything before READY or RESUMED, backs off, so a
+            // gateway that keeps refusing never sees a storm of connections or identifies.
+            let delay = if healthy && prompt {
+                wait
+            } else {
+                failures += 1;
+                wait.max(self.config.backoff_for(failures))
             };
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -378,36 +380,36 @@ impl Connection<'_> {
             }
         };
 
-        let opening = match self.session.as_ref() {
+        // A new session waits for its identify bucket with the heartbeat already running, so a
+        // long wait (many shards, one bucket) never lets the connection time out.
+        let shard = self.shard;
+        let mut identify_turn: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+        match self.session.as_ref() {
             Some(session) => {
-                self.shard.status.resumes.fetch_add(1, Ordering::Relaxed);
-                json!({"op": OP_RESUME, "d": {
-                    "token": self.shard.config.token.expose(),
+                shard.status.resumes.fetch_add(1, Ordering::Relaxed);
+                let resume = json!({"op": OP_RESUME, "d": {
+                    "token": shard.config.token.expose(),
                     "session_id": session.id,
                     "seq": session.sequence,
-                }})
-            }
-            None => {
-                tokio::select! {
-                    () = self.shutdown.cancelled() => return Next::Shutdown,
-                    () = self.shard.identify.wait_turn(self.shard.id.number) => {}
+                }});
+                if sink.send(Message::text(resume.to_string())).await.is_err() {
+                    return Next::Resume {
+                        reason: "send_failed",
+                        at_once: false,
+                    };
                 }
-                self.shard.status.identifies.fetch_add(1, Ordering::Relaxed);
-                identify_payload(&self.shard.config, self.shard.id)
             }
-        };
-        if sink.send(Message::text(opening.to_string())).await.is_err() {
-            return Next::Resume {
-                reason: "send_failed",
-                at_once: false,
-            };
+            None => identify_turn = Some(Box::pin(shard.identify.wait_turn(shard.id.number))),
         }
 
         let beat = tokio::time::sleep(interval.mul_f64(fastrand::f64()));
         tokio::pin!(beat);
         let mut beat_sent_at: Option<Instant> = None;
         let mut awaiting_ack = false;
-        let mut held_since_beat = false;
+        // How long reading was held up by a hand-over since the last beat (an ACK may be
+        // waiting unread meanwhile).
+        let mut held_for = Duration::ZERO;
+        let mut pending_since: Option<Instant> = None;
         let mut pending: Option<Pending> = None;
         let mut pending_sequence: Option<u64> = None;
 
@@ -422,8 +424,20 @@ impl Connection<'_> {
                     let _ = sink.send(close(1000)).await;
                     return Next::Shutdown;
                 }
+                () = async { identify_turn.as_mut().expect("guarded").await }, if identify_turn.is_some() => {
+                    identify_turn = None;
+                    shard.status.identifies.fetch_add(1, Ordering::Relaxed);
+                    let identify = identify_payload(&shard.config, shard.id);
+                    if sink.send(Message::text(identify.to_string())).await.is_err() {
+                        return Next::Resume { reason: "send_failed", at_once: false };
+                    }
+                }
                 () = &mut beat => {
-                    if awaiting_ack && !held_since_beat {
+                    let now = Instant::now();
+                    let held = held_for + pending_since.map_or(Duration::ZERO, |at| now - at);
+                    // A missing ACK means a zombie unless reading is held right now or was held
+                    // for much of the interval: then the ACK may simply not be read yet.
+                    if awaiting_ack && pending.is_none() && held < interval / 2 {
                         tracing::warn!(shard = self.shard.id.number, "discord heartbeat not acknowledged: zombie connection");
                         if let Some(pending) = pending.take() {
                             let _ = pending.await;
@@ -437,13 +451,17 @@ impl Connection<'_> {
                     if sink.send(Message::text(heartbeat.to_string())).await.is_err() {
                         return Next::Resume { reason: "send_failed", at_once: false };
                     }
-                    beat_sent_at = Some(Instant::now());
+                    beat_sent_at = Some(now);
                     awaiting_ack = true;
-                    held_since_beat = pending.is_some();
-                    beat.as_mut().reset(Instant::now() + interval);
+                    held_for = Duration::ZERO;
+                    pending_since = pending.as_ref().map(|_| now);
+                    beat.as_mut().reset(now + interval);
                 }
                 accepted = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                     pending = None;
+                    if let Some(at) = pending_since.take() {
+                        held_for += at.elapsed();
+                    }
                     if accepted.is_err() {
                         // The runtime is shutting down and takes nothing more.
                         let _ = sink.send(close(1000)).await;
@@ -466,11 +484,11 @@ impl Connection<'_> {
                             self.shard.status.dispatches.fetch_add(1, Ordering::Relaxed);
                             let sequence = frame.s;
                             let name = frame.t.unwrap_or_default();
-                            match self.dispatch(&name, frame.d) {
+                            match self.dispatch(&name, frame.d, sequence) {
                                 Some(event) => {
                                     pending = Some(Box::pin(hand_over(self.ingress.clone(), event)));
                                     pending_sequence = sequence;
-                                    held_since_beat = true;
+                                    pending_since = Some(Instant::now());
                                 }
                                 None => self.advance(sequence),
                             }
@@ -515,11 +533,12 @@ impl Connection<'_> {
     }
 
     /// Maps a dispatch, keeping the session state READY and RESUMED carry.
-    fn dispatch(&mut self, name: &str, data: Value) -> Option<Event> {
+    fn dispatch(&mut self, name: &str, data: Value, sequence: Option<u64>) -> Option<Event> {
         match name {
             "READY" => {
                 let id = data.get("session_id").and_then(Value::as_str);
                 let url = data.get("resume_gateway_url").and_then(Value::as_str);
+                self.context.session_id = id.map(str::to_owned);
                 if let (Some(id), Some(url)) = (id, url) {
                     *self.session = Some(Session {
                         id: id.to_owned(),
@@ -540,7 +559,7 @@ impl Connection<'_> {
                 tracing::info!(shard = self.shard.id.number, "discord shard resumed");
                 None
             }
-            _ => from_dispatch(name, data, self.context),
+            _ => from_dispatch(name, data, sequence, self.context),
         }
     }
 
