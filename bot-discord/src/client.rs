@@ -8,8 +8,9 @@
 //! `OutgoingMessage`s map to `content` (split at 2,000 characters, on a line break when there is
 //! one), an image embed, and buttons in action rows (5 per row, 5 rows): postback buttons and
 //! quick replies carry their data as `custom_id`, link buttons their URL. Messages created in a
-//! channel carry a `nonce` derived from the event and part (with `enforce_nonce`), so neither the
-//! client's retries nor the runtime's retries of a handler post a message twice.
+//! channel carry a `nonce` derived from the event, the handler's send index and the part (with
+//! `enforce_nonce`), so neither the client's retries nor the runtime's retries of a handler post
+//! a message twice, while two sends of one handler are two messages.
 
 use std::sync::Arc;
 
@@ -55,7 +56,9 @@ impl DiscordClient {
         &self.http
     }
 
-    /// Posts `messages` in `channel_id`, with nonces derived from `event` (when given).
+    /// Posts `messages` in `channel_id`. With `send` (the event answered and the handler's send
+    /// index, [`Target::send_index`]) each message carries a nonce derived from them, so posting
+    /// the same send again (a retry) creates nothing new.
     ///
     /// # Errors
     ///
@@ -65,13 +68,13 @@ impl DiscordClient {
         &self,
         channel_id: &str,
         messages: &[OutgoingMessage],
-        event: Option<&EventId>,
+        send: Option<(&EventId, u32)>,
         reply_to: Option<&str>,
     ) -> Result<(), Error> {
         let bodies = bodies(messages)?;
         for (part, mut body) in bodies.into_iter().enumerate() {
-            if let Some(event) = event {
-                body["nonce"] = json!(nonce(event, part));
+            if let Some((event, send_index)) = send {
+                body["nonce"] = json!(nonce(event, send_index, part));
                 body["enforce_nonce"] = json!(true);
             }
             if let (Some(message), 0) = (reply_to, part) {
@@ -147,7 +150,7 @@ impl Outbound for DiscordClient {
                 self.post(
                     target.conversation.as_str(),
                     &messages,
-                    target.in_reply_to.as_ref(),
+                    target.in_reply_to.as_ref().map(|e| (e, target.send_index)),
                     target.reply_to_message.as_ref().map(|m| m.as_str()),
                 )
                 .await?;
@@ -169,11 +172,13 @@ impl Outbound for DiscordClient {
     }
 }
 
-/// A nonce for part `part` of the reply to `event`: 25 characters at most, as Discord allows.
-fn nonce(event: &EventId, part: usize) -> String {
+/// A nonce for part `part` of the `send_index`-th send for `event`: 25 characters at most, as
+/// Discord allows.
+fn nonce(event: &EventId, send_index: u32, part: usize) -> String {
     use std::hash::Hasher as _;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     hasher.write(event.as_str().as_bytes());
+    hasher.write_u32(send_index);
     hasher.write_usize(part);
     format!("{:016x}{part:x}", hasher.finish())
         .chars()
@@ -325,8 +330,9 @@ mod tests {
     #[test]
     fn nonces_are_short_and_stable_per_event_and_part() {
         let e = EventId::new("1180000000000000000");
-        assert_eq!(nonce(&e, 0), nonce(&e, 0));
-        assert_ne!(nonce(&e, 0), nonce(&e, 1));
-        assert!(nonce(&e, 12).len() <= 25);
+        assert_eq!(nonce(&e, 0, 0), nonce(&e, 0, 0));
+        assert_ne!(nonce(&e, 0, 0), nonce(&e, 0, 1));
+        assert_ne!(nonce(&e, 0, 0), nonce(&e, 1, 0));
+        assert!(nonce(&e, 7, 12).len() <= 25);
     }
 }

@@ -75,94 +75,100 @@ pub fn from_dispatch(
     sequence: Option<u64>,
     context: &DispatchContext,
 ) -> Option<Event> {
-    let event = match name {
-        "MESSAGE_CREATE" => {
-            if !context.deliver_bot_messages && by_a_bot(&data, context) {
-                return None;
+    let event =
+        match name {
+            "MESSAGE_CREATE" => {
+                if !context.deliver_bot_messages && by_a_bot(&data, context) {
+                    return None;
+                }
+                let id = text(&data, "/id")?;
+                base(&data, &id, EventKind::Message(message(&data)))
             }
-            let id = text(&data, "/id")?;
-            base(&data, &id, EventKind::Message(message(&data)))
-        }
-        "MESSAGE_UPDATE" => {
-            if !context.deliver_bot_messages && by_a_bot(&data, context) {
-                return None;
+            "MESSAGE_UPDATE" => {
+                if !context.deliver_bot_messages && by_a_bot(&data, context) {
+                    return None;
+                }
+                let id = text(&data, "/id")?;
+                let edited = text(&data, "/edited_timestamp").unwrap_or_default();
+                base(
+                    &data,
+                    &format!("{id}:edit:{edited}"),
+                    EventKind::Edited(message(&data)),
+                )
             }
-            let id = text(&data, "/id")?;
-            let edited = text(&data, "/edited_timestamp").unwrap_or_default();
-            base(
-                &data,
-                &format!("{id}:edit:{edited}"),
-                EventKind::Edited(message(&data)),
-            )
-        }
-        "MESSAGE_DELETE" => {
-            let id = text(&data, "/id")?;
-            base(
-                &data,
-                &format!("{id}:delete"),
-                EventKind::Deleted(Deleted {
-                    message_id: MessageId::new(&id),
-                }),
-            )
-        }
-        "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
-            let message_id = text(&data, "/message_id")?;
-            let user = text(&data, "/user_id").unwrap_or_default();
-            let emoji = text(&data, "/emoji/name")
-                .or_else(|| text(&data, "/emoji/id"))
-                .unwrap_or_default();
-            let removed = name == "MESSAGE_REACTION_REMOVE";
-            let suffix = if removed { "remove" } else { "add" };
-            let mut event = base(
-                &data,
-                &sequenced(context, sequence, format!("{message_id}:{user}:{emoji}:{suffix}")),
-                EventKind::Reaction(Reaction {
-                    message_id: MessageId::new(&message_id),
-                    emoji,
-                    removed,
-                }),
-            );
-            event.sender = (!user.is_empty()).then(|| UserId::new(&user));
-            event
-        }
-        "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" => {
-            let guild = text(&data, "/guild_id")?;
-            let user = text(&data, "/user/id")?;
-            let joined = name == "GUILD_MEMBER_ADD";
-            let members = Members {
-                users: vec![UserId::new(&user)],
-            };
-            let kind = if joined {
-                EventKind::MemberJoined(members)
-            } else {
-                EventKind::MemberLeft(members)
-            };
-            let suffix = if joined { "join" } else { "leave" };
-            let mut event = Event::new(Platform::DISCORD, guild.as_str(), kind)
-                .with_id(sequenced(context, sequence, format!("{guild}:{user}:{suffix}")));
-            event.sender = Some(UserId::new(&user));
-            event
-        }
-        "INTERACTION_CREATE" => from_interaction(&data)?,
-        _ => {
-            let id = text(&data, "/id").unwrap_or_else(|| fingerprint(name, &data));
-            let conversation = text(&data, "/channel_id")
-                .or_else(|| text(&data, "/guild_id"))
-                .unwrap_or_else(|| "discord".to_owned());
-            let mut event = Event::new(
-                Platform::DISCORD,
-                conversation,
-                EventKind::Other(Other {
-                    name: name.to_owned(),
-                }),
-            )
-            .with_id(sequenced(context, sequence, format!("{name}:{id}")));
-            if let Some(at) = text(&data, "/id").as_deref().and_then(snowflake_time) {
-                event.occurred_at = at;
+            "MESSAGE_DELETE" => {
+                let id = text(&data, "/id")?;
+                base(
+                    &data,
+                    &format!("{id}:delete"),
+                    EventKind::Deleted(Deleted {
+                        message_id: MessageId::new(&id),
+                    }),
+                )
             }
-            event
-        }
-    };
+            "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
+                let message_id = text(&data, "/message_id")?;
+                let user = text(&data, "/user_id").unwrap_or_default();
+                let emoji = text(&data, "/emoji/name")
+                    .or_else(|| text(&data, "/emoji/id"))
+                    .unwrap_or_default();
+                let removed = name == "MESSAGE_REACTION_REMOVE";
+                let suffix = if removed { "remove" } else { "add" };
+                let mut event = base(
+                    &data,
+                    &sequenced(
+                        context,
+                        sequence,
+                        format!("{message_id}:{user}:{emoji}:{suffix}"),
+                    ),
+                    EventKind::Reaction(Reaction {
+                        message_id: MessageId::new(&message_id),
+                        emoji,
+                        removed,
+                    }),
+                );
+                event.sender = (!user.is_empty()).then(|| UserId::new(&user));
+                event
+            }
+            "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" => {
+                let guild = text(&data, "/guild_id")?;
+                let user = text(&data, "/user/id")?;
+                let joined = name == "GUILD_MEMBER_ADD";
+                let members = Members {
+                    users: vec![UserId::new(&user)],
+                };
+                let kind = if joined {
+                    EventKind::MemberJoined(members)
+                } else {
+                    EventKind::MemberLeft(members)
+                };
+                let suffix = if joined { "join" } else { "leave" };
+                let mut event = Event::new(Platform::DISCORD, guild.as_str(), kind).with_id(
+                    sequenced(context, sequence, format!("{guild}:{user}:{suffix}")),
+                );
+                event.sender = Some(UserId::new(&user));
+                event
+            }
+            "INTERACTION_CREATE" => from_interaction(&data)?,
+            _ => {
+                let id = text(&data, "/id").unwrap_or_else(|| fingerprint(name, &data));
+                let conversation = text(&data, "/channel_id")
+                    .or_else(|| text(&data, "/guild_id"))
+                    .unwrap_or_else(|| "discord".to_owned());
+                let mut event = Event::new(
+                    Platform::DISCORD,
+                    conversation,
+                    EventKind::Other(Other {
+                        name: name.to_owned(),
+                    }),
+                )
+                .with_id(sequenced(context, sequence, format!("{name}:{id}")));
+                if let Some(at) = text(&data, "/id").as_deref().and_then(snowflake_time) {
+                    event.occurred_at = at;
+                }
+                event
+            }
+        };
     Some(event.with_raw(data))
 }
 
@@ -398,7 +404,10 @@ mod tests {
         let a = from_dispatch("TYPING_START", data.clone(), Some(9), &context).unwrap();
         let replayed = from_dispatch("TYPING_START", data.clone(), Some(9), &context).unwrap();
         let again = from_dispatch("TYPING_START", data, Some(10), &context).unwrap();
-        assert_eq!(a.id, replayed.id, "a replay after a resume is the same event");
+        assert_eq!(
+            a.id, replayed.id,
+            "a replay after a resume is the same event"
+        );
         assert_ne!(a.id, again.id, "the same payload later is another event");
         assert_eq!(a.id.as_str(), "s1:9");
         assert!(matches!(&a.kind, EventKind::Other(o) if o.name == "TYPING_START"));

@@ -540,9 +540,24 @@ async fn resume(inner: &Inner, connection: usize, d: &Value, out: &mut Outgoing)
 }
 
 /// The fake REST API: messages, interaction callbacks, follow-ups and `GET /gateway/bot`.
+///
+/// It keeps Discord's rules where tests need them: a bucket per route and top-level resource
+/// with a limit per window ([`FakeDiscordApi::set_bucket_limit`]; 429 with `retry_after` past
+/// it, and the `X-RateLimit-*` headers on every answer), and `enforce_nonce`: a message whose
+/// nonce was seen in the channel is answered with the earlier message and not created again.
 #[derive(Clone)]
 pub struct FakeDiscordApi {
     api: FakeApi,
+    rules: Arc<Mutex<RestRules>>,
+}
+
+struct RestRules {
+    limit: u32,
+    window: Duration,
+    buckets: HashMap<String, (Instant, u32)>,
+    nonces: HashMap<(String, String), Value>,
+    created: Vec<(String, String)>,
+    rate_limited: usize,
 }
 
 impl fmt::Debug for FakeDiscordApi {
@@ -556,7 +571,8 @@ impl fmt::Debug for FakeDiscordApi {
 impl FakeDiscordApi {
     /// Starts the fake; calls must carry `Authorization: Bot <token>` (interaction callbacks and
     /// follow-ups need none, as on Discord). `gateway_url` is what `GET /gateway/bot` answers,
-    /// with `shards` recommended and `max_concurrency` buckets.
+    /// with `shards` recommended and `max_concurrency` buckets. Buckets allow 50 requests per
+    /// second until [`FakeDiscordApi::set_bucket_limit`] says otherwise.
     ///
     /// # Errors
     ///
@@ -571,9 +587,32 @@ impl FakeDiscordApi {
         let gateway = json!({"url": gateway_url, "shards": shards, "session_start_limit": {
             "total": 1000, "remaining": 999, "reset_after": 86_400_000_u64, "max_concurrency": max_concurrency}});
         let next_id = AtomicU64::new(1_200_000_000_000_000_000);
+        let rules = Arc::new(Mutex::new(RestRules {
+            limit: 50,
+            window: Duration::from_secs(1),
+            buckets: HashMap::new(),
+            nonces: HashMap::new(),
+            created: Vec::new(),
+            rate_limited: 0,
+        }));
+        let shared = rules.clone();
         let api =
-            FakeApi::start(move |request| answer(&token, &gateway, &next_id, request)).await?;
-        Ok(Self { api })
+            FakeApi::start(move |request| answer(&token, &gateway, &next_id, &shared, request))
+                .await?;
+        Ok(Self { api, rules })
+    }
+
+    /// Each bucket (route and channel, guild or webhook) allows `limit` requests per `window`.
+    pub fn set_bucket_limit(&self, limit: u32, window: Duration) {
+        let mut rules = lock(&self.rules);
+        rules.limit = limit.max(1);
+        rules.window = window;
+        rules.buckets.clear();
+    }
+
+    /// How many requests the fake answered with 429.
+    pub fn rate_limited(&self) -> usize {
+        lock(&self.rules).rate_limited
     }
 
     /// The base URL to give the client (`DISCORD_API_BASE`).
@@ -586,18 +625,14 @@ impl FakeDiscordApi {
         &self.api
     }
 
-    /// The `content` of every message created in `channel`, in order.
+    /// The `content` of every message created in `channel`, in order (a repeated nonce creates
+    /// nothing).
     pub fn messages_in(&self, channel: &str) -> Vec<String> {
-        self.api
-            .calls_to(&format!("/channels/{channel}/messages"))
+        lock(&self.rules)
+            .created
             .iter()
-            .filter(|c| c.status.is_success())
-            .map(|c| {
-                c.request.json()["content"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
+            .filter(|(c, _)| c == channel)
+            .map(|(_, content)| content.clone())
             .collect()
     }
 }
@@ -606,6 +641,7 @@ fn answer(
     token: &str,
     gateway: &Value,
     next_id: &AtomicU64,
+    rules: &Mutex<RestRules>,
     request: &FakeRequest,
 ) -> FakeResponse {
     let path = request.path.as_str();
@@ -616,9 +652,44 @@ fn answer(
             &json!({"message": "401: Unauthorized", "code": 0}),
         );
     }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let bucket = format!(
+        "{} {}",
+        request.method,
+        segments
+            .iter()
+            .take(2)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    let (limit, remaining, reset_after) = {
+        let mut rules = lock(rules);
+        let (limit, window) = (rules.limit, rules.window);
+        let now = Instant::now();
+        let entry = rules.buckets.entry(bucket.clone()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        let reset_after = window.saturating_sub(now.duration_since(entry.0));
+        if entry.1 >= limit {
+            rules.rate_limited += 1;
+            let seconds = reset_after.as_secs_f64();
+            return FakeResponse::json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"message": "You are being rate limited.", "retry_after": seconds, "global": false}),
+            )
+            .header("x-ratelimit-limit", limit.to_string())
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset-after", format!("{seconds:.3}"))
+            .header("x-ratelimit-bucket", format!("fake-{bucket}"))
+            .header("x-ratelimit-scope", "user");
+        }
+        entry.1 += 1;
+        (limit, limit - entry.1, reset_after)
+    };
     let id = next_id.fetch_add(1, Ordering::Relaxed).to_string();
     let body = request.json();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let response = match (&request.method, segments.as_slice()) {
         (&Method::GET, ["gateway", "bot"]) => FakeResponse::json(StatusCode::OK, gateway),
         (&Method::POST, ["channels", channel, "messages"]) => {
@@ -629,17 +700,39 @@ fn answer(
                     &json!({"code": 50035, "message": "Invalid Form Body"}),
                 );
             }
-            let mut message = body.clone();
-            message["id"] = json!(id);
-            message["channel_id"] = json!(channel);
-            message["author"] = json!({"id": BOT_USER_ID, "bot": true});
-            FakeResponse::json(StatusCode::OK, &message)
+            let mut rules = lock(rules);
+            let nonce = body["nonce"]
+                .as_str()
+                .filter(|_| body["enforce_nonce"] == true);
+            let seen = nonce.and_then(|n| rules.nonces.get(&((*channel).to_owned(), n.to_owned())));
+            match seen {
+                Some(earlier) => FakeResponse::json(StatusCode::OK, earlier),
+                None => {
+                    let mut message = body.clone();
+                    message["id"] = json!(id);
+                    message["channel_id"] = json!(channel);
+                    message["author"] = json!({"id": BOT_USER_ID, "bot": true});
+                    if let Some(nonce) = nonce {
+                        rules
+                            .nonces
+                            .insert(((*channel).to_owned(), nonce.to_owned()), message.clone());
+                    }
+                    rules
+                        .created
+                        .push(((*channel).to_owned(), content.to_owned()));
+                    FakeResponse::json(StatusCode::OK, &message)
+                }
+            }
         }
         (&Method::PATCH, ["channels", channel, "messages", message]) => {
             let mut edited = body.clone();
             edited["id"] = json!(message);
             edited["channel_id"] = json!(channel);
             FakeResponse::json(StatusCode::OK, &edited)
+        }
+        (&Method::POST, ["channels", _, "typing"]) => FakeResponse::empty(StatusCode::NO_CONTENT),
+        (&Method::PUT, ["applications", _, "commands"]) => {
+            FakeResponse::json(StatusCode::OK, &body)
         }
         (&Method::POST, ["interactions", _, _, "callback"]) => {
             FakeResponse::empty(StatusCode::NO_CONTENT)
@@ -657,16 +750,13 @@ fn answer(
             &json!({"message": "404: Not Found", "code": 0}),
         ),
     };
-    let bucket = segments
-        .iter()
-        .take(2)
-        .copied()
-        .collect::<Vec<_>>()
-        .join("-");
     response
-        .header("x-ratelimit-limit", "5")
-        .header("x-ratelimit-remaining", "4")
-        .header("x-ratelimit-reset-after", "1.000")
+        .header("x-ratelimit-limit", limit.to_string())
+        .header("x-ratelimit-remaining", remaining.to_string())
+        .header(
+            "x-ratelimit-reset-after",
+            format!("{:.3}", reset_after.as_secs_f64()),
+        )
         .header("x-ratelimit-bucket", format!("fake-{bucket}"))
 }
 

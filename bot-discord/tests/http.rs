@@ -206,30 +206,55 @@ async fn the_client_stops_sending_before_the_invalid_request_ban() {
 }
 
 #[tokio::test]
-async fn replies_carry_a_nonce_so_retries_never_post_twice() {
+async fn nonces_let_a_retried_send_through_once_and_two_sends_twice() {
     let (api, http) = setup(3).await;
     let client = bot_discord::DiscordClient::new(http, None, Arc::default());
     let event = bot_core::EventId::new("1180000000000000000");
-    let message = bot_core::OutgoingMessage::text("pong");
+    let working = bot_core::OutgoingMessage::text("working on it");
+    let done = bot_core::OutgoingMessage::text("done");
+    let reference = Some("1180000000000000000");
     client
         .post(
             "c1",
-            std::slice::from_ref(&message),
-            Some(&event),
-            Some("1180000000000000000"),
+            std::slice::from_ref(&working),
+            Some((&event, 0)),
+            reference,
         )
         .await
         .unwrap();
     client
-        .post("c1", &[message], Some(&event), None)
+        .post("c1", std::slice::from_ref(&done), Some((&event, 1)), None)
         .await
         .unwrap();
-    let calls = api.api().calls_to("/channels/c1/messages");
-    let bodies: Vec<_> = calls.iter().map(|c| c.request.json()).collect();
+    // The runtime retries the handler: the same two sends, with the same nonces.
+    client
+        .post(
+            "c1",
+            std::slice::from_ref(&working),
+            Some((&event, 0)),
+            reference,
+        )
+        .await
+        .unwrap();
+    client
+        .post("c1", std::slice::from_ref(&done), Some((&event, 1)), None)
+        .await
+        .unwrap();
+
     assert_eq!(
-        bodies[0]["nonce"], bodies[1]["nonce"],
-        "the same event gives the same nonce"
+        api.messages_in("c1"),
+        ["working on it", "done"],
+        "two messages, each once"
     );
+    let bodies: Vec<_> = api
+        .api()
+        .calls_to("/channels/c1/messages")
+        .iter()
+        .map(|c| c.request.json())
+        .collect();
+    assert_eq!(bodies.len(), 4);
+    assert_eq!(bodies[0]["nonce"], bodies[2]["nonce"]);
+    assert_ne!(bodies[0]["nonce"], bodies[1]["nonce"]);
     assert_eq!(bodies[0]["enforce_nonce"], true);
     assert_eq!(
         bodies[0]["message_reference"]["message_id"],
@@ -239,5 +264,35 @@ async fn replies_carry_a_nonce_so_retries_never_post_twice() {
     assert_eq!(
         (info.shards, info.session_start_limit.max_concurrency),
         (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_on_one_bucket_never_overrun_it() {
+    let (api, http) = setup(3).await;
+    let window = Duration::from_millis(300);
+    api.set_bucket_limit(5, window);
+    let started = std::time::Instant::now();
+    let calls = (0..30).map(|i| {
+        let http = http.clone();
+        tokio::spawn(async move {
+            http.create_message("busy", &json!({"content": format!("m{i}")}))
+                .await
+        })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+    assert_eq!(api.messages_in("busy").len(), 30);
+    // Only the first call of each new window may find the fake's window a little early; a
+    // stampede at each reset would draw dozens.
+    assert!(
+        api.rate_limited() <= 6,
+        "{} calls drew 429",
+        api.rate_limited()
+    );
+    assert!(
+        started.elapsed() >= window * 5,
+        "30 calls at 5 per window take 6 windows"
     );
 }

@@ -29,7 +29,7 @@ use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use ratelimit::{Admission, RateLimiter, seconds};
+use ratelimit::{Admission, RateLimiter, Ticket, seconds};
 pub use ratelimit::{INVALID_REQUEST_BAN, INVALID_WINDOW};
 use route::RouteKey;
 
@@ -40,6 +40,8 @@ use crate::gateway::GatewayInfo;
 pub const DEFAULT_GLOBAL_PER_SECOND: u32 = 50;
 /// Invalid requests allowed per 10 minutes before the client refuses to send.
 pub const DEFAULT_INVALID_BUDGET: usize = 9_000;
+/// How long a call waits for another call's answer before asking its bucket again.
+const ANSWER_WAIT: Duration = Duration::from_millis(250);
 /// Default time-out of one HTTP attempt.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -345,8 +347,11 @@ impl DiscordHttp {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.admit(&key).await?;
-            let failure = match self.attempt(&key, &method, &url, body.clone()).await {
+            let ticket = self.admit(&key).await?;
+            let failure = match self
+                .attempt(&key, ticket, &method, &url, body.clone())
+                .await
+            {
                 Ok(value) => return Ok(value),
                 Err(failure)
                     if !failure.is_retryable() || attempt >= self.inner.retry.max_attempts =>
@@ -363,12 +368,20 @@ impl DiscordHttp {
     }
 
     /// Waits for the global limit and the route's bucket.
-    async fn admit(&self, key: &RouteKey) -> Result<(), Error> {
+    async fn admit(&self, key: &RouteKey) -> Result<Ticket, Error> {
         let started = Instant::now();
-        loop {
+        // The global limit first: nothing awaits between taking a bucket's request and sending,
+        // so a dropped call never keeps one.
+        if key.global {
+            self.inner.global.until_ready().await;
+        }
+        let ticket = loop {
             match self.inner.limits.admit(key) {
-                Admission::Go => break,
+                Admission::Go(ticket) => break ticket,
                 Admission::Wait(until) => tokio::time::sleep_until(until).await,
+                Admission::WaitForAnswer => {
+                    self.inner.limits.wait_for_answer(ANSWER_WAIT).await;
+                }
                 Admission::Refuse(until) => {
                     return Err(Error::new(
                         ErrorKind::InvalidRequestLimit,
@@ -377,26 +390,29 @@ impl DiscordHttp {
                     .with_retry_after(Some(until.saturating_duration_since(Instant::now()))));
                 }
             }
-        }
-        if key.global {
-            self.inner.global.until_ready().await;
-        }
+        };
         let waited = started.elapsed();
         if waited > Duration::from_millis(1)
             && let Some(t) = self.telemetry()
         {
             t.outbound_ratelimit_wait(&Platform::DISCORD, waited);
         }
-        Ok(())
+        Ok(ticket)
     }
 
     async fn attempt(
         &self,
         key: &RouteKey,
+        ticket: Ticket,
         method: &Method,
         url: &str,
         body: Option<Bytes>,
     ) -> Result<Value, Error> {
+        // Gives the bucket's request back if this call ends (or is dropped) without an answer.
+        let mut flight = Flight {
+            limits: &self.inner.limits,
+            ticket: Some(ticket),
+        };
         let mut request = self.inner.http.request(method.clone(), url).header(
             header::AUTHORIZATION,
             format!("Bot {}", self.inner.token.expose()),
@@ -415,15 +431,21 @@ impl DiscordHttp {
                 } else {
                     ErrorKind::Transport
                 };
-                return Err(Error::new(kind, "discord: the api call failed").with_source(e));
+                // The URL may hold an interaction token; errors travel to logs.
+                return Err(
+                    Error::new(kind, "discord: the api call failed").with_source(e.without_url())
+                );
             }
         };
         let status = response.status();
         self.count(status.as_str());
         let headers = response.headers().clone();
-        self.inner.limits.learn(key, &headers);
+        if let Some(ticket) = flight.ticket.take() {
+            self.inner.limits.learn(key, &ticket, &headers);
+        }
         let bytes = response.bytes().await.map_err(|e| {
-            Error::new(ErrorKind::Transport, "discord: reading the answer failed").with_source(e)
+            Error::new(ErrorKind::Transport, "discord: reading the answer failed")
+                .with_source(e.without_url())
         })?;
         let json: Value = if bytes.is_empty() {
             Value::Null
@@ -490,6 +512,20 @@ impl DiscordHttp {
     fn count(&self, status: &str) {
         if let Some(t) = self.telemetry() {
             t.outbound_request(&Platform::DISCORD, status);
+        }
+    }
+}
+
+/// A call's claim on its bucket, given back unless an answer settled it.
+struct Flight<'a> {
+    limits: &'a RateLimiter,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.limits.abandon(&ticket);
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::HeaderMap;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::route::RouteKey;
@@ -19,8 +20,14 @@ const BUCKET_IDLE: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
+    /// Requests per window (`X-RateLimit-Limit`).
+    limit: u32,
+    /// Requests left in this window, net of those admitted and not answered yet.
     remaining: u32,
-    reset_at: Instant,
+    /// When the window ends; `None` once it has ended and no answer told the next one yet.
+    reset_at: Option<Instant>,
+    /// Requests admitted and not answered yet.
+    in_flight: u32,
     used_at: Instant,
 }
 
@@ -38,23 +45,41 @@ struct State {
 /// What a call must wait for, or why it must not be sent.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Admission {
-    Go,
+    /// Go; report the answer (or its absence) under this bucket key.
+    Go(Ticket),
+    /// Wait until then and ask again.
     Wait(Instant),
+    /// The bucket's window ended and its requests are spent on calls not answered yet: wait for
+    /// an answer to tell the next window.
+    WaitForAnswer,
     /// Too many invalid requests lately: refuse until this instant.
     Refuse(Instant),
 }
+
+/// The bucket a call was admitted under, to report its answer against.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Ticket(Option<String>);
 
 /// The rate-limit state shared by every call of one client.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     state: Mutex<State>,
+    answered: Notify,
     invalid_budget: usize,
 }
+
+/// The limit of a bucket whose first call is on its way: the others wait for its answer.
+const PROBING: u32 = 0;
+
+/// Most routes remembered; a client that calls more (say, reactions with many emoji) starts
+/// learning again rather than growing without bound.
+const MAX_ROUTES: usize = 10_000;
 
 impl RateLimiter {
     pub(crate) fn new(invalid_budget: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
+            answered: Notify::new(),
             invalid_budget: invalid_budget.min(INVALID_REQUEST_BAN),
         }
     }
@@ -90,42 +115,105 @@ impl RateLimiter {
             return Admission::Wait(until);
         }
         let bucket_key = Self::bucket_key(&state, key);
-        if let Some(bucket) = state.buckets.get_mut(&bucket_key) {
-            bucket.used_at = now;
-            if bucket.reset_at <= now {
-                // The window passed; the next answer will say what is left.
-                bucket.remaining = u32::MAX;
-            } else if bucket.remaining == 0 {
-                return Admission::Wait(bucket.reset_at);
-            } else {
-                bucket.remaining -= 1;
+        let Some(bucket) = state.buckets.get_mut(&bucket_key) else {
+            // Nothing known yet: one call goes and its answer tells the limits; the others wait
+            // for it rather than all draw a 429.
+            state.buckets.insert(
+                bucket_key.clone(),
+                Bucket {
+                    limit: PROBING,
+                    remaining: 0,
+                    reset_at: None,
+                    in_flight: 1,
+                    used_at: now,
+                },
+            );
+            return Admission::Go(Ticket(Some(bucket_key)));
+        };
+        bucket.used_at = now;
+        if bucket.limit == PROBING {
+            return Admission::WaitForAnswer;
+        }
+        if bucket.reset_at.is_some_and(|at| at <= now) {
+            // A new window: its size is known, its end is not until an answer says.
+            bucket.remaining = bucket.limit.saturating_sub(bucket.in_flight);
+            bucket.reset_at = None;
+        }
+        if bucket.remaining == 0 {
+            return match bucket.reset_at {
+                Some(at) => Admission::Wait(at),
+                None => Admission::WaitForAnswer,
+            };
+        }
+        bucket.remaining -= 1;
+        bucket.in_flight += 1;
+        Admission::Go(Ticket(Some(bucket_key)))
+    }
+
+    /// Waits until some call of this client is answered (or `limit` passes).
+    pub(crate) async fn wait_for_answer(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.answered.notified()).await;
+    }
+
+    /// Ends a call's claim; a probe's placeholder goes, so that the next call probes again or the
+    /// answer's bucket takes over.
+    fn settle(state: &mut State, ticket: &Ticket) {
+        let Some(key) = ticket.0.as_ref() else { return };
+        if let Some(bucket) = state.buckets.get_mut(key) {
+            bucket.in_flight = bucket.in_flight.saturating_sub(1);
+            if bucket.limit == PROBING {
+                state.buckets.remove(key);
             }
         }
-        Admission::Go
+    }
+
+    /// A call admitted under `ticket` got no answer (a connection failure): its request is
+    /// given back.
+    pub(crate) fn abandon(&self, ticket: &Ticket) {
+        let mut state = self.lock();
+        Self::settle(&mut state, ticket);
+        if let Some(bucket) = ticket.0.as_ref().and_then(|k| state.buckets.get_mut(k))
+            && bucket.reset_at.is_some()
+        {
+            bucket.remaining = bucket.remaining.saturating_add(1).min(bucket.limit);
+        }
+        drop(state);
+        self.answered.notify_waiters();
     }
 
     /// Learns from an answer's `X-RateLimit-*` headers.
-    pub(crate) fn learn(&self, key: &RouteKey, headers: &HeaderMap) {
+    pub(crate) fn learn(&self, key: &RouteKey, ticket: &Ticket, headers: &HeaderMap) {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let now = Instant::now();
         let mut state = self.lock();
+        Self::settle(&mut state, ticket);
         if let Some(bucket) = header("x-ratelimit-bucket")
             && state.routes.get(&key.route).map(String::as_str) != Some(bucket)
         {
+            if state.routes.len() >= MAX_ROUTES {
+                state.routes.clear();
+            }
             state.routes.insert(key.route.clone(), bucket.to_owned());
         }
         let remaining = header("x-ratelimit-remaining").and_then(|v| v.parse::<u32>().ok());
         let reset_after = header("x-ratelimit-reset-after").and_then(seconds);
         if let (Some(remaining), Some(reset_after)) = (remaining, reset_after) {
+            let limit = header("x-ratelimit-limit")
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(remaining + 1);
             let bucket_key = Self::bucket_key(&state, key);
-            state.buckets.insert(
-                bucket_key,
-                Bucket {
-                    remaining,
-                    reset_at: now + reset_after,
-                    used_at: now,
-                },
-            );
+            let bucket = state.buckets.entry(bucket_key).or_insert(Bucket {
+                limit,
+                remaining,
+                reset_at: None,
+                in_flight: 0,
+                used_at: now,
+            });
+            bucket.limit = limit;
+            // Discord's count does not know of the calls still on their way.
+            bucket.remaining = remaining.saturating_sub(bucket.in_flight);
+            bucket.reset_at = Some(now + reset_after);
+            bucket.used_at = now;
         }
         if state
             .last_prune
@@ -134,8 +222,10 @@ impl RateLimiter {
             state.last_prune = Some(now);
             state
                 .buckets
-                .retain(|_, b| now.duration_since(b.used_at) < BUCKET_IDLE);
+                .retain(|_, b| b.in_flight > 0 || now.duration_since(b.used_at) < BUCKET_IDLE);
         }
+        drop(state);
+        self.answered.notify_waiters();
     }
 
     /// A 429: pause the bucket, or every global route when Discord says the limit is global.
@@ -146,14 +236,10 @@ impl RateLimiter {
             state.global_until = Some(state.global_until.map_or(until, |u| u.max(until)));
         } else {
             let bucket_key = Self::bucket_key(&state, key);
-            state.buckets.insert(
-                bucket_key,
-                Bucket {
-                    remaining: 0,
-                    reset_at: until,
-                    used_at: Instant::now(),
-                },
-            );
+            if let Some(bucket) = state.buckets.get_mut(&bucket_key) {
+                bucket.remaining = 0;
+                bucket.reset_at = Some(until);
+            }
         }
     }
 
@@ -203,28 +289,55 @@ mod tests {
         let limiter = RateLimiter::new(9_000);
         let a = RouteKey::new(&Method::POST, "/channels/1/messages");
         let b = RouteKey::new(&Method::POST, "/channels/2/messages");
-        limiter.learn(&a, &headers("h1", 0, "2.5"));
+        limiter.learn(&a, &Ticket(None), &headers("h1", 0, "2.5"));
         let Admission::Wait(until) = limiter.admit(&a) else {
             panic!("must wait")
         };
         assert_eq!(until - Instant::now(), Duration::from_millis(2500));
-        assert_eq!(
-            limiter.admit(&b),
-            Admission::Go,
+        assert!(
+            matches!(limiter.admit(&b), Admission::Go(_)),
             "another channel is another bucket"
         );
         tokio::time::advance(Duration::from_millis(2500)).await;
-        assert_eq!(limiter.admit(&a), Admission::Go);
+        assert!(matches!(limiter.admit(&a), Admission::Go(_)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn remaining_requests_are_shared_by_concurrent_calls() {
         let limiter = RateLimiter::new(9_000);
         let a = RouteKey::new(&Method::POST, "/channels/1/messages");
-        limiter.learn(&a, &headers("h1", 2, "1"));
-        assert_eq!(limiter.admit(&a), Admission::Go);
-        assert_eq!(limiter.admit(&a), Admission::Go);
+        limiter.learn(&a, &Ticket(None), &headers("h1", 2, "1"));
+        let first = limiter.admit(&a);
+        let second = limiter.admit(&a);
+        assert!(matches!(
+            (&first, &second),
+            (Admission::Go(_), Admission::Go(_))
+        ));
         assert!(matches!(limiter.admit(&a), Admission::Wait(_)));
+        // An answer counting only itself does not give back the other call's request.
+        let Admission::Go(ticket) = first else {
+            unreachable!()
+        };
+        limiter.learn(&a, &ticket, &headers("h1", 1, "1"));
+        assert!(
+            matches!(limiter.admit(&a), Admission::Wait(_)),
+            "one call is still on its way"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_window_lets_only_the_limit_through_until_an_answer_tells_its_end() {
+        let limiter = RateLimiter::new(9_000);
+        let a = RouteKey::new(&Method::POST, "/channels/1/messages");
+        let mut h = headers("h1", 0, "1");
+        h.insert("x-ratelimit-limit", HeaderValue::from(3));
+        limiter.learn(&a, &Ticket(None), &h);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let admitted = (0..10)
+            .filter(|_| matches!(limiter.admit(&a), Admission::Go(_)))
+            .count();
+        assert_eq!(admitted, 3, "no stampede when the window ends");
+        assert_eq!(limiter.admit(&a), Admission::WaitForAnswer);
     }
 
     #[tokio::test(start_paused = true)]
@@ -237,7 +350,7 @@ mod tests {
             limiter.admit(&RouteKey::new(&Method::GET, "/gateway/bot")),
             Admission::Wait(_)
         ));
-        assert_eq!(limiter.admit(&followup), Admission::Go);
+        assert!(matches!(limiter.admit(&followup), Admission::Go(_)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -252,7 +365,7 @@ mod tests {
         };
         assert_eq!(until - Instant::now(), INVALID_WINDOW);
         tokio::time::advance(INVALID_WINDOW).await;
-        assert_eq!(limiter.admit(&a), Admission::Go);
+        assert!(matches!(limiter.admit(&a), Admission::Go(_)));
         assert_eq!(limiter.invalid_count(), 0);
     }
 }
