@@ -32,6 +32,11 @@ const BUTTONS_PER_ROW: usize = 5;
 const MAX_ROWS: usize = 5;
 /// Discord's "interaction has already been acknowledged" error code.
 const ALREADY_ACKNOWLEDGED: u64 = 40060;
+/// Discord's "unknown webhook" error code.
+const UNKNOWN_WEBHOOK: u64 = 10015;
+/// Follow-ups tried again after an unknown webhook, and the wait before each.
+const FOLLOW_UP_TRIES: u32 = 3;
+const FOLLOW_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Sends Discord replies. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -86,6 +91,27 @@ impl DiscordClient {
         Ok(())
     }
 
+    /// A follow-up, tried again when Discord does not know the interaction's webhook yet: the
+    /// HTTP answer that acknowledged it may still be on its way to Discord.
+    async fn follow_up(
+        &self,
+        application_id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<(), Error> {
+        let mut tries = 0;
+        loop {
+            match self.http.create_followup(application_id, token, body).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == Some(UNKNOWN_WEBHOOK) && tries < FOLLOW_UP_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(FOLLOW_UP_WAIT).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn answer_interaction(
         &self,
         interaction_id: &str,
@@ -103,9 +129,7 @@ impl DiscordClient {
         match self.pending.route(interaction_id, response.clone()) {
             Route::Answered => {}
             Route::FollowUp => {
-                self.http
-                    .create_followup(application_id, token, &first)
-                    .await?;
+                self.follow_up(application_id, token, &first).await?;
             }
             Route::Callback => match self
                 .http
@@ -114,17 +138,13 @@ impl DiscordClient {
             {
                 Ok(()) => {}
                 Err(e) if e.code() == Some(ALREADY_ACKNOWLEDGED) => {
-                    self.http
-                        .create_followup(application_id, token, &first)
-                        .await?;
+                    self.follow_up(application_id, token, &first).await?;
                 }
                 Err(e) => return Err(e),
             },
         }
         for body in bodies {
-            self.http
-                .create_followup(application_id, token, &body)
-                .await?;
+            self.follow_up(application_id, token, &body).await?;
         }
         Ok(())
     }

@@ -7,13 +7,15 @@
 //! | not JSON | 400 |
 //! | PING (type 1) | 200 `{"type": 1}` |
 //! | the queue refuses the interaction | 503 with `Retry-After` |
-//! | anything else | the handler's first reply as the response (type 4) if it comes within 2.5 s; otherwise a deferred response (type 5), and the handler's replies become follow-ups |
+//! | autocomplete (type 4) | 200 with no choices (type 8); not delivered |
+//! | the queue does not take it within 2.5 s of its arrival | 503 with `Retry-After` |
+//! | anything else | the handler's first reply as the response (type 4) if it comes within 2.5 s of the request's arrival; otherwise a deferred response (type 5), and the handler's replies become follow-ups |
 //!
 //! With a durable queue the handler may run in another process: the endpoint still defers in
 //! time, and that process's first reply goes through the callback endpoint, or as a follow-up
 //! when the interaction was already acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,13 +45,19 @@ pub const TIMESTAMP_HEADER: &str = "x-signature-timestamp";
 pub const DEFAULT_DEFER_AFTER: Duration = Duration::from_millis(2500);
 /// How far a request's timestamp may be from now.
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
-/// An interaction token lasts 15 minutes; deferrals are remembered as long.
-const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
-/// Most interactions remembered at once (answered ones are forgotten at once).
-const MAX_PENDING: usize = 100_000;
+/// How long an interaction is remembered after it arrived (its token lasts 15 minutes; later
+/// replies find their way through the callback endpoint).
+const REMEMBERED: Duration = Duration::from_secs(5 * 60);
+/// Most interactions remembered at once: 1,000 a second for five minutes, past Discord's limits
+/// for one application.
+const MAX_PENDING: usize = 300_000;
 
+/// Interaction type 4, an autocomplete request.
+const AUTOCOMPLETE: u64 = 4;
 /// Interaction response type 1, PONG.
 const PONG: u8 = 1;
+/// Interaction response type 8, autocomplete choices.
+const AUTOCOMPLETE_RESULT: u8 = 8;
 /// Interaction response type 4, a message.
 pub(crate) const CHANNEL_MESSAGE: u8 = 4;
 /// Interaction response type 5, "thinking…", answered later.
@@ -101,19 +109,30 @@ enum Entry {
     /// The HTTP request waits for the handler's first reply.
     Waiting(oneshot::Sender<Value>),
     /// The request was answered (with the first reply or a deferral); replies are follow-ups.
-    Acknowledged(Instant),
+    Acknowledged,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// By interaction id: the entry and when the interaction arrived.
+    by_id: HashMap<String, (Entry, Instant)>,
+    /// Arrival order, for expiry.
+    order: VecDeque<(Instant, String)>,
 }
 
 /// Interactions this process is answering: how a handler's reply finds its HTTP response.
+///
+/// Entries live [`REMEMBERED`] after the interaction arrived; a reply after that goes through the
+/// callback endpoint and, when Discord says the interaction was acknowledged, as a follow-up.
 #[derive(Default)]
 pub struct Pending {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
 }
 
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pending")
-            .field("entries", &self.lock().len())
+            .field("entries", &self.lock().by_id.len())
             .finish()
     }
 }
@@ -122,40 +141,51 @@ impl fmt::Debug for Pending {
 pub(crate) enum Route {
     /// It went into the waiting HTTP response.
     Answered,
-    /// The interaction was deferred here: post a follow-up.
+    /// The interaction was answered here: post a follow-up.
     FollowUp,
-    /// Unknown here (gateway-delivered, or another process): use the callback endpoint.
+    /// Unknown here (gateway-delivered, another process, or forgotten): use the callback endpoint.
     Callback,
 }
 
 impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn wait(&self, id: &str) -> Option<oneshot::Receiver<Value>> {
         let now = Instant::now();
         let mut entries = self.lock();
-        if entries.len() >= MAX_PENDING {
-            entries.retain(|_, e| match e {
-                Entry::Waiting(sender) => !sender.is_closed(),
-                Entry::Acknowledged(at) => now.duration_since(*at) < TOKEN_LIFETIME,
-            });
-            if entries.len() >= MAX_PENDING {
-                return None;
+        let entries = &mut *entries;
+        while let Some((at, old)) = entries.order.front() {
+            if now.duration_since(*at) < REMEMBERED {
+                break;
             }
+            if entries
+                .by_id
+                .get(old)
+                .is_some_and(|(_, arrived)| arrived == at)
+            {
+                entries.by_id.remove(old);
+            }
+            entries.order.pop_front();
+        }
+        if entries.by_id.len() >= MAX_PENDING {
+            return None;
         }
         let (sender, receiver) = oneshot::channel();
-        entries.insert(id.to_owned(), Entry::Waiting(sender));
+        entries
+            .by_id
+            .insert(id.to_owned(), (Entry::Waiting(sender), now));
+        entries.order.push_back((now, id.to_owned()));
         Some(receiver)
     }
 
     /// The deadline passed: defer, unless the reply just went into the response.
     fn defer(&self, id: &str) -> bool {
         let mut entries = self.lock();
-        match entries.get(id) {
-            Some(Entry::Waiting(_)) => {
-                entries.insert(id.to_owned(), Entry::Acknowledged(Instant::now()));
+        match entries.by_id.get_mut(id) {
+            Some((entry @ Entry::Waiting(_), _)) => {
+                *entry = Entry::Acknowledged;
                 true
             }
             _ => false,
@@ -163,25 +193,22 @@ impl Pending {
     }
 
     fn forget(&self, id: &str) {
-        self.lock().remove(id);
+        self.lock().by_id.remove(id);
     }
 
     /// Routes a handler's first reply to interaction `id`.
     pub(crate) fn route(&self, id: &str, response: Value) -> Route {
         let mut entries = self.lock();
-        match entries.remove(id) {
-            Some(Entry::Waiting(sender)) => match sender.send(response) {
-                Ok(()) => {
-                    entries.insert(id.to_owned(), Entry::Acknowledged(Instant::now()));
-                    Route::Answered
-                }
+        let Some((entry, _)) = entries.by_id.get_mut(id) else {
+            return Route::Callback;
+        };
+        match std::mem::replace(entry, Entry::Acknowledged) {
+            Entry::Waiting(sender) => match sender.send(response) {
+                Ok(()) => Route::Answered,
+                // The request is gone (the client hung up): Discord never got an answer.
                 Err(_) => Route::Callback,
             },
-            Some(Entry::Acknowledged(at)) => {
-                entries.insert(id.to_owned(), Entry::Acknowledged(at));
-                Route::FollowUp
-            }
-            None => Route::Callback,
+            Entry::Acknowledged => Route::FollowUp,
         }
     }
 }
@@ -246,6 +273,7 @@ fn fresh(timestamp: &[u8], max_skew: Duration) -> bool {
 }
 
 async fn receive(State(state): State<EndpointState>, headers: HeaderMap, body: Bytes) -> Response {
+    let deadline = Instant::now() + state.config.defer_after;
     let ingress = &state.ingress;
     let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
     let timestamp = headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes());
@@ -269,6 +297,10 @@ async fn receive(State(state): State<EndpointState>, headers: HeaderMap, body: B
             "malformed_json",
         );
     };
+    if interaction.get("type").and_then(Value::as_u64) == Some(AUTOCOMPLETE) {
+        // Autocomplete wants choices, not a message: no handler reply fits, so none are offered.
+        return json_response(&json!({ "type": AUTOCOMPLETE_RESULT, "data": { "choices": [] } }));
+    }
     let Some(event) = from_interaction(&interaction) else {
         // PING: Discord checks the endpoint with it.
         return json_response(&json!({ "type": PONG }));
@@ -281,11 +313,27 @@ async fn receive(State(state): State<EndpointState>, headers: HeaderMap, body: B
             "too_many_interactions",
         );
     };
-    if let Err(error) = ingress.submit(vec![event]).await {
-        state.pending.forget(&id);
-        return bot_core::adapter::rejection(&error);
+    // Discord's 3 seconds count from the request, so the deadline does too, also when the queue
+    // is slow to take the interaction (a busy PostgreSQL, a full buffer under Overflow::Wait).
+    match tokio::time::timeout_at(deadline, ingress.submit(vec![event])).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            state.pending.forget(&id);
+            return bot_core::adapter::rejection(&error);
+        }
+        Err(_) => {
+            state.pending.forget(&id);
+            ingress
+                .telemetry()
+                .webhook_rejected(&Platform::DISCORD, "queue_timeout");
+            let error = bot_core::Error::new(
+                bot_core::ErrorKind::QueueFull,
+                "the queue did not take the interaction in time",
+            )
+            .with_retry_after(Duration::from_secs(1));
+            return bot_core::adapter::rejection(&error);
+        }
     }
-    let deadline = Instant::now() + state.config.defer_after;
     tokio::pin!(reply);
     match tokio::time::timeout_at(deadline, &mut reply).await {
         Ok(Ok(response)) => json_response(&response),

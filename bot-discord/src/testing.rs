@@ -1,6 +1,7 @@
 //! Test Discord bots offline (feature `testing`): a scriptable fake gateway and a fake REST API.
 //!
 //! [`FakeGateway`] is a WebSocket server on 127.0.0.1 that speaks the gateway protocol: Hello,
+//! a connection closed (4009) when its heartbeats stop for 1.5 intervals,
 //! Identify (checking the token: 4004 otherwise), READY with a session and a `resume_gateway_url`,
 //! Resume (replaying every dispatch after the client's sequence, then RESUMED), heartbeats and their
 //! ACKs, and zlib-stream compression when asked. Tests script it: send dispatches, ask for a
@@ -88,6 +89,7 @@ struct State {
     received: Vec<Received>,
     readies: usize,
     resumed: usize,
+    timed_out: usize,
     next_session: u64,
 }
 
@@ -278,6 +280,11 @@ impl FakeGateway {
         lock(&self.inner.state).readies
     }
 
+    /// How many connections the fake closed because their heartbeats stopped.
+    pub fn timed_out(&self) -> usize {
+        lock(&self.inner.state).timed_out
+    }
+
     /// How many RESUMED the fake sent (successful resumes).
     pub fn resumes(&self) -> usize {
         lock(&self.inner.state).resumed
@@ -410,8 +417,17 @@ async fn serve(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
     {
         return;
     }
+    // Discord drops a connection whose heartbeats stop; so does the fake, after 1.5 intervals.
+    let silence = Duration::from_millis(interval + interval / 2);
+    let timeout = tokio::time::sleep(silence);
+    tokio::pin!(timeout);
     loop {
         tokio::select! {
+            () = &mut timeout => {
+                lock(&inner.state).timed_out += 1;
+                out.close(4009).await;
+                break;
+            }
             command = incoming_commands.recv() => match command {
                 Some(Command::Frame(frame)) => {
                     if !out.send(&frame).await {
@@ -435,6 +451,9 @@ async fn serve(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
                 let d = frame.get("d").cloned().unwrap_or(Value::Null);
                 lock(&inner.state).received.push(Received { connection, op, d: d.clone(), at: Instant::now() });
                 inner.notify.notify_waiters();
+                if op == 1 {
+                    timeout.as_mut().reset(tokio::time::Instant::now() + silence);
+                }
                 let keep_going = match op {
                     1 if inner.acks.load(Ordering::Acquire) => out.send(&json!({"op": 11})).await,
                     2 => identify(&inner, connection, &d, &mut out).await,

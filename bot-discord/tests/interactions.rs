@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use bot_core::{Bot, Context, Error, Event, EventKind, Router};
+use std::sync::Arc;
+
+use bot_core::{Bot, Context, Error, Event, EventKind, Limits, Overflow, Router};
 use bot_discord::Discord;
 use bot_discord::interactions::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use bot_discord::testing::{APPLICATION_ID, FakeDiscordApi, InteractionSigner, slash_command};
@@ -36,6 +38,15 @@ async fn slow(cx: Context, _event: Event) -> Result<(), Error> {
 }
 
 async fn start(signer: &InteractionSigner) -> Endpoint {
+    start_with(
+        signer,
+        Limits::default(),
+        Router::new().command("echo", echo).command("slow", slow),
+    )
+    .await
+}
+
+async fn start_with(signer: &InteractionSigner, limits: Limits, router: Router) -> Endpoint {
     let api = FakeDiscordApi::start(TOKEN, "ws://127.0.0.1:9", 1, 1)
         .await
         .unwrap();
@@ -50,7 +61,8 @@ async fn start(signer: &InteractionSigner) -> Endpoint {
         .unwrap();
     let bot = Bot::builder()
         .adapter(discord)
-        .handler(Router::new().command("echo", echo).command("slow", slow))
+        .handler(router)
+        .limits(limits)
         .build()
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -200,5 +212,85 @@ async fn a_slow_handler_is_deferred_before_three_seconds_then_followed_up() {
     );
     assert_eq!(calls[0].request.json()["content"], "worth the wait");
     assert!(calls[0].request.received_at - sent >= Duration::from_secs(4));
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn autocomplete_gets_an_empty_choice_list_at_once() {
+    let signer = InteractionSigner::default();
+    let e = start(&signer).await;
+    let mut interaction = slash_command(
+        "echo",
+        json!([{"name": "text", "type": 3, "value": "h", "focused": true}]),
+        "c1",
+        "u1",
+    );
+    interaction["type"] = json!(4);
+    let response = signer.post(&e.url, &interaction).await.unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"type": 8, "data": {"choices": []}})
+    );
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn a_queue_too_slow_to_take_an_interaction_answers_503_within_the_deadline() {
+    let signer = InteractionSigner::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let blocked = move |cx: Context, _event: Event| {
+        let held = held.clone();
+        async move {
+            let _permit = held.acquire().await.expect("open");
+            cx.reply("late").await
+        }
+    };
+    // One handler at a time, one waiting event, and a producer that waits for room.
+    let limits = Limits {
+        max_in_flight: 1,
+        queue_capacity: 1,
+        overflow: Overflow::Wait,
+        ..Limits::default()
+    };
+    let e = start_with(&signer, limits, Router::new().command("block", blocked)).await;
+    let busy = |n: u32| {
+        let signer = signer.clone();
+        let url = e.url.clone();
+        tokio::spawn(async move {
+            let command = slash_command(
+                "block",
+                json!([{"name": "n", "type": 4, "value": n}]),
+                "c1",
+                "u1",
+            );
+            signer.post(&url, &command).await.unwrap().status().as_u16()
+        })
+    };
+    let running = busy(1);
+    let waiting = busy(2);
+    // Both are taken (one runs, one waits in the queue) before the third arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while e.bot.queue().depth() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = Instant::now();
+    let response = signer
+        .post(&e.url, &slash_command("block", json!([]), "c1", "u1"))
+        .await
+        .unwrap();
+    let answered_after = sent.elapsed();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(
+        answered_after < Duration::from_secs(3),
+        "answered after {answered_after:?}"
+    );
+    gate.add_permits(10);
+    assert_eq!((running.await.unwrap(), waiting.await.unwrap()), (200, 200));
     e.stop().await;
 }

@@ -27,6 +27,9 @@ impl Inflater {
 
     /// Takes a binary message; returns the inflated payload once a whole message has arrived.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<Option<&[u8]>, String> {
+        if self.buffer.len() + bytes.len() > MAX_MESSAGE {
+            return Err("a compressed message never ended".to_owned());
+        }
         self.buffer.extend_from_slice(bytes);
         if !self.buffer.ends_with(&ZLIB_SUFFIX) {
             return Ok(None);
