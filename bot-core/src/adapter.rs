@@ -179,6 +179,16 @@ impl Ingress {
         (status, reason).into_response()
     }
 
+    /// Counts `count` events of one request that the adapter acknowledges but does not deliver,
+    /// by its configuration (Messenger echoes, LINE standby events, messages of other bots), as
+    /// `bot.events.skipped{platform, reason}`.
+    pub fn skipped(&self, platform: &Platform, reason: &'static str, count: usize) {
+        self.inner
+            .telemetry
+            .metrics()
+            .skipped(platform, reason, count);
+    }
+
     /// Whether the bot accepts events (false once shutdown began).
     pub fn is_accepting(&self) -> bool {
         self.inner.accepting.load(Ordering::Acquire)

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{DEFAULT_API_BASE, LineClient, LineClientBuilder};
 use crate::error::Error;
-use crate::webhook;
+use crate::webhook::{self, WebhookConfig};
 
 /// The environment variable with the channel secret (signs webhooks).
 pub const ENV_CHANNEL_SECRET: &str = "LINE_CHANNEL_SECRET";
@@ -39,8 +39,7 @@ pub const ENV_API_BASE: &str = "LINE_API_BASE";
 /// ```
 #[derive(Debug, Clone)]
 pub struct Line {
-    channel_secret: Secret,
-    path: String,
+    webhook: WebhookConfig,
     client: LineClient,
 }
 
@@ -48,15 +47,21 @@ pub struct Line {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct LineBuilder {
-    channel_secret: Secret,
-    path: String,
+    webhook: WebhookConfig,
     client: LineClientBuilder,
 }
 
 impl LineBuilder {
     /// Serves the webhook at `path` instead of `/line/webhook`.
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
+        self.webhook.path = path.into();
+        self
+    }
+
+    /// Delivers events in standby mode to the handlers (default: acknowledged and counted, not
+    /// delivered; see [`WebhookConfig::deliver_standby`]).
+    pub fn deliver_standby(mut self, deliver: bool) -> Self {
+        self.webhook.deliver_standby = deliver;
         self
     }
 
@@ -82,18 +87,17 @@ impl LineBuilder {
     /// [`crate::ErrorKind::Config`] when the secret is empty, the path does not start with `/`,
     /// or the client's configuration is invalid.
     pub fn build(self) -> Result<Line, Error> {
-        if self.channel_secret.is_empty() {
+        if self.webhook.channel_secret.is_empty() {
             return Err(Error::config("line: the channel secret is empty"));
         }
-        if !self.path.starts_with('/') {
+        if !self.webhook.path.starts_with('/') {
             return Err(Error::config(format!(
                 "line: webhook path {:?} must start with /",
-                self.path
+                self.webhook.path
             )));
         }
         Ok(Line {
-            channel_secret: self.channel_secret,
-            path: self.path,
+            webhook: self.webhook,
             client: self.client.build()?,
         })
     }
@@ -106,8 +110,7 @@ impl Line {
         channel_access_token: impl Into<Secret>,
     ) -> LineBuilder {
         LineBuilder {
-            channel_secret: channel_secret.into(),
-            path: webhook::DEFAULT_PATH.to_owned(),
+            webhook: WebhookConfig::new(channel_secret.into()),
             client: LineClient::builder(channel_access_token),
         }
     }
@@ -159,7 +162,7 @@ impl Line {
 
     /// The webhook's path.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.webhook.path
     }
 }
 
@@ -179,11 +182,7 @@ impl Adapter for Line {
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
         self.client.set_telemetry(ingress.telemetry().clone());
-        Some(webhook::router(
-            &self.path,
-            self.channel_secret.clone(),
-            ingress,
-        ))
+        Some(webhook::router(self.webhook.clone(), ingress))
     }
 
     async fn run(

@@ -1,4 +1,4 @@
-//! The Messaging API client: reply, push, multicast, profile, loading animation; rate-limited,
+//! The Messaging API client: reply, push, multicast, profile, content, loading animation; rate-limited,
 //! retried, and the [`Outbound`] of LINE events.
 //!
 //! - **Rate limits**: one governor limiter per endpoint, at LINE's published per-channel limits by
@@ -41,10 +41,15 @@ use crate::model::send::{
 
 /// LINE's API base.
 pub const DEFAULT_API_BASE: &str = "https://api.line.me";
+/// LINE's API base for content (images, videos, audio and files users send).
+pub const DEFAULT_DATA_API_BASE: &str = "https://api-data.line.me";
 /// The header that makes push and multicast idempotent.
 pub const RETRY_KEY_HEADER: &str = "x-line-retry-key";
 /// Default time-out of one HTTP attempt.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Namespace of the retry keys derived from event ids (UUID v5).
 const RETRY_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6e65_2d72_6574_7279_2d6b_6579_0001);
@@ -62,6 +67,8 @@ pub struct RateLimits {
     pub profile_per_second: u32,
     /// Loading animation API. Default 100.
     pub loading_per_second: u32,
+    /// Content API (downloads of what users send). Default 2,000.
+    pub content_per_second: u32,
 }
 
 impl Default for RateLimits {
@@ -72,6 +79,7 @@ impl Default for RateLimits {
             multicast_per_second: 200,
             profile_per_second: 2000,
             loading_per_second: 100,
+            content_per_second: 2000,
         }
     }
 }
@@ -119,6 +127,7 @@ enum Endpoint {
     Multicast,
     Profile,
     Loading,
+    Content,
 }
 
 struct Limiters {
@@ -127,6 +136,7 @@ struct Limiters {
     multicast: DefaultDirectRateLimiter,
     profile: DefaultDirectRateLimiter,
     loading: DefaultDirectRateLimiter,
+    content: DefaultDirectRateLimiter,
 }
 
 impl Limiters {
@@ -142,6 +152,7 @@ impl Limiters {
             multicast: quota("multicast_per_second", limits.multicast_per_second)?,
             profile: quota("profile_per_second", limits.profile_per_second)?,
             loading: quota("loading_per_second", limits.loading_per_second)?,
+            content: quota("content_per_second", limits.content_per_second)?,
         })
     }
 
@@ -152,6 +163,7 @@ impl Limiters {
             Endpoint::Multicast => &self.multicast,
             Endpoint::Profile => &self.profile,
             Endpoint::Loading => &self.loading,
+            Endpoint::Content => &self.content,
         }
     }
 }
@@ -177,6 +189,7 @@ pub struct LineClient {
 struct Inner {
     http: reqwest::Client,
     api_base: String,
+    data_api_base: String,
     access_token: Secret,
     retry: RetryPolicy,
     limiters: Limiters,
@@ -200,6 +213,7 @@ impl fmt::Debug for LineClient {
 pub struct LineClientBuilder {
     access_token: Secret,
     api_base: String,
+    data_api_base: Option<String>,
     retry: RetryPolicy,
     rate_limits: RateLimits,
     timeout: Duration,
@@ -210,6 +224,13 @@ impl LineClientBuilder {
     /// Sends to `api_base` instead of [`DEFAULT_API_BASE`] (a proxy, or the fake in tests).
     pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
         self.api_base = api_base.into();
+        self
+    }
+
+    /// Downloads content from `data_api_base`. Default: [`DEFAULT_DATA_API_BASE`] when the API
+    /// base is LINE's own, otherwise the API base (a proxy or fake serving both).
+    pub fn data_api_base(mut self, data_api_base: impl Into<String>) -> Self {
+        self.data_api_base = Some(data_api_base.into());
         self
     }
 
@@ -248,12 +269,12 @@ impl LineClientBuilder {
         if self.access_token.is_empty() {
             return Err(Error::config("line: the channel access token is empty"));
         }
-        let api_base = self.api_base.trim_end_matches('/').to_owned();
-        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
-            return Err(Error::config(format!(
-                "line: api base {api_base:?} is not an http(s) URL"
-            )));
-        }
+        let api_base = base_url(&self.api_base)?;
+        let data_api_base = match &self.data_api_base {
+            Some(base) => base_url(base)?,
+            None if api_base == DEFAULT_API_BASE => DEFAULT_DATA_API_BASE.to_owned(),
+            None => api_base.clone(),
+        };
         self.retry
             .validate()
             .map_err(|e| Error::config(format!("line: retry policy: {e}")))?;
@@ -266,6 +287,7 @@ impl LineClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 api_base,
+                data_api_base,
                 access_token: self.access_token,
                 retry: self.retry,
                 limiters: Limiters::new(self.rate_limits)?,
@@ -279,6 +301,7 @@ impl LineClientBuilder {
 /// A successful HTTP answer.
 struct Answer {
     status: StatusCode,
+    content_type: Option<String>,
     body: Bytes,
     request_id: Option<String>,
     accepted_request_id: Option<String>,
@@ -290,6 +313,7 @@ impl LineClient {
         LineClientBuilder {
             access_token: access_token.into(),
             api_base: DEFAULT_API_BASE.to_owned(),
+            data_api_base: None,
             retry: default_retry_policy(),
             rate_limits: RateLimits::default(),
             timeout: DEFAULT_TIMEOUT,
@@ -432,6 +456,23 @@ impl LineClient {
         .map(|_| ())
     }
 
+    /// Downloads what a user sent in an image, video, audio or file message (by message id),
+    /// held in memory.
+    ///
+    /// # Errors
+    ///
+    /// As any call; LINE answers 404 once the content has expired.
+    pub async fn content(&self, message_id: &str) -> Result<Content, Error> {
+        let path = format!("/v2/bot/message/{message_id}/content");
+        let answer = self
+            .call(Endpoint::Content, Method::GET, &path, None, None)
+            .await?;
+        Ok(Content {
+            bytes: answer.body,
+            content_type: answer.content_type,
+        })
+    }
+
     fn telemetry(&self) -> Option<&Telemetry> {
         self.inner.telemetry.get()
     }
@@ -445,7 +486,12 @@ impl LineClient {
         body: Option<&Value>,
         retry_key: Option<RetryKey>,
     ) -> Result<Answer, Error> {
-        let url = format!("{}{path}", self.inner.api_base);
+        let base = if endpoint == Endpoint::Content {
+            &self.inner.data_api_base
+        } else {
+            &self.inner.api_base
+        };
+        let url = format!("{base}{path}");
         let body = body.map(|b| Bytes::from(b.to_string()));
         let retry_key = retry_key.map(|k| k.as_uuid().hyphenated().to_string());
         let max_attempts = self.inner.retry.max_attempts;
@@ -463,10 +509,12 @@ impl LineClient {
                 }
                 Err(failure) => failure,
             };
-            let delay = failure
-                .retry_after()
-                .unwrap_or_else(|| self.inner.retry.backoff(attempt))
-                .min(self.inner.retry.max_backoff);
+            // LINE's own word wins over the policy's backoff, bounded so a bad header cannot
+            // park a handler for hours.
+            let delay = failure.retry_after().map_or_else(
+                || self.inner.retry.backoff(attempt),
+                |after| after.min(MAX_RETRY_AFTER),
+            );
             tracing::debug!(
                 error = %failure, attempt, ?delay, path, "line api call failed; retrying"
             );
@@ -529,6 +577,7 @@ impl LineClient {
                 .map(str::to_owned)
         };
         let request_id = header_value("x-line-request-id");
+        let content_type = header_value(header::CONTENT_TYPE.as_str());
         let accepted_request_id = header_value("x-line-accepted-request-id");
         let retry_after = header_value(header::RETRY_AFTER.as_str())
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -548,6 +597,7 @@ impl LineClient {
             // 409 to a retry key: a previous attempt was accepted; nothing is sent twice.
             return Ok(Answer {
                 status,
+                content_type,
                 body,
                 request_id,
                 accepted_request_id,
@@ -669,6 +719,27 @@ impl Outbound for LineClient {
             self.show_loading(conversation.as_str(), 20).await?;
         }
         Ok(())
+    }
+}
+
+/// Content a user sent, downloaded with [`LineClient::content`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Content {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// The MIME type LINE gave, such as `image/jpeg`.
+    pub content_type: Option<String>,
+}
+
+fn base_url(base: &str) -> Result<String, Error> {
+    let base = base.trim_end_matches('/').to_owned();
+    if base.starts_with("https://") || base.starts_with("http://") {
+        Ok(base)
+    } else {
+        Err(Error::config(format!(
+            "line: api base {base:?} is not an http(s) URL"
+        )))
     }
 }
 
@@ -866,6 +937,23 @@ mod tests {
             RetryKey::for_event(&EventId::new("01HY"), 0)
         );
         assert_ne!(RetryKey::random(), RetryKey::random());
+    }
+
+    #[test]
+    fn content_goes_to_the_data_api_unless_a_base_is_set() {
+        let line = LineClient::builder("t").build().unwrap();
+        assert_eq!(line.inner.data_api_base, DEFAULT_DATA_API_BASE);
+        let proxied = LineClient::builder("t")
+            .api_base("http://proxy:9/")
+            .build()
+            .unwrap();
+        assert_eq!(proxied.inner.data_api_base, "http://proxy:9");
+        let both = LineClient::builder("t")
+            .api_base("http://proxy:9")
+            .data_api_base("https://data.example")
+            .build()
+            .unwrap();
+        assert_eq!(both.inner.data_api_base, "https://data.example");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Test LINE bots offline: a fake LINE API and signed webhook builders (feature `testing`).
 //!
-//! [`FakeLine`] serves the Messaging API endpoints the client uses on 127.0.0.1, with LINE's
+//! [`FakeLine`] serves the Messaging API endpoints the client uses on 127.0.0.1 (reply, push,
+//! multicast, profile, content, loading animation), with LINE's
 //! rules: the bearer token is checked (401), reply tokens are single-use (400 `Invalid reply
 //! token`), a reply carries 1 to 5 messages, and a push or multicast whose `X-Line-Retry-Key` was
 //! accepted before answers 409 with `x-line-accepted-request-id`. Every call is recorded;
@@ -243,6 +244,17 @@ fn answer(access_token: &str, rules: &Mutex<Rules>, request: &FakeRequest) -> Fa
         (&Method::POST, REPLY_PATH) => reply(rules, request, &body),
         (&Method::POST, PUSH_PATH | MULTICAST_PATH) => push(rules, request, &body, &request_id),
         (&Method::POST, LOADING_PATH) => FakeResponse::json(StatusCode::ACCEPTED, &json!({})),
+        (&Method::GET, path)
+            if path.starts_with("/v2/bot/message/") && path.ends_with("/content") =>
+        {
+            let id = &path["/v2/bot/message/".len()..path.len() - "/content".len()];
+            FakeResponse {
+                status: StatusCode::OK,
+                headers: http::HeaderMap::new(),
+                body: Bytes::from(format!("content of message {id}")),
+            }
+            .header("content-type", "image/jpeg")
+        }
         (&Method::GET, path) if path.starts_with("/v2/bot/profile/") => {
             let user_id = &path["/v2/bot/profile/".len()..];
             FakeResponse::json(

@@ -8,8 +8,11 @@
 //! | `x-line-signature` missing, not base64, or not the HMAC-SHA256 of the raw body | 401 |
 //! | body not JSON, or no `events` array | 400 |
 //! | `events: []` (the console's "Verify" button) | 200 |
+//! | events in standby mode, unless [`WebhookConfig::deliver_standby`] | acknowledged, not delivered, counted |
 //! | the queue refuses the batch (full, shutting down) | 503 with `Retry-After` |
 //! | every event accepted (or a duplicate of one already accepted) | 200 |
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -20,6 +23,7 @@ use bot_core::{Ingress, Platform, Secret};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode};
+use serde_json::Value;
 use sha2::Sha256;
 
 use crate::event::events_from_body;
@@ -88,22 +92,49 @@ fn mac(channel_secret: &Secret, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
+/// What the webhook needs: its path, the channel secret, and what to deliver.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WebhookConfig {
+    /// Where the webhook is served. Default [`DEFAULT_PATH`].
+    pub path: String,
+    /// The channel secret that signs the requests.
+    pub channel_secret: Secret,
+    /// Whether events in standby mode (another module channel holds the chat; no reply token)
+    /// reach the handlers. Default false: they are acknowledged and counted as
+    /// `bot.events.skipped{reason="standby"}`, so that a handler's reply cannot turn into a push
+    /// into a chat the bot does not control.
+    pub deliver_standby: bool,
+}
+
+impl WebhookConfig {
+    /// The default configuration for `channel_secret`.
+    pub fn new(channel_secret: Secret) -> Self {
+        Self {
+            path: DEFAULT_PATH.to_owned(),
+            channel_secret,
+            deliver_standby: false,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct WebhookState {
-    channel_secret: Secret,
+    config: Arc<WebhookConfig>,
     ingress: Ingress,
 }
 
-/// The webhook route at `path`, submitting to `ingress`.
+/// The webhook route, submitting to `ingress`.
 ///
 /// [`crate::Line`] mounts it for you; use this to serve it from your own axum app. The body
 /// limit (413) is the bot's ([`bot_core::BotBuilder::max_body_bytes`]) when mounted through
 /// [`bot_core::Bot::webhooks`]; add a `DefaultBodyLimit` layer when you mount it elsewhere.
-pub fn router(path: &str, channel_secret: Secret, ingress: Ingress) -> Router {
+pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
+    let path = config.path.clone();
     Router::new()
-        .route(path, post(receive))
+        .route(&path, post(receive))
         .with_state(WebhookState {
-            channel_secret,
+            config: Arc::new(config),
             ingress,
         })
 }
@@ -112,14 +143,21 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
     let ingress = &state.ingress;
     let checked = match headers.get(SIGNATURE_HEADER) {
         None => Err(SignatureError::Missing),
-        Some(signature) => verify(&state.channel_secret, &body, signature.as_bytes()),
+        Some(signature) => verify(&state.config.channel_secret, &body, signature.as_bytes()),
     };
     if let Err(error) = checked {
         tracing::warn!(%error, "line webhook refused");
         return ingress.refuse(&Platform::LINE, StatusCode::UNAUTHORIZED, "signature");
     }
     match events_from_body(&body) {
-        Ok(events) => ingress.submit_and_answer(events).await,
+        Ok(mut events) => {
+            if !state.config.deliver_standby {
+                let before = events.len();
+                events.retain(|e| e.raw().get("mode").and_then(Value::as_str) != Some("standby"));
+                ingress.skipped(&Platform::LINE, "standby", before - events.len());
+            }
+            ingress.submit_and_answer(events).await
+        }
         Err(error) => {
             // The error names the line and column, never the body's content.
             tracing::warn!(%error, bytes = body.len(), "line webhook body is not a webhook");

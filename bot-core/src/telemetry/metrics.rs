@@ -97,6 +97,7 @@ pub(crate) struct Metrics {
     received: Counter<u64>,
     dropped: Counter<u64>,
     rejected: Counter<u64>,
+    skipped: Counter<u64>,
     handler_duration: Histogram<f64>,
     pub(crate) outbound_requests: Counter<u64>,
     pub(crate) outbound_ratelimit_wait: Histogram<f64>,
@@ -157,6 +158,12 @@ impl Metrics {
                 .u64_counter("bot.webhook.rejected")
                 .with_description("Webhook requests refused, by reason")
                 .build(),
+            skipped: meter
+                .u64_counter("bot.events.skipped")
+                .with_description(
+                    "Events an adapter acknowledged but did not deliver, by platform and reason",
+                )
+                .build(),
             handler_duration: meter
                 .f64_histogram("bot.handler.duration")
                 .with_unit("s")
@@ -200,6 +207,18 @@ impl Metrics {
         if n > 0 {
             self.dropped
                 .add(n as u64, &[KeyValue::new("reason", reason.as_str())]);
+        }
+    }
+
+    pub(crate) fn skipped(&self, platform: &Platform, reason: &'static str, n: usize) {
+        if n > 0 {
+            self.skipped.add(
+                n as u64,
+                &[
+                    KeyValue::new("platform", platform.as_str().to_owned()),
+                    KeyValue::new("reason", reason),
+                ],
+            );
         }
     }
 

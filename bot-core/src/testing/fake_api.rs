@@ -375,6 +375,15 @@ impl FakeApi {
         }
     }
 
+    /// Waits, without limit, until `count` requests arrived (for demos and tools that watch a
+    /// fake; tests use [`FakeApi::wait_for_calls`], which gives up).
+    pub async fn wait_for_count(&self, count: usize) {
+        wait_until(&self.shared.notify, || {
+            (self.call_count() >= count).then_some(())
+        })
+        .await;
+    }
+
     /// Answers the next matching requests with `fault` instead of the responder. Faults apply in
     /// the order injected.
     pub fn inject(&self, fault: Fault) {

@@ -1,0 +1,348 @@
+//! The LINE client against the fake LINE API: retries, retry keys, limits, fallbacks, errors.
+
+mod support;
+
+use std::time::Duration;
+
+use bot_core::outbound::Target;
+use bot_core::testing::fake_api::{FakeResponse, Fault};
+use bot_core::{EventId, Outbound, OutgoingMessage, RetryPolicy};
+use bot_line::model::send::Message;
+use bot_line::testing::{FakeLine, LOADING_PATH, PUSH_PATH, REPLY_PATH};
+use bot_line::{ErrorKind, LineClient, RateLimits, RetryKey};
+use http::StatusCode;
+use serde_json::json;
+use support::{TOKEN, sample};
+
+fn quick_retries(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        multiplier: 2.0,
+        jitter: 0.0,
+    }
+}
+
+async fn setup(max_attempts: u32, push_fallback: bool) -> (FakeLine, LineClient) {
+    let fake = FakeLine::start(TOKEN).await.unwrap();
+    let client = LineClient::builder(TOKEN)
+        .api_base(fake.url())
+        .retry(quick_retries(max_attempts))
+        .push_fallback(push_fallback)
+        .build()
+        .unwrap();
+    (fake, client)
+}
+
+fn text(t: &str) -> Vec<Message> {
+    vec![Message::text(t)]
+}
+
+// ANCHOR: faults
+#[tokio::test]
+async fn push_retries_429_and_5xx_with_one_retry_key_until_it_goes_through() {
+    let (fake, client) = setup(4, false).await;
+    fake.api().inject(
+        Fault::status(StatusCode::TOO_MANY_REQUESTS)
+            .json(&json!({"message": "The API rate limit has been exceeded. Try again later."})),
+    );
+    fake.api()
+        .inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR));
+    fake.api().inject(Fault::status(StatusCode::BAD_GATEWAY));
+
+    let outcome = client.push("Uuser", &text("hi"), None).await.unwrap();
+    assert_eq!(outcome.sent_messages.len(), 1);
+    assert!(outcome.request_id.is_some());
+
+    let pushes = fake.pushes();
+    let statuses: Vec<u16> = pushes.iter().map(|p| p.status.as_u16()).collect();
+    assert_eq!(statuses, [429, 500, 502, 200]);
+    let key = pushes[0]
+        .retry_key
+        .clone()
+        .expect("push carries X-Line-Retry-Key");
+    assert!(uuid::Uuid::parse_str(&key).is_ok(), "{key}");
+    assert!(
+        pushes
+            .iter()
+            .all(|p| p.retry_key.as_deref() == Some(key.as_str())),
+        "one key for every attempt"
+    );
+}
+// ANCHOR_END: faults
+
+#[tokio::test]
+async fn push_gives_up_after_the_configured_attempts_with_a_typed_error() {
+    let (fake, client) = setup(3, false).await;
+    fake.api().inject(
+        Fault::status(StatusCode::SERVICE_UNAVAILABLE)
+            .json(&json!({"message": "temporarily unavailable"}))
+            .times(3),
+    );
+    let error = client.push("Uuser", &text("hi"), None).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Server);
+    assert_eq!(error.attempts(), 3);
+    assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(
+        error.api_error().unwrap().message,
+        "temporarily unavailable"
+    );
+    assert!(error.is_retryable());
+    assert_eq!(fake.pushes().len(), 3);
+    let keys: std::collections::HashSet<_> =
+        fake.pushes().into_iter().map(|p| p.retry_key).collect();
+    assert_eq!(keys.len(), 1);
+
+    fake.api()
+        .inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).times(10));
+    let error = client.push("Uuser", &text("hi"), None).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RateLimited);
+    assert_eq!(error.attempts(), 3);
+    let core: bot_core::Error = error.into();
+    assert_eq!(core.kind(), bot_core::ErrorKind::RateLimited);
+    assert!(
+        core.is_retryable(),
+        "the runtime may try the event again later"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let (fake, client) = setup(2, false).await;
+    fake.api()
+        .inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1"));
+    client.push("Uuser", &text("hi"), None).await.unwrap();
+    let calls = fake.api().calls();
+    let waited = calls[1].request.received_at - calls[0].request.received_at;
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+}
+
+#[tokio::test]
+async fn the_monthly_quota_and_other_refusals_are_not_retried() {
+    let (fake, client) = setup(4, false).await;
+    fake.api().inject(
+        Fault::status(StatusCode::TOO_MANY_REQUESTS)
+            .json(&json!({"message": "You have reached your monthly limit."})),
+    );
+    let error = client.push("Uuser", &text("hi"), None).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::QuotaExceeded);
+    assert_eq!(error.attempts(), 1);
+    assert!(!bot_core::Error::from(error).is_retryable());
+
+    fake.api().inject(Fault::response(FakeResponse::json(
+        StatusCode::BAD_REQUEST,
+        &json!({"message": "The request body has 1 error(s)", "details": [{"message": "must be specified", "property": "to"}]}),
+    )));
+    let error = client.push("", &text("hi"), None).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Api);
+    assert_eq!(
+        error.api_error().unwrap().details[0].property.as_deref(),
+        Some("to")
+    );
+    assert_eq!(fake.pushes().len(), 2, "one call each");
+
+    let stranger = LineClient::builder("wrong-token")
+        .api_base(fake.url())
+        .retry(quick_retries(4))
+        .build()
+        .unwrap();
+    let error = stranger.profile("U1").await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.status()),
+        (ErrorKind::Api, Some(StatusCode::UNAUTHORIZED))
+    );
+    assert!(
+        error.to_string().contains("Authentication failed"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_push_retried_after_it_was_accepted_is_not_sent_twice() {
+    let (fake, client) = setup(2, false).await;
+    let key = RetryKey::random();
+    client
+        .push("Uuser", &text("once"), Some(key))
+        .await
+        .unwrap();
+    // The answer was lost (say), so the caller sends it again with the same key.
+    let again = client
+        .push("Uuser", &text("once"), Some(key))
+        .await
+        .unwrap();
+    assert!(
+        again.accepted_request_id.is_some(),
+        "409 names the request that was accepted"
+    );
+    let pushes = fake.pushes();
+    let statuses: Vec<u16> = pushes.iter().map(|p| p.status.as_u16()).collect();
+    assert_eq!(statuses, [200, 409]);
+}
+
+#[tokio::test]
+async fn replies_carry_one_to_five_messages_and_tokens_are_single_use() {
+    let (fake, client) = setup(3, false).await;
+    let six: Vec<Message> = (0..6).map(|i| Message::text(i.to_string())).collect();
+    let error = client.reply("rt-1", &six).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.attempts()),
+        (ErrorKind::InvalidRequest, 0)
+    );
+    assert_eq!(fake.api().call_count(), 0, "refused before sending");
+
+    client.reply("rt-1", &six[..5]).await.unwrap();
+    let error = client.reply("rt-1", &text("again")).await.unwrap_err();
+    assert!(error.is_invalid_reply_token());
+    assert_eq!(error.attempts(), 1, "a refused token is not retried");
+    let replies = fake.replies();
+    assert_eq!(replies.len(), 2);
+    assert_eq!(replies[0].messages.len(), 5);
+    assert!(
+        fake.api()
+            .calls_to(REPLY_PATH)
+            .iter()
+            .all(|c| c.request.header("x-line-retry-key").is_none())
+    );
+}
+
+fn reply_target(token: &str, event: &str) -> Target {
+    let mut target = Target::conversation("Uchat");
+    target.reply_token = Some(bot_core::event::ReplyToken::new(token));
+    target.in_reply_to = Some(EventId::new(event));
+    target
+}
+
+#[tokio::test]
+async fn an_expired_reply_token_falls_back_to_push_only_when_enabled() {
+    let (fake, strict) = setup(3, false).await;
+    strict.reply("rt-used", &text("first")).await.unwrap();
+    let error = strict
+        .send(&reply_target("rt-used", "01EV1"), vec!["late".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        !error.is_retryable(),
+        "a refused token cannot succeed later"
+    );
+    assert!(fake.pushes().is_empty());
+
+    let lenient = LineClient::builder(TOKEN)
+        .api_base(fake.url())
+        .retry(quick_retries(3))
+        .push_fallback(true)
+        .build()
+        .unwrap();
+    lenient
+        .send(&reply_target("rt-used", "01EV1"), vec!["late".into()])
+        .await
+        .unwrap();
+    let pushes = fake.pushes();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(
+        (pushes[0].to.as_str(), pushes[0].texts()),
+        ("Uchat", vec!["late"])
+    );
+    assert_eq!(
+        pushes[0].retry_key.as_deref(),
+        Some(
+            RetryKey::for_event(&EventId::new("01EV1"), 0)
+                .as_uuid()
+                .to_string()
+                .as_str()
+        )
+    );
+}
+
+#[tokio::test]
+async fn sends_without_a_token_push_in_fives_and_a_retried_handler_sends_nothing_twice() {
+    let (fake, client) = setup(3, false).await;
+    let mut target = Target::conversation("Cgroup");
+    target.in_reply_to = Some(EventId::new("01EVENT"));
+    let seven: Vec<OutgoingMessage> = (0..7)
+        .map(|i| OutgoingMessage::text(format!("m{i}")))
+        .collect();
+    client.send(&target, seven.clone()).await.unwrap();
+    // The handler runs again (the runtime retried the event): same keys, LINE answers 409.
+    client.send(&target, seven).await.unwrap();
+    let pushes = fake.pushes();
+    let summary: Vec<(usize, u16)> = pushes
+        .iter()
+        .map(|p| (p.messages.len(), p.status.as_u16()))
+        .collect();
+    assert_eq!(summary, [(5, 200), (2, 200), (5, 409), (2, 409)]);
+    assert_eq!(pushes[0].texts(), ["m0", "m1", "m2", "m3", "m4"]);
+
+    // More than five messages with a reply token and no fallback: refused before sending.
+    let error = client
+        .send(
+            &reply_target("rt-9", "01EV9"),
+            (0..6)
+                .map(|i| OutgoingMessage::text(i.to_string()))
+                .collect(),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("at most 5"), "{error}");
+    assert!(fake.replies().is_empty());
+}
+
+#[tokio::test]
+async fn profile_content_and_typing_use_their_endpoints() {
+    let (fake, client) = setup(1, false).await;
+    let content = client.content("3257").await.unwrap();
+    assert_eq!(content.bytes.as_ref(), b"content of message 3257");
+    assert_eq!(content.content_type.as_deref(), Some("image/jpeg"));
+    let profile = client.profile("Ualice").await.unwrap();
+    assert_eq!(
+        (profile.display_name.as_str(), profile.user_id.as_str()),
+        ("User Ualice", "Ualice")
+    );
+    client.typing(&"Ualice".into()).await.unwrap();
+    client.typing(&"Cgroup".into()).await.unwrap();
+    let loading = fake.api().calls_to(LOADING_PATH);
+    assert_eq!(loading.len(), 1, "groups have no loading animation");
+    assert_eq!(
+        loading[0].request.json(),
+        json!({"chatId": "Ualice", "loadingSeconds": 20})
+    );
+    assert!(client.show_loading("Ualice", 7).await.is_err());
+}
+
+#[tokio::test]
+async fn the_rate_limiter_spaces_calls_and_records_the_wait() {
+    let fake = FakeLine::start(TOKEN).await.unwrap();
+    let client = LineClient::builder(TOKEN)
+        .api_base(fake.url())
+        .rate_limits(RateLimits {
+            push_per_second: 2,
+            ..RateLimits::default()
+        })
+        .build()
+        .unwrap();
+    let bot = bot_core::Bot::builder()
+        .handler(|_cx: bot_core::Context, _e: bot_core::Event| async {
+            Ok::<_, bot_core::Error>(())
+        })
+        .build()
+        .unwrap();
+    client.set_telemetry(bot.telemetry().clone());
+    for i in 0..4 {
+        client
+            .push("Uuser", &text(&i.to_string()), None)
+            .await
+            .unwrap();
+    }
+    let calls = fake.api().calls_to(PUSH_PATH);
+    let spread = calls[3].request.received_at - calls[0].request.received_at;
+    // Two at once (the burst), then one every 500 ms.
+    assert!(
+        spread >= Duration::from_millis(900),
+        "4 pushes at 2/s took {spread:?}"
+    );
+    let waits = sample(
+        &bot.telemetry().render_prometheus(),
+        r#"bot_outbound_ratelimit_wait_seconds_count{platform="line"}"#,
+    );
+    assert!(waits >= 1.0, "recorded {waits} waits");
+}
