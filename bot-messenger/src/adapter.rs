@@ -84,7 +84,7 @@ impl MessengerBuilder {
 
     /// Delivers echoes of the page's own messages to handlers, as `EventKind::Other { name:
     /// "message_echo" }`. Off by default: echoes are only counted
-    /// (`bot.webhook.skipped{reason="echo"}`).
+    /// (`bot.events.skipped{reason="echo"}`).
     pub fn deliver_echoes(mut self, deliver: bool) -> Self {
         self.webhook.deliver_echoes = deliver;
         self

@@ -15,9 +15,9 @@
 //! | body over the bot's limit (1 MiB by default) | 413 |
 //! | `X-Hub-Signature-256` missing, not `sha256=<64 hex digits>`, or not the HMAC-SHA256 of the raw body with the app secret | 401 |
 //! | body not JSON, or no `object` or `entry` array | 400 |
-//! | `object` neither `page` nor `instagram` | 200, ignored and counted as `bot.webhook.skipped{reason="object"}` (Meta retries and finally disables webhooks that keep failing, so refusing a signed body would only cause noise) |
+//! | `object` neither `page` nor `instagram` | 200, ignored and counted (once per body) as `bot.events.skipped{reason="object"}` (Meta retries and finally disables webhooks that keep failing, so refusing a signed body would only cause noise) |
 //! | the queue refuses the batch (full, shutting down) | 503 with `Retry-After` |
-//! | every item of every entry accepted (or a duplicate), echoes left out and counted as `bot.webhook.skipped{reason="echo"}` | 200 |
+//! | every item of every entry accepted (or a duplicate), echoes left out and counted as `bot.events.skipped{reason="echo"}` | 200 |
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -27,8 +27,6 @@ use bot_core::{Ingress, Platform, Secret};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode, header};
-use opentelemetry::KeyValue;
-use opentelemetry::metrics::Counter;
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -140,7 +138,6 @@ pub struct WebhookConfig {
 struct WebhookState {
     config: WebhookConfig,
     ingress: Ingress,
-    skipped: Counter<u64>,
 }
 
 /// The webhook routes (`GET` and `POST`) at `path`, submitting to `ingress`.
@@ -149,19 +146,9 @@ struct WebhookState {
 /// body limit (413) is the bot's ([`bot_core::BotBuilder::max_body_bytes`]) when mounted through
 /// [`bot_core::Bot::webhooks`]; add a `DefaultBodyLimit` layer when you mount it elsewhere.
 pub fn router(path: &str, config: WebhookConfig, ingress: Ingress) -> Router {
-    let skipped = ingress
-        .telemetry()
-        .meter()
-        .u64_counter("bot.webhook.skipped")
-        .with_description("Webhook items deliberately not submitted (echoes, other objects)")
-        .build();
     Router::new()
         .route(path, get(verify_subscription).post(receive))
-        .with_state(WebhookState {
-            config,
-            ingress,
-            skipped,
-        })
+        .with_state(WebhookState { config, ingress })
 }
 
 /// The query of the verification request.
@@ -229,22 +216,11 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         crate::model::Object::Page | crate::model::Object::Instagram
     ) {
         tracing::info!(object = ?batch.object, "messenger webhook for another object ignored");
-        state.skipped.add(1, &skip_attributes("object"));
+        ingress.skipped(&Platform::MESSENGER, "object", 1);
         return (StatusCode::OK, "ignored").into_response();
     }
-    if batch.echoes_skipped > 0 {
-        state
-            .skipped
-            .add(batch.echoes_skipped as u64, &skip_attributes("echo"));
-    }
+    ingress.skipped(&Platform::MESSENGER, "echo", batch.echoes_skipped);
     ingress.submit_and_answer(batch.events).await
-}
-
-fn skip_attributes(reason: &'static str) -> [KeyValue; 2] {
-    [
-        KeyValue::new("platform", Platform::MESSENGER.as_str().to_owned()),
-        KeyValue::new("reason", reason),
-    ]
 }
 
 #[cfg(test)]

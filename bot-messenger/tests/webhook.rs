@@ -212,7 +212,7 @@ async fn echoes_are_counted_and_trigger_no_reply() {
     assert_eq!(
         metric(
             &served.bot,
-            "bot_webhook_skipped_total",
+            "bot_events_skipped_total",
             &["reason=\"echo\""]
         ),
         3.0
@@ -273,10 +273,77 @@ async fn other_objects_are_ignored_with_200_and_instagram_is_served() {
     assert_eq!(
         metric(
             &served.bot,
-            "bot_webhook_skipped_total",
+            "bot_events_skipped_total",
             &["reason=\"object\""]
         ),
         1.0
     );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_the_whole_batch_with_503_and_a_redelivery_goes_through() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (gate, handled) = (gate.clone(), handled.clone());
+        move |_cx: bot_core::Context, _event: bot_core::Event| {
+            let (gate, handled) = (gate.clone(), handled.clone());
+            async move {
+                let _pass = gate.acquire().await.expect("gate open");
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), bot_core::Error>(())
+            }
+        }
+    };
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .limits(bot_core::Limits {
+                queue_capacity: 3,
+                max_in_flight: 1,
+                ..bot_core::Limits::default()
+            })
+            .handler(handler),
+    )
+    .await;
+    let first = WebhookBuilder::new()
+        .text("PSID1", "a")
+        .text("PSID1", "b")
+        .sign(&app_secret());
+    assert_eq!(first.post(&served.webhook).await.unwrap(), 200);
+    // Two entries, three items: more than the queue has room for while the first two wait.
+    let second = WebhookBuilder::new()
+        .entry()
+        .text("PSID2", "c")
+        .entry()
+        .text("PSID3", "d")
+        .text("PSID3", "e")
+        .sign(&app_secret());
+    let response = reqwest::Client::new()
+        .post(&served.webhook)
+        .header("x-hub-signature-256", &second.signature)
+        .body(second.body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+
+    gate.add_permits(100);
+    served.bot.idle().await;
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        2,
+        "nothing of the refused batch ran"
+    );
+    // Meta delivers the refused body again; now there is room for all of it.
+    assert_eq!(second.post(&served.webhook).await.unwrap(), 200);
+    served.bot.idle().await;
+    assert_eq!(handled.load(Ordering::SeqCst), 5);
     served.stop().await;
 }
