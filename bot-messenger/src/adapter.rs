@@ -47,7 +47,6 @@ pub const ENV_API_BASE: &str = "MESSENGER_API_BASE";
 #[derive(Debug, Clone)]
 pub struct Messenger {
     webhook: WebhookConfig,
-    path: String,
     client: MessengerClient,
 }
 
@@ -56,14 +55,13 @@ pub struct Messenger {
 #[must_use]
 pub struct MessengerBuilder {
     webhook: WebhookConfig,
-    path: String,
     client: MessengerClientBuilder,
 }
 
 impl MessengerBuilder {
     /// Serves the webhook at `path` instead of `/messenger/webhook`.
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
+        self.webhook.path = path.into();
         self
     }
 
@@ -82,11 +80,17 @@ impl MessengerBuilder {
         self
     }
 
-    /// Delivers echoes of the page's own messages to handlers, as `EventKind::Other { name:
-    /// "message_echo" }`. Off by default: echoes are only counted
-    /// (`bot.events.skipped{reason="echo"}`).
+    /// Delivers echoes of the page's own messages to the handlers (default: acknowledged and
+    /// counted, not delivered; see [`WebhookConfig::deliver_echoes`]).
     pub fn deliver_echoes(mut self, deliver: bool) -> Self {
         self.webhook.deliver_echoes = deliver;
+        self
+    }
+
+    /// Delivers `standby[]` items to the handlers (default: acknowledged and counted, not
+    /// delivered; see [`WebhookConfig::deliver_standby`]).
+    pub fn deliver_standby(mut self, deliver: bool) -> Self {
+        self.webhook.deliver_standby = deliver;
         self
     }
 
@@ -103,15 +107,14 @@ impl MessengerBuilder {
         if self.webhook.verify_token.is_empty() {
             return Err(Error::config("messenger: the verify token is empty"));
         }
-        if !self.path.starts_with('/') {
+        if !self.webhook.path.starts_with('/') {
             return Err(Error::config(format!(
                 "messenger: webhook path {:?} must start with /",
-                self.path
+                self.webhook.path
             )));
         }
         Ok(Messenger {
             webhook: self.webhook,
-            path: self.path,
             client: self.client.build()?,
         })
     }
@@ -126,12 +129,7 @@ impl Messenger {
         page_access_token: impl Into<Secret>,
     ) -> MessengerBuilder {
         MessengerBuilder {
-            webhook: WebhookConfig {
-                app_secret: app_secret.into(),
-                verify_token: verify_token.into(),
-                deliver_echoes: false,
-            },
-            path: webhook::DEFAULT_PATH.to_owned(),
+            webhook: WebhookConfig::new(app_secret.into(), verify_token.into()),
             client: MessengerClient::builder(page_access_token),
         }
     }
@@ -169,7 +167,7 @@ impl Messenger {
 
     /// The webhook's path.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.webhook.path
     }
 }
 
@@ -215,7 +213,7 @@ impl Adapter for Messenger {
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
         self.client.set_telemetry(ingress.telemetry().clone());
-        Some(webhook::router(&self.path, self.webhook.clone(), ingress))
+        Some(webhook::router(self.webhook.clone(), ingress))
     }
 
     async fn run(

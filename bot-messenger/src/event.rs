@@ -12,7 +12,7 @@
 //! | `postback` | `Postback` with `data` = payload, `params` = `{"source": "postback", "title", "referral"?, "mid"?}` | sender PSID |
 //! | `reaction` | `Reaction` (`removed` for `unreact`; the emoji, else the reaction's name) | sender PSID |
 //! | `read`, `delivery`, `referral`, `optin`, `account_linking`, `pass_thread_control`, `take_thread_control`, `request_thread_control`, `app_roles`, unknown keys | `Other { name: <key> }` | sender PSID (else its `user_ref`, else the recipient, else the page) |
-//! | any item of `standby[]` | `Other { name: "standby_<key>" }`: another app owns the conversation, so it is for reading, not answering | as above |
+//! | any item of `standby[]` | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_standby`], `Other { name: "standby_<key>" }`: another app owns the conversation, so it is for reading, not answering | as above |
 //!
 //! The event id is the message's `mid` (a postback's `mid` when Meta sends one); items without
 //! an id (reads, deliveries, reactions, ...) get a stable hash of the item, so a redelivery is
@@ -51,6 +51,9 @@ pub trait MessengerEventExt {
 
     /// Whether the event came from `standby[]`: another app owns the conversation.
     fn is_messenger_standby(&self) -> bool;
+
+    /// Whether the event is an echo of a message the page sent.
+    fn is_messenger_echo(&self) -> bool;
 }
 
 impl MessengerEventExt for Event {
@@ -62,6 +65,11 @@ impl MessengerEventExt for Event {
         self.platform == Platform::MESSENGER
             && matches!(&self.kind, EventKind::Other(o) if o.name.starts_with(STANDBY_PREFIX))
     }
+
+    fn is_messenger_echo(&self) -> bool {
+        self.platform == Platform::MESSENGER
+            && matches!(&self.kind, EventKind::Other(o) if o.name == ECHO_KIND)
+    }
 }
 
 /// A webhook body, mapped.
@@ -70,10 +78,9 @@ impl MessengerEventExt for Event {
 pub struct Batch {
     /// `object`: `page`, `instagram`, or another value whose entries were not read.
     pub object: Object,
-    /// The events to submit, in order.
+    /// The events, in order, echoes and standby items included (the webhook leaves those out
+    /// unless configured to deliver them).
     pub events: Vec<Event>,
-    /// Echoes left out (counted, not submitted, unless echoes are delivered).
-    pub echoes_skipped: usize,
 }
 
 #[derive(Deserialize)]
@@ -94,21 +101,20 @@ struct WireEntry {
     standby: Vec<Value>,
 }
 
-/// Parses a webhook body into core events: every item of every entry, in order.
+/// Parses a webhook body into core events: every item of every entry, in order, `messaging[]`
+/// before `standby[]`.
 ///
-/// Echoes are left out and counted unless `deliver_echoes`. Bodies whose `object` is neither
-/// `page` nor `instagram` yield no events. An item the model cannot read is still delivered, as
+/// Bodies whose `object` is neither `page` nor `instagram` yield no events. An item the model cannot read is still delivered, as
 /// `EventKind::Other` with its raw JSON: one odd item never costs the others.
 ///
 /// # Errors
 ///
 /// Fails when the body is not JSON, or has no `object` or no `entry` array.
-pub fn parse_body(body: &[u8], deliver_echoes: bool) -> Result<Batch, serde_json::Error> {
+pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
     let body: WireBody = serde_json::from_slice(body)?;
     let mut batch = Batch {
         object: body.object,
         events: Vec::new(),
-        echoes_skipped: 0,
     };
     if !matches!(batch.object, Object::Page | Object::Instagram) {
         return Ok(batch);
@@ -130,13 +136,7 @@ pub fn parse_body(body: &[u8], deliver_echoes: bool) -> Result<Batch, serde_json
                 time: entry.time,
                 standby,
             };
-            let event = to_core_event(item, &context);
-            let is_echo = matches!(&event.kind, EventKind::Other(o) if o.name == ECHO_KIND);
-            if is_echo && !deliver_echoes {
-                batch.echoes_skipped += 1;
-            } else {
-                batch.events.push(event);
-            }
+            batch.events.push(to_core_event(item, &context));
         }
     }
     Ok(batch)
@@ -361,7 +361,6 @@ mod tests {
                 "sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 1_700_000_000_000_i64,
                 "message": {"mid": "m_1", "text": "hi", "reply_to": {"mid": "m_0"}}
             }])),
-            false,
         )
         .unwrap();
         let e = &batch.events[0];
@@ -382,20 +381,18 @@ mod tests {
     }
 
     #[test]
-    fn echoes_are_counted_not_delivered_unless_asked_for() {
+    fn echoes_are_marked_and_never_messages() {
         let items = json!([
             {"sender": {"id": "PAGE"}, "recipient": {"id": "PSID1"}, "timestamp": 1,
              "message": {"mid": "m_e", "text": "from the page", "is_echo": true, "app_id": 123}},
             {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 2,
              "message": {"mid": "m_u", "text": "from the user"}}
         ]);
-        let batch = parse_body(&body(items.clone()), false).unwrap();
-        assert_eq!(batch.echoes_skipped, 1);
-        assert_eq!(batch.events.len(), 1);
-        assert_eq!(batch.events[0].id.as_str(), "m_u");
-
-        let batch = parse_body(&body(items), true).unwrap();
-        assert_eq!(batch.echoes_skipped, 0);
+        let batch = parse_body(&body(items)).unwrap();
+        assert_eq!(batch.events.len(), 2);
+        assert!(batch.events[0].is_messenger_echo());
+        assert!(!batch.events[1].is_messenger_echo());
+        assert_eq!(batch.events[1].id.as_str(), "m_u");
         let echo = &batch.events[0];
         assert_eq!(echo.kind.name(), ECHO_KIND);
         assert_eq!(echo.conversation.as_str(), "PSID1");
@@ -406,8 +403,8 @@ mod tests {
     fn items_without_an_id_get_a_stable_fingerprint() {
         let read = json!({"sender": {"id": "P"}, "recipient": {"id": "PAGE"}, "timestamp": 9,
                           "read": {"watermark": 8}});
-        let a = parse_body(&body(json!([read.clone()])), false).unwrap();
-        let b = parse_body(&body(json!([read])), false).unwrap();
+        let a = parse_body(&body(json!([read.clone()]))).unwrap();
+        let b = parse_body(&body(json!([read]))).unwrap();
         assert_eq!(a.events[0].id, b.events[0].id);
         assert!(a.events[0].id.as_str().starts_with("sha256:"));
         assert_eq!(a.events[0].kind.name(), "read");
@@ -415,10 +412,9 @@ mod tests {
 
     #[test]
     fn a_known_key_with_a_broken_payload_is_delivered_as_other() {
-        let batch = parse_body(
-            &body(json!([{"sender": {"id": "P9"}, "timestamp": 3, "postback": 42}])),
-            false,
-        )
+        let batch = parse_body(&body(
+            json!([{"sender": {"id": "P9"}, "timestamp": 3, "postback": 42}]),
+        ))
         .unwrap();
         let e = &batch.events[0];
         assert!(matches!(&e.kind, EventKind::Other(o) if o.name == "postback"));
@@ -428,13 +424,12 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_webhooks_fail_and_other_objects_yield_nothing() {
-        assert!(parse_body(b"{not json", false).is_err());
-        assert!(parse_body(br#"{"object": "page"}"#, false).is_err());
-        assert!(parse_body(br#"{"entry": []}"#, false).is_err());
-        assert!(parse_body(br#"{"object": "page", "entry": {}}"#, false).is_err());
+        assert!(parse_body(b"{not json").is_err());
+        assert!(parse_body(br#"{"object": "page"}"#).is_err());
+        assert!(parse_body(br#"{"entry": []}"#).is_err());
+        assert!(parse_body(br#"{"object": "page", "entry": {}}"#).is_err());
         let other = parse_body(
             br#"{"object": "user", "entry": [{"id": "1", "time": 1, "messaging": [{"message": {"mid": "m"}}]}]}"#,
-            false,
         )
         .unwrap();
         assert_eq!(other.object, Object::Unknown("user".into()));

@@ -16,7 +16,7 @@ pub use adapter::{
 pub use client::{MessengerClient, MessengerClientBuilder, RateLimits};
 pub use error::{Error, ErrorKind};
 pub use event::MessengerEventExt;
-pub use webhook::SignatureError;
+pub use webhook::{SignatureError, WebhookConfig};
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,10 @@
 //! | body not JSON, or no `object` or `entry` array | 400 |
 //! | `object` neither `page` nor `instagram` | 200, ignored and counted (once per body) as `bot.events.skipped{reason="object"}` (Meta retries and finally disables webhooks that keep failing, so refusing a signed body would only cause noise) |
 //! | the queue refuses the batch (full, shutting down) | 503 with `Retry-After` |
-//! | every item of every entry accepted (or a duplicate), echoes left out and counted as `bot.events.skipped{reason="echo"}` | 200 |
+//! | echoes and `standby[]` items, unless [`WebhookConfig::deliver_echoes`] / [`WebhookConfig::deliver_standby`] | acknowledged, not delivered, counted as `bot.events.skipped{reason="echo"}` / `{reason="standby"}` |
+//! | every other item of every entry accepted (or a duplicate) | 200 |
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -30,7 +33,7 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::event::parse_body;
+use crate::event::{MessengerEventExt as _, parse_body};
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -122,33 +125,59 @@ fn mac(app_secret: &Secret, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// What the webhook needs to know.
+/// What the webhook needs: its path, the app secret, the verify token, and what to deliver.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WebhookConfig {
+    /// Where the webhook is served (`GET` and `POST`). Default [`DEFAULT_PATH`].
+    pub path: String,
     /// Signs every delivery (the app's secret, App settings > Basic).
     pub app_secret: Secret,
     /// The token typed into the console when subscribing the webhook.
     pub verify_token: Secret,
-    /// Whether echoes of the page's own messages are delivered (as `Other { name:
-    /// "message_echo" }`) instead of only counted.
+    /// Whether echoes of the page's own messages reach the handlers, as `Other { name:
+    /// "message_echo" }`. Default false: they are acknowledged and counted as
+    /// `bot.events.skipped{reason="echo"}`.
     pub deliver_echoes: bool,
+    /// Whether `standby[]` items (another app owns the conversation) reach the handlers, as
+    /// `Other { name: "standby_<key>" }`. Default false: they are acknowledged and counted as
+    /// `bot.events.skipped{reason="standby"}`, since the bot may not answer in those
+    /// conversations.
+    pub deliver_standby: bool,
+}
+
+impl WebhookConfig {
+    /// The default configuration for `app_secret` and `verify_token`.
+    pub fn new(app_secret: Secret, verify_token: Secret) -> Self {
+        Self {
+            path: DEFAULT_PATH.to_owned(),
+            app_secret,
+            verify_token,
+            deliver_echoes: false,
+            deliver_standby: false,
+        }
+    }
 }
 
 #[derive(Clone)]
 struct WebhookState {
-    config: WebhookConfig,
+    config: Arc<WebhookConfig>,
     ingress: Ingress,
 }
 
-/// The webhook routes (`GET` and `POST`) at `path`, submitting to `ingress`.
+/// The webhook routes (`GET` and `POST` at `config.path`), submitting to `ingress`.
 ///
 /// [`crate::Messenger`] mounts them for you; use this to serve them from your own axum app. The
 /// body limit (413) is the bot's ([`bot_core::BotBuilder::max_body_bytes`]) when mounted through
 /// [`bot_core::Bot::webhooks`]; add a `DefaultBodyLimit` layer when you mount it elsewhere.
-pub fn router(path: &str, config: WebhookConfig, ingress: Ingress) -> Router {
+pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
+    let path = config.path.clone();
     Router::new()
-        .route(path, get(verify_subscription).post(receive))
-        .with_state(WebhookState { config, ingress })
+        .route(&path, get(verify_subscription).post(receive))
+        .with_state(WebhookState {
+            config: Arc::new(config),
+            ingress,
+        })
 }
 
 /// The query of the verification request.
@@ -199,7 +228,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         tracing::warn!(%error, "messenger webhook refused");
         return ingress.refuse(&Platform::MESSENGER, StatusCode::UNAUTHORIZED, "signature");
     }
-    let batch = match parse_body(&body, state.config.deliver_echoes) {
+    let batch = match parse_body(&body) {
         Ok(batch) => batch,
         Err(error) => {
             // The error names the line and column, never the body's content.
@@ -219,8 +248,18 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         ingress.skipped(&Platform::MESSENGER, "object", 1);
         return (StatusCode::OK, "ignored").into_response();
     }
-    ingress.skipped(&Platform::MESSENGER, "echo", batch.echoes_skipped);
-    ingress.submit_and_answer(batch.events).await
+    let mut events = batch.events;
+    if !state.config.deliver_echoes {
+        let before = events.len();
+        events.retain(|e| !e.is_messenger_echo());
+        ingress.skipped(&Platform::MESSENGER, "echo", before - events.len());
+    }
+    if !state.config.deliver_standby {
+        let before = events.len();
+        events.retain(|e| !e.is_messenger_standby());
+        ingress.skipped(&Platform::MESSENGER, "standby", before - events.len());
+    }
+    ingress.submit_and_answer(events).await
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn events(name: &str) -> Vec<Event> {
-    parse_body(&fixture(name), true)
+    parse_body(&fixture(name))
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .events
 }
@@ -345,10 +345,12 @@ fn reactions_reads_deliveries_and_others_keep_their_detail() {
 }
 
 #[test]
-fn echoes_are_skipped_unless_delivered() {
-    let batch = parse_body(&fixture("message_echo"), false).unwrap();
-    assert!(batch.events.is_empty());
-    assert_eq!(batch.echoes_skipped, 1);
+fn echoes_and_standby_items_are_marked() {
+    let echo = &events("message_echo")[0];
+    assert!(echo.is_messenger_echo() && !echo.is_messenger_standby());
+    let standby = &events("standby")[0];
+    assert!(standby.is_messenger_standby() && !standby.is_messenger_echo());
+    assert!(!events("message_text")[0].is_messenger_echo());
 }
 
 #[tokio::test]

@@ -245,6 +245,51 @@ async fn echoes_can_be_delivered_as_other_events_that_echo_handlers_ignore() {
 }
 
 #[tokio::test]
+async fn standby_items_are_counted_and_delivered_only_when_asked_for() {
+    let standby_item = |text: &str| {
+        bot_messenger::testing::text_item(bot_messenger::testing::DEFAULT_PAGE_ID, "PSID1", text)
+    };
+    for deliver in [false, true] {
+        let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+        let seen = Seen::default();
+        let served = serve(
+            Bot::builder()
+                .adapter(messenger(&fake).deliver_standby(deliver).build().unwrap())
+                .handler(seen.echo_handler()),
+        )
+        .await;
+        let body = WebhookBuilder::new()
+            .text("PSID2", "to the bot")
+            .standby(standby_item("to the human agent"))
+            .standby(standby_item("again"))
+            .sign(&app_secret());
+        assert_eq!(body.post(&served.webhook).await.unwrap(), 200);
+        fake.wait_for_messages(1).await;
+        served.bot.idle().await;
+        let kinds: Vec<String> = seen
+            .events()
+            .iter()
+            .map(|e| e.kind.name().to_owned())
+            .collect();
+        let skipped = metric(
+            &served.bot,
+            "bot_events_skipped_total",
+            &["reason=\"standby\""],
+        );
+        if deliver {
+            assert_eq!(kinds, ["message", "standby_message", "standby_message"]);
+            assert_eq!(skipped, 0.0);
+        } else {
+            assert_eq!(kinds, ["message"]);
+            assert_eq!(skipped, 2.0);
+        }
+        // Standby items are never answered: the conversation belongs to another app.
+        assert_eq!(fake.messages().len(), 1);
+        served.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn other_objects_are_ignored_with_200_and_instagram_is_served() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     let seen = Seen::default();
