@@ -522,7 +522,7 @@ impl Outbound for MessengerClient {
         for message in &messages {
             mapped.extend(to_messenger_messages(message)?);
         }
-        let recipient = Recipient::Id(target.conversation.as_str().to_owned());
+        let recipient = Recipient::for_conversation(target.conversation.as_str());
         let messaging_type = if target.is_reply() {
             MessagingType::Response
         } else {
@@ -537,7 +537,7 @@ impl Outbound for MessengerClient {
 
     /// `typing_on`, shown until the next message or for 20 seconds.
     async fn typing(&self, conversation: &ConversationId) -> Result<(), bot_core::Error> {
-        let recipient = Recipient::Id(conversation.as_str().to_owned());
+        let recipient = Recipient::for_conversation(conversation.as_str());
         Ok(self
             .sender_action(&recipient, SenderAction::TypingOn)
             .await?)

@@ -11,7 +11,7 @@
 //! | `message` with `is_echo` (the page's own message) | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_echoes`], `Other { name: "message_echo" }` (never `Message`, so an echo cannot trigger a reply that echoes again) | recipient PSID |
 //! | `postback` | `Postback` with `data` = payload, `params` = `{"source": "postback", "title", "referral"?, "mid"?}` | sender PSID |
 //! | `reaction` | `Reaction` (`removed` for `unreact`; the emoji, else the reaction's name) | sender PSID |
-//! | `read`, `delivery`, `referral`, `optin`, `account_linking`, `pass_thread_control`, `take_thread_control`, `request_thread_control`, `app_roles`, unknown keys | `Other { name: <key> }` | sender PSID (else its `user_ref`, else the recipient, else the page) |
+//! | `read`, `delivery`, `referral`, `optin`, `account_linking`, `pass_thread_control`, `take_thread_control`, `request_thread_control`, `app_roles`, unknown keys | `Other { name: <key> }` | sender PSID (else `user_ref:<ref>` for a user known only by a checkbox plugin's `user_ref`, which replies reach; else the recipient, else the page) |
 //! | any item of `standby[]` | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_standby`], `Other { name: "standby_<key>" }`: another app owns the conversation, so it is for reading, not answering | as above |
 //!
 //! The event id is the message's `mid` (a postback's `mid` when Meta sends one); items without
@@ -33,6 +33,9 @@ use crate::model::{self, AttachmentType, MessagingEvent, MessagingKind, Object, 
 
 /// The kind name of an echo delivered with [`crate::MessengerBuilder::deliver_echoes`].
 pub const ECHO_KIND: &str = "message_echo";
+/// The prefix of conversations known only by a `user_ref` (checkbox plugin optins): replies to
+/// `user_ref:<ref>` go to `recipient.user_ref` (see [`crate::model::send::Recipient::for_conversation`]).
+pub const USER_REF_PREFIX: &str = "user_ref:";
 /// The prefix of the kind names of `standby[]` items.
 pub const STANDBY_PREFIX: &str = "standby_";
 /// The payload of quick replies made from [`bot_core::outbound::Action::Message`]: a tap on one
@@ -168,19 +171,18 @@ fn to_core_event(raw: Value, context: &Context<'_>) -> Event {
 
 fn map(item: &MessagingEvent, raw: &Value, context: &Context<'_>) -> Event {
     let sender = item.sender.as_ref().and_then(model::Party::any_id);
-    let recipient = item.recipient.as_ref().and_then(model::Party::any_id);
-    let echo = item.is_echo();
-    let conversation = if echo {
-        recipient.or(sender)
+    let party = |p: &Option<model::Party>| p.as_ref().and_then(conversation_of);
+    let conversation = if item.is_echo() {
+        party(&item.recipient).or_else(|| party(&item.sender))
     } else {
-        sender
-            .or(match &item.kind {
-                MessagingKind::Optin(o) => o.user_ref.as_deref(),
+        party(&item.sender)
+            .or_else(|| match &item.kind {
+                MessagingKind::Optin(o) => o.user_ref.as_deref().map(user_ref_conversation),
                 _ => None,
             })
-            .or(recipient)
+            .or_else(|| party(&item.recipient))
     }
-    .unwrap_or(context.page_id);
+    .unwrap_or_else(|| context.page_id.to_owned());
     let (kind, id) = if context.standby {
         (other(&format!("{STANDBY_PREFIX}{}", item.kind.key())), None)
     } else {
@@ -191,6 +193,18 @@ fn map(item: &MessagingEvent, raw: &Value, context: &Context<'_>) -> Event {
     event.sender = sender.map(UserId::new);
     event.occurred_at = Timestamp::from_millis(item.timestamp.unwrap_or(context.time));
     event
+}
+
+/// The conversation of a party: its PSID, else its `user_ref` as `user_ref:<ref>`.
+fn conversation_of(party: &model::Party) -> Option<String> {
+    party
+        .id
+        .clone()
+        .or_else(|| party.user_ref.as_deref().map(user_ref_conversation))
+}
+
+fn user_ref_conversation(user_ref: &str) -> String {
+    format!("{USER_REF_PREFIX}{user_ref}")
 }
 
 fn kind_and_id(kind: &MessagingKind) -> (EventKind, Option<String>) {

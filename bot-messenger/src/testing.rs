@@ -155,6 +155,8 @@ impl fmt::Debug for FakeMessenger {
 pub struct SentMessage {
     /// `recipient.id`.
     pub recipient_id: Option<String>,
+    /// The whole `recipient` object (`{"id"}` or `{"user_ref"}`).
+    pub recipient: Value,
     /// `messaging_type`.
     pub messaging_type: Option<String>,
     /// `tag`.
@@ -264,6 +266,7 @@ fn sent_message(call: &Call) -> Option<SentMessage> {
     let text = |key: &str| json.get(key).and_then(Value::as_str).map(str::to_owned);
     Some(SentMessage {
         recipient_id: json["recipient"]["id"].as_str().map(str::to_owned),
+        recipient: json["recipient"].clone(),
         messaging_type: text("messaging_type"),
         tag: text("tag"),
         message,

@@ -74,6 +74,44 @@ async fn two_entries_of_five_items_get_ten_replies_to_the_right_psids() {
     })
     .collect();
     assert_eq!(by_psid, expected);
+    assert_eq!(
+        support::metric(
+            &served.bot,
+            "bot_outbound_requests_total",
+            &["platform=\"messenger\"", "status=\"200\""]
+        ),
+        10.0
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_known_only_by_a_user_ref_is_answered_through_it() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .handler(
+                Router::new().kind("optin", |cx: Context, _e: Event| async move {
+                    cx.reply("thanks for opting in").await
+                }),
+            ),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .item(serde_json::json!({
+            "recipient": {"id": bot_messenger::testing::DEFAULT_PAGE_ID},
+            "timestamp": 1_700_000_000_000_i64,
+            "optin": {"ref": "checkout", "user_ref": "ref-123"}
+        }))
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    let sent = fake.wait_for_messages(1).await;
+    assert_eq!(
+        sent[0].recipient,
+        serde_json::json!({"user_ref": "ref-123"})
+    );
+    assert_eq!(sent[0].status, StatusCode::OK);
     served.stop().await;
 }
 

@@ -78,7 +78,7 @@ const FIXTURES: &[(&str, &[Expected])] = &[
         "optin",
         &[
             ("optin", USER, Some(USER), "optin"),
-            ("optin", "ref-from-checkbox-123", None, "optin"),
+            ("optin", "user_ref:ref-from-checkbox-123", None, "optin"),
         ],
     ),
     (

@@ -122,6 +122,17 @@ impl Recipient {
     }
 }
 
+impl Recipient {
+    /// The recipient of a core conversation: a PSID, or `user_ref:<ref>` for users known only
+    /// by a checkbox plugin's reference ([`crate::event::USER_REF_PREFIX`]).
+    pub fn for_conversation(conversation: &str) -> Self {
+        match conversation.strip_prefix(crate::event::USER_REF_PREFIX) {
+            Some(user_ref) => Recipient::UserRef(user_ref.to_owned()),
+            None => Recipient::Id(conversation.to_owned()),
+        }
+    }
+}
+
 impl From<&str> for Recipient {
     fn from(id: &str) -> Self {
         Recipient::Id(id.to_owned())
@@ -360,5 +371,16 @@ mod tests {
             Some(e)
         );
         assert!(GraphError::from_body(b"<html>").is_none());
+    }
+
+    #[test]
+    fn conversations_name_their_recipients() {
+        assert_eq!(
+            Recipient::for_conversation("2438"),
+            Recipient::Id("2438".into())
+        );
+        let by_ref = Recipient::for_conversation("user_ref:abc");
+        assert_eq!(by_ref, Recipient::UserRef("abc".into()));
+        assert_eq!(by_ref.to_json(), json!({"user_ref": "abc"}));
     }
 }
