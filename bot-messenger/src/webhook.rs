@@ -23,6 +23,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -193,8 +194,13 @@ struct Subscription {
 
 async fn verify_subscription(
     State(state): State<WebhookState>,
-    Query(query): Query<Subscription>,
+    query: Result<Query<Subscription>, QueryRejection>,
 ) -> Response {
+    // A query that cannot be read (repeated or badly encoded parameters) is refused like a
+    // wrong token: 403, not the extractor's 400.
+    let Ok(Query(query)) = query else {
+        return refuse_verification(&state);
+    };
     let token_matches = query
         .verify_token
         .as_deref()
@@ -209,13 +215,15 @@ async fn verify_subscription(
             )
                 .into_response()
         }
-        _ => {
-            tracing::warn!("messenger webhook verification refused");
-            state
-                .ingress
-                .refuse(&Platform::MESSENGER, StatusCode::FORBIDDEN, "verify_token")
-        }
+        _ => refuse_verification(&state),
     }
+}
+
+fn refuse_verification(state: &WebhookState) -> Response {
+    tracing::warn!("messenger webhook verification refused");
+    state
+        .ingress
+        .refuse(&Platform::MESSENGER, StatusCode::FORBIDDEN, "verify_token")
 }
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -231,8 +239,14 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
     let batch = match parse_body(&body) {
         Ok(batch) => batch,
         Err(error) => {
-            // The error names the line and column, never the body's content.
-            tracing::warn!(%error, bytes = body.len(), "messenger webhook body is not a webhook");
+            // Only where and what kind: serde_json's message may quote the body's values.
+            tracing::warn!(
+                category = ?error.classify(),
+                line = error.line(),
+                column = error.column(),
+                bytes = body.len(),
+                "messenger webhook body is not a webhook"
+            );
             return ingress.refuse(
                 &Platform::MESSENGER,
                 StatusCode::BAD_REQUEST,

@@ -54,6 +54,8 @@ async fn verification_answers_the_challenge_to_the_right_token_and_403_otherwise
         "?hub.mode=subscribe&hub.challenge=1",
         "?hub.mode=unsubscribe&hub.verify_token=test-verify-token&hub.challenge=1",
         "?hub.mode=subscribe&hub.verify_token=test-verify-token",
+        "?hub.mode=subscribe&hub.mode=subscribe&hub.verify_token=test-verify-token&hub.challenge=1",
+        "?hub.mode=subscribe&hub.verify_token=%FF%FE&hub.challenge=1",
     ] {
         let status = reqwest::get(format!("{url}{query}"))
             .await
@@ -67,7 +69,7 @@ async fn verification_answers_the_challenge_to_the_right_token_and_403_otherwise
             "bot_webhook_rejected_total",
             &["reason=\"verify_token\""]
         ),
-        6.0
+        8.0
     );
     served.stop().await;
 }
