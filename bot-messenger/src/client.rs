@@ -18,6 +18,9 @@
 //! - **Replies** ([`Outbound::send`] for a handled event) go out with `messaging_type: RESPONSE`;
 //!   messages that answer no event with `UPDATE`; [`MessengerClient::send_message`] takes any
 //!   [`MessagingType`], including `MESSAGE_TAG` with its tag.
+//! - **No idempotency key**: the Send API has none, so a reply of several messages (a long text
+//!   split in parts, an image and a template) goes out one call at a time, and when a later part
+//!   fails for good and the runtime retries the handler, the earlier parts are sent again.
 
 use std::fmt;
 use std::num::NonZeroU32;
