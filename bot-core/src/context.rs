@@ -4,6 +4,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,6 +63,8 @@ pub struct Context {
     shared: Arc<Shared>,
     platform: Platform,
     target: Target,
+    /// Sends made so far for this event, shared by clones of the context.
+    sends: Arc<AtomicU32>,
     attempt: u32,
     cancel: CancellationToken,
 }
@@ -91,7 +94,9 @@ impl Context {
                 reply_token: event.reply_token.clone(),
                 in_reply_to: Some(event.id.clone()),
                 reply_to_message: event.message().and_then(|m| m.id.clone()),
+                send_index: 0,
             },
+            sends: Arc::default(),
             attempt,
             cancel,
         }
@@ -157,7 +162,9 @@ impl Context {
     ///
     /// As [`Context::reply`].
     pub async fn reply_all(&self, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
-        self.outbound()?.send(&self.target, messages).await
+        let mut target = self.target.clone();
+        target.send_index = self.sends.fetch_add(1, AtomicOrdering::Relaxed);
+        self.outbound()?.send(&target, messages).await
     }
 
     /// Sends a message to a conversation of the same platform, not as a reply.

@@ -171,6 +171,11 @@ pub struct Target {
     pub in_reply_to: Option<EventId>,
     /// The message to thread under, if this is a reply.
     pub reply_to_message: Option<MessageId>,
+    /// Which send of the handler this is, from 0, counted per event. With `in_reply_to` it names
+    /// a send the same way when the runtime retries the handler, so clients can derive
+    /// idempotency keys (LINE retry keys, Discord nonces) that let a retried handler's sends
+    /// through once, while two different sends of one handler stay two messages.
+    pub send_index: u32,
 }
 
 impl Target {
@@ -181,6 +186,7 @@ impl Target {
             reply_token: None,
             in_reply_to: None,
             reply_to_message: None,
+            send_index: 0,
         }
     }
 
@@ -197,6 +203,7 @@ impl fmt::Debug for Target {
             .field("reply_token", &self.reply_token)
             .field("in_reply_to", &self.in_reply_to)
             .field("reply_to_message", &self.reply_to_message)
+            .field("send_index", &self.send_index)
             .finish()
     }
 }

@@ -546,6 +546,33 @@ mod tests {
         Ok(())
     }
 
+    #[tokio::test]
+    async fn sends_are_numbered_per_event_and_the_same_again_on_a_retry() {
+        let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = attempts.clone();
+        let handler = move |cx: Context, _event: Event| {
+            let seen = seen.clone();
+            async move {
+                cx.reply("one").await?;
+                cx.reply("two").await?;
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(Error::new(ErrorKind::Outbound, "fail the first attempt"));
+                }
+                Ok(())
+            }
+        };
+        let bot = TestBot::builder()
+            .handler(handler)
+            .limits(quick_retries(2))
+            .build()
+            .unwrap();
+        bot.send(text("c", "go")).await.unwrap();
+        bot.idle().await;
+        let indices: Vec<u32> = bot.sent().iter().map(|s| s.target.send_index).collect();
+        assert_eq!(indices, [0, 1, 0, 1]);
+        bot.shutdown().await;
+    }
+
     /// Limits with quick retries, for tests of failures.
     fn quick_retries(max_attempts: u32) -> Limits {
         Limits {

@@ -1,5 +1,41 @@
-//! The Discord adapter for bot-core.
-//!
-//! This crate is being built: the adapter (webhook verification and parsing, event mapping, the
-//! rate-limited API client and a fake of the platform for tests) lands with its own issue. It
-//! re-exports nothing yet so that nothing half-done can be depended on.
+#![doc = include_str!("../README.md")]
+
+mod adapter;
+pub mod client;
+mod error;
+pub mod event;
+pub mod gateway;
+pub mod http;
+pub mod interactions;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use adapter::{
+    Discord, DiscordBuilder, ENV_API_BASE, ENV_APPLICATION_ID, ENV_GATEWAY_URL, ENV_INTENTS,
+    ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN,
+};
+pub use client::DiscordClient;
+pub use error::{Error, ErrorKind};
+pub use http::DiscordHttp;
+
+/// Discord's gateway URL, used until `GET /gateway/bot` or `DISCORD_GATEWAY_URL` says otherwise.
+pub const DEFAULT_GATEWAY_URL: &str = "wss://gateway.discord.gg";
+/// Discord's REST API base.
+pub const DEFAULT_API_BASE: &str = "https://discord.com/api/v10";
+
+#[cfg(test)]
+mod tests {
+    /// Every public type can cross threads and tasks (STYLE.md, conventions 7).
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::Discord>();
+        assert_send_sync::<crate::DiscordClient>();
+        assert_send_sync::<crate::DiscordHttp>();
+        assert_send_sync::<crate::Error>();
+        assert_send_sync::<crate::gateway::Shard>();
+        assert_send_sync::<crate::gateway::ShardManager>();
+        assert_send_sync::<crate::gateway::IdentifyQueue>();
+        assert_send_sync::<crate::interactions::Pending>();
+    }
+}

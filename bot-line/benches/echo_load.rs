@@ -2,7 +2,9 @@
 //!
 //! Run with: cargo bench -p bot-line --bench echo_load
 //! Options (after `--`): `--webhooks N` (default 20,000), `--connections C` (default 64),
-//! `--events-per-webhook E` (default 10).
+//! `--events-per-webhook E` (default 10), `--reply-per-second R` (the client's Reply API limit;
+//! default 1,000,000, so that the figure is the machine's; LINE's own limit is 2,000 per channel,
+//! which `--reply-per-second 2000` reproduces).
 //!
 //! A bot with the LINE adapter and an echo handler serves on 127.0.0.1; the fake LINE API, also on
 //! 127.0.0.1, answers its Reply API calls. `C` client tasks post pre-signed webhooks of `E` text
@@ -19,9 +21,9 @@
 use std::time::{Duration, Instant};
 
 use bot_core::{Bot, Context, Error, Event, Limits, Secret};
-use bot_line::Line;
 use bot_line::testing::{FakeLine, SignedWebhook, WebhookBuilder};
 use bot_line::webhook::SIGNATURE_HEADER;
+use bot_line::{Line, RateLimits};
 use hdrhistogram::Histogram;
 
 const SECRET: &str = "bench-secret";
@@ -31,6 +33,7 @@ struct Options {
     webhooks: usize,
     connections: usize,
     events_per_webhook: usize,
+    reply_per_second: usize,
 }
 
 fn options() -> Options {
@@ -41,12 +44,14 @@ fn options() -> Options {
             webhooks: 20_000,
             connections: 64,
             events_per_webhook: 10,
+            reply_per_second: 1_000_000,
         }
     } else {
         Options {
             webhooks: 50,
             connections: 4,
             events_per_webhook: 10,
+            reply_per_second: 1_000_000,
         }
     };
     let value = |name: &str| {
@@ -67,9 +72,15 @@ fn options() -> Options {
     if let Some(n) = value("--events-per-webhook") {
         o.events_per_webhook = n;
     }
+    if let Some(n) = value("--reply-per-second") {
+        o.reply_per_second = n;
+    }
     assert!(
-        o.webhooks > 0 && o.connections > 0 && (1..=100).contains(&o.events_per_webhook),
-        "--webhooks and --connections above zero, --events-per-webhook 1 to 100"
+        o.webhooks > 0
+            && o.connections > 0
+            && o.reply_per_second > 0
+            && (1..=100).contains(&o.events_per_webhook),
+        "--webhooks, --connections and --reply-per-second above zero, --events-per-webhook 1 to 100"
     );
     o
 }
@@ -93,8 +104,15 @@ fn main() {
 async fn run(o: Options) {
     let fake = FakeLine::start(TOKEN).await.expect("fake LINE API");
     fake.api().set_recording(false);
+    let reply_per_second = u32::try_from(o.reply_per_second).unwrap_or(u32::MAX);
     let line = Line::builder(SECRET, TOKEN)
         .api_base(fake.url())
+        .client(|c| {
+            c.rate_limits(RateLimits {
+                reply_per_second,
+                ..RateLimits::default()
+            })
+        })
         .build()
         .expect("line adapter");
     let events_total = o.webhooks * o.events_per_webhook;

@@ -16,9 +16,10 @@
 //!   reply token on the first attempt (expired after a backlog, or used), the messages are pushed
 //!   instead; push counts against the message quota, so it is off by default.
 
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -105,12 +106,14 @@ impl RetryKey {
         Self(Uuid::new_v4())
     }
 
-    /// The key for the `part`-th push made on behalf of `event`: the same whenever the event is
-    /// handled again, so a retried handler does not push twice (LINE keeps keys for 24 hours).
-    pub fn for_event(event: &EventId, part: usize) -> Self {
+    /// The key for part `part` of the `send_index`-th send a handler made for `event`
+    /// ([`Target::send_index`]): the same whenever the event is handled again, so a retried
+    /// handler does not push twice, while two sends of one handler are two messages (LINE keeps
+    /// keys for 24 hours).
+    pub fn for_send(event: &EventId, send_index: u32, part: usize) -> Self {
         Self(Uuid::new_v5(
             &RETRY_KEY_NAMESPACE,
-            format!("{event}/{part}").as_bytes(),
+            format!("{event}/{send_index}/{part}").as_bytes(),
         ))
     }
 
@@ -194,6 +197,7 @@ struct Inner {
     retry: RetryPolicy,
     limiters: Limiters,
     push_fallback: bool,
+    replied: Replied,
     telemetry: OnceLock<Telemetry>,
 }
 
@@ -292,6 +296,7 @@ impl LineClientBuilder {
                 retry: self.retry,
                 limiters: Limiters::new(self.rate_limits)?,
                 push_fallback: self.push_fallback,
+                replied: Replied::default(),
                 telemetry: OnceLock::new(),
             }),
         })
@@ -564,7 +569,10 @@ impl LineClient {
                 } else {
                     ErrorKind::Transport
                 };
-                return Err(Error::new(kind, "line: the api call failed").with_source(e));
+                // The URL may name a user; errors travel to logs.
+                return Err(
+                    Error::new(kind, "line: the api call failed").with_source(e.without_url())
+                );
             }
         };
         let status = response.status();
@@ -590,7 +598,8 @@ impl LineClient {
                 } else {
                     ErrorKind::Transport
                 };
-                return Err(Error::new(kind, "line: reading the answer failed").with_source(e));
+                return Err(Error::new(kind, "line: reading the answer failed")
+                    .with_source(e.without_url()));
             }
         };
         if status.is_success() || (status == StatusCode::CONFLICT && retry_key.is_some()) {
@@ -638,13 +647,16 @@ impl LineClient {
 
     async fn push_all(
         &self,
-        to: &str,
+        target: &Target,
         messages: &[Message],
-        event: Option<&EventId>,
         first_part: usize,
     ) -> Result<(), Error> {
+        let to = target.conversation.as_str();
         for (i, chunk) in messages.chunks(MAX_MESSAGES_PER_CALL).enumerate() {
-            let key = event.map(|e| RetryKey::for_event(e, first_part + i));
+            let key = target
+                .in_reply_to
+                .as_ref()
+                .map(|e| RetryKey::for_send(e, target.send_index, first_part + i));
             self.push(to, chunk, key).await?;
         }
         Ok(())
@@ -655,9 +667,8 @@ impl LineClient {
             return Ok(());
         }
         let to = target.conversation.as_str();
-        let event = target.in_reply_to.as_ref();
         let Some(token) = &target.reply_token else {
-            return self.push_all(to, &messages, event, 0).await;
+            return self.push_all(target, &messages, 0).await;
         };
         let split = messages.len().min(MAX_MESSAGES_PER_CALL);
         if split < messages.len() && !self.inner.push_fallback {
@@ -668,8 +679,23 @@ impl LineClient {
             )));
         }
         let (first, rest) = messages.split_at(split);
+        let send = target
+            .in_reply_to
+            .as_ref()
+            .map(|event| (event.clone(), target.send_index));
+        if let Some(send) = &send
+            && self.inner.replied.contains(send)
+        {
+            // An earlier attempt of this handler made this reply already; only the rest may
+            // be missing, and its pushes carry the same retry keys as then.
+            return self.push_all(target, rest, 1_000).await;
+        }
         match self.reply(token.expose(), first).await {
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(send) = send {
+                    self.inner.replied.insert(send);
+                }
+            }
             Err(e)
                 if e.is_invalid_reply_token() && e.attempts() == 1 && self.inner.push_fallback =>
             {
@@ -677,7 +703,7 @@ impl LineClient {
                     conversation = to,
                     "line reply token refused; pushing instead"
                 );
-                return self.push_all(to, &messages, event, 0).await;
+                return self.push_all(target, &messages, 0).await;
             }
             Err(e) if e.is_invalid_reply_token() && e.attempts() > 1 => {
                 return Err(Error::new(
@@ -691,7 +717,7 @@ impl LineClient {
             Err(e) => return Err(e),
         }
         // Parts numbered after the reply's, so that these keys never collide with a fallback's.
-        self.push_all(to, rest, event, 1_000).await
+        self.push_all(target, rest, 1_000).await
     }
 }
 
@@ -719,6 +745,48 @@ impl Outbound for LineClient {
             self.show_loading(conversation.as_str(), 20).await?;
         }
         Ok(())
+    }
+}
+
+/// Replies this process made, by (event, send index), for as long as a reply token lives: a
+/// retried handler skips a reply that went out already instead of failing on the used token
+/// (and, with push fallback, pushing it a second time).
+#[derive(Default)]
+struct Replied {
+    sends: Mutex<SendSet>,
+}
+
+/// An event and the index of a send for it.
+type Send = (EventId, u32);
+/// The sends, and the order they came in for expiry.
+type SendSet = (HashSet<Send>, VecDeque<(Instant, Send)>);
+
+/// A reply token is unusable 20 minutes after its event.
+const REPLY_TOKEN_LIFETIME: Duration = Duration::from_secs(20 * 60);
+/// Replies remembered at most.
+const MAX_REPLIED: usize = 100_000;
+
+impl Replied {
+    fn contains(&self, send: &Send) -> bool {
+        let guard = self.sends.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.contains(send)
+    }
+
+    fn insert(&self, send: Send) {
+        let now = Instant::now();
+        let mut guard = self.sends.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *guard;
+        while let Some((at, _)) = order.front() {
+            if now.duration_since(*at) < REPLY_TOKEN_LIFETIME && order.len() < MAX_REPLIED {
+                break;
+            }
+            if let Some((_, old)) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+        if set.insert(send.clone()) {
+            order.push_back((now, send));
+        }
     }
 }
 
@@ -930,11 +998,12 @@ mod tests {
     #[test]
     fn retry_keys_derive_from_events_and_parts() {
         let e = EventId::new("01HX");
-        assert_eq!(RetryKey::for_event(&e, 0), RetryKey::for_event(&e, 0));
-        assert_ne!(RetryKey::for_event(&e, 0), RetryKey::for_event(&e, 1));
+        assert_eq!(RetryKey::for_send(&e, 0, 0), RetryKey::for_send(&e, 0, 0));
+        assert_ne!(RetryKey::for_send(&e, 0, 0), RetryKey::for_send(&e, 0, 1));
+        assert_ne!(RetryKey::for_send(&e, 0, 0), RetryKey::for_send(&e, 1, 0));
         assert_ne!(
-            RetryKey::for_event(&e, 0),
-            RetryKey::for_event(&EventId::new("01HY"), 0)
+            RetryKey::for_send(&e, 0, 0),
+            RetryKey::for_send(&EventId::new("01HY"), 0, 0)
         );
         assert_ne!(RetryKey::random(), RetryKey::random());
     }

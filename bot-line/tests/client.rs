@@ -246,7 +246,7 @@ async fn an_expired_reply_token_falls_back_to_push_only_when_enabled() {
     assert_eq!(
         pushes[0].retry_key.as_deref(),
         Some(
-            RetryKey::for_event(&EventId::new("01EV1"), 0)
+            RetryKey::for_send(&EventId::new("01EV1"), 0, 0)
                 .as_uuid()
                 .to_string()
                 .as_str()
@@ -345,4 +345,49 @@ async fn the_rate_limiter_spaces_calls_and_records_the_wait() {
         r#"bot_outbound_ratelimit_wait_seconds_count{platform="line"}"#,
     );
     assert!(waits >= 1.0, "recorded {waits} waits");
+}
+
+#[tokio::test]
+async fn two_sends_of_one_handler_are_two_messages_and_a_retry_sends_neither_again() {
+    let (fake, client) = setup(3, true).await;
+    let mut first = Target::conversation("Ugroupless");
+    first.in_reply_to = Some(EventId::new("01TWO"));
+    let mut second = first.clone();
+    second.send_index = 1;
+    client
+        .send(&first, vec!["working on it".into()])
+        .await
+        .unwrap();
+    client.send(&second, vec!["done".into()]).await.unwrap();
+    // The runtime retries the handler: the same two sends again.
+    client
+        .send(&first, vec!["working on it".into()])
+        .await
+        .unwrap();
+    client.send(&second, vec!["done".into()]).await.unwrap();
+    let pushes = fake.pushes();
+    let summary: Vec<(Vec<&str>, u16)> = pushes
+        .iter()
+        .map(|p| (p.texts(), p.status.as_u16()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (vec!["working on it"], 200),
+            (vec!["done"], 200),
+            (vec!["working on it"], 409),
+            (vec!["done"], 409)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_retried_handler_skips_the_reply_it_made_and_never_falls_back_to_a_push() {
+    let (fake, client) = setup(3, true).await;
+    let target = reply_target("rt-retried", "01RETRY");
+    client.send(&target, vec!["once".into()]).await.unwrap();
+    // The handler failed after replying; on its retry the same reply is asked for again.
+    client.send(&target, vec!["once".into()]).await.unwrap();
+    assert_eq!(fake.replies().len(), 1, "the used token is not tried again");
+    assert!(fake.pushes().is_empty(), "and nothing is pushed instead");
 }

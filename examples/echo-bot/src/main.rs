@@ -6,6 +6,10 @@
 //! | platform | variables | webhook |
 //! | --- | --- | --- |
 //! | LINE | `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN`, `LINE_API_BASE` (optional) | `POST /line/webhook` |
+//! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS` | the gateway, and `POST /discord/interactions` |
+//!
+//! On Discord, a message in a channel gets its text back, and the slash command `/echo text:<t>`
+//! answers `<t>` (echo-bot registers the command when `DISCORD_APPLICATION_ID` is set).
 //!
 //! Beside the webhooks it serves `/healthz`, `/readyz` and `/metrics`, and shuts down gracefully on
 //! SIGTERM or ctrl-c.
@@ -17,7 +21,8 @@
 use std::net::SocketAddr;
 
 use bot_core::telemetry::Logging;
-use bot_core::{Bot, BotBuilder, Context, Error, Event, Router, Secret};
+use bot_core::{Bot, BotBuilder, Context, Error, Event, EventKind, Router, Secret};
+use bot_discord::Discord;
 use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder};
 use tokio::io::AsyncBufReadExt as _;
@@ -35,6 +40,23 @@ async fn echo(cx: Context, event: Event) -> Result<(), Error> {
         None => Ok(()),
     }
 }
+
+/// `/echo text:<t>` as a slash command, or `/echo <t>` typed as text.
+async fn echo_command(cx: Context, event: Event) -> Result<(), Error> {
+    let text = match &event.kind {
+        EventKind::Command(command) => command
+            .options
+            .get("text")
+            .and_then(|t| t.as_str())
+            .map(str::to_owned),
+        _ => event
+            .text_content()
+            .and_then(|t| t.split_once(' '))
+            .map(|(_, rest)| rest.to_owned()),
+    };
+    cx.reply(text.unwrap_or_else(|| "usage: /echo text:<something>".to_owned()))
+        .await
+}
 // ANCHOR_END: handler
 
 #[tokio::main]
@@ -45,11 +67,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
 
     // ANCHOR: platforms
-    let mut builder = Bot::builder().handler(Router::new().text(echo));
+    let router = Router::new().command("echo", echo_command).text(echo);
+    let mut builder = Bot::builder().handler(router);
     let mut platforms = Vec::new();
     if let Some(line) = Line::try_from_env()? {
         builder = builder.adapter(line);
         platforms.push("line");
+    }
+    if let Some(discord) = Discord::try_from_env()? {
+        register_echo_command(&discord).await;
+        builder = builder.adapter(discord);
+        platforms.push("discord");
     }
     // ANCHOR_END: platforms
 
@@ -60,6 +88,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = builder.build()?.serve(addr).await?;
     tracing::info!(?report, "echo-bot stopped");
     Ok(())
+}
+
+/// Registers `/echo text:<t>` as a global slash command, when the application id is known.
+async fn register_echo_command(discord: &Discord) {
+    let Ok(application_id) = std::env::var(bot_discord::ENV_APPLICATION_ID) else {
+        return;
+    };
+    let commands = serde_json::json!([{
+        "name": "echo", "type": 1, "description": "Says it back",
+        "options": [{"name": "text", "type": 3, "description": "What to say", "required": true}],
+    }]);
+    if let Err(error) = discord
+        .http()
+        .register_commands(&application_id, &commands)
+        .await
+    {
+        tracing::warn!(%error, "could not register /echo");
+    }
 }
 
 /// The demo: LINE through a fake LINE API on 127.0.0.1, driven from stdin.

@@ -1,0 +1,332 @@
+//! [`DiscordClient`]: the [`Outbound`] of Discord events, over [`DiscordHttp`].
+//!
+//! A reply to a message posts in its channel; a reply to an interaction (slash command, button,
+//! modal) becomes the interaction's response: the HTTP response itself when the handler answers
+//! within the endpoint's deadline, a follow-up after a deferral, or the callback endpoint when
+//! the interaction is unknown to this process (gateway-delivered, or received by another one).
+//!
+//! `OutgoingMessage`s map to `content` (split at 2,000 characters, on a line break when there is
+//! one), an image embed, and buttons in action rows (5 per row, 5 rows): postback buttons and
+//! quick replies carry their data as `custom_id`, link buttons their URL. Messages created in a
+//! channel carry a `nonce` derived from the event and part (with `enforce_nonce`), so neither the
+//! client's retries nor the runtime's retries of a handler post a message twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bot_core::event::ConversationId;
+use bot_core::outbound::{Action, OutgoingMessage, Target};
+use bot_core::{EventId, Outbound, Platform};
+use serde_json::{Value, json};
+
+use crate::error::{Error, ErrorKind};
+use crate::http::DiscordHttp;
+use crate::interactions::{CHANNEL_MESSAGE, Pending, Route};
+
+/// Longest message content.
+pub const MAX_CONTENT_CHARS: usize = 2000;
+/// Buttons per action row.
+const BUTTONS_PER_ROW: usize = 5;
+/// Action rows per message.
+const MAX_ROWS: usize = 5;
+/// Discord's "interaction has already been acknowledged" error code.
+const ALREADY_ACKNOWLEDGED: u64 = 40060;
+
+/// Sends Discord replies. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct DiscordClient {
+    http: DiscordHttp,
+    application_id: Option<String>,
+    pending: Arc<Pending>,
+}
+
+impl DiscordClient {
+    /// A client over `http`; `application_id` is needed to answer interactions.
+    pub fn new(http: DiscordHttp, application_id: Option<String>, pending: Arc<Pending>) -> Self {
+        Self {
+            http,
+            application_id,
+            pending,
+        }
+    }
+
+    /// The REST client, for any other call.
+    pub fn http(&self) -> &DiscordHttp {
+        &self.http
+    }
+
+    /// Posts `messages` in `channel_id`, with nonces derived from `event` (when given).
+    ///
+    /// # Errors
+    ///
+    /// As [`DiscordHttp::create_message`], or [`ErrorKind::InvalidRequest`] for buttons over
+    /// Discord's limits.
+    pub async fn post(
+        &self,
+        channel_id: &str,
+        messages: &[OutgoingMessage],
+        event: Option<&EventId>,
+        reply_to: Option<&str>,
+    ) -> Result<(), Error> {
+        let bodies = bodies(messages)?;
+        for (part, mut body) in bodies.into_iter().enumerate() {
+            if let Some(event) = event {
+                body["nonce"] = json!(nonce(event, part));
+                body["enforce_nonce"] = json!(true);
+            }
+            if let (Some(message), 0) = (reply_to, part) {
+                body["message_reference"] =
+                    json!({"message_id": message, "fail_if_not_exists": false});
+            }
+            self.http.create_message(channel_id, &body).await?;
+        }
+        Ok(())
+    }
+
+    async fn answer_interaction(
+        &self,
+        interaction_id: &str,
+        token: &str,
+        messages: &[OutgoingMessage],
+    ) -> Result<(), Error> {
+        let application_id = self.application_id.as_deref().ok_or_else(|| {
+            Error::config("discord: DISCORD_APPLICATION_ID is needed to answer interactions")
+        })?;
+        let mut bodies = bodies(messages)?.into_iter();
+        let Some(first) = bodies.next() else {
+            return Ok(());
+        };
+        let response = json!({"type": CHANNEL_MESSAGE, "data": first});
+        match self.pending.route(interaction_id, response.clone()) {
+            Route::Answered => {}
+            Route::FollowUp => {
+                self.http
+                    .create_followup(application_id, token, &first)
+                    .await?;
+            }
+            Route::Callback => match self
+                .http
+                .interaction_callback(interaction_id, token, &response)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(ALREADY_ACKNOWLEDGED) => {
+                    self.http
+                        .create_followup(application_id, token, &first)
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            },
+        }
+        for body in bodies {
+            self.http
+                .create_followup(application_id, token, &body)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Outbound for DiscordClient {
+    fn platform(&self) -> Platform {
+        Platform::DISCORD
+    }
+
+    async fn send(
+        &self,
+        target: &Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), bot_core::Error> {
+        match (&target.reply_token, &target.in_reply_to) {
+            (Some(token), Some(interaction)) => {
+                self.answer_interaction(interaction.as_str(), token.expose(), &messages)
+                    .await?;
+            }
+            _ => {
+                self.post(
+                    target.conversation.as_str(),
+                    &messages,
+                    target.in_reply_to.as_ref(),
+                    target.reply_to_message.as_ref().map(|m| m.as_str()),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /channels/{id}/typing`.
+    async fn typing(&self, conversation: &ConversationId) -> Result<(), bot_core::Error> {
+        self.http
+            .request(
+                http::Method::POST,
+                &format!("/channels/{conversation}/typing"),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// A nonce for part `part` of the reply to `event`: 25 characters at most, as Discord allows.
+fn nonce(event: &EventId, part: usize) -> String {
+    use std::hash::Hasher as _;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hasher.write(event.as_str().as_bytes());
+    hasher.write_usize(part);
+    format!("{:016x}{part:x}", hasher.finish())
+        .chars()
+        .take(25)
+        .collect()
+}
+
+/// The message bodies for `messages`: content split at 2,000 characters, buttons on the last.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidRequest`] for more than 25 buttons or an unsupported action.
+pub fn bodies(messages: &[OutgoingMessage]) -> Result<Vec<Value>, Error> {
+    let mut out = Vec::new();
+    for message in messages {
+        let chunks = message
+            .text
+            .as_deref()
+            .map(split_content)
+            .unwrap_or_default();
+        let mut parts: Vec<Value> = chunks
+            .into_iter()
+            .map(|c| json!({ "content": c }))
+            .collect();
+        if parts.is_empty() {
+            parts.push(json!({}));
+        }
+        let last = parts.last_mut().expect("one part at least");
+        if let Some(image) = &message.image {
+            last["embeds"] = json!([{ "image": { "url": image.url } }]);
+        }
+        let components = components(message)?;
+        if !components.is_empty() {
+            last["components"] = Value::Array(components);
+        }
+        out.extend(
+            parts
+                .into_iter()
+                .filter(|p| p.as_object().is_some_and(|o| !o.is_empty())),
+        );
+    }
+    Ok(out)
+}
+
+fn split_content(text: &str) -> Vec<String> {
+    let mut chunks = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > MAX_CONTENT_CHARS {
+        let limit = rest
+            .char_indices()
+            .nth(MAX_CONTENT_CHARS)
+            .map_or(rest.len(), |(i, _)| i);
+        let cut = rest[..limit]
+            .rfind('\n')
+            .filter(|&i| i > 0)
+            .unwrap_or(limit);
+        chunks.push(rest[..cut].to_owned());
+        rest = rest[cut..].trim_start_matches('\n');
+    }
+    if !rest.is_empty() {
+        chunks.push(rest.to_owned());
+    }
+    chunks
+}
+
+fn components(message: &OutgoingMessage) -> Result<Vec<Value>, Error> {
+    let buttons = message
+        .buttons
+        .iter()
+        .map(|b| (&b.label, &b.action))
+        .chain(message.quick_replies.iter().map(|q| (&q.label, &q.action)))
+        .map(|(label, action)| button(label, action))
+        .collect::<Result<Vec<_>, _>>()?;
+    if buttons.len() > BUTTONS_PER_ROW * MAX_ROWS {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "discord: at most {} buttons, got {}",
+                BUTTONS_PER_ROW * MAX_ROWS,
+                buttons.len()
+            ),
+        ));
+    }
+    Ok(buttons
+        .chunks(BUTTONS_PER_ROW)
+        .map(|row| json!({"type": 1, "components": row}))
+        .collect())
+}
+
+fn button(label: &str, action: &Action) -> Result<Value, Error> {
+    let label: String = label.chars().take(80).collect();
+    Ok(match action {
+        Action::Postback(data) => json!({"type": 2, "style": 1, "label": label, "custom_id": data}),
+        Action::Message(text) => json!({"type": 2, "style": 2, "label": label, "custom_id": text}),
+        Action::Url(url) => json!({"type": 2, "style": 5, "label": label, "url": url}),
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("discord: no button for {other:?}"),
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bot_core::outbound::{Button, QuickReply};
+
+    #[test]
+    fn long_text_splits_on_line_breaks_and_buttons_go_last() {
+        let text = format!("{}\n{}", "a".repeat(1500), "b".repeat(1500));
+        let message = OutgoingMessage::text(text)
+            .button(Button::postback("Buy", "buy"))
+            .quick_reply(QuickReply::message("More"));
+        let parts = bodies(&[message]).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0]["content"].as_str().unwrap().len(), 1500);
+        assert!(parts[0].get("components").is_none());
+        let row = &parts[1]["components"][0];
+        assert_eq!(row["components"][0]["custom_id"], "buy");
+        assert_eq!(row["components"][1]["custom_id"], "More");
+
+        let no_breaks = bodies(&[OutgoingMessage::text("x".repeat(4500))]).unwrap();
+        let sizes: Vec<usize> = no_breaks
+            .iter()
+            .map(|b| b["content"].as_str().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [2000, 2000, 500]);
+    }
+
+    #[test]
+    fn images_and_link_buttons_map_and_limits_hold() {
+        let message =
+            OutgoingMessage::image("https://x/cat.png").button(Button::link("Site", "https://x"));
+        let body = &bodies(&[message]).unwrap()[0];
+        assert_eq!(body["embeds"][0]["image"]["url"], "https://x/cat.png");
+        assert_eq!(body["components"][0]["components"][0]["style"], 5);
+        let mut many = OutgoingMessage::text("pick");
+        for i in 0..26 {
+            many = many.button(Button::postback(format!("{i}"), "d"));
+        }
+        assert_eq!(
+            bodies(&[many]).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn nonces_are_short_and_stable_per_event_and_part() {
+        let e = EventId::new("1180000000000000000");
+        assert_eq!(nonce(&e, 0), nonce(&e, 0));
+        assert_ne!(nonce(&e, 0), nonce(&e, 1));
+        assert!(nonce(&e, 12).len() <= 25);
+    }
+}

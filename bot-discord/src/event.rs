@@ -1,0 +1,378 @@
+//! From gateway dispatches and interactions to core [`Event`]s.
+//!
+//! | Discord | core [`EventKind`] | id | conversation |
+//! | --- | --- | --- | --- |
+//! | `MESSAGE_CREATE` | `Message` (content, attachments, mentioned users, the referenced message as `reply_to`) | message id | channel |
+//! | `MESSAGE_UPDATE` | `Edited` | `<message id>:edit:<edited_timestamp>` | channel |
+//! | `MESSAGE_DELETE` | `Deleted` | `<message id>:delete` | channel |
+//! | `MESSAGE_REACTION_ADD` / `_REMOVE` | `Reaction` (`removed` on remove) | `<message>:<user>:<emoji>:add` / `:remove` | channel |
+//! | `GUILD_MEMBER_ADD` / `_REMOVE` | `MemberJoined` / `MemberLeft` with the user | `<guild>:<user>:join` / `:leave` | guild |
+//! | `INTERACTION_CREATE`, and HTTP interactions: slash command | `Command` with its options by name (sub-commands nested as objects) | interaction id | channel |
+//! | component (button, select) | `Postback` with `custom_id` as data and the selected `values` as params | interaction id | channel |
+//! | modal submit | `Postback` with `custom_id` as data and the fields by `custom_id` as params | interaction id | channel |
+//! | anything else | `Other { name: <dispatch name> }` | the object's `id`, else a hash | channel, else guild, else `discord` |
+//!
+//! Messages by bots, the bot itself included, are not delivered unless asked for
+//! ([`crate::gateway::ShardConfig::deliver_bot_messages`]). `occurred_at` comes from the snowflake
+//! of the message or interaction. Interactions carry their token as [`Event::reply_token`]. The
+//! whole dispatch data stays in [`Event::raw`].
+
+use bot_core::event::{
+    Attachment, AttachmentKind, Command, Deleted, Members, Mention, Message, MessageId, Other,
+    Postback, Reaction, ReplyToken, Timestamp, UserId,
+};
+use bot_core::{Event, EventKind, Platform};
+use serde_json::{Map, Value};
+
+/// Discord's epoch (2015-01-01) in milliseconds since the Unix epoch.
+const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
+
+/// What mapping a dispatch needs to know about the shard.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchContext {
+    /// The bot's own user id (from READY).
+    pub bot_user_id: Option<String>,
+    /// Whether messages by bots are delivered.
+    pub deliver_bot_messages: bool,
+}
+
+/// The time a snowflake was made.
+pub fn snowflake_time(id: &str) -> Option<Timestamp> {
+    let id: u64 = id.parse().ok()?;
+    let millis = i64::try_from(id >> 22).ok()? + DISCORD_EPOCH_MS;
+    Some(Timestamp::from_millis(millis))
+}
+
+fn text(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Maps one gateway dispatch; `None` for what is not delivered (messages by bots).
+pub fn from_dispatch(name: &str, data: Value, context: &DispatchContext) -> Option<Event> {
+    let event = match name {
+        "MESSAGE_CREATE" => {
+            if !context.deliver_bot_messages && by_a_bot(&data, context) {
+                return None;
+            }
+            let id = text(&data, "/id")?;
+            base(&data, &id, EventKind::Message(message(&data)))
+        }
+        "MESSAGE_UPDATE" => {
+            if !context.deliver_bot_messages && by_a_bot(&data, context) {
+                return None;
+            }
+            let id = text(&data, "/id")?;
+            let edited = text(&data, "/edited_timestamp").unwrap_or_default();
+            base(
+                &data,
+                &format!("{id}:edit:{edited}"),
+                EventKind::Edited(message(&data)),
+            )
+        }
+        "MESSAGE_DELETE" => {
+            let id = text(&data, "/id")?;
+            base(
+                &data,
+                &format!("{id}:delete"),
+                EventKind::Deleted(Deleted {
+                    message_id: MessageId::new(&id),
+                }),
+            )
+        }
+        "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
+            let message_id = text(&data, "/message_id")?;
+            let user = text(&data, "/user_id").unwrap_or_default();
+            let emoji = text(&data, "/emoji/name")
+                .or_else(|| text(&data, "/emoji/id"))
+                .unwrap_or_default();
+            let removed = name == "MESSAGE_REACTION_REMOVE";
+            let suffix = if removed { "remove" } else { "add" };
+            let mut event = base(
+                &data,
+                &format!("{message_id}:{user}:{emoji}:{suffix}"),
+                EventKind::Reaction(Reaction {
+                    message_id: MessageId::new(&message_id),
+                    emoji,
+                    removed,
+                }),
+            );
+            event.sender = (!user.is_empty()).then(|| UserId::new(&user));
+            event
+        }
+        "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" => {
+            let guild = text(&data, "/guild_id")?;
+            let user = text(&data, "/user/id")?;
+            let joined = name == "GUILD_MEMBER_ADD";
+            let members = Members {
+                users: vec![UserId::new(&user)],
+            };
+            let kind = if joined {
+                EventKind::MemberJoined(members)
+            } else {
+                EventKind::MemberLeft(members)
+            };
+            let suffix = if joined { "join" } else { "leave" };
+            let mut event = Event::new(Platform::DISCORD, guild.as_str(), kind)
+                .with_id(format!("{guild}:{user}:{suffix}"));
+            event.sender = Some(UserId::new(&user));
+            event
+        }
+        "INTERACTION_CREATE" => from_interaction(&data)?,
+        _ => {
+            let id = text(&data, "/id").unwrap_or_else(|| fingerprint(name, &data));
+            let conversation = text(&data, "/channel_id")
+                .or_else(|| text(&data, "/guild_id"))
+                .unwrap_or_else(|| "discord".to_owned());
+            let mut event = Event::new(
+                Platform::DISCORD,
+                conversation,
+                EventKind::Other(Other {
+                    name: name.to_owned(),
+                }),
+            )
+            .with_id(format!("{name}:{id}"));
+            if let Some(at) = text(&data, "/id").as_deref().and_then(snowflake_time) {
+                event.occurred_at = at;
+            }
+            event
+        }
+    };
+    Some(event.with_raw(data))
+}
+
+fn by_a_bot(data: &Value, context: &DispatchContext) -> bool {
+    let bot = data.pointer("/author/bot").and_then(Value::as_bool) == Some(true);
+    let own = context.bot_user_id.is_some() && text(data, "/author/id") == context.bot_user_id;
+    bot || own || data.get("webhook_id").is_some_and(|w| !w.is_null())
+}
+
+/// An event in the data's channel, from its author, at the snowflake's time.
+fn base(data: &Value, id: &str, kind: EventKind) -> Event {
+    let channel = text(data, "/channel_id").unwrap_or_else(|| "discord".to_owned());
+    let mut event = Event::new(Platform::DISCORD, channel, kind).with_id(id);
+    event.sender = text(data, "/author/id").map(UserId::from);
+    if let Some(at) = text(data, "/id").as_deref().and_then(snowflake_time) {
+        event.occurred_at = at;
+    }
+    event
+}
+
+fn message(data: &Value) -> Message {
+    let attachments = data
+        .get("attachments")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    let content_type = text(a, "/content_type");
+                    let kind = match content_type.as_deref() {
+                        Some(t) if t.starts_with("image/") => AttachmentKind::Image,
+                        Some(t) if t.starts_with("video/") => AttachmentKind::Video,
+                        Some(t) if t.starts_with("audio/") => AttachmentKind::Audio,
+                        _ => AttachmentKind::File,
+                    };
+                    Attachment {
+                        kind,
+                        url: text(a, "/url"),
+                        id: text(a, "/id"),
+                        name: text(a, "/filename"),
+                        mime_type: content_type,
+                        size: a.get("size").and_then(Value::as_u64),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mentions = data
+        .get("mentions")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|u| {
+                    Some(Mention {
+                        user: UserId::new(u.get("id")?.as_str()?),
+                        index: None,
+                        length: None,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Message {
+        id: text(data, "/id").map(MessageId::from),
+        text: text(data, "/content").filter(|c| !c.is_empty()),
+        attachments,
+        mentions,
+        reply_to: text(data, "/message_reference/message_id").map(MessageId::from),
+    }
+}
+
+/// Maps an interaction (gateway `INTERACTION_CREATE` or an HTTP interaction); `None` for PING.
+pub fn from_interaction(data: &Value) -> Option<Event> {
+    let id = text(data, "/id")?;
+    let interaction_type = data.get("type").and_then(Value::as_u64).unwrap_or(0);
+    let kind = match interaction_type {
+        1 => return None,
+        2 => EventKind::Command(Command {
+            name: text(data, "/data/name").unwrap_or_default(),
+            options: options(data.pointer("/data/options")),
+        }),
+        3 => EventKind::Postback(Postback {
+            data: text(data, "/data/custom_id").unwrap_or_default(),
+            params: data.pointer("/data/values").cloned().unwrap_or(Value::Null),
+        }),
+        5 => EventKind::Postback(Postback {
+            data: text(data, "/data/custom_id").unwrap_or_default(),
+            params: Value::Object(modal_fields(data.pointer("/data/components"))),
+        }),
+        4 => EventKind::Other(Other {
+            name: "APPLICATION_COMMAND_AUTOCOMPLETE".to_owned(),
+        }),
+        other => EventKind::Other(Other {
+            name: format!("INTERACTION_{other}"),
+        }),
+    };
+    let channel = text(data, "/channel_id")
+        .or_else(|| text(data, "/channel/id"))
+        .or_else(|| text(data, "/user/id"))
+        .unwrap_or_else(|| "discord".to_owned());
+    let mut event = Event::new(Platform::DISCORD, channel, kind).with_id(id.as_str());
+    event.sender = text(data, "/member/user/id")
+        .or_else(|| text(data, "/user/id"))
+        .map(UserId::from);
+    event.reply_token = text(data, "/token").map(ReplyToken::new);
+    if let Some(at) = snowflake_time(&id) {
+        event.occurred_at = at;
+    }
+    Some(event.with_raw(data.clone()))
+}
+
+/// Command options by name; sub-commands and groups become nested objects.
+fn options(list: Option<&Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for option in list.and_then(Value::as_array).into_iter().flatten() {
+        let Some(name) = option.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let value = match option.get("value") {
+            Some(value) => value.clone(),
+            None => Value::Object(options(option.get("options"))),
+        };
+        out.insert(name.to_owned(), value);
+    }
+    out
+}
+
+/// The text inputs of a modal by `custom_id`.
+fn modal_fields(rows: Option<&Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for row in rows.and_then(Value::as_array).into_iter().flatten() {
+        let inputs = row.get("components").and_then(Value::as_array);
+        for input in inputs.into_iter().flatten().chain(std::iter::once(row)) {
+            if let (Some(id), Some(value)) = (
+                input.get("custom_id").and_then(Value::as_str),
+                input.get("value"),
+            ) {
+                out.insert(id.to_owned(), value.clone());
+            }
+        }
+    }
+    out
+}
+
+fn fingerprint(name: &str, data: &Value) -> String {
+    use std::hash::Hasher as _;
+    // A fixed-key hash: the same dispatch replayed after a resume gets the same id.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hasher.write(name.as_bytes());
+    hasher.write(data.to_string().as_bytes());
+    format!("h{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn context() -> DispatchContext {
+        DispatchContext {
+            bot_user_id: Some("999".into()),
+            deliver_bot_messages: false,
+        }
+    }
+
+    #[test]
+    fn messages_map_and_bots_are_filtered() {
+        let data = json!({"id": "1180000000000000000", "channel_id": "c1", "guild_id": "g1",
+            "author": {"id": "u1"}, "content": "hello",
+            "attachments": [{"id": "a1", "filename": "cat.png", "content_type": "image/png", "size": 10, "url": "https://cdn/cat.png"}],
+            "mentions": [{"id": "u2"}], "message_reference": {"message_id": "m0"}});
+        let e = from_dispatch("MESSAGE_CREATE", data.clone(), &context()).unwrap();
+        assert_eq!(
+            (e.id.as_str(), e.conversation.as_str()),
+            ("1180000000000000000", "c1")
+        );
+        assert_eq!(e.text_content(), Some("hello"));
+        let m = e.message().unwrap();
+        assert_eq!(m.attachments[0].kind, AttachmentKind::Image);
+        assert_eq!(m.mentions[0].user.as_str(), "u2");
+        assert_eq!(m.reply_to.as_ref().unwrap().as_str(), "m0");
+        assert_eq!(
+            e.occurred_at,
+            snowflake_time("1180000000000000000").unwrap()
+        );
+
+        let mut bot = data.clone();
+        bot["author"] = json!({"id": "u3", "bot": true});
+        assert!(from_dispatch("MESSAGE_CREATE", bot.clone(), &context()).is_none());
+        let mut own = data;
+        own["author"] = json!({"id": "999"});
+        assert!(from_dispatch("MESSAGE_CREATE", own, &context()).is_none());
+        let mut everyone = context();
+        everyone.deliver_bot_messages = true;
+        assert!(from_dispatch("MESSAGE_CREATE", bot, &everyone).is_some());
+    }
+
+    #[test]
+    fn interactions_become_commands_and_postbacks() {
+        let command = json!({"id": "1180000000000000001", "type": 2, "token": "tok", "channel_id": "c1",
+            "member": {"user": {"id": "u1"}},
+            "data": {"name": "echo", "options": [{"name": "text", "type": 3, "value": "hi"},
+                                                  {"name": "sub", "type": 1, "options": [{"name": "n", "type": 4, "value": 3}]}]}});
+        let e = from_interaction(&command).unwrap();
+        let EventKind::Command(c) = &e.kind else {
+            panic!()
+        };
+        assert_eq!(c.name, "echo");
+        assert_eq!(c.options["text"], "hi");
+        assert_eq!(c.options["sub"]["n"], 3);
+        assert_eq!(e.reply_token.as_ref().unwrap().expose(), "tok");
+        assert_eq!(e.sender.as_ref().unwrap().as_str(), "u1");
+
+        let button = json!({"id": "2", "type": 3, "token": "t", "channel_id": "c", "user": {"id": "u"},
+            "data": {"custom_id": "buy", "component_type": 2}});
+        assert!(
+            matches!(from_interaction(&button).unwrap().kind, EventKind::Postback(p) if p.data == "buy")
+        );
+        let modal = json!({"id": "3", "type": 5, "token": "t", "channel_id": "c", "user": {"id": "u"},
+            "data": {"custom_id": "form", "components": [{"type": 1, "components": [{"type": 4, "custom_id": "name", "value": "Ada"}]}]}});
+        let EventKind::Postback(p) = from_interaction(&modal).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(p.params["name"], "Ada");
+        assert!(from_interaction(&json!({"id": "4", "type": 1})).is_none());
+    }
+
+    #[test]
+    fn other_dispatches_are_delivered_with_stable_ids() {
+        let data = json!({"guild_id": "g", "user_id": "u", "timestamp": 5});
+        let a = from_dispatch("TYPING_START", data.clone(), &context()).unwrap();
+        let b = from_dispatch("TYPING_START", data, &context()).unwrap();
+        assert_eq!(a.id, b.id);
+        assert!(matches!(&a.kind, EventKind::Other(o) if o.name == "TYPING_START"));
+        assert_eq!(a.conversation.as_str(), "g");
+    }
+}

@@ -1,0 +1,692 @@
+//! One shard: one gateway connection at a time, kept alive, resumed, and fed into the runtime.
+//!
+//! The lifecycle:
+//!
+//! ```text
+//!            connect ──► Hello ──► Identify (waits for its identify bucket) ──► READY ──┐
+//!               ▲                  or Resume (session kept)           ──► RESUMED ─┤
+//!               │                                                                  ▼
+//!   backoff ◄───┤◄── connection lost / op 7 Reconnect / zombie / close 4000-like ◄── dispatches
+//!               │◄── op 9 Invalid Session: resumable → resume; else wait 1-5 s, identify
+//!               └─── close 4004, 4010-4014 ──► the shard stops with a typed error
+//! ```
+//!
+//! Heartbeats run on their own timer (the first after `heartbeat_interval × jitter`). A heartbeat
+//! whose ACK has not arrived by the next one means a zombie connection: the shard closes it with a
+//! code that keeps the session (never 1000/1001) and resumes on `resume_gateway_url`.
+//!
+//! Back-pressure: a dispatch is handed to the runtime before the next frame is read, so a full
+//! queue slows the shard down instead of growing a buffer, while heartbeats keep going out on
+//! time. Zombie detection is suspended while reading is held up, since an ACK may be waiting
+//! unread. The sequence advances only once the runtime accepted the dispatch, so a resume replays
+//! anything not accepted yet; deduplication drops what was accepted twice.
+
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bot_core::{ErrorKind as CoreKind, Event, Ingress, Platform};
+use futures::{SinkExt as _, StreamExt as _};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+use super::close::{CloseAction, classify, fatal_error};
+use super::compression::Inflater;
+use super::config::{ShardConfig, ShardId};
+use super::identify::IdentifyQueue;
+use super::session::Session;
+use crate::error::{Error, ErrorKind};
+use crate::event::{DispatchContext, from_dispatch};
+
+/// The gateway API version.
+pub const GATEWAY_VERSION: u8 = 10;
+const OP_DISPATCH: u8 = 0;
+const OP_HEARTBEAT: u8 = 1;
+const OP_IDENTIFY: u8 = 2;
+const OP_RESUME: u8 = 6;
+const OP_RECONNECT: u8 = 7;
+const OP_INVALID_SESSION: u8 = 9;
+const OP_HELLO: u8 = 10;
+const OP_HEARTBEAT_ACK: u8 = 11;
+/// Closing with this code keeps the session resumable (1000 and 1001 end it).
+const RESUMABLE_CLOSE: u16 = 4000;
+/// Commands other than heartbeats per minute: Discord allows 120, heartbeats take the rest.
+const COMMANDS_PER_MINUTE: u32 = 110;
+/// Commands queued ahead of the connection.
+const COMMAND_BUFFER: usize = 16;
+/// Most bytes waiting to be written on a connection.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+/// The wait before submitting again when the queue is full and says nothing.
+const FULL_QUEUE_WAIT: Duration = Duration::from_millis(50);
+
+/// One gateway frame, as received.
+#[derive(Deserialize)]
+struct Frame {
+    op: u8,
+    #[serde(default)]
+    d: Value,
+    #[serde(default)]
+    s: Option<u64>,
+    #[serde(default)]
+    t: Option<String>,
+}
+
+/// What a shard is doing, for health checks and tests.
+#[derive(Debug, Default)]
+pub struct ShardStatus {
+    connections: AtomicU64,
+    identifies: AtomicU64,
+    resumes: AtomicU64,
+    dispatches: AtomicU64,
+    latency_micros: AtomicU64,
+    session: Mutex<Option<Session>>,
+}
+
+impl ShardStatus {
+    /// Connections opened so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Identify payloads sent so far (new sessions).
+    pub fn identifies(&self) -> u64 {
+        self.identifies.load(Ordering::Relaxed)
+    }
+
+    /// Resume payloads sent so far.
+    pub fn resumes(&self) -> u64 {
+        self.resumes.load(Ordering::Relaxed)
+    }
+
+    /// Dispatches received so far.
+    pub fn dispatches(&self) -> u64 {
+        self.dispatches.load(Ordering::Relaxed)
+    }
+
+    /// The time between the last heartbeat and its ACK.
+    pub fn latency(&self) -> Option<Duration> {
+        match self.latency_micros.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+
+    /// The current session, once READY arrived.
+    pub fn session(&self) -> Option<Session> {
+        self.session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_session(&self, session: Option<&Session>) {
+        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = session.cloned();
+    }
+}
+
+/// One shard of a bot's gateway connection.
+pub struct Shard {
+    id: ShardId,
+    config: Arc<ShardConfig>,
+    identify: IdentifyQueue,
+    status: Arc<ShardStatus>,
+    commands: mpsc::Sender<String>,
+    command_queue: tokio::sync::Mutex<mpsc::Receiver<String>>,
+    command_limiter: DefaultDirectRateLimiter,
+}
+
+impl fmt::Debug for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shard")
+            .field("id", &self.id)
+            .field("config", &self.config)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection ended, and what comes next.
+enum Next {
+    Shutdown,
+    Resume {
+        reason: &'static str,
+        at_once: bool,
+    },
+    Reidentify {
+        reason: &'static str,
+        wait: Duration,
+    },
+    Fatal(Error),
+}
+
+type Pending = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
+
+impl Shard {
+    /// A shard that identifies through `identify` (shared by the shards of one process).
+    pub fn new(id: ShardId, config: Arc<ShardConfig>, identify: IdentifyQueue) -> Self {
+        let (commands, queue) = mpsc::channel(COMMAND_BUFFER);
+        let per_minute = NonZeroU32::new(COMMANDS_PER_MINUTE).expect("not zero");
+        Self {
+            id,
+            config,
+            identify,
+            status: Arc::default(),
+            commands,
+            command_queue: tokio::sync::Mutex::new(queue),
+            command_limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+        }
+    }
+
+    /// Which shard this is.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// What the shard is doing.
+    pub fn status(&self) -> &ShardStatus {
+        &self.status
+    }
+
+    /// Sends a gateway command (`{"op": 3, "d": ...}` presence update, op 8 request guild
+    /// members), waiting for room under Discord's 120 commands per minute.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidRequest`] when the payload is over Discord's 4096 bytes.
+    pub async fn send(&self, command: Value) -> Result<(), Error> {
+        let text = command.to_string();
+        if text.len() > 4096 {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "discord gateway: a command is at most 4096 bytes",
+            ));
+        }
+        self.command_limiter.until_ready().await;
+        self.commands
+            .send(text)
+            .await
+            .map_err(|_| Error::new(ErrorKind::Gateway, "discord gateway: the shard is gone"))
+    }
+
+    /// Runs the shard until `shutdown` or a fatal close code, handing every dispatch to `ingress`.
+    ///
+    /// # Errors
+    ///
+    /// A fatal gateway refusal ([`Error::is_fatal`]): a bad token (4004), invalid shard (4010),
+    /// sharding required (4011), invalid version (4012), invalid or disallowed intents
+    /// (4013, 4014). Everything else is retried.
+    pub async fn run(&self, ingress: Ingress, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut commands = self.command_queue.lock().await;
+        let mut session: Option<Session> = None;
+        let mut failures: u32 = 0;
+        let mut context = DispatchContext {
+            bot_user_id: None,
+            deliver_bot_messages: self.config.deliver_bot_messages,
+        };
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let mut connection = Connection {
+                shard: self,
+                ingress: &ingress,
+                shutdown: &shutdown,
+                session: &mut session,
+                context: &mut context,
+                healthy: false,
+            };
+            let next = connection.run(&mut commands).await;
+            let healthy = connection.healthy;
+            let delay = match next {
+                Next::Shutdown => return Ok(()),
+                Next::Fatal(error) => {
+                    tracing::error!(shard = self.id.number, %error, "discord shard stopped");
+                    return Err(error);
+                }
+                Next::Resume { reason, at_once } => {
+                    self.reconnected(&ingress, reason);
+                    if healthy {
+                        failures = 0;
+                    }
+                    if at_once {
+                        Duration::ZERO
+                    } else {
+                        failures += 1;
+                        self.config.backoff_for(failures)
+                    }
+                }
+                Next::Reidentify { reason, wait } => {
+                    self.reconnected(&ingress, reason);
+                    session = None;
+                    self.status.set_session(None);
+                    wait
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    fn reconnected(&self, ingress: &Ingress, reason: &'static str) {
+        tracing::info!(shard = self.id.number, reason, "discord shard reconnecting");
+        ingress
+            .telemetry()
+            .gateway_reconnect(&Platform::DISCORD, reason);
+    }
+}
+
+struct Connection<'a> {
+    shard: &'a Shard,
+    ingress: &'a Ingress,
+    shutdown: &'a CancellationToken,
+    session: &'a mut Option<Session>,
+    context: &'a mut DispatchContext,
+    /// Set once READY or RESUMED arrived: the connection worked, so the backoff starts over.
+    healthy: bool,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Connection<'_> {
+    async fn run(&mut self, commands: &mut mpsc::Receiver<String>) -> Next {
+        let config = &self.shard.config;
+        let base = self
+            .session
+            .as_ref()
+            .map_or(config.url.as_str(), |s| s.resume_url.as_str());
+        let url = gateway_url(base, config.compress);
+        let socket_config = WebSocketConfig::default()
+            .read_buffer_size(config.read_buffer_bytes)
+            // Heartbeats and commands go out at once; a stalled socket cannot grow the buffer.
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_WRITE_BUFFER);
+        let connect =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(socket_config), true);
+        let socket = tokio::select! {
+            () = self.shutdown.cancelled() => return Next::Shutdown,
+            connected = tokio::time::timeout(config.hello_timeout, connect) => match connected {
+                Ok(Ok((socket, _))) => socket,
+                Ok(Err(error)) => {
+                    tracing::warn!(shard = self.shard.id.number, %error, "discord gateway connection failed");
+                    return Next::Resume { reason: "connect_failed", at_once: false };
+                }
+                Err(_) => return Next::Resume { reason: "connect_timeout", at_once: false },
+            },
+        };
+        self.shard
+            .status
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.serve(socket, commands).await
+    }
+
+    async fn serve(&mut self, socket: Socket, commands: &mut mpsc::Receiver<String>) -> Next {
+        let shutdown = self.shutdown;
+        let (mut sink, mut stream) = socket.split();
+        let mut inflater = self.shard.config.compress.then(Inflater::new);
+
+        // Hello first (op 7 may come before it).
+        let hello = tokio::select! {
+            () = self.shutdown.cancelled() => return Next::Shutdown,
+            hello = tokio::time::timeout(self.shard.config.hello_timeout, next_frame(&mut stream, &mut inflater)) => hello,
+        };
+        let interval = match hello {
+            Ok(Ok(frame)) if frame.op == OP_HELLO => {
+                match frame.d.get("heartbeat_interval").and_then(Value::as_u64) {
+                    Some(ms) if ms > 0 => Duration::from_millis(ms),
+                    _ => {
+                        return Next::Resume {
+                            reason: "bad_hello",
+                            at_once: false,
+                        };
+                    }
+                }
+            }
+            Ok(Ok(frame)) if frame.op == OP_RECONNECT => {
+                return Next::Resume {
+                    reason: "reconnect",
+                    at_once: true,
+                };
+            }
+            Ok(Ok(_)) => {
+                return Next::Resume {
+                    reason: "no_hello",
+                    at_once: false,
+                };
+            }
+            Ok(Err(next)) => return next,
+            Err(_) => {
+                return Next::Resume {
+                    reason: "hello_timeout",
+                    at_once: false,
+                };
+            }
+        };
+
+        let opening = match self.session.as_ref() {
+            Some(session) => {
+                self.shard.status.resumes.fetch_add(1, Ordering::Relaxed);
+                json!({"op": OP_RESUME, "d": {
+                    "token": self.shard.config.token.expose(),
+                    "session_id": session.id,
+                    "seq": session.sequence,
+                }})
+            }
+            None => {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return Next::Shutdown,
+                    () = self.shard.identify.wait_turn(self.shard.id.number) => {}
+                }
+                self.shard.status.identifies.fetch_add(1, Ordering::Relaxed);
+                identify_payload(&self.shard.config, self.shard.id)
+            }
+        };
+        if sink.send(Message::text(opening.to_string())).await.is_err() {
+            return Next::Resume {
+                reason: "send_failed",
+                at_once: false,
+            };
+        }
+
+        let beat = tokio::time::sleep(interval.mul_f64(fastrand::f64()));
+        tokio::pin!(beat);
+        let mut beat_sent_at: Option<Instant> = None;
+        let mut awaiting_ack = false;
+        let mut held_since_beat = false;
+        let mut pending: Option<Pending> = None;
+        let mut pending_sequence: Option<u64> = None;
+
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    // Finish handing over what was read: it is in no one's hands otherwise.
+                    if let Some(pending) = pending.take() {
+                        let _ = pending.await;
+                    }
+                    let _ = sink.send(close(1000)).await;
+                    return Next::Shutdown;
+                }
+                () = &mut beat => {
+                    if awaiting_ack && !held_since_beat {
+                        tracing::warn!(shard = self.shard.id.number, "discord heartbeat not acknowledged: zombie connection");
+                        if let Some(pending) = pending.take() {
+                            let _ = pending.await;
+                            self.advance(pending_sequence.take());
+                        }
+                        let _ = sink.send(close(RESUMABLE_CLOSE)).await;
+                        return Next::Resume { reason: "zombie", at_once: true };
+                    }
+                    let sequence = self.session.as_ref().map(|s| s.sequence);
+                    let heartbeat = json!({"op": OP_HEARTBEAT, "d": sequence});
+                    if sink.send(Message::text(heartbeat.to_string())).await.is_err() {
+                        return Next::Resume { reason: "send_failed", at_once: false };
+                    }
+                    beat_sent_at = Some(Instant::now());
+                    awaiting_ack = true;
+                    held_since_beat = pending.is_some();
+                    beat.as_mut().reset(Instant::now() + interval);
+                }
+                accepted = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
+                    pending = None;
+                    if accepted.is_err() {
+                        // The runtime is shutting down and takes nothing more.
+                        let _ = sink.send(close(1000)).await;
+                        return Next::Shutdown;
+                    }
+                    self.advance(pending_sequence.take());
+                }
+                Some(command) = commands.recv() => {
+                    if sink.send(Message::text(command)).await.is_err() {
+                        return Next::Resume { reason: "send_failed", at_once: false };
+                    }
+                }
+                frame = next_frame(&mut stream, &mut inflater), if pending.is_none() => {
+                    let frame = match frame {
+                        Ok(frame) => frame,
+                        Err(next) => return next,
+                    };
+                    match frame.op {
+                        OP_DISPATCH => {
+                            self.shard.status.dispatches.fetch_add(1, Ordering::Relaxed);
+                            let sequence = frame.s;
+                            let name = frame.t.unwrap_or_default();
+                            match self.dispatch(&name, frame.d) {
+                                Some(event) => {
+                                    pending = Some(Box::pin(hand_over(self.ingress.clone(), event)));
+                                    pending_sequence = sequence;
+                                    held_since_beat = true;
+                                }
+                                None => self.advance(sequence),
+                            }
+                        }
+                        OP_HEARTBEAT => {
+                            let sequence = self.session.as_ref().map(|s| s.sequence);
+                            let heartbeat = json!({"op": OP_HEARTBEAT, "d": sequence});
+                            if sink.send(Message::text(heartbeat.to_string())).await.is_err() {
+                                return Next::Resume { reason: "send_failed", at_once: false };
+                            }
+                            beat_sent_at = Some(Instant::now());
+                            awaiting_ack = true;
+                        }
+                        OP_HEARTBEAT_ACK => {
+                            awaiting_ack = false;
+                            if let Some(sent) = beat_sent_at {
+                                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+                                self.shard.status.latency_micros.store(micros, Ordering::Relaxed);
+                            }
+                        }
+                        OP_RECONNECT => {
+                            let _ = sink.send(close(RESUMABLE_CLOSE)).await;
+                            return Next::Resume { reason: "reconnect", at_once: true };
+                        }
+                        OP_INVALID_SESSION => {
+                            let resumable = frame.d.as_bool().unwrap_or(false);
+                            let _ = sink.send(close(RESUMABLE_CLOSE)).await;
+                            return if resumable && self.session.is_some() {
+                                Next::Resume { reason: "invalid_session_resumable", at_once: true }
+                            } else {
+                                Next::Reidentify {
+                                    reason: "invalid_session",
+                                    wait: self.shard.config.invalid_session_delay(),
+                                }
+                            };
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Maps a dispatch, keeping the session state READY and RESUMED carry.
+    fn dispatch(&mut self, name: &str, data: Value) -> Option<Event> {
+        match name {
+            "READY" => {
+                let id = data.get("session_id").and_then(Value::as_str);
+                let url = data.get("resume_gateway_url").and_then(Value::as_str);
+                if let (Some(id), Some(url)) = (id, url) {
+                    *self.session = Some(Session {
+                        id: id.to_owned(),
+                        resume_url: url.to_owned(),
+                        sequence: 0,
+                    });
+                }
+                self.context.bot_user_id = data
+                    .pointer("/user/id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                self.healthy = true;
+                tracing::info!(shard = self.shard.id.number, "discord shard ready");
+                None
+            }
+            "RESUMED" => {
+                self.healthy = true;
+                tracing::info!(shard = self.shard.id.number, "discord shard resumed");
+                None
+            }
+            _ => from_dispatch(name, data, self.context),
+        }
+    }
+
+    fn advance(&mut self, sequence: Option<u64>) {
+        if let (Some(session), Some(sequence)) = (self.session.as_mut(), sequence) {
+            session.sequence = session.sequence.max(sequence);
+        }
+        self.shard.status.set_session(self.session.as_ref());
+    }
+}
+
+/// Hands one event to the runtime, waiting while the queue is full. Fails only once the runtime
+/// stops taking events.
+async fn hand_over(ingress: Ingress, event: Event) -> Result<(), ()> {
+    loop {
+        match ingress.submit(vec![event.clone()]).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == CoreKind::QueueFull => {
+                let wait = e
+                    .retry_after()
+                    .unwrap_or(FULL_QUEUE_WAIT)
+                    .min(Duration::from_secs(1));
+                tokio::time::sleep(wait).await;
+            }
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+/// The next gateway frame; the error says how the connection ended.
+async fn next_frame<S>(stream: &mut S, inflater: &mut Option<Inflater>) -> Result<Frame, Next>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let message = match stream.next().await {
+            None => {
+                return Err(Next::Resume {
+                    reason: "connection_closed",
+                    at_once: false,
+                });
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "discord gateway read failed");
+                return Err(Next::Resume {
+                    reason: "connection_error",
+                    at_once: false,
+                });
+            }
+            Some(Ok(message)) => message,
+        };
+        let parsed = match &message {
+            Message::Text(text) => serde_json::from_str::<Frame>(text.as_str()),
+            Message::Binary(bytes) => match inflater {
+                Some(inflater) => match inflater.push(bytes) {
+                    Ok(Some(inflated)) => serde_json::from_slice::<Frame>(inflated),
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "discord gateway compression broke");
+                        return Err(Next::Resume {
+                            reason: "decompress_failed",
+                            at_once: false,
+                        });
+                    }
+                },
+                None => serde_json::from_slice::<Frame>(bytes),
+            },
+            Message::Close(frame) => {
+                let (code, reason) = frame.as_ref().map_or((1006, String::new()), |f| {
+                    (u16::from(f.code), f.reason.to_string())
+                });
+                return Err(match classify(code) {
+                    CloseAction::Resume => Next::Resume {
+                        reason: "closed_by_gateway",
+                        at_once: false,
+                    },
+                    CloseAction::Reidentify => Next::Reidentify {
+                        reason: "session_closed",
+                        wait: Duration::ZERO,
+                    },
+                    CloseAction::Fatal(kind) => Next::Fatal(fatal_error(kind, code, &reason)),
+                });
+            }
+            _ => continue,
+        };
+        match parsed {
+            Ok(frame) => return Ok(frame),
+            Err(error) => {
+                // One unreadable frame is logged and skipped; the connection goes on.
+                tracing::warn!(%error, "discord gateway frame is not a payload");
+            }
+        }
+    }
+}
+
+fn close(code: u16) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: "".into(),
+    }))
+}
+
+fn gateway_url(base: &str, compress: bool) -> String {
+    let base = base.trim_end_matches('/');
+    let compression = if compress {
+        "&compress=zlib-stream"
+    } else {
+        ""
+    };
+    format!("{base}/?v={GATEWAY_VERSION}&encoding=json{compression}")
+}
+
+fn identify_payload(config: &ShardConfig, id: ShardId) -> Value {
+    json!({"op": OP_IDENTIFY, "d": {
+        "token": config.token.expose(),
+        "intents": config.intents.bits(),
+        "shard": [id.number, id.total],
+        "large_threshold": config.large_threshold,
+        "properties": {"os": std::env::consts::OS, "browser": "botrt", "device": "botrt"},
+    }})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_version_encoding_and_compression() {
+        assert_eq!(
+            gateway_url("wss://gateway.discord.gg/", false),
+            "wss://gateway.discord.gg/?v=10&encoding=json"
+        );
+        assert_eq!(
+            gateway_url("wss://resume.discord.gg", true),
+            "wss://resume.discord.gg/?v=10&encoding=json&compress=zlib-stream"
+        );
+    }
+
+    #[test]
+    fn identify_carries_token_intents_and_shard() {
+        let config = ShardConfig::new("secret-token");
+        let payload = identify_payload(&config, ShardId::new(3, 16).unwrap());
+        assert_eq!(payload["op"], 2);
+        assert_eq!(payload["d"]["token"], "secret-token");
+        assert_eq!(payload["d"]["shard"], json!([3, 16]));
+        assert_eq!(payload["d"]["intents"], config.intents.bits());
+        assert!(payload["d"]["properties"]["os"].is_string());
+    }
+}

@@ -1,0 +1,375 @@
+//! The HTTP interactions endpoint: Ed25519 verification, PING/PONG, and answers within Discord's
+//! 3-second deadline.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `X-Signature-Ed25519` / `X-Signature-Timestamp` missing, not hex, not a valid signature of timestamp + body under the application's public key, or a timestamp more than 5 minutes off | 401 |
+//! | not JSON | 400 |
+//! | PING (type 1) | 200 `{"type": 1}` |
+//! | the queue refuses the interaction | 503 with `Retry-After` |
+//! | anything else | the handler's first reply as the response (type 4) if it comes within 2.5 s; otherwise a deferred response (type 5), and the handler's replies become follow-ups |
+//!
+//! With a durable queue the handler may run in another process: the endpoint still defers in
+//! time, and that process's first reply goes through the callback endpoint, or as a follow-up
+//! when the interaction was already acknowledged.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bot_core::{Ingress, Platform};
+use bytes::Bytes;
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::event::from_interaction;
+
+/// The default path of the endpoint.
+pub const DEFAULT_PATH: &str = "/discord/interactions";
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "x-signature-ed25519";
+/// The timestamp header.
+pub const TIMESTAMP_HEADER: &str = "x-signature-timestamp";
+/// How long the endpoint waits for the handler before it defers (Discord allows 3 s).
+pub const DEFAULT_DEFER_AFTER: Duration = Duration::from_millis(2500);
+/// How far a request's timestamp may be from now.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// An interaction token lasts 15 minutes; deferrals are remembered as long.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// Most interactions remembered at once (answered ones are forgotten at once).
+const MAX_PENDING: usize = 100_000;
+
+/// Interaction response type 1, PONG.
+const PONG: u8 = 1;
+/// Interaction response type 4, a message.
+pub(crate) const CHANNEL_MESSAGE: u8 = 4;
+/// Interaction response type 5, "thinking…", answered later.
+const DEFERRED_CHANNEL_MESSAGE: u8 = 5;
+
+/// The application's public key (hex, from the developer portal).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    /// Parses the hex key.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when it is not 64 hex characters of a valid key.
+    pub fn from_hex(hex_key: &str) -> Result<Self, Error> {
+        let bytes: [u8; 32] = hex::decode(hex_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::config("discord: the public key is not 64 hex characters"))?;
+        VerifyingKey::from_bytes(&bytes)
+            .map(Self)
+            .map_err(|e| Error::config("discord: the public key is invalid").with_source(e))
+    }
+
+    /// Checks `signature` (hex) of `timestamp ‖ body`.
+    pub fn verify(&self, timestamp: &[u8], body: &[u8], signature_hex: &[u8]) -> bool {
+        let Some(bytes) = hex::decode(signature_hex)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        else {
+            return false;
+        };
+        let signature = Signature::from_bytes(&bytes);
+        let mut message = Vec::with_capacity(timestamp.len() + body.len());
+        message.extend_from_slice(timestamp);
+        message.extend_from_slice(body);
+        self.0.verify(&message, &signature).is_ok()
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", hex::encode(self.0.as_bytes()))
+    }
+}
+
+enum Entry {
+    /// The HTTP request waits for the handler's first reply.
+    Waiting(oneshot::Sender<Value>),
+    /// The request was answered (with the first reply or a deferral); replies are follow-ups.
+    Acknowledged(Instant),
+}
+
+/// Interactions this process is answering: how a handler's reply finds its HTTP response.
+#[derive(Default)]
+pub struct Pending {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("entries", &self.lock().len())
+            .finish()
+    }
+}
+
+/// How the first reply to an interaction goes out.
+pub(crate) enum Route {
+    /// It went into the waiting HTTP response.
+    Answered,
+    /// The interaction was deferred here: post a follow-up.
+    FollowUp,
+    /// Unknown here (gateway-delivered, or another process): use the callback endpoint.
+    Callback,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait(&self, id: &str) -> Option<oneshot::Receiver<Value>> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        if entries.len() >= MAX_PENDING {
+            entries.retain(|_, e| match e {
+                Entry::Waiting(sender) => !sender.is_closed(),
+                Entry::Acknowledged(at) => now.duration_since(*at) < TOKEN_LIFETIME,
+            });
+            if entries.len() >= MAX_PENDING {
+                return None;
+            }
+        }
+        let (sender, receiver) = oneshot::channel();
+        entries.insert(id.to_owned(), Entry::Waiting(sender));
+        Some(receiver)
+    }
+
+    /// The deadline passed: defer, unless the reply just went into the response.
+    fn defer(&self, id: &str) -> bool {
+        let mut entries = self.lock();
+        match entries.get(id) {
+            Some(Entry::Waiting(_)) => {
+                entries.insert(id.to_owned(), Entry::Acknowledged(Instant::now()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Routes a handler's first reply to interaction `id`.
+    pub(crate) fn route(&self, id: &str, response: Value) -> Route {
+        let mut entries = self.lock();
+        match entries.remove(id) {
+            Some(Entry::Waiting(sender)) => match sender.send(response) {
+                Ok(()) => {
+                    entries.insert(id.to_owned(), Entry::Acknowledged(Instant::now()));
+                    Route::Answered
+                }
+                Err(_) => Route::Callback,
+            },
+            Some(Entry::Acknowledged(at)) => {
+                entries.insert(id.to_owned(), Entry::Acknowledged(at));
+                Route::FollowUp
+            }
+            None => Route::Callback,
+        }
+    }
+}
+
+/// What the endpoint needs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InteractionsConfig {
+    /// Where the endpoint is served. Default [`DEFAULT_PATH`].
+    pub path: String,
+    /// The application's public key.
+    pub public_key: PublicKey,
+    /// How long to wait for the handler before deferring. Default 2.5 s.
+    pub defer_after: Duration,
+    /// How far the signed timestamp may be from now. Default 5 minutes.
+    pub max_clock_skew: Duration,
+}
+
+impl InteractionsConfig {
+    /// Defaults for `public_key`.
+    pub fn new(public_key: PublicKey) -> Self {
+        Self {
+            path: DEFAULT_PATH.to_owned(),
+            public_key,
+            defer_after: DEFAULT_DEFER_AFTER,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct EndpointState {
+    config: Arc<InteractionsConfig>,
+    ingress: Ingress,
+    pending: Arc<Pending>,
+}
+
+/// The endpoint's route, submitting to `ingress`; handlers' replies find their responses through
+/// `pending` (the adapter's client shares it).
+pub fn router(config: InteractionsConfig, ingress: Ingress, pending: Arc<Pending>) -> Router {
+    let path = config.path.clone();
+    Router::new()
+        .route(&path, post(receive))
+        .with_state(EndpointState {
+            config: Arc::new(config),
+            ingress,
+            pending,
+        })
+}
+
+fn fresh(timestamp: &[u8], max_skew: Duration) -> bool {
+    let Some(seconds) = std::str::from_utf8(timestamp)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+    else {
+        return false;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    now.abs_diff(seconds) <= max_skew.as_secs()
+}
+
+async fn receive(State(state): State<EndpointState>, headers: HeaderMap, body: Bytes) -> Response {
+    let ingress = &state.ingress;
+    let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
+    let timestamp = headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes());
+    let (Some(signature), Some(timestamp)) = (signature, timestamp) else {
+        return ingress.refuse(&Platform::DISCORD, StatusCode::UNAUTHORIZED, "signature");
+    };
+    if !state.config.public_key.verify(timestamp, &body, signature) {
+        return ingress.refuse(&Platform::DISCORD, StatusCode::UNAUTHORIZED, "signature");
+    }
+    if !fresh(timestamp, state.config.max_clock_skew) {
+        return ingress.refuse(
+            &Platform::DISCORD,
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+        );
+    }
+    let Ok(interaction) = serde_json::from_slice::<Value>(&body) else {
+        return ingress.refuse(
+            &Platform::DISCORD,
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        );
+    };
+    let Some(event) = from_interaction(&interaction) else {
+        // PING: Discord checks the endpoint with it.
+        return json_response(&json!({ "type": PONG }));
+    };
+    let id = event.id.to_string();
+    let Some(reply) = state.pending.wait(&id) else {
+        return ingress.refuse(
+            &Platform::DISCORD,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_interactions",
+        );
+    };
+    if let Err(error) = ingress.submit(vec![event]).await {
+        state.pending.forget(&id);
+        return bot_core::adapter::rejection(&error);
+    }
+    let deadline = Instant::now() + state.config.defer_after;
+    tokio::pin!(reply);
+    match tokio::time::timeout_at(deadline, &mut reply).await {
+        Ok(Ok(response)) => json_response(&response),
+        Ok(Err(_)) => deferred(),
+        Err(_) if state.pending.defer(&id) => deferred(),
+        // The reply went into the channel as the deadline passed: it is there now.
+        Err(_) => match reply.await {
+            Ok(response) => json_response(&response),
+            Err(_) => deferred(),
+        },
+    }
+}
+
+fn deferred() -> Response {
+    json_response(&json!({ "type": DEFERRED_CHANNEL_MESSAGE }))
+}
+
+fn json_response(value: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_signatures_are_checked() {
+        assert!(PublicKey::from_hex("zz").is_err());
+        assert!(PublicKey::from_hex(&"00".repeat(31)).is_err());
+        let key =
+            PublicKey::from_hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .unwrap();
+        assert!(!key.verify(b"1", b"{}", b"not hex"));
+        assert!(!key.verify(b"1", b"{}", "00".repeat(64).as_bytes()));
+    }
+
+    /// RFC 8032, test 1: the empty message (timestamp and body both empty).
+    #[test]
+    fn the_rfc_8032_known_answer_verifies() {
+        let key =
+            PublicKey::from_hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .unwrap();
+        let signature = b"e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+        assert!(key.verify(b"", b"", signature));
+        assert!(!key.verify(b"", b"x", signature));
+    }
+
+    #[test]
+    fn timestamps_must_be_recent() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(fresh(now.to_string().as_bytes(), DEFAULT_MAX_CLOCK_SKEW));
+        assert!(!fresh(
+            (now - 600).to_string().as_bytes(),
+            DEFAULT_MAX_CLOCK_SKEW
+        ));
+        assert!(!fresh(b"yesterday", DEFAULT_MAX_CLOCK_SKEW));
+    }
+
+    #[test]
+    fn a_reply_goes_to_the_waiting_response_once_then_follow_ups() {
+        let pending = Pending::default();
+        let mut receiver = pending.wait("1").unwrap();
+        assert!(matches!(
+            pending.route("1", json!({"type": 4})),
+            Route::Answered
+        ));
+        assert_eq!(receiver.try_recv().unwrap()["type"], 4);
+        assert!(matches!(pending.route("1", json!({})), Route::FollowUp));
+        assert!(matches!(
+            pending.route("unknown", json!({})),
+            Route::Callback
+        ));
+
+        let _receiver = pending.wait("2").unwrap();
+        assert!(pending.defer("2"));
+        assert!(matches!(pending.route("2", json!({})), Route::FollowUp));
+        assert!(matches!(pending.route("2", json!({})), Route::FollowUp));
+    }
+}

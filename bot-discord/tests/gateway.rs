@@ -1,0 +1,427 @@
+//! Gateway shards against the fake gateway over real WebSockets: identify, dispatches, resume,
+//! zombies, invalid sessions, fatal close codes, identify buckets, compression, back-pressure.
+#![allow(clippy::disallowed_methods)] // the shards under test run in spawned tasks
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bot_core::{Bot, Context, Error, Event, Limits};
+use bot_discord::ErrorKind;
+use bot_discord::gateway::{IdentifyQueue, Shard, ShardConfig, ShardId, ShardManager};
+use bot_discord::testing::{BOT_USER_ID, FakeGateway};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "gateway-test-token";
+
+/// What the handler saw: event ids in order, and a wake-up per event.
+#[derive(Clone, Default)]
+struct Seen {
+    ids: Arc<Mutex<Vec<String>>>,
+    notify: Arc<Notify>,
+}
+
+impl Seen {
+    fn handler(&self, gate: Option<Arc<Semaphore>>) -> impl bot_core::Handler + use<> {
+        let seen = self.clone();
+        move |_cx: Context, event: Event| {
+            let seen = seen.clone();
+            let gate = gate.clone();
+            async move {
+                if let Some(gate) = gate {
+                    let _permit = gate.acquire().await.expect("open");
+                }
+                seen.ids.lock().unwrap().push(event.id.to_string());
+                seen.notify.notify_waiters();
+                Ok::<_, Error>(())
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.ids.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.ids().len() >= count {
+                return self.ids();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("handled {} of {count}", self.ids().len());
+            }
+        }
+    }
+}
+
+fn bot(seen: &Seen, limits: Limits, gate: Option<Arc<Semaphore>>) -> Bot {
+    let bot = Bot::builder()
+        .handler(seen.handler(gate))
+        .limits(limits)
+        .build()
+        .unwrap();
+    bot.start();
+    bot
+}
+
+fn config(gateway: &FakeGateway) -> ShardConfig {
+    ShardConfig::new(TOKEN)
+        .url(gateway.url())
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+struct Running {
+    shard: Arc<Shard>,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), bot_discord::Error>>,
+}
+
+impl Running {
+    async fn stop(self) -> Result<(), bot_discord::Error> {
+        self.stop.cancel();
+        self.task.await.unwrap()
+    }
+}
+
+fn run(config: ShardConfig, bot: &Bot) -> Running {
+    let shard = Arc::new(Shard::new(
+        ShardId::ONE,
+        Arc::new(config),
+        IdentifyQueue::new(1),
+    ));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let shard = shard.clone();
+        let ingress = bot.ingress();
+        let stop = stop.clone();
+        async move { shard.run(ingress, stop).await }
+    });
+    Running { shard, stop, task }
+}
+
+fn message(id: u64, channel: &str, bot: bool) -> Value {
+    json!({"id": id.to_string(), "channel_id": channel, "guild_id": "1",
+           "author": {"id": if bot { BOT_USER_ID.to_owned() } else { format!("{}", 500 + id % 7) }, "bot": bot},
+           "content": format!("message {id}"), "attachments": [], "mentions": []})
+}
+
+fn assert_each_once(ids: &[String], expected: usize) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in ids {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    assert_eq!(counts.len(), expected, "distinct events");
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "handled more than once: {twice:?}");
+}
+
+#[tokio::test]
+async fn identify_ready_then_a_thousand_dispatches_reach_the_handler_and_bots_do_not() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let shard = run(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+
+    let identify = &gateway.received_op(2)[0].d;
+    assert_eq!(identify["token"], TOKEN);
+    assert_eq!(identify["shard"], json!([0, 1]));
+    assert!(identify["intents"].as_u64().unwrap() > 0);
+
+    for i in 0..1000_u64 {
+        gateway
+            .dispatch(
+                "MESSAGE_CREATE",
+                message(10_000 + i, &format!("c{}", i % 10), false),
+            )
+            .await;
+        if i % 10 == 0 {
+            gateway
+                .dispatch("MESSAGE_CREATE", message(90_000 + i, "c0", true))
+                .await;
+        }
+    }
+    let ids = seen.wait_for(1000).await;
+    bot.idle().await;
+    assert_each_once(&seen.ids(), 1000);
+    assert!(
+        ids.iter().all(|id| !id.starts_with('9')),
+        "no bot-authored message is handled"
+    );
+    assert_eq!(shard.shard.status().identifies(), 1);
+    assert_eq!(
+        shard.shard.status().dispatches(),
+        1101,
+        "READY + 1,000 + 100 from bots"
+    );
+    shard.stop().await.unwrap();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnect_mid_stream_resumes_on_the_resume_url_without_loss_or_duplicates() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let shard = run(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+
+    for i in 0..100 {
+        gateway
+            .dispatch("MESSAGE_CREATE", message(20_000 + i, "c", false))
+            .await;
+    }
+    gateway.reconnect().await;
+    // Sent while the shard reconnects: they wait in the session and are replayed on resume.
+    for i in 100..200 {
+        gateway
+            .dispatch("MESSAGE_CREATE", message(20_000 + i, "c", false))
+            .await;
+    }
+    gateway.wait_for_resumes(1).await;
+    seen.wait_for(200).await;
+    bot.idle().await;
+
+    assert_each_once(&seen.ids(), 200);
+    let expected: Vec<String> = (0..200).map(|i| (20_000 + i).to_string()).collect();
+    assert_eq!(seen.ids(), expected, "one conversation: in order");
+    let connections = gateway.connections();
+    assert_eq!(connections.len(), 2);
+    assert_eq!(
+        connections[1].path.trim_end_matches('/'),
+        "/resume",
+        "resumed on resume_gateway_url"
+    );
+    let resume = &gateway.received_op(6)[0].d;
+    assert_eq!(resume["session_id"], "session-1");
+    assert_eq!(
+        resume["seq"], 101,
+        "READY + the 100 dispatches read before op 7"
+    );
+    assert_eq!(gateway.readies(), 1, "no new session");
+    shard.stop().await.unwrap();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_zombie_connection_is_detected_within_two_heartbeats_and_resumed() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let interval = Duration::from_millis(200);
+    gateway.set_heartbeat_interval(interval);
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let shard = run(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+    gateway.wait_for_op(1, 2).await;
+
+    gateway.set_acks(false);
+    let silent_since = Instant::now();
+    gateway
+        .wait_until("a second connection", |g| g.connections().len() >= 2)
+        .await;
+    let detected_after = gateway.connections()[1].at - silent_since;
+    gateway.set_acks(true);
+    gateway.wait_for_resumes(1).await;
+
+    assert!(
+        detected_after <= interval * 2 + Duration::from_millis(150),
+        "zombie detected after {detected_after:?}"
+    );
+    assert_eq!(
+        gateway.connections()[1].path.trim_end_matches('/'),
+        "/resume"
+    );
+    assert_eq!(gateway.received_op(6).len(), 1);
+    assert_eq!(gateway.readies(), 1);
+    // The resumed session goes on.
+    gateway
+        .dispatch("MESSAGE_CREATE", message(30_000, "c", false))
+        .await;
+    assert_eq!(seen.wait_for(1).await, ["30000"]);
+    shard.stop().await.unwrap();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_invalid_session_that_cannot_resume_identifies_again_after_the_wait() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let wait = Duration::from_millis(300);
+    let shard = run(
+        config(&gateway).invalid_session_wait(wait, wait + Duration::from_millis(100)),
+        &bot,
+    );
+    gateway.wait_for_readies(1).await;
+
+    let invalidated = Instant::now();
+    gateway.invalid_session(false).await;
+    gateway.wait_for_readies(2).await;
+    let identifies = gateway.received_op(2);
+    assert_eq!(identifies.len(), 2);
+    assert!(
+        identifies[1].at - invalidated >= wait,
+        "identified again after {:?}",
+        identifies[1].at - invalidated
+    );
+    assert!(
+        gateway.received_op(6).is_empty(),
+        "no resume of a dead session"
+    );
+    gateway
+        .dispatch("MESSAGE_CREATE", message(40_000, "c", false))
+        .await;
+    seen.wait_for(1).await;
+    shard.stop().await.unwrap();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn close_4004_stops_the_shard_with_an_authentication_error_and_no_reconnect() {
+    let gateway = FakeGateway::start("the-real-token").await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let shard = run(config(&gateway), &bot);
+    let error = tokio::time::timeout(Duration::from_secs(20), shard.task)
+        .await
+        .expect("the shard stops by itself")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Authentication);
+    assert_eq!(error.close_code(), Some(4004));
+    assert!(error.is_fatal());
+    assert_eq!(gateway.connections().len(), 1, "no reconnect loop");
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_fatal_codes_stop_and_resumable_codes_resume() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let shard = run(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+    gateway.close(4000).await;
+    gateway.wait_for_resumes(1).await;
+    gateway.close(4009).await; // session timed out: a new one
+    gateway.wait_for_readies(2).await;
+    gateway.close(4014).await;
+    let error = tokio::time::timeout(Duration::from_secs(20), shard.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::DisallowedIntents);
+    assert_eq!(gateway.connections().len(), 3);
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn sixteen_shards_with_one_bucket_identify_one_interval_apart() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let spacing = Duration::from_millis(100);
+    let ids: Vec<ShardId> = (0..16).map(|n| ShardId::new(n, 16).unwrap()).collect();
+    let manager = Arc::new(ShardManager::new(
+        config(&gateway),
+        &ids,
+        IdentifyQueue::with_interval(1, spacing),
+    ));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let manager = manager.clone();
+        let ingress = bot.ingress();
+        let stop = stop.clone();
+        async move { manager.run(ingress, stop).await }
+    });
+    gateway.wait_for_readies(16).await;
+    let identifies = gateway.received_op(2);
+    let mut shards: Vec<u64> = identifies
+        .iter()
+        .map(|r| r.d["shard"][0].as_u64().unwrap())
+        .collect();
+    shards.sort_unstable();
+    assert_eq!(shards, (0..16).collect::<Vec<_>>());
+    for pair in identifies.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        // The fake stamps arrivals; the client spaced the sends by the bucket's interval.
+        assert!(
+            gap >= spacing - Duration::from_millis(5),
+            "identifies {gap:?} apart"
+        );
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn zlib_stream_compression_carries_every_dispatch() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let shard = run(config(&gateway).compress(true), &bot);
+    gateway.wait_for_readies(1).await;
+    assert!(
+        gateway.connections()[0]
+            .query
+            .contains("compress=zlib-stream")
+    );
+    for i in 0..50 {
+        gateway
+            .dispatch("MESSAGE_CREATE", message(50_000 + i, "c", false))
+            .await;
+    }
+    seen.wait_for(50).await;
+    assert_each_once(&seen.ids(), 50);
+    shard.stop().await.unwrap();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_holds_the_reading_back_while_heartbeats_go_on() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    gateway.set_heartbeat_interval(Duration::from_millis(100));
+    let seen = Seen::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let limits = Limits {
+        max_in_flight: 1,
+        queue_capacity: 4,
+        ..Limits::default()
+    };
+    let bot = bot(&seen, limits, Some(gate.clone()));
+    let shard = run(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+    for i in 0..50 {
+        gateway
+            .dispatch("MESSAGE_CREATE", message(60_000 + i, "c", false))
+            .await;
+    }
+    // The queue holds 4 and one handler runs: the shard holds the rest unread.
+    let beats_before = gateway.received_op(1).len();
+    gateway.wait_for_op(1, beats_before + 5).await;
+    assert!(
+        shard.shard.status().dispatches() < 50,
+        "reading is held back"
+    );
+    assert_eq!(
+        gateway.connections().len(),
+        1,
+        "heartbeats went on; no false zombie"
+    );
+
+    gate.add_permits(1000);
+    seen.wait_for(50).await;
+    assert_each_once(&seen.ids(), 50);
+    assert_eq!(gateway.connections().len(), 1);
+    shard.stop().await.unwrap();
+    bot.shutdown().await;
+}

@@ -1,0 +1,243 @@
+//! The REST client against the fake API: buckets, the global limit, retries, the invalid
+//! request guard, nonces.
+#![allow(clippy::disallowed_methods)] // concurrent calls run in spawned tasks
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bot_core::RetryPolicy;
+use bot_core::testing::fake_api::{FakeResponse, Fault};
+use bot_discord::testing::FakeDiscordApi;
+use bot_discord::{DiscordHttp, ErrorKind};
+use http::StatusCode;
+use serde_json::json;
+
+const TOKEN: &str = "rest-token";
+
+fn quick(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        multiplier: 2.0,
+        jitter: 0.0,
+    }
+}
+
+async fn setup(max_attempts: u32) -> (FakeDiscordApi, DiscordHttp) {
+    let api = FakeDiscordApi::start(TOKEN, "ws://127.0.0.1:9", 1, 1)
+        .await
+        .unwrap();
+    let http = DiscordHttp::builder(TOKEN)
+        .api_base(api.url())
+        .retry(quick(max_attempts))
+        .build()
+        .unwrap();
+    (api, http)
+}
+
+#[tokio::test]
+async fn an_empty_bucket_holds_its_route_until_reset_while_other_routes_go() {
+    let (api, http) = setup(3).await;
+    api.api().inject(
+        Fault::response(FakeResponse::json(StatusCode::OK, &json!({"id": "1"})))
+            .on_path("/channels/111/")
+            .header("x-ratelimit-bucket", "messages-bucket")
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset-after", "1.000"),
+    );
+    http.create_message("111", &json!({"content": "first"}))
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let http = http.clone();
+        async move {
+            http.create_message("111", &json!({"content": "second"}))
+                .await
+        }
+    });
+    http.create_message("222", &json!({"content": "elsewhere"}))
+        .await
+        .unwrap();
+    held.await.unwrap().unwrap();
+
+    let calls = api.api().calls();
+    let at = |content: &str| {
+        calls
+            .iter()
+            .find(|c| c.request.json()["content"] == content)
+            .unwrap()
+            .request
+            .received_at
+    };
+    assert!(
+        at("elsewhere") - at("first") < Duration::from_millis(500),
+        "another channel is not held"
+    );
+    assert!(
+        at("second") - at("first") >= Duration::from_millis(990),
+        "held {:?}",
+        at("second") - at("first")
+    );
+}
+
+#[tokio::test]
+async fn a_global_429_pauses_every_route_for_retry_after() {
+    let (api, http) = setup(3).await;
+    api.api().inject(
+        Fault::status(StatusCode::TOO_MANY_REQUESTS)
+            .json(&json!({"message": "You are being rate limited.", "retry_after": 1.0, "global": true}))
+            .header("x-ratelimit-global", "true")
+            .header("x-ratelimit-scope", "global"),
+    );
+    let first = tokio::spawn({
+        let http = http.clone();
+        async move {
+            http.create_message("111", &json!({"content": "limited"}))
+                .await
+        }
+    });
+    // Once the client has read the 429 (it counts it as invalid), the other route must wait.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while http.invalid_requests() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the 429 never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    http.create_message("222", &json!({"content": "other route"}))
+        .await
+        .unwrap();
+    first.await.unwrap().unwrap();
+
+    let calls = api.api().calls();
+    assert_eq!(calls[0].status, 429);
+    let other = calls
+        .iter()
+        .find(|c| c.request.json()["content"] == "other route")
+        .unwrap();
+    let paused = other.request.received_at - calls[0].request.received_at;
+    assert!(
+        paused >= Duration::from_millis(950),
+        "other route went after {paused:?}"
+    );
+    assert_eq!(http.invalid_requests(), 1, "a global 429 counts as invalid");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported_with_a_typed_error() {
+    let (api, http) = setup(3).await;
+    api.api()
+        .inject(Fault::status(StatusCode::BAD_GATEWAY).times(2));
+    http.create_message("1", &json!({"content": "x"}))
+        .await
+        .unwrap();
+    let statuses: Vec<u16> = api
+        .api()
+        .calls()
+        .iter()
+        .map(|c| c.status.as_u16())
+        .collect();
+    assert_eq!(statuses, [502, 502, 200]);
+
+    api.api()
+        .inject(Fault::status(StatusCode::SERVICE_UNAVAILABLE).times(3));
+    let error = http
+        .create_message("1", &json!({"content": "y"}))
+        .await
+        .unwrap_err();
+    assert_eq!((error.kind(), error.attempts()), (ErrorKind::Server, 3));
+
+    api.api().inject(Fault::response(FakeResponse::json(
+        StatusCode::BAD_REQUEST,
+        &json!({"code": 50035, "message": "Invalid Form Body"}),
+    )));
+    let error = http
+        .create_message("1", &json!({"content": "z"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.code(), error.attempts()),
+        (ErrorKind::Api, Some(50035), 1)
+    );
+}
+
+#[tokio::test]
+async fn the_client_stops_sending_before_the_invalid_request_ban() {
+    let api = FakeDiscordApi::start(TOKEN, "ws://127.0.0.1:9", 1, 1)
+        .await
+        .unwrap();
+    let http = DiscordHttp::builder(TOKEN)
+        .api_base(api.url())
+        .retry(quick(1))
+        .invalid_budget(3)
+        .build()
+        .unwrap();
+    api.api()
+        .inject(Fault::status(StatusCode::FORBIDDEN).times(3));
+    for _ in 0..3 {
+        assert_eq!(
+            http.create_message("1", &json!({"content": "x"}))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Api
+        );
+    }
+    let error = http
+        .create_message("1", &json!({"content": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequestLimit);
+    assert!(error.retry_after().unwrap() > Duration::from_secs(590));
+    assert_eq!(api.api().call_count(), 3, "the refused call never left");
+
+    let stranger = DiscordHttp::builder("wrong")
+        .api_base(api.url())
+        .retry(quick(3))
+        .build()
+        .unwrap();
+    let error = stranger.gateway_bot().await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.attempts()),
+        (ErrorKind::Authentication, 1)
+    );
+}
+
+#[tokio::test]
+async fn replies_carry_a_nonce_so_retries_never_post_twice() {
+    let (api, http) = setup(3).await;
+    let client = bot_discord::DiscordClient::new(http, None, Arc::default());
+    let event = bot_core::EventId::new("1180000000000000000");
+    let message = bot_core::OutgoingMessage::text("pong");
+    client
+        .post(
+            "c1",
+            std::slice::from_ref(&message),
+            Some(&event),
+            Some("1180000000000000000"),
+        )
+        .await
+        .unwrap();
+    client
+        .post("c1", &[message], Some(&event), None)
+        .await
+        .unwrap();
+    let calls = api.api().calls_to("/channels/c1/messages");
+    let bodies: Vec<_> = calls.iter().map(|c| c.request.json()).collect();
+    assert_eq!(
+        bodies[0]["nonce"], bodies[1]["nonce"],
+        "the same event gives the same nonce"
+    );
+    assert_eq!(bodies[0]["enforce_nonce"], true);
+    assert_eq!(
+        bodies[0]["message_reference"]["message_id"],
+        "1180000000000000000"
+    );
+    let info = client.http().gateway_bot().await.unwrap();
+    assert_eq!(
+        (info.shards, info.session_start_limit.max_concurrency),
+        (1, 1)
+    );
+}

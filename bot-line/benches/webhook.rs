@@ -1,0 +1,39 @@
+//! CPU cost of a LINE webhook request before it reaches the queue: signature verification, and
+//! parsing and mapping of its events.
+//!
+//! Run with: cargo bench -p bot-line --bench webhook
+
+use bot_core::Secret;
+use bot_line::event::events_from_body;
+use bot_line::testing::WebhookBuilder;
+use bot_line::webhook::{sign, verify};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn webhook(c: &mut Criterion) {
+    let secret = Secret::new("bench-secret");
+    let mut builder = WebhookBuilder::new();
+    for i in 0..10 {
+        builder = builder.text(&format!("U{i:032x}"), "hello, bot");
+    }
+    let body = builder.body();
+    let signature = sign(&secret, &body);
+
+    let mut group = c.benchmark_group("line_webhook_10_events");
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("verify", |b| {
+        b.iter(|| verify(&secret, &body, signature.as_bytes()).expect("valid"));
+    });
+    group.bench_function("parse_and_map", |b| {
+        b.iter(|| events_from_body(&body).expect("a webhook"));
+    });
+    group.bench_function("verify_parse_and_map", |b| {
+        b.iter(|| {
+            verify(&secret, &body, signature.as_bytes()).expect("valid");
+            events_from_body(&body).expect("a webhook")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, webhook);
+criterion_main!(benches);
