@@ -1,0 +1,297 @@
+//! [`Messenger`]: the adapter that plugs the webhook and the client into a bot.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bot_core::adapter::Clients;
+use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder};
+use crate::error::Error;
+use crate::webhook::{self, WebhookConfig};
+
+/// The environment variable with the app secret (signs webhooks).
+pub const ENV_APP_SECRET: &str = "MESSENGER_APP_SECRET";
+/// The environment variable with the verify token (the webhook subscription handshake).
+pub const ENV_VERIFY_TOKEN: &str = "MESSENGER_VERIFY_TOKEN";
+/// The environment variable with the page access token (authorises Send API calls).
+pub const ENV_PAGE_ACCESS_TOKEN: &str = "MESSENGER_PAGE_ACCESS_TOKEN";
+/// The environment variable with the Graph API base URL (default
+/// `https://graph.facebook.com/v21.0`).
+pub const ENV_API_BASE: &str = "MESSENGER_API_BASE";
+
+/// The Messenger adapter: the webhook at `GET`+`POST /messenger/webhook` and the
+/// [`MessengerClient`] that answers.
+///
+/// Cloning is cheap.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bot_core::{Bot, Context, Error, Event};
+/// use bot_messenger::Messenger;
+///
+/// async fn echo(cx: Context, event: Event) -> Result<(), Error> {
+///     match event.text_content() {
+///         Some(text) => cx.reply(text).await,
+///         None => Ok(()),
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bot = Bot::builder().adapter(Messenger::from_env()?).handler(echo).build()?;
+/// bot.serve("0.0.0.0:8080").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Messenger {
+    webhook: WebhookConfig,
+    client: MessengerClient,
+}
+
+/// Builds a [`Messenger`] adapter.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MessengerBuilder {
+    webhook: WebhookConfig,
+    client: MessengerClientBuilder,
+}
+
+impl MessengerBuilder {
+    /// Serves the webhook at `path` instead of `/messenger/webhook`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.webhook.path = path.into();
+        self
+    }
+
+    /// Sends API calls to `api_base` instead of `https://graph.facebook.com/v21.0`.
+    pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
+        self.client = self.client.api_base(api_base);
+        self
+    }
+
+    /// Configures the API client (retries, rate limits, time-out).
+    pub fn client(
+        mut self,
+        configure: impl FnOnce(MessengerClientBuilder) -> MessengerClientBuilder,
+    ) -> Self {
+        self.client = configure(self.client);
+        self
+    }
+
+    /// Delivers echoes of the page's own messages to the handlers (default: acknowledged and
+    /// counted, not delivered; see [`WebhookConfig::deliver_echoes`]).
+    pub fn deliver_echoes(mut self, deliver: bool) -> Self {
+        self.webhook.deliver_echoes = deliver;
+        self
+    }
+
+    /// Delivers `standby[]` items to the handlers (default: acknowledged and counted, not
+    /// delivered; see [`WebhookConfig::deliver_standby`]).
+    pub fn deliver_standby(mut self, deliver: bool) -> Self {
+        self.webhook.deliver_standby = deliver;
+        self
+    }
+
+    /// Builds the adapter.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when a secret is empty, the path does not start with `/`, or
+    /// the client's configuration is invalid.
+    pub fn build(self) -> Result<Messenger, Error> {
+        if self.webhook.app_secret.is_empty() {
+            return Err(Error::config("messenger: the app secret is empty"));
+        }
+        if self.webhook.verify_token.is_empty() {
+            return Err(Error::config("messenger: the verify token is empty"));
+        }
+        if !self.webhook.path.starts_with('/') {
+            return Err(Error::config(format!(
+                "messenger: webhook path {:?} must start with /",
+                self.webhook.path
+            )));
+        }
+        Ok(Messenger {
+            webhook: self.webhook,
+            client: self.client.build()?,
+        })
+    }
+}
+
+impl Messenger {
+    /// Starts an adapter with the app secret, the verify token you chose for the webhook
+    /// subscription, and the page access token.
+    pub fn builder(
+        app_secret: impl Into<Secret>,
+        verify_token: impl Into<Secret>,
+        page_access_token: impl Into<Secret>,
+    ) -> MessengerBuilder {
+        MessengerBuilder {
+            webhook: WebhookConfig::new(app_secret.into(), verify_token.into()),
+            client: MessengerClient::builder(page_access_token),
+        }
+    }
+
+    /// An adapter configured from `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`,
+    /// `MESSENGER_PAGE_ACCESS_TOKEN` and `MESSENGER_API_BASE` (optional).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] naming the variables missing, or when they are invalid.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::try_from_env()?.ok_or_else(|| {
+            Error::config(format!(
+                "messenger: set {ENV_APP_SECRET}, {ENV_VERIFY_TOKEN} and {ENV_PAGE_ACCESS_TOKEN}"
+            ))
+        })
+    }
+
+    /// As [`Messenger::from_env`], but `Ok(None)` when none of `MESSENGER_APP_SECRET`,
+    /// `MESSENGER_VERIFY_TOKEN` and `MESSENGER_PAGE_ACCESS_TOKEN` is set, for bots that serve
+    /// whichever platforms are configured.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] naming the variables missing when only some are set, or when
+    /// they are invalid.
+    pub fn try_from_env() -> Result<Option<Self>, Error> {
+        from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The API client, for calls beyond replies (tags, sender actions, profiles).
+    pub fn client(&self) -> &MessengerClient {
+        &self.client
+    }
+
+    /// The webhook's path.
+    pub fn path(&self) -> &str {
+        &self.webhook.path
+    }
+}
+
+fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Messenger>, Error> {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let required = [ENV_APP_SECRET, ENV_VERIFY_TOKEN, ENV_PAGE_ACCESS_TOKEN];
+    let values: Vec<Option<String>> = required.iter().map(|name| var(name)).collect();
+    let missing: Vec<&str> = required
+        .iter()
+        .zip(&values)
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    match (missing.len(), values.as_slice()) {
+        (3, _) => Ok(None),
+        (0, [Some(secret), Some(verify), Some(token)]) => {
+            let api_base = var(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
+            Messenger::builder(secret.as_str(), verify.as_str(), token.as_str())
+                .api_base(api_base)
+                .build()
+                .map(Some)
+        }
+        _ => Err(Error::config(format!(
+            "messenger: some settings are given but {} is not set",
+            missing.join(" and ")
+        ))),
+    }
+}
+
+#[async_trait]
+impl Adapter for Messenger {
+    fn platform(&self) -> Platform {
+        Platform::MESSENGER
+    }
+
+    fn outbound(&self) -> Option<Arc<dyn Outbound>> {
+        Some(Arc::new(self.client.clone()))
+    }
+
+    fn register_clients(&self, clients: &mut Clients) {
+        clients.insert(Arc::new(self.client.clone()));
+    }
+
+    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
+        self.client.set_telemetry(ingress.telemetry().clone());
+        Some(webhook::router(self.webhook.clone(), ingress))
+    }
+
+    async fn run(
+        &self,
+        ingress: Ingress,
+        _shutdown: CancellationToken,
+    ) -> Result<(), bot_core::Error> {
+        // Nothing runs in the background; the client records its calls in the bot's telemetry.
+        self.client.set_telemetry(ingress.telemetry().clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn vars(set: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let set: Vec<(String, String)> = set
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| set.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn configuration_from_the_environment() {
+        assert!(from_vars(vars(&[])).unwrap().is_none());
+        assert!(
+            from_vars(vars(&[(ENV_API_BASE, "http://127.0.0.1:9")]))
+                .unwrap()
+                .is_none()
+        );
+        let partial =
+            from_vars(vars(&[(ENV_APP_SECRET, "s"), (ENV_VERIFY_TOKEN, "")])).unwrap_err();
+        assert_eq!(partial.kind(), ErrorKind::Config);
+        let text = partial.to_string();
+        assert!(
+            text.contains(ENV_VERIFY_TOKEN) && text.contains(ENV_PAGE_ACCESS_TOKEN),
+            "{text}"
+        );
+        assert!(!text.contains(ENV_APP_SECRET), "{text}");
+
+        let full = [
+            (ENV_APP_SECRET, "s"),
+            (ENV_VERIFY_TOKEN, "v"),
+            (ENV_PAGE_ACCESS_TOKEN, "t"),
+        ];
+        let m = from_vars(vars(&full)).unwrap().unwrap();
+        assert_eq!(m.client().api_base(), DEFAULT_API_BASE);
+        assert_eq!(m.path(), "/messenger/webhook");
+        let mut with_base = full.to_vec();
+        with_base.push((ENV_API_BASE, "http://127.0.0.1:9/"));
+        let m = from_vars(vars(&with_base)).unwrap().unwrap();
+        assert_eq!(m.client().api_base(), "http://127.0.0.1:9");
+        let mut bad_base = full.to_vec();
+        bad_base.push((ENV_API_BASE, "graph.facebook.com"));
+        assert!(from_vars(vars(&bad_base)).is_err());
+    }
+
+    #[test]
+    fn the_builder_refuses_empty_secrets_and_relative_paths() {
+        assert!(Messenger::builder("", "v", "t").build().is_err());
+        assert!(Messenger::builder("s", "", "t").build().is_err());
+        assert!(Messenger::builder("s", "v", "").build().is_err());
+        assert!(
+            Messenger::builder("s", "v", "t")
+                .path("hook")
+                .build()
+                .is_err()
+        );
+        let m = Messenger::builder("s", "v", "t")
+            .path("/fb")
+            .build()
+            .unwrap();
+        assert_eq!(m.path(), "/fb");
+        let debug = format!("{m:?}");
+        assert!(debug.contains("redacted"), "{debug}");
+    }
+}

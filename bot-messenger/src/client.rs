@@ -1,0 +1,904 @@
+//! The Send API client: messages, sender actions, user profiles; rate-limited, retried, and the
+//! [`Outbound`] of Messenger events.
+//!
+//! - **Authentication**: the page access token goes in an `Authorization: Bearer` header, which
+//!   the Graph API accepts like the `access_token` query parameter; unlike the query, it never
+//!   shows up in URLs, proxy logs or error messages.
+//! - **Rate limits**: governor limiters at Messenger's published per-page limits by default
+//!   ([`RateLimits`]: 300 sends a second, 10 for audio, video and file attachments), so refusals
+//!   are rare; time spent waiting is recorded as `bot.outbound.ratelimit.wait`.
+//! - **Retries**, with exponential backoff and jitter ([`RetryPolicy`]), honouring `Retry-After`
+//!   when present, only where a retry cannot send a message twice: rate limits (HTTP 429, Graph
+//!   codes 4, 17, 32, 613: Meta refused the call), server errors (5xx, temporary Graph codes 1,
+//!   2, 1200) and connections that failed before the request went out. A message whose call
+//!   timed out may have been delivered, so it is not resent ([`ErrorKind::Timeout`], retryable
+//!   for the runtime at the handler level); sender actions and profile reads are idempotent and
+//!   retried on time-outs too. Refusals are typed and never retried: a bad token (190), no such
+//!   user (100/2018001), outside the 24-hour window (10/2018278), person unavailable (551).
+//! - **Replies** ([`Outbound::send`] for a handled event) go out with `messaging_type: RESPONSE`;
+//!   messages that answer no event with `UPDATE`; [`MessengerClient::send_message`] takes any
+//!   [`MessagingType`], including `MESSAGE_TAG` with its tag.
+//! - **No idempotency key**: the Send API has none, so a reply of several messages (a long text
+//!   split in parts, an image and a template) goes out one call at a time, and when a later part
+//!   fails for good and the runtime retries the handler, the earlier parts are sent again.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bot_core::event::ConversationId;
+use bot_core::outbound::{self, OutgoingMessage, Target};
+use bot_core::telemetry::Telemetry;
+use bot_core::{Outbound, Platform, RetryPolicy, Secret};
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::error::{Error, ErrorKind};
+use crate::event::TEXT_QUICK_REPLY_PAYLOAD;
+use crate::model::send::{
+    Button, GraphError, MAX_BUTTON_TEMPLATE_TEXT_CHARS, MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS,
+    MAX_PAYLOAD_CHARS, MAX_QUICK_REPLIES, MAX_QUICK_REPLY_TITLE_CHARS, MAX_TEXT_CHARS, Message,
+    MessagingType, Profile, QuickReply, Recipient, SendResponse, SenderAction,
+};
+
+/// The Graph API base, with the version this crate was written against.
+pub const DEFAULT_API_BASE: &str = "https://graph.facebook.com/v21.0";
+/// The Send API path under the base.
+pub const SEND_PATH: &str = "/me/messages";
+/// The profile fields [`MessengerClient::profile`] asks for.
+pub const PROFILE_FIELDS: &str = "first_name,last_name,profile_pic";
+/// Default time-out of one HTTP attempt.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Calls per second allowed; defaults are Messenger's published per-page limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Messages with text, images, templates, and sender actions. Default 300.
+    pub send_per_second: u32,
+    /// Messages with audio, video or file attachments. Default 10.
+    pub media_per_second: u32,
+    /// Profile reads. Default 100.
+    pub profile_per_second: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            send_per_second: 300,
+            media_per_second: 10,
+            profile_per_second: 100,
+        }
+    }
+}
+
+/// The retry policy of API calls by default: 4 attempts, 500 ms doubling up to 30 s.
+pub fn default_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(30),
+        multiplier: 2.0,
+        jitter: 0.2,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Send,
+    Media,
+    Profile,
+}
+
+struct Limiters {
+    send: DefaultDirectRateLimiter,
+    media: DefaultDirectRateLimiter,
+    profile: DefaultDirectRateLimiter,
+}
+
+impl Limiters {
+    fn new(limits: RateLimits) -> Result<Self, Error> {
+        let quota = |name: &str, per_second: u32| {
+            NonZeroU32::new(per_second)
+                .map(|n| RateLimiter::direct(Quota::per_second(n)))
+                .ok_or_else(|| Error::config(format!("messenger: {name} must be above zero")))
+        };
+        Ok(Self {
+            send: quota("send_per_second", limits.send_per_second)?,
+            media: quota("media_per_second", limits.media_per_second)?,
+            profile: quota("profile_per_second", limits.profile_per_second)?,
+        })
+    }
+
+    fn get(&self, endpoint: Endpoint) -> &DefaultDirectRateLimiter {
+        match endpoint {
+            Endpoint::Send => &self.send,
+            Endpoint::Media => &self.media,
+            Endpoint::Profile => &self.profile,
+        }
+    }
+}
+
+/// The Messenger Send API client. Cloning is cheap; clones share limiters and connections.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bot_messenger::MessengerClient;
+/// use bot_messenger::model::send::{Message, MessagingType, Recipient};
+///
+/// # async fn run() -> Result<(), bot_messenger::Error> {
+/// let client = MessengerClient::builder("page-access-token").build()?;
+/// let to = Recipient::Id("24386871164263049".into());
+/// client.send_message(&to, &Message::text("Hello"), &MessagingType::Update).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MessengerClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    api_base: String,
+    access_token: Secret,
+    retry: RetryPolicy,
+    limiters: Limiters,
+    telemetry: OnceLock<Telemetry>,
+}
+
+impl fmt::Debug for MessengerClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessengerClient")
+            .field("api_base", &self.inner.api_base)
+            .field("retry", &self.inner.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`MessengerClient`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MessengerClientBuilder {
+    access_token: Secret,
+    api_base: String,
+    retry: RetryPolicy,
+    rate_limits: RateLimits,
+    timeout: Duration,
+}
+
+impl MessengerClientBuilder {
+    /// Sends to `api_base` instead of [`DEFAULT_API_BASE`] (another Graph version, a proxy, or
+    /// the fake in tests).
+    pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
+        self.api_base = api_base.into();
+        self
+    }
+
+    /// Retries calls by `policy` (default [`default_retry_policy`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Limits calls per second (default Messenger's published limits).
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// Gives up on one HTTP attempt after `timeout` (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when the token is empty, the base URL is not http(s), a rate limit is
+    /// zero, the retry policy is invalid, or the HTTP client cannot be set up.
+    pub fn build(self) -> Result<MessengerClient, Error> {
+        if self.access_token.is_empty() {
+            return Err(Error::config("messenger: the page access token is empty"));
+        }
+        let api_base = self.api_base.trim_end_matches('/').to_owned();
+        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+            return Err(Error::config(format!(
+                "messenger: api base {api_base:?} is not an http(s) URL"
+            )));
+        }
+        self.retry
+            .validate()
+            .map_err(|e| Error::config(format!("messenger: retry policy: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .user_agent(concat!("botrt-messenger/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::config("messenger: cannot build the http client").with_source(e))?;
+        Ok(MessengerClient {
+            inner: Arc::new(Inner {
+                http,
+                api_base,
+                access_token: self.access_token,
+                retry: self.retry,
+                limiters: Limiters::new(self.rate_limits)?,
+                telemetry: OnceLock::new(),
+            }),
+        })
+    }
+}
+
+/// A failed attempt, and whether the request may have reached Meta.
+struct Failed {
+    error: Error,
+    maybe_delivered: bool,
+}
+
+impl MessengerClient {
+    /// Starts a client with the page access token.
+    pub fn builder(access_token: impl Into<Secret>) -> MessengerClientBuilder {
+        MessengerClientBuilder {
+            access_token: access_token.into(),
+            api_base: DEFAULT_API_BASE.to_owned(),
+            retry: default_retry_policy(),
+            rate_limits: RateLimits::default(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Records this client's calls in `telemetry` (the adapter does it when the bot starts).
+    pub fn set_telemetry(&self, telemetry: Telemetry) {
+        let _ = self.inner.telemetry.set(telemetry);
+    }
+
+    /// The API base calls go to.
+    pub fn api_base(&self) -> &str {
+        &self.inner.api_base
+    }
+
+    /// Sends one message through the Send API.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidRequest`] for a text over 2,000 characters or over 13 quick replies
+    /// (nothing sent); the typed refusals of [`ErrorKind`]; [`ErrorKind::RateLimited`] or
+    /// [`ErrorKind::Server`] once the retries are used up.
+    pub async fn send_message(
+        &self,
+        recipient: &Recipient,
+        message: &Message,
+        messaging_type: &MessagingType,
+    ) -> Result<SendResponse, Error> {
+        check_message(message)?;
+        let mut body = json!({
+            "recipient": recipient.to_json(),
+            "messaging_type": messaging_type.as_str(),
+            "message": message,
+        });
+        if let Some(tag) = messaging_type.tag() {
+            body["tag"] = Value::String(tag.as_str().to_owned());
+        }
+        let endpoint = match message.attachment_type() {
+            Some("audio" | "video" | "file") => Endpoint::Media,
+            _ => Endpoint::Send,
+        };
+        let answer = self
+            .call(endpoint, Method::POST, SEND_PATH, Some(&body), false)
+            .await?;
+        serde_json::from_slice(&answer).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                "messenger: the send answer is not a send response",
+            )
+            .with_source(e)
+        })
+    }
+
+    /// Sends a typing indicator or read receipt (alone, as the Send API requires).
+    ///
+    /// # Errors
+    ///
+    /// As [`MessengerClient::send_message`].
+    pub async fn sender_action(
+        &self,
+        recipient: &Recipient,
+        action: SenderAction,
+    ) -> Result<(), Error> {
+        let body = json!({"recipient": recipient.to_json(), "sender_action": action.as_str()});
+        self.call(Endpoint::Send, Method::POST, SEND_PATH, Some(&body), true)
+            .await
+            .map(|_| ())
+    }
+
+    /// A user's profile: first and last name and picture, as far as the page may see them.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidRequest`] when `psid` is not an id; otherwise as any call;
+    /// [`ErrorKind::Decode`] when the answer is not a profile.
+    pub async fn profile(&self, psid: &str) -> Result<Profile, Error> {
+        if psid.is_empty()
+            || !psid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::invalid_request(format!(
+                "messenger: {psid:?} is not a user id"
+            )));
+        }
+        let path = format!("/{psid}?fields={PROFILE_FIELDS}");
+        let answer = self
+            .call(Endpoint::Profile, Method::GET, &path, None, true)
+            .await?;
+        serde_json::from_slice(&answer).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                "messenger: the profile answer is not a profile",
+            )
+            .with_source(e)
+        })
+    }
+
+    fn telemetry(&self) -> Option<&Telemetry> {
+        self.inner.telemetry.get()
+    }
+
+    /// One API call with rate limiting and retries; `idempotent` calls are also retried when
+    /// the request may have reached Meta.
+    async fn call(
+        &self,
+        endpoint: Endpoint,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotent: bool,
+    ) -> Result<Bytes, Error> {
+        let url = format!("{}{path}", self.inner.api_base);
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        let max_attempts = self.inner.retry.max_attempts;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.wait_for_limiter(endpoint).await;
+            let failure = match self.attempt(&method, &url, body.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(failed) => failed,
+            };
+            let safe = idempotent || !failure.maybe_delivered;
+            if !failure.error.is_retryable() || !safe || attempt >= max_attempts {
+                return Err(failure.error.with_attempts(attempt));
+            }
+            let delay = failure
+                .error
+                .retry_after()
+                .unwrap_or_else(|| self.inner.retry.backoff(attempt))
+                .min(self.inner.retry.max_backoff);
+            tracing::debug!(
+                error = %failure.error, attempt, ?delay, path = path.split('?').next(),
+                "messenger api call failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn wait_for_limiter(&self, endpoint: Endpoint) {
+        let limiter = self.inner.limiters.get(endpoint);
+        if limiter.check().is_ok() {
+            return;
+        }
+        let started = Instant::now();
+        limiter.until_ready().await;
+        if let Some(t) = self.telemetry() {
+            t.outbound_ratelimit_wait(&Platform::MESSENGER, started.elapsed());
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, Failed> {
+        let mut request = self
+            .inner
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(self.inner.access_token.expose());
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                self.count("error");
+                // A refused connection never carried the request; anything later may have.
+                let maybe_delivered = !e.is_connect();
+                let kind = if e.is_timeout() {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Transport
+                };
+                return Err(Failed {
+                    error: Error::new(kind, "messenger: the api call failed")
+                        .with_source(e.without_url()),
+                    maybe_delivered,
+                });
+            }
+        };
+        let status = response.status();
+        self.count(status.as_str());
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Transport
+                };
+                return Err(Failed {
+                    error: Error::new(kind, "messenger: reading the answer failed")
+                        .with_source(e.without_url()),
+                    maybe_delivered: true,
+                });
+            }
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let graph_error = GraphError::from_body(&body);
+        let (kind, text) = classify(status, graph_error.as_ref());
+        Err(Failed {
+            error: Error::new(kind, text)
+                .with_status(status)
+                .with_graph_error(graph_error)
+                .with_retry_after(retry_after),
+            // Meta answered with a refusal or a server error: nothing was sent.
+            maybe_delivered: false,
+        })
+    }
+
+    fn count(&self, status: &str) {
+        if let Some(t) = self.telemetry() {
+            t.outbound_request(&Platform::MESSENGER, status);
+        }
+    }
+}
+
+/// The kind of a refused call, by Graph error code first (Meta answers rate limits with 400 or
+/// 403 as often as with 429), then by status.
+fn classify(status: StatusCode, graph: Option<&GraphError>) -> (ErrorKind, &'static str) {
+    let code = graph.map(|g| (g.code, g.error_subcode));
+    match code {
+        Some((4 | 17 | 32 | 613, _)) => (ErrorKind::RateLimited, "messenger: rate limited"),
+        Some((190, _)) => (
+            ErrorKind::InvalidToken,
+            "messenger: the page access token is invalid or expired",
+        ),
+        Some((100, Some(2_018_001))) => (
+            ErrorKind::UserNotFound,
+            "messenger: no user matches the recipient",
+        ),
+        Some((10, Some(2_018_278))) => (
+            ErrorKind::OutsideWindow,
+            "messenger: the message is outside the allowed window",
+        ),
+        Some((551, _)) => (
+            ErrorKind::UserUnavailable,
+            "messenger: the person is not available",
+        ),
+        Some((1 | 2 | 1200, _)) => (ErrorKind::Server, "messenger: temporary graph error"),
+        _ if status == StatusCode::TOO_MANY_REQUESTS => {
+            (ErrorKind::RateLimited, "messenger: rate limited")
+        }
+        _ if status.is_server_error() => (ErrorKind::Server, "messenger: server error"),
+        _ => (ErrorKind::Api, "messenger: the api refused the call"),
+    }
+}
+
+#[async_trait]
+impl Outbound for MessengerClient {
+    fn platform(&self) -> Platform {
+        Platform::MESSENGER
+    }
+
+    /// Sends each message to the conversation's PSID, with `messaging_type: RESPONSE` when
+    /// answering an event and `UPDATE` otherwise.
+    async fn send(
+        &self,
+        target: &Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), bot_core::Error> {
+        let mut mapped = Vec::with_capacity(messages.len());
+        for message in &messages {
+            mapped.extend(to_messenger_messages(message)?);
+        }
+        let recipient = Recipient::for_conversation(target.conversation.as_str());
+        let messaging_type = if target.is_reply() {
+            MessagingType::Response
+        } else {
+            MessagingType::Update
+        };
+        for message in &mapped {
+            self.send_message(&recipient, message, &messaging_type)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `typing_on`, shown until the next message or for 20 seconds.
+    async fn typing(&self, conversation: &ConversationId) -> Result<(), bot_core::Error> {
+        let recipient = Recipient::for_conversation(conversation.as_str());
+        Ok(self
+            .sender_action(&recipient, SenderAction::TypingOn)
+            .await?)
+    }
+}
+
+fn check_message(message: &Message) -> Result<(), Error> {
+    if let Some(text) = message.text_content()
+        && text.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(Error::invalid_request(format!(
+            "messenger: a text message holds at most {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    let quick_replies = message
+        .as_json()
+        .get("quick_replies")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if quick_replies > MAX_QUICK_REPLIES {
+        return Err(Error::invalid_request(format!(
+            "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {quick_replies}"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps a platform-neutral message to Send API message objects:
+///
+/// - text: one text message, or several when it is longer than 2,000 characters (split at the
+///   last line break or space before the limit, else at the limit);
+/// - an image: an image attachment after the text;
+/// - buttons: a button template with the text (at most 3 buttons, text at most 640
+///   characters), after the image if there is one;
+/// - quick replies (at most 13) under the last message. A postback quick reply carries its
+///   data as payload; a message quick reply sends its label as text and arrives as a text
+///   message again (see [`crate::event`]).
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidRequest`] when the message is empty or breaks a Messenger limit (buttons
+/// without text, over 3 buttons, template text over 640 characters, titles over 20 characters,
+/// payloads over 1,000, over 13 quick replies), or uses an action Messenger has no equivalent
+/// for (a button that sends text, a quick reply that opens a URL).
+pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error> {
+    let text = message.text.as_deref().filter(|t| !t.is_empty());
+    let mut out = Vec::with_capacity(2);
+    if message.buttons.is_empty() {
+        if let Some(text) = text {
+            out.extend(
+                split_text(text, MAX_TEXT_CHARS)
+                    .into_iter()
+                    .map(Message::text),
+            );
+        }
+        if let Some(image) = &message.image {
+            out.push(Message::image(image.url.clone()));
+        }
+    } else {
+        if let Some(image) = &message.image {
+            out.push(Message::image(image.url.clone()));
+        }
+        out.push(buttons(text, &message.buttons)?);
+    }
+    let Some(last) = out.pop() else {
+        return Err(Error::invalid_request(
+            "messenger: nothing to send (no text, image or buttons)",
+        ));
+    };
+    if message.quick_replies.is_empty() {
+        out.push(last);
+    } else {
+        if message.quick_replies.len() > MAX_QUICK_REPLIES {
+            return Err(Error::invalid_request(format!(
+                "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {}",
+                message.quick_replies.len()
+            )));
+        }
+        let items = message
+            .quick_replies
+            .iter()
+            .map(quick_reply)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(last.with_quick_replies(items));
+    }
+    Ok(out)
+}
+
+fn check_title(kind: &str, title: &str) -> Result<(), Error> {
+    let max = if kind == "quick reply" {
+        MAX_QUICK_REPLY_TITLE_CHARS
+    } else {
+        MAX_BUTTON_TITLE_CHARS
+    };
+    if title.is_empty() || title.chars().count() > max {
+        return Err(Error::invalid_request(format!(
+            "messenger: a {kind} title holds 1 to {max} characters, got {title:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_payload(payload: &str) -> Result<(), Error> {
+    if payload.is_empty() || payload.chars().count() > MAX_PAYLOAD_CHARS {
+        return Err(Error::invalid_request(format!(
+            "messenger: a payload holds 1 to {MAX_PAYLOAD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn quick_reply(q: &outbound::QuickReply) -> Result<QuickReply, Error> {
+    check_title("quick reply", &q.label)?;
+    match &q.action {
+        outbound::Action::Postback(data) => {
+            check_payload(data)?;
+            Ok(QuickReply::text(q.label.clone(), data.clone()))
+        }
+        // Messenger sends the chip's title as the text; the marker payload makes the tap arrive
+        // as that text message rather than as a postback.
+        outbound::Action::Message(_) => {
+            Ok(QuickReply::text(q.label.clone(), TEXT_QUICK_REPLY_PAYLOAD))
+        }
+        other => Err(Error::invalid_request(format!(
+            "messenger: a quick reply cannot {other:?}; use a button"
+        ))),
+    }
+}
+
+fn buttons(text: Option<&str>, buttons: &[outbound::Button]) -> Result<Message, Error> {
+    let Some(text) = text else {
+        return Err(Error::invalid_request(
+            "messenger: buttons need a text to go with",
+        ));
+    };
+    if text.chars().count() > MAX_BUTTON_TEMPLATE_TEXT_CHARS {
+        return Err(Error::invalid_request(format!(
+            "messenger: text with buttons holds at most {MAX_BUTTON_TEMPLATE_TEXT_CHARS} characters"
+        )));
+    }
+    if buttons.len() > MAX_BUTTONS {
+        return Err(Error::invalid_request(format!(
+            "messenger: at most {MAX_BUTTONS} buttons, got {}",
+            buttons.len()
+        )));
+    }
+    let mapped = buttons
+        .iter()
+        .map(|b| {
+            check_title("button", &b.label)?;
+            match &b.action {
+                outbound::Action::Postback(data) => {
+                    check_payload(data)?;
+                    Ok(Button::postback(b.label.clone(), data.clone()))
+                }
+                outbound::Action::Url(url) => Ok(Button::web_url(b.label.clone(), url.clone())),
+                other => Err(Error::invalid_request(format!(
+                    "messenger: a button cannot {other:?}; use a quick reply to send text"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Message::buttons(text, mapped))
+}
+
+/// Splits `text` into pieces of at most `max` characters, at the last line break or space
+/// before the limit when there is one in the second half of the piece.
+fn split_text(text: &str, max: usize) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > max {
+        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..limit];
+        let half = window.char_indices().nth(max / 2).map_or(0, |(i, _)| i);
+        let cut = window
+            .rfind('\n')
+            .filter(|&i| i >= half)
+            .or_else(|| window.rfind(' ').filter(|&i| i >= half))
+            .map_or(limit, |i| i + 1);
+        pieces.push(rest[..cut].to_owned());
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() {
+        pieces.push(rest.to_owned());
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bot_core::outbound::{Button as CoreButton, QuickReply as CoreQuickReply};
+
+    #[test]
+    fn neutral_messages_map_to_send_api_objects() {
+        let m = OutgoingMessage::text("pick")
+            .quick_reply(CoreQuickReply::postback("Red", "c=red"))
+            .quick_reply(CoreQuickReply::message("Blue"));
+        let out = to_messenger_messages(&m).unwrap();
+        assert_eq!(out.len(), 1);
+        let json = out[0].as_json();
+        assert_eq!(json["text"], "pick");
+        assert_eq!(json["quick_replies"][0]["payload"], "c=red");
+        assert_eq!(json["quick_replies"][1]["title"], "Blue");
+        assert_eq!(
+            json["quick_replies"][1]["payload"],
+            TEXT_QUICK_REPLY_PAYLOAD
+        );
+
+        let mut with_buttons = OutgoingMessage::text("menu")
+            .button(CoreButton::link("Site", "https://example.com"))
+            .button(CoreButton::postback("Buy", "buy"))
+            .quick_reply(CoreQuickReply::postback("Later", "later"));
+        with_buttons.image = Some(bot_core::outbound::Image {
+            url: "https://x/y.png".into(),
+            preview_url: None,
+        });
+        let out = to_messenger_messages(&with_buttons).unwrap();
+        assert_eq!(out[0].attachment_type(), Some("image"));
+        let template = out[1].as_json();
+        assert_eq!(template["attachment"]["payload"]["template_type"], "button");
+        assert_eq!(
+            template["attachment"]["payload"]["buttons"][0]["url"],
+            "https://example.com"
+        );
+        assert_eq!(
+            template["attachment"]["payload"]["buttons"][1]["payload"],
+            "buy"
+        );
+        assert_eq!(template["quick_replies"][0]["payload"], "later");
+        assert!(out[0].as_json().get("quick_replies").is_none());
+    }
+
+    #[test]
+    fn long_texts_are_split_at_spaces_and_never_exceed_the_limit() {
+        let word = "word ";
+        let text = word.repeat(1000); // 5,000 characters
+        let pieces = split_text(&text, MAX_TEXT_CHARS);
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces.iter().all(|p| p.chars().count() <= MAX_TEXT_CHARS));
+        assert!(pieces[0].ends_with(' '));
+        assert_eq!(pieces.concat(), text);
+        let unbroken = "\u{e4}".repeat(4500);
+        let pieces = split_text(&unbroken, MAX_TEXT_CHARS);
+        assert_eq!(
+            pieces.iter().map(|p| p.chars().count()).collect::<Vec<_>>(),
+            [2000, 2000, 500]
+        );
+        let m = OutgoingMessage::text(text).quick_reply(CoreQuickReply::postback("A", "a"));
+        let out = to_messenger_messages(&m).unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(out[2].as_json().get("quick_replies").is_some());
+        assert!(out[0].as_json().get("quick_replies").is_none());
+    }
+
+    #[test]
+    fn messages_over_messengers_limits_are_refused_before_sending() {
+        let refused = |m: OutgoingMessage| to_messenger_messages(&m).unwrap_err().kind();
+        let mut four = OutgoingMessage::text("t");
+        for i in 0..4 {
+            four = four.button(CoreButton::postback(format!("b{i}"), "d"));
+        }
+        assert_eq!(refused(four), ErrorKind::InvalidRequest);
+        assert_eq!(
+            refused(OutgoingMessage::default().button(CoreButton::postback("b", "d"))),
+            ErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            refused(OutgoingMessage::default()),
+            ErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            refused(OutgoingMessage::text("")),
+            ErrorKind::InvalidRequest
+        );
+        let mut many = OutgoingMessage::text("t");
+        for i in 0..14 {
+            many = many.quick_reply(CoreQuickReply::postback(format!("q{i}"), "d"));
+        }
+        assert_eq!(refused(many), ErrorKind::InvalidRequest);
+        let long_title =
+            OutgoingMessage::text("t").quick_reply(CoreQuickReply::postback("x".repeat(21), "d"));
+        assert_eq!(refused(long_title), ErrorKind::InvalidRequest);
+        let text_button = OutgoingMessage::text("t").button(CoreButton {
+            label: "Say".into(),
+            action: outbound::Action::Message("hi".into()),
+        });
+        assert_eq!(refused(text_button), ErrorKind::InvalidRequest);
+        let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
+        assert_eq!(
+            check_message(&long).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn graph_codes_decide_the_kind_before_the_status() {
+        let graph = |code, subcode| GraphError {
+            code,
+            error_subcode: subcode,
+            ..GraphError::default()
+        };
+        let kind = |status: u16, g: Option<GraphError>| {
+            classify(StatusCode::from_u16(status).unwrap(), g.as_ref()).0
+        };
+        assert_eq!(kind(400, Some(graph(613, None))), ErrorKind::RateLimited);
+        assert_eq!(kind(403, Some(graph(4, None))), ErrorKind::RateLimited);
+        assert_eq!(kind(429, None), ErrorKind::RateLimited);
+        assert_eq!(kind(500, Some(graph(1200, None))), ErrorKind::Server);
+        assert_eq!(kind(400, Some(graph(2, None))), ErrorKind::Server);
+        assert_eq!(kind(503, None), ErrorKind::Server);
+        assert_eq!(
+            kind(400, Some(graph(190, Some(460)))),
+            ErrorKind::InvalidToken
+        );
+        assert_eq!(
+            kind(400, Some(graph(100, Some(2_018_001)))),
+            ErrorKind::UserNotFound
+        );
+        assert_eq!(kind(400, Some(graph(100, None))), ErrorKind::Api);
+        assert_eq!(
+            kind(400, Some(graph(10, Some(2_018_278)))),
+            ErrorKind::OutsideWindow
+        );
+        assert_eq!(
+            kind(400, Some(graph(551, None))),
+            ErrorKind::UserUnavailable
+        );
+        assert_eq!(kind(404, None), ErrorKind::Api);
+    }
+
+    #[test]
+    fn builder_refuses_bad_configuration() {
+        assert_eq!(
+            MessengerClient::builder("").build().unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        assert!(
+            MessengerClient::builder("t")
+                .api_base("ftp://x")
+                .build()
+                .is_err()
+        );
+        let zero = RateLimits {
+            send_per_second: 0,
+            ..RateLimits::default()
+        };
+        assert!(
+            MessengerClient::builder("t")
+                .rate_limits(zero)
+                .build()
+                .is_err()
+        );
+        let client = MessengerClient::builder("t")
+            .api_base("http://127.0.0.1:1/")
+            .build()
+            .unwrap();
+        assert_eq!(client.api_base(), "http://127.0.0.1:1");
+        assert!(!format!("{client:?}").contains("\"t\""));
+    }
+}

@@ -1,0 +1,453 @@
+//! From Messenger webhook items to core [`Event`]s, and back to the typed Messenger item.
+//!
+//! Every item of every `entry[]`, from `messaging[]` and then `standby[]`, becomes one core event,
+//! in the order Meta sent them:
+//!
+//! | Messenger item | core [`EventKind`] | conversation |
+//! | --- | --- | --- |
+//! | `message` (text, attachments, `reply_to`) | `Message`: text, attachments (image, audio, video, file; a sticker as `Sticker`; a location as a `geo:` URL; `fallback`, `template`, `reel`, `ig_reel`, `share`, `story_mention` as `Other(type)`), reply-to | sender PSID |
+//! | `message` with `quick_reply` | `Postback` with `data` = the quick reply's payload, `params` = `{"source": "quick_reply", "text", "mid"}`, so a router's `.postback()` serves quick replies and buttons alike; a quick reply sent as `QuickReply::message` (payload [`TEXT_QUICK_REPLY_PAYLOAD`]) arrives as the `Message` it stands for | sender PSID |
+//! | `message` with `is_deleted` (Instagram unsend) | `Deleted` | sender PSID |
+//! | `message` with `is_echo` (the page's own message) | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_echoes`], `Other { name: "message_echo" }` (never `Message`, so an echo cannot trigger a reply that echoes again) | recipient PSID |
+//! | `postback` | `Postback` with `data` = payload, `params` = `{"source": "postback", "title", "referral"?, "mid"?}` | sender PSID |
+//! | `reaction` | `Reaction` (`removed` for `unreact`; the emoji, else the reaction's name) | sender PSID |
+//! | `read`, `delivery`, `referral`, `optin`, `account_linking`, `pass_thread_control`, `take_thread_control`, `request_thread_control`, `app_roles`, unknown keys | `Other { name: <key> }` | sender PSID (else `user_ref:<ref>` for a user known only by a checkbox plugin's `user_ref`, which replies reach; else the recipient, else the page) |
+//! | any item of `standby[]` | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_standby`], `Other { name: "standby_<key>" }`: another app owns the conversation, so it is for reading, not answering | as above |
+//!
+//! The event id is the message's `mid` (a postback's `mid` when Meta sends one); items without
+//! an id (reads, deliveries, reactions, ...) get a stable hash of the item, so a redelivery is
+//! recognised as the same event. `sender.id` is the sender, `timestamp` (else the entry's
+//! `time`) is [`Event::occurred_at`]. The whole item stays in [`Event::raw`];
+//! [`MessengerEventExt::messenger_event`] parses it back into a [`MessagingEvent`].
+
+use bot_core::event::{
+    Attachment, AttachmentKind, Deleted, Message, MessageId, Other, Postback, Reaction, Timestamp,
+    UserId,
+};
+use bot_core::{Event, EventKind, Platform};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::model::{self, AttachmentType, MessagingEvent, MessagingKind, Object, ReactionAction};
+
+/// The kind name of an echo delivered with [`crate::MessengerBuilder::deliver_echoes`].
+pub const ECHO_KIND: &str = "message_echo";
+/// The prefix of conversations known only by a `user_ref` (checkbox plugin optins): replies to
+/// `user_ref:<ref>` go to `recipient.user_ref` (see [`crate::model::send::Recipient::for_conversation`]).
+pub const USER_REF_PREFIX: &str = "user_ref:";
+/// The prefix of the kind names of `standby[]` items.
+pub const STANDBY_PREFIX: &str = "standby_";
+/// The payload of quick replies made from [`bot_core::outbound::Action::Message`]: a tap on one
+/// arrives as a text message (the chip's title), not as a postback.
+pub const TEXT_QUICK_REPLY_PAYLOAD: &str = "botrt.text";
+
+/// Typed access to the Messenger item behind a core [`Event`].
+pub trait MessengerEventExt {
+    /// The messaging item this event was made from; `None` for events of other platforms.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the raw item is not one the model can read (only for events that were
+    /// delivered as `Other` because they could not be parsed).
+    fn messenger_event(&self) -> Option<Result<MessagingEvent, serde_json::Error>>;
+
+    /// Whether the event came from `standby[]`: another app owns the conversation.
+    fn is_messenger_standby(&self) -> bool;
+
+    /// Whether the event is an echo of a message the page sent.
+    fn is_messenger_echo(&self) -> bool;
+}
+
+impl MessengerEventExt for Event {
+    fn messenger_event(&self) -> Option<Result<MessagingEvent, serde_json::Error>> {
+        (self.platform == Platform::MESSENGER).then(|| MessagingEvent::from_value(self.raw()))
+    }
+
+    fn is_messenger_standby(&self) -> bool {
+        self.platform == Platform::MESSENGER
+            && matches!(&self.kind, EventKind::Other(o) if o.name.starts_with(STANDBY_PREFIX))
+    }
+
+    fn is_messenger_echo(&self) -> bool {
+        self.platform == Platform::MESSENGER
+            && matches!(&self.kind, EventKind::Other(o) if o.name == ECHO_KIND)
+    }
+}
+
+/// A webhook body, mapped.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Batch {
+    /// `object`: `page`, `instagram`, or another value whose entries were not read.
+    pub object: Object,
+    /// The events, in order, echoes and standby items included (the webhook leaves those out
+    /// unless configured to deliver them).
+    pub events: Vec<Event>,
+}
+
+#[derive(Deserialize)]
+struct WireBody {
+    object: Object,
+    entry: Vec<WireEntry>,
+}
+
+#[derive(Deserialize)]
+struct WireEntry {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    time: i64,
+    #[serde(default)]
+    messaging: Vec<Value>,
+    #[serde(default)]
+    standby: Vec<Value>,
+}
+
+/// Parses a webhook body into core events: every item of every entry, in order, `messaging[]`
+/// before `standby[]`.
+///
+/// Bodies whose `object` is neither `page` nor `instagram` yield no events. An item the model cannot read is still delivered, as
+/// `EventKind::Other` with its raw JSON: one odd item never costs the others.
+///
+/// # Errors
+///
+/// Fails when the body is not JSON, or has no `object` or no `entry` array.
+pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
+    let body: WireBody = serde_json::from_slice(body)?;
+    let mut batch = Batch {
+        object: body.object,
+        events: Vec::new(),
+    };
+    if !matches!(batch.object, Object::Page | Object::Instagram) {
+        return Ok(batch);
+    }
+    for entry in body.entry {
+        let page_id = match &entry.id {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        let items = entry
+            .messaging
+            .into_iter()
+            .map(|item| (item, false))
+            .chain(entry.standby.into_iter().map(|item| (item, true)));
+        for (item, standby) in items {
+            let context = Context {
+                page_id: &page_id,
+                time: entry.time,
+                standby,
+            };
+            batch.events.push(to_core_event(item, &context));
+        }
+    }
+    Ok(batch)
+}
+
+struct Context<'a> {
+    page_id: &'a str,
+    time: i64,
+    standby: bool,
+}
+
+fn to_core_event(raw: Value, context: &Context<'_>) -> Event {
+    let event = match MessagingEvent::from_value(&raw) {
+        Ok(item) => map(&item, &raw, context),
+        Err(error) => {
+            let key = raw
+                .as_object()
+                .and_then(|m| {
+                    m.keys()
+                        .find(|k| !["sender", "recipient", "timestamp"].contains(&k.as_str()))
+                })
+                .map_or("unknown", String::as_str);
+            // Not the error itself: serde_json quotes the values it could not read.
+            tracing::warn!(key, category = ?error.classify(), "messenger item not understood; delivered as other");
+            unreadable(&raw, key, context)
+        }
+    };
+    event.with_raw(raw)
+}
+
+fn map(item: &MessagingEvent, raw: &Value, context: &Context<'_>) -> Event {
+    let sender = item.sender.as_ref().and_then(model::Party::any_id);
+    let party = |p: &Option<model::Party>| p.as_ref().and_then(conversation_of);
+    let conversation = if item.is_echo() {
+        party(&item.recipient).or_else(|| party(&item.sender))
+    } else {
+        party(&item.sender)
+            .or_else(|| match &item.kind {
+                MessagingKind::Optin(o) => o.user_ref.as_deref().map(user_ref_conversation),
+                _ => None,
+            })
+            .or_else(|| party(&item.recipient))
+    }
+    .unwrap_or_else(|| context.page_id.to_owned());
+    let (kind, id) = if context.standby {
+        (other(&format!("{STANDBY_PREFIX}{}", item.kind.key())), None)
+    } else {
+        kind_and_id(&item.kind)
+    };
+    let mut event = Event::new(Platform::MESSENGER, conversation, kind)
+        .with_id(id.unwrap_or_else(|| fingerprint(raw)));
+    event.sender = sender.map(UserId::new);
+    event.occurred_at = Timestamp::from_millis(item.timestamp.unwrap_or(context.time));
+    event
+}
+
+/// The conversation of a party: its PSID, else its `user_ref` as `user_ref:<ref>`.
+fn conversation_of(party: &model::Party) -> Option<String> {
+    party
+        .id
+        .clone()
+        .or_else(|| party.user_ref.as_deref().map(user_ref_conversation))
+}
+
+fn user_ref_conversation(user_ref: &str) -> String {
+    format!("{USER_REF_PREFIX}{user_ref}")
+}
+
+fn kind_and_id(kind: &MessagingKind) -> (EventKind, Option<String>) {
+    let mid = |mid: &str| (!mid.is_empty()).then(|| mid.to_owned());
+    match kind {
+        MessagingKind::Message(m) if m.is_echo => (other(ECHO_KIND), mid(&m.mid)),
+        MessagingKind::Message(m) if m.is_deleted => (
+            EventKind::Deleted(Deleted {
+                message_id: MessageId::new(&m.mid),
+            }),
+            // The unsend is its own event; the message's mid names the message it removed.
+            None,
+        ),
+        MessagingKind::Message(m) => match &m.quick_reply {
+            Some(quick_reply) if quick_reply.payload != TEXT_QUICK_REPLY_PAYLOAD => (
+                EventKind::Postback(Postback {
+                    data: quick_reply.payload.clone(),
+                    params: json!({"source": "quick_reply", "text": m.text, "mid": m.mid}),
+                }),
+                mid(&m.mid),
+            ),
+            _ => (EventKind::Message(message(m)), mid(&m.mid)),
+        },
+        MessagingKind::Postback(p) => {
+            let mut params = json!({"source": "postback", "title": p.title});
+            if let Some(referral) = &p.referral {
+                params["referral"] = json!(referral);
+            }
+            if let Some(mid) = &p.mid {
+                params["mid"] = json!(mid);
+            }
+            (
+                EventKind::Postback(Postback {
+                    data: p.payload.clone(),
+                    params,
+                }),
+                p.mid.as_deref().and_then(mid),
+            )
+        }
+        MessagingKind::Reaction(r) => (
+            EventKind::Reaction(Reaction {
+                message_id: MessageId::new(&r.mid),
+                emoji: r
+                    .emoji
+                    .clone()
+                    .or_else(|| r.reaction.clone())
+                    .unwrap_or_default(),
+                removed: r.action == ReactionAction::Unreact,
+            }),
+            None,
+        ),
+        other_kind => (other(other_kind.key()), None),
+    }
+}
+
+/// An item whose payload the model could not read: delivered as `Other` with what can be
+/// salvaged from the raw JSON.
+fn unreadable(raw: &Value, key: &str, context: &Context<'_>) -> Event {
+    let id_of = |party: &str| {
+        raw.get(party)
+            .and_then(|p| p.get("id"))
+            .and_then(|id| match id {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+    };
+    let sender = id_of("sender");
+    let conversation = sender
+        .clone()
+        .or_else(|| id_of("recipient"))
+        .unwrap_or_else(|| context.page_id.to_owned());
+    let name = if context.standby {
+        format!("{STANDBY_PREFIX}{key}")
+    } else {
+        key.to_owned()
+    };
+    let mut event =
+        Event::new(Platform::MESSENGER, conversation, other(&name)).with_id(fingerprint(raw));
+    event.sender = sender.map(UserId::from);
+    event.occurred_at = Timestamp::from_millis(
+        raw.get("timestamp")
+            .and_then(Value::as_i64)
+            .unwrap_or(context.time),
+    );
+    event
+}
+
+fn other(name: &str) -> EventKind {
+    EventKind::Other(Other {
+        name: name.to_owned(),
+    })
+}
+
+/// A stable id for items without one: a hash of the item as sent, so that a redelivery of the
+/// same item hashes the same.
+fn fingerprint(raw: &Value) -> String {
+    let digest = Sha256::digest(raw.to_string().as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn message(m: &model::Message) -> Message {
+    Message {
+        id: (!m.mid.is_empty()).then(|| MessageId::new(&m.mid)),
+        text: m.text.clone(),
+        attachments: m.attachments.iter().map(attachment).collect(),
+        mentions: Vec::new(),
+        reply_to: m
+            .reply_to
+            .as_ref()
+            .filter(|r| !r.mid.is_empty())
+            .map(|r| MessageId::new(&r.mid)),
+    }
+}
+
+fn attachment(a: &model::Attachment) -> Attachment {
+    let payload = a.payload.as_ref();
+    let mut out = Attachment {
+        kind: AttachmentKind::Other(a.attachment_type.as_str().to_owned()),
+        url: payload.and_then(|p| p.url.clone()),
+        id: None,
+        name: payload.and_then(|p| p.title.clone()),
+        mime_type: None,
+        size: None,
+    };
+    match &a.attachment_type {
+        AttachmentType::Image => match payload.and_then(|p| p.sticker_id.clone()) {
+            Some(sticker) => {
+                out.kind = AttachmentKind::Sticker;
+                out.id = Some(sticker);
+            }
+            None => out.kind = AttachmentKind::Image,
+        },
+        AttachmentType::Audio => out.kind = AttachmentKind::Audio,
+        AttachmentType::Video => out.kind = AttachmentKind::Video,
+        AttachmentType::File => out.kind = AttachmentKind::File,
+        AttachmentType::Location => {
+            out.kind = AttachmentKind::Location;
+            if let Some(c) = payload.and_then(|p| p.coordinates) {
+                // RFC 5870 geo URI: the platform-neutral way to carry the coordinates.
+                out.url = Some(format!("geo:{},{}", c.lat, c.long));
+            }
+        }
+        AttachmentType::Fallback => {
+            out.url = a.url.clone().or(out.url);
+            out.name = a.title.clone().or(out.name);
+        }
+        _ => out.id = payload.and_then(|p| p.reel_video_id.clone()),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(items: Value) -> Vec<u8> {
+        json!({"object": "page", "entry": [{"id": "PAGE", "time": 5, "messaging": items}]})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_text_message_maps_with_every_core_field() {
+        let batch = parse_body(
+            &body(json!([{
+                "sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 1_700_000_000_000_i64,
+                "message": {"mid": "m_1", "text": "hi", "reply_to": {"mid": "m_0"}}
+            }])),
+        )
+        .unwrap();
+        let e = &batch.events[0];
+        assert_eq!(e.id.as_str(), "m_1");
+        assert_eq!(e.platform, Platform::MESSENGER);
+        assert_eq!(e.conversation.as_str(), "PSID1");
+        assert_eq!(e.sender.as_ref().map(UserId::as_str), Some("PSID1"));
+        assert_eq!(e.occurred_at.as_millis(), 1_700_000_000_000);
+        let m = e.message().unwrap();
+        assert_eq!(m.text.as_deref(), Some("hi"));
+        assert_eq!(m.reply_to.as_ref().map(MessageId::as_str), Some("m_0"));
+        assert_eq!(e.raw()["message"]["mid"], "m_1");
+        assert!(matches!(
+            e.messenger_event().unwrap().unwrap().kind,
+            MessagingKind::Message(_)
+        ));
+        assert!(!e.is_messenger_standby());
+    }
+
+    #[test]
+    fn echoes_are_marked_and_never_messages() {
+        let items = json!([
+            {"sender": {"id": "PAGE"}, "recipient": {"id": "PSID1"}, "timestamp": 1,
+             "message": {"mid": "m_e", "text": "from the page", "is_echo": true, "app_id": 123}},
+            {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 2,
+             "message": {"mid": "m_u", "text": "from the user"}}
+        ]);
+        let batch = parse_body(&body(items)).unwrap();
+        assert_eq!(batch.events.len(), 2);
+        assert!(batch.events[0].is_messenger_echo());
+        assert!(!batch.events[1].is_messenger_echo());
+        assert_eq!(batch.events[1].id.as_str(), "m_u");
+        let echo = &batch.events[0];
+        assert_eq!(echo.kind.name(), ECHO_KIND);
+        assert_eq!(echo.conversation.as_str(), "PSID1");
+        assert_eq!(echo.sender.as_ref().map(UserId::as_str), Some("PAGE"));
+    }
+
+    #[test]
+    fn items_without_an_id_get_a_stable_fingerprint() {
+        let read = json!({"sender": {"id": "P"}, "recipient": {"id": "PAGE"}, "timestamp": 9,
+                          "read": {"watermark": 8}});
+        let a = parse_body(&body(json!([read.clone()]))).unwrap();
+        let b = parse_body(&body(json!([read]))).unwrap();
+        assert_eq!(a.events[0].id, b.events[0].id);
+        assert!(a.events[0].id.as_str().starts_with("sha256:"));
+        assert_eq!(a.events[0].kind.name(), "read");
+    }
+
+    #[test]
+    fn a_known_key_with_a_broken_payload_is_delivered_as_other() {
+        let batch = parse_body(&body(
+            json!([{"sender": {"id": "P9"}, "timestamp": 3, "postback": 42}]),
+        ))
+        .unwrap();
+        let e = &batch.events[0];
+        assert!(matches!(&e.kind, EventKind::Other(o) if o.name == "postback"));
+        assert_eq!(e.conversation.as_str(), "P9");
+        assert!(e.messenger_event().unwrap().is_err());
+    }
+
+    #[test]
+    fn bodies_that_are_not_webhooks_fail_and_other_objects_yield_nothing() {
+        assert!(parse_body(b"{not json").is_err());
+        assert!(parse_body(br#"{"object": "page"}"#).is_err());
+        assert!(parse_body(br#"{"entry": []}"#).is_err());
+        assert!(parse_body(br#"{"object": "page", "entry": {}}"#).is_err());
+        let other = parse_body(
+            br#"{"object": "user", "entry": [{"id": "1", "time": 1, "messaging": [{"message": {"mid": "m"}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(other.object, Object::Unknown("user".into()));
+        assert!(other.events.is_empty());
+    }
+}

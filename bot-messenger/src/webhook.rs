@@ -1,0 +1,346 @@
+//! The webhook endpoint: the `GET` verification handshake, `X-Hub-Signature-256` verification,
+//! parsing, submission to the queue.
+//!
+//! `GET` (subscribing the webhook in the Meta console):
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `hub.mode=subscribe` and `hub.verify_token` equal to the configured token (compared in constant time) | 200, `text/plain`, body = `hub.challenge` verbatim |
+//! | anything else | 403 |
+//!
+//! `POST` (deliveries), each check answered before the next runs:
+//!
+//! | check | answer |
+//! | --- | --- |
+//! | body over the bot's limit (1 MiB by default) | 413 |
+//! | `X-Hub-Signature-256` missing, not `sha256=<64 hex digits>`, or not the HMAC-SHA256 of the raw body with the app secret | 401 |
+//! | body not JSON, or no `object` or `entry` array | 400 |
+//! | `object` neither `page` nor `instagram` | 200, ignored and counted (once per body) as `bot.events.skipped{reason="object"}` (Meta retries and finally disables webhooks that keep failing, so refusing a signed body would only cause noise) |
+//! | the queue refuses the batch (full, shutting down) | 503 with `Retry-After` |
+//! | echoes and `standby[]` items, unless [`WebhookConfig::deliver_echoes`] / [`WebhookConfig::deliver_standby`] | acknowledged, not delivered, counted as `bot.events.skipped{reason="echo"}` / `{reason="standby"}` |
+//! | every other item of every entry accepted (or a duplicate) | 200 |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bot_core::{Ingress, Platform, Secret};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use crate::event::{MessengerEventExt as _, parse_body};
+
+/// The header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+/// The default path of the webhook.
+pub const DEFAULT_PATH: &str = "/messenger/webhook";
+
+const SIGNATURE_PREFIX: &str = "sha256=";
+
+/// Why a request's signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// No `X-Hub-Signature-256` header.
+    Missing,
+    /// The header is not `sha256=` and 64 hex digits.
+    Malformed,
+    /// The signature does not match the body and the app secret.
+    Mismatch,
+}
+
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignatureError::Missing => "missing x-hub-signature-256 header",
+            SignatureError::Malformed => "x-hub-signature-256 is not sha256=<hex HMAC-SHA256>",
+            SignatureError::Mismatch => "x-hub-signature-256 does not match the body",
+        })
+    }
+}
+
+impl std::error::Error for SignatureError {}
+
+/// Computes `X-Hub-Signature-256` for `body`: `sha256=` and the lowercase hex
+/// HMAC-SHA256(app secret, body).
+pub fn sign(app_secret: &Secret, body: &[u8]) -> String {
+    let digest = mac(app_secret, body).finalize().into_bytes();
+    let mut out = String::with_capacity(SIGNATURE_PREFIX.len() + 64);
+    out.push_str(SIGNATURE_PREFIX);
+    for byte in digest {
+        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Checks `signature` (the header's value) against the raw `body` in constant time.
+///
+/// # Errors
+///
+/// [`SignatureError::Malformed`] when it is not `sha256=` and 64 hex digits,
+/// [`SignatureError::Mismatch`] when it is not the body's MAC.
+pub fn verify(app_secret: &Secret, body: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+    let hex = signature
+        .trim_ascii()
+        .strip_prefix(SIGNATURE_PREFIX.as_bytes())
+        .ok_or(SignatureError::Malformed)?;
+    let presented = decode_hex_32(hex).ok_or(SignatureError::Malformed)?;
+    mac(app_secret, body)
+        .verify_slice(&presented)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// Decodes exactly 64 hex digits (either case) into 32 bytes.
+fn decode_hex_32(hex: &[u8]) -> Option<[u8; 32]> {
+    fn nibble(digit: u8) -> Option<u8> {
+        match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            b'A'..=b'F' => Some(digit - b'A' + 10),
+            _ => None,
+        }
+    }
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+fn mac(app_secret: &Secret, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.expose().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac
+}
+
+/// What the webhook needs: its path, the app secret, the verify token, and what to deliver.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WebhookConfig {
+    /// Where the webhook is served (`GET` and `POST`). Default [`DEFAULT_PATH`].
+    pub path: String,
+    /// Signs every delivery (the app's secret, App settings > Basic).
+    pub app_secret: Secret,
+    /// The token typed into the console when subscribing the webhook.
+    pub verify_token: Secret,
+    /// Whether echoes of the page's own messages reach the handlers, as `Other { name:
+    /// "message_echo" }`. Default false: they are acknowledged and counted as
+    /// `bot.events.skipped{reason="echo"}`.
+    pub deliver_echoes: bool,
+    /// Whether `standby[]` items (another app owns the conversation) reach the handlers, as
+    /// `Other { name: "standby_<key>" }`. Default false: they are acknowledged and counted as
+    /// `bot.events.skipped{reason="standby"}`, since the bot may not answer in those
+    /// conversations.
+    pub deliver_standby: bool,
+}
+
+impl WebhookConfig {
+    /// The default configuration for `app_secret` and `verify_token`.
+    pub fn new(app_secret: Secret, verify_token: Secret) -> Self {
+        Self {
+            path: DEFAULT_PATH.to_owned(),
+            app_secret,
+            verify_token,
+            deliver_echoes: false,
+            deliver_standby: false,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct WebhookState {
+    config: Arc<WebhookConfig>,
+    ingress: Ingress,
+}
+
+/// The webhook routes (`GET` and `POST` at `config.path`), submitting to `ingress`.
+///
+/// [`crate::Messenger`] mounts them for you; use this to serve them from your own axum app. The
+/// body limit (413) is the bot's ([`bot_core::BotBuilder::max_body_bytes`]) when mounted through
+/// [`bot_core::Bot::webhooks`]; add a `DefaultBodyLimit` layer when you mount it elsewhere.
+pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
+    let path = config.path.clone();
+    Router::new()
+        .route(&path, get(verify_subscription).post(receive))
+        .with_state(WebhookState {
+            config: Arc::new(config),
+            ingress,
+        })
+}
+
+/// The query of the verification request.
+#[derive(Debug, Deserialize)]
+struct Subscription {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+async fn verify_subscription(
+    State(state): State<WebhookState>,
+    query: Result<Query<Subscription>, QueryRejection>,
+) -> Response {
+    // A query that cannot be read (repeated or badly encoded parameters) is refused like a
+    // wrong token: 403, not the extractor's 400.
+    let Ok(Query(query)) = query else {
+        return refuse_verification(&state);
+    };
+    let token_matches = query
+        .verify_token
+        .as_deref()
+        .is_some_and(|token| state.config.verify_token.matches(token.as_bytes()));
+    match (query.mode.as_deref(), query.challenge) {
+        (Some("subscribe"), Some(challenge)) if token_matches => {
+            tracing::info!("messenger webhook subscription verified");
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                challenge,
+            )
+                .into_response()
+        }
+        _ => refuse_verification(&state),
+    }
+}
+
+fn refuse_verification(state: &WebhookState) -> Response {
+    tracing::warn!("messenger webhook verification refused");
+    state
+        .ingress
+        .refuse(&Platform::MESSENGER, StatusCode::FORBIDDEN, "verify_token")
+}
+
+async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    let ingress = &state.ingress;
+    let checked = match headers.get(SIGNATURE_HEADER) {
+        None => Err(SignatureError::Missing),
+        Some(signature) => verify(&state.config.app_secret, &body, signature.as_bytes()),
+    };
+    if let Err(error) = checked {
+        tracing::warn!(%error, "messenger webhook refused");
+        return ingress.refuse(&Platform::MESSENGER, StatusCode::UNAUTHORIZED, "signature");
+    }
+    let batch = match parse_body(&body) {
+        Ok(batch) => batch,
+        Err(error) => {
+            // Only where and what kind: serde_json's message may quote the body's values.
+            tracing::warn!(
+                category = ?error.classify(),
+                line = error.line(),
+                column = error.column(),
+                bytes = body.len(),
+                "messenger webhook body is not a webhook"
+            );
+            return ingress.refuse(
+                &Platform::MESSENGER,
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            );
+        }
+    };
+    if !matches!(
+        batch.object,
+        crate::model::Object::Page | crate::model::Object::Instagram
+    ) {
+        tracing::info!(object = ?batch.object, "messenger webhook for another object ignored");
+        ingress.skipped(&Platform::MESSENGER, "object", 1);
+        return (StatusCode::OK, "ignored").into_response();
+    }
+    let mut events = batch.events;
+    if !state.config.deliver_echoes {
+        let before = events.len();
+        events.retain(|e| !e.is_messenger_echo());
+        ingress.skipped(&Platform::MESSENGER, "echo", before - events.len());
+    }
+    if !state.config.deliver_standby {
+        let before = events.len();
+        events.retain(|e| !e.is_messenger_standby());
+        ingress.skipped(&Platform::MESSENGER, "standby", before - events.len());
+    }
+    ingress.submit_and_answer(events).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known answers computed with `openssl dgst -sha256 -hmac <secret>`, an independent
+    /// implementation.
+    #[test]
+    fn signatures_match_known_answers() {
+        let cases = [
+            (
+                "app_secret",
+                r#"{"object":"page","entry":[]}"#,
+                "sha256=22d3988d1017c437ea81a89d41e2d3266c00a508cffdb23f8ad8746d232d77e9",
+            ),
+            (
+                "test_secret",
+                r#"{"hello":"world"}"#,
+                "sha256=b7b1e7e190c7aace9efb076f2394f2408bf389ed0398c526b97101ab2c84fed3",
+            ),
+        ];
+        for (secret, body, expected) in cases {
+            let secret = Secret::new(secret);
+            assert_eq!(sign(&secret, body.as_bytes()), expected);
+            assert_eq!(
+                verify(&secret, body.as_bytes(), expected.as_bytes()),
+                Ok(())
+            );
+            let upper = expected.replace("sha256=", "").to_ascii_uppercase();
+            let upper = format!("sha256={upper}");
+            assert_eq!(verify(&secret, body.as_bytes(), upper.as_bytes()), Ok(()));
+        }
+    }
+
+    #[test]
+    fn malformed_foreign_and_tampered_signatures_are_refused() {
+        let secret = Secret::new("test_secret");
+        let body = br#"{"hello":"world"}"#;
+        let right = sign(&secret, body);
+        let bare = right.trim_start_matches("sha256=");
+        assert_eq!(
+            verify(&secret, body, bare.as_bytes()),
+            Err(SignatureError::Malformed)
+        );
+        let sha1 = format!("sha1={bare}");
+        assert_eq!(
+            verify(&secret, body, sha1.as_bytes()),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(&secret, body, &right.as_bytes()[..40]),
+            Err(SignatureError::Malformed)
+        );
+        let not_hex = format!("sha256={}", "zz".repeat(32));
+        assert_eq!(
+            verify(&secret, body, not_hex.as_bytes()),
+            Err(SignatureError::Malformed)
+        );
+        let other = sign(&Secret::new("other"), body);
+        assert_eq!(
+            verify(&secret, body, other.as_bytes()),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(&secret, br#"{"hello":"world!"}"#, right.as_bytes()),
+            Err(SignatureError::Mismatch)
+        );
+    }
+}

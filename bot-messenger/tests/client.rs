@@ -1,0 +1,364 @@
+//! The Send API client against the fake Graph API: retries under injected 429, 5xx and Graph
+//! errors, typed refusals, time-outs, rate limits, sender actions, profiles and message types.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bot_core::outbound::Target;
+use bot_core::testing::fake_api::{Fault, Latency};
+use bot_core::{ConversationId, Outbound, OutgoingMessage};
+use bot_messenger::model::send::{Message, MessageTag, MessagingType, Recipient, SenderAction};
+use bot_messenger::testing::{FakeMessenger, graph_error};
+use bot_messenger::{ErrorKind, MessengerClient, MessengerClientBuilder, RateLimits};
+use http::StatusCode;
+use support::fast_retries;
+
+fn client(fake: &FakeMessenger) -> MessengerClientBuilder {
+    MessengerClient::builder(support::PAGE_TOKEN)
+        .api_base(fake.url())
+        .retry(fast_retries(3))
+}
+
+fn psid() -> Recipient {
+    Recipient::Id("24386871164263049".into())
+}
+
+// ANCHOR: retries
+#[tokio::test]
+async fn statuses_429_and_5xx_are_retried_until_the_call_succeeds() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .inject(Fault::status(StatusCode::TOO_MANY_REQUESTS));
+    fake.api()
+        .inject(Fault::status(StatusCode::SERVICE_UNAVAILABLE));
+    let client = client(&fake).build().unwrap();
+
+    let sent = client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap();
+
+    assert!(sent.message_id.unwrap().starts_with("m_"));
+    let statuses: Vec<u16> = fake.messages().iter().map(|m| m.status.as_u16()).collect();
+    assert_eq!(statuses, [429, 503, 200]);
+}
+
+#[tokio::test]
+async fn the_client_gives_up_after_the_configured_attempts_with_a_typed_error() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .inject(Fault::status(StatusCode::BAD_GATEWAY).times(10));
+    let client = client(&fake).build().unwrap();
+
+    let error = client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.kind(), ErrorKind::Server);
+    assert_eq!(error.attempts(), 3);
+    assert_eq!(error.status(), Some(StatusCode::BAD_GATEWAY));
+    assert_eq!(fake.api().call_count(), 3);
+    // The runtime may still retry the handler later: a server error is not permanent.
+    assert!(bot_core::Error::from(error).is_retryable());
+}
+// ANCHOR_END: retries
+
+#[tokio::test]
+async fn persistent_429s_end_as_rate_limited() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).times(10));
+    let error = client(&fake)
+        .build()
+        .unwrap()
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.attempts()),
+        (ErrorKind::RateLimited, 3)
+    );
+    assert_eq!(
+        bot_core::Error::from(error).kind(),
+        bot_core::ErrorKind::RateLimited
+    );
+}
+
+#[tokio::test]
+async fn graph_rate_limit_and_temporary_codes_are_retried_whatever_the_status() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .inject(graph_error(StatusCode::BAD_REQUEST, 613, None));
+    fake.api()
+        .inject(graph_error(StatusCode::FORBIDDEN, 4, None));
+    fake.api()
+        .inject(graph_error(StatusCode::INTERNAL_SERVER_ERROR, 1200, None));
+    fake.api()
+        .inject(graph_error(StatusCode::BAD_REQUEST, 2, None));
+    let client = client(&fake).retry(fast_retries(5)).build().unwrap();
+    client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap();
+    assert_eq!(fake.api().call_count(), 5);
+}
+
+#[tokio::test]
+async fn refusals_are_typed_permanent_and_not_retried() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    let cases = [
+        (190, None, ErrorKind::InvalidToken),
+        (100, Some(2_018_001), ErrorKind::UserNotFound),
+        (10, Some(2_018_278), ErrorKind::OutsideWindow),
+        (551, None, ErrorKind::UserUnavailable),
+        (100, None, ErrorKind::Api),
+    ];
+    for (i, (code, subcode, kind)) in cases.into_iter().enumerate() {
+        fake.api()
+            .inject(graph_error(StatusCode::BAD_REQUEST, code, subcode));
+        let error = client
+            .send_message(&psid(), &Message::text("hi"), &MessagingType::Response)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), kind, "{error}");
+        assert_eq!(error.attempts(), 1);
+        let graph = error.graph_error().unwrap();
+        assert_eq!((graph.code, graph.error_subcode), (code, subcode));
+        assert!(graph.fbtrace_id.is_some());
+        assert!(!error.is_retryable());
+        assert!(!bot_core::Error::from(error).is_retryable());
+        assert_eq!(fake.api().call_count(), i + 1, "one call each");
+    }
+}
+
+#[tokio::test]
+async fn the_fake_checks_the_page_token() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let wrong = MessengerClient::builder("another-token")
+        .api_base(fake.url())
+        .build()
+        .unwrap();
+    let error = wrong
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidToken);
+    assert_eq!(fake.messages()[0].bearer.as_deref(), Some("another-token"));
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1"));
+    let client = client(&fake)
+        .retry(bot_core::RetryPolicy {
+            max_backoff: Duration::from_secs(5),
+            ..fast_retries(2)
+        })
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.api().call_count(), 2);
+}
+
+#[tokio::test]
+async fn timed_out_messages_are_not_resent_but_idempotent_calls_are_retried() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_secs(5)));
+    let client = client(&fake)
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+
+    let message = client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (message.kind(), message.attempts()),
+        (ErrorKind::Timeout, 1)
+    );
+    assert!(
+        message.is_retryable(),
+        "the runtime decides, at the handler level"
+    );
+
+    let typing = client
+        .sender_action(&psid(), SenderAction::TypingOn)
+        .await
+        .unwrap_err();
+    assert_eq!((typing.kind(), typing.attempts()), (ErrorKind::Timeout, 3));
+    let profile = client.profile("24386871164263049").await.unwrap_err();
+    assert_eq!(
+        (profile.kind(), profile.attempts()),
+        (ErrorKind::Timeout, 3)
+    );
+}
+
+#[tokio::test]
+async fn refused_connections_are_retried_since_nothing_was_sent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let client = MessengerClient::builder(support::PAGE_TOKEN)
+        .api_base(closed)
+        .retry(fast_retries(3))
+        .build()
+        .unwrap();
+    let error = client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+    assert_eq!((error.kind(), error.attempts()), (ErrorKind::Transport, 3));
+    assert!(!format!("{error:?}").contains(support::PAGE_TOKEN));
+}
+
+#[tokio::test]
+async fn the_rate_limiter_spaces_calls_out() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake)
+        .rate_limits(RateLimits {
+            send_per_second: 5,
+            ..RateLimits::default()
+        })
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    for i in 0..8 {
+        client
+            .send_message(
+                &psid(),
+                &Message::text(format!("{i}")),
+                &MessagingType::Update,
+            )
+            .await
+            .unwrap();
+    }
+    // A burst of 5, then one call every 200 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.messages().len(), 8);
+}
+
+#[tokio::test]
+async fn typing_is_a_typing_on_sender_action_sent_alone() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    client
+        .typing(&ConversationId::new("24386871164263049"))
+        .await
+        .unwrap();
+    client
+        .sender_action(&psid(), SenderAction::MarkSeen)
+        .await
+        .unwrap();
+    let actions = fake.sender_actions();
+    let got: Vec<(&str, Option<&str>)> = actions
+        .iter()
+        .map(|a| (a.action.as_str(), a.recipient_id.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("typing_on", Some("24386871164263049")),
+            ("mark_seen", Some("24386871164263049"))
+        ]
+    );
+    assert!(fake.messages().is_empty(), "no message goes with an action");
+}
+
+#[tokio::test]
+async fn profiles_are_read_and_odd_ids_refused_before_sending() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    let profile = client.profile("24386871164263049").await.unwrap();
+    assert_eq!(profile.id, "24386871164263049");
+    assert_eq!(profile.first_name.as_deref(), Some("User"));
+    let call = &fake.api().calls()[0].request;
+    assert_eq!(
+        call.query_param("fields"),
+        Some("first_name,last_name,profile_pic")
+    );
+    assert_eq!(
+        client.profile("../me/messages").await.unwrap_err().kind(),
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(fake.api().call_count(), 1);
+}
+
+#[tokio::test]
+async fn tags_updates_and_long_texts() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    client
+        .send_message(
+            &psid(),
+            &Message::text("an agent will call"),
+            &MessagingType::MessageTag(MessageTag::HumanAgent),
+        )
+        .await
+        .unwrap();
+    // Not a reply: UPDATE. 4,500 characters: three messages, in order.
+    let long = "word ".repeat(900);
+    client
+        .send(
+            &Target::conversation("24386871164263049"),
+            vec![OutgoingMessage::text(long.clone())],
+        )
+        .await
+        .unwrap();
+    let sent = fake.messages();
+    assert_eq!(sent[0].messaging_type.as_deref(), Some("MESSAGE_TAG"));
+    assert_eq!(sent[0].tag.as_deref(), Some("HUMAN_AGENT"));
+    assert_eq!(sent.len(), 4);
+    let parts: Vec<&str> = sent[1..].iter().map(|m| m.text().unwrap()).collect();
+    assert_eq!(parts.concat(), long);
+    assert!(
+        sent[1..]
+            .iter()
+            .all(|m| m.messaging_type.as_deref() == Some("UPDATE"))
+    );
+    assert!(sent.iter().all(|m| m.status == StatusCode::OK));
+}
+
+#[tokio::test]
+async fn the_fake_refuses_what_the_send_api_refuses() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    let empty = client
+        .send_message(
+            &psid(),
+            &Message::from_json(serde_json::json!({})),
+            &MessagingType::Update,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(empty.kind(), ErrorKind::Api);
+    let untagged = client
+        .send_message(
+            &psid(),
+            &Message::from_json(serde_json::json!({"text": "x", "attachment": {"type": "image"}})),
+            &MessagingType::Update,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(untagged.graph_error().unwrap().code, 100);
+    assert_eq!(fake.api().call_count(), 2);
+}

@@ -1,0 +1,252 @@
+//! A real bot on 127.0.0.1 against the fake Graph API: batches, replies, routing of postbacks and
+//! quick replies, and permanent refusals dead-lettered at once.
+
+mod support;
+
+use std::collections::HashMap;
+
+use bot_core::outbound::{Button, QuickReply};
+use bot_core::{Bot, Context, Error, Event, Limits, OutgoingMessage, Router};
+use bot_messenger::testing::{FakeMessenger, WebhookBuilder, graph_error};
+use http::StatusCode;
+use support::{Seen, app_secret, messenger, serve};
+
+// ANCHOR: batch
+#[tokio::test]
+async fn two_entries_of_five_items_get_ten_replies_to_the_right_psids() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .handler(seen.echo_handler()),
+    )
+    .await;
+
+    // Two entries in one body, five messaging items each; PSIDs repeat across the entries.
+    let mut webhook = WebhookBuilder::new().entry();
+    for i in 0..5 {
+        webhook = webhook.text(&format!("PSID{i}"), &format!("first {i}"));
+    }
+    webhook = webhook.entry();
+    for i in 0..5 {
+        webhook = webhook.text(&format!("PSID{}", i % 3), &format!("second {i}"));
+    }
+    assert_eq!(
+        webhook
+            .sign(&app_secret())
+            .post(&served.webhook)
+            .await
+            .unwrap(),
+        200
+    );
+
+    let sent = fake.wait_for_messages(10).await;
+    // ANCHOR_END: batch
+    served.bot.idle().await;
+    assert_eq!(sent.len(), 10);
+    assert_eq!(seen.events().len(), 10);
+    let mut by_psid: HashMap<String, Vec<String>> = HashMap::new();
+    for message in &sent {
+        assert_eq!(message.status, StatusCode::OK);
+        assert_eq!(message.messaging_type.as_deref(), Some("RESPONSE"));
+        assert_eq!(message.tag, None);
+        assert_eq!(message.bearer.as_deref(), Some(support::PAGE_TOKEN));
+        by_psid
+            .entry(message.recipient_id.clone().unwrap())
+            .or_default()
+            .push(message.text().unwrap().to_owned());
+    }
+    // Each conversation is answered in the order its messages came, entries included.
+    let expected: HashMap<String, Vec<String>> = [
+        ("PSID0", vec!["first 0", "second 0", "second 3"]),
+        ("PSID1", vec!["first 1", "second 1", "second 4"]),
+        ("PSID2", vec!["first 2", "second 2"]),
+        ("PSID3", vec!["first 3"]),
+        ("PSID4", vec!["first 4"]),
+    ]
+    .into_iter()
+    .map(|(psid, texts)| {
+        (
+            psid.to_owned(),
+            texts.into_iter().map(str::to_owned).collect(),
+        )
+    })
+    .collect();
+    assert_eq!(by_psid, expected);
+    assert_eq!(
+        support::metric(
+            &served.bot,
+            "bot_outbound_requests_total",
+            &["platform=\"messenger\"", "status=\"200\""]
+        ),
+        10.0
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_known_only_by_a_user_ref_is_answered_through_it() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .handler(
+                Router::new().kind("optin", |cx: Context, _e: Event| async move {
+                    cx.reply("thanks for opting in").await
+                }),
+            ),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .item(serde_json::json!({
+            "recipient": {"id": bot_messenger::testing::DEFAULT_PAGE_ID},
+            "timestamp": 1_700_000_000_000_i64,
+            "optin": {"ref": "checkout", "user_ref": "ref-123"}
+        }))
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    let sent = fake.wait_for_messages(1).await;
+    assert_eq!(
+        sent[0].recipient,
+        serde_json::json!({"user_ref": "ref-123"})
+    );
+    assert_eq!(sent[0].status, StatusCode::OK);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn redelivered_bodies_are_answered_once() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .handler(seen.echo_handler()),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .text("PSID1", "once")
+        .item(serde_json::json!({
+            "sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 5,
+            "read": {"watermark": 4}
+        }))
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    fake.wait_for_messages(1).await;
+    served.bot.idle().await;
+    assert_eq!(
+        seen.events().len(),
+        2,
+        "the message and the read, once each"
+    );
+    assert_eq!(fake.messages().len(), 1);
+    served.stop().await;
+}
+
+async fn bought(cx: Context, event: Event) -> Result<(), Error> {
+    let source = event.kind.clone();
+    let bot_core::EventKind::Postback(postback) = source else {
+        return Ok(());
+    };
+    cx.reply(format!(
+        "bought via {}",
+        postback.params["source"].as_str().unwrap_or("?")
+    ))
+    .await
+}
+
+// ANCHOR: router
+#[tokio::test]
+async fn quick_replies_and_buttons_reach_the_routers_postback_routes() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let router = Router::new()
+        .postback("BUY", bought)
+        .command("menu", |cx: Context, _e: Event| async move {
+            cx.reply(
+                OutgoingMessage::text("What now?")
+                    .button(Button::postback("Buy", "BUY"))
+                    .button(Button::link("Shop", "https://shop.example"))
+                    .quick_reply(QuickReply::postback("Buy", "BUY"))
+                    .quick_reply(QuickReply::message("Hello")),
+            )
+            .await
+        })
+        .text(support::echo);
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .handler(router),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .text("PSID1", "/menu")
+        .postback("PSID2", "Buy", "BUY")
+        .quick_reply("PSID3", "Buy", "BUY")
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    // ANCHOR_END: router
+    let sent = fake.wait_for_messages(3).await;
+    served.bot.idle().await;
+    let to = |psid: &str| {
+        sent.iter()
+            .find(|m| m.recipient_id.as_deref() == Some(psid))
+            .unwrap_or_else(|| panic!("no message to {psid}: {sent:?}"))
+    };
+    let menu = &to("PSID1").message;
+    assert_eq!(menu["attachment"]["payload"]["template_type"], "button");
+    assert_eq!(menu["attachment"]["payload"]["text"], "What now?");
+    assert_eq!(
+        menu["attachment"]["payload"]["buttons"][0]["payload"],
+        "BUY"
+    );
+    assert_eq!(
+        menu["attachment"]["payload"]["buttons"][1]["type"],
+        "web_url"
+    );
+    assert_eq!(menu["quick_replies"][0]["payload"], "BUY");
+    assert_eq!(to("PSID2").text(), Some("bought via postback"));
+    assert_eq!(to("PSID3").text(), Some("bought via quick_reply"));
+
+    // Tapping the "Hello" chip of the menu sends its title as text, which the text route echoes.
+    let chip = menu["quick_replies"][1]["payload"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tap = WebhookBuilder::new()
+        .quick_reply("PSID1", "Hello", &chip)
+        .sign(&app_secret());
+    assert_eq!(tap.post(&served.webhook).await.unwrap(), 200);
+    let sent = fake.wait_for_messages(4).await;
+    assert_eq!(sent[3].text(), Some("Hello"));
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_that_retrying_cannot_fix_are_dead_lettered_after_one_attempt() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .limits(Limits {
+                retry: support::fast_retries(5),
+                ..Limits::default()
+            })
+            .handler(support::echo),
+    )
+    .await;
+    fake.api()
+        .inject(graph_error(StatusCode::BAD_REQUEST, 551, None));
+    let webhook = WebhookBuilder::new()
+        .text("PSID1", "are you there")
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    served.bot.idle().await;
+    let dead = served.bot.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1, "{:?}", dead[0]);
+    assert!(dead[0].error.contains("not available"), "{}", dead[0].error);
+    assert_eq!(fake.api().call_count(), 1);
+    served.stop().await;
+}
