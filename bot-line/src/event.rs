@@ -77,7 +77,12 @@ pub fn to_core_event(destination: &str, raw: Value) -> Event {
         Ok(event) => map(destination, &event, &raw),
         Err(error) => {
             let event_type = raw.get("type").and_then(Value::as_str).unwrap_or("unknown");
-            tracing::warn!(%error, event_type, "line event not understood; delivered as other");
+            // The message may quote the event's content: log its category only.
+            tracing::warn!(
+                category = ?error.classify(),
+                event_type,
+                "line event not understood; delivered as other"
+            );
             unreadable(destination, &raw, event_type)
         }
     };

@@ -159,8 +159,14 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
             ingress.submit_and_answer(events).await
         }
         Err(error) => {
-            // The error names the line and column, never the body's content.
-            tracing::warn!(%error, bytes = body.len(), "line webhook body is not a webhook");
+            // serde_json's message may quote the body; log where and what kind, not its content.
+            tracing::warn!(
+                category = ?error.classify(),
+                line = error.line(),
+                column = error.column(),
+                bytes = body.len(),
+                "line webhook body is not a webhook"
+            );
             ingress.refuse(&Platform::LINE, StatusCode::BAD_REQUEST, "malformed_json")
         }
     }

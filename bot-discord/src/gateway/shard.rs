@@ -649,7 +649,8 @@ where
             Ok(frame) => return Ok(frame),
             Err(error) => {
                 // One unreadable frame is logged and skipped; the connection goes on.
-                tracing::warn!(%error, "discord gateway frame is not a payload");
+                // The message may quote the frame's content: log its category only.
+                tracing::warn!(category = ?error.classify(), "discord gateway frame is not a payload");
             }
         }
     }

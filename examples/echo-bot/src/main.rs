@@ -6,6 +6,7 @@
 //! | platform | variables | webhook |
 //! | --- | --- | --- |
 //! | LINE | `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN`, `LINE_API_BASE` (optional) | `POST /line/webhook` |
+//! | Messenger | `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`, `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_API_BASE` (optional) | `GET`+`POST /messenger/webhook` |
 //! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS` | the gateway, and `POST /discord/interactions` |
 //!
 //! On Discord, a message in a channel gets its text back, and the slash command `/echo text:<t>`
@@ -14,9 +15,10 @@
 //! Beside the webhooks it serves `/healthz`, `/readyz` and `/metrics`, and shuts down gracefully on
 //! SIGTERM or ctrl-c.
 //!
-//! With no platform variables it runs a demo instead: a fake LINE API starts on 127.0.0.1, the bot
-//! answers through it, and every line you type is posted to the bot as a signed LINE webhook over
-//! HTTP; the reply the fake LINE API receives is printed.
+//! With no platform variables it runs a demo instead: a fake LINE API and a fake Graph API start on
+//! 127.0.0.1, the bot answers through them, and every line you type is posted to the bot as a
+//! signed LINE webhook and a signed Messenger webhook over HTTP; the replies the fakes receive are
+//! printed.
 
 use std::net::SocketAddr;
 
@@ -25,6 +27,8 @@ use bot_core::{Bot, BotBuilder, Context, Error, Event, EventKind, Router, Secret
 use bot_discord::Discord;
 use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder};
+use bot_messenger::Messenger;
+use bot_messenger::testing as messenger_testing;
 use tokio::io::AsyncBufReadExt as _;
 
 /// The address served when `BOT_ADDR` is not set.
@@ -32,6 +36,11 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// The demo's channel secret and access token (the fake LINE API knows them).
 const DEMO_SECRET: &str = "demo-channel-secret";
 const DEMO_TOKEN: &str = "demo-access-token";
+/// The demo's Messenger app secret, verify token and page token (the fake Graph API knows the
+/// page token).
+const DEMO_APP_SECRET: &str = "demo-app-secret";
+const DEMO_VERIFY_TOKEN: &str = "demo-verify-token";
+const DEMO_PAGE_TOKEN: &str = "demo-page-token";
 
 // ANCHOR: handler
 async fn echo(cx: Context, event: Event) -> Result<(), Error> {
@@ -74,6 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.adapter(line);
         platforms.push("line");
     }
+    if let Some(messenger) = Messenger::try_from_env()? {
+        builder = builder.adapter(messenger);
+        platforms.push("messenger");
+    }
     if let Some(discord) = Discord::try_from_env()? {
         register_echo_command(&discord).await;
         builder = builder.adapter(discord);
@@ -108,20 +121,29 @@ async fn register_echo_command(discord: &Discord) {
     }
 }
 
-/// The demo: LINE through a fake LINE API on 127.0.0.1, driven from stdin.
+/// The demo: LINE and Messenger through fake APIs on 127.0.0.1, driven from stdin.
 async fn demo(builder: BotBuilder, addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let fake = FakeLine::start(DEMO_TOKEN).await?;
     let line = Line::builder(DEMO_SECRET, DEMO_TOKEN)
         .api_base(fake.url())
         .build()?;
-    let bot = builder.adapter(line).build()?;
+    let fake_graph = messenger_testing::FakeMessenger::start(DEMO_PAGE_TOKEN).await?;
+    let messenger = Messenger::builder(DEMO_APP_SECRET, DEMO_VERIFY_TOKEN, DEMO_PAGE_TOKEN)
+        .api_base(fake_graph.url())
+        .build()?;
+    let bot = builder.adapter(line).adapter(messenger).build()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let webhook_url = format!("http://{}/line/webhook", listener.local_addr()?);
-    println!("echo-bot demo: no platform variables set (see the README), so LINE is faked.");
+    let messenger_url = format!("http://{}/messenger/webhook", listener.local_addr()?);
+    println!(
+        "echo-bot demo: no platform variables set (see the README), so LINE and Messenger are faked."
+    );
     println!("  the bot serves   {webhook_url}");
     println!("  fake LINE API at {}", fake.url());
+    println!("  and              {messenger_url}");
+    println!("  fake Graph API at {}", fake_graph.url());
     println!(
-        "Type a line: it is posted to the bot as a signed LINE webhook; the reply shows below."
+        "Type a line: it is posted to the bot as signed LINE and Messenger webhooks; the replies show below."
     );
     println!("ctrl-d stops typing, ctrl-c stops the bot.");
 
@@ -142,8 +164,41 @@ async fn demo(builder: BotBuilder, addr: SocketAddr) -> Result<(), Box<dyn std::
             }
         }
     });
+    let graph = fake_graph.clone();
+    // The Messenger reply printer, as long-lived as the LINE one.
     #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
+        let (mut calls, mut printed) = (0, 0);
+        loop {
+            graph.api().wait_for_count(calls + 1).await;
+            calls = graph.api().call_count();
+            for sent in graph.messages().iter().skip(printed) {
+                println!(
+                    "Messenger Send API got: {:?} for {} (HTTP {})",
+                    sent.text().unwrap_or_default(),
+                    sent.recipient_id.as_deref().unwrap_or("?"),
+                    sent.status
+                );
+                printed += 1;
+            }
+        }
+    });
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        let app_secret = Secret::new(DEMO_APP_SECRET);
+        // What Meta does first when the webhook is subscribed in its console.
+        match messenger_testing::verify_subscription(
+            &messenger_url,
+            DEMO_VERIFY_TOKEN,
+            "demo-challenge",
+        )
+        .await
+        {
+            Ok((status, challenge)) => {
+                println!("Messenger verification: HTTP {status}, challenge {challenge:?}")
+            }
+            Err(e) => eprintln!("the Messenger verification request failed: {e}"),
+        }
         let secret = Secret::new(DEMO_SECRET);
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         let first = Some("hello from the echo-bot demo".to_owned());
@@ -161,6 +216,13 @@ async fn demo(builder: BotBuilder, addr: SocketAddr) -> Result<(), Box<dyn std::
             match webhook.post(&webhook_url).await {
                 Ok(status) => println!("you> {text}   (webhook answered {status})"),
                 Err(e) => eprintln!("posting the webhook failed: {e}"),
+            }
+            let signed = messenger_testing::WebhookBuilder::new()
+                .text("demo-psid", &text)
+                .sign(&app_secret);
+            match signed.post(&messenger_url).await {
+                Ok(status) => println!("you (Messenger)> {text}   (webhook answered {status})"),
+                Err(e) => eprintln!("posting the Messenger webhook failed: {e}"),
             }
         }
     });
