@@ -196,14 +196,11 @@ impl FakeLine {
     }
 
     async fn wait_for(&self, path: &str, count: usize) {
-        let mut total = self.api.call_count();
-        loop {
-            if self.api.calls_to(path).len() >= count {
-                return;
-            }
-            total += 1;
-            self.api.wait_for_calls(total).await;
-        }
+        self.api
+            .wait_until(&format!("{count} calls to {path}"), |api| {
+                (api.calls_to(path).len() >= count).then_some(())
+            })
+            .await;
     }
 }
 

@@ -248,15 +248,12 @@ impl FakeMessenger {
     ///
     /// When they do not arrive within [`bot_core::testing::fake_api::DEFAULT_WAIT`].
     pub async fn wait_for_messages(&self, count: usize) -> Vec<SentMessage> {
-        let mut total = self.api.call_count();
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count {
-                return messages;
-            }
-            total += 1;
-            self.api.wait_for_calls(total).await;
-        }
+        self.api
+            .wait_until(&format!("{count} messages"), |_| {
+                let messages = self.messages();
+                (messages.len() >= count).then_some(messages)
+            })
+            .await
     }
 }
 

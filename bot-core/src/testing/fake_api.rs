@@ -361,18 +361,40 @@ impl FakeApi {
         });
         match tokio::time::timeout(limit, wait).await {
             Ok(calls) => calls,
-            Err(_) => {
-                let seen: Vec<String> = self
-                    .calls()
-                    .iter()
-                    .map(|c| format!("{} {} -> {}", c.request.method, c.request.path, c.status))
-                    .collect();
-                panic!(
-                    "fake api: {} of {count} calls after {limit:?}: {seen:#?}",
-                    self.call_count()
-                );
-            }
+            Err(_) => panic!(
+                "fake api: {} of {count} calls after {limit:?}: {:#?}",
+                self.call_count(),
+                self.summary()
+            ),
         }
+    }
+
+    /// Waits until `check` finds what it looks for in the fake (checked at every call), and
+    /// returns it.
+    ///
+    /// # Panics
+    ///
+    /// After [`DEFAULT_WAIT`] without it, naming `what` and listing the calls that arrived.
+    pub async fn wait_until<T>(
+        &self,
+        what: &str,
+        mut check: impl FnMut(&FakeApi) -> Option<T>,
+    ) -> T {
+        let wait = wait_until(&self.shared.notify, || check(self));
+        match tokio::time::timeout(DEFAULT_WAIT, wait).await {
+            Ok(found) => found,
+            Err(_) => panic!(
+                "fake api: no {what} after {DEFAULT_WAIT:?}; calls: {:#?}",
+                self.summary()
+            ),
+        }
+    }
+
+    fn summary(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .map(|c| format!("{} {} -> {}", c.request.method, c.request.path, c.status))
+            .collect()
     }
 
     /// Waits, without limit, until `count` requests arrived (for demos and tools that watch a
