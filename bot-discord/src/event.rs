@@ -20,7 +20,8 @@
 //! Messages by bots, the bot itself included, are not delivered unless asked for
 //! ([`crate::gateway::ShardConfig::deliver_bot_messages`]). `occurred_at` comes from the snowflake
 //! of the message or interaction. Interactions carry their token as [`Event::reply_token`]. The
-//! whole dispatch data stays in [`Event::raw`].
+//! whole dispatch data stays in [`Event::raw`]; [`DiscordEventExt`] parses it back into
+//! [`crate::model`] types.
 
 use bot_core::event::{
     Attachment, AttachmentKind, Command, Deleted, Members, Mention, Message, MessageId, Other,
@@ -28,6 +29,37 @@ use bot_core::event::{
 };
 use bot_core::{Event, EventKind, Platform};
 use serde_json::{Map, Value};
+
+/// Typed access to the Discord object behind a core [`Event`].
+pub trait DiscordEventExt {
+    /// The message of a message or edit event (`MESSAGE_CREATE`, `MESSAGE_UPDATE`); `None` for
+    /// other events and platforms.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the payload is not a message the model can read.
+    fn discord_message(&self) -> Option<Result<crate::model::Message, serde_json::Error>>;
+
+    /// The interaction of a command or postback event from an interaction; `None` otherwise.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the payload is not an interaction the model can read.
+    fn discord_interaction(&self) -> Option<Result<crate::model::Interaction, serde_json::Error>>;
+}
+
+impl DiscordEventExt for Event {
+    fn discord_message(&self) -> Option<Result<crate::model::Message, serde_json::Error>> {
+        let is_message = matches!(self.kind, EventKind::Message(_) | EventKind::Edited(_));
+        (self.platform == Platform::DISCORD && is_message).then(|| self.raw.parse())
+    }
+
+    fn discord_interaction(&self) -> Option<Result<crate::model::Interaction, serde_json::Error>> {
+        let raw = self.raw();
+        let from_interaction = raw.get("token").is_some() && raw.get("type").is_some();
+        (self.platform == Platform::DISCORD && from_interaction).then(|| self.raw.parse())
+    }
+}
 
 /// Discord's epoch (2015-01-01) in milliseconds since the Unix epoch.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;

@@ -7,6 +7,7 @@ pub mod event;
 pub mod gateway;
 pub mod http;
 pub mod interactions;
+pub mod model;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -16,6 +17,7 @@ pub use adapter::{
 };
 pub use client::DiscordClient;
 pub use error::{Error, ErrorKind};
+pub use event::DiscordEventExt;
 pub use http::DiscordHttp;
 
 /// Discord's gateway URL, used until `GET /gateway/bot` or `DISCORD_GATEWAY_URL` says otherwise.
@@ -37,5 +39,7 @@ mod tests {
         assert_send_sync::<crate::gateway::ShardManager>();
         assert_send_sync::<crate::gateway::IdentifyQueue>();
         assert_send_sync::<crate::interactions::Pending>();
+        assert_send_sync::<crate::model::Message>();
+        assert_send_sync::<crate::model::Interaction>();
     }
 }
