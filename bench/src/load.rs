@@ -1,0 +1,260 @@
+//! Sending signed webhooks over `connections` connections, at a fixed rate or as fast as the
+//! server answers, for a number of requests or a duration; latencies in an HDR histogram.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bot_core::Secret;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::payload::{Platform, signed};
+
+/// How long a run lasts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Length {
+    /// This many requests.
+    Requests(u64),
+    /// This long.
+    Duration(Duration),
+}
+
+/// What to send, where, how fast.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// The webhook URL.
+    pub(crate) url: String,
+    /// The platform whose webhooks are sent.
+    pub(crate) platform: Platform,
+    /// The secret to sign with.
+    pub(crate) secret: Secret,
+    /// Events per request.
+    pub(crate) events_per_request: usize,
+    /// Conversations the events are spread over.
+    pub(crate) conversations: u64,
+    /// Connections, each sending one request at a time.
+    pub(crate) connections: usize,
+    /// Requests per second in all; `None`: as fast as answered.
+    pub(crate) rate: Option<NonZeroU32>,
+    /// How long.
+    pub(crate) length: Length,
+    /// Whether to draw a progress bar on stderr.
+    pub(crate) progress: bool,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    /// Requests answered 2xx.
+    pub(crate) ok: u64,
+    /// Requests answered 503 (the bot's queue refused them).
+    pub(crate) refused_503: u64,
+    /// Requests answered any other status.
+    pub(crate) other_status: u64,
+    /// Requests that failed to connect or send.
+    pub(crate) errors: u64,
+    /// Seconds from the first request to the last answer.
+    pub(crate) seconds: f64,
+    /// 2xx requests per second.
+    pub(crate) requests_per_second: f64,
+    /// Events per second in 2xx requests.
+    pub(crate) events_per_second: f64,
+    /// Latency of 2xx requests, microseconds.
+    pub(crate) latency_us: Percentiles,
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Percentiles {
+    /// Median.
+    pub(crate) p50: u64,
+    /// 90th.
+    pub(crate) p90: u64,
+    /// 99th.
+    pub(crate) p99: u64,
+    /// 99.9th.
+    pub(crate) p999: u64,
+    /// Largest.
+    pub(crate) max: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    next_request: AtomicU64,
+    ok: AtomicU64,
+    refused: AtomicU64,
+    other: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Runs `plan` and reports.
+///
+/// # Panics
+///
+/// When the HTTP client cannot be built.
+pub(crate) async fn run(plan: Plan) -> Report {
+    let plan = Arc::new(plan);
+    let counts = Arc::new(Counts::default());
+    let limiter: Option<Arc<DefaultDirectRateLimiter>> = plan
+        .rate
+        .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(plan.connections)
+        .build()
+        .expect("an http client");
+    let bar = progress(&plan);
+    let started = Instant::now();
+    let deadline = match plan.length {
+        Length::Duration(d) => Some(started + d),
+        Length::Requests(_) => None,
+    };
+    let tasks: Vec<_> = (0..plan.connections)
+        .map(|_| {
+            let plan = plan.clone();
+            let counts = counts.clone();
+            let limiter = limiter.clone();
+            let client = client.clone();
+            let bar = bar.clone();
+            // One long-lived task per load-generating connection.
+            #[allow(clippy::disallowed_methods)]
+            tokio::spawn(async move {
+                connection(&plan, &counts, limiter.as_deref(), &client, &bar, deadline).await
+            })
+        })
+        .collect();
+    let mut latencies = histogram();
+    for task in tasks {
+        if let Ok(h) = task.await {
+            let _ = latencies.add(h);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let ok = counts.ok.load(Ordering::Relaxed);
+    let at = |q: f64| latencies.value_at_quantile(q);
+    Report {
+        ok,
+        refused_503: counts.refused.load(Ordering::Relaxed),
+        other_status: counts.other.load(Ordering::Relaxed),
+        errors: counts.errors.load(Ordering::Relaxed),
+        seconds,
+        requests_per_second: ok as f64 / seconds,
+        events_per_second: (ok * plan.events_per_request as u64) as f64 / seconds,
+        latency_us: Percentiles {
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: latencies.max(),
+        },
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn progress(plan: &Plan) -> ProgressBar {
+    let bar = match plan.length {
+        Length::Requests(n) => ProgressBar::new(n),
+        Length::Duration(_) => ProgressBar::no_length(),
+    };
+    if plan.progress {
+        bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{wide_bar}] {pos} requests, {per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+async fn connection(
+    plan: &Plan,
+    counts: &Counts,
+    limiter: Option<&DefaultDirectRateLimiter>,
+    client: &reqwest::Client,
+    bar: &ProgressBar,
+    deadline: Option<Instant>,
+) -> Histogram<u64> {
+    let mut latencies = histogram();
+    loop {
+        let request = counts.next_request.fetch_add(1, Ordering::Relaxed);
+        match plan.length {
+            Length::Requests(n) if request >= n => break,
+            Length::Duration(_) if deadline.is_some_and(|d| Instant::now() >= d) => break,
+            _ => {}
+        }
+        if let Some(limiter) = limiter {
+            limiter.until_ready().await;
+        }
+        let webhook = signed(
+            plan.platform,
+            &plan.secret,
+            request,
+            plan.events_per_request,
+            plan.conversations,
+        );
+        let sent = Instant::now();
+        let response = client
+            .post(&plan.url)
+            .header(plan.platform.signature_header(), webhook.signature)
+            .header("content-type", "application/json")
+            .body(webhook.body)
+            .send()
+            .await;
+        match response.map(|r| r.status().as_u16()) {
+            Ok(200..=299) => {
+                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                latencies.saturating_record(micros);
+                counts.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(503) => {
+                counts.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {
+                counts.other.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                counts.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        bar.inc(1);
+    }
+    latencies
+}
+
+/// The report as a table.
+pub(crate) fn table(title: &str, plan: &Plan, report: &Report) -> String {
+    let l = &report.latency_us;
+    let ms = |us: u64| us as f64 / 1000.0;
+    format!(
+        "{title}\n\
+         | platform | events/request | connections | requests ok | 503 | other | errors | seconds | requests/s | events/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n\
+         | {platform:?} | {events} | {connections} | {ok} | {refused} | {other} | {errors} | {seconds:.2} | {rps:.0} | {eps:.0} | {p50:.2} | {p90:.2} | {p99:.2} | {p999:.2} | {max:.2} |",
+        platform = plan.platform,
+        events = plan.events_per_request,
+        connections = plan.connections,
+        ok = report.ok,
+        refused = report.refused_503,
+        other = report.other_status,
+        errors = report.errors,
+        seconds = report.seconds,
+        rps = report.requests_per_second,
+        eps = report.events_per_second,
+        p50 = ms(l.p50),
+        p90 = ms(l.p90),
+        p99 = ms(l.p99),
+        p999 = ms(l.p999),
+        max = ms(l.max),
+    )
+}

@@ -1,0 +1,257 @@
+//! botload: load for bots built on botrt, and the benchmark scenarios of BENCHMARKS.md.
+//!
+//! ```sh
+//! # Signed LINE webhooks of 10 text events, as fast as answered, 100,000 requests:
+//! botload webhook --url http://127.0.0.1:8080/line/webhook --secret "$LINE_CHANNEL_SECRET"
+//! # Messenger, 500 requests/s for 30 s, JSON out:
+//! botload webhook --platform messenger --url http://127.0.0.1:8080/messenger/webhook \
+//!     --secret "$MESSENGER_APP_SECRET" --rate 500 --duration 30s --json
+//! # The webhook-noop scenario: starts noop-bot, loads it, reports its RSS and CPU:
+//! cargo build --release -p noop-bot -p bench && target/release/botload scenario webhook-noop
+//! ```
+
+mod load;
+mod payload;
+mod scenario;
+
+use std::num::NonZeroU32;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bot_core::Secret;
+use clap::{Parser, Subcommand};
+
+use crate::load::{Length, Plan};
+use crate::payload::Platform;
+
+/// Load for bots built on botrt.
+#[derive(Debug, Parser)]
+#[command(name = "botload", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sends signed webhooks to a running bot.
+    Webhook(WebhookArgs),
+    /// Runs a benchmark scenario from start to end.
+    Scenario {
+        #[command(subcommand)]
+        scenario: Scenario,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// 10 text events per signed LINE webhook to noop-bot (a no-op handler, the memory queue):
+    /// requests/s, events/s, latency, and the bot's peak RSS and CPU.
+    WebhookNoop(NoopArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct Shape {
+    /// Events per request.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    events_per_request: u16,
+    /// Conversations the events are spread over.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    conversations: u64,
+    /// Connections, each with one request at a time.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    connections: u16,
+    /// Requests per second in all (default: as fast as the bot answers).
+    #[arg(long)]
+    rate: Option<NonZeroU32>,
+    /// Stop after this many requests (default 100,000 unless --duration is given).
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    requests: Option<u64>,
+    /// Stop after this long (`30s`, `2m`).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Print the report as JSON on stdout (and no progress bar).
+    #[arg(long)]
+    json: bool,
+    /// Draw no progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct WebhookArgs {
+    /// The webhook URL (`http://host:port/line/webhook`).
+    #[arg(long, value_parser = parse_url)]
+    url: String,
+    /// The platform whose webhooks to send.
+    #[arg(long, value_enum, default_value_t = Platform::Line)]
+    platform: Platform,
+    /// The channel secret (LINE) or app secret (Messenger) to sign with.
+    #[arg(long, value_parser = parse_secret)]
+    secret: Secret,
+    #[command(flatten)]
+    shape: Shape,
+}
+
+#[derive(Debug, clap::Args)]
+struct NoopArgs {
+    /// The platform whose webhooks to send.
+    #[arg(long, value_enum, default_value_t = Platform::Line)]
+    platform: Platform,
+    #[command(flatten)]
+    shape: Shape,
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(value)
+        .map_err(|e| format!("{value:?} is not a duration such as 30s or 2m: {e}"))?;
+    if duration.is_zero() {
+        return Err("the duration must be above zero".to_owned());
+    }
+    Ok(duration)
+}
+
+fn parse_url(value: &str) -> Result<String, String> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not an http(s) URL"))
+    }
+}
+
+fn parse_secret(value: &str) -> Result<Secret, String> {
+    if value.is_empty() {
+        Err("the secret must not be empty".to_owned())
+    } else {
+        Ok(Secret::new(value))
+    }
+}
+
+impl Shape {
+    fn plan(&self, url: String, platform: Platform, secret: Secret) -> Plan {
+        let length = match (self.requests, self.duration) {
+            (_, Some(d)) => Length::Duration(d),
+            (Some(n), None) => Length::Requests(n),
+            (None, None) => Length::Requests(100_000),
+        };
+        Plan {
+            url,
+            platform,
+            secret,
+            events_per_request: usize::from(self.events_per_request),
+            conversations: self.conversations,
+            connections: usize::from(self.connections),
+            rate: self.rate,
+            length,
+            progress: !self.json && !self.no_progress,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("botload: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Webhook(args) => {
+                let json = args.shape.json;
+                let plan = args.shape.plan(args.url, args.platform, args.secret);
+                let report = load::run(plan.clone()).await;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
+                } else {
+                    println!("{}", load::table("botload webhook", &plan, &report));
+                }
+                if report.ok == 0 {
+                    eprintln!("botload: no request was accepted");
+                    return ExitCode::FAILURE;
+                }
+                ExitCode::SUCCESS
+            }
+            Command::Scenario {
+                scenario: Scenario::WebhookNoop(args),
+            } => match scenario::webhook_noop(args.platform, &args.shape).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("botload: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_a_clear_message() {
+        let refused = |args: &[&str]| {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            error.to_string()
+        };
+        let base = [
+            "botload",
+            "webhook",
+            "--url",
+            "http://127.0.0.1:1/line/webhook",
+            "--secret",
+            "s",
+        ];
+        let with = |extra: &[&'static str]| -> Vec<&str> {
+            base.iter().copied().chain(extra.iter().copied()).collect()
+        };
+        assert!(refused(&with(&["--connections", "0"])).contains("connections"));
+        assert!(refused(&with(&["--events-per-request", "101"])).contains("events-per-request"));
+        assert!(refused(&with(&["--duration", "soon"])).contains("not a duration"));
+        assert!(refused(&with(&["--duration", "0s"])).contains("above zero"));
+        assert!(
+            refused(&with(&["--requests", "5", "--duration", "5s"]))
+                .contains("cannot be used with")
+        );
+        assert!(refused(&with(&["--rate", "0"])).contains("rate"));
+        assert!(
+            refused(&["botload", "webhook", "--url", "ftp://x", "--secret", "s"])
+                .contains("not an http(s) URL")
+        );
+        assert!(
+            refused(&["botload", "webhook", "--url", "http://x", "--secret", ""])
+                .contains("must not be empty")
+        );
+        assert!(refused(&["botload", "webhook", "--secret", "s"]).contains("--url"));
+        let ok = Cli::try_parse_from(with(&[
+            "--platform",
+            "messenger",
+            "--rate",
+            "500",
+            "--duration",
+            "30s",
+        ]))
+        .unwrap();
+        let Command::Webhook(args) = ok.command else {
+            panic!("webhook")
+        };
+        let plan = args.shape.plan(args.url, args.platform, args.secret);
+        assert!(matches!(plan.length, Length::Duration(d) if d == Duration::from_secs(30)));
+        assert_eq!(plan.platform, Platform::Messenger);
+    }
+}

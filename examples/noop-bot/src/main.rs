@@ -1,0 +1,55 @@
+//! Run with: cargo run --release -p noop-bot
+//!
+//! The `webhook-noop` benchmark's bot: configured like `echo-bot` (the same environment
+//! variables, the same routes, on `BOT_ADDR`, default `127.0.0.1:8080`), but its handler does
+//! nothing, so a load generator (botload, wrk, k6) measures the runtime: signature checks,
+//! parsing, the queue and the supervisor. It needs at least one platform configured:
+//!
+//! ```sh
+//! LINE_CHANNEL_SECRET=s LINE_CHANNEL_ACCESS_TOKEN=t cargo run --release -p noop-bot
+//! ```
+
+use std::net::SocketAddr;
+
+use bot_core::telemetry::Logging;
+use bot_core::{Bot, Context, Error, Event};
+use bot_discord::Discord;
+use bot_line::Line;
+use bot_messenger::Messenger;
+
+async fn noop(_cx: Context, _event: Event) -> Result<(), Error> {
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _logging = Logging::new().stderr().default_level("warn").init()?;
+    let addr: SocketAddr = std::env::var("BOT_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:8080".to_owned())
+        .parse()?;
+    let mut builder = Bot::builder().handler(noop);
+    let mut platforms = Vec::new();
+    if let Some(line) = Line::try_from_env()? {
+        builder = builder.adapter(line);
+        platforms.push("line");
+    }
+    if let Some(messenger) = Messenger::try_from_env()? {
+        builder = builder.adapter(messenger);
+        platforms.push("messenger");
+    }
+    if let Some(discord) = Discord::try_from_env()? {
+        builder = builder.adapter(discord);
+        platforms.push("discord");
+    }
+    if platforms.is_empty() {
+        return Err(
+            "noop-bot: configure a platform as for echo-bot, for example \
+                    LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN"
+                .into(),
+        );
+    }
+    tracing::info!(?platforms, %addr, "noop-bot serving");
+    let report = builder.build()?.serve(addr).await?;
+    tracing::info!(?report, "noop-bot stopped");
+    Ok(())
+}
