@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
-# Re-runs every benchmark of BENCHMARKS.md and prints criterion's throughput lines.
+# Re-runs every benchmark of BENCHMARKS.md and prints their figures.
 #
 #   ./scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo bench -p bot-core --bench supervisor 2>&1 | tee /dev/stderr | grep -E '^(supervisor|memory_queue)/|thrpt' || true
+criterion_lines() { grep -E '^[a-z_]+/|time:|thrpt:' || true; }
+
+echo "== bot-core: supervisor (criterion)"
+cargo bench -p bot-core --bench supervisor 2>&1 | criterion_lines
+echo "== bot-line: webhook verification and parsing (criterion)"
+cargo bench -p bot-line --bench webhook 2>&1 | criterion_lines
+echo "== bot-line: the echo path over HTTP, Reply API limit lifted"
+cargo bench -p bot-line --bench echo_load 2>&1 | grep -v '^ *Compiling\|Finished\|Running'
+echo "== bot-line: the echo path with LINE's own 2,000 replies/s"
+cargo bench -p bot-line --bench echo_load -- --reply-per-second 2000 --webhooks 3000 2>&1 | grep -v '^ *Compiling\|Finished\|Running'
+echo "== bot-discord: gateway dispatches and idle shards"
+cargo bench -p bot-discord --bench gateway 2>&1 | grep -v '^ *Compiling\|Finished\|Running'
+echo "== webhook-noop: botload against noop-bot"
+cargo build --release -q -p noop-bot -p bench
+target/release/botload scenario webhook-noop --no-progress
