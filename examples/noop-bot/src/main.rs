@@ -8,6 +8,8 @@
 //! ```sh
 //! LINE_CHANNEL_SECRET=s LINE_CHANNEL_ACCESS_TOKEN=t cargo run --release -p noop-bot
 //! ```
+//!
+//! `--features mimalloc` swaps glibc's allocator for mimalloc, as an application may.
 
 use std::net::SocketAddr;
 
@@ -16,6 +18,11 @@ use bot_core::{Bot, Context, Error, Event};
 use bot_discord::Discord;
 use bot_line::Line;
 use bot_messenger::Messenger;
+
+/// With `--features mimalloc`: the allocator the application chooses, not the runtime.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 async fn noop(_cx: Context, _event: Event) -> Result<(), Error> {
     Ok(())
