@@ -19,16 +19,21 @@
 //!   messages that answer no event with `UPDATE`; [`MessengerClient::send_message`] takes any
 //!   [`MessagingType`], including `MESSAGE_TAG` with its tag.
 //! - **No idempotency key**: the Send API has none, so a reply of several messages (a long text
-//!   split in parts, an image and a template) goes out one call at a time, and when a later part
-//!   fails for good and the runtime retries the handler, the earlier parts are sent again.
+//!   split in parts, an image and a template) goes out one call at a time. The client remembers
+//!   the parts of replies it sent, by (event, [`Target::send_index`], part), for
+//!   [`SENT_PARTS_TTL`] and at most [`MAX_SENT_PARTS`] of them: when a later part fails and the
+//!   runtime retries the handler, the parts that went out already are skipped, not sent again.
+//!   The memory is this process's: a retry handled by another instance, or after a restart,
+//!   sends them again. Sends that answer no event ([`Target::conversation`]) have no such key.
 
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bot_core::event::ConversationId;
+use bot_core::event::{ConversationId, EventId};
 use bot_core::outbound::{self, OutgoingMessage, Target};
 use bot_core::telemetry::Telemetry;
 use bot_core::{Outbound, Platform, RetryPolicy, Secret};
@@ -148,6 +153,7 @@ struct Inner {
     retry: RetryPolicy,
     limiters: Limiters,
     telemetry: OnceLock<Telemetry>,
+    sent: SentParts,
 }
 
 impl fmt::Debug for MessengerClient {
@@ -228,6 +234,7 @@ impl MessengerClientBuilder {
                 retry: self.retry,
                 limiters: Limiters::new(self.rate_limits)?,
                 telemetry: OnceLock::new(),
+                sent: SentParts::default(),
             }),
         })
     }
@@ -531,9 +538,26 @@ impl Outbound for MessengerClient {
         } else {
             MessagingType::Update
         };
-        for message in &mapped {
+        for (part, message) in mapped.iter().enumerate() {
+            let key = target
+                .in_reply_to
+                .as_ref()
+                .map(|event| (event.clone(), target.send_index, part));
+            if let Some(key) = &key
+                && self.inner.sent.contains(key)
+            {
+                // An earlier attempt of this handler sent this part already.
+                tracing::debug!(
+                    event = %key.0, send_index = key.1, part,
+                    "messenger part already sent; skipped on this retry"
+                );
+                continue;
+            }
             self.send_message(&recipient, message, &messaging_type)
                 .await?;
+            if let Some(key) = key {
+                self.inner.sent.insert(key);
+            }
         }
         Ok(())
     }
@@ -544,6 +568,51 @@ impl Outbound for MessengerClient {
         Ok(self
             .sender_action(&recipient, SenderAction::TypingOn)
             .await?)
+    }
+}
+
+/// How long the client remembers the parts of replies it sent: far beyond the runtime's retry
+/// schedule (by default 5 attempts, backoff up to 5 minutes).
+pub const SENT_PARTS_TTL: Duration = Duration::from_secs(60 * 60);
+/// How many parts of replies the client remembers at most; the oldest are forgotten first.
+pub const MAX_SENT_PARTS: usize = 100_000;
+
+/// An event, the index of a send for it, and the part of that send.
+type PartKey = (EventId, u32, usize);
+/// The parts, and the order they came in for expiry.
+type PartSet = (HashSet<PartKey>, VecDeque<(Instant, PartKey)>);
+
+/// Parts of replies this process sent (or may have sent), by (event, send index, part): a
+/// retried handler skips them instead of sending them twice. Bounded in count and age.
+#[derive(Default)]
+struct SentParts {
+    parts: Mutex<PartSet>,
+}
+
+impl SentParts {
+    fn contains(&self, key: &PartKey) -> bool {
+        let guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.contains(key)
+    }
+
+    fn insert(&self, key: PartKey) {
+        self.insert_at(key, Instant::now(), SENT_PARTS_TTL, MAX_SENT_PARTS);
+    }
+
+    fn insert_at(&self, key: PartKey, now: Instant, ttl: Duration, max: usize) {
+        let mut guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *guard;
+        while let Some((at, _)) = order.front() {
+            if now.saturating_duration_since(*at) < ttl && order.len() < max {
+                break;
+            }
+            if let Some((_, old)) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+        if set.insert(key.clone()) {
+            order.push_back((now, key));
+        }
     }
 }
 
@@ -870,6 +939,28 @@ mod tests {
             ErrorKind::UserUnavailable
         );
         assert_eq!(kind(404, None), ErrorKind::Api);
+    }
+
+    #[test]
+    fn sent_parts_are_bounded_in_count_and_age() {
+        let sent = SentParts::default();
+        let key = |i: usize| (EventId::new("m_1"), 0, i);
+        let start = Instant::now();
+        let ttl = Duration::from_secs(10);
+        for i in 0..3 {
+            sent.insert_at(key(i), start, ttl, 3);
+        }
+        assert!((0..3).all(|i| sent.contains(&key(i))));
+        sent.insert_at(key(3), start, ttl, 3);
+        assert!(!sent.contains(&key(0)), "the oldest goes first when full");
+        assert!((1..4).all(|i| sent.contains(&key(i))));
+        sent.insert_at(key(4), start + ttl, ttl, 3);
+        assert!(
+            (1..4).all(|i| !sent.contains(&key(i))),
+            "expired parts are forgotten"
+        );
+        assert!(sent.contains(&key(4)));
+        assert!(!sent.contains(&(EventId::new("m_1"), 1, 4)));
     }
 
     #[test]
