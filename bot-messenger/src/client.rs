@@ -11,8 +11,11 @@
 //!   when present, only where a retry cannot send a message twice: rate limits (HTTP 429, Graph
 //!   codes 4, 17, 32, 613: Meta refused the call), server errors (5xx, temporary Graph codes 1,
 //!   2, 1200) and connections that failed before the request went out. A message whose call
-//!   timed out may have been delivered, so it is not resent ([`ErrorKind::Timeout`], retryable
-//!   for the runtime at the handler level); sender actions and profile reads are idempotent and
+//!   timed out, or whose connection broke after the request was written, may have been
+//!   delivered, so it is not resent ([`Error::maybe_delivered`]): in a reply, the part is
+//!   remembered as sent (below) and the error stays retryable, so a retried handler sends only
+//!   the parts after it; elsewhere the bot error is permanent. A 2xx whose answer cannot be read
+//!   is a sent message without its id. Sender actions and profile reads are idempotent and
 //!   retried on time-outs too. Refusals are typed and never retried: a bad token (190), no such
 //!   user (100/2018001), outside the 24-hour window (10/2018278), person unavailable (551).
 //! - **Replies** ([`Outbound::send`] for a handled event) go out with `messaging_type: RESPONSE`;
@@ -274,7 +277,10 @@ impl MessengerClient {
     ///
     /// [`ErrorKind::InvalidRequest`] for a text over 2,000 characters or over 13 quick replies
     /// (nothing sent); the typed refusals of [`ErrorKind`]; [`ErrorKind::RateLimited`] or
-    /// [`ErrorKind::Server`] once the retries are used up.
+    /// [`ErrorKind::Server`] once the retries are used up; [`ErrorKind::Timeout`] or
+    /// [`ErrorKind::Transport`] with [`Error::maybe_delivered`] when the request may have reached
+    /// Meta (not retried). When Meta answers 2xx but the answer cannot be read, the message was
+    /// sent: `Ok` with no `message_id`.
     pub async fn send_message(
         &self,
         recipient: &Recipient,
@@ -297,13 +303,16 @@ impl MessengerClient {
         let answer = self
             .call(endpoint, Method::POST, SEND_PATH, Some(&body), false)
             .await?;
-        serde_json::from_slice(&answer).map_err(|e| {
-            Error::new(
-                ErrorKind::Decode,
-                "messenger: the send answer is not a send response",
-            )
-            .with_source(e)
-        })
+        // A 2xx means the message was sent: an answer that cannot be read loses only its id.
+        Ok(serde_json::from_slice(&answer).unwrap_or_else(|e| {
+            if !answer.is_empty() {
+                tracing::warn!(
+                    category = ?e.classify(),
+                    "messenger send answer is not a send response; the message was sent"
+                );
+            }
+            SendResponse::default()
+        }))
     }
 
     /// Sends a typing indicator or read receipt (alone, as the Send API requires).
@@ -372,13 +381,16 @@ impl MessengerClient {
         loop {
             attempt += 1;
             self.wait_for_limiter(endpoint).await;
-            let failure = match self.attempt(&method, &url, body.clone()).await {
+            let failure = match self.attempt(&method, &url, body.clone(), idempotent).await {
                 Ok(answer) => return Ok(answer),
                 Err(failed) => failed,
             };
             let safe = idempotent || !failure.maybe_delivered;
             if !failure.error.is_retryable() || !safe || attempt >= max_attempts {
-                return Err(failure.error.with_attempts(attempt));
+                return Err(failure
+                    .error
+                    .with_attempts(attempt)
+                    .with_maybe_delivered(failure.maybe_delivered && !idempotent));
             }
             let delay = failure
                 .error
@@ -410,6 +422,7 @@ impl MessengerClient {
         method: &Method,
         url: &str,
         body: Option<Bytes>,
+        idempotent: bool,
     ) -> Result<Bytes, Failed> {
         let mut request = self
             .inner
@@ -449,6 +462,14 @@ impl MessengerClient {
             .map(Duration::from_secs);
         let body = match response.bytes().await {
             Ok(body) => body,
+            Err(e) if status.is_success() && !idempotent => {
+                // Meta accepted the message; only its answer (the message id) was lost.
+                tracing::warn!(
+                    error = %e.without_url(),
+                    "messenger api accepted the call but its answer could not be read"
+                );
+                return Ok(Bytes::new());
+            }
             Err(e) => {
                 let kind = if e.is_timeout() {
                     ErrorKind::Timeout
@@ -553,10 +574,25 @@ impl Outbound for MessengerClient {
                 );
                 continue;
             }
-            self.send_message(&recipient, message, &messaging_type)
-                .await?;
-            if let Some(key) = key {
-                self.inner.sent.insert(key);
+            match self
+                .send_message(&recipient, message, &messaging_type)
+                .await
+            {
+                Ok(_) => {
+                    if let Some(key) = key {
+                        self.inner.sent.insert(key);
+                    }
+                }
+                Err(e) if e.maybe_delivered() => {
+                    // The part may be out: remember it as sent, so that a retry of the handler
+                    // skips it (at most once) and sends only the parts after it.
+                    let recorded = key.is_some();
+                    if let Some(key) = key {
+                        self.inner.sent.insert(key);
+                    }
+                    return Err(e.into_core(recorded));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())

@@ -192,10 +192,10 @@ async fn timed_out_messages_are_not_resent_but_idempotent_calls_are_retried() {
         (message.kind(), message.attempts()),
         (ErrorKind::Timeout, 1)
     );
-    assert!(
-        message.is_retryable(),
-        "the runtime decides, at the handler level"
-    );
+    assert!(message.maybe_delivered(), "the request went out");
+    // Outside a reply nothing remembers the message as sent: a retried handler would send it
+    // again, so the bot error is permanent.
+    assert!(!bot_core::Error::from(message).is_retryable());
 
     let typing = client
         .sender_action(&psid(), SenderAction::TypingOn)
@@ -361,4 +361,60 @@ async fn the_fake_refuses_what_the_send_api_refuses() {
         .unwrap_err();
     assert_eq!(untagged.graph_error().unwrap().code, 100);
     assert_eq!(fake.api().call_count(), 2);
+}
+
+/// A server that answers every request with 200, a `Content-Length` of 100 and a body that breaks
+/// off after one byte.
+async fn broken_answers() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // The test's server: it lives as long as the test's runtime.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // Read the whole request (headers, then Content-Length bytes of body) first.
+            while let Ok(n) = socket.read(&mut buffer).await {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+                .await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_2xx_whose_answer_breaks_off_is_a_sent_message() {
+    let client = MessengerClient::builder(support::PAGE_TOKEN)
+        .api_base(broken_answers().await)
+        .retry(fast_retries(3))
+        .build()
+        .unwrap();
+    let sent = client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap();
+    assert_eq!(sent.message_id, None, "sent, only the id is lost");
+    // A profile needs its answer: that read fails (and is retried).
+    let profile = client.profile("24386871164263049").await.unwrap_err();
+    assert_eq!(profile.attempts(), 3);
 }

@@ -315,3 +315,43 @@ async fn a_retried_handler_does_not_resend_the_parts_that_went_out() {
     assert!(served.bot.dead_letters(10).await.unwrap().is_empty());
     served.stop().await;
 }
+
+#[tokio::test]
+async fn a_reply_that_timed_out_is_not_sent_again_by_a_retried_handler() {
+    let (api, received) = support::unanswering_api().await;
+    let runs = Arc::new(AtomicU32::new(0));
+    let served = serve(
+        Bot::builder()
+            .adapter(
+                bot_messenger::Messenger::builder(
+                    support::APP_SECRET,
+                    support::VERIFY_TOKEN,
+                    support::PAGE_TOKEN,
+                )
+                .api_base(api)
+                .client(|c| {
+                    c.retry(support::fast_retries(3))
+                        .timeout(std::time::Duration::from_millis(100))
+                })
+                .build()
+                .unwrap(),
+            )
+            .limits(Limits {
+                retry: support::fast_retries(3),
+                ..Limits::default()
+            })
+            .handler(replying("maybe twice".into(), runs.clone())),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .text("PSID1", "hello")
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    served.bot.idle().await;
+
+    // The first run timed out (the message may be out) and was retried; the retry skipped it.
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert!(served.bot.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(received.load(Ordering::SeqCst), 1, "sent once");
+    served.stop().await;
+}
