@@ -9,8 +9,11 @@
 //!   are rare; time spent waiting is recorded as `bot.outbound.ratelimit.wait`.
 //! - **Retries**, with exponential backoff and jitter ([`RetryPolicy`]), honouring `Retry-After`
 //!   when present, only where a retry cannot send a message twice: rate limits (HTTP 429, Graph
-//!   codes 4, 17, 32, 613: Meta refused the call), server errors (5xx, temporary Graph codes 1,
-//!   2, 1200) and connections that failed before the request went out. A message whose call
+//!   codes 4, 17, 32, 613: Meta refused the call), the server errors that say nothing was sent
+//!   (503, temporary Graph codes 2 and 1200) and connections that failed before the request went
+//!   out. Other server errors (500, a 502 or 504 from a gateway that may have passed the message
+//!   on, Graph code 1) may hide a sent message: a message is not resent after them and counts
+//!   as possibly delivered, like a time-out (below). A message whose call
 //!   timed out, or whose connection broke after the request was written, may have been
 //!   delivered, so it is not resent ([`Error::maybe_delivered`]): in a reply, the part is
 //!   remembered as sent (below) and the error stays retryable, so a retried handler sends only
@@ -488,13 +491,13 @@ impl MessengerClient {
         }
         let graph_error = GraphError::from_body(&body);
         let (kind, text) = classify(status, graph_error.as_ref());
+        let maybe_delivered = server_error_maybe_delivered(kind, status, graph_error.as_ref());
         Err(Failed {
             error: Error::new(kind, text)
                 .with_status(status)
                 .with_graph_error(graph_error)
                 .with_retry_after(retry_after),
-            // Meta answered with a refusal or a server error: nothing was sent.
-            maybe_delivered: false,
+            maybe_delivered,
         })
     }
 
@@ -503,6 +506,20 @@ impl MessengerClient {
             t.outbound_request(&Platform::MESSENGER, status);
         }
     }
+}
+
+/// Whether a failed answer leaves the message possibly sent. Rate limits and refusals mean Meta
+/// did not send it; of the server errors, only 503 and the Graph codes 2 and 1200 say that it
+/// was not sent. Any other 5xx (a 500 with code 1, or a 502 or 504 without a Graph error, which
+/// may come from a gateway or proxy after the backend sent the message) may hide a sent message.
+fn server_error_maybe_delivered(
+    kind: ErrorKind,
+    status: StatusCode,
+    graph: Option<&GraphError>,
+) -> bool {
+    kind == ErrorKind::Server
+        && status != StatusCode::SERVICE_UNAVAILABLE
+        && !matches!(graph.map(|g| g.code), Some(2 | 1200))
 }
 
 /// The kind of a refused call, by Graph error code first (Meta answers rate limits with 400 or
@@ -975,6 +992,22 @@ mod tests {
             ErrorKind::UserUnavailable
         );
         assert_eq!(kind(404, None), ErrorKind::Api);
+
+        let maybe = |status: u16, g: Option<GraphError>| {
+            let status = StatusCode::from_u16(status).unwrap();
+            let (kind, _) = classify(status, g.as_ref());
+            server_error_maybe_delivered(kind, status, g.as_ref())
+        };
+        assert!(!maybe(503, None));
+        assert!(!maybe(500, Some(graph(1200, None))));
+        assert!(!maybe(400, Some(graph(2, None))));
+        assert!(!maybe(500, Some(graph(613, None))));
+        assert!(!maybe(429, None));
+        assert!(!maybe(400, Some(graph(551, None))));
+        assert!(maybe(500, None));
+        assert!(maybe(502, None));
+        assert!(maybe(504, None));
+        assert!(maybe(500, Some(graph(1, None))));
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub enum ErrorKind {
     /// Meta kept refusing for rate limiting (HTTP 429, or Graph codes 4, 17, 32, 613) after every
     /// retry.
     RateLimited,
-    /// Meta kept answering 5xx or a temporary Graph error (codes 1, 2, 1200) after every retry.
+    /// Meta answered 5xx or a temporary Graph error (codes 1, 2, 1200): after every retry for
+    /// 503 and codes 2 and 1200; at once, with [`Error::maybe_delivered`], for a message answered
+    /// with another 5xx (the message may have been sent).
     Server,
     /// The page access token is invalid or expired (Graph code 190). Not retried.
     InvalidToken,
@@ -134,8 +136,9 @@ impl Error {
         self.0.retry_after
     }
 
-    /// Whether the message may have reached Meta although the call failed: it timed out or the
-    /// connection broke after the request was written. Sending it again may show it twice, so
+    /// Whether the message may have reached Meta although the call failed: it timed out, the
+    /// connection broke after the request was written, or Meta (or a gateway before it) answered
+    /// a 5xx other than 503 without a Graph code saying nothing was sent (2, 1200). Sending it again may show it twice, so
     /// the client does not, and a bot error made from it ([`From`]) is permanent; the
     /// [`bot_core::Outbound`] of the client instead remembers the part as sent, so that a
     /// retried handler skips it (see [`crate::client`]).

@@ -48,7 +48,7 @@ async fn statuses_429_and_5xx_are_retried_until_the_call_succeeds() {
 async fn the_client_gives_up_after_the_configured_attempts_with_a_typed_error() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     fake.api()
-        .inject(Fault::status(StatusCode::BAD_GATEWAY).times(10));
+        .inject(Fault::status(StatusCode::SERVICE_UNAVAILABLE).times(10));
     let client = client(&fake).build().unwrap();
 
     let error = client
@@ -58,12 +58,42 @@ async fn the_client_gives_up_after_the_configured_attempts_with_a_typed_error() 
 
     assert_eq!(error.kind(), ErrorKind::Server);
     assert_eq!(error.attempts(), 3);
-    assert_eq!(error.status(), Some(StatusCode::BAD_GATEWAY));
+    assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert!(!error.maybe_delivered());
     assert_eq!(fake.api().call_count(), 3);
     // The runtime may still retry the handler later: a server error is not permanent.
     assert!(bot_core::Error::from(error).is_retryable());
 }
 // ANCHOR_END: retries
+
+#[tokio::test]
+async fn other_server_errors_may_hide_a_sent_message_and_are_not_resent() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    let faults = [
+        Fault::status(StatusCode::BAD_GATEWAY),
+        Fault::status(StatusCode::GATEWAY_TIMEOUT),
+        Fault::status(StatusCode::INTERNAL_SERVER_ERROR),
+        graph_error(StatusCode::INTERNAL_SERVER_ERROR, 1, None),
+    ];
+    for (i, fault) in faults.into_iter().enumerate() {
+        fake.api().inject(fault.times(3));
+        let error = client
+            .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+            .await
+            .unwrap_err();
+        assert_eq!((error.kind(), error.attempts()), (ErrorKind::Server, 1));
+        assert!(error.maybe_delivered(), "{error}");
+        assert!(!bot_core::Error::from(error).is_retryable());
+        assert_eq!(fake.api().call_count(), i * 4 + 1, "one call");
+        // Sender actions are idempotent: retried through the two faults left.
+        client
+            .sender_action(&psid(), SenderAction::TypingOn)
+            .await
+            .unwrap();
+        assert_eq!(fake.api().call_count(), i * 4 + 4);
+    }
+}
 
 #[tokio::test]
 async fn persistent_429s_end_as_rate_limited() {

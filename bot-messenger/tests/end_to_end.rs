@@ -355,3 +355,55 @@ async fn a_reply_that_timed_out_is_not_sent_again_by_a_retried_handler() {
     assert_eq!(received.load(Ordering::SeqCst), 1, "sent once");
     served.stop().await;
 }
+
+#[tokio::test]
+async fn a_part_answered_by_a_gateway_error_is_neither_retried_nor_resent() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    // Three parts, split at the line breaks: 2,000 characters each, then "the third part".
+    let (first, second) = (
+        format!("{}\n", "a".repeat(1999)),
+        format!("{}\n", "b".repeat(1999)),
+    );
+    let long = format!("{first}{second}the third part");
+    fake.refuse_texts_containing(
+        "bbb",
+        FakeResponse::json(StatusCode::BAD_GATEWAY, &serde_json::json!({})),
+        1,
+    );
+    let runs = Arc::new(AtomicU32::new(0));
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .limits(Limits {
+                retry: support::fast_retries(3),
+                ..Limits::default()
+            })
+            .handler(replying(long, runs.clone())),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .text("PSID1", "tell me everything")
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    fake.wait_for_messages(3).await;
+    served.bot.idle().await;
+
+    // The 502 may hide a sent message: the client did not retry part 2, and the retried
+    // handler skipped it (and part 1) and sent only part 3.
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let sent: Vec<(String, u16)> = fake
+        .messages()
+        .iter()
+        .map(|m| (m.text().unwrap_or_default().to_owned(), m.status.as_u16()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (first, 200),
+            (second, 502),
+            ("the third part".to_owned(), 200)
+        ]
+    );
+    assert!(served.bot.dead_letters(10).await.unwrap().is_empty());
+    served.stop().await;
+}
