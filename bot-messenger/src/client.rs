@@ -21,6 +21,12 @@
 //!   is a sent message without its id. Sender actions and profile reads are idempotent and
 //!   retried on time-outs too. Refusals are typed and never retried: a bad token (190), no such
 //!   user (100/2018001), outside the 24-hour window (10/2018278), person unavailable (551).
+//! - **Deadline**: a call, its retries and rate-limiter waits included, ends after
+//!   [`DEFAULT_DEADLINE`] (20 s; [`MessengerClientBuilder::deadline`]), and so does a reply
+//!   with all its parts: under the runtime's 30 s handler time-out, which the worst case of the
+//!   retries alone (4 attempts of up to 10 s, backoff, `Retry-After`) would exceed. No retry
+//!   starts that could not end in time; a `Retry-After` longer than the time left ends the
+//!   call at once with the hint, for the runtime to wait (a shorter one is waited in full).
 //! - **Replies** ([`Outbound::send`] for a handled event) go out with `messaging_type: RESPONSE`;
 //!   messages that answer no event with `UPDATE`; [`MessengerClient::send_message`] takes any
 //!   [`MessagingType`], including `MESSAGE_TAG` with its tag.
@@ -64,6 +70,10 @@ pub const SEND_PATH: &str = "/me/messages";
 pub const PROFILE_FIELDS: &str = "first_name,last_name,profile_pic";
 /// Default time-out of one HTTP attempt.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline of a call with all its retries, and of a reply with all its parts: under the
+/// runtime's default handler time-out (30 s), so that a failed send reaches the handler as an
+/// error (and the parts that went out are remembered) before the handler is cut off.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Calls per second allowed; defaults are Messenger's published per-page limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +167,8 @@ struct Inner {
     api_base: String,
     access_token: Secret,
     retry: RetryPolicy,
+    timeout: Duration,
+    deadline: Duration,
     limiters: Limiters,
     telemetry: OnceLock<Telemetry>,
     sent: SentParts,
@@ -180,6 +192,7 @@ pub struct MessengerClientBuilder {
     retry: RetryPolicy,
     rate_limits: RateLimits,
     timeout: Duration,
+    deadline: Duration,
 }
 
 impl MessengerClientBuilder {
@@ -208,12 +221,24 @@ impl MessengerClientBuilder {
         self
     }
 
+    /// Gives up on a call, retries and waits for the rate limiter included, after `deadline`;
+    /// for a reply ([`Outbound::send`]), on all its parts together (default
+    /// [`DEFAULT_DEADLINE`], 20 s). No retry starts that could not end in time, and a
+    /// `Retry-After` longer than the time left ends the call at once, handing the hint to the
+    /// runtime. Keep it under the bot's handler time-out (`Limits::handler_timeout`, 30 s by
+    /// default), or the runtime may cut the handler off mid-send.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
     /// Builds the client.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`] when the token is empty, the base URL is not http(s), a rate limit is
-    /// zero, the retry policy is invalid, or the HTTP client cannot be set up.
+    /// zero, the time-out or deadline is zero, the retry policy is invalid, or the HTTP client
+    /// cannot be set up.
     pub fn build(self) -> Result<MessengerClient, Error> {
         if self.access_token.is_empty() {
             return Err(Error::config("messenger: the page access token is empty"));
@@ -227,6 +252,11 @@ impl MessengerClientBuilder {
         self.retry
             .validate()
             .map_err(|e| Error::config(format!("messenger: retry policy: {e}")))?;
+        if self.timeout.is_zero() || self.deadline.is_zero() {
+            return Err(Error::config(
+                "messenger: the time-out and the deadline must be above zero",
+            ));
+        }
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .user_agent(concat!("botrt-messenger/", env!("CARGO_PKG_VERSION")))
@@ -238,6 +268,8 @@ impl MessengerClientBuilder {
                 api_base,
                 access_token: self.access_token,
                 retry: self.retry,
+                timeout: self.timeout,
+                deadline: self.deadline,
                 limiters: Limiters::new(self.rate_limits)?,
                 telemetry: OnceLock::new(),
                 sent: SentParts::default(),
@@ -261,6 +293,7 @@ impl MessengerClient {
             retry: default_retry_policy(),
             rate_limits: RateLimits::default(),
             timeout: DEFAULT_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
         }
     }
 
@@ -290,6 +323,22 @@ impl MessengerClient {
         message: &Message,
         messaging_type: &MessagingType,
     ) -> Result<SendResponse, Error> {
+        let deadline = self.deadline_from_now();
+        self.send_message_until(recipient, message, messaging_type, deadline)
+            .await
+    }
+
+    fn deadline_from_now(&self) -> Instant {
+        Instant::now() + self.inner.deadline
+    }
+
+    async fn send_message_until(
+        &self,
+        recipient: &Recipient,
+        message: &Message,
+        messaging_type: &MessagingType,
+        deadline: Instant,
+    ) -> Result<SendResponse, Error> {
         check_message(message)?;
         let mut body = json!({
             "recipient": recipient.to_json(),
@@ -304,7 +353,14 @@ impl MessengerClient {
             _ => Endpoint::Send,
         };
         let answer = self
-            .call(endpoint, Method::POST, SEND_PATH, Some(&body), false)
+            .call(
+                endpoint,
+                Method::POST,
+                SEND_PATH,
+                Some(&body),
+                false,
+                deadline,
+            )
             .await?;
         // A 2xx means the message was sent: an answer that cannot be read loses only its id.
         Ok(serde_json::from_slice(&answer).unwrap_or_else(|e| {
@@ -329,9 +385,17 @@ impl MessengerClient {
         action: SenderAction,
     ) -> Result<(), Error> {
         let body = json!({"recipient": recipient.to_json(), "sender_action": action.as_str()});
-        self.call(Endpoint::Send, Method::POST, SEND_PATH, Some(&body), true)
-            .await
-            .map(|_| ())
+        let deadline = self.deadline_from_now();
+        self.call(
+            Endpoint::Send,
+            Method::POST,
+            SEND_PATH,
+            Some(&body),
+            true,
+            deadline,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A user's profile: first and last name and picture, as far as the page may see them.
@@ -352,7 +416,14 @@ impl MessengerClient {
         }
         let path = format!("/{psid}?fields={PROFILE_FIELDS}");
         let answer = self
-            .call(Endpoint::Profile, Method::GET, &path, None, true)
+            .call(
+                Endpoint::Profile,
+                Method::GET,
+                &path,
+                None,
+                true,
+                self.deadline_from_now(),
+            )
             .await?;
         serde_json::from_slice(&answer).map_err(|e| {
             Error::new(
@@ -367,8 +438,8 @@ impl MessengerClient {
         self.inner.telemetry.get()
     }
 
-    /// One API call with rate limiting and retries; `idempotent` calls are also retried when
-    /// the request may have reached Meta.
+    /// One API call with rate limiting and retries, given up at `deadline`; `idempotent` calls
+    /// are also retried when the request may have reached Meta.
     async fn call(
         &self,
         endpoint: Endpoint,
@@ -376,6 +447,7 @@ impl MessengerClient {
         path: &str,
         body: Option<&Value>,
         idempotent: bool,
+        deadline: Instant,
     ) -> Result<Bytes, Error> {
         let url = format!("{}{path}", self.inner.api_base);
         let body = body.map(|b| Bytes::from(b.to_string()));
@@ -383,8 +455,21 @@ impl MessengerClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.wait_for_limiter(endpoint).await;
-            let failure = match self.attempt(&method, &url, body.clone(), idempotent).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let waited = tokio::time::timeout(left, self.wait_for_limiter(endpoint)).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if waited.is_err() || left.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "messenger: the call's deadline passed before it could be sent",
+                )
+                .with_attempts(attempt - 1));
+            }
+            let timeout = self.inner.timeout.min(left);
+            let failure = match self
+                .attempt(&method, &url, body.clone(), idempotent, timeout)
+                .await
+            {
                 Ok(answer) => return Ok(answer),
                 Err(failed) => failed,
             };
@@ -395,11 +480,22 @@ impl MessengerClient {
                     .with_attempts(attempt)
                     .with_maybe_delivered(failure.maybe_delivered && !idempotent));
             }
-            let delay = failure
-                .error
-                .retry_after()
-                .unwrap_or_else(|| self.inner.retry.backoff(attempt))
-                .min(self.inner.retry.max_backoff);
+            let delay = match failure.error.retry_after() {
+                // Meta's hint is not cut short: the runtime waits for it if the deadline cannot.
+                Some(after) => after,
+                None => self
+                    .inner
+                    .retry
+                    .backoff(attempt)
+                    .min(self.inner.retry.max_backoff),
+            };
+            if Instant::now() + delay >= deadline {
+                tracing::debug!(
+                    error = %failure.error, attempt, ?delay,
+                    "messenger api call failed; no time left to retry before the deadline"
+                );
+                return Err(failure.error.with_attempts(attempt));
+            }
             tracing::debug!(
                 error = %failure.error, attempt, ?delay, path = path.split('?').next(),
                 "messenger api call failed; retrying"
@@ -426,11 +522,13 @@ impl MessengerClient {
         url: &str,
         body: Option<Bytes>,
         idempotent: bool,
+        timeout: Duration,
     ) -> Result<Bytes, Failed> {
         let mut request = self
             .inner
             .http
             .request(method.clone(), url)
+            .timeout(timeout)
             .bearer_auth(self.inner.access_token.expose());
         if let Some(body) = body {
             request = request
@@ -571,6 +669,7 @@ impl Outbound for MessengerClient {
             mapped.extend(to_messenger_messages(message)?);
         }
         let recipient = Recipient::for_conversation(target.conversation.as_str());
+        let deadline = self.deadline_from_now();
         let messaging_type = if target.is_reply() {
             MessagingType::Response
         } else {
@@ -592,7 +691,7 @@ impl Outbound for MessengerClient {
                 continue;
             }
             match self
-                .send_message(&recipient, message, &messaging_type)
+                .send_message_until(&recipient, message, &messaging_type, deadline)
                 .await
             {
                 Ok(_) => {
@@ -1051,6 +1150,12 @@ mod tests {
         assert!(
             MessengerClient::builder("t")
                 .rate_limits(zero)
+                .build()
+                .is_err()
+        );
+        assert!(
+            MessengerClient::builder("t")
+                .deadline(Duration::ZERO)
                 .build()
                 .is_err()
         );

@@ -205,6 +205,52 @@ async fn retry_after_is_honoured() {
 }
 
 #[tokio::test]
+async fn a_call_and_its_retries_end_at_the_deadline() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_secs(5)));
+    let client = client(&fake)
+        .retry(fast_retries(10))
+        .timeout(Duration::from_millis(300))
+        .deadline(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    // Typing is idempotent, so retried on time-outs: without the deadline, 10 x 300 ms.
+    let error = client
+        .sender_action(&psid(), SenderAction::TypingOn)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert!(error.attempts() <= 2, "{error}");
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_time_left_is_handed_to_the_runtime() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "60"));
+    let started = Instant::now();
+    let error = client(&fake)
+        .build()
+        .unwrap()
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        (error.kind(), error.attempts(), error.retry_after()),
+        (ErrorKind::RateLimited, 1, Some(Duration::from_secs(60)))
+    );
+    let core = bot_core::Error::from(error);
+    assert!(core.is_retryable());
+    assert_eq!(core.retry_after(), Some(Duration::from_secs(60)));
+    assert_eq!(fake.api().call_count(), 1);
+}
+
+#[tokio::test]
 async fn timed_out_messages_are_not_resent_but_idempotent_calls_are_retried() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     fake.api()
