@@ -9,7 +9,9 @@
 //!   are rare; time spent waiting is recorded as `bot.outbound.ratelimit.wait`.
 //! - **Retries**, with exponential backoff and jitter ([`RetryPolicy`]), honouring `Retry-After`
 //!   when present, only where a retry cannot send a message twice: rate limits (HTTP 429, Graph
-//!   codes 4, 17, 32, 613: Meta refused the call), the server errors that say nothing was sent
+//!   codes 4, 17, 32, 613, and the Business Use Case codes 80001 pages, 80002 Instagram, 80006
+//!   Messenger: Meta refused the call; without `Retry-After`, the
+//!   `estimated_time_to_regain_access` minutes of `X-Business-Use-Case-Usage` are the hint), the server errors that say nothing was sent
 //!   (503, temporary Graph codes 2 and 1200) and connections that failed before the request went
 //!   out. Other server errors (500, a 502 or 504 from a gateway that may have passed the message
 //!   on, Graph code 1) may hide a sent message: a message is not resent after them and counts
@@ -561,6 +563,11 @@ impl MessengerClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let business_usage = response
+            .headers()
+            .get(BUSINESS_USE_CASE_USAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = match response.bytes().await {
             Ok(body) => body,
             Err(e) if status.is_success() && !idempotent => {
@@ -589,6 +596,10 @@ impl MessengerClient {
         }
         let graph_error = GraphError::from_body(&body);
         let (kind, text) = classify(status, graph_error.as_ref());
+        let retry_after = match retry_after {
+            None if kind == ErrorKind::RateLimited => business_use_case_wait(&business_usage),
+            hint => hint,
+        };
         let maybe_delivered = server_error_maybe_delivered(kind, status, graph_error.as_ref());
         Err(Failed {
             error: Error::new(kind, text)
@@ -604,6 +615,24 @@ impl MessengerClient {
             t.outbound_request(&Platform::MESSENGER, status);
         }
     }
+}
+
+/// The header in which Meta reports a Business Use Case's rate limit usage.
+pub const BUSINESS_USE_CASE_USAGE: &str = "x-business-use-case-usage";
+
+/// The wait `X-Business-Use-Case-Usage` asks for: the longest `estimated_time_to_regain_access`
+/// (minutes) of its entries, `{"<business id>": [{"type", "call_count", ...,
+/// "estimated_time_to_regain_access"}]}`; `None` when absent, unreadable or zero.
+fn business_use_case_wait(header: &Option<String>) -> Option<Duration> {
+    let usage: Value = serde_json::from_str(header.as_deref()?).ok()?;
+    let minutes = usage
+        .as_object()?
+        .values()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
+        .max()?;
+    (minutes > 0).then(|| Duration::from_secs(minutes.saturating_mul(60)))
 }
 
 /// Whether a failed answer leaves the message possibly sent. Rate limits and refusals mean Meta
@@ -626,6 +655,10 @@ fn classify(status: StatusCode, graph: Option<&GraphError>) -> (ErrorKind, &'sta
     let code = graph.map(|g| (g.code, g.error_subcode));
     match code {
         Some((4 | 17 | 32 | 613, _)) => (ErrorKind::RateLimited, "messenger: rate limited"),
+        Some((80_001 | 80_002 | 80_006, _)) => (
+            ErrorKind::RateLimited,
+            "messenger: business use case rate limited",
+        ),
         Some((190, _)) => (
             ErrorKind::InvalidToken,
             "messenger: the page access token is invalid or expired",
@@ -1091,6 +1124,9 @@ mod tests {
             ErrorKind::UserUnavailable
         );
         assert_eq!(kind(404, None), ErrorKind::Api);
+        for code in [80_001, 80_002, 80_006] {
+            assert_eq!(kind(400, Some(graph(code, None))), ErrorKind::RateLimited);
+        }
 
         let maybe = |status: u16, g: Option<GraphError>| {
             let status = StatusCode::from_u16(status).unwrap();
@@ -1107,6 +1143,25 @@ mod tests {
         assert!(maybe(502, None));
         assert!(maybe(504, None));
         assert!(maybe(500, Some(graph(1, None))));
+    }
+
+    #[test]
+    fn business_use_case_usage_gives_the_longest_wait() {
+        let wait = |h: &str| business_use_case_wait(&Some(h.to_owned()));
+        assert_eq!(
+            wait(
+                r#"{"1": [{"type": "messenger", "call_count": 100, "estimated_time_to_regain_access": 2}],
+                    "2": [{"type": "pages", "estimated_time_to_regain_access": 5}]}"#
+            ),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            wait(r#"{"1": [{"type": "messenger", "estimated_time_to_regain_access": 0}]}"#),
+            None
+        );
+        assert_eq!(wait(r#"{"1": [{"type": "messenger"}]}"#), None);
+        assert_eq!(wait("not json"), None);
+        assert_eq!(business_use_case_wait(&None), None);
     }
 
     #[test]

@@ -33,8 +33,9 @@ pub enum ErrorKind {
     /// The request breaks one of Messenger's limits before it is sent (too many quick replies or
     /// buttons, too long a title or payload, nothing to send).
     InvalidRequest,
-    /// Meta kept refusing for rate limiting (HTTP 429, or Graph codes 4, 17, 32, 613) after every
-    /// retry.
+    /// Meta kept refusing for rate limiting (HTTP 429, or Graph codes 4, 17, 32, 613, or the
+    /// Business Use Case codes 80001, 80002, 80006) after every retry, or asked for a wait longer
+    /// than the call's deadline ([`Error::retry_after`]).
     RateLimited,
     /// Meta answered 5xx or a temporary Graph error (codes 1, 2, 1200): after every retry for
     /// 503 and codes 2 and 1200; at once, with [`Error::maybe_delivered`], for a message answered
@@ -131,7 +132,8 @@ impl Error {
         self.0.attempts
     }
 
-    /// When Meta said to retry, if it did (`Retry-After`).
+    /// When Meta said to retry, if it did (`Retry-After`, else the
+    /// `estimated_time_to_regain_access` of `X-Business-Use-Case-Usage` for a rate limit).
     pub fn retry_after(&self) -> Option<Duration> {
         self.0.retry_after
     }

@@ -95,6 +95,9 @@ fn graph_message(code: i64, subcode: Option<i64>) -> String {
     let text = match (code, subcode) {
         (4, _) => "Application request limit reached",
         (613, _) => "Calls to this api have exceeded the rate limit.",
+        (80_001 | 80_002 | 80_006, _) => {
+            "There have been too many calls for this business use case. Wait a bit and try again."
+        }
         (1200, _) => "Temporary send message failure. Please try again later",
         (2, _) => "An unexpected error has occurred. Please retry your request later.",
         (190, _) => "Invalid OAuth access token - Cannot parse access token",

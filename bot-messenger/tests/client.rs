@@ -136,6 +136,43 @@ async fn graph_rate_limit_and_temporary_codes_are_retried_whatever_the_status() 
 }
 
 #[tokio::test]
+async fn business_use_case_throttling_is_a_retried_rate_limit() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    for code in [80_001, 80_002, 80_006] {
+        fake.api()
+            .inject(graph_error(StatusCode::BAD_REQUEST, code, None));
+    }
+    let client = client(&fake).retry(fast_retries(5)).build().unwrap();
+    client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap();
+    assert_eq!(fake.api().call_count(), 4, "three refusals, then sent");
+
+    // With X-Business-Use-Case-Usage, its estimate (minutes) is the hint: longer than the
+    // deadline, so the client hands it to the runtime at once.
+    let usage = r#"{"106000000000001": [{"type": "messenger", "call_count": 100, "total_cputime": 20, "total_time": 25, "estimated_time_to_regain_access": 2}]}"#;
+    fake.api().inject(
+        graph_error(StatusCode::BAD_REQUEST, 80_006, None)
+            .header("x-business-use-case-usage", usage),
+    );
+    let error = client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.attempts(), error.retry_after()),
+        (ErrorKind::RateLimited, 1, Some(Duration::from_secs(120)))
+    );
+    assert_eq!(error.graph_error().unwrap().code, 80_006);
+    assert!(!error.maybe_delivered());
+    let core = bot_core::Error::from(error);
+    assert!(core.is_retryable());
+    assert_eq!(core.kind(), bot_core::ErrorKind::RateLimited);
+    assert_eq!(core.retry_after(), Some(Duration::from_secs(120)));
+}
+
+#[tokio::test]
 async fn refusals_are_typed_permanent_and_not_retried() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     let client = client(&fake).build().unwrap();
