@@ -8,7 +8,7 @@
 //! | `message` (text, attachments, `reply_to`) | `Message`: text, attachments (image, audio, video, file; a sticker as `Sticker`; a location as a `geo:` URL; `fallback`, `template`, `reel`, `ig_reel`, `share`, `story_mention` as `Other(type)`), reply-to | sender PSID |
 //! | `message` with `quick_reply` | `Postback` with `data` = the quick reply's payload, `params` = `{"source": "quick_reply", "text", "mid"}`, so a router's `.postback()` serves quick replies and buttons alike; a quick reply sent as `QuickReply::message` (payload [`TEXT_QUICK_REPLY_PAYLOAD`]) arrives as the `Message` it stands for | sender PSID |
 //! | `message` with `is_deleted` (Instagram unsend) | `Deleted` | sender PSID |
-//! | `message` with `is_echo` (the page's own message) | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_echoes`], `Other { name: "message_echo" }` (never `Message`, so an echo cannot trigger a reply that echoes again) | recipient PSID |
+//! | `message` with `is_echo` (the page's own message), even one whose `message` the model cannot read | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_echoes`], `Other { name: "message_echo" }` (never `Message`, so an echo cannot trigger a reply that echoes again) | recipient PSID |
 //! | `postback` | `Postback` with `data` = payload, `params` = `{"source": "postback", "title", "referral"?, "mid"?}` | sender PSID |
 //! | `reaction` | `Reaction` (`removed` for `unreact`; the emoji, else the reaction's name) | sender PSID |
 //! | `read`, `delivery`, `referral`, `optin`, `account_linking`, `pass_thread_control`, `take_thread_control`, `request_thread_control`, `app_roles`, unknown keys | `Other { name: <key> }` | sender PSID (else `user_ref:<ref>` for a user known only by a checkbox plugin's `user_ref`, which replies reach; else the recipient, else the page) |
@@ -274,14 +274,18 @@ fn unreadable(raw: &Value, key: &str, context: &Context<'_>) -> Event {
             })
     };
     let sender = id_of("sender");
-    let conversation = sender
-        .clone()
-        .or_else(|| id_of("recipient"))
-        .unwrap_or_else(|| context.page_id.to_owned());
-    let name = if context.standby {
-        format!("{STANDBY_PREFIX}{key}")
+    // An echo stays an echo even when its message cannot be read: never user input.
+    let echo = key == "message" && raw["message"]["is_echo"] == Value::Bool(true);
+    let conversation = if echo {
+        id_of("recipient").or_else(|| sender.clone())
     } else {
-        key.to_owned()
+        sender.clone().or_else(|| id_of("recipient"))
+    }
+    .unwrap_or_else(|| context.page_id.to_owned());
+    let name = match (context.standby, echo) {
+        (true, _) => format!("{STANDBY_PREFIX}{key}"),
+        (false, true) => ECHO_KIND.to_owned(),
+        (false, false) => key.to_owned(),
     };
     let mut event =
         Event::new(Platform::MESSENGER, conversation, other(&name)).with_id(fingerprint(raw));
@@ -435,6 +439,25 @@ mod tests {
         assert!(matches!(&e.kind, EventKind::Other(o) if o.name == "postback"));
         assert_eq!(e.conversation.as_str(), "P9");
         assert!(e.messenger_event().unwrap().is_err());
+    }
+
+    #[test]
+    fn an_unreadable_echo_is_still_an_echo() {
+        let batch = parse_body(&body(json!([
+            {"sender": {"id": "PAGE"}, "recipient": {"id": "PSID1"}, "timestamp": 3,
+             "message": {"mid": "m_e", "is_echo": true, "text": 42}},
+            {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 4,
+             "message": {"mid": "m_u", "text": 42}}
+        ])))
+        .unwrap();
+        let (echo, odd) = (&batch.events[0], &batch.events[1]);
+        assert!(echo.messenger_event().unwrap().is_err(), "unreadable");
+        assert!(echo.is_messenger_echo());
+        assert_eq!(echo.conversation.as_str(), "PSID1");
+        assert_eq!(echo.sender.as_ref().map(UserId::as_str), Some("PAGE"));
+        assert!(!odd.is_messenger_echo());
+        assert_eq!(odd.kind.name(), "message");
+        assert_eq!(odd.conversation.as_str(), "PSID1");
     }
 
     #[test]
