@@ -831,14 +831,15 @@ fn check_message(message: &Message) -> Result<(), Error> {
 ///   characters), after the image if there is one;
 /// - quick replies (at most 13) under the last message. A postback quick reply carries its
 ///   data as payload; a message quick reply sends its label as text and arrives as a text
-///   message again (see [`crate::event`]).
+///   message again (see [`crate::event`]), so its text must be its label.
 ///
 /// # Errors
 ///
 /// [`ErrorKind::InvalidRequest`] when the message is empty or breaks a Messenger limit (buttons
 /// without text, over 3 buttons, template text over 640 characters, titles over 20 characters,
 /// payloads over 1,000, over 13 quick replies), or uses an action Messenger has no equivalent
-/// for (a button that sends text, a quick reply that opens a URL).
+/// for (a button that sends text, a quick reply that opens a URL, a quick reply whose text is
+/// not its label).
 pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error> {
     let text = message.text.as_deref().filter(|t| !t.is_empty());
     let mut out = Vec::with_capacity(2);
@@ -914,10 +915,15 @@ fn quick_reply(q: &outbound::QuickReply) -> Result<QuickReply, Error> {
             Ok(QuickReply::text(q.label.clone(), data.clone()))
         }
         // Messenger sends the chip's title as the text; the marker payload makes the tap arrive
-        // as that text message rather than as a postback.
-        outbound::Action::Message(_) => {
+        // as that text message rather than as a postback. So the text must be the label.
+        outbound::Action::Message(text) if *text == q.label => {
             Ok(QuickReply::text(q.label.clone(), TEXT_QUICK_REPLY_PAYLOAD))
         }
+        outbound::Action::Message(text) => Err(Error::invalid_request(format!(
+            "messenger: a quick reply sends its label as text, so its text {text:?} must equal \
+             its label {:?}; use QuickReply::message(label), or a postback to tell the tap apart",
+            q.label
+        ))),
         other => Err(Error::invalid_request(format!(
             "messenger: a quick reply cannot {other:?}; use a button"
         ))),
@@ -1083,6 +1089,21 @@ mod tests {
             action: outbound::Action::Message("hi".into()),
         });
         assert_eq!(refused(text_button), ErrorKind::InvalidRequest);
+        let other_text = OutgoingMessage::text("t").quick_reply(CoreQuickReply {
+            label: "Yes".into(),
+            action: outbound::Action::Message("yes please".into()),
+        });
+        let error = to_messenger_messages(&other_text).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+        assert!(
+            error.to_string().contains("must equal its label"),
+            "{error}"
+        );
+        let same_text = OutgoingMessage::text("t").quick_reply(CoreQuickReply {
+            label: "Yes".into(),
+            action: outbound::Action::Message("Yes".into()),
+        });
+        assert!(to_messenger_messages(&same_text).is_ok());
         let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
         assert_eq!(
             check_message(&long).unwrap_err().kind(),
