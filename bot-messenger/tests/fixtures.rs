@@ -15,6 +15,9 @@ const PAGE: &str = "106000000000001";
 const USER: &str = "24386871164263049";
 const IG_ACCOUNT: &str = "17841400000000001";
 
+/// The typed key of events that are no messaging item (`changes[]`).
+const NO_ITEM: &str = "-";
+
 /// What one item must become: (core kind, conversation, sender, typed key).
 type Expected = (
     &'static str,
@@ -130,6 +133,13 @@ const FIXTURES: &[(&str, &[Expected])] = &[
         ],
     ),
     (
+        "changes",
+        &[
+            ("changes_feed", USER, Some(USER), NO_ITEM),
+            ("changes_mention", PAGE, None, NO_ITEM),
+        ],
+    ),
+    (
         "unknown_kind",
         &[
             ("game_play", USER, Some(USER), "game_play"),
@@ -164,15 +174,21 @@ fn every_fixture_parses_and_maps_as_the_table_says() {
         let got: Vec<(&str, &str, Option<&str>, String)> = events
             .iter()
             .map(|e| {
-                let typed = e
-                    .messenger_event()
-                    .expect("a messenger event")
-                    .unwrap_or_else(|err| panic!("{name}: typed item: {err}"));
+                let typed = e.messenger_event().map_or_else(
+                    || NO_ITEM.to_owned(),
+                    |typed| {
+                        typed
+                            .unwrap_or_else(|err| panic!("{name}: typed item: {err}"))
+                            .kind
+                            .key()
+                            .to_owned()
+                    },
+                );
                 (
                     e.kind.name(),
                     e.conversation.as_str(),
                     e.sender.as_ref().map(|s| s.as_str()),
-                    typed.kind.key().to_owned(),
+                    typed,
                 )
             })
             .collect();
@@ -342,6 +358,19 @@ fn reactions_reads_deliveries_and_others_keep_their_detail() {
         AttachmentKind::Other("ig_reel".into())
     );
     assert_ne!(instagram[0].conversation.as_str(), IG_ACCOUNT);
+}
+
+#[test]
+fn changes_are_delivered_with_their_field_and_a_stable_id() {
+    let changes = events("changes");
+    let comment = &changes[0];
+    assert!(comment.is_messenger_change() && !comment.is_messenger_echo());
+    assert_eq!(comment.raw()["value"]["message"], "nice post");
+    assert_eq!(comment.occurred_at.as_millis(), 1_700_000_005_000);
+    assert!(comment.id.as_str().starts_with("sha256:"));
+    assert_eq!(comment.id, events("changes")[0].id, "stable");
+    assert_ne!(comment.id, changes[1].id);
+    assert!(!events("message_text")[0].is_messenger_change());
 }
 
 #[test]
