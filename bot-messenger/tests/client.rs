@@ -324,9 +324,11 @@ async fn timed_out_messages_are_not_resent_but_idempotent_calls_are_retried() {
 
 #[tokio::test]
 async fn refused_connections_are_retried_since_nothing_was_sent() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    // Bound but not listening, and held for the whole test: connections are refused, and no
+    // other test can take the port meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = format!("http://{}", socket.local_addr().unwrap());
     let client = MessengerClient::builder(support::PAGE_TOKEN)
         .api_base(closed)
         .retry(fast_retries(3))
@@ -337,7 +339,9 @@ async fn refused_connections_are_retried_since_nothing_was_sent() {
         .await
         .unwrap_err();
     assert_eq!((error.kind(), error.attempts()), (ErrorKind::Transport, 3));
+    assert!(!error.maybe_delivered());
     assert!(!format!("{error:?}").contains(support::PAGE_TOKEN));
+    drop(socket);
 }
 
 #[tokio::test]

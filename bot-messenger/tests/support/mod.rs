@@ -58,6 +58,15 @@ impl Seen {
         self.0.lock().unwrap().clone()
     }
 
+    /// A handler that records each event and does nothing else.
+    pub(crate) fn recorder(&self) -> impl Handler {
+        let seen = self.clone();
+        move |_cx: Context, event: Event| {
+            seen.0.lock().unwrap().push(event);
+            std::future::ready(Ok::<(), Error>(()))
+        }
+    }
+
     /// A handler that records each event, then echoes text messages.
     pub(crate) fn echo_handler(&self) -> impl Handler {
         let seen = self.clone();
