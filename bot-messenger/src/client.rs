@@ -11,17 +11,17 @@
 //!   when present, only where a retry cannot send a message twice: rate limits (HTTP 429, Graph
 //!   codes 4, 17, 32, 613, and the Business Use Case codes 80001 pages, 80002 Instagram, 80006
 //!   Messenger: Meta refused the call; without `Retry-After`, the
-//!   `estimated_time_to_regain_access` minutes of `X-Business-Use-Case-Usage` are the hint), the server errors that say nothing was sent
-//!   (503, temporary Graph codes 2 and 1200) and connections that failed before the request went
-//!   out. Other server errors (500, a 502 or 504 from a gateway that may have passed the message
-//!   on, Graph code 1) may hide a sent message: a message is not resent after them and counts
-//!   as possibly delivered, like a time-out (below). A message whose call
-//!   timed out, or whose connection broke after the request was written, may have been
-//!   delivered, so it is not resent ([`Error::maybe_delivered`]): in a reply, the part is
-//!   remembered as sent (below) and the error stays retryable, so a retried handler sends only
-//!   the parts after it; elsewhere the bot error is permanent. A 2xx whose answer cannot be read
-//!   is a sent message without its id. Sender actions and profile reads are idempotent and
-//!   retried on time-outs too. Refusals are typed and never retried: a bad token (190), no such
+//!   `estimated_time_to_regain_access` minutes of `X-Business-Use-Case-Usage` are the hint),
+//!   the server errors that say nothing was sent (503, temporary Graph codes 2 and 1200) and
+//!   connections that failed before the request went out. Other server errors (500, a 502 or
+//!   504 from a gateway that may have passed the message on, Graph code 1) may hide a sent
+//!   message: a message is not resent after them and counts as possibly delivered, like a
+//!   time-out. A message whose call timed out, or whose connection broke after the request was
+//!   written, may have been delivered, so it is not resent ([`Error::maybe_delivered`]): in a
+//!   reply, the part is remembered as sent (below) and the error stays retryable, so a retried
+//!   handler sends only the parts after it; elsewhere the bot error is permanent. A 2xx whose
+//!   answer cannot be read is a sent message without its id. Sender actions and profile reads
+//!   are idempotent and retried on time-outs too. Refusals are typed and never retried: a bad token (190), no such
 //!   user (100/2018001), outside the 24-hour window (10/2018278), person unavailable (551).
 //! - **Deadline**: a call, its retries and rate-limiter waits included, ends after
 //!   [`DEFAULT_DEADLINE`] (20 s; [`MessengerClientBuilder::deadline`]), and so does a reply
@@ -38,7 +38,9 @@
 //!   [`SENT_PARTS_TTL`] and at most [`MAX_SENT_PARTS`] of them: when a later part fails and the
 //!   runtime retries the handler, the parts that went out already are skipped, not sent again.
 //!   The memory is this process's: a retry handled by another instance, or after a restart,
-//!   sends them again. Sends that answer no event ([`Target::conversation`]) have no such key.
+//!   sends them again. Sends that answer no event ([`Target::conversation`]) have no such key:
+//!   when a later part of one fails after earlier parts went out, the error is permanent, so
+//!   that no retry sends those parts twice.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -740,6 +742,11 @@ impl Outbound for MessengerClient {
                         self.inner.sent.insert(key);
                     }
                     return Err(e.into_core(recorded));
+                }
+                Err(e) if key.is_none() && part > 0 && e.is_retryable() => {
+                    // Not a reply: nothing remembers the parts before this one, which went out,
+                    // so a retried handler would send them again. At most once: permanent.
+                    return Err(bot_core::Error::from(e).permanent());
                 }
                 Err(e) => return Err(e.into()),
             }

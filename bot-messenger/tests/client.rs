@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bot_core::outbound::Target;
-use bot_core::testing::fake_api::{Fault, Latency};
+use bot_core::testing::fake_api::{FakeResponse, Fault, Latency};
 use bot_core::{ConversationId, Outbound, OutgoingMessage};
 use bot_messenger::model::send::{Message, MessageTag, MessagingType, Recipient, SenderAction};
 use bot_messenger::testing::{FakeMessenger, graph_error};
@@ -453,6 +453,39 @@ async fn tags_updates_and_long_texts() {
             .all(|m| m.messaging_type.as_deref() == Some("UPDATE"))
     );
     assert!(sent.iter().all(|m| m.status == StatusCode::OK));
+}
+
+#[tokio::test]
+async fn a_send_that_is_no_reply_fails_for_good_once_a_part_went_out() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    let to = Target::conversation("24386871164263049");
+    let long = format!("{}the second part", "a ".repeat(999));
+    let unavailable =
+        || FakeResponse::json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({}));
+
+    // Part 1 fails: nothing went out, so the runtime may retry.
+    fake.refuse_texts_containing("a a", unavailable(), 3);
+    let error = client
+        .send(&to, vec![OutgoingMessage::text(long.clone())])
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(fake.messages().len(), 3);
+
+    // Part 2 fails after part 1 went out: with no event to remember part 1 by, a retry would
+    // send it twice, so the error is permanent.
+    fake.refuse_texts_containing("the second part", unavailable(), 3);
+    let error = client
+        .send(&to, vec![OutgoingMessage::text(long)])
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    let statuses: Vec<u16> = fake.messages()[3..]
+        .iter()
+        .map(|m| m.status.as_u16())
+        .collect();
+    assert_eq!(statuses, [200, 503, 503, 503]);
 }
 
 #[tokio::test]
