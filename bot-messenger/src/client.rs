@@ -9,26 +9,47 @@
 //!   are rare; time spent waiting is recorded as `bot.outbound.ratelimit.wait`.
 //! - **Retries**, with exponential backoff and jitter ([`RetryPolicy`]), honouring `Retry-After`
 //!   when present, only where a retry cannot send a message twice: rate limits (HTTP 429, Graph
-//!   codes 4, 17, 32, 613: Meta refused the call), server errors (5xx, temporary Graph codes 1,
-//!   2, 1200) and connections that failed before the request went out. A message whose call
-//!   timed out may have been delivered, so it is not resent ([`ErrorKind::Timeout`], retryable
-//!   for the runtime at the handler level); sender actions and profile reads are idempotent and
-//!   retried on time-outs too. Refusals are typed and never retried: a bad token (190), no such
+//!   codes 4, 17, 32, 613, and the Business Use Case codes 80001 pages, 80002 Instagram, 80006
+//!   Messenger: Meta refused the call; without `Retry-After`, the
+//!   `estimated_time_to_regain_access` minutes of `X-Business-Use-Case-Usage` are the hint),
+//!   the server errors that say nothing was sent (503, temporary Graph codes 2 and 1200) and
+//!   connections that failed before the request went out. Other server errors (500, a 502 or
+//!   504 from a gateway that may have passed the message on, Graph code 1) may hide a sent
+//!   message: a message is not resent after them and counts as possibly delivered, like a
+//!   time-out. A message whose call timed out, or whose connection broke after the request was
+//!   written, may have been delivered, so it is not resent ([`Error::maybe_delivered`]): in a
+//!   reply, the part is remembered as sent (below) and the error stays retryable, so a retried
+//!   handler sends only the parts after it; elsewhere the bot error is permanent. A 2xx whose
+//!   answer cannot be read is a sent message without its id. Sender actions and profile reads
+//!   are idempotent and retried on time-outs too. Refusals are typed and never retried: a bad token (190), no such
 //!   user (100/2018001), outside the 24-hour window (10/2018278), person unavailable (551).
+//! - **Deadline**: a call, its retries and rate-limiter waits included, ends after
+//!   [`DEFAULT_DEADLINE`] (20 s; [`MessengerClientBuilder::deadline`]), and so does a reply
+//!   with all its parts: under the runtime's 30 s handler time-out, which the worst case of the
+//!   retries alone (4 attempts of up to 10 s, backoff, `Retry-After`) would exceed. No retry
+//!   starts that could not end in time; a `Retry-After` longer than the time left ends the
+//!   call at once with the hint, for the runtime to wait (a shorter one is waited in full).
 //! - **Replies** ([`Outbound::send`] for a handled event) go out with `messaging_type: RESPONSE`;
 //!   messages that answer no event with `UPDATE`; [`MessengerClient::send_message`] takes any
 //!   [`MessagingType`], including `MESSAGE_TAG` with its tag.
 //! - **No idempotency key**: the Send API has none, so a reply of several messages (a long text
-//!   split in parts, an image and a template) goes out one call at a time, and when a later part
-//!   fails for good and the runtime retries the handler, the earlier parts are sent again.
+//!   split in parts, an image and a template) goes out one call at a time. The client remembers
+//!   the parts of replies it sent, by (event, [`Target::send_index`], part), for
+//!   [`SENT_PARTS_TTL`] and at most [`MAX_SENT_PARTS`] of them: when a later part fails and the
+//!   runtime retries the handler, the parts that went out already are skipped, not sent again.
+//!   The memory is this process's: a retry handled by another instance, or after a restart,
+//!   sends them again. Sends that answer no event ([`Target::conversation`]) have no such key:
+//!   when a later part of one fails after earlier parts went out, the error is permanent, so
+//!   that no retry sends those parts twice.
 
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bot_core::event::ConversationId;
+use bot_core::event::{ConversationId, EventId};
 use bot_core::outbound::{self, OutgoingMessage, Target};
 use bot_core::telemetry::Telemetry;
 use bot_core::{Outbound, Platform, RetryPolicy, Secret};
@@ -53,6 +74,10 @@ pub const SEND_PATH: &str = "/me/messages";
 pub const PROFILE_FIELDS: &str = "first_name,last_name,profile_pic";
 /// Default time-out of one HTTP attempt.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline of a call with all its retries, and of a reply with all its parts: under the
+/// runtime's default handler time-out (30 s), so that a failed send reaches the handler as an
+/// error (and the parts that went out are remembered) before the handler is cut off.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Calls per second allowed; defaults are Messenger's published per-page limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,8 +171,11 @@ struct Inner {
     api_base: String,
     access_token: Secret,
     retry: RetryPolicy,
+    timeout: Duration,
+    deadline: Duration,
     limiters: Limiters,
     telemetry: OnceLock<Telemetry>,
+    sent: SentParts,
 }
 
 impl fmt::Debug for MessengerClient {
@@ -168,6 +196,7 @@ pub struct MessengerClientBuilder {
     retry: RetryPolicy,
     rate_limits: RateLimits,
     timeout: Duration,
+    deadline: Duration,
 }
 
 impl MessengerClientBuilder {
@@ -196,12 +225,24 @@ impl MessengerClientBuilder {
         self
     }
 
+    /// Gives up on a call, retries and waits for the rate limiter included, after `deadline`;
+    /// for a reply ([`Outbound::send`]), on all its parts together (default
+    /// [`DEFAULT_DEADLINE`], 20 s). No retry starts that could not end in time, and a
+    /// `Retry-After` longer than the time left ends the call at once, handing the hint to the
+    /// runtime. Keep it under the bot's handler time-out (`Limits::handler_timeout`, 30 s by
+    /// default), or the runtime may cut the handler off mid-send.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
     /// Builds the client.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`] when the token is empty, the base URL is not http(s), a rate limit is
-    /// zero, the retry policy is invalid, or the HTTP client cannot be set up.
+    /// zero, the time-out or deadline is zero, the retry policy is invalid, or the HTTP client
+    /// cannot be set up.
     pub fn build(self) -> Result<MessengerClient, Error> {
         if self.access_token.is_empty() {
             return Err(Error::config("messenger: the page access token is empty"));
@@ -215,6 +256,11 @@ impl MessengerClientBuilder {
         self.retry
             .validate()
             .map_err(|e| Error::config(format!("messenger: retry policy: {e}")))?;
+        if self.timeout.is_zero() || self.deadline.is_zero() {
+            return Err(Error::config(
+                "messenger: the time-out and the deadline must be above zero",
+            ));
+        }
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .user_agent(concat!("botrt-messenger/", env!("CARGO_PKG_VERSION")))
@@ -226,8 +272,11 @@ impl MessengerClientBuilder {
                 api_base,
                 access_token: self.access_token,
                 retry: self.retry,
+                timeout: self.timeout,
+                deadline: self.deadline,
                 limiters: Limiters::new(self.rate_limits)?,
                 telemetry: OnceLock::new(),
+                sent: SentParts::default(),
             }),
         })
     }
@@ -248,6 +297,7 @@ impl MessengerClient {
             retry: default_retry_policy(),
             rate_limits: RateLimits::default(),
             timeout: DEFAULT_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
         }
     }
 
@@ -267,12 +317,31 @@ impl MessengerClient {
     ///
     /// [`ErrorKind::InvalidRequest`] for a text over 2,000 characters or over 13 quick replies
     /// (nothing sent); the typed refusals of [`ErrorKind`]; [`ErrorKind::RateLimited`] or
-    /// [`ErrorKind::Server`] once the retries are used up.
+    /// [`ErrorKind::Server`] once the retries are used up; [`ErrorKind::Timeout`] or
+    /// [`ErrorKind::Transport`] with [`Error::maybe_delivered`] when the request may have reached
+    /// Meta (not retried). When Meta answers 2xx but the answer cannot be read, the message was
+    /// sent: `Ok` with no `message_id`.
     pub async fn send_message(
         &self,
         recipient: &Recipient,
         message: &Message,
         messaging_type: &MessagingType,
+    ) -> Result<SendResponse, Error> {
+        let deadline = self.deadline_from_now();
+        self.send_message_until(recipient, message, messaging_type, deadline)
+            .await
+    }
+
+    fn deadline_from_now(&self) -> Instant {
+        Instant::now() + self.inner.deadline
+    }
+
+    async fn send_message_until(
+        &self,
+        recipient: &Recipient,
+        message: &Message,
+        messaging_type: &MessagingType,
+        deadline: Instant,
     ) -> Result<SendResponse, Error> {
         check_message(message)?;
         let mut body = json!({
@@ -288,15 +357,25 @@ impl MessengerClient {
             _ => Endpoint::Send,
         };
         let answer = self
-            .call(endpoint, Method::POST, SEND_PATH, Some(&body), false)
-            .await?;
-        serde_json::from_slice(&answer).map_err(|e| {
-            Error::new(
-                ErrorKind::Decode,
-                "messenger: the send answer is not a send response",
+            .call(
+                endpoint,
+                Method::POST,
+                SEND_PATH,
+                Some(&body),
+                false,
+                deadline,
             )
-            .with_source(e)
-        })
+            .await?;
+        // A 2xx means the message was sent: an answer that cannot be read loses only its id.
+        Ok(serde_json::from_slice(&answer).unwrap_or_else(|e| {
+            if !answer.is_empty() {
+                tracing::warn!(
+                    category = ?e.classify(),
+                    "messenger send answer is not a send response; the message was sent"
+                );
+            }
+            SendResponse::default()
+        }))
     }
 
     /// Sends a typing indicator or read receipt (alone, as the Send API requires).
@@ -310,9 +389,17 @@ impl MessengerClient {
         action: SenderAction,
     ) -> Result<(), Error> {
         let body = json!({"recipient": recipient.to_json(), "sender_action": action.as_str()});
-        self.call(Endpoint::Send, Method::POST, SEND_PATH, Some(&body), true)
-            .await
-            .map(|_| ())
+        let deadline = self.deadline_from_now();
+        self.call(
+            Endpoint::Send,
+            Method::POST,
+            SEND_PATH,
+            Some(&body),
+            true,
+            deadline,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A user's profile: first and last name and picture, as far as the page may see them.
@@ -333,7 +420,14 @@ impl MessengerClient {
         }
         let path = format!("/{psid}?fields={PROFILE_FIELDS}");
         let answer = self
-            .call(Endpoint::Profile, Method::GET, &path, None, true)
+            .call(
+                Endpoint::Profile,
+                Method::GET,
+                &path,
+                None,
+                true,
+                self.deadline_from_now(),
+            )
             .await?;
         serde_json::from_slice(&answer).map_err(|e| {
             Error::new(
@@ -348,8 +442,8 @@ impl MessengerClient {
         self.inner.telemetry.get()
     }
 
-    /// One API call with rate limiting and retries; `idempotent` calls are also retried when
-    /// the request may have reached Meta.
+    /// One API call with rate limiting and retries, given up at `deadline`; `idempotent` calls
+    /// are also retried when the request may have reached Meta.
     async fn call(
         &self,
         endpoint: Endpoint,
@@ -357,6 +451,7 @@ impl MessengerClient {
         path: &str,
         body: Option<&Value>,
         idempotent: bool,
+        deadline: Instant,
     ) -> Result<Bytes, Error> {
         let url = format!("{}{path}", self.inner.api_base);
         let body = body.map(|b| Bytes::from(b.to_string()));
@@ -364,20 +459,47 @@ impl MessengerClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.wait_for_limiter(endpoint).await;
-            let failure = match self.attempt(&method, &url, body.clone()).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let waited = tokio::time::timeout(left, self.wait_for_limiter(endpoint)).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if waited.is_err() || left.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "messenger: the call's deadline passed before it could be sent",
+                )
+                .with_attempts(attempt - 1));
+            }
+            let timeout = self.inner.timeout.min(left);
+            let failure = match self
+                .attempt(&method, &url, body.clone(), idempotent, timeout)
+                .await
+            {
                 Ok(answer) => return Ok(answer),
                 Err(failed) => failed,
             };
             let safe = idempotent || !failure.maybe_delivered;
             if !failure.error.is_retryable() || !safe || attempt >= max_attempts {
+                return Err(failure
+                    .error
+                    .with_attempts(attempt)
+                    .with_maybe_delivered(failure.maybe_delivered && !idempotent));
+            }
+            let delay = match failure.error.retry_after() {
+                // Meta's hint is not cut short: the runtime waits for it if the deadline cannot.
+                Some(after) => after,
+                None => self
+                    .inner
+                    .retry
+                    .backoff(attempt)
+                    .min(self.inner.retry.max_backoff),
+            };
+            if Instant::now() + delay >= deadline {
+                tracing::debug!(
+                    error = %failure.error, attempt, ?delay,
+                    "messenger api call failed; no time left to retry before the deadline"
+                );
                 return Err(failure.error.with_attempts(attempt));
             }
-            let delay = failure
-                .error
-                .retry_after()
-                .unwrap_or_else(|| self.inner.retry.backoff(attempt))
-                .min(self.inner.retry.max_backoff);
             tracing::debug!(
                 error = %failure.error, attempt, ?delay, path = path.split('?').next(),
                 "messenger api call failed; retrying"
@@ -403,11 +525,14 @@ impl MessengerClient {
         method: &Method,
         url: &str,
         body: Option<Bytes>,
+        idempotent: bool,
+        timeout: Duration,
     ) -> Result<Bytes, Failed> {
         let mut request = self
             .inner
             .http
             .request(method.clone(), url)
+            .timeout(timeout)
             .bearer_auth(self.inner.access_token.expose());
         if let Some(body) = body {
             request = request
@@ -440,8 +565,21 @@ impl MessengerClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let business_usage = response
+            .headers()
+            .get(BUSINESS_USE_CASE_USAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = match response.bytes().await {
             Ok(body) => body,
+            Err(e) if status.is_success() && !idempotent => {
+                // Meta accepted the message; only its answer (the message id) was lost.
+                tracing::warn!(
+                    error = %e.without_url(),
+                    "messenger api accepted the call but its answer could not be read"
+                );
+                return Ok(Bytes::new());
+            }
             Err(e) => {
                 let kind = if e.is_timeout() {
                     ErrorKind::Timeout
@@ -460,13 +598,17 @@ impl MessengerClient {
         }
         let graph_error = GraphError::from_body(&body);
         let (kind, text) = classify(status, graph_error.as_ref());
+        let retry_after = match retry_after {
+            None if kind == ErrorKind::RateLimited => business_use_case_wait(&business_usage),
+            hint => hint,
+        };
+        let maybe_delivered = server_error_maybe_delivered(kind, status, graph_error.as_ref());
         Err(Failed {
             error: Error::new(kind, text)
                 .with_status(status)
                 .with_graph_error(graph_error)
                 .with_retry_after(retry_after),
-            // Meta answered with a refusal or a server error: nothing was sent.
-            maybe_delivered: false,
+            maybe_delivered,
         })
     }
 
@@ -477,12 +619,48 @@ impl MessengerClient {
     }
 }
 
+/// The header in which Meta reports a Business Use Case's rate limit usage.
+pub const BUSINESS_USE_CASE_USAGE: &str = "x-business-use-case-usage";
+
+/// The wait `X-Business-Use-Case-Usage` asks for: the longest `estimated_time_to_regain_access`
+/// (minutes) of its entries, `{"<business id>": [{"type", "call_count", ...,
+/// "estimated_time_to_regain_access"}]}`; `None` when absent, unreadable or zero.
+fn business_use_case_wait(header: &Option<String>) -> Option<Duration> {
+    let usage: Value = serde_json::from_str(header.as_deref()?).ok()?;
+    let minutes = usage
+        .as_object()?
+        .values()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
+        .max()?;
+    (minutes > 0).then(|| Duration::from_secs(minutes.saturating_mul(60)))
+}
+
+/// Whether a failed answer leaves the message possibly sent. Rate limits and refusals mean Meta
+/// did not send it; of the server errors, only 503 and the Graph codes 2 and 1200 say that it
+/// was not sent. Any other 5xx (a 500 with code 1, or a 502 or 504 without a Graph error, which
+/// may come from a gateway or proxy after the backend sent the message) may hide a sent message.
+fn server_error_maybe_delivered(
+    kind: ErrorKind,
+    status: StatusCode,
+    graph: Option<&GraphError>,
+) -> bool {
+    kind == ErrorKind::Server
+        && status != StatusCode::SERVICE_UNAVAILABLE
+        && !matches!(graph.map(|g| g.code), Some(2 | 1200))
+}
+
 /// The kind of a refused call, by Graph error code first (Meta answers rate limits with 400 or
 /// 403 as often as with 429), then by status.
 fn classify(status: StatusCode, graph: Option<&GraphError>) -> (ErrorKind, &'static str) {
     let code = graph.map(|g| (g.code, g.error_subcode));
     match code {
         Some((4 | 17 | 32 | 613, _)) => (ErrorKind::RateLimited, "messenger: rate limited"),
+        Some((80_001 | 80_002 | 80_006, _)) => (
+            ErrorKind::RateLimited,
+            "messenger: business use case rate limited",
+        ),
         Some((190, _)) => (
             ErrorKind::InvalidToken,
             "messenger: the page access token is invalid or expired",
@@ -526,14 +704,52 @@ impl Outbound for MessengerClient {
             mapped.extend(to_messenger_messages(message)?);
         }
         let recipient = Recipient::for_conversation(target.conversation.as_str());
+        let deadline = self.deadline_from_now();
         let messaging_type = if target.is_reply() {
             MessagingType::Response
         } else {
             MessagingType::Update
         };
-        for message in &mapped {
-            self.send_message(&recipient, message, &messaging_type)
-                .await?;
+        for (part, message) in mapped.iter().enumerate() {
+            let key = target
+                .in_reply_to
+                .as_ref()
+                .map(|event| (event.clone(), target.send_index, part));
+            if let Some(key) = &key
+                && self.inner.sent.contains(key)
+            {
+                // An earlier attempt of this handler sent this part already.
+                tracing::debug!(
+                    event = %key.0, send_index = key.1, part,
+                    "messenger part already sent; skipped on this retry"
+                );
+                continue;
+            }
+            match self
+                .send_message_until(&recipient, message, &messaging_type, deadline)
+                .await
+            {
+                Ok(_) => {
+                    if let Some(key) = key {
+                        self.inner.sent.insert(key);
+                    }
+                }
+                Err(e) if e.maybe_delivered() => {
+                    // The part may be out: remember it as sent, so that a retry of the handler
+                    // skips it (at most once) and sends only the parts after it.
+                    let recorded = key.is_some();
+                    if let Some(key) = key {
+                        self.inner.sent.insert(key);
+                    }
+                    return Err(e.into_core(recorded));
+                }
+                Err(e) if key.is_none() && part > 0 && e.is_retryable() => {
+                    // Not a reply: nothing remembers the parts before this one, which went out,
+                    // so a retried handler would send them again. At most once: permanent.
+                    return Err(bot_core::Error::from(e).permanent());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -544,6 +760,51 @@ impl Outbound for MessengerClient {
         Ok(self
             .sender_action(&recipient, SenderAction::TypingOn)
             .await?)
+    }
+}
+
+/// How long the client remembers the parts of replies it sent: far beyond the runtime's retry
+/// schedule (by default 5 attempts, backoff up to 5 minutes).
+pub const SENT_PARTS_TTL: Duration = Duration::from_secs(60 * 60);
+/// How many parts of replies the client remembers at most; the oldest are forgotten first.
+pub const MAX_SENT_PARTS: usize = 100_000;
+
+/// An event, the index of a send for it, and the part of that send.
+type PartKey = (EventId, u32, usize);
+/// The parts, and the order they came in for expiry.
+type PartSet = (HashSet<PartKey>, VecDeque<(Instant, PartKey)>);
+
+/// Parts of replies this process sent (or may have sent), by (event, send index, part): a
+/// retried handler skips them instead of sending them twice. Bounded in count and age.
+#[derive(Default)]
+struct SentParts {
+    parts: Mutex<PartSet>,
+}
+
+impl SentParts {
+    fn contains(&self, key: &PartKey) -> bool {
+        let guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.contains(key)
+    }
+
+    fn insert(&self, key: PartKey) {
+        self.insert_at(key, Instant::now(), SENT_PARTS_TTL, MAX_SENT_PARTS);
+    }
+
+    fn insert_at(&self, key: PartKey, now: Instant, ttl: Duration, max: usize) {
+        let mut guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *guard;
+        while let Some((at, _)) = order.front() {
+            if now.saturating_duration_since(*at) < ttl && order.len() < max {
+                break;
+            }
+            if let Some((_, old)) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+        if set.insert(key.clone()) {
+            order.push_back((now, key));
+        }
     }
 }
 
@@ -577,14 +838,15 @@ fn check_message(message: &Message) -> Result<(), Error> {
 ///   characters), after the image if there is one;
 /// - quick replies (at most 13) under the last message. A postback quick reply carries its
 ///   data as payload; a message quick reply sends its label as text and arrives as a text
-///   message again (see [`crate::event`]).
+///   message again (see [`crate::event`]), so its text must be its label.
 ///
 /// # Errors
 ///
 /// [`ErrorKind::InvalidRequest`] when the message is empty or breaks a Messenger limit (buttons
 /// without text, over 3 buttons, template text over 640 characters, titles over 20 characters,
 /// payloads over 1,000, over 13 quick replies), or uses an action Messenger has no equivalent
-/// for (a button that sends text, a quick reply that opens a URL).
+/// for (a button that sends text, a quick reply that opens a URL, a quick reply whose text is
+/// not its label).
 pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error> {
     let text = message.text.as_deref().filter(|t| !t.is_empty());
     let mut out = Vec::with_capacity(2);
@@ -660,10 +922,15 @@ fn quick_reply(q: &outbound::QuickReply) -> Result<QuickReply, Error> {
             Ok(QuickReply::text(q.label.clone(), data.clone()))
         }
         // Messenger sends the chip's title as the text; the marker payload makes the tap arrive
-        // as that text message rather than as a postback.
-        outbound::Action::Message(_) => {
+        // as that text message rather than as a postback. So the text must be the label.
+        outbound::Action::Message(text) if *text == q.label => {
             Ok(QuickReply::text(q.label.clone(), TEXT_QUICK_REPLY_PAYLOAD))
         }
+        outbound::Action::Message(text) => Err(Error::invalid_request(format!(
+            "messenger: a quick reply sends its label as text, so its text {text:?} must equal \
+             its label {:?}; use QuickReply::message(label), or a postback to tell the tap apart",
+            q.label
+        ))),
         other => Err(Error::invalid_request(format!(
             "messenger: a quick reply cannot {other:?}; use a button"
         ))),
@@ -829,6 +1096,21 @@ mod tests {
             action: outbound::Action::Message("hi".into()),
         });
         assert_eq!(refused(text_button), ErrorKind::InvalidRequest);
+        let other_text = OutgoingMessage::text("t").quick_reply(CoreQuickReply {
+            label: "Yes".into(),
+            action: outbound::Action::Message("yes please".into()),
+        });
+        let error = to_messenger_messages(&other_text).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+        assert!(
+            error.to_string().contains("must equal its label"),
+            "{error}"
+        );
+        let same_text = OutgoingMessage::text("t").quick_reply(CoreQuickReply {
+            label: "Yes".into(),
+            action: outbound::Action::Message("Yes".into()),
+        });
+        assert!(to_messenger_messages(&same_text).is_ok());
         let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
         assert_eq!(
             check_message(&long).unwrap_err().kind(),
@@ -870,6 +1152,66 @@ mod tests {
             ErrorKind::UserUnavailable
         );
         assert_eq!(kind(404, None), ErrorKind::Api);
+        for code in [80_001, 80_002, 80_006] {
+            assert_eq!(kind(400, Some(graph(code, None))), ErrorKind::RateLimited);
+        }
+
+        let maybe = |status: u16, g: Option<GraphError>| {
+            let status = StatusCode::from_u16(status).unwrap();
+            let (kind, _) = classify(status, g.as_ref());
+            server_error_maybe_delivered(kind, status, g.as_ref())
+        };
+        assert!(!maybe(503, None));
+        assert!(!maybe(500, Some(graph(1200, None))));
+        assert!(!maybe(400, Some(graph(2, None))));
+        assert!(!maybe(500, Some(graph(613, None))));
+        assert!(!maybe(429, None));
+        assert!(!maybe(400, Some(graph(551, None))));
+        assert!(maybe(500, None));
+        assert!(maybe(502, None));
+        assert!(maybe(504, None));
+        assert!(maybe(500, Some(graph(1, None))));
+    }
+
+    #[test]
+    fn business_use_case_usage_gives_the_longest_wait() {
+        let wait = |h: &str| business_use_case_wait(&Some(h.to_owned()));
+        assert_eq!(
+            wait(
+                r#"{"1": [{"type": "messenger", "call_count": 100, "estimated_time_to_regain_access": 2}],
+                    "2": [{"type": "pages", "estimated_time_to_regain_access": 5}]}"#
+            ),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            wait(r#"{"1": [{"type": "messenger", "estimated_time_to_regain_access": 0}]}"#),
+            None
+        );
+        assert_eq!(wait(r#"{"1": [{"type": "messenger"}]}"#), None);
+        assert_eq!(wait("not json"), None);
+        assert_eq!(business_use_case_wait(&None), None);
+    }
+
+    #[test]
+    fn sent_parts_are_bounded_in_count_and_age() {
+        let sent = SentParts::default();
+        let key = |i: usize| (EventId::new("m_1"), 0, i);
+        let start = Instant::now();
+        let ttl = Duration::from_secs(10);
+        for i in 0..3 {
+            sent.insert_at(key(i), start, ttl, 3);
+        }
+        assert!((0..3).all(|i| sent.contains(&key(i))));
+        sent.insert_at(key(3), start, ttl, 3);
+        assert!(!sent.contains(&key(0)), "the oldest goes first when full");
+        assert!((1..4).all(|i| sent.contains(&key(i))));
+        sent.insert_at(key(4), start + ttl, ttl, 3);
+        assert!(
+            (1..4).all(|i| !sent.contains(&key(i))),
+            "expired parts are forgotten"
+        );
+        assert!(sent.contains(&key(4)));
+        assert!(!sent.contains(&(EventId::new("m_1"), 1, 4)));
     }
 
     #[test]
@@ -891,6 +1233,12 @@ mod tests {
         assert!(
             MessengerClient::builder("t")
                 .rate_limits(zero)
+                .build()
+                .is_err()
+        );
+        assert!(
+            MessengerClient::builder("t")
+                .deadline(Duration::ZERO)
                 .build()
                 .is_err()
         );

@@ -20,6 +20,7 @@ struct Inner {
     graph_error: Option<GraphError>,
     retry_after: Option<Duration>,
     attempts: u32,
+    maybe_delivered: bool,
     source: Option<BoxError>,
 }
 
@@ -32,10 +33,13 @@ pub enum ErrorKind {
     /// The request breaks one of Messenger's limits before it is sent (too many quick replies or
     /// buttons, too long a title or payload, nothing to send).
     InvalidRequest,
-    /// Meta kept refusing for rate limiting (HTTP 429, or Graph codes 4, 17, 32, 613) after every
-    /// retry.
+    /// Meta kept refusing for rate limiting (HTTP 429, or Graph codes 4, 17, 32, 613, or the
+    /// Business Use Case codes 80001, 80002, 80006) after every retry, or asked for a wait longer
+    /// than the call's deadline ([`Error::retry_after`]).
     RateLimited,
-    /// Meta kept answering 5xx or a temporary Graph error (codes 1, 2, 1200) after every retry.
+    /// Meta answered 5xx or a temporary Graph error (codes 1, 2, 1200): after every retry for
+    /// 503 and codes 2 and 1200; at once, with [`Error::maybe_delivered`], for a message answered
+    /// with another 5xx (the message may have been sent).
     Server,
     /// The page access token is invalid or expired (Graph code 190). Not retried.
     InvalidToken,
@@ -65,6 +69,7 @@ impl Error {
             graph_error: None,
             retry_after: None,
             attempts: 0,
+            maybe_delivered: false,
             source: None,
         }))
     }
@@ -97,6 +102,11 @@ impl Error {
         self
     }
 
+    pub(crate) fn with_maybe_delivered(mut self, maybe_delivered: bool) -> Self {
+        self.0.maybe_delivered = maybe_delivered;
+        self
+    }
+
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.0.source = Some(source.into());
         self
@@ -122,13 +132,24 @@ impl Error {
         self.0.attempts
     }
 
-    /// When Meta said to retry, if it did (`Retry-After`).
+    /// When Meta said to retry, if it did (`Retry-After`, else the
+    /// `estimated_time_to_regain_access` of `X-Business-Use-Case-Usage` for a rate limit).
     pub fn retry_after(&self) -> Option<Duration> {
         self.0.retry_after
     }
 
+    /// Whether the message may have reached Meta although the call failed: it timed out, the
+    /// connection broke after the request was written, or Meta (or a gateway before it) answered
+    /// a 5xx other than 503 without a Graph code saying nothing was sent (2, 1200). Sending it again may show it twice, so
+    /// the client does not, and a bot error made from it ([`From`]) is permanent; the
+    /// [`bot_core::Outbound`] of the client instead remembers the part as sent, so that a
+    /// retried handler skips it (see [`crate::client`]).
+    pub fn maybe_delivered(&self) -> bool {
+        self.0.maybe_delivered
+    }
+
     /// Whether the same call may succeed later (rate limits, server errors, transport failures,
-    /// time-outs).
+    /// time-outs). For a message, see also [`Error::maybe_delivered`].
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.0.kind,
@@ -190,25 +211,36 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<Error> for bot_core::Error {
-    /// Rate limits, server errors and transport failures stay retryable for the runtime;
-    /// refusals that retrying cannot fix (a bad token, no such user, outside the window, a request
-    /// over Messenger's limits) are marked permanent so the event is dead-lettered at once.
-    fn from(e: Error) -> Self {
+impl Error {
+    /// The bot error for this one; `recorded` when the part the call sent is remembered as sent,
+    /// so that a retried handler skips it and a maybe-delivered failure may stay retryable.
+    pub(crate) fn into_core(self, recorded: bool) -> bot_core::Error {
         use bot_core::ErrorKind as Core;
+        let e = self;
         let kind = match e.0.kind {
             ErrorKind::Config => Core::Config,
             ErrorKind::RateLimited => Core::RateLimited,
             ErrorKind::Timeout => Core::Timeout,
             _ => Core::Outbound,
         };
-        let retryable = e.is_retryable();
+        let retryable = e.is_retryable() && (recorded || !e.0.maybe_delivered);
         let retry_after = e.0.retry_after;
         let mut core = bot_core::Error::new(kind, e.to_string()).with_source(e);
         if let Some(after) = retry_after {
             core = core.with_retry_after(after);
         }
         if retryable { core } else { core.permanent() }
+    }
+}
+
+impl From<Error> for bot_core::Error {
+    /// Rate limits, server errors and transport failures stay retryable for the runtime;
+    /// refusals that retrying cannot fix (a bad token, no such user, outside the window, a request
+    /// over Messenger's limits) are marked permanent so the event is dead-lettered at once, and
+    /// so are messages that may have been delivered ([`Error::maybe_delivered`]), since a retried
+    /// handler would send them again.
+    fn from(e: Error) -> Self {
+        e.into_core(false)
     }
 }
 
@@ -243,5 +275,13 @@ mod tests {
         assert!(core.is_retryable());
         assert_eq!(core.kind(), bot_core::ErrorKind::RateLimited);
         assert_eq!(core.retry_after(), Some(Duration::from_secs(2)));
+
+        let timed_out =
+            || Error::new(ErrorKind::Timeout, "messenger: timed out").with_maybe_delivered(true);
+        assert!(timed_out().is_retryable() && timed_out().maybe_delivered());
+        assert!(!bot_core::Error::from(timed_out()).is_retryable());
+        let recorded = timed_out().into_core(true);
+        assert!(recorded.is_retryable());
+        assert_eq!(recorded.kind(), bot_core::ErrorKind::Timeout);
     }
 }

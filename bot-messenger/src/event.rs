@@ -1,21 +1,22 @@
 //! From Messenger webhook items to core [`Event`]s, and back to the typed Messenger item.
 //!
-//! Every item of every `entry[]`, from `messaging[]` and then `standby[]`, becomes one core event,
-//! in the order Meta sent them:
+//! Every item of every `entry[]`, from `messaging[]`, then `standby[]`, then `changes[]`, becomes
+//! one core event, in the order Meta sent them:
 //!
 //! | Messenger item | core [`EventKind`] | conversation |
 //! | --- | --- | --- |
 //! | `message` (text, attachments, `reply_to`) | `Message`: text, attachments (image, audio, video, file; a sticker as `Sticker`; a location as a `geo:` URL; `fallback`, `template`, `reel`, `ig_reel`, `share`, `story_mention` as `Other(type)`), reply-to | sender PSID |
 //! | `message` with `quick_reply` | `Postback` with `data` = the quick reply's payload, `params` = `{"source": "quick_reply", "text", "mid"}`, so a router's `.postback()` serves quick replies and buttons alike; a quick reply sent as `QuickReply::message` (payload [`TEXT_QUICK_REPLY_PAYLOAD`]) arrives as the `Message` it stands for | sender PSID |
 //! | `message` with `is_deleted` (Instagram unsend) | `Deleted` | sender PSID |
-//! | `message` with `is_echo` (the page's own message) | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_echoes`], `Other { name: "message_echo" }` (never `Message`, so an echo cannot trigger a reply that echoes again) | recipient PSID |
+//! | `message` with `is_echo` (the page's own message), even one whose `message` the model cannot read | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_echoes`], `Other { name: "message_echo" }` (never `Message`, so an echo cannot trigger a reply that echoes again) | recipient PSID |
 //! | `postback` | `Postback` with `data` = payload, `params` = `{"source": "postback", "title", "referral"?, "mid"?}` | sender PSID |
 //! | `reaction` | `Reaction` (`removed` for `unreact`; the emoji, else the reaction's name) | sender PSID |
 //! | `read`, `delivery`, `referral`, `optin`, `account_linking`, `pass_thread_control`, `take_thread_control`, `request_thread_control`, `app_roles`, unknown keys | `Other { name: <key> }` | sender PSID (else `user_ref:<ref>` for a user known only by a checkbox plugin's `user_ref`, which replies reach; else the recipient, else the page) |
+//! | any item of `changes[]` (`{"field", "value"}`: feed, mention, Instagram comments and other Page or Instagram subscriptions) | `Other { name: "changes_<field>" }` (`changes_feed`, `changes_comments`, ...), with the change as [`Event::raw`]; [`MessengerEventExt::messenger_event`] is `None` for them | `value.from.id` (the commenter), else the page |
 //! | any item of `standby[]` | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_standby`], `Other { name: "standby_<key>" }`: another app owns the conversation, so it is for reading, not answering | as above |
 //!
 //! The event id is the message's `mid` (a postback's `mid` when Meta sends one); items without
-//! an id (reads, deliveries, reactions, ...) get a stable hash of the item, so a redelivery is
+//! an id (reads, deliveries, reactions, changes, ...) get a stable hash of the item, so a redelivery is
 //! recognised as the same event. `sender.id` is the sender, `timestamp` (else the entry's
 //! `time`) is [`Event::occurred_at`]. The whole item stays in [`Event::raw`];
 //! [`MessengerEventExt::messenger_event`] parses it back into a [`MessagingEvent`].
@@ -38,13 +39,16 @@ pub const ECHO_KIND: &str = "message_echo";
 pub const USER_REF_PREFIX: &str = "user_ref:";
 /// The prefix of the kind names of `standby[]` items.
 pub const STANDBY_PREFIX: &str = "standby_";
+/// The prefix of the kind names of `changes[]` items (`changes_feed`, `changes_comments`, ...).
+pub const CHANGES_PREFIX: &str = "changes_";
 /// The payload of quick replies made from [`bot_core::outbound::Action::Message`]: a tap on one
 /// arrives as a text message (the chip's title), not as a postback.
 pub const TEXT_QUICK_REPLY_PAYLOAD: &str = "botrt.text";
 
 /// Typed access to the Messenger item behind a core [`Event`].
 pub trait MessengerEventExt {
-    /// The messaging item this event was made from; `None` for events of other platforms.
+    /// The messaging item this event was made from; `None` for events of other platforms and
+    /// for `changes[]` items (read those from [`Event::raw`]: `{"field", "value"}`).
     ///
     /// # Errors
     ///
@@ -57,11 +61,16 @@ pub trait MessengerEventExt {
 
     /// Whether the event is an echo of a message the page sent.
     fn is_messenger_echo(&self) -> bool;
+
+    /// Whether the event is an item of `entry[].changes[]` (a feed or Instagram comments
+    /// subscription), delivered as `Other { name: "changes_<field>" }`.
+    fn is_messenger_change(&self) -> bool;
 }
 
 impl MessengerEventExt for Event {
     fn messenger_event(&self) -> Option<Result<MessagingEvent, serde_json::Error>> {
-        (self.platform == Platform::MESSENGER).then(|| MessagingEvent::from_value(self.raw()))
+        (self.platform == Platform::MESSENGER && !self.is_messenger_change())
+            .then(|| MessagingEvent::from_value(self.raw()))
     }
 
     fn is_messenger_standby(&self) -> bool {
@@ -72,6 +81,11 @@ impl MessengerEventExt for Event {
     fn is_messenger_echo(&self) -> bool {
         self.platform == Platform::MESSENGER
             && matches!(&self.kind, EventKind::Other(o) if o.name == ECHO_KIND)
+    }
+
+    fn is_messenger_change(&self) -> bool {
+        self.platform == Platform::MESSENGER
+            && matches!(&self.kind, EventKind::Other(o) if o.name.starts_with(CHANGES_PREFIX))
     }
 }
 
@@ -102,10 +116,12 @@ struct WireEntry {
     messaging: Vec<Value>,
     #[serde(default)]
     standby: Vec<Value>,
+    #[serde(default)]
+    changes: Vec<Value>,
 }
 
-/// Parses a webhook body into core events: every item of every entry, in order, `messaging[]`
-/// before `standby[]`.
+/// Parses a webhook body into core events: every item of every entry, in order, `messaging[]`,
+/// then `standby[]`, then `changes[]`.
 ///
 /// Bodies whose `object` is neither `page` nor `instagram` yield no events. An item the model cannot read is still delivered, as
 /// `EventKind::Other` with its raw JSON: one odd item never costs the others.
@@ -141,8 +157,43 @@ pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
             };
             batch.events.push(to_core_event(item, &context));
         }
+        for change in entry.changes {
+            batch
+                .events
+                .push(change_event(change, &page_id, entry.time));
+        }
     }
     Ok(batch)
+}
+
+/// An item of `changes[]`: `Other { name: "changes_<field>" }`, in the conversation of
+/// `value.from.id` (the commenter) when there is one, else the page's; its id a stable hash of
+/// the page and the change.
+fn change_event(raw: Value, page_id: &str, time: i64) -> Event {
+    let field = raw
+        .get("field")
+        .and_then(Value::as_str)
+        .filter(|f| !f.is_empty())
+        .unwrap_or("unknown");
+    let from = raw
+        .pointer("/value/from/id")
+        .and_then(|id| match id {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .filter(|id| !id.is_empty());
+    let conversation = from.clone().unwrap_or_else(|| page_id.to_owned());
+    let id = fingerprint(&json!({"entry": page_id, "change": &raw}));
+    let mut event = Event::new(
+        Platform::MESSENGER,
+        conversation,
+        other(&format!("{CHANGES_PREFIX}{field}")),
+    )
+    .with_id(id);
+    event.sender = from.map(UserId::from);
+    event.occurred_at = Timestamp::from_millis(time);
+    event.with_raw(raw)
 }
 
 struct Context<'a> {
@@ -274,14 +325,18 @@ fn unreadable(raw: &Value, key: &str, context: &Context<'_>) -> Event {
             })
     };
     let sender = id_of("sender");
-    let conversation = sender
-        .clone()
-        .or_else(|| id_of("recipient"))
-        .unwrap_or_else(|| context.page_id.to_owned());
-    let name = if context.standby {
-        format!("{STANDBY_PREFIX}{key}")
+    // An echo stays an echo even when its message cannot be read: never user input.
+    let echo = key == "message" && raw["message"]["is_echo"] == Value::Bool(true);
+    let conversation = if echo {
+        id_of("recipient").or_else(|| sender.clone())
     } else {
-        key.to_owned()
+        sender.clone().or_else(|| id_of("recipient"))
+    }
+    .unwrap_or_else(|| context.page_id.to_owned());
+    let name = match (context.standby, echo) {
+        (true, _) => format!("{STANDBY_PREFIX}{key}"),
+        (false, true) => ECHO_KIND.to_owned(),
+        (false, false) => key.to_owned(),
     };
     let mut event =
         Event::new(Platform::MESSENGER, conversation, other(&name)).with_id(fingerprint(raw));
@@ -435,6 +490,25 @@ mod tests {
         assert!(matches!(&e.kind, EventKind::Other(o) if o.name == "postback"));
         assert_eq!(e.conversation.as_str(), "P9");
         assert!(e.messenger_event().unwrap().is_err());
+    }
+
+    #[test]
+    fn an_unreadable_echo_is_still_an_echo() {
+        let batch = parse_body(&body(json!([
+            {"sender": {"id": "PAGE"}, "recipient": {"id": "PSID1"}, "timestamp": 3,
+             "message": {"mid": "m_e", "is_echo": true, "text": 42}},
+            {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 4,
+             "message": {"mid": "m_u", "text": 42}}
+        ])))
+        .unwrap();
+        let (echo, odd) = (&batch.events[0], &batch.events[1]);
+        assert!(echo.messenger_event().unwrap().is_err(), "unreadable");
+        assert!(echo.is_messenger_echo());
+        assert_eq!(echo.conversation.as_str(), "PSID1");
+        assert_eq!(echo.sender.as_ref().map(UserId::as_str), Some("PAGE"));
+        assert!(!odd.is_messenger_echo());
+        assert_eq!(odd.kind.name(), "message");
+        assert_eq!(odd.conversation.as_str(), "PSID1");
     }
 
     #[test]

@@ -46,6 +46,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bot_core::Secret;
 use bot_core::testing::fake_api::{Call, FakeApi, FakeRequest, FakeResponse, Fault};
@@ -94,6 +95,9 @@ fn graph_message(code: i64, subcode: Option<i64>) -> String {
     let text = match (code, subcode) {
         (4, _) => "Application request limit reached",
         (613, _) => "Calls to this api have exceeded the rate limit.",
+        (80_001 | 80_002 | 80_006, _) => {
+            "There have been too many calls for this business use case. Wait a bit and try again."
+        }
         (1200, _) => "Temporary send message failure. Please try again later",
         (2, _) => "An unexpected error has occurred. Please retry your request later.",
         (190, _) => "Invalid OAuth access token - Cannot parse access token",
@@ -140,6 +144,14 @@ fn invalid(message: &str) -> FakeResponse {
 #[derive(Clone)]
 pub struct FakeMessenger {
     api: FakeApi,
+    text_faults: Arc<Mutex<Vec<TextFault>>>,
+}
+
+/// An answer for the next messages whose text contains `needle`.
+struct TextFault {
+    needle: String,
+    response: FakeResponse,
+    remaining: usize,
 }
 
 impl fmt::Debug for FakeMessenger {
@@ -203,8 +215,32 @@ impl FakeMessenger {
     /// Fails when no port can be bound.
     pub async fn start(page_access_token: &str) -> std::io::Result<Self> {
         let token = page_access_token.to_owned();
-        let api = FakeApi::start(move |request| answer(&token, request)).await?;
-        Ok(Self { api })
+        let text_faults: Arc<Mutex<Vec<TextFault>>> = Arc::default();
+        let faults = text_faults.clone();
+        let api = FakeApi::start(move |request| {
+            text_fault(&faults, request).unwrap_or_else(|| answer(&token, request))
+        })
+        .await?;
+        Ok(Self { api, text_faults })
+    }
+
+    /// Answers the next `times` messages whose text contains `needle` with `response` instead of
+    /// accepting them, whenever they come: a fault on one part of a reply of several messages,
+    /// which [`FakeApi::inject`] (the next calls, whichever they are) cannot aim at.
+    pub fn refuse_texts_containing(
+        &self,
+        needle: impl Into<String>,
+        response: FakeResponse,
+        times: usize,
+    ) {
+        self.text_faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(TextFault {
+                needle: needle.into(),
+                response,
+                remaining: times,
+            });
     }
 
     /// The base URL to give the client (`MESSENGER_API_BASE`).
@@ -270,6 +306,18 @@ fn sent_message(call: &Call) -> Option<SentMessage> {
         bearer: call.request.bearer().map(str::to_owned),
         status: call.status,
     })
+}
+
+/// The answer of the first text fault that matches the request's message text, if any.
+fn text_fault(faults: &Mutex<Vec<TextFault>>, request: &FakeRequest) -> Option<FakeResponse> {
+    let json = request.json();
+    let text = json.pointer("/message/text").and_then(Value::as_str)?;
+    let mut faults = faults.lock().unwrap_or_else(|p| p.into_inner());
+    let fault = faults
+        .iter_mut()
+        .find(|f| f.remaining > 0 && text.contains(&f.needle))?;
+    fault.remaining -= 1;
+    Some(fault.response.clone())
 }
 
 fn answer(token: &str, request: &FakeRequest) -> FakeResponse {

@@ -12,7 +12,7 @@
 //!
 //! | check | answer |
 //! | --- | --- |
-//! | body over the bot's limit (1 MiB by default) | 413 |
+//! | body over the bot's limit (1 MiB by default; a full batch of 1,000 large items can exceed it, and is then refused on every redelivery: raise [`bot_core::BotBuilder::max_body_bytes`] for a busy page) | 413 |
 //! | `X-Hub-Signature-256` missing, not `sha256=<64 hex digits>`, or not the HMAC-SHA256 of the raw body with the app secret | 401 |
 //! | body not JSON, or no `object` or `entry` array | 400 |
 //! | `object` neither `page` nor `instagram` | 200, ignored and counted (once per body) as `bot.events.skipped{reason="object"}` (Meta retries and finally disables webhooks that keep failing, so refusing a signed body would only cause noise) |

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bot_core::outbound::Target;
-use bot_core::testing::fake_api::{Fault, Latency};
+use bot_core::testing::fake_api::{FakeResponse, Fault, Latency};
 use bot_core::{ConversationId, Outbound, OutgoingMessage};
 use bot_messenger::model::send::{Message, MessageTag, MessagingType, Recipient, SenderAction};
 use bot_messenger::testing::{FakeMessenger, graph_error};
@@ -48,7 +48,7 @@ async fn statuses_429_and_5xx_are_retried_until_the_call_succeeds() {
 async fn the_client_gives_up_after_the_configured_attempts_with_a_typed_error() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     fake.api()
-        .inject(Fault::status(StatusCode::BAD_GATEWAY).times(10));
+        .inject(Fault::status(StatusCode::SERVICE_UNAVAILABLE).times(10));
     let client = client(&fake).build().unwrap();
 
     let error = client
@@ -58,12 +58,42 @@ async fn the_client_gives_up_after_the_configured_attempts_with_a_typed_error() 
 
     assert_eq!(error.kind(), ErrorKind::Server);
     assert_eq!(error.attempts(), 3);
-    assert_eq!(error.status(), Some(StatusCode::BAD_GATEWAY));
+    assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert!(!error.maybe_delivered());
     assert_eq!(fake.api().call_count(), 3);
     // The runtime may still retry the handler later: a server error is not permanent.
     assert!(bot_core::Error::from(error).is_retryable());
 }
 // ANCHOR_END: retries
+
+#[tokio::test]
+async fn other_server_errors_may_hide_a_sent_message_and_are_not_resent() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    let faults = [
+        Fault::status(StatusCode::BAD_GATEWAY),
+        Fault::status(StatusCode::GATEWAY_TIMEOUT),
+        Fault::status(StatusCode::INTERNAL_SERVER_ERROR),
+        graph_error(StatusCode::INTERNAL_SERVER_ERROR, 1, None),
+    ];
+    for (i, fault) in faults.into_iter().enumerate() {
+        fake.api().inject(fault.times(3));
+        let error = client
+            .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+            .await
+            .unwrap_err();
+        assert_eq!((error.kind(), error.attempts()), (ErrorKind::Server, 1));
+        assert!(error.maybe_delivered(), "{error}");
+        assert!(!bot_core::Error::from(error).is_retryable());
+        assert_eq!(fake.api().call_count(), i * 4 + 1, "one call");
+        // Sender actions are idempotent: retried through the two faults left.
+        client
+            .sender_action(&psid(), SenderAction::TypingOn)
+            .await
+            .unwrap();
+        assert_eq!(fake.api().call_count(), i * 4 + 4);
+    }
+}
 
 #[tokio::test]
 async fn persistent_429s_end_as_rate_limited() {
@@ -103,6 +133,43 @@ async fn graph_rate_limit_and_temporary_codes_are_retried_whatever_the_status() 
         .await
         .unwrap();
     assert_eq!(fake.api().call_count(), 5);
+}
+
+#[tokio::test]
+async fn business_use_case_throttling_is_a_retried_rate_limit() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    for code in [80_001, 80_002, 80_006] {
+        fake.api()
+            .inject(graph_error(StatusCode::BAD_REQUEST, code, None));
+    }
+    let client = client(&fake).retry(fast_retries(5)).build().unwrap();
+    client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap();
+    assert_eq!(fake.api().call_count(), 4, "three refusals, then sent");
+
+    // With X-Business-Use-Case-Usage, its estimate (minutes) is the hint: longer than the
+    // deadline, so the client hands it to the runtime at once.
+    let usage = r#"{"106000000000001": [{"type": "messenger", "call_count": 100, "total_cputime": 20, "total_time": 25, "estimated_time_to_regain_access": 2}]}"#;
+    fake.api().inject(
+        graph_error(StatusCode::BAD_REQUEST, 80_006, None)
+            .header("x-business-use-case-usage", usage),
+    );
+    let error = client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.attempts(), error.retry_after()),
+        (ErrorKind::RateLimited, 1, Some(Duration::from_secs(120)))
+    );
+    assert_eq!(error.graph_error().unwrap().code, 80_006);
+    assert!(!error.maybe_delivered());
+    let core = bot_core::Error::from(error);
+    assert!(core.is_retryable());
+    assert_eq!(core.kind(), bot_core::ErrorKind::RateLimited);
+    assert_eq!(core.retry_after(), Some(Duration::from_secs(120)));
 }
 
 #[tokio::test]
@@ -175,6 +242,52 @@ async fn retry_after_is_honoured() {
 }
 
 #[tokio::test]
+async fn a_call_and_its_retries_end_at_the_deadline() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_secs(5)));
+    let client = client(&fake)
+        .retry(fast_retries(10))
+        .timeout(Duration::from_millis(300))
+        .deadline(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    // Typing is idempotent, so retried on time-outs: without the deadline, 10 x 300 ms.
+    let error = client
+        .sender_action(&psid(), SenderAction::TypingOn)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert!(error.attempts() <= 2, "{error}");
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_time_left_is_handed_to_the_runtime() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "60"));
+    let started = Instant::now();
+    let error = client(&fake)
+        .build()
+        .unwrap()
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        (error.kind(), error.attempts(), error.retry_after()),
+        (ErrorKind::RateLimited, 1, Some(Duration::from_secs(60)))
+    );
+    let core = bot_core::Error::from(error);
+    assert!(core.is_retryable());
+    assert_eq!(core.retry_after(), Some(Duration::from_secs(60)));
+    assert_eq!(fake.api().call_count(), 1);
+}
+
+#[tokio::test]
 async fn timed_out_messages_are_not_resent_but_idempotent_calls_are_retried() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     fake.api()
@@ -192,10 +305,10 @@ async fn timed_out_messages_are_not_resent_but_idempotent_calls_are_retried() {
         (message.kind(), message.attempts()),
         (ErrorKind::Timeout, 1)
     );
-    assert!(
-        message.is_retryable(),
-        "the runtime decides, at the handler level"
-    );
+    assert!(message.maybe_delivered(), "the request went out");
+    // Outside a reply nothing remembers the message as sent: a retried handler would send it
+    // again, so the bot error is permanent.
+    assert!(!bot_core::Error::from(message).is_retryable());
 
     let typing = client
         .sender_action(&psid(), SenderAction::TypingOn)
@@ -211,9 +324,11 @@ async fn timed_out_messages_are_not_resent_but_idempotent_calls_are_retried() {
 
 #[tokio::test]
 async fn refused_connections_are_retried_since_nothing_was_sent() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    // Bound but not listening, and held for the whole test: connections are refused, and no
+    // other test can take the port meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = format!("http://{}", socket.local_addr().unwrap());
     let client = MessengerClient::builder(support::PAGE_TOKEN)
         .api_base(closed)
         .retry(fast_retries(3))
@@ -224,7 +339,9 @@ async fn refused_connections_are_retried_since_nothing_was_sent() {
         .await
         .unwrap_err();
     assert_eq!((error.kind(), error.attempts()), (ErrorKind::Transport, 3));
+    assert!(!error.maybe_delivered());
     assert!(!format!("{error:?}").contains(support::PAGE_TOKEN));
+    drop(socket);
 }
 
 #[tokio::test]
@@ -339,6 +456,39 @@ async fn tags_updates_and_long_texts() {
 }
 
 #[tokio::test]
+async fn a_send_that_is_no_reply_fails_for_good_once_a_part_went_out() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    let to = Target::conversation("24386871164263049");
+    let long = format!("{}the second part", "a ".repeat(999));
+    let unavailable =
+        || FakeResponse::json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({}));
+
+    // Part 1 fails: nothing went out, so the runtime may retry.
+    fake.refuse_texts_containing("a a", unavailable(), 3);
+    let error = client
+        .send(&to, vec![OutgoingMessage::text(long.clone())])
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(fake.messages().len(), 3);
+
+    // Part 2 fails after part 1 went out: with no event to remember part 1 by, a retry would
+    // send it twice, so the error is permanent.
+    fake.refuse_texts_containing("the second part", unavailable(), 3);
+    let error = client
+        .send(&to, vec![OutgoingMessage::text(long)])
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    let statuses: Vec<u16> = fake.messages()[3..]
+        .iter()
+        .map(|m| m.status.as_u16())
+        .collect();
+    assert_eq!(statuses, [200, 503, 503, 503]);
+}
+
+#[tokio::test]
 async fn the_fake_refuses_what_the_send_api_refuses() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     let client = client(&fake).build().unwrap();
@@ -361,4 +511,60 @@ async fn the_fake_refuses_what_the_send_api_refuses() {
         .unwrap_err();
     assert_eq!(untagged.graph_error().unwrap().code, 100);
     assert_eq!(fake.api().call_count(), 2);
+}
+
+/// A server that answers every request with 200, a `Content-Length` of 100 and a body that breaks
+/// off after one byte.
+async fn broken_answers() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // The test's server: it lives as long as the test's runtime.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // Read the whole request (headers, then Content-Length bytes of body) first.
+            while let Ok(n) = socket.read(&mut buffer).await {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+                .await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_2xx_whose_answer_breaks_off_is_a_sent_message() {
+    let client = MessengerClient::builder(support::PAGE_TOKEN)
+        .api_base(broken_answers().await)
+        .retry(fast_retries(3))
+        .build()
+        .unwrap();
+    let sent = client
+        .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
+        .await
+        .unwrap();
+    assert_eq!(sent.message_id, None, "sent, only the id is lost");
+    // A profile needs its answer: that read fails (and is retried).
+    let profile = client.profile("24386871164263049").await.unwrap_err();
+    assert_eq!(profile.attempts(), 3);
 }

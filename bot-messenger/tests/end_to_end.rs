@@ -4,8 +4,11 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bot_core::outbound::{Button, QuickReply};
+use bot_core::testing::fake_api::FakeResponse;
 use bot_core::{Bot, Context, Error, Event, Limits, OutgoingMessage, Router};
 use bot_messenger::testing::{FakeMessenger, WebhookBuilder, graph_error};
 use http::StatusCode;
@@ -248,5 +251,159 @@ async fn refusals_that_retrying_cannot_fix_are_dead_lettered_after_one_attempt()
     assert_eq!(dead[0].attempts, 1, "{:?}", dead[0]);
     assert!(dead[0].error.contains("not available"), "{}", dead[0].error);
     assert_eq!(fake.api().call_count(), 1);
+    served.stop().await;
+}
+
+/// A handler that counts its runs and answers every event with `text`.
+fn replying(text: String, runs: Arc<AtomicU32>) -> impl bot_core::Handler {
+    move |cx: Context, _event: Event| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        let text = text.clone();
+        async move { cx.reply(text).await }
+    }
+}
+
+/// A reply of two parts: 1,998 characters, then `second` (split at the last space).
+fn two_parts(second: &str) -> (String, String) {
+    let first = "a ".repeat(999);
+    (first.clone(), format!("{first}{second}"))
+}
+
+#[tokio::test]
+async fn a_retried_handler_does_not_resend_the_parts_that_went_out() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let (first, long) = two_parts("the second part");
+    // Part 2 fails with 503 as often as the client tries (3): the client gives up, the runtime
+    // retries the handler, and part 2 then goes through.
+    fake.refuse_texts_containing(
+        "the second part",
+        FakeResponse::json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({})),
+        3,
+    );
+    let runs = Arc::new(AtomicU32::new(0));
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .limits(Limits {
+                retry: support::fast_retries(3),
+                ..Limits::default()
+            })
+            .handler(replying(long, runs.clone())),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .text("PSID1", "tell me everything")
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    fake.wait_for_messages(5).await;
+    served.bot.idle().await;
+
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the runtime retried the handler"
+    );
+    let sent = fake.messages();
+    let statuses = |text: &str| -> Vec<u16> {
+        sent.iter()
+            .filter(|m| m.text() == Some(text))
+            .map(|m| m.status.as_u16())
+            .collect()
+    };
+    assert_eq!(statuses(&first), [200], "part 1 went out once");
+    assert_eq!(statuses("the second part"), [503, 503, 503, 200]);
+    assert!(served.bot.dead_letters(10).await.unwrap().is_empty());
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_that_timed_out_is_not_sent_again_by_a_retried_handler() {
+    let (api, received) = support::unanswering_api().await;
+    let runs = Arc::new(AtomicU32::new(0));
+    let served = serve(
+        Bot::builder()
+            .adapter(
+                bot_messenger::Messenger::builder(
+                    support::APP_SECRET,
+                    support::VERIFY_TOKEN,
+                    support::PAGE_TOKEN,
+                )
+                .api_base(api)
+                .client(|c| {
+                    c.retry(support::fast_retries(3))
+                        .timeout(std::time::Duration::from_millis(100))
+                })
+                .build()
+                .unwrap(),
+            )
+            .limits(Limits {
+                retry: support::fast_retries(3),
+                ..Limits::default()
+            })
+            .handler(replying("maybe twice".into(), runs.clone())),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .text("PSID1", "hello")
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    served.bot.idle().await;
+
+    // The first run timed out (the message may be out) and was retried; the retry skipped it.
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert!(served.bot.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(received.load(Ordering::SeqCst), 1, "sent once");
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_part_answered_by_a_gateway_error_is_neither_retried_nor_resent() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    // Three parts, split at the line breaks: 2,000 characters each, then "the third part".
+    let (first, second) = (
+        format!("{}\n", "a".repeat(1999)),
+        format!("{}\n", "b".repeat(1999)),
+    );
+    let long = format!("{first}{second}the third part");
+    fake.refuse_texts_containing(
+        "bbb",
+        FakeResponse::json(StatusCode::BAD_GATEWAY, &serde_json::json!({})),
+        1,
+    );
+    let runs = Arc::new(AtomicU32::new(0));
+    let served = serve(
+        Bot::builder()
+            .adapter(messenger(&fake).build().unwrap())
+            .limits(Limits {
+                retry: support::fast_retries(3),
+                ..Limits::default()
+            })
+            .handler(replying(long, runs.clone())),
+    )
+    .await;
+    let webhook = WebhookBuilder::new()
+        .text("PSID1", "tell me everything")
+        .sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
+    fake.wait_for_messages(3).await;
+    served.bot.idle().await;
+
+    // The 502 may hide a sent message: the client did not retry part 2, and the retried
+    // handler skipped it (and part 1) and sent only part 3.
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let sent: Vec<(String, u16)> = fake
+        .messages()
+        .iter()
+        .map(|m| (m.text().unwrap_or_default().to_owned(), m.status.as_u16()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (first, 200),
+            (second, 502),
+            ("the third part".to_owned(), 200)
+        ]
+    );
+    assert!(served.bot.dead_letters(10).await.unwrap().is_empty());
     served.stop().await;
 }

@@ -9,11 +9,14 @@ use bot_core::{Bot, Event, EventKind};
 use bot_messenger::MessengerEventExt;
 use bot_messenger::event::parse_body;
 use bot_messenger::model::{LinkStatus, MessagingKind};
-use support::{app_secret, messenger, serve};
+use support::{Seen, app_secret, messenger, serve};
 
 const PAGE: &str = "106000000000001";
 const USER: &str = "24386871164263049";
 const IG_ACCOUNT: &str = "17841400000000001";
+
+/// The typed key of events that are no messaging item (`changes[]`).
+const NO_ITEM: &str = "-";
 
 /// What one item must become: (core kind, conversation, sender, typed key).
 type Expected = (
@@ -26,6 +29,10 @@ type Expected = (
 /// Every fixture with what each of its items must become.
 const FIXTURES: &[(&str, &[Expected])] = &[
     ("message_text", &[("message", USER, Some(USER), "message")]),
+    (
+        "message_escaped",
+        &[("message", USER, Some(USER), "message")],
+    ),
     (
         "message_attachments",
         &[("message", USER, Some(USER), "message")],
@@ -130,6 +137,13 @@ const FIXTURES: &[(&str, &[Expected])] = &[
         ],
     ),
     (
+        "changes",
+        &[
+            ("changes_feed", USER, Some(USER), NO_ITEM),
+            ("changes_mention", PAGE, None, NO_ITEM),
+        ],
+    ),
+    (
         "unknown_kind",
         &[
             ("game_play", USER, Some(USER), "game_play"),
@@ -164,15 +178,21 @@ fn every_fixture_parses_and_maps_as_the_table_says() {
         let got: Vec<(&str, &str, Option<&str>, String)> = events
             .iter()
             .map(|e| {
-                let typed = e
-                    .messenger_event()
-                    .expect("a messenger event")
-                    .unwrap_or_else(|err| panic!("{name}: typed item: {err}"));
+                let typed = e.messenger_event().map_or_else(
+                    || NO_ITEM.to_owned(),
+                    |typed| {
+                        typed
+                            .unwrap_or_else(|err| panic!("{name}: typed item: {err}"))
+                            .kind
+                            .key()
+                            .to_owned()
+                    },
+                );
                 (
                     e.kind.name(),
                     e.conversation.as_str(),
                     e.sender.as_ref().map(|s| s.as_str()),
-                    typed.kind.key().to_owned(),
+                    typed,
                 )
             })
             .collect();
@@ -345,6 +365,19 @@ fn reactions_reads_deliveries_and_others_keep_their_detail() {
 }
 
 #[test]
+fn changes_are_delivered_with_their_field_and_a_stable_id() {
+    let changes = events("changes");
+    let comment = &changes[0];
+    assert!(comment.is_messenger_change() && !comment.is_messenger_echo());
+    assert_eq!(comment.raw()["value"]["message"], "nice post");
+    assert_eq!(comment.occurred_at.as_millis(), 1_700_000_005_000);
+    assert!(comment.id.as_str().starts_with("sha256:"));
+    assert_eq!(comment.id, events("changes")[0].id, "stable");
+    assert_ne!(comment.id, changes[1].id);
+    assert!(!events("message_text")[0].is_messenger_change());
+}
+
+#[test]
 fn echoes_and_standby_items_are_marked() {
     let echo = &events("message_echo")[0];
     assert!(echo.is_messenger_echo() && !echo.is_messenger_standby());
@@ -353,24 +386,66 @@ fn echoes_and_standby_items_are_marked() {
     assert!(!events("message_text")[0].is_messenger_echo());
 }
 
+#[test]
+fn escaped_unicode_is_read_as_the_characters_it_stands_for() {
+    let raw = fixture("message_escaped");
+    let raw_text = String::from_utf8(raw).unwrap();
+    assert!(
+        raw_text.contains(r"\u00e4") && raw_text.contains(r"\/"),
+        "escaped as Meta sends"
+    );
+    let event = &events("message_escaped")[0];
+    assert_eq!(
+        event.text_content(),
+        Some("\u{e4} gr\u{fc}\u{df}e https://example.com/a")
+    );
+}
+
 #[tokio::test]
 async fn a_real_bot_accepts_every_fixture() {
     let fake = bot_messenger::testing::FakeMessenger::start(support::PAGE_TOKEN)
         .await
         .unwrap();
+    let seen = Seen::default();
     let served = serve(
         Bot::builder()
             .adapter(messenger(&fake).build().unwrap())
-            .handler(|_cx: bot_core::Context, _e: Event| async { Ok::<(), bot_core::Error>(()) }),
+            .handler(seen.recorder()),
     )
     .await;
     let secret = app_secret();
+    let mut expected: Vec<(String, String)> = Vec::new();
     for (name, _) in FIXTURES {
+        // Signed over the raw bytes, escapes and all, as Meta signs.
         let body = fixture(name);
         let signature = bot_messenger::webhook::sign(&secret, &body);
         let status = support::post_raw(&served.webhook, body, Some(&signature)).await;
         assert_eq!(status, 200, "{name}");
+        // Echoes and standby items are acknowledged, not delivered, by default.
+        expected.extend(
+            events(name)
+                .iter()
+                .filter(|e| !e.is_messenger_echo() && !e.is_messenger_standby())
+                .map(|e| (e.id.as_str().to_owned(), e.kind.name().to_owned())),
+        );
     }
     served.bot.idle().await;
+    let events = seen.events();
+    let mut delivered: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.id.as_str().to_owned(), e.kind.name().to_owned()))
+        .collect();
+    expected.sort();
+    delivered.sort();
+    assert_eq!(delivered, expected);
+    let escaped = events
+        .iter()
+        .find(|e| e.id.as_str() == "m_escaped_unicode")
+        .expect("the escaped fixture was delivered");
+    assert_eq!(
+        escaped.text_content(),
+        Some("\u{e4} gr\u{fc}\u{df}e https://example.com/a")
+    );
+    assert!(fake.messages().is_empty(), "the recorder answers nothing");
     served.stop().await;
 }

@@ -198,6 +198,13 @@ async fn echoes_are_counted_and_trigger_no_reply() {
     let only_echoes = WebhookBuilder::new()
         .echo("PSID1", "the page said this")
         .echo("PSID2", "and this")
+        // An echo the model cannot read (a text that is not a string) is still an echo.
+        .item(serde_json::json!({
+            "sender": {"id": bot_messenger::testing::DEFAULT_PAGE_ID},
+            "recipient": {"id": "PSID3"},
+            "timestamp": 1_700_000_000_000_i64,
+            "message": {"mid": "m_odd_echo", "is_echo": true, "text": 42}
+        }))
         .sign(&app_secret());
     assert_eq!(only_echoes.post(&served.webhook).await.unwrap(), 200);
     let mixed = WebhookBuilder::new()
@@ -217,7 +224,7 @@ async fn echoes_are_counted_and_trigger_no_reply() {
             "bot_events_skipped_total",
             &["reason=\"echo\""]
         ),
-        3.0
+        4.0
     );
     served.stop().await;
 }

@@ -58,6 +58,15 @@ impl Seen {
         self.0.lock().unwrap().clone()
     }
 
+    /// A handler that records each event and does nothing else.
+    pub(crate) fn recorder(&self) -> impl Handler {
+        let seen = self.clone();
+        move |_cx: Context, event: Event| {
+            seen.0.lock().unwrap().push(event);
+            std::future::ready(Ok::<(), Error>(()))
+        }
+    }
+
     /// A handler that records each event, then echoes text messages.
     pub(crate) fn echo_handler(&self) -> impl Handler {
         let seen = self.clone();
@@ -130,4 +139,38 @@ pub(crate) async fn post_raw(
         request = request.header("x-hub-signature-256", signature);
     }
     request.send().await.expect("request").status().as_u16()
+}
+
+/// An API that reads each request, counts it, and never answers (the connection stays open
+/// until the client drops it): every call times out after its request went out. Returns the
+/// base URL and the count of requests received.
+pub(crate) async fn unanswering_api() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let received = Arc::new(AtomicUsize::new(0));
+    let count = received.clone();
+    // The test's server: it lives as long as the test's runtime.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let count = count.clone();
+            #[allow(clippy::disallowed_methods)]
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let mut counted = false;
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !counted {
+                        counted = true;
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    (url, received)
 }
