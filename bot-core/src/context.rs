@@ -94,6 +94,7 @@ impl Context {
                 reply_token: event.reply_token.clone(),
                 in_reply_to: Some(event.id.clone()),
                 reply_to_message: event.message().and_then(|m| m.id.clone()),
+                origin: Some(event.id.clone()),
                 send_index: 0,
             },
             sends: Arc::default(),
@@ -192,8 +193,11 @@ impl Context {
         conversation: impl Into<ConversationId>,
         message: impl Into<OutgoingMessage>,
     ) -> Result<(), Error> {
+        let mut target = Target::conversation(conversation);
+        target.origin.clone_from(&self.target.origin);
+        target.send_index = self.sends.fetch_add(1, AtomicOrdering::Relaxed);
         self.outbound_for(&platform)?
-            .send(&Target::conversation(conversation), vec![message.into()])
+            .send(&target, vec![message.into()])
             .await
     }
 

@@ -171,10 +171,13 @@ pub struct Target {
     pub in_reply_to: Option<EventId>,
     /// The message to thread under, if this is a reply.
     pub reply_to_message: Option<MessageId>,
-    /// Which send of the handler this is, from 0, counted per event. With `in_reply_to` it names
-    /// a send the same way when the runtime retries the handler, so clients can derive
-    /// idempotency keys (LINE retry keys, Discord nonces) that let a retried handler's sends
-    /// through once, while two different sends of one handler stay two messages.
+    /// The event whose handler makes this send, replies and sends to other conversations alike
+    /// (`None` outside a handler). With `send_index` it names a send the same way when the runtime
+    /// retries the handler, so clients derive idempotency keys from it (LINE retry keys, Discord
+    /// nonces) that let a retried handler's sends through once.
+    pub origin: Option<EventId>,
+    /// Which send of the handler this is, from 0, counted per event over replies and sends, so
+    /// that two different sends of one handler stay two messages.
     pub send_index: u32,
 }
 
@@ -186,6 +189,7 @@ impl Target {
             reply_token: None,
             in_reply_to: None,
             reply_to_message: None,
+            origin: None,
             send_index: 0,
         }
     }
@@ -203,6 +207,7 @@ impl fmt::Debug for Target {
             .field("reply_token", &self.reply_token)
             .field("in_reply_to", &self.in_reply_to)
             .field("reply_to_message", &self.reply_to_message)
+            .field("origin", &self.origin)
             .field("send_index", &self.send_index)
             .finish()
     }

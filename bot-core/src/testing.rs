@@ -554,7 +554,7 @@ mod tests {
             let seen = seen.clone();
             async move {
                 cx.reply("one").await?;
-                cx.reply("two").await?;
+                cx.send("elsewhere", "two").await?;
                 if seen.fetch_add(1, Ordering::SeqCst) == 0 {
                     return Err(Error::new(ErrorKind::Outbound, "fail the first attempt"));
                 }
@@ -568,8 +568,14 @@ mod tests {
             .unwrap();
         bot.send(text("c", "go")).await.unwrap();
         bot.idle().await;
-        let indices: Vec<u32> = bot.sent().iter().map(|s| s.target.send_index).collect();
+        let sent = bot.sent();
+        let indices: Vec<u32> = sent.iter().map(|s| s.target.send_index).collect();
         assert_eq!(indices, [0, 1, 0, 1]);
+        // A send to another conversation carries the event it was made for, as a reply does.
+        assert_eq!(sent[1].target.conversation.as_str(), "elsewhere");
+        assert!(!sent[1].target.is_reply());
+        assert_eq!(sent[1].target.origin, sent[0].target.origin);
+        assert!(sent[0].target.origin.is_some());
         bot.shutdown().await;
     }
 

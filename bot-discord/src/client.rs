@@ -170,7 +170,7 @@ impl Outbound for DiscordClient {
                 self.post(
                     target.conversation.as_str(),
                     &messages,
-                    target.in_reply_to.as_ref().map(|e| (e, target.send_index)),
+                    target.origin.as_ref().map(|e| (e, target.send_index)),
                     target.reply_to_message.as_ref().map(|m| m.as_str()),
                 )
                 .await?;

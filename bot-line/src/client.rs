@@ -654,7 +654,7 @@ impl LineClient {
         let to = target.conversation.as_str();
         for (i, chunk) in messages.chunks(MAX_MESSAGES_PER_CALL).enumerate() {
             let key = target
-                .in_reply_to
+                .origin
                 .as_ref()
                 .map(|e| RetryKey::for_send(e, target.send_index, first_part + i));
             self.push(to, chunk, key).await?;
@@ -680,7 +680,7 @@ impl LineClient {
         }
         let (first, rest) = messages.split_at(split);
         let send = target
-            .in_reply_to
+            .origin
             .as_ref()
             .map(|event| (event.clone(), target.send_index));
         if let Some(send) = &send

@@ -210,6 +210,7 @@ fn reply_target(token: &str, event: &str) -> Target {
     let mut target = Target::conversation("Uchat");
     target.reply_token = Some(bot_core::event::ReplyToken::new(token));
     target.in_reply_to = Some(EventId::new(event));
+    target.origin = Some(EventId::new(event));
     target
 }
 
@@ -259,6 +260,7 @@ async fn sends_without_a_token_push_in_fives_and_a_retried_handler_sends_nothing
     let (fake, client) = setup(3, false).await;
     let mut target = Target::conversation("Cgroup");
     target.in_reply_to = Some(EventId::new("01EVENT"));
+    target.origin = Some(EventId::new("01EVENT"));
     let seven: Vec<OutgoingMessage> = (0..7)
         .map(|i| OutgoingMessage::text(format!("m{i}")))
         .collect();
@@ -352,6 +354,7 @@ async fn two_sends_of_one_handler_are_two_messages_and_a_retry_sends_neither_aga
     let (fake, client) = setup(3, true).await;
     let mut first = Target::conversation("Ugroupless");
     first.in_reply_to = Some(EventId::new("01TWO"));
+    first.origin = Some(EventId::new("01TWO"));
     let mut second = first.clone();
     second.send_index = 1;
     client

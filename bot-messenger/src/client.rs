@@ -34,7 +34,8 @@
 //!   [`MessagingType`], including `MESSAGE_TAG` with its tag.
 //! - **No idempotency key**: the Send API has none, so a reply of several messages (a long text
 //!   split in parts, an image and a template) goes out one call at a time. The client remembers
-//!   the parts of replies it sent, by (event, [`Target::send_index`], part), for
+//!   the parts it sent for a handler (replies and sends to other conversations alike), by
+//!   ([`Target::origin`], [`Target::send_index`], part), for
 //!   [`SENT_PARTS_TTL`] and at most [`MAX_SENT_PARTS`] of them: when a later part fails and the
 //!   runtime retries the handler, the parts that went out already are skipped, not sent again.
 //!   The memory is this process's: a retry handled by another instance, or after a restart,
@@ -712,7 +713,7 @@ impl Outbound for MessengerClient {
         };
         for (part, message) in mapped.iter().enumerate() {
             let key = target
-                .in_reply_to
+                .origin
                 .as_ref()
                 .map(|event| (event.clone(), target.send_index, part));
             if let Some(key) = &key
