@@ -106,6 +106,34 @@ fn run(config: ShardConfig, bot: &Bot) -> Running {
     Running { shard, stop, task }
 }
 
+/// Runs shards `0..count` of `count` through a manager with `identify`.
+fn run_manager(config: ShardConfig, count: u32, identify: IdentifyQueue, bot: &Bot) -> Managed {
+    let ids: Vec<ShardId> = (0..count)
+        .map(|n| ShardId::new(n, count).unwrap())
+        .collect();
+    let manager = Arc::new(ShardManager::new(config, &ids, identify));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let manager = manager.clone();
+        let ingress = bot.ingress();
+        let stop = stop.clone();
+        async move { manager.run(ingress, stop).await }
+    });
+    Managed { stop, task }
+}
+
+struct Managed {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), bot_discord::Error>>,
+}
+
+impl Managed {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 fn message(id: u64, channel: &str, bot: bool) -> Value {
     json!({"id": id.to_string(), "channel_id": channel, "guild_id": "1",
            "author": {"id": if bot { BOT_USER_ID.to_owned() } else { format!("{}", 500 + id % 7) }, "bot": bot},
@@ -330,27 +358,20 @@ async fn sixteen_shards_with_one_bucket_identify_one_interval_apart() {
     let seen = Seen::default();
     let bot = bot(&seen, Limits::default(), None);
     let spacing = Duration::from_millis(150);
-    let ids: Vec<ShardId> = (0..16).map(|n| ShardId::new(n, 16).unwrap()).collect();
-    let manager = Arc::new(ShardManager::new(
+    let shards = run_manager(
         config(&gateway),
-        &ids,
+        16,
         IdentifyQueue::with_interval(1, spacing),
-    ));
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let manager = manager.clone();
-        let ingress = bot.ingress();
-        let stop = stop.clone();
-        async move { manager.run(ingress, stop).await }
-    });
+        &bot,
+    );
     gateway.wait_for_readies(16).await;
     let identifies = gateway.received_op(2);
-    let mut shards: Vec<u64> = identifies
+    let mut numbers: Vec<u64> = identifies
         .iter()
         .map(|r| r.d["shard"][0].as_u64().unwrap())
         .collect();
-    shards.sort_unstable();
-    assert_eq!(shards, (0..16).collect::<Vec<_>>());
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..16).collect::<Vec<_>>());
     // The fake stamps arrivals, which scheduling can delay a little: each gap at least half the
     // interval (one bucket: never two at once), and the whole run at least 15 intervals less one.
     for pair in identifies.windows(2) {
@@ -364,8 +385,7 @@ async fn sixteen_shards_with_one_bucket_identify_one_interval_apart() {
         0,
         "every shard heartbeated while it waited"
     );
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    shards.stop().await;
     bot.shutdown().await;
 }
 
@@ -486,19 +506,12 @@ async fn shards_waiting_long_for_their_bucket_keep_their_connection_alive() {
     gateway.set_heartbeat_interval(Duration::from_millis(150));
     let seen = Seen::default();
     let bot = bot(&seen, Limits::default(), None);
-    let ids: Vec<ShardId> = (0..4).map(|n| ShardId::new(n, 4).unwrap()).collect();
-    let manager = Arc::new(ShardManager::new(
+    let shards = run_manager(
         config(&gateway),
-        &ids,
+        4,
         IdentifyQueue::with_interval(1, Duration::from_millis(300)),
-    ));
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let manager = manager.clone();
-        let ingress = bot.ingress();
-        let stop = stop.clone();
-        async move { manager.run(ingress, stop).await }
-    });
+        &bot,
+    );
     gateway.wait_for_readies(4).await;
     assert_eq!(
         gateway.timed_out(),
@@ -507,8 +520,7 @@ async fn shards_waiting_long_for_their_bucket_keep_their_connection_alive() {
     );
     assert_eq!(gateway.connections().len(), 4, "no shard had to reconnect");
     assert_eq!(gateway.received_op(2).len(), 4, "one identify each");
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    shards.stop().await;
     bot.shutdown().await;
 }
 
@@ -518,19 +530,7 @@ async fn three_shards_in_one_bucket_identify_five_seconds_apart() {
     let gateway = FakeGateway::start(TOKEN).await.unwrap();
     let seen = Seen::default();
     let bot = bot(&seen, Limits::default(), None);
-    let ids: Vec<ShardId> = (0..3).map(|n| ShardId::new(n, 3).unwrap()).collect();
-    let manager = Arc::new(ShardManager::new(
-        config(&gateway),
-        &ids,
-        IdentifyQueue::new(1),
-    ));
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let manager = manager.clone();
-        let ingress = bot.ingress();
-        let stop = stop.clone();
-        async move { manager.run(ingress, stop).await }
-    });
+    let shards = run_manager(config(&gateway), 3, IdentifyQueue::new(1), &bot);
     gateway.wait_for_readies(3).await;
     let identifies = gateway.received_op(2);
     for pair in identifies.windows(2) {
@@ -540,7 +540,6 @@ async fn three_shards_in_one_bucket_identify_five_seconds_apart() {
             "identifies {gap:?} apart"
         );
     }
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    shards.stop().await;
     bot.shutdown().await;
 }
