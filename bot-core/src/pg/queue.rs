@@ -47,21 +47,24 @@ SELECT count(*) FROM inserted";
 
 const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4)";
 
+// Completions say `state > 0` rather than `state = 1`: the latter matches the partial index of
+// leases, which the planner then scans whole (with its dead entries) instead of probing the
+// primary key for each id.
 const ACK: &str = "
 DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = c.id AND e.lease_token = c.token AND e.state = 1";
+WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0";
 
 const NACK: &str = "
 UPDATE botrt_events e
 SET state = 0, run_at = now() + c.delay_ms * interval '1 millisecond', last_error = c.error,
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
-WHERE e.id = c.id AND e.lease_token = c.token AND e.state = 1";
+WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0";
 
 const DEAD: &str = "
 WITH d AS (
     DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
-    WHERE e.id = c.id AND e.lease_token = c.token AND e.state = 1
+    WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0
     RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts, c.error
 )
 INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
@@ -73,12 +76,12 @@ UPDATE botrt_events e
 SET state = 0, run_at = now(), attempts = greatest(e.attempts - 1, 0), lease_token = NULL,
     lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = c.id AND e.lease_token = c.token AND e.state = 1";
+WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0";
 
 const EXTEND: &str = "
 UPDATE botrt_events e SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'
 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = c.id AND e.lease_token = c.token AND e.state = 1";
+WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0";
 
 const RESCUE: &str = "
 UPDATE botrt_events
