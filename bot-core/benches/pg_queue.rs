@@ -41,8 +41,15 @@ impl Counter {
     }
 
     async fn wait_for(&self, n: usize) {
-        while self.seen.load(AtomicOrdering::Relaxed) < n {
-            self.done.notified().await;
+        loop {
+            // Registered before the check, so that a notification in between is not missed.
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.seen.load(AtomicOrdering::Relaxed) >= n {
+                return;
+            }
+            notified.await;
         }
     }
 }

@@ -399,3 +399,40 @@ async fn a_notify_wakes_an_idle_puller_of_another_process() {
     listener.shutdown().await;
     pusher.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_stay_fast_when_a_table_that_started_empty_fills_up() {
+    let pool = fresh_pool("grow").await;
+    let conn = pool.get().await.unwrap();
+    // An empty queue, analysed as such (autovacuum does that once a burst has drained), and
+    // claims on it, on one session: enough for PostgreSQL to cache a plan for an empty table.
+    conn.batch_execute("ANALYZE botrt_events").await.unwrap();
+    for _ in 0..10 {
+        let rows = conn
+            .query("SELECT * FROM botrt_claim(100, 30000, 1, true)", &[])
+            .await
+            .unwrap();
+        assert!(rows.is_empty());
+    }
+    conn.execute(
+        "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+         SELECT g % 2000, 'test', 'e' || g, 'c' || (g % 2000), '{}'
+         FROM generate_series(1, 20000) g",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Such a plan compares every row with every other one: minutes. Planned afresh, it probes
+    // the indexes: milliseconds.
+    let started = tokio::time::Instant::now();
+    let rows = conn
+        .query("SELECT * FROM botrt_claim(1000, 30000, 2, true)", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1000);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "claim took {:?}",
+        started.elapsed()
+    );
+}

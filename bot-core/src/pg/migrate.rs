@@ -78,6 +78,9 @@ CREATE TABLE botrt_state (
 CREATE FUNCTION botrt_claim(p_limit integer, p_lease_ms bigint, p_token bigint, p_ordered boolean)
 RETURNS TABLE (id bigint, attempts integer, payload text)
 LANGUAGE plpgsql
+-- Planned afresh at every call: a plan cached while the table was small (a fresh deployment)
+-- would scan instead of probing the indexes once the table is large, and take minutes.
+SET plan_cache_mode = force_custom_plan
 -- The planner's cost estimate of the claim is high (a probe per candidate); compiling it with
 -- JIT would cost ten times what running it does.
 SET jit = off

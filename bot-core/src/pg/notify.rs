@@ -26,9 +26,12 @@ pub(super) async fn run_notifier(queue: Arc<Inner>) {
                 .get_measured(crate::ErrorKind::Queue, "notifying")
                 .await?
                 .0;
-            conn.execute("SELECT pg_notify($1, '')", &[&queue.channel])
-                .await
-                .map_err(|e| super::error::db(crate::ErrorKind::Queue, "notifying", e))
+            conn.execute_typed(
+                "SELECT pg_notify($1, '')",
+                &[(&queue.channel, tokio_postgres::types::Type::TEXT)],
+            )
+            .await
+            .map_err(|e| super::error::db(crate::ErrorKind::Queue, "notifying", e))
         };
         if let Err(e) = sent.await {
             tracing::debug!(error = %e, "postgres: notify failed; other processes will poll");

@@ -11,7 +11,7 @@ use opentelemetry::KeyValue;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_util::sync::CancellationToken;
 
 use super::error;
@@ -120,6 +120,9 @@ SELECT count(*) FILTER (WHERE state = 0 AND run_at <= now()),
        (SELECT count(*) FROM botrt_dead_letters)
 FROM botrt_events";
 
+const I8S: Type = Type::INT8_ARRAY;
+const TEXTS: Type = Type::TEXT_ARRAY;
+
 /// Default lease: long enough that the supervisor's extensions (every third of it) are rare,
 /// short enough that a crashed process's events come back quickly.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -167,6 +170,8 @@ pub(super) struct Inner {
     /// A push committed: the notifier tells the other processes.
     pub(super) notify_wanted: Notify,
     pub(super) closed: CancellationToken,
+    /// The supervisor stopped pulling (shutdown began): claim nothing more, hold nothing.
+    pulls_stopped: AtomicBool,
     pub(super) listening: AtomicBool,
     pub(super) counters: Counters,
     stats: StatsCell,
@@ -445,18 +450,18 @@ impl Inner {
             .map(|(c, _)| c)
     }
 
+    // Statements go out typed and unprepared (one round trip each), so PostgreSQL plans them
+    // with the actual values and the table's current size every time. A prepared statement's
+    // cached plan, made while the queue was empty (as it is most of the time), turns into a scan
+    // per call once a burst fills the table.
     async fn execute(
         &self,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
         what: &str,
     ) -> Result<u64, Error> {
         let conn = self.conn(what).await?;
-        let stmt = conn
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| error::db(ErrorKind::Queue, what, e))?;
-        conn.execute(&stmt, params)
+        conn.execute_typed(sql, params)
             .await
             .map_err(|e| error::db(ErrorKind::Queue, what, e))
     }
@@ -464,15 +469,11 @@ impl Inner {
     async fn query(
         &self,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
         what: &str,
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
         let conn = self.conn(what).await?;
-        let stmt = conn
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| error::db(ErrorKind::Queue, what, e))?;
-        conn.query(&stmt, params)
+        conn.query_typed(sql, params)
             .await
             .map_err(|e| error::db(ErrorKind::Queue, what, e))
     }
@@ -501,7 +502,12 @@ impl Inner {
         let rows = self
             .query(
                 CLAIM,
-                &[&limit, &self.lease_millis(), &token, &self.ordered],
+                &[
+                    (&limit, Type::INT4),
+                    (&self.lease_millis(), Type::INT8),
+                    (&token, Type::INT8),
+                    (&self.ordered, Type::BOOL),
+                ],
                 "claiming events",
             )
             .await?;
@@ -533,8 +539,12 @@ impl Inner {
             let ids: Vec<i64> = undecodable.iter().map(|(id, _)| *id).collect();
             let tokens = vec![token; ids.len()];
             let errors: Vec<String> = undecodable.into_iter().map(|(_, e)| e).collect();
-            self.query(DEAD, &[&ids, &tokens, &errors], "dead-lettering events")
-                .await?;
+            self.query(
+                DEAD,
+                &[(&ids, I8S), (&tokens, I8S), (&errors, TEXTS)],
+                "dead-lettering events",
+            )
+            .await?;
         }
         // The function returns rows in no promised order; hand them out in arrival order.
         out.sort_unstable_by_key(|d| d.lease.id);
@@ -547,7 +557,7 @@ impl Inner {
         }
         let (ids, tokens) = split(deliveries.iter().map(|d| d.lease));
         let n = self
-            .execute(RELEASE, &[&ids, &tokens], "releasing events")
+            .execute(RELEASE, &[(&ids, I8S), (&tokens, I8S)], "releasing events")
             .await?;
         self.count(&self.counters.released, n);
         self.wake.notify_one();
@@ -616,7 +626,9 @@ impl Inner {
                 let wanted = self.claim_wanted.notified();
                 tokio::pin!(wanted);
                 wanted.as_mut().enable();
-                if self.demand.load(AtomicOrdering::Acquire) > self.buffered() {
+                if self.demand.load(AtomicOrdering::Acquire) > self.buffered()
+                    && !self.pulls_stopped.load(AtomicOrdering::Acquire)
+                {
                     break;
                 }
                 tokio::select! {
@@ -629,11 +641,16 @@ impl Inner {
             match self.claim(n).await {
                 Ok(batch) if !batch.is_empty() => {
                     failures = 0;
-                    if self.closed.is_cancelled() {
+                    if self.closed.is_cancelled()
+                        || self.pulls_stopped.load(AtomicOrdering::Acquire)
+                    {
                         if let Err(e) = self.release_leases(&batch).await {
-                            tracing::error!(error = %e, "postgres: releasing claims at close failed");
+                            tracing::error!(error = %e, "postgres: releasing claims at shutdown failed");
                         }
-                        break;
+                        if self.closed.is_cancelled() {
+                            break;
+                        }
+                        continue;
                     }
                     self.buffer
                         .lock()
@@ -710,7 +727,11 @@ impl Inner {
                     if let Err(e) = self
                         .execute(
                             EXTEND,
-                            &[&ids, &tokens, &self.lease_millis()],
+                            &[
+                                (&ids, I8S),
+                                (&tokens, I8S),
+                                (&self.lease_millis(), Type::INT8),
+                            ],
                             "extending leases",
                         )
                         .await
@@ -723,7 +744,7 @@ impl Inner {
                 last_prune = Instant::now();
                 let ttl = i64::try_from(self.dedup_ttl.as_millis()).unwrap_or(i64::MAX);
                 if let Err(e) = self
-                    .execute(PRUNE_DEDUP, &[&ttl], "pruning dedup keys")
+                    .execute(PRUNE_DEDUP, &[(&ttl, Type::INT8)], "pruning dedup keys")
                     .await
                 {
                     tracing::warn!(error = %e, "postgres: pruning dedup keys failed");
@@ -782,9 +803,16 @@ impl Queue for PgQueue {
                     e
                 }
             };
-            let stmt = conn.prepare_cached(PUSH).await.map_err(map)?;
             let row = conn
-                .query_one(&stmt, &[&platforms, &ids, &conversations, &payloads])
+                .query_typed_one(
+                    PUSH,
+                    &[
+                        (&platforms, TEXTS),
+                        (&ids, TEXTS),
+                        (&conversations, TEXTS),
+                        (&payloads, TEXTS),
+                    ],
+                )
                 .await
                 .map_err(map)?;
             Ok::<i64, Error>(row.get(0))
@@ -821,6 +849,8 @@ impl Queue for PgQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
+        // Someone pulls again after `stop_pulling`: claim for them.
+        inner.pulls_stopped.store(false, AtomicOrdering::Release);
         loop {
             let delivered = inner.delivered.notified();
             tokio::pin!(delivered);
@@ -846,7 +876,7 @@ impl Queue for PgQueue {
         let inner = &self.inner;
         let (ids, tokens) = split(leases.iter().copied());
         let n = inner
-            .execute(ACK, &[&ids, &tokens], "acknowledging events")
+            .execute(ACK, &[(&ids, I8S), (&tokens, I8S)], "acknowledging events")
             .await?;
         inner.count(&inner.counters.acked, n);
         inner.wake.notify_one();
@@ -864,7 +894,12 @@ impl Queue for PgQueue {
         let n = inner
             .execute(
                 NACK,
-                &[&ids, &tokens, &delays, &errors],
+                &[
+                    (&ids, I8S),
+                    (&tokens, I8S),
+                    (&delays, I8S),
+                    (&errors, TEXTS),
+                ],
                 "scheduling retries",
             )
             .await?;
@@ -880,7 +915,11 @@ impl Queue for PgQueue {
         let (ids, tokens) = split(dead.iter().map(|d| d.lease));
         let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
         let rows = inner
-            .query(DEAD, &[&ids, &tokens, &errors], "dead-lettering events")
+            .query(
+                DEAD,
+                &[(&ids, I8S), (&tokens, I8S), (&errors, TEXTS)],
+                "dead-lettering events",
+            )
             .await?;
         let asked = dead.len();
         let mut by_id: HashMap<u64, Dead> = dead.into_iter().map(|d| (d.lease.id, d)).collect();
@@ -915,7 +954,11 @@ impl Queue for PgQueue {
         let inner = &self.inner;
         let (ids, tokens) = split(leases.iter().copied());
         let n = inner
-            .execute(EXTEND, &[&ids, &tokens, &millis(by)], "extending leases")
+            .execute(
+                EXTEND,
+                &[(&ids, I8S), (&tokens, I8S), (&millis(by), Type::INT8)],
+                "extending leases",
+            )
             .await?;
         Ok(inner.completed(leases.len(), n))
     }
@@ -924,7 +967,11 @@ impl Queue for PgQueue {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .inner
-            .query(DEAD_LETTERS, &[&limit], "reading dead letters")
+            .query(
+                DEAD_LETTERS,
+                &[(&limit, Type::INT8)],
+                "reading dead letters",
+            )
             .await?;
         let mut letters = Vec::with_capacity(rows.len());
         for row in rows {
@@ -945,7 +992,7 @@ impl Queue for PgQueue {
         let inner = &self.inner;
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         let rows = inner
-            .query(REDRIVE, &[&max], "re-driving dead letters")
+            .query(REDRIVE, &[(&max, Type::INT8)], "re-driving dead letters")
             .await?;
         let n = rows.first().map_or(0, |r| r.get::<_, i64>(0));
         let n = usize::try_from(n).unwrap_or(0);
@@ -955,6 +1002,33 @@ impl Queue for PgQueue {
             inner.notify_wanted.notify_one();
         }
         Ok(n)
+    }
+
+    async fn stop_pulling(&self) {
+        let inner = &self.inner;
+        inner.pulls_stopped.store(true, AtomicOrdering::Release);
+        inner.demand.store(0, AtomicOrdering::Release);
+        let held: Vec<Delivery> = inner
+            .buffer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        match inner.release_leases(&held).await {
+            Ok(done) if done.applied > 0 => {
+                inner.notify_wanted.notify_one();
+                tracing::info!(
+                    released = done.applied,
+                    "postgres: released claimed, unstarted events for other processes"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(
+                error = %e,
+                count = held.len(),
+                "postgres: releasing claimed events failed; they come back when their leases expire"
+            ),
+        }
     }
 
     fn lease_duration(&self) -> Option<Duration> {
@@ -1112,6 +1186,7 @@ impl PgQueueBuilder {
             delivered: Notify::new(),
             notify_wanted: Notify::new(),
             closed: CancellationToken::new(),
+            pulls_stopped: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             counters: Counters::default(),
             stats: StatsCell::default(),

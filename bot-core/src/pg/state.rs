@@ -1,6 +1,7 @@
 //! [`PgStateStore`]: conversation state in PostgreSQL.
 
 use async_trait::async_trait;
+use tokio_postgres::types::Type;
 
 use super::error;
 use super::pool::PgPool;
@@ -43,14 +44,15 @@ impl StateStore for PgStateStore {
             .pool
             .get_measured(ErrorKind::State, "loading state")
             .await?;
-        let stmt = conn
-            .prepare_cached(
-                "SELECT value::text, version FROM botrt_state WHERE platform = $1 AND conversation = $2",
-            )
-            .await
-            .map_err(|e| error::db(ErrorKind::State, "loading state", e))?;
+        // Typed and unprepared, as the queue's statements: planned for the table as it is now.
         let row = conn
-            .query_opt(&stmt, &[&key.platform.as_str(), &key.conversation.as_str()])
+            .query_typed_opt(
+                "SELECT value::text, version FROM botrt_state WHERE platform = $1 AND conversation = $2",
+                &[
+                    (&key.platform.as_str(), Type::TEXT),
+                    (&key.conversation.as_str(), Type::TEXT),
+                ],
+            )
             .await
             .map_err(|e| error::db(ErrorKind::State, "loading state", e))?;
         let Some(row) = row else {
@@ -118,15 +120,15 @@ impl StateStore for PgStateStore {
             .get_measured(ErrorKind::State, "deleting state")
             .await?;
         let row = conn
-            .query_one(
+            .query_typed_one(
                 "WITH d AS (DELETE FROM botrt_state WHERE platform = $1 AND conversation = $2 \
                  AND version = $3 RETURNING 1) \
                  SELECT (SELECT count(*) FROM d), \
                         (SELECT version FROM botrt_state WHERE platform = $1 AND conversation = $2)",
                 &[
-                    &key.platform.as_str(),
-                    &key.conversation.as_str(),
-                    &version(expected),
+                    (&key.platform.as_str(), Type::TEXT),
+                    (&key.conversation.as_str(), Type::TEXT),
+                    (&version(expected), Type::INT8),
                 ],
             )
             .await
