@@ -25,6 +25,16 @@ const DRAIN_EVENTS: usize = 100_000;
 const E2E_EVENTS: usize = 50_000;
 const CONVERSATIONS: usize = 10_000;
 
+/// `cargo test --all-targets` runs each benchmark once as a smoke test, in the debug profile:
+/// then a hundredth of the events is enough.
+fn scaled(n: usize) -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        n
+    } else {
+        n / 100
+    }
+}
+
 struct Counter {
     seen: AtomicUsize,
     done: Notify,
@@ -148,7 +158,8 @@ fn drain(c: &mut Criterion) {
     let rt = runtime();
     let pool = rt.block_on(pool());
     let mut group = c.benchmark_group("pg_drain");
-    group.throughput(Throughput::Elements(DRAIN_EVENTS as u64));
+    let events = scaled(DRAIN_EVENTS);
+    group.throughput(Throughput::Elements(events as u64));
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(100));
     group.measurement_time(Duration::from_secs(1));
@@ -163,9 +174,9 @@ fn drain(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    rt.block_on(preinsert(&pool, DRAIN_EVENTS, CONVERSATIONS));
+                    rt.block_on(preinsert(&pool, events, CONVERSATIONS));
                     let counter = Counter::new();
-                    counter.target.store(DRAIN_EVENTS, AtomicOrdering::Relaxed);
+                    counter.target.store(events, AtomicOrdering::Relaxed);
                     let elapsed = rt.block_on(async {
                         let queues: Vec<_> =
                             (0..processes).map(|_| queue(&pool, ordering)).collect();
@@ -177,7 +188,7 @@ fn drain(c: &mut Criterion) {
                         for b in &bots {
                             b.start();
                         }
-                        counter.wait_for(DRAIN_EVENTS).await;
+                        counter.wait_for(events).await;
                         let elapsed = start.elapsed();
                         for (b, q) in bots.iter().zip(&queues) {
                             b.shutdown().await;
@@ -198,7 +209,8 @@ fn end_to_end(c: &mut Criterion) {
     let rt = runtime();
     let pool = rt.block_on(pool());
     let mut group = c.benchmark_group("pg_end_to_end");
-    group.throughput(Throughput::Elements(E2E_EVENTS as u64));
+    let events = scaled(E2E_EVENTS);
+    group.throughput(Throughput::Elements(events as u64));
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(100));
     group.measurement_time(Duration::from_secs(1));
@@ -210,7 +222,7 @@ fn end_to_end(c: &mut Criterion) {
                 round += 1;
                 rt.block_on(truncate(&pool));
                 let counter = Counter::new();
-                counter.target.store(E2E_EVENTS, AtomicOrdering::Relaxed);
+                counter.target.store(events, AtomicOrdering::Relaxed);
                 total += rt.block_on(async {
                     let q = queue(&pool, Ordering::PerConversation);
                     let bot = bot(q.clone(), counter.clone(), Ordering::PerConversation);
@@ -219,8 +231,7 @@ fn end_to_end(c: &mut Criterion) {
                     let producers = (0..8).map(|p| {
                         let ingress = bot.ingress();
                         async move {
-                            for chunk in (p..E2E_EVENTS).step_by(8).collect::<Vec<_>>().chunks(100)
-                            {
+                            for chunk in (p..events).step_by(8).collect::<Vec<_>>().chunks(100) {
                                 let batch = chunk
                                     .iter()
                                     .map(|i| {
@@ -237,7 +248,7 @@ fn end_to_end(c: &mut Criterion) {
                         }
                     });
                     futures::future::join_all(producers).await;
-                    counter.wait_for(E2E_EVENTS).await;
+                    counter.wait_for(events).await;
                     let elapsed = start.elapsed();
                     bot.shutdown().await;
                     q.shutdown().await;
@@ -255,7 +266,7 @@ fn pickup(c: &mut Criterion) {
     let pool = rt.block_on(pool());
     rt.block_on(truncate(&pool));
     let (tx, mut rx) = mpsc::channel::<Instant>(16);
-    let q = queue(&pool, Ordering::PerConversation);
+    let q = rt.block_on(async { queue(&pool, Ordering::PerConversation) });
     let pusher = rt.block_on(async {
         Arc::new(
             PgQueue::builder(&pool)
