@@ -436,3 +436,34 @@ async fn claims_stay_fast_when_a_table_that_started_empty_fills_up() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_process_dies_on_every_attempt_is_dead_lettered() {
+    let pool = fresh_pool("poison").await;
+    let queue = queue_builder(&pool)
+        .lease_duration(Duration::from_millis(200))
+        .max_attempts(2)
+        .build()
+        .unwrap();
+    queue
+        .push_batch(vec![text_event("c1", "poison"), text_event("c1", "next")])
+        .await
+        .unwrap();
+    // Two attempts whose "process" never completes them.
+    let first = pull_n(&queue, 1).await.remove(0);
+    assert_eq!((first.event.id.as_str(), first.attempt), ("poison", 1));
+    let second = pull_n(&queue, 1).await.remove(0);
+    assert_eq!((second.event.id.as_str(), second.attempt), ("poison", 2));
+    // The second expiry dead-letters it, and its conversation moves on.
+    let next = pull_n(&queue, 1).await.remove(0);
+    assert_eq!(next.event.id.as_str(), "next");
+    let letters = queue.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attempts, 2);
+    assert!(
+        letters[0].error.contains("lease expired"),
+        "{}",
+        letters[0].error
+    );
+    queue.shutdown().await;
+}

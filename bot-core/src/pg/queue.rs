@@ -47,24 +47,25 @@ SELECT count(*) FROM inserted";
 
 const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4)";
 
-// Completions say `state > 0` rather than `state = 1`: the latter matches the partial index of
-// leases, which the planner then scans whole (with its dead entries) instead of probing the
-// primary key for each id.
+// Completions find their rows through the primary key (`e.id = ANY($1)`), whatever the size of
+// the table, and join the tokens in a hash; joined on `e.id = c.id` alone the planner picks a
+// sequential scan once the batch is large. They say `state > 0` rather than `state = 1`, which
+// would match the partial index of leases and have it scanned whole.
 const ACK: &str = "
 DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0";
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0";
 
 const NACK: &str = "
 UPDATE botrt_events e
 SET state = 0, run_at = now() + c.delay_ms * interval '1 millisecond', last_error = c.error,
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
-WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0";
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0";
 
 const DEAD: &str = "
 WITH d AS (
     DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
-    WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0
+    WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0
     RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts, c.error
 )
 INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
@@ -76,18 +77,39 @@ UPDATE botrt_events e
 SET state = 0, run_at = now(), attempts = greatest(e.attempts - 1, 0), lease_token = NULL,
     lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0";
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0";
 
 const EXTEND: &str = "
 UPDATE botrt_events e SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'
 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = c.id AND e.lease_token = c.token AND e.state > 0";
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0";
 
+// Expired leases go back to the queue, except those of a last attempt: an event whose handler
+// takes its process down every time would otherwise crash one process after another forever.
 const RESCUE: &str = "
-UPDATE botrt_events
-SET state = 0, run_at = now(), lease_token = NULL, lease_expires_at = NULL,
-    last_error = 'lease expired'
-WHERE state = 1 AND lease_expires_at < now()";
+WITH expired AS (
+    SELECT id FROM botrt_events
+    WHERE state = 1 AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM botrt_events e USING expired x
+    WHERE e.id = x.id AND e.attempts >= $1
+    RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts
+), dead AS (
+    INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
+    SELECT id, platform, event_id, conversation, payload, attempts,
+           'lease expired on the last attempt (did its process die?)'
+    FROM gone ORDER BY id
+    RETURNING 1
+), back AS (
+    UPDATE botrt_events e
+    SET state = 0, run_at = now(), lease_token = NULL, lease_expires_at = NULL,
+        last_error = 'lease expired'
+    FROM expired x
+    WHERE e.id = x.id AND e.attempts < $1
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM dead)";
 
 const DEAD_LETTERS: &str = "
 SELECT payload::text, attempts, error, (extract(epoch FROM failed_at) * 1000)::bigint
@@ -120,6 +142,9 @@ SELECT count(*) FILTER (WHERE state = 0 AND run_at <= now()),
        (SELECT count(*) FROM botrt_dead_letters)
 FROM botrt_events";
 
+/// How often the rescuer refreshes the figures behind [`Queue::depth`] and the gauges.
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
 const I8S: Type = Type::INT8_ARRAY;
 const TEXTS: Type = Type::TEXT_ARRAY;
 
@@ -149,6 +174,8 @@ pub(super) struct Inner {
     pub(super) channel: String,
     ordered: bool,
     lease: Duration,
+    /// Attempts after which an expired lease dead-letters its event.
+    max_attempts: u32,
     prefetch: usize,
     max_batch: usize,
     poll_interval: Duration,
@@ -268,6 +295,7 @@ impl PgQueue {
             pool: pool.clone(),
             ordering: Ordering::PerConversation,
             lease: DEFAULT_LEASE,
+            max_attempts: Limits::default().retry.max_attempts,
             prefetch: 16,
             max_batch: 1000,
             poll_interval: Duration::from_millis(500),
@@ -565,15 +593,38 @@ impl Inner {
     }
 
     async fn rescue(&self) -> Result<u64, Error> {
-        let n = self
-            .execute(RESCUE, &[], "returning expired leases")
+        let max_attempts = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
+        let rows = self
+            .query(
+                RESCUE,
+                &[(&max_attempts, Type::INT4)],
+                "returning expired leases",
+            )
             .await?;
-        if n > 0 {
-            self.count(&self.counters.rescued, n);
-            tracing::warn!(count = n, "postgres: returned expired leases to the queue");
+        let (back, dead) = rows.first().map_or((0, 0), |r| {
+            (
+                u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+                u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+            )
+        });
+        if back > 0 {
+            self.count(&self.counters.rescued, back);
+            tracing::warn!(
+                count = back,
+                "postgres: returned expired leases to the queue"
+            );
+        }
+        if dead > 0 {
+            self.count(&self.counters.dead, dead);
+            tracing::error!(
+                count = dead,
+                "postgres: leases of last attempts expired; dead-lettered those events"
+            );
+        }
+        if back + dead > 0 {
             self.wake.notify_one();
         }
-        Ok(n)
+        Ok(back)
     }
 
     async fn refresh_stats(&self) -> Result<QueueStats, Error> {
@@ -705,6 +756,7 @@ impl Inner {
     async fn run_maintenance(self: Arc<Self>) {
         let mut last_prune = Instant::now();
         let mut last_extend = Instant::now();
+        let mut last_stats: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.rescue_interval) => {}
@@ -750,8 +802,12 @@ impl Inner {
                     tracing::warn!(error = %e, "postgres: pruning dedup keys failed");
                 }
             }
-            if let Err(e) = self.refresh_stats().await {
-                tracing::debug!(error = %e, "postgres: reading queue figures failed");
+            // Counting the table costs a scan: every few seconds is enough for gauges.
+            if last_stats.is_none_or(|t| t.elapsed() >= STATS_INTERVAL) {
+                last_stats = Some(Instant::now());
+                if let Err(e) = self.refresh_stats().await {
+                    tracing::debug!(error = %e, "postgres: reading queue figures failed");
+                }
             }
         }
     }
@@ -1053,6 +1109,7 @@ pub struct PgQueueBuilder {
     pool: PgPool,
     ordering: Ordering,
     lease: Duration,
+    max_attempts: u32,
     prefetch: usize,
     max_batch: usize,
     poll_interval: Duration,
@@ -1065,10 +1122,18 @@ pub struct PgQueueBuilder {
 }
 
 impl PgQueueBuilder {
-    /// Takes `ordering` and `dedup_ttl` from the bot's limits.
+    /// Takes `ordering`, `dedup_ttl` and `retry.max_attempts` from the bot's limits.
     pub fn limits(mut self, limits: &Limits) -> Self {
         self.ordering = limits.ordering;
         self.dedup_ttl = limits.dedup_ttl;
+        self.max_attempts = limits.retry.max_attempts;
+        self
+    }
+
+    /// Attempts after which an event whose lease expired (its process died while running it)
+    /// is dead-lettered instead of returned (default 5, as [`crate::RetryPolicy`]).
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
         self
     }
 
@@ -1171,6 +1236,7 @@ impl PgQueueBuilder {
             pool: self.pool,
             ordered: self.ordering == Ordering::PerConversation,
             lease: self.lease,
+            max_attempts: self.max_attempts,
             prefetch: self.prefetch,
             max_batch: self.max_batch,
             poll_interval: self.poll_interval,
