@@ -47,25 +47,27 @@ SELECT count(*) FROM inserted";
 
 const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4)";
 
-// Completions find their rows through the primary key (`e.id = ANY($1)`), whatever the size of
-// the table, and join the tokens in a hash; joined on `e.id = c.id` alone the planner picks a
-// sequential scan once the batch is large. They say `state > 0` rather than `state = 1`, which
-// would match the partial index of leases and have it scanned whole.
+// Completions find their rows through the primary key (`e.id = ANY($1)`) and join the tokens
+// in a hash, whatever the size of the table: joined on `e.id = c.id` alone the planner picks a
+// sequential scan once a batch is large. They test no `state`: only a leased row has a token
+// (every way back to waiting clears it), and a state filter, estimated from statistics taken
+// while everything was waiting, makes the planner expect one row and compare every row with
+// every id.
 const ACK: &str = "
 DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0";
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
 
 const NACK: &str = "
 UPDATE botrt_events e
 SET state = 0, run_at = now() + c.delay_ms * interval '1 millisecond', last_error = c.error,
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
-WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0";
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
 
 const DEAD: &str = "
 WITH d AS (
     DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
-    WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0
+    WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token
     RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts, c.error
 )
 INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
@@ -77,12 +79,12 @@ UPDATE botrt_events e
 SET state = 0, run_at = now(), attempts = greatest(e.attempts - 1, 0), lease_token = NULL,
     lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0";
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
 
 const EXTEND: &str = "
 UPDATE botrt_events e SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'
 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token AND e.state > 0";
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
 
 // Expired leases go back to the queue, except those of a last attempt: an event whose handler
 // takes its process down every time would otherwise crash one process after another forever.
