@@ -87,6 +87,9 @@ SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
+    -- A claim need not survive a crash of the server: lost, its events are simply waiting
+    -- again (and a completion of it is stale). So its commit does not wait for the disk.
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF p_ordered THEN
         PERFORM pg_advisory_xact_lock(hashtextextended('botrt.claim.' || current_schema(), 0));
         RETURN QUERY
