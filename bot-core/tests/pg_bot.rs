@@ -254,3 +254,117 @@ async fn two_bots_keep_200_conversations_sequential_and_in_order() {
     qa.shutdown().await;
     qb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_answer_503_while_postgres_is_down_and_nothing_acknowledged_is_lost() {
+    use support::pg::PgProxy;
+    // The schema, made directly; the bot reaches the database through a proxy we can cut.
+    let direct = fresh_pool("bot_outage").await;
+    let proxy = PgProxy::start().await;
+    let pool = PgPool::builder(proxy.url())
+        .schema(direct.schema())
+        .create_timeout(Duration::from_secs(1))
+        .wait_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let queue = Arc::new(
+        queue_builder(&pool)
+            // Acknowledgements that fail while the database is down leave their leases to
+            // expire; a short lease makes those events come back quickly.
+            .lease_duration(Duration::from_secs(1))
+            .push_timeout(Duration::from_secs(2))
+            .retry_after(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    );
+    let seen = Arc::new(Mutex::new(std::collections::HashSet::<String>::new()));
+    let handler = {
+        let seen = seen.clone();
+        move |_cx: Context, event: Event| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().insert(event.id.to_string());
+                Ok::<(), BoxError>(())
+            }
+        }
+    };
+    let bot = bot_on(queue.clone(), Limits::default(), handler);
+    bot.start();
+    let batch = |n: usize| -> Vec<Event> {
+        (0..10)
+            .map(|i| text_event(&format!("c{i}"), &format!("b{n}-{i}")))
+            .collect()
+    };
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    for n in 0..5 {
+        let events = batch(n);
+        let res = send_to(&bot, webhook_request(&events)).await;
+        assert_eq!(res.status, StatusCode::OK);
+        acknowledged.extend(events.iter().map(|e| e.id.to_string()));
+    }
+    proxy.cut();
+    // While it is down: 503 with Retry-After, never a 2xx.
+    for n in 5..8 {
+        let events = batch(n);
+        let res = send_to(&bot, webhook_request(&events)).await;
+        assert_eq!(
+            res.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            res.text()
+        );
+        assert_eq!(res.retry_after(), Some(1));
+        refused.push(events);
+    }
+    proxy.resume();
+    // Back: the platform redelivers what was refused, and new events come.
+    for events in refused.into_iter().chain((8..10).map(batch)) {
+        let res = eventually("the database back", Duration::from_secs(30), || {
+            let bot = bot.clone();
+            let events = events.clone();
+            async move {
+                let res = send_to(&bot, webhook_request(&events)).await;
+                (res.status == StatusCode::OK).then_some(res)
+            }
+        })
+        .await;
+        assert_eq!(res.status, StatusCode::OK);
+        acknowledged.extend(events.iter().map(|e| e.id.to_string()));
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let missing: Vec<String> = {
+                let seen = seen.lock().unwrap();
+                acknowledged
+                    .iter()
+                    .filter(|id| !seen.contains(*id))
+                    .cloned()
+                    .collect()
+            };
+            if missing.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if outcome.is_err() {
+        let missing: Vec<String> = {
+            let seen = seen.lock().unwrap();
+            acknowledged
+                .iter()
+                .filter(|id| !seen.contains(*id))
+                .cloned()
+                .collect()
+        };
+        panic!(
+            "acknowledged events not handled: {missing:?}; stats {:?}; counters {:?}",
+            queue.stats().await,
+            queue.counters()
+        );
+    }
+    assert_eq!(seen.lock().unwrap().len(), 100);
+    bot.shutdown().await;
+    queue.shutdown().await;
+}

@@ -78,3 +78,72 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A TCP proxy in front of PostgreSQL that a test can cut and restore, to play a database
+/// outage without touching the real server.
+pub(crate) struct PgProxy {
+    addr: std::net::SocketAddr,
+    upstream: String,
+    tasks: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl PgProxy {
+    /// Listens on a free local port and forwards to the server of `DATABASE_URL`.
+    pub(crate) async fn start() -> Self {
+        let url = database_url();
+        let config: bot_core::pg::tokio_postgres::Config =
+            url.parse().expect("DATABASE_URL parses");
+        let host = match config.get_hosts().first() {
+            Some(bot_core::pg::tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let proxy = Self {
+            addr,
+            upstream: format!("{host}:{port}"),
+            tasks: Default::default(),
+        };
+        proxy.resume();
+        proxy
+    }
+
+    /// A database URL that goes through the proxy.
+    pub(crate) fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=1",
+            self.addr.port()
+        )
+    }
+
+    /// Accepts connections again, on the same port.
+    pub(crate) fn resume(&self) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(self.addr).unwrap();
+        let listener = socket.listen(64).unwrap();
+        let upstream = self.upstream.clone();
+        let tasks = self.tasks.clone();
+        let mut set = self.tasks.lock().unwrap();
+        set.spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                tasks.lock().unwrap().spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+    }
+
+    /// Cuts every proxied connection and refuses new ones: the database is "down".
+    pub(crate) fn cut(&self) {
+        self.tasks.lock().unwrap().abort_all();
+    }
+}
