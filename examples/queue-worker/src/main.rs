@@ -18,7 +18,8 @@
 //! `LEASE_MS` (default 30000), `POOL_SIZE` (default 16), `WORKER_PROCESSES` (how many processes
 //! you run, for the connection check; default 2).
 //!
-//! Every handled event is recorded in `queue_worker_runs` (each attempt) and, once, in
+//! Every handled event is recorded in `queue_worker_runs` (each attempt, when it started and
+//! ended) and, once, in
 //! `queue_worker_effects` keyed by the event id: the idempotency key that keeps a redelivered
 //! or re-run event from repeating its effect.
 
@@ -79,6 +80,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 // ANCHOR: handler
 /// The simulated external API call, then the effect, recorded once per event id.
 async fn handle(cx: Context, event: Event) -> Result<(), BoxError> {
+    let started = std::time::SystemTime::now();
     let work = Duration::from_millis(env_or("WORK_MS", 2000));
     tokio::select! {
         () = tokio::time::sleep(work) => {}
@@ -88,8 +90,8 @@ async fn handle(cx: Context, event: Event) -> Result<(), BoxError> {
     let worker = std::process::id().to_string();
     let db = cx.db().await?;
     db.execute(
-        "INSERT INTO queue_worker_runs (event_id, worker) VALUES ($1, $2)",
-        &[&event.id.as_str(), &worker],
+        "INSERT INTO queue_worker_runs (event_id, worker, started_at) VALUES ($1, $2, $3)",
+        &[&event.id.as_str(), &worker, &started],
     )
     .await?;
     // The idempotency key: a second run of the same event finds it and does nothing.
@@ -150,7 +152,8 @@ async fn main() -> Result<(), Error> {
         "BEGIN;
          SELECT pg_advisory_xact_lock(hashtextextended('queue-worker tables', 0));
          CREATE TABLE IF NOT EXISTS queue_worker_runs (
-             event_id text NOT NULL, worker text NOT NULL, at timestamptz NOT NULL DEFAULT now());
+             event_id text NOT NULL, worker text NOT NULL, started_at timestamptz NOT NULL,
+             at timestamptz NOT NULL DEFAULT clock_timestamp());
          CREATE TABLE IF NOT EXISTS queue_worker_effects (
              event_id text PRIMARY KEY, worker text NOT NULL);
          COMMIT;",

@@ -1,5 +1,6 @@
-//! Several `queue-worker` processes on one database: a SIGKILL loses nothing acknowledged, a
-//! SIGTERM hands claimed but unstarted events to the other process at once.
+//! Several `queue-worker` processes on one database: conversations stay sequential and in order
+//! across them, a SIGKILL loses nothing acknowledged, a SIGTERM hands claimed but unstarted
+//! events to the other process at once.
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! fails when it cannot be reached.
@@ -281,4 +282,61 @@ async fn sigterm_finishes_running_handlers_and_hands_unstarted_claims_over_at_on
         "A's two finished; nothing ran twice"
     );
     drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_keep_200_conversations_sequential_and_in_order() {
+    const CONVERSATIONS: usize = 200;
+    const PER_CONVERSATION: usize = 50;
+    let pool = fresh_schema("qw_order").await;
+    let env = [
+        ("WORK_MS", "0"),
+        ("MAX_IN_FLIGHT", "64"),
+        ("POOL_SIZE", "8"),
+    ];
+    let mut a = start_worker("qw_order", &env);
+    let mut b = start_worker("qw_order", &env);
+    wait_ready(&mut a);
+    wait_ready(&mut b);
+    // One webhook per conversation with all its events, alternating between the processes.
+    for c in 0..CONVERSATIONS {
+        let events: Vec<Event> = (0..PER_CONVERSATION)
+            .map(|seq| Event::text(DEMO, format!("c{c}"), "hi").with_id(format!("c{c}-{seq}")))
+            .collect();
+        let body = serde_json::to_vec(&events).unwrap();
+        let to = if c % 2 == 0 { a.addr } else { b.addr };
+        assert_eq!(http(to, "POST", "/events", &body), Some(200));
+    }
+    let total = (CONVERSATIONS * PER_CONVERSATION) as i64;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM queue_worker_effects",
+        total,
+        Duration::from_secs(120),
+    )
+    .await;
+    // Each run started after the previous event of its conversation ended, in sequence order.
+    let broken = count(
+        &pool,
+        "SELECT count(*) FROM (
+             SELECT split_part(event_id, '-', 2)::int AS seq, started_at,
+                    lag(at) OVER w AS previous_end,
+                    lag(split_part(event_id, '-', 2)::int) OVER w AS previous_seq
+             FROM queue_worker_runs
+             WINDOW w AS (PARTITION BY split_part(event_id, '-', 1) ORDER BY started_at)
+         ) r
+         WHERE started_at < previous_end OR seq <> coalesce(previous_seq + 1, 0)",
+    )
+    .await;
+    assert_eq!(broken, 0, "runs overlapping or out of order");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM queue_worker_runs").await,
+        total
+    );
+    let workers = count(
+        &pool,
+        "SELECT count(DISTINCT worker) FROM queue_worker_runs",
+    )
+    .await;
+    assert_eq!(workers, 2, "both processes took a share");
 }
