@@ -48,9 +48,9 @@ check_book_includes() {
     echo "book: all $includes includes resolve"
 }
 
-# PostgreSQL on 127.0.0.1:5432, started (or installed) when absent. Nothing needs it yet: the
-# postgres issue (PgQueue, its tests) turns it on by creating .ci/needs-postgres; BOT_TEST_POSTGRES=1
-# turns it on for one run.
+# PostgreSQL on 127.0.0.1:5432, started (or installed) when absent. The `postgres` feature's tests
+# (PgQueue, PgStateStore) need it: .ci/needs-postgres turns this on; BOT_TEST_POSTGRES=1 turns it on
+# for one run. Those tests fail, never skip, when the database cannot be reached.
 ensure_postgres() {
     if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
         return 0
@@ -87,9 +87,10 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-cargo test --workspace --all-targets --no-run
-cargo test --workspace --all-targets 2>&1 | tee -a "$log"
-cargo test --workspace --doc 2>&1 | tee -a "$log"
+# Every feature, so that the PostgreSQL backend and its tests are built and run too.
+cargo test --workspace --all-targets --all-features --no-run
+cargo test --workspace --all-targets --all-features 2>&1 | tee -a "$log"
+cargo test --workspace --doc --all-features 2>&1 | tee -a "$log"
 
 total() {
     sed -nE "s/^test result: .* ([0-9]+) $1;.*/\1/p" "$log" | awk '{ sum += $1 } END { print sum + 0 }'

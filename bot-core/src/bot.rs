@@ -268,6 +268,8 @@ pub struct BotBuilder {
     dead_letter_hook: Option<DeadLetterHook>,
     max_body_bytes: usize,
     request_timeout: Duration,
+    #[cfg(feature = "postgres")]
+    database: Option<crate::pg::PgPool>,
 }
 
 impl Default for BotBuilder {
@@ -283,6 +285,8 @@ impl Default for BotBuilder {
             dead_letter_hook: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            #[cfg(feature = "postgres")]
+            database: None,
         }
     }
 }
@@ -348,6 +352,15 @@ impl BotBuilder {
         self
     }
 
+    /// Gives handlers `cx.db()`: connections from `pool`, whose size and wait time-out bound
+    /// them, with waits recorded as `bot.db.pool.wait` and the pool's figures exported as
+    /// `db.client.connection.*`.
+    #[cfg(feature = "postgres")]
+    pub fn database(mut self, pool: crate::pg::PgPool) -> Self {
+        self.database = Some(pool);
+        self
+    }
+
     /// Limits webhook request bodies to `bytes` (413 above). Default 1 MiB.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
@@ -403,6 +416,20 @@ impl BotBuilder {
             state_store: self
                 .state_store
                 .unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
+            #[cfg(feature = "postgres")]
+            db: self.database.map(|pool| {
+                let max_size = pool.stats().max_size;
+                if self.limits.max_in_flight > max_size {
+                    tracing::info!(
+                        max_in_flight = self.limits.max_in_flight,
+                        pool_size = max_size,
+                        "more handlers may run than the pool has connections: handlers using \
+                         cx.db() at once wait for one (measured as bot.db.pool.wait)"
+                    );
+                }
+                pool.register_metrics(&telemetry);
+                (pool, telemetry.clone())
+            }),
         });
         let progress = Arc::new(Progress::default());
         let supervisor = Supervisor {

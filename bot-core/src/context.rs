@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub(crate) app_state: TypeMap,
     pub(crate) clients: TypeMap,
     pub(crate) state_store: Arc<dyn StateStore>,
+    /// The pool behind `cx.db()`, with the telemetry that records its waits.
+    #[cfg(feature = "postgres")]
+    pub(crate) db: Option<(crate::pg::PgPool, crate::telemetry::Telemetry)>,
 }
 
 impl fmt::Debug for Shared {
@@ -218,6 +221,32 @@ impl Context {
     /// An adapter's typed API client (for example `cx.client::<LineClient>()`).
     pub fn client<C: Send + Sync + 'static>(&self) -> Option<Arc<C>> {
         self.shared.clients.get_arc::<C>()
+    }
+
+    /// A connection from the bot's PostgreSQL pool ([`crate::BotBuilder::database`]); it goes
+    /// back to the pool when dropped, so hold it only while you use it.
+    ///
+    /// When every connection is busy this waits, up to the pool's wait time-out; each wait is
+    /// recorded in the `bot.db.pool.wait` histogram.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when the bot has no pool; [`ErrorKind::Timeout`] when no connection
+    /// became free in time; [`ErrorKind::Other`] when a connection cannot be opened.
+    #[cfg(feature = "postgres")]
+    pub async fn db(&self) -> Result<crate::pg::PgConnection, Error> {
+        let (pool, telemetry) = self.shared.db.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "no database pool; give the bot one with BotBuilder::database",
+            )
+        })?;
+        let started = tokio::time::Instant::now();
+        let got = pool
+            .get_measured(ErrorKind::Other, "getting a connection for a handler")
+            .await;
+        telemetry.db_pool_wait(started.elapsed());
+        got.map(|(conn, _)| conn)
     }
 
     /// The state of the event's conversation.

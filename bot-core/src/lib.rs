@@ -9,6 +9,8 @@ pub mod event;
 pub mod handler;
 pub mod limits;
 pub mod outbound;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod queue;
 pub mod router;
 pub mod runtime;

@@ -359,6 +359,8 @@ mod tests {
             app_state: Default::default(),
             clients: Default::default(),
             state_store: Arc::new(MemoryStateStore::new()),
+            #[cfg(feature = "postgres")]
+            db: None,
         });
         Context::new(shared, event, 1, CancellationToken::new())
     }

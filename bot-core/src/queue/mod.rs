@@ -165,6 +165,11 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Fails when the backend fails.
     async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error>;
 
+    /// The supervisor stopped pulling for good (shutdown began). A backend that claims events
+    /// ahead of demand hands them back now, so that other processes run them while this one
+    /// drains. The default does nothing.
+    async fn stop_pulling(&self) {}
+
     /// Keeps leases alive for `by` more while long handlers run.
     ///
     /// # Errors

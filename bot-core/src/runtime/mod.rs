@@ -239,8 +239,10 @@ impl Supervisor {
             }
         }
 
-        // Drain: nothing new starts; running handlers get until the deadline.
+        // Drain: nothing new starts; running handlers get until the deadline. Events a backend
+        // claimed ahead go back first, for other processes.
         let started = Instant::now();
+        self.queue.stop_pulling().await;
         let deadline = deadline_after(started, self.limits.shutdown_timeout);
         let mut drained = 0u64;
         tracing::info!(running, "shutting down: draining in-flight handlers");

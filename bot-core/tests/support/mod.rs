@@ -394,3 +394,6 @@ pub(crate) async fn next<T>(rx: &mut mpsc::Receiver<T>) -> T {
         .expect("timed out waiting for the next message")
         .expect("channel closed")
 }
+
+#[cfg(feature = "postgres")]
+pub(crate) mod pg;

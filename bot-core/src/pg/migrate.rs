@@ -1,0 +1,196 @@
+//! Versioned migrations embedded in the binary.
+
+use super::error;
+use super::pool::PgPool;
+use crate::error::{Error, ErrorKind};
+
+/// The migrations, in order: `(version, name, sql)`. Applied ones are recorded in
+/// `botrt_migrations`; a version once released never changes, later changes get a new one.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "queue, dead letters, dedup, state", V1)];
+
+const V1: &str = r#"
+CREATE TABLE botrt_events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- hash of (platform, conversation): the ordering lane
+    lane bigint NOT NULL,
+    platform text NOT NULL,
+    event_id text NOT NULL,
+    conversation text NOT NULL,
+    payload json NOT NULL,
+    -- 0: waiting (ready once run_at has passed), 1: leased
+    state smallint NOT NULL DEFAULT 0,
+    attempts integer NOT NULL DEFAULT 0,
+    run_at timestamptz NOT NULL DEFAULT now(),
+    lease_token bigint,
+    lease_expires_at timestamptz,
+    last_error text,
+    enqueued_at timestamptz NOT NULL DEFAULT now()
+) WITH (
+    -- Rows live for milliseconds: vacuum early and without throttling, leave room for HOT
+    -- updates (lease extensions).
+    fillfactor = 80,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+CREATE INDEX botrt_events_lane ON botrt_events (lane, id);
+CREATE INDEX botrt_events_waiting ON botrt_events (id) WHERE state = 0;
+CREATE INDEX botrt_events_leased ON botrt_events (lane) WHERE state = 1;
+
+-- Event ids seen recently, for deduplication of platform redeliveries.
+CREATE TABLE botrt_dedup (
+    platform text NOT NULL,
+    event_id text NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (platform, event_id)
+) WITH (
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+CREATE INDEX botrt_dedup_seen_at ON botrt_dedup USING brin (seen_at);
+
+CREATE TABLE botrt_dead_letters (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue_id bigint NOT NULL,
+    platform text NOT NULL,
+    event_id text NOT NULL,
+    conversation text NOT NULL,
+    payload json NOT NULL,
+    attempts integer NOT NULL,
+    error text NOT NULL,
+    failed_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE botrt_state (
+    platform text NOT NULL,
+    conversation text NOT NULL,
+    value jsonb NOT NULL,
+    version bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (platform, conversation)
+);
+
+-- Claims up to p_limit events for one lease. Ordered claims take only the head of a lane with
+-- no lease, and are serialised by an advisory lock taken before the claim statement, so that
+-- the statement's snapshot sees every claim committed before it (see the pg module docs).
+CREATE FUNCTION botrt_claim(p_limit integer, p_lease_ms bigint, p_token bigint, p_ordered boolean)
+RETURNS TABLE (id bigint, attempts integer, payload text)
+LANGUAGE plpgsql
+-- Planned afresh at every call: a plan cached while the table was small (a fresh deployment)
+-- would scan instead of probing the indexes once the table is large, and take minutes.
+SET plan_cache_mode = force_custom_plan
+-- The planner's cost estimate of the claim is high (a probe per candidate); compiling it with
+-- JIT would cost ten times what running it does.
+SET jit = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    -- A claim need not survive a crash of the server: lost, its events are simply waiting
+    -- again (and a completion of it is stale). So its commit does not wait for the disk.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    IF p_ordered THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('botrt.claim.' || current_schema(), 0));
+        RETURN QUERY
+        WITH c AS MATERIALIZED (
+            SELECT e.id FROM botrt_events e
+            WHERE e.state = 0 AND e.run_at <= now()
+              AND NOT EXISTS (SELECT 1 FROM botrt_events p WHERE p.lane = e.lane AND p.id < e.id)
+              -- A scalar subquery, so that it stays one index probe per candidate: as an
+              -- anti-join the planner may compare every candidate with every lease.
+              AND (SELECT l.id FROM botrt_events l WHERE l.lane = e.lane AND l.state = 1 LIMIT 1) IS NULL
+            ORDER BY e.id
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE botrt_events e
+        SET state = 1, attempts = e.attempts + 1, lease_token = p_token,
+            lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+        FROM c WHERE e.id = c.id
+        RETURNING e.id, e.attempts, e.payload::text;
+    ELSE
+        RETURN QUERY
+        WITH c AS MATERIALIZED (
+            SELECT e.id FROM botrt_events e
+            WHERE e.state = 0 AND e.run_at <= now()
+            ORDER BY e.id
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE botrt_events e
+        SET state = 1, attempts = e.attempts + 1, lease_token = p_token,
+            lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+        FROM c WHERE e.id = c.id
+        RETURNING e.id, e.attempts, e.payload::text;
+    END IF;
+END
+$$;
+"#;
+
+/// Creates or updates the bot's tables in the pool's schema (creating the schema too).
+///
+/// Idempotent, and safe when several processes start at once: the migrations run in one
+/// transaction under an advisory lock, so one process applies them and the others find them
+/// applied.
+///
+/// # Errors
+///
+/// [`ErrorKind::Queue`] when the database cannot be reached or a migration fails (nothing of
+/// that run is kept then).
+pub async fn migrate(pool: &PgPool) -> Result<(), Error> {
+    let fail = |what: &str, e| error::db(ErrorKind::Queue, what, e);
+    let (mut conn, _) = pool.get_measured(ErrorKind::Queue, "migrating").await?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(|e| fail("starting the migration", e))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('botrt.migrate.' || $1::text, 0))",
+        &[&pool.schema()],
+    )
+    .await
+    .map_err(|e| fail("locking for the migration", e))?;
+    // The schema name was checked to be a plain identifier when the pool was built.
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.botrt_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );",
+        schema = pool.schema()
+    ))
+    .await
+    .map_err(|e| fail("creating the migrations table", e))?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM botrt_migrations", &[])
+        .await
+        .map_err(|e| fail("reading applied migrations", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| fail(&format!("applying migration {version} ({name})"), e))?;
+        tx.execute(
+            "INSERT INTO botrt_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await
+        .map_err(|e| fail("recording a migration", e))?;
+        tracing::info!(
+            version,
+            name,
+            schema = pool.schema(),
+            "postgres: migration applied"
+        );
+    }
+    tx.commit()
+        .await
+        .map_err(|e| fail("committing the migration", e))
+}

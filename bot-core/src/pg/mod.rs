@@ -1,0 +1,65 @@
+//! PostgreSQL: a durable [`Queue`](crate::Queue) shared by many processes, a conversation
+//! [`StateStore`](crate::StateStore) and a bounded connection pool for handlers (feature
+//! `postgres`).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use bot_core::pg::{self, PgPool, PgQueue};
+//!
+//! # async fn run() -> Result<(), bot_core::Error> {
+//! let pool = PgPool::from_env()?;          // DATABASE_URL
+//! pg::migrate(&pool).await?;               // idempotent, safe from many processes at once
+//! let queue = Arc::new(PgQueue::builder(&pool).build()?);
+//! # let _ = queue; Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! The techniques are those of the established PostgreSQL queues (River, Oban, graphile-worker,
+//! pgmq): batched claims with `FOR UPDATE SKIP LOCKED` sized by the supervisor's demand plus a
+//! small prefetch; completions batched per dispatcher turn and fenced by a lease token
+//! (`DELETE ... USING unnest($ids, $tokens)`), so that a worker whose lease expired cannot
+//! complete someone else's claim (such completions are counted as stale); deduplication by a
+//! unique index in the same statement as the insert; leases that expire, extended while handlers
+//! run, and a rescuer that returns expired ones; `LISTEN/NOTIFY` on one dedicated connection
+//! outside the pool, debounced, with polling as the fallback.
+//!
+//! # Per-conversation ordering across processes
+//!
+//! A claim takes an event only if it is the oldest event of its conversation still in the queue
+//! (the head of its lane) and no event of that conversation is leased. Retries keep their place,
+//! so an event waiting for its retry is still the head and holds its conversation. Dead letters
+//! move to their own table, which lets the conversation move on.
+//!
+//! That rule alone is not enough under concurrency: a claim sees a snapshot, and an insert that
+//! got an older id but committed later, or another claim not yet committed, are invisible to it.
+//! So ordered claims are serialised per schema by a transaction-level advisory lock taken in a
+//! separate statement before the claim statement (inside one PL/pgSQL function, so still one
+//! round trip): every claim then sees every claim committed before it, and a conversation can
+//! never hold two leases, in one process or many.
+//!
+//! We chose this over shard leases on hash(conversation) (as Kafka partitions or SQS FIFO groups
+//! do) because it needs no membership protocol, no rebalancing and no shard hand-over when a
+//! process dies: any process can take any conversation, and a crashed process's conversations
+//! come back as soon as its leases expire. The price is that claims do not run in parallel
+//! across processes; each claim takes a whole batch, so one claim every few milliseconds is
+//! enough for tens of thousands of events per second (see BENCHMARKS.md). With
+//! [`Ordering::Unordered`](crate::Ordering::Unordered) the lock is not taken.
+
+mod error;
+mod migrate;
+mod notify;
+mod pool;
+mod queue;
+mod state;
+
+pub use migrate::{MIGRATIONS, migrate};
+pub use pool::{CapacityCheck, PgConnection, PgPool, PgPoolBuilder, PoolStats};
+pub use queue::{PgQueue, PgQueueBuilder, QueueCounters, QueueStats};
+pub use state::PgStateStore;
+
+/// The PostgreSQL client, re-exported so that handlers can name its types (`Row`, `ToSql`).
+pub use tokio_postgres;
+
+/// The environment variable [`PgPool::from_env`] and [`PgQueue::from_env`] read.
+pub const DATABASE_URL_ENV: &str = "DATABASE_URL";

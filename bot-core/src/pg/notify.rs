@@ -1,0 +1,116 @@
+//! Wake-ups between processes: a debounced `NOTIFY` after pushes, and one `LISTEN` connection
+//! outside the pool. Polling stays the fallback: a missed notification only costs latency.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::queue::Inner;
+
+/// Sends at most one `NOTIFY` per debounce interval, and one after the last push of a burst.
+///
+/// `NOTIFY` takes a lock at commit that serialises every notifying transaction, so pushes never
+/// notify themselves: they ask this task, which sends one small notification for all of them.
+pub(super) async fn run_notifier(queue: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            () = queue.notify_wanted.notified() => {}
+            () = queue.closed.cancelled() => return,
+        }
+        let sent = async {
+            let conn = queue
+                .pool
+                .get_measured(crate::ErrorKind::Queue, "notifying")
+                .await?
+                .0;
+            conn.execute_typed(
+                "SELECT pg_notify($1, '')",
+                &[(&queue.channel, tokio_postgres::types::Type::TEXT)],
+            )
+            .await
+            .map_err(|e| super::error::db(crate::ErrorKind::Queue, "notifying", e))
+        };
+        if let Err(e) = sent.await {
+            tracing::debug!(error = %e, "postgres: notify failed; other processes will poll");
+        }
+        // Pushes during this pause leave one permit, hence one more notification after it.
+        tokio::select! {
+            () = tokio::time::sleep(queue.notify_debounce) => {}
+            () = queue.closed.cancelled() => return,
+        }
+    }
+}
+
+/// Keeps a `LISTEN` connection open and wakes the claimer on every notification; reconnects
+/// with a growing pause when the connection fails.
+pub(super) async fn run_listener(queue: Arc<Inner>) {
+    let mut failures = 0u32;
+    loop {
+        match listen_once(&queue).await {
+            Ok(()) => return,
+            Err(e) => {
+                queue.listening.store(false, AtomicOrdering::Release);
+                failures = failures.saturating_add(1);
+                let pause = Duration::from_millis(200 << failures.min(5));
+                tracing::warn!(
+                    error = %e,
+                    retry_in = ?pause,
+                    "postgres: the LISTEN connection failed; polling until it is back"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = queue.closed.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// One connection's life. `Ok` when the queue closed.
+async fn listen_once(queue: &Inner) -> Result<(), crate::Error> {
+    let fail = |e| super::error::db(crate::ErrorKind::Queue, "listening", e);
+    let connect = queue.pool.config().connect(NoTls);
+    let (client, mut connection) = tokio::select! {
+        c = connect => c.map_err(fail)?,
+        () = queue.closed.cancelled() => return Ok(()),
+    };
+    // The connection delivers notifications only while it is polled: drive it here.
+    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+    // The channel name comes from a checked schema name: no quoting needed.
+    let statement = format!("LISTEN {}", queue.channel);
+    let listen = client.batch_execute(&statement);
+    tokio::pin!(listen);
+    let mut listening = false;
+    loop {
+        tokio::select! {
+            r = &mut listen, if !listening => {
+                r.map_err(fail)?;
+                listening = true;
+                queue.listening.store(true, AtomicOrdering::Release);
+                // Pushes made while not listening were missed: look now.
+                queue.wake.notify_one();
+            }
+            m = messages.next() => match m {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    queue.counters.notifications.fetch_add(1, AtomicOrdering::Relaxed);
+                    queue.wake.notify_one();
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(fail(e)),
+                None => {
+                    return Err(crate::Error::new(
+                        crate::ErrorKind::Queue,
+                        "postgres: the server closed the LISTEN connection",
+                    ));
+                }
+            },
+            () = queue.closed.cancelled() => {
+                queue.listening.store(false, AtomicOrdering::Release);
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! `PgQueue` against a real PostgreSQL: dedup, fenced completions, retries, dead letters,
+//! the rescuer, release at shutdown, and per-conversation ordering across two instances (two
+//! "processes" sharing one schema).
+
+mod support;
+
+use std::time::Duration;
+
+use bot_core::queue::{Dead, Delivery, Lease, Nack, Queue};
+use bot_core::{ErrorKind, Ordering};
+use support::pg::{eventually, fresh_pool, queue_builder};
+use support::text_event;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Pulls until `n` deliveries came, failing after [`DEADLINE`].
+async fn pull_n(queue: &dyn Queue, n: usize) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let batch = tokio::time::timeout(DEADLINE, queue.pull(n - got.len()))
+            .await
+            .expect("events come within the deadline")
+            .expect("pull");
+        assert!(!batch.is_empty(), "queue closed while pulling");
+        got.extend(batch);
+    }
+    got
+}
+
+/// What one pull hands out within `wait` (empty when nothing comes).
+async fn pull_within(queue: &dyn Queue, max: usize, wait: Duration) -> Vec<Delivery> {
+    tokio::time::timeout(wait, queue.pull(max))
+        .await
+        .map(|r| r.expect("pull"))
+        .unwrap_or_default()
+}
+
+fn ids(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries.iter().map(|d| d.event.id.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_skipped_in_the_insert_statement() {
+    let pool = fresh_pool("dedup").await;
+    let queue = queue_builder(&pool).build().unwrap();
+    let report = queue
+        .push_batch(vec![
+            text_event("c1", "e1"),
+            text_event("c1", "e2"),
+            // The same id twice in one batch.
+            text_event("c1", "e1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((report.accepted, report.duplicates), (2, 1));
+    // A redelivery of both, and one new event.
+    let report = queue
+        .push_batch(vec![
+            text_event("c1", "e1"),
+            text_event("c1", "e2"),
+            text_event("c1", "e3"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((report.accepted, report.duplicates), (1, 2));
+    // Still a duplicate once handled: the key outlives the event.
+    let got = pull_n(&queue, 1).await;
+    queue.ack(&[got[0].lease]).await.unwrap();
+    let report = queue
+        .push_batch(vec![text_event("c1", "e1")])
+        .await
+        .unwrap();
+    assert_eq!(report.duplicates, 1);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.ready, 2);
+    assert_eq!(queue.counters().duplicates, 4);
+    queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_lease_token_cannot_complete() {
+    let pool = fresh_pool("fenced").await;
+    let queue = queue_builder(&pool).build().unwrap();
+    queue
+        .push_batch(vec![text_event("c1", "e1")])
+        .await
+        .unwrap();
+    let d = pull_n(&queue, 1).await.remove(0);
+    let forged = Lease {
+        id: d.lease.id,
+        token: d.lease.token.wrapping_add(1),
+    };
+    let done = queue.ack(&[forged]).await.unwrap();
+    assert_eq!((done.applied, done.stale), (0, 1));
+    let done = queue
+        .nack(vec![Nack {
+            lease: forged,
+            delay: Duration::ZERO,
+            error: "x".into(),
+            event: d.event.clone(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(done.stale, 1);
+    assert_eq!(
+        queue.extend_lease(&[forged], DEADLINE).await.unwrap().stale,
+        1
+    );
+    assert_eq!(queue.stats().await.unwrap().leased, 1);
+    let done = queue.ack(&[d.lease]).await.unwrap();
+    assert_eq!((done.applied, done.stale), (1, 0));
+    // A second ack of the same lease is stale too.
+    assert_eq!(queue.ack(&[d.lease]).await.unwrap().stale, 1);
+    assert_eq!(queue.counters().stale, 4);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.ready, stats.leased), (0, 0));
+    queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nacked_event_comes_back_after_its_delay_and_holds_its_conversation() {
+    let pool = fresh_pool("nack").await;
+    let queue = queue_builder(&pool).build().unwrap();
+    queue
+        .push_batch(vec![
+            text_event("c1", "e1"),
+            text_event("c1", "e2"),
+            text_event("c2", "f1"),
+        ])
+        .await
+        .unwrap();
+    let mut got = pull_n(&queue, 2).await;
+    assert_eq!(ids(&got), ["e1", "f1"]);
+    let e1 = got.remove(0);
+    let delay = Duration::from_millis(400);
+    let nacked_at = tokio::time::Instant::now();
+    queue
+        .nack(vec![Nack {
+            lease: e1.lease,
+            delay,
+            error: "boom".into(),
+            event: e1.event,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(queue.stats().await.unwrap().retrying, 1);
+    // e2 must not overtake e1 while e1 waits for its retry.
+    let again = pull_n(&queue, 1).await.remove(0);
+    assert!(nacked_at.elapsed() >= delay, "retried before its delay");
+    assert_eq!(again.event.id.as_str(), "e1");
+    assert_eq!(again.attempt, 2);
+    queue.ack(&[again.lease]).await.unwrap();
+    let next = pull_n(&queue, 1).await.remove(0);
+    assert_eq!((next.event.id.as_str(), next.attempt), ("e2", 1));
+    queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_kept_inspectable_and_redriven() {
+    let pool = fresh_pool("dead").await;
+    let queue = queue_builder(&pool).build().unwrap();
+    queue
+        .push_batch(vec![text_event("c1", "e1"), text_event("c1", "e2")])
+        .await
+        .unwrap();
+    let e1 = pull_n(&queue, 1).await.remove(0);
+    let letters = queue
+        .dead(vec![Dead {
+            lease: e1.lease,
+            error: "gave up".into(),
+            event: e1.event.clone(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].attempts, letters[0].error.as_str()),
+        (1, "gave up")
+    );
+    // The conversation moves on past its dead letter.
+    let e2 = pull_n(&queue, 1).await.remove(0);
+    assert_eq!(e2.event.id.as_str(), "e2");
+    queue.ack(&[e2.lease]).await.unwrap();
+    let kept = queue.dead_letters(10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].event, e1.event);
+    assert_eq!(queue.stats().await.unwrap().dead, 1);
+    assert_eq!(queue.redrive(10).await.unwrap(), 1);
+    assert!(queue.dead_letters(10).await.unwrap().is_empty());
+    let again = pull_n(&queue, 1).await.remove(0);
+    assert_eq!((again.event.id.as_str(), again.attempt), ("e1", 1));
+    queue.ack(&[again.lease]).await.unwrap();
+    queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rescuer_returns_expired_leases_to_another_process() {
+    let pool = fresh_pool("rescue").await;
+    let crashed = queue_builder(&pool)
+        .lease_duration(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let survivor = queue_builder(&pool).build().unwrap();
+    crashed
+        .push_batch(vec![text_event("c1", "e1"), text_event("c1", "e2")])
+        .await
+        .unwrap();
+    let lost = pull_n(&crashed, 1).await.remove(0);
+    // The "crashed" process never extends nor completes; its lease expires and the survivor's
+    // rescuer hands the event out again, with the attempt counted.
+    let again = pull_n(&survivor, 1).await.remove(0);
+    assert_eq!((again.event.id.as_str(), again.attempt), ("e1", 2));
+    assert!(survivor.counters().rescued + crashed.counters().rescued >= 1);
+    // The old holder's ack is fenced off.
+    assert_eq!(crashed.ack(&[lost.lease]).await.unwrap().stale, 1);
+    survivor.ack(&[again.lease]).await.unwrap();
+    crashed.shutdown().await;
+    let e2 = pull_n(&survivor, 1).await.remove(0);
+    assert_eq!(e2.event.id.as_str(), "e2");
+    survivor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_and_shutdown_return_unstarted_claims_at_once() {
+    let pool = fresh_pool("release").await;
+    let first = queue_builder(&pool).prefetch(8).build().unwrap();
+    let other = queue_builder(&pool).build().unwrap();
+    let events: Vec<_> = (0..20)
+        .map(|i| text_event(&format!("c{i}"), &format!("e{i}")))
+        .collect();
+    first.push_batch(events).await.unwrap();
+    // One demanded, eight prefetched: nine leased.
+    let d = pull_n(&first, 1).await;
+    assert_eq!(first.counters().claimed, 9);
+    let done = first.release(d).await.unwrap();
+    assert_eq!(done.applied, 1);
+    // Shutdown releases the eight buffered claims before it returns.
+    first.shutdown().await;
+    let stats = other.stats().await.unwrap();
+    assert_eq!((stats.ready, stats.leased), (20, 0));
+    let all = pull_n(&other, 20).await;
+    // Released events do not count an attempt.
+    assert!(all.iter().all(|d| d.attempt == 1));
+    assert_eq!(
+        first.pull(5).await.unwrap().len(),
+        0,
+        "a closed queue hands out nothing"
+    );
+    other.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_is_leased_by_one_process_at_a_time_in_order() {
+    let pool = fresh_pool("order_two").await;
+    let a = queue_builder(&pool).prefetch(0).build().unwrap();
+    let b = queue_builder(&pool).prefetch(0).build().unwrap();
+    let mut events = Vec::new();
+    for seq in 0..3 {
+        for conv in 0..10 {
+            events.push(text_event(&format!("c{conv}"), &format!("c{conv}-{seq}")));
+        }
+    }
+    a.push_batch(events).await.unwrap();
+    // A takes the head of every conversation; B finds nothing while A holds them.
+    let heads = pull_n(&a, 10).await;
+    assert!(heads.iter().all(|d| d.event.id.as_str().ends_with("-0")));
+    assert!(
+        pull_within(&b, 10, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    // Once A acknowledges c3's head, B gets c3's second event and nothing else.
+    let c3 = heads
+        .iter()
+        .find(|d| d.event.conversation.as_str() == "c3")
+        .unwrap();
+    a.ack(&[c3.lease]).await.unwrap();
+    let got = pull_n(&b, 1).await;
+    assert_eq!(ids(&got), ["c3-1"]);
+    assert!(
+        pull_within(&b, 10, Duration::from_millis(200))
+            .await
+            .is_empty()
+    );
+    // A retry waiting in one process holds the conversation for the other too.
+    let c5 = heads
+        .iter()
+        .find(|d| d.event.conversation.as_str() == "c5")
+        .unwrap();
+    a.nack(vec![Nack {
+        lease: c5.lease,
+        delay: Duration::from_secs(60),
+        error: "later".into(),
+        event: c5.event.clone(),
+    }])
+    .await
+    .unwrap();
+    assert!(
+        pull_within(&b, 10, Duration::from_millis(200))
+            .await
+            .is_empty()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unordered_queues_hand_out_a_conversation_in_parallel() {
+    let pool = fresh_pool("unordered").await;
+    let queue = queue_builder(&pool)
+        .ordering(Ordering::Unordered)
+        .build()
+        .unwrap();
+    queue
+        .push_batch((0..5).map(|i| text_event("c1", &format!("e{i}"))).collect())
+        .await
+        .unwrap();
+    let got = pull_n(&queue, 5).await;
+    assert_eq!(ids(&got), ["e0", "e1", "e2", "e3", "e4"]);
+    queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_to_an_unreachable_database_are_refused_with_retry_after() {
+    // Nothing listens on port 1.
+    let pool = bot_core::pg::PgPool::builder("postgres://postgres@127.0.0.1:1/postgres")
+        .create_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let queue = bot_core::pg::PgQueue::builder(&pool)
+        .retry_after(Duration::from_secs(7))
+        .listen(false)
+        .build()
+        .unwrap();
+    let e = queue
+        .push_batch(vec![text_event("c1", "e1")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull, "{e:?}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent_and_safe_when_run_at_once() {
+    let pool = fresh_pool("migrate").await;
+    // Already migrated once; three more at the same time.
+    let (a, b, c) = tokio::join!(
+        bot_core::pg::migrate(&pool),
+        bot_core::pg::migrate(&pool),
+        bot_core::pg::migrate(&pool)
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    let conn = pool.get().await.unwrap();
+    let n: i64 = conn
+        .query_one("SELECT count(*) FROM botrt_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, bot_core::pg::MIGRATIONS.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_wakes_an_idle_puller_of_another_process() {
+    let pool = fresh_pool("notify").await;
+    // Polling so slow that only the NOTIFY can explain a quick pickup.
+    let listener = queue_builder(&pool)
+        .poll_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let pusher = queue_builder(&pool).listen(false).build().unwrap();
+    eventually("the LISTEN connection", DEADLINE, || async {
+        listener.is_listening().then_some(())
+    })
+    .await;
+    // Let the listener's first (empty) claim happen so that it idles.
+    assert!(
+        pull_within(&listener, 1, Duration::from_millis(100))
+            .await
+            .is_empty()
+    );
+    let pull = async {
+        tokio::time::timeout(Duration::from_secs(5), listener.pull(1))
+            .await
+            .expect("woken by NOTIFY, long before the 60 s poll")
+            .unwrap()
+    };
+    let push = async {
+        pusher
+            .push_batch(vec![text_event("c1", "e1")])
+            .await
+            .unwrap();
+    };
+    let (got, ()) = tokio::join!(pull, push);
+    assert_eq!(ids(&got), ["e1"]);
+    assert!(listener.counters().notifications >= 1);
+    listener.shutdown().await;
+    pusher.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_stay_fast_when_a_table_that_started_empty_fills_up() {
+    let pool = fresh_pool("grow").await;
+    let conn = pool.get().await.unwrap();
+    // An empty queue, analysed as such (autovacuum does that once a burst has drained), and
+    // claims on it, on one session: enough for PostgreSQL to cache a plan for an empty table.
+    conn.batch_execute("ANALYZE botrt_events").await.unwrap();
+    for _ in 0..10 {
+        let rows = conn
+            .query("SELECT * FROM botrt_claim(100, 30000, 1, true)", &[])
+            .await
+            .unwrap();
+        assert!(rows.is_empty());
+    }
+    conn.execute(
+        "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+         SELECT g % 2000, 'test', 'e' || g, 'c' || (g % 2000), '{}'
+         FROM generate_series(1, 20000) g",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Such a plan compares every row with every other one: minutes. Planned afresh, it probes
+    // the indexes: milliseconds.
+    let started = tokio::time::Instant::now();
+    let rows = conn
+        .query("SELECT * FROM botrt_claim(1000, 30000, 2, true)", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1000);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "claim took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_process_dies_on_every_attempt_is_dead_lettered() {
+    let pool = fresh_pool("poison").await;
+    let queue = queue_builder(&pool)
+        .lease_duration(Duration::from_millis(200))
+        .max_attempts(2)
+        .build()
+        .unwrap();
+    queue
+        .push_batch(vec![text_event("c1", "poison"), text_event("c1", "next")])
+        .await
+        .unwrap();
+    // Two attempts whose "process" never completes them.
+    let first = pull_n(&queue, 1).await.remove(0);
+    assert_eq!((first.event.id.as_str(), first.attempt), ("poison", 1));
+    let second = pull_n(&queue, 1).await.remove(0);
+    assert_eq!((second.event.id.as_str(), second.attempt), ("poison", 2));
+    // The second expiry dead-letters it, and its conversation moves on.
+    let next = pull_n(&queue, 1).await.remove(0);
+    assert_eq!(next.event.id.as_str(), "next");
+    let letters = queue.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attempts, 2);
+    assert!(
+        letters[0].error.contains("lease expired"),
+        "{}",
+        letters[0].error
+    );
+    queue.shutdown().await;
+}

@@ -1,0 +1,175 @@
+//! Run with: cargo run -p queue-worker
+//!
+//! A bot whose handler takes seconds (a simulated external API call), meant to run as several
+//! processes against one PostgreSQL database: each process serves the same webhook, events go
+//! into the shared `PgQueue`, and whichever process has a free slot runs them. Conversations stay
+//! sequential and in order across all processes; a process that dies loses nothing.
+//!
+//! ```sh
+//! BOT_ADDR=127.0.0.1:8081 cargo run -p queue-worker &
+//! BOT_ADDR=127.0.0.1:8082 cargo run -p queue-worker &
+//! curl -d '[{"id":"e1","platform":"demo","conversation":"c1","kind":{"type":"message","text":"hi"},"occurred_at":0}]' \
+//!      http://127.0.0.1:8081/events
+//! ```
+//!
+//! Settings (environment): `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! `BOT_ADDR` (default `127.0.0.1:8080`), `BOT_SCHEMA` (default `public`), `WORK_MS` (the
+//! simulated call, default 2000), `MAX_IN_FLIGHT` (default 256), `PREFETCH` (default 16),
+//! `LEASE_MS` (default 30000), `POOL_SIZE` (default 16), `WORKER_PROCESSES` (how many processes
+//! you run, for the connection check; default 2).
+//!
+//! Every handled event is recorded in `queue_worker_runs` (each attempt, when it started and
+//! ended) and, once, in
+//! `queue_worker_effects` keyed by the event id: the idempotency key that keeps a redelivered
+//! or re-run event from repeating its effect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bot_core::adapter::rejection;
+use bot_core::pg::{self, PgPool, PgQueue};
+use bot_core::{Adapter, Bot, BoxError, Context, Error, Event, Ingress, Limits, Platform};
+
+/// The platform of the events this worker takes.
+const DEMO: Platform = Platform::from_static("demo");
+
+/// `POST /events` takes a JSON array of core events and answers 200 once they are committed.
+#[derive(Debug, Clone, Copy)]
+struct JsonWebhook;
+
+impl Adapter for JsonWebhook {
+    fn platform(&self) -> Platform {
+        DEMO
+    }
+
+    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
+        Some(
+            axum::Router::new()
+                .route("/events", post(events))
+                .with_state(ingress),
+        )
+    }
+}
+
+async fn events(State(ingress): State<Ingress>, body: Bytes) -> Response {
+    let Ok(events) = serde_json::from_slice::<Vec<Event>>(&body) else {
+        return (axum::http::StatusCode::BAD_REQUEST, "malformed json").into_response();
+    };
+    // 200 only after the commit; 503 with Retry-After when PostgreSQL is down or slow.
+    match ingress.submit(events).await {
+        Ok(report) => axum::Json(serde_json::json!({
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+        }))
+        .into_response(),
+        Err(e) => rejection(&e),
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// ANCHOR: handler
+/// The simulated external API call, then the effect, recorded once per event id.
+async fn handle(cx: Context, event: Event) -> Result<(), BoxError> {
+    let started = std::time::SystemTime::now();
+    let work = Duration::from_millis(env_or("WORK_MS", 2000));
+    tokio::select! {
+        () = tokio::time::sleep(work) => {}
+        // Shutdown or time-out: stop early; the event goes back to the queue.
+        () = cx.cancellation().cancelled() => return Err("cancelled".into()),
+    }
+    let worker = std::process::id().to_string();
+    let db = cx.db().await?;
+    db.execute(
+        "INSERT INTO queue_worker_runs (event_id, worker, started_at) VALUES ($1, $2, $3)",
+        &[&event.id.as_str(), &worker, &started],
+    )
+    .await?;
+    // The idempotency key: a second run of the same event finds it and does nothing.
+    let first = db
+        .execute(
+            "INSERT INTO queue_worker_effects (event_id, worker) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+            &[&event.id.as_str(), &worker],
+        )
+        .await?;
+    if first == 0 {
+        tracing::info!(event = %event.id, "already done elsewhere; effect skipped");
+    }
+    Ok(())
+}
+// ANCHOR_END: handler
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let _logs = bot_core::init_logging()?;
+    let url = std::env::var(pg::DATABASE_URL_ENV)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let addr = std::env::var("BOT_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+
+    // ANCHOR: setup
+    let pool = PgPool::builder(url)
+        .schema(std::env::var("BOT_SCHEMA").unwrap_or_else(|_| "public".to_owned()))
+        .max_size(env_or("POOL_SIZE", 16))
+        .wait_timeout(Duration::from_secs(30))
+        .build()?;
+    // Safe when every process runs it at start-up at once.
+    pg::migrate(&pool).await?;
+    pool.check_capacity(env_or("WORKER_PROCESSES", 2)).await?;
+    let limits = Limits {
+        max_in_flight: env_or("MAX_IN_FLIGHT", 256),
+        handler_timeout: Duration::from_secs(300),
+        ..Limits::default()
+    };
+    let queue = Arc::new(
+        PgQueue::builder(&pool)
+            .limits(&limits)
+            .prefetch(env_or("PREFETCH", 16))
+            .lease_duration(Duration::from_millis(env_or("LEASE_MS", 30_000)))
+            .build()?,
+    );
+    let bot = Bot::builder()
+        .adapter(JsonWebhook)
+        .limits(limits)
+        .queue(queue.clone())
+        .database(pool.clone())
+        .handler(handle)
+        .build()?;
+    queue.register_metrics(bot.telemetry());
+    // ANCHOR_END: setup
+    let conn = pool.get().await?;
+    // Under a lock: processes starting together would race on CREATE TABLE IF NOT EXISTS.
+    conn.batch_execute(
+        "BEGIN;
+         SELECT pg_advisory_xact_lock(hashtextextended('queue-worker tables', 0));
+         CREATE TABLE IF NOT EXISTS queue_worker_runs (
+             event_id text NOT NULL, worker text NOT NULL, started_at timestamptz NOT NULL,
+             at timestamptz NOT NULL DEFAULT clock_timestamp());
+         CREATE TABLE IF NOT EXISTS queue_worker_effects (
+             event_id text PRIMARY KEY, worker text NOT NULL);
+         COMMIT;",
+    )
+    .await
+    .map_err(|e| {
+        Error::new(bot_core::ErrorKind::Other, "cannot create the demo tables").with_source(e)
+    })?;
+    drop(conn);
+
+    // ANCHOR: serve
+    // SIGTERM: readiness 503, claimed but unstarted events go back at once, running handlers
+    // finish (up to shutdown_timeout), then the queue's tasks stop.
+    let report = bot.serve(addr).await?;
+    queue.shutdown().await;
+    // ANCHOR_END: serve
+    tracing::info!(?report, counters = ?queue.counters(), "worker stopped");
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! Several `queue-worker` processes on one database: conversations stay sequential and in order
+//! across them, a SIGKILL loses nothing acknowledged, a SIGTERM hands claimed but unstarted
+//! events to the other process at once.
+//!
+//! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! fails when it cannot be reached.
+
+use std::collections::HashSet;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bot_core::pg::PgPool;
+use bot_core::{Event, Platform};
+
+const DEMO: Platform = Platform::from_static("demo");
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A pool on a fresh schema (dropped first).
+async fn fresh_schema(schema: &str) -> PgPool {
+    let admin = PgPool::builder(database_url()).max_size(1).build().unwrap();
+    let conn = admin
+        .get()
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {} ({e})", database_url()));
+    conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+    let pool = PgPool::builder(database_url())
+        .schema(schema)
+        .max_size(2)
+        .build()
+        .unwrap();
+    bot_core::pg::migrate(&pool).await.unwrap();
+    pool
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A worker process that is killed when dropped.
+struct Worker {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_worker(schema: &str, env: &[(&str, &str)]) -> Worker {
+    let addr = free_addr();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_queue-worker"));
+    cmd.env("DATABASE_URL", database_url())
+        .env("BOT_SCHEMA", schema)
+        .env("BOT_ADDR", addr.to_string())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Worker {
+        child: cmd.spawn().expect("start queue-worker"),
+        addr,
+    }
+}
+
+/// One HTTP/1.1 request; the status code, or `None` when the connection fails.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+fn wait_ready(worker: &mut Worker) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while http(worker.addr, "GET", "/readyz", b"") != Some(200) {
+        if let Ok(Some(status)) = worker.child.try_wait() {
+            panic!("queue-worker exited at start-up: {status}");
+        }
+        assert!(Instant::now() < until, "queue-worker not ready in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn batch(ids: impl Iterator<Item = usize>, conversations: usize) -> (Vec<String>, Vec<u8>) {
+    let events: Vec<Event> = ids
+        .map(|i| {
+            Event::text(DEMO, format!("c{}", i % conversations), "hi").with_id(format!("e{i}"))
+        })
+        .collect();
+    let ids = events.iter().map(|e| e.id.to_string()).collect();
+    (ids, serde_json::to_vec(&events).unwrap())
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    pool.get()
+        .await
+        .unwrap()
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn wait_count(pool: &PgPool, sql: &str, at_least: i64, deadline: Duration) -> i64 {
+    let until = Instant::now() + deadline;
+    loop {
+        let n = count(pool, sql).await;
+        if n >= at_least {
+            return n;
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out: {sql} = {n}, want {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_midway_loses_nothing_acknowledged_and_bounds_duplicates() {
+    const EVENTS: usize = 20_000;
+    const BATCH: usize = 100;
+    const IN_FLIGHT: usize = 64;
+    const PREFETCH: usize = 16;
+    let pool = fresh_schema("qw_kill").await;
+    let env = [
+        ("WORK_MS", "0"),
+        ("MAX_IN_FLIGHT", "64"),
+        ("PREFETCH", "16"),
+        ("LEASE_MS", "2000"),
+        ("POOL_SIZE", "8"),
+    ];
+    let mut a = start_worker("qw_kill", &env);
+    let mut b = start_worker("qw_kill", &env);
+    wait_ready(&mut a);
+    wait_ready(&mut b);
+    let mut acknowledged: HashSet<String> = HashSet::new();
+    let mut a_alive = true;
+    for n in 0..EVENTS / BATCH {
+        if n == EVENTS / BATCH / 2 {
+            // SIGKILL: no drain, no release; whatever A held comes back when its leases expire.
+            a.child.kill().unwrap();
+            a.child.wait().unwrap();
+            a_alive = false;
+        }
+        let (ids, body) = batch(n * BATCH..(n + 1) * BATCH, 2_000);
+        let first = if n % 2 == 0 && a_alive {
+            a.addr
+        } else {
+            b.addr
+        };
+        let status = match http(first, "POST", "/events", &body) {
+            Some(200) => Some(200),
+            // Like a platform: redeliver what got no 2xx, here to the other process.
+            _ => http(b.addr, "POST", "/events", &body),
+        };
+        assert_eq!(
+            status,
+            Some(200),
+            "batch {n} not accepted by the surviving worker"
+        );
+        acknowledged.extend(ids);
+    }
+    assert_eq!(acknowledged.len(), EVENTS);
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM queue_worker_effects",
+        EVENTS as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    // Nothing acknowledged is lost: every event's effect is recorded, once.
+    let conn = pool.get().await.unwrap();
+    let ids: Vec<String> = acknowledged.into_iter().collect();
+    let found: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM queue_worker_effects WHERE event_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found as usize, EVENTS);
+    let runs = count(&pool, "SELECT count(*) FROM queue_worker_runs").await;
+    let distinct = count(
+        &pool,
+        "SELECT count(DISTINCT event_id) FROM queue_worker_runs",
+    )
+    .await;
+    assert_eq!(distinct as usize, EVENTS);
+    let twice = (runs - distinct) as usize;
+    eprintln!("events {EVENTS}, runs {runs}, handled twice {twice}");
+    assert!(
+        twice <= IN_FLIGHT + PREFETCH,
+        "{twice} events ran twice, more than the killed process's in-flight + prefetch"
+    );
+    let left = count(&pool, "SELECT count(*) FROM botrt_events").await;
+    assert_eq!(left, 0, "queue drained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_running_handlers_and_hands_unstarted_claims_over_at_once() {
+    let pool = fresh_schema("qw_term").await;
+    // A: two slow handlers at a time, eight more claimed ahead; leases far longer than the test.
+    let mut a = start_worker(
+        "qw_term",
+        &[
+            ("WORK_MS", "3000"),
+            ("MAX_IN_FLIGHT", "2"),
+            ("PREFETCH", "8"),
+            ("LEASE_MS", "120000"),
+        ],
+    );
+    wait_ready(&mut a);
+    let (_, body) = batch(0..10, 10);
+    assert_eq!(http(a.addr, "POST", "/events", &body), Some(200));
+    // A holds all ten: two running, eight claimed ahead.
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM botrt_events WHERE state = 1",
+        10,
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut b = start_worker(
+        "qw_term",
+        &[
+            ("WORK_MS", "100"),
+            ("MAX_IN_FLIGHT", "16"),
+            ("PREFETCH", "0"),
+        ],
+    );
+    wait_ready(&mut b);
+    let terminated = Command::new("kill")
+        .args(["-TERM", &a.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let b_pid = b.child.id().to_string();
+    // B runs the eight unstarted events long before their leases (two minutes) could expire,
+    // while A is still finishing its two.
+    let by_b = format!("SELECT count(*) FROM queue_worker_effects WHERE worker = '{b_pid}'");
+    wait_count(&pool, &by_b, 8, Duration::from_secs(10)).await;
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "A was still draining its running handlers"
+    );
+    let status = a.child.wait().unwrap();
+    assert!(status.success(), "A ended cleanly: {status}");
+    let effects = count(&pool, "SELECT count(*) FROM queue_worker_effects").await;
+    let runs = count(&pool, "SELECT count(*) FROM queue_worker_runs").await;
+    assert_eq!(
+        (effects, runs),
+        (10, 10),
+        "A's two finished; nothing ran twice"
+    );
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_keep_200_conversations_sequential_and_in_order() {
+    const CONVERSATIONS: usize = 200;
+    const PER_CONVERSATION: usize = 50;
+    let pool = fresh_schema("qw_order").await;
+    let env = [
+        ("WORK_MS", "0"),
+        ("MAX_IN_FLIGHT", "64"),
+        ("POOL_SIZE", "8"),
+    ];
+    let mut a = start_worker("qw_order", &env);
+    let mut b = start_worker("qw_order", &env);
+    wait_ready(&mut a);
+    wait_ready(&mut b);
+    // One webhook per conversation with all its events, alternating between the processes.
+    for c in 0..CONVERSATIONS {
+        let events: Vec<Event> = (0..PER_CONVERSATION)
+            .map(|seq| Event::text(DEMO, format!("c{c}"), "hi").with_id(format!("c{c}-{seq}")))
+            .collect();
+        let body = serde_json::to_vec(&events).unwrap();
+        let to = if c % 2 == 0 { a.addr } else { b.addr };
+        assert_eq!(http(to, "POST", "/events", &body), Some(200));
+    }
+    let total = (CONVERSATIONS * PER_CONVERSATION) as i64;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM queue_worker_effects",
+        total,
+        Duration::from_secs(120),
+    )
+    .await;
+    // Each run started after the previous event of its conversation ended, in sequence order.
+    let broken = count(
+        &pool,
+        "SELECT count(*) FROM (
+             SELECT split_part(event_id, '-', 2)::int AS seq, started_at,
+                    lag(at) OVER w AS previous_end,
+                    lag(split_part(event_id, '-', 2)::int) OVER w AS previous_seq
+             FROM queue_worker_runs
+             WINDOW w AS (PARTITION BY split_part(event_id, '-', 1) ORDER BY started_at)
+         ) r
+         WHERE started_at < previous_end OR seq <> coalesce(previous_seq + 1, 0)",
+    )
+    .await;
+    assert_eq!(broken, 0, "runs overlapping or out of order");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM queue_worker_runs").await,
+        total
+    );
+    let workers = count(
+        &pool,
+        "SELECT count(DISTINCT worker) FROM queue_worker_runs",
+    )
+    .await;
+    assert_eq!(workers, 2, "both processes took a share");
+}
