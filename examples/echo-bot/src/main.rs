@@ -13,7 +13,8 @@
 //! answers `<t>` (echo-bot registers the command when `DISCORD_APPLICATION_ID` is set).
 //!
 //! Beside the webhooks it serves `/healthz`, `/readyz` and `/metrics`, and shuts down gracefully on
-//! SIGTERM or ctrl-c.
+//! SIGTERM or ctrl-c. With `DATABASE_URL` set it queues events in PostgreSQL, so several echo-bot
+//! processes on different `BOT_ADDR`s share one database's work; without it, in memory.
 //!
 //! With no platform variables it runs a demo instead: a fake LINE API and a fake Graph API start on
 //! 127.0.0.1, the bot answers through them, and every line you type is posted to the bot as a
@@ -21,9 +22,11 @@
 //! printed.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use bot_core::pg::{self, PgPool, PgQueue};
 use bot_core::telemetry::Logging;
-use bot_core::{Bot, BotBuilder, Context, Error, Event, EventKind, Router, Secret};
+use bot_core::{Bot, BotBuilder, Context, Error, Event, EventKind, Limits, Router, Secret};
 use bot_discord::Discord;
 use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder};
@@ -97,8 +100,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if platforms.is_empty() {
         return demo(builder, addr).await;
     }
-    tracing::info!(?platforms, %addr, "echo-bot serving");
-    let report = builder.build()?.serve(addr).await?;
+    // ANCHOR: durable
+    // With DATABASE_URL, the durable PostgreSQL queue: several echo-bot processes (each on its
+    // own BOT_ADDR) share the work of one database, and nothing acknowledged is lost on a crash.
+    let durable = match std::env::var_os(pg::DATABASE_URL_ENV) {
+        Some(_) => {
+            let pool = PgPool::from_env()?;
+            pg::migrate(&pool).await?;
+            let queue = Arc::new(PgQueue::builder(&pool).limits(&Limits::default()).build()?);
+            builder = builder.queue(queue.clone());
+            Some(queue)
+        }
+        None => None,
+    };
+    let bot = builder.build()?;
+    if let Some(queue) = &durable {
+        queue.register_metrics(bot.telemetry());
+    }
+    tracing::info!(?platforms, %addr, durable = durable.is_some(), "echo-bot serving");
+    let report = bot.serve(addr).await?;
+    if let Some(queue) = &durable {
+        queue.shutdown().await;
+    }
+    // ANCHOR_END: durable
     tracing::info!(?report, "echo-bot stopped");
     Ok(())
 }
