@@ -14,7 +14,9 @@
 //!
 //! Beside the webhooks it serves `/healthz`, `/readyz` and `/metrics`, and shuts down gracefully on
 //! SIGTERM or ctrl-c. With `DATABASE_URL` set it queues events in PostgreSQL, so several echo-bot
-//! processes on different `BOT_ADDR`s share one database's work; without it, in memory.
+//! processes on different `BOT_ADDR`s share one database's work (set `BOT_PROCESSES` to their
+//! number and it warns at startup when their pools exceed `max_connections`); without it, in
+//! memory.
 //!
 //! With no platform variables it runs a demo instead: a fake LINE API and a fake Graph API start on
 //! 127.0.0.1, the bot answers through them, and every line you type is posted to the bot as a
@@ -107,6 +109,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => {
             let pool = PgPool::from_env()?;
             pg::migrate(&pool).await?;
+            // Warns when BOT_PROCESSES processes' pools would not fit in max_connections.
+            let processes = std::env::var("BOT_PROCESSES")
+                .ok()
+                .and_then(|n| n.parse().ok());
+            pool.check_capacity(processes.unwrap_or(1)).await?;
             let queue = Arc::new(PgQueue::builder(&pool).limits(&Limits::default()).build()?);
             builder = builder.queue(queue.clone());
             Some(queue)
