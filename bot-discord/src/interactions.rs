@@ -122,7 +122,7 @@ struct Entries {
 
 /// Interactions this process is answering: how a handler's reply finds its HTTP response.
 ///
-/// Entries live [`REMEMBERED`] after the interaction arrived; a reply after that goes through the
+/// Entries live five minutes after the interaction arrived; a reply after that goes through the
 /// callback endpoint and, when Discord says the interaction was acknowledged, as a follow-up.
 #[derive(Default)]
 pub struct Pending {
