@@ -543,3 +543,19 @@ async fn three_shards_in_one_bucket_identify_five_seconds_apart() {
     shards.stop().await;
     bot.shutdown().await;
 }
+
+#[tokio::test]
+async fn commands_reach_the_gateway_on_the_live_connection() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let shard = run(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+    let presence =
+        json!({"op": 3, "d": {"since": null, "activities": [], "status": "idle", "afk": false}});
+    shard.shard.send(presence).await.unwrap();
+    gateway.wait_for_op(3, 1).await;
+    assert_eq!(gateway.received_op(3)[0].d["status"], "idle");
+    shard.stop().await.unwrap();
+    bot.shutdown().await;
+}

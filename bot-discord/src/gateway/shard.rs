@@ -699,6 +699,23 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn commands_keep_under_the_gateway_limit_and_its_size() {
+        let shard = Shard::new(
+            ShardId::ONE,
+            Arc::new(ShardConfig::new("t")),
+            IdentifyQueue::new(1),
+        );
+        // 110 go at once; the 111th must wait (Discord allows 120 a minute, heartbeats included).
+        for _ in 0..COMMANDS_PER_MINUTE {
+            assert!(shard.command_limiter.check().is_ok());
+        }
+        assert!(shard.command_limiter.check().is_err());
+        let big = json!({"op": 3, "d": {"activities": [{"name": "x".repeat(5000)}]}});
+        let error = shard.send(big).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    }
+
     #[test]
     fn identify_carries_token_intents_and_shard() {
         let config = ShardConfig::new("secret-token");
