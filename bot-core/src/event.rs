@@ -271,9 +271,29 @@ pub struct Event {
 }
 
 impl Event {
-    /// Starts an event of `kind` in `conversation` on `platform`, with a fresh id and the current time.
-    ///
-    /// Adapters set the platform's own id with [`Event::with_id`].
+    /// An event of `kind` in `conversation` on `platform` with the platform's own `id`, at the
+    /// current time: what adapters build, without making a local id first.
+    pub fn from_platform(
+        platform: Platform,
+        id: impl Into<EventId>,
+        conversation: impl Into<ConversationId>,
+        kind: EventKind,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            platform,
+            conversation: conversation.into(),
+            sender: None,
+            kind,
+            reply_token: None,
+            occurred_at: Timestamp::now(),
+            redelivered: false,
+            raw: Raw::default(),
+        }
+    }
+
+    /// Starts an event of `kind` in `conversation` on `platform`, with a fresh local id and the
+    /// current time (for events no platform names; adapters use [`Event::from_platform`]).
     pub fn new(
         platform: Platform,
         conversation: impl Into<ConversationId>,
@@ -356,7 +376,24 @@ fn next_local_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("local-{}-{n}", std::process::id())
+    // The process id, asked once: it cannot change, and asking is a system call.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    format!("local-{}-{n}", PID.get_or_init(std::process::id))
+}
+
+/// A stable id for a platform payload that carries none: `sha256:` and the first 128 bits of the
+/// SHA-256 of its compact JSON, the same in every process and release (deduplication in a shared
+/// queue compares them across processes).
+pub fn content_id(payload: &serde_json::Value) -> EventId {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let digest = sha2::Sha256::digest(payload.to_string().as_bytes());
+    let mut id = String::with_capacity(7 + 32);
+    id.push_str("sha256:");
+    for byte in &digest[..16] {
+        let _ = write!(id, "{byte:02x}");
+    }
+    EventId::from(id)
 }
 
 /// What happened. New kinds may be added; match with a wildcard arm.
@@ -590,6 +627,22 @@ mod tests {
     fn timestamps_convert_both_ways() {
         let t = Timestamp::from_millis(1_700_000_000_123);
         assert_eq!(Timestamp::from(SystemTime::from(t)), t);
+    }
+
+    #[test]
+    fn content_ids_are_stable_and_tell_payloads_apart() {
+        let a = content_id(&serde_json::json!({"type": "read", "watermark": 1}));
+        assert_eq!(
+            a,
+            content_id(&serde_json::json!({"watermark": 1, "type": "read"}))
+        );
+        assert_ne!(
+            a,
+            content_id(&serde_json::json!({"type": "read", "watermark": 2}))
+        );
+        assert!(a.as_str().starts_with("sha256:") && a.as_str().len() == 39);
+        let e = Event::from_platform(Platform::LINE, "01H", "U1", EventKind::Followed);
+        assert_eq!((e.id.as_str(), e.conversation.as_str()), ("01H", "U1"));
     }
 
     #[test]

@@ -23,12 +23,13 @@
 //! whole dispatch data stays in [`Event::raw`]; [`DiscordEventExt`] parses it back into
 //! [`crate::model`] types.
 
+use bot_core::event::content_id;
 use bot_core::event::{
     Attachment, AttachmentKind, Command, Deleted, Members, Mention, Message, MessageId, Other,
     Postback, Reaction, ReplyToken, Timestamp, UserId,
 };
 use bot_core::{Event, EventKind, Platform};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Typed access to the Discord object behind a core [`Event`].
 pub trait DiscordEventExt {
@@ -92,10 +93,14 @@ fn text(value: &Value, pointer: &str) -> Option<String> {
 
 /// An event id from the session and sequence, when both are known (replays keep them), else
 /// `fallback`.
-fn sequenced(context: &DispatchContext, sequence: Option<u64>, fallback: String) -> String {
+fn sequenced(
+    context: &DispatchContext,
+    sequence: Option<u64>,
+    fallback: impl FnOnce() -> String,
+) -> String {
     match (&context.session_id, sequence) {
         (Some(session), Some(sequence)) => format!("{session}:{sequence}"),
-        _ => fallback,
+        _ => fallback(),
     }
 }
 
@@ -107,100 +112,97 @@ pub fn from_dispatch(
     sequence: Option<u64>,
     context: &DispatchContext,
 ) -> Option<Event> {
-    let event =
-        match name {
-            "MESSAGE_CREATE" => {
-                if !context.deliver_bot_messages && by_a_bot(&data, context) {
-                    return None;
-                }
-                let id = text(&data, "/id")?;
-                base(&data, &id, EventKind::Message(message(&data)))
+    let event = match name {
+        "MESSAGE_CREATE" => {
+            if !context.deliver_bot_messages && by_a_bot(&data, context) {
+                return None;
             }
-            "MESSAGE_UPDATE" => {
-                if !context.deliver_bot_messages && by_a_bot(&data, context) {
-                    return None;
-                }
-                let id = text(&data, "/id")?;
-                let edited = text(&data, "/edited_timestamp").unwrap_or_default();
-                base(
-                    &data,
-                    &format!("{id}:edit:{edited}"),
-                    EventKind::Edited(message(&data)),
-                )
+            let id = text(&data, "/id")?;
+            base(&data, &id, EventKind::Message(message(&data)))
+        }
+        "MESSAGE_UPDATE" => {
+            if !context.deliver_bot_messages && by_a_bot(&data, context) {
+                return None;
             }
-            "MESSAGE_DELETE" => {
-                let id = text(&data, "/id")?;
-                base(
-                    &data,
-                    &format!("{id}:delete"),
-                    EventKind::Deleted(Deleted {
-                        message_id: MessageId::new(&id),
-                    }),
-                )
+            let id = text(&data, "/id")?;
+            let edited = text(&data, "/edited_timestamp").unwrap_or_default();
+            base(
+                &data,
+                &format!("{id}:edit:{edited}"),
+                EventKind::Edited(message(&data)),
+            )
+        }
+        "MESSAGE_DELETE" => {
+            let id = text(&data, "/id")?;
+            base(
+                &data,
+                &format!("{id}:delete"),
+                EventKind::Deleted(Deleted {
+                    message_id: MessageId::new(&id),
+                }),
+            )
+        }
+        "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
+            let message_id = text(&data, "/message_id")?;
+            let user = text(&data, "/user_id").unwrap_or_default();
+            let emoji = text(&data, "/emoji/name")
+                .or_else(|| text(&data, "/emoji/id"))
+                .unwrap_or_default();
+            let removed = name == "MESSAGE_REACTION_REMOVE";
+            let suffix = if removed { "remove" } else { "add" };
+            let mut event = base(
+                &data,
+                &sequenced(context, sequence, || {
+                    format!("{message_id}:{user}:{emoji}:{suffix}")
+                }),
+                EventKind::Reaction(Reaction {
+                    message_id: MessageId::new(&message_id),
+                    emoji,
+                    removed,
+                }),
+            );
+            event.sender = (!user.is_empty()).then(|| UserId::new(&user));
+            event
+        }
+        "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" => {
+            let guild = text(&data, "/guild_id")?;
+            let user = text(&data, "/user/id")?;
+            let joined = name == "GUILD_MEMBER_ADD";
+            let members = Members {
+                users: vec![UserId::new(&user)],
+            };
+            let kind = if joined {
+                EventKind::MemberJoined(members)
+            } else {
+                EventKind::MemberLeft(members)
+            };
+            let suffix = if joined { "join" } else { "leave" };
+            let id = sequenced(context, sequence, || format!("{guild}:{user}:{suffix}"));
+            let mut event = Event::from_platform(Platform::DISCORD, id, guild.as_str(), kind);
+            event.sender = Some(UserId::new(&user));
+            event
+        }
+        "INTERACTION_CREATE" => from_interaction(&data)?,
+        _ => {
+            // Hashed only when no session and sequence name the event.
+            let id = sequenced(context, sequence, || {
+                let own = text(&data, "/id")
+                    .unwrap_or_else(|| content_id(&json!({"t": name, "d": &data})).to_string());
+                format!("{name}:{own}")
+            });
+            let conversation = text(&data, "/channel_id")
+                .or_else(|| text(&data, "/guild_id"))
+                .unwrap_or_else(|| "discord".to_owned());
+            let kind = EventKind::Other(Other {
+                name: name.to_owned(),
+            });
+            let mut event = Event::from_platform(Platform::DISCORD, id, conversation, kind);
+            if let Some(at) = text(&data, "/id").as_deref().and_then(snowflake_time) {
+                event.occurred_at = at;
             }
-            "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
-                let message_id = text(&data, "/message_id")?;
-                let user = text(&data, "/user_id").unwrap_or_default();
-                let emoji = text(&data, "/emoji/name")
-                    .or_else(|| text(&data, "/emoji/id"))
-                    .unwrap_or_default();
-                let removed = name == "MESSAGE_REACTION_REMOVE";
-                let suffix = if removed { "remove" } else { "add" };
-                let mut event = base(
-                    &data,
-                    &sequenced(
-                        context,
-                        sequence,
-                        format!("{message_id}:{user}:{emoji}:{suffix}"),
-                    ),
-                    EventKind::Reaction(Reaction {
-                        message_id: MessageId::new(&message_id),
-                        emoji,
-                        removed,
-                    }),
-                );
-                event.sender = (!user.is_empty()).then(|| UserId::new(&user));
-                event
-            }
-            "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" => {
-                let guild = text(&data, "/guild_id")?;
-                let user = text(&data, "/user/id")?;
-                let joined = name == "GUILD_MEMBER_ADD";
-                let members = Members {
-                    users: vec![UserId::new(&user)],
-                };
-                let kind = if joined {
-                    EventKind::MemberJoined(members)
-                } else {
-                    EventKind::MemberLeft(members)
-                };
-                let suffix = if joined { "join" } else { "leave" };
-                let mut event = Event::new(Platform::DISCORD, guild.as_str(), kind).with_id(
-                    sequenced(context, sequence, format!("{guild}:{user}:{suffix}")),
-                );
-                event.sender = Some(UserId::new(&user));
-                event
-            }
-            "INTERACTION_CREATE" => from_interaction(&data)?,
-            _ => {
-                let id = text(&data, "/id").unwrap_or_else(|| fingerprint(name, &data));
-                let conversation = text(&data, "/channel_id")
-                    .or_else(|| text(&data, "/guild_id"))
-                    .unwrap_or_else(|| "discord".to_owned());
-                let mut event = Event::new(
-                    Platform::DISCORD,
-                    conversation,
-                    EventKind::Other(Other {
-                        name: name.to_owned(),
-                    }),
-                )
-                .with_id(sequenced(context, sequence, format!("{name}:{id}")));
-                if let Some(at) = text(&data, "/id").as_deref().and_then(snowflake_time) {
-                    event.occurred_at = at;
-                }
-                event
-            }
-        };
+            event
+        }
+    };
     Some(event.with_raw(data))
 }
 
@@ -213,7 +215,7 @@ fn by_a_bot(data: &Value, context: &DispatchContext) -> bool {
 /// An event in the data's channel, from its author, at the snowflake's time.
 fn base(data: &Value, id: &str, kind: EventKind) -> Event {
     let channel = text(data, "/channel_id").unwrap_or_else(|| "discord".to_owned());
-    let mut event = Event::new(Platform::DISCORD, channel, kind).with_id(id);
+    let mut event = Event::from_platform(Platform::DISCORD, id, channel, kind);
     event.sender = text(data, "/author/id").map(UserId::from);
     if let Some(at) = text(data, "/id").as_deref().and_then(snowflake_time) {
         event.occurred_at = at;
@@ -300,7 +302,7 @@ pub fn from_interaction(data: &Value) -> Option<Event> {
         .or_else(|| text(data, "/channel/id"))
         .or_else(|| text(data, "/user/id"))
         .unwrap_or_else(|| "discord".to_owned());
-    let mut event = Event::new(Platform::DISCORD, channel, kind).with_id(id.as_str());
+    let mut event = Event::from_platform(Platform::DISCORD, id.as_str(), channel, kind);
     event.sender = text(data, "/member/user/id")
         .or_else(|| text(data, "/user/id"))
         .map(UserId::from);
@@ -342,15 +344,6 @@ fn modal_fields(rows: Option<&Value>) -> Map<String, Value> {
         }
     }
     out
-}
-
-fn fingerprint(name: &str, data: &Value) -> String {
-    use std::hash::Hasher as _;
-    // A fixed-key hash: the same dispatch replayed after a resume gets the same id.
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    hasher.write(name.as_bytes());
-    hasher.write(data.to_string().as_bytes());
-    format!("h{:016x}", hasher.finish())
 }
 
 #[cfg(test)]

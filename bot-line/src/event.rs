@@ -16,14 +16,14 @@
 //! [`Event::occurred_at`], and the reply token is kept. The whole LINE event stays in
 //! [`Event::raw`]; [`LineEventExt::line_event`] parses it back into a [`WebhookEvent`].
 
+use bot_core::event::content_id;
 use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Members, Mention, Message, MessageId, Other, Postback,
     ReplyToken, Timestamp, UserId,
 };
-use bot_core::{Event, EventKind, Platform};
+use bot_core::{Event, EventId, EventKind, Platform};
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::model::{
     self, ContentProvider, ContentProviderType, MessageContent, Source, WebhookEvent,
@@ -117,10 +117,11 @@ fn map(destination: &str, line: &WebhookEvent, raw: &Value) -> Event {
         }),
         _ => other(&line.event_type),
     };
-    let mut event = Event::new(Platform::LINE, chat, kind).with_id(match &line.webhook_event_id {
-        Some(id) => id.clone(),
+    let id = match &line.webhook_event_id {
+        Some(id) => EventId::new(id),
         None => fingerprint(raw),
-    });
+    };
+    let mut event = Event::from_platform(Platform::LINE, id, chat, kind);
     if let Some(user) = line.source.as_ref().and_then(Source::user_id) {
         event.sender = Some(UserId::new(user));
     }
@@ -144,8 +145,8 @@ fn unreadable(destination: &str, raw: &Value, event_type: &str) -> Event {
         .or_else(|| text(source, "roomId"))
         .or_else(|| text(source, "userId"))
         .unwrap_or_else(|| destination.to_owned());
-    let mut event = Event::new(Platform::LINE, chat, other(event_type))
-        .with_id(text(Some(raw), "webhookEventId").unwrap_or_else(|| fingerprint(raw)));
+    let id = text(Some(raw), "webhookEventId").map_or_else(|| fingerprint(raw), EventId::from);
+    let mut event = Event::from_platform(Platform::LINE, id, chat, other(event_type));
     event.sender = text(source, "userId").map(UserId::from);
     event.occurred_at =
         Timestamp::from_millis(raw.get("timestamp").and_then(Value::as_i64).unwrap_or(0));
@@ -164,14 +165,12 @@ fn other(event_type: &str) -> EventKind {
 
 /// A stable id for old payloads without `webhookEventId`: a hash of the event without its
 /// delivery context, so that a redelivery hashes the same.
-fn fingerprint(raw: &Value) -> String {
+fn fingerprint(raw: &Value) -> EventId {
     let mut stripped = raw.clone();
     if let Value::Object(map) = &mut stripped {
         map.remove("deliveryContext");
     }
-    let digest = Sha256::digest(stripped.to_string().as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    content_id(&stripped)
 }
 
 fn members(m: &model::Members) -> Members {

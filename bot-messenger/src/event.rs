@@ -21,14 +21,14 @@
 //! `time`) is [`Event::occurred_at`]. The whole item stays in [`Event::raw`];
 //! [`MessengerEventExt::messenger_event`] parses it back into a [`MessagingEvent`].
 
+use bot_core::event::content_id;
 use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Message, MessageId, Other, Postback, Reaction, Timestamp,
     UserId,
 };
-use bot_core::{Event, EventKind, Platform};
+use bot_core::{Event, EventId, EventKind, Platform};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::model::{self, AttachmentType, MessagingEvent, MessagingKind, Object, ReactionAction};
 
@@ -184,13 +184,13 @@ fn change_event(raw: Value, page_id: &str, time: i64) -> Event {
         })
         .filter(|id| !id.is_empty());
     let conversation = from.clone().unwrap_or_else(|| page_id.to_owned());
-    let id = fingerprint(&json!({"entry": page_id, "change": &raw}));
-    let mut event = Event::new(
+    let id = content_id(&json!({"entry": page_id, "change": &raw}));
+    let mut event = Event::from_platform(
         Platform::MESSENGER,
+        id,
         conversation,
         other(&format!("{CHANGES_PREFIX}{field}")),
-    )
-    .with_id(id);
+    );
     event.sender = from.map(UserId::from);
     event.occurred_at = Timestamp::from_millis(time);
     event.with_raw(raw)
@@ -240,8 +240,9 @@ fn map(item: &MessagingEvent, raw: &Value, context: &Context<'_>) -> Event {
     } else {
         kind_and_id(&item.kind)
     };
-    let mut event = Event::new(Platform::MESSENGER, conversation, kind)
-        .with_id(id.unwrap_or_else(|| fingerprint(raw)));
+    // Items without an id: a hash of the item as sent, the same for a redelivery of it.
+    let id = id.map_or_else(|| content_id(raw), EventId::from);
+    let mut event = Event::from_platform(Platform::MESSENGER, id, conversation, kind);
     event.sender = sender.map(UserId::new);
     event.occurred_at = Timestamp::from_millis(item.timestamp.unwrap_or(context.time));
     event
@@ -338,8 +339,12 @@ fn unreadable(raw: &Value, key: &str, context: &Context<'_>) -> Event {
         (false, true) => ECHO_KIND.to_owned(),
         (false, false) => key.to_owned(),
     };
-    let mut event =
-        Event::new(Platform::MESSENGER, conversation, other(&name)).with_id(fingerprint(raw));
+    let mut event = Event::from_platform(
+        Platform::MESSENGER,
+        content_id(raw),
+        conversation,
+        other(&name),
+    );
     event.sender = sender.map(UserId::from);
     event.occurred_at = Timestamp::from_millis(
         raw.get("timestamp")
@@ -353,14 +358,6 @@ fn other(name: &str) -> EventKind {
     EventKind::Other(Other {
         name: name.to_owned(),
     })
-}
-
-/// A stable id for items without one: a hash of the item as sent, so that a redelivery of the
-/// same item hashes the same.
-fn fingerprint(raw: &Value) -> String {
-    let digest = Sha256::digest(raw.to_string().as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 fn message(m: &model::Message) -> Message {
