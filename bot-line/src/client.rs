@@ -18,17 +18,15 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bot_core::event::ConversationId;
-use bot_core::outbound::{self, OutgoingMessage, Target};
+use bot_core::outbound::{self, OutgoingMessage, RateLimit, Target};
 use bot_core::telemetry::Telemetry;
 use bot_core::{EventId, Outbound, Platform, RetryPolicy, Secret};
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -134,19 +132,18 @@ enum Endpoint {
 }
 
 struct Limiters {
-    reply: DefaultDirectRateLimiter,
-    push: DefaultDirectRateLimiter,
-    multicast: DefaultDirectRateLimiter,
-    profile: DefaultDirectRateLimiter,
-    loading: DefaultDirectRateLimiter,
-    content: DefaultDirectRateLimiter,
+    reply: RateLimit,
+    push: RateLimit,
+    multicast: RateLimit,
+    profile: RateLimit,
+    loading: RateLimit,
+    content: RateLimit,
 }
 
 impl Limiters {
     fn new(limits: RateLimits) -> Result<Self, Error> {
         let quota = |name: &str, per_second: u32| {
-            NonZeroU32::new(per_second)
-                .map(|n| RateLimiter::direct(Quota::per_second(n)))
+            RateLimit::per_second(per_second)
                 .ok_or_else(|| Error::config(format!("line: {name} must be above zero")))
         };
         Ok(Self {
@@ -159,7 +156,7 @@ impl Limiters {
         })
     }
 
-    fn get(&self, endpoint: Endpoint) -> &DefaultDirectRateLimiter {
+    fn get(&self, endpoint: Endpoint) -> &RateLimit {
         match endpoint {
             Endpoint::Reply => &self.reply,
             Endpoint::Push => &self.push,
@@ -528,15 +525,11 @@ impl LineClient {
     }
 
     async fn wait_for_limiter(&self, endpoint: Endpoint) {
-        let limiter = self.inner.limiters.get(endpoint);
-        if limiter.check().is_ok() {
-            return;
-        }
-        let started = Instant::now();
-        limiter.until_ready().await;
-        if let Some(t) = self.telemetry() {
-            t.outbound_ratelimit_wait(&Platform::LINE, started.elapsed());
-        }
+        self.inner
+            .limiters
+            .get(endpoint)
+            .acquire(&Platform::LINE, self.telemetry())
+            .await;
     }
 
     async fn attempt(

@@ -45,17 +45,15 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bot_core::event::{ConversationId, EventId};
-use bot_core::outbound::{self, OutgoingMessage, Target};
+use bot_core::outbound::{self, OutgoingMessage, RateLimit, Target};
 use bot_core::telemetry::Telemetry;
 use bot_core::{Outbound, Platform, RetryPolicy, Secret};
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -120,16 +118,15 @@ enum Endpoint {
 }
 
 struct Limiters {
-    send: DefaultDirectRateLimiter,
-    media: DefaultDirectRateLimiter,
-    profile: DefaultDirectRateLimiter,
+    send: RateLimit,
+    media: RateLimit,
+    profile: RateLimit,
 }
 
 impl Limiters {
     fn new(limits: RateLimits) -> Result<Self, Error> {
         let quota = |name: &str, per_second: u32| {
-            NonZeroU32::new(per_second)
-                .map(|n| RateLimiter::direct(Quota::per_second(n)))
+            RateLimit::per_second(per_second)
                 .ok_or_else(|| Error::config(format!("messenger: {name} must be above zero")))
         };
         Ok(Self {
@@ -139,7 +136,7 @@ impl Limiters {
         })
     }
 
-    fn get(&self, endpoint: Endpoint) -> &DefaultDirectRateLimiter {
+    fn get(&self, endpoint: Endpoint) -> &RateLimit {
         match endpoint {
             Endpoint::Send => &self.send,
             Endpoint::Media => &self.media,
@@ -510,15 +507,11 @@ impl MessengerClient {
     }
 
     async fn wait_for_limiter(&self, endpoint: Endpoint) {
-        let limiter = self.inner.limiters.get(endpoint);
-        if limiter.check().is_ok() {
-            return;
-        }
-        let started = Instant::now();
-        limiter.until_ready().await;
-        if let Some(t) = self.telemetry() {
-            t.outbound_ratelimit_wait(&Platform::MESSENGER, started.elapsed());
-        }
+        self.inner
+            .limiters
+            .get(endpoint)
+            .acquire(&Platform::MESSENGER, self.telemetry())
+            .await;
     }
 
     async fn attempt(

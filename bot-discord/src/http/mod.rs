@@ -17,14 +17,13 @@ mod ratelimit;
 mod route;
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bot_core::outbound::RateLimit;
 use bot_core::telemetry::Telemetry;
 use bot_core::{Platform, RetryPolicy, Secret};
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Quota};
 use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -67,7 +66,7 @@ struct Inner {
     api_base: String,
     token: Secret,
     retry: RetryPolicy,
-    global: DefaultDirectRateLimiter,
+    global: RateLimit,
     limits: RateLimiter,
     telemetry: OnceLock<Telemetry>,
 }
@@ -140,7 +139,7 @@ impl DiscordHttpBuilder {
                 "discord: api base {api_base:?} is not an http(s) URL"
             )));
         }
-        let per_second = NonZeroU32::new(self.global_per_second)
+        let global = RateLimit::per_second(self.global_per_second)
             .ok_or_else(|| Error::config("discord: the global limit must be above zero"))?;
         if self.invalid_budget == 0 {
             return Err(Error::config(
@@ -165,7 +164,7 @@ impl DiscordHttpBuilder {
                 api_base,
                 token: self.token,
                 retry: self.retry,
-                global: governor::RateLimiter::direct(Quota::per_second(per_second)),
+                global,
                 limits: RateLimiter::new(self.invalid_budget),
                 telemetry: OnceLock::new(),
             }),
@@ -373,7 +372,8 @@ impl DiscordHttp {
         // The global limit first: nothing awaits between taking a bucket's request and sending,
         // so a dropped call never keeps one.
         if key.global {
-            self.inner.global.until_ready().await;
+            // The whole wait, bucket included, is recorded below.
+            self.inner.global.acquire(&Platform::DISCORD, None).await;
         }
         let ticket = loop {
             match self.inner.limits.admit(key) {
