@@ -12,9 +12,11 @@
 
 mod load;
 mod payload;
+mod record;
 mod scenario;
 
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -100,6 +102,39 @@ struct NoopArgs {
     platform: Platform,
     #[command(flatten)]
     shape: Shape,
+    #[command(flatten)]
+    record: RecordArgs,
+}
+
+/// Where a scenario writes its row.
+#[derive(Debug, clap::Args)]
+struct RecordArgs {
+    /// Writes the scenario's row into the table of this Markdown file (BENCHMARKS.md), replacing
+    /// the row of the same name.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+}
+
+impl RecordArgs {
+    /// Prints the row and, with `--record`, writes it.
+    fn finish(&self, outcome: Result<record::Row, String>) -> ExitCode {
+        let row = match outcome {
+            Ok(row) => row,
+            Err(e) => {
+                eprintln!("botload: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("row: {} | {} | {}", row.name, row.result, row.goal);
+        if let Some(path) = &self.record {
+            if let Err(e) = record::record(path, &row) {
+                eprintln!("botload: {e}");
+                return ExitCode::FAILURE;
+            }
+            eprintln!("recorded in {}", path.display());
+        }
+        ExitCode::SUCCESS
+    }
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -182,13 +217,9 @@ fn main() -> ExitCode {
             }
             Command::Scenario {
                 scenario: Scenario::WebhookNoop(args),
-            } => match scenario::webhook_noop(args.platform, &args.shape).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("botload: {e}");
-                    ExitCode::FAILURE
-                }
-            },
+            } => args
+                .record
+                .finish(scenario::webhook_noop(args.platform, &args.shape).await),
         }
     })
 }

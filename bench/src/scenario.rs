@@ -10,6 +10,7 @@ use bot_core::Secret;
 use crate::Shape;
 use crate::load::{self, Plan};
 use crate::payload::Platform;
+use crate::record::{Row, Verdict};
 
 const SECRET: &str = "botload-secret";
 const TOKEN: &str = "botload-token";
@@ -94,7 +95,7 @@ async fn wait_ready(base: &str) -> Result<(), String> {
 
 /// `webhook-noop`: noop-bot (the memory queue, a no-op handler) in its own process, loaded
 /// with signed webhooks by this one.
-pub(crate) async fn webhook_noop(platform: Platform, shape: &Shape) -> Result<(), String> {
+pub(crate) async fn webhook_noop(platform: Platform, shape: &Shape) -> Result<Row, String> {
     let binary = sibling_binary("noop-bot")?;
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
@@ -160,5 +161,39 @@ pub(crate) async fn webhook_noop(platform: Platform, shape: &Shape) -> Result<()
     if report.ok == 0 {
         return Err("no request was accepted".to_owned());
     }
-    Ok(())
+    let goal = 300_000.0;
+    Ok(Row {
+        name: format!(
+            "webhook-noop ({platform:?}, {} connections)",
+            plan.connections
+        ),
+        result: format!(
+            "{} events/s accepted; {} refused 503; p50 {:.1} ms, p99 {:.1} ms; bot {:.0} MiB peak, {:.0} % CPU",
+            thousands(report.events_per_second),
+            report.refused_503,
+            report.latency_us.p50 as f64 / 1000.0,
+            report.latency_us.p99 as f64 / 1000.0,
+            peak as f64 / 1024.0,
+            100.0 * bot_cpu / report.seconds,
+        ),
+        goal: "≥ 300,000 events/s".to_owned(),
+        verdict: if report.events_per_second >= goal {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        },
+    })
+}
+
+/// `1234567.8` as `1,234,568`.
+pub(crate) fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -219,9 +219,18 @@ pub struct LineClientBuilder {
     rate_limits: RateLimits,
     timeout: Duration,
     push_fallback: bool,
+    http: Option<reqwest::Client>,
 }
 
 impl LineClientBuilder {
+    /// Sends through `http` instead of a client of its own: to share a connection pool, set a
+    /// proxy, or speak HTTP/2 without TLS to a local fake (`http2_prior_knowledge`). Its own
+    /// time-out and user agent apply; [`LineClientBuilder::timeout`] does not.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
     /// Sends to `api_base` instead of [`DEFAULT_API_BASE`] (a proxy, or the fake in tests).
     pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
         self.api_base = api_base.into();
@@ -279,11 +288,14 @@ impl LineClientBuilder {
         self.retry
             .validate()
             .map_err(|e| Error::config(format!("line: retry policy: {e}")))?;
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .user_agent(concat!("botrt-line/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::config("line: cannot build the http client").with_source(e))?;
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .timeout(self.timeout)
+                .user_agent(concat!("botrt-line/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| Error::config("line: cannot build the http client").with_source(e))?,
+        };
         Ok(LineClient {
             inner: Arc::new(Inner {
                 http,
@@ -320,6 +332,7 @@ impl LineClient {
             rate_limits: RateLimits::default(),
             timeout: DEFAULT_TIMEOUT,
             push_fallback: false,
+            http: None,
         }
     }
 

@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bot_core::Secret;
-use bot_core::testing::fake_api::{Call, FakeApi, FakeRequest, FakeResponse};
+use bot_core::testing::fake_api::{Call, FakeApi, FakeApiBuilder, FakeRequest, FakeResponse};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -145,9 +145,20 @@ impl FakeLine {
     ///
     /// Fails when no port can be bound.
     pub async fn start(access_token: &str) -> std::io::Result<Self> {
+        Self::start_with(access_token, FakeApi::builder()).await
+    }
+
+    /// As [`FakeLine::start`], with the HTTP/2 stream limit or first latency of `options`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when no port can be bound.
+    pub async fn start_with(access_token: &str, options: FakeApiBuilder) -> std::io::Result<Self> {
         let access_token = access_token.to_owned();
         let rules = Mutex::new(Rules::default());
-        let api = FakeApi::start(move |request| answer(&access_token, &rules, request)).await?;
+        let api = options
+            .start(move |request| answer(&access_token, &rules, request))
+            .await?;
         Ok(Self { api })
     }
 

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use bot_core::outbound::Target;
-use bot_core::testing::fake_api::{FakeResponse, Fault};
+use bot_core::testing::fake_api::{FakeApi, FakeResponse, Fault, Latency};
 use bot_core::{EventId, Outbound, OutgoingMessage, RetryPolicy};
 use bot_line::model::send::Message;
 use bot_line::testing::{FakeLine, LOADING_PATH, PUSH_PATH, REPLY_PATH};
@@ -37,6 +37,36 @@ async fn setup(max_attempts: u32, push_fallback: bool) -> (FakeLine, LineClient)
 
 fn text(t: &str) -> Vec<Message> {
     vec![Message::text(t)]
+}
+
+#[tokio::test]
+async fn a_supplied_http2_client_multiplexes_pushes_on_one_connection() {
+    let fake = FakeLine::start_with(
+        TOKEN,
+        FakeApi::builder()
+            .max_concurrent_streams(8)
+            .latency(Latency::Fixed(Duration::from_millis(100))),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let client = LineClient::builder(TOKEN)
+        .api_base(fake.url())
+        .http_client(http)
+        .build()
+        .unwrap();
+    let pushes = (0..32).map(|i| {
+        let client = client.clone();
+        async move { client.push(&format!("U{i}"), &text("hi"), None).await }
+    });
+    let outcomes = futures::future::join_all(pushes).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(fake.pushes().len(), 32);
+    assert_eq!(fake.api().connections(), 1);
+    assert_eq!(fake.api().peak_in_flight_per_connection(), 8);
 }
 
 // ANCHOR: faults

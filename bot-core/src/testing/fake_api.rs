@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,11 @@ use axum::extract::State;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 use super::{lock, wait_until};
 
@@ -236,9 +239,14 @@ struct Shared {
     calls: Mutex<Vec<Call>>,
     total: AtomicU64,
     faults: Mutex<VecDeque<Fault>>,
+    random_faults: Mutex<Vec<(f64, FakeResponse)>>,
     latency: Mutex<Latency>,
     record_limit: AtomicU64,
     recording: AtomicBool,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    peak_per_connection: AtomicUsize,
+    connections: AtomicUsize,
     notify: Notify,
 }
 
@@ -269,15 +277,39 @@ impl fmt::Debug for FakeApi {
     }
 }
 
-impl FakeApi {
-    /// Serves on a free port of 127.0.0.1, answering each request with `responder`.
+/// Sets a [`FakeApi`] up before it starts: the HTTP/2 stream limit, a first latency.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct FakeApiBuilder {
+    max_concurrent_streams: Option<u32>,
+    latency: Latency,
+}
+
+impl FakeApiBuilder {
+    /// Announces `SETTINGS_MAX_CONCURRENT_STREAMS = streams` on HTTP/2 connections, so a client
+    /// keeps at most that many requests unanswered per connection (as APNs and other push
+    /// gateways do). Default: 100,000, far above what a test sends.
+    pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.max_concurrent_streams = Some(streams);
+        self
+    }
+
+    /// Starts with this latency (see [`FakeApi::set_latency`]).
+    pub fn latency(mut self, latency: Latency) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Serves on a free port of 127.0.0.1, answering each request with `responder`. HTTP/1.1 and
+    /// HTTP/2 with prior knowledge (h2c) are both served.
     ///
     /// # Errors
     ///
     /// Fails when no port can be bound.
     pub async fn start(
+        self,
         responder: impl Fn(&FakeRequest) -> FakeResponse + Send + Sync + 'static,
-    ) -> std::io::Result<Self> {
+    ) -> std::io::Result<FakeApi> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -285,31 +317,170 @@ impl FakeApi {
             calls: Mutex::new(Vec::new()),
             total: AtomicU64::new(0),
             faults: Mutex::new(VecDeque::new()),
-            latency: Mutex::new(Latency::None),
+            random_faults: Mutex::new(Vec::new()),
+            latency: Mutex::new(self.latency),
             record_limit: AtomicU64::new(DEFAULT_RECORD_LIMIT as u64),
             recording: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
+            peak_per_connection: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             notify: Notify::new(),
         });
         let stop = CancellationToken::new();
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(shared.clone());
-        let until = stop.clone().cancelled_owned();
-        // The fake's server: one long-lived task, stopped when the fake is dropped.
+        let streams = self.max_concurrent_streams.unwrap_or(DEFAULT_MAX_STREAMS);
+        // The fake's accept loop: one long-lived task, stopped when the fake is dropped.
         #[allow(clippy::disallowed_methods)]
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(until)
-                .await
-            {
-                tracing::warn!(error = %e, "fake api server failed");
-            }
-        });
-        Ok(Self {
+        tokio::spawn(serve(listener, app, shared.clone(), streams, stop.clone()));
+        Ok(FakeApi {
             addr,
             shared,
             _stop: Arc::new(StopOnDrop(stop)),
         })
+    }
+}
+
+/// The HTTP/2 stream limit a fake announces unless told otherwise.
+const DEFAULT_MAX_STREAMS: u32 = 100_000;
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shared: Arc<Shared>,
+    streams: u32,
+    stop: CancellationToken,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(streams)
+        .initial_connection_window_size(8 << 20)
+        .initial_stream_window_size(1 << 20);
+    let builder = Arc::new(builder);
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fake api: accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        shared.connections.fetch_add(1, Ordering::AcqRel);
+        let builder = builder.clone();
+        let app = app.clone();
+        let shared = shared.clone();
+        let stop = stop.clone();
+        // One task per connection, ended with the connection or when the fake is dropped.
+        #[allow(clippy::disallowed_methods)]
+        tokio::spawn(async move {
+            let open = Arc::new(AtomicUsize::new(0));
+            let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                let app = app.clone();
+                let guard = InFlight::enter(&shared, open.clone());
+                async move {
+                    let response = app.oneshot(request.map(Body::new)).await;
+                    drop(guard);
+                    response
+                }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                () = stop.cancelled() => {}
+                _ = connection => {}
+            }
+        });
+    }
+}
+
+/// Counts a request as unanswered, in all and on its connection, until dropped.
+struct InFlight {
+    shared: Arc<Shared>,
+    connection: Arc<AtomicUsize>,
+}
+
+impl InFlight {
+    fn enter(shared: &Arc<Shared>, connection: Arc<AtomicUsize>) -> Self {
+        let all = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.peak_in_flight.fetch_max(all, Ordering::AcqRel);
+        let here = connection.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.peak_per_connection.fetch_max(here, Ordering::AcqRel);
+        Self {
+            shared: shared.clone(),
+            connection,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.connection.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl FakeApi {
+    /// Serves on a free port of 127.0.0.1, answering each request with `responder` (see
+    /// [`FakeApi::builder`] for the options).
+    ///
+    /// # Errors
+    ///
+    /// Fails when no port can be bound.
+    pub async fn start(
+        responder: impl Fn(&FakeRequest) -> FakeResponse + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
+        FakeApiBuilder::default().start(responder).await
+    }
+
+    /// Sets a fake up before it starts.
+    pub fn builder() -> FakeApiBuilder {
+        FakeApiBuilder::default()
+    }
+
+    /// Requests received and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The most requests that were unanswered at once, in all.
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.peak_in_flight.load(Ordering::Acquire)
+    }
+
+    /// The most requests that were unanswered at once on one connection.
+    pub fn peak_in_flight_per_connection(&self) -> usize {
+        self.shared.peak_per_connection.load(Ordering::Acquire)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Acquire)
+    }
+
+    /// Answers a random `probability` (0 to 1) of the requests with `response` instead of the
+    /// responder, on top of the rates set before (for example 1 % of 429s and 0.1 % of 500s).
+    /// Injected [`Fault`]s come first.
+    ///
+    /// # Panics
+    ///
+    /// When `probability` is not within 0 and 1.
+    pub fn add_failure_rate(&self, probability: f64, response: FakeResponse) {
+        assert!(
+            (0.0..=1.0).contains(&probability),
+            "a failure rate is a probability, not {probability}"
+        );
+        lock(&self.shared.random_faults).push((probability, response));
+    }
+
+    /// Forgets the failure rates.
+    pub fn clear_failure_rates(&self) {
+        lock(&self.shared.random_faults).clear();
     }
 
     /// The base URL, `http://127.0.0.1:<port>`, without a trailing slash.
@@ -462,8 +633,9 @@ async fn answer(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let response =
-        take_fault(&shared, &request.path).unwrap_or_else(|| (shared.responder)(&request));
+    let response = take_fault(&shared, &request.path)
+        .or_else(|| random_fault(&shared))
+        .unwrap_or_else(|| (shared.responder)(&request));
     record(&shared, request, response.status);
     let mut out = http::Response::new(Body::from(response.body));
     *out.status_mut() = response.status;
@@ -485,6 +657,19 @@ fn take_fault(shared: &Shared, path: &str) -> Option<FakeResponse> {
         faults.remove(index);
     }
     Some(response)
+}
+
+fn random_fault(shared: &Shared) -> Option<FakeResponse> {
+    let faults = lock(&shared.random_faults);
+    if faults.is_empty() {
+        return None;
+    }
+    let draw = fastrand::f64();
+    let mut below = 0.0;
+    faults.iter().find_map(|(probability, response)| {
+        below += probability;
+        (draw < below).then(|| response.clone())
+    })
 }
 
 fn record(shared: &Shared, request: FakeRequest, status: StatusCode) {
@@ -552,6 +737,61 @@ mod tests {
         assert_eq!(statuses, [429, 200, 503, 503, 200]);
         assert_eq!(calls[0].request.query_param("x"), Some("1"));
         assert_eq!(api.calls_to("/b").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn http2_clients_keep_at_most_the_announced_streams_per_connection() {
+        let api = FakeApi::builder()
+            .max_concurrent_streams(3)
+            .latency(Latency::Fixed(Duration::from_millis(300)))
+            .start(|_| FakeResponse::empty(StatusCode::OK))
+            .await
+            .unwrap();
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let sends = (0..10).map(|i| {
+            let client = client.clone();
+            let url = format!("{}/push/{i}", api.url());
+            async move { client.post(url).send().await.map(|r| r.status()) }
+        });
+        let statuses = futures::future::join_all(sends).await;
+        assert!(statuses.iter().all(|s| matches!(s, Ok(StatusCode::OK))));
+        assert_eq!(api.call_count(), 10);
+        assert_eq!(api.connections(), 1, "one HTTP/2 connection");
+        assert_eq!(api.peak_in_flight_per_connection(), 3);
+        assert_eq!(api.peak_in_flight(), 3);
+        assert_eq!(api.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn failure_rates_answer_their_share_of_requests() {
+        let api = FakeApi::start(|_| FakeResponse::empty(StatusCode::OK))
+            .await
+            .unwrap();
+        api.add_failure_rate(0.5, FakeResponse::empty(StatusCode::TOO_MANY_REQUESTS));
+        let client = reqwest::Client::new();
+        let mut limited = 0;
+        for _ in 0..400 {
+            let status = client.get(api.url()).send().await.unwrap().status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                limited += 1;
+            }
+        }
+        // Binomial(400, 0.5): outside 120..=280 with a probability below 1e-15.
+        assert!((120..=280).contains(&limited), "{limited} of 400");
+        api.clear_failure_rates();
+        api.add_failure_rate(1.0, FakeResponse::empty(StatusCode::INTERNAL_SERVER_ERROR));
+        let status = client.get(api.url()).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        api.inject(Fault::status(StatusCode::BAD_GATEWAY));
+        let status = client.get(api.url()).send().await.unwrap().status();
+        assert_eq!(
+            status,
+            StatusCode::BAD_GATEWAY,
+            "injected faults come first"
+        );
     }
 
     #[tokio::test]
