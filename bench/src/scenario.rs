@@ -12,11 +12,11 @@ use crate::load::{self, Plan};
 use crate::payload::Platform;
 use crate::record::{Row, Verdict};
 
-const SECRET: &str = "botload-secret";
-const TOKEN: &str = "botload-token";
+pub(crate) const SECRET: &str = "botload-secret";
+pub(crate) const TOKEN: &str = "botload-token";
 
 /// A process started for a scenario; killed when dropped.
-struct Started(Child);
+pub(crate) struct Started(pub(crate) Child);
 
 impl Drop for Started {
     fn drop(&mut self) {
@@ -26,12 +26,14 @@ impl Drop for Started {
 }
 
 /// Resource use of a process, from /proc.
-struct Usage {
-    peak_rss_kib: u64,
-    cpu_seconds: f64,
+pub(crate) struct Usage {
+    /// Peak resident set (VmHWM), KiB.
+    pub(crate) peak_rss_kib: u64,
+    /// User and system CPU time, seconds.
+    pub(crate) cpu_seconds: f64,
 }
 
-fn usage(pid: u32) -> Option<Usage> {
+pub(crate) fn usage(pid: u32) -> Option<Usage> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let peak_rss_kib = status
         .lines()
@@ -57,7 +59,7 @@ fn usage(pid: u32) -> Option<Usage> {
     })
 }
 
-fn sibling_binary(name: &str) -> Result<PathBuf, String> {
+pub(crate) fn sibling_binary(name: &str) -> Result<PathBuf, String> {
     let me = std::env::current_exe().map_err(|e| format!("cannot find botload's own path: {e}"))?;
     let path = me.with_file_name(name);
     if path.exists() {
@@ -70,14 +72,14 @@ fn sibling_binary(name: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))
 }
 
-async fn wait_ready(base: &str) -> Result<(), String> {
+pub(crate) async fn wait_ready(base: &str) -> Result<(), String> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
