@@ -201,18 +201,63 @@ impl fmt::Debug for Timestamp {
 }
 
 /// The original platform payload of an event, shared so that clones are cheap.
-#[derive(Clone, PartialEq, Default)]
-pub struct Raw(Arc<serde_json::Value>);
+///
+/// Adapters keep it as the JSON text the platform sent ([`Raw::from_json`]): one allocation per
+/// event, where a [`serde_json::Value`] tree takes dozens. [`Raw::parse`] reads the text straight
+/// into a platform type; [`Raw::value`] builds the tree on first use and keeps it. A payload made
+/// from a tree ([`Raw::new`]) keeps the tree and writes its text on first use.
+///
+/// It serialises as the JSON it holds, embedded as is, with `serde_json` (the queues' format).
+#[derive(Clone, Default)]
+pub struct Raw(Option<Arc<RawInner>>);
+
+#[derive(Default)]
+struct RawInner {
+    json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
+    value: std::sync::OnceLock<serde_json::Value>,
+}
+
+static NULL: serde_json::Value = serde_json::Value::Null;
 
 impl Raw {
     /// Wraps a payload.
     pub fn new(value: serde_json::Value) -> Self {
-        Self(Arc::new(value))
+        let inner = RawInner::default();
+        let _ = inner.value.set(value);
+        Self(Some(Arc::new(inner)))
     }
 
-    /// The payload.
+    /// Wraps a payload's JSON text, parsed only when asked.
+    pub fn from_json(json: Box<serde_json::value::RawValue>) -> Self {
+        let inner = RawInner::default();
+        let _ = inner.json.set(json);
+        Self(Some(Arc::new(inner)))
+    }
+
+    /// The payload as a JSON tree (built from the text on first use).
     pub fn value(&self) -> &serde_json::Value {
-        &self.0
+        let Some(inner) = &self.0 else {
+            return &NULL;
+        };
+        inner.value.get_or_init(|| match inner.json.get() {
+            // Valid JSON by construction; the parser's depth limit is the one it passed before.
+            Some(json) => serde_json::from_str(json.get()).unwrap_or(serde_json::Value::Null),
+            None => serde_json::Value::Null,
+        })
+    }
+
+    /// The payload as JSON text (written from the tree on first use).
+    pub fn json(&self) -> &str {
+        self.raw_json().map_or("null", |j| j.get())
+    }
+
+    fn raw_json(&self) -> Option<&serde_json::value::RawValue> {
+        let inner = self.0.as_ref()?;
+        let json = inner.json.get_or_init(|| {
+            let value = inner.value.get().unwrap_or(&NULL);
+            serde_json::value::to_raw_value(value).unwrap_or_else(|_| null_json())
+        });
+        Some(json)
     }
 
     /// Deserialises the payload into a platform type.
@@ -221,25 +266,46 @@ impl Raw {
     ///
     /// Fails when the payload does not have the shape of `T`.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&*self.0)
+        match self.0.as_ref().and_then(|inner| inner.value.get()) {
+            Some(value) => T::deserialize(value),
+            None => serde_json::from_str(self.json()),
+        }
+    }
+}
+
+fn null_json() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
+}
+
+impl PartialEq for Raw {
+    fn eq(&self, other: &Self) -> bool {
+        self.value() == other.value()
     }
 }
 
 impl fmt::Debug for Raw {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        f.write_str(self.json())
     }
 }
 
 impl Serialize for Raw {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        match self.raw_json() {
+            Some(json) => json.serialize(s),
+            None => s.serialize_unit(),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Raw {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde_json::Value::deserialize(d).map(Raw::new)
+        let json = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        Ok(if json.get() == "null" {
+            Self::default()
+        } else {
+            Self::from_json(json)
+        })
     }
 }
 
@@ -350,6 +416,13 @@ impl Event {
     #[must_use]
     pub fn with_raw(mut self, raw: serde_json::Value) -> Self {
         self.raw = Raw::new(raw);
+        self
+    }
+
+    /// Sets the raw payload from its JSON text (see [`Raw::from_json`]).
+    #[must_use]
+    pub fn with_raw_json(mut self, json: Box<serde_json::value::RawValue>) -> Self {
+        self.raw = Raw::from_json(json);
         self
     }
 
@@ -602,6 +675,41 @@ mod tests {
         assert_eq!(json["raw"]["x"], 1);
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn raw_json_text_is_kept_whole_read_on_demand_and_embedded_when_serialised() {
+        let text = r#"{"type":"message","message":{"id":"m1","text":"hé \"q\""},"n":[1,2.5]}"#;
+        let json = serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+        let e = Event::text(Platform::LINE, "U1", "hi")
+            .with_id("e1")
+            .with_raw_json(json);
+        assert_eq!(e.raw.json(), text);
+        #[derive(Deserialize)]
+        struct Typed {
+            message: serde_json::Map<String, serde_json::Value>,
+        }
+        let typed: Typed = e.raw.parse().unwrap();
+        assert_eq!(typed.message["text"], "hé \"q\"");
+        assert_eq!(e.raw()["n"][1], 2.5);
+
+        let out = serde_json::to_string(&e).unwrap();
+        assert!(out.contains(&format!(r#""raw":{text}"#)), "{out}");
+        let back: Event = serde_json::from_str(&out).unwrap();
+        assert_eq!(back.raw.json(), text);
+        assert_eq!(back, e);
+        let via_value: Event = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(via_value.raw(), e.raw());
+
+        let tree = Event::text(Platform::LINE, "U1", "hi").with_raw(serde_json::json!({"a": [1]}));
+        assert_eq!(tree.raw.json(), r#"{"a":[1]}"#);
+        let none = Event::text(Platform::LINE, "U1", "hi");
+        assert_eq!(none.raw(), &serde_json::Value::Null);
+        assert_eq!(none.raw.json(), "null");
+        let out = serde_json::to_string(&none).unwrap();
+        assert!(out.contains(r#""raw":null"#), "{out}");
+        let back: Event = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, none);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use bot_core::event::{
 use bot_core::{Event, EventId, EventKind, Platform};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::model::{
     self, ContentProvider, ContentProviderType, MessageContent, Source, WebhookEvent,
@@ -42,40 +43,66 @@ pub trait LineEventExt {
 
 impl LineEventExt for Event {
     fn line_event(&self) -> Option<Result<WebhookEvent, serde_json::Error>> {
-        (self.platform == Platform::LINE).then(|| WebhookEvent::from_value(self.raw()))
+        (self.platform == Platform::LINE).then(|| WebhookEvent::from_json(self.raw.json()))
     }
 }
 
 #[derive(Deserialize)]
-struct WireBody {
+struct WireBody<'a> {
     #[serde(default)]
     destination: String,
-    events: Vec<Value>,
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
 }
 
 /// Parses a webhook body into core events, one per element of `events[]`, in order.
 ///
 /// An event the model cannot read (an unknown type, or a known type missing fields) is still
 /// delivered, as `EventKind::Other` with its raw JSON: one odd event never costs the others.
+/// Each event keeps its JSON text as [`Event::raw`]; no JSON tree is built.
 ///
 /// # Errors
 ///
 /// Fails when the body is not JSON or has no `events` array.
 pub fn events_from_body(body: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
-    let body: WireBody = serde_json::from_slice(body)?;
-    let destination = body.destination;
-    Ok(body
-        .events
-        .into_iter()
-        .map(|raw| to_core_event(&destination, raw))
-        .collect())
+    parse_body(body, true).map(|(events, _)| events)
+}
+
+/// As [`events_from_body`]; without `keep_standby`, leaves out the events in standby mode and
+/// counts them.
+pub(crate) fn parse_body(
+    body: &[u8],
+    keep_standby: bool,
+) -> Result<(Vec<Event>, usize), serde_json::Error> {
+    let body: WireBody<'_> = serde_json::from_slice(body)?;
+    let mut events = Vec::with_capacity(body.events.len());
+    let mut standby = 0;
+    for raw in body.events {
+        let (event, is_standby) = from_json(&body.destination, raw);
+        if is_standby && !keep_standby {
+            standby += 1;
+        } else {
+            events.push(event);
+        }
+    }
+    Ok((events, standby))
 }
 
 /// Maps one raw LINE event (an element of `events[]`) to a core event.
 pub fn to_core_event(destination: &str, raw: Value) -> Event {
-    let event = match WebhookEvent::from_value(&raw) {
-        Ok(event) => map(destination, &event, &raw),
+    match serde_json::value::to_raw_value(&raw) {
+        Ok(json) => from_json(destination, &json).0,
+        Err(_) => unreadable(destination, &raw, "unknown"),
+    }
+}
+
+/// Maps one event's JSON text; also says whether it came in standby mode.
+fn from_json(destination: &str, raw: &RawValue) -> (Event, bool) {
+    let json = raw.get();
+    let (event, standby) = match WebhookEvent::from_json(json) {
+        Ok(event) => (map(destination, &event, json), event.is_standby()),
         Err(error) => {
+            let raw: Value = serde_json::from_str(json).unwrap_or(Value::Null);
             let event_type = raw.get("type").and_then(Value::as_str).unwrap_or("unknown");
             // The message may quote the event's content: log its category only.
             tracing::warn!(
@@ -83,13 +110,14 @@ pub fn to_core_event(destination: &str, raw: Value) -> Event {
                 event_type,
                 "line event not understood; delivered as other"
             );
-            unreadable(destination, &raw, event_type)
+            let standby = raw.get("mode").and_then(Value::as_str) == Some("standby");
+            (unreadable(destination, &raw, event_type), standby)
         }
     };
-    event.with_raw(raw)
+    (event.with_raw_json(raw.to_owned()), standby)
 }
 
-fn map(destination: &str, line: &WebhookEvent, raw: &Value) -> Event {
+fn map(destination: &str, line: &WebhookEvent, json: &str) -> Event {
     let chat = line
         .source
         .as_ref()
@@ -109,17 +137,13 @@ fn map(destination: &str, line: &WebhookEvent, raw: &Value) -> Event {
         model::EventKind::MemberLeft(m) => EventKind::MemberLeft(members(m)),
         model::EventKind::Postback(p) => EventKind::Postback(Postback {
             data: p.data.clone(),
-            params: raw
-                .get("postback")
-                .and_then(|p| p.get("params"))
-                .cloned()
-                .unwrap_or(Value::Null),
+            params: postback_params(json),
         }),
         _ => other(&line.event_type),
     };
     let id = match &line.webhook_event_id {
         Some(id) => EventId::new(id),
-        None => fingerprint(raw),
+        None => fingerprint(&serde_json::from_str(json).unwrap_or(Value::Null)),
     };
     let mut event = Event::from_platform(Platform::LINE, id, chat, kind);
     if let Some(user) = line.source.as_ref().and_then(Source::user_id) {
@@ -155,6 +179,24 @@ fn unreadable(destination: &str, raw: &Value, event_type: &str) -> Event {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     event
+}
+
+/// `postback.params` as JSON (`null` when absent).
+fn postback_params(json: &str) -> Value {
+    #[derive(Deserialize)]
+    struct Wire {
+        #[serde(default)]
+        postback: Option<WirePostback>,
+    }
+    #[derive(Deserialize)]
+    struct WirePostback {
+        #[serde(default)]
+        params: Value,
+    }
+    serde_json::from_str::<Wire>(json)
+        .ok()
+        .and_then(|w| w.postback)
+        .map_or(Value::Null, |p| p.params)
 }
 
 fn other(event_type: &str) -> EventKind {

@@ -23,10 +23,9 @@ use bot_core::{Ingress, Platform, Secret};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode};
-use serde_json::Value;
 use sha2::Sha256;
 
-use crate::event::events_from_body;
+use crate::event::parse_body;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-line-signature";
@@ -149,13 +148,9 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         tracing::warn!(%error, "line webhook refused");
         return ingress.refuse(&Platform::LINE, StatusCode::UNAUTHORIZED, "signature");
     }
-    match events_from_body(&body) {
-        Ok(mut events) => {
-            if !state.config.deliver_standby {
-                let before = events.len();
-                events.retain(|e| e.raw().get("mode").and_then(Value::as_str) != Some("standby"));
-                ingress.skipped(&Platform::LINE, "standby", before - events.len());
-            }
+    match parse_body(&body, state.config.deliver_standby) {
+        Ok((events, standby)) => {
+            ingress.skipped(&Platform::LINE, "standby", standby);
             ingress.submit_and_answer(events).await
         }
         Err(error) => {

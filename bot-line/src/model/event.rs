@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::message::MessageContent;
 
@@ -434,9 +435,11 @@ pub struct Pnp {
     pub data: String,
 }
 
+/// One element of `events[]` read in one pass: the common fields, and each type's payload as
+/// borrowed JSON text, read into its type once the `type` is known.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireCommon {
+struct WireEvent<'a> {
     #[serde(rename = "type")]
     event_type: String,
     #[serde(default)]
@@ -451,6 +454,32 @@ struct WireCommon {
     delivery_context: DeliveryContext,
     #[serde(default)]
     reply_token: Option<String>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    unsend: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    follow: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    joined: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    left: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    postback: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    video_play_complete: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    beacon: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    link: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    things: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    membership: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    module: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    delivery: Option<&'a RawValue>,
 }
 
 impl WebhookEvent {
@@ -462,46 +491,60 @@ impl WebhookEvent {
     ///
     /// Fails when the object lacks `type` or a known type lacks a field LINE always sends.
     pub fn from_value(value: &Value) -> Result<Self, serde_json::Error> {
-        let common = WireCommon::deserialize(value)?;
-        let kind = match common.event_type.as_str() {
-            "message" => EventKind::Message(MessageContent::from_value(field(value, "message")?)?),
-            "messageEdited" => {
-                EventKind::MessageEdited(MessageContent::from_value(field(value, "message")?)?)
-            }
-            "unsend" => EventKind::Unsend(payload(value, "unsend")?),
-            "follow" => EventKind::Follow(match value.get("follow") {
-                Some(follow) => Follow::deserialize(follow)?,
+        Self::from_json(&value.to_string())
+    }
+
+    /// As [`WebhookEvent::from_value`], from the event's JSON text: one pass over it, no tree
+    /// (what the webhook does for every event).
+    ///
+    /// # Errors
+    ///
+    /// Fails when the text is not an object, lacks `type`, or a known type lacks a field LINE
+    /// always sends.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let wire: WireEvent<'_> = serde_json::from_str(json)?;
+        let kind = match wire.event_type.as_str() {
+            "message" => EventKind::Message(MessageContent::from_json(
+                field(wire.message, "message")?.get(),
+            )?),
+            "messageEdited" => EventKind::MessageEdited(MessageContent::from_json(
+                field(wire.message, "message")?.get(),
+            )?),
+            "unsend" => EventKind::Unsend(payload(wire.unsend, "unsend")?),
+            "follow" => EventKind::Follow(match wire.follow {
+                Some(follow) => serde_json::from_str(follow.get())?,
                 None => Follow::default(),
             }),
             "unfollow" => EventKind::Unfollow,
             "join" => EventKind::Join,
             "leave" => EventKind::Leave,
-            "memberJoined" => EventKind::MemberJoined(payload(value, "joined")?),
-            "memberLeft" => EventKind::MemberLeft(payload(value, "left")?),
-            "postback" => EventKind::Postback(payload(value, "postback")?),
-            "videoPlayComplete" => {
-                EventKind::VideoPlayComplete(payload(value, "videoPlayComplete")?)
-            }
-            "beacon" => EventKind::Beacon(payload(value, "beacon")?),
-            "accountLink" => EventKind::AccountLink(payload(value, "link")?),
-            "things" => EventKind::Things(payload(value, "things")?),
-            "membership" => EventKind::Membership(payload(value, "membership")?),
-            "module" => EventKind::Module(payload(value, "module")?),
-            "activated" => EventKind::Activated(Activated::deserialize(value)?),
+            "memberJoined" => EventKind::MemberJoined(payload(wire.joined, "joined")?),
+            "memberLeft" => EventKind::MemberLeft(payload(wire.left, "left")?),
+            "postback" => EventKind::Postback(payload(wire.postback, "postback")?),
+            "videoPlayComplete" => EventKind::VideoPlayComplete(payload(
+                wire.video_play_complete,
+                "videoPlayComplete",
+            )?),
+            "beacon" => EventKind::Beacon(payload(wire.beacon, "beacon")?),
+            "accountLink" => EventKind::AccountLink(payload(wire.link, "link")?),
+            "things" => EventKind::Things(payload(wire.things, "things")?),
+            "membership" => EventKind::Membership(payload(wire.membership, "membership")?),
+            "module" => EventKind::Module(payload(wire.module, "module")?),
+            "activated" => EventKind::Activated(serde_json::from_str(json)?),
             "deactivated" => EventKind::Deactivated,
             "botSuspended" => EventKind::BotSuspended,
             "botResumed" => EventKind::BotResumed,
-            "delivery" => EventKind::Delivery(payload(value, "delivery")?),
+            "delivery" => EventKind::Delivery(payload(wire.delivery, "delivery")?),
             _ => EventKind::Unknown,
         };
         Ok(Self {
-            event_type: common.event_type,
-            mode: common.mode,
-            timestamp: common.timestamp,
-            source: common.source,
-            webhook_event_id: common.webhook_event_id,
-            delivery_context: common.delivery_context,
-            reply_token: common.reply_token,
+            event_type: wire.event_type,
+            mode: wire.mode,
+            timestamp: wire.timestamp,
+            source: wire.source,
+            webhook_event_id: wire.webhook_event_id,
+            delivery_context: wire.delivery_context,
+            reply_token: wire.reply_token,
             kind,
         })
     }
@@ -519,17 +562,18 @@ impl<'de> Deserialize<'de> for WebhookEvent {
     }
 }
 
-fn field<'v>(value: &'v Value, name: &'static str) -> Result<&'v Value, serde_json::Error> {
-    value
-        .get(name)
-        .ok_or_else(|| serde::de::Error::missing_field(name))
+fn field<'a>(
+    payload: Option<&'a RawValue>,
+    name: &'static str,
+) -> Result<&'a RawValue, serde_json::Error> {
+    payload.ok_or_else(|| serde::de::Error::missing_field(name))
 }
 
 fn payload<T: serde::de::DeserializeOwned>(
-    value: &Value,
+    payload: Option<&RawValue>,
     name: &'static str,
 ) -> Result<T, serde_json::Error> {
-    T::deserialize(field(value, name)?)
+    serde_json::from_str(field(payload, name)?.get())
 }
 
 #[cfg(test)]

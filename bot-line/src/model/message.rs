@@ -37,18 +37,35 @@ impl MessageContent {
     ///
     /// Fails when a known message type lacks a field LINE always sends.
     pub fn from_value(value: &Value) -> Result<Self, serde_json::Error> {
-        let message_type = value.get("type").and_then(Value::as_str).unwrap_or("");
-        Ok(match message_type {
-            "text" => Self::Text(TextMessage::deserialize(value)?),
-            "image" => Self::Image(ImageMessage::deserialize(value)?),
-            "video" => Self::Video(VideoMessage::deserialize(value)?),
-            "audio" => Self::Audio(AudioMessage::deserialize(value)?),
-            "file" => Self::File(FileMessage::deserialize(value)?),
-            "location" => Self::Location(LocationMessage::deserialize(value)?),
-            "sticker" => Self::Sticker(StickerMessage::deserialize(value)?),
+        Self::from_json(&value.to_string())
+    }
+
+    /// As [`MessageContent::from_value`], from the object's JSON text (no tree is built).
+    ///
+    /// # Errors
+    ///
+    /// Fails when the text is not an object or a known message type lacks a field LINE always
+    /// sends.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Tag<'a> {
+            #[serde(rename = "type", borrow, default)]
+            message_type: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            id: Option<String>,
+        }
+        let tag: Tag<'_> = serde_json::from_str(json)?;
+        Ok(match &*tag.message_type {
+            "text" => Self::Text(serde_json::from_str(json)?),
+            "image" => Self::Image(serde_json::from_str(json)?),
+            "video" => Self::Video(serde_json::from_str(json)?),
+            "audio" => Self::Audio(serde_json::from_str(json)?),
+            "file" => Self::File(serde_json::from_str(json)?),
+            "location" => Self::Location(serde_json::from_str(json)?),
+            "sticker" => Self::Sticker(serde_json::from_str(json)?),
             other => Self::Unknown {
                 message_type: other.to_owned(),
-                id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+                id: tag.id,
             },
         })
     }
