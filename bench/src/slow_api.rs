@@ -98,8 +98,30 @@ pub(crate) struct DbPoolArgs {
     /// Connections in the bot's pool, shared by every handler.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub(crate) pool_size: u64,
+    /// The query each handler runs.
+    #[arg(long, value_enum, default_value_t = Query::Select)]
+    pub(crate) query: Query,
     #[command(flatten)]
     pub(crate) record: RecordArgs,
+}
+
+/// The query of each `db-pool` handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Query {
+    /// The conversation's row by primary key (the table holds one per conversation): the read
+    /// a bot makes for each message (settings, a session).
+    Select,
+    /// One more on the conversation's counter row: a write, and a commit per event.
+    Upsert,
+}
+
+impl Query {
+    fn as_str(self) -> &'static str {
+        match self {
+            Query::Select => "select",
+            Query::Upsert => "upsert",
+        }
+    }
 }
 
 fn parse_latency(value: &str) -> Result<Duration, String> {
@@ -342,15 +364,20 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// CPU seconds used so far by every process named `postgres` (the server and its backends).
-fn postgres_cpu_seconds() -> f64 {
+/// CPU seconds used so far by the PostgreSQL backends connected to `database` (not those of
+/// other databases, which other work on the machine may be using).
+fn postgres_cpu_seconds(database: &str) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
+    let marker = format!(" {database} ");
     let ticks: u64 = entries
         .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cmdline"))
+                .is_ok_and(|c| c.starts_with("postgres:") && c.contains(&marker))
+        })
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| stat.contains("(postgres)"))
         .filter_map(|stat| {
             let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
             Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
@@ -376,6 +403,15 @@ struct Peaks {
 struct Database {
     url: String,
     pool_size: u64,
+    query: Query,
+}
+
+impl Database {
+    /// The database's name: the URL's path (`postgres://u@h:5432/test` → `test`).
+    fn name(&self) -> &str {
+        let path = self.url.rsplit_once('/').map_or("", |(_, db)| db);
+        path.split(['?', '#']).next().unwrap_or("")
+    }
 }
 
 /// Everything one run measured.
@@ -392,7 +428,10 @@ struct Outcome {
     steady_events_per_second: f64,
     to_call: Histogram<u64>,
     to_answer: Histogram<u64>,
+    /// Handlers running at once, at most (the bot's `bot_inflight`, sampled each second).
     peak_in_flight: u64,
+    /// API calls unanswered at once, at most (the fake's count).
+    peak_api_calls: u64,
     peak_queue_depth: u64,
     connections_to_api: usize,
     base_rss_kib: u64,
@@ -410,9 +449,14 @@ impl Outcome {
         self.ok * u64::from(self.load.events_per_request)
     }
 
+    /// Events in flight at most: the handlers running, or the API calls if more were seen
+    /// (the handler count is sampled once a second, the calls counted exactly).
+    fn in_flight(&self) -> u64 {
+        self.peak_in_flight.max(self.peak_api_calls)
+    }
+
     fn kib_per_in_flight(&self) -> f64 {
-        self.peak_rss_kib.saturating_sub(self.base_rss_kib) as f64
-            / self.peak_in_flight.max(1) as f64
+        self.peak_rss_kib.saturating_sub(self.base_rss_kib) as f64 / self.in_flight().max(1) as f64
     }
 
     fn processed(&self, outcome: &str) -> f64 {
@@ -469,12 +513,13 @@ impl Outcome {
             ms(self.to_answer.value_at_quantile(0.99)),
         );
         println!(
-            "in flight: peak {} API calls (over {} connection(s)), peak queue depth {}; \
+            "in flight: peak {} handlers running, {} API calls (over {} connection(s)), peak queue depth {}; \
              at most {} events/s by in-flight / mean latency",
             thousands(self.peak_in_flight as f64),
+            thousands(self.peak_api_calls as f64),
             self.connections_to_api,
             thousands(self.peak_queue_depth as f64),
-            thousands(self.peak_in_flight as f64 / l.mean_latency().max(1e-3)),
+            thousands(self.in_flight() as f64 / l.mean_latency().max(1e-3)),
         );
         println!(
             "bot memory: {:.1} MiB before the load, {:.1} MiB peak: {:.2} KiB per in-flight event",
@@ -483,7 +528,7 @@ impl Outcome {
             self.kib_per_in_flight(),
         );
         println!(
-            "CPU over {:.1} s: bot {:.1} s ({:.0} % of one core), botload (webhooks + fake API) {:.1} s, PostgreSQL {:.1} s; {}",
+            "CPU over {:.1} s: bot {:.1} s ({:.0} % of one core), botload (webhooks + fake API) {:.1} s, PostgreSQL backends of the bot {:.1} s; {}",
             self.seconds,
             self.bot_cpu,
             100.0 * self.bot_cpu / self.seconds,
@@ -548,6 +593,7 @@ async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, St
     match database {
         Some(db) => command
             .args(["--handler", "db", "--database-url", &db.url])
+            .args(["--query", db.query.as_str()])
             .args(["--pool-size", &db.pool_size.to_string()]),
         None => command.args(["--handler", "reply"]),
     };
@@ -561,10 +607,11 @@ async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, St
     // Let the freshly started bot settle before its memory is taken as the base.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base_rss_kib = rss_kib(pid).unwrap_or(0);
+    let database_name = database.map_or("", |db| db.name());
     let (bot_before, own_before, pg_before) = (
         usage(pid),
         usage(std::process::id()),
-        postgres_cpu_seconds(),
+        postgres_cpu_seconds(database_name),
     );
 
     let started = Instant::now();
@@ -594,7 +641,7 @@ async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, St
                 let running = prom::sum(&text, "bot_inflight", &[]) as u64;
                 peaks.queue_depth.fetch_max(depth, Ordering::Relaxed);
                 peaks.bot_in_flight.fetch_max(running, Ordering::Relaxed);
-                if tick % 5 == 0 {
+                if tick.is_multiple_of(5) {
                     let replies = tally.replies.load(Ordering::Relaxed);
                     let rate = (replies - last.1) as f64 / last.0.elapsed().as_secs_f64();
                     last = (Instant::now(), replies);
@@ -643,7 +690,7 @@ async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, St
     let (bot_after, own_after, pg_after) = (
         usage(pid),
         usage(std::process::id()),
-        postgres_cpu_seconds(),
+        postgres_cpu_seconds(database_name),
     );
     drop(bot);
 
@@ -676,8 +723,8 @@ async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, St
         steady_events_per_second: steady as f64 / steady_seconds as f64,
         to_call,
         to_answer,
-        peak_in_flight: (fake.peak_in_flight() as u64)
-            .max(peaks.bot_in_flight.load(Ordering::Relaxed)),
+        peak_in_flight: peaks.bot_in_flight.load(Ordering::Relaxed),
+        peak_api_calls: fake.peak_in_flight() as u64,
         peak_queue_depth: peaks.queue_depth.load(Ordering::Relaxed),
         connections_to_api: fake.connections(),
         base_rss_kib,
@@ -714,7 +761,7 @@ pub(crate) async fn slow_api(load: &LoadArgs) -> Result<Row, String> {
              reply call {:.0} / {:.0} ms (p50/p99) after the webhook; {} of {} webhooks 503; \
              {} replies missing; bot {:.0} % CPU, botload {:.0} %",
             thousands(eps),
-            thousands(outcome.peak_in_flight as f64),
+            thousands(outcome.in_flight() as f64),
             kib,
             outcome.peak_rss_kib as f64 / 1024.0,
             ms(outcome.to_call.value_at_quantile(0.5)),
@@ -734,8 +781,9 @@ pub(crate) async fn slow_api(load: &LoadArgs) -> Result<Row, String> {
     })
 }
 
-/// Checks that PostgreSQL answers and empties the counter table of the `db` handlers.
-async fn prepare_database(url: &str) -> Result<PgPool, String> {
+/// Checks that PostgreSQL answers and empties the table of the `db` handlers; for `select`,
+/// fills it with one row per conversation.
+async fn prepare_database(url: &str, query: Query, conversations: u64) -> Result<PgPool, String> {
     let pool = PgPool::builder(url)
         .max_size(1)
         .create_timeout(Duration::from_secs(5))
@@ -757,6 +805,20 @@ async fn prepare_database(url: &str) -> Result<PgPool, String> {
     )
     .await
     .map_err(|e| format!("db-pool: cannot set up the botload_counters table: {e}"))?;
+    if query == Query::Select {
+        // The conversation ids of the LINE users of `payload`.
+        conn.execute(
+            "INSERT INTO botload_counters \
+             SELECT 'U' || lpad(to_hex(n), 32, '0'), 0 \
+             FROM generate_series(0::bigint, $1::bigint - 1) n",
+            &[&i64::try_from(conversations).unwrap_or(i64::MAX)],
+        )
+        .await
+        .map_err(|e| format!("db-pool: cannot fill the botload_counters table: {e}"))?;
+        conn.batch_execute("ANALYZE botload_counters")
+            .await
+            .map_err(|e| format!("db-pool: {e}"))?;
+    }
     drop(conn);
     Ok(pool)
 }
@@ -769,10 +831,11 @@ pub(crate) async fn db_pool(args: &DbPoolArgs) -> Result<Row, String> {
         .clone()
         .or_else(|| std::env::var(bot_core::pg::DATABASE_URL_ENV).ok())
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    let pool = prepare_database(&url).await?;
+    let pool = prepare_database(&url, args.query, args.load.conversations).await?;
     let database = Database {
         url,
         pool_size: args.pool_size,
+        query: args.query,
     };
     let outcome = run(&args.load, Some(&database)).await?;
     outcome.print("db-pool (scenario-bot: an upsert through cx.db(), then cx.reply; memory queue)");
@@ -798,9 +861,10 @@ pub(crate) async fn db_pool(args: &DbPoolArgs) -> Result<Row, String> {
         outcome.processed("panic"),
     );
     println!(
-        "pool of {}: {} waits, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; {} pool time-outs; \
-         counters: {} upserts over {} conversations for {} events accepted",
+        "pool of {} ({} per event): {} waits, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; \
+         {} pool time-outs; table: {} upserts over {} rows for {} events accepted",
         args.pool_size,
+        args.query.as_str(),
         wait.as_ref().map_or(0.0, prom::Histogram::count),
         at(0.5),
         at(0.9),
@@ -817,10 +881,12 @@ pub(crate) async fn db_pool(args: &DbPoolArgs) -> Result<Row, String> {
         && timeouts == 0.0
         && panics == 0.0
         && missing == 0
-        && u64::try_from(counted).unwrap_or(0) >= outcome.events_accepted();
+        && (args.query == Query::Select
+            || u64::try_from(counted).unwrap_or(0) >= outcome.events_accepted());
     Ok(Row {
         name: format!(
-            "db-pool (pool {}, API {:?}-{:?}, max_in_flight {})",
+            "db-pool ({}, pool {}, API {:?}-{:?}, max_in_flight {})",
+            args.query.as_str(),
             args.pool_size,
             args.load.api_latency_min,
             args.load.api_latency_max,
@@ -828,7 +894,7 @@ pub(crate) async fn db_pool(args: &DbPoolArgs) -> Result<Row, String> {
         ),
         result: format!(
             "{} events/s steady; peak {} in flight; pool wait p50 {:.1} ms, p99 {:.1} ms; \
-             {} pool time-outs, {} handler errors, {} handler time-outs; {} of {} events upserted \
+             {} pool time-outs, {} handler errors, {} handler time-outs; {} of {} events queried \
              and answered; {} of {} webhooks 503; bot {:.0} % CPU, PostgreSQL {:.0} %",
             thousands(outcome.steady_events_per_second),
             thousands(outcome.peak_in_flight as f64),
@@ -837,7 +903,7 @@ pub(crate) async fn db_pool(args: &DbPoolArgs) -> Result<Row, String> {
             pool_timeouts,
             errors,
             timeouts,
-            thousands(counted.min(outcome.replies as i64) as f64),
+            thousands(outcome.replies as f64),
             thousands(outcome.events_accepted() as f64),
             outcome.refused,
             args.load.requests(),
@@ -910,6 +976,17 @@ mod tests {
                 .sum::<u64>(),
             2
         );
+    }
+
+    #[test]
+    fn the_database_name_comes_from_the_url() {
+        let db = |url: &str| Database {
+            url: url.to_owned(),
+            pool_size: 1,
+            query: Query::Select,
+        };
+        assert_eq!(db("postgres://postgres@127.0.0.1:5432/test").name(), "test");
+        assert_eq!(db("postgres://u@h/bots?sslmode=disable").name(), "bots");
     }
 
     #[test]

@@ -18,9 +18,11 @@ use bot_line::Line;
 use bot_line::client::RateLimits;
 use clap::{Parser, ValueEnum};
 
-/// The upsert of the `db` handlers: one counter row per conversation.
+/// The upsert of `--query upsert`: one counter row per conversation.
 const UPSERT: &str = "INSERT INTO botload_counters (conversation, events) VALUES ($1, 1) \
      ON CONFLICT (conversation) DO UPDATE SET events = botload_counters.events + 1";
+/// The read of `--query select`: the conversation's row, by primary key.
+const SELECT: &str = "SELECT events FROM botload_counters WHERE conversation = $1";
 
 /// A LINE bot for botload's scenarios.
 #[derive(Debug, Parser)]
@@ -53,6 +55,9 @@ struct Args {
     /// Connections in the pool behind `cx.db()`.
     #[arg(long, default_value_t = 16)]
     pool_size: usize,
+    /// The query of the `db` handlers.
+    #[arg(long, value_enum, default_value_t = Query::Select)]
+    query: Query,
     /// How long a handler waits for a connection before failing, in seconds.
     #[arg(long, default_value_t = 30)]
     pool_wait_seconds: u64,
@@ -69,26 +74,44 @@ enum Work {
     DbOnly,
 }
 
+/// The query of the `db` handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Query {
+    /// Reads the conversation's row by primary key (botload fills the table first).
+    Select,
+    /// Adds one to the conversation's counter row: a write and a commit per event.
+    Upsert,
+}
+
 async fn reply(cx: Context, _event: Event) -> Result<(), Error> {
     cx.reply("ok").await
 }
 
-/// One upsert; the connection goes back to the pool before anything slow happens.
-async fn upsert(cx: &Context, event: &Event) -> Result<(), Error> {
+/// One query; the connection goes back to the pool before anything slow happens.
+async fn query(cx: &Context, event: &Event) -> Result<(), Error> {
+    let (sql, what) = match cx.state::<Query>() {
+        Some(Query::Upsert) => (UPSERT, "the upsert failed"),
+        _ => (SELECT, "the select failed"),
+    };
     let conn = cx.db().await?;
-    conn.execute(UPSERT, &[&event.conversation.as_str()])
+    // Prepared once per connection: one round trip per query instead of two, no re-planning.
+    let statement = conn
+        .prepare_cached(sql)
         .await
-        .map_err(|e| Error::new(ErrorKind::Other, "the upsert failed").with_source(e))?;
+        .map_err(|e| Error::new(ErrorKind::Other, what).with_source(e))?;
+    conn.execute(&statement, &[&event.conversation.as_str()])
+        .await
+        .map_err(|e| Error::new(ErrorKind::Other, what).with_source(e))?;
     Ok(())
 }
 
 async fn db(cx: Context, event: Event) -> Result<(), Error> {
-    upsert(&cx, &event).await?;
+    query(&cx, &event).await?;
     cx.reply("ok").await
 }
 
 async fn db_only(cx: Context, event: Event) -> Result<(), Error> {
-    upsert(&cx, &event).await
+    query(&cx, &event).await
 }
 
 #[tokio::main]
@@ -116,7 +139,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         queue_capacity: args.queue_capacity,
         ..Limits::default()
     };
-    let mut builder = Bot::builder().adapter(line).limits(limits);
+    let mut builder = Bot::builder()
+        .adapter(line)
+        .limits(limits)
+        .state(args.query);
     builder = match args.handler {
         Work::Reply => builder.handler(reply),
         Work::Db => builder.handler(db),
