@@ -590,6 +590,12 @@ async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, St
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    // Under overload the bot logs a line per refused webhook or dead letter: to a file, not
+    // over the report.
+    let log_path = std::env::temp_dir().join(format!("scenario-bot-{}.log", std::process::id()));
+    if let Ok(log) = std::fs::File::create(&log_path) {
+        command.stderr(log);
+    }
     match database {
         Some(db) => command
             .args(["--handler", "db", "--database-url", &db.url])
@@ -693,6 +699,10 @@ async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, St
         postgres_cpu_seconds(database_name),
     );
     drop(bot);
+    let log_lines = std::fs::read_to_string(&log_path).map_or(0, |l| l.lines().count());
+    if log_lines > 0 {
+        eprintln!("the bot logged {log_lines} lines: {}", log_path.display());
+    }
 
     let cpu = |a: &Option<crate::scenario::Usage>, b: &Option<crate::scenario::Usage>| match (a, b)
     {

@@ -18,6 +18,11 @@ use bot_line::Line;
 use bot_line::client::RateLimits;
 use clap::{Parser, ValueEnum};
 
+/// With `--features mimalloc`: the allocator an application may choose (BENCHMARKS.md compares).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The upsert of `--query upsert`: one counter row per conversation.
 const UPSERT: &str = "INSERT INTO botload_counters (conversation, events) VALUES ($1, 1) \
      ON CONFLICT (conversation) DO UPDATE SET events = botload_counters.events + 1";
