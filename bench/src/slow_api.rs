@@ -848,7 +848,10 @@ pub(crate) async fn db_pool(args: &DbPoolArgs) -> Result<Row, String> {
         query: args.query,
     };
     let outcome = run(&args.load, Some(&database)).await?;
-    outcome.print("db-pool (scenario-bot: an upsert through cx.db(), then cx.reply; memory queue)");
+    outcome.print(&format!(
+        "db-pool (scenario-bot: one {} through cx.db(), then cx.reply; memory queue)",
+        args.query.as_str()
+    ));
     let conn = pool.get().await.map_err(|e| format!("db-pool: {e}"))?;
     let row = conn
         .query_one(
