@@ -82,9 +82,9 @@ impl DropReason {
 }
 
 /// The bucket bounds of `bot.db.pool.wait`, in seconds.
-const POOL_WAIT_BOUNDARIES: [f64; 18] = [
+const POOL_WAIT_BOUNDARIES: [f64; 21] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 60.0,
+    5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
 ];
 
 /// Hot-path counters, shared with the observable instruments.
