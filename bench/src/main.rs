@@ -56,8 +56,9 @@ enum Scenario {
     /// reply call (50,000 in flight over one HTTP/2 connection to a fake API): events/s against
     /// in-flight / latency, RSS per in-flight event, CPU.
     SlowApi(slow_api::SlowApiArgs),
-    /// slow-api plus one PostgreSQL upsert per event through `cx.db()` with a 16-connection
-    /// pool: pool wait percentiles, time-outs (none allowed), CPU of the bot and the database.
+    /// slow-api plus one PostgreSQL query per event (a primary-key select, or an upsert) through
+    /// `cx.db()` with a 16-connection pool: pool wait percentiles, time-outs (none allowed), CPU
+    /// of the bot and the database.
     DbPool(slow_api::DbPoolArgs),
 }
 
