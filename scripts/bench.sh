@@ -22,3 +22,8 @@ cargo bench -p bot-discord --bench gateway 2>&1 | grep -v '^ *Compiling\|Finishe
 echo "== webhook-noop: botload against noop-bot"
 cargo build --release -q -p noop-bot -p bench
 target/release/botload scenario webhook-noop --no-progress
+echo "== slow-api: handlers awaiting a 2-3 s API call, 50,000 in flight (records its row)"
+cargo build --release -q -p bench
+target/release/botload scenario slow-api --record BENCHMARKS.md 2>&1 | grep -v ' WARN \| ERROR '
+echo "== db-pool: the same plus a query per event through a pool of 16 (needs PostgreSQL at DATABASE_URL)"
+target/release/botload scenario db-pool --record BENCHMARKS.md 2>&1 | grep -v ' WARN \| ERROR '

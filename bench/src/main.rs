@@ -12,8 +12,10 @@
 
 mod load;
 mod payload;
+mod prom;
 mod record;
 mod scenario;
+mod slow_api;
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -50,6 +52,14 @@ enum Scenario {
     /// 10 text events per signed LINE webhook to noop-bot (a no-op handler, the memory queue):
     /// requests/s, events/s, latency, and the bot's peak RSS and CPU.
     WebhookNoop(NoopArgs),
+    /// 10 text events per signed LINE webhook to scenario-bot, whose every handler awaits a 2-3 s
+    /// reply call (50,000 in flight over one HTTP/2 connection to a fake API): events/s against
+    /// in-flight / latency, RSS per in-flight event, CPU.
+    SlowApi(slow_api::SlowApiArgs),
+    /// slow-api plus one PostgreSQL query per event (a primary-key select, or an upsert) through
+    /// `cx.db()` with a 16-connection pool: pool wait percentiles, time-outs (none allowed), CPU
+    /// of the bot and the database.
+    DbPool(slow_api::DbPoolArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +230,12 @@ fn main() -> ExitCode {
             } => args
                 .record
                 .finish(scenario::webhook_noop(args.platform, &args.shape).await),
+            Command::Scenario {
+                scenario: Scenario::SlowApi(args),
+            } => args.record.finish(slow_api::slow_api(&args.load).await),
+            Command::Scenario {
+                scenario: Scenario::DbPool(args),
+            } => args.record.finish(slow_api::db_pool(&args).await),
         }
     })
 }

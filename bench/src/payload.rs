@@ -65,12 +65,19 @@ pub(crate) fn signed(
 
 const TIMESTAMP: u64 = 1_764_496_800_000;
 
+/// The conversation of event `e` of request `request`: consecutive events go round all
+/// `conversations` (numbering them by `n = request * 1000 + e`, as the ids do, would reach only a
+/// few of them when `conversations` shares factors with 1,000).
+fn spread(request: u64, events: usize, e: u64, conversations: u64) -> u64 {
+    (request * events as u64 + e) % conversations.max(1)
+}
+
 fn line(request: u64, events: usize, conversations: u64) -> String {
     let mut body = String::with_capacity(120 + events * 420);
     body.push_str(r#"{"destination":"U0123456789abcdef0123456789abcdef","events":["#);
     for e in 0..events as u64 {
         let n = request * 1000 + e;
-        let user = n % conversations.max(1);
+        let user = spread(request, events, e, conversations);
         if e > 0 {
             body.push(',');
         }
@@ -91,7 +98,7 @@ fn messenger(request: u64, events: usize, conversations: u64) -> String {
     body.push_str(r#","messaging":["#);
     for e in 0..events as u64 {
         let n = request * 1000 + e;
-        let user = n % conversations.max(1);
+        let user = spread(request, events, e, conversations);
         if e > 0 {
             body.push(',');
         }
@@ -151,6 +158,19 @@ mod tests {
                 .iter()
                 .all(|e| e.text_content() == Some("hello, bot"))
         );
+    }
+
+    #[test]
+    fn events_reach_every_conversation() {
+        let secret = Secret::new("s");
+        let mut seen = std::collections::HashSet::new();
+        for request in 0..1_000 {
+            let body = signed(Platform::Line, &secret, request, 10, 10_000).body;
+            for event in bot_line::event::events_from_body(body.as_bytes()).unwrap() {
+                seen.insert(event.conversation.as_str().to_owned());
+            }
+        }
+        assert_eq!(seen.len(), 10_000);
     }
 
     #[test]

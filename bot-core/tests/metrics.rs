@@ -349,6 +349,16 @@ async fn adapter_instruments_render_under_their_design_names() {
         0.25
     );
     assert_eq!(sample(&text, "bot_db_pool_wait_seconds_count", ""), 1.0);
+    // Pool waits have buckets in seconds fine enough for their percentiles.
+    let bucket = |le: &str| {
+        sample(
+            &text,
+            "bot_db_pool_wait_seconds_bucket",
+            &format!("le=\"{le}\""),
+        )
+    };
+    assert_eq!(bucket("0.0025"), 0.0);
+    assert_eq!(bucket("0.005"), 1.0);
     assert_eq!(
         sample(
             &text,

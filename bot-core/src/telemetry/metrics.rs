@@ -81,6 +81,12 @@ impl DropReason {
     }
 }
 
+/// The bucket bounds of `bot.db.pool.wait`, in seconds.
+const POOL_WAIT_BOUNDARIES: [f64; 21] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
+];
+
 /// Hot-path counters, shared with the observable instruments.
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
@@ -186,6 +192,9 @@ impl Metrics {
                 .f64_histogram("bot.db.pool.wait")
                 .with_unit("s")
                 .with_description("Time spent waiting for a database connection")
+                // In seconds, from a free connection (well under 1 ms) to a pool that makes
+                // thousands of handlers queue; OpenTelemetry's default buckets start at 5.
+                .with_boundaries(POOL_WAIT_BOUNDARIES.to_vec())
                 .build(),
             gateway_reconnects: meter
                 .u64_counter("bot.gateway.reconnects")
