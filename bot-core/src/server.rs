@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
 use tokio::net::{TcpListener, ToSocketAddrs};
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -49,7 +50,7 @@ impl Bot {
                 StatusCode::REQUEST_TIMEOUT,
                 self.inner.request_timeout,
             ))
-            .layer(TraceLayer::new_for_http())
+            .layer(TraceLayer::new_for_http().on_failure(on_failure))
     }
 
     /// Serves on `addr` until SIGTERM, ctrl-c or [`Bot::request_shutdown`], then shuts down
@@ -170,5 +171,21 @@ async fn termination_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+/// Logs a failed request: an error, except a 503 (a full queue or a stopping bot answers it by
+/// design, with `Retry-After`, and counts it in `bot.webhook.rejected`), logged at debug so that
+/// an overloaded bot does not spend its time logging each refusal.
+fn on_failure(
+    class: ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(?latency, "request refused with 503");
+        }
+        class => tracing::error!(classification = %class, ?latency, "request failed"),
     }
 }
