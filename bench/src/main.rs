@@ -10,8 +10,10 @@
 //! cargo build --release -p noop-bot -p bench && target/release/botload scenario webhook-noop
 //! ```
 
+mod gateway;
 mod load;
 mod payload;
+mod queue_drain;
 mod record;
 mod scenario;
 
@@ -50,6 +52,12 @@ enum Scenario {
     /// 10 text events per signed LINE webhook to noop-bot (a no-op handler, the memory queue):
     /// requests/s, events/s, latency, and the bot's peak RSS and CPU.
     WebhookNoop(NoopArgs),
+    /// Events loaded into the PostgreSQL queue beforehand, drained by 1, 2 and 4 queue-worker
+    /// processes with a no-op handler: events/s, duplicates, the workers' and PostgreSQL's CPU.
+    QueueDrain(queue_drain::QueueDrainArgs),
+    /// MESSAGE_CREATE dispatches through a fake Discord gateway to echo-bot, which answers
+    /// through a fake REST API: messages/s and latency from dispatch to echo.
+    GatewayEcho(gateway::GatewayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +228,12 @@ fn main() -> ExitCode {
             } => args
                 .record
                 .finish(scenario::webhook_noop(args.platform, &args.shape).await),
+            Command::Scenario {
+                scenario: Scenario::QueueDrain(args),
+            } => queue_drain::run(&args).await,
+            Command::Scenario {
+                scenario: Scenario::GatewayEcho(args),
+            } => args.record.finish(gateway::gateway_echo(&args).await),
         }
     })
 }
