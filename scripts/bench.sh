@@ -22,3 +22,8 @@ cargo bench -p bot-discord --bench gateway 2>&1 | grep -v '^ *Compiling\|Finishe
 echo "== webhook-noop: botload against noop-bot"
 cargo build --release -q -p noop-bot -p bench
 target/release/botload scenario webhook-noop --no-progress
+echo "== queue-drain: queue-worker processes drain the PostgreSQL queue (needs the server of DATABASE_URL)"
+cargo build --release -q -p queue-worker -p echo-bot -p bench
+target/release/botload scenario queue-drain --no-progress --record BENCHMARKS.md
+echo "== gateway-echo: Discord dispatches through the fake gateway to echo-bot"
+target/release/botload scenario gateway-echo --no-progress --record BENCHMARKS.md

@@ -435,8 +435,16 @@ pub(crate) async fn gateway_echo(args: &GatewayArgs) -> Result<Row, String> {
         .map_or_else(|| "as fast as answered".to_owned(), |r| format!("{r}/s"));
     Ok(Row {
         name: format!(
-            "gateway-echo ({} channels, {rate}, {} in flight)",
-            plan.channels, plan.in_flight
+            "gateway-echo ({} channels, {rate}, {} in flight{})",
+            plan.channels,
+            plan.in_flight,
+            match (args.rest_limit, args.global_limit) {
+                (None, LIFTED) => String::new(),
+                (bucket, global) => format!(
+                    ", REST limits {}/s per bucket and {global}/s global",
+                    bucket.map_or(LIFTED, NonZeroU32::get)
+                ),
+            }
         ),
         result: format!(
             "{} messages/s echoed; {} missing; p50 {:.1} ms, p99 {:.1} ms; bot {:.0} MiB peak, {:.0} % CPU",

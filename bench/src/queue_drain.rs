@@ -61,9 +61,14 @@ pub(crate) struct QueueDrainArgs {
     /// Handlers running at once in each worker (`MAX_IN_FLIGHT`).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
-    /// Events each worker claims beyond its free slots (`PREFETCH`).
-    #[arg(long, default_value_t = 256)]
+    /// Events each worker claims beyond its free slots (`PREFETCH`; claims take 1,000 at most).
+    #[arg(long, default_value_t = 1000)]
     prefetch: u32,
+    /// Run a CHECKPOINT between loading and draining, so that the drain writes a full image
+    /// of every page it touches first (as right after any checkpoint) and no checkpoint of the
+    /// load's writes runs during it.
+    #[arg(long)]
+    checkpoint: bool,
     /// Connections per worker (`POOL_SIZE`).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pool_size: u32,
@@ -212,9 +217,11 @@ async fn drain_once(
     if loaded != events {
         return Err(format!("loaded {loaded} events of {events}"));
     }
-    // Start from clean buffers on disk, so that no checkpoint of the load runs during the drain
-    // (superusers only; without it the figures are merely noisier).
-    let _ = conn.batch_execute("CHECKPOINT").await;
+    if args.checkpoint {
+        conn.batch_execute("CHECKPOINT")
+            .await
+            .map_err(|e| format!("CHECKPOINT (needs a superuser or pg_checkpoint): {e}"))?;
+    }
 
     let bar = progress(args, events, processes);
     let postgres_before = postgres_cpu();
@@ -246,8 +253,10 @@ async fn drain_once(
         workers.push(Started(child));
     }
 
-    // Poll the table through its primary key (two index probes, whatever its size): ids are
-    // consecutive and claimed in order, so `max - min + 1` is close to what is left.
+    // Poll the table through its primary key: ids are consecutive and claimed in order, so
+    // `max - min + 1` is close to what is left. Each poll starts where the last one found the
+    // oldest event, so that it steps over the index entries of acknowledged events once in
+    // all rather than at every poll.
     let deadline = started + args.timeout;
     let mut first_gone: Option<Instant> = None;
     let first_id: Option<i64> = conn
@@ -255,15 +264,17 @@ async fn drain_once(
         .await
         .map_err(|e| format!("reading the queue: {e}"))?
         .get(0);
+    let mut floor = first_id.unwrap_or(0);
     let elapsed = loop {
         let row = conn
             .query_one(
-                &format!("SELECT min(id), max(id) FROM {SCHEMA}.botrt_events"),
-                &[],
+                &format!("SELECT min(id), max(id) FROM {SCHEMA}.botrt_events WHERE id >= $1"),
+                &[&floor],
             )
             .await
             .map_err(|e| format!("reading the queue: {e}"))?;
         let (min, max): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        floor = min.unwrap_or(floor);
         let now = Instant::now();
         if first_gone.is_none() && min != first_id {
             first_gone = Some(now);
