@@ -27,3 +27,8 @@ cargo build --release -q -p bench
 target/release/botload scenario slow-api --record BENCHMARKS.md 2>&1 | grep -v ' WARN \| ERROR '
 echo "== db-pool: the same plus a query per event through a pool of 16 (needs PostgreSQL at DATABASE_URL)"
 target/release/botload scenario db-pool --record BENCHMARKS.md 2>&1 | grep -v ' WARN \| ERROR '
+echo "== queue-drain: queue-worker processes drain the PostgreSQL queue (needs the server of DATABASE_URL)"
+cargo build --release -q -p queue-worker -p echo-bot -p bench
+target/release/botload scenario queue-drain --no-progress --record BENCHMARKS.md
+echo "== gateway-echo: Discord dispatches through the fake gateway to echo-bot"
+target/release/botload scenario gateway-echo --no-progress --record BENCHMARKS.md

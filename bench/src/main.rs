@@ -10,9 +10,11 @@
 //! cargo build --release -p noop-bot -p bench && target/release/botload scenario webhook-noop
 //! ```
 
+mod gateway;
 mod load;
 mod payload;
 mod prom;
+mod queue_drain;
 mod record;
 mod scenario;
 mod slow_api;
@@ -60,6 +62,12 @@ enum Scenario {
     /// `cx.db()` with a 16-connection pool: pool wait percentiles, time-outs (none allowed), CPU
     /// of the bot and the database.
     DbPool(slow_api::DbPoolArgs),
+    /// Events loaded into the PostgreSQL queue beforehand, drained by 1, 2 and 4 queue-worker
+    /// processes with a no-op handler: events/s, duplicates, the workers' and PostgreSQL's CPU.
+    QueueDrain(queue_drain::QueueDrainArgs),
+    /// MESSAGE_CREATE dispatches through a fake Discord gateway to echo-bot, which answers
+    /// through a fake REST API: messages/s and latency from dispatch to echo.
+    GatewayEcho(gateway::GatewayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -236,6 +244,12 @@ fn main() -> ExitCode {
             Command::Scenario {
                 scenario: Scenario::DbPool(args),
             } => args.record.finish(slow_api::db_pool(&args).await),
+            Command::Scenario {
+                scenario: Scenario::QueueDrain(args),
+            } => queue_drain::run(&args).await,
+            Command::Scenario {
+                scenario: Scenario::GatewayEcho(args),
+            } => args.record.finish(gateway::gateway_echo(&args).await),
         }
     })
 }

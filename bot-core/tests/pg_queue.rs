@@ -467,3 +467,40 @@ async fn an_event_whose_process_dies_on_every_attempt_is_dead_lettered() {
     );
     queue.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_events_run_in_order_per_conversation_and_skip_dedup() {
+    let pool = fresh_pool("import").await;
+    let events: Vec<_> = (0..3)
+        .flat_map(|seq| {
+            (0..4).map(move |conv| text_event(&format!("c{conv}"), &format!("c{conv}-{seq}")))
+        })
+        .collect();
+    let loaded = bot_core::pg::import(&pool, events).await.unwrap();
+    assert_eq!(loaded, 12);
+    let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+    // The heads first, one per conversation, then the next of each once acknowledged.
+    for seq in 0..3 {
+        let got = pull_n(&queue, 4).await;
+        let mut got_ids = ids(&got);
+        got_ids.sort();
+        assert_eq!(
+            got_ids,
+            (0..4).map(|c| format!("c{c}-{seq}")).collect::<Vec<_>>()
+        );
+        let leases: Vec<Lease> = got.iter().map(|d| d.lease).collect();
+        assert_eq!(queue.ack(&leases).await.unwrap().applied, 4);
+    }
+    assert!(
+        pull_within(&queue, 10, Duration::from_millis(200))
+            .await
+            .is_empty()
+    );
+    // Imported ids were not recorded for deduplication: a push of one is accepted.
+    let report = queue
+        .push_batch(vec![text_event("c0", "c0-0")])
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 1);
+    queue.shutdown().await;
+}

@@ -31,6 +31,9 @@ pub const ENV_GATEWAY_URL: &str = "DISCORD_GATEWAY_URL";
 pub const ENV_INTENTS: &str = "DISCORD_INTENTS";
 /// `DISCORD_SHARDS`: `auto`, a count, or `from..to/total` (default `auto`).
 pub const ENV_SHARDS: &str = "DISCORD_SHARDS";
+/// `DISCORD_GLOBAL_PER_SECOND`: the REST client's proactive global limit (default 50; Discord
+/// grants large bots more, and load tests against a fake lift it).
+pub const ENV_GLOBAL_PER_SECOND: &str = "DISCORD_GLOBAL_PER_SECOND";
 
 /// How long to wait before asking `GET /gateway/bot` again after it failed.
 const GATEWAY_INFO_RETRY: Duration = Duration::from_secs(5);
@@ -180,7 +183,8 @@ impl Discord {
     }
 
     /// An adapter configured from `DISCORD_TOKEN`, `DISCORD_APPLICATION_ID`, `DISCORD_PUBLIC_KEY`,
-    /// `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS` and `DISCORD_SHARDS`.
+    /// `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS` and
+    /// `DISCORD_GLOBAL_PER_SECOND`.
     ///
     /// # Errors
     ///
@@ -223,6 +227,14 @@ impl Discord {
         }
         if let Some(shards) = var(ENV_SHARDS) {
             builder = builder.shards(shards.parse()?);
+        }
+        if let Some(limit) = var(ENV_GLOBAL_PER_SECOND) {
+            let per_second: u32 = limit.trim().parse().map_err(|_| {
+                Error::config(format!(
+                    "discord: {ENV_GLOBAL_PER_SECOND} must be a number of requests per second, not {limit:?}"
+                ))
+            })?;
+            builder = builder.http(|h| h.global_per_second(per_second));
         }
         builder.build().map(Some)
     }

@@ -12,8 +12,8 @@ pub mod model;
 pub mod testing;
 
 pub use adapter::{
-    Discord, DiscordBuilder, ENV_API_BASE, ENV_APPLICATION_ID, ENV_GATEWAY_URL, ENV_INTENTS,
-    ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN,
+    Discord, DiscordBuilder, ENV_API_BASE, ENV_APPLICATION_ID, ENV_GATEWAY_URL,
+    ENV_GLOBAL_PER_SECOND, ENV_INTENTS, ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN,
 };
 pub use client::DiscordClient;
 pub use error::{Error, ErrorKind};

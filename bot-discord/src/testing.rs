@@ -577,6 +577,18 @@ struct RestRules {
     nonces: HashMap<(String, String), Value>,
     created: Vec<(String, String)>,
     rate_limited: usize,
+    feeds: Vec<mpsc::Sender<CreatedMessage>>,
+}
+
+/// A message the fake REST API created, as [`FakeDiscordApi::message_feed`] hands it out.
+#[derive(Debug, Clone)]
+pub struct CreatedMessage {
+    /// The channel id.
+    pub channel: String,
+    /// The `content`.
+    pub content: String,
+    /// When the request was answered.
+    pub at: Instant,
 }
 
 impl fmt::Debug for FakeDiscordApi {
@@ -613,6 +625,7 @@ impl FakeDiscordApi {
             nonces: HashMap::new(),
             created: Vec::new(),
             rate_limited: 0,
+            feeds: Vec::new(),
         }));
         let shared = rules.clone();
         let api =
@@ -642,6 +655,16 @@ impl FakeDiscordApi {
     /// The underlying fake, to inject faults and latency or read calls.
     pub fn api(&self) -> &FakeApi {
         &self.api
+    }
+
+    /// Every message created from now on, as it is created, for load tests that measure when
+    /// replies arrive. Holds up to `capacity` messages not yet received; past that, messages
+    /// are left out of the feed (they are still created and listed by
+    /// [`FakeDiscordApi::messages_in`]).
+    pub fn message_feed(&self, capacity: usize) -> mpsc::Receiver<CreatedMessage> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        lock(&self.rules).feeds.push(tx);
+        rx
     }
 
     /// The `content` of every message created in `channel`, in order (a repeated nonce creates
@@ -739,6 +762,19 @@ fn answer(
                     rules
                         .created
                         .push(((*channel).to_owned(), content.to_owned()));
+                    if !rules.feeds.is_empty() {
+                        let created = CreatedMessage {
+                            channel: (*channel).to_owned(),
+                            content: content.to_owned(),
+                            at: Instant::now(),
+                        };
+                        rules.feeds.retain(|feed| {
+                            !matches!(
+                                feed.try_send(created.clone()),
+                                Err(mpsc::error::TrySendError::Closed(_))
+                            )
+                        });
+                    }
                     FakeResponse::json(StatusCode::OK, &message)
                 }
             }

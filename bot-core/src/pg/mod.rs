@@ -55,7 +55,7 @@ mod state;
 
 pub use migrate::{MIGRATIONS, migrate};
 pub use pool::{CapacityCheck, PgConnection, PgPool, PgPoolBuilder, PoolStats};
-pub use queue::{PgQueue, PgQueueBuilder, QueueCounters, QueueStats};
+pub use queue::{PgQueue, PgQueueBuilder, QueueCounters, QueueStats, import};
 pub use state::PgStateStore;
 
 /// The PostgreSQL client, re-exported so that handlers can name its types (`Row`, `ToSql`).

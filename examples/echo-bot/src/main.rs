@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | LINE | `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN`, `LINE_API_BASE` (optional) | `POST /line/webhook` |
 //! | Messenger | `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`, `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_API_BASE` (optional) | `GET`+`POST /messenger/webhook` |
-//! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS` | the gateway, and `POST /discord/interactions` |
+//! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS`, `DISCORD_GLOBAL_PER_SECOND` | the gateway, and `POST /discord/interactions` |
 //!
 //! On Discord, a message in a channel gets its text back, and the slash command `/echo text:<t>`
 //! answers `<t>` (echo-bot registers the command when `DISCORD_APPLICATION_ID` is set).

@@ -16,7 +16,9 @@
 //! `BOT_ADDR` (default `127.0.0.1:8080`), `BOT_SCHEMA` (default `public`), `WORK_MS` (the
 //! simulated call, default 2000), `MAX_IN_FLIGHT` (default 256), `PREFETCH` (default 16),
 //! `LEASE_MS` (default 30000), `POOL_SIZE` (default 16), `WORKER_PROCESSES` (how many processes
-//! you run, for the connection check; default 2).
+//! you run, for the connection check; default 2), `ORDERING` (`per-conversation`, the default, or
+//! `unordered`), `HANDLER` (`noop` for a handler that does nothing, as `botload scenario
+//! queue-drain` uses; it prints `handled=<count>` on stdout when the worker stops).
 //!
 //! Every handled event is recorded in `queue_worker_runs` (each attempt, when it started and
 //! ended) and, once, in
@@ -24,6 +26,7 @@
 //! or re-run event from repeating its effect.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -32,7 +35,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bot_core::adapter::rejection;
 use bot_core::pg::{self, PgPool, PgQueue};
-use bot_core::{Adapter, Bot, BoxError, Context, Error, Event, Ingress, Limits, Platform};
+use bot_core::{
+    Adapter, Bot, BoxError, Context, Error, Event, Ingress, Limits, Ordering, Platform,
+};
 
 /// The platform of the events this worker takes.
 const DEMO: Platform = Platform::from_static("demo");
@@ -77,6 +82,15 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// Events the no-op handler ran (`HANDLER=noop`).
+static NOOP_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+/// `HANDLER=noop`: nothing but a count, to measure the queue itself.
+async fn noop(_cx: Context, _event: Event) -> Result<(), BoxError> {
+    NOOP_HANDLED.fetch_add(1, AtomicOrdering::Relaxed);
+    Ok(())
+}
+
 // ANCHOR: handler
 /// The simulated external API call, then the effect, recorded once per event id.
 async fn handle(cx: Context, event: Event) -> Result<(), BoxError> {
@@ -117,8 +131,11 @@ async fn main() -> Result<(), Error> {
     let addr = std::env::var("BOT_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
 
     // ANCHOR: setup
+    let schema = std::env::var("BOT_SCHEMA").unwrap_or_else(|_| "public".to_owned());
     let pool = PgPool::builder(url)
-        .schema(std::env::var("BOT_SCHEMA").unwrap_or_else(|_| "public".to_owned()))
+        // So that the server's processes of these workers can be told apart (pg_stat_activity).
+        .application_name(format!("queue-worker {schema}"))
+        .schema(schema)
         .max_size(env_or("POOL_SIZE", 16))
         .wait_timeout(Duration::from_secs(30))
         .build()?;
@@ -128,6 +145,10 @@ async fn main() -> Result<(), Error> {
     let limits = Limits {
         max_in_flight: env_or("MAX_IN_FLIGHT", 256),
         handler_timeout: Duration::from_secs(300),
+        ordering: match std::env::var("ORDERING").as_deref() {
+            Ok("unordered") => Ordering::Unordered,
+            _ => Ordering::PerConversation,
+        },
         ..Limits::default()
     };
     let queue = Arc::new(
@@ -137,13 +158,17 @@ async fn main() -> Result<(), Error> {
             .lease_duration(Duration::from_millis(env_or("LEASE_MS", 30_000)))
             .build()?,
     );
-    let bot = Bot::builder()
+    let noop_handler = std::env::var("HANDLER").is_ok_and(|h| h == "noop");
+    let builder = Bot::builder()
         .adapter(JsonWebhook)
         .limits(limits)
         .queue(queue.clone())
-        .database(pool.clone())
-        .handler(handle)
-        .build()?;
+        .database(pool.clone());
+    let bot = if noop_handler {
+        builder.handler(noop).build()?
+    } else {
+        builder.handler(handle).build()?
+    };
     queue.register_metrics(bot.telemetry());
     // ANCHOR_END: setup
     let conn = pool.get().await?;
@@ -171,5 +196,17 @@ async fn main() -> Result<(), Error> {
     queue.shutdown().await;
     // ANCHOR_END: serve
     tracing::info!(?report, counters = ?queue.counters(), "worker stopped");
+    if noop_handler {
+        let c = queue.counters();
+        println!(
+            "handled={} claims={} claimed={} acked={} stale={} released={}",
+            NOOP_HANDLED.load(AtomicOrdering::Relaxed),
+            c.claims,
+            c.claimed,
+            c.acked,
+            c.stale,
+            c.released
+        );
+    }
     Ok(())
 }

@@ -61,6 +61,10 @@ impl Drop for Worker {
 }
 
 fn start_worker(schema: &str, env: &[(&str, &str)]) -> Worker {
+    spawn_worker(schema, env, Stdio::null())
+}
+
+fn spawn_worker(schema: &str, env: &[(&str, &str)], stdout: Stdio) -> Worker {
     let addr = free_addr();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_queue-worker"));
     cmd.env("DATABASE_URL", database_url())
@@ -68,7 +72,7 @@ fn start_worker(schema: &str, env: &[(&str, &str)]) -> Worker {
         .env("BOT_ADDR", addr.to_string())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
@@ -339,4 +343,72 @@ async fn two_processes_keep_200_conversations_sequential_and_in_order() {
     )
     .await;
     assert_eq!(workers, 2, "both processes took a share");
+}
+
+/// `botload scenario queue-drain` in small: a backlog loaded with `pg::import`, drained by two
+/// workers with the no-op handler, every event run once in all (the counts they print).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noop_workers_drain_an_imported_backlog_running_each_event_once() {
+    const EVENTS: u64 = 3000;
+    let pool = fresh_schema("qw_noop").await;
+    let events = (0..EVENTS)
+        .map(|i| Event::text(DEMO, format!("c{}", i % 100), "hi").with_id(format!("e{i}")));
+    assert_eq!(bot_core::pg::import(&pool, events).await.unwrap(), EVENTS);
+    let env = [
+        ("HANDLER", "noop"),
+        ("MAX_IN_FLIGHT", "64"),
+        ("PREFETCH", "32"),
+        ("WORKER_PROCESSES", "2"),
+    ];
+    let mut workers: Vec<Worker> = (0..2)
+        .map(|_| spawn_worker("qw_noop", &env, Stdio::piped()))
+        .collect();
+    let until = Instant::now() + Duration::from_secs(60);
+    while count(&pool, "SELECT count(*) FROM botrt_events").await > 0 {
+        for worker in &mut workers {
+            if let Ok(Some(status)) = worker.child.try_wait() {
+                panic!("a worker exited while draining: {status}");
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "the backlog was not drained in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut handled = 0;
+    for worker in &mut workers {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &worker.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(terminated.success());
+        assert!(worker.child.wait().unwrap().success());
+        let mut out = String::new();
+        worker
+            .child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("handled="))
+            .unwrap_or_else(|| panic!("no handled= line in {out:?}"));
+        handled += line
+            .split_whitespace()
+            .next()
+            .and_then(|h| h.strip_prefix("handled="))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("unreadable counts: {line:?}"));
+    }
+    assert_eq!(
+        handled, EVENTS,
+        "each event runs once, in one of the workers"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM botrt_dead_letters").await,
+        0
+    );
 }

@@ -1,0 +1,632 @@
+//! `queue-drain`: events loaded into the PostgreSQL queue beforehand, then drained by
+//! `queue-worker` processes with a no-op handler (`HANDLER=noop`).
+//!
+//! For each combination of `--events` and `--processes`: the scenario's own schema is dropped and
+//! migrated afresh, the events are loaded in one `COPY` ([`bot_core::pg::import`]), the workers
+//! start, and the clock runs from their start to the queue table being empty (polled through
+//! its primary key). Then the workers stop (SIGTERM) and print how many events they handled:
+//! with an empty queue and no dead letters every event ran at least once, so a sum above the
+//! count is the number of events that ran twice.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use bot_core::pg::{self, PgPool};
+use bot_core::{Event, Platform};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::RecordArgs;
+use crate::record::{Row, Verdict};
+use crate::scenario::{Started, free_port, sibling_binary, thousands, usage};
+
+/// The schema the scenario drops and recreates for every run; nothing else uses it.
+const SCHEMA: &str = "botload_queue_drain";
+/// The events/s the two-process runs aim at (the best PostgreSQL queues on this machine).
+const GOAL_EVENTS_PER_SECOND: f64 = 60_000.0;
+/// How often the queue table is looked at while it drains.
+const POLL: Duration = Duration::from_millis(10);
+/// The platform of the loaded events (queue-worker's).
+const DEMO: Platform = Platform::from_static("demo");
+
+/// Claim order of the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum DrainOrdering {
+    /// Events of one conversation one at a time, in order, across processes (the default).
+    PerConversation,
+    /// No ordering.
+    Unordered,
+}
+
+/// `botload scenario queue-drain`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct QueueDrainArgs {
+    /// Events loaded beforehand, one run per count (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10000,1000000",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    events: Vec<u64>,
+    /// Worker processes, one run per count (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4",
+          value_parser = clap::value_parser!(u16).range(1..=32))]
+    processes: Vec<u16>,
+    /// Conversations the events are spread over.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    conversations: u64,
+    /// The workers' claim order.
+    #[arg(long, value_enum, default_value_t = DrainOrdering::PerConversation)]
+    ordering: DrainOrdering,
+    /// Handlers running at once in each worker (`MAX_IN_FLIGHT`).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: u32,
+    /// Events each worker claims beyond its free slots (`PREFETCH`; claims take 1,000 at most).
+    #[arg(long, default_value_t = 1000)]
+    prefetch: u32,
+    /// Run a CHECKPOINT between loading and draining, so that the drain writes a full image
+    /// of every page it touches first (as right after any checkpoint) and no checkpoint of the
+    /// load's writes runs during it.
+    #[arg(long)]
+    checkpoint: bool,
+    /// Connections per worker (`POOL_SIZE`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pool_size: u32,
+    /// Give up on a run when the queue is not empty after this long (`10m`).
+    #[arg(long, default_value = "10m", value_parser = crate::parse_duration)]
+    timeout: Duration,
+    /// The database (default: `DATABASE_URL`, else postgres://postgres@127.0.0.1:5432/postgres).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Print the results as JSON on stdout (and no progress bar).
+    #[arg(long)]
+    json: bool,
+    /// Draw no progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    record: RecordArgs,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+struct Drained {
+    events: u64,
+    processes: u16,
+    ordering: DrainOrdering,
+    /// Seconds the `COPY` of the events took.
+    load_seconds: f64,
+    /// Seconds from the workers' start to the queue being empty.
+    seconds: f64,
+    /// `events / seconds`.
+    events_per_second: f64,
+    /// Seconds from the workers' start to the first event gone from the table (start-up:
+    /// process, pool, migration check, first claim).
+    first_gone_seconds: f64,
+    /// Events per second once the first event was gone.
+    steady_events_per_second: f64,
+    /// Sum of the events the workers say they handled.
+    handled: u64,
+    /// `handled - events`: events that ran twice.
+    duplicates: u64,
+    /// Claim statements, over all workers.
+    claims: u64,
+    /// Completions whose lease was no longer held, over all workers.
+    stale: u64,
+    /// CPU seconds of the workers, together.
+    workers_cpu_seconds: f64,
+    /// Largest peak resident set of one worker, KiB.
+    worker_peak_rss_kib: u64,
+    /// CPU seconds of the PostgreSQL processes serving the workers' connections.
+    postgres_backends_cpu_seconds: Option<f64>,
+    /// CPU seconds of every PostgreSQL process (backends, WAL writer, autovacuum, and those of
+    /// any other client on the machine).
+    postgres_all_cpu_seconds: Option<f64>,
+}
+
+/// Runs every combination, prints the results and records a row per combination.
+pub(crate) async fn run(args: &QueueDrainArgs) -> ExitCode {
+    let results = match drain_all(args).await {
+        Ok(results) => results,
+        Err(e) => return args.record.finish(Err(e)),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
+    } else {
+        println!("{}", table(&results));
+    }
+    let mut code = ExitCode::SUCCESS;
+    for drained in &results {
+        if args.record.finish(Ok(row(drained))) != ExitCode::SUCCESS {
+            code = ExitCode::FAILURE;
+        }
+    }
+    code
+}
+
+fn database_url(args: &QueueDrainArgs) -> String {
+    args.database_url
+        .clone()
+        .or_else(|| std::env::var(pg::DATABASE_URL_ENV).ok())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
+    let url = database_url(args);
+    let worker = sibling_binary("queue-worker")?;
+    let admin = PgPool::builder(&url)
+        .max_size(1)
+        .create_timeout(Duration::from_secs(5))
+        .application_name("botload")
+        .build()
+        .map_err(|e| format!("the database url: {e}"))?;
+    if let Err(e) = admin.get().await {
+        return Err(format!(
+            "PostgreSQL does not answer at {url} ({e}); start it (scripts/test.sh does when \
+             .ci/needs-postgres exists) or pass --database-url"
+        ));
+    }
+    let mut results = Vec::new();
+    for &events in &args.events {
+        for &processes in &args.processes {
+            let drained = drain_once(args, &url, &admin, &worker, events, processes).await?;
+            if !args.json {
+                eprintln!("{}", summary(&drained));
+            }
+            results.push(drained);
+        }
+    }
+    Ok(results)
+}
+
+async fn drain_once(
+    args: &QueueDrainArgs,
+    url: &str,
+    admin: &PgPool,
+    worker: &std::path::Path,
+    events: u64,
+    processes: u16,
+) -> Result<Drained, String> {
+    let db = |what: &'static str| move |e: bot_core::Error| format!("{what}: {e}");
+    let conn = admin.get().await.map_err(db("connecting"))?;
+    conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        .await
+        .map_err(|e| format!("dropping the schema {SCHEMA}: {e}"))?;
+    let pool = PgPool::builder(url)
+        .schema(SCHEMA)
+        .max_size(2)
+        .application_name("botload")
+        .build()
+        .map_err(db("the pool"))?;
+    pg::migrate(&pool).await.map_err(db("migrating"))?;
+    let conversations = args.conversations;
+    let loading = Instant::now();
+    let loaded = pg::import(
+        &pool,
+        (0..events).map(|i| {
+            Event::text(DEMO, format!("conv-{}", i % conversations), "hi")
+                .with_id(format!("drain-{i}"))
+        }),
+    )
+    .await
+    .map_err(db("loading the events"))?;
+    let load_seconds = loading.elapsed().as_secs_f64();
+    if loaded != events {
+        return Err(format!("loaded {loaded} events of {events}"));
+    }
+    if args.checkpoint {
+        conn.batch_execute("CHECKPOINT")
+            .await
+            .map_err(|e| format!("CHECKPOINT (needs a superuser or pg_checkpoint): {e}"))?;
+    }
+
+    let bar = progress(args, events, processes);
+    let postgres_before = postgres_cpu();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..processes {
+        let port = free_port()?;
+        let child = Command::new(worker)
+            .env(pg::DATABASE_URL_ENV, url)
+            .env("BOT_SCHEMA", SCHEMA)
+            .env("BOT_ADDR", format!("127.0.0.1:{port}"))
+            .env("HANDLER", "noop")
+            .env(
+                "ORDERING",
+                match args.ordering {
+                    DrainOrdering::PerConversation => "per-conversation",
+                    DrainOrdering::Unordered => "unordered",
+                },
+            )
+            .env("MAX_IN_FLIGHT", args.max_in_flight.to_string())
+            .env("PREFETCH", args.prefetch.to_string())
+            .env("POOL_SIZE", args.pool_size.to_string())
+            .env("WORKER_PROCESSES", processes.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", worker.display()))?;
+        workers.push(Started(child));
+    }
+
+    // Poll the table through its primary key: ids are consecutive and claimed in order, so
+    // `max - min + 1` is close to what is left. Each poll starts where the last one found the
+    // oldest event, so that it steps over the index entries of acknowledged events once in
+    // all rather than at every poll.
+    let deadline = started + args.timeout;
+    let mut first_gone: Option<Instant> = None;
+    let first_id: Option<i64> = conn
+        .query_one(&format!("SELECT min(id) FROM {SCHEMA}.botrt_events"), &[])
+        .await
+        .map_err(|e| format!("reading the queue: {e}"))?
+        .get(0);
+    let mut floor = first_id.unwrap_or(0);
+    let elapsed = loop {
+        let row = conn
+            .query_one(
+                &format!("SELECT min(id), max(id) FROM {SCHEMA}.botrt_events WHERE id >= $1"),
+                &[&floor],
+            )
+            .await
+            .map_err(|e| format!("reading the queue: {e}"))?;
+        let (min, max): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        floor = min.unwrap_or(floor);
+        let now = Instant::now();
+        if first_gone.is_none() && min != first_id {
+            first_gone = Some(now);
+        }
+        match (min, max) {
+            (Some(min), Some(max)) => {
+                bar.set_position(events.saturating_sub((max - min + 1) as u64))
+            }
+            _ => break now - started,
+        }
+        for w in &mut workers {
+            if let Ok(Some(status)) = w.0.try_wait() {
+                return Err(format!(
+                    "a worker stopped before the queue was empty: {status}"
+                ));
+            }
+        }
+        if now > deadline {
+            let left = match (min, max) {
+                (Some(min), Some(max)) => max - min + 1,
+                _ => 0,
+            };
+            return Err(format!(
+                "{events} events × {processes} processes: about {left} events still queued after {}",
+                humantime::format_duration(args.timeout)
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    bar.finish_and_clear();
+    let first_gone = first_gone.map_or(elapsed, |t| t - started);
+
+    // Read the figures before the workers stop: /proc forgets a process once it is gone.
+    let postgres_after = postgres_cpu();
+    let backends: Vec<i32> = conn
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("queue-worker {SCHEMA}")],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default();
+    let backends_cpu = backends
+        .iter()
+        .map(|&pid| {
+            u32::try_from(pid)
+                .ok()
+                .and_then(usage)
+                .map(|u| u.cpu_seconds)
+        })
+        .sum::<Option<f64>>();
+    let worker_usage: Vec<_> = workers.iter().map(|w| usage(w.0.id())).collect();
+    let workers_cpu_seconds = worker_usage.iter().flatten().map(|u| u.cpu_seconds).sum();
+    let worker_peak_rss_kib = worker_usage
+        .iter()
+        .flatten()
+        .map(|u| u.peak_rss_kib)
+        .max()
+        .unwrap_or(0);
+
+    let mut counts = WorkerCounts::default();
+    for mut w in workers {
+        counts.add(&stop(&mut w).await?);
+    }
+    let dead: i64 = conn
+        .query_one(
+            &format!("SELECT count(*) FROM {SCHEMA}.botrt_dead_letters"),
+            &[],
+        )
+        .await
+        .map_err(|e| format!("counting dead letters: {e}"))?
+        .get(0);
+    if dead > 0 {
+        return Err(format!("{dead} events were dead-lettered"));
+    }
+    if counts.handled < events {
+        return Err(format!(
+            "the queue is empty but the workers report {} handled events of {events}",
+            counts.handled
+        ));
+    }
+    let seconds = elapsed.as_secs_f64();
+    let steady = (elapsed - first_gone).as_secs_f64();
+    Ok(Drained {
+        events,
+        processes,
+        ordering: args.ordering,
+        load_seconds,
+        seconds,
+        events_per_second: events as f64 / seconds,
+        first_gone_seconds: first_gone.as_secs_f64(),
+        steady_events_per_second: if steady > 0.0 {
+            events as f64 / steady
+        } else {
+            f64::NAN
+        },
+        handled: counts.handled,
+        duplicates: counts.handled - events,
+        claims: counts.claims,
+        stale: counts.stale,
+        workers_cpu_seconds,
+        worker_peak_rss_kib,
+        postgres_backends_cpu_seconds: backends_cpu,
+        postgres_all_cpu_seconds: match (postgres_before, postgres_after) {
+            (Some(before), Some(after)) => Some(cpu_between(&before, &after)),
+            _ => None,
+        },
+    })
+}
+
+#[derive(Debug, Default)]
+struct WorkerCounts {
+    handled: u64,
+    claims: u64,
+    stale: u64,
+}
+
+impl WorkerCounts {
+    fn add(&mut self, line: &HashMap<String, u64>) {
+        let get = |k: &str| line.get(k).copied().unwrap_or(0);
+        self.handled += get("handled");
+        self.claims += get("claims");
+        self.stale += get("stale");
+    }
+}
+
+/// Stops a worker with SIGTERM and reads its `handled=… claims=…` line.
+async fn stop(worker: &mut Started) -> Result<HashMap<String, u64>, String> {
+    let pid = worker.0.id();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(status)) = worker.0.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("worker {pid} did not stop within 30 s of SIGTERM"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = worker.0.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    parse_counts(&out).ok_or_else(|| {
+        format!("worker {pid} ({status}) printed no handled= line; its output: {out}")
+    })
+}
+
+fn parse_counts(output: &str) -> Option<HashMap<String, u64>> {
+    let line = output.lines().rev().find(|l| l.starts_with("handled="))?;
+    line.split_whitespace()
+        .map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// CPU ticks of every `postgres` process by pid.
+fn postgres_cpu() -> Option<HashMap<u32, u64>> {
+    let mut ticks = HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(user), Some(system)) = (field(11), field(12)) {
+            ticks.insert(pid, user + system);
+        }
+    }
+    (!ticks.is_empty()).then_some(ticks)
+}
+
+/// CPU seconds the postgres processes used between two readings (a process new in the second
+/// counts whole).
+fn cpu_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> f64 {
+    let ticks: u64 = after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    ticks as f64 / ticks_per_second() as f64
+}
+
+fn ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn progress(args: &QueueDrainArgs, events: u64, processes: u16) -> ProgressBar {
+    let bar = ProgressBar::new(events);
+    if args.json || args.no_progress {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} events drained by {processes} \
+                 process(es), {{per_sec}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    }
+    bar
+}
+
+fn percent(cpu_seconds: f64, seconds: f64) -> f64 {
+    100.0 * cpu_seconds / seconds
+}
+
+fn summary(d: &Drained) -> String {
+    format!(
+        "queue-drain: {} events × {} processes: {} events/s ({:.2} s; loaded in {:.1} s)",
+        thousands(d.events as f64),
+        d.processes,
+        thousands(d.events_per_second),
+        d.seconds,
+        d.load_seconds,
+    )
+}
+
+fn optional_percent(cpu: Option<f64>, seconds: f64) -> String {
+    cpu.map_or_else(|| "?".to_owned(), |c| format!("{:.0}", percent(c, seconds)))
+}
+
+fn table(results: &[Drained]) -> String {
+    let mut out = String::from(
+        "queue-drain (queue-worker, HANDLER=noop, PostgreSQL queue)\n\
+         | events | processes | ordering | seconds | events/s | start-up s | events/s after start-up | handled | duplicates | claims | workers CPU % | worker peak RSS MiB | PG backends CPU % | PG all CPU % |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    );
+    for d in results {
+        out.push_str(&format!(
+            "\n| {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {} |",
+            thousands(d.events as f64),
+            d.processes,
+            d.ordering,
+            d.seconds,
+            thousands(d.events_per_second),
+            d.first_gone_seconds,
+            thousands(d.steady_events_per_second),
+            d.handled,
+            d.duplicates,
+            d.claims,
+            percent(d.workers_cpu_seconds, d.seconds),
+            d.worker_peak_rss_kib as f64 / 1024.0,
+            optional_percent(d.postgres_backends_cpu_seconds, d.seconds),
+            optional_percent(d.postgres_all_cpu_seconds, d.seconds),
+        ));
+    }
+    out
+}
+
+fn row(d: &Drained) -> Row {
+    let two = d.processes == 2;
+    let name = format!(
+        "queue-drain {} events × {} process{}{}",
+        thousands(d.events as f64),
+        d.processes,
+        if d.processes == 1 { "" } else { "es" },
+        match d.ordering {
+            DrainOrdering::PerConversation => "",
+            DrainOrdering::Unordered => ", unordered",
+        }
+    );
+    Row {
+        name,
+        result: format!(
+            "{} events/s ({:.2} s from the workers' start; {} events/s after the first claim); \
+             {} duplicates; workers {:.0} % CPU, {:.0} MiB peak each; PostgreSQL {} % CPU",
+            thousands(d.events_per_second),
+            d.seconds,
+            thousands(d.steady_events_per_second),
+            d.duplicates,
+            percent(d.workers_cpu_seconds, d.seconds),
+            d.worker_peak_rss_kib as f64 / 1024.0,
+            optional_percent(d.postgres_all_cpu_seconds, d.seconds),
+        ),
+        goal: if two {
+            format!("≥ {} events/s", thousands(GOAL_EVENTS_PER_SECOND))
+        } else {
+            String::new()
+        },
+        verdict: match (two, d.events_per_second >= GOAL_EVENTS_PER_SECOND) {
+            (false, _) => Verdict::NoGoal,
+            (true, true) => Verdict::Met,
+            (true, false) => Verdict::Missed,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_counts_are_read_from_its_last_line() {
+        let out = "2026-11-30 WARN something\nhandled=12 claims=3 claimed=12 acked=12 stale=0 released=0\n";
+        let counts = parse_counts(out).unwrap();
+        assert_eq!(counts["handled"], 12);
+        assert_eq!(counts["claims"], 3);
+        assert!(parse_counts("nothing here\n").is_none());
+        assert!(parse_counts("handled=x\n").is_none());
+    }
+
+    #[test]
+    fn only_two_processes_carry_the_goal() {
+        let drained = |processes, events_per_second| Drained {
+            events: 10_000,
+            processes,
+            ordering: DrainOrdering::PerConversation,
+            load_seconds: 0.1,
+            seconds: 0.2,
+            events_per_second,
+            first_gone_seconds: 0.05,
+            steady_events_per_second: events_per_second,
+            handled: 10_001,
+            duplicates: 1,
+            claims: 10,
+            stale: 0,
+            workers_cpu_seconds: 0.1,
+            worker_peak_rss_kib: 20_480,
+            postgres_backends_cpu_seconds: Some(0.1),
+            postgres_all_cpu_seconds: None,
+        };
+        assert_eq!(row(&drained(1, 90_000.0)).verdict, Verdict::NoGoal);
+        assert_eq!(row(&drained(2, 59_000.0)).verdict, Verdict::Missed);
+        let met = row(&drained(2, 61_000.0));
+        assert_eq!(met.verdict, Verdict::Met);
+        assert_eq!(met.name, "queue-drain 10,000 events × 2 processes");
+        assert!(met.result.contains("1 duplicates"), "{}", met.result);
+        assert!(met.result.contains("PostgreSQL ? % CPU"), "{}", met.result);
+    }
+}
