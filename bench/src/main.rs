@@ -12,6 +12,7 @@
 
 mod load;
 mod payload;
+mod push_burst;
 mod record;
 mod scenario;
 
@@ -50,6 +51,10 @@ enum Scenario {
     /// 10 text events per signed LINE webhook to noop-bot (a no-op handler, the memory queue):
     /// requests/s, events/s, latency, and the bot's peak RSS and CPU.
     WebhookNoop(NoopArgs),
+    /// Pushes through k HTTP/2 connections of at most `window` unanswered each, against a fake
+    /// LINE API with a fixed latency, from a bounded buffer that sheds load: throughput against
+    /// the window limit, exact drops, the pusher's peak RSS and CPU.
+    PushBurst(push_burst::PushBurstArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +225,9 @@ fn main() -> ExitCode {
             } => args
                 .record
                 .finish(scenario::webhook_noop(args.platform, &args.shape).await),
+            Command::Scenario {
+                scenario: Scenario::PushBurst(args),
+            } => args.record.finish(push_burst::push_burst(&args).await),
         }
     })
 }
