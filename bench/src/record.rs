@@ -18,10 +18,7 @@ pub(crate) enum Verdict {
     /// Missed: the table says so, and BENCHMARKS.md says where the time goes.
     Missed,
     /// The scenario has no goal.
-    #[allow(
-        dead_code,
-        reason = "for the variants without a goal (queue-drain with 1 process)"
-    )]
+    #[allow(dead_code, reason = "for the variants without a goal (queue-drain with 1 process)")]
     NoGoal,
 }
 
