@@ -23,7 +23,8 @@
 //! | `BROADCAST_REPORT` | `json`: the report as one JSON line on stdout | text |
 //!
 //! Over `http://` bases (the fake, a local proxy) the clients speak HTTP/2 without TLS (h2c);
-//! over `https://` they negotiate HTTP/2 as LINE's API does.
+//! over `https://` they negotiate HTTP/2 as LINE's API does. `--features mimalloc` swaps glibc's
+//! allocator for mimalloc, as an application may.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +37,11 @@ use bot_line::model::send::Message;
 use bot_line::testing::FakeLine;
 use bot_line::{LineClient, RateLimits};
 use hdrhistogram::Histogram;
+
+/// With `--features mimalloc`: the allocator the application chooses, not the runtime.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Everything the environment sets.
 #[derive(Debug)]
@@ -134,6 +140,7 @@ fn line_clients(config: &Config, token: &str, api_base: &str) -> Result<Vec<Line
             // One reqwest client is one connection per host; over http:// speak h2c.
             let mut http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
                 .pool_max_idle_per_host(1);
             if api_base.starts_with("http://") {
                 http = http.http2_prior_knowledge();
