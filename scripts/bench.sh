@@ -22,3 +22,6 @@ cargo bench -p bot-discord --bench gateway 2>&1 | grep -v '^ *Compiling\|Finishe
 echo "== webhook-noop: botload against noop-bot"
 cargo build --release -q -p noop-bot -p bench
 target/release/botload scenario webhook-noop --no-progress
+echo "== push-burst: botload's fake LINE API, pushes from the broadcast example"
+cargo build --release -q -p broadcast -p bench
+target/release/botload scenario push-burst --record BENCHMARKS.md
