@@ -13,6 +13,7 @@
 //! | `BROADCAST_TO` | user ids, comma-separated; pushes go round them | demo: made-up ids |
 //! | `BROADCAST_COUNT` | pushes to make | one per user; demo 100,000 |
 //! | `BROADCAST_TEXT` | the message | `Hello from botrt` |
+//! | `BROADCAST_ID` | names the campaign in the pushes' retry keys | the time of the start |
 //! | `BROADCAST_LANES` | LINE clients (HTTP/2 connections) | 4 |
 //! | `BROADCAST_WINDOW` | pushes unanswered per connection | 100 |
 //! | `BROADCAST_CAPACITY` | pushes buffered | 10,000 |
@@ -23,7 +24,10 @@
 //! | `BROADCAST_REPORT` | `json`: the report as one JSON line on stdout | text |
 //!
 //! Over `http://` bases (the fake, a local proxy) the clients speak HTTP/2 without TLS (h2c);
-//! over `https://` they negotiate HTTP/2 as LINE's API does. `--features mimalloc` swaps glibc's
+//! over `https://` they negotiate HTTP/2 as LINE's API does. Push `n` of campaign `BROADCAST_ID`
+//! carries the same `X-Line-Retry-Key` on every attempt and on every run, so re-running a campaign
+//! that stopped half-way (same id, same recipients, within LINE's 24 hours) sends only what LINE
+//! did not accept before. `--features mimalloc` swaps glibc's
 //! allocator for mimalloc, as an application may.
 
 use std::sync::{Arc, Mutex};
@@ -32,10 +36,10 @@ use std::time::{Duration, Instant};
 use bot_core::pusher::{PushReport, Pusher};
 use bot_core::telemetry::Logging;
 use bot_core::testing::fake_api::{FakeApi, Latency};
-use bot_core::{Error, ErrorKind, Overflow};
+use bot_core::{Error, ErrorKind, EventId, Overflow};
 use bot_line::model::send::Message;
 use bot_line::testing::FakeLine;
-use bot_line::{LineClient, RateLimits};
+use bot_line::{LineClient, RateLimits, RetryKey};
 use hdrhistogram::Histogram;
 
 /// With `--features mimalloc`: the allocator the application chooses, not the runtime.
@@ -49,8 +53,9 @@ struct Config {
     token: Option<String>,
     api_base: Option<String>,
     to: Vec<String>,
-    count: u64,
+    count: u32,
     text: String,
+    campaign: EventId,
     lanes: usize,
     window: usize,
     capacity: usize,
@@ -96,7 +101,7 @@ impl Config {
             return Err(config_error("BROADCAST_TO: give the user ids to push to"));
         }
         let default_count = if token.is_some() {
-            to.len() as u64
+            u32::try_from(to.len()).unwrap_or(u32::MAX)
         } else {
             100_000
         };
@@ -116,6 +121,12 @@ impl Config {
             api_base: var("LINE_API_BASE"),
             count: number("BROADCAST_COUNT", default_count)?,
             text: var("BROADCAST_TEXT").unwrap_or_else(|| "Hello from botrt".to_owned()),
+            campaign: EventId::new(var("BROADCAST_ID").unwrap_or_else(|| {
+                let since = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                format!("broadcast-{}", since.as_millis())
+            })),
             lanes: number("BROADCAST_LANES", 4)?,
             window: number("BROADCAST_WINDOW", 100)?,
             capacity: number("BROADCAST_CAPACITY", 10_000)?,
@@ -174,31 +185,37 @@ async fn broadcast(
     ));
     let messages: Arc<[Message]> = Arc::from(vec![Message::text(config.text.as_str())]);
     let recorded = latencies.clone();
+    let campaign = config.campaign.clone();
     // ANCHOR: pusher
     let pusher = Pusher::builder()
         .name("broadcast")
         .window(config.window)
         .capacity(config.capacity)
         .overflow(config.overflow)
-        .start(clients, move |client: LineClient, to: Arc<str>| {
-            let messages = messages.clone();
-            let latencies = recorded.clone();
-            async move {
-                let started = Instant::now();
-                // The client retries 429, 5xx and time-outs with one X-Line-Retry-Key.
-                let sent = client.push(&to, &messages, None).await;
-                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                let _ = latencies.lock().map(|mut h| h.saturating_record(micros));
-                sent.map(|_| ())
-            }
-        })?;
+        .start(
+            clients,
+            move |client: LineClient, (n, to): (u32, Arc<str>)| {
+                let messages = messages.clone();
+                let latencies = recorded.clone();
+                // The same key for push `n` of this campaign on every attempt and every run.
+                let key = RetryKey::for_send(&campaign, n, 0);
+                async move {
+                    let started = Instant::now();
+                    // The client retries 429, 5xx and time-outs with that X-Line-Retry-Key.
+                    let sent = client.push(&to, &messages, Some(key)).await;
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let _ = latencies.lock().map(|mut h| h.saturating_record(micros));
+                    sent.map(|_| ())
+                }
+            },
+        )?;
     // ANCHOR_END: pusher
     let recipients: Vec<Arc<str>> = config.to.iter().map(|s| Arc::from(s.as_str())).collect();
-    let recipient = |n: u64| -> Arc<str> {
+    let recipient = |n: u32| -> Arc<str> {
         if recipients.is_empty() {
             Arc::from(format!("U{n:032x}"))
         } else {
-            recipients[(n % recipients.len() as u64) as usize].clone()
+            recipients[n as usize % recipients.len()].clone()
         }
     };
     // ANCHOR: produce
@@ -206,7 +223,7 @@ async fn broadcast(
     for n in 0..config.count {
         if let Some(rate) = config.rate {
             // Offer at `rate`: catch up with the clock in steps of a millisecond.
-            let due = Duration::from_secs_f64(n as f64 / rate);
+            let due = Duration::from_secs_f64(f64::from(n) / rate);
             if let Some(ahead) = due.checked_sub(started.elapsed())
                 && ahead > Duration::from_millis(1)
             {
@@ -214,7 +231,7 @@ async fn broadcast(
             }
         }
         // Under Overflow::Wait this waits for room; the drop policies never wait.
-        if let Err(e) = pusher.push(recipient(n)).await
+        if let Err(e) = pusher.push((n, recipient(n))).await
             && e.is_closed()
         {
             break;
