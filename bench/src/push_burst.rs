@@ -105,8 +105,18 @@ fn sample(pid: u32, stop: Arc<AtomicBool>, last: Arc<Mutex<Option<Usage>>>) {
         if let Some(now) = usage(pid) {
             *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Each sample runs `getconf` (a fork of this large process): rarely, then.
+        std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// User and system CPU seconds of a process from /proc/<pid>/stat, which an exited process keeps
+/// until it is reaped (its status has no memory figures by then).
+fn cpu_seconds(pid: u32, ticks_per_second: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / ticks_per_second)
 }
 
 pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
@@ -169,8 +179,18 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
     .await
     .map_err(|e| format!("reading broadcast's output: {e}"))?
     .map_err(|e| format!("reading broadcast's output: {e}"))?;
+    // broadcast has closed its output: it has exited or is exiting, and is not reaped yet.
+    let ticks_per_second = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
     stop.store(true, Ordering::Release);
     let _ = sampler.join();
+    std::thread::sleep(Duration::from_millis(50));
+    let final_cpu = cpu_seconds(pid, ticks_per_second);
     let status = pusher
         .0
         .wait()
@@ -182,7 +202,8 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
     let report: ChildReport = serde_json::from_str(output.trim())
         .map_err(|e| format!("broadcast's report is not JSON ({e}): {output}"))?;
     let used = last.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let (peak_kib, cpu) = used.map_or((0, f64::NAN), |u| (u.peak_rss_kib, u.cpu_seconds));
+    let (peak_kib, sampled_cpu) = used.map_or((0, f64::NAN), |u| (u.peak_rss_kib, u.cpu_seconds));
+    let cpu = final_cpu.unwrap_or(sampled_cpu);
     let fake_cpu = match (own_before, own_after) {
         (Some(a), Some(b)) => b.cpu_seconds - a.cpu_seconds,
         _ => f64::NAN,
