@@ -86,6 +86,7 @@ struct ChildReport {
 
 #[derive(Debug, Deserialize)]
 struct Percentiles {
+    mean: f64,
     p50: f64,
     p90: f64,
     p99: f64,
@@ -260,6 +261,17 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
         args.latency.as_millis(),
         thousands(per_minute),
     );
+    // Little's law: pushes in flight on average = throughput × mean latency.
+    let window_use = report.sent_per_second * report.latency_ms.mean
+        / 1000.0
+        / (f64::from(args.connections) * f64::from(args.window));
+    println!(
+        "windows {:.1} % full on average (throughput x mean latency {:.1} ms / {} x {}): the rest of the gap to the limit is the round trip, not the pusher",
+        100.0 * window_use,
+        report.latency_ms.mean,
+        args.connections,
+        args.window,
+    );
     println!(
         "push latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; peak unanswered per connection {peak_window} on {} connections",
         report.latency_ms.p50,
@@ -285,14 +297,16 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
             args.overflow.env(),
         ),
         result: format!(
-            "{} pushes/s = {:.1} % of the {}/s window limit ({} /min); offered {}, sent {}, dropped {} (exact); p50 {:.1} ms, p99 {:.1} ms; pusher {:.0} MiB peak, {:.0} % CPU",
+            "{} pushes/s = {:.1} % of the {}/s window limit ({} /min), windows {:.0} % full; offered {}, sent {}, dropped {} (exact); mean {:.1} ms, p50 {:.1} ms, p99 {:.1} ms; pusher {:.0} MiB peak, {:.0} % CPU",
             thousands(report.sent_per_second),
             100.0 * share,
             thousands(limit),
             thousands(per_minute),
+            100.0 * window_use,
             thousands(report.offered as f64),
             thousands(report.sent as f64),
             thousands(report.dropped() as f64),
+            report.latency_ms.mean,
             report.latency_ms.p50,
             report.latency_ms.p99,
             peak_kib as f64 / 1024.0,

@@ -322,7 +322,7 @@ fn print_report(
             "cancelled": report.cancelled,
             "seconds": seconds,
             "sent_per_second": per_second,
-            "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": latencies.max() as f64 / 1000.0},
+            "latency_ms": {"mean": latencies.mean() / 1000.0, "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": latencies.max() as f64 / 1000.0},
             "received_by_fake": received,
         });
         println!("{json}");
@@ -352,7 +352,8 @@ fn print_report(
     }
     println!();
     println!(
-        "push latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "push latency mean {:.1} ms, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.mean() / 1000.0,
         ms(0.5),
         ms(0.9),
         ms(0.99),
