@@ -23,6 +23,9 @@
 //! | `BROADCAST_LATENCY_MS` | the demo fake's answer time | 20 |
 //! | `BROADCAST_REPORT` | `json`: the report as one JSON line on stdout | text |
 //!
+//! ctrl-c stops the offers, gives what is buffered 10 s to go out, and prints the report (with
+//! what was cut counted as `unsent` and `cancelled`).
+//!
 //! Over `http://` bases (the fake, a local proxy) the clients speak HTTP/2 without TLS (h2c);
 //! over `https://` they negotiate HTTP/2 as LINE's API does. Push `n` of campaign `BROADCAST_ID`
 //! carries the same `X-Line-Retry-Key` on every attempt and on every run, so re-running a campaign
@@ -30,6 +33,7 @@
 //! did not accept before. `--features mimalloc` swaps glibc's
 //! allocator for mimalloc, as an application may.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -218,9 +222,22 @@ async fn broadcast(
             recipients[n as usize % recipients.len()].clone()
         }
     };
+    // ctrl-c stops the offers; what is buffered then gets 10 s to go out.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    // One long-lived task for the whole run.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
     // ANCHOR: produce
     let started = Instant::now();
     for n in 0..config.count {
+        if interrupted.load(Ordering::Relaxed) {
+            break;
+        }
         if let Some(rate) = config.rate {
             // Offer at `rate`: catch up with the clock in steps of a millisecond.
             let due = Duration::from_secs_f64(f64::from(n) / rate);
@@ -237,7 +254,13 @@ async fn broadcast(
             break;
         }
     }
-    let report = pusher.close().await;
+    let report = if interrupted.load(Ordering::Relaxed) {
+        // Sends still in flight after the time-out are cancelled and counted, as is the rest.
+        pusher.shutdown(Duration::from_secs(10)).await
+    } else {
+        // Waits until every buffered push is answered.
+        pusher.close().await
+    };
     // ANCHOR_END: produce
     Ok((report, latencies))
 }
