@@ -32,3 +32,6 @@ cargo build --release -q -p queue-worker -p echo-bot -p bench
 target/release/botload scenario queue-drain --no-progress --record BENCHMARKS.md
 echo "== gateway-echo: Discord dispatches through the fake gateway to echo-bot"
 target/release/botload scenario gateway-echo --no-progress --record BENCHMARKS.md
+echo "== push-burst: botload's fake LINE API, pushes from the broadcast example"
+cargo build --release -q -p broadcast -p bench
+target/release/botload scenario push-burst --record BENCHMARKS.md

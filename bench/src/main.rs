@@ -14,6 +14,7 @@ mod gateway;
 mod load;
 mod payload;
 mod prom;
+mod push_burst;
 mod queue_drain;
 mod record;
 mod scenario;
@@ -68,6 +69,10 @@ enum Scenario {
     /// MESSAGE_CREATE dispatches through a fake Discord gateway to echo-bot, which answers
     /// through a fake REST API: messages/s and latency from dispatch to echo.
     GatewayEcho(gateway::GatewayArgs),
+    /// Pushes through k HTTP/2 connections of at most `window` unanswered each, against a fake
+    /// LINE API with a fixed latency, from a bounded buffer that sheds load: throughput against
+    /// the window limit, exact drops, the pusher's peak RSS and CPU.
+    PushBurst(push_burst::PushBurstArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -250,6 +255,9 @@ fn main() -> ExitCode {
             Command::Scenario {
                 scenario: Scenario::GatewayEcho(args),
             } => args.record.finish(gateway::gateway_echo(&args).await),
+            Command::Scenario {
+                scenario: Scenario::PushBurst(args),
+            } => args.record.finish(push_burst::push_burst(&args).await),
         }
     })
 }

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod outbound;
 #[cfg(feature = "postgres")]
 pub mod pg;
+pub mod pusher;
 pub mod queue;
 pub mod router;
 pub mod runtime;
@@ -28,6 +29,7 @@ pub use event::{ConversationId, Event, EventId, EventKind, Message, Platform, Us
 pub use handler::{Handler, HandlerExt};
 pub use limits::{Limits, Ordering, Overflow, RetryPolicy};
 pub use outbound::{Outbound, OutgoingMessage};
+pub use pusher::Pusher;
 pub use queue::{MemoryQueue, Queue};
 pub use router::Router;
 pub use runtime::ShutdownReport;
@@ -62,5 +64,8 @@ mod tests {
         assert_send_sync::<crate::outbound::OutgoingMessage>();
         assert_send_sync::<crate::testing::TestBot>();
         assert_send_sync::<crate::console::Console>();
+        assert_send_sync::<crate::Pusher<crate::pusher::Push>>();
+        assert_send_sync::<crate::pusher::PushReport>();
+        assert_send_sync::<crate::pusher::PushError<String>>();
     }
 }
