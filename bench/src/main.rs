@@ -136,18 +136,25 @@ struct RecordArgs {
     /// the row of the same name.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Added to the row's name, to keep variants of one scenario apart in the table (the bot's
+    /// allocator, a machine).
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
 }
 
 impl RecordArgs {
     /// Prints the row and, with `--record`, writes it.
     fn finish(&self, outcome: Result<record::Row, String>) -> ExitCode {
-        let row = match outcome {
+        let mut row = match outcome {
             Ok(row) => row,
             Err(e) => {
                 eprintln!("botload: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(label) = &self.label {
+            row.name = format!("{} [{label}]", row.name);
+        }
         eprintln!("row: {} | {} | {}", row.name, row.result, row.goal);
         if let Some(path) = &self.record {
             if let Err(e) = record::record(path, &row) {
