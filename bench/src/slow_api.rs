@@ -72,9 +72,27 @@ pub(crate) struct LoadArgs {
     /// The fake API's slowest answer; each call takes a uniform time between the two.
     #[arg(long, default_value = "3s", value_parser = parse_latency)]
     api_latency_max: Duration,
+    /// The share of API calls the fake answers 429 (rate limited, nothing done; the client
+    /// retries them), from 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    api_429_rate: f64,
+    /// The share of API calls the fake answers 500 (nothing done; the client retries them),
+    /// from 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    api_500_rate: f64,
     /// How long to wait, after the last webhook, for the events still queued or in flight.
     #[arg(long, default_value = "60s", value_parser = crate::parse_duration)]
     drain_timeout: Duration,
+}
+
+/// A share of calls, from 0 to 1.
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{value:?} is not a share between 0 and 1 (such as 0.01)"
+        )),
+    }
 }
 
 /// `botload scenario slow-api`.
@@ -571,6 +589,24 @@ async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, St
         .await
         .map_err(|e| format!("cannot start the fake LINE API: {e}"))?;
     fake.set_recording(false);
+    if load.api_429_rate > 0.0 {
+        fake.add_failure_rate(
+            load.api_429_rate,
+            FakeResponse::json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &serde_json::json!({"message": "The API rate limit has been exceeded. Try again later."}),
+            ),
+        );
+    }
+    if load.api_500_rate > 0.0 {
+        fake.add_failure_rate(
+            load.api_500_rate,
+            FakeResponse::json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"message": "Internal server error"}),
+            ),
+        );
+    }
 
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
@@ -1014,6 +1050,8 @@ mod tests {
             queue_capacity: 10,
             api_latency_min: Duration::from_secs(3),
             api_latency_max: Duration::from_secs(2),
+            api_429_rate: 0.0,
+            api_500_rate: 0.0,
             drain_timeout: Duration::from_secs(1),
         };
         assert!(args.check().unwrap_err().contains("--api-latency-min"));
@@ -1024,5 +1062,14 @@ mod tests {
         args.api_latency_max = Duration::ZERO;
         assert_eq!(args.latency(), Latency::None);
         assert_eq!(args.requests(), 10);
+    }
+
+    #[test]
+    fn failure_rates_are_shares_between_0_and_1() {
+        assert_eq!(parse_rate("0.01"), Ok(0.01));
+        assert_eq!(parse_rate("1"), Ok(1.0));
+        assert!(parse_rate("1.5").unwrap_err().contains("between 0 and 1"));
+        assert!(parse_rate("-0.1").is_err());
+        assert!(parse_rate("often").is_err());
     }
 }

@@ -235,13 +235,19 @@ impl Raw {
     }
 
     /// The payload as a JSON tree (built from the text on first use).
+    ///
+    /// `null` in the rare case where the text cannot become a tree although it was read as JSON
+    /// (nesting deeper than serde_json's tree allows, or a lone surrogate escape): the text
+    /// itself, in [`Raw::json`], is still whole.
     pub fn value(&self) -> &serde_json::Value {
         let Some(inner) = &self.0 else {
             return &NULL;
         };
         inner.value.get_or_init(|| match inner.json.get() {
-            // Valid JSON by construction; the parser's depth limit is the one it passed before.
-            Some(json) => serde_json::from_str(json.get()).unwrap_or(serde_json::Value::Null),
+            Some(json) => serde_json::from_str(json.get()).unwrap_or_else(|e| {
+                tracing::warn!(category = ?e.classify(), "raw payload cannot become a JSON tree");
+                serde_json::Value::Null
+            }),
             None => serde_json::Value::Null,
         })
     }

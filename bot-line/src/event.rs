@@ -102,7 +102,8 @@ fn from_json(destination: &str, raw: &RawValue) -> (Event, bool) {
     let (event, standby) = match WebhookEvent::from_json(json) {
         Ok(event) => (map(destination, &event, json), event.is_standby()),
         Err(error) => {
-            let raw: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+            let raw: Value = serde_json::from_str(json)
+                .unwrap_or_else(|_| serde_json::json!({ "unreadable": json }));
             let event_type = raw.get("type").and_then(Value::as_str).unwrap_or("unknown");
             // The message may quote the event's content: log its category only.
             tracing::warn!(
@@ -143,7 +144,12 @@ fn map(destination: &str, line: &WebhookEvent, json: &str) -> Event {
     };
     let id = match &line.webhook_event_id {
         Some(id) => EventId::new(id),
-        None => fingerprint(&serde_json::from_str(json).unwrap_or(Value::Null)),
+        None => match serde_json::from_str::<Value>(json) {
+            Ok(raw) => fingerprint(&raw),
+            // Read as JSON but not as a tree (too deep): the text itself, so that distinct
+            // events never share an id.
+            Err(_) => content_id(&Value::String(json.to_owned())),
+        },
     };
     let mut event = Event::from_platform(Platform::LINE, id, chat, kind);
     if let Some(user) = line.source.as_ref().and_then(Source::user_id) {
@@ -348,6 +354,57 @@ mod tests {
         let b = to_core_event("Ubot", again);
         assert_eq!(a.id, b.id);
         assert!(a.id.as_str().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn a_message_of_an_odd_shape_is_an_unknown_message_not_an_unreadable_event() {
+        for message in [
+            json!({"type": 5, "id": "m1"}),
+            json!({"type": "hologram", "id": 7}),
+            json!("text"),
+        ] {
+            let e = to_core_event(
+                "Ubot",
+                json!({"type": "message", "timestamp": 1, "webhookEventId": "01M",
+                       "source": {"type": "user", "userId": "U"}, "message": message}),
+            );
+            assert!(
+                matches!(e.kind, EventKind::Message(_)),
+                "{message}: {:?}",
+                e.kind
+            );
+            let typed = e.line_event().unwrap().unwrap();
+            assert!(matches!(
+                typed.kind,
+                model::EventKind::Message(MessageContent::Unknown { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn events_too_deep_for_a_tree_still_get_distinct_ids() {
+        let deep = |leaf: &str| {
+            format!(
+                r#"{{"type":"things","timestamp":1,"source":{{"type":"user","userId":"U"}},"x":{}"{leaf}"{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            )
+        };
+        let body = format!(
+            r#"{{"destination":"Ubot","events":[{},{}]}}"#,
+            deep("a"),
+            deep("b")
+        );
+        match events_from_body(body.as_bytes()) {
+            // Read as JSON text, the events must not collapse into one id (and one dedup key).
+            Ok(events) => {
+                assert_eq!(events.len(), 2);
+                assert_ne!(events[0].id, events[1].id);
+                assert_eq!(events[0].raw.json(), deep("a"));
+            }
+            // Refused as a whole is as safe: nothing is acknowledged.
+            Err(e) => assert!(e.to_string().contains("recursion"), "{e}"),
+        }
     }
 
     #[test]

@@ -54,6 +54,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt as _;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
@@ -404,45 +407,47 @@ impl<T> Shared<T> {
 
     fn offer(&self, item: T, waiting: bool) -> Result<Pushed, PushError<T>> {
         let counts = &self.counts;
+        let mut evicted = None;
         let outcome = {
             let mut buffer = self.lock();
             if buffer.closed {
                 return Err(PushError::new(PushErrorKind::Closed, self.capacity, item));
             }
-            if buffer.items.len() < self.capacity {
+            // Counted under the lock, as `take` counts, so that no report ever sees a push
+            // taken before it was buffered.
+            let outcome = if buffer.items.len() < self.capacity {
                 buffer.items.push_back(item);
+                Counts::add(&counts.buffered, 1);
                 Ok(Pushed::Queued)
             } else {
                 match self.overflow {
                     Overflow::DropOldest => {
-                        // The evicted push is freed outside the lock, with the guard's scope.
-                        let evicted = buffer.items.pop_front();
+                        // The evicted push is freed outside the lock.
+                        evicted = buffer.items.pop_front();
                         buffer.items.push_back(item);
-                        drop(buffer);
-                        drop(evicted);
-                        Counts::add(&counts.offered, 1);
                         Counts::add(&counts.dropped_oldest, 1);
-                        self.work.notify_one();
-                        return Ok(Pushed::QueuedDroppingOldest);
+                        Ok(Pushed::QueuedDroppingOldest)
                     }
-                    Overflow::DropNewest => Ok(Pushed::Dropped),
+                    Overflow::DropNewest => {
+                        Counts::add(&counts.dropped_newest, 1);
+                        Ok(Pushed::Dropped)
+                    }
                     // A waiting producer comes back when there is room; it is counted once, then.
                     Overflow::Wait if waiting => {
                         return Err(PushError::new(PushErrorKind::Full, self.capacity, item));
                     }
-                    _ => Err(PushError::new(PushErrorKind::Full, self.capacity, item)),
+                    _ => {
+                        Counts::add(&counts.rejected, 1);
+                        Err(PushError::new(PushErrorKind::Full, self.capacity, item))
+                    }
                 }
-            }
+            };
+            Counts::add(&counts.offered, 1);
+            outcome
         };
-        Counts::add(&counts.offered, 1);
-        match &outcome {
-            Ok(Pushed::Queued) => {
-                Counts::add(&counts.buffered, 1);
-                self.work.notify_one();
-            }
-            Ok(Pushed::Dropped) => Counts::add(&counts.dropped_newest, 1),
-            Ok(Pushed::QueuedDroppingOldest) => {}
-            Err(_) => Counts::add(&counts.rejected, 1),
+        drop(evicted);
+        if matches!(outcome, Ok(Pushed::Queued | Pushed::QueuedDroppingOldest)) {
+            self.work.notify_one();
         }
         outcome
     }
@@ -485,6 +490,28 @@ impl<T> Shared<T> {
     }
 }
 
+/// Why a send failed: its error, or a panic.
+enum Failure<E> {
+    Error(E),
+    Panic(Box<dyn std::any::Any + Send>),
+}
+
+impl<E: fmt::Display> fmt::Display for Failure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Error(e) => e.fmt(f),
+            Failure::Panic(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("a panic");
+                write!(f, "the send panicked: {message}")
+            }
+        }
+    }
+}
+
 /// One lane: a sender and its window of sends in flight.
 struct Lane<T, S, F> {
     shared: Arc<Shared<T>>,
@@ -516,10 +543,14 @@ where
         let _exit = LaneExit(&shared.running);
         let counts = &shared.counts;
         let mut in_flight = FuturesUnordered::new();
-        let mut batch = Vec::with_capacity(self.window);
+        // The batch grows to what is taken at once; a huge window must not allocate up front.
+        let mut batch = Vec::with_capacity(self.window.min(1024));
         let mut failures = 0_u64;
         loop {
             let room = self.window - in_flight.len();
+            if shared.cancel.is_cancelled() {
+                break;
+            }
             if room > 0 {
                 let idle = self.shared.work.notified();
                 tokio::pin!(idle);
@@ -528,16 +559,29 @@ where
                     break;
                 }
                 for item in batch.drain(..) {
-                    let send = (self.send)(self.sender.clone(), item);
+                    // A panic in the send function or its future fails that push; the lane
+                    // goes on (a dead lane would strand its window and, the last one, the buffer).
+                    let sender = self.sender.clone();
+                    let send =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| (self.send)(sender, item)));
                     in_flight.push(async move {
                         let started = Instant::now();
-                        (send.await, started.elapsed())
+                        let result = match send {
+                            Ok(send) => AssertUnwindSafe(send)
+                                .catch_unwind()
+                                .await
+                                .map_err(Failure::Panic)
+                                .and_then(|r| r.map_err(Failure::Error)),
+                            Err(panic) => Err(Failure::Panic(panic)),
+                        };
+                        (result, started.elapsed())
                     });
                 }
                 if in_flight.is_empty() {
                     tokio::select! {
-                        () = &mut idle => continue,
+                        biased;
                         () = shared.cancel.cancelled() => break,
+                        () = &mut idle => continue,
                     }
                 }
                 if in_flight.len() < self.window {
@@ -567,7 +611,7 @@ where
         }
     }
 
-    fn finished(&self, result: Result<(), E>, took: Duration, failures: &mut u64) {
+    fn finished(&self, result: Result<(), Failure<E>>, took: Duration, failures: &mut u64) {
         let counts = &self.shared.counts;
         match result {
             Ok(()) => {
@@ -843,6 +887,29 @@ mod tests {
         assert_eq!(calls.len(), 2_000);
         assert!(failed > 400 && failed < 800, "{failed} of 2,000 at 30 %");
         assert_eq!((report.sent, report.failed), (2_000 - failed, failed));
+        assert_eq!((report.buffered, report.in_flight), (0, 0));
+        assert!(report.is_balanced(), "{report:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_send_fails_its_push_and_the_lane_goes_on() {
+        // One lane: were it to die with the panics, the rest would never be sent.
+        let pusher = Pusher::builder()
+            .window(4)
+            .capacity(1_000)
+            .start(vec![()], |(), n: u32| {
+                assert!(n % 100 != 7, "push {n} panics before its future");
+                async move {
+                    assert!(n % 100 != 42, "push {n} panics in its future");
+                    Ok::<(), String>(())
+                }
+            })
+            .unwrap();
+        for n in 0..1_000 {
+            pusher.try_push(n).unwrap();
+        }
+        let report = pusher.close().await;
+        assert_eq!((report.sent, report.failed), (980, 20), "{report:?}");
         assert_eq!((report.buffered, report.in_flight), (0, 0));
         assert!(report.is_balanced(), "{report:?}");
     }

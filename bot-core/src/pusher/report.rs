@@ -120,17 +120,25 @@ pub(super) struct Metrics {
 
 impl Metrics {
     /// Registers the instruments of the pusher `name` with `telemetry`'s meter.
+    ///
+    /// The meter keeps its callbacks for its whole life; they hold the counts weakly, so a
+    /// dropped pusher's counts are freed and no longer reported. Two live pushers of one name
+    /// would report the same series twice: each pusher needs its own name.
     pub(super) fn register(telemetry: &Telemetry, name: &str, counts: &Arc<Counts>) -> Self {
         let meter = telemetry.meter();
         let pusher = KeyValue::new("pusher", name.to_owned());
         let observe =
             |metric: &'static str, description: &'static str, read: fn(&Counts) -> u64| {
-                let counts = counts.clone();
+                let counts = Arc::downgrade(counts);
                 let attributes = [pusher.clone()];
                 meter
                     .u64_observable_counter(metric)
                     .with_description(description)
-                    .with_callback(move |o| o.observe(read(&counts), &attributes))
+                    .with_callback(move |o| {
+                        if let Some(counts) = counts.upgrade() {
+                            o.observe(read(&counts), &attributes);
+                        }
+                    })
                     .build();
             };
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -143,12 +151,13 @@ impl Metrics {
         observe("bot.push.failed", "Pushes whose send failed", |c| {
             c.failed.load(Ordering::Relaxed)
         });
-        let c = counts.clone();
+        let weak = Arc::downgrade(counts);
         let attributes = pusher.clone();
         meter
             .u64_observable_counter("bot.push.dropped")
             .with_description("Pushes shed by a pusher, by reason")
             .with_callback(move |o| {
+                let Some(c) = weak.upgrade() else { return };
                 for (reason, counter) in [
                     ("overflow_oldest", &c.dropped_oldest),
                     ("overflow_newest", &c.dropped_newest),
@@ -163,19 +172,27 @@ impl Metrics {
                 }
             })
             .build();
-        let c = counts.clone();
+        let weak = Arc::downgrade(counts);
         let attributes = [pusher.clone()];
         meter
             .u64_observable_gauge("bot.push.buffered")
             .with_description("Pushes waiting in a pusher's buffer")
-            .with_callback(move |o| o.observe(load(&c.buffered), &attributes))
+            .with_callback(move |o| {
+                if let Some(c) = weak.upgrade() {
+                    o.observe(load(&c.buffered), &attributes);
+                }
+            })
             .build();
-        let c = counts.clone();
+        let weak = Arc::downgrade(counts);
         let attributes = [pusher.clone()];
         meter
             .u64_observable_gauge("bot.push.inflight")
             .with_description("Pushes being sent")
-            .with_callback(move |o| o.observe(load(&c.in_flight), &attributes))
+            .with_callback(move |o| {
+                if let Some(c) = weak.upgrade() {
+                    o.observe(load(&c.in_flight), &attributes);
+                }
+            })
             .build();
         Self {
             duration: meter

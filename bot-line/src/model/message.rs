@@ -47,15 +47,18 @@ impl MessageContent {
     /// Fails when the text is not an object or a known message type lacks a field LINE always
     /// sends.
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
-        #[derive(Deserialize)]
-        struct Tag<'a> {
-            #[serde(rename = "type", borrow, default)]
-            message_type: std::borrow::Cow<'a, str>,
+        // Lenient, as LINE's own additions may be: a message that is not an object, or whose
+        // `type` or `id` is not a string, is an unknown message, not an unreadable event.
+        #[derive(Deserialize, Default)]
+        struct Tag {
+            #[serde(rename = "type", default)]
+            message_type: Value,
             #[serde(default)]
-            id: Option<String>,
+            id: Value,
         }
-        let tag: Tag<'_> = serde_json::from_str(json)?;
-        Ok(match &*tag.message_type {
+        let tag: Tag = serde_json::from_str(json).unwrap_or_default();
+        let message_type = tag.message_type.as_str().unwrap_or("");
+        Ok(match message_type {
             "text" => Self::Text(serde_json::from_str(json)?),
             "image" => Self::Image(serde_json::from_str(json)?),
             "video" => Self::Video(serde_json::from_str(json)?),
@@ -65,7 +68,7 @@ impl MessageContent {
             "sticker" => Self::Sticker(serde_json::from_str(json)?),
             other => Self::Unknown {
                 message_type: other.to_owned(),
-                id: tag.id,
+                id: tag.id.as_str().map(str::to_owned),
             },
         })
     }

@@ -33,7 +33,6 @@
 //! did not accept before. `--features mimalloc` swaps glibc's
 //! allocator for mimalloc, as an application may.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,6 +120,15 @@ impl Config {
             }
         };
         let rate: f64 = number("BROADCAST_RATE", 0.0)?;
+        if !(rate == 0.0 || (0.001..=10_000_000.0).contains(&rate)) {
+            return Err(config_error(
+                "BROADCAST_RATE: pushes a second, from 0.001 to 10,000,000 (0: as fast as taken)",
+            ));
+        }
+        let lanes: usize = number("BROADCAST_LANES", 4)?;
+        if lanes == 0 {
+            return Err(config_error("BROADCAST_LANES: at least one lane"));
+        }
         Ok(Self {
             api_base: var("LINE_API_BASE"),
             count: number("BROADCAST_COUNT", default_count)?,
@@ -131,7 +139,7 @@ impl Config {
                     .unwrap_or_default();
                 format!("broadcast-{}", since.as_millis())
             })),
-            lanes: number("BROADCAST_LANES", 4)?,
+            lanes,
             window: number("BROADCAST_WINDOW", 100)?,
             capacity: number("BROADCAST_CAPACITY", 10_000)?,
             overflow,
@@ -149,7 +157,9 @@ impl Config {
 /// One LINE client per lane, each with its own HTTP/2 connection; LINE's push limit is per
 /// channel, so the lanes share it.
 fn line_clients(config: &Config, token: &str, api_base: &str) -> Result<Vec<LineClient>, Error> {
-    let per_lane = config.push_per_second.div_ceil(config.lanes as u32).max(1);
+    // Divided down, so that the lanes together never exceed the channel's limit.
+    let lanes = u32::try_from(config.lanes).unwrap_or(u32::MAX);
+    let per_lane = (config.push_per_second / lanes).max(1);
     (0..config.lanes)
         .map(|_| {
             // One reqwest client is one connection per host; over http:// speak h2c.
@@ -190,6 +200,11 @@ async fn broadcast(
     let messages: Arc<[Message]> = Arc::from(vec![Message::text(config.text.as_str())]);
     let recorded = latencies.clone();
     let campaign = config.campaign.clone();
+    // Pushes per round of the recipient list (a list shorter than the count is gone round).
+    let per_round = u32::try_from(config.to.len())
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(u32::MAX);
     // ANCHOR: pusher
     let pusher = Pusher::builder()
         .name("broadcast")
@@ -201,8 +216,11 @@ async fn broadcast(
             move |client: LineClient, (n, to): (u32, Arc<str>)| {
                 let messages = messages.clone();
                 let latencies = recorded.clone();
-                // The same key for push `n` of this campaign on every attempt and every run.
-                let key = RetryKey::for_send(&campaign, n, 0);
+                // The same key for this recipient (and round of the list) of this campaign on
+                // every attempt and every run, however the list is reordered or trimmed: a
+                // re-run sends only what LINE did not accept.
+                let key =
+                    RetryKey::for_send(&EventId::new(format!("{campaign}/{to}")), n / per_round, 0);
                 async move {
                     let started = Instant::now();
                     // The client retries 429, 5xx and time-outs with that X-Line-Retry-Key.
@@ -222,44 +240,59 @@ async fn broadcast(
             recipients[n as usize % recipients.len()].clone()
         }
     };
-    // ctrl-c stops the offers; what is buffered then gets 10 s to go out.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
+    // ctrl-c stops the offers, even one waiting for room, and gives what is buffered 10 s to go
+    // out; a second ctrl-c ends the process at once.
+    let (interrupt, mut interrupted) = tokio::sync::watch::channel(false);
     // One long-lived task for the whole run.
     #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::Relaxed);
+            let _ = interrupt.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
         }
     });
+    let mut stop = interrupted.clone();
+    let mut stopped = async move || {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
     // ANCHOR: produce
     let started = Instant::now();
     for n in 0..config.count {
-        if interrupted.load(Ordering::Relaxed) {
-            break;
-        }
         if let Some(rate) = config.rate {
             // Offer at `rate`: catch up with the clock in steps of a millisecond.
             let due = Duration::from_secs_f64(f64::from(n) / rate);
             if let Some(ahead) = due.checked_sub(started.elapsed())
                 && ahead > Duration::from_millis(1)
             {
-                tokio::time::sleep(ahead).await;
+                tokio::select! {
+                    () = tokio::time::sleep(ahead) => {}
+                    () = stopped() => break,
+                }
             }
         }
-        // Under Overflow::Wait this waits for room; the drop policies never wait.
-        if let Err(e) = pusher.push((n, recipient(n))).await
-            && e.is_closed()
-        {
-            break;
+        // Under Overflow::Wait this waits for room; the drop policies never wait. A push given
+        // up while waiting was never buffered, so it is not counted.
+        tokio::select! {
+            biased;
+            () = stopped() => break,
+            pushed = pusher.push((n, recipient(n))) => {
+                if pushed.is_err_and(|e| e.is_closed()) {
+                    break;
+                }
+            }
         }
     }
-    let report = if interrupted.load(Ordering::Relaxed) {
+    let report = if *interrupted.borrow_and_update() {
         // Sends still in flight after the time-out are cancelled and counted, as is the rest.
         pusher.shutdown(Duration::from_secs(10)).await
     } else {
-        // Waits until every buffered push is answered.
-        pusher.close().await
+        // Waits until every buffered push is answered, unless interrupted meanwhile.
+        tokio::select! {
+            report = pusher.close() => report,
+            () = stopped() => pusher.shutdown(Duration::from_secs(10)).await,
+        }
     };
     // ANCHOR_END: produce
     Ok((report, latencies))
