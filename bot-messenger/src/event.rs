@@ -28,6 +28,7 @@ use bot_core::event::{
 };
 use bot_core::{Event, EventId, EventKind, Platform};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::model::{self, AttachmentType, MessagingEvent, MessagingKind, Object, ReactionAction};
@@ -101,23 +102,32 @@ pub struct Batch {
 }
 
 #[derive(Deserialize)]
-struct WireBody {
+struct WireBody<'a> {
     object: Object,
-    entry: Vec<WireEntry>,
+    #[serde(borrow)]
+    entry: Vec<WireEntry<'a>>,
 }
 
+/// An entry, its items kept as their JSON text: each becomes a tree only while it is mapped, and
+/// the event keeps the text (one allocation, not a tree, for as long as it is queued).
 #[derive(Deserialize)]
-struct WireEntry {
+struct WireEntry<'a> {
     #[serde(default)]
     id: Value,
     #[serde(default)]
     time: i64,
-    #[serde(default)]
-    messaging: Vec<Value>,
-    #[serde(default)]
-    standby: Vec<Value>,
-    #[serde(default)]
-    changes: Vec<Value>,
+    #[serde(borrow, default)]
+    messaging: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    standby: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    changes: Vec<&'a RawValue>,
+}
+
+/// An item's tree, for mapping; if its text cannot become one (nesting too deep), an object
+/// holding the text, so that its hash (the id of an item without one) is still its own.
+fn tree(item: &RawValue) -> Value {
+    serde_json::from_str(item.get()).unwrap_or_else(|_| json!({ "unreadable": item.get() }))
 }
 
 /// Parses a webhook body into core events: every item of every entry, in order, `messaging[]`,
@@ -130,7 +140,7 @@ struct WireEntry {
 ///
 /// Fails when the body is not JSON, or has no `object` or no `entry` array.
 pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
-    let body: WireBody = serde_json::from_slice(body)?;
+    let body: WireBody<'_> = serde_json::from_slice(body)?;
     let mut batch = Batch {
         object: body.object,
         events: Vec::new(),
@@ -155,12 +165,12 @@ pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
                 time: entry.time,
                 standby,
             };
-            batch.events.push(to_core_event(item, &context));
+            let event = to_core_event(&tree(item), &context);
+            batch.events.push(event.with_raw_json(item.to_owned()));
         }
         for change in entry.changes {
-            batch
-                .events
-                .push(change_event(change, &page_id, entry.time));
+            let event = change_event(&tree(change), &page_id, entry.time);
+            batch.events.push(event.with_raw_json(change.to_owned()));
         }
     }
     Ok(batch)
@@ -169,7 +179,7 @@ pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
 /// An item of `changes[]`: `Other { name: "changes_<field>" }`, in the conversation of
 /// `value.from.id` (the commenter) when there is one, else the page's; its id a stable hash of
 /// the page and the change.
-fn change_event(raw: Value, page_id: &str, time: i64) -> Event {
+fn change_event(raw: &Value, page_id: &str, time: i64) -> Event {
     let field = raw
         .get("field")
         .and_then(Value::as_str)
@@ -193,7 +203,7 @@ fn change_event(raw: Value, page_id: &str, time: i64) -> Event {
     );
     event.sender = from.map(UserId::from);
     event.occurred_at = Timestamp::from_millis(time);
-    event.with_raw(raw)
+    event
 }
 
 struct Context<'a> {
@@ -202,9 +212,9 @@ struct Context<'a> {
     standby: bool,
 }
 
-fn to_core_event(raw: Value, context: &Context<'_>) -> Event {
-    let event = match MessagingEvent::from_value(&raw) {
-        Ok(item) => map(&item, &raw, context),
+fn to_core_event(raw: &Value, context: &Context<'_>) -> Event {
+    match MessagingEvent::from_value(raw) {
+        Ok(item) => map(&item, raw, context),
         Err(error) => {
             let key = raw
                 .as_object()
@@ -215,10 +225,9 @@ fn to_core_event(raw: Value, context: &Context<'_>) -> Event {
                 .map_or("unknown", String::as_str);
             // Not the error itself: serde_json quotes the values it could not read.
             tracing::warn!(key, category = ?error.classify(), "messenger item not understood; delivered as other");
-            unreadable(&raw, key, context)
+            unreadable(raw, key, context)
         }
-    };
-    event.with_raw(raw)
+    }
 }
 
 fn map(item: &MessagingEvent, raw: &Value, context: &Context<'_>) -> Event {
