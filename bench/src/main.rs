@@ -43,6 +43,9 @@ struct Cli {
 enum Command {
     /// Sends signed webhooks to a running bot.
     Webhook(WebhookArgs),
+    /// Writes signed webhook bodies for another load generator (`bench/wrk/webhook.lua` for
+    /// wrk): one line per request, the signature, a tab, the body.
+    Bodies(BodiesArgs),
     /// Runs a benchmark scenario from start to end.
     Scenario {
         #[command(subcommand)]
@@ -127,6 +130,49 @@ struct NoopArgs {
     shape: Shape,
     #[command(flatten)]
     record: RecordArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct BodiesArgs {
+    /// The platform whose webhooks to write.
+    #[arg(long, value_enum, default_value_t = Platform::Line)]
+    platform: Platform,
+    /// The channel secret (LINE) or app secret (Messenger) to sign with.
+    #[arg(long, value_parser = parse_secret)]
+    secret: Secret,
+    /// Requests to write; their events never repeat an id.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    count: u64,
+    /// Events per request.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    events_per_request: u16,
+    /// Conversations the events are spread over.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    conversations: u64,
+    /// The file to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// Writes `args.count` signed bodies to `args.out`, one `signature<TAB>body` line each.
+fn write_bodies(args: &BodiesArgs) -> Result<(), String> {
+    use std::io::Write as _;
+    let file = std::fs::File::create(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for request in 0..args.count {
+        let signed = payload::signed(
+            args.platform,
+            &args.secret,
+            request,
+            usize::from(args.events_per_request),
+            args.conversations,
+        );
+        writeln!(out, "{}\t{}", signed.signature, signed.body)
+            .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+    }
+    out.flush()
+        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))
 }
 
 /// Where a scenario writes its row.
@@ -227,6 +273,13 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
+            Command::Bodies(args) => match write_bodies(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("botload: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Webhook(args) => {
                 let json = args.shape.json;
                 let plan = args.shape.plan(args.url, args.platform, args.secret);
@@ -273,6 +326,32 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
+
+    #[test]
+    fn bodies_for_other_load_generators_are_signed_and_unique() {
+        let out = std::env::temp_dir().join(format!("botload-bodies-{}.txt", std::process::id()));
+        let args = BodiesArgs {
+            platform: Platform::Line,
+            secret: Secret::new("s"),
+            count: 3,
+            events_per_request: 2,
+            conversations: 5,
+            out: out.clone(),
+        };
+        write_bodies(&args).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        let mut ids = std::collections::HashSet::new();
+        for line in text.lines() {
+            let (signature, body) = line.split_once('\t').unwrap();
+            bot_line::webhook::verify(&Secret::new("s"), body.as_bytes(), signature.as_bytes())
+                .unwrap();
+            for event in bot_line::event::events_from_body(body.as_bytes()).unwrap() {
+                assert!(ids.insert(event.id), "an id repeats");
+            }
+        }
+        assert_eq!(ids.len(), 6);
+    }
 
     #[test]
     fn the_command_line_is_consistent() {
