@@ -35,3 +35,16 @@ target/release/botload scenario gateway-echo --no-progress --record BENCHMARKS.m
 echo "== push-burst: botload's fake LINE API, pushes from the broadcast example"
 cargo build --release -q -p broadcast -p bench
 target/release/botload scenario push-burst --record BENCHMARKS.md
+if command -v wrk >/dev/null; then
+  echo "== noop-bot under wrk (signed bodies from botload bodies; see BENCHMARKS.md)"
+  cargo build --release -q -p noop-bot -p bench
+  target/release/botload bodies --secret botload-secret --out "${TMPDIR:-/tmp}/botload-bodies.txt"
+  BOT_ADDR=127.0.0.1:18080 RUST_LOG=warn LINE_CHANNEL_SECRET=botload-secret \
+    LINE_CHANNEL_ACCESS_TOKEN=botload-token LINE_API_BASE=http://127.0.0.1:9 target/release/noop-bot &
+  bot=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.1; done
+  BODIES="${TMPDIR:-/tmp}/botload-bodies.txt" wrk -t1 -c64 -d15s -s bench/wrk/webhook.lua http://127.0.0.1:18080
+  kill "$bot"; wait "$bot" 2>/dev/null || true
+else
+  echo "== wrk not installed (apt-get install wrk): the wrk run of noop-bot is skipped"
+fi

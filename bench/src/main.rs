@@ -8,6 +8,8 @@
 //!     --secret "$MESSENGER_APP_SECRET" --rate 500 --duration 30s --json
 //! # The webhook-noop scenario: starts noop-bot, loads it, reports its RSS and CPU:
 //! cargo build --release -p noop-bot -p bench && target/release/botload scenario webhook-noop
+//! # Signed bodies for wrk (bench/wrk/webhook.lua posts them):
+//! botload bodies --secret "$LINE_CHANNEL_SECRET" --out /tmp/bodies.txt
 //! ```
 
 mod gateway;
