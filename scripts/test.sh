@@ -48,31 +48,12 @@ check_book_includes() {
     echo "book: all $includes includes resolve"
 }
 
-# PostgreSQL on 127.0.0.1:5432, started (or installed) when absent. The `postgres` feature's tests
-# (PgQueue, PgStateStore) need it: .ci/needs-postgres turns this on; BOT_TEST_POSTGRES=1 turns it on
-# for one run. Those tests fail, never skip, when the database cannot be reached.
+# PostgreSQL on 127.0.0.1:5432, started (or installed) when absent, by scripts/ensure-postgres.sh.
+# The `postgres` feature's tests (PgQueue, PgStateStore) need it: .ci/needs-postgres turns this on;
+# BOT_TEST_POSTGRES=1 turns it on for one run. Those tests fail, never skip, when the database
+# cannot be reached.
 ensure_postgres() {
-    if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
-        return 0
-    fi
-    if ! command -v pg_ctlcluster >/dev/null; then
-        echo "postgres: installing it with apt-get" >&2
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    fi
-    local version
-    version=$(ls /etc/postgresql | sort -V | tail -n 1)
-    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-    local waited
-    for waited in $(seq 1 30); do
-        if pg_isready -q -h 127.0.0.1 -p 5432; then
-            echo "postgres: ready after ${waited} s" >&2
-            return 0
-        fi
-        sleep 1
-    done
-    echo "postgres: nothing answers on 127.0.0.1:5432 after 30 s" >&2
-    return 1
+    "$(dirname "${BASH_SOURCE[0]}")/ensure-postgres.sh"
 }
 
 check_book_includes

@@ -164,10 +164,12 @@ async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
         .build()
         .map_err(|e| format!("the database url: {e}"))?;
     if let Err(e) = admin.get().await {
-        return Err(format!(
-            "PostgreSQL does not answer at {url} ({e}); start it (scripts/test.sh does when \
-             .ci/needs-postgres exists) or pass --database-url"
-        ));
+        crate::scenario::ensure_postgres(&url, &e.to_string())?;
+        drop(
+            admin.get().await.map_err(|e| {
+                format!("PostgreSQL at {url} does not answer after starting it: {e}")
+            })?,
+        );
     }
     let mut results = Vec::new();
     for &events in &args.events {

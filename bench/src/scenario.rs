@@ -95,6 +95,53 @@ pub(crate) async fn wait_ready(base: &str) -> Result<(), String> {
     }
 }
 
+/// Starts PostgreSQL with `scripts/ensure-postgres.sh` (found from the working directory or from
+/// botload's own place in `target/release`) when `url` names the local server and it did not
+/// answer (`error`); otherwise says what to do.
+pub(crate) fn ensure_postgres(url: &str, error: &str) -> Result<(), String> {
+    let local = [
+        "@127.0.0.1:5432/",
+        "@localhost:5432/",
+        "@127.0.0.1/",
+        "@localhost/",
+    ]
+    .iter()
+    .any(|host| url.contains(host));
+    let advice = "start it (./scripts/ensure-postgres.sh) or point --database-url / DATABASE_URL \
+                  at one";
+    if !local {
+        return Err(format!(
+            "PostgreSQL at {url} does not answer ({error}); {advice}"
+        ));
+    }
+    let script = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .into_iter()
+        .chain(std::env::current_dir().ok())
+        .map(|root| root.join("scripts/ensure-postgres.sh"))
+        .find(|path| path.exists())
+        .ok_or_else(|| {
+            format!("PostgreSQL at {url} does not answer ({error}) and scripts/ensure-postgres.sh is not found; {advice}")
+        })?;
+    eprintln!(
+        "PostgreSQL at {url} does not answer ({error}): starting it with {}",
+        script.display()
+    );
+    let status = Command::new("bash")
+        .arg(&script)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} could not start PostgreSQL ({status}); {advice}",
+            script.display()
+        ))
+    }
+}
+
 /// `webhook-noop`: noop-bot (the memory queue, a no-op handler) in its own process, loaded
 /// with signed webhooks by this one.
 pub(crate) async fn webhook_noop(platform: Platform, shape: &Shape) -> Result<Row, String> {
@@ -198,4 +245,17 @@ pub(crate) fn thousands(value: f64) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_elsewhere_is_not_started_here_and_the_message_says_what_to_do() {
+        let error = ensure_postgres("postgres://u@db.example:5432/x", "connection refused")
+            .unwrap_err();
+        assert!(error.contains("does not answer (connection refused)"), "{error}");
+        assert!(error.contains("ensure-postgres.sh"), "{error}");
+    }
 }

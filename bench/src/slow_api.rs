@@ -30,7 +30,7 @@ use crate::scenario::{
 /// The Reply API's path.
 const REPLY_PATH: &str = "/v2/bot/message/reply";
 /// The database of `db-pool` when neither `--database-url` nor `DATABASE_URL` is given.
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Seconds at the start of the load left out of the throughput: in-flight calls are still
 /// filling up (the first answers come after the API's lowest latency).
 const RAMP_UP_SECONDS: u64 = 3;
@@ -110,7 +110,7 @@ pub(crate) struct DbPoolArgs {
     #[command(flatten)]
     pub(crate) load: LoadArgs,
     /// The PostgreSQL database (default: `DATABASE_URL`, else
-    /// postgres://postgres@127.0.0.1:5432/test).
+    /// postgres://postgres@127.0.0.1:5432/postgres, as scripts/test.sh).
     #[arg(long)]
     pub(crate) database_url: Option<String>,
     /// Connections in the bot's pool, shared by every handler.
@@ -837,13 +837,15 @@ async fn prepare_database(url: &str, query: Query, conversations: u64) -> Result
         .application_name("botload")
         .build()
         .map_err(|e| format!("db-pool: {e}"))?;
-    let conn = pool.get().await.map_err(|e| {
-        format!(
-            "db-pool: PostgreSQL at {url} does not answer ({e}). Start it (./scripts/test.sh does, \
-             while .ci/needs-postgres exists: `BOT_TEST_POSTGRES=1 ./scripts/test.sh`, or \
-             `pg_ctlcluster <version> main start`), or point --database-url / DATABASE_URL at one"
-        )
-    })?;
+    let conn = match pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            crate::scenario::ensure_postgres(url, &e.to_string())?;
+            pool.get().await.map_err(|e| {
+                format!("db-pool: PostgreSQL at {url} does not answer after starting it: {e}")
+            })?
+        }
+    };
     conn.batch_execute(
         "CREATE TABLE IF NOT EXISTS botload_counters \
            (conversation text PRIMARY KEY, events bigint NOT NULL); \
