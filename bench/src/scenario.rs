@@ -253,9 +253,12 @@ mod tests {
 
     #[test]
     fn a_database_elsewhere_is_not_started_here_and_the_message_says_what_to_do() {
-        let error = ensure_postgres("postgres://u@db.example:5432/x", "connection refused")
-            .unwrap_err();
-        assert!(error.contains("does not answer (connection refused)"), "{error}");
+        let error =
+            ensure_postgres("postgres://u@db.example:5432/x", "connection refused").unwrap_err();
+        assert!(
+            error.contains("does not answer (connection refused)"),
+            "{error}"
+        );
         assert!(error.contains("ensure-postgres.sh"), "{error}");
     }
 }
