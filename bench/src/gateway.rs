@@ -18,14 +18,12 @@ use std::time::{Duration, Instant};
 
 use bot_discord::testing::{FakeDiscordApi, FakeGateway};
 use governor::{Quota, RateLimiter};
-use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::RecordArgs;
-use crate::load::{Length, Percentiles};
+use crate::load::{Length, Percentiles, histogram, progress_bar};
 use crate::record::{Row, Verdict};
 use crate::scenario::{Started, free_port, sibling_binary, thousands, usage};
 
@@ -163,10 +161,6 @@ fn message(sequence: u64, channels: u64) -> serde_json::Value {
     })
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
-}
-
 /// Dispatches MESSAGE_CREATE to the bot connected to `fakes` and measures its echoes.
 ///
 /// # Panics
@@ -179,7 +173,7 @@ pub(crate) async fn pump(fakes: &Fakes, plan: &Plan) -> Report {
     let limiter = plan.rate.map(|r| RateLimiter::direct(Quota::per_second(r)));
     let dispatched = AtomicU64::new(0);
     let dispatching_done = AtomicBool::new(false);
-    let bar = progress(plan);
+    let bar = progress_bar(plan.length, plan.progress, "echoes");
     let started = Instant::now();
     let deadline = match plan.length {
         Length::Duration(d) => Some(started + d),
@@ -261,7 +255,6 @@ pub(crate) async fn pump(fakes: &Fakes, plan: &Plan) -> Report {
     bar.finish_and_clear();
     let dispatched = dispatched.load(Ordering::Acquire);
     let seconds = last_echo.saturating_duration_since(started).as_secs_f64();
-    let at = |q: f64| latencies.value_at_quantile(q);
     Report {
         dispatched,
         replied,
@@ -274,31 +267,8 @@ pub(crate) async fn pump(fakes: &Fakes, plan: &Plan) -> Report {
         } else {
             0.0
         },
-        latency_us: Percentiles {
-            p50: at(0.50),
-            p90: at(0.90),
-            p99: at(0.99),
-            p999: at(0.999),
-            max: latencies.max(),
-        },
+        latency_us: Percentiles::of(&latencies),
     }
-}
-
-fn progress(plan: &Plan) -> ProgressBar {
-    let bar = match plan.length {
-        Length::Requests(n) => ProgressBar::new(n),
-        Length::Duration(_) => ProgressBar::no_length(),
-    };
-    if plan.progress {
-        bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-        bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos} echoes, {per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar
 }
 
 /// The report as a table.
@@ -409,10 +379,7 @@ pub(crate) async fn gateway_echo(args: &GatewayArgs) -> Result<Row, String> {
             "bot_peak_rss_kib": peak,
             "bot_cpu_seconds": bot_cpu,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_default()
-        );
+        crate::print_json(&json);
     } else {
         println!(
             "{}",

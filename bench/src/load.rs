@@ -112,7 +112,7 @@ pub(crate) async fn run(plan: Plan) -> Report {
         .pool_max_idle_per_host(plan.connections)
         .build()
         .expect("an http client");
-    let bar = progress(&plan);
+    let bar = progress_bar(plan.length, plan.progress, "requests");
     let started = Instant::now();
     let deadline = match plan.length {
         Length::Duration(d) => Some(started + d),
@@ -141,7 +141,6 @@ pub(crate) async fn run(plan: Plan) -> Report {
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let ok = counts.ok.load(Ordering::Relaxed);
-    let at = |q: f64| latencies.value_at_quantile(q);
     Report {
         ok,
         refused_503: counts.refused.load(Ordering::Relaxed),
@@ -150,31 +149,41 @@ pub(crate) async fn run(plan: Plan) -> Report {
         seconds,
         requests_per_second: ok as f64 / seconds,
         events_per_second: (ok * plan.events_per_request as u64) as f64 / seconds,
-        latency_us: Percentiles {
+        latency_us: Percentiles::of(&latencies),
+    }
+}
+
+impl Percentiles {
+    /// The percentiles of a histogram of microseconds.
+    pub(crate) fn of(latencies: &Histogram<u64>) -> Self {
+        let at = |q: f64| latencies.value_at_quantile(q);
+        Self {
             p50: at(0.50),
             p90: at(0.90),
             p99: at(0.99),
             p999: at(0.999),
             max: latencies.max(),
-        },
+        }
     }
 }
 
-fn histogram() -> Histogram<u64> {
+/// A histogram of microseconds, 1 µs to 10 minutes, 3 significant digits.
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
-fn progress(plan: &Plan) -> ProgressBar {
-    let bar = match plan.length {
+/// The live progress bar of a run of `length` counting `unit`s on stderr; hidden unless `show`.
+pub(crate) fn progress_bar(length: Length, show: bool, unit: &str) -> ProgressBar {
+    let bar = match length {
         Length::Requests(n) => ProgressBar::new(n),
         Length::Duration(_) => ProgressBar::no_length(),
     };
-    if plan.progress {
+    if show {
         bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
         bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{wide_bar}] {pos} requests, {per_sec}",
-            )
+            ProgressStyle::with_template(&format!(
+                "{{elapsed_precise}} [{{wide_bar}}] {{pos}} {unit}, {{per_sec}}"
+            ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     } else {

@@ -215,6 +215,14 @@ impl RecordArgs {
     }
 }
 
+/// Prints `value` as pretty JSON on stdout (`--json`).
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
 fn parse_duration(value: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(value)
         .map_err(|e| format!("{value:?} is not a duration such as 30s or 2m: {e}"))?;
@@ -287,10 +295,7 @@ fn main() -> ExitCode {
                 let plan = args.shape.plan(args.url, args.platform, args.secret);
                 let report = load::run(plan.clone()).await;
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).unwrap_or_default()
-                    );
+                    print_json(&report);
                 } else {
                     println!("{}", load::table("botload webhook", &plan, &report));
                 }

@@ -131,10 +131,7 @@ pub(crate) async fn run(args: &QueueDrainArgs) -> ExitCode {
         Err(e) => return args.record.finish(Err(e)),
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&results).unwrap_or_default()
-        );
+        crate::print_json(&results);
     } else {
         println!("{}", table(&results));
     }

@@ -192,10 +192,7 @@ pub(crate) async fn webhook_noop(platform: Platform, shape: &Shape) -> Result<Ro
             "bot_cpu_seconds": bot_cpu,
             "load_generator_cpu_seconds": load_cpu,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_default()
-        );
+        crate::print_json(&json);
     } else {
         println!(
             "{}",

@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 use reqwest::StatusCode;
 
 use crate::RecordArgs;
+use crate::load::histogram;
 use crate::payload::{Platform, signed};
 use crate::prom;
 use crate::record::{Row, Verdict};
@@ -209,10 +210,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
 impl Tally {
