@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Platform};
 use crate::outbound::Outbound;
 use crate::queue::{PushReport, Queue};
+use crate::readiness::Readiness;
 use crate::runtime::Progress;
 use crate::telemetry::{DropReason, Telemetry};
 
@@ -81,6 +82,7 @@ struct IngressInner {
     telemetry: Telemetry,
     accepting: AtomicBool,
     progress: Arc<Progress>,
+    readiness: Readiness,
 }
 
 impl fmt::Debug for Ingress {
@@ -106,6 +108,7 @@ impl Ingress {
                 telemetry,
                 accepting: AtomicBool::new(true),
                 progress,
+                readiness: Readiness::default(),
             }),
         }
     }
@@ -196,6 +199,12 @@ impl Ingress {
 
     pub(crate) fn stop_accepting(&self) {
         self.inner.accepting.store(false, Ordering::Release);
+    }
+
+    /// The bot's readiness: adapters register their components here and report when one cannot
+    /// take events (`/readyz` answers 503 naming it).
+    pub fn readiness(&self) -> &Readiness {
+        &self.inner.readiness
     }
 
     /// The bot's telemetry, for adapter metrics.

@@ -128,7 +128,8 @@ impl Bot {
         }
     }
 
-    /// Whether the bot is started and accepting events (what `/readyz` answers).
+    /// Whether the bot is started, accepting events, and every component registered with
+    /// [`crate::readiness::Readiness`] is ready (what `/readyz` answers).
     pub fn is_ready(&self) -> bool {
         let started = self
             .inner
@@ -136,7 +137,7 @@ impl Bot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .started;
-        started && self.inner.ingress.is_accepting()
+        started && self.inner.ingress.is_accepting() && self.inner.ingress.readiness().is_ready()
     }
 
     /// Waits until every event accepted through [`Bot::ingress`] so far has finished: acknowledged

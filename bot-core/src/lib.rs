@@ -13,6 +13,7 @@ pub mod outbound;
 pub mod pg;
 pub mod pusher;
 pub mod queue;
+pub mod readiness;
 pub mod router;
 pub mod runtime;
 mod secret;

@@ -118,7 +118,15 @@ async fn readyz(State(bot): State<Bot>) -> Response {
     if bot.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        // Names the components that are stuck (a Discord shard whose queue refuses events).
+        let components: String = (bot.ingress().readiness().not_ready().iter())
+            .map(|(component, reason)| format!("\n{component}: {reason}"))
+            .collect();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready{components}"),
+        )
+            .into_response()
     }
 }
 

@@ -174,6 +174,9 @@ pub struct ShardConfig {
     /// The WebSocket read buffer per connection. Default 16 KiB: small, since a bot may run
     /// many mostly idle shards; larger messages still arrive whole (up to 64 MiB).
     pub read_buffer_bytes: usize,
+    /// The first and the longest wait before offering a dispatch again to a queue that failed
+    /// (not full: unavailable, read-only, ...). Default 100 ms doubling up to 5 s.
+    pub queue_retry_backoff: (Duration, Duration),
 }
 
 impl fmt::Debug for ShardConfig {
@@ -206,6 +209,7 @@ impl ShardConfig {
             deliver_bot_messages: false,
             large_threshold: 50,
             read_buffer_bytes: 16 * 1024,
+            queue_retry_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
         }
     }
 
@@ -250,6 +254,14 @@ impl ShardConfig {
     #[must_use]
     pub fn read_buffer_bytes(mut self, bytes: usize) -> Self {
         self.read_buffer_bytes = bytes.max(1024);
+        self
+    }
+
+    /// Sets the back-off of dispatches offered again to a failing queue: `initial`, doubling up
+    /// to `max`.
+    #[must_use]
+    pub fn queue_retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.queue_retry_backoff = (initial, max.max(initial));
         self
     }
 

@@ -15,4 +15,4 @@ pub use config::{Intents, ShardConfig, ShardId};
 pub use identify::{IDENTIFY_INTERVAL, IdentifyQueue};
 pub use manager::{GatewayInfo, SessionStartLimit, ShardManager, ShardRange};
 pub use session::Session;
-pub use shard::{GATEWAY_VERSION, Shard, ShardStatus};
+pub use shard::{GATEWAY_VERSION, QUEUE_ERROR_LOG_INTERVAL, Shard, ShardStatus};

@@ -20,15 +20,23 @@
 //! time. Zombie detection is suspended while reading is held up, since an ACK may be waiting
 //! unread. The sequence advances only once the runtime accepted the dispatch, so a resume replays
 //! anything not accepted yet; deduplication drops what was accepted twice.
+//!
+//! A queue that fails (a database that is read-only, full or unreachable) is back-pressure too:
+//! the shard keeps its session and its heartbeats, reads nothing more, and offers the dispatch
+//! again with a capped back-off ([`ShardConfig::queue_retry_backoff`]). Meanwhile it logs an
+//! error (at the first failure, then at most every [`QUEUE_ERROR_LOG_INTERVAL`]) and reports its
+//! component `discord shard N/M` not ready, so `/readyz` answers 503 naming it. Only a queue
+//! closed for shutdown ends the shard.
 
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bot_core::readiness::Component;
 use bot_core::{ErrorKind as CoreKind, Event, Ingress, Platform};
 use futures::{SinkExt as _, StreamExt as _};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -70,6 +78,8 @@ const COMMAND_BUFFER: usize = 16;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// The wait before submitting again when the queue is full and says nothing.
 const FULL_QUEUE_WAIT: Duration = Duration::from_millis(50);
+/// While the queue keeps failing, its error is logged at most this often (the first at once).
+pub const QUEUE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// One gateway frame, as received.
 #[derive(Deserialize)]
@@ -90,6 +100,9 @@ pub struct ShardStatus {
     identifies: AtomicU64,
     resumes: AtomicU64,
     dispatches: AtomicU64,
+    hand_over_retries: AtomicU64,
+    /// Set while the queue refuses dispatches, across reconnections.
+    queue_failing: AtomicBool,
     latency_micros: AtomicU64,
     session: Mutex<Option<Session>>,
 }
@@ -113,6 +126,11 @@ impl ShardStatus {
     /// Dispatches received so far.
     pub fn dispatches(&self) -> u64 {
         self.dispatches.load(Ordering::Relaxed)
+    }
+
+    /// Dispatches offered to the queue again after it failed with an error other than full.
+    pub fn hand_over_retries(&self) -> u64 {
+        self.hand_over_retries.load(Ordering::Relaxed)
     }
 
     /// The time between the last heartbeat and its ACK.
@@ -229,6 +247,10 @@ impl Shard {
     /// (4013, 4014). Everything else is retried.
     pub async fn run(&self, ingress: Ingress, shutdown: CancellationToken) -> Result<(), Error> {
         let mut commands = self.command_queue.lock().await;
+        let readiness = Arc::new(ingress.readiness().component(format!(
+            "discord shard {}/{}",
+            self.id.number, self.id.total
+        )));
         let mut session: Option<Session> = None;
         let mut failures: u32 = 0;
         let mut context = DispatchContext {
@@ -246,6 +268,7 @@ impl Shard {
                 shutdown: &shutdown,
                 session: &mut session,
                 context: &mut context,
+                readiness: &readiness,
                 healthy: false,
             };
             let next = connection.run(&mut commands).await;
@@ -297,6 +320,7 @@ struct Connection<'a> {
     shutdown: &'a CancellationToken,
     session: &'a mut Option<Session>,
     context: &'a mut DispatchContext,
+    readiness: &'a Arc<Component>,
     /// Set once READY or RESUMED arrived: the connection worked, so the backoff starts over.
     healthy: bool,
 }
@@ -486,7 +510,7 @@ impl Connection<'_> {
                             let name = frame.t.unwrap_or_default();
                             match self.dispatch(&name, frame.d, sequence) {
                                 Some(event) => {
-                                    pending = Some(Box::pin(hand_over(self.ingress.clone(), event)));
+                                    pending = Some(Box::pin(self.hand_over(event)));
                                     pending_sequence = sequence;
                                     pending_since = Some(Instant::now());
                                 }
@@ -563,6 +587,23 @@ impl Connection<'_> {
         }
     }
 
+    /// The hand-over of one event, as a future that owns what it needs.
+    fn hand_over(&self, event: Event) -> impl Future<Output = Result<(), ()>> + Send + 'static {
+        let (initial, max) = self.shard.config.queue_retry_backoff;
+        hand_over(
+            HandOver {
+                ingress: self.ingress.clone(),
+                readiness: self.readiness.clone(),
+                status: self.shard.status.clone(),
+                shard: self.shard.id.number,
+                initial_wait: initial,
+                max_wait: max,
+                stop: self.shutdown.clone(),
+            },
+            event,
+        )
+    }
+
     fn advance(&mut self, sequence: Option<u64>) {
         if let (Some(session), Some(sequence)) = (self.session.as_mut(), sequence) {
             session.sequence = session.sequence.max(sequence);
@@ -571,20 +612,70 @@ impl Connection<'_> {
     }
 }
 
-/// Hands one event to the runtime, waiting while the queue is full. Fails only once the runtime
-/// stops taking events.
-async fn hand_over(ingress: Ingress, event: Event) -> Result<(), ()> {
+/// What a hand-over needs, owned, so that the pending future outlives no borrow.
+struct HandOver {
+    ingress: Ingress,
+    readiness: Arc<Component>,
+    status: Arc<ShardStatus>,
+    shard: u32,
+    initial_wait: Duration,
+    max_wait: Duration,
+    stop: CancellationToken,
+}
+
+/// Hands one event to the runtime, waiting while the queue is full and retrying with a capped
+/// back-off while it fails otherwise (the shard reports itself not ready meanwhile). Fails only
+/// once the runtime stops taking events (or the shard stops).
+async fn hand_over(h: HandOver, event: Event) -> Result<(), ()> {
+    let mut failures: u32 = 0;
+    let mut failing_since: Option<Instant> = None;
+    let mut logged_at: Option<Instant> = None;
     loop {
-        match ingress.submit(vec![event.clone()]).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == CoreKind::QueueFull => {
-                let wait = e
-                    .retry_after()
-                    .unwrap_or(FULL_QUEUE_WAIT)
-                    .min(Duration::from_secs(1));
-                tokio::time::sleep(wait).await;
+        let wait = match h.ingress.submit(vec![event.clone()]).await {
+            Ok(_) => {
+                // Also after a reconnection: the failure may have begun on the last connection.
+                if h.status.queue_failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(
+                        shard = h.shard, retries = failures,
+                        after = ?failing_since.map(|at| at.elapsed()),
+                        "discord shard: the queue takes dispatches again"
+                    );
+                    h.readiness.set_ready();
+                }
+                return Ok(());
             }
-            Err(_) => return Err(()),
+            Err(e) if e.kind() == CoreKind::QueueFull => e
+                .retry_after()
+                .unwrap_or(FULL_QUEUE_WAIT)
+                .min(Duration::from_secs(1)),
+            Err(e) if e.kind() == CoreKind::QueueClosed || !h.ingress.is_accepting() => {
+                return Err(());
+            }
+            Err(error) => {
+                failures += 1;
+                let now = Instant::now();
+                if failing_since.is_none() {
+                    failing_since = Some(now);
+                    h.status.queue_failing.store(true, Ordering::Release);
+                    h.readiness
+                        .set_not_ready(format!("the queue refuses dispatches: {error}"));
+                } else {
+                    h.status.hand_over_retries.fetch_add(1, Ordering::Relaxed);
+                }
+                if logged_at.is_none_or(|at| now - at >= QUEUE_ERROR_LOG_INTERVAL) {
+                    logged_at = Some(now);
+                    tracing::error!(
+                        shard = h.shard, %error, retries = failures - 1,
+                        "discord shard: the queue refuses a dispatch; holding the session and retrying"
+                    );
+                }
+                let exp = (failures - 1).min(16);
+                h.initial_wait.saturating_mul(1 << exp).min(h.max_wait)
+            }
+        };
+        tokio::select! {
+            () = h.stop.cancelled() => return Err(()),
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
