@@ -11,8 +11,19 @@
 //! channel carry a `nonce` derived from the event, the handler's send index and the part (with
 //! `enforce_nonce`), so neither the client's retries nor the runtime's retries of a handler post
 //! a message twice, while two sends of one handler are two messages.
+//!
+//! Interaction responses and follow-ups have no idempotency key: the REST client does not send
+//! them again after a failure that may hide a delivery ([`Error::maybe_delivered`]), and this
+//! client remembers every part it sent (or may have sent) by ([`Target::origin`],
+//! [`Target::send_index`], part), for [`SENT_PARTS_TTL`] and at most [`MAX_SENT_PARTS`] of them,
+//! so a handler the runtime runs again skips them and sends only what is left. The memory is
+//! this process's: a retry in another process, or after a restart, sends them again (channel
+//! messages are still deduplicated by their nonce, for the few minutes Discord keeps it).
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bot_core::event::ConversationId;
@@ -36,7 +47,12 @@ const ALREADY_ACKNOWLEDGED: u64 = 40060;
 const UNKNOWN_WEBHOOK: u64 = 10015;
 /// Follow-ups tried again after an unknown webhook, and the wait before each.
 const FOLLOW_UP_TRIES: u32 = 3;
-const FOLLOW_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+const FOLLOW_UP_WAIT: Duration = Duration::from_millis(500);
+/// How long the client remembers the parts it sent for a handler: far beyond the runtime's retry
+/// schedule (by default 5 attempts, backoff up to 5 minutes).
+pub const SENT_PARTS_TTL: Duration = Duration::from_secs(60 * 60);
+/// How many sent parts the client remembers at most; the oldest are forgotten first.
+pub const MAX_SENT_PARTS: usize = 100_000;
 
 /// Sends Discord replies. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -44,6 +60,7 @@ pub struct DiscordClient {
     http: DiscordHttp,
     application_id: Option<String>,
     pending: Arc<Pending>,
+    sent: Arc<SentParts>,
 }
 
 impl DiscordClient {
@@ -53,6 +70,7 @@ impl DiscordClient {
             http,
             application_id,
             pending,
+            sent: Arc::default(),
         }
     }
 
@@ -78,6 +96,11 @@ impl DiscordClient {
     ) -> Result<(), Error> {
         let bodies = bodies(messages)?;
         for (part, mut body) in bodies.into_iter().enumerate() {
+            let key = send.map(|(event, send_index)| (event.clone(), send_index, part));
+            if key.as_ref().is_some_and(|k| self.sent.contains(k)) {
+                // An earlier run of this handler posted this part already.
+                continue;
+            }
             if let Some((event, send_index)) = send {
                 body["nonce"] = json!(nonce(event, send_index, part));
                 body["enforce_nonce"] = json!(true);
@@ -87,8 +110,49 @@ impl DiscordClient {
                     json!({"message_id": message, "fail_if_not_exists": false});
             }
             self.http.create_message(channel_id, &body).await?;
+            if let Some(key) = key {
+                self.sent.insert(key);
+            }
         }
         Ok(())
+    }
+
+    /// Makes call `part` of a send once: skipped when this client sent it already for the same
+    /// event and send index; remembered once sent, or once it may have been (then the error stays
+    /// retryable, the retried handler skipping this part). Without a key, a part after the first
+    /// that fails makes the error permanent: a retry would send the first parts twice.
+    async fn once(
+        &self,
+        send: Option<(&EventId, u32)>,
+        part: usize,
+        call: impl Future<Output = Result<(), Error>>,
+    ) -> Result<(), bot_core::Error> {
+        let key = send.map(|(event, send_index)| (event.clone(), send_index, part));
+        if let Some(key) = &key
+            && self.sent.contains(key)
+        {
+            tracing::debug!(event = %key.0, send_index = key.1, part, "discord part already sent; skipped on this retry");
+            return Ok(());
+        }
+        match call.await {
+            Ok(()) => {
+                if let Some(key) = key {
+                    self.sent.insert(key);
+                }
+                Ok(())
+            }
+            Err(e) if e.maybe_delivered() => {
+                let recorded = key.is_some();
+                if let Some(key) = key {
+                    self.sent.insert(key);
+                }
+                Err(e.into_core(recorded))
+            }
+            Err(e) if key.is_none() && part > 0 && e.is_retryable() => {
+                Err(bot_core::Error::from(e).permanent())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A follow-up, tried again when Discord does not know the interaction's webhook yet: the
@@ -117,7 +181,8 @@ impl DiscordClient {
         interaction_id: &str,
         token: &str,
         messages: &[OutgoingMessage],
-    ) -> Result<(), Error> {
+        send: Option<(&EventId, u32)>,
+    ) -> Result<(), bot_core::Error> {
         let application_id = self.application_id.as_deref().ok_or_else(|| {
             Error::config("discord: DISCORD_APPLICATION_ID is needed to answer interactions")
         })?;
@@ -126,25 +191,27 @@ impl DiscordClient {
             return Ok(());
         };
         let response = json!({"type": CHANNEL_MESSAGE, "data": first});
-        match self.pending.route(interaction_id, response.clone()) {
-            Route::Answered => {}
-            Route::FollowUp => {
-                self.follow_up(application_id, token, &first).await?;
+        let respond = async {
+            match self.pending.route(interaction_id, response.clone()) {
+                Route::Answered => Ok(()),
+                Route::FollowUp => self.follow_up(application_id, token, &first).await,
+                Route::Callback => match self
+                    .http
+                    .interaction_callback(interaction_id, token, &response)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.code() == Some(ALREADY_ACKNOWLEDGED) => {
+                        self.follow_up(application_id, token, &first).await
+                    }
+                    Err(e) => Err(e),
+                },
             }
-            Route::Callback => match self
-                .http
-                .interaction_callback(interaction_id, token, &response)
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if e.code() == Some(ALREADY_ACKNOWLEDGED) => {
-                    self.follow_up(application_id, token, &first).await?;
-                }
-                Err(e) => return Err(e),
-            },
-        }
-        for body in bodies {
-            self.follow_up(application_id, token, &body).await?;
+        };
+        self.once(send, 0, respond).await?;
+        for (part, body) in bodies.enumerate() {
+            self.once(send, part + 1, self.follow_up(application_id, token, &body))
+                .await?;
         }
         Ok(())
     }
@@ -163,8 +230,13 @@ impl Outbound for DiscordClient {
     ) -> Result<(), bot_core::Error> {
         match (&target.reply_token, &target.in_reply_to) {
             (Some(token), Some(interaction)) => {
-                self.answer_interaction(interaction.as_str(), token.expose(), &messages)
-                    .await?;
+                self.answer_interaction(
+                    interaction.as_str(),
+                    token.expose(),
+                    &messages,
+                    target.origin.as_ref().map(|e| (e, target.send_index)),
+                )
+                .await?;
             }
             _ => {
                 self.post(
@@ -189,6 +261,42 @@ impl Outbound for DiscordClient {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// An event, the index of a send for it, and the part of that send.
+type PartKey = (EventId, u32, usize);
+
+/// Parts this client sent (or may have sent) for handlers, bounded in count and age.
+#[derive(Debug, Default)]
+struct SentParts {
+    parts: Mutex<(HashSet<PartKey>, VecDeque<(Instant, PartKey)>)>,
+}
+
+impl SentParts {
+    fn contains(&self, key: &PartKey) -> bool {
+        let guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.contains(key)
+    }
+
+    fn insert(&self, key: PartKey) {
+        self.insert_at(key, Instant::now(), SENT_PARTS_TTL, MAX_SENT_PARTS);
+    }
+
+    fn insert_at(&self, key: PartKey, now: Instant, ttl: Duration, max: usize) {
+        let mut guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *guard;
+        while let Some((at, _)) = order.front() {
+            if now.saturating_duration_since(*at) < ttl && order.len() < max {
+                break;
+            }
+            if let Some((_, old)) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+        if set.insert(key.clone()) {
+            order.push_back((now, key));
+        }
     }
 }
 
@@ -345,6 +453,26 @@ mod tests {
             bodies(&[many]).unwrap_err().kind(),
             ErrorKind::InvalidRequest
         );
+    }
+
+    #[test]
+    fn sent_parts_are_bounded_in_count_and_age() {
+        let sent = SentParts::default();
+        let key = |n: u32| (EventId::new("e"), n, 0);
+        let start = Instant::now();
+        for n in 0..5 {
+            sent.insert_at(key(n), start, Duration::from_secs(60), 3);
+        }
+        assert!(!sent.contains(&key(0)) && !sent.contains(&key(1)));
+        assert!(sent.contains(&key(4)));
+        sent.insert_at(
+            key(9),
+            start + Duration::from_secs(61),
+            Duration::from_secs(60),
+            3,
+        );
+        assert!(!sent.contains(&key(4)), "expired");
+        assert!(sent.contains(&key(9)));
     }
 
     #[test]

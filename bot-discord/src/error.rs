@@ -20,6 +20,7 @@ struct Inner {
     close_code: Option<u16>,
     retry_after: Option<Duration>,
     attempts: u32,
+    maybe_delivered: bool,
     source: Option<BoxError>,
 }
 
@@ -72,6 +73,7 @@ impl Error {
             close_code: None,
             retry_after: None,
             attempts: 0,
+            maybe_delivered: false,
             source: None,
         }))
     }
@@ -102,6 +104,11 @@ impl Error {
 
     pub(crate) fn with_attempts(mut self, attempts: u32) -> Self {
         self.0.attempts = attempts;
+        self
+    }
+
+    pub(crate) fn with_maybe_delivered(mut self, maybe_delivered: bool) -> Self {
+        self.0.maybe_delivered = maybe_delivered;
         self
     }
 
@@ -138,6 +145,14 @@ impl Error {
     /// How many times the call was tried (0 when refused before sending).
     pub fn attempts(&self) -> u32 {
         self.0.attempts
+    }
+
+    /// Whether a call that cannot be made idempotent (a follow-up, an interaction response, a
+    /// message without nonce) may have reached Discord although it failed: it timed out, or the
+    /// connection broke after the request was written, or a gateway answered 500, 502 or 504.
+    /// Such a call is not sent again by the client; sending it again could post it twice.
+    pub fn maybe_delivered(&self) -> bool {
+        self.0.maybe_delivered
     }
 
     /// Whether the same call may succeed later.
@@ -186,6 +201,9 @@ impl fmt::Debug for Error {
         if self.0.attempts > 0 {
             d.field("attempts", &self.0.attempts);
         }
+        if self.0.maybe_delivered {
+            d.field("maybe_delivered", &true);
+        }
         if let Some(source) = &self.0.source {
             d.field("source", source);
         }
@@ -218,23 +236,33 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<Error> for bot_core::Error {
-    /// Rate limits and server errors stay retryable for the runtime; refusals are permanent.
-    fn from(e: Error) -> Self {
+impl Error {
+    /// The runtime's error; `recorded` says the client remembered a maybe-delivered send, so a
+    /// retried handler skips it and the error may stay retryable.
+    pub(crate) fn into_core(self, recorded: bool) -> bot_core::Error {
         use bot_core::ErrorKind as Core;
-        let kind = match e.0.kind {
+        let kind = match self.0.kind {
             ErrorKind::Config => Core::Config,
             ErrorKind::RateLimited | ErrorKind::InvalidRequestLimit => Core::RateLimited,
             ErrorKind::Timeout => Core::Timeout,
             _ => Core::Outbound,
         };
-        let retryable = e.is_retryable();
-        let retry_after = e.0.retry_after;
-        let mut core = bot_core::Error::new(kind, e.to_string()).with_source(e);
+        let retryable = self.is_retryable() && (recorded || !self.0.maybe_delivered);
+        let retry_after = self.0.retry_after;
+        let mut core = bot_core::Error::new(kind, self.to_string()).with_source(self);
         if let Some(after) = retry_after {
             core = core.with_retry_after(after);
         }
         if retryable { core } else { core.permanent() }
+    }
+}
+
+impl From<Error> for bot_core::Error {
+    /// Rate limits and server errors stay retryable for the runtime; refusals are permanent, and
+    /// so is a send that may have been delivered (unless the client remembered it, see
+    /// [`Error::maybe_delivered`]): a retried handler would post it again.
+    fn from(e: Error) -> Self {
+        e.into_core(false)
     }
 }
 

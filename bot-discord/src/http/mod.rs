@@ -12,6 +12,15 @@
 //!   [`ErrorKind::InvalidRequestLimit`] until the window drains.
 //! - **Retries**: 429 after `retry_after`, 5xx and connection failures with backoff. Message
 //!   creation carries a `nonce` with `enforce_nonce`, so a retry never posts twice.
+//! - **Maybe delivered**: a call that cannot be made idempotent (a `POST` without a nonce:
+//!   follow-ups, interaction responses) is not sent again after a failure that may hide a
+//!   delivery: a time-out, a connection broken after the request was written, a 500, 502 or
+//!   504. It fails with [`Error::maybe_delivered`]; a refused connection or a 503 is retried.
+//! - **Long rate limits**: a 429 (or a bucket) that asks to wait longer than
+//!   [`DiscordHttpBuilder::max_retry_after`] (default [`DEFAULT_MAX_RETRY_AFTER`]) is not
+//!   waited: the call fails at once with [`ErrorKind::RateLimited`] and the hint in
+//!   [`Error::retry_after`], so the runtime retries the handler later instead of a handler
+//!   sleeping past its time-out.
 
 mod ratelimit;
 mod route;
@@ -43,6 +52,8 @@ pub const DEFAULT_INVALID_BUDGET: usize = 9_000;
 const ANSWER_WAIT: Duration = Duration::from_millis(250);
 /// Default time-out of one HTTP attempt.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest rate-limit wait a call sits through by default; longer ones fail the call.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The retry policy of REST calls by default: 4 attempts, 500 ms doubling up to 30 s.
 pub fn default_retry_policy() -> RetryPolicy {
@@ -68,6 +79,7 @@ struct Inner {
     retry: RetryPolicy,
     global: RateLimit,
     limits: RateLimiter,
+    max_retry_after: Duration,
     telemetry: OnceLock<Telemetry>,
 }
 
@@ -90,6 +102,7 @@ pub struct DiscordHttpBuilder {
     global_per_second: u32,
     invalid_budget: usize,
     timeout: Duration,
+    max_retry_after: Duration,
 }
 
 impl DiscordHttpBuilder {
@@ -120,6 +133,14 @@ impl DiscordHttpBuilder {
     /// The time-out of one attempt.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The longest rate-limit wait (a 429's `retry_after`, a bucket's reset) a call sits
+    /// through (default 10 s); a longer one fails the call with [`ErrorKind::RateLimited`]
+    /// carrying the wait as [`Error::retry_after`].
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
         self
     }
 
@@ -166,6 +187,7 @@ impl DiscordHttpBuilder {
                 retry: self.retry,
                 global,
                 limits: RateLimiter::new(self.invalid_budget),
+                max_retry_after: self.max_retry_after,
                 telemetry: OnceLock::new(),
             }),
         })
@@ -182,6 +204,7 @@ impl DiscordHttp {
             global_per_second: DEFAULT_GLOBAL_PER_SECOND,
             invalid_budget: DEFAULT_INVALID_BUDGET,
             timeout: DEFAULT_TIMEOUT,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 
@@ -333,7 +356,9 @@ impl DiscordHttp {
     /// [`ErrorKind::Api`] for 4xx (the JSON `code` kept), [`ErrorKind::Authentication`] for 401,
     /// [`ErrorKind::RateLimited`], [`ErrorKind::Server`], [`ErrorKind::Transport`] or
     /// [`ErrorKind::Timeout`] after the last attempt, [`ErrorKind::InvalidRequestLimit`] when the
-    /// invalid request budget is spent.
+    /// invalid request budget is spent. A call that is not idempotent (a `POST` without
+    /// `enforce_nonce`, typing aside) fails at its first ambiguous failure, with
+    /// [`Error::maybe_delivered`]; a rate limit longer than the cap fails at once.
     pub async fn request(
         &self,
         method: Method,
@@ -342,19 +367,30 @@ impl DiscordHttp {
     ) -> Result<Value, Error> {
         let key = RouteKey::new(&method, path);
         let url = format!("{}{path}", self.inner.api_base);
+        let idempotent = is_idempotent(&method, path, body);
         let body = body.map(|b| Bytes::from(b.to_string()));
         let mut attempt = 0;
         loop {
             attempt += 1;
             let ticket = self.admit(&key).await?;
             let failure = match self
-                .attempt(&key, ticket, &method, &url, body.clone())
+                .attempt(&key, ticket, &method, &url, body.clone(), idempotent)
                 .await
             {
                 Ok(value) => return Ok(value),
                 Err(failure)
-                    if !failure.is_retryable() || attempt >= self.inner.retry.max_attempts =>
+                    if !failure.is_retryable()
+                        || failure.maybe_delivered()
+                        || attempt >= self.inner.retry.max_attempts =>
                 {
+                    return Err(failure.with_attempts(attempt));
+                }
+                Err(failure)
+                    if failure
+                        .retry_after()
+                        .is_some_and(|wait| wait > self.inner.max_retry_after) =>
+                {
+                    // Not worth holding a handler for: the runtime retries it after the hint.
                     return Err(failure.with_attempts(attempt));
                 }
                 Err(failure) => failure,
@@ -378,7 +414,17 @@ impl DiscordHttp {
         let ticket = loop {
             match self.inner.limits.admit(key) {
                 Admission::Go(ticket) => break ticket,
-                Admission::Wait(until) => tokio::time::sleep_until(until).await,
+                Admission::Wait(until) => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    if wait > self.inner.max_retry_after {
+                        return Err(Error::new(
+                            ErrorKind::RateLimited,
+                            "discord: rate limited for longer than the client waits",
+                        )
+                        .with_retry_after(Some(wait)));
+                    }
+                    tokio::time::sleep_until(until).await;
+                }
                 Admission::WaitForAnswer => {
                     self.inner.limits.wait_for_answer(ANSWER_WAIT).await;
                 }
@@ -407,6 +453,7 @@ impl DiscordHttp {
         method: &Method,
         url: &str,
         body: Option<Bytes>,
+        idempotent: bool,
     ) -> Result<Value, Error> {
         // Gives the bucket's request back if this call ends (or is dropped) without an answer.
         let mut flight = Flight {
@@ -431,10 +478,12 @@ impl DiscordHttp {
                 } else {
                     ErrorKind::Transport
                 };
+                // A refused connection never carried the request; anything later may have.
+                let maybe_delivered = !idempotent && !e.is_connect();
                 // The URL may hold an interaction token; errors travel to logs.
-                return Err(
-                    Error::new(kind, "discord: the api call failed").with_source(e.without_url())
-                );
+                return Err(Error::new(kind, "discord: the api call failed")
+                    .with_source(e.without_url())
+                    .with_maybe_delivered(maybe_delivered));
             }
         };
         let status = response.status();
@@ -443,10 +492,21 @@ impl DiscordHttp {
         if let Some(ticket) = flight.ticket.take() {
             self.inner.limits.learn(key, &ticket, &headers);
         }
-        let bytes = response.bytes().await.map_err(|e| {
-            Error::new(ErrorKind::Transport, "discord: reading the answer failed")
-                .with_source(e.without_url())
-        })?;
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) if status.is_success() && !idempotent => {
+                // Discord took the call; only its answer (the message) was lost.
+                tracing::warn!(error = %e.without_url(), "discord accepted a call but its answer could not be read");
+                Bytes::new()
+            }
+            Err(e) => {
+                return Err(
+                    Error::new(ErrorKind::Transport, "discord: reading the answer failed")
+                        .with_source(e.without_url())
+                        .with_maybe_delivered(!idempotent),
+                );
+            }
+        };
         let json: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -502,7 +562,9 @@ impl DiscordHttp {
                 ErrorKind::Server,
                 format!("discord: server error ({message})"),
             )
-            .with_status(status)),
+            .with_status(status)
+            // A 503 says nothing was done; a 500 or a gateway's 502/504 may hide a delivery.
+            .with_maybe_delivered(!idempotent && s != StatusCode::SERVICE_UNAVAILABLE)),
             _ => Err(Error::new(ErrorKind::Api, format!("discord: {message}"))
                 .with_status(status)
                 .with_code(code)),
@@ -528,6 +590,16 @@ impl Drop for Flight<'_> {
             self.limits.abandon(&ticket);
         }
     }
+}
+
+/// Whether sending the call twice does no harm: anything but a `POST`, a `POST` that Discord
+/// deduplicates by its nonce, and the typing indicator.
+fn is_idempotent(method: &Method, path: &str, body: Option<&Value>) -> bool {
+    *method != Method::POST
+        || path.ends_with("/typing")
+        || body.is_some_and(|b| {
+            b.get("enforce_nonce") == Some(&Value::Bool(true)) && b.get("nonce").is_some()
+        })
 }
 
 fn header_seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
