@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::client::DiscordClient;
 use crate::error::Error;
 use crate::gateway::{
-    GatewayInfo, Intents, SessionStartLimit, ShardConfig, ShardManager, ShardRange,
+    DEFAULT_IDENTIFY_RESERVE, GatewayInfo, IDENTIFY_INTERVAL, IdentifyCoordinator, IdentifyQueue,
+    Intents, SessionStartLimit, ShardConfig, ShardManager, ShardRange,
 };
 use crate::http::{DiscordHttp, DiscordHttpBuilder};
 use crate::interactions::{self, InteractionsConfig, Pending, PublicKey};
@@ -50,6 +51,16 @@ pub struct Discord {
     shards: ShardRange,
     gateway_url_override: bool,
     interactions: Option<InteractionsConfig>,
+    identify: IdentifyOptions,
+}
+
+/// How the shards identify: a coordinator shared with other processes, and the reserve of
+/// session starts kept back.
+#[derive(Debug, Clone)]
+struct IdentifyOptions {
+    coordinator: Option<Arc<dyn IdentifyCoordinator>>,
+    interval: Duration,
+    reserve: u32,
 }
 
 /// Builds a [`Discord`] adapter.
@@ -65,6 +76,7 @@ pub struct DiscordBuilder {
     gateway_url: Option<String>,
     shards: ShardRange,
     defer_after: Option<Duration>,
+    identify: IdentifyOptions,
 }
 
 impl DiscordBuilder {
@@ -119,6 +131,21 @@ impl DiscordBuilder {
         self
     }
 
+    /// Spaces identifies through `coordinator`, shared with the other processes that run slices
+    /// of this bot's shards (`PgIdentifyCoordinator` with feature `postgres`), instead of within
+    /// this process only.
+    pub fn identify_coordinator(mut self, coordinator: Arc<dyn IdentifyCoordinator>) -> Self {
+        self.identify.coordinator = Some(coordinator);
+        self
+    }
+
+    /// Session starts of the day kept back (default [`DEFAULT_IDENTIFY_RESERVE`]): once only
+    /// these are left, shards do not identify until the budget resets.
+    pub fn identify_reserve(mut self, reserve: u32) -> Self {
+        self.identify.reserve = reserve;
+        self
+    }
+
     /// How long the interactions endpoint waits for the handler before deferring (default 2.5 s).
     pub fn defer_after(mut self, wait: Duration) -> Self {
         self.defer_after = Some(wait);
@@ -161,6 +188,7 @@ impl DiscordBuilder {
             shards: self.shards,
             gateway_url_override,
             interactions,
+            identify: self.identify,
         })
     }
 }
@@ -179,6 +207,11 @@ impl Discord {
             gateway_url: None,
             shards: ShardRange::Auto,
             defer_after: None,
+            identify: IdentifyOptions {
+                coordinator: None,
+                interval: IDENTIFY_INTERVAL,
+                reserve: DEFAULT_IDENTIFY_RESERVE,
+            },
         }
     }
 
@@ -323,7 +356,17 @@ impl Adapter for Discord {
         let Some(info) = self.gateway_info(&config, &shutdown).await else {
             return Ok(());
         };
-        let manager = ShardManager::from_gateway_info(config, self.shards, &info);
+        let limit = info.session_start_limit;
+        let identify = match &self.identify.coordinator {
+            Some(coordinator) => IdentifyQueue::with_coordinator(
+                limit.max_concurrency,
+                self.identify.interval,
+                coordinator.clone(),
+            ),
+            None => IdentifyQueue::new(limit.max_concurrency),
+        }
+        .session_start_limit(&limit, self.identify.reserve);
+        let manager = ShardManager::from_gateway_info_with(config, self.shards, &info, identify);
         tracing::info!(shards = ?manager, "discord gateway starting");
         manager
             .run(ingress, shutdown)

@@ -61,6 +61,9 @@ pub enum ErrorKind {
     Decode,
     /// A request breaks a Discord limit before it is sent (too long a message, too many buttons).
     InvalidRequest,
+    /// The day's session starts are spent down to the reserve: no identify until the reset
+    /// ([`Error::retry_after`]); Discord resets the token of a bot that runs out.
+    SessionStartLimit,
 }
 
 impl Error {
@@ -165,6 +168,7 @@ impl Error {
                 | ErrorKind::Timeout
                 | ErrorKind::Gateway
                 | ErrorKind::InvalidRequestLimit
+                | ErrorKind::SessionStartLimit
         )
     }
 

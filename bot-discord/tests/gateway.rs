@@ -91,11 +91,11 @@ impl Running {
 }
 
 fn run(config: ShardConfig, bot: &Bot) -> Running {
-    let shard = Arc::new(Shard::new(
-        ShardId::ONE,
-        Arc::new(config),
-        IdentifyQueue::new(1),
-    ));
+    run_with(config, IdentifyQueue::new(1), bot)
+}
+
+fn run_with(config: ShardConfig, identify: IdentifyQueue, bot: &Bot) -> Running {
+    let shard = Arc::new(Shard::new(ShardId::ONE, Arc::new(config), identify));
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let shard = shard.clone();
@@ -552,5 +552,110 @@ async fn commands_reach_the_gateway_on_the_live_connection() {
     gateway.wait_for_op(3, 1).await;
     assert_eq!(gateway.received_op(3)[0].d["status"], "idle");
     shard.stop().await.unwrap();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_sessions_in_a_row_wait_twice_as_long_each_time() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let wait = Duration::from_millis(100);
+    // No identify spacing: the waits measured are the shard's own.
+    let shard = run_with(
+        config(&gateway).invalid_session_wait(wait, wait),
+        IdentifyQueue::with_interval(1, Duration::ZERO),
+        &bot,
+    );
+    // READY, then op 9 at once, four times: the loop Discord ends by resetting the token.
+    for readies in 1..=4 {
+        gateway.wait_for_readies(readies).await;
+        gateway.invalid_session(false).await;
+    }
+    gateway.wait_for_readies(5).await;
+    let identifies = gateway.received_op(2);
+    let gaps: Vec<Duration> = identifies.windows(2).map(|p| p[1].at - p[0].at).collect();
+    println!("identify gaps after invalid sessions in a row: {gaps:?}");
+    for (i, gap) in gaps.iter().enumerate() {
+        let least = wait * (1 << i);
+        assert!(*gap >= least, "gap {i} is {gap:?}, not at least {least:?}");
+    }
+    shard.stop().await.unwrap();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn identifies_stop_at_the_reserve_of_the_session_budget_until_it_resets() {
+    use bot_discord::gateway::SessionStartLimit;
+
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let seen = Seen::default();
+    let bot = bot(&seen, Limits::default(), None);
+    let limit: SessionStartLimit = serde_json::from_value(json!({
+        "total": 1000, "remaining": 3, "reset_after": 2500, "max_concurrency": 1
+    }))
+    .unwrap();
+    // Three starts left, one kept back: two identifies, then none until the reset.
+    let identify = IdentifyQueue::with_interval(1, Duration::ZERO).session_start_limit(&limit, 1);
+    let started = Instant::now();
+    let shard = Arc::new(Shard::new(
+        ShardId::ONE,
+        Arc::new(
+            config(&gateway)
+                .invalid_session_wait(Duration::from_millis(10), Duration::from_millis(10)),
+        ),
+        identify.clone(),
+    ));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (shard, ingress, stop) = (shard.clone(), bot.ingress(), stop.clone());
+        async move { shard.run(ingress, stop).await }
+    });
+    gateway.wait_for_readies(1).await;
+    gateway.invalid_session(false).await;
+    gateway.wait_for_readies(2).await;
+    assert!(bot.is_ready());
+    gateway.invalid_session(false).await;
+
+    // Refused: the shard says it is not ready, and why.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while bot.is_ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reported not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused_after = started.elapsed();
+    let reasons = bot.ingress().readiness().not_ready();
+    assert!(
+        reasons
+            .iter()
+            .any(|(c, r)| c == "discord shard 0/1" && r.contains("session starts")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        gateway.received_op(2).len(),
+        2,
+        "no identify past the reserve"
+    );
+    assert_eq!(identify.session_starts_remaining(), Some(1));
+
+    // At the reset the budget is whole again: the shard identifies and is ready.
+    gateway.wait_for_readies(3).await;
+    let third = gateway.received_op(2)[2].at - started;
+    assert!(
+        third >= Duration::from_millis(2500),
+        "identified {third:?} after the start"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !bot.is_ready() {
+        assert!(tokio::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("session budget: refused after {refused_after:?}, identified again after {third:?}");
+    assert_eq!(identify.session_starts_remaining(), Some(999));
+    stop.cancel();
+    task.await.unwrap().unwrap();
     bot.shutdown().await;
 }

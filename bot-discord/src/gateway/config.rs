@@ -177,6 +177,10 @@ pub struct ShardConfig {
     /// The first and the longest wait before offering a dispatch again to a queue that failed
     /// (not full: unavailable, read-only, ...). Default 100 ms doubling up to 5 s.
     pub queue_retry_backoff: (Duration, Duration),
+    /// The longest wait before identifying again after invalid sessions in a row: the wait
+    /// after an invalid session doubles with each one that follows a short-lived session.
+    /// Default 5 minutes.
+    pub max_invalid_session_wait: Duration,
 }
 
 impl fmt::Debug for ShardConfig {
@@ -210,6 +214,7 @@ impl ShardConfig {
             large_threshold: 50,
             read_buffer_bytes: 16 * 1024,
             queue_retry_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            max_invalid_session_wait: Duration::from_secs(5 * 60),
         }
     }
 
@@ -257,6 +262,13 @@ impl ShardConfig {
         self
     }
 
+    /// Sets the longest wait before identifying again after invalid sessions in a row.
+    #[must_use]
+    pub fn max_invalid_session_wait(mut self, max: Duration) -> Self {
+        self.max_invalid_session_wait = max;
+        self
+    }
+
     /// Sets the back-off of dispatches offered again to a failing queue: `initial`, doubling up
     /// to `max`.
     #[must_use]
@@ -286,6 +298,13 @@ impl ShardConfig {
     pub(crate) fn invalid_session_delay(&self) -> Duration {
         let (low, high) = self.invalid_session_wait;
         low + (high - low).mul_f64(fastrand::f64())
+    }
+
+    /// The wait before identifying after the `streak`-th invalid session in a row (from 1):
+    /// the random wait, doubled for each before it, up to `max_invalid_session_wait`.
+    pub(crate) fn invalid_session_backoff(&self, wait: Duration, streak: u32) -> Duration {
+        let doubled = wait.saturating_mul(1 << streak.saturating_sub(1).min(20));
+        doubled.min(self.max_invalid_session_wait.max(wait))
     }
 }
 

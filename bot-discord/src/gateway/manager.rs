@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{ShardConfig, ShardId};
-use super::identify::IdentifyQueue;
+use super::identify::{DEFAULT_IDENTIFY_RESERVE, IdentifyQueue};
 use super::shard::Shard;
 use crate::error::Error;
 
@@ -136,18 +136,29 @@ impl ShardManager {
 
     /// The shards of `range` with what `GET /gateway/bot` said: its URL (unless `config.url` was
     /// set to something else than Discord's default), its recommended count and its identify
-    /// concurrency. When fewer session starts remain than shards, the start waits for the reset.
-    pub fn from_gateway_info(
+    /// concurrency. When fewer session starts remain than shards, the start waits for the reset;
+    /// the session start budget is tracked with [`DEFAULT_IDENTIFY_RESERVE`] kept back.
+    pub fn from_gateway_info(config: ShardConfig, range: ShardRange, info: &GatewayInfo) -> Self {
+        let limit = info.session_start_limit;
+        let identify = IdentifyQueue::new(limit.max_concurrency)
+            .session_start_limit(&limit, DEFAULT_IDENTIFY_RESERVE);
+        Self::from_gateway_info_with(config, range, info, identify)
+    }
+
+    /// As [`ShardManager::from_gateway_info`], identifying through `identify` (a coordinator
+    /// shared with other processes, another reserve).
+    pub fn from_gateway_info_with(
         mut config: ShardConfig,
         range: ShardRange,
         info: &GatewayInfo,
+        identify: IdentifyQueue,
     ) -> Self {
         if config.url == crate::DEFAULT_GATEWAY_URL {
             config.url.clone_from(&info.url);
         }
         let ids = range.resolve(info.shards);
         let limit = info.session_start_limit;
-        let mut manager = Self::new(config, &ids, IdentifyQueue::new(limit.max_concurrency));
+        let mut manager = Self::new(config, &ids, identify);
         if (limit.remaining as usize) < ids.len() {
             tracing::warn!(
                 remaining = limit.remaining,

@@ -12,7 +12,9 @@ mod session;
 mod shard;
 
 pub use config::{Intents, ShardConfig, ShardId};
-pub use identify::{IDENTIFY_INTERVAL, IdentifyQueue};
+pub use identify::{
+    DEFAULT_IDENTIFY_RESERVE, IDENTIFY_INTERVAL, IdentifyCoordinator, IdentifyQueue,
+};
 pub use manager::{GatewayInfo, SessionStartLimit, ShardManager, ShardRange};
 pub use session::Session;
 pub use shard::{GATEWAY_VERSION, QUEUE_ERROR_LOG_INTERVAL, Shard, ShardStatus};

@@ -78,6 +78,9 @@ const COMMAND_BUFFER: usize = 16;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// The wait before submitting again when the queue is full and says nothing.
 const FULL_QUEUE_WAIT: Duration = Duration::from_millis(50);
+/// A session that lasted this long after READY was no invalid-session loop: the next invalid
+/// session waits the short wait again.
+const STABLE_SESSION: Duration = Duration::from_secs(60);
 /// While the queue keeps failing, its error is logged at most this often (the first at once).
 pub const QUEUE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -253,6 +256,8 @@ impl Shard {
         )));
         let mut session: Option<Session> = None;
         let mut failures: u32 = 0;
+        // Invalid sessions in a row (READY, then op 9 soon after): each waits twice as long.
+        let mut invalid_streak: u32 = 0;
         let mut context = DispatchContext {
             bot_user_id: None,
             session_id: None,
@@ -270,9 +275,16 @@ impl Shard {
                 context: &mut context,
                 readiness: &readiness,
                 healthy: false,
+                ready_at: None,
             };
             let next = connection.run(&mut commands).await;
             let healthy = connection.healthy;
+            if connection
+                .ready_at
+                .is_some_and(|at| at.elapsed() >= STABLE_SESSION)
+            {
+                invalid_streak = 0;
+            }
             if healthy {
                 failures = 0;
             }
@@ -282,10 +294,30 @@ impl Shard {
                     tracing::error!(shard = self.id.number, %error, "discord shard stopped");
                     return Err(error);
                 }
-                Next::Resume { reason, at_once } => (reason, Duration::ZERO, at_once),
+                Next::Resume { reason, at_once } => {
+                    if healthy {
+                        invalid_streak = 0;
+                    }
+                    (reason, Duration::ZERO, at_once)
+                }
                 Next::Reidentify { reason, wait } => {
                     session = None;
                     self.status.set_session(None);
+                    let wait = if reason == INVALID_SESSION {
+                        invalid_streak += 1;
+                        let wait = self.config.invalid_session_backoff(wait, invalid_streak);
+                        if invalid_streak > 1 {
+                            tracing::warn!(
+                                shard = self.id.number,
+                                in_a_row = invalid_streak,
+                                ?wait,
+                                "discord: invalid sessions in a row; waiting longer before identifying"
+                            );
+                        }
+                        wait
+                    } else {
+                        wait
+                    };
                     (reason, wait, true)
                 }
             };
@@ -321,6 +353,8 @@ struct Connection<'a> {
     session: &'a mut Option<Session>,
     context: &'a mut DispatchContext,
     readiness: &'a Arc<Component>,
+    /// When READY arrived on this connection.
+    ready_at: Option<Instant>,
     /// Set once READY or RESUMED arrived: the connection worked, so the backoff starts over.
     healthy: bool,
 }
@@ -407,7 +441,9 @@ impl Connection<'_> {
         // A new session waits for its identify bucket with the heartbeat already running, so a
         // long wait (many shards, one bucket) never lets the connection time out.
         let shard = self.shard;
-        let mut identify_turn: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+        let mut identify_turn: Option<
+            Pin<Box<dyn Future<Output = Result<(), Error>> + Send + '_>>,
+        > = None;
         match self.session.as_ref() {
             Some(session) => {
                 shard.status.resumes.fetch_add(1, Ordering::Relaxed);
@@ -448,8 +484,19 @@ impl Connection<'_> {
                     let _ = sink.send(close(1000)).await;
                     return Next::Shutdown;
                 }
-                () = async { identify_turn.as_mut().expect("guarded").await }, if identify_turn.is_some() => {
+                turn = async { identify_turn.as_mut().expect("guarded").await }, if identify_turn.is_some() => {
                     identify_turn = None;
+                    if let Err(error) = turn {
+                        // The day's session starts are spent down to the reserve: identifying
+                        // now could get the token reset. Wait for the budget, not ready.
+                        tracing::error!(shard = shard.id.number, %error, "discord shard cannot identify");
+                        self.readiness.set_not_ready(error.to_string());
+                        let _ = sink.send(close(1000)).await;
+                        return Next::Reidentify {
+                            reason: "session_start_limit",
+                            wait: error.retry_after().unwrap_or(Duration::from_secs(60)),
+                        };
+                    }
                     shard.status.identifies.fetch_add(1, Ordering::Relaxed);
                     let identify = identify_payload(&shard.config, shard.id);
                     if sink.send(Message::text(identify.to_string())).await.is_err() {
@@ -544,7 +591,7 @@ impl Connection<'_> {
                                 Next::Resume { reason: "invalid_session_resumable", at_once: true }
                             } else {
                                 Next::Reidentify {
-                                    reason: "invalid_session",
+                                    reason: INVALID_SESSION,
                                     wait: self.shard.config.invalid_session_delay(),
                                 }
                             };
@@ -575,6 +622,11 @@ impl Connection<'_> {
                     .and_then(Value::as_str)
                     .map(str::to_owned);
                 self.healthy = true;
+                self.ready_at = Some(Instant::now());
+                if !self.shard.status.queue_failing.load(Ordering::Acquire) {
+                    // Not ready only for want of a session start (the queue's own state aside).
+                    self.readiness.set_ready();
+                }
                 tracing::info!(shard = self.shard.id.number, "discord shard ready");
                 None
             }
@@ -679,6 +731,9 @@ async fn hand_over(h: HandOver, event: Event) -> Result<(), ()> {
         }
     }
 }
+
+/// Why a connection ends with op 9 that cannot resume: counted for the back-off.
+const INVALID_SESSION: &str = "invalid_session";
 
 /// The next gateway frame; the error says how the connection ended.
 async fn next_frame<S>(stream: &mut S, inflater: &mut Option<Inflater>) -> Result<Frame, Next>
