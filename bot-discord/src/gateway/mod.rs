@@ -7,6 +7,8 @@ mod close;
 mod compression;
 mod config;
 mod identify;
+#[cfg(feature = "postgres")]
+mod identify_pg;
 mod manager;
 mod session;
 mod shard;
@@ -15,6 +17,8 @@ pub use config::{Intents, ShardConfig, ShardId};
 pub use identify::{
     DEFAULT_IDENTIFY_RESERVE, IDENTIFY_INTERVAL, IdentifyCoordinator, IdentifyQueue,
 };
+#[cfg(feature = "postgres")]
+pub use identify_pg::{IDENTIFY_TABLE, PgIdentifyCoordinator};
 pub use manager::{GatewayInfo, SessionStartLimit, ShardManager, ShardRange};
 pub use session::Session;
 pub use shard::{GATEWAY_VERSION, QUEUE_ERROR_LOG_INTERVAL, Shard, ShardStatus};
