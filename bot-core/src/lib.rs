@@ -47,6 +47,8 @@ mod tests {
         assert_send_sync::<crate::Bot>();
         assert_send_sync::<crate::BotBuilder>();
         assert_send_sync::<crate::Ingress>();
+        assert_send_sync::<crate::readiness::Readiness>();
+        assert_send_sync::<crate::readiness::Component>();
         assert_send_sync::<crate::adapter::Clients>();
         assert_send_sync::<crate::Context>();
         assert_send_sync::<crate::Event>();

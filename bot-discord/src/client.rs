@@ -266,11 +266,13 @@ impl Outbound for DiscordClient {
 
 /// An event, the index of a send for it, and the part of that send.
 type PartKey = (EventId, u32, usize);
+/// The parts, and the order they came in for expiry.
+type PartSet = (HashSet<PartKey>, VecDeque<(Instant, PartKey)>);
 
 /// Parts this client sent (or may have sent) for handlers, bounded in count and age.
 #[derive(Debug, Default)]
 struct SentParts {
-    parts: Mutex<(HashSet<PartKey>, VecDeque<(Instant, PartKey)>)>,
+    parts: Mutex<PartSet>,
 }
 
 impl SentParts {

@@ -38,6 +38,8 @@ mod tests {
         assert_send_sync::<crate::gateway::Shard>();
         assert_send_sync::<crate::gateway::ShardManager>();
         assert_send_sync::<crate::gateway::IdentifyQueue>();
+        #[cfg(feature = "postgres")]
+        assert_send_sync::<crate::gateway::PgIdentifyCoordinator>();
         assert_send_sync::<crate::interactions::Pending>();
         assert_send_sync::<crate::model::Message>();
         assert_send_sync::<crate::model::Interaction>();

@@ -193,6 +193,8 @@ enum Next {
 }
 
 type Pending = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
+/// A shard's wait for its identify turn (and budget).
+type IdentifyTurn<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
 impl Shard {
     /// A shard that identifies through `identify` (shared by the shards of one process).
@@ -441,9 +443,7 @@ impl Connection<'_> {
         // A new session waits for its identify bucket with the heartbeat already running, so a
         // long wait (many shards, one bucket) never lets the connection time out.
         let shard = self.shard;
-        let mut identify_turn: Option<
-            Pin<Box<dyn Future<Output = Result<(), Error>> + Send + '_>>,
-        > = None;
+        let mut identify_turn: Option<IdentifyTurn<'_>> = None;
         match self.session.as_ref() {
             Some(session) => {
                 shard.status.resumes.fetch_add(1, Ordering::Relaxed);
