@@ -130,9 +130,13 @@ async fn server_errors_are_retried_then_reported_with_a_typed_error() {
     let (api, http) = setup(3).await;
     api.api()
         .inject(Fault::status(StatusCode::BAD_GATEWAY).times(2));
-    http.create_message("1", &json!({"content": "x"}))
-        .await
-        .unwrap();
+    // With a nonce a retry cannot post twice: retried.
+    http.create_message(
+        "1",
+        &json!({"content": "x", "nonce": "x1", "enforce_nonce": true}),
+    )
+    .await
+    .unwrap();
     let statuses: Vec<u16> = api
         .api()
         .calls()
@@ -148,6 +152,16 @@ async fn server_errors_are_retried_then_reported_with_a_typed_error() {
         .await
         .unwrap_err();
     assert_eq!((error.kind(), error.attempts()), (ErrorKind::Server, 3));
+    assert!(!error.maybe_delivered(), "a 503 says nothing was done");
+
+    // Without a nonce, a 502 may hide a posted message: not sent again.
+    api.api().inject(Fault::status(StatusCode::BAD_GATEWAY));
+    let error = http
+        .create_message("1", &json!({"content": "w"}))
+        .await
+        .unwrap_err();
+    assert_eq!((error.kind(), error.attempts()), (ErrorKind::Server, 1));
+    assert!(error.maybe_delivered());
 
     api.api().inject(Fault::response(FakeResponse::json(
         StatusCode::BAD_REQUEST,
@@ -208,7 +222,10 @@ async fn the_client_stops_sending_before_the_invalid_request_ban() {
 #[tokio::test]
 async fn nonces_let_a_retried_send_through_once_and_two_sends_twice() {
     let (api, http) = setup(3).await;
-    let client = bot_discord::DiscordClient::new(http, None, Arc::default());
+    // Two processes: the handler's retry runs in the other one, which has not seen the sends
+    // (the same process would skip them from its memory without asking Discord).
+    let client = bot_discord::DiscordClient::new(http.clone(), None, Arc::default());
+    let other = bot_discord::DiscordClient::new(http, None, Arc::default());
     let event = bot_core::EventId::new("1180000000000000000");
     let working = bot_core::OutgoingMessage::text("working on it");
     let done = bot_core::OutgoingMessage::text("done");
@@ -227,7 +244,7 @@ async fn nonces_let_a_retried_send_through_once_and_two_sends_twice() {
         .await
         .unwrap();
     // The runtime retries the handler: the same two sends, with the same nonces.
-    client
+    other
         .post(
             "c1",
             std::slice::from_ref(&working),
@@ -236,6 +253,11 @@ async fn nonces_let_a_retried_send_through_once_and_two_sends_twice() {
         )
         .await
         .unwrap();
+    other
+        .post("c1", std::slice::from_ref(&done), Some((&event, 1)), None)
+        .await
+        .unwrap();
+    // In the same process, the retry is skipped before it reaches Discord.
     client
         .post("c1", std::slice::from_ref(&done), Some((&event, 1)), None)
         .await
