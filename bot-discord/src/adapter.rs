@@ -1,11 +1,12 @@
 //! [`Discord`]: the adapter that runs the gateway shards, serves the interactions endpoint, and
 //! answers through the REST client.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bot_core::adapter::Clients;
+use bot_core::readiness::Component;
 use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +53,9 @@ pub struct Discord {
     gateway_url_override: bool,
     interactions: Option<InteractionsConfig>,
     identify: IdentifyOptions,
+    /// Set once the gateway stopped for good (a refused token, disallowed intents): the bot is
+    /// not ready until it restarts.
+    stopped: Arc<Mutex<Option<Component>>>,
 }
 
 /// How the shards identify: a coordinator shared with other processes, and the reserve of
@@ -189,6 +193,7 @@ impl DiscordBuilder {
             gateway_url_override,
             interactions,
             identify: self.identify,
+            stopped: Arc::default(),
         })
     }
 }
@@ -282,6 +287,13 @@ impl Discord {
         &self.http
     }
 
+    /// Reports the gateway stopped for good: `/readyz` answers 503 naming it until a restart.
+    fn stopped_for_good(&self, ingress: &Ingress, reason: String) {
+        let component = ingress.readiness().component("discord gateway");
+        component.set_not_ready(reason);
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(component);
+    }
+
     /// Asks `GET /gateway/bot` until it answers (or the bot stops). With an explicit gateway URL
     /// and shard count, a failure falls back to one identify bucket.
     async fn gateway_info(
@@ -354,6 +366,12 @@ impl Adapter for Discord {
             return Ok(());
         };
         let Some(info) = self.gateway_info(&config, &shutdown).await else {
+            if !shutdown.is_cancelled() {
+                self.stopped_for_good(
+                    &ingress,
+                    "stopped: GET /gateway/bot refused the token".to_owned(),
+                );
+            }
             return Ok(());
         };
         let limit = info.session_start_limit;
@@ -368,9 +386,10 @@ impl Adapter for Discord {
         .session_start_limit(&limit, self.identify.reserve);
         let manager = ShardManager::from_gateway_info_with(config, self.shards, &info, identify);
         tracing::info!(shards = ?manager, "discord gateway starting");
-        manager
-            .run(ingress, shutdown)
-            .await
-            .map_err(bot_core::Error::from)
+        let result = manager.run(ingress.clone(), shutdown).await;
+        if let Err(error) = &result {
+            self.stopped_for_good(&ingress, format!("stopped: {error}"));
+        }
+        result.map_err(bot_core::Error::from)
     }
 }

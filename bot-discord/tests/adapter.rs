@@ -115,3 +115,40 @@ async fn a_thousand_gateway_messages_get_a_thousand_rest_echoes_and_bots_get_non
     server.await.unwrap().unwrap();
 }
 // ANCHOR_END: e2e
+
+#[tokio::test]
+async fn a_gateway_that_refuses_the_token_leaves_the_bot_not_ready_naming_it() {
+    // REST takes the token, the gateway closes with 4004: the shards stop for good.
+    let gateway = FakeGateway::start("another-token").await.unwrap();
+    let api = FakeDiscordApi::start(TOKEN, &gateway.url(), 1, 1)
+        .await
+        .unwrap();
+    let discord = Discord::builder(TOKEN)
+        .api_base(api.url())
+        .shards(ShardRange::Count(1))
+        .build()
+        .unwrap();
+    let bot = Bot::builder()
+        .adapter(discord)
+        .handler(Router::new().text(echo))
+        .build()
+        .unwrap();
+    bot.start();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while bot.is_ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready after the gateway refused the token"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let reasons = bot.ingress().readiness().not_ready();
+    assert!(
+        reasons
+            .iter()
+            .any(|(c, r)| c == "discord gateway" && r.contains("4004")),
+        "{reasons:?}"
+    );
+    assert_eq!(gateway.connections().len(), 1, "no reconnect loop");
+    bot.shutdown().await;
+}
