@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::DiscordClient;
 use crate::error::Error;
 use crate::gateway::{
-    DEFAULT_IDENTIFY_RESERVE, GatewayInfo, IDENTIFY_INTERVAL, IdentifyCoordinator, IdentifyQueue,
-    Intents, SessionStartLimit, ShardConfig, ShardManager, ShardRange,
+    DEFAULT_BUDGET_REFRESH, DEFAULT_IDENTIFY_RESERVE, GatewayInfo, IDENTIFY_INTERVAL,
+    IdentifyCoordinator, IdentifyQueue, Intents, SessionStartLimit, ShardConfig, ShardManager,
+    ShardRange,
 };
 use crate::http::{DiscordHttp, DiscordHttpBuilder};
 use crate::interactions::{self, InteractionsConfig, Pending, PublicKey};
@@ -383,7 +384,8 @@ impl Adapter for Discord {
             ),
             None => IdentifyQueue::new(limit.max_concurrency),
         }
-        .session_start_limit(&limit, self.identify.reserve);
+        .session_start_limit(&limit, self.identify.reserve)
+        .refresh_budget_from(Arc::new(self.http.clone()), DEFAULT_BUDGET_REFRESH);
         let manager = ShardManager::from_gateway_info_with(config, self.shards, &info, identify);
         tracing::info!(shards = ?manager, "discord gateway starting");
         let result = manager.run(ingress.clone(), shutdown).await;

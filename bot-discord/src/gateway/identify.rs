@@ -25,6 +25,27 @@ pub const DEFAULT_IDENTIFY_RESERVE: u32 = 10;
 const BUDGET_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// The wait before asking a coordinator again after it failed.
 const COORDINATOR_RETRY: Duration = Duration::from_secs(1);
+/// How often the budget is read again from its source by default.
+pub const DEFAULT_BUDGET_REFRESH: Duration = Duration::from_secs(60);
+
+/// Where the day's session start budget is read (`GET /gateway/bot`): what Discord counts,
+/// identifies of other processes of the bot included.
+#[async_trait]
+pub trait SessionStartSource: Send + Sync + fmt::Debug + 'static {
+    /// The budget as Discord counts it now.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be read; the count kept so far is used meanwhile.
+    async fn session_start_limit(&self) -> Result<SessionStartLimit, Error>;
+}
+
+#[async_trait]
+impl SessionStartSource for crate::http::DiscordHttp {
+    async fn session_start_limit(&self) -> Result<SessionStartLimit, Error> {
+        Ok(self.gateway_bot().await?.session_start_limit)
+    }
+}
 
 /// Grants identify turns per rate-limit bucket, so that the shards of one bucket identify at
 /// least an interval apart (like twilight's gateway queue).
@@ -60,6 +81,7 @@ pub struct IdentifyQueue {
     interval: Duration,
     coordinator: Option<Arc<dyn IdentifyCoordinator>>,
     budget: Option<Arc<StdMutex<Budget>>>,
+    source: Option<(Arc<dyn SessionStartSource>, Duration)>,
 }
 
 /// The session starts left, tracked from `GET /gateway/bot` and the identifies made since.
@@ -69,6 +91,7 @@ struct Budget {
     remaining: u32,
     reset_at: Instant,
     reserve: u32,
+    read_at: Instant,
 }
 
 impl fmt::Debug for IdentifyQueue {
@@ -78,6 +101,7 @@ impl fmt::Debug for IdentifyQueue {
             .field("interval", &self.interval)
             .field("coordinator", &self.coordinator)
             .field("budget", &self.budget)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -98,6 +122,7 @@ impl IdentifyQueue {
             interval,
             coordinator: None,
             budget: None,
+            source: None,
         }
     }
 
@@ -127,8 +152,52 @@ impl IdentifyQueue {
             remaining: limit.remaining.min(limit.total),
             reset_at: Instant::now() + reset_after,
             reserve,
+            read_at: Instant::now(),
         })));
         self
+    }
+
+    /// Reads the budget again from `source` when it is older than `every`, before an identify:
+    /// processes that share a bot spend one budget, which only Discord counts whole.
+    #[must_use]
+    pub fn refresh_budget_from(
+        mut self,
+        source: Arc<dyn SessionStartSource>,
+        every: Duration,
+    ) -> Self {
+        self.source = Some((source, every));
+        self
+    }
+
+    /// Reads the budget from the source when it is due; a failure keeps the count.
+    async fn refresh_budget(&self) {
+        let (Some(budget), Some((source, every))) = (&self.budget, &self.source) else {
+            return;
+        };
+        {
+            let budget = budget.lock().unwrap_or_else(|p| p.into_inner());
+            if budget.read_at.elapsed() < *every {
+                return;
+            }
+        }
+        let read = source.session_start_limit().await;
+        let mut budget = budget.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        budget.read_at = now;
+        match read {
+            Ok(limit) => {
+                budget.total = limit.total;
+                budget.remaining = limit.remaining.min(limit.total);
+                budget.reset_at = now
+                    + match limit.reset_after {
+                        0 => BUDGET_WINDOW,
+                        ms => Duration::from_millis(ms),
+                    };
+            }
+            Err(error) => {
+                tracing::warn!(%error, "discord: cannot read the session start budget; counting on");
+            }
+        }
     }
 
     /// Waits until shard `shard_id` may identify, books the bucket's slot, and spends one
@@ -139,6 +208,7 @@ impl IdentifyQueue {
     /// [`ErrorKind::SessionStartLimit`] when only the reserve of the day's session starts is
     /// left, with [`Error::retry_after`] saying when the budget resets.
     pub async fn wait_turn(&self, shard_id: u32) -> Result<(), Error> {
+        self.refresh_budget().await;
         self.check_budget()?;
         let bucket_number = shard_id % u32::try_from(self.buckets.len()).unwrap_or(1);
         let bucket = &self.buckets[bucket_number as usize];
@@ -295,5 +365,38 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         queue.wait_turn(0).await.unwrap();
         assert_eq!(queue.session_starts_remaining(), Some(999));
+    }
+
+    /// Discord's count, spent by other processes too.
+    #[derive(Debug)]
+    struct Discord(StdMutex<SessionStartLimit>);
+
+    #[async_trait]
+    impl SessionStartSource for Discord {
+        async fn session_start_limit(&self) -> Result<SessionStartLimit, Error> {
+            Ok(*self.0.lock().unwrap())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_follows_discords_count_spent_by_other_processes() {
+        let limit = SessionStartLimit {
+            total: 1000,
+            remaining: 500,
+            reset_after: 3_600_000,
+            max_concurrency: 1,
+        };
+        let discord = Arc::new(Discord(StdMutex::new(limit)));
+        let queue = IdentifyQueue::with_interval(1, Duration::ZERO)
+            .session_start_limit(&limit, 10)
+            .refresh_budget_from(discord.clone(), Duration::from_secs(60));
+        queue.wait_turn(0).await.unwrap();
+        assert_eq!(queue.session_starts_remaining(), Some(499));
+        // The other processes spent all but the reserve meanwhile.
+        discord.0.lock().unwrap().remaining = 10;
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let refused = queue.wait_turn(0).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::SessionStartLimit);
+        assert_eq!(queue.session_starts_remaining(), Some(10));
     }
 }

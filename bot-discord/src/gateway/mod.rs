@@ -15,7 +15,8 @@ mod shard;
 
 pub use config::{Intents, ShardConfig, ShardId};
 pub use identify::{
-    DEFAULT_IDENTIFY_RESERVE, IDENTIFY_INTERVAL, IdentifyCoordinator, IdentifyQueue,
+    DEFAULT_BUDGET_REFRESH, DEFAULT_IDENTIFY_RESERVE, IDENTIFY_INTERVAL, IdentifyCoordinator,
+    IdentifyQueue, SessionStartSource,
 };
 #[cfg(feature = "postgres")]
 pub use identify_pg::{IDENTIFY_TABLE, PgIdentifyCoordinator};
