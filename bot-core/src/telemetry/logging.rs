@@ -408,6 +408,74 @@ fn hostname() -> Option<String> {
         .filter(|name| !name.trim().is_empty())
 }
 
+/// Lets a recurring log line through at most once per interval and counts the ones it held back,
+/// so that requests anyone can send (bad signatures, oversized bodies, refused connections)
+/// cannot flood the logs. Metrics still count every occurrence.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use bot_core::telemetry::RateLimitedLog;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let log = RateLimitedLog::new(Duration::from_secs(10));
+/// assert_eq!(log.check(), Some(0)); // the first line goes out
+/// assert_eq!(log.check(), None); // held back and counted
+/// # }
+/// ```
+pub struct RateLimitedLog {
+    interval: std::time::Duration,
+    state: std::sync::Mutex<LimiterState>,
+}
+
+#[derive(Default)]
+struct LimiterState {
+    next_at: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    /// A limiter letting one line through per `interval`.
+    pub fn new(interval: std::time::Duration) -> Self {
+        Self {
+            interval,
+            state: std::sync::Mutex::new(LimiterState::default()),
+        }
+    }
+
+    /// `Some(held_back)` when this occurrence should be logged, with the number of occurrences
+    /// held back since the last line that went out (log it with the line); `None` when it is
+    /// held back.
+    pub fn check(&self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.next_at {
+            Some(next) if now < next => {
+                state.suppressed = state.suppressed.saturating_add(1);
+                None
+            }
+            _ => {
+                state.next_at = Some(now + self.interval);
+                Some(std::mem::take(&mut state.suppressed))
+            }
+        }
+    }
+
+    /// The interval between two lines.
+    pub fn interval(&self) -> std::time::Duration {
+        self.interval
+    }
+}
+
+impl fmt::Debug for RateLimitedLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitedLog")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
