@@ -157,7 +157,11 @@ impl Bot {
                 StatusCode::REQUEST_TIMEOUT,
                 self.inner.request_timeout,
             ))
-            .layer(TraceLayer::new_for_http().on_failure(on_failure))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_failure(on_failure),
+            )
     }
 
     /// Serves on `addr` until SIGTERM, ctrl-c or [`Bot::request_shutdown`], then shuts down
@@ -482,6 +486,17 @@ async fn metrics(State(bot): State<Bot>) -> Response {
         )
             .into_response()
     }
+}
+
+/// The span of one request: its method and path, never its query, which can carry secrets
+/// (Messenger's subscription handshake sends `hub.verify_token` in it).
+fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        version = ?request.version(),
+    )
 }
 
 /// Completes on SIGTERM or ctrl-c.

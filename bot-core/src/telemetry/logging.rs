@@ -206,14 +206,36 @@ impl Logging {
             .with_source(e)
         })?;
         Ok(Settings {
-            filter: EnvFilter::builder()
-                .with_default_directive(default_level.into())
-                .parse_lossy(rust_log.unwrap_or_default()),
+            filter: log_filter(rust_log.unwrap_or_default(), default_level),
             output: self.output,
             node_id: node_id(),
             otlp: std::env::var(super::OTLP_ENDPOINT_ENV).is_ok_and(|v| !v.trim().is_empty()),
         })
     }
+}
+
+/// Targets that print secrets at their most verbose levels, capped whatever `RUST_LOG` says:
+/// tungstenite logs whole WebSocket frames at TRACE (Discord's identify carries the bot token),
+/// tokio_postgres logs statement parameters at DEBUG (event payloads carry reply tokens).
+pub const SECRET_SAFE_DIRECTIVES: &[&str] = &[
+    "tungstenite=debug",
+    "tokio_tungstenite=debug",
+    "tokio_postgres::query=info",
+];
+
+/// The filter [`Logging`] installs: `rust_log`'s directives (invalid ones ignored) over
+/// `default_level`, with [`SECRET_SAFE_DIRECTIVES`] on top, so that even `RUST_LOG=trace` logs
+/// no secret.
+pub fn log_filter(rust_log: &str, default_level: LevelFilter) -> EnvFilter {
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(default_level.into())
+        .parse_lossy(rust_log);
+    for directive in SECRET_SAFE_DIRECTIVES {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
 }
 
 /// This node's id: [`NODE_ID_ENV`] if set, else the host name, else `pid-<process id>`.
