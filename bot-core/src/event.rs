@@ -749,7 +749,7 @@ mod tests {
             .with_raw(serde_json::json!({"replyToken": "reply-secret", "token": "itoken-secret"}));
         let shown = format!("{e:?}");
         assert!(!shown.contains("secret"), "{shown}");
-        assert!(shown.contains("Raw(55 bytes)"), "{shown}");
+        assert!(shown.contains("Raw(53 bytes)"), "{shown}");
         assert_eq!(format!("{:?}", Raw::default()), "Raw(none)");
     }
 

@@ -206,7 +206,9 @@ impl Logging {
             .with_source(e)
         })?;
         Ok(Settings {
-            filter: log_filter(rust_log.unwrap_or_default(), default_level),
+            filter: EnvFilter::builder()
+                .with_default_directive(default_level.into())
+                .parse_lossy(rust_log.unwrap_or_default()),
             output: self.output,
             node_id: node_id(),
             otlp: std::env::var(super::OTLP_ENDPOINT_ENV).is_ok_and(|v| !v.trim().is_empty()),
@@ -214,28 +216,23 @@ impl Logging {
     }
 }
 
-/// Targets that print secrets at their most verbose levels, capped whatever `RUST_LOG` says:
-/// tungstenite logs whole WebSocket frames at TRACE (Discord's identify carries the bot token),
-/// tokio_postgres logs statement parameters at DEBUG (event payloads carry reply tokens).
-pub const SECRET_SAFE_DIRECTIVES: &[&str] = &[
-    "tungstenite=debug",
-    "tokio_tungstenite=debug",
-    "tokio_postgres::query=info",
+/// Targets that print secrets at their most verbose levels, and the most each may log whatever
+/// `RUST_LOG` says: tungstenite logs whole WebSocket frames at TRACE (Discord's identify carries
+/// the bot token), tokio_postgres logs statement parameters at DEBUG (event payloads carry reply
+/// tokens).
+pub const SECRET_SAFE_CAPS: &[(&str, LevelFilter)] = &[
+    ("tungstenite", LevelFilter::DEBUG),
+    ("tokio_tungstenite", LevelFilter::DEBUG),
+    ("tokio_postgres::query", LevelFilter::INFO),
 ];
 
-/// The filter [`Logging`] installs: `rust_log`'s directives (invalid ones ignored) over
-/// `default_level`, with [`SECRET_SAFE_DIRECTIVES`] on top, so that even `RUST_LOG=trace` logs
-/// no secret.
-pub fn log_filter(rust_log: &str, default_level: LevelFilter) -> EnvFilter {
-    let mut filter = EnvFilter::builder()
-        .with_default_directive(default_level.into())
-        .parse_lossy(rust_log);
-    for directive in SECRET_SAFE_DIRECTIVES {
-        if let Ok(directive) = directive.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    filter
+/// A filter layer that caps the targets of [`SECRET_SAFE_CAPS`] and lets everything else
+/// through; [`Logging`] installs it beside the `RUST_LOG` filter, so that even `RUST_LOG=trace`
+/// logs no secret. It only ever lowers levels: add it to a subscriber of your own with `.with(..)`.
+pub fn secret_safe_caps() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(SECRET_SAFE_CAPS.iter().copied())
 }
 
 /// This node's id: [`NODE_ID_ENV`] if set, else the host name, else `pid-<process id>`.
@@ -296,6 +293,7 @@ fn install(settings: Settings) -> Result<LoggingGuard, Error> {
     };
     let registry = tracing_subscriber::registry()
         .with(filter)
+        .with(secret_safe_caps())
         .with(fmt_layer(&node_id, writer, ansi));
     #[cfg(feature = "otlp")]
     let registry = registry.with(tracer_provider.as_ref().map(|provider| {

@@ -20,8 +20,8 @@ use crate::event::Platform;
 use crate::queue::Queue;
 
 pub use logging::{
-    Logging, LoggingGuard, NODE_ID_ENV, RateLimitedLog, SECRET_SAFE_DIRECTIVES, init_logging,
-    log_filter, node_id,
+    Logging, LoggingGuard, NODE_ID_ENV, RateLimitedLog, SECRET_SAFE_CAPS, init_logging, node_id,
+    secret_safe_caps,
 };
 pub(crate) use metrics::Metrics;
 pub use metrics::{DropReason, Outcome};

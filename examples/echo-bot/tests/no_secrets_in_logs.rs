@@ -24,6 +24,8 @@ use bot_messenger::testing::{
     FakeMessenger, WebhookBuilder as MessengerWebhook, verify_subscription,
 };
 use serde_json::{Value, json};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 const LINE_SECRET: &str = "line-channel-secret-4f1c9a";
 const LINE_TOKEN: &str = "line-access-token-8b2e7d";
@@ -107,15 +109,16 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
 
     let captured = Captured::default();
     let writer = captured.clone();
-    // RUST_LOG=trace as a bot binary reads it (`Logging` uses the same filter): every target at
+    // RUST_LOG=trace as a bot binary's `Logging` installs it, caps included: every target at
     // TRACE; `log` records (reqwest, tungstenite, tokio_postgres) come along.
-    tracing_subscriber::fmt()
-        .with_env_filter(bot_core::telemetry::log_filter(
-            "trace",
-            tracing_subscriber::filter::LevelFilter::INFO,
-        ))
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("trace"))
+        .with(bot_core::telemetry::secret_safe_caps())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        )
         .try_init()
         .expect("the only subscriber of this test binary");
 
