@@ -488,13 +488,18 @@ async fn metrics(State(bot): State<Bot>) -> Response {
     }
 }
 
-/// The span of one request: its method and path, never its query, which can carry secrets
-/// (Messenger's subscription handshake sends `hub.verify_token` in it).
+/// The span of one request: its method and route, never its query, which can carry secrets
+/// (Messenger's subscription handshake sends `hub.verify_token` in it). The route is the
+/// template it matched (`/hooks/{token}`, not the token itself); the path only when none did.
 fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| request.uri().path(), |matched| matched.as_str());
     tracing::debug_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        route = %route,
         version = ?request.version(),
     )
 }

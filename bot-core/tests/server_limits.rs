@@ -52,6 +52,13 @@ impl Adapter for Routes {
             axum::Router::new()
                 .route("/t/events", post(events))
                 .route("/t/signed", post(bad_signature))
+                .route(
+                    "/t/hooks/{token}",
+                    axum::routing::get(|| async {
+                        tracing::info!("inside");
+                        "ok"
+                    }),
+                )
                 .with_state(ingress)
                 .route(
                     "/t/slow",
@@ -471,4 +478,31 @@ async fn metrics_and_health_move_to_the_ops_address_when_configured() {
         .expect("both servers stop")
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn request_spans_show_the_route_template_never_the_query_or_path_tokens() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (bot, _) = bot_with(|b| b);
+    let router = bot.router();
+    let res = send(
+        &router,
+        Request::builder()
+            .uri("/t/hooks/path-secret-1?verify_token=query-secret-2")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let logs = captured.text();
+    assert!(logs.contains("route=/t/hooks/{token}"), "{logs}");
+    assert!(!logs.contains("path-secret-1"), "{logs}");
+    assert!(!logs.contains("query-secret-2"), "{logs}");
 }
