@@ -17,7 +17,7 @@ use crate::outbound::Outbound;
 use crate::queue::{PushReport, Queue};
 use crate::readiness::Readiness;
 use crate::runtime::Progress;
-use crate::telemetry::{DropReason, Telemetry};
+use crate::telemetry::{DropReason, RateLimitedLog, Telemetry};
 
 /// A platform integration: webhook routes, long-running tasks (gateways, stdin), an outbound client.
 ///
@@ -83,6 +83,8 @@ struct IngressInner {
     accepting: AtomicBool,
     progress: Arc<Progress>,
     readiness: Readiness,
+    refused_log: RateLimitedLog,
+    queue_error_log: RateLimitedLog,
 }
 
 impl fmt::Debug for Ingress {
@@ -95,6 +97,17 @@ impl fmt::Debug for Ingress {
 
 /// Seconds a platform is told to wait when the bot is shutting down.
 const DRAINING_RETRY_AFTER_SECS: u64 = 5;
+/// Seconds a platform is told to wait when the queue failed without saying when to retry.
+const QUEUE_ERROR_RETRY_AFTER_SECS: u64 = 5;
+/// At most one line per interval for refused requests and failed pushes; metrics count them all.
+pub(crate) const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The response header saying how many events of the request a full queue shed
+/// ([`crate::Overflow::DropNewest`]) although the answer is 200.
+pub const EVENTS_DROPPED_HEADER: &str = "x-bot-events-dropped";
+/// The response header saying how many older, already acknowledged events a full queue evicted
+/// to take this request's ([`crate::Overflow::DropOldest`]).
+pub const EVENTS_EVICTED_HEADER: &str = "x-bot-events-evicted";
 
 impl Ingress {
     pub(crate) fn new(
@@ -109,6 +122,8 @@ impl Ingress {
                 accepting: AtomicBool::new(true),
                 progress,
                 readiness: Readiness::default(),
+                refused_log: RateLimitedLog::new(REFUSAL_LOG_INTERVAL),
+                queue_error_log: RateLimitedLog::new(REFUSAL_LOG_INTERVAL),
             }),
         }
     }
@@ -156,6 +171,17 @@ impl Ingress {
                     _ => "queue_error",
                 };
                 metrics.rejected(&platform, reason);
+                // A full queue is load, answered by design; any other failure is a fault.
+                if reason == "queue_error"
+                    && let Some(suppressed) = self.inner.queue_error_log.check()
+                {
+                    tracing::error!(
+                        error = %e,
+                        %platform,
+                        suppressed,
+                        "cannot push events; answered 503 so that the platform delivers again"
+                    );
+                }
                 Err(e)
             }
         }
@@ -163,9 +189,13 @@ impl Ingress {
 
     /// Submits the events of one webhook request and answers the platform: 200 once all are
     /// accepted (or were duplicates), otherwise what [`rejection`] says (503 with `Retry-After`).
+    ///
+    /// Under [`crate::Overflow::DropNewest`] and [`crate::Overflow::DropOldest`] a full queue
+    /// sheds events and the answer is still 200 (the platform must not redeliver them, or the
+    /// load would not go down); [`accepted`] says so in the response's headers.
     pub async fn submit_and_answer(&self, events: Vec<Event>) -> Response {
         match self.submit(events).await {
-            Ok(_) => (StatusCode::OK, "ok").into_response(),
+            Ok(report) => accepted(&report),
             Err(e) => rejection(&e),
         }
     }
@@ -178,8 +208,29 @@ impl Ingress {
         status: StatusCode,
         reason: &'static str,
     ) -> Response {
-        self.inner.telemetry.webhook_rejected(platform, reason);
+        self.note_refused(platform, status, reason);
         (status, reason).into_response()
+    }
+
+    /// Counts a refused request and logs it, at most once per interval.
+    pub(crate) fn note_refused(
+        &self,
+        platform: &Platform,
+        status: StatusCode,
+        reason: &'static str,
+    ) {
+        self.inner.telemetry.webhook_rejected(platform, reason);
+        // Anyone can send these: one line per interval, never a flood.
+        if let Some(suppressed) = self.inner.refused_log.check() {
+            tracing::warn!(
+                %platform,
+                reason,
+                status = status.as_u16(),
+                suppressed,
+                "webhook request refused (one line per {:?}; bot.webhook.rejected counts each)",
+                REFUSAL_LOG_INTERVAL
+            );
+        }
     }
 
     /// Counts `count` events of one request that the adapter acknowledges but does not deliver,
@@ -218,20 +269,40 @@ fn draining() -> Error {
         .with_retry_after(std::time::Duration::from_secs(DRAINING_RETRY_AFTER_SECS))
 }
 
-/// The HTTP answer to a failed [`Ingress::submit`]: 503 with `Retry-After` when the queue is full
-/// or the bot is draining, 500 otherwise.
-pub fn rejection(error: &Error) -> Response {
-    match error.kind() {
-        ErrorKind::QueueFull | ErrorKind::QueueClosed => {
-            let secs = error
-                .retry_after()
-                .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
-                .max(1);
-            let mut res = (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
+/// The HTTP answer to a successful [`Ingress::submit`]: 200, with [`EVENTS_DROPPED_HEADER`] and
+/// [`EVENTS_EVICTED_HEADER`] when the overflow policy shed events to make room.
+pub fn accepted(report: &PushReport) -> Response {
+    let mut res = (StatusCode::OK, "ok").into_response();
+    for (name, count) in [
+        (EVENTS_DROPPED_HEADER, report.dropped_newest),
+        (EVENTS_EVICTED_HEADER, report.evicted_oldest),
+    ] {
+        if count > 0 {
             res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            res
+                .insert(name, HeaderValue::from(count as u64));
         }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot accept events").into_response(),
     }
+    res
+}
+
+/// The HTTP answer to a failed [`Ingress::submit`]: 503 with `Retry-After`, so that the platform
+/// delivers the events again later, whatever failed: a full queue and a draining bot say when
+/// (the error's retry hint), any other queue failure (a statement the database refused, a
+/// time-out) waits 5 seconds. Nothing of the request was acknowledged.
+pub fn rejection(error: &Error) -> Response {
+    let secs = match (error.kind(), error.retry_after()) {
+        (_, Some(d)) => d.as_secs() + u64::from(d.subsec_nanos() > 0),
+        (ErrorKind::QueueFull | ErrorKind::QueueClosed, None) => 1,
+        (_, None) => QUEUE_ERROR_RETRY_AFTER_SECS,
+    }
+    .max(1);
+    let body = match error.kind() {
+        ErrorKind::QueueFull | ErrorKind::QueueClosed => error.to_string(),
+        // The details are in the log; the platform needs none of them.
+        _ => "cannot accept events now".to_owned(),
+    };
+    let mut res = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
 }

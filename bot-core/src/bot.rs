@@ -54,6 +54,7 @@ pub(crate) struct Inner {
     pub(crate) adapters: Vec<Arc<dyn Adapter>>,
     pub(crate) max_body_bytes: usize,
     pub(crate) request_timeout: Duration,
+    pub(crate) server: crate::server::ServerSettings,
     pub(crate) shutdown_requested: CancellationToken,
     progress: Arc<Progress>,
     supervisor: Mutex<Option<Supervisor>>,
@@ -269,6 +270,7 @@ pub struct BotBuilder {
     dead_letter_hook: Option<DeadLetterHook>,
     max_body_bytes: usize,
     request_timeout: Duration,
+    server: crate::server::ServerSettings,
     #[cfg(feature = "postgres")]
     database: Option<crate::pg::PgPool>,
 }
@@ -286,6 +288,7 @@ impl Default for BotBuilder {
             dead_letter_hook: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            server: crate::server::ServerSettings::default(),
             #[cfg(feature = "postgres")]
             database: None,
         }
@@ -374,14 +377,38 @@ impl BotBuilder {
         self
     }
 
+    /// Serves `/healthz`, `/readyz` and `/metrics` on `addr`, apart from the webhooks, whose
+    /// port then serves none of them (default: the `BOT_OPS_ADDR` environment variable, else
+    /// everything on one port). Keep that address private.
+    pub fn ops_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.server.ops_addr = Some(addr);
+        self
+    }
+
+    /// Open connections the server keeps at most (default 1024); further ones are answered 503
+    /// and closed at once, and counted in `bot.server.connections.refused`.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.server.max_connections = connections;
+        self
+    }
+
+    /// Requests the server handles at once (default 1024); further ones are answered 503 with
+    /// `Retry-After` and counted in `bot.server.requests.refused`.
+    pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.server.max_concurrent_requests = requests;
+        self
+    }
+
     /// Validates the configuration and builds the bot.
     ///
     /// # Errors
     ///
     /// [`crate::ErrorKind::Config`] when no handler is set, the limits are invalid, two adapters
-    /// serve the same platform, or the telemetry cannot be set up.
-    pub fn build(self) -> Result<Bot, Error> {
+    /// serve the same platform, `BOT_OPS_ADDR` is not a socket address, a server limit is zero,
+    /// or the telemetry cannot be set up.
+    pub fn build(mut self) -> Result<Bot, Error> {
         self.limits.validate()?;
+        self.server.resolve()?;
         let handler = self
             .handler
             .ok_or_else(|| Error::config("bot: no handler; call .handler(..)"))?;
@@ -453,6 +480,7 @@ impl BotBuilder {
                 adapters: self.adapters,
                 max_body_bytes: self.max_body_bytes,
                 request_timeout: self.request_timeout,
+                server: self.server,
                 shutdown_requested: CancellationToken::new(),
                 progress,
                 supervisor: Mutex::new(Some(supervisor)),

@@ -289,9 +289,14 @@ impl PartialEq for Raw {
     }
 }
 
+/// Shows the payload's size, never its content: platform payloads carry reply and interaction
+/// tokens, and `Debug` output ends up in logs.
 impl fmt::Debug for Raw {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.json())
+        match self.raw_json() {
+            None => f.write_str("Raw(none)"),
+            Some(json) => write!(f, "Raw({} bytes)", json.get().len()),
+        }
     }
 }
 
@@ -735,6 +740,17 @@ mod tests {
     #[test]
     fn reply_token_is_redacted_in_debug() {
         assert_eq!(format!("{:?}", ReplyToken::new("secret")), "ReplyToken(..)");
+    }
+
+    #[test]
+    fn event_debug_shows_the_raw_payloads_size_not_its_tokens() {
+        let e = Event::text(Platform::LINE, "U1", "hi")
+            .with_reply_token(ReplyToken::new("reply-secret"))
+            .with_raw(serde_json::json!({"replyToken": "reply-secret", "token": "itoken-secret"}));
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("Raw(53 bytes)"), "{shown}");
+        assert_eq!(format!("{:?}", Raw::default()), "Raw(none)");
     }
 
     #[test]

@@ -1,21 +1,96 @@
 //! The HTTP server: adapters' webhooks plus `/healthz`, `/readyz` and `/metrics`, on axum.
+//!
+//! Anyone can reach a webhook port, so it is bounded: open connections (excess ones are answered
+//! 503 and closed), requests in progress (503 with `Retry-After`), body size (413); refusals are
+//! counted in metrics and logged at most once per interval. `/metrics` and the health routes can
+//! move to a private address of their own ([`OPS_ADDR_ENV`], [`crate::BotBuilder::ops_addr`]).
 
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{StatusCode, header};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use http::{HeaderValue, StatusCode, header};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::adapter::REFUSAL_LOG_INTERVAL;
 use crate::bot::Bot;
 use crate::error::Error;
+use crate::event::Platform;
 use crate::runtime::ShutdownReport;
+use crate::telemetry::RateLimitedLog;
+
+/// The environment variable naming the address for `/healthz`, `/readyz` and `/metrics` apart
+/// from the webhooks (`127.0.0.1:9090`); when set, the webhook port serves none of them.
+pub const OPS_ADDR_ENV: &str = "BOT_OPS_ADDR";
+/// Open connections a server keeps at most unless set otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Requests a server handles at once unless set otherwise.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+
+/// The platform label of refusals that happen before a request reaches an adapter.
+const UNKNOWN_PLATFORM: Platform = Platform::from_static("unknown");
+
+/// The server's bounds and addresses, from the builder and the environment.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerSettings {
+    pub(crate) ops_addr: Option<SocketAddr>,
+    pub(crate) max_connections: usize,
+    pub(crate) max_concurrent_requests: usize,
+    /// Shared by every router built from the bot.
+    requests: Arc<Semaphore>,
+    refusal_log: Arc<RateLimitedLog>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            ops_addr: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            requests: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_REQUESTS)),
+            refusal_log: Arc::new(RateLimitedLog::new(REFUSAL_LOG_INTERVAL)),
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Validates the limits and reads [`OPS_ADDR_ENV`] when no address was set.
+    pub(crate) fn resolve(&mut self) -> Result<(), Error> {
+        if self.max_connections == 0 || self.max_concurrent_requests == 0 {
+            return Err(Error::config(
+                "bot: max_connections and max_concurrent_requests must be above zero",
+            ));
+        }
+        if self.ops_addr.is_none()
+            && let Ok(value) = std::env::var(OPS_ADDR_ENV)
+            && !value.trim().is_empty()
+        {
+            let addr = value.trim().parse().map_err(|e| {
+                Error::config(format!("bot: {OPS_ADDR_ENV} {value:?} is not an address"))
+                    .with_source(e)
+            })?;
+            self.ops_addr = Some(addr);
+        }
+        self.requests = Arc::new(Semaphore::new(self.max_concurrent_requests));
+        Ok(())
+    }
+}
 
 impl Bot {
     /// The adapters' webhook routes, with the body-size limit, for mounting in your own axum app.
@@ -31,6 +106,10 @@ impl Bot {
         router
             .layer(DefaultBodyLimit::max(self.inner.max_body_bytes))
             .layer(RequestBodyLimitLayer::new(self.inner.max_body_bytes))
+            .layer(axum::middleware::map_response_with_state(
+                self.clone(),
+                count_too_large,
+            ))
     }
 
     /// The operational routes: `/healthz` (alive), `/readyz` (accepting events) and `/metrics`.
@@ -42,15 +121,47 @@ impl Bot {
             .with_state(self.clone())
     }
 
-    /// Everything [`Bot::serve`] serves: webhooks, operational routes, request time-out and tracing.
+    /// Everything [`Bot::serve`] serves on the webhook port: webhooks, the operational routes
+    /// unless an ops address is configured, the limit of requests in progress, request time-out
+    /// and tracing.
     pub fn router(&self) -> Router {
+        let routes = if self.inner.server.ops_addr.is_some() {
+            self.bounded_webhooks()
+        } else {
+            self.bounded_webhooks().merge(self.ops_routes())
+        };
+        self.serving(routes)
+    }
+
+    /// The webhooks under the limit of requests in progress (health checks and scrapes are not:
+    /// they must answer under load).
+    fn bounded_webhooks(&self) -> Router {
+        let limit = RequestLimit {
+            permits: self.inner.server.requests.clone(),
+            refused: self
+                .telemetry()
+                .meter()
+                .u64_counter("bot.server.requests.refused")
+                .with_description("Requests refused because too many were in progress")
+                .build(),
+            log: self.inner.server.refusal_log.clone(),
+        };
         self.webhooks()
-            .merge(self.ops_routes())
+            .layer(axum::middleware::from_fn_with_state(limit, limit_requests))
+    }
+
+    /// The layers around whatever a listener serves.
+    fn serving(&self, routes: Router) -> Router {
+        routes
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 self.inner.request_timeout,
             ))
-            .layer(TraceLayer::new_for_http().on_failure(on_failure))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_failure(on_failure),
+            )
     }
 
     /// Serves on `addr` until SIGTERM, ctrl-c or [`Bot::request_shutdown`], then shuts down
@@ -71,7 +182,24 @@ impl Bot {
         .await
     }
 
-    /// Serves on `listener` until `signal` completes or [`Bot::request_shutdown`] is called.
+    /// As [`Bot::serve_with_shutdown`], with `/healthz`, `/readyz` and `/metrics` on
+    /// `ops_listener` and only the webhooks on `listener`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a server cannot run.
+    pub async fn serve_with_ops(
+        self,
+        listener: TcpListener,
+        ops_listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<ShutdownReport, Error> {
+        self.serve_listeners(listener, Some(ops_listener), signal)
+            .await
+    }
+
+    /// Serves on `listener` until `signal` completes or [`Bot::request_shutdown`] is called;
+    /// with an ops address configured, binds it for the operational routes.
     ///
     /// While the supervisor drains, the server keeps answering: `/readyz` says 503 so load
     /// balancers stop sending, and webhooks answer 503 with `Retry-After` so platforms redeliver
@@ -85,18 +213,51 @@ impl Bot {
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<ShutdownReport, Error> {
+        let ops = match self.inner.server.ops_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        self.serve_listeners(listener, ops, signal).await
+    }
+
+    async fn serve_listeners(
+        self,
+        listener: TcpListener,
+        ops_listener: Option<TcpListener>,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<ShutdownReport, Error> {
         let addr = listener.local_addr()?;
         self.start();
-        let app = self.router();
+        let app = match ops_listener {
+            Some(_) => self.serving(self.bounded_webhooks()),
+            None => self.router(),
+        };
+        let listener = self.limited(listener);
         let server_stop = tokio_util::sync::CancellationToken::new();
         let stop = server_stop.clone();
-        // The HTTP server itself: one long-lived task.
+        // The HTTP servers themselves: long-lived tasks.
         #[allow(clippy::disallowed_methods)]
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
         });
+        let ops_server = match ops_listener {
+            Some(ops_listener) => {
+                let ops_addr = ops_listener.local_addr()?;
+                let ops_app = self.serving(self.ops_routes());
+                let stop = server_stop.clone();
+                tracing::info!(%ops_addr, "health and metrics listening");
+                #[allow(clippy::disallowed_methods)]
+                let task = tokio::spawn(async move {
+                    axum::serve(ops_listener, ops_app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                });
+                Some(task)
+            }
+            None => None,
+        };
         tracing::info!(%addr, "bot listening");
         let requested = self.inner.shutdown_requested.clone();
         tokio::select! {
@@ -106,11 +267,192 @@ impl Bot {
         tracing::info!("shutdown requested");
         let report = self.shutdown().await;
         server_stop.cancel();
-        match server.await {
-            Ok(Ok(())) => Ok(report),
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(Error::new(crate::ErrorKind::Other, "server task failed").with_source(e)),
+        let joined = [Some(server), ops_server];
+        for task in joined.into_iter().flatten() {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(e) => {
+                    return Err(
+                        Error::new(crate::ErrorKind::Other, "server task failed").with_source(e)
+                    );
+                }
+            }
         }
+        Ok(report)
+    }
+
+    /// `listener` bounded to the configured number of open connections.
+    fn limited(&self, listener: TcpListener) -> LimitedListener {
+        let max = self.inner.server.max_connections;
+        let permits = Arc::new(Semaphore::new(max));
+        let meter = self.telemetry().meter();
+        let weak = Arc::downgrade(&permits);
+        let _open = meter
+            .u64_observable_gauge("bot.server.connections.open")
+            .with_description("Open connections to the webhook port")
+            .with_callback(move |o| {
+                if let Some(p) = weak.upgrade() {
+                    o.observe(max.saturating_sub(p.available_permits()) as u64, &[]);
+                }
+            })
+            .build();
+        LimitedListener {
+            inner: listener,
+            permits,
+            max,
+            refused: meter
+                .u64_counter("bot.server.connections.refused")
+                .with_description("Connections closed at once because too many were open")
+                .build(),
+            log: self.inner.server.refusal_log.clone(),
+        }
+    }
+}
+
+/// Counts and logs (at most once per interval) a body over the size limit: the request was
+/// refused before any adapter saw it.
+async fn count_too_large(State(bot): State<Bot>, response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        bot.ingress()
+            .note_refused(&UNKNOWN_PLATFORM, response.status(), "body_too_large");
+    }
+    response
+}
+
+/// The limit of requests in progress.
+#[derive(Clone)]
+struct RequestLimit {
+    permits: Arc<Semaphore>,
+    refused: Counter<u64>,
+    log: Arc<RateLimitedLog>,
+}
+
+async fn limit_requests(
+    State(limit): State<RequestLimit>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = limit.permits.clone().try_acquire_owned() else {
+        limit.refused.add(1, &[]);
+        if let Some(suppressed) = limit.log.check() {
+            tracing::warn!(
+                suppressed,
+                "request refused: too many in progress (one line per {:?}; \
+                 bot.server.requests.refused counts each)",
+                limit.log.interval()
+            );
+        }
+        let mut res = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in progress",
+        )
+            .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    };
+    next.run(request).await
+}
+
+/// A listener that keeps at most `max` connections open; a connection beyond them is answered
+/// 503 (when the socket takes it at once) and closed, never queued.
+struct LimitedListener {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+    max: usize,
+    refused: Counter<u64>,
+    log: Arc<RateLimitedLog>,
+}
+
+/// What a connection over the limit is told before it is closed.
+const OVER_LIMIT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
+content-length: 0\r\nconnection: close\r\n\r\n";
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    return (
+                        LimitedStream {
+                            stream,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                Err(_) => {
+                    // Never wait on this socket: the accept loop serves everyone.
+                    let _ = stream.try_write(OVER_LIMIT_RESPONSE);
+                    drop(stream);
+                    self.refused.add(1, &[KeyValue::new("reason", "limit")]);
+                    if let Some(suppressed) = self.log.check() {
+                        tracing::warn!(
+                            max_connections = self.max,
+                            suppressed,
+                            "connection refused: too many open (one line per {:?}; \
+                             bot.server.connections.refused counts each)",
+                            self.log.interval()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection holding its place under the connection limit until it closes.
+struct LimitedStream {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -152,6 +494,22 @@ async fn metrics(State(bot): State<Bot>) -> Response {
         )
             .into_response()
     }
+}
+
+/// The span of one request: its method and route, never its query, which can carry secrets
+/// (Messenger's subscription handshake sends `hub.verify_token` in it). The route is the
+/// template it matched (`/hooks/{token}`, not the token itself); the path only when none did.
+fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| request.uri().path(), |matched| matched.as_str());
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        version = ?request.version(),
+    )
 }
 
 /// Completes on SIGTERM or ctrl-c.

@@ -145,7 +145,8 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         Some(signature) => verify(&state.config.channel_secret, &body, signature.as_bytes()),
     };
     if let Err(error) = checked {
-        tracing::warn!(%error, "line webhook refused");
+        // Anyone can send these: `refuse` logs them at WARN once per interval, and counts each.
+        tracing::debug!(%error, "line webhook refused");
         return ingress.refuse(&Platform::LINE, StatusCode::UNAUTHORIZED, "signature");
     }
     match parse_body(&body, state.config.deliver_standby) {
@@ -155,7 +156,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         }
         Err(error) => {
             // serde_json's message may quote the body; log where and what kind, not its content.
-            tracing::warn!(
+            tracing::debug!(
                 category = ?error.classify(),
                 line = error.line(),
                 column = error.column(),

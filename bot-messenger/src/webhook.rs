@@ -182,7 +182,7 @@ pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
 }
 
 /// The query of the verification request.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct Subscription {
     #[serde(rename = "hub.mode")]
     mode: Option<String>,
@@ -190,6 +190,19 @@ struct Subscription {
     verify_token: Option<String>,
     #[serde(rename = "hub.challenge")]
     challenge: Option<String>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("mode", &self.mode)
+            .field(
+                "verify_token",
+                &self.verify_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("challenge", &self.challenge)
+            .finish()
+    }
 }
 
 async fn verify_subscription(
@@ -220,7 +233,7 @@ async fn verify_subscription(
 }
 
 fn refuse_verification(state: &WebhookState) -> Response {
-    tracing::warn!("messenger webhook verification refused");
+    tracing::debug!("messenger webhook verification refused");
     state
         .ingress
         .refuse(&Platform::MESSENGER, StatusCode::FORBIDDEN, "verify_token")
@@ -233,14 +246,15 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         Some(signature) => verify(&state.config.app_secret, &body, signature.as_bytes()),
     };
     if let Err(error) = checked {
-        tracing::warn!(%error, "messenger webhook refused");
+        // Anyone can send these: `refuse` logs them at WARN once per interval, and counts each.
+        tracing::debug!(%error, "messenger webhook refused");
         return ingress.refuse(&Platform::MESSENGER, StatusCode::UNAUTHORIZED, "signature");
     }
     let batch = match parse_body(&body) {
         Ok(batch) => batch,
         Err(error) => {
             // Only where and what kind: serde_json's message may quote the body's values.
-            tracing::warn!(
+            tracing::debug!(
                 category = ?error.classify(),
                 line = error.line(),
                 column = error.column(),

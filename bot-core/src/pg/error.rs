@@ -42,6 +42,17 @@ pub(crate) fn pool(kind: ErrorKind, what: &str, e: PoolError) -> Error {
             ErrorKind::Timeout,
             format!("postgres: {what}: no pool connection in time ({t:?})"),
         ),
+        // Without a server message, the client's (a refused connection, a TLS certificate
+        // that does not verify) is the only clue: say it here, where logs show it.
+        PoolError::Backend(e) if e.as_db_error().is_none() => {
+            let mut message = format!("postgres: {what}: connecting: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            Error::new(kind, message).with_source(e)
+        }
         PoolError::Backend(e) => db(kind, &format!("{what}: connecting"), e),
         other => Error::new(kind, format!("postgres: {what}: pool: {other}")),
     }

@@ -52,11 +52,13 @@ mod notify;
 mod pool;
 mod queue;
 mod state;
+mod tls;
 
 pub use migrate::{MIGRATIONS, migrate};
 pub use pool::{CapacityCheck, PgConnection, PgPool, PgPoolBuilder, PoolStats};
 pub use queue::{PgQueue, PgQueueBuilder, QueueCounters, QueueStats, import};
 pub use state::PgStateStore;
+pub use tls::SslMode;
 
 /// The PostgreSQL client, re-exported so that handlers can name its types (`Row`, `ToSql`).
 pub use tokio_postgres;

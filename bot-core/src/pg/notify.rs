@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::queue::Inner;
 
@@ -72,7 +72,7 @@ pub(super) async fn run_listener(queue: Arc<Inner>) {
 /// One connection's life. `Ok` when the queue closed.
 async fn listen_once(queue: &Inner) -> Result<(), crate::Error> {
     let fail = |e| super::error::db(crate::ErrorKind::Queue, "listening", e);
-    let connect = queue.pool.config().connect(NoTls);
+    let connect = queue.pool.config().connect(queue.pool.tls());
     let (client, mut connection) = tokio::select! {
         c = connect => c.map_err(fail)?,
         () = queue.closed.cancelled() => return Ok(()),

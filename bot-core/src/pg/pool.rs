@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio::time::Instant;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::DATABASE_URL_ENV;
 use super::error;
+use super::tls::{self, RootCerts, SslMode};
 use crate::error::{Error, ErrorKind};
 
 /// A connection from a [`PgPool`]; it goes back to the pool when dropped. Dereferences to a
@@ -41,6 +42,7 @@ pub struct PgPool {
 struct Inner {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     schema: String,
     gets: AtomicU64,
     waited_micros: AtomicU64,
@@ -108,6 +110,8 @@ impl PgPool {
             recycle_timeout: DEFAULT_RECYCLE_TIMEOUT,
             schema: "public".to_owned(),
             application_name: "botrt".to_owned(),
+            ssl_mode: None,
+            root_cert: None,
         }
     }
 
@@ -246,6 +250,11 @@ impl PgPool {
         &self.inner.config
     }
 
+    /// The TLS connector of the pool's connections, for connections outside the pool.
+    pub(crate) fn tls(&self) -> MakeRustlsConnect {
+        self.inner.tls.clone()
+    }
+
     /// Compares `max_size × expected_processes` (plus one listener connection per process) with
     /// the server's `max_connections`, and logs a warning when they do not fit.
     ///
@@ -285,8 +294,10 @@ impl PgPool {
 }
 
 /// Configures a [`PgPool`].
+///
+/// Its `Debug` output shows the database URL with the password redacted.
 #[must_use]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgPoolBuilder {
     url: String,
     max_size: usize,
@@ -295,6 +306,24 @@ pub struct PgPoolBuilder {
     recycle_timeout: Duration,
     schema: String,
     application_name: String,
+    ssl_mode: Option<SslMode>,
+    root_cert: Option<RootCerts>,
+}
+
+impl fmt::Debug for PgPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgPoolBuilder")
+            .field("url", &tls::redact_url(&self.url))
+            .field("max_size", &self.max_size)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("create_timeout", &self.create_timeout)
+            .field("recycle_timeout", &self.recycle_timeout)
+            .field("schema", &self.schema)
+            .field("application_name", &self.application_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("root_cert", &self.root_cert)
+            .finish()
+    }
 }
 
 impl PgPoolBuilder {
@@ -336,12 +365,34 @@ impl PgPoolBuilder {
         self
     }
 
+    /// How connections use TLS, overriding the URL's `sslmode` (default: the URL's, else
+    /// [`SslMode::Prefer`]). The listener connection uses the same settings.
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// Trusts the root certificates in the PEM file at `path` for `verify-ca` and `verify-full`
+    /// (and turns `require` into `verify-ca`, as libpq does), overriding the URL's
+    /// `sslrootcert`. Without either, the system's certificate store is used.
+    pub fn ssl_root_cert(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.root_cert = Some(RootCerts::File(path.into()));
+        self
+    }
+
+    /// As [`ssl_root_cert`](Self::ssl_root_cert), with the PEM text itself.
+    pub fn ssl_root_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_cert = Some(RootCerts::Pem(pem.into()));
+        self
+    }
+
     /// Builds the pool. Connections open lazily, on first use.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`] when the URL does not parse, the schema name is not a plain
-    /// identifier, or a size or time-out is zero.
+    /// identifier, a size or time-out is zero, `sslmode` is unknown, or the root certificates
+    /// cannot be read or hold no certificate.
     pub fn build(self) -> Result<PgPool, Error> {
         if self.max_size == 0 {
             return Err(Error::config("postgres: pool max_size must be at least 1"));
@@ -360,16 +411,21 @@ impl PgPoolBuilder {
                 self.schema
             )));
         }
-        let mut config = tokio_postgres::Config::from_str(&self.url).map_err(|e| {
+        let url_tls = tls::split_url(&self.url)?;
+        let mut config = tokio_postgres::Config::from_str(&url_tls.url).map_err(|e| {
             Error::config("postgres: the database url does not parse").with_source(e)
         })?;
+        let mode = self.ssl_mode.or(url_tls.mode).unwrap_or_default();
+        let root_cert = self.root_cert.or(url_tls.root_cert);
+        let (tls, client_mode) = tls::connector(mode, root_cert.as_ref())?;
         config
+            .ssl_mode(client_mode)
             .options(format!("-c search_path={}", self.schema))
             .application_name(&self.application_name)
             .connect_timeout(self.create_timeout);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 // A cheap check that a returned connection still works.
                 recycling_method: RecyclingMethod::Fast,
@@ -389,6 +445,7 @@ impl PgPoolBuilder {
             inner: Arc::new(Inner {
                 pool,
                 config,
+                tls,
                 schema: self.schema,
                 gets: AtomicU64::new(0),
                 waited_micros: AtomicU64::new(0),

@@ -216,6 +216,25 @@ impl Logging {
     }
 }
 
+/// Targets that print secrets at their most verbose levels, and the most each may log whatever
+/// `RUST_LOG` says: tungstenite logs whole WebSocket frames at TRACE (Discord's identify carries
+/// the bot token), tokio_postgres logs statement parameters at DEBUG (event payloads carry reply
+/// tokens).
+pub const SECRET_SAFE_CAPS: &[(&str, LevelFilter)] = &[
+    ("tungstenite", LevelFilter::DEBUG),
+    ("tokio_tungstenite", LevelFilter::DEBUG),
+    ("tokio_postgres::query", LevelFilter::INFO),
+];
+
+/// A filter layer that caps the targets of [`SECRET_SAFE_CAPS`] and lets everything else
+/// through; [`Logging`] installs it beside the `RUST_LOG` filter, so that even `RUST_LOG=trace`
+/// logs no secret. It only ever lowers levels: add it to a subscriber of your own with `.with(..)`.
+pub fn secret_safe_caps() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(SECRET_SAFE_CAPS.iter().copied())
+}
+
 /// This node's id: [`NODE_ID_ENV`] if set, else the host name, else `pid-<process id>`.
 pub fn node_id() -> String {
     node_id_from(
@@ -274,6 +293,7 @@ fn install(settings: Settings) -> Result<LoggingGuard, Error> {
     };
     let registry = tracing_subscriber::registry()
         .with(filter)
+        .with(secret_safe_caps())
         .with(fmt_layer(&node_id, writer, ansi));
     #[cfg(feature = "otlp")]
     let registry = registry.with(tracer_provider.as_ref().map(|provider| {
@@ -406,6 +426,74 @@ fn hostname() -> Option<String> {
         .iter()
         .find_map(|path| std::fs::read_to_string(path).ok())
         .filter(|name| !name.trim().is_empty())
+}
+
+/// Lets a recurring log line through at most once per interval and counts the ones it held back,
+/// so that requests anyone can send (bad signatures, oversized bodies, refused connections)
+/// cannot flood the logs. Metrics still count every occurrence.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use bot_core::telemetry::RateLimitedLog;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let log = RateLimitedLog::new(Duration::from_secs(10));
+/// assert_eq!(log.check(), Some(0)); // the first line goes out
+/// assert_eq!(log.check(), None); // held back and counted
+/// # }
+/// ```
+pub struct RateLimitedLog {
+    interval: std::time::Duration,
+    state: std::sync::Mutex<LimiterState>,
+}
+
+#[derive(Default)]
+struct LimiterState {
+    next_at: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    /// A limiter letting one line through per `interval`.
+    pub fn new(interval: std::time::Duration) -> Self {
+        Self {
+            interval,
+            state: std::sync::Mutex::new(LimiterState::default()),
+        }
+    }
+
+    /// `Some(held_back)` when this occurrence should be logged, with the number of occurrences
+    /// held back since the last line that went out (log it with the line); `None` when it is
+    /// held back.
+    pub fn check(&self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.next_at {
+            Some(next) if now < next => {
+                state.suppressed = state.suppressed.saturating_add(1);
+                None
+            }
+            _ => {
+                state.next_at = Some(now + self.interval);
+                Some(std::mem::take(&mut state.suppressed))
+            }
+        }
+    }
+
+    /// The interval between two lines.
+    pub fn interval(&self) -> std::time::Duration {
+        self.interval
+    }
+}
+
+impl fmt::Debug for RateLimitedLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitedLog")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ use crate::error::{Error, ErrorKind};
 use crate::event::Platform;
 use crate::queue::Queue;
 
-pub use logging::{Logging, LoggingGuard, NODE_ID_ENV, init_logging, node_id};
+pub use logging::{
+    Logging, LoggingGuard, NODE_ID_ENV, RateLimitedLog, SECRET_SAFE_CAPS, init_logging, node_id,
+    secret_safe_caps,
+};
 pub(crate) use metrics::Metrics;
 pub use metrics::{DropReason, Outcome};
 

@@ -460,10 +460,22 @@ impl DiscordHttp {
             limits: &self.inner.limits,
             ticket: Some(ticket),
         };
-        let mut request = self.inner.http.request(method.clone(), url).header(
-            header::AUTHORIZATION,
-            format!("Bot {}", self.inner.token.expose()),
-        );
+        // Marked sensitive so that no layer below (hyper, h2, reqwest) ever prints it.
+        let mut authorization =
+            http::HeaderValue::try_from(format!("Bot {}", self.inner.token.expose())).map_err(
+                |_| {
+                    Error::new(
+                        ErrorKind::Config,
+                        "discord: the bot token is not a valid header",
+                    )
+                },
+            )?;
+        authorization.set_sensitive(true);
+        let mut request = self
+            .inner
+            .http
+            .request(method.clone(), url)
+            .header(header::AUTHORIZATION, authorization);
         if let Some(body) = body {
             request = request
                 .header(header::CONTENT_TYPE, "application/json")

@@ -3,7 +3,9 @@
 use http::Method;
 
 /// A request's rate-limit identity: the route with ids replaced, and its major parameter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Its `Debug` hides the webhook and interaction tokens the major parameter may carry.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RouteKey {
     /// `POST /channels/{id}/messages`, with minor ids as `:id`.
     pub(crate) route: String,
@@ -59,9 +61,34 @@ impl RouteKey {
     }
 }
 
+impl std::fmt::Debug for RouteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A webhook's major is `id/token`: only the id is shown.
+        let major = match self.major.split_once('/') {
+            Some((id, _token)) => format!("{id}/[redacted]"),
+            None => self.major.clone(),
+        };
+        f.debug_struct("RouteKey")
+            .field("route", &self.route)
+            .field("major", &major)
+            .field("global", &self.global)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_webhook_tokens() {
+        let key = RouteKey::new(&Method::POST, "/webhooks/42/very-secret-token");
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("very-secret-token"), "{shown}");
+        assert!(shown.contains("42/[redacted]"), "{shown}");
+        let key = RouteKey::new(&Method::POST, "/interactions/5/secret-itoken/callback");
+        assert!(!format!("{key:?}").contains("secret-itoken"));
+    }
 
     #[test]
     fn routes_keep_their_major_parameter_and_hide_the_rest() {

@@ -12,8 +12,9 @@
 //! On Discord, a message in a channel gets its text back, and the slash command `/echo text:<t>`
 //! answers `<t>` (echo-bot registers the command when `DISCORD_APPLICATION_ID` is set).
 //!
-//! Beside the webhooks it serves `/healthz`, `/readyz` and `/metrics`, and shuts down gracefully on
-//! SIGTERM or ctrl-c. With `DATABASE_URL` set it queues events in PostgreSQL, so several echo-bot
+//! Beside the webhooks it serves `/healthz`, `/readyz` and `/metrics` (on `BOT_OPS_ADDR` instead,
+//! when set, e.g. `127.0.0.1:9090`: keep metrics off the public webhook port), and shuts down
+//! gracefully on SIGTERM or ctrl-c. With `DATABASE_URL` set it queues events in PostgreSQL, so several echo-bot
 //! processes on different `BOT_ADDR`s share one database's work (set `BOT_PROCESSES` to their
 //! number and it warns at startup when their pools exceed `max_connections`); without it, in
 //! memory.
