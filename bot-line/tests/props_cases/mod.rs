@@ -279,7 +279,7 @@ impl LineEvent {
             text,
             detail,
             reply_token: self.reply_token(nonce, i),
-            occurred_at: self.timestamp,
+            occurred_at: Some(self.timestamp),
             redelivered: self.redelivered,
         })
     }

@@ -214,7 +214,7 @@ impl Item {
                     text: None,
                     detail: String::new(),
                     reply_token: None,
-                    occurred_at: time,
+                    occurred_at: Some(time),
                     redelivered: false,
                 });
             }
@@ -228,7 +228,7 @@ impl Item {
             text: None,
             detail: String::new(),
             reply_token: None,
-            occurred_at: timestamp,
+            occurred_at: Some(timestamp),
             redelivered: false,
         };
         match kind {
@@ -251,7 +251,7 @@ impl Item {
             Kind::Delivery => {
                 seen.id = None;
                 seen.kind = "delivery".to_owned();
-                seen.occurred_at = time;
+                seen.occurred_at = Some(time);
             }
             Kind::OptinUserRef(user_ref) => {
                 seen.id = None;
