@@ -6,6 +6,9 @@
 mod close;
 mod compression;
 mod config;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod identify;
 #[cfg(feature = "postgres")]
 mod identify_pg;

@@ -86,14 +86,14 @@ pub const QUEUE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// One gateway frame, as received.
 #[derive(Deserialize)]
-struct Frame {
-    op: u8,
+pub(super) struct Frame {
+    pub(super) op: u8,
     #[serde(default)]
-    d: Value,
+    pub(super) d: Value,
     #[serde(default)]
-    s: Option<u64>,
+    pub(super) s: Option<u64>,
     #[serde(default)]
-    t: Option<String>,
+    pub(super) t: Option<String>,
 }
 
 /// What a shard is doing, for health checks and tests.

@@ -1,0 +1,92 @@
+//! Entry points for the property tests and the fuzz run (feature `testing`, hidden from the
+//! docs): the shard's frame reader and zlib-stream inflater without a socket. Not an API.
+
+use serde_json::Value;
+
+use super::compression::Inflater;
+use super::shard::Frame;
+use crate::event::{DispatchContext, from_dispatch};
+use bot_core::Event;
+
+/// The zlib-stream inflater of one gateway connection.
+#[derive(Debug)]
+pub struct ZlibStream(Inflater);
+
+impl Default for ZlibStream {
+    fn default() -> Self {
+        Self(Inflater::new())
+    }
+}
+
+impl ZlibStream {
+    /// An inflater refusing messages larger than `max_message` bytes (the shard's allows 64 MiB).
+    pub fn with_limit(max_message: usize) -> Self {
+        Self(Inflater::with_limit(max_message))
+    }
+
+    /// Takes one binary WebSocket message; returns the inflated payload once a whole message
+    /// (ending in `00 00 ff ff`) has arrived.
+    ///
+    /// # Errors
+    ///
+    /// The inflater's error: a broken stream, or a message too large.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.0.push(bytes).map(|out| out.map(<[u8]>::to_vec))
+    }
+}
+
+/// A frame as the shard read it.
+#[derive(Debug)]
+pub struct ReadFrame {
+    /// `op`.
+    pub op: u8,
+    /// `s`.
+    pub sequence: Option<u64>,
+    /// `t`.
+    pub name: Option<String>,
+    /// The event a dispatch maps to; `None` for other ops, READY, RESUMED and what is not
+    /// delivered.
+    pub event: Option<Event>,
+}
+
+/// Reads frames as one shard connection does, keeping what READY says.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    context: DispatchContext,
+}
+
+impl FrameReader {
+    /// Parses one frame's bytes (a text message, or an inflated binary one) and maps a dispatch.
+    ///
+    /// # Errors
+    ///
+    /// The frame is not a gateway payload (the shard logs and skips it).
+    pub fn read(&mut self, bytes: &[u8]) -> Result<ReadFrame, serde_json::Error> {
+        let frame: Frame = serde_json::from_slice(bytes)?;
+        let name = frame.t;
+        let event = match (frame.op, name.as_deref()) {
+            (0, Some("READY")) => {
+                self.context.session_id = frame
+                    .d
+                    .get("session_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                self.context.bot_user_id = frame
+                    .d
+                    .pointer("/user/id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                None
+            }
+            (0, Some("RESUMED")) => None,
+            (0, name) => from_dispatch(name.unwrap_or_default(), frame.d, frame.s, &self.context),
+            _ => None,
+        };
+        Ok(ReadFrame {
+            op: frame.op,
+            sequence: frame.s,
+            name,
+            event,
+        })
+    }
+}
