@@ -91,6 +91,12 @@ fn text(value: &Value, pointer: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// An id at `pointer`; an empty one counts as missing, so that payloads with `"id": ""` never
+/// share one deduplication key.
+fn non_empty_id(value: &Value, pointer: &str) -> Option<String> {
+    text(value, pointer).filter(|id| !id.is_empty())
+}
+
 /// An event id from the session and sequence, when both are known (replays keep them), else
 /// `fallback`.
 fn sequenced(
@@ -117,14 +123,14 @@ pub fn from_dispatch(
             if !context.deliver_bot_messages && by_a_bot(&data, context) {
                 return None;
             }
-            let id = text(&data, "/id")?;
+            let id = non_empty_id(&data, "/id")?;
             base(&data, &id, EventKind::Message(message(&data)))
         }
         "MESSAGE_UPDATE" => {
             if !context.deliver_bot_messages && by_a_bot(&data, context) {
                 return None;
             }
-            let id = text(&data, "/id")?;
+            let id = non_empty_id(&data, "/id")?;
             let edited = text(&data, "/edited_timestamp").unwrap_or_default();
             base(
                 &data,
@@ -133,7 +139,7 @@ pub fn from_dispatch(
             )
         }
         "MESSAGE_DELETE" => {
-            let id = text(&data, "/id")?;
+            let id = non_empty_id(&data, "/id")?;
             base(
                 &data,
                 &format!("{id}:delete"),
@@ -186,7 +192,7 @@ pub fn from_dispatch(
         _ => {
             // Hashed only when no session and sequence name the event.
             let id = sequenced(context, sequence, || {
-                let own = text(&data, "/id")
+                let own = non_empty_id(&data, "/id")
                     .unwrap_or_else(|| content_id(&json!({"t": name, "d": &data})).to_string());
                 format!("{name}:{own}")
             });
@@ -197,7 +203,10 @@ pub fn from_dispatch(
                 name: name.to_owned(),
             });
             let mut event = Event::from_platform(Platform::DISCORD, id, conversation, kind);
-            if let Some(at) = text(&data, "/id").as_deref().and_then(snowflake_time) {
+            if let Some(at) = non_empty_id(&data, "/id")
+                .as_deref()
+                .and_then(snowflake_time)
+            {
                 event.occurred_at = at;
             }
             event
@@ -217,7 +226,10 @@ fn base(data: &Value, id: &str, kind: EventKind) -> Event {
     let channel = text(data, "/channel_id").unwrap_or_else(|| "discord".to_owned());
     let mut event = Event::from_platform(Platform::DISCORD, id, channel, kind);
     event.sender = text(data, "/author/id").map(UserId::from);
-    if let Some(at) = text(data, "/id").as_deref().and_then(snowflake_time) {
+    if let Some(at) = non_empty_id(data, "/id")
+        .as_deref()
+        .and_then(snowflake_time)
+    {
         event.occurred_at = at;
     }
     event
@@ -265,7 +277,7 @@ fn message(data: &Value) -> Message {
         })
         .unwrap_or_default();
     Message {
-        id: text(data, "/id").map(MessageId::from),
+        id: non_empty_id(data, "/id").map(MessageId::from),
         text: text(data, "/content").filter(|c| !c.is_empty()),
         attachments,
         mentions,
@@ -275,7 +287,7 @@ fn message(data: &Value) -> Message {
 
 /// Maps an interaction (gateway `INTERACTION_CREATE` or an HTTP interaction); `None` for PING.
 pub fn from_interaction(data: &Value) -> Option<Event> {
-    let id = text(data, "/id")?;
+    let id = non_empty_id(data, "/id")?;
     let interaction_type = data.get("type").and_then(Value::as_u64).unwrap_or(0);
     let kind = match interaction_type {
         1 => return None,
@@ -357,6 +369,17 @@ mod tests {
             session_id: None,
             deliver_bot_messages: false,
         }
+    }
+
+    #[test]
+    fn empty_ids_count_as_missing_and_never_share_a_dedup_key() {
+        let a = json!({"id": "", "channel_id": "c1", "value": 1});
+        let b = json!({"id": "", "channel_id": "c1", "value": 2});
+        let a = from_dispatch("SOMETHING_NEW", a, None, &context()).unwrap();
+        let b = from_dispatch("SOMETHING_NEW", b, None, &context()).unwrap();
+        assert_ne!(a.id, b.id);
+        let message = json!({"id": "", "channel_id": "c1", "author": {"id": "u1"}, "content": "x"});
+        assert!(from_dispatch("MESSAGE_CREATE", message, None, &context()).is_none());
     }
 
     #[test]

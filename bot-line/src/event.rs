@@ -142,7 +142,8 @@ fn map(destination: &str, line: &WebhookEvent, json: &str) -> Event {
         }),
         _ => other(&line.event_type),
     };
-    let id = match &line.webhook_event_id {
+    // An empty id counts as missing: events with `"webhookEventId": ""` must not share one.
+    let id = match line.webhook_event_id.as_deref().filter(|id| !id.is_empty()) {
         Some(id) => EventId::new(id),
         None => match serde_json::from_str::<Value>(json) {
             Ok(raw) => fingerprint(&raw),
@@ -307,6 +308,22 @@ fn media(kind: AttachmentKind, id: &str, provider: &ContentProvider) -> Attachme
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn events_with_an_empty_webhook_event_id_get_distinct_ids() {
+        let event = |text: &str| {
+            json!({"type": "message", "mode": "active", "timestamp": 1, "webhookEventId": "",
+                "source": {"type": "user", "userId": "U1"}, "replyToken": "rt",
+                "message": {"type": "text", "id": "m", "text": text}})
+        };
+        let body = json!({"destination": "Ubot", "events": [event("a"), event("b")]});
+        let events = events_from_body(body.to_string().as_bytes()).unwrap();
+        assert!(!events[0].id.as_str().is_empty());
+        assert_ne!(
+            events[0].id, events[1].id,
+            "one dedup key would drop the second"
+        );
+    }
 
     #[test]
     fn a_text_message_maps_with_every_core_field() {
