@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use bot_core::Event;
 use cluster::PgCluster;
 use support::{
-    BROKEN_SEQUENCES, DEMO, batch, count, fresh_schema, fresh_schema_at, http,
-    spawn_worker, start_worker, wait_count, wait_ready,
+    BROKEN_SEQUENCES, DEMO, batch, count, fresh_schema, fresh_schema_at, http, spawn_worker,
+    start_worker, wait_count, wait_ready,
 };
 
 /// Waits until `sql` reads 0.
@@ -190,13 +190,18 @@ async fn postgres_restarted_under_load_loses_nothing_acknowledged_and_workers_re
     drop(cluster);
 }
 
-/// Conversations `c<k>` of `per` events each (`c<k>-<seq>`), one event in a hundred `long`.
+/// Conversations `c<k>` of `per` events each (`c<k>-<seq>`), one event in a hundred `long`,
+/// at most one per conversation.
 fn mixed_load(conversations: usize, per: usize) -> Vec<Event> {
     let mut events = Vec::with_capacity(conversations * per);
     for seq in 0..per {
         for c in 0..conversations {
-            let n = seq * conversations + c;
-            let text = if n % 100 == 37 { "long" } else { "short" };
+            // At most one long event per conversation, spread over the run.
+            let text = if (seq * 7 + c) % 100 == 37 {
+                "long"
+            } else {
+                "short"
+            };
             events.push(Event::text(DEMO, format!("c{c}"), text).with_id(format!("c{c}-{seq}")));
         }
     }
@@ -205,39 +210,29 @@ fn mixed_load(conversations: usize, per: usize) -> Vec<Event> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_handlers_outliving_their_lease_run_once_and_conversations_stay_sequential() {
-    const CONVERSATIONS: usize = 300;
-    const PER_CONVERSATION: usize = 10;
+    const CONVERSATIONS: usize = 1000;
+    const PER_CONVERSATION: usize = 20;
     let pool = fresh_schema("qw_long").await;
-    // A 1 s lease; one handler in a hundred runs 3 s, the others a few milliseconds.
+    // A backlog first, so that both processes run at full throughput from their start.
+    let events = mixed_load(CONVERSATIONS, PER_CONVERSATION);
+    let long = events
+        .iter()
+        .filter(|e| e.text_content() == Some("long"))
+        .count();
+    bot_core::pg::import(&pool, events.clone()).await.unwrap();
+    // A 1 s lease; one handler in a hundred runs 3 s, the others do their two inserts at once.
     let env = [
-        ("WORK_MS", "2"),
+        ("WORK_MS", "0"),
         ("LONG_MS", "3000"),
         ("LEASE_MS", "1000"),
-        ("MAX_IN_FLIGHT", "64"),
-        ("PREFETCH", "16"),
+        ("MAX_IN_FLIGHT", "128"),
+        ("PREFETCH", "32"),
         ("POOL_SIZE", "8"),
     ];
     let mut a = start_worker("qw_long", &env);
     let mut b = start_worker("qw_long", &env);
     wait_ready(&mut a);
     wait_ready(&mut b);
-    let events = mixed_load(CONVERSATIONS, PER_CONVERSATION);
-    let long = events
-        .iter()
-        .filter(|e| e.text_content() == Some("long"))
-        .count();
-    for (i, chunk) in events.chunks(100).enumerate() {
-        let body = serde_json::to_vec(chunk).unwrap();
-        let (first, second) = if i % 2 == 0 {
-            (a.addr, b.addr)
-        } else {
-            (b.addr, a.addr)
-        };
-        assert!(
-            deliver(first, second, &body, Duration::from_secs(30)),
-            "batch {i} not accepted"
-        );
-    }
     let total = events.len() as i64;
     wait_count(
         &pool,
@@ -247,7 +242,12 @@ async fn long_handlers_outliving_their_lease_run_once_and_conversations_stay_seq
     )
     .await;
     // Every event acknowledged: a second run of an event still holds it until it ends.
-    wait_zero(&pool, "SELECT count(*) FROM botrt_events", Duration::from_secs(60)).await;
+    wait_zero(
+        &pool,
+        "SELECT count(*) FROM botrt_events",
+        Duration::from_secs(60),
+    )
+    .await;
     a.assert_running("at the end");
     b.assert_running("at the end");
     let runs = count(&pool, "SELECT count(*) FROM queue_worker_runs").await;
@@ -270,7 +270,10 @@ async fn long_handlers_outliving_their_lease_run_once_and_conversations_stay_seq
     );
     assert_eq!(runs, total, "an event ran more than once");
     assert_eq!(distinct, total);
-    assert_eq!(broken, 0, "a conversation ran two events at once or out of order");
+    assert_eq!(
+        broken, 0,
+        "a conversation ran two events at once or out of order"
+    );
     assert_eq!(dead, 0);
     assert!(longest >= 3000, "the long handlers outlived the 1 s lease");
 }
@@ -322,11 +325,16 @@ async fn acks_failing_for_a_while_rerun_nothing_and_dead_letter_nothing() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let acked_while_failing = EVENTS as i64
-        - count(&pool, "SELECT count(*) FROM botrt_events").await;
+    let acked_while_failing =
+        EVENTS as i64 - count(&pool, "SELECT count(*) FROM botrt_events").await;
     drop(flag_guard);
     let failed_for = failing_since.elapsed();
-    wait_zero(&pool, "SELECT count(*) FROM botrt_events", Duration::from_secs(60)).await;
+    wait_zero(
+        &pool,
+        "SELECT count(*) FROM botrt_events",
+        Duration::from_secs(60),
+    )
+    .await;
     a.assert_running("at the end");
     b.assert_running("at the end");
     let runs = count(&pool, "SELECT count(*) FROM queue_worker_runs").await;
@@ -342,7 +350,10 @@ async fn acks_failing_for_a_while_rerun_nothing_and_dead_letter_nothing() {
          (acknowledged meanwhile {acked_while_failing}), acks failed for {failed_for:?}, \
          runs {runs}, distinct {distinct}, effects {effects}, dead letters {dead}"
     );
-    assert_eq!(acked_while_failing, 0, "an acknowledgement got through the fault");
+    assert_eq!(
+        acked_while_failing, 0,
+        "an acknowledgement got through the fault"
+    );
     assert_eq!(runs, EVENTS as i64, "a handled event ran again");
     assert_eq!(distinct, EVENTS as i64);
     assert_eq!(effects, EVENTS as i64);

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bot_core::Event;
 use support::{
-    BROKEN_SEQUENCES, DEMO, Worker, batch, count, database_url, fresh_schema, http,
-    spawn_worker, start_worker, wait_count, wait_ready,
+    BROKEN_SEQUENCES, DEMO, Worker, batch, count, database_url, fresh_schema, http, spawn_worker,
+    start_worker, wait_count, wait_ready,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,7 +123,10 @@ pub(crate) fn wait_ready(worker: &mut Worker) {
     }
 }
 
-pub(crate) fn batch(ids: impl Iterator<Item = usize>, conversations: usize) -> (Vec<String>, Vec<u8>) {
+pub(crate) fn batch(
+    ids: impl Iterator<Item = usize>,
+    conversations: usize,
+) -> (Vec<String>, Vec<u8>) {
     let events: Vec<Event> = ids
         .map(|i| {
             Event::text(DEMO, format!("c{}", i % conversations), "hi").with_id(format!("e{i}"))
