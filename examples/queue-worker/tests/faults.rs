@@ -167,11 +167,42 @@ async fn postgres_restarted_under_load_loses_nothing_acknowledged_and_workers_re
         if found as usize == acknowledged.len() {
             break found;
         }
-        assert!(
-            Instant::now() < until,
-            "{found} of {} acknowledged events handled",
-            acknowledged.len()
-        );
+        if Instant::now() >= until {
+            let rows = conn
+                .query(
+                    "SELECT e.state::text || ' attempts ' || e.attempts || ' error ' \
+                     || coalesce(e.last_error, '-') FROM botrt_events e WHERE e.event_id = ANY($1) \
+                     AND NOT EXISTS (SELECT 1 FROM queue_worker_effects f WHERE f.event_id = e.event_id) \
+                     LIMIT 5",
+                    &[&acknowledged],
+                )
+                .await
+                .unwrap();
+            let mut waiting: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            let rows = conn
+                .query(
+                    "SELECT 'dead after ' || d.attempts || ': ' || d.error FROM botrt_dead_letters d \
+                     WHERE d.event_id = ANY($1) LIMIT 5",
+                    &[&acknowledged],
+                )
+                .await
+                .unwrap();
+            waiting.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+            let runs: i64 = conn
+                .query_one(
+                    "SELECT count(*) FROM queue_worker_runs WHERE event_id = ANY($1) \
+                     AND event_id NOT IN (SELECT event_id FROM queue_worker_effects)",
+                    &[&acknowledged],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            waiting.push(format!("runs without effects: {runs}"));
+            panic!(
+                "{found} of {} acknowledged events handled; some of the others in the queue: {waiting:?}",
+                acknowledged.len()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     a.assert_running("at the end");
