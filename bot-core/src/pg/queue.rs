@@ -356,6 +356,7 @@ impl PgQueue {
 
     /// The pool the queue was built on (share it with [`super::PgStateStore`] and handlers).
     /// The queue's own statements use connections of their own beside it.
+    #[allow(clippy::misnamed_getters)] // `inner.pool` is the queue's own; this is the handlers'
     pub fn pool(&self) -> &PgPool {
         &self.inner.handlers
     }

@@ -90,7 +90,7 @@ async fn postgres_restarted_under_load_loses_nothing_acknowledged_and_workers_re
             let mut n = 0usize;
             while !stop.load(AtomicOrdering::Acquire) {
                 let (ids, body) = batch(n * BATCH..(n + 1) * BATCH, 200);
-                let (first, second) = if n % 2 == 0 {
+                let (first, second) = if n.is_multiple_of(2) {
                     (a_addr, b_addr)
                 } else {
                     (b_addr, a_addr)
@@ -336,7 +336,7 @@ async fn acks_failing_for_a_while_rerun_nothing_and_dead_letter_nothing() {
     wait_ready(&mut b);
     for n in 0..EVENTS / 50 {
         let (_, body) = batch(n * 50..(n + 1) * 50, 100);
-        let (first, second) = if n % 2 == 0 {
+        let (first, second) = if n.is_multiple_of(2) {
             (a.addr, b.addr)
         } else {
             (b.addr, a.addr)
