@@ -232,7 +232,9 @@ impl Context {
     /// # Errors
     ///
     /// [`ErrorKind::Config`] when the bot has no pool; [`ErrorKind::Timeout`] when no connection
-    /// became free in time; [`ErrorKind::Other`] when a connection cannot be opened.
+    /// became free in time; [`ErrorKind::Io`] when a connection cannot be opened (the database is
+    /// down or restarting). Both are retryable: returned from the handler, the attempt is retried
+    /// with back-off instead of dead-lettered.
     #[cfg(feature = "postgres")]
     pub async fn db(&self) -> Result<crate::pg::PgConnection, Error> {
         let (pool, telemetry) = self.shared.db.as_ref().ok_or_else(|| {
@@ -243,7 +245,7 @@ impl Context {
         })?;
         let started = tokio::time::Instant::now();
         let got = pool
-            .get_measured(ErrorKind::Other, "getting a connection for a handler")
+            .get_measured(ErrorKind::Io, "getting a connection for a handler")
             .await;
         telemetry.db_pool_wait(started.elapsed());
         got.map(|(conn, _)| conn)

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
@@ -29,7 +29,11 @@ const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time to check a returned connection.
 const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A pool of PostgreSQL connections: the queue, the state store and handlers (`cx.db()`) share it.
+/// A pool of PostgreSQL connections for handlers (`cx.db()`) and the state store.
+///
+/// A [`super::PgQueue`] built on it opens connections of its own beside it (same server, schema
+/// and settings; see [`super::PgQueueBuilder::connections`]), so that handlers holding every
+/// connection of this pool never delay pushes, claims, acknowledgements or lease extensions.
 ///
 /// deadpool's own default is to wait forever for a connection; this pool always sets the `wait`,
 /// `create` and `recycle` time-outs. Every wait is measured ([`PgPool::stats`], and the
@@ -48,6 +52,8 @@ struct Inner {
     waited_micros: AtomicU64,
     max_wait_micros: AtomicU64,
     timeouts: AtomicU64,
+    /// Connections of the pools derived from this one for queues ([`PgPool::derive_for_queue`]).
+    derived: AtomicUsize,
 }
 
 impl fmt::Debug for PgPool {
@@ -87,7 +93,8 @@ pub struct CapacityCheck {
     pub max_connections: usize,
     /// The server's `superuser_reserved_connections`.
     pub reserved: usize,
-    /// This pool's size times the processes expected, plus one listener connection each.
+    /// This pool's size, plus one listener connection and the queue's own connections, times the
+    /// processes expected.
     pub needed: usize,
 }
 
@@ -236,6 +243,74 @@ impl PgPool {
             .build();
     }
 
+    /// A pool of its own on the same server, schema and settings, for a queue's statements:
+    /// connections handlers never take, on which the server cancels any statement after
+    /// `statement_timeout`; waiting for one of them, or opening one, is bounded by it too.
+    pub(crate) fn derive_for_queue(
+        &self,
+        max_size: usize,
+        statement_timeout: Duration,
+        role: &str,
+    ) -> Result<PgPool, Error> {
+        let mut config = self.inner.config.clone();
+        let millis = statement_timeout.as_millis().max(1);
+        let options = format!(
+            "{} -c statement_timeout={millis}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim_start());
+        let name = format!(
+            "{} {role}",
+            config.get_application_name().unwrap_or("botrt")
+        );
+        config.application_name(&name);
+        let base = self.inner.pool.timeouts();
+        let bounded =
+            |t: Option<Duration>| Some(t.map_or(statement_timeout, |t| t.min(statement_timeout)));
+        let create = bounded(base.create);
+        config.connect_timeout(create.unwrap_or(statement_timeout));
+        let pool = new_pool(
+            config.clone(),
+            self.inner.tls.clone(),
+            max_size,
+            Timeouts {
+                wait: Some(statement_timeout),
+                create,
+                recycle: bounded(base.recycle),
+            },
+        )?;
+        self.inner
+            .derived
+            .fetch_add(max_size, AtomicOrdering::Relaxed);
+        Ok(PgPool::from_parts(
+            pool,
+            config,
+            self.inner.tls.clone(),
+            self.inner.schema.clone(),
+        ))
+    }
+
+    fn from_parts(
+        pool: Pool,
+        config: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
+        schema: String,
+    ) -> Self {
+        PgPool {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                tls,
+                schema,
+                gets: AtomicU64::new(0),
+                waited_micros: AtomicU64::new(0),
+                max_wait_micros: AtomicU64::new(0),
+                timeouts: AtomicU64::new(0),
+                derived: AtomicUsize::new(0),
+            }),
+        }
+    }
+
     fn status(&self) -> deadpool_postgres::Status {
         self.inner.pool.status()
     }
@@ -255,8 +330,10 @@ impl PgPool {
         self.inner.tls.clone()
     }
 
-    /// Compares `max_size × expected_processes` (plus one listener connection per process) with
-    /// the server's `max_connections`, and logs a warning when they do not fit.
+    /// Compares `max_size × expected_processes` (plus, per process, one listener connection and
+    /// the connections of the queues built on this pool so far) with the server's
+    /// `max_connections`, and logs a warning when they do not fit. Call it after building the
+    /// queue, so that its connections count.
     ///
     /// # Errors
     ///
@@ -276,7 +353,10 @@ impl PgPool {
         let check = CapacityCheck {
             max_connections,
             reserved,
-            needed: (self.inner.pool.status().max_size + 1).saturating_mul(expected_processes),
+            needed: (self.inner.pool.status().max_size
+                + 1
+                + self.inner.derived.load(AtomicOrdering::Relaxed))
+            .saturating_mul(expected_processes),
         };
         if !check.fits() {
             tracing::warn!(
@@ -423,37 +503,41 @@ impl PgPoolBuilder {
             .options(format!("-c search_path={}", self.schema))
             .application_name(&self.application_name)
             .connect_timeout(self.create_timeout);
-        let manager = Manager::from_config(
+        let pool = new_pool(
             config.clone(),
             tls.clone(),
-            ManagerConfig {
-                // A cheap check that a returned connection still works.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(self.max_size)
-            .runtime(Runtime::Tokio1)
-            .timeouts(Timeouts {
+            self.max_size,
+            Timeouts {
                 wait: Some(self.wait_timeout),
                 create: Some(self.create_timeout),
                 recycle: Some(self.recycle_timeout),
-            })
-            .build()
-            .map_err(|e| Error::config("postgres: cannot build the pool").with_source(e))?;
-        Ok(PgPool {
-            inner: Arc::new(Inner {
-                pool,
-                config,
-                tls,
-                schema: self.schema,
-                gets: AtomicU64::new(0),
-                waited_micros: AtomicU64::new(0),
-                max_wait_micros: AtomicU64::new(0),
-                timeouts: AtomicU64::new(0),
-            }),
-        })
+            },
+        )?;
+        Ok(PgPool::from_parts(pool, config, tls, self.schema))
     }
+}
+
+/// A deadpool pool on `config`; the one place connections are made (TLS goes here).
+fn new_pool(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    max_size: usize,
+    timeouts: Timeouts,
+) -> Result<Pool, Error> {
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            // A cheap check that a returned connection still works.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .timeouts(timeouts)
+        .build()
+        .map_err(|e| Error::config("postgres: cannot build the pool").with_source(e))
 }
 
 /// A name that needs no quoting in SQL or in the `search_path` option.

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -162,6 +163,11 @@ const STATS_INTERVAL: Duration = Duration::from_secs(5);
 const I8S: Type = Type::INT8_ARRAY;
 const TEXTS: Type = Type::TEXT_ARRAY;
 
+/// Default connections of the queue's own for pushes, claims and upkeep.
+const DEFAULT_CONNECTIONS: usize = 4;
+/// The default statement time-out is half the lease, at most this.
+const MAX_DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default lease: long enough that the supervisor's extensions (every third of it) are rare,
 /// short enough that a crashed process's events come back quickly.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -184,7 +190,15 @@ pub struct PgQueue {
 }
 
 pub(super) struct Inner {
+    /// The queue's own connections for pushes, claims and upkeep (not the handlers' pool).
     pub(super) pool: PgPool,
+    /// Two more for completions and lease extensions alone (one statement of each at a time),
+    /// so that neither a burst of pushes nor busy handlers can delay them.
+    reserved: PgPool,
+    /// The pool the queue was built on, for handlers.
+    handlers: PgPool,
+    /// How long the client waits for one queue statement (including its connection).
+    client_timeout: Duration,
     pub(super) channel: String,
     ordered: bool,
     lease: Duration,
@@ -319,6 +333,8 @@ impl PgQueue {
             retry_after: Duration::from_secs(5),
             notify_debounce: Duration::from_millis(2),
             listen: true,
+            connections: DEFAULT_CONNECTIONS,
+            statement_timeout: None,
         }
     }
 
@@ -338,9 +354,11 @@ impl PgQueue {
         Self::builder(&pool).build()
     }
 
-    /// The pool the queue uses (share it with [`super::PgStateStore`] and handlers).
+    /// The pool the queue was built on (share it with [`super::PgStateStore`] and handlers).
+    /// The queue's own statements use connections of their own beside it.
+    #[allow(clippy::misnamed_getters)] // `inner.pool` is the queue's own; this is the handlers'
     pub fn pool(&self) -> &PgPool {
-        &self.inner.pool
+        &self.inner.handlers
     }
 
     /// Counts of what this process's queue did so far.
@@ -458,7 +476,7 @@ impl PgQueue {
             "Events skipped as duplicates",
             |c| &c.duplicates,
         );
-        self.inner.pool.register_metrics(telemetry);
+        self.inner.handlers.register_metrics(telemetry);
     }
 
     /// Closes the queue (as [`Queue::close`]), returns claimed but unstarted events to the
@@ -485,13 +503,6 @@ impl Drop for PgQueue {
 }
 
 impl Inner {
-    async fn conn(&self, what: &str) -> Result<super::PgConnection, Error> {
-        self.pool
-            .get_measured(ErrorKind::Queue, what)
-            .await
-            .map(|(c, _)| c)
-    }
-
     // Statements go out typed and unprepared (one round trip each), so PostgreSQL plans them
     // with the actual values and the table's current size every time. A prepared statement's
     // cached plan, made while the queue was empty (as it is most of the time), turns into a scan
@@ -502,10 +513,7 @@ impl Inner {
         params: &[(&(dyn ToSql + Sync), Type)],
         what: &str,
     ) -> Result<u64, Error> {
-        let conn = self.conn(what).await?;
-        conn.execute_typed(sql, params)
-            .await
-            .map_err(|e| error::db(ErrorKind::Queue, what, e))
+        self.execute_on(&self.pool, sql, params, what).await
     }
 
     async fn query(
@@ -514,10 +522,60 @@ impl Inner {
         params: &[(&(dyn ToSql + Sync), Type)],
         what: &str,
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
-        let conn = self.conn(what).await?;
-        conn.query_typed(sql, params)
+        self.query_on(&self.pool, sql, params, what).await
+    }
+
+    /// One statement on `pool`, bounded on the client as the server bounds it.
+    async fn execute_on(
+        &self,
+        pool: &PgPool,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        what: &str,
+    ) -> Result<u64, Error> {
+        let run = async {
+            let (conn, _) = pool.get_measured(ErrorKind::Queue, what).await?;
+            conn.execute_typed(sql, params)
+                .await
+                .map_err(|e| error::db(ErrorKind::Queue, what, e))
+        };
+        self.bounded(what, run).await
+    }
+
+    async fn query_on(
+        &self,
+        pool: &PgPool,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        what: &str,
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        let run = async {
+            let (conn, _) = pool.get_measured(ErrorKind::Queue, what).await?;
+            conn.query_typed(sql, params)
+                .await
+                .map_err(|e| error::db(ErrorKind::Queue, what, e))
+        };
+        self.bounded(what, run).await
+    }
+
+    /// A statement that the server does not answer in time (a cut connection, a stalled
+    /// server) fails here; fenced completions can then be retried safely.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        run: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.client_timeout, run)
             .await
-            .map_err(|e| error::db(ErrorKind::Queue, what, e))
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "postgres: {what}: no answer within {:?}",
+                        self.client_timeout
+                    ),
+                ))
+            })
     }
 
     fn count(&self, counter: &AtomicU64, n: u64) {
@@ -599,7 +657,12 @@ impl Inner {
         }
         let (ids, tokens) = split(deliveries.iter().map(|d| d.lease));
         let n = self
-            .execute(RELEASE, &[(&ids, I8S), (&tokens, I8S)], "releasing events")
+            .execute_on(
+                &self.reserved,
+                RELEASE,
+                &[(&ids, I8S), (&tokens, I8S)],
+                "releasing events",
+            )
             .await?;
         self.count(&self.counters.released, n);
         self.wake.notify_one();
@@ -1011,7 +1074,12 @@ impl Queue for PgQueue {
         let inner = &self.inner;
         let (ids, tokens) = split(leases.iter().copied());
         let n = inner
-            .execute(ACK, &[(&ids, I8S), (&tokens, I8S)], "acknowledging events")
+            .execute_on(
+                &inner.reserved,
+                ACK,
+                &[(&ids, I8S), (&tokens, I8S)],
+                "acknowledging events",
+            )
             .await?;
         inner.count(&inner.counters.acked, n);
         inner.wake.notify_one();
@@ -1027,7 +1095,8 @@ impl Queue for PgQueue {
         let delays: Vec<i64> = nacks.iter().map(|n| millis(n.delay)).collect();
         let errors: Vec<&str> = nacks.iter().map(|n| n.error.as_str()).collect();
         let n = inner
-            .execute(
+            .execute_on(
+                &inner.reserved,
                 NACK,
                 &[
                     (&ids, I8S),
@@ -1050,7 +1119,8 @@ impl Queue for PgQueue {
         let (ids, tokens) = split(dead.iter().map(|d| d.lease));
         let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
         let rows = inner
-            .query(
+            .query_on(
+                &inner.reserved,
                 DEAD,
                 &[(&ids, I8S), (&tokens, I8S), (&errors, TEXTS)],
                 "dead-lettering events",
@@ -1089,7 +1159,8 @@ impl Queue for PgQueue {
         let inner = &self.inner;
         let (ids, tokens) = split(leases.iter().copied());
         let n = inner
-            .execute(
+            .execute_on(
+                &inner.reserved,
                 EXTEND,
                 &[(&ids, I8S), (&tokens, I8S), (&millis(by), Type::INT8)],
                 "extending leases",
@@ -1198,6 +1269,8 @@ pub struct PgQueueBuilder {
     retry_after: Duration,
     notify_debounce: Duration,
     listen: bool,
+    connections: usize,
+    statement_timeout: Option<Duration>,
 }
 
 impl PgQueueBuilder {
@@ -1286,12 +1359,30 @@ impl PgQueueBuilder {
         self
     }
 
+    /// Connections of the queue's own for pushes, claims and upkeep (default 4), beside the pool
+    /// it is built on, which stays the handlers'. Two more are kept for acknowledgements and
+    /// lease extensions alone. Count them all against `max_connections`
+    /// ([`PgPool::check_capacity`] does, once the queue is built).
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections;
+        self
+    }
+
+    /// How long one queue statement may run (default half the lease, at most 10 s): the server
+    /// cancels it then (`statement_timeout` on the queue's connections), and the client gives
+    /// up waiting for it, or for a connection, as long. It must be shorter than the lease, so
+    /// that a stuck acknowledgement or extension is retried before the lease lapses.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
     /// Builds the queue and starts its tasks.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when a duration is zero, `max_batch` is zero, or no Tokio runtime
-    /// is running.
+    /// [`ErrorKind::Config`] when a duration is zero, `max_batch` or `connections` is zero, the
+    /// statement time-out is not shorter than the lease, or no Tokio runtime is running.
     pub fn build(self) -> Result<PgQueue, Error> {
         if self.lease < Duration::from_millis(100) {
             return Err(Error::config(
@@ -1307,12 +1398,38 @@ impl PgQueueBuilder {
                 "postgres queue: max_batch, poll_interval, rescue_interval and push_timeout must be above zero",
             ));
         }
+        let statement_timeout = self
+            .statement_timeout
+            .unwrap_or_else(|| (self.lease / 2).min(MAX_DEFAULT_STATEMENT_TIMEOUT));
+        if statement_timeout.is_zero() || statement_timeout >= self.lease {
+            return Err(Error::config(
+                "postgres queue: statement_timeout must be above zero and shorter than lease_duration",
+            ));
+        }
+        if self.connections == 0 {
+            return Err(Error::config(
+                "postgres queue: connections must be at least 1",
+            ));
+        }
+        let queue_pool =
+            self.pool
+                .derive_for_queue(self.connections, statement_timeout, "queue")?;
+        let reserved = self
+            .pool
+            .derive_for_queue(2, statement_timeout, "queue completions")?;
+        // The server's cancel comes first and says why; the client's bound catches a server
+        // that does not answer at all.
+        let client_timeout =
+            statement_timeout + (statement_timeout / 10).min(Duration::from_secs(1));
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::config("postgres queue: build it inside a Tokio runtime (it starts tasks)")
         })?;
         let inner = Arc::new(Inner {
             channel: format!("botrt_events_{}", self.pool.schema()),
-            pool: self.pool,
+            pool: queue_pool,
+            reserved,
+            handlers: self.pool,
+            client_timeout,
             ordered: self.ordering == Ordering::PerConversation,
             lease: self.lease,
             max_attempts: self.max_attempts,

@@ -1,10 +1,16 @@
 //! The supervisor: pulls events as it has free slots, runs handlers, retries, dead-letters, drains.
 //!
-//! One dispatcher task owns all the bookkeeping, so the hot path has no shared locks besides the
-//! queue's: it pulls at most `max_in_flight - running` events (demand-driven, as GenStage does),
-//! spawns one task per event, and collects each task's outcome from a channel whose capacity is
-//! `max_in_flight`, so it can never grow. Completions are batched into one queue call per kind.
+//! One dispatcher task owns the bookkeeping of running handlers, so the hot path has no shared
+//! locks besides the queue's: it pulls at most `max_in_flight - running` events (demand-driven, as
+//! GenStage does), spawns one task per event, and collects each task's outcome from a channel
+//! whose capacity is `max_in_flight`, so it can never grow. Completions are batched per turn and
+//! handed to the completer (`complete`), which applies them, one queue call per kind, and retries
+//! failed ones; on backends whose leases expire the lease keeper (`lease`) extends every lease
+//! held, running or waiting for its completion. Both run in tasks of their own, so a busy
+//! dispatcher never delays them, and they never block the dispatcher.
 
+mod complete;
+mod lease;
 mod task;
 
 use std::fmt;
@@ -19,10 +25,17 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Shared;
 use crate::handler::BoxHandler;
 use crate::limits::Limits;
-use crate::queue::{Dead, DeadLetter, Delivery, Lease, Nack, Queue};
-use crate::telemetry::{DropReason, Metrics, Outcome};
+use crate::queue::{Dead, DeadLetter, Delivery, Nack, Queue};
+use crate::telemetry::{Metrics, Outcome};
 
+use complete::{Completer, Completions, Unsettled};
+use lease::{HeldLeases, LeaseKeeper};
 use task::{Completion, TaskFailure};
+
+/// The longest wait between two tries of a failing completion statement.
+const COMPLETION_MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long completions are still retried once the dispatcher has stopped, at most.
+const COMPLETION_FINAL_WINDOW: Duration = Duration::from_secs(10);
 
 /// Events accepted through the ingress versus events finished (acknowledged or dead-lettered) by
 /// this process's supervisor, so that [`crate::Bot::idle`] can wait for the two to meet.
@@ -165,15 +178,6 @@ impl fmt::Debug for Supervisor {
     }
 }
 
-/// Completions waiting to be sent to the queue in one call each.
-#[derive(Default)]
-struct Pending {
-    acks: Vec<Lease>,
-    nacks: Vec<Nack>,
-    dead: Vec<Dead>,
-    release: Vec<Delivery>,
-}
-
 impl Supervisor {
     /// Runs until `stop` fires, then drains. Returns what the drain did.
     pub(crate) async fn run(self, stop: CancellationToken) -> ShutdownReport {
@@ -187,23 +191,55 @@ impl Supervisor {
             hard_stop: hard_stop.clone(),
             completions: tx,
         });
+        let lease_duration = self.queue.lease_duration().filter(|d| !d.is_zero());
+        // Leases are held from the pull until their completion is settled, and kept alive by a
+        // task of their own: see `lease`.
+        let held = lease_duration.map(|_| Arc::new(HeldLeases::default()));
+        let keeper_stop = CancellationToken::new();
+        let keeper = lease_duration.zip(held.clone()).map(|(duration, held)| {
+            LeaseKeeper::spawn(self.queue.clone(), duration, held, keeper_stop.clone())
+        });
+        let unsettled = Arc::new(Unsettled::default());
+        // Every batch holds at least one unsettled completion, and the dispatcher stops pulling
+        // at `max` unsettled while at most `max` handlers still finish: sends never wait.
+        let (to_completer, completer_input) =
+            mpsc::channel::<Completions>(max.saturating_mul(2).max(1));
+        let completer = Completer {
+            queue: self.queue.clone(),
+            metrics: self.metrics.clone(),
+            progress: self.progress.clone(),
+            dead_letter_hook: self.dead_letter_hook.clone(),
+            dead_letters_evicted: self.dead_letters_evicted.load(AtomicOrdering::Relaxed),
+            held: held.clone(),
+            unsettled: unsettled.clone(),
+            max_backoff: lease_duration.map_or(COMPLETION_MAX_BACKOFF, |d| {
+                (d / 4).clamp(Duration::from_millis(1), COMPLETION_MAX_BACKOFF)
+            }),
+            final_window: lease_duration
+                .map_or(COMPLETION_FINAL_WINDOW, |d| d.min(COMPLETION_FINAL_WINDOW)),
+        }
+        .spawn(completer_input);
         let mut running = 0usize;
-        let mut pending = Pending::default();
+        let mut pending = Completions::default();
         let mut buf = Vec::with_capacity(64);
-        let mut keeper = LeaseKeeper::new(self.queue.lease_duration());
         // An empty pull means the queue was closed: stop asking instead of spinning.
         let mut queue_open = true;
 
         loop {
             while let Ok(c) = rx.try_recv() {
                 running -= 1;
-                keeper.finished(c.lease);
                 self.complete(c, &mut pending);
             }
-            self.flush(&mut pending).await;
+            hand_over(&mut pending, &to_completer, &unsettled).await;
             self.metrics.set_inflight(running);
+            // Completions that cannot be applied pile up: claim nothing more until they settle.
+            let stalled = unsettled.get() >= max;
             // A backend must not hand out more than asked; stay safe if one does.
-            let free = max.saturating_sub(running);
+            let free = if stalled {
+                0
+            } else {
+                max.saturating_sub(running)
+            };
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -213,9 +249,11 @@ impl Supervisor {
                         queue_open = false;
                     }
                     Ok(batch) => {
+                        if let Some(held) = &held {
+                            held.insert(batch.iter().map(|d| d.lease));
+                        }
                         for delivery in batch {
                             running += 1;
-                            keeper.started(delivery.lease);
                             task::spawn(&env, delivery);
                         }
                         self.metrics.set_inflight(running);
@@ -231,11 +269,10 @@ impl Supervisor {
                 n = rx.recv_many(&mut buf, max) => {
                     running -= n;
                     for c in buf.drain(..) {
-                        keeper.finished(c.lease);
                         self.complete(c, &mut pending);
                     }
                 }
-                () = keeper.due() => keeper.extend(&*self.queue).await,
+                () = unsettled.changed(), if stalled => {}
             }
         }
 
@@ -252,14 +289,12 @@ impl Supervisor {
                     running -= n;
                     drained += n as u64;
                     for c in buf.drain(..) {
-                        keeper.finished(c.lease);
                         self.complete(c, &mut pending);
                     }
-                    self.flush(&mut pending).await;
+                    hand_over(&mut pending, &to_completer, &unsettled).await;
                     self.metrics.set_inflight(running);
                 }
                 () = tokio::time::sleep_until(deadline) => break,
-                () = keeper.due() => keeper.extend(&*self.queue).await,
             }
         }
         let mut cancelled = 0u64;
@@ -299,8 +334,20 @@ impl Supervisor {
                 }
             }
         }
-        self.flush(&mut pending).await;
+        hand_over(&mut pending, &to_completer, &unsettled).await;
         self.metrics.set_inflight(running);
+        // The completer applies what is left (retrying for a bounded time) while the keeper
+        // keeps those leases alive; then the keeper stops.
+        drop(to_completer);
+        if let Err(e) = completer.await {
+            tracing::error!(error = %e, "completer task failed");
+        }
+        keeper_stop.cancel();
+        if let Some(keeper) = keeper
+            && let Err(e) = keeper.await
+        {
+            tracing::error!(error = %e, "lease keeper task failed");
+        }
         self.queue.close();
         let report = ShutdownReport {
             drained,
@@ -320,7 +367,7 @@ impl Supervisor {
     ///
     /// Metrics are recorded here, on the dispatcher, rather than in the tasks: one writer means
     /// no contended cache lines and an uncontended histogram lock.
-    fn complete(&self, c: Completion, pending: &mut Pending) {
+    fn complete(&self, c: Completion, pending: &mut Completions) {
         self.metrics
             .processed(c.failure.map_or(Outcome::Ok, Outcome::from), c.elapsed);
         let Some(failure) = c.failure else {
@@ -366,123 +413,24 @@ impl Supervisor {
             });
         }
     }
-
-    async fn flush(&self, pending: &mut Pending) {
-        if !pending.acks.is_empty() {
-            match self.queue.ack(&pending.acks).await {
-                Ok(done) => self.progress.finished(done.applied),
-                Err(e) => tracing::error!(error = %e, count = pending.acks.len(), "ack failed"),
-            }
-            pending.acks.clear();
-        }
-        if !pending.nacks.is_empty() {
-            let n = pending.nacks.len();
-            match self.queue.nack(std::mem::take(&mut pending.nacks)).await {
-                Ok(done) => self.metrics.retried(done.applied),
-                Err(e) => tracing::error!(error = %e, count = n, "nack failed"),
-            }
-        }
-        if !pending.dead.is_empty() {
-            let n = pending.dead.len();
-            match self.queue.dead(std::mem::take(&mut pending.dead)).await {
-                Ok(letters) => {
-                    self.metrics.dead(letters.len());
-                    let evicted = self.queue.dead_letters_evicted();
-                    let before = self
-                        .dead_letters_evicted
-                        .swap(evicted, AtomicOrdering::Relaxed);
-                    self.metrics.dropped(
-                        DropReason::DeadLetterEvicted,
-                        usize::try_from(evicted.saturating_sub(before)).unwrap_or(usize::MAX),
-                    );
-                    if let Some(hook) = &self.dead_letter_hook {
-                        for letter in &letters {
-                            let hook = hook.clone();
-                            // A panicking hook must not take the dispatcher down.
-                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                hook(letter)
-                            }))
-                            .is_err()
-                            {
-                                tracing::error!("dead letter hook panicked");
-                            }
-                        }
-                    }
-                    // Counted after the hook ran, so that `idle` also means "hooks called".
-                    self.progress.finished(letters.len());
-                }
-                Err(e) => tracing::error!(error = %e, count = n, "dead-lettering failed"),
-            }
-        }
-        if !pending.release.is_empty() {
-            let n = pending.release.len();
-            if let Err(e) = self
-                .queue
-                .release(std::mem::take(&mut pending.release))
-                .await
-            {
-                tracing::error!(error = %e, count = n, "release failed");
-            }
-        }
-    }
 }
 
-/// Keeps the leases of running handlers alive on backends whose leases expire.
-struct LeaseKeeper {
-    /// The lease duration, if leases expire.
-    duration: Option<Duration>,
-    held: foldhash::HashSet<Lease>,
-    next: Instant,
-}
-
-impl LeaseKeeper {
-    fn new(duration: Option<Duration>) -> Self {
-        let duration = duration.filter(|d| !d.is_zero());
-        Self {
-            duration,
-            held: foldhash::HashSet::default(),
-            next: deadline_after(Instant::now(), duration.map_or(Duration::MAX, |d| d / 3)),
-        }
+/// Sends the turn's completions to the completer, counting them as unsettled.
+async fn hand_over(
+    pending: &mut Completions,
+    completer: &mpsc::Sender<Completions>,
+    unsettled: &Unsettled,
+) {
+    if pending.is_empty() {
+        return;
     }
-
-    fn started(&mut self, lease: Lease) {
-        if self.duration.is_some() {
-            self.held.insert(lease);
-        }
-    }
-
-    fn finished(&mut self, lease: Lease) {
-        if self.duration.is_some() {
-            self.held.remove(&lease);
-        }
-    }
-
-    /// Completes when the held leases are due for an extension; never without expiring leases.
-    async fn due(&self) {
-        if self.duration.is_some() {
-            tokio::time::sleep_until(self.next).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    }
-
-    async fn extend(&mut self, queue: &dyn Queue) {
-        let Some(duration) = self.duration else {
-            return;
-        };
-        self.next = deadline_after(Instant::now(), duration / 3);
-        if self.held.is_empty() {
-            return;
-        }
-        let leases: Vec<Lease> = self.held.iter().copied().collect();
-        match queue.extend_lease(&leases, duration).await {
-            Ok(done) if done.stale > 0 => tracing::warn!(
-                stale = done.stale,
-                "leases of running handlers were lost; their events may run elsewhere too"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, count = leases.len(), "extending leases failed"),
-        }
+    let batch = std::mem::take(pending);
+    unsettled.add(batch.len());
+    if completer.send(batch).await.is_err() {
+        // Only when the completer task died (it does not panic): nothing can apply them now.
+        tracing::error!(
+            "completer gone; completions dropped, their events run again once their leases expire"
+        );
     }
 }
 

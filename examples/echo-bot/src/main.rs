@@ -114,8 +114,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let processes = std::env::var("BOT_PROCESSES")
                 .ok()
                 .and_then(|n| n.parse().ok());
-            pool.check_capacity(processes.unwrap_or(1)).await?;
             let queue = Arc::new(PgQueue::builder(&pool).limits(&Limits::default()).build()?);
+            // After the queue, so that its own connections count too.
+            pool.check_capacity(processes.unwrap_or(1)).await?;
             builder = builder.queue(queue.clone());
             Some(queue)
         }

@@ -14,11 +14,13 @@
 //!
 //! Settings (environment): `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
 //! `BOT_ADDR` (default `127.0.0.1:8080`), `BOT_SCHEMA` (default `public`), `WORK_MS` (the
-//! simulated call, default 2000), `MAX_IN_FLIGHT` (default 256), `PREFETCH` (default 16),
+//! simulated call, default 2000), `LONG_MS` (the call for events whose text is `long`, default
+//! `WORK_MS`), `MAX_IN_FLIGHT` (default 256), `PREFETCH` (default 16),
 //! `LEASE_MS` (default 30000), `POOL_SIZE` (default 16), `WORKER_PROCESSES` (how many processes
 //! you run, for the connection check; default 2), `ORDERING` (`per-conversation`, the default, or
 //! `unordered`), `HANDLER` (`noop` for a handler that does nothing, as `botload scenario
-//! queue-drain` uses; it prints `handled=<count>` on stdout when the worker stops).
+//! queue-drain` uses; it prints `handled=<count>` on stdout when the worker stops), and
+//! `ACK_FAIL_FILE` (a fault for the fault suite: acknowledgements fail while that file exists).
 //!
 //! Every handled event is recorded in `queue_worker_runs` (each attempt, when it started and
 //! ended) and, once, in
@@ -28,6 +30,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
+
+mod faults;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -95,7 +99,12 @@ async fn noop(_cx: Context, _event: Event) -> Result<(), BoxError> {
 /// The simulated external API call, then the effect, recorded once per event id.
 async fn handle(cx: Context, event: Event) -> Result<(), BoxError> {
     let started = std::time::SystemTime::now();
-    let work = Duration::from_millis(env_or("WORK_MS", 2000));
+    let work_ms = env_or("WORK_MS", 2000);
+    let work = Duration::from_millis(if event.text_content() == Some("long") {
+        env_or("LONG_MS", work_ms)
+    } else {
+        work_ms
+    });
     tokio::select! {
         () = tokio::time::sleep(work) => {}
         // Shutdown or time-out: stop early; the event goes back to the queue.
@@ -141,7 +150,6 @@ async fn main() -> Result<(), Error> {
         .build()?;
     // Safe when every process runs it at start-up at once.
     pg::migrate(&pool).await?;
-    pool.check_capacity(env_or("WORKER_PROCESSES", 2)).await?;
     let limits = Limits {
         max_in_flight: env_or("MAX_IN_FLIGHT", 256),
         handler_timeout: Duration::from_secs(300),
@@ -158,11 +166,21 @@ async fn main() -> Result<(), Error> {
             .lease_duration(Duration::from_millis(env_or("LEASE_MS", 30_000)))
             .build()?,
     );
+    // After the queue: its own connections count too.
+    pool.check_capacity(env_or("WORKER_PROCESSES", 2)).await?;
     let noop_handler = std::env::var("HANDLER").is_ok_and(|h| h == "noop");
+    let bot_queue: Arc<dyn bot_core::Queue> = match std::env::var_os("ACK_FAIL_FILE") {
+        Some(flag) => Arc::new(faults::FailingAcks {
+            inner: queue.clone(),
+            flag: flag.into(),
+            refused: AtomicU64::new(0),
+        }),
+        None => queue.clone(),
+    };
     let builder = Bot::builder()
         .adapter(JsonWebhook)
         .limits(limits)
-        .queue(queue.clone())
+        .queue(bot_queue)
         .database(pool.clone());
     let bot = if noop_handler {
         builder.handler(noop).build()?

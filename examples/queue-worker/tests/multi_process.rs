@@ -5,147 +5,18 @@
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! fails when it cannot be reached.
 
+mod support;
+
 use std::collections::HashSet;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::Read as _;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bot_core::pg::PgPool;
-use bot_core::{Event, Platform};
-
-const DEMO: Platform = Platform::from_static("demo");
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A pool on a fresh schema (dropped first).
-async fn fresh_schema(schema: &str) -> PgPool {
-    let admin = PgPool::builder(database_url()).max_size(1).build().unwrap();
-    let conn = admin
-        .get()
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {} ({e})", database_url()));
-    conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
-    let pool = PgPool::builder(database_url())
-        .schema(schema)
-        .max_size(2)
-        .build()
-        .unwrap();
-    bot_core::pg::migrate(&pool).await.unwrap();
-    pool
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A worker process that is killed when dropped.
-struct Worker {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_worker(schema: &str, env: &[(&str, &str)]) -> Worker {
-    spawn_worker(schema, env, Stdio::null())
-}
-
-fn spawn_worker(schema: &str, env: &[(&str, &str)], stdout: Stdio) -> Worker {
-    let addr = free_addr();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_queue-worker"));
-    cmd.env("DATABASE_URL", database_url())
-        .env("BOT_SCHEMA", schema)
-        .env("BOT_ADDR", addr.to_string())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Worker {
-        child: cmd.spawn().expect("start queue-worker"),
-        addr,
-    }
-}
-
-/// One HTTP/1.1 request; the status code, or `None` when the connection fails.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split(' ').nth(1)?.parse().ok()
-}
-
-fn wait_ready(worker: &mut Worker) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while http(worker.addr, "GET", "/readyz", b"") != Some(200) {
-        if let Ok(Some(status)) = worker.child.try_wait() {
-            panic!("queue-worker exited at start-up: {status}");
-        }
-        assert!(Instant::now() < until, "queue-worker not ready in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn batch(ids: impl Iterator<Item = usize>, conversations: usize) -> (Vec<String>, Vec<u8>) {
-    let events: Vec<Event> = ids
-        .map(|i| {
-            Event::text(DEMO, format!("c{}", i % conversations), "hi").with_id(format!("e{i}"))
-        })
-        .collect();
-    let ids = events.iter().map(|e| e.id.to_string()).collect();
-    (ids, serde_json::to_vec(&events).unwrap())
-}
-
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    pool.get()
-        .await
-        .unwrap()
-        .query_one(sql, &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-async fn wait_count(pool: &PgPool, sql: &str, at_least: i64, deadline: Duration) -> i64 {
-    let until = Instant::now() + deadline;
-    loop {
-        let n = count(pool, sql).await;
-        if n >= at_least {
-            return n;
-        }
-        assert!(
-            Instant::now() < until,
-            "timed out: {sql} = {n}, want {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use bot_core::Event;
+use support::{
+    BROKEN_SEQUENCES, DEMO, Worker, batch, count, database_url, fresh_schema, http, spawn_worker,
+    start_worker, wait_count, wait_ready,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_midway_loses_nothing_acknowledged_and_bounds_duplicates() {
@@ -320,18 +191,7 @@ async fn two_processes_keep_200_conversations_sequential_and_in_order() {
     )
     .await;
     // Each run started after the previous event of its conversation ended, in sequence order.
-    let broken = count(
-        &pool,
-        "SELECT count(*) FROM (
-             SELECT split_part(event_id, '-', 2)::int AS seq, started_at,
-                    lag(at) OVER w AS previous_end,
-                    lag(split_part(event_id, '-', 2)::int) OVER w AS previous_seq
-             FROM queue_worker_runs
-             WINDOW w AS (PARTITION BY split_part(event_id, '-', 1) ORDER BY started_at)
-         ) r
-         WHERE started_at < previous_end OR seq <> coalesce(previous_seq + 1, 0)",
-    )
-    .await;
+    let broken = count(&pool, BROKEN_SEQUENCES).await;
     assert_eq!(broken, 0, "runs overlapping or out of order");
     assert_eq!(
         count(&pool, "SELECT count(*) FROM queue_worker_runs").await,
@@ -361,7 +221,7 @@ async fn noop_workers_drain_an_imported_backlog_running_each_event_once() {
         ("WORKER_PROCESSES", "2"),
     ];
     let mut workers: Vec<Worker> = (0..2)
-        .map(|_| spawn_worker("qw_noop", &env, Stdio::piped()))
+        .map(|_| spawn_worker(&database_url(), "qw_noop", &env, Stdio::piped()))
         .collect();
     let until = Instant::now() + Duration::from_secs(60);
     while count(&pool, "SELECT count(*) FROM botrt_events").await > 0 {

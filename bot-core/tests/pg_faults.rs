@@ -1,0 +1,103 @@
+//! `PgQueue` under faults of its connections: handlers holding every connection of the pool, and
+//! a completion stuck behind a lock.
+
+mod support;
+
+use std::time::Duration;
+
+use bot_core::ErrorKind;
+use bot_core::queue::Queue;
+use support::pg::{fresh_pool_with, queue_builder};
+use support::text_event;
+use tokio::time::Instant;
+
+/// The handlers' pool exhausted (and its wait long) must not delay the queue: pushes, claims,
+/// lease extensions and acknowledgements run on connections of the queue's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_statements_do_not_wait_for_handlers_holding_every_pool_connection() {
+    let pool = fresh_pool_with("exhausted", |b| {
+        b.max_size(2).wait_timeout(Duration::from_secs(20))
+    })
+    .await;
+    let queue = queue_builder(&pool)
+        .lease_duration(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    // Handlers hold every connection of the pool.
+    let held = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    let started = Instant::now();
+    let work = async {
+        queue
+            .push_batch(vec![text_event("c1", "e1")])
+            .await
+            .expect("push");
+        let delivery = queue.pull(1).await.expect("pull").remove(0);
+        let extended = queue
+            .extend_lease(&[delivery.lease], Duration::from_secs(3))
+            .await
+            .expect("extend");
+        let acked = queue.ack(&[delivery.lease]).await.expect("ack");
+        (extended.applied, acked.applied)
+    };
+    let done = tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .expect("the queue waited for the handlers' pool");
+    println!(
+        "exhausted pool: push, claim, extend and ack took {:?}; pool {:?}",
+        started.elapsed(),
+        pool.stats()
+    );
+    assert_eq!(done, (1, 1));
+    assert_eq!(pool.stats().timeouts, 0);
+    drop(held);
+    queue.shutdown().await;
+}
+
+/// A completion that the database does not answer (here: stuck behind a row lock) fails within
+/// the statement time-out, well inside the lease, instead of hanging; retried once the lock is
+/// gone, it applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_stuck_behind_a_lock_fails_within_the_statement_timeout() {
+    let pool = fresh_pool_with("stuck_ack", |b| b).await;
+    let queue = queue_builder(&pool)
+        .lease_duration(Duration::from_secs(3))
+        .statement_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    queue
+        .push_batch(vec![text_event("c1", "e1")])
+        .await
+        .unwrap();
+    let delivery = queue.pull(1).await.unwrap().remove(0);
+    let mut blocker = pool.get().await.unwrap();
+    let tx = blocker.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM botrt_events WHERE id = $1 FOR UPDATE",
+        &[&(delivery.lease.id as i64)],
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let stuck = tokio::time::timeout(Duration::from_secs(10), queue.ack(&[delivery.lease]))
+        .await
+        .expect("the acknowledgement hung");
+    let took = started.elapsed();
+    let e = stuck.expect_err("acknowledged through a lock");
+    println!("stuck ack: failed after {took:?}: {e}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "took {took:?}, longer than the lease allows"
+    );
+    assert!(matches!(e.kind(), ErrorKind::Queue | ErrorKind::Timeout));
+    tx.rollback().await.unwrap();
+    let done = queue.ack(&[delivery.lease]).await.unwrap();
+    assert_eq!((done.applied, done.stale), (1, 0));
+    // A statement time-out of the lease or longer is refused.
+    let e = queue_builder(&pool)
+        .lease_duration(Duration::from_secs(1))
+        .statement_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    queue.shutdown().await;
+}
