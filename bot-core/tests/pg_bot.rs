@@ -175,6 +175,7 @@ async fn a_webhook_answers_503_with_retry_after_when_the_postgres_queue_is_full(
         || async { (queue.counters().acked == 2).then_some(()) },
     )
     .await;
+    queue.stats().await.unwrap();
     let res = send_to(&bot, webhook_request(&[text_event("c3", "e3")])).await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.json()["accepted"], 1);

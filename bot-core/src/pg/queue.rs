@@ -310,6 +310,8 @@ pub(super) struct Inner {
     wants_room: AtomicBool,
     /// The figures were refreshed: wakes pushes waiting for room.
     stats_refreshed: Notify,
+    /// Held while the figures are refreshed.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 /// The queue's size at the last refresh, and this process's counters read just before it: the
@@ -818,10 +820,19 @@ impl Inner {
     }
 
     async fn refresh_stats(&self) -> Result<QueueStats, Error> {
-        // Read before the count: what this process pushes meanwhile is then counted twice
-        // (an over-estimate until the next refresh), never missed.
-        let base = self.local_counts();
+        // One at a time, so that an older count never replaces a newer one.
+        let _one = self.refreshing.lock().await;
+        // Additions are read before the count and removals after it: what this process does
+        // meanwhile is then counted twice or not subtracted (an over-estimate until the next
+        // count), never missed.
+        let before = self.local_counts();
         let rows = self.query(STATS, &[], "reading queue figures").await?;
+        let after = self.local_counts();
+        let base = SizeBase {
+            acked: after.acked,
+            dead: after.dead,
+            ..before
+        };
         let row = rows
             .first()
             .ok_or_else(|| Error::new(ErrorKind::Queue, "postgres: queue figures missing"))?;
@@ -1129,6 +1140,15 @@ impl Inner {
         let mut last_prune = Instant::now();
         let mut last_extend = Instant::now();
         let mut last_stats: Option<Instant> = None;
+        // Count at once: until the first count, the capacity check knows only this process's
+        // pushes.
+        tokio::select! {
+            r = self.refresh_stats() => match r {
+                Ok(_) => last_stats = Some(Instant::now()),
+                Err(e) => tracing::debug!(error = %e, "postgres: reading queue figures failed"),
+            },
+            () = self.closed.cancelled() => return,
+        }
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.rescue_interval) => {}
@@ -1814,6 +1834,7 @@ impl PgQueueBuilder {
             size: Mutex::new(SizeBase::default()),
             wants_room: AtomicBool::new(false),
             stats_refreshed: Notify::new(),
+            refreshing: tokio::sync::Mutex::new(()),
         });
         // Four long-lived tasks per queue, not per-message work; they end when it closes.
         #[allow(clippy::disallowed_methods)]
