@@ -5,13 +5,14 @@
 //! The two "processes" are two queues on two pools of their own, as two bot processes would
 //! be. The commit order is forced by a trigger the test installs in its schema: the insert of
 //! the event `first` waits for an advisory lock the test holds, so its transaction stays open
-//! after its row took its id, until the test lets it go.
+//! after its row took its id, until the test lets it go. Another trigger, deferred to the
+//! commit, records the order in which the pushes committed.
 
 #![allow(clippy::disallowed_methods)] // the two pushes run as tasks of their own
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bot_core::Event;
@@ -27,8 +28,10 @@ const HOLD_KEY: i64 = 0x0b07_0de2_0000_0013;
 const SCHEMA: &str = "t_order_commit";
 const APP_B: &str = "botrt_order_commit_b";
 
-/// The test's hook: holds the insert of `first` until the test releases [`HOLD_KEY`].
-const HOLD_TRIGGER: &str = "
+/// The test's hooks: the insert of `first` waits until the test releases [`HOLD_KEY`]; and
+/// every push's transaction, as it commits, appends its events to `order_test_commits` (a
+/// deferred trigger runs at commit): the commit order the test compares with.
+const HOOKS: &str = "
 CREATE FUNCTION order_test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.event_id = 'first' THEN
@@ -38,25 +41,41 @@ BEGIN
 END
 $$;
 CREATE TRIGGER order_test_hold AFTER INSERT ON botrt_events
-FOR EACH ROW EXECUTE FUNCTION order_test_hold();";
+FOR EACH ROW EXECUTE FUNCTION order_test_hold();
+CREATE TABLE order_test_commits (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    event_id text NOT NULL
+);
+CREATE FUNCTION order_test_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO order_test_commits (event_id) VALUES (NEW.event_id);
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER order_test_log AFTER INSERT ON botrt_events
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION order_test_log();";
 
-/// A pool on the test's schema whose connections say `application_name`.
-fn pool_named(application_name: &str) -> PgPool {
-    PgPool::builder(database_url())
+/// A queue on the test's schema, on a pool of its own whose connections say
+/// `application_name`: one "process".
+fn process(application_name: &str) -> Arc<PgQueue> {
+    let pool = PgPool::builder(database_url())
         .application_name(application_name)
         .schema(SCHEMA)
         .max_size(4)
         .build()
-        .expect("pool builds")
+        .expect("pool builds");
+    Arc::new(
+        queue_builder(&pool)
+            .push_timeout(DEADLINE)
+            .build()
+            .expect("queue builds"),
+    )
 }
 
-/// Pushes `event` on `queue` and records its id in `committed` once the push returned (its
-/// commit is then done).
-async fn push_and_record(queue: Arc<PgQueue>, event: Event, committed: Arc<Mutex<Vec<String>>>) {
-    let id = event.id.to_string();
+/// Pushes `event` on `queue`.
+async fn push(queue: Arc<PgQueue>, event: Event) {
     let report = queue.push_batch(vec![event]).await.expect("push");
     assert_eq!(report.accepted, 1);
-    committed.lock().unwrap().push(id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,27 +83,17 @@ async fn pushes_of_one_conversation_from_two_processes_run_in_commit_order() {
     let setup = fresh_pool("order_commit").await;
     let control = setup.get().await.expect("connection");
     control
-        .batch_execute(&HOLD_TRIGGER.replace("${key}", &HOLD_KEY.to_string()))
+        .batch_execute(&HOOKS.replace("${key}", &HOLD_KEY.to_string()))
         .await
-        .expect("install the hold trigger");
-    let process_a = Arc::new(
-        queue_builder(&pool_named("botrt_order_commit_a"))
-            .build()
-            .unwrap(),
-    );
-    let process_b = Arc::new(queue_builder(&pool_named(APP_B)).build().unwrap());
-    let committed = Arc::new(Mutex::new(Vec::new()));
+        .expect("install the test's triggers");
+    let (process_a, process_b) = (process("botrt_order_commit_a"), process(APP_B));
 
     // Process A's push of `first` takes its id, then stays open.
     control
         .execute("SELECT pg_advisory_lock($1)", &[&HOLD_KEY])
         .await
         .unwrap();
-    let a = tokio::spawn(push_and_record(
-        process_a.clone(),
-        text_event("c", "first"),
-        committed.clone(),
-    ));
+    let a = tokio::spawn(push(process_a.clone(), text_event("c", "first")));
     eventually("process A's push to be held open", DEADLINE, || async {
         let row = control
             .query_one(
@@ -100,11 +109,7 @@ async fn pushes_of_one_conversation_from_two_processes_run_in_commit_order() {
 
     // Process B pushes `second` of the same conversation meanwhile. It commits at once (its row
     // has the larger id), or waits for A's commit; either way the order is fixed at commit.
-    let b = tokio::spawn(push_and_record(
-        process_b.clone(),
-        text_event("c", "second"),
-        committed.clone(),
-    ));
+    let b = tokio::spawn(push(process_b.clone(), text_event("c", "second")));
     eventually(
         "process B's push to commit or to wait for A",
         DEADLINE,
@@ -138,14 +143,16 @@ async fn pushes_of_one_conversation_from_two_processes_run_in_commit_order() {
         .unwrap();
     // Later pushes, alternating between the processes, commit one after the other.
     for (i, queue) in [&process_a, &process_b, &process_a].into_iter().enumerate() {
-        push_and_record(
-            queue.clone(),
-            text_event("c", &format!("later-{i}")),
-            committed.clone(),
-        )
-        .await;
+        push(queue.clone(), text_event("c", &format!("later-{i}"))).await;
     }
-    let committed = committed.lock().unwrap().clone();
+    let committed: Vec<String> = control
+        .query("SELECT event_id FROM order_test_commits ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(committed.len(), 5, "{committed:?}");
 
     // Both processes handle the conversation, one event at a time.
     let mut handled = Vec::new();
@@ -155,20 +162,16 @@ async fn pushes_of_one_conversation_from_two_processes_run_in_commit_order() {
             tokio::time::Instant::now() < until,
             "timed out handling: {handled:?} of {committed:?}"
         );
-        let mut got = None;
         for queue in [&process_b, &process_a] {
             let batch = tokio::time::timeout(Duration::from_millis(200), queue.pull(1))
                 .await
                 .map(|r| r.expect("pull"))
                 .unwrap_or_default();
             if let Some(d) = batch.into_iter().next() {
-                got = Some((queue, d));
+                handled.push(d.event.id.to_string());
+                queue.ack(&[d.lease]).await.unwrap();
                 break;
             }
-        }
-        if let Some((queue, d)) = got {
-            handled.push(d.event.id.to_string());
-            queue.ack(&[d.lease]).await.unwrap();
         }
     }
     println!("commit order {committed:?}, handled {handled:?}");
