@@ -60,22 +60,15 @@
 //! # Bounds
 //!
 //! The queue holds at most [`PgQueueBuilder::queue_capacity`] events and
-//! [`PgQueueBuilder::queue_capacity_bytes`] payload bytes, checked without a statement against
-//! the last count (every 5 s, every second near the bound) plus this process's own pushes and
-//! completions since, so approximately: other processes' pushes since the last count are not
-//! seen. A push that does not fit follows [`PgQueueBuilder::overflow`]; refused, it is
+//! [`PgQueueBuilder::queue_capacity_bytes`] payload bytes. The check costs no statement: it
+//! compares the last count of the table (every 5 s, every second while pushes find it full) plus
+//! this process's own pushes and completions since, so it is approximate: other processes'
+//! pushes since the last count are not seen. A push that does not fit follows
+//! [`PgQueueBuilder::overflow`]; refused, it is
 //! [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull) with a retry hint, and webhooks answer
 //! 503 with `Retry-After`. Dead letters are deleted after
 //! [`PgQueueBuilder::dead_letter_retention`] and beyond [`PgQueueBuilder::dead_letter_capacity`]
 //! (the newest are kept), counted in `bot.dead_letters.pruned`.
-//!
-//! We chose this over shard leases on hash(conversation) (as Kafka partitions or SQS FIFO groups
-//! do) because it needs no membership protocol, no rebalancing and no shard hand-over when a
-//! process dies: any process can take any conversation, and a crashed process's conversations
-//! come back as soon as its leases expire. The price is that claims do not run in parallel
-//! across processes; each claim takes a whole batch, so one claim every few milliseconds is
-//! enough for tens of thousands of events per second (see BENCHMARKS.md). With
-//! [`Ordering::Unordered`](crate::Ordering::Unordered) the lock is not taken.
 
 mod error;
 mod migrate;

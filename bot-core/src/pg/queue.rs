@@ -223,10 +223,8 @@ SELECT count(*) FILTER (WHERE state = 0 AND run_at <= now()),
 FROM botrt_events";
 
 /// How often the rescuer refreshes the figures behind [`Queue::depth`], the capacity check and
-/// the gauges; every `rescue_interval` instead while the queue is near its capacity.
+/// the gauges; every `rescue_interval` instead while pushes find the queue full.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
-/// The share of the capacity above which the figures are refreshed every `rescue_interval`.
-const NEAR_FULL: f64 = 0.9;
 /// Durations in SQL intervals are capped at this (about 100 years), so that none overflows.
 const MAX_INTERVAL_MILLIS: i64 = 3_153_600_000_000;
 
@@ -314,9 +312,9 @@ pub(super) struct Inner {
     refreshing: tokio::sync::Mutex<()>,
 }
 
-/// The queue's size at the last refresh, and this process's counters read just before it: the
-/// estimate adds what this process did since (other processes' pushes are seen at the next
-/// refresh).
+/// The queue's size at the last refresh, and this process's counters read around it (additions
+/// before, removals after): the estimate adds what this process did since (other processes'
+/// pushes are seen at the next refresh).
 #[derive(Debug, Default, Clone, Copy)]
 struct SizeBase {
     events: u64,
@@ -895,16 +893,6 @@ impl Inner {
         (events, bytes)
     }
 
-    /// Whether the estimate is close enough to the capacity to refresh it often.
-    fn near_capacity(&self) -> bool {
-        if self.wants_room.load(AtomicOrdering::Relaxed) {
-            return true;
-        }
-        let (events, bytes) = self.estimated_size();
-        events as f64 >= self.capacity as f64 * NEAR_FULL
-            || bytes as f64 >= self.capacity_bytes as f64 * NEAR_FULL
-    }
-
     /// How many of a batch whose payloads are `sizes` long go in, by the capacity and the
     /// overflow policy: all, the first few ([`Overflow::DropNewest`]), or none (an error).
     /// [`Overflow::Wait`] waits for room up to `push_timeout`.
@@ -1189,8 +1177,9 @@ impl Inner {
                 self.prune_all().await;
             }
             // Counting the table costs a scan: every few seconds is enough for gauges and for
-            // the capacity check, unless the queue is close to full.
-            let stats_every = if self.near_capacity() {
+            // the capacity check, unless pushes find the queue full (then a drain shows soon).
+            // Not merely when it is nearly full: a backlog would then be counted every second.
+            let stats_every = if self.wants_room.load(AtomicOrdering::Relaxed) {
                 self.rescue_interval
             } else {
                 STATS_INTERVAL
@@ -1641,7 +1630,7 @@ impl PgQueueBuilder {
     /// [`overflow`](Self::overflow) policy.
     ///
     /// The check costs no statement: it compares the last count of the table (refreshed every
-    /// 5 s, every `rescue_interval` once the queue is 90 % full or a push was refused) plus what
+    /// 5 s, every `rescue_interval` while pushes find the queue full) plus what
     /// this process pushed and completed since. So the queue can exceed it by what the other
     /// processes push between two counts, and a queue drained by other processes takes up to one
     /// refresh to accept pushes again. [`import`] ignores it.
