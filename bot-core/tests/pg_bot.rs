@@ -142,6 +142,47 @@ async fn a_webhook_answers_503_with_retry_after_when_postgres_is_unreachable() {
     queue.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_answers_503_with_retry_after_when_the_postgres_queue_is_full() {
+    let pool = fresh_pool("bot_full").await;
+    let limits = Limits {
+        queue_capacity: 2,
+        ..Limits::default()
+    };
+    let queue = Arc::new(
+        queue_builder(&pool)
+            .limits(&limits)
+            .retry_after(Duration::from_secs(4))
+            .build()
+            .unwrap(),
+    );
+    // Not started: nothing drains the queue.
+    let bot = bot_on(queue.clone(), limits, |_cx: Context, _e: Event| async {
+        Ok::<(), BoxError>(())
+    });
+    let first = [text_event("c1", "e1"), text_event("c2", "e2")];
+    let res = send_to(&bot, webhook_request(&first)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let res = send_to(&bot, webhook_request(&[text_event("c3", "e3")])).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.retry_after(), Some(4));
+    assert_eq!(queue.counters().refused_full, 1);
+    // Once handled, the redelivery is taken.
+    bot.start();
+    eventually(
+        "the queued events to be handled",
+        Duration::from_secs(30),
+        || async { (queue.counters().acked == 2).then_some(()) },
+    )
+    .await;
+    queue.stats().await.unwrap();
+    let res = send_to(&bot, webhook_request(&[text_event("c3", "e3")])).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json()["accepted"], 1);
+    bot.shutdown().await;
+    queue.shutdown().await;
+}
+
 /// Per conversation: is a handler running, and which sequence number comes next.
 #[derive(Default)]
 struct Lanes {

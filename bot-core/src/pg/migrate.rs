@@ -6,7 +6,10 @@ use crate::error::{Error, ErrorKind};
 
 /// The migrations, in order: `(version, name, sql)`. Applied ones are recorded in
 /// `botrt_migrations`; a version once released never changes, later changes get a new one.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "queue, dead letters, dedup, state", V1)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "queue, dead letters, dedup, state", V1),
+    (2, "push order per conversation, dead-letter retention", V2),
+];
 
 const V1: &str = r#"
 CREATE TABLE botrt_events (
@@ -126,6 +129,29 @@ BEGIN
     END IF;
 END
 $$;
+"#;
+
+// Existing rows need nothing: events already queued keep their ids (and so their order), a
+// conversation's row in `botrt_lanes` is made by its first push after the migration.
+const V2: &str = r#"
+-- One row per conversation that pushed recently: a push locks the rows of its conversations,
+-- in lane order, before its events take their ids, so that the ids of one conversation follow
+-- the order in which their pushes commit (see the pg module docs). The rows hold nothing else;
+-- the maintenance task deletes those not pushed to for a while (a scan: no index on
+-- `pushed_at`, so that its updates stay HOT).
+CREATE TABLE botrt_lanes (
+    lane bigint PRIMARY KEY,
+    pushed_at timestamptz NOT NULL DEFAULT now()
+) WITH (
+    -- Every push updates its lanes' rows: leave room for HOT updates, vacuum early.
+    fillfactor = 50,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+-- Dead letters are pruned by age and by count (the newest are kept).
+CREATE INDEX botrt_dead_letters_failed_at ON botrt_dead_letters (failed_at);
 "#;
 
 /// Creates or updates the bot's tables in the pool's schema (creating the schema too).

@@ -26,25 +26,49 @@
 //!
 //! # Per-conversation ordering across processes
 //!
+//! What is guaranteed: the events of one conversation run one at a time, in the order in which
+//! their pushes committed (the order in which the platform's requests were answered), across
+//! all processes. Events pushed in one batch keep their order within it. Nothing is promised
+//! between conversations, nor between pushes that were both still running: two webhooks of one
+//! conversation that are in flight at once commit in some order, and that order is the one kept.
+//!
 //! A claim takes an event only if it is the oldest event of its conversation still in the queue
-//! (the head of its lane) and no event of that conversation is leased. Retries keep their place,
-//! so an event waiting for its retry is still the head and holds its conversation. Dead letters
-//! move to their own table, which lets the conversation move on.
+//! (the head of its lane, the smallest id) and no event of that conversation is leased. Retries
+//! keep their place, so an event waiting for its retry is still the head and holds its
+//! conversation. Dead letters move to their own table, which lets the conversation move on.
 //!
-//! That rule alone is not enough under concurrency: a claim sees a snapshot, and an insert that
-//! got an older id but committed later, or another claim not yet committed, are invisible to it.
-//! So ordered claims are serialised per schema by a transaction-level advisory lock taken in a
-//! separate statement before the claim statement (inside one PL/pgSQL function, so still one
-//! round trip): every claim then sees every claim committed before it, and a conversation can
-//! never hold two leases, in one process or many.
+//! That rule alone is not enough under concurrency, for two reasons.
 //!
-//! We chose this over shard leases on hash(conversation) (as Kafka partitions or SQS FIFO groups
-//! do) because it needs no membership protocol, no rebalancing and no shard hand-over when a
-//! process dies: any process can take any conversation, and a crashed process's conversations
-//! come back as soon as its leases expire. The price is that claims do not run in parallel
-//! across processes; each claim takes a whole batch, so one claim every few milliseconds is
-//! enough for tens of thousands of events per second (see BENCHMARKS.md). With
-//! [`Ordering::Unordered`](crate::Ordering::Unordered) the lock is not taken.
+//! - Ids are taken when a row is inserted, not when it commits: a push that took an id and then
+//!   committed after a later push of the same conversation would run first although it was
+//!   answered last. So a push first locks one row per conversation in `botrt_lanes` (an upsert,
+//!   in lane order so that batches never deadlock), in the same statement and before its events
+//!   take their ids, and holds the lock to its commit: pushes of one conversation take their ids
+//!   one commit after another, and id order within a conversation is commit order. Pushes of
+//!   different conversations do not wait for each other. [`import`] and re-driven dead letters
+//!   take the same locks.
+//! - A claim sees a snapshot, and another claim not yet committed is invisible to it. So
+//!   ordered claims are serialised per schema by a transaction-level advisory lock taken in a
+//!   separate statement before the claim statement (inside one PL/pgSQL function, so still one
+//!   round trip): every claim then sees every claim committed before it, and a conversation can
+//!   never hold two leases, in one process or many.
+//!
+//! The claim is unchanged by the push locks (it still orders by id); what they cost is one
+//! row update per conversation of a push, and pushes of one conversation that run at the same
+//! time commit one after another.
+//!
+//! # Bounds
+//!
+//! The queue holds at most [`PgQueueBuilder::queue_capacity`] events and
+//! [`PgQueueBuilder::queue_capacity_bytes`] payload bytes. The check costs no statement: it
+//! compares the last count of the table (every 5 s, every second while pushes find it full) plus
+//! this process's own pushes and completions since, so it is approximate: other processes'
+//! pushes since the last count are not seen. A push that does not fit follows
+//! [`PgQueueBuilder::overflow`]; refused, it is
+//! [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull) with a retry hint, and webhooks answer
+//! 503 with `Retry-After`. Dead letters are deleted after
+//! [`PgQueueBuilder::dead_letter_retention`] and beyond [`PgQueueBuilder::dead_letter_capacity`]
+//! (the newest are kept), counted in `bot.dead_letters.pruned`.
 
 mod error;
 mod migrate;

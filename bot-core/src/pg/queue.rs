@@ -20,17 +20,29 @@ use super::notify;
 use super::pool::PgPool;
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Timestamp};
-use crate::limits::{Limits, Ordering};
+use crate::limits::{Limits, Ordering, Overflow};
 use crate::queue::{Completed, Dead, DeadLetter, Delivery, Lease, Nack, PushReport, Queue};
 use crate::telemetry::Telemetry;
 
+// The push locks the row of each of its conversations in `botrt_lanes` (in lane order, so that
+// two batches never wait for each other in a circle) before anything else: the lock is held to
+// the commit, so a later push of the same conversation takes its ids only after this one
+// committed, and ids within a conversation follow commit order. The gate `(SELECT count(*) FROM
+// locked)` is an init plan, run once before the first row of the dedup insert.
 const PUSH: &str = "
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    SELECT i.*, hashtextextended(i.platform || chr(31) || i.conversation, 0) AS lane
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
         WITH ORDINALITY AS i(platform, event_id, conversation, payload, ord)
+), locked AS (
+    INSERT INTO botrt_lanes AS l (lane)
+    SELECT DISTINCT lane FROM input ORDER BY lane
+    ON CONFLICT (lane) DO UPDATE SET pushed_at = excluded.pushed_at
+    RETURNING 1
 ), fresh AS (
     INSERT INTO botrt_dedup (platform, event_id)
     SELECT platform, event_id FROM input
+    WHERE (SELECT count(*) FROM locked) > 0
     ON CONFLICT DO NOTHING
     RETURNING platform, event_id
 ), firsts AS (
@@ -39,8 +51,7 @@ WITH input AS (
     ORDER BY i.platform, i.event_id, i.ord
 ), inserted AS (
     INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-    SELECT hashtextextended(platform || chr(31) || conversation, 0), platform, event_id,
-           conversation, payload::json
+    SELECT lane, platform, event_id, conversation, payload::json
     FROM firsts ORDER BY ord
     RETURNING 1
 )
@@ -52,11 +63,20 @@ const IMPORT_TABLE: &str = "
 CREATE TEMPORARY TABLE botrt_import (platform text, event_id text, conversation text, payload text)
 ON COMMIT DROP";
 const IMPORT_COPY: &str = "COPY botrt_import FROM STDIN (FORMAT binary)";
+// Locks its conversations as a push does, so that pushes of them commit before or after it.
 const IMPORT: &str = "
+WITH locked AS (
+    INSERT INTO botrt_lanes AS l (lane)
+    SELECT DISTINCT hashtextextended(platform || chr(31) || conversation, 0) FROM botrt_import
+    ORDER BY 1
+    ON CONFLICT (lane) DO UPDATE SET pushed_at = excluded.pushed_at
+    RETURNING 1
+)
 INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
 SELECT hashtextextended(platform || chr(31) || conversation, 0), platform, event_id,
        conversation, payload::json
-FROM botrt_import";
+FROM botrt_import
+WHERE (SELECT count(*) FROM locked) > 0";
 
 const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4)";
 
@@ -135,12 +155,20 @@ WITH d AS (
     DELETE FROM botrt_dead_letters WHERE id IN (
         SELECT id FROM botrt_dead_letters ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, platform, event_id, conversation, payload
+    RETURNING id, platform, event_id, conversation, payload,
+              hashtextextended(platform || chr(31) || conversation, 0) AS lane
+), locked AS (
+    -- As a push: re-driven events join the end of their conversations in commit order.
+    INSERT INTO botrt_lanes AS l (lane)
+    SELECT DISTINCT lane FROM d ORDER BY lane
+    ON CONFLICT (lane) DO UPDATE SET pushed_at = excluded.pushed_at
+    RETURNING 1
 ), inserted AS (
     INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-    SELECT hashtextextended(platform || chr(31) || conversation, 0), platform, event_id,
-           conversation, payload
-    FROM d ORDER BY id
+    SELECT lane, platform, event_id, conversation, payload
+    FROM d
+    WHERE (SELECT count(*) FROM locked) > 0
+    ORDER BY id
     RETURNING 1
 )
 SELECT count(*) FROM inserted";
@@ -148,17 +176,58 @@ SELECT count(*) FROM inserted";
 const PRUNE_DEDUP: &str =
     "DELETE FROM botrt_dedup WHERE seen_at < now() - $1::bigint * interval '1 millisecond'";
 
+// Dead letters older than $1 ms, and all but the newest $2, at most $3 per statement (short
+// transactions; the maintenance task runs a few in a row when there are more).
+const PRUNE_DEAD: &str = "
+WITH doomed AS (
+    SELECT id FROM botrt_dead_letters
+    WHERE failed_at < now() - $1::bigint * interval '1 millisecond'
+       OR id <= (SELECT id FROM botrt_dead_letters ORDER BY id DESC OFFSET $2 LIMIT 1)
+    ORDER BY id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM botrt_dead_letters d USING doomed x WHERE d.id = x.id
+    RETURNING 1
+)
+SELECT count(*) FROM gone";
+
+// A conversation's lock row is only a lock: deleting it is safe at any time (a push holding it
+// makes the delete wait, and the next push makes it again), so idle ones go.
+const PRUNE_LANES: &str = "
+WITH idle AS (
+    SELECT lane FROM botrt_lanes
+    WHERE pushed_at < now() - $1::bigint * interval '1 millisecond'
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM botrt_lanes l USING idle i WHERE l.lane = i.lane
+    RETURNING 1
+)
+SELECT count(*) FROM gone";
+
+/// Rows one pruning statement deletes at most.
+const PRUNE_BATCH: i64 = 10_000;
+/// Pruning statements per table and maintenance round at most.
+const PRUNE_ROUNDS: usize = 10;
+/// How long a conversation's lock row outlives its last push.
+const LANE_IDLE: Duration = Duration::from_secs(600);
+
 const STATS: &str = "
 SELECT count(*) FILTER (WHERE state = 0 AND run_at <= now()),
        count(*) FILTER (WHERE state = 0 AND run_at > now()),
        count(*) FILTER (WHERE state = 1),
        coalesce(extract(epoch FROM now() - min(enqueued_at)
            FILTER (WHERE state = 0 AND run_at <= now())), 0)::float8,
-       (SELECT count(*) FROM botrt_dead_letters)
+       (SELECT count(*) FROM botrt_dead_letters),
+       coalesce(sum(pg_column_size(payload)), 0)::bigint
 FROM botrt_events";
 
-/// How often the rescuer refreshes the figures behind [`Queue::depth`] and the gauges.
+/// How often the rescuer refreshes the figures behind [`Queue::depth`], the capacity check and
+/// the gauges; every `rescue_interval` instead while pushes find the queue full.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
+/// Durations in SQL intervals are capped at this (about 100 years), so that none overflows.
+const MAX_INTERVAL_MILLIS: i64 = 3_153_600_000_000;
 
 const I8S: Type = Type::INT8_ARRAY;
 const TEXTS: Type = Type::TEXT_ARRAY;
@@ -167,6 +236,10 @@ const TEXTS: Type = Type::TEXT_ARRAY;
 const DEFAULT_CONNECTIONS: usize = 4;
 /// The default statement time-out is half the lease, at most this.
 const MAX_DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default byte capacity: the payloads of the queued events, as stored.
+const DEFAULT_CAPACITY_BYTES: u64 = 1 << 30;
+/// Default age after which a dead letter is pruned.
+const DEFAULT_DEAD_LETTER_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Default lease: long enough that the supervisor's extensions (every third of it) are rare,
 /// short enough that a crashed process's events come back quickly.
@@ -177,8 +250,9 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Same semantics as [`crate::MemoryQueue`], and across processes: an event whose push returned
 /// `Ok` is committed; it runs until acknowledged or dead-lettered, on whichever process claims
 /// it; a process that dies loses nothing (its leases expire and the rescuer returns them);
-/// events of one conversation run one at a time, in arrival order, across all processes. See
-/// the [module docs](super) for how.
+/// events of one conversation run one at a time, in the order their pushes committed, across
+/// all processes. The queue is bounded ([`PgQueueBuilder::queue_capacity`]) and so are its dead
+/// letters. See the [module docs](super) for how.
 ///
 /// Build it with [`PgQueue::builder`] (after [`super::migrate`]) or [`PgQueue::from_env`]. It
 /// runs four long-lived tasks (claimer, `LISTEN` connection, debounced `NOTIFY`, rescuer);
@@ -212,6 +286,17 @@ pub(super) struct Inner {
     push_timeout: Duration,
     retry_after: Duration,
     pub(super) notify_debounce: Duration,
+    /// Events the queue holds at most (all states), as estimated by [`Inner::estimated_size`].
+    capacity: u64,
+    /// Payload bytes the queue holds at most, as estimated.
+    capacity_bytes: u64,
+    overflow: Overflow,
+    /// Dead letters kept at most (the newest).
+    dead_letter_capacity: u64,
+    /// Dead letters older than this are pruned.
+    dead_letter_retention: Duration,
+    /// How often dead letters, dedup keys and idle conversation locks are pruned.
+    prune_interval: Duration,
     /// Claimed events not yet handed out.
     buffer: Mutex<VecDeque<Delivery>>,
     /// Events the latest waiting `pull` asked for.
@@ -230,6 +315,28 @@ pub(super) struct Inner {
     pub(super) listening: AtomicBool,
     pub(super) counters: Counters,
     stats: StatsCell,
+    /// The last counted size of the queue and this process's counters at that time.
+    size: Mutex<SizeBase>,
+    /// A push was refused or waited for room since the last refresh: refresh sooner.
+    wants_room: AtomicBool,
+    /// The figures were refreshed: wakes pushes waiting for room.
+    stats_refreshed: Notify,
+    /// Held while the figures are refreshed.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+/// The queue's size at the last refresh, and this process's counters read around it (additions
+/// before, removals after): the estimate adds what this process did since (other processes'
+/// pushes are seen at the next refresh).
+#[derive(Debug, Default, Clone, Copy)]
+struct SizeBase {
+    events: u64,
+    bytes: u64,
+    pushed: u64,
+    pushed_bytes: u64,
+    redriven: u64,
+    acked: u64,
+    dead: u64,
 }
 
 /// What the queue has done so far in this process.
@@ -247,6 +354,10 @@ pub(super) struct Counters {
     stale: AtomicU64,
     redriven: AtomicU64,
     pub(super) notifications: AtomicU64,
+    pushed_bytes: AtomicU64,
+    refused_full: AtomicU64,
+    dropped_full: AtomicU64,
+    dead_letters_pruned: AtomicU64,
 }
 
 /// The last figures read from the tables, for sync gauges.
@@ -257,6 +368,7 @@ struct StatsCell {
     leased: AtomicU64,
     dead: AtomicU64,
     oldest_ready_millis: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// Counts of what this process's queue did since it was built.
@@ -287,6 +399,12 @@ pub struct QueueCounters {
     pub redriven: u64,
     /// `NOTIFY` wake-ups received.
     pub notifications: u64,
+    /// Events refused because the queue was full (capacity in events or bytes).
+    pub refused_full: u64,
+    /// Events dropped because the queue was full ([`Overflow::DropNewest`]).
+    pub dropped_full: u64,
+    /// Dead letters deleted by this process's maintenance (age or count).
+    pub dead_letters_pruned: u64,
 }
 
 /// The queue's tables right now (all processes).
@@ -303,6 +421,8 @@ pub struct QueueStats {
     pub dead: u64,
     /// How long the oldest ready event has waited.
     pub oldest_ready_age: Duration,
+    /// Bytes of the queued events' payloads, as stored (compressed when large).
+    pub bytes: u64,
 }
 
 impl fmt::Debug for PgQueue {
@@ -335,6 +455,12 @@ impl PgQueue {
             listen: true,
             connections: DEFAULT_CONNECTIONS,
             statement_timeout: None,
+            capacity: Limits::default().queue_capacity,
+            capacity_bytes: DEFAULT_CAPACITY_BYTES,
+            overflow: Overflow::Reject,
+            dead_letter_capacity: Limits::default().dead_letter_capacity,
+            dead_letter_retention: DEFAULT_DEAD_LETTER_RETENTION,
+            prune_interval: Duration::from_secs(10),
         }
     }
 
@@ -378,6 +504,9 @@ impl PgQueue {
             stale: get(&c.stale),
             redriven: get(&c.redriven),
             notifications: get(&c.notifications),
+            refused_full: get(&c.refused_full),
+            dropped_full: get(&c.dropped_full),
+            dead_letters_pruned: get(&c.dead_letters_pruned),
         }
     }
 
@@ -405,9 +534,22 @@ impl PgQueue {
         self.inner.rescue().await
     }
 
+    /// Deletes dead letters older than `dead_letter_retention` and all but the newest
+    /// `dead_letter_capacity` now (the maintenance task does it every `prune_interval`).
+    /// Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database fails.
+    pub async fn prune_dead_letters(&self) -> Result<u64, Error> {
+        self.inner.prune_dead_letters().await
+    }
+
     /// Exports the queue's and the pool's figures as metrics of `telemetry` (the bot's):
     /// `bot.queue.events{state}`, `bot.queue.oldest_ready_age`, `bot.queue.claims`,
-    /// `bot.queue.rescued`, `bot.queue.stale_completions`, `bot.queue.dedup_hits`, and the
+    /// `bot.queue.rescued`, `bot.queue.stale_completions`, `bot.queue.dedup_hits`,
+    /// `bot.queue.bytes`, `bot.queue.full{outcome="refused"|"dropped"}`,
+    /// `bot.dead_letters.pruned`, and the
     /// pool's `db.client.connection.count{state}`, `db.client.connection.max`,
     /// `db.client.connection.pending_requests`, `db.client.connection.timeouts`.
     pub fn register_metrics(&self, telemetry: &Telemetry) {
@@ -449,6 +591,34 @@ impl PgQueue {
                 }
             })
             .build();
+        let w = weak.clone();
+        let _bytes = meter
+            .u64_observable_gauge("bot.queue.bytes")
+            .with_unit("By")
+            .with_description("Payload bytes in the PostgreSQL queue (all processes)")
+            .with_callback(move |o| {
+                if let Some(inner) = w.upgrade() {
+                    o.observe(inner.stats.bytes.load(AtomicOrdering::Relaxed), &[]);
+                }
+            })
+            .build();
+        let w = weak.clone();
+        let _full = meter
+            .u64_observable_counter("bot.queue.full")
+            .with_description("Events refused or dropped because the PostgreSQL queue was full")
+            .with_callback(move |o| {
+                if let Some(inner) = w.upgrade() {
+                    let c = &inner.counters;
+                    for (outcome, v) in [("refused", &c.refused_full), ("dropped", &c.dropped_full)]
+                    {
+                        o.observe(
+                            v.load(AtomicOrdering::Relaxed),
+                            &[KeyValue::new("outcome", outcome)],
+                        );
+                    }
+                }
+            })
+            .build();
         let counter =
             |name: &'static str, description: &'static str, pick: fn(&Counters) -> &AtomicU64| {
                 let w = weak.clone();
@@ -475,6 +645,11 @@ impl PgQueue {
             "bot.queue.dedup_hits",
             "Events skipped as duplicates",
             |c| &c.duplicates,
+        );
+        let _ = counter(
+            "bot.dead_letters.pruned",
+            "Dead letters deleted for their age or beyond the count kept",
+            |c| &c.dead_letters_pruned,
         );
         self.inner.handlers.register_metrics(telemetry);
     }
@@ -705,7 +880,19 @@ impl Inner {
     }
 
     async fn refresh_stats(&self) -> Result<QueueStats, Error> {
+        // One at a time, so that an older count never replaces a newer one.
+        let _one = self.refreshing.lock().await;
+        // Additions are read before the count and removals after it: what this process does
+        // meanwhile is then counted twice or not subtracted (an over-estimate until the next
+        // count), never missed.
+        let before = self.local_counts();
         let rows = self.query(STATS, &[], "reading queue figures").await?;
+        let after = self.local_counts();
+        let base = SizeBase {
+            acked: after.acked,
+            dead: after.dead,
+            ..before
+        };
         let row = rows
             .first()
             .ok_or_else(|| Error::new(ErrorKind::Queue, "postgres: queue figures missing"))?;
@@ -717,17 +904,186 @@ impl Inner {
             leased: to_u64(2),
             dead: to_u64(4),
             oldest_ready_age: Duration::try_from_secs_f64(age.max(0.0)).unwrap_or_default(),
+            bytes: to_u64(5),
         };
+        *self.size.lock().unwrap_or_else(|p| p.into_inner()) = SizeBase {
+            events: stats.ready + stats.retrying + stats.leased,
+            bytes: stats.bytes,
+            ..base
+        };
+        self.wants_room.store(false, AtomicOrdering::Relaxed);
+        self.stats_refreshed.notify_waiters();
         let s = &self.stats;
         s.ready.store(stats.ready, AtomicOrdering::Relaxed);
         s.retrying.store(stats.retrying, AtomicOrdering::Relaxed);
         s.leased.store(stats.leased, AtomicOrdering::Relaxed);
         s.dead.store(stats.dead, AtomicOrdering::Relaxed);
+        s.bytes.store(stats.bytes, AtomicOrdering::Relaxed);
         s.oldest_ready_millis.store(
             u64::try_from(stats.oldest_ready_age.as_millis()).unwrap_or(u64::MAX),
             AtomicOrdering::Relaxed,
         );
         Ok(stats)
+    }
+
+    /// This process's counters that change the queue's size.
+    fn local_counts(&self) -> SizeBase {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(AtomicOrdering::Relaxed);
+        SizeBase {
+            events: 0,
+            bytes: 0,
+            pushed: get(&c.pushed),
+            pushed_bytes: get(&c.pushed_bytes),
+            redriven: get(&c.redriven),
+            acked: get(&c.acked),
+            dead: get(&c.dead),
+        }
+    }
+
+    /// The queue's size (events in any state, payload bytes) as estimated: the last count plus
+    /// what this process pushed, completed and dead-lettered since. Bytes only grow between
+    /// counts (completions do not say how large their events were).
+    fn estimated_size(&self) -> (u64, u64) {
+        let base = *self.size.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.local_counts();
+        let added =
+            now.pushed.saturating_sub(base.pushed) + now.redriven.saturating_sub(base.redriven);
+        let removed = now.acked.saturating_sub(base.acked) + now.dead.saturating_sub(base.dead);
+        let events = (base.events + added).saturating_sub(removed);
+        let bytes = base.bytes + now.pushed_bytes.saturating_sub(base.pushed_bytes);
+        (events, bytes)
+    }
+
+    /// How many of a batch whose payloads are `sizes` long go in, by the capacity and the
+    /// overflow policy: all, the first few ([`Overflow::DropNewest`]), or none (an error).
+    /// [`Overflow::Wait`] waits for room up to `push_timeout`.
+    async fn room_for(&self, sizes: &[usize]) -> Result<usize, Error> {
+        let deadline = Instant::now() + self.push_timeout;
+        loop {
+            let refreshed = self.stats_refreshed.notified();
+            tokio::pin!(refreshed);
+            refreshed.as_mut().enable();
+            let (events, bytes) = self.estimated_size();
+            let fitting = sizes
+                .iter()
+                .scan((events, bytes), |(n, b), &size| {
+                    *n += 1;
+                    *b += size as u64;
+                    (*n <= self.capacity && *b <= self.capacity_bytes).then_some(())
+                })
+                .count();
+            if fitting == sizes.len() {
+                return Ok(fitting);
+            }
+            self.wants_room.store(true, AtomicOrdering::Relaxed);
+            match self.overflow {
+                Overflow::DropNewest => {
+                    // One event larger than the byte capacity still goes into an empty queue.
+                    let fitting = if events == 0 { fitting.max(1) } else { fitting };
+                    self.count(&self.counters.dropped_full, (sizes.len() - fitting) as u64);
+                    return Ok(fitting);
+                }
+                // A batch larger than the whole capacity goes in once the queue is empty (else
+                // it would be refused forever): the bound is then exceeded by at most one batch.
+                _ if events == 0 => return Ok(sizes.len()),
+                Overflow::Wait if Instant::now() < deadline => {
+                    tokio::select! {
+                        () = refreshed => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                        () = self.closed.cancelled() => {
+                            return Err(Error::new(ErrorKind::QueueClosed, "queue is closed"));
+                        }
+                    }
+                }
+                _ => {
+                    self.count(&self.counters.refused_full, sizes.len() as u64);
+                    tracing::debug!(
+                        events,
+                        bytes,
+                        capacity = self.capacity,
+                        capacity_bytes = self.capacity_bytes,
+                        batch = sizes.len(),
+                        "postgres: queue full; refusing the batch"
+                    );
+                    return Err(Error::new(
+                        ErrorKind::QueueFull,
+                        format!(
+                            "postgres queue is full (about {events} events and {bytes} payload \
+                             bytes; capacity {} events, {} bytes)",
+                            self.capacity, self.capacity_bytes
+                        ),
+                    )
+                    .with_retry_after(self.retry_after));
+                }
+            }
+        }
+    }
+
+    /// Runs `sql` (a pruning statement returning its count) until it prunes less than a batch,
+    /// [`PRUNE_ROUNDS`] times at most.
+    async fn prune(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        what: &str,
+    ) -> Result<u64, Error> {
+        let mut total = 0;
+        for _ in 0..PRUNE_ROUNDS {
+            let rows = self.query(sql, params, what).await?;
+            let n = rows.first().map_or(0, |r| r.get::<_, i64>(0));
+            total += u64::try_from(n).unwrap_or(0);
+            if n < PRUNE_BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn prune_dead_letters(&self) -> Result<u64, Error> {
+        let age = interval_millis(self.dead_letter_retention);
+        let keep = i64::try_from(self.dead_letter_capacity).unwrap_or(i64::MAX);
+        let n = self
+            .prune(
+                PRUNE_DEAD,
+                &[
+                    (&age, Type::INT8),
+                    (&keep, Type::INT8),
+                    (&PRUNE_BATCH, Type::INT8),
+                ],
+                "pruning dead letters",
+            )
+            .await?;
+        if n > 0 {
+            self.count(&self.counters.dead_letters_pruned, n);
+            tracing::info!(count = n, "postgres: pruned dead letters");
+        }
+        Ok(n)
+    }
+
+    /// Prunes dead letters, dedup keys and idle conversation locks, logging failures.
+    async fn prune_all(&self) {
+        let ttl = interval_millis(self.dedup_ttl);
+        if let Err(e) = self
+            .execute(PRUNE_DEDUP, &[(&ttl, Type::INT8)], "pruning dedup keys")
+            .await
+        {
+            tracing::warn!(error = %e, "postgres: pruning dedup keys failed");
+        }
+        if let Err(e) = self.prune_dead_letters().await {
+            tracing::warn!(error = %e, "postgres: pruning dead letters failed");
+        }
+        let idle = interval_millis(LANE_IDLE);
+        if let Err(e) = self
+            .prune(
+                PRUNE_LANES,
+                &[(&idle, Type::INT8), (&PRUNE_BATCH, Type::INT8)],
+                "pruning conversation locks",
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "postgres: pruning conversation locks failed");
+        }
     }
 
     fn take_buffered(&self, max: usize) -> Vec<Delivery> {
@@ -828,12 +1184,21 @@ impl Inner {
         self.delivered.notify_waiters();
     }
 
-    /// The rescuer: returns expired leases, keeps buffered claims alive, prunes dedup keys and
-    /// refreshes the figures.
+    /// The rescuer: returns expired leases, keeps buffered claims alive, prunes dedup keys, dead
+    /// letters and idle conversation locks, and refreshes the figures.
     async fn run_maintenance(self: Arc<Self>) {
         let mut last_prune = Instant::now();
         let mut last_extend = Instant::now();
         let mut last_stats: Option<Instant> = None;
+        // Count at once: until the first count, the capacity check knows only this process's
+        // pushes.
+        tokio::select! {
+            r = self.refresh_stats() => match r {
+                Ok(_) => last_stats = Some(Instant::now()),
+                Err(e) => tracing::debug!(error = %e, "postgres: reading queue figures failed"),
+            },
+            () = self.closed.cancelled() => return,
+        }
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.rescue_interval) => {}
@@ -869,18 +1234,19 @@ impl Inner {
                     }
                 }
             }
-            if last_prune.elapsed() >= Duration::from_secs(10) {
+            if last_prune.elapsed() >= self.prune_interval {
                 last_prune = Instant::now();
-                let ttl = i64::try_from(self.dedup_ttl.as_millis()).unwrap_or(i64::MAX);
-                if let Err(e) = self
-                    .execute(PRUNE_DEDUP, &[(&ttl, Type::INT8)], "pruning dedup keys")
-                    .await
-                {
-                    tracing::warn!(error = %e, "postgres: pruning dedup keys failed");
-                }
+                self.prune_all().await;
             }
-            // Counting the table costs a scan: every few seconds is enough for gauges.
-            if last_stats.is_none_or(|t| t.elapsed() >= STATS_INTERVAL) {
+            // Counting the table costs a scan: every few seconds is enough for gauges and for
+            // the capacity check, unless pushes find the queue full (then a drain shows soon).
+            // Not merely when it is nearly full: a backlog would then be counted every second.
+            let stats_every = if self.wants_room.load(AtomicOrdering::Relaxed) {
+                self.rescue_interval
+            } else {
+                STATS_INTERVAL
+            };
+            if last_stats.is_none_or(|t| t.elapsed() >= stats_every) {
                 last_stats = Some(Instant::now());
                 if let Err(e) = self.refresh_stats().await {
                     tracing::debug!(error = %e, "postgres: reading queue figures failed");
@@ -895,9 +1261,11 @@ impl Inner {
 /// events. Returns how many were loaded.
 ///
 /// Unlike [`Queue::push_batch`] it skips deduplication (the events' ids are not recorded, and an
-/// id already in the queue is loaded again) and wakes nobody: running queues find the events at
-/// their next poll. Events keep their order, so conversations run in it. The table is analysed
-/// afterwards, so that claims are planned for its new size.
+/// id already in the queue is loaded again) and the capacity check, and wakes nobody: running
+/// queues find the events at their next poll. Events keep their order, so conversations run in
+/// it; it locks its conversations as a push does, so that pushes of them running meanwhile wait
+/// for its commit. The table is analysed afterwards, so that claims are planned for its new
+/// size.
 ///
 /// # Errors
 ///
@@ -963,6 +1331,11 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// `d` in milliseconds for `$n * interval '1 millisecond'`, capped so that the interval exists.
+fn interval_millis(d: Duration) -> i64 {
+    millis(d).min(MAX_INTERVAL_MILLIS)
+}
+
 #[async_trait]
 impl Queue for PgQueue {
     async fn push_batch(&self, events: Vec<Event>) -> Result<PushReport, Error> {
@@ -986,6 +1359,23 @@ impl Queue for PgQueue {
             ids.push(event.id.as_str());
             conversations.push(event.conversation.as_str());
         }
+        let sizes: Vec<usize> = payloads.iter().map(String::len).collect();
+        let admitted = inner.room_for(&sizes).await?;
+        let dropped = n - admitted;
+        if admitted == 0 {
+            return Ok(PushReport {
+                dropped_newest: dropped,
+                ..PushReport::default()
+            });
+        }
+        // Under `DropNewest` the events beyond the room are left out (and not remembered, so a
+        // redelivery of them is welcome).
+        platforms.truncate(admitted);
+        ids.truncate(admitted);
+        conversations.truncate(admitted);
+        payloads.truncate(admitted);
+        let sent_bytes: u64 = sizes[..admitted].iter().map(|&b| b as u64).sum();
+        let n = admitted;
         let push = async {
             let (conn, _) = inner
                 .pool
@@ -1029,6 +1419,11 @@ impl Queue for PgQueue {
             }
         };
         let accepted = usize::try_from(inserted).unwrap_or(0).min(n);
+        // Duplicates add nothing: count the bytes of the accepted share of the batch.
+        inner.count(
+            &inner.counters.pushed_bytes,
+            sent_bytes * accepted as u64 / n as u64,
+        );
         inner.count(&inner.counters.pushed, accepted as u64);
         inner.count(&inner.counters.duplicates, (n - accepted) as u64);
         if accepted > 0 {
@@ -1038,6 +1433,7 @@ impl Queue for PgQueue {
         Ok(PushReport {
             accepted,
             duplicates: n - accepted,
+            dropped_newest: dropped,
             ..PushReport::default()
         })
     }
@@ -1246,6 +1642,15 @@ impl Queue for PgQueue {
         self.inner.delivered.notify_waiters();
     }
 
+    /// Dead letters this process's maintenance pruned (for their age or beyond
+    /// `dead_letter_capacity`).
+    fn dead_letters_evicted(&self) -> u64 {
+        self.inner
+            .counters
+            .dead_letters_pruned
+            .load(AtomicOrdering::Relaxed)
+    }
+
     fn depth(&self) -> u64 {
         let s = &self.inner.stats;
         s.ready.load(AtomicOrdering::Relaxed) + s.retrying.load(AtomicOrdering::Relaxed)
@@ -1271,14 +1676,81 @@ pub struct PgQueueBuilder {
     listen: bool,
     connections: usize,
     statement_timeout: Option<Duration>,
+    capacity: usize,
+    capacity_bytes: u64,
+    overflow: Overflow,
+    dead_letter_capacity: usize,
+    dead_letter_retention: Duration,
+    prune_interval: Duration,
 }
 
 impl PgQueueBuilder {
-    /// Takes `ordering`, `dedup_ttl` and `retry.max_attempts` from the bot's limits.
+    /// Takes `ordering`, `dedup_ttl`, `retry.max_attempts`, `queue_capacity`, `overflow` and
+    /// `dead_letter_capacity` from the bot's limits.
     pub fn limits(mut self, limits: &Limits) -> Self {
         self.ordering = limits.ordering;
         self.dedup_ttl = limits.dedup_ttl;
         self.max_attempts = limits.retry.max_attempts;
+        self.capacity = limits.queue_capacity;
+        self.overflow = limits.overflow;
+        self.dead_letter_capacity = limits.dead_letter_capacity;
+        self
+    }
+
+    /// Events the queue holds at most, in any state, across all processes (default 100,000, as
+    /// [`Limits::queue_capacity`]). A push that does not fit is handled by the
+    /// [`overflow`](Self::overflow) policy.
+    ///
+    /// The check costs no statement: it compares the last count of the table (refreshed every
+    /// 5 s, every `rescue_interval` while pushes find the queue full) plus what
+    /// this process pushed and completed since. So the queue can exceed it by what the other
+    /// processes push between two counts, and a queue drained by other processes takes up to one
+    /// refresh to accept pushes again. [`import`] ignores it.
+    pub fn queue_capacity(mut self, events: usize) -> Self {
+        self.capacity = events;
+        self
+    }
+
+    /// Payload bytes the queue holds at most, as PostgreSQL stores them (default 1 GiB),
+    /// estimated as [`queue_capacity`](Self::queue_capacity) is: the bound that keeps a flood of
+    /// large events from filling the disk.
+    pub fn queue_capacity_bytes(mut self, bytes: u64) -> Self {
+        self.capacity_bytes = bytes;
+        self
+    }
+
+    /// What a push that does not fit does (default [`Overflow::Reject`]):
+    /// - [`Overflow::Reject`]: the batch is refused whole as [`ErrorKind::QueueFull`] with
+    ///   `retry_after` (webhooks answer 503 with `Retry-After`).
+    /// - [`Overflow::Wait`]: waits for room (re-checking at each refresh of the figures) up to
+    ///   `push_timeout`, then refuses as `Reject` does.
+    /// - [`Overflow::DropNewest`]: the events of the batch beyond the room are dropped and
+    ///   counted in [`PushReport::dropped_newest`].
+    /// - [`Overflow::DropOldest`]: refuses as `Reject` does. A durable queue never deletes
+    ///   events it accepted (other processes may be running them) to make room.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Dead letters kept at most; the maintenance task deletes the oldest beyond it every
+    /// `prune_interval` (default 10,000, as [`Limits::dead_letter_capacity`]; 0 keeps none).
+    pub fn dead_letter_capacity(mut self, dead_letters: usize) -> Self {
+        self.dead_letter_capacity = dead_letters;
+        self
+    }
+
+    /// Age after which a dead letter is deleted by the maintenance task (default 7 days): dead
+    /// letters hold whole payloads, reply tokens included.
+    pub fn dead_letter_retention(mut self, retention: Duration) -> Self {
+        self.dead_letter_retention = retention;
+        self
+    }
+
+    /// How often the maintenance task prunes dead letters, dedup keys and idle conversation
+    /// locks (default 10 s).
+    pub fn prune_interval(mut self, interval: Duration) -> Self {
+        self.prune_interval = interval;
         self
     }
 
@@ -1381,8 +1853,8 @@ impl PgQueueBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when a duration is zero, `max_batch` or `connections` is zero, the
-    /// statement time-out is not shorter than the lease, or no Tokio runtime is running.
+    /// [`ErrorKind::Config`] when a duration is zero, `max_batch`, `connections` or a capacity is
+    /// zero, the statement time-out is not shorter than the lease, or no Tokio runtime is running.
     pub fn build(self) -> Result<PgQueue, Error> {
         if self.lease < Duration::from_millis(100) {
             return Err(Error::config(
@@ -1393,9 +1865,15 @@ impl PgQueueBuilder {
             || self.poll_interval.is_zero()
             || self.rescue_interval.is_zero()
             || self.push_timeout.is_zero()
+            || self.prune_interval.is_zero()
         {
             return Err(Error::config(
-                "postgres queue: max_batch, poll_interval, rescue_interval and push_timeout must be above zero",
+                "postgres queue: max_batch, poll_interval, rescue_interval, push_timeout and prune_interval must be above zero",
+            ));
+        }
+        if self.capacity == 0 || self.capacity_bytes == 0 {
+            return Err(Error::config(
+                "postgres queue: queue_capacity and queue_capacity_bytes must be at least 1",
             ));
         }
         let statement_timeout = self
@@ -1441,6 +1919,12 @@ impl PgQueueBuilder {
             push_timeout: self.push_timeout,
             retry_after: self.retry_after,
             notify_debounce: self.notify_debounce,
+            capacity: u64::try_from(self.capacity).unwrap_or(u64::MAX),
+            capacity_bytes: self.capacity_bytes,
+            overflow: self.overflow,
+            dead_letter_capacity: u64::try_from(self.dead_letter_capacity).unwrap_or(u64::MAX),
+            dead_letter_retention: self.dead_letter_retention,
+            prune_interval: self.prune_interval,
             buffer: Mutex::new(VecDeque::new()),
             demand: AtomicUsize::new(0),
             claim_wanted: Notify::new(),
@@ -1452,6 +1936,10 @@ impl PgQueueBuilder {
             listening: AtomicBool::new(false),
             counters: Counters::default(),
             stats: StatsCell::default(),
+            size: Mutex::new(SizeBase::default()),
+            wants_room: AtomicBool::new(false),
+            stats_refreshed: Notify::new(),
+            refreshing: tokio::sync::Mutex::new(()),
         });
         // Four long-lived tasks per queue, not per-message work; they end when it closes.
         #[allow(clippy::disallowed_methods)]
