@@ -310,7 +310,9 @@ async fn drain_once(
     let postgres_after = postgres_cpu();
     let backends: Vec<i32> = conn
         .query(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            // The queue's own connections append their role ("queue", "queue completions").
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+             OR starts_with(application_name, $1 || ' ')",
             &[&format!("queue-worker {SCHEMA}")],
         )
         .await

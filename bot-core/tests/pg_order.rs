@@ -120,7 +120,8 @@ async fn pushes_of_one_conversation_from_two_processes_run_in_commit_order() {
             let row = control
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity
-                     WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                     WHERE (application_name = $1 OR starts_with(application_name, $1 || ' '))
+                     AND wait_event_type = 'Lock'",
                     &[&APP_B],
                 )
                 .await

@@ -209,7 +209,9 @@ async fn two_worker_processes_run_one_conversation_in_commit_order() {
     while !second.is_finished()
         && count(
             &pool,
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1
+            // The queue's own connections append their role to the name ("... queue").
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE (application_name = $1 OR starts_with(application_name, $1 || ' '))
              AND wait_event_type = 'Lock' AND wait_event <> 'advisory'",
             &[&format!("queue-worker {SCHEMA}")],
         )
