@@ -1,6 +1,15 @@
 //! `PgQueue` under faults of its connections: handlers holding every connection of the pool, and
 //! a completion stuck behind a lock.
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod support;
 
 use std::time::Duration;
@@ -42,7 +51,7 @@ async fn queue_statements_do_not_wait_for_handlers_holding_every_pool_connection
     let done = tokio::time::timeout(Duration::from_secs(5), work)
         .await
         .expect("the queue waited for the handlers' pool");
-    println!(
+    report!(
         "exhausted pool: push, claim, extend and ack took {:?}; pool {:?}",
         started.elapsed(),
         pool.stats()
@@ -83,7 +92,7 @@ async fn a_completion_stuck_behind_a_lock_fails_within_the_statement_timeout() {
         .expect("the acknowledgement hung");
     let took = started.elapsed();
     let e = stuck.expect_err("acknowledged through a lock");
-    println!("stuck ack: failed after {took:?}: {e}");
+    report!("stuck ack: failed after {took:?}: {e}");
     assert!(
         took < Duration::from_millis(1500),
         "took {took:?}, longer than the lease allows"

@@ -10,6 +10,15 @@
 
 #![allow(clippy::disallowed_methods)] // the two pushes run as tasks of their own
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod support;
 
 use std::sync::Arc;
@@ -175,7 +184,7 @@ async fn pushes_of_one_conversation_from_two_processes_run_in_commit_order() {
             }
         }
     }
-    println!("commit order {committed:?}, handled {handled:?}");
+    report!("commit order {committed:?}, handled {handled:?}");
     assert_eq!(
         handled, committed,
         "events run in the order their pushes committed"

@@ -3,6 +3,15 @@
 //! holding the handler.
 #![allow(clippy::disallowed_methods)] // the cutting server runs in a spawned task
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -181,7 +190,7 @@ async fn a_follow_up_cut_after_it_was_sent_is_not_sent_again_by_the_client_or_a_
     assert_eq!(direct.attempts(), 1);
     assert_eq!(count(&calls, "POST /webhooks/"), 2);
     assert!(!bot_core::Error::from(direct).is_retryable());
-    println!(
+    report!(
         "faults_outbound: calls {:?}",
         calls.lock().unwrap().as_slice()
     );

@@ -2,6 +2,15 @@
 //! zombies, invalid sessions, fatal close codes, identify buckets, compression, back-pressure.
 #![allow(clippy::disallowed_methods)] // the shards under test run in spawned tasks
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -575,7 +584,7 @@ async fn invalid_sessions_in_a_row_wait_twice_as_long_each_time() {
     gateway.wait_for_readies(5).await;
     let identifies = gateway.received_op(2);
     let gaps: Vec<Duration> = identifies.windows(2).map(|p| p[1].at - p[0].at).collect();
-    println!("identify gaps after invalid sessions in a row: {gaps:?}");
+    report!("identify gaps after invalid sessions in a row: {gaps:?}");
     for (i, gap) in gaps.iter().enumerate() {
         let least = wait * (1 << i);
         assert!(*gap >= least, "gap {i} is {gap:?}, not at least {least:?}");
@@ -653,7 +662,7 @@ async fn identifies_stop_at_the_reserve_of_the_session_budget_until_it_resets() 
         assert!(tokio::time::Instant::now() < deadline, "never ready again");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    println!("session budget: refused after {refused_after:?}, identified again after {third:?}");
+    report!("session budget: refused after {refused_after:?}, identified again after {third:?}");
     assert_eq!(identify.session_starts_remaining(), Some(999));
     stop.cancel();
     task.await.unwrap().unwrap();

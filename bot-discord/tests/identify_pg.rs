@@ -5,6 +5,15 @@
 //! without it the test fails, never skips.
 #![allow(clippy::disallowed_methods)] // the two "processes" run in spawned tasks
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,7 +93,7 @@ async fn two_processes_identify_one_bucket_at_least_the_interval_apart() {
     }
     let mut turns = turns.lock().unwrap().clone();
     turns.sort();
-    println!("identify turns across two processes: {turns:?}");
+    report!("identify turns across two processes: {turns:?}");
     assert_eq!(turns.len(), 6);
     // Stamped after the booking's commit: a few milliseconds of slack for the round trip.
     let slack = Duration::from_millis(40);

@@ -2,6 +2,15 @@
 //! logs, `/readyz` on a real socket, and the dispatch stream with a failure window in the middle.
 #![allow(dead_code, unreachable_pub)] // each test target uses a part
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -333,7 +342,7 @@ pub async fn queue_fails_mid_stream(
         errors as u64 <= 2 + retries / 5,
         "not one error line per retry: {errors} lines for {retries} retries"
     );
-    println!(
+    report!(
         "faults_gateway (cut_session={cut_session}): dispatches sent {sent}, handled {}, \
          pushes refused {:?}, hand-over retries {}, error lines {errors}, connections {}",
         ids.len(),

@@ -12,6 +12,15 @@
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! fails when it cannot be reached.
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -263,7 +272,7 @@ async fn two_worker_processes_run_one_conversation_in_commit_order() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    println!("commit order {committed:?}, handled {handled:?}");
+    report!("commit order {committed:?}, handled {handled:?}");
     assert_eq!(
         handled, committed,
         "events run in the order their webhooks were answered"

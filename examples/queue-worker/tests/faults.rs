@@ -11,6 +11,15 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and, for the restart, its server binaries;
 //! fails when they are missing.
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod support;
 
 #[path = "../../../bot-core/tests/support/cluster.rs"]
@@ -209,7 +218,7 @@ async fn postgres_restarted_under_load_loses_nothing_acknowledged_and_workers_re
     b.assert_running("at the end");
     let runs = count(&pool, "SELECT count(*) FROM queue_worker_runs").await;
     let dead = count(&pool, "SELECT count(*) FROM botrt_dead_letters").await;
-    println!(
+    report!(
         "restart: acknowledged {} ({before} before the restart), handled {handled}, runs {runs}, \
          dead letters {dead}, refused deliveries {}, server back after {server_back:?}, \
          workers taking webhooks after {back:?}",
@@ -295,7 +304,7 @@ async fn long_handlers_outliving_their_lease_run_once_and_conversations_stay_seq
          FROM queue_worker_runs",
     )
     .await;
-    println!(
+    report!(
         "long/short: events {total} ({long} long), runs {runs}, distinct {distinct}, \
          overlapping or out of order {broken}, dead letters {dead}, longest run {longest} ms"
     );
@@ -376,7 +385,7 @@ async fn acks_failing_for_a_while_rerun_nothing_and_dead_letter_nothing() {
     .await;
     let effects = count(&pool, "SELECT count(*) FROM queue_worker_effects").await;
     let dead = count(&pool, "SELECT count(*) FROM botrt_dead_letters").await;
-    println!(
+    report!(
         "failing acks: events {EVENTS}, handled while acks failed {handled_while_failing}+ \
          (acknowledged meanwhile {acked_while_failing}), acks failed for {failed_for:?}, \
          runs {runs}, distinct {distinct}, effects {effects}, dead letters {dead}"

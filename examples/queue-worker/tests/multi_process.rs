@@ -5,6 +5,15 @@
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! fails when it cannot be reached.
 
+/// Prints what a fault case counted straight to stderr, past the test harness's capture, so
+/// that CI's log shows it for passing tests too.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod support;
 
 use std::collections::HashSet;
@@ -91,7 +100,7 @@ async fn sigkill_midway_loses_nothing_acknowledged_and_bounds_duplicates() {
     .await;
     assert_eq!(distinct as usize, EVENTS);
     let twice = (runs - distinct) as usize;
-    eprintln!("events {EVENTS}, runs {runs}, handled twice {twice}");
+    report!("events {EVENTS}, runs {runs}, handled twice {twice}");
     assert!(
         twice <= IN_FLIGHT + PREFETCH,
         "{twice} events ran twice, more than the killed process's in-flight + prefetch"
