@@ -20,14 +20,13 @@
 //! this process's: a retry in another process, or after a restart, sends them again (channel
 //! messages are still deduplicated by their nonce, for the few minutes Discord keeps it).
 
-use std::collections::{HashSet, VecDeque};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bot_core::event::ConversationId;
-use bot_core::outbound::{Action, OutgoingMessage, Target};
+use bot_core::outbound::{Action, OutgoingMessage, SentParts, Target};
 use bot_core::{EventId, Outbound, Platform};
 use serde_json::{Value, json};
 
@@ -48,11 +47,7 @@ const UNKNOWN_WEBHOOK: u64 = 10015;
 /// Follow-ups tried again after an unknown webhook, and the wait before each.
 const FOLLOW_UP_TRIES: u32 = 3;
 const FOLLOW_UP_WAIT: Duration = Duration::from_millis(500);
-/// How long the client remembers the parts it sent for a handler: far beyond the runtime's retry
-/// schedule (by default 5 attempts, backoff up to 5 minutes).
-pub const SENT_PARTS_TTL: Duration = Duration::from_secs(60 * 60);
-/// How many sent parts the client remembers at most; the oldest are forgotten first.
-pub const MAX_SENT_PARTS: usize = 100_000;
+pub use bot_core::outbound::{MAX_SENT_PARTS, SENT_PARTS_TTL};
 
 /// Sends Discord replies. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -264,44 +259,6 @@ impl Outbound for DiscordClient {
     }
 }
 
-/// An event, the index of a send for it, and the part of that send.
-type PartKey = (EventId, u32, usize);
-/// The parts, and the order they came in for expiry.
-type PartSet = (HashSet<PartKey>, VecDeque<(Instant, PartKey)>);
-
-/// Parts this client sent (or may have sent) for handlers, bounded in count and age.
-#[derive(Debug, Default)]
-struct SentParts {
-    parts: Mutex<PartSet>,
-}
-
-impl SentParts {
-    fn contains(&self, key: &PartKey) -> bool {
-        let guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        guard.0.contains(key)
-    }
-
-    fn insert(&self, key: PartKey) {
-        self.insert_at(key, Instant::now(), SENT_PARTS_TTL, MAX_SENT_PARTS);
-    }
-
-    fn insert_at(&self, key: PartKey, now: Instant, ttl: Duration, max: usize) {
-        let mut guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        let (set, order) = &mut *guard;
-        while let Some((at, _)) = order.front() {
-            if now.saturating_duration_since(*at) < ttl && order.len() < max {
-                break;
-            }
-            if let Some((_, old)) = order.pop_front() {
-                set.remove(&old);
-            }
-        }
-        if set.insert(key.clone()) {
-            order.push_back((now, key));
-        }
-    }
-}
-
 /// A nonce for part `part` of the `send_index`-th send for `event`: 25 characters at most, as
 /// Discord allows.
 fn nonce(event: &EventId, send_index: u32, part: usize) -> String {
@@ -456,26 +413,6 @@ mod tests {
             bodies(&[many]).unwrap_err().kind(),
             ErrorKind::InvalidRequest
         );
-    }
-
-    #[test]
-    fn sent_parts_are_bounded_in_count_and_age() {
-        let sent = SentParts::default();
-        let key = |n: u32| (EventId::new("e"), n, 0);
-        let start = Instant::now();
-        for n in 0..5 {
-            sent.insert_at(key(n), start, Duration::from_secs(60), 3);
-        }
-        assert!(!sent.contains(&key(0)) && !sent.contains(&key(1)));
-        assert!(sent.contains(&key(4)));
-        sent.insert_at(
-            key(9),
-            start + Duration::from_secs(61),
-            Duration::from_secs(60),
-            3,
-        );
-        assert!(!sent.contains(&key(4)), "expired");
-        assert!(sent.contains(&key(9)));
     }
 
     /// SHA-256 of the event id, send index 0 and part 0, hex, first 25 characters.

@@ -43,14 +43,14 @@
 //!   when a later part of one fails after earlier parts went out, the error is permanent, so
 //!   that no retry sends those parts twice.
 
-use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bot_core::event::{ConversationId, EventId};
-use bot_core::outbound::{self, OutgoingMessage, RateLimit, Target};
+use bot_core::event::ConversationId;
+use bot_core::outbound::{self, OutgoingMessage, RateLimit, SentParts, Target};
+pub use bot_core::outbound::{MAX_SENT_PARTS, SENT_PARTS_TTL};
 use bot_core::telemetry::Telemetry;
 use bot_core::{Outbound, Platform, RetryPolicy, Secret};
 use bytes::Bytes;
@@ -757,51 +757,6 @@ impl Outbound for MessengerClient {
     }
 }
 
-/// How long the client remembers the parts of replies it sent: far beyond the runtime's retry
-/// schedule (by default 5 attempts, backoff up to 5 minutes).
-pub const SENT_PARTS_TTL: Duration = Duration::from_secs(60 * 60);
-/// How many parts of replies the client remembers at most; the oldest are forgotten first.
-pub const MAX_SENT_PARTS: usize = 100_000;
-
-/// An event, the index of a send for it, and the part of that send.
-type PartKey = (EventId, u32, usize);
-/// The parts, and the order they came in for expiry.
-type PartSet = (HashSet<PartKey>, VecDeque<(Instant, PartKey)>);
-
-/// Parts of replies this process sent (or may have sent), by (event, send index, part): a
-/// retried handler skips them instead of sending them twice. Bounded in count and age.
-#[derive(Default)]
-struct SentParts {
-    parts: Mutex<PartSet>,
-}
-
-impl SentParts {
-    fn contains(&self, key: &PartKey) -> bool {
-        let guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        guard.0.contains(key)
-    }
-
-    fn insert(&self, key: PartKey) {
-        self.insert_at(key, Instant::now(), SENT_PARTS_TTL, MAX_SENT_PARTS);
-    }
-
-    fn insert_at(&self, key: PartKey, now: Instant, ttl: Duration, max: usize) {
-        let mut guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        let (set, order) = &mut *guard;
-        while let Some((at, _)) = order.front() {
-            if now.saturating_duration_since(*at) < ttl && order.len() < max {
-                break;
-            }
-            if let Some((_, old)) = order.pop_front() {
-                set.remove(&old);
-            }
-        }
-        if set.insert(key.clone()) {
-            order.push_back((now, key));
-        }
-    }
-}
-
 fn check_message(message: &Message) -> Result<(), Error> {
     if let Some(text) = message.text_content()
         && text.chars().count() > MAX_TEXT_CHARS
@@ -1184,28 +1139,6 @@ mod tests {
         assert_eq!(wait(r#"{"1": [{"type": "messenger"}]}"#), None);
         assert_eq!(wait("not json"), None);
         assert_eq!(business_use_case_wait(&None), None);
-    }
-
-    #[test]
-    fn sent_parts_are_bounded_in_count_and_age() {
-        let sent = SentParts::default();
-        let key = |i: usize| (EventId::new("m_1"), 0, i);
-        let start = Instant::now();
-        let ttl = Duration::from_secs(10);
-        for i in 0..3 {
-            sent.insert_at(key(i), start, ttl, 3);
-        }
-        assert!((0..3).all(|i| sent.contains(&key(i))));
-        sent.insert_at(key(3), start, ttl, 3);
-        assert!(!sent.contains(&key(0)), "the oldest goes first when full");
-        assert!((1..4).all(|i| sent.contains(&key(i))));
-        sent.insert_at(key(4), start + ttl, ttl, 3);
-        assert!(
-            (1..4).all(|i| !sent.contains(&key(i))),
-            "expired parts are forgotten"
-        );
-        assert!(sent.contains(&key(4)));
-        assert!(!sent.contains(&(EventId::new("m_1"), 1, 4)));
     }
 
     #[test]
