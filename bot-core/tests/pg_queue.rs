@@ -194,6 +194,44 @@ async fn dead_letters_are_kept_inspectable_and_redriven() {
     queue.shutdown().await;
 }
 
+/// A handler's error text is arbitrary; PostgreSQL refuses a NUL byte in text. Such a message
+/// must not make the retry or the dead letter fail (for ever, as the completer retries it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_with_nul_bytes_or_of_any_length_are_stored_with_retries_and_dead_letters() {
+    let pool = fresh_pool("nul_errors").await;
+    let queue = queue_builder(&pool).build().unwrap();
+    queue
+        .push_batch(vec![text_event("c1", "e1")])
+        .await
+        .unwrap();
+    let first = pull_n(&queue, 1).await.remove(0);
+    let done = queue
+        .nack(vec![Nack {
+            lease: first.lease,
+            delay: Duration::ZERO,
+            error: "bad\0byte".into(),
+            event: first.event,
+        }])
+        .await
+        .expect("a nack whose error holds a NUL byte applies");
+    assert_eq!(done.applied, 1);
+    let second = pull_n(&queue, 1).await.remove(0);
+    let long = format!("x\0{}", "é".repeat(10_000));
+    let letters = queue
+        .dead(vec![Dead {
+            lease: second.lease,
+            error: long,
+            event: second.event,
+        }])
+        .await
+        .expect("a dead letter whose error holds a NUL byte applies");
+    assert_eq!(letters.len(), 1);
+    let kept = queue.dead_letters(10).await.unwrap();
+    assert!(kept[0].error.starts_with("xé"), "{}", &kept[0].error[..8]);
+    assert!(kept[0].error.len() <= 4096, "cut to a bound");
+    queue.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rescuer_returns_expired_leases_to_another_process() {
     let pool = fresh_pool("rescue").await;

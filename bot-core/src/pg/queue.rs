@@ -813,7 +813,10 @@ impl Inner {
             );
             let ids: Vec<i64> = undecodable.iter().map(|(id, _)| *id).collect();
             let tokens = vec![token; ids.len()];
-            let errors: Vec<String> = undecodable.into_iter().map(|(_, e)| e).collect();
+            let errors: Vec<String> = undecodable
+                .into_iter()
+                .map(|(_, e)| storable_error(&e))
+                .collect();
             self.query(
                 DEAD,
                 &[(&ids, I8S), (&tokens, I8S), (&errors, TEXTS)],
@@ -1323,6 +1326,24 @@ pub async fn import(pool: &PgPool, events: impl IntoIterator<Item = Event>) -> R
     Ok(loaded)
 }
 
+/// Longest error text kept with a retry or a dead letter, in bytes.
+const MAX_ERROR_BYTES: usize = 4096;
+
+/// `error` as PostgreSQL can store it: a text value cannot hold a NUL byte, and a handler's
+/// error message is arbitrary; one such message must not make every completion of its batch fail
+/// again and again. Cut to [`MAX_ERROR_BYTES`] at a character boundary.
+fn storable_error(error: &str) -> String {
+    let mut text: String = error.chars().filter(|&c| c != '\0').collect();
+    if text.len() > MAX_ERROR_BYTES {
+        let mut end = MAX_ERROR_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 fn split(leases: impl Iterator<Item = Lease>) -> (Vec<i64>, Vec<i64>) {
     leases.map(|l| (l.id as i64, l.token as i64)).unzip()
 }
@@ -1489,7 +1510,7 @@ impl Queue for PgQueue {
         let inner = &self.inner;
         let (ids, tokens) = split(nacks.iter().map(|n| n.lease));
         let delays: Vec<i64> = nacks.iter().map(|n| millis(n.delay)).collect();
-        let errors: Vec<&str> = nacks.iter().map(|n| n.error.as_str()).collect();
+        let errors: Vec<String> = nacks.iter().map(|n| storable_error(&n.error)).collect();
         let n = inner
             .execute_on(
                 &inner.reserved,
@@ -1513,7 +1534,7 @@ impl Queue for PgQueue {
         }
         let inner = &self.inner;
         let (ids, tokens) = split(dead.iter().map(|d| d.lease));
-        let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
+        let errors: Vec<String> = dead.iter().map(|d| storable_error(&d.error)).collect();
         let rows = inner
             .query_on(
                 &inner.reserved,
