@@ -392,6 +392,14 @@ impl BotBuilder {
         self
     }
 
+    /// How long a connection may stay without a byte read or written before the server closes
+    /// it (default 30 s): sockets that connect and say nothing cannot hold every one of
+    /// [`BotBuilder::max_connections`] for ever. Keep it above `request_timeout`.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.server.idle_timeout = timeout;
+        self
+    }
+
     /// Requests the server handles at once (default 1024); further ones are answered 503 with
     /// `Retry-After` and counted in `bot.server.requests.refused`.
     pub fn max_concurrent_requests(mut self, requests: usize) -> Self {

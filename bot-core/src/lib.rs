@@ -35,7 +35,9 @@ pub use queue::{MemoryQueue, Queue};
 pub use router::Router;
 pub use runtime::ShutdownReport;
 pub use secret::Secret;
-pub use server::{DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_CONNECTIONS, OPS_ADDR_ENV};
+pub use server::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_CONNECTIONS, OPS_ADDR_ENV,
+};
 pub use state::{MemoryStateStore, StateStore};
 pub use telemetry::{LoggingGuard, Telemetry, init_logging};
 

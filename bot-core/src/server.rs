@@ -42,6 +42,9 @@ pub const OPS_ADDR_ENV: &str = "BOT_OPS_ADDR";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Requests a server handles at once unless set otherwise.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// Default time a connection may stay without a byte read or written before the server closes
+/// it (see [`crate::BotBuilder::idle_timeout`]).
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The platform label of refusals that happen before a request reaches an adapter.
 const UNKNOWN_PLATFORM: Platform = Platform::from_static("unknown");
@@ -52,6 +55,7 @@ pub(crate) struct ServerSettings {
     pub(crate) ops_addr: Option<SocketAddr>,
     pub(crate) max_connections: usize,
     pub(crate) max_concurrent_requests: usize,
+    pub(crate) idle_timeout: std::time::Duration,
     /// Shared by every router built from the bot.
     requests: Arc<Semaphore>,
     refusal_log: Arc<RateLimitedLog>,
@@ -63,6 +67,7 @@ impl Default for ServerSettings {
             ops_addr: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             requests: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_REQUESTS)),
             refusal_log: Arc::new(RateLimitedLog::new(REFUSAL_LOG_INTERVAL)),
         }
@@ -72,9 +77,12 @@ impl Default for ServerSettings {
 impl ServerSettings {
     /// Validates the limits and reads [`OPS_ADDR_ENV`] when no address was set.
     pub(crate) fn resolve(&mut self) -> Result<(), Error> {
-        if self.max_connections == 0 || self.max_concurrent_requests == 0 {
+        if self.max_connections == 0
+            || self.max_concurrent_requests == 0
+            || self.idle_timeout.is_zero()
+        {
             return Err(Error::config(
-                "bot: max_connections and max_concurrent_requests must be above zero",
+                "bot: max_connections, max_concurrent_requests and idle_timeout must be above zero",
             ));
         }
         if self.ops_addr.is_none()
@@ -301,6 +309,7 @@ impl Bot {
             inner: listener,
             permits,
             max,
+            idle_timeout: self.inner.server.idle_timeout,
             refused: meter
                 .u64_counter("bot.server.connections.refused")
                 .with_description("Connections closed at once because too many were open")
@@ -361,6 +370,7 @@ struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     max: usize,
+    idle_timeout: std::time::Duration,
     refused: Counter<u64>,
     log: Arc<RateLimitedLog>,
 }
@@ -382,6 +392,8 @@ impl axum::serve::Listener for LimitedListener {
                         LimitedStream {
                             stream,
                             _permit: permit,
+                            idle_timeout: self.idle_timeout,
+                            idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
                         },
                         addr,
                     );
@@ -411,9 +423,32 @@ impl axum::serve::Listener for LimitedListener {
 }
 
 /// An accepted connection holding its place under the connection limit until it closes.
+/// A connection holding one of the listener's permits. It is closed after `idle_timeout` without
+/// a byte read or written, so that sockets that connect and then say nothing cannot hold every
+/// permit for ever (hyper, as axum serves it, has no header-read or keep-alive time-out).
 struct LimitedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    idle_timeout: std::time::Duration,
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl LimitedStream {
+    fn active(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.idle_timeout;
+        self.idle.as_mut().reset(deadline);
+    }
+
+    /// An error once the connection has been idle for too long; registers for the deadline.
+    fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for LimitedStream {
@@ -422,7 +457,17 @@ impl AsyncRead for LimitedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.active();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => self.check_idle(cx),
+            other => other,
+        }
     }
 }
 
@@ -432,7 +477,13 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written
+            && n > 0
+        {
+            self.active();
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -440,7 +491,13 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written
+            && n > 0
+        {
+            self.active();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

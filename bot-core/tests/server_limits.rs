@@ -164,6 +164,7 @@ impl Queue for FailingQueue {
 
 #[tokio::test]
 async fn any_queue_failure_answers_503_with_retry_after() {
+    let _logs = LOG_CAPTURE.read().await;
     for kind in [ErrorKind::Queue, ErrorKind::Timeout, ErrorKind::Other] {
         let queue = Arc::new(FailingQueue {
             kind,
@@ -184,6 +185,7 @@ async fn any_queue_failure_answers_503_with_retry_after() {
 
 #[tokio::test]
 async fn shed_events_are_answered_200_with_headers_counting_them() {
+    let _logs = LOG_CAPTURE.read().await;
     let newest = Limits {
         queue_capacity: 2,
         overflow: Overflow::DropNewest,
@@ -242,8 +244,14 @@ impl Captured {
     }
 }
 
+/// The tests that capture logs run alone (the others take this lock to read): tracing caches, per
+/// callsite, what the subscribers alive when it was first hit wanted, so a span first seen by a
+/// test without a subscriber, or with one at another level, would stay off in theirs.
+static LOG_CAPTURE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test]
 async fn a_thousand_bad_signatures_make_one_log_line_and_an_exact_count() {
+    let _logs = LOG_CAPTURE.write().await;
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -252,6 +260,7 @@ async fn a_thousand_bad_signatures_make_one_log_line_and_an_exact_count() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
     let (bot, _) = bot_with(|b| b.max_body_bytes(1024));
     let router = bot.router();
     for _ in 0..1000 {
@@ -291,6 +300,7 @@ async fn a_thousand_bad_signatures_make_one_log_line_and_an_exact_count() {
 
 #[tokio::test(start_paused = true)]
 async fn the_refusal_log_lets_one_line_through_per_interval_and_counts_the_rest() {
+    let _logs = LOG_CAPTURE.read().await;
     let log = bot_core::telemetry::RateLimitedLog::new(Duration::from_secs(10));
     assert_eq!(log.check(), Some(0));
     for _ in 0..99 {
@@ -345,6 +355,7 @@ async fn served_connection(addr: SocketAddr) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_refused_and_counted() {
+    let _logs = LOG_CAPTURE.read().await;
     let (bot, _) = bot_with(|b| b.max_connections(2));
     let (addr, stop, bot) = serve(bot).await;
     let first = served_connection(addr).await;
@@ -383,8 +394,48 @@ async fn connections_over_the_limit_are_refused_and_counted() {
     stop.send(()).unwrap();
 }
 
+/// Sockets that connect and then say nothing must not hold every place for ever: each is closed
+/// after the idle time-out and its place serves a real request.
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_idle_timeout_and_free_their_places() {
+    let _logs = LOG_CAPTURE.read().await;
+    let idle = Duration::from_secs(1);
+    let (bot, _) = bot_with(|b| b.max_connections(2).idle_timeout(idle));
+    let (addr, stop, _bot) = serve(bot).await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let opened = Instant::now();
+    for stream in &mut silent {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+            .await
+            .expect("a silent connection is closed by the server");
+        assert!(read.is_err() || rest.is_empty(), "closed without an answer");
+    }
+    assert!(opened.elapsed() >= idle, "closed before the idle time-out");
+    // A kept-alive connection in use stays open past the time-out while it talks.
+    let mut talking = served_connection(addr).await;
+    for _ in 0..3 {
+        tokio::time::sleep(idle / 4).await;
+        talking
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .expect("still open while it talks");
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(DEADLINE, talking.read(&mut buf))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert!(n > 0, "closed while in use");
+    }
+    stop.send(()).unwrap();
+}
+
 #[tokio::test]
 async fn requests_over_the_concurrency_limit_get_503_and_health_still_answers() {
+    let _logs = LOG_CAPTURE.read().await;
     let (bot, gate) = bot_with(|b| b.max_concurrent_requests(1));
     let router = bot.router();
     let slow = send(&router, post_to("/t/slow", ""));
@@ -424,6 +475,7 @@ async fn requests_over_the_concurrency_limit_get_503_and_health_still_answers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_move_to_the_ops_address_when_configured() {
+    let _logs = LOG_CAPTURE.read().await;
     let (bot, _) = bot_with(|b| b.ops_addr("127.0.0.1:0".parse().unwrap()));
     // In process too: the webhook router has no operational routes.
     assert_eq!(
@@ -482,6 +534,7 @@ async fn metrics_and_health_move_to_the_ops_address_when_configured() {
 
 #[tokio::test]
 async fn request_spans_show_the_route_template_never_the_query_or_path_tokens() {
+    let _logs = LOG_CAPTURE.write().await;
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -490,6 +543,9 @@ async fn request_spans_show_the_route_template_never_the_query_or_path_tokens() 
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test's subscriber (info and above) may have been the only one when the request
+    // span's callsite was first seen, and its "never" is cached: ask again now that ours exists.
+    tracing::callsite::rebuild_interest_cache();
     let (bot, _) = bot_with(|b| b);
     let router = bot.router();
     let res = send(
