@@ -53,6 +53,8 @@ pub(crate) struct Report {
     pub(crate) ok: u64,
     /// Requests answered 503 (the bot's queue refused them).
     pub(crate) refused_503: u64,
+    /// Of those, the ones that carried `Retry-After`.
+    pub(crate) refused_503_with_retry_after: u64,
     /// Requests answered any other status.
     pub(crate) other_status: u64,
     /// Requests that failed to connect or send.
@@ -87,6 +89,7 @@ struct Counts {
     next_request: AtomicU64,
     ok: AtomicU64,
     refused: AtomicU64,
+    refused_with_retry_after: AtomicU64,
     other: AtomicU64,
     errors: AtomicU64,
 }
@@ -144,6 +147,7 @@ pub(crate) async fn run(plan: Plan) -> Report {
     Report {
         ok,
         refused_503: counts.refused.load(Ordering::Relaxed),
+        refused_503_with_retry_after: counts.refused_with_retry_after.load(Ordering::Relaxed),
         other_status: counts.other.load(Ordering::Relaxed),
         errors: counts.errors.load(Ordering::Relaxed),
         seconds,
@@ -226,14 +230,25 @@ async fn connection(
             .body(webhook.body)
             .send()
             .await;
-        match response.map(|r| r.status().as_u16()) {
-            Ok(200..=299) => {
+        let answer = response.map(|r| {
+            (
+                r.status().as_u16(),
+                r.headers().contains_key(http::header::RETRY_AFTER),
+            )
+        });
+        match answer {
+            Ok((200..=299, _)) => {
                 let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                 latencies.saturating_record(micros);
                 counts.ok.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(503) => {
+            Ok((503, retry_after)) => {
                 counts.refused.fetch_add(1, Ordering::Relaxed);
+                if retry_after {
+                    counts
+                        .refused_with_retry_after
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
             Ok(_) => {
                 counts.other.fetch_add(1, Ordering::Relaxed);

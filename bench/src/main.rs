@@ -13,6 +13,7 @@
 //! ```
 
 mod gateway;
+mod gateway_consume;
 mod load;
 mod payload;
 mod prom;
@@ -57,8 +58,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// 10 text events per signed LINE webhook to noop-bot (a no-op handler, the memory queue):
-    /// requests/s, events/s, latency, and the bot's peak RSS and CPU.
+    /// 10 text events per signed LINE webhook to noop-bot (a no-op handler, the memory queue)
+    /// and, in the same run and alternately, to the `ceiling` binary (a hand-written axum
+    /// server): events/s, CPU per request, peak RSS, 503s, and the ratio; then noop-bot past
+    /// saturation.
     WebhookNoop(NoopArgs),
     /// 10 text events per signed LINE webhook to scenario-bot, whose every handler awaits a 2-3 s
     /// reply call (50,000 in flight over one HTTP/2 connection to a fake API): events/s against
@@ -74,6 +77,10 @@ enum Scenario {
     /// MESSAGE_CREATE dispatches through a fake Discord gateway to echo-bot, which answers
     /// through a fake REST API: messages/s and latency from dispatch to echo.
     GatewayEcho(gateway::GatewayArgs),
+    /// One shard consuming 200,000 MESSAGE_CREATE dispatches of about 1 KB from a fake gateway,
+    /// as fast as read: noop-bot (no-op handler) against twilight-gateway 0.18, alternately:
+    /// events/s, CPU per event, peak and idle RSS, and the ratio.
+    GatewayConsume(gateway_consume::ConsumeArgs),
     /// Pushes through k HTTP/2 connections of at most `window` unanswered each, against a fake
     /// LINE API with a fixed latency, from a bounded buffer that sheds load: throughput against
     /// the window limit, exact drops, the pusher's peak RSS and CPU.
@@ -130,6 +137,15 @@ struct NoopArgs {
     platform: Platform,
     #[command(flatten)]
     shape: Shape,
+    /// What to run beside noop-bot (default: the ceiling when its binary sits next to botload).
+    #[arg(long, value_enum)]
+    against: Option<scenario::Against>,
+    /// Runs of each server, alternated.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
+    runs: u32,
+    /// Connections of the run past saturation (noop-bot only; 0: none).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(0..=4096))]
+    saturation_connections: u16,
     #[command(flatten)]
     record: RecordArgs,
 }
@@ -307,9 +323,16 @@ fn main() -> ExitCode {
             }
             Command::Scenario {
                 scenario: Scenario::WebhookNoop(args),
-            } => args
-                .record
-                .finish(scenario::webhook_noop(args.platform, &args.shape).await),
+            } => args.record.finish(
+                scenario::webhook_noop(
+                    args.platform,
+                    &args.shape,
+                    args.against,
+                    args.runs,
+                    args.saturation_connections,
+                )
+                .await,
+            ),
             Command::Scenario {
                 scenario: Scenario::SlowApi(args),
             } => args.record.finish(slow_api::slow_api(&args.load).await),
@@ -322,6 +345,11 @@ fn main() -> ExitCode {
             Command::Scenario {
                 scenario: Scenario::GatewayEcho(args),
             } => args.record.finish(gateway::gateway_echo(&args).await),
+            Command::Scenario {
+                scenario: Scenario::GatewayConsume(args),
+            } => args
+                .record
+                .finish(gateway_consume::gateway_consume(&args).await),
             Command::Scenario {
                 scenario: Scenario::PushBurst(args),
             } => args.record.finish(push_burst::push_burst(&args).await),

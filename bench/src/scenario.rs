@@ -142,10 +142,49 @@ pub(crate) fn ensure_postgres(url: &str, error: &str) -> Result<(), String> {
     }
 }
 
-/// `webhook-noop`: noop-bot (the memory queue, a no-op handler) in its own process, loaded
-/// with signed webhooks by this one.
-pub(crate) async fn webhook_noop(platform: Platform, shape: &Shape) -> Result<Row, String> {
-    let binary = sibling_binary("noop-bot")?;
+/// What `webhook-noop` compares noop-bot with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Against {
+    /// The `ceiling` binary (a hand-written axum server), in the same run, alternately.
+    Ceiling,
+    /// Nothing: noop-bot alone.
+    Nothing,
+}
+
+/// One load run of one server.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct ServerRun {
+    /// The binary (`ceiling`, `noop-bot`).
+    pub(crate) server: &'static str,
+    /// Connections of the load.
+    pub(crate) connections: usize,
+    /// What the load generator measured.
+    pub(crate) report: load::Report,
+    /// The server's CPU (user + system) per answered request, microseconds.
+    pub(crate) cpu_us_per_request: f64,
+    /// The server's CPU over the run, seconds.
+    pub(crate) cpu_seconds: f64,
+    /// The server's peak RSS (VmHWM), KiB.
+    pub(crate) peak_rss_kib: u64,
+    /// The load generator's (this process's) CPU per request, microseconds.
+    pub(crate) generator_cpu_us_per_request: f64,
+}
+
+impl ServerRun {
+    fn answered(&self) -> u64 {
+        self.report.ok + self.report.refused_503 + self.report.other_status
+    }
+}
+
+/// Starts `server` (noop-bot or ceiling, configured alike), loads it with `shape` over
+/// `connections`, and measures it.
+async fn run_server(
+    server: &'static str,
+    platform: Platform,
+    shape: &Shape,
+    connections: usize,
+) -> Result<ServerRun, String> {
+    let binary = sibling_binary(server)?;
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let child = Command::new(&binary)
@@ -158,6 +197,8 @@ pub(crate) async fn webhook_noop(platform: Platform, shape: &Shape) -> Result<Ro
         .env("MESSENGER_VERIFY_TOKEN", TOKEN)
         .env("MESSENGER_PAGE_ACCESS_TOKEN", TOKEN)
         .env("MESSENGER_API_BASE", "http://127.0.0.1:9")
+        .env_remove("DISCORD_TOKEN")
+        .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -167,68 +208,248 @@ pub(crate) async fn webhook_noop(platform: Platform, shape: &Shape) -> Result<Ro
     let pid = bot.0.id();
     let before = usage(pid);
     let own_before = usage(std::process::id());
-    let plan: Plan = shape.plan(
+    let mut plan: Plan = shape.plan(
         format!("{base}{}", platform.path()),
         platform,
         Secret::new(SECRET),
     );
-    let report = load::run(plan.clone()).await;
+    plan.connections = connections;
+    let report = load::run(plan).await;
     let after = usage(pid);
     let own_after = usage(std::process::id());
     drop(bot);
-
     let cpu = |a: &Option<Usage>, b: &Option<Usage>| match (a, b) {
         (Some(a), Some(b)) => b.cpu_seconds - a.cpu_seconds,
         _ => f64::NAN,
     };
-    let bot_cpu = cpu(&before, &after);
-    let load_cpu = cpu(&own_before, &own_after);
-    let peak = after.as_ref().map_or(0, |u| u.peak_rss_kib);
-    if shape.json {
-        let json = serde_json::json!({
-            "scenario": "webhook-noop",
-            "report": report,
-            "bot_peak_rss_kib": peak,
-            "bot_cpu_seconds": bot_cpu,
-            "load_generator_cpu_seconds": load_cpu,
-        });
-        crate::print_json(&json);
+    let mut run = ServerRun {
+        server,
+        connections,
+        report,
+        cpu_us_per_request: f64::NAN,
+        cpu_seconds: cpu(&before, &after),
+        peak_rss_kib: after.as_ref().map_or(0, |u| u.peak_rss_kib),
+        generator_cpu_us_per_request: f64::NAN,
+    };
+    let answered = run.answered().max(1) as f64;
+    run.cpu_us_per_request = run.cpu_seconds * 1e6 / answered;
+    run.generator_cpu_us_per_request = cpu(&own_before, &own_after) * 1e6 / answered;
+    if run.report.ok == 0 {
+        return Err(format!("{server} accepted no request"));
+    }
+    Ok(run)
+}
+
+/// The mean of `field` over the runs of `server` at `connections`.
+fn mean_of(
+    runs: &[ServerRun],
+    server: &str,
+    connections: usize,
+    field: impl Fn(&ServerRun) -> f64,
+) -> f64 {
+    let values: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.server == server && r.connections == connections)
+        .map(field)
+        .collect();
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+fn print_runs(title: &str, runs: &[ServerRun]) {
+    println!("{title}");
+    println!(
+        "| server | connections | requests ok | events/s (2xx) | CPU µs per request | peak RSS MiB | 503 | 503 with Retry-After | other / errors | p50 ms | p99 ms | generator CPU µs per request |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for run in runs {
+        let r = &run.report;
+        println!(
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} / {} | {:.2} | {:.2} | {:.1} |",
+            run.server,
+            run.connections,
+            r.ok,
+            thousands(r.events_per_second),
+            run.cpu_us_per_request,
+            run.peak_rss_kib as f64 / 1024.0,
+            r.refused_503,
+            r.refused_503_with_retry_after,
+            r.other_status,
+            r.errors,
+            r.latency_us.p50 as f64 / 1000.0,
+            r.latency_us.p99 as f64 / 1000.0,
+            run.generator_cpu_us_per_request,
+        );
+    }
+}
+
+/// `webhook-noop`: noop-bot (the memory queue, a no-op handler) in its own process, loaded with
+/// signed webhooks by this one; with `against` the ceiling, both alternately (`runs` each, the
+/// same load), then noop-bot past saturation over `saturation_connections`.
+pub(crate) async fn webhook_noop(
+    platform: Platform,
+    shape: &Shape,
+    against: Option<Against>,
+    runs: u32,
+    saturation_connections: u16,
+) -> Result<Row, String> {
+    let against = against.unwrap_or(if sibling_binary("ceiling").is_ok() {
+        Against::Ceiling
     } else {
-        println!(
-            "{}",
-            load::table("webhook-noop (noop-bot, memory queue)", &plan, &report)
+        Against::Nothing
+    });
+    let servers: &[&'static str] = match against {
+        Against::Ceiling => &["ceiling", "noop-bot"],
+        Against::Nothing => &["noop-bot"],
+    };
+    let connections = usize::from(shape.connections);
+    let mut measured = Vec::new();
+    for run in 0..runs {
+        for &server in servers {
+            if !shape.json {
+                eprintln!(
+                    "webhook-noop: run {} of {runs}, {server}, {connections} connections",
+                    run + 1
+                );
+            }
+            measured.push(run_server(server, platform, shape, connections).await?);
+        }
+    }
+    let saturation = usize::from(saturation_connections);
+    let past = if saturation > 0 {
+        if !shape.json {
+            eprintln!("webhook-noop: past saturation, noop-bot, {saturation} connections");
+        }
+        Some(run_server("noop-bot", platform, shape, saturation).await?)
+    } else {
+        None
+    };
+    let bot_eps = mean_of(&measured, "noop-bot", connections, |r| {
+        r.report.events_per_second
+    });
+    let bot_cpu = mean_of(&measured, "noop-bot", connections, |r| r.cpu_us_per_request);
+    let bot_peak = measured
+        .iter()
+        .filter(|r| r.server == "noop-bot")
+        .map(|r| r.peak_rss_kib)
+        .max()
+        .unwrap_or(0);
+    let bot_503: u64 = measured
+        .iter()
+        .filter(|r| r.server == "noop-bot")
+        .map(|r| r.report.refused_503)
+        .sum();
+    let ceiling_eps = mean_of(&measured, "ceiling", connections, |r| {
+        r.report.events_per_second
+    });
+    let ceiling_cpu = mean_of(&measured, "ceiling", connections, |r| r.cpu_us_per_request);
+    let ceiling_peak = measured
+        .iter()
+        .filter(|r| r.server == "ceiling")
+        .map(|r| r.peak_rss_kib)
+        .max()
+        .unwrap_or(0);
+    let ratio = bot_eps / ceiling_eps;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    if shape.json {
+        crate::print_json(&serde_json::json!({
+            "scenario": "webhook-noop",
+            "platform": format!("{platform:?}"),
+            "runs": measured,
+            "past_saturation": past,
+            "ratio_noop_bot_to_ceiling": (against == Against::Ceiling).then_some(ratio),
+        }));
+    } else {
+        let mut all = measured.clone();
+        all.extend(past.clone());
+        print_runs(
+            &format!(
+                "webhook-noop ({platform:?}, {} events per request, unique bodies)",
+                shape.events_per_request
+            ),
+            &all,
         );
         println!(
-            "bot: peak RSS {:.1} MiB, CPU {bot_cpu:.1} s ({:.0} % of one core); load generator: CPU {load_cpu:.1} s",
-            peak as f64 / 1024.0,
-            100.0 * bot_cpu / report.seconds,
+            "noop-bot (mean of {runs}): {} events/s, {bot_cpu:.1} µs CPU per request, peak RSS {:.1} MiB, {bot_503} answered 503",
+            thousands(bot_eps),
+            mib(bot_peak),
         );
+        if against == Against::Ceiling {
+            println!(
+                "ceiling (mean of {runs}): {} events/s, {ceiling_cpu:.1} µs CPU per request, peak RSS {:.1} MiB",
+                thousands(ceiling_eps),
+                mib(ceiling_peak),
+            );
+            println!("ratio noop-bot / ceiling: {ratio:.2}x (goal ≥ 0.8x)");
+        }
+        if let Some(past) = &past {
+            println!(
+                "past saturation ({saturation} connections): noop-bot peak RSS {:.1} MiB, {} answered 503 ({} with Retry-After), {} events/s accepted",
+                mib(past.peak_rss_kib),
+                past.report.refused_503,
+                past.report.refused_503_with_retry_after,
+                thousands(past.report.events_per_second),
+            );
+        }
     }
-    if report.ok == 0 {
-        return Err("no request was accepted".to_owned());
+    let past_text = past.as_ref().map_or(String::new(), |p| {
+        format!(
+            "; past saturation ({saturation} connections): {:.0} MiB peak, {} answered 503 ({} with Retry-After)",
+            mib(p.peak_rss_kib),
+            p.report.refused_503,
+            p.report.refused_503_with_retry_after,
+        )
+    });
+    let past_ok = past.as_ref().is_none_or(|p| {
+        p.peak_rss_kib <= 64 * 1024
+            && p.report.refused_503 == p.report.refused_503_with_retry_after
+            && p.report.other_status == 0
+    });
+    match against {
+        Against::Ceiling => Ok(Row {
+            name: format!(
+                "webhook-noop ({platform:?}, {connections} connections, noop-bot vs ceiling)"
+            ),
+            result: format!(
+                "{ratio:.2}x ceiling; noop-bot {} events/s, {bot_cpu:.0} µs CPU/request, {:.0} MiB peak, {bot_503} answered 503; ceiling {} events/s, {ceiling_cpu:.0} µs CPU/request, {:.0} MiB peak{past_text}",
+                thousands(bot_eps),
+                mib(bot_peak),
+                thousands(ceiling_eps),
+                mib(ceiling_peak),
+            ),
+            goal: "≥ 0.8x ceiling, ≤ 35 µs CPU per 10-event request, no 503 at that rate, ≤ 64 MiB peak past saturation (excess 503 with Retry-After)".to_owned(),
+            verdict: if ratio >= 0.8 && bot_cpu <= 35.0 && bot_503 == 0 && past_ok {
+                Verdict::Met
+            } else {
+                Verdict::Missed
+            },
+        }),
+        Against::Nothing => Ok(Row {
+            name: format!("webhook-noop ({platform:?}, {connections} connections)"),
+            result: format!(
+                "{} events/s accepted; {bot_503} refused 503; bot {:.0} MiB peak, {bot_cpu:.0} µs CPU/request{past_text}",
+                thousands(bot_eps),
+                mib(bot_peak),
+            ),
+            goal: "≥ 300,000 events/s".to_owned(),
+            verdict: if bot_eps >= 300_000.0 {
+                Verdict::Met
+            } else {
+                Verdict::Missed
+            },
+        }),
     }
-    let goal = 300_000.0;
-    Ok(Row {
-        name: format!(
-            "webhook-noop ({platform:?}, {} connections)",
-            plan.connections
-        ),
-        result: format!(
-            "{} events/s accepted; {} refused 503; p50 {:.1} ms, p99 {:.1} ms; bot {:.0} MiB peak, {:.0} % CPU",
-            thousands(report.events_per_second),
-            report.refused_503,
-            report.latency_us.p50 as f64 / 1000.0,
-            report.latency_us.p99 as f64 / 1000.0,
-            peak as f64 / 1024.0,
-            100.0 * bot_cpu / report.seconds,
-        ),
-        goal: "≥ 300,000 events/s".to_owned(),
-        verdict: if report.events_per_second >= goal {
-            Verdict::Met
-        } else {
-            Verdict::Missed
-        },
-    })
+}
+
+/// The resident set (VmRSS) of a process, KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// `1234567.8` as `1,234,568`.
