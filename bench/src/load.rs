@@ -12,7 +12,10 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::payload::{Platform, signed};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+
+use crate::payload::{Platform, Signed, signed};
 
 /// How long a run lasts.
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +199,108 @@ pub(crate) fn progress_bar(length: Length, show: bool, unit: &str) -> ProgressBa
     bar
 }
 
+/// Where a load connection sends: its own HTTP/1.1 connection for `http://` (hyper, no pool:
+/// the generator's cost per request stays small next to the server's), reqwest otherwise.
+enum Sender {
+    /// A plain HTTP/1.1 connection, opened on first use and again after it broke.
+    Plain {
+        uri: http::Uri,
+        connection: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    },
+    /// reqwest (https).
+    Client(reqwest::Client),
+}
+
+impl Sender {
+    fn new(url: &str, client: &reqwest::Client) -> Self {
+        match url.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") => Sender::Plain {
+                uri,
+                connection: None,
+            },
+            _ => Sender::Client(client.clone()),
+        }
+    }
+
+    /// Posts `webhook` to `url`: the status and whether `Retry-After` came with it.
+    async fn post(
+        &mut self,
+        url: &str,
+        header: &'static str,
+        webhook: Signed,
+    ) -> Result<(u16, bool), String> {
+        let answer = |status: http::StatusCode, headers: &http::HeaderMap| {
+            (
+                status.as_u16(),
+                headers.contains_key(http::header::RETRY_AFTER),
+            )
+        };
+        match self {
+            Sender::Client(client) => client
+                .post(url)
+                .header(header, webhook.signature)
+                .header("content-type", "application/json")
+                .body(webhook.body)
+                .send()
+                .await
+                .map(|r| answer(r.status(), r.headers()))
+                .map_err(|e| e.to_string()),
+            Sender::Plain { uri, connection } => {
+                let usable = match connection {
+                    Some(sender) => sender.ready().await.is_ok(),
+                    None => false,
+                };
+                let sender = match connection {
+                    Some(sender) if usable => sender,
+                    _ => connection.insert(open(uri).await?),
+                };
+                let request = http::Request::post(uri.clone())
+                    .header(
+                        http::header::HOST,
+                        uri.authority().map_or("", |a| a.as_str()),
+                    )
+                    .header(header, webhook.signature)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(webhook.body)))
+                    .map_err(|e| e.to_string())?;
+                let response = match sender.send_request(request).await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        *connection = None;
+                        return Err(e.to_string());
+                    }
+                };
+                let (parts, body) = response.into_parts();
+                // Read to the end, so the connection can carry the next request.
+                if body.collect().await.is_err() {
+                    *connection = None;
+                }
+                Ok(answer(parts.status, &parts.headers))
+            }
+        }
+    }
+}
+
+/// Opens an HTTP/1.1 connection to `uri`'s host.
+async fn open(
+    uri: &http::Uri,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let host = uri.host().ok_or("no host in the URL")?;
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    // The connection's own task, one per load connection, ends when the connection closes.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 async fn connection(
     plan: &Plan,
     counts: &Counts,
@@ -205,6 +310,7 @@ async fn connection(
     deadline: Option<Instant>,
 ) -> Histogram<u64> {
     let mut latencies = histogram();
+    let mut sender = Sender::new(&plan.url, client);
     loop {
         let request = counts.next_request.fetch_add(1, Ordering::Relaxed);
         match plan.length {
@@ -223,19 +329,9 @@ async fn connection(
             plan.conversations,
         );
         let sent = Instant::now();
-        let response = client
-            .post(&plan.url)
-            .header(plan.platform.signature_header(), webhook.signature)
-            .header("content-type", "application/json")
-            .body(webhook.body)
-            .send()
+        let answer = sender
+            .post(&plan.url, plan.platform.signature_header(), webhook)
             .await;
-        let answer = response.map(|r| {
-            (
-                r.status().as_u16(),
-                r.headers().contains_key(http::header::RETRY_AFTER),
-            )
-        });
         match answer {
             Ok((200..=299, _)) => {
                 let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -291,6 +387,63 @@ pub(crate) fn table(title: &str, plan: &Plan, report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::atomic::AtomicU64;
+
+    /// Every request arrives signed and unique; 503s are told apart by `Retry-After`, as the
+    /// past-saturation run needs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statuses_and_retry_after_are_counted_over_kept_connections() {
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = seen.clone();
+        let app = axum::Router::new().route(
+            bot_line::webhook::DEFAULT_PATH,
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let counter = counter.clone();
+                async move {
+                    let signature = headers
+                        .get(bot_line::webhook::SIGNATURE_HEADER)
+                        .map(|v| v.as_bytes().to_vec())
+                        .unwrap_or_default();
+                    if bot_line::webhook::verify(&Secret::new("s"), &body, &signature).is_err() {
+                        return (StatusCode::UNAUTHORIZED, HeaderMap::new());
+                    }
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let mut headers = HeaderMap::new();
+                    match n % 4 {
+                        3 if n % 8 == 3 => {
+                            headers.insert(http::header::RETRY_AFTER, "1".parse().unwrap());
+                            (StatusCode::SERVICE_UNAVAILABLE, headers)
+                        }
+                        3 => (StatusCode::SERVICE_UNAVAILABLE, headers),
+                        _ => (StatusCode::OK, headers),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        #[allow(clippy::disallowed_methods)]
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let report = run(Plan {
+            url: format!("http://{addr}{}", bot_line::webhook::DEFAULT_PATH),
+            platform: Platform::Line,
+            secret: Secret::new("s"),
+            events_per_request: 2,
+            conversations: 10,
+            connections: 4,
+            rate: None,
+            length: Length::Requests(80),
+            progress: false,
+        })
+        .await;
+        assert_eq!(seen.load(Ordering::Relaxed), 80);
+        assert_eq!((report.ok, report.refused_503), (60, 20));
+        assert_eq!(report.refused_503_with_retry_after, 10);
+        assert_eq!((report.other_status, report.errors), (0, 0));
+    }
+
     #[test]
     fn a_fixed_rate_bursts_at_most_10_ms_worth() {
         let limiter =
