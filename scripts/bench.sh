@@ -19,9 +19,12 @@ echo "== bot-line: the echo path with LINE's own 2,000 replies/s"
 cargo bench -p bot-line --bench echo_load -- --reply-per-second 2000 --webhooks 3000 2>&1 | grep -v '^ *Compiling\|Finished\|Running'
 echo "== bot-discord: gateway dispatches and idle shards"
 cargo bench -p bot-discord --bench gateway 2>&1 | grep -v '^ *Compiling\|Finished\|Running'
-echo "== webhook-noop: botload against noop-bot"
+echo "== webhook-noop: noop-bot side by side with the hand-written ceiling, LINE then Messenger (records their rows)"
 cargo build --release -q -p noop-bot -p bench
-target/release/botload scenario webhook-noop --no-progress
+target/release/botload scenario webhook-noop --no-progress --against ceiling --record BENCHMARKS.md
+target/release/botload scenario webhook-noop --no-progress --against ceiling --platform messenger --record BENCHMARKS.md
+echo "== gateway-consume: one shard, 200,000 MESSAGE_CREATE, noop-bot against twilight-gateway 0.18 (records its row)"
+target/release/botload scenario gateway-consume --record BENCHMARKS.md
 echo "== slow-api: handlers awaiting a 2-3 s API call, 50,000 in flight (records its row)"
 cargo build --release -q -p bench
 target/release/botload scenario slow-api --record BENCHMARKS.md 2>&1 | grep -v ' WARN \| ERROR '
