@@ -621,6 +621,12 @@ pub(crate) async fn gateway_consume(args: &ConsumeArgs) -> Result<Row, String> {
             );
         }
         println!("ratio noop-bot / twilight-gateway: {ratio:.2}x (goal ≥ 1.5x)");
+        if let Some(own) = usage(std::process::id()) {
+            println!(
+                "fake gateway (botload): peak RSS {:.1} MiB over the whole scenario",
+                mib(own.peak_rss_kib)
+            );
+        }
     }
     let met = ratio >= 1.5 && peak <= 64 * 1024 && idle <= 8 * 1024;
     Ok(Row {

@@ -6,8 +6,11 @@
 //! # Messenger, 500 requests/s for 30 s, JSON out:
 //! botload webhook --platform messenger --url http://127.0.0.1:8080/messenger/webhook \
 //!     --secret "$MESSENGER_APP_SECRET" --rate 500 --duration 30s --json
-//! # The webhook-noop scenario: starts noop-bot, loads it, reports its RSS and CPU:
+//! # The webhook-noop scenario: noop-bot and the hand-written `ceiling` alternately under the
+//! # same load, their CPU per request, RSS and 503s, the ratio, then noop-bot past saturation:
 //! cargo build --release -p noop-bot -p bench && target/release/botload scenario webhook-noop
+//! # One gateway shard, 200,000 MESSAGE_CREATE: noop-bot against twilight-gateway 0.18:
+//! target/release/botload scenario gateway-consume --record BENCHMARKS.md
 //! # Signed bodies for wrk (bench/wrk/webhook.lua posts them):
 //! botload bodies --secret "$LINE_CHANNEL_SECRET" --out /tmp/bodies.txt
 //! ```

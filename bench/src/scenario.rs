@@ -381,6 +381,12 @@ pub(crate) async fn webhook_noop(
             );
             println!("ratio noop-bot / ceiling: {ratio:.2}x (goal ≥ 0.8x)");
         }
+        if let Some(own) = usage(std::process::id()) {
+            println!(
+                "load generator (botload): peak RSS {:.1} MiB over the whole scenario",
+                mib(own.peak_rss_kib)
+            );
+        }
         if let Some(past) = &past {
             println!(
                 "past saturation ({saturation} connections): noop-bot peak RSS {:.1} MiB, {} answered 503 ({} with Retry-After), {} events/s accepted",
