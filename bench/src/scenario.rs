@@ -395,6 +395,11 @@ pub(crate) async fn webhook_noop(
                 past.report.refused_503_with_retry_after,
                 thousands(past.report.events_per_second),
             );
+            if past.report.refused_503 == 0 {
+                println!(
+                    "  (no 503: the run did not pass saturation; raise --saturation-connections or --requests)"
+                );
+            }
         }
     }
     let past_text = past.as_ref().map_or(String::new(), |p| {
