@@ -179,6 +179,12 @@ pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// A load connection's histogram: 2 significant digits (1 %), an eighth of the memory of
+/// [`histogram`]'s, so 512 connections do not make the generator's RSS a figure of its own.
+fn connection_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid histogram bounds")
+}
+
 /// The live progress bar of a run of `length` counting `unit`s on stderr; hidden unless `show`.
 pub(crate) fn progress_bar(length: Length, show: bool, unit: &str) -> ProgressBar {
     let bar = match length {
@@ -309,7 +315,7 @@ async fn connection(
     bar: &ProgressBar,
     deadline: Option<Instant>,
 ) -> Histogram<u64> {
-    let mut latencies = histogram();
+    let mut latencies = connection_histogram();
     let mut sender = Sender::new(&plan.url, client);
     loop {
         let request = counts.next_request.fetch_add(1, Ordering::Relaxed);
@@ -442,6 +448,8 @@ mod tests {
         assert_eq!((report.ok, report.refused_503), (60, 20));
         assert_eq!(report.refused_503_with_retry_after, 10);
         assert_eq!((report.other_status, report.errors), (0, 0));
+        // The connections' latencies reach the report.
+        assert!(report.latency_us.p50 > 0 && report.latency_us.max >= report.latency_us.p50);
     }
 
     #[test]
