@@ -25,6 +25,12 @@ use hmac::{Hmac, Mac as _};
 use serde::Deserialize;
 use sha2::Sha256;
 
+/// botload's webhook bodies, to check that the ceiling accepts what a run sends.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../payload.rs"]
+mod payload;
+
 /// The largest body accepted, as botrt's default.
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -333,39 +339,28 @@ mod tests {
         assert_eq!(ceiling.events.load(Ordering::Relaxed), 1);
     }
 
-    /// The load generator's bodies parse into the ceiling's structs, so a run measures 200s.
+    /// The load generator's bodies (LINE and Messenger) are accepted and every event counted,
+    /// so a run measures 200s.
     #[tokio::test]
     async fn the_load_generators_bodies_are_accepted() {
+        use super::payload::{Platform, signed};
         let ceiling = ceiling();
-        let body = bench_line_body();
-        let signature = bot_line::webhook::sign(&Secret::new(SECRET), body.as_bytes());
-        assert_eq!(
-            post(
+        let secret = Secret::new(SECRET);
+        for (n, platform) in [Platform::Line, Platform::Messenger]
+            .into_iter()
+            .enumerate()
+        {
+            let webhook = signed(platform, &secret, n as u64, 10, 100);
+            let status = post(
                 &ceiling,
-                "/line/webhook",
-                "x-line-signature",
-                &signature,
-                &body
+                platform.path(),
+                platform.signature_header(),
+                &webhook.signature,
+                &webhook.body,
             )
-            .await,
-            StatusCode::OK
-        );
-        assert_eq!(ceiling.events.load(Ordering::Relaxed), 10);
-    }
-
-    /// One body as botload's generator writes it (bench/src/payload.rs's template).
-    fn bench_line_body() -> String {
-        let events: Vec<String> = (0..10)
-            .map(|n| {
-                format!(
-                    r#"{{"type":"message","mode":"active","timestamp":{ts},"source":{{"type":"user","userId":"U{n:032x}"}},"webhookEventId":"01LOAD{n:020}","deliveryContext":{{"isRedelivery":false}},"replyToken":"rt{n:030x}","message":{{"type":"text","id":"{n}","quoteToken":"q{n}","text":"hello, bot"}}}}"#,
-                    ts = 1_764_496_800_000_u64 + n,
-                )
-            })
-            .collect();
-        format!(
-            r#"{{"destination":"U0123456789abcdef0123456789abcdef","events":[{}]}}"#,
-            events.join(",")
-        )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{platform:?}");
+        }
+        assert_eq!(ceiling.events.load(Ordering::Relaxed), 20);
     }
 }
