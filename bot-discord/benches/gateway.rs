@@ -66,7 +66,11 @@ fn main() {
     }
     for _ in 0..runs {
         again(&["--idle-process"]);
-        again(&["--throughput-process", "--dispatches", &dispatches.to_string()]);
+        again(&[
+            "--throughput-process",
+            "--dispatches",
+            &dispatches.to_string(),
+        ]);
     }
 }
 
@@ -152,7 +156,11 @@ async fn serve_fake_gateway(dispatches: usize) {
 /// Starts the fake gateway process; returns it and its URL.
 fn fake_gateway(dispatches: usize) -> (std::process::Child, String) {
     let mut child = Command::new(std::env::current_exe().expect("this binary"))
-        .args(["--serve-fake-gateway", "--dispatches", &dispatches.to_string()])
+        .args([
+            "--serve-fake-gateway",
+            "--dispatches",
+            &dispatches.to_string(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("the fake gateway process");
@@ -171,7 +179,12 @@ fn cpu_time() -> Duration {
     // The fields after the command name (which may hold spaces) in parentheses.
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     let total = ticks(11) + ticks(12);
     // The clock tick is 100 Hz on Linux.
