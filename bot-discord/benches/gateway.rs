@@ -60,6 +60,10 @@ fn main() {
         runtime().block_on(throughput(dispatches));
         return;
     }
+    if args.iter().any(|a| a == "--queued-process") {
+        runtime().block_on(queued(dispatches));
+        return;
+    }
     if args.iter().any(|a| a == "--idle-process") {
         runtime().block_on(idle());
         return;
@@ -306,4 +310,43 @@ async fn idle() {
         rss as f64 / 1024.0,
         peak as f64 / 1024.0
     );
+}
+
+/// 3. Queued: the handler never finishes, so `N` dispatches stay in the memory queue (capacity
+///    `N`); the growth of resident memory from READY to a full queue, per queued dispatch.
+async fn queued(dispatches: usize) {
+    let (mut fake, url) = fake_gateway(dispatches);
+    let bot = Bot::builder()
+        .limits(Limits {
+            max_in_flight: 1,
+            queue_capacity: dispatches + 1000,
+            ..Limits::default()
+        })
+        .handler(|_cx: Context, _e: Event| async {
+            std::future::pending::<()>().await;
+            Ok::<_, Error>(())
+        })
+        .build()
+        .expect("bot");
+    bot.start();
+    let (manager, stop) = start_shard(&bot, url);
+    wait_ready(&manager).await;
+    let before = status_kib("VmRSS:");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Every dispatch read (READY counts too) and the last batches accepted: the queue is full.
+    while manager.shards()[0].status().session().map(|s| s.sequence) < Some(dispatches as u64 + 1) {
+        assert!(Instant::now() < deadline, "the queue never filled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = status_kib("VmRSS:");
+    stop.cancel();
+    let _ = fake.kill();
+    let _ = fake.wait();
+    println!(
+        "gateway queued: {dispatches} MESSAGE_CREATE in the memory queue: RSS {:.1} MiB at READY, {:.1} MiB full = {:.0} bytes per queued dispatch",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after.saturating_sub(before) * 1024) as f64 / dispatches as f64
+    );
+    std::process::exit(0);
 }

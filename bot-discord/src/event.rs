@@ -160,10 +160,9 @@ pub(crate) fn map_dispatch(
             | "MESSAGE_REACTION_REMOVE"
             | "GUILD_MEMBER_ADD"
             | "GUILD_MEMBER_REMOVE"
-    ) {
-        if let Ok(Obj(view)) = serde_json::from_str::<Obj<View<'_>>>(json) {
-            return Ok(map_view(name, &view, sequence, context));
-        }
+    ) && let Ok(Obj(view)) = serde_json::from_str::<Obj<View<'_>>>(json)
+    {
+        return Ok(map_view(name, &view, sequence, context));
     }
     let data: Value = serde_json::from_str(json)?;
     Ok(map_tree(name, &data, sequence, context))
@@ -782,6 +781,67 @@ mod tests {
         };
         assert_eq!(p.params["name"], "Ada");
         assert!(from_interaction(&json!({"id": "4", "type": 1})).is_none());
+    }
+
+    /// Edge cases of every field the view reads: it maps them as the tree does, or leaves
+    /// them to the tree.
+    #[test]
+    fn the_view_maps_every_payload_as_the_tree_does() {
+        let mut context = context();
+        context.session_id = Some("s".into());
+        let message = r#"{"id": "1180000000000000000", "channel_id": "c1", "author": {"id": "u1"}"#;
+        let cases: Vec<(&str, String)> = vec![
+            ("MESSAGE_CREATE", format!(r#"{message}, "content": "hi\n\"there\" \u00e9"}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "content": ""}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "content": 5}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "webhook_id": null}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "webhook_id": "w"}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "webhook_id": 0}}"#)),
+            ("MESSAGE_CREATE", r#"{"id": "1", "channel_id": "c", "author": {"id": "999"}}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "1", "channel_id": "c", "author": {"id": "u", "bot": 1}}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "1", "channel_id": "c", "author": ["u", true]}"#.into()),
+            ("MESSAGE_CREATE", r#"["1", "c"]"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "1", "id": "2", "channel_id": "c"}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": 1, "channel_id": "c"}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "", "channel_id": "c"}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "1", "channel_id": null, "author": null}"#.into()),
+            ("MESSAGE_CREATE", format!(r#"{message}, "attachments": [{{"id": "a", "size": 3, "content_type": "video/mp4"}}, {{}}], "mentions": [{{"id": "m"}}, {{"username": "x"}}]}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "attachments": [{{"size": -1}}], "mentions": [{{"id": 5}}]}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "attachments": {{}}, "mentions": null}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "attachments": [1], "mentions": ["u"]}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "message_reference": {{"message_id": "m0"}}}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "message_reference": []}}"#)),
+            ("MESSAGE_UPDATE", format!(r#"{message}, "edited_timestamp": "2026-01-01T00:00:00Z"}}"#)),
+            ("MESSAGE_UPDATE", format!(r#"{message}, "edited_timestamp": null}}"#)),
+            ("MESSAGE_DELETE", r#"{"id": "1180000000000000000", "channel_id": "c"}"#.into()),
+            ("MESSAGE_DELETE", r#"{"channel_id": "c"}"#.into()),
+            ("MESSAGE_REACTION_ADD", r#"{"message_id": "m", "user_id": "u", "channel_id": "c", "emoji": {"id": null, "name": "👍"}}"#.into()),
+            ("MESSAGE_REACTION_REMOVE", r#"{"message_id": "m", "channel_id": "c", "emoji": {"id": "e1"}}"#.into()),
+            ("MESSAGE_REACTION_ADD", r#"{"message_id": "m", "user_id": "", "emoji": "x"}"#.into()),
+            ("MESSAGE_REACTION_ADD", r#"{"user_id": "u"}"#.into()),
+            ("GUILD_MEMBER_ADD", r#"{"guild_id": "g", "user": {"id": "u", "username": "x"}}"#.into()),
+            ("GUILD_MEMBER_REMOVE", r#"{"guild_id": "g", "user": {"username": "x"}}"#.into()),
+            ("GUILD_MEMBER_REMOVE", r#"{"guild_id": "g", "user": "u"}"#.into()),
+            ("INTERACTION_CREATE", r#"{"id": "5", "type": 2, "token": "t", "data": {"name": "x"}}"#.into()),
+            ("TYPING_START", r#"{"channel_id": "c", "user_id": "u"}"#.into()),
+            ("MESSAGE_CREATE", "null".into()),
+            ("MESSAGE_CREATE", "7".into()),
+        ];
+        for (name, json) in cases {
+            let tree: Value = serde_json::from_str(&json).unwrap();
+            let mut from_view = map_dispatch(name, &json, Some(3), &context).unwrap();
+            let from_tree = map_tree(name, &tree, Some(3), &context);
+            if let (Some(view), Some(tree)) = (&mut from_view, &from_tree) {
+                // Events without a snowflake take the time they are read.
+                if (view.occurred_at.as_millis() - tree.occurred_at.as_millis()).abs() < 60_000 {
+                    view.occurred_at = tree.occurred_at;
+                }
+            }
+            assert_eq!(from_view, from_tree, "{name} {json}");
+        }
+        // JSON a tree cannot hold: an error, as when the whole frame was one tree.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(map_dispatch("TYPING_START", &deep, None, &context).is_err());
     }
 
     #[test]

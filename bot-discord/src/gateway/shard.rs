@@ -521,15 +521,17 @@ impl Connection<'_> {
                 biased;
                 () = shutdown.cancelled() => {
                     // Finish handing over what was read: it is in no one's hands otherwise.
-                    if let Some(pending) = pending.take() {
-                        if pending.await.is_ok() {
-                            self.advance(pending_sequence.take());
-                        }
+                    if let Some(pending) = pending.take()
+                        && pending.await.is_ok()
+                    {
+                        self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
+                        self.advance(pending_sequence.take());
                     }
-                    if let Some(rest) = self.flush(&mut batch, &mut pending_sequence) {
-                        if rest.await.is_ok() {
-                            self.advance(pending_sequence.take());
-                        }
+                    if let Some(rest) = self.flush(&mut batch, &mut pending_sequence)
+                        && rest.await.is_ok()
+                    {
+                        self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
+                        self.advance(pending_sequence.take());
                     }
                     let _ = sink.send(close(1000)).await;
                     return Next::Shutdown;
@@ -654,11 +656,11 @@ impl Connection<'_> {
                 self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
                 self.advance(pending_sequence.take());
             }
-            if let Some(rest) = self.flush(&mut batch, &mut pending_sequence) {
-                if rest.await.is_ok() {
-                    self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
-                    self.advance(pending_sequence.take());
-                }
+            if let Some(rest) = self.flush(&mut batch, &mut pending_sequence)
+                && rest.await.is_ok()
+            {
+                self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
+                self.advance(pending_sequence.take());
             }
         };
         let _ = tokio::time::timeout(FINISH_WAIT, work).await;
