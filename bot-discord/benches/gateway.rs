@@ -14,6 +14,8 @@
 //!    dispatch (user + system time of the whole process, from `/proc/self/stat`) and peak RSS
 //!    (`VmHWM`).
 //! 2. Idle: one shard, ready and heartbeating, nothing else: resident memory of the process.
+//! 3. Queued: `N / 2` dispatches held in the memory queue by a handler that never finishes:
+//!    resident memory per queued dispatch.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs a small load as a smoke test.
 
@@ -75,6 +77,8 @@ fn main() {
             "--dispatches",
             &dispatches.to_string(),
         ]);
+        let queued = (dispatches / 2).to_string();
+        again(&["--queued-process", "--dispatches", &queued]);
     }
 }
 
@@ -296,17 +300,27 @@ async fn idle() {
     let (rss, peak) = (status_kib("VmRSS:"), status_kib("VmHWM:"));
     let threads = status_kib("Threads:");
     let smaps = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
-    let anon = smaps
-        .lines()
-        .find(|l| l.starts_with("Anonymous:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
+    let field = |name: &str| {
+        smaps
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    // File-backed pages (the binary's code) against memory the process wrote.
+    let anon = format!(
+        "{} KiB, file-backed clean {} KiB",
+        field("Anonymous:"),
+        field("Private_Clean:").parse::<u64>().unwrap_or(0)
+            + field("Shared_Clean:").parse::<u64>().unwrap_or(0)
+    );
     stop.cancel();
     bot.shutdown().await;
     let _ = fake.kill();
     let _ = fake.wait();
     println!(
-        "gateway idle: one shard ready and heartbeating: RSS {:.1} MiB (peak {:.1} MiB, anonymous {anon} KiB, {threads} threads)",
+        "gateway idle: one shard ready and heartbeating: RSS {:.1} MiB (peak {:.1} MiB, anonymous {anon}, {threads} threads)",
         rss as f64 / 1024.0,
         peak as f64 / 1024.0
     );
