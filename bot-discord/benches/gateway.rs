@@ -214,8 +214,16 @@ fn status_kib(field: &str) -> u64 {
 
 fn start_shard(bot: &Bot, url: String) -> (Arc<ShardManager>, CancellationToken) {
     let stop = CancellationToken::new();
+    let mut config = ShardConfig::new(TOKEN).url(url);
+    // `BENCH_READ_BUFFER=131072` measures a larger WebSocket read buffer than the default.
+    if let Some(bytes) = std::env::var("BENCH_READ_BUFFER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config = config.read_buffer_bytes(bytes);
+    }
     let manager = Arc::new(ShardManager::new(
-        ShardConfig::new(TOKEN).url(url),
+        config,
         &[ShardId::ONE],
         IdentifyQueue::new(1),
     ));
@@ -276,7 +284,7 @@ async fn throughput(dispatches: usize) {
     println!(
         "gateway throughput: {dispatches} MESSAGE_CREATE of ~{} B, one shard, memory queue, no-op handler: \
          {:.0} dispatches/s, {:.2} us CPU per dispatch ({:.2} s CPU in {:.2} s), peak RSS {:.1} MiB, \
-         {} dispatches read",
+         {} dispatches read in {} batches",
         message_frame(2, 0).len(),
         n / elapsed.as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / n,
@@ -284,6 +292,7 @@ async fn throughput(dispatches: usize) {
         elapsed.as_secs_f64(),
         peak as f64 / 1024.0,
         manager.shards()[0].status().dispatches(),
+        manager.shards()[0].status().hand_overs(),
     );
 }
 
