@@ -29,7 +29,12 @@ use bot_core::event::{
     Postback, Reaction, ReplyToken, Timestamp, UserId,
 };
 use bot_core::{Event, EventKind, Platform};
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+use std::marker::PhantomData;
 
 /// Typed access to the Discord object behind a core [`Event`].
 pub trait DiscordEventExt {
@@ -118,30 +123,82 @@ pub fn from_dispatch(
     sequence: Option<u64>,
     context: &DispatchContext,
 ) -> Option<Event> {
+    map_tree(name, &data, sequence, context).map(|event| event.with_raw(data))
+}
+
+/// Maps one gateway dispatch from its JSON text, as the shard reads it: the data is read into a
+/// typed view that borrows from the text, and the text itself becomes the event's raw payload.
+/// The result is the same as [`from_dispatch`] on the parsed tree; `None` also when the text is
+/// not JSON a tree can be made of.
+pub fn from_dispatch_json(
+    name: &str,
+    data: &RawValue,
+    sequence: Option<u64>,
+    context: &DispatchContext,
+) -> Option<Event> {
+    let event = map_dispatch(name, data.get(), sequence, context).ok()??;
+    Some(event.with_raw_json(data.to_owned()))
+}
+
+/// [`from_dispatch_json`] without the raw payload (the caller attaches the one it keeps).
+///
+/// The dispatches a bot gets by the million (messages, reactions, members) are read into a
+/// borrowed view; the rest, and any payload the view cannot read as the tree would (a field of
+/// another type, a duplicate key), go through the tree, so the mapping never differs.
+pub(crate) fn map_dispatch(
+    name: &str,
+    json: &str,
+    sequence: Option<u64>,
+    context: &DispatchContext,
+) -> Result<Option<Event>, serde_json::Error> {
+    if matches!(
+        name,
+        "MESSAGE_CREATE"
+            | "MESSAGE_UPDATE"
+            | "MESSAGE_DELETE"
+            | "MESSAGE_REACTION_ADD"
+            | "MESSAGE_REACTION_REMOVE"
+            | "GUILD_MEMBER_ADD"
+            | "GUILD_MEMBER_REMOVE"
+    ) && let Ok(Obj(view)) = serde_json::from_str::<Obj<View<'_>>>(json)
+    {
+        return Ok(map_view(name, &view, sequence, context));
+    }
+    let data: Value = serde_json::from_str(json)?;
+    Ok(map_tree(name, &data, sequence, context))
+}
+
+/// The mapping from a parsed tree, without the raw payload.
+fn map_tree(
+    name: &str,
+    data: &Value,
+    sequence: Option<u64>,
+    context: &DispatchContext,
+) -> Option<Event> {
     let event = match name {
         "MESSAGE_CREATE" => {
-            if !context.deliver_bot_messages && by_a_bot(&data, context) {
+            if !context.deliver_bot_messages && by_a_bot(data, context) {
                 return None;
             }
-            let id = non_empty_id(&data, "/id")?;
-            base(&data, &id, EventKind::Message(message(&data)))
+            let id = non_empty_id(data, "/id")?;
+            base(data, &id, EventKind::Message(message(data)))
         }
         "MESSAGE_UPDATE" => {
-            if !context.deliver_bot_messages && by_a_bot(&data, context) {
+            if !context.deliver_bot_messages && by_a_bot(data, context) {
                 return None;
             }
-            let id = non_empty_id(&data, "/id")?;
-            let edited = text(&data, "/edited_timestamp").unwrap_or_default();
+            let id = non_empty_id(data, "/id")?;
+            let edited = text(data, "/edited_timestamp").unwrap_or_default();
             base(
-                &data,
+                data,
                 &format!("{id}:edit:{edited}"),
-                EventKind::Edited(message(&data)),
+                EventKind::Edited(message(data)),
             )
         }
         "MESSAGE_DELETE" => {
-            let id = non_empty_id(&data, "/id")?;
+            let id = non_empty_id(data, "/id")?;
             base(
-                &data,
+                data,
                 &format!("{id}:delete"),
                 EventKind::Deleted(Deleted {
                     message_id: MessageId::new(&id),
@@ -149,15 +206,15 @@ pub fn from_dispatch(
             )
         }
         "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
-            let message_id = text(&data, "/message_id")?;
-            let user = text(&data, "/user_id").unwrap_or_default();
-            let emoji = text(&data, "/emoji/name")
-                .or_else(|| text(&data, "/emoji/id"))
+            let message_id = text(data, "/message_id")?;
+            let user = text(data, "/user_id").unwrap_or_default();
+            let emoji = text(data, "/emoji/name")
+                .or_else(|| text(data, "/emoji/id"))
                 .unwrap_or_default();
             let removed = name == "MESSAGE_REACTION_REMOVE";
             let suffix = if removed { "remove" } else { "add" };
             let mut event = base(
-                &data,
+                data,
                 &sequenced(context, sequence, || {
                     format!("{message_id}:{user}:{emoji}:{suffix}")
                 }),
@@ -171,8 +228,8 @@ pub fn from_dispatch(
             event
         }
         "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" => {
-            let guild = text(&data, "/guild_id")?;
-            let user = text(&data, "/user/id")?;
+            let guild = text(data, "/guild_id")?;
+            let user = text(data, "/user/id")?;
             let joined = name == "GUILD_MEMBER_ADD";
             let members = Members {
                 users: vec![UserId::new(&user)],
@@ -188,22 +245,22 @@ pub fn from_dispatch(
             event.sender = Some(UserId::new(&user));
             event
         }
-        "INTERACTION_CREATE" => from_interaction(&data)?,
+        "INTERACTION_CREATE" => interaction_event(data)?,
         _ => {
             // Hashed only when no session and sequence name the event.
             let id = sequenced(context, sequence, || {
-                let own = non_empty_id(&data, "/id")
-                    .unwrap_or_else(|| content_id(&json!({"t": name, "d": &data})).to_string());
+                let own = non_empty_id(data, "/id")
+                    .unwrap_or_else(|| content_id(&json!({"t": name, "d": data})).to_string());
                 format!("{name}:{own}")
             });
-            let conversation = text(&data, "/channel_id")
-                .or_else(|| text(&data, "/guild_id"))
+            let conversation = text(data, "/channel_id")
+                .or_else(|| text(data, "/guild_id"))
                 .unwrap_or_else(|| "discord".to_owned());
             let kind = EventKind::Other(Other {
                 name: name.to_owned(),
             });
             let mut event = Event::from_platform(Platform::DISCORD, id, conversation, kind);
-            if let Some(at) = non_empty_id(&data, "/id")
+            if let Some(at) = non_empty_id(data, "/id")
                 .as_deref()
                 .and_then(snowflake_time)
             {
@@ -212,7 +269,7 @@ pub fn from_dispatch(
             event
         }
     };
-    Some(event.with_raw(data))
+    Some(event)
 }
 
 fn by_a_bot(data: &Value, context: &DispatchContext) -> bool {
@@ -287,6 +344,11 @@ fn message(data: &Value) -> Message {
 
 /// Maps an interaction (gateway `INTERACTION_CREATE` or an HTTP interaction); `None` for PING.
 pub fn from_interaction(data: &Value) -> Option<Event> {
+    interaction_event(data).map(|event| event.with_raw(data.clone()))
+}
+
+/// [`from_interaction`] without the raw payload.
+fn interaction_event(data: &Value) -> Option<Event> {
     let id = non_empty_id(data, "/id")?;
     let interaction_type = data.get("type").and_then(Value::as_u64).unwrap_or(0);
     let kind = match interaction_type {
@@ -322,7 +384,284 @@ pub fn from_interaction(data: &Value) -> Option<Event> {
     if let Some(at) = snowflake_time(&id) {
         event.occurred_at = at;
     }
-    Some(event.with_raw(data.clone()))
+    Some(event)
+}
+
+/// A JSON string, borrowed from the frame's text unless it has escapes.
+#[derive(Debug)]
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor(PhantomData))
+    }
+}
+
+/// An object only: a derived struct would also take an array, field by position, where the
+/// tree's pointers find nothing.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjVisitor(PhantomData)).map(Obj)
+    }
+}
+
+/// The fields of message, reaction and member dispatches the mapping reads, borrowed. Every
+/// type is the one the tree mapping accepts; anything else fails the view and takes the tree.
+#[derive(Deserialize)]
+struct View<'a> {
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    channel_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    guild_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    author: Option<Obj<UserView<'a>>>,
+    #[serde(default)]
+    webhook_id: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    content: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    edited_timestamp: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    attachments: Option<Vec<Obj<AttachmentView<'a>>>>,
+    #[serde(borrow, default)]
+    mentions: Option<Vec<Obj<UserView<'a>>>>,
+    #[serde(borrow, default)]
+    message_reference: Option<Obj<ReferenceView<'a>>>,
+    #[serde(borrow, default)]
+    message_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    emoji: Option<Obj<EmojiView<'a>>>,
+    #[serde(borrow, default)]
+    user: Option<Obj<UserView<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct UserView<'a> {
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(default)]
+    bot: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct AttachmentView<'a> {
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    filename: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    content_type: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    url: Option<Text<'a>>,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ReferenceView<'a> {
+    #[serde(borrow, default)]
+    message_id: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EmojiView<'a> {
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
+}
+
+fn str_of<'x>(text: &'x Option<Text<'_>>) -> Option<&'x str> {
+    text.as_ref().map(|t| t.0.as_ref())
+}
+
+fn user_id<'x>(user: &'x Option<Obj<UserView<'_>>>) -> Option<&'x str> {
+    user.as_ref().and_then(|u| str_of(&u.0.id))
+}
+
+/// The same mapping as [`map_tree`] for the dispatches [`View`] covers.
+fn map_view(
+    name: &str,
+    view: &View<'_>,
+    sequence: Option<u64>,
+    context: &DispatchContext,
+) -> Option<Event> {
+    let own_id = || str_of(&view.id).filter(|id| !id.is_empty());
+    let event = match name {
+        "MESSAGE_CREATE" | "MESSAGE_UPDATE" => {
+            if !context.deliver_bot_messages && view_by_a_bot(view, context) {
+                return None;
+            }
+            let id = own_id()?;
+            if name == "MESSAGE_CREATE" {
+                view_base(view, id, EventKind::Message(view_message(view)))
+            } else {
+                let edited = str_of(&view.edited_timestamp).unwrap_or_default();
+                view_base(
+                    view,
+                    &format!("{id}:edit:{edited}"),
+                    EventKind::Edited(view_message(view)),
+                )
+            }
+        }
+        "MESSAGE_DELETE" => {
+            let id = own_id()?;
+            view_base(
+                view,
+                &format!("{id}:delete"),
+                EventKind::Deleted(Deleted {
+                    message_id: MessageId::new(id),
+                }),
+            )
+        }
+        "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
+            let message_id = str_of(&view.message_id)?;
+            let user = str_of(&view.user_id).unwrap_or_default();
+            let emoji = view.emoji.as_ref().map(|e| &e.0);
+            let emoji = emoji
+                .and_then(|e| str_of(&e.name).or_else(|| str_of(&e.id)))
+                .unwrap_or_default();
+            let removed = name == "MESSAGE_REACTION_REMOVE";
+            let suffix = if removed { "remove" } else { "add" };
+            let mut event = view_base(
+                view,
+                &sequenced(context, sequence, || {
+                    format!("{message_id}:{user}:{emoji}:{suffix}")
+                }),
+                EventKind::Reaction(Reaction {
+                    message_id: MessageId::new(message_id),
+                    emoji: emoji.to_owned(),
+                    removed,
+                }),
+            );
+            event.sender = (!user.is_empty()).then(|| UserId::new(user));
+            event
+        }
+        "GUILD_MEMBER_ADD" | "GUILD_MEMBER_REMOVE" => {
+            let guild = str_of(&view.guild_id)?;
+            let user = user_id(&view.user)?;
+            let joined = name == "GUILD_MEMBER_ADD";
+            let members = Members {
+                users: vec![UserId::new(user)],
+            };
+            let kind = if joined {
+                EventKind::MemberJoined(members)
+            } else {
+                EventKind::MemberLeft(members)
+            };
+            let suffix = if joined { "join" } else { "leave" };
+            let id = sequenced(context, sequence, || format!("{guild}:{user}:{suffix}"));
+            let mut event = Event::from_platform(Platform::DISCORD, id, guild, kind);
+            event.sender = Some(UserId::new(user));
+            event
+        }
+        _ => return None,
+    };
+    Some(event)
+}
+
+fn view_by_a_bot(view: &View<'_>, context: &DispatchContext) -> bool {
+    let author = view.author.as_ref().map(|a| &a.0);
+    let bot = author.and_then(|a| a.bot) == Some(true);
+    let own =
+        context.bot_user_id.is_some() && user_id(&view.author) == context.bot_user_id.as_deref();
+    bot || own || view.webhook_id.is_some()
+}
+
+fn view_base(view: &View<'_>, id: &str, kind: EventKind) -> Event {
+    let channel = str_of(&view.channel_id).unwrap_or("discord");
+    let mut event = Event::from_platform(Platform::DISCORD, id, channel, kind);
+    event.sender = user_id(&view.author).map(UserId::new);
+    if let Some(at) = str_of(&view.id)
+        .filter(|id| !id.is_empty())
+        .and_then(snowflake_time)
+    {
+        event.occurred_at = at;
+    }
+    event
+}
+
+fn view_message(view: &View<'_>) -> Message {
+    let attachments = view
+        .attachments
+        .iter()
+        .flatten()
+        .map(|Obj(a)| {
+            let content_type = str_of(&a.content_type);
+            let kind = match content_type {
+                Some(t) if t.starts_with("image/") => AttachmentKind::Image,
+                Some(t) if t.starts_with("video/") => AttachmentKind::Video,
+                Some(t) if t.starts_with("audio/") => AttachmentKind::Audio,
+                _ => AttachmentKind::File,
+            };
+            Attachment {
+                kind,
+                url: str_of(&a.url).map(str::to_owned),
+                id: str_of(&a.id).map(str::to_owned),
+                name: str_of(&a.filename).map(str::to_owned),
+                mime_type: content_type.map(str::to_owned),
+                size: a.size,
+            }
+        })
+        .collect();
+    let mentions = view
+        .mentions
+        .iter()
+        .flatten()
+        .filter_map(|Obj(u)| {
+            Some(Mention {
+                user: UserId::new(str_of(&u.id)?),
+                index: None,
+                length: None,
+            })
+        })
+        .collect();
+    let reference = view.message_reference.as_ref().map(|r| &r.0);
+    Message {
+        id: str_of(&view.id)
+            .filter(|id| !id.is_empty())
+            .map(MessageId::new),
+        text: str_of(&view.content)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned),
+        attachments,
+        mentions,
+        reply_to: reference
+            .and_then(|r| str_of(&r.message_id))
+            .map(MessageId::new),
+    }
 }
 
 /// Command options by name; sub-commands and groups become nested objects.
@@ -442,6 +781,67 @@ mod tests {
         };
         assert_eq!(p.params["name"], "Ada");
         assert!(from_interaction(&json!({"id": "4", "type": 1})).is_none());
+    }
+
+    /// Edge cases of every field the view reads: it maps them as the tree does, or leaves
+    /// them to the tree.
+    #[test]
+    fn the_view_maps_every_payload_as_the_tree_does() {
+        let mut context = context();
+        context.session_id = Some("s".into());
+        let message = r#"{"id": "1180000000000000000", "channel_id": "c1", "author": {"id": "u1"}"#;
+        let cases: Vec<(&str, String)> = vec![
+            ("MESSAGE_CREATE", format!(r#"{message}, "content": "hi\n\"there\" \u00e9"}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "content": ""}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "content": 5}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "webhook_id": null}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "webhook_id": "w"}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "webhook_id": 0}}"#)),
+            ("MESSAGE_CREATE", r#"{"id": "1", "channel_id": "c", "author": {"id": "999"}}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "1", "channel_id": "c", "author": {"id": "u", "bot": 1}}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "1", "channel_id": "c", "author": ["u", true]}"#.into()),
+            ("MESSAGE_CREATE", r#"["1", "c"]"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "1", "id": "2", "channel_id": "c"}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": 1, "channel_id": "c"}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "", "channel_id": "c"}"#.into()),
+            ("MESSAGE_CREATE", r#"{"id": "1", "channel_id": null, "author": null}"#.into()),
+            ("MESSAGE_CREATE", format!(r#"{message}, "attachments": [{{"id": "a", "size": 3, "content_type": "video/mp4"}}, {{}}], "mentions": [{{"id": "m"}}, {{"username": "x"}}]}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "attachments": [{{"size": -1}}], "mentions": [{{"id": 5}}]}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "attachments": {{}}, "mentions": null}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "attachments": [1], "mentions": ["u"]}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "message_reference": {{"message_id": "m0"}}}}"#)),
+            ("MESSAGE_CREATE", format!(r#"{message}, "message_reference": []}}"#)),
+            ("MESSAGE_UPDATE", format!(r#"{message}, "edited_timestamp": "2026-01-01T00:00:00Z"}}"#)),
+            ("MESSAGE_UPDATE", format!(r#"{message}, "edited_timestamp": null}}"#)),
+            ("MESSAGE_DELETE", r#"{"id": "1180000000000000000", "channel_id": "c"}"#.into()),
+            ("MESSAGE_DELETE", r#"{"channel_id": "c"}"#.into()),
+            ("MESSAGE_REACTION_ADD", r#"{"message_id": "m", "user_id": "u", "channel_id": "c", "emoji": {"id": null, "name": "👍"}}"#.into()),
+            ("MESSAGE_REACTION_REMOVE", r#"{"message_id": "m", "channel_id": "c", "emoji": {"id": "e1"}}"#.into()),
+            ("MESSAGE_REACTION_ADD", r#"{"message_id": "m", "user_id": "", "emoji": "x"}"#.into()),
+            ("MESSAGE_REACTION_ADD", r#"{"user_id": "u"}"#.into()),
+            ("GUILD_MEMBER_ADD", r#"{"guild_id": "g", "user": {"id": "u", "username": "x"}}"#.into()),
+            ("GUILD_MEMBER_REMOVE", r#"{"guild_id": "g", "user": {"username": "x"}}"#.into()),
+            ("GUILD_MEMBER_REMOVE", r#"{"guild_id": "g", "user": "u"}"#.into()),
+            ("INTERACTION_CREATE", r#"{"id": "5", "type": 2, "token": "t", "data": {"name": "x"}}"#.into()),
+            ("TYPING_START", r#"{"channel_id": "c", "user_id": "u"}"#.into()),
+            ("MESSAGE_CREATE", "null".into()),
+            ("MESSAGE_CREATE", "7".into()),
+        ];
+        for (name, json) in cases {
+            let tree: Value = serde_json::from_str(&json).unwrap();
+            let mut from_view = map_dispatch(name, &json, Some(3), &context).unwrap();
+            let from_tree = map_tree(name, &tree, Some(3), &context);
+            if let (Some(view), Some(tree)) = (&mut from_view, &from_tree) {
+                // Events without a snowflake take the time they are read.
+                if (view.occurred_at.as_millis() - tree.occurred_at.as_millis()).abs() < 60_000 {
+                    view.occurred_at = tree.occurred_at;
+                }
+            }
+            assert_eq!(from_view, from_tree, "{name} {json}");
+        }
+        // JSON a tree cannot hold: an error, as when the whole frame was one tree.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(map_dispatch("TYPING_START", &deep, None, &context).is_err());
     }
 
     #[test]

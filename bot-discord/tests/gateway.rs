@@ -440,7 +440,8 @@ async fn a_full_queue_holds_the_reading_back_while_heartbeats_go_on() {
         ..Limits::default()
     };
     let bot = bot(&seen, limits, Some(gate.clone()));
-    let shard = run(config(&gateway), &bot);
+    // Batches of 4: the shard holds at most two batches beyond what the queue holds.
+    let shard = run(config(&gateway).hand_over_batch(4, 1024 * 1024), &bot);
     gateway.wait_for_readies(1).await;
     for i in 0..50 {
         gateway

@@ -93,6 +93,20 @@ fn mutated_gateway_frames_never_panic() {
 }
 
 #[test]
+fn dispatches_map_from_the_view_as_from_the_tree() {
+    proptest!(config(), |(frame in discord::gateway_frame())| {
+        discord::check_view_matches_tree(&frame, None)?;
+    });
+}
+
+#[test]
+fn mutated_dispatches_map_from_the_view_as_from_the_tree() {
+    proptest!(Config { cases: 2048, ..config() }, |(frame in discord::gateway_frame(), mutations in fuzzing::mutations())| {
+        discord::check_view_matches_tree(&frame, Some(&mutations))?;
+    });
+}
+
+#[test]
 fn arbitrary_gateway_bytes_never_panic() {
     proptest!(config(), |(body in fuzzing::arbitrary_body())| {
         discord::check_frame_bytes(&mut FrameReader::default(), &body)?;

@@ -81,6 +81,11 @@ impl Inflater {
         self.buffer.clear();
         Ok(Some(&self.output))
     }
+
+    /// The last message [`Inflater::push`] returned.
+    pub(crate) fn last(&self) -> &[u8] {
+        &self.output
+    }
 }
 
 #[cfg(test)]

@@ -181,6 +181,12 @@ pub struct ShardConfig {
     /// after an invalid session doubles with each one that follows a short-lived session.
     /// Default 5 minutes.
     pub max_invalid_session_wait: Duration,
+    /// Most dispatches handed to the queue in one batch. Default 256. The shard keeps reading
+    /// while a batch is offered, into the next one; once that one is full too, it reads nothing
+    /// until the first is accepted: at most two batches are read and not yet accepted.
+    pub max_batch_dispatches: usize,
+    /// Most bytes of dispatch data (JSON text) in one batch. Default 1 MiB.
+    pub max_batch_bytes: usize,
 }
 
 impl fmt::Debug for ShardConfig {
@@ -193,6 +199,8 @@ impl fmt::Debug for ShardConfig {
             .field("max_backoff", &self.max_backoff)
             .field("invalid_session_wait", &self.invalid_session_wait)
             .field("deliver_bot_messages", &self.deliver_bot_messages)
+            .field("max_batch_dispatches", &self.max_batch_dispatches)
+            .field("max_batch_bytes", &self.max_batch_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -215,6 +223,8 @@ impl ShardConfig {
             read_buffer_bytes: 16 * 1024,
             queue_retry_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             max_invalid_session_wait: Duration::from_secs(5 * 60),
+            max_batch_dispatches: 256,
+            max_batch_bytes: 1024 * 1024,
         }
     }
 
@@ -274,6 +284,15 @@ impl ShardConfig {
     #[must_use]
     pub fn queue_retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.queue_retry_backoff = (initial, max.max(initial));
+        self
+    }
+
+    /// Sets the bounds of one batch of dispatches handed to the queue (at least one dispatch
+    /// and one byte): a smaller batch holds less unaccepted, a larger one costs less per dispatch.
+    #[must_use]
+    pub fn hand_over_batch(mut self, max_dispatches: usize, max_bytes: usize) -> Self {
+        self.max_batch_dispatches = max_dispatches.max(1);
+        self.max_batch_bytes = max_bytes.max(1);
         self
     }
 

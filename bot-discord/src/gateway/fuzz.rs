@@ -1,11 +1,12 @@
 //! Entry points for the property tests and the fuzz run (feature `testing`, hidden from the
 //! docs): the shard's frame reader and zlib-stream inflater without a socket. Not an API.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::compression::Inflater;
 use super::shard::Frame;
-use crate::event::{DispatchContext, from_dispatch};
+use crate::event::{DispatchContext, from_dispatch, map_dispatch};
 use bot_core::Event;
 
 /// The zlib-stream inflater of one gateway connection.
@@ -49,6 +50,18 @@ pub struct ReadFrame {
     pub event: Option<Event>,
 }
 
+/// A frame parsed whole into a tree, as the shard read frames before it kept `d` as text.
+#[derive(Deserialize)]
+struct TreeFrame {
+    op: u8,
+    #[serde(default)]
+    d: Value,
+    #[serde(default)]
+    s: Option<u64>,
+    #[serde(default)]
+    t: Option<String>,
+}
+
 /// Reads frames as one shard connection does, keeping what READY says.
 #[derive(Debug, Default)]
 pub struct FrameReader {
@@ -56,26 +69,51 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    /// Parses one frame's bytes (a text message, or an inflated binary one) and maps a dispatch.
+    /// Parses one frame's bytes (a text message, or an inflated binary one) and maps a dispatch,
+    /// as the shard does: the envelope borrowed, `d` kept as text and mapped from a view.
     ///
     /// # Errors
     ///
-    /// The frame is not a gateway payload (the shard logs and skips it).
+    /// The frame is not a gateway payload (the shard logs and skips it), or its dispatch data
+    /// cannot become a tree (the shard logs and skips the dispatch).
     pub fn read(&mut self, bytes: &[u8]) -> Result<ReadFrame, serde_json::Error> {
-        let frame: Frame = serde_json::from_slice(bytes)?;
+        let frame: Frame<'_> = serde_json::from_slice(bytes)?;
+        let name = frame.t.as_ref().map(|t| t.0.clone().into_owned());
+        let event = match (frame.op, name.as_deref()) {
+            (0, Some("READY")) => {
+                let data: Value = serde_json::from_str(frame.data().get()).unwrap_or_default();
+                self.ready(&data);
+                None
+            }
+            (0, Some("RESUMED")) => None,
+            (0, name) => {
+                let data = frame.data();
+                let name = name.unwrap_or_default();
+                map_dispatch(name, data.get(), frame.s, &self.context)?
+                    .map(|event| event.with_raw_json(data.to_owned()))
+            }
+            _ => None,
+        };
+        Ok(ReadFrame {
+            op: frame.op,
+            sequence: frame.s,
+            name,
+            event,
+        })
+    }
+
+    /// [`FrameReader::read`] the way the shard read frames before: the whole frame parsed into
+    /// a tree and mapped from it. For comparison.
+    ///
+    /// # Errors
+    ///
+    /// The frame is not a gateway payload.
+    pub fn read_tree(&mut self, bytes: &[u8]) -> Result<ReadFrame, serde_json::Error> {
+        let frame: TreeFrame = serde_json::from_slice(bytes)?;
         let name = frame.t;
         let event = match (frame.op, name.as_deref()) {
             (0, Some("READY")) => {
-                self.context.session_id = frame
-                    .d
-                    .get("session_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                self.context.bot_user_id = frame
-                    .d
-                    .pointer("/user/id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                self.ready(&frame.d);
                 None
             }
             (0, Some("RESUMED")) => None,
@@ -88,5 +126,16 @@ impl FrameReader {
             name,
             event,
         })
+    }
+
+    fn ready(&mut self, data: &Value) {
+        self.context.session_id = data
+            .get("session_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.context.bot_user_id = data
+            .pointer("/user/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
     }
 }

@@ -15,11 +15,18 @@
 //! whose ACK has not arrived by the next one means a zombie connection: the shard closes it with a
 //! code that keeps the session (never 1000/1001) and resumes on `resume_gateway_url`.
 //!
-//! Back-pressure: a dispatch is handed to the runtime before the next frame is read, so a full
-//! queue slows the shard down instead of growing a buffer, while heartbeats keep going out on
-//! time. Zombie detection is suspended while reading is held up, since an ACK may be waiting
-//! unread. The sequence advances only once the runtime accepted the dispatch, so a resume replays
-//! anything not accepted yet; deduplication drops what was accepted twice.
+//! Hand-over in batches, within a window: dispatches are read into a batch (at most
+//! [`ShardConfig::max_batch_dispatches`] or [`ShardConfig::max_batch_bytes`]) that goes to the
+//! runtime in one submit. While one batch is being handed over the shard keeps reading into the
+//! next; when that one is full too, reading stops until the first is accepted. So a full queue
+//! slows the shard down instead of growing a buffer (at most two batches are read and not yet
+//! accepted), while heartbeats keep going out on time. Zombie detection is suspended while
+//! reading is held up, since an ACK may be waiting unread. The sequence advances only once the
+//! runtime accepted a batch (to its last dispatch), so a resume replays anything not accepted
+//! yet; deduplication drops what was accepted twice.
+//!
+//! A frame is parsed once: the envelope borrows from the message's bytes, the dispatch data is
+//! kept as its JSON text (the event's raw payload) and mapped from a view that borrows from it.
 //!
 //! A queue that fails (a database that is read-only, full or unreachable) is back-pressure too:
 //! the shard keeps its session and its heartbeats, reads nothing more, and offers the dispatch
@@ -28,6 +35,7 @@
 //! component `discord shard N/M` not ready, so `/readyz` answers 503 naming it. Only a queue
 //! closed for shutdown ends the shard.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -36,11 +44,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bot_core::event::Raw;
 use bot_core::readiness::Component;
 use bot_core::{ErrorKind as CoreKind, Event, Ingress, Platform};
-use futures::{SinkExt as _, StreamExt as _};
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -56,7 +66,7 @@ use super::config::{ShardConfig, ShardId};
 use super::identify::IdentifyQueue;
 use super::session::Session;
 use crate::error::{Error, ErrorKind};
-use crate::event::{DispatchContext, from_dispatch};
+use crate::event::{DispatchContext, Text, map_dispatch};
 
 /// The gateway API version.
 pub const GATEWAY_VERSION: u8 = 10;
@@ -81,19 +91,45 @@ const FULL_QUEUE_WAIT: Duration = Duration::from_millis(50);
 /// A session that lasted this long after READY was no invalid-session loop: the next invalid
 /// session waits the short wait again.
 const STABLE_SESSION: Duration = Duration::from_secs(60);
+/// The longest a connection that ended waits for the hand-over of what it read.
+const FINISH_WAIT: Duration = Duration::from_secs(2);
 /// While the queue keeps failing, its error is logged at most this often (the first at once).
 pub const QUEUE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
-/// One gateway frame, as received.
+/// One gateway frame, borrowed from the message's bytes; `d` stays JSON text.
 #[derive(Deserialize)]
-pub(super) struct Frame {
+pub(super) struct Frame<'a> {
     pub(super) op: u8,
-    #[serde(default)]
-    pub(super) d: Value,
+    #[serde(borrow, default)]
+    pub(super) d: Option<&'a RawValue>,
     #[serde(default)]
     pub(super) s: Option<u64>,
-    #[serde(default)]
-    pub(super) t: Option<String>,
+    #[serde(borrow, default)]
+    pub(super) t: Option<Text<'a>>,
+}
+
+impl<'a> Frame<'a> {
+    /// `d`, `null` when missing.
+    pub(super) fn data(&self) -> &'a RawValue {
+        self.d.unwrap_or(RawValue::NULL)
+    }
+
+    /// `t`, empty when missing.
+    pub(super) fn name(&self) -> &str {
+        self.t.as_ref().map_or("", |t| &t.0)
+    }
+}
+
+/// Parses a frame; an unreadable one is logged (its category only: the message may quote the
+/// frame's content) and skipped, and the connection goes on.
+pub(super) fn parse_frame(bytes: &[u8]) -> Option<Frame<'_>> {
+    match serde_json::from_slice::<Frame<'_>>(bytes) {
+        Ok(frame) => Some(frame),
+        Err(error) => {
+            tracing::warn!(category = ?error.classify(), "discord gateway frame is not a payload");
+            None
+        }
+    }
 }
 
 /// What a shard is doing, for health checks and tests.
@@ -103,6 +139,7 @@ pub struct ShardStatus {
     identifies: AtomicU64,
     resumes: AtomicU64,
     dispatches: AtomicU64,
+    hand_overs: AtomicU64,
     hand_over_retries: AtomicU64,
     /// Set while the queue refuses dispatches, across reconnections.
     queue_failing: AtomicBool,
@@ -131,7 +168,12 @@ impl ShardStatus {
         self.dispatches.load(Ordering::Relaxed)
     }
 
-    /// Dispatches offered to the queue again after it failed with an error other than full.
+    /// Batches of dispatches the queue accepted so far.
+    pub fn hand_overs(&self) -> u64 {
+        self.hand_overs.load(Ordering::Relaxed)
+    }
+
+    /// Batches of dispatches offered to the queue again after it failed with an error other than full.
     pub fn hand_over_retries(&self) -> u64 {
         self.hand_over_retries.load(Ordering::Relaxed)
     }
@@ -260,11 +302,11 @@ impl Shard {
         let mut failures: u32 = 0;
         // Invalid sessions in a row (READY, then op 9 soon after): each waits twice as long.
         let mut invalid_streak: u32 = 0;
-        let mut context = DispatchContext {
+        let mut context = Arc::new(DispatchContext {
             bot_user_id: None,
             session_id: None,
             deliver_bot_messages: self.config.deliver_bot_messages,
-        };
+        });
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -353,7 +395,8 @@ struct Connection<'a> {
     ingress: &'a Ingress,
     shutdown: &'a CancellationToken,
     session: &'a mut Option<Session>,
-    context: &'a mut DispatchContext,
+    /// Shared with the hand-overs in flight, which map their dispatches with it.
+    context: &'a mut Arc<DispatchContext>,
     readiness: &'a Arc<Component>,
     /// When READY arrived on this connection.
     ready_at: Option<Instant>,
@@ -403,41 +446,35 @@ impl Connection<'_> {
         let mut inflater = self.shard.config.compress.then(Inflater::new);
 
         // Hello first (op 7 may come before it).
-        let hello = tokio::select! {
-            () = self.shutdown.cancelled() => return Next::Shutdown,
-            hello = tokio::time::timeout(self.shard.config.hello_timeout, next_frame(&mut stream, &mut inflater)) => hello,
+        let hello = async {
+            loop {
+                let payload = next_payload(&mut stream, &mut inflater).await?;
+                let Some(frame) = parse_frame(payload.bytes(inflater.as_ref())) else {
+                    continue;
+                };
+                return match frame.op {
+                    OP_HELLO => heartbeat_interval(frame.data()).ok_or(Next::Resume {
+                        reason: "bad_hello",
+                        at_once: false,
+                    }),
+                    OP_RECONNECT => Err(Next::Resume {
+                        reason: "reconnect",
+                        at_once: true,
+                    }),
+                    _ => Err(Next::Resume {
+                        reason: "no_hello",
+                        at_once: false,
+                    }),
+                };
+            }
         };
-        let interval = match hello {
-            Ok(Ok(frame)) if frame.op == OP_HELLO => {
-                match frame.d.get("heartbeat_interval").and_then(Value::as_u64) {
-                    Some(ms) if ms > 0 => Duration::from_millis(ms),
-                    _ => {
-                        return Next::Resume {
-                            reason: "bad_hello",
-                            at_once: false,
-                        };
-                    }
-                }
-            }
-            Ok(Ok(frame)) if frame.op == OP_RECONNECT => {
-                return Next::Resume {
-                    reason: "reconnect",
-                    at_once: true,
-                };
-            }
-            Ok(Ok(_)) => {
-                return Next::Resume {
-                    reason: "no_hello",
-                    at_once: false,
-                };
-            }
-            Ok(Err(next)) => return next,
-            Err(_) => {
-                return Next::Resume {
-                    reason: "hello_timeout",
-                    at_once: false,
-                };
-            }
+        let interval = tokio::select! {
+            () = self.shutdown.cancelled() => return Next::Shutdown,
+            hello = tokio::time::timeout(self.shard.config.hello_timeout, hello) => match hello {
+                Ok(Ok(interval)) => interval,
+                Ok(Err(next)) => return next,
+                Err(_) => return Next::Resume { reason: "hello_timeout", at_once: false },
+            },
         };
 
         // A new session waits for its identify bucket with the heartbeat already running, so a
@@ -464,22 +501,37 @@ impl Connection<'_> {
 
         let beat = tokio::time::sleep(interval.mul_f64(fastrand::f64()));
         tokio::pin!(beat);
-        let mut beat_sent_at: Option<Instant> = None;
-        let mut awaiting_ack = false;
-        // How long reading was held up by a hand-over since the last beat (an ACK may be
-        // waiting unread meanwhile).
+        let mut beats = Beats::default();
+        let limits = BatchLimits {
+            dispatches: shard.config.max_batch_dispatches,
+            bytes: shard.config.max_batch_bytes,
+        };
+        // How long reading was held up since the last beat (an ACK may be waiting unread
+        // meanwhile), and since when it is held now.
         let mut held_for = Duration::ZERO;
-        let mut pending_since: Option<Instant> = None;
+        let mut held_since: Option<Instant> = None;
+        // The batch being handed over, the sequence it accepts up to, and the one filling.
         let mut pending: Option<Pending> = None;
         let mut pending_sequence: Option<u64> = None;
+        let mut batch = Batch::default();
 
         loop {
+            let reading = pending.is_none() || !batch.is_full(limits);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
                     // Finish handing over what was read: it is in no one's hands otherwise.
-                    if let Some(pending) = pending.take() {
-                        let _ = pending.await;
+                    if let Some(pending) = pending.take()
+                        && pending.await.is_ok()
+                    {
+                        self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
+                        self.advance(pending_sequence.take());
+                    }
+                    if let Some(rest) = self.flush(&mut batch, &mut pending_sequence)
+                        && rest.await.is_ok()
+                    {
+                        self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
+                        self.advance(pending_sequence.take());
                     }
                     let _ = sink.send(close(1000)).await;
                     return Next::Shutdown;
@@ -505,15 +557,11 @@ impl Connection<'_> {
                 }
                 () = &mut beat => {
                     let now = Instant::now();
-                    let held = held_for + pending_since.map_or(Duration::ZERO, |at| now - at);
+                    let held = held_for + held_since.map_or(Duration::ZERO, |at| now - at);
                     // A missing ACK means a zombie unless reading is held right now or was held
                     // for much of the interval: then the ACK may simply not be read yet.
-                    if awaiting_ack && pending.is_none() && held < interval / 2 {
+                    if beats.awaiting_ack && held_since.is_none() && held < interval / 2 {
                         tracing::warn!(shard = self.shard.id.number, "discord heartbeat not acknowledged: zombie connection");
-                        if let Some(pending) = pending.take() {
-                            let _ = pending.await;
-                            self.advance(pending_sequence.take());
-                        }
                         let _ = sink.send(close(RESUMABLE_CLOSE)).await;
                         return Next::Resume { reason: "zombie", at_once: true };
                     }
@@ -522,15 +570,15 @@ impl Connection<'_> {
                     if sink.send(Message::text(heartbeat.to_string())).await.is_err() {
                         return Next::Resume { reason: "send_failed", at_once: false };
                     }
-                    beat_sent_at = Some(now);
-                    awaiting_ack = true;
+                    beats.sent_at = Some(now);
+                    beats.awaiting_ack = true;
                     held_for = Duration::ZERO;
-                    pending_since = pending.as_ref().map(|_| now);
+                    held_since = held_since.map(|_| now);
                     beat.as_mut().reset(now + interval);
                 }
                 accepted = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
-                    pending = None;
-                    if let Some(at) = pending_since.take() {
+                    // Completed: replaced below, or dropped with the connection.
+                    if let Some(at) = held_since.take() {
                         held_for += at.elapsed();
                     }
                     if accepted.is_err() {
@@ -538,121 +586,244 @@ impl Connection<'_> {
                         let _ = sink.send(close(1000)).await;
                         return Next::Shutdown;
                     }
+                    self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
                     self.advance(pending_sequence.take());
+                    pending = self.flush(&mut batch, &mut pending_sequence);
                 }
                 Some(command) = commands.recv() => {
                     if sink.send(Message::text(command)).await.is_err() {
                         return Next::Resume { reason: "send_failed", at_once: false };
                     }
                 }
-                frame = next_frame(&mut stream, &mut inflater), if pending.is_none() => {
-                    let frame = match frame {
-                        Ok(frame) => frame,
-                        Err(next) => return next,
+                payload = next_payload(&mut stream, &mut inflater), if reading => {
+                    let mut payload = match payload {
+                        Ok(payload) => payload,
+                        Err(next) => {
+                            return self.finish(pending, pending_sequence, batch, next).await;
+                        }
                     };
-                    match frame.op {
-                        OP_DISPATCH => {
-                            self.shard.status.dispatches.fetch_add(1, Ordering::Relaxed);
-                            let sequence = frame.s;
-                            let name = frame.t.unwrap_or_default();
-                            match self.dispatch(&name, frame.d, sequence) {
-                                Some(event) => {
-                                    pending = Some(Box::pin(self.hand_over(event)));
-                                    pending_sequence = sequence;
-                                    pending_since = Some(Instant::now());
-                                }
-                                None => self.advance(sequence),
+                    // Then whatever else is already readable, up to a full batch: a queue that
+                    // accepts at once still gets batches, not one dispatch per submit.
+                    loop {
+                        let bytes = payload.bytes(inflater.as_ref());
+                        let outstanding = pending.is_some();
+                        if let Some(next) = self
+                            .on_frame(bytes, &mut sink, &mut beats, &mut batch, outstanding)
+                            .await
+                        {
+                            return self.finish(pending, pending_sequence, batch, next).await;
+                        }
+                        if batch.is_full(limits) {
+                            break;
+                        }
+                        match next_payload(&mut stream, &mut inflater).now_or_never() {
+                            None => break,
+                            Some(Ok(next)) => payload = next,
+                            Some(Err(next)) => {
+                                return self.finish(pending, pending_sequence, batch, next).await;
                             }
                         }
-                        OP_HEARTBEAT => {
-                            let sequence = self.session.as_ref().map(|s| s.sequence);
-                            let heartbeat = json!({"op": OP_HEARTBEAT, "d": sequence});
-                            if sink.send(Message::text(heartbeat.to_string())).await.is_err() {
-                                return Next::Resume { reason: "send_failed", at_once: false };
-                            }
-                            beat_sent_at = Some(Instant::now());
-                            awaiting_ack = true;
-                        }
-                        OP_HEARTBEAT_ACK => {
-                            awaiting_ack = false;
-                            if let Some(sent) = beat_sent_at {
-                                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
-                                self.shard.status.latency_micros.store(micros, Ordering::Relaxed);
-                            }
-                        }
-                        OP_RECONNECT => {
-                            let _ = sink.send(close(RESUMABLE_CLOSE)).await;
-                            return Next::Resume { reason: "reconnect", at_once: true };
-                        }
-                        OP_INVALID_SESSION => {
-                            let resumable = frame.d.as_bool().unwrap_or(false);
-                            let _ = sink.send(close(RESUMABLE_CLOSE)).await;
-                            return if resumable && self.session.is_some() {
-                                Next::Resume { reason: "invalid_session_resumable", at_once: true }
-                            } else {
-                                Next::Reidentify {
-                                    reason: INVALID_SESSION,
-                                    wait: self.shard.config.invalid_session_delay(),
-                                }
-                            };
-                        }
-                        _ => {}
+                    }
+                    if pending.is_none() {
+                        pending = self.flush(&mut batch, &mut pending_sequence);
+                    }
+                    if pending.is_some() && batch.is_full(limits) && held_since.is_none() {
+                        held_since = Some(Instant::now());
                     }
                 }
             }
         }
     }
 
-    /// Maps a dispatch, keeping the session state READY and RESUMED carry.
-    fn dispatch(&mut self, name: &str, data: Value, sequence: Option<u64>) -> Option<Event> {
-        match name {
-            "READY" => {
-                let id = data.get("session_id").and_then(Value::as_str);
-                let url = data.get("resume_gateway_url").and_then(Value::as_str);
-                self.context.session_id = id.map(str::to_owned);
-                if let (Some(id), Some(url)) = (id, url) {
-                    *self.session = Some(Session {
-                        id: id.to_owned(),
-                        resume_url: url.to_owned(),
-                        sequence: 0,
+    /// The connection ended (`next`): hands over what was read, unless the queue is failing
+    /// or this takes longer than [`FINISH_WAIT`]; what is not accepted then is replayed by the
+    /// resume, or delivered again by Discord.
+    async fn finish(
+        &mut self,
+        pending: Option<Pending>,
+        mut pending_sequence: Option<u64>,
+        mut batch: Batch,
+        next: Next,
+    ) -> Next {
+        if self.shard.status.queue_failing.load(Ordering::Acquire) {
+            return next;
+        }
+        let work = async {
+            if let Some(pending) = pending {
+                if pending.await.is_err() {
+                    return;
+                }
+                self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
+                self.advance(pending_sequence.take());
+            }
+            if let Some(rest) = self.flush(&mut batch, &mut pending_sequence)
+                && rest.await.is_ok()
+            {
+                self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
+                self.advance(pending_sequence.take());
+            }
+        };
+        let _ = tokio::time::timeout(FINISH_WAIT, work).await;
+        next
+    }
+
+    /// Handles one frame; `Some` when the connection ends. `outstanding`: a batch is being
+    /// handed over, so a sequence without a dispatch to hand over waits for it.
+    async fn on_frame(
+        &mut self,
+        bytes: &[u8],
+        sink: &mut futures::stream::SplitSink<Socket, Message>,
+        beats: &mut Beats,
+        batch: &mut Batch,
+        outstanding: bool,
+    ) -> Option<Next> {
+        let frame = parse_frame(bytes)?;
+        match frame.op {
+            OP_DISPATCH => {
+                self.shard.status.dispatches.fetch_add(1, Ordering::Relaxed);
+                match frame.name() {
+                    "READY" => {
+                        self.ready(frame.data());
+                        self.after_others(batch, outstanding, frame.s);
+                    }
+                    "RESUMED" => {
+                        self.healthy = true;
+                        tracing::info!(shard = self.shard.id.number, "discord shard resumed");
+                        self.after_others(batch, outstanding, frame.s);
+                    }
+                    name => batch.push(Dispatch {
+                        name: dispatch_name(name),
+                        sequence: frame.s,
+                        raw: Raw::from_json(frame.data().to_owned()),
+                    }),
+                }
+            }
+            OP_HEARTBEAT => {
+                let sequence = self.session.as_ref().map(|s| s.sequence);
+                let heartbeat = json!({"op": OP_HEARTBEAT, "d": sequence});
+                if sink
+                    .send(Message::text(heartbeat.to_string()))
+                    .await
+                    .is_err()
+                {
+                    return Some(Next::Resume {
+                        reason: "send_failed",
+                        at_once: false,
                     });
                 }
-                self.context.bot_user_id = data
-                    .pointer("/user/id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                self.healthy = true;
-                self.ready_at = Some(Instant::now());
-                if !self.shard.status.queue_failing.load(Ordering::Acquire) {
-                    // Not ready only for want of a session start (the queue's own state aside).
-                    self.readiness.set_ready();
+                beats.sent_at = Some(Instant::now());
+                beats.awaiting_ack = true;
+            }
+            OP_HEARTBEAT_ACK => {
+                beats.awaiting_ack = false;
+                if let Some(sent) = beats.sent_at {
+                    let micros = u64::try_from(sent.elapsed().as_micros())
+                        .unwrap_or(u64::MAX)
+                        .max(1);
+                    self.shard
+                        .status
+                        .latency_micros
+                        .store(micros, Ordering::Relaxed);
                 }
-                tracing::info!(shard = self.shard.id.number, "discord shard ready");
-                None
             }
-            "RESUMED" => {
-                self.healthy = true;
-                tracing::info!(shard = self.shard.id.number, "discord shard resumed");
-                None
+            OP_RECONNECT => {
+                let _ = sink.send(close(RESUMABLE_CLOSE)).await;
+                return Some(Next::Resume {
+                    reason: "reconnect",
+                    at_once: true,
+                });
             }
-            _ => from_dispatch(name, data, sequence, self.context),
+            OP_INVALID_SESSION => {
+                let resumable = frame.data().get().trim() == "true";
+                let _ = sink.send(close(RESUMABLE_CLOSE)).await;
+                return Some(if resumable && self.session.is_some() {
+                    Next::Resume {
+                        reason: "invalid_session_resumable",
+                        at_once: true,
+                    }
+                } else {
+                    Next::Reidentify {
+                        reason: INVALID_SESSION,
+                        wait: self.shard.config.invalid_session_delay(),
+                    }
+                });
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Keeps what READY says about the session.
+    fn ready(&mut self, data: &RawValue) {
+        // Once per session: the tree is fine here.
+        let data: Value = serde_json::from_str(data.get()).unwrap_or_default();
+        let id = data.get("session_id").and_then(Value::as_str);
+        let url = data.get("resume_gateway_url").and_then(Value::as_str);
+        let bot_user_id = data
+            .pointer("/user/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let context = Arc::make_mut(self.context);
+        context.session_id = id.map(str::to_owned);
+        context.bot_user_id = bot_user_id;
+        if let (Some(id), Some(url)) = (id, url) {
+            *self.session = Some(Session {
+                id: id.to_owned(),
+                resume_url: url.to_owned(),
+                sequence: 0,
+            });
+        }
+        self.healthy = true;
+        self.ready_at = Some(Instant::now());
+        if !self.shard.status.queue_failing.load(Ordering::Acquire) {
+            // Not ready only for want of a session start (the queue's own state aside).
+            self.readiness.set_ready();
+        }
+        tracing::info!(shard = self.shard.id.number, "discord shard ready");
+    }
+
+    /// The sequence of a dispatch that is not handed over (READY, RESUMED): accepted at once,
+    /// unless dispatches before it still wait for the queue.
+    fn after_others(&mut self, batch: &mut Batch, outstanding: bool, sequence: Option<u64>) {
+        if outstanding || !batch.is_empty() {
+            batch.last_sequence = batch.last_sequence.max(sequence);
+        } else {
+            self.advance(sequence);
         }
     }
 
-    /// The hand-over of one event, as a future that owns what it needs.
-    fn hand_over(&self, event: Event) -> impl Future<Output = Result<(), ()>> + Send + 'static {
+    /// Starts handing over the filling batch, if it holds dispatches; a batch of sequences
+    /// only is accepted at once.
+    fn flush(&mut self, batch: &mut Batch, pending_sequence: &mut Option<u64>) -> Option<Pending> {
+        if batch.dispatches.is_empty() {
+            if let Some(sequence) = batch.last_sequence.take() {
+                self.advance(Some(sequence));
+            }
+            return None;
+        }
+        let batch = std::mem::take(batch);
+        *pending_sequence = batch.last_sequence;
+        Some(Box::pin(self.hand_over(batch.dispatches)))
+    }
+
+    /// The hand-over of one batch, as a future that owns what it needs.
+    fn hand_over(
+        &self,
+        dispatches: Vec<Dispatch>,
+    ) -> impl Future<Output = Result<(), ()>> + Send + 'static {
         let (initial, max) = self.shard.config.queue_retry_backoff;
         hand_over(
             HandOver {
                 ingress: self.ingress.clone(),
                 readiness: self.readiness.clone(),
                 status: self.shard.status.clone(),
+                context: self.context.clone(),
                 shard: self.shard.id.number,
                 initial_wait: initial,
                 max_wait: max,
                 stop: self.shutdown.clone(),
             },
-            event,
+            dispatches,
         )
     }
 
@@ -664,26 +835,133 @@ impl Connection<'_> {
     }
 }
 
+/// The heartbeat's state on one connection.
+#[derive(Default)]
+struct Beats {
+    sent_at: Option<Instant>,
+    awaiting_ack: bool,
+}
+
+/// How large a batch may grow.
+#[derive(Clone, Copy)]
+struct BatchLimits {
+    dispatches: usize,
+    bytes: usize,
+}
+
+/// A dispatch read and not yet accepted: its name, sequence and data (the event's raw payload,
+/// shared with the event, so that a batch refused by the queue is mapped again, not copied).
+struct Dispatch {
+    name: Cow<'static, str>,
+    sequence: Option<u64>,
+    raw: Raw,
+}
+
+impl Dispatch {
+    fn event(&self, context: &DispatchContext) -> Option<Event> {
+        match map_dispatch(&self.name, self.raw.json(), self.sequence, context) {
+            Ok(event) => event.map(|mut event| {
+                event.raw = self.raw.clone();
+                event
+            }),
+            Err(error) => {
+                // JSON, but more deeply nested than a tree may be (or a lone surrogate).
+                tracing::warn!(category = ?error.classify(), name = %self.name, "discord dispatch cannot be read");
+                None
+            }
+        }
+    }
+}
+
+/// Dispatches read since the last hand-over began.
+#[derive(Default)]
+struct Batch {
+    dispatches: Vec<Dispatch>,
+    bytes: usize,
+    /// The highest sequence read into it, dispatches handed over or not.
+    last_sequence: Option<u64>,
+}
+
+impl Batch {
+    fn push(&mut self, dispatch: Dispatch) {
+        self.bytes += dispatch.raw.json().len();
+        self.last_sequence = self.last_sequence.max(dispatch.sequence);
+        self.dispatches.push(dispatch);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dispatches.is_empty() && self.last_sequence.is_none()
+    }
+
+    fn is_full(&self, limits: BatchLimits) -> bool {
+        self.dispatches.len() >= limits.dispatches || self.bytes >= limits.bytes
+    }
+}
+
+/// The names Discord sends most, kept without an allocation per dispatch.
+const KNOWN_DISPATCHES: [&str; 12] = [
+    "MESSAGE_CREATE",
+    "MESSAGE_UPDATE",
+    "MESSAGE_DELETE",
+    "MESSAGE_REACTION_ADD",
+    "MESSAGE_REACTION_REMOVE",
+    "GUILD_MEMBER_ADD",
+    "GUILD_MEMBER_REMOVE",
+    "INTERACTION_CREATE",
+    "TYPING_START",
+    "PRESENCE_UPDATE",
+    "GUILD_CREATE",
+    "VOICE_STATE_UPDATE",
+];
+
+fn dispatch_name(name: &str) -> Cow<'static, str> {
+    KNOWN_DISPATCHES
+        .iter()
+        .find(|known| **known == name)
+        .map_or_else(
+            || Cow::Owned(name.to_owned()),
+            |known| Cow::Borrowed(*known),
+        )
+}
+
+/// `heartbeat_interval` of Hello, when it is a positive number of milliseconds.
+fn heartbeat_interval(data: &RawValue) -> Option<Duration> {
+    let data: Value = serde_json::from_str(data.get()).ok()?;
+    match data.get("heartbeat_interval").and_then(Value::as_u64) {
+        Some(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+        _ => None,
+    }
+}
+
 /// What a hand-over needs, owned, so that the pending future outlives no borrow.
 struct HandOver {
     ingress: Ingress,
     readiness: Arc<Component>,
     status: Arc<ShardStatus>,
+    context: Arc<DispatchContext>,
     shard: u32,
     initial_wait: Duration,
     max_wait: Duration,
     stop: CancellationToken,
 }
 
-/// Hands one event to the runtime, waiting while the queue is full and retrying with a capped
+/// Hands one batch to the runtime, waiting while the queue is full and retrying with a capped
 /// back-off while it fails otherwise (the shard reports itself not ready meanwhile). Fails only
-/// once the runtime stops taking events (or the shard stops).
-async fn hand_over(h: HandOver, event: Event) -> Result<(), ()> {
+/// once the runtime stops taking events (or the shard stops). Each offer maps the batch from its
+/// raw payloads, since a refused submit consumed the events.
+async fn hand_over(h: HandOver, dispatches: Vec<Dispatch>) -> Result<(), ()> {
     let mut failures: u32 = 0;
     let mut failing_since: Option<Instant> = None;
     let mut logged_at: Option<Instant> = None;
     loop {
-        let wait = match h.ingress.submit(vec![event.clone()]).await {
+        let events: Vec<Event> = dispatches
+            .iter()
+            .filter_map(|d| d.event(&h.context))
+            .collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let wait = match h.ingress.submit(events).await {
             Ok(_) => {
                 // Also after a reconnection: the failure may have begun on the last connection.
                 if h.status.queue_failing.swap(false, Ordering::AcqRel) {
@@ -735,8 +1013,26 @@ async fn hand_over(h: HandOver, event: Event) -> Result<(), ()> {
 /// Why a connection ends with op 9 that cannot resume: counted for the back-off.
 const INVALID_SESSION: &str = "invalid_session";
 
-/// The next gateway frame; the error says how the connection ended.
-async fn next_frame<S>(stream: &mut S, inflater: &mut Option<Inflater>) -> Result<Frame, Next>
+/// A whole message as received: its bytes are in the message, or in the inflater.
+enum Payload {
+    Message(Message),
+    Inflated,
+}
+
+impl Payload {
+    fn bytes<'a>(&'a self, inflater: Option<&'a Inflater>) -> &'a [u8] {
+        match self {
+            Self::Message(Message::Text(text)) => text.as_bytes(),
+            Self::Message(Message::Binary(bytes)) => bytes,
+            Self::Message(_) => &[],
+            Self::Inflated => inflater.map_or(&[], Inflater::last),
+        }
+    }
+}
+
+/// The next whole gateway message; the error says how the connection ended. Cancel-safe: a
+/// compressed message's first parts stay in the inflater.
+async fn next_payload<S>(stream: &mut S, inflater: &mut Option<Inflater>) -> Result<Payload, Next>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -757,11 +1053,11 @@ where
             }
             Some(Ok(message)) => message,
         };
-        let parsed = match &message {
-            Message::Text(text) => serde_json::from_str::<Frame>(text.as_str()),
+        match &message {
+            Message::Text(_) => return Ok(Payload::Message(message)),
             Message::Binary(bytes) => match inflater {
                 Some(inflater) => match inflater.push(bytes) {
-                    Ok(Some(inflated)) => serde_json::from_slice::<Frame>(inflated),
+                    Ok(Some(_)) => return Ok(Payload::Inflated),
                     Ok(None) => continue,
                     Err(error) => {
                         tracing::warn!(%error, "discord gateway compression broke");
@@ -771,7 +1067,7 @@ where
                         });
                     }
                 },
-                None => serde_json::from_slice::<Frame>(bytes),
+                None => return Ok(Payload::Message(message)),
             },
             Message::Close(frame) => {
                 let (code, reason) = frame.as_ref().map_or((1006, String::new()), |f| {
@@ -790,14 +1086,6 @@ where
                 });
             }
             _ => continue,
-        };
-        match parsed {
-            Ok(frame) => return Ok(frame),
-            Err(error) => {
-                // One unreadable frame is logged and skipped; the connection goes on.
-                // The message may quote the frame's content: log its category only.
-                tracing::warn!(category = ?error.classify(), "discord gateway frame is not a payload");
-            }
         }
     }
 }

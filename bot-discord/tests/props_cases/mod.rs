@@ -771,3 +771,45 @@ pub fn check_zlib_limit(len: usize, limit: usize) -> Result<(), TestCaseError> {
 pub fn limit_case() -> impl Strategy<Value = (usize, usize)> {
     (1024usize..256 * 1024).prop_flat_map(|limit| (limit - 64..limit + 64, Just(limit)))
 }
+
+/// The shard's reading (the envelope borrowed, the data kept as text and mapped from a view)
+/// gives the very event the whole-tree reading gave, for valid and mutated frames alike:
+/// whenever the tree reads a frame, the view reads it to the same event (raw payload included).
+pub fn check_view_matches_tree(
+    frame: &GatewayFrame,
+    mutations: Option<&Mutations>,
+) -> Result<(), TestCaseError> {
+    let nonce = fuzzing::nonce();
+    let (mut view, mut tree) = (FrameReader::default(), FrameReader::default());
+    let ready = ready(nonce).to_string();
+    view.read(ready.as_bytes()).expect("READY");
+    tree.read_tree(ready.as_bytes()).expect("READY");
+    let json = frame.to_json(7);
+    let bytes = mutations.map_or_else(|| json.to_string().into_bytes(), |m| m.apply(&json));
+    let Ok(expected) = tree.read_tree(&bytes) else {
+        return Ok(());
+    };
+    let got = view
+        .read(&bytes)
+        .map_err(|e| TestCaseError::fail(format!("the tree read it, the view did not: {e}")))?;
+    prop_assert_eq!(got.op, expected.op);
+    prop_assert_eq!(got.sequence, expected.sequence);
+    prop_assert_eq!(&got.name, &expected.name);
+    match (got.event, expected.event) {
+        (None, None) => {}
+        (Some(mut got), Some(expected)) => {
+            // Events without a snowflake take the time they were read.
+            let apart = got.occurred_at.as_millis() - expected.occurred_at.as_millis();
+            if apart.abs() < 60_000 {
+                got.occurred_at = expected.occurred_at;
+            }
+            prop_assert_eq!(got, expected);
+        }
+        (got, expected) => {
+            return Err(TestCaseError::fail(format!(
+                "view {got:?}, tree {expected:?}"
+            )));
+        }
+    }
+    Ok(())
+}

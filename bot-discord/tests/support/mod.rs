@@ -355,3 +355,112 @@ pub async fn queue_fails_mid_stream(
     task.await.unwrap().unwrap();
     bot.shutdown().await;
 }
+
+/// A memory queue whose pushes wait at a gate the test opens, one permit per push, and that
+/// records the size of every push it let through.
+#[derive(Debug)]
+pub struct GatedQueue {
+    inner: MemoryQueue,
+    gate: tokio::sync::Semaphore,
+    waiting: AtomicU64,
+    pushes: Mutex<Vec<usize>>,
+}
+
+impl GatedQueue {
+    /// Closed: every push waits for [`GatedQueue::open`].
+    pub fn new() -> Self {
+        Self {
+            inner: MemoryQueue::new(&Limits::default()),
+            gate: tokio::sync::Semaphore::new(0),
+            waiting: AtomicU64::new(0),
+            pushes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Lets `pushes` more pushes through.
+    pub fn open(&self, pushes: usize) {
+        self.gate.add_permits(pushes);
+    }
+
+    /// Pushes waiting at the gate now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// The sizes of the pushes let through, in order.
+    pub fn pushes(&self) -> Vec<usize> {
+        self.pushes.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Queue for GatedQueue {
+    async fn push_batch(&self, events: Vec<Event>) -> Result<PushReport, Error> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        // Undone when the push is dropped at the gate (the shard's connection ended).
+        struct Leave<'a>(&'a AtomicU64);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let leave = Leave(&self.waiting);
+        self.gate.acquire().await.expect("open").forget();
+        drop(leave);
+        self.pushes.lock().unwrap().push(events.len());
+        self.inner.push_batch(events).await
+    }
+    async fn pull(&self, max: usize) -> Result<Vec<Delivery>, Error> {
+        self.inner.pull(max).await
+    }
+    async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error> {
+        self.inner.ack(leases).await
+    }
+    async fn nack(&self, nacks: Vec<Nack>) -> Result<Completed, Error> {
+        self.inner.nack(nacks).await
+    }
+    async fn dead(&self, dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error> {
+        self.inner.dead(dead).await
+    }
+    async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error> {
+        self.inner.release(deliveries).await
+    }
+    async fn extend_lease(&self, leases: &[Lease], by: Duration) -> Result<Completed, Error> {
+        self.inner.extend_lease(leases, by).await
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        self.inner.dead_letters(limit).await
+    }
+    async fn redrive(&self, max: usize) -> Result<usize, Error> {
+        self.inner.redrive(max).await
+    }
+    fn close(&self) {
+        self.inner.close();
+    }
+    fn depth(&self) -> u64 {
+        self.inner.depth()
+    }
+}
+
+/// A bot on `queue` whose handler records what it saw.
+pub fn recording_bot(queue: Arc<dyn Queue>) -> (Bot, Seen) {
+    let seen = Seen::default();
+    let handler = {
+        let seen = seen.clone();
+        move |_cx: Context, event: Event| {
+            let seen = seen.clone();
+            async move {
+                seen.ids.lock().unwrap().push(event.id.to_string());
+                seen.notify.notify_waiters();
+                Ok::<_, Error>(())
+            }
+        }
+    };
+    let bot = Bot::builder()
+        .handler(handler)
+        .queue(queue)
+        .build()
+        .unwrap();
+    bot.start();
+    (bot, seen)
+}

@@ -1,0 +1,172 @@
+//! Hand-over in batches: the shard reads on while a batch is with the queue, stops reading when
+//! its window (one batch offered, one filling) is full, and resumes from the last sequence the
+//! queue accepted. A queue that holds each push at a gate the test opens shows each step, over
+//! real sockets with the fake gateway.
+#![allow(clippy::disallowed_methods)] // the shard runs in a spawned task
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bot_discord::gateway::{IdentifyQueue, Shard, ShardConfig, ShardId};
+use bot_discord::testing::FakeGateway;
+use support::{GatedQueue, TOKEN, message, recording_bot, wait_until};
+use tokio_util::sync::CancellationToken;
+
+fn start(config: ShardConfig, bot: &bot_core::Bot) -> (Arc<Shard>, CancellationToken) {
+    let shard = Arc::new(Shard::new(
+        ShardId::ONE,
+        Arc::new(config),
+        IdentifyQueue::new(1),
+    ));
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (shard, ingress, stop) = (shard.clone(), bot.ingress(), stop.clone());
+        async move { shard.run(ingress, stop).await }
+    });
+    (shard, stop)
+}
+
+fn config(gateway: &FakeGateway) -> ShardConfig {
+    ShardConfig::new(TOKEN)
+        .url(gateway.url())
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+fn assert_each_once_in_order(ids: &[String], first: u64, count: u64) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in ids {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    assert!(counts.values().all(|n| *n == 1), "each once: {ids:?}");
+    let expected: Vec<String> = (first..first + count).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected, "one channel: in order");
+}
+
+#[tokio::test]
+async fn the_shard_reads_on_while_a_hand_over_waits_and_submits_many_at_once() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let queue = Arc::new(GatedQueue::new());
+    let (bot, seen) = recording_bot(queue.clone());
+    let (shard, stop) = start(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+    wait_until("READY read", || shard.status().session().is_some()).await;
+    let read_before = shard.status().dispatches();
+
+    for i in 0..40 {
+        gateway
+            .dispatch("MESSAGE_CREATE", message(80_000 + i))
+            .await;
+    }
+    // The first push waits at the gate; the shard reads every dispatch meanwhile.
+    wait_until("every dispatch read", || {
+        shard.status().dispatches() == read_before + 40
+    })
+    .await;
+    assert_eq!(queue.waiting(), 1, "one batch offered, held at the gate");
+    assert!(queue.pushes().is_empty() && seen.ids().is_empty());
+    assert_eq!(shard.status().hand_overs(), 0);
+
+    queue.open(100);
+    seen.wait_for(40).await;
+    assert_each_once_in_order(&seen.ids(), 80_000, 40);
+    let pushes = queue.pushes();
+    assert_eq!(pushes.iter().sum::<usize>(), 40);
+    assert!(
+        pushes.len() <= 2,
+        "the 39 read while the first waited go in one submit: {pushes:?}"
+    );
+    stop.cancel();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_window_stops_the_reading_until_the_queue_accepts() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    gateway.set_heartbeat_interval(Duration::from_millis(100));
+    let queue = Arc::new(GatedQueue::new());
+    let (bot, seen) = recording_bot(queue.clone());
+    let (shard, stop) = start(config(&gateway).hand_over_batch(4, 1024 * 1024), &bot);
+    gateway.wait_for_readies(1).await;
+    wait_until("READY read", || shard.status().session().is_some()).await;
+    let read_before = shard.status().dispatches();
+
+    for i in 0..30 {
+        gateway
+            .dispatch("MESSAGE_CREATE", message(81_000 + i))
+            .await;
+    }
+    // One batch of 1 to 4 offered, one of 4 filling: then nothing more is read.
+    wait_until("a full window", || {
+        shard.status().dispatches() >= read_before + 5
+    })
+    .await;
+    let beats = gateway.received_op(1).len();
+    gateway.wait_for_op(1, beats + 3).await;
+    let read = shard.status().dispatches() - read_before;
+    assert!(
+        (5..=8).contains(&read),
+        "reading stopped at two batches: {read} read"
+    );
+    assert_eq!(queue.waiting(), 1);
+    assert_eq!(gateway.connections().len(), 1, "heartbeats went on");
+
+    // Accepted batch by batch, the window moves on to the end.
+    queue.open(1000);
+    seen.wait_for(30).await;
+    assert_each_once_in_order(&seen.ids(), 81_000, 30);
+    assert_eq!(shard.status().dispatches() - read_before, 30);
+    assert!(
+        queue.pushes().iter().all(|n| *n <= 4),
+        "{:?}",
+        queue.pushes()
+    );
+    assert_eq!(gateway.connections().len(), 1);
+    stop.cancel();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_cut_with_batches_outstanding_resumes_from_the_last_accepted_sequence() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let queue = Arc::new(GatedQueue::new());
+    let (bot, seen) = recording_bot(queue.clone());
+    let (shard, stop) = start(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+
+    // READY is sequence 1; the first dispatch (2) is accepted.
+    queue.open(1);
+    gateway.dispatch("MESSAGE_CREATE", message(82_000)).await;
+    seen.wait_for(1).await;
+    wait_until("the first batch accepted", || {
+        shard.status().session().is_some_and(|s| s.sequence == 2)
+    })
+    .await;
+    let read_before = shard.status().dispatches();
+    for i in 1..12 {
+        gateway
+            .dispatch("MESSAGE_CREATE", message(82_000 + i))
+            .await;
+    }
+    wait_until("the rest read, one batch offered", || {
+        shard.status().dispatches() == read_before + 11 && queue.waiting() == 1
+    })
+    .await;
+
+    // The connection drops while a batch waits and another fills.
+    gateway.close(4000).await;
+    gateway.wait_for_resumes(1).await;
+    let resume = &gateway.received_op(6)[0].d;
+    assert_eq!(resume["session_id"], "session-1");
+    assert_eq!(resume["seq"], 2, "resumed from the last accepted sequence");
+
+    queue.open(1000);
+    seen.wait_for(12).await;
+    bot.idle().await;
+    assert_each_once_in_order(&seen.ids(), 82_000, 12);
+    assert_eq!(gateway.readies(), 1, "no new session");
+    stop.cancel();
+    bot.shutdown().await;
+}
