@@ -24,6 +24,21 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::error::{Error, ErrorKind};
 
+/// Lines waiting for the writer thread, at most. The channel allocates and touches every place
+/// up front (32 bytes each): `tracing_appender`'s default of 128,000 held 4 MiB of every idle
+/// process. A sink that falls this far behind drops lines (counted by the writer) rather than
+/// slowing handlers down, as before.
+const BUFFERED_LINES: usize = 8_192;
+
+fn non_blocking<W: std::io::Write + Send + 'static>(
+    sink: W,
+) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .lossy(true)
+        .finish(sink)
+}
+
 /// The environment variable naming this node in logs and traces; defaults to the host name, or
 /// `pid-<process id>` when the host name is unknown.
 pub const NODE_ID_ENV: &str = "BOT_NODE_ID";
@@ -283,11 +298,11 @@ fn install(settings: Settings) -> Result<LoggingGuard, Error> {
 
     let ((writer, worker), ansi) = match output {
         Output::Stdout => (
-            tracing_appender::non_blocking(std::io::stdout()),
+            non_blocking(std::io::stdout()),
             std::io::stdout().is_terminal(),
         ),
         Output::Stderr => (
-            tracing_appender::non_blocking(std::io::stderr()),
+            non_blocking(std::io::stderr()),
             std::io::stderr().is_terminal(),
         ),
     };
