@@ -105,6 +105,15 @@ impl Bot {
     ///
     /// Call [`Bot::start`] to run the supervisor and [`Bot::shutdown`] to drain it.
     pub fn webhooks(&self) -> Router {
+        self.adapter_routes()
+            .layer(axum::middleware::map_response_with_state(
+                self.clone(),
+                count_too_large,
+            ))
+    }
+
+    /// The adapters' routes under the body-size limit.
+    fn adapter_routes(&self) -> Router {
         let mut router = Router::new();
         for adapter in &self.inner.adapters {
             if let Some(routes) = adapter.routes(self.inner.ingress.clone()) {
@@ -114,10 +123,6 @@ impl Bot {
         router
             .layer(DefaultBodyLimit::max(self.inner.max_body_bytes))
             .layer(RequestBodyLimitLayer::new(self.inner.max_body_bytes))
-            .layer(axum::middleware::map_response_with_state(
-                self.clone(),
-                count_too_large,
-            ))
     }
 
     /// The operational routes: `/healthz` (alive), `/readyz` (accepting events) and `/metrics`.
@@ -153,8 +158,10 @@ impl Bot {
                 .with_description("Requests refused because too many were in progress")
                 .build(),
             log: self.inner.server.refusal_log.clone(),
+            bot: self.clone(),
         };
-        self.webhooks()
+        // One middleware, not two, per request: the limit and the count of bodies too large.
+        self.adapter_routes()
             .layer(axum::middleware::from_fn_with_state(limit, limit_requests))
     }
 
@@ -322,11 +329,15 @@ impl Bot {
 /// Counts and logs (at most once per interval) a body over the size limit: the request was
 /// refused before any adapter saw it.
 async fn count_too_large(State(bot): State<Bot>, response: Response) -> Response {
+    note_too_large(&bot, &response);
+    response
+}
+
+fn note_too_large(bot: &Bot, response: &Response) {
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         bot.ingress()
             .note_refused(&UNKNOWN_PLATFORM, response.status(), "body_too_large");
     }
-    response
 }
 
 /// The limit of requests in progress.
@@ -335,8 +346,11 @@ struct RequestLimit {
     permits: Arc<Semaphore>,
     refused: Counter<u64>,
     log: Arc<RateLimitedLog>,
+    /// Counts bodies over the size limit.
+    bot: Bot,
 }
 
+/// The limit of requests in progress, and the count of bodies over the size limit.
 async fn limit_requests(
     State(limit): State<RequestLimit>,
     request: Request,
@@ -361,7 +375,9 @@ async fn limit_requests(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return res;
     };
-    next.run(request).await
+    let response = next.run(request).await;
+    note_too_large(&limit.bot, &response);
+    response
 }
 
 /// A listener that keeps at most `max` connections open; a connection beyond them is answered

@@ -16,12 +16,16 @@
 //! [`Event::occurred_at`], and the reply token is kept. The whole LINE event stays in
 //! [`Event::raw`]; [`LineEventExt::line_event`] parses it back into a [`WebhookEvent`].
 
+use std::borrow::Cow;
+
+use bot_core::event::Raw;
 use bot_core::event::content_id;
 use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Members, Mention, Message, MessageId, Other, Postback,
     ReplyToken, Timestamp, UserId,
 };
 use bot_core::{Event, EventId, EventKind, Platform};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -49,8 +53,8 @@ impl LineEventExt for Event {
 
 #[derive(Deserialize)]
 struct WireBody<'a> {
-    #[serde(default)]
-    destination: String,
+    #[serde(default, borrow)]
+    destination: Cow<'a, str>,
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
 }
@@ -59,26 +63,37 @@ struct WireBody<'a> {
 ///
 /// An event the model cannot read (an unknown type, or a known type missing fields) is still
 /// delivered, as `EventKind::Other` with its raw JSON: one odd event never costs the others.
-/// Each event keeps its JSON text as [`Event::raw`]; no JSON tree is built.
+/// Each event keeps its JSON text as [`Event::raw`]; no JSON tree is built. The body is copied
+/// once; [`events_from_bytes`] shares a body already in [`Bytes`].
 ///
 /// # Errors
 ///
 /// Fails when the body is not JSON or has no `events` array.
 pub fn events_from_body(body: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
+    events_from_bytes(&Bytes::copy_from_slice(body))
+}
+
+/// As [`events_from_body`], from the body as received: each event's [`Event::raw`] and its long
+/// ids are slices of `body` (which they keep alive), not copies.
+///
+/// # Errors
+///
+/// Fails when the body is not JSON or has no `events` array.
+pub fn events_from_bytes(body: &Bytes) -> Result<Vec<Event>, serde_json::Error> {
     parse_body(body, true).map(|(events, _)| events)
 }
 
-/// As [`events_from_body`]; without `keep_standby`, leaves out the events in standby mode and
+/// As [`events_from_bytes`]; without `keep_standby`, leaves out the events in standby mode and
 /// counts them.
 pub(crate) fn parse_body(
-    body: &[u8],
+    body: &Bytes,
     keep_standby: bool,
 ) -> Result<(Vec<Event>, usize), serde_json::Error> {
-    let body: WireBody<'_> = serde_json::from_slice(body)?;
-    let mut events = Vec::with_capacity(body.events.len());
+    let wire: WireBody<'_> = serde_json::from_slice(body)?;
+    let mut events = Vec::with_capacity(wire.events.len());
     let mut standby = 0;
-    for raw in body.events {
-        let (event, is_standby) = from_json(&body.destination, raw);
+    for raw in wire.events {
+        let (event, is_standby) = from_json(body, &wire.destination, raw.get());
         if is_standby && !keep_standby {
             standby += 1;
         } else {
@@ -90,16 +105,29 @@ pub(crate) fn parse_body(
 
 /// Maps one raw LINE event (an element of `events[]`) to a core event.
 pub fn to_core_event(destination: &str, raw: Value) -> Event {
-    match serde_json::value::to_raw_value(&raw) {
-        Ok(json) => from_json(destination, &json).0,
+    let Ok(text) = serde_json::to_string(&raw) else {
+        return unreadable(destination, &raw, "unknown");
+    };
+    let body = Bytes::from(text);
+    match std::str::from_utf8(&body) {
+        Ok(json) => from_json(&body, destination, json).0,
         Err(_) => unreadable(destination, &raw, "unknown"),
     }
 }
 
-/// Maps one event's JSON text; also says whether it came in standby mode.
-fn from_json(destination: &str, raw: &RawValue) -> (Event, bool) {
-    let json = raw.get();
-    let (event, standby) = match WebhookEvent::from_json(json) {
+/// Maps one event's JSON text, a slice of `body`; also says whether it came in standby mode.
+fn from_json(body: &Bytes, destination: &str, json: &str) -> (Event, bool) {
+    let (mut event, standby) = match fast::event(body, destination, json) {
+        Some(mapped) => mapped,
+        None => general(destination, json),
+    };
+    event.raw = Raw::from_shared(body, json);
+    (event, standby)
+}
+
+/// Any event, through the typed model.
+fn general(destination: &str, json: &str) -> (Event, bool) {
+    match WebhookEvent::from_json(json) {
         Ok(event) => (map(destination, &event, json), event.is_standby()),
         Err(error) => {
             let raw: Value = serde_json::from_str(json)
@@ -114,8 +142,17 @@ fn from_json(destination: &str, raw: &RawValue) -> (Event, bool) {
             let standby = raw.get("mode").and_then(Value::as_str) == Some("standby");
             (unreadable(destination, &raw, event_type), standby)
         }
-    };
-    (event.with_raw_json(raw.to_owned()), standby)
+    }
+}
+
+/// The id of an event whose `webhookEventId` is missing or empty: its fingerprint.
+fn id_of_payload(json: &str) -> EventId {
+    match serde_json::from_str::<Value>(json) {
+        Ok(raw) => fingerprint(&raw),
+        // Read as JSON but not as a tree (too deep): the text itself, so that distinct
+        // events never share an id.
+        Err(_) => content_id(&Value::String(json.to_owned())),
+    }
 }
 
 fn map(destination: &str, line: &WebhookEvent, json: &str) -> Event {
@@ -145,12 +182,7 @@ fn map(destination: &str, line: &WebhookEvent, json: &str) -> Event {
     // An empty id counts as missing: events with `"webhookEventId": ""` must not share one.
     let id = match line.webhook_event_id.as_deref().filter(|id| !id.is_empty()) {
         Some(id) => EventId::new(id),
-        None => match serde_json::from_str::<Value>(json) {
-            Ok(raw) => fingerprint(&raw),
-            // Read as JSON but not as a tree (too deep): the text itself, so that distinct
-            // events never share an id.
-            Err(_) => content_id(&Value::String(json.to_owned())),
-        },
+        None => id_of_payload(json),
     };
     let mut event = Event::from_platform(Platform::LINE, id, chat, kind);
     if let Some(user) = line.source.as_ref().and_then(Source::user_id) {
@@ -304,6 +336,233 @@ fn media(kind: AttachmentKind, id: &str, provider: &ContentProvider) -> Attachme
     a
 }
 
+/// The hot case read in one pass into borrowed fields: a `message` or `messageEdited` event
+/// whose message is text. `None` sends the event down the general path (the typed model), which
+/// decides everything else: this path accepts only events that one accepts, and maps them alike.
+mod fast {
+    use std::borrow::Cow;
+
+    use bot_core::event::{Mention, Message, MessageId, ReplyToken, Timestamp, UserId};
+    use bot_core::{Event, EventId, EventKind, Platform};
+    use bytes::Bytes;
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    use crate::model::DeliveryContext;
+
+    /// `Option<Cow<str>>` borrowed where the text has no escapes (serde's own `Option<Cow>` always
+    /// copies).
+    fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Cow<'a, str>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+        Ok(Option::<Text<'a>>::deserialize(d)?.map(|text| text.0))
+    }
+
+    /// The fields of `WebhookEvent`'s own wire type, borrowed; the payloads of other types are
+    /// declared too, so that a duplicate key fails here as it fails there.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code, reason = "some fields are read to be checked, not used")]
+    struct WireEvent<'a> {
+        #[serde(rename = "type", borrow)]
+        event_type: Cow<'a, str>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        mode: Option<Cow<'a, str>>,
+        #[serde(default)]
+        timestamp: i64,
+        #[serde(default, borrow)]
+        source: Option<WireSource<'a>>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        webhook_event_id: Option<Cow<'a, str>>,
+        #[serde(default)]
+        delivery_context: DeliveryContext,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        reply_token: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        message: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        unsend: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        follow: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        joined: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        left: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        postback: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        video_play_complete: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        beacon: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        link: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        things: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        membership: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        module: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        delivery: Option<&'a RawValue>,
+    }
+
+    /// `model::Source`'s wire fields; its rules are applied in [`source`].
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WireSource<'a> {
+        #[serde(rename = "type", default, borrow)]
+        source_type: Cow<'a, str>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        user_id: Option<Cow<'a, str>>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        group_id: Option<Cow<'a, str>>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        room_id: Option<Cow<'a, str>>,
+    }
+
+    /// `model::TextMessage`'s fields, borrowed, and the `type` it is chosen by.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code, reason = "some fields are read to be checked, not used")]
+    struct WireText<'a> {
+        #[serde(rename = "type", borrow)]
+        message_type: Cow<'a, str>,
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+        #[serde(default, borrow)]
+        emojis: Vec<WireEmoji<'a>>,
+        #[serde(default, borrow)]
+        mention: Option<WireMention<'a>>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        quote_token: Option<Cow<'a, str>>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        quoted_message_id: Option<Cow<'a, str>>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        mark_as_read_token: Option<Cow<'a, str>>,
+    }
+
+    /// Read only to be refused where `model::Emoji` would be.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code, reason = "read to be checked, not used")]
+    struct WireEmoji<'a> {
+        index: usize,
+        length: usize,
+        #[serde(borrow)]
+        product_id: Cow<'a, str>,
+        #[serde(borrow)]
+        emoji_id: Cow<'a, str>,
+    }
+
+    #[derive(Deserialize)]
+    struct WireMention<'a> {
+        #[serde(borrow)]
+        mentionees: Vec<WireMentionee<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code, reason = "some fields are read to be checked, not used")]
+    struct WireMentionee<'a> {
+        index: usize,
+        length: usize,
+        /// Read as `model::MentioneeType` is: any string, `null` refused.
+        #[serde(rename = "type", default, borrow)]
+        mentionee_type: Cow<'a, str>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        user_id: Option<Cow<'a, str>>,
+        #[serde(default)]
+        is_self: Option<bool>,
+    }
+
+    /// The event, and whether it came in standby mode; `None` when the general path decides.
+    pub(super) fn event(body: &Bytes, destination: &str, json: &str) -> Option<(Event, bool)> {
+        let wire: WireEvent<'_> = serde_json::from_str(json).ok()?;
+        let edited = match &*wire.event_type {
+            "message" => false,
+            "messageEdited" => true,
+            _ => return None,
+        };
+        let message = wire.message?.get();
+        // An array would be read by position: leave anything but an object to the model.
+        if !message.starts_with('{') {
+            return None;
+        }
+        let text: WireText<'_> = serde_json::from_str(message).ok()?;
+        if text.message_type != "text" {
+            return None;
+        }
+        let (chat, sender) = match &wire.source {
+            None => (None, None),
+            Some(source) => source_ids(source)?,
+        };
+        let message = Message {
+            id: Some(MessageId::from_shared(body, &text.id)),
+            text: Some(text.text.into_owned()),
+            reply_to: text
+                .quoted_message_id
+                .as_ref()
+                .map(|id| MessageId::from_shared(body, id)),
+            mentions: text
+                .mention
+                .map(|mention| {
+                    mention
+                        .mentionees
+                        .iter()
+                        .filter_map(|m| {
+                            Some(Mention {
+                                user: UserId::from_shared(body, m.user_id.as_deref()?),
+                                index: Some(m.index),
+                                length: Some(m.length),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ..Message::default()
+        };
+        let kind = if edited {
+            EventKind::Edited(message)
+        } else {
+            EventKind::Message(message)
+        };
+        let id = match wire.webhook_event_id.as_ref().filter(|id| !id.is_empty()) {
+            Some(id) => EventId::from_shared(body, id),
+            None => super::id_of_payload(json),
+        };
+        let chat = chat.map_or(destination, |c| c);
+        let mut event = Event::from_platform(
+            Platform::LINE,
+            id,
+            bot_core::ConversationId::from_shared(body, chat),
+            kind,
+        );
+        event.sender = sender.map(|user| UserId::from_shared(body, user));
+        event.reply_token = wire
+            .reply_token
+            .as_ref()
+            .map(|token| ReplyToken::from_shared(body, token));
+        event.occurred_at = Timestamp::from_millis(wire.timestamp);
+        event.redelivered = wire.delivery_context.is_redelivery;
+        Some((event, wire.mode.as_deref() == Some("standby")))
+    }
+
+    /// The chat and the sender, by `model::Source`'s rules; `None` where it refuses the source.
+    fn source_ids<'s>(source: &'s WireSource<'_>) -> Option<(Option<&'s str>, Option<&'s str>)> {
+        let user = source.user_id.as_deref();
+        Some(match &*source.source_type {
+            "user" => (Some(user?), user),
+            "group" => (Some(source.group_id.as_deref()?), user),
+            "room" => (Some(source.room_id.as_deref()?), user),
+            _ => (user, user),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,5 +707,169 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// Every event both ways: the one-pass path where it applies, the typed model always.
+    fn both_paths(event: &Value) -> (Option<(Event, bool)>, (Event, bool)) {
+        let body = Bytes::from(event.to_string());
+        let json = std::str::from_utf8(&body).unwrap();
+        let fast = fast::event(&body, "Ubot", json);
+        let general = general("Ubot", json);
+        (fast, general)
+    }
+
+    #[test]
+    fn the_one_pass_path_maps_text_events_as_the_typed_model_does() {
+        let text = |source: Value, extra: Value| {
+            let mut e = json!({"type": "message", "mode": "active", "timestamp": 1_700_000_000_000_i64,
+                "source": source, "webhookEventId": "01HX", "replyToken": "rt-1",
+                "deliveryContext": {"isRedelivery": false},
+                "message": {"type": "text", "id": "m1", "text": "hi", "quoteToken": "q"}});
+            for (k, v) in extra.as_object().unwrap() {
+                if k == "message" {
+                    for (mk, mv) in v.as_object().unwrap() {
+                        e["message"][mk] = mv.clone();
+                    }
+                } else {
+                    e[k] = v.clone();
+                }
+            }
+            e
+        };
+        let cases = [
+            text(json!({"type": "user", "userId": "U1"}), json!({})),
+            text(
+                json!({"type": "group", "groupId": "G1", "userId": "U1"}),
+                json!({}),
+            ),
+            text(json!({"type": "group", "groupId": "G1"}), json!({})),
+            text(
+                json!({"type": "room", "roomId": "R1", "userId": "U1"}),
+                json!({}),
+            ),
+            text(json!({"type": "galaxy", "userId": "U1"}), json!({})),
+            text(json!({"type": "galaxy"}), json!({})),
+            text(json!(null), json!({})),
+            text(
+                json!({"type": "user", "userId": "U1"}),
+                json!({"type": "messageEdited"}),
+            ),
+            text(
+                json!({"type": "user", "userId": "U1"}),
+                json!({"mode": "standby", "replyToken": null}),
+            ),
+            text(
+                json!({"type": "user", "userId": "U1"}),
+                json!({"webhookEventId": ""}),
+            ),
+            text(
+                json!({"type": "user", "userId": "U1"}),
+                json!({"webhookEventId": null}),
+            ),
+            text(
+                json!({"type": "user", "userId": "U1"}),
+                json!({"deliveryContext": {"isRedelivery": true}}),
+            ),
+            text(
+                json!({"type": "group", "groupId": "G\"1\\u00e9", "userId": "U\\n1"}),
+                json!({"webhookEventId": "01\"HX", "replyToken": "r\\t1",
+                       "message": {"id": "m\"1", "text": "say \"hi\"\n\u{e9}\\", "quotedMessageId": "m\"0"}}),
+            ),
+            text(
+                json!({"type": "user", "userId": "U1"}),
+                json!({"message": {"quotedMessageId": "m0", "emojis": [{"index": 0, "length": 6, "productId": "p", "emojiId": "e"}],
+                       "mention": {"mentionees": [
+                           {"index": 0, "length": 4, "type": "user", "userId": "Ubot", "isSelf": true},
+                           {"index": 5, "length": 4, "type": "all"},
+                           {"index": 9, "length": 2, "userId": "U\"2"}]}}}),
+            ),
+        ];
+        for case in &cases {
+            let (fast, general) = both_paths(case);
+            let fast = fast.unwrap_or_else(|| panic!("the one-pass path refused {case}"));
+            assert!(
+                matches!(fast.0.kind, EventKind::Message(_) | EventKind::Edited(_)),
+                "{case}"
+            );
+            assert_eq!(fast, general, "{case}");
+        }
+        // The escapes come out as the text they stand for.
+        let (fast, _) = both_paths(&cases[12]);
+        let e = fast.unwrap().0;
+        assert_eq!(e.id.as_str(), "01\"HX");
+        assert_eq!(e.conversation.as_str(), "G\"1\\u00e9");
+        assert_eq!(e.text_content(), Some("say \"hi\"\n\u{e9}\\"));
+        assert_eq!(
+            e.reply_token.as_ref().map(ReplyToken::expose),
+            Some("r\\t1")
+        );
+    }
+
+    #[test]
+    fn the_one_pass_path_leaves_what_it_does_not_read_as_the_model_does_to_the_model() {
+        let base = json!({"type": "message", "timestamp": 1, "webhookEventId": "01HX",
+            "source": {"type": "user", "userId": "U1"},
+            "message": {"type": "text", "id": "m1", "text": "hi"}});
+        let with = |pointer: &str, value: Value| {
+            let mut e = base.clone();
+            *e.pointer_mut(pointer).unwrap() = value;
+            e
+        };
+        let refused = [
+            with("/message/id", json!(null)),
+            with("/message/text", json!(5)),
+            with("/message", json!(["text", "m1", "hi"])),
+            with("/message/type", json!("image")),
+            with("/source", json!({"type": "group", "userId": "U1"})),
+            with("/source", json!({"type": "user"})),
+            with("/timestamp", json!(null)),
+            with("/type", json!("postback")),
+            with(
+                "/message",
+                json!({"type": "text", "id": "m1", "text": "hi", "mention": {"mentionees": [{"index": 0, "length": 1, "type": null}]}}),
+            ),
+            with(
+                "/message",
+                json!({"type": "text", "id": "m1", "text": "hi", "emojis": [{"index": 0}]}),
+            ),
+        ];
+        for case in &refused {
+            let (fast, general) = both_paths(case);
+            assert!(fast.is_none(), "{case}");
+            // What the model decides stays the answer: unknown messages, others, ...
+            let _ = general;
+        }
+        let duplicate = r#"{"type":"message","timestamp":1,"type":"message","source":{"type":"user","userId":"U1"},"message":{"type":"text","id":"m","text":"a"}}"#;
+        let body = Bytes::from(duplicate);
+        assert!(fast::event(&body, "Ubot", duplicate).is_none());
+        assert!(matches!(
+            general("Ubot", duplicate).0.kind,
+            EventKind::Other(_)
+        ));
+    }
+
+    #[test]
+    fn events_share_the_body_they_came_in() {
+        let body = Bytes::from(
+            json!({"destination": "Ubot", "events": [
+                {"type": "message", "timestamp": 1, "webhookEventId": "01HX",
+                 "source": {"type": "user", "userId": "U1"},
+                 "message": {"type": "text", "id": "m1", "text": "hi"}},
+                {"type": "follow", "timestamp": 2, "webhookEventId": "01HY",
+                 "source": {"type": "user", "userId": "U1"}}]})
+            .to_string(),
+        );
+        let events = events_from_bytes(&body).unwrap();
+        let within = |s: &str| {
+            let (start, at) = (body.as_ptr() as usize, s.as_ptr() as usize);
+            at >= start && at + s.len() <= start + body.len()
+        };
+        for e in &events {
+            assert!(
+                within(e.raw.json()),
+                "the payload is a slice of the body, not a copy"
+            );
+        }
+        assert_eq!(events[1].raw()["type"], "follow");
     }
 }

@@ -21,12 +21,14 @@
 //! `time`) is [`Event::occurred_at`]. The whole item stays in [`Event::raw`];
 //! [`MessengerEventExt::messenger_event`] parses it back into a [`MessagingEvent`].
 
+use bot_core::event::Raw;
 use bot_core::event::content_id;
 use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Message, MessageId, Other, Postback, Reaction, Timestamp,
     UserId,
 };
 use bot_core::{Event, EventId, EventKind, Platform};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -134,21 +136,38 @@ fn tree(item: &RawValue) -> Value {
 /// then `standby[]`, then `changes[]`.
 ///
 /// Bodies whose `object` is neither `page` nor `instagram` yield no events. An item the model cannot read is still delivered, as
-/// `EventKind::Other` with its raw JSON: one odd item never costs the others.
+/// `EventKind::Other` with its raw JSON: one odd item never costs the others. The body is copied
+/// once; [`parse_bytes`] shares a body already in [`Bytes`].
 ///
 /// # Errors
 ///
 /// Fails when the body is not JSON, or has no `object` or no `entry` array.
 pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
-    let body: WireBody<'_> = serde_json::from_slice(body)?;
+    parse_bytes(&Bytes::copy_from_slice(body))
+}
+
+/// As [`parse_body`], from the body as received: each event's [`Event::raw`] and its long ids
+/// are slices of `body` (which they keep alive), not copies.
+///
+/// # Errors
+///
+/// Fails when the body is not JSON, or has no `object` or no `entry` array.
+pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
+    let wire: WireBody<'_> = serde_json::from_slice(body)?;
     let mut batch = Batch {
-        object: body.object,
+        object: wire.object,
         events: Vec::new(),
     };
     if !matches!(batch.object, Object::Page | Object::Instagram) {
         return Ok(batch);
     }
-    for entry in body.entry {
+    let items: usize = wire
+        .entry
+        .iter()
+        .map(|e| e.messaging.len() + e.standby.len() + e.changes.len())
+        .sum();
+    batch.events.reserve_exact(items);
+    for entry in wire.entry {
         let page_id = match &entry.id {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
@@ -160,17 +179,24 @@ pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
             .map(|item| (item, false))
             .chain(entry.standby.into_iter().map(|item| (item, true)));
         for (item, standby) in items {
-            let context = Context {
-                page_id: &page_id,
-                time: entry.time,
-                standby,
-            };
-            let event = to_core_event(&tree(item), &context);
-            batch.events.push(event.with_raw_json(item.to_owned()));
+            let fast = (!standby)
+                .then(|| fast::event(body, item.get(), &page_id, entry.time))
+                .flatten();
+            let mut event = fast.unwrap_or_else(|| {
+                let context = Context {
+                    page_id: &page_id,
+                    time: entry.time,
+                    standby,
+                };
+                to_core_event(&tree(item), &context)
+            });
+            event.raw = Raw::from_shared(body, item.get());
+            batch.events.push(event);
         }
         for change in entry.changes {
-            let event = change_event(&tree(change), &page_id, entry.time);
-            batch.events.push(event.with_raw_json(change.to_owned()));
+            let mut event = change_event(&tree(change), &page_id, entry.time);
+            event.raw = Raw::from_shared(body, change.get());
+            batch.events.push(event);
         }
     }
     Ok(batch)
@@ -420,6 +446,205 @@ fn attachment(a: &model::Attachment) -> Attachment {
     out
 }
 
+/// The hot case read in one pass into borrowed fields: a `messaging[]` item whose `message` is a
+/// user's text (no quick reply, attachment, echo or unsend). `None` sends the item down the
+/// general path (the typed model), which decides everything else: this path accepts only items
+/// that one accepts, and maps them alike.
+mod fast {
+    use std::borrow::Cow;
+
+    use bot_core::event::{Message, MessageId, Timestamp, UserId};
+    use bot_core::{ConversationId, Event, EventId, EventKind, Platform};
+    use bytes::Bytes;
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    #[derive(Deserialize)]
+    struct WireItem<'a> {
+        #[serde(default, borrow)]
+        sender: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        recipient: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        timestamp: Option<&'a RawValue>,
+        #[serde(borrow)]
+        message: &'a RawValue,
+    }
+
+    /// A string, borrowed from the body where it has no escapes.
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+    /// `Option<Cow<str>>` borrowed where the text has no escapes (serde's own `Option<Cow>` always
+    /// copies).
+    fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Cow<'a, str>>, D::Error> {
+        Ok(Option::<Text<'a>>::deserialize(d)?.map(|text| text.0))
+    }
+
+    /// `model::Party`'s fields; the id is checked as `string_or_number` reads it.
+    #[derive(Deserialize)]
+    struct WireParty<'a> {
+        #[serde(default, borrow)]
+        id: Option<&'a RawValue>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        user_ref: Option<Cow<'a, str>>,
+    }
+
+    /// `model::Message`'s fields, borrowed.
+    #[derive(Deserialize)]
+    #[allow(dead_code, reason = "some fields are read to be checked, not used")]
+    struct WireMessage<'a> {
+        #[serde(default, borrow)]
+        mid: Cow<'a, str>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        text: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        quick_reply: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        reply_to: Option<WireReplyTo<'a>>,
+        /// `null` kept as `Some`: the model refuses it where an absent list is empty.
+        #[serde(default, borrow, deserialize_with = "present")]
+        attachments: Option<&'a RawValue>,
+        #[serde(default)]
+        is_echo: bool,
+        #[serde(default, borrow)]
+        app_id: Option<&'a RawValue>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        metadata: Option<Cow<'a, str>>,
+        #[serde(default)]
+        is_deleted: bool,
+        #[serde(default)]
+        is_unsupported: bool,
+    }
+
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue>::deserialize(d).map(Some)
+    }
+
+    #[derive(Deserialize)]
+    struct WireReplyTo<'a> {
+        #[serde(default, borrow)]
+        mid: Cow<'a, str>,
+    }
+
+    /// A party as `model::Party` reads it: `Some(None)` for `null`, `None` where it fails (or
+    /// where the general path is simpler).
+    fn party<'a>(raw: Option<&'a RawValue>) -> Option<Option<WireParty<'a>>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        let json = raw.get();
+        if json == "null" {
+            return Some(None);
+        }
+        if !json.starts_with('{') {
+            return None;
+        }
+        let party: WireParty<'a> = serde_json::from_str(json).ok()?;
+        if let Some(id) = party.id {
+            // Strings only (a number's text would be formatted by the model): else the model.
+            if id.get() != "null" && !id.get().starts_with('"') {
+                return None;
+            }
+        }
+        Some(Some(party))
+    }
+
+    /// A party's string id (`None` for `null`): borrowed from the body when unescaped.
+    fn party_id<'a>(party: &WireParty<'a>) -> Option<Option<Cow<'a, str>>> {
+        match party.id {
+            None => Some(None),
+            Some(id) if id.get() == "null" => Some(None),
+            Some(id) => serde_json::from_str::<Option<Text<'a>>>(id.get())
+                .ok()
+                .map(|id| id.map(|id| id.0)),
+        }
+    }
+
+    /// The conversation of a party, as `conversation_of` in the general path.
+    fn conversation_of(
+        body: &Bytes,
+        id: Option<&str>,
+        party: &WireParty<'_>,
+    ) -> Option<ConversationId> {
+        match (id, party.user_ref.as_deref()) {
+            (Some(id), _) => Some(ConversationId::from_shared(body, id)),
+            (None, Some(user_ref)) => {
+                Some(ConversationId::from(super::user_ref_conversation(user_ref)))
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// The event of a `messaging[]` item; `None` when the general path decides.
+    pub(super) fn event(body: &Bytes, json: &str, page_id: &str, time: i64) -> Option<Event> {
+        if !json.starts_with('{') {
+            return None;
+        }
+        let item: WireItem<'_> = serde_json::from_str(json).ok()?;
+        let message = item.message.get();
+        if !message.starts_with('{') {
+            return None;
+        }
+        let m: WireMessage<'_> = serde_json::from_str(message).ok()?;
+        let plain = m.quick_reply.is_none_or(|q| q.get() == "null")
+            && m.attachments.is_none_or(|a| a.get() == "[]")
+            && !m.is_echo
+            && !m.is_deleted
+            && !m.mid.is_empty()
+            && m.app_id
+                .is_none_or(|a| a.get() == "null" || a.get().starts_with('"'));
+        if !plain {
+            return None;
+        }
+        let sender = party(item.sender)?;
+        let recipient = party(item.recipient)?;
+        let sender_id = match &sender {
+            Some(p) => party_id(p)?,
+            None => None,
+        };
+        let recipient_id = match &recipient {
+            Some(p) => party_id(p)?,
+            None => None,
+        };
+        // As `as_i64` reads it: integers only.
+        let timestamp = item.timestamp.and_then(|t| t.get().parse::<i64>().ok());
+        let conversation = sender
+            .as_ref()
+            .and_then(|p| conversation_of(body, sender_id.as_deref(), p))
+            .or_else(|| {
+                recipient
+                    .as_ref()
+                    .and_then(|p| conversation_of(body, recipient_id.as_deref(), p))
+            })
+            .unwrap_or_else(|| ConversationId::from_shared(body, page_id));
+        let message = Message {
+            id: Some(MessageId::from_shared(body, &m.mid)),
+            text: m.text.map(Cow::into_owned),
+            reply_to: m
+                .reply_to
+                .as_ref()
+                .filter(|r| !r.mid.is_empty())
+                .map(|r| MessageId::from_shared(body, &r.mid)),
+            ..Message::default()
+        };
+        let mut event = Event::from_platform(
+            Platform::MESSENGER,
+            EventId::from_shared(body, &m.mid),
+            conversation,
+            EventKind::Message(message),
+        );
+        let sender_any = sender
+            .as_ref()
+            .and_then(|p| sender_id.as_deref().or(p.user_ref.as_deref()));
+        event.sender = sender_any.map(|id| UserId::from_shared(body, id));
+        event.occurred_at = Timestamp::from_millis(timestamp.unwrap_or(time));
+        Some(event)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,5 +754,93 @@ mod tests {
         .unwrap();
         assert_eq!(other.object, Object::Unknown("user".into()));
         assert!(other.events.is_empty());
+    }
+
+    /// An item both ways: the one-pass path where it applies, the typed model always.
+    fn both_paths(item: &Value) -> (Option<Event>, Event) {
+        let body = Bytes::from(item.to_string());
+        let json = std::str::from_utf8(&body).unwrap();
+        let fast = fast::event(&body, json, "PAGE", 5);
+        let context = Context {
+            page_id: "PAGE",
+            time: 5,
+            standby: false,
+        };
+        (
+            fast,
+            to_core_event(&serde_json::from_str(json).unwrap(), &context),
+        )
+    }
+
+    #[test]
+    fn the_one_pass_path_maps_text_items_as_the_typed_model_does() {
+        let long_mid = format!("m_{}", "A".repeat(90));
+        let cases = [
+            json!({"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 1,
+                   "message": {"mid": "m_1", "text": "hi"}}),
+            json!({"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"},
+                   "message": {"mid": long_mid, "text": "hi", "reply_to": {"mid": "m_0"}}}),
+            json!({"sender": {"user_ref": "ref\"1"}, "recipient": {"id": "PAGE"}, "timestamp": 2,
+                   "message": {"mid": "m_\"2", "text": "say \"hi\"\n\u{e9}\\", "reply_to": {"mid": ""}}}),
+            json!({"sender": null, "recipient": {"id": "PAGE"}, "timestamp": 2.5,
+                   "message": {"mid": "m_3", "attachments": [], "quick_reply": null, "is_unsupported": true}}),
+            json!({"recipient": {}, "timestamp": "7", "message": {"mid": "m_4", "text": "x", "metadata": "m"}}),
+        ];
+        for case in &cases {
+            let (fast, general) = both_paths(case);
+            let fast = fast.unwrap_or_else(|| panic!("the one-pass path refused {case}"));
+            assert!(matches!(fast.kind, EventKind::Message(_)), "{case}");
+            assert_eq!(fast, general, "{case}");
+        }
+        let (fast, _) = both_paths(&cases[2]);
+        let e = fast.unwrap();
+        assert_eq!(e.id.as_str(), "m_\"2");
+        assert_eq!(e.conversation.as_str(), "user_ref:ref\"1");
+        assert_eq!(e.text_content(), Some("say \"hi\"\n\u{e9}\\"));
+    }
+
+    #[test]
+    fn the_one_pass_path_leaves_what_it_does_not_read_to_the_model() {
+        let refused = [
+            json!({"sender": {"id": 123}, "message": {"mid": "m_1", "text": "hi"}}),
+            json!({"sender": ["x"], "message": {"mid": "m_1", "text": "hi"}}),
+            json!({"sender": {"id": "P"}, "message": {"mid": "", "text": "hi"}}),
+            json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "text": "hi", "is_echo": true}}),
+            json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "is_deleted": true}}),
+            json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "text": "hi", "quick_reply": {"payload": "x"}}}),
+            json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "attachments": null}}),
+            json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "attachments": [{"type": "image"}]}}),
+            json!({"sender": {"id": "P"}, "message": ["m_1", "hi"]}),
+            json!({"sender": {"id": "P"}, "message": {"mid": null, "text": "hi"}}),
+            json!({"sender": {"id": "P"}, "postback": {"payload": "x"}}),
+        ];
+        for case in &refused {
+            assert!(both_paths(case).0.is_none(), "{case}");
+        }
+    }
+
+    #[test]
+    fn events_share_the_body_they_came_in() {
+        let long_mid = format!("m_{}", "A".repeat(90));
+        let body = Bytes::from(body(json!([
+            {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 1,
+             "message": {"mid": long_mid, "text": "hi"}},
+            {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "read": {"watermark": 1}}
+        ])));
+        let batch = parse_bytes(&body).unwrap();
+        let within = |s: &str| {
+            let (start, at) = (body.as_ptr() as usize, s.as_ptr() as usize);
+            at >= start && at + s.len() <= start + body.len()
+        };
+        assert!(
+            within(batch.events[0].id.as_str()),
+            "a long id shares the body"
+        );
+        for e in &batch.events {
+            assert!(
+                within(e.raw.json()),
+                "the payload is a slice of the body, not a copy"
+            );
+        }
     }
 }

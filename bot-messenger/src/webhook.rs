@@ -34,7 +34,7 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::event::{MessengerEventExt as _, parse_body};
+use crate::event::{MessengerEventExt as _, parse_bytes};
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -250,7 +250,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         tracing::debug!(%error, "messenger webhook refused");
         return ingress.refuse(&Platform::MESSENGER, StatusCode::UNAUTHORIZED, "signature");
     }
-    let batch = match parse_body(&body) {
+    let batch = match parse_bytes(&body) {
         Ok(batch) => batch,
         Err(error) => {
             // Only where and what kind: serde_json's message may quote the body's values.

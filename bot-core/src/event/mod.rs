@@ -5,39 +5,51 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+mod text;
+
+use text::Text;
 
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(Arc<str>);
+        pub struct $name(Text);
 
         impl $name {
             /// Creates the id from any string.
             pub fn new(id: impl AsRef<str>) -> Self {
-                Self(Arc::from(id.as_ref()))
+                Self(Text::new(id.as_ref()))
+            }
+
+            /// The id `id`, read from `payload` (the body or frame it came in): a short id is
+            /// kept inline, a long one shares `payload`'s buffer instead of a copy. An `id` that
+            /// does not lie within `payload` is copied.
+            pub fn from_shared(payload: &Bytes, id: &str) -> Self {
+                Self(Text::from_shared(payload, id))
             }
 
             /// The id as a string slice.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
+                fmt::Debug::fmt(&self.0, f)
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
@@ -49,13 +61,13 @@ macro_rules! string_id {
 
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                Self(Arc::from(s))
+                Self(Text::from_string(s))
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
     };
@@ -133,17 +145,23 @@ impl fmt::Display for Platform {
 /// A token that lets a handler reply to an event (LINE's `replyToken`, a Discord interaction token).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ReplyToken(Arc<str>);
+pub struct ReplyToken(Text);
 
 impl ReplyToken {
     /// Wraps a token.
     pub fn new(token: impl AsRef<str>) -> Self {
-        Self(Arc::from(token.as_ref()))
+        Self(Text::new(token.as_ref()))
+    }
+
+    /// The token `token`, read from `payload` (the body it came in), sharing it when long (see
+    /// [`EventId::from_shared`]).
+    pub fn from_shared(payload: &Bytes, token: &str) -> Self {
+        Self(Text::from_shared(payload, token))
     }
 
     /// The token. Do not log it: it authorises a reply.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
@@ -202,19 +220,22 @@ impl fmt::Debug for Timestamp {
 
 /// The original platform payload of an event, shared so that clones are cheap.
 ///
-/// Adapters keep it as the JSON text the platform sent ([`Raw::from_json`]): one allocation per
-/// event, where a [`serde_json::Value`] tree takes dozens. [`Raw::parse`] reads the text straight
-/// into a platform type; [`Raw::value`] builds the tree on first use and keeps it. A payload made
-/// from a tree ([`Raw::new`]) keeps the tree and writes its text on first use.
+/// Adapters keep it as the JSON text the platform sent: a slice of the request's or frame's body
+/// ([`Raw::from_shared`], no copy and no allocation), or text of its own ([`Raw::from_json`]).
+/// [`Raw::parse`] reads the text straight into a platform type; [`Raw::value`] builds the tree on
+/// first use and keeps it. A payload made from a tree ([`Raw::new`]) keeps the tree and writes
+/// its text on first use.
+///
+/// A payload sharing a body keeps the whole body alive while any event of it is queued or in
+/// flight: the events of one request share one buffer instead of a copy each.
 ///
 /// It serialises as the JSON it holds, embedded as is, with `serde_json` (the queues' format).
 #[derive(Clone, Default)]
-pub struct Raw(Option<Arc<RawInner>>);
-
-#[derive(Default)]
-struct RawInner {
-    json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
-    value: std::sync::OnceLock<serde_json::Value>,
+pub struct Raw {
+    /// The JSON text, UTF-8 (every constructor takes a `str`).
+    text: OnceLock<Bytes>,
+    /// The tree, built from the text on first use (or given).
+    tree: OnceLock<Arc<serde_json::Value>>,
 }
 
 static NULL: serde_json::Value = serde_json::Value::Null;
@@ -222,16 +243,39 @@ static NULL: serde_json::Value = serde_json::Value::Null;
 impl Raw {
     /// Wraps a payload.
     pub fn new(value: serde_json::Value) -> Self {
-        let inner = RawInner::default();
-        let _ = inner.value.set(value);
-        Self(Some(Arc::new(inner)))
+        Self {
+            text: OnceLock::new(),
+            tree: OnceLock::from(Arc::new(value)),
+        }
     }
 
     /// Wraps a payload's JSON text, parsed only when asked.
     pub fn from_json(json: Box<serde_json::value::RawValue>) -> Self {
-        let inner = RawInner::default();
-        let _ = inner.json.set(json);
-        Self(Some(Arc::new(inner)))
+        let text: Box<str> = json.into();
+        Self::from_text(Bytes::from(text.into_boxed_bytes()))
+    }
+
+    /// The payload `json` (JSON text, such as a `RawValue` read from `payload`), sharing the
+    /// buffer of `payload` (the request's or frame's body) instead of a copy; `json` that does not
+    /// lie within `payload` is copied.
+    ///
+    /// `json` must be JSON text: it is embedded as is when the event is serialised.
+    pub fn from_shared(payload: &Bytes, json: &str) -> Self {
+        Self::from_text(
+            text::shared_slice(payload, json)
+                .unwrap_or_else(|| Bytes::copy_from_slice(json.as_bytes())),
+        )
+    }
+
+    fn from_text(text: Bytes) -> Self {
+        Self {
+            text: OnceLock::from(text),
+            tree: OnceLock::new(),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.text.get().is_none() && self.tree.get().is_none()
     }
 
     /// The payload as a JSON tree (built from the text on first use).
@@ -240,30 +284,32 @@ impl Raw {
     /// (nesting deeper than serde_json's tree allows, or a lone surrogate escape): the text
     /// itself, in [`Raw::json`], is still whole.
     pub fn value(&self) -> &serde_json::Value {
-        let Some(inner) = &self.0 else {
+        if self.is_none() {
             return &NULL;
-        };
-        inner.value.get_or_init(|| match inner.json.get() {
-            Some(json) => serde_json::from_str(json.get()).unwrap_or_else(|e| {
+        }
+        self.tree.get_or_init(|| {
+            Arc::new(serde_json::from_str(self.json()).unwrap_or_else(|e| {
                 tracing::warn!(category = ?e.classify(), "raw payload cannot become a JSON tree");
                 serde_json::Value::Null
-            }),
-            None => serde_json::Value::Null,
+            }))
         })
     }
 
     /// The payload as JSON text (written from the tree on first use).
     pub fn json(&self) -> &str {
-        self.raw_json().map_or("null", |j| j.get())
+        self.raw_json().unwrap_or("null")
     }
 
-    fn raw_json(&self) -> Option<&serde_json::value::RawValue> {
-        let inner = self.0.as_ref()?;
-        let json = inner.json.get_or_init(|| {
-            let value = inner.value.get().unwrap_or(&NULL);
-            serde_json::value::to_raw_value(value).unwrap_or_else(|_| null_json())
+    fn raw_json(&self) -> Option<&str> {
+        if self.is_none() {
+            return None;
+        }
+        let text = self.text.get_or_init(|| {
+            let value = self.tree.get().map_or(&NULL, |tree| &**tree);
+            Bytes::from(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
         });
-        Some(json)
+        // UTF-8 by construction; checked again rather than trusted, which needs no `unsafe`.
+        Some(std::str::from_utf8(text).unwrap_or("null"))
     }
 
     /// Deserialises the payload into a platform type.
@@ -272,15 +318,11 @@ impl Raw {
     ///
     /// Fails when the payload does not have the shape of `T`.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        match self.0.as_ref().and_then(|inner| inner.value.get()) {
-            Some(value) => T::deserialize(value),
+        match self.tree.get() {
+            Some(value) => T::deserialize(&**value),
             None => serde_json::from_str(self.json()),
         }
     }
-}
-
-fn null_json() -> Box<serde_json::value::RawValue> {
-    serde_json::value::RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
 }
 
 impl PartialEq for Raw {
@@ -295,7 +337,7 @@ impl fmt::Debug for Raw {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.raw_json() {
             None => f.write_str("Raw(none)"),
-            Some(json) => write!(f, "Raw({} bytes)", json.get().len()),
+            Some(json) => write!(f, "Raw({} bytes)", json.len()),
         }
     }
 }
@@ -303,7 +345,12 @@ impl fmt::Debug for Raw {
 impl Serialize for Raw {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.raw_json() {
-            Some(json) => json.serialize(s),
+            Some(json) => {
+                // Borrowed: checks the text is one JSON value without copying it.
+                let raw: &serde_json::value::RawValue =
+                    serde_json::from_str(json).map_err(serde::ser::Error::custom)?;
+                raw.serialize(s)
+            }
             None => s.serialize_unit(),
         }
     }

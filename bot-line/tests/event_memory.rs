@@ -1,0 +1,63 @@
+//! What one LINE text event costs in memory: the size of [`Event`], and the heap allocations and
+//! bytes of parsing and mapping a webhook body of 10 text events (a counting allocator, dhat).
+//!
+//! Run with: cargo test -p bot-line --test event_memory
+
+use bot_core::Event;
+use bot_line::event::{events_from_body, events_from_bytes};
+use bot_line::testing::WebhookBuilder;
+use bytes::Bytes;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+fn body(events: usize) -> Bytes {
+    let mut builder = WebhookBuilder::new();
+    for i in 0..events {
+        builder = builder.text(&format!("U{i:032x}"), "hello, bot");
+    }
+    builder.body()
+}
+
+/// Allocations, bytes allocated and bytes still held after `parse`.
+fn measure(parse: impl FnOnce() -> Vec<Event>) -> (u64, u64, usize, Vec<Event>) {
+    let before = dhat::HeapStats::get();
+    let events = parse();
+    let after = dhat::HeapStats::get();
+    (
+        after.total_blocks - before.total_blocks,
+        after.total_bytes - before.total_bytes,
+        after.curr_bytes - before.curr_bytes,
+        events,
+    )
+}
+
+fn main() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let body = body(10);
+    println!(
+        "size_of::<Event>() = {} bytes",
+        std::mem::size_of::<Event>()
+    );
+
+    let (blocks, bytes, held, events) = measure(|| events_from_body(&body).expect("a webhook"));
+    println!(
+        "events_from_body, 10 text events, {} bytes: {blocks} allocations, {bytes} bytes \
+         allocated, {held} bytes held (the events' Vec of {} bytes, a copy of the body, the texts)",
+        body.len(),
+        events.capacity() * std::mem::size_of::<Event>(),
+    );
+    drop(events);
+
+    let (blocks, bytes, held, events) = measure(|| events_from_bytes(&body).expect("a webhook"));
+    let vec = events.capacity() * std::mem::size_of::<Event>();
+    println!(
+        "events_from_bytes (the webhook's path), 10 text events: {blocks} allocations, {bytes} \
+         bytes allocated, {held} bytes held, {} per event beyond the Vec and the shared body",
+        (held - vec) / 10
+    );
+    // One `Vec` of the events' JSON slices and one of the events, and per event its text: no
+    // copy of the payload, no id allocated.
+    dhat::assert!(blocks <= 2 + 10 + 4, "{blocks} allocations");
+    dhat::assert!(held - vec <= 10 * 32, "{held} bytes held");
+}
