@@ -33,7 +33,10 @@ fn measure(parse: impl FnOnce() -> Vec<Event>) -> (u64, u64, usize, Vec<Event>) 
 }
 
 fn main() {
-    let _profiler = dhat::Profiler::builder().testing().build();
+    let _profiler = dhat::Profiler::builder()
+        .testing()
+        .file_name(concat!(env!("CARGO_TARGET_TMPDIR"), "/dhat-heap.json"))
+        .build();
     let body = body(10);
     println!(
         "size_of::<Event>() = {} bytes",
