@@ -61,6 +61,44 @@ fn events(next_id: &AtomicU64, conversations: usize) -> Vec<Vec<Event>> {
     all.chunks(BATCH).map(<[Event]>::to_vec).collect()
 }
 
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
+///
+/// Wall-clock figures move with whatever else runs on the machine; CPU time per event much less.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 (1-based); the state (field 3) is index 0 here.
+    let total = ticks(11) + ticks(12);
+    // Linux reports them in USER_HZ, 100 per second on every supported architecture.
+    Duration::from_millis(total * 10)
+}
+
+/// CPU time and events seen inside the timed regions of one case.
+#[derive(Default)]
+struct CpuTally {
+    cpu: Duration,
+    events: u64,
+}
+
+impl CpuTally {
+    fn report(&self, name: &str) {
+        if self.events > 0 {
+            let per_event = self.cpu.as_secs_f64() * 1e9 / self.events as f64;
+            println!(
+                "{name}: {per_event:.0} ns CPU per event ({:.2} s CPU over {} events, timed regions only)",
+                self.cpu.as_secs_f64(),
+                self.events
+            );
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -92,6 +130,7 @@ fn bench(c: &mut Criterion) {
             bot
         });
         let next_id = AtomicU64::new(0);
+        let mut tally = CpuTally::default();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -100,6 +139,7 @@ fn bench(c: &mut Criterion) {
                     let base = counter.seen.load(AtomicOrdering::Relaxed);
                     counter.target.store(base + EVENTS, AtomicOrdering::Relaxed);
                     let ingress = bot.ingress();
+                    let cpu = process_cpu();
                     let start = Instant::now();
                     rt.block_on(async {
                         for batch in batches {
@@ -111,10 +151,13 @@ fn bench(c: &mut Criterion) {
                         }
                     });
                     total += start.elapsed();
+                    tally.cpu += process_cpu().saturating_sub(cpu);
+                    tally.events += EVENTS as u64;
                 }
                 total
             });
         });
+        tally.report(name);
         rt.block_on(bot.shutdown());
     }
     group.finish();
