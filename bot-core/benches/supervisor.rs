@@ -72,7 +72,12 @@ fn process_cpu() -> Duration {
         .map_or("", |(_, rest)| rest)
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 (1-based); the state (field 3) is index 0 here.
     let total = ticks(11) + ticks(12);
     // Linux reports them in USER_HZ, 100 per second on every supported architecture.
