@@ -28,6 +28,8 @@ fn bot(ordering: Ordering, counter: Arc<Counter>) -> Bot {
         .limits(Limits {
             max_in_flight: 1024,
             queue_capacity: EVENTS * 2,
+            // The whole iteration is submitted before it is handled: bound it by count only.
+            queue_capacity_bytes: usize::MAX,
             ordering,
             ..Limits::default()
         })
@@ -183,6 +185,8 @@ fn bench_queue(c: &mut Criterion) {
     ] {
         let queue = bot_core::MemoryQueue::new(&Limits {
             queue_capacity: EVENTS * 2,
+            // The whole iteration is submitted before it is handled: bound it by count only.
+            queue_capacity_bytes: usize::MAX,
             ordering,
             ..Limits::default()
         });
