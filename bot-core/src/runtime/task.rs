@@ -10,6 +10,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt as _;
@@ -223,7 +224,7 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) -> Completion {
     // Everything of the attempt runs under catch_unwind, not only the handler's poll: a route
     // predicate, a `timeout()` override or a drop that panics must fail the attempt, never lose
     // the task's completion (which would leak a slot and block the conversation).
-    let result = match AssertUnwindSafe(attempt_once(&env, &event, attempt))
+    let result = match AssertUnwindSafe(attempt_once(&env, &event, attempt, started))
         .catch_unwind()
         .await
     {
@@ -259,18 +260,29 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) -> Completion {
 }
 
 /// One attempt: the handler with its time-out, cancellation and grace period.
-async fn attempt_once(env: &TaskEnv, event: &Event, attempt: u32) -> Result<(), Failure> {
-    let cancel = CancellationToken::new();
-    let cx = Context::new(env.shared.clone(), event, attempt, cancel.clone());
-    let timeout = env.handler.timeout(event).unwrap_or(env.default_timeout);
+async fn attempt_once(
+    env: &TaskEnv,
+    event: &Event,
+    attempt: u32,
+    started: Instant,
+) -> Result<(), Failure> {
+    let cx = Context::for_attempt(env.shared.clone(), event, attempt);
+    let cancel = cx.canceller();
     // The handler consumes its copy; the original goes back to the queue if the attempt fails.
-    // Cloning here, in the task, keeps the copy off the dispatcher.
+    // Cloning here, in the worker, keeps the copy off the dispatcher.
     let call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
     tokio::pin!(call);
+    // Most handlers of a busy bot finish at their first poll: only the others pay for the
+    // time-out's timer, the route's time-out lookup and the shutdown watch.
+    if let Poll::Ready(r) = std::future::poll_fn(|task| Poll::Ready(call.as_mut().poll(task))).await
+    {
+        return outcome(r);
+    }
+    let timeout = env.handler.timeout(event).unwrap_or(env.default_timeout);
     let stopped = tokio::select! {
         biased;
         r = &mut call => return outcome(r),
-        () = tokio::time::sleep(timeout) => TaskFailure::Timeout,
+        () = tokio::time::sleep_until(super::deadline_after(started, timeout)) => TaskFailure::Timeout,
         () = env.hard_stop.cancelled() => TaskFailure::Cancelled,
     };
     // Tell the handler through `cx.cancellation()` and give it a moment to stop cleanly.
