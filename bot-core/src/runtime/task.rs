@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::context::{Context, Shared};
+use crate::context::{AttemptCancel, Context, Shared};
 use crate::event::Event;
 use crate::handler::{BoxHandler, Handler as _, is_retryable};
 use crate::queue::{Delivery, Lease};
@@ -270,14 +270,25 @@ async fn attempt_once(
     let cancel = cx.canceller();
     // The handler consumes its copy; the original goes back to the queue if the attempt fails.
     // Cloning here, in the worker, keeps the copy off the dispatcher.
-    let call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
-    tokio::pin!(call);
+    let mut call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
     // Most handlers of a busy bot finish at their first poll: only the others pay for the
-    // time-out's timer, the route's time-out lookup and the shutdown watch.
-    if let Poll::Ready(r) = std::future::poll_fn(|task| Poll::Ready(call.as_mut().poll(task))).await
-    {
-        return outcome(r);
+    // time-out's timer, the route's time-out lookup and the shutdown watch, which live in a
+    // future of their own so that the attempts that finish at once stay small to move.
+    match std::future::poll_fn(|task| Poll::Ready(call.poll_unpin(task))).await {
+        Poll::Ready(r) => outcome(r),
+        Poll::Pending => Box::pin(watch(env, event, call, cancel, started)).await,
     }
+}
+
+/// A handler attempt still running after its first poll: its time-out, the shutdown's
+/// cancellation and the grace period after either.
+async fn watch<'a>(
+    env: &'a TaskEnv,
+    event: &Event,
+    mut call: Call<'a>,
+    cancel: AttemptCancel,
+    started: Instant,
+) -> Result<(), Failure> {
     let timeout = env.handler.timeout(event).unwrap_or(env.default_timeout);
     let stopped = tokio::select! {
         biased;
@@ -299,6 +310,13 @@ async fn attempt_once(
         (failure, _) => Err((failure, true, None)),
     }
 }
+
+/// A handler's future, with its panics caught.
+type Call<'a> = futures::future::CatchUnwind<
+    AssertUnwindSafe<
+        std::pin::Pin<Box<dyn Future<Output = Result<(), crate::BoxError>> + Send + 'a>>,
+    >,
+>;
 
 fn outcome(r: std::thread::Result<Result<(), crate::BoxError>>) -> Result<(), Failure> {
     match r {
