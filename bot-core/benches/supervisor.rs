@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use bot_core::{Bot, Context, Error, Event, Limits, Ordering, Platform};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use tokio::sync::Notify;
 
 const EVENTS: usize = 100_000;
@@ -220,5 +220,125 @@ fn bench_queue(c: &mut Criterion) {
     group.finish();
 }
 
+/// An event as the LINE adapter makes it from botload's webhook-noop payload: the event's JSON
+/// text kept as the raw payload, the text, the message id, the sender and the reply token.
+fn line_event(n: u64) -> Event {
+    let user = n % 100_000;
+    let json = format!(
+        r#"{{"type":"message","mode":"active","timestamp":{ts},"source":{{"type":"user","userId":"U{user:032x}"}},"webhookEventId":"01LOAD{n:020}","deliveryContext":{{"isRedelivery":false}},"replyToken":"rt{n:030x}","message":{{"type":"text","id":"{n}","quoteToken":"q{n}","text":"hello, bot"}}}}"#,
+        ts = 1_700_000_000_000 + n,
+    );
+    let raw = serde_json::value::RawValue::from_string(json).expect("valid json");
+    let mut message = bot_core::event::Message::text("hello, bot");
+    message.id = Some(bot_core::event::MessageId::new(n.to_string()));
+    Event::from_platform(
+        Platform::LINE,
+        format!("01LOAD{n:020}"),
+        format!("U{user:032x}"),
+        bot_core::event::EventKind::Message(message),
+    )
+    .with_sender(format!("U{user:032x}"))
+    .with_reply_token(bot_core::event::ReplyToken::new(format!("rt{n:030x}")))
+    .with_raw_json(raw)
+}
+
+/// Resident memory of this process, from `/proc/self/statm`.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// `BOT_BENCH_MEMORY=1 cargo bench -p bot-core --bench supervisor`: the resident memory a
+/// queued and an in-flight LINE event cost (RSS difference over many events; system allocator).
+fn memory() {
+    const N: u64 = 50_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use bot_core::Queue as _;
+        // Queued: pushed in webhook-sized batches of 10, never pulled.
+        let queue = bot_core::MemoryQueue::new(&Limits {
+            queue_capacity: N as usize,
+            queue_capacity_bytes: usize::MAX,
+            ..Limits::default()
+        });
+        let before = rss_bytes();
+        for start in (0..N).step_by(10) {
+            let batch: Vec<Event> = (start..start + 10).map(line_event).collect();
+            queue.push_batch(batch).await.expect("accepted");
+        }
+        let after = rss_bytes();
+        println!(
+            "queued: {:.0} bytes RSS per LINE event over {N} events; the byte budget counts {:.0} per event",
+            (after.saturating_sub(before)) as f64 / N as f64,
+            queue.waiting_bytes() as f64 / N as f64,
+        );
+        drop(queue);
+
+        // In flight: every handler only waits (as on a slow API call) until released.
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        let all_started = Arc::new(Notify::new());
+        let (r, s, a) = (release.clone(), started.clone(), all_started.clone());
+        let bot = Bot::builder()
+            .limits(Limits {
+                max_in_flight: N as usize,
+                queue_capacity: N as usize,
+                queue_capacity_bytes: usize::MAX,
+                ..Limits::default()
+            })
+            .handler(move |_cx: Context, _e: Event| {
+                let (r, s, a) = (r.clone(), s.clone(), a.clone());
+                async move {
+                    if s.fetch_add(1, AtomicOrdering::SeqCst) + 1 == N as usize {
+                        a.notify_one();
+                    }
+                    let _permit = r.acquire().await;
+                    Ok::<_, Error>(())
+                }
+            })
+            .build()
+            .expect("valid bot");
+        bot.start();
+        let ingress = bot.ingress();
+        // A first round to warm up (runtime, workers, allocator arenas), then the measured one.
+        for round in 0..2 {
+            started.store(0, AtomicOrdering::SeqCst);
+            let before = rss_bytes();
+            for start in (0..N).step_by(10) {
+                let n0 = start + (round + 1) * 10 * N;
+                let batch: Vec<Event> = (n0..n0 + 10).map(line_event).collect();
+                ingress.submit(batch).await.expect("accepted");
+            }
+            all_started.notified().await;
+            let after = rss_bytes();
+            println!(
+                "in flight (round {round}): {:.0} bytes RSS per LINE event over {N} handlers waiting",
+                (after.saturating_sub(before)) as f64 / N as f64,
+            );
+            release.add_permits(N as usize);
+            bot.idle().await;
+            release.forget_permits(usize::MAX);
+        }
+        bot.shutdown().await;
+    });
+}
+
 criterion_group!(benches, bench, bench_queue);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("BOT_BENCH_MEMORY").is_some() {
+        memory();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
