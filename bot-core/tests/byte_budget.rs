@@ -8,7 +8,7 @@ use bot_core::{Bot, Context, Error, ErrorKind, Event, Limits, Ordering, Overflow
 use tokio::sync::{Notify, Semaphore};
 
 /// Text of this many bytes makes an event far larger than its fixed overhead.
-const LARGE: usize = 10_000;
+const LARGE: usize = 20_000;
 /// Room for two large events by bytes (and for a hundred by count).
 const BUDGET: usize = 2 * LARGE + LARGE / 2;
 
@@ -97,14 +97,14 @@ async fn a_batch_over_the_byte_budget_is_refused_whole_although_the_count_allows
 #[tokio::test]
 async fn drop_oldest_evicts_as_many_waiting_events_as_the_bytes_need_and_counts_them() {
     let (bot, gate, handled) = budget_bot(Overflow::DropOldest).await;
-    // Four small events wait; a large one needs the room of at least two of them.
-    let small = LARGE / 2;
+    // Five small events wait; a large one needs the room of at least two of them.
+    let small = LARGE / 3;
     let r = bot
         .ingress()
-        .submit((1..=4).map(|i| event(&format!("e{i}"), small)).collect())
+        .submit((1..=5).map(|i| event(&format!("e{i}"), small)).collect())
         .await
         .unwrap();
-    assert_eq!((r.accepted, r.evicted_oldest), (4, 0));
+    assert_eq!((r.accepted, r.evicted_oldest), (5, 0));
     let r = bot
         .ingress()
         .submit(vec![event("big", LARGE)])
@@ -121,7 +121,7 @@ async fn drop_oldest_evicts_as_many_waiting_events_as_the_bytes_need_and_counts_
     bot.idle().await;
     bot.shutdown().await;
     let got = handled.lock().unwrap().clone();
-    assert_eq!(got.len(), 1 + 4 + 1 - evicted);
+    assert_eq!(got.len(), 1 + 5 + 1 - evicted);
     assert_eq!(got.last().map(String::as_str), Some("big"));
     assert!(
         !got.contains(&"e1".to_owned()),

@@ -1047,18 +1047,18 @@ mod tests {
 
     #[tokio::test]
     async fn reject_refuses_by_bytes_although_the_count_allows() {
-        let one = crate::queue::event_bytes(&sized("a", "1", 1000));
+        let one = crate::queue::event_bytes(&sized("a", "1", 5000));
         // Room for two such events by bytes, for a thousand by count.
         let q = MemoryQueue::new(&bytes_limits(
             2 * one + one / 2,
             Overflow::Reject,
             Ordering::PerConversation,
         ));
-        q.push_batch(vec![sized("a", "1", 1000), sized("b", "2", 1000)])
+        q.push_batch(vec![sized("a", "1", 5000), sized("b", "2", 5000)])
             .await
             .unwrap();
         assert_eq!(q.waiting_bytes(), 2 * one);
-        let e = q.push_batch(vec![sized("c", "3", 1000)]).await.unwrap_err();
+        let e = q.push_batch(vec![sized("c", "3", 5000)]).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::QueueFull);
         assert_eq!(e.retry_after(), Some(FULL_RETRY_AFTER));
         assert_eq!(q.depth(), 2, "nothing of the refused batch was added");

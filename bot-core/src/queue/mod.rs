@@ -21,10 +21,15 @@ use crate::event::{Event, Timestamp};
 
 pub use memory::MemoryQueue;
 
-/// What one event costs beyond the bytes counted from its content: the event structure itself,
-/// the shared string headers of its ids and payload, the queue's entry and allocator rounding.
-/// Chosen from measurement (see the memory queue's tests), erring high.
-pub(crate) const EVENT_OVERHEAD_BYTES: usize = std::mem::size_of::<Event>() + 192;
+/// What one event costs beyond the bytes counted from its content: the event structure in the
+/// queue's entry, the headers of its shared strings and payload, the allocator's headers and
+/// rounding, the buffers' spare room, the deduplication key and a conversation lane.
+///
+/// Calibrated by measurement: a LINE text event as the adapter makes it (about 530 bytes of JSON)
+/// took 2,020 bytes of resident memory per event queued (50,000 events,
+/// `BOT_BENCH_MEMORY=1 cargo bench -p bot-core --bench supervisor`, glibc malloc), against 900
+/// counted with an overhead of the event's size plus 192. This overhead makes the count match.
+pub(crate) const EVENT_OVERHEAD_BYTES: usize = std::mem::size_of::<Event>() + 1312;
 
 /// The bytes an event holds while it waits in a queue, from its public parts: the ids, the raw
 /// payload's JSON text, the text and attachments of a message, plus [`EVENT_OVERHEAD_BYTES`].
