@@ -253,8 +253,32 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// A queue filled to the default limits, as a bot driven past saturation has it.
+async fn fill_to_default_limits() {
+    use bot_core::Queue as _;
+    // Alone in its process: memory freed by the other steps would be reused and hide it.
+    let queue = bot_core::MemoryQueue::new(&Limits::default());
+    let before = rss_bytes();
+    let mut queued = 0u64;
+    loop {
+        let n0 = 10_000_000 + queued;
+        let batch: Vec<Event> = (n0..n0 + 10).map(line_event).collect();
+        match queue.push_batch(batch).await {
+            Ok(report) => queued += report.accepted as u64,
+            Err(_) => break,
+        }
+    }
+    println!(
+        "full at the default limits: {queued} LINE events queued, {:.1} MiB RSS, {:.1} MiB counted",
+        (rss_bytes().saturating_sub(before)) as f64 / (1 << 20) as f64,
+        queue.waiting_bytes() as f64 / (1 << 20) as f64,
+    );
+    drop(queue);
+}
+
 /// `BOT_BENCH_MEMORY=1 cargo bench -p bot-core --bench supervisor`: the resident memory a
-/// queued and an in-flight LINE event cost (RSS difference over many events; system allocator).
+/// queued and an in-flight LINE event cost (RSS difference over many events; system allocator);
+/// `BOT_BENCH_MEMORY=full`: what a queue filled to the default limits holds.
 fn memory() {
     const N: u64 = 50_000;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -264,6 +288,11 @@ fn memory() {
         .expect("runtime");
     rt.block_on(async {
         use bot_core::Queue as _;
+        let full = std::env::var("BOT_BENCH_MEMORY").is_ok_and(|v| v == "full");
+        if full {
+            fill_to_default_limits().await;
+            return;
+        }
         // Queued: pushed in webhook-sized batches of 10, never pulled.
         let queue = bot_core::MemoryQueue::new(&Limits {
             queue_capacity: N as usize,

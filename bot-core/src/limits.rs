@@ -30,7 +30,9 @@ pub struct Limits {
     /// payload JSON, text and attachments, plus a fixed overhead per event). Whichever of this
     /// and `queue_capacity` is reached first makes the buffer full. Default 16 MiB
     /// ([`DEFAULT_QUEUE_CAPACITY_BYTES`]), which keeps a bot driven past saturation well under
-    /// 64 MiB of resident memory; a burst of large payloads cannot take more.
+    /// 64 MiB of resident memory; a burst of large payloads cannot take more. Enforced by the
+    /// memory queue with the same `overflow` policy as the count; the PostgreSQL queue has its
+    /// own (`PgQueueBuilder::queue_capacity_bytes`).
     pub queue_capacity_bytes: usize,
     /// What a push does when the buffer is full. Default [`Overflow::Reject`].
     pub overflow: Overflow,
