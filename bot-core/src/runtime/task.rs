@@ -88,12 +88,16 @@ impl Workers {
             inputs.push(tx);
             // A fixed number of long-lived tasks per supervisor, not per-message work.
             #[allow(clippy::disallowed_methods)]
-            handles.push(tokio::spawn(work(
+            // Unconstrained: Tokio's per-task budget is meant for one future, not the thousands
+            // a worker polls in one round; under it, attempts whose answers had arrived kept
+            // seeing Pending and their HTTP calls timed out (slow-api). A worker still yields
+            // after polling each attempt once (FuturesUnordered does).
+            handles.push(tokio::spawn(tokio::task::unconstrained(work(
                 env.clone(),
                 worker,
                 rx,
                 completions.clone(),
-            )));
+            ))));
         }
         Self {
             load: vec![0; count],
