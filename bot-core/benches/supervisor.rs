@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use bot_core::{Bot, Context, Error, Event, Limits, Ordering, Platform};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use tokio::sync::Notify;
 
 const EVENTS: usize = 100_000;
@@ -28,6 +28,8 @@ fn bot(ordering: Ordering, counter: Arc<Counter>) -> Bot {
         .limits(Limits {
             max_in_flight: 1024,
             queue_capacity: EVENTS * 2,
+            // The whole iteration is submitted before it is handled: bound it by count only.
+            queue_capacity_bytes: usize::MAX,
             ordering,
             ..Limits::default()
         })
@@ -61,6 +63,49 @@ fn events(next_id: &AtomicU64, conversations: usize) -> Vec<Vec<Event>> {
     all.chunks(BATCH).map(<[Event]>::to_vec).collect()
 }
 
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
+///
+/// Wall-clock figures move with whatever else runs on the machine; CPU time per event much less.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 (1-based); the state (field 3) is index 0 here.
+    let total = ticks(11) + ticks(12);
+    // Linux reports them in USER_HZ, 100 per second on every supported architecture.
+    Duration::from_millis(total * 10)
+}
+
+/// CPU time and events seen inside the timed regions of one case.
+#[derive(Default)]
+struct CpuTally {
+    cpu: Duration,
+    events: u64,
+}
+
+impl CpuTally {
+    fn report(&self, name: &str) {
+        if self.events > 0 {
+            let per_event = self.cpu.as_secs_f64() * 1e9 / self.events as f64;
+            println!(
+                "{name}: {per_event:.0} ns CPU per event ({:.2} s CPU over {} events, timed regions only)",
+                self.cpu.as_secs_f64(),
+                self.events
+            );
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -92,6 +137,7 @@ fn bench(c: &mut Criterion) {
             bot
         });
         let next_id = AtomicU64::new(0);
+        let mut tally = CpuTally::default();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -100,6 +146,7 @@ fn bench(c: &mut Criterion) {
                     let base = counter.seen.load(AtomicOrdering::Relaxed);
                     counter.target.store(base + EVENTS, AtomicOrdering::Relaxed);
                     let ingress = bot.ingress();
+                    let cpu = process_cpu();
                     let start = Instant::now();
                     rt.block_on(async {
                         for batch in batches {
@@ -111,10 +158,13 @@ fn bench(c: &mut Criterion) {
                         }
                     });
                     total += start.elapsed();
+                    tally.cpu += process_cpu().saturating_sub(cpu);
+                    tally.events += EVENTS as u64;
                 }
                 total
             });
         });
+        tally.report(name);
         rt.block_on(bot.shutdown());
     }
     group.finish();
@@ -135,6 +185,8 @@ fn bench_queue(c: &mut Criterion) {
     ] {
         let queue = bot_core::MemoryQueue::new(&Limits {
             queue_capacity: EVENTS * 2,
+            // The whole iteration is submitted before it is handled: bound it by count only.
+            queue_capacity_bytes: usize::MAX,
             ordering,
             ..Limits::default()
         });
@@ -168,5 +220,154 @@ fn bench_queue(c: &mut Criterion) {
     group.finish();
 }
 
+/// An event as the LINE adapter makes it from botload's webhook-noop payload: the event's JSON
+/// text kept as the raw payload, the text, the message id, the sender and the reply token.
+fn line_event(n: u64) -> Event {
+    let user = n % 100_000;
+    let json = format!(
+        r#"{{"type":"message","mode":"active","timestamp":{ts},"source":{{"type":"user","userId":"U{user:032x}"}},"webhookEventId":"01LOAD{n:020}","deliveryContext":{{"isRedelivery":false}},"replyToken":"rt{n:030x}","message":{{"type":"text","id":"{n}","quoteToken":"q{n}","text":"hello, bot"}}}}"#,
+        ts = 1_700_000_000_000 + n,
+    );
+    let raw = serde_json::value::RawValue::from_string(json).expect("valid json");
+    let mut message = bot_core::event::Message::text("hello, bot");
+    message.id = Some(bot_core::event::MessageId::new(n.to_string()));
+    Event::from_platform(
+        Platform::LINE,
+        format!("01LOAD{n:020}"),
+        format!("U{user:032x}"),
+        bot_core::event::EventKind::Message(message),
+    )
+    .with_sender(format!("U{user:032x}"))
+    .with_reply_token(bot_core::event::ReplyToken::new(format!("rt{n:030x}")))
+    .with_raw_json(raw)
+}
+
+/// Resident memory of this process, from `/proc/self/statm`.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A queue filled to the default limits, as a bot driven past saturation has it.
+async fn fill_to_default_limits() {
+    use bot_core::Queue as _;
+    // Alone in its process: memory freed by the other steps would be reused and hide it.
+    let queue = bot_core::MemoryQueue::new(&Limits::default());
+    let before = rss_bytes();
+    let mut queued = 0u64;
+    loop {
+        let n0 = 10_000_000 + queued;
+        let batch: Vec<Event> = (n0..n0 + 10).map(line_event).collect();
+        match queue.push_batch(batch).await {
+            Ok(report) => queued += report.accepted as u64,
+            Err(_) => break,
+        }
+    }
+    println!(
+        "full at the default limits: {queued} LINE events queued, {:.1} MiB RSS, {:.1} MiB counted",
+        (rss_bytes().saturating_sub(before)) as f64 / (1 << 20) as f64,
+        queue.waiting_bytes() as f64 / (1 << 20) as f64,
+    );
+    drop(queue);
+}
+
+/// `BOT_BENCH_MEMORY=1 cargo bench -p bot-core --bench supervisor`: the resident memory a
+/// queued and an in-flight LINE event cost (RSS difference over many events; system allocator);
+/// `BOT_BENCH_MEMORY=full`: what a queue filled to the default limits holds.
+fn memory() {
+    const N: u64 = 50_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use bot_core::Queue as _;
+        let full = std::env::var("BOT_BENCH_MEMORY").is_ok_and(|v| v == "full");
+        if full {
+            fill_to_default_limits().await;
+            return;
+        }
+        // Queued: pushed in webhook-sized batches of 10, never pulled.
+        let queue = bot_core::MemoryQueue::new(&Limits {
+            queue_capacity: N as usize,
+            queue_capacity_bytes: usize::MAX,
+            ..Limits::default()
+        });
+        let before = rss_bytes();
+        for start in (0..N).step_by(10) {
+            let batch: Vec<Event> = (start..start + 10).map(line_event).collect();
+            queue.push_batch(batch).await.expect("accepted");
+        }
+        let after = rss_bytes();
+        println!(
+            "queued: {:.0} bytes RSS per LINE event over {N} events; the byte budget counts {:.0} per event",
+            (after.saturating_sub(before)) as f64 / N as f64,
+            queue.waiting_bytes() as f64 / N as f64,
+        );
+        drop(queue);
+
+        // In flight: every handler only waits (as on a slow API call) until released.
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        let all_started = Arc::new(Notify::new());
+        let (r, s, a) = (release.clone(), started.clone(), all_started.clone());
+        let bot = Bot::builder()
+            .limits(Limits {
+                max_in_flight: N as usize,
+                queue_capacity: N as usize,
+                queue_capacity_bytes: usize::MAX,
+                ..Limits::default()
+            })
+            .handler(move |_cx: Context, _e: Event| {
+                let (r, s, a) = (r.clone(), s.clone(), a.clone());
+                async move {
+                    if s.fetch_add(1, AtomicOrdering::SeqCst) + 1 == N as usize {
+                        a.notify_one();
+                    }
+                    let _permit = r.acquire().await;
+                    Ok::<_, Error>(())
+                }
+            })
+            .build()
+            .expect("valid bot");
+        bot.start();
+        let ingress = bot.ingress();
+        // A first round to warm up (runtime, workers, allocator arenas), then the measured one.
+        for round in 0..2 {
+            started.store(0, AtomicOrdering::SeqCst);
+            let before = rss_bytes();
+            for start in (0..N).step_by(10) {
+                let n0 = start + (round + 1) * 10 * N;
+                let batch: Vec<Event> = (n0..n0 + 10).map(line_event).collect();
+                ingress.submit(batch).await.expect("accepted");
+            }
+            all_started.notified().await;
+            let after = rss_bytes();
+            println!(
+                "in flight (round {round}): {:.0} bytes RSS per LINE event over {N} handlers waiting",
+                (after.saturating_sub(before)) as f64 / N as f64,
+            );
+            release.add_permits(N as usize);
+            bot.idle().await;
+            release.forget_permits(usize::MAX);
+        }
+        bot.shutdown().await;
+    });
+}
+
 criterion_group!(benches, bench, bench_queue);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("BOT_BENCH_MEMORY").is_some() {
+        memory();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

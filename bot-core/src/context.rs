@@ -66,10 +66,37 @@ pub struct Context {
     shared: Arc<Shared>,
     platform: Platform,
     target: Target,
-    /// Sends made so far for this event, shared by clones of the context.
-    sends: Arc<AtomicU32>,
+    /// What clones of the context share: one allocation per attempt.
+    state: Arc<AttemptState>,
     attempt: u32,
-    cancel: CancellationToken,
+}
+
+/// The part of a context that its clones share.
+#[derive(Default)]
+struct AttemptState {
+    /// Sends made so far for this event.
+    sends: AtomicU32,
+    /// Made on first use, by the handler asking for it or the runtime cancelling: most attempts
+    /// finish without either, and a token costs an allocation and a lock to make.
+    cancel: std::sync::OnceLock<CancellationToken>,
+}
+
+impl AttemptState {
+    fn token(&self) -> &CancellationToken {
+        self.cancel.get_or_init(CancellationToken::new)
+    }
+}
+
+/// The runtime's handle on an attempt's cancellation, made without a token until needed.
+#[derive(Clone)]
+pub(crate) struct AttemptCancel(Arc<AttemptState>);
+
+impl AttemptCancel {
+    /// Cancels the attempt: `cx.cancellation()` fires, whether the handler took it before or
+    /// takes it after (both see the one token the cell holds).
+    pub(crate) fn cancel(&self) {
+        self.0.token().cancel();
+    }
 }
 
 impl fmt::Debug for Context {
@@ -83,12 +110,22 @@ impl fmt::Debug for Context {
 }
 
 impl Context {
+    /// A context whose cancellation is `cancel` (the runtime uses [`Context::for_attempt`]).
+    #[cfg(test)]
     pub(crate) fn new(
         shared: Arc<Shared>,
         event: &Event,
         attempt: u32,
         cancel: CancellationToken,
     ) -> Self {
+        let cx = Self::for_attempt(shared, event, attempt);
+        let _ = cx.state.cancel.set(cancel);
+        cx
+    }
+
+    /// A context for one attempt whose cancellation token is made only if someone asks for it
+    /// or cancels it (through the returned handle).
+    pub(crate) fn for_attempt(shared: Arc<Shared>, event: &Event, attempt: u32) -> Self {
         Self {
             shared,
             platform: event.platform.clone(),
@@ -100,10 +137,14 @@ impl Context {
                 origin: Some(event.id.clone()),
                 send_index: 0,
             },
-            sends: Arc::default(),
+            state: Arc::default(),
             attempt,
-            cancel,
         }
+    }
+
+    /// The runtime's handle to cancel this attempt.
+    pub(crate) fn canceller(&self) -> AttemptCancel {
+        AttemptCancel(self.state.clone())
     }
 
     /// The platform of the event being handled.
@@ -130,7 +171,7 @@ impl Context {
     ///
     /// Long handlers should select on it to stop early and cleanly.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
+        self.state.token()
     }
 
     /// The outbound client of the event's platform.
@@ -167,7 +208,7 @@ impl Context {
     /// As [`Context::reply`].
     pub async fn reply_all(&self, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
         let mut target = self.target.clone();
-        target.send_index = self.sends.fetch_add(1, AtomicOrdering::Relaxed);
+        target.send_index = self.state.sends.fetch_add(1, AtomicOrdering::Relaxed);
         self.outbound()?.send(&target, messages).await
     }
 
@@ -198,7 +239,7 @@ impl Context {
     ) -> Result<(), Error> {
         let mut target = Target::conversation(conversation);
         target.origin.clone_from(&self.target.origin);
-        target.send_index = self.sends.fetch_add(1, AtomicOrdering::Relaxed);
+        target.send_index = self.state.sends.fetch_add(1, AtomicOrdering::Relaxed);
         self.outbound_for(&platform)?
             .send(&target, vec![message.into()])
             .await
@@ -336,5 +377,41 @@ impl ConversationState<'_> {
     /// [`ErrorKind::StateConflict`] when another write came first.
     pub async fn clear(&self, expected: u64) -> Result<bool, Error> {
         self.store.delete(&self.key, expected).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Platform;
+    use crate::state::MemoryStateStore;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            outbounds: HashMap::new(),
+            app_state: TypeMap::default(),
+            clients: TypeMap::default(),
+            state_store: Arc::new(MemoryStateStore::new()),
+            #[cfg(feature = "postgres")]
+            db: None,
+        })
+    }
+
+    #[test]
+    fn a_lazily_made_token_sees_a_cancel_from_before_or_after_it_was_asked_for() {
+        let event = Event::text(Platform::TEST, "a", "hi");
+        // Cancelled before the handler asked: the token it gets is already cancelled.
+        let cx = Context::for_attempt(shared(), &event, 1);
+        cx.canceller().cancel();
+        assert!(cx.cancellation().is_cancelled());
+        // Asked first (by a clone), cancelled after: the same token fires.
+        let cx = Context::for_attempt(shared(), &event, 1);
+        let token = cx.clone().cancellation().clone();
+        assert!(!token.is_cancelled());
+        cx.canceller().cancel();
+        assert!(token.is_cancelled() && cx.cancellation().is_cancelled());
+        // Each attempt has its own.
+        let other = Context::for_attempt(shared(), &event, 2);
+        assert!(!other.cancellation().is_cancelled());
     }
 }

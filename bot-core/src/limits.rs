@@ -8,6 +8,9 @@ use crate::error::Error;
 /// Tokio's channels and semaphores allow.
 pub const MAX_IN_FLIGHT: usize = 1 << 24;
 
+/// The default [`Limits::queue_capacity_bytes`]: 16 MiB of waiting events.
+pub const DEFAULT_QUEUE_CAPACITY_BYTES: usize = 16 << 20;
+
 /// The bounds the supervisor and the memory queue enforce.
 ///
 /// Build one with struct update syntax and validate it (the bot builder does):
@@ -23,6 +26,14 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Events buffered and waiting to run. Default 100,000.
     pub queue_capacity: usize,
+    /// Bytes of events buffered and waiting to run, as the memory queue measures them (ids,
+    /// payload JSON, text and attachments, plus a fixed overhead per event). Whichever of this
+    /// and `queue_capacity` is reached first makes the buffer full. Default 16 MiB
+    /// ([`DEFAULT_QUEUE_CAPACITY_BYTES`]), which keeps a bot driven past saturation well under
+    /// 64 MiB of resident memory; a burst of large payloads cannot take more. Enforced by the
+    /// memory queue with the same `overflow` policy as the count; the PostgreSQL queue has its
+    /// own (`PgQueueBuilder::queue_capacity_bytes`).
+    pub queue_capacity_bytes: usize,
     /// What a push does when the buffer is full. Default [`Overflow::Reject`].
     pub overflow: Overflow,
     /// Whether events of one conversation run one at a time, in order. Default
@@ -47,6 +58,7 @@ impl Default for Limits {
         Self {
             max_in_flight: 1024,
             queue_capacity: 100_000,
+            queue_capacity_bytes: DEFAULT_QUEUE_CAPACITY_BYTES,
             overflow: Overflow::Reject,
             ordering: Ordering::PerConversation,
             handler_timeout: Duration::from_secs(30),
@@ -76,6 +88,11 @@ impl Limits {
         }
         if self.queue_capacity == 0 {
             return Err(Error::config("limits: queue_capacity must be at least 1"));
+        }
+        if self.queue_capacity_bytes == 0 {
+            return Err(Error::config(
+                "limits: queue_capacity_bytes must be at least 1",
+            ));
         }
         if self.handler_timeout.is_zero() {
             return Err(Error::config("limits: handler_timeout must be above zero"));
@@ -217,6 +234,13 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.to_string().contains("jitter"));
+        let e = Limits {
+            queue_capacity_bytes: 0,
+            ..Limits::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("queue_capacity_bytes"));
     }
 
     #[test]

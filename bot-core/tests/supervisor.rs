@@ -87,6 +87,7 @@ async fn in_flight_never_exceeds_max_and_every_event_runs_once() {
         .limits(Limits {
             max_in_flight: 100,
             queue_capacity: 20_000,
+            queue_capacity_bytes: usize::MAX,
             ordering: Ordering::Unordered,
             ..Limits::default()
         })
@@ -158,6 +159,8 @@ async fn run_interleaved(ordering: Ordering) -> Arc<OrderProbe> {
     let limits = Limits {
         max_in_flight: 4096,
         queue_capacity: 20_000,
+        // All 20,000 events are queued at once: bound them by count, not by the default bytes.
+        queue_capacity_bytes: usize::MAX,
         ordering,
         ..Limits::default()
     };

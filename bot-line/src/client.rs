@@ -359,7 +359,7 @@ impl LineClient {
                 Endpoint::Reply,
                 Method::POST,
                 "/v2/bot/message/reply",
-                Some(&body),
+                Some(body),
                 None,
             )
             .await?;
@@ -387,7 +387,7 @@ impl LineClient {
                 Endpoint::Push,
                 Method::POST,
                 "/v2/bot/message/push",
-                Some(&body),
+                Some(body),
                 Some(key),
             )
             .await?;
@@ -420,7 +420,7 @@ impl LineClient {
                 Endpoint::Multicast,
                 Method::POST,
                 "/v2/bot/message/multicast",
-                Some(&body),
+                Some(body),
                 Some(key),
             )
             .await?;
@@ -464,7 +464,7 @@ impl LineClient {
             Endpoint::Loading,
             Method::POST,
             "/v2/bot/chat/loading/start",
-            Some(&body),
+            Some(body),
             None,
         )
         .await
@@ -493,12 +493,15 @@ impl LineClient {
     }
 
     /// One API call with rate limiting and retries.
+    ///
+    /// The body is taken by value and written out at once: only its bytes stay for the
+    /// seconds a call may take, not the JSON tree (a pending reply held both).
     async fn call(
         &self,
         endpoint: Endpoint,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Value>,
         retry_key: Option<RetryKey>,
     ) -> Result<Answer, Error> {
         let base = if endpoint == Endpoint::Content {
@@ -742,6 +745,8 @@ impl Outbound for LineClient {
         for message in &messages {
             line_messages.extend(to_line_messages(message)?);
         }
+        // Converted: not held for the seconds the call may take.
+        drop(messages);
         Ok(self.send_line(target, line_messages).await?)
     }
 

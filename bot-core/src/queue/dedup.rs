@@ -39,33 +39,17 @@ impl Hasher for IdentityHasher {
     }
 }
 
-/// Remembers keys for `ttl`, at most `capacity` of them (the oldest are forgotten first).
-pub(crate) struct Dedup {
-    ttl: Duration,
-    capacity: usize,
-    seen: HashSet<DedupKey, BuildHasherDefault<IdentityHasher>>,
-    order: VecDeque<(Instant, DedupKey)>,
+/// Makes fingerprints. It holds no state that changes, so producers hash their batch before
+/// they take the queue's lock.
+#[derive(Clone)]
+pub(crate) struct KeyHasher {
     low: RandomState,
     high: RandomState,
 }
 
-impl std::fmt::Debug for Dedup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dedup")
-            .field("ttl", &self.ttl)
-            .field("capacity", &self.capacity)
-            .field("len", &self.seen.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Dedup {
-    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+impl KeyHasher {
+    pub(crate) fn new() -> Self {
         Self {
-            ttl,
-            capacity,
-            seen: HashSet::default(),
-            order: VecDeque::new(),
             low: RandomState::default(),
             high: RandomState::default(),
         }
@@ -85,6 +69,35 @@ impl Dedup {
             h.finish()
         };
         (u128::from(hash(&self.high)) << 64) | u128::from(hash(&self.low))
+    }
+}
+
+/// Remembers keys for `ttl`, at most `capacity` of them (the oldest are forgotten first).
+pub(crate) struct Dedup {
+    ttl: Duration,
+    capacity: usize,
+    seen: HashSet<DedupKey, BuildHasherDefault<IdentityHasher>>,
+    order: VecDeque<(Instant, DedupKey)>,
+}
+
+impl std::fmt::Debug for Dedup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dedup")
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .field("len", &self.seen.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dedup {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            seen: HashSet::default(),
+            order: VecDeque::new(),
+        }
     }
 
     fn enabled(&self) -> bool {
@@ -106,21 +119,28 @@ impl Dedup {
         self.enabled() && self.seen.contains(&key)
     }
 
-    /// Remembers `key`; returns false if it was already remembered.
-    pub(crate) fn insert(&mut self, key: DedupKey, now: Instant) -> bool {
+    /// Remembers `key`, which [`Dedup::contains`] just said is not remembered (one lookup less).
+    pub(crate) fn insert_new(&mut self, key: DedupKey, now: Instant) {
         if !self.enabled() {
-            return true;
+            return;
         }
         if self.seen.len() >= self.capacity
-            && !self.seen.contains(&key)
             && let Some((_, old)) = self.order.pop_front()
         {
             self.seen.remove(&old);
         }
-        if !self.seen.insert(key) {
+        if self.seen.insert(key) {
+            self.order.push_back((now, key));
+        }
+    }
+
+    /// Remembers `key`; returns false if it was already remembered.
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, key: DedupKey, now: Instant) -> bool {
+        if self.contains(key) {
             return false;
         }
-        self.order.push_back((now, key));
+        self.insert_new(key, now);
         true
     }
 
@@ -137,7 +157,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn forgets_after_ttl_and_beyond_capacity() {
         let mut d = Dedup::new(Duration::from_secs(10), 2);
-        let key = |id: &str| d.key_of(&Platform::TEST, &EventId::new(id));
+        let h = KeyHasher::new();
+        let key = |id: &str| h.key_of(&Platform::TEST, &EventId::new(id));
         let (a, b, c) = (key("a"), key("b"), key("c"));
         let t0 = Instant::now();
         assert!(d.insert(a, t0));
@@ -154,7 +175,7 @@ mod tests {
 
     #[test]
     fn keys_separate_platforms_and_ids() {
-        let d = Dedup::new(Duration::from_secs(10), 10);
+        let d = KeyHasher::new();
         let k = d.key_of(&Platform::LINE, &EventId::new("1"));
         assert_eq!(k, d.key_of(&Platform::LINE, &EventId::new("1")));
         assert_ne!(k, d.key_of(&Platform::MESSENGER, &EventId::new("1")));

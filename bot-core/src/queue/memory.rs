@@ -13,7 +13,7 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::dedup::Dedup;
+use super::dedup::{Dedup, DedupKey, KeyHasher};
 use super::{Completed, Dead, DeadLetter, Delivery, Lease, Nack, PushReport, Queue};
 use crate::error::{Error, ErrorKind};
 use crate::event::{ConversationId, Event, Platform, Timestamp};
@@ -34,6 +34,8 @@ type LaneKey = (Platform, ConversationId);
 /// A waiting event.
 struct Entry {
     event: Event,
+    /// What it counts against the byte capacity ([`super::event_bytes`]).
+    bytes: usize,
     /// Attempts made so far.
     attempts: u32,
     /// Arrival order, unique.
@@ -81,6 +83,8 @@ struct Inner {
     leases: Slab<Leased>,
     /// Events waiting: in lanes, in the line and in `delayed`.
     waiting: usize,
+    /// Their bytes, as [`super::event_bytes`] counts them.
+    waiting_bytes: usize,
     /// Ordered mode with [`Overflow::DropOldest`]: arrival order of waiting first attempts.
     arrival: VecDeque<(u64, usize)>,
     dedup: Dedup,
@@ -101,7 +105,10 @@ struct Inner {
 /// process's supervisor.
 pub struct MemoryQueue {
     inner: Mutex<Inner>,
+    /// Fingerprints of (platform, id), made before the lock is taken.
+    keys: KeyHasher,
     capacity: usize,
+    capacity_bytes: usize,
     overflow: Overflow,
     dead_capacity: usize,
     /// Wakes pullers when events become available.
@@ -123,8 +130,8 @@ impl fmt::Debug for MemoryQueue {
 }
 
 impl MemoryQueue {
-    /// A queue bounded and configured by `limits` (`queue_capacity`, `overflow`, `ordering`, the
-    /// dedup settings and `dead_letter_capacity`).
+    /// A queue bounded and configured by `limits` (`queue_capacity`, `queue_capacity_bytes`,
+    /// `overflow`, `ordering`, the dedup settings and `dead_letter_capacity`).
     pub fn new(limits: &Limits) -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -138,6 +145,7 @@ impl MemoryQueue {
                 delayed_items: HashMap::default(),
                 leases: Slab::new(),
                 waiting: 0,
+                waiting_bytes: 0,
                 arrival: VecDeque::new(),
                 dedup: Dedup::new(limits.dedup_ttl, limits.dedup_capacity),
                 dead: VecDeque::new(),
@@ -146,7 +154,9 @@ impl MemoryQueue {
                 next_seq: 0,
                 next_token: 0,
             }),
+            keys: KeyHasher::new(),
             capacity: limits.queue_capacity,
+            capacity_bytes: limits.queue_capacity_bytes,
             overflow: limits.overflow,
             dead_capacity: limits.dead_letter_capacity,
             available: Notify::new(),
@@ -172,6 +182,11 @@ impl MemoryQueue {
         self.lock().leases.len()
     }
 
+    /// Bytes of the events waiting, as counted against [`Limits::queue_capacity_bytes`].
+    pub fn waiting_bytes(&self) -> usize {
+        self.lock().waiting_bytes
+    }
+
     /// Conversation lanes currently held in memory (for tests and diagnostics).
     pub fn lanes(&self) -> usize {
         self.lock().lanes.len()
@@ -190,29 +205,52 @@ impl MemoryQueue {
         done
     }
 
-    /// Admits `events`: all of them when room was checked for the whole batch (`checked`),
-    /// otherwise one by one under [`Overflow::DropNewest`] or [`Overflow::DropOldest`].
-    fn admit(&self, inner: &mut Inner, events: Vec<Event>, report: &mut PushReport, checked: bool) {
+    /// Admits `events` (with their keys and bytes, `sized`): all of them when room was checked
+    /// for the whole batch (`checked`), otherwise one by one under [`Overflow::DropNewest`] or
+    /// [`Overflow::DropOldest`].
+    fn admit(
+        &self,
+        inner: &mut Inner,
+        events: Vec<Event>,
+        sized: &[(DedupKey, usize)],
+        report: &mut PushReport,
+        checked: bool,
+    ) {
         let now = Instant::now();
-        for event in events {
-            let key = inner.dedup.key(&event);
+        for (event, &(key, bytes)) in events.into_iter().zip(sized) {
             if inner.dedup.contains(key) {
                 report.duplicates += 1;
                 continue;
             }
-            if !checked && inner.waiting >= self.capacity {
-                if self.overflow == Overflow::DropOldest && inner.evict_oldest() {
-                    report.evicted_oldest += 1;
-                } else {
+            if !checked && !self.room_for(inner, bytes) {
+                // Evict by count and by bytes until the event fits; an event larger than the
+                // whole byte capacity still goes into an empty queue (else it never would).
+                let mut fits = false;
+                if self.overflow == Overflow::DropOldest {
+                    while inner.evict_oldest() {
+                        report.evicted_oldest += 1;
+                        if self.room_for(inner, bytes) {
+                            fits = true;
+                            break;
+                        }
+                    }
+                }
+                if !fits && inner.waiting > 0 {
                     // A dropped event is not remembered: a redelivery of it is welcome.
                     report.dropped_newest += 1;
                     continue;
                 }
             }
-            inner.dedup.insert(key, now);
-            inner.enqueue(event, self.overflow);
+            inner.dedup.insert_new(key, now);
+            inner.enqueue(event, bytes, self.overflow);
             report.accepted += 1;
         }
+    }
+
+    /// Whether one more event of `bytes` fits by count and by bytes.
+    fn room_for(&self, inner: &Inner, bytes: usize) -> bool {
+        inner.waiting < self.capacity
+            && inner.waiting_bytes.saturating_add(bytes) <= self.capacity_bytes
     }
 
     fn wake_if_ready(&self, inner: std::sync::MutexGuard<'_, Inner>) {
@@ -225,22 +263,36 @@ impl MemoryQueue {
 }
 
 impl Inner {
-    /// How many events of `events` are neither remembered nor repeated within the batch.
-    fn fresh(&self, events: &[Event], capacity: usize) -> usize {
-        let upper = events
-            .iter()
-            .filter(|e| !self.dedup.contains(self.dedup.key(e)))
-            .count();
-        if self.waiting + upper <= capacity {
-            return upper;
+    /// How many events of a batch (their keys and bytes) are neither remembered nor repeated
+    /// within the batch, and their bytes.
+    fn fresh(
+        &self,
+        sized: &[(DedupKey, usize)],
+        capacity: usize,
+        capacity_bytes: usize,
+    ) -> (usize, usize) {
+        let (mut upper, mut upper_bytes) = (0, 0usize);
+        for &(key, bytes) in sized {
+            if !self.dedup.contains(key) {
+                upper += 1;
+                upper_bytes = upper_bytes.saturating_add(bytes);
+            }
+        }
+        if self.waiting + upper <= capacity
+            && self.waiting_bytes.saturating_add(upper_bytes) <= capacity_bytes
+        {
+            return (upper, upper_bytes);
         }
         // Repeats within one batch are rare; only pay for finding them when it matters.
-        let distinct: foldhash::HashSet<_> = events
-            .iter()
-            .map(|e| self.dedup.key(e))
-            .filter(|k| !self.dedup.contains(*k))
-            .collect();
-        distinct.len()
+        let mut distinct = foldhash::HashSet::default();
+        let (mut fresh, mut fresh_bytes) = (0, 0usize);
+        for &(key, bytes) in sized {
+            if !self.dedup.contains(key) && distinct.insert(key) {
+                fresh += 1;
+                fresh_bytes = fresh_bytes.saturating_add(bytes);
+            }
+        }
+        (fresh, fresh_bytes)
     }
 
     fn has_ready(&self) -> bool {
@@ -251,12 +303,14 @@ impl Inner {
         }
     }
 
-    fn enqueue(&mut self, event: Event, overflow: Overflow) {
+    fn enqueue(&mut self, event: Event, bytes: usize, overflow: Overflow) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.waiting += 1;
+        self.waiting_bytes += bytes;
         let entry = Entry {
             event,
+            bytes,
             attempts: 0,
             seq,
         };
@@ -314,8 +368,10 @@ impl Inner {
             let Some(i) = self.fifo.iter().position(|e| e.attempts == 0) else {
                 return false;
             };
-            self.fifo.remove(i);
-            self.waiting -= 1;
+            if let Some(e) = self.fifo.remove(i) {
+                self.waiting -= 1;
+                self.waiting_bytes -= e.bytes;
+            }
             return true;
         }
         while let Some((seq, id)) = self.arrival.pop_front() {
@@ -327,8 +383,10 @@ impl Inner {
             if let Ok(i) = lane.pending.binary_search_by_key(&seq, |e| e.seq)
                 && lane.pending[i].attempts == 0
             {
-                lane.pending.remove(i);
-                self.waiting -= 1;
+                if let Some(e) = lane.pending.remove(i) {
+                    self.waiting -= 1;
+                    self.waiting_bytes -= e.bytes;
+                }
                 self.remove_lane_if_idle(id);
                 return true;
             }
@@ -397,6 +455,7 @@ impl Inner {
             token,
         });
         self.waiting -= 1;
+        self.waiting_bytes -= entry.bytes;
         out.push(Delivery {
             lease: Lease {
                 id: id as u64,
@@ -463,12 +522,16 @@ impl Inner {
     /// Puts a leased event back at the head of its line, to be handed out again at once
     /// (`delay` none) or after `delay`, holding its conversation meanwhile.
     fn requeue(&mut self, leased: Leased, event: Event, attempts: u32, delay: Option<Instant>) {
+        // Counted again, without a capacity check: the event was accepted once already.
+        let bytes = super::event_bytes(&event);
         let entry = Entry {
             event,
+            bytes,
             attempts,
             seq: leased.seq,
         };
         self.waiting += 1;
+        self.waiting_bytes += bytes;
         if !self.ordered {
             match delay {
                 None => self.fifo.push_front(entry),
@@ -485,7 +548,8 @@ impl Inner {
         let Some(lane) = self.lanes.get_mut(leased.lane) else {
             // Cannot happen: a lane with a lease is never removed. Keep the event regardless.
             self.waiting -= 1;
-            self.enqueue(entry.event, Overflow::Reject);
+            self.waiting_bytes -= bytes;
+            self.enqueue(entry.event, bytes, Overflow::Reject);
             return;
         };
         lane.leased = false;
@@ -510,6 +574,11 @@ impl Queue for MemoryQueue {
         // Reject and Wait take a batch whole or not at all, so that a refused or cancelled push
         // (a webhook that timed out while waiting) leaves nothing half-accepted behind.
         let whole = matches!(self.overflow, Overflow::Reject | Overflow::Wait);
+        // Hashed and measured once, before the lock: the lock is held for the bookkeeping only.
+        let sized: Vec<(DedupKey, usize)> = events
+            .iter()
+            .map(|e| (self.keys.key(e), super::event_bytes(e)))
+            .collect();
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
@@ -519,20 +588,22 @@ impl Queue for MemoryQueue {
                     return Err(Error::new(ErrorKind::QueueClosed, "queue is closed"));
                 }
                 inner.dedup.expire(Instant::now());
-                let fresh = if whole {
-                    inner.fresh(&events, self.capacity)
+                let (fresh, fresh_bytes) = if whole {
+                    inner.fresh(&sized, self.capacity, self.capacity_bytes)
                 } else {
-                    0
+                    (0, 0)
                 };
                 // A batch larger than the whole buffer goes in once the buffer is empty (else a
                 // platform would be refused, or kept waiting, forever): the bound is then exceeded
                 // by at most one batch, which the body limit bounds. A batch of redeliveries only
                 // always "fits".
-                let fits =
-                    inner.waiting + fresh <= self.capacity || inner.waiting == 0 || fresh == 0;
+                let fits = (inner.waiting + fresh <= self.capacity
+                    && inner.waiting_bytes.saturating_add(fresh_bytes) <= self.capacity_bytes)
+                    || inner.waiting == 0
+                    || fresh == 0;
                 if !whole || fits {
                     let mut report = PushReport::default();
-                    self.admit(&mut inner, events, &mut report, whole);
+                    self.admit(&mut inner, events, &sized, &mut report, whole);
                     self.publish_depth(&inner);
                     if report.accepted > 0 {
                         self.available.notify_one();
@@ -542,8 +613,11 @@ impl Queue for MemoryQueue {
                 if self.overflow == Overflow::Reject {
                     tracing::debug!(
                         waiting = inner.waiting,
+                        waiting_bytes = inner.waiting_bytes,
                         capacity = self.capacity,
+                        capacity_bytes = self.capacity_bytes,
                         batch = fresh,
+                        batch_bytes = fresh_bytes,
                         "queue full; refusing the batch"
                     );
                     return Err(Error::new(ErrorKind::QueueFull, "queue is full")
@@ -715,7 +789,8 @@ impl Queue for MemoryQueue {
             if let Some(letter) = inner.dead.pop_front() {
                 // Re-driven events bypass deduplication and the capacity check: they were
                 // accepted once already.
-                inner.enqueue(letter.event, self.overflow);
+                let bytes = super::event_bytes(&letter.event);
+                inner.enqueue(letter.event, bytes, self.overflow);
             }
         }
         self.publish_depth(&inner);
@@ -956,6 +1031,110 @@ mod tests {
         let d = q.pull(1).await.unwrap();
         assert_eq!(d[0].attempt, 1);
         assert_eq!(q.lanes(), 1);
+    }
+
+    /// An event whose text is `len` bytes long.
+    fn sized(conv: &str, id: &str, len: usize) -> Event {
+        Event::text(Platform::TEST, conv, "x".repeat(len)).with_id(id)
+    }
+
+    fn bytes_limits(bytes: usize, overflow: Overflow, ordering: Ordering) -> Limits {
+        Limits {
+            queue_capacity_bytes: bytes,
+            ..limits(1000, overflow, ordering)
+        }
+    }
+
+    #[tokio::test]
+    async fn reject_refuses_by_bytes_although_the_count_allows() {
+        let one = crate::queue::event_bytes(&sized("a", "1", 5000));
+        // Room for two such events by bytes, for a thousand by count.
+        let q = MemoryQueue::new(&bytes_limits(
+            2 * one + one / 2,
+            Overflow::Reject,
+            Ordering::PerConversation,
+        ));
+        q.push_batch(vec![sized("a", "1", 5000), sized("b", "2", 5000)])
+            .await
+            .unwrap();
+        assert_eq!(q.waiting_bytes(), 2 * one);
+        let e = q.push_batch(vec![sized("c", "3", 5000)]).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::QueueFull);
+        assert_eq!(e.retry_after(), Some(FULL_RETRY_AFTER));
+        assert_eq!(q.depth(), 2, "nothing of the refused batch was added");
+        // A small event still fits in what is left.
+        let small = sized("c", "4", 10);
+        assert!(crate::queue::event_bytes(&small) < one / 2);
+        assert_eq!(q.push_batch(vec![small]).await.unwrap().accepted, 1);
+        // Pulling frees the bytes.
+        let d = q.pull(10).await.unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!(q.waiting_bytes(), 0);
+        q.release(d).await.unwrap();
+        assert_eq!(
+            q.waiting_bytes(),
+            2 * one + crate::queue::event_bytes(&sized("c", "4", 10))
+        );
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_evicts_by_bytes_and_counts_each_eviction() {
+        let small = crate::queue::event_bytes(&sized("a", "1", 100));
+        let q = MemoryQueue::new(&bytes_limits(
+            3 * small,
+            Overflow::DropOldest,
+            Ordering::Unordered,
+        ));
+        let r = q
+            .push_batch(vec![
+                sized("a", "1", 100),
+                sized("b", "2", 100),
+                sized("c", "3", 100),
+            ])
+            .await
+            .unwrap();
+        assert_eq!((r.accepted, r.evicted_oldest), (3, 0));
+        // An event of twice the size needs two of the oldest to go.
+        let big = sized("d", "4", 100 + small);
+        assert!(crate::queue::event_bytes(&big) <= 2 * small);
+        let r = q.push_batch(vec![big]).await.unwrap();
+        assert_eq!((r.accepted, r.evicted_oldest), (1, 2));
+        assert_eq!(ids(&q.pull(10).await.unwrap()), ["3", "4"]);
+    }
+
+    #[tokio::test]
+    async fn drop_newest_drops_by_bytes_but_an_empty_queue_takes_an_oversized_event() {
+        let small = crate::queue::event_bytes(&sized("a", "1", 100));
+        let q = MemoryQueue::new(&bytes_limits(
+            2 * small,
+            Overflow::DropNewest,
+            Ordering::PerConversation,
+        ));
+        let r = q
+            .push_batch(vec![
+                sized("a", "1", 100),
+                sized("b", "2", 100),
+                sized("c", "3", 100),
+            ])
+            .await
+            .unwrap();
+        assert_eq!((r.accepted, r.dropped_newest), (2, 1));
+        let d = q.pull(10).await.unwrap();
+        assert_eq!(ids(&d), ["1", "2"]);
+        // Larger than the whole budget: refused while others wait would be forever, so it goes in.
+        let r = q
+            .push_batch(vec![sized("d", "4", 10 * small)])
+            .await
+            .unwrap();
+        assert_eq!(r.accepted, 1);
+    }
+
+    #[test]
+    fn event_bytes_count_the_content() {
+        let base = crate::queue::event_bytes(&sized("a", "1", 0));
+        assert_eq!(crate::queue::event_bytes(&sized("a", "1", 500)), base + 500);
+        let raw = sized("a", "1", 0).with_raw(serde_json::json!({"k": "v".repeat(300)}));
+        assert!(crate::queue::event_bytes(&raw) >= base + 300);
     }
 
     #[tokio::test]

@@ -2,8 +2,9 @@
 //!
 //! One dispatcher task owns the bookkeeping of running handlers, so the hot path has no shared
 //! locks besides the queue's: it pulls at most `max_in_flight - running` events (demand-driven, as
-//! GenStage does), spawns one task per event, and collects each task's outcome from a channel
-//! whose capacity is `max_in_flight`, so it can never grow. Completions are batched per turn and
+//! GenStage does), hands them to a few long-lived workers that run many attempts each (`task`),
+//! and collects their outcomes, one message per worker poll round, from a channel whose capacity
+//! is `max_in_flight`, so it can never grow. Completions are batched per turn and
 //! handed to the completer (`complete`), which applies them, one queue call per kind, and retries
 //! failed ones; on backends whose leases expire the lease keeper (`lease`) extends every lease
 //! held, running or waiting for its completion. Both run in tasks of their own, so a busy
@@ -30,7 +31,17 @@ use crate::telemetry::{Metrics, Outcome};
 
 use complete::{Completer, Completions, Unsettled};
 use lease::{HeldLeases, LeaseKeeper};
-use task::{Completion, TaskFailure};
+use task::{Completion, Finished, TaskFailure, Workers};
+
+/// Handler workers per runtime thread: more than one, so that work spreads over the threads
+/// although a worker runs on one thread at a time.
+const WORKERS_PER_THREAD: usize = 2;
+
+/// How many handler workers to start on the current runtime.
+fn worker_count() -> usize {
+    let threads = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+    (threads * WORKERS_PER_THREAD).max(2)
+}
 
 /// The longest wait between two tries of a failing completion statement.
 const COMPLETION_MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -182,15 +193,16 @@ impl Supervisor {
     /// Runs until `stop` fires, then drains. Returns what the drain did.
     pub(crate) async fn run(self, stop: CancellationToken) -> ShutdownReport {
         let max = self.limits.max_in_flight;
-        let (tx, mut rx) = mpsc::channel::<Completion>(max);
+        let (tx, mut rx) = mpsc::channel::<Finished>(max);
         let hard_stop = CancellationToken::new();
         let env = Arc::new(task::TaskEnv {
             shared: self.shared.clone(),
             handler: self.handler.clone(),
             default_timeout: self.limits.handler_timeout,
             hard_stop: hard_stop.clone(),
-            completions: tx,
         });
+        let mut workers = Workers::start(worker_count(), max, &env, &tx);
+        drop(tx);
         let lease_duration = self.queue.lease_duration().filter(|d| !d.is_zero());
         // Leases are held from the pull until their completion is settled, and kept alive by a
         // task of their own: see `lease`.
@@ -226,9 +238,8 @@ impl Supervisor {
         let mut queue_open = true;
 
         loop {
-            while let Ok(c) = rx.try_recv() {
-                running -= 1;
-                self.complete(c, &mut pending);
+            while let Ok(f) = rx.try_recv() {
+                running -= self.finished(f, &mut workers, &mut pending, |_| {});
             }
             hand_over(&mut pending, &to_completer, &unsettled).await;
             self.metrics.set_inflight(running);
@@ -252,10 +263,8 @@ impl Supervisor {
                         if let Some(held) = &held {
                             held.insert(batch.iter().map(|d| d.lease));
                         }
-                        for delivery in batch {
-                            running += 1;
-                            task::spawn(&env, delivery);
-                        }
+                        running += batch.len();
+                        workers.dispatch(batch);
                         self.metrics.set_inflight(running);
                     }
                     Err(e) => {
@@ -266,10 +275,9 @@ impl Supervisor {
                         }
                     }
                 },
-                n = rx.recv_many(&mut buf, max) => {
-                    running -= n;
-                    for c in buf.drain(..) {
-                        self.complete(c, &mut pending);
+                _ = rx.recv_many(&mut buf, max) => {
+                    for f in buf.drain(..) {
+                        running -= self.finished(f, &mut workers, &mut pending, |_| {});
                     }
                 }
                 () = unsettled.changed(), if stalled => {}
@@ -285,11 +293,11 @@ impl Supervisor {
         tracing::info!(running, "shutting down: draining in-flight handlers");
         while running > 0 {
             tokio::select! {
-                n = rx.recv_many(&mut buf, max) => {
-                    running -= n;
-                    drained += n as u64;
-                    for c in buf.drain(..) {
-                        self.complete(c, &mut pending);
+                _ = rx.recv_many(&mut buf, max) => {
+                    for f in buf.drain(..) {
+                        let n = self.finished(f, &mut workers, &mut pending, |_| {});
+                        running -= n;
+                        drained += n as u64;
                     }
                     hand_over(&mut pending, &to_completer, &unsettled).await;
                     self.metrics.set_inflight(running);
@@ -323,19 +331,21 @@ impl Supervisor {
                 if n == 0 {
                     break;
                 }
-                running -= n;
-                for c in buf.drain(..) {
-                    if c.failure == Some(TaskFailure::Cancelled) {
-                        cancelled += 1;
-                    } else {
-                        drained += 1;
-                    }
-                    self.complete(c, &mut pending);
+                for f in buf.drain(..) {
+                    running -= self.finished(f, &mut workers, &mut pending, |c| {
+                        if c.failure == Some(TaskFailure::Cancelled) {
+                            cancelled += 1;
+                        } else {
+                            drained += 1;
+                        }
+                    });
                 }
             }
         }
         hand_over(&mut pending, &to_completer, &unsettled).await;
         self.metrics.set_inflight(running);
+        // Idle workers end now; one holding an abandoned handler ends when that handler does.
+        drop(workers.close());
         // The completer applies what is left (retrying for a bounded time) while the keeper
         // keeps those leases alive; then the keeper stops.
         drop(to_completer);
@@ -361,6 +371,24 @@ impl Supervisor {
         self.progress.stop();
         tracing::info!(?report, "supervisor stopped");
         report
+    }
+
+    /// Takes one worker's completions; returns how many attempts finished. `each` sees every
+    /// completion first.
+    fn finished(
+        &self,
+        f: Finished,
+        workers: &mut Workers,
+        pending: &mut Completions,
+        mut each: impl FnMut(&Completion),
+    ) -> usize {
+        let n = f.completions.len();
+        workers.finished(f.worker, n);
+        for c in f.completions {
+            each(&c);
+            self.complete(c, pending);
+        }
+        n
     }
 
     /// Decides what a finished attempt means for its event.

@@ -1,16 +1,28 @@
-//! One handler attempt in its own task: time-out, panic isolation, cancellation, metrics.
+//! Handler attempts run by a bounded set of worker tasks: time-out, panic isolation,
+//! cancellation, and completions reported in batches.
+//!
+//! Why workers rather than a task per event: a noop handler costs less than the spawn, the
+//! scheduling and the completion message around it. A worker keeps many attempts in one
+//! `FuturesUnordered` and polls them in place, so an attempt that finishes at its first poll is
+//! never scheduled on its own, and the completions of one poll round go back to the dispatcher
+//! as one message. There are a few workers per runtime thread, so work still spreads over the
+//! threads; the dispatcher gives each new attempt to the least busy worker.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt as _;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::context::{Context, Shared};
+use crate::context::{AttemptCancel, Context, Shared};
 use crate::event::Event;
 use crate::handler::{BoxHandler, Handler as _, is_retryable};
 use crate::queue::{Delivery, Lease};
@@ -24,7 +36,7 @@ pub(crate) enum TaskFailure {
     Cancelled,
 }
 
-/// What a task reports back to the dispatcher.
+/// What an attempt reports back to the dispatcher.
 #[derive(Debug)]
 pub(crate) struct Completion {
     pub(crate) lease: Lease,
@@ -37,18 +49,153 @@ pub(crate) struct Completion {
     pub(crate) event: Option<Event>,
 }
 
-/// What every task of one supervisor shares.
+/// The completions of one worker's poll round.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) worker: usize,
+    pub(crate) completions: Vec<Completion>,
+}
+
+/// What every attempt of one supervisor shares.
 pub(crate) struct TaskEnv {
     pub(crate) shared: Arc<Shared>,
     pub(crate) handler: BoxHandler,
     pub(crate) default_timeout: Duration,
     pub(crate) hard_stop: CancellationToken,
-    pub(crate) completions: mpsc::Sender<Completion>,
 }
 
-/// Spawns the attempt. The dispatcher bounds how many run, so this spawn is bounded too.
-pub(crate) fn spawn(env: &Arc<TaskEnv>, delivery: Delivery) {
-    let env = env.clone();
+/// The workers of one supervisor and how many attempts each holds.
+pub(crate) struct Workers {
+    inputs: Vec<mpsc::Sender<Vec<Delivery>>>,
+    load: Vec<usize>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `count` workers. Each input holds up to `max_in_flight` messages and every message
+    /// carries at least one of at most `max_in_flight` running attempts, so sending never waits.
+    pub(crate) fn start(
+        count: usize,
+        max_in_flight: usize,
+        env: &Arc<TaskEnv>,
+        completions: &mpsc::Sender<Finished>,
+    ) -> Self {
+        let count = count.clamp(1, max_in_flight.max(1));
+        let mut inputs = Vec::with_capacity(count);
+        let mut handles = Vec::with_capacity(count);
+        for worker in 0..count {
+            let (tx, rx) = mpsc::channel(max_in_flight.max(1));
+            inputs.push(tx);
+            // A fixed number of long-lived tasks per supervisor, not per-message work.
+            #[allow(clippy::disallowed_methods)]
+            // Unconstrained: Tokio's per-task budget is meant for one future, not the thousands
+            // a worker polls in one round; under it, attempts whose answers had arrived kept
+            // seeing Pending and their HTTP calls timed out (slow-api). A worker still yields
+            // after polling each attempt once (FuturesUnordered does).
+            handles.push(tokio::spawn(tokio::task::unconstrained(work(
+                env.clone(),
+                worker,
+                rx,
+                completions.clone(),
+            ))));
+        }
+        Self {
+            load: vec![0; count],
+            inputs,
+            handles,
+        }
+    }
+
+    /// Hands each delivery to the worker with the fewest attempts.
+    pub(crate) fn dispatch(&mut self, batch: Vec<Delivery>) {
+        let mut per_worker: Vec<Vec<Delivery>> =
+            (0..self.inputs.len()).map(|_| Vec::new()).collect();
+        for delivery in batch {
+            let (worker, _) = self
+                .load
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, load)| **load)
+                .unwrap_or((0, &0));
+            self.load[worker] += 1;
+            per_worker[worker].push(delivery);
+        }
+        for (worker, deliveries) in per_worker.into_iter().enumerate() {
+            if deliveries.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.inputs[worker].try_send(deliveries) {
+                // Only when the worker is gone (it does not panic) or, against the bound above,
+                // full: the attempts cannot run; their leases stay held until shutdown.
+                tracing::error!(worker, error = %e, "handler worker refused attempts");
+            }
+        }
+    }
+
+    /// `n` attempts of `worker` finished.
+    pub(crate) fn finished(&mut self, worker: usize, n: usize) {
+        if let Some(load) = self.load.get_mut(worker) {
+            *load = load.saturating_sub(n);
+        }
+    }
+
+    /// No more attempts: workers end once their running attempts have finished. Workers still
+    /// holding abandoned attempts are left to end on their own.
+    pub(crate) fn close(self) -> Vec<JoinHandle<()>> {
+        drop(self.inputs);
+        self.handles
+    }
+}
+
+/// One worker: takes attempts from `input`, runs them side by side, reports each poll round's
+/// completions in one message. Ends when `input` is closed and nothing runs.
+async fn work(
+    env: Arc<TaskEnv>,
+    worker: usize,
+    mut input: mpsc::Receiver<Vec<Delivery>>,
+    completions: mpsc::Sender<Finished>,
+) {
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            got = input.recv(), if open => match got {
+                Some(batch) => {
+                    for delivery in batch {
+                        running.push(attempt(&env, delivery));
+                    }
+                }
+                None => open = false,
+            },
+            Some(first) = running.next(), if !running.is_empty() => {
+                let mut done = vec![first];
+                // Whatever else is ready now goes in the same message.
+                while let Some(Some(c)) = running.next().now_or_never() {
+                    done.push(c);
+                }
+                let finished = Finished { worker, completions: done };
+                // The channel holds max_in_flight messages, each with at least one of at most
+                // max_in_flight attempts: this never waits long, and it only fails when the
+                // supervisor is gone, when nobody needs the answer.
+                if completions.send(finished).await.is_err() {
+                    return;
+                }
+            }
+            else => return,
+        }
+    }
+}
+
+/// One attempt, in its span when the span is enabled (with no subscriber interested, no span
+/// and no wrapper are made).
+fn attempt(
+    env: &Arc<TaskEnv>,
+    delivery: Delivery,
+) -> futures::future::Either<
+    tracing::instrument::Instrumented<impl Future<Output = Completion> + use<>>,
+    impl Future<Output = Completion> + use<>,
+> {
     let span = tracing::info_span!(
         "bot.event",
         messaging.system = %delivery.event.platform,
@@ -58,8 +205,11 @@ pub(crate) fn spawn(env: &Arc<TaskEnv>, delivery: Delivery) {
         bot.attempt = delivery.attempt,
         otel.kind = "consumer",
     );
-    #[allow(clippy::disallowed_methods)] // bounded by max_in_flight
-    tokio::spawn(run(env, delivery).instrument(span));
+    if span.is_disabled() {
+        futures::future::Either::Right(run(env.clone(), delivery))
+    } else {
+        futures::future::Either::Left(run(env.clone(), delivery).instrument(span))
+    }
 }
 
 /// How long a handler whose token was cancelled (time-out, shutdown deadline) may still run to
@@ -68,7 +218,7 @@ pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 type Failure = (TaskFailure, bool, Option<String>);
 
-async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
+async fn run(env: Arc<TaskEnv>, delivery: Delivery) -> Completion {
     let Delivery {
         lease,
         event,
@@ -78,7 +228,7 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
     // Everything of the attempt runs under catch_unwind, not only the handler's poll: a route
     // predicate, a `timeout()` override or a drop that panics must fail the attempt, never lose
     // the task's completion (which would leak a slot and block the conversation).
-    let result = match AssertUnwindSafe(attempt_once(&env, &event, attempt))
+    let result = match AssertUnwindSafe(attempt_once(&env, &event, attempt, started))
         .catch_unwind()
         .await
     {
@@ -86,7 +236,7 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
         Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)))),
     };
     let elapsed = started.elapsed();
-    let completion = match result {
+    match result {
         Ok(()) => Completion {
             lease,
             attempt,
@@ -110,25 +260,44 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) {
                 event: Some(event),
             }
         }
-    };
-    // The channel holds max_in_flight completions, one per running task: this never waits long,
-    // and it only fails when the supervisor is gone, when nobody needs the answer.
-    let _ = env.completions.send(completion).await;
+    }
 }
 
 /// One attempt: the handler with its time-out, cancellation and grace period.
-async fn attempt_once(env: &TaskEnv, event: &Event, attempt: u32) -> Result<(), Failure> {
-    let cancel = CancellationToken::new();
-    let cx = Context::new(env.shared.clone(), event, attempt, cancel.clone());
-    let timeout = env.handler.timeout(event).unwrap_or(env.default_timeout);
+async fn attempt_once(
+    env: &TaskEnv,
+    event: &Event,
+    attempt: u32,
+    started: Instant,
+) -> Result<(), Failure> {
+    let cx = Context::for_attempt(env.shared.clone(), event, attempt);
+    let cancel = cx.canceller();
     // The handler consumes its copy; the original goes back to the queue if the attempt fails.
-    // Cloning here, in the task, keeps the copy off the dispatcher.
-    let call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
-    tokio::pin!(call);
+    // Cloning here, in the worker, keeps the copy off the dispatcher.
+    let mut call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
+    // Most handlers of a busy bot finish at their first poll: only the others pay for the
+    // time-out's timer, the route's time-out lookup and the shutdown watch, which live in a
+    // future of their own so that the attempts that finish at once stay small to move.
+    match std::future::poll_fn(|task| Poll::Ready(call.poll_unpin(task))).await {
+        Poll::Ready(r) => outcome(r),
+        Poll::Pending => Box::pin(watch(env, event, call, cancel, started)).await,
+    }
+}
+
+/// A handler attempt still running after its first poll: its time-out, the shutdown's
+/// cancellation and the grace period after either.
+async fn watch<'a>(
+    env: &'a TaskEnv,
+    event: &Event,
+    mut call: Call<'a>,
+    cancel: AttemptCancel,
+    started: Instant,
+) -> Result<(), Failure> {
+    let timeout = env.handler.timeout(event).unwrap_or(env.default_timeout);
     let stopped = tokio::select! {
         biased;
         r = &mut call => return outcome(r),
-        () = tokio::time::sleep(timeout) => TaskFailure::Timeout,
+        () = tokio::time::sleep_until(super::deadline_after(started, timeout)) => TaskFailure::Timeout,
         () = env.hard_stop.cancelled() => TaskFailure::Cancelled,
     };
     // Tell the handler through `cx.cancellation()` and give it a moment to stop cleanly.
@@ -145,6 +314,13 @@ async fn attempt_once(env: &TaskEnv, event: &Event, attempt: u32) -> Result<(), 
         (failure, _) => Err((failure, true, None)),
     }
 }
+
+/// A handler's future, with its panics caught.
+type Call<'a> = futures::future::CatchUnwind<
+    AssertUnwindSafe<
+        std::pin::Pin<Box<dyn Future<Output = Result<(), crate::BoxError>> + Send + 'a>>,
+    >,
+>;
 
 fn outcome(r: std::thread::Result<Result<(), crate::BoxError>>) -> Result<(), Failure> {
     match r {
