@@ -227,13 +227,20 @@ impl MemoryQueue {
                 // whole byte capacity still goes into an empty queue (else it never would).
                 let mut fits = false;
                 if self.overflow == Overflow::DropOldest {
+                    let mut evicted = false;
                     while inner.evict_oldest() {
+                        evicted = true;
                         report.evicted_oldest += 1;
                         if self.room_for(inner, bytes) {
                             fits = true;
                             break;
                         }
                     }
+                    // Every first attempt is gone and retries still fill the room: events were
+                    // evicted for this one, so it goes in rather than being lost as well (the
+                    // queue overshoots by this event once; with nothing left to evict, the next
+                    // one is dropped).
+                    fits |= evicted;
                 }
                 if !fits && inner.waiting > 0 {
                     // A dropped event is not remembered: a redelivery of it is welcome.
@@ -1100,6 +1107,38 @@ mod tests {
         let r = q.push_batch(vec![big]).await.unwrap();
         assert_eq!((r.accepted, r.evicted_oldest), (1, 2));
         assert_eq!(ids(&q.pull(10).await.unwrap()), ["3", "4"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_oldest_never_loses_the_new_event_after_evicting_for_it() {
+        let small = crate::queue::event_bytes(&sized("a", "r1", 100));
+        let q = MemoryQueue::new(&bytes_limits(
+            3 * small,
+            Overflow::DropOldest,
+            Ordering::Unordered,
+        ));
+        // Two events wait for their retries (never evicted), one first attempt waits.
+        q.push_batch(vec![sized("a", "r1", 100), sized("b", "r2", 100)])
+            .await
+            .unwrap();
+        let d = q.pull(2).await.unwrap();
+        let nacks = d
+            .iter()
+            .map(|d| Nack {
+                lease: d.lease,
+                delay: Duration::from_secs(5),
+                error: "down".into(),
+                event: d.event.clone(),
+            })
+            .collect();
+        q.nack(nacks).await.unwrap();
+        q.push_batch(vec![sized("c", "f1", 100)]).await.unwrap();
+        // A new event twice as large: evicting f1 is not enough room, but f1 is gone for it, so
+        // it goes in rather than being lost as well.
+        let big = sized("d", "big", 100 + small);
+        let r = q.push_batch(vec![big]).await.unwrap();
+        assert_eq!((r.accepted, r.evicted_oldest, r.dropped_newest), (1, 1, 0));
+        assert_eq!(ids(&q.pull(10).await.unwrap()), ["big"]);
     }
 
     #[tokio::test]

@@ -521,9 +521,12 @@ impl Connection<'_> {
                 biased;
                 () = shutdown.cancelled() => {
                     // Finish handing over what was read: it is in no one's hands otherwise.
-                    if let Some(pending) = pending.take()
-                        && pending.await.is_ok()
-                    {
+                    if let Some(pending) = pending.take() {
+                        if pending.await.is_err() {
+                            // Not accepted: the next batch must not move the sequence past it.
+                            let _ = sink.send(close(1000)).await;
+                            return Next::Shutdown;
+                        }
                         self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
                         self.advance(pending_sequence.take());
                     }
