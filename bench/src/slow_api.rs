@@ -24,6 +24,7 @@ use crate::load::histogram;
 use crate::payload::{Platform, signed};
 use crate::prom;
 use crate::record::{Row, Verdict};
+use crate::scenario::rss_kib;
 use crate::scenario::{
     SECRET, Started, TOKEN, free_port, sibling_binary, thousands, usage, wait_ready,
 };
@@ -365,18 +366,6 @@ async fn send(args: &LoadArgs, url: &str, tally: &Arc<Tally>, sent: &Arc<Sent>) 
         }
     }
     latencies
-}
-
-/// The bot's resident set now (VmRSS), KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// CPU seconds used so far by the PostgreSQL backends connected to `database` (not those of

@@ -31,6 +31,47 @@ pub const TOKEN: &str = "faults-gateway-token";
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Opens and closes the failure window of a queue.
+/// `impl Queue for $ty` with the given `push_batch` (where the test queues differ) and every
+/// other method passed straight to the queue's `inner` queue.
+macro_rules! queue_over_inner {
+    ($ty:ty; $($push_batch:tt)*) => {
+        #[async_trait]
+        impl Queue for $ty {
+            $($push_batch)*
+            async fn pull(&self, max: usize) -> Result<Vec<Delivery>, Error> {
+                self.inner.pull(max).await
+            }
+            async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error> {
+                self.inner.ack(leases).await
+            }
+            async fn nack(&self, nacks: Vec<Nack>) -> Result<Completed, Error> {
+                self.inner.nack(nacks).await
+            }
+            async fn dead(&self, dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error> {
+                self.inner.dead(dead).await
+            }
+            async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error> {
+                self.inner.release(deliveries).await
+            }
+            async fn extend_lease(&self, leases: &[Lease], by: Duration) -> Result<Completed, Error> {
+                self.inner.extend_lease(leases, by).await
+            }
+            async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+                self.inner.dead_letters(limit).await
+            }
+            async fn redrive(&self, max: usize) -> Result<usize, Error> {
+                self.inner.redrive(max).await
+            }
+            fn close(&self) {
+                self.inner.close();
+            }
+            fn depth(&self) -> u64 {
+                self.inner.depth()
+            }
+        }
+    };
+}
+
 #[async_trait]
 pub trait QueueSwitch: Send + Sync {
     /// Makes pushes fail (true) or work again (false).
@@ -69,8 +110,8 @@ impl QueueSwitch for FlakyQueue {
     }
 }
 
-#[async_trait]
-impl Queue for FlakyQueue {
+queue_over_inner! {
+FlakyQueue;
     async fn push_batch(&self, events: Vec<Event>) -> Result<PushReport, Error> {
         if self.failing.load(Ordering::SeqCst) {
             self.refused.fetch_add(1, Ordering::SeqCst);
@@ -82,36 +123,6 @@ impl Queue for FlakyQueue {
             ));
         }
         self.inner.push_batch(events).await
-    }
-    async fn pull(&self, max: usize) -> Result<Vec<Delivery>, Error> {
-        self.inner.pull(max).await
-    }
-    async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error> {
-        self.inner.ack(leases).await
-    }
-    async fn nack(&self, nacks: Vec<Nack>) -> Result<Completed, Error> {
-        self.inner.nack(nacks).await
-    }
-    async fn dead(&self, dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error> {
-        self.inner.dead(dead).await
-    }
-    async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error> {
-        self.inner.release(deliveries).await
-    }
-    async fn extend_lease(&self, leases: &[Lease], by: Duration) -> Result<Completed, Error> {
-        self.inner.extend_lease(leases, by).await
-    }
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
-        self.inner.dead_letters(limit).await
-    }
-    async fn redrive(&self, max: usize) -> Result<usize, Error> {
-        self.inner.redrive(max).await
-    }
-    fn close(&self) {
-        self.inner.close();
-    }
-    fn depth(&self) -> u64 {
-        self.inner.depth()
     }
 }
 
@@ -393,8 +404,8 @@ impl GatedQueue {
     }
 }
 
-#[async_trait]
-impl Queue for GatedQueue {
+queue_over_inner! {
+GatedQueue;
     async fn push_batch(&self, events: Vec<Event>) -> Result<PushReport, Error> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         // Undone when the push is dropped at the gate (the shard's connection ended).
@@ -409,36 +420,6 @@ impl Queue for GatedQueue {
         drop(leave);
         self.pushes.lock().unwrap().push(events.len());
         self.inner.push_batch(events).await
-    }
-    async fn pull(&self, max: usize) -> Result<Vec<Delivery>, Error> {
-        self.inner.pull(max).await
-    }
-    async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error> {
-        self.inner.ack(leases).await
-    }
-    async fn nack(&self, nacks: Vec<Nack>) -> Result<Completed, Error> {
-        self.inner.nack(nacks).await
-    }
-    async fn dead(&self, dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error> {
-        self.inner.dead(dead).await
-    }
-    async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error> {
-        self.inner.release(deliveries).await
-    }
-    async fn extend_lease(&self, leases: &[Lease], by: Duration) -> Result<Completed, Error> {
-        self.inner.extend_lease(leases, by).await
-    }
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
-        self.inner.dead_letters(limit).await
-    }
-    async fn redrive(&self, max: usize) -> Result<usize, Error> {
-        self.inner.redrive(max).await
-    }
-    fn close(&self) {
-        self.inner.close();
-    }
-    fn depth(&self) -> u64 {
-        self.inner.depth()
     }
 }
 
