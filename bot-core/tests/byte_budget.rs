@@ -211,13 +211,11 @@ async fn waiting_handlers_do_not_hold_up_quick_ones() {
 }
 
 /// A handler that blocks its thread after its first `.await` (synchronous code where it should
-/// not be) should hold up no other handler. Since attempts still pending after their first poll
-/// run in tasks of their own, none of the calls already started waits; but the worker that
-/// started the blocking call does not run its next batch until the thread is free again (300 of
-/// 400 here; with a task per event, and with every attempt spawned, all 400 run). Kept, ignored,
-/// as the statement of what is still to fix (issue 12).
+/// not be) should hold up no other handler. Today the calls sharing its worker wait until the
+/// thread is free (300 of 400 ran here); with a task per attempt all 400 run. Kept, ignored, as
+/// the statement of what is still to fix (issue 12).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known: the worker that started a call which then blocks its thread waits for that thread (issue 12)"]
+#[ignore = "known: calls sharing a worker with a handler that blocks its thread wait for it (issue 12)"]
 async fn a_handler_blocking_its_thread_holds_up_no_other() {
     const OTHERS: usize = 400;
     let release = Arc::new(std::sync::atomic::AtomicBool::new(false));

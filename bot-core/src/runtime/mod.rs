@@ -2,10 +2,9 @@
 //!
 //! One dispatcher task owns the bookkeeping of running handlers, so the hot path has no shared
 //! locks besides the queue's: it pulls at most `max_in_flight - running` events (demand-driven, as
-//! GenStage does), hands them to a few long-lived workers that poll each attempt once and move
-//! those still pending to tasks of their own (`task`), and collects their outcomes, one message
-//! per worker batch or per moved attempt, from a channel whose capacity is `max_in_flight`, so it
-//! can never grow. Completions are batched per turn and
+//! GenStage does), hands them to a few long-lived workers that run many attempts each (`task`),
+//! and collects their outcomes, one message per worker poll round, from a channel whose capacity
+//! is `max_in_flight`, so it can never grow. Completions are batched per turn and
 //! handed to the completer (`complete`), which applies them, one queue call per kind, and retries
 //! failed ones; on backends whose leases expire the lease keeper (`lease`) extends every lease
 //! held, running or waiting for its completion. Both run in tasks of their own, so a busy

@@ -1,15 +1,12 @@
-//! Handler attempts started by a bounded set of worker tasks: time-out, panic isolation,
+//! Handler attempts run by a bounded set of worker tasks: time-out, panic isolation,
 //! cancellation, and completions reported in batches.
 //!
-//! Why workers rather than a task per event: a no-op handler costs less than the spawn, the
-//! scheduling and the completion message around it. A worker polls each new attempt once, in
-//! place; most attempts of a busy bot finish at that first poll and go back to the dispatcher
-//! with the others of the same batch, in one message, without a task of their own. An attempt
-//! still pending after its first poll moves to a Tokio task of its own (as every attempt did
-//! before), so that a slow or blocking handler never holds up the others: each keeps its own
-//! time-out timer, its own cooperative scheduling budget, and can be stolen by another thread.
-//! There are a few workers per runtime thread; the dispatcher gives each new attempt to the
-//! least busy worker.
+//! Why workers rather than a task per event: a noop handler costs less than the spawn, the
+//! scheduling and the completion message around it. A worker keeps many attempts in one
+//! `FuturesUnordered` and polls them in place, so an attempt that finishes at its first poll is
+//! never scheduled on its own, and the completions of one poll round go back to the dispatcher
+//! as one message. There are a few workers per runtime thread, so work still spreads over the
+//! threads; the dispatcher gives each new attempt to the least busy worker.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -17,6 +14,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt as _;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -70,8 +69,6 @@ pub(crate) struct Workers {
     inputs: Vec<mpsc::Sender<Vec<Delivery>>>,
     load: Vec<usize>,
     handles: Vec<JoinHandle<()>>,
-    env: Arc<TaskEnv>,
-    completions: mpsc::Sender<Finished>,
 }
 
 impl Workers {
@@ -91,19 +88,21 @@ impl Workers {
             inputs.push(tx);
             // A fixed number of long-lived tasks per supervisor, not per-message work.
             #[allow(clippy::disallowed_methods)]
-            handles.push(tokio::spawn(work(
+            // Unconstrained: Tokio's per-task budget is meant for one future, not the thousands
+            // a worker polls in one round; under it, attempts whose answers had arrived kept
+            // seeing Pending and their HTTP calls timed out (slow-api). A worker still yields
+            // after polling each attempt once (FuturesUnordered does).
+            handles.push(tokio::spawn(tokio::task::unconstrained(work(
                 env.clone(),
                 worker,
                 rx,
                 completions.clone(),
-            )));
+            ))));
         }
         Self {
             load: vec![0; count],
             inputs,
             handles,
-            env: env.clone(),
-            completions: completions.clone(),
         }
     }
 
@@ -126,17 +125,9 @@ impl Workers {
                 continue;
             }
             if let Err(e) = self.inputs[worker].try_send(deliveries) {
-                // Only when the worker is gone (a panic outside the attempts' guard, such as in
-                // a tracing layer) or, against the bound above, full: the attempts still run,
-                // each in a task of its own, and report as this worker's.
-                tracing::error!(worker, error = %e, "handler worker refused attempts; running them in tasks of their own");
-                for delivery in e.into_inner() {
-                    spawn_rest(
-                        Box::pin(attempt(&self.env, delivery)),
-                        worker,
-                        self.completions.clone(),
-                    );
-                }
+                // Only when the worker is gone (it does not panic) or, against the bound above,
+                // full: the attempts cannot run; their leases stay held until shutdown.
+                tracing::error!(worker, error = %e, "handler worker refused attempts");
             }
         }
     }
@@ -148,63 +139,52 @@ impl Workers {
         }
     }
 
-    /// No more attempts: workers end once their input is empty. Attempts that moved to tasks
-    /// of their own report when they end (an abandoned one never does).
+    /// No more attempts: workers end once their running attempts have finished. Workers still
+    /// holding abandoned attempts are left to end on their own.
     pub(crate) fn close(self) -> Vec<JoinHandle<()>> {
         drop(self.inputs);
         self.handles
     }
 }
 
-/// An attempt, boxed so that it can move to a task of its own after its first poll.
-type Attempt = std::pin::Pin<Box<dyn Future<Output = Completion> + Send>>;
-
-/// One worker: takes attempts from `input` and polls each once; those that finish go back in
-/// one message per batch, the others move to tasks of their own. Ends when `input` is closed.
+/// One worker: takes attempts from `input`, runs them side by side, reports each poll round's
+/// completions in one message. Ends when `input` is closed and nothing runs.
 async fn work(
     env: Arc<TaskEnv>,
     worker: usize,
     mut input: mpsc::Receiver<Vec<Delivery>>,
     completions: mpsc::Sender<Finished>,
 ) {
-    while let Some(batch) = input.recv().await {
-        let mut done = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            let mut attempt: Attempt = Box::pin(attempt(&env, delivery));
-            match std::future::poll_fn(|cx| Poll::Ready(attempt.as_mut().poll(cx))).await {
-                Poll::Ready(c) => done.push(c),
-                Poll::Pending => spawn_rest(attempt, worker, completions.clone()),
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            got = input.recv(), if open => match got {
+                Some(batch) => {
+                    for delivery in batch {
+                        running.push(attempt(&env, delivery));
+                    }
+                }
+                None => open = false,
+            },
+            Some(first) = running.next(), if !running.is_empty() => {
+                let mut done = vec![first];
+                // Whatever else is ready now goes in the same message.
+                while let Some(Some(c)) = running.next().now_or_never() {
+                    done.push(c);
+                }
+                let finished = Finished { worker, completions: done };
+                // The channel holds max_in_flight messages, each with at least one of at most
+                // max_in_flight attempts: this never waits long, and it only fails when the
+                // supervisor is gone, when nobody needs the answer.
+                if completions.send(finished).await.is_err() {
+                    return;
+                }
             }
-        }
-        if done.is_empty() {
-            continue;
-        }
-        let finished = Finished {
-            worker,
-            completions: done,
-        };
-        // The channel holds max_in_flight messages, each with at least one of at most
-        // max_in_flight attempts: this never waits long, and it only fails when the supervisor
-        // is gone, when nobody needs the answer.
-        if completions.send(finished).await.is_err() {
-            return;
+            else => return,
         }
     }
-}
-
-/// Runs the rest of an attempt that did not finish at its first poll in a task of its own.
-fn spawn_rest(attempt: Attempt, worker: usize, completions: mpsc::Sender<Finished>) {
-    // Bounded by max_in_flight: the dispatcher pulls no more than it has free slots.
-    #[allow(clippy::disallowed_methods)]
-    tokio::spawn(async move {
-        let c = attempt.await;
-        let _ = completions
-            .send(Finished {
-                worker,
-                completions: vec![c],
-            })
-            .await;
-    });
 }
 
 /// One attempt, in its span when the span is enabled (with no subscriber interested, no span
