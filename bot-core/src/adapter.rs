@@ -28,6 +28,17 @@ pub trait Adapter: Send + Sync + fmt::Debug + 'static {
     /// The platform this adapter serves.
     fn platform(&self) -> Platform;
 
+    /// Called once by [`crate::BotBuilder::build`], after the bot's telemetry and ingress exist
+    /// and before any other method: the adapter takes what it needs (its clients record their
+    /// calls in the bot's telemetry from then on).
+    ///
+    /// # Errors
+    ///
+    /// The bot is not built, with this error.
+    fn attach(&mut self, _bot: &Attach) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// The client that sends this platform's replies.
     fn outbound(&self) -> Option<Arc<dyn Outbound>> {
         None
@@ -49,6 +60,25 @@ pub trait Adapter: Send + Sync + fmt::Debug + 'static {
     /// An error is logged; it does not stop the bot.
     async fn run(&self, _ingress: Ingress, _shutdown: CancellationToken) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// What a bot hands each adapter once, when it is built ([`Adapter::attach`]).
+#[derive(Debug, Clone)]
+pub struct Attach {
+    pub(crate) telemetry: Telemetry,
+    pub(crate) ingress: Ingress,
+}
+
+impl Attach {
+    /// The bot's telemetry, for the adapter's clients and metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// The bot's ingress, which the adapter's webhooks and gateways submit events to.
+    pub fn ingress(&self) -> &Ingress {
+        &self.ingress
     }
 }
 

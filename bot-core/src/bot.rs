@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapter::{Adapter, Clients, Ingress};
+use crate::adapter::{Adapter, Attach, Clients, Ingress};
 use crate::context::{Shared, TypeMap};
 use crate::error::Error;
 use crate::event::Platform;
@@ -260,7 +260,7 @@ impl Bot {
 /// Builds a [`Bot`].
 #[must_use]
 pub struct BotBuilder {
-    adapters: Vec<Arc<dyn Adapter>>,
+    adapters: Vec<Box<dyn Adapter>>,
     handler: Option<BoxHandler>,
     limits: Limits,
     queue: Option<Arc<dyn Queue>>,
@@ -307,7 +307,7 @@ impl fmt::Debug for BotBuilder {
 impl BotBuilder {
     /// Adds a platform adapter.
     pub fn adapter(mut self, adapter: impl Adapter) -> Self {
-        self.adapters.push(Arc::new(adapter));
+        self.adapters.push(Box::new(adapter));
         self
     }
 
@@ -423,10 +423,22 @@ impl BotBuilder {
         if self.max_body_bytes == 0 {
             return Err(Error::config("bot: max_body_bytes must be above zero"));
         }
+        let queue = self
+            .queue
+            .unwrap_or_else(|| Arc::new(MemoryQueue::new(&self.limits)));
+        let telemetry = Telemetry::new(queue.clone())?;
+        let progress = Arc::new(Progress::default());
+        let ingress = Ingress::new(queue.clone(), telemetry.clone(), progress.clone());
+        let attach = Attach {
+            telemetry: telemetry.clone(),
+            ingress: ingress.clone(),
+        };
         let mut outbounds: HashMap<Platform, Arc<dyn Outbound>> = HashMap::new();
         let mut clients = Clients::default();
         let mut seen = std::collections::HashSet::new();
-        for adapter in &self.adapters {
+        let mut adapters: Vec<Arc<dyn Adapter>> = Vec::with_capacity(self.adapters.len());
+        for mut adapter in self.adapters {
+            adapter.attach(&attach)?;
             let platform = adapter.platform();
             if !seen.insert(platform.clone()) {
                 return Err(Error::config(format!(
@@ -437,14 +449,11 @@ impl BotBuilder {
                 outbounds.insert(o.platform(), o);
             }
             adapter.register_clients(&mut clients);
+            adapters.push(Arc::from(adapter));
         }
         for o in self.outbounds {
             outbounds.insert(o.platform(), o);
         }
-        let queue = self
-            .queue
-            .unwrap_or_else(|| Arc::new(MemoryQueue::new(&self.limits)));
-        let telemetry = Telemetry::new(queue.clone())?;
         let shared = Arc::new(Shared {
             outbounds,
             app_state: self.app_state,
@@ -467,7 +476,6 @@ impl BotBuilder {
                 (pool, telemetry.clone())
             }),
         });
-        let progress = Arc::new(Progress::default());
         let supervisor = Supervisor {
             queue: queue.clone(),
             handler,
@@ -478,14 +486,13 @@ impl BotBuilder {
             progress: progress.clone(),
             dead_letters_evicted: std::sync::atomic::AtomicU64::new(0),
         };
-        let ingress = Ingress::new(queue.clone(), telemetry.clone(), progress.clone());
         Ok(Bot {
             inner: Arc::new(Inner {
                 queue,
                 limits: self.limits,
                 telemetry,
                 ingress,
-                adapters: self.adapters,
+                adapters,
                 max_body_bytes: self.max_body_bytes,
                 request_timeout: self.request_timeout,
                 server: self.server,

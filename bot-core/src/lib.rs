@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod adapter;
+pub mod api;
 mod bot;
 pub mod console;
 pub mod context;
@@ -22,7 +23,7 @@ pub mod state;
 pub mod telemetry;
 pub mod testing;
 
-pub use adapter::{Adapter, Ingress};
+pub use adapter::{Adapter, Attach, Ingress};
 pub use bot::{Bot, BotBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT};
 pub use context::Context;
 pub use error::{BoxError, Error, ErrorKind};

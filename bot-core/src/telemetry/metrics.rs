@@ -96,6 +96,12 @@ pub(crate) struct Counts {
     pub(crate) inflight: AtomicI64,
 }
 
+/// Buckets of `http.client.request.duration`, as OpenTelemetry's HTTP semantic conventions
+/// advise.
+const HTTP_CLIENT_BOUNDARIES: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
 /// The instruments of one bot.
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
@@ -107,6 +113,7 @@ pub(crate) struct Metrics {
     handler_duration: Histogram<f64>,
     pub(crate) outbound_requests: Counter<u64>,
     pub(crate) outbound_ratelimit_wait: Histogram<f64>,
+    pub(crate) http_client_duration: Histogram<f64>,
     pub(crate) db_pool_wait: Histogram<f64>,
     pub(crate) gateway_reconnects: Counter<u64>,
 }
@@ -187,6 +194,12 @@ impl Metrics {
                 .f64_histogram("bot.outbound.ratelimit.wait")
                 .with_unit("s")
                 .with_description("Time outbound calls waited for a rate limiter")
+                .build(),
+            http_client_duration: meter
+                .f64_histogram("http.client.request.duration")
+                .with_unit("s")
+                .with_description("Duration of platform API requests (one per attempt)")
+                .with_boundaries(HTTP_CLIENT_BOUNDARIES.to_vec())
                 .build(),
             db_pool_wait: meter
                 .f64_histogram("bot.db.pool.wait")

@@ -26,6 +26,27 @@ pub use logging::{
 pub(crate) use metrics::Metrics;
 pub use metrics::{DropReason, Outcome};
 
+/// One platform API request, as [`Telemetry::outbound_call`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundCall<'a> {
+    /// The platform.
+    pub platform: &'a Platform,
+    /// The endpoint's name (`push`, `send`, a Discord route), never the path.
+    pub endpoint: &'static str,
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The API's host.
+    pub server_address: &'a str,
+    /// The status answered, if any.
+    pub status: Option<u16>,
+    /// `timeout`, `transport`, or the status of a refusal (OpenTelemetry's `error.type`).
+    pub error_type: Option<&'a str>,
+    /// The channel label of the client, if set.
+    pub channel: Option<&'a str>,
+    /// How long the request took.
+    pub duration: Duration,
+}
+
 /// The environment variable that turns on OTLP export.
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
@@ -139,6 +160,35 @@ impl Telemetry {
             waited.as_secs_f64(),
             &[KeyValue::new("platform", platform.as_str().to_owned())],
         );
+    }
+
+    /// Records one platform API request's duration as `http.client.request.duration`, with
+    /// OpenTelemetry's HTTP client attribute names.
+    pub fn outbound_call(&self, call: &OutboundCall<'_>) {
+        let mut attributes = Vec::with_capacity(7);
+        attributes.push(KeyValue::new("http.request.method", call.method.to_owned()));
+        attributes.push(KeyValue::new(
+            "server.address",
+            call.server_address.to_owned(),
+        ));
+        attributes.push(KeyValue::new("platform", call.platform.as_str().to_owned()));
+        attributes.push(KeyValue::new("bot.endpoint", call.endpoint));
+        if let Some(status) = call.status {
+            attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        if let Some(error) = call.error_type {
+            attributes.push(KeyValue::new("error.type", error.to_owned()));
+        }
+        if let Some(channel) = call.channel {
+            attributes.push(KeyValue::new("bot.channel", channel.to_owned()));
+        }
+        self.inner
+            .metrics
+            .http_client_duration
+            .record(call.duration.as_secs_f64(), &attributes);
     }
 
     /// Records how long a task waited for a database connection.

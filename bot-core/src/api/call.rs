@@ -1,0 +1,184 @@
+//! [`Call`] and [`Answer`]: one API request as the client core sends it, and what came back.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, ApiErrorKind};
+
+/// One API request: what to send, where, under which rate limit, and whether sending it twice
+/// does harm.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub(crate) method: Method,
+    pub(crate) endpoint: &'static str,
+    pub(crate) path: String,
+    pub(crate) base: Option<Arc<str>>,
+    pub(crate) body: Option<(Bytes, HeaderValue)>,
+    pub(crate) idempotent: bool,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl Call {
+    /// A `method` request to `path` (appended to the client's base URL) under the rate limit of
+    /// `endpoint`, which also names the call in metrics and logs (never the path: it may hold a
+    /// user id or a token).
+    ///
+    /// A `POST` is taken as not idempotent (see [`Call::idempotent`]); any other method as
+    /// idempotent.
+    pub fn new(method: Method, endpoint: &'static str, path: impl Into<String>) -> Self {
+        Self {
+            idempotent: method != Method::POST,
+            method,
+            endpoint,
+            path: path.into(),
+            base: None,
+            body: None,
+            idempotency_key: None,
+            deadline: None,
+        }
+    }
+
+    /// A `GET` request.
+    pub fn get(endpoint: &'static str, path: impl Into<String>) -> Self {
+        Self::new(Method::GET, endpoint, path)
+    }
+
+    /// A `POST` request.
+    pub fn post(endpoint: &'static str, path: impl Into<String>) -> Self {
+        Self::new(Method::POST, endpoint, path)
+    }
+
+    /// Sends `body` as JSON, written out now so that only its bytes are held while the call
+    /// waits and retries.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiErrorKind::InvalidRequest`] when `body` cannot be written as JSON.
+    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Result<Self, ApiError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| {
+            ApiError::new(ApiErrorKind::InvalidRequest, "the request body is not JSON")
+                .with_source(e)
+        })?;
+        self.body = Some((
+            Bytes::from(bytes),
+            HeaderValue::from_static("application/json"),
+        ));
+        Ok(self)
+    }
+
+    /// Sends `body` with `content_type`.
+    #[must_use]
+    pub fn body(mut self, body: Bytes, content_type: HeaderValue) -> Self {
+        self.body = Some((body, content_type));
+        self
+    }
+
+    /// Says whether sending the request twice does no harm (a read, an edit, a send the platform
+    /// deduplicates): only then does the client send it again after a failure that may have
+    /// reached the platform (a time-out, a broken connection, a server error).
+    #[must_use]
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// Sends `key` in the platform's idempotency header, the same on every attempt, which makes
+    /// the call idempotent where the platform has such a header.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Gives up at `deadline`, retries and rate-limit waits included, instead of the client's
+    /// deadline from now (a reply of several parts shares one).
+    #[must_use]
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sends to `base` instead of the client's base URL (LINE's data API).
+    #[must_use]
+    pub fn base(mut self, base: impl Into<Arc<str>>) -> Self {
+        self.base = Some(base.into());
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The endpoint whose rate limit applies.
+    pub fn endpoint(&self) -> &'static str {
+        self.endpoint
+    }
+
+    /// The path after the base URL.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The body's bytes, if any.
+    pub fn body_bytes(&self) -> Option<&Bytes> {
+        self.body.as_ref().map(|(b, _)| b)
+    }
+
+    /// Whether sending the call twice does no harm.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// The idempotency key, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+}
+
+/// A platform's answer: its status, headers and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body (empty when the platform accepted a call but its answer could not be read).
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// A header's value, when it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON of type `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiErrorKind::Decode`] when it is not one.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ApiError::new(
+                ApiErrorKind::Decode,
+                "the api's answer is not what was expected",
+            )
+            .with_source(e)
+            .with_status(self.status)
+        })
+    }
+
+    /// The `Retry-After` header in seconds (whole or fractional), if present and readable.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        let value = self.header(header::RETRY_AFTER.as_str())?.trim();
+        let secs: f64 = value.parse().ok()?;
+        std::time::Duration::try_from_secs_f64(secs).ok()
+    }
+}

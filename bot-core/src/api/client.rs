@@ -1,0 +1,475 @@
+//! [`ApiClient`]: one retry loop, one deadline, one set of rate limits and one way of reading a
+//! failure, for every platform; [`ApiSpec`] is the small part each platform adds.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderName, HeaderValue, StatusCode, header};
+
+use super::call::{Answer, Call};
+use super::config::ApiConfig;
+use super::error::{ApiError, ApiErrorKind};
+use crate::event::Platform;
+use crate::limits::RetryPolicy;
+use crate::outbound::RateLimit;
+use crate::secret::Secret;
+use crate::telemetry::{OutboundCall, Telemetry};
+
+/// What a platform adds to the client core: who it is, how it authorises, how it rate-limits
+/// beyond per-endpoint quotas, and how its refusals read.
+pub trait ApiSpec: fmt::Debug + Send + Sync + 'static {
+    /// What [`ApiSpec::admit`] hands out for one attempt; dropped unused when the attempt ends
+    /// without an answer (a time-out, a cancelled call), handed to [`ApiSpec::answered`]
+    /// otherwise.
+    type Permit: Send;
+
+    /// The platform, for errors, logs and metrics.
+    fn platform(&self) -> Platform;
+
+    /// The `User-Agent` of the client's own HTTP client.
+    fn user_agent(&self) -> &'static str;
+
+    /// The `Authorization` header for `token` (`Bearer <token>` by default). Marked sensitive so
+    /// that no layer below ever prints it.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiErrorKind::Config`] when the token cannot be a header value.
+    fn authorization(&self, token: &Secret) -> Result<HeaderValue, ApiError> {
+        header_value(&format!("Bearer {}", token.expose()))
+    }
+
+    /// The header that carries [`Call::idempotency_key`], when the platform deduplicates by one
+    /// (LINE's `X-Line-Retry-Key`).
+    fn idempotency_header(&self) -> Option<HeaderName> {
+        None
+    }
+
+    /// Waits until `call` may go out under the platform's own limits (Discord's buckets), after
+    /// the per-endpoint quota of [`ApiConfig::limit`].
+    ///
+    /// # Errors
+    ///
+    /// The call fails at once with this error (a wait longer than the client waits, a spent
+    /// budget), carrying its retry hint.
+    fn admit(&self, call: &Call) -> impl Future<Output = Result<Self::Permit, ApiError>> + Send;
+
+    /// Learns from an answer (rate-limit headers), with the attempt's permit.
+    fn answered(&self, _permit: Self::Permit, _call: &Call, _answer: &Answer) {}
+
+    /// Whether `status` means the call took effect: 2xx by default; LINE adds 409 to a retry key
+    /// (an earlier attempt was accepted).
+    fn accepted(&self, call: &Call, status: StatusCode) -> bool {
+        let _ = call;
+        status.is_success()
+    }
+
+    /// The error a refused answer (not [`ApiSpec::accepted`]) means: its kind, message, details,
+    /// retry hint ([`Answer::retry_after`] or the platform's own), and whether the call may have
+    /// taken effect anyway ([`ApiError::with_maybe_delivered`]; a 5xx other than 503 may hide a
+    /// delivery).
+    fn refusal(&self, call: &Call, answer: &Answer) -> ApiError;
+}
+
+/// The HTTP client core: base URL and token, per-endpoint rate limits, one retry loop with
+/// back-off and jitter, one deadline per call, `Retry-After` honoured up to a cap, time-outs and
+/// transport failures mapped, "maybe delivered" semantics, idempotency keys, and telemetry
+/// (`bot.outbound.requests`, `bot.outbound.ratelimit.wait`, `http.client.request.duration`).
+///
+/// Cloning is cheap; clones share connections and limits.
+pub struct ApiClient<S: ApiSpec> {
+    shared: Arc<Shared<S>>,
+    telemetry: Option<Telemetry>,
+}
+
+struct Shared<S> {
+    spec: S,
+    http: reqwest::Client,
+    base: String,
+    server_address: String,
+    authorization: HeaderValue,
+    retry: RetryPolicy,
+    timeout: Duration,
+    deadline: Duration,
+    max_retry_after: Duration,
+    limits: HashMap<&'static str, RateLimit>,
+    channel: Option<String>,
+}
+
+impl<S: ApiSpec> Clone for ApiClient<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            telemetry: self.telemetry.clone(),
+        }
+    }
+}
+
+impl<S: ApiSpec> fmt::Debug for ApiClient<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.shared;
+        f.debug_struct("ApiClient")
+            .field("spec", &s.spec)
+            .field("base", &s.base)
+            .field("channel", &s.channel)
+            .field("retry", &s.retry)
+            .field("timeout", &s.timeout)
+            .field("deadline", &s.deadline)
+            .field("max_retry_after", &s.max_retry_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: ApiSpec> ApiClient<S> {
+    /// A client for `spec`'s platform, configured by `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiErrorKind::Config`] when the token is empty, the base URL is not http(s), a rate
+    /// limit, the time-out or the deadline is zero, the retry policy is invalid, or the HTTP
+    /// client cannot be set up.
+    pub fn new(spec: S, config: ApiConfig) -> Result<Self, ApiError> {
+        let platform = spec.platform();
+        let fail = |what: String| ApiError::config(format!("{platform}: {what}"));
+        if config.token.is_empty() {
+            return Err(fail("the access token is empty".into()));
+        }
+        let base = config.base.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| fail(format!("api base {base:?} is not an http(s) URL")))?;
+        let server_address = url.host_str().unwrap_or_default().to_owned();
+        config
+            .retry
+            .validate()
+            .map_err(|e| fail(format!("retry policy: {e}")))?;
+        if config.timeout.is_zero() || config.deadline.is_zero() {
+            return Err(fail(
+                "the time-out and the deadline must be above zero".into(),
+            ));
+        }
+        let mut limits = HashMap::new();
+        for (endpoint, per_second) in &config.limits {
+            let limit = RateLimit::per_second(*per_second)
+                .ok_or_else(|| fail(format!("the rate limit of {endpoint} must be above zero")))?;
+            limits.insert(*endpoint, limit);
+        }
+        let mut authorization = spec.authorization(&config.token)?;
+        authorization.set_sensitive(true);
+        let http = match config.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .timeout(config.timeout)
+                .user_agent(spec.user_agent())
+                .build()
+                .map_err(|e| fail("cannot build the http client".into()).with_source(e))?,
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                spec,
+                http,
+                base,
+                server_address,
+                authorization,
+                retry: config.retry,
+                timeout: config.timeout,
+                deadline: config.deadline,
+                max_retry_after: config.max_retry_after,
+                limits,
+                channel: config.channel,
+            }),
+            telemetry: config.telemetry,
+        })
+    }
+
+    /// This client recording its calls in `telemetry`, sharing connections and limits with
+    /// `self` (what an adapter does once the bot's telemetry exists).
+    #[must_use]
+    pub fn with_telemetry(&self, telemetry: Telemetry) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            telemetry: Some(telemetry),
+        }
+    }
+
+    /// The platform's part.
+    pub fn spec(&self) -> &S {
+        &self.shared.spec
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> Platform {
+        self.shared.spec.platform()
+    }
+
+    /// The base URL calls go to (no trailing `/`).
+    pub fn base(&self) -> &str {
+        &self.shared.base
+    }
+
+    /// The channel label of this client's metrics, if set.
+    pub fn channel(&self) -> Option<&str> {
+        self.shared.channel.as_deref()
+    }
+
+    /// The telemetry calls are recorded in, if any.
+    pub fn telemetry(&self) -> Option<&Telemetry> {
+        self.telemetry.as_ref()
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.shared.retry
+    }
+
+    /// When a call made now gives up, by default.
+    pub fn deadline_from_now(&self) -> Instant {
+        Instant::now() + self.shared.deadline
+    }
+
+    /// Makes `call`: waits for its rate limits, sends it, and retries what may succeed and is
+    /// safe to send again, until the platform accepts it, refuses it for good, or the deadline
+    /// passes.
+    ///
+    /// - A failure is retried only when [`ApiError::is_retryable`] and the call is idempotent or
+    ///   the failure cannot have reached the platform (a refused connection, a 429, a 503).
+    /// - The wait is the platform's `Retry-After` when it gave one, the policy's back-off
+    ///   otherwise; a hint longer than [`ApiConfig::max_retry_after`], or one that would end past
+    ///   the deadline, fails the call at once carrying the hint, so that the runtime retries the
+    ///   handler later instead of one handler holding a slot for minutes.
+    /// - A 2xx whose body cannot be read counts as success (with an empty body) for a call that
+    ///   is not idempotent: the platform took it.
+    ///
+    /// # Errors
+    ///
+    /// The last failure, with [`ApiError::attempts`], and [`ApiError::maybe_delivered`] set when
+    /// a call that is not idempotent may have taken effect.
+    pub async fn call(&self, mut call: Call) -> Result<Answer, ApiError> {
+        let shared = &*self.shared;
+        let platform = shared.spec.platform();
+        let key_header = match (&call.idempotency_key, shared.spec.idempotency_header()) {
+            (Some(key), Some(name)) => {
+                call.idempotent = true;
+                Some((name, header_value(key)?))
+            }
+            _ => None,
+        };
+        let deadline = call
+            .deadline
+            .unwrap_or_else(|| Instant::now() + shared.deadline);
+        let base = call.base.as_deref().unwrap_or(&shared.base);
+        let url = format!("{base}{}", call.path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let permit = match tokio::time::timeout_at(deadline.into(), self.admit(&call)).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(e)) => return Err(e.with_attempts(attempt - 1).with_platform(platform)),
+                Err(_) => return Err(self.deadline_passed(attempt - 1)),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.deadline_passed(attempt - 1));
+            }
+            let timeout = shared.timeout.min(left);
+            let failure = match self
+                .attempt(&call, &url, key_header.as_ref(), permit, timeout)
+                .await
+            {
+                Ok(answer) => return Ok(answer),
+                Err(failure) => failure.with_platform(platform.clone()),
+            };
+            let maybe_delivered = failure.maybe_delivered() && !call.idempotent;
+            let finish = |e: ApiError| {
+                e.with_attempts(attempt)
+                    .with_maybe_delivered(maybe_delivered)
+            };
+            if !failure.is_retryable() || maybe_delivered || attempt >= shared.retry.max_attempts {
+                return Err(finish(failure));
+            }
+            let delay = match failure.retry_after() {
+                Some(hint) if hint > shared.max_retry_after => {
+                    tracing::debug!(
+                        %platform, endpoint = call.endpoint, error = %failure, ?hint,
+                        "api call rate limited for longer than the client waits; giving up"
+                    );
+                    return Err(finish(failure));
+                }
+                Some(hint) => hint,
+                None => shared.retry.backoff(attempt),
+            };
+            if Instant::now() + delay >= deadline {
+                tracing::debug!(
+                    %platform, endpoint = call.endpoint, error = %failure, ?delay,
+                    "api call failed; no time left to retry before the deadline"
+                );
+                let hint = failure.retry_after().unwrap_or(delay);
+                return Err(finish(failure).with_retry_after(Some(hint)));
+            }
+            tracing::debug!(
+                %platform, endpoint = call.endpoint, error = %failure, attempt, ?delay,
+                "api call failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn deadline_passed(&self, attempts: u32) -> ApiError {
+        let platform = self.platform();
+        ApiError::new(
+            ApiErrorKind::Timeout,
+            format!("{platform}: the call's deadline passed before it could be sent"),
+        )
+        .with_attempts(attempts)
+        .with_platform(platform)
+    }
+
+    /// The endpoint's quota, then the platform's own limits; the whole wait is recorded.
+    async fn admit(&self, call: &Call) -> Result<S::Permit, ApiError> {
+        let started = Instant::now();
+        if let Some(limit) = self.shared.limits.get(call.endpoint) {
+            // The whole wait, the platform's own included, is recorded below.
+            limit.acquire(&self.platform(), None).await;
+        }
+        let permit = self.shared.spec.admit(call).await?;
+        let waited = started.elapsed();
+        if waited > Duration::from_millis(1)
+            && let Some(t) = &self.telemetry
+        {
+            t.outbound_ratelimit_wait(&self.platform(), waited);
+        }
+        Ok(permit)
+    }
+
+    async fn attempt(
+        &self,
+        call: &Call,
+        url: &str,
+        key_header: Option<&(HeaderName, HeaderValue)>,
+        permit: S::Permit,
+        timeout: Duration,
+    ) -> Result<Answer, ApiError> {
+        let shared = &*self.shared;
+        let platform = shared.spec.platform();
+        let mut request = shared
+            .http
+            .request(call.method.clone(), url)
+            .timeout(timeout)
+            .header(header::AUTHORIZATION, shared.authorization.clone());
+        if let Some((body, content_type)) = &call.body {
+            request = request
+                .header(header::CONTENT_TYPE, content_type.clone())
+                .body(body.clone());
+        }
+        if let Some((name, value)) = key_header {
+            request = request.header(name.clone(), value.clone());
+        }
+        let started = Instant::now();
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    ApiErrorKind::Timeout
+                } else {
+                    ApiErrorKind::Transport
+                };
+                self.record(call, None, Some(error_type(kind)), started);
+                // A refused connection never carried the request; anything later may have.
+                let maybe_delivered = !e.is_connect();
+                // The URL may name a user or hold a token; errors travel to logs.
+                return Err(
+                    ApiError::new(kind, format!("{platform}: the api call failed"))
+                        .with_source(e.without_url())
+                        .with_maybe_delivered(maybe_delivered),
+                );
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) if shared.spec.accepted(call, status) && !call.idempotent => {
+                // The platform took the call; only its answer was lost.
+                tracing::warn!(
+                    %platform, endpoint = call.endpoint, error = %e.without_url(),
+                    "the api accepted a call but its answer could not be read"
+                );
+                bytes::Bytes::new()
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    ApiErrorKind::Timeout
+                } else {
+                    ApiErrorKind::Transport
+                };
+                self.record(call, Some(status), Some(error_type(kind)), started);
+                return Err(
+                    ApiError::new(kind, format!("{platform}: reading the answer failed"))
+                        .with_status(status)
+                        .with_source(e.without_url())
+                        .with_maybe_delivered(true),
+                );
+            }
+        };
+        let answer = Answer {
+            status,
+            headers,
+            body,
+        };
+        shared.spec.answered(permit, call, &answer);
+        if shared.spec.accepted(call, status) {
+            self.record(call, Some(status), None, started);
+            return Ok(answer);
+        }
+        self.record(call, Some(status), Some(status.as_str()), started);
+        Err(shared.spec.refusal(call, &answer).with_status(status))
+    }
+
+    fn record(
+        &self,
+        call: &Call,
+        status: Option<StatusCode>,
+        error_type: Option<&str>,
+        started: Instant,
+    ) {
+        let Some(t) = &self.telemetry else {
+            return;
+        };
+        let platform = self.platform();
+        t.outbound_request(
+            &platform,
+            status.as_ref().map_or("error", StatusCode::as_str),
+        );
+        t.outbound_call(&OutboundCall {
+            platform: &platform,
+            endpoint: call.endpoint,
+            method: call.method.as_str(),
+            server_address: &self.shared.server_address,
+            status: status.map(|s| s.as_u16()),
+            error_type,
+            channel: self.shared.channel.as_deref(),
+            duration: started.elapsed(),
+        });
+    }
+}
+
+fn error_type(kind: ApiErrorKind) -> &'static str {
+    match kind {
+        ApiErrorKind::Timeout => "timeout",
+        _ => "transport",
+    }
+}
+
+/// `value` as a header value.
+///
+/// # Errors
+///
+/// [`ApiErrorKind::Config`] when it holds characters a header cannot.
+pub fn header_value(value: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::try_from(value)
+        .map_err(|_| ApiError::config("a token or key is not a valid header value"))
+}

@@ -1,0 +1,32 @@
+//! The HTTP client core every adapter's API client is built on.
+//!
+//! One [`ApiClient`] holds what all platforms share: the base URL and token, per-endpoint rate
+//! limits, one retry loop with back-off and jitter, one deadline per call (retries and rate-limit
+//! waits included), `Retry-After` honoured up to a cap, time-outs and transport failures mapped,
+//! "maybe delivered" semantics for calls the platform cannot deduplicate, idempotency keys, and
+//! telemetry (`bot.outbound.requests`, `bot.outbound.ratelimit.wait`, and OpenTelemetry's
+//! `http.client.request.duration`). An adapter adds only its [`ApiSpec`]: who it is, how its
+//! refusals read, its idempotency header, and its own rate-limit buckets if it has them.
+//! [`ApiError`] is the one error of every client; [`SentKeys`] the bounded memory of sends a
+//! retried handler must not repeat.
+//!
+//! | | LINE | Messenger | Discord |
+//! | --- | --- | --- | --- |
+//! | idempotency | `X-Line-Retry-Key` on push and multicast | none (sends remembered) | `nonce` with `enforce_nonce` |
+//! | rate limits | per endpoint | per endpoint | global + buckets learned from headers |
+//! | maybe delivered | time-out, broken connection, 5xx but 503 | the same, Graph codes 2 and 1200 excepted | the same |
+
+mod call;
+mod client;
+mod config;
+mod error;
+mod sent;
+
+pub use call::{Answer, Call};
+pub use client::{ApiClient, ApiSpec, header_value};
+pub use config::{
+    ApiConfig, ConfigureApi, DEFAULT_DEADLINE, DEFAULT_MAX_RETRY_AFTER, DEFAULT_TIMEOUT,
+    default_retry_policy,
+};
+pub use error::{ApiError, ApiErrorKind, ErrorDetails};
+pub use sent::SentKeys;

@@ -1,0 +1,108 @@
+//! [`SentKeys`]: a bounded memory of what a client sent (or may have sent).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Keys of sends a client made (or may have made), each remembered for a time, at most a count of
+/// them, the oldest forgotten first: a retried handler skips a send that went out already where
+/// the platform offers no idempotency key (or a single-use token), instead of sending it twice.
+#[derive(Debug)]
+pub struct SentKeys<K> {
+    ttl: Duration,
+    max: usize,
+    keys: Mutex<Remembered<K>>,
+}
+
+/// When each key was last sent, and the order of sends for expiry.
+type Remembered<K> = (HashMap<K, Instant>, VecDeque<(Instant, K)>);
+
+impl<K: Hash + Eq + Clone> SentKeys<K> {
+    /// Remembers each key for `ttl`, at most `max` keys.
+    pub fn new(ttl: Duration, max: usize) -> Self {
+        Self {
+            ttl,
+            max: max.max(1),
+            keys: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    /// Whether `key` was sent (or may have been) and is still remembered.
+    pub fn contains(&self, key: &K) -> bool {
+        let now = Instant::now();
+        let guard = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .0
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.ttl)
+    }
+
+    /// Remembers `key` as sent now.
+    pub fn insert(&self, key: K) {
+        self.insert_at(key, Instant::now());
+    }
+
+    /// Remembers `key` as sent at `now`, first forgetting keys older than the time to live and
+    /// the oldest beyond the count.
+    pub fn insert_at(&self, key: K, now: Instant) {
+        let mut guard = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *guard;
+        while let Some((at, _)) = order.front() {
+            if now.saturating_duration_since(*at) < self.ttl && order.len() < self.max {
+                break;
+            }
+            // A key sent again since has a later entry; only its last one forgets it.
+            if let Some((at, old)) = order.pop_front()
+                && set.get(&old) == Some(&at)
+            {
+                set.remove(&old);
+            }
+        }
+        set.insert(key.clone(), now);
+        order.push_back((now, key));
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).0.len()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_bounded_in_count_and_age() {
+        let ttl = Duration::from_secs(10);
+        let sent = SentKeys::new(ttl, 3);
+        let start = Instant::now();
+        for i in 0..3 {
+            sent.insert_at(i, start);
+        }
+        assert!((0..3).all(|i| sent.contains(&i)));
+        sent.insert_at(3, start);
+        assert!(!sent.contains(&0), "the oldest goes first when full");
+        assert!((1..4).all(|i| sent.contains(&i)));
+        sent.insert_at(4, start + ttl);
+        assert!(
+            (1..4).all(|i| !sent.contains(&i)),
+            "expired keys are forgotten"
+        );
+        assert!(sent.contains(&4));
+        assert_eq!(sent.len(), 1);
+    }
+
+    #[test]
+    fn a_key_past_its_time_is_not_reported_before_the_next_insert_sweeps_it() {
+        let sent = SentKeys::new(Duration::from_millis(1), 10);
+        sent.insert_at("k", Instant::now() - Duration::from_secs(1));
+        assert!(!sent.contains(&"k"));
+    }
+}
