@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod http;
 pub mod interactions;
 pub mod model;
+mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
 

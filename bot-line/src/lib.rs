@@ -5,6 +5,7 @@ pub mod client;
 mod error;
 pub mod event;
 pub mod model;
+mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhook;

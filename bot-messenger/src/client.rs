@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bot_core::event::ConversationId;
-use bot_core::outbound::{self, OutgoingMessage, RateLimit, SentParts, Target};
 pub use bot_core::outbound::{MAX_SENT_PARTS, SENT_PARTS_TTL};
+use bot_core::outbound::{OutgoingMessage, RateLimit, SentParts, Target};
 use bot_core::telemetry::Telemetry;
 use bot_core::{Outbound, Platform, RetryPolicy, Secret};
 use bytes::Bytes;
@@ -58,12 +58,11 @@ use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind};
-use crate::event::TEXT_QUICK_REPLY_PAYLOAD;
 use crate::model::send::{
-    Button, GraphError, MAX_BUTTON_TEMPLATE_TEXT_CHARS, MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS,
-    MAX_PAYLOAD_CHARS, MAX_QUICK_REPLIES, MAX_QUICK_REPLY_TITLE_CHARS, MAX_TEXT_CHARS, Message,
-    MessagingType, Profile, QuickReply, Recipient, SendResponse, SenderAction,
+    GraphError, MAX_QUICK_REPLIES, MAX_TEXT_CHARS, Message, MessagingType, Profile, Recipient,
+    SendResponse, SenderAction,
 };
+pub use crate::render::to_messenger_messages;
 
 /// The Graph API base, with the version this crate was written against.
 pub const DEFAULT_API_BASE: &str = "https://graph.facebook.com/v21.0";
@@ -695,7 +694,7 @@ impl Outbound for MessengerClient {
     ) -> Result<(), bot_core::Error> {
         let mut mapped = Vec::with_capacity(messages.len());
         for message in &messages {
-            mapped.extend(to_messenger_messages(message)?);
+            mapped.extend(crate::render::to_messenger_messages(message)?);
         }
         let recipient = Recipient::for_conversation(target.conversation.as_str());
         let deadline = self.deadline_from_now();
@@ -778,288 +777,12 @@ fn check_message(message: &Message) -> Result<(), Error> {
     Ok(())
 }
 
-/// Maps a platform-neutral message to Send API message objects:
-///
-/// - text: one text message, or several when it is longer than 2,000 characters (split at the
-///   last line break or space before the limit, else at the limit);
-/// - an image: an image attachment after the text;
-/// - buttons: a button template with the text (at most 3 buttons, text at most 640
-///   characters), after the image if there is one;
-/// - quick replies (at most 13) under the last message. A postback quick reply carries its
-///   data as payload; a message quick reply sends its label as text and arrives as a text
-///   message again (see [`crate::event`]), so its text must be its label.
-///
-/// # Errors
-///
-/// [`ErrorKind::InvalidRequest`] when the message is empty or breaks a Messenger limit (buttons
-/// without text, over 3 buttons, template text over 640 characters, titles over 20 characters,
-/// payloads over 1,000, over 13 quick replies), or uses an action Messenger has no equivalent
-/// for (a button that sends text, a quick reply that opens a URL, a quick reply whose text is
-/// not its label).
-pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error> {
-    let text = message.text.as_deref().filter(|t| !t.is_empty());
-    let mut out = Vec::with_capacity(2);
-    if message.buttons.is_empty() {
-        if let Some(text) = text {
-            out.extend(
-                split_text(text, MAX_TEXT_CHARS)
-                    .into_iter()
-                    .map(Message::text),
-            );
-        }
-        if let Some(image) = &message.image {
-            out.push(Message::image(image.url.clone()));
-        }
-    } else {
-        if let Some(image) = &message.image {
-            out.push(Message::image(image.url.clone()));
-        }
-        out.push(buttons(text, &message.buttons)?);
-    }
-    let Some(last) = out.pop() else {
-        return Err(Error::invalid_request(
-            "messenger: nothing to send (no text, image or buttons)",
-        ));
-    };
-    if message.quick_replies.is_empty() {
-        out.push(last);
-    } else {
-        if message.quick_replies.len() > MAX_QUICK_REPLIES {
-            return Err(Error::invalid_request(format!(
-                "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {}",
-                message.quick_replies.len()
-            )));
-        }
-        let items = message
-            .quick_replies
-            .iter()
-            .map(quick_reply)
-            .collect::<Result<Vec<_>, _>>()?;
-        out.push(last.with_quick_replies(items));
-    }
-    Ok(out)
-}
-
-fn check_title(kind: &str, title: &str) -> Result<(), Error> {
-    let max = if kind == "quick reply" {
-        MAX_QUICK_REPLY_TITLE_CHARS
-    } else {
-        MAX_BUTTON_TITLE_CHARS
-    };
-    if title.is_empty() || title.chars().count() > max {
-        return Err(Error::invalid_request(format!(
-            "messenger: a {kind} title holds 1 to {max} characters, got {title:?}"
-        )));
-    }
-    Ok(())
-}
-
-fn check_payload(payload: &str) -> Result<(), Error> {
-    if payload.is_empty() || payload.chars().count() > MAX_PAYLOAD_CHARS {
-        return Err(Error::invalid_request(format!(
-            "messenger: a payload holds 1 to {MAX_PAYLOAD_CHARS} characters"
-        )));
-    }
-    Ok(())
-}
-
-fn quick_reply(q: &outbound::QuickReply) -> Result<QuickReply, Error> {
-    check_title("quick reply", &q.label)?;
-    match &q.action {
-        outbound::Action::Postback(data) => {
-            check_payload(data)?;
-            Ok(QuickReply::text(q.label.clone(), data.clone()))
-        }
-        // Messenger sends the chip's title as the text; the marker payload makes the tap arrive
-        // as that text message rather than as a postback. So the text must be the label.
-        outbound::Action::Message(text) if *text == q.label => {
-            Ok(QuickReply::text(q.label.clone(), TEXT_QUICK_REPLY_PAYLOAD))
-        }
-        outbound::Action::Message(text) => Err(Error::invalid_request(format!(
-            "messenger: a quick reply sends its label as text, so its text {text:?} must equal \
-             its label {:?}; use QuickReply::message(label), or a postback to tell the tap apart",
-            q.label
-        ))),
-        other => Err(Error::invalid_request(format!(
-            "messenger: a quick reply cannot {other:?}; use a button"
-        ))),
-    }
-}
-
-fn buttons(text: Option<&str>, buttons: &[outbound::Button]) -> Result<Message, Error> {
-    let Some(text) = text else {
-        return Err(Error::invalid_request(
-            "messenger: buttons need a text to go with",
-        ));
-    };
-    if text.chars().count() > MAX_BUTTON_TEMPLATE_TEXT_CHARS {
-        return Err(Error::invalid_request(format!(
-            "messenger: text with buttons holds at most {MAX_BUTTON_TEMPLATE_TEXT_CHARS} characters"
-        )));
-    }
-    if buttons.len() > MAX_BUTTONS {
-        return Err(Error::invalid_request(format!(
-            "messenger: at most {MAX_BUTTONS} buttons, got {}",
-            buttons.len()
-        )));
-    }
-    let mapped = buttons
-        .iter()
-        .map(|b| {
-            check_title("button", &b.label)?;
-            match &b.action {
-                outbound::Action::Postback(data) => {
-                    check_payload(data)?;
-                    Ok(Button::postback(b.label.clone(), data.clone()))
-                }
-                outbound::Action::Url(url) => Ok(Button::web_url(b.label.clone(), url.clone())),
-                other => Err(Error::invalid_request(format!(
-                    "messenger: a button cannot {other:?}; use a quick reply to send text"
-                ))),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Message::buttons(text, mapped))
-}
-
-/// Splits `text` into pieces of at most `max` characters, at the last line break or space
-/// before the limit when there is one in the second half of the piece.
-fn split_text(text: &str, max: usize) -> Vec<String> {
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    while rest.chars().count() > max {
-        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
-        let window = &rest[..limit];
-        let half = window.char_indices().nth(max / 2).map_or(0, |(i, _)| i);
-        let cut = window
-            .rfind('\n')
-            .filter(|&i| i >= half)
-            .or_else(|| window.rfind(' ').filter(|&i| i >= half))
-            .map_or(limit, |i| i + 1);
-        pieces.push(rest[..cut].to_owned());
-        rest = &rest[cut..];
-    }
-    if !rest.is_empty() {
-        pieces.push(rest.to_owned());
-    }
-    pieces
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bot_core::outbound::{Button as CoreButton, QuickReply as CoreQuickReply};
 
     #[test]
-    fn neutral_messages_map_to_send_api_objects() {
-        let m = OutgoingMessage::text("pick")
-            .quick_reply(CoreQuickReply::postback("Red", "c=red"))
-            .quick_reply(CoreQuickReply::message("Blue"));
-        let out = to_messenger_messages(&m).unwrap();
-        assert_eq!(out.len(), 1);
-        let json = out[0].as_json();
-        assert_eq!(json["text"], "pick");
-        assert_eq!(json["quick_replies"][0]["payload"], "c=red");
-        assert_eq!(json["quick_replies"][1]["title"], "Blue");
-        assert_eq!(
-            json["quick_replies"][1]["payload"],
-            TEXT_QUICK_REPLY_PAYLOAD
-        );
-
-        let mut with_buttons = OutgoingMessage::text("menu")
-            .button(CoreButton::link("Site", "https://example.com"))
-            .button(CoreButton::postback("Buy", "buy"))
-            .quick_reply(CoreQuickReply::postback("Later", "later"));
-        with_buttons.image = Some(bot_core::outbound::Image {
-            url: "https://x/y.png".into(),
-            preview_url: None,
-        });
-        let out = to_messenger_messages(&with_buttons).unwrap();
-        assert_eq!(out[0].attachment_type(), Some("image"));
-        let template = out[1].as_json();
-        assert_eq!(template["attachment"]["payload"]["template_type"], "button");
-        assert_eq!(
-            template["attachment"]["payload"]["buttons"][0]["url"],
-            "https://example.com"
-        );
-        assert_eq!(
-            template["attachment"]["payload"]["buttons"][1]["payload"],
-            "buy"
-        );
-        assert_eq!(template["quick_replies"][0]["payload"], "later");
-        assert!(out[0].as_json().get("quick_replies").is_none());
-    }
-
-    #[test]
-    fn long_texts_are_split_at_spaces_and_never_exceed_the_limit() {
-        let word = "word ";
-        let text = word.repeat(1000); // 5,000 characters
-        let pieces = split_text(&text, MAX_TEXT_CHARS);
-        assert_eq!(pieces.len(), 3);
-        assert!(pieces.iter().all(|p| p.chars().count() <= MAX_TEXT_CHARS));
-        assert!(pieces[0].ends_with(' '));
-        assert_eq!(pieces.concat(), text);
-        let unbroken = "\u{e4}".repeat(4500);
-        let pieces = split_text(&unbroken, MAX_TEXT_CHARS);
-        assert_eq!(
-            pieces.iter().map(|p| p.chars().count()).collect::<Vec<_>>(),
-            [2000, 2000, 500]
-        );
-        let m = OutgoingMessage::text(text).quick_reply(CoreQuickReply::postback("A", "a"));
-        let out = to_messenger_messages(&m).unwrap();
-        assert_eq!(out.len(), 3);
-        assert!(out[2].as_json().get("quick_replies").is_some());
-        assert!(out[0].as_json().get("quick_replies").is_none());
-    }
-
-    #[test]
-    fn messages_over_messengers_limits_are_refused_before_sending() {
-        let refused = |m: OutgoingMessage| to_messenger_messages(&m).unwrap_err().kind();
-        let mut four = OutgoingMessage::text("t");
-        for i in 0..4 {
-            four = four.button(CoreButton::postback(format!("b{i}"), "d"));
-        }
-        assert_eq!(refused(four), ErrorKind::InvalidRequest);
-        assert_eq!(
-            refused(OutgoingMessage::default().button(CoreButton::postback("b", "d"))),
-            ErrorKind::InvalidRequest
-        );
-        assert_eq!(
-            refused(OutgoingMessage::default()),
-            ErrorKind::InvalidRequest
-        );
-        assert_eq!(
-            refused(OutgoingMessage::text("")),
-            ErrorKind::InvalidRequest
-        );
-        let mut many = OutgoingMessage::text("t");
-        for i in 0..14 {
-            many = many.quick_reply(CoreQuickReply::postback(format!("q{i}"), "d"));
-        }
-        assert_eq!(refused(many), ErrorKind::InvalidRequest);
-        let long_title =
-            OutgoingMessage::text("t").quick_reply(CoreQuickReply::postback("x".repeat(21), "d"));
-        assert_eq!(refused(long_title), ErrorKind::InvalidRequest);
-        let text_button = OutgoingMessage::text("t").button(CoreButton {
-            label: "Say".into(),
-            action: outbound::Action::Message("hi".into()),
-        });
-        assert_eq!(refused(text_button), ErrorKind::InvalidRequest);
-        let other_text = OutgoingMessage::text("t").quick_reply(CoreQuickReply {
-            label: "Yes".into(),
-            action: outbound::Action::Message("yes please".into()),
-        });
-        let error = to_messenger_messages(&other_text).unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::InvalidRequest);
-        assert!(
-            error.to_string().contains("must equal its label"),
-            "{error}"
-        );
-        let same_text = OutgoingMessage::text("t").quick_reply(CoreQuickReply {
-            label: "Yes".into(),
-            action: outbound::Action::Message("Yes".into()),
-        });
-        assert!(to_messenger_messages(&same_text).is_ok());
+    fn texts_over_the_limit_are_refused_before_sending() {
         let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
         assert_eq!(
             check_message(&long).unwrap_err().kind(),
