@@ -11,6 +11,7 @@ use bot_core::testing::fake_api::{FakeApi, FakeResponse, Fault, Latency};
 use bot_core::{Platform, RetryPolicy};
 use http::{HeaderName, StatusCode};
 
+// ANCHOR: spec
 /// A platform that deduplicates by `x-test-key` and says nothing else of its own.
 #[derive(Debug)]
 struct TestSpec;
@@ -46,6 +47,7 @@ impl ApiSpec for TestSpec {
             .with_maybe_delivered(maybe)
     }
 }
+// ANCHOR_END: spec
 
 fn quick_retries() -> RetryPolicy {
     RetryPolicy {
