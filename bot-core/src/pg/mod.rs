@@ -77,6 +77,7 @@ mod pool;
 mod queue;
 mod state;
 mod tls;
+mod wakeup;
 
 pub use migrate::{MIGRATIONS, migrate};
 pub use pool::{CapacityCheck, PgConnection, PgPool, PgPoolBuilder, PoolStats};

@@ -8,27 +8,27 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use tokio_postgres::AsyncMessage;
 
-use super::queue::Inner;
+use super::wakeup::Wakeups;
 
 /// Sends at most one `NOTIFY` per debounce interval, and one after the last push of a burst.
 ///
 /// `NOTIFY` takes a lock at commit that serialises every notifying transaction, so pushes never
 /// notify themselves: they ask this task, which sends one small notification for all of them.
-pub(super) async fn run_notifier(queue: Arc<Inner>) {
+pub(super) async fn run_notifier(signals: Arc<Wakeups>) {
     loop {
         tokio::select! {
-            () = queue.notify_wanted.notified() => {}
-            () = queue.closed.cancelled() => return,
+            () = signals.notify_wanted.notified() => {}
+            () = signals.closed.cancelled() => return,
         }
         let sent = async {
-            let conn = queue
+            let conn = signals
                 .pool
                 .get_measured(crate::ErrorKind::Queue, "notifying")
                 .await?
                 .0;
             conn.execute_typed(
                 "SELECT pg_notify($1, '')",
-                &[(&queue.channel, tokio_postgres::types::Type::TEXT)],
+                &[(&signals.channel, tokio_postgres::types::Type::TEXT)],
             )
             .await
             .map_err(|e| super::error::db(crate::ErrorKind::Queue, "notifying", e))
@@ -38,21 +38,21 @@ pub(super) async fn run_notifier(queue: Arc<Inner>) {
         }
         // Pushes during this pause leave one permit, hence one more notification after it.
         tokio::select! {
-            () = tokio::time::sleep(queue.notify_debounce) => {}
-            () = queue.closed.cancelled() => return,
+            () = tokio::time::sleep(signals.notify_debounce) => {}
+            () = signals.closed.cancelled() => return,
         }
     }
 }
 
 /// Keeps a `LISTEN` connection open and wakes the claimer on every notification; reconnects
 /// with a growing pause when the connection fails.
-pub(super) async fn run_listener(queue: Arc<Inner>) {
+pub(super) async fn run_listener(signals: Arc<Wakeups>) {
     let mut failures = 0u32;
     loop {
-        match listen_once(&queue).await {
+        match listen_once(&signals).await {
             Ok(()) => return,
             Err(e) => {
-                queue.listening.store(false, AtomicOrdering::Release);
+                signals.listening.store(false, AtomicOrdering::Release);
                 failures = failures.saturating_add(1);
                 let pause = Duration::from_millis(200 << failures.min(5));
                 tracing::warn!(
@@ -62,7 +62,7 @@ pub(super) async fn run_listener(queue: Arc<Inner>) {
                 );
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
-                    () = queue.closed.cancelled() => return,
+                    () = signals.closed.cancelled() => return,
                 }
             }
         }
@@ -70,17 +70,17 @@ pub(super) async fn run_listener(queue: Arc<Inner>) {
 }
 
 /// One connection's life. `Ok` when the queue closed.
-async fn listen_once(queue: &Inner) -> Result<(), crate::Error> {
+async fn listen_once(signals: &Wakeups) -> Result<(), crate::Error> {
     let fail = |e| super::error::db(crate::ErrorKind::Queue, "listening", e);
-    let connect = queue.pool.config().connect(queue.pool.tls());
+    let connect = signals.pool.config().connect(signals.pool.tls());
     let (client, mut connection) = tokio::select! {
         c = connect => c.map_err(fail)?,
-        () = queue.closed.cancelled() => return Ok(()),
+        () = signals.closed.cancelled() => return Ok(()),
     };
     // The connection delivers notifications only while it is polled: drive it here.
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
     // The channel name comes from a checked schema name: no quoting needed.
-    let statement = format!("LISTEN {}", queue.channel);
+    let statement = format!("LISTEN {}", signals.channel);
     let listen = client.batch_execute(&statement);
     tokio::pin!(listen);
     let mut listening = false;
@@ -89,14 +89,14 @@ async fn listen_once(queue: &Inner) -> Result<(), crate::Error> {
             r = &mut listen, if !listening => {
                 r.map_err(fail)?;
                 listening = true;
-                queue.listening.store(true, AtomicOrdering::Release);
+                signals.listening.store(true, AtomicOrdering::Release);
                 // Pushes made while not listening were missed: look now.
-                queue.wake.notify_one();
+                signals.wake.notify_one();
             }
             m = messages.next() => match m {
                 Some(Ok(AsyncMessage::Notification(_))) => {
-                    queue.counters.notifications.fetch_add(1, AtomicOrdering::Relaxed);
-                    queue.wake.notify_one();
+                    signals.notifications.fetch_add(1, AtomicOrdering::Relaxed);
+                    signals.wake.notify_one();
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(fail(e)),
@@ -107,8 +107,8 @@ async fn listen_once(queue: &Inner) -> Result<(), crate::Error> {
                     ));
                 }
             },
-            () = queue.closed.cancelled() => {
-                queue.listening.store(false, AtomicOrdering::Release);
+            () = signals.closed.cancelled() => {
+                signals.listening.store(false, AtomicOrdering::Release);
                 return Ok(());
             }
         }

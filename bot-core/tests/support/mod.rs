@@ -397,3 +397,4 @@ pub(crate) async fn next<T>(rx: &mut mpsc::Receiver<T>) -> T {
 
 #[cfg(feature = "postgres")]
 pub(crate) mod pg;
+pub(crate) mod supervisor;

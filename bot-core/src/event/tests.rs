@@ -1,0 +1,119 @@
+use std::time::SystemTime;
+
+use super::*;
+
+#[test]
+fn event_round_trips_through_json_with_raw_payload() {
+    let e = Event::text(Platform::LINE, "U123", "hi")
+        .with_id("01H")
+        .with_sender("U123")
+        .with_reply_token(ReplyToken::new("rt"))
+        .with_raw(serde_json::json!({"type": "message", "x": 1}));
+    let json = serde_json::to_value(&e).unwrap();
+    assert_eq!(json["kind"]["type"], "message");
+    assert_eq!(json["kind"]["text"], "hi");
+    assert_eq!(json["raw"]["x"], 1);
+    let back: Event = serde_json::from_value(json).unwrap();
+    assert_eq!(back, e);
+}
+
+#[test]
+fn raw_json_text_is_kept_whole_read_on_demand_and_embedded_when_serialised() {
+    let text = r#"{"type":"message","message":{"id":"m1","text":"hé \"q\""},"n":[1,2.5]}"#;
+    let json = serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+    let e = Event::text(Platform::LINE, "U1", "hi")
+        .with_id("e1")
+        .with_raw_json(json);
+    assert_eq!(e.raw.json(), text);
+    #[derive(Deserialize)]
+    struct Typed {
+        message: serde_json::Map<String, serde_json::Value>,
+    }
+    let typed: Typed = e.raw.parse().unwrap();
+    assert_eq!(typed.message["text"], "hé \"q\"");
+    assert_eq!(e.raw()["n"][1], 2.5);
+
+    let out = serde_json::to_string(&e).unwrap();
+    assert!(out.contains(&format!(r#""raw":{text}"#)), "{out}");
+    let back: Event = serde_json::from_str(&out).unwrap();
+    assert_eq!(back.raw.json(), text);
+    assert_eq!(back, e);
+    let via_value: Event = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+    assert_eq!(via_value.raw(), e.raw());
+
+    let tree = Event::text(Platform::LINE, "U1", "hi").with_raw(serde_json::json!({"a": [1]}));
+    assert_eq!(tree.raw.json(), r#"{"a":[1]}"#);
+    let none = Event::text(Platform::LINE, "U1", "hi");
+    assert_eq!(none.raw(), &serde_json::Value::Null);
+    assert_eq!(none.raw.json(), "null");
+    let out = serde_json::to_string(&none).unwrap();
+    assert!(out.contains(r#""raw":null"#), "{out}");
+    let back: Event = serde_json::from_str(&out).unwrap();
+    assert_eq!(back, none);
+}
+
+#[test]
+fn other_kind_keeps_its_name() {
+    let e = Event::new(
+        Platform::LINE,
+        "c",
+        EventKind::Other(Other {
+            name: "things".into(),
+        }),
+    );
+    assert_eq!(e.kind.name(), "things");
+    let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+    assert_eq!(back.kind, e.kind);
+}
+
+#[test]
+fn reply_token_is_redacted_in_debug() {
+    assert_eq!(format!("{:?}", ReplyToken::new("secret")), "ReplyToken(..)");
+}
+
+#[test]
+fn event_debug_shows_the_raw_payloads_size_not_its_tokens() {
+    let e = Event::text(Platform::LINE, "U1", "hi")
+        .with_reply_token(ReplyToken::new("reply-secret"))
+        .with_raw(serde_json::json!({"replyToken": "reply-secret", "token": "itoken-secret"}));
+    let shown = format!("{e:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(shown.contains("Raw(53 bytes)"), "{shown}");
+    assert_eq!(format!("{:?}", Raw::default()), "Raw(none)");
+}
+
+#[test]
+fn timestamps_convert_both_ways() {
+    let t = Timestamp::from_millis(1_700_000_000_123);
+    assert_eq!(Timestamp::from(SystemTime::from(t)), t);
+}
+
+#[test]
+fn content_ids_are_stable_and_tell_payloads_apart() {
+    let a = content_id(&serde_json::json!({"type": "read", "watermark": 1}));
+    assert_eq!(
+        a,
+        content_id(&serde_json::json!({"watermark": 1, "type": "read"}))
+    );
+    assert_ne!(
+        a,
+        content_id(&serde_json::json!({"type": "read", "watermark": 2}))
+    );
+    assert!(a.as_str().starts_with("sha256:") && a.as_str().len() == 39);
+    let e = Event::from_platform(Platform::LINE, "01H", "U1", EventKind::Followed);
+    assert_eq!((e.id.as_str(), e.conversation.as_str()), ("01H", "U1"));
+}
+
+#[test]
+fn local_ids_are_unique() {
+    let a = Event::text(Platform::TEST, "c", "a");
+    let b = Event::text(Platform::TEST, "c", "b");
+    assert_ne!(a.id, b.id);
+}
+
+#[test]
+fn public_types_are_send_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Event>();
+    assert_send_sync::<Platform>();
+}

@@ -1,0 +1,190 @@
+//! The claimer: claims events when pullers want them and parks them in the buffer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+
+use super::inner::Inner;
+use super::sql::*;
+use crate::error::Error;
+use crate::event::Event;
+use crate::queue::{Completed, Delivery, Lease};
+
+impl Inner {
+    /// One claim statement: up to `n` events under one fresh lease token.
+    pub(super) async fn claim(&self, n: usize) -> Result<Vec<Delivery>, Error> {
+        let token = fastrand::i64(..);
+        let limit = i32::try_from(n).unwrap_or(i32::MAX);
+        let rows = self
+            .query(
+                CLAIM,
+                &[
+                    (&limit, Type::INT4),
+                    (&self.lease_millis(), Type::INT8),
+                    (&token, Type::INT8),
+                    (&self.ordered, Type::BOOL),
+                ],
+                "claiming events",
+            )
+            .await?;
+        self.count(&self.counters.claims, 1);
+        let mut out = Vec::with_capacity(rows.len());
+        let mut undecodable = Vec::new();
+        for row in rows {
+            let id: i64 = row.get(0);
+            let attempts: i32 = row.get(1);
+            let payload: &str = row.get(2);
+            match serde_json::from_str::<Event>(payload) {
+                Ok(event) => out.push(Delivery {
+                    lease: Lease {
+                        id: id as u64,
+                        token: token as u64,
+                    },
+                    event,
+                    attempt: u32::try_from(attempts).unwrap_or(1),
+                }),
+                Err(e) => undecodable.push((id, format!("stored event does not decode: {e}"))),
+            }
+        }
+        self.count(&self.counters.claimed, out.len() as u64);
+        if !undecodable.is_empty() {
+            tracing::error!(
+                count = undecodable.len(),
+                "postgres: stored events do not decode; dead-lettering them"
+            );
+            let ids: Vec<i64> = undecodable.iter().map(|(id, _)| *id).collect();
+            let tokens = vec![token; ids.len()];
+            let errors: Vec<String> = undecodable
+                .into_iter()
+                .map(|(_, e)| storable_error(&e))
+                .collect();
+            self.query(
+                DEAD,
+                &[(&ids, I8S), (&tokens, I8S), (&errors, TEXTS)],
+                "dead-lettering events",
+            )
+            .await?;
+        }
+        // The function returns rows in no promised order; hand them out in arrival order.
+        out.sort_unstable_by_key(|d| d.lease.id);
+        Ok(out)
+    }
+
+    pub(super) async fn release_leases(&self, deliveries: &[Delivery]) -> Result<Completed, Error> {
+        if deliveries.is_empty() {
+            return Ok(Completed::default());
+        }
+        let (ids, tokens) = split(deliveries.iter().map(|d| d.lease));
+        let n = self
+            .execute_on(
+                &self.reserved,
+                RELEASE,
+                &[(&ids, I8S), (&tokens, I8S)],
+                "releasing events",
+            )
+            .await?;
+        self.count(&self.counters.released, n);
+        self.wakeups.wake.notify_one();
+        Ok(self.completed(deliveries.len(), n))
+    }
+
+    pub(super) fn take_buffered(&self, max: usize) -> Vec<Delivery> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let n = max.min(buffer.len());
+        buffer.drain(..n).collect()
+    }
+
+    pub(super) fn buffered(&self) -> usize {
+        self.buffer.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The claimer: claims when pullers want events, parks them in the buffer, and releases
+    /// whatever is left there when the queue closes. Claims run here, not in `pull`, so that a
+    /// dropped `pull` future never leaves events leased to nobody.
+    pub(super) async fn run_claimer(self: Arc<Self>) {
+        let mut failures = 0u32;
+        'outer: loop {
+            // Wait for demand the buffer does not cover.
+            loop {
+                if self.wakeups.closed.is_cancelled() {
+                    break 'outer;
+                }
+                let wanted = self.claim_wanted.notified();
+                tokio::pin!(wanted);
+                wanted.as_mut().enable();
+                if self.demand.load(AtomicOrdering::Acquire) > self.buffered()
+                    && !self.pulls_stopped.load(AtomicOrdering::Acquire)
+                {
+                    break;
+                }
+                tokio::select! {
+                    () = wanted => {}
+                    () = self.wakeups.closed.cancelled() => break 'outer,
+                }
+            }
+            let demand = self.demand.load(AtomicOrdering::Acquire);
+            let n = (demand.saturating_sub(self.buffered()) + self.prefetch).min(self.max_batch);
+            match self.claim(n).await {
+                Ok(batch) if !batch.is_empty() => {
+                    failures = 0;
+                    if self.wakeups.closed.is_cancelled()
+                        || self.pulls_stopped.load(AtomicOrdering::Acquire)
+                    {
+                        if let Err(e) = self.release_leases(&batch).await {
+                            tracing::error!(error = %e, "postgres: releasing claims at shutdown failed");
+                        }
+                        if self.wakeups.closed.is_cancelled() {
+                            break;
+                        }
+                        continue;
+                    }
+                    self.buffer
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(batch);
+                    self.delivered.notify_waiters();
+                }
+                Ok(_) => {
+                    failures = 0;
+                    // Nothing claimable: wait for a push, a completion, a NOTIFY or the poll.
+                    tokio::select! {
+                        () = self.wakeups.wake.notified() => {}
+                        () = tokio::time::sleep(self.poll_interval) => {}
+                        () = self.wakeups.closed.cancelled() => break,
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let backoff = Duration::from_millis(100 << failures.min(5));
+                    tracing::error!(error = %e, retry_in = ?backoff, "postgres: claiming events failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.wakeups.closed.cancelled() => break,
+                    }
+                }
+            }
+        }
+        let left: Vec<Delivery> = self
+            .buffer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        if !left.is_empty() {
+            match self.release_leases(&left).await {
+                Ok(done) => tracing::info!(
+                    released = done.applied,
+                    "postgres: released claimed, unstarted events"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    count = left.len(),
+                    "postgres: releasing claimed events failed; they come back when their leases expire"
+                ),
+            }
+        }
+        self.delivered.notify_waiters();
+    }
+}

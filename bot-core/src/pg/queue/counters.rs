@@ -1,0 +1,89 @@
+//! What the queue counts: this process's counters and the figures read from the tables.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// What the queue has done so far in this process.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) pushed: AtomicU64,
+    pub(super) duplicates: AtomicU64,
+    pub(super) claims: AtomicU64,
+    pub(super) claimed: AtomicU64,
+    pub(super) acked: AtomicU64,
+    pub(super) nacked: AtomicU64,
+    pub(super) dead: AtomicU64,
+    pub(super) released: AtomicU64,
+    pub(super) rescued: AtomicU64,
+    pub(super) stale: AtomicU64,
+    pub(super) redriven: AtomicU64,
+    pub(super) pushed_bytes: AtomicU64,
+    pub(super) refused_full: AtomicU64,
+    pub(super) dropped_full: AtomicU64,
+    pub(super) dead_letters_pruned: AtomicU64,
+}
+
+/// The last figures read from the tables, for sync gauges.
+#[derive(Debug, Default)]
+pub(super) struct StatsCell {
+    pub(super) ready: AtomicU64,
+    pub(super) retrying: AtomicU64,
+    pub(super) leased: AtomicU64,
+    pub(super) dead: AtomicU64,
+    pub(super) oldest_ready_millis: AtomicU64,
+    pub(super) bytes: AtomicU64,
+}
+
+/// Counts of what this process's queue did since it was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct QueueCounters {
+    /// Events pushed and committed.
+    pub pushed: u64,
+    /// Events skipped by deduplication.
+    pub duplicates: u64,
+    /// Claim statements run.
+    pub claims: u64,
+    /// Events claimed.
+    pub claimed: u64,
+    /// Events acknowledged.
+    pub acked: u64,
+    /// Events put back for a retry.
+    pub nacked: u64,
+    /// Events dead-lettered.
+    pub dead: u64,
+    /// Claimed events released unstarted.
+    pub released: u64,
+    /// Expired leases returned by this process's rescuer.
+    pub rescued: u64,
+    /// Completions and extensions whose lease was no longer held.
+    pub stale: u64,
+    /// Dead letters put back.
+    pub redriven: u64,
+    /// `NOTIFY` wake-ups received.
+    pub notifications: u64,
+    /// Events refused because the queue was full (capacity in events or bytes).
+    pub refused_full: u64,
+    /// Events dropped because the queue was full ([`Overflow::DropNewest`]).
+    pub dropped_full: u64,
+    /// Dead letters deleted by this process's maintenance (age or count).
+    pub dead_letters_pruned: u64,
+}
+
+/// The queue's tables right now (all processes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Events ready to run.
+    pub ready: u64,
+    /// Events waiting for their retry.
+    pub retrying: u64,
+    /// Events leased (running or claimed).
+    pub leased: u64,
+    /// Dead letters kept.
+    pub dead: u64,
+    /// How long the oldest ready event has waited.
+    pub oldest_ready_age: Duration,
+    /// Bytes of the queued events' payloads, as stored (compressed when large).
+    pub bytes: u64,
+}

@@ -1,0 +1,236 @@
+//! Maintenance: the rescuer of expired leases, the pruning of old rows, and the figures.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::capacity::SizeBase;
+use super::counters::QueueStats;
+use super::inner::Inner;
+use super::sql::*;
+use crate::error::{Error, ErrorKind};
+use crate::queue::Lease;
+
+impl Inner {
+    pub(super) async fn rescue(&self) -> Result<u64, Error> {
+        let max_attempts = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
+        let rows = self
+            .query(
+                RESCUE,
+                &[(&max_attempts, Type::INT4)],
+                "returning expired leases",
+            )
+            .await?;
+        let (back, dead) = rows.first().map_or((0, 0), |r| {
+            (
+                u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+                u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+            )
+        });
+        if back > 0 {
+            self.count(&self.counters.rescued, back);
+            tracing::warn!(
+                count = back,
+                "postgres: returned expired leases to the queue"
+            );
+        }
+        if dead > 0 {
+            self.count(&self.counters.dead, dead);
+            tracing::error!(
+                count = dead,
+                "postgres: leases of last attempts expired; dead-lettered those events"
+            );
+        }
+        if back + dead > 0 {
+            self.wakeups.wake.notify_one();
+        }
+        Ok(back)
+    }
+
+    pub(super) async fn refresh_stats(&self) -> Result<QueueStats, Error> {
+        // One at a time, so that an older count never replaces a newer one.
+        let _one = self.refreshing.lock().await;
+        // Additions are read before the count and removals after it: what this process does
+        // meanwhile is then counted twice or not subtracted (an over-estimate until the next
+        // count), never missed.
+        let before = self.local_counts();
+        let rows = self.query(STATS, &[], "reading queue figures").await?;
+        let after = self.local_counts();
+        let base = SizeBase {
+            acked: after.acked,
+            dead: after.dead,
+            ..before
+        };
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::new(ErrorKind::Queue, "postgres: queue figures missing"))?;
+        let to_u64 = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+        let age: f64 = row.get(3);
+        let stats = QueueStats {
+            ready: to_u64(0),
+            retrying: to_u64(1),
+            leased: to_u64(2),
+            dead: to_u64(4),
+            oldest_ready_age: Duration::try_from_secs_f64(age.max(0.0)).unwrap_or_default(),
+            bytes: to_u64(5),
+        };
+        *self.size.lock().unwrap_or_else(|p| p.into_inner()) = SizeBase {
+            events: stats.ready + stats.retrying + stats.leased,
+            bytes: stats.bytes,
+            ..base
+        };
+        self.wants_room.store(false, AtomicOrdering::Relaxed);
+        self.stats_refreshed.notify_waiters();
+        let s = &self.stats;
+        s.ready.store(stats.ready, AtomicOrdering::Relaxed);
+        s.retrying.store(stats.retrying, AtomicOrdering::Relaxed);
+        s.leased.store(stats.leased, AtomicOrdering::Relaxed);
+        s.dead.store(stats.dead, AtomicOrdering::Relaxed);
+        s.bytes.store(stats.bytes, AtomicOrdering::Relaxed);
+        s.oldest_ready_millis.store(
+            u64::try_from(stats.oldest_ready_age.as_millis()).unwrap_or(u64::MAX),
+            AtomicOrdering::Relaxed,
+        );
+        Ok(stats)
+    }
+
+    /// Runs `sql` (a pruning statement returning its count) until it prunes less than a batch,
+    /// [`PRUNE_ROUNDS`] times at most.
+    pub(super) async fn prune(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        what: &str,
+    ) -> Result<u64, Error> {
+        let mut total = 0;
+        for _ in 0..PRUNE_ROUNDS {
+            let rows = self.query(sql, params, what).await?;
+            let n = rows.first().map_or(0, |r| r.get::<_, i64>(0));
+            total += u64::try_from(n).unwrap_or(0);
+            if n < PRUNE_BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    pub(super) async fn prune_dead_letters(&self) -> Result<u64, Error> {
+        let age = interval_millis(self.dead_letter_retention);
+        let keep = i64::try_from(self.dead_letter_capacity).unwrap_or(i64::MAX);
+        let n = self
+            .prune(
+                PRUNE_DEAD,
+                &[
+                    (&age, Type::INT8),
+                    (&keep, Type::INT8),
+                    (&PRUNE_BATCH, Type::INT8),
+                ],
+                "pruning dead letters",
+            )
+            .await?;
+        if n > 0 {
+            self.count(&self.counters.dead_letters_pruned, n);
+            tracing::info!(count = n, "postgres: pruned dead letters");
+        }
+        Ok(n)
+    }
+
+    /// Prunes dead letters, dedup keys and idle conversation locks, logging failures.
+    pub(super) async fn prune_all(&self) {
+        let ttl = interval_millis(self.dedup_ttl);
+        if let Err(e) = self
+            .execute(PRUNE_DEDUP, &[(&ttl, Type::INT8)], "pruning dedup keys")
+            .await
+        {
+            tracing::warn!(error = %e, "postgres: pruning dedup keys failed");
+        }
+        if let Err(e) = self.prune_dead_letters().await {
+            tracing::warn!(error = %e, "postgres: pruning dead letters failed");
+        }
+        let idle = interval_millis(LANE_IDLE);
+        if let Err(e) = self
+            .prune(
+                PRUNE_LANES,
+                &[(&idle, Type::INT8), (&PRUNE_BATCH, Type::INT8)],
+                "pruning conversation locks",
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "postgres: pruning conversation locks failed");
+        }
+    }
+
+    /// The rescuer: returns expired leases, keeps buffered claims alive, prunes dedup keys, dead
+    /// letters and idle conversation locks, and refreshes the figures.
+    pub(super) async fn run_maintenance(self: Arc<Self>) {
+        let mut last_prune = Instant::now();
+        let mut last_extend = Instant::now();
+        let mut last_stats: Option<Instant> = None;
+        // Count at once: until the first count, the capacity check knows only this process's
+        // pushes.
+        tokio::select! {
+            r = self.refresh_stats() => match r {
+                Ok(_) => last_stats = Some(Instant::now()),
+                Err(e) => tracing::debug!(error = %e, "postgres: reading queue figures failed"),
+            },
+            () = self.wakeups.closed.cancelled() => return,
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.rescue_interval) => {}
+                () = self.wakeups.closed.cancelled() => return,
+            }
+            if let Err(e) = self.rescue().await {
+                tracing::warn!(error = %e, "postgres: rescuing expired leases failed");
+            }
+            if last_extend.elapsed() >= self.lease / 3 {
+                last_extend = Instant::now();
+                let held: Vec<Lease> = self
+                    .buffer
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|d| d.lease)
+                    .collect();
+                if !held.is_empty() {
+                    let (ids, tokens) = split(held.into_iter());
+                    if let Err(e) = self
+                        .execute(
+                            EXTEND,
+                            &[
+                                (&ids, I8S),
+                                (&tokens, I8S),
+                                (&self.lease_millis(), Type::INT8),
+                            ],
+                            "extending leases",
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "postgres: extending buffered leases failed");
+                    }
+                }
+            }
+            if last_prune.elapsed() >= self.prune_interval {
+                last_prune = Instant::now();
+                self.prune_all().await;
+            }
+            // Counting the table costs a scan: every few seconds is enough for gauges and for
+            // the capacity check, unless pushes find the queue full (then a drain shows soon).
+            // Not merely when it is nearly full: a backlog would then be counted every second.
+            let stats_every = if self.wants_room.load(AtomicOrdering::Relaxed) {
+                self.rescue_interval
+            } else {
+                STATS_INTERVAL
+            };
+            if last_stats.is_none_or(|t| t.elapsed() >= stats_every) {
+                last_stats = Some(Instant::now());
+                if let Err(e) = self.refresh_stats().await {
+                    tracing::debug!(error = %e, "postgres: reading queue figures failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The SQL statements of the queue, their tunables, and the conversions of their parameters.
+
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+
+use crate::queue::Lease;
+
+// The push locks the row of each of its conversations in `botrt_lanes` (in lane order, so that
+// two batches never wait for each other in a circle) before anything else: the lock is held to
+// the commit, so a later push of the same conversation takes its ids only after this one
+// committed, and ids within a conversation follow commit order. The gate `(SELECT count(*) FROM
+// locked)` is an init plan, run once before the first row of the dedup insert.
+pub(super) const PUSH: &str = "
+WITH input AS (
+    SELECT i.*, hashtextextended(i.platform || chr(31) || i.conversation, 0) AS lane
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+        WITH ORDINALITY AS i(platform, event_id, conversation, payload, ord)
+), locked AS (
+    INSERT INTO botrt_lanes AS l (lane)
+    SELECT DISTINCT lane FROM input ORDER BY lane
+    ON CONFLICT (lane) DO UPDATE SET pushed_at = excluded.pushed_at
+    RETURNING 1
+), fresh AS (
+    INSERT INTO botrt_dedup (platform, event_id)
+    SELECT platform, event_id FROM input
+    WHERE (SELECT count(*) FROM locked) > 0
+    ON CONFLICT DO NOTHING
+    RETURNING platform, event_id
+), firsts AS (
+    SELECT DISTINCT ON (i.platform, i.event_id) i.*
+    FROM input i JOIN fresh f ON f.platform = i.platform AND f.event_id = i.event_id
+    ORDER BY i.platform, i.event_id, i.ord
+), inserted AS (
+    INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+    SELECT lane, platform, event_id, conversation, payload::json
+    FROM firsts ORDER BY ord
+    RETURNING 1
+)
+SELECT count(*) FROM inserted";
+
+// Imported rows come from a temporary table filled by `COPY`, in the order they were written:
+// a temporary table is never scanned in parallel nor from a synchronised starting point.
+pub(super) const IMPORT_TABLE: &str = "
+CREATE TEMPORARY TABLE botrt_import (platform text, event_id text, conversation text, payload text)
+ON COMMIT DROP";
+pub(super) const IMPORT_COPY: &str = "COPY botrt_import FROM STDIN (FORMAT binary)";
+// Locks its conversations as a push does, so that pushes of them commit before or after it.
+pub(super) const IMPORT: &str = "
+WITH locked AS (
+    INSERT INTO botrt_lanes AS l (lane)
+    SELECT DISTINCT hashtextextended(platform || chr(31) || conversation, 0) FROM botrt_import
+    ORDER BY 1
+    ON CONFLICT (lane) DO UPDATE SET pushed_at = excluded.pushed_at
+    RETURNING 1
+)
+INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+SELECT hashtextextended(platform || chr(31) || conversation, 0), platform, event_id,
+       conversation, payload::json
+FROM botrt_import
+WHERE (SELECT count(*) FROM locked) > 0";
+
+pub(super) const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4)";
+
+// Completions find their rows through the primary key (`e.id = ANY($1)`) and join the tokens
+// in a hash, whatever the size of the table: joined on `e.id = c.id` alone the planner picks a
+// sequential scan once a batch is large. They test no `state`: only a leased row has a token
+// (every way back to waiting clears it), and a state filter, estimated from statistics taken
+// while everything was waiting, makes the planner expect one row and compare every row with
+// every id.
+pub(super) const ACK: &str = "
+DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[]) AS c(id, token)
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
+
+pub(super) const NACK: &str = "
+UPDATE botrt_events e
+SET state = 0, run_at = now() + c.delay_ms * interval '1 millisecond', last_error = c.error,
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
+
+pub(super) const DEAD: &str = "
+WITH d AS (
+    DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
+    WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token
+    RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts, c.error
+)
+INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
+SELECT id, platform, event_id, conversation, payload, attempts, error FROM d ORDER BY id
+RETURNING queue_id, attempts, (extract(epoch FROM failed_at) * 1000)::bigint";
+
+pub(super) const RELEASE: &str = "
+UPDATE botrt_events e
+SET state = 0, run_at = now(), attempts = greatest(e.attempts - 1, 0), lease_token = NULL,
+    lease_expires_at = NULL
+FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
+
+pub(super) const EXTEND: &str = "
+UPDATE botrt_events e SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'
+FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
+WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
+
+// Expired leases go back to the queue, except those of a last attempt: an event whose handler
+// takes its process down every time would otherwise crash one process after another forever.
+pub(super) const RESCUE: &str = "
+WITH expired AS (
+    SELECT id FROM botrt_events
+    WHERE state = 1 AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM botrt_events e USING expired x
+    WHERE e.id = x.id AND e.attempts >= $1
+    RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts
+), dead AS (
+    INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
+    SELECT id, platform, event_id, conversation, payload, attempts,
+           'lease expired on the last attempt (did its process die?)'
+    FROM gone ORDER BY id
+    RETURNING 1
+), back AS (
+    UPDATE botrt_events e
+    SET state = 0, run_at = now(), lease_token = NULL, lease_expires_at = NULL,
+        last_error = 'lease expired'
+    FROM expired x
+    WHERE e.id = x.id AND e.attempts < $1
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM dead)";
+
+pub(super) const DEAD_LETTERS: &str = "
+SELECT payload::text, attempts, error, (extract(epoch FROM failed_at) * 1000)::bigint
+FROM botrt_dead_letters ORDER BY id LIMIT $1";
+
+pub(super) const REDRIVE: &str = "
+WITH d AS (
+    DELETE FROM botrt_dead_letters WHERE id IN (
+        SELECT id FROM botrt_dead_letters ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, platform, event_id, conversation, payload,
+              hashtextextended(platform || chr(31) || conversation, 0) AS lane
+), locked AS (
+    -- As a push: re-driven events join the end of their conversations in commit order.
+    INSERT INTO botrt_lanes AS l (lane)
+    SELECT DISTINCT lane FROM d ORDER BY lane
+    ON CONFLICT (lane) DO UPDATE SET pushed_at = excluded.pushed_at
+    RETURNING 1
+), inserted AS (
+    INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+    SELECT lane, platform, event_id, conversation, payload
+    FROM d
+    WHERE (SELECT count(*) FROM locked) > 0
+    ORDER BY id
+    RETURNING 1
+)
+SELECT count(*) FROM inserted";
+
+pub(super) const PRUNE_DEDUP: &str =
+    "DELETE FROM botrt_dedup WHERE seen_at < now() - $1::bigint * interval '1 millisecond'";
+
+// Dead letters older than $1 ms, and all but the newest $2, at most $3 per statement (short
+// transactions; the maintenance task runs a few in a row when there are more).
+pub(super) const PRUNE_DEAD: &str = "
+WITH doomed AS (
+    SELECT id FROM botrt_dead_letters
+    WHERE failed_at < now() - $1::bigint * interval '1 millisecond'
+       OR id <= (SELECT id FROM botrt_dead_letters ORDER BY id DESC OFFSET $2 LIMIT 1)
+    ORDER BY id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM botrt_dead_letters d USING doomed x WHERE d.id = x.id
+    RETURNING 1
+)
+SELECT count(*) FROM gone";
+
+// A conversation's lock row is only a lock: deleting it is safe at any time (a push holding it
+// makes the delete wait, and the next push makes it again), so idle ones go.
+pub(super) const PRUNE_LANES: &str = "
+WITH idle AS (
+    SELECT lane FROM botrt_lanes
+    WHERE pushed_at < now() - $1::bigint * interval '1 millisecond'
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM botrt_lanes l USING idle i WHERE l.lane = i.lane
+    RETURNING 1
+)
+SELECT count(*) FROM gone";
+
+/// Rows one pruning statement deletes at most.
+pub(super) const PRUNE_BATCH: i64 = 10_000;
+/// Pruning statements per table and maintenance round at most.
+pub(super) const PRUNE_ROUNDS: usize = 10;
+/// How long a conversation's lock row outlives its last push.
+pub(super) const LANE_IDLE: Duration = Duration::from_secs(600);
+
+pub(super) const STATS: &str = "
+SELECT count(*) FILTER (WHERE state = 0 AND run_at <= now()),
+       count(*) FILTER (WHERE state = 0 AND run_at > now()),
+       count(*) FILTER (WHERE state = 1),
+       coalesce(extract(epoch FROM now() - min(enqueued_at)
+           FILTER (WHERE state = 0 AND run_at <= now())), 0)::float8,
+       (SELECT count(*) FROM botrt_dead_letters),
+       coalesce(sum(pg_column_size(payload)), 0)::bigint
+FROM botrt_events";
+
+/// How often the rescuer refreshes the figures behind [`Queue::depth`](crate::Queue::depth), the capacity check and
+/// the gauges; every `rescue_interval` instead while pushes find the queue full.
+pub(super) const STATS_INTERVAL: Duration = Duration::from_secs(5);
+/// Durations in SQL intervals are capped at this (about 100 years), so that none overflows.
+pub(super) const MAX_INTERVAL_MILLIS: i64 = 3_153_600_000_000;
+
+pub(super) const I8S: Type = Type::INT8_ARRAY;
+pub(super) const TEXTS: Type = Type::TEXT_ARRAY;
+
+/// Longest error text kept with a retry or a dead letter, in bytes.
+pub(super) const MAX_ERROR_BYTES: usize = 4096;
+
+/// `error` as PostgreSQL can store it: a text value cannot hold a NUL byte, and a handler's
+/// error message is arbitrary; one such message must not make every completion of its batch fail
+/// again and again. Cut to [`MAX_ERROR_BYTES`] at a character boundary.
+pub(super) fn storable_error(error: &str) -> String {
+    let mut text: String = error.chars().filter(|&c| c != '\0').collect();
+    if text.len() > MAX_ERROR_BYTES {
+        let mut end = MAX_ERROR_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+pub(super) fn split(leases: impl Iterator<Item = Lease>) -> (Vec<i64>, Vec<i64>) {
+    leases.map(|l| (l.id as i64, l.token as i64)).unzip()
+}
+
+pub(super) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `d` in milliseconds for `$n * interval '1 millisecond'`, capped so that the interval exists.
+pub(super) fn interval_millis(d: Duration) -> i64 {
+    millis(d).min(MAX_INTERVAL_MILLIS)
+}

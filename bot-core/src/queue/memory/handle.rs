@@ -1,0 +1,191 @@
+//! [`MemoryQueue`]: its construction, its figures and the admission of pushes.
+
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+use foldhash::HashMap;
+use slab::Slab;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::lanes::Inner;
+use crate::event::Event;
+use crate::limits::{Limits, Ordering, Overflow};
+use crate::queue::dedup::{Dedup, DedupKey, KeyHasher};
+use crate::queue::{Completed, PushReport, Queue};
+
+/// The embedded default [`Queue`]: a bounded buffer in this process.
+///
+/// With [`Ordering::PerConversation`], events of one conversation wait in a lane that hands out
+/// its next event only when the previous one is acknowledged or dead-lettered, so a busy
+/// conversation never blocks the others. Lanes are removed as soon as they are empty, so memory
+/// follows the events waiting, not the conversations ever seen. With [`Ordering::Unordered`]
+/// there are no lanes: one line in arrival order. Leases do not expire: the only consumer is this
+/// process's supervisor.
+pub struct MemoryQueue {
+    pub(super) inner: Mutex<Inner>,
+    /// Fingerprints of (platform, id), made before the lock is taken.
+    pub(super) keys: KeyHasher,
+    pub(super) capacity: usize,
+    pub(super) capacity_bytes: usize,
+    pub(super) overflow: Overflow,
+    pub(super) dead_capacity: usize,
+    /// Wakes pullers when events become available.
+    pub(super) available: Notify,
+    /// Wakes producers blocked by [`Overflow::Wait`] when room frees up.
+    pub(super) space: Notify,
+    pub(super) depth: AtomicU64,
+    pub(super) stale: AtomicU64,
+}
+
+impl fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryQueue")
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .field("depth", &self.depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryQueue {
+    /// A queue bounded and configured by `limits` (`queue_capacity`, `queue_capacity_bytes`,
+    /// `overflow`, `ordering`, the dedup settings and `dead_letter_capacity`).
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                ordered: limits.ordering == Ordering::PerConversation,
+                lane_ids: HashMap::default(),
+                lanes: Slab::new(),
+                ready: VecDeque::new(),
+                spare: Vec::new(),
+                fifo: VecDeque::new(),
+                delayed: BinaryHeap::new(),
+                delayed_items: HashMap::default(),
+                leases: Slab::new(),
+                waiting: 0,
+                waiting_bytes: 0,
+                arrival: VecDeque::new(),
+                dedup: Dedup::new(limits.dedup_ttl, limits.dedup_capacity),
+                dead: VecDeque::new(),
+                dead_evicted: 0,
+                closed: false,
+                next_seq: 0,
+                next_token: 0,
+            }),
+            keys: KeyHasher::new(),
+            capacity: limits.queue_capacity,
+            capacity_bytes: limits.queue_capacity_bytes,
+            overflow: limits.overflow,
+            dead_capacity: limits.dead_letter_capacity,
+            available: Notify::new(),
+            space: Notify::new(),
+            depth: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every update below leaves the structure consistent before it can panic (allocation
+        // failure aside), so a poisoned lock still guards good data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Completions that named a lease no longer held.
+    pub fn stale_completions(&self) -> u64 {
+        self.stale.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Events leased and not yet completed.
+    pub fn leased(&self) -> usize {
+        self.lock().leases.len()
+    }
+
+    /// Bytes of the events waiting, as counted against [`Limits::queue_capacity_bytes`].
+    pub fn waiting_bytes(&self) -> usize {
+        self.lock().waiting_bytes
+    }
+
+    /// Conversation lanes currently held in memory (for tests and diagnostics).
+    pub fn lanes(&self) -> usize {
+        self.lock().lanes.len()
+    }
+
+    pub(super) fn publish_depth(&self, inner: &Inner) {
+        self.depth
+            .store(inner.waiting as u64, AtomicOrdering::Relaxed);
+    }
+
+    pub(super) fn count(&self, done: Completed) -> Completed {
+        if done.stale > 0 {
+            self.stale
+                .fetch_add(done.stale as u64, AtomicOrdering::Relaxed);
+        }
+        done
+    }
+
+    /// Admits `events` (with their keys and bytes, `sized`): all of them when room was checked
+    /// for the whole batch (`checked`), otherwise one by one under [`Overflow::DropNewest`] or
+    /// [`Overflow::DropOldest`].
+    pub(super) fn admit(
+        &self,
+        inner: &mut Inner,
+        events: Vec<Event>,
+        sized: &[(DedupKey, usize)],
+        report: &mut PushReport,
+        checked: bool,
+    ) {
+        let now = Instant::now();
+        for (event, &(key, bytes)) in events.into_iter().zip(sized) {
+            if inner.dedup.contains(key) {
+                report.duplicates += 1;
+                continue;
+            }
+            if !checked && !self.room_for(inner, bytes) {
+                // Evict by count and by bytes until the event fits; an event larger than the
+                // whole byte capacity still goes into an empty queue (else it never would).
+                let mut fits = false;
+                if self.overflow == Overflow::DropOldest {
+                    let mut evicted = false;
+                    while inner.evict_oldest() {
+                        evicted = true;
+                        report.evicted_oldest += 1;
+                        if self.room_for(inner, bytes) {
+                            fits = true;
+                            break;
+                        }
+                    }
+                    // Every first attempt is gone and retries still fill the room: events were
+                    // evicted for this one, so it goes in rather than being lost as well (the
+                    // queue overshoots by this event once; with nothing left to evict, the next
+                    // one is dropped).
+                    fits |= evicted;
+                }
+                if !fits && inner.waiting > 0 {
+                    // A dropped event is not remembered: a redelivery of it is welcome.
+                    report.dropped_newest += 1;
+                    continue;
+                }
+            }
+            inner.dedup.insert_new(key, now);
+            inner.enqueue(event, bytes, self.overflow);
+            report.accepted += 1;
+        }
+    }
+
+    /// Whether one more event of `bytes` fits by count and by bytes.
+    pub(super) fn room_for(&self, inner: &Inner, bytes: usize) -> bool {
+        inner.waiting < self.capacity
+            && inner.waiting_bytes.saturating_add(bytes) <= self.capacity_bytes
+    }
+
+    pub(super) fn wake_if_ready(&self, inner: std::sync::MutexGuard<'_, Inner>) {
+        let wake = inner.has_ready();
+        drop(inner);
+        if wake {
+            self.available.notify_one();
+        }
+    }
+}

@@ -1,0 +1,372 @@
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::lanes::FULL_RETRY_AFTER;
+use super::*;
+use crate::error::ErrorKind;
+use crate::event::Event;
+use crate::event::Platform;
+use crate::limits::{Limits, Ordering, Overflow};
+use crate::queue::{Dead, Delivery, Nack, Queue};
+
+fn limits(capacity: usize, overflow: Overflow, ordering: Ordering) -> Limits {
+    Limits {
+        queue_capacity: capacity,
+        overflow,
+        ordering,
+        ..Limits::default()
+    }
+}
+
+fn ev(conv: &str, id: &str) -> Event {
+    Event::text(Platform::TEST, conv, id).with_id(id)
+}
+
+fn ids(d: &[Delivery]) -> Vec<String> {
+    d.iter().map(|d| d.event.id.to_string()).collect()
+}
+
+#[tokio::test]
+async fn ordered_lanes_hand_out_one_event_per_conversation() {
+    let q = MemoryQueue::new(&limits(100, Overflow::Reject, Ordering::PerConversation));
+    q.push_batch(vec![ev("a", "a1"), ev("a", "a2"), ev("b", "b1")])
+        .await
+        .unwrap();
+    let first = q.pull(10).await.unwrap();
+    assert_eq!(ids(&first), ["a1", "b1"]);
+    // a2 waits for a1
+    q.ack(&[first[1].lease]).await.unwrap();
+    assert_eq!(q.depth(), 1);
+    q.ack(&[first[0].lease]).await.unwrap();
+    let second = q.pull(10).await.unwrap();
+    assert_eq!(ids(&second), ["a2"]);
+    q.ack(&[second[0].lease]).await.unwrap();
+    assert_eq!(q.lanes(), 0, "idle lanes are evicted");
+    assert_eq!(q.leased(), 0);
+}
+
+#[tokio::test]
+async fn unordered_hands_out_a_conversation_in_parallel() {
+    let q = MemoryQueue::new(&limits(100, Overflow::Reject, Ordering::Unordered));
+    q.push_batch(vec![ev("a", "a1"), ev("a", "a2"), ev("a", "a3")])
+        .await
+        .unwrap();
+    assert_eq!(ids(&q.pull(10).await.unwrap()), ["a1", "a2", "a3"]);
+}
+
+#[tokio::test]
+async fn reject_refuses_the_whole_batch() {
+    let q = MemoryQueue::new(&limits(3, Overflow::Reject, Ordering::PerConversation));
+    q.push_batch(vec![ev("a", "1"), ev("a", "2")])
+        .await
+        .unwrap();
+    let e = q
+        .push_batch(vec![ev("b", "3"), ev("b", "4")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull);
+    assert_eq!(e.retry_after(), Some(FULL_RETRY_AFTER));
+    assert_eq!(q.depth(), 2, "nothing of the refused batch was added");
+    // The refused events were not remembered: the platform's redelivery is accepted.
+    let r = q.push_batch(vec![ev("b", "3")]).await.unwrap();
+    assert_eq!(r.accepted, 1);
+}
+
+#[tokio::test]
+async fn drop_newest_and_drop_oldest_drop_the_expected_events() {
+    let q = MemoryQueue::new(&limits(2, Overflow::DropNewest, Ordering::Unordered));
+    let r = q
+        .push_batch(vec![ev("a", "1"), ev("b", "2"), ev("c", "3"), ev("d", "4")])
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.dropped_newest), (2, 2));
+    assert_eq!(ids(&q.pull(10).await.unwrap()), ["1", "2"]);
+
+    let q = MemoryQueue::new(&limits(2, Overflow::DropOldest, Ordering::PerConversation));
+    let r = q
+        .push_batch(vec![ev("a", "1"), ev("a", "2"), ev("b", "3"), ev("c", "4")])
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.evicted_oldest), (4, 2));
+    let mut got = ids(&q.pull(10).await.unwrap());
+    got.sort();
+    assert_eq!(got, ["3", "4"]);
+    assert_eq!(q.lanes(), 2, "the emptied lane of a was evicted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_oldest_never_evicts_an_event_waiting_for_its_retry() {
+    let q = MemoryQueue::new(&limits(2, Overflow::DropOldest, Ordering::PerConversation));
+    q.push_batch(vec![ev("a", "a1")]).await.unwrap();
+    let d = q.pull(1).await.unwrap();
+    q.nack(vec![Nack {
+        lease: d[0].lease,
+        delay: Duration::from_secs(5),
+        error: "down".into(),
+        event: d[0].event.clone(),
+    }])
+    .await
+    .unwrap();
+    // a1 waits for its retry; b1 fills the buffer; c1 must evict b1, not a1.
+    let r = q
+        .push_batch(vec![ev("b", "b1"), ev("c", "c1")])
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.evicted_oldest), (2, 1));
+    assert_eq!(q.depth(), 2);
+    assert_eq!(ids(&q.pull(10).await.unwrap()), ["c1"]);
+    // The retry comes once its delay is over.
+    assert_eq!(ids(&q.pull(10).await.unwrap()), ["a1"]);
+}
+
+#[tokio::test]
+async fn duplicates_are_skipped_and_counted() {
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    let r = q
+        .push_batch(vec![ev("a", "1"), ev("a", "1")])
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (1, 1));
+    let r = q.push_batch(vec![ev("a", "1")]).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn nack_delays_the_event_and_blocks_its_conversation() {
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    q.push_batch(vec![ev("a", "1"), ev("a", "2"), ev("b", "3")])
+        .await
+        .unwrap();
+    let d = q.pull(10).await.unwrap();
+    assert_eq!(ids(&d), ["1", "3"]);
+    q.ack(&[d[1].lease]).await.unwrap();
+    q.nack(vec![Nack {
+        lease: d[0].lease,
+        delay: Duration::from_secs(5),
+        error: "boom".into(),
+        event: d[0].event.clone(),
+    }])
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let again = q.pull(10).await.unwrap();
+    assert_eq!(ids(&again), ["1"], "the retry comes before a2");
+    assert_eq!(again[0].attempt, 2);
+    assert!(start.elapsed() >= Duration::from_secs(5));
+    // Stale completion of the first lease is ignored and counted.
+    let c = q.ack(&[d[0].lease]).await.unwrap();
+    assert_eq!(c.stale, 1);
+    assert_eq!(q.stale_completions(), 1);
+}
+
+#[tokio::test]
+async fn dead_letters_are_bounded_and_redrivable() {
+    let l = Limits {
+        dead_letter_capacity: 1,
+        ..limits(10, Overflow::Reject, Ordering::PerConversation)
+    };
+    let q = MemoryQueue::new(&l);
+    q.push_batch(vec![ev("a", "1"), ev("b", "2")])
+        .await
+        .unwrap();
+    let d = q.pull(10).await.unwrap();
+    q.dead(
+        d.iter()
+            .map(|d| Dead {
+                lease: d.lease,
+                error: "x".into(),
+                event: d.event.clone(),
+            })
+            .collect(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(q.dead_letters(10).await.unwrap().len(), 1);
+    assert_eq!(q.dead_letters_evicted(), 1);
+    assert_eq!(q.redrive(10).await.unwrap(), 1);
+    assert_eq!(q.pull(10).await.unwrap()[0].attempt, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_blocks_the_producer_until_room() {
+    let q = std::sync::Arc::new(MemoryQueue::new(&limits(
+        1,
+        Overflow::Wait,
+        Ordering::Unordered,
+    )));
+    q.push_batch(vec![ev("a", "1")]).await.unwrap();
+    let q2 = q.clone();
+    let mut producer =
+        tokio::spawn(async move { q2.push_batch(vec![ev("a", "2")]).await.unwrap() });
+    // The producer cannot finish while the buffer is full.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), &mut producer)
+            .await
+            .is_err()
+    );
+    let d = q.pull(1).await.unwrap();
+    assert_eq!(ids(&d), ["1"]);
+    let r = producer.await.unwrap();
+    assert_eq!(r.accepted, 1);
+    assert_eq!(ids(&q.pull(1).await.unwrap()), ["2"]);
+}
+
+#[tokio::test]
+async fn release_returns_events_without_counting_an_attempt() {
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    q.push_batch(vec![ev("a", "1")]).await.unwrap();
+    let d = q.pull(1).await.unwrap();
+    q.release(d).await.unwrap();
+    let d = q.pull(1).await.unwrap();
+    assert_eq!(d[0].attempt, 1);
+    assert_eq!(q.lanes(), 1);
+}
+
+/// An event whose text is `len` bytes long.
+fn sized(conv: &str, id: &str, len: usize) -> Event {
+    Event::text(Platform::TEST, conv, "x".repeat(len)).with_id(id)
+}
+
+fn bytes_limits(bytes: usize, overflow: Overflow, ordering: Ordering) -> Limits {
+    Limits {
+        queue_capacity_bytes: bytes,
+        ..limits(1000, overflow, ordering)
+    }
+}
+
+#[tokio::test]
+async fn reject_refuses_by_bytes_although_the_count_allows() {
+    let one = crate::queue::event_bytes(&sized("a", "1", 5000));
+    // Room for two such events by bytes, for a thousand by count.
+    let q = MemoryQueue::new(&bytes_limits(
+        2 * one + one / 2,
+        Overflow::Reject,
+        Ordering::PerConversation,
+    ));
+    q.push_batch(vec![sized("a", "1", 5000), sized("b", "2", 5000)])
+        .await
+        .unwrap();
+    assert_eq!(q.waiting_bytes(), 2 * one);
+    let e = q.push_batch(vec![sized("c", "3", 5000)]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull);
+    assert_eq!(e.retry_after(), Some(FULL_RETRY_AFTER));
+    assert_eq!(q.depth(), 2, "nothing of the refused batch was added");
+    // A small event still fits in what is left.
+    let small = sized("c", "4", 10);
+    assert!(crate::queue::event_bytes(&small) < one / 2);
+    assert_eq!(q.push_batch(vec![small]).await.unwrap().accepted, 1);
+    // Pulling frees the bytes.
+    let d = q.pull(10).await.unwrap();
+    assert_eq!(d.len(), 3);
+    assert_eq!(q.waiting_bytes(), 0);
+    q.release(d).await.unwrap();
+    assert_eq!(
+        q.waiting_bytes(),
+        2 * one + crate::queue::event_bytes(&sized("c", "4", 10))
+    );
+}
+
+#[tokio::test]
+async fn drop_oldest_evicts_by_bytes_and_counts_each_eviction() {
+    let small = crate::queue::event_bytes(&sized("a", "1", 100));
+    let q = MemoryQueue::new(&bytes_limits(
+        3 * small,
+        Overflow::DropOldest,
+        Ordering::Unordered,
+    ));
+    let r = q
+        .push_batch(vec![
+            sized("a", "1", 100),
+            sized("b", "2", 100),
+            sized("c", "3", 100),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.evicted_oldest), (3, 0));
+    // An event of twice the size needs two of the oldest to go.
+    let big = sized("d", "4", 100 + small);
+    assert!(crate::queue::event_bytes(&big) <= 2 * small);
+    let r = q.push_batch(vec![big]).await.unwrap();
+    assert_eq!((r.accepted, r.evicted_oldest), (1, 2));
+    assert_eq!(ids(&q.pull(10).await.unwrap()), ["3", "4"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_oldest_never_loses_the_new_event_after_evicting_for_it() {
+    let small = crate::queue::event_bytes(&sized("a", "r1", 100));
+    let q = MemoryQueue::new(&bytes_limits(
+        3 * small,
+        Overflow::DropOldest,
+        Ordering::Unordered,
+    ));
+    // Two events wait for their retries (never evicted), one first attempt waits.
+    q.push_batch(vec![sized("a", "r1", 100), sized("b", "r2", 100)])
+        .await
+        .unwrap();
+    let d = q.pull(2).await.unwrap();
+    let nacks = d
+        .iter()
+        .map(|d| Nack {
+            lease: d.lease,
+            delay: Duration::from_secs(5),
+            error: "down".into(),
+            event: d.event.clone(),
+        })
+        .collect();
+    q.nack(nacks).await.unwrap();
+    q.push_batch(vec![sized("c", "f1", 100)]).await.unwrap();
+    // A new event twice as large: evicting f1 is not enough room, but f1 is gone for it, so
+    // it goes in rather than being lost as well.
+    let big = sized("d", "big", 100 + small);
+    let r = q.push_batch(vec![big]).await.unwrap();
+    assert_eq!((r.accepted, r.evicted_oldest, r.dropped_newest), (1, 1, 0));
+    assert_eq!(ids(&q.pull(10).await.unwrap()), ["big"]);
+}
+
+#[tokio::test]
+async fn drop_newest_drops_by_bytes_but_an_empty_queue_takes_an_oversized_event() {
+    let small = crate::queue::event_bytes(&sized("a", "1", 100));
+    let q = MemoryQueue::new(&bytes_limits(
+        2 * small,
+        Overflow::DropNewest,
+        Ordering::PerConversation,
+    ));
+    let r = q
+        .push_batch(vec![
+            sized("a", "1", 100),
+            sized("b", "2", 100),
+            sized("c", "3", 100),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.dropped_newest), (2, 1));
+    let d = q.pull(10).await.unwrap();
+    assert_eq!(ids(&d), ["1", "2"]);
+    // Larger than the whole budget: refused while others wait would be forever, so it goes in.
+    let r = q
+        .push_batch(vec![sized("d", "4", 10 * small)])
+        .await
+        .unwrap();
+    assert_eq!(r.accepted, 1);
+}
+
+#[test]
+fn event_bytes_count_the_content() {
+    let base = crate::queue::event_bytes(&sized("a", "1", 0));
+    assert_eq!(crate::queue::event_bytes(&sized("a", "1", 500)), base + 500);
+    let raw = sized("a", "1", 0).with_raw(serde_json::json!({"k": "v".repeat(300)}));
+    assert!(crate::queue::event_bytes(&raw) >= base + 300);
+}
+
+#[tokio::test]
+async fn close_wakes_pullers_and_refuses_pushes() {
+    let q = std::sync::Arc::new(MemoryQueue::new(&Limits::default()));
+    let q2 = q.clone();
+    let puller = tokio::spawn(async move { q2.pull(5).await.unwrap() });
+    tokio::task::yield_now().await;
+    q.close();
+    assert!(puller.await.unwrap().is_empty());
+    let e = q.push_batch(vec![ev("a", "1")]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueClosed);
+}
