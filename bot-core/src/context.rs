@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind};
 use crate::event::{ConversationId, Event, EventId, Platform};
-use crate::outbound::{Outbound, OutgoingMessage, Target};
+use crate::outbound::{Outbound, OutgoingMessage, PlatformMessage, Target};
 use crate::state::{StateKey, StateStore, Versioned};
 
 /// A map from type to one shared value of that type.
@@ -199,6 +199,20 @@ impl Context {
     /// Fails when there is no client for the platform or the platform refuses the message.
     pub async fn reply(&self, message: impl Into<OutgoingMessage>) -> Result<(), Error> {
         self.reply_all(vec![message.into()]).await
+    }
+
+    /// Replies with a platform's own message (a LINE Flex layout, a Discord modal or select
+    /// menu, a Messenger media template), made with the adapters' typed builders.
+    ///
+    /// On its platform the message goes out as-is; on another platform its fallback goes out
+    /// instead ([`PlatformMessage::with_fallback`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::reply`]; the adapter refuses a message for another platform that has no
+    /// fallback, before sending anything.
+    pub async fn reply_with(&self, message: impl Into<PlatformMessage>) -> Result<(), Error> {
+        self.reply(OutgoingMessage::platform(message.into())).await
     }
 
     /// Replies with several messages, in order, in one call where the platform allows it.

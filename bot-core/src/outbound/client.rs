@@ -1,0 +1,35 @@
+//! [`Outbound`]: the trait each adapter's API client implements.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use super::{OutgoingMessage, Target};
+use crate::error::Error;
+use crate::event::{ConversationId, Platform};
+
+/// A platform's outbound API, as the runtime sees it.
+///
+/// Implementations own their rate limiting and retries: the runtime calls them from many handler
+/// tasks at once.
+#[async_trait]
+pub trait Outbound: Send + Sync + fmt::Debug + 'static {
+    /// The platform this client talks to.
+    fn platform(&self) -> Platform;
+
+    /// Sends `messages`, in order, to `target`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the platform refuses the call or cannot be reached after the client's retries.
+    async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error>;
+
+    /// Shows a typing indicator in the conversation, where the platform has one.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Outbound::send`]; the default does nothing and succeeds.
+    async fn typing(&self, _conversation: &ConversationId) -> Result<(), Error> {
+        Ok(())
+    }
+}

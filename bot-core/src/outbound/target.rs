@@ -1,0 +1,58 @@
+//! [`Target`]: where an outgoing message goes.
+
+use std::fmt;
+
+use crate::event::{ConversationId, EventId, MessageId, ReplyToken};
+
+/// Where an outgoing message goes.
+#[derive(Clone, PartialEq)]
+pub struct Target {
+    /// The conversation to post in.
+    pub conversation: ConversationId,
+    /// The reply token of the event being answered, on platforms that use one.
+    pub reply_token: Option<ReplyToken>,
+    /// The event being answered, if this is a reply (used as an idempotency key by some clients).
+    pub in_reply_to: Option<EventId>,
+    /// The message to thread under, if this is a reply.
+    pub reply_to_message: Option<MessageId>,
+    /// The event whose handler makes this send, replies and sends to other conversations alike
+    /// (`None` outside a handler). With `send_index` it names a send the same way when the runtime
+    /// retries the handler, so clients derive idempotency keys from it (LINE retry keys, Discord
+    /// nonces) that let a retried handler's sends through once.
+    pub origin: Option<EventId>,
+    /// Which send of the handler this is, from 0, counted per event over replies and sends, so
+    /// that two different sends of one handler stay two messages.
+    pub send_index: u32,
+}
+
+impl Target {
+    /// A message to a conversation, not in reply to anything.
+    pub fn conversation(conversation: impl Into<ConversationId>) -> Self {
+        Self {
+            conversation: conversation.into(),
+            reply_token: None,
+            in_reply_to: None,
+            reply_to_message: None,
+            origin: None,
+            send_index: 0,
+        }
+    }
+
+    /// Whether this is a reply to an event.
+    pub fn is_reply(&self) -> bool {
+        self.in_reply_to.is_some()
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("conversation", &self.conversation)
+            .field("reply_token", &self.reply_token)
+            .field("in_reply_to", &self.in_reply_to)
+            .field("reply_to_message", &self.reply_to_message)
+            .field("origin", &self.origin)
+            .field("send_index", &self.send_index)
+            .finish()
+    }
+}
