@@ -131,6 +131,7 @@ impl Context {
             platform: event.platform.clone(),
             target: Target {
                 conversation: event.conversation.clone(),
+                channel: event.channel.clone(),
                 reply_token: event.reply_token.clone(),
                 in_reply_to: Some(event.id.clone()),
                 reply_to_message: event.message().and_then(|m| m.id.clone()),
@@ -226,7 +227,8 @@ impl Context {
         self.outbound()?.send(&target, messages).await
     }
 
-    /// Sends a message to a conversation of the same platform, not as a reply.
+    /// Sends a message to a conversation of the same platform, not as a reply, through the
+    /// channel the event came through.
     ///
     /// # Errors
     ///
@@ -236,8 +238,9 @@ impl Context {
         conversation: impl Into<ConversationId>,
         message: impl Into<OutgoingMessage>,
     ) -> Result<(), Error> {
-        self.send_on(self.platform.clone(), conversation, message)
-            .await
+        let mut target = self.send_target(conversation);
+        target.channel.clone_from(&self.target.channel);
+        self.outbound()?.send(&target, vec![message.into()]).await
     }
 
     /// Sends a message to a conversation on another platform.
@@ -251,12 +254,18 @@ impl Context {
         conversation: impl Into<ConversationId>,
         message: impl Into<OutgoingMessage>,
     ) -> Result<(), Error> {
-        let mut target = Target::conversation(conversation);
-        target.origin.clone_from(&self.target.origin);
-        target.send_index = self.state.sends.fetch_add(1, AtomicOrdering::Relaxed);
+        let target = self.send_target(conversation);
         self.outbound_for(&platform)?
             .send(&target, vec![message.into()])
             .await
+    }
+
+    /// A send to `conversation` that is not a reply, numbered among this handler's sends.
+    fn send_target(&self, conversation: impl Into<ConversationId>) -> Target {
+        let mut target = Target::conversation(conversation);
+        target.origin.clone_from(&self.target.origin);
+        target.send_index = self.state.sends.fetch_add(1, AtomicOrdering::Relaxed);
+        target
     }
 
     /// Shows a typing indicator in the event's conversation.
@@ -265,7 +274,7 @@ impl Context {
     ///
     /// As [`Context::reply`].
     pub async fn typing(&self) -> Result<(), Error> {
-        self.outbound()?.typing(&self.target.conversation).await
+        self.outbound()?.typing_in(&self.target).await
     }
 
     /// The shared app state of type `T`, registered with [`crate::BotBuilder::state`].

@@ -87,6 +87,14 @@ string_id!(
     /// A message on a platform.
     MessageId
 );
+string_id!(
+    /// Which of a platform's channels an event came through and a reply goes out through: a LINE
+    /// channel, a Messenger page, a Discord application, as the adapter names it (by default the
+    /// platform's own id of it: LINE's bot user id, the page id, the application id).
+    ///
+    /// A bot serving one channel per platform may leave it unset.
+    ChannelId
+);
 
 /// The platform an event came from, such as `line`, `messenger`, `discord` or `console`.
 ///

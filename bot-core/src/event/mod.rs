@@ -14,7 +14,9 @@ mod raw;
 mod tests;
 mod text;
 
-pub use id::{ConversationId, EventId, MessageId, Platform, ReplyToken, Timestamp, UserId};
+pub use id::{
+    ChannelId, ConversationId, EventId, MessageId, Platform, ReplyToken, Timestamp, UserId,
+};
 pub use kind::{
     Attachment, AttachmentKind, Command, Deleted, EventKind, Members, Mention, Message, Other,
     Postback, Reaction,
@@ -28,6 +30,10 @@ pub struct Event {
     pub id: EventId,
     /// Where the event came from.
     pub platform: Platform,
+    /// Which of the platform's channels it came through (a LINE channel, a Messenger page, a
+    /// Discord application), when the adapter serves several; replies go out through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelId>,
     /// The conversation it belongs to; the unit of ordering.
     pub conversation: ConversationId,
     /// Who caused it, when the platform says.
@@ -60,6 +66,7 @@ impl Event {
         Self {
             id: id.into(),
             platform,
+            channel: None,
             conversation: conversation.into(),
             sender: None,
             kind,
@@ -80,6 +87,7 @@ impl Event {
         Self {
             id: EventId::new(next_local_id()),
             platform,
+            channel: None,
             conversation: conversation.into(),
             sender: None,
             kind,
@@ -107,6 +115,13 @@ impl Event {
     #[must_use]
     pub fn with_id(mut self, id: impl Into<EventId>) -> Self {
         self.id = id.into();
+        self
+    }
+
+    /// Sets the channel the event came through.
+    #[must_use]
+    pub fn with_channel(mut self, channel: impl Into<ChannelId>) -> Self {
+        self.channel = Some(channel.into());
         self
     }
 

@@ -32,4 +32,15 @@ pub trait Outbound: Send + Sync + fmt::Debug + 'static {
     async fn typing(&self, _conversation: &ConversationId) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Shows a typing indicator in `target`'s conversation through `target`'s channel; what
+    /// [`crate::Context::typing`] calls. The default calls [`Outbound::typing`]; adapters that
+    /// serve several channels pick the channel's client.
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbound::typing`].
+    async fn typing_in(&self, target: &Target) -> Result<(), Error> {
+        self.typing(&target.conversation).await
+    }
 }

@@ -2,13 +2,17 @@
 
 use std::fmt;
 
-use crate::event::{ConversationId, EventId, MessageId, ReplyToken};
+use crate::event::{ChannelId, ConversationId, EventId, MessageId, ReplyToken};
 
 /// Where an outgoing message goes.
 #[derive(Clone, PartialEq)]
 pub struct Target {
     /// The conversation to post in.
     pub conversation: ConversationId,
+    /// The channel to send through (a LINE channel, a Messenger page, a Discord application),
+    /// for adapters that serve several; `None` sends through the adapter's default channel. A
+    /// handler's sends go through the channel its event came through.
+    pub channel: Option<ChannelId>,
     /// The reply token of the event being answered, on platforms that use one.
     pub reply_token: Option<ReplyToken>,
     /// The event being answered, if this is a reply (used as an idempotency key by some clients).
@@ -30,12 +34,20 @@ impl Target {
     pub fn conversation(conversation: impl Into<ConversationId>) -> Self {
         Self {
             conversation: conversation.into(),
+            channel: None,
             reply_token: None,
             in_reply_to: None,
             reply_to_message: None,
             origin: None,
             send_index: 0,
         }
+    }
+
+    /// The same target, sent through `channel`.
+    #[must_use]
+    pub fn via(mut self, channel: impl Into<ChannelId>) -> Self {
+        self.channel = Some(channel.into());
+        self
     }
 
     /// Whether this is a reply to an event.
@@ -48,6 +60,7 @@ impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
             .field("conversation", &self.conversation)
+            .field("channel", &self.channel)
             .field("reply_token", &self.reply_token)
             .field("in_reply_to", &self.in_reply_to)
             .field("reply_to_message", &self.reply_to_message)
