@@ -44,3 +44,22 @@ pub trait Outbound: Send + Sync + fmt::Debug + 'static {
         self.typing(&target.conversation).await
     }
 }
+
+#[async_trait]
+impl<T: Outbound + ?Sized> Outbound for std::sync::Arc<T> {
+    fn platform(&self) -> Platform {
+        (**self).platform()
+    }
+
+    async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
+        (**self).send(target, messages).await
+    }
+
+    async fn typing(&self, conversation: &ConversationId) -> Result<(), Error> {
+        (**self).typing(conversation).await
+    }
+
+    async fn typing_in(&self, target: &Target) -> Result<(), Error> {
+        (**self).typing_in(target).await
+    }
+}

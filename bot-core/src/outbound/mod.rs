@@ -11,6 +11,7 @@
 //!
 //! The book's "Messages" chapter shows how each kind renders on each platform, and the fallbacks.
 
+mod channels;
 mod client;
 mod message;
 mod platform;
@@ -19,6 +20,7 @@ mod rich;
 mod sent_parts;
 mod target;
 
+pub use channels::Channels;
 pub use client::Outbound;
 pub use message::{Action, Button, Image, OutgoingMessage, QuickReply};
 pub use platform::{PlatformMessage, Rendering};

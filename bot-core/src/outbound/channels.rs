@@ -1,0 +1,186 @@
+//! [`Channels`]: one platform's clients by channel, so that a reply goes out through the channel
+//! (LINE channel, Messenger page, Discord application) its event came through.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use async_trait::async_trait;
+
+use super::{Outbound, OutgoingMessage, Target};
+use crate::error::{Error, ErrorKind};
+use crate::event::{ChannelId, ConversationId, Platform};
+
+/// One platform's clients, by channel: sends go through the client of the target's channel
+/// ([`Target::channel`]), or the default channel's when the target names none. An adapter that
+/// serves several channels hands the bot one of these as its [`Outbound`] and registers it for
+/// handlers (`cx.client::<Channels<LineClient>>()`).
+pub struct Channels<C> {
+    default: ChannelId,
+    clients: HashMap<ChannelId, C>,
+}
+
+impl<C> Channels<C> {
+    /// The clients of one platform, `client` serving the default channel `id`.
+    pub fn new(id: impl Into<ChannelId>, client: C) -> Self {
+        let id = id.into();
+        let mut clients = HashMap::new();
+        clients.insert(id.clone(), client);
+        Self {
+            default: id,
+            clients,
+        }
+    }
+
+    /// Adds the client of channel `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when the channel has a client already.
+    pub fn insert(&mut self, id: impl Into<ChannelId>, client: C) -> Result<(), Error> {
+        let id = id.into();
+        if self.clients.contains_key(&id) {
+            return Err(Error::config(format!("channel {id} is configured twice")));
+        }
+        self.clients.insert(id, client);
+        Ok(())
+    }
+
+    /// The client of `channel`, or of the default channel for `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoOutbound`] for a channel this adapter does not serve: sending through
+    /// another channel's token would fail or, worse, speak as the wrong bot.
+    pub fn get(&self, channel: Option<&ChannelId>) -> Result<&C, Error> {
+        let id = channel.unwrap_or(&self.default);
+        self.clients.get(id).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoOutbound,
+                format!("no client for channel {id}; the adapter serves other channels"),
+            )
+            .permanent()
+        })
+    }
+
+    /// The default channel's id.
+    pub fn default_id(&self) -> &ChannelId {
+        &self.default
+    }
+
+    /// The default channel's client.
+    pub fn default_client(&self) -> &C {
+        // Inserted by `new` and never removed.
+        &self.clients[&self.default]
+    }
+
+    /// Every channel and its client.
+    pub fn iter(&self) -> impl Iterator<Item = (&ChannelId, &C)> {
+        self.clients.iter()
+    }
+
+    /// Changes every client with `f` (an adapter gives them the bot's telemetry).
+    #[must_use]
+    pub fn map<D>(self, mut f: impl FnMut(&ChannelId, C) -> D) -> Channels<D> {
+        Channels {
+            clients: self
+                .clients
+                .into_iter()
+                .map(|(id, client)| {
+                    let client = f(&id, client);
+                    (id, client)
+                })
+                .collect(),
+            default: self.default,
+        }
+    }
+
+    /// How many channels.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Always false: there is a default channel.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl<C: Clone> Clone for Channels<C> {
+    fn clone(&self) -> Self {
+        Self {
+            default: self.default.clone(),
+            clients: self.clients.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Channels<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ids: Vec<_> = self.clients.keys().map(ChannelId::as_str).collect();
+        ids.sort_unstable();
+        f.debug_struct("Channels")
+            .field("default", &self.default)
+            .field("channels", &ids)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl<C: Outbound> Outbound for Channels<C> {
+    fn platform(&self) -> Platform {
+        self.default_client().platform()
+    }
+
+    async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
+        self.get(target.channel.as_ref())?
+            .send(target, messages)
+            .await
+    }
+
+    async fn typing(&self, conversation: &ConversationId) -> Result<(), Error> {
+        self.default_client().typing(conversation).await
+    }
+
+    async fn typing_in(&self, target: &Target) -> Result<(), Error> {
+        self.get(target.channel.as_ref())?.typing_in(target).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::RecordingOutbound;
+
+    #[tokio::test]
+    async fn sends_go_through_the_targets_channel_and_an_unknown_one_is_refused() {
+        let a = RecordingOutbound::new(Platform::TEST);
+        let b = RecordingOutbound::new(Platform::TEST);
+        let mut channels = Channels::new("a", std::sync::Arc::new(a));
+        channels.insert("b", std::sync::Arc::new(b)).unwrap();
+        assert!(
+            channels
+                .insert("b", channels.default_client().clone())
+                .is_err()
+        );
+        let to = |channel: Option<&str>| {
+            let mut target = Target::conversation("U1");
+            target.channel = channel.map(ChannelId::new);
+            target
+        };
+        channels
+            .send(&to(Some("b")), vec!["to b".into()])
+            .await
+            .unwrap();
+        channels.send(&to(None), vec!["to a".into()]).await.unwrap();
+        let unknown = channels
+            .send(&to(Some("c")), vec!["lost".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.kind(), ErrorKind::NoOutbound);
+        assert!(!unknown.is_retryable());
+        let texts = |id: &str| channels.get(Some(&ChannelId::new(id))).unwrap().texts();
+        assert_eq!(texts("a"), ["to a"]);
+        assert_eq!(texts("b"), ["to b"]);
+        assert_eq!(channels.len(), 2);
+    }
+}
