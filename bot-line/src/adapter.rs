@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bot_core::adapter::Clients;
+use bot_core::outbound::Channels;
 use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{DEFAULT_API_BASE, LineClient, LineClientBuilder};
 use crate::error::Error;
-use crate::webhook::{self, WebhookConfig};
+use crate::webhook::{self, WebhookChannel, WebhookConfig};
 
 /// The environment variable with the channel secret (signs webhooks).
 pub const ENV_CHANNEL_SECRET: &str = "LINE_CHANNEL_SECRET";
@@ -17,6 +18,12 @@ pub const ENV_CHANNEL_SECRET: &str = "LINE_CHANNEL_SECRET";
 pub const ENV_CHANNEL_ACCESS_TOKEN: &str = "LINE_CHANNEL_ACCESS_TOKEN";
 /// The environment variable with the API base URL (default `https://api.line.me`).
 pub const ENV_API_BASE: &str = "LINE_API_BASE";
+/// The environment variable with the first channel's bot user id (the webhooks' `destination`),
+/// needed when more channels are configured.
+pub const ENV_DESTINATION: &str = "LINE_DESTINATION";
+/// The prefix of the variables of further channels, numbered from 2 without gaps:
+/// `LINE_CHANNEL_2_DESTINATION`, `LINE_CHANNEL_2_SECRET`, `LINE_CHANNEL_2_ACCESS_TOKEN`, then 3.
+pub const ENV_CHANNEL_PREFIX: &str = "LINE_CHANNEL_";
 
 /// The LINE adapter: the webhook at `POST /line/webhook` and the [`LineClient`] that answers.
 ///
@@ -37,10 +44,28 @@ pub const ENV_API_BASE: &str = "LINE_API_BASE";
 /// bot.serve("0.0.0.0:8080").await?;
 /// # Ok(()) }
 /// ```
+///
+/// # Several channels
+///
+/// One adapter serves several LINE channels at one webhook path: name each by its bot user id
+/// (the `destination` of its webhooks, shown in the console or by `GET /v2/bot/info`). Each
+/// event carries its channel ([`bot_core::Event::channel`]) and is answered with that channel's
+/// token, under that channel's rate limits.
+///
+/// ```no_run
+/// use bot_line::{Line, LineChannel};
+///
+/// # fn run() -> Result<(), bot_line::Error> {
+/// let line = Line::builder("secret-a", "token-a")
+///     .destination("U0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a")
+///     .channel(LineChannel::new("U1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b", "secret-b", "token-b"))
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Line {
     webhook: WebhookConfig,
-    client: LineClient,
+    clients: Channels<LineClient>,
 }
 
 /// Builds a [`Line`] adapter.
@@ -49,6 +74,41 @@ pub struct Line {
 pub struct LineBuilder {
     webhook: WebhookConfig,
     client: LineClientBuilder,
+    channels: Vec<LineChannel>,
+    api_base: Option<String>,
+}
+
+/// Another LINE channel a [`Line`] adapter serves, besides the one it was built with.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct LineChannel {
+    destination: String,
+    channel_secret: Secret,
+    client: LineClientBuilder,
+}
+
+impl LineChannel {
+    /// The channel whose bot user id is `destination`, with its secret and access token.
+    pub fn new(
+        destination: impl Into<String>,
+        channel_secret: impl Into<Secret>,
+        channel_access_token: impl Into<Secret>,
+    ) -> Self {
+        Self {
+            destination: destination.into(),
+            channel_secret: channel_secret.into(),
+            client: LineClient::builder(channel_access_token),
+        }
+    }
+
+    /// Configures this channel's API client (retries, rate limits, time-out, push fallback).
+    pub fn client(
+        mut self,
+        configure: impl FnOnce(LineClientBuilder) -> LineClientBuilder,
+    ) -> Self {
+        self.client = configure(self.client);
+        self
+    }
 }
 
 impl LineBuilder {
@@ -65,9 +125,22 @@ impl LineBuilder {
         self
     }
 
-    /// Sends API calls to `api_base` instead of `https://api.line.me`.
+    /// Sends API calls to `api_base` instead of `https://api.line.me`, for every channel.
     pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
-        self.client = self.client.api_base(api_base);
+        self.api_base = Some(api_base.into());
+        self
+    }
+
+    /// The bot user id of the channel this adapter was built with (the `destination` of its
+    /// webhooks): its events then carry it as their channel. Needed with [`LineBuilder::channel`].
+    pub fn destination(mut self, bot_user_id: impl Into<String>) -> Self {
+        self.webhook.destination = Some(bot_user_id.into());
+        self
+    }
+
+    /// Serves another channel at the same webhook path, told apart by the body's `destination`.
+    pub fn channel(mut self, channel: LineChannel) -> Self {
+        self.channels.push(channel);
         self
     }
 
@@ -84,12 +157,48 @@ impl LineBuilder {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] when the secret is empty, the path does not start with `/`,
-    /// or the client's configuration is invalid.
-    pub fn build(self) -> Result<Line, Error> {
-        if self.webhook.channel_secret.is_empty() {
-            return Err(Error::config("line: the channel secret is empty"));
+    /// [`crate::ErrorKind::Config`] when a secret is empty, the path does not start with `/`,
+    /// a client's configuration is invalid, or with several channels one has no destination or
+    /// two have the same.
+    pub fn build(mut self) -> Result<Line, Error> {
+        if self.webhook.channel_secret.is_empty()
+            || self.channels.iter().any(|c| c.channel_secret.is_empty())
+        {
+            return Err(Error::config("line: a channel secret is empty"));
         }
+        let base = |client: LineClientBuilder| match &self.api_base {
+            Some(base) => client.api_base(base.clone()),
+            None => client,
+        };
+        let first = base(self.client.clone()).build()?;
+        let mut clients = match &self.webhook.destination {
+            Some(destination) => Channels::new(destination.as_str(), first),
+            None if self.channels.is_empty() => Channels::single(first),
+            None => {
+                return Err(Error::config(
+                    "line: with several channels, name the first one's destination too \
+                     (LineBuilder::destination, its bot user id)",
+                ));
+            }
+        };
+        for channel in &self.channels {
+            clients
+                .insert(
+                    channel.destination.as_str(),
+                    base(channel.client.clone()).build()?,
+                )
+                .map_err(|_| {
+                    Error::config(format!(
+                        "line: channel {} is configured twice",
+                        channel.destination
+                    ))
+                })?;
+        }
+        self.webhook.channels = self
+            .channels
+            .iter()
+            .map(|c| WebhookChannel::new(c.destination.clone(), c.channel_secret.clone()))
+            .collect();
         if !self.webhook.path.starts_with('/') {
             return Err(Error::config(format!(
                 "line: webhook path {:?} must start with /",
@@ -98,7 +207,7 @@ impl LineBuilder {
         }
         Ok(Line {
             webhook: self.webhook,
-            client: self.client.build()?,
+            clients,
         })
     }
 }
@@ -112,6 +221,8 @@ impl Line {
         LineBuilder {
             webhook: WebhookConfig::new(channel_secret.into()),
             client: LineClient::builder(channel_access_token),
+            channels: Vec::new(),
+            api_base: None,
         }
     }
 
@@ -129,7 +240,8 @@ impl Line {
         })
     }
 
-    /// As [`Line::from_env`], but `Ok(None)` when neither `LINE_CHANNEL_SECRET` nor
+    /// As [`Line::from_env`], with further channels from [`ENV_DESTINATION`] and the numbered
+    /// [`ENV_CHANNEL_PREFIX`] variables; `Ok(None)` when neither `LINE_CHANNEL_SECRET` nor
     /// `LINE_CHANNEL_ACCESS_TOKEN` is set, for bots that serve whichever platforms are configured.
     ///
     /// # Errors
@@ -141,10 +253,29 @@ impl Line {
             (None, None) => Ok(None),
             (Some(secret), Some(token)) => {
                 let api_base = var(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
-                Self::builder(secret, token)
-                    .api_base(api_base)
-                    .build()
-                    .map(Some)
+                let mut builder = Self::builder(secret, token).api_base(api_base);
+                if let Some(destination) = var(ENV_DESTINATION) {
+                    builder = builder.destination(destination);
+                }
+                for n in 2.. {
+                    let name = |what: &str| format!("{ENV_CHANNEL_PREFIX}{n}_{what}");
+                    let parts = ["DESTINATION", "SECRET", "ACCESS_TOKEN"].map(|p| var(&name(p)));
+                    match parts {
+                        [None, None, None] => break,
+                        [Some(destination), Some(secret), Some(token)] => {
+                            builder = builder.channel(LineChannel::new(destination, secret, token));
+                        }
+                        _ => {
+                            return Err(Error::config(format!(
+                                "line: set all of {}, {} and {}",
+                                name("DESTINATION"),
+                                name("SECRET"),
+                                name("ACCESS_TOKEN")
+                            )));
+                        }
+                    }
+                }
+                builder.build().map(Some)
             }
             (None, Some(_)) => Err(Error::config(format!(
                 "line: {ENV_CHANNEL_ACCESS_TOKEN} is set but {ENV_CHANNEL_SECRET} is not"
@@ -155,9 +286,14 @@ impl Line {
         }
     }
 
-    /// The API client, for calls beyond replies (push, multicast, profile).
+    /// The API client of the first channel, for calls beyond replies (push, multicast, profile).
     pub fn client(&self) -> &LineClient {
-        &self.client
+        self.clients.default_client()
+    }
+
+    /// The API clients of every channel, by channel (the bot user id).
+    pub fn channels(&self) -> &Channels<LineClient> {
+        &self.clients
     }
 
     /// The webhook's path.
@@ -173,15 +309,18 @@ impl Adapter for Line {
     }
 
     fn outbound(&self) -> Option<Arc<dyn Outbound>> {
-        Some(Arc::new(self.client.clone()))
+        Some(Arc::new(self.clients.clone()))
     }
 
     fn register_clients(&self, clients: &mut Clients) {
-        clients.insert(Arc::new(self.client.clone()));
+        clients.insert(Arc::new(self.clients.default_client().clone()));
+        clients.insert(Arc::new(self.clients.clone()));
     }
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
-        self.client.set_telemetry(ingress.telemetry().clone());
+        for (_, client) in self.clients.iter() {
+            client.set_telemetry(ingress.telemetry().clone());
+        }
         Some(webhook::router(self.webhook.clone(), ingress))
     }
 
@@ -190,8 +329,10 @@ impl Adapter for Line {
         ingress: Ingress,
         _shutdown: CancellationToken,
     ) -> Result<(), bot_core::Error> {
-        // Nothing runs in the background; the client records its calls in the bot's telemetry.
-        self.client.set_telemetry(ingress.telemetry().clone());
+        // Nothing runs in the background; the clients record their calls in the bot's telemetry.
+        for (_, client) in self.clients.iter() {
+            client.set_telemetry(ingress.telemetry().clone());
+        }
         Ok(())
     }
 }

@@ -10,11 +10,14 @@ mod render;
 pub mod testing;
 pub mod webhook;
 
-pub use adapter::{ENV_API_BASE, ENV_CHANNEL_ACCESS_TOKEN, ENV_CHANNEL_SECRET, Line, LineBuilder};
+pub use adapter::{
+    ENV_API_BASE, ENV_CHANNEL_ACCESS_TOKEN, ENV_CHANNEL_PREFIX, ENV_CHANNEL_SECRET,
+    ENV_DESTINATION, Line, LineBuilder, LineChannel,
+};
 pub use client::{Content, LineClient, LineClientBuilder, RateLimits, RetryKey};
 pub use error::{Error, ErrorKind};
 pub use event::LineEventExt;
-pub use webhook::SignatureError;
+pub use webhook::{SignatureError, WebhookChannel};
 
 #[cfg(test)]
 mod tests {

@@ -5,13 +5,15 @@
 //! | check | answer |
 //! | --- | --- |
 //! | body over the bot's limit (1 MiB by default) | 413 |
-//! | `x-line-signature` missing, not base64, or not the HMAC-SHA256 of the raw body | 401 |
+//! | several channels at this path, and the body's `destination` names none of them (or the body has none) | 401 (`unknown_destination`) |
+//! | `x-line-signature` missing, not base64, or not the HMAC-SHA256 of the raw body (with the secret of the channel `destination` names) | 401 |
 //! | body not JSON, or no `events` array | 400 |
 //! | `events: []` (the console's "Verify" button) | 200 |
 //! | events in standby mode, unless [`WebhookConfig::deliver_standby`] | acknowledged, not delivered, counted |
 //! | the queue refuses the batch (full, shutting down) | 503 with `Retry-After` |
 //! | every event accepted (or a duplicate of one already accepted) | 200 |
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -19,7 +21,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use base64::Engine as _;
-use bot_core::{Ingress, Platform, Secret};
+use bot_core::{ChannelId, Ingress, Platform, Secret};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode};
@@ -104,6 +106,32 @@ pub struct WebhookConfig {
     /// `bot.events.skipped{reason="standby"}`, so that a handler's reply cannot turn into a push
     /// into a chat the bot does not control.
     pub deliver_standby: bool,
+    /// The bot user id of the channel `channel_secret` belongs to (the webhook body's
+    /// `destination`); events then carry it as their [`bot_core::Event::channel`]. Needed when
+    /// `channels` is not empty.
+    pub destination: Option<String>,
+    /// Other channels served at the same path, told apart by the body's `destination`.
+    pub channels: Vec<WebhookChannel>,
+}
+
+/// Another LINE channel whose webhooks come to the same path.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WebhookChannel {
+    /// The channel's bot user id: the `destination` of its webhook bodies.
+    pub destination: String,
+    /// Its channel secret.
+    pub channel_secret: Secret,
+}
+
+impl WebhookChannel {
+    /// The channel whose bot user id is `destination`, signing with `channel_secret`.
+    pub fn new(destination: impl Into<String>, channel_secret: Secret) -> Self {
+        Self {
+            destination: destination.into(),
+            channel_secret,
+        }
+    }
 }
 
 impl WebhookConfig {
@@ -113,6 +141,8 @@ impl WebhookConfig {
             path: DEFAULT_PATH.to_owned(),
             channel_secret,
             deliver_standby: false,
+            destination: None,
+            channels: Vec::new(),
         }
     }
 }
@@ -120,7 +150,61 @@ impl WebhookConfig {
 #[derive(Clone)]
 struct WebhookState {
     config: Arc<WebhookConfig>,
+    routes: Arc<Routes>,
     ingress: Ingress,
+}
+
+/// Which channel's secret checks a body, and the channel its events carry.
+struct Routes {
+    first: Option<ChannelId>,
+    by_destination: HashMap<String, (ChannelId, Secret)>,
+}
+
+impl Routes {
+    fn new(config: &WebhookConfig) -> Self {
+        let mut by_destination = HashMap::new();
+        if !config.channels.is_empty()
+            && let Some(first) = &config.destination
+        {
+            by_destination.insert(
+                first.clone(),
+                (ChannelId::new(first), config.channel_secret.clone()),
+            );
+        }
+        for channel in &config.channels {
+            by_destination.insert(
+                channel.destination.clone(),
+                (
+                    ChannelId::new(&channel.destination),
+                    channel.channel_secret.clone(),
+                ),
+            );
+        }
+        Self {
+            first: config.destination.as_deref().map(ChannelId::new),
+            by_destination,
+        }
+    }
+
+    /// The channel and secret for `body`: the only channel's without reading it, otherwise the
+    /// one its `destination` names (`None` when it names none of them).
+    fn pick<'a>(
+        &'a self,
+        config: &'a WebhookConfig,
+        body: &[u8],
+    ) -> Option<(Option<&'a ChannelId>, &'a Secret)> {
+        if self.by_destination.is_empty() {
+            return Some((self.first.as_ref(), &config.channel_secret));
+        }
+        #[derive(serde::Deserialize)]
+        struct Envelope<'b> {
+            #[serde(borrow)]
+            destination: std::borrow::Cow<'b, str>,
+        }
+        let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+        let (channel, secret) = self.by_destination.get(envelope.destination.as_ref())?;
+        Some((Some(channel), secret))
+    }
 }
 
 /// The webhook route, submitting to `ingress`.
@@ -133,6 +217,7 @@ pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
     Router::new()
         .route(&path, post(receive))
         .with_state(WebhookState {
+            routes: Arc::new(Routes::new(&config)),
             config: Arc::new(config),
             ingress,
         })
@@ -140,9 +225,17 @@ pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
     let ingress = &state.ingress;
+    let Some((channel, secret)) = state.routes.pick(&state.config, &body) else {
+        tracing::debug!("line webhook for a destination this bot does not serve");
+        return ingress.refuse(
+            &Platform::LINE,
+            StatusCode::UNAUTHORIZED,
+            "unknown_destination",
+        );
+    };
     let checked = match headers.get(SIGNATURE_HEADER) {
         None => Err(SignatureError::Missing),
-        Some(signature) => verify(&state.config.channel_secret, &body, signature.as_bytes()),
+        Some(signature) => verify(secret, &body, signature.as_bytes()),
     };
     if let Err(error) = checked {
         // Anyone can send these: `refuse` logs them at WARN once per interval, and counts each.
@@ -150,7 +243,12 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         return ingress.refuse(&Platform::LINE, StatusCode::UNAUTHORIZED, "signature");
     }
     match parse_body(&body, state.config.deliver_standby) {
-        Ok((events, standby)) => {
+        Ok((mut events, standby)) => {
+            if let Some(channel) = channel {
+                for event in &mut events {
+                    event.channel = Some(channel.clone());
+                }
+            }
             ingress.skipped(&Platform::LINE, "standby", standby);
             ingress.submit_and_answer(events).await
         }

@@ -17,6 +17,8 @@ use crate::event::{ChannelId, ConversationId, Platform};
 pub struct Channels<C> {
     default: ChannelId,
     clients: HashMap<ChannelId, C>,
+    /// One client whose channel the adapter was not told: every channel goes to it.
+    any: bool,
 }
 
 impl<C> Channels<C> {
@@ -28,6 +30,17 @@ impl<C> Channels<C> {
         Self {
             default: id,
             clients,
+            any: false,
+        }
+    }
+
+    /// One client for whichever channel an event names: for an adapter configured with one
+    /// channel and not told its id (events still carry the id the platform gave). Adding a
+    /// channel with [`Channels::insert`] ends that.
+    pub fn single(client: C) -> Self {
+        Self {
+            any: true,
+            ..Self::new("default", client)
         }
     }
 
@@ -42,6 +55,7 @@ impl<C> Channels<C> {
             return Err(Error::config(format!("channel {id} is configured twice")));
         }
         self.clients.insert(id, client);
+        self.any = false;
         Ok(())
     }
 
@@ -52,7 +66,10 @@ impl<C> Channels<C> {
     /// [`ErrorKind::NoOutbound`] for a channel this adapter does not serve: sending through
     /// another channel's token would fail or, worse, speak as the wrong bot.
     pub fn get(&self, channel: Option<&ChannelId>) -> Result<&C, Error> {
-        let id = channel.unwrap_or(&self.default);
+        let id = match channel {
+            Some(id) if !self.any => id,
+            _ => &self.default,
+        };
         self.clients.get(id).ok_or_else(|| {
             Error::new(
                 ErrorKind::NoOutbound,
@@ -91,6 +108,7 @@ impl<C> Channels<C> {
                 })
                 .collect(),
             default: self.default,
+            any: self.any,
         }
     }
 
@@ -110,6 +128,7 @@ impl<C: Clone> Clone for Channels<C> {
         Self {
             default: self.default.clone(),
             clients: self.clients.clone(),
+            any: self.any,
         }
     }
 }
@@ -182,5 +201,12 @@ mod tests {
         assert_eq!(texts("a"), ["to a"]);
         assert_eq!(texts("b"), ["to b"]);
         assert_eq!(channels.len(), 2);
+
+        let single = Channels::single(std::sync::Arc::new(RecordingOutbound::new(Platform::TEST)));
+        single
+            .send(&to(Some("whatever")), vec!["x".into()])
+            .await
+            .unwrap();
+        assert_eq!(single.default_client().texts(), ["x"]);
     }
 }
