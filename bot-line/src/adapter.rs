@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bot_core::adapter::Clients;
 use bot_core::outbound::Channels;
-use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
+use bot_core::{Adapter, ChannelId, Ingress, Outbound, Platform, Secret};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{DEFAULT_API_BASE, LineClient, LineClientBuilder};
@@ -170,30 +170,18 @@ impl LineBuilder {
             Some(base) => client.api_base(base.clone()),
             None => client,
         };
-        let first = base(self.client.clone()).build()?;
-        let mut clients = match &self.webhook.destination {
-            Some(destination) => Channels::new(destination.as_str(), first),
-            None if self.channels.is_empty() => Channels::single(first),
-            None => {
-                return Err(Error::config(
-                    "line: with several channels, name the first one's destination too \
-                     (LineBuilder::destination, its bot user id)",
-                ));
-            }
-        };
+        let mut more = Vec::with_capacity(self.channels.len());
         for channel in &self.channels {
-            clients
-                .insert(
-                    channel.destination.as_str(),
-                    base(channel.client.clone()).build()?,
-                )
-                .map_err(|_| {
-                    Error::config(format!(
-                        "line: channel {} is configured twice",
-                        channel.destination
-                    ))
-                })?;
+            let client = base(channel.client.clone()).build()?;
+            more.push((ChannelId::new(&channel.destination), client));
         }
+        let clients = Channels::from_parts(
+            &Platform::LINE,
+            self.webhook.destination.as_deref().map(ChannelId::new),
+            base(self.client.clone()).build()?,
+            more,
+        )
+        .map_err(|e| Error::config(e.to_string()))?;
         self.webhook.channels = self
             .channels
             .iter()

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bot_core::adapter::Clients;
-use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
+use bot_core::outbound::Channels;
+use bot_core::{Adapter, ChannelId, Ingress, Outbound, Platform, Secret};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder};
@@ -20,6 +21,12 @@ pub const ENV_PAGE_ACCESS_TOKEN: &str = "MESSENGER_PAGE_ACCESS_TOKEN";
 /// The environment variable with the Graph API base URL (default
 /// `https://graph.facebook.com/v21.0`).
 pub const ENV_API_BASE: &str = "MESSENGER_API_BASE";
+/// The environment variable with the id of the page `MESSENGER_PAGE_ACCESS_TOKEN` belongs to,
+/// needed when more pages are configured.
+pub const ENV_PAGE_ID: &str = "MESSENGER_PAGE_ID";
+/// The prefix of the variables of further pages, numbered from 2 without gaps:
+/// `MESSENGER_PAGE_2_ID`, `MESSENGER_PAGE_2_ACCESS_TOKEN`, then 3.
+pub const ENV_PAGE_PREFIX: &str = "MESSENGER_PAGE_";
 
 /// The Messenger adapter: the webhook at `GET`+`POST /messenger/webhook` and the
 /// [`MessengerClient`] that answers.
@@ -44,10 +51,27 @@ pub const ENV_API_BASE: &str = "MESSENGER_API_BASE";
 /// bot.serve("0.0.0.0:8080").await?;
 /// # Ok(()) }
 /// ```
+///
+/// # Several pages
+///
+/// One adapter (one app, one webhook) serves several pages: give each page's id and token. Each
+/// event carries its page as its [`bot_core::Event::channel`] and is answered with that page's
+/// token, under that page's rate limits.
+///
+/// ```no_run
+/// use bot_messenger::Messenger;
+///
+/// # fn run() -> Result<(), bot_messenger::Error> {
+/// let messenger = Messenger::builder("app-secret", "verify-token", "token-of-page-1")
+///     .page_id("1000000000001")
+///     .page("1000000000002", "token-of-page-2")
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Messenger {
     webhook: WebhookConfig,
-    client: MessengerClient,
+    clients: Channels<MessengerClient>,
 }
 
 /// Builds a [`Messenger`] adapter.
@@ -56,6 +80,9 @@ pub struct Messenger {
 pub struct MessengerBuilder {
     webhook: WebhookConfig,
     client: MessengerClientBuilder,
+    page_id: Option<String>,
+    pages: Vec<(String, MessengerClientBuilder)>,
+    api_base: Option<String>,
 }
 
 impl MessengerBuilder {
@@ -65,9 +92,28 @@ impl MessengerBuilder {
         self
     }
 
-    /// Sends API calls to `api_base` instead of `https://graph.facebook.com/v21.0`.
+    /// Sends API calls to `api_base` instead of `https://graph.facebook.com/v21.0`, for every
+    /// page.
     pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
-        self.client = self.client.api_base(api_base);
+        self.api_base = Some(api_base.into());
+        self
+    }
+
+    /// The id of the page whose token the adapter was built with; needed with
+    /// [`MessengerBuilder::page`].
+    pub fn page_id(mut self, page_id: impl Into<String>) -> Self {
+        self.page_id = Some(page_id.into());
+        self
+    }
+
+    /// Serves another page of the same app, with its page access token.
+    pub fn page(
+        mut self,
+        page_id: impl Into<String>,
+        page_access_token: impl Into<Secret>,
+    ) -> Self {
+        self.pages
+            .push((page_id.into(), MessengerClient::builder(page_access_token)));
         self
     }
 
@@ -98,8 +144,9 @@ impl MessengerBuilder {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] when a secret is empty, the path does not start with `/`, or
-    /// the client's configuration is invalid.
+    /// [`crate::ErrorKind::Config`] when a secret is empty, the path does not start with `/`, a
+    /// client's configuration is invalid, or with several pages the first has no id or two have
+    /// the same.
     pub fn build(self) -> Result<Messenger, Error> {
         if self.webhook.app_secret.is_empty() {
             return Err(Error::config("messenger: the app secret is empty"));
@@ -113,9 +160,24 @@ impl MessengerBuilder {
                 self.webhook.path
             )));
         }
+        let base = |client: MessengerClientBuilder| match &self.api_base {
+            Some(base) => client.api_base(base.clone()),
+            None => client,
+        };
+        let mut more = Vec::with_capacity(self.pages.len());
+        for (id, client) in &self.pages {
+            more.push((ChannelId::new(id), base(client.clone()).build()?));
+        }
+        let clients = Channels::from_parts(
+            &Platform::MESSENGER,
+            self.page_id.as_deref().map(ChannelId::new),
+            base(self.client.clone()).build()?,
+            more,
+        )
+        .map_err(|e| Error::config(e.to_string()))?;
         Ok(Messenger {
             webhook: self.webhook,
-            client: self.client.build()?,
+            clients,
         })
     }
 }
@@ -131,6 +193,9 @@ impl Messenger {
         MessengerBuilder {
             webhook: WebhookConfig::new(app_secret.into(), verify_token.into()),
             client: MessengerClient::builder(page_access_token),
+            page_id: None,
+            pages: Vec::new(),
+            api_base: None,
         }
     }
 
@@ -160,9 +225,15 @@ impl Messenger {
         from_vars(|name| std::env::var(name).ok())
     }
 
-    /// The API client, for calls beyond replies (tags, sender actions, profiles).
+    /// The API client of the first page, for calls beyond replies (tags, sender actions,
+    /// profiles).
     pub fn client(&self) -> &MessengerClient {
-        &self.client
+        self.clients.default_client()
+    }
+
+    /// The API clients of every page, by page id.
+    pub fn pages(&self) -> &Channels<MessengerClient> {
+        &self.clients
     }
 
     /// The webhook's path.
@@ -185,10 +256,26 @@ fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Messenger>, 
         (3, _) => Ok(None),
         (0, [Some(secret), Some(verify), Some(token)]) => {
             let api_base = var(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
-            Messenger::builder(secret.as_str(), verify.as_str(), token.as_str())
-                .api_base(api_base)
-                .build()
-                .map(Some)
+            let mut builder = Messenger::builder(secret.as_str(), verify.as_str(), token.as_str())
+                .api_base(api_base);
+            if let Some(id) = var(ENV_PAGE_ID) {
+                builder = builder.page_id(id);
+            }
+            for n in 2.. {
+                let name = |what: &str| format!("{ENV_PAGE_PREFIX}{n}_{what}");
+                match (var(&name("ID")), var(&name("ACCESS_TOKEN"))) {
+                    (None, None) => break,
+                    (Some(id), Some(token)) => builder = builder.page(id, token),
+                    _ => {
+                        return Err(Error::config(format!(
+                            "messenger: set both {} and {}",
+                            name("ID"),
+                            name("ACCESS_TOKEN")
+                        )));
+                    }
+                }
+            }
+            builder.build().map(Some)
         }
         _ => Err(Error::config(format!(
             "messenger: some settings are given but {} is not set",
@@ -204,15 +291,18 @@ impl Adapter for Messenger {
     }
 
     fn outbound(&self) -> Option<Arc<dyn Outbound>> {
-        Some(Arc::new(self.client.clone()))
+        Some(Arc::new(self.clients.clone()))
     }
 
     fn register_clients(&self, clients: &mut Clients) {
-        clients.insert(Arc::new(self.client.clone()));
+        clients.insert(Arc::new(self.clients.default_client().clone()));
+        clients.insert(Arc::new(self.clients.clone()));
     }
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
-        self.client.set_telemetry(ingress.telemetry().clone());
+        for (_, client) in self.clients.iter() {
+            client.set_telemetry(ingress.telemetry().clone());
+        }
         Some(webhook::router(self.webhook.clone(), ingress))
     }
 
@@ -221,8 +311,10 @@ impl Adapter for Messenger {
         ingress: Ingress,
         _shutdown: CancellationToken,
     ) -> Result<(), bot_core::Error> {
-        // Nothing runs in the background; the client records its calls in the bot's telemetry.
-        self.client.set_telemetry(ingress.telemetry().clone());
+        // Nothing runs in the background; the clients record their calls in the bot's telemetry.
+        for (_, client) in self.clients.iter() {
+            client.set_telemetry(ingress.telemetry().clone());
+        }
         Ok(())
     }
 }

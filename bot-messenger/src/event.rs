@@ -27,7 +27,7 @@ use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Message, MessageId, Other, Postback, Reaction, Timestamp,
     UserId,
 };
-use bot_core::{Event, EventId, EventKind, Platform};
+use bot_core::{ChannelId, Event, EventId, EventKind, Platform};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -173,6 +173,8 @@ pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
             Value::Number(n) => n.to_string(),
             _ => String::new(),
         };
+        // Every event carries the page it came through; replies go out with that page's token.
+        let channel = (!page_id.is_empty()).then(|| ChannelId::new(&page_id));
         let items = entry
             .messaging
             .into_iter()
@@ -191,11 +193,13 @@ pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
                 to_core_event(&tree(item), &context)
             });
             event.raw = Raw::from_shared(body, item.get());
+            event.channel.clone_from(&channel);
             batch.events.push(event);
         }
         for change in entry.changes {
             let mut event = change_event(&tree(change), &page_id, entry.time);
             event.raw = Raw::from_shared(body, change.get());
+            event.channel.clone_from(&channel);
             batch.events.push(event);
         }
     }

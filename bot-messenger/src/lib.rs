@@ -11,8 +11,8 @@ pub mod testing;
 pub mod webhook;
 
 pub use adapter::{
-    ENV_API_BASE, ENV_APP_SECRET, ENV_PAGE_ACCESS_TOKEN, ENV_VERIFY_TOKEN, Messenger,
-    MessengerBuilder,
+    ENV_API_BASE, ENV_APP_SECRET, ENV_PAGE_ACCESS_TOKEN, ENV_PAGE_ID, ENV_PAGE_PREFIX,
+    ENV_VERIFY_TOKEN, Messenger, MessengerBuilder,
 };
 pub use client::{MessengerClient, MessengerClientBuilder, RateLimits};
 pub use error::{Error, ErrorKind};

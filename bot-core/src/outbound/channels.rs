@@ -44,6 +44,37 @@ impl<C> Channels<C> {
         }
     }
 
+    /// The clients of an adapter's channels: `first` (named `first_id` when the adapter was told
+    /// its id, otherwise serving any channel, see [`Channels::single`]) and `more`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when there are more channels but the first has no id, or two have
+    /// the same id; the message names the platform.
+    pub fn from_parts(
+        platform: &Platform,
+        first_id: Option<ChannelId>,
+        first: C,
+        more: impl IntoIterator<Item = (ChannelId, C)>,
+    ) -> Result<Self, Error> {
+        let mut more = more.into_iter().peekable();
+        let mut channels = match first_id {
+            Some(id) => Self::new(id, first),
+            None if more.peek().is_none() => return Ok(Self::single(first)),
+            None => {
+                return Err(Error::config(format!(
+                    "{platform}: with several channels, give the first one its id too"
+                )));
+            }
+        };
+        for (id, client) in more {
+            channels
+                .insert(id, client)
+                .map_err(|e| Error::config(format!("{platform}: {e}")))?;
+        }
+        Ok(channels)
+    }
+
     /// Adds the client of channel `id`.
     ///
     /// # Errors
