@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bot_core::adapter::Clients;
+use bot_core::adapter::{Attach, Clients};
 use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
-use tokio_util::sync::CancellationToken;
 
-use crate::client::{DEFAULT_API_BASE, LineClient, LineClientBuilder};
+use crate::client::{ConfigureApi, DEFAULT_API_BASE, LineClient, LineClientBuilder};
 use crate::error::Error;
 use crate::webhook::{self, WebhookConfig};
 
@@ -71,7 +70,7 @@ impl LineBuilder {
         self
     }
 
-    /// Configures the API client (retries, rate limits, time-out, push fallback).
+    /// Configures the API client (retries, rate limits, time-out, deadline, push fallback).
     pub fn client(
         mut self,
         configure: impl FnOnce(LineClientBuilder) -> LineClientBuilder,
@@ -180,18 +179,13 @@ impl Adapter for Line {
         clients.insert(Arc::new(self.client.clone()));
     }
 
-    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
-        self.client.set_telemetry(ingress.telemetry().clone());
-        Some(webhook::router(self.webhook.clone(), ingress))
+    /// The client records its calls in the bot's telemetry.
+    fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
+        self.client = self.client.with_telemetry(bot.telemetry().clone());
+        Ok(())
     }
 
-    async fn run(
-        &self,
-        ingress: Ingress,
-        _shutdown: CancellationToken,
-    ) -> Result<(), bot_core::Error> {
-        // Nothing runs in the background; the client records its calls in the bot's telemetry.
-        self.client.set_telemetry(ingress.telemetry().clone());
-        Ok(())
+    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
+        Some(webhook::router(self.webhook.clone(), ingress))
     }
 }

@@ -11,7 +11,7 @@ pub mod testing;
 pub mod webhook;
 
 pub use adapter::{ENV_API_BASE, ENV_CHANNEL_ACCESS_TOKEN, ENV_CHANNEL_SECRET, Line, LineBuilder};
-pub use client::{Content, LineClient, LineClientBuilder, RateLimits, RetryKey};
+pub use client::{ConfigureApi, Content, LineClient, LineClientBuilder, RateLimits, RetryKey};
 pub use error::{Error, ErrorKind};
 pub use event::LineEventExt;
 pub use webhook::SignatureError;

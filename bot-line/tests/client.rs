@@ -9,7 +9,8 @@ use bot_core::testing::fake_api::{FakeApi, FakeResponse, Fault, Latency};
 use bot_core::{EventId, Outbound, OutgoingMessage, RetryPolicy};
 use bot_line::model::send::Message;
 use bot_line::testing::{FakeLine, LOADING_PATH, PUSH_PATH, REPLY_PATH};
-use bot_line::{ErrorKind, LineClient, RateLimits, RetryKey};
+use bot_line::model::send::ApiError as LineErrorBody;
+use bot_line::{ConfigureApi, ErrorKind, LineClient, RateLimits, RetryKey};
 use http::StatusCode;
 use serde_json::json;
 use support::{TOKEN, sample};
@@ -115,7 +116,7 @@ async fn push_gives_up_after_the_configured_attempts_with_a_typed_error() {
     assert_eq!(error.attempts(), 3);
     assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(
-        error.api_error().unwrap().message,
+        error.details::<LineErrorBody>().unwrap().message,
         "temporarily unavailable"
     );
     assert!(error.is_retryable());
@@ -167,7 +168,7 @@ async fn the_monthly_quota_and_other_refusals_are_not_retried() {
     let error = client.push("", &text("hi"), None).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Api);
     assert_eq!(
-        error.api_error().unwrap().details[0].property.as_deref(),
+        error.details::<LineErrorBody>().unwrap().details[0].property.as_deref(),
         Some("to")
     );
     assert_eq!(fake.pushes().len(), 2, "one call each");
@@ -180,7 +181,7 @@ async fn the_monthly_quota_and_other_refusals_are_not_retried() {
     let error = stranger.profile("U1").await.unwrap_err();
     assert_eq!(
         (error.kind(), error.status()),
-        (ErrorKind::Api, Some(StatusCode::UNAUTHORIZED))
+        (ErrorKind::Authentication, Some(StatusCode::UNAUTHORIZED))
     );
     assert!(
         error.to_string().contains("Authentication failed"),
@@ -358,7 +359,7 @@ async fn the_rate_limiter_spaces_calls_and_records_the_wait() {
         })
         .build()
         .unwrap();
-    client.set_telemetry(bot.telemetry().clone());
+    let client = client.with_telemetry(bot.telemetry().clone());
     for i in 0..4 {
         client
             .push("Uuser", &text(&i.to_string()), None)
