@@ -7,9 +7,9 @@ use std::time::Duration;
 use bot_core::outbound::Target;
 use bot_core::testing::fake_api::{FakeApi, FakeResponse, Fault, Latency};
 use bot_core::{EventId, Outbound, OutgoingMessage, RetryPolicy};
+use bot_line::model::send::ApiError as LineErrorBody;
 use bot_line::model::send::Message;
 use bot_line::testing::{FakeLine, LOADING_PATH, PUSH_PATH, REPLY_PATH};
-use bot_line::model::send::ApiError as LineErrorBody;
 use bot_line::{ConfigureApi, ErrorKind, LineClient, RateLimits, RetryKey};
 use http::StatusCode;
 use serde_json::json;
@@ -168,7 +168,9 @@ async fn the_monthly_quota_and_other_refusals_are_not_retried() {
     let error = client.push("", &text("hi"), None).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Api);
     assert_eq!(
-        error.details::<LineErrorBody>().unwrap().details[0].property.as_deref(),
+        error.details::<LineErrorBody>().unwrap().details[0]
+            .property
+            .as_deref(),
         Some("to")
     );
     assert_eq!(fake.pushes().len(), 2, "one call each");

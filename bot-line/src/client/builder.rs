@@ -240,7 +240,11 @@ impl LineClient {
     }
 
     /// `call`, until `deadline` when a send of several parts shares one.
-    pub(super) async fn call(&self, call: Call, deadline: Option<Instant>) -> Result<Answer, Error> {
+    pub(super) async fn call(
+        &self,
+        call: Call,
+        deadline: Option<Instant>,
+    ) -> Result<Answer, Error> {
         let call = match deadline {
             Some(deadline) => call.deadline(deadline),
             None => call,
@@ -295,7 +299,12 @@ mod tests {
             LineClient::builder("").build().unwrap_err().kind(),
             ErrorKind::Config
         );
-        assert!(LineClient::builder("t").api_base("ftp://x").build().is_err());
+        assert!(
+            LineClient::builder("t")
+                .api_base("ftp://x")
+                .build()
+                .is_err()
+        );
         assert!(
             LineClient::builder("t")
                 .data_api_base("ftp://x")

@@ -101,8 +101,11 @@ impl LineClient {
         deadline: Option<Instant>,
     ) -> Result<SendOutcome, Error> {
         check_count(messages)?;
-        let call = keyed(Call::post(endpoint::PUSH, "/v2/bot/message/push"), retry_key)
-            .json(&json!({"to": to, "messages": messages}))?;
+        let call = keyed(
+            Call::post(endpoint::PUSH, "/v2/bot/message/push"),
+            retry_key,
+        )
+        .json(&json!({"to": to, "messages": messages}))?;
         Ok(outcome(&self.call(call, deadline).await?))
     }
 
@@ -160,9 +163,7 @@ fn outcome(answer: &Answer) -> SendOutcome {
     SendOutcome {
         sent_messages: sent.sent_messages,
         request_id: answer.header(REQUEST_ID_HEADER).map(str::to_owned),
-        accepted_request_id: answer
-            .header(ACCEPTED_REQUEST_ID_HEADER)
-            .map(str::to_owned),
+        accepted_request_id: answer.header(ACCEPTED_REQUEST_ID_HEADER).map(str::to_owned),
     }
 }
 

@@ -75,7 +75,10 @@ impl LineClient {
         let tried_before = send
             .as_ref()
             .is_some_and(|s| self.shared.maybe_replied.contains(s));
-        match self.reply_until(token.expose(), first, Some(deadline)).await {
+        match self
+            .reply_until(token.expose(), first, Some(deadline))
+            .await
+        {
             Ok(_) => {
                 if let Some(send) = send {
                     self.shared.replied.insert(send);

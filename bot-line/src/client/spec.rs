@@ -109,7 +109,10 @@ mod tests {
             kind("push", 429, "The API rate limit has been exceeded."),
             ErrorKind::RateLimited
         );
-        assert_eq!(kind(REPLY, 400, "Invalid reply token"), ErrorKind::InvalidReplyToken);
+        assert_eq!(
+            kind(REPLY, 400, "Invalid reply token"),
+            ErrorKind::InvalidReplyToken
+        );
         assert_eq!(kind("push", 400, "Invalid reply token"), ErrorKind::Api);
         assert_eq!(kind("profile", 401, ""), ErrorKind::Authentication);
         assert_eq!(kind("push", 502, ""), ErrorKind::Server);
