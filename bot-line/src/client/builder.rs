@@ -54,7 +54,8 @@ pub struct RateLimits {
     pub rich_menu_per_second: u32,
     /// Set and get the webhook endpoint: 1,000 a minute, so default 16 a second.
     pub webhook_endpoint_per_second: u32,
-    /// Test the webhook endpoint: 60 an hour, so default 1 a second (bursts of one).
+    /// Test the webhook endpoint. Default 1: LINE allows 60 an hour, which a per-second quota
+    /// cannot express; this only keeps a loop from spending the hour's tests at once.
     pub webhook_test_per_second: u32,
 }
 

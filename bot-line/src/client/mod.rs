@@ -1,4 +1,5 @@
-//! The Messaging API client: reply, push, multicast, profile, content, loading animation, and the
+//! The Messaging API client: reply, push, multicast, profile, content, loading animation, the
+//! calls a bot sets itself up with (rich menus, the webhook endpoint), and the
 //! [`Outbound`](bot_core::Outbound) of LINE events, on the client core
 //! ([`bot_core::api::ApiClient`]).
 //!
@@ -26,9 +27,11 @@
 //! [`Error::request_id`]: crate::Error::request_id
 
 mod builder;
+mod channel;
 mod chat;
 mod message;
 mod outbound;
+mod rich_menu;
 mod spec;
 
 pub use bot_core::api::{ConfigureApi, DEFAULT_DEADLINE, DEFAULT_TIMEOUT, default_retry_policy};
