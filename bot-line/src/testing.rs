@@ -245,13 +245,14 @@ fn error(status: StatusCode, message: &str) -> FakeResponse {
 }
 
 fn answer(access_token: &str, rules: &Mutex<Rules>, request: &FakeRequest) -> FakeResponse {
+    let request_id = format!("req-{:016x}", next_id());
     if request.bearer() != Some(access_token) {
         return error(
             StatusCode::UNAUTHORIZED,
             "Authentication failed. Confirm that the access token in the authorization header is valid.",
-        );
+        )
+        .header("x-line-request-id", request_id);
     }
-    let request_id = format!("req-{:016x}", next_id());
     let body = request.json();
     let response = match (&request.method, request.path.as_str()) {
         (&Method::POST, REPLY_PATH) => reply(rules, request, &body),

@@ -28,17 +28,17 @@ impl Setup {
         self.menus.iter().any(|m| m["richMenuId"] == id)
     }
 
-    /// Whether `id` may be shown: it exists and has its image.
-    fn showable(&self, id: &str) -> Result<(), FakeResponse> {
+    /// Why `id` may not be shown (it does not exist, or has no image yet), if it may not.
+    fn not_showable(&self, id: &str) -> Option<FakeResponse> {
         if !self.has_menu(id) {
-            Err(error(StatusCode::NOT_FOUND, "richmenu not found"))
+            Some(error(StatusCode::NOT_FOUND, "richmenu not found"))
         } else if !self.images.contains_key(id) {
-            Err(error(
+            Some(error(
                 StatusCode::BAD_REQUEST,
                 "must upload richmenu image before applying it to user",
             ))
         } else {
-            Ok(())
+            None
         }
     }
 }
@@ -75,13 +75,12 @@ pub(super) fn answer(setup: &mut Setup, request: &FakeRequest) -> Option<FakeRes
             ok()
         }
         (&Method::POST, ["v2", "bot", "richmenu", id, "content"]) => upload(setup, id, request),
-        (&Method::POST, ["v2", "bot", "user", "all", "richmenu", id]) => match setup.showable(id) {
-            Ok(()) => {
+        (&Method::POST, ["v2", "bot", "user", "all", "richmenu", id]) => {
+            setup.not_showable(id).unwrap_or_else(|| {
                 setup.default_menu = Some((*id).to_owned());
                 ok()
-            }
-            Err(refusal) => refusal,
-        },
+            })
+        }
         (&Method::GET, ["v2", "bot", "user", "all", "richmenu"]) => match &setup.default_menu {
             Some(id) => FakeResponse::json(StatusCode::OK, &json!({ "richMenuId": id })),
             None => error(StatusCode::NOT_FOUND, "no default richmenu"),
@@ -90,13 +89,12 @@ pub(super) fn answer(setup: &mut Setup, request: &FakeRequest) -> Option<FakeRes
             setup.default_menu = None;
             ok()
         }
-        (&Method::POST, ["v2", "bot", "user", user, "richmenu", id]) => match setup.showable(id) {
-            Ok(()) => {
+        (&Method::POST, ["v2", "bot", "user", user, "richmenu", id]) => {
+            setup.not_showable(id).unwrap_or_else(|| {
                 setup.links.insert((*user).to_owned(), (*id).to_owned());
                 ok()
-            }
-            Err(refusal) => refusal,
-        },
+            })
+        }
         (&Method::DELETE, ["v2", "bot", "user", user, "richmenu"]) => {
             setup.links.remove(*user);
             ok()
@@ -154,7 +152,7 @@ fn create(setup: &mut Setup, body: &Value) -> FakeResponse {
     if !(1..=20).contains(&areas) {
         return invalid("size must be between 1 and 20", "areas");
     }
-    if !chat_bar.is_some_and(|n| n <= 14) || !body["size"].is_object() {
+    if chat_bar.is_none_or(|n| n > 14) || !body["size"].is_object() {
         return invalid("must be specified and valid", "chatBarText");
     }
     let id = format!("richmenu-{:032x}", next_id());
