@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bot_core::adapter::{Attach, Clients};
+use bot_core::api::ApiConfig;
 use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
 
 use crate::client::{ConfigureApi, DEFAULT_API_BASE, LineClient, LineClientBuilder};
@@ -64,13 +65,9 @@ impl LineBuilder {
         self
     }
 
-    /// Sends API calls to `api_base` instead of `https://api.line.me`.
-    pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
-        self.client = self.client.api_base(api_base);
-        self
-    }
-
-    /// Configures the API client (retries, rate limits, time-out, deadline, push fallback).
+    /// Configures the API client (rate limits, push fallback, the data API base); the settings
+    /// every platform shares (base URL, retries, time-out, deadline) are [`ConfigureApi`]'s, on
+    /// this builder too.
     pub fn client(
         mut self,
         configure: impl FnOnce(LineClientBuilder) -> LineClientBuilder,
@@ -99,6 +96,12 @@ impl LineBuilder {
             webhook: self.webhook,
             client: self.client.build()?,
         })
+    }
+}
+
+impl ConfigureApi for LineBuilder {
+    fn api_config(&mut self) -> &mut ApiConfig {
+        self.client.api_config()
     }
 }
 
@@ -187,5 +190,25 @@ impl Adapter for Line {
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
         Some(webhook::router(self.webhook.clone(), ingress))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_settings_on_the_adapter_builder_reach_its_client() {
+        let line = Line::builder("secret", "token")
+            .api_base("http://127.0.0.1:9/")
+            .build()
+            .unwrap();
+        assert_eq!(line.client().api().base(), "http://127.0.0.1:9");
+        assert_eq!(line.client().data_api_base(), "http://127.0.0.1:9");
+        let refused = Line::builder("secret", "token")
+            .deadline(std::time::Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(refused.kind(), crate::ErrorKind::Config);
     }
 }

@@ -28,5 +28,10 @@ mod tests {
         assert_send_sync::<crate::Error>();
         assert_send_sync::<crate::model::WebhookEvent>();
         assert_send_sync::<crate::model::send::Message>();
+        assert_send_sync::<crate::client::LineSpec>();
+        assert_send_sync::<crate::model::RichMenu>();
+        assert_send_sync::<crate::model::RichMenuResponse>();
+        assert_send_sync::<crate::model::WebhookEndpoint>();
+        assert_send_sync::<crate::model::WebhookTest>();
     }
 }

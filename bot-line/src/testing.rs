@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use bot_core::{Bot, Context, Error, Event, Secret};
-//! use bot_line::Line;
+//! use bot_line::{ConfigureApi, Line};
 //! use bot_line::testing::{FakeLine, WebhookBuilder};
 //!
 //! async fn echo(cx: Context, event: Event) -> Result<(), Error> {
