@@ -15,6 +15,16 @@ impl LineClient {
     /// Sets the channel's webhook URL: where LINE sends events (an `https://` URL of at most
     /// 500 characters). Whether LINE uses it is the console's "Use webhook" switch.
     ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: bot_line::LineClient) -> Result<(), bot_line::Error> {
+    /// client.set_webhook_endpoint("https://bot.example.com/line/webhook").await?;
+    /// let test = client.test_webhook_endpoint(None).await?;
+    /// assert!(test.success, "{}: {}", test.reason, test.detail);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`crate::ErrorKind::InvalidRequest`] for a URL that is not `https://` or is too long

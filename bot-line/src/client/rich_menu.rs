@@ -33,6 +33,34 @@ impl LineClient {
     /// Creates `menu` and returns its id. Creating is not repeated after a failure that may have
     /// reached LINE (it would make a second menu).
     ///
+    /// A menu shows once it has its image ([`LineClient::upload_rich_menu_image`]) and is the
+    /// default ([`LineClient::set_default_rich_menu`]) or a user's
+    /// ([`LineClient::link_rich_menu`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use bot_line::LineClient;
+    /// use bot_line::model::{
+    ///     ImageFormat, RichMenu, RichMenuAction, RichMenuArea, RichMenuBounds, RichMenuSize,
+    /// };
+    ///
+    /// # async fn run(client: LineClient, image: bytes::Bytes) -> Result<(), bot_line::Error> {
+    /// let menu = RichMenu::new(RichMenuSize::HALF, "main", "Menu")
+    ///     .area(RichMenuArea::new(
+    ///         RichMenuBounds::new(0, 0, 1250, 843),
+    ///         RichMenuAction::postback("Order", "action=order"),
+    ///     ))
+    ///     .area(RichMenuArea::new(
+    ///         RichMenuBounds::new(1250, 0, 1250, 843),
+    ///         RichMenuAction::uri("Site", "https://example.com"),
+    ///     ));
+    /// let id = client.create_rich_menu(&menu).await?;
+    /// client.upload_rich_menu_image(&id, ImageFormat::Png, image).await?;
+    /// client.set_default_rich_menu(&id).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidRequest`] when the menu breaks LINE's limits (no area or more than
