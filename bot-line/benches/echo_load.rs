@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bot_core::{Bot, Context, Error, Event, Limits, Secret};
 use bot_line::testing::{FakeLine, SignedWebhook, WebhookBuilder};
 use bot_line::webhook::SIGNATURE_HEADER;
-use bot_line::{Line, RateLimits};
+use bot_line::{ConfigureApi, Line, RateLimits};
 use hdrhistogram::Histogram;
 
 const SECRET: &str = "bench-secret";

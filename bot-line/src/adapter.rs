@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bot_core::adapter::Clients;
+use bot_core::adapter::{Attach, Clients};
+use bot_core::api::ApiConfig;
 use bot_core::outbound::Channels;
 use bot_core::{Adapter, ChannelId, Ingress, Outbound, Platform, Secret};
-use tokio_util::sync::CancellationToken;
 
-use crate::client::{DEFAULT_API_BASE, LineClient, LineClientBuilder};
+use crate::client::{ConfigureApi, DEFAULT_API_BASE, LineClient, LineClientBuilder};
 use crate::error::Error;
 use crate::webhook::{self, WebhookChannel, WebhookConfig};
 
@@ -75,7 +75,6 @@ pub struct LineBuilder {
     webhook: WebhookConfig,
     client: LineClientBuilder,
     channels: Vec<LineChannel>,
-    api_base: Option<String>,
 }
 
 /// Another LINE channel a [`Line`] adapter serves, besides the one it was built with.
@@ -125,12 +124,6 @@ impl LineBuilder {
         self
     }
 
-    /// Sends API calls to `api_base` instead of `https://api.line.me`, for every channel.
-    pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
-        self.api_base = Some(api_base.into());
-        self
-    }
-
     /// The bot user id of the channel this adapter was built with (the `destination` of its
     /// webhooks): its events then carry it as their channel. Needed with [`LineBuilder::channel`].
     pub fn destination(mut self, bot_user_id: impl Into<String>) -> Self {
@@ -139,12 +132,15 @@ impl LineBuilder {
     }
 
     /// Serves another channel at the same webhook path, told apart by the body's `destination`.
+    /// Its client sends to this builder's API base unless its own was set.
     pub fn channel(mut self, channel: LineChannel) -> Self {
         self.channels.push(channel);
         self
     }
 
-    /// Configures the API client (retries, rate limits, time-out, push fallback).
+    /// Configures the API client (rate limits, push fallback, the data API base); the settings
+    /// every platform shares (base URL, retries, time-out, deadline) are [`ConfigureApi`]'s, on
+    /// this builder too.
     pub fn client(
         mut self,
         configure: impl FnOnce(LineClientBuilder) -> LineClientBuilder,
@@ -166,9 +162,13 @@ impl LineBuilder {
         {
             return Err(Error::config("line: a channel secret is empty"));
         }
-        let base = |client: LineClientBuilder| match &self.api_base {
-            Some(base) => client.api_base(base.clone()),
-            None => client,
+        // Other channels send where the first does, unless told otherwise.
+        let first_base = self.client.api_config().base().to_owned();
+        let base = |mut client: LineClientBuilder| {
+            if client.api_config().base() == DEFAULT_API_BASE {
+                client = client.api_base(first_base.clone());
+            }
+            client
         };
         let mut more = Vec::with_capacity(self.channels.len());
         for channel in &self.channels {
@@ -178,7 +178,7 @@ impl LineBuilder {
         let clients = Channels::from_parts(
             &Platform::LINE,
             self.webhook.destination.as_deref().map(ChannelId::new),
-            base(self.client.clone()).build()?,
+            self.client.clone().build()?,
             more,
         )
         .map_err(|e| Error::config(e.to_string()))?;
@@ -200,6 +200,12 @@ impl LineBuilder {
     }
 }
 
+impl ConfigureApi for LineBuilder {
+    fn api_config(&mut self) -> &mut ApiConfig {
+        self.client.api_config()
+    }
+}
+
 impl Line {
     /// Starts an adapter with the channel secret and access token from the LINE console.
     pub fn builder(
@@ -210,7 +216,6 @@ impl Line {
             webhook: WebhookConfig::new(channel_secret.into()),
             client: LineClient::builder(channel_access_token),
             channels: Vec::new(),
-            api_base: None,
         }
     }
 
@@ -305,22 +310,37 @@ impl Adapter for Line {
         clients.insert(Arc::new(self.clients.clone()));
     }
 
-    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
-        for (_, client) in self.clients.iter() {
-            client.set_telemetry(ingress.telemetry().clone());
-        }
-        Some(webhook::router(self.webhook.clone(), ingress))
+    /// The clients record their calls in the bot's telemetry.
+    fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
+        let telemetry = bot.telemetry();
+        self.clients = self
+            .clients
+            .clone()
+            .map(|_, client| client.with_telemetry(telemetry.clone()));
+        Ok(())
     }
 
-    async fn run(
-        &self,
-        ingress: Ingress,
-        _shutdown: CancellationToken,
-    ) -> Result<(), bot_core::Error> {
-        // Nothing runs in the background; the clients record their calls in the bot's telemetry.
-        for (_, client) in self.clients.iter() {
-            client.set_telemetry(ingress.telemetry().clone());
-        }
-        Ok(())
+    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
+        Some(webhook::router(self.webhook.clone(), ingress))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_settings_on_the_adapter_builder_reach_its_client() {
+        let line = Line::builder("secret", "token")
+            .api_base("http://127.0.0.1:9/")
+            .build()
+            .unwrap();
+        assert_eq!(line.client().api().base(), "http://127.0.0.1:9");
+        assert_eq!(line.client().data_api_base(), "http://127.0.0.1:9");
+        let refused = Line::builder("secret", "token")
+            .deadline(std::time::Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(refused.kind(), crate::ErrorKind::Config);
     }
 }

@@ -14,7 +14,7 @@ pub use adapter::{
     ENV_API_BASE, ENV_CHANNEL_ACCESS_TOKEN, ENV_CHANNEL_PREFIX, ENV_CHANNEL_SECRET,
     ENV_DESTINATION, Line, LineBuilder, LineChannel,
 };
-pub use client::{Content, LineClient, LineClientBuilder, RateLimits, RetryKey};
+pub use client::{ConfigureApi, Content, LineClient, LineClientBuilder, RateLimits, RetryKey};
 pub use error::{Error, ErrorKind};
 pub use event::LineEventExt;
 pub use webhook::{SignatureError, WebhookChannel};
@@ -31,5 +31,10 @@ mod tests {
         assert_send_sync::<crate::Error>();
         assert_send_sync::<crate::model::WebhookEvent>();
         assert_send_sync::<crate::model::send::Message>();
+        assert_send_sync::<crate::client::LineSpec>();
+        assert_send_sync::<crate::model::RichMenu>();
+        assert_send_sync::<crate::model::RichMenuResponse>();
+        assert_send_sync::<crate::model::WebhookEndpoint>();
+        assert_send_sync::<crate::model::WebhookTest>();
     }
 }

@@ -1,7 +1,7 @@
 //! Test LINE bots offline: a fake LINE API and signed webhook builders (feature `testing`).
 //!
 //! [`FakeLine`] serves the Messaging API endpoints the client uses on 127.0.0.1 (reply, push,
-//! multicast, profile, content, loading animation), with LINE's
+//! multicast, profile, content, loading animation, rich menus, the webhook endpoint), with LINE's
 //! rules: the bearer token is checked (401), reply tokens are single-use (400 `Invalid reply
 //! token`), a reply carries 1 to 5 messages, and a push or multicast whose `X-Line-Retry-Key` was
 //! accepted before answers 409 with `x-line-accepted-request-id`. Every call is recorded;
@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use bot_core::{Bot, Context, Error, Event, Secret};
-//! use bot_line::Line;
+//! use bot_line::{ConfigureApi, Line};
 //! use bot_line::testing::{FakeLine, WebhookBuilder};
 //!
 //! async fn echo(cx: Context, event: Event) -> Result<(), Error> {
@@ -42,7 +42,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bot_core::Secret;
 use bot_core::testing::fake_api::{Call, FakeApi, FakeApiBuilder, FakeRequest, FakeResponse};
@@ -62,6 +62,8 @@ pub const MULTICAST_PATH: &str = "/v2/bot/message/multicast";
 /// The path of the loading animation API.
 pub const LOADING_PATH: &str = "/v2/bot/chat/loading/start";
 
+mod setup;
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn next_id() -> u64 {
@@ -76,12 +78,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Rules {
     used_reply_tokens: HashSet<String>,
     accepted_retry_keys: HashMap<String, String>,
+    setup: setup::Setup,
 }
 
 /// A fake LINE Messaging API on 127.0.0.1.
 #[derive(Clone)]
 pub struct FakeLine {
     api: FakeApi,
+    rules: Arc<Mutex<Rules>>,
 }
 
 impl fmt::Debug for FakeLine {
@@ -155,11 +159,12 @@ impl FakeLine {
     /// Fails when no port can be bound.
     pub async fn start_with(access_token: &str, options: FakeApiBuilder) -> std::io::Result<Self> {
         let access_token = access_token.to_owned();
-        let rules = Mutex::new(Rules::default());
+        let rules = Arc::new(Mutex::new(Rules::default()));
+        let shared = rules.clone();
         let api = options
-            .start(move |request| answer(&access_token, &rules, request))
+            .start(move |request| answer(&access_token, &shared, request))
             .await?;
-        Ok(Self { api })
+        Ok(Self { api, rules })
     }
 
     /// The base URL to give the client (`LINE_API_BASE`).
@@ -240,13 +245,14 @@ fn error(status: StatusCode, message: &str) -> FakeResponse {
 }
 
 fn answer(access_token: &str, rules: &Mutex<Rules>, request: &FakeRequest) -> FakeResponse {
+    let request_id = format!("req-{:016x}", next_id());
     if request.bearer() != Some(access_token) {
         return error(
             StatusCode::UNAUTHORIZED,
             "Authentication failed. Confirm that the access token in the authorization header is valid.",
-        );
+        )
+        .header("x-line-request-id", request_id);
     }
-    let request_id = format!("req-{:016x}", next_id());
     let body = request.json();
     let response = match (&request.method, request.path.as_str()) {
         (&Method::POST, REPLY_PATH) => reply(rules, request, &body),
@@ -270,7 +276,8 @@ fn answer(access_token: &str, rules: &Mutex<Rules>, request: &FakeRequest) -> Fa
                 &json!({"displayName": format!("User {user_id}"), "userId": user_id, "language": "en"}),
             )
         }
-        _ => error(StatusCode::NOT_FOUND, "Not found"),
+        _ => setup::answer(&mut lock(rules).setup, request)
+            .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "Not found")),
     };
     response.header("x-line-request-id", request_id)
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use bot_core::outbound::Target;
 use bot_core::testing::fake_api::{FakeApi, FakeResponse, Fault, Latency};
 use bot_core::{EventId, Outbound, OutgoingMessage, RetryPolicy};
+use bot_line::model::send::ApiError as LineErrorBody;
 use bot_line::model::send::Message;
 use bot_line::testing::{FakeLine, LOADING_PATH, PUSH_PATH, REPLY_PATH};
-use bot_line::{ErrorKind, LineClient, RateLimits, RetryKey};
+use bot_line::{ConfigureApi, ErrorKind, LineClient, RateLimits, RetryKey};
 use http::StatusCode;
 use serde_json::json;
 use support::{TOKEN, sample};
@@ -115,7 +116,7 @@ async fn push_gives_up_after_the_configured_attempts_with_a_typed_error() {
     assert_eq!(error.attempts(), 3);
     assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(
-        error.api_error().unwrap().message,
+        error.details::<LineErrorBody>().unwrap().message,
         "temporarily unavailable"
     );
     assert!(error.is_retryable());
@@ -167,7 +168,9 @@ async fn the_monthly_quota_and_other_refusals_are_not_retried() {
     let error = client.push("", &text("hi"), None).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Api);
     assert_eq!(
-        error.api_error().unwrap().details[0].property.as_deref(),
+        error.details::<LineErrorBody>().unwrap().details[0]
+            .property
+            .as_deref(),
         Some("to")
     );
     assert_eq!(fake.pushes().len(), 2, "one call each");
@@ -180,11 +183,15 @@ async fn the_monthly_quota_and_other_refusals_are_not_retried() {
     let error = stranger.profile("U1").await.unwrap_err();
     assert_eq!(
         (error.kind(), error.status()),
-        (ErrorKind::Api, Some(StatusCode::UNAUTHORIZED))
+        (ErrorKind::Authentication, Some(StatusCode::UNAUTHORIZED))
     );
     assert!(
         error.to_string().contains("Authentication failed"),
         "{error}"
+    );
+    assert!(
+        error.request_id().is_some_and(|id| id.starts_with("req-")),
+        "x-line-request-id is kept for LINE support: {error:?}"
     );
 }
 
@@ -358,7 +365,7 @@ async fn the_rate_limiter_spaces_calls_and_records_the_wait() {
         })
         .build()
         .unwrap();
-    client.set_telemetry(bot.telemetry().clone());
+    let client = client.with_telemetry(bot.telemetry().clone());
     for i in 0..4 {
         client
             .push("Uuser", &text(&i.to_string()), None)
@@ -423,4 +430,73 @@ async fn a_retried_handler_skips_the_reply_it_made_and_never_falls_back_to_a_pus
     client.send(&target, vec!["once".into()]).await.unwrap();
     assert_eq!(fake.replies().len(), 1, "the used token is not tried again");
     assert!(fake.pushes().is_empty(), "and nothing is pushed instead");
+}
+
+#[tokio::test]
+async fn a_reply_refused_after_an_attempt_that_may_have_used_the_token_is_never_pushed() {
+    let (fake, client) = setup(3, true).await;
+    // Within one call: the first attempt's answer is a 502 (LINE may have sent it), and the
+    // retry finds the token used.
+    client.reply("rt-lost", &text("meanwhile")).await.unwrap();
+    fake.api()
+        .inject(Fault::status(StatusCode::BAD_GATEWAY).on_path(REPLY_PATH));
+    let error = client
+        .send(&reply_target("rt-lost", "01LOST"), vec!["hi".into()])
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(fake.pushes().is_empty(), "no push after an ambiguous reply");
+
+    // Across a handler's retries: the reply failed with 502s that may hide a delivery; when the
+    // handler runs again and the token is refused, nothing is pushed either.
+    fake.api().inject(
+        Fault::status(StatusCode::BAD_GATEWAY)
+            .on_path(REPLY_PATH)
+            .times(3),
+    );
+    let target = reply_target("rt-ambiguous", "01AMBIG");
+    let error = client.send(&target, vec!["hi".into()]).await.unwrap_err();
+    assert!(
+        error.is_retryable(),
+        "the runtime may run the handler again"
+    );
+    client.reply("rt-ambiguous", &text("used")).await.unwrap();
+    let error = client.send(&target, vec!["hi".into()]).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(fake.pushes().is_empty(), "no push after an ambiguous reply");
+
+    // A reply refused on its first try with nothing ambiguous before still falls back.
+    client.reply("rt-plain", &text("used")).await.unwrap();
+    client
+        .send(&reply_target("rt-plain", "01PLAIN"), vec!["late".into()])
+        .await
+        .unwrap();
+    assert_eq!(fake.pushes().len(), 1);
+}
+
+#[tokio::test]
+async fn a_reply_and_its_pushes_share_one_deadline() {
+    let fake = FakeLine::start(TOKEN).await.unwrap();
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_millis(400)));
+    let client = LineClient::builder(TOKEN)
+        .api_base(fake.url())
+        .retry(quick_retries(3))
+        .deadline(Duration::from_millis(600))
+        .push_fallback(true)
+        .build()
+        .unwrap();
+    let seven: Vec<OutgoingMessage> = (0..7)
+        .map(|i| OutgoingMessage::text(format!("m{i}")))
+        .collect();
+    let error = client
+        .send(&reply_target("rt-slow", "01SLOW"), seven)
+        .await
+        .unwrap_err();
+    // The reply takes 400 ms of the 600; the push cannot finish in the 200 left, though a
+    // deadline of its own would have let it.
+    assert_eq!(error.kind(), bot_core::ErrorKind::Timeout, "{error}");
+    let replies = fake.replies();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].status, StatusCode::OK);
 }

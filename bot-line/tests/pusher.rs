@@ -8,7 +8,7 @@ use bot_core::pusher::Pusher;
 use bot_core::testing::fake_api::{FakeApi, FakeResponse, Latency};
 use bot_line::model::send::Message;
 use bot_line::testing::FakeLine;
-use bot_line::{LineClient, RateLimits, RetryKey};
+use bot_line::{ConfigureApi, LineClient, RateLimits, RetryKey};
 use http::StatusCode;
 
 const TOKEN: &str = "token";

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bot_core::pg::PgPool;
 use bot_core::telemetry::Logging;
 use bot_core::{Bot, Context, Error, ErrorKind, Event, Limits};
+use bot_line::ConfigureApi;
 use bot_line::Line;
 use bot_line::client::RateLimits;
 use clap::{Parser, ValueEnum};

@@ -51,9 +51,18 @@ macro_rules! string_enum {
     };
 }
 
+mod channel;
 mod event;
 mod message;
+mod rich_menu;
 pub mod send;
+
+pub use channel::{MAX_WEBHOOK_URL_CHARS, WebhookEndpoint, WebhookTest};
+pub use rich_menu::{
+    ImageFormat, MAX_CHAT_BAR_TEXT_CHARS, MAX_RICH_MENU_AREAS, MAX_RICH_MENU_IMAGE_BYTES,
+    MAX_RICH_MENU_NAME_CHARS, RichMenu, RichMenuAction, RichMenuArea, RichMenuBounds,
+    RichMenuResponse, RichMenuSize,
+};
 
 pub use event::{
     AccountLink, Activated, Beacon, BeaconType, CallbackRequest, ChatControl, DeliveryContext,

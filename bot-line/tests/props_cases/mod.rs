@@ -7,9 +7,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bot_core::Secret;
-use bot_line::Line;
 use bot_line::event::events_from_body;
 use bot_line::webhook::{DEFAULT_PATH, SIGNATURE_HEADER, SignatureError, sign, verify};
+use bot_line::{ConfigureApi, Line};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bot_core::{Bot, BotBuilder, Context, Error, Event, Handler, Secret};
 use bot_line::testing::FakeLine;
-use bot_line::{Line, LineBuilder};
+use bot_line::{ConfigureApi, Line, LineBuilder};
 use tokio::task::JoinHandle;
 
 pub const SECRET: &str = "test-channel-secret";

@@ -42,7 +42,7 @@ use bot_core::testing::fake_api::{FakeApi, Latency};
 use bot_core::{Error, ErrorKind, EventId, Overflow};
 use bot_line::model::send::Message;
 use bot_line::testing::FakeLine;
-use bot_line::{LineClient, RateLimits, RetryKey};
+use bot_line::{ConfigureApi, LineClient, RateLimits, RetryKey};
 use hdrhistogram::Histogram;
 
 /// With `--features mimalloc`: the allocator the application chooses, not the runtime.

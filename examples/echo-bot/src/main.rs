@@ -31,6 +31,7 @@ use bot_core::pg::{self, PgPool, PgQueue};
 use bot_core::telemetry::Logging;
 use bot_core::{Bot, BotBuilder, Context, Error, Event, EventKind, Limits, Router, Secret};
 use bot_discord::Discord;
+use bot_line::ConfigureApi as _;
 use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder};
 use bot_messenger::Messenger;

@@ -17,6 +17,7 @@ use bot_discord::gateway::ShardRange;
 use bot_discord::testing::{
     APPLICATION_ID, FakeDiscordApi, FakeGateway, InteractionSigner, slash_command,
 };
+use bot_line::ConfigureApi as _;
 use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder as LineWebhook};
 use bot_messenger::Messenger;

@@ -1,0 +1,158 @@
+//! [`LineClient`] as the [`Outbound`] of LINE events: a reply, the rest pushed, the
+//! reply-to-push fallback, and the memory that keeps a retried handler from sending twice.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bot_core::event::ConversationId;
+use bot_core::outbound::{OutgoingMessage, Target};
+use bot_core::{Outbound, Platform};
+use http::StatusCode;
+
+use super::builder::LineClient;
+use super::message::RetryKey;
+use crate::error::{Error, ErrorKind};
+use crate::model::send::{MAX_MESSAGES_PER_CALL, Message};
+
+/// Parts of a send pushed after its reply are numbered from here, so that their retry keys never
+/// collide with those of a fallback that pushed the whole send.
+const AFTER_REPLY_PART: usize = 1_000;
+
+impl LineClient {
+    /// Pushes `messages` in calls of five, part `first_part` on, each with the retry key of its
+    /// part of this send.
+    async fn push_all(
+        &self,
+        target: &Target,
+        messages: &[Message],
+        first_part: usize,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let to = target.conversation.as_str();
+        for (i, chunk) in messages.chunks(MAX_MESSAGES_PER_CALL).enumerate() {
+            let key = target
+                .origin
+                .as_ref()
+                .map(|e| RetryKey::for_send(e, target.send_index, first_part + i));
+            self.push_until(to, chunk, key, Some(deadline)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `messages` for `target`: a reply of up to five when there is a reply token, the
+    /// rest (or all, without a token) pushed, everything under one deadline.
+    async fn send_line(&self, target: &Target, messages: Vec<Message>) -> Result<(), Error> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let deadline = self.api.deadline_from_now();
+        let Some(token) = &target.reply_token else {
+            return self.push_all(target, &messages, 0, deadline).await;
+        };
+        let fallback = self.shared.push_fallback;
+        let split = messages.len().min(MAX_MESSAGES_PER_CALL);
+        if split < messages.len() && !fallback {
+            return Err(Error::invalid_request(format!(
+                "line: a reply carries at most {MAX_MESSAGES_PER_CALL} messages, got {}; send fewer \
+                 or enable push_fallback to push the rest",
+                messages.len()
+            )));
+        }
+        let (first, rest) = messages.split_at(split);
+        let send = target
+            .origin
+            .as_ref()
+            .map(|event| (event.clone(), target.send_index));
+        if let Some(send) = &send
+            && self.shared.replied.contains(send)
+        {
+            // An earlier attempt of this handler made this reply already; only the rest may
+            // be missing, and its pushes carry the same retry keys as then.
+            return self
+                .push_all(target, rest, AFTER_REPLY_PART, deadline)
+                .await;
+        }
+        let tried_before = send
+            .as_ref()
+            .is_some_and(|s| self.shared.maybe_replied.contains(s));
+        match self
+            .reply_until(token.expose(), first, Some(deadline))
+            .await
+        {
+            Ok(_) => {
+                if let Some(send) = send {
+                    self.shared.replied.insert(send);
+                }
+            }
+            // The token may have been used by an attempt whose answer was lost: pushing could
+            // show the messages twice.
+            Err(e) if e.is_invalid_reply_token() && (e.attempts() > 1 || tried_before) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidReplyToken,
+                    "line: the reply token was refused after an attempt that may have been \
+                     delivered; not pushing",
+                )
+                .with_platform(Platform::LINE)
+                .with_attempts(e.attempts())
+                .with_maybe_delivered(true)
+                .with_source(e));
+            }
+            Err(e) if e.is_invalid_reply_token() && fallback => {
+                tracing::info!(
+                    conversation = target.conversation.as_str(),
+                    "line reply token refused; pushing instead"
+                );
+                return self.push_all(target, &messages, 0, deadline).await;
+            }
+            Err(e) => {
+                if let Some(send) = send
+                    && may_have_reached_line(&e)
+                {
+                    self.shared.maybe_replied.insert(send);
+                }
+                return Err(e);
+            }
+        }
+        self.push_all(target, rest, AFTER_REPLY_PART, deadline)
+            .await
+    }
+}
+
+/// Whether a failed call may have been carried out by LINE: it timed out or broke after it was
+/// sent, or a server error other than 503 does not say that nothing was done.
+fn may_have_reached_line(e: &Error) -> bool {
+    match e.kind() {
+        ErrorKind::Timeout | ErrorKind::Transport => true,
+        ErrorKind::Server => e.status() != Some(StatusCode::SERVICE_UNAVAILABLE),
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl Outbound for LineClient {
+    fn platform(&self) -> Platform {
+        Platform::LINE
+    }
+
+    async fn send(
+        &self,
+        target: &Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), bot_core::Error> {
+        let mut line_messages = Vec::with_capacity(messages.len());
+        for message in &messages {
+            line_messages.extend(crate::render::to_line_messages(message)?);
+        }
+        // Converted: not held for the seconds the call may take.
+        drop(messages);
+        Ok(self.send_line(target, line_messages).await?)
+    }
+
+    /// The loading animation, in one-to-one chats (LINE has none for groups and rooms).
+    async fn typing(&self, conversation: &ConversationId) -> Result<(), bot_core::Error> {
+        if conversation.as_str().starts_with('U') {
+            self.show_loading(conversation.as_str(), 20).await?;
+        }
+        Ok(())
+    }
+}
