@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bot_core::adapter::Clients;
+use bot_core::adapter::{Attach, Clients};
 use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
-use tokio_util::sync::CancellationToken;
 
-use crate::client::{DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder};
+use crate::client::{ConfigureApi, DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder};
 use crate::error::Error;
 use crate::webhook::{self, WebhookConfig};
 
@@ -71,7 +70,8 @@ impl MessengerBuilder {
         self
     }
 
-    /// Configures the API client (retries, rate limits, time-out).
+    /// Configures the API client (retries, rate limits, time-out, deadline: the settings of
+    /// [`ConfigureApi`] and [`MessengerClientBuilder::rate_limits`]).
     pub fn client(
         mut self,
         configure: impl FnOnce(MessengerClientBuilder) -> MessengerClientBuilder,
@@ -203,6 +203,12 @@ impl Adapter for Messenger {
         Platform::MESSENGER
     }
 
+    /// The client records its calls in the bot's telemetry from now on.
+    fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
+        self.client = self.client.with_telemetry(bot.telemetry().clone());
+        Ok(())
+    }
+
     fn outbound(&self) -> Option<Arc<dyn Outbound>> {
         Some(Arc::new(self.client.clone()))
     }
@@ -212,18 +218,7 @@ impl Adapter for Messenger {
     }
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
-        self.client.set_telemetry(ingress.telemetry().clone());
         Some(webhook::router(self.webhook.clone(), ingress))
-    }
-
-    async fn run(
-        &self,
-        ingress: Ingress,
-        _shutdown: CancellationToken,
-    ) -> Result<(), bot_core::Error> {
-        // Nothing runs in the background; the client records its calls in the bot's telemetry.
-        self.client.set_telemetry(ingress.telemetry().clone());
-        Ok(())
     }
 }
 

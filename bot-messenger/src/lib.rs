@@ -14,7 +14,7 @@ pub use adapter::{
     ENV_API_BASE, ENV_APP_SECRET, ENV_PAGE_ACCESS_TOKEN, ENV_VERIFY_TOKEN, Messenger,
     MessengerBuilder,
 };
-pub use client::{MessengerClient, MessengerClientBuilder, RateLimits};
+pub use client::{ConfigureApi, MessengerClient, MessengerClientBuilder, RateLimits};
 pub use error::{Error, ErrorKind};
 pub use event::MessengerEventExt;
 pub use webhook::{SignatureError, WebhookConfig};
