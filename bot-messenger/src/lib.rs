@@ -41,6 +41,12 @@ mod tests {
         assert_send_sync::<crate::model::send::GraphError>();
         assert_send_sync::<crate::model::send::Profile>();
         assert_send_sync::<crate::model::send::Recipient>();
+        assert_send_sync::<crate::client::GraphApi>();
+        assert_send_sync::<crate::model::profile::MessengerProfile>();
+        assert_send_sync::<crate::model::profile::MenuItem>();
+        assert_send_sync::<crate::model::profile::ProfileField>();
+        assert_send_sync::<crate::model::subscription::SubscribedApp>();
+        assert_send_sync::<crate::model::subscription::WebhookField>();
     }
 
     #[cfg(feature = "testing")]

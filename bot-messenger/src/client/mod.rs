@@ -58,6 +58,7 @@
 mod builder;
 mod messages;
 mod outbound;
+mod setup;
 mod spec;
 mod users;
 
@@ -65,6 +66,7 @@ pub use bot_core::api::{ConfigureApi, default_retry_policy};
 pub use bot_core::outbound::{MAX_SENT_PARTS, SENT_PARTS_TTL};
 pub use builder::{DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder, RateLimits};
 pub use messages::SEND_PATH;
+pub use setup::{MESSENGER_PROFILE_PATH, SUBSCRIBED_APPS_PATH};
 pub use spec::{BUSINESS_USE_CASE_USAGE, GraphApi};
 pub use users::PROFILE_FIELDS;
 
