@@ -62,7 +62,7 @@ mod setup;
 mod spec;
 mod users;
 
-pub use bot_core::api::{ConfigureApi, default_retry_policy};
+pub use bot_core::api::{ConfigureApi, DEFAULT_DEADLINE, DEFAULT_TIMEOUT, default_retry_policy};
 pub use bot_core::outbound::{MAX_SENT_PARTS, SENT_PARTS_TTL};
 pub use builder::{DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder, RateLimits};
 pub use messages::SEND_PATH;
