@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bot_core::adapter::Clients;
+use bot_core::adapter::{Attach, Clients};
 use bot_core::outbound::Channels;
 use bot_core::{Adapter, ChannelId, Ingress, Outbound, Platform, Secret};
-use tokio_util::sync::CancellationToken;
 
-use crate::client::{DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder};
+use crate::client::{ConfigureApi, DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder};
 use crate::error::Error;
 use crate::webhook::{self, WebhookConfig};
 
@@ -82,20 +81,12 @@ pub struct MessengerBuilder {
     client: MessengerClientBuilder,
     page_id: Option<String>,
     pages: Vec<(String, MessengerClientBuilder)>,
-    api_base: Option<String>,
 }
 
 impl MessengerBuilder {
     /// Serves the webhook at `path` instead of `/messenger/webhook`.
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.webhook.path = path.into();
-        self
-    }
-
-    /// Sends API calls to `api_base` instead of `https://graph.facebook.com/v21.0`, for every
-    /// page.
-    pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
-        self.api_base = Some(api_base.into());
         self
     }
 
@@ -117,7 +108,8 @@ impl MessengerBuilder {
         self
     }
 
-    /// Configures the API client (retries, rate limits, time-out).
+    /// Configures the API client (retries, rate limits, time-out, deadline: the settings of
+    /// [`ConfigureApi`] and [`MessengerClientBuilder::rate_limits`]).
     pub fn client(
         mut self,
         configure: impl FnOnce(MessengerClientBuilder) -> MessengerClientBuilder,
@@ -147,7 +139,7 @@ impl MessengerBuilder {
     /// [`crate::ErrorKind::Config`] when a secret is empty, the path does not start with `/`, a
     /// client's configuration is invalid, or with several pages the first has no id or two have
     /// the same.
-    pub fn build(self) -> Result<Messenger, Error> {
+    pub fn build(mut self) -> Result<Messenger, Error> {
         if self.webhook.app_secret.is_empty() {
             return Err(Error::config("messenger: the app secret is empty"));
         }
@@ -160,9 +152,13 @@ impl MessengerBuilder {
                 self.webhook.path
             )));
         }
-        let base = |client: MessengerClientBuilder| match &self.api_base {
-            Some(base) => client.api_base(base.clone()),
-            None => client,
+        // Other pages send where the first does, unless told otherwise.
+        let first_base = self.client.api_config().base().to_owned();
+        let base = |mut client: MessengerClientBuilder| {
+            if client.api_config().base() == DEFAULT_API_BASE {
+                client = client.api_base(first_base.clone());
+            }
+            client
         };
         let mut more = Vec::with_capacity(self.pages.len());
         for (id, client) in &self.pages {
@@ -171,7 +167,7 @@ impl MessengerBuilder {
         let clients = Channels::from_parts(
             &Platform::MESSENGER,
             self.page_id.as_deref().map(ChannelId::new),
-            base(self.client.clone()).build()?,
+            self.client.clone().build()?,
             more,
         )
         .map_err(|e| Error::config(e.to_string()))?;
@@ -179,6 +175,14 @@ impl MessengerBuilder {
             webhook: self.webhook,
             clients,
         })
+    }
+}
+
+impl ConfigureApi for MessengerBuilder {
+    /// The first page's client configuration (base URL, retries, time-out, deadline); other
+    /// pages send to the same base URL unless their own was set.
+    fn api_config(&mut self) -> &mut bot_core::api::ApiConfig {
+        self.client.api_config()
     }
 }
 
@@ -195,7 +199,6 @@ impl Messenger {
             client: MessengerClient::builder(page_access_token),
             page_id: None,
             pages: Vec::new(),
-            api_base: None,
         }
     }
 
@@ -290,6 +293,16 @@ impl Adapter for Messenger {
         Platform::MESSENGER
     }
 
+    /// The client records its calls in the bot's telemetry from now on.
+    fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
+        let telemetry = bot.telemetry();
+        self.clients = self
+            .clients
+            .clone()
+            .map(|_, client| client.with_telemetry(telemetry.clone()));
+        Ok(())
+    }
+
     fn outbound(&self) -> Option<Arc<dyn Outbound>> {
         Some(Arc::new(self.clients.clone()))
     }
@@ -300,22 +313,7 @@ impl Adapter for Messenger {
     }
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
-        for (_, client) in self.clients.iter() {
-            client.set_telemetry(ingress.telemetry().clone());
-        }
         Some(webhook::router(self.webhook.clone(), ingress))
-    }
-
-    async fn run(
-        &self,
-        ingress: Ingress,
-        _shutdown: CancellationToken,
-    ) -> Result<(), bot_core::Error> {
-        // Nothing runs in the background; the clients record their calls in the bot's telemetry.
-        for (_, client) in self.clients.iter() {
-            client.set_telemetry(ingress.telemetry().clone());
-        }
-        Ok(())
     }
 }
 

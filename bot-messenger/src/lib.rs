@@ -14,7 +14,7 @@ pub use adapter::{
     ENV_API_BASE, ENV_APP_SECRET, ENV_PAGE_ACCESS_TOKEN, ENV_PAGE_ID, ENV_PAGE_PREFIX,
     ENV_VERIFY_TOKEN, Messenger, MessengerBuilder,
 };
-pub use client::{MessengerClient, MessengerClientBuilder, RateLimits};
+pub use client::{ConfigureApi, MessengerClient, MessengerClientBuilder, RateLimits};
 pub use error::{Error, ErrorKind};
 pub use event::MessengerEventExt;
 pub use webhook::{SignatureError, WebhookConfig};
@@ -41,6 +41,12 @@ mod tests {
         assert_send_sync::<crate::model::send::GraphError>();
         assert_send_sync::<crate::model::send::Profile>();
         assert_send_sync::<crate::model::send::Recipient>();
+        assert_send_sync::<crate::client::GraphApi>();
+        assert_send_sync::<crate::model::profile::MessengerProfile>();
+        assert_send_sync::<crate::model::profile::MenuItem>();
+        assert_send_sync::<crate::model::profile::ProfileField>();
+        assert_send_sync::<crate::model::subscription::SubscribedApp>();
+        assert_send_sync::<crate::model::subscription::WebhookField>();
     }
 
     #[cfg(feature = "testing")]

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use bot_core::outbound::Target;
 use bot_core::testing::fake_api::{FakeResponse, Fault, Latency};
 use bot_core::{ConversationId, Outbound, OutgoingMessage};
-use bot_messenger::model::send::{Message, MessageTag, MessagingType, Recipient, SenderAction};
+use bot_messenger::model::send::{
+    GraphError, Message, MessageTag, MessagingType, Recipient, SenderAction,
+};
 use bot_messenger::testing::{FakeMessenger, graph_error};
-use bot_messenger::{ErrorKind, MessengerClient, MessengerClientBuilder, RateLimits};
+use bot_messenger::{ConfigureApi, ErrorKind, MessengerClient, MessengerClientBuilder, RateLimits};
 use http::StatusCode;
 use support::fast_retries;
 
@@ -164,7 +166,7 @@ async fn business_use_case_throttling_is_a_retried_rate_limit() {
         (error.kind(), error.attempts(), error.retry_after()),
         (ErrorKind::RateLimited, 1, Some(Duration::from_secs(120)))
     );
-    assert_eq!(error.graph_error().unwrap().code, 80_006);
+    assert_eq!(error.details::<GraphError>().unwrap().code, 80_006);
     assert!(!error.maybe_delivered());
     let core = bot_core::Error::from(error);
     assert!(core.is_retryable());
@@ -177,7 +179,7 @@ async fn refusals_are_typed_permanent_and_not_retried() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     let client = client(&fake).build().unwrap();
     let cases = [
-        (190, None, ErrorKind::InvalidToken),
+        (190, None, ErrorKind::Authentication),
         (100, Some(2_018_001), ErrorKind::UserNotFound),
         (10, Some(2_018_278), ErrorKind::OutsideWindow),
         (551, None, ErrorKind::UserUnavailable),
@@ -192,7 +194,7 @@ async fn refusals_are_typed_permanent_and_not_retried() {
             .unwrap_err();
         assert_eq!(error.kind(), kind, "{error}");
         assert_eq!(error.attempts(), 1);
-        let graph = error.graph_error().unwrap();
+        let graph = error.details::<GraphError>().unwrap();
         assert_eq!((graph.code, graph.error_subcode), (code, subcode));
         assert!(graph.fbtrace_id.is_some());
         assert!(!error.is_retryable());
@@ -212,7 +214,7 @@ async fn the_fake_checks_the_page_token() {
         .send_message(&psid(), &Message::text("hi"), &MessagingType::Update)
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::InvalidToken);
+    assert_eq!(error.kind(), ErrorKind::Authentication);
     assert_eq!(fake.messages()[0].bearer.as_deref(), Some("another-token"));
 }
 
@@ -509,7 +511,7 @@ async fn the_fake_refuses_what_the_send_api_refuses() {
         )
         .await
         .unwrap_err();
-    assert_eq!(untagged.graph_error().unwrap().code, 100);
+    assert_eq!(untagged.details::<GraphError>().unwrap().code, 100);
     assert_eq!(fake.api().call_count(), 2);
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bot_core::outbound::{Button, QuickReply};
 use bot_core::testing::fake_api::FakeResponse;
 use bot_core::{Bot, Context, Error, Event, Limits, OutgoingMessage, Router};
+use bot_messenger::ConfigureApi;
 use bot_messenger::testing::{FakeMessenger, WebhookBuilder, graph_error};
 use http::StatusCode;
 use support::{Seen, app_secret, messenger, serve};

@@ -1,4 +1,5 @@
-//! Serde types of Messenger's webhook JSON (incoming) and of the Send API (outgoing).
+//! Serde types of Messenger's webhook JSON (incoming), of the Send API (outgoing), and of the
+//! page's setup ([`profile`]: the Messenger profile; [`subscription`]: the webhook subscription).
 //!
 //! Every messaging item key Meta documents (`message`, `postback`, `reaction`, `read`,
 //! `delivery`, `referral`, `optin`, `account_linking`, the handover keys) has its payload type;
@@ -8,12 +9,15 @@
 //! types. Field names are Meta's snake_case.
 
 mod message;
+pub mod profile;
 pub mod send;
+pub mod subscription;
 mod webhook;
 
 pub use message::{
     Attachment, AttachmentPayload, AttachmentType, Coordinates, Message, QuickReplyPayload, ReplyTo,
 };
+pub use send::GraphError;
 pub use webhook::{
     AccountLinking, Delivery, Entry, LinkStatus, MessagingEvent, MessagingKind, Object, Optin,
     Party, PassThreadControl, Postback, Reaction, ReactionAction, Read, Referral,

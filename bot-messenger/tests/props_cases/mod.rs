@@ -7,7 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bot_core::Secret;
-use bot_messenger::Messenger;
+use bot_messenger::{ConfigureApi as _, Messenger};
 use bot_messenger::event::{TEXT_QUICK_REPLY_PAYLOAD, parse_body};
 use bot_messenger::webhook::{DEFAULT_PATH, SIGNATURE_HEADER, SignatureError, sign, verify};
 use proptest::prelude::*;

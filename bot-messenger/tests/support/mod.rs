@@ -11,7 +11,7 @@ use bot_core::{
     Bot, BotBuilder, Context, Error, Event, Handler, RetryPolicy, Secret, ShutdownReport,
 };
 use bot_messenger::testing::FakeMessenger;
-use bot_messenger::{Messenger, MessengerBuilder};
+use bot_messenger::{ConfigureApi, Messenger, MessengerBuilder};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

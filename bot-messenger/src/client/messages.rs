@@ -1,0 +1,143 @@
+//! The Send API: messages and sender actions.
+
+use std::time::Instant;
+
+use bot_core::api::Call;
+use serde_json::{Value, json};
+
+use super::builder::{MEDIA, MessengerClient, SEND};
+use crate::error::Error;
+use crate::model::send::{
+    MAX_QUICK_REPLIES, MAX_TEXT_CHARS, Message, MessagingType, Recipient, SendResponse,
+    SenderAction,
+};
+
+/// The Send API path under the base.
+pub const SEND_PATH: &str = "/me/messages";
+
+impl MessengerClient {
+    /// Sends one message through the Send API.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidRequest`] for a text over 2,000 characters or over 13 quick
+    /// replies (nothing sent); the typed refusals of [`crate::ErrorKind`]
+    /// (`Authentication`, `UserNotFound`, `OutsideWindow`, `UserUnavailable`, `Api`, with
+    /// [`crate::model::send::GraphError`] as [`Error::details`]);
+    /// [`crate::ErrorKind::RateLimited`] or [`crate::ErrorKind::Server`] once the retries are
+    /// used up; [`crate::ErrorKind::Timeout`], [`crate::ErrorKind::Transport`] or
+    /// [`crate::ErrorKind::Server`] with [`Error::maybe_delivered`] when the request may have
+    /// reached Meta (not retried). When Meta answers 2xx but the answer cannot be read, the
+    /// message was sent: `Ok` with no `message_id`.
+    pub async fn send_message(
+        &self,
+        recipient: &Recipient,
+        message: &Message,
+        messaging_type: &MessagingType,
+    ) -> Result<SendResponse, Error> {
+        let deadline = self.api.deadline_from_now();
+        self.send_message_until(recipient, message, messaging_type, deadline)
+            .await
+    }
+
+    /// As [`MessengerClient::send_message`], given up at `deadline` (shared by the parts of a
+    /// reply).
+    pub(super) async fn send_message_until(
+        &self,
+        recipient: &Recipient,
+        message: &Message,
+        messaging_type: &MessagingType,
+        deadline: Instant,
+    ) -> Result<SendResponse, Error> {
+        check_message(message)?;
+        let mut body = json!({
+            "recipient": recipient.to_json(),
+            "messaging_type": messaging_type.as_str(),
+            "message": message,
+        });
+        if let Some(tag) = messaging_type.tag() {
+            body["tag"] = Value::String(tag.as_str().to_owned());
+        }
+        // Audio, video and files count against their own, lower, quota.
+        let endpoint = match message.attachment_type() {
+            Some("audio" | "video" | "file") => MEDIA,
+            _ => SEND,
+        };
+        let call = Call::post(endpoint, SEND_PATH)
+            .json(&body)?
+            .deadline(deadline);
+        let answer = self.api.call(call).await?;
+        // A 2xx means the message was sent: an answer that cannot be read loses only its id.
+        Ok(answer.json().unwrap_or_else(|e| {
+            if !answer.body.is_empty() {
+                tracing::warn!(
+                    error = %e,
+                    "messenger send answer is not a send response; the message was sent"
+                );
+            }
+            SendResponse::default()
+        }))
+    }
+
+    /// Sends a typing indicator or read receipt (alone, as the Send API requires). Idempotent,
+    /// so retried after time-outs too.
+    ///
+    /// # Errors
+    ///
+    /// As [`MessengerClient::send_message`].
+    pub async fn sender_action(
+        &self,
+        recipient: &Recipient,
+        action: SenderAction,
+    ) -> Result<(), Error> {
+        let body = json!({"recipient": recipient.to_json(), "sender_action": action.as_str()});
+        let call = Call::post(SEND, SEND_PATH).json(&body)?.idempotent(true);
+        self.api.call(call).await.map(drop)
+    }
+}
+
+fn check_message(message: &Message) -> Result<(), Error> {
+    if let Some(text) = message.text_content()
+        && text.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(Error::invalid_request(format!(
+            "messenger: a text message holds at most {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    let quick_replies = message
+        .as_json()
+        .get("quick_replies")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if quick_replies > MAX_QUICK_REPLIES {
+        return Err(Error::invalid_request(format!(
+            "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {quick_replies}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::model::send::QuickReply;
+
+    #[test]
+    fn messages_over_the_limits_are_refused_before_sending() {
+        let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
+        assert_eq!(
+            check_message(&long).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+        let chips = (0..=MAX_QUICK_REPLIES)
+            .map(|i| QuickReply::text(format!("{i}"), "p"))
+            .collect();
+        let many = Message::text("pick").with_quick_replies(chips);
+        assert_eq!(
+            check_message(&many).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+        assert!(check_message(&Message::text("x".repeat(MAX_TEXT_CHARS))).is_ok());
+    }
+}
