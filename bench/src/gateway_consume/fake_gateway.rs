@@ -6,14 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt as _, StreamExt as _};
-
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::frames::*;
-
+use super::frames::{message_create, ready};
 use super::{FLUSH_EVERY, HEARTBEAT_INTERVAL_MS};
 
 /// What the fake saw of its client.

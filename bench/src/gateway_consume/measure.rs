@@ -2,18 +2,16 @@
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
-
 use std::time::{Duration, Instant};
 
 use bot_discord::testing::FakeDiscordApi;
 use serde::Serialize;
 use serde_json::json;
 
+use super::fake_gateway::FastGateway;
+use super::{ConsumeArgs, STALL, TOKEN};
 use crate::record::{Row, Verdict};
 use crate::scenario::{Started, free_port, rss_kib, sibling_binary, thousands, usage};
-
-use super::fake_gateway::*;
-use super::{ConsumeArgs, STALL, TOKEN};
 
 /// The two clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

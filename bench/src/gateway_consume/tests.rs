@@ -2,18 +2,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bot_discord::testing::FakeDiscordApi;
-
-use super::fake_gateway::FastGateway;
-use super::frames::*;
-
-use super::{GUILD_ID, TOKEN};
-
 use bot_core::{Bot, Context, Error, Event};
 use bot_discord::Discord;
 use bot_discord::event::{DispatchContext, from_dispatch};
+use bot_discord::testing::FakeDiscordApi;
 use twilight_gateway::{EventTypeFlags, StreamExt as _};
 use twilight_model::gateway::event::{DispatchEvent, GatewayEvent};
+
+use super::fake_gateway::FastGateway;
+use super::frames::{message_create, ready};
+use super::{GUILD_ID, TOKEN};
 
 #[test]
 fn dispatches_are_about_a_kilobyte_and_parse_as_twilight_model() {

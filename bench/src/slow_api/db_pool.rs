@@ -4,15 +4,13 @@ use std::time::Duration;
 
 use bot_core::pg::PgPool;
 
+use super::DEFAULT_DATABASE_URL;
+use super::args::{DbPoolArgs, Query};
+use super::outcome::Database;
+use super::run::run;
 use crate::prom;
 use crate::record::{Row, Verdict};
-
-use super::args::*;
 use crate::scenario::thousands;
-
-use super::DEFAULT_DATABASE_URL;
-use super::outcome::*;
-use super::run::*;
 
 /// Checks that PostgreSQL answers and empties the table of the `db` handlers; for `select`,
 /// fills it with one row per conversation.

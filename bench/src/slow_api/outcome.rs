@@ -4,12 +4,10 @@ use std::sync::atomic::AtomicU64;
 
 use hdrhistogram::Histogram;
 
-use crate::prom;
-
-use super::args::*;
-use crate::scenario::thousands;
-
 use super::RAMP_UP_SECONDS;
+use super::args::{LoadArgs, Query};
+use crate::prom;
+use crate::scenario::thousands;
 
 /// CPU seconds used so far by the PostgreSQL backends connected to `database` (not those of
 /// other databases, which other work on the machine may be using).

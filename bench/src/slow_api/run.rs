@@ -6,21 +6,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bot_core::testing::fake_api::{FakeApi, FakeResponse};
-
 use reqwest::StatusCode;
 
-use super::args::*;
-use super::outcome::*;
-use super::tally::*;
-use super::webhooks::*;
+use super::args::LoadArgs;
+use super::outcome::{Database, Outcome, Peaks, postgres_cpu_seconds, scrape};
+use super::tally::{Tally, lock};
+use super::webhooks::{Sent, send};
+use super::{GOAL_EVENTS_PER_SECOND, GOAL_KIB_PER_IN_FLIGHT, RAMP_UP_SECONDS};
 use crate::prom;
 use crate::record::{Row, Verdict};
 use crate::scenario::rss_kib;
 use crate::scenario::{
     SECRET, Started, TOKEN, free_port, sibling_binary, thousands, usage, wait_ready,
 };
-
-use super::{GOAL_EVENTS_PER_SECOND, GOAL_KIB_PER_IN_FLIGHT, RAMP_UP_SECONDS};
 
 /// Starts the fake API and the bot, loads it, waits for the drain, and collects the figures.
 pub(super) async fn run(load: &LoadArgs, database: Option<&Database>) -> Result<Outcome, String> {

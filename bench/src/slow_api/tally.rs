@@ -8,11 +8,9 @@ use bot_core::testing::fake_api::{FakeRequest, FakeResponse};
 use hdrhistogram::Histogram;
 use reqwest::StatusCode;
 
-use crate::load::histogram;
-
-use crate::scenario::TOKEN;
-
 use super::{EVENTS_PER_REQUEST_STRIDE, REPLY_PATH};
+use crate::load::histogram;
+use crate::scenario::TOKEN;
 
 /// What the fake API saw: reply calls by second, their tokens, how long after the webhook.
 pub(super) struct Tally {

@@ -1,22 +1,16 @@
 use std::sync::atomic::Ordering;
-
 use std::time::{Duration, Instant};
 
 use bot_core::Secret;
-
 use bot_core::testing::fake_api::{FakeRequest, FakeResponse, Latency};
-
 use reqwest::StatusCode;
 
-use crate::payload::{Platform, signed};
-
-use super::args::*;
-use super::tally::*;
-use crate::scenario::TOKEN;
-
-use super::outcome::*;
-
 use super::REPLY_PATH;
+use super::args::{LoadArgs, Query, parse_rate};
+use super::outcome::Database;
+use super::tally::{Tally, reply_number};
+use crate::payload::{Platform, signed};
+use crate::scenario::TOKEN;
 
 fn reply_request(body: &str) -> FakeRequest {
     let mut headers = reqwest::header::HeaderMap::new();

@@ -5,14 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bot_core::Secret;
-
 use hdrhistogram::Histogram;
 
+use super::args::LoadArgs;
+use super::tally::{Tally, micros};
 use crate::load::histogram;
 use crate::payload::{Platform, signed};
-
-use super::args::*;
-use super::tally::*;
 use crate::scenario::SECRET;
 
 /// What the webhooks got.

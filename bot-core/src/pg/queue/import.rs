@@ -2,7 +2,7 @@
 
 use tokio_postgres::types::Type;
 
-use super::sql::*;
+use super::sql::{IMPORT, IMPORT_COPY, IMPORT_TABLE};
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::pg::error;
