@@ -35,7 +35,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// A short stable name of the kind (`message`, `postback`, ..., or the platform's name for `Other`).
+    /// A short stable name of the kind (`message`, `postback`, ..., or the platform's name for
+    /// `Other`).
     pub fn name(&self) -> &str {
         match self {
             EventKind::Message(_) => "message",

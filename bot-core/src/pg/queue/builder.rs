@@ -123,8 +123,9 @@ impl PgQueueBuilder {
     }
 
     /// What a push that does not fit does (default [`Overflow::Reject`]):
-    /// - [`Overflow::Reject`]: the batch is refused whole as [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull) with
-    ///   `retry_after` (webhooks answer 503 with `Retry-After`).
+    /// - [`Overflow::Reject`]: the batch is refused whole as
+    ///   [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull) with `retry_after` (webhooks answer
+    ///   503 with `Retry-After`).
     /// - [`Overflow::Wait`]: waits for room (re-checking at each refresh of the figures) up to
     ///   `push_timeout`, then refuses as `Reject` does.
     /// - [`Overflow::DropNewest`]: the events of the batch beyond the room are dropped and
@@ -256,8 +257,9 @@ impl PgQueueBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when a duration is zero, `max_batch`, `connections` or a capacity is
-    /// zero, the statement time-out is not shorter than the lease, or no Tokio runtime is running.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when a duration is zero, `max_batch`,
+    /// `connections` or a capacity is zero, the statement time-out is not shorter than the lease,
+    /// or no Tokio runtime is running.
     pub fn build(self) -> Result<PgQueue, Error> {
         if self.lease < Duration::from_millis(100) {
             return Err(Error::config(
