@@ -1,14 +1,12 @@
 //! Bulk outbound sending: campaigns and notifications to many users outside a conversation.
 //!
 //! A [`Pusher`] holds a bounded buffer of pushes and `k` lanes. Each lane owns one sender (for
-//! example one [`bot_line::LineClient`](https://docs.rs/bot-line) on its own HTTP/2 connection) and
-//! keeps at most `window` sends of it in flight, so the pusher sends at most `k · window / latency`
-//! a second and never holds more than `capacity` pushes in memory. When producers offer more than
-//! that, the [`Overflow`](crate::Overflow) policy decides: refuse with a clear error
-//! ([`Overflow::Reject`](crate::Overflow::Reject), the default), make the producer wait
-//! ([`Overflow::Wait`](crate::Overflow::Wait)), or shed load
-//! ([`Overflow::DropOldest`](crate::Overflow::DropOldest),
-//! [`Overflow::DropNewest`](crate::Overflow::DropNewest)). Every push ends in exactly one count of
+//! example one [`bot_line::LineClient`](https://docs.rs/bot-line) on its own HTTP/2 connection)
+//! and keeps at most `window` sends of it in flight, so the pusher sends at most
+//! `k · window / latency` a second and never holds more than `capacity` pushes in memory. When
+//! producers offer more than that, the [`Overflow`] policy decides: refuse with a clear error
+//! ([`Overflow::Reject`], the default), make the producer wait ([`Overflow::Wait`]), or shed load
+//! ([`Overflow::DropOldest`], [`Overflow::DropNewest`]). Every push ends in exactly one count of
 //! the [`PushReport`] (sent, failed, dropped by reason) and of the `bot.push.*` metrics.
 //!
 //! - **Lanes** are tasks, one per sender; a lane runs its sends as futures inside its own task,
@@ -46,6 +44,12 @@
 //! assert!(report.is_balanced());
 //! # Ok(()) }
 //! ```
+//!
+//! [`Overflow`]: crate::Overflow
+//! [`Overflow::Reject`]: crate::Overflow::Reject
+//! [`Overflow::Wait`]: crate::Overflow::Wait
+//! [`Overflow::DropOldest`]: crate::Overflow::DropOldest
+//! [`Overflow::DropNewest`]: crate::Overflow::DropNewest
 
 mod buffer;
 mod builder;
