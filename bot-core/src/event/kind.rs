@@ -30,12 +30,13 @@ pub enum EventKind {
     /// A message was deleted or unsent.
     Deleted(Deleted),
     /// Anything the core model has no kind for; the platform's own type name. The payload is in
-    /// [`Event::raw`].
+    /// [`Event::raw`](crate::Event::raw).
     Other(Other),
 }
 
 impl EventKind {
-    /// A short stable name of the kind (`message`, `postback`, ..., or the platform's name for `Other`).
+    /// A short stable name of the kind (`message`, `postback`, ..., or the platform's name for
+    /// `Other`).
     pub fn name(&self) -> &str {
         match self {
             EventKind::Message(_) => "message",

@@ -25,7 +25,7 @@ pub enum Pushed {
 }
 
 /// Sends many pushes through `k` lanes with a bounded window each, from a bounded buffer; see the
-/// [module docs](self).
+/// [module docs](crate::pusher).
 ///
 /// Cloning is cheap: clones share the buffer and lanes. Dropping the last clone closes it (as
 /// [`Pusher::close`], without waiting): what is buffered is still sent.
@@ -78,9 +78,10 @@ impl<T: Send + 'static> Pusher<T> {
     ///
     /// # Errors
     ///
-    /// [`PushErrorKind::Full`] when the buffer is full under [`Overflow::Reject`] or
-    /// [`Overflow::Wait`] (counted as rejected); [`PushErrorKind::Closed`] once the pusher is
-    /// closed (not counted). The item comes back in the error.
+    /// [`PushErrorKind::Full`](crate::pusher::PushErrorKind::Full) when the buffer is full under
+    /// [`Overflow::Reject`] or [`Overflow::Wait`] (counted as rejected);
+    /// [`PushErrorKind::Closed`](crate::pusher::PushErrorKind::Closed) once the pusher is closed
+    /// (not counted). The item comes back in the error.
     pub fn try_push(&self, item: T) -> Result<Pushed, PushError<T>> {
         self.shared.offer(item, false)
     }

@@ -44,6 +44,12 @@
 //! assert!(report.is_balanced());
 //! # Ok(()) }
 //! ```
+//!
+//! [`Overflow`]: crate::Overflow
+//! [`Overflow::Reject`]: crate::Overflow::Reject
+//! [`Overflow::Wait`]: crate::Overflow::Wait
+//! [`Overflow::DropOldest`]: crate::Overflow::DropOldest
+//! [`Overflow::DropNewest`]: crate::Overflow::DropNewest
 
 mod buffer;
 mod builder;

@@ -2,8 +2,9 @@
 
 use crate::outbound::{OutgoingMessage, Target};
 
-/// A message to push through [`Outbound::send`]: a pusher started with
-/// [`PusherBuilder::start_outbound`] takes these.
+/// A message to push through [`Outbound::send`](crate::outbound::Outbound::send): a pusher started
+/// with [`PusherBuilder::start_outbound`](crate::pusher::PusherBuilder::start_outbound) takes
+/// these.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Push {
     /// Where to send (a conversation, usually without a reply token).

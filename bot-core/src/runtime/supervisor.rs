@@ -10,16 +10,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::complete::{Completer, Completions, Unsettled};
+use super::lease::{HeldLeases, LeaseKeeper};
+use super::task::{self, Completion, Finished, TaskFailure, Workers};
+use super::{Progress, ShutdownReport, deadline_after};
 use crate::context::Shared;
 use crate::handler::BoxHandler;
 use crate::limits::Limits;
 use crate::queue::{Dead, DeadLetter, Delivery, Nack, Queue};
 use crate::telemetry::{Metrics, Outcome};
-
-use super::complete::{Completer, Completions, Unsettled};
-use super::lease::{HeldLeases, LeaseKeeper};
-use super::task::{self, Completion, Finished, TaskFailure, Workers};
-use super::{Progress, ShutdownReport, deadline_after};
 
 /// Handler workers per runtime thread: more than one, so that work spreads over the threads
 /// although a worker runs on one thread at a time.

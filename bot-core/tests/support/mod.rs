@@ -397,4 +397,5 @@ pub(crate) async fn next<T>(rx: &mut mpsc::Receiver<T>) -> T {
 
 #[cfg(feature = "postgres")]
 pub(crate) mod pg;
+pub(crate) mod queue;
 pub(crate) mod supervisor;

@@ -108,7 +108,7 @@ impl PgQueueBuilder {
     /// 5 s, every `rescue_interval` while pushes find the queue full) plus what
     /// this process pushed and completed since. So the queue can exceed it by what the other
     /// processes push between two counts, and a queue drained by other processes takes up to one
-    /// refresh to accept pushes again. [`import`] ignores it.
+    /// refresh to accept pushes again. [`import`](crate::pg::import) ignores it.
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.capacity = events;
         self
@@ -123,12 +123,13 @@ impl PgQueueBuilder {
     }
 
     /// What a push that does not fit does (default [`Overflow::Reject`]):
-    /// - [`Overflow::Reject`]: the batch is refused whole as [`ErrorKind::QueueFull`] with
-    ///   `retry_after` (webhooks answer 503 with `Retry-After`).
+    /// - [`Overflow::Reject`]: the batch is refused whole as
+    ///   [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull) with `retry_after` (webhooks answer
+    ///   503 with `Retry-After`).
     /// - [`Overflow::Wait`]: waits for room (re-checking at each refresh of the figures) up to
     ///   `push_timeout`, then refuses as `Reject` does.
     /// - [`Overflow::DropNewest`]: the events of the batch beyond the room are dropped and
-    ///   counted in [`PushReport::dropped_newest`].
+    ///   counted in [`PushReport::dropped_newest`](crate::queue::PushReport::dropped_newest).
     /// - [`Overflow::DropOldest`]: refuses as `Reject` does. A durable queue never deletes
     ///   events it accepted (other processes may be running them) to make room.
     pub fn overflow(mut self, overflow: Overflow) -> Self {
@@ -256,8 +257,9 @@ impl PgQueueBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when a duration is zero, `max_batch`, `connections` or a capacity is
-    /// zero, the statement time-out is not shorter than the lease, or no Tokio runtime is running.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when a duration is zero, `max_batch`,
+    /// `connections` or a capacity is zero, the statement time-out is not shorter than the lease,
+    /// or no Tokio runtime is running.
     pub fn build(self) -> Result<PgQueue, Error> {
         if self.lease < Duration::from_millis(100) {
             return Err(Error::config(

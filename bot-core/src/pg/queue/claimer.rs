@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 
 use super::inner::Inner;
-use super::sql::*;
+use super::sql::{CLAIM, DEAD, I8S, RELEASE, TEXTS, split, storable_error};
 use crate::error::Error;
 use crate::event::Event;
 use crate::queue::{Completed, Delivery, Lease};

@@ -64,7 +64,8 @@ pub struct QueueCounters {
     pub notifications: u64,
     /// Events refused because the queue was full (capacity in events or bytes).
     pub refused_full: u64,
-    /// Events dropped because the queue was full ([`Overflow::DropNewest`]).
+    /// Events dropped because the queue was full
+    /// ([`Overflow::DropNewest`](crate::Overflow::DropNewest)).
     pub dropped_full: u64,
     /// Dead letters deleted by this process's maintenance (age or count).
     pub dead_letters_pruned: u64,

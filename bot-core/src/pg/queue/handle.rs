@@ -17,11 +17,12 @@ use crate::telemetry::Telemetry;
 /// The durable [`Queue`]: PostgreSQL tables shared by any number of processes.
 ///
 /// Same semantics as [`crate::MemoryQueue`], and across processes: an event whose push returned
-/// `Ok` is committed; it runs until acknowledged or dead-lettered, on whichever process claims
-/// it; a process that dies loses nothing (its leases expire and the rescuer returns them);
-/// events of one conversation run one at a time, in the order their pushes committed, across
-/// all processes. The queue is bounded ([`PgQueueBuilder::queue_capacity`]) and so are its dead
-/// letters. See the [module docs](crate::pg) for how.
+/// `Ok` is committed; it runs until acknowledged or dead-lettered, on whichever process claims it;
+/// a process that dies loses nothing (its leases expire and the rescuer returns them); events of
+/// one conversation run one at a time, in the order their pushes committed, across all processes.
+/// The queue is bounded
+/// ([`PgQueueBuilder::queue_capacity`](crate::pg::PgQueueBuilder::queue_capacity)) and so are its
+/// dead letters. See the [module docs](crate::pg) for how.
 ///
 /// Build it with [`PgQueue::builder`] (after [`crate::pg::migrate`]) or [`PgQueue::from_env`]. It
 /// runs four long-lived tasks (claimer, `LISTEN` connection, debounced `NOTIFY`, rescuer);
@@ -48,8 +49,9 @@ impl PgQueue {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when `DATABASE_URL` is missing or invalid; [`ErrorKind::Queue`]
-    /// when the database cannot be reached or migrated.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when `DATABASE_URL` is missing or invalid;
+    /// [`ErrorKind::Queue`](crate::ErrorKind::Queue) when the database cannot be reached or
+    /// migrated.
     ///
     /// # Panics
     ///

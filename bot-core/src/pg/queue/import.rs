@@ -2,7 +2,7 @@
 
 use tokio_postgres::types::Type;
 
-use super::sql::*;
+use super::sql::{IMPORT, IMPORT_COPY, IMPORT_TABLE};
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::pg::error;
@@ -12,12 +12,12 @@ use crate::pg::pool::PgPool;
 /// backfills and benchmarks, where pushing batch after batch would take minutes for millions of
 /// events. Returns how many were loaded.
 ///
-/// Unlike [`Queue::push_batch`](crate::Queue::push_batch) it skips deduplication (the events' ids are not recorded, and an
-/// id already in the queue is loaded again) and the capacity check, and wakes nobody: running
-/// queues find the events at their next poll. Events keep their order, so conversations run in
-/// it; it locks its conversations as a push does, so that pushes of them running meanwhile wait
-/// for its commit. The table is analysed afterwards, so that claims are planned for its new
-/// size.
+/// Unlike [`Queue::push_batch`](crate::Queue::push_batch) it skips deduplication (the events' ids
+/// are not recorded, and an id already in the queue is loaded again) and the capacity check, and
+/// wakes nobody: running queues find the events at their next poll. Events keep their order, so
+/// conversations run in it; it locks its conversations as a push does, so that pushes of them
+/// running meanwhile wait for its commit. The table is analysed afterwards, so that claims are
+/// planned for its new size.
 ///
 /// # Errors
 ///

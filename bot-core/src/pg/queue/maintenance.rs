@@ -10,7 +10,10 @@ use tokio_postgres::types::{ToSql, Type};
 use super::capacity::SizeBase;
 use super::counters::QueueStats;
 use super::inner::Inner;
-use super::sql::*;
+use super::sql::{
+    EXTEND, I8S, LANE_IDLE, PRUNE_BATCH, PRUNE_DEAD, PRUNE_DEDUP, PRUNE_LANES, PRUNE_ROUNDS,
+    RESCUE, STATS, STATS_INTERVAL, interval_millis, split,
+};
 use crate::error::{Error, ErrorKind};
 use crate::queue::Lease;
 

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use tokio_postgres::types::Type;
 
 use super::handle::PgQueue;
-use super::sql::*;
+use super::sql::{
+    ACK, DEAD, DEAD_LETTERS, EXTEND, I8S, NACK, PUSH, REDRIVE, TEXTS, millis, split, storable_error,
+};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Timestamp};
 use crate::pg::error;

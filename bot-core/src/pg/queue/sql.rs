@@ -205,8 +205,8 @@ SELECT count(*) FILTER (WHERE state = 0 AND run_at <= now()),
        coalesce(sum(pg_column_size(payload)), 0)::bigint
 FROM botrt_events";
 
-/// How often the rescuer refreshes the figures behind [`Queue::depth`](crate::Queue::depth), the capacity check and
-/// the gauges; every `rescue_interval` instead while pushes find the queue full.
+/// How often the rescuer refreshes the figures behind [`Queue::depth`](crate::Queue::depth), the
+/// capacity check and the gauges; every `rescue_interval` instead while pushes find the queue full.
 pub(super) const STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// Durations in SQL intervals are capped at this (about 100 years), so that none overflows.
 pub(super) const MAX_INTERVAL_MILLIS: i64 = 3_153_600_000_000;

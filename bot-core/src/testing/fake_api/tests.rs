@@ -1,4 +1,9 @@
-use super::*;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use super::handle::FakeApi;
+use super::response::{FakeResponse, Fault, Latency};
 
 async fn get(url: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -1,0 +1,88 @@
+//! Migrations against a real PostgreSQL: idempotent, safe when run at once, and a version 1
+//! schema migrates with its queued events.
+
+mod support;
+
+use bot_core::queue::Queue;
+
+use support::pg::{fresh_pool, queue_builder};
+use support::queue::pull_n;
+use support::text_event;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent_and_safe_when_run_at_once() {
+    let pool = fresh_pool("migrate").await;
+    // Already migrated once; three more at the same time.
+    let (a, b, c) = tokio::join!(
+        bot_core::pg::migrate(&pool),
+        bot_core::pg::migrate(&pool),
+        bot_core::pg::migrate(&pool)
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    let conn = pool.get().await.unwrap();
+    let n: i64 = conn
+        .query_one("SELECT count(*) FROM botrt_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, bot_core::pg::MIGRATIONS.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_migrates_with_its_queued_events() {
+    // A schema as version 1 left it, with events queued.
+    let pool = bot_core::pg::PgPool::builder(support::pg::database_url())
+        .schema("t_migrate_v1")
+        .build()
+        .unwrap();
+    let conn = pool.get().await.unwrap();
+    conn.batch_execute("DROP SCHEMA IF EXISTS t_migrate_v1 CASCADE; CREATE SCHEMA t_migrate_v1")
+        .await
+        .unwrap();
+    let (version, name, v1) = bot_core::pg::MIGRATIONS[0];
+    assert_eq!(version, 1);
+    conn.batch_execute(&format!(
+        "CREATE TABLE botrt_migrations (version integer PRIMARY KEY, name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now());
+         {v1}
+         INSERT INTO botrt_migrations (version, name) VALUES (1, '{name}');"
+    ))
+    .await
+    .unwrap();
+    for id in ["old-1", "old-2"] {
+        let payload = serde_json::to_string(&text_event("c", id)).unwrap();
+        conn.execute(
+            "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+             VALUES (hashtextextended('test' || chr(31) || 'c', 0), 'test', $1, 'c', $2::text::json)",
+            &[&id, &payload],
+        )
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    bot_core::pg::migrate(&pool).await.unwrap();
+    let queue = queue_builder(&pool).build().unwrap();
+    queue
+        .push_batch(vec![text_event("c", "new")])
+        .await
+        .unwrap();
+    let mut handled = Vec::new();
+    for _ in 0..3 {
+        let d = pull_n(&queue, 1).await.remove(0);
+        handled.push(d.event.id.to_string());
+        queue.ack(&[d.lease]).await.unwrap();
+    }
+    assert_eq!(handled, ["old-1", "old-2", "new"]);
+    let conn = pool.get().await.unwrap();
+    let versions: Vec<i32> = conn
+        .query("SELECT version FROM botrt_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    queue.shutdown().await;
+}
