@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bot_discord::ConfigureApi as _;
 use bot_discord::testing::{FakeDiscordApi, FakeGateway};
 use governor::{Quota, RateLimiter};
 use serde::Serialize;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bot_discord::ConfigureApi as _;
 use bot_discord::testing::FakeDiscordApi;
 use futures::{SinkExt as _, StreamExt as _};
 use serde::Serialize;

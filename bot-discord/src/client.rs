@@ -36,9 +36,9 @@ use crate::interactions::{CHANNEL_MESSAGE, Pending, Route};
 
 pub use crate::render::{MAX_CONTENT_CHARS, bodies};
 /// Discord's "interaction has already been acknowledged" error code.
-const ALREADY_ACKNOWLEDGED: u64 = 40060;
+const ALREADY_ACKNOWLEDGED: i64 = 40060;
 /// Discord's "unknown webhook" error code.
-const UNKNOWN_WEBHOOK: u64 = 10015;
+const UNKNOWN_WEBHOOK: i64 = 10015;
 /// Follow-ups tried again after an unknown webhook, and the wait before each.
 const FOLLOW_UP_TRIES: u32 = 3;
 const FOLLOW_UP_WAIT: Duration = Duration::from_millis(500);
@@ -62,6 +62,11 @@ impl DiscordClient {
             pending,
             sent: Arc::default(),
         }
+    }
+
+    /// Sends through `http` from now on (the adapter's, once it records in the bot's telemetry).
+    pub(crate) fn set_http(&mut self, http: DiscordHttp) {
+        self.http = http;
     }
 
     /// The REST client, for any other call.
@@ -243,13 +248,7 @@ impl Outbound for DiscordClient {
 
     /// `POST /channels/{id}/typing`.
     async fn typing(&self, conversation: &ConversationId) -> Result<(), bot_core::Error> {
-        self.http
-            .request(
-                http::Method::POST,
-                &format!("/channels/{conversation}/typing"),
-                None,
-            )
-            .await?;
+        self.http.trigger_typing(conversation.as_str()).await?;
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ pub use adapter::{
 pub use client::DiscordClient;
 pub use error::{Error, ErrorKind};
 pub use event::DiscordEventExt;
-pub use http::DiscordHttp;
+pub use http::{ConfigureApi, DiscordHttp};
 
 /// Discord's gateway URL, used until `GET /gateway/bot` or `DISCORD_GATEWAY_URL` says otherwise.
 pub const DEFAULT_GATEWAY_URL: &str = "wss://gateway.discord.gg";

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use bot_core::{Bot, Context, Error, Event, Router};
+use bot_discord::ConfigureApi as _;
 use bot_discord::Discord;
 use bot_discord::gateway::ShardRange;
 use bot_discord::testing::{BOT_USER_ID, FakeDiscordApi, FakeGateway};

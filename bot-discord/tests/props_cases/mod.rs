@@ -9,6 +9,7 @@
 
 use std::io::Write as _;
 
+use bot_discord::ConfigureApi as _;
 use bot_discord::Discord;
 use bot_discord::gateway::fuzz::{FrameReader, ZlibStream};
 use bot_discord::interactions::{DEFAULT_PATH, PublicKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
