@@ -25,8 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bot_core::api::SentKeys;
 use bot_core::event::ConversationId;
-use bot_core::outbound::{OutgoingMessage, SentParts, Target};
+use bot_core::outbound::{OutgoingMessage, PartKey, Target};
 use bot_core::{EventId, Outbound, Platform};
 use serde_json::{Value, json};
 
@@ -50,7 +51,7 @@ pub struct DiscordClient {
     http: DiscordHttp,
     application_id: Option<String>,
     pending: Arc<Pending>,
-    sent: Arc<SentParts>,
+    sent: Arc<SentKeys<PartKey>>,
 }
 
 impl DiscordClient {
@@ -60,7 +61,7 @@ impl DiscordClient {
             http,
             application_id,
             pending,
-            sent: Arc::default(),
+            sent: Arc::new(SentKeys::new(SENT_PARTS_TTL, MAX_SENT_PARTS)),
         }
     }
 
