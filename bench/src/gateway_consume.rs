@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bot_discord::ConfigureApi as _;
 use bot_discord::testing::FakeDiscordApi;
 use futures::{SinkExt as _, StreamExt as _};
 use serde::Serialize;
@@ -655,6 +654,7 @@ pub(crate) async fn gateway_consume(args: &ConsumeArgs) -> Result<Row, String> {
 mod tests {
     use super::*;
     use bot_core::{Bot, Context, Error, Event};
+    use bot_discord::ConfigureApi as _;
     use bot_discord::Discord;
     use bot_discord::event::{DispatchContext, from_dispatch};
     use twilight_gateway::{EventTypeFlags, StreamExt as _};

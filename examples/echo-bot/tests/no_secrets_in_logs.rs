@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bot_core::pg::{self, PgPool, PgQueue};
 use bot_core::{Bot, Context, Error, Event, EventKind, Router, Secret};
+use bot_discord::ConfigureApi as _;
 use bot_discord::Discord;
 use bot_discord::gateway::ShardRange;
 use bot_discord::testing::{
