@@ -1,4 +1,4 @@
-//! [`DiscordClient`]: the [`Outbound`] of Discord events, over [`DiscordHttp`].
+//! [`DiscordClient`]: the [`Outbound`](bot_core::Outbound) of Discord events, over [`DiscordHttp`].
 //!
 //! A reply to a message posts in its channel; a reply to an interaction (slash command, button,
 //! modal) becomes the interaction's response: the HTTP response itself when the handler answers
@@ -13,9 +13,9 @@
 //! a message twice, while two sends of one handler are two messages.
 //!
 //! Interaction responses and follow-ups have no idempotency key: the REST client does not send
-//! them again after a failure that may hide a delivery ([`Error::maybe_delivered`]), and this
-//! client remembers every part it sent (or may have sent) by ([`Target::origin`],
-//! [`Target::send_index`], part), for [`SENT_PARTS_TTL`] and at most [`MAX_SENT_PARTS`] of them,
+//! them again after a failure that may hide a delivery ([`Error::maybe_delivered`](crate::Error::maybe_delivered)), and this
+//! client remembers every part it sent (or may have sent) by ([`Target::origin`](bot_core::outbound::Target::origin),
+//! [`Target::send_index`](bot_core::outbound::Target::send_index), part), for [`SENT_PARTS_TTL`] and at most [`MAX_SENT_PARTS`] of them,
 //! so a handler the runtime runs again skips them and sends only what is left. The memory is
 //! this process's: a retry in another process, or after a restart, sends them again (channel
 //! messages are still deduplicated by their nonce, for the few minutes Discord keeps it).

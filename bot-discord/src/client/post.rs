@@ -9,12 +9,12 @@ use crate::error::Error;
 
 impl DiscordClient {
     /// Posts `messages` in `channel_id`. With `send` (the event answered and the handler's send
-    /// index, [`Target::send_index`]) each message carries a nonce derived from them, so posting
+    /// index, [`Target::send_index`](bot_core::outbound::Target::send_index)) each message carries a nonce derived from them, so posting
     /// the same send again (a retry) creates nothing new.
     ///
     /// # Errors
     ///
-    /// As [`DiscordHttp::create_message`], or [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) for buttons over
+    /// As [`DiscordHttp::create_message`](crate::DiscordHttp::create_message), or [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) for buttons over
     /// Discord's limits.
     pub async fn post(
         &self,
