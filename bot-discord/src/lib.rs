@@ -35,6 +35,10 @@ mod tests {
         assert_send_sync::<crate::Discord>();
         assert_send_sync::<crate::DiscordClient>();
         assert_send_sync::<crate::DiscordHttp>();
+        assert_send_sync::<crate::http::DiscordHttpBuilder>();
+        assert_send_sync::<crate::http::ApplicationCommand>();
+        assert_send_sync::<crate::http::CommandSpec>();
+        assert_send_sync::<crate::http::ErrorBody>();
         assert_send_sync::<crate::Error>();
         assert_send_sync::<crate::gateway::Shard>();
         assert_send_sync::<crate::gateway::ShardManager>();
