@@ -431,6 +431,7 @@ pub(crate) async fn gateway_echo(args: &GatewayArgs) -> Result<Row, String> {
 mod tests {
     use super::*;
     use bot_core::{Bot, Context, Error, Event};
+    use bot_discord::ConfigureApi as _;
     use bot_discord::Discord;
 
     fn plan(messages: u64, reply_timeout: Duration) -> Plan {

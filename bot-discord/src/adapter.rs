@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bot_core::adapter::Clients;
+use bot_core::adapter::{Attach, Clients};
+use bot_core::api::{ApiConfig, ConfigureApi};
 use bot_core::readiness::Component;
 use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
 use tokio_util::sync::CancellationToken;
@@ -97,13 +98,8 @@ impl DiscordBuilder {
         self
     }
 
-    /// The REST base (`DISCORD_API_BASE`).
-    pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
-        self.http = self.http.api_base(api_base);
-        self
-    }
-
-    /// Configures the REST client (retries, global limit, invalid request budget).
+    /// Configures the REST client's own settings (global limit, invalid request budget); the
+    /// shared ones (base URL, retries, time-outs) are [`ConfigureApi`]'s, on this builder too.
     pub fn http(
         mut self,
         configure: impl FnOnce(DiscordHttpBuilder) -> DiscordHttpBuilder,
@@ -196,6 +192,18 @@ impl DiscordBuilder {
             identify: self.identify,
             stopped: Arc::default(),
         })
+    }
+}
+
+/// The REST client's settings: `Discord::builder(token).api_base(..).retry(..)`.
+impl ConfigureApi for DiscordBuilder {
+    fn api_config(&mut self) -> &mut ApiConfig {
+        self.http.api_config()
+    }
+
+    fn max_retry_after(mut self, max: Duration) -> Self {
+        self.http = self.http.max_retry_after(max);
+        self
     }
 }
 
@@ -342,6 +350,12 @@ impl Adapter for Discord {
         Platform::DISCORD
     }
 
+    fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
+        self.http = self.http.with_telemetry(bot.telemetry().clone());
+        self.client.set_http(self.http.clone());
+        Ok(())
+    }
+
     fn outbound(&self) -> Option<Arc<dyn Outbound>> {
         Some(Arc::new(self.client.clone()))
     }
@@ -352,7 +366,6 @@ impl Adapter for Discord {
     }
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
-        self.http.set_telemetry(ingress.telemetry().clone());
         let config = self.interactions.clone()?;
         Some(interactions::router(config, ingress, self.pending.clone()))
     }
@@ -362,7 +375,6 @@ impl Adapter for Discord {
         ingress: Ingress,
         shutdown: CancellationToken,
     ) -> Result<(), bot_core::Error> {
-        self.http.set_telemetry(ingress.telemetry().clone());
         let Some(config) = self.shard_config.clone() else {
             return Ok(());
         };

@@ -19,7 +19,7 @@ pub use adapter::{
 pub use client::DiscordClient;
 pub use error::{Error, ErrorKind};
 pub use event::DiscordEventExt;
-pub use http::DiscordHttp;
+pub use http::{ConfigureApi, DiscordHttp};
 
 /// Discord's gateway URL, used until `GET /gateway/bot` or `DISCORD_GATEWAY_URL` says otherwise.
 pub const DEFAULT_GATEWAY_URL: &str = "wss://gateway.discord.gg";
@@ -35,6 +35,10 @@ mod tests {
         assert_send_sync::<crate::Discord>();
         assert_send_sync::<crate::DiscordClient>();
         assert_send_sync::<crate::DiscordHttp>();
+        assert_send_sync::<crate::http::DiscordHttpBuilder>();
+        assert_send_sync::<crate::http::ApplicationCommand>();
+        assert_send_sync::<crate::http::CommandSpec>();
+        assert_send_sync::<crate::http::ErrorBody>();
         assert_send_sync::<crate::Error>();
         assert_send_sync::<crate::gateway::Shard>();
         assert_send_sync::<crate::gateway::ShardManager>();

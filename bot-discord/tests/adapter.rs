@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use bot_core::{Bot, Context, Error, Event, Router};
+use bot_discord::ConfigureApi as _;
 use bot_discord::Discord;
 use bot_discord::gateway::ShardRange;
 use bot_discord::testing::{BOT_USER_ID, FakeDiscordApi, FakeGateway};
@@ -111,6 +112,15 @@ async fn a_thousand_gateway_messages_get_a_thousand_rest_echoes_and_bots_get_non
         );
     }
     assert!(!calls.iter().any(|c| c.request.json()["content"] == "beep"));
+    // The REST client records in the bot's telemetry (given to it by `Adapter::attach`).
+    let metrics = bot.telemetry().render_prometheus();
+    let echoes_recorded = metrics.lines().any(|line| {
+        line.starts_with("http_client_request_duration_seconds_count{")
+            && line.contains(r#"bot_endpoint="create_message""#)
+            && line.contains(r#"platform="discord""#)
+            && line.ends_with(" 1000")
+    });
+    assert!(echoes_recorded, "{metrics}");
     bot.request_shutdown();
     server.await.unwrap().unwrap();
 }

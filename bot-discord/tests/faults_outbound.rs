@@ -19,6 +19,7 @@ use bot_core::event::ReplyToken;
 use bot_core::outbound::Target;
 use bot_core::testing::fake_api::{FakeResponse, Fault};
 use bot_core::{EventId, Outbound, OutgoingMessage, RetryPolicy};
+use bot_discord::ConfigureApi as _;
 use bot_discord::interactions::Pending;
 use bot_discord::testing::FakeDiscordApi;
 use bot_discord::{DiscordClient, DiscordHttp, ErrorKind};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bot_core::RetryPolicy;
 use bot_core::testing::fake_api::{FakeResponse, Fault};
+use bot_discord::ConfigureApi as _;
 use bot_discord::testing::FakeDiscordApi;
 use bot_discord::{DiscordHttp, ErrorKind};
 use http::StatusCode;

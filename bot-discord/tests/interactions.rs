@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use bot_core::{Bot, Context, Error, Event, EventKind, Limits, Overflow, Router};
+use bot_discord::ConfigureApi as _;
 use bot_discord::Discord;
 use bot_discord::interactions::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use bot_discord::testing::{APPLICATION_ID, FakeDiscordApi, InteractionSigner, slash_command};

@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bot_core::{Bot, Context, Error, Event};
+use bot_discord::ConfigureApi as _;
 use bot_discord::Discord;
 use bot_discord::event::{DispatchContext, from_dispatch};
 use bot_discord::testing::FakeDiscordApi;

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::compression::Inflater;
-use super::shard::Frame;
+use super::frame::Frame;
 use crate::event::{DispatchContext, from_dispatch, map_dispatch};
 use bot_core::Event;
 

@@ -3,9 +3,11 @@
 //! See [`Shard`] for the connection lifecycle (heartbeats, zombie detection, resume, close
 //! codes, back-pressure) and [`ShardManager`] for running a range of shards.
 
+mod batch;
 mod close;
 mod compression;
 mod config;
+mod frame;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzz;
@@ -15,6 +17,7 @@ mod identify_pg;
 mod manager;
 mod session;
 mod shard;
+mod status;
 
 pub use config::{Intents, ShardConfig, ShardId};
 pub use identify::{
@@ -25,4 +28,5 @@ pub use identify::{
 pub use identify_pg::{IDENTIFY_TABLE, PgIdentifyCoordinator};
 pub use manager::{GatewayInfo, SessionStartLimit, ShardManager, ShardRange};
 pub use session::Session;
-pub use shard::{GATEWAY_VERSION, QUEUE_ERROR_LOG_INTERVAL, Shard, ShardStatus};
+pub use shard::{GATEWAY_VERSION, QUEUE_ERROR_LOG_INTERVAL, Shard};
+pub use status::ShardStatus;

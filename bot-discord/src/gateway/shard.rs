@@ -1,3 +1,6 @@
+// Over 700 lines on purpose: a connection is one state machine (`Connection::serve` and its frame
+// handling share the heartbeat, batch and session state); its parts without that state live in
+// frame.rs, batch.rs and status.rs.
 //! One shard: one gateway connection at a time, kept alive, resumed, and fed into the runtime.
 //!
 //! The lifecycle:
@@ -35,38 +38,36 @@
 //! component `discord shard N/M` not ready, so `/readyz` answers 503 naming it. Only a queue
 //! closed for shutdown ends the shard.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bot_core::event::Raw;
 use bot_core::readiness::Component;
-use bot_core::{ErrorKind as CoreKind, Event, Ingress, Platform};
+use bot_core::{Ingress, Platform};
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-use super::close::{CloseAction, classify, fatal_error};
+use super::batch::{Batch, BatchLimits, Dispatch, HandOver, dispatch_name, hand_over};
 use super::compression::Inflater;
 use super::config::{ShardConfig, ShardId};
+use super::frame::{close, gateway_url, next_payload, parse_frame};
 use super::identify::IdentifyQueue;
 use super::session::Session;
+use super::status::ShardStatus;
 use crate::error::{Error, ErrorKind};
-use crate::event::{DispatchContext, Text, map_dispatch};
+use crate::event::DispatchContext;
 
 /// The gateway API version.
 pub const GATEWAY_VERSION: u8 = 10;
@@ -87,7 +88,7 @@ const COMMAND_BUFFER: usize = 16;
 /// Most bytes waiting to be written on a connection.
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// The wait before submitting again when the queue is full and says nothing.
-const FULL_QUEUE_WAIT: Duration = Duration::from_millis(50);
+pub(super) const FULL_QUEUE_WAIT: Duration = Duration::from_millis(50);
 /// A session that lasted this long after READY was no invalid-session loop: the next invalid
 /// session waits the short wait again.
 const STABLE_SESSION: Duration = Duration::from_secs(60);
@@ -95,109 +96,6 @@ const STABLE_SESSION: Duration = Duration::from_secs(60);
 const FINISH_WAIT: Duration = Duration::from_secs(2);
 /// While the queue keeps failing, its error is logged at most this often (the first at once).
 pub const QUEUE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
-
-/// One gateway frame, borrowed from the message's bytes; `d` stays JSON text.
-#[derive(Deserialize)]
-pub(super) struct Frame<'a> {
-    pub(super) op: u8,
-    #[serde(borrow, default)]
-    pub(super) d: Option<&'a RawValue>,
-    #[serde(default)]
-    pub(super) s: Option<u64>,
-    #[serde(borrow, default)]
-    pub(super) t: Option<Text<'a>>,
-}
-
-impl<'a> Frame<'a> {
-    /// `d`, `null` when missing.
-    pub(super) fn data(&self) -> &'a RawValue {
-        self.d.unwrap_or(RawValue::NULL)
-    }
-
-    /// `t`, empty when missing.
-    pub(super) fn name(&self) -> &str {
-        self.t.as_ref().map_or("", |t| &t.0)
-    }
-}
-
-/// Parses a frame; an unreadable one is logged (its category only: the message may quote the
-/// frame's content) and skipped, and the connection goes on.
-pub(super) fn parse_frame(bytes: &[u8]) -> Option<Frame<'_>> {
-    match serde_json::from_slice::<Frame<'_>>(bytes) {
-        Ok(frame) => Some(frame),
-        Err(error) => {
-            tracing::warn!(category = ?error.classify(), "discord gateway frame is not a payload");
-            None
-        }
-    }
-}
-
-/// What a shard is doing, for health checks and tests.
-#[derive(Debug, Default)]
-pub struct ShardStatus {
-    connections: AtomicU64,
-    identifies: AtomicU64,
-    resumes: AtomicU64,
-    dispatches: AtomicU64,
-    hand_overs: AtomicU64,
-    hand_over_retries: AtomicU64,
-    /// Set while the queue refuses dispatches, across reconnections.
-    queue_failing: AtomicBool,
-    latency_micros: AtomicU64,
-    session: Mutex<Option<Session>>,
-}
-
-impl ShardStatus {
-    /// Connections opened so far.
-    pub fn connections(&self) -> u64 {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Identify payloads sent so far (new sessions).
-    pub fn identifies(&self) -> u64 {
-        self.identifies.load(Ordering::Relaxed)
-    }
-
-    /// Resume payloads sent so far.
-    pub fn resumes(&self) -> u64 {
-        self.resumes.load(Ordering::Relaxed)
-    }
-
-    /// Dispatches received so far.
-    pub fn dispatches(&self) -> u64 {
-        self.dispatches.load(Ordering::Relaxed)
-    }
-
-    /// Batches of dispatches the queue accepted so far.
-    pub fn hand_overs(&self) -> u64 {
-        self.hand_overs.load(Ordering::Relaxed)
-    }
-
-    /// Batches of dispatches offered to the queue again after it failed with an error other than full.
-    pub fn hand_over_retries(&self) -> u64 {
-        self.hand_over_retries.load(Ordering::Relaxed)
-    }
-
-    /// The time between the last heartbeat and its ACK.
-    pub fn latency(&self) -> Option<Duration> {
-        match self.latency_micros.load(Ordering::Relaxed) {
-            0 => None,
-            micros => Some(Duration::from_micros(micros)),
-        }
-    }
-
-    /// The current session, once READY arrived.
-    pub fn session(&self) -> Option<Session> {
-        self.session
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_session(&self, session: Option<&Session>) {
-        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = session.cloned();
-    }
-}
 
 /// One shard of a bot's gateway connection.
 pub struct Shard {
@@ -221,7 +119,7 @@ impl fmt::Debug for Shard {
 }
 
 /// Why a connection ended, and what comes next.
-enum Next {
+pub(super) enum Next {
     Shutdown,
     Resume {
         reason: &'static str,
@@ -845,88 +743,6 @@ struct Beats {
     awaiting_ack: bool,
 }
 
-/// How large a batch may grow.
-#[derive(Clone, Copy)]
-struct BatchLimits {
-    dispatches: usize,
-    bytes: usize,
-}
-
-/// A dispatch read and not yet accepted: its name, sequence and data (the event's raw payload,
-/// shared with the event, so that a batch refused by the queue is mapped again, not copied).
-struct Dispatch {
-    name: Cow<'static, str>,
-    sequence: Option<u64>,
-    raw: Raw,
-}
-
-impl Dispatch {
-    fn event(&self, context: &DispatchContext) -> Option<Event> {
-        match map_dispatch(&self.name, self.raw.json(), self.sequence, context) {
-            Ok(event) => event.map(|mut event| {
-                event.raw = self.raw.clone();
-                event
-            }),
-            Err(error) => {
-                // JSON, but more deeply nested than a tree may be (or a lone surrogate).
-                tracing::warn!(category = ?error.classify(), name = %self.name, "discord dispatch cannot be read");
-                None
-            }
-        }
-    }
-}
-
-/// Dispatches read since the last hand-over began.
-#[derive(Default)]
-struct Batch {
-    dispatches: Vec<Dispatch>,
-    bytes: usize,
-    /// The highest sequence read into it, dispatches handed over or not.
-    last_sequence: Option<u64>,
-}
-
-impl Batch {
-    fn push(&mut self, dispatch: Dispatch) {
-        self.bytes += dispatch.raw.json().len();
-        self.last_sequence = self.last_sequence.max(dispatch.sequence);
-        self.dispatches.push(dispatch);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.dispatches.is_empty() && self.last_sequence.is_none()
-    }
-
-    fn is_full(&self, limits: BatchLimits) -> bool {
-        self.dispatches.len() >= limits.dispatches || self.bytes >= limits.bytes
-    }
-}
-
-/// The names Discord sends most, kept without an allocation per dispatch.
-const KNOWN_DISPATCHES: [&str; 12] = [
-    "MESSAGE_CREATE",
-    "MESSAGE_UPDATE",
-    "MESSAGE_DELETE",
-    "MESSAGE_REACTION_ADD",
-    "MESSAGE_REACTION_REMOVE",
-    "GUILD_MEMBER_ADD",
-    "GUILD_MEMBER_REMOVE",
-    "INTERACTION_CREATE",
-    "TYPING_START",
-    "PRESENCE_UPDATE",
-    "GUILD_CREATE",
-    "VOICE_STATE_UPDATE",
-];
-
-fn dispatch_name(name: &str) -> Cow<'static, str> {
-    KNOWN_DISPATCHES
-        .iter()
-        .find(|known| **known == name)
-        .map_or_else(
-            || Cow::Owned(name.to_owned()),
-            |known| Cow::Borrowed(*known),
-        )
-}
-
 /// `heartbeat_interval` of Hello, when it is a positive number of milliseconds.
 fn heartbeat_interval(data: &RawValue) -> Option<Duration> {
     let data: Value = serde_json::from_str(data.get()).ok()?;
@@ -936,179 +752,8 @@ fn heartbeat_interval(data: &RawValue) -> Option<Duration> {
     }
 }
 
-/// What a hand-over needs, owned, so that the pending future outlives no borrow.
-struct HandOver {
-    ingress: Ingress,
-    readiness: Arc<Component>,
-    status: Arc<ShardStatus>,
-    context: Arc<DispatchContext>,
-    shard: u32,
-    initial_wait: Duration,
-    max_wait: Duration,
-    stop: CancellationToken,
-}
-
-/// Hands one batch to the runtime, waiting while the queue is full and retrying with a capped
-/// back-off while it fails otherwise (the shard reports itself not ready meanwhile). Fails only
-/// once the runtime stops taking events (or the shard stops). Each offer maps the batch from its
-/// raw payloads, since a refused submit consumed the events.
-async fn hand_over(h: HandOver, dispatches: Vec<Dispatch>) -> Result<(), ()> {
-    let mut failures: u32 = 0;
-    let mut failing_since: Option<Instant> = None;
-    let mut logged_at: Option<Instant> = None;
-    loop {
-        let events: Vec<Event> = dispatches
-            .iter()
-            .filter_map(|d| d.event(&h.context))
-            .collect();
-        if events.is_empty() {
-            return Ok(());
-        }
-        let wait = match h.ingress.submit(events).await {
-            Ok(_) => {
-                // Also after a reconnection: the failure may have begun on the last connection.
-                if h.status.queue_failing.swap(false, Ordering::AcqRel) {
-                    tracing::info!(
-                        shard = h.shard, retries = failures,
-                        after = ?failing_since.map(|at| at.elapsed()),
-                        "discord shard: the queue takes dispatches again"
-                    );
-                    h.readiness.set_ready();
-                }
-                return Ok(());
-            }
-            Err(e) if e.kind() == CoreKind::QueueFull => e
-                .retry_after()
-                .unwrap_or(FULL_QUEUE_WAIT)
-                .min(Duration::from_secs(1)),
-            Err(e) if e.kind() == CoreKind::QueueClosed || !h.ingress.is_accepting() => {
-                return Err(());
-            }
-            Err(error) => {
-                failures += 1;
-                let now = Instant::now();
-                if failing_since.is_none() {
-                    failing_since = Some(now);
-                    h.status.queue_failing.store(true, Ordering::Release);
-                    h.readiness
-                        .set_not_ready(format!("the queue refuses dispatches: {error}"));
-                } else {
-                    h.status.hand_over_retries.fetch_add(1, Ordering::Relaxed);
-                }
-                if logged_at.is_none_or(|at| now - at >= QUEUE_ERROR_LOG_INTERVAL) {
-                    logged_at = Some(now);
-                    tracing::error!(
-                        shard = h.shard, %error, retries = failures - 1,
-                        "discord shard: the queue refuses a dispatch; holding the session and retrying"
-                    );
-                }
-                let exp = (failures - 1).min(16);
-                h.initial_wait.saturating_mul(1 << exp).min(h.max_wait)
-            }
-        };
-        tokio::select! {
-            () = h.stop.cancelled() => return Err(()),
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
 /// Why a connection ends with op 9 that cannot resume: counted for the back-off.
 const INVALID_SESSION: &str = "invalid_session";
-
-/// A whole message as received: its bytes are in the message, or in the inflater.
-enum Payload {
-    Message(Message),
-    Inflated,
-}
-
-impl Payload {
-    fn bytes<'a>(&'a self, inflater: Option<&'a Inflater>) -> &'a [u8] {
-        match self {
-            Self::Message(Message::Text(text)) => text.as_bytes(),
-            Self::Message(Message::Binary(bytes)) => bytes,
-            Self::Message(_) => &[],
-            Self::Inflated => inflater.map_or(&[], Inflater::last),
-        }
-    }
-}
-
-/// The next whole gateway message; the error says how the connection ended. Cancel-safe: a
-/// compressed message's first parts stay in the inflater.
-async fn next_payload<S>(stream: &mut S, inflater: &mut Option<Inflater>) -> Result<Payload, Next>
-where
-    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let message = match stream.next().await {
-            None => {
-                return Err(Next::Resume {
-                    reason: "connection_closed",
-                    at_once: false,
-                });
-            }
-            Some(Err(error)) => {
-                tracing::debug!(%error, "discord gateway read failed");
-                return Err(Next::Resume {
-                    reason: "connection_error",
-                    at_once: false,
-                });
-            }
-            Some(Ok(message)) => message,
-        };
-        match &message {
-            Message::Text(_) => return Ok(Payload::Message(message)),
-            Message::Binary(bytes) => match inflater {
-                Some(inflater) => match inflater.push(bytes) {
-                    Ok(Some(_)) => return Ok(Payload::Inflated),
-                    Ok(None) => continue,
-                    Err(error) => {
-                        tracing::warn!(%error, "discord gateway compression broke");
-                        return Err(Next::Resume {
-                            reason: "decompress_failed",
-                            at_once: false,
-                        });
-                    }
-                },
-                None => return Ok(Payload::Message(message)),
-            },
-            Message::Close(frame) => {
-                let (code, reason) = frame.as_ref().map_or((1006, String::new()), |f| {
-                    (u16::from(f.code), f.reason.to_string())
-                });
-                return Err(match classify(code) {
-                    CloseAction::Resume => Next::Resume {
-                        reason: "closed_by_gateway",
-                        at_once: false,
-                    },
-                    CloseAction::Reidentify => Next::Reidentify {
-                        reason: "session_closed",
-                        wait: Duration::ZERO,
-                    },
-                    CloseAction::Fatal(kind) => Next::Fatal(fatal_error(kind, code, &reason)),
-                });
-            }
-            _ => continue,
-        }
-    }
-}
-
-fn close(code: u16) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: "".into(),
-    }))
-}
-
-fn gateway_url(base: &str, compress: bool) -> String {
-    let base = base.trim_end_matches('/');
-    let compression = if compress {
-        "&compress=zlib-stream"
-    } else {
-        ""
-    };
-    format!("{base}/?v={GATEWAY_VERSION}&encoding=json{compression}")
-}
 
 fn identify_payload(config: &ShardConfig, id: ShardId) -> Value {
     json!({"op": OP_IDENTIFY, "d": {
@@ -1123,18 +768,6 @@ fn identify_payload(config: &ShardConfig, id: ShardId) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_keep_version_encoding_and_compression() {
-        assert_eq!(
-            gateway_url("wss://gateway.discord.gg/", false),
-            "wss://gateway.discord.gg/?v=10&encoding=json"
-        );
-        assert_eq!(
-            gateway_url("wss://resume.discord.gg", true),
-            "wss://resume.discord.gg/?v=10&encoding=json&compress=zlib-stream"
-        );
-    }
 
     #[tokio::test]
     async fn commands_keep_under_the_gateway_limit_and_its_size() {

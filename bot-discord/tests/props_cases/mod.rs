@@ -1,3 +1,5 @@
+// Over 700 lines: one property suite, included whole by tests/props.rs and by bench's fuzz-run
+// (which includes this file by path), so it stays one file.
 //! Discord's properties: the interactions endpoint (Ed25519 check, parsing, mapping, answers),
 //! gateway frames (parsing and dispatch mapping) and zlib-stream inflation. Run by
 //! `tests/props.rs` (CI, a few hundred cases each) and by bench's `fuzz-run` (millions).
@@ -9,6 +11,7 @@
 
 use std::io::Write as _;
 
+use bot_discord::ConfigureApi as _;
 use bot_discord::Discord;
 use bot_discord::gateway::fuzz::{FrameReader, ZlibStream};
 use bot_discord::interactions::{DEFAULT_PATH, PublicKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};

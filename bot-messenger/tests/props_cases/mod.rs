@@ -7,9 +7,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bot_core::Secret;
-use bot_messenger::{ConfigureApi as _, Messenger};
 use bot_messenger::event::{TEXT_QUICK_REPLY_PAYLOAD, parse_body};
 use bot_messenger::webhook::{DEFAULT_PATH, SIGNATURE_HEADER, SignatureError, sign, verify};
+use bot_messenger::{ConfigureApi as _, Messenger};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};

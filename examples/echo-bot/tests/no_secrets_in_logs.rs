@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use bot_core::pg::{self, PgPool, PgQueue};
 use bot_core::{Bot, Context, Error, Event, EventKind, Router, Secret};
+use bot_discord::ConfigureApi as _;
 use bot_discord::Discord;
 use bot_discord::gateway::ShardRange;
 use bot_discord::testing::{
     APPLICATION_ID, FakeDiscordApi, FakeGateway, InteractionSigner, slash_command,
 };
-use bot_line::ConfigureApi as _;
 use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder as LineWebhook};
 use bot_messenger::Messenger;

@@ -1,0 +1,49 @@
+//! [`Outbound`] for [`DiscordClient`]: an interaction's answer, or a message in the channel.
+
+use async_trait::async_trait;
+use bot_core::event::ConversationId;
+use bot_core::outbound::{OutgoingMessage, Target};
+use bot_core::{Outbound, Platform};
+
+use super::DiscordClient;
+
+#[async_trait]
+impl Outbound for DiscordClient {
+    fn platform(&self) -> Platform {
+        Platform::DISCORD
+    }
+
+    async fn send(
+        &self,
+        target: &Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), bot_core::Error> {
+        match (&target.reply_token, &target.in_reply_to) {
+            (Some(token), Some(interaction)) => {
+                self.answer_interaction(
+                    interaction.as_str(),
+                    token.expose(),
+                    &messages,
+                    target.origin.as_ref().map(|e| (e, target.send_index)),
+                )
+                .await?;
+            }
+            _ => {
+                self.post(
+                    target.conversation.as_str(),
+                    &messages,
+                    target.origin.as_ref().map(|e| (e, target.send_index)),
+                    target.reply_to_message.as_ref().map(|m| m.as_str()),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /channels/{id}/typing`.
+    async fn typing(&self, conversation: &ConversationId) -> Result<(), bot_core::Error> {
+        self.http.trigger_typing(conversation.as_str()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! Dispatches in batches, and their hand-over to the runtime: waiting while the queue is full,
+//! retrying with a capped back-off while it fails.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bot_core::event::Raw;
+use bot_core::readiness::Component;
+use bot_core::{ErrorKind as CoreKind, Event, Ingress};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::shard::{FULL_QUEUE_WAIT, QUEUE_ERROR_LOG_INTERVAL};
+use super::status::ShardStatus;
+use crate::event::{DispatchContext, map_dispatch};
+
+/// How large a batch may grow.
+#[derive(Clone, Copy)]
+pub(super) struct BatchLimits {
+    pub(super) dispatches: usize,
+    pub(super) bytes: usize,
+}
+
+/// A dispatch read and not yet accepted: its name, sequence and data (the event's raw payload,
+/// shared with the event, so that a batch refused by the queue is mapped again, not copied).
+pub(super) struct Dispatch {
+    pub(super) name: Cow<'static, str>,
+    pub(super) sequence: Option<u64>,
+    pub(super) raw: Raw,
+}
+
+impl Dispatch {
+    pub(super) fn event(&self, context: &DispatchContext) -> Option<Event> {
+        match map_dispatch(&self.name, self.raw.json(), self.sequence, context) {
+            Ok(event) => event.map(|mut event| {
+                event.raw = self.raw.clone();
+                event
+            }),
+            Err(error) => {
+                // JSON, but more deeply nested than a tree may be (or a lone surrogate).
+                tracing::warn!(category = ?error.classify(), name = %self.name, "discord dispatch cannot be read");
+                None
+            }
+        }
+    }
+}
+
+/// Dispatches read since the last hand-over began.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) dispatches: Vec<Dispatch>,
+    pub(super) bytes: usize,
+    /// The highest sequence read into it, dispatches handed over or not.
+    pub(super) last_sequence: Option<u64>,
+}
+
+impl Batch {
+    pub(super) fn push(&mut self, dispatch: Dispatch) {
+        self.bytes += dispatch.raw.json().len();
+        self.last_sequence = self.last_sequence.max(dispatch.sequence);
+        self.dispatches.push(dispatch);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.dispatches.is_empty() && self.last_sequence.is_none()
+    }
+
+    pub(super) fn is_full(&self, limits: BatchLimits) -> bool {
+        self.dispatches.len() >= limits.dispatches || self.bytes >= limits.bytes
+    }
+}
+
+/// The names Discord sends most, kept without an allocation per dispatch.
+pub(super) const KNOWN_DISPATCHES: [&str; 12] = [
+    "MESSAGE_CREATE",
+    "MESSAGE_UPDATE",
+    "MESSAGE_DELETE",
+    "MESSAGE_REACTION_ADD",
+    "MESSAGE_REACTION_REMOVE",
+    "GUILD_MEMBER_ADD",
+    "GUILD_MEMBER_REMOVE",
+    "INTERACTION_CREATE",
+    "TYPING_START",
+    "PRESENCE_UPDATE",
+    "GUILD_CREATE",
+    "VOICE_STATE_UPDATE",
+];
+
+pub(super) fn dispatch_name(name: &str) -> Cow<'static, str> {
+    KNOWN_DISPATCHES
+        .iter()
+        .find(|known| **known == name)
+        .map_or_else(
+            || Cow::Owned(name.to_owned()),
+            |known| Cow::Borrowed(*known),
+        )
+}
+
+/// What a hand-over needs, owned, so that the pending future outlives no borrow.
+pub(super) struct HandOver {
+    pub(super) ingress: Ingress,
+    pub(super) readiness: Arc<Component>,
+    pub(super) status: Arc<ShardStatus>,
+    pub(super) context: Arc<DispatchContext>,
+    pub(super) shard: u32,
+    pub(super) initial_wait: Duration,
+    pub(super) max_wait: Duration,
+    pub(super) stop: CancellationToken,
+}
+
+/// Hands one batch to the runtime, waiting while the queue is full and retrying with a capped
+/// back-off while it fails otherwise (the shard reports itself not ready meanwhile). Fails only
+/// once the runtime stops taking events (or the shard stops). Each offer maps the batch from its
+/// raw payloads, since a refused submit consumed the events.
+pub(super) async fn hand_over(h: HandOver, dispatches: Vec<Dispatch>) -> Result<(), ()> {
+    let mut failures: u32 = 0;
+    let mut failing_since: Option<Instant> = None;
+    let mut logged_at: Option<Instant> = None;
+    loop {
+        let events: Vec<Event> = dispatches
+            .iter()
+            .filter_map(|d| d.event(&h.context))
+            .collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let wait = match h.ingress.submit(events).await {
+            Ok(_) => {
+                // Also after a reconnection: the failure may have begun on the last connection.
+                if h.status.queue_failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(
+                        shard = h.shard, retries = failures,
+                        after = ?failing_since.map(|at| at.elapsed()),
+                        "discord shard: the queue takes dispatches again"
+                    );
+                    h.readiness.set_ready();
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == CoreKind::QueueFull => e
+                .retry_after()
+                .unwrap_or(FULL_QUEUE_WAIT)
+                .min(Duration::from_secs(1)),
+            Err(e) if e.kind() == CoreKind::QueueClosed || !h.ingress.is_accepting() => {
+                return Err(());
+            }
+            Err(error) => {
+                failures += 1;
+                let now = Instant::now();
+                if failing_since.is_none() {
+                    failing_since = Some(now);
+                    h.status.queue_failing.store(true, Ordering::Release);
+                    h.readiness
+                        .set_not_ready(format!("the queue refuses dispatches: {error}"));
+                } else {
+                    h.status.hand_over_retries.fetch_add(1, Ordering::Relaxed);
+                }
+                if logged_at.is_none_or(|at| now - at >= QUEUE_ERROR_LOG_INTERVAL) {
+                    logged_at = Some(now);
+                    tracing::error!(
+                        shard = h.shard, %error, retries = failures - 1,
+                        "discord shard: the queue refuses a dispatch; holding the session and retrying"
+                    );
+                }
+                let exp = (failures - 1).min(16);
+                h.initial_wait.saturating_mul(1 << exp).min(h.max_wait)
+            }
+        };
+        tokio::select! {
+            () = h.stop.cancelled() => return Err(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
