@@ -9,6 +9,12 @@
 //! | Messenger | `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`, `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_API_BASE` (optional) | `GET`+`POST /messenger/webhook` |
 //! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS`, `DISCORD_GLOBAL_PER_SECOND` | the gateway, and `POST /discord/interactions` |
 //!
+//! Several LINE channels and Messenger pages in one process: give the first one's id
+//! (`LINE_DESTINATION`, its bot user id; `MESSENGER_PAGE_ID`), then number the others from 2:
+//! `LINE_CHANNEL_2_DESTINATION`, `LINE_CHANNEL_2_SECRET`, `LINE_CHANNEL_2_ACCESS_TOKEN`;
+//! `MESSENGER_PAGE_2_ID`, `MESSENGER_PAGE_2_ACCESS_TOKEN`. Each event is answered through its own
+//! channel's token (`tests/channels.rs`).
+//!
 //! On Discord, a message in a channel gets its text back, and the slash command `/echo text:<t>`
 //! answers `<t>` (echo-bot registers the command when `DISCORD_APPLICATION_ID` is set).
 //!
