@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use bot_core::{Bot, Context, Error, Event, Secret};
-//! use bot_messenger::Messenger;
+//! use bot_messenger::{ConfigureApi as _, Messenger};
 //! use bot_messenger::testing::{FakeMessenger, WebhookBuilder};
 //!
 //! async fn echo(cx: Context, event: Event) -> Result<(), Error> {
