@@ -36,6 +36,7 @@ use crate::model::send::{
     ApiError, MAX_MESSAGES_PER_CALL, MAX_MULTICAST_RECIPIENTS, Message, Profile, SendOutcome,
     SentMessages,
 };
+use crate::render::Rendered;
 pub use crate::render::to_line_messages;
 
 /// LINE's API base.
@@ -742,11 +743,24 @@ impl Outbound for LineClient {
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
         let mut line_messages = Vec::with_capacity(messages.len());
+        let mut typing = false;
         for message in &messages {
-            line_messages.extend(crate::render::to_line_messages(message)?);
+            for rendered in crate::render::render(message)? {
+                match rendered {
+                    Rendered::Message(m) => line_messages.push(m),
+                    Rendered::Typing => typing = true,
+                }
+            }
         }
         // Converted: not held for the seconds the call may take.
         drop(messages);
+        if typing {
+            // Before the messages: the reply token allows one call for them all.
+            self.typing(&target.conversation).await?;
+            if line_messages.is_empty() {
+                return Ok(());
+            }
+        }
         Ok(self.send_line(target, line_messages).await?)
     }
 

@@ -52,6 +52,7 @@ macro_rules! string_enum {
 }
 
 mod event;
+pub mod flex;
 mod message;
 pub mod send;
 
