@@ -62,6 +62,7 @@ use crate::model::send::{
     GraphError, MAX_QUICK_REPLIES, MAX_TEXT_CHARS, Message, MessagingType, Profile, Recipient,
     SendResponse, SenderAction,
 };
+use crate::render::Rendered;
 pub use crate::render::to_messenger_messages;
 
 /// The Graph API base, with the version this crate was written against.
@@ -693,8 +694,18 @@ impl Outbound for MessengerClient {
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
         let mut mapped = Vec::with_capacity(messages.len());
+        let mut typing = false;
         for message in &messages {
-            mapped.extend(crate::render::to_messenger_messages(message)?);
+            for rendered in crate::render::render(message)? {
+                match rendered {
+                    Rendered::Message(m) => mapped.push(m),
+                    Rendered::Typing => typing = true,
+                }
+            }
+        }
+        if typing {
+            // Alone, as the Send API wants a sender action, and before the messages.
+            self.typing(&target.conversation).await?;
         }
         let recipient = Recipient::for_conversation(target.conversation.as_str());
         let deadline = self.deadline_from_now();

@@ -9,6 +9,7 @@
 
 mod message;
 pub mod send;
+pub mod template;
 mod webhook;
 
 pub use message::{
