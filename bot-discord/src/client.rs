@@ -85,6 +85,12 @@ impl DiscordClient {
         reply_to: Option<&str>,
     ) -> Result<(), Error> {
         let bodies = crate::render::bodies(messages)?;
+        if bodies.iter().any(crate::render::is_callback) {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidRequest,
+                "discord: a modal answers an interaction; it cannot be posted in a channel",
+            ));
+        }
         for (part, mut body) in bodies.into_iter().enumerate() {
             let key = send.map(|(event, send_index)| (event.clone(), send_index, part));
             if key.as_ref().is_some_and(|k| self.sent.contains(k)) {
@@ -180,10 +186,27 @@ impl DiscordClient {
         let Some(first) = bodies.next() else {
             return Ok(());
         };
-        let response = json!({"type": CHANNEL_MESSAGE, "data": first});
+        // A modal is a response of its own; anything after it goes out as follow-ups.
+        let callback = crate::render::is_callback(&first);
+        let response = if callback {
+            first.clone()
+        } else {
+            json!({"type": CHANNEL_MESSAGE, "data": first})
+        };
+        if callback && bodies.as_slice().iter().any(crate::render::is_callback) {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidRequest,
+                "discord: an interaction takes one modal, as its first response",
+            )
+            .into());
+        }
         let respond = async {
             match self.pending.route(interaction_id, response.clone()) {
                 Route::Answered => Ok(()),
+                Route::FollowUp if callback => Err(Error::new(
+                    crate::ErrorKind::InvalidRequest,
+                    "discord: a modal must be the first response; this interaction was deferred",
+                )),
                 Route::FollowUp => self.follow_up(application_id, token, &first).await,
                 Route::Callback => match self
                     .http
@@ -218,6 +241,9 @@ impl Outbound for DiscordClient {
         target: &Target,
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
+        if messages.iter().any(OutgoingMessage::is_typing) {
+            self.typing(&target.conversation).await?;
+        }
         match (&target.reply_token, &target.in_reply_to) {
             (Some(token), Some(interaction)) => {
                 self.answer_interaction(
