@@ -1,3 +1,4 @@
+// Over 700 lines: the client core, its limiters, reply memory and their tests; split by its rewrite.
 //! The Messaging API client: reply, push, multicast, profile, content, loading animation; rate-limited,
 //! retried, and the [`Outbound`] of LINE events.
 //!
@@ -36,7 +37,6 @@ use crate::model::send::{
     ApiError, MAX_MESSAGES_PER_CALL, MAX_MULTICAST_RECIPIENTS, Message, Profile, SendOutcome,
     SentMessages,
 };
-use crate::render::Rendered;
 pub use crate::render::to_line_messages;
 
 /// LINE's API base.
@@ -353,7 +353,7 @@ impl LineClient {
         reply_token: &str,
         messages: &[Message],
     ) -> Result<SendOutcome, Error> {
-        check_count(messages)?;
+        crate::render::check_count(messages)?;
         let body = json!({"replyToken": reply_token, "messages": messages});
         let answer = self
             .call(
@@ -380,7 +380,7 @@ impl LineClient {
         messages: &[Message],
         retry_key: Option<RetryKey>,
     ) -> Result<SendOutcome, Error> {
-        check_count(messages)?;
+        crate::render::check_count(messages)?;
         let key = retry_key.unwrap_or_else(RetryKey::random);
         let body = json!({"to": to, "messages": messages});
         let answer = self
@@ -407,7 +407,7 @@ impl LineClient {
         messages: &[Message],
         retry_key: Option<RetryKey>,
     ) -> Result<SendOutcome, Error> {
-        check_count(messages)?;
+        crate::render::check_count(messages)?;
         if to.is_empty() || to.len() > MAX_MULTICAST_RECIPIENTS {
             return Err(Error::invalid_request(format!(
                 "line: multicast takes 1 to {MAX_MULTICAST_RECIPIENTS} recipients, got {}",
@@ -742,24 +742,13 @@ impl Outbound for LineClient {
         target: &Target,
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
-        let mut line_messages = Vec::with_capacity(messages.len());
-        let mut typing = false;
-        for message in &messages {
-            for rendered in crate::render::render(message)? {
-                match rendered {
-                    Rendered::Message(m) => line_messages.push(m),
-                    Rendered::Typing => typing = true,
-                }
-            }
-        }
-        // Converted: not held for the seconds the call may take.
-        drop(messages);
+        let (typing, line_messages) = crate::render::render_send(&messages)?;
+        drop(messages); // converted: not held for the seconds the call may take
         if typing {
-            // Before the messages: the reply token allows one call for them all.
-            self.typing(&target.conversation).await?;
-            if line_messages.is_empty() {
-                return Ok(());
-            }
+            self.typing(&target.conversation).await?; // first: one reply call takes the messages
+        }
+        if typing && line_messages.is_empty() {
+            return Ok(());
         }
         Ok(self.send_line(target, line_messages).await?)
     }
@@ -834,16 +823,6 @@ fn base_url(base: &str) -> Result<String, Error> {
             "line: api base {base:?} is not an http(s) URL"
         )))
     }
-}
-
-fn check_count(messages: &[Message]) -> Result<(), Error> {
-    if messages.is_empty() || messages.len() > MAX_MESSAGES_PER_CALL {
-        return Err(Error::invalid_request(format!(
-            "line: a call carries 1 to {MAX_MESSAGES_PER_CALL} messages, got {}",
-            messages.len()
-        )));
-    }
-    Ok(())
 }
 
 fn outcome(answer: Answer) -> SendOutcome {

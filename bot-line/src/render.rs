@@ -22,7 +22,7 @@ use crate::model::flex::{
     MAX_CAROUSEL_BUBBLES, MAX_CAROUSEL_BYTES,
 };
 use crate::model::send::{
-    Action, MAX_ALT_TEXT_CHARS, MAX_QUICK_REPLY_ITEMS, MAX_TEMPLATE_ACTIONS,
+    Action, MAX_ALT_TEXT_CHARS, MAX_MESSAGES_PER_CALL, MAX_QUICK_REPLY_ITEMS, MAX_TEMPLATE_ACTIONS,
     MAX_TEMPLATE_TEXT_CHARS, MAX_TEXT_CHARS, Message, QuickReplyItem,
 };
 
@@ -55,6 +55,21 @@ pub fn to_line_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error
             Rendered::Typing => None,
         })
         .collect())
+}
+
+/// The messages of one send: whether a typing indicator goes first, and the message objects.
+pub(crate) fn render_send(messages: &[OutgoingMessage]) -> Result<(bool, Vec<Message>), Error> {
+    let mut typing = false;
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        for rendered in render(message)? {
+            match rendered {
+                Rendered::Message(m) => out.push(m),
+                Rendered::Typing => typing = true,
+            }
+        }
+    }
+    Ok((typing, out))
 }
 
 /// As [`to_line_messages`], with the typing indicator as a [`Rendered::Typing`] first.
@@ -98,6 +113,17 @@ pub(crate) fn render(message: &OutgoingMessage) -> Result<Vec<Rendered>, Error> 
         out.insert(0, Rendered::Typing);
     }
     Ok(out)
+}
+
+/// Refuses a call of no message or more than LINE takes at once.
+pub(crate) fn check_count(messages: &[Message]) -> Result<(), Error> {
+    if messages.is_empty() || messages.len() > MAX_MESSAGES_PER_CALL {
+        return Err(Error::invalid_request(format!(
+            "line: a call carries 1 to {MAX_MESSAGES_PER_CALL} messages, got {}",
+            messages.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The text, the image and the buttons.

@@ -1,3 +1,4 @@
+// Over 700 lines: the client core, its retry and part memory, and their tests; split by its rewrite.
 //! The Send API client: messages, sender actions, user profiles; rate-limited, retried, and the
 //! [`Outbound`] of Messenger events.
 //!
@@ -59,10 +60,8 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind};
 use crate::model::send::{
-    GraphError, MAX_QUICK_REPLIES, MAX_TEXT_CHARS, Message, MessagingType, Profile, Recipient,
-    SendResponse, SenderAction,
+    GraphError, Message, MessagingType, Profile, Recipient, SendResponse, SenderAction,
 };
-use crate::render::Rendered;
 pub use crate::render::to_messenger_messages;
 
 /// The Graph API base, with the version this crate was written against.
@@ -341,7 +340,7 @@ impl MessengerClient {
         messaging_type: &MessagingType,
         deadline: Instant,
     ) -> Result<SendResponse, Error> {
-        check_message(message)?;
+        crate::render::check_message(message)?;
         let mut body = json!({
             "recipient": recipient.to_json(),
             "messaging_type": messaging_type.as_str(),
@@ -693,19 +692,9 @@ impl Outbound for MessengerClient {
         target: &Target,
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
-        let mut mapped = Vec::with_capacity(messages.len());
-        let mut typing = false;
-        for message in &messages {
-            for rendered in crate::render::render(message)? {
-                match rendered {
-                    Rendered::Message(m) => mapped.push(m),
-                    Rendered::Typing => typing = true,
-                }
-            }
-        }
+        let (typing, mapped) = crate::render::render_send(&messages)?;
         if typing {
-            // Alone, as the Send API wants a sender action, and before the messages.
-            self.typing(&target.conversation).await?;
+            self.typing(&target.conversation).await?; // alone, as sender actions must be, and first
         }
         let recipient = Recipient::for_conversation(target.conversation.as_str());
         let deadline = self.deadline_from_now();
@@ -767,39 +756,9 @@ impl Outbound for MessengerClient {
     }
 }
 
-fn check_message(message: &Message) -> Result<(), Error> {
-    if let Some(text) = message.text_content()
-        && text.chars().count() > MAX_TEXT_CHARS
-    {
-        return Err(Error::invalid_request(format!(
-            "messenger: a text message holds at most {MAX_TEXT_CHARS} characters"
-        )));
-    }
-    let quick_replies = message
-        .as_json()
-        .get("quick_replies")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    if quick_replies > MAX_QUICK_REPLIES {
-        return Err(Error::invalid_request(format!(
-            "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {quick_replies}"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn texts_over_the_limit_are_refused_before_sending() {
-        let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
-        assert_eq!(
-            check_message(&long).unwrap_err().kind(),
-            ErrorKind::InvalidRequest
-        );
-    }
 
     #[test]
     fn graph_codes_decide_the_kind_before_the_status() {

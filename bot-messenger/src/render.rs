@@ -14,6 +14,7 @@
 
 use bot_core::Platform;
 use bot_core::outbound::{self, Card, OutgoingMessage, Rendering, Rich};
+use serde_json::Value;
 
 use crate::error::Error;
 use crate::event::TEXT_QUICK_REPLY_PAYLOAD;
@@ -65,6 +66,21 @@ pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, 
             Rendered::Typing => None,
         })
         .collect())
+}
+
+/// The messages of one send: whether a typing indicator goes first, and the message objects.
+pub(crate) fn render_send(messages: &[OutgoingMessage]) -> Result<(bool, Vec<Message>), Error> {
+    let mut typing = false;
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        for rendered in render(message)? {
+            match rendered {
+                Rendered::Message(m) => out.push(m),
+                Rendered::Typing => typing = true,
+            }
+        }
+    }
+    Ok((typing, out))
 }
 
 /// As [`to_messenger_messages`], with the typing indicator as a [`Rendered::Typing`] first.
@@ -151,6 +167,28 @@ pub(crate) fn render(message: &OutgoingMessage) -> Result<Vec<Rendered>, Error> 
         out.insert(0, Rendered::Typing);
     }
     Ok(out)
+}
+
+/// Checks a message object against the Send API's text and quick reply limits.
+pub(crate) fn check_message(message: &Message) -> Result<(), Error> {
+    if let Some(text) = message.text_content()
+        && text.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(Error::invalid_request(format!(
+            "messenger: a text message holds at most {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    let quick_replies = message
+        .as_json()
+        .get("quick_replies")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if quick_replies > MAX_QUICK_REPLIES {
+        return Err(Error::invalid_request(format!(
+            "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {quick_replies}"
+        )));
+    }
+    Ok(())
 }
 
 /// Cards as a generic template: one element each.
@@ -483,6 +521,15 @@ mod tests {
         assert_eq!(
             render(&OutgoingMessage::typing()).unwrap(),
             [Rendered::Typing]
+        );
+    }
+
+    #[test]
+    fn texts_over_the_limit_are_refused_before_sending() {
+        let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
+        assert_eq!(
+            check_message(&long).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
         );
     }
 }
