@@ -392,7 +392,7 @@ mod tests {
         };
         let modal = json!({"type": 9, "data": {"custom_id": "m", "title": "T", "components": [
             {"type": 1, "components": [{"type": 4, "custom_id": "a", "label": "A", "style": 1}]}]}});
-        assert_eq!(native(modal.clone()).unwrap(), [modal.clone()]);
+        assert_eq!(native(modal.clone()).unwrap(), std::slice::from_ref(&modal));
         assert!(is_callback(&modal));
         let mut long_title = modal.clone();
         long_title["data"]["title"] = json!("x".repeat(46));

@@ -51,7 +51,7 @@ async fn rich(cx: Context, event: Event) -> Result<(), Error> {
         "typing" => cx.reply(OutgoingMessage::typing().with_text("done")).await,
         "select" => {
             let menu = DiscordMessage::new().content("Size?").row(
-                ActionRow::new().add(
+                ActionRow::new().component(
                     SelectMenu::new("size")
                         .option("Small", "s")
                         .option("Large", "l"),

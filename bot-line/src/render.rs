@@ -155,9 +155,9 @@ fn text(text: &str) -> Result<Message, Error> {
 fn bubble(card: &Card) -> Result<Bubble, Error> {
     let mut body = FlexBox::vertical()
         .spacing("sm")
-        .add(FlexText::new(card.title.clone()).bold().size("lg"));
+        .content(FlexText::new(card.title.clone()).bold().size("lg"));
     if let Some(text) = &card.text {
-        body = body.add(FlexText::new(text.clone()).size("sm").color("#666666"));
+        body = body.content(FlexText::new(text.clone()).size("sm").color("#666666"));
     }
     let mut bubble = Bubble::new().body(body);
     if let Some(image) = &card.image {
@@ -166,7 +166,7 @@ fn bubble(card: &Card) -> Result<Bubble, Error> {
     if !card.buttons.is_empty() {
         let mut footer = FlexBox::vertical().spacing("sm");
         for b in &card.buttons {
-            footer = footer.add(FlexButton::new(action(&b.label, &b.action)?).height("sm"));
+            footer = footer.content(FlexButton::new(action(&b.label, &b.action)?).height("sm"));
         }
         bubble = bubble.footer(footer);
     }

@@ -41,7 +41,8 @@ async fn rich(cx: Context, event: Event) -> Result<(), Error> {
                 .await
         }
         "flex" => {
-            let bubble = Bubble::new().body(FlexBox::vertical().add(FlexText::new("Hi").bold()));
+            let bubble =
+                Bubble::new().body(FlexBox::vertical().content(FlexText::new("Hi").bold()));
             cx.reply_with(FlexMessage::new("Hi", bubble)).await
         }
         "discord-only" => {

@@ -14,10 +14,10 @@
 //!
 //! let message = DiscordMessage::new()
 //!     .content("Pick a size")
-//!     .row(ActionRow::new().add(
+//!     .row(ActionRow::new().component(
 //!         SelectMenu::new("size").option("Small", "s").option("Large", "l"),
 //!     ))
-//!     .row(ActionRow::new().add(Button::new(ButtonStyle::Danger, "Cancel", "cancel")));
+//!     .row(ActionRow::new().component(Button::new(ButtonStyle::Danger, "Cancel", "cancel")));
 //! let json = message.to_json();
 //! assert_eq!(json["components"][0]["components"][0]["type"], 3);
 //! ```
@@ -129,7 +129,7 @@ impl ActionRow {
 
     /// Adds a component.
     #[must_use]
-    pub fn add(mut self, component: impl Into<Component>) -> Self {
+    pub fn component(mut self, component: impl Into<Component>) -> Self {
         self.components.push(component.into());
         self
     }
@@ -383,7 +383,7 @@ impl Modal {
         let rows: Vec<Value> = self
             .inputs
             .iter()
-            .map(|input| ActionRow::new().add(input.clone()).to_json())
+            .map(|input| ActionRow::new().component(input.clone()).to_json())
             .collect();
         json!({
             "type": MODAL_CALLBACK,
@@ -481,11 +481,11 @@ mod tests {
             .content("hi")
             .row(
                 ActionRow::new()
-                    .add(Button::new(ButtonStyle::Success, "Yes", "yes"))
-                    .add(Button::link("Docs", "https://x").disabled()),
+                    .component(Button::new(ButtonStyle::Success, "Yes", "yes"))
+                    .component(Button::link("Docs", "https://x").disabled()),
             )
             .row(
-                ActionRow::new().add(
+                ActionRow::new().component(
                     SelectMenu::new("pick")
                         .option("A", "a")
                         .placeholder("Choose")

@@ -12,8 +12,8 @@
 //! use bot_line::model::send::Action;
 //!
 //! let bubble = Bubble::new()
-//!     .body(FlexBox::vertical().add(FlexText::new("Hello").bold()).add(FlexText::new("World")))
-//!     .footer(FlexBox::vertical().add(FlexButton::new(Action::Postback {
+//!     .body(FlexBox::vertical().content(FlexText::new("Hello").bold()).content(FlexText::new("World")))
+//!     .footer(FlexBox::vertical().content(FlexButton::new(Action::Postback {
 //!         label: "Hi".into(),
 //!         data: "hi".into(),
 //!         display_text: None,
@@ -81,7 +81,7 @@ pub enum FlexContainer {
     /// Bubbles scrolled sideways (first: a bubble has no `contents` to mistake it for one).
     Carousel(Carousel),
     /// One bubble.
-    Bubble(Bubble),
+    Bubble(Box<Bubble>),
 }
 
 impl FlexContainer {
@@ -104,7 +104,7 @@ pub struct Carousel {
 
 impl From<Bubble> for FlexContainer {
     fn from(bubble: Bubble) -> Self {
-        Self::Bubble(bubble)
+        Self::Bubble(Box::new(bubble))
     }
 }
 
@@ -267,7 +267,7 @@ impl FlexBox {
 
     /// Adds a component.
     #[must_use]
-    pub fn add(mut self, component: impl Into<FlexComponent>) -> Self {
+    pub fn content(mut self, component: impl Into<FlexComponent>) -> Self {
         self.contents.push(component.into());
         self
     }
@@ -460,12 +460,12 @@ mod tests {
             .body(
                 FlexBox::vertical()
                     .spacing("sm")
-                    .add(FlexText::new("Title").bold().size("xl"))
-                    .add(FlexSeparator::new())
-                    .add(FlexBox::horizontal().add(FlexText::new("a"))),
+                    .content(FlexText::new("Title").bold().size("xl"))
+                    .content(FlexSeparator::new())
+                    .content(FlexBox::horizontal().content(FlexText::new("a"))),
             )
             .footer(
-                FlexBox::vertical().add(
+                FlexBox::vertical().content(
                     FlexButton::new(Action::Uri {
                         label: "Open".into(),
                         uri: "https://x".into(),
