@@ -22,6 +22,9 @@ fn card(title: &str) -> Card {
 
 /// Answers each command with one rich kind.
 async fn rich(cx: Context, event: Event) -> Result<(), Error> {
+    if let bot_core::EventKind::Postback(postback) = &event.kind {
+        return cx.reply(format!("postback {}", postback.data)).await;
+    }
     match event.text_content().unwrap_or_default() {
         "card" => cx.reply(OutgoingMessage::card(card("Pizza"))).await,
         "carousel" => {
