@@ -237,3 +237,43 @@ async fn buttons_selects_and_modals_come_back_as_postbacks() {
     e.bot.request_shutdown();
     e.server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn messages_discord_cannot_take_are_refused_before_any_call() {
+    use bot_core::Outbound;
+    use bot_core::outbound::Target;
+    let api = FakeDiscordApi::start(TOKEN, "ws://127.0.0.1:9", 1, 1)
+        .await
+        .unwrap();
+    let http = bot_discord::DiscordHttp::builder(TOKEN)
+        .api_base(api.url())
+        .build()
+        .unwrap();
+    let client = bot_discord::DiscordClient::new(http, None, std::sync::Arc::default());
+    let modal = Modal::new("m", "Title").input(TextInput::short("a", "A"));
+    let refused = [
+        // A modal answers an interaction; a channel message cannot be one.
+        OutgoingMessage::platform(PlatformMessage::from(modal)),
+        OutgoingMessage::carousel((0..11).map(|i| card(&i.to_string()))),
+        OutgoingMessage::card(Card::new("t").default_action(Action::Postback("p".into()))),
+        OutgoingMessage::platform(PlatformMessage::new(
+            Platform::LINE,
+            json!({"type": "text"}),
+        )),
+    ];
+    for message in refused {
+        let error = client
+            .send(&Target::conversation("c1"), vec![message])
+            .await
+            .unwrap_err();
+        let kind = std::error::Error::source(&error)
+            .and_then(|e| e.downcast_ref::<bot_discord::Error>())
+            .map(bot_discord::Error::kind);
+        assert_eq!(
+            kind,
+            Some(bot_discord::ErrorKind::InvalidRequest),
+            "{error}"
+        );
+    }
+    assert_eq!(api.api().call_count(), 0);
+}
