@@ -28,5 +28,6 @@ mod tests {
         assert_send_sync::<crate::Error>();
         assert_send_sync::<crate::model::WebhookEvent>();
         assert_send_sync::<crate::model::send::Message>();
+        assert_send_sync::<crate::model::flex::FlexMessage>();
     }
 }

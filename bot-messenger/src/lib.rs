@@ -41,6 +41,8 @@ mod tests {
         assert_send_sync::<crate::model::send::GraphError>();
         assert_send_sync::<crate::model::send::Profile>();
         assert_send_sync::<crate::model::send::Recipient>();
+        assert_send_sync::<crate::model::template::GenericTemplate>();
+        assert_send_sync::<crate::model::template::MediaTemplate>();
     }
 
     #[cfg(feature = "testing")]
