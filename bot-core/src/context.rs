@@ -437,4 +437,28 @@ mod tests {
         let other = Context::for_attempt(shared(), &event, 2);
         assert!(!other.cancellation().is_cancelled());
     }
+
+    #[tokio::test]
+    async fn reply_with_replies_with_the_platform_message() {
+        use crate::outbound::Rich;
+        let sticker = PlatformMessage::new(
+            Platform::TEST,
+            serde_json::json!({"type": "sticker", "packageId": "1", "stickerId": "2"}),
+        )
+        .with_fallback("a sticker");
+        let sent_message = sticker.clone();
+        let bot = crate::testing::TestBot::builder()
+            .handler(move |cx: Context, _event: Event| {
+                let sticker = sent_message.clone();
+                async move { cx.reply_with(sticker).await }
+            })
+            .build()
+            .unwrap();
+        bot.send(crate::testing::text("U1", "hi")).await.unwrap();
+        let sent = bot.wait_for(1).await;
+        assert!(sent[0].target.is_reply());
+        assert_eq!(sent[0].messages.len(), 1);
+        assert_eq!(sent[0].messages[0].rich, Some(Rich::Platform(sticker)));
+        bot.shutdown().await;
+    }
 }

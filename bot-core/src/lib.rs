@@ -69,6 +69,7 @@ mod tests {
         assert_send_sync::<crate::queue::Delivery>();
         assert_send_sync::<crate::queue::DeadLetter>();
         assert_send_sync::<crate::outbound::OutgoingMessage>();
+        assert_send_sync::<crate::outbound::PlatformMessage>();
         assert_send_sync::<crate::testing::TestBot>();
         assert_send_sync::<crate::console::Console>();
         assert_send_sync::<crate::Pusher<crate::pusher::Push>>();

@@ -48,5 +48,7 @@ mod tests {
         assert_send_sync::<crate::interactions::Pending>();
         assert_send_sync::<crate::model::Message>();
         assert_send_sync::<crate::model::Interaction>();
+        assert_send_sync::<crate::model::components::DiscordMessage>();
+        assert_send_sync::<crate::model::components::Modal>();
     }
 }

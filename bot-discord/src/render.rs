@@ -1,9 +1,25 @@
 //! Platform-neutral messages ([`OutgoingMessage`]) mapped to Discord message bodies.
+//!
+//! | neutral | Discord |
+//! |---|---|
+//! | text | `content`, split at 2,000 characters (on a line break when there is one) |
+//! | image | an embed with the image |
+//! | buttons, quick replies | buttons in action rows (5 a row, 25 a message): postbacks and quick replies as `custom_id`, links as link buttons |
+//! | card | an embed (title at most 256 characters, description at most 4,096, the image, the default action's URL as the title link) and its buttons in action rows |
+//! | carousel | 1 to 10 embeds in one message, every card's buttons in its action rows |
+//! | file | **fallback**: an embed titled with the name, linking to the URL (a bot uploads files only as multipart attachments) |
+//! | typing | `POST /channels/{id}/typing` |
+//! | platform message | Discord's message body as-is, or a modal (`{"type": 9, ..}`) as the interaction's response, checked against Discord's limits; another platform's: its fallback, or refused |
 
-use bot_core::outbound::{Action, OutgoingMessage};
+use bot_core::Platform;
+use bot_core::outbound::{Action, Button, Card, OutgoingMessage, Rendering, Rich};
 use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind};
+use crate::model::components::{
+    MAX_BUTTON_LABEL_CHARS, MAX_CUSTOM_ID_CHARS, MAX_EMBED_DESCRIPTION_CHARS,
+    MAX_EMBED_TITLE_CHARS, MAX_EMBEDS, MAX_MODAL_LABEL_CHARS, MAX_SELECT_OPTIONS, MODAL_CALLBACK,
+};
 
 /// Longest message content.
 pub const MAX_CONTENT_CHARS: usize = 2000;
@@ -12,41 +28,209 @@ const BUTTONS_PER_ROW: usize = 5;
 /// Action rows per message.
 const MAX_ROWS: usize = 5;
 
-/// The message bodies for `messages`: content split at 2,000 characters, buttons on the last.
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidRequest, message)
+}
+
+/// The message bodies for `messages`: content split at 2,000 characters, then embeds (the
+/// image, cards, files) and buttons on the last part; a Discord platform message is a part of
+/// its own. A typing indicator is not a body, and is left out (the client triggers typing for
+/// it). The module docs hold the full table.
 ///
 /// # Errors
 ///
-/// [`ErrorKind::InvalidRequest`] for more than 25 buttons or an unsupported action.
+/// [`ErrorKind::InvalidRequest`] for more than 25 buttons, more than 10 embeds, a carousel of
+/// no card, embed texts over Discord's limits, an unsupported action (a card's default action
+/// that is not a URL), a Discord body over Discord's limits, or another platform's message
+/// without a fallback.
 pub fn bodies(messages: &[OutgoingMessage]) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
     for message in messages {
-        let chunks = message
-            .text
-            .as_deref()
-            .map(split_content)
-            .unwrap_or_default();
-        let mut parts: Vec<Value> = chunks
-            .into_iter()
-            .map(|c| json!({ "content": c }))
-            .collect();
-        if parts.is_empty() {
-            parts.push(json!({}));
-        }
-        let last = parts.last_mut().expect("one part at least");
-        if let Some(image) = &message.image {
-            last["embeds"] = json!([{ "image": { "url": image.url } }]);
-        }
-        let components = components(message)?;
-        if !components.is_empty() {
-            last["components"] = Value::Array(components);
-        }
-        out.extend(
-            parts
-                .into_iter()
-                .filter(|p| p.as_object().is_some_and(|o| !o.is_empty())),
-        );
+        out.extend(message_bodies(message)?);
     }
     Ok(out)
+}
+
+/// Whether an answer is an interaction response of its own (a modal), not a message body.
+pub(crate) fn is_callback(body: &Value) -> bool {
+    body.get("type").is_some()
+}
+
+fn message_bodies(message: &OutgoingMessage) -> Result<Vec<Value>, Error> {
+    let chunks = message
+        .text
+        .as_deref()
+        .map(split_content)
+        .unwrap_or_default();
+    let mut parts: Vec<Value> = chunks
+        .into_iter()
+        .map(|c| json!({ "content": c }))
+        .collect();
+    if parts.is_empty() {
+        parts.push(json!({}));
+    }
+    let mut embeds = Vec::new();
+    if let Some(image) = &message.image {
+        embeds.push(json!({ "image": { "url": image.url } }));
+    }
+    let mut card_buttons: Vec<&Button> = Vec::new();
+    let mut after = Vec::new();
+    match &message.rich {
+        None | Some(Rich::Typing) => {}
+        Some(Rich::Card(card)) => {
+            embeds.push(embed(card)?);
+            card_buttons.extend(&card.buttons);
+        }
+        Some(Rich::Carousel { cards }) => {
+            if cards.is_empty() {
+                return Err(invalid("discord: a carousel holds 1 card at least".into()));
+            }
+            for card in cards {
+                embeds.push(embed(card)?);
+                card_buttons.extend(&card.buttons);
+            }
+        }
+        Some(Rich::File(file)) => {
+            embeds.push(
+                json!({"title": truncate(&file.name, MAX_EMBED_TITLE_CHARS), "url": file.url}),
+            );
+        }
+        Some(Rich::Platform(platform)) => match platform.render_on(&Platform::DISCORD) {
+            Some(Rendering::Native(body)) => {
+                check_body(body)?;
+                after.push(body.clone());
+            }
+            Some(Rendering::Fallback(fallback)) => after.extend(message_bodies(fallback)?),
+            _ => {
+                return Err(invalid(format!(
+                    "discord: a {} message without a fallback cannot go to Discord",
+                    platform.platform()
+                )));
+            }
+        },
+        Some(other) => {
+            return Err(invalid(format!(
+                "discord: no Discord message for {other:?}"
+            )));
+        }
+    }
+    if embeds.len() > MAX_EMBEDS {
+        return Err(invalid(format!(
+            "discord: a message holds at most {MAX_EMBEDS} embeds, got {}",
+            embeds.len()
+        )));
+    }
+    let last = parts.last_mut().expect("one part at least");
+    if !embeds.is_empty() {
+        last["embeds"] = Value::Array(embeds);
+    }
+    let components = components(message, &card_buttons)?;
+    if !components.is_empty() {
+        last["components"] = Value::Array(components);
+    }
+    Ok(parts
+        .into_iter()
+        .filter(|p| p.as_object().is_some_and(|o| !o.is_empty()))
+        .chain(after)
+        .collect())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// A card as an embed: title (linking to the default action's URL), description, image.
+fn embed(card: &Card) -> Result<Value, Error> {
+    if card.title.chars().count() > MAX_EMBED_TITLE_CHARS {
+        return Err(invalid(format!(
+            "discord: an embed title holds at most {MAX_EMBED_TITLE_CHARS} characters"
+        )));
+    }
+    let mut embed = json!({ "title": card.title });
+    if let Some(text) = &card.text {
+        if text.chars().count() > MAX_EMBED_DESCRIPTION_CHARS {
+            return Err(invalid(format!(
+                "discord: an embed description holds at most {MAX_EMBED_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        embed["description"] = json!(text);
+    }
+    if let Some(image) = &card.image {
+        embed["image"] = json!({ "url": image.url });
+    }
+    match &card.default_action {
+        None => {}
+        Some(Action::Url(url)) => embed["url"] = json!(url),
+        Some(other) => {
+            return Err(invalid(format!(
+                "discord: a card's default action opens a URL; {other:?} has no equivalent"
+            )));
+        }
+    }
+    Ok(embed)
+}
+
+/// Checks a Discord body (message or modal) against Discord's limits before it goes out.
+fn check_body(body: &Value) -> Result<(), Error> {
+    let chars = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .map_or(0, |s| s.chars().count())
+    };
+    let array = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (data, modal) = match body.get("type").and_then(Value::as_u64) {
+        None => (body, false),
+        Some(t) if t == u64::from(MODAL_CALLBACK) => (&body["data"], true),
+        Some(t) => {
+            return Err(invalid(format!(
+                "discord: interaction response type {t} is not one this client sends (9, a modal)"
+            )));
+        }
+    };
+    if chars(data, "content") > MAX_CONTENT_CHARS {
+        return Err(invalid(format!(
+            "discord: content holds at most {MAX_CONTENT_CHARS} characters"
+        )));
+    }
+    if array(data, "embeds").len() > MAX_EMBEDS {
+        return Err(invalid(format!("discord: at most {MAX_EMBEDS} embeds")));
+    }
+    let rows = array(data, "components");
+    if rows.len() > MAX_ROWS || (modal && rows.is_empty()) {
+        return Err(invalid(format!("discord: 1 to {MAX_ROWS} action rows")));
+    }
+    if modal && (chars(data, "title") == 0 || chars(data, "title") > MAX_MODAL_LABEL_CHARS) {
+        return Err(invalid(format!(
+            "discord: a modal title holds 1 to {MAX_MODAL_LABEL_CHARS} characters"
+        )));
+    }
+    for row in &rows {
+        let components = array(row, "components");
+        if components.is_empty() || components.len() > BUTTONS_PER_ROW {
+            return Err(invalid(format!(
+                "discord: an action row holds 1 to {BUTTONS_PER_ROW} components"
+            )));
+        }
+        for component in &components {
+            if chars(component, "custom_id") > MAX_CUSTOM_ID_CHARS
+                || chars(component, "label") > MAX_BUTTON_LABEL_CHARS
+                || array(component, "options").len() > MAX_SELECT_OPTIONS
+                || (component["type"] == 4 && chars(component, "label") > MAX_MODAL_LABEL_CHARS)
+            {
+                return Err(invalid(format!(
+                    "discord: a component breaks a limit (custom_id at most \
+                     {MAX_CUSTOM_ID_CHARS} characters, label {MAX_BUTTON_LABEL_CHARS}, \
+                     {MAX_SELECT_OPTIONS} options, text input label {MAX_MODAL_LABEL_CHARS})"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn split_content(text: &str) -> Vec<String> {
@@ -70,10 +254,11 @@ fn split_content(text: &str) -> Vec<String> {
     chunks
 }
 
-fn components(message: &OutgoingMessage) -> Result<Vec<Value>, Error> {
+fn components(message: &OutgoingMessage, card_buttons: &[&Button]) -> Result<Vec<Value>, Error> {
     let buttons = message
         .buttons
         .iter()
+        .chain(card_buttons.iter().copied())
         .map(|b| (&b.label, &b.action))
         .chain(message.quick_replies.iter().map(|q| (&q.label, &q.action)))
         .map(|(label, action)| button(label, action))
@@ -112,7 +297,7 @@ fn button(label: &str, action: &Action) -> Result<Value, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bot_core::outbound::{Button, QuickReply};
+    use bot_core::outbound::QuickReply;
 
     #[test]
     fn long_text_splits_on_line_breaks_and_buttons_go_last() {
@@ -151,5 +336,74 @@ mod tests {
             bodies(&[many]).unwrap_err().kind(),
             ErrorKind::InvalidRequest
         );
+    }
+
+    #[test]
+    fn cards_become_embeds_with_their_buttons_and_limits_hold() {
+        let card = |t: &str| {
+            Card::new(t)
+                .text("sub")
+                .image("https://x/c.png")
+                .button(Button::postback("Buy", "buy"))
+                .default_action(Action::Url("https://x/c".into()))
+        };
+        let body = &bodies(&[OutgoingMessage::card(card("A"))]).unwrap()[0];
+        assert_eq!(
+            body["embeds"][0],
+            json!({"title": "A", "description": "sub", "image": {"url": "https://x/c.png"},
+                   "url": "https://x/c"})
+        );
+        assert_eq!(body["components"][0]["components"][0]["custom_id"], "buy");
+        let ten = bodies(&[OutgoingMessage::carousel(
+            (0..10).map(|i| card(&format!("{i}"))),
+        )])
+        .unwrap();
+        assert_eq!(ten[0]["embeds"].as_array().unwrap().len(), 10);
+        assert_eq!(ten[0]["components"].as_array().unwrap().len(), 2);
+        let eleven = OutgoingMessage::carousel((0..11).map(|i| card(&format!("{i}"))));
+        assert_eq!(
+            bodies(&[eleven]).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+        let long = OutgoingMessage::card(Card::new("x".repeat(257)));
+        assert_eq!(
+            bodies(&[long]).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+        let postback = Card::new("t").default_action(Action::Postback("p".into()));
+        assert!(bodies(&[OutgoingMessage::card(postback)]).is_err());
+
+        let file = &bodies(&[OutgoingMessage::file("https://x/a.pdf", "a.pdf")]).unwrap()[0];
+        assert_eq!(
+            file["embeds"][0],
+            json!({"title": "a.pdf", "url": "https://x/a.pdf"})
+        );
+        assert!(bodies(&[OutgoingMessage::typing()]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn discord_bodies_pass_as_is_after_their_limits() {
+        use bot_core::outbound::PlatformMessage;
+        let native = |body: Value| {
+            bodies(&[OutgoingMessage::platform(PlatformMessage::new(
+                Platform::DISCORD,
+                body,
+            ))])
+        };
+        let modal = json!({"type": 9, "data": {"custom_id": "m", "title": "T", "components": [
+            {"type": 1, "components": [{"type": 4, "custom_id": "a", "label": "A", "style": 1}]}]}});
+        assert_eq!(native(modal.clone()).unwrap(), std::slice::from_ref(&modal));
+        assert!(is_callback(&modal));
+        let mut long_title = modal.clone();
+        long_title["data"]["title"] = json!("x".repeat(46));
+        assert!(native(long_title).is_err());
+        let six = json!({"components": [{"type": 1, "components": (0..6)
+            .map(|i| json!({"type": 2, "style": 1, "label": "b", "custom_id": i.to_string()}))
+            .collect::<Vec<_>>()}]});
+        assert_eq!(native(six).unwrap_err().kind(), ErrorKind::InvalidRequest);
+        let line = PlatformMessage::new(Platform::LINE, json!({"type": "sticker"}));
+        assert!(bodies(&[OutgoingMessage::platform(line.clone())]).is_err());
+        let fallback = OutgoingMessage::platform(line.with_fallback("plain"));
+        assert_eq!(bodies(&[fallback]).unwrap(), [json!({"content": "plain"})]);
     }
 }

@@ -36,5 +36,6 @@ mod tests {
         assert_send_sync::<crate::model::RichMenuResponse>();
         assert_send_sync::<crate::model::WebhookEndpoint>();
         assert_send_sync::<crate::model::WebhookTest>();
+        assert_send_sync::<crate::model::flex::FlexMessage>();
     }
 }

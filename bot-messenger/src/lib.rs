@@ -47,6 +47,8 @@ mod tests {
         assert_send_sync::<crate::model::profile::ProfileField>();
         assert_send_sync::<crate::model::subscription::SubscribedApp>();
         assert_send_sync::<crate::model::subscription::WebhookField>();
+        assert_send_sync::<crate::model::template::GenericTemplate>();
+        assert_send_sync::<crate::model::template::MediaTemplate>();
     }
 
     #[cfg(feature = "testing")]

@@ -1,6 +1,20 @@
 //! Platform-neutral messages ([`OutgoingMessage`]) mapped to Send API message objects.
+//!
+//! | neutral | Messenger |
+//! |---|---|
+//! | text | text messages (split at 2,000 characters) |
+//! | image | image attachment |
+//! | buttons | button template with the text (at most 3 buttons, text at most 640 characters) |
+//! | quick replies | `quick_replies` of the last message (at most 13) |
+//! | card | generic template with one element (title and subtitle at most 80 characters, at most 3 buttons; the default action must open a URL) |
+//! | carousel | generic template with 1 to 10 elements |
+//! | file | file attachment by URL (Messenger shows its own name for it) |
+//! | typing | `sender_action: typing_on`, sent alone |
+//! | platform message | Messenger's `message` JSON as-is (templates checked against their limits); another platform's: its fallback, or refused |
 
-use bot_core::outbound::{self, OutgoingMessage};
+use bot_core::Platform;
+use bot_core::outbound::{self, Card, OutgoingMessage, Rendering, Rich};
+use serde_json::Value;
 
 use crate::error::Error;
 use crate::event::TEXT_QUICK_REPLY_PAYLOAD;
@@ -8,28 +22,72 @@ use crate::model::send::{
     Button, MAX_BUTTON_TEMPLATE_TEXT_CHARS, MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, MAX_PAYLOAD_CHARS,
     MAX_QUICK_REPLIES, MAX_QUICK_REPLY_TITLE_CHARS, MAX_TEXT_CHARS, Message, QuickReply,
 };
+use crate::model::template::{
+    GenericElement, GenericTemplate, MAX_ELEMENT_TEXT_CHARS, MAX_GENERIC_ELEMENTS, check_template,
+};
 
-/// Maps a platform-neutral message to Send API message objects:
+/// What a neutral message becomes on Messenger: a message object, or a typing indicator.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Rendered {
+    /// A `message` object for the Send API.
+    Message(Message),
+    /// `sender_action: typing_on`.
+    Typing,
+}
+
+/// Maps a platform-neutral message to Send API message objects (a typing indicator is not one,
+/// and is left out):
 ///
 /// - text: one text message, or several when it is longer than 2,000 characters (split at the
 ///   last line break or space before the limit, else at the limit);
 /// - an image: an image attachment after the text;
 /// - buttons: a button template with the text (at most 3 buttons, text at most 640
 ///   characters), after the image if there is one;
+/// - a card or carousel: a generic template, a file: a file attachment (the module docs hold
+///   the table);
 /// - quick replies (at most 13) under the last message. A postback quick reply carries its
 ///   data as payload; a message quick reply sends its label as text and arrives as a text
 ///   message again (see [`crate::event`]), so its text must be its label.
 ///
 /// # Errors
 ///
-/// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) when the message is empty or breaks a Messenger limit (buttons
-/// without text, over 3 buttons, template text over 640 characters, titles over 20 characters,
-/// payloads over 1,000, over 13 quick replies), or uses an action Messenger has no equivalent
-/// for (a button that sends text, a quick reply that opens a URL, a quick reply whose text is
-/// not its label).
+/// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) when the message is empty or
+/// breaks a Messenger limit (buttons without text, over 3 buttons, template text over 640
+/// characters, titles over 20 characters, payloads over 1,000, over 13 quick replies, a
+/// carousel of no card or over 10, card titles over 80 characters), uses an action Messenger
+/// has no equivalent for (a button that sends text, a quick reply that opens a URL, a quick
+/// reply whose text is not its label, a card whose default action is not a URL), or is another
+/// platform's message without a fallback.
 pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error> {
+    Ok(render(message)?
+        .into_iter()
+        .filter_map(|r| match r {
+            Rendered::Message(m) => Some(m),
+            Rendered::Typing => None,
+        })
+        .collect())
+}
+
+/// The messages of one send: whether a typing indicator goes first, and the message objects.
+pub(crate) fn render_send(messages: &[OutgoingMessage]) -> Result<(bool, Vec<Message>), Error> {
+    let mut typing = false;
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        for rendered in render(message)? {
+            match rendered {
+                Rendered::Message(m) => out.push(m),
+                Rendered::Typing => typing = true,
+            }
+        }
+    }
+    Ok((typing, out))
+}
+
+/// As [`to_messenger_messages`], with the typing indicator as a [`Rendered::Typing`] first.
+pub(crate) fn render(message: &OutgoingMessage) -> Result<Vec<Rendered>, Error> {
     let text = message.text.as_deref().filter(|t| !t.is_empty());
     let mut out = Vec::with_capacity(2);
+    let mut typing = false;
     if message.buttons.is_empty() {
         if let Some(text) = text {
             out.extend(
@@ -47,9 +105,45 @@ pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, 
         }
         out.push(buttons(text, &message.buttons)?);
     }
+    match &message.rich {
+        None => {}
+        Some(Rich::Typing) => typing = true,
+        Some(Rich::Card(card)) => out.push(generic(std::slice::from_ref(card))?),
+        Some(Rich::Carousel { cards }) => out.push(generic(cards)?),
+        Some(Rich::File(file)) => out.push(Message::media("file", file.url.clone())),
+        Some(Rich::Platform(platform)) => match platform.render_on(&Platform::MESSENGER) {
+            Some(Rendering::Native(json)) => {
+                let native = Message::from_json(json.clone());
+                check_template(&native)?;
+                out.push(native);
+            }
+            Some(Rendering::Fallback(fallback)) => {
+                for rendered in render(fallback)? {
+                    match rendered {
+                        Rendered::Message(m) => out.push(m),
+                        Rendered::Typing => typing = true,
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::invalid_request(format!(
+                    "messenger: a {} message without a fallback cannot go to Messenger",
+                    platform.platform()
+                )));
+            }
+        },
+        Some(other) => {
+            return Err(Error::invalid_request(format!(
+                "messenger: no Messenger message for {other:?}"
+            )));
+        }
+    }
     let Some(last) = out.pop() else {
+        if typing && message.quick_replies.is_empty() {
+            return Ok(vec![Rendered::Typing]);
+        }
         return Err(Error::invalid_request(
-            "messenger: nothing to send (no text, image or buttons)",
+            "messenger: nothing to send (no text, image, buttons or rich part)",
         ));
     };
     if message.quick_replies.is_empty() {
@@ -68,7 +162,81 @@ pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, 
             .collect::<Result<Vec<_>, _>>()?;
         out.push(last.with_quick_replies(items));
     }
+    let mut out: Vec<Rendered> = out.into_iter().map(Rendered::Message).collect();
+    if typing {
+        out.insert(0, Rendered::Typing);
+    }
     Ok(out)
+}
+
+/// Checks a message object against the Send API's text and quick reply limits.
+pub(crate) fn check_message(message: &Message) -> Result<(), Error> {
+    if let Some(text) = message.text_content()
+        && text.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(Error::invalid_request(format!(
+            "messenger: a text message holds at most {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    let quick_replies = message
+        .as_json()
+        .get("quick_replies")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if quick_replies > MAX_QUICK_REPLIES {
+        return Err(Error::invalid_request(format!(
+            "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {quick_replies}"
+        )));
+    }
+    Ok(())
+}
+
+/// Cards as a generic template: one element each.
+fn generic(cards: &[Card]) -> Result<Message, Error> {
+    if cards.is_empty() || cards.len() > MAX_GENERIC_ELEMENTS {
+        return Err(Error::invalid_request(format!(
+            "messenger: a carousel holds 1 to {MAX_GENERIC_ELEMENTS} cards, got {}",
+            cards.len()
+        )));
+    }
+    let elements = cards.iter().map(element).collect::<Result<Vec<_>, _>>()?;
+    let message = GenericTemplate::new(elements).to_message();
+    check_template(&message)?;
+    Ok(message)
+}
+
+fn element(card: &Card) -> Result<GenericElement, Error> {
+    if card.title.is_empty() || card.title.chars().count() > MAX_ELEMENT_TEXT_CHARS {
+        return Err(Error::invalid_request(format!(
+            "messenger: a card title holds 1 to {MAX_ELEMENT_TEXT_CHARS} characters"
+        )));
+    }
+    if card.buttons.len() > MAX_BUTTONS {
+        return Err(Error::invalid_request(format!(
+            "messenger: a card holds at most {MAX_BUTTONS} buttons, got {}",
+            card.buttons.len()
+        )));
+    }
+    let mut element = GenericElement::new(card.title.clone());
+    if let Some(text) = &card.text {
+        element = element.subtitle(text.clone());
+    }
+    if let Some(image) = &card.image {
+        element = element.image_url(image.url.clone());
+    }
+    match &card.default_action {
+        None => {}
+        Some(outbound::Action::Url(url)) => element = element.default_url(url.clone()),
+        Some(other) => {
+            return Err(Error::invalid_request(format!(
+                "messenger: a card's default action opens a URL; {other:?} has no equivalent"
+            )));
+        }
+    }
+    for b in &card.buttons {
+        element = element.button(button(b)?);
+    }
+    Ok(element)
 }
 
 fn check_title(kind: &str, title: &str) -> Result<(), Error> {
@@ -134,23 +302,22 @@ fn buttons(text: Option<&str>, buttons: &[outbound::Button]) -> Result<Message, 
             buttons.len()
         )));
     }
-    let mapped = buttons
-        .iter()
-        .map(|b| {
-            check_title("button", &b.label)?;
-            match &b.action {
-                outbound::Action::Postback(data) => {
-                    check_payload(data)?;
-                    Ok(Button::postback(b.label.clone(), data.clone()))
-                }
-                outbound::Action::Url(url) => Ok(Button::web_url(b.label.clone(), url.clone())),
-                other => Err(Error::invalid_request(format!(
-                    "messenger: a button cannot {other:?}; use a quick reply to send text"
-                ))),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mapped = buttons.iter().map(button).collect::<Result<Vec<_>, _>>()?;
     Ok(Message::buttons(text, mapped))
+}
+
+fn button(b: &outbound::Button) -> Result<Button, Error> {
+    check_title("button", &b.label)?;
+    match &b.action {
+        outbound::Action::Postback(data) => {
+            check_payload(data)?;
+            Ok(Button::postback(b.label.clone(), data.clone()))
+        }
+        outbound::Action::Url(url) => Ok(Button::web_url(b.label.clone(), url.clone())),
+        other => Err(Error::invalid_request(format!(
+            "messenger: a button cannot {other:?}; use a quick reply to send text"
+        ))),
+    }
 }
 
 /// Splits `text` into pieces of at most `max` characters, at the last line break or space
@@ -180,7 +347,7 @@ fn split_text(text: &str, max: usize) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use bot_core::outbound::{Button as CoreButton, QuickReply as CoreQuickReply};
+    use bot_core::outbound::{Button as CoreButton, Card, QuickReply as CoreQuickReply};
 
     #[test]
     fn neutral_messages_map_to_send_api_objects() {
@@ -292,5 +459,77 @@ mod tests {
             action: outbound::Action::Message("Yes".into()),
         });
         assert!(to_messenger_messages(&same_text).is_ok());
+    }
+
+    fn card(title: &str) -> Card {
+        Card::new(title)
+            .text("sub")
+            .image("https://x/c.png")
+            .button(CoreButton::postback("Buy", "buy"))
+            .default_action(outbound::Action::Url("https://x/c".into()))
+    }
+
+    #[test]
+    fn cards_become_generic_templates_and_files_attachments() {
+        let out = to_messenger_messages(&OutgoingMessage::card(card("A"))).unwrap();
+        let payload = &out[0].as_json()["attachment"]["payload"];
+        assert_eq!(payload["template_type"], "generic");
+        let element = &payload["elements"][0];
+        assert_eq!(element["title"], "A");
+        assert_eq!(element["subtitle"], "sub");
+        assert_eq!(element["image_url"], "https://x/c.png");
+        assert_eq!(element["default_action"]["url"], "https://x/c");
+        assert_eq!(element["buttons"][0]["payload"], "buy");
+
+        let ten = OutgoingMessage::carousel((0..10).map(|i| card(&format!("c{i}"))));
+        let out = to_messenger_messages(&ten).unwrap();
+        assert_eq!(
+            out[0].as_json()["attachment"]["payload"]["elements"]
+                .as_array()
+                .unwrap()
+                .len(),
+            10
+        );
+        let refused = |m: OutgoingMessage| to_messenger_messages(&m).unwrap_err().kind();
+        let eleven = OutgoingMessage::carousel((0..11).map(|i| card(&format!("c{i}"))));
+        assert_eq!(refused(eleven), ErrorKind::InvalidRequest);
+        let four = (0..4).fold(Card::new("t"), |c, i| {
+            c.button(CoreButton::postback(format!("{i}"), "p"))
+        });
+        assert_eq!(
+            refused(OutgoingMessage::card(four)),
+            ErrorKind::InvalidRequest
+        );
+        let postback_default =
+            Card::new("t").default_action(outbound::Action::Postback("p".into()));
+        assert_eq!(
+            refused(OutgoingMessage::card(postback_default)),
+            ErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            refused(OutgoingMessage::card(Card::new("x".repeat(81)))),
+            ErrorKind::InvalidRequest
+        );
+
+        let file =
+            to_messenger_messages(&OutgoingMessage::file("https://x/a.pdf", "a.pdf")).unwrap();
+        assert_eq!(file[0].attachment_type(), Some("file"));
+        assert_eq!(
+            file[0].as_json()["attachment"]["payload"]["url"],
+            "https://x/a.pdf"
+        );
+        assert_eq!(
+            render(&OutgoingMessage::typing()).unwrap(),
+            [Rendered::Typing]
+        );
+    }
+
+    #[test]
+    fn texts_over_the_limit_are_refused_before_sending() {
+        let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
+        assert_eq!(
+            check_message(&long).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
     }
 }

@@ -54,7 +54,8 @@ pub struct Card {
     /// An image above the title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Image>,
-    /// Buttons under the text: at most 3 on Messenger, 4 on LINE, 25 per message on Discord.
+    /// Buttons under the text: at most 3 on Messenger, 25 a message on Discord; LINE counts only
+    /// the bubble's 30 KB.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buttons: Vec<Button>,
     /// What tapping the card itself does. Messenger and Discord take only [`Action::Url`].

@@ -8,7 +8,7 @@ pub const SENT_PARTS_TTL: std::time::Duration = std::time::Duration::from_secs(6
 /// How many parts a [`SentParts`] remembers at most by default; the oldest are forgotten first.
 pub const MAX_SENT_PARTS: usize = 100_000;
 
-/// An event, the index of a send for it ([`Target::send_index`]), and the part of that send.
+/// An event, the index of a send for it ([`Target::send_index`](super::Target::send_index)), and the part of that send.
 pub type PartKey = (EventId, u32, usize);
 
 /// The parts, and the order they came in for expiry.

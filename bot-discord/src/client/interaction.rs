@@ -68,10 +68,25 @@ impl DiscordClient {
         let Some(first) = bodies.next() else {
             return Ok(());
         };
-        let response = json!({"type": CHANNEL_MESSAGE, "data": first});
+        // A modal is a response of its own; anything after it goes out as follow-ups.
+        let callback = crate::render::is_callback(&first);
+        let response = if callback {
+            first.clone()
+        } else {
+            json!({"type": CHANNEL_MESSAGE, "data": first})
+        };
+        if callback && bodies.as_slice().iter().any(crate::render::is_callback) {
+            return Err(Error::invalid_request(
+                "discord: an interaction takes one modal, as its first response",
+            )
+            .into());
+        }
         let respond = async {
             match self.pending.route(interaction_id, response.clone()) {
                 Route::Answered => Ok(()),
+                Route::FollowUp if callback => Err(Error::invalid_request(
+                    "discord: a modal must be the first response; this interaction was deferred",
+                )),
                 Route::FollowUp => self.follow_up(application_id, token, &first).await,
                 Route::Callback => match self
                     .http

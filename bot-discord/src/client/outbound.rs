@@ -18,6 +18,9 @@ impl Outbound for DiscordClient {
         target: &Target,
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
+        if messages.iter().any(OutgoingMessage::is_typing) {
+            self.typing(&target.conversation).await?;
+        }
         match (&target.reply_token, &target.in_reply_to) {
             (Some(token), Some(interaction)) => {
                 self.answer_interaction(

@@ -24,6 +24,11 @@ impl DiscordClient {
         reply_to: Option<&str>,
     ) -> Result<(), Error> {
         let bodies = crate::render::bodies(messages)?;
+        if bodies.iter().any(crate::render::is_callback) {
+            return Err(Error::invalid_request(
+                "discord: a modal answers an interaction; it cannot be posted in a channel",
+            ));
+        }
         for (part, mut body) in bodies.into_iter().enumerate() {
             let key = send.map(|(event, send_index)| (event.clone(), send_index, part));
             if key.as_ref().is_some_and(|k| self.sent.contains(k)) {

@@ -11,9 +11,7 @@ use uuid::Uuid;
 use super::builder::{LineClient, endpoint};
 use super::spec::{ACCEPTED_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
 use crate::error::Error;
-use crate::model::send::{
-    MAX_MESSAGES_PER_CALL, MAX_MULTICAST_RECIPIENTS, Message, SendOutcome, SentMessages,
-};
+use crate::model::send::{MAX_MULTICAST_RECIPIENTS, Message, SendOutcome, SentMessages};
 
 /// Namespace of the retry keys derived from event ids (UUID v5).
 const RETRY_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6e65_2d72_6574_7279_2d6b_6579_0001);
@@ -70,7 +68,7 @@ impl LineClient {
         messages: &[Message],
         deadline: Option<Instant>,
     ) -> Result<SendOutcome, Error> {
-        check_count(messages)?;
+        crate::render::check_count(messages)?;
         let call = Call::post(endpoint::REPLY, "/v2/bot/message/reply")
             .json(&json!({"replyToken": reply_token, "messages": messages}))?
             .idempotent(true);
@@ -100,7 +98,7 @@ impl LineClient {
         retry_key: Option<RetryKey>,
         deadline: Option<Instant>,
     ) -> Result<SendOutcome, Error> {
-        check_count(messages)?;
+        crate::render::check_count(messages)?;
         let call = keyed(
             Call::post(endpoint::PUSH, "/v2/bot/message/push"),
             retry_key,
@@ -122,7 +120,7 @@ impl LineClient {
         messages: &[Message],
         retry_key: Option<RetryKey>,
     ) -> Result<SendOutcome, Error> {
-        check_count(messages)?;
+        crate::render::check_count(messages)?;
         if to.is_empty() || to.len() > MAX_MULTICAST_RECIPIENTS {
             return Err(Error::invalid_request(format!(
                 "line: multicast takes 1 to {MAX_MULTICAST_RECIPIENTS} recipients, got {}",
@@ -142,16 +140,6 @@ impl LineClient {
 fn keyed(call: Call, key: Option<RetryKey>) -> Call {
     let key = key.unwrap_or_else(RetryKey::random);
     call.idempotency_key(key.as_uuid().hyphenated().to_string())
-}
-
-fn check_count(messages: &[Message]) -> Result<(), Error> {
-    if messages.is_empty() || messages.len() > MAX_MESSAGES_PER_CALL {
-        return Err(Error::invalid_request(format!(
-            "line: a call carries 1 to {MAX_MESSAGES_PER_CALL} messages, got {}",
-            messages.len()
-        )));
-    }
-    Ok(())
 }
 
 fn outcome(answer: &Answer) -> SendOutcome {

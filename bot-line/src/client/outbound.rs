@@ -139,12 +139,14 @@ impl Outbound for LineClient {
         target: &Target,
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
-        let mut line_messages = Vec::with_capacity(messages.len());
-        for message in &messages {
-            line_messages.extend(crate::render::to_line_messages(message)?);
+        let (typing, line_messages) = crate::render::render_send(&messages)?;
+        drop(messages); // converted: not held for the seconds the call may take
+        if typing {
+            self.typing(&target.conversation).await?; // first: one reply call takes the messages
         }
-        // Converted: not held for the seconds the call may take.
-        drop(messages);
+        if typing && line_messages.is_empty() {
+            return Ok(());
+        }
         Ok(self.send_line(target, line_messages).await?)
     }
 

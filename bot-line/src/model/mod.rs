@@ -53,6 +53,7 @@ macro_rules! string_enum {
 
 mod channel;
 mod event;
+pub mod flex;
 mod message;
 mod rich_menu;
 pub mod send;

@@ -7,10 +7,7 @@ use serde_json::{Value, json};
 
 use super::builder::{MEDIA, MessengerClient, SEND};
 use crate::error::Error;
-use crate::model::send::{
-    MAX_QUICK_REPLIES, MAX_TEXT_CHARS, Message, MessagingType, Recipient, SendResponse,
-    SenderAction,
-};
+use crate::model::send::{Message, MessagingType, Recipient, SendResponse, SenderAction};
 
 /// The Send API path under the base.
 pub const SEND_PATH: &str = "/me/messages";
@@ -49,7 +46,7 @@ impl MessengerClient {
         messaging_type: &MessagingType,
         deadline: Instant,
     ) -> Result<SendResponse, Error> {
-        check_message(message)?;
+        crate::render::check_message(message)?;
         let mut body = json!({
             "recipient": recipient.to_json(),
             "messaging_type": messaging_type.as_str(),
@@ -96,38 +93,17 @@ impl MessengerClient {
     }
 }
 
-fn check_message(message: &Message) -> Result<(), Error> {
-    if let Some(text) = message.text_content()
-        && text.chars().count() > MAX_TEXT_CHARS
-    {
-        return Err(Error::invalid_request(format!(
-            "messenger: a text message holds at most {MAX_TEXT_CHARS} characters"
-        )));
-    }
-    let quick_replies = message
-        .as_json()
-        .get("quick_replies")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    if quick_replies > MAX_QUICK_REPLIES {
-        return Err(Error::invalid_request(format!(
-            "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {quick_replies}"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use crate::model::send::QuickReply;
+    use crate::model::send::{MAX_QUICK_REPLIES, MAX_TEXT_CHARS, QuickReply};
 
     #[test]
     fn messages_over_the_limits_are_refused_before_sending() {
         let long = Message::text("x".repeat(MAX_TEXT_CHARS + 1));
         assert_eq!(
-            check_message(&long).unwrap_err().kind(),
+            crate::render::check_message(&long).unwrap_err().kind(),
             ErrorKind::InvalidRequest
         );
         let chips = (0..=MAX_QUICK_REPLIES)
@@ -135,9 +111,9 @@ mod tests {
             .collect();
         let many = Message::text("pick").with_quick_replies(chips);
         assert_eq!(
-            check_message(&many).unwrap_err().kind(),
+            crate::render::check_message(&many).unwrap_err().kind(),
             ErrorKind::InvalidRequest
         );
-        assert!(check_message(&Message::text("x".repeat(MAX_TEXT_CHARS))).is_ok());
+        assert!(crate::render::check_message(&Message::text("x".repeat(MAX_TEXT_CHARS))).is_ok());
     }
 }

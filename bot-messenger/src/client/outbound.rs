@@ -22,9 +22,9 @@ impl Outbound for MessengerClient {
         target: &Target,
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
-        let mut mapped = Vec::with_capacity(messages.len());
-        for message in &messages {
-            mapped.extend(crate::render::to_messenger_messages(message)?);
+        let (typing, mapped) = crate::render::render_send(&messages)?;
+        if typing {
+            self.typing(&target.conversation).await?; // alone, as sender actions must be, and first
         }
         let recipient = Recipient::for_conversation(target.conversation.as_str());
         let deadline = self.api.deadline_from_now();

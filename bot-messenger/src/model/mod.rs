@@ -12,6 +12,7 @@ mod message;
 pub mod profile;
 pub mod send;
 pub mod subscription;
+pub mod template;
 mod webhook;
 
 pub use message::{

@@ -5,6 +5,8 @@
 //! variants, and every field Discord may leave out is optional, so a new Discord feature never
 //! fails a parse. Snowflakes are strings, as Discord's JSON sends them.
 
+pub mod components;
+
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
