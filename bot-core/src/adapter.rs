@@ -242,6 +242,26 @@ impl Ingress {
         (status, reason).into_response()
     }
 
+    /// Refuses a webhook body that is not the platform's JSON with 400 (`malformed_json`), as
+    /// [`Ingress::refuse`]; the debug line says where and what kind of error, never the body's
+    /// content (serde_json's message may quote its values).
+    pub fn refuse_malformed(
+        &self,
+        platform: &Platform,
+        error: &serde_json::Error,
+        body_len: usize,
+    ) -> Response {
+        tracing::debug!(
+            %platform,
+            category = ?error.classify(),
+            line = error.line(),
+            column = error.column(),
+            bytes = body_len,
+            "webhook body is not the platform's JSON"
+        );
+        self.refuse(platform, StatusCode::BAD_REQUEST, "malformed_json")
+    }
+
     /// Counts a refused request and logs it, at most once per interval.
     pub(crate) fn note_refused(
         &self,

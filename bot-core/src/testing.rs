@@ -30,6 +30,9 @@
 //! `#[tokio::test(start_paused = true)]`.
 
 pub mod fake_api;
+mod signed_webhook;
+
+pub use signed_webhook::{SignedWebhook, check_known_signatures};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bot_core::adapter::{Attach, Clients};
 use bot_core::api::ApiConfig;
 use bot_core::outbound::Channels;
-use bot_core::{Adapter, ChannelId, Ingress, Outbound, Platform, Secret};
+use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
 
 use crate::client::{ConfigureApi, DEFAULT_API_BASE, LineClient, LineClientBuilder};
 use crate::error::Error;
@@ -162,26 +162,13 @@ impl LineBuilder {
         {
             return Err(Error::config("line: a channel secret is empty"));
         }
-        // Other channels send where the first does, unless told otherwise.
-        let first_base = self.client.api_config().base().to_owned();
-        let base = |mut client: LineClientBuilder| {
-            if client.api_config().base() == DEFAULT_API_BASE {
-                client = client.api_base(first_base.clone());
-            }
-            client
-        };
-        let mut more = Vec::with_capacity(self.channels.len());
-        for channel in &self.channels {
-            let client = base(channel.client.clone()).build()?;
-            more.push((ChannelId::new(&channel.destination), client));
-        }
-        let clients = Channels::from_parts(
+        let clients = Channels::from_builders(
             &Platform::LINE,
-            self.webhook.destination.as_deref().map(ChannelId::new),
-            self.client.clone().build()?,
-            more,
-        )
-        .map_err(|e| Error::config(e.to_string()))?;
+            DEFAULT_API_BASE,
+            self.webhook.destination.as_deref(),
+            self.client.clone(),
+            (self.channels.iter()).map(|c| (c.destination.as_str(), c.client.clone())),
+        )?;
         self.webhook.channels = self
             .channels
             .iter()
@@ -306,17 +293,14 @@ impl Adapter for Line {
     }
 
     fn register_clients(&self, clients: &mut Clients) {
-        clients.insert(Arc::new(self.clients.default_client().clone()));
-        clients.insert(Arc::new(self.clients.clone()));
+        self.clients.register(clients);
     }
 
     /// The clients record their calls in the bot's telemetry.
     fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
         let telemetry = bot.telemetry();
-        self.clients = self
-            .clients
-            .clone()
-            .map(|_, client| client.with_telemetry(telemetry.clone()));
+        self.clients
+            .update(|client| client.with_telemetry(telemetry.clone()));
         Ok(())
     }
 

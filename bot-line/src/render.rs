@@ -13,7 +13,7 @@
 //! | platform message | LINE's JSON as-is; another platform's: its fallback, or refused |
 
 use bot_core::Platform;
-use bot_core::outbound::{self, Card, OutgoingMessage, Rendering, Rich};
+use bot_core::outbound::{self, Card, OutgoingMessage, Rich, collect_into};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -26,14 +26,8 @@ use crate::model::send::{
     MAX_TEMPLATE_TEXT_CHARS, MAX_TEXT_CHARS, Message, QuickReplyItem,
 };
 
-/// What a neutral message becomes on LINE: a message object, or a loading animation request.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Rendered {
-    /// A message object for reply or push.
-    Message(Message),
-    /// Show the loading animation (`POST /v2/bot/chat/loading/start`).
-    Typing,
-}
+/// What a neutral message becomes here: a message object, or a typing indicator.
+pub(crate) type Rendered = bot_core::outbound::Rendered<Message>;
 
 /// Maps a platform-neutral message to LINE message objects (a typing indicator is not one, and
 /// is left out): text, image, a buttons template for buttons (with the image as its thumbnail),
@@ -48,28 +42,12 @@ pub(crate) enum Rendered {
 /// or a carousel over 50 KB), uses an action LINE has no equivalent for, or is another
 /// platform's message without a fallback.
 pub fn to_line_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error> {
-    Ok(render(message)?
-        .into_iter()
-        .filter_map(|r| match r {
-            Rendered::Message(m) => Some(m),
-            Rendered::Typing => None,
-        })
-        .collect())
+    Ok(bot_core::outbound::messages_of(render(message)?))
 }
 
 /// The messages of one send: whether a typing indicator goes first, and the message objects.
 pub(crate) fn render_send(messages: &[OutgoingMessage]) -> Result<(bool, Vec<Message>), Error> {
-    let mut typing = false;
-    let mut out = Vec::with_capacity(messages.len());
-    for message in messages {
-        for rendered in render(message)? {
-            match rendered {
-                Rendered::Message(m) => out.push(m),
-                Rendered::Typing => typing = true,
-            }
-        }
-    }
-    Ok((typing, out))
+    bot_core::outbound::render_send(messages, render)
 }
 
 /// As [`to_line_messages`], with the typing indicator as a [`Rendered::Typing`] first.
@@ -82,23 +60,12 @@ pub(crate) fn render(message: &OutgoingMessage) -> Result<Vec<Rendered>, Error> 
         Some(Rich::Card(card)) => out.push(flex(&card.title, bubble(card)?.into())?),
         Some(Rich::Carousel { cards }) => out.push(carousel(cards)?),
         Some(Rich::File(file)) => out.push(text(&format!("{}\n{}", file.name, file.url))?),
-        Some(Rich::Platform(platform)) => match platform.render_on(&Platform::LINE) {
-            Some(Rendering::Native(json)) => out.push(Message::from_json(json.clone())),
-            Some(Rendering::Fallback(fallback)) => {
-                for rendered in render(fallback)? {
-                    match rendered {
-                        Rendered::Message(m) => out.push(m),
-                        Rendered::Typing => typing = true,
-                    }
-                }
-            }
-            _ => {
-                return Err(Error::invalid_request(format!(
-                    "line: a {} message without a fallback cannot go to LINE",
-                    platform.platform()
-                )));
-            }
-        },
+        Some(Rich::Platform(platform)) => {
+            let native = |json: &serde_json::Value| Ok(Message::from_json(json.clone()));
+            let rendered =
+                platform.render_for(&Platform::LINE, native, render, Error::invalid_request);
+            typing |= collect_into(rendered?, &mut out);
+        }
         Some(other) => {
             return Err(Error::invalid_request(format!(
                 "line: no LINE message for {other:?}"

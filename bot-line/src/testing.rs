@@ -426,37 +426,11 @@ impl WebhookBuilder {
 
     /// The body signed with `channel_secret`.
     pub fn sign(&self, channel_secret: &Secret) -> SignedWebhook {
-        let body = self.body();
-        SignedWebhook {
-            signature: sign(channel_secret, &body),
-            body,
-        }
+        SignedWebhook::new(self.body(), SIGNATURE_HEADER, |body| {
+            sign(channel_secret, body)
+        })
     }
 }
 
-/// A webhook body with its `x-line-signature`.
-#[derive(Debug, Clone)]
-pub struct SignedWebhook {
-    /// The body.
-    pub body: Bytes,
-    /// The `x-line-signature` value.
-    pub signature: String,
-}
-
-impl SignedWebhook {
-    /// Posts it to `url` over HTTP and returns the status.
-    ///
-    /// # Errors
-    ///
-    /// Fails when the request cannot be made.
-    pub async fn post(&self, url: &str) -> Result<u16, reqwest::Error> {
-        let response = reqwest::Client::new()
-            .post(url)
-            .header(SIGNATURE_HEADER, &self.signature)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(self.body.clone())
-            .send()
-            .await?;
-        Ok(response.status().as_u16())
-    }
-}
+/// A webhook body with its signature (the core's type).
+pub use bot_core::testing::SignedWebhook;

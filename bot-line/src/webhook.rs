@@ -21,11 +21,10 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use base64::Engine as _;
+use bot_core::signature::{check_header, hmac_sha256, verify_hmac_sha256};
 use bot_core::{ChannelId, Ingress, Platform, Secret};
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode};
-use sha2::Sha256;
 
 use crate::event::parse_body;
 
@@ -34,34 +33,12 @@ pub const SIGNATURE_HEADER: &str = "x-line-signature";
 /// The default path of the webhook.
 pub const DEFAULT_PATH: &str = "/line/webhook";
 
-/// Why a request's signature was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SignatureError {
-    /// No `x-line-signature` header.
-    Missing,
-    /// The header is not valid base64 of a SHA-256 MAC.
-    Malformed,
-    /// The signature does not match the body and the channel secret.
-    Mismatch,
-}
-
-impl std::fmt::Display for SignatureError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SignatureError::Missing => "missing x-line-signature header",
-            SignatureError::Malformed => "x-line-signature is not a base64 HMAC-SHA256",
-            SignatureError::Mismatch => "x-line-signature does not match the body",
-        })
-    }
-}
-
-impl std::error::Error for SignatureError {}
+/// Why a request's signature was refused (the core's, shared by every adapter).
+pub use bot_core::signature::SignatureError;
 
 /// Computes `x-line-signature` for `body`: base64(HMAC-SHA256(channel secret, body)).
 pub fn sign(channel_secret: &Secret, body: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD
-        .encode(mac(channel_secret, body).finalize().into_bytes())
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(channel_secret, body))
 }
 
 /// Checks `signature` (the header's value) against `body` in constant time.
@@ -78,19 +55,7 @@ pub fn verify(
     let presented = base64::engine::general_purpose::STANDARD
         .decode(signature.trim_ascii())
         .map_err(|_| SignatureError::Malformed)?;
-    if presented.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
-    mac(channel_secret, body)
-        .verify_slice(&presented)
-        .map_err(|_| SignatureError::Mismatch)
-}
-
-fn mac(channel_secret: &Secret, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(channel_secret.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac
+    verify_hmac_sha256(channel_secret, body, &presented)
 }
 
 /// What the webhook needs: its path, the channel secret, and what to deliver.
@@ -233,10 +198,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
             "unknown_destination",
         );
     };
-    let checked = match headers.get(SIGNATURE_HEADER) {
-        None => Err(SignatureError::Missing),
-        Some(signature) => verify(secret, &body, signature.as_bytes()),
-    };
+    let checked = check_header(&headers, SIGNATURE_HEADER, |s| verify(secret, &body, s));
     if let Err(error) = checked {
         // Anyone can send these: `refuse` logs them at WARN once per interval, and counts each.
         tracing::debug!(%error, "line webhook refused");
@@ -252,17 +214,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
             ingress.skipped(&Platform::LINE, "standby", standby);
             ingress.submit_and_answer(events).await
         }
-        Err(error) => {
-            // serde_json's message may quote the body; log where and what kind, not its content.
-            tracing::debug!(
-                category = ?error.classify(),
-                line = error.line(),
-                column = error.column(),
-                bytes = body.len(),
-                "line webhook body is not a webhook"
-            );
-            ingress.refuse(&Platform::LINE, StatusCode::BAD_REQUEST, "malformed_json")
-        }
+        Err(error) => ingress.refuse_malformed(&Platform::LINE, &error, body.len()),
     }
 }
 
@@ -290,14 +242,7 @@ mod tests {
                 "3q8QXTAGaey18yL8FWTqdVlbMr6hcuNvM4tefa0o9nA=",
             ),
         ];
-        for (secret, body, expected) in cases {
-            let secret = Secret::new(secret);
-            assert_eq!(sign(&secret, body.as_bytes()), expected);
-            assert_eq!(
-                verify(&secret, body.as_bytes(), expected.as_bytes()),
-                Ok(())
-            );
-        }
+        bot_core::testing::check_known_signatures(&cases, sign, verify);
     }
 
     #[test]

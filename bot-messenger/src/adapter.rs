@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bot_core::adapter::{Attach, Clients};
 use bot_core::outbound::Channels;
-use bot_core::{Adapter, ChannelId, Ingress, Outbound, Platform, Secret};
+use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
 
 use crate::client::{ConfigureApi, DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder};
 use crate::error::Error;
@@ -139,7 +139,7 @@ impl MessengerBuilder {
     /// [`crate::ErrorKind::Config`] when a secret is empty, the path does not start with `/`, a
     /// client's configuration is invalid, or with several pages the first has no id or two have
     /// the same.
-    pub fn build(mut self) -> Result<Messenger, Error> {
+    pub fn build(self) -> Result<Messenger, Error> {
         if self.webhook.app_secret.is_empty() {
             return Err(Error::config("messenger: the app secret is empty"));
         }
@@ -152,25 +152,13 @@ impl MessengerBuilder {
                 self.webhook.path
             )));
         }
-        // Other pages send where the first does, unless told otherwise.
-        let first_base = self.client.api_config().base().to_owned();
-        let base = |mut client: MessengerClientBuilder| {
-            if client.api_config().base() == DEFAULT_API_BASE {
-                client = client.api_base(first_base.clone());
-            }
-            client
-        };
-        let mut more = Vec::with_capacity(self.pages.len());
-        for (id, client) in &self.pages {
-            more.push((ChannelId::new(id), base(client.clone()).build()?));
-        }
-        let clients = Channels::from_parts(
+        let clients = Channels::from_builders(
             &Platform::MESSENGER,
-            self.page_id.as_deref().map(ChannelId::new),
-            self.client.clone().build()?,
-            more,
-        )
-        .map_err(|e| Error::config(e.to_string()))?;
+            DEFAULT_API_BASE,
+            self.page_id.as_deref(),
+            self.client.clone(),
+            (self.pages.iter()).map(|(id, client)| (id.as_str(), client.clone())),
+        )?;
         Ok(Messenger {
             webhook: self.webhook,
             clients,
@@ -296,10 +284,8 @@ impl Adapter for Messenger {
     /// The client records its calls in the bot's telemetry from now on.
     fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
         let telemetry = bot.telemetry();
-        self.clients = self
-            .clients
-            .clone()
-            .map(|_, client| client.with_telemetry(telemetry.clone()));
+        self.clients
+            .update(|client| client.with_telemetry(telemetry.clone()));
         Ok(())
     }
 
@@ -308,8 +294,7 @@ impl Adapter for Messenger {
     }
 
     fn register_clients(&self, clients: &mut Clients) {
-        clients.insert(Arc::new(self.clients.default_client().clone()));
-        clients.insert(Arc::new(self.clients.clone()));
+        self.clients.register(clients);
     }
 
     fn routes(&self, ingress: Ingress) -> Option<axum::Router> {

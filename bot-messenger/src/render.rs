@@ -13,7 +13,7 @@
 //! | platform message | Messenger's `message` JSON as-is (templates checked against their limits); another platform's: its fallback, or refused |
 
 use bot_core::Platform;
-use bot_core::outbound::{self, Card, OutgoingMessage, Rendering, Rich};
+use bot_core::outbound::{self, Card, OutgoingMessage, Rich, collect_into};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -26,14 +26,8 @@ use crate::model::template::{
     GenericElement, GenericTemplate, MAX_ELEMENT_TEXT_CHARS, MAX_GENERIC_ELEMENTS, check_template,
 };
 
-/// What a neutral message becomes on Messenger: a message object, or a typing indicator.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Rendered {
-    /// A `message` object for the Send API.
-    Message(Message),
-    /// `sender_action: typing_on`.
-    Typing,
-}
+/// What a neutral message becomes here: a message object, or a typing indicator.
+pub(crate) type Rendered = bot_core::outbound::Rendered<Message>;
 
 /// Maps a platform-neutral message to Send API message objects (a typing indicator is not one,
 /// and is left out):
@@ -59,28 +53,12 @@ pub(crate) enum Rendered {
 /// reply whose text is not its label, a card whose default action is not a URL), or is another
 /// platform's message without a fallback.
 pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error> {
-    Ok(render(message)?
-        .into_iter()
-        .filter_map(|r| match r {
-            Rendered::Message(m) => Some(m),
-            Rendered::Typing => None,
-        })
-        .collect())
+    Ok(bot_core::outbound::messages_of(render(message)?))
 }
 
 /// The messages of one send: whether a typing indicator goes first, and the message objects.
 pub(crate) fn render_send(messages: &[OutgoingMessage]) -> Result<(bool, Vec<Message>), Error> {
-    let mut typing = false;
-    let mut out = Vec::with_capacity(messages.len());
-    for message in messages {
-        for rendered in render(message)? {
-            match rendered {
-                Rendered::Message(m) => out.push(m),
-                Rendered::Typing => typing = true,
-            }
-        }
-    }
-    Ok((typing, out))
+    bot_core::outbound::render_send(messages, render)
 }
 
 /// As [`to_messenger_messages`], with the typing indicator as a [`Rendered::Typing`] first.
@@ -111,27 +89,15 @@ pub(crate) fn render(message: &OutgoingMessage) -> Result<Vec<Rendered>, Error> 
         Some(Rich::Card(card)) => out.push(generic(std::slice::from_ref(card))?),
         Some(Rich::Carousel { cards }) => out.push(generic(cards)?),
         Some(Rich::File(file)) => out.push(Message::media("file", file.url.clone())),
-        Some(Rich::Platform(platform)) => match platform.render_on(&Platform::MESSENGER) {
-            Some(Rendering::Native(json)) => {
+        Some(Rich::Platform(platform)) => {
+            let native = |json: &serde_json::Value| {
                 let native = Message::from_json(json.clone());
-                check_template(&native)?;
-                out.push(native);
-            }
-            Some(Rendering::Fallback(fallback)) => {
-                for rendered in render(fallback)? {
-                    match rendered {
-                        Rendered::Message(m) => out.push(m),
-                        Rendered::Typing => typing = true,
-                    }
-                }
-            }
-            _ => {
-                return Err(Error::invalid_request(format!(
-                    "messenger: a {} message without a fallback cannot go to Messenger",
-                    platform.platform()
-                )));
-            }
-        },
+                check_template(&native).map(|()| native)
+            };
+            let rendered =
+                platform.render_for(&Platform::MESSENGER, native, render, Error::invalid_request);
+            typing |= collect_into(rendered?, &mut out);
+        }
         Some(other) => {
             return Err(Error::invalid_request(format!(
                 "messenger: no Messenger message for {other:?}"

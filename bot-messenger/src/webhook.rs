@@ -27,12 +27,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bot_core::signature::{check_header, hmac_sha256, verify_hmac_sha256};
 use bot_core::{Ingress, Platform, Secret};
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
-use sha2::Sha256;
 
 use crate::event::{MessengerEventExt as _, parse_bytes};
 
@@ -43,44 +42,17 @@ pub const DEFAULT_PATH: &str = "/messenger/webhook";
 
 const SIGNATURE_PREFIX: &str = "sha256=";
 
-/// Why a request's signature was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SignatureError {
-    /// No `X-Hub-Signature-256` header.
-    Missing,
-    /// The header is not `sha256=` and 64 hex digits.
-    Malformed,
-    /// The signature does not match the body and the app secret.
-    Mismatch,
-}
-
-impl std::fmt::Display for SignatureError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SignatureError::Missing => "missing x-hub-signature-256 header",
-            SignatureError::Malformed => "x-hub-signature-256 is not sha256=<hex HMAC-SHA256>",
-            SignatureError::Mismatch => "x-hub-signature-256 does not match the body",
-        })
-    }
-}
-
-impl std::error::Error for SignatureError {}
+/// Why a request's signature was refused (the core's, shared by every adapter).
+pub use bot_core::signature::SignatureError;
 
 /// Computes `X-Hub-Signature-256` for `body`: `sha256=` and the lowercase hex
 /// HMAC-SHA256(app secret, body).
 pub fn sign(app_secret: &Secret, body: &[u8]) -> String {
-    let digest = mac(app_secret, body).finalize().into_bytes();
-    let mut out = String::with_capacity(SIGNATURE_PREFIX.len() + 64);
-    out.push_str(SIGNATURE_PREFIX);
-    for byte in digest {
-        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
+    format!(
+        "{SIGNATURE_PREFIX}{}",
+        hex::encode(hmac_sha256(app_secret, body))
+    )
 }
-
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Checks `signature` (the header's value) against the raw `body` in constant time.
 ///
@@ -89,41 +61,12 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// [`SignatureError::Malformed`] when it is not `sha256=` and 64 hex digits,
 /// [`SignatureError::Mismatch`] when it is not the body's MAC.
 pub fn verify(app_secret: &Secret, body: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-    let hex = signature
+    let digits = signature
         .trim_ascii()
         .strip_prefix(SIGNATURE_PREFIX.as_bytes())
         .ok_or(SignatureError::Malformed)?;
-    let presented = decode_hex_32(hex).ok_or(SignatureError::Malformed)?;
-    mac(app_secret, body)
-        .verify_slice(&presented)
-        .map_err(|_| SignatureError::Mismatch)
-}
-
-/// Decodes exactly 64 hex digits (either case) into 32 bytes.
-fn decode_hex_32(hex: &[u8]) -> Option<[u8; 32]> {
-    fn nibble(digit: u8) -> Option<u8> {
-        match digit {
-            b'0'..=b'9' => Some(digit - b'0'),
-            b'a'..=b'f' => Some(digit - b'a' + 10),
-            b'A'..=b'F' => Some(digit - b'A' + 10),
-            _ => None,
-        }
-    }
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-fn mac(app_secret: &Secret, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac
+    let presented = hex::decode(digits).map_err(|_| SignatureError::Malformed)?;
+    verify_hmac_sha256(app_secret, body, &presented)
 }
 
 /// What the webhook needs: its path, the app secret, the verify token, and what to deliver.
@@ -241,10 +184,8 @@ fn refuse_verification(state: &WebhookState) -> Response {
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
     let ingress = &state.ingress;
-    let checked = match headers.get(SIGNATURE_HEADER) {
-        None => Err(SignatureError::Missing),
-        Some(signature) => verify(&state.config.app_secret, &body, signature.as_bytes()),
-    };
+    let secret = &state.config.app_secret;
+    let checked = check_header(&headers, SIGNATURE_HEADER, |s| verify(secret, &body, s));
     if let Err(error) = checked {
         // Anyone can send these: `refuse` logs them at WARN once per interval, and counts each.
         tracing::debug!(%error, "messenger webhook refused");
@@ -252,21 +193,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
     }
     let batch = match parse_bytes(&body) {
         Ok(batch) => batch,
-        Err(error) => {
-            // Only where and what kind: serde_json's message may quote the body's values.
-            tracing::debug!(
-                category = ?error.classify(),
-                line = error.line(),
-                column = error.column(),
-                bytes = body.len(),
-                "messenger webhook body is not a webhook"
-            );
-            return ingress.refuse(
-                &Platform::MESSENGER,
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-            );
-        }
+        Err(error) => return ingress.refuse_malformed(&Platform::MESSENGER, &error, body.len()),
     };
     if !matches!(
         batch.object,
@@ -310,13 +237,9 @@ mod tests {
                 "sha256=b7b1e7e190c7aace9efb076f2394f2408bf389ed0398c526b97101ab2c84fed3",
             ),
         ];
+        bot_core::testing::check_known_signatures(&cases, sign, verify);
         for (secret, body, expected) in cases {
             let secret = Secret::new(secret);
-            assert_eq!(sign(&secret, body.as_bytes()), expected);
-            assert_eq!(
-                verify(&secret, body.as_bytes(), expected.as_bytes()),
-                Ok(())
-            );
             let upper = expected.replace("sha256=", "").to_ascii_uppercase();
             let upper = format!("sha256={upper}");
             assert_eq!(verify(&secret, body.as_bytes(), upper.as_bytes()), Ok(()));

@@ -157,6 +157,20 @@ pub trait ConfigureApi: Sized {
     }
 }
 
+/// A platform client's builder, as an adapter serving several channels builds one client per
+/// channel ([`crate::outbound::Channels::from_builders`]).
+pub trait BuildClient: ConfigureApi + Clone {
+    /// The client it builds.
+    type Client;
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`super::ApiErrorKind::Config`] when the configuration is invalid.
+    fn build_client(self) -> Result<Self::Client, super::ApiError>;
+}
+
 impl ConfigureApi for ApiConfig {
     fn api_config(&mut self) -> &mut ApiConfig {
         self

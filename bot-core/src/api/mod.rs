@@ -25,8 +25,8 @@ mod sent;
 pub use call::{Answer, Call};
 pub use client::{ApiClient, ApiSpec, header_value};
 pub use config::{
-    ApiConfig, ConfigureApi, DEFAULT_DEADLINE, DEFAULT_MAX_RETRY_AFTER, DEFAULT_TIMEOUT,
-    default_retry_policy,
+    ApiConfig, BuildClient, ConfigureApi, DEFAULT_DEADLINE, DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_TIMEOUT, default_retry_policy,
 };
 pub use error::{ApiError, ApiErrorKind, ErrorDetails};
 pub use sent::SentKeys;

@@ -75,6 +75,59 @@ impl<C> Channels<C> {
         Ok(channels)
     }
 
+    /// The clients of an adapter's channels built from their builders: `first` (named
+    /// `first_id`, see [`Channels::from_parts`]) and `more`, by id. A builder of `more` still
+    /// sending to `platform_base` (the platform's own API) sends where `first` does, so that one
+    /// setting points every channel at a proxy or a fake.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::api::ApiErrorKind::Config`] when a client's configuration is invalid, there are
+    /// more channels but the first has no id, or two have the same id.
+    pub fn from_builders<'a, B>(
+        platform: &Platform,
+        platform_base: &str,
+        first_id: Option<&str>,
+        mut first: B,
+        more: impl IntoIterator<Item = (&'a str, B)>,
+    ) -> Result<Self, crate::api::ApiError>
+    where
+        B: crate::api::BuildClient<Client = C>,
+    {
+        let base = first.api_config().base().to_owned();
+        let mut clients = Vec::new();
+        for (id, mut builder) in more {
+            if builder.api_config().base() == platform_base {
+                builder = builder.api_base(base.clone());
+            }
+            clients.push((ChannelId::new(id), builder.build_client()?));
+        }
+        Self::from_parts(
+            platform,
+            first_id.map(ChannelId::new),
+            first.build_client()?,
+            clients,
+        )
+        .map_err(|e| crate::api::ApiError::config(e.to_string()))
+    }
+
+    /// Replaces every client with `f` of it (an adapter gives them the bot's telemetry).
+    pub fn update(&mut self, mut f: impl FnMut(&C) -> C) {
+        for client in self.clients.values_mut() {
+            *client = f(client);
+        }
+    }
+
+    /// Registers the default channel's client and these channels for handlers
+    /// (`cx.client::<C>()`, `cx.client::<Channels<C>>()`).
+    pub fn register(&self, clients: &mut crate::adapter::Clients)
+    where
+        C: Clone + Send + Sync + 'static,
+    {
+        clients.insert(std::sync::Arc::new(self.default_client().clone()));
+        clients.insert(std::sync::Arc::new(self.clone()));
+    }
+
     /// Adds the client of channel `id`.
     ///
     /// # Errors

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::OutgoingMessage;
+use super::{OutgoingMessage, Rendered};
 use crate::event::Platform;
 
 /// A message in one platform's own format, for what no neutral kind expresses (a LINE Flex
@@ -85,6 +85,30 @@ impl PlatformMessage {
             Some(Rendering::Native(&self.body))
         } else {
             self.fallback().map(Rendering::Fallback)
+        }
+    }
+
+    /// What this message becomes on `platform`, for an adapter's renderer: its body through
+    /// `native` on its own platform, its fallback through `render` elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// What `native` or `render` refuse, or `refuse` of a message saying why when there is no
+    /// fallback.
+    pub fn render_for<M, E>(
+        &self,
+        platform: &Platform,
+        native: impl FnOnce(&Value) -> Result<M, E>,
+        render: impl Fn(&OutgoingMessage) -> Result<Vec<Rendered<M>>, E>,
+        refuse: impl FnOnce(String) -> E,
+    ) -> Result<Vec<Rendered<M>>, E> {
+        match self.render_on(platform) {
+            Some(Rendering::Native(body)) => Ok(vec![Rendered::Message(native(body)?)]),
+            Some(Rendering::Fallback(fallback)) => render(fallback),
+            None => Err(refuse(format!(
+                "{platform}: a {} message without a fallback cannot go to {platform}",
+                self.platform
+            ))),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bot_core::api::{Answer, ApiClient, ApiConfig, Call, ConfigureApi, SentKeys};
+use bot_core::api::{Answer, ApiClient, ApiConfig, BuildClient, Call, ConfigureApi, SentKeys};
 use bot_core::telemetry::Telemetry;
 use bot_core::{EventId, Platform, Secret};
 use serde::de::DeserializeOwned;
@@ -149,6 +149,14 @@ pub struct LineClientBuilder {
 impl ConfigureApi for LineClientBuilder {
     fn api_config(&mut self) -> &mut ApiConfig {
         &mut self.config
+    }
+}
+
+impl BuildClient for LineClientBuilder {
+    type Client = LineClient;
+
+    fn build_client(self) -> Result<LineClient, Error> {
+        self.build()
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bot_core::Secret;
-use bot_core::api::{ApiClient, ApiConfig, ConfigureApi, SentKeys};
+use bot_core::api::{ApiClient, ApiConfig, BuildClient, ConfigureApi, SentKeys};
 use bot_core::outbound::{MAX_SENT_PARTS, PartKey, SENT_PARTS_TTL};
 use bot_core::telemetry::Telemetry;
 
@@ -91,6 +91,14 @@ pub struct MessengerClientBuilder {
 impl ConfigureApi for MessengerClientBuilder {
     fn api_config(&mut self) -> &mut ApiConfig {
         &mut self.config
+    }
+}
+
+impl BuildClient for MessengerClientBuilder {
+    type Client = MessengerClient;
+
+    fn build_client(self) -> Result<MessengerClient, Error> {
+        self.build()
     }
 }
 

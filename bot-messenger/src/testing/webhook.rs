@@ -167,40 +167,12 @@ impl WebhookBuilder {
 
     /// The body signed with `app_secret`.
     pub fn sign(&self, app_secret: &Secret) -> SignedWebhook {
-        let body = self.body();
-        SignedWebhook {
-            signature: sign(app_secret, &body),
-            body,
-        }
+        SignedWebhook::new(self.body(), SIGNATURE_HEADER, |body| sign(app_secret, body))
     }
 }
 
-/// A webhook body with its `X-Hub-Signature-256`.
-#[derive(Debug, Clone)]
-pub struct SignedWebhook {
-    /// The body.
-    pub body: Bytes,
-    /// The `X-Hub-Signature-256` value (`sha256=...`).
-    pub signature: String,
-}
-
-impl SignedWebhook {
-    /// Posts it to `url` over HTTP and returns the status.
-    ///
-    /// # Errors
-    ///
-    /// Fails when the request cannot be made.
-    pub async fn post(&self, url: &str) -> Result<u16, reqwest::Error> {
-        let response = reqwest::Client::new()
-            .post(url)
-            .header(SIGNATURE_HEADER, &self.signature)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(self.body.clone())
-            .send()
-            .await?;
-        Ok(response.status().as_u16())
-    }
-}
+/// A webhook body with its signature (the core's type).
+pub use bot_core::testing::SignedWebhook;
 
 /// Makes the verification request Meta sends when the webhook is subscribed, and returns the
 /// status and body.
