@@ -12,7 +12,10 @@ use super::error::{ApiError, ApiErrorKind};
 
 /// One API request: what to send, where, under which rate limit, and whether sending it twice
 /// does harm.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` names the endpoint, never the path or the body: they may hold a token (a Discord
+/// interaction token, a LINE reply token) or a user's words.
+#[derive(Clone)]
 pub struct Call {
     pub(crate) method: Method,
     pub(crate) endpoint: &'static str,
@@ -22,6 +25,19 @@ pub struct Call {
     pub(crate) idempotent: bool,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("method", &self.method)
+            .field("endpoint", &self.endpoint)
+            .field("body_bytes", &self.body.as_ref().map(|(b, _)| b.len()))
+            .field("idempotent", &self.idempotent)
+            .field("keyed", &self.idempotency_key.is_some())
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Call {

@@ -113,7 +113,7 @@ impl<S: ApiSpec> fmt::Debug for ApiClient<S> {
         let s = &self.shared;
         f.debug_struct("ApiClient")
             .field("spec", &s.spec)
-            .field("base", &s.base)
+            .field("server_address", &s.server_address)
             .field("channel", &s.channel)
             .field("retry", &s.retry)
             .field("timeout", &s.timeout)
@@ -228,7 +228,7 @@ impl<S: ApiSpec> ApiClient<S> {
 
     /// When a call made now gives up, by default.
     pub fn deadline_from_now(&self) -> Instant {
-        Instant::now() + self.shared.deadline
+        later(Instant::now(), self.shared.deadline)
     }
 
     /// Makes `call`: waits for its rate limits, sends it, and retries what may succeed and is
@@ -241,8 +241,8 @@ impl<S: ApiSpec> ApiClient<S> {
     ///   otherwise; a hint longer than [`ApiConfig::max_retry_after`], or one that would end past
     ///   the deadline, fails the call at once carrying the hint, so that the runtime retries the
     ///   handler later instead of one handler holding a slot for minutes.
-    /// - A 2xx whose body cannot be read counts as success (with an empty body) for a call that
-    ///   is not idempotent: the platform took it.
+    /// - A 2xx whose body cannot be read counts as success (with an empty body): the platform
+    ///   took the call.
     ///
     /// # Errors
     ///
@@ -258,9 +258,7 @@ impl<S: ApiSpec> ApiClient<S> {
             }
             _ => None,
         };
-        let deadline = call
-            .deadline
-            .unwrap_or_else(|| Instant::now() + shared.deadline);
+        let deadline = call.deadline.unwrap_or_else(|| self.deadline_from_now());
         let base = call.base.as_deref().unwrap_or(&shared.base);
         let url = format!("{base}{}", call.path);
         let mut attempt = 0;
@@ -302,7 +300,7 @@ impl<S: ApiSpec> ApiClient<S> {
                 Some(hint) => hint,
                 None => shared.retry.backoff(attempt),
             };
-            if Instant::now() + delay >= deadline {
+            if later(Instant::now(), delay) >= deadline {
                 tracing::debug!(
                     %platform, endpoint = call.endpoint, error = %failure, ?delay,
                     "api call failed; no time left to retry before the deadline"
@@ -392,8 +390,9 @@ impl<S: ApiSpec> ApiClient<S> {
         let headers = response.headers().clone();
         let body = match response.bytes().await {
             Ok(body) => body,
-            Err(e) if shared.spec.accepted(call, status) && !call.idempotent => {
-                // The platform took the call; only its answer was lost.
+            Err(e) if shared.spec.accepted(call, status) => {
+                // The platform took the call; only its answer was lost. Sending it again would
+                // repeat it, or (a LINE reply) fail on a token it used.
                 tracing::warn!(
                     %platform, endpoint = call.endpoint, error = %e.without_url(),
                     "the api accepted a call but its answer could not be read"
@@ -455,6 +454,13 @@ impl<S: ApiSpec> ApiClient<S> {
             duration: started.elapsed(),
         });
     }
+}
+
+/// `now + by`, or a time a century away when that overflows (a `Duration::MAX` setting or hint).
+fn later(now: Instant, by: Duration) -> Instant {
+    now.checked_add(by)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 fn error_type(kind: ApiErrorKind) -> &'static str {

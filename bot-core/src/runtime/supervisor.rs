@@ -287,7 +287,11 @@ impl Supervisor {
         let error = failure.describe(c.error.as_deref());
         let retry = &self.limits.retry;
         if c.retryable && c.attempt < retry.max_attempts {
-            let delay = retry.backoff(c.attempt);
+            // A platform's word on when to retry (a rate limit's `Retry-After`) wins over a
+            // shorter back-off: retrying sooner would only be refused again.
+            let delay = retry
+                .backoff(c.attempt)
+                .max(c.retry_after.unwrap_or_default());
             tracing::warn!(
                 attempt = c.attempt,
                 retry_in = ?delay,

@@ -44,6 +44,8 @@ pub(crate) struct Completion {
     pub(crate) failure: Option<TaskFailure>,
     pub(crate) retryable: bool,
     pub(crate) error: Option<String>,
+    /// When the handler's error said to retry (a platform's `Retry-After`), if it did.
+    pub(crate) retry_after: Option<Duration>,
     pub(crate) elapsed: Duration,
     /// The event, handed back when the attempt did not succeed (for a retry or a dead letter).
     pub(crate) event: Option<Event>,
@@ -216,7 +218,8 @@ fn attempt(
 /// wind down before it is dropped.
 pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
-type Failure = (TaskFailure, bool, Option<String>);
+/// What failed, whether a retry may succeed, the error's text, and when the error said to retry.
+type Failure = (TaskFailure, bool, Option<String>, Option<Duration>);
 
 async fn run(env: Arc<TaskEnv>, delivery: Delivery) -> Completion {
     let Delivery {
@@ -233,7 +236,7 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) -> Completion {
         .await
     {
         Ok(result) => result,
-        Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)))),
+        Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)), None)),
     };
     let elapsed = started.elapsed();
     match result {
@@ -243,10 +246,11 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) -> Completion {
             failure: None,
             retryable: false,
             error: None,
+            retry_after: None,
             elapsed,
             event: None,
         },
-        Err((failure, retryable, error)) => {
+        Err((failure, retryable, error, retry_after)) => {
             if failure == TaskFailure::Panic {
                 tracing::error!(panic = error.as_deref().unwrap_or(""), "handler panicked");
             }
@@ -256,6 +260,7 @@ async fn run(env: Arc<TaskEnv>, delivery: Delivery) -> Completion {
                 failure: Some(failure),
                 retryable,
                 error,
+                retry_after,
                 elapsed,
                 event: Some(event),
             }
@@ -310,8 +315,9 @@ async fn watch<'a>(
             TaskFailure::Timeout,
             true,
             Some(format!("handler timed out after {timeout:?}")),
+            None,
         )),
-        (failure, _) => Err((failure, true, None)),
+        (failure, _) => Err((failure, true, None, None)),
     }
 }
 
@@ -325,9 +331,20 @@ type Call<'a> = futures::future::CatchUnwind<
 fn outcome(r: std::thread::Result<Result<(), crate::BoxError>>) -> Result<(), Failure> {
     match r {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err((TaskFailure::Error, is_retryable(&e), Some(error_chain(&*e)))),
-        Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)))),
+        Ok(Err(e)) => Err((
+            TaskFailure::Error,
+            is_retryable(&e),
+            Some(error_chain(&*e)),
+            retry_hint(&e),
+        )),
+        Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)), None)),
     }
+}
+
+/// The retry hint of a handler's error (a rate limit's `Retry-After`), if it carries one.
+fn retry_hint(e: &crate::BoxError) -> Option<Duration> {
+    e.downcast_ref::<crate::Error>()
+        .and_then(crate::Error::retry_after)
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
