@@ -241,8 +241,8 @@ impl<S: ApiSpec> ApiClient<S> {
     ///   otherwise; a hint longer than [`ApiConfig::max_retry_after`], or one that would end past
     ///   the deadline, fails the call at once carrying the hint, so that the runtime retries the
     ///   handler later instead of one handler holding a slot for minutes.
-    /// - A 2xx whose body cannot be read counts as success (with an empty body): the platform
-    ///   took the call.
+    /// - A 2xx whose body cannot be read counts as success (with an empty body) for anything but
+    ///   a read: the platform took the call.
     ///
     /// # Errors
     ///
@@ -390,9 +390,9 @@ impl<S: ApiSpec> ApiClient<S> {
         let headers = response.headers().clone();
         let body = match response.bytes().await {
             Ok(body) => body,
-            Err(e) if shared.spec.accepted(call, status) => {
+            Err(e) if shared.spec.accepted(call, status) && call.method != http::Method::GET => {
                 // The platform took the call; only its answer was lost. Sending it again would
-                // repeat it, or (a LINE reply) fail on a token it used.
+                // repeat it, or (a LINE reply) fail on a token it used. A read is read again.
                 tracing::warn!(
                     %platform, endpoint = call.endpoint, error = %e.without_url(),
                     "the api accepted a call but its answer could not be read"

@@ -63,6 +63,12 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
         order.push_back((now, key));
     }
 
+    /// Forgets `key` (a send that turned out not to have been made).
+    pub fn remove(&self, key: &K) {
+        let mut guard = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.remove(key);
+    }
+
     /// How many keys are remembered.
     pub fn len(&self) -> usize {
         self.keys.lock().unwrap_or_else(|p| p.into_inner()).0.len()
@@ -71,6 +77,48 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     /// Whether no key is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Makes `call`, part `part` of a handler's send, at most once where the platform offers no
+/// idempotency key: skipped when `key` is remembered in `sent`. The key is remembered *before* the
+/// call, so that a send cut off mid-flight (the handler timed out, the process is stopping) counts
+/// as made, and forgotten again only when the call failed without reaching the platform. A part
+/// that may have gone out keeps its key, and its error stays retryable: a retried handler skips
+/// it and sends the parts after it. Without a key, a part after the first that fails makes the
+/// error permanent: a retry would send the first parts twice.
+///
+/// # Errors
+///
+/// The call's error, for the runtime.
+pub async fn send_once(
+    sent: &SentKeys<crate::outbound::PartKey>,
+    key: Option<crate::outbound::PartKey>,
+    part: usize,
+    call: impl std::future::Future<Output = Result<(), super::ApiError>>,
+) -> Result<(), crate::Error> {
+    if let Some(key) = &key {
+        if sent.contains(key) {
+            tracing::debug!(
+                event = %key.0, send_index = key.1, part,
+                "part already sent; skipped on this retry"
+            );
+            return Ok(());
+        }
+        sent.insert(key.clone());
+    }
+    match call.await {
+        Ok(()) => Ok(()),
+        Err(e) if e.maybe_delivered() => Err(e.into_core(key.is_some())),
+        Err(e) => {
+            if let Some(key) = &key {
+                sent.remove(key);
+            }
+            if key.is_none() && part > 0 && e.is_retryable() {
+                return Err(crate::Error::from(e).permanent());
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -97,6 +145,42 @@ mod tests {
         );
         assert!(sent.contains(&4));
         assert_eq!(sent.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_part_is_remembered_before_its_call_and_forgotten_only_when_it_was_not_made() {
+        use crate::api::{ApiError, ApiErrorKind};
+        let sent = SentKeys::new(Duration::from_secs(60), 10);
+        let key = || Some((crate::EventId::new("e"), 0, 0));
+        // Cut off mid-call: remembered, so a retried handler skips it.
+        let cut = send_once(&sent, key(), 0, std::future::pending());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), cut)
+                .await
+                .is_err()
+        );
+        assert!(sent.contains(&key().unwrap()));
+        assert!(
+            send_once(&sent, key(), 0, async { panic!("sent twice") })
+                .await
+                .is_ok()
+        );
+        // Refused before reaching the platform: forgotten, the retry sends it.
+        let other = || Some((crate::EventId::new("f"), 0, 0));
+        let refused = ApiError::new(ApiErrorKind::RateLimited, "r");
+        assert!(
+            send_once(&sent, other(), 0, async { Err(refused) })
+                .await
+                .is_err()
+        );
+        assert!(!sent.contains(&other().unwrap()));
+        // May have been delivered: kept, and retryable for the runtime since it is remembered.
+        let maybe = ApiError::new(ApiErrorKind::Timeout, "t").with_maybe_delivered(true);
+        let error = send_once(&sent, other(), 0, async { Err(maybe) })
+            .await
+            .unwrap_err();
+        assert!(error.is_retryable());
+        assert!(sent.contains(&other().unwrap()));
     }
 
     #[test]

@@ -9,9 +9,9 @@ use bot_core::outbound::OutgoingMessage;
 use serde_json::{Value, json};
 
 use super::DiscordClient;
-use super::once::send_once;
 use crate::error::Error;
 use crate::interactions::{CHANNEL_MESSAGE, Route};
+use bot_core::api::send_once;
 
 /// Discord's "interaction has already been acknowledged" error code.
 const ALREADY_ACKNOWLEDGED: i64 = 40060;

@@ -21,7 +21,6 @@
 //! messages are still deduplicated by their nonce, for the few minutes Discord keeps it).
 
 mod interaction;
-mod once;
 mod outbound;
 mod post;
 

@@ -75,6 +75,11 @@ impl LineClient {
         let tried_before = send
             .as_ref()
             .is_some_and(|s| self.shared.maybe_replied.contains(s));
+        // Remembered before the call: a reply cut off mid-flight (the handler timed out) may have
+        // used the token, and its retry must not push the messages a second time.
+        if let Some(send) = &send {
+            self.shared.maybe_replied.insert(send.clone());
+        }
         match self
             .reply_until(token.expose(), first, Some(deadline))
             .await
@@ -98,6 +103,9 @@ impl LineClient {
                 .with_source(e));
             }
             Err(e) if e.is_invalid_reply_token() && fallback => {
+                if let Some(send) = &send {
+                    self.shared.maybe_replied.remove(send);
+                }
                 tracing::info!(
                     conversation = target.conversation.as_str(),
                     "line reply token refused; pushing instead"
@@ -105,10 +113,11 @@ impl LineClient {
                 return self.push_all(target, &messages, 0, deadline).await;
             }
             Err(e) => {
-                if let Some(send) = send
-                    && may_have_reached_line(&e)
+                if let Some(send) = &send
+                    && !tried_before
+                    && !may_have_reached_line(&e)
                 {
-                    self.shared.maybe_replied.insert(send);
+                    self.shared.maybe_replied.remove(send);
                 }
                 return Err(e);
             }

@@ -2,6 +2,7 @@
 //! parts that went out remembered so that a retried handler skips them.
 
 use async_trait::async_trait;
+use bot_core::api::send_once;
 use bot_core::event::ConversationId;
 use bot_core::outbound::{OutgoingMessage, Target};
 use bot_core::{Outbound, Platform};
@@ -38,41 +39,8 @@ impl Outbound for MessengerClient {
                 .origin
                 .as_ref()
                 .map(|event| (event.clone(), target.send_index, part));
-            if let Some(key) = &key
-                && self.sent.contains(key)
-            {
-                // An earlier attempt of this handler sent this part already.
-                tracing::debug!(
-                    event = %key.0, send_index = key.1, part,
-                    "messenger part already sent; skipped on this retry"
-                );
-                continue;
-            }
-            match self
-                .send_message_until(&recipient, message, &messaging_type, deadline)
-                .await
-            {
-                Ok(_) => {
-                    if let Some(key) = key {
-                        self.sent.insert(key);
-                    }
-                }
-                Err(e) if e.maybe_delivered() => {
-                    // The part may be out: remember it as sent, so that a retry of the handler
-                    // skips it (at most once) and sends only the parts after it.
-                    let recorded = key.is_some();
-                    if let Some(key) = key {
-                        self.sent.insert(key);
-                    }
-                    return Err(e.into_core(recorded));
-                }
-                Err(e) if key.is_none() && part > 0 && e.is_retryable() => {
-                    // Not a reply: nothing remembers the parts before this one, which went out,
-                    // so a retried handler would send them again. At most once: permanent.
-                    return Err(bot_core::Error::from(e).permanent());
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let call = self.send_message_until(&recipient, message, &messaging_type, deadline);
+            send_once(&self.sent, key, part, async { call.await.map(drop) }).await?;
         }
         Ok(())
     }
