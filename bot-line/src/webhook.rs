@@ -5,15 +5,14 @@
 //! | check | answer |
 //! | --- | --- |
 //! | body over the bot's limit (1 MiB by default) | 413 |
-//! | several channels at this path, and the body's `destination` names none of them (or the body has none) | 401 (`unknown_destination`) |
-//! | `x-line-signature` missing, not base64, or not the HMAC-SHA256 of the raw body (with the secret of the channel `destination` names) | 401 |
+//! | `x-line-signature` missing, not base64, or not the HMAC-SHA256 of the raw body (with several channels at this path: with none of their secrets) | 401 |
+//! | several channels, and the signed body's `destination` is not the bot user id of the channel whose secret signed it | 401 (`unknown_destination`) |
 //! | body not JSON, or no `events` array | 400 |
 //! | `events: []` (the console's "Verify" button) | 200 |
 //! | events in standby mode, unless [`WebhookConfig::deliver_standby`] | acknowledged, not delivered, counted |
 //! | the queue refuses the batch (full, shutting down) | 503 with `Retry-After` |
 //! | every event accepted (or a duplicate of one already accepted) | 200 |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -21,7 +20,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use base64::Engine as _;
-use bot_core::signature::{check_header, hmac_sha256, verify_hmac_sha256};
+use bot_core::signature::{hmac_sha256, verify_hmac_sha256};
 use bot_core::{ChannelId, Ingress, Platform, Secret};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -122,54 +121,65 @@ struct WebhookState {
 /// Which channel's secret checks a body, and the channel its events carry.
 struct Routes {
     first: Option<ChannelId>,
-    by_destination: HashMap<String, (ChannelId, Secret)>,
+    /// With several channels, every channel (the first included) and its secret.
+    channels: Vec<(ChannelId, Secret)>,
 }
 
 impl Routes {
     fn new(config: &WebhookConfig) -> Self {
-        let mut by_destination = HashMap::new();
-        if !config.channels.is_empty()
-            && let Some(first) = &config.destination
-        {
-            by_destination.insert(
-                first.clone(),
-                (ChannelId::new(first), config.channel_secret.clone()),
-            );
-        }
-        for channel in &config.channels {
-            by_destination.insert(
-                channel.destination.clone(),
-                (
-                    ChannelId::new(&channel.destination),
-                    channel.channel_secret.clone(),
-                ),
-            );
+        let mut channels = Vec::new();
+        if !config.channels.is_empty() {
+            // Without its destination the first channel's events carry none (the builder of
+            // `crate::Line` requires it); its secret still checks its bodies.
+            let first = config.destination.as_deref().unwrap_or_default();
+            channels.push((ChannelId::new(first), config.channel_secret.clone()));
+            for channel in &config.channels {
+                let id = ChannelId::new(&channel.destination);
+                channels.push((id, channel.channel_secret.clone()));
+            }
         }
         Self {
             first: config.destination.as_deref().map(ChannelId::new),
-            by_destination,
+            channels,
         }
     }
 
-    /// The channel and secret for `body`: the only channel's without reading it, otherwise the
-    /// one its `destination` names (`None` when it names none of them).
-    fn pick<'a>(
+    /// The channel whose secret signed `body` with `signature` (the header's value), checked
+    /// before anything of the body is read: with several channels, each one's secret is tried
+    /// (one HMAC of the body per channel at most).
+    fn check<'a>(
         &'a self,
         config: &'a WebhookConfig,
         body: &[u8],
-    ) -> Option<(Option<&'a ChannelId>, &'a Secret)> {
-        if self.by_destination.is_empty() {
-            return Some((self.first.as_ref(), &config.channel_secret));
+        signature: &[u8],
+    ) -> Result<Option<&'a ChannelId>, SignatureError> {
+        if self.channels.is_empty() {
+            return verify(&config.channel_secret, body, signature).map(|()| self.first.as_ref());
         }
-        #[derive(serde::Deserialize)]
-        struct Envelope<'b> {
-            #[serde(borrow)]
-            destination: std::borrow::Cow<'b, str>,
+        let presented = base64::engine::general_purpose::STANDARD
+            .decode(signature.trim_ascii())
+            .map_err(|_| SignatureError::Malformed)?;
+        let mut outcome = Err(SignatureError::Mismatch);
+        for (channel, secret) in &self.channels {
+            match verify_hmac_sha256(secret, body, &presented) {
+                Ok(()) => return Ok(Some(channel).filter(|c| !c.as_str().is_empty())),
+                Err(e) => outcome = Err(e),
+            }
         }
-        let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
-        let (channel, secret) = self.by_destination.get(envelope.destination.as_ref())?;
-        Some((Some(channel), secret))
+        outcome.map(|()| None)
     }
+}
+
+/// The `destination` of an authenticated body, when it names another channel than the one whose
+/// secret signed it (a body of one channel replayed to another: refused).
+fn names_another_channel(body: &[u8], channel: &ChannelId) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'b> {
+        #[serde(borrow)]
+        destination: std::borrow::Cow<'b, str>,
+    }
+    serde_json::from_slice::<Envelope<'_>>(body)
+        .is_ok_and(|e| e.destination.as_ref() != channel.as_str())
 }
 
 /// The webhook route, submitting to `ingress`.
@@ -190,19 +200,29 @@ pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
     let ingress = &state.ingress;
-    let Some((channel, secret)) = state.routes.pick(&state.config, &body) else {
-        tracing::debug!("line webhook for a destination this bot does not serve");
+    let checked = match headers.get(SIGNATURE_HEADER) {
+        None => Err(SignatureError::Missing),
+        Some(signature) => state
+            .routes
+            .check(&state.config, &body, signature.as_bytes()),
+    };
+    let channel = match checked {
+        Ok(channel) => channel,
+        Err(error) => {
+            // Anyone can send these: `refuse` logs them at WARN once per interval, and counts each.
+            tracing::debug!(%error, "line webhook refused");
+            return ingress.refuse(&Platform::LINE, StatusCode::UNAUTHORIZED, "signature");
+        }
+    };
+    if !state.routes.channels.is_empty()
+        && let Some(channel) = channel
+        && names_another_channel(&body, channel)
+    {
         return ingress.refuse(
             &Platform::LINE,
             StatusCode::UNAUTHORIZED,
             "unknown_destination",
         );
-    };
-    let checked = check_header(&headers, SIGNATURE_HEADER, |s| verify(secret, &body, s));
-    if let Err(error) = checked {
-        // Anyone can send these: `refuse` logs them at WARN once per interval, and counts each.
-        tracing::debug!(%error, "line webhook refused");
-        return ingress.refuse(&Platform::LINE, StatusCode::UNAUTHORIZED, "signature");
     }
     match parse_body(&body, state.config.deliver_standby) {
         Ok((mut events, standby)) => {

@@ -78,7 +78,9 @@ impl<C> Channels<C> {
     /// The clients of an adapter's channels built from their builders: `first` (named
     /// `first_id`, see [`Channels::from_parts`]) and `more`, by id. A builder of `more` still
     /// sending to `platform_base` (the platform's own API) sends where `first` does, so that one
-    /// setting points every channel at a proxy or a fake.
+    /// setting points every channel at a proxy or a fake; the other settings (retries, time-outs,
+    /// rate limits) are each builder's own. Each client's metrics carry its channel's id as
+    /// `bot.channel`.
     ///
     /// # Errors
     ///
@@ -100,7 +102,12 @@ impl<C> Channels<C> {
             if builder.api_config().base() == platform_base {
                 builder = builder.api_base(base.clone());
             }
+            // Each channel's client metrics carry its id as `bot.channel`.
+            let builder = builder.channel_label(id);
             clients.push((ChannelId::new(id), builder.build_client()?));
+        }
+        if let Some(id) = first_id {
+            first = first.channel_label(id);
         }
         Self::from_parts(
             platform,
@@ -118,13 +125,17 @@ impl<C> Channels<C> {
         }
     }
 
-    /// Registers the default channel's client and these channels for handlers
-    /// (`cx.client::<C>()`, `cx.client::<Channels<C>>()`).
+    /// Registers these channels for handlers (`cx.client::<Channels<C>>()`, then
+    /// [`Channels::get`] with the event's channel), and the client itself (`cx.client::<C>()`)
+    /// when there is one channel only: with several, a bare client would be the first channel's
+    /// whatever the event, and a push through it would speak as the wrong bot.
     pub fn register(&self, clients: &mut crate::adapter::Clients)
     where
         C: Clone + Send + Sync + 'static,
     {
-        clients.insert(std::sync::Arc::new(self.default_client().clone()));
+        if self.clients.len() == 1 {
+            clients.insert(std::sync::Arc::new(self.default_client().clone()));
+        }
         clients.insert(std::sync::Arc::new(self.clone()));
     }
 
