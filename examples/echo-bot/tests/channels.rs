@@ -1,7 +1,6 @@
 //! One echo-bot process serving two LINE channels and two Messenger pages (configured by
 //! environment variables, as in production): each event is answered through its own channel's
 //! token, and a webhook that names one channel but is signed with another's secret is refused.
-#![allow(clippy::disallowed_methods)] // the child process is watched by one spawned thread
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,309 @@
+//! The event mapping's unit tests.
+
+use super::*;
+use serde_json::json;
+
+#[test]
+fn events_with_an_empty_webhook_event_id_get_distinct_ids() {
+    let event = |text: &str| {
+        json!({"type": "message", "mode": "active", "timestamp": 1, "webhookEventId": "",
+            "source": {"type": "user", "userId": "U1"}, "replyToken": "rt",
+            "message": {"type": "text", "id": "m", "text": text}})
+    };
+    let body = json!({"destination": "Ubot", "events": [event("a"), event("b")]});
+    let events = events_from_body(body.to_string().as_bytes()).unwrap();
+    assert!(!events[0].id.as_str().is_empty());
+    assert_ne!(
+        events[0].id, events[1].id,
+        "one dedup key would drop the second"
+    );
+}
+
+#[test]
+fn a_text_message_maps_with_every_core_field() {
+    let events = events_from_body(
+        json!({"destination": "Ubot", "events": [{
+            "type": "message", "mode": "active", "timestamp": 1_700_000_000_000_i64,
+            "source": {"type": "group", "groupId": "G1", "userId": "U1"},
+            "webhookEventId": "01HX", "deliveryContext": {"isRedelivery": true},
+            "replyToken": "rt-1",
+            "message": {"type": "text", "id": "m1", "text": "@bot hi", "quotedMessageId": "m0",
+                "mention": {"mentionees": [{"index": 0, "length": 4, "type": "user", "userId": "Ubot", "isSelf": true},
+                                           {"index": 0, "length": 4, "type": "all"}]}}
+        }]})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let e = &events[0];
+    assert_eq!(e.id.as_str(), "01HX");
+    assert_eq!(e.platform, Platform::LINE);
+    assert_eq!(e.conversation.as_str(), "G1");
+    assert_eq!(e.sender.as_ref().map(UserId::as_str), Some("U1"));
+    assert_eq!(e.reply_token.as_ref().map(ReplyToken::expose), Some("rt-1"));
+    assert_eq!(e.occurred_at.as_millis(), 1_700_000_000_000);
+    assert!(e.redelivered);
+    let m = e.message().unwrap();
+    assert_eq!(m.text.as_deref(), Some("@bot hi"));
+    assert_eq!(m.reply_to.as_ref().map(MessageId::as_str), Some("m0"));
+    assert_eq!(m.mentions.len(), 1, "@All has no user");
+    assert_eq!(e.raw()["message"]["id"], "m1");
+    let typed = e.line_event().unwrap().unwrap();
+    assert!(matches!(
+        typed.kind,
+        model::EventKind::Message(MessageContent::Text(_))
+    ));
+}
+
+#[test]
+fn events_without_an_id_get_a_stable_fingerprint() {
+    let first =
+        json!({"type": "follow", "timestamp": 1, "source": {"type": "user", "userId": "U"}});
+    let mut again = first.clone();
+    again["deliveryContext"] = json!({"isRedelivery": true});
+    let a = to_core_event("Ubot", first);
+    let b = to_core_event("Ubot", again);
+    assert_eq!(a.id, b.id);
+    assert!(a.id.as_str().starts_with("sha256:"));
+}
+
+#[test]
+fn a_message_of_an_odd_shape_is_an_unknown_message_not_an_unreadable_event() {
+    for message in [
+        json!({"type": 5, "id": "m1"}),
+        json!({"type": "hologram", "id": 7}),
+        json!("text"),
+    ] {
+        let e = to_core_event(
+            "Ubot",
+            json!({"type": "message", "timestamp": 1, "webhookEventId": "01M",
+                   "source": {"type": "user", "userId": "U"}, "message": message}),
+        );
+        assert!(
+            matches!(e.kind, EventKind::Message(_)),
+            "{message}: {:?}",
+            e.kind
+        );
+        let typed = e.line_event().unwrap().unwrap();
+        assert!(matches!(
+            typed.kind,
+            model::EventKind::Message(MessageContent::Unknown { .. })
+        ));
+    }
+}
+
+#[test]
+fn events_too_deep_for_a_tree_still_get_distinct_ids() {
+    let deep = |leaf: &str| {
+        format!(
+            r#"{{"type":"things","timestamp":1,"source":{{"type":"user","userId":"U"}},"x":{}"{leaf}"{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        )
+    };
+    let body = format!(
+        r#"{{"destination":"Ubot","events":[{},{}]}}"#,
+        deep("a"),
+        deep("b")
+    );
+    match events_from_body(body.as_bytes()) {
+        // Read as JSON text, the events must not collapse into one id (and one dedup key).
+        Ok(events) => {
+            assert_eq!(events.len(), 2);
+            assert_ne!(events[0].id, events[1].id);
+            assert_eq!(events[0].raw.json(), deep("a"));
+        }
+        // Refused as a whole is as safe: nothing is acknowledged.
+        Err(e) => assert!(e.to_string().contains("recursion"), "{e}"),
+    }
+}
+
+#[test]
+fn a_known_type_with_a_broken_payload_is_delivered_as_other() {
+    let e = to_core_event(
+        "Ubot",
+        json!({"type": "postback", "timestamp": 3, "webhookEventId": "01P",
+               "source": {"type": "room", "roomId": "R9", "userId": "U3"}, "postback": 42}),
+    );
+    assert_eq!(e.kind.name(), "postback");
+    assert!(matches!(e.kind, EventKind::Other(_)));
+    assert_eq!(e.conversation.as_str(), "R9");
+    assert_eq!(e.id.as_str(), "01P");
+    assert!(e.line_event().unwrap().is_err());
+}
+
+#[test]
+fn bodies_that_are_not_webhooks_fail() {
+    assert!(events_from_body(b"{not json").is_err());
+    assert!(events_from_body(br#"{"destination": "U"}"#).is_err());
+    assert!(events_from_body(br#"{"events": {}}"#).is_err());
+    assert!(
+        events_from_body(br#"{"destination": "U", "events": []}"#)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Every event both ways: the one-pass path where it applies, the typed model always.
+fn both_paths(event: &Value) -> (Option<(Event, bool)>, (Event, bool)) {
+    let body = Bytes::from(event.to_string());
+    let json = std::str::from_utf8(&body).unwrap();
+    let fast = fast::event(&body, "Ubot", json);
+    let general = general("Ubot", json);
+    (fast, general)
+}
+
+#[test]
+fn the_one_pass_path_maps_text_events_as_the_typed_model_does() {
+    let text = |source: Value, extra: Value| {
+        let mut e = json!({"type": "message", "mode": "active", "timestamp": 1_700_000_000_000_i64,
+            "source": source, "webhookEventId": "01HX", "replyToken": "rt-1",
+            "deliveryContext": {"isRedelivery": false},
+            "message": {"type": "text", "id": "m1", "text": "hi", "quoteToken": "q"}});
+        for (k, v) in extra.as_object().unwrap() {
+            if k == "message" {
+                for (mk, mv) in v.as_object().unwrap() {
+                    e["message"][mk] = mv.clone();
+                }
+            } else {
+                e[k] = v.clone();
+            }
+        }
+        e
+    };
+    let cases = [
+        text(json!({"type": "user", "userId": "U1"}), json!({})),
+        text(
+            json!({"type": "group", "groupId": "G1", "userId": "U1"}),
+            json!({}),
+        ),
+        text(json!({"type": "group", "groupId": "G1"}), json!({})),
+        text(
+            json!({"type": "room", "roomId": "R1", "userId": "U1"}),
+            json!({}),
+        ),
+        text(json!({"type": "galaxy", "userId": "U1"}), json!({})),
+        text(json!({"type": "galaxy"}), json!({})),
+        text(json!(null), json!({})),
+        text(
+            json!({"type": "user", "userId": "U1"}),
+            json!({"type": "messageEdited"}),
+        ),
+        text(
+            json!({"type": "user", "userId": "U1"}),
+            json!({"mode": "standby", "replyToken": null}),
+        ),
+        text(
+            json!({"type": "user", "userId": "U1"}),
+            json!({"webhookEventId": ""}),
+        ),
+        text(
+            json!({"type": "user", "userId": "U1"}),
+            json!({"webhookEventId": null}),
+        ),
+        text(
+            json!({"type": "user", "userId": "U1"}),
+            json!({"deliveryContext": {"isRedelivery": true}}),
+        ),
+        text(
+            json!({"type": "group", "groupId": "G\"1\\u00e9", "userId": "U\\n1"}),
+            json!({"webhookEventId": "01\"HX", "replyToken": "r\\t1",
+                   "message": {"id": "m\"1", "text": "say \"hi\"\n\u{e9}\\", "quotedMessageId": "m\"0"}}),
+        ),
+        text(
+            json!({"type": "user", "userId": "U1"}),
+            json!({"message": {"quotedMessageId": "m0", "emojis": [{"index": 0, "length": 6, "productId": "p", "emojiId": "e"}],
+                   "mention": {"mentionees": [
+                       {"index": 0, "length": 4, "type": "user", "userId": "Ubot", "isSelf": true},
+                       {"index": 5, "length": 4, "type": "all"},
+                       {"index": 9, "length": 2, "userId": "U\"2"}]}}}),
+        ),
+    ];
+    for case in &cases {
+        let (fast, general) = both_paths(case);
+        let fast = fast.unwrap_or_else(|| panic!("the one-pass path refused {case}"));
+        assert!(
+            matches!(fast.0.kind, EventKind::Message(_) | EventKind::Edited(_)),
+            "{case}"
+        );
+        assert_eq!(fast, general, "{case}");
+    }
+    // The escapes come out as the text they stand for.
+    let (fast, _) = both_paths(&cases[12]);
+    let e = fast.unwrap().0;
+    assert_eq!(e.id.as_str(), "01\"HX");
+    assert_eq!(e.conversation.as_str(), "G\"1\\u00e9");
+    assert_eq!(e.text_content(), Some("say \"hi\"\n\u{e9}\\"));
+    assert_eq!(
+        e.reply_token.as_ref().map(ReplyToken::expose),
+        Some("r\\t1")
+    );
+}
+
+#[test]
+fn the_one_pass_path_leaves_what_it_does_not_read_as_the_model_does_to_the_model() {
+    let base = json!({"type": "message", "timestamp": 1, "webhookEventId": "01HX",
+        "source": {"type": "user", "userId": "U1"},
+        "message": {"type": "text", "id": "m1", "text": "hi"}});
+    let with = |pointer: &str, value: Value| {
+        let mut e = base.clone();
+        *e.pointer_mut(pointer).unwrap() = value;
+        e
+    };
+    let refused = [
+        with("/message/id", json!(null)),
+        with("/message/text", json!(5)),
+        with("/message", json!(["text", "m1", "hi"])),
+        with("/message/type", json!("image")),
+        with("/source", json!({"type": "group", "userId": "U1"})),
+        with("/source", json!({"type": "user"})),
+        with("/timestamp", json!(null)),
+        with("/type", json!("postback")),
+        with(
+            "/message",
+            json!({"type": "text", "id": "m1", "text": "hi", "mention": {"mentionees": [{"index": 0, "length": 1, "type": null}]}}),
+        ),
+        with(
+            "/message",
+            json!({"type": "text", "id": "m1", "text": "hi", "emojis": [{"index": 0}]}),
+        ),
+    ];
+    for case in &refused {
+        let (fast, general) = both_paths(case);
+        assert!(fast.is_none(), "{case}");
+        // What the model decides stays the answer: unknown messages, others, ...
+        let _ = general;
+    }
+    let duplicate = r#"{"type":"message","timestamp":1,"type":"message","source":{"type":"user","userId":"U1"},"message":{"type":"text","id":"m","text":"a"}}"#;
+    let body = Bytes::from(duplicate);
+    assert!(fast::event(&body, "Ubot", duplicate).is_none());
+    assert!(matches!(
+        general("Ubot", duplicate).0.kind,
+        EventKind::Other(_)
+    ));
+}
+
+#[test]
+fn events_share_the_body_they_came_in() {
+    let body = Bytes::from(
+        json!({"destination": "Ubot", "events": [
+            {"type": "message", "timestamp": 1, "webhookEventId": "01HX",
+             "source": {"type": "user", "userId": "U1"},
+             "message": {"type": "text", "id": "m1", "text": "hi"}},
+            {"type": "follow", "timestamp": 2, "webhookEventId": "01HY",
+             "source": {"type": "user", "userId": "U1"}}]})
+        .to_string(),
+    );
+    let events = events_from_bytes(&body).unwrap();
+    let within = |s: &str| {
+        let (start, at) = (body.as_ptr() as usize, s.as_ptr() as usize);
+        at >= start && at + s.len() <= start + body.len()
+    };
+    for e in &events {
+        assert!(
+            within(e.raw.json()),
+            "the payload is a slice of the body, not a copy"
+        );
+    }
+    assert_eq!(events[1].raw()["type"], "follow");
+}

@@ -1,0 +1,196 @@
+//! The event mapping's unit tests.
+
+use super::*;
+
+fn body(items: Value) -> Vec<u8> {
+    json!({"object": "page", "entry": [{"id": "PAGE", "time": 5, "messaging": items}]})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn a_text_message_maps_with_every_core_field() {
+    let batch = parse_body(&body(json!([{
+        "sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 1_700_000_000_000_i64,
+        "message": {"mid": "m_1", "text": "hi", "reply_to": {"mid": "m_0"}}
+    }])))
+    .unwrap();
+    let e = &batch.events[0];
+    assert_eq!(e.id.as_str(), "m_1");
+    assert_eq!(e.platform, Platform::MESSENGER);
+    assert_eq!(e.conversation.as_str(), "PSID1");
+    assert_eq!(e.sender.as_ref().map(UserId::as_str), Some("PSID1"));
+    assert_eq!(e.occurred_at.as_millis(), 1_700_000_000_000);
+    let m = e.message().unwrap();
+    assert_eq!(m.text.as_deref(), Some("hi"));
+    assert_eq!(m.reply_to.as_ref().map(MessageId::as_str), Some("m_0"));
+    assert_eq!(e.raw()["message"]["mid"], "m_1");
+    assert!(matches!(
+        e.messenger_event().unwrap().unwrap().kind,
+        MessagingKind::Message(_)
+    ));
+    assert!(!e.is_messenger_standby());
+}
+
+#[test]
+fn echoes_are_marked_and_never_messages() {
+    let items = json!([
+        {"sender": {"id": "PAGE"}, "recipient": {"id": "PSID1"}, "timestamp": 1,
+         "message": {"mid": "m_e", "text": "from the page", "is_echo": true, "app_id": 123}},
+        {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 2,
+         "message": {"mid": "m_u", "text": "from the user"}}
+    ]);
+    let batch = parse_body(&body(items)).unwrap();
+    assert_eq!(batch.events.len(), 2);
+    assert!(batch.events[0].is_messenger_echo());
+    assert!(!batch.events[1].is_messenger_echo());
+    assert_eq!(batch.events[1].id.as_str(), "m_u");
+    let echo = &batch.events[0];
+    assert_eq!(echo.kind.name(), ECHO_KIND);
+    assert_eq!(echo.conversation.as_str(), "PSID1");
+    assert_eq!(echo.sender.as_ref().map(UserId::as_str), Some("PAGE"));
+}
+
+#[test]
+fn items_without_an_id_get_a_stable_fingerprint() {
+    let read = json!({"sender": {"id": "P"}, "recipient": {"id": "PAGE"}, "timestamp": 9,
+                      "read": {"watermark": 8}});
+    let a = parse_body(&body(json!([read.clone()]))).unwrap();
+    let b = parse_body(&body(json!([read]))).unwrap();
+    assert_eq!(a.events[0].id, b.events[0].id);
+    assert!(a.events[0].id.as_str().starts_with("sha256:"));
+    assert_eq!(a.events[0].kind.name(), "read");
+}
+
+#[test]
+fn a_known_key_with_a_broken_payload_is_delivered_as_other() {
+    let batch = parse_body(&body(
+        json!([{"sender": {"id": "P9"}, "timestamp": 3, "postback": 42}]),
+    ))
+    .unwrap();
+    let e = &batch.events[0];
+    assert!(matches!(&e.kind, EventKind::Other(o) if o.name == "postback"));
+    assert_eq!(e.conversation.as_str(), "P9");
+    assert!(e.messenger_event().unwrap().is_err());
+}
+
+#[test]
+fn an_unreadable_echo_is_still_an_echo() {
+    let batch = parse_body(&body(json!([
+        {"sender": {"id": "PAGE"}, "recipient": {"id": "PSID1"}, "timestamp": 3,
+         "message": {"mid": "m_e", "is_echo": true, "text": 42}},
+        {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 4,
+         "message": {"mid": "m_u", "text": 42}}
+    ])))
+    .unwrap();
+    let (echo, odd) = (&batch.events[0], &batch.events[1]);
+    assert!(echo.messenger_event().unwrap().is_err(), "unreadable");
+    assert!(echo.is_messenger_echo());
+    assert_eq!(echo.conversation.as_str(), "PSID1");
+    assert_eq!(echo.sender.as_ref().map(UserId::as_str), Some("PAGE"));
+    assert!(!odd.is_messenger_echo());
+    assert_eq!(odd.kind.name(), "message");
+    assert_eq!(odd.conversation.as_str(), "PSID1");
+}
+
+#[test]
+fn bodies_that_are_not_webhooks_fail_and_other_objects_yield_nothing() {
+    assert!(parse_body(b"{not json").is_err());
+    assert!(parse_body(br#"{"object": "page"}"#).is_err());
+    assert!(parse_body(br#"{"entry": []}"#).is_err());
+    assert!(parse_body(br#"{"object": "page", "entry": {}}"#).is_err());
+    let other = parse_body(
+        br#"{"object": "user", "entry": [{"id": "1", "time": 1, "messaging": [{"message": {"mid": "m"}}]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(other.object, Object::Unknown("user".into()));
+    assert!(other.events.is_empty());
+}
+
+/// An item both ways: the one-pass path where it applies, the typed model always.
+fn both_paths(item: &Value) -> (Option<Event>, Event) {
+    let body = Bytes::from(item.to_string());
+    let json = std::str::from_utf8(&body).unwrap();
+    let fast = fast::event(&body, json, "PAGE", 5);
+    let context = Context {
+        page_id: "PAGE",
+        time: 5,
+        standby: false,
+    };
+    (
+        fast,
+        to_core_event(&serde_json::from_str(json).unwrap(), &context),
+    )
+}
+
+#[test]
+fn the_one_pass_path_maps_text_items_as_the_typed_model_does() {
+    let long_mid = format!("m_{}", "A".repeat(90));
+    let cases = [
+        json!({"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 1,
+               "message": {"mid": "m_1", "text": "hi"}}),
+        json!({"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"},
+               "message": {"mid": long_mid, "text": "hi", "reply_to": {"mid": "m_0"}}}),
+        json!({"sender": {"user_ref": "ref\"1"}, "recipient": {"id": "PAGE"}, "timestamp": 2,
+               "message": {"mid": "m_\"2", "text": "say \"hi\"\n\u{e9}\\", "reply_to": {"mid": ""}}}),
+        json!({"sender": null, "recipient": {"id": "PAGE"}, "timestamp": 2.5,
+               "message": {"mid": "m_3", "attachments": [], "quick_reply": null, "is_unsupported": true}}),
+        json!({"recipient": {}, "timestamp": "7", "message": {"mid": "m_4", "text": "x", "metadata": "m"}}),
+    ];
+    for case in &cases {
+        let (fast, general) = both_paths(case);
+        let fast = fast.unwrap_or_else(|| panic!("the one-pass path refused {case}"));
+        assert!(matches!(fast.kind, EventKind::Message(_)), "{case}");
+        assert_eq!(fast, general, "{case}");
+    }
+    let (fast, _) = both_paths(&cases[2]);
+    let e = fast.unwrap();
+    assert_eq!(e.id.as_str(), "m_\"2");
+    assert_eq!(e.conversation.as_str(), "user_ref:ref\"1");
+    assert_eq!(e.text_content(), Some("say \"hi\"\n\u{e9}\\"));
+}
+
+#[test]
+fn the_one_pass_path_leaves_what_it_does_not_read_to_the_model() {
+    let refused = [
+        json!({"sender": {"id": 123}, "message": {"mid": "m_1", "text": "hi"}}),
+        json!({"sender": ["x"], "message": {"mid": "m_1", "text": "hi"}}),
+        json!({"sender": {"id": "P"}, "message": {"mid": "", "text": "hi"}}),
+        json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "text": "hi", "is_echo": true}}),
+        json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "is_deleted": true}}),
+        json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "text": "hi", "quick_reply": {"payload": "x"}}}),
+        json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "attachments": null}}),
+        json!({"sender": {"id": "P"}, "message": {"mid": "m_1", "attachments": [{"type": "image"}]}}),
+        json!({"sender": {"id": "P"}, "message": ["m_1", "hi"]}),
+        json!({"sender": {"id": "P"}, "message": {"mid": null, "text": "hi"}}),
+        json!({"sender": {"id": "P"}, "postback": {"payload": "x"}}),
+    ];
+    for case in &refused {
+        assert!(both_paths(case).0.is_none(), "{case}");
+    }
+}
+
+#[test]
+fn events_share_the_body_they_came_in() {
+    let long_mid = format!("m_{}", "A".repeat(90));
+    let body = Bytes::from(body(json!([
+        {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "timestamp": 1,
+         "message": {"mid": long_mid, "text": "hi"}},
+        {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE"}, "read": {"watermark": 1}}
+    ])));
+    let batch = parse_bytes(&body).unwrap();
+    let within = |s: &str| {
+        let (start, at) = (body.as_ptr() as usize, s.as_ptr() as usize);
+        at >= start && at + s.len() <= start + body.len()
+    };
+    assert!(
+        within(batch.events[0].id.as_str()),
+        "a long id shares the body"
+    );
+    for e in &batch.events {
+        assert!(
+            within(e.raw.json()),
+            "the payload is a slice of the body, not a copy"
+        );
+    }
+}
