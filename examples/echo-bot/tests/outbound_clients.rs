@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bot_core::api::ConfigureApi;
 use bot_core::outbound::Target;
 use bot_core::testing::fake_api::{Call, FakeApi, Fault, Latency};
 use bot_core::{ErrorKind, EventId, Outbound, OutgoingMessage, RetryPolicy};
 use bot_discord::interactions::Pending;
 use bot_discord::testing::FakeDiscordApi;
-use bot_discord::{ConfigureApi as _, DiscordClient, DiscordHttp};
+use bot_discord::{DiscordClient, DiscordHttp};
 use bot_line::LineClient;
 use bot_line::client::RETRY_KEY_HEADER;
 use bot_line::testing::FakeLine;
@@ -39,6 +40,18 @@ impl Default for Settings {
             deadline: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
         }
+    }
+}
+
+impl Settings {
+    /// `builder` sending to `url` with these settings and quick retries.
+    fn apply<B: ConfigureApi>(self, builder: B, url: String) -> B {
+        builder
+            .api_base(url)
+            .retry(quick())
+            .timeout(self.timeout)
+            .deadline(self.deadline)
+            .max_retry_after(self.max_retry_after)
     }
 }
 
@@ -81,13 +94,11 @@ impl Platform for Line {
         "/v2/bot/message/push"
     }
     fn client(&self, s: Settings) -> Arc<dyn Outbound> {
-        let builder = LineClient::builder(TOKEN)
-            .api_base(self.0.url())
-            .retry(quick())
-            .timeout(s.timeout)
-            .deadline(s.deadline)
-            .max_retry_after(s.max_retry_after);
-        Arc::new(builder.build().unwrap())
+        Arc::new(
+            s.apply(LineClient::builder(TOKEN), self.0.url())
+                .build()
+                .unwrap(),
+        )
     }
     fn conversation(&self) -> &'static str {
         "U4af4980629aaaaaaaaaaaaaaaaaaaaaa"
@@ -106,13 +117,11 @@ impl Platform for Messenger {
         "/me/messages"
     }
     fn client(&self, s: Settings) -> Arc<dyn Outbound> {
-        let builder = MessengerClient::builder(TOKEN)
-            .api_base(self.0.url())
-            .retry(quick())
-            .timeout(s.timeout)
-            .deadline(s.deadline)
-            .max_retry_after(s.max_retry_after);
-        Arc::new(builder.build().unwrap())
+        Arc::new(
+            s.apply(MessengerClient::builder(TOKEN), self.0.url())
+                .build()
+                .unwrap(),
+        )
     }
     fn conversation(&self) -> &'static str {
         "1254459154682919"
@@ -131,12 +140,8 @@ impl Platform for Discord {
         "/channels/"
     }
     fn client(&self, s: Settings) -> Arc<dyn Outbound> {
-        let http = DiscordHttp::builder(TOKEN)
-            .api_base(self.0.url())
-            .retry(quick())
-            .timeout(s.timeout)
-            .deadline(s.deadline)
-            .max_retry_after(s.max_retry_after)
+        let http = s
+            .apply(DiscordHttp::builder(TOKEN), self.0.url())
             .build()
             .unwrap();
         Arc::new(DiscordClient::new(http, None, Arc::new(Pending::default())))
