@@ -264,10 +264,10 @@ impl<S: ApiSpec> ApiClient<S> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let permit = match tokio::time::timeout_at(deadline.into(), self.admit(&call)).await {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(e)) => return Err(e.with_attempts(attempt - 1).with_platform(platform)),
-                Err(_) => return Err(self.deadline_passed(attempt - 1)),
+            let permit = match self.admit_until(&call, deadline).await {
+                Some(Ok(permit)) => permit,
+                Some(Err(e)) => return Err(e.with_attempts(attempt - 1).with_platform(platform)),
+                None => return Err(self.deadline_passed(attempt - 1)),
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -324,6 +324,21 @@ impl<S: ApiSpec> ApiClient<S> {
         )
         .with_attempts(attempts)
         .with_platform(platform)
+    }
+
+    /// [`ApiClient::admit`] given up at `deadline` (`None`); a timer is set only when the call
+    /// has to wait, not for the calls admitted at once.
+    async fn admit_until(
+        &self,
+        call: &Call,
+        deadline: Instant,
+    ) -> Option<Result<S::Permit, ApiError>> {
+        let admit = self.admit(call);
+        tokio::pin!(admit);
+        if let std::task::Poll::Ready(admitted) = futures::poll!(admit.as_mut()) {
+            return Some(admitted);
+        }
+        tokio::time::timeout_at(deadline.into(), admit).await.ok()
     }
 
     /// The endpoint's quota, then the platform's own limits; the whole wait is recorded.

@@ -86,6 +86,7 @@ impl LineClient {
         {
             Ok(_) => {
                 if let Some(send) = send {
+                    self.shared.maybe_replied.remove(&send);
                     self.shared.replied.insert(send);
                 }
             }
