@@ -333,8 +333,9 @@ impl<S: ApiSpec> ApiClient<S> {
         call: &Call,
         deadline: Instant,
     ) -> Option<Result<S::Permit, ApiError>> {
-        let admit = self.admit(call);
-        tokio::pin!(admit);
+        // On the heap: its state (limiters, timer) is live only while the call waits to go out,
+        // and would otherwise enlarge every in-flight call for the seconds its answer takes.
+        let mut admit = Box::pin(self.admit(call));
         if let std::task::Poll::Ready(admitted) = futures::poll!(admit.as_mut()) {
             return Some(admitted);
         }
@@ -403,7 +404,8 @@ impl<S: ApiSpec> ApiClient<S> {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = match response.bytes().await {
+        // Boxed for the same reason: reading the body is a moment after the wait for the answer.
+        let body = match Box::pin(response.bytes()).await {
             Ok(body) => body,
             Err(e) if shared.spec.accepted(call, status) && call.method != http::Method::GET => {
                 // The platform took the call; only its answer was lost. Sending it again would
