@@ -63,6 +63,8 @@ impl MessengerClient {
         let call = Call::post(endpoint, SEND_PATH)
             .json(&body)?
             .deadline(deadline);
+        // Written out: only its bytes are held for the seconds the call may take.
+        drop(body);
         let answer = self.api.call(call).await?;
         // A 2xx means the message was sent: an answer that cannot be read loses only its id.
         Ok(answer.json().unwrap_or_else(|e| {
