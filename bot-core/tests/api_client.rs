@@ -214,6 +214,22 @@ async fn a_refused_connection_carried_nothing_so_even_a_send_is_retried() {
 }
 
 #[tokio::test]
+async fn unbounded_settings_and_an_enormous_hint_do_not_overflow() {
+    let api = fake().await;
+    let client = client(&api, |c| {
+        c.deadline(Duration::MAX).max_retry_after(Duration::MAX)
+    });
+    client.call(send()).await.unwrap();
+    api.inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1e19"));
+    let e = client.call(send()).await.unwrap_err();
+    assert_eq!(e.kind(), ApiErrorKind::RateLimited);
+    assert!(
+        e.retry_after()
+            .is_some_and(|hint| hint > Duration::from_secs(1 << 40))
+    );
+}
+
+#[tokio::test]
 async fn a_client_error_is_not_retried_and_is_permanent_for_the_runtime() {
     let api = fake().await;
     api.inject(Fault::status(StatusCode::BAD_REQUEST));

@@ -198,3 +198,26 @@ impl Answer {
         std::time::Duration::try_from_secs_f64(secs).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_names_the_endpoint_never_the_path_or_the_body() {
+        let call = Call::post("followup", "/webhooks/1/interaction-token-secret")
+            .json(&serde_json::json!({"replyToken": "reply-token-secret", "text": "hello"}))
+            .unwrap()
+            .idempotency_key("key-1");
+        let debug = format!("{call:?}");
+        assert!(debug.contains("followup"), "{debug}");
+        for secret in [
+            "interaction-token-secret",
+            "reply-token-secret",
+            "hello",
+            "key-1",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+}

@@ -297,6 +297,22 @@ mod tests {
         assert_eq!(texts("b"), ["to b"]);
         assert_eq!(channels.len(), 2);
 
+        let mut registered = crate::adapter::Clients::default();
+        channels.register(&mut registered);
+        assert!(
+            registered
+                .0
+                .get_arc::<std::sync::Arc<RecordingOutbound>>()
+                .is_none(),
+            "with several channels no bare client: it would be the first's whatever the event"
+        );
+        assert!(
+            registered
+                .0
+                .get_arc::<Channels<std::sync::Arc<RecordingOutbound>>>()
+                .is_some()
+        );
+
         let single = Channels::single(std::sync::Arc::new(RecordingOutbound::new(Platform::TEST)));
         single
             .send(&to(Some("whatever")), vec!["x".into()])
