@@ -500,3 +500,35 @@ async fn a_reply_and_its_pushes_share_one_deadline() {
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_reply_cut_off_mid_call_is_never_pushed_by_the_retried_handler() {
+    let (fake, client) = setup(3, true).await;
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_millis(300)));
+    let target = reply_target("rt-cut", "01CUT");
+    // The handler's time-out drops the send while LINE is carrying out the reply.
+    let cut = tokio::time::timeout(
+        Duration::from_millis(50),
+        client.send(&target, vec!["hello".into()]),
+    )
+    .await;
+    assert!(cut.is_err(), "the send was cut off");
+    fake.api().set_latency(Latency::None);
+    // The retried handler: LINE refuses the token the first reply used, and the client must not
+    // push instead (that reply may have been shown).
+    fake.api().inject(
+        Fault::status(StatusCode::BAD_REQUEST)
+            .json(&serde_json::json!({"message": "Invalid reply token"}))
+            .on_path("/v2/bot/message/reply"),
+    );
+    let error = client
+        .send(&target, vec!["hello".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        fake.pushes().is_empty(),
+        "pushed after a reply that may have gone out"
+    );
+    assert!(!error.is_retryable(), "{error}");
+}
