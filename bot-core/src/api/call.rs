@@ -25,6 +25,7 @@ pub struct Call {
     pub(crate) idempotent: bool,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) deadline: Option<Instant>,
+    pub(crate) answer_optional: Option<bool>,
 }
 
 impl std::fmt::Debug for Call {
@@ -57,6 +58,7 @@ impl Call {
             body: None,
             idempotency_key: None,
             deadline: None,
+            answer_optional: None,
         }
     }
 
@@ -109,6 +111,17 @@ impl Call {
     #[must_use]
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Says whether a 2xx whose body is lost on the way still counts as done (with an empty
+    /// body) instead of a failure to retry: by default for the calls that are not idempotent
+    /// (sending them again would repeat them), not for the others (they are sent again for their
+    /// answer). A LINE reply is idempotent (its token is single-use) yet done on a 2xx: a second
+    /// attempt would only be refused.
+    #[must_use]
+    pub fn answer_optional(mut self, optional: bool) -> Self {
+        self.answer_optional = Some(optional);
         self
     }
 

@@ -241,8 +241,8 @@ impl<S: ApiSpec> ApiClient<S> {
     ///   otherwise; a hint longer than [`ApiConfig::max_retry_after`], or one that would end past
     ///   the deadline, fails the call at once carrying the hint, so that the runtime retries the
     ///   handler later instead of one handler holding a slot for minutes.
-    /// - A 2xx whose body cannot be read counts as success (with an empty body) for anything but
-    ///   a read: the platform took the call.
+    /// - A 2xx whose body cannot be read counts as success (with an empty body) where
+    ///   [`Call::answer_optional`] says so (by default, for calls that are not idempotent).
     ///
     /// # Errors
     ///
@@ -383,6 +383,8 @@ impl<S: ApiSpec> ApiClient<S> {
             request = request.header(name.clone(), value.clone());
         }
         let started = Instant::now();
+        // From here the request may reach the platform, whatever happens to this call.
+        super::sent::note_dispatched();
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
@@ -407,9 +409,12 @@ impl<S: ApiSpec> ApiClient<S> {
         // Boxed for the same reason: reading the body is a moment after the wait for the answer.
         let body = match Box::pin(response.bytes()).await {
             Ok(body) => body,
-            Err(e) if shared.spec.accepted(call, status) && call.method != http::Method::GET => {
+            Err(e)
+                if shared.spec.accepted(call, status)
+                    && call.answer_optional.unwrap_or(!call.idempotent) =>
+            {
                 // The platform took the call; only its answer was lost. Sending it again would
-                // repeat it, or (a LINE reply) fail on a token it used. A read is read again.
+                // repeat it (or, a LINE reply, fail on the token it used).
                 tracing::warn!(
                     %platform, endpoint = call.endpoint, error = %e.without_url(),
                     "the api accepted a call but its answer could not be read"

@@ -20,6 +20,9 @@ use crate::limits::Limits;
 use crate::queue::{Dead, DeadLetter, Delivery, Nack, Queue};
 use crate::telemetry::{Metrics, Outcome};
 
+/// The longest a handler error's retry hint (a platform's `Retry-After`) defers its retry.
+const MAX_RETRY_HINT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Handler workers per runtime thread: more than one, so that work spreads over the threads
 /// although a worker runs on one thread at a time.
 const WORKERS_PER_THREAD: usize = 2;
@@ -289,9 +292,10 @@ impl Supervisor {
         if c.retryable && c.attempt < retry.max_attempts {
             // A platform's word on when to retry (a rate limit's `Retry-After`) wins over a
             // shorter back-off: retrying sooner would only be refused again.
-            let delay = retry
-                .backoff(c.attempt)
-                .max(c.retry_after.unwrap_or_default());
+            // Capped below what clients remember of sends (LINE's 20-minute reply window, the
+            // sent parts' hour), so that a retry after a long hint still skips what went out.
+            let hint = c.retry_after.unwrap_or_default().min(MAX_RETRY_HINT);
+            let delay = retry.backoff(c.attempt).max(hint);
             tracing::warn!(
                 attempt = c.attempt,
                 retry_in = ?delay,

@@ -71,7 +71,8 @@ impl LineClient {
         crate::render::check_count(messages)?;
         let call = Call::post(endpoint::REPLY, "/v2/bot/message/reply")
             .json(&json!({"replyToken": reply_token, "messages": messages}))?
-            .idempotent(true);
+            .idempotent(true)
+            .answer_optional(true);
         Ok(outcome(&self.call(call, deadline).await?))
     }
 

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bot_core::api::Dispatch;
 use bot_core::event::ConversationId;
 use bot_core::outbound::{OutgoingMessage, Target};
 use bot_core::{Outbound, Platform};
@@ -75,28 +76,39 @@ impl LineClient {
         let tried_before = send
             .as_ref()
             .is_some_and(|s| self.shared.maybe_replied.contains(s));
-        // Remembered before the call: a reply cut off mid-flight (the handler timed out) may have
-        // used the token, and its retry must not push the messages a second time.
-        if let Some(send) = &send {
-            self.shared.maybe_replied.insert(send.clone());
-        }
-        match self
-            .reply_until(token.expose(), first, Some(deadline))
-            .await
-        {
+        // Remembered for the time of the call: a reply cut off after its request was written
+        // (the handler timed out) may have used the token, and its retry must not push the
+        // messages a second time; one cut off before it left is forgotten.
+        let dispatch = Dispatch::new();
+        let mark = (send.clone())
+            .filter(|_| !tried_before)
+            .map(|send| self.shared.maybe_replied.mark(send, &dispatch));
+        let replied = dispatch
+            .scope(self.reply_until(token.expose(), first, Some(deadline)))
+            .await;
+        match replied {
             Ok(_) => {
+                if let Some(mark) = mark {
+                    mark.forget();
+                }
                 if let Some(send) = send {
-                    self.shared.maybe_replied.remove(&send);
                     self.shared.replied.insert(send);
                 }
             }
-            // The token may have been used by an attempt whose answer was lost: pushing could
-            // show the messages twice.
+            // The token may have been used by an attempt whose answer was lost: pushing the
+            // reply's messages could show them twice. The rest were never part of it.
             Err(e) if e.is_invalid_reply_token() && (e.attempts() > 1 || tried_before) => {
+                if let Some(mark) = mark {
+                    mark.keep();
+                }
+                if !rest.is_empty() {
+                    self.push_all(target, rest, AFTER_REPLY_PART, deadline)
+                        .await?;
+                }
                 return Err(Error::new(
                     ErrorKind::InvalidReplyToken,
                     "line: the reply token was refused after an attempt that may have been \
-                     delivered; not pushing",
+                     delivered; not pushing the reply's messages",
                 )
                 .with_platform(Platform::LINE)
                 .with_attempts(e.attempts())
@@ -104,8 +116,8 @@ impl LineClient {
                 .with_source(e));
             }
             Err(e) if e.is_invalid_reply_token() && fallback => {
-                if let Some(send) = &send {
-                    self.shared.maybe_replied.remove(send);
+                if let Some(mark) = mark {
+                    mark.forget();
                 }
                 tracing::info!(
                     conversation = target.conversation.as_str(),
@@ -114,11 +126,14 @@ impl LineClient {
                 return self.push_all(target, &messages, 0, deadline).await;
             }
             Err(e) => {
-                if let Some(send) = &send
-                    && !tried_before
-                    && !may_have_reached_line(&e)
-                {
-                    self.shared.maybe_replied.remove(send);
+                if dispatch.happened() && may_have_reached_line(&e) {
+                    if let Some(mark) = mark {
+                        mark.keep();
+                    }
+                } else {
+                    if let Some(mark) = mark {
+                        mark.forget();
+                    }
                 }
                 return Err(e);
             }
