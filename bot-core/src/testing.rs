@@ -30,8 +30,10 @@
 //! `#[tokio::test(start_paused = true)]`.
 
 pub mod fake_api;
+mod refusals;
 mod signed_webhook;
 
+pub use refusals::assert_refused_before_sending;
 pub use signed_webhook::{SignedWebhook, check_known_signatures};
 
 use std::fmt;

@@ -241,7 +241,6 @@ async fn buttons_selects_and_modals_come_back_as_postbacks() {
 
 #[tokio::test]
 async fn messages_discord_cannot_take_are_refused_before_any_call() {
-    use bot_core::Outbound;
     use bot_core::outbound::Target;
     let api = FakeDiscordApi::start(TOKEN, "ws://127.0.0.1:9", 1, 1)
         .await
@@ -262,19 +261,7 @@ async fn messages_discord_cannot_take_are_refused_before_any_call() {
             json!({"type": "text"}),
         )),
     ];
-    for message in refused {
-        let error = client
-            .send(&Target::conversation("c1"), vec![message])
-            .await
-            .unwrap_err();
-        let kind = std::error::Error::source(&error)
-            .and_then(|e| e.downcast_ref::<bot_discord::Error>())
-            .map(bot_discord::Error::kind);
-        assert_eq!(
-            kind,
-            Some(bot_discord::ErrorKind::InvalidRequest),
-            "{error}"
-        );
-    }
+    let target = Target::conversation("c1");
+    bot_core::testing::assert_refused_before_sending(&client, &target, refused).await;
     assert_eq!(api.api().call_count(), 0);
 }

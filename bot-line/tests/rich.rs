@@ -5,10 +5,10 @@ mod support;
 
 use bot_core::api::ConfigureApi as _;
 use bot_core::outbound::{Action, Button, Card, PlatformMessage, QuickReply, Target};
-use bot_core::{Context, Error, Event, Outbound, OutgoingMessage, Platform};
+use bot_core::{Context, Error, Event, OutgoingMessage, Platform};
+use bot_line::LineClient;
 use bot_line::model::flex::{Bubble, FlexBox, FlexMessage, FlexText};
 use bot_line::testing::{LOADING_PATH, WebhookBuilder};
-use bot_line::{ErrorKind, LineClient};
 use serde_json::{Value, json};
 use support::{Harness, TOKEN, secret};
 
@@ -163,13 +163,6 @@ async fn messages_line_cannot_take_are_refused_before_any_call() {
         )),
         OutgoingMessage::card(Card::new("x".repeat(40 * 1024))),
     ];
-    for message in refused {
-        let error = client.send(&target, vec![message]).await.unwrap_err();
-        assert!(!error.is_retryable(), "{error}");
-        let kind = std::error::Error::source(&error)
-            .and_then(|e| e.downcast_ref::<bot_line::Error>())
-            .map(bot_line::Error::kind);
-        assert_eq!(kind, Some(ErrorKind::InvalidRequest), "{error}");
-    }
+    bot_core::testing::assert_refused_before_sending(&client, &target, refused).await;
     assert!(fake.api().calls().is_empty());
 }

@@ -149,7 +149,6 @@ async fn every_rich_kind_reaches_messenger_in_its_documented_shape() {
 
 #[tokio::test]
 async fn messages_messenger_cannot_take_are_refused_before_any_call() {
-    use bot_core::Outbound;
     use bot_core::outbound::Target;
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
     let client = bot_messenger::MessengerClient::builder(support::PAGE_TOKEN)
@@ -168,19 +167,7 @@ async fn messages_messenger_cannot_take_are_refused_before_any_call() {
             json!({"content": "x"}),
         )),
     ];
-    for message in refused {
-        let error = client
-            .send(&Target::conversation("PSID"), vec![message])
-            .await
-            .unwrap_err();
-        let kind = std::error::Error::source(&error)
-            .and_then(|e| e.downcast_ref::<bot_messenger::Error>())
-            .map(bot_messenger::Error::kind);
-        assert_eq!(
-            kind,
-            Some(bot_messenger::ErrorKind::InvalidRequest),
-            "{error}"
-        );
-    }
+    let target = Target::conversation("PSID");
+    bot_core::testing::assert_refused_before_sending(&client, &target, refused).await;
     assert!(fake.api().calls().is_empty());
 }

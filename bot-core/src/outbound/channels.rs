@@ -190,23 +190,6 @@ impl<C> Channels<C> {
         self.clients.iter()
     }
 
-    /// Changes every client with `f` (an adapter gives them the bot's telemetry).
-    #[must_use]
-    pub fn map<D>(self, mut f: impl FnMut(&ChannelId, C) -> D) -> Channels<D> {
-        Channels {
-            clients: self
-                .clients
-                .into_iter()
-                .map(|(id, client)| {
-                    let client = f(&id, client);
-                    (id, client)
-                })
-                .collect(),
-            default: self.default,
-            any: self.any,
-        }
-    }
-
     /// How many channels.
     pub fn len(&self) -> usize {
         self.clients.len()

@@ -51,7 +51,7 @@ impl DiscordClient {
             http,
             application_id,
             pending,
-            sent: Arc::new(SentKeys::new(SENT_PARTS_TTL, MAX_SENT_PARTS)),
+            sent: Arc::default(),
         }
     }
 

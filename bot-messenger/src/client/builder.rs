@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bot_core::Secret;
 use bot_core::api::{ApiClient, ApiConfig, BuildClient, ConfigureApi, SentKeys};
-use bot_core::outbound::{MAX_SENT_PARTS, PartKey, SENT_PARTS_TTL};
+use bot_core::outbound::PartKey;
 use bot_core::telemetry::Telemetry;
 
 use super::spec::GraphApi;
@@ -124,7 +124,7 @@ impl MessengerClientBuilder {
         config.limit(USER_PROFILE, limits.profile_per_second);
         Ok(MessengerClient {
             api: ApiClient::new(GraphApi, config)?,
-            sent: Arc::new(SentKeys::new(SENT_PARTS_TTL, MAX_SENT_PARTS)),
+            sent: Arc::default(),
         })
     }
 }
