@@ -29,4 +29,4 @@ pub use config::{
     DEFAULT_TIMEOUT, default_retry_policy,
 };
 pub use error::{ApiError, ApiErrorKind, ErrorDetails};
-pub use sent::{Dispatch, Mark, SentKeys, send_once};
+pub use sent::{Dispatch, KeyState, Mark, SentKeys, send_once};

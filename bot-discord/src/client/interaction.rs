@@ -30,7 +30,7 @@ impl DiscordClient {
         call: impl Future<Output = Result<(), Error>>,
     ) -> Result<(), bot_core::Error> {
         let key = send.map(|(event, send_index)| (event.clone(), send_index, part));
-        send_once(&self.sent, key, part, call).await
+        send_once(&self.sent, key, part, self.http.deadline_from_now(), call).await
     }
 
     /// A follow-up, tried again when Discord does not know the interaction's webhook yet: the

@@ -42,6 +42,11 @@ impl DiscordHttp {
         self.client.base()
     }
 
+    /// When a call made now gives up, by default (the client's deadline from now).
+    pub fn deadline_from_now(&self) -> std::time::Instant {
+        self.client.deadline_from_now()
+    }
+
     /// Invalid requests (401, 403, 429) counted in the last 10 minutes.
     pub fn invalid_requests(&self) -> usize {
         self.client.spec().invalid_requests()

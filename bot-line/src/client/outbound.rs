@@ -64,35 +64,44 @@ impl LineClient {
             .origin
             .as_ref()
             .map(|event| (event.clone(), target.send_index));
+        // Held in flight for the time of the call: a reply cut off after its request was written
+        // (the handler timed out) may have used the token, and its retry must not push the
+        // messages a second time; one cut off before it left is forgotten. A concurrent attempt
+        // of this handler (a redelivery while this one runs) waits here for the outcome.
+        let dispatch = Dispatch::new();
+        let (mark, tried_before) = match send.clone() {
+            Some(send) => {
+                let mark = (self.shared.maybe_replied)
+                    .claim(send, &dispatch, deadline)
+                    .await?;
+                let tried_before = mark.is_none();
+                (mark, tried_before)
+            }
+            None => (None, false),
+        };
         if let Some(send) = &send
             && self.shared.replied.contains(send)
         {
+            if let Some(mark) = mark {
+                mark.forget();
+            }
             // An earlier attempt of this handler made this reply already; only the rest may
             // be missing, and its pushes carry the same retry keys as then.
             return self
                 .push_all(target, rest, AFTER_REPLY_PART, deadline)
                 .await;
         }
-        let tried_before = send
-            .as_ref()
-            .is_some_and(|s| self.shared.maybe_replied.contains(s));
-        // Remembered for the time of the call: a reply cut off after its request was written
-        // (the handler timed out) may have used the token, and its retry must not push the
-        // messages a second time; one cut off before it left is forgotten.
-        let dispatch = Dispatch::new();
-        let mark = (send.clone())
-            .filter(|_| !tried_before)
-            .map(|send| self.shared.maybe_replied.mark(send, &dispatch));
         let replied = dispatch
             .scope(self.reply_until(token.expose(), first, Some(deadline)))
             .await;
         match replied {
             Ok(_) => {
-                if let Some(mark) = mark {
-                    mark.forget();
-                }
+                // Made before the mark ends: an attempt waiting on the mark then sees it.
                 if let Some(send) = send {
                     self.shared.replied.insert(send);
+                }
+                if let Some(mark) = mark {
+                    mark.forget();
                 }
             }
             // The token may have been used by an attempt whose answer was lost: pushing the
