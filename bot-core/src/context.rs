@@ -195,76 +195,107 @@ impl Context {
 
     /// Replies to the event being handled (with its reply token where the platform has one).
     ///
+    /// The send is numbered among the handler's sends ([`Target::send_index`]) when this is
+    /// called, not when the returned future first runs: sends created in one order and awaited
+    /// together (`join!`) keep the same numbers, and so the same idempotency keys, on every
+    /// attempt of the handler.
+    ///
     /// # Errors
     ///
     /// Fails when there is no client for the platform or the platform refuses the message.
-    pub async fn reply(&self, message: impl Into<OutgoingMessage>) -> Result<(), Error> {
-        self.reply_all(vec![message.into()]).await
+    pub fn reply(
+        &self,
+        message: impl Into<OutgoingMessage>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        self.reply_all(vec![message.into()])
     }
 
     /// Replies with a platform's own message (a LINE Flex layout, a Discord modal or select
     /// menu, a Messenger media template), made with the adapters' typed builders.
     ///
     /// On its platform the message goes out as-is; on another platform its fallback goes out
-    /// instead ([`PlatformMessage::with_fallback`]).
+    /// instead ([`PlatformMessage::with_fallback`]). Numbered when called, as [`Context::reply`].
     ///
     /// # Errors
     ///
     /// As [`Context::reply`]; the adapter refuses a message for another platform that has no
     /// fallback, before sending anything.
-    pub async fn reply_with(&self, message: impl Into<PlatformMessage>) -> Result<(), Error> {
-        self.reply(OutgoingMessage::platform(message.into())).await
+    pub fn reply_with(
+        &self,
+        message: impl Into<PlatformMessage>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        self.reply(OutgoingMessage::platform(message.into()))
     }
 
     /// Replies with several messages, in order, in one call where the platform allows it.
+    /// Numbered when called, as [`Context::reply`].
     ///
     /// # Errors
     ///
     /// As [`Context::reply`].
-    pub async fn reply_all(&self, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
+    pub fn reply_all(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         let mut target = self.target.clone();
-        target.send_index = self.state.sends.fetch_add(1, AtomicOrdering::Relaxed);
-        self.outbound()?.send(&target, messages).await
+        target.send_index = self.next_send_index();
+        self.send_to(&self.platform, target, messages)
     }
 
     /// Sends a message to a conversation of the same platform, not as a reply, through the
-    /// channel the event came through.
+    /// channel the event came through. Numbered when called, as [`Context::reply`].
     ///
     /// # Errors
     ///
     /// As [`Context::reply`].
-    pub async fn send(
+    pub fn send(
         &self,
         conversation: impl Into<ConversationId>,
         message: impl Into<OutgoingMessage>,
-    ) -> Result<(), Error> {
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         let mut target = self.send_target(conversation);
         target.channel.clone_from(&self.target.channel);
-        self.outbound()?.send(&target, vec![message.into()]).await
+        self.send_to(&self.platform, target, vec![message.into()])
     }
 
-    /// Sends a message to a conversation on another platform.
+    /// Sends a message to a conversation on another platform. Numbered when called, as
+    /// [`Context::reply`].
     ///
     /// # Errors
     ///
     /// As [`Context::reply`].
-    pub async fn send_on(
+    pub fn send_on(
         &self,
         platform: Platform,
         conversation: impl Into<ConversationId>,
         message: impl Into<OutgoingMessage>,
-    ) -> Result<(), Error> {
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         let target = self.send_target(conversation);
-        self.outbound_for(&platform)?
-            .send(&target, vec![message.into()])
-            .await
+        let message = message.into();
+        async move { self.send_to(&platform, target, vec![message]).await }
+    }
+
+    /// Sends `messages` to `target`, numbered already, through `platform`'s client.
+    async fn send_to(
+        &self,
+        platform: &Platform,
+        target: Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), Error> {
+        self.outbound_for(platform)?.send(&target, messages).await
+    }
+
+    /// The next number among this attempt's sends: taken when a send is created, so that the
+    /// numbers follow the order of the handler's code, not the order its futures first run in.
+    fn next_send_index(&self) -> u32 {
+        self.state.sends.fetch_add(1, AtomicOrdering::Relaxed)
     }
 
     /// A send to `conversation` that is not a reply, numbered among this handler's sends.
     fn send_target(&self, conversation: impl Into<ConversationId>) -> Target {
         let mut target = Target::conversation(conversation);
         target.origin.clone_from(&self.target.origin);
-        target.send_index = self.state.sends.fetch_add(1, AtomicOrdering::Relaxed);
+        target.send_index = self.next_send_index();
         target
     }
 

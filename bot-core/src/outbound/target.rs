@@ -25,7 +25,10 @@ pub struct Target {
     /// nonces) that let a retried handler's sends through once.
     pub origin: Option<EventId>,
     /// Which send of the handler this is, from 0, counted per event over replies and sends, so
-    /// that two different sends of one handler stay two messages.
+    /// that two different sends of one handler stay two messages. Taken when the handler calls
+    /// `cx.reply(..)` or `cx.send(..)`, not when the send first runs: sends awaited together
+    /// (`join!`) keep their numbers on every attempt as long as the handler makes them in the
+    /// same order.
     pub send_index: u32,
 }
 

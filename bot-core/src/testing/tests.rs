@@ -47,6 +47,37 @@ async fn sends_are_numbered_per_event_and_the_same_again_on_a_retry() {
     bot.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_send_is_numbered_when_it_is_made_not_when_it_first_runs() {
+    let handler = |cx: Context, _event: Event| async move {
+        let first = cx.reply("first");
+        let second = cx.send("elsewhere", "second");
+        let third = cx.reply_all(vec!["third".into()]);
+        // Run in the other order: the numbers follow the code, not the polling.
+        third.await?;
+        second.await?;
+        first.await?;
+        Ok::<(), Error>(())
+    };
+    let bot = TestBot::builder().handler(handler).build().unwrap();
+    bot.send(text("c", "go")).await.unwrap();
+    bot.idle().await;
+    let numbered: Vec<(String, u32)> = bot
+        .sent()
+        .iter()
+        .map(|s| (s.texts().concat(), s.target.send_index))
+        .collect();
+    assert_eq!(
+        numbered,
+        [
+            ("third".to_owned(), 2),
+            ("second".to_owned(), 1),
+            ("first".to_owned(), 0)
+        ]
+    );
+    bot.shutdown().await;
+}
+
 /// Limits with quick retries, for tests of failures.
 fn quick_retries(max_attempts: u32) -> Limits {
     Limits {
