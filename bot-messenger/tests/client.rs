@@ -266,6 +266,33 @@ async fn a_call_and_its_retries_end_at_the_deadline() {
     assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_send_with_typing_ends_at_one_deadline_typing_included() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_millis(600)));
+    let deadline = Duration::from_secs(1);
+    let client = client(&fake)
+        .timeout(Duration::from_secs(10))
+        .deadline(deadline)
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // The typing indicator takes 600 ms of the second; the message gets the 400 ms left, not a
+    // second of its own.
+    let error = client
+        .send(
+            &Target::conversation("24386871164263049"),
+            vec![OutgoingMessage::typing().with_text("hi")],
+        )
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed <= deadline + Duration::from_millis(50), "{elapsed:?}");
+    assert_eq!(error.kind(), bot_core::ErrorKind::Timeout, "{error}");
+    assert_eq!(fake.sender_actions().len(), 1, "typing went first");
+}
+
 #[tokio::test]
 async fn a_retry_after_longer_than_the_time_left_is_handed_to_the_runtime() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();

@@ -226,9 +226,10 @@ impl<S: ApiSpec> ApiClient<S> {
         &self.shared.retry
     }
 
-    /// When a call made now gives up, by default.
+    /// When a call made now gives up, by default (on tokio's clock: in a test with paused time,
+    /// deadlines pass as the test's time does).
     pub fn deadline_from_now(&self) -> Instant {
-        later(Instant::now(), self.shared.deadline)
+        later(now(), self.shared.deadline)
     }
 
     /// Makes `call`: waits for its rate limits, sends it, and retries what may succeed and is
@@ -269,7 +270,7 @@ impl<S: ApiSpec> ApiClient<S> {
                 Some(Err(e)) => return Err(e.with_attempts(attempt - 1).with_platform(platform)),
                 None => return Err(self.deadline_passed(attempt - 1)),
             };
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(now());
             if left.is_zero() {
                 return Err(self.deadline_passed(attempt - 1));
             }
@@ -300,7 +301,7 @@ impl<S: ApiSpec> ApiClient<S> {
                 Some(hint) => hint,
                 None => shared.retry.backoff(attempt),
             };
-            if later(Instant::now(), delay) >= deadline {
+            if later(now(), delay) >= deadline {
                 tracing::debug!(
                     %platform, endpoint = call.endpoint, error = %failure, ?delay,
                     "api call failed; no time left to retry before the deadline"
@@ -476,6 +477,12 @@ impl<S: ApiSpec> ApiClient<S> {
             duration: started.elapsed(),
         });
     }
+}
+
+/// Now on tokio's clock, which deadlines are measured on: the wall clock, except in tests with
+/// paused time, where it moves as the test advances it (and so do the time-outs built on it).
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// `now + by`, or a time a century away when that overflows (a `Duration::MAX` setting or hint).

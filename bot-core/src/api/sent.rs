@@ -489,7 +489,7 @@ mod tests {
         assert!(futures::poll!(first.as_mut()).is_pending());
         assert_eq!(sent.state(&key().unwrap()), KeyState::InFlight);
         let called = AtomicBool::new(false);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = super::super::client::now() + Duration::from_secs(20);
         let mut second = std::pin::pin!(send_once(&sent, key(), 0, deadline, async {
             called.store(true, Ordering::SeqCst);
             Ok(())

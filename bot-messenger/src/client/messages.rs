@@ -89,8 +89,23 @@ impl MessengerClient {
         recipient: &Recipient,
         action: SenderAction,
     ) -> Result<(), Error> {
+        let deadline = self.api.deadline_from_now();
+        self.sender_action_until(recipient, action, deadline).await
+    }
+
+    /// As [`MessengerClient::sender_action`], given up at `deadline` (the deadline of the send
+    /// the typing indicator opens).
+    pub(super) async fn sender_action_until(
+        &self,
+        recipient: &Recipient,
+        action: SenderAction,
+        deadline: Instant,
+    ) -> Result<(), Error> {
         let body = json!({"recipient": recipient.to_json(), "sender_action": action.as_str()});
-        let call = Call::post(SEND, SEND_PATH).json(&body)?.idempotent(true);
+        let call = Call::post(SEND, SEND_PATH)
+            .json(&body)?
+            .idempotent(true)
+            .deadline(deadline);
         self.api.call(call).await.map(drop)
     }
 }

@@ -17,18 +17,21 @@ impl Outbound for MessengerClient {
     }
 
     /// Sends each message to the conversation's PSID, with `messaging_type: RESPONSE` when
-    /// answering an event and `UPDATE` otherwise, one call at a time under one deadline.
+    /// answering an event and `UPDATE` otherwise, one call at a time under one deadline that
+    /// covers the typing indicator too.
     async fn send(
         &self,
         target: &Target,
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), bot_core::Error> {
         let (typing, mapped) = crate::render::render_send(&messages)?;
-        if typing {
-            self.typing(&target.conversation).await?; // alone, as sender actions must be, and first
-        }
-        let recipient = Recipient::for_conversation(target.conversation.as_str());
+        // One deadline for the whole send, the typing indicator included.
         let deadline = self.api.deadline_from_now();
+        let recipient = Recipient::for_conversation(target.conversation.as_str());
+        if typing {
+            // Alone, as sender actions must be, and first.
+            (self.sender_action_until(&recipient, SenderAction::TypingOn, deadline)).await?;
+        }
         let messaging_type = if target.is_reply() {
             MessagingType::Response
         } else {
