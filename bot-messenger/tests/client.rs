@@ -293,6 +293,49 @@ async fn a_send_with_typing_ends_at_one_deadline_typing_included() {
     assert_eq!(fake.sender_actions().len(), 1, "typing went first");
 }
 
+/// Two attempts of one handler send the same reply at once (a redelivery while the first still
+/// runs); the first's call is answered `first_answer` after 500 ms. Returns both results and the
+/// statuses of the message calls the fake saw.
+async fn concurrent_attempts(
+    first_answer: Option<Fault>,
+) -> (
+    Result<(), bot_core::Error>,
+    Result<(), bot_core::Error>,
+    Vec<u16>,
+) {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_millis(500)));
+    if let Some(fault) = first_answer {
+        fake.api().inject(fault.times(1));
+    }
+    let client = client(&fake).retry(fast_retries(1)).build().unwrap();
+    let mut target = Target::conversation("24386871164263049");
+    target.origin = Some(bot_core::EventId::new("mid.1"));
+    let messages = || vec![OutgoingMessage::text("once")];
+    let (first, second) = tokio::join!(client.send(&target, messages()), async {
+        tokio::task::yield_now().await;
+        client.send(&target, messages()).await
+    });
+    let statuses = fake.messages().iter().map(|m| m.status.as_u16()).collect();
+    (first, second, statuses)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_concurrent_attempt_skips_a_part_the_first_made_and_sends_one_it_did_not() {
+    let (first, second, statuses) = concurrent_attempts(None).await;
+    assert!(first.is_ok() && second.is_ok());
+    assert_eq!(statuses, [200], "made once, by the first attempt");
+
+    // The first attempt's call is refused (a 503 carried out nothing): the second, which
+    // waited for that outcome instead of skipping the part, sends it.
+    let refused = Fault::status(StatusCode::SERVICE_UNAVAILABLE);
+    let (first, second, statuses) = concurrent_attempts(Some(refused)).await;
+    assert!(first.is_err());
+    assert!(second.is_ok(), "{second:?}");
+    assert_eq!(statuses, [503, 200]);
+}
+
 #[tokio::test]
 async fn a_retry_after_longer_than_the_time_left_is_handed_to_the_runtime() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
