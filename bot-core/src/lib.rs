@@ -19,6 +19,7 @@ pub mod router;
 pub mod runtime;
 mod secret;
 mod server;
+mod setters;
 pub mod signature;
 pub mod state;
 pub mod telemetry;

@@ -106,38 +106,24 @@ impl Call {
         self
     }
 
-    /// Sends `key` in the platform's idempotency header, the same on every attempt, which makes
-    /// the call idempotent where the platform has such a header.
-    #[must_use]
-    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
-        self.idempotency_key = Some(key.into());
-        self
-    }
+    crate::setters! {
+        /// Sends the key in the platform's idempotency header, the same on every attempt, which
+        /// makes the call idempotent where the platform has such a header.
+        idempotency_key: into String;
 
-    /// Says whether a 2xx whose body is lost on the way still counts as done (with an empty
-    /// body) instead of a failure to retry: by default for the calls that are not idempotent
-    /// (sending them again would repeat them), not for the others (they are sent again for their
-    /// answer). A LINE reply is idempotent (its token is single-use) yet done on a 2xx: a second
-    /// attempt would only be refused.
-    #[must_use]
-    pub fn answer_optional(mut self, optional: bool) -> Self {
-        self.answer_optional = Some(optional);
-        self
-    }
+        /// Says whether a 2xx whose body is lost on the way still counts as done (with an empty
+        /// body) instead of a failure to retry: by default for the calls that are not idempotent
+        /// (sending them again would repeat them), not for the others (they are sent again for
+        /// their answer). A LINE reply is idempotent (its token is single-use) yet done on a 2xx: a
+        /// second attempt would only be refused.
+        answer_optional: set bool;
 
-    /// Gives up at `deadline`, retries and rate-limit waits included, instead of the client's
-    /// deadline from now (a reply of several parts shares one).
-    #[must_use]
-    pub fn deadline(mut self, deadline: Instant) -> Self {
-        self.deadline = Some(deadline);
-        self
-    }
+        /// Gives up at this deadline, retries and rate-limit waits included, instead of the
+        /// client's deadline from now (a reply of several parts shares one).
+        deadline: set Instant;
 
-    /// Sends to `base` instead of the client's base URL (LINE's data API).
-    #[must_use]
-    pub fn base(mut self, base: impl Into<Arc<str>>) -> Self {
-        self.base = Some(base.into());
-        self
+        /// Sends to this base URL instead of the client's (LINE's data API).
+        base: into Arc<str>;
     }
 
     /// The method.

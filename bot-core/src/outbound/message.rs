@@ -97,25 +97,15 @@ impl OutgoingMessage {
         }
     }
 
-    /// Sets the text, sent before the rest.
-    #[must_use]
-    pub fn with_text(mut self, text: impl Into<String>) -> Self {
-        self.text = Some(text.into());
-        self
-    }
+    crate::setters! {
+        /// Sets the text, sent before the rest.
+        with_text => text: into String;
 
-    /// Adds a quick reply.
-    #[must_use]
-    pub fn quick_reply(mut self, reply: QuickReply) -> Self {
-        self.quick_replies.push(reply);
-        self
-    }
+        /// Adds a quick reply.
+        quick_reply => quick_replies: push QuickReply;
 
-    /// Adds a button.
-    #[must_use]
-    pub fn button(mut self, button: Button) -> Self {
-        self.buttons.push(button);
-        self
+        /// Adds a button.
+        button => buttons: push Button;
     }
 
     /// Whether this message asks for a typing indicator.

@@ -75,11 +75,9 @@ impl Card {
         }
     }
 
-    /// Sets the text under the title.
-    #[must_use]
-    pub fn text(mut self, text: impl Into<String>) -> Self {
-        self.text = Some(text.into());
-        self
+    crate::setters! {
+        /// Sets the text under the title.
+        text: into String;
     }
 
     /// Sets the image, by URL.
@@ -89,18 +87,12 @@ impl Card {
         self
     }
 
-    /// Adds a button.
-    #[must_use]
-    pub fn button(mut self, button: Button) -> Self {
-        self.buttons.push(button);
-        self
-    }
+    crate::setters! {
+        /// Adds a button.
+        button => buttons: push Button;
 
-    /// Sets what tapping the card does.
-    #[must_use]
-    pub fn default_action(mut self, action: Action) -> Self {
-        self.default_action = Some(action);
-        self
+        /// Sets what tapping the card does.
+        default_action: set Action;
     }
 }
 

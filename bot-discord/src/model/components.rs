@@ -127,11 +127,9 @@ impl ActionRow {
         Self::default()
     }
 
-    /// Adds a component.
-    #[must_use]
-    pub fn component(mut self, component: impl Into<Component>) -> Self {
-        self.components.push(component.into());
-        self
+    bot_core::setters! {
+        /// Adds a component.
+        component => components: push_into Component;
     }
 
     /// The row's JSON.
@@ -241,11 +239,9 @@ impl SelectMenu {
         self
     }
 
-    /// Sets the placeholder.
-    #[must_use]
-    pub fn placeholder(mut self, placeholder: impl Into<String>) -> Self {
-        self.placeholder = Some(placeholder.into());
-        self
+    bot_core::setters! {
+        /// Sets the placeholder.
+        placeholder: into String;
     }
 
     /// Lets the user choose between `min` and `max` options.
@@ -326,11 +322,9 @@ impl TextInput {
         self
     }
 
-    /// Sets the placeholder.
-    #[must_use]
-    pub fn placeholder(mut self, placeholder: impl Into<String>) -> Self {
-        self.placeholder = Some(placeholder.into());
-        self
+    bot_core::setters! {
+        /// Sets the placeholder.
+        placeholder: into String;
     }
 
     /// The input's JSON.
@@ -371,11 +365,9 @@ impl Modal {
         }
     }
 
-    /// Adds a text input, on a row of its own.
-    #[must_use]
-    pub fn input(mut self, input: TextInput) -> Self {
-        self.inputs.push(input);
-        self
+    bot_core::setters! {
+        /// Adds a text input, on a row of its own.
+        input => inputs: push TextInput;
     }
 
     /// The interaction response: `{"type": 9, "data": {custom_id, title, components}}`.
@@ -412,25 +404,15 @@ impl DiscordMessage {
         Self::default()
     }
 
-    /// Sets the content.
-    #[must_use]
-    pub fn content(mut self, content: impl Into<String>) -> Self {
-        self.content = Some(content.into());
-        self
-    }
+    bot_core::setters! {
+        /// Sets the content.
+        content: into String;
 
-    /// Adds an embed object.
-    #[must_use]
-    pub fn embed(mut self, embed: Value) -> Self {
-        self.embeds.push(embed);
-        self
-    }
+        /// Adds an embed object.
+        embed => embeds: push Value;
 
-    /// Adds an action row.
-    #[must_use]
-    pub fn row(mut self, row: ActionRow) -> Self {
-        self.rows.push(row);
-        self
+        /// Adds an action row.
+        row => rows: push ActionRow;
     }
 
     /// Seen only by the user who invoked the interaction.

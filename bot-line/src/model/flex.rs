@@ -139,39 +139,21 @@ impl Bubble {
         Self::default()
     }
 
-    /// Sets the header.
-    #[must_use]
-    pub fn header(mut self, header: FlexBox) -> Self {
-        self.header = Some(header);
-        self
-    }
+    bot_core::setters! {
+        /// Sets the header.
+        header: set FlexBox;
 
-    /// Sets the hero, usually an image.
-    #[must_use]
-    pub fn hero(mut self, hero: impl Into<FlexComponent>) -> Self {
-        self.hero = Some(hero.into());
-        self
-    }
+        /// Sets the hero, usually an image.
+        hero: into FlexComponent;
 
-    /// Sets the body.
-    #[must_use]
-    pub fn body(mut self, body: FlexBox) -> Self {
-        self.body = Some(body);
-        self
-    }
+        /// Sets the body.
+        body: set FlexBox;
 
-    /// Sets the footer.
-    #[must_use]
-    pub fn footer(mut self, footer: FlexBox) -> Self {
-        self.footer = Some(footer);
-        self
-    }
+        /// Sets the footer.
+        footer: set FlexBox;
 
-    /// Sets what tapping the bubble does.
-    #[must_use]
-    pub fn action(mut self, action: Action) -> Self {
-        self.action = Some(action);
-        self
+        /// Sets what tapping the bubble does.
+        action: set Action;
     }
 }
 
@@ -265,25 +247,15 @@ impl FlexBox {
         }
     }
 
-    /// Adds a component.
-    #[must_use]
-    pub fn content(mut self, component: impl Into<FlexComponent>) -> Self {
-        self.contents.push(component.into());
-        self
-    }
+    bot_core::setters! {
+        /// Adds a component.
+        content => contents: push_into FlexComponent;
 
-    /// Sets the space between components (`none`, `xs`, `sm`, `md`, `lg`, `xl`, `xxl`).
-    #[must_use]
-    pub fn spacing(mut self, spacing: impl Into<String>) -> Self {
-        self.spacing = Some(spacing.into());
-        self
-    }
+        /// Sets the space between components (`none`, `xs`, `sm`, `md`, `lg`, `xl`, `xxl`).
+        spacing: into String;
 
-    /// Sets what tapping the box does.
-    #[must_use]
-    pub fn action(mut self, action: Action) -> Self {
-        self.action = Some(action);
-        self
+        /// Sets what tapping the box does.
+        action: set Action;
     }
 }
 
@@ -327,18 +299,12 @@ impl FlexText {
         self
     }
 
-    /// Sets the size (`xxs`, `xs`, `sm`, `md`, `lg`, `xl`, `xxl`, `3xl` .. `5xl`).
-    #[must_use]
-    pub fn size(mut self, size: impl Into<String>) -> Self {
-        self.size = Some(size.into());
-        self
-    }
+    bot_core::setters! {
+        /// Sets the size (`xxs`, `xs`, `sm`, `md`, `lg`, `xl`, `xxl`, `3xl` .. `5xl`).
+        size: into String;
 
-    /// Sets the colour (`#RRGGBB`).
-    #[must_use]
-    pub fn color(mut self, color: impl Into<String>) -> Self {
-        self.color = Some(color.into());
-        self
+        /// Sets the colour (`#RRGGBB`).
+        color: into String;
     }
 }
 
@@ -384,11 +350,9 @@ impl FlexImage {
         self
     }
 
-    /// Sets what tapping the image does.
-    #[must_use]
-    pub fn action(mut self, action: Action) -> Self {
-        self.action = Some(action);
-        self
+    bot_core::setters! {
+        /// Sets what tapping the image does.
+        action: set Action;
     }
 }
 
@@ -417,18 +381,12 @@ impl FlexButton {
         }
     }
 
-    /// Sets the style: `link`, `primary` or `secondary`.
-    #[must_use]
-    pub fn style(mut self, style: impl Into<String>) -> Self {
-        self.style = Some(style.into());
-        self
-    }
+    bot_core::setters! {
+        /// Sets the style: `link`, `primary` or `secondary`.
+        style: into String;
 
-    /// Sets the height: `sm` or `md`.
-    #[must_use]
-    pub fn height(mut self, height: impl Into<String>) -> Self {
-        self.height = Some(height.into());
-        self
+        /// Sets the height: `sm` or `md`.
+        height: into String;
     }
 }
 

@@ -100,18 +100,12 @@ impl GenericElement {
         }
     }
 
-    /// Sets the subtitle.
-    #[must_use]
-    pub fn subtitle(mut self, subtitle: impl Into<String>) -> Self {
-        self.subtitle = Some(subtitle.into());
-        self
-    }
+    bot_core::setters! {
+        /// Sets the subtitle.
+        subtitle: into String;
 
-    /// Sets the image.
-    #[must_use]
-    pub fn image_url(mut self, url: impl Into<String>) -> Self {
-        self.image_url = Some(url.into());
-        self
+        /// Sets the image.
+        image_url: into String;
     }
 
     /// Opens `url` when the element is tapped (the only default action Messenger has).
@@ -121,11 +115,9 @@ impl GenericElement {
         self
     }
 
-    /// Adds a button.
-    #[must_use]
-    pub fn button(mut self, button: Button) -> Self {
-        self.buttons.push(button);
-        self
+    bot_core::setters! {
+        /// Adds a button.
+        button => buttons: push Button;
     }
 }
 
@@ -193,11 +185,9 @@ impl MediaTemplate {
         }
     }
 
-    /// Adds a button.
-    #[must_use]
-    pub fn button(mut self, button: Button) -> Self {
-        self.buttons.push(button);
-        self
+    bot_core::setters! {
+        /// Adds a button.
+        button => buttons: push Button;
     }
 
     /// The message object.
