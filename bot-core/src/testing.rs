@@ -31,9 +31,11 @@
 
 pub mod fake_api;
 mod refusals;
+mod rich_samples;
 mod signed_webhook;
 
 pub use refusals::assert_refused_before_sending;
+pub use rich_samples::{rich_sample, sample_card};
 pub use signed_webhook::{SignedWebhook, check_known_signatures};
 
 use std::fmt;

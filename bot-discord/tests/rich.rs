@@ -4,7 +4,8 @@
 #![allow(clippy::disallowed_methods)] // the server under test runs in one spawned task
 
 use bot_core::api::ConfigureApi as _;
-use bot_core::outbound::{Action, Button, Card, PlatformMessage, QuickReply};
+use bot_core::testing::{rich_sample, sample_card};
+use bot_core::outbound::{Action, Card, PlatformMessage};
 use bot_core::{Bot, Context, Error, Event, EventKind, OutgoingMessage, Platform, Router};
 use bot_discord::Discord;
 use bot_discord::model::components::{ActionRow, DiscordMessage, Modal, SelectMenu, TextInput};
@@ -12,14 +13,6 @@ use bot_discord::testing::{APPLICATION_ID, FakeDiscordApi, InteractionSigner, sl
 use serde_json::{Value, json};
 
 const TOKEN: &str = "rich-token";
-
-fn card(title: &str) -> Card {
-    Card::new(title)
-        .text("Fresh today")
-        .image("https://example.com/p.png")
-        .button(Button::postback("Order", format!("order={title}")))
-        .default_action(Action::Url("https://example.com/p".into()))
-}
 
 /// Answers each command with one rich kind, and postbacks with their data and params.
 async fn rich(cx: Context, event: Event) -> Result<(), Error> {
@@ -32,24 +25,10 @@ async fn rich(cx: Context, event: Event) -> Result<(), Error> {
         EventKind::Command(command) => command.name.clone(),
         _ => return Ok(()),
     };
+    if let Some(sample) = rich_sample(&command) {
+        return cx.reply(sample).await;
+    }
     match command.as_str() {
-        "card" => cx.reply(OutgoingMessage::card(card("Pizza"))).await,
-        "carousel" => {
-            let cards = ["Pizza", "Pasta", "Salad"].map(card);
-            cx.reply(
-                OutgoingMessage::carousel(cards)
-                    .quick_reply(QuickReply::postback("Later", "later")),
-            )
-            .await
-        }
-        "file" => {
-            cx.reply(OutgoingMessage::file(
-                "https://example.com/menu.pdf",
-                "menu.pdf",
-            ))
-            .await
-        }
-        "typing" => cx.reply(OutgoingMessage::typing().with_text("done")).await,
         "select" => {
             let menu = DiscordMessage::new().content("Size?").row(
                 ActionRow::new().component(
@@ -254,7 +233,7 @@ async fn messages_discord_cannot_take_are_refused_before_any_call() {
     let refused = [
         // A modal answers an interaction; a channel message cannot be one.
         OutgoingMessage::platform(PlatformMessage::from(modal)),
-        OutgoingMessage::carousel((0..11).map(|i| card(&i.to_string()))),
+        OutgoingMessage::carousel((0..11).map(|i| sample_card(&i.to_string()))),
         OutgoingMessage::card(Card::new("t").default_action(Action::Postback("p".into()))),
         OutgoingMessage::platform(PlatformMessage::new(
             Platform::LINE,

@@ -4,7 +4,8 @@
 mod support;
 
 use bot_core::api::ConfigureApi as _;
-use bot_core::outbound::{Action, Button, Card, PlatformMessage, QuickReply, Target};
+use bot_core::testing::{rich_sample, sample_card};
+use bot_core::outbound::{Button, Card, PlatformMessage, Target};
 use bot_core::{Context, Error, Event, OutgoingMessage, Platform};
 use bot_line::LineClient;
 use bot_line::model::flex::{Bubble, FlexBox, FlexMessage, FlexText};
@@ -12,13 +13,9 @@ use bot_line::testing::{LOADING_PATH, WebhookBuilder};
 use serde_json::{Value, json};
 use support::{Harness, TOKEN, secret};
 
+/// The sample card with a link button too, for LINE's `uri` action.
 fn card(title: &str) -> Card {
-    Card::new(title)
-        .text("Fresh today")
-        .image("https://example.com/p.png")
-        .button(Button::postback("Order", format!("order={title}")))
-        .button(Button::link("Menu", "https://example.com/menu"))
-        .default_action(Action::Url("https://example.com/p".into()))
+    sample_card(title).button(Button::link("Menu", "https://example.com/menu"))
 }
 
 /// Answers each command with one rich kind.
@@ -28,22 +25,6 @@ async fn rich(cx: Context, event: Event) -> Result<(), Error> {
     }
     match event.text_content().unwrap_or_default() {
         "card" => cx.reply(OutgoingMessage::card(card("Pizza"))).await,
-        "carousel" => {
-            let cards = ["Pizza", "Pasta", "Salad"].map(card);
-            cx.reply(OutgoingMessage::carousel(cards).quick_reply(QuickReply::message("More")))
-                .await
-        }
-        "file" => {
-            cx.reply(OutgoingMessage::file(
-                "https://example.com/menu.pdf",
-                "menu.pdf",
-            ))
-            .await
-        }
-        "typing" => {
-            cx.reply(OutgoingMessage::typing().with_text("thinking done"))
-                .await
-        }
         "flex" => {
             let bubble =
                 Bubble::new().body(FlexBox::vertical().content(FlexText::new("Hi").bold()));
@@ -55,7 +36,10 @@ async fn rich(cx: Context, event: Event) -> Result<(), Error> {
                     .with_fallback("the plain version");
             cx.reply_with(embed).await
         }
-        _ => Ok(()),
+        other => match rich_sample(other) {
+            Some(sample) => cx.reply(sample).await,
+            None => Ok(()),
+        },
     }
 }
 
@@ -108,8 +92,8 @@ async fn every_rich_kind_reaches_line_in_its_documented_shape() {
     assert_eq!(bubbles.len(), 3);
     assert!(bubbles.iter().all(|b| b["type"] == "bubble"));
     assert_eq!(
-        carousel[0]["quickReply"]["items"][0]["action"]["text"],
-        "More"
+        carousel[0]["quickReply"]["items"][0]["action"]["data"],
+        "later"
     );
 
     let file = reply_to(&harness, "file", 2).await;
@@ -119,7 +103,7 @@ async fn every_rich_kind_reaches_line_in_its_documented_shape() {
     );
 
     let typed = reply_to(&harness, "typing", 3).await;
-    assert_eq!(typed, [json!({"type": "text", "text": "thinking done"})]);
+    assert_eq!(typed, [json!({"type": "text", "text": "done"})]);
     let loading = harness.fake.api().calls_to(LOADING_PATH);
     assert_eq!(loading.len(), 1);
     let body: Value = serde_json::from_slice(&loading[0].request.body).unwrap();

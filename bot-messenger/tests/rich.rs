@@ -5,7 +5,8 @@
 mod support;
 
 use bot_core::api::ConfigureApi as _;
-use bot_core::outbound::{Action, Button, Card, PlatformMessage, QuickReply};
+use bot_core::testing::{rich_sample, sample_card};
+use bot_core::outbound::{Action, Button, Card, PlatformMessage};
 use bot_core::{Bot, Context, Error, Event, EventKind, OutgoingMessage, Platform};
 use bot_messenger::model::send::Button as MessengerButton;
 use bot_messenger::model::template::MediaTemplate;
@@ -13,38 +14,17 @@ use bot_messenger::testing::{FakeMessenger, WebhookBuilder};
 use serde_json::json;
 use support::{app_secret, messenger, serve};
 
-fn card(title: &str) -> Card {
-    Card::new(title)
-        .text("Fresh today")
-        .image("https://example.com/p.png")
-        .button(Button::postback("Order", format!("ORDER_{title}")))
-        .default_action(Action::Url("https://example.com/p".into()))
-}
-
 /// Answers each command with one rich kind, and postbacks with their data.
 async fn rich(cx: Context, event: Event) -> Result<(), Error> {
     if let EventKind::Postback(postback) = &event.kind {
         let source = postback.params["source"].as_str().unwrap_or("?");
         return cx.reply(format!("{source}: {}", postback.data)).await;
     }
-    match event.text_content().unwrap_or_default() {
-        "card" => cx.reply(OutgoingMessage::card(card("Pizza"))).await,
-        "carousel" => {
-            let cards = ["Pizza", "Pasta"].map(card);
-            cx.reply(
-                OutgoingMessage::carousel(cards)
-                    .quick_reply(QuickReply::postback("Later", "LATER")),
-            )
-            .await
-        }
-        "file" => {
-            cx.reply(OutgoingMessage::file(
-                "https://example.com/menu.pdf",
-                "menu.pdf",
-            ))
-            .await
-        }
-        "typing" => cx.reply(OutgoingMessage::typing().with_text("done")).await,
+    let command = event.text_content().unwrap_or_default();
+    if let Some(sample) = rich_sample(command) {
+        return cx.reply(sample).await;
+    }
+    match command {
         "media" => {
             let media = MediaTemplate::url("image", "https://www.facebook.com/photo.php?fbid=1")
                 .button(MessengerButton::web_url("See", "https://example.com"));
@@ -102,7 +82,7 @@ async fn every_rich_kind_reaches_messenger_in_its_documented_shape() {
                 "subtitle": "Fresh today",
                 "image_url": "https://example.com/p.png",
                 "default_action": {"type": "web_url", "url": "https://example.com/p"},
-                "buttons": [{"type": "postback", "title": "Order", "payload": "ORDER_Pizza"}],
+                "buttons": [{"type": "postback", "title": "Order", "payload": "order=Pizza"}],
             }],
         }}})
     );
@@ -110,9 +90,9 @@ async fn every_rich_kind_reaches_messenger_in_its_documented_shape() {
     let elements = carousel["attachment"]["payload"]["elements"]
         .as_array()
         .unwrap();
-    assert_eq!(elements.len(), 2);
+    assert_eq!(elements.len(), 3);
     assert_eq!(elements[1]["title"], "Pasta");
-    assert_eq!(carousel["quick_replies"][0]["payload"], "LATER");
+    assert_eq!(carousel["quick_replies"][0]["payload"], "later");
     assert_eq!(
         to("file"),
         json!({"attachment": {"type": "file",
@@ -133,8 +113,8 @@ async fn every_rich_kind_reaches_messenger_in_its_documented_shape() {
 
     // The card's button and the carousel's quick reply come back as postbacks with their data.
     let taps = WebhookBuilder::new()
-        .postback("PSID_card", "Order", "ORDER_Pizza")
-        .quick_reply("PSID_carousel", "Later", "LATER")
+        .postback("PSID_card", "Order", "order=Pizza")
+        .quick_reply("PSID_carousel", "Later", "later")
         .sign(&app_secret());
     assert_eq!(taps.post(&served.webhook).await.unwrap(), 200);
     let sent = fake.wait_for_messages(commands.len() + 2).await;
@@ -142,8 +122,8 @@ async fn every_rich_kind_reaches_messenger_in_its_documented_shape() {
         .iter()
         .filter_map(|m| m.text())
         .collect();
-    assert!(answers.contains(&"postback: ORDER_Pizza"), "{answers:?}");
-    assert!(answers.contains(&"quick_reply: LATER"), "{answers:?}");
+    assert!(answers.contains(&"postback: order=Pizza"), "{answers:?}");
+    assert!(answers.contains(&"quick_reply: later"), "{answers:?}");
     served.stop().await;
 }
 
@@ -159,7 +139,7 @@ async fn messages_messenger_cannot_take_are_refused_before_any_call() {
         c.button(Button::postback(i.to_string(), "p"))
     });
     let refused = [
-        OutgoingMessage::carousel((0..11).map(|i| card(&i.to_string()))),
+        OutgoingMessage::carousel((0..11).map(|i| sample_card(&i.to_string()))),
         OutgoingMessage::card(four_buttons),
         OutgoingMessage::card(Card::new("t").default_action(Action::Postback("p".into()))),
         OutgoingMessage::platform(PlatformMessage::new(
