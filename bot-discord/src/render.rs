@@ -12,7 +12,9 @@
 //! | platform message | Discord's message body as-is, or a modal (`{"type": 9, ..}`) as the interaction's response, checked against Discord's limits; another platform's: its fallback, or refused |
 
 use bot_core::Platform;
-use bot_core::outbound::{Action, Button, Card, OutgoingMessage, Rendering, Rich};
+use bot_core::outbound::{
+    Action, Button, Card, OutgoingMessage, Rendering, Rich, at_most, chars_at_most,
+};
 use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind};
@@ -114,12 +116,12 @@ fn message_bodies(message: &OutgoingMessage) -> Result<Vec<Value>, Error> {
             )));
         }
     }
-    if embeds.len() > MAX_EMBEDS {
-        return Err(invalid(format!(
-            "discord: a message holds at most {MAX_EMBEDS} embeds, got {}",
-            embeds.len()
-        )));
-    }
+    at_most(
+        &Platform::DISCORD,
+        "embeds in a message",
+        embeds.len(),
+        MAX_EMBEDS,
+    )?;
     let last = parts.last_mut().expect("one part at least");
     if !embeds.is_empty() {
         last["embeds"] = Value::Array(embeds);
@@ -141,18 +143,16 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// A card as an embed: title (linking to the default action's URL), description, image.
 fn embed(card: &Card) -> Result<Value, Error> {
-    if card.title.chars().count() > MAX_EMBED_TITLE_CHARS {
-        return Err(invalid(format!(
-            "discord: an embed title holds at most {MAX_EMBED_TITLE_CHARS} characters"
-        )));
-    }
+    chars_at_most(
+        &Platform::DISCORD,
+        "an embed title",
+        &card.title,
+        MAX_EMBED_TITLE_CHARS,
+    )?;
     let mut embed = json!({ "title": card.title });
     if let Some(text) = &card.text {
-        if text.chars().count() > MAX_EMBED_DESCRIPTION_CHARS {
-            return Err(invalid(format!(
-                "discord: an embed description holds at most {MAX_EMBED_DESCRIPTION_CHARS} characters"
-            )));
-        }
+        let max_chars = MAX_EMBED_DESCRIPTION_CHARS;
+        chars_at_most(&Platform::DISCORD, "an embed description", text, max_chars)?;
         embed["description"] = json!(text);
     }
     if let Some(image) = &card.image {
@@ -263,16 +263,8 @@ fn components(message: &OutgoingMessage, card_buttons: &[&Button]) -> Result<Vec
         .chain(message.quick_replies.iter().map(|q| (&q.label, &q.action)))
         .map(|(label, action)| button(label, action))
         .collect::<Result<Vec<_>, _>>()?;
-    if buttons.len() > BUTTONS_PER_ROW * MAX_ROWS {
-        return Err(Error::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "discord: at most {} buttons, got {}",
-                BUTTONS_PER_ROW * MAX_ROWS,
-                buttons.len()
-            ),
-        ));
-    }
+    let max_buttons = BUTTONS_PER_ROW * MAX_ROWS;
+    at_most(&Platform::DISCORD, "buttons", buttons.len(), max_buttons)?;
     Ok(buttons
         .chunks(BUTTONS_PER_ROW)
         .map(|row| json!({"type": 1, "components": row}))

@@ -4,8 +4,8 @@
 #![allow(clippy::disallowed_methods)] // the server under test runs in one spawned task
 
 use bot_core::api::ConfigureApi as _;
-use bot_core::testing::{rich_sample, sample_card};
 use bot_core::outbound::{Action, Card, PlatformMessage};
+use bot_core::testing::{rich_sample, sample_card};
 use bot_core::{Bot, Context, Error, Event, EventKind, OutgoingMessage, Platform, Router};
 use bot_discord::Discord;
 use bot_discord::model::components::{ActionRow, DiscordMessage, Modal, SelectMenu, TextInput};

@@ -13,7 +13,7 @@
 //! | platform message | LINE's JSON as-is; another platform's: its fallback, or refused |
 
 use bot_core::Platform;
-use bot_core::outbound::{self, Card, OutgoingMessage, Rich, collect_into};
+use bot_core::outbound::{self, Card, OutgoingMessage, Rich, at_most, chars_at_most, collect_into};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -110,11 +110,7 @@ fn plain(message: &OutgoingMessage) -> Result<Vec<Message>, Error> {
 }
 
 fn text(text: &str) -> Result<Message, Error> {
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(Error::invalid_request(format!(
-            "line: a text message holds at most {MAX_TEXT_CHARS} characters"
-        )));
-    }
+    chars_at_most(&Platform::LINE, "a text message", text, MAX_TEXT_CHARS)?;
     Ok(Message::text(text))
 }
 
@@ -181,12 +177,13 @@ fn with_quick_replies(
     mut out: Vec<Message>,
 ) -> Result<Vec<Message>, Error> {
     if !message.quick_replies.is_empty() {
-        if message.quick_replies.len() > MAX_QUICK_REPLY_ITEMS {
-            return Err(Error::invalid_request(format!(
-                "line: at most {MAX_QUICK_REPLY_ITEMS} quick replies, got {}",
-                message.quick_replies.len()
-            )));
-        }
+        let count = message.quick_replies.len();
+        at_most(
+            &Platform::LINE,
+            "quick replies",
+            count,
+            MAX_QUICK_REPLY_ITEMS,
+        )?;
         let items = message
             .quick_replies
             .iter()
@@ -208,17 +205,14 @@ fn buttons(message: &OutgoingMessage) -> Result<Message, Error> {
             "line: buttons need a text to go with",
         ));
     };
-    if text.chars().count() > MAX_TEMPLATE_TEXT_CHARS {
-        return Err(Error::invalid_request(format!(
-            "line: text with buttons holds at most {MAX_TEMPLATE_TEXT_CHARS} characters"
-        )));
-    }
-    if message.buttons.len() > MAX_TEMPLATE_ACTIONS {
-        return Err(Error::invalid_request(format!(
-            "line: at most {MAX_TEMPLATE_ACTIONS} buttons, got {}",
-            message.buttons.len()
-        )));
-    }
+    chars_at_most(
+        &Platform::LINE,
+        "text with buttons",
+        text,
+        MAX_TEMPLATE_TEXT_CHARS,
+    )?;
+    let count = message.buttons.len();
+    at_most(&Platform::LINE, "buttons", count, MAX_TEMPLATE_ACTIONS)?;
     let actions = message
         .buttons
         .iter()

@@ -4,8 +4,8 @@
 mod support;
 
 use bot_core::api::ConfigureApi as _;
-use bot_core::testing::{rich_sample, sample_card};
 use bot_core::outbound::{Button, Card, PlatformMessage, Target};
+use bot_core::testing::{rich_sample, sample_card};
 use bot_core::{Context, Error, Event, OutgoingMessage, Platform};
 use bot_line::LineClient;
 use bot_line::model::flex::{Bubble, FlexBox, FlexMessage, FlexText};

@@ -13,7 +13,7 @@
 //! | platform message | Messenger's `message` JSON as-is (templates checked against their limits); another platform's: its fallback, or refused |
 
 use bot_core::Platform;
-use bot_core::outbound::{self, Card, OutgoingMessage, Rich, collect_into};
+use bot_core::outbound::{self, Card, OutgoingMessage, Rich, at_most, chars_at_most, collect_into};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -115,12 +115,13 @@ pub(crate) fn render(message: &OutgoingMessage) -> Result<Vec<Rendered>, Error> 
     if message.quick_replies.is_empty() {
         out.push(last);
     } else {
-        if message.quick_replies.len() > MAX_QUICK_REPLIES {
-            return Err(Error::invalid_request(format!(
-                "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {}",
-                message.quick_replies.len()
-            )));
-        }
+        let count = message.quick_replies.len();
+        at_most(
+            &Platform::MESSENGER,
+            "quick replies",
+            count,
+            MAX_QUICK_REPLIES,
+        )?;
         let items = message
             .quick_replies
             .iter()
@@ -137,23 +138,20 @@ pub(crate) fn render(message: &OutgoingMessage) -> Result<Vec<Rendered>, Error> 
 
 /// Checks a message object against the Send API's text and quick reply limits.
 pub(crate) fn check_message(message: &Message) -> Result<(), Error> {
-    if let Some(text) = message.text_content()
-        && text.chars().count() > MAX_TEXT_CHARS
-    {
-        return Err(Error::invalid_request(format!(
-            "messenger: a text message holds at most {MAX_TEXT_CHARS} characters"
-        )));
+    if let Some(text) = message.text_content() {
+        chars_at_most(&Platform::MESSENGER, "a text message", text, MAX_TEXT_CHARS)?;
     }
     let quick_replies = message
         .as_json()
         .get("quick_replies")
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
-    if quick_replies > MAX_QUICK_REPLIES {
-        return Err(Error::invalid_request(format!(
-            "messenger: at most {MAX_QUICK_REPLIES} quick replies, got {quick_replies}"
-        )));
-    }
+    at_most(
+        &Platform::MESSENGER,
+        "quick replies",
+        quick_replies,
+        MAX_QUICK_REPLIES,
+    )?;
     Ok(())
 }
 
@@ -177,12 +175,13 @@ fn element(card: &Card) -> Result<GenericElement, Error> {
             "messenger: a card title holds 1 to {MAX_ELEMENT_TEXT_CHARS} characters"
         )));
     }
-    if card.buttons.len() > MAX_BUTTONS {
-        return Err(Error::invalid_request(format!(
-            "messenger: a card holds at most {MAX_BUTTONS} buttons, got {}",
-            card.buttons.len()
-        )));
-    }
+    let count = card.buttons.len();
+    at_most(
+        &Platform::MESSENGER,
+        "buttons on a card",
+        count,
+        MAX_BUTTONS,
+    )?;
     let mut element = GenericElement::new(card.title.clone());
     if let Some(text) = &card.text {
         element = element.subtitle(text.clone());
@@ -257,17 +256,9 @@ fn buttons(text: Option<&str>, buttons: &[outbound::Button]) -> Result<Message, 
             "messenger: buttons need a text to go with",
         ));
     };
-    if text.chars().count() > MAX_BUTTON_TEMPLATE_TEXT_CHARS {
-        return Err(Error::invalid_request(format!(
-            "messenger: text with buttons holds at most {MAX_BUTTON_TEMPLATE_TEXT_CHARS} characters"
-        )));
-    }
-    if buttons.len() > MAX_BUTTONS {
-        return Err(Error::invalid_request(format!(
-            "messenger: at most {MAX_BUTTONS} buttons, got {}",
-            buttons.len()
-        )));
-    }
+    let max_chars = MAX_BUTTON_TEMPLATE_TEXT_CHARS;
+    chars_at_most(&Platform::MESSENGER, "text with buttons", text, max_chars)?;
+    at_most(&Platform::MESSENGER, "buttons", buttons.len(), MAX_BUTTONS)?;
     let mapped = buttons.iter().map(button).collect::<Result<Vec<_>, _>>()?;
     Ok(Message::buttons(text, mapped))
 }

@@ -288,7 +288,10 @@ async fn a_send_with_typing_ends_at_one_deadline_typing_included() {
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
-    assert!(elapsed <= deadline + Duration::from_millis(50), "{elapsed:?}");
+    assert!(
+        elapsed <= deadline + Duration::from_millis(50),
+        "{elapsed:?}"
+    );
     assert_eq!(error.kind(), bot_core::ErrorKind::Timeout, "{error}");
     assert_eq!(fake.sender_actions().len(), 1, "typing went first");
 }

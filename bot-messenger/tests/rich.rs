@@ -5,8 +5,8 @@
 mod support;
 
 use bot_core::api::ConfigureApi as _;
-use bot_core::testing::{rich_sample, sample_card};
 use bot_core::outbound::{Action, Button, Card, PlatformMessage};
+use bot_core::testing::{rich_sample, sample_card};
 use bot_core::{Bot, Context, Error, Event, EventKind, OutgoingMessage, Platform};
 use bot_messenger::model::send::Button as MessengerButton;
 use bot_messenger::model::template::MediaTemplate;

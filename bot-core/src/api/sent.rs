@@ -524,7 +524,10 @@ mod tests {
         let (first, second, called) = concurrent(Err(refused), true).await;
         assert!(first.is_err());
         assert!(second.is_ok());
-        assert!(called, "the first attempt did not make it: the second sends it");
+        assert!(
+            called,
+            "the first attempt did not make it: the second sends it"
+        );
     }
 
     #[tokio::test(start_paused = true)]

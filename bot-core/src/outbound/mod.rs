@@ -26,7 +26,7 @@ pub use client::Outbound;
 pub use message::{Action, Button, Image, OutgoingMessage, QuickReply};
 pub use platform::{PlatformMessage, Rendering};
 pub use rate_limit::RateLimit;
-pub use rendered::{Rendered, collect_into, messages_of, render_send};
+pub use rendered::{Rendered, at_most, chars_at_most, collect_into, messages_of, render_send};
 pub use rich::{Card, File, Rich};
 pub use sent_parts::{MAX_SENT_PARTS, PartKey, SENT_PARTS_TTL, SentParts};
 pub use target::Target;

@@ -2,6 +2,8 @@
 //! renderer produces it, and the send-level helpers they share.
 
 use super::OutgoingMessage;
+use crate::api::ApiError;
+use crate::event::Platform;
 
 /// What a neutral message becomes on a platform: one of the platform's message objects, or a
 /// typing indicator (LINE's loading animation, Messenger's `typing_on`, Discord's trigger typing),
@@ -55,6 +57,44 @@ pub fn render_send<M, E>(
     Ok((typing, out))
 }
 
+/// Refuses more than `max` of `what` (`quick replies`, `buttons on a card`) before anything is
+/// sent: `line: at most 13 quick replies, got 14`.
+///
+/// # Errors
+///
+/// [`ApiErrorKind::InvalidRequest`](crate::api::ApiErrorKind::InvalidRequest) when `count` is
+/// over `max`.
+pub fn at_most(platform: &Platform, what: &str, count: usize, max: usize) -> Result<(), ApiError> {
+    if count > max {
+        return Err(ApiError::invalid_request(format!(
+            "{platform}: at most {max} {what}, got {count}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a `text` of more than `max` characters before anything is sent: `what` names it
+/// (`line: a text message holds at most 5000 characters, got 5001`).
+///
+/// # Errors
+///
+/// [`ApiErrorKind::InvalidRequest`](crate::api::ApiErrorKind::InvalidRequest) when `text` is
+/// longer.
+pub fn chars_at_most(
+    platform: &Platform,
+    what: &str,
+    text: &str,
+    max: usize,
+) -> Result<(), ApiError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(ApiError::invalid_request(format!(
+            "{platform}: {what} holds at most {max} characters, got {chars}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +124,20 @@ mod tests {
         assert_eq!(
             messages_of(vec![Rendered::Typing, Rendered::Message(1)]),
             vec![1]
+        );
+    }
+
+    #[test]
+    fn limits_refuse_with_the_platform_the_limit_and_the_count() {
+        assert!(at_most(&Platform::LINE, "quick replies", 13, 13).is_ok());
+        let over = at_most(&Platform::LINE, "quick replies", 14, 13).unwrap_err();
+        assert_eq!(over.kind(), crate::api::ApiErrorKind::InvalidRequest);
+        assert_eq!(over.to_string(), "line: at most 13 quick replies, got 14");
+        assert!(chars_at_most(&Platform::DISCORD, "a title", "ééé", 3).is_ok());
+        let long = chars_at_most(&Platform::DISCORD, "a title", "éééé", 3).unwrap_err();
+        assert_eq!(
+            long.to_string(),
+            "discord: a title holds at most 3 characters, got 4"
         );
     }
 }

@@ -43,7 +43,10 @@ impl Outbound for MessengerClient {
                 .as_ref()
                 .map(|event| (event.clone(), target.send_index, part));
             let call = self.send_message_until(&recipient, message, &messaging_type, deadline);
-            send_once(&self.sent, key, part, deadline, async { call.await.map(drop) }).await?;
+            send_once(&self.sent, key, part, deadline, async {
+                call.await.map(drop)
+            })
+            .await?;
         }
         Ok(())
     }
