@@ -53,14 +53,8 @@ async fn every_rich_kind_reaches_messenger_in_its_documented_shape() {
     for command in commands {
         webhook = webhook.text(&format!("PSID_{command}"), command);
     }
-    assert_eq!(
-        webhook
-            .sign(&app_secret())
-            .post(&served.webhook)
-            .await
-            .unwrap(),
-        200
-    );
+    let webhook = webhook.sign(&app_secret());
+    assert_eq!(webhook.post(&served.webhook).await.unwrap(), 200);
     let sent = fake.wait_for_messages(commands.len()).await;
     served.bot.idle().await;
     let to = |command: &str| {

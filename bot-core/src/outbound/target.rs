@@ -1,11 +1,9 @@
 //! [`Target`]: where an outgoing message goes.
 
-use std::fmt;
-
 use crate::event::{ChannelId, ConversationId, EventId, MessageId, ReplyToken};
 
 /// Where an outgoing message goes.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// The conversation to post in.
     pub conversation: ConversationId,
@@ -56,19 +54,5 @@ impl Target {
     /// Whether this is a reply to an event.
     pub fn is_reply(&self) -> bool {
         self.in_reply_to.is_some()
-    }
-}
-
-impl fmt::Debug for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target")
-            .field("conversation", &self.conversation)
-            .field("channel", &self.channel)
-            .field("reply_token", &self.reply_token)
-            .field("in_reply_to", &self.in_reply_to)
-            .field("reply_to_message", &self.reply_to_message)
-            .field("origin", &self.origin)
-            .field("send_index", &self.send_index)
-            .finish()
     }
 }
