@@ -251,6 +251,24 @@ fn reply_target(token: &str, event: &str) -> Target {
     target
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_concurrent_attempt_waits_for_the_reply_instead_of_using_its_token_again() {
+    let (fake, client) = setup(1, true).await;
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_millis(500)));
+    // The same reply sent by two attempts of one handler at once (a redelivery while the first
+    // still runs): the second waits for the first's reply, then finds it made.
+    let target = reply_target("rt-concurrent", "01CONC");
+    let (first, second) = tokio::join!(client.send(&target, vec!["once".into()]), async {
+        tokio::task::yield_now().await;
+        client.send(&target, vec!["once".into()]).await
+    });
+    assert!(first.is_ok(), "{first:?}");
+    assert!(second.is_ok(), "{second:?}");
+    assert_eq!(fake.replies().len(), 1, "the token is used once");
+    assert!(fake.pushes().is_empty(), "nothing pushed twice");
+}
+
 #[tokio::test]
 async fn an_expired_reply_token_falls_back_to_push_only_when_enabled() {
     let (fake, strict) = setup(3, false).await;
