@@ -8,7 +8,8 @@
 //! `http.client.request.duration`). An adapter adds only its [`ApiSpec`]: who it is, how its
 //! refusals read, its idempotency header, and its own rate-limit buckets if it has them.
 //! [`ApiError`] is the one error of every client; [`SentKeys`] the bounded memory of sends a
-//! retried handler must not repeat.
+//! retried handler must not repeat, and of those in flight that a concurrent attempt of the same
+//! handler waits for ([`send_once`]).
 //!
 //! | | LINE | Messenger | Discord |
 //! | --- | --- | --- | --- |
