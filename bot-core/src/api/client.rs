@@ -239,9 +239,10 @@ impl<S: ApiSpec> ApiClient<S> {
     /// - A failure is retried only when [`ApiError::is_retryable`] and the call is idempotent or
     ///   the failure cannot have reached the platform (a refused connection, a 429, a 503).
     /// - The wait is the platform's `Retry-After` when it gave one, the policy's back-off
-    ///   otherwise; a hint longer than [`ApiConfig::max_retry_after`], or one that would end past
-    ///   the deadline, fails the call at once carrying the hint, so that the runtime retries the
-    ///   handler later instead of one handler holding a slot for minutes.
+    ///   otherwise; a hint longer than the client waits
+    ///   ([`ConfigureApi::max_retry_after`](super::ConfigureApi::max_retry_after)), or one that
+    ///   would end past the deadline, fails the call at once carrying the hint, so that the
+    ///   runtime retries the handler later instead of one handler holding a slot for minutes.
     /// - A 2xx whose body cannot be read counts as success (with an empty body) where
     ///   [`Call::answer_optional`] says so (by default, for calls that are not idempotent).
     ///
