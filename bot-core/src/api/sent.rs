@@ -265,8 +265,15 @@ impl Dispatch {
     }
 
     /// Runs `calls`, noting whether any of them writes a request.
-    pub async fn scope<F: std::future::Future>(&self, calls: F) -> F::Output {
-        DISPATCHED.scope(self.0.clone(), calls).await
+    ///
+    /// Not an `async fn`: one would hold `calls` twice in its state (the argument, and the
+    /// task-local future it moves into), which doubled the size of every send that uses a mark
+    /// (BENCHMARKS.md, issue 14's slow-api memory).
+    pub fn scope<F: std::future::Future>(
+        &self,
+        calls: F,
+    ) -> impl std::future::Future<Output = F::Output> + use<F> {
+        DISPATCHED.scope(self.0.clone(), calls)
     }
 
     /// Whether a request was written.
@@ -395,6 +402,23 @@ pub async fn send_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scope_holds_its_calls_once() {
+        // Held for every in-flight send: an `async fn` wrapper stored the calls twice.
+        let calls = async {
+            let buffer = [0u8; 1024];
+            std::future::ready(()).await;
+            buffer.len()
+        };
+        let calls_size = std::mem::size_of_val(&calls);
+        let scoped = Dispatch::new().scope(calls);
+        assert!(
+            std::mem::size_of_val(&scoped) < calls_size + 64,
+            "{} bytes to scope a future of {calls_size}",
+            std::mem::size_of_val(&scoped)
+        );
+    }
 
     #[test]
     fn keys_are_bounded_in_count_and_age() {
