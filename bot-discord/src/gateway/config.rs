@@ -6,8 +6,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bot_core::Secret;
+use bot_core::event::ChannelId;
 
 use crate::error::Error;
+use crate::event::DispatchContext;
 
 /// Gateway intents: which events Discord sends.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -187,6 +189,12 @@ pub struct ShardConfig {
     pub max_batch_dispatches: usize,
     /// Most bytes of dispatch data (JSON text) in one batch. Default 1 MiB.
     pub max_batch_bytes: usize,
+    /// The application these shards serve, when known: their events carry it as their
+    /// [`bot_core::Event::channel`] (set by the adapter from its application id).
+    pub application: Option<ChannelId>,
+    /// Whether event ids are scoped to the application (see
+    /// [`crate::event::DispatchContext::scoped_ids`]): set by the adapter when it serves several.
+    pub scoped_event_ids: bool,
 }
 
 impl fmt::Debug for ShardConfig {
@@ -201,6 +209,7 @@ impl fmt::Debug for ShardConfig {
             .field("deliver_bot_messages", &self.deliver_bot_messages)
             .field("max_batch_dispatches", &self.max_batch_dispatches)
             .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("application", &self.application)
             .finish_non_exhaustive()
     }
 }
@@ -225,6 +234,8 @@ impl ShardConfig {
             max_invalid_session_wait: Duration::from_secs(5 * 60),
             max_batch_dispatches: 256,
             max_batch_bytes: 1024 * 1024,
+            application: None,
+            scoped_event_ids: false,
         }
     }
 
@@ -301,6 +312,16 @@ impl ShardConfig {
     pub fn deliver_bot_messages(mut self, deliver: bool) -> Self {
         self.deliver_bot_messages = deliver;
         self
+    }
+
+    /// What mapping this shard's dispatches starts from, before READY.
+    pub(crate) fn dispatch_context(&self) -> DispatchContext {
+        DispatchContext {
+            deliver_bot_messages: self.deliver_bot_messages,
+            channel: self.application.clone(),
+            scoped_ids: self.scoped_event_ids,
+            ..DispatchContext::default()
+        }
     }
 
     /// The delay before reconnection attempt `failures` (1 for the first failure).

@@ -200,11 +200,7 @@ impl Shard {
         let mut failures: u32 = 0;
         // Invalid sessions in a row (READY, then op 9 soon after): each waits twice as long.
         let mut invalid_streak: u32 = 0;
-        let mut context = Arc::new(DispatchContext {
-            bot_user_id: None,
-            session_id: None,
-            deliver_bot_messages: self.config.deliver_bot_messages,
-        });
+        let mut context = Arc::new(self.config.dispatch_context());
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
