@@ -65,6 +65,11 @@ impl DiscordClient {
         }
     }
 
+    /// The id of the application this client answers for, when the adapter was told it.
+    pub fn application_id(&self) -> Option<&str> {
+        self.application_id.as_deref()
+    }
+
     /// The REST client, for any other call.
     pub fn http(&self) -> &DiscordHttp {
         &self.http
