@@ -6,6 +6,8 @@ use crate::ConfigureApi as _;
 use crate::error::Error;
 use crate::gateway::Intents;
 use crate::interactions::PublicKey;
+use bot_core::Platform;
+use bot_core::outbound::numbered_vars;
 
 /// `DISCORD_TOKEN`: the bot token (gateway and REST).
 pub const ENV_TOKEN: &str = "DISCORD_TOKEN";
@@ -132,28 +134,17 @@ fn builder_from_vars(
     if let Some(guild) = var(ENV_DEV_GUILD_ID) {
         builder = builder.dev_guild(guild);
     }
-    for n in 2.. {
-        let name = |what: &str| format!("{ENV_APPLICATION_PREFIX}{n}_{what}");
-        let key = var(&name("PUBLIC_KEY"));
-        let mut application = match (var(&name("ID")), var(&name("TOKEN"))) {
-            (None, None) if key.is_none() => break,
-            (Some(id), Some(token)) => DiscordApplication::new(id, token),
-            _ => {
-                return Err(Error::config(format!(
-                    "discord: set both {} and {} (and {} for HTTP interactions)",
-                    name("ID"),
-                    name("TOKEN"),
-                    name("PUBLIC_KEY")
-                )));
-            }
+    let parts = [("ID", true), ("TOKEN", true), ("PUBLIC_KEY", false)];
+    let more = numbered_vars(&Platform::DISCORD, ENV_APPLICATION_PREFIX, parts, var)?;
+    for (n, [id, token, key]) in (2..).zip(more) {
+        let (Some(id), Some(token)) = (id, token) else {
+            continue;
         };
+        let mut application = DiscordApplication::new(id, token);
         if let Some(key) = key {
             let key = PublicKey::from_hex(&key).map_err(|e| {
-                Error::config(format!(
-                    "discord: {} is not a public key",
-                    name("PUBLIC_KEY")
-                ))
-                .with_source(e)
+                let name = format!("{ENV_APPLICATION_PREFIX}{n}_PUBLIC_KEY");
+                Error::config(format!("discord: {name} is not a public key")).with_source(e)
             })?;
             application = application.public_key(key);
         }
