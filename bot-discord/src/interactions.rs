@@ -299,7 +299,8 @@ impl EndpointState {
 
 /// The endpoint's routes (`<path>`, and `<path>/<id>` for each application whose id is known),
 /// submitting to `ingress`; handlers' replies find their responses through `pending` (the
-/// adapter's clients share it).
+/// adapter's clients share it). An id that is not a snowflake (digits), or that an earlier
+/// application has, gets no route of its own (logged): its requests still verify at `<path>`.
 pub fn router(config: InteractionsConfig, ingress: Ingress, pending: Arc<Pending>) -> Router {
     let config = Arc::new(config);
     let state = |only| EndpointState {
@@ -309,13 +310,22 @@ pub fn router(config: InteractionsConfig, ingress: Ingress, pending: Arc<Pending
         only,
     };
     let mut router = Router::new().route(&config.path, post(receive).with_state(state(None)));
+    let mut routed = std::collections::HashSet::new();
     for (index, app) in config.applications.iter().enumerate() {
-        if let Some(id) = &app.id {
-            let path = format!("{}/{id}", config.path.trim_end_matches('/'));
-            router = router.route(&path, post(receive).with_state(state(Some(index))));
+        let Some(id) = &app.id else { continue };
+        if !is_snowflake(id.as_str()) || !routed.insert(id.as_str()) {
+            tracing::warn!(application = %id, "discord: no interactions route of its own for this application id");
+            continue;
         }
+        let path = format!("{}/{id}", config.path.trim_end_matches('/'));
+        router = router.route(&path, post(receive).with_state(state(Some(index))));
     }
     router
+}
+
+/// Whether `id` can be a Discord snowflake (and so a path segment of its own).
+pub(crate) fn is_snowflake(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn fresh(timestamp: &[u8], max_skew: Duration) -> bool {
@@ -447,6 +457,14 @@ mod tests {
                 .unwrap();
         assert!(!key.verify(b"1", b"{}", b"not hex"));
         assert!(!key.verify(b"1", b"{}", "00".repeat(64).as_bytes()));
+    }
+
+    #[test]
+    fn only_snowflakes_get_a_path_of_their_own() {
+        assert!(is_snowflake("1100000000000000001"));
+        for not_one in ["", "app/2", "{id}", "12345678901234567890123", "１"] {
+            assert!(!is_snowflake(not_one), "{not_one:?}");
+        }
     }
 
     /// RFC 8032, test 1: the empty message (timestamp and body both empty).

@@ -257,6 +257,13 @@ impl DiscordBuilder {
                 )));
             }
         }
+        let mut ids =
+            (self.application_id.iter()).chain(self.applications.iter().map(|app| &app.id));
+        if let Some(id) = ids.find(|id| !crate::interactions::is_snowflake(id)) {
+            return Err(Error::config(format!(
+                "discord: application id {id:?} is not a snowflake (digits, from the developer portal)"
+            )));
+        }
         let pending = Arc::new(Pending::default());
         let clients = self.clients(&pending)?;
         let several = !self.applications.is_empty();
@@ -402,6 +409,15 @@ mod tests {
             .unwrap_err();
         assert_eq!(twice.kind(), ErrorKind::Config);
         assert!(twice.to_string().contains("configured twice"), "{twice}");
+        let not_a_snowflake = Discord::builder("t1")
+            .application_id("1")
+            .application(DiscordApplication::new("app/2", "t2"))
+            .build()
+            .unwrap_err();
+        assert!(
+            not_a_snowflake.to_string().contains("app/2"),
+            "{not_a_snowflake}"
+        );
         let empty_token = Discord::builder("t1")
             .application_id("1")
             .application(DiscordApplication::new("2", ""))

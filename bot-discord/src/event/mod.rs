@@ -17,7 +17,9 @@
 //! Messages and interactions keep their own snowflake as id, the same in every session. Events
 //! without an id of their own are named by session and sequence, which a resume replays
 //! unchanged, so a replay is dropped as a duplicate while the same reaction added again later is
-//! a new event.
+//! a new event. Events carry their application as their channel when the shard knows it, and
+//! with several applications the ids of gateway events are prefixed with it
+//! ([`DispatchContext::scoped_ids`]).
 //!
 //! Messages by bots, the bot itself included, are not delivered unless asked for
 //! ([`crate::gateway::ShardConfig::deliver_bot_messages`]). `occurred_at` comes from the snowflake
