@@ -314,6 +314,17 @@ impl ShardConfig {
         self
     }
 
+    /// The readiness component of shard `id`: `discord shard 0/2`, followed by the application
+    /// when the adapter serves several (`discord shard 0/2 of 1100000000000000002`).
+    pub(crate) fn part_name(&self, id: ShardId) -> String {
+        match self.application.as_ref().filter(|_| self.scoped_event_ids) {
+            Some(application) => {
+                format!("discord shard {}/{} of {application}", id.number, id.total)
+            }
+            None => format!("discord shard {}/{}", id.number, id.total),
+        }
+    }
+
     /// What mapping this shard's dispatches starts from, before READY.
     pub(crate) fn dispatch_context(&self) -> DispatchContext {
         DispatchContext {
@@ -351,6 +362,24 @@ impl ShardConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shard_of_one_of_several_applications_is_named_with_it() {
+        let id = ShardId::new(0, 2).unwrap();
+        let mut config = ShardConfig::new("t");
+        assert_eq!(config.part_name(id), "discord shard 0/2");
+        config.application = Some(ChannelId::new("11"));
+        assert_eq!(
+            config.part_name(id),
+            "discord shard 0/2",
+            "one application: unchanged"
+        );
+        config.scoped_event_ids = true;
+        assert_eq!(config.part_name(id), "discord shard 0/2 of 11");
+        let context = config.dispatch_context();
+        assert_eq!(context.channel, Some(ChannelId::new("11")));
+        assert!(context.scoped_ids);
+    }
 
     #[test]
     fn intents_parse_from_numbers_and_names() {
