@@ -31,7 +31,7 @@ impl ApiSpec for TestSpec {
         Some(HeaderName::from_static("x-test-key"))
     }
 
-    async fn admit(&self, _call: &Call) -> Result<(), ApiError> {
+    async fn admit(&self, _call: &Call, _deadline: std::time::Instant) -> Result<(), ApiError> {
         Ok(())
     }
 

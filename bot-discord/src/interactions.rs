@@ -11,6 +11,16 @@
 //! | the queue does not take it within 2.5 s of its arrival | 503 with `Retry-After` |
 //! | anything else | the handler's first reply as the response (type 4) if it comes within 2.5 s of the request's arrival; otherwise a deferred response (type 5), and the handler's replies become follow-ups |
 //!
+//! # Several applications
+//!
+//! One endpoint serves every application of the bot ([`InteractionsConfig::applications`]):
+//! `<path>/<application id>` verifies with that application's key only, and `<path>` itself
+//! with each application's key in turn, the first first, so that a bot with one application
+//! keeps its URL. A request no key verifies is 401; with several applications, a verified body
+//! that names another application than the one whose key signed it is 401 too
+//! (`unknown_application`). The event carries the application as its
+//! [`bot_core::Event::channel`], so its replies go out through that application's client.
+//!
 //! With a durable queue the handler may run in another process: the endpoint still defers in
 //! time, and that process's first reply goes through the callback endpoint, or as a follow-up
 //! when the interaction was already acknowledged.
@@ -24,6 +34,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bot_core::event::ChannelId;
 use bot_core::{Ingress, Platform};
 use bytes::Bytes;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
@@ -213,14 +224,33 @@ impl Pending {
     }
 }
 
+/// An application whose interactions come to the endpoint.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InteractionsApplication {
+    /// Its id, when known: its events carry it as their [`bot_core::Event::channel`], and it is
+    /// served at `<path>/<id>` too.
+    pub id: Option<ChannelId>,
+    /// Its public key.
+    pub public_key: PublicKey,
+}
+
+impl InteractionsApplication {
+    /// The application `id` (when known), verified with `public_key`.
+    pub fn new(id: Option<ChannelId>, public_key: PublicKey) -> Self {
+        Self { id, public_key }
+    }
+}
+
 /// What the endpoint needs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct InteractionsConfig {
     /// Where the endpoint is served. Default [`DEFAULT_PATH`].
     pub path: String,
-    /// The application's public key.
-    pub public_key: PublicKey,
+    /// The applications served, the first first (at least one): see the module's docs for how
+    /// a request finds its application.
+    pub applications: Vec<InteractionsApplication>,
     /// How long to wait for the handler before deferring. Default 2.5 s.
     pub defer_after: Duration,
     /// How far the signed timestamp may be from now. Default 5 minutes.
@@ -228,11 +258,11 @@ pub struct InteractionsConfig {
 }
 
 impl InteractionsConfig {
-    /// Defaults for `public_key`.
+    /// Defaults for one application, whose id is not known, verified with `public_key`.
     pub fn new(public_key: PublicKey) -> Self {
         Self {
             path: DEFAULT_PATH.to_owned(),
-            public_key,
+            applications: vec![InteractionsApplication::new(None, public_key)],
             defer_after: DEFAULT_DEFER_AFTER,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
@@ -244,19 +274,58 @@ struct EndpointState {
     config: Arc<InteractionsConfig>,
     ingress: Ingress,
     pending: Arc<Pending>,
+    /// The application of an `<path>/<id>` route; `None` at `<path>`, where each is tried.
+    only: Option<usize>,
 }
 
-/// The endpoint's route, submitting to `ingress`; handlers' replies find their responses through
-/// `pending` (the adapter's client shares it).
+impl EndpointState {
+    /// The application whose key signed `timestamp ‖ body`.
+    fn signed_by(
+        &self,
+        timestamp: &[u8],
+        body: &[u8],
+        signature: &[u8],
+    ) -> Option<&InteractionsApplication> {
+        let applications = &self.config.applications;
+        let candidates = match self.only {
+            Some(index) => &applications[index..=index],
+            None => &applications[..],
+        };
+        candidates
+            .iter()
+            .find(|app| app.public_key.verify(timestamp, body, signature))
+    }
+}
+
+/// The endpoint's routes (`<path>`, and `<path>/<id>` for each application whose id is known),
+/// submitting to `ingress`; handlers' replies find their responses through `pending` (the
+/// adapter's clients share it). An id that is not a snowflake (digits), or that an earlier
+/// application has, gets no route of its own (logged): its requests still verify at `<path>`.
 pub fn router(config: InteractionsConfig, ingress: Ingress, pending: Arc<Pending>) -> Router {
-    let path = config.path.clone();
-    Router::new()
-        .route(&path, post(receive))
-        .with_state(EndpointState {
-            config: Arc::new(config),
-            ingress,
-            pending,
-        })
+    let config = Arc::new(config);
+    let state = |only| EndpointState {
+        config: config.clone(),
+        ingress: ingress.clone(),
+        pending: pending.clone(),
+        only,
+    };
+    let mut router = Router::new().route(&config.path, post(receive).with_state(state(None)));
+    let mut routed = std::collections::HashSet::new();
+    for (index, app) in config.applications.iter().enumerate() {
+        let Some(id) = &app.id else { continue };
+        if !is_snowflake(id.as_str()) || !routed.insert(id.as_str()) {
+            tracing::warn!(application = %id, "discord: no interactions route of its own for this application id");
+            continue;
+        }
+        let path = format!("{}/{id}", config.path.trim_end_matches('/'));
+        router = router.route(&path, post(receive).with_state(state(Some(index))));
+    }
+    router
+}
+
+/// Whether `id` can be a Discord snowflake (and so a path segment of its own).
+pub(crate) fn is_snowflake(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn fresh(timestamp: &[u8], max_skew: Duration) -> bool {
@@ -280,9 +349,9 @@ async fn receive(State(state): State<EndpointState>, headers: HeaderMap, body: B
     let (Some(signature), Some(timestamp)) = (signature, timestamp) else {
         return ingress.refuse(&Platform::DISCORD, StatusCode::UNAUTHORIZED, "signature");
     };
-    if !state.config.public_key.verify(timestamp, &body, signature) {
+    let Some(application) = state.signed_by(timestamp, &body, signature) else {
         return ingress.refuse(&Platform::DISCORD, StatusCode::UNAUTHORIZED, "signature");
-    }
+    };
     if !fresh(timestamp, state.config.max_clock_skew) {
         return ingress.refuse(
             &Platform::DISCORD,
@@ -297,14 +366,29 @@ async fn receive(State(state): State<EndpointState>, headers: HeaderMap, body: B
             "malformed_json",
         );
     };
+    if state.config.applications.len() > 1
+        && let Some(id) = &application.id
+        && interaction
+            .get("application_id")
+            .and_then(Value::as_str)
+            .is_some_and(|named| named != id.as_str())
+    {
+        // Signed with one application's key, for another: not something Discord sends.
+        return ingress.refuse(
+            &Platform::DISCORD,
+            StatusCode::UNAUTHORIZED,
+            "unknown_application",
+        );
+    }
     if interaction.get("type").and_then(Value::as_u64) == Some(AUTOCOMPLETE) {
         // Autocomplete wants choices, not a message: no handler reply fits, so none are offered.
         return json_response(&json!({ "type": AUTOCOMPLETE_RESULT, "data": { "choices": [] } }));
     }
-    let Some(event) = from_interaction(&interaction) else {
+    let Some(mut event) = from_interaction(&interaction) else {
         // PING: Discord checks the endpoint with it.
         return json_response(&json!({ "type": PONG }));
     };
+    event.channel = application.id.clone();
     let id = event.id.to_string();
     let Some(reply) = state.pending.wait(&id) else {
         return ingress.refuse(
@@ -373,6 +457,14 @@ mod tests {
                 .unwrap();
         assert!(!key.verify(b"1", b"{}", b"not hex"));
         assert!(!key.verify(b"1", b"{}", "00".repeat(64).as_bytes()));
+    }
+
+    #[test]
+    fn only_snowflakes_get_a_path_of_their_own() {
+        assert!(is_snowflake("1100000000000000001"));
+        for not_one in ["", "app/2", "{id}", "12345678901234567890123", "１"] {
+            assert!(!is_snowflake(not_one), "{not_one:?}");
+        }
     }
 
     /// RFC 8032, test 1: the empty message (timestamp and body both empty).

@@ -13,8 +13,9 @@ mod render;
 pub mod testing;
 
 pub use adapter::{
-    Discord, DiscordBuilder, ENV_API_BASE, ENV_APPLICATION_ID, ENV_GATEWAY_URL,
-    ENV_GLOBAL_PER_SECOND, ENV_INTENTS, ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN,
+    Discord, DiscordApplication, DiscordBuilder, ENV_API_BASE, ENV_APPLICATION_ID,
+    ENV_APPLICATION_PREFIX, ENV_DEV_GUILD_ID, ENV_GATEWAY_URL, ENV_GLOBAL_PER_SECOND, ENV_INTENTS,
+    ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN,
 };
 pub use client::DiscordClient;
 pub use error::{Error, ErrorKind};
@@ -33,6 +34,9 @@ mod tests {
     fn public_types_are_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<crate::Discord>();
+        assert_send_sync::<crate::DiscordApplication>();
+        assert_send_sync::<crate::DiscordBuilder>();
+        assert_send_sync::<crate::interactions::InteractionsConfig>();
         assert_send_sync::<crate::DiscordClient>();
         assert_send_sync::<crate::DiscordHttp>();
         assert_send_sync::<crate::http::DiscordHttpBuilder>();

@@ -19,6 +19,7 @@ fn context() -> DispatchContext {
         bot_user_id: Some("1".into()),
         session_id: Some("s".into()),
         deliver_bot_messages: false,
+        ..DispatchContext::default()
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bot_core::adapter::{Attach, Clients};
 use bot_core::api::ApiConfig;
-use bot_core::outbound::Channels;
+use bot_core::outbound::{Channels, numbered_vars};
 use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
 
 use crate::client::{ConfigureApi, DEFAULT_API_BASE, LineClient, LineClientBuilder};
@@ -237,22 +237,14 @@ impl Line {
                 if let Some(destination) = var(ENV_DESTINATION) {
                     builder = builder.destination(destination);
                 }
-                for n in 2.. {
-                    let name = |what: &str| format!("{ENV_CHANNEL_PREFIX}{n}_{what}");
-                    let parts = ["DESTINATION", "SECRET", "ACCESS_TOKEN"].map(|p| var(&name(p)));
-                    match parts {
-                        [None, None, None] => break,
-                        [Some(destination), Some(secret), Some(token)] => {
-                            builder = builder.channel(LineChannel::new(destination, secret, token));
-                        }
-                        _ => {
-                            return Err(Error::config(format!(
-                                "line: set all of {}, {} and {}",
-                                name("DESTINATION"),
-                                name("SECRET"),
-                                name("ACCESS_TOKEN")
-                            )));
-                        }
+                let parts = [
+                    ("DESTINATION", true),
+                    ("SECRET", true),
+                    ("ACCESS_TOKEN", true),
+                ];
+                for channel in numbered_vars(&Platform::LINE, ENV_CHANNEL_PREFIX, parts, var)? {
+                    if let [Some(destination), Some(secret), Some(token)] = channel {
+                        builder = builder.channel(LineChannel::new(destination, secret, token));
                     }
                 }
                 builder.build().map(Some)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bot_core::adapter::{Attach, Clients};
-use bot_core::outbound::Channels;
+use bot_core::outbound::{Channels, numbered_vars};
 use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
 
 use crate::client::{ConfigureApi, DEFAULT_API_BASE, MessengerClient, MessengerClientBuilder};
@@ -252,18 +252,10 @@ fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Messenger>, 
             if let Some(id) = var(ENV_PAGE_ID) {
                 builder = builder.page_id(id);
             }
-            for n in 2.. {
-                let name = |what: &str| format!("{ENV_PAGE_PREFIX}{n}_{what}");
-                match (var(&name("ID")), var(&name("ACCESS_TOKEN"))) {
-                    (None, None) => break,
-                    (Some(id), Some(token)) => builder = builder.page(id, token),
-                    _ => {
-                        return Err(Error::config(format!(
-                            "messenger: set both {} and {}",
-                            name("ID"),
-                            name("ACCESS_TOKEN")
-                        )));
-                    }
+            let parts = [("ID", true), ("ACCESS_TOKEN", true)];
+            for page in numbered_vars(&Platform::MESSENGER, ENV_PAGE_PREFIX, parts, var)? {
+                if let [Some(id), Some(token)] = page {
+                    builder = builder.page(id, token);
                 }
             }
             builder.build().map(Some)

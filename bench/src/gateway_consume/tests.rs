@@ -48,6 +48,7 @@ fn dispatches_map_to_our_events_and_ready_parses_as_twilight_model() {
         bot_user_id: Some(bot_discord::testing::BOT_USER_ID.to_owned()),
         session_id: Some("botload-session".to_owned()),
         deliver_bot_messages: false,
+        ..DispatchContext::default()
     };
     let event = from_dispatch("MESSAGE_CREATE", value["d"].clone(), Some(9), &context).unwrap();
     assert!(

@@ -49,13 +49,19 @@ pub trait ApiSpec: fmt::Debug + Send + Sync + 'static {
     }
 
     /// Waits until `call` may go out under the platform's own limits (Discord's buckets), after
-    /// the per-endpoint quota of [`ApiConfig::limit`].
+    /// the per-endpoint quota of [`ApiConfig::limit`]. The call gives up at `deadline` (what is
+    /// left of it, retries and earlier waits spent): a wait known to end after it should fail at
+    /// once with its hint rather than sit until the deadline and end in a time-out.
     ///
     /// # Errors
     ///
-    /// The call fails at once with this error (a wait longer than the client waits, a spent
-    /// budget), carrying its retry hint.
-    fn admit(&self, call: &Call) -> impl Future<Output = Result<Self::Permit, ApiError>> + Send;
+    /// The call fails at once with this error (a wait longer than the client waits or than the
+    /// deadline allows, a spent budget), carrying its retry hint.
+    fn admit(
+        &self,
+        call: &Call,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Self::Permit, ApiError>> + Send;
 
     /// Learns from an answer (rate-limit headers), with the attempt's permit.
     fn answered(&self, _permit: Self::Permit, _call: &Call, _answer: &Answer) {}
@@ -337,7 +343,7 @@ impl<S: ApiSpec> ApiClient<S> {
     ) -> Option<Result<S::Permit, ApiError>> {
         // On the heap: its state (limiters, timer) is live only while the call waits to go out,
         // and would otherwise enlarge every in-flight call for the seconds its answer takes.
-        let mut admit = Box::pin(self.admit(call));
+        let mut admit = Box::pin(self.admit(call, deadline));
         if let std::task::Poll::Ready(admitted) = futures::poll!(admit.as_mut()) {
             return Some(admitted);
         }
@@ -345,13 +351,13 @@ impl<S: ApiSpec> ApiClient<S> {
     }
 
     /// The endpoint's quota, then the platform's own limits; the whole wait is recorded.
-    async fn admit(&self, call: &Call) -> Result<S::Permit, ApiError> {
+    async fn admit(&self, call: &Call, deadline: Instant) -> Result<S::Permit, ApiError> {
         let started = Instant::now();
         if let Some(limit) = self.shared.limits.get(call.endpoint) {
             // The whole wait, the platform's own included, is recorded below.
             limit.acquire(&self.platform(), None).await;
         }
-        let permit = self.shared.spec.admit(call).await?;
+        let permit = self.shared.spec.admit(call, deadline).await?;
         let waited = started.elapsed();
         if waited > Duration::from_millis(1)
             && let Some(t) = &self.telemetry

@@ -201,6 +201,63 @@ impl<C> Channels<C> {
     }
 }
 
+/// One further channel's variables from the environment, as [`numbered_vars`] reads them: each
+/// part's value, in the order the parts were named.
+pub type NumberedVars<const N: usize> = [Option<String>; N];
+
+/// The variables of an adapter's further channels, numbered from 2 without gaps:
+/// `<prefix><n>_<part>` for each of `parts` (a part's name, and whether it is required), read
+/// with `var` (which should treat an empty value as unset). The numbering ends at the first `n`
+/// with none of them set.
+///
+/// # Errors
+///
+/// [`crate::api::ApiErrorKind::Config`] naming the required variables of a channel for which
+/// some are set and a required one is not.
+///
+/// # Examples
+///
+/// ```
+/// use bot_core::Platform;
+/// use bot_core::outbound::numbered_vars;
+///
+/// let env = |name: &str| (name == "DISCORD_APPLICATION_2_ID").then(|| "2".to_owned());
+/// let parts = [("ID", true), ("TOKEN", true), ("PUBLIC_KEY", false)];
+/// let error = numbered_vars(&Platform::DISCORD, "DISCORD_APPLICATION_", parts, env).unwrap_err();
+/// assert!(error.to_string().contains("DISCORD_APPLICATION_2_TOKEN"));
+/// ```
+pub fn numbered_vars<const N: usize>(
+    platform: &Platform,
+    prefix: &str,
+    parts: [(&str, bool); N],
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<NumberedVars<N>>, crate::api::ApiError> {
+    let mut channels = Vec::new();
+    loop {
+        let n = channels.len() + 2;
+        let name = |part: &str| format!("{prefix}{n}_{part}");
+        let values = parts.map(|(part, _)| var(&name(part)));
+        if values.iter().all(Option::is_none) {
+            return Ok(channels);
+        }
+        let missing = parts
+            .iter()
+            .zip(&values)
+            .any(|((_, required), value)| *required && value.is_none());
+        if missing {
+            let required: Vec<String> = (parts.iter())
+                .filter(|(_, required)| *required)
+                .map(|(part, _)| name(part))
+                .collect();
+            return Err(crate::api::ApiError::config(format!(
+                "{platform}: set all of {}",
+                required.join(", ")
+            )));
+        }
+        channels.push(values);
+    }
+}
+
 impl<C: Clone> Clone for Channels<C> {
     fn clone(&self) -> Self {
         Self {
@@ -302,5 +359,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(single.default_client().texts(), ["x"]);
+    }
+
+    #[test]
+    fn numbered_variables_are_read_from_2_without_gaps_and_a_half_set_channel_is_refused() {
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let parts = [("ID", true), ("KEY", false)];
+        let read = numbered_vars(
+            &Platform::TEST,
+            "X_",
+            parts,
+            env(&[
+                ("X_2_ID", "a"),
+                ("X_3_ID", "b"),
+                ("X_3_KEY", "k"),
+                ("X_5_ID", "gap"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            read,
+            [
+                [Some("a".to_owned()), None],
+                [Some("b".to_owned()), Some("k".to_owned())]
+            ]
+        );
+        let half = numbered_vars(&Platform::TEST, "X_", parts, env(&[("X_2_KEY", "k")]));
+        let error = half.unwrap_err();
+        assert_eq!(error.kind(), crate::api::ApiErrorKind::Config);
+        assert!(error.to_string().contains("X_2_ID"), "{error}");
+        assert!(
+            numbered_vars(&Platform::TEST, "X_", parts, env(&[]))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -116,6 +116,7 @@ pub(crate) struct Metrics {
     pub(crate) http_client_duration: Histogram<f64>,
     pub(crate) db_pool_wait: Histogram<f64>,
     pub(crate) gateway_reconnects: Counter<u64>,
+    pub(crate) setup_steps: Counter<u64>,
 }
 
 impl Metrics {
@@ -212,6 +213,12 @@ impl Metrics {
             gateway_reconnects: meter
                 .u64_counter("bot.gateway.reconnects")
                 .with_description("Gateway reconnections, by platform and reason")
+                .build(),
+            setup_steps: meter
+                .u64_counter("bot.setup.steps")
+                .with_description(
+                    "Set-up calls an adapter makes at start-up, by platform, step and outcome",
+                )
                 .build(),
         }
     }

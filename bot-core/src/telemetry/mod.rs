@@ -210,6 +210,20 @@ impl Telemetry {
         );
     }
 
+    /// Counts a set-up call an adapter made at start-up (`step`, such as Discord's
+    /// `guild_commands`), as `bot.setup.steps{platform, step, outcome}` with outcome `ok` or
+    /// `failed`: a failure that does not stop the bot still shows.
+    pub fn setup_step(&self, platform: &Platform, step: &'static str, succeeded: bool) {
+        self.inner.metrics.setup_steps.add(
+            1,
+            &[
+                KeyValue::new("platform", platform.as_str().to_owned()),
+                KeyValue::new("step", step),
+                KeyValue::new("outcome", if succeeded { "ok" } else { "failed" }),
+            ],
+        );
+    }
+
     /// Counts a webhook request refused before its events reached the queue.
     pub fn webhook_rejected(&self, platform: &Platform, reason: &'static str) {
         self.inner.metrics.rejected(platform, reason);

@@ -55,9 +55,19 @@ impl DiscordClient {
         }
     }
 
-    /// Sends through `http` from now on (the adapter's, once it records in the bot's telemetry).
-    pub(crate) fn set_http(&mut self, http: DiscordHttp) {
-        self.http = http;
+    /// The same client recording its calls in `telemetry` (the adapter's, once the bot has
+    /// one); it shares this one's memory of sent parts.
+    #[must_use]
+    pub fn with_telemetry(&self, telemetry: bot_core::Telemetry) -> Self {
+        Self {
+            http: self.http.with_telemetry(telemetry),
+            ..self.clone()
+        }
+    }
+
+    /// The id of the application this client answers for, when the adapter was told it.
+    pub fn application_id(&self) -> Option<&str> {
+        self.application_id.as_deref()
     }
 
     /// The REST client, for any other call.

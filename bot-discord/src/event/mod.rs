@@ -17,7 +17,9 @@
 //! Messages and interactions keep their own snowflake as id, the same in every session. Events
 //! without an id of their own are named by session and sequence, which a resume replays
 //! unchanged, so a replay is dropped as a duplicate while the same reaction added again later is
-//! a new event.
+//! a new event. Events carry their application as their channel when the shard knows it, and
+//! with several applications the ids of gateway events are prefixed with it
+//! ([`DispatchContext::scoped_ids`]).
 //!
 //! Messages by bots, the bot itself included, are not delivered unless asked for
 //! ([`crate::gateway::ShardConfig::deliver_bot_messages`]). `occurred_at` comes from the snowflake
@@ -37,6 +39,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::marker::PhantomData;
+
+mod context;
+
+pub use context::DispatchContext;
 
 /// Typed access to the Discord object behind a core [`Event`].
 pub trait DiscordEventExt {
@@ -71,18 +77,6 @@ impl DiscordEventExt for Event {
 
 /// Discord's epoch (2015-01-01) in milliseconds since the Unix epoch.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
-
-/// What mapping a dispatch needs to know about the shard.
-#[derive(Debug, Clone, Default)]
-pub struct DispatchContext {
-    /// The bot's own user id (from READY).
-    pub bot_user_id: Option<String>,
-    /// The session (from READY): with a dispatch's sequence, the id of events that have no id
-    /// of their own, the same when a resume replays them.
-    pub session_id: Option<String>,
-    /// Whether messages by bots are delivered.
-    pub deliver_bot_messages: bool,
-}
 
 /// The time a snowflake was made.
 pub fn snowflake_time(id: &str) -> Option<Timestamp> {
@@ -125,7 +119,8 @@ pub fn from_dispatch(
     sequence: Option<u64>,
     context: &DispatchContext,
 ) -> Option<Event> {
-    map_tree(name, &data, sequence, context).map(|event| event.with_raw(data))
+    let event = map_tree(name, &data, sequence, context)?;
+    Some(context.stamp(event).with_raw(data))
 }
 
 /// Maps one gateway dispatch from its JSON text, as the shard reads it: the data is read into a
@@ -164,10 +159,10 @@ pub(crate) fn map_dispatch(
             | "GUILD_MEMBER_REMOVE"
     ) && let Ok(Obj(view)) = serde_json::from_str::<Obj<View<'_>>>(json)
     {
-        return Ok(map_view(name, &view, sequence, context));
+        return Ok(map_view(name, &view, sequence, context).map(|e| context.stamp(e)));
     }
     let data: Value = serde_json::from_str(json)?;
-    Ok(map_tree(name, &data, sequence, context))
+    Ok(map_tree(name, &data, sequence, context).map(|e| context.stamp(e)))
 }
 
 /// The mapping from a parsed tree, without the raw payload.

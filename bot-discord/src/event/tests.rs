@@ -8,6 +8,7 @@ fn context() -> DispatchContext {
         bot_user_id: Some("999".into()),
         session_id: None,
         deliver_bot_messages: false,
+        ..DispatchContext::default()
     }
 }
 

@@ -6,8 +6,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bot_core::Secret;
+use bot_core::event::ChannelId;
 
 use crate::error::Error;
+use crate::event::DispatchContext;
 
 /// Gateway intents: which events Discord sends.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -187,6 +189,12 @@ pub struct ShardConfig {
     pub max_batch_dispatches: usize,
     /// Most bytes of dispatch data (JSON text) in one batch. Default 1 MiB.
     pub max_batch_bytes: usize,
+    /// The application these shards serve, when known: their events carry it as their
+    /// [`bot_core::Event::channel`] (set by the adapter from its application id).
+    pub application: Option<ChannelId>,
+    /// Whether event ids are scoped to the application (see
+    /// [`crate::event::DispatchContext::scoped_ids`]): set by the adapter when it serves several.
+    pub scoped_event_ids: bool,
 }
 
 impl fmt::Debug for ShardConfig {
@@ -201,6 +209,7 @@ impl fmt::Debug for ShardConfig {
             .field("deliver_bot_messages", &self.deliver_bot_messages)
             .field("max_batch_dispatches", &self.max_batch_dispatches)
             .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("application", &self.application)
             .finish_non_exhaustive()
     }
 }
@@ -225,6 +234,8 @@ impl ShardConfig {
             max_invalid_session_wait: Duration::from_secs(5 * 60),
             max_batch_dispatches: 256,
             max_batch_bytes: 1024 * 1024,
+            application: None,
+            scoped_event_ids: false,
         }
     }
 
@@ -303,6 +314,27 @@ impl ShardConfig {
         self
     }
 
+    /// The readiness component of shard `id`: `discord shard 0/2`, followed by the application
+    /// when the adapter serves several (`discord shard 0/2 of 1100000000000000002`).
+    pub(crate) fn part_name(&self, id: ShardId) -> String {
+        match self.application.as_ref().filter(|_| self.scoped_event_ids) {
+            Some(application) => {
+                format!("discord shard {}/{} of {application}", id.number, id.total)
+            }
+            None => format!("discord shard {}/{}", id.number, id.total),
+        }
+    }
+
+    /// What mapping this shard's dispatches starts from, before READY.
+    pub(crate) fn dispatch_context(&self) -> DispatchContext {
+        DispatchContext {
+            deliver_bot_messages: self.deliver_bot_messages,
+            channel: self.application.clone(),
+            scoped_ids: self.scoped_event_ids,
+            ..DispatchContext::default()
+        }
+    }
+
     /// The delay before reconnection attempt `failures` (1 for the first failure).
     pub(crate) fn backoff_for(&self, failures: u32) -> Duration {
         let exp = failures.saturating_sub(1).min(20);
@@ -330,6 +362,24 @@ impl ShardConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shard_of_one_of_several_applications_is_named_with_it() {
+        let id = ShardId::new(0, 2).unwrap();
+        let mut config = ShardConfig::new("t");
+        assert_eq!(config.part_name(id), "discord shard 0/2");
+        config.application = Some(ChannelId::new("11"));
+        assert_eq!(
+            config.part_name(id),
+            "discord shard 0/2",
+            "one application: unchanged"
+        );
+        config.scoped_event_ids = true;
+        assert_eq!(config.part_name(id), "discord shard 0/2 of 11");
+        let context = config.dispatch_context();
+        assert_eq!(context.channel, Some(ChannelId::new("11")));
+        assert!(context.scoped_ids);
+    }
 
     #[test]
     fn intents_parse_from_numbers_and_names() {

@@ -192,19 +192,16 @@ impl Shard {
     /// (4013, 4014). Everything else is retried.
     pub async fn run(&self, ingress: Ingress, shutdown: CancellationToken) -> Result<(), Error> {
         let mut commands = self.command_queue.lock().await;
-        let readiness = Arc::new(ingress.readiness().component(format!(
-            "discord shard {}/{}",
-            self.id.number, self.id.total
-        )));
+        let readiness = Arc::new(
+            ingress
+                .readiness()
+                .component(self.config.part_name(self.id)),
+        );
         let mut session: Option<Session> = None;
         let mut failures: u32 = 0;
         // Invalid sessions in a row (READY, then op 9 soon after): each waits twice as long.
         let mut invalid_streak: u32 = 0;
-        let mut context = Arc::new(DispatchContext {
-            bot_user_id: None,
-            session_id: None,
-            deliver_bot_messages: self.config.deliver_bot_messages,
-        });
+        let mut context = Arc::new(self.config.dispatch_context());
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bot_core::Secret;
-use bot_core::api::{ApiClient, ApiConfig, ConfigureApi, DEFAULT_MAX_RETRY_AFTER};
+use bot_core::api::{ApiClient, ApiConfig, BuildClient, ConfigureApi, DEFAULT_MAX_RETRY_AFTER};
 use bot_core::outbound::RateLimit;
 
 use super::client::DiscordHttp;
@@ -77,10 +77,19 @@ impl DiscordHttpBuilder {
                 "discord: the invalid request budget must be above zero",
             ));
         }
-        // A bucket wait past the call's deadline would end in a time-out without a hint.
-        let max_wait = self.max_retry_after.min(ApiConfig::deadline(&self.config));
-        let spec = DiscordSpec::new(global, self.invalid_budget, max_wait);
+        // A bucket wait past the call's deadline is refused by the spec, from what is left of it.
+        let spec = DiscordSpec::new(global, self.invalid_budget, self.max_retry_after);
         Ok(DiscordHttp::from_client(ApiClient::new(spec, self.config)?))
+    }
+}
+
+/// How an adapter builds the client of each of its applications
+/// ([`bot_core::outbound::Channels::from_builders`]).
+impl BuildClient for DiscordHttpBuilder {
+    type Client = DiscordHttp;
+
+    fn build_client(self) -> Result<DiscordHttp, Error> {
+        self.build()
     }
 }
 

@@ -20,7 +20,7 @@
 //!   504. It fails with [`Error::maybe_delivered`](crate::Error::maybe_delivered); a refused
 //!   connection or a 503 is retried.
 //! - **Long rate limits**: a 429 or a bucket that asks to wait longer than
-//!   [`ConfigureApi::max_retry_after`] (or the call's deadline) is not waited: the call fails at
+//!   [`ConfigureApi::max_retry_after`] (or ends past what is left of the call's deadline) is not waited: the call fails at
 //!   once with [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited) and the hint in
 //!   [`Error::retry_after`](crate::Error::retry_after), so the runtime retries the handler later
 //!   instead of a handler sleeping past its time-out.

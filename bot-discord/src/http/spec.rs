@@ -49,8 +49,8 @@ pub struct ErrorBody {
 pub(crate) struct DiscordSpec {
     global: RateLimit,
     limits: Arc<RateLimiter>,
-    /// The longest bucket wait a call sits through (the client's `max_retry_after`, or its
-    /// deadline when shorter): longer, it fails at once with the wait as its hint.
+    /// The longest bucket wait a call sits through (the client's `max_retry_after`); longer, or
+    /// past the call's deadline, it fails at once with the wait as its hint.
     max_wait: Duration,
 }
 
@@ -80,6 +80,7 @@ impl DiscordSpec {
 
 /// A call's claim on its bucket, given back unless an answer settles it (a time-out, a broken
 /// connection, a call dropped while in flight).
+#[derive(Debug)]
 pub(crate) struct Permit {
     limits: Arc<RateLimiter>,
     ticket: Option<Ticket>,
@@ -114,8 +115,17 @@ impl ApiSpec for DiscordSpec {
 
     /// The global limit first (nothing awaits between taking a bucket's request and sending, so
     /// a dropped call never keeps one), then the route's bucket.
-    fn admit(&self, call: &Call) -> impl Future<Output = Result<Permit, ApiError>> + Send {
+    ///
+    /// A bucket wait is weighed against what is left of the call's deadline, not the deadline
+    /// it started with: a call that already waited or retried fails at once with the wait as
+    /// its hint instead of sleeping into a time-out.
+    fn admit(
+        &self,
+        call: &Call,
+        deadline: std::time::Instant,
+    ) -> impl Future<Output = Result<Permit, ApiError>> + Send {
         let key = RouteKey::new(call.method(), call.path());
+        let deadline = Instant::from_std(deadline);
         async move {
             if key.global {
                 // The client core records the whole wait, bucket included.
@@ -131,10 +141,10 @@ impl ApiSpec for DiscordSpec {
                     }
                     Admission::Wait(until) => {
                         let wait = until.saturating_duration_since(Instant::now());
-                        if wait > self.max_wait {
+                        if wait > self.max_wait || until > deadline {
                             return Err(ApiError::new(
                                 ApiErrorKind::RateLimited,
-                                "discord: rate limited for longer than the client waits",
+                                "discord: rate limited for longer than the call can wait",
                             )
                             .with_retry_after(Some(wait)));
                         }
@@ -306,6 +316,67 @@ mod tests {
         let error = spec.refusal(&call, &answer(StatusCode::UNAUTHORIZED, json!({})));
         assert_eq!(error.kind(), ApiErrorKind::Authentication);
         assert_eq!(spec.invalid_requests(), 1);
+    }
+
+    /// An answer that empties its bucket for `reset_after` seconds.
+    fn emptying(reset_after: &'static str) -> Answer {
+        let mut emptied = answer(StatusCode::OK, json!({}));
+        for (name, value) in [
+            ("x-ratelimit-bucket", "b1"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset-after", reset_after),
+        ] {
+            emptied
+                .headers
+                .insert(name, HeaderValue::from_static(value));
+        }
+        emptied
+    }
+
+    /// Sends `call` once and empties its bucket for `reset_after` seconds.
+    async fn empty_bucket(spec: &DiscordSpec, call: &Call, reset_after: &'static str) {
+        let deadline = Instant::now().into_std() + Duration::from_secs(60);
+        let permit = spec.admit(call, deadline).await.expect("admitted");
+        spec.answered(permit, call, &emptying(reset_after));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_wait_is_weighed_against_what_is_left_of_the_deadline() {
+        let spec = spec();
+        let call = Call::post("create_message", "/channels/1/messages");
+        let started = Instant::now();
+        let deadline = started.into_std() + Duration::from_secs(10);
+
+        // 6 s of a 10 s deadline: waited, then sent.
+        empty_bucket(&spec, &call, "6").await;
+        let permit = spec
+            .admit(&call, deadline)
+            .await
+            .expect("waited and admitted");
+        assert_eq!(started.elapsed(), Duration::from_secs(6));
+
+        // Another 6 s would end 2 s past the deadline, though under the 10 s the client waits:
+        // refused at once with the wait as its hint, not slept into a time-out.
+        spec.answered(permit, &call, &emptying("6"));
+        let refused = spec.admit(&call, deadline).await.unwrap_err();
+        assert_eq!(refused.kind(), ApiErrorKind::RateLimited);
+        assert_eq!(refused.retry_after(), Some(Duration::from_secs(6)));
+        assert_eq!(started.elapsed(), Duration::from_secs(6), "no time spent");
+
+        // A fresh deadline has room for it.
+        let fresh = Instant::now().into_std() + Duration::from_secs(10);
+        spec.admit(&call, fresh).await.expect("waited and admitted");
+        assert_eq!(started.elapsed(), Duration::from_secs(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_wait_longer_than_the_client_waits_is_refused_whatever_the_deadline() {
+        let spec = spec();
+        let call = Call::post("create_message", "/channels/1/messages");
+        empty_bucket(&spec, &call, "11").await;
+        let far = Instant::now().into_std() + Duration::from_secs(3600);
+        let refused = spec.admit(&call, far).await.unwrap_err();
+        assert_eq!(refused.retry_after(), Some(Duration::from_secs(11)));
     }
 
     #[test]

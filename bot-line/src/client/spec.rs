@@ -39,7 +39,7 @@ impl ApiSpec for LineSpec {
         Some(HeaderName::from_static(RETRY_KEY_HEADER))
     }
 
-    async fn admit(&self, _call: &Call) -> Result<(), ApiError> {
+    async fn admit(&self, _call: &Call, _deadline: std::time::Instant) -> Result<(), ApiError> {
         // LINE's limits are per endpoint, which the core's quotas enforce.
         Ok(())
     }

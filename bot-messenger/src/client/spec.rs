@@ -32,7 +32,7 @@ impl ApiSpec for GraphApi {
         concat!("botrt-messenger/", env!("CARGO_PKG_VERSION"))
     }
 
-    async fn admit(&self, _call: &Call) -> Result<(), ApiError> {
+    async fn admit(&self, _call: &Call, _deadline: std::time::Instant) -> Result<(), ApiError> {
         Ok(())
     }
 

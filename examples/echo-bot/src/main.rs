@@ -7,16 +7,19 @@
 //! | --- | --- | --- |
 //! | LINE | `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN`, `LINE_API_BASE` (optional) | `POST /line/webhook` |
 //! | Messenger | `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`, `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_API_BASE` (optional) | `GET`+`POST /messenger/webhook` |
-//! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS`, `DISCORD_GLOBAL_PER_SECOND` | the gateway, and `POST /discord/interactions` |
+//! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS`, `DISCORD_GLOBAL_PER_SECOND`, `DISCORD_DEV_GUILD_ID` | the gateway, and `POST /discord/interactions` (`/discord/interactions/<application id>`) |
 //!
-//! Several LINE channels and Messenger pages in one process: give the first one's id
-//! (`LINE_DESTINATION`, its bot user id; `MESSENGER_PAGE_ID`), then number the others from 2:
-//! `LINE_CHANNEL_2_DESTINATION`, `LINE_CHANNEL_2_SECRET`, `LINE_CHANNEL_2_ACCESS_TOKEN`;
-//! `MESSENGER_PAGE_2_ID`, `MESSENGER_PAGE_2_ACCESS_TOKEN`. Each event is answered through its own
-//! channel's token (`tests/channels.rs`).
+//! Several LINE channels, Messenger pages and Discord applications in one process: give the first
+//! one's id (`LINE_DESTINATION`, its bot user id; `MESSENGER_PAGE_ID`; `DISCORD_APPLICATION_ID`),
+//! then number the others from 2: `LINE_CHANNEL_2_DESTINATION`, `LINE_CHANNEL_2_SECRET`,
+//! `LINE_CHANNEL_2_ACCESS_TOKEN`; `MESSENGER_PAGE_2_ID`, `MESSENGER_PAGE_2_ACCESS_TOKEN`;
+//! `DISCORD_APPLICATION_2_ID`, `DISCORD_APPLICATION_2_TOKEN`, `DISCORD_APPLICATION_2_PUBLIC_KEY`.
+//! Each event is answered through its own channel's token (`tests/channels.rs`).
 //!
 //! On Discord, a message in a channel gets its text back, and the slash command `/echo text:<t>`
-//! answers `<t>` (echo-bot registers the command when `DISCORD_APPLICATION_ID` is set).
+//! answers `<t>`. echo-bot registers the command with every application whose id it knows:
+//! in the guild `DISCORD_DEV_GUILD_ID` names when set (seen at once, while developing),
+//! globally otherwise.
 //!
 //! Beside the webhooks it serves `/healthz`, `/readyz` and `/metrics` (on `BOT_OPS_ADDR` instead,
 //! when set, e.g. `127.0.0.1:9090`: keep metrics off the public webhook port), and shuts down
@@ -37,6 +40,7 @@ use bot_core::pg::{self, PgPool, PgQueue};
 use bot_core::telemetry::Logging;
 use bot_core::{Bot, BotBuilder, Context, Error, Event, EventKind, Limits, Router, Secret};
 use bot_discord::Discord;
+use bot_discord::http::{CommandOptionSpec, CommandSpec};
 use bot_line::ConfigureApi as _;
 use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder};
@@ -100,8 +104,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.adapter(messenger);
         platforms.push("messenger");
     }
-    if let Some(discord) = Discord::try_from_env()? {
-        register_echo_command(&discord).await;
+    // In the dev guild when one is named (registered as the adapter starts), globally otherwise.
+    let dev_guild = std::env::var_os(bot_discord::ENV_DEV_GUILD_ID).is_some();
+    if let Some(discord) = Discord::try_from_env_with(|b| b.guild_commands([echo_command_spec()]))?
+    {
+        if !dev_guild {
+            register_echo_command(&discord).await;
+        }
         builder = builder.adapter(discord);
         platforms.push("discord");
     }
@@ -143,21 +152,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Registers `/echo text:<t>` as a global slash command, when the application id is known.
+/// `/echo text:<t>`.
+fn echo_command_spec() -> CommandSpec {
+    CommandSpec::slash("echo", "Says it back")
+        .option(CommandOptionSpec::new(CommandOptionSpec::STRING, "text", "What to say").required())
+}
+
+/// Registers `/echo` as a global slash command with every application whose id is known.
 async fn register_echo_command(discord: &Discord) {
-    let Ok(application_id) = std::env::var(bot_discord::ENV_APPLICATION_ID) else {
-        return;
-    };
-    let commands = serde_json::json!([{
-        "name": "echo", "type": 1, "description": "Says it back",
-        "options": [{"name": "text", "type": 3, "description": "What to say", "required": true}],
-    }]);
-    if let Err(error) = discord
-        .http()
-        .register_commands(&application_id, &commands)
-        .await
-    {
-        tracing::warn!(%error, "could not register /echo");
+    for (_, client) in discord.applications().iter() {
+        let Some(application_id) = client.application_id() else {
+            continue;
+        };
+        let registered = client
+            .http()
+            .register_commands(application_id, &[echo_command_spec()])
+            .await;
+        if let Err(error) = registered {
+            tracing::warn!(%error, application_id, "could not register /echo");
+        }
     }
 }
 
