@@ -431,7 +431,9 @@ async fn zlib_stream_compression_carries_every_dispatch() {
 #[tokio::test]
 async fn a_full_queue_holds_the_reading_back_while_heartbeats_go_on() {
     let gateway = FakeGateway::start(TOKEN).await.unwrap();
-    gateway.set_heartbeat_interval(Duration::from_millis(100));
+    // Short enough that several beats fall while reading is held back, long enough that a
+    // loaded CI machine (the whole suite on two cores) answers each beat within one interval.
+    gateway.set_heartbeat_interval(Duration::from_millis(400));
     let seen = Seen::default();
     let gate = Arc::new(Semaphore::new(0));
     let limits = Limits {
