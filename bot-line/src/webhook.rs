@@ -5,7 +5,8 @@
 //! | check | answer |
 //! | --- | --- |
 //! | body over the bot's limit (1 MiB by default) | 413 |
-//! | `x-line-signature` missing, not base64, or not the HMAC-SHA256 of the raw body (with several channels at this path: with none of their secrets) | 401 |
+//! | several channels, and the path `<path>/<destination>` names none of them | 404 (`unknown_destination`) |
+//! | `x-line-signature` missing, not base64, or not the HMAC-SHA256 of the raw body (with several channels at the shared path: with none of their secrets; at `<path>/<destination>`: with that channel's) | 401 |
 //! | several channels, and the signed body's `destination` is not the bot user id of the channel whose secret signed it | 401 (`unknown_destination`) |
 //! | body not JSON, or no `events` array | 400 |
 //! | `events: []` (the console's "Verify" button) | 200 |
@@ -16,7 +17,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::post;
 use base64::Engine as _;
@@ -168,6 +169,21 @@ impl Routes {
         }
         outcome.map(|()| None)
     }
+
+    /// The channel `destination` (named by the request's path) when its secret signed `body`:
+    /// one HMAC whatever the number of channels. `None` when no channel has that destination.
+    fn check_one(
+        &self,
+        destination: &str,
+        body: &[u8],
+        signature: &[u8],
+    ) -> Option<Result<&ChannelId, SignatureError>> {
+        let (channel, secret) = self
+            .channels
+            .iter()
+            .find(|(channel, _)| !channel.as_str().is_empty() && channel.as_str() == destination)?;
+        Some(verify(secret, body, signature).map(|()| channel))
+    }
 }
 
 /// The `destination` of an authenticated body, when it names another channel than the one whose
@@ -189,23 +205,64 @@ fn names_another_channel(body: &[u8], channel: &ChannelId) -> bool {
 /// [`bot_core::Bot::webhooks`]; add a `DefaultBodyLimit` layer when you mount it elsewhere.
 pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
     let path = config.path.clone();
-    Router::new()
-        .route(&path, post(receive))
-        .with_state(WebhookState {
-            routes: Arc::new(Routes::new(&config)),
-            config: Arc::new(config),
-            ingress,
-        })
+    let mut router = Router::new().route(&path, post(receive));
+    if !config.channels.is_empty() {
+        // Each channel may also point its webhook at `<path>/<its bot user id>`: one secret to try.
+        let per_channel = format!("{}/{{destination}}", path.trim_end_matches('/'));
+        router = router.route(&per_channel, post(receive_at));
+    }
+    router.with_state(WebhookState {
+        routes: Arc::new(Routes::new(&config)),
+        config: Arc::new(config),
+        ingress,
+    })
 }
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
-    let ingress = &state.ingress;
     let checked = match headers.get(SIGNATURE_HEADER) {
         None => Err(SignatureError::Missing),
         Some(signature) => state
             .routes
             .check(&state.config, &body, signature.as_bytes()),
     };
+    accept(&state, checked, body).await
+}
+
+/// A webhook at `<path>/<destination>`: only that channel's secret is tried.
+async fn receive_at(
+    State(state): State<WebhookState>,
+    Path(destination): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let checked = match headers.get(SIGNATURE_HEADER) {
+        None => Err(SignatureError::Missing),
+        Some(signature) => {
+            match state
+                .routes
+                .check_one(&destination, &body, signature.as_bytes())
+            {
+                Some(checked) => checked.map(Some),
+                None => {
+                    return state.ingress.refuse(
+                        &Platform::LINE,
+                        StatusCode::NOT_FOUND,
+                        "unknown_destination",
+                    );
+                }
+            }
+        }
+    };
+    accept(&state, checked, body).await
+}
+
+/// What follows the signature check, wherever the request came in.
+async fn accept(
+    state: &WebhookState,
+    checked: Result<Option<&ChannelId>, SignatureError>,
+    body: Bytes,
+) -> Response {
+    let ingress = &state.ingress;
     let channel = match checked {
         Ok(channel) => channel,
         Err(error) => {

@@ -404,3 +404,78 @@ async fn standby_events_are_delivered_when_asked_for() {
     assert_eq!(seen.lock().unwrap().clone(), [(id, "message".to_owned())]);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn each_channel_may_have_a_path_of_its_own_checked_with_its_secret_alone() {
+    const FIRST: &str = "U0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a";
+    const SECOND: &str = "U1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b";
+    let second_secret = Secret::new("second-channel-secret");
+    let channels = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = {
+        let channels = channels.clone();
+        move |_cx: Context, event: Event| {
+            let channels = channels.clone();
+            async move {
+                let channel = event.channel.as_ref().map(|c| c.as_str().to_owned());
+                channels.lock().unwrap().push(channel);
+                Ok::<_, Error>(())
+            }
+        }
+    };
+    let h = Harness::start_with(
+        handler,
+        |line| {
+            line.destination(FIRST).channel(bot_line::LineChannel::new(
+                SECOND,
+                second_secret.clone(),
+                "second-token",
+            ))
+        },
+        |b| b,
+    )
+    .await;
+    let at_second = format!("{}/{SECOND}", h.url);
+    let body = |destination: &str, text: &str| {
+        WebhookBuilder::new()
+            .destination(destination)
+            .text("Ufriend", text)
+    };
+
+    // The second channel's own path: its secret is the one that counts.
+    let signed = body(SECOND, "hello second").sign(&second_secret);
+    assert_eq!(signed.post(&at_second).await.unwrap(), 200);
+    // Signed with the first channel's secret: not this path's channel.
+    let crossed = body(SECOND, "crossed").sign(&secret());
+    assert_eq!(crossed.post(&at_second).await.unwrap(), 401);
+    // A body of the first channel replayed to the second's path with the second's secret.
+    let mislabelled = body(FIRST, "mislabelled").sign(&second_secret);
+    assert_eq!(mislabelled.post(&at_second).await.unwrap(), 401);
+    // A path that names no channel of this bot.
+    let unknown = body("U9", "nobody").sign(&second_secret);
+    let unknown_path = format!("{}/U9c9c9c9c9c9c9c9c9c9c9c9c9c9c9c9c", h.url);
+    assert_eq!(unknown.post(&unknown_path).await.unwrap(), 404);
+    // The shared path keeps serving both.
+    let shared = body(FIRST, "hello first").sign(&secret());
+    assert_eq!(shared.post(&h.url).await.unwrap(), 200);
+
+    h.bot.idle().await;
+    let mut seen = channels.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, [Some(FIRST.to_owned()), Some(SECOND.to_owned())]);
+    let metrics = h.metrics();
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"bot_webhook_rejected_total{platform="line",reason="signature"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"bot_webhook_rejected_total{platform="line",reason="unknown_destination"}"#
+        ),
+        2.0
+    );
+    h.stop().await;
+}
