@@ -9,6 +9,8 @@ mod error;
 pub mod event;
 pub mod handler;
 pub mod limits;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod outbound;
 #[cfg(feature = "postgres")]
 pub mod pg;

@@ -395,6 +395,8 @@ pub(crate) async fn next<T>(rx: &mut mpsc::Receiver<T>) -> T {
         .expect("channel closed")
 }
 
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
 #[cfg(feature = "postgres")]
 pub(crate) mod pg;
 pub(crate) mod queue;
