@@ -56,9 +56,12 @@ async fn child_holds_events_until_killed() {
 async fn sigkill_loses_nothing_acknowledged_to_the_platform() {
     let name = unique_name("sigkill");
     let _cleanup = Cleanup::new(&name);
-    let pusher = queue_builder(connect().await, &name).build().await.unwrap();
-    // The pusher takes no partitions: it is closed for pulls and gives them up.
-    pusher.stop_pulling().await;
+    // A push-only process: it takes no partitions.
+    let pusher = queue_builder(connect().await, &name)
+        .consume(false)
+        .build()
+        .await
+        .unwrap();
     let events: Vec<_> = (0..EVENTS)
         .map(|i| text_event(&format!("c{}", i % 30), &format!("e{i}")))
         .collect();
@@ -67,6 +70,7 @@ async fn sigkill_loses_nothing_acknowledged_to_the_platform() {
         report.accepted, EVENTS,
         "every event acknowledged to the platform"
     );
+    assert!(pusher.owned_partitions().is_empty());
     pusher.shutdown().await;
 
     let mut child = Command::new(std::env::current_exe().unwrap())

@@ -36,6 +36,7 @@ pub(super) struct Settings {
     pub(super) replicas: usize,
     pub(super) retry_after: Duration,
     pub(super) request_timeout: Duration,
+    pub(super) consume: bool,
 }
 
 impl Default for Settings {
@@ -55,6 +56,7 @@ impl Default for Settings {
             replicas: 1,
             retry_after: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            consume: true,
         }
     }
 }
@@ -162,6 +164,14 @@ impl JetStreamQueueBuilder {
     /// How long a JetStream request or publish acknowledgement may take (default 5 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.settings.request_timeout = timeout;
+        self
+    }
+
+    /// Whether this process consumes partitions (default `true`). `false` makes a push-only
+    /// queue for processes that only take webhooks: it claims no partition and its
+    /// [`pull`](crate::Queue::pull) waits until the queue is closed.
+    pub fn consume(mut self, consume: bool) -> Self {
+        self.settings.consume = consume;
         self
     }
 

@@ -160,10 +160,13 @@ impl JetStreamQueue {
         // One long-lived task per queue: it claims, renews and gives up partitions and runs
         // their consumers; per-message work runs under the supervisor.
         #[allow(clippy::disallowed_methods)]
-        let owner = tokio::spawn(super::owner::run(inner.clone()));
+        let owner = inner
+            .settings
+            .consume
+            .then(|| tokio::spawn(super::owner::run(inner.clone())));
         Ok(Self {
             inner,
-            owner: Mutex::new(Some(owner)),
+            owner: Mutex::new(owner),
         })
     }
 
