@@ -617,7 +617,11 @@ fn row(d: &Drained) -> Row {
             d.duplicates,
             percent(d.workers_cpu_seconds, d.seconds),
             d.worker_peak_rss_kib as f64 / 1024.0,
-            if jetstream { "nats-server" } else { "PostgreSQL" },
+            if jetstream {
+                "nats-server"
+            } else {
+                "PostgreSQL"
+            },
             optional_percent(d.postgres_all_cpu_seconds, d.seconds),
             match (bare, ratio) {
                 (Some(b), Some(r)) => format!(

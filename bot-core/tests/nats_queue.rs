@@ -299,7 +299,8 @@ async fn conversations_run_one_at_a_time_in_order_across_two_consumers() {
     let a = Arc::new(queue_builder(connect().await, &name).build().await.unwrap());
     let b = Arc::new(queue_builder(connect().await, &name).build().await.unwrap());
     // The second takes its share from the first, which gives partitions up.
-    let until = tokio::time::Instant::now() + DEADLINE;
+    let t0 = tokio::time::Instant::now();
+    let until = t0 + DEADLINE;
     while a.owned_partitions().len() != 2 || b.owned_partitions().len() != 2 {
         assert!(
             tokio::time::Instant::now() < until,

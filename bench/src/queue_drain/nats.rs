@@ -117,7 +117,9 @@ async fn wait_empty(
         }
         for w in workers.iter_mut() {
             if let Ok(Some(status)) = w.0.try_wait() {
-                return Err(format!("a worker stopped before the queue was empty: {status}"));
+                return Err(format!(
+                    "a worker stopped before the queue was empty: {status}"
+                ));
             }
         }
         if now > started + timeout {
@@ -154,7 +156,11 @@ async fn drain_once(
             .await
             .map_err(|e| format!("loading the events: {e}"))?;
         if report.accepted != chunk.len() {
-            return Err(format!("a batch of {} loaded {}", chunk.len(), report.accepted));
+            return Err(format!(
+                "a batch of {} loaded {}",
+                chunk.len(),
+                report.accepted
+            ));
         }
     }
     let load_seconds = loading.elapsed().as_secs_f64();

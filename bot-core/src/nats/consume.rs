@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, PullConsumer};
 use async_nats::jetstream::message::AckKind;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 
 use super::handle::Inner;
@@ -98,18 +98,53 @@ pub(super) async fn run(
                 continue;
             }
         };
+        let mut arrived = Vec::with_capacity(settings.fetch_batch);
         loop {
             let next = tokio::select! {
                 () = stop.cancelled() => return,
                 next = messages.next() => next,
             };
-            match next {
-                Some(Ok(message)) => take(&inner, partition, revision, message).await,
-                Some(Err(e)) => {
-                    tracing::debug!(partition, error = %e, "nats: a pull of a partition failed");
+            // Take what else has arrived already too: one lock and one wake-up per burst.
+            let mut next = next;
+            let mut failed = false;
+            loop {
+                match next {
+                    Some(Ok(message)) => {
+                        if let Some(a) = decode(&inner, partition, message).await {
+                            arrived.push(a);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(partition, error = %e, "nats: a pull of a partition failed");
+                        failed = true;
+                        break;
+                    }
+                    None => {
+                        failed = true;
+                        break;
+                    }
+                }
+                if arrived.len() >= settings.fetch_batch {
                     break;
                 }
-                None => break,
+                match messages.next().now_or_never() {
+                    Some(more) => next = more,
+                    None => break,
+                }
+            }
+            if !arrived.is_empty() {
+                let ready = {
+                    let mut board = inner.board();
+                    arrived.drain(..).fold(false, |ready, a| {
+                        board.arrive(partition, revision, a) | ready
+                    })
+                };
+                if ready {
+                    inner.delivered.notify_waiters();
+                }
+            }
+            if failed {
+                break;
             }
         }
         pause(&stop).await;
@@ -123,12 +158,13 @@ async fn pause(stop: &CancellationToken) {
     }
 }
 
-async fn take(
+/// A delivered message as the board takes it; `None` (and the message dropped) when it is not
+/// an event.
+async fn decode(
     inner: &Inner,
     partition: u32,
-    revision: u64,
     message: async_nats::jetstream::Message,
-) {
+) -> Option<Arrival<Ack>> {
     let (seq, delivered) = match message.info() {
         Ok(info) => (
             info.stream_sequence,
@@ -136,34 +172,23 @@ async fn take(
         ),
         Err(e) => {
             tracing::error!(partition, error = %e, "nats: a message without JetStream metadata");
-            return;
+            return None;
         }
     };
     inner.count(&inner.counters.delivered, 1);
-    let Some(reply) = message.message.reply.clone() else {
-        return;
-    };
-    let acker = Ack(reply);
-    let event = match serde_json::from_slice::<Event>(&message.message.payload) {
-        Ok(event) => event,
-        Err(e) => {
-            // Nothing can run it: drop it rather than block the partition.
-            tracing::error!(partition, seq, error = %e, "nats: a message is not an event; dropped");
-            inner.send_ack(&acker, AckKind::Ack).await;
-            return;
-        }
-    };
-    let ready = inner.board().arrive(
-        partition,
-        revision,
-        Arrival {
+    let acker = Ack(message.message.reply.clone()?);
+    match serde_json::from_slice::<Event>(&message.message.payload) {
+        Ok(event) => Some(Arrival {
             seq,
             delivered,
             event,
             acker,
-        },
-    );
-    if ready {
-        inner.delivered.notify_waiters();
+        }),
+        Err(e) => {
+            // Nothing can run it: drop it rather than block the partition.
+            tracing::error!(partition, seq, error = %e, "nats: a message is not an event; dropped");
+            inner.send_ack(&acker, AckKind::Ack).await;
+            None
+        }
     }
 }

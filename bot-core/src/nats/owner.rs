@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Duration;
 
+use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +40,9 @@ pub(super) async fn run(inner: Arc<Inner>) {
     let quarter = inner.settings.ownership_lease / 4;
     let mut last_renewal = tokio::time::Instant::now() - quarter;
     let mut members = 1usize;
+    // New members are seen at once (not only at the next renewal), so that a process that
+    // joins gets its share quickly; expired ones are seen by the count at each renewal.
+    let mut joins = inner.owners.watch("m.>").await.ok();
     loop {
         if inner.shutdown.is_cancelled() {
             break;
@@ -79,12 +83,32 @@ pub(super) async fn run(inner: Arc<Inner>) {
             // Claims of partitions freed by others, or a leaving partition's last lease.
             Duration::from_millis(100).min(quarter)
         };
+        let joined = async {
+            match joins.as_mut() {
+                Some(watch) => watch.next().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = inner.shutdown.cancelled() => {}
             () = inner.owner_wake.notified() => {}
             () = tokio::time::sleep(wait) => {}
+            entry = joined => match entry {
+                Some(Ok(entry))
+                    if entry.operation == kv::Operation::Put
+                        && entry.key != format!("m.{}", inner.member) =>
+                {
+                    members = count_members(&inner).await.unwrap_or(members);
+                }
+                Some(_) => {}
+                // The watch ended (the connection was lost): count at renewals only until the
+                // next start.
+                None => joins = None,
+            },
         }
     }
+    // An unread watch would hold its push consumer's flow control.
+    drop(joins);
     for (partition, o) in owned.drain() {
         give_up(&inner, partition, o).await;
     }
@@ -125,6 +149,11 @@ async fn heartbeat(inner: &Inner) -> Option<usize> {
         .await
         .map_err(|e| tracing::warn!(error = %e, "nats: renewing this process's membership failed"))
         .ok()?;
+    count_members(inner).await
+}
+
+/// How many members are live (their keys not expired).
+async fn count_members(inner: &Inner) -> Option<usize> {
     let mut keys = inner.owners.keys().await.ok()?;
     let mut members = 0;
     while let Some(k) = keys.next().await {
