@@ -31,7 +31,11 @@ async fn duplicates_within_the_window_are_dropped_by_the_server() {
         .unwrap();
     assert_eq!((report.accepted, report.duplicates), (2, 1));
     // A second process's push of the same ids: the window is the stream's, not the process's.
-    let other = queue_builder(connect().await, &name).build().await.unwrap();
+    let other = queue_builder(connect().await, &name)
+        .consume(false)
+        .build()
+        .await
+        .unwrap();
     let report = other
         .push_batch(vec![text_event("c1", "e2"), text_event("c1", "e3")])
         .await
@@ -166,7 +170,11 @@ async fn dead_letters_are_kept_inspectable_and_redriven() {
     assert_eq!(e2.event.id.as_str(), "e2");
     queue.ack(&[e2.lease]).await.unwrap();
     // Kept in their own stream, readable by another process too.
-    let other = queue_builder(connect().await, &name).build().await.unwrap();
+    let other = queue_builder(connect().await, &name)
+        .consume(false)
+        .build()
+        .await
+        .unwrap();
     let kept = other.dead_letters(10).await.unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].event, d.event);
