@@ -25,6 +25,7 @@ async fn wait(cx: Context, _event: Event) -> Result<(), BoxError> {
 }
 
 pub(crate) async fn run(addr: String, limits: Limits) -> Result<(), Error> {
+    // ANCHOR: jetstream_setup
     let url = std::env::var(NATS_URL_ENV).unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let client = async_nats::connect(&url).await.map_err(|e| {
         Error::new(ErrorKind::Queue, format!("cannot connect to NATS at {url}")).with_source(e)
@@ -41,6 +42,7 @@ pub(crate) async fn run(addr: String, limits: Limits) -> Result<(), Error> {
             .build()
             .await?,
     );
+    // ANCHOR_END: jetstream_setup
     let noop_handler = std::env::var("HANDLER").is_ok_and(|h| h == "noop");
     let builder = Bot::builder()
         .adapter(JsonWebhook)
@@ -51,8 +53,11 @@ pub(crate) async fn run(addr: String, limits: Limits) -> Result<(), Error> {
     } else {
         builder.handler(wait).build()?
     };
+    // ANCHOR: jetstream_serve
     let report = bot.serve(addr).await?;
+    // Gives this process's partitions up at once, for the others.
     queue.shutdown().await;
+    // ANCHOR_END: jetstream_serve
     tracing::info!(?report, counters = ?queue.counters(), "worker stopped");
     if noop_handler {
         let c = queue.counters();
