@@ -135,6 +135,25 @@ impl<A> Board<A> {
         })
     }
 
+    /// Hands out events of `partition` again after [`Board::leave`] (it stays after all).
+    /// Returns whether a lane became ready.
+    pub(super) fn stay(&mut self, partition: u32) -> bool {
+        let Some(p) = self.partitions.get_mut(&partition) else {
+            return false;
+        };
+        if !p.leaving {
+            return false;
+        }
+        p.leaving = false;
+        let before = self.ready.len();
+        for (key, lane) in &p.lanes {
+            if matches!(lane.front(), Some(Slot::Held { .. })) {
+                self.ready.push_back((partition, p.generation, key.clone()));
+            }
+        }
+        self.ready.len() > before
+    }
+
     /// Whether `partition` is owned here under `generation`.
     pub(super) fn owns(&self, partition: u32, generation: u64) -> bool {
         self.partitions
@@ -227,6 +246,10 @@ impl<A> Board<A> {
             let Some(front) = p.lanes.get_mut(&key).and_then(VecDeque::front_mut) else {
                 continue;
             };
+            // A lane can be listed twice (after `stay`); only a held head is handed out.
+            if !matches!(front, Slot::Held { .. }) {
+                continue;
+            }
             let seq = front.seq();
             let Slot::Held {
                 attempt,
@@ -235,7 +258,6 @@ impl<A> Board<A> {
                 ..
             } = std::mem::replace(front, Slot::Leased(seq))
             else {
-                unreachable_slot(front, seq);
                 continue;
             };
             p.leased += 1;
@@ -351,16 +373,6 @@ impl<A> Board<A> {
     }
 }
 
-/// A ready lane whose head is not held cannot happen: readiness is pushed only for held heads
-/// and consumed once. Logged rather than panicking, should it ever.
-fn unreachable_slot<A>(slot: &Slot<A>, seq: u64) {
-    tracing::error!(
-        seq,
-        leased = matches!(slot, Slot::Leased(_)),
-        "nats: a ready lane's head was not held"
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +472,8 @@ mod tests {
         assert!(board.take(10).is_empty());
         board.finish(d[0].lease);
         assert!(board.leave(0));
+        // It stays after all: what waited is handed out again.
+        assert!(board.stay(0));
+        assert_eq!(seqs(&board.take(10)), [2]);
     }
 }

@@ -67,6 +67,15 @@ pub(super) async fn run(inner: Arc<Inner>) {
         // Beyond the share: leave the highest partitions, each once its leases are back.
         let mut mine: Vec<u32> = owned.keys().copied().collect();
         mine.sort_unstable();
+        let stays = {
+            let mut board = inner.board();
+            mine.iter()
+                .take(share)
+                .fold(false, |ready, &p| board.stay(p) | ready)
+        };
+        if stays {
+            inner.delivered.notify_waiters();
+        }
         for &partition in mine.iter().skip(share).rev() {
             let idle = inner.board().leave(partition);
             if idle && let Some(o) = owned.remove(&partition) {

@@ -54,6 +54,10 @@ impl Queue for JetStreamQueue {
             let mut board = inner.board();
             leases.iter().filter_map(|&l| board.finish(l)).collect()
         };
+        if !taken.is_empty() {
+            // The conversations' next events are heads now.
+            inner.delivered.notify_waiters();
+        }
         for t in &taken {
             inner.send_ack(&t.acker, AckKind::Ack).await;
         }
@@ -97,6 +101,7 @@ impl Queue for JetStreamQueue {
             dead::store(inner, &letter).await?;
             let taken = inner.board().finish(d.lease);
             if let Some(t) = taken {
+                inner.delivered.notify_waiters();
                 inner.send_ack(&t.acker, AckKind::Ack).await;
                 letters.push(letter);
             }
