@@ -235,6 +235,10 @@ async fn give_up(inner: &Inner, partition: u32, o: Owned) {
     o.stop.cancel();
     let _ = o.task.await;
     inner.board().drop_partition(partition);
+    // The server has read every acknowledgement sent before the consumer goes.
+    if let Err(e) = inner.client.flush().await {
+        tracing::debug!(partition, error = %e, "nats: flushing before giving a partition up");
+    }
     let consumer = Names::consumer(partition, o.generation);
     if let Err(e) = inner.events.delete_consumer(&consumer).await {
         tracing::debug!(partition, error = %e, "nats: deleting a given-up partition's consumer");

@@ -50,19 +50,30 @@ impl Queue for JetStreamQueue {
 
     async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error> {
         let inner = &self.inner;
-        let taken: Vec<_> = {
-            let mut board = inner.board();
-            leases.iter().filter_map(|&l| board.finish(l)).collect()
+        let live: Vec<_> = {
+            let board = inner.board();
+            leases
+                .iter()
+                .filter_map(|&l| board.acker(l).cloned().map(|a| (l, a)))
+                .collect()
         };
-        if !taken.is_empty() {
+        // Sent before the leases end: a partition is given up only once its leases ended, so
+        // its acknowledgements are on their way before its consumer is deleted.
+        for (_, ack) in &live {
+            inner.send_ack(ack, AckKind::Ack).await;
+        }
+        let applied = {
+            let mut board = inner.board();
+            live.iter()
+                .filter(|(l, _)| board.finish(*l).is_some())
+                .count()
+        };
+        if applied > 0 {
             // The conversations' next events are heads now.
             inner.delivered.notify_waiters();
         }
-        for t in &taken {
-            inner.send_ack(&t.acker, AckKind::Ack).await;
-        }
-        inner.count(&inner.counters.acked, taken.len() as u64);
-        Ok(self.completed(leases.len(), taken.len()))
+        inner.count(&inner.counters.acked, applied as u64);
+        Ok(self.completed(leases.len(), applied))
     }
 
     async fn nack(&self, nacks: Vec<Nack>) -> Result<Completed, Error> {
@@ -99,11 +110,13 @@ impl Queue for JetStreamQueue {
             // Stored before the acknowledgement: a crash in between leaves the event to run
             // again (and maybe a second letter), never neither.
             dead::store(inner, &letter).await?;
-            let taken = inner.board().finish(d.lease);
-            if let Some(t) = taken {
-                inner.delivered.notify_waiters();
-                inner.send_ack(&t.acker, AckKind::Ack).await;
-                letters.push(letter);
+            let ack = inner.board().acker(d.lease).cloned();
+            if let Some(ack) = ack {
+                inner.send_ack(&ack, AckKind::Ack).await;
+                if inner.board().finish(d.lease).is_some() {
+                    inner.delivered.notify_waiters();
+                    letters.push(letter);
+                }
             }
         }
         inner.count(&inner.counters.dead, letters.len() as u64);
