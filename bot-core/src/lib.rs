@@ -78,5 +78,11 @@ mod tests {
         assert_send_sync::<crate::Pusher<crate::pusher::Push>>();
         assert_send_sync::<crate::pusher::PushReport>();
         assert_send_sync::<crate::pusher::PushError<String>>();
+        #[cfg(feature = "nats")]
+        {
+            assert_send_sync::<crate::nats::JetStreamQueue>();
+            assert_send_sync::<crate::nats::JetStreamQueueBuilder>();
+            assert_send_sync::<crate::nats::JetStreamCounters>();
+        }
     }
 }
