@@ -118,13 +118,15 @@ impl<A> Board<A> {
     }
 
     /// Forgets `partition` and everything it held: its next owner gets those messages from
-    /// JetStream. Its leases become stale.
-    pub(super) fn drop_partition(&mut self, partition: u32) {
-        if let Some(p) = self.partitions.remove(&partition) {
-            let held = p.lanes.values().flatten();
-            self.waiting -= held.filter(|s| matches!(s, Slot::Held { .. })).count();
-            self.leases.retain(|_, l| l.partition != partition);
-        }
+    /// JetStream. Its leases become stale. Returns how many messages it held unacknowledged.
+    pub(super) fn drop_partition(&mut self, partition: u32) -> usize {
+        let Some(p) = self.partitions.remove(&partition) else {
+            return 0;
+        };
+        let held = p.lanes.values().flatten();
+        self.waiting -= held.filter(|s| matches!(s, Slot::Held { .. })).count();
+        self.leases.retain(|_, l| l.partition != partition);
+        p.seqs.len()
     }
 
     /// Stops handing out events of `partition`; returns whether none is leased (it can go).

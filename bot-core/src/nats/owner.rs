@@ -229,17 +229,36 @@ async fn claim(inner: &Arc<Inner>, owned: &mut HashMap<u32, Owned>, share: usize
     }
 }
 
+/// Waits (a second at most) until the server applied the acknowledgements this process sent
+/// on `consumer`: it queues them per consumer, and deleting the consumer first would drop
+/// them, so that their events ran again at the next owner. Done when no more is pending than
+/// the `held` messages left unacknowledged, or when the count stops falling.
+async fn settle_acks(inner: &Inner, consumer: &str, held: usize) {
+    if let Err(e) = inner.client.flush().await {
+        tracing::debug!(error = %e, "nats: flushing before giving a partition up");
+    }
+    let mut last = usize::MAX;
+    for _ in 0..50 {
+        let Ok(info) = inner.events.consumer_info(consumer).await else {
+            return;
+        };
+        let pending = info.num_ack_pending;
+        if pending <= held || pending == last {
+            return;
+        }
+        last = pending;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Stops consuming `partition`, forgets what it held, deletes the consumer and the claim, so
 /// that another process takes it over at once.
 async fn give_up(inner: &Inner, partition: u32, o: Owned) {
     o.stop.cancel();
     let _ = o.task.await;
-    inner.board().drop_partition(partition);
-    // The server has read every acknowledgement sent before the consumer goes.
-    if let Err(e) = inner.client.flush().await {
-        tracing::debug!(partition, error = %e, "nats: flushing before giving a partition up");
-    }
+    let held = inner.board().drop_partition(partition);
     let consumer = Names::consumer(partition, o.generation);
+    settle_acks(inner, &consumer, held).await;
     if let Err(e) = inner.events.delete_consumer(&consumer).await {
         tracing::debug!(partition, error = %e, "nats: deleting a given-up partition's consumer");
     }
