@@ -296,6 +296,9 @@ async fn processes_must_agree_on_the_partitions() {
     queue.shutdown().await;
 }
 
+/// Per conversation: whether an event of it runs now, and the sequences run so far.
+type Runs = HashMap<String, (bool, Vec<usize>)>;
+
 /// Two consumers share one stream: each conversation runs one event at a time, in push order,
 /// across both, and both get work (the second takes its share of the partitions).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,8 +330,7 @@ async fn conversations_run_one_at_a_time_in_order_across_two_consumers() {
     for chunk in events.chunks(100) {
         a.push_batch(chunk.to_vec()).await.unwrap();
     }
-    // Per conversation: whether an event runs now, and the sequences run so far.
-    let running: Arc<Mutex<HashMap<String, (bool, Vec<usize>)>>> = Arc::default();
+    let running: Arc<Mutex<Runs>> = Arc::default();
     let total = CONVERSATIONS * PER_CONVERSATION;
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let worker = |queue: Arc<bot_core::nats::JetStreamQueue>| {

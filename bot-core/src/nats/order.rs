@@ -35,7 +35,8 @@ enum Slot<A> {
     Held {
         seq: u64,
         attempt: u32,
-        event: Event,
+        /// Boxed: lanes hold many slots, most of them small.
+        event: Box<Event>,
         acker: A,
     },
     /// Handed out; its record is in `Board::leases`.
@@ -199,7 +200,7 @@ impl<A> Board<A> {
             *front = Slot::Held {
                 seq,
                 attempt: delivered,
-                event,
+                event: Box::new(event),
                 acker,
             };
             self.waiting += 1;
@@ -220,7 +221,7 @@ impl<A> Board<A> {
         lane.push_back(Slot::Held {
             seq,
             attempt: delivered,
-            event,
+            event: Box::new(event),
             acker,
         });
         p.seqs.insert(seq, key.clone());
@@ -278,7 +279,7 @@ impl<A> Board<A> {
                     id: seq,
                     token: generation,
                 },
-                event,
+                event: *event,
                 attempt,
             });
         }
@@ -344,7 +345,7 @@ impl<A> Board<A> {
             *front = Slot::Held {
                 seq: lease.id,
                 attempt: record.attempt,
-                event,
+                event: Box::new(event),
                 acker: record.acker,
             };
             self.waiting += 1;
