@@ -690,5 +690,17 @@ mod tests {
         assert_eq!(met.name, "queue-drain 10,000 events × 2 processes");
         assert!(met.result.contains("1 duplicates"), "{}", met.result);
         assert!(met.result.contains("PostgreSQL ? % CPU"), "{}", met.result);
+        // JetStream: the rate and the share of the bare consumer, both.
+        let jetstream = |events_per_second, bare| Drained {
+            backend: Backend::Jetstream,
+            bare_consumer_events_per_second: Some(bare),
+            ..drained(2, events_per_second)
+        };
+        let row_met = row(&jetstream(70_000.0, 90_000.0));
+        assert_eq!(row_met.verdict, Verdict::Met);
+        assert!(row_met.name.ends_with(", JetStream"), "{}", row_met.name);
+        assert!(row_met.result.contains("(0.78x)"), "{}", row_met.result);
+        assert_eq!(row(&jetstream(70_000.0, 120_000.0)).verdict, Verdict::Missed);
+        assert_eq!(row(&jetstream(50_000.0, 60_000.0)).verdict, Verdict::Missed);
     }
 }
