@@ -56,11 +56,24 @@ ensure_postgres() {
     "$(dirname "${BASH_SOURCE[0]}")/ensure-postgres.sh"
 }
 
+# NATS with JetStream on 127.0.0.1:4222, started (or installed) when absent, by
+# scripts/ensure-nats.sh. The `nats` feature's tests (JetStreamQueue) need it: .ci/needs-nats
+# turns this on; BOT_TEST_NATS=1 turns it on for one run. Those tests fail, never skip, when the
+# server cannot be reached. (The restart test runs a private nats-server of its own.)
+ensure_nats() {
+    "$(dirname "${BASH_SOURCE[0]}")/ensure-nats.sh"
+}
+
 check_book_includes
 
 if [[ ${BOT_TEST_POSTGRES:-0} == 1 || -e .ci/needs-postgres ]]; then
     ensure_postgres
     export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+fi
+
+if [[ ${BOT_TEST_NATS:-0} == 1 || -e .ci/needs-nats ]]; then
+    ensure_nats
+    export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 fi
 
 # cargo prints one "test result" line per test binary; the last one may well be a crate without

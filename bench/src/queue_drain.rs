@@ -1,5 +1,10 @@
 //! `queue-drain`: events loaded into the PostgreSQL queue beforehand, then drained by
-//! `queue-worker` processes with a no-op handler (`HANDLER=noop`).
+//! `queue-worker` processes with a no-op handler (`HANDLER=noop`). `--backend jetstream` does
+//! the same on NATS JetStream (`queue_drain/nats.rs`), with a bare acking pull consumer
+//! measured in the same run.
+//!
+//! (Just over 700 lines: the arguments, the result type, its table and row with their tests are
+//! shared by both backends and stay together; each backend's drain is its own function or file.)
 //!
 //! For each combination of `--events` and `--processes`: the scenario's own schema is dropped and
 //! migrated afresh, the events are loaded in one `COPY` ([`bot_core::pg::import`]), the workers
@@ -18,6 +23,8 @@ use bot_core::{Event, Platform};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+mod nats;
+
 use crate::RecordArgs;
 use crate::record::{Row, Verdict};
 use crate::scenario::{Started, free_port, sibling_binary, thousands, usage};
@@ -26,6 +33,8 @@ use crate::scenario::{Started, free_port, sibling_binary, thousands, usage};
 const SCHEMA: &str = "botload_queue_drain";
 /// The events/s the two-process runs aim at (the best PostgreSQL queues on this machine).
 const GOAL_EVENTS_PER_SECOND: f64 = 60_000.0;
+/// The share of a bare acking JetStream consumer's rate the JetStream queue aims at.
+const BARE_CONSUMER_RATIO: f64 = 0.7;
 /// How often the queue table is looked at while it drains.
 const POLL: Duration = Duration::from_millis(10);
 /// The platform of the loaded events (queue-worker's).
@@ -39,6 +48,16 @@ pub(crate) enum DrainOrdering {
     PerConversation,
     /// No ordering.
     Unordered,
+}
+
+/// The queue the workers drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Backend {
+    /// `PgQueue` (the default).
+    Postgres,
+    /// `JetStreamQueue` on the NATS server of `--nats-url`.
+    Jetstream,
 }
 
 /// `botload scenario queue-drain`.
@@ -55,6 +74,16 @@ pub(crate) struct QueueDrainArgs {
     /// Conversations the events are spread over.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     conversations: u64,
+    /// The queue.
+    #[arg(long, value_enum, default_value_t = Backend::Postgres)]
+    backend: Backend,
+    /// The NATS server of `--backend jetstream` (default: `NATS_URL`, else
+    /// nats://127.0.0.1:4222).
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Partitions of the JetStream queue.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    partitions: u32,
     /// The workers' claim order.
     #[arg(long, value_enum, default_value_t = DrainOrdering::PerConversation)]
     ordering: DrainOrdering,
@@ -91,6 +120,7 @@ pub(crate) struct QueueDrainArgs {
 /// What one run measured.
 #[derive(Debug, Clone, Serialize)]
 struct Drained {
+    backend: Backend,
     events: u64,
     processes: u16,
     ordering: DrainOrdering,
@@ -122,6 +152,9 @@ struct Drained {
     /// CPU seconds of every PostgreSQL process (backends, WAL writer, autovacuum, and those of
     /// any other client on the machine).
     postgres_all_cpu_seconds: Option<f64>,
+    /// JetStream: a bare pull consumer acking each message, same events, same processes
+    /// (as connections), same run: events/s.
+    bare_consumer_events_per_second: Option<f64>,
 }
 
 /// Runs every combination, prints the results and records a row per combination.
@@ -152,6 +185,9 @@ fn database_url(args: &QueueDrainArgs) -> String {
 }
 
 async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
+    if args.backend == Backend::Jetstream {
+        return nats::drain_all(args).await;
+    }
     let url = database_url(args);
     let worker = sibling_binary("queue-worker")?;
     let admin = PgPool::builder(&url)
@@ -223,7 +259,7 @@ async fn drain_once(
     }
 
     let bar = progress(args, events, processes);
-    let postgres_before = postgres_cpu();
+    let postgres_before = server_cpu("postgres");
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..processes {
@@ -307,7 +343,7 @@ async fn drain_once(
     let first_gone = first_gone.map_or(elapsed, |t| t - started);
 
     // Read the figures before the workers stop: /proc forgets a process once it is gone.
-    let postgres_after = postgres_cpu();
+    let postgres_after = server_cpu("postgres");
     let backends: Vec<i32> = conn
         .query(
             // The queue's own connections append their role ("queue", "queue completions").
@@ -360,6 +396,7 @@ async fn drain_once(
     let seconds = elapsed.as_secs_f64();
     let steady = (elapsed - first_gone).as_secs_f64();
     Ok(Drained {
+        backend: Backend::Postgres,
         events,
         processes,
         ordering: args.ordering,
@@ -383,6 +420,7 @@ async fn drain_once(
             (Some(before), Some(after)) => Some(cpu_between(&before, &after)),
             _ => None,
         },
+        bare_consumer_events_per_second: None,
     })
 }
 
@@ -437,8 +475,8 @@ fn parse_counts(output: &str) -> Option<HashMap<String, u64>> {
         .collect()
 }
 
-/// CPU ticks of every `postgres` process by pid.
-fn postgres_cpu() -> Option<HashMap<u32, u64>> {
+/// CPU ticks of every process named `name` (`postgres`, `nats-server`) by pid.
+fn server_cpu(name: &str) -> Option<HashMap<u32, u64>> {
     let mut ticks = HashMap::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
@@ -454,7 +492,7 @@ fn postgres_cpu() -> Option<HashMap<u32, u64>> {
         let Some((head, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        if !head.ends_with("(postgres") {
+        if !head.ends_with(&format!("({name}")) {
             continue;
         }
         let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -524,13 +562,14 @@ fn optional_percent(cpu: Option<f64>, seconds: f64) -> String {
 
 fn table(results: &[Drained]) -> String {
     let mut out = String::from(
-        "queue-drain (queue-worker, HANDLER=noop, PostgreSQL queue)\n\
-         | events | processes | ordering | seconds | events/s | start-up s | events/s after start-up | handled | duplicates | claims | workers CPU % | worker peak RSS MiB | PG backends CPU % | PG all CPU % |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "queue-drain (queue-worker, HANDLER=noop)\n\
+         | backend | events | processes | ordering | seconds | events/s | start-up s | events/s after start-up | handled | duplicates | claims | workers CPU % | worker peak RSS MiB | PG backends CPU % | server CPU % | bare consumer events/s |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     );
     for d in results {
         out.push_str(&format!(
-            "\n| {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {} |",
+            "\n| {:?} | {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {} |",
+            d.backend,
             thousands(d.events as f64),
             d.processes,
             d.ordering,
@@ -545,6 +584,8 @@ fn table(results: &[Drained]) -> String {
             d.worker_peak_rss_kib as f64 / 1024.0,
             optional_percent(d.postgres_backends_cpu_seconds, d.seconds),
             optional_percent(d.postgres_all_cpu_seconds, d.seconds),
+            d.bare_consumer_events_per_second
+                .map_or_else(|| "-".to_owned(), thousands),
         ));
     }
     out
@@ -552,35 +593,56 @@ fn table(results: &[Drained]) -> String {
 
 fn row(d: &Drained) -> Row {
     let two = d.processes == 2;
+    let jetstream = d.backend == Backend::Jetstream;
     let name = format!(
-        "queue-drain {} events × {} process{}{}",
+        "queue-drain {} events × {} process{}{}{}",
         thousands(d.events as f64),
         d.processes,
         if d.processes == 1 { "" } else { "es" },
         match d.ordering {
             DrainOrdering::PerConversation => "",
             DrainOrdering::Unordered => ", unordered",
-        }
+        },
+        if jetstream { ", JetStream" } else { "" }
     );
+    let bare = d.bare_consumer_events_per_second;
+    let ratio = bare.map(|b| d.events_per_second / b);
+    let met = d.events_per_second >= GOAL_EVENTS_PER_SECOND
+        && ratio.is_none_or(|r| r >= BARE_CONSUMER_RATIO);
     Row {
         name,
         result: format!(
             "{} events/s ({:.2} s from the workers' start; {} events/s after the first claim); \
-             {} duplicates; workers {:.0} % CPU, {:.0} MiB peak each; PostgreSQL {} % CPU",
+             {} duplicates; workers {:.0} % CPU, {:.0} MiB peak each; {} {} % CPU{}",
             thousands(d.events_per_second),
             d.seconds,
             thousands(d.steady_events_per_second),
             d.duplicates,
             percent(d.workers_cpu_seconds, d.seconds),
             d.worker_peak_rss_kib as f64 / 1024.0,
+            if jetstream {
+                "nats-server"
+            } else {
+                "PostgreSQL"
+            },
             optional_percent(d.postgres_all_cpu_seconds, d.seconds),
+            match (bare, ratio) {
+                (Some(b), Some(r)) => format!(
+                    "; a bare acking pull consumer {} events/s in the same run ({r:.2}x)",
+                    thousands(b)
+                ),
+                _ => String::new(),
+            }
         ),
-        goal: if two {
-            format!("≥ {} events/s", thousands(GOAL_EVENTS_PER_SECOND))
-        } else {
-            String::new()
+        goal: match (two, jetstream) {
+            (false, _) => String::new(),
+            (true, false) => format!("≥ {} events/s", thousands(GOAL_EVENTS_PER_SECOND)),
+            (true, true) => format!(
+                "≥ {} events/s and ≥ {BARE_CONSUMER_RATIO}x a bare acking consumer",
+                thousands(GOAL_EVENTS_PER_SECOND)
+            ),
         },
-        verdict: match (two, d.events_per_second >= GOAL_EVENTS_PER_SECOND) {
+        verdict: match (two, met) {
             (false, _) => Verdict::NoGoal,
             (true, true) => Verdict::Met,
             (true, false) => Verdict::Missed,
@@ -605,6 +667,7 @@ mod tests {
     #[test]
     fn only_two_processes_carry_the_goal() {
         let drained = |processes, events_per_second| Drained {
+            backend: Backend::Postgres,
             events: 10_000,
             processes,
             ordering: DrainOrdering::PerConversation,
@@ -621,6 +684,7 @@ mod tests {
             worker_peak_rss_kib: 20_480,
             postgres_backends_cpu_seconds: Some(0.1),
             postgres_all_cpu_seconds: None,
+            bare_consumer_events_per_second: None,
         };
         assert_eq!(row(&drained(1, 90_000.0)).verdict, Verdict::NoGoal);
         assert_eq!(row(&drained(2, 59_000.0)).verdict, Verdict::Missed);
@@ -629,5 +693,20 @@ mod tests {
         assert_eq!(met.name, "queue-drain 10,000 events × 2 processes");
         assert!(met.result.contains("1 duplicates"), "{}", met.result);
         assert!(met.result.contains("PostgreSQL ? % CPU"), "{}", met.result);
+        // JetStream: the rate and the share of the bare consumer, both.
+        let jetstream = |events_per_second, bare| Drained {
+            backend: Backend::Jetstream,
+            bare_consumer_events_per_second: Some(bare),
+            ..drained(2, events_per_second)
+        };
+        let row_met = row(&jetstream(70_000.0, 90_000.0));
+        assert_eq!(row_met.verdict, Verdict::Met);
+        assert!(row_met.name.ends_with(", JetStream"), "{}", row_met.name);
+        assert!(row_met.result.contains("(0.78x)"), "{}", row_met.result);
+        assert_eq!(
+            row(&jetstream(70_000.0, 120_000.0)).verdict,
+            Verdict::Missed
+        );
+        assert_eq!(row(&jetstream(50_000.0, 60_000.0)).verdict, Verdict::Missed);
     }
 }

@@ -114,18 +114,40 @@ pub(crate) fn ensure_postgres(url: &str, error: &str) -> Result<(), String> {
             "PostgreSQL at {url} does not answer ({error}); {advice}"
         ));
     }
+    run_ensure_script("ensure-postgres.sh", "PostgreSQL", url, error, advice)
+}
+
+/// Starts NATS with `scripts/ensure-nats.sh` when `url` names the local server on 4222 and it
+/// did not answer (`error`); otherwise says what to do.
+pub(crate) fn ensure_nats(url: &str, error: &str) -> Result<(), String> {
+    let advice = "start it (./scripts/ensure-nats.sh) or point --nats-url / NATS_URL at one";
+    if !(url.contains("127.0.0.1:4222") || url.contains("localhost:4222")) {
+        return Err(format!("NATS at {url} does not answer ({error}); {advice}"));
+    }
+    run_ensure_script("ensure-nats.sh", "NATS", url, error, advice)
+}
+
+/// Runs `scripts/<script>` (found from the working directory or from botload's own place in
+/// `target/release`) to start `service`.
+fn run_ensure_script(
+    script: &str,
+    service: &str,
+    url: &str,
+    error: &str,
+    advice: &str,
+) -> Result<(), String> {
     let script = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
         .into_iter()
         .chain(std::env::current_dir().ok())
-        .map(|root| root.join("scripts/ensure-postgres.sh"))
+        .map(|root| root.join("scripts").join(script))
         .find(|path| path.exists())
         .ok_or_else(|| {
-            format!("PostgreSQL at {url} does not answer ({error}) and scripts/ensure-postgres.sh is not found; {advice}")
+            format!("{service} at {url} does not answer ({error}) and scripts/{script} is not found; {advice}")
         })?;
     eprintln!(
-        "PostgreSQL at {url} does not answer ({error}): starting it with {}",
+        "{service} at {url} does not answer ({error}): starting it with {}",
         script.display()
     );
     let status = Command::new("bash")
@@ -136,7 +158,7 @@ pub(crate) fn ensure_postgres(url: &str, error: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{} could not start PostgreSQL ({status}); {advice}",
+            "{} could not start {service} ({status}); {advice}",
             script.display()
         ))
     }

@@ -9,6 +9,8 @@ mod error;
 pub mod event;
 pub mod handler;
 pub mod limits;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod outbound;
 #[cfg(feature = "postgres")]
 pub mod pg;
@@ -77,5 +79,11 @@ mod tests {
         assert_send_sync::<crate::Pusher<crate::pusher::Push>>();
         assert_send_sync::<crate::pusher::PushReport>();
         assert_send_sync::<crate::pusher::PushError<String>>();
+        #[cfg(feature = "nats")]
+        {
+            assert_send_sync::<crate::nats::JetStreamQueue>();
+            assert_send_sync::<crate::nats::JetStreamQueueBuilder>();
+            assert_send_sync::<crate::nats::JetStreamCounters>();
+        }
     }
 }

@@ -395,6 +395,10 @@ pub(crate) async fn next<T>(rx: &mut mpsc::Receiver<T>) -> T {
         .expect("channel closed")
 }
 
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
+#[cfg(feature = "nats")]
+pub(crate) mod nats_server;
 #[cfg(feature = "postgres")]
 pub(crate) mod pg;
 pub(crate) mod queue;

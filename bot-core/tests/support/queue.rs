@@ -33,3 +33,21 @@ pub(crate) async fn pull_within(queue: &dyn Queue, max: usize, wait: Duration) -
 pub(crate) fn ids(deliveries: &[Delivery]) -> Vec<String> {
     deliveries.iter().map(|d| d.event.id.to_string()).collect()
 }
+
+/// Pulls and acknowledges until `n` deliveries came, failing after [`DEADLINE`] without one:
+/// under per-conversation ordering a conversation's next event comes only once its head is
+/// acknowledged.
+pub(crate) async fn drain_acking(queue: &dyn Queue, n: usize) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let batch = tokio::time::timeout(DEADLINE, queue.pull(n - got.len()))
+            .await
+            .expect("events come within the deadline")
+            .expect("pull");
+        assert!(!batch.is_empty(), "queue closed while pulling");
+        let leases: Vec<_> = batch.iter().map(|d| d.lease).collect();
+        queue.ack(&leases).await.expect("ack");
+        got.extend(batch);
+    }
+    got
+}

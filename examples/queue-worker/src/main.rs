@@ -22,6 +22,9 @@
 //! queue-drain` uses; it prints `handled=<count>` on stdout when the worker stops), and
 //! `ACK_FAIL_FILE` (a fault for the fault suite: acknowledgements fail while that file exists).
 //!
+//! `QUEUE=jetstream` runs the same webhook on NATS JetStream instead (`jetstream.rs` lists its
+//! settings).
+//!
 //! Every handled event is recorded in `queue_worker_runs` (each attempt, when it started and
 //! ended) and, once, in
 //! `queue_worker_effects` keyed by the event id: the idempotency key that keeps a redelivered
@@ -32,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 mod faults;
+mod jetstream;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -132,12 +136,28 @@ async fn handle(cx: Context, event: Event) -> Result<(), BoxError> {
 }
 // ANCHOR_END: handler
 
+/// `MAX_IN_FLIGHT` and `ORDERING`, for both queues.
+fn limits() -> Limits {
+    Limits {
+        max_in_flight: env_or("MAX_IN_FLIGHT", 256),
+        handler_timeout: Duration::from_secs(300),
+        ordering: match std::env::var("ORDERING").as_deref() {
+            Ok("unordered") => Ordering::Unordered,
+            _ => Ordering::PerConversation,
+        },
+        ..Limits::default()
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let _logs = bot_core::init_logging()?;
     let url = std::env::var(pg::DATABASE_URL_ENV)
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let addr = std::env::var("BOT_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    if std::env::var("QUEUE").is_ok_and(|q| q == "jetstream") {
+        return jetstream::run(addr, limits()).await;
+    }
 
     // ANCHOR: setup
     let schema = std::env::var("BOT_SCHEMA").unwrap_or_else(|_| "public".to_owned());
@@ -150,15 +170,7 @@ async fn main() -> Result<(), Error> {
         .build()?;
     // Safe when every process runs it at start-up at once.
     pg::migrate(&pool).await?;
-    let limits = Limits {
-        max_in_flight: env_or("MAX_IN_FLIGHT", 256),
-        handler_timeout: Duration::from_secs(300),
-        ordering: match std::env::var("ORDERING").as_deref() {
-            Ok("unordered") => Ordering::Unordered,
-            _ => Ordering::PerConversation,
-        },
-        ..Limits::default()
-    };
+    let limits = limits();
     let queue = Arc::new(
         PgQueue::builder(&pool)
             .limits(&limits)
