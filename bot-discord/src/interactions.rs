@@ -492,8 +492,8 @@ mod tests {
     #[test]
     fn a_forged_small_order_signature_is_refused() {
         use ed25519_dalek::Verifier as _;
-        let weak = VerifyingKey::from_bytes(&hex::decode(IDENTITY).unwrap().try_into().unwrap())
-            .unwrap();
+        let weak =
+            VerifyingKey::from_bytes(&hex::decode(IDENTITY).unwrap().try_into().unwrap()).unwrap();
         let forged = format!("{IDENTITY}{}", "00".repeat(32));
         let bytes: [u8; 64] = hex::decode(&forged).unwrap().try_into().unwrap();
         assert!(

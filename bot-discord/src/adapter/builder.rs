@@ -54,12 +54,12 @@ pub struct DiscordApplication {
 }
 
 impl DiscordApplication {
-    /// The application `id` (its snowflake, the `bot.channel` of its metrics), with its bot
-    /// token.
+    /// The application `id` (its snowflake, the `bot.channel` of its metrics; surrounding
+    /// white space, such as a secret file's newline, is dropped), with its bot token.
     pub fn new(id: impl Into<String>, token: impl Into<Secret>) -> Self {
         let token = token.into();
         Self {
-            id: id.into(),
+            id: trimmed(id.into()),
             http: DiscordHttp::builder(token.clone()),
             token,
             public_key: None,
@@ -131,9 +131,10 @@ impl DiscordBuilder {
     }
 
     /// The application id, needed to answer interactions, to register commands, and with
-    /// [`DiscordBuilder::application`]; events then carry it as their channel.
+    /// [`DiscordBuilder::application`]; events then carry it as their channel. Surrounding white
+    /// space (a secret file's newline) is dropped.
     pub fn application_id(mut self, id: impl Into<String>) -> Self {
-        self.application_id = Some(id.into());
+        self.application_id = Some(trimmed(id.into()));
         self
     }
 
@@ -207,9 +208,10 @@ impl DiscordBuilder {
     }
 
     /// The development guild (env `DISCORD_DEV_GUILD_ID`): the
-    /// [`DiscordBuilder::guild_commands`] are registered there when the adapter starts.
+    /// [`DiscordBuilder::guild_commands`] are registered there when the adapter starts. A
+    /// snowflake; surrounding white space is dropped.
     pub fn dev_guild(mut self, guild_id: impl Into<String>) -> Self {
-        self.dev_guild = Some(guild_id.into());
+        self.dev_guild = Some(trimmed(guild_id.into()));
         self
     }
 
@@ -236,8 +238,9 @@ impl DiscordBuilder {
     /// # Errors
     ///
     /// [`crate::ErrorKind::Config`] for an invalid REST configuration, a public key or guild
-    /// commands without an application id, further applications while the first has no id, or
-    /// two applications with the same id.
+    /// commands without an application id, further applications while the first has no id, two
+    /// applications with the same id, or an application or dev guild id that is not a
+    /// snowflake.
     pub fn build(self) -> Result<Discord, Error> {
         let first_id = self.application_id.clone();
         if first_id.is_none() {
@@ -262,6 +265,14 @@ impl DiscordBuilder {
         if let Some(id) = ids.find(|id| !crate::interactions::is_snowflake(id)) {
             return Err(Error::config(format!(
                 "discord: application id {id:?} is not a snowflake (digits, from the developer portal)"
+            )));
+        }
+        if let Some(guild) = &self.dev_guild
+            && !crate::interactions::is_snowflake(guild)
+        {
+            return Err(Error::config(format!(
+                "discord: the dev guild id {guild:?} ({}) is not a snowflake (digits: the guild's \"Copy Server ID\")",
+                super::ENV_DEV_GUILD_ID
             )));
         }
         let pending = Arc::new(Pending::default());
@@ -366,6 +377,14 @@ impl DiscordBuilder {
     }
 }
 
+/// `id` without surrounding white space (an id read from a secret file ends in a newline).
+fn trimmed(id: String) -> String {
+    match id.trim() {
+        trimmed if trimmed.len() == id.len() => id,
+        trimmed => trimmed.to_owned(),
+    }
+}
+
 /// The REST client's settings: `Discord::builder(token).api_base(..).retry(..)`, of the first
 /// application, and the base URL of every application that sets none of its own.
 impl ConfigureApi for DiscordBuilder {
@@ -433,6 +452,30 @@ mod tests {
             commands_without_id.to_string().contains("guild commands"),
             "{commands_without_id}"
         );
+        for guild in ["general", "77/commands", "77?x=1"] {
+            let error = Discord::builder("t1").dev_guild(guild).build().unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+            assert!(
+                error.to_string().contains("DISCORD_DEV_GUILD_ID"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_lose_surrounding_white_space() {
+        let discord = Discord::builder("t1")
+            .application_id("1\n")
+            .application(DiscordApplication::new(" 2\r\n", "t2"))
+            .dev_guild("77\n")
+            .guild_commands([CommandSpec::slash("ping", "Pong")])
+            .build()
+            .unwrap();
+        let ids: Vec<_> = (discord.applications.iter())
+            .map(|app| app.id.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["1", "2"]);
+        assert_eq!(discord.commands.as_ref().unwrap().guild, "77");
     }
 
     #[test]

@@ -248,5 +248,44 @@ mod tests {
             discord.commands.is_none(),
             "no dev guild, nothing to register"
         );
+        let not_a_guild = [(ENV_TOKEN, "t1"), (ENV_DEV_GUILD_ID, "my-server")];
+        let error = build(&not_a_guild).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.to_string().contains(ENV_DEV_GUILD_ID), "{error}");
+    }
+
+    /// Values read from secret files end in a newline.
+    #[test]
+    fn ids_from_secret_files_are_trimmed() {
+        let set = [
+            (ENV_TOKEN, "t1"),
+            (ENV_APPLICATION_ID, "1\n"),
+            (ENV_PUBLIC_KEY, KEY),
+            (ENV_DEV_GUILD_ID, "77\n"),
+            ("DISCORD_APPLICATION_2_ID", "2\n"),
+            ("DISCORD_APPLICATION_2_TOKEN", "t2"),
+        ];
+        let builder = builder_from_vars(vars(&set)).unwrap().unwrap();
+        let discord = builder
+            .guild_commands([crate::http::CommandSpec::slash("ping", "Pong")])
+            .build()
+            .unwrap();
+        let clients = discord.applications();
+        assert_eq!(clients.default_id().as_str(), "1");
+        assert!(clients.get(Some(&ChannelId::new("2"))).is_ok());
+        assert_eq!(discord.commands.as_ref().unwrap().guild, "77");
+    }
+
+    #[test]
+    fn an_all_zero_public_key_is_a_config_error() {
+        let zero = "0".repeat(64);
+        let set = [
+            (ENV_TOKEN, "t1"),
+            (ENV_APPLICATION_ID, "1"),
+            (ENV_PUBLIC_KEY, &zero),
+        ];
+        let error = build(&set).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.to_string().contains("weak"), "{error}");
     }
 }
