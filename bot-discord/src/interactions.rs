@@ -16,9 +16,9 @@
 //! One endpoint serves every application of the bot ([`InteractionsConfig::applications`]):
 //! `<path>/<application id>` verifies with that application's key only, and `<path>` itself
 //! with each application's key in turn, the first first, so that a bot with one application
-//! keeps its URL. A request no key verifies is 401; with several applications, a verified body
-//! that names another application than the one whose key signed it is 401 too
-//! (`unknown_application`). The event carries the application as its
+//! keeps its URL. A request no key verifies is 401; with several applications (several keys, or
+//! an adapter serving several applications, keyed or not), a verified body that names another
+//! application than the one whose key signed it is 401 too (`unknown_application`). The event carries the application as its
 //! [`bot_core::Event::channel`], so its replies go out through that application's client.
 //!
 //! With a durable queue the handler may run in another process: the endpoint still defers in
@@ -263,6 +263,9 @@ pub struct InteractionsConfig {
     pub defer_after: Duration,
     /// How far the signed timestamp may be from now. Default 5 minutes.
     pub max_clock_skew: Duration,
+    /// Whether the adapter serves several applications, keyed or not: a body naming another
+    /// application is then refused even when only one has a key here.
+    pub(crate) several_applications: bool,
 }
 
 impl InteractionsConfig {
@@ -273,7 +276,16 @@ impl InteractionsConfig {
             applications: vec![InteractionsApplication::new(None, public_key)],
             defer_after: DEFAULT_DEFER_AFTER,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            several_applications: false,
         }
+    }
+}
+
+impl InteractionsConfig {
+    /// Whether several applications are served: then a body must name the application whose
+    /// key signed it.
+    fn serves_several(&self) -> bool {
+        self.several_applications || self.applications.len() > 1
     }
 }
 
@@ -374,7 +386,7 @@ async fn receive(State(state): State<EndpointState>, headers: HeaderMap, body: B
             "malformed_json",
         );
     };
-    if state.config.applications.len() > 1
+    if state.config.serves_several()
         && let Some(id) = &application.id
         && interaction
             .get("application_id")

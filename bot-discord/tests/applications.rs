@@ -245,6 +245,47 @@ async fn each_application_is_answered_through_its_own_client() {
 }
 // ANCHOR_END: two_applications
 
+/// The first of two applications has a key, the second none: a body signed with the first's key
+/// and naming the second is still refused.
+#[tokio::test]
+async fn a_body_naming_another_application_is_refused_when_only_one_has_a_key() {
+    let a = App::start("1100000000000000001", "token-a", 1).await;
+    let b = App::start("1100000000000000002", "token-b", 2).await;
+    let discord = Discord::builder(a.token)
+        .application_id(a.id)
+        .public_key(a.key())
+        .api_base(a.api.url())
+        .gateway(false)
+        .application(DiscordApplication::new(b.id, b.token).http(|h| h.api_base(b.api.url())))
+        .build()
+        .unwrap();
+    let bot = Bot::builder()
+        .adapter(discord)
+        .handler(router(Arc::new(Semaphore::new(1))))
+        .build()
+        .unwrap();
+    let (base, server) = serve(&bot).await;
+    for url in [
+        format!("{base}/discord/interactions"),
+        format!("{base}/discord/interactions/{}", a.id),
+    ] {
+        let claimed = a.signer.post(&url, &b.command("claimed")).await.unwrap();
+        assert_eq!(claimed.status(), 401, "{url}");
+        let ping = json!({"type": 1, "id": "1300000000000000009", "application_id": a.id});
+        let own = a.signer.post(&url, &ping).await.unwrap();
+        assert_eq!(own.status(), 200, "{url}");
+    }
+    let metrics = bot.telemetry().render_prometheus();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.contains(r#"reason="unknown_application""#)),
+        "{metrics}"
+    );
+    bot.request_shutdown();
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn guild_commands_are_registered_with_every_application_at_start_up() {
     let a = App::start("1100000000000000001", "token-a", 1).await;

@@ -370,6 +370,7 @@ impl DiscordBuilder {
         let applications: Vec<_> = first.into_iter().chain(more).collect();
         let mut config = InteractionsConfig::new(applications.first()?.public_key);
         config.applications = applications;
+        config.several_applications = !self.applications.is_empty();
         if let Some(wait) = self.defer_after {
             config.defer_after = wait;
         }
