@@ -36,6 +36,13 @@ pub const ENV_GLOBAL_PER_SECOND: &str = "DISCORD_GLOBAL_PER_SECOND";
 /// start-up (see [`DiscordBuilder::dev_guild`]).
 pub const ENV_DEV_GUILD_ID: &str = "DISCORD_DEV_GUILD_ID";
 
+/// The variable `name` as [`Discord::from_env`] reads it: `None` when unset, blank or not
+/// UTF-8. Code that decides something from the same variables (whether there is a dev guild to
+/// register commands in) reads them with this, so that it and the adapter agree.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 impl Discord {
     /// An adapter configured from `DISCORD_TOKEN`, `DISCORD_APPLICATION_ID`, `DISCORD_PUBLIC_KEY`,
     /// the numbered `DISCORD_APPLICATION_<n>_*` of further applications, `DISCORD_API_BASE`,
@@ -79,8 +86,7 @@ impl Discord {
     pub fn try_from_env_with(
         configure: impl FnOnce(DiscordBuilder) -> DiscordBuilder,
     ) -> Result<Option<Self>, Error> {
-        let var = |name: &str| std::env::var(name).ok();
-        match builder_from_vars(var)? {
+        match builder_from_vars(env_var)? {
             Some(builder) => configure(builder).build().map(Some),
             None => Ok(None),
         }
