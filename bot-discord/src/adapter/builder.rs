@@ -37,6 +37,8 @@ pub struct DiscordBuilder {
     dev_guild: Option<String>,
     guild_commands: Vec<CommandSpec>,
     require_guild_commands: bool,
+    /// `None`: scoped when there are several applications.
+    scoped_event_ids: Option<bool>,
 }
 
 /// Another Discord application (another bot) a [`Discord`] adapter serves, besides the one it
@@ -127,6 +129,7 @@ impl DiscordBuilder {
             dev_guild: None,
             guild_commands: Vec::new(),
             require_guild_commands: false,
+            scoped_event_ids: None,
         }
     }
 
@@ -233,12 +236,25 @@ impl DiscordBuilder {
         self
     }
 
+    /// Whether gateway event ids are prefixed with their application id
+    /// (`<application id>:<snowflake>`). Default: with several applications, so that two of
+    /// them in one guild, seeing one message under one snowflake, are not deduplicated into one
+    /// event. Adding a second application therefore changes every gateway event id of the
+    /// first; a single-application bot that will grow sets it now, so that the ids change in a
+    /// deploy of its choosing (with the queue drained: an old and a new process would see one
+    /// message under two ids). Turned off with several applications, two bots in one guild
+    /// answer each message once between them. Needs the application id.
+    pub fn scoped_event_ids(mut self, scoped: bool) -> Self {
+        self.scoped_event_ids = Some(scoped);
+        self
+    }
+
     /// Builds the adapter.
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] for an invalid REST configuration, a public key or guild
-    /// commands without an application id, further applications while the first has no id, two
+    /// [`crate::ErrorKind::Config`] for an invalid REST configuration, a public key, guild
+    /// commands or scoped event ids without an application id, further applications while the first has no id, two
     /// applications with the same id, or an application or dev guild id that is not a
     /// snowflake.
     pub fn build(self) -> Result<Discord, Error> {
@@ -250,6 +266,8 @@ impl DiscordBuilder {
                 Some("to answer interactions, it")
             } else if self.dev_guild.is_some() && !self.guild_commands.is_empty() {
                 Some("to register guild commands, it")
+            } else if self.scoped_event_ids == Some(true) {
+                Some("to scope event ids, it")
             } else {
                 None
             };
@@ -293,7 +311,7 @@ impl DiscordBuilder {
         if let Some(url) = self.gateway_url {
             shard_config.url = url;
         }
-        shard_config.scoped_event_ids = several;
+        shard_config.scoped_event_ids = self.scoped_event_ids.unwrap_or(several);
         let shards_of = |id: Option<&str>, token: &Secret| {
             let mut config = shard_config.clone();
             config.token = token.clone();
@@ -518,6 +536,31 @@ mod tests {
             .map(|app| (app.id.as_ref().unwrap().to_string(), app.public_key))
             .collect();
         assert_eq!(served, [("1".to_owned(), key(1)), ("2".to_owned(), key(2))]);
+    }
+
+    #[test]
+    fn event_ids_are_scoped_as_asked_or_with_several_applications() {
+        let scoped = |builder: DiscordBuilder| -> Vec<bool> {
+            let discord = builder.build().unwrap();
+            (discord.applications.iter())
+                .map(|app| app.shard_config.as_ref().unwrap().scoped_event_ids)
+                .collect()
+        };
+        let one = || Discord::builder("t1").application_id("1");
+        let two = || one().application(DiscordApplication::new("2", "t2"));
+        assert_eq!(scoped(one()), [false]);
+        assert_eq!(scoped(one().scoped_event_ids(true)), [true]);
+        assert_eq!(scoped(two()), [true, true]);
+        assert_eq!(scoped(two().scoped_event_ids(false)), [false, false]);
+        let without_id = Discord::builder("t1")
+            .scoped_event_ids(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(without_id.kind(), ErrorKind::Config);
+        assert!(
+            without_id.to_string().contains("scope event ids"),
+            "{without_id}"
+        );
     }
 
     #[test]
