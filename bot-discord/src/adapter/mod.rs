@@ -183,7 +183,7 @@ impl Adapter for Discord {
             (self.applications.iter()).map(|app| self.run_gateway(app, &ingress, &stop)),
         );
         let setup = async {
-            let result = self.register_guild_commands(&ingress).await;
+            let result = self.register_guild_commands(&ingress, &shutdown).await;
             if result.is_err() {
                 stop.cancel();
             }
