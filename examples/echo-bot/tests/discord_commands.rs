@@ -56,17 +56,14 @@ async fn echo_is_registered_where_the_adapter_can_register_it() {
         ("DISCORD_APPLICATION_ID", APPLICATION),
         ("DISCORD_DEV_GUILD_ID", "77"),
     ];
-    assert_eq!(
-        registrations(&named, Some(&in_guild)).await,
-        [in_guild.clone()]
-    );
+    assert_eq!(registrations(&named, Some(&in_guild)).await, [in_guild]);
 
     // A blank dev guild is no dev guild, for echo-bot as for the adapter: registered globally.
     let blank = [
         ("DISCORD_APPLICATION_ID", APPLICATION),
         ("DISCORD_DEV_GUILD_ID", " \n"),
     ];
-    assert_eq!(registrations(&blank, Some(&global)).await, [global.clone()]);
+    assert_eq!(registrations(&blank, Some(&global)).await, [global]);
 
     // Without an application id nothing can be registered, and the bot still starts (guild
     // commands without an id would be a configuration error).
