@@ -18,8 +18,9 @@
 //! with each application's key in turn, the first first, so that a bot with one application
 //! keeps its URL. A request no key verifies is 401; with several applications (several keys, or
 //! an adapter serving several applications, keyed or not), a verified body that names another
-//! application than the one whose key signed it is 401 too (`unknown_application`). The event carries the application as its
-//! [`bot_core::Event::channel`], so its replies go out through that application's client.
+//! application than the one whose key signed it is 401 too (`unknown_application`). The event
+//! carries the application as its [`bot_core::Event::channel`], so its replies go out through
+//! that application's client.
 //!
 //! With a durable queue the handler may run in another process: the endpoint still defers in
 //! time, and that process's first reply goes through the callback endpoint, or as a follow-up
