@@ -254,9 +254,9 @@ impl DiscordBuilder {
     /// # Errors
     ///
     /// [`crate::ErrorKind::Config`] for an invalid REST configuration, a public key, guild
-    /// commands or scoped event ids without an application id, further applications while the first has no id, two
-    /// applications with the same id, or an application or dev guild id that is not a
-    /// snowflake.
+    /// commands or scoped event ids without an application id, further applications while the
+    /// first has no id, two applications with the same id, or an application or dev guild id
+    /// that is not a snowflake.
     pub fn build(self) -> Result<Discord, Error> {
         let first_id = self.application_id.clone();
         if first_id.is_none() {
