@@ -16,10 +16,11 @@
 //! One endpoint serves every application of the bot ([`InteractionsConfig::applications`]):
 //! `<path>/<application id>` verifies with that application's key only, and `<path>` itself
 //! with each application's key in turn, the first first, so that a bot with one application
-//! keeps its URL. A request no key verifies is 401; with several applications, a verified body
-//! that names another application than the one whose key signed it is 401 too
-//! (`unknown_application`). The event carries the application as its
-//! [`bot_core::Event::channel`], so its replies go out through that application's client.
+//! keeps its URL. A request no key verifies is 401; with several applications (several keys, or
+//! an adapter serving several applications, keyed or not), a verified body that names another
+//! application than the one whose key signed it is 401 too (`unknown_application`). The event
+//! carries the application as its [`bot_core::Event::channel`], so its replies go out through
+//! that application's client.
 //!
 //! With a durable queue the handler may run in another process: the endpoint still defers in
 //! time, and that process's first reply goes through the callback endpoint, or as a follow-up
@@ -37,7 +38,7 @@ use axum::routing::post;
 use bot_core::event::ChannelId;
 use bot_core::{Ingress, Platform};
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -83,18 +84,26 @@ impl PublicKey {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] when it is not 64 hex characters of a valid key.
+    /// [`crate::ErrorKind::Config`] when it is not 64 hex characters of a valid key, or when it
+    /// is a weak (small-order) key such as an all-zero placeholder: signatures under one can be
+    /// forged without any secret.
     pub fn from_hex(hex_key: &str) -> Result<Self, Error> {
         let bytes: [u8; 32] = hex::decode(hex_key.trim())
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| Error::config("discord: the public key is not 64 hex characters"))?;
-        VerifyingKey::from_bytes(&bytes)
-            .map(Self)
-            .map_err(|e| Error::config("discord: the public key is invalid").with_source(e))
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|e| Error::config("discord: the public key is invalid").with_source(e))?;
+        if key.is_weak() {
+            return Err(Error::config(
+                "discord: the public key is a weak (small-order) key, not an application's: copy it from the developer portal",
+            ));
+        }
+        Ok(Self(key))
     }
 
-    /// Checks `signature` (hex) of `timestamp ‖ body`.
+    /// Checks `signature` (hex) of `timestamp ‖ body`, strictly: a signature with a small-order
+    /// part, or not in canonical form, is refused.
     pub fn verify(&self, timestamp: &[u8], body: &[u8], signature_hex: &[u8]) -> bool {
         let Some(bytes) = hex::decode(signature_hex)
             .ok()
@@ -106,7 +115,7 @@ impl PublicKey {
         let mut message = Vec::with_capacity(timestamp.len() + body.len());
         message.extend_from_slice(timestamp);
         message.extend_from_slice(body);
-        self.0.verify(&message, &signature).is_ok()
+        self.0.verify_strict(&message, &signature).is_ok()
     }
 }
 
@@ -255,6 +264,9 @@ pub struct InteractionsConfig {
     pub defer_after: Duration,
     /// How far the signed timestamp may be from now. Default 5 minutes.
     pub max_clock_skew: Duration,
+    /// Whether the adapter serves several applications, keyed or not: a body naming another
+    /// application is then refused even when only one has a key here.
+    pub(crate) several_applications: bool,
 }
 
 impl InteractionsConfig {
@@ -265,7 +277,16 @@ impl InteractionsConfig {
             applications: vec![InteractionsApplication::new(None, public_key)],
             defer_after: DEFAULT_DEFER_AFTER,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            several_applications: false,
         }
+    }
+}
+
+impl InteractionsConfig {
+    /// Whether several applications are served: then a body must name the application whose
+    /// key signed it.
+    fn serves_several(&self) -> bool {
+        self.several_applications || self.applications.len() > 1
     }
 }
 
@@ -366,7 +387,7 @@ async fn receive(State(state): State<EndpointState>, headers: HeaderMap, body: B
             "malformed_json",
         );
     };
-    if state.config.applications.len() > 1
+    if state.config.serves_several()
         && let Some(id) = &application.id
         && interaction
             .get("application_id")
@@ -465,6 +486,37 @@ mod tests {
         for not_one in ["", "app/2", "{id}", "12345678901234567890123", "１"] {
             assert!(!is_snowflake(not_one), "{not_one:?}");
         }
+    }
+
+    /// The encoding of the identity point: a small-order key (and signature part).
+    const IDENTITY: &str = "0100000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn weak_keys_are_a_config_error() {
+        for weak in [&"00".repeat(32), IDENTITY] {
+            let error = PublicKey::from_hex(weak).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::Config);
+            assert!(error.to_string().contains("weak"), "{error}");
+        }
+    }
+
+    /// With a small-order key, the identity as `R` and a zero `s` satisfy the plain Ed25519
+    /// equation for every message: only the strict check refuses them.
+    #[test]
+    fn a_forged_small_order_signature_is_refused() {
+        use ed25519_dalek::Verifier as _;
+        let weak =
+            VerifyingKey::from_bytes(&hex::decode(IDENTITY).unwrap().try_into().unwrap()).unwrap();
+        let forged = format!("{IDENTITY}{}", "00".repeat(32));
+        let bytes: [u8; 64] = hex::decode(&forged).unwrap().try_into().unwrap();
+        assert!(
+            weak.verify(b"1{\"type\":2}", &Signature::from_bytes(&bytes))
+                .is_ok(),
+            "the plain check lets it through"
+        );
+        let key = PublicKey(weak);
+        assert!(!key.verify(b"1", br#"{"type":2}"#, forged.as_bytes()));
+        assert!(!key.verify(b"", b"", forged.as_bytes()));
     }
 
     /// RFC 8032, test 1: the empty message (timestamp and body both empty).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bot_core::testing::fake_api::Fault;
-use bot_core::{Bot, Context, Error, Event, EventKind, Router};
+use bot_core::{Adapter as _, Bot, Context, Error, Event, EventKind, Router};
 use bot_discord::gateway::ShardRange;
 use bot_discord::http::CommandSpec;
 use bot_discord::interactions::PublicKey;
@@ -15,6 +15,7 @@ use bot_discord::{ConfigureApi as _, Discord, DiscordApplication, DiscordBuilder
 use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// One application's side of the test: its id, token, key, and its own fake gateway and REST.
 struct App {
@@ -245,6 +246,47 @@ async fn each_application_is_answered_through_its_own_client() {
 }
 // ANCHOR_END: two_applications
 
+/// The first of two applications has a key, the second none: a body signed with the first's key
+/// and naming the second is still refused.
+#[tokio::test]
+async fn a_body_naming_another_application_is_refused_when_only_one_has_a_key() {
+    let a = App::start("1100000000000000001", "token-a", 1).await;
+    let b = App::start("1100000000000000002", "token-b", 2).await;
+    let discord = Discord::builder(a.token)
+        .application_id(a.id)
+        .public_key(a.key())
+        .api_base(a.api.url())
+        .gateway(false)
+        .application(DiscordApplication::new(b.id, b.token).http(|h| h.api_base(b.api.url())))
+        .build()
+        .unwrap();
+    let bot = Bot::builder()
+        .adapter(discord)
+        .handler(router(Arc::new(Semaphore::new(1))))
+        .build()
+        .unwrap();
+    let (base, server) = serve(&bot).await;
+    for url in [
+        format!("{base}/discord/interactions"),
+        format!("{base}/discord/interactions/{}", a.id),
+    ] {
+        let claimed = a.signer.post(&url, &b.command("claimed")).await.unwrap();
+        assert_eq!(claimed.status(), 401, "{url}");
+        let ping = json!({"type": 1, "id": "1300000000000000009", "application_id": a.id});
+        let own = a.signer.post(&url, &ping).await.unwrap();
+        assert_eq!(own.status(), 200, "{url}");
+    }
+    let metrics = bot.telemetry().render_prometheus();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.contains(r#"reason="unknown_application""#)),
+        "{metrics}"
+    );
+    bot.request_shutdown();
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn guild_commands_are_registered_with_every_application_at_start_up() {
     let a = App::start("1100000000000000001", "token-a", 1).await;
@@ -277,6 +319,41 @@ async fn guild_commands_are_registered_with_every_application_at_start_up() {
         );
     }
     bot.shutdown().await;
+}
+
+/// The API takes the registration and never answers: shutdown does not wait for it.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_the_guild_command_registration() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let discord = Discord::builder("token-a")
+        .application_id("1100000000000000001")
+        .api_base(format!("http://{}", silent.local_addr().unwrap()))
+        .timeout(Duration::from_secs(3600))
+        .deadline(Duration::from_secs(3600))
+        .gateway(false)
+        .dev_guild("77")
+        .guild_commands([CommandSpec::slash("ping", "Pong")])
+        .build()
+        .unwrap();
+    let bot = Bot::builder()
+        .adapter(discord.clone())
+        .handler(router(Arc::new(Semaphore::new(0))))
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn({
+        let (ingress, shutdown) = (bot.ingress(), shutdown.clone());
+        async move { discord.run(ingress, shutdown).await }
+    });
+    // The registration is on its way: the API has its connection.
+    let (_held, _) = silent.accept().await.unwrap();
+    shutdown.cancel();
+    // Without the shutdown, the run would last the hour of the call's time-out.
+    let stopped = tokio::time::timeout(Duration::from_secs(30), run).await;
+    stopped
+        .expect("shutdown waited for the registration")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]

@@ -15,12 +15,10 @@ fn fixture(name: &str) -> Value {
 }
 
 fn context() -> DispatchContext {
-    DispatchContext {
-        bot_user_id: Some("1".into()),
-        session_id: Some("s".into()),
-        deliver_bot_messages: false,
-        ..DispatchContext::default()
-    }
+    let mut context = DispatchContext::default();
+    context.bot_user_id = Some("1".into());
+    context.session_id = Some("s".into());
+    context
 }
 
 fn map(dispatch: &str, name: &str, sequence: u64) -> Event {

@@ -44,12 +44,9 @@ fn dispatches_map_to_our_events_and_ready_parses_as_twilight_model() {
     let mut frame = String::new();
     message_create(&mut frame, 9, 7, 100);
     let value: serde_json::Value = serde_json::from_str(&frame).unwrap();
-    let context = DispatchContext {
-        bot_user_id: Some(bot_discord::testing::BOT_USER_ID.to_owned()),
-        session_id: Some("botload-session".to_owned()),
-        deliver_bot_messages: false,
-        ..DispatchContext::default()
-    };
+    let mut context = DispatchContext::default();
+    context.bot_user_id = Some(bot_discord::testing::BOT_USER_ID.to_owned());
+    context.session_id = Some("botload-session".to_owned());
     let event = from_dispatch("MESSAGE_CREATE", value["d"].clone(), Some(9), &context).unwrap();
     assert!(
         event

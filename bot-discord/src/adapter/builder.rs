@@ -37,6 +37,8 @@ pub struct DiscordBuilder {
     dev_guild: Option<String>,
     guild_commands: Vec<CommandSpec>,
     require_guild_commands: bool,
+    /// `None`: scoped when there are several applications.
+    scoped_event_ids: Option<bool>,
 }
 
 /// Another Discord application (another bot) a [`Discord`] adapter serves, besides the one it
@@ -54,12 +56,12 @@ pub struct DiscordApplication {
 }
 
 impl DiscordApplication {
-    /// The application `id` (its snowflake, the `bot.channel` of its metrics), with its bot
-    /// token.
+    /// The application `id` (its snowflake, the `bot.channel` of its metrics; surrounding
+    /// white space, such as a secret file's newline, is dropped), with its bot token.
     pub fn new(id: impl Into<String>, token: impl Into<Secret>) -> Self {
         let token = token.into();
         Self {
-            id: id.into(),
+            id: trimmed(id.into()),
             http: DiscordHttp::builder(token.clone()),
             token,
             public_key: None,
@@ -127,13 +129,15 @@ impl DiscordBuilder {
             dev_guild: None,
             guild_commands: Vec::new(),
             require_guild_commands: false,
+            scoped_event_ids: None,
         }
     }
 
     /// The application id, needed to answer interactions, to register commands, and with
-    /// [`DiscordBuilder::application`]; events then carry it as their channel.
+    /// [`DiscordBuilder::application`]; events then carry it as their channel. Surrounding white
+    /// space (a secret file's newline) is dropped.
     pub fn application_id(mut self, id: impl Into<String>) -> Self {
-        self.application_id = Some(id.into());
+        self.application_id = Some(trimmed(id.into()));
         self
     }
 
@@ -207,9 +211,10 @@ impl DiscordBuilder {
     }
 
     /// The development guild (env `DISCORD_DEV_GUILD_ID`): the
-    /// [`DiscordBuilder::guild_commands`] are registered there when the adapter starts.
+    /// [`DiscordBuilder::guild_commands`] are registered there when the adapter starts. A
+    /// snowflake; surrounding white space is dropped.
     pub fn dev_guild(mut self, guild_id: impl Into<String>) -> Self {
-        self.dev_guild = Some(guild_id.into());
+        self.dev_guild = Some(trimmed(guild_id.into()));
         self
     }
 
@@ -231,13 +236,27 @@ impl DiscordBuilder {
         self
     }
 
+    /// Whether gateway event ids are prefixed with their application id
+    /// (`<application id>:<snowflake>`). Default: with several applications, so that two of
+    /// them in one guild, seeing one message under one snowflake, are not deduplicated into one
+    /// event. Adding a second application therefore changes every gateway event id of the
+    /// first; a single-application bot that will grow sets it now, so that the ids change in a
+    /// deploy of its choosing (with the queue drained: an old and a new process would see one
+    /// message under two ids). Turned off with several applications, two bots in one guild
+    /// answer each message once between them. Needs the application id.
+    pub fn scoped_event_ids(mut self, scoped: bool) -> Self {
+        self.scoped_event_ids = Some(scoped);
+        self
+    }
+
     /// Builds the adapter.
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] for an invalid REST configuration, a public key or guild
-    /// commands without an application id, further applications while the first has no id, or
-    /// two applications with the same id.
+    /// [`crate::ErrorKind::Config`] for an invalid REST configuration, a public key, guild
+    /// commands or scoped event ids without an application id, further applications while the
+    /// first has no id, two applications with the same id, or an application or dev guild id
+    /// that is not a snowflake.
     pub fn build(self) -> Result<Discord, Error> {
         let first_id = self.application_id.clone();
         if first_id.is_none() {
@@ -247,6 +266,8 @@ impl DiscordBuilder {
                 Some("to answer interactions, it")
             } else if self.dev_guild.is_some() && !self.guild_commands.is_empty() {
                 Some("to register guild commands, it")
+            } else if self.scoped_event_ids == Some(true) {
+                Some("to scope event ids, it")
             } else {
                 None
             };
@@ -262,6 +283,14 @@ impl DiscordBuilder {
         if let Some(id) = ids.find(|id| !crate::interactions::is_snowflake(id)) {
             return Err(Error::config(format!(
                 "discord: application id {id:?} is not a snowflake (digits, from the developer portal)"
+            )));
+        }
+        if let Some(guild) = &self.dev_guild
+            && !crate::interactions::is_snowflake(guild)
+        {
+            return Err(Error::config(format!(
+                "discord: the dev guild id {guild:?} ({}) is not a snowflake (digits: the guild's \"Copy Server ID\")",
+                super::ENV_DEV_GUILD_ID
             )));
         }
         let pending = Arc::new(Pending::default());
@@ -282,7 +311,7 @@ impl DiscordBuilder {
         if let Some(url) = self.gateway_url {
             shard_config.url = url;
         }
-        shard_config.scoped_event_ids = several;
+        shard_config.scoped_event_ids = self.scoped_event_ids.unwrap_or(several);
         let shards_of = |id: Option<&str>, token: &Secret| {
             let mut config = shard_config.clone();
             config.token = token.clone();
@@ -359,10 +388,19 @@ impl DiscordBuilder {
         let applications: Vec<_> = first.into_iter().chain(more).collect();
         let mut config = InteractionsConfig::new(applications.first()?.public_key);
         config.applications = applications;
+        config.several_applications = !self.applications.is_empty();
         if let Some(wait) = self.defer_after {
             config.defer_after = wait;
         }
         Some(config)
+    }
+}
+
+/// `id` without surrounding white space (an id read from a secret file ends in a newline).
+fn trimmed(id: String) -> String {
+    match id.trim() {
+        trimmed if trimmed.len() == id.len() => id,
+        trimmed => trimmed.to_owned(),
     }
 }
 
@@ -433,6 +471,30 @@ mod tests {
             commands_without_id.to_string().contains("guild commands"),
             "{commands_without_id}"
         );
+        for guild in ["general", "77/commands", "77?x=1"] {
+            let error = Discord::builder("t1").dev_guild(guild).build().unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+            assert!(
+                error.to_string().contains("DISCORD_DEV_GUILD_ID"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_lose_surrounding_white_space() {
+        let discord = Discord::builder("t1")
+            .application_id("1\n")
+            .application(DiscordApplication::new(" 2\r\n", "t2"))
+            .dev_guild("77\n")
+            .guild_commands([CommandSpec::slash("ping", "Pong")])
+            .build()
+            .unwrap();
+        let ids: Vec<_> = (discord.applications.iter())
+            .map(|app| app.id.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["1", "2"]);
+        assert_eq!(discord.commands.as_ref().unwrap().guild, "77");
     }
 
     #[test]
@@ -474,6 +536,31 @@ mod tests {
             .map(|app| (app.id.as_ref().unwrap().to_string(), app.public_key))
             .collect();
         assert_eq!(served, [("1".to_owned(), key(1)), ("2".to_owned(), key(2))]);
+    }
+
+    #[test]
+    fn event_ids_are_scoped_as_asked_or_with_several_applications() {
+        let scoped = |builder: DiscordBuilder| -> Vec<bool> {
+            let discord = builder.build().unwrap();
+            (discord.applications.iter())
+                .map(|app| app.shard_config.as_ref().unwrap().scoped_event_ids)
+                .collect()
+        };
+        let one = || Discord::builder("t1").application_id("1");
+        let two = || one().application(DiscordApplication::new("2", "t2"));
+        assert_eq!(scoped(one()), [false]);
+        assert_eq!(scoped(one().scoped_event_ids(true)), [true]);
+        assert_eq!(scoped(two()), [true, true]);
+        assert_eq!(scoped(two().scoped_event_ids(false)), [false, false]);
+        let without_id = Discord::builder("t1")
+            .scoped_event_ids(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(without_id.kind(), ErrorKind::Config);
+        assert!(
+            without_id.to_string().contains("scope event ids"),
+            "{without_id}"
+        );
     }
 
     #[test]

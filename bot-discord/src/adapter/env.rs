@@ -36,6 +36,13 @@ pub const ENV_GLOBAL_PER_SECOND: &str = "DISCORD_GLOBAL_PER_SECOND";
 /// start-up (see [`DiscordBuilder::dev_guild`]).
 pub const ENV_DEV_GUILD_ID: &str = "DISCORD_DEV_GUILD_ID";
 
+/// The variable `name` as [`Discord::from_env`] reads it: `None` when unset, blank or not
+/// UTF-8. Code that decides something from the same variables (whether there is a dev guild to
+/// register commands in) reads them with this, so that it and the adapter agree.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 impl Discord {
     /// An adapter configured from `DISCORD_TOKEN`, `DISCORD_APPLICATION_ID`, `DISCORD_PUBLIC_KEY`,
     /// the numbered `DISCORD_APPLICATION_<n>_*` of further applications, `DISCORD_API_BASE`,
@@ -79,8 +86,7 @@ impl Discord {
     pub fn try_from_env_with(
         configure: impl FnOnce(DiscordBuilder) -> DiscordBuilder,
     ) -> Result<Option<Self>, Error> {
-        let var = |name: &str| std::env::var(name).ok();
-        match builder_from_vars(var)? {
+        match builder_from_vars(env_var)? {
             Some(builder) => configure(builder).build().map(Some),
             None => Ok(None),
         }
@@ -248,5 +254,44 @@ mod tests {
             discord.commands.is_none(),
             "no dev guild, nothing to register"
         );
+        let not_a_guild = [(ENV_TOKEN, "t1"), (ENV_DEV_GUILD_ID, "my-server")];
+        let error = build(&not_a_guild).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.to_string().contains(ENV_DEV_GUILD_ID), "{error}");
+    }
+
+    /// Values read from secret files end in a newline.
+    #[test]
+    fn ids_from_secret_files_are_trimmed() {
+        let set = [
+            (ENV_TOKEN, "t1"),
+            (ENV_APPLICATION_ID, "1\n"),
+            (ENV_PUBLIC_KEY, KEY),
+            (ENV_DEV_GUILD_ID, "77\n"),
+            ("DISCORD_APPLICATION_2_ID", "2\n"),
+            ("DISCORD_APPLICATION_2_TOKEN", "t2"),
+        ];
+        let builder = builder_from_vars(vars(&set)).unwrap().unwrap();
+        let discord = builder
+            .guild_commands([crate::http::CommandSpec::slash("ping", "Pong")])
+            .build()
+            .unwrap();
+        let clients = discord.applications();
+        assert_eq!(clients.default_id().as_str(), "1");
+        assert!(clients.get(Some(&ChannelId::new("2"))).is_ok());
+        assert_eq!(discord.commands.as_ref().unwrap().guild, "77");
+    }
+
+    #[test]
+    fn an_all_zero_public_key_is_a_config_error() {
+        let zero = "0".repeat(64);
+        let set = [
+            (ENV_TOKEN, "t1"),
+            (ENV_APPLICATION_ID, "1"),
+            (ENV_PUBLIC_KEY, &zero),
+        ];
+        let error = build(&set).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.to_string().contains("weak"), "{error}");
     }
 }

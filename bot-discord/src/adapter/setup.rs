@@ -1,6 +1,7 @@
 //! What the adapter sets up once when it starts: the development guild's commands.
 
 use bot_core::{Ingress, Platform};
+use tokio_util::sync::CancellationToken;
 
 use super::Discord;
 use crate::http::CommandSpec;
@@ -19,14 +20,30 @@ pub(super) struct GuildCommands {
 
 impl Discord {
     /// Registers the guild commands with every application, once; a failure is logged and
-    /// counted, and is the adapter's end only when they are required.
+    /// counted, and is the adapter's end only when they are required. Shutdown ends it where
+    /// it is (a slow or silent API must not hold the bot up).
     pub(super) async fn register_guild_commands(
         &self,
         ingress: &Ingress,
+        shutdown: &CancellationToken,
     ) -> Result<(), bot_core::Error> {
         let Some(setup) = &self.commands else {
             return Ok(());
         };
+        tokio::select! {
+            result = self.register(setup, ingress) => result,
+            () = shutdown.cancelled() => {
+                tracing::info!(guild = %setup.guild, "discord: shutting down; guild command registration given up");
+                Ok(())
+            }
+        }
+    }
+
+    async fn register(
+        &self,
+        setup: &GuildCommands,
+        ingress: &Ingress,
+    ) -> Result<(), bot_core::Error> {
         let mut applications: Vec<_> = self.clients.iter().collect();
         applications.sort_unstable_by_key(|(id, _)| id.as_str());
         let mut failure = None;

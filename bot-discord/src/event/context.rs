@@ -4,7 +4,11 @@ use bot_core::Event;
 use bot_core::event::{ChannelId, EventId};
 
 /// What mapping a dispatch needs to know about the shard.
+///
+/// Fields are added as the mapping needs them: start from [`DispatchContext::default`] and set
+/// those you know.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct DispatchContext {
     /// The bot's own user id (from READY).
     pub bot_user_id: Option<String>,

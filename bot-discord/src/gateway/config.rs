@@ -193,7 +193,8 @@ pub struct ShardConfig {
     /// [`bot_core::Event::channel`] (set by the adapter from its application id).
     pub application: Option<ChannelId>,
     /// Whether event ids are scoped to the application (see
-    /// [`crate::event::DispatchContext::scoped_ids`]): set by the adapter when it serves several.
+    /// [`crate::event::DispatchContext::scoped_ids`]): set by the adapter when it serves several,
+    /// or as [`crate::DiscordBuilder::scoped_event_ids`] says.
     pub scoped_event_ids: bool,
 }
 

@@ -8,7 +8,7 @@ use bot_core::api::{ApiClient, ApiConfig, BuildClient, ConfigureApi, DEFAULT_MAX
 use bot_core::outbound::RateLimit;
 
 use super::client::DiscordHttp;
-use super::spec::DiscordSpec;
+use super::spec::{DiscordSpec, MAX_SEND_MARGIN};
 use crate::error::Error;
 
 /// Discord's global limit per bot.
@@ -77,8 +77,15 @@ impl DiscordHttpBuilder {
                 "discord: the invalid request budget must be above zero",
             ));
         }
-        // A bucket wait past the call's deadline is refused by the spec, from what is left of it.
-        let spec = DiscordSpec::new(global, self.invalid_budget, self.max_retry_after);
+        // A bucket wait past the call's deadline is refused by the spec, from what is left of it,
+        // as is one that leaves less than a request's time-out (up to 1 s) to send.
+        let send_margin = ApiConfig::timeout(&self.config).min(MAX_SEND_MARGIN);
+        let spec = DiscordSpec::new(
+            global,
+            self.invalid_budget,
+            self.max_retry_after,
+            send_margin,
+        );
         Ok(DiscordHttp::from_client(ApiClient::new(spec, self.config)?))
     }
 }

@@ -22,6 +22,8 @@ use super::route::RouteKey;
 const ANSWER_WAIT: Duration = Duration::from_millis(250);
 /// The wait a 429 implies when it names none.
 const DEFAULT_429_WAIT: Duration = Duration::from_secs(1);
+/// The most time a bucket wait leaves before the call's deadline for the request itself.
+pub(crate) const MAX_SEND_MARGIN: Duration = Duration::from_secs(1);
 
 /// Discord's JSON error body (`{"code": 50035, "message": "Invalid Form Body", "errors": ...}`),
 /// kept in every refusal: read it with [`crate::Error::details`].
@@ -52,6 +54,10 @@ pub(crate) struct DiscordSpec {
     /// The longest bucket wait a call sits through (the client's `max_retry_after`); longer, or
     /// past the call's deadline, it fails at once with the wait as its hint.
     max_wait: Duration,
+    /// The time a bucket wait must leave before the deadline to send the request: a wait that
+    /// ends later fails at once too, since a request sent then would time out, and a
+    /// non-idempotent one as maybe delivered.
+    send_margin: Duration,
 }
 
 impl fmt::Debug for DiscordSpec {
@@ -59,16 +65,25 @@ impl fmt::Debug for DiscordSpec {
         f.debug_struct("DiscordSpec")
             .field("invalid_requests", &self.limits.invalid_count())
             .field("max_wait", &self.max_wait)
+            .field("send_margin", &self.send_margin)
             .finish_non_exhaustive()
     }
 }
 
 impl DiscordSpec {
-    pub(crate) fn new(global: RateLimit, invalid_budget: usize, max_wait: Duration) -> Self {
+    /// `send_margin` is the time a bucket wait must leave before the deadline (the request
+    /// time-out, up to [`MAX_SEND_MARGIN`]).
+    pub(crate) fn new(
+        global: RateLimit,
+        invalid_budget: usize,
+        max_wait: Duration,
+        send_margin: Duration,
+    ) -> Self {
         Self {
             global,
             limits: Arc::new(RateLimiter::new(invalid_budget)),
             max_wait,
+            send_margin,
         }
     }
 
@@ -118,7 +133,8 @@ impl ApiSpec for DiscordSpec {
     ///
     /// A bucket wait is weighed against what is left of the call's deadline, not the deadline
     /// it started with: a call that already waited or retried fails at once with the wait as
-    /// its hint instead of sleeping into a time-out.
+    /// its hint instead of sleeping into a time-out. The wait must also leave the send margin
+    /// before the deadline, or the request would go out with no time to be answered.
     fn admit(
         &self,
         call: &Call,
@@ -141,7 +157,7 @@ impl ApiSpec for DiscordSpec {
                     }
                     Admission::Wait(until) => {
                         let wait = until.saturating_duration_since(Instant::now());
-                        if wait > self.max_wait || until > deadline {
+                        if wait > self.max_wait || until + self.send_margin >= deadline {
                             return Err(ApiError::new(
                                 ApiErrorKind::RateLimited,
                                 "discord: rate limited for longer than the call can wait",
@@ -241,6 +257,7 @@ mod tests {
             RateLimit::per_second(50).unwrap(),
             9_000,
             Duration::from_secs(10),
+            MAX_SEND_MARGIN,
         )
     }
 
@@ -367,6 +384,39 @@ mod tests {
         let fresh = Instant::now().into_std() + Duration::from_secs(10);
         spec.admit(&call, fresh).await.expect("waited and admitted");
         assert_eq!(started.elapsed(), Duration::from_secs(12));
+    }
+
+    /// A wait ending at the deadline, or less than the margin before it, leaves no time for the
+    /// request: refused at once, with the wait as the hint.
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_wait_must_leave_time_to_send_before_the_deadline() {
+        let call = Call::post("create_message", "/channels/1/messages");
+        // Against a 10 s deadline and a 1 s margin, the wait must end before 9 s.
+        let cases = [
+            ("10", 10_000, false),
+            ("9.5", 9_500, false),
+            ("9", 9_000, false),
+            ("8.5", 8_500, true),
+        ];
+        for (reset_after, wait_ms, admitted) in cases {
+            let spec = spec();
+            empty_bucket(&spec, &call, reset_after).await;
+            let started = Instant::now();
+            let deadline = started.into_std() + Duration::from_secs(10);
+            let wait = Duration::from_millis(wait_ms);
+            match spec.admit(&call, deadline).await {
+                Ok(_) => {
+                    assert!(admitted, "{reset_after} s left no time to send");
+                    assert_eq!(started.elapsed(), wait);
+                }
+                Err(refused) => {
+                    assert!(!admitted, "{reset_after} s left time to send");
+                    assert_eq!(refused.kind(), ApiErrorKind::RateLimited);
+                    assert_eq!(refused.retry_after(), Some(wait));
+                    assert_eq!(started.elapsed(), Duration::ZERO, "no time spent");
+                }
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

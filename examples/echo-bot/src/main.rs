@@ -19,7 +19,7 @@
 //! On Discord, a message in a channel gets its text back, and the slash command `/echo text:<t>`
 //! answers `<t>`. echo-bot registers the command with every application whose id it knows:
 //! in the guild `DISCORD_DEV_GUILD_ID` names when set (seen at once, while developing),
-//! globally otherwise.
+//! globally otherwise (`tests/discord_commands.rs`).
 //!
 //! Beside the webhooks it serves `/healthz`, `/readyz` and `/metrics` (on `BOT_OPS_ADDR` instead,
 //! when set, e.g. `127.0.0.1:9090`: keep metrics off the public webhook port), and shuts down
@@ -39,8 +39,8 @@ use std::sync::Arc;
 use bot_core::pg::{self, PgPool, PgQueue};
 use bot_core::telemetry::Logging;
 use bot_core::{Bot, BotBuilder, Context, Error, Event, EventKind, Limits, Router, Secret};
-use bot_discord::Discord;
 use bot_discord::http::{CommandOptionSpec, CommandSpec};
+use bot_discord::{Discord, DiscordBuilder};
 use bot_line::ConfigureApi as _;
 use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder};
@@ -104,11 +104,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.adapter(messenger);
         platforms.push("messenger");
     }
-    // In the dev guild when one is named (registered as the adapter starts), globally otherwise.
-    let dev_guild = std::env::var_os(bot_discord::ENV_DEV_GUILD_ID).is_some();
-    if let Some(discord) = Discord::try_from_env_with(|b| b.guild_commands([echo_command_spec()]))?
-    {
-        if !dev_guild {
+    // In the dev guild when one is named (registered as the adapter starts; that needs the
+    // application id), globally otherwise. The variables read as the adapter reads them.
+    let set = |name| bot_discord::env_var(name).is_some();
+    let in_dev_guild = set(bot_discord::ENV_DEV_GUILD_ID) && set(bot_discord::ENV_APPLICATION_ID);
+    let commands = |b: DiscordBuilder| match in_dev_guild {
+        true => b.guild_commands([echo_command_spec()]),
+        false => b,
+    };
+    if let Some(discord) = Discord::try_from_env_with(commands)? {
+        if !in_dev_guild {
             register_echo_command(&discord).await;
         }
         builder = builder.adapter(discord);
@@ -162,6 +167,7 @@ fn echo_command_spec() -> CommandSpec {
 async fn register_echo_command(discord: &Discord) {
     for (_, client) in discord.applications().iter() {
         let Some(application_id) = client.application_id() else {
+            tracing::warn!("discord: /echo not registered: set DISCORD_APPLICATION_ID");
             continue;
         };
         let registered = client

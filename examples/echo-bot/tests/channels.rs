@@ -3,16 +3,14 @@
 //! through its own channel's token, and a webhook that names one channel but is signed with
 //! another's secret is refused.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
 use bot_core::Secret;
-use bot_core::testing::fake_api::{FakeApi, FakeRequest, FakeResponse};
+use bot_core::testing::fake_api::FakeApi;
 use bot_discord::testing::FakeGateway;
 use bot_line::testing::WebhookBuilder as LineWebhook;
 use bot_messenger::testing::WebhookBuilder as MessengerWebhook;
-use http::StatusCode;
+use support::{Bot, answer, free_port};
 
 const LINE_A: (&str, &str, &str) = ("U0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a", "secret-a", "token-a");
 const LINE_B: (&str, &str, &str) = ("U1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b", "secret-b", "token-b");
@@ -22,89 +20,29 @@ const PAGE_2: (&str, &str) = ("1000000000002", "page-token-2");
 const DISCORD_A: (&str, &str) = ("1100000000000000001", "discord-token-a");
 const DISCORD_B: (&str, &str) = ("1100000000000000002", "discord-token-b");
 
-/// The bot process, killed when the test ends however it ends.
-struct Bot(Child);
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(api: &str, addr: &str) -> Bot {
-    let child = Command::new(env!("CARGO_BIN_EXE_echo-bot"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("BOT_ADDR", addr)
-        .env("LINE_API_BASE", api)
-        .env("LINE_CHANNEL_SECRET", LINE_A.1)
-        .env("LINE_CHANNEL_ACCESS_TOKEN", LINE_A.2)
-        .env("LINE_DESTINATION", LINE_A.0)
-        .env("LINE_CHANNEL_2_DESTINATION", LINE_B.0)
-        .env("LINE_CHANNEL_2_SECRET", LINE_B.1)
-        .env("LINE_CHANNEL_2_ACCESS_TOKEN", LINE_B.2)
-        .env("MESSENGER_API_BASE", api)
-        .env("MESSENGER_APP_SECRET", APP_SECRET)
-        .env("MESSENGER_VERIFY_TOKEN", "verify")
-        .env("MESSENGER_PAGE_ACCESS_TOKEN", PAGE_1.1)
-        .env("MESSENGER_PAGE_ID", PAGE_1.0)
-        .env("MESSENGER_PAGE_2_ID", PAGE_2.0)
-        .env("MESSENGER_PAGE_2_ACCESS_TOKEN", PAGE_2.1)
-        .env("DISCORD_API_BASE", api)
-        .env("DISCORD_TOKEN", DISCORD_A.1)
-        .env("DISCORD_APPLICATION_ID", DISCORD_A.0)
-        .env("DISCORD_APPLICATION_2_ID", DISCORD_B.0)
-        .env("DISCORD_APPLICATION_2_TOKEN", DISCORD_B.1)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("echo-bot starts");
-    Bot(child)
-}
-
-async fn wait_ready(http: &reqwest::Client, addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = http
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return;
-        }
-        assert!(Instant::now() < deadline, "echo-bot did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The answer of every platform's API: `{}`, but for Discord's `GET /gateway/bot` (the gateway
-/// of the application whose token asks) and command registrations (none registered before).
-fn answer(request: &FakeRequest, gateways: &[(&str, String)]) -> FakeResponse {
-    let json = |body| FakeResponse::json(StatusCode::OK, &body);
-    if request.path == "/gateway/bot" {
-        let token = request.header("authorization").unwrap_or_default();
-        let url = gateways.iter().find(|(t, _)| token == format!("Bot {t}"));
-        return match url {
-            Some((_, url)) => json(serde_json::json!({"url": url, "shards": 1,
-                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0,
-                    "max_concurrency": 1}})),
-            None => FakeResponse::json(StatusCode::UNAUTHORIZED, &serde_json::json!({})),
-        };
-    }
-    if request.path.ends_with("/commands") {
-        return json(serde_json::json!([]));
-    }
-    json(serde_json::json!({}))
+    Bot::start(&[
+        ("BOT_ADDR", addr),
+        ("LINE_API_BASE", api),
+        ("LINE_CHANNEL_SECRET", LINE_A.1),
+        ("LINE_CHANNEL_ACCESS_TOKEN", LINE_A.2),
+        ("LINE_DESTINATION", LINE_A.0),
+        ("LINE_CHANNEL_2_DESTINATION", LINE_B.0),
+        ("LINE_CHANNEL_2_SECRET", LINE_B.1),
+        ("LINE_CHANNEL_2_ACCESS_TOKEN", LINE_B.2),
+        ("MESSENGER_API_BASE", api),
+        ("MESSENGER_APP_SECRET", APP_SECRET),
+        ("MESSENGER_VERIFY_TOKEN", "verify"),
+        ("MESSENGER_PAGE_ACCESS_TOKEN", PAGE_1.1),
+        ("MESSENGER_PAGE_ID", PAGE_1.0),
+        ("MESSENGER_PAGE_2_ID", PAGE_2.0),
+        ("MESSENGER_PAGE_2_ACCESS_TOKEN", PAGE_2.1),
+        ("DISCORD_API_BASE", api),
+        ("DISCORD_TOKEN", DISCORD_A.1),
+        ("DISCORD_APPLICATION_ID", DISCORD_A.0),
+        ("DISCORD_APPLICATION_2_ID", DISCORD_B.0),
+        ("DISCORD_APPLICATION_2_TOKEN", DISCORD_B.1),
+    ])
 }
 
 #[tokio::test]
@@ -119,9 +57,9 @@ async fn each_event_is_answered_through_its_own_channels_token() {
         .await
         .unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let _bot = start(&api.url(), &addr);
+    let mut bot = start(&api.url(), &addr);
     let http = reqwest::Client::new();
-    wait_ready(&http, &addr).await;
+    bot.wait_ready(&http, &addr).await;
 
     let line = format!("http://{addr}/line/webhook");
     for (destination, secret, _) in [LINE_A, LINE_B] {
