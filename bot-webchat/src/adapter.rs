@@ -1,0 +1,241 @@
+//! [`WebChat`]: the adapter that plugs the socket endpoint, the backend API and the client into
+//! a bot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::routing::{get, post};
+use bot_core::adapter::{Attach, Clients};
+use bot_core::{Adapter, Ingress, Outbound, Platform, Secret};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, Api};
+use crate::client::WebChatClient;
+use crate::config::{ENV_PATH, ENV_SECRET, WebChatConfig};
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::metrics::Stats;
+use crate::protocol::CloseReason;
+use crate::render::PLATFORM;
+use crate::socket::{self, Shared};
+use crate::token;
+
+/// The web chat adapter: the WebSocket endpoint at `GET /webchat/ws`, the backend API under
+/// `/webchat/api/`, and the [`WebChatClient`] that answers.
+///
+/// Cloning is cheap; clones share the sockets.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bot_core::{Bot, Context, Error, Event};
+/// use bot_webchat::WebChat;
+///
+/// async fn echo(cx: Context, event: Event) -> Result<(), Error> {
+///     cx.reply(event.text_content().unwrap_or_default()).await
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bot = Bot::builder().adapter(WebChat::from_env()?).handler(echo).build()?;
+/// bot.serve("0.0.0.0:8080").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct WebChat {
+    hub: Arc<Hub>,
+    secret: Secret,
+    client: WebChatClient,
+}
+
+/// Builds a [`WebChat`] adapter.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct WebChatBuilder {
+    secret: Secret,
+    config: WebChatConfig,
+}
+
+impl WebChatBuilder {
+    /// Replaces every limit and timing at once.
+    pub fn config(mut self, config: WebChatConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves under `path` instead of `/webchat`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.path = path.into();
+        self
+    }
+
+    /// How often browsers send a heartbeat, and how long a silent socket lives.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self.config.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// The largest frame a browser may send, in bytes.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_frame_bytes = bytes;
+        self
+    }
+
+    /// The most bytes that may wait for one socket before it is closed as a slow reader.
+    pub fn max_outbound_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_outbound_bytes = bytes;
+        self
+    }
+
+    /// Builds the adapter.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when the secret is empty or a limit is out of range
+    /// ([`WebChatConfig::validate`]).
+    pub fn build(self) -> Result<WebChat, Error> {
+        if self.secret.is_empty() {
+            return Err(Error::config("webchat: the secret is empty"));
+        }
+        self.config.validate()?;
+        let hub = Arc::new(Hub::new(self.config));
+        Ok(WebChat {
+            client: WebChatClient::new(hub.clone()),
+            hub,
+            secret: self.secret,
+        })
+    }
+}
+
+impl WebChat {
+    /// Starts an adapter whose tokens and backend API use `secret`.
+    pub fn builder(secret: impl Into<Secret>) -> WebChatBuilder {
+        WebChatBuilder {
+            secret: secret.into(),
+            config: WebChatConfig::default(),
+        }
+    }
+
+    /// An adapter configured from `WEBCHAT_SECRET` and `WEBCHAT_PATH` (optional).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when `WEBCHAT_SECRET` is missing or a value is invalid.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::try_from_env()?.ok_or_else(|| Error::config(format!("webchat: set {ENV_SECRET}")))
+    }
+
+    /// As [`WebChat::from_env`]; `Ok(None)` when `WEBCHAT_SECRET` is not set, for bots that
+    /// serve whichever platforms are configured.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when a value is invalid.
+    pub fn try_from_env() -> Result<Option<Self>, Error> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let Some(secret) = var(ENV_SECRET) else {
+            return Ok(None);
+        };
+        let mut builder = Self::builder(secret);
+        if let Some(path) = var(ENV_PATH) {
+            builder = builder.path(path);
+        }
+        builder.build().map(Some)
+    }
+
+    /// The client that sends to web chat users.
+    pub fn client(&self) -> &WebChatClient {
+        &self.client
+    }
+
+    /// Issues a user token for `user`, valid for `ttl` (what the backend API does).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Invalid`] when `user` is not a valid user id.
+    pub fn issue_token(&self, user: &str, ttl: Duration) -> Result<String, Error> {
+        token::issue(&self.secret, user, ttl)
+    }
+
+    /// The adapter's counters on this node.
+    pub fn stats(&self) -> Stats {
+        self.hub.counters.snapshot(self.hub.open_sockets() as u64)
+    }
+
+    /// The path prefix of the adapter's routes.
+    pub fn path(&self) -> &str {
+        &self.hub.config.path
+    }
+
+    /// The limits and timings.
+    pub fn config(&self) -> &WebChatConfig {
+        &self.hub.config
+    }
+}
+
+#[async_trait]
+impl Adapter for WebChat {
+    fn platform(&self) -> Platform {
+        PLATFORM
+    }
+
+    fn outbound(&self) -> Option<Arc<dyn Outbound>> {
+        Some(Arc::new(self.client.clone()))
+    }
+
+    fn register_clients(&self, clients: &mut Clients) {
+        clients.insert(Arc::new(self.client.clone()));
+    }
+
+    /// The counters are recorded in the bot's telemetry from then on.
+    fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
+        self.hub
+            .counters
+            .attach(bot.telemetry(), Arc::downgrade(&self.hub));
+        Ok(())
+    }
+
+    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
+        let path = &self.hub.config.path;
+        let shared = Arc::new(Shared {
+            hub: self.hub.clone(),
+            ingress: ingress.clone(),
+            secret: self.secret.clone(),
+        });
+        let api = Arc::new(Api {
+            secret: self.secret.clone(),
+            ingress,
+            client: self.client.clone(),
+            max_token_ttl: self.hub.config.max_token_ttl,
+        });
+        let sockets = axum::Router::new()
+            .route(&format!("{path}/ws"), get(socket::upgrade))
+            .with_state(shared);
+        let backend = axum::Router::new()
+            .route(&format!("{path}/api/tokens"), post(api::issue_token))
+            .route(&format!("{path}/api/messages"), post(api::send_message))
+            .with_state(api);
+        Some(sockets.merge(backend))
+    }
+
+    /// The sweeper: one task that enforces every socket's join and heartbeat time-outs. At
+    /// shutdown it closes every socket with 1001 (going away).
+    async fn run(
+        &self,
+        _ingress: Ingress,
+        shutdown: CancellationToken,
+    ) -> Result<(), bot_core::Error> {
+        let mut tick = tokio::time::interval(self.hub.config.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                now = tick.tick() => self.hub.sweep(now),
+                () = shutdown.cancelled() => {
+                    self.hub.close_all(CloseReason::GoingAway);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
