@@ -61,7 +61,7 @@ pub(crate) async fn issue_token(
 ) -> Response {
     let request: TokenRequest = match api.authorised_json(&headers, &body) {
         Ok(request) => request,
-        Err(refusal) => return refusal,
+        Err(refusal) => return api.refuse(&refusal, body.len()),
     };
     let ttl = (request.ttl_secs)
         .map_or(DEFAULT_TOKEN_TTL, Duration::from_secs)
@@ -81,7 +81,7 @@ pub(crate) async fn send_message(
 ) -> Response {
     let request: MessageRequest = match api.authorised_json(&headers, &body) {
         Ok(request) => request,
-        Err(refusal) => return refusal,
+        Err(refusal) => return api.refuse(&refusal, body.len()),
     };
     match api.client.send_to(&request.user, &request.messages).await {
         Ok(delivery) => {
@@ -91,22 +91,35 @@ pub(crate) async fn send_message(
     }
 }
 
+/// Why a backend request was refused.
+enum Refusal {
+    Unauthorized,
+    Malformed(serde_json::Error),
+}
+
 impl Api {
     /// The body as `T` once the secret is checked (in constant time, before the body is read).
     fn authorised_json<T: serde::de::DeserializeOwned>(
         &self,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<T, Response> {
+    ) -> Result<T, Refusal> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
         if !presented.is_some_and(|p| self.secret.matches(p)) {
-            return Err(self
-                .ingress
-                .refuse(&PLATFORM, StatusCode::UNAUTHORIZED, "bad_api_secret"));
+            return Err(Refusal::Unauthorized);
         }
-        serde_json::from_slice(body)
-            .map_err(|e| self.ingress.refuse_malformed(&PLATFORM, &e, body.len()))
+        serde_json::from_slice(body).map_err(Refusal::Malformed)
+    }
+
+    /// The answer to a refused request: 401 or 400, counted as `bot.webhook.rejected`.
+    fn refuse(&self, refusal: &Refusal, body_len: usize) -> Response {
+        match refusal {
+            Refusal::Unauthorized => {
+                (self.ingress).refuse(&PLATFORM, StatusCode::UNAUTHORIZED, "bad_api_secret")
+            }
+            Refusal::Malformed(e) => self.ingress.refuse_malformed(&PLATFORM, e, body_len),
+        }
     }
 }

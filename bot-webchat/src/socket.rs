@@ -46,7 +46,7 @@ pub(crate) struct Shared {
 pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Response {
     let key = match check_upgrade(request.headers()) {
         Ok(key) => key,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = WebSocketConfig::default()
@@ -83,8 +83,36 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Requ
     response
 }
 
-/// The `Sec-WebSocket-Accept` value of a valid upgrade request, or the answer refusing it.
-fn check_upgrade(headers: &HeaderMap) -> Result<String, Response> {
+/// Why an upgrade request was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    NotAnUpgrade,
+    Version,
+    NoKey,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::NotAnUpgrade => {
+                (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response()
+            }
+            Refusal::NoKey => (StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key").into_response(),
+            Refusal::Version => {
+                let mut refusal =
+                    (StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only").into_response();
+                refusal.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+                refusal
+            }
+        }
+    }
+}
+
+/// The `Sec-WebSocket-Accept` value of a valid upgrade request.
+fn check_upgrade(headers: &HeaderMap) -> Result<String, Refusal> {
     let has = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str().is_ok_and(|v| {
@@ -94,24 +122,18 @@ fn check_upgrade(headers: &HeaderMap) -> Result<String, Response> {
         })
     };
     if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
-        return Err((StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response());
+        return Err(Refusal::NotAnUpgrade);
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .map(HeaderValue::as_bytes)
         != Some(b"13")
     {
-        let mut refusal =
-            (StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only").into_response();
-        refusal.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return Err(refusal);
+        return Err(Refusal::Version);
     }
     match headers.get(header::SEC_WEBSOCKET_KEY) {
         Some(key) => Ok(derive_accept_key(key.as_bytes())),
-        None => Err((StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key").into_response()),
+        None => Err(Refusal::NoKey),
     }
 }
 
@@ -120,13 +142,16 @@ struct Registered {
     hub: Arc<Hub>,
     conn: Arc<Conn>,
     user: Option<String>,
-    ended: Ended,
+    /// Whether the server closed it (counted when decided, before the close handshake).
+    closed_by_server: bool,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         self.hub.remove(&self.conn, self.user.as_deref());
-        self.hub.counters.ended(self.ended);
+        if !self.closed_by_server {
+            self.hub.counters.ended(Ended::Client);
+        }
     }
 }
 
@@ -137,7 +162,7 @@ async fn serve(shared: Arc<Shared>, mut socket: Socket) {
         hub: shared.hub.clone(),
         conn: conn.clone(),
         user: None,
-        ended: Ended::Client,
+        closed_by_server: false,
     };
     loop {
         let (frames, close) = conn.take();
@@ -156,7 +181,8 @@ async fn serve(shared: Arc<Shared>, mut socket: Socket) {
             }
         }
         if let Some(reason) = close.or_else(|| conn.closing()) {
-            registered.ended = Ended::Server(reason);
+            registered.closed_by_server = true;
+            shared.hub.counters.ended(Ended::Server(reason));
             close_socket(&mut socket, reason).await;
             break;
         }

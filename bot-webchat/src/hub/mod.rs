@@ -210,17 +210,25 @@ impl Hub {
                 self.config.history_bytes,
             );
         }
-        let sockets = state.sockets.len();
-        drop(users);
-        self.counters.frames_out((sockets * messages.len()) as u64);
+        let reached = state.sockets.len();
         if !overflowed.is_empty() {
+            // Closing: no longer one of the user's sockets, whenever its task ends.
+            state.sockets.retain(|c| !overflowed.contains(&c.key));
+            if state.sockets.is_empty() {
+                users.online -= 1;
+            }
             tracing::debug!(
                 user,
                 sockets = overflowed.len(),
                 "slow web chat readers closed"
             );
         }
-        Delivery { seqs, sockets }
+        drop(users);
+        self.counters.frames_out((reached * messages.len()) as u64);
+        Delivery {
+            seqs,
+            sockets: reached - overflowed.len(),
+        }
     }
 
     /// Shows the typing indicator on every socket of `user` on this node; how many.
