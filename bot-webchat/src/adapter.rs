@@ -14,6 +14,7 @@ use crate::api::{self, Api};
 use crate::client::WebChatClient;
 use crate::config::{ENV_PATH, ENV_SECRET, WebChatConfig};
 use crate::error::Error;
+use crate::fanout::{Fanout, LocalDelivery};
 use crate::hub::Hub;
 use crate::metrics::Stats;
 use crate::protocol::CloseReason;
@@ -46,6 +47,9 @@ pub struct WebChat {
     hub: Arc<Hub>,
     secret: Secret,
     client: WebChatClient,
+    fanout: Option<Arc<dyn Fanout>>,
+    #[cfg(feature = "postgres")]
+    cluster: Option<crate::pg::PgCluster>,
 }
 
 /// Builds a [`WebChat`] adapter.
@@ -54,6 +58,9 @@ pub struct WebChat {
 pub struct WebChatBuilder {
     secret: Secret,
     config: WebChatConfig,
+    fanout: Option<Arc<dyn Fanout>>,
+    #[cfg(feature = "postgres")]
+    cluster: Option<crate::pg::PgCluster>,
 }
 
 impl WebChatBuilder {
@@ -88,6 +95,22 @@ impl WebChatBuilder {
         self
     }
 
+    /// Delivers to the users' sockets on other nodes through `fanout` too.
+    pub fn fanout(mut self, fanout: Arc<dyn Fanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
+    /// Joins the nodes that share `cluster`'s PostgreSQL: replies reach a user's sockets on
+    /// every node (`LISTEN/NOTIFY`), and presence is written there. Run
+    /// [`crate::pg::PgCluster::migrate`] once before.
+    #[cfg(feature = "postgres")]
+    pub fn cluster(mut self, cluster: crate::pg::PgCluster) -> Self {
+        self.fanout = Some(Arc::new(cluster.clone()));
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// Builds the adapter.
     ///
     /// # Errors
@@ -101,9 +124,12 @@ impl WebChatBuilder {
         self.config.validate()?;
         let hub = Arc::new(Hub::new(self.config));
         Ok(WebChat {
-            client: WebChatClient::new(hub.clone()),
+            client: WebChatClient::new(hub.clone(), self.fanout.clone()),
             hub,
             secret: self.secret,
+            fanout: self.fanout,
+            #[cfg(feature = "postgres")]
+            cluster: self.cluster,
         })
     }
 }
@@ -114,6 +140,9 @@ impl WebChat {
         WebChatBuilder {
             secret: secret.into(),
             config: WebChatConfig::default(),
+            fanout: None,
+            #[cfg(feature = "postgres")]
+            cluster: None,
         }
     }
 
@@ -219,23 +248,44 @@ impl Adapter for WebChat {
         Some(sockets.merge(backend))
     }
 
-    /// The sweeper: one task that enforces every socket's join and heartbeat time-outs. At
-    /// shutdown it closes every socket with 1001 (going away).
+    /// The sweeper (one loop that enforces every socket's join and heartbeat time-outs), the
+    /// fan-out's receiver and the presence writer, all in this one task. At shutdown every
+    /// socket is closed with 1001 (going away) and this node's presence removed.
     async fn run(
         &self,
         _ingress: Ingress,
         shutdown: CancellationToken,
     ) -> Result<(), bot_core::Error> {
-        let mut tick = tokio::time::interval(self.hub.config.sweep_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                now = tick.tick() => self.hub.sweep(now),
-                () = shutdown.cancelled() => {
-                    self.hub.close_all(CloseReason::GoingAway);
-                    return Ok(());
+        let sweeper = async {
+            let mut tick = tokio::time::interval(self.hub.config.sweep_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    now = tick.tick() => self.hub.sweep(now),
+                    () = shutdown.cancelled() => {
+                        self.hub.close_all(CloseReason::GoingAway);
+                        return;
+                    }
                 }
             }
-        }
+        };
+        let fanout = async {
+            if let Some(fanout) = &self.fanout {
+                let local = LocalDelivery::new(self.hub.clone());
+                if let Err(e) = fanout.run(local, shutdown.clone()).await {
+                    tracing::error!(error = %e, "webchat: the fan-out stopped");
+                }
+            }
+        };
+        let presence = async {
+            #[cfg(feature = "postgres")]
+            if let Some(cluster) = &self.cluster {
+                cluster
+                    .run_presence(self.hub.clone(), shutdown.clone())
+                    .await;
+            }
+        };
+        tokio::join!(sweeper, fanout, presence);
+        Ok(())
     }
 }

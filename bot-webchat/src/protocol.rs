@@ -3,15 +3,18 @@
 //! # The conversation of a socket
 //!
 //! 1. The browser opens `GET /webchat/ws` and sends a **join** first:
-//!    `{"type":"join","v":1,"token":"v1....","last_seq":12}`. `token` is a user token the site's
-//!    backend issued ([`crate::token`]); `last_seq`, when given, is the last sequence number this
-//!    browser saw, and asks for what it missed. No other frame is accepted before the join, and a
+//!    `{"type":"join","v":1,"token":"v1....","last_seq":12,"epoch":"node-a-1733360000000"}`.
+//!    `token` is a user token the site's backend issued ([`crate::token`]); `last_seq` and
+//!    `epoch`, when given, are the last sequence number this browser saw and the epoch of the
+//!    welcome it came after, and ask for what it missed. No other frame is accepted before the join, and a
 //!    socket that does not join within the join time-out is closed ([`CloseReason::JoinRequired`]).
 //! 2. The server answers **welcome**:
-//!    `{"type":"welcome","v":1,"user":"u1","seq":14,"heartbeat_ms":20000,"resumed":2,"gap":false}`:
-//!    the user id, the latest sequence number of this user, the heartbeat interval the browser
-//!    keeps, how many missed messages follow, and whether older ones were no longer kept (`gap`).
-//!    The missed messages follow at once, in order, as ordinary `message` frames.
+//!    `{"type":"welcome","v":1,"epoch":"node-a-1733360000000","user":"u1","seq":14,
+//!    "heartbeat_ms":20000,"resumed":2,"gap":false}`: the numbering's epoch, the user id, the
+//!    latest sequence number of this user, the heartbeat interval the browser keeps, how many
+//!    missed messages follow, and whether some may be missing (`gap`: older ones were no longer
+//!    kept, or the browser's `last_seq` belongs to another epoch). The missed messages follow at
+//!    once, in order, as ordinary `message` frames.
 //! 3. Then, in any order:
 //!    - browser → server: `{"type":"message","id":"c-1","text":"hi"}`,
 //!      `{"type":"postback","id":"c-2","data":"order=42"}`, `{"type":"typing"}`,
@@ -26,9 +29,11 @@
 //!      message of the bot ([`WireMessage`]); `{"type":"typing"}` while the bot is typing;
 //!      `{"type":"heartbeat"}` answering each heartbeat.
 //!
-//! Sequence numbers count the bot's messages to one user, from 1, on every tab of the user. The
-//! server keeps the latest messages of each user for a while (a bounded history), so a browser that
-//! reconnects with `last_seq` gets each message it missed exactly once.
+//! Sequence numbers count the bot's messages to one user, from 1, on every tab of the user on one
+//! node; the epoch names the numbering (one node's run). The server keeps the latest messages of
+//! each user for a while (a bounded history), so a browser that reconnects to the same node with
+//! `last_seq` gets each message it missed exactly once. Reconnected to another node (another
+//! epoch), it gets `gap: true` and numbers from that node's welcome on.
 //!
 //! Any frame (a heartbeat, a message, a WebSocket ping) shows the socket is alive; a socket that
 //! sends nothing for the heartbeat time-out is closed ([`CloseReason::HeartbeatTimeout`]).
@@ -142,6 +147,8 @@ struct WireInbound<'a> {
     #[serde(default)]
     last_seq: Option<u64>,
     #[serde(default, borrow)]
+    epoch: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(default)]
     text: Option<String>,
@@ -163,6 +170,8 @@ pub enum Inbound {
         token: String,
         /// The last sequence number the browser saw.
         last_seq: Option<u64>,
+        /// The epoch of that number (the welcome's `epoch`).
+        epoch: Option<String>,
     },
     /// A text message of the user.
     Message {
@@ -234,6 +243,7 @@ impl Inbound {
                     .ok_or(MalformedFrame("a join without a token"))?
                     .into_owned(),
                 last_seq: wire.last_seq,
+                epoch: wire.epoch.map(Cow::into_owned),
             },
             "message" => Inbound::Message {
                 id,
@@ -267,6 +277,8 @@ pub enum Outbound<'a> {
     Welcome {
         /// The protocol version.
         v: u32,
+        /// The numbering's epoch: send it back with `last_seq` when resuming.
+        epoch: &'a str,
         /// The user joined as.
         user: &'a str,
         /// The user's latest sequence number.
@@ -329,6 +341,7 @@ mod tests {
                     version: 1,
                     token: "t".into(),
                     last_seq: Some(3),
+                    epoch: None,
                 },
             ),
             (
@@ -388,6 +401,7 @@ mod tests {
     fn server_frames_have_their_documented_shape() {
         let welcome = Outbound::Welcome {
             v: 1,
+            epoch: "n1-1",
             user: "u1",
             seq: 14,
             heartbeat_ms: 20_000,
@@ -396,7 +410,7 @@ mod tests {
         };
         assert_eq!(
             welcome.to_json(),
-            r#"{"type":"welcome","v":1,"user":"u1","seq":14,"heartbeat_ms":20000,"resumed":2,"gap":false}"#
+            r#"{"type":"welcome","v":1,"epoch":"n1-1","user":"u1","seq":14,"heartbeat_ms":20000,"resumed":2,"gap":false}"#
         );
         assert_eq!(Outbound::Heartbeat.to_json(), r#"{"type":"heartbeat"}"#);
         assert_eq!(

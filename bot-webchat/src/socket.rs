@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::event;
-use crate::hub::{Conn, Hub};
+use crate::hub::{Conn, Hub, Resume};
 use crate::metrics::Ended;
 use crate::protocol::{CloseReason, Inbound, Outbound, VERSION};
 use crate::render::PLATFORM;
@@ -280,6 +280,7 @@ fn join(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, inbound: I
         version,
         token,
         last_seq,
+        epoch,
     } = inbound
     else {
         conn.close(CloseReason::JoinRequired);
@@ -291,7 +292,11 @@ fn join(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, inbound: I
     }
     match token::verify(&shared.secret, &token) {
         Ok(claims) => {
-            shared.hub.join(conn, &claims.user, last_seq);
+            let resume = last_seq.map(|last_seq| Resume {
+                last_seq,
+                epoch: epoch.as_deref(),
+            });
+            shared.hub.join(conn, &claims.user, resume);
             *user = Some(claims.user);
         }
         Err(TokenError::Expired) => {

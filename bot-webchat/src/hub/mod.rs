@@ -10,8 +10,8 @@
 mod conn;
 mod history;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bot_core::EventId;
@@ -44,13 +44,27 @@ impl Users {
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub(crate) config: WebChatConfig,
-    epoch: Instant,
-    /// Milliseconds since `epoch`, advanced by the sweeper: what sockets stamp when heard from,
+    started: Instant,
+    /// Milliseconds since `started`, advanced by the sweeper: what sockets stamp when heard from,
     /// without reading the system clock per frame.
     clock_ms: AtomicU64,
     users: Mutex<Users>,
     sockets: Mutex<Slab<Arc<Conn>>>,
     pub(crate) counters: Counters,
+    /// This hub's numbering: sequence numbers compare only within one epoch (one node's run).
+    pub(crate) epoch: String,
+    /// Whether presence is written somewhere (then `dirty` collects the users to write).
+    tracking: AtomicBool,
+    /// Users whose count of sockets on this node changed since the presence writer last looked.
+    dirty: Mutex<HashSet<Box<str>, foldhash::fast::RandomState>>,
+}
+
+/// Where a reconnecting browser left off: the last sequence number it saw, and the epoch of
+/// the numbering (the welcome's `epoch`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resume<'a> {
+    pub(crate) last_seq: u64,
+    pub(crate) epoch: Option<&'a str>,
 }
 
 /// What a join did.
@@ -74,12 +88,56 @@ impl Hub {
     pub(crate) fn new(config: WebChatConfig) -> Self {
         Self {
             config,
-            epoch: Instant::now(),
+            started: Instant::now(),
             clock_ms: AtomicU64::new(0),
             users: Mutex::new(Users::default()),
             sockets: Mutex::new(Slab::new()),
             counters: Counters::default(),
+            epoch: format!(
+                "{}-{}",
+                bot_core::telemetry::node_id(),
+                crate::token::unix_now_ms()
+            ),
+            tracking: AtomicBool::new(false),
+            dirty: Mutex::new(HashSet::default()),
         }
+    }
+
+    /// Collects presence changes from now on ([`Hub::take_dirty`]).
+    pub(crate) fn track_presence(&self) {
+        self.tracking.store(true, Ordering::Relaxed);
+    }
+
+    fn mark_dirty(&self, user: &str) {
+        if self.tracking.load(Ordering::Relaxed) {
+            lock(&self.dirty).insert(user.into());
+        }
+    }
+
+    /// The users whose count of sockets here changed since the last call, with their count now.
+    pub(crate) fn take_dirty(&self) -> Vec<(String, usize)> {
+        let dirty = std::mem::take(&mut *lock(&self.dirty));
+        let users = lock(&self.users);
+        (dirty.into_iter())
+            .map(|user| {
+                let count = users.map.get(&user).map_or(0, |s| s.sockets.len());
+                (user.into_string(), count)
+            })
+            .collect()
+    }
+
+    /// Marks `users` as changed again (their write failed).
+    pub(crate) fn mark_users_dirty(&self, users: impl IntoIterator<Item = String>) {
+        lock(&self.dirty).extend(users.into_iter().map(String::into_boxed_str));
+    }
+
+    /// Marks every user with a socket here as changed (the presence rows must be written again).
+    pub(crate) fn mark_all_dirty(&self) {
+        let online: Vec<Box<str>> = (lock(&self.users).map.iter())
+            .filter(|(_, s)| !s.sockets.is_empty())
+            .map(|(user, _)| user.clone())
+            .collect();
+        lock(&self.dirty).extend(online);
     }
 
     /// The hub clock, in milliseconds.
@@ -115,19 +173,22 @@ impl Hub {
                     users.map.remove(user);
                 }
             }
+            drop(users);
+            self.mark_dirty(user);
         }
     }
 
     /// Joins `conn` as `user`: queues the welcome, then the messages after `last_seq`, under the
     /// same lock as deliveries, so that none is missed or sent twice.
-    pub(crate) fn join(&self, conn: &Arc<Conn>, user: &str, last_seq: Option<u64>) -> Joined {
-        let joined = self.join_locked(conn, user, last_seq);
+    pub(crate) fn join(&self, conn: &Arc<Conn>, user: &str, resume: Option<Resume<'_>>) -> Joined {
+        let joined = self.join_locked(conn, user, resume);
+        self.mark_dirty(user);
         self.counters.joined.fetch_add(1, Ordering::Relaxed);
         self.counters.frames_out(joined.resumed as u64 + 1);
         joined
     }
 
-    fn join_locked(&self, conn: &Arc<Conn>, user: &str, last_seq: Option<u64>) -> Joined {
+    fn join_locked(&self, conn: &Arc<Conn>, user: &str, resume: Option<Resume<'_>>) -> Joined {
         let max = self.config.max_outbound_bytes;
         let mut users = lock(&self.users);
         let users = &mut *users;
@@ -135,10 +196,18 @@ impl Hub {
         if state.sockets.is_empty() {
             users.online += 1;
         }
-        let replay = last_seq.map(|seq| state.replay(seq));
-        let (frames, gap) = replay.map_or((Vec::new(), false), |r| (r.frames, r.gap));
+        let (frames, gap) = match resume {
+            None => (Vec::new(), false),
+            // Numbers of another node's run mean nothing here: say that some may be missing.
+            Some(r) if r.epoch.is_some_and(|e| e != self.epoch) => (Vec::new(), true),
+            Some(r) => {
+                let replay = state.replay(r.last_seq);
+                (replay.frames, replay.gap)
+            }
+        };
         let welcome = Outbound::Welcome {
             v: VERSION,
+            epoch: &self.epoch,
             user,
             seq: state.seq,
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
@@ -160,8 +229,29 @@ impl Hub {
     pub(crate) fn deliver(
         &self,
         user: &str,
-        messages: &[String],
+        messages: &[&str],
         origin: Option<(EventId, u32)>,
+    ) -> Delivery {
+        self.deliver_to(user, messages, origin, false)
+    }
+
+    /// As [`Hub::deliver`], but only when `user` has a socket on this node (another node's
+    /// envelope: the sending node keeps the history of users it does not see here).
+    pub(crate) fn deliver_if_present(
+        &self,
+        user: &str,
+        messages: &[&str],
+        origin: Option<(EventId, u32)>,
+    ) -> Delivery {
+        self.deliver_to(user, messages, origin, true)
+    }
+
+    fn deliver_to(
+        &self,
+        user: &str,
+        messages: &[&str],
+        origin: Option<(EventId, u32)>,
+        only_if_present: bool,
     ) -> Delivery {
         let at = crate::token::unix_now_ms();
         let now = self.now_ms();
@@ -169,6 +259,9 @@ impl Hub {
             .map(|_| uuid::Uuid::new_v4().simple().to_string())
             .collect();
         let mut users = lock(&self.users);
+        if only_if_present && users.map.get(user).is_none_or(|s| s.sockets.is_empty()) {
+            return Delivery::default();
+        }
         if !users.map.contains_key(user) && users.offline() >= self.config.max_offline_users {
             // Nobody is here to see it, and no room to keep it.
             drop(users);
@@ -268,7 +361,7 @@ impl Hub {
     /// Advances the clock to `now` and closes every socket past its time-out; drops the
     /// histories of users gone for longer than the resume window.
     pub(crate) fn sweep(&self, now: Instant) {
-        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        let now_ms = now.saturating_duration_since(self.started).as_millis() as u64;
         self.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
         let join_ms = self.config.join_timeout.as_millis() as u64;
         let heartbeat_ms = self.config.heartbeat_timeout.as_millis() as u64;
@@ -360,7 +453,7 @@ mod tests {
         hub.join(&tab1, "u", None);
         hub.join(&tab2, "u", None);
         let _ = (frames(&tab1), frames(&tab2));
-        let delivery = hub.deliver("u", &[r#"{"text":"one"}"#.into()], None);
+        let delivery = hub.deliver("u", &[r#"{"text":"one"}"#], None);
         assert_eq!(
             delivery,
             Delivery {
@@ -375,13 +468,10 @@ mod tests {
             assert_eq!(got[0]["message"]["text"], "one");
         }
         hub.remove(&tab2, Some("u"));
-        hub.deliver(
-            "u",
-            &[r#"{"text":"two"}"#.into(), r#"{"text":"three"}"#.into()],
-            None,
-        );
+        hub.deliver("u", &[r#"{"text":"two"}"#, r#"{"text":"three"}"#], None);
         let back = hub.accept();
-        assert_eq!(hub.join(&back, "u", Some(1)).resumed, 2);
+        let resume = |last_seq, epoch| Some(Resume { last_seq, epoch });
+        assert_eq!(hub.join(&back, "u", resume(1, Some(&hub.epoch))).resumed, 2);
         let got = frames(&back);
         assert_eq!(got[0]["type"], "welcome");
         assert_eq!(got[0]["seq"], 3);
@@ -397,15 +487,19 @@ mod tests {
     async fn a_retried_handler_send_is_kept_once_and_offline_histories_expire() {
         let hub = hub();
         let origin = Some((EventId::new("e1"), 0));
-        assert_eq!(
-            hub.deliver("away", &["{}".into()], origin.clone()).seqs,
-            [1]
-        );
-        assert!(hub.deliver("away", &["{}".into()], origin).seqs.is_empty());
+        assert_eq!(hub.deliver("away", &["{}"], origin.clone()).seqs, [1]);
+        assert!(hub.deliver("away", &["{}"], origin).seqs.is_empty());
         tokio::time::advance(Duration::from_secs(601)).await;
         hub.sweep(Instant::now());
         let conn = hub.accept();
-        hub.join(&conn, "away", Some(0));
+        hub.join(
+            &conn,
+            "away",
+            Some(Resume {
+                last_seq: 0,
+                epoch: None,
+            }),
+        );
         assert_eq!(frames(&conn)[0]["seq"], 0, "the history is gone");
     }
 }
