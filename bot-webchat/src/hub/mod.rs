@@ -103,6 +103,7 @@ impl Hub {
         }
     }
 
+    #[cfg(feature = "postgres")]
     /// Collects presence changes from now on ([`Hub::take_dirty`]).
     pub(crate) fn track_presence(&self) {
         self.tracking.store(true, Ordering::Relaxed);
@@ -114,6 +115,7 @@ impl Hub {
         }
     }
 
+    #[cfg(feature = "postgres")]
     /// The users whose count of sockets here changed since the last call, with their count now.
     pub(crate) fn take_dirty(&self) -> Vec<(String, usize)> {
         let dirty = std::mem::take(&mut *lock(&self.dirty));
@@ -126,11 +128,13 @@ impl Hub {
             .collect()
     }
 
+    #[cfg(feature = "postgres")]
     /// Marks `users` as changed again (their write failed).
     pub(crate) fn mark_users_dirty(&self, users: impl IntoIterator<Item = String>) {
         lock(&self.dirty).extend(users.into_iter().map(String::into_boxed_str));
     }
 
+    #[cfg(feature = "postgres")]
     /// Marks every user with a socket here as changed (the presence rows must be written again).
     pub(crate) fn mark_all_dirty(&self) {
         let online: Vec<Box<str>> = (lock(&self.users).map.iter())
