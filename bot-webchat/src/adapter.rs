@@ -20,7 +20,7 @@ use crate::metrics::Stats;
 use crate::protocol::CloseReason;
 use crate::render::PLATFORM;
 use crate::socket::{self, Shared};
-use crate::token;
+use crate::{token, widget};
 
 /// The web chat adapter: the WebSocket endpoint at `GET /webchat/ws`, the backend API under
 /// `/webchat/api/`, and the [`WebChatClient`] that answers.
@@ -92,6 +92,12 @@ impl WebChatBuilder {
     /// The most bytes that may wait for one socket before it is closed as a slow reader.
     pub fn max_outbound_bytes(mut self, bytes: usize) -> Self {
         self.config.max_outbound_bytes = bytes;
+        self
+    }
+
+    /// Serves the demo page at `{path}/demo` (see [`WebChatConfig::demo`]).
+    pub fn demo(mut self, demo: bool) -> Self {
+        self.config.demo = demo;
         self
     }
 
@@ -192,6 +198,14 @@ impl WebChat {
         self.hub.counters.snapshot(self.hub.open_sockets() as u64)
     }
 
+    /// The demo page's path, when it is served.
+    pub fn demo_path(&self) -> Option<String> {
+        self.hub
+            .config
+            .demo
+            .then(|| format!("{}/demo", self.hub.config.path))
+    }
+
     /// The path prefix of the adapter's routes.
     pub fn path(&self) -> &str {
         &self.hub.config.path
@@ -245,7 +259,16 @@ impl Adapter for WebChat {
             .route(&format!("{path}/api/tokens"), post(api::issue_token))
             .route(&format!("{path}/api/messages"), post(api::send_message))
             .with_state(api);
-        Some(sockets.merge(backend))
+        let mut widget =
+            axum::Router::new().route(&format!("{path}/widget.js"), get(widget::widget));
+        if self.hub.config.demo {
+            widget = widget.merge(
+                axum::Router::new()
+                    .route(&format!("{path}/demo"), get(widget::demo))
+                    .with_state(Arc::new(self.secret.clone())),
+            );
+        }
+        Some(sockets.merge(backend).merge(widget))
     }
 
     /// The sweeper (one loop that enforces every socket's join and heartbeat time-outs), the

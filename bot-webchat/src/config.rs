@@ -49,6 +49,9 @@ pub struct WebChatConfig {
     pub deliver_typing: bool,
     /// The longest lifetime the backend API gives a token. Default 24 hours.
     pub max_token_ttl: Duration,
+    /// Whether `{path}/demo` serves a demo page that signs a token for a new user on every load.
+    /// Default false: anyone who can open it can chat.
+    pub demo: bool,
 }
 
 impl Default for WebChatConfig {
@@ -68,6 +71,7 @@ impl Default for WebChatConfig {
             read_buffer_bytes: 1024,
             deliver_typing: false,
             max_token_ttl: Duration::from_secs(24 * 3600),
+            demo: false,
         }
     }
 }

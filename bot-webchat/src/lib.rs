@@ -15,6 +15,7 @@ pub mod protocol;
 mod render;
 mod socket;
 pub mod token;
+pub mod widget;
 
 pub use adapter::{WebChat, WebChatBuilder};
 pub use client::WebChatClient;

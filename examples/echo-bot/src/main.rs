@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | LINE | `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN`, `LINE_API_BASE` (optional) | `POST /line/webhook` |
 //! | Messenger | `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`, `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_API_BASE` (optional) | `GET`+`POST /messenger/webhook` |
+//! | Web chat | `WEBCHAT_SECRET` (signs user tokens, authorises the backend API), `WEBCHAT_PATH` (optional) | `GET /webchat/ws`, `POST /webchat/api/{tokens,messages}`, `GET /webchat/widget.js` |
 //! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS`, `DISCORD_GLOBAL_PER_SECOND` | the gateway, and `POST /discord/interactions` |
 //!
 //! Several LINE channels and Messenger pages in one process: give the first one's id
@@ -28,7 +29,7 @@
 //! With no platform variables it runs a demo instead: a fake LINE API and a fake Graph API start on
 //! 127.0.0.1, the bot answers through them, and every line you type is posted to the bot as a
 //! signed LINE webhook and a signed Messenger webhook over HTTP; the replies the fakes receive are
-//! printed.
+//! printed. Web chat is served too, with a demo page whose URL is printed: open it in a browser.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder};
 use bot_messenger::Messenger;
 use bot_messenger::testing as messenger_testing;
+use bot_webchat::WebChat;
 use tokio::io::AsyncBufReadExt as _;
 
 /// The address served when `BOT_ADDR` is not set.
@@ -99,6 +101,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(messenger) = Messenger::try_from_env()? {
         builder = builder.adapter(messenger);
         platforms.push("messenger");
+    }
+    if let Some(webchat) = WebChat::try_from_env()? {
+        builder = builder.adapter(webchat);
+        platforms.push("webchat");
     }
     if let Some(discord) = Discord::try_from_env()? {
         register_echo_command(&discord).await;
@@ -171,7 +177,16 @@ async fn demo(builder: BotBuilder, addr: SocketAddr) -> Result<(), Box<dyn std::
     let messenger = Messenger::builder(DEMO_APP_SECRET, DEMO_VERIFY_TOKEN, DEMO_PAGE_TOKEN)
         .api_base(fake_graph.url())
         .build()?;
-    let bot = builder.adapter(line).adapter(messenger).build()?;
+    // A secret of this run only: the demo page signs a token for a new user on every load.
+    let webchat = WebChat::builder(uuid::Uuid::new_v4().simple().to_string())
+        .demo(true)
+        .build()?;
+    let demo_path = webchat.demo_path().unwrap_or_default();
+    let bot = builder
+        .adapter(line)
+        .adapter(messenger)
+        .adapter(webchat)
+        .build()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let webhook_url = format!("http://{}/line/webhook", listener.local_addr()?);
     let messenger_url = format!("http://{}/messenger/webhook", listener.local_addr()?);
@@ -182,6 +197,10 @@ async fn demo(builder: BotBuilder, addr: SocketAddr) -> Result<(), Box<dyn std::
     println!("  fake LINE API at {}", fake.url());
     println!("  and              {messenger_url}");
     println!("  fake Graph API at {}", fake_graph.url());
+    println!(
+        "  web chat demo    http://{}{demo_path}   (open it in a browser)",
+        listener.local_addr()?
+    );
     println!(
         "Type a line: it is posted to the bot as signed LINE and Messenger webhooks; the replies show below."
     );
