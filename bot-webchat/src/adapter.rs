@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Api};
 use crate::client::WebChatClient;
-use crate::config::{ENV_PATH, ENV_SECRET, WebChatConfig};
+use crate::config::{ENV_ADDR, ENV_PATH, ENV_SECRET, WebChatConfig};
 use crate::error::Error;
 use crate::fanout::{Fanout, LocalDelivery};
 use crate::hub::Hub;
@@ -45,6 +45,8 @@ use crate::{token, widget};
 #[derive(Debug, Clone)]
 pub struct WebChat {
     hub: Arc<Hub>,
+    /// Where web chat's own server listens, once bound.
+    bound: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
     secret: Secret,
     client: WebChatClient,
     fanout: Option<Arc<dyn Fanout>>,
@@ -95,6 +97,12 @@ impl WebChatBuilder {
         self
     }
 
+    /// Serves web chat on an address of its own (see [`WebChatConfig::listen`]).
+    pub fn listen(mut self, addr: std::net::SocketAddr) -> Self {
+        self.config.listen = Some(addr);
+        self
+    }
+
     /// Serves the demo page at `{path}/demo` (see [`WebChatConfig::demo`]).
     pub fn demo(mut self, demo: bool) -> Self {
         self.config.demo = demo;
@@ -130,6 +138,7 @@ impl WebChatBuilder {
         self.config.validate()?;
         let hub = Arc::new(Hub::new(self.config));
         Ok(WebChat {
+            bound: Arc::default(),
             client: WebChatClient::new(hub.clone(), self.fanout.clone()),
             hub,
             secret: self.secret,
@@ -152,7 +161,8 @@ impl WebChat {
         }
     }
 
-    /// An adapter configured from `WEBCHAT_SECRET` and `WEBCHAT_PATH` (optional).
+    /// An adapter configured from `WEBCHAT_SECRET`, and optionally `WEBCHAT_PATH` and
+    /// `WEBCHAT_ADDR`.
     ///
     /// # Errors
     ///
@@ -176,6 +186,12 @@ impl WebChat {
         if let Some(path) = var(ENV_PATH) {
             builder = builder.path(path);
         }
+        if let Some(addr) = var(ENV_ADDR) {
+            let addr = addr.parse().map_err(|_| {
+                Error::config(format!("webchat: {ENV_ADDR} {addr:?} is not an address"))
+            })?;
+            builder = builder.listen(addr);
+        }
         builder.build().map(Some)
     }
 
@@ -198,6 +214,12 @@ impl WebChat {
         self.hub.counters.snapshot(self.hub.open_sockets() as u64)
     }
 
+    /// The address web chat's own server listens on, once bound (with
+    /// [`WebChatConfig::listen`]; port 0 picks a free one).
+    pub fn own_addr(&self) -> Option<std::net::SocketAddr> {
+        self.bound.get().copied()
+    }
+
     /// The demo page's path, when it is served.
     pub fn demo_path(&self) -> Option<String> {
         self.hub
@@ -217,29 +239,9 @@ impl WebChat {
     }
 }
 
-#[async_trait]
-impl Adapter for WebChat {
-    fn platform(&self) -> Platform {
-        PLATFORM
-    }
-
-    fn outbound(&self) -> Option<Arc<dyn Outbound>> {
-        Some(Arc::new(self.client.clone()))
-    }
-
-    fn register_clients(&self, clients: &mut Clients) {
-        clients.insert(Arc::new(self.client.clone()));
-    }
-
-    /// The counters are recorded in the bot's telemetry from then on.
-    fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
-        self.hub
-            .counters
-            .attach(bot.telemetry(), Arc::downgrade(&self.hub));
-        Ok(())
-    }
-
-    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
+impl WebChat {
+    /// Every route: the socket endpoint, the backend API, the widget (and the demo page).
+    fn router(&self, ingress: Ingress) -> axum::Router {
         let path = &self.hub.config.path;
         let shared = Arc::new(Shared {
             hub: self.hub.clone(),
@@ -268,17 +270,80 @@ impl Adapter for WebChat {
                     .with_state(Arc::new(self.secret.clone())),
             );
         }
-        Some(sockets.merge(backend).merge(widget))
+        sockets.merge(backend).merge(widget)
+    }
+
+    /// Serves [`WebChat::router`] on the configured address until `shutdown`.
+    async fn serve_own(
+        &self,
+        addr: std::net::SocketAddr,
+        ingress: Ingress,
+        shutdown: CancellationToken,
+    ) {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "webchat: cannot listen");
+                return;
+            }
+        };
+        let addr = listener.local_addr().unwrap_or(addr);
+        let _ = self.bound.set(addr);
+        tracing::info!(%addr, "webchat listening");
+        let app = self.router(ingress);
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(%addr, error = %e, "webchat: the server failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Adapter for WebChat {
+    fn platform(&self) -> Platform {
+        PLATFORM
+    }
+
+    fn outbound(&self) -> Option<Arc<dyn Outbound>> {
+        Some(Arc::new(self.client.clone()))
+    }
+
+    fn register_clients(&self, clients: &mut Clients) {
+        clients.insert(Arc::new(self.client.clone()));
+    }
+
+    /// The counters are recorded in the bot's telemetry from then on.
+    fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
+        self.hub
+            .counters
+            .attach(bot.telemetry(), Arc::downgrade(&self.hub));
+        Ok(())
+    }
+
+    /// Web chat's routes on the bot's server, unless it has an address of its own.
+    fn routes(&self, ingress: Ingress) -> Option<axum::Router> {
+        if self.hub.config.listen.is_some() {
+            return None;
+        }
+        Some(self.router(ingress))
     }
 
     /// The sweeper (one loop that enforces every socket's join and heartbeat time-outs), the
-    /// fan-out's receiver and the presence writer, all in this one task. At shutdown every
+    /// fan-out's receiver, the presence writer and web chat's own server when it has an
+    /// address, all in this one task. At shutdown every
     /// socket is closed with 1001 (going away) and this node's presence removed.
     async fn run(
         &self,
-        _ingress: Ingress,
+        ingress: Ingress,
         shutdown: CancellationToken,
     ) -> Result<(), bot_core::Error> {
+        let own_server = async {
+            if let Some(addr) = self.hub.config.listen {
+                self.serve_own(addr, ingress, shutdown.clone()).await;
+            }
+        };
         let sweeper = async {
             let mut tick = tokio::time::interval(self.hub.config.sweep_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -308,7 +373,7 @@ impl Adapter for WebChat {
                     .await;
             }
         };
-        tokio::join!(sweeper, fanout, presence);
+        tokio::join!(own_server, sweeper, fanout, presence);
         Ok(())
     }
 }

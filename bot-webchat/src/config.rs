@@ -9,6 +9,9 @@ use crate::error::Error;
 pub const ENV_SECRET: &str = "WEBCHAT_SECRET";
 /// The environment variable with the path prefix (default `/webchat`).
 pub const ENV_PATH: &str = "WEBCHAT_PATH";
+/// The environment variable with an address of web chat's own (`0.0.0.0:8081`): see
+/// [`WebChatConfig::listen`].
+pub const ENV_ADDR: &str = "WEBCHAT_ADDR";
 
 /// The adapter's limits and timings. Every field has a default; [`crate::WebChatBuilder::build`]
 /// checks them.
@@ -49,6 +52,14 @@ pub struct WebChatConfig {
     pub deliver_typing: bool,
     /// The longest lifetime the backend API gives a token. Default 24 hours.
     pub max_token_ttl: Duration,
+    /// An address where web chat serves its routes itself, instead of on the bot's server:
+    /// sockets there have no per-connection idle timer and no cap of the bot's
+    /// `max_connections` (only [`WebChatConfig::max_sockets`]), which is how one process holds
+    /// tens of thousands. Default none.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The most sockets open at once on this node; an upgrade past it is answered 503.
+    /// Default 50,000.
+    pub max_sockets: usize,
     /// Whether `{path}/demo` serves a demo page that signs a token for a new user on every load.
     /// Default false: anyone who can open it can chat.
     pub demo: bool,
@@ -72,6 +83,8 @@ impl Default for WebChatConfig {
             deliver_typing: false,
             max_token_ttl: Duration::from_secs(24 * 3600),
             demo: false,
+            listen: None,
+            max_sockets: 50_000,
         }
     }
 }
@@ -94,6 +107,7 @@ impl WebChatConfig {
             ("max_outbound_bytes", self.max_outbound_bytes),
             ("history_bytes", self.history_bytes),
             ("read_buffer_bytes", self.read_buffer_bytes),
+            ("max_sockets", self.max_sockets),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::config(format!("webchat: {name} must be above zero")));

@@ -48,6 +48,9 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Requ
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
     };
+    if shared.hub.open_sockets() >= shared.hub.config.max_sockets {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many web chat sockets").into_response();
+    }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = WebSocketConfig::default()
         .read_buffer_size(shared.hub.config.read_buffer_bytes)

@@ -157,3 +157,37 @@ async fn a_plain_get_is_not_an_upgrade() {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn web_chat_can_serve_on_an_address_of_its_own() {
+    let own: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let h = Harness::start_with(echo, |w| w.listen(own), |b| b).await;
+    let addr = loop {
+        match h.webchat.own_addr() {
+            Some(addr) => break addr,
+            None => tokio::task::yield_now().await,
+        }
+    };
+    // Not on the bot's server any more.
+    assert_eq!(
+        reqwest::get(format!("{}/webchat/widget.js", h.base))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/webchat/ws"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join", "token": h.token("own")})).await;
+    assert_eq!(next(&mut ws).await["user"], "own");
+    send(
+        &mut ws,
+        json!({"type": "message", "id": "m", "text": "here too"}),
+    )
+    .await;
+    assert_eq!(
+        next_of(&mut ws, "message").await["message"]["text"],
+        "here too"
+    );
+}
