@@ -112,6 +112,7 @@ async fn a_reconnecting_tab_gets_what_it_missed_once() {
     );
 }
 
+// ANCHOR: menu
 async fn menu(cx: Context, event: Event) -> Result<(), Error> {
     match &event.kind {
         EventKind::Postback(p) => cx.reply(format!("you chose {}", p.data)).await,
@@ -128,6 +129,7 @@ async fn menu(cx: Context, event: Event) -> Result<(), Error> {
         }
     }
 }
+// ANCHOR_END: menu
 
 #[tokio::test]
 async fn rich_replies_render_and_a_tapped_postback_reaches_the_handler() {

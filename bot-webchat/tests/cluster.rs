@@ -36,6 +36,7 @@ async fn fresh_pool(test: &str) -> PgPool {
 }
 
 /// A node's cluster with quick timings.
+// ANCHOR: cluster
 async fn cluster(pool: &PgPool, node: &str) -> PgCluster {
     let cluster = PgCluster::builder(pool, database_url())
         .node(node)
@@ -47,6 +48,7 @@ async fn cluster(pool: &PgPool, node: &str) -> PgCluster {
     cluster.migrate().await.unwrap();
     cluster
 }
+// ANCHOR_END: cluster
 
 /// Polls `check` until it returns `Some`, failing after 10 s.
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
