@@ -273,14 +273,16 @@ pub(crate) async fn ws_idle(args: &IdleArgs) -> Result<Row, String> {
     }
     let per_socket_kib = after_kib.saturating_sub(before_kib) as f64 / f64::from(args.sockets);
     let cpu_percent = 100.0 * cpu / idle_seconds;
-    let late = tally.late.load(Ordering::Relaxed) + tally.unanswered.load(Ordering::Relaxed);
+    let unanswered = tally.unanswered.load(Ordering::Relaxed);
+    let late = tally.late.load(Ordering::Relaxed) + unanswered;
     let closed = tally.closed.load(Ordering::Relaxed);
     let result = format!(
-        "{per_socket_kib:.2} KiB/socket ({} → {} MiB); {cpu_percent:.1} % CPU idle; {} heartbeats, {late} late or unanswered, {closed} closed, {failed} failed; {} sockets/s connecting",
+        "{per_socket_kib:.2} KiB/socket ({} → {} MiB); {cpu_percent:.1} % CPU idle; {} heartbeats, {late} late (> 1 s; {unanswered} unanswered), {closed} closed, {failed} failed; {} sockets/s connecting; load average {}",
         before_kib / 1024,
         after_kib / 1024,
         thousands(tally.sent.load(Ordering::Relaxed) as f64),
         thousands(f64::from(args.sockets) / connect_seconds),
+        load_average(),
     );
     let met =
         per_socket_kib <= 3.0 && cpu_percent <= 10.0 && late == 0 && closed == 0 && failed == 0;
@@ -294,6 +296,14 @@ pub(crate) async fn ws_idle(args: &IdleArgs) -> Result<Row, String> {
         goal: "≤ 3 KiB/socket, ≤ 10 % CPU, 0 late".to_owned(),
         verdict: if met { Verdict::Met } else { Verdict::Missed },
     })
+}
+
+/// The one-minute load average, which says how much of the machine the run had.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// A spread in [0, 1) from `n` (a heartbeat's offset), without a random source.
@@ -385,12 +395,13 @@ pub(crate) async fn ws_chat(args: &ChatArgs) -> Result<Row, String> {
             args.in_flight
         ),
         result: format!(
-            "{} messages/s echoed; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failed} sockets failed; bot {peak_mib} MiB peak, {:.0} % CPU",
+            "{} messages/s echoed; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failed} sockets failed; bot {peak_mib} MiB peak, {:.0} % CPU; load average {}",
             thousands(rate),
             ms(p.p50),
             ms(p.p99),
             ms(p.max),
-            100.0 * cpu / seconds
+            100.0 * cpu / seconds,
+            load_average()
         ),
         goal: "≥ 20,000 messages/s".to_owned(),
         verdict: if rate >= 20_000.0 && failed == 0 {

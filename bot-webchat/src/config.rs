@@ -45,7 +45,8 @@ pub struct WebChatConfig {
     /// further offline users are not kept (counted). Default 100,000.
     pub max_offline_users: usize,
     /// The socket's read buffer, in bytes: allocated once per socket, the main cost of an idle
-    /// connection. Default 1 KiB; larger frames are read in several steps.
+    /// connection. Default 256 bytes, enough for most chat messages in one read; a larger frame
+    /// grows the buffer to its size (and the socket keeps that capacity).
     pub read_buffer_bytes: usize,
     /// Whether the user's typing frames reach the handlers as `EventKind::Other { name:
     /// "typing" }`. Default false (counted as skipped).
@@ -79,7 +80,7 @@ impl Default for WebChatConfig {
             history_bytes: 64 * 1024,
             resume_window: Duration::from_secs(600),
             max_offline_users: 100_000,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 256,
             deliver_typing: false,
             max_token_ttl: Duration::from_secs(24 * 3600),
             demo: false,

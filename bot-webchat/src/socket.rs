@@ -171,12 +171,13 @@ async fn serve(shared: Arc<Shared>, mut socket: Socket) {
         let (frames, close) = conn.take();
         let wrote = !frames.is_empty();
         if wrote {
-            let write = async {
+            // Boxed, as every rare state of this task: the task's size is its largest state.
+            let write = Box::pin(async {
                 for frame in frames {
                     socket.feed(Message::Text(frame)).await?;
                 }
                 socket.flush().await
-            };
+            });
             tokio::select! {
                 written = write => if written.is_err() { break },
                 // A slow reader stuck in a write: stop writing, close below.
@@ -186,7 +187,7 @@ async fn serve(shared: Arc<Shared>, mut socket: Socket) {
         if let Some(reason) = close.or_else(|| conn.closing()) {
             registered.closed_by_server = true;
             shared.hub.counters.ended(Ended::Server(reason));
-            close_socket(&mut socket, reason).await;
+            Box::pin(close_socket(&mut socket, reason)).await;
             break;
         }
         if wrote {
@@ -209,7 +210,7 @@ async fn serve(shared: Arc<Shared>, mut socket: Socket) {
                         }
                         Message::Close(_) => {
                             // tungstenite answers the close; send that answer, then stop.
-                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+                            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, socket.flush())).await;
                             break;
                         }
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
