@@ -178,6 +178,18 @@ impl WebChat {
     ///
     /// [`crate::ErrorKind::Config`] when a value is invalid.
     pub fn try_from_env() -> Result<Option<Self>, Error> {
+        Self::try_builder_from_env()?
+            .map(WebChatBuilder::build)
+            .transpose()
+    }
+
+    /// The builder [`WebChat::try_from_env`] builds, for settings the environment does not
+    /// give (a cluster); `Ok(None)` when `WEBCHAT_SECRET` is not set.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when `WEBCHAT_ADDR` is not an address.
+    pub fn try_builder_from_env() -> Result<Option<WebChatBuilder>, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let Some(secret) = var(ENV_SECRET) else {
             return Ok(None);
@@ -192,7 +204,7 @@ impl WebChat {
             })?;
             builder = builder.listen(addr);
         }
-        builder.build().map(Some)
+        Ok(Some(builder))
     }
 
     /// The client that sends to web chat users.

@@ -105,8 +105,10 @@ impl std::fmt::Debug for PgClusterBuilder {
 }
 
 impl PgClusterBuilder {
-    /// This node's name (default: bot-core's node id, `BOT_NODE_ID` or host and process id).
-    /// Two live nodes must not share one.
+    /// This node's name. Two live nodes must not share one. Default: `BOT_NODE_ID` when set
+    /// (stable across restarts: a restarted node clears its old counts at once), otherwise the
+    /// host's node id and the process id (a restarted process is a new node, and the old one's
+    /// counts go at the dead-node time-out).
     pub fn node(mut self, node: impl Into<String>) -> Self {
         self.node = Some(node.into());
         self
@@ -139,10 +141,7 @@ impl PgClusterBuilder {
     /// [`ErrorKind::Config`] when an interval is zero, the dead-node time-out is not longer than
     /// the heartbeat interval, or the node name is empty.
     pub fn build(self) -> Result<PgCluster, Error> {
-        let node = self
-            .node
-            .clone()
-            .unwrap_or_else(bot_core::telemetry::node_id);
+        let node = self.node.clone().unwrap_or_else(default_node);
         if node.is_empty() {
             return Err(Error::config("webchat: the node name is empty"));
         }
@@ -213,6 +212,17 @@ impl PgCluster {
         self.inner.pool.get().await.map_err(|e| {
             Error::new(ErrorKind::Database, "webchat: no database connection").with_source(e)
         })
+    }
+}
+
+/// `BOT_NODE_ID`, or bot-core's node id with the process id: unique among the processes of one
+/// host.
+fn default_node() -> String {
+    let id = bot_core::telemetry::node_id();
+    if std::env::var_os(bot_core::telemetry::NODE_ID_ENV).is_some() {
+        id
+    } else {
+        format!("{id}-{}", std::process::id())
     }
 }
 

@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | LINE | `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN`, `LINE_API_BASE` (optional) | `POST /line/webhook` |
 //! | Messenger | `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`, `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_API_BASE` (optional) | `GET`+`POST /messenger/webhook` |
-//! | Web chat | `WEBCHAT_SECRET` (signs user tokens, authorises the backend API), `WEBCHAT_PATH` (optional) | `GET /webchat/ws`, `POST /webchat/api/{tokens,messages}`, `GET /webchat/widget.js` |
+//! | Web chat | `WEBCHAT_SECRET` (signs user tokens, authorises the backend API), `WEBCHAT_PATH` and `WEBCHAT_ADDR` (optional; with `DATABASE_URL`, the processes share replies and presence) | `GET /webchat/ws`, `POST /webchat/api/{tokens,messages}`, `GET /webchat/widget.js` |
 //! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS`, `DISCORD_GLOBAL_PER_SECOND` | the gateway, and `POST /discord/interactions` |
 //!
 //! Several LINE channels and Messenger pages in one process: give the first one's id
@@ -44,6 +44,7 @@ use bot_line::testing::{FakeLine, WebhookBuilder};
 use bot_messenger::Messenger;
 use bot_messenger::testing as messenger_testing;
 use bot_webchat::WebChat;
+use bot_webchat::pg::PgCluster;
 use tokio::io::AsyncBufReadExt as _;
 
 /// The address served when `BOT_ADDR` is not set.
@@ -102,8 +103,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.adapter(messenger);
         platforms.push("messenger");
     }
-    if let Some(webchat) = WebChat::try_from_env()? {
-        builder = builder.adapter(webchat);
+    if let Some(mut webchat) = WebChat::try_builder_from_env()? {
+        // With DATABASE_URL, the echo-bot processes of one database are one web chat: a reply
+        // reaches the user's sockets on every process, and presence is kept there.
+        if let Ok(url) = std::env::var(pg::DATABASE_URL_ENV) {
+            let cluster = PgCluster::builder(&PgPool::from_env()?, url).build()?;
+            cluster.migrate().await?;
+            webchat = webchat.cluster(cluster);
+        }
+        builder = builder.adapter(webchat.build()?);
         platforms.push("webchat");
     }
     if let Some(discord) = Discord::try_from_env()? {
