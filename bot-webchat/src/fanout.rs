@@ -2,7 +2,7 @@
 //!
 //! Each node delivers to its own sockets, then publishes an [`Envelope`]; every other node hands
 //! it to its hub, which delivers it to the user's sockets there (and to nobody when the user has
-//! none there). The default engine is PostgreSQL `LISTEN/NOTIFY` ([`crate::pg::PgCluster`],
+//! none there). The default engine is PostgreSQL `LISTEN/NOTIFY` (`pg::PgCluster`,
 //! feature `postgres`); another engine (NATS) implements this trait.
 
 use std::fmt;
