@@ -38,6 +38,11 @@ target/release/botload scenario gateway-echo --no-progress --record BENCHMARKS.m
 echo "== push-burst: botload's fake LINE API, pushes from the broadcast example"
 cargo build --release -q -p broadcast -p bench
 target/release/botload scenario push-burst --record BENCHMARKS.md
+echo "== ws-idle: 19,000 idle web chat sockets on echo-bot, 30 s heartbeats (records its row)"
+cargo build --release -q -p echo-bot -p bench
+target/release/botload scenario ws-idle --record BENCHMARKS.md
+echo "== ws-chat: messages echoed through echo-bot's handler over web chat sockets (records its row)"
+target/release/botload scenario ws-chat --record BENCHMARKS.md
 if command -v wrk >/dev/null; then
   echo "== noop-bot under wrk (signed bodies from botload bodies; see BENCHMARKS.md)"
   cargo build --release -q -p noop-bot -p bench

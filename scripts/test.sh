@@ -76,6 +76,12 @@ if [[ ${BOT_TEST_NATS:-0} == 1 || -e .ci/needs-nats ]]; then
     export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 fi
 
+# Headless Chromium for the web chat widget's browser test (bot-webchat/tests/browser.rs), which
+# fails, never skips, without it: .ci/needs-chromium or BOT_TEST_BROWSER=1 installs it when absent.
+if [[ ${BOT_TEST_BROWSER:-0} == 1 || -e .ci/needs-chromium ]]; then
+    "$(dirname "${BASH_SOURCE[0]}")/ensure-chromium.sh"
+fi
+
 # cargo prints one "test result" line per test binary; the last one may well be a crate without
 # doc tests, so close with the sum of them all.
 log=$(mktemp)

@@ -25,6 +25,7 @@ mod queue_drain;
 mod record;
 mod scenario;
 mod slow_api;
+mod ws;
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -88,6 +89,12 @@ enum Scenario {
     /// LINE API with a fixed latency, from a bounded buffer that sheds load: throughput against
     /// the window limit, exact drops, the pusher's peak RSS and CPU.
     PushBurst(push_burst::PushBurstArgs),
+    /// N idle web chat sockets (19,000 by default) on echo-bot, a heartbeat each every 30 s:
+    /// the bot's user-space RSS per socket, its idle CPU, late heartbeats, the connect rate.
+    WsIdle(ws::IdleArgs),
+    /// Web chat sockets each keeping messages unanswered; echo-bot's handler echoes them:
+    /// messages/s and latency percentiles from send to echo.
+    WsChat(ws::ChatArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -356,6 +363,12 @@ fn main() -> ExitCode {
             Command::Scenario {
                 scenario: Scenario::PushBurst(args),
             } => args.record.finish(push_burst::push_burst(&args).await),
+            Command::Scenario {
+                scenario: Scenario::WsIdle(args),
+            } => args.record.finish(ws::ws_idle(&args).await),
+            Command::Scenario {
+                scenario: Scenario::WsChat(args),
+            } => args.record.finish(ws::ws_chat(&args).await),
         }
     })
 }

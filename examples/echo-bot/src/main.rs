@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | LINE | `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN`, `LINE_API_BASE` (optional) | `POST /line/webhook` |
 //! | Messenger | `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`, `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_API_BASE` (optional) | `GET`+`POST /messenger/webhook` |
+//! | Web chat | `WEBCHAT_SECRET` (signs user tokens, authorises the backend API), `WEBCHAT_PATH` and `WEBCHAT_ADDR` (optional; with `DATABASE_URL`, the processes share replies and presence) | `GET /webchat/ws`, `POST /webchat/api/{tokens,messages}`, `GET /webchat/widget.js` |
 //! | Discord | `DISCORD_TOKEN`; `DISCORD_APPLICATION_ID` and `DISCORD_PUBLIC_KEY` for slash commands over HTTP; optional `DISCORD_API_BASE`, `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS`, `DISCORD_GLOBAL_PER_SECOND`, `DISCORD_DEV_GUILD_ID` | the gateway, and `POST /discord/interactions` (`/discord/interactions/<application id>`) |
 //!
 //! Several LINE channels, Messenger pages and Discord applications in one process: give the first
@@ -31,7 +32,7 @@
 //! With no platform variables it runs a demo instead: a fake LINE API and a fake Graph API start on
 //! 127.0.0.1, the bot answers through them, and every line you type is posted to the bot as a
 //! signed LINE webhook and a signed Messenger webhook over HTTP; the replies the fakes receive are
-//! printed.
+//! printed. Web chat is served too, with a demo page whose URL is printed: open it in a browser.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ use bot_line::Line;
 use bot_line::testing::{FakeLine, WebhookBuilder};
 use bot_messenger::Messenger;
 use bot_messenger::testing as messenger_testing;
+use bot_webchat::WebChat;
+use bot_webchat::pg::PgCluster;
 use tokio::io::AsyncBufReadExt as _;
 
 /// The address served when `BOT_ADDR` is not set.
@@ -103,6 +106,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(messenger) = Messenger::try_from_env()? {
         builder = builder.adapter(messenger);
         platforms.push("messenger");
+    }
+    if let Some(mut webchat) = WebChat::try_builder_from_env()? {
+        // With DATABASE_URL, the echo-bot processes of one database are one web chat: a reply
+        // reaches the user's sockets on every process, and presence is kept there.
+        if let Ok(url) = std::env::var(pg::DATABASE_URL_ENV) {
+            let cluster = PgCluster::builder(&PgPool::from_env()?, url).build()?;
+            cluster.migrate().await?;
+            webchat = webchat.cluster(cluster);
+        }
+        builder = builder.adapter(webchat.build()?);
+        platforms.push("webchat");
     }
     // In the dev guild when one is named (registered as the adapter starts; that needs the
     // application id), globally otherwise. The variables read as the adapter reads them.
@@ -190,7 +204,16 @@ async fn demo(builder: BotBuilder, addr: SocketAddr) -> Result<(), Box<dyn std::
     let messenger = Messenger::builder(DEMO_APP_SECRET, DEMO_VERIFY_TOKEN, DEMO_PAGE_TOKEN)
         .api_base(fake_graph.url())
         .build()?;
-    let bot = builder.adapter(line).adapter(messenger).build()?;
+    // A secret of this run only: the demo page signs a token for a new user on every load.
+    let webchat = WebChat::builder(uuid::Uuid::new_v4().simple().to_string())
+        .demo(true)
+        .build()?;
+    let demo_path = webchat.demo_path().unwrap_or_default();
+    let bot = builder
+        .adapter(line)
+        .adapter(messenger)
+        .adapter(webchat)
+        .build()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let webhook_url = format!("http://{}/line/webhook", listener.local_addr()?);
     let messenger_url = format!("http://{}/messenger/webhook", listener.local_addr()?);
@@ -201,6 +224,10 @@ async fn demo(builder: BotBuilder, addr: SocketAddr) -> Result<(), Box<dyn std::
     println!("  fake LINE API at {}", fake.url());
     println!("  and              {messenger_url}");
     println!("  fake Graph API at {}", fake_graph.url());
+    println!(
+        "  web chat demo    http://{}{demo_path}   (open it in a browser)",
+        listener.local_addr()?
+    );
     println!(
         "Type a line: it is posted to the bot as signed LINE and Messenger webhooks; the replies show below."
     );

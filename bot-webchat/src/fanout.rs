@@ -1,0 +1,88 @@
+//! [`Fanout`]: how a message for a user reaches the user's sockets on other nodes.
+//!
+//! Each node delivers to its own sockets, then publishes an [`Envelope`]; every other node hands
+//! it to its hub, which delivers it to the user's sockets there (and to nobody when the user has
+//! none there). The default engine is PostgreSQL `LISTEN/NOTIFY` (`pg::PgCluster`,
+//! feature `postgres`); another engine (NATS) implements this trait.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::hub::Hub;
+
+/// One send, as it travels between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The node that sent it (which ignores its own envelopes).
+    #[serde(rename = "n")]
+    pub node: String,
+    /// The user it is for.
+    #[serde(rename = "u")]
+    pub user: String,
+    /// The messages, each a [`crate::WireMessage`]'s JSON.
+    #[serde(rename = "m", default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Box<RawValue>>,
+    /// Whether it shows the typing indicator.
+    #[serde(rename = "t", default, skip_serializing_if = "std::ops::Not::not")]
+    pub typing: bool,
+    /// The handler send it came from (event id, send index), so that a retried handler's send
+    /// is shown once on every node.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<(String, u32)>,
+}
+
+/// Where a [`Fanout`] hands the envelopes of other nodes: this node's sockets.
+#[derive(Debug, Clone)]
+pub struct LocalDelivery {
+    hub: Arc<Hub>,
+}
+
+impl LocalDelivery {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// Delivers `envelope` to the user's sockets on this node, if any; how many.
+    pub fn deliver(&self, envelope: &Envelope) -> usize {
+        if envelope.typing {
+            self.hub.typing(&envelope.user);
+        }
+        if envelope.messages.is_empty() {
+            return self.hub.sockets_of(&envelope.user);
+        }
+        let messages: Vec<&str> = envelope.messages.iter().map(|m| m.get()).collect();
+        let origin =
+            (envelope.origin.as_ref()).map(|(id, index)| (bot_core::EventId::new(id), *index));
+        self.hub
+            .deliver_if_present(&envelope.user, &messages, origin)
+            .sockets
+    }
+}
+
+/// A cross-node delivery engine.
+#[async_trait]
+pub trait Fanout: Send + Sync + fmt::Debug + 'static {
+    /// This node's name, as envelopes carry it.
+    fn node(&self) -> &str;
+
+    /// Sends `envelope` to the other nodes.
+    ///
+    /// # Errors
+    ///
+    /// When the engine refuses it or cannot be reached.
+    async fn publish(&self, envelope: &Envelope) -> Result<(), Error>;
+
+    /// Receives the other nodes' envelopes and hands them to `local` until `shutdown`;
+    /// reconnects by itself when the engine's connection drops.
+    ///
+    /// # Errors
+    ///
+    /// Only when it cannot go on at all; the adapter logs it.
+    async fn run(&self, local: LocalDelivery, shutdown: CancellationToken) -> Result<(), Error>;
+}

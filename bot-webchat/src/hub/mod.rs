@@ -1,0 +1,509 @@
+//! The hub: every socket and user of this node, the per-user histories, and the one sweeper
+//! that enforces every socket's time-outs.
+//!
+//! Rooms: `conn.rs` (one socket's queue and close reason), `history.rs` (one user's sockets and
+//! kept messages); the table of users, delivery and the sweep are here.
+//!
+//! Time-outs cost no timer per socket: each socket stores when it was last heard from (a coarse
+//! clock the sweeper advances), and the sweeper walks every socket once per sweep interval.
+
+mod conn;
+mod history;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bot_core::EventId;
+use slab::Slab;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub(crate) use conn::{Conn, Pushed};
+use history::{Kept, UserState};
+
+use crate::config::WebChatConfig;
+use crate::metrics::Counters;
+use crate::protocol::{CloseReason, Outbound, VERSION};
+
+/// The users of this node, and how many of them have a socket open (the rest are offline
+/// users whose history is kept).
+#[derive(Debug, Default)]
+struct Users {
+    map: HashMap<Box<str>, UserState, foldhash::fast::RandomState>,
+    online: usize,
+}
+
+impl Users {
+    fn offline(&self) -> usize {
+        self.map.len() - self.online
+    }
+}
+
+/// Every socket and user of this node.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) config: WebChatConfig,
+    started: Instant,
+    /// Milliseconds since `started`, advanced by the sweeper: what sockets stamp when heard from,
+    /// without reading the system clock per frame.
+    clock_ms: AtomicU64,
+    users: Mutex<Users>,
+    sockets: Mutex<Slab<Arc<Conn>>>,
+    pub(crate) counters: Counters,
+    /// This hub's numbering: sequence numbers compare only within one epoch (one node's run).
+    pub(crate) epoch: String,
+    /// Whether presence is written somewhere (then `dirty` collects the users to write).
+    tracking: AtomicBool,
+    /// Users whose count of sockets on this node changed since the presence writer last looked.
+    dirty: Mutex<HashSet<Box<str>, foldhash::fast::RandomState>>,
+}
+
+/// Where a reconnecting browser left off: the last sequence number it saw, and the epoch of
+/// the numbering (the welcome's `epoch`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resume<'a> {
+    pub(crate) last_seq: u64,
+    pub(crate) epoch: Option<&'a str>,
+}
+
+/// What a join did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Joined {
+    /// How many missed messages were queued after the welcome.
+    pub(crate) resumed: usize,
+}
+
+/// What a delivery reached on this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// The sequence numbers given to the messages, in order (none for a typing indicator or a
+    /// send already made by the same handler event).
+    pub seqs: Vec<u64>,
+    /// How many of the user's sockets on this node the messages were queued for.
+    pub sockets: usize,
+}
+
+impl Hub {
+    pub(crate) fn new(config: WebChatConfig) -> Self {
+        Self {
+            config,
+            started: Instant::now(),
+            clock_ms: AtomicU64::new(0),
+            users: Mutex::new(Users::default()),
+            sockets: Mutex::new(Slab::new()),
+            counters: Counters::default(),
+            epoch: format!(
+                "{}-{}",
+                bot_core::telemetry::node_id(),
+                crate::token::unix_now_ms()
+            ),
+            tracking: AtomicBool::new(false),
+            dirty: Mutex::new(HashSet::default()),
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    /// Collects presence changes from now on ([`Hub::take_dirty`]).
+    pub(crate) fn track_presence(&self) {
+        self.tracking.store(true, Ordering::Relaxed);
+    }
+
+    fn mark_dirty(&self, user: &str) {
+        if self.tracking.load(Ordering::Relaxed) {
+            lock(&self.dirty).insert(user.into());
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    /// The users whose count of sockets here changed since the last call, with their count now.
+    pub(crate) fn take_dirty(&self) -> Vec<(String, usize)> {
+        let dirty = std::mem::take(&mut *lock(&self.dirty));
+        let users = lock(&self.users);
+        (dirty.into_iter())
+            .map(|user| {
+                let count = users.map.get(&user).map_or(0, |s| s.sockets.len());
+                (user.into_string(), count)
+            })
+            .collect()
+    }
+
+    #[cfg(feature = "postgres")]
+    /// Marks `users` as changed again (their write failed).
+    pub(crate) fn mark_users_dirty(&self, users: impl IntoIterator<Item = String>) {
+        lock(&self.dirty).extend(users.into_iter().map(String::into_boxed_str));
+    }
+
+    #[cfg(feature = "postgres")]
+    /// Marks every user with a socket here as changed (the presence rows must be written again).
+    pub(crate) fn mark_all_dirty(&self) {
+        let online: Vec<Box<str>> = (lock(&self.users).map.iter())
+            .filter(|(_, s)| !s.sockets.is_empty())
+            .map(|(user, _)| user.clone())
+            .collect();
+        lock(&self.dirty).extend(online);
+    }
+
+    /// The hub clock, in milliseconds.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock_ms.load(Ordering::Relaxed)
+    }
+
+    /// A new socket, not yet joined.
+    pub(crate) fn accept(&self) -> Arc<Conn> {
+        let mut sockets = lock(&self.sockets);
+        let entry = sockets.vacant_entry();
+        let conn = Arc::new(Conn::new(entry.key(), self.now_ms()));
+        entry.insert(conn.clone());
+        conn
+    }
+
+    /// Forgets a socket that ended (and its user's link to it).
+    pub(crate) fn remove(&self, conn: &Arc<Conn>, user: Option<&str>) {
+        lock(&self.sockets).try_remove(conn.key);
+        if let Some(user) = user {
+            let now = self.now_ms();
+            let mut users = lock(&self.users);
+            if let Some(state) = users.map.get_mut(user) {
+                let before = state.sockets.len();
+                state.sockets.retain(|c| !Arc::ptr_eq(c, conn));
+                state.last_active_ms = now;
+                let emptied = before > 0 && state.sockets.is_empty();
+                let forget = state.sockets.is_empty() && !state.has_history();
+                if emptied {
+                    users.online -= 1;
+                }
+                if forget {
+                    users.map.remove(user);
+                }
+            }
+            drop(users);
+            self.mark_dirty(user);
+        }
+    }
+
+    /// Joins `conn` as `user`: queues the welcome, then the messages after `last_seq`, under the
+    /// same lock as deliveries, so that none is missed or sent twice.
+    pub(crate) fn join(&self, conn: &Arc<Conn>, user: &str, resume: Option<Resume<'_>>) -> Joined {
+        let joined = self.join_locked(conn, user, resume);
+        self.mark_dirty(user);
+        self.counters.joined.fetch_add(1, Ordering::Relaxed);
+        self.counters.frames_out(joined.resumed as u64 + 1);
+        joined
+    }
+
+    fn join_locked(&self, conn: &Arc<Conn>, user: &str, resume: Option<Resume<'_>>) -> Joined {
+        let max = self.config.max_outbound_bytes;
+        let mut users = lock(&self.users);
+        let users = &mut *users;
+        let state = users.map.entry(user.into()).or_default();
+        if state.sockets.is_empty() {
+            users.online += 1;
+        }
+        let (frames, gap) = match resume {
+            None => (Vec::new(), false),
+            // Numbers of another node's run mean nothing here: say that some may be missing.
+            Some(r) if r.epoch.is_some_and(|e| e != self.epoch) => (Vec::new(), true),
+            Some(r) => {
+                let replay = state.replay(r.last_seq);
+                (replay.frames, replay.gap)
+            }
+        };
+        let welcome = Outbound::Welcome {
+            v: VERSION,
+            epoch: &self.epoch,
+            user,
+            seq: state.seq,
+            heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+            resumed: frames.len(),
+            gap,
+        };
+        let resumed = frames.len();
+        conn.push(Utf8Bytes::from(welcome.to_json()), max);
+        for frame in frames {
+            conn.push(frame, max);
+        }
+        conn.set_joined();
+        state.sockets.push(conn.clone());
+        Joined { resumed }
+    }
+
+    /// Numbers `messages` (each the JSON of a [`crate::protocol::WireMessage`]) for `user`,
+    /// keeps them for resume and queues them for every socket of the user on this node.
+    pub(crate) fn deliver(
+        &self,
+        user: &str,
+        messages: &[&str],
+        origin: Option<(EventId, u32)>,
+    ) -> Delivery {
+        self.deliver_to(user, messages, origin, false)
+    }
+
+    /// As [`Hub::deliver`], but only when `user` has a socket on this node (another node's
+    /// envelope: the sending node keeps the history of users it does not see here).
+    pub(crate) fn deliver_if_present(
+        &self,
+        user: &str,
+        messages: &[&str],
+        origin: Option<(EventId, u32)>,
+    ) -> Delivery {
+        self.deliver_to(user, messages, origin, true)
+    }
+
+    fn deliver_to(
+        &self,
+        user: &str,
+        messages: &[&str],
+        origin: Option<(EventId, u32)>,
+        only_if_present: bool,
+    ) -> Delivery {
+        let at = crate::token::unix_now_ms();
+        let now = self.now_ms();
+        let ids: Vec<String> = (0..messages.len())
+            .map(|_| uuid::Uuid::new_v4().simple().to_string())
+            .collect();
+        let mut users = lock(&self.users);
+        if only_if_present && users.map.get(user).is_none_or(|s| s.sockets.is_empty()) {
+            return Delivery::default();
+        }
+        if !users.map.contains_key(user) && users.offline() >= self.config.max_offline_users {
+            // Nobody is here to see it, and no room to keep it.
+            drop(users);
+            self.counters
+                .history_dropped
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            return Delivery::default();
+        }
+        let state = users.map.entry(user.into()).or_default();
+        if origin.as_ref().is_some_and(|o| state.already_sent(o)) {
+            return Delivery {
+                seqs: Vec::new(),
+                sockets: state.sockets.len(),
+            };
+        }
+        state.last_active_ms = now;
+        let mut seqs = Vec::with_capacity(messages.len());
+        let mut overflowed = Vec::new();
+        for (message, id) in messages.iter().zip(&ids) {
+            state.seq += 1;
+            let seq = state.seq;
+            seqs.push(seq);
+            let frame = Utf8Bytes::from(format!(
+                r#"{{"type":"message","seq":{seq},"id":"{id}","at":{at},"message":{message}}}"#
+            ));
+            for socket in &state.sockets {
+                if socket.push(frame.clone(), self.config.max_outbound_bytes) == Pushed::Overflowed
+                {
+                    overflowed.push(socket.key);
+                }
+            }
+            state.keep(
+                Kept {
+                    seq,
+                    frame,
+                    origin: origin.clone(),
+                },
+                self.config.history_messages,
+                self.config.history_bytes,
+            );
+        }
+        let reached = state.sockets.len();
+        if !overflowed.is_empty() {
+            // Closing: no longer one of the user's sockets, whenever its task ends.
+            state.sockets.retain(|c| !overflowed.contains(&c.key));
+            if state.sockets.is_empty() {
+                users.online -= 1;
+            }
+            tracing::debug!(
+                user,
+                sockets = overflowed.len(),
+                "slow web chat readers closed"
+            );
+        }
+        drop(users);
+        self.counters.frames_out((reached * messages.len()) as u64);
+        Delivery {
+            seqs,
+            sockets: reached - overflowed.len(),
+        }
+    }
+
+    /// Shows the typing indicator on every socket of `user` on this node; how many.
+    pub(crate) fn typing(&self, user: &str) -> usize {
+        let frame = Utf8Bytes::from(Outbound::Typing.to_json());
+        let users = lock(&self.users);
+        let Some(state) = users.map.get(user) else {
+            return 0;
+        };
+        for socket in &state.sockets {
+            socket.push(frame.clone(), self.config.max_outbound_bytes);
+        }
+        state.sockets.len()
+    }
+
+    /// How many sockets `user` has open on this node.
+    pub(crate) fn sockets_of(&self, user: &str) -> usize {
+        lock(&self.users)
+            .map
+            .get(user)
+            .map_or(0, |state| state.sockets.len())
+    }
+
+    /// The users with at least one joined socket on this node, and how many each has.
+    pub(crate) fn online(&self) -> Vec<(String, usize)> {
+        (lock(&self.users).map.iter())
+            .filter(|(_, state)| !state.sockets.is_empty())
+            .map(|(user, state)| (user.to_string(), state.sockets.len()))
+            .collect()
+    }
+
+    /// Sockets open on this node, joined or not.
+    pub(crate) fn open_sockets(&self) -> usize {
+        lock(&self.sockets).len()
+    }
+
+    /// Advances the clock to `now` and closes every socket past its time-out; drops the
+    /// histories of users gone for longer than the resume window.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let now_ms = now.saturating_duration_since(self.started).as_millis() as u64;
+        self.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
+        let join_ms = self.config.join_timeout.as_millis() as u64;
+        let heartbeat_ms = self.config.heartbeat_timeout.as_millis() as u64;
+        let mut expired = Vec::new();
+        for (_, conn) in lock(&self.sockets).iter() {
+            if conn.is_joined() {
+                if now_ms.saturating_sub(conn.last_seen_ms()) > heartbeat_ms {
+                    expired.push((conn.clone(), CloseReason::HeartbeatTimeout));
+                }
+            } else if now_ms.saturating_sub(conn.accepted_ms) > join_ms {
+                expired.push((conn.clone(), CloseReason::JoinRequired));
+            }
+        }
+        // Closed outside the table's lock: waking a socket takes its own lock.
+        for (conn, reason) in expired {
+            conn.close(reason);
+        }
+        let window_ms = self.config.resume_window.as_millis() as u64;
+        lock(&self.users).map.retain(|_, state| {
+            !state.sockets.is_empty() || now_ms.saturating_sub(state.last_active_ms) <= window_ms
+        });
+    }
+
+    /// Asks every socket to close with `reason` (shutdown).
+    pub(crate) fn close_all(&self, reason: CloseReason) {
+        let all: Vec<Arc<Conn>> = lock(&self.sockets).iter().map(|(_, c)| c.clone()).collect();
+        for conn in all {
+            conn.close(reason);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded tables stay consistent between statements: keep using them after a panic.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn hub() -> Hub {
+        Hub::new(WebChatConfig {
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(30),
+            join_timeout: Duration::from_secs(5),
+            ..WebChatConfig::default()
+        })
+    }
+
+    fn frames(conn: &Conn) -> Vec<serde_json::Value> {
+        (conn.take().0.iter())
+            .map(|f| serde_json::from_str(f.as_str()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_sweep_closes_silent_and_unjoined_sockets_and_spares_the_rest() {
+        let hub = hub();
+        let start = Instant::now();
+        let silent = hub.accept();
+        hub.join(&silent, "a", None);
+        let chatty = hub.accept();
+        hub.join(&chatty, "b", None);
+        let unjoined = hub.accept();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        hub.sweep(Instant::now());
+        assert_eq!(unjoined.closing(), Some(CloseReason::JoinRequired));
+        assert_eq!(silent.closing(), None);
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            hub.sweep(Instant::now());
+            chatty.touch(hub.now_ms());
+        }
+        assert!(Instant::now() - start > Duration::from_secs(30));
+        assert_eq!(silent.closing(), Some(CloseReason::HeartbeatTimeout));
+        assert_eq!(chatty.closing(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deliveries_reach_every_socket_and_resume_replays_once() {
+        let hub = hub();
+        let tab1 = hub.accept();
+        let tab2 = hub.accept();
+        hub.join(&tab1, "u", None);
+        hub.join(&tab2, "u", None);
+        let _ = (frames(&tab1), frames(&tab2));
+        let delivery = hub.deliver("u", &[r#"{"text":"one"}"#], None);
+        assert_eq!(
+            delivery,
+            Delivery {
+                seqs: vec![1],
+                sockets: 2
+            }
+        );
+        for tab in [&tab1, &tab2] {
+            let got = frames(tab);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0]["seq"], 1);
+            assert_eq!(got[0]["message"]["text"], "one");
+        }
+        hub.remove(&tab2, Some("u"));
+        hub.deliver("u", &[r#"{"text":"two"}"#, r#"{"text":"three"}"#], None);
+        let back = hub.accept();
+        let resume = |last_seq, epoch| Some(Resume { last_seq, epoch });
+        assert_eq!(hub.join(&back, "u", resume(1, Some(&hub.epoch))).resumed, 2);
+        let got = frames(&back);
+        assert_eq!(got[0]["type"], "welcome");
+        assert_eq!(got[0]["seq"], 3);
+        assert_eq!(got[0]["gap"], false);
+        let texts: Vec<_> = got[1..]
+            .iter()
+            .map(|f| f["message"]["text"].clone())
+            .collect();
+        assert_eq!(texts, ["two", "three"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_handler_send_is_kept_once_and_offline_histories_expire() {
+        let hub = hub();
+        let origin = Some((EventId::new("e1"), 0));
+        assert_eq!(hub.deliver("away", &["{}"], origin.clone()).seqs, [1]);
+        assert!(hub.deliver("away", &["{}"], origin).seqs.is_empty());
+        tokio::time::advance(Duration::from_secs(601)).await;
+        hub.sweep(Instant::now());
+        let conn = hub.accept();
+        hub.join(
+            &conn,
+            "away",
+            Some(Resume {
+                last_seq: 0,
+                epoch: None,
+            }),
+        );
+        assert_eq!(frames(&conn)[0]["seq"], 0, "the history is gone");
+    }
+}

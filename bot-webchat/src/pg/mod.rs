@@ -1,0 +1,231 @@
+//! Several nodes on one PostgreSQL (feature `postgres`): cross-node delivery over
+//! `LISTEN/NOTIFY` and presence rows.
+//!
+//! Rooms: `fanout.rs` (the [`Fanout`](crate::fanout::Fanout) over `LISTEN/NOTIFY`),
+//! `presence.rs` (the batched presence writer, node heartbeats, the dead-node sweeper, and the
+//! queries), `sql.rs` (every statement).
+//!
+//! # Presence
+//!
+//! One row per user in `webchat_presence`: `nodes` is a JSONB map of node to the user's open
+//! sockets there (`{"node-a": 2, "node-b": 1}`), `joined_at` when the user came online (from
+//! offline), `left_at` when they went offline on every node. Each node writes the counts that
+//! changed in one statement per flush interval, and beats in `webchat_nodes`; any node removes
+//! the counts of a node whose heartbeat is older than the dead-node time-out. A node declared
+//! dead by mistake (a long pause) finds its row gone at its next beat and writes all its counts
+//! again.
+
+mod fanout;
+mod presence;
+mod sql;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bot_core::pg::PgPool;
+
+pub use presence::{NodeCount, Presence};
+
+use crate::error::{Error, ErrorKind};
+
+/// Presence and cross-node delivery for the nodes that share one PostgreSQL; give it to
+/// [`crate::WebChatBuilder::cluster`].
+///
+/// Cloning is cheap.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bot_core::pg::PgPool;
+/// use bot_webchat::WebChat;
+/// use bot_webchat::pg::PgCluster;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let url = std::env::var("DATABASE_URL")?;
+/// let pool = PgPool::builder(&url).build()?;
+/// let cluster = PgCluster::builder(&pool, &url).build()?;
+/// cluster.migrate().await?;
+/// let webchat = WebChat::builder("secret").cluster(cluster.clone()).build()?;
+/// // ... and later, from any node:
+/// let online = cluster.online_users(100).await?;
+/// # let _ = (webchat, online); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgCluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may carry a password.
+        f.debug_struct("PgCluster")
+            .field("node", &self.inner.node)
+            .field("channel", &self.inner.channel)
+            .field("listening", &self.is_listening())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    pool: PgPool,
+    /// For the `LISTEN` connection, which lives outside the pool.
+    database_url: String,
+    node: String,
+    channel: String,
+    config: PgClusterBuilder,
+    /// Whether the `LISTEN` connection is up.
+    listening: AtomicBool,
+}
+
+/// Configures a [`PgCluster`].
+#[derive(Clone)]
+#[must_use]
+pub struct PgClusterBuilder {
+    pool: PgPool,
+    database_url: String,
+    node: Option<String>,
+    presence_flush_interval: Duration,
+    node_heartbeat_interval: Duration,
+    dead_node_after: Duration,
+    dead_node_sweep_interval: Duration,
+}
+
+impl std::fmt::Debug for PgClusterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PgClusterBuilder")
+            .field("node", &self.node)
+            .field("presence_flush_interval", &self.presence_flush_interval)
+            .field("node_heartbeat_interval", &self.node_heartbeat_interval)
+            .field("dead_node_after", &self.dead_node_after)
+            .field("dead_node_sweep_interval", &self.dead_node_sweep_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgClusterBuilder {
+    /// This node's name. Two live nodes must not share one. Default: `BOT_NODE_ID` when set
+    /// (stable across restarts: a restarted node clears its old counts at once), otherwise the
+    /// host's node id and the process id (a restarted process is a new node, and the old one's
+    /// counts go at the dead-node time-out).
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// How often the presence counts that changed are written, in one statement (default 500 ms).
+    pub fn presence_flush_interval(mut self, interval: Duration) -> Self {
+        self.presence_flush_interval = interval;
+        self
+    }
+
+    /// How often this node beats (default 5 s).
+    pub fn node_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.node_heartbeat_interval = interval;
+        self
+    }
+
+    /// How old a node's last beat may be before it counts as dead and its users' counts are
+    /// removed (default 30 s), and how often this node looks for such nodes (default 10 s).
+    pub fn dead_node(mut self, after: Duration, sweep_interval: Duration) -> Self {
+        self.dead_node_after = after;
+        self.dead_node_sweep_interval = sweep_interval;
+        self
+    }
+
+    /// Builds the cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when an interval is zero, the dead-node time-out is not longer than
+    /// the heartbeat interval, or the node name is empty.
+    pub fn build(self) -> Result<PgCluster, Error> {
+        let node = self.node.clone().unwrap_or_else(default_node);
+        if node.is_empty() {
+            return Err(Error::config("webchat: the node name is empty"));
+        }
+        let intervals = [
+            self.presence_flush_interval,
+            self.node_heartbeat_interval,
+            self.dead_node_sweep_interval,
+        ];
+        if intervals.iter().any(Duration::is_zero)
+            || self.dead_node_after <= self.node_heartbeat_interval
+        {
+            return Err(Error::config(
+                "webchat: cluster intervals must be above zero and the dead-node time-out longer than the heartbeat",
+            ));
+        }
+        Ok(PgCluster {
+            inner: Arc::new(Inner {
+                pool: self.pool.clone(),
+                database_url: self.database_url.clone(),
+                channel: format!("{}_webchat", self.pool.schema()),
+                node,
+                config: self,
+                listening: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+impl PgCluster {
+    /// A cluster on `pool`'s database and schema; `database_url` (the pool's URL) opens the
+    /// `LISTEN` connection, which cannot be a pooled one.
+    pub fn builder(pool: &PgPool, database_url: impl Into<String>) -> PgClusterBuilder {
+        PgClusterBuilder {
+            pool: pool.clone(),
+            database_url: database_url.into(),
+            node: None,
+            presence_flush_interval: Duration::from_millis(500),
+            node_heartbeat_interval: Duration::from_secs(5),
+            dead_node_after: Duration::from_secs(30),
+            dead_node_sweep_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// Creates the presence, node and fan-out tables in the pool's schema. Idempotent, and safe
+    /// from many processes at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Database`] when PostgreSQL refuses or cannot be reached.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        let conn = self.conn().await?;
+        conn.batch_execute(&sql::migrate(self.inner.pool.schema()))
+            .await
+            .map_err(|e| db("creating the web chat tables", e))
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Whether this node's `LISTEN` connection is up (other nodes' messages reach it).
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
+    async fn conn(&self) -> Result<bot_core::pg::PgConnection, Error> {
+        self.inner.pool.get().await.map_err(|e| {
+            Error::new(ErrorKind::Database, "webchat: no database connection").with_source(e)
+        })
+    }
+}
+
+/// `BOT_NODE_ID`, or bot-core's node id with the process id: unique among the processes of one
+/// host.
+fn default_node() -> String {
+    let id = bot_core::telemetry::node_id();
+    if std::env::var_os(bot_core::telemetry::NODE_ID_ENV).is_some() {
+        id
+    } else {
+        format!("{id}-{}", std::process::id())
+    }
+}
+
+fn db(what: &str, e: tokio_postgres::Error) -> Error {
+    Error::new(ErrorKind::Database, format!("webchat: {what}")).with_source(e)
+}

@@ -1,0 +1,328 @@
+//! The WebSocket endpoint: the HTTP upgrade, and the one task that serves each socket.
+//!
+//! The upgrade is answered here (hyper's upgrade, `Sec-WebSocket-Accept` from tungstenite), and
+//! the socket runs tokio-tungstenite with a small read buffer. Each socket has exactly one task;
+//! it reads frames, and writes what the hub queued for it when woken. Handling a frame is boxed,
+//! so an idle socket's task holds only its waiting state, not the largest of its futures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bot_core::{ErrorKind, Ingress, Secret};
+use futures::{SinkExt as _, StreamExt as _};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use crate::event;
+use crate::hub::{Conn, Hub, Resume};
+use crate::metrics::Ended;
+use crate::protocol::{CloseReason, Inbound, Outbound, VERSION};
+use crate::render::PLATFORM;
+use crate::token::{self, TokenError};
+
+/// How long closing a socket may take (sending the close frame, reading the browser's answer).
+/// Only a closing socket has this timer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// What every socket task shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) ingress: Ingress,
+    pub(crate) secret: Secret,
+}
+
+/// `GET {path}/ws`: answers the upgrade and starts the socket's task.
+pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Response {
+    let key = match check_upgrade(request.headers()) {
+        Ok(key) => key,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if shared.hub.open_sockets() >= shared.hub.config.max_sockets {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many web chat sockets").into_response();
+    }
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(shared.hub.config.read_buffer_bytes)
+        // Frames go out as they are written; the hub bounds what waits.
+        .write_buffer_size(0)
+        .max_message_size(Some(shared.hub.config.max_frame_bytes))
+        .max_frame_size(Some(shared.hub.config.max_frame_bytes));
+    // The socket's one task, for as long as the socket lives; the hub bounds the work it does.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                serve(shared, socket).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "web chat upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&key).expect("base64 is a header value"),
+    );
+    response
+}
+
+/// Why an upgrade request was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    NotAnUpgrade,
+    Version,
+    NoKey,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::NotAnUpgrade => {
+                (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response()
+            }
+            Refusal::NoKey => (StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key").into_response(),
+            Refusal::Version => {
+                let mut refusal =
+                    (StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only").into_response();
+                refusal.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+                refusal
+            }
+        }
+    }
+}
+
+/// The `Sec-WebSocket-Accept` value of a valid upgrade request.
+fn check_upgrade(headers: &HeaderMap) -> Result<String, Refusal> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+        return Err(Refusal::NotAnUpgrade);
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(Refusal::Version);
+    }
+    match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(key) => Ok(derive_accept_key(key.as_bytes())),
+        None => Err(Refusal::NoKey),
+    }
+}
+
+/// A socket's place in the hub, given back however its task ends (a panic included).
+struct Registered {
+    hub: Arc<Hub>,
+    conn: Arc<Conn>,
+    user: Option<String>,
+    /// Whether the server closed it (counted when decided, before the close handshake).
+    closed_by_server: bool,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.hub.remove(&self.conn, self.user.as_deref());
+        if !self.closed_by_server {
+            self.hub.counters.ended(Ended::Client);
+        }
+    }
+}
+
+/// Serves one socket until it closes.
+async fn serve(shared: Arc<Shared>, mut socket: Socket) {
+    let conn = shared.hub.accept();
+    let mut registered = Registered {
+        hub: shared.hub.clone(),
+        conn: conn.clone(),
+        user: None,
+        closed_by_server: false,
+    };
+    loop {
+        let (frames, close) = conn.take();
+        let wrote = !frames.is_empty();
+        if wrote {
+            // Boxed, as every rare state of this task: the task's size is its largest state.
+            let write = Box::pin(async {
+                for frame in frames {
+                    socket.feed(Message::Text(frame)).await?;
+                }
+                socket.flush().await
+            });
+            tokio::select! {
+                written = write => if written.is_err() { break },
+                // A slow reader stuck in a write: stop writing, close below.
+                () = conn.close_requested() => {}
+            }
+        }
+        if let Some(reason) = close.or_else(|| conn.closing()) {
+            registered.closed_by_server = true;
+            shared.hub.counters.ended(Ended::Server(reason));
+            Box::pin(close_socket(&mut socket, reason)).await;
+            break;
+        }
+        if wrote {
+            // Frames may have come while writing: take them before waiting.
+            continue;
+        }
+        tokio::select! {
+            () = conn.woken() => {}
+            frame = socket.next() => match frame {
+                Some(Ok(message)) => {
+                    conn.touch(shared.hub.now_ms());
+                    shared.hub.counters.frame_in();
+                    match message {
+                        Message::Text(text) => {
+                            // Boxed: an idle socket's task keeps only its waiting state.
+                            Box::pin(on_text(&shared, &conn, &mut registered.user, &text)).await;
+                        }
+                        Message::Binary(_) => {
+                            conn.close(CloseReason::MalformedFrame);
+                        }
+                        Message::Close(_) => {
+                            // tungstenite answers the close; send that answer, then stop.
+                            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, socket.flush())).await;
+                            break;
+                        }
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                }
+                Some(Err(WsError::Capacity(_))) => {
+                    conn.close(CloseReason::FrameTooLarge);
+                }
+                Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
+                    conn.close(CloseReason::MalformedFrame);
+                }
+                Some(Err(_)) | None => break,
+            }
+        }
+    }
+}
+
+/// Handles one text frame of the browser.
+async fn on_text(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, text: &str) {
+    let max = shared.hub.config.max_outbound_bytes;
+    let inbound = match Inbound::parse(text) {
+        Ok(inbound) => inbound,
+        Err(_) => {
+            conn.close(CloseReason::MalformedFrame);
+            return;
+        }
+    };
+    let Some(joined_as) = user.as_deref() else {
+        join(shared, conn, user, inbound);
+        return;
+    };
+    match inbound {
+        Inbound::Join { .. } => {
+            conn.close(CloseReason::MalformedFrame);
+        }
+        Inbound::Heartbeat => {
+            conn.push(Utf8Bytes::from(Outbound::Heartbeat.to_json()), max);
+        }
+        inbound => {
+            let deliver_typing = shared.hub.config.deliver_typing;
+            let Some(mapped) = event::map(joined_as, text, inbound, deliver_typing) else {
+                shared.ingress.skipped(&PLATFORM, "typing", 1);
+                return;
+            };
+            let answer = match (shared.ingress.submit(vec![mapped.event]).await, &mapped.ack) {
+                (_, None) => return,
+                (Ok(_), Some(id)) => Outbound::Ack { id }.to_json(),
+                (Err(e), Some(id)) => {
+                    let code = match e.kind() {
+                        ErrorKind::QueueFull => "busy",
+                        _ => "unavailable",
+                    };
+                    let retry = e.retry_after().unwrap_or(Duration::from_secs(1));
+                    Outbound::Error {
+                        id,
+                        code,
+                        retry_after_ms: retry.as_millis() as u64,
+                    }
+                    .to_json()
+                }
+            };
+            conn.push(Utf8Bytes::from(answer), max);
+            shared.hub.counters.frames_out(1);
+        }
+    }
+}
+
+/// Handles the first frame: a join with a valid token, or the socket closes.
+fn join(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, inbound: Inbound) {
+    let Inbound::Join {
+        version,
+        token,
+        last_seq,
+        epoch,
+    } = inbound
+    else {
+        conn.close(CloseReason::JoinRequired);
+        return;
+    };
+    if version != VERSION {
+        conn.close(CloseReason::UnsupportedVersion);
+        return;
+    }
+    match token::verify(&shared.secret, &token) {
+        Ok(claims) => {
+            let resume = last_seq.map(|last_seq| Resume {
+                last_seq,
+                epoch: epoch.as_deref(),
+            });
+            shared.hub.join(conn, &claims.user, resume);
+            *user = Some(claims.user);
+        }
+        Err(TokenError::Expired) => {
+            conn.close(CloseReason::TokenExpired);
+        }
+        Err(_) => {
+            conn.close(CloseReason::BadToken);
+        }
+    }
+}
+
+/// Sends the close frame and waits (bounded) for the browser's answer, so that the close code
+/// reaches it before the connection drops.
+async fn close_socket(socket: &mut Socket, reason: CloseReason) {
+    let frame = CloseFrame {
+        code: CloseCode::from(reason.code()),
+        reason: Utf8Bytes::from_static(reason.as_str()),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        socket.close(Some(frame)).await?;
+        while let Some(Ok(_)) = socket.next().await {}
+        Ok::<_, WsError>(())
+    })
+    .await;
+}
