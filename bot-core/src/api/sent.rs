@@ -119,14 +119,6 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
         self.len() == 0
     }
 
-    /// Remembers `key` as in flight for the time of a call made within `dispatch`'s scope (see
-    /// [`Mark`]), whatever was known of it.
-    pub fn mark(&self, key: K, dispatch: &Dispatch) -> Mark<'_, K> {
-        let (holder, _) = self.lock().hold(key.clone(), now(), self.ttl, self.max);
-        self.settled.notify_waiters();
-        Mark::new(self, key, holder, false, dispatch)
-    }
-
     /// Takes `key` in flight for a call made within `dispatch`'s scope: `Some` mark when it is
     /// not remembered, `None` when it was sent (or may have been). While another attempt holds
     /// it in flight this waits for that attempt's outcome: it may yet fail without sending, and
