@@ -519,6 +519,56 @@ async fn a_reply_and_its_pushes_share_one_deadline() {
     assert_eq!(replies[0].status, StatusCode::OK);
 }
 
+fn numbered(count: usize) -> Vec<OutgoingMessage> {
+    (0..count)
+        .map(|i| OutgoingMessage::text(format!("m{i}")))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn sibling_retries_after_an_ambiguous_reply_use_the_token_once_and_push_only_the_rest() {
+    let (fake, client) = setup(3, true).await;
+    // The first attempt's reply answers 502 each time: LINE may have used the token (here it
+    // did not), so the reply is remembered as maybe made and the handler is retried.
+    fake.api().inject(
+        Fault::status(StatusCode::BAD_GATEWAY)
+            .on_path(REPLY_PATH)
+            .times(3),
+    );
+    let target = reply_target("rt-siblings", "01SIBLINGS");
+    let error = client.send(&target, numbered(7)).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    // Two retries at once (the event redelivered while the runtime retries it): one uses the
+    // token; the other waits for its outcome, finds the reply made, and pushes only the rest.
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_millis(500)));
+    let (first, second) = tokio::join!(client.send(&target, numbered(7)), async {
+        tokio::task::yield_now().await;
+        client.send(&target, numbered(7)).await
+    });
+    assert!(first.is_ok(), "{first:?}");
+    assert!(second.is_ok(), "{second:?}");
+    let replies = fake.replies();
+    assert!(
+        replies.iter().all(|r| r.status != StatusCode::BAD_REQUEST),
+        "the token was used by one retry only"
+    );
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count(),
+        1
+    );
+    let pushed: Vec<_> = fake
+        .pushes()
+        .into_iter()
+        .filter(|p| p.status == StatusCode::OK)
+        .collect();
+    assert_eq!(pushed.len(), 1, "the rest pushed once");
+    assert_eq!(pushed[0].texts(), ["m5", "m6"]);
+}
+
 #[tokio::test]
 async fn a_reply_cut_off_mid_call_is_never_pushed_by_the_retried_handler() {
     let (fake, client) = setup(3, true).await;

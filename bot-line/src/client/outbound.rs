@@ -67,18 +67,20 @@ impl LineClient {
         // Held in flight for the time of the call: a reply cut off after its request was written
         // (the handler timed out) may have used the token, and its retry must not push the
         // messages a second time; one cut off before it left is forgotten. A concurrent attempt
-        // of this handler (a redelivery while this one runs) waits here for the outcome.
+        // of this handler (a redelivery while this one runs) waits here for the outcome. After
+        // an attempt that may have used the token the key is held too (and stays remembered):
+        // a sibling retry then finds this one's reply in `replied` instead of using the token
+        // at the same time and being refused.
         let dispatch = Dispatch::new();
-        let (mark, tried_before) = match send.clone() {
-            Some(send) => {
-                let mark = (self.shared.maybe_replied)
-                    .claim(send, &dispatch, deadline)
-                    .await?;
-                let tried_before = mark.is_none();
-                (mark, tried_before)
-            }
-            None => (None, false),
+        let mark = match send.clone() {
+            Some(send) => Some(
+                (self.shared.maybe_replied)
+                    .take(send, &dispatch, deadline)
+                    .await?,
+            ),
+            None => None,
         };
+        let tried_before = mark.as_ref().is_some_and(|mark| mark.was_sent());
         if let Some(send) = &send
             && self.shared.replied.contains(send)
         {
