@@ -492,8 +492,9 @@ async fn a_reply_refused_after_an_attempt_that_may_have_used_the_token_is_never_
     assert_eq!(fake.pushes().len(), 1);
 }
 
-#[tokio::test]
-async fn a_reply_and_its_pushes_share_one_deadline() {
+/// A client whose calls share a deadline of 600 ms, against a fake LINE that answers each call
+/// after 400 ms.
+async fn slow_setup() -> (FakeLine, LineClient) {
     let fake = FakeLine::start(TOKEN).await.unwrap();
     fake.api()
         .set_latency(Latency::Fixed(Duration::from_millis(400)));
@@ -504,11 +505,20 @@ async fn a_reply_and_its_pushes_share_one_deadline() {
         .push_fallback(true)
         .build()
         .unwrap();
-    let seven: Vec<OutgoingMessage> = (0..7)
+    (fake, client)
+}
+
+fn numbered(count: usize) -> Vec<OutgoingMessage> {
+    (0..count)
         .map(|i| OutgoingMessage::text(format!("m{i}")))
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reply_and_its_pushes_share_one_deadline() {
+    let (fake, client) = slow_setup().await;
     let error = client
-        .send(&reply_target("rt-slow", "01SLOW"), seven)
+        .send(&reply_target("rt-slow", "01SLOW"), numbered(7))
         .await
         .unwrap_err();
     // The reply takes 400 ms of the 600; the push cannot finish in the 200 left, though a
@@ -519,10 +529,18 @@ async fn a_reply_and_its_pushes_share_one_deadline() {
     assert_eq!(replies[0].status, StatusCode::OK);
 }
 
-fn numbered(count: usize) -> Vec<OutgoingMessage> {
-    (0..count)
-        .map(|i| OutgoingMessage::text(format!("m{i}")))
-        .collect()
+#[tokio::test]
+async fn the_loading_animation_counts_against_its_sends_deadline() {
+    let (fake, client) = slow_setup().await;
+    let typing_then_text = vec![OutgoingMessage::typing(), "hi".into()];
+    let error = client
+        .send(&reply_target("rt-loading", "01LOADING"), typing_then_text)
+        .await
+        .unwrap_err();
+    // The loading animation takes 400 ms of the 600; the reply cannot finish in the 200 left,
+    // though a deadline of its own would have let it.
+    assert_eq!(error.kind(), bot_core::ErrorKind::Timeout, "{error}");
+    assert_eq!(fake.api().calls_to(LOADING_PATH).len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
