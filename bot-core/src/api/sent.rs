@@ -168,32 +168,24 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
         mut if_sent: impl FnMut() -> Option<T>,
         held: impl Fn(Mark<'a, K>) -> T,
     ) -> Result<T, ApiError> {
-        let mut swept = false;
-        let decided = self
-            .when_settled(deadline, |keys, now| {
-                let was_sent = match keys.state(&key, now, self.ttl) {
-                    KeyState::InFlight => return None,
-                    KeyState::Sent => match if_sent() {
-                        Some(skipped) => return Some(skipped),
-                        None => true,
-                    },
-                    KeyState::Unknown => false,
-                };
-                let holder;
-                (holder, swept) = keys.hold(key.clone(), now, self.ttl, self.max);
-                Some(held(Mark::new(
-                    self,
-                    key.clone(),
-                    holder,
-                    was_sent,
-                    dispatch,
-                )))
-            })
-            .await;
-        if swept {
-            self.settled.notify_waiters();
-        }
-        decided
+        let key = &key;
+        self.when_settled(deadline, move |keys, now| {
+            let was_sent = match keys.state(key, now, self.ttl) {
+                KeyState::InFlight => return None,
+                KeyState::Sent => match if_sent() {
+                    Some(skipped) => return Some(skipped),
+                    None => true,
+                },
+                KeyState::Unknown => false,
+            };
+            let (holder, swept) = keys.hold(key.clone(), now, self.ttl, self.max);
+            if swept {
+                self.settled.notify_waiters();
+            }
+            let mark = Mark::new(self, key.clone(), holder, was_sent, dispatch);
+            Some(held(mark))
+        })
+        .await
     }
 
     /// Waits until `key` is not in flight, and says whether it is remembered as sent.
