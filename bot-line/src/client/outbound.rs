@@ -55,14 +55,20 @@ impl LineClient {
         Ok(())
     }
 
-    /// Sends `messages` for `target`: a reply of up to five when there is a reply token, the
-    /// rest (or all, without a token) pushed, everything under `deadline` (the send's).
+    /// Sends `messages` for `target`, after the loading animation when `typing`: a reply of up
+    /// to five when there is a reply token, the rest (or all, without a token) pushed,
+    /// everything under one deadline.
     async fn send_line(
         &self,
         target: &Target,
         messages: Vec<Message>,
-        deadline: Instant,
+        typing: bool,
     ) -> Result<(), Error> {
+        let deadline = self.api.deadline_from_now();
+        if typing {
+            // First: one reply call takes the messages.
+            self.loading_until(&target.conversation, deadline).await?;
+        }
         if messages.is_empty() {
             return Ok(());
         }
@@ -196,16 +202,7 @@ impl Outbound for LineClient {
     ) -> Result<(), bot_core::Error> {
         let (typing, line_messages) = crate::render::render_send(&messages)?;
         drop(messages); // converted: not held for the seconds the call may take
-        // One deadline for the send's calls, the loading animation included.
-        let deadline = self.api.deadline_from_now();
-        if typing {
-            // First: one reply call takes the messages.
-            self.loading_until(&target.conversation, deadline).await?;
-        }
-        if typing && line_messages.is_empty() {
-            return Ok(());
-        }
-        Ok(self.send_line(target, line_messages, deadline).await?)
+        Ok(self.send_line(target, line_messages, typing).await?)
     }
 
     /// The loading animation, in one-to-one chats (LINE has none for groups and rooms).
