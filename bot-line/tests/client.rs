@@ -492,8 +492,9 @@ async fn a_reply_refused_after_an_attempt_that_may_have_used_the_token_is_never_
     assert_eq!(fake.pushes().len(), 1);
 }
 
-#[tokio::test]
-async fn a_reply_and_its_pushes_share_one_deadline() {
+/// A client whose calls share a deadline of 600 ms, against a fake LINE that answers each call
+/// after 400 ms.
+async fn slow_setup() -> (FakeLine, LineClient) {
     let fake = FakeLine::start(TOKEN).await.unwrap();
     fake.api()
         .set_latency(Latency::Fixed(Duration::from_millis(400)));
@@ -504,11 +505,20 @@ async fn a_reply_and_its_pushes_share_one_deadline() {
         .push_fallback(true)
         .build()
         .unwrap();
-    let seven: Vec<OutgoingMessage> = (0..7)
+    (fake, client)
+}
+
+fn numbered(count: usize) -> Vec<OutgoingMessage> {
+    (0..count)
         .map(|i| OutgoingMessage::text(format!("m{i}")))
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reply_and_its_pushes_share_one_deadline() {
+    let (fake, client) = slow_setup().await;
     let error = client
-        .send(&reply_target("rt-slow", "01SLOW"), seven)
+        .send(&reply_target("rt-slow", "01SLOW"), numbered(7))
         .await
         .unwrap_err();
     // The reply takes 400 ms of the 600; the push cannot finish in the 200 left, though a
@@ -517,6 +527,64 @@ async fn a_reply_and_its_pushes_share_one_deadline() {
     let replies = fake.replies();
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_loading_animation_counts_against_its_sends_deadline() {
+    let (fake, client) = slow_setup().await;
+    let typing_then_text = vec![OutgoingMessage::typing(), "hi".into()];
+    let error = client
+        .send(&reply_target("rt-loading", "01LOADING"), typing_then_text)
+        .await
+        .unwrap_err();
+    // The loading animation takes 400 ms of the 600; the reply cannot finish in the 200 left,
+    // though a deadline of its own would have let it.
+    assert_eq!(error.kind(), bot_core::ErrorKind::Timeout, "{error}");
+    assert_eq!(fake.api().calls_to(LOADING_PATH).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sibling_retries_after_an_ambiguous_reply_use_the_token_once_and_push_only_the_rest() {
+    let (fake, client) = setup(3, true).await;
+    // The first attempt's reply answers 502 each time: LINE may have used the token (here it
+    // did not), so the reply is remembered as maybe made and the handler is retried.
+    fake.api().inject(
+        Fault::status(StatusCode::BAD_GATEWAY)
+            .on_path(REPLY_PATH)
+            .times(3),
+    );
+    let target = reply_target("rt-siblings", "01SIBLINGS");
+    let error = client.send(&target, numbered(7)).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    // Two retries at once (the event redelivered while the runtime retries it): one uses the
+    // token; the other waits for its outcome, finds the reply made, and pushes only the rest.
+    fake.api()
+        .set_latency(Latency::Fixed(Duration::from_millis(500)));
+    let (first, second) = tokio::join!(client.send(&target, numbered(7)), async {
+        tokio::task::yield_now().await;
+        client.send(&target, numbered(7)).await
+    });
+    assert!(first.is_ok(), "{first:?}");
+    assert!(second.is_ok(), "{second:?}");
+    let replies = fake.replies();
+    assert!(
+        replies.iter().all(|r| r.status != StatusCode::BAD_REQUEST),
+        "the token was used by one retry only"
+    );
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count(),
+        1
+    );
+    let pushed: Vec<_> = fake
+        .pushes()
+        .into_iter()
+        .filter(|p| p.status == StatusCode::OK)
+        .collect();
+    assert_eq!(pushed.len(), 1, "the rest pushed once");
+    assert_eq!(pushed[0].texts(), ["m5", "m6"]);
 }
 
 #[tokio::test]

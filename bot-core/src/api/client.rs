@@ -392,7 +392,7 @@ impl<S: ApiSpec> ApiClient<S> {
         }
         let started = Instant::now();
         // From here the request may reach the platform, whatever happens to this call.
-        super::sent::note_dispatched();
+        super::dispatch::note_dispatched();
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {

@@ -20,7 +20,9 @@
 mod call;
 mod client;
 mod config;
+mod dispatch;
 mod error;
+mod send_once;
 mod sent;
 
 pub use call::{Answer, Call};
@@ -29,5 +31,7 @@ pub use config::{
     ApiConfig, BuildClient, ConfigureApi, DEFAULT_DEADLINE, DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_TIMEOUT, default_retry_policy,
 };
+pub use dispatch::Dispatch;
 pub use error::{ApiError, ApiErrorKind, ErrorDetails};
-pub use sent::{Dispatch, KeyState, Mark, SentKeys, send_once};
+pub use send_once::send_once;
+pub use sent::{KeyState, Mark, SentKeys};

@@ -2,12 +2,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::client::now;
+use super::dispatch::Dispatch;
 use super::error::{ApiError, ApiErrorKind};
 
 /// Keys of sends a client made (or may have made), each remembered for a time, at most a count of
@@ -17,12 +18,18 @@ use super::error::{ApiError, ApiErrorKind};
 /// A key held by a live [`Mark`] is *in flight*: an attempt of the handler is sending it now and
 /// its outcome is not known yet. A concurrent attempt of the same handler (a redelivery while the
 /// first still runs) neither skips it nor sends it too: [`SentKeys::claim`] waits for the outcome.
+/// A key in flight neither expires nor is pushed out by newer keys: forgetting it would let the
+/// waiting attempt send while the first still does. It counts against the bound, so the keys
+/// settled are forgotten first; when only keys in flight are left, the memory holds more than
+/// its bound (as many as there are calls in flight) rather than drop one. Its time to live
+/// starts when its mark ends.
 #[derive(Debug)]
 pub struct SentKeys<K> {
     ttl: Duration,
     max: usize,
     keys: Mutex<Remembered<K>>,
-    /// Woken whenever a key leaves the in-flight state (kept, forgotten, or overwritten).
+    /// Woken whenever a key leaves the in-flight state (kept, forgotten, or overwritten), or a
+    /// sweep forgets keys.
     settled: Notify,
 }
 
@@ -38,15 +45,16 @@ pub enum KeyState {
     Sent,
 }
 
-/// A remembered key: when it was remembered, and the mark holding it while it is in flight.
+/// A remembered key: when it was remembered (or its mark ended), and the mark holding it while
+/// it is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     at: Instant,
     holder: Option<u64>,
 }
 
-/// When each key was last remembered, the order of remembering for expiry, and the next mark's
-/// number.
+/// The keys remembered, the order in which the settled ones were remembered (for expiry and the
+/// bound; keys in flight join it when their mark keeps them), and the next mark's number.
 #[derive(Debug)]
 struct Remembered<K> {
     set: HashMap<K, Entry>,
@@ -55,7 +63,7 @@ struct Remembered<K> {
 }
 
 impl<K: Hash + Eq + Clone> SentKeys<K> {
-    /// Remembers each key for `ttl`, at most `max` keys.
+    /// Remembers each key for `ttl`, at most `max` keys (more only while more are in flight).
     pub fn new(ttl: Duration, max: usize) -> Self {
         Self {
             ttl,
@@ -80,17 +88,16 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
 
     /// What is known of `key` now.
     pub fn state(&self, key: &K) -> KeyState {
-        let now = Instant::now();
-        self.lock().state(key, now, self.ttl)
+        self.lock().state(key, now(), self.ttl)
     }
 
     /// Remembers `key` as sent now.
     pub fn insert(&self, key: K) {
-        self.insert_at(key, Instant::now());
+        self.insert_at(key, now());
     }
 
-    /// Remembers `key` as sent at `now`, first forgetting keys older than the time to live and
-    /// the oldest beyond the count.
+    /// Remembers `key` as sent at `now`, first forgetting settled keys older than the time to
+    /// live and the oldest settled ones beyond the count.
     pub fn insert_at(&self, key: K, now: Instant) {
         self.lock().insert(key, now, None, self.ttl, self.max);
         self.settled.notify_waiters();
@@ -112,14 +119,6 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
         self.len() == 0
     }
 
-    /// Remembers `key` as in flight for the time of a call made within `dispatch`'s scope (see
-    /// [`Mark`]), whatever was known of it.
-    pub fn mark(&self, key: K, dispatch: &Dispatch) -> Mark<'_, K> {
-        let holder = self.lock().hold(key.clone(), self.ttl, self.max);
-        self.settled.notify_waiters();
-        Mark::new(self, key, holder, dispatch)
-    }
-
     /// Takes `key` in flight for a call made within `dispatch`'s scope: `Some` mark when it is
     /// not remembered, `None` when it was sent (or may have been). While another attempt holds
     /// it in flight this waits for that attempt's outcome: it may yet fail without sending, and
@@ -135,16 +134,58 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
         dispatch: &Dispatch,
         deadline: Instant,
     ) -> Result<Option<Mark<'_, K>>, ApiError> {
-        let holder = self
-            .when_settled(deadline, |keys, now| {
-                match keys.state(&key, now, self.ttl) {
-                    KeyState::InFlight => None,
-                    KeyState::Sent => Some(None),
-                    KeyState::Unknown => Some(Some(keys.hold(key.clone(), self.ttl, self.max))),
-                }
-            })
-            .await?;
-        Ok(holder.map(|holder| Mark::new(self, key, holder, dispatch)))
+        self.hold_when_settled(key, dispatch, deadline, || Some(None), Some)
+            .await
+    }
+
+    /// Takes `key` in flight for a call made within `dispatch`'s scope whatever is known of it,
+    /// once no other attempt holds it (waiting as [`SentKeys::claim`] does). For a call that
+    /// goes ahead even after an earlier attempt may have made it (a single-use reply token,
+    /// which the platform refuses the second time): a concurrent attempt waits for this one's
+    /// outcome instead of making the call at the same time. [`Mark::was_sent`] tells whether
+    /// the key was remembered as sent; such a mark keeps it however it ends.
+    ///
+    /// # Errors
+    ///
+    /// As [`SentKeys::claim`].
+    pub async fn take(
+        &self,
+        key: K,
+        dispatch: &Dispatch,
+        deadline: Instant,
+    ) -> Result<Mark<'_, K>, ApiError> {
+        self.hold_when_settled(key, dispatch, deadline, || None, |mark| mark)
+            .await
+    }
+
+    /// Holds `key` once it is not in flight and returns `held`'s answer for its mark, or
+    /// `if_sent`'s answer when it was sent and that has one.
+    async fn hold_when_settled<'a, T>(
+        &'a self,
+        key: K,
+        dispatch: &Dispatch,
+        deadline: Instant,
+        mut if_sent: impl FnMut() -> Option<T>,
+        held: impl Fn(Mark<'a, K>) -> T,
+    ) -> Result<T, ApiError> {
+        let key = &key;
+        self.when_settled(deadline, move |keys, now| {
+            let was_sent = match keys.state(key, now, self.ttl) {
+                KeyState::InFlight => return None,
+                KeyState::Sent => match if_sent() {
+                    Some(skipped) => return Some(skipped),
+                    None => true,
+                },
+                KeyState::Unknown => false,
+            };
+            let (holder, swept) = keys.hold(key.clone(), now, self.ttl, self.max);
+            if swept {
+                self.settled.notify_waiters();
+            }
+            let mark = Mark::new(self, key.clone(), holder, was_sent, dispatch);
+            Some(held(mark))
+        })
+        .await
     }
 
     /// Waits until `key` is not in flight, and says whether it is remembered as sent.
@@ -171,7 +212,7 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
             // Registered before looking, so that a key settling in between is not missed.
             let mut woken = std::pin::pin!(self.settled.notified());
             woken.as_mut().enable();
-            if let Some(decided) = decide(&mut self.lock(), Instant::now()) {
+            if let Some(decided) = decide(&mut self.lock(), now()) {
                 return Ok(decided);
             }
             if tokio::time::timeout_at(deadline, woken).await.is_err() {
@@ -183,16 +224,17 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
         }
     }
 
-    /// Ends mark `holder`'s hold on `key`: remembered as sent when `kept`, forgotten otherwise.
-    /// A key the mark no longer holds (expired, or taken by a later mark) is left as it is.
+    /// Ends mark `holder`'s hold on `key`: remembered as sent from now when `kept`, forgotten
+    /// otherwise. A key the mark no longer holds (forgotten with [`SentKeys::remove`], or
+    /// remembered as sent with [`SentKeys::insert`]) is left as it is.
     fn release(&self, key: &K, holder: u64, kept: bool) {
         {
             let mut keys = self.lock();
-            if let Some(entry) = keys.set.get_mut(key)
-                && entry.holder == Some(holder)
-            {
+            if keys.set.get(key).is_some_and(|e| e.holder == Some(holder)) {
                 if kept {
-                    entry.holder = None;
+                    let at = now();
+                    keys.set.insert(key.clone(), Entry { at, holder: None });
+                    keys.order.push_back((at, key.clone()));
                 } else {
                     keys.set.remove(key);
                 }
@@ -205,80 +247,66 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
 impl<K: Hash + Eq + Clone> Remembered<K> {
     fn state(&self, key: &K, now: Instant, ttl: Duration) -> KeyState {
         match self.set.get(key) {
-            Some(entry) if now.saturating_duration_since(entry.at) < ttl => match entry.holder {
-                Some(_) => KeyState::InFlight,
-                None => KeyState::Sent,
-            },
+            Some(Entry {
+                holder: Some(_), ..
+            }) => KeyState::InFlight,
+            Some(entry) if now.saturating_duration_since(entry.at) < ttl => KeyState::Sent,
             _ => KeyState::Unknown,
         }
     }
 
-    /// Remembers `key` as in flight, held by a new mark, whose number it returns.
-    fn hold(&mut self, key: K, ttl: Duration, max: usize) -> u64 {
+    /// Remembers `key` as in flight, held by a new mark: the mark's number, and whether the
+    /// sweep made room by forgetting keys.
+    fn hold(&mut self, key: K, now: Instant, ttl: Duration, max: usize) -> (u64, bool) {
         let holder = self.next_mark;
         self.next_mark = self.next_mark.wrapping_add(1);
-        self.insert(key, Instant::now(), Some(holder), ttl, max);
-        holder
+        let swept = self.insert(key, now, Some(holder), ttl, max);
+        (holder, swept)
     }
 
-    fn insert(&mut self, key: K, now: Instant, holder: Option<u64>, ttl: Duration, max: usize) {
+    /// Remembers `key` at `now`, after a sweep; whether the sweep forgot keys.
+    fn insert(
+        &mut self,
+        key: K,
+        now: Instant,
+        holder: Option<u64>,
+        ttl: Duration,
+        max: usize,
+    ) -> bool {
+        let swept = self.sweep(now, ttl, max);
+        self.set.insert(key.clone(), Entry { at: now, holder });
+        if holder.is_none() {
+            self.order.push_back((now, key));
+        }
+        swept
+    }
+
+    /// Forgets settled keys older than `ttl`, and the oldest settled ones while the memory is
+    /// full, so that one more fits; whether it forgot any. Keys in flight are counted but never
+    /// forgotten here (see [`SentKeys`]).
+    fn sweep(&mut self, now: Instant, ttl: Duration, max: usize) -> bool {
         let Self { set, order, .. } = self;
+        let mut swept = false;
         while let Some((at, _)) = order.front() {
-            // Live keys are counted, not the order's entries: a key forgotten with `remove`
-            // leaves its entry behind (at most as many again as there are live keys).
+            // Keys are counted, not the order's entries: a key forgotten with `remove`, or
+            // taken in flight again, leaves its entry behind (at most as many again as there
+            // are keys).
             if now.saturating_duration_since(*at) < ttl && set.len() < max && order.len() < 2 * max
             {
                 break;
             }
-            // A key remembered again since has a later entry; only its last one forgets it.
+            // A key remembered again since has a later entry; only its last one forgets it,
+            // and only once its mark ended.
             if let Some((at, old)) = order.pop_front()
-                && set.get(&old).map(|e| e.at) == Some(at)
+                && set
+                    .get(&old)
+                    .is_some_and(|e| e.at == at && e.holder.is_none())
             {
                 set.remove(&old);
+                swept = true;
             }
         }
-        set.insert(key.clone(), Entry { at: now, holder });
-        order.push_back((now, key));
-    }
-}
-
-tokio::task_local! {
-    /// Set by the client core when a call made within a [`Dispatch::scope`] writes a request.
-    static DISPATCHED: Arc<AtomicBool>;
-}
-
-/// Notes, for the [`Dispatch`] scope around the current call, that a request is being written.
-pub(crate) fn note_dispatched() {
-    let _ = DISPATCHED.try_with(|flag| flag.store(true, Ordering::Release));
-}
-
-/// Whether the API calls made within [`Dispatch::scope`] got as far as writing a request: until
-/// then nothing can have reached the platform (the call was waiting for a rate limit, or cut off
-/// before it left the process).
-#[derive(Debug, Clone, Default)]
-pub struct Dispatch(Arc<AtomicBool>);
-
-impl Dispatch {
-    /// A scope in which nothing was written yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Runs `calls`, noting whether any of them writes a request.
-    ///
-    /// Not an `async fn`: one would hold `calls` twice in its state (the argument, and the
-    /// task-local future it moves into), which doubled the size of every send that uses a mark
-    /// (BENCHMARKS.md, issue 14's slow-api memory).
-    pub fn scope<F: std::future::Future>(
-        &self,
-        calls: F,
-    ) -> impl std::future::Future<Output = F::Output> + use<F> {
-        DISPATCHED.scope(self.0.clone(), calls)
-    }
-
-    /// Whether a request was written.
-    pub fn happened(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        swept
     }
 }
 
@@ -286,23 +314,37 @@ impl Dispatch {
 /// if a request was written ([`Dispatch`]) or [`Mark::keep`] was called, forgotten otherwise. A
 /// call cut off before it left the process (the handler timed out while it waited for a rate
 /// limit) is sent by the retried handler, one cut off after is not (at most once). Attempts
-/// waiting in [`SentKeys::claim`] learn the outcome at once.
+/// waiting in [`SentKeys::claim`] learn the outcome at once. A mark that [`SentKeys::take`] got
+/// for a key remembered as sent ([`Mark::was_sent`]) keeps it however it ends.
 #[derive(Debug)]
 pub struct Mark<'a, K: Hash + Eq + Clone> {
     sent: &'a SentKeys<K>,
     key: Option<K>,
     holder: u64,
+    was_sent: bool,
     dispatch: Dispatch,
 }
 
 impl<'a, K: Hash + Eq + Clone> Mark<'a, K> {
-    fn new(sent: &'a SentKeys<K>, key: K, holder: u64, dispatch: &Dispatch) -> Self {
+    fn new(
+        sent: &'a SentKeys<K>,
+        key: K,
+        holder: u64,
+        was_sent: bool,
+        dispatch: &Dispatch,
+    ) -> Self {
         Self {
             sent,
             key: Some(key),
             holder,
+            was_sent,
             dispatch: dispatch.clone(),
         }
+    }
+
+    /// Whether the key was remembered as sent (or maybe sent) when this mark took it.
+    pub fn was_sent(&self) -> bool {
+        self.was_sent
     }
 
     /// Keeps the key remembered: the send was made, or may have been.
@@ -310,14 +352,15 @@ impl<'a, K: Hash + Eq + Clone> Mark<'a, K> {
         self.end(true);
     }
 
-    /// Forgets the key: the send was not made.
+    /// Forgets the key: the send was not made. A key that was remembered as sent before this
+    /// mark took it stays remembered: the earlier attempt may have made it.
     pub fn forget(mut self) {
         self.end(false);
     }
 
     fn end(&mut self, kept: bool) {
         if let Some(key) = self.key.take() {
-            self.sent.release(&key, self.holder, kept);
+            self.sent.release(&key, self.holder, kept || self.was_sent);
         }
     }
 }
@@ -329,95 +372,13 @@ impl<K: Hash + Eq + Clone> Drop for Mark<'_, K> {
     }
 }
 
-/// Makes `call`, part `part` of a handler's send, at most once where the platform offers no
-/// idempotency key: skipped when `key` is remembered in `sent`. The key is held in flight for the
-/// time of the call ([`Mark`]): a send cut off after its request was written (the handler timed
-/// out, the process is stopping) counts as made, one cut off before does not; a call that failed
-/// without reaching the platform is forgotten. A part that may have gone out keeps its key, and
-/// its error stays retryable: a retried handler skips it and sends the parts after it. Without a
-/// key, a part after the first that fails makes the error permanent: a retry would send the first
-/// parts twice.
-///
-/// A part another attempt of the same handler is sending now (a redelivery while the first
-/// attempt still runs) is neither skipped nor sent twice: this waits for that attempt's outcome
-/// until `deadline` ([`SentKeys::claim`]), then skips the part if it was made and sends it if it
-/// was not. Skipping at once would report the part as sent although the first attempt may still
-/// fail without sending it; sending at once could show it twice.
-///
-/// # Errors
-///
-/// The call's error, for the runtime; a retryable time-out when the other attempt still sends
-/// the part at `deadline`.
-pub async fn send_once(
-    sent: &SentKeys<crate::outbound::PartKey>,
-    key: Option<crate::outbound::PartKey>,
-    part: usize,
-    deadline: Instant,
-    call: impl std::future::Future<Output = Result<(), ApiError>>,
-) -> Result<(), crate::Error> {
-    let dispatch = Dispatch::new();
-    let mark = match key {
-        Some(key) => {
-            let (event, send_index) = (key.0.clone(), key.1);
-            match sent.claim(key, &dispatch, deadline).await {
-                Ok(Some(mark)) => Some(mark),
-                Ok(None) => {
-                    tracing::debug!(
-                        event = %event, send_index, part,
-                        "part already sent; skipped on this retry"
-                    );
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into_core(true)),
-            }
-        }
-        None => None,
-    };
-    let keyed = mark.is_some();
-    match dispatch.scope(call).await {
-        Ok(()) => {
-            if let Some(mark) = mark {
-                mark.keep();
-            }
-            Ok(())
-        }
-        Err(e) if e.maybe_delivered() && dispatch.happened() => {
-            if let Some(mark) = mark {
-                mark.keep();
-            }
-            Err(e.into_core(keyed))
-        }
-        Err(e) => {
-            if let Some(mark) = mark {
-                mark.forget();
-            }
-            if !keyed && part > 0 && e.is_retryable() {
-                return Err(crate::Error::from(e).permanent());
-            }
-            Err(e.into())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_scope_holds_its_calls_once() {
-        // Held for every in-flight send: an `async fn` wrapper stored the calls twice.
-        let calls = async {
-            let buffer = [0u8; 1024];
-            std::future::ready(()).await;
-            buffer.len()
-        };
-        let calls_size = std::mem::size_of_val(&calls);
-        let scoped = Dispatch::new().scope(calls);
-        assert!(
-            std::mem::size_of_val(&scoped) < calls_size + 64,
-            "{} bytes to scope a future of {calls_size}",
-            std::mem::size_of_val(&scoped)
-        );
+    /// A deadline no test reaches.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
     }
 
     #[test]
@@ -441,131 +402,118 @@ mod tests {
         assert_eq!(sent.len(), 1);
     }
 
-    #[tokio::test]
-    async fn a_part_is_remembered_before_its_call_and_forgotten_only_when_it_was_not_made() {
-        let sent = SentKeys::new(Duration::from_secs(60), 10);
-        let key = || Some((crate::EventId::new("e"), 0, 0));
-        // Cut off before its request was written: forgotten, the retried handler sends it.
-        let waiting = send_once(&sent, key(), 0, far(), std::future::pending());
-        assert!(
-            tokio::time::timeout(Duration::from_millis(10), waiting)
-                .await
-                .is_err()
-        );
-        assert!(!sent.contains(&key().unwrap()));
-        // Cut off after: remembered, so a retried handler skips it.
-        let written = send_once(&sent, key(), 0, far(), async {
-            note_dispatched();
-            std::future::pending().await
-        });
-        assert!(
-            tokio::time::timeout(Duration::from_millis(10), written)
-                .await
-                .is_err()
-        );
-        assert!(sent.contains(&key().unwrap()));
-        assert!(
-            send_once(&sent, key(), 0, far(), async { panic!("sent twice") })
-                .await
-                .is_ok()
-        );
-        // Refused before reaching the platform: forgotten, the retry sends it.
-        let other = || Some((crate::EventId::new("f"), 0, 0));
-        let refused = ApiError::new(ApiErrorKind::RateLimited, "r");
-        assert!(
-            send_once(&sent, other(), 0, far(), async { Err(refused) })
-                .await
-                .is_err()
-        );
-        assert!(!sent.contains(&other().unwrap()));
-        // May have been delivered: kept, and retryable for the runtime since it is remembered.
-        let maybe = ApiError::new(ApiErrorKind::Timeout, "t").with_maybe_delivered(true);
-        let error = send_once(&sent, other(), 0, far(), async {
-            note_dispatched();
-            Err(maybe)
-        })
-        .await
-        .unwrap_err();
-        assert!(error.is_retryable());
-        assert!(sent.contains(&other().unwrap()));
+    /// Attempt 2 of one handler, waiting in [`SentKeys::claim`] for attempt 1's mark.
+    fn waiting_for<'a>(
+        sent: &'a SentKeys<&'static str>,
+        key: &'static str,
+    ) -> impl std::future::Future<Output = Result<Option<Mark<'a, &'static str>>, ApiError>> + 'a
+    {
+        let dispatch = Dispatch::new();
+        async move { sent.claim(key, &dispatch, far()).await }
     }
 
-    /// A deadline no test reaches.
-    fn far() -> Instant {
-        Instant::now() + Duration::from_secs(3600)
-    }
-
-    /// Two attempts of one handler send the same part at once: the first holds it in flight
-    /// until `outcome` is released, then ends with it. Returns both results and whether the
-    /// second attempt's call ran.
-    async fn concurrent(
-        outcome: Result<(), ApiError>,
-        release: bool,
-    ) -> (Result<(), crate::Error>, Result<(), crate::Error>, bool) {
-        let sent = SentKeys::new(Duration::from_secs(60), 10);
-        let key = || Some((crate::EventId::new("e"), 0, 0));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let mut first = std::pin::pin!(send_once(&sent, key(), 0, far(), async {
-            note_dispatched();
-            let _ = rx.await;
-            outcome
-        }));
-        assert!(futures::poll!(first.as_mut()).is_pending());
-        assert_eq!(sent.state(&key().unwrap()), KeyState::InFlight);
-        let called = AtomicBool::new(false);
-        let deadline = super::super::client::now() + Duration::from_secs(20);
-        let mut second = std::pin::pin!(send_once(&sent, key(), 0, deadline, async {
-            called.store(true, Ordering::SeqCst);
-            Ok(())
-        }));
+    #[tokio::test(start_paused = true)]
+    async fn a_key_in_flight_outlives_its_time_and_the_bound_and_its_waiter_learns_the_outcome() {
+        let ttl = Duration::from_secs(10);
+        let sent = SentKeys::new(ttl, 2);
+        let dispatch = Dispatch::new();
+        let first = sent.claim("held", &dispatch, far()).await.unwrap().unwrap();
+        let mut second = std::pin::pin!(waiting_for(&sent, "held"));
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        // Past its time to live, and newer keys fill the memory twice over: a sweep at every
+        // insert, each at capacity, the last past the time to live as well.
+        for key in ["a", "b", "c"] {
+            sent.insert(key);
+        }
+        tokio::time::advance(ttl * 2).await;
+        for key in ["d", "e"] {
+            sent.insert(key);
+        }
+        assert_eq!(sent.state(&"held"), KeyState::InFlight);
+        assert!(!sent.contains(&"a"), "the settled keys go instead");
         assert!(
             futures::poll!(second.as_mut()).is_pending(),
-            "the second attempt neither skips nor sends a part in flight"
+            "the second attempt still waits: the first may yet send it"
         );
-        assert!(!called.load(Ordering::SeqCst));
-        if release {
-            tx.send(()).unwrap();
-            let first = first.await;
-            (first, second.await, called.load(Ordering::SeqCst))
-        } else {
-            let second = second.await;
-            drop(tx);
-            (first.await, second, called.load(Ordering::SeqCst))
+        first.keep();
+        assert!(
+            second.await.unwrap().is_none(),
+            "made by the first attempt, so the second skips it"
+        );
+        assert_eq!(
+            sent.state(&"held"),
+            KeyState::Sent,
+            "remembered from when it was kept"
+        );
+        tokio::time::advance(ttl).await;
+        assert_eq!(sent.state(&"held"), KeyState::Unknown);
+
+        // And forgotten by its mark: the waiter sends it itself.
+        let first = sent
+            .claim("again", &dispatch, far())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut second = std::pin::pin!(waiting_for(&sent, "again"));
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        tokio::time::advance(ttl * 2).await;
+        sent.insert("f");
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        first.forget();
+        assert!(
+            second.await.unwrap().is_some(),
+            "not made: the second sends it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_in_flight_are_kept_beyond_the_bound_and_counted_against_it() {
+        let sent = SentKeys::new(Duration::from_secs(10), 2);
+        let dispatch = Dispatch::new();
+        sent.insert("settled");
+        let mut marks = Vec::new();
+        for key in ["x", "y", "z"] {
+            marks.push(sent.claim(key, &dispatch, far()).await.unwrap().unwrap());
         }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_concurrent_attempt_skips_a_part_only_once_the_first_made_it() {
-        let (first, second, called) = concurrent(Ok(()), true).await;
-        assert!(first.is_ok() && second.is_ok());
-        assert!(!called, "made by the first attempt: not sent twice");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_concurrent_attempt_sends_a_part_the_first_failed_to_make() {
-        // A 503 after the request was written: refused, so not made.
-        let refused = ApiError::new(ApiErrorKind::Server, "busy");
-        let (first, second, called) = concurrent(Err(refused), true).await;
-        assert!(first.is_err());
-        assert!(second.is_ok());
-        assert!(
-            called,
-            "the first attempt did not make it: the second sends it"
+        assert_eq!(
+            sent.len(),
+            3,
+            "more than the bound rather than drop one in flight"
         );
+        assert!(
+            !sent.contains(&"settled"),
+            "the settled key made room first"
+        );
+        assert!(
+            ["x", "y", "z"]
+                .iter()
+                .all(|k| sent.state(k) == KeyState::InFlight)
+        );
+        for mark in marks {
+            mark.keep();
+        }
+        sent.insert("w");
+        assert_eq!(sent.len(), 2, "back within the bound once they settle");
+        assert!(sent.contains(&"z") && sent.contains(&"w"));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_concurrent_attempt_gives_up_at_its_deadline_with_a_retryable_error() {
-        let started = tokio::time::Instant::now();
-        let (_, second, called) = concurrent(Ok(()), false).await;
-        let error = second.unwrap_err();
-        assert!(error.is_retryable(), "{error}");
-        assert!(!called);
-        let waited = started.elapsed();
-        assert!(
-            waited >= Duration::from_secs(19) && waited <= Duration::from_secs(21),
-            "waited {waited:?}"
-        );
+    async fn a_key_taken_again_is_kept_however_its_mark_ends_and_makes_others_wait() {
+        let sent = SentKeys::new(Duration::from_secs(10), 10);
+        let dispatch = Dispatch::new();
+        let fresh = sent.take("k", &dispatch, far()).await.unwrap();
+        assert!(!fresh.was_sent());
+        fresh.keep();
+        let again = sent.take("k", &dispatch, far()).await.unwrap();
+        assert!(again.was_sent());
+        assert_eq!(sent.state(&"k"), KeyState::InFlight);
+        let mut sibling = std::pin::pin!(sent.take("k", &dispatch, far()));
+        assert!(futures::poll!(sibling.as_mut()).is_pending());
+        again.forget();
+        let sibling = sibling.await.unwrap();
+        assert!(sibling.was_sent(), "an earlier attempt may have sent it");
+        drop(sibling); // nothing written in its scope
+        assert_eq!(sent.state(&"k"), KeyState::Sent);
     }
 
     #[test]

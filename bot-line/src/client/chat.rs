@@ -1,5 +1,7 @@
 //! Users and chats: profiles, the loading animation, and content users send.
 
+use std::time::Instant;
+
 use bot_core::api::Call;
 use bytes::Bytes;
 use serde_json::json;
@@ -38,6 +40,17 @@ impl LineClient {
     /// [`crate::ErrorKind::InvalidRequest`] for a duration LINE does not take; otherwise as any
     /// call.
     pub async fn show_loading(&self, chat_id: &str, seconds: u32) -> Result<(), Error> {
+        self.show_loading_until(chat_id, seconds, None).await
+    }
+
+    /// As [`LineClient::show_loading`], given up at `deadline` (the deadline of the send it
+    /// opens) instead of the client's deadline from now.
+    pub(super) async fn show_loading_until(
+        &self,
+        chat_id: &str,
+        seconds: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
         if !(5..=60).contains(&seconds) || !seconds.is_multiple_of(5) {
             return Err(Error::invalid_request(format!(
                 "line: loading lasts 5 to 60 seconds in steps of 5, not {seconds}"
@@ -46,7 +59,7 @@ impl LineClient {
         let call = Call::post(endpoint::LOADING, "/v2/bot/chat/loading/start")
             .json(&json!({"chatId": chat_id, "loadingSeconds": seconds}))?
             .idempotent(true);
-        self.call(call, None).await.map(|_| ())
+        self.call(call, deadline).await.map(|_| ())
     }
 
     /// Downloads what a user sent in an image, video, audio or file message (by message id),

@@ -18,8 +18,23 @@ use crate::model::send::{MAX_MESSAGES_PER_CALL, Message};
 /// Parts of a send pushed after its reply are numbered from here, so that their retry keys never
 /// collide with those of a fallback that pushed the whole send.
 const AFTER_REPLY_PART: usize = 1_000;
+/// How long the loading animation of a send lasts, unless the send's messages end it sooner.
+const LOADING_SECONDS: u32 = 20;
 
 impl LineClient {
+    /// The loading animation for a send, in one-to-one chats, given up at `deadline`.
+    async fn loading_until(
+        &self,
+        conversation: &ConversationId,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        if conversation.as_str().starts_with('U') {
+            self.show_loading_until(conversation.as_str(), LOADING_SECONDS, Some(deadline))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Pushes `messages` in calls of five, part `first_part` on, each with the retry key of its
     /// part of this send.
     async fn push_all(
@@ -40,13 +55,23 @@ impl LineClient {
         Ok(())
     }
 
-    /// Sends `messages` for `target`: a reply of up to five when there is a reply token, the
-    /// rest (or all, without a token) pushed, everything under one deadline.
-    async fn send_line(&self, target: &Target, messages: Vec<Message>) -> Result<(), Error> {
+    /// Sends `messages` for `target`, after the loading animation when `typing`: a reply of up
+    /// to five when there is a reply token, the rest (or all, without a token) pushed,
+    /// everything under one deadline.
+    async fn send_line(
+        &self,
+        target: &Target,
+        messages: Vec<Message>,
+        typing: bool,
+    ) -> Result<(), Error> {
+        let deadline = self.api.deadline_from_now();
+        if typing {
+            // First: one reply call takes the messages.
+            self.loading_until(&target.conversation, deadline).await?;
+        }
         if messages.is_empty() {
             return Ok(());
         }
-        let deadline = self.api.deadline_from_now();
         let Some(token) = &target.reply_token else {
             return self.push_all(target, &messages, 0, deadline).await;
         };
@@ -67,18 +92,20 @@ impl LineClient {
         // Held in flight for the time of the call: a reply cut off after its request was written
         // (the handler timed out) may have used the token, and its retry must not push the
         // messages a second time; one cut off before it left is forgotten. A concurrent attempt
-        // of this handler (a redelivery while this one runs) waits here for the outcome.
+        // of this handler (a redelivery while this one runs) waits here for the outcome. After
+        // an attempt that may have used the token the key is held too (and stays remembered):
+        // a sibling retry then finds this one's reply in `replied` instead of using the token
+        // at the same time and being refused.
         let dispatch = Dispatch::new();
-        let (mark, tried_before) = match send.clone() {
-            Some(send) => {
-                let mark = (self.shared.maybe_replied)
-                    .claim(send, &dispatch, deadline)
-                    .await?;
-                let tried_before = mark.is_none();
-                (mark, tried_before)
-            }
-            None => (None, false),
+        let mark = match send.clone() {
+            Some(send) => Some(
+                (self.shared.maybe_replied)
+                    .take(send, &dispatch, deadline)
+                    .await?,
+            ),
+            None => None,
         };
+        let tried_before = mark.as_ref().is_some_and(|mark| mark.was_sent());
         if let Some(send) = &send
             && self.shared.replied.contains(send)
         {
@@ -175,20 +202,12 @@ impl Outbound for LineClient {
     ) -> Result<(), bot_core::Error> {
         let (typing, line_messages) = crate::render::render_send(&messages)?;
         drop(messages); // converted: not held for the seconds the call may take
-        if typing {
-            self.typing(&target.conversation).await?; // first: one reply call takes the messages
-        }
-        if typing && line_messages.is_empty() {
-            return Ok(());
-        }
-        Ok(self.send_line(target, line_messages).await?)
+        Ok(self.send_line(target, line_messages, typing).await?)
     }
 
     /// The loading animation, in one-to-one chats (LINE has none for groups and rooms).
     async fn typing(&self, conversation: &ConversationId) -> Result<(), bot_core::Error> {
-        if conversation.as_str().starts_with('U') {
-            self.show_loading(conversation.as_str(), 20).await?;
-        }
-        Ok(())
+        let deadline = self.api.deadline_from_now();
+        Ok(self.loading_until(conversation, deadline).await?)
     }
 }
