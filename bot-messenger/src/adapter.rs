@@ -275,9 +275,7 @@ impl Adapter for Messenger {
 
     /// The client records its calls in the bot's telemetry from now on.
     fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
-        let telemetry = bot.telemetry();
-        self.clients
-            .update(|client| client.with_telemetry(telemetry.clone()));
+        self.clients.record_in(bot.telemetry());
         Ok(())
     }
 

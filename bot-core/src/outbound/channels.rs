@@ -125,6 +125,15 @@ impl<C> Channels<C> {
         }
     }
 
+    /// Every channel's client records its calls in `telemetry` from now on: what an adapter's
+    /// [`crate::Adapter::attach`] does with the bot's telemetry.
+    pub fn record_in(&mut self, telemetry: &crate::Telemetry)
+    where
+        C: Instrumented,
+    {
+        self.update(|client| client.with_telemetry(telemetry.clone()));
+    }
+
     /// Registers these channels for handlers (`cx.client::<Channels<C>>()`, then
     /// [`Channels::get`] with the event's channel), and the client itself (`cx.client::<C>()`)
     /// when there is one channel only: with several, a bare client would be the first channel's
@@ -199,6 +208,13 @@ impl<C> Channels<C> {
     pub fn is_empty(&self) -> bool {
         false
     }
+}
+
+/// A platform client that can record its calls in a bot's telemetry, which exists only once the
+/// bot is built ([`Channels::record_in`]).
+pub trait Instrumented: Sized {
+    /// This client, recording its calls in `telemetry`.
+    fn with_telemetry(&self, telemetry: crate::Telemetry) -> Self;
 }
 
 /// One further channel's variables from the environment, as [`numbered_vars`] reads them: each

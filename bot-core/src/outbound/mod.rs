@@ -21,7 +21,7 @@ mod rich;
 mod sent_parts;
 mod target;
 
-pub use channels::{Channels, NumberedVars, numbered_vars};
+pub use channels::{Channels, Instrumented, NumberedVars, numbered_vars};
 pub use client::Outbound;
 pub use message::{Action, Button, Image, OutgoingMessage, QuickReply};
 pub use platform::{PlatformMessage, Rendering};

@@ -147,9 +147,7 @@ impl Adapter for Discord {
 
     /// The clients record their calls in the bot's telemetry.
     fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
-        let telemetry = bot.telemetry();
-        self.clients
-            .update(|client| client.with_telemetry(telemetry.clone()));
+        self.clients.record_in(bot.telemetry());
         Ok(())
     }
 

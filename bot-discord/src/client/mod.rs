@@ -75,3 +75,9 @@ impl DiscordClient {
         &self.http
     }
 }
+
+impl bot_core::outbound::Instrumented for DiscordClient {
+    fn with_telemetry(&self, telemetry: bot_core::Telemetry) -> Self {
+        DiscordClient::with_telemetry(self, telemetry)
+    }
+}

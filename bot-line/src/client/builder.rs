@@ -281,6 +281,12 @@ impl LineClient {
     }
 }
 
+impl bot_core::outbound::Instrumented for LineClient {
+    fn with_telemetry(&self, telemetry: bot_core::Telemetry) -> Self {
+        LineClient::with_telemetry(self, telemetry)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,6 +159,12 @@ impl MessengerClient {
     }
 }
 
+impl bot_core::outbound::Instrumented for MessengerClient {
+    fn with_telemetry(&self, telemetry: bot_core::Telemetry) -> Self {
+        MessengerClient::with_telemetry(self, telemetry)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
