@@ -32,7 +32,17 @@ async fn fresh_pool(test: &str) -> PgPool {
     conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await
         .unwrap();
-    PgPool::builder(&url).schema(&schema).build().unwrap()
+    node_pool(test)
+}
+
+/// A pool of its own on `test`'s schema, for each node: a node killed with its runtime takes its
+/// connections with it, as a killed process does, and must not take the survivor's.
+fn node_pool(test: &str) -> PgPool {
+    let schema = format!("t_webchat_{test}");
+    PgPool::builder(database_url())
+        .schema(&schema)
+        .build()
+        .unwrap()
 }
 
 /// A node's cluster with quick timings.
@@ -127,7 +137,7 @@ async fn a_reply_reaches_the_users_sockets_on_both_nodes_and_presence_counts_eac
     let pool = fresh_pool("both_nodes").await;
     let (a, b) = (
         cluster(&pool, "node-a").await,
-        cluster(&pool, "node-b").await,
+        cluster(&node_pool("both_nodes"), "node-b").await,
     );
     let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
     let remote = Remote::start(b.clone());
@@ -201,7 +211,7 @@ async fn a_dead_nodes_users_are_shown_offline_by_the_survivor() {
     let pool = fresh_pool("dead_node").await;
     let (a, b) = (
         cluster(&pool, "node-a").await,
-        cluster(&pool, "node-b").await,
+        cluster(&node_pool("dead_node"), "node-b").await,
     );
     let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
     let remote = Remote::start(b.clone());
