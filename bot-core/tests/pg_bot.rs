@@ -10,59 +10,29 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bot_core::pg::{PgPool, PgQueue};
-use bot_core::{Bot, BoxError, Context, Event, Limits, RetryPolicy};
+use bot_core::{BoxError, Context, Event, Limits};
 use http::StatusCode;
+use support::bot_contract::{
+    an_event_failing_three_times_is_dead_lettered_and_redriven, bot_on,
+    fifty_events_with_ten_redelivered,
+};
 use support::pg::{eventually, fresh_pool, queue_builder};
-use support::{JsonAdapter, send_to, text_event, webhook_request};
-
-fn bot_on(queue: Arc<PgQueue>, limits: Limits, handler: impl bot_core::Handler) -> Bot {
-    Bot::builder()
-        .adapter(JsonAdapter)
-        .limits(limits)
-        .queue(queue)
-        .handler(handler)
-        .build()
-        .expect("bot builds")
-}
+use support::{send_to, text_event, webhook_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_events_run_through_postgres_once_each() {
     let pool = fresh_pool("bot_e2e").await;
     let queue = Arc::new(queue_builder(&pool).build().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let handler = {
-        let seen = seen.clone();
-        move |_cx: Context, event: Event| {
-            let seen = seen.clone();
-            async move {
-                seen.lock().unwrap().push(event.id.to_string());
-                Ok::<(), BoxError>(())
-            }
-        }
-    };
-    let bot = bot_on(queue.clone(), Limits::default(), handler);
-    bot.start();
+    let mut seen = fifty_events_with_ten_redelivered(queue.clone()).await;
     let events: Vec<Event> = (0..50)
         .map(|i| text_event(&format!("c{}", i % 5), &format!("e{i}")))
         .collect();
-    let res = send_to(&bot, webhook_request(&events)).await;
-    assert_eq!(res.status, StatusCode::OK);
-    assert_eq!(res.json()["accepted"], 50);
-    // The platform redelivers the first ten.
-    let res = send_to(&bot, webhook_request(&events[..10])).await;
-    assert_eq!(res.status, StatusCode::OK);
-    assert_eq!(res.json()["duplicates"], 10);
-    tokio::time::timeout(Duration::from_secs(30), bot.idle())
-        .await
-        .expect("every event handled");
-    let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     let mut expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
     expected.sort();
     assert_eq!(seen, expected, "each event handled exactly once");
     let stats = queue.stats().await.unwrap();
     assert_eq!((stats.ready, stats.leased, stats.dead), (0, 0, 0));
-    bot.shutdown().await;
     queue.shutdown().await;
 }
 
@@ -70,51 +40,7 @@ async fn webhook_events_run_through_postgres_once_each() {
 async fn failing_events_are_retried_then_dead_lettered_and_redriven() {
     let pool = fresh_pool("bot_dead").await;
     let queue = Arc::new(queue_builder(&pool).build().unwrap());
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let handler = {
-        let attempts = attempts.clone();
-        move |cx: Context, _event: Event| {
-            let attempts = attempts.clone();
-            async move {
-                attempts.fetch_add(1, AtomicOrdering::SeqCst);
-                // Fails until it is re-driven (a fresh first attempt after three).
-                if cx.attempt() < 3 && attempts.load(AtomicOrdering::SeqCst) <= 3 {
-                    return Err::<(), BoxError>("flaky".into());
-                }
-                if attempts.load(AtomicOrdering::SeqCst) <= 3 {
-                    return Err("still failing".into());
-                }
-                Ok(())
-            }
-        }
-    };
-    let limits = Limits {
-        retry: RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(100),
-            ..RetryPolicy::default()
-        },
-        ..Limits::default()
-    };
-    let bot = bot_on(queue.clone(), limits, handler);
-    bot.start();
-    let res = send_to(&bot, webhook_request(&[text_event("c1", "e1")])).await;
-    assert_eq!(res.status, StatusCode::OK);
-    tokio::time::timeout(Duration::from_secs(30), bot.idle())
-        .await
-        .expect("dead-lettered");
-    assert_eq!(attempts.load(AtomicOrdering::SeqCst), 3);
-    let letters = bot.dead_letters(10).await.unwrap();
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].attempts, 3);
-    assert_eq!(bot.redrive_dead_letters(10).await.unwrap(), 1);
-    tokio::time::timeout(Duration::from_secs(30), bot.idle())
-        .await
-        .expect("re-driven event handled");
-    assert_eq!(attempts.load(AtomicOrdering::SeqCst), 4);
-    assert!(bot.dead_letters(10).await.unwrap().is_empty());
-    bot.shutdown().await;
+    an_event_failing_three_times_is_dead_lettered_and_redriven(queue.clone(), || {}).await;
     queue.shutdown().await;
 }
 

@@ -395,6 +395,7 @@ pub(crate) async fn next<T>(rx: &mut mpsc::Receiver<T>) -> T {
         .expect("channel closed")
 }
 
+pub(crate) mod bot_contract;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
 #[cfg(feature = "nats")]
