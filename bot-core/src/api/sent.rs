@@ -1,7 +1,10 @@
 //! [`SentKeys`]: a bounded memory of what a client sent, may have sent, or is sending now.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::num::NonZeroU64;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,15 +26,28 @@ use super::error::{ApiError, ApiErrorKind};
 /// settled are forgotten first; when only keys in flight are left, the memory holds more than
 /// its bound (as many as there are calls in flight) rather than drop one. Its time to live
 /// starts when its mark ends.
+///
+/// The memory keeps a 128-bit keyed fingerprint of each key, not the key: some 73 bytes a
+/// settled key (its table slot and its place in the expiry order) whatever the key's type,
+/// against 145 for a LINE reply's `(EventId, u32)` kept whole. Two keys would have to share a
+/// fingerprint for one send to be skipped; among the 100,000 keys a client remembers at most,
+/// the chance that any two do is below 2^-94.
 #[derive(Debug)]
 pub struct SentKeys<K> {
     ttl: Duration,
     max: usize,
-    keys: Mutex<Remembered<K>>,
+    keys: Mutex<Remembered>,
+    /// Two independently keyed SipHash instances, one for each half of a fingerprint.
+    hashers: (RandomState, RandomState),
     /// Woken whenever a key leaves the in-flight state (kept, forgotten, or overwritten), or a
     /// sweep forgets keys.
     settled: Notify,
+    keys_of: PhantomData<fn(&K)>,
 }
+
+/// What the memory keeps of a key: 128 bits, as two halves so that an entry needs no 16-byte
+/// alignment (a `u128` would pad each table slot from 40 bytes to 48).
+type Fingerprint = (u64, u64);
 
 /// What a [`SentKeys`] knows of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,16 +66,16 @@ pub enum KeyState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     at: Instant,
-    holder: Option<u64>,
+    holder: Option<NonZeroU64>,
 }
 
 /// The keys remembered, the order in which the settled ones were remembered (for expiry and the
 /// bound; keys in flight join it when their mark keeps them), and the next mark's number.
 #[derive(Debug)]
-struct Remembered<K> {
-    set: HashMap<K, Entry>,
-    order: VecDeque<(Instant, K)>,
-    next_mark: u64,
+struct Remembered {
+    set: HashMap<Fingerprint, Entry>,
+    order: VecDeque<(Instant, Fingerprint)>,
+    next_mark: NonZeroU64,
 }
 
 impl<K: Hash + Eq + Clone> SentKeys<K> {
@@ -71,14 +87,20 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
             keys: Mutex::new(Remembered {
                 set: HashMap::new(),
                 order: VecDeque::new(),
-                next_mark: 0,
+                next_mark: NonZeroU64::MIN,
             }),
+            hashers: (RandomState::new(), RandomState::new()),
             settled: Notify::new(),
+            keys_of: PhantomData,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Remembered<K>> {
+    fn lock(&self) -> MutexGuard<'_, Remembered> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fingerprint(&self, key: &K) -> Fingerprint {
+        (self.hashers.0.hash_one(key), self.hashers.1.hash_one(key))
     }
 
     /// Whether `key` was sent (or may have been, or is being sent) and is still remembered.
@@ -88,7 +110,7 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
 
     /// What is known of `key` now.
     pub fn state(&self, key: &K) -> KeyState {
-        self.lock().state(key, now(), self.ttl)
+        self.lock().state(self.fingerprint(key), now(), self.ttl)
     }
 
     /// Remembers `key` as sent now.
@@ -99,13 +121,15 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     /// Remembers `key` as sent at `now`, first forgetting settled keys older than the time to
     /// live and the oldest settled ones beyond the count.
     pub fn insert_at(&self, key: K, now: Instant) {
+        let key = self.fingerprint(&key);
         self.lock().insert(key, now, None, self.ttl, self.max);
         self.settled.notify_waiters();
     }
 
     /// Forgets `key` (a send that turned out not to have been made).
     pub fn remove(&self, key: &K) {
-        self.lock().set.remove(key);
+        let key = self.fingerprint(key);
+        self.lock().forget(key);
         self.settled.notify_waiters();
     }
 
@@ -168,7 +192,7 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
         mut if_sent: impl FnMut() -> Option<T>,
         held: impl Fn(Mark<'a, K>) -> T,
     ) -> Result<T, ApiError> {
-        let key = &key;
+        let key = self.fingerprint(&key);
         self.when_settled(deadline, move |keys, now| {
             let was_sent = match keys.state(key, now, self.ttl) {
                 KeyState::InFlight => return None,
@@ -178,11 +202,11 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
                 },
                 KeyState::Unknown => false,
             };
-            let (holder, swept) = keys.hold(key.clone(), now, self.ttl, self.max);
+            let (holder, swept) = keys.hold(key, now, self.ttl, self.max);
             if swept {
                 self.settled.notify_waiters();
             }
-            let mark = Mark::new(self, key.clone(), holder, was_sent, dispatch);
+            let mark = Mark::new(self, key, holder, was_sent, dispatch);
             Some(held(mark))
         })
         .await
@@ -194,6 +218,7 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     ///
     /// As [`SentKeys::claim`].
     pub async fn settled(&self, key: &K, deadline: Instant) -> Result<KeyState, ApiError> {
+        let key = self.fingerprint(key);
         self.when_settled(deadline, |keys, now| {
             Some(keys.state(key, now, self.ttl)).filter(|s| *s != KeyState::InFlight)
         })
@@ -205,7 +230,7 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     async fn when_settled<T>(
         &self,
         deadline: Instant,
-        mut decide: impl FnMut(&mut Remembered<K>, Instant) -> Option<T>,
+        mut decide: impl FnMut(&mut Remembered, Instant) -> Option<T>,
     ) -> Result<T, ApiError> {
         let deadline = tokio::time::Instant::from_std(deadline);
         loop {
@@ -227,16 +252,16 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     /// Ends mark `holder`'s hold on `key`: remembered as sent from now when `kept`, forgotten
     /// otherwise. A key the mark no longer holds (forgotten with [`SentKeys::remove`], or
     /// remembered as sent with [`SentKeys::insert`]) is left as it is.
-    fn release(&self, key: &K, holder: u64, kept: bool) {
+    fn release(&self, key: Fingerprint, holder: NonZeroU64, kept: bool) {
         {
             let mut keys = self.lock();
-            if keys.set.get(key).is_some_and(|e| e.holder == Some(holder)) {
+            if keys.set.get(&key).is_some_and(|e| e.holder == Some(holder)) {
                 if kept {
                     let at = now();
-                    keys.set.insert(key.clone(), Entry { at, holder: None });
-                    keys.order.push_back((at, key.clone()));
+                    keys.set.insert(key, Entry { at, holder: None });
+                    keys.order.push_back((at, key));
                 } else {
-                    keys.set.remove(key);
+                    keys.forget(key);
                 }
             }
         }
@@ -244,9 +269,9 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone> Remembered<K> {
-    fn state(&self, key: &K, now: Instant, ttl: Duration) -> KeyState {
-        match self.set.get(key) {
+impl Remembered {
+    fn state(&self, key: Fingerprint, now: Instant, ttl: Duration) -> KeyState {
+        match self.set.get(&key) {
             Some(Entry {
                 holder: Some(_), ..
             }) => KeyState::InFlight,
@@ -257,9 +282,15 @@ impl<K: Hash + Eq + Clone> Remembered<K> {
 
     /// Remembers `key` as in flight, held by a new mark: the mark's number, and whether the
     /// sweep made room by forgetting keys.
-    fn hold(&mut self, key: K, now: Instant, ttl: Duration, max: usize) -> (u64, bool) {
+    fn hold(
+        &mut self,
+        key: Fingerprint,
+        now: Instant,
+        ttl: Duration,
+        max: usize,
+    ) -> (NonZeroU64, bool) {
         let holder = self.next_mark;
-        self.next_mark = self.next_mark.wrapping_add(1);
+        self.next_mark = self.next_mark.checked_add(1).unwrap_or(NonZeroU64::MIN);
         let swept = self.insert(key, now, Some(holder), ttl, max);
         (holder, swept)
     }
@@ -267,14 +298,14 @@ impl<K: Hash + Eq + Clone> Remembered<K> {
     /// Remembers `key` at `now`, after a sweep; whether the sweep forgot keys.
     fn insert(
         &mut self,
-        key: K,
+        key: Fingerprint,
         now: Instant,
-        holder: Option<u64>,
+        holder: Option<NonZeroU64>,
         ttl: Duration,
         max: usize,
     ) -> bool {
         let swept = self.sweep(now, ttl, max);
-        self.set.insert(key.clone(), Entry { at: now, holder });
+        self.set.insert(key, Entry { at: now, holder });
         if holder.is_none() {
             self.order.push_back((now, key));
         }
@@ -306,7 +337,32 @@ impl<K: Hash + Eq + Clone> Remembered<K> {
                 swept = true;
             }
         }
+        if swept {
+            self.shrink();
+        }
         swept
+    }
+
+    /// Forgets `key` outright (a send not made).
+    fn forget(&mut self, key: Fingerprint) {
+        if self.set.remove(&key).is_some() {
+            self.shrink();
+        }
+    }
+
+    /// Gives memory back once the keys fill a quarter of it: a burst of calls in flight (50,000
+    /// replies waiting on a slow API) leaves no table of its peak size behind.
+    fn shrink(&mut self) {
+        const MIN_CAPACITY: usize = 1024;
+        let capacity = self.set.capacity();
+        if capacity > MIN_CAPACITY && self.set.len() < capacity / 4 {
+            self.set.shrink_to((self.set.len() * 2).max(MIN_CAPACITY));
+        }
+        let capacity = self.order.capacity();
+        if capacity > MIN_CAPACITY && self.order.len() < capacity / 4 {
+            self.order
+                .shrink_to((self.order.len() * 2).max(MIN_CAPACITY));
+        }
     }
 }
 
@@ -319,8 +375,8 @@ impl<K: Hash + Eq + Clone> Remembered<K> {
 #[derive(Debug)]
 pub struct Mark<'a, K: Hash + Eq + Clone> {
     sent: &'a SentKeys<K>,
-    key: Option<K>,
-    holder: u64,
+    key: Option<Fingerprint>,
+    holder: NonZeroU64,
     was_sent: bool,
     dispatch: Dispatch,
 }
@@ -328,8 +384,8 @@ pub struct Mark<'a, K: Hash + Eq + Clone> {
 impl<'a, K: Hash + Eq + Clone> Mark<'a, K> {
     fn new(
         sent: &'a SentKeys<K>,
-        key: K,
-        holder: u64,
+        key: Fingerprint,
+        holder: NonZeroU64,
         was_sent: bool,
         dispatch: &Dispatch,
     ) -> Self {
@@ -360,7 +416,7 @@ impl<'a, K: Hash + Eq + Clone> Mark<'a, K> {
 
     fn end(&mut self, kept: bool) {
         if let Some(key) = self.key.take() {
-            self.sent.release(&key, self.holder, kept || self.was_sent);
+            self.sent.release(key, self.holder, kept || self.was_sent);
         }
     }
 }
@@ -379,6 +435,45 @@ mod tests {
     /// A deadline no test reaches.
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[test]
+    fn a_key_costs_its_fingerprint_whatever_its_type() {
+        // A table slot and an expiry-order entry; a LINE reply's key kept whole made these 80
+        // and 64 bytes.
+        assert_eq!(std::mem::size_of::<(Fingerprint, Entry)>(), 40);
+        assert_eq!(std::mem::size_of::<(Instant, Fingerprint)>(), 32);
+        let sent = SentKeys::new(Duration::from_secs(10), 10);
+        sent.insert((
+            "a long key that would not fit in a table slot".to_owned(),
+            1_u32,
+        ));
+        assert!(sent.contains(&(
+            "a long key that would not fit in a table slot".to_owned(),
+            1
+        )));
+        assert!(!sent.contains(&(
+            "a long key that would not fit in a table slot".to_owned(),
+            2
+        )));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_in_flight_leaves_no_table_of_its_size_behind() {
+        let sent = SentKeys::new(Duration::from_secs(10), 100_000);
+        let dispatch = Dispatch::new();
+        let mut marks = Vec::new();
+        for key in 0..20_000_u32 {
+            marks.push(sent.claim(key, &dispatch, far()).await.unwrap().unwrap());
+        }
+        let peak = sent.lock().set.capacity();
+        assert!(peak >= 20_000);
+        for mark in marks {
+            mark.forget();
+        }
+        assert!(sent.is_empty());
+        let after = sent.lock().set.capacity();
+        assert!(after <= peak / 8, "{after} slots kept of {peak}");
     }
 
     #[test]

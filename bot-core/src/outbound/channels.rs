@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 
@@ -301,10 +303,22 @@ impl<C: Outbound> Outbound for Channels<C> {
         self.default_client().platform()
     }
 
-    async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
-        self.get(target.channel.as_ref())?
-            .send(target, messages)
-            .await
+    // Not an `async fn`: the channel's client's boxed future is handed on as it is, instead of
+    // boxed again inside one of ours (a box per send, and the client's future behind two).
+    fn send<'a, 'b, 'f>(
+        &'a self,
+        target: &'b Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'f>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        match self.get(target.channel.as_ref()) {
+            Ok(client) => client.send(target, messages),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     async fn typing(&self, conversation: &ConversationId) -> Result<(), Error> {
