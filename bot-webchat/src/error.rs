@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Invalid,
     /// PostgreSQL refused a statement or could not be reached (presence, cross-node fan-out).
     Database,
+    /// The message broker of the cross-node fan-out (NATS) refused a message or could not be
+    /// reached.
+    Broker,
 }
 
 /// An error of the web chat adapter.
@@ -41,7 +44,7 @@ impl Error {
         Self::new(ErrorKind::Invalid, message)
     }
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "nats")), allow(dead_code))]
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());
         self
@@ -82,7 +85,7 @@ impl From<Error> for bot_core::Error {
         let kind = match e.kind {
             ErrorKind::Config => bot_core::ErrorKind::Config,
             ErrorKind::Invalid => bot_core::ErrorKind::Outbound,
-            ErrorKind::Database => bot_core::ErrorKind::Other,
+            ErrorKind::Database | ErrorKind::Broker => bot_core::ErrorKind::Other,
         };
         let message = e.message.clone();
         let core = bot_core::Error::new(kind, message).with_source(e);

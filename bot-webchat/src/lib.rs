@@ -9,6 +9,8 @@ mod event;
 pub mod fanout;
 mod hub;
 mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod protocol;
