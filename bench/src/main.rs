@@ -26,6 +26,7 @@ mod record;
 mod scenario;
 mod slow_api;
 mod ws;
+mod ws_cluster;
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ enum Command {
     /// Writes signed webhook bodies for another load generator (`bench/wrk/webhook.lua` for
     /// wrk): one line per request, the signature, a tab, the body.
     Bodies(BodiesArgs),
+    /// The client sockets of one `ws-cluster` node, in a process of their own (started by
+    /// `ws-cluster`).
+    #[command(hide = true)]
+    WsClients(ws_cluster::ClientArgs),
     /// Runs a benchmark scenario from start to end.
     Scenario {
         #[command(subcommand)]
@@ -95,6 +100,10 @@ enum Scenario {
     /// Web chat sockets each keeping messages unanswered; echo-bot's handler echoes them:
     /// messages/s and latency percentiles from send to echo.
     WsChat(ws::ChatArgs),
+    /// N echo-bot processes on one PostgreSQL holding M idle web chat sockets together (100,000
+    /// over 6 by default), each with a client process of its own: RSS per socket and idle CPU per
+    /// node, late heartbeats, and whether presence in PostgreSQL counts every node's sockets.
+    WsCluster(ws_cluster::ClusterArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -369,6 +378,16 @@ fn main() -> ExitCode {
             Command::Scenario {
                 scenario: Scenario::WsChat(args),
             } => args.record.finish(ws::ws_chat(&args).await),
+            Command::Scenario {
+                scenario: Scenario::WsCluster(args),
+            } => args.record.finish(ws_cluster::ws_cluster(&args).await),
+            Command::WsClients(args) => match ws_cluster::ws_clients(&args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ws-clients: {e}");
+                    ExitCode::FAILURE
+                }
+            },
         }
     })
 }

@@ -33,7 +33,7 @@ use crate::scenario::{SECRET, Started, free_port, sibling_binary, thousands, usa
 /// A heartbeat answered later than this is late.
 const LATE: Duration = Duration::from_secs(1);
 /// Sockets connecting at once.
-const CONNECTING: usize = 256;
+pub(crate) const CONNECTING: usize = 256;
 
 type Socket = WebSocketStream<TcpStream>;
 
@@ -70,16 +70,22 @@ pub(crate) struct ChatArgs {
 }
 
 /// echo-bot serving web chat on a port of its own.
-struct Bot {
+pub(crate) struct Bot {
     process: Started,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Bot {
     async fn start() -> Result<Self, String> {
+        Self::start_with(&[]).await
+    }
+
+    /// echo-bot with `env` set too.
+    pub(crate) async fn start_with(env: &[(&str, String)]) -> Result<Self, String> {
         let binary = sibling_binary("echo-bot")?;
         let (bot_port, chat_port) = (free_port()?, free_port()?);
         let child = std::process::Command::new(binary)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("BOT_ADDR", format!("127.0.0.1:{bot_port}"))
             .env("WEBCHAT_ADDR", format!("127.0.0.1:{chat_port}"))
             .env("WEBCHAT_SECRET", SECRET)
@@ -102,13 +108,13 @@ impl Bot {
         Ok(bot)
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.process.0.id()
     }
 }
 
 /// The resident set now (VmRSS), KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -123,7 +129,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Opens a socket and joins as `user`.
-async fn join(url: &str, user: &str) -> Result<Socket, String> {
+pub(crate) async fn join(url: &str, user: &str) -> Result<Socket, String> {
     let token = bot_webchat::token::issue(&Secret::new(SECRET), user, Duration::from_secs(3600))
         .map_err(|e| e.to_string())?;
     let host = url
@@ -163,16 +169,16 @@ async fn next_frame(socket: &mut Socket) -> Option<Value> {
 }
 
 #[derive(Debug, Default)]
-struct HeartbeatTally {
-    sent: AtomicU64,
-    answered: AtomicU64,
-    late: AtomicU64,
-    unanswered: AtomicU64,
-    closed: AtomicU64,
+pub(crate) struct HeartbeatTally {
+    pub(crate) sent: AtomicU64,
+    pub(crate) answered: AtomicU64,
+    pub(crate) late: AtomicU64,
+    pub(crate) unanswered: AtomicU64,
+    pub(crate) closed: AtomicU64,
 }
 
 /// One idle socket: a heartbeat every `interval` from `offset` on, until `stop`.
-async fn idle_socket(
+pub(crate) async fn idle_socket(
     mut socket: Socket,
     offset: Duration,
     interval: Duration,
@@ -307,7 +313,7 @@ fn load_average() -> String {
 }
 
 /// A spread in [0, 1) from `n` (a heartbeat's offset), without a random source.
-fn fastrand_unit(n: u32) -> f64 {
+pub(crate) fn fastrand_unit(n: u32) -> f64 {
     // The golden ratio's fractional part spreads consecutive integers evenly.
     (f64::from(n) * 0.618_033_988_749_895).fract()
 }
