@@ -220,6 +220,52 @@ pub(crate) async fn idle_socket(
     }
 }
 
+/// Opens a socket to `url` for each of `users` (named `prefix` and the number), 256 at a time,
+/// each idle with a heartbeat every `interval` from a spread offset until `stop`; returns once
+/// every one joined or failed: their tasks, and how many failed to join.
+pub(crate) async fn open_idle_sockets(
+    url: &str,
+    prefix: &str,
+    users: std::ops::Range<u32>,
+    interval: Duration,
+    tally: &Arc<HeartbeatTally>,
+    stop: &CancellationToken,
+) -> (Vec<tokio::task::JoinHandle<Result<(), String>>>, u64) {
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut joins = Vec::with_capacity(users.len());
+    for n in users {
+        let permit = connecting
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (url, user) = (url.to_owned(), format!("{prefix}{n}"));
+        let (tally, stop, failed) = (tally.clone(), stop.clone(), failed.clone());
+        let offset = interval.mul_f64(fastrand_unit(n));
+        // One task per load socket, for the run's length (the load generator's own).
+        #[allow(clippy::disallowed_methods)]
+        joins.push(tokio::spawn(async move {
+            let socket = join(&url, &user).await;
+            drop(permit);
+            let socket = socket.inspect_err(|_| {
+                failed.fetch_add(1, Ordering::Relaxed);
+            })?;
+            idle_socket(socket, offset, interval, tally, stop).await;
+            Ok::<(), String>(())
+        }));
+        if joins.len() % 1000 == 0 {
+            eprintln!("ws: {} sockets opening", joins.len());
+        }
+    }
+    // Every permit back: every socket joined (or failed).
+    let _all = connecting
+        .acquire_many(CONNECTING as u32)
+        .await
+        .expect("never closed");
+    (joins, failed.load(Ordering::Relaxed))
+}
+
 /// `ws-idle`.
 pub(crate) async fn ws_idle(args: &IdleArgs) -> Result<Row, String> {
     let bot = Bot::start().await?;
@@ -228,37 +274,16 @@ pub(crate) async fn ws_idle(args: &IdleArgs) -> Result<Row, String> {
     let before_kib = rss_kib(pid);
     let tally = Arc::new(HeartbeatTally::default());
     let stop = CancellationToken::new();
-    let connecting = Arc::new(Semaphore::new(CONNECTING));
     let started = Instant::now();
-    let mut joins = Vec::with_capacity(args.sockets as usize);
-    for n in 0..args.sockets {
-        let permit = connecting
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let url = bot.url.clone();
-        let (tally, stop, interval) = (tally.clone(), stop.clone(), args.heartbeat);
-        let offset = interval.mul_f64(fastrand_unit(n));
-        // One task per load socket, for the run's length (the load generator's own).
-        #[allow(clippy::disallowed_methods)]
-        joins.push(tokio::spawn(async move {
-            let socket = join(&url, &format!("idle-{n}")).await;
-            drop(permit);
-            let socket = socket?;
-            idle_socket(socket, offset, interval, tally, stop).await;
-            Ok::<(), String>(())
-        }));
-        // Joins finish as they come; the first failure ends the run.
-        if n % 1000 == 999 {
-            eprintln!("ws-idle: {} sockets opening", n + 1);
-        }
-    }
-    // Every permit back: every socket joined (or failed).
-    let _all = connecting
-        .acquire_many(CONNECTING as u32)
-        .await
-        .expect("never closed");
+    let (joins, _) = open_idle_sockets(
+        &bot.url,
+        "idle-",
+        0..args.sockets,
+        args.heartbeat,
+        &tally,
+        &stop,
+    )
+    .await;
     let connect_seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "ws-idle: {} sockets joined in {connect_seconds:.1} s; idle for {:?}",

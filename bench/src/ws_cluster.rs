@@ -10,18 +10,17 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bot_core::pg::PgPool;
 use bot_webchat::pg::PgCluster;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::RecordArgs;
 use crate::record::{Row, Verdict};
 use crate::scenario::{thousands, usage};
-use crate::ws::{Bot, CONNECTING, HeartbeatTally, fastrand_unit, idle_socket, join, rss_kib};
+use crate::ws::{Bot, HeartbeatTally, open_idle_sockets, rss_kib};
 
 /// How long the clients may take to join, and presence to settle.
 const JOIN_TIME_OUT: Duration = Duration::from_secs(600);
@@ -68,39 +67,10 @@ pub(crate) struct ClientArgs {
 pub(crate) async fn ws_clients(args: &ClientArgs) -> Result<(), String> {
     let tally = Arc::new(HeartbeatTally::default());
     let stop = CancellationToken::new();
-    let connecting = Arc::new(Semaphore::new(CONNECTING));
     let started = Instant::now();
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut joins = Vec::with_capacity(args.sockets as usize);
-    for n in 0..args.sockets {
-        let permit = connecting
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let url = args.url.clone();
-        let user = format!("u{}", args.first_user + n);
-        let (tally, stop, interval) = (tally.clone(), stop.clone(), args.heartbeat);
-        let failed = failed.clone();
-        let offset = interval.mul_f64(fastrand_unit(args.first_user + n));
-        // One task per load socket, for the run's length (the load generator's own).
-        #[allow(clippy::disallowed_methods)]
-        joins.push(tokio::spawn(async move {
-            let socket = join(&url, &user).await;
-            if socket.is_err() {
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
-            drop(permit);
-            let socket = socket?;
-            idle_socket(socket, offset, interval, tally, stop).await;
-            Ok::<(), String>(())
-        }));
-    }
-    let _all = connecting
-        .acquire_many(CONNECTING as u32)
-        .await
-        .expect("never closed");
-    let failed = failed.load(Ordering::Relaxed);
+    let users = args.first_user..args.first_user + args.sockets;
+    let (joins, failed) =
+        open_idle_sockets(&args.url, "u", users, args.heartbeat, &tally, &stop).await;
     println!(
         "joined {} {failed} {:.3}",
         joins.len() as u64 - failed,

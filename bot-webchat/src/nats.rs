@@ -31,7 +31,7 @@ use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind};
-use crate::fanout::{Envelope, Fanout, LocalDelivery};
+use crate::fanout::{Envelope, Fanout, LocalDelivery, listen_until_shutdown};
 
 /// The subject prefix every node of every application shares.
 const SUBJECT_PREFIX: &str = "webchat.fanout.";
@@ -184,27 +184,11 @@ impl Fanout for NatsFanout {
     }
 
     async fn run(&self, local: LocalDelivery, shutdown: CancellationToken) -> Result<(), Error> {
-        let mut failures = 0u32;
-        loop {
-            let outcome = self.listen_once(&local, &shutdown).await;
-            self.inner.listening.store(false, Ordering::Release);
-            match outcome {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let pause = Duration::from_millis(200 << failures.min(5));
-                    tracing::warn!(
-                        error = %e,
-                        retry_in = ?pause,
-                        "webchat: the NATS subscription failed; other nodes' messages wait for it"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shutdown.cancelled() => return Ok(()),
-                    }
-                }
-            }
-        }
+        let listening = &self.inner.listening;
+        listen_until_shutdown("the NATS subscription", listening, &shutdown, || {
+            self.listen_once(&local, &shutdown)
+        })
+        .await
     }
 }
 

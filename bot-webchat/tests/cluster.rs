@@ -6,14 +6,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use bot_core::pg::PgPool;
 use bot_webchat::WebChat;
 use bot_webchat::pg::PgCluster;
 use serde_json::json;
-use support::{Harness, echo, next, next_of, send};
+use support::{Harness, echo, eventually, next, next_of, send};
 use tokio::time::Instant;
 
 fn database_url() -> String {
@@ -59,22 +58,6 @@ async fn cluster(pool: &PgPool, node: &str) -> PgCluster {
     cluster
 }
 // ANCHOR_END: cluster
-
-/// Polls `check` until it returns `Some`, failing after 10 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A node on a runtime of its own, so that the test can kill it the way `kill -9` does: every
 /// task stops at once, nothing cleans up, its heartbeat just stops.

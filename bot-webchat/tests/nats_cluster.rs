@@ -5,14 +5,11 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bot_webchat::nats::NatsFanout;
 use serde_json::json;
-use support::{Harness, echo, next, next_of, send};
-use tokio::time::Instant;
+use support::{Harness, echo, eventually, next, next_of, send};
 
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
@@ -27,22 +24,6 @@ async fn node(name: &str, node: &str) -> NatsFanout {
     fanout.unwrap_or_else(|e| {
             panic!("NATS is not reachable at {url} ({e}); start it (scripts/ensure-nats.sh) or set NATS_URL")
         })
-}
-
-/// Polls `check` until it returns `Some`, failing after 10 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,6 @@
 //! envelope over `NOTIFY`'s payload limit is stored in `webchat_fanout` and sent by reference.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt as _;
@@ -11,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{PgCluster, db, sql};
 use crate::error::{Error, ErrorKind};
-use crate::fanout::{Envelope, Fanout, LocalDelivery};
+use crate::fanout::{Envelope, Fanout, LocalDelivery, listen_until_shutdown};
 
 /// The largest payload sent inline: `NOTIFY` takes under 8000 bytes.
 const MAX_INLINE_PAYLOAD: usize = 7900;
@@ -43,27 +42,11 @@ impl Fanout for PgCluster {
     }
 
     async fn run(&self, local: LocalDelivery, shutdown: CancellationToken) -> Result<(), Error> {
-        let mut failures = 0u32;
-        loop {
-            let outcome = self.listen_once(&local, &shutdown).await;
-            self.inner.listening.store(false, Ordering::Release);
-            match outcome {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let pause = Duration::from_millis(200 << failures.min(5));
-                    tracing::warn!(
-                        error = %e,
-                        retry_in = ?pause,
-                        "webchat: the LISTEN connection failed; other nodes' messages wait for it"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shutdown.cancelled() => return Ok(()),
-                    }
-                }
-            }
-        }
+        let listening = &self.inner.listening;
+        listen_until_shutdown("the LISTEN connection", listening, &shutdown, || {
+            self.listen_once(&local, &shutdown)
+        })
+        .await
     }
 }
 
