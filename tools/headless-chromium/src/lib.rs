@@ -100,10 +100,10 @@ impl Browser {
         let mut lines = BufReader::new(stderr).lines();
         let port = tokio::time::timeout(PAGE_WAIT, async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split("DevTools listening on ws://127.0.0.1:").nth(1) {
-                    if let Some(Ok(port)) = rest.split('/').next().map(str::parse::<u16>) {
-                        return port;
-                    }
+                if let Some(rest) = line.split("DevTools listening on ws://127.0.0.1:").nth(1)
+                    && let Some(Ok(port)) = rest.split('/').next().map(str::parse::<u16>)
+                {
+                    return port;
                 }
             }
             panic!("chromium ended without a DevTools address");
