@@ -1,5 +1,6 @@
 //! The emulator page in headless Chromium: on each platform, send a message and see the echo,
-//! tap a quick reply and see the postback handled; on LINE, tap a card's button too. The side
+//! tap a quick reply and see the postback handled; on Discord, see a slow slash command
+//! deferred and then answered; on LINE, tap a card's button too. The side
 //! panel shows the signed request, the handler's trace and the runtime's figures.
 //!
 //! Needs `chromium` (scripts/ensure-chromium.sh installs it); fails, never skips, without it.
@@ -84,6 +85,14 @@ async fn chat_on_every_platform_tap_a_quick_reply_and_see_the_postback_handled()
         tap(&mut page, "Pasta").await;
         page.wait_for(&last_bot_text_is(&said("One pasta, coming up.")))
             .await;
+
+        if platform == "discord" {
+            // A slash command whose handler takes 3 s: deferred in time, then answered.
+            type_and_send(&mut page, "/slow").await;
+            page.wait_for("document.querySelectorAll('#conversation .deferred').length === 1")
+                .await;
+            page.wait_for(&last_bot_text_is("Done thinking.")).await;
+        }
     }
 
     // The side panel: the last request sent (the console's stdin line), the traces, the figures.
@@ -96,7 +105,7 @@ async fn chat_on_every_platform_tap_a_quick_reply_and_see_the_postback_handled()
          t.textContent.includes('postback') && t.textContent.includes('order taken'))",
     )
     .await;
-    page.wait_for("document.getElementById('fig-processed').textContent.includes('ok 12')")
+    page.wait_for("document.getElementById('fig-processed').textContent.includes('ok 13')")
         .await;
 
     // LINE again: a card drawn from its Flex bubble, its "Order" button tapped.
