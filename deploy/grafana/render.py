@@ -47,7 +47,7 @@ def fmt_value(value, unit):
     if unit == "s":
         return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
     if unit in ("reqps", "ops"):
-        return f"{value:.1f}/s"
+        return f"{value:.1f}/s" if value >= 1 or value == 0 else f"{value:.3f}/s"
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:.2f}".rstrip("0").rstrip(".")
 
 
