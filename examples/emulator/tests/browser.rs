@@ -1,11 +1,12 @@
 //! The emulator page in headless Chromium: on each platform, send a message and see the echo,
 //! tap a quick reply and see the postback handled; on Discord, see a slow slash command
-//! deferred and then answered; on LINE, tap a card's button too. The side
+//! deferred and then answered, and a card drawn as an embed with buttons; on LINE, tap a card's
+//! button too. The side
 //! panel shows the signed request, the handler's trace and the runtime's figures.
 //!
 //! Needs `chromium` (scripts/ensure-chromium.sh installs it); fails, never skips, without it.
-//! With `EMULATOR_SCREENSHOT=<path.png>` it also saves a screenshot of the page at the end
-//! (the book's is made that way).
+//! With `EMULATOR_SCREENSHOT=<path.png>` it also saves a screenshot of the page at the end, and
+//! of the Discord tab as `<path>-discord.png` (the book's are made that way).
 #![allow(clippy::disallowed_methods)] // the page's server runs in one spawned task
 
 use bot_core::Bot;
@@ -92,6 +93,20 @@ async fn chat_on_every_platform_tap_a_quick_reply_and_see_the_postback_handled()
             page.wait_for("document.querySelectorAll('#conversation .deferred').length === 1")
                 .await;
             page.wait_for(&last_bot_text_is("Done thinking.")).await;
+            // A card: an embed with its buttons as components.
+            type_and_send(&mut page, "card").await;
+            page.wait_for(
+                "Array.from(document.querySelectorAll('#conversation .embed .title')).some(t => t.textContent === 'Margherita')",
+            )
+            .await;
+            page.wait_for(
+                "Array.from(document.querySelectorAll('#conversation .components .dbutton')).some(b => b.textContent === 'Order')",
+            )
+            .await;
+            if let Ok(path) = std::env::var("EMULATOR_SCREENSHOT") {
+                let path = path.replace(".png", "-discord.png");
+                page.screenshot(std::path::Path::new(&path)).await;
+            }
         }
     }
 
@@ -105,7 +120,7 @@ async fn chat_on_every_platform_tap_a_quick_reply_and_see_the_postback_handled()
          t.textContent.includes('postback') && t.textContent.includes('order taken'))",
     )
     .await;
-    page.wait_for("document.getElementById('fig-processed').textContent.includes('ok 13')")
+    page.wait_for("Number((document.getElementById('fig-processed').textContent.match(/ok (\\d+)/) || [])[1]) === 14")
         .await;
 
     // LINE again: a card drawn from its Flex bubble, its "Order" button tapped.
@@ -147,7 +162,8 @@ async fn chat_on_every_platform_tap_a_quick_reply_and_see_the_postback_handled()
     );
     assert_eq!(
         discord.messages_in(emulator::DISCORD_CHANNEL),
-        ["hello from discord", "What would you like?"]
+        // The card is an embed without content.
+        ["hello from discord", "What would you like?", ""]
     );
 
     if let Ok(path) = std::env::var("EMULATOR_SCREENSHOT") {
