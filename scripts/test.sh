@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's one test command: every test and doc test of the workspace, and the book's includes.
+# The project's one test command: every test and doc test of the workspace, and the book: its
+# code includes and links checked, then built with mdBook.
 #
 #   ./scripts/test.sh
 #
@@ -65,6 +66,11 @@ ensure_nats() {
 }
 
 check_book_includes
+# Every relative link of the book points at a page, and every #anchor at one of its headings.
+"$(dirname "${BASH_SOURCE[0]}")/check-book-links.sh"
+# The book builds with the pinned mdBook (installed into ~/.cargo/bin when missing).
+"$(dirname "${BASH_SOURCE[0]}")/ensure-mdbook.sh"
+mdbook build book   # into book/book, which git ignores
 
 if [[ ${BOT_TEST_POSTGRES:-0} == 1 || -e .ci/needs-postgres ]]; then
     ensure_postgres

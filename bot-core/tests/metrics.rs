@@ -359,6 +359,16 @@ async fn adapter_instruments_render_under_their_design_names() {
     };
     assert_eq!(bucket("0.0025"), 0.0);
     assert_eq!(bucket("0.005"), 1.0);
+    // So have rate-limit waits: the 250 ms one is not lumped with every wait under 5 s.
+    let wait_bucket = |le: &str| {
+        sample(
+            &text,
+            "bot_outbound_ratelimit_wait_seconds_bucket",
+            &format!("platform=\"line\",le=\"{le}\""),
+        )
+    };
+    assert_eq!(wait_bucket("0.1"), 0.0);
+    assert_eq!(wait_bucket("0.25"), 1.0);
     assert_eq!(
         sample(
             &text,

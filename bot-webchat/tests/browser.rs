@@ -3,24 +3,15 @@
 //! without losing or repeating a message.
 //!
 //! Needs `chromium` on the PATH (or `CHROMIUM` naming it): `scripts/ensure-chromium.sh`
-//! installs it, and `scripts/test.sh` runs that. Fails, never skips, without it.
+//! installs it, and `scripts/test.sh` runs that. Fails, never skips, without it. The browser is
+//! driven by the workspace's `headless-chromium` helper, which the emulator's test shares.
 
 mod support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use bot_core::outbound::{OutgoingMessage, QuickReply};
 use bot_core::{Context, Error, Event, EventKind};
-use futures::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
-use support::{Harness, Ws};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::Message;
-
-/// How long one wait in the page may take: a bound on a hang.
-const PAGE_WAIT: Duration = Duration::from_secs(20);
+use headless_chromium::{Browser, Page};
+use support::Harness;
 
 async fn handler(cx: Context, event: Event) -> Result<(), Error> {
     match (&event.kind, event.text_content()) {
@@ -38,174 +29,15 @@ async fn handler(cx: Context, event: Event) -> Result<(), Error> {
     }
 }
 
-/// Headless Chromium with its DevTools endpoint; killed when dropped.
-struct Browser {
-    child: Child,
-    port: u16,
-    _profile: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Browser {
-    async fn start() -> Self {
-        let program = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
-        let profile = std::env::temp_dir().join(format!(
-            "webchat-chromium-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&profile).unwrap();
-        let mut child = Command::new(&program)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg("about:blank")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {program} ({e}); run scripts/ensure-chromium.sh or set CHROMIUM"
-                )
-            });
-        // Chromium says where DevTools listens on its standard error.
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = tokio::time::timeout(PAGE_WAIT, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(rest) = line.split("DevTools listening on ws://127.0.0.1:").nth(1) {
-                    return rest.split('/').next().unwrap().parse::<u16>().unwrap();
-                }
-            }
-            panic!("chromium ended without a DevTools address");
-        })
-        .await
-        .expect("chromium starts");
-        Self {
-            child,
-            port,
-            _profile: TempDir(profile),
-        }
-    }
-
-    /// Opens `url` in a new tab; the tab's DevTools session.
-    async fn open(&self, url: &str) -> Page {
-        let target: Value = reqwest::Client::new()
-            .put(format!("http://127.0.0.1:{}/json/new?{url}", self.port))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let ws_url = target["webSocketDebuggerUrl"].as_str().unwrap();
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-        Page { ws, next_id: 1 }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// One tab, driven with `Runtime.evaluate`.
-struct Page {
-    ws: Ws,
-    next_id: u64,
-}
-
-impl Page {
-    /// Evaluates `expression` in the page (awaiting a promise) and returns its value.
-    async fn eval(&mut self, expression: &str) -> Value {
-        match self.try_eval(expression).await {
-            Ok(value) => value,
-            Err(error) => panic!("{expression} failed: {error}"),
-        }
-    }
-
-    /// As [`Page::eval`]; `Err` when DevTools refused the call (the page navigated meanwhile).
-    async fn try_eval(&mut self, expression: &str) -> Result<Value, Value> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let call = json!({
-            "id": id,
-            "method": "Runtime.evaluate",
-            "params": {"expression": expression, "awaitPromise": true, "returnByValue": true},
-        });
-        self.ws.send(Message::text(call.to_string())).await.unwrap();
-        let answer = tokio::time::timeout(PAGE_WAIT, async {
-            loop {
-                let Some(Ok(Message::Text(text))) = self.ws.next().await else {
-                    panic!("the DevTools connection closed");
-                };
-                let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                if value["id"] == id {
-                    return value;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no answer in time to: {expression}"));
-        if let Some(error) = answer.get("error") {
-            return Err(error.clone());
-        }
-        if let Some(exception) = answer["result"].get("exceptionDetails") {
-            panic!("{expression} threw: {exception}");
-        }
-        Ok(answer["result"]["result"]["value"].clone())
-    }
-
-    /// Waits in the page until `condition` (a JS expression) is truthy; fails after the wait.
-    async fn wait_for(&mut self, condition: &str) {
-        let poll = format!(
-            "new Promise((resolve, reject) => {{
-                const until = Date.now() + {ms};
-                const check = () => {{
-                    let ok = false;
-                    try {{ ok = !!({condition}); }} catch (e) {{}}
-                    if (ok) resolve(true);
-                    else if (Date.now() > until) reject(new Error('timed out: ' + {quoted}));
-                    else setTimeout(check, 20);
-                }};
-                check();
-            }})",
-            ms = PAGE_WAIT.as_millis() - 2000,
-            quoted = serde_json::to_string(condition).unwrap(),
-        );
-        // A navigation destroys the context the promise waits in: wait again in the new one.
-        for _ in 0..10 {
-            if self.try_eval(&poll).await == Ok(Value::Bool(true)) {
-                return;
-            }
-        }
-        panic!("the page kept navigating while waiting for {condition}");
-    }
-
-    /// The texts of the bot's bubbles, in order, with their sequence numbers.
-    async fn bot_messages(&mut self) -> Vec<(u64, String)> {
-        let value = self
-            .eval(
-                "Array.from(document.querySelectorAll('.wc-bot')).map(b => \
-                 [Number(b.dataset.seq), (b.querySelector('.wc-text') || {}).textContent || ''])",
-            )
-            .await;
-        serde_json::from_value(value).unwrap()
-    }
+/// The texts of the bot's bubbles, in order, with their sequence numbers.
+async fn bot_messages(page: &mut Page) -> Vec<(u64, String)> {
+    let value = page
+        .eval(
+            "Array.from(document.querySelectorAll('.wc-bot')).map(b => \
+             [Number(b.dataset.seq), (b.querySelector('.wc-text') || {}).textContent || ''])",
+        )
+        .await;
+    serde_json::from_value(value).unwrap()
 }
 
 fn last_bot_text_is(text: &str) -> String {
@@ -267,7 +99,7 @@ async fn the_widget_chats_taps_quick_replies_and_resumes_without_losing_a_messag
     page.eval("__webchat.sendText('after resume')").await;
     page.wait_for(&last_bot_text_is("after resume")).await;
 
-    let messages = page.bot_messages().await;
+    let messages = bot_messages(&mut page).await;
     let texts: Vec<&str> = messages.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(
         texts,

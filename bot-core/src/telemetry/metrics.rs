@@ -81,8 +81,10 @@ impl DropReason {
     }
 }
 
-/// The bucket bounds of `bot.db.pool.wait`, in seconds.
-const POOL_WAIT_BOUNDARIES: [f64; 21] = [
+/// The bucket bounds of the waits, `bot.db.pool.wait` and `bot.outbound.ratelimit.wait`, in
+/// seconds: from no wait (well under 1 ms) to a minute (a pool that makes thousands of handlers
+/// queue, a platform's longest `Retry-After` a client waits for).
+const WAIT_BOUNDARIES: [f64; 21] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
 ];
@@ -195,6 +197,8 @@ impl Metrics {
                 .f64_histogram("bot.outbound.ratelimit.wait")
                 .with_unit("s")
                 .with_description("Time outbound calls waited for a rate limiter")
+                // OpenTelemetry's default buckets start at 5: every wait under 5 s in one.
+                .with_boundaries(WAIT_BOUNDARIES.to_vec())
                 .build(),
             http_client_duration: meter
                 .f64_histogram("http.client.request.duration")
@@ -208,7 +212,7 @@ impl Metrics {
                 .with_description("Time spent waiting for a database connection")
                 // In seconds, from a free connection (well under 1 ms) to a pool that makes
                 // thousands of handlers queue; OpenTelemetry's default buckets start at 5.
-                .with_boundaries(POOL_WAIT_BOUNDARIES.to_vec())
+                .with_boundaries(WAIT_BOUNDARIES.to_vec())
                 .build(),
             gateway_reconnects: meter
                 .u64_counter("bot.gateway.reconnects")
