@@ -119,6 +119,7 @@ impl WebChatBuilder {
     /// every node (`LISTEN/NOTIFY`), and presence is written there. Run
     /// [`crate::pg::PgCluster::migrate`] once before.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn cluster(mut self, cluster: crate::pg::PgCluster) -> Self {
         self.fanout = Some(Arc::new(cluster.clone()));
         self.cluster = Some(cluster);

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod adapter;
 mod api;
@@ -10,6 +11,7 @@ pub mod fanout;
 mod hub;
 mod metrics;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod pg;
 pub mod protocol;
 mod render;
