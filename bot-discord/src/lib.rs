@@ -17,7 +17,7 @@ pub mod testing;
 pub use adapter::{
     Discord, DiscordApplication, DiscordBuilder, ENV_API_BASE, ENV_APPLICATION_ID,
     ENV_APPLICATION_PREFIX, ENV_DEV_GUILD_ID, ENV_GATEWAY_URL, ENV_GLOBAL_PER_SECOND, ENV_INTENTS,
-    ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN, env_var,
+    ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN, ENV_VARS, env_var,
 };
 pub use client::DiscordClient;
 pub use error::{Error, ErrorKind};

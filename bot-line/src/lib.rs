@@ -14,7 +14,7 @@ pub mod webhook;
 
 pub use adapter::{
     ENV_API_BASE, ENV_CHANNEL_ACCESS_TOKEN, ENV_CHANNEL_PREFIX, ENV_CHANNEL_SECRET,
-    ENV_DESTINATION, Line, LineBuilder, LineChannel,
+    ENV_DESTINATION, ENV_VARS, Line, LineBuilder, LineChannel,
 };
 pub use client::{ConfigureApi, Content, LineClient, LineClientBuilder, RateLimits, RetryKey};
 pub use error::{Error, ErrorKind};

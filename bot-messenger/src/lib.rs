@@ -13,7 +13,7 @@ pub mod testing;
 pub mod webhook;
 
 pub use adapter::{
-    ENV_API_BASE, ENV_APP_SECRET, ENV_PAGE_ACCESS_TOKEN, ENV_PAGE_ID, ENV_PAGE_PREFIX,
+    ENV_API_BASE, ENV_APP_SECRET, ENV_PAGE_ACCESS_TOKEN, ENV_PAGE_ID, ENV_PAGE_PREFIX, ENV_VARS,
     ENV_VERIFY_TOKEN, Messenger, MessengerBuilder,
 };
 pub use client::{ConfigureApi, MessengerClient, MessengerClientBuilder, RateLimits};

@@ -21,7 +21,7 @@ pub mod widget;
 
 pub use adapter::{WebChat, WebChatBuilder};
 pub use client::WebChatClient;
-pub use config::{ENV_ADDR, ENV_PATH, ENV_SECRET, WebChatConfig};
+pub use config::{ENV_ADDR, ENV_PATH, ENV_SECRET, ENV_VARS, WebChatConfig};
 pub use error::{Error, ErrorKind};
 pub use fanout::{Envelope, Fanout, LocalDelivery};
 pub use hub::Delivery;
