@@ -74,11 +74,15 @@ pub fn parse_value<T: FromStr>(
         None => Ok(None),
         Some(value) => match value.trim().parse() {
             Ok(parsed) => Ok(Some(parsed)),
-            Err(_) => Err(Error::config(format!(
-                "{name} must be {expected}, not {value:?}"
-            ))),
+            Err(_) => Err(invalid(name, expected, &value)),
         },
     }
+}
+
+/// The error of a variable whose value is not what it should be:
+/// "{name} must be {expected}, not {value:?}".
+pub fn invalid(name: &str, expected: &str, value: &str) -> Error {
+    Error::config(format!("{name} must be {expected}, not {value:?}"))
 }
 
 /// `BOT_PROCESSES`: how many processes share the database (1 when unset).
@@ -91,15 +95,12 @@ pub fn processes() -> Result<usize, Error> {
 }
 
 fn processes_from(value: Option<String>) -> Result<usize, Error> {
-    const EXPECTED: &str = "a whole number of processes above zero";
-    match parse_value::<usize>(PROCESSES_ENV, value.clone(), EXPECTED)? {
-        None => Ok(1),
-        Some(0) => Err(Error::config(format!(
-            "{PROCESSES_ENV} must be {EXPECTED}, not {:?}",
-            value.unwrap_or_default()
-        ))),
-        Some(n) => Ok(n),
-    }
+    let processes = parse_value::<std::num::NonZeroUsize>(
+        PROCESSES_ENV,
+        value,
+        "a whole number of processes above zero",
+    )?;
+    Ok(processes.map_or(1, std::num::NonZeroUsize::get))
 }
 
 /// Checks the names of the process's environment variables against `known` (see
