@@ -40,5 +40,6 @@ async fn echo_command(cx: Context, event: Event) -> Result<(), Error> {
         EventKind::Command(command) => command.options.get("text").and_then(|t| t.as_str()),
         _ => None,
     };
-    cx.reply(text.unwrap_or("usage: /echo text:<something>")).await
+    cx.reply(text.unwrap_or("usage: /echo text:<something>"))
+        .await
 }

@@ -20,7 +20,8 @@ async fn main() -> anyhow::Result<()> {
         || ([0, 0, 0, 0], 8080).into(),
     )?;
     // With DISCORD_DEV_GUILD_ID the adapter registers the commands in that guild as it starts.
-    let discord = Discord::from_env_with(|builder| builder.guild_commands({{crate_name}}::commands()))?;
+    let discord =
+        Discord::from_env_with(|builder| builder.guild_commands({{crate_name}}::commands()))?;
     if bot_discord::env_var(bot_discord::ENV_DEV_GUILD_ID).is_none() {
         register_globally(&discord).await;
     }
@@ -40,7 +41,11 @@ async fn register_globally(discord: &Discord) {
             continue;
         };
         let commands = {{crate_name}}::commands();
-        if let Err(error) = client.http().register_commands(application_id, &commands).await {
+        if let Err(error) = client
+            .http()
+            .register_commands(application_id, &commands)
+            .await
+        {
             tracing::warn!(%error, application_id, "could not register the slash commands");
         }
     }

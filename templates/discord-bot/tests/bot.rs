@@ -19,7 +19,10 @@ async fn serve(discord: Discord) -> anyhow::Result<(Bot, String, Server)> {
     let bot = {{crate_name}}::bot(discord)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/discord/interactions", listener.local_addr()?);
-    let server = tokio::spawn(bot.clone().serve_with_shutdown(listener, std::future::pending()));
+    let server = tokio::spawn(
+        bot.clone()
+            .serve_with_shutdown(listener, std::future::pending()),
+    );
     Ok((bot, url, server))
 }
 
@@ -43,8 +46,13 @@ async fn a_gateway_message_is_said_back_over_rest() -> anyhow::Result<()> {
                 "author": author, "content": "hello"}),
         )
         .await;
-    let message = tokio::time::timeout(WAIT, sent.recv()).await?.expect("the echo is sent");
-    assert_eq!((message.channel.as_str(), message.content.as_str()), ("100", "hello"));
+    let message = tokio::time::timeout(WAIT, sent.recv())
+        .await?
+        .expect("the echo is sent");
+    assert_eq!(
+        (message.channel.as_str(), message.content.as_str()),
+        ("100", "hello")
+    );
     assert_eq!(api.messages_in("100"), ["hello"]);
 
     bot.request_shutdown();
@@ -65,7 +73,9 @@ async fn a_slash_command_over_http_is_answered_in_the_response() -> anyhow::Resu
     let (bot, url, server) = serve(discord).await?;
 
     let options = json!([{"name": "text", "type": 3, "value": "hi there"}]);
-    let response = signer.post(&url, &slash_command("echo", options, "c1", "u1")).await?;
+    let response = signer
+        .post(&url, &slash_command("echo", options, "c1", "u1"))
+        .await?;
     assert_eq!(response.status(), 200);
     let body: Value = serde_json::from_str(&response.text().await?)?;
     assert_eq!(body, json!({"type": 4, "data": {"content": "hi there"}}));

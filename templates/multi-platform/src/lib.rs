@@ -16,8 +16,10 @@ pub fn builder() -> BotBuilder {
 
 async fn help(cx: Context, event: Event) -> Result<(), Error> {
     let platform = event.platform.as_str();
-    cx.reply(format!("Send me any text on {platform} and I will say it back."))
-        .await
+    cx.reply(format!(
+        "Send me any text on {platform} and I will say it back."
+    ))
+    .await
 }
 
 async fn echo(cx: Context, event: Event) -> Result<(), Error> {

@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bot_core::Limits;
 use bot_core::pg::{self, PgPool, PgQueue};
 use bot_core::telemetry::Logging;
-use bot_core::Limits;
 use bot_discord::Discord;
 use bot_line::Line;
 use bot_messenger::Messenger;

@@ -24,9 +24,14 @@ async fn one_router_answers_line_and_messenger() -> anyhow::Result<()> {
         .build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(bot.clone().serve_with_shutdown(listener, std::future::pending()));
+    let server = tokio::spawn(
+        bot.clone()
+            .serve_with_shutdown(listener, std::future::pending()),
+    );
 
-    let line_hello = LineWebhook::new().text("U1", "hello").sign(&Secret::new("line-secret"));
+    let line_hello = LineWebhook::new()
+        .text("U1", "hello")
+        .sign(&Secret::new("line-secret"));
     assert_eq!(line_hello.post(&format!("{base}/line/webhook")).await?, 200);
     assert_eq!(fake_line.wait_for_replies(1).await[0].texts(), ["hello"]);
 
