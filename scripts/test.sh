@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's one test command: every test and doc test of the workspace, and the book's includes.
+# The project's one test command: every test and doc test of the workspace, the book's includes,
+# the templates (generated, tested and run) and the library crates' packaging and docs.
 #
 #   ./scripts/test.sh
 #
