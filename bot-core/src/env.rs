@@ -131,20 +131,28 @@ pub fn check_names(
     known: &[&str],
     names: impl IntoIterator<Item = String>,
 ) -> Result<(), Error> {
-    let mut misspelt: Vec<String> = names
+    let mut misspelt: Vec<(String, String)> = names
         .into_iter()
-        .filter_map(|name| suggestion(known, &name).map(|meant| format!("{name} ({meant}?)")))
+        .filter_map(|name| suggestion(known, &name).map(|meant| (name, meant)))
         .collect();
-    if misspelt.is_empty() {
-        return Ok(());
-    }
     misspelt.sort_unstable();
-    Err(Error::config(format!(
-        "{component}: {} {} not a variable it reads; did you mean the name in brackets? \
-         Rename or unset it",
-        misspelt.join(", "),
-        if misspelt.len() == 1 { "is" } else { "are" },
-    )))
+    Err(Error::config(match misspelt.as_slice() {
+        [] => return Ok(()),
+        [(name, meant)] => format!(
+            "{component}: {name} is not a variable {component} reads; did you mean {meant}? \
+             Rename or unset it"
+        ),
+        several => {
+            let names: Vec<String> = several
+                .iter()
+                .map(|(name, meant)| format!("{name} (did you mean {meant}?)"))
+                .collect();
+            format!(
+                "{component}: {} are not variables {component} reads; rename or unset them",
+                names.join(", ")
+            )
+        }
+    }))
 }
 
 /// The known name `name` was probably meant to be, when it is close to one but none exactly.
@@ -203,8 +211,8 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::Config);
         assert_eq!(
             error.to_string(),
-            "line: LINE_CHANEL_SECRET (LINE_CHANNEL_SECRET?) is not a variable it reads; \
-             did you mean the name in brackets? Rename or unset it"
+            "line: LINE_CHANEL_SECRET is not a variable line reads; \
+             did you mean LINE_CHANNEL_SECRET? Rename or unset it"
         );
     }
 
@@ -218,7 +226,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            error.contains("LINE_CHANNEL_12_SECRT (LINE_CHANNEL_12_SECRET?), line_api_base (LINE_API_BASE?) are"),
+            error.contains(
+                "line: LINE_CHANNEL_12_SECRT (did you mean LINE_CHANNEL_12_SECRET?), \
+                 line_api_base (did you mean LINE_API_BASE?) are not variables line reads"
+            ),
             "{error}"
         );
     }

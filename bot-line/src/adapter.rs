@@ -371,8 +371,8 @@ mod tests {
         assert_eq!(error.kind(), crate::ErrorKind::Config);
         assert_eq!(
             error.to_string(),
-            "line: LINE_CHANEL_SECRET (LINE_CHANNEL_SECRET?) is not a variable it reads; \
-             did you mean the name in brackets? Rename or unset it"
+            "line: LINE_CHANEL_SECRET is not a variable line reads; \
+             did you mean LINE_CHANNEL_SECRET? Rename or unset it"
         );
         // Alone, too: not a silent "LINE is not configured".
         assert!(from(&misspelt[..1]).is_err());
@@ -382,7 +382,10 @@ mod tests {
             ("LINE_CHANNEL_2_SECRETS", "s2"),
         ];
         let error = from(&numbered).unwrap_err().to_string();
-        assert!(error.contains("LINE_CHANNEL_2_SECRET?"), "{error}");
+        assert!(
+            error.contains("did you mean LINE_CHANNEL_2_SECRET?"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -360,7 +360,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .starts_with("messenger: MESSENGER_VERYFY_TOKEN (MESSENGER_VERIFY_TOKEN?) is not"),
+                .contains("MESSENGER_VERYFY_TOKEN is not a variable messenger reads; did you mean MESSENGER_VERIFY_TOKEN?"),
             "{error}"
         );
         let fine = ENV_VARS.iter().map(|n| n.replace('#', "2"));

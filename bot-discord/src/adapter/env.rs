@@ -306,7 +306,7 @@ mod tests {
         let names = ["DISCORD_TOKEN", "DISCORD_PUBLICKEY"].map(String::from);
         let error = bot_core::env::check_names("discord", ENV_VARS, names).unwrap_err();
         assert!(
-            (error.to_string()).starts_with("discord: DISCORD_PUBLICKEY (DISCORD_PUBLIC_KEY?) is"),
+            (error.to_string()).contains("DISCORD_PUBLICKEY is not a variable discord reads; did you mean DISCORD_PUBLIC_KEY?"),
             "{error}"
         );
         let fine = ENV_VARS.iter().map(|n| n.replace('#', "2"));

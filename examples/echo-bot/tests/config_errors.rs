@@ -51,12 +51,14 @@ fn a_misspelt_variable_beside_correct_ones_is_an_error_naming_the_right_name() {
     ]);
     assert_eq!(
         stderr.trim(),
-        "Error: line: LINE_CHANEL_SECRET (LINE_CHANNEL_SECRET?) is not a variable it reads; \
-         did you mean the name in brackets? Rename or unset it"
+        "Error: line: LINE_CHANEL_SECRET is not a variable line reads; \
+         did you mean LINE_CHANNEL_SECRET? Rename or unset it"
     );
     let stderr = refused(&[("DISCORD_TOKN", "t")]);
     assert!(
-        stderr.contains("discord: DISCORD_TOKN (DISCORD_TOKEN?)"),
+        stderr.contains(
+            "discord: DISCORD_TOKN is not a variable discord reads; did you mean DISCORD_TOKEN?"
+        ),
         "{stderr}"
     );
 }
