@@ -57,8 +57,8 @@ use bot_webchat::WebChat;
 use bot_webchat::pg::PgCluster;
 use tokio::io::AsyncBufReadExt as _;
 
-/// The address served when `BOT_ADDR` is not set.
-const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// The address served when `BOT_ADDR` is not set: 127.0.0.1:8080.
+const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
 /// The demo's channel secret and access token (the fake LINE API knows them).
 const DEMO_SECRET: &str = "demo-channel-secret";
 const DEMO_TOKEN: &str = "demo-access-token";
@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     // Every setting is checked before anything starts: a mistake is one plain line on stderr.
     let addr: SocketAddr =
         bot_core::env::parse_or(ADDR_ENV, "an address such as 127.0.0.1:8080", || {
-            DEFAULT_ADDR.parse().expect("the default address")
+            DEFAULT_ADDR.into()
         })?;
     let processes = bot_core::env::processes()?;
 
