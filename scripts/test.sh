@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's one test command: every test and doc test of the workspace, and the book: its
-# code includes and links checked, then built with mdBook.
+# The project's one test command: every test and doc test of the workspace, the book (its code
+# includes and links checked, then built with mdBook), the templates (generated, tested and run)
+# and the library crates' packaging and docs.
 #
 #   ./scripts/test.sh
 #
@@ -97,6 +98,11 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-targets --all-features --no-run
 cargo test --workspace --all-targets --all-features 2>&1 | tee -a "$log"
 cargo test --workspace --doc --all-features 2>&1 | tee -a "$log"
+
+# Each template generated, tested and run against the workspace's crates, in the same target
+# directory; then `cargo package` and `cargo doc -D warnings` of the library crates.
+"$(dirname "${BASH_SOURCE[0]}")/test-templates.sh" 2>&1 | tee -a "$log"
+"$(dirname "${BASH_SOURCE[0]}")/check-publish.sh"
 
 total() {
     sed -nE "s/^test result: .* ([0-9]+) $1;.*/\1/p" "$log" | awk '{ sum += $1 } END { print sum + 0 }'

@@ -111,7 +111,7 @@ fn sample(pid: u32, stop: Arc<AtomicBool>, last: Arc<Mutex<Option<Usage>>>) {
     }
 }
 
-/// User and system CPU seconds of a process from /proc/<pid>/stat, which an exited process keeps
+/// User and system CPU seconds of a process from `/proc/<pid>/stat`, which an exited process keeps
 /// until it is reaped (its status has no memory figures by then).
 fn cpu_seconds(pid: u32, ticks_per_second: f64) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

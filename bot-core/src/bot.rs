@@ -360,6 +360,7 @@ impl BotBuilder {
     /// them, with waits recorded as `bot.db.pool.wait` and the pool's figures exported as
     /// `db.client.connection.*`.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn database(mut self, pool: crate::pg::PgPool) -> Self {
         self.database = Some(pool);
         self

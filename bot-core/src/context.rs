@@ -338,6 +338,7 @@ impl Context {
     /// down or restarting). Both are retryable: returned from the handler, the attempt is retried
     /// with back-off instead of dead-lettered.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub async fn db(&self) -> Result<crate::pg::PgConnection, Error> {
         let (pool, telemetry) = self.shared.db.as_ref().ok_or_else(|| {
             Error::new(

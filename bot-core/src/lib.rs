@@ -1,18 +1,22 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapter;
 pub mod api;
 mod bot;
 pub mod console;
 pub mod context;
+pub mod env;
 mod error;
 pub mod event;
 pub mod handler;
 pub mod limits;
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
 pub mod outbound;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod pg;
 pub mod pusher;
 pub mod queue;

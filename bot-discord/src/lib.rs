@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod adapter;
 pub mod client;
@@ -10,12 +11,13 @@ pub mod interactions;
 pub mod model;
 mod render;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use adapter::{
     Discord, DiscordApplication, DiscordBuilder, ENV_API_BASE, ENV_APPLICATION_ID,
     ENV_APPLICATION_PREFIX, ENV_DEV_GUILD_ID, ENV_GATEWAY_URL, ENV_GLOBAL_PER_SECOND, ENV_INTENTS,
-    ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN, env_var,
+    ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN, ENV_VARS, env_var,
 };
 pub use client::DiscordClient;
 pub use error::{Error, ErrorKind};

@@ -24,6 +24,17 @@ pub const ENV_DESTINATION: &str = "LINE_DESTINATION";
 /// The prefix of the variables of further channels, numbered from 2 without gaps:
 /// `LINE_CHANNEL_2_DESTINATION`, `LINE_CHANNEL_2_SECRET`, `LINE_CHANNEL_2_ACCESS_TOKEN`, then 3.
 pub const ENV_CHANNEL_PREFIX: &str = "LINE_CHANNEL_";
+/// Every variable [`Line::from_env`] reads, `#` standing for a channel's number: a variable
+/// whose name is close to one of them but none is an error, not ignored.
+pub const ENV_VARS: &[&str] = &[
+    ENV_CHANNEL_SECRET,
+    ENV_CHANNEL_ACCESS_TOKEN,
+    ENV_API_BASE,
+    ENV_DESTINATION,
+    "LINE_CHANNEL_#_DESTINATION",
+    "LINE_CHANNEL_#_SECRET",
+    "LINE_CHANNEL_#_ACCESS_TOKEN",
+];
 
 /// The LINE adapter: the webhook at `POST /line/webhook` and the [`LineClient`] that answers.
 ///
@@ -226,36 +237,11 @@ impl Line {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] when only one of them is set, or they are invalid.
+    /// [`crate::ErrorKind::Config`] when only one of them is set, a variable's name is
+    /// misspelt (close to one of [`ENV_VARS`]), or they are invalid.
     pub fn try_from_env() -> Result<Option<Self>, Error> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        match (var(ENV_CHANNEL_SECRET), var(ENV_CHANNEL_ACCESS_TOKEN)) {
-            (None, None) => Ok(None),
-            (Some(secret), Some(token)) => {
-                let api_base = var(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
-                let mut builder = Self::builder(secret, token).api_base(api_base);
-                if let Some(destination) = var(ENV_DESTINATION) {
-                    builder = builder.destination(destination);
-                }
-                let parts = [
-                    ("DESTINATION", true),
-                    ("SECRET", true),
-                    ("ACCESS_TOKEN", true),
-                ];
-                for channel in numbered_vars(&Platform::LINE, ENV_CHANNEL_PREFIX, parts, var)? {
-                    if let [Some(destination), Some(secret), Some(token)] = channel {
-                        builder = builder.channel(LineChannel::new(destination, secret, token));
-                    }
-                }
-                builder.build().map(Some)
-            }
-            (None, Some(_)) => Err(Error::config(format!(
-                "line: {ENV_CHANNEL_ACCESS_TOKEN} is set but {ENV_CHANNEL_SECRET} is not"
-            ))),
-            (Some(_), None) => Err(Error::config(format!(
-                "line: {ENV_CHANNEL_SECRET} is set but {ENV_CHANNEL_ACCESS_TOKEN} is not"
-            ))),
-        }
+        let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+        from_vars(|name| std::env::var(name).ok(), names)
     }
 
     /// The API client of the first channel, for calls beyond replies (push, multicast, profile).
@@ -271,6 +257,44 @@ impl Line {
     /// The webhook's path.
     pub fn path(&self) -> &str {
         &self.webhook.path
+    }
+}
+
+/// The adapter the variables `var` give (see [`Line::try_from_env`]); `names` are every
+/// variable's name, checked for misspellings of [`ENV_VARS`].
+fn from_vars(
+    var: impl Fn(&str) -> Option<String>,
+    names: impl IntoIterator<Item = String>,
+) -> Result<Option<Line>, Error> {
+    bot_core::env::check_names("line", ENV_VARS, names)
+        .map_err(|e| Error::config(e.to_string()))?;
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    match (var(ENV_CHANNEL_SECRET), var(ENV_CHANNEL_ACCESS_TOKEN)) {
+        (None, None) => Ok(None),
+        (Some(secret), Some(token)) => {
+            let api_base = var(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
+            let mut builder = Line::builder(secret, token).api_base(api_base);
+            if let Some(destination) = var(ENV_DESTINATION) {
+                builder = builder.destination(destination);
+            }
+            let parts = [
+                ("DESTINATION", true),
+                ("SECRET", true),
+                ("ACCESS_TOKEN", true),
+            ];
+            for channel in numbered_vars(&Platform::LINE, ENV_CHANNEL_PREFIX, parts, var)? {
+                if let [Some(destination), Some(secret), Some(token)] = channel {
+                    builder = builder.channel(LineChannel::new(destination, secret, token));
+                }
+            }
+            builder.build().map(Some)
+        }
+        (None, Some(_)) => Err(Error::config(format!(
+            "line: {ENV_CHANNEL_ACCESS_TOKEN} is set but {ENV_CHANNEL_SECRET} is not"
+        ))),
+        (Some(_), None) => Err(Error::config(format!(
+            "line: {ENV_CHANNEL_SECRET} is set but {ENV_CHANNEL_ACCESS_TOKEN} is not"
+        ))),
     }
 }
 
@@ -302,6 +326,67 @@ impl Adapter for Line {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vars(set: &[(&str, &str)]) -> (impl Fn(&str) -> Option<String>, Vec<String>) {
+        let set: Vec<(String, String)> = set
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let names = set.iter().map(|(k, _)| k.clone()).collect();
+        let var = move |name: &str| set.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        (var, names)
+    }
+
+    fn from(set: &[(&str, &str)]) -> Result<Option<Line>, Error> {
+        let (var, names) = vars(set);
+        from_vars(var, names)
+    }
+
+    #[test]
+    fn a_partly_configured_channel_is_an_error_naming_the_missing_variable() {
+        assert!(from(&[]).unwrap().is_none());
+        let error = from(&[(ENV_CHANNEL_SECRET, "s")]).unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Config);
+        assert_eq!(
+            error.to_string(),
+            "line: LINE_CHANNEL_SECRET is set but LINE_CHANNEL_ACCESS_TOKEN is not"
+        );
+        let error = from(&[(ENV_CHANNEL_ACCESS_TOKEN, "t")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "line: LINE_CHANNEL_ACCESS_TOKEN is set but LINE_CHANNEL_SECRET is not"
+        );
+        let line = from(&[(ENV_CHANNEL_SECRET, "s"), (ENV_CHANNEL_ACCESS_TOKEN, "t")]).unwrap();
+        assert!(line.is_some());
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_an_error_even_beside_correct_ones() {
+        let misspelt = [
+            ("LINE_CHANEL_SECRET", "s"),
+            (ENV_CHANNEL_ACCESS_TOKEN, "t"),
+            ("HOME", "/root"),
+        ];
+        let error = from(&misspelt).unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Config);
+        assert_eq!(
+            error.to_string(),
+            "line: LINE_CHANEL_SECRET is not a variable line reads; \
+             did you mean LINE_CHANNEL_SECRET? Rename or unset it"
+        );
+        // Alone, too: not a silent "LINE is not configured".
+        assert!(from(&misspelt[..1]).is_err());
+        let numbered = [
+            (ENV_CHANNEL_SECRET, "s"),
+            (ENV_CHANNEL_ACCESS_TOKEN, "t"),
+            ("LINE_CHANNEL_2_SECRETS", "s2"),
+        ];
+        let error = from(&numbered).unwrap_err().to_string();
+        assert!(
+            error.contains("did you mean LINE_CHANNEL_2_SECRET?"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn the_shared_settings_on_the_adapter_builder_reach_its_client() {

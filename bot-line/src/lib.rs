@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod adapter;
 pub mod client;
@@ -7,12 +8,13 @@ pub mod event;
 pub mod model;
 mod render;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod webhook;
 
 pub use adapter::{
     ENV_API_BASE, ENV_CHANNEL_ACCESS_TOKEN, ENV_CHANNEL_PREFIX, ENV_CHANNEL_SECRET,
-    ENV_DESTINATION, Line, LineBuilder, LineChannel,
+    ENV_DESTINATION, ENV_VARS, Line, LineBuilder, LineChannel,
 };
 pub use client::{ConfigureApi, Content, LineClient, LineClientBuilder, RateLimits, RetryKey};
 pub use error::{Error, ErrorKind};

@@ -26,6 +26,17 @@ pub const ENV_PAGE_ID: &str = "MESSENGER_PAGE_ID";
 /// The prefix of the variables of further pages, numbered from 2 without gaps:
 /// `MESSENGER_PAGE_2_ID`, `MESSENGER_PAGE_2_ACCESS_TOKEN`, then 3.
 pub const ENV_PAGE_PREFIX: &str = "MESSENGER_PAGE_";
+/// Every variable [`Messenger::from_env`] reads, `#` standing for a page's number: a variable
+/// whose name is close to one of them but none is an error, not ignored.
+pub const ENV_VARS: &[&str] = &[
+    ENV_APP_SECRET,
+    ENV_VERIFY_TOKEN,
+    ENV_PAGE_ACCESS_TOKEN,
+    ENV_API_BASE,
+    ENV_PAGE_ID,
+    "MESSENGER_PAGE_#_ID",
+    "MESSENGER_PAGE_#_ACCESS_TOKEN",
+];
 
 /// The Messenger adapter: the webhook at `GET`+`POST /messenger/webhook` and the
 /// [`MessengerClient`] that answers.
@@ -210,9 +221,11 @@ impl Messenger {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] naming the variables missing when only some are set, or when
-    /// they are invalid.
+    /// [`crate::ErrorKind::Config`] naming the variables missing when only some are set, a
+    /// misspelt variable (close to one of [`ENV_VARS`]), or when they are invalid.
     pub fn try_from_env() -> Result<Option<Self>, Error> {
+        bot_core::env::check_spelling("messenger", ENV_VARS)
+            .map_err(|e| Error::config(e.to_string()))?;
         from_vars(|name| std::env::var(name).ok())
     }
 
@@ -338,6 +351,20 @@ mod tests {
         let mut bad_base = full.to_vec();
         bad_base.push((ENV_API_BASE, "graph.facebook.com"));
         assert!(from_vars(vars(&bad_base)).is_err());
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_named_with_the_right_name() {
+        let names = ["MESSENGER_APP_SECRET", "MESSENGER_VERYFY_TOKEN"].map(String::from);
+        let error = bot_core::env::check_names("messenger", ENV_VARS, names).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("MESSENGER_VERYFY_TOKEN is not a variable messenger reads; did you mean MESSENGER_VERIFY_TOKEN?"),
+            "{error}"
+        );
+        let fine = ENV_VARS.iter().map(|n| n.replace('#', "2"));
+        bot_core::env::check_names("messenger", ENV_VARS, fine).unwrap();
     }
 
     #[test]

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod adapter;
 pub mod client;
@@ -7,11 +8,12 @@ pub mod event;
 pub mod model;
 mod render;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod webhook;
 
 pub use adapter::{
-    ENV_API_BASE, ENV_APP_SECRET, ENV_PAGE_ACCESS_TOKEN, ENV_PAGE_ID, ENV_PAGE_PREFIX,
+    ENV_API_BASE, ENV_APP_SECRET, ENV_PAGE_ACCESS_TOKEN, ENV_PAGE_ID, ENV_PAGE_PREFIX, ENV_VARS,
     ENV_VERIFY_TOKEN, Messenger, MessengerBuilder,
 };
 pub use client::{ConfigureApi, MessengerClient, MessengerClientBuilder, RateLimits};

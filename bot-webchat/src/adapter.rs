@@ -119,6 +119,7 @@ impl WebChatBuilder {
     /// every node (`LISTEN/NOTIFY`), and presence is written there. Run
     /// [`crate::pg::PgCluster::migrate`] once before.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn cluster(mut self, cluster: crate::pg::PgCluster) -> Self {
         self.fanout = Some(Arc::new(cluster.clone()));
         self.cluster = Some(cluster);
@@ -188,8 +189,11 @@ impl WebChat {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] when `WEBCHAT_ADDR` is not an address.
+    /// [`crate::ErrorKind::Config`] when `WEBCHAT_ADDR` is not an address, or a variable is
+    /// misspelt (close to one of [`crate::ENV_VARS`]).
     pub fn try_builder_from_env() -> Result<Option<WebChatBuilder>, Error> {
+        bot_core::env::check_spelling("webchat", crate::ENV_VARS)
+            .map_err(|e| Error::config(e.to_string()))?;
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let Some(secret) = var(ENV_SECRET) else {
             return Ok(None);

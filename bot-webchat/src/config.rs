@@ -12,6 +12,9 @@ pub const ENV_PATH: &str = "WEBCHAT_PATH";
 /// The environment variable with an address of web chat's own (`0.0.0.0:8081`): see
 /// [`WebChatConfig::listen`].
 pub const ENV_ADDR: &str = "WEBCHAT_ADDR";
+/// Every variable [`crate::WebChat::from_env`] reads: a variable whose name is close to one of
+/// them but none is an error, not ignored.
+pub const ENV_VARS: &[&str] = &[ENV_SECRET, ENV_PATH, ENV_ADDR];
 
 /// The adapter's limits and timings. Every field has a default; [`crate::WebChatBuilder::build`]
 /// checks them.

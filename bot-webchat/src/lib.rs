@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod adapter;
 mod api;
@@ -12,6 +13,7 @@ mod metrics;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod pg;
 pub mod protocol;
 mod render;
@@ -21,7 +23,7 @@ pub mod widget;
 
 pub use adapter::{WebChat, WebChatBuilder};
 pub use client::WebChatClient;
-pub use config::{ENV_ADDR, ENV_PATH, ENV_SECRET, WebChatConfig};
+pub use config::{ENV_ADDR, ENV_PATH, ENV_SECRET, ENV_VARS, WebChatConfig};
 pub use error::{Error, ErrorKind};
 pub use fanout::{Envelope, Fanout, LocalDelivery};
 pub use hub::Delivery;

@@ -2,14 +2,14 @@
 //! with one Discord shard and a no-op handler) against twilight-gateway 0.18's
 //! (`twilight-consume`), each against the same fake gateway in the same run.
 //!
-//! The fake ([`FastGateway`]) speaks just enough of the gateway protocol (HELLO, IDENTIFY,
+//! The fake ([`fake_gateway::FastGateway`]) speaks just enough of the gateway protocol (HELLO, IDENTIFY,
 //! READY, heartbeat ACKs) and then writes `--messages` dispatches of about 1 KB, uncompressed,
 //! with increasing sequence numbers, as fast as the client reads them: TCP back-pressure alone
 //! sets the pace. Frames are written from a template into a buffer, so the generator costs
 //! little next to the client. A client has consumed a dispatch when it is handled: for noop-bot,
 //! counted by its `/metrics` (`bot_events_processed_total`, polled); for twilight-consume, when
 //! it says `consumed N` after parsing the N-th into twilight-model's `Event`.//!
-//! The rooms: `fake_gateway.rs` ([`FastGateway`]), `frames.rs` (the dispatches it writes),
+//! The rooms: `fake_gateway.rs` ([`fake_gateway::FastGateway`]), `frames.rs` (the dispatches it writes),
 //! `measure.rs` (the runs and the report).
 
 mod fake_gateway;

@@ -2,7 +2,8 @@
 //! line, and OpenTelemetry traces over OTLP when configured.
 //!
 //! [`init_logging`] is what a server wants (stdout, `info`); [`Logging`] changes the stream and
-//! the default level, for a console bot whose stdout is the chat.
+//! the default level, for a console bot whose stdout is the chat. `BOT_LOG_FORMAT=json` writes
+//! one JSON object per line instead of text, for log pipelines.
 //!
 //! A slow log sink must never slow event handling down, so lines go through
 //! `tracing_appender::non_blocking` to a writer thread. Many workers of one container log to the
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
@@ -42,6 +44,10 @@ fn non_blocking<W: std::io::Write + Send + 'static>(
 /// The environment variable naming this node in logs and traces; defaults to the host name, or
 /// `pid-<process id>` when the host name is unknown.
 pub const NODE_ID_ENV: &str = "BOT_NODE_ID";
+
+/// The environment variable choosing the line format: `text` (the default) or `json` (one JSON
+/// object per line, with `node` and `pid` fields, for log pipelines).
+pub const LOG_FORMAT_ENV: &str = "BOT_LOG_FORMAT";
 
 /// The level used when `RUST_LOG` is unset, unless [`Logging::default_level`] says otherwise.
 const DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;
@@ -111,6 +117,9 @@ impl Drop for LoggingGuard {
 /// - lines written to stdout by a background thread, so logging never blocks a handler;
 /// - every line tagged `node=<id> pid=<pid>` after its timestamp (see [`NODE_ID_ENV`]); lines
 ///   logged inside an event's span also carry the event id;
+/// - with `BOT_LOG_FORMAT=json` ([`LOG_FORMAT_ENV`]), one JSON object per line instead, with
+///   `timestamp`, `level`, `target`, the event's fields, the current span's fields under `span`,
+///   and `node` and `pid`;
 /// - with the `otlp` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans exported over
 ///   OTLP/HTTP by a batch exporter, tagged `service.instance.id = <node id>`.
 ///
@@ -128,8 +137,8 @@ impl Drop for LoggingGuard {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Config`] when a global subscriber is already installed (a second call) or the
-/// OTLP exporter cannot be built.
+/// [`ErrorKind::Config`] when a global subscriber is already installed (a second call),
+/// `BOT_LOG_FORMAT` is neither `text` nor `json`, or the OTLP exporter cannot be built.
 pub fn init_logging() -> Result<LoggingGuard, Error> {
     Logging::new().init()
 }
@@ -139,6 +148,30 @@ pub fn init_logging() -> Result<LoggingGuard, Error> {
 enum Output {
     Stdout,
     Stderr,
+}
+
+/// How a line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// The `tracing` text line, with the node tag after the timestamp.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Format {
+    /// The format `BOT_LOG_FORMAT` names; text when it is unset or blank.
+    fn from_env_value(value: Option<&str>) -> Result<Self, Error> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(Self::Text),
+            Some(v) if v.eq_ignore_ascii_case("text") => Ok(Self::Text),
+            Some(v) if v.eq_ignore_ascii_case("json") => Ok(Self::Json),
+            Some(other) => Err(Error::new(
+                ErrorKind::Config,
+                format!("{LOG_FORMAT_ENV} must be text or json, not {other:?}"),
+            )),
+        }
+    }
 }
 
 /// Sets up the process-wide logging of a bot binary like [`init_logging`], with another stream or
@@ -204,15 +237,18 @@ impl Logging {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when the default level is not a level, a global subscriber is
-    /// already installed, or the OTLP exporter cannot be built.
+    /// [`ErrorKind::Config`] when the default level is not a level, `BOT_LOG_FORMAT` is neither
+    /// `text` nor `json`, a global subscriber is already installed, or the OTLP exporter cannot
+    /// be built.
     pub fn init(self) -> Result<LoggingGuard, Error> {
         let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
-        install(self.settings(rust_log.as_deref())?)
+        let format = std::env::var(LOG_FORMAT_ENV).ok();
+        install(self.settings(rust_log.as_deref(), format.as_deref())?)
     }
 
-    /// What [`install`] sets up, with `RUST_LOG` given as `rust_log`.
-    fn settings(&self, rust_log: Option<&str>) -> Result<Settings, Error> {
+    /// What [`install`] sets up, with `RUST_LOG` given as `rust_log` and `BOT_LOG_FORMAT` as
+    /// `format`.
+    fn settings(&self, rust_log: Option<&str>, format: Option<&str>) -> Result<Settings, Error> {
         let default_level: LevelFilter = self.default_level.trim().parse().map_err(|e| {
             Error::new(
                 ErrorKind::Config,
@@ -225,6 +261,7 @@ impl Logging {
                 .with_default_directive(default_level.into())
                 .parse_lossy(rust_log.unwrap_or_default()),
             output: self.output,
+            format: Format::from_env_value(format)?,
             node_id: node_id(),
             otlp: std::env::var(super::OTLP_ENDPOINT_ENV).is_ok_and(|v| !v.trim().is_empty()),
         })
@@ -263,6 +300,7 @@ pub fn node_id() -> String {
 struct Settings {
     filter: EnvFilter,
     output: Output,
+    format: Format,
     node_id: String,
     /// Whether to export spans; the exporter reads its endpoint from the standard variables.
     otlp: bool,
@@ -275,6 +313,7 @@ fn install(settings: Settings) -> Result<LoggingGuard, Error> {
     let Settings {
         filter,
         output,
+        format,
         node_id,
         otlp,
     } = settings;
@@ -309,7 +348,10 @@ fn install(settings: Settings) -> Result<LoggingGuard, Error> {
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(secret_safe_caps())
-        .with(fmt_layer(&node_id, writer, ansi));
+        .with(match format {
+            Format::Text => fmt_layer(&node_id, writer, ansi).boxed(),
+            Format::Json => json_layer(&node_id, writer).boxed(),
+        });
     #[cfg(feature = "otlp")]
     let registry = registry.with(tracer_provider.as_ref().map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
@@ -351,6 +393,71 @@ where
         })
         .with_ansi(ansi)
         .with_writer(writer)
+}
+
+/// The JSON layer: one object per line, the event's fields at the top level beside `node` and
+/// `pid`, the current span's fields (the event id) under `span`.
+fn json_layer<S, W>(node_id: &str, writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    // serde_json quotes the node id as a JSON string (it may hold any character).
+    let node = serde_json::Value::from(node_id);
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(NodeFields {
+            inner: writer,
+            fields: format!("{{\"node\":{node},\"pid\":{},", std::process::id()).into(),
+        })
+}
+
+/// Puts the node's fields first in every JSON line: the formatter writes each line with one
+/// `write_all` of a fresh writer, so the line's opening brace is the first byte that writer sees.
+struct NodeFields<W> {
+    inner: W,
+    /// `{"node":"<id>","pid":<pid>,`: the line's opening brace with the fields.
+    fields: std::sync::Arc<str>,
+}
+
+impl<'w, W: MakeWriter<'w>> MakeWriter<'w> for NodeFields<W> {
+    type Writer = NodeFieldsWriter<W::Writer>;
+
+    fn make_writer(&'w self) -> Self::Writer {
+        NodeFieldsWriter {
+            inner: self.inner.make_writer(),
+            fields: Some(self.fields.clone()),
+        }
+    }
+}
+
+/// One line's writer of [`NodeFields`].
+struct NodeFieldsWriter<W> {
+    inner: W,
+    /// Until the first write.
+    fields: Option<std::sync::Arc<str>>,
+}
+
+impl<W: std::io::Write> std::io::Write for NodeFieldsWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match (self.fields.take(), buf.split_first()) {
+            (Some(fields), Some((b'{', rest))) => {
+                let mut line = Vec::with_capacity(fields.len() + rest.len());
+                line.extend_from_slice(fields.as_bytes());
+                line.extend_from_slice(rest);
+                self.inner.write_all(&line)?;
+                Ok(buf.len())
+            }
+            _ => self.inner.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The timestamp followed by the node tag: the timer is the one part of the default format that
@@ -592,22 +699,65 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_are_objects_with_the_node_the_fields_and_the_span() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(EnvFilter::new("info"))
+            .with(json_layer("node \"a\"", buffer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("bot.event", messaging.message.id = "ev-42");
+            span.in_scope(|| tracing::warn!(attempt = 2, "inside"));
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in &lines {
+            assert_eq!(line["node"], "node \"a\"", "{line}");
+            assert_eq!(line["pid"], std::process::id(), "{line}");
+            assert!(line["timestamp"].is_string(), "{line}");
+        }
+        assert_eq!(lines[0]["message"], "outside any span");
+        assert_eq!(lines[1]["level"], "WARN");
+        assert_eq!(lines[1]["attempt"], 2);
+        assert_eq!(lines[1]["span"]["messaging.message.id"], "ev-42");
+    }
+
+    #[test]
+    fn bot_log_format_takes_text_or_json_and_names_itself_otherwise() {
+        let format = |value| Logging::new().settings(None, value).map(|s| s.format);
+        assert_eq!(format(None).unwrap(), Format::Text);
+        assert_eq!(format(Some("")).unwrap(), Format::Text);
+        assert_eq!(format(Some("text")).unwrap(), Format::Text);
+        assert_eq!(format(Some(" JSON\n")).unwrap(), Format::Json);
+        let error = format(Some("logfmt")).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert_eq!(
+            error.to_string(),
+            "BOT_LOG_FORMAT must be text or json, not \"logfmt\""
+        );
+    }
+
+    #[test]
     fn builder_defaults_to_stdout_at_info() {
-        let settings = Logging::new().settings(None).unwrap();
+        let settings = Logging::new().settings(None, None).unwrap();
         assert_eq!(settings.output, Output::Stdout);
         assert_eq!(settings.filter.max_level_hint(), Some(LevelFilter::INFO));
         assert_eq!(settings.node_id, node_id());
-        let settings = Logging::default().settings(None).unwrap();
+        let settings = Logging::default().settings(None, None).unwrap();
         assert_eq!(settings.output, Output::Stdout);
     }
 
     #[test]
     fn builder_sets_the_stream_and_the_default_level() {
         let logging = Logging::new().stderr().default_level("warn");
-        let settings = logging.settings(None).unwrap();
+        let settings = logging.settings(None, None).unwrap();
         assert_eq!(settings.output, Output::Stderr);
         assert_eq!(settings.filter.max_level_hint(), Some(LevelFilter::WARN));
-        let settings = logging.clone().stdout().settings(Some("")).unwrap();
+        let settings = logging.clone().stdout().settings(Some(""), None).unwrap();
         assert_eq!(settings.output, Output::Stdout);
         assert_eq!(
             settings.filter.max_level_hint(),
@@ -616,7 +766,7 @@ mod tests {
         );
         let settings = Logging::new()
             .default_level(" Debug ")
-            .settings(None)
+            .settings(None, None)
             .unwrap();
         assert_eq!(settings.filter.max_level_hint(), Some(LevelFilter::DEBUG));
     }
@@ -625,14 +775,17 @@ mod tests {
     fn rust_log_wins_over_the_default_level() {
         let settings = Logging::new()
             .default_level("warn")
-            .settings(Some("debug"))
+            .settings(Some("debug"), None)
             .unwrap();
         assert_eq!(settings.filter.max_level_hint(), Some(LevelFilter::DEBUG));
     }
 
     #[test]
     fn the_default_level_filters_the_lines() {
-        let settings = Logging::new().default_level("warn").settings(None).unwrap();
+        let settings = Logging::new()
+            .default_level("warn")
+            .settings(None, None)
+            .unwrap();
         let buffer = Buffer::default();
         let subscriber = tracing_subscriber::registry()
             .with(settings.filter)
@@ -650,7 +803,7 @@ mod tests {
     fn a_default_level_that_is_not_a_level_is_an_error() {
         let error = Logging::new()
             .default_level("verbose")
-            .settings(None)
+            .settings(None, None)
             .err()
             .expect("not a level");
         assert_eq!(error.kind(), ErrorKind::Config);
@@ -677,6 +830,7 @@ mod tests {
             // Silent: this installs the global subscriber of the whole test binary.
             filter: EnvFilter::new("off"),
             output: Output::Stdout,
+            format: Format::Text,
             node_id: "test-node".into(),
             otlp: false,
         };

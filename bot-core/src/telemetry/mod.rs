@@ -20,8 +20,8 @@ use crate::event::Platform;
 use crate::queue::Queue;
 
 pub use logging::{
-    Logging, LoggingGuard, NODE_ID_ENV, RateLimitedLog, SECRET_SAFE_CAPS, init_logging, node_id,
-    secret_safe_caps,
+    LOG_FORMAT_ENV, Logging, LoggingGuard, NODE_ID_ENV, RateLimitedLog, SECRET_SAFE_CAPS,
+    init_logging, node_id, secret_safe_caps,
 };
 pub(crate) use metrics::Metrics;
 pub use metrics::{DropReason, Outcome};
@@ -133,6 +133,7 @@ impl Telemetry {
 
     /// The current figures in the Prometheus text exposition format.
     #[cfg(feature = "prometheus")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
     pub fn render_prometheus(&self) -> String {
         use prometheus::Encoder as _;
         let families = self.inner.registry.gather();

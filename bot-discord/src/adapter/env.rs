@@ -35,6 +35,22 @@ pub const ENV_GLOBAL_PER_SECOND: &str = "DISCORD_GLOBAL_PER_SECOND";
 /// `DISCORD_DEV_GUILD_ID`: the guild where [`DiscordBuilder::guild_commands`] are registered at
 /// start-up (see [`DiscordBuilder::dev_guild`]).
 pub const ENV_DEV_GUILD_ID: &str = "DISCORD_DEV_GUILD_ID";
+/// Every variable [`Discord::from_env`] reads, `#` standing for an application's number: a
+/// variable whose name is close to one of them but none is an error, not ignored.
+pub const ENV_VARS: &[&str] = &[
+    ENV_TOKEN,
+    ENV_APPLICATION_ID,
+    ENV_PUBLIC_KEY,
+    ENV_API_BASE,
+    ENV_GATEWAY_URL,
+    ENV_INTENTS,
+    ENV_SHARDS,
+    ENV_GLOBAL_PER_SECOND,
+    ENV_DEV_GUILD_ID,
+    "DISCORD_APPLICATION_#_ID",
+    "DISCORD_APPLICATION_#_TOKEN",
+    "DISCORD_APPLICATION_#_PUBLIC_KEY",
+];
 
 /// The variable `name` as [`Discord::from_env`] reads it: `None` when unset, blank or not
 /// UTF-8. Code that decides something from the same variables (whether there is a dev guild to
@@ -73,7 +89,8 @@ impl Discord {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] when a variable is invalid.
+    /// [`crate::ErrorKind::Config`] when a variable is invalid or misspelt (close to one of
+    /// [`ENV_VARS`]).
     pub fn try_from_env() -> Result<Option<Self>, Error> {
         Self::try_from_env_with(|builder| builder)
     }
@@ -86,6 +103,8 @@ impl Discord {
     pub fn try_from_env_with(
         configure: impl FnOnce(DiscordBuilder) -> DiscordBuilder,
     ) -> Result<Option<Self>, Error> {
+        bot_core::env::check_spelling("discord", ENV_VARS)
+            .map_err(|e| Error::config(e.to_string()))?;
         match builder_from_vars(env_var)? {
             Some(builder) => configure(builder).build().map(Some),
             None => Ok(None),
@@ -280,6 +299,18 @@ mod tests {
         assert_eq!(clients.default_id().as_str(), "1");
         assert!(clients.get(Some(&ChannelId::new("2"))).is_ok());
         assert_eq!(discord.commands.as_ref().unwrap().guild, "77");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_named_with_the_right_name() {
+        let names = ["DISCORD_TOKEN", "DISCORD_PUBLICKEY"].map(String::from);
+        let error = bot_core::env::check_names("discord", ENV_VARS, names).unwrap_err();
+        assert!(
+            (error.to_string()).contains("DISCORD_PUBLICKEY is not a variable discord reads; did you mean DISCORD_PUBLIC_KEY?"),
+            "{error}"
+        );
+        let fine = ENV_VARS.iter().map(|n| n.replace('#', "2"));
+        bot_core::env::check_names("discord", ENV_VARS, fine).unwrap();
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::interactions::{self, InteractionsConfig, Pending};
 pub use builder::{DiscordApplication, DiscordBuilder};
 pub use env::{
     ENV_API_BASE, ENV_APPLICATION_ID, ENV_APPLICATION_PREFIX, ENV_DEV_GUILD_ID, ENV_GATEWAY_URL,
-    ENV_GLOBAL_PER_SECOND, ENV_INTENTS, ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN, env_var,
+    ENV_GLOBAL_PER_SECOND, ENV_INTENTS, ENV_PUBLIC_KEY, ENV_SHARDS, ENV_TOKEN, ENV_VARS, env_var,
 };
 use setup::GuildCommands;
 

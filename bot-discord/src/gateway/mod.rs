@@ -9,6 +9,7 @@ mod compression;
 mod config;
 mod frame;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 #[doc(hidden)]
 pub mod fuzz;
 mod identify;
@@ -25,6 +26,7 @@ pub use identify::{
     IdentifyQueue, SessionStartSource,
 };
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use identify_pg::{IDENTIFY_TABLE, PgIdentifyCoordinator};
 pub use manager::{GatewayInfo, SessionStartLimit, ShardManager, ShardRange};
 pub use session::Session;

@@ -299,7 +299,7 @@ async fn broadcast(
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> anyhow::Result<()> {
     let _logging = Logging::new().stderr().default_level("warn").init()?;
     let config = Config::from_env()?;
     let token = config
@@ -348,10 +348,7 @@ async fn main() -> Result<(), Error> {
     let received = fake.as_ref().map(|f| f.api().call_count() as u64);
     print_report(&config, &report, &latencies, window_limit, received);
     if !report.is_balanced() {
-        return Err(Error::new(
-            bot_core::ErrorKind::Other,
-            "the counts do not add up",
-        ));
+        anyhow::bail!("the counts do not add up");
     }
     Ok(())
 }

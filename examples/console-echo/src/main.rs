@@ -22,7 +22,7 @@ async fn echo(cx: Context, event: Event) -> Result<(), Error> {
 // ANCHOR_END: handler
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> anyhow::Result<()> {
     // ANCHOR: logging
     // Logs go to stderr, so that stdout is only the chat.
     let _logging = Logging::new().stderr().default_level("warn").init()?;

@@ -29,6 +29,11 @@
 //! number and it warns at startup when their pools exceed `max_connections`); without it, in
 //! memory.
 //!
+//! A variable set wrong stops it at once with one line naming the variable: a platform half
+//! configured (`LINE_CHANNEL_SECRET` without `LINE_CHANNEL_ACCESS_TOKEN`), a misspelt name
+//! (`LINE_CHANEL_SECRET`), a `BOT_ADDR`, `BOT_PROCESSES` or `BOT_LOG_FORMAT` (`text` or `json`)
+//! that does not parse (`tests/config_errors.rs`).
+//!
 //! With no platform variables it runs a demo instead: a fake LINE API and a fake Graph API start on
 //! 127.0.0.1, the bot answers through them, and every line you type is posted to the bot as a
 //! signed LINE webhook and a signed Messenger webhook over HTTP; the replies the fakes receive are
@@ -37,6 +42,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bot_core::env::ADDR_ENV;
 use bot_core::pg::{self, PgPool, PgQueue};
 use bot_core::telemetry::Logging;
 use bot_core::{Bot, BotBuilder, Context, Error, Event, EventKind, Limits, Router, Secret};
@@ -51,8 +57,8 @@ use bot_webchat::WebChat;
 use bot_webchat::pg::PgCluster;
 use tokio::io::AsyncBufReadExt as _;
 
-/// The address served when `BOT_ADDR` is not set.
-const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// The address served when `BOT_ADDR` is not set: 127.0.0.1:8080.
+const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
 /// The demo's channel secret and access token (the fake LINE API knows them).
 const DEMO_SECRET: &str = "demo-channel-secret";
 const DEMO_TOKEN: &str = "demo-access-token";
@@ -89,11 +95,14 @@ async fn echo_command(cx: Context, event: Event) -> Result<(), Error> {
 // ANCHOR_END: handler
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     let _logging = Logging::new().stderr().default_level("info").init()?;
-    let addr: SocketAddr = std::env::var("BOT_ADDR")
-        .unwrap_or_else(|_| DEFAULT_ADDR.to_owned())
-        .parse()?;
+    // Every setting is checked before anything starts: a mistake is one plain line on stderr.
+    let addr: SocketAddr =
+        bot_core::env::parse_or(ADDR_ENV, "an address such as 127.0.0.1:8080", || {
+            DEFAULT_ADDR.into()
+        })?;
+    let processes = bot_core::env::processes()?;
 
     // ANCHOR: platforms
     let router = Router::new().command("echo", echo_command).text(echo);
@@ -146,12 +155,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pool = PgPool::from_env()?;
             pg::migrate(&pool).await?;
             // Warns when BOT_PROCESSES processes' pools would not fit in max_connections.
-            let processes = std::env::var("BOT_PROCESSES")
-                .ok()
-                .and_then(|n| n.parse().ok());
             let queue = Arc::new(PgQueue::builder(&pool).limits(&Limits::default()).build()?);
             // After the queue, so that its own connections count too.
-            pool.check_capacity(processes.unwrap_or(1)).await?;
+            pool.check_capacity(processes).await?;
             builder = builder.queue(queue.clone());
             Some(queue)
         }
@@ -195,7 +201,7 @@ async fn register_echo_command(discord: &Discord) {
 }
 
 /// The demo: LINE and Messenger through fake APIs on 127.0.0.1, driven from stdin.
-async fn demo(builder: BotBuilder, addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+async fn demo(builder: BotBuilder, addr: SocketAddr) -> anyhow::Result<()> {
     let fake = FakeLine::start(DEMO_TOKEN).await?;
     let line = Line::builder(DEMO_SECRET, DEMO_TOKEN)
         .api_base(fake.url())

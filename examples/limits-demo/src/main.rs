@@ -145,7 +145,7 @@ fn job(n: u32, text: &str) -> Event {
 // ANCHOR_END: event
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> anyhow::Result<()> {
     // Logs go to stderr, so that stdout is only the story.
     let _logging = Logging::new().stderr().default_level("warn").init()?;
     let journal = Arc::new(Journal::new());

@@ -29,11 +29,13 @@ async fn noop(_cx: Context, _event: Event) -> Result<(), Error> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     let _logging = Logging::new().stderr().default_level("warn").init()?;
-    let addr: SocketAddr = std::env::var("BOT_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:8080".to_owned())
-        .parse()?;
+    let addr: SocketAddr = bot_core::env::parse_or(
+        bot_core::env::ADDR_ENV,
+        "an address such as 127.0.0.1:8080",
+        || ([127, 0, 0, 1], 8080).into(),
+    )?;
     let mut builder = Bot::builder().handler(noop);
     let mut platforms = Vec::new();
     if let Some(line) = Line::try_from_env()? {
@@ -49,10 +51,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         platforms.push("discord");
     }
     if platforms.is_empty() {
-        return Err(
+        anyhow::bail!(
             "noop-bot: configure a platform as for echo-bot, for example \
-                    LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN"
-                .into(),
+             LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN"
         );
     }
     tracing::info!(?platforms, %addr, "noop-bot serving");

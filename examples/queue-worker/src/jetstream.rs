@@ -13,18 +13,21 @@ use std::time::Duration;
 use bot_core::nats::{JetStreamQueue, NATS_URL_ENV, async_nats};
 use bot_core::{Bot, BoxError, Context, Error, ErrorKind, Event, Limits};
 
-use crate::{JsonWebhook, NOOP_HANDLED, env_or, noop};
+use crate::settings::{Settings, Work};
+use crate::{JsonWebhook, NOOP_HANDLED, noop};
 
 /// The simulated call without the database.
 async fn wait(cx: Context, _event: Event) -> Result<(), BoxError> {
-    let work = Duration::from_millis(env_or("WORK_MS", 2000));
+    let work = cx
+        .state::<Work>()
+        .map_or(Duration::ZERO, |work| work.normal);
     tokio::select! {
         () = tokio::time::sleep(work) => Ok(()),
         () = cx.cancellation().cancelled() => Err("cancelled".into()),
     }
 }
 
-pub(crate) async fn run(addr: String, limits: Limits) -> Result<(), Error> {
+pub(crate) async fn run(settings: &Settings, limits: Limits) -> anyhow::Result<()> {
     // ANCHOR: jetstream_setup
     let url = std::env::var(NATS_URL_ENV).unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let client = async_nats::connect(&url).await.map_err(|e| {
@@ -33,20 +36,21 @@ pub(crate) async fn run(addr: String, limits: Limits) -> Result<(), Error> {
     let queue = Arc::new(
         JetStreamQueue::builder(client)
             .name(std::env::var("NATS_QUEUE").unwrap_or_else(|_| "queue_worker".to_owned()))
-            .partitions(env_or("PARTITIONS", 16))
-            .ownership_lease(Duration::from_millis(env_or("LEASE_MS", 10_000)))
-            .fetch_batch(env_or("PREFETCH", 256))
-            .partition_in_flight(env_or("PARTITION_IN_FLIGHT", 512))
+            .partitions(settings.partitions)
+            .ownership_lease(settings.lease.unwrap_or(Duration::from_secs(10)))
+            .fetch_batch(settings.prefetch.unwrap_or(256))
+            .partition_in_flight(settings.partition_in_flight)
             .limits(&limits)
-            .capacity(env_or("QUEUE_CAPACITY", limits.queue_capacity))
+            .capacity(settings.queue_capacity.unwrap_or(limits.queue_capacity))
             .build()
             .await?,
     );
     // ANCHOR_END: jetstream_setup
-    let noop_handler = std::env::var("HANDLER").is_ok_and(|h| h == "noop");
+    let noop_handler = settings.noop_handler;
     let builder = Bot::builder()
         .adapter(JsonWebhook)
         .limits(limits)
+        .state(settings.work)
         .queue(queue.clone());
     let bot = if noop_handler {
         builder.handler(noop).build()?
@@ -54,7 +58,7 @@ pub(crate) async fn run(addr: String, limits: Limits) -> Result<(), Error> {
         builder.handler(wait).build()?
     };
     // ANCHOR: jetstream_serve
-    let report = bot.serve(addr).await?;
+    let report = bot.serve(settings.addr.as_str()).await?;
     // Gives this process's partitions up at once, for the others.
     queue.shutdown().await;
     // ANCHOR_END: jetstream_serve

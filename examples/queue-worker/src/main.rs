@@ -23,7 +23,8 @@
 //! `ACK_FAIL_FILE` (a fault for the fault suite: acknowledgements fail while that file exists).
 //!
 //! `QUEUE=jetstream` runs the same webhook on NATS JetStream instead (`jetstream.rs` lists its
-//! settings).
+//! settings). A value the worker cannot use (`WORK_MS=2s`, `ORDERING=random`) stops it at
+//! start-up with a message naming the variable.
 //!
 //! Every handled event is recorded in `queue_worker_runs` (each attempt, when it started and
 //! ended) and, once, in
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 mod faults;
 mod jetstream;
+mod settings;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -43,9 +45,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bot_core::adapter::rejection;
 use bot_core::pg::{self, PgPool, PgQueue};
-use bot_core::{
-    Adapter, Bot, BoxError, Context, Error, Event, Ingress, Limits, Ordering, Platform,
-};
+use bot_core::{Adapter, Bot, BoxError, Context, Error, Event, Ingress, Limits, Platform};
+use settings::{Backend, Settings, Work};
 
 /// The platform of the events this worker takes.
 const DEMO: Platform = Platform::from_static("demo");
@@ -83,13 +84,6 @@ async fn events(State(ingress): State<Ingress>, body: Bytes) -> Response {
     }
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Events the no-op handler ran (`HANDLER=noop`).
 static NOOP_HANDLED: AtomicU64 = AtomicU64::new(0);
 
@@ -103,12 +97,14 @@ async fn noop(_cx: Context, _event: Event) -> Result<(), BoxError> {
 /// The simulated external API call, then the effect, recorded once per event id.
 async fn handle(cx: Context, event: Event) -> Result<(), BoxError> {
     let started = std::time::SystemTime::now();
-    let work_ms = env_or("WORK_MS", 2000);
-    let work = Duration::from_millis(if event.text_content() == Some("long") {
-        env_or("LONG_MS", work_ms)
-    } else {
-        work_ms
+    let work = cx.state::<Work>().copied().unwrap_or(Work {
+        normal: Duration::ZERO,
+        long: Duration::ZERO,
     });
+    let work = match event.text_content() {
+        Some("long") => work.long,
+        _ => work.normal,
+    };
     tokio::select! {
         () = tokio::time::sleep(work) => {}
         // Shutdown or time-out: stop early; the event goes back to the queue.
@@ -137,50 +133,47 @@ async fn handle(cx: Context, event: Event) -> Result<(), BoxError> {
 // ANCHOR_END: handler
 
 /// `MAX_IN_FLIGHT` and `ORDERING`, for both queues.
-fn limits() -> Limits {
+fn limits(settings: &Settings) -> Limits {
     Limits {
-        max_in_flight: env_or("MAX_IN_FLIGHT", 256),
+        max_in_flight: settings.max_in_flight,
         handler_timeout: Duration::from_secs(300),
-        ordering: match std::env::var("ORDERING").as_deref() {
-            Ok("unordered") => Ordering::Unordered,
-            _ => Ordering::PerConversation,
-        },
+        ordering: settings.ordering,
         ..Limits::default()
     }
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> anyhow::Result<()> {
     let _logs = bot_core::init_logging()?;
+    let settings = Settings::from_env()?;
+    if settings.backend == Backend::JetStream {
+        return jetstream::run(&settings, limits(&settings)).await;
+    }
     let url = std::env::var(pg::DATABASE_URL_ENV)
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let addr = std::env::var("BOT_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    if std::env::var("QUEUE").is_ok_and(|q| q == "jetstream") {
-        return jetstream::run(addr, limits()).await;
-    }
 
     // ANCHOR: setup
-    let schema = std::env::var("BOT_SCHEMA").unwrap_or_else(|_| "public".to_owned());
+    let schema = settings.schema.clone();
     let pool = PgPool::builder(url)
         // So that the server's processes of these workers can be told apart (pg_stat_activity).
         .application_name(format!("queue-worker {schema}"))
         .schema(schema)
-        .max_size(env_or("POOL_SIZE", 16))
+        .max_size(settings.pool_size)
         .wait_timeout(Duration::from_secs(30))
         .build()?;
     // Safe when every process runs it at start-up at once.
     pg::migrate(&pool).await?;
-    let limits = limits();
+    let limits = limits(&settings);
     let queue = Arc::new(
         PgQueue::builder(&pool)
             .limits(&limits)
-            .prefetch(env_or("PREFETCH", 16))
-            .lease_duration(Duration::from_millis(env_or("LEASE_MS", 30_000)))
+            .prefetch(settings.prefetch.unwrap_or(16))
+            .lease_duration(settings.lease.unwrap_or(Duration::from_secs(30)))
             .build()?,
     );
     // After the queue: its own connections count too.
-    pool.check_capacity(env_or("WORKER_PROCESSES", 2)).await?;
-    let noop_handler = std::env::var("HANDLER").is_ok_and(|h| h == "noop");
+    pool.check_capacity(settings.worker_processes).await?;
+    let noop_handler = settings.noop_handler;
     let bot_queue: Arc<dyn bot_core::Queue> = match std::env::var_os("ACK_FAIL_FILE") {
         Some(flag) => Arc::new(faults::FailingAcks {
             inner: queue.clone(),
@@ -193,6 +186,7 @@ async fn main() -> Result<(), Error> {
         .adapter(JsonWebhook)
         .limits(limits)
         .queue(bot_queue)
+        .state(settings.work)
         .database(pool.clone());
     let bot = if noop_handler {
         builder.handler(noop).build()?
@@ -222,7 +216,7 @@ async fn main() -> Result<(), Error> {
     // ANCHOR: serve
     // SIGTERM: readiness 503, claimed but unstarted events go back at once, running handlers
     // finish (up to shutdown_timeout), then the queue's tasks stop.
-    let report = bot.serve(addr).await?;
+    let report = bot.serve(settings.addr.as_str()).await?;
     queue.shutdown().await;
     // ANCHOR_END: serve
     tracing::info!(?report, counters = ?queue.counters(), "worker stopped");

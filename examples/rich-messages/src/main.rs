@@ -128,7 +128,7 @@ async fn ordered(cx: Context, event: Event) -> Result<(), Error> {
 // ANCHOR_END: postback
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     let (line_secret, line_token) = ("demo-channel-secret", "demo-access-token");
     let (app_secret, page_token) = ("demo-app-secret", "demo-page-token");
     let discord_token = "demo-bot-token";

@@ -108,7 +108,7 @@ async fn fallback(cx: Context, event: Event) -> Result<(), Error> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> anyhow::Result<()> {
     // Logs go to stderr, so that stdout is only the chat.
     let _logging = Logging::new().stderr().default_level("warn").init()?;
     let console = Console::new();
