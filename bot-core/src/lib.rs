@@ -30,13 +30,15 @@ pub mod testing;
 pub use adapter::{Adapter, Attach, Ingress};
 pub use bot::{Bot, BotBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT};
 pub use context::Context;
-pub use error::{BoxError, Error, ErrorKind};
+pub use error::{BoxError, Error, ErrorChain, ErrorKind};
 pub use event::{ChannelId, ConversationId, Event, EventId, EventKind, Message, Platform, UserId};
 pub use handler::{Handler, HandlerExt};
 pub use limits::{Limits, Ordering, Overflow, RetryPolicy};
 pub use outbound::{Outbound, OutgoingMessage};
 pub use pusher::Pusher;
 pub use queue::{MemoryQueue, Queue};
+/// The `regex` crate, for [`Router::text_regex`] without a dependency of one's own.
+pub use regex;
 pub use router::Router;
 pub use runtime::ShutdownReport;
 pub use secret::Secret;
