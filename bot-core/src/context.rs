@@ -69,6 +69,8 @@ pub struct Context {
     target: Target,
     /// Who sent the event, when the platform says.
     sender: Option<UserId>,
+    /// The event's dialogs, when a [`crate::dialog::Dialogs`] handles it.
+    dialogs: Option<Arc<crate::dialog::engine::Session>>,
     /// What clones of the context share: one allocation per attempt.
     state: Arc<AttemptState>,
     attempt: u32,
@@ -142,6 +144,7 @@ impl Context {
                 send_index: 0,
             },
             sender: event.sender.clone(),
+            dialogs: None,
             state: Arc::default(),
             attempt,
         }
@@ -403,6 +406,41 @@ impl Context {
             key,
             ttl: None,
         }
+    }
+
+    /// Where the conversation stands in its dialogs (the innermost open dialog and its step),
+    /// when the event is handled under [`crate::dialog::Dialogs`] and a dialog is open.
+    pub fn dialog(&self) -> Option<&crate::dialog::DialogPosition> {
+        self.dialogs.as_deref()?.position()
+    }
+
+    /// Begins the dialog named `name` in this conversation (or for this user in it, with
+    /// [`crate::dialog::Dialogs::per_user`]), replacing any open one: asks its first step.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] outside [`crate::dialog::Dialogs`] or for an unknown dialog;
+    /// [`ErrorKind::StateConflict`] when another event of the conversation wrote its dialogs
+    /// first (retried by the runtime); as [`Context::reply`] for the question.
+    pub async fn begin_dialog(&self, name: &str) -> Result<(), Error> {
+        let session = self.dialogs.as_deref().ok_or_else(|| {
+            Error::config(format!(
+                "dialog {name:?} begun outside Dialogs: give the bot Dialogs::new(router) as its handler"
+            ))
+        })?;
+        session.begin(self, name).await
+    }
+
+    /// The same context with the event's dialogs.
+    pub(crate) fn with_dialog_session(&self, session: Arc<crate::dialog::engine::Session>) -> Self {
+        let mut cx = self.clone();
+        cx.dialogs = Some(session);
+        cx
+    }
+
+    /// The bot's state store.
+    pub(crate) fn state_store(&self) -> &dyn StateStore {
+        &*self.shared.state_store
     }
 
     fn require_sender(&self) -> Result<UserId, Error> {

@@ -5,6 +5,7 @@ pub mod api;
 mod bot;
 pub mod console;
 pub mod context;
+pub mod dialog;
 mod error;
 pub mod event;
 pub mod handler;

@@ -47,6 +47,7 @@ use async_trait::async_trait;
 use regex::Regex;
 
 use crate::context::Context;
+use crate::dialog::DialogPosition;
 use crate::error::BoxError;
 use crate::event::{Event, EventKind, Platform};
 use crate::handler::{BoxHandler, Handler};
@@ -81,10 +82,22 @@ enum Matcher {
     Platform(Platform),
     /// Any event the predicate accepts.
     Predicate(Predicate),
+    /// While the conversation is in this dialog (at this step, if named), what these routes
+    /// match.
+    InDialog {
+        dialog: String,
+        step: Option<String>,
+        routes: Box<Router>,
+    },
 }
 
 impl Matcher {
-    fn matches(&self, event: &Event, options: TextMatch) -> bool {
+    fn matches(
+        &self,
+        event: &Event,
+        options: TextMatch,
+        position: Option<&DialogPosition>,
+    ) -> bool {
         match self {
             Matcher::Command(name) => match &event.kind {
                 EventKind::Command(command) => command.name == *name,
@@ -112,6 +125,15 @@ impl Matcher {
             Matcher::Kind(name) => event.kind.name() == name,
             Matcher::Platform(platform) => event.platform == *platform,
             Matcher::Predicate(predicate) => predicate(event),
+            Matcher::InDialog {
+                dialog,
+                step,
+                routes,
+            } => {
+                position.is_some_and(|at| {
+                    at.dialog() == dialog && step.as_ref().is_none_or(|step| step == at.step())
+                }) && routes.route_for(event, position).is_some()
+            }
         }
     }
 }
@@ -133,6 +155,16 @@ impl fmt::Debug for Matcher {
             Matcher::Kind(name) => f.debug_tuple("Kind").field(name).finish(),
             Matcher::Platform(platform) => f.debug_tuple("Platform").field(platform).finish(),
             Matcher::Predicate(_) => f.write_str("Predicate(..)"),
+            Matcher::InDialog {
+                dialog,
+                step,
+                routes,
+            } => f
+                .debug_struct("InDialog")
+                .field("dialog", dialog)
+                .field("step", step)
+                .field("routes", routes)
+                .finish(),
         }
     }
 }
@@ -233,9 +265,17 @@ impl Router {
     /// ```
     pub fn text_match(mut self, options: TextMatch) -> Self {
         self.text_match = options;
-        for (matcher, _) in &mut self.routes {
-            if let Matcher::TextExact(pattern) | Matcher::TextPrefix(pattern) = matcher {
-                pattern.refold(options);
+        for (matcher, handler) in &mut self.routes {
+            match matcher {
+                Matcher::TextExact(pattern) | Matcher::TextPrefix(pattern) => {
+                    pattern.refold(options);
+                }
+                Matcher::InDialog { routes, .. } => {
+                    let refolded = std::mem::take(&mut **routes).text_match(options);
+                    *handler = BoxHandler::new(refolded.clone());
+                    **routes = refolded;
+                }
+                _ => {}
             }
         }
         self
@@ -299,26 +339,92 @@ impl Router {
         self.push(Matcher::Predicate(Arc::new(predicate)), handler)
     }
 
+    /// Routes what `routes` match while the conversation is in the dialog named `dialog`, at
+    /// any step ([`crate::dialog`]): "status" during a booking, say. Such routes come before
+    /// the dialog's own reading of an answer; outside the dialog they match nothing. They
+    /// compare text as this router does ([`Router::text_match`]).
+    ///
+    /// Only this router's own dialog routes are seen by [`crate::dialog::Dialogs`], not those
+    /// of routers nested in its other routes.
+    ///
+    /// ```
+    /// use bot_core::{Context, Error, Event, Router};
+    ///
+    /// async fn status(_cx: Context, _event: Event) -> Result<(), Error> { Ok(()) }
+    /// let router = Router::new()
+    ///     .in_dialog("booking", Router::new().text_exact("status", status));
+    /// # drop(router);
+    /// ```
+    pub fn in_dialog(self, dialog: impl Into<String>, routes: Router) -> Self {
+        self.push_in_dialog(dialog.into(), None, routes)
+    }
+
+    /// As [`Router::in_dialog`], at one step of the dialog only.
+    pub fn in_step(
+        self,
+        dialog: impl Into<String>,
+        step: impl Into<String>,
+        routes: Router,
+    ) -> Self {
+        self.push_in_dialog(dialog.into(), Some(step.into()), routes)
+    }
+
+    fn push_in_dialog(self, dialog: String, step: Option<String>, routes: Router) -> Self {
+        // They read the same messages as this router's routes: they compare text as it does.
+        let routes = routes.text_match(self.text_match);
+        let handler = routes.clone();
+        let matcher = Matcher::InDialog {
+            dialog,
+            step,
+            routes: Box::new(routes),
+        };
+        self.push(matcher, handler)
+    }
+
     /// Sets the handler of events no route matches, replacing any earlier fallback.
     pub fn fallback(mut self, handler: impl Handler) -> Self {
         self.fallback = Some(BoxHandler::new(handler));
         self
     }
 
-    /// The handler `event` goes to: the first matching route's, else the fallback.
-    fn handler_for(&self, event: &Event) -> Option<&BoxHandler> {
+    /// The handler of the first route matching `event`, the fallback aside.
+    fn route_for<'a>(
+        &'a self,
+        event: &Event,
+        position: Option<&DialogPosition>,
+    ) -> Option<&'a BoxHandler> {
         self.routes
             .iter()
-            .find(|(matcher, _)| matcher.matches(event, self.text_match))
+            .find(|(matcher, _)| matcher.matches(event, self.text_match, position))
             .map(|(_, handler)| handler)
-            .or(self.fallback.as_ref())
+    }
+
+    /// The handler `event` goes to: the first matching route's, else the fallback.
+    fn handler_for<'a>(
+        &'a self,
+        event: &Event,
+        position: Option<&DialogPosition>,
+    ) -> Option<&'a BoxHandler> {
+        self.route_for(event, position).or(self.fallback.as_ref())
+    }
+
+    /// Whether a route made with [`Router::in_dialog`] or [`Router::in_step`] matches `event`.
+    pub(crate) fn has_dialog_route(
+        &self,
+        event: &Event,
+        position: Option<&DialogPosition>,
+    ) -> bool {
+        (self.routes.iter()).any(|(matcher, _)| {
+            matches!(matcher, Matcher::InDialog { .. })
+                && matcher.matches(event, self.text_match, position)
+        })
     }
 }
 
 #[async_trait]
 impl Handler for Router {
     async fn call(&self, cx: Context, event: Event) -> Result<(), BoxError> {
-        match self.handler_for(&event) {
+        match self.handler_for(&event, cx.dialog()) {
             Some(handler) => handler.call(cx, event).await,
             None => {
                 tracing::debug!(
@@ -333,7 +439,7 @@ impl Handler for Router {
     }
 
     fn timeout(&self, event: &Event) -> Option<Duration> {
-        self.handler_for(event)?.timeout(event)
+        self.handler_for(event, None)?.timeout(event)
     }
 }
 

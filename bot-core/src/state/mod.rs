@@ -57,6 +57,16 @@ pub enum StateKey {
         /// The key's name.
         name: String,
     },
+    /// Where the dialogs of a conversation, or of one user in it, stand ([`crate::dialog`]):
+    /// kept apart from the app's own state.
+    Dialog {
+        /// The platform.
+        platform: Platform,
+        /// The conversation on that platform.
+        conversation: ConversationId,
+        /// The user, when each member of the conversation has their own dialogs.
+        user: Option<UserId>,
+    },
 }
 
 /// The columns a key is stored under: platform, scope, conversation, subject.
@@ -98,13 +108,14 @@ impl StateKey {
         Self::App { name: name.into() }
     }
 
-    /// The scope's name: `conversation`, `user`, `user_in_conversation` or `app`.
+    /// The scope's name: `conversation`, `user`, `user_in_conversation`, `app` or `dialog`.
     pub fn scope(&self) -> &'static str {
         match self {
             Self::Conversation { .. } => "conversation",
             Self::User { .. } => "user",
             Self::UserInConversation { .. } => "user_in_conversation",
             Self::App { .. } => "app",
+            Self::Dialog { .. } => "dialog",
         }
     }
 
@@ -128,6 +139,16 @@ impl StateKey {
                 user.as_str(),
             ),
             Self::App { name } => ("", self.scope(), "", name.as_str()),
+            Self::Dialog {
+                platform,
+                conversation,
+                user,
+            } => (
+                platform.as_str(),
+                self.scope(),
+                conversation.as_str(),
+                user.as_ref().map_or("", UserId::as_str),
+            ),
         }
     }
 }
@@ -146,6 +167,16 @@ impl fmt::Display for StateKey {
                 user,
             } => write!(f, "{platform}/{conversation}/user {user}"),
             Self::App { name } => write!(f, "app key {name:?}"),
+            Self::Dialog {
+                platform,
+                conversation,
+                user: None,
+            } => write!(f, "{platform}/{conversation} dialogs"),
+            Self::Dialog {
+                platform,
+                conversation,
+                user: Some(user),
+            } => write!(f, "{platform}/{conversation}/user {user} dialogs"),
         }
     }
 }
