@@ -255,6 +255,25 @@ fn split_content(text: &str) -> Vec<String> {
     chunks
 }
 
+/// Refuses `messages` as [`DiscordClient`](crate::client::DiscordClient)'s send would, with
+/// the same error, before any call (a 26th button, a `custom_id` over 100 characters, a modal
+/// after another). For tests: `TestBot::builder().platform_rules(Platform::DISCORD,
+/// bot_discord::client::validate)`.
+///
+/// # Errors
+///
+/// The error the client's send returns for `messages`.
+pub fn validate(messages: &[OutgoingMessage]) -> Result<(), bot_core::Error> {
+    let bodies = bodies(messages)?;
+    if bodies.iter().skip(1).any(is_callback) {
+        return Err(Error::invalid_request(
+            "discord: an interaction takes one modal, as its first response",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn components(message: &OutgoingMessage, card_buttons: &[&Button]) -> Result<Vec<Value>, Error> {
     let buttons = message
         .buttons

@@ -16,7 +16,8 @@ type Accept<S> = Arc<dyn Fn(&mut S, &Answer) -> Result<Next, Retry> + Send + Syn
 /// a choice, by its label or its value, compared leniently ([`crate::router::TextMatch::LENIENT`]:
 /// `" Two"` is `"two"`), counts as that choice.
 ///
-/// A step without an `accept` function takes only its choices and re-asks otherwise.
+/// A step without an `accept` function takes only its choices and re-asks otherwise; its state
+/// is left as it is. To keep a choice's value, give one ([`Answer::choice`]).
 pub struct Step<S> {
     pub(super) name: String,
     pub(super) prompt: Prompt<S>,
