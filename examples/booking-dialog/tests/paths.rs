@@ -77,11 +77,15 @@ impl Chat {
         self.send(event).await
     }
 
-    /// Taps the quick reply or presses the button labelled `label` of the last message this
-    /// user was sent.
+    /// Taps the quick reply or presses the button labelled `label` of the last message that
+    /// offered choices.
     async fn tap(&self, label: &str) -> Vec<String> {
         let sent = self.bot.sent();
-        let last = sent.last().unwrap().messages.last().unwrap().clone();
+        let messages = sent.iter().rev().flat_map(|s| s.messages.iter().rev());
+        let last = (messages.clone())
+            .find(|m| !m.quick_replies.is_empty() || !m.buttons.is_empty())
+            .expect("a message with choices")
+            .clone();
         let conversation = self.conversation.as_str();
         let event = match last.quick_replies.iter().find(|q| q.label == label) {
             Some(q) => testing::quick_reply_tap_on(self.platform.clone(), conversation, q),
