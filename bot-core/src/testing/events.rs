@@ -131,7 +131,7 @@ pub fn joined_on(
     users: &[&str],
 ) -> Event {
     let kind = EventKind::MemberJoined(Members {
-        users: users.iter().map(|u| UserId::new(u)).collect(),
+        users: users.iter().map(UserId::new).collect(),
     });
     on(platform, conversation, kind)
 }
