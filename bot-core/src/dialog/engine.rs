@@ -1,4 +1,6 @@
 //! [`Dialogs`]: the handler that runs dialogs in front of a router.
+//!
+//! What one event says goes out as one reply (LINE takes one reply per reply token).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -446,14 +448,23 @@ impl Inner {
         self.perform(cx, &record.effects).await
     }
 
+    /// Does `effects` in order; what is said in a row goes out as one reply (LINE takes one
+    /// reply per reply token, up to five messages).
     async fn perform(&self, cx: &Context, effects: &[Effect]) -> Result<(), BoxError> {
+        let mut said = Vec::new();
         for effect in effects {
             match effect {
-                Effect::Say { message } => cx.reply((**message).clone()).await?,
+                Effect::Say { message } => said.push((**message).clone()),
                 Effect::Done { dialog, state } => {
+                    if !said.is_empty() {
+                        cx.reply_all(std::mem::take(&mut said)).await?;
+                    }
                     self.get(dialog)?.done(cx.clone(), state.clone()).await?;
                 }
             }
+        }
+        if !said.is_empty() {
+            cx.reply_all(said).await?;
         }
         Ok(())
     }
@@ -492,7 +503,7 @@ impl Handler for Dialogs {
             return inner.router.call(cx, event).await;
         };
         let event_id = event.id.to_string();
-        let (mut record, mut version) = inner.load(&cx, &key).await?;
+        let (mut record, version) = inner.load(&cx, &key).await?;
         if record.last_event.as_deref() == Some(event_id.as_str()) {
             // Retried after its write: do again what it did, apply nothing twice.
             return inner.perform(&cx, &record.effects).await;
@@ -500,19 +511,14 @@ impl Handler for Dialogs {
         if let Some(frame) = record.top()
             && record.expires_at_ms <= inner.clock.now_ms()
         {
+            // The message answers the time-out alone: a second reply would need a second reply
+            // token, which LINE does not give.
             let message = OutgoingMessage::text(inner.get(&frame.dialog)?.timed_out());
             record.frames.clear();
-            record.last_event = None;
-            record.effects = Vec::new();
-            let json = serde_json::to_value(&record).map_err(|e| {
-                Error::new(ErrorKind::State, "a dialog record is not serialisable").with_source(e)
-            })?;
-            let saved = cx
-                .state_store()
-                .save_expiring(&key, json, version, Some(RECORD_GRACE))
-                .await?;
-            version = Some(saved);
-            cx.reply(message).await?;
+            let effects = vec![Effect::Say {
+                message: Box::new(message),
+            }];
+            return (inner.commit(&cx, &key, version, record, &event_id, effects)).await;
         }
         let session = Arc::new(Session {
             engine: inner.clone(),

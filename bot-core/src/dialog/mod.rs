@@ -9,8 +9,9 @@
 //!   text, through one [`Step::accept`] function; a refused answer ([`Retry`]) says why and asks
 //!   again;
 //! - "cancel" and "help" work at any step ([`Dialogs::cancel_words`], [`Dialogs::help_words`]);
-//! - a dialog left open ends after its [`Dialog::timeout`]; the user is told at their next
-//!   message, which then goes to the router as usual;
+//! - a dialog left open ends after its [`Dialog::timeout`]; the user's next message is answered
+//!   with [`Dialog::timed_out_text`] (alone: LINE gives one reply per message), and the one
+//!   after goes to the router as usual;
 //! - a tap on a question already answered gets [`Dialogs::stale_text`] and the current question
 //!   again (every tap names the question it answers);
 //! - a step can begin another dialog ([`Next::Begin`]), which runs nested and hands back;
@@ -161,7 +162,7 @@ where
         self
     }
 
-    /// What the user is told at their next message after the dialog timed out.
+    /// What the user's next message after the dialog timed out is answered with.
     #[must_use]
     pub fn timed_out_text(mut self, text: impl Into<String>) -> Self {
         self.timed_out = text.into();
