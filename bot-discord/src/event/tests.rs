@@ -218,3 +218,22 @@ fn text_too_long_for_a_custom_id_is_refused_with_the_limit() {
     let e = crate::render::bodies(&[message]).unwrap_err();
     assert!(e.to_string().contains("89 for one that says text"), "{e}");
 }
+
+/// The testing builders make what the mapping expects of each kind.
+#[cfg(feature = "testing")]
+#[test]
+fn the_testing_builders_map_to_their_kinds() {
+    use crate::testing::{button_press, message_create, select_menu, slash_command};
+    let kinds: Vec<String> = [
+        slash_command("echo", json!([]), "c", "u"),
+        button_press("buy", "c", "u"),
+        button_press("botrt:text:2", "c", "u"),
+        select_menu("size", &["l"], "c", "u"),
+    ]
+    .iter()
+    .map(|i| from_interaction(i).unwrap().kind.name().to_owned())
+    .collect();
+    assert_eq!(kinds, ["command", "postback", "message", "postback"]);
+    let m = message_create("hi", "c", "u");
+    assert_eq!(m["content"], "hi");
+}

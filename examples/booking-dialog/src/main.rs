@@ -1,48 +1,38 @@
 //! Run with: cargo run -p booking-dialog
 //!
 //! A table booking on the console: say "book", pick a party size, a time, confirm; "cancel",
-//! "help" and "status" work at any step (typing a choice's label taps it). With
-//! `LINE_CHANNEL_SECRET` and `LINE_CHANNEL_ACCESS_TOKEN`, the `MESSENGER_*` variables or
-//! `DISCORD_TOKEN` set, the same bot serves those platforms on `BOT_ADDR` (default
-//! `127.0.0.1:8080`) instead.
+//! "help" and "status" work at any step (typing a choice's label taps it). With the LINE,
+//! Messenger or Discord variables set (as for echo-bot), it serves those platforms on
+//! `BOT_ADDR` (default `127.0.0.1:8080`) instead.
 
 use bot_core::Bot;
 use bot_core::console::Console;
 use bot_core::telemetry::Logging;
-use bot_discord::Discord;
-use bot_line::Line;
-use bot_messenger::Messenger;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _logging = Logging::new().stderr().default_level("warn").init()?;
     let mut builder = Bot::builder().handler(booking_dialog::handler());
-    let mut platforms = 0;
-    if let Some(line) = Line::try_from_env()? {
-        builder = builder.adapter(line);
-        platforms += 1;
-    }
-    if let Some(messenger) = Messenger::try_from_env()? {
-        builder = builder.adapter(messenger);
-        platforms += 1;
-    }
-    if let Some(discord) = Discord::try_from_env()? {
-        builder = builder.adapter(discord);
-        platforms += 1;
-    }
-    if platforms > 0 {
-        let addr = std::env::var("BOT_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-        let report = builder
-            .build()?
-            .serve(addr.parse::<std::net::SocketAddr>()?)
-            .await?;
-        tracing::info!(?report, "bot stopped");
+    let line = bot_line::Line::try_from_env()?;
+    let messenger = bot_messenger::Messenger::try_from_env()?;
+    let discord = bot_discord::Discord::try_from_env()?;
+    if line.is_none() && messenger.is_none() && discord.is_none() {
+        let console = Console::new();
+        let bot = builder.adapter(console.clone()).build()?;
+        println!("bot> Hello! Say \"book\" to book a table.");
+        console.run_until_done(&bot).await;
         return Ok(());
     }
-    let console = Console::new();
-    let bot = builder.adapter(console.clone()).build()?;
-    println!("bot> Hello! Say \"book\" to book a table.");
-    let report = console.run_until_done(&bot).await;
-    tracing::debug!(?report, "bot stopped");
+    builder = line.into_iter().fold(builder, |b, line| b.adapter(line));
+    builder = messenger.into_iter().fold(builder, |b, m| b.adapter(m));
+    builder = discord
+        .into_iter()
+        .fold(builder, |b, discord| b.adapter(discord));
+    let addr = std::env::var("BOT_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let report = builder
+        .build()?
+        .serve(addr.parse::<std::net::SocketAddr>()?)
+        .await?;
+    tracing::info!(?report, "bot stopped");
     Ok(())
 }
