@@ -68,6 +68,13 @@ mod tests {
         assert_send_sync::<crate::MemoryQueue>();
         assert_send_sync::<crate::MemoryStateStore>();
         assert_send_sync::<crate::Router>();
+        assert_send_sync::<crate::router::TextMatch>();
+        assert_send_sync::<crate::dialog::Dialogs>();
+        assert_send_sync::<crate::dialog::DialogPosition>();
+        assert_send_sync::<crate::dialog::Answer>();
+        assert_send_sync::<crate::dialog::Dialog<String>>();
+        assert_send_sync::<crate::state::StateKey>();
+        assert_send_sync::<crate::context::StateHandle<'static>>();
         assert_send_sync::<crate::Secret>();
         assert_send_sync::<crate::testing::fake_api::FakeApi>();
         assert_send_sync::<crate::ShutdownReport>();
