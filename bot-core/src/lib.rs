@@ -26,6 +26,7 @@ mod setters;
 pub mod signature;
 pub mod state;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use adapter::{Adapter, Attach, Ingress};
