@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind};
-use crate::event::{ConversationId, Event, EventId, Platform};
+use crate::event::{ConversationId, Event, EventId, Platform, UserId};
 use crate::outbound::{Outbound, OutgoingMessage, PlatformMessage, Target};
 use crate::state::{StateKey, StateStore, Versioned};
 
@@ -66,6 +67,10 @@ pub struct Context {
     shared: Arc<Shared>,
     platform: Platform,
     target: Target,
+    /// Who sent the event, when the platform says.
+    sender: Option<UserId>,
+    /// The event's dialogs, when a [`crate::dialog::Dialogs`] handles it.
+    dialogs: Option<Arc<crate::dialog::engine::Session>>,
     /// What clones of the context share: one allocation per attempt.
     state: Arc<AttemptState>,
     attempt: u32,
@@ -138,6 +143,8 @@ impl Context {
                 origin: Some(event.id.clone()),
                 send_index: 0,
             },
+            sender: event.sender.clone(),
+            dialogs: None,
             state: Arc::default(),
             attempt,
         }
@@ -156,6 +163,12 @@ impl Context {
     /// The conversation of the event being handled.
     pub fn conversation(&self) -> &ConversationId {
         &self.target.conversation
+    }
+
+    /// Who sent the event being handled, when the platform says (not for every kind of event:
+    /// a LINE `unfollow` in a group, a Discord reaction removed by a moderator).
+    pub fn sender(&self) -> Option<&UserId> {
+        self.sender.as_ref()
     }
 
     /// The id of the event being handled.
@@ -354,23 +367,129 @@ impl Context {
         got.map(|(conn, _)| conn)
     }
 
-    /// The state of the event's conversation.
-    pub fn conversation_state(&self) -> ConversationState<'_> {
-        ConversationState {
+    /// The state of the event's conversation: one document per conversation (on Discord a
+    /// channel, shared by everyone in it).
+    pub fn conversation_state(&self) -> StateHandle<'_> {
+        self.state_at(StateKey::new(
+            self.platform.clone(),
+            self.target.conversation.clone(),
+        ))
+    }
+
+    /// The state of the event's sender on this platform, the same in every conversation.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::State`] when the event has no sender ([`Context::sender`]).
+    pub fn user_state(&self) -> Result<StateHandle<'_>, Error> {
+        let user = self.require_sender()?;
+        Ok(self.state_at(StateKey::user(self.platform.clone(), user)))
+    }
+
+    /// The state of the event's sender within the event's conversation: each member of a
+    /// group or Discord channel has their own.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::State`] when the event has no sender ([`Context::sender`]).
+    pub fn user_in_conversation_state(&self) -> Result<StateHandle<'_>, Error> {
+        let user = self.require_sender()?;
+        Ok(self.state_at(StateKey::user_in_conversation(
+            self.platform.clone(),
+            self.target.conversation.clone(),
+            user,
+        )))
+    }
+
+    /// The state under an app-wide key of the app's own, shared by every platform,
+    /// conversation and user.
+    pub fn app_key_state(&self, name: impl Into<String>) -> StateHandle<'_> {
+        self.state_at(StateKey::app(name))
+    }
+
+    /// The state under any `key`, for example another user's.
+    pub fn state_at(&self, key: StateKey) -> StateHandle<'_> {
+        StateHandle {
             store: &*self.shared.state_store,
-            key: StateKey::new(self.platform.clone(), self.target.conversation.clone()),
+            key,
+            ttl: None,
         }
+    }
+
+    /// Where the conversation stands in its dialogs (the innermost open dialog and its step),
+    /// when the event is handled under [`crate::dialog::Dialogs`] and a dialog is open.
+    pub fn dialog(&self) -> Option<&crate::dialog::DialogPosition> {
+        self.dialogs.as_deref()?.position()
+    }
+
+    /// Begins the dialog named `name` in this conversation (or for this user in it, with
+    /// [`crate::dialog::Dialogs::per_user`]), replacing any open one: asks its first step.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] outside [`crate::dialog::Dialogs`] or for an unknown dialog;
+    /// [`ErrorKind::StateConflict`] when another event of the conversation wrote its dialogs
+    /// first (retried by the runtime); as [`Context::reply`] for the question.
+    pub async fn begin_dialog(&self, name: &str) -> Result<(), Error> {
+        let session = self.dialogs.as_deref().ok_or_else(|| {
+            Error::config(format!(
+                "dialog {name:?} begun outside Dialogs: give the bot Dialogs::new(router) as its handler"
+            ))
+        })?;
+        session.begin(self, name).await
+    }
+
+    /// The same context with the event's dialogs.
+    pub(crate) fn with_dialog_session(&self, session: Arc<crate::dialog::engine::Session>) -> Self {
+        let mut cx = self.clone();
+        cx.dialogs = Some(session);
+        cx
+    }
+
+    /// The bot's state store.
+    pub(crate) fn state_store(&self) -> &dyn StateStore {
+        &*self.shared.state_store
+    }
+
+    fn require_sender(&self) -> Result<UserId, Error> {
+        self.sender.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::State,
+                format!(
+                    "a {} event without a sender has no user state",
+                    self.platform
+                ),
+            )
+        })
     }
 }
 
-/// The typed state of one conversation, with optimistic version checks.
+/// The state under one [`StateKey`], typed, with optimistic version checks; made by
+/// [`Context::conversation_state`], [`Context::user_state`] and their kin.
 #[derive(Debug)]
-pub struct ConversationState<'a> {
+pub struct StateHandle<'a> {
     store: &'a dyn StateStore,
     key: StateKey,
+    ttl: Option<Duration>,
 }
 
-impl ConversationState<'_> {
+/// The state of one conversation: a [`StateHandle`].
+pub type ConversationState<'a> = StateHandle<'a>;
+
+impl StateHandle<'_> {
+    /// The key this handle reads and writes.
+    pub fn key(&self) -> &StateKey {
+        &self.key
+    }
+
+    /// Writes through this handle expire `ttl` after each write: a booking left half-way is
+    /// forgotten after a day, say. Default: never.
+    #[must_use]
+    pub fn expire_after(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
     /// Reads the state as `T`, with its version.
     ///
     /// # Errors
@@ -383,7 +502,7 @@ impl ConversationState<'_> {
         let value = serde_json::from_value(v.value).map_err(|e| {
             Error::new(
                 ErrorKind::State,
-                "stored conversation state has another shape",
+                format!("stored state of {} has another shape", self.key),
             )
             .with_source(e)
         })?;
@@ -400,9 +519,15 @@ impl ConversationState<'_> {
     /// [`ErrorKind::StateConflict`] when another write came first.
     pub async fn save<T: Serialize>(&self, value: &T, expected: Option<u64>) -> Result<u64, Error> {
         let json = serde_json::to_value(value).map_err(|e| {
-            Error::new(ErrorKind::State, "conversation state is not serialisable").with_source(e)
+            Error::new(
+                ErrorKind::State,
+                format!("state of {} is not serialisable", self.key),
+            )
+            .with_source(e)
         })?;
-        self.store.save(&self.key, json, expected).await
+        (self.store)
+            .save_expiring(&self.key, json, expected, self.ttl)
+            .await
     }
 
     /// Reads, changes and writes the state, retrying on conflicts (up to 16 times).
@@ -520,6 +645,62 @@ mod tests {
         assert!(sent[0].target.is_reply());
         assert_eq!(sent[0].messages.len(), 1);
         assert_eq!(sent[0].messages[0].rich, Some(Rich::Platform(sticker)));
+        bot.shutdown().await;
+    }
+
+    /// On Discord a conversation is a channel: state per user in it keeps two members'
+    /// bookings apart, where conversation state mixes them.
+    #[tokio::test]
+    async fn each_member_of_a_channel_has_their_own_state() {
+        #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+        struct Counts {
+            mine: u32,
+        }
+        let bot = crate::testing::TestBot::builder()
+            .platforms([Platform::DISCORD])
+            .handler(|cx: Context, _event: Event| async move {
+                let shared: Counts = cx
+                    .conversation_state()
+                    .update(|c: &mut Counts| c.mine += 1)
+                    .await?;
+                let own: Counts = (cx.user_in_conversation_state()?)
+                    .update(|c: &mut Counts| c.mine += 1)
+                    .await?;
+                let everywhere: Counts = cx
+                    .user_state()?
+                    .update(|c: &mut Counts| c.mine += 1)
+                    .await?;
+                let app: Counts = cx
+                    .app_key_state("total")
+                    .update(|c: &mut Counts| c.mine += 1)
+                    .await?;
+                cx.reply(format!(
+                    "{} {} {} {}",
+                    shared.mine, own.mine, everywhere.mine, app.mine
+                ))
+                .await
+            })
+            .build()
+            .unwrap();
+        let from = |user: &str, channel: &str| {
+            Event::text(Platform::DISCORD, channel, "hi").with_sender(user)
+        };
+        for event in [
+            from("alice", "c1"),
+            from("bob", "c1"),
+            from("alice", "c1"),
+            from("alice", "c2"),
+        ] {
+            bot.send(event).await.unwrap();
+            bot.idle().await;
+        }
+        assert_eq!(bot.texts(), ["1 1 1 1", "2 1 1 2", "3 2 2 3", "1 1 3 4"]);
+        // No sender, no user state: a clear error, not someone else's state.
+        let no_sender = Event::text(Platform::DISCORD, "c1", "hi");
+        let cx = Context::for_attempt(shared(), &no_sender, 1);
+        let e = cx.user_state().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::State);
+        assert!(e.to_string().contains("without a sender"), "{e}");
         bot.shutdown().await;
     }
 }

@@ -152,6 +152,49 @@ impl std::error::Error for Error {
     }
 }
 
+/// An error and its sources, joined by `": "`, each message printed once.
+///
+/// A source whose message its wrapper already shows (an adapter's error carried inside a
+/// [`crate::Error`] with the same message) is skipped, so that logs and dead letters read
+/// `discord: no application id` rather than the same words twice.
+///
+/// ```
+/// use bot_core::{Error, ErrorChain, ErrorKind};
+///
+/// let inner = std::io::Error::other("connection reset");
+/// let e = Error::new(ErrorKind::Outbound, "line api unreachable").with_source(inner);
+/// assert_eq!(ErrorChain(&e).to_string(), "line api unreachable: connection reset");
+///
+/// let same = Error::new(ErrorKind::Config, "no application id")
+///     .with_source(Error::new(ErrorKind::Config, "no application id"));
+/// assert_eq!(ErrorChain(&same).to_string(), "no application id");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !text.is_empty() && !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::new(ErrorKind::Io, "i/o error").with_source(e)
@@ -171,6 +214,25 @@ mod tests {
         assert!(e.is_retryable());
         assert!(!Error::config("bad").is_retryable());
         assert!(!e.permanent().is_retryable());
+    }
+
+    #[test]
+    fn a_chain_prints_each_message_once() {
+        // What the Discord client returns when it cannot answer an interaction, as the runtime
+        // gets it: the client core's error inside the runtime's, with the same message.
+        let api = crate::api::ApiError::config(
+            "discord: DISCORD_APPLICATION_ID is needed to answer interactions",
+        );
+        let core: Error = api.into();
+        assert_eq!(
+            ErrorChain(&core).to_string(),
+            "discord: DISCORD_APPLICATION_ID is needed to answer interactions"
+        );
+        // Different messages all show, in order; a repeat further down is dropped too.
+        let e = Error::new(ErrorKind::Io, "reading state").with_source(
+            Error::new(ErrorKind::Io, "pool").with_source(std::io::Error::other("pool")),
+        );
+        assert_eq!(ErrorChain(&e).to_string(), "reading state: pool");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod api;
 mod bot;
 pub mod console;
 pub mod context;
+pub mod dialog;
 pub mod env;
 mod error;
 pub mod event;
@@ -29,18 +30,21 @@ mod setters;
 pub mod signature;
 pub mod state;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use adapter::{Adapter, Attach, Ingress};
 pub use bot::{Bot, BotBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT};
 pub use context::Context;
-pub use error::{BoxError, Error, ErrorKind};
+pub use error::{BoxError, Error, ErrorChain, ErrorKind};
 pub use event::{ChannelId, ConversationId, Event, EventId, EventKind, Message, Platform, UserId};
 pub use handler::{Handler, HandlerExt};
 pub use limits::{Limits, Ordering, Overflow, RetryPolicy};
 pub use outbound::{Outbound, OutgoingMessage};
 pub use pusher::Pusher;
 pub use queue::{MemoryQueue, Queue};
+/// The `regex` crate, for [`Router::text_regex`] without a dependency of one's own.
+pub use regex;
 pub use router::Router;
 pub use runtime::ShutdownReport;
 pub use secret::Secret;
@@ -69,6 +73,13 @@ mod tests {
         assert_send_sync::<crate::MemoryQueue>();
         assert_send_sync::<crate::MemoryStateStore>();
         assert_send_sync::<crate::Router>();
+        assert_send_sync::<crate::router::TextMatch>();
+        assert_send_sync::<crate::dialog::Dialogs>();
+        assert_send_sync::<crate::dialog::DialogPosition>();
+        assert_send_sync::<crate::dialog::Answer>();
+        assert_send_sync::<crate::dialog::Dialog<String>>();
+        assert_send_sync::<crate::state::StateKey>();
+        assert_send_sync::<crate::context::StateHandle<'static>>();
         assert_send_sync::<crate::Secret>();
         assert_send_sync::<crate::testing::fake_api::FakeApi>();
         assert_send_sync::<crate::ShutdownReport>();

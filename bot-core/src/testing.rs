@@ -2,7 +2,12 @@
 //!
 //! [`TestBot`] builds a real [`Bot`] (queue, supervisor, retries, time-outs) whose platforms answer
 //! through [`RecordingOutbound`]s, which record every message instead of calling an API. Events go
-//! in with [`TestBot::send`]; [`text`], [`command`] and [`postback`] make them.
+//! in with [`TestBot::send`]; [`text`], [`command`] and [`postback`] make them on
+//! [`Platform::TEST`], and [`text_on`], [`postback_on`], [`quick_reply_tap_on`],
+//! [`button_press_on`], [`component_on`], [`command_on`], [`followed_on`], [`joined_on`],
+//! [`edited_on`] and [`deleted_on`] every kind of event on any platform, as its adapter
+//! delivers it. [`TestBotBuilder::platform_rules`] makes a test bot refuse what a platform's
+//! client would (LINE's four buttons at most, say), with the client's error.
 //!
 //! # Examples
 //!
@@ -29,11 +34,16 @@
 //! event sent is handled or dead-lettered. Tests of retries and time-outs run quickly under
 //! `#[tokio::test(start_paused = true)]`.
 
+mod events;
 pub mod fake_api;
 mod refusals;
 mod rich_samples;
 mod signed_webhook;
 
+pub use events::{
+    button_press_on, command_on, component_on, deleted_on, edited_on, followed_on, joined_on,
+    postback_on, quick_reply_tap_on, text_on,
+};
 pub use refusals::assert_refused_before_sending;
 pub use rich_samples::{rich_sample, sample_card};
 pub use signed_webhook::{SignedWebhook, check_known_signatures};
@@ -137,6 +147,8 @@ struct Recording {
 /// ```
 pub struct RecordingOutbound {
     platform: Platform,
+    /// The platform's rules: what its client would refuse before sending.
+    rules: Option<Validator>,
     recording: Mutex<Recording>,
     /// Woken on every recorded send; shared by the recorders of one [`TestBot`].
     notify: Arc<Notify>,
@@ -147,6 +159,7 @@ impl fmt::Debug for RecordingOutbound {
         let recording = lock(&self.recording);
         f.debug_struct("RecordingOutbound")
             .field("platform", &self.platform)
+            .field("rules", &self.rules.is_some())
             .field("sent", &recording.sent.len())
             .field("fail_next", &recording.fail_next)
             .field("failures", &recording.failures)
@@ -161,9 +174,18 @@ impl RecordingOutbound {
         Self::with_notify(platform, Arc::new(Notify::new()))
     }
 
+    /// A recorder for `platform` that refuses what `rules` refuses, with its error, as the
+    /// platform's client would before sending (see [`TestBotBuilder::platform_rules`]).
+    pub fn with_rules(platform: Platform, rules: Validator) -> Self {
+        let mut recorder = Self::new(platform);
+        recorder.rules = Some(rules);
+        recorder
+    }
+
     fn with_notify(platform: Platform, notify: Arc<Notify>) -> Self {
         Self {
             platform,
+            rules: None,
             recording: Mutex::new(Recording::default()),
             notify,
         }
@@ -248,6 +270,9 @@ impl Outbound for RecordingOutbound {
     }
 
     async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
+        if let Some(rules) = &self.rules {
+            rules(&messages)?;
+        }
         {
             let mut recording = lock(&self.recording);
             if recording.fail_next > 0 {
@@ -280,12 +305,18 @@ impl Outbound for RecordingOutbound {
 
 type DeadLetterHook = Box<dyn Fn(&DeadLetter) + Send + Sync>;
 
+/// A platform's rules for outgoing messages, as its adapter exports them
+/// (`bot_line::client::validate`, `bot_messenger::client::validate`,
+/// `bot_discord::client::validate`): `Err` with the error the platform's client would give.
+pub type Validator = Arc<dyn Fn(&[OutgoingMessage]) -> Result<(), Error> + Send + Sync>;
+
 /// Builds a [`TestBot`]; see [`TestBot::builder`].
 #[must_use]
 pub struct TestBotBuilder {
     bot: BotBuilder,
     handler: Option<BoxHandler>,
     platforms: Vec<Platform>,
+    rules: Vec<(Platform, Validator)>,
     dead_letter_hook: Option<DeadLetterHook>,
 }
 
@@ -341,6 +372,51 @@ impl TestBotBuilder {
         self
     }
 
+    /// Plays `platform` by its rules: its recorder refuses a send that `rules` refuses, with
+    /// that error, as the platform's client would before calling its API (the event is then
+    /// dead-lettered, as in production). Adds `platform` to [`TestBotBuilder::platforms`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use bot_core::outbound::{Button, OutgoingMessage};
+    /// use bot_core::testing::TestBot;
+    /// use bot_core::{Error, ErrorKind, Platform};
+    ///
+    /// // What an adapter exports, here by hand: at most four buttons.
+    /// fn four_buttons(messages: &[OutgoingMessage]) -> Result<(), Error> {
+    ///     match messages.iter().any(|m| m.buttons.len() > 4) {
+    ///         true => Err(Error::new(ErrorKind::Outbound, "at most 4 buttons").permanent()),
+    ///         false => Ok(()),
+    ///     }
+    /// }
+    /// let bot = TestBot::builder()
+    ///     .platform_rules(Platform::LINE, four_buttons)
+    ///     .handler(|cx: bot_core::Context, _e: bot_core::Event| async move {
+    ///         let buttons = (0..5).map(|i| Button::postback(i.to_string(), "x"));
+    ///         cx.reply(buttons.fold(OutgoingMessage::text("pick"), OutgoingMessage::button)).await
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// bot.send(bot_core::testing::text_on(Platform::LINE, "U1", "hi")).await.unwrap();
+    /// bot.idle().await;
+    /// assert_eq!(bot.dead_letters()[0].error, "at most 4 buttons");
+    /// # bot.shutdown().await;
+    /// # }
+    /// ```
+    pub fn platform_rules(
+        mut self,
+        platform: Platform,
+        rules: impl Fn(&[OutgoingMessage]) -> Result<(), Error> + Send + Sync + 'static,
+    ) -> Self {
+        if !self.platforms.contains(&platform) {
+            self.platforms.push(platform.clone());
+        }
+        self.rules.retain(|(p, _)| *p != platform);
+        self.rules.push((platform, Arc::new(rules)));
+        self
+    }
+
     /// Builds the bot, registers a [`RecordingOutbound`] per platform and starts it.
     ///
     /// # Errors
@@ -361,7 +437,13 @@ impl TestBotBuilder {
         let recorders: Vec<Arc<RecordingOutbound>> = self
             .platforms
             .into_iter()
-            .map(|platform| Arc::new(RecordingOutbound::with_notify(platform, notify.clone())))
+            .map(|platform| {
+                let mut recorder = RecordingOutbound::with_notify(platform, notify.clone());
+                recorder.rules = (self.rules.iter())
+                    .find(|(p, _)| *p == recorder.platform)
+                    .map(|(_, rules)| rules.clone());
+                Arc::new(recorder)
+            })
             .collect();
         for recorder in &recorders {
             bot = bot.outbound(recorder.clone());
@@ -413,6 +495,7 @@ impl TestBot {
             bot: Bot::builder(),
             handler: None,
             platforms: vec![Platform::TEST],
+            rules: Vec::new(),
             dead_letter_hook: None,
         }
     }

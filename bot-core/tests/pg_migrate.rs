@@ -61,8 +61,26 @@ async fn a_version_1_schema_migrates_with_its_queued_events() {
         .await
         .unwrap();
     }
+    // A conversation's state from before state had scopes.
+    conn.execute(
+        "INSERT INTO botrt_state (platform, conversation, value, version) VALUES ('test', 'c', '{\"n\": 7}', 3)",
+        &[],
+    )
+    .await
+    .unwrap();
     drop(conn);
     bot_core::pg::migrate(&pool).await.unwrap();
+    let old_state = bot_core::state::StateStore::load(
+        &bot_core::pg::PgStateStore::new(&pool),
+        &bot_core::state::StateKey::new(bot_core::Platform::TEST, "c"),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (old_state.value["n"].as_i64(), old_state.version),
+        (Some(7), 3)
+    );
     let queue = queue_builder(&pool).build().unwrap();
     queue
         .push_batch(vec![text_event("c", "new")])
@@ -83,6 +101,7 @@ async fn a_version_1_schema_migrates_with_its_queued_events() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    let all: Vec<i32> = bot_core::pg::MIGRATIONS.iter().map(|m| m.0).collect();
+    assert_eq!(versions, all);
     queue.shutdown().await;
 }

@@ -46,6 +46,73 @@ async fn state_writes_check_the_version_across_store_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_are_separate_documents_and_expire_after_their_ttl() {
+    let pool = fresh_pool("dlg_state_scopes").await;
+    let store = PgStateStore::new(&pool);
+    let keys = [
+        StateKey::new(Platform::DISCORD, "chan"),
+        StateKey::user(Platform::DISCORD, "chan"),
+        StateKey::user_in_conversation(Platform::DISCORD, "chan", "alice"),
+        StateKey::user_in_conversation(Platform::DISCORD, "chan", "bob"),
+        StateKey::user(Platform::LINE, "chan"),
+        StateKey::app("chan"),
+    ];
+    for (n, key) in keys.iter().enumerate() {
+        assert_eq!(store.save(key, json!(n), None).await.unwrap(), 1, "{key}");
+    }
+    for (n, key) in keys.iter().enumerate() {
+        let got = store.load(key).await.unwrap().unwrap();
+        assert_eq!((got.value, got.version), (json!(n), 1), "{key}");
+    }
+
+    // A document with a time-to-live reads as absent once it passed.
+    let key = StateKey::user(Platform::TEST, "u");
+    let v1 = (store.save_expiring(
+        &key,
+        json!("soon gone"),
+        None,
+        Some(Duration::from_millis(200)),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version, v1);
+    eventually(
+        "the document to expire",
+        Duration::from_secs(10),
+        || async { store.load(&key).await.unwrap().is_none().then_some(()) },
+    )
+    .await;
+    // A writer that read it before lost it; a first write replaces it, counting on.
+    assert!(
+        store
+            .save(&key, json!("stale"), Some(v1))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    let v2 = store.save(&key, json!("fresh"), None).await.unwrap();
+    assert_eq!(v2, v1 + 1);
+    assert_eq!(
+        store.load(&key).await.unwrap().unwrap().value,
+        json!("fresh")
+    );
+    // Written without a time-to-live, it stays; pruning deletes only the expired.
+    let gone = StateKey::app("gone");
+    (store.save_expiring(&gone, json!(1), None, Some(Duration::from_millis(1))))
+        .await
+        .unwrap();
+    eventually("the app key to expire", Duration::from_secs(10), || async {
+        store.load(&gone).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(store.prune_expired().await.unwrap(), 1);
+    assert_eq!(
+        store.load(&key).await.unwrap().unwrap().value,
+        json!("fresh")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_through_the_context_lose_nothing() {
     let pool = fresh_pool("state_ctx").await;
     let queue = Arc::new(

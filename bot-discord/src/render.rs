@@ -4,7 +4,7 @@
 //! |---|---|
 //! | text | `content`, split at 2,000 characters (on a line break when there is one) |
 //! | image | an embed with the image |
-//! | buttons, quick replies | buttons in action rows (5 a row, 25 a message): postbacks and quick replies as `custom_id`, links as link buttons |
+//! | buttons, quick replies | buttons in action rows (5 a row, 25 a message): a postback's data as `custom_id`; a button or quick reply that says text as [`TEXT_CUSTOM_ID_PREFIX`] and the text, which comes back as a text message when pressed; links as link buttons |
 //! | card | an embed (title at most 256 characters, description at most 4,096, the image, the default action's URL as the title link) and its buttons in action rows |
 //! | carousel | 1 to 10 embeds in one message, every card's buttons in its action rows |
 //! | file | **fallback**: an embed titled with the name, linking to the URL (a bot uploads files only as multipart attachments) |
@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind};
 use crate::model::components::{
     MAX_BUTTON_LABEL_CHARS, MAX_CUSTOM_ID_CHARS, MAX_EMBED_DESCRIPTION_CHARS,
     MAX_EMBED_TITLE_CHARS, MAX_EMBEDS, MAX_MODAL_LABEL_CHARS, MAX_SELECT_OPTIONS, MODAL_CALLBACK,
+    TEXT_CUSTOM_ID_PREFIX,
 };
 
 /// Longest message content.
@@ -254,6 +255,25 @@ fn split_content(text: &str) -> Vec<String> {
     chunks
 }
 
+/// Refuses `messages` as [`DiscordClient`](crate::client::DiscordClient)'s send would, with
+/// the same error, before any call (a 26th button, a `custom_id` over 100 characters, a modal
+/// after another). For tests: `TestBot::builder().platform_rules(Platform::DISCORD,
+/// bot_discord::client::validate)`.
+///
+/// # Errors
+///
+/// The error the client's send returns for `messages`.
+pub fn validate(messages: &[OutgoingMessage]) -> Result<(), bot_core::Error> {
+    let bodies = bodies(messages)?;
+    if bodies.iter().skip(1).any(is_callback) {
+        return Err(Error::invalid_request(
+            "discord: an interaction takes one modal, as its first response",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn components(message: &OutgoingMessage, card_buttons: &[&Button]) -> Result<Vec<Value>, Error> {
     let buttons = message
         .buttons
@@ -273,9 +293,27 @@ fn components(message: &OutgoingMessage, card_buttons: &[&Button]) -> Result<Vec
 
 fn button(label: &str, action: &Action) -> Result<Value, Error> {
     let label: String = label.chars().take(80).collect();
+    let custom_id = |id: String| {
+        if id.chars().count() > MAX_CUSTOM_ID_CHARS {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "discord: a button's data holds at most {MAX_CUSTOM_ID_CHARS} characters, \
+                     {} for one that says text",
+                    MAX_CUSTOM_ID_CHARS - TEXT_CUSTOM_ID_PREFIX.len()
+                ),
+            ));
+        }
+        Ok(id)
+    };
     Ok(match action {
-        Action::Postback(data) => json!({"type": 2, "style": 1, "label": label, "custom_id": data}),
-        Action::Message(text) => json!({"type": 2, "style": 2, "label": label, "custom_id": text}),
+        Action::Postback(data) => {
+            json!({"type": 2, "style": 1, "label": label, "custom_id": custom_id(data.clone())?})
+        }
+        Action::Message(text) => {
+            let id = custom_id(format!("{TEXT_CUSTOM_ID_PREFIX}{text}"))?;
+            json!({"type": 2, "style": 2, "label": label, "custom_id": id})
+        }
         Action::Url(url) => json!({"type": 2, "style": 5, "label": label, "url": url}),
         other => {
             return Err(Error::new(
@@ -303,7 +341,7 @@ mod tests {
         assert!(parts[0].get("components").is_none());
         let row = &parts[1]["components"][0];
         assert_eq!(row["components"][0]["custom_id"], "buy");
-        assert_eq!(row["components"][1]["custom_id"], "More");
+        assert_eq!(row["components"][1]["custom_id"], "botrt:text:More");
 
         let no_breaks = bodies(&[OutgoingMessage::text("x".repeat(4500))]).unwrap();
         let sizes: Vec<usize> = no_breaks

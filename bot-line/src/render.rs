@@ -45,6 +45,19 @@ pub fn to_line_messages(message: &OutgoingMessage) -> Result<Vec<Message>, Error
     Ok(bot_core::outbound::messages_of(render(message)?))
 }
 
+/// Refuses `messages` as [`LineClient`](crate::client::LineClient)'s send would, with the
+/// same error, before any call: what LINE cannot show or what breaks its limits (five buttons
+/// on one message, say). For tests: `TestBot::builder().platform_rules(Platform::LINE,
+/// bot_line::client::validate)` makes a test bot refuse what LINE would.
+///
+/// # Errors
+///
+/// The error the client's send returns for `messages`.
+pub fn validate(messages: &[OutgoingMessage]) -> Result<(), bot_core::Error> {
+    render_send(messages)?;
+    Ok(())
+}
+
 /// The messages of one send: whether a typing indicator goes first, and the message objects.
 pub(crate) fn render_send(messages: &[OutgoingMessage]) -> Result<(bool, Vec<Message>), Error> {
     bot_core::outbound::render_send(messages, render)

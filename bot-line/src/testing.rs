@@ -368,6 +368,62 @@ pub fn text_event(user_id: &str, text: &str) -> Value {
     })
 }
 
+/// The fields every event has: a fresh `webhookEventId` and timestamp, `source` a user.
+fn base_event(kind: &str, user_id: &str) -> (u64, Value) {
+    let n = next_id();
+    let event = json!({
+        "type": kind,
+        "mode": "active",
+        "timestamp": 1_700_000_000_000_i64 + i64::try_from(n).unwrap_or(0),
+        "source": {"type": "user", "userId": user_id},
+        "webhookEventId": format!("01TEST{n:020}"),
+        "deliveryContext": {"isRedelivery": false},
+    });
+    (n, event)
+}
+
+/// A postback event as LINE sends it when `user_id` taps a postback action (a button, a
+/// quick reply, a rich menu area): `data`, a fresh reply token. A quick reply or button that
+/// says text arrives as a [`text_event`] instead.
+pub fn postback_event(user_id: &str, data: &str) -> Value {
+    let (n, mut event) = base_event("postback", user_id);
+    event["replyToken"] = json!(format!("rt-{n:016x}"));
+    event["postback"] = json!({"data": data});
+    event
+}
+
+/// `user_id` added the bot as a friend (or unblocked it).
+pub fn follow_event(user_id: &str) -> Value {
+    let (n, mut event) = base_event("follow", user_id);
+    event["replyToken"] = json!(format!("rt-{n:016x}"));
+    event["follow"] = json!({"isUnblocked": false});
+    event
+}
+
+/// The bot joined the group `group_id`.
+pub fn join_event(group_id: &str) -> Value {
+    let (n, mut event) = base_event("join", "");
+    event["replyToken"] = json!(format!("rt-{n:016x}"));
+    event["source"] = json!({"type": "group", "groupId": group_id});
+    event
+}
+
+/// `user_id` joined the group `group_id`, where the bot is.
+pub fn member_joined_event(group_id: &str, user_id: &str) -> Value {
+    let (n, mut event) = base_event("memberJoined", "");
+    event["replyToken"] = json!(format!("rt-{n:016x}"));
+    event["source"] = json!({"type": "group", "groupId": group_id});
+    event["joined"] = json!({"members": [{"type": "user", "userId": user_id}]});
+    event
+}
+
+/// `user_id` unsent (deleted) their message `message_id`.
+pub fn unsend_event(user_id: &str, message_id: &str) -> Value {
+    let (_, mut event) = base_event("unsend", user_id);
+    event["unsend"] = json!({"messageId": message_id});
+    event
+}
+
 /// The same event marked as a redelivery (`deliveryContext.isRedelivery: true`).
 pub fn redelivered(mut event: Value) -> Value {
     event["deliveryContext"] = json!({"isRedelivery": true});
@@ -408,6 +464,16 @@ impl WebhookBuilder {
         self.event(text_event(user_id, text))
     }
 
+    /// Adds a postback event (see [`postback_event`]): a tap on a postback action.
+    pub fn postback(self, user_id: &str, data: &str) -> Self {
+        self.event(postback_event(user_id, data))
+    }
+
+    /// Adds a follow event (see [`follow_event`]).
+    pub fn follow(self, user_id: &str) -> Self {
+        self.event(follow_event(user_id))
+    }
+
     /// Adds any event object.
     pub fn event(mut self, event: Value) -> Self {
         self.events.push(event);
@@ -434,3 +500,41 @@ impl WebhookBuilder {
 
 /// A webhook body with its signature (the core's type).
 pub use bot_core::testing::SignedWebhook;
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+    use bot_core::EventKind;
+
+    /// Each builder makes an event the adapter maps to the kind it stands for.
+    #[test]
+    fn every_builder_maps_to_its_kind() {
+        let body = WebhookBuilder::new()
+            .text("U1", "hi")
+            .postback("U1", "dlg:1:2")
+            .follow("U1")
+            .event(join_event("C1"))
+            .event(member_joined_event("C1", "U2"))
+            .event(unsend_event("U1", "m1"))
+            .body();
+        let events = crate::event::events_from_body(&body).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "message",
+                "postback",
+                "followed",
+                "member_joined",
+                "member_joined",
+                "deleted"
+            ]
+        );
+        assert!(matches!(&events[1].kind, EventKind::Postback(p) if p.data == "dlg:1:2"));
+        assert!(events[1].reply_token.is_some());
+        assert_eq!(events[3].conversation.as_str(), "C1");
+        assert!(
+            matches!(&events[4].kind, EventKind::MemberJoined(m) if m.users[0].as_str() == "U2")
+        );
+    }
+}

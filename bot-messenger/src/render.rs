@@ -57,6 +57,22 @@ pub fn to_messenger_messages(message: &OutgoingMessage) -> Result<Vec<Message>, 
 }
 
 /// The messages of one send: whether a typing indicator goes first, and the message objects.
+/// Refuses `messages` as [`MessengerClient`](crate::client::MessengerClient)'s send would,
+/// with the same error, before any call (a button that sends text, a fourth button, a quick
+/// reply title over 20 characters). For tests: `TestBot::builder().platform_rules(
+/// Platform::MESSENGER, bot_messenger::client::validate)`.
+///
+/// # Errors
+///
+/// The error the client's send returns for `messages`.
+pub fn validate(messages: &[OutgoingMessage]) -> Result<(), bot_core::Error> {
+    let (_, mapped) = render_send(messages)?;
+    for message in &mapped {
+        check_message(message)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn render_send(messages: &[OutgoingMessage]) -> Result<(bool, Vec<Message>), Error> {
     bot_core::outbound::render_send(messages, render)
 }

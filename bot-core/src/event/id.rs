@@ -113,7 +113,7 @@ impl Platform {
     pub const DISCORD: Platform = Platform(Cow::Borrowed("discord"));
     /// The stdin/stdout console platform for local development.
     pub const CONSOLE: Platform = Platform(Cow::Borrowed("console"));
-    /// The platform used by [`crate::testing`].
+    /// The platform used by `bot_core::testing` (feature `testing`).
     pub const TEST: Platform = Platform(Cow::Borrowed("test"));
 
     /// A platform known at compile time.

@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind};
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "queue, dead letters, dedup, state", V1),
     (2, "push order per conversation, dead-letter retention", V2),
+    (3, "state scopes and time-to-live", V3),
 ];
 
 const V1: &str = r#"
@@ -152,6 +153,18 @@ CREATE TABLE botrt_lanes (
 
 -- Dead letters are pruned by age and by count (the newest are kept).
 CREATE INDEX botrt_dead_letters_failed_at ON botrt_dead_letters (failed_at);
+"#;
+
+const V3: &str = r#"
+-- State by scope: a conversation (the rows so far), a user, a user in a conversation, or an app
+-- key; `subject` is the user or the key's name. Documents may expire.
+ALTER TABLE botrt_state
+    ADD COLUMN scope text NOT NULL DEFAULT 'conversation',
+    ADD COLUMN subject text NOT NULL DEFAULT '',
+    ADD COLUMN expires_at timestamptz;
+ALTER TABLE botrt_state DROP CONSTRAINT botrt_state_pkey;
+ALTER TABLE botrt_state ADD PRIMARY KEY (platform, scope, conversation, subject);
+CREATE INDEX botrt_state_expires_at ON botrt_state (expires_at) WHERE expires_at IS NOT NULL;
 "#;
 
 /// Creates or updates the bot's tables in the pool's schema (creating the schema too).

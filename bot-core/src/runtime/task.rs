@@ -334,7 +334,7 @@ fn outcome(r: std::thread::Result<Result<(), crate::BoxError>>) -> Result<(), Fa
         Ok(Err(e)) => Err((
             TaskFailure::Error,
             is_retryable(&e),
-            Some(error_chain(&*e)),
+            Some(crate::ErrorChain(&*e).to_string()),
             retry_hint(&e),
         )),
         Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)), None)),
@@ -345,17 +345,6 @@ fn outcome(r: std::thread::Result<Result<(), crate::BoxError>>) -> Result<(), Fa
 fn retry_hint(e: &crate::BoxError) -> Option<Duration> {
     e.downcast_ref::<crate::Error>()
         .and_then(crate::Error::retry_after)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -131,6 +131,28 @@ impl Discord {
         &self.clients
     }
 
+    /// What this configuration cannot do, found when it was built; each is logged as a warning
+    /// when the adapter starts. A gateway bot without its application id, for one, can answer
+    /// a pressed button or a slash command once, but not with a second message or after a
+    /// deferral: [`DiscordBuilder::application_id`] (`DISCORD_APPLICATION_ID`) lifts that.
+    pub fn warnings(&self) -> Vec<String> {
+        let gateway_without_id = self
+            .applications
+            .first()
+            .is_some_and(|app| app.id.is_none() && app.shard_config.is_some());
+        gateway_without_id
+            .then(|| {
+                format!(
+                    "discord: the gateway is on without the application id ({ENV_APPLICATION_ID}): \
+                     a pressed button, quick reply or slash command arriving over the gateway \
+                     gets its first answer, but a second message or an answer after a deferral \
+                     fails and the event is dead-lettered; set {ENV_APPLICATION_ID}"
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+
     /// Reports `part` stopped for good: `/readyz` answers 503 naming it until a restart.
     fn stopped_for_good(&self, ingress: &Ingress, part: String, reason: String) {
         let component = ingress.readiness().component(part);
@@ -175,6 +197,9 @@ impl Adapter for Discord {
         ingress: Ingress,
         shutdown: CancellationToken,
     ) -> Result<(), bot_core::Error> {
+        for warning in self.warnings() {
+            tracing::warn!("{warning}");
+        }
         // Guild commands required and refused stop the shards too.
         let stop = shutdown.child_token();
         let gateways = futures::future::join_all(

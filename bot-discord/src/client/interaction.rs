@@ -61,9 +61,16 @@ impl DiscordClient {
         messages: &[OutgoingMessage],
         send: Option<(&EventId, u32)>,
     ) -> Result<(), bot_core::Error> {
-        let application_id = self.application_id.as_deref().ok_or_else(|| {
-            Error::config("discord: DISCORD_APPLICATION_ID is needed to answer interactions")
-        })?;
+        // The first answer goes through the callback, which needs no application id; only
+        // follow-ups do, so a gateway bot without one can still answer a pressed button.
+        let application_id = || {
+            self.application_id.as_deref().ok_or_else(|| {
+                Error::config(
+                    "discord: a follow-up (a second message, or an answer after a deferral) \
+                     needs the application id (DISCORD_APPLICATION_ID)",
+                )
+            })
+        };
         let mut bodies = crate::render::bodies(messages)?.into_iter();
         let Some(first) = bodies.next() else {
             return Ok(());
@@ -87,7 +94,7 @@ impl DiscordClient {
                 Route::FollowUp if callback => Err(Error::invalid_request(
                     "discord: a modal must be the first response; this interaction was deferred",
                 )),
-                Route::FollowUp => self.follow_up(application_id, token, &first).await,
+                Route::FollowUp => self.follow_up(application_id()?, token, &first).await,
                 Route::Callback => match self
                     .http
                     .interaction_callback(interaction_id, token, &response)
@@ -95,7 +102,7 @@ impl DiscordClient {
                 {
                     Ok(()) => Ok(()),
                     Err(e) if e.code() == Some(ALREADY_ACKNOWLEDGED) => {
-                        self.follow_up(application_id, token, &first).await
+                        self.follow_up(application_id()?, token, &first).await
                     }
                     Err(e) => Err(e),
                 },
@@ -103,6 +110,7 @@ impl DiscordClient {
         };
         self.once(send, 0, respond).await?;
         for (part, body) in bodies.enumerate() {
+            let application_id = application_id()?;
             self.once(send, part + 1, self.follow_up(application_id, token, &body))
                 .await?;
         }

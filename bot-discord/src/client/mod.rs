@@ -32,7 +32,7 @@ use bot_core::outbound::PartKey;
 use crate::http::DiscordHttp;
 use crate::interactions::Pending;
 
-pub use crate::render::{MAX_CONTENT_CHARS, bodies};
+pub use crate::render::{MAX_CONTENT_CHARS, bodies, validate};
 pub use bot_core::outbound::{MAX_SENT_PARTS, SENT_PARTS_TTL};
 
 /// Sends Discord replies. Cloning is cheap.

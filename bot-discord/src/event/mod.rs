@@ -10,6 +10,7 @@
 //! | `MESSAGE_REACTION_ADD` / `_REMOVE` | `Reaction` (`removed` on remove) | `<session>:<sequence>` | channel |
 //! | `GUILD_MEMBER_ADD` / `_REMOVE` | `MemberJoined` / `MemberLeft` with the user | `<session>:<sequence>` | guild |
 //! | `INTERACTION_CREATE`, and HTTP interactions: slash command | `Command` with its options by name (sub-commands nested as objects) | interaction id | channel |
+//! | button that says text (`custom_id` starting with [`TEXT_CUSTOM_ID_PREFIX`]: a quick reply made with `QuickReply::message`, a button with `Action::Message`) | `Message` with the text, as a tapped quick reply on LINE and Messenger | interaction id | channel |
 //! | component (button, select) | `Postback` with `custom_id` as data and the selected `values` as params | interaction id | channel |
 //! | modal submit | `Postback` with `custom_id` as data and the fields by `custom_id` as params | interaction id | channel |
 //! | anything else | `Other { name: <dispatch name> }` | `<session>:<sequence>` | channel, else guild, else `discord` |
@@ -33,6 +34,8 @@ use bot_core::event::{
     Postback, Reaction, ReplyToken, Timestamp, UserId,
 };
 use bot_core::{Event, EventKind, Platform};
+
+use crate::model::components::TEXT_CUSTOM_ID_PREFIX;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -354,10 +357,17 @@ fn interaction_event(data: &Value) -> Option<Event> {
             name: text(data, "/data/name").unwrap_or_default(),
             options: options(data.pointer("/data/options")),
         }),
-        3 => EventKind::Postback(Postback {
-            data: text(data, "/data/custom_id").unwrap_or_default(),
-            params: data.pointer("/data/values").cloned().unwrap_or(Value::Null),
-        }),
+        3 => {
+            let custom_id = text(data, "/data/custom_id").unwrap_or_default();
+            let is_button = data.pointer("/data/component_type").and_then(Value::as_u64) == Some(2);
+            match custom_id.strip_prefix(TEXT_CUSTOM_ID_PREFIX) {
+                Some(said) if is_button => EventKind::Message(Message::text(said)),
+                _ => EventKind::Postback(Postback {
+                    data: custom_id,
+                    params: data.pointer("/data/values").cloned().unwrap_or(Value::Null),
+                }),
+            }
+        }
         5 => EventKind::Postback(Postback {
             data: text(data, "/data/custom_id").unwrap_or_default(),
             params: Value::Object(modal_fields(data.pointer("/data/components"))),

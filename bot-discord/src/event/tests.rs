@@ -76,6 +76,12 @@ fn interactions_become_commands_and_postbacks() {
     assert!(
         matches!(from_interaction(&button).unwrap().kind, EventKind::Postback(p) if p.data == "buy")
     );
+    let select = json!({"id": "5", "type": 3, "token": "t", "channel_id": "c", "user": {"id": "u"},
+        "data": {"custom_id": "botrt:text:x", "component_type": 3, "values": ["a"]}});
+    assert!(
+        matches!(from_interaction(&select).unwrap().kind, EventKind::Postback(p) if p.data == "botrt:text:x"),
+        "a select menu is a postback whatever its custom_id"
+    );
     let modal = json!({"id": "3", "type": 5, "token": "t", "channel_id": "c", "user": {"id": "u"},
         "data": {"custom_id": "form", "components": [{"type": 1, "components": [{"type": 4, "custom_id": "name", "value": "Ada"}]}]}});
     let EventKind::Postback(p) = from_interaction(&modal).unwrap().kind else {
@@ -162,4 +168,72 @@ fn other_dispatches_are_delivered_with_stable_ids() {
     assert_eq!(a.id.as_str(), "s1:9");
     assert!(matches!(&a.kind, EventKind::Other(o) if o.name == "TYPING_START"));
     assert_eq!(a.conversation.as_str(), "g");
+}
+
+/// A quick reply that says text arrives as that text, as it does on LINE and Messenger: the
+/// button the renderer made, pressed, is a text `Message` a `.text()` route serves.
+#[test]
+fn a_pressed_text_quick_reply_is_a_text_message() {
+    use bot_core::outbound::{Action, Button, OutgoingMessage, QuickReply};
+    let message = OutgoingMessage::text("How many?")
+        .quick_reply(QuickReply::message("2"))
+        .button(Button {
+            label: "Four".into(),
+            action: Action::Message("4".into()),
+        })
+        .button(Button::postback("Cancel", "cancel"));
+    let body = crate::render::bodies(&[message]).unwrap().remove(0);
+    let ids: Vec<&str> = body["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["custom_id"].as_str().unwrap())
+        .collect();
+    let pressed = |custom_id: &str| {
+        from_interaction(
+            &json!({"id": "1180000000000000009", "type": 3, "token": "tok",
+            "channel_id": "c", "member": {"user": {"id": "u1"}},
+            "data": {"custom_id": custom_id, "component_type": 2}}),
+        )
+        .unwrap()
+    };
+    let texts: Vec<Option<String>> = ids
+        .iter()
+        .map(|id| pressed(id).text_content().map(str::to_owned))
+        .collect();
+    assert_eq!(texts, [Some("4".to_owned()), None, Some("2".to_owned())]);
+    let event = pressed(ids[2]);
+    assert!(matches!(&event.kind, EventKind::Message(m) if m.text.as_deref() == Some("2")));
+    // Still the interaction's: the reply answers it, from its presser.
+    assert_eq!(event.reply_token.as_ref().unwrap().expose(), "tok");
+    assert_eq!(event.sender.as_ref().unwrap().as_str(), "u1");
+    assert!(matches!(pressed(ids[1]).kind, EventKind::Postback(p) if p.data == "cancel"));
+}
+
+#[test]
+fn text_too_long_for_a_custom_id_is_refused_with_the_limit() {
+    use bot_core::outbound::{OutgoingMessage, QuickReply};
+    let long = "x".repeat(95);
+    let message = OutgoingMessage::text("?").quick_reply(QuickReply::message(long));
+    let e = crate::render::bodies(&[message]).unwrap_err();
+    assert!(e.to_string().contains("89 for one that says text"), "{e}");
+}
+
+/// The testing builders make what the mapping expects of each kind.
+#[cfg(feature = "testing")]
+#[test]
+fn the_testing_builders_map_to_their_kinds() {
+    use crate::testing::{button_press, message_create, select_menu, slash_command};
+    let kinds: Vec<String> = [
+        slash_command("echo", json!([]), "c", "u"),
+        button_press("buy", "c", "u"),
+        button_press("botrt:text:2", "c", "u"),
+        select_menu("size", &["l"], "c", "u"),
+    ]
+    .iter()
+    .map(|i| from_interaction(i).unwrap().kind.name().to_owned())
+    .collect();
+    assert_eq!(kinds, ["command", "postback", "message", "postback"]);
+    let m = message_create("hi", "c", "u");
+    assert_eq!(m["content"], "hi");
 }

@@ -40,6 +40,13 @@ pub const MAX_EMBED_TITLE_CHARS: usize = 256;
 pub const MAX_EMBED_DESCRIPTION_CHARS: usize = 4096;
 /// Longest `custom_id`.
 pub const MAX_CUSTOM_ID_CHARS: usize = 100;
+/// What starts the `custom_id` of a button that says text (a [`QuickReply::message`], or a
+/// button whose action is [`Action::Message`]): pressing it arrives as a text `Message`, the
+/// rest of the `custom_id` being its text, as a tapped quick reply does on LINE and Messenger.
+///
+/// [`QuickReply::message`]: bot_core::outbound::QuickReply::message
+/// [`Action::Message`]: bot_core::outbound::Action::Message
+pub const TEXT_CUSTOM_ID_PREFIX: &str = "botrt:text:";
 /// Longest button label.
 pub const MAX_BUTTON_LABEL_CHARS: usize = 80;
 /// Longest modal title or text input label.

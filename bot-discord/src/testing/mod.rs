@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use gateway::{Connected, FakeGateway, Received};
 pub use rest::{CreatedMessage, FakeDiscordApi};
-pub use signer::{InteractionSigner, slash_command};
+pub use signer::{InteractionSigner, button_press, message_create, select_menu, slash_command};
 
 /// The bot user id the fakes report in READY and for `@me`.
 pub const BOT_USER_ID: &str = "1000000000000000001";

@@ -73,15 +73,45 @@ impl InteractionSigner {
     }
 }
 
-/// A slash command interaction as Discord sends it (type 2), with a fresh id and token.
-pub fn slash_command(name: &str, options: Value, channel_id: &str, user_id: &str) -> Value {
+/// An interaction of `kind` in `channel_id` by `user_id`, with a fresh id and token.
+fn interaction(kind: u8, data: Value, channel_id: &str, user_id: &str) -> Value {
     static NEXT: AtomicU64 = AtomicU64::new(1_300_000_000_000_000_000);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     json!({
-        "id": id.to_string(), "application_id": APPLICATION_ID, "type": 2,
+        "id": id.to_string(), "application_id": APPLICATION_ID, "type": kind,
         "token": format!("interaction-token-{id}"), "version": 1,
         "channel_id": channel_id, "channel": {"id": channel_id, "type": 0},
         "guild_id": "1", "member": {"user": {"id": user_id, "username": "someone"}},
-        "data": {"id": "42", "name": name, "type": 1, "options": options},
+        "data": data,
     })
+}
+
+/// A slash command interaction as Discord sends it (type 2), with a fresh id and token.
+pub fn slash_command(name: &str, options: Value, channel_id: &str, user_id: &str) -> Value {
+    let data = json!({"id": "42", "name": name, "type": 1, "options": options});
+    interaction(2, data, channel_id, user_id)
+}
+
+/// A button press (a component interaction, type 3) on the button whose `custom_id` is
+/// `custom_id`: what a postback button, or a quick reply, sends when pressed. One that says
+/// text (`custom_id` starting with [`crate::model::components::TEXT_CUSTOM_ID_PREFIX`]) maps
+/// to a text message.
+pub fn button_press(custom_id: &str, channel_id: &str, user_id: &str) -> Value {
+    let data = json!({"custom_id": custom_id, "component_type": 2});
+    interaction(3, data, channel_id, user_id)
+}
+
+/// A select menu choice (a component interaction, type 3): the menu's `custom_id` and the
+/// `values` chosen.
+pub fn select_menu(custom_id: &str, values: &[&str], channel_id: &str, user_id: &str) -> Value {
+    let data = json!({"custom_id": custom_id, "component_type": 3, "values": values});
+    interaction(3, data, channel_id, user_id)
+}
+
+/// A message as the gateway's `MESSAGE_CREATE` carries it, with a fresh snowflake.
+pub fn message_create(text: &str, channel_id: &str, user_id: &str) -> Value {
+    static NEXT: AtomicU64 = AtomicU64::new(1_310_000_000_000_000_000);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    json!({"id": id.to_string(), "channel_id": channel_id, "guild_id": "1",
+           "author": {"id": user_id, "username": "someone"}, "content": text})
 }

@@ -43,4 +43,4 @@ pub use chat::Content;
 pub use message::RetryKey;
 pub use spec::{ACCEPTED_REQUEST_ID_HEADER, LineSpec, REQUEST_ID_HEADER, RETRY_KEY_HEADER};
 
-pub use crate::render::to_line_messages;
+pub use crate::render::{to_line_messages, validate};

@@ -70,4 +70,4 @@ pub use setup::{MESSENGER_PROFILE_PATH, SUBSCRIBED_APPS_PATH};
 pub use spec::{BUSINESS_USE_CASE_USAGE, GraphApi};
 pub use users::PROFILE_FIELDS;
 
-pub use crate::render::to_messenger_messages;
+pub use crate::render::{to_messenger_messages, validate};
