@@ -2,10 +2,13 @@
 //! `queue-worker` processes with a no-op handler (`HANDLER=noop`). `--backend jetstream` does
 //! the same on NATS JetStream (`queue_drain/nats.rs`), with a bare acking pull consumer
 //! measured in the same run; `--graphile-worker` drains as many jobs with graphile-worker on the
-//! same database right after each PostgreSQL run (`queue_drain/graphile.rs`).
+//! same database right after each PostgreSQL run (`queue_drain/graphile.rs`);
+//! `--through-webhooks` posts the events to the workers' webhook while they run instead of
+//! loading them beforehand: end to end, webhook to handler (`queue_drain/webhooks.rs`).
 //!
-//! (Just over 700 lines: the arguments, the result type, its table and row with their tests are
-//! shared by both backends and stay together; each backend's drain is its own function or file.)
+//! (About 700 lines: the arguments, the result type, its table, row and goals are shared by
+//! both backends and stay together; each backend's drain, the clock, graphile-worker and the
+//! webhook load are files of their own, the tests too.)
 //!
 //! For each combination of `--events` and `--processes`: the scenario's own schema is dropped and
 //! migrated afresh, the events are loaded in one `COPY` ([`bot_core::pg::import`]), the workers
@@ -25,6 +28,7 @@ use serde::Serialize;
 mod clock;
 mod graphile;
 mod nats;
+mod webhooks;
 mod workers;
 
 use workers::{WorkerCounts, cpu_between, server_cpu, stop};
@@ -43,6 +47,8 @@ const BARE_CONSUMER_RATIO: f64 = 0.7;
 const GRAPHILE_WORKER_RATIO: f64 = 1.0;
 /// How much slower the last fifth of a drain may go than the first.
 const END_RATE_SHARE: f64 = 0.8;
+/// The events/s the two-process runs through webhooks aim at, end to end.
+const GOAL_WEBHOOK_EVENTS_PER_SECOND: f64 = 25_000.0;
 /// The platform of the loaded events (queue-worker's).
 const DEMO: Platform = Platform::from_static("demo");
 
@@ -109,6 +115,16 @@ pub(crate) struct QueueDrainArgs {
     /// graphile-worker into bench/graphile-worker on first use).
     #[arg(long)]
     graphile_worker: bool,
+    /// End to end: post the events to the workers' webhook (`POST /events`, 200 once committed)
+    /// while they run, instead of loading them beforehand.
+    #[arg(long)]
+    through_webhooks: bool,
+    /// Events per webhook request (`--through-webhooks`).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    events_per_request: u64,
+    /// Webhook requests at a time, over all workers (`--through-webhooks`).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    connections: u64,
     /// Connections per worker (`POOL_SIZE`).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pool_size: u32,
@@ -173,6 +189,8 @@ struct Drained {
     /// graphile-worker's batched drain of as many jobs with as many processes, right after
     /// (`--graphile-worker`): jobs/s.
     graphile_worker_events_per_second: Option<f64>,
+    /// The events came through the workers' webhook while they ran (`--through-webhooks`).
+    through_webhooks: bool,
 }
 
 /// Runs every combination, prints the results and records a row per combination.
@@ -204,6 +222,11 @@ fn database_url(args: &QueueDrainArgs) -> String {
 
 async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
     if args.backend == Backend::Jetstream {
+        if args.through_webhooks || args.graphile_worker {
+            return Err(
+                "--through-webhooks and --graphile-worker run with the PostgreSQL queue".to_owned(),
+            );
+        }
         return nats::drain_all(args).await;
     }
     let url = database_url(args);
@@ -220,6 +243,12 @@ async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
             admin.get().await.map_err(|e| {
                 format!("PostgreSQL at {url} does not answer after starting it: {e}")
             })?,
+        );
+    }
+    if args.graphile_worker && args.through_webhooks {
+        return Err(
+            "--graphile-worker compares drains of loaded events: not with --through-webhooks"
+                .to_owned(),
         );
     }
     let graphile = if args.graphile_worker {
@@ -269,19 +298,24 @@ async fn drain_once(
     pg::migrate(&pool).await.map_err(db("migrating"))?;
     let conversations = args.conversations;
     let loading = Instant::now();
-    let loaded = pg::import(
-        &pool,
-        (0..events).map(|i| {
-            Event::text(DEMO, format!("conv-{}", i % conversations), "hi")
-                .with_id(format!("drain-{i}"))
-        }),
-    )
-    .await
-    .map_err(db("loading the events"))?;
+    let bodies = if args.through_webhooks {
+        webhooks::bodies(events, conversations, args.events_per_request)
+    } else {
+        let loaded = pg::import(
+            &pool,
+            (0..events).map(|i| {
+                Event::text(DEMO, format!("conv-{}", i % conversations), "hi")
+                    .with_id(format!("drain-{i}"))
+            }),
+        )
+        .await
+        .map_err(db("loading the events"))?;
+        if loaded != events {
+            return Err(format!("loaded {loaded} events of {events}"));
+        }
+        Vec::new()
+    };
     let load_seconds = loading.elapsed().as_secs_f64();
-    if loaded != events {
-        return Err(format!("loaded {loaded} events of {events}"));
-    }
     if args.checkpoint {
         conn.batch_execute("CHECKPOINT")
             .await
@@ -290,10 +324,12 @@ async fn drain_once(
 
     let bar = progress(args, events, processes);
     let postgres_before = server_cpu("postgres");
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut workers = Vec::new();
+    let mut bases = Vec::new();
     for _ in 0..processes {
         let port = free_port()?;
+        bases.push(format!("http://127.0.0.1:{port}"));
         let child = Command::new(worker)
             .env(pg::DATABASE_URL_ENV, url)
             .env("BOT_SCHEMA", SCHEMA)
@@ -316,6 +352,14 @@ async fn drain_once(
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", worker.display()))?;
         workers.push(Started(child));
+    }
+    if args.through_webhooks {
+        for base in &bases {
+            crate::scenario::wait_ready(base).await?;
+        }
+        started = Instant::now();
+        let connections = usize::try_from(args.connections).unwrap_or(usize::MAX);
+        webhooks::post_all(&bases, bodies, connections).await?;
     }
 
     let timed = clock::until_empty(
@@ -410,8 +454,10 @@ async fn drain_once(
             _ => None,
         },
         bare_consumer_events_per_second: None,
-        start_events_per_second: Some(timed.start_events_per_second),
-        end_events_per_second: Some(timed.end_events_per_second),
+        // Posted while they ran, the events were never all queued at once.
+        start_events_per_second: (!args.through_webhooks).then_some(timed.start_events_per_second),
+        end_events_per_second: (!args.through_webhooks).then_some(timed.end_events_per_second),
+        through_webhooks: args.through_webhooks,
         graphile_worker_events_per_second: None,
     })
 }
@@ -491,7 +537,7 @@ fn table(results: &[Drained]) -> String {
 /// The goals of a run, each with whether it was met: only two-process runs carry any. With
 /// PostgreSQL: ≥ 1.0x graphile-worker when it ran alongside; ≥ 60,000 events/s at a million
 /// events or more (or when graphile-worker did not run), with the last fifth of such a drain at
-/// least 0.8x as fast as the first. With JetStream: ≥ 60,000 events/s and ≥ 0.7x a bare acking
+/// least 0.8x as fast as the first; through webhooks, ≥ 25,000 events/s. With JetStream: ≥ 60,000 events/s and ≥ 0.7x a bare acking
 /// consumer.
 fn goals(d: &Drained) -> Vec<(String, bool)> {
     if d.processes != 2 {
@@ -512,6 +558,15 @@ fn goals(d: &Drained) -> Vec<(String, bool)> {
                 ratio.is_none_or(|r| r >= BARE_CONSUMER_RATIO),
             ),
         ];
+    }
+    if d.through_webhooks {
+        return vec![(
+            format!(
+                "≥ {} events/s end to end",
+                thousands(GOAL_WEBHOOK_EVENTS_PER_SECOND)
+            ),
+            d.events_per_second >= GOAL_WEBHOOK_EVENTS_PER_SECOND,
+        )];
     }
     let large = d.events >= 1_000_000;
     let mut goals = Vec::new();
@@ -538,7 +593,7 @@ fn goals(d: &Drained) -> Vec<(String, bool)> {
 fn row(d: &Drained) -> Row {
     let jetstream = d.backend == Backend::Jetstream;
     let name = format!(
-        "queue-drain {} events × {} process{}{}{}",
+        "queue-drain {} events × {} process{}{}{}{}",
         thousands(d.events as f64),
         d.processes,
         if d.processes == 1 { "" } else { "es" },
@@ -546,7 +601,12 @@ fn row(d: &Drained) -> Row {
             DrainOrdering::PerConversation => "",
             DrainOrdering::Unordered => ", unordered",
         },
-        if jetstream { ", JetStream" } else { "" }
+        if jetstream { ", JetStream" } else { "" },
+        if d.through_webhooks {
+            ", through webhooks"
+        } else {
+            ""
+        }
     );
     let mut extra = String::new();
     if let (Some(start), Some(end)) = (d.start_events_per_second, d.end_events_per_second) {
@@ -605,110 +665,4 @@ fn row(d: &Drained) -> Row {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::workers::parse_counts;
-    use super::*;
-
-    #[test]
-    fn a_workers_counts_are_read_from_its_last_line() {
-        let out = "2026-11-30 WARN something\nhandled=12 claims=3 claimed=12 acked=12 stale=0 released=0\n";
-        let counts = parse_counts(out).unwrap();
-        assert_eq!(counts["handled"], 12);
-        assert_eq!(counts["claims"], 3);
-        assert!(parse_counts("nothing here\n").is_none());
-        assert!(parse_counts("handled=x\n").is_none());
-    }
-
-    #[test]
-    fn only_two_processes_carry_the_goal() {
-        let drained = |processes, events_per_second| Drained {
-            backend: Backend::Postgres,
-            events: 10_000,
-            processes,
-            ordering: DrainOrdering::PerConversation,
-            load_seconds: 0.1,
-            seconds: 0.2,
-            events_per_second,
-            first_gone_seconds: 0.05,
-            steady_events_per_second: events_per_second,
-            handled: 10_001,
-            duplicates: 1,
-            claims: 10,
-            stale: 0,
-            workers_cpu_seconds: 0.1,
-            worker_peak_rss_kib: 20_480,
-            postgres_backends_cpu_seconds: Some(0.1),
-            postgres_all_cpu_seconds: None,
-            bare_consumer_events_per_second: None,
-            start_events_per_second: Some(events_per_second),
-            end_events_per_second: Some(events_per_second),
-            graphile_worker_events_per_second: None,
-        };
-        assert_eq!(row(&drained(1, 90_000.0)).verdict, Verdict::NoGoal);
-        assert_eq!(row(&drained(2, 59_000.0)).verdict, Verdict::Missed);
-        let met = row(&drained(2, 61_000.0));
-        assert_eq!(met.verdict, Verdict::Met);
-        assert_eq!(met.name, "queue-drain 10,000 events × 2 processes");
-        assert!(met.result.contains("1 duplicates"), "{}", met.result);
-        assert!(met.result.contains("PostgreSQL ? % CPU"), "{}", met.result);
-        // JetStream: the rate and the share of the bare consumer, both.
-        let jetstream = |events_per_second, bare| Drained {
-            backend: Backend::Jetstream,
-            bare_consumer_events_per_second: Some(bare),
-            ..drained(2, events_per_second)
-        };
-        let row_met = row(&jetstream(70_000.0, 90_000.0));
-        assert_eq!(row_met.verdict, Verdict::Met);
-        assert!(row_met.name.ends_with(", JetStream"), "{}", row_met.name);
-        assert!(row_met.result.contains("(0.78x)"), "{}", row_met.result);
-        assert_eq!(
-            row(&jetstream(70_000.0, 120_000.0)).verdict,
-            Verdict::Missed
-        );
-        assert_eq!(row(&jetstream(50_000.0, 60_000.0)).verdict, Verdict::Missed);
-    }
-
-    #[test]
-    fn graphile_worker_and_the_end_rate_set_the_postgres_goals() {
-        let drained = |events, events_per_second, graphile: Option<f64>, end| Drained {
-            backend: Backend::Postgres,
-            events,
-            processes: 2,
-            ordering: DrainOrdering::PerConversation,
-            load_seconds: 1.0,
-            seconds: events as f64 / events_per_second,
-            events_per_second,
-            first_gone_seconds: 0.05,
-            steady_events_per_second: events_per_second,
-            handled: events,
-            duplicates: 0,
-            claims: 10,
-            stale: 0,
-            workers_cpu_seconds: 0.1,
-            worker_peak_rss_kib: 20_480,
-            postgres_backends_cpu_seconds: None,
-            postgres_all_cpu_seconds: None,
-            bare_consumer_events_per_second: None,
-            start_events_per_second: Some(70_000.0),
-            end_events_per_second: Some(end),
-            graphile_worker_events_per_second: graphile,
-        };
-        // 100,000 events: graphile-worker in the same run is the bar, not the rate.
-        let ahead = row(&drained(100_000, 50_000.0, Some(45_000.0), 70_000.0));
-        assert_eq!(ahead.verdict, Verdict::Met, "{}", ahead.goal);
-        assert!(ahead.result.contains("(1.11x)"), "{}", ahead.result);
-        let behind = drained(100_000, 50_000.0, Some(55_000.0), 70_000.0);
-        assert_eq!(row(&behind).verdict, Verdict::Missed);
-        // A million: the rate, and the end as fast as the start (within a fifth).
-        let large = drained(1_000_000, 65_000.0, Some(60_000.0), 60_000.0);
-        assert_eq!(row(&large).verdict, Verdict::Met);
-        let slowing = drained(1_000_000, 65_000.0, Some(60_000.0), 50_000.0);
-        let slowing = row(&slowing);
-        assert_eq!(slowing.verdict, Verdict::Missed);
-        assert!(slowing.goal.contains("last fifth"), "{}", slowing.goal);
-        assert_eq!(
-            row(&drained(1_000_000, 55_000.0, Some(40_000.0), 60_000.0)).verdict,
-            Verdict::Missed
-        );
-    }
-}
+mod tests;

@@ -272,6 +272,7 @@ async fn drain_once(
         start_events_per_second: None,
         end_events_per_second: None,
         graphile_worker_events_per_second: None,
+        through_webhooks: false,
     })
 }
 
