@@ -224,10 +224,12 @@ BEGIN
         WHERE e.run_at <= now()
           AND (NOT p_ordered
                OR NOT EXISTS (SELECT 1 FROM botrt_events p WHERE p.lane = e.lane AND p.id < e.id))
-          -- Scalar subqueries, so that each stays one index probe per candidate.
+          -- The leases are few (what the processes hold): one hash of them per claim, so that
+          -- stepping over a leased candidate costs a lookup, not an index probe and a heap
+          -- fetch in a table whose rows come and go.
           AND CASE WHEN p_ordered
-              THEN (SELECT 1 FROM botrt_leases l WHERE l.lane = e.lane AND l.ordered) IS NULL
-              ELSE (SELECT 1 FROM botrt_leases l WHERE l.id = e.id) IS NULL
+              THEN e.lane NOT IN (SELECT l.lane FROM botrt_leases l WHERE l.ordered)
+              ELSE e.id NOT IN (SELECT l.id FROM botrt_leases l)
           END
         ORDER BY e.id
         LIMIT p_limit
