@@ -62,45 +62,61 @@ WHERE (SELECT count(*) FROM locked) > 0";
 
 pub(super) const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4)";
 
-// A completion deletes its lease, fenced by the token (a lease that expired and was returned,
-// or taken again, has no row with that token), and then does its work on the events whose
-// leases it deleted. The leases are found through their primary key (`l.id = ANY($1)`), hashed
-// against the tokens. The acknowledged events are found with one index scan over the array of
-// the deleted leases' ids: joined to them instead, with `e.id = ANY($1)` as well, the planner
-// (which expects one deleted lease) runs the whole array as the index condition of every probe,
-// a thousand times a thousand comparisons for a batch of a thousand (310 ms); joined on the id
-// alone it may scan the table once a batch is large. Retries and dead letters, which need the
-// lease's row, join on the id alone: one primary-key probe per deleted lease.
+// A completion locks its leases, fenced by the token (a lease that expired and was returned,
+// or taken again, has no row with that token), does its work on their events, and then deletes
+// the leases. In that order: a claim whose snapshot missed a lease may hold its event's row lock
+// and then insert a lease for the same conversation, which waits for a transaction that deleted
+// the conflicting lease but not for one that only locked it; deleting the lease first and then
+// waiting for the event's row lock was a deadlock (81 in one afternoon's drains, a second each).
+// The leases are found through their primary key (`l.id = ANY($1)`), hashed against the tokens.
+// The acknowledged events are found with one index scan over the array of the leases' ids:
+// joined to them instead, with `e.id = ANY($1)` as well, the planner (which expects one lease)
+// runs the whole array as the index condition of every probe, a thousand times a thousand
+// comparisons for a batch of a thousand (310 ms); joined on the id alone it may scan the table
+// once a batch is large. Retries and dead letters, which need the lease's row, join on the id
+// alone: one primary-key probe per lease.
 pub(super) const ACK: &str = "
 WITH l AS (
-    DELETE FROM botrt_leases l USING unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-    WHERE l.id = ANY($1::bigint[]) AND l.id = c.id AND l.token = c.token
-    RETURNING l.id
+    SELECT l.id FROM botrt_leases l JOIN unnest($1::bigint[], $2::bigint[]) AS c(id, token)
+        ON l.id = c.id AND l.token = c.token
+    WHERE l.id = ANY($1::bigint[])
+    FOR UPDATE OF l
+), e AS (
+    DELETE FROM botrt_events e WHERE e.id = ANY(ARRAY(SELECT id FROM l))
+    RETURNING e.id
 )
-DELETE FROM botrt_events e WHERE e.id = ANY(ARRAY(SELECT id FROM l))";
+DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM e))";
 
 pub(super) const NACK: &str = "
 WITH l AS (
-    DELETE FROM botrt_leases l
-    USING unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
-    WHERE l.id = ANY($1::bigint[]) AND l.id = c.id AND l.token = c.token
-    RETURNING l.id, c.delay_ms, c.error
+    SELECT l.id, c.delay_ms, c.error FROM botrt_leases l
+    JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
+        ON l.id = c.id AND l.token = c.token
+    WHERE l.id = ANY($1::bigint[])
+    FOR UPDATE OF l
+), e AS (
+    UPDATE botrt_events e
+    SET run_at = now() + l.delay_ms * interval '1 millisecond', last_error = l.error,
+        attempts = e.attempts + 1
+    FROM l WHERE e.id = l.id
+    RETURNING e.id
 )
-UPDATE botrt_events e
-SET run_at = now() + l.delay_ms * interval '1 millisecond', last_error = l.error,
-    attempts = e.attempts + 1
-FROM l WHERE e.id = l.id";
+DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM e))";
 
 pub(super) const DEAD: &str = "
 WITH l AS (
-    DELETE FROM botrt_leases l USING unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
-    WHERE l.id = ANY($1::bigint[]) AND l.id = c.id AND l.token = c.token
-    RETURNING l.id, c.error
+    SELECT l.id, c.error FROM botrt_leases l
+    JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
+        ON l.id = c.id AND l.token = c.token
+    WHERE l.id = ANY($1::bigint[])
+    FOR UPDATE OF l
 ), d AS (
     DELETE FROM botrt_events e USING l
     WHERE e.id = l.id
     RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts + 1 AS attempts,
               l.error
+), gone AS (
+    DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM d))
 )
 INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
 SELECT id, platform, event_id, conversation, payload, attempts, error FROM d ORDER BY id
