@@ -134,13 +134,11 @@ WHERE l.id = ANY($1::bigint[]) AND l.id = c.id AND l.token = c.token";
 
 // Expired leases go, and their events back to the queue with the attempt counted, except those
 // of a last attempt: an event whose handler takes its process down every time would otherwise
-// crash one process after another forever.
+// crash one process after another forever. As the completions do, it locks the leases, changes
+// the events, and deletes the leases last (the gate, an init plan, runs after the changes).
 pub(super) const RESCUE: &str = "
 WITH expired AS (
-    DELETE FROM botrt_leases l WHERE l.id IN (
-        SELECT id FROM botrt_leases WHERE expires_at < now() FOR UPDATE SKIP LOCKED
-    )
-    RETURNING l.id
+    SELECT id FROM botrt_leases WHERE expires_at < now() FOR UPDATE SKIP LOCKED
 ), gone AS (
     DELETE FROM botrt_events e USING expired x
     WHERE e.id = x.id AND e.attempts + 1 >= $1
@@ -157,6 +155,10 @@ WITH expired AS (
     FROM expired x
     WHERE e.id = x.id AND e.attempts + 1 < $1
     RETURNING 1
+), freed AS (
+    DELETE FROM botrt_leases l
+    WHERE l.id = ANY(ARRAY(SELECT id FROM expired))
+      AND (SELECT count(*) FROM gone) + (SELECT count(*) FROM back) >= 0
 )
 SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM dead)";
 
