@@ -22,6 +22,7 @@ mod payload;
 mod prom;
 mod push_burst;
 mod queue_drain;
+mod queue_pickup;
 mod record;
 mod scenario;
 mod slow_api;
@@ -83,6 +84,9 @@ enum Scenario {
     /// Events loaded into the PostgreSQL queue beforehand, drained by 1, 2 and 4 queue-worker
     /// processes with a no-op handler: events/s, duplicates, the workers' and PostgreSQL's CPU.
     QueueDrain(queue_drain::QueueDrainArgs),
+    /// One event at a time pushed to an idle PostgreSQL queue whose puller is another
+    /// "process" (own pools, own LISTEN connection): pickup latency percentiles.
+    QueuePickup(queue_pickup::PickupArgs),
     /// MESSAGE_CREATE dispatches through a fake Discord gateway to echo-bot, which answers
     /// through a fake REST API: messages/s and latency from dispatch to echo.
     GatewayEcho(gateway::GatewayArgs),
@@ -361,6 +365,9 @@ fn main() -> ExitCode {
             Command::Scenario {
                 scenario: Scenario::QueueDrain(args),
             } => queue_drain::run(&args).await,
+            Command::Scenario {
+                scenario: Scenario::QueuePickup(args),
+            } => args.record.finish(queue_pickup::queue_pickup(&args).await),
             Command::Scenario {
                 scenario: Scenario::GatewayEcho(args),
             } => args.record.finish(gateway::gateway_echo(&args).await),

@@ -98,6 +98,33 @@ async fn a_completion_stuck_behind_a_lock_fails_within_the_statement_timeout() {
         "took {took:?}, longer than the lease allows"
     );
     assert!(matches!(e.kind(), ErrorKind::Queue | ErrorKind::Timeout));
+    // When the client gave up first (a loaded machine), the server still has the statement:
+    // let go of the lock only once the server cancelled it too, or it would apply now.
+    let blocker_pid: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let observer = pool.get().await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let blocked: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&blocker_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the server never cancelled the stuck ack"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tx.rollback().await.unwrap();
     let done = queue.ack(&[delivery.lease]).await.unwrap();
     assert_eq!((done.applied, done.stale), (1, 0));

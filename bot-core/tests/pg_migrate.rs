@@ -1,5 +1,5 @@
 //! Migrations against a real PostgreSQL: idempotent, safe when run at once, and a version 1
-//! schema migrates with its queued events.
+//! schema migrates with its queued events, those leased by an old process included.
 
 mod support;
 
@@ -51,12 +51,17 @@ async fn a_version_1_schema_migrates_with_its_queued_events() {
     ))
     .await
     .unwrap();
-    for id in ["old-1", "old-2"] {
+    // `old-1` is leased by a process of the old version, on its first attempt (a version 1
+    // claim counted the attempt in the row).
+    for (id, state, attempts) in [("old-1", 1i16, 1i32), ("old-2", 0, 0)] {
         let payload = serde_json::to_string(&text_event("c", id)).unwrap();
         conn.execute(
-            "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-             VALUES (hashtextextended('test' || chr(31) || 'c', 0), 'test', $1, 'c', $2::text::json)",
-            &[&id, &payload],
+            "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload, state,
+                 attempts, lease_token, lease_expires_at)
+             VALUES (hashtextextended('test' || chr(31) || 'c', 0), 'test', $1, 'c', $2::text::json,
+                 $3::smallint, $4, CASE WHEN $3::smallint = 1 THEN 7 END,
+                 CASE WHEN $3::smallint = 1 THEN now() + interval '1 hour' END)",
+            &[&id, &payload, &state, &attempts],
         )
         .await
         .unwrap();
@@ -89,10 +94,18 @@ async fn a_version_1_schema_migrates_with_its_queued_events() {
     let mut handled = Vec::new();
     for _ in 0..3 {
         let d = pull_n(&queue, 1).await.remove(0);
-        handled.push(d.event.id.to_string());
+        handled.push((d.event.id.to_string(), d.attempt));
         queue.ack(&[d.lease]).await.unwrap();
     }
-    assert_eq!(handled, ["old-1", "old-2", "new"]);
+    // The old lease is gone: `old-1` runs again at once, as its first attempt, and first.
+    assert_eq!(
+        handled,
+        [
+            ("old-1".to_owned(), 1),
+            ("old-2".to_owned(), 1),
+            ("new".to_owned(), 1)
+        ]
+    );
     let conn = pool.get().await.unwrap();
     let versions: Vec<i32> = conn
         .query("SELECT version FROM botrt_migrations ORDER BY version", &[])

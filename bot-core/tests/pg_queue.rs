@@ -316,6 +316,86 @@ async fn a_conversation_is_leased_by_one_process_at_a_time_in_order() {
     b.shutdown().await;
 }
 
+/// Ordered claims take no lock: four "processes" claiming at once on few conversations still
+/// never lease a conversation twice, and run each conversation's events in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_running_at_once_never_lease_a_conversation_twice() {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::{Arc, Mutex};
+
+    const CONVERSATIONS: usize = 8;
+    const PER_CONVERSATION: usize = 150;
+    let pool = fresh_pool("claim_race").await;
+    let pusher = queue_builder(&pool).build().unwrap();
+    let mut events = Vec::new();
+    for seq in 0..PER_CONVERSATION {
+        for conv in 0..CONVERSATIONS {
+            events.push(text_event(&format!("c{conv}"), &format!("c{conv}-{seq}")));
+        }
+    }
+    pusher.push_batch(events).await.unwrap();
+    pusher.shutdown().await;
+    // Running conversations, and the next sequence number each expects.
+    let running = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let next = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let mut processes = Vec::new();
+    for _ in 0..4 {
+        let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+        let (running, next) = (running.clone(), next.clone());
+        processes.push(async move {
+            let mut handled = 0;
+            loop {
+                let batch = pull_within(&queue, 4, Duration::from_millis(500)).await;
+                if batch.is_empty() {
+                    break;
+                }
+                for d in &batch {
+                    let conv = d.event.conversation.to_string();
+                    assert!(
+                        running.lock().unwrap().insert(conv.clone()),
+                        "{conv} leased twice at once"
+                    );
+                    let seq: usize = d
+                        .event
+                        .id
+                        .as_str()
+                        .rsplit('-')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    let expected = *next.lock().unwrap().get(&conv).unwrap_or(&0);
+                    assert_eq!(seq, expected, "{conv} out of order");
+                }
+                tokio::task::yield_now().await;
+                // Done before the acknowledgement commits: only then may another claim come.
+                for d in &batch {
+                    let conv = d.event.conversation.to_string();
+                    running.lock().unwrap().remove(&conv);
+                    *next.lock().unwrap().entry(conv).or_insert(0) += 1;
+                }
+                let leases: Vec<Lease> = batch.iter().map(|d| d.lease).collect();
+                queue.ack(&leases).await.unwrap();
+                handled += batch.len();
+            }
+            queue.shutdown().await;
+            handled
+        });
+    }
+    // One task: the four claimers (each queue's own task) still run at once in the database.
+    let handled: usize = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::future::join_all(processes),
+    )
+    .await
+    .expect("drained within a minute")
+    .into_iter()
+    .sum();
+    assert_eq!(handled, CONVERSATIONS * PER_CONVERSATION);
+    let next = next.lock().unwrap();
+    assert!(next.values().all(|&n| n == PER_CONVERSATION), "{next:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unordered_queues_hand_out_a_conversation_in_parallel() {
     let pool = fresh_pool("unordered").await;

@@ -12,9 +12,10 @@ use bot_core::nats::{JetStreamQueue, NATS_URL_ENV, async_nats};
 use bot_core::{Event, Queue as _};
 use futures::StreamExt as _;
 
+use super::clock::POLL;
 use super::{
-    Backend, DEMO, DrainOrdering, Drained, POLL, QueueDrainArgs, WorkerCounts, cpu_between,
-    progress, server_cpu, stop, summary,
+    Backend, DEMO, DrainOrdering, Drained, QueueDrainArgs, WorkerCounts, cpu_between, progress,
+    server_cpu, stop, summary,
 };
 use crate::scenario::{Started, free_port, sibling_binary, usage};
 
@@ -267,6 +268,11 @@ async fn drain_once(
             _ => None,
         },
         bare_consumer_events_per_second: Some(bare),
+        // The JetStream clock sees the end only.
+        start_events_per_second: None,
+        end_events_per_second: None,
+        graphile_worker_events_per_second: None,
+        through_webhooks: false,
     })
 }
 

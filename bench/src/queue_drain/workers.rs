@@ -27,6 +27,19 @@ impl WorkerCounts {
 /// Stops a worker with SIGTERM and reads its `handled=… claims=…` line.
 pub(super) async fn stop(worker: &mut Started) -> Result<HashMap<String, u64>, String> {
     let pid = worker.0.id();
+    let (status, out) = stop_with(worker, "worker").await?;
+    parse_counts(&out).ok_or_else(|| {
+        format!("worker {pid} ({status}) printed no handled= line; its output: {out}")
+    })
+}
+
+/// Stops a process (a `what`) with SIGTERM, waits up to 30 s for it to exit, and returns how it
+/// ended and what it printed.
+pub(super) async fn stop_with(
+    worker: &mut Started,
+    what: &str,
+) -> Result<(std::process::ExitStatus, String), String> {
+    let pid = worker.0.id();
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -36,7 +49,7 @@ pub(super) async fn stop(worker: &mut Started) -> Result<HashMap<String, u64>, S
             break status;
         }
         if Instant::now() > deadline {
-            return Err(format!("worker {pid} did not stop within 30 s of SIGTERM"));
+            return Err(format!("{what} {pid} did not stop within 30 s of SIGTERM"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -44,9 +57,7 @@ pub(super) async fn stop(worker: &mut Started) -> Result<HashMap<String, u64>, S
     if let Some(mut stdout) = worker.0.stdout.take() {
         let _ = stdout.read_to_string(&mut out);
     }
-    parse_counts(&out).ok_or_else(|| {
-        format!("worker {pid} ({status}) printed no handled= line; its output: {out}")
-    })
+    Ok((status, out))
 }
 
 pub(super) fn parse_counts(output: &str) -> Option<HashMap<String, u64>> {

@@ -10,6 +10,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "queue, dead letters, dedup, state", V1),
     (2, "push order per conversation, dead-letter retention", V2),
     (3, "state scopes and time-to-live", V3),
+    (
+        4,
+        "leases in a table of their own, claims without a lock",
+        V4,
+    ),
 ];
 
 const V1: &str = r#"
@@ -165,6 +170,93 @@ ALTER TABLE botrt_state
 ALTER TABLE botrt_state DROP CONSTRAINT botrt_state_pkey;
 ALTER TABLE botrt_state ADD PRIMARY KEY (platform, scope, conversation, subject);
 CREATE INDEX botrt_state_expires_at ON botrt_state (expires_at) WHERE expires_at IS NOT NULL;
+"#;
+
+// Leases leave the events' rows for a small table of their own. A claim then writes one small
+// row per event instead of a new version of the event's row with new entries in every index of
+// the big table; acknowledging deletes both. The lane of an ordered lease is unique, so two
+// claims that run at once (there is no lock between them any more) cannot both lease a
+// conversation: the second one's insert finds the first one's row and skips it.
+//
+// Events leased by processes of an older version go back to waiting, with the attempt they were
+// on not counted: stop those processes before migrating, or such events run again.
+const V4: &str = r#"
+CREATE TABLE botrt_leases (
+    -- the leased event's id
+    id bigint PRIMARY KEY,
+    lane bigint NOT NULL,
+    -- taken by an ordered claim: the only lease of its lane
+    ordered boolean NOT NULL,
+    token bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+) WITH (
+    -- Rows live as long as a handler runs; lease extensions update them in place (HOT).
+    fillfactor = 70,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0
+);
+CREATE UNIQUE INDEX botrt_leases_lane ON botrt_leases (lane) WHERE ordered;
+
+UPDATE botrt_events SET attempts = greatest(attempts - 1, 0) WHERE state = 1;
+DROP INDEX botrt_events_waiting;
+DROP INDEX botrt_events_leased;
+-- `attempts` now counts finished attempts; a claim reports the next one without writing it.
+ALTER TABLE botrt_events
+    DROP COLUMN state,
+    DROP COLUMN lease_token,
+    DROP COLUMN lease_expires_at,
+    -- Rows are inserted and deleted, updated only by a retry: no room for updates needed.
+    SET (fillfactor = 100);
+
+-- Claims up to p_limit events for one lease token: events whose time has come and that hold no
+-- lease, in id order; ordered claims only the head of a lane (its smallest id) whose lane has no
+-- ordered lease. Candidates are locked with SKIP LOCKED, so claims running at once take
+-- different events; a lease that another claim committed after this one's snapshot is found by
+-- the insert (`ON CONFLICT DO NOTHING`), and its event is not returned.
+CREATE OR REPLACE FUNCTION botrt_claim(p_limit integer, p_lease_ms bigint, p_token bigint, p_ordered boolean)
+RETURNS TABLE (id bigint, attempts integer, payload text)
+LANGUAGE plpgsql
+-- Planned afresh at every call: a plan cached while the table was small (a fresh deployment)
+-- would scan instead of probing the indexes once the table is large, and take minutes.
+SET plan_cache_mode = force_custom_plan
+-- The planner's cost estimate of the claim is high (a probe per candidate); compiling it with
+-- JIT would cost ten times what running it does.
+SET jit = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    -- A claim need not survive a crash of the server: lost, its events are simply waiting
+    -- again (and a completion of it is stale). So its commit does not wait for the disk.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- p_ordered is a constant in the plan (planned per call): the planner drops the branch
+    -- that does not apply.
+    RETURN QUERY
+    WITH c AS MATERIALIZED (
+        SELECT e.id, e.lane, e.attempts, e.payload FROM botrt_events e
+        WHERE e.run_at <= now()
+          AND (NOT p_ordered
+               OR NOT EXISTS (SELECT 1 FROM botrt_events p WHERE p.lane = e.lane AND p.id < e.id))
+          -- The leases are few (what the processes hold): one hash of them per claim, so that
+          -- stepping over a leased candidate costs a lookup, not an index probe and a heap
+          -- fetch in a table whose rows come and go.
+          AND CASE WHEN p_ordered
+              THEN e.lane NOT IN (SELECT l.lane FROM botrt_leases l WHERE l.ordered)
+              ELSE e.id NOT IN (SELECT l.id FROM botrt_leases l)
+          END
+        ORDER BY e.id
+        LIMIT p_limit
+        FOR UPDATE OF e SKIP LOCKED
+    ), leased AS (
+        INSERT INTO botrt_leases AS l (id, lane, ordered, token, expires_at)
+        SELECT c.id, c.lane, p_ordered, p_token, now() + p_lease_ms * interval '1 millisecond'
+        FROM c
+        ON CONFLICT DO NOTHING
+        RETURNING l.id
+    )
+    SELECT c.id, c.attempts + 1, c.payload::text FROM c JOIN leased USING (id);
+END
+$$;
 "#;
 
 /// Creates or updates the bot's tables in the pool's schema (creating the schema too).

@@ -47,16 +47,29 @@
 //!   one commit after another, and id order within a conversation is commit order. Pushes of
 //!   different conversations do not wait for each other. [`import`] and re-driven dead letters
 //!   take the same locks.
-//! - A claim sees a snapshot, and another claim not yet committed is invisible to it. So
-//!   ordered claims are serialised per schema by a transaction-level advisory lock taken in a
-//!   separate statement before the claim statement (inside one PL/pgSQL function, so still one
-//!   round trip): every claim then sees every claim committed before it, and a conversation can
-//!   never hold two leases, in one process or many.
+//! - A claim sees a snapshot, and another claim not yet committed is invisible to it. Claims
+//!   lock the events they take with `FOR UPDATE SKIP LOCKED`, so two claims running at once
+//!   take different events; and a lease lives in a row of its own in `botrt_leases`, with a
+//!   unique index on the conversation of every ordered lease: a claim that took its snapshot
+//!   before another one committed the lease of a conversation (so that it sees neither that
+//!   lease nor a lock) finds the lease when it inserts its own (`ON CONFLICT DO NOTHING`) and
+//!   does not take the event. So claims need no lock between them, run side by side in as many
+//!   processes as there are, and a conversation can never hold two leases.
 //!
 //! The claim is unchanged by the push locks (it still orders by id); what they cost is one
 //! row update per conversation of a push, and pushes of one conversation that run at the same
 //! time commit one after another.
 //!
+//! # What a claim and a completion write
+//!
+//! A claim writes no event: it locks the events it takes and inserts one small row per event
+//! into `botrt_leases` (id, conversation, token, expiry). Acknowledging deletes the lease and
+//! the event; a retry deletes the lease and moves the event's `run_at`; releasing deletes the
+//! lease alone. Every completion is fenced by the lease's token: a lease that expired and was
+//! returned (or taken again) has no row with the old token, and the completion is stale. So the
+//! big table's rows are written once, deleted once, and its indexes never get entries for a
+//! lease (the figures at depth are in BENCHMARKS.md, issue 19).
+
 //! # Bounds
 //!
 //! The queue holds at most [`PgQueueBuilder::queue_capacity`] events and

@@ -189,7 +189,7 @@ async fn two_worker_processes_run_one_conversation_in_commit_order() {
     wait_for(
         &pool,
         "zero to be claimed",
-        "SELECT count(*) FROM botrt_events WHERE event_id = 'zero' AND state = 1",
+        "SELECT count(*) FROM botrt_events e JOIN botrt_leases l USING (id) WHERE e.event_id = 'zero'",
     )
     .await;
     let busy_since = Instant::now();

@@ -179,7 +179,8 @@ async fn postgres_restarted_under_load_loses_nothing_acknowledged_and_workers_re
         if Instant::now() >= until {
             let rows = conn
                 .query(
-                    "SELECT e.state::text || ' attempts ' || e.attempts || ' error ' \
+                    "SELECT CASE WHEN EXISTS (SELECT 1 FROM botrt_leases l WHERE l.id = e.id) \
+                     THEN 'leased' ELSE 'waiting' END || ' attempts ' || e.attempts || ' error ' \
                      || coalesce(e.last_error, '-') FROM botrt_events e WHERE e.event_id = ANY($1) \
                      AND NOT EXISTS (SELECT 1 FROM queue_worker_effects f WHERE f.event_id = e.event_id) \
                      LIMIT 5",

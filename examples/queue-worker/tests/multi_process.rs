@@ -128,7 +128,7 @@ async fn sigterm_finishes_running_handlers_and_hands_unstarted_claims_over_at_on
     // A holds all ten: two running, eight claimed ahead.
     wait_count(
         &pool,
-        "SELECT count(*) FROM botrt_events WHERE state = 1",
+        "SELECT count(*) FROM botrt_leases",
         10,
         Duration::from_secs(10),
     )

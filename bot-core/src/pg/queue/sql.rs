@@ -62,56 +62,87 @@ WHERE (SELECT count(*) FROM locked) > 0";
 
 pub(super) const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4)";
 
-// Completions find their rows through the primary key (`e.id = ANY($1)`) and join the tokens
-// in a hash, whatever the size of the table: joined on `e.id = c.id` alone the planner picks a
-// sequential scan once a batch is large. They test no `state`: only a leased row has a token
-// (every way back to waiting clears it), and a state filter, estimated from statistics taken
-// while everything was waiting, makes the planner expect one row and compare every row with
-// every id.
+// A completion locks its leases, fenced by the token (a lease that expired and was returned,
+// or taken again, has no row with that token), does its work on their events, and then deletes
+// the leases. In that order: a claim whose snapshot missed a lease may hold its event's row lock
+// and then insert a lease for the same conversation, which waits for a transaction that deleted
+// the conflicting lease but not for one that only locked it; deleting the lease first and then
+// waiting for the event's row lock was a deadlock (81 in one afternoon's drains, a second each).
+// The leases are found through their primary key (`l.id = ANY($1)`), hashed against the tokens.
+// The acknowledged events are found with one index scan over the array of the leases' ids:
+// joined to them instead, with `e.id = ANY($1)` as well, the planner (which expects one lease)
+// runs the whole array as the index condition of every probe, a thousand times a thousand
+// comparisons for a batch of a thousand (310 ms); joined on the id alone it may scan the table
+// once a batch is large. Retries and dead letters, which need the lease's row, join on the id
+// alone: one primary-key probe per lease.
 pub(super) const ACK: &str = "
-DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
+WITH l AS (
+    SELECT l.id FROM botrt_leases l JOIN unnest($1::bigint[], $2::bigint[]) AS c(id, token)
+        ON l.id = c.id AND l.token = c.token
+    WHERE l.id = ANY($1::bigint[])
+    FOR UPDATE OF l
+), e AS (
+    DELETE FROM botrt_events e WHERE e.id = ANY(ARRAY(SELECT id FROM l))
+    RETURNING e.id
+)
+DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM e))";
 
 pub(super) const NACK: &str = "
-UPDATE botrt_events e
-SET state = 0, run_at = now() + c.delay_ms * interval '1 millisecond', last_error = c.error,
-    lease_token = NULL, lease_expires_at = NULL
-FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
-WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
+WITH l AS (
+    SELECT l.id, c.delay_ms, c.error FROM botrt_leases l
+    JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
+        ON l.id = c.id AND l.token = c.token
+    WHERE l.id = ANY($1::bigint[])
+    FOR UPDATE OF l
+), e AS (
+    UPDATE botrt_events e
+    SET run_at = now() + l.delay_ms * interval '1 millisecond', last_error = l.error,
+        attempts = e.attempts + 1
+    FROM l WHERE e.id = l.id
+    RETURNING e.id
+)
+DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM e))";
 
 pub(super) const DEAD: &str = "
-WITH d AS (
-    DELETE FROM botrt_events e USING unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
-    WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token
-    RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts, c.error
+WITH l AS (
+    SELECT l.id, c.error FROM botrt_leases l
+    JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
+        ON l.id = c.id AND l.token = c.token
+    WHERE l.id = ANY($1::bigint[])
+    FOR UPDATE OF l
+), d AS (
+    DELETE FROM botrt_events e USING l
+    WHERE e.id = l.id
+    RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts + 1 AS attempts,
+              l.error
+), gone AS (
+    DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM d))
 )
 INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
 SELECT id, platform, event_id, conversation, payload, attempts, error FROM d ORDER BY id
 RETURNING queue_id, attempts, (extract(epoch FROM failed_at) * 1000)::bigint";
 
+// A released event was not attempted: its attempts stay as they were.
 pub(super) const RELEASE: &str = "
-UPDATE botrt_events e
-SET state = 0, run_at = now(), attempts = greatest(e.attempts - 1, 0), lease_token = NULL,
-    lease_expires_at = NULL
-FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
+DELETE FROM botrt_leases l USING unnest($1::bigint[], $2::bigint[]) AS c(id, token)
+WHERE l.id = ANY($1::bigint[]) AND l.id = c.id AND l.token = c.token";
 
 pub(super) const EXTEND: &str = "
-UPDATE botrt_events e SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'
+UPDATE botrt_leases l SET expires_at = now() + $3::bigint * interval '1 millisecond'
 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE e.id = ANY($1::bigint[]) AND e.id = c.id AND e.lease_token = c.token";
+WHERE l.id = ANY($1::bigint[]) AND l.id = c.id AND l.token = c.token";
 
-// Expired leases go back to the queue, except those of a last attempt: an event whose handler
-// takes its process down every time would otherwise crash one process after another forever.
+// Expired leases go, and their events back to the queue with the attempt counted, except those
+// of a last attempt: an event whose handler takes its process down every time would otherwise
+// crash one process after another forever. As the completions do, it locks the leases, changes
+// the events, and deletes the leases last (the gate, an init plan, runs after the changes).
 pub(super) const RESCUE: &str = "
 WITH expired AS (
-    SELECT id FROM botrt_events
-    WHERE state = 1 AND lease_expires_at < now()
-    FOR UPDATE SKIP LOCKED
+    SELECT id FROM botrt_leases WHERE expires_at < now() FOR UPDATE SKIP LOCKED
 ), gone AS (
     DELETE FROM botrt_events e USING expired x
-    WHERE e.id = x.id AND e.attempts >= $1
-    RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts
+    WHERE e.id = x.id AND e.attempts + 1 >= $1
+    RETURNING e.id, e.platform, e.event_id, e.conversation, e.payload, e.attempts + 1 AS attempts
 ), dead AS (
     INSERT INTO botrt_dead_letters (queue_id, platform, event_id, conversation, payload, attempts, error)
     SELECT id, platform, event_id, conversation, payload, attempts,
@@ -120,11 +151,14 @@ WITH expired AS (
     RETURNING 1
 ), back AS (
     UPDATE botrt_events e
-    SET state = 0, run_at = now(), lease_token = NULL, lease_expires_at = NULL,
-        last_error = 'lease expired'
+    SET run_at = now(), attempts = e.attempts + 1, last_error = 'lease expired'
     FROM expired x
-    WHERE e.id = x.id AND e.attempts < $1
+    WHERE e.id = x.id AND e.attempts + 1 < $1
     RETURNING 1
+), freed AS (
+    DELETE FROM botrt_leases l
+    WHERE l.id = ANY(ARRAY(SELECT id FROM expired))
+      AND (SELECT count(*) FROM gone) + (SELECT count(*) FROM back) >= 0
 )
 SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM dead)";
 
@@ -195,15 +229,16 @@ pub(super) const PRUNE_ROUNDS: usize = 10;
 /// How long a conversation's lock row outlives its last push.
 pub(super) const LANE_IDLE: Duration = Duration::from_secs(600);
 
+// A leased event is one with a row in `botrt_leases`; its `run_at` has passed.
 pub(super) const STATS: &str = "
-SELECT count(*) FILTER (WHERE state = 0 AND run_at <= now()),
-       count(*) FILTER (WHERE state = 0 AND run_at > now()),
-       count(*) FILTER (WHERE state = 1),
-       coalesce(extract(epoch FROM now() - min(enqueued_at)
-           FILTER (WHERE state = 0 AND run_at <= now())), 0)::float8,
+SELECT count(*) FILTER (WHERE l.id IS NULL AND e.run_at <= now()),
+       count(*) FILTER (WHERE l.id IS NULL AND e.run_at > now()),
+       count(l.id),
+       coalesce(extract(epoch FROM now() - min(e.enqueued_at)
+           FILTER (WHERE l.id IS NULL AND e.run_at <= now())), 0)::float8,
        (SELECT count(*) FROM botrt_dead_letters),
-       coalesce(sum(pg_column_size(payload)), 0)::bigint
-FROM botrt_events";
+       coalesce(sum(pg_column_size(e.payload)), 0)::bigint
+FROM botrt_events e LEFT JOIN botrt_leases l ON l.id = e.id";
 
 /// How often the rescuer refreshes the figures behind [`Queue::depth`](crate::Queue::depth), the
 /// capacity check and the gauges; every `rescue_interval` instead while pushes find the queue full.
