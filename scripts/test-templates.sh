@@ -74,6 +74,9 @@ export CARGO_TARGET_DIR="$root/target"
 # The README's test command, for the three at once; the generated code formatted and free of
 # clippy's warnings, as a user's CI would check it.
 (cd "$work" && cargo test --offline --workspace)
+# The multi-platform project's test of the durable queue, which its README runs with a database.
+(cd "$work" && DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
+    cargo test --offline -p my-multi-platform -- --ignored)
 (cd "$work" && cargo fmt --all --check)
 (cd "$work" && cargo clippy --offline --workspace --all-targets --quiet -- -D warnings)
 

@@ -31,6 +31,7 @@ pub mod signature;
 pub mod state;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use adapter::{Adapter, Attach, Ingress};

@@ -509,14 +509,16 @@ async fn a_zombie_is_detected_while_dispatches_keep_flowing() {
 #[tokio::test]
 async fn shards_waiting_long_for_their_bucket_keep_their_connection_alive() {
     let gateway = FakeGateway::start(TOKEN).await.unwrap();
-    // Shard 3 waits 900 ms for its turn: six heartbeat intervals.
-    gateway.set_heartbeat_interval(Duration::from_millis(150));
+    // Shard 3 waits 3 s for its turn: six heartbeat intervals. The fake drops a connection
+    // silent for 1.5 intervals; at 500 ms a loaded machine (the suite on two cores) still beats
+    // in time, where at 150 ms the 75 ms margin after a jittered first beat was not enough.
+    gateway.set_heartbeat_interval(Duration::from_millis(500));
     let seen = Seen::default();
     let bot = bot(&seen, Limits::default(), None);
     let shards = run_manager(
         config(&gateway),
         4,
-        IdentifyQueue::with_interval(1, Duration::from_millis(300)),
+        IdentifyQueue::with_interval(1, Duration::from_millis(1000)),
         &bot,
     );
     gateway.wait_for_readies(4).await;

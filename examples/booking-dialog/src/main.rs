@@ -5,13 +5,21 @@
 //! Messenger or Discord variables set (as for echo-bot), it serves those platforms on
 //! `BOT_ADDR` (default `127.0.0.1:8080`) instead.
 
+use std::net::SocketAddr;
+
 use bot_core::Bot;
 use bot_core::console::Console;
+use bot_core::env::ADDR_ENV;
 use bot_core::telemetry::Logging;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     let _logging = Logging::new().stderr().default_level("warn").init()?;
+    // Every setting is checked before anything starts: a mistake is one plain line on stderr.
+    let addr: SocketAddr =
+        bot_core::env::parse_or(ADDR_ENV, "an address such as 127.0.0.1:8080", || {
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        })?;
     let mut builder = Bot::builder().handler(booking_dialog::handler());
     let line = bot_line::Line::try_from_env()?;
     let messenger = bot_messenger::Messenger::try_from_env()?;
@@ -28,11 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     builder = discord
         .into_iter()
         .fold(builder, |b, discord| b.adapter(discord));
-    let addr = std::env::var("BOT_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    let report = builder
-        .build()?
-        .serve(addr.parse::<std::net::SocketAddr>()?)
-        .await?;
+    let report = builder.build()?.serve(addr).await?;
     tracing::info!(?report, "bot stopped");
     Ok(())
 }

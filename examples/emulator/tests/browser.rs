@@ -122,6 +122,15 @@ async fn chat_on_every_platform_tap_a_quick_reply_and_see_the_postback_handled()
     .await;
     page.wait_for("Number((document.getElementById('fig-processed').textContent.match(/ok (\\d+)/) || [])[1]) === 14")
         .await;
+    // The figures come from the runtime: the handlers' p99 from its histogram (a number once
+    // events were handled, "–" before), in flight and queue depth back to zero when idle.
+    page.wait_for("/^≤ [0-9.]+ ms$/.test(document.getElementById('fig-p99').textContent)")
+        .await;
+    page.wait_for(
+        "document.getElementById('fig-inflight').textContent === '0' && \
+         document.getElementById('fig-queue').textContent === '0'",
+    )
+    .await;
 
     // LINE again: a card drawn from its Flex bubble, its "Order" button tapped.
     page.eval("document.querySelector('.tab[data-platform=\"line\"]').click()")

@@ -7,10 +7,9 @@
 //! event acknowledged to a platform is never lost. SIGTERM drains gracefully.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bot_core::Limits;
-use bot_core::pg::{self, PgPool, PgQueue};
+use bot_core::pg::PgPool;
 use bot_core::telemetry::Logging;
 use bot_discord::Discord;
 use bot_line::Line;
@@ -48,19 +47,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let limits = Limits::default();
     let pool = PgPool::from_env()?;
-    // Safe when every process runs it at start-up at once.
-    pg::migrate(&pool).await?;
-    let queue = Arc::new(PgQueue::builder(&pool).limits(&limits).build()?);
     // Warns when the processes' pools would not fit in the server's max_connections.
     pool.check_capacity(processes).await?;
-    let bot = builder
-        .limits(limits)
-        .queue(queue.clone())
-        .database(pool)
-        .build()?;
-    queue.register_metrics(bot.telemetry());
+    let (bot, queue) = {{crate_name}}::durable(builder, pool, Limits::default()).await?;
 
     tracing::info!(?platforms, %addr, "serving");
     let report = bot.serve(addr).await?;
