@@ -6,10 +6,7 @@
 //! feature `postgres`); another engine (NATS) implements this trait.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -90,36 +87,51 @@ pub trait Fanout: Send + Sync + fmt::Debug + 'static {
     async fn run(&self, local: LocalDelivery, shutdown: CancellationToken) -> Result<(), Error>;
 }
 
-/// Runs `listen_once` (one connection's or subscription's life, `Ok` at shutdown) again after
-/// each failure, with a back-off from 400 ms to 6.4 s, until `shutdown`; `listening` is false
-/// between lives. `engine` names the connection in the warning.
-pub(crate) async fn listen_until_shutdown<F, Fut>(
-    engine: &str,
-    listening: &AtomicBool,
-    shutdown: &CancellationToken,
-    mut listen_once: F,
-) -> Result<(), Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-{
-    let mut failures = 0u32;
-    loop {
-        let outcome = listen_once().await;
-        listening.store(false, Ordering::Release);
-        match outcome {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let pause = Duration::from_millis(200 << failures.min(5));
-                tracing::warn!(
-                    error = %e,
-                    retry_in = ?pause,
-                    "webchat: {engine} failed; other nodes' messages wait for it"
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = shutdown.cancelled() => return Ok(()),
+#[cfg(any(feature = "postgres", feature = "nats"))]
+pub(crate) use listen::listen_until_shutdown;
+
+/// The engines' reconnect loop (only the cross-node engines' features use it).
+#[cfg(any(feature = "postgres", feature = "nats"))]
+mod listen {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use crate::error::Error;
+
+    /// Runs `listen_once` (one connection's or subscription's life, `Ok` at shutdown) again after
+    /// each failure, with a back-off from 400 ms to 6.4 s, until `shutdown`; `listening` is false
+    /// between lives. `engine` names the connection in the warning.
+    pub(crate) async fn listen_until_shutdown<F, Fut>(
+        engine: &str,
+        listening: &AtomicBool,
+        shutdown: &CancellationToken,
+        mut listen_once: F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), Error>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            let outcome = listen_once().await;
+            listening.store(false, Ordering::Release);
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let pause = Duration::from_millis(200 << failures.min(5));
+                    tracing::warn!(
+                        error = %e,
+                        retry_in = ?pause,
+                        "webchat: {engine} failed; other nodes' messages wait for it"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => return Ok(()),
+                    }
                 }
             }
         }
