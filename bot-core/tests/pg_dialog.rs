@@ -169,7 +169,7 @@ impl Outbound for Printing {
 #[ignore = "run by two_os_processes_walk_one_conversations_dialogs_step_by_step as its children"]
 async fn child_answers_dialogs() {
     let schema = std::env::var(CHILD_ENV).expect("only run as a child of the two-process test");
-    let pool = PgPool::builder(&database_url())
+    let pool = PgPool::builder(database_url())
         .schema(&schema)
         .build()
         .unwrap();
