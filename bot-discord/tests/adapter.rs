@@ -10,6 +10,8 @@ use bot_discord::gateway::ShardRange;
 use bot_discord::testing::{BOT_USER_ID, FakeDiscordApi, FakeGateway};
 use serde_json::json;
 
+mod support;
+
 const TOKEN: &str = "adapter-token";
 
 async fn echo(cx: Context, event: Event) -> Result<(), Error> {
@@ -185,6 +187,15 @@ async fn a_pressed_quick_reply_over_the_gateway_is_text_answered_without_an_appl
         warnings[0].contains("DISCORD_APPLICATION_ID"),
         "{warnings:?}"
     );
+    // The warning is logged when the adapter starts, not only returned.
+    let logs = support::Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
     let router = Router::new()
         .text_exact("book", |cx: Context, _e: Event| async move {
             cx.reply(OutgoingMessage::text("How many?").quick_reply(QuickReply::message("2")))
@@ -204,6 +215,13 @@ async fn a_pressed_quick_reply_over_the_gateway_is_text_answered_without_an_appl
             .serve_with_shutdown(listener, std::future::pending()),
     );
     gateway.wait_for_readies(1).await;
+    let logged = logs.text();
+    let warned = logged
+        .lines()
+        .find(|line| line.contains(&warnings[0]))
+        .unwrap_or_else(|| panic!("the warning was not logged: {logged}"));
+    assert!(warned.contains("WARN"), "{warned}");
+    assert_eq!(logged.matches(&warnings[0]).count(), 1, "{logged}");
     gateway
         .dispatch(
             "MESSAGE_CREATE",

@@ -355,3 +355,52 @@ async fn mistakes_in_dialogs_are_config_errors_not_panics() {
     );
     bot.shutdown().await;
 }
+
+#[tokio::test]
+async fn in_step_routes_match_at_their_step_only() {
+    let menu = |cx: Context, _e: Event| async move {
+        let at = cx.dialog().expect("in a dialog");
+        cx.reply(format!("the menu, at {}", at.step())).await
+    };
+    let router = Router::new()
+        .text_match(TextMatch::LENIENT)
+        .in_step("booking", "time", Router::new().text_exact("menu", menu))
+        // Another dialog's step of the same name is not the booking's.
+        .in_step("contact", "size", Router::new().text_exact("phone?", menu))
+        .text_exact("book", begin("booking"))
+        .fallback(|cx: Context, _e: Event| async move { cx.reply("?").await });
+    let bot = TestBot::builder()
+        .handler(Dialogs::new(router).dialog(booking()).dialog(contact()))
+        .build()
+        .unwrap();
+    // Outside the dialog the route matches nothing.
+    assert_eq!(say(&bot, text("menu")).await, ["?"]);
+    say(&bot, text("book")).await;
+    // At another step of the dialog "menu" is an answer to that step.
+    assert_eq!(
+        say(&bot, text("Menu")).await,
+        [
+            "A number from 1 to 8, please.",
+            "How many people?",
+            "[1]",
+            "[2]",
+            "[3]",
+            "[4]"
+        ]
+    );
+    assert_eq!(
+        say(&bot, text("phone?")).await[0],
+        "A number from 1 to 8, please."
+    );
+    say(&bot, text("2")).await;
+    // At its step the route answers, compared as the outer router compares, and the step
+    // is still asking.
+    assert_eq!(say(&bot, text(" MENU")).await, ["the menu, at time"]);
+    assert_eq!(say(&bot, text("8 pm")).await, ["Your phone number?"]);
+    // In the nested dialog, the booking's step routes no longer match.
+    assert_eq!(
+        say(&bot, text("menu")).await,
+        ["Digits only, at least 6.", "Your phone number?"]
+    );
+    bot.shutdown().await;
+}

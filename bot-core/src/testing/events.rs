@@ -2,21 +2,39 @@
 //!
 //! Each helper makes a core [`Event`] on the given platform, in `conversation`, sent by the user
 //! whose id is the conversation's (as in a one-to-one chat; `.with_sender(..)` for a group),
-//! with a unique id. Taps take the very [`QuickReply`] or [`Button`] a handler sent, so a test
-//! presses what the user would see: a choice that says text arrives as a text message on every
-//! platform, one with data as a postback (with Messenger's `params` for quick replies).
+//! with a unique id, and a reply token where the platform gives one (LINE for what a user does,
+//! Discord for interactions). Taps take the very [`QuickReply`] or [`Button`] a handler sent, so
+//! a test presses what the user would see: a choice that says text arrives as a text message on
+//! every platform, one with data as a postback (with Messenger's `params` for quick replies).
 
 use serde_json::{Value, json};
 
 use crate::event::{
     Command, ConversationId, Deleted, Event, EventKind, Members, Message, MessageId, Platform,
-    Postback, UserId,
+    Postback, ReplyToken, UserId,
 };
 use crate::outbound::{Action, Button, QuickReply};
 
 fn on(platform: Platform, conversation: impl Into<ConversationId>, kind: EventKind) -> Event {
     let conversation = conversation.into();
-    Event::new(platform, conversation.clone(), kind).with_sender(conversation.as_str())
+    let event = Event::new(platform, conversation.clone(), kind).with_sender(conversation.as_str());
+    // LINE gives a reply token to what a user does, not to an unsend, a leave or an unfollow;
+    // Discord to interactions (commands and components), not to gateway messages.
+    let replyable = match &event.kind {
+        EventKind::Deleted(_) | EventKind::Unfollowed | EventKind::MemberLeft(_) => false,
+        EventKind::Command(_) | EventKind::Postback(_) => true,
+        _ => event.platform == Platform::LINE,
+    };
+    if replyable && [Platform::LINE, Platform::DISCORD].contains(&event.platform) {
+        with_reply_token(event)
+    } else {
+        event
+    }
+}
+
+fn with_reply_token(event: Event) -> Event {
+    let token = ReplyToken::new(format!("reply-token-{}", event.id));
+    event.with_reply_token(token)
 }
 
 /// A text message.
@@ -84,6 +102,12 @@ fn press(
     action: &Action,
 ) -> Option<Event> {
     match action {
+        // On Discord a quick reply is a button: its press is an interaction, with a token.
+        Action::Message(text) if platform == Platform::DISCORD => Some(with_reply_token(text_on(
+            platform,
+            conversation,
+            text.clone(),
+        ))),
         Action::Message(text) => Some(text_on(platform, conversation, text.clone())),
         Action::Postback(data) => Some(postback_on(platform, conversation, data.clone())),
         _ => None,
@@ -119,12 +143,14 @@ pub fn command_on(
     on(platform, conversation, kind)
 }
 
-/// The user followed the bot (LINE `follow`, a Messenger opt-in, web chat's first visit).
+/// The user followed the bot (LINE `follow`; the other platforms deliver no such event).
 pub fn followed_on(platform: Platform, conversation: impl Into<ConversationId>) -> Event {
     on(platform, conversation, EventKind::Followed)
 }
 
-/// `users` joined the conversation (a group, a Discord guild).
+/// `users` joined the conversation (a LINE group, a Discord guild). As the adapters deliver it:
+/// on LINE the group is the source and there is no sender; on Discord the member who joined is
+/// the sender.
 pub fn joined_on(
     platform: Platform,
     conversation: impl Into<ConversationId>,
@@ -133,7 +159,12 @@ pub fn joined_on(
     let kind = EventKind::MemberJoined(Members {
         users: users.iter().map(UserId::new).collect(),
     });
-    on(platform, conversation, kind)
+    let mut event = on(platform, conversation, kind);
+    event.sender = match users.first() {
+        Some(user) if event.platform == Platform::DISCORD => Some(UserId::new(user)),
+        _ => None,
+    };
+    event
 }
 
 /// The message `message_id` was edited to say `text`.
@@ -148,7 +179,7 @@ pub fn edited_on(
     on(platform, conversation, EventKind::Edited(message))
 }
 
-/// The message `message_id` was deleted (unsent).
+/// The message `message_id` was deleted (unsent). Discord does not say by whom: no sender there.
 pub fn deleted_on(
     platform: Platform,
     conversation: impl Into<ConversationId>,
@@ -157,5 +188,9 @@ pub fn deleted_on(
     let kind = EventKind::Deleted(Deleted {
         message_id: MessageId::new(message_id),
     });
-    on(platform, conversation, kind)
+    let mut event = on(platform, conversation, kind);
+    if event.platform == Platform::DISCORD {
+        event.sender = None;
+    }
+    event
 }

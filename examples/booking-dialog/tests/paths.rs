@@ -1,5 +1,6 @@
 //! Every path through the booking, on LINE, Messenger, Discord and the console, through
-//! `TestBot` playing each platform by its rules (its client's limits and refusals).
+//! `TestBot` playing each platform by its rules (its client's limits and refusals); each path
+//! walked through both versions of the booking, with dialogs and by hand, which answer alike.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,15 +10,30 @@ use bot_core::testing::{self, TestBot};
 
 /// A user's chat with the bot on one platform.
 struct Chat {
+    version: Version,
     bot: Arc<TestBot>,
     platform: Platform,
     user: String,
     conversation: String,
 }
 
+/// The two versions of the booking.
+#[derive(Debug, Clone, Copy)]
+enum Version {
+    Dialogs,
+    Handmade,
+}
+
+fn builder_of(version: Version) -> testing::TestBotBuilder {
+    match version {
+        Version::Dialogs => TestBot::builder().handler(booking_dialog::handler()),
+        Version::Handmade => TestBot::builder().handler(booking_dialog::handmade::handler()),
+    }
+}
+
 // ANCHOR: rules
-fn bot_on(platform: &Platform) -> TestBot {
-    let builder = TestBot::builder().handler(booking_dialog::handler());
+fn bot_on(version: Version, platform: &Platform) -> TestBot {
+    let builder = builder_of(version);
     let builder = match platform.as_str() {
         "line" => builder.platform_rules(Platform::LINE, bot_line::client::validate),
         "messenger" => builder.platform_rules(Platform::MESSENGER, bot_messenger::client::validate),
@@ -28,22 +44,34 @@ fn bot_on(platform: &Platform) -> TestBot {
 }
 // ANCHOR_END: rules
 
-fn platforms() -> [Platform; 4] {
-    [
+/// Each version on each platform.
+fn platforms() -> impl Iterator<Item = (Version, Platform)> {
+    let platforms = [
         Platform::LINE,
         Platform::MESSENGER,
         Platform::DISCORD,
         Platform::CONSOLE,
-    ]
+    ];
+    [Version::Dialogs, Version::Handmade]
+        .into_iter()
+        .flat_map(move |version| platforms.clone().map(|platform| (version, platform)))
 }
 
 impl Chat {
-    fn new(platform: Platform) -> Self {
-        Self::in_channel(&Arc::new(bot_on(&platform)), platform, "u1", "u1")
+    fn new((version, platform): (Version, Platform)) -> Self {
+        let bot = Arc::new(bot_on(version, &platform));
+        Self::in_channel(&bot, version, platform, "u1", "u1")
     }
 
-    fn in_channel(bot: &Arc<TestBot>, platform: Platform, user: &str, conversation: &str) -> Self {
+    fn in_channel(
+        bot: &Arc<TestBot>,
+        version: Version,
+        platform: Platform,
+        user: &str,
+        conversation: &str,
+    ) -> Self {
         Self {
+            version,
             bot: bot.clone(),
             platform,
             user: user.to_owned(),
@@ -60,7 +88,12 @@ impl Chat {
             .unwrap();
         self.bot.idle().await;
         let dead = self.bot.dead_letters();
-        assert!(dead.is_empty(), "{}: {dead:?}", self.platform);
+        assert!(
+            dead.is_empty(),
+            "{:?} on {}: {dead:?}",
+            self.version,
+            self.platform
+        );
         (self.bot.sent()[before..].iter())
             .flat_map(|sent| sent.messages.iter())
             .flat_map(|m| {
@@ -278,18 +311,20 @@ async fn a_booking_left_half_way_times_out() {
 
 #[tokio::test]
 async fn two_members_of_one_discord_channel_book_at_once() {
-    let bot = Arc::new(bot_on(&Platform::DISCORD));
-    let alice = Chat::in_channel(&bot, Platform::DISCORD, "alice", "channel");
-    let bob = Chat::in_channel(&bot, Platform::DISCORD, "bob", "channel");
-    alice.say("book").await;
-    alice.say("2").await;
-    // Bob's answers go to his own booking, not Alice's.
-    assert_eq!(bob.say("book").await, SIZE);
-    assert_eq!(bob.say("3").await, time(3));
-    assert_eq!(alice.say("8 pm").await, confirm(2, "20:00"));
-    assert_eq!(
-        bob.say("status").await,
-        ["Booking for 3: waiting for the time."]
-    );
-    bot.shutdown().await;
+    for version in [Version::Dialogs, Version::Handmade] {
+        let bot = Arc::new(bot_on(version, &Platform::DISCORD));
+        let alice = Chat::in_channel(&bot, version, Platform::DISCORD, "alice", "channel");
+        let bob = Chat::in_channel(&bot, version, Platform::DISCORD, "bob", "channel");
+        alice.say("book").await;
+        alice.say("2").await;
+        // Bob's answers go to his own booking, not Alice's.
+        assert_eq!(bob.say("book").await, SIZE);
+        assert_eq!(bob.say("3").await, time(3));
+        assert_eq!(alice.say("8 pm").await, confirm(2, "20:00"));
+        assert_eq!(
+            bob.say("status").await,
+            ["Booking for 3: waiting for the time."]
+        );
+        bot.shutdown().await;
+    }
 }
