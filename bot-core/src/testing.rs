@@ -44,7 +44,9 @@ pub use events::{
     button_press_on, command_on, component_on, deleted_on, edited_on, followed_on, joined_on,
     postback_on, quick_reply_tap_on, text_on,
 };
-pub use refusals::assert_refused_before_sending;
+pub use refusals::{
+    assert_refused_before_sending, assert_refused_to_start, assert_rules_refuse_as_the_client,
+};
 pub use rich_samples::{rich_sample, sample_card};
 pub use signed_webhook::{SignedWebhook, check_known_signatures};
 

@@ -1,29 +1,11 @@
 //! A configuration mistake stops booking-dialog before it serves anything, with one plain line
 //! on stderr naming the variable and what is wrong: no Debug dump, no fall back to the console.
 
-use std::process::{Command, Stdio};
+use bot_core::testing::assert_refused_to_start;
 
-/// Runs booking-dialog with only `vars` (and `PATH`) set; it must fail at once. Its stderr.
+/// Runs booking-dialog with only `vars` (and `PATH`) set; it must fail at once, readably. Its stderr.
 fn refused(vars: &[(&str, &str)]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_booking-dialog"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(vars.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("booking-dialog runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "booking-dialog started: {stderr}");
-    assert!(
-        output.stdout.is_empty(),
-        "the console must not start: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    assert!(
-        !stderr.contains("kind:") && !stderr.contains("Error {"),
-        "a Debug dump instead of a message: {stderr}"
-    );
-    stderr
+    assert_refused_to_start(env!("CARGO_BIN_EXE_booking-dialog"), vars)
 }
 
 #[test]
