@@ -41,8 +41,8 @@ mod rich_samples;
 mod signed_webhook;
 
 pub use events::{
-    button_press_on, command_on, component_on, deleted_on, edited_on, followed_on, joined_on,
-    postback_on, quick_reply_tap_on, text_on,
+    assert_delivered_alike, button_press_on, command_on, component_on, deleted_on, edited_on,
+    followed_on, joined_on, postback_on, quick_reply_tap_on, text_on,
 };
 pub use refusals::{
     assert_refused_before_sending, assert_refused_to_start, assert_rules_refuse_as_the_client,

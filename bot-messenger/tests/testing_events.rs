@@ -3,8 +3,8 @@
 //! (Messenger has none).
 
 use bot_core::outbound::{Button, QuickReply};
-use bot_core::testing::{button_press_on, deleted_on, quick_reply_tap_on};
-use bot_core::{Event, EventKind, Platform};
+use bot_core::testing::{assert_delivered_alike, button_press_on, deleted_on, quick_reply_tap_on};
+use bot_core::{Event, Platform};
 use bot_messenger::event::parse_body;
 use bot_messenger::testing::{DEFAULT_PAGE_ID, WebhookBuilder, message_item};
 use serde_json::json;
@@ -17,25 +17,6 @@ fn parsed(body: &WebhookBuilder) -> Event {
     events.remove(0)
 }
 
-/// What a handler sees of `made` and `parsed` is the same (ids, times, payloads and the `mid`
-/// Meta adds to a postback's parameters aside).
-fn assert_alike(made: &Event, parsed: &Event) {
-    let without_mid = |event: &Event| {
-        let mut kind = event.kind.clone();
-        if let EventKind::Postback(postback) = &mut kind
-            && let Some(params) = postback.params.as_object_mut()
-        {
-            params.remove("mid");
-        }
-        kind
-    };
-    assert_eq!(made.platform, parsed.platform);
-    assert_eq!(without_mid(made), without_mid(parsed));
-    assert_eq!(made.conversation, parsed.conversation);
-    assert_eq!(made.sender, parsed.sender);
-    assert!(made.reply_token.is_none() && parsed.reply_token.is_none());
-}
-
 #[test]
 fn deleted_on_messenger_is_an_unsent_message() {
     let made = deleted_on(Platform::MESSENGER, PSID, "m_gone");
@@ -44,7 +25,7 @@ fn deleted_on_messenger_is_an_unsent_message() {
         PSID,
         json!({"mid": "m_gone", "is_deleted": true}),
     );
-    assert_alike(&made, &parsed(&WebhookBuilder::new().entry().item(item)));
+    assert_delivered_alike(&made, &parsed(&WebhookBuilder::new().entry().item(item)));
 }
 
 #[test]
@@ -56,7 +37,7 @@ fn taps_on_messenger_are_postbacks_with_metas_parameters() {
             .entry()
             .quick_reply(PSID, "2", "size=2"),
     );
-    assert_alike(&made, &real);
+    assert_delivered_alike(&made, &real);
     let button = Button::postback("7 pm", "time=19");
     let made = button_press_on(Platform::MESSENGER, PSID, &button).unwrap();
     let real = parsed(
@@ -64,5 +45,5 @@ fn taps_on_messenger_are_postbacks_with_metas_parameters() {
             .entry()
             .postback(PSID, "7 pm", "time=19"),
     );
-    assert_alike(&made, &real);
+    assert_delivered_alike(&made, &real);
 }

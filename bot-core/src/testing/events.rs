@@ -194,3 +194,33 @@ pub fn deleted_on(
     }
     event
 }
+
+/// Checks that a helper's event (`made`) is what a handler would see of the adapter's parse of
+/// the platform's own JSON (`parsed`): the same platform, kind, conversation and sender, and a
+/// reply token on both or on neither. Ids, times and raw payloads differ by nature and are not
+/// compared, nor is the `mid` Meta adds to a Messenger postback's parameters.
+///
+/// # Panics
+///
+/// When they differ.
+pub fn assert_delivered_alike(made: &Event, parsed: &Event) {
+    let without_mid = |event: &Event| {
+        let mut kind = event.kind.clone();
+        if let EventKind::Postback(postback) = &mut kind
+            && let Some(params) = postback.params.as_object_mut()
+        {
+            params.remove("mid");
+        }
+        kind
+    };
+    assert_eq!(made.platform, parsed.platform);
+    assert_eq!(without_mid(made), without_mid(parsed));
+    assert_eq!(made.conversation, parsed.conversation);
+    assert_eq!(made.sender, parsed.sender);
+    assert_eq!(
+        made.reply_token.is_some(),
+        parsed.reply_token.is_some(),
+        "a reply token on {:?}",
+        parsed.kind
+    );
+}
