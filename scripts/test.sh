@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command: every test and doc test of the workspace, the book (its code
-# includes and links checked, then built with mdBook), the templates (generated, tested and run)
+# includes and links checked, then built with mdBook), the metric names of the code, the book and
+# deploy/'s dashboard and alerts checked against each other, the templates (generated, tested and run)
 # and the library crates' packaging and docs.
 #
 #   ./scripts/test.sh
@@ -69,6 +70,8 @@ ensure_nats() {
 check_book_includes
 # Every relative link of the book points at a page, and every #anchor at one of its headings.
 "$(dirname "${BASH_SOURCE[0]}")/check-book-links.sh"
+# Metric names agree between the code, the book, and the dashboard and alerts in deploy/.
+python3 "$(dirname "${BASH_SOURCE[0]}")/check-metric-names.py"
 # The book builds with the pinned mdBook (installed into ~/.cargo/bin when missing).
 "$(dirname "${BASH_SOURCE[0]}")/ensure-mdbook.sh"
 mdbook build book   # into book/book, which git ignores
