@@ -38,6 +38,16 @@ pub struct Envelope {
     /// is shown once on every node.
     #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<(String, u32)>,
+    /// The messages' numbers, when the cluster numbers them (the history is in PostgreSQL):
+    /// every node delivers them under these numbers, each once and in order.
+    #[serde(rename = "s", default, skip_serializing_if = "Vec::is_empty")]
+    pub seqs: Vec<u64>,
+    /// The messages' ids, with `seqs`.
+    #[serde(rename = "i", default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+    /// When the messages were sent (Unix milliseconds), with `seqs`.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
 }
 
 /// Where a [`Fanout`] hands the envelopes of other nodes: this node's sockets.
@@ -58,6 +68,24 @@ impl LocalDelivery {
         }
         if envelope.messages.is_empty() {
             return self.hub.sockets_of(&envelope.user);
+        }
+        if self.hub.is_cluster_numbered() {
+            if envelope.seqs.len() != envelope.messages.len()
+                || envelope.ids.len() != envelope.messages.len()
+            {
+                // Another node without the cluster's numbering: nothing to number it with.
+                tracing::warn!(
+                    node = envelope.node,
+                    "webchat: an envelope without numbers on a cluster-numbered node"
+                );
+                return 0;
+            }
+            let at = envelope.at.unwrap_or(0);
+            let frames = (envelope.seqs.iter().zip(&envelope.ids))
+                .zip(&envelope.messages)
+                .map(|((seq, id), m)| (*seq, crate::hub::message_frame(*seq, id, at, m.get())))
+                .collect();
+            return self.hub.deliver_numbered(&envelope.user, frames);
         }
         let messages: Vec<&str> = envelope.messages.iter().map(|m| m.get()).collect();
         let origin =
@@ -80,6 +108,19 @@ pub trait Fanout: Send + Sync + fmt::Debug + 'static {
     ///
     /// When the engine refuses it or cannot be reached.
     async fn publish(&self, envelope: &Envelope) -> Result<(), Error>;
+
+    /// Sends `envelopes` to the other nodes, in order (a batch of the history writer). The
+    /// default publishes them one by one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Fanout::publish`], at the first that fails.
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> Result<(), Error> {
+        for envelope in envelopes {
+            self.publish(envelope).await?;
+        }
+        Ok(())
+    }
 
     /// Receives the other nodes' envelopes and hands them to `local` until `shutdown`;
     /// reconnects by itself when the engine's connection drops.

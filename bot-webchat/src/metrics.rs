@@ -52,6 +52,9 @@ pub struct Stats {
     pub frames_out: u64,
     /// Bot messages not kept for resume because too many offline users had a history.
     pub history_dropped: u64,
+    /// With the history in PostgreSQL: sends that failed because they could not be stored
+    /// or published in time, and joins that could not read the history.
+    pub history_errors: u64,
 }
 
 impl Stats {
@@ -114,6 +117,7 @@ impl Counters {
             frames_in: load(&self.frames_in),
             frames_out: load(&self.frames_out),
             history_dropped: load(&self.history_dropped),
+            history_errors: 0,
         }
     }
 

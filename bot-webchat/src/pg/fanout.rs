@@ -41,6 +41,29 @@ impl Fanout for PgCluster {
         Ok(())
     }
 
+    /// Every envelope in one statement (notifications of one transaction arrive in order),
+    /// after storing the ones too large to send inline.
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> Result<(), Error> {
+        let conn = self.conn().await?;
+        let mut payloads = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let json = serde_json::to_string(envelope).expect("envelopes serialise");
+            payloads.push(if json.len() <= MAX_INLINE_PAYLOAD {
+                json
+            } else {
+                let row = conn
+                    .query_one(sql::STORE_ENVELOPE, &[&json])
+                    .await
+                    .map_err(|e| db("storing a large envelope", e))?;
+                format!("{BY_REFERENCE}{}:{}", row.get::<_, i64>(0), self.inner.node)
+            });
+        }
+        conn.execute(sql::NOTIFY_ALL, &[&self.inner.channel, &payloads])
+            .await
+            .map_err(|e| db("notifying the other nodes", e))?;
+        Ok(())
+    }
+
     async fn run(&self, local: LocalDelivery, shutdown: CancellationToken) -> Result<(), Error> {
         let listening = &self.inner.listening;
         listen_until_shutdown("the LISTEN connection", listening, &shutdown, || {

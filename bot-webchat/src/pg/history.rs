@@ -1,0 +1,421 @@
+//! The history in PostgreSQL: each user's bot messages numbered cluster-wide and kept in
+//! `webchat_history`, so that a browser resumes exactly on any node.
+//!
+//! Sends are written in batches: one writer per node takes every send waiting in its queue
+//! (up to [`MAX_BATCH`]) and stores them in one statement, which numbers each user's messages
+//! from the user's `webchat_seqs` row. That row stays locked until the statement commits, so
+//! numbers commit in order for each user even when two nodes send to one user at once. The
+//! writer then delivers the batch to this node's sockets, publishes it to the other nodes in one
+//! round trip, and answers the senders. A node that sees a number before the ones preceding it
+//! holds it for [`REORDER_WAIT`], then reads the missing ones from the table (they committed
+//! first). The same loop trims the table to the history bounds.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bot_core::EventId;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_postgres::error::SqlState;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::{PgCluster, db, sql};
+use crate::config::WebChatConfig;
+use crate::error::{Error, ErrorKind};
+use crate::fanout::{Envelope, Fanout};
+use crate::hub::{Delivery, Hub, Stored, message_frame};
+
+/// The most sends stored in one statement.
+pub(super) const MAX_BATCH: usize = 512;
+/// How many sends may wait for the writer; a sender past it waits for room.
+pub(super) const QUEUE_CAPACITY: usize = 8192;
+/// How long a message that came before the ones preceding it waits for them to come through
+/// the fan-out before they are read from the table.
+pub(super) const REORDER_WAIT: Duration = Duration::from_millis(100);
+
+/// One send waiting for the writer.
+#[derive(Debug)]
+pub(crate) struct StoreRequest {
+    user: String,
+    messages: Vec<Box<RawValue>>,
+    origin: Option<(EventId, u32)>,
+    at: u64,
+    reply: oneshot::Sender<Result<Delivery, Error>>,
+}
+
+/// One stored message: its number, id, time and JSON.
+struct Numbered {
+    seq: u64,
+    id: String,
+    at: u64,
+    message: Box<RawValue>,
+}
+
+impl PgCluster {
+    /// Stores `messages` for `user` (numbered cluster-wide), delivers them to the user's sockets
+    /// on this node and publishes them to the others; waits for all of it, at most the write
+    /// time-out. A send of `origin` stored before is delivered again with its numbers, which
+    /// every socket skips if it has them.
+    pub(crate) async fn send(
+        &self,
+        user: &str,
+        messages: Vec<Box<RawValue>>,
+        origin: Option<(EventId, u32)>,
+    ) -> Result<Delivery, Error> {
+        let (reply, answer) = oneshot::channel();
+        let request = StoreRequest {
+            user: user.to_owned(),
+            messages,
+            origin,
+            at: crate::token::unix_now_ms(),
+            reply,
+        };
+        let timeout = self.inner.config.history_write_timeout;
+        let outcome = tokio::time::timeout(timeout, async {
+            (self.inner.history_tx.send(request).await).map_err(|_| {
+                Error::new(
+                    ErrorKind::Database,
+                    "webchat: the history writer is not running (is the bot served?)",
+                )
+            })?;
+            answer.await.map_err(|_| {
+                Error::new(ErrorKind::Database, "webchat: the history writer stopped")
+            })?
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Database,
+                format!("webchat: storing a send took longer than {timeout:?}"),
+            ))
+        });
+        if outcome.is_err() {
+            self.inner.history_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// The numbering's epoch (the welcome's `epoch`): the same on every node of the schema,
+    /// made by [`PgCluster::migrate`] and read once.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Database`] when PostgreSQL cannot be reached or was not migrated.
+    pub async fn epoch(&self) -> Result<&str, Error> {
+        self.inner
+            .epoch
+            .get_or_try_init(|| async {
+                let conn = self.conn().await?;
+                let row = conn
+                    .query_opt(sql::EPOCH, &[])
+                    .await
+                    .map_err(|e| db("reading the history's epoch", e))?;
+                row.map(|row| row.get::<_, String>(0)).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Database,
+                        "webchat: no history epoch; run PgCluster::migrate first",
+                    )
+                })
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// What `user` has in the table after `last_seq` (0 when not resuming), within `config`'s
+    /// history bounds.
+    pub(crate) async fn stored(
+        &self,
+        user: &str,
+        last_seq: Option<u64>,
+        config: &WebChatConfig,
+    ) -> Result<Stored, Error> {
+        let after = i64::try_from(last_seq.unwrap_or(0)).unwrap_or(i64::MAX);
+        let max_messages = i64::try_from(config.history_messages).unwrap_or(i64::MAX);
+        let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
+        let window = config.resume_window.as_secs_f64();
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                sql::RESUME,
+                &[&user, &after, &max_messages, &max_bytes, &window],
+            )
+            .await
+            .map_err(|e| db("reading a user's history", e))?;
+        let latest = rows.first().map_or(0, |row| row.get::<_, i64>(0)) as u64;
+        let frames: Vec<(u64, Utf8Bytes)> = (rows.iter())
+            .filter_map(|row| {
+                let seq: Option<i64> = row.get(1);
+                let seq = seq? as u64;
+                let message: String = row.get(2);
+                let id: String = row.get(3);
+                let at: i64 = row.get(4);
+                Some((seq, message_frame(seq, &id, at as u64, &message)))
+            })
+            .collect();
+        let gap = last_seq.is_some_and(|last| {
+            let oldest = frames.first().map_or(latest + 1, |(seq, _)| *seq);
+            last < latest && oldest > last + 1
+        });
+        Ok(Stored {
+            latest,
+            rows: frames,
+            gap,
+        })
+    }
+
+    /// History errors counted since start (sends not stored or published in time, joins that
+    /// could not read the history).
+    pub(crate) fn history_errors(&self) -> u64 {
+        self.inner.history_errors.load(Ordering::Relaxed)
+    }
+
+    /// Counts one history error.
+    pub(crate) fn count_history_error(&self) {
+        self.inner.history_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The writer: stores the waiting sends in batches and delivers them, reads what this
+    /// node's sockets wait for, and trims the table, until `shutdown`.
+    pub(crate) async fn run_history(
+        &self,
+        hub: Arc<Hub>,
+        fanout: Option<Arc<dyn Fanout>>,
+        shutdown: CancellationToken,
+    ) {
+        let Some(mut queue) = self.inner.history_rx.lock().await.take() else {
+            tracing::error!("webchat: this cluster's history writer runs already");
+            return;
+        };
+        let mut tick = tokio::time::interval(REORDER_WAIT);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let trim_every = self.inner.config.dead_node_sweep_interval;
+        let mut next_trim = Instant::now();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                taken = queue.recv_many(&mut batch, MAX_BATCH) => {
+                    if taken == 0 {
+                        break;
+                    }
+                    let sends = std::mem::take(&mut batch);
+                    self.store_batch(sends, &hub, fanout.as_deref()).await;
+                }
+                _ = tick.tick() => {
+                    self.fill_holes(&hub).await;
+                    if Instant::now() >= next_trim {
+                        next_trim = Instant::now() + trim_every;
+                        if let Err(e) = self.trim(&hub.config).await {
+                            tracing::warn!(error = %e, "webchat: trimming the history failed");
+                        }
+                    }
+                }
+            }
+        }
+        // What was queued still gets stored: the senders wait for it.
+        queue.close();
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let sends = std::mem::take(&mut batch);
+            self.store_batch(sends, &hub, fanout.as_deref()).await;
+        }
+    }
+
+    /// Stores `sends`, delivers them here, publishes them, and answers each sender.
+    async fn store_batch(&self, sends: Vec<StoreRequest>, hub: &Hub, fanout: Option<&dyn Fanout>) {
+        let mut outcome = self.store(&sends).await;
+        if let Err(e) = &outcome
+            && e.is_conflict()
+        {
+            // Two nodes' batches locked the same users in another order: once more.
+            outcome = self.store(&sends).await;
+        }
+        let numbered = match outcome {
+            Ok(numbered) => numbered,
+            Err(e) => {
+                // Each sender counts its failure.
+                tracing::warn!(error = %e, sends = sends.len(), "webchat: storing sends failed");
+                let message = e.to_string();
+                for send in sends {
+                    let _ = send
+                        .reply
+                        .send(Err(Error::new(ErrorKind::Database, message.clone())));
+                }
+                return;
+            }
+        };
+        let mut envelopes = Vec::with_capacity(sends.len());
+        let mut deliveries = Vec::with_capacity(sends.len());
+        for (send, numbered) in sends.into_iter().zip(numbered) {
+            let frames = (numbered.iter())
+                .map(|m| (m.seq, message_frame(m.seq, &m.id, m.at, m.message.get())))
+                .collect();
+            let sockets = hub.deliver_numbered(&send.user, frames);
+            let seqs: Vec<u64> = numbered.iter().map(|m| m.seq).collect();
+            if let Some(fanout) = fanout {
+                envelopes.push(Envelope {
+                    node: fanout.node().to_owned(),
+                    user: send.user,
+                    typing: false,
+                    origin: (send.origin).map(|(id, index)| (id.as_str().to_owned(), index)),
+                    seqs: seqs.clone(),
+                    ids: numbered.iter().map(|m| m.id.clone()).collect(),
+                    at: numbered.first().map(|m| m.at),
+                    messages: numbered.into_iter().map(|m| m.message).collect(),
+                });
+            }
+            deliveries.push((send.reply, Delivery { seqs, sockets }));
+        }
+        let published = match fanout {
+            Some(fanout) if !envelopes.is_empty() => fanout.publish_batch(&envelopes).await,
+            _ => Ok(()),
+        };
+        for (reply, delivery) in deliveries {
+            let answer = match &published {
+                Ok(()) => Ok(delivery),
+                // Stored and delivered here; a retry of the same handler send publishes again.
+                Err(e) => Err(Error::new(e.kind(), e.to_string())),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// One statement for every send of the batch; each send's messages as numbered.
+    async fn store(&self, sends: &[StoreRequest]) -> Result<Vec<Vec<Numbered>>, Error> {
+        let rows: usize = sends.iter().map(|s| s.messages.len()).sum();
+        let mut users = Vec::with_capacity(rows);
+        let mut messages = Vec::with_capacity(rows);
+        let mut ids = Vec::with_capacity(rows);
+        let mut ats = Vec::with_capacity(rows);
+        let mut events: Vec<Option<&str>> = Vec::with_capacity(rows);
+        let mut indexes: Vec<Option<i32>> = Vec::with_capacity(rows);
+        let mut parts: Vec<Option<i32>> = Vec::with_capacity(rows);
+        for send in sends {
+            for (part, message) in send.messages.iter().enumerate() {
+                users.push(send.user.as_str());
+                messages.push(message.get());
+                ids.push(uuid::Uuid::new_v4().simple().to_string());
+                ats.push(send.at as i64);
+                events.push(send.origin.as_ref().map(|(id, _)| id.as_str()));
+                indexes.push(send.origin.as_ref().map(|(_, i)| *i as i32));
+                parts.push(send.origin.as_ref().map(|_| part as i32));
+            }
+        }
+        let conn = self.conn().await?;
+        let answer = conn
+            .query(
+                sql::STORE_SENDS,
+                &[&users, &messages, &ids, &ats, &events, &indexes, &parts],
+            )
+            .await
+            .map_err(|e| db("storing sends", e))?;
+        // By the row's place in the arrays (from 1): its number, and what was stored before.
+        let mut by_row: Vec<Option<(u64, Option<(String, u64, String)>)>> = vec![None; rows];
+        for row in &answer {
+            let ord: i64 = row.get(0);
+            let seq: i64 = row.get(1);
+            let before = row
+                .get::<_, Option<String>>(2)
+                .map(|id| (id, row.get::<_, i64>(3) as u64, row.get::<_, String>(4)));
+            if let Some(slot) = by_row.get_mut((ord - 1) as usize) {
+                *slot = Some((seq as u64, before));
+            }
+        }
+        let mut row = 0;
+        let mut out = Vec::with_capacity(sends.len());
+        for send in sends {
+            let mut numbered = Vec::with_capacity(send.messages.len());
+            for message in &send.messages {
+                let (seq, before) = by_row[row].take().ok_or_else(|| {
+                    Error::new(ErrorKind::Database, "webchat: a stored send has no number")
+                })?;
+                numbered.push(match before {
+                    Some((id, at, message)) => Numbered {
+                        seq,
+                        id,
+                        at,
+                        message: RawValue::from_string(message).map_err(|e| {
+                            Error::new(ErrorKind::Database, "webchat: a stored message is not JSON")
+                                .with_source(e)
+                        })?,
+                    },
+                    None => Numbered {
+                        seq,
+                        id: std::mem::take(&mut ids[row]),
+                        at: send.at,
+                        message: message.clone(),
+                    },
+                });
+                row += 1;
+            }
+            out.push(numbered);
+        }
+        Ok(out)
+    }
+
+    /// Reads from the table the messages this node's sockets wait on (another node's
+    /// notification was lost or is slow).
+    async fn fill_holes(&self, hub: &Hub) {
+        for (user, delivered, first_waiting) in hub.stalled(REORDER_WAIT) {
+            match self.between(&user, delivered, first_waiting).await {
+                Ok(frames) => {
+                    hub.deliver_numbered_through(&user, frames, Some(first_waiting - 1));
+                }
+                Err(e) => tracing::warn!(error = %e, "webchat: reading missed messages failed"),
+            }
+        }
+    }
+
+    async fn between(
+        &self,
+        user: &str,
+        after: u64,
+        before: u64,
+    ) -> Result<Vec<(u64, Utf8Bytes)>, Error> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(sql::BETWEEN, &[&user, &(after as i64), &(before as i64)])
+            .await
+            .map_err(|e| db("reading missed messages", e))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let seq = row.get::<_, i64>(0) as u64;
+                let message: String = row.get(1);
+                let id: String = row.get(2);
+                let at = row.get::<_, i64>(3) as u64;
+                (seq, message_frame(seq, &id, at, &message))
+            })
+            .collect())
+    }
+
+    /// Drops what is past the history bounds of `config`.
+    pub(crate) async fn trim(&self, config: &WebChatConfig) -> Result<u64, Error> {
+        let conn = self.conn().await?;
+        let window = config.resume_window.as_secs_f64();
+        let old = conn
+            .execute(sql::TRIM_OLD, &[&window])
+            .await
+            .map_err(|e| db("trimming old history", e))?;
+        let max_messages = i64::try_from(config.history_messages).unwrap_or(i64::MAX);
+        let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
+        let over = conn
+            .execute(sql::TRIM_BOUNDS, &[&max_messages, &max_bytes])
+            .await
+            .map_err(|e| db("trimming the history to its bounds", e))?;
+        Ok(old + over)
+    }
+}
+
+impl Error {
+    /// Whether PostgreSQL refused a statement that may succeed at once if run again.
+    fn is_conflict(&self) -> bool {
+        let code = std::error::Error::source(self)
+            .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+            .and_then(tokio_postgres::Error::code);
+        code.is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED)
+    }
+}
