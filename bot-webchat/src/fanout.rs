@@ -134,6 +134,7 @@ pub trait Fanout: Send + Sync + fmt::Debug + 'static {
 /// Runs `listen_once` (one connection's or subscription's life, `Ok` at shutdown) again after
 /// each failure, with a back-off from 400 ms to 6.4 s, until `shutdown`; `listening` is false
 /// between lives. `engine` names the connection in the warning.
+#[cfg_attr(not(any(feature = "postgres", feature = "nats")), allow(dead_code))]
 pub(crate) async fn listen_until_shutdown<F, Fut>(
     engine: &str,
     listening: &AtomicBool,

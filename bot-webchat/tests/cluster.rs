@@ -591,3 +591,79 @@ async fn with_postgresql_unreachable_a_send_fails_and_is_counted_and_the_node_li
     assert_eq!(support::close_code(&mut ws).await, 1001);
     assert_eq!(local.webchat.stats().history_errors, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_resumes_on_another_node_without_losing_or_repeating_a_message() {
+    let pool = fresh_pool("widget").await;
+    let (a, b) = (
+        cluster(&pool, "node-a").await,
+        cluster(&node_pool("widget"), "node-b").await,
+    );
+    let local = Harness::start_with(echo, |w| w.demo(true).cluster(a.clone()), |b| b).await;
+    let remote = Remote::start(b.clone());
+    eventually("both nodes listening", || async {
+        (a.is_listening() && b.is_listening()).then_some(())
+    })
+    .await;
+    let browser = headless_chromium::Browser::start().await;
+    let mut page = browser.open(&format!("{}/webchat/demo", local.base)).await;
+    page.wait_for("document.querySelector('.wc') && document.querySelector('.wc').dataset.state === 'connected'")
+        .await;
+    let user = page
+        .eval("document.getElementById('user').textContent")
+        .await;
+    let user = user.as_str().unwrap().to_owned();
+    let last_text_is = |text: &str| {
+        format!(
+            "(() => {{ const all = document.querySelectorAll('.wc-bot .wc-text'); \
+             return all.length && all[all.length - 1].textContent === {}; }})()",
+            serde_json::to_string(text).unwrap()
+        )
+    };
+    page.eval("__webchat.sendText('on node a')").await;
+    page.wait_for(&last_text_is("on node a")).await;
+
+    // The widget's next connection goes to node B (as a balancer may send it); while it is
+    // away, both nodes send.
+    let to_b = serde_json::to_string(&remote.ws_url).unwrap();
+    page.eval(&format!("__webchat.url = {to_b}; __webchat.drop()"))
+        .await;
+    page.wait_for("document.querySelector('.wc').dataset.state === 'disconnected'")
+        .await;
+    (remote.webchat.client())
+        .send_to(&user, &["away from b".into()])
+        .await
+        .unwrap();
+    (local.webchat.client())
+        .send_to(&user, &["away from a".into()])
+        .await
+        .unwrap();
+    page.wait_for(&last_text_is("away from a")).await;
+    page.eval("__webchat.sendText('on node b')").await;
+    page.wait_for(&last_text_is("on node b")).await;
+
+    let value = page
+        .eval(
+            "Array.from(document.querySelectorAll('.wc-bot')).map(b => \
+             [Number(b.dataset.seq), (b.querySelector('.wc-text') || {}).textContent || ''])",
+        )
+        .await;
+    let shown: Vec<(u64, String)> = serde_json::from_value(value).unwrap();
+    assert_eq!(
+        shown,
+        [
+            (1, "on node a".to_owned()),
+            (2, "away from b".to_owned()),
+            (3, "away from a".to_owned()),
+            (4, "on node b".to_owned())
+        ],
+        "each message once, in order, across nodes"
+    );
+    assert!(
+        remote.webchat.stats().joined >= 1,
+        "the widget joined node B"
+    );
+    let epoch = page.eval("__webchat.epoch").await;
+    assert_eq!(epoch.as_str(), Some(a.epoch().await.unwrap()));
+    remote.kill();
+}

@@ -502,7 +502,10 @@ impl Hub {
                 state.pending.insert(seq, frame);
             }
         }
-        // A hole that holds back more than a history's worth is not waited for.
+        let mut overflowed = Vec::new();
+        let mut delivered = self.drain(state, &mut overflowed);
+        // A hole the database no longer fills, or that holds back more than a history's
+        // worth, is not waited for.
         let overfull = (state.pending.len() > self.config.history_messages)
             .then(|| state.pending.first_key_value().map(|(seq, _)| seq - 1))
             .flatten();
@@ -518,9 +521,8 @@ impl Hub {
             state.watermark = Some(through);
             state.seq = through;
             state.pending = state.pending.split_off(&(through + 1));
+            delivered += self.drain(state, &mut overflowed);
         }
-        let mut overflowed = Vec::new();
-        let delivered = self.drain(state, &mut overflowed);
         let reached = state.sockets.len();
         Self::close_overflowed(state, &overflowed, online);
         self.note_waiting(user, state);
@@ -793,5 +795,85 @@ mod tests {
             }),
         );
         assert_eq!(frames(&conn)[0]["seq"], 0, "the history is gone");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(start_paused = true)]
+    async fn cluster_numbers_reach_each_socket_once_in_order_and_holes_are_filled() {
+        let hub = hub().number_cluster_wide();
+        let numbered = |seq: u64| (seq, message_frame(seq, "m", 0, &format!("{{\"n\":{seq}}}")));
+        let seqs = |conn: &Conn| -> Vec<u64> {
+            (frames(conn).iter())
+                .map(|f| f["seq"].as_u64().unwrap())
+                .collect()
+        };
+        let tab = hub.accept();
+        hub.begin_join("u");
+        // Another node's send comes while the join reads the database.
+        assert_eq!(hub.deliver_numbered("u", vec![numbered(3)]), 0);
+        let stored = Stored {
+            latest: 1,
+            rows: Vec::new(),
+            gap: false,
+        };
+        hub.join_numbered(&tab, "u", None, stored, "pg-x");
+        assert_eq!(
+            seqs(&tab),
+            [1],
+            "the welcome counts from the database; 3 waits for 2"
+        );
+        hub.deliver_numbered("u", vec![numbered(2)]);
+        assert_eq!(seqs(&tab), [2, 3]);
+        hub.deliver_numbered("u", vec![numbered(3), numbered(2)]);
+        assert!(seqs(&tab).is_empty(), "seen already");
+
+        hub.deliver_numbered("u", vec![numbered(5)]);
+        assert!(hub.stalled(Duration::from_millis(100)).is_empty());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(
+            hub.stalled(Duration::from_millis(100)),
+            [("u".to_owned(), 3, 5)]
+        );
+        // Read from the database: 4.
+        hub.deliver_numbered_through("u", vec![numbered(4)], Some(4));
+        assert_eq!(seqs(&tab), [4, 5]);
+        // A hole the database no longer has is given up.
+        hub.deliver_numbered("u", vec![numbered(7)]);
+        hub.deliver_numbered_through("u", Vec::new(), Some(6));
+        assert_eq!(seqs(&tab), [7]);
+        assert!(hub.stalled(Duration::ZERO).is_empty());
+
+        // A second tab resumes after 4: 5 and 6 from the database, 7 from what came here.
+        let back = hub.accept();
+        hub.begin_join("u");
+        let stored = Stored {
+            latest: 6,
+            rows: vec![numbered(5), numbered(6)],
+            gap: false,
+        };
+        let resume = Some(Resume {
+            last_seq: 4,
+            epoch: Some("pg-x"),
+        });
+        assert_eq!(
+            hub.join_numbered(&back, "u", resume, stored, "pg-x")
+                .resumed,
+            3
+        );
+        let got = frames(&back);
+        assert_eq!(
+            (got[0]["seq"].as_u64(), got[0]["gap"].as_bool()),
+            (Some(7), Some(false))
+        );
+        let resumed: Vec<u64> = got[1..]
+            .iter()
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(resumed, [5, 6, 7]);
+
+        // The last socket gone, the user is forgotten here: the database has the history.
+        hub.remove(&tab, Some("u"));
+        hub.remove(&back, Some("u"));
+        assert_eq!(hub.deliver_numbered("u", vec![numbered(8)]), 0);
     }
 }

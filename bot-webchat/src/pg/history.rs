@@ -46,6 +46,9 @@ pub(crate) struct StoreRequest {
     reply: oneshot::Sender<Result<Delivery, Error>>,
 }
 
+/// A message of a send stored before (a retried handler's): its id, time and JSON.
+type StoredBefore = (String, u64, String);
+
 /// One stored message: its number, id, time and JSON.
 struct Numbered {
     seq: u64,
@@ -313,7 +316,7 @@ impl PgCluster {
             .await
             .map_err(|e| db("storing sends", e))?;
         // By the row's place in the arrays (from 1): its number, and what was stored before.
-        let mut by_row: Vec<Option<(u64, Option<(String, u64, String)>)>> = vec![None; rows];
+        let mut by_row: Vec<Option<(u64, Option<StoredBefore>)>> = vec![None; rows];
         for row in &answer {
             let ord: i64 = row.get(0);
             let seq: i64 = row.get(1);
