@@ -246,6 +246,7 @@ impl WebChat {
         #[cfg(feature = "postgres")]
         if let Some(cluster) = &self.cluster {
             stats.history_errors = cluster.history_errors();
+            stats.history_batches = cluster.history_batches();
         }
         stats
     }

@@ -108,7 +108,7 @@ impl WebChatClient {
                 });
             }
             // Numbered and kept in PostgreSQL, then delivered on every node by the writer.
-            return history.send(user, json, origin).await;
+            return (history.send(user, json, origin, &self.hub, self.fanout.as_deref())).await;
         }
         let delivery = if json.is_empty() {
             Delivery {

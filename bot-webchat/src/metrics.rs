@@ -55,6 +55,9 @@ pub struct Stats {
     /// With the history in PostgreSQL: sends that failed because they could not be stored
     /// or published in time, and joins that could not read the history.
     pub history_errors: u64,
+    /// With the history in PostgreSQL: the statements that stored sends (each stores every
+    /// send that waited for it), since start.
+    pub history_batches: u64,
 }
 
 impl Stats {
@@ -118,6 +121,7 @@ impl Counters {
             frames_out: load(&self.frames_out),
             history_dropped: load(&self.history_dropped),
             history_errors: 0,
+            history_batches: 0,
         }
     }
 

@@ -62,11 +62,17 @@ impl PgCluster {
     /// on this node and publishes them to the others; waits for all of it, at most the write
     /// time-out. A send of `origin` stored before is delivered again with its numbers, which
     /// every socket skips if it has them.
+    ///
+    /// Once the writer has stopped (the bot shuts down while handlers finish), each send is
+    /// stored on its own: what the handlers still send is kept for the browsers, which resume
+    /// on another node.
     pub(crate) async fn send(
         &self,
         user: &str,
         messages: Vec<Box<RawValue>>,
         origin: Option<(EventId, u32)>,
+        hub: &Hub,
+        fanout: Option<&dyn Fanout>,
     ) -> Result<Delivery, Error> {
         let (reply, answer) = oneshot::channel();
         let request = StoreRequest {
@@ -78,12 +84,9 @@ impl PgCluster {
         };
         let timeout = self.inner.config.history_write_timeout;
         let outcome = tokio::time::timeout(timeout, async {
-            (self.inner.history_tx.send(request).await).map_err(|_| {
-                Error::new(
-                    ErrorKind::Database,
-                    "webchat: the history writer is not running (is the bot served?)",
-                )
-            })?;
+            if let Err(refused) = self.inner.history_tx.send(request).await {
+                self.store_batch(vec![refused.0], hub, fanout).await;
+            }
             answer.await.map_err(|_| {
                 Error::new(ErrorKind::Database, "webchat: the history writer stopped")
             })?
@@ -173,6 +176,11 @@ impl PgCluster {
     /// could not read the history).
     pub(crate) fn history_errors(&self) -> u64 {
         self.inner.history_errors.load(Ordering::Relaxed)
+    }
+
+    /// Statements that stored sends, since start.
+    pub(crate) fn history_batches(&self) -> u64 {
+        self.inner.history_batches.load(Ordering::Relaxed)
     }
 
     /// Counts one history error.
@@ -308,6 +316,7 @@ impl PgCluster {
             }
         }
         let conn = self.conn().await?;
+        self.inner.history_batches.fetch_add(1, Ordering::Relaxed);
         let answer = conn
             .query(
                 sql::STORE_SENDS,

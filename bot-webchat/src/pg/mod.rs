@@ -93,6 +93,8 @@ struct Inner {
     epoch: tokio::sync::OnceCell<String>,
     /// Sends that could not be stored or published (and joins that could not read the history).
     history_errors: AtomicU64,
+    /// Statements that stored sends.
+    history_batches: AtomicU64,
 }
 
 /// Configures a [`PgCluster`].
@@ -192,6 +194,7 @@ impl PgClusterBuilder {
                 history_rx: tokio::sync::Mutex::new(Some(history_rx)),
                 epoch: tokio::sync::OnceCell::new(),
                 history_errors: AtomicU64::new(0),
+                history_batches: AtomicU64::new(0),
                 pool: self.pool.clone(),
                 database_url: self.database_url.clone(),
                 channel: format!("{}_webchat", self.pool.schema()),
