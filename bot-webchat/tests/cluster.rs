@@ -493,7 +493,7 @@ async fn retention_trims_the_history_and_a_resume_past_it_says_gap() {
             .await
             .unwrap();
     }
-    // The sweeper trims the table to the newest three.
+    // Each store keeps the table to the newest three of the user.
     let conn = pool.get().await.unwrap();
     eventually("the history trimmed", || async {
         let row = conn

@@ -8,7 +8,12 @@
 //! writer then delivers the batch to this node's sockets, publishes it to the other nodes in one
 //! round trip, and answers the senders. A node that sees a number before the ones preceding it
 //! holds it for [`REORDER_WAIT`], then reads the missing ones from the table (they committed
-//! first). The same loop trims the table to the history bounds.
+//! first). The statement keeps each user's rows within the count and byte bounds; the same loop
+//! drops the rows older than the resume window.
+//!
+//! A retried handler send is recognised by its origin in the stored rows. Two attempts of one
+//! handler event that store at the very same moment on two nodes could both be stored: retries
+//! come after the attempt before has ended, so they do not.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -237,12 +242,12 @@ impl PgCluster {
 
     /// Stores `sends`, delivers them here, publishes them, and answers each sender.
     async fn store_batch(&self, sends: Vec<StoreRequest>, hub: &Hub, fanout: Option<&dyn Fanout>) {
-        let mut outcome = self.store(&sends).await;
+        let mut outcome = self.store(&sends, &hub.config).await;
         if let Err(e) = &outcome
             && e.is_conflict()
         {
             // Two nodes' batches locked the same users in another order: once more.
-            outcome = self.store(&sends).await;
+            outcome = self.store(&sends, &hub.config).await;
         }
         let numbered = match outcome {
             Ok(numbered) => numbered,
@@ -295,7 +300,13 @@ impl PgCluster {
     }
 
     /// One statement for every send of the batch; each send's messages as numbered.
-    async fn store(&self, sends: &[StoreRequest]) -> Result<Vec<Vec<Numbered>>, Error> {
+    async fn store(
+        &self,
+        sends: &[StoreRequest],
+        config: &WebChatConfig,
+    ) -> Result<Vec<Vec<Numbered>>, Error> {
+        let max_messages = i64::try_from(config.history_messages).unwrap_or(i64::MAX);
+        let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
         let rows: usize = sends.iter().map(|s| s.messages.len()).sum();
         let mut users = Vec::with_capacity(rows);
         let mut messages = Vec::with_capacity(rows);
@@ -320,7 +331,17 @@ impl PgCluster {
         let answer = conn
             .query(
                 sql::STORE_SENDS,
-                &[&users, &messages, &ids, &ats, &events, &indexes, &parts],
+                &[
+                    &users,
+                    &messages,
+                    &ids,
+                    &ats,
+                    &events,
+                    &indexes,
+                    &parts,
+                    &max_messages,
+                    &max_bytes,
+                ],
             )
             .await
             .map_err(|e| db("storing sends", e))?;
@@ -404,7 +425,8 @@ impl PgCluster {
             .collect())
     }
 
-    /// Drops what is past the history bounds of `config`.
+    /// Drops what is older than `config`'s resume window (the count and byte bounds are kept
+    /// as sends are stored).
     pub(crate) async fn trim(&self, config: &WebChatConfig) -> Result<u64, Error> {
         let conn = self.conn().await?;
         let window = config.resume_window.as_secs_f64();
@@ -412,13 +434,7 @@ impl PgCluster {
             .execute(sql::TRIM_OLD, &[&window])
             .await
             .map_err(|e| db("trimming old history", e))?;
-        let max_messages = i64::try_from(config.history_messages).unwrap_or(i64::MAX);
-        let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
-        let over = conn
-            .execute(sql::TRIM_BOUNDS, &[&max_messages, &max_bytes])
-            .await
-            .map_err(|e| db("trimming the history to its bounds", e))?;
-        Ok(old + over)
+        Ok(old)
     }
 }
 

@@ -153,7 +153,9 @@ pub(super) const EPOCH: &str = "SELECT value FROM webchat_meta WHERE key = 'epoc
 
 /// Stores a batch of sends in one statement. Each row of the arrays is one message, in send
 /// order: `$1` user, `$2` message JSON, `$3` message id, `$4` time (Unix ms), `$5` origin event,
-/// `$6` origin send index, `$7` index in the send. A send whose origin is stored already is not
+/// `$6` origin send index, `$7` index in the send. The users' older messages past the newest
+/// `$8` or `$9` bytes (the new ones counted) are dropped in the same statement, through the
+/// primary key: the table never holds much more than the bounds, without a scan of it. A send whose origin is stored already is not
 /// stored again: its stored rows are returned instead (with id, time and message). The others
 /// get the next numbers of their user: the `webchat_seqs` row stays locked until the statement
 /// commits, so another node's batch for the same user waits, and numbers commit in order.
@@ -176,7 +178,21 @@ pub(super) const STORE_SENDS: &str = "
             WHERE h.user_id = i.user_id AND h.origin_event = i.origin_event
               AND h.origin_index = i.origin_index)
     ), counts AS (
-        SELECT user_id, count(*) AS n FROM fresh GROUP BY user_id
+        SELECT user_id, count(*) AS n, sum(octet_length(message)) AS bytes
+        FROM fresh GROUP BY user_id
+    ), trimmed AS (
+        DELETE FROM webchat_history h
+        USING (
+            SELECT ranked.user_id, ranked.seq FROM (
+                SELECT k.user_id, k.seq, row_number() OVER w AS rn,
+                       sum(octet_length(k.message)) OVER w AS bytes
+                FROM webchat_history k JOIN counts c ON c.user_id = k.user_id
+                WINDOW w AS (PARTITION BY k.user_id ORDER BY k.seq DESC)
+            ) ranked JOIN counts c ON c.user_id = ranked.user_id
+            WHERE ranked.rn + c.n > $8 OR ranked.bytes + c.bytes > $9
+        ) old
+        WHERE h.user_id = old.user_id AND h.seq = old.seq
+        RETURNING 1
     ), bumped AS (
         INSERT INTO webchat_seqs AS s (user_id, seq)
         SELECT user_id, n FROM counts ORDER BY user_id
@@ -228,16 +244,3 @@ pub(super) const BETWEEN: &str = "
 /// Drops kept messages older than `$1` seconds.
 pub(super) const TRIM_OLD: &str =
     "DELETE FROM webchat_history WHERE created_at < now() - make_interval(secs => $1::float8)";
-
-/// Drops each user's kept messages past the newest `$1` or `$2` bytes.
-pub(super) const TRIM_BOUNDS: &str = "
-    DELETE FROM webchat_history h
-    USING (
-        SELECT user_id, seq FROM (
-            SELECT user_id, seq, row_number() OVER w AS rn, sum(octet_length(message)) OVER w AS bytes
-            FROM webchat_history
-            WINDOW w AS (PARTITION BY user_id ORDER BY seq DESC)
-        ) ranked
-        WHERE rn > $1 OR bytes > $2
-    ) old
-    WHERE h.user_id = old.user_id AND h.seq = old.seq";
