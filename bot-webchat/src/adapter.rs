@@ -353,11 +353,16 @@ impl Adapter for WebChat {
         clients.insert(Arc::new(self.client.clone()));
     }
 
-    /// The counters are recorded in the bot's telemetry from then on.
+    /// The counters are recorded in the bot's telemetry from then on (with a cluster, its
+    /// history errors and batches too: `bot.webchat.history.errors`, `.batches`).
     fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
         self.hub
             .counters
             .attach(bot.telemetry(), Arc::downgrade(&self.hub));
+        #[cfg(feature = "postgres")]
+        if let Some(cluster) = &self.cluster {
+            cluster.register_metrics(bot.telemetry());
+        }
         Ok(())
     }
 

@@ -590,6 +590,10 @@ async fn with_postgresql_unreachable_a_send_fails_and_is_counted_and_the_node_li
     .await;
     assert_eq!(support::close_code(&mut ws).await, 1001);
     assert_eq!(local.webchat.stats().history_errors, 2);
+    assert_eq!(
+        support::sample(&local.metrics(), "bot_webchat_history_errors_total"),
+        2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,6 +188,33 @@ impl PgCluster {
         self.inner.history_batches.load(Ordering::Relaxed)
     }
 
+    /// Records the history's counters in `telemetry`: `bot.webchat.history.errors` and
+    /// `bot.webchat.history.batches`.
+    pub(crate) fn register_metrics(&self, telemetry: &bot_core::Telemetry) {
+        let meter = telemetry.meter();
+        let (errors, batches) = (Arc::downgrade(&self.inner), Arc::downgrade(&self.inner));
+        let _errors = meter
+            .u64_observable_counter("bot.webchat.history.errors")
+            .with_description(
+                "Web chat sends not stored or published in time, and joins that could not read the history",
+            )
+            .with_callback(move |o| {
+                if let Some(inner) = errors.upgrade() {
+                    o.observe(inner.history_errors.load(Ordering::Relaxed), &[]);
+                }
+            })
+            .build();
+        let _batches = meter
+            .u64_observable_counter("bot.webchat.history.batches")
+            .with_description("Statements that stored web chat sends in PostgreSQL")
+            .with_callback(move |o| {
+                if let Some(inner) = batches.upgrade() {
+                    o.observe(inner.history_batches.load(Ordering::Relaxed), &[]);
+                }
+            })
+            .build();
+    }
+
     /// Counts one history error.
     pub(crate) fn count_history_error(&self) {
         self.inner.history_errors.fetch_add(1, Ordering::Relaxed);
