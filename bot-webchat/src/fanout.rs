@@ -122,6 +122,12 @@ pub trait Fanout: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
+    /// Whether other nodes' envelopes reach this node now (the subscription is up). A node
+    /// whose numbers are the cluster's reads what it missed meanwhile when this turns true.
+    fn is_listening(&self) -> bool {
+        true
+    }
+
     /// Receives the other nodes' envelopes and hands them to `local` until `shutdown`;
     /// reconnects by itself when the engine's connection drops.
     ///

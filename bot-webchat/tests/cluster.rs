@@ -671,3 +671,43 @@ async fn the_widget_resumes_on_another_node_without_losing_or_repeating_a_messag
     assert_eq!(epoch.as_str(), Some(a.epoch().await.unwrap()));
     remote.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_listen_connection_dropped_delivers_what_was_sent_meanwhile() {
+    let pool = fresh_pool("relisten").await;
+    let (a, b) = (
+        cluster(&pool, "node-a").await,
+        cluster(&node_pool("relisten"), "node-b").await,
+    );
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let remote = Remote::start(b.clone());
+    eventually("both nodes listening", || async {
+        (a.is_listening() && b.is_listening()).then_some(())
+    })
+    .await;
+    let (mut tab, _) = join_at(&local.ws_url, local.token("jack"), None).await;
+    // Node A's LISTEN connection is cut (a restart of PostgreSQL, a network blip).
+    let conn = pool.get().await.unwrap();
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'LISTEN t_webchat_relisten_webchat' AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap();
+    eventually("node A not listening", || async {
+        (!a.is_listening()).then_some(())
+    })
+    .await;
+    (remote.webchat.client())
+        .send_to("jack", &["while a was deaf".into()])
+        .await
+        .unwrap();
+    // No later message shows the hole: node A reads it when it listens again.
+    assert_eq!(
+        messages(&mut tab, 1).await,
+        [(1, "while a was deaf".to_owned())]
+    );
+    assert!(a.is_listening());
+    remote.kill();
+}

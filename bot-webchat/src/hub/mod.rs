@@ -602,6 +602,15 @@ impl Hub {
         stalled
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// Cluster-wide numbering: each user with a socket here, and the last number delivered.
+    pub(crate) fn watermarks(&self) -> Vec<(String, u64)> {
+        (lock(&self.users).map.iter())
+            .filter(|(_, state)| !state.sockets.is_empty())
+            .filter_map(|(user, state)| Some((user.to_string(), state.watermark?)))
+            .collect()
+    }
+
     /// Takes the sockets that overflowed out of the user's (they are closing).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     fn close_overflowed(state: &mut UserState, overflowed: &[usize], online: &mut usize) {

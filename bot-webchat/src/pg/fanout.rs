@@ -23,6 +23,10 @@ impl Fanout for PgCluster {
         &self.inner.node
     }
 
+    fn is_listening(&self) -> bool {
+        PgCluster::is_listening(self)
+    }
+
     async fn publish(&self, envelope: &Envelope) -> Result<(), Error> {
         let json = serde_json::to_string(envelope).expect("envelopes serialise");
         let conn = self.conn().await?;

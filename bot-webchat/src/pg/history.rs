@@ -237,6 +237,7 @@ impl PgCluster {
         let trim_every = self.inner.config.dead_node_sweep_interval;
         let mut next_trim = Instant::now();
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut was_listening = false;
         loop {
             tokio::select! {
                 biased;
@@ -249,6 +250,15 @@ impl PgCluster {
                     self.store_batch(sends, &hub, fanout.as_deref()).await;
                 }
                 _ = tick.tick() => {
+                    let listening = fanout.as_ref().is_none_or(|f| f.is_listening());
+                    if listening && !was_listening {
+                        // Up again (or for the first time): what was sent meanwhile.
+                        if let Err(e) = self.catch_up(&hub).await {
+                            tracing::warn!(error = %e, "webchat: reading what sockets missed failed");
+                            self.count_history_error();
+                        }
+                    }
+                    was_listening = listening;
                     self.fill_holes(&hub).await;
                     if Instant::now() >= next_trim {
                         next_trim = Instant::now() + trim_every;
@@ -427,6 +437,45 @@ impl PgCluster {
                 Err(e) => tracing::warn!(error = %e, "webchat: reading missed messages failed"),
             }
         }
+    }
+
+    /// Delivers to this node's sockets what is stored after what they have (the fan-out was
+    /// down, so other nodes' sends did not come), a thousand users per query.
+    async fn catch_up(&self, hub: &Hub) -> Result<(), Error> {
+        let watermarks = hub.watermarks();
+        if watermarks.is_empty() {
+            return Ok(());
+        }
+        let conn = self.conn().await?;
+        for chunk in watermarks.chunks(1000) {
+            let users: Vec<&str> = chunk.iter().map(|(u, _)| u.as_str()).collect();
+            let seqs: Vec<i64> = chunk.iter().map(|(_, s)| *s as i64).collect();
+            let rows = conn
+                .query(sql::AFTER_EACH, &[&users, &seqs])
+                .await
+                .map_err(|e| db("reading what sockets missed", e))?;
+            let mut current: Option<(String, Vec<(u64, Utf8Bytes)>)> = None;
+            for row in &rows {
+                let user: String = row.get(0);
+                let seq = row.get::<_, i64>(1) as u64;
+                let message: String = row.get(2);
+                let id: String = row.get(3);
+                let at = row.get::<_, i64>(4) as u64;
+                let frame = (seq, message_frame(seq, &id, at, &message));
+                match &mut current {
+                    Some((u, frames)) if *u == user => frames.push(frame),
+                    _ => {
+                        if let Some((u, frames)) = current.replace((user, vec![frame])) {
+                            hub.deliver_numbered(&u, frames);
+                        }
+                    }
+                }
+            }
+            if let Some((u, frames)) = current {
+                hub.deliver_numbered(&u, frames);
+            }
+        }
+        Ok(())
     }
 
     async fn between(

@@ -244,3 +244,11 @@ pub(super) const BETWEEN: &str = "
 /// Drops kept messages older than `$1` seconds.
 pub(super) const TRIM_OLD: &str =
     "DELETE FROM webchat_history WHERE created_at < now() - make_interval(secs => $1::float8)";
+
+/// The kept messages of users `$1` numbered above their `$2` (what a node's sockets missed while
+/// its fan-out was down), by user, in order.
+pub(super) const AFTER_EACH: &str = "
+    SELECT h.user_id, h.seq, h.message, h.msg_id, h.at_ms
+    FROM unnest($1::text[], $2::int8[]) AS w(user_id, seq)
+    JOIN webchat_history h ON h.user_id = w.user_id AND h.seq > w.seq
+    ORDER BY h.user_id, h.seq";
