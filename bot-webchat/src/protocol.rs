@@ -34,9 +34,9 @@
 //! bounded history), so a browser that reconnects with `last_seq` gets each message it missed
 //! exactly once, in order. On a single node the numbering is the node's (one run, the history
 //! in memory): reconnected to another node (another epoch), a browser gets `gap: true` and
-//! numbers from that node's welcome on. With a PostgreSQL cluster
-//! ([`crate::WebChatBuilder::cluster`]) the numbering is the cluster's (one epoch for every
-//! node, the history in PostgreSQL), and a resume is exact on any node.
+//! numbers from that node's welcome on. With a PostgreSQL cluster (`WebChatBuilder::cluster`,
+//! feature `postgres`) the numbering is the cluster's (one epoch for every node, the history in
+//! PostgreSQL), and a resume is exact on any node.
 //!
 //! Any frame (a heartbeat, a message, a WebSocket ping) shows the socket is alive; a socket that
 //! sends nothing for the heartbeat time-out is closed ([`CloseReason::HeartbeatTimeout`]).
