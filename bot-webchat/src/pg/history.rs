@@ -2,24 +2,28 @@
 //! `webchat_history`, so that a browser resumes exactly on any node.
 //!
 //! Sends are written in batches: one writer per node takes every send waiting in its queue
-//! (up to [`MAX_BATCH`]) and stores them in one statement, which numbers each user's messages
+//! (up to [`MAX_BATCH`]) and stores them in one statement (up to [`MAX_IN_FLIGHT`] at once), which numbers each user's messages
 //! from the user's `webchat_seqs` row. That row stays locked until the statement commits, so
 //! numbers commit in order for each user even when two nodes send to one user at once. The
 //! writer then delivers the batch to this node's sockets, publishes it to the other nodes in one
 //! round trip, and answers the senders. A node that sees a number before the ones preceding it
 //! holds it for [`REORDER_WAIT`], then reads the missing ones from the table (they committed
-//! first). The statement keeps each user's rows within the count and byte bounds; the same loop
-//! drops the rows older than the resume window.
+//! first). The statement keeps each user's rows within the count bound; the same loop drops the
+//! rows older than the resume window, and those past the byte bound of the users it wrote to.
+//! Every read applies all three bounds, so a resume is exact whenever the trim ran.
 //!
 //! A retried handler send is recognised by its origin in the stored rows. Two attempts of one
 //! handler event that store at the very same moment on two nodes could both be stored: retries
 //! come after the attempt before has ended, so they do not.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bot_core::EventId;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -35,6 +39,9 @@ use crate::hub::{Delivery, Hub, Stored, message_frame};
 
 /// The most sends stored in one statement.
 pub(super) const MAX_BATCH: usize = 512;
+/// The most statements of one node's writer running at once. Two batches of one user wait for
+/// each other on the user's row; the sockets still get the numbers in order (see the hub).
+pub(super) const MAX_IN_FLIGHT: usize = 4;
 /// How many sends may wait for the writer; a sender past it waits for room.
 pub(super) const QUEUE_CAPACITY: usize = 8192;
 /// How long a message that came before the ones preceding it waits for them to come through
@@ -238,16 +245,19 @@ impl PgCluster {
         let mut next_trim = Instant::now();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut was_listening = false;
+        // Batches whose statements run at once, each on a connection of its own.
+        let mut in_flight = FuturesUnordered::new();
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                taken = queue.recv_many(&mut batch, MAX_BATCH) => {
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                taken = queue.recv_many(&mut batch, MAX_BATCH), if in_flight.len() < MAX_IN_FLIGHT => {
                     if taken == 0 {
                         break;
                     }
                     let sends = std::mem::take(&mut batch);
-                    self.store_batch(sends, &hub, fanout.as_deref()).await;
+                    in_flight.push(self.store_batch(sends, &hub, fanout.as_deref()));
                 }
                 _ = tick.tick() => {
                     let listening = fanout.as_ref().is_none_or(|f| f.is_listening());
@@ -269,6 +279,7 @@ impl PgCluster {
                 }
             }
         }
+        while in_flight.next().await.is_some() {}
         // What was queued still gets stored: the senders wait for it.
         queue.close();
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -300,6 +311,8 @@ impl PgCluster {
                 return;
             }
         };
+        self.written()
+            .extend(sends.iter().map(|send| send.user.clone()));
         let mut envelopes = Vec::with_capacity(sends.len());
         let mut deliveries = Vec::with_capacity(sends.len());
         for (send, numbered) in sends.into_iter().zip(numbered) {
@@ -343,7 +356,6 @@ impl PgCluster {
         config: &WebChatConfig,
     ) -> Result<Vec<Vec<Numbered>>, Error> {
         let max_messages = i64::try_from(config.history_messages).unwrap_or(i64::MAX);
-        let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
         let rows: usize = sends.iter().map(|s| s.messages.len()).sum();
         let mut users = Vec::with_capacity(rows);
         let mut messages = Vec::with_capacity(rows);
@@ -377,7 +389,6 @@ impl PgCluster {
                     &indexes,
                     &parts,
                     &max_messages,
-                    &max_bytes,
                 ],
             )
             .await
@@ -501,16 +512,33 @@ impl PgCluster {
             .collect())
     }
 
-    /// Drops what is older than `config`'s resume window (the count and byte bounds are kept
-    /// as sends are stored).
+    /// Drops what is older than `config`'s resume window, and the messages past the byte bound
+    /// of the users this node wrote to since the last trim (the count bound is kept as sends are
+    /// stored).
     pub(crate) async fn trim(&self, config: &WebChatConfig) -> Result<u64, Error> {
         let conn = self.conn().await?;
         let window = config.resume_window.as_secs_f64();
-        let old = conn
+        let mut trimmed = conn
             .execute(sql::TRIM_OLD, &[&window])
             .await
             .map_err(|e| db("trimming old history", e))?;
-        Ok(old)
+        let written: Vec<String> = std::mem::take(&mut *self.written()).into_iter().collect();
+        let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
+        for (i, chunk) in written.chunks(1000).enumerate() {
+            match conn.execute(sql::TRIM_BYTES, &[&chunk, &max_bytes]).await {
+                Ok(n) => trimmed += n,
+                Err(e) => {
+                    // Tried again at the next trim.
+                    self.written().extend(written[i * 1000..].iter().cloned());
+                    return Err(db("trimming the history to its byte bound", e));
+                }
+            }
+        }
+        Ok(trimmed)
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        (self.inner.written.lock()).unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -95,6 +95,8 @@ struct Inner {
     history_errors: AtomicU64,
     /// Statements that stored sends.
     history_batches: AtomicU64,
+    /// The users this node stored sends for since the last byte trim.
+    written: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Configures a [`PgCluster`].
@@ -195,6 +197,7 @@ impl PgClusterBuilder {
                 epoch: tokio::sync::OnceCell::new(),
                 history_errors: AtomicU64::new(0),
                 history_batches: AtomicU64::new(0),
+                written: std::sync::Mutex::default(),
                 pool: self.pool.clone(),
                 database_url: self.database_url.clone(),
                 channel: format!("{}_webchat", self.pool.schema()),

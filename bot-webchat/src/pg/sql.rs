@@ -153,9 +153,9 @@ pub(super) const EPOCH: &str = "SELECT value FROM webchat_meta WHERE key = 'epoc
 
 /// Stores a batch of sends in one statement. Each row of the arrays is one message, in send
 /// order: `$1` user, `$2` message JSON, `$3` message id, `$4` time (Unix ms), `$5` origin event,
-/// `$6` origin send index, `$7` index in the send. The users' older messages past the newest
-/// `$8` or `$9` bytes (the new ones counted) are dropped in the same statement, through the
-/// primary key: the table never holds much more than the bounds, without a scan of it. A send whose origin is stored already is not
+/// `$6` origin send index, `$7` index in the send. The users' messages past their newest `$8`
+/// are dropped in the same statement, through the primary key (the byte bound is the sweep's,
+/// [`TRIM_BYTES`], and every read applies all the bounds). A send whose origin is stored already is not
 /// stored again: its stored rows are returned instead (with id, time and message). The others
 /// get the next numbers of their user: the `webchat_seqs` row stays locked until the statement
 /// commits, so another node's batch for the same user waits, and numbers commit in order.
@@ -168,9 +168,12 @@ pub(super) const STORE_SENDS: &str = "
                                  origin_part, ord)
     ), known AS (
         SELECT i.ord, h.seq, h.msg_id, h.at_ms, h.message
-        FROM input i JOIN webchat_history h
-          ON h.user_id = i.user_id AND h.origin_event = i.origin_event
-         AND h.origin_index = i.origin_index AND h.origin_part = i.origin_part
+        FROM input i CROSS JOIN LATERAL (
+            SELECT seq, msg_id, at_ms, message FROM webchat_history h
+            WHERE h.user_id = i.user_id AND h.origin_event = i.origin_event
+              AND h.origin_index = i.origin_index AND h.origin_part = i.origin_part
+        ) h
+        WHERE i.origin_event IS NOT NULL
     ), fresh AS (
         SELECT i.* FROM input i
         WHERE i.origin_event IS NULL OR NOT EXISTS (
@@ -178,26 +181,17 @@ pub(super) const STORE_SENDS: &str = "
             WHERE h.user_id = i.user_id AND h.origin_event = i.origin_event
               AND h.origin_index = i.origin_index)
     ), counts AS (
-        SELECT user_id, count(*) AS n, sum(octet_length(message)) AS bytes
-        FROM fresh GROUP BY user_id
-    ), trimmed AS (
-        DELETE FROM webchat_history h
-        USING (
-            SELECT ranked.user_id, ranked.seq FROM (
-                SELECT k.user_id, k.seq, row_number() OVER w AS rn,
-                       sum(octet_length(k.message)) OVER w AS bytes
-                FROM webchat_history k JOIN counts c ON c.user_id = k.user_id
-                WINDOW w AS (PARTITION BY k.user_id ORDER BY k.seq DESC)
-            ) ranked JOIN counts c ON c.user_id = ranked.user_id
-            WHERE ranked.rn + c.n > $8 OR ranked.bytes + c.bytes > $9
-        ) old
-        WHERE h.user_id = old.user_id AND h.seq = old.seq
-        RETURNING 1
+        SELECT user_id, count(*) AS n FROM fresh GROUP BY user_id
     ), bumped AS (
         INSERT INTO webchat_seqs AS s (user_id, seq)
         SELECT user_id, n FROM counts ORDER BY user_id
         ON CONFLICT (user_id) DO UPDATE SET seq = s.seq + EXCLUDED.seq
         RETURNING s.user_id, s.seq
+    ), trimmed AS (
+        DELETE FROM webchat_history h
+        USING bumped b
+        WHERE h.user_id = b.user_id AND h.seq <= b.seq - $8
+        RETURNING 1
     ), numbered AS (
         SELECT f.*, b.seq - c.n + row_number() OVER (PARTITION BY f.user_id ORDER BY f.ord) AS seq
         FROM fresh f
@@ -252,3 +246,17 @@ pub(super) const AFTER_EACH: &str = "
     FROM unnest($1::text[], $2::int8[]) AS w(user_id, seq)
     JOIN webchat_history h ON h.user_id = w.user_id AND h.seq > w.seq
     ORDER BY h.user_id, h.seq";
+
+/// Drops the kept messages of users `$1` past their newest `$2` bytes.
+pub(super) const TRIM_BYTES: &str = "
+    DELETE FROM webchat_history h
+    USING (
+        SELECT w.user_id, k.seq
+        FROM unnest($1::text[]) AS w(user_id) CROSS JOIN LATERAL (
+            SELECT seq, sum(octet_length(message)) OVER (ORDER BY seq DESC) AS bytes
+            FROM webchat_history
+            WHERE user_id = w.user_id
+        ) k
+        WHERE k.bytes > $2
+    ) old
+    WHERE h.user_id = old.user_id AND h.seq = old.seq";
