@@ -481,6 +481,8 @@ async fn retention_trims_the_history_and_a_resume_past_it_says_gap() {
     let a = cluster(&pool, "node-a").await;
     let config = bot_webchat::WebChatConfig {
         history_messages: 3,
+        // Three short messages fit; two of 60 bytes do not.
+        history_bytes: 100,
         ..bot_webchat::WebChatConfig::default()
     };
     let local = Harness::start_with(echo, |w| w.config(config).cluster(a.clone()), |b| b).await;
@@ -522,6 +524,32 @@ async fn retention_trims_the_history_and_a_resume_past_it_says_gap() {
         (welcome["resumed"].as_u64(), welcome["gap"].as_bool()),
         (Some(3), Some(false))
     );
+
+    // The byte bound: of two long messages the sweep keeps the newer.
+    let long = "z".repeat(50);
+    for _ in 0..2 {
+        (local.webchat.client())
+            .send_to("hal", &[long.as_str().into()])
+            .await
+            .unwrap();
+    }
+    eventually("the history trimmed to its bytes", || async {
+        let row = conn
+            .query_one(
+                "SELECT count(*), min(seq) FROM webchat_history WHERE user_id = 'hal'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0) == 1).then(|| row.get::<_, i64>(1))
+    })
+    .await;
+    let (mut ws, welcome) = join_at(&local.ws_url, local.token("hal"), Some((0, &epoch))).await;
+    assert_eq!(
+        (welcome["resumed"].as_u64(), welcome["gap"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(messages(&mut ws, 1).await[0].0, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
