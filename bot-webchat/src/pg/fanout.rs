@@ -62,7 +62,9 @@ impl Fanout for PgCluster {
                 format!("{BY_REFERENCE}{}:{}", row.get::<_, i64>(0), self.inner.node)
             });
         }
-        conn.execute(sql::NOTIFY_ALL, &[&self.inner.channel, &payloads])
+        let statement = (conn.prepare_cached(sql::NOTIFY_ALL).await)
+            .map_err(|e| db("preparing to notify the other nodes", e))?;
+        conn.execute(&statement, &[&self.inner.channel, &payloads])
             .await
             .map_err(|e| db("notifying the other nodes", e))?;
         Ok(())

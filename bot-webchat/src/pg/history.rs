@@ -155,9 +155,11 @@ impl PgCluster {
         let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
         let window = config.resume_window.as_secs_f64();
         let conn = self.conn().await?;
+        let statement = (conn.prepare_cached(sql::RESUME).await)
+            .map_err(|e| db("preparing to read a user's history", e))?;
         let rows = conn
             .query(
-                sql::RESUME,
+                &statement,
                 &[&user, &after, &max_messages, &max_bytes, &window],
             )
             .await
@@ -376,10 +378,13 @@ impl PgCluster {
             }
         }
         let conn = self.conn().await?;
+        // Prepared once per connection: planning the statement costs more than running it.
+        let statement = (conn.prepare_cached(sql::STORE_SENDS).await)
+            .map_err(|e| db("preparing to store sends", e))?;
         self.inner.history_batches.fetch_add(1, Ordering::Relaxed);
         let answer = conn
             .query(
-                sql::STORE_SENDS,
+                &statement,
                 &[
                     &users,
                     &messages,
