@@ -52,9 +52,12 @@ impl WebChatClient {
     /// shown in web chat (nothing is sent then); [`crate::ErrorKind::Database`] when the
     /// fan-out failed (this node's sockets have the messages; a retry does not show them twice
     /// when it comes from the same handler send). With the history in PostgreSQL
-    /// (`WebChatBuilder::cluster`, feature `postgres`), also when the messages could not be
+    /// (`WebChatBuilder::cluster`, feature `postgres`), only when the messages could not be
     /// stored within the write time-out: then they reached no socket, unless the store
-    /// committed late (a retry of the same handler send then delivers them once).
+    /// committed late (a retry of the same handler send then delivers them once). There the
+    /// send returns once the messages are stored and queued for this node's sockets; the other
+    /// nodes get them right after (a failed publish is counted, and they read the messages
+    /// from the history).
     pub async fn send_to(
         &self,
         user: &str,

@@ -5,8 +5,8 @@
 //! (up to [`MAX_BATCH`]) and stores them in one statement (up to [`MAX_IN_FLIGHT`] at once), which numbers each user's messages
 //! from the user's `webchat_seqs` row. That row stays locked until the statement commits, so
 //! numbers commit in order for each user even when two nodes send to one user at once. The
-//! writer then delivers the batch to this node's sockets, publishes it to the other nodes in one
-//! round trip, and answers the senders. A node that sees a number before the ones preceding it
+//! writer then delivers the batch to this node's sockets, answers the senders, and publishes it
+//! to the other nodes in one round trip. A node that sees a number before the ones preceding it
 //! holds it for [`REORDER_WAIT`], then reads the missing ones from the table (they committed
 //! first). The statement keeps each user's rows within the count bound; the same loop drops the
 //! rows older than the resume window, and those past the byte bound of the users it wrote to.
@@ -70,9 +70,9 @@ struct Numbered {
 }
 
 impl PgCluster {
-    /// Stores `messages` for `user` (numbered cluster-wide), delivers them to the user's sockets
-    /// on this node and publishes them to the others; waits for all of it, at most the write
-    /// time-out. A send of `origin` stored before is delivered again with its numbers, which
+    /// Stores `messages` for `user` (numbered cluster-wide) and delivers them to the user's
+    /// sockets on this node, waiting at most the write time-out; the writer publishes them to
+    /// the other nodes after answering. A send of `origin` stored before is delivered again with its numbers, which
     /// every socket skips if it has them.
     ///
     /// Once the writer has stopped (the bot shuts down while handlers finish), each send is
@@ -186,8 +186,8 @@ impl PgCluster {
         })
     }
 
-    /// History errors counted since start (sends not stored or published in time, joins that
-    /// could not read the history).
+    /// History errors counted since start (sends not stored in time, batches not published,
+    /// joins that could not read the history).
     pub(crate) fn history_errors(&self) -> u64 {
         self.inner.history_errors.load(Ordering::Relaxed)
     }
@@ -205,7 +205,7 @@ impl PgCluster {
         let _errors = meter
             .u64_observable_counter("bot.webchat.history.errors")
             .with_description(
-                "Web chat sends not stored or published in time, and joins that could not read the history",
+                "Web chat sends not stored in time, batches not published, joins that could not read the history",
             )
             .with_callback(move |o| {
                 if let Some(inner) = errors.upgrade() {
@@ -290,7 +290,7 @@ impl PgCluster {
         }
     }
 
-    /// Stores `sends`, delivers them here, publishes them, and answers each sender.
+    /// Stores `sends`, delivers them here, answers each sender, and publishes them.
     async fn store_batch(&self, sends: Vec<StoreRequest>, hub: &Hub, fanout: Option<&dyn Fanout>) {
         let mut outcome = self.store(&sends, &hub.config).await;
         if let Err(e) = &outcome
@@ -337,17 +337,18 @@ impl PgCluster {
             }
             deliveries.push((send.reply, Delivery { seqs, sockets }));
         }
-        let published = match fanout {
-            Some(fanout) if !envelopes.is_empty() => fanout.publish_batch(&envelopes).await,
-            _ => Ok(()),
-        };
+        // Stored and delivered here: the senders have what they wait for. The other nodes'
+        // sockets follow: a lost publish is read from the table by a node that sees the hole
+        // it leaves or listens again, and by every browser on resume.
         for (reply, delivery) in deliveries {
-            let answer = match &published {
-                Ok(()) => Ok(delivery),
-                // Stored and delivered here; a retry of the same handler send publishes again.
-                Err(e) => Err(Error::new(e.kind(), e.to_string())),
-            };
-            let _ = reply.send(answer);
+            let _ = reply.send(Ok(delivery));
+        }
+        if let Some(fanout) = fanout
+            && !envelopes.is_empty()
+            && let Err(e) = fanout.publish_batch(&envelopes).await
+        {
+            tracing::warn!(error = %e, sends = envelopes.len(), "webchat: publishing stored sends failed");
+            self.count_history_error();
         }
     }
 
