@@ -28,6 +28,7 @@ mod scenario;
 mod slow_api;
 mod ws;
 mod ws_cluster;
+mod ws_history;
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -108,6 +109,10 @@ enum Scenario {
     /// over 6 by default), each with a client process of its own: RSS per socket and idle CPU per
     /// node, late heartbeats, and whether presence in PostgreSQL counts every node's sockets.
     WsCluster(ws_cluster::ClusterArgs),
+    /// Proactive web chat sends on one node of a PostgreSQL cluster, alternating rounds with
+    /// and without the history in PostgreSQL: sends/s, latency, round trips per send, and
+    /// whether every socket saw its user's messages once, in order.
+    WsHistory(ws_history::HistoryArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -388,6 +393,9 @@ fn main() -> ExitCode {
             Command::Scenario {
                 scenario: Scenario::WsCluster(args),
             } => args.record.finish(ws_cluster::ws_cluster(&args).await),
+            Command::Scenario {
+                scenario: Scenario::WsHistory(args),
+            } => args.record.finish(ws_history::ws_history(&args).await),
             Command::WsClients(args) => match ws_cluster::ws_clients(&args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -116,8 +116,9 @@ impl WebChatBuilder {
     }
 
     /// Joins the nodes that share `cluster`'s PostgreSQL: replies reach a user's sockets on
-    /// every node (`LISTEN/NOTIFY`), and presence is written there. Run
-    /// [`crate::pg::PgCluster::migrate`] once before.
+    /// every node (`LISTEN/NOTIFY`), presence is written there, and so is the history: each
+    /// user's messages are numbered cluster-wide, so a browser resumes exactly on any node.
+    /// Run [`crate::pg::PgCluster::migrate`] once before.
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn cluster(mut self, cluster: crate::pg::PgCluster) -> Self {
@@ -137,10 +138,23 @@ impl WebChatBuilder {
             return Err(Error::config("webchat: the secret is empty"));
         }
         self.config.validate()?;
-        let hub = Arc::new(Hub::new(self.config));
+        let hub = Hub::new(self.config);
+        // With a cluster the history is in PostgreSQL, numbered cluster-wide.
+        #[cfg(feature = "postgres")]
+        let hub = if self.cluster.is_some() {
+            hub.number_cluster_wide()
+        } else {
+            hub
+        };
+        let hub = Arc::new(hub);
         Ok(WebChat {
             bound: Arc::default(),
-            client: WebChatClient::new(hub.clone(), self.fanout.clone()),
+            client: WebChatClient::new(
+                hub.clone(),
+                self.fanout.clone(),
+                #[cfg(feature = "postgres")]
+                self.cluster.clone(),
+            ),
             hub,
             secret: self.secret,
             fanout: self.fanout,
@@ -227,7 +241,14 @@ impl WebChat {
 
     /// The adapter's counters on this node.
     pub fn stats(&self) -> Stats {
-        self.hub.counters.snapshot(self.hub.open_sockets() as u64)
+        #[allow(unused_mut)]
+        let mut stats = self.hub.counters.snapshot(self.hub.open_sockets() as u64);
+        #[cfg(feature = "postgres")]
+        if let Some(cluster) = &self.cluster {
+            stats.history_errors = cluster.history_errors();
+            stats.history_batches = cluster.history_batches();
+        }
+        stats
     }
 
     /// The address web chat's own server listens on, once bound (with
@@ -263,6 +284,8 @@ impl WebChat {
             hub: self.hub.clone(),
             ingress: ingress.clone(),
             secret: self.secret.clone(),
+            #[cfg(feature = "postgres")]
+            history: self.cluster.clone(),
         });
         let api = Arc::new(Api {
             secret: self.secret.clone(),
@@ -330,11 +353,16 @@ impl Adapter for WebChat {
         clients.insert(Arc::new(self.client.clone()));
     }
 
-    /// The counters are recorded in the bot's telemetry from then on.
+    /// The counters are recorded in the bot's telemetry from then on (with a cluster, its
+    /// history errors and batches too: `bot.webchat.history.errors`, `.batches`).
     fn attach(&mut self, bot: &Attach) -> Result<(), bot_core::Error> {
         self.hub
             .counters
             .attach(bot.telemetry(), Arc::downgrade(&self.hub));
+        #[cfg(feature = "postgres")]
+        if let Some(cluster) = &self.cluster {
+            cluster.register_metrics(bot.telemetry());
+        }
         Ok(())
     }
 
@@ -347,8 +375,8 @@ impl Adapter for WebChat {
     }
 
     /// The sweeper (one loop that enforces every socket's join and heartbeat time-outs), the
-    /// fan-out's receiver, the presence writer and web chat's own server when it has an
-    /// address, all in this one task. At shutdown every
+    /// fan-out's receiver, the presence and history writers and web chat's own server when it
+    /// has an address, all in this one task. At shutdown every
     /// socket is closed with 1001 (going away) and this node's presence removed.
     async fn run(
         &self,
@@ -389,7 +417,14 @@ impl Adapter for WebChat {
                     .await;
             }
         };
-        tokio::join!(own_server, sweeper, fanout, presence);
+        let history = async {
+            #[cfg(feature = "postgres")]
+            if let Some(cluster) = &self.cluster {
+                (cluster.run_history(self.hub.clone(), self.fanout.clone(), shutdown.clone()))
+                    .await;
+            }
+        };
+        tokio::join!(own_server, sweeper, fanout, presence, history);
         Ok(())
     }
 }

@@ -24,11 +24,23 @@ use crate::render::{PLATFORM, WireMessage, render};
 pub struct WebChatClient {
     hub: Arc<Hub>,
     fanout: Option<Arc<dyn Fanout>>,
+    /// The cluster that numbers and keeps the messages, when the history is in PostgreSQL.
+    #[cfg(feature = "postgres")]
+    history: Option<crate::pg::PgCluster>,
 }
 
 impl WebChatClient {
-    pub(crate) fn new(hub: Arc<Hub>, fanout: Option<Arc<dyn Fanout>>) -> Self {
-        Self { hub, fanout }
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        fanout: Option<Arc<dyn Fanout>>,
+        #[cfg(feature = "postgres")] history: Option<crate::pg::PgCluster>,
+    ) -> Self {
+        Self {
+            hub,
+            fanout,
+            #[cfg(feature = "postgres")]
+            history,
+        }
     }
 
     /// Sends `messages` to `user`: to the user's sockets on this node, then, with a
@@ -39,7 +51,13 @@ impl WebChatClient {
     /// [`crate::ErrorKind::Invalid`] when `user` is not a valid user id or a message cannot be
     /// shown in web chat (nothing is sent then); [`crate::ErrorKind::Database`] when the
     /// fan-out failed (this node's sockets have the messages; a retry does not show them twice
-    /// when it comes from the same handler send).
+    /// when it comes from the same handler send). With the history in PostgreSQL
+    /// (`WebChatBuilder::cluster`, feature `postgres`), only when the messages could not be
+    /// stored within the write time-out: then they reached no socket, unless the store
+    /// committed late (a retry of the same handler send then delivers them once). There the
+    /// send returns once the messages are stored and queued for this node's sockets; the other
+    /// nodes get them right after (a failed publish is counted, and they read the messages
+    /// from the history).
     pub async fn send_to(
         &self,
         user: &str,
@@ -81,6 +99,20 @@ impl WebChatClient {
             self.hub.typing(user);
         }
         let json: Vec<Box<RawValue>> = wire.iter().map(to_json).collect();
+        #[cfg(feature = "postgres")]
+        if let Some(history) = &self.history {
+            if typing {
+                self.publish(user, true, Vec::new(), None).await?;
+            }
+            if json.is_empty() {
+                return Ok(Delivery {
+                    seqs: Vec::new(),
+                    sockets: self.hub.sockets_of(user),
+                });
+            }
+            // Numbered and kept in PostgreSQL, then delivered on every node by the writer.
+            return (history.send(user, json, origin, &self.hub, self.fanout.as_deref())).await;
+        }
         let delivery = if json.is_empty() {
             Delivery {
                 seqs: Vec::new(),
@@ -110,6 +142,9 @@ impl WebChatClient {
             messages,
             typing,
             origin: origin.map(|(id, index)| (id.as_str().to_owned(), index)),
+            seqs: Vec::new(),
+            ids: Vec::new(),
+            at: None,
         };
         fanout.publish(&envelope).await
     }

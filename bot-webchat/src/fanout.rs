@@ -6,7 +6,10 @@
 //! feature `postgres`); another engine (NATS) implements this trait.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -35,6 +38,16 @@ pub struct Envelope {
     /// is shown once on every node.
     #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<(String, u32)>,
+    /// The messages' numbers, when the cluster numbers them (the history is in PostgreSQL):
+    /// every node delivers them under these numbers, each once and in order.
+    #[serde(rename = "s", default, skip_serializing_if = "Vec::is_empty")]
+    pub seqs: Vec<u64>,
+    /// The messages' ids, with `seqs`.
+    #[serde(rename = "i", default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+    /// When the messages were sent (Unix milliseconds), with `seqs`.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
 }
 
 /// Where a [`Fanout`] hands the envelopes of other nodes: this node's sockets.
@@ -55,6 +68,24 @@ impl LocalDelivery {
         }
         if envelope.messages.is_empty() {
             return self.hub.sockets_of(&envelope.user);
+        }
+        if self.hub.is_cluster_numbered() {
+            if envelope.seqs.len() != envelope.messages.len()
+                || envelope.ids.len() != envelope.messages.len()
+            {
+                // Another node without the cluster's numbering: nothing to number it with.
+                tracing::warn!(
+                    node = envelope.node,
+                    "webchat: an envelope without numbers on a cluster-numbered node"
+                );
+                return 0;
+            }
+            let at = envelope.at.unwrap_or(0);
+            let frames = (envelope.seqs.iter().zip(&envelope.ids))
+                .zip(&envelope.messages)
+                .map(|((seq, id), m)| (*seq, crate::hub::message_frame(*seq, id, at, m.get())))
+                .collect();
+            return self.hub.deliver_numbered(&envelope.user, frames);
         }
         let messages: Vec<&str> = envelope.messages.iter().map(|m| m.get()).collect();
         let origin =
@@ -78,6 +109,25 @@ pub trait Fanout: Send + Sync + fmt::Debug + 'static {
     /// When the engine refuses it or cannot be reached.
     async fn publish(&self, envelope: &Envelope) -> Result<(), Error>;
 
+    /// Sends `envelopes` to the other nodes, in order (a batch of the history writer). The
+    /// default publishes them one by one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Fanout::publish`], at the first that fails.
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> Result<(), Error> {
+        for envelope in envelopes {
+            self.publish(envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether other nodes' envelopes reach this node now (the subscription is up). A node
+    /// whose numbers are the cluster's reads what it missed meanwhile when this turns true.
+    fn is_listening(&self) -> bool {
+        true
+    }
+
     /// Receives the other nodes' envelopes and hands them to `local` until `shutdown`;
     /// reconnects by itself when the engine's connection drops.
     ///
@@ -87,51 +137,37 @@ pub trait Fanout: Send + Sync + fmt::Debug + 'static {
     async fn run(&self, local: LocalDelivery, shutdown: CancellationToken) -> Result<(), Error>;
 }
 
-#[cfg(any(feature = "postgres", feature = "nats"))]
-pub(crate) use listen::listen_until_shutdown;
-
-/// The engines' reconnect loop (only the cross-node engines' features use it).
-#[cfg(any(feature = "postgres", feature = "nats"))]
-mod listen {
-    use std::future::Future;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
-
-    use tokio_util::sync::CancellationToken;
-
-    use crate::error::Error;
-
-    /// Runs `listen_once` (one connection's or subscription's life, `Ok` at shutdown) again after
-    /// each failure, with a back-off from 400 ms to 6.4 s, until `shutdown`; `listening` is false
-    /// between lives. `engine` names the connection in the warning.
-    pub(crate) async fn listen_until_shutdown<F, Fut>(
-        engine: &str,
-        listening: &AtomicBool,
-        shutdown: &CancellationToken,
-        mut listen_once: F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), Error>>,
-    {
-        let mut failures = 0u32;
-        loop {
-            let outcome = listen_once().await;
-            listening.store(false, Ordering::Release);
-            match outcome {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let pause = Duration::from_millis(200 << failures.min(5));
-                    tracing::warn!(
-                        error = %e,
-                        retry_in = ?pause,
-                        "webchat: {engine} failed; other nodes' messages wait for it"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shutdown.cancelled() => return Ok(()),
-                    }
+/// Runs `listen_once` (one connection's or subscription's life, `Ok` at shutdown) again after
+/// each failure, with a back-off from 400 ms to 6.4 s, until `shutdown`; `listening` is false
+/// between lives. `engine` names the connection in the warning.
+#[cfg_attr(not(any(feature = "postgres", feature = "nats")), allow(dead_code))]
+pub(crate) async fn listen_until_shutdown<F, Fut>(
+    engine: &str,
+    listening: &AtomicBool,
+    shutdown: &CancellationToken,
+    mut listen_once: F,
+) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let mut failures = 0u32;
+    loop {
+        let outcome = listen_once().await;
+        listening.store(false, Ordering::Release);
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let pause = Duration::from_millis(200 << failures.min(5));
+                tracing::warn!(
+                    error = %e,
+                    retry_in = ?pause,
+                    "webchat: {engine} failed; other nodes' messages wait for it"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => return Ok(()),
                 }
             }
         }

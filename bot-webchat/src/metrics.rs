@@ -52,6 +52,12 @@ pub struct Stats {
     pub frames_out: u64,
     /// Bot messages not kept for resume because too many offline users had a history.
     pub history_dropped: u64,
+    /// With the history in PostgreSQL: sends that failed because they could not be stored
+    /// or published in time, and joins that could not read the history.
+    pub history_errors: u64,
+    /// With the history in PostgreSQL: the statements that stored sends (each stores every
+    /// send that waited for it), since start.
+    pub history_batches: u64,
 }
 
 impl Stats {
@@ -114,6 +120,8 @@ impl Counters {
             frames_in: load(&self.frames_in),
             frames_out: load(&self.frames_out),
             history_dropped: load(&self.history_dropped),
+            history_errors: 0,
+            history_batches: 0,
         }
     }
 

@@ -166,6 +166,10 @@ impl Fanout for NatsFanout {
         &self.inner.node
     }
 
+    fn is_listening(&self) -> bool {
+        NatsFanout::is_listening(self)
+    }
+
     async fn publish(&self, envelope: &Envelope) -> Result<(), Error> {
         let json = serde_json::to_vec(envelope).expect("envelopes serialise");
         let max = self.inner.client.server_info().max_payload;

@@ -29,11 +29,14 @@
 //!      message of the bot ([`WireMessage`]); `{"type":"typing"}` while the bot is typing;
 //!      `{"type":"heartbeat"}` answering each heartbeat.
 //!
-//! Sequence numbers count the bot's messages to one user, from 1, on every tab of the user on one
-//! node; the epoch names the numbering (one node's run). The server keeps the latest messages of
-//! each user for a while (a bounded history), so a browser that reconnects to the same node with
-//! `last_seq` gets each message it missed exactly once. Reconnected to another node (another
-//! epoch), it gets `gap: true` and numbers from that node's welcome on.
+//! Sequence numbers count the bot's messages to one user, from 1, on every tab of the user; the
+//! epoch names the numbering. The server keeps the latest messages of each user for a while (a
+//! bounded history), so a browser that reconnects with `last_seq` gets each message it missed
+//! exactly once, in order. On a single node the numbering is the node's (one run, the history
+//! in memory): reconnected to another node (another epoch), a browser gets `gap: true` and
+//! numbers from that node's welcome on. With a PostgreSQL cluster (`WebChatBuilder::cluster`,
+//! feature `postgres`) the numbering is the cluster's (one epoch for every node, the history in
+//! PostgreSQL), and a resume is exact on any node.
 //!
 //! Any frame (a heartbeat, a message, a WebSocket ping) shows the socket is alive; a socket that
 //! sends nothing for the heartbeat time-out is closed ([`CloseReason::HeartbeatTimeout`]).
@@ -41,7 +44,8 @@
 //! # Close codes
 //!
 //! The server closes a socket with one of [`CloseReason`]'s codes (4001 to 4008, and 1001 when
-//! the server shuts down); each close is counted in `bot.webchat.closed{reason}`.
+//! the server shuts down or cannot read a cluster's history for the join); each close is counted
+//! in `bot.webchat.closed{reason}`.
 
 use std::borrow::Cow;
 
@@ -74,7 +78,8 @@ pub enum CloseReason {
     SlowReader,
     /// 4008: nothing came from the browser for the heartbeat time-out.
     HeartbeatTimeout,
-    /// 1001: the server is shutting down; reconnect (to another node).
+    /// 1001: the server is shutting down, or cannot read a cluster's history for the join;
+    /// reconnect (to another node).
     GoingAway,
 }
 

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) hub: Arc<Hub>,
     pub(crate) ingress: Ingress,
     pub(crate) secret: Secret,
+    /// The cluster that keeps the history, when it is in PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub(crate) history: Option<crate::pg::PgCluster>,
 }
 
 /// `GET {path}/ws`: answers the upgrade and starts the socket's task.
@@ -239,7 +242,7 @@ async fn on_text(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, t
         }
     };
     let Some(joined_as) = user.as_deref() else {
-        join(shared, conn, user, inbound);
+        join(shared, conn, user, inbound).await;
         return;
     };
     match inbound {
@@ -279,7 +282,7 @@ async fn on_text(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, t
 }
 
 /// Handles the first frame: a join with a valid token, or the socket closes.
-fn join(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, inbound: Inbound) {
+async fn join(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, inbound: Inbound) {
     let Inbound::Join {
         version,
         token,
@@ -300,6 +303,13 @@ fn join(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, inbound: I
                 last_seq,
                 epoch: epoch.as_deref(),
             });
+            #[cfg(feature = "postgres")]
+            if let Some(cluster) = &shared.history {
+                if join_from_history(shared, cluster, conn, &claims.user, resume).await {
+                    *user = Some(claims.user);
+                }
+                return;
+            }
             shared.hub.join(conn, &claims.user, resume);
             *user = Some(claims.user);
         }
@@ -308,6 +318,41 @@ fn join(shared: &Shared, conn: &Arc<Conn>, user: &mut Option<String>, inbound: I
         }
         Err(_) => {
             conn.close(CloseReason::BadToken);
+        }
+    }
+}
+
+/// Joins `user` with what the cluster's history keeps; false when it cannot be read (the socket
+/// is closed with 1001, going away, and the widget reconnects with back-off).
+#[cfg(feature = "postgres")]
+async fn join_from_history(
+    shared: &Shared,
+    cluster: &crate::pg::PgCluster,
+    conn: &Arc<Conn>,
+    user: &str,
+    resume: Option<Resume<'_>>,
+) -> bool {
+    shared.hub.begin_join(user);
+    let read = async {
+        let epoch = cluster.epoch().await?;
+        // Numbers of another numbering: nothing to read after them.
+        let last_seq = resume
+            .filter(|r| r.epoch.is_none_or(|e| e == epoch))
+            .map(|r| r.last_seq);
+        let stored = cluster.stored(user, last_seq, &shared.hub.config).await?;
+        Ok::<_, crate::Error>((epoch, stored))
+    };
+    match read.await {
+        Ok((epoch, stored)) => {
+            shared.hub.join_numbered(conn, user, resume, stored, epoch);
+            true
+        }
+        Err(e) => {
+            shared.hub.abandon_join(user);
+            cluster.count_history_error();
+            tracing::warn!(error = %e, "webchat: a join cannot read the history");
+            conn.close(CloseReason::GoingAway);
+            false
         }
     }
 }

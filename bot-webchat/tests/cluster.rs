@@ -251,3 +251,491 @@ async fn a_clean_stop_removes_the_nodes_presence_at_once() {
     let dave = a.presence_of("dave").await.unwrap().unwrap();
     assert!(!dave.is_online(), "{dave:?}");
 }
+
+/// A socket joined at `ws_url` as `user` with `token`, resuming after `last_seq` of `epoch`;
+/// its welcome.
+async fn join_at(
+    ws_url: &str,
+    token: String,
+    resume: Option<(u64, &str)>,
+) -> (support::Ws, serde_json::Value) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let mut join = json!({"type": "join", "v": 1, "token": token});
+    if let Some((last_seq, epoch)) = resume {
+        join["last_seq"] = json!(last_seq);
+        join["epoch"] = json!(epoch);
+    }
+    send(&mut ws, join).await;
+    let welcome = next(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
+}
+
+/// The next `count` bot messages on `ws`: (seq, text) each.
+async fn messages(ws: &mut support::Ws, count: usize) -> Vec<(u64, String)> {
+    let mut got = Vec::with_capacity(count);
+    while got.len() < count {
+        let frame = next_of(ws, "message").await;
+        got.push((
+            frame["seq"].as_u64().unwrap(),
+            frame["message"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_resumes_on_another_node_with_each_missed_message_once_in_order() {
+    let pool = fresh_pool("resume_elsewhere").await;
+    let (a, b) = (
+        cluster(&pool, "node-a").await,
+        cluster(&node_pool("resume_elsewhere"), "node-b").await,
+    );
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let remote = Remote::start(b.clone());
+    eventually("both nodes listening", || async {
+        (a.is_listening() && b.is_listening()).then_some(())
+    })
+    .await;
+
+    // A tab on node A sees the first reply, then goes away.
+    let (mut tab_a, welcome_a) = join_at(&local.ws_url, local.token("erin"), None).await;
+    let epoch = welcome_a["epoch"].as_str().unwrap().to_owned();
+    assert!(epoch.starts_with("pg-"), "the schema's epoch: {epoch}");
+    send(
+        &mut tab_a,
+        json!({"type": "message", "id": "c-1", "text": "first"}),
+    )
+    .await;
+    let seen = messages(&mut tab_a, 1).await;
+    assert_eq!(seen, [(1, "first".to_owned())]);
+    drop(tab_a);
+
+    // Meanwhile: a tab on node B talks to node B's handler, and the backend API of node A sends.
+    let (mut tab_b, welcome_b) = join_at(&remote.ws_url, local.token("erin"), None).await;
+    assert_eq!(
+        welcome_b["epoch"],
+        epoch.as_str(),
+        "one epoch on every node"
+    );
+    assert_eq!(welcome_b["seq"], 1);
+    send(
+        &mut tab_b,
+        json!({"type": "message", "id": "c-2", "text": "second"}),
+    )
+    .await;
+    send(
+        &mut tab_b,
+        json!({"type": "message", "id": "c-3", "text": "third"}),
+    )
+    .await;
+    assert_eq!(
+        messages(&mut tab_b, 2).await,
+        [(2, "second".to_owned()), (3, "third".to_owned())]
+    );
+    let api: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/webchat/api/messages", local.base))
+        .bearer_auth(support::SECRET)
+        .json(&json!({"user": "erin", "messages": [{"text": "fourth"}, {"text": "fifth"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["seqs"], json!([4, 5]), "{api}");
+    assert_eq!(
+        messages(&mut tab_b, 2).await,
+        [(4, "fourth".to_owned()), (5, "fifth".to_owned())]
+    );
+
+    // The browser of the first tab comes back on node B with what it saw.
+    let (mut back, welcome) = join_at(
+        &remote.ws_url,
+        local.token("erin"),
+        Some((1, epoch.as_str())),
+    )
+    .await;
+    assert_eq!(welcome["epoch"], epoch.as_str());
+    assert_eq!(welcome["seq"], 5);
+    assert_eq!(welcome["resumed"], 4);
+    assert_eq!(welcome["gap"], false);
+    let resumed = messages(&mut back, 4).await;
+    assert_eq!(
+        resumed,
+        [
+            (2, "second".to_owned()),
+            (3, "third".to_owned()),
+            (4, "fourth".to_owned()),
+            (5, "fifth".to_owned())
+        ]
+    );
+    // Once: the next frame is the next message, on both of the user's tabs.
+    local
+        .webchat
+        .client()
+        .send_to("erin", &["sixth".into()])
+        .await
+        .unwrap();
+    assert_eq!(messages(&mut back, 1).await, [(6, "sixth".to_owned())]);
+    assert_eq!(messages(&mut tab_b, 1).await, [(6, "sixth".to_owned())]);
+
+    // The same numbers on node A for a browser that saw everything up to 3.
+    let (mut again, welcome) = join_at(
+        &local.ws_url,
+        local.token("erin"),
+        Some((3, epoch.as_str())),
+    )
+    .await;
+    assert_eq!(
+        (welcome["seq"].as_u64(), welcome["gap"].as_bool()),
+        (Some(6), Some(false))
+    );
+    let texts: Vec<u64> = messages(&mut again, 3)
+        .await
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(texts, [4, 5, 6]);
+
+    // Another numbering's `last_seq` means nothing here: a gap, nothing resumed.
+    let (_, welcome) = join_at(&local.ws_url, local.token("erin"), Some((2, "node-x-1"))).await;
+    assert_eq!(
+        (welcome["resumed"].as_u64(), welcome["gap"].as_bool()),
+        (Some(0), Some(true))
+    );
+    assert_eq!(local.webchat.stats().history_errors, 0);
+    remote.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_sending_to_one_user_at_once_number_without_gaps_in_commit_order() {
+    const EACH: usize = 40;
+    let pool = fresh_pool("concurrent").await;
+    let (a, b) = (
+        cluster(&pool, "node-a").await,
+        cluster(&node_pool("concurrent"), "node-b").await,
+    );
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let remote = Remote::start(b.clone());
+    eventually("both nodes listening", || async {
+        (a.is_listening() && b.is_listening()).then_some(())
+    })
+    .await;
+    // Live tabs on both nodes see every message once, in order, whichever node sent it.
+    let (mut tab_a, _) = join_at(&local.ws_url, local.token("frank"), None).await;
+    let (mut tab_b, _) = join_at(&remote.ws_url, local.token("frank"), None).await;
+
+    let sender = |client: bot_webchat::WebChatClient, node: &'static str| async move {
+        let mut seqs = Vec::new();
+        for i in 0..EACH {
+            let text = format!("{node}-{i}");
+            let delivery = client
+                .send_to("frank", &[text.as_str().into()])
+                .await
+                .unwrap();
+            seqs.extend(delivery.seqs);
+        }
+        seqs
+    };
+    let (from_a, from_b) = tokio::join!(
+        sender(local.webchat.client().clone(), "a"),
+        sender(remote.webchat.client().clone(), "b")
+    );
+    // Each node's own sends are numbered in the order it made them.
+    assert!(from_a.windows(2).all(|w| w[0] < w[1]), "{from_a:?}");
+    assert!(from_b.windows(2).all(|w| w[0] < w[1]), "{from_b:?}");
+    let mut all: Vec<u64> = from_a.iter().chain(&from_b).copied().collect();
+    all.sort_unstable();
+    let expected: Vec<u64> = (1..=2 * EACH as u64).collect();
+    assert_eq!(all, expected, "every number once");
+
+    for tab in [&mut tab_a, &mut tab_b] {
+        let live = messages(tab, 2 * EACH).await;
+        let seqs: Vec<u64> = live.iter().map(|m| m.0).collect();
+        assert_eq!(seqs, expected, "live, in order, once");
+    }
+    // A resume from 0 on either node: the same gapless sequence, the same texts.
+    for ws_url in [&local.ws_url, &remote.ws_url] {
+        let epoch = a.epoch().await.unwrap().to_owned();
+        let (mut ws, welcome) = join_at(ws_url, local.token("frank"), Some((0, &epoch))).await;
+        assert_eq!(welcome["resumed"], 2 * EACH as u64);
+        assert_eq!(welcome["gap"], false);
+        let resumed = messages(&mut ws, 2 * EACH).await;
+        assert_eq!(resumed.iter().map(|m| m.0).collect::<Vec<_>>(), expected);
+        for (node, seqs) in [("a", &from_a), ("b", &from_b)] {
+            for (i, seq) in seqs.iter().enumerate() {
+                assert_eq!(resumed[(*seq - 1) as usize].1, format!("{node}-{i}"));
+            }
+        }
+    }
+    remote.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_trims_the_history_and_a_resume_past_it_says_gap() {
+    let pool = fresh_pool("retention").await;
+    let a = cluster(&pool, "node-a").await;
+    let config = bot_webchat::WebChatConfig {
+        history_messages: 3,
+        // Three short messages fit; two of 60 bytes do not.
+        history_bytes: 100,
+        ..bot_webchat::WebChatConfig::default()
+    };
+    let local = Harness::start_with(echo, |w| w.config(config).cluster(a.clone()), |b| b).await;
+    for i in 1..=5 {
+        let text = format!("m{i}");
+        local
+            .webchat
+            .client()
+            .send_to("gina", &[text.as_str().into()])
+            .await
+            .unwrap();
+    }
+    // Each store keeps the table to the newest three of the user.
+    let conn = pool.get().await.unwrap();
+    eventually("the history trimmed", || async {
+        let row = conn
+            .query_one(
+                "SELECT count(*), min(seq) FROM webchat_history WHERE user_id = 'gina'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0) == 3).then(|| row.get::<_, i64>(1))
+    })
+    .await;
+    let epoch = a.epoch().await.unwrap().to_owned();
+    let (mut ws, welcome) = join_at(&local.ws_url, local.token("gina"), Some((1, &epoch))).await;
+    assert_eq!(welcome["gap"], true, "2 is gone: {welcome}");
+    assert_eq!(welcome["resumed"], 3);
+    let got: Vec<u64> = messages(&mut ws, 3)
+        .await
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(got, [3, 4, 5]);
+    // A browser that saw 2 misses nothing kept.
+    let (_, welcome) = join_at(&local.ws_url, local.token("gina"), Some((2, &epoch))).await;
+    assert_eq!(
+        (welcome["resumed"].as_u64(), welcome["gap"].as_bool()),
+        (Some(3), Some(false))
+    );
+
+    // The byte bound: of two long messages the sweep keeps the newer.
+    let long = "z".repeat(50);
+    for _ in 0..2 {
+        (local.webchat.client())
+            .send_to("hal", &[long.as_str().into()])
+            .await
+            .unwrap();
+    }
+    eventually("the history trimmed to its bytes", || async {
+        let row = conn
+            .query_one(
+                "SELECT count(*), min(seq) FROM webchat_history WHERE user_id = 'hal'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0) == 1).then(|| row.get::<_, i64>(1))
+    })
+    .await;
+    let (mut ws, welcome) = join_at(&local.ws_url, local.token("hal"), Some((0, &epoch))).await;
+    assert_eq!(
+        (welcome["resumed"].as_u64(), welcome["gap"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(messages(&mut ws, 1).await[0].0, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_handler_send_is_stored_and_shown_once() {
+    use bot_core::Outbound as _;
+    use bot_core::outbound::Target;
+    let pool = fresh_pool("retried").await;
+    let a = cluster(&pool, "node-a").await;
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let (mut tab, _) = join_at(&local.ws_url, local.token("hana"), None).await;
+    let mut target = Target::conversation("hana");
+    target.origin = Some(bot_core::EventId::new("event-1"));
+    let client = local.webchat.client();
+    for _ in 0..2 {
+        client
+            .send(&target, vec!["one".into(), "two".into()])
+            .await
+            .unwrap();
+    }
+    client.send_to("hana", &["three".into()]).await.unwrap();
+    let got = messages(&mut tab, 3).await;
+    assert_eq!(
+        got,
+        [
+            (1, "one".to_owned()),
+            (2, "two".to_owned()),
+            (3, "three".to_owned())
+        ]
+    );
+    let conn = pool.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT count(*) FROM webchat_history WHERE user_id = 'hana'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgresql_unreachable_a_send_fails_and_is_counted_and_the_node_lives() {
+    // Nothing listens on port 1: every connection is refused at once.
+    let url = "postgres://postgres@127.0.0.1:1/postgres";
+    let pool = PgPool::builder(url).build().unwrap();
+    let cluster = PgCluster::builder(&pool, url)
+        .node("node-down")
+        .history_write_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let local = Harness::start_with(echo, |w| w.cluster(cluster), |b| b).await;
+    let e = local
+        .webchat
+        .client()
+        .send_to("ivan", &["lost".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), bot_webchat::ErrorKind::Database, "{e}");
+    assert_eq!(local.webchat.stats().history_errors, 1);
+    // A join cannot read the history: the socket is told to go away (and come back later).
+    let mut ws = local.connect().await;
+    send(
+        &mut ws,
+        json!({"type": "join", "v": 1, "token": local.token("ivan")}),
+    )
+    .await;
+    assert_eq!(support::close_code(&mut ws).await, 1001);
+    assert_eq!(local.webchat.stats().history_errors, 2);
+    assert_eq!(
+        support::sample(&local.metrics(), "bot_webchat_history_errors_total"),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_resumes_on_another_node_without_losing_or_repeating_a_message() {
+    let pool = fresh_pool("widget").await;
+    let (a, b) = (
+        cluster(&pool, "node-a").await,
+        cluster(&node_pool("widget"), "node-b").await,
+    );
+    let local = Harness::start_with(echo, |w| w.demo(true).cluster(a.clone()), |b| b).await;
+    let remote = Remote::start(b.clone());
+    eventually("both nodes listening", || async {
+        (a.is_listening() && b.is_listening()).then_some(())
+    })
+    .await;
+    let browser = headless_chromium::Browser::start().await;
+    let mut page = browser.open(&format!("{}/webchat/demo", local.base)).await;
+    page.wait_for("document.querySelector('.wc') && document.querySelector('.wc').dataset.state === 'connected'")
+        .await;
+    let user = page
+        .eval("document.getElementById('user').textContent")
+        .await;
+    let user = user.as_str().unwrap().to_owned();
+    let last_text_is = |text: &str| {
+        format!(
+            "(() => {{ const all = document.querySelectorAll('.wc-bot .wc-text'); \
+             return all.length && all[all.length - 1].textContent === {}; }})()",
+            serde_json::to_string(text).unwrap()
+        )
+    };
+    page.eval("__webchat.sendText('on node a')").await;
+    page.wait_for(&last_text_is("on node a")).await;
+
+    // The widget's next connection goes to node B (as a balancer may send it); while it is
+    // away, both nodes send.
+    let to_b = serde_json::to_string(&remote.ws_url).unwrap();
+    page.eval(&format!("__webchat.url = {to_b}; __webchat.drop()"))
+        .await;
+    page.wait_for("document.querySelector('.wc').dataset.state === 'disconnected'")
+        .await;
+    (remote.webchat.client())
+        .send_to(&user, &["away from b".into()])
+        .await
+        .unwrap();
+    (local.webchat.client())
+        .send_to(&user, &["away from a".into()])
+        .await
+        .unwrap();
+    page.wait_for(&last_text_is("away from a")).await;
+    page.eval("__webchat.sendText('on node b')").await;
+    page.wait_for(&last_text_is("on node b")).await;
+
+    let value = page
+        .eval(
+            "Array.from(document.querySelectorAll('.wc-bot')).map(b => \
+             [Number(b.dataset.seq), (b.querySelector('.wc-text') || {}).textContent || ''])",
+        )
+        .await;
+    let shown: Vec<(u64, String)> = serde_json::from_value(value).unwrap();
+    assert_eq!(
+        shown,
+        [
+            (1, "on node a".to_owned()),
+            (2, "away from b".to_owned()),
+            (3, "away from a".to_owned()),
+            (4, "on node b".to_owned())
+        ],
+        "each message once, in order, across nodes"
+    );
+    assert!(
+        remote.webchat.stats().joined >= 1,
+        "the widget joined node B"
+    );
+    let epoch = page.eval("__webchat.epoch").await;
+    assert_eq!(epoch.as_str(), Some(a.epoch().await.unwrap()));
+    remote.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_listen_connection_dropped_delivers_what_was_sent_meanwhile() {
+    let pool = fresh_pool("relisten").await;
+    let (a, b) = (
+        cluster(&pool, "node-a").await,
+        cluster(&node_pool("relisten"), "node-b").await,
+    );
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let remote = Remote::start(b.clone());
+    eventually("both nodes listening", || async {
+        (a.is_listening() && b.is_listening()).then_some(())
+    })
+    .await;
+    let (mut tab, _) = join_at(&local.ws_url, local.token("jack"), None).await;
+    // Node A's LISTEN connection is cut (a restart of PostgreSQL, a network blip).
+    let conn = pool.get().await.unwrap();
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'LISTEN t_webchat_relisten_webchat' AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap();
+    eventually("node A not listening", || async {
+        (!a.is_listening()).then_some(())
+    })
+    .await;
+    (remote.webchat.client())
+        .send_to("jack", &["while a was deaf".into()])
+        .await
+        .unwrap();
+    // No later message shows the hole: node A reads it when it listens again.
+    assert_eq!(
+        messages(&mut tab, 1).await,
+        [(1, "while a was deaf".to_owned())]
+    );
+    assert!(a.is_listening());
+    remote.kill();
+}

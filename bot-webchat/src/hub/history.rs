@@ -1,7 +1,12 @@
 //! [`UserState`]: one user's open sockets on this node and the latest messages sent to them,
 //! numbered, so that a reconnecting browser gets what it missed.
+//!
+//! With cluster-wide numbering (PostgreSQL history) the numbers come from the database and
+//! messages may reach this node out of order (two nodes' sends to one user): `watermark` is the
+//! last number delivered here, and `pending` holds what came early until the ones before it
+//! come (or are read from the database).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bot_core::EventId;
@@ -29,6 +34,12 @@ pub(crate) struct UserState {
     history_bytes: usize,
     /// The hub clock when the last socket left or the last message came (for the resume window).
     pub(crate) last_active_ms: u64,
+    /// Cluster-wide numbering: joins waiting for the database (messages are held meanwhile).
+    pub(crate) joining: u32,
+    /// Cluster-wide numbering: the last number delivered to this node's sockets, once known.
+    pub(crate) watermark: Option<u64>,
+    /// Cluster-wide numbering: messages that came before the ones preceding them.
+    pub(crate) pending: BTreeMap<u64, Utf8Bytes>,
 }
 
 /// What a resume sends: the kept frames after the browser's number, and whether some were no
@@ -73,6 +84,19 @@ impl UserState {
 
     pub(crate) fn has_history(&self) -> bool {
         !self.history.is_empty()
+    }
+
+    /// The kept frames numbered above `after`, up to `through`, and whether they start right
+    /// after `after` (nothing between is missing).
+    pub(crate) fn kept_between(&self, after: u64, through: u64) -> (Vec<Utf8Bytes>, bool) {
+        let frames: Vec<&Kept> = (self.history.iter())
+            .filter(|k| k.seq > after && k.seq <= through)
+            .collect();
+        let contiguous = through <= after || frames.first().is_some_and(|k| k.seq == after + 1);
+        (
+            frames.into_iter().map(|k| k.frame.clone()).collect(),
+            contiguous,
+        )
     }
 }
 

@@ -13,6 +13,7 @@ mod history;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bot_core::EventId;
 use slab::Slab;
@@ -57,6 +58,28 @@ pub(crate) struct Hub {
     tracking: AtomicBool,
     /// Users whose count of sockets on this node changed since the presence writer last looked.
     dirty: Mutex<HashSet<Box<str>, foldhash::fast::RandomState>>,
+    /// Whether message numbers come from the cluster's database ([`Hub::deliver_numbered`])
+    /// instead of this hub's own counters.
+    cluster_numbered: bool,
+    /// Cluster-wide numbering: the users holding early messages, and since when.
+    waiting: Mutex<HashMap<Box<str>, Instant, foldhash::fast::RandomState>>,
+}
+
+/// What the database keeps of a user, read for a join: the user's latest number, the kept
+/// messages after the browser's `last_seq` (as frames), and whether some between were dropped.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct Stored {
+    pub(crate) latest: u64,
+    pub(crate) rows: Vec<(u64, Utf8Bytes)>,
+    pub(crate) gap: bool,
+}
+
+/// The frame of one bot message.
+pub(crate) fn message_frame(seq: u64, id: &str, at: u64, message: &str) -> Utf8Bytes {
+    Utf8Bytes::from(format!(
+        r#"{{"type":"message","seq":{seq},"id":"{id}","at":{at},"message":{message}}}"#
+    ))
 }
 
 /// Where a reconnecting browser left off: the last sequence number it saw, and the epoch of
@@ -100,7 +123,21 @@ impl Hub {
             ),
             tracking: AtomicBool::new(false),
             dirty: Mutex::new(HashSet::default()),
+            cluster_numbered: false,
+            waiting: Mutex::new(HashMap::default()),
         }
+    }
+
+    #[cfg(feature = "postgres")]
+    /// Takes message numbers from the cluster's database from now on (before the hub is shared).
+    pub(crate) fn number_cluster_wide(mut self) -> Self {
+        self.cluster_numbered = true;
+        self
+    }
+
+    /// Whether message numbers come from the cluster's database.
+    pub(crate) fn is_cluster_numbered(&self) -> bool {
+        self.cluster_numbered
     }
 
     #[cfg(feature = "postgres")]
@@ -169,12 +206,20 @@ impl Hub {
                 state.sockets.retain(|c| !Arc::ptr_eq(c, conn));
                 state.last_active_ms = now;
                 let emptied = before > 0 && state.sockets.is_empty();
-                let forget = state.sockets.is_empty() && !state.has_history();
+                // With cluster-wide numbering the database keeps the history, and what this
+                // node delivered is only current while it has sockets (or joins) for the user.
+                let forget = state.sockets.is_empty()
+                    && if self.cluster_numbered {
+                        state.joining == 0
+                    } else {
+                        !state.has_history()
+                    };
                 if emptied {
                     users.online -= 1;
                 }
                 if forget {
                     users.map.remove(user);
+                    lock(&self.waiting).remove(user);
                 }
             }
             drop(users);
@@ -288,9 +333,7 @@ impl Hub {
             state.seq += 1;
             let seq = state.seq;
             seqs.push(seq);
-            let frame = Utf8Bytes::from(format!(
-                r#"{{"type":"message","seq":{seq},"id":"{id}","at":{at},"message":{message}}}"#
-            ));
+            let frame = message_frame(seq, id, at, message);
             for socket in &state.sockets {
                 if socket.push(frame.clone(), self.config.max_outbound_bytes) == Pushed::Overflowed
                 {
@@ -326,6 +369,260 @@ impl Hub {
             seqs,
             sockets: reached - overflowed.len(),
         }
+    }
+
+    /// Cluster-wide numbering: announces a join of `user` that waits for the database, so that
+    /// the messages that reach this node meanwhile are held for it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn begin_join(&self, user: &str) {
+        lock(&self.users)
+            .map
+            .entry(user.into())
+            .or_default()
+            .joining += 1;
+    }
+
+    /// Cluster-wide numbering: a join announced with [`Hub::begin_join`] that will not finish.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn abandon_join(&self, user: &str) {
+        let mut users = lock(&self.users);
+        if let Some(state) = users.map.get_mut(user) {
+            state.joining = state.joining.saturating_sub(1);
+            if state.joining == 0 && state.sockets.is_empty() {
+                users.map.remove(user);
+                lock(&self.waiting).remove(user);
+            }
+        }
+    }
+
+    /// Cluster-wide numbering: finishes a join announced with [`Hub::begin_join`], with what the
+    /// database keeps of the user. Queues the welcome, then the messages after `last_seq` from
+    /// the database and from what reached this node since it was read, once each, in order.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn join_numbered(
+        &self,
+        conn: &Arc<Conn>,
+        user: &str,
+        resume: Option<Resume<'_>>,
+        stored: Stored,
+        epoch: &str,
+    ) -> Joined {
+        let max = self.config.max_outbound_bytes;
+        let now = self.now_ms();
+        let mut users = lock(&self.users);
+        let Users { map, online } = &mut *users;
+        let state = map.entry(user.into()).or_default();
+        state.joining = state.joining.saturating_sub(1);
+        state.last_active_ms = now;
+        let mut overflowed = Vec::new();
+        if state.watermark.is_none() {
+            // The first socket of this user here: count from the database's latest; what came
+            // meanwhile and is newer waits in `pending`.
+            state.watermark = Some(stored.latest);
+            state.seq = stored.latest;
+            state.pending = state.pending.split_off(&(stored.latest + 1));
+        }
+        let delivered = self.drain(state, &mut overflowed);
+        let watermark = state.seq;
+        let (frames, gap) = match resume {
+            None => (Vec::new(), false),
+            Some(r) if r.epoch.is_some_and(|e| e != epoch) => (Vec::new(), true),
+            Some(r) => {
+                let mut frames: Vec<Utf8Bytes> = (stored.rows.iter())
+                    .filter(|(seq, _)| *seq > r.last_seq && *seq <= watermark)
+                    .map(|(_, frame)| frame.clone())
+                    .collect();
+                // Newer than the database's answer: what this node delivered since.
+                let (kept, contiguous) =
+                    state.kept_between(stored.latest.max(r.last_seq), watermark);
+                frames.extend(kept);
+                (frames, stored.gap || !contiguous)
+            }
+        };
+        let welcome = Outbound::Welcome {
+            v: VERSION,
+            epoch,
+            user,
+            seq: watermark,
+            heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+            resumed: frames.len(),
+            gap,
+        };
+        let resumed = frames.len();
+        conn.push(Utf8Bytes::from(welcome.to_json()), max);
+        for frame in frames {
+            conn.push(frame, max);
+        }
+        conn.set_joined();
+        let reached = state.sockets.len();
+        Self::close_overflowed(state, &overflowed, online);
+        if state.sockets.is_empty() {
+            *online += 1;
+        }
+        state.sockets.push(conn.clone());
+        self.note_waiting(user, state);
+        drop(users);
+        self.counters.frames_out((reached * delivered) as u64);
+        self.mark_dirty(user);
+        self.counters.joined.fetch_add(1, Ordering::Relaxed);
+        self.counters.frames_out(resumed as u64 + 1);
+        Joined { resumed }
+    }
+
+    /// Cluster-wide numbering: delivers messages the database numbered to `user`'s sockets on
+    /// this node, each once and in order: a number seen already is skipped, one that comes
+    /// before the one preceding it waits (see [`Hub::stalled`]). How many sockets the user has
+    /// here.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn deliver_numbered(&self, user: &str, frames: Vec<(u64, Utf8Bytes)>) -> usize {
+        self.deliver_numbered_through(user, frames, None)
+    }
+
+    /// As [`Hub::deliver_numbered`], then gives up waiting for the numbers up to `through`
+    /// (the database no longer has them).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn deliver_numbered_through(
+        &self,
+        user: &str,
+        frames: Vec<(u64, Utf8Bytes)>,
+        through: Option<u64>,
+    ) -> usize {
+        let now = self.now_ms();
+        let mut users = lock(&self.users);
+        let Users { map, online } = &mut *users;
+        let Some(state) = map.get_mut(user) else {
+            return 0;
+        };
+        if state.sockets.is_empty() && state.joining == 0 {
+            return 0;
+        }
+        state.last_active_ms = now;
+        for (seq, frame) in frames {
+            if state.watermark.is_none_or(|w| seq > w) {
+                state.pending.insert(seq, frame);
+            }
+        }
+        let mut overflowed = Vec::new();
+        let mut delivered = self.drain(state, &mut overflowed);
+        // A hole the database no longer fills, or that holds back more than a history's
+        // worth, is not waited for.
+        let overfull = (state.pending.len() > self.config.history_messages)
+            .then(|| state.pending.first_key_value().map(|(seq, _)| seq - 1))
+            .flatten();
+        if let (Some(through), Some(w)) = (through.or(overfull), state.watermark)
+            && through > w
+        {
+            tracing::warn!(
+                user,
+                from = w + 1,
+                through,
+                "webchat: messages no longer kept; live sockets skip them"
+            );
+            state.watermark = Some(through);
+            state.seq = through;
+            state.pending = state.pending.split_off(&(through + 1));
+            delivered += self.drain(state, &mut overflowed);
+        }
+        let reached = state.sockets.len();
+        Self::close_overflowed(state, &overflowed, online);
+        self.note_waiting(user, state);
+        drop(users);
+        self.counters.frames_out((reached * delivered) as u64);
+        reached - overflowed.len()
+    }
+
+    /// Delivers the pending messages that follow the watermark; how many.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn drain(&self, state: &mut UserState, overflowed: &mut Vec<usize>) -> usize {
+        let Some(mut watermark) = state.watermark else {
+            return 0;
+        };
+        let mut delivered = 0;
+        while let Some(frame) = state.pending.remove(&(watermark + 1)) {
+            watermark += 1;
+            for socket in &state.sockets {
+                if socket.push(frame.clone(), self.config.max_outbound_bytes) == Pushed::Overflowed
+                {
+                    overflowed.push(socket.key);
+                }
+            }
+            state.keep(
+                Kept {
+                    seq: watermark,
+                    frame,
+                    origin: None,
+                },
+                self.config.history_messages,
+                self.config.history_bytes,
+            );
+            delivered += 1;
+        }
+        state.watermark = Some(watermark);
+        state.seq = watermark;
+        delivered
+    }
+
+    /// Records whether `user` holds early messages (and since when, if it made no progress).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn note_waiting(&self, user: &str, state: &UserState) {
+        let mut waiting = lock(&self.waiting);
+        match (state.watermark, state.pending.first_key_value()) {
+            (Some(_), Some(_)) => {
+                waiting.entry(user.into()).or_insert_with(Instant::now);
+            }
+            _ => {
+                waiting.remove(user);
+            }
+        }
+    }
+
+    /// Cluster-wide numbering: the users whose early messages have waited for longer than
+    /// `wait`, each with the last number delivered and the first one waiting (the ones between
+    /// are to be read from the database).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn stalled(&self, wait: Duration) -> Vec<(String, u64, u64)> {
+        let users = lock(&self.users);
+        let mut waiting = lock(&self.waiting);
+        let now = Instant::now();
+        let mut stalled = Vec::new();
+        for (user, since) in waiting.iter_mut() {
+            if now.saturating_duration_since(*since) < wait {
+                continue;
+            }
+            let Some(state) = users.map.get(user) else {
+                continue;
+            };
+            if let (Some(w), Some((first, _))) = (state.watermark, state.pending.first_key_value())
+            {
+                stalled.push((user.to_string(), w, *first));
+                // Asked for now: ask again only if this does not fill it.
+                *since = now;
+            }
+        }
+        stalled
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// Cluster-wide numbering: each user with a socket here, and the last number delivered.
+    pub(crate) fn watermarks(&self) -> Vec<(String, u64)> {
+        (lock(&self.users).map.iter())
+            .filter(|(_, state)| !state.sockets.is_empty())
+            .filter_map(|(user, state)| Some((user.to_string(), state.watermark?)))
+            .collect()
+    }
+
+    /// Takes the sockets that overflowed out of the user's (they are closing).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn close_overflowed(state: &mut UserState, overflowed: &[usize], online: &mut usize) {
+        if overflowed.is_empty() {
+            return;
+        }
+        let before = state.sockets.len();
+        state.sockets.retain(|c| !overflowed.contains(&c.key));
+        if before > 0 && state.sockets.is_empty() {
+            *online -= 1;
+        }
+        tracing::debug!(sockets = overflowed.len(), "slow web chat readers closed");
     }
 
     /// Shows the typing indicator on every socket of `user` on this node; how many.
@@ -385,7 +682,9 @@ impl Hub {
         }
         let window_ms = self.config.resume_window.as_millis() as u64;
         lock(&self.users).map.retain(|_, state| {
-            !state.sockets.is_empty() || now_ms.saturating_sub(state.last_active_ms) <= window_ms
+            !state.sockets.is_empty()
+                || state.joining > 0
+                || now_ms.saturating_sub(state.last_active_ms) <= window_ms
         });
     }
 
@@ -505,5 +804,85 @@ mod tests {
             }),
         );
         assert_eq!(frames(&conn)[0]["seq"], 0, "the history is gone");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(start_paused = true)]
+    async fn cluster_numbers_reach_each_socket_once_in_order_and_holes_are_filled() {
+        let hub = hub().number_cluster_wide();
+        let numbered = |seq: u64| (seq, message_frame(seq, "m", 0, &format!("{{\"n\":{seq}}}")));
+        let seqs = |conn: &Conn| -> Vec<u64> {
+            (frames(conn).iter())
+                .map(|f| f["seq"].as_u64().unwrap())
+                .collect()
+        };
+        let tab = hub.accept();
+        hub.begin_join("u");
+        // Another node's send comes while the join reads the database.
+        assert_eq!(hub.deliver_numbered("u", vec![numbered(3)]), 0);
+        let stored = Stored {
+            latest: 1,
+            rows: Vec::new(),
+            gap: false,
+        };
+        hub.join_numbered(&tab, "u", None, stored, "pg-x");
+        assert_eq!(
+            seqs(&tab),
+            [1],
+            "the welcome counts from the database; 3 waits for 2"
+        );
+        hub.deliver_numbered("u", vec![numbered(2)]);
+        assert_eq!(seqs(&tab), [2, 3]);
+        hub.deliver_numbered("u", vec![numbered(3), numbered(2)]);
+        assert!(seqs(&tab).is_empty(), "seen already");
+
+        hub.deliver_numbered("u", vec![numbered(5)]);
+        assert!(hub.stalled(Duration::from_millis(100)).is_empty());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(
+            hub.stalled(Duration::from_millis(100)),
+            [("u".to_owned(), 3, 5)]
+        );
+        // Read from the database: 4.
+        hub.deliver_numbered_through("u", vec![numbered(4)], Some(4));
+        assert_eq!(seqs(&tab), [4, 5]);
+        // A hole the database no longer has is given up.
+        hub.deliver_numbered("u", vec![numbered(7)]);
+        hub.deliver_numbered_through("u", Vec::new(), Some(6));
+        assert_eq!(seqs(&tab), [7]);
+        assert!(hub.stalled(Duration::ZERO).is_empty());
+
+        // A second tab resumes after 4: 5 and 6 from the database, 7 from what came here.
+        let back = hub.accept();
+        hub.begin_join("u");
+        let stored = Stored {
+            latest: 6,
+            rows: vec![numbered(5), numbered(6)],
+            gap: false,
+        };
+        let resume = Some(Resume {
+            last_seq: 4,
+            epoch: Some("pg-x"),
+        });
+        assert_eq!(
+            hub.join_numbered(&back, "u", resume, stored, "pg-x")
+                .resumed,
+            3
+        );
+        let got = frames(&back);
+        assert_eq!(
+            (got[0]["seq"].as_u64(), got[0]["gap"].as_bool()),
+            (Some(7), Some(false))
+        );
+        let resumed: Vec<u64> = got[1..]
+            .iter()
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(resumed, [5, 6, 7]);
+
+        // The last socket gone, the user is forgotten here: the database has the history.
+        hub.remove(&tab, Some("u"));
+        hub.remove(&back, Some("u"));
+        assert_eq!(hub.deliver_numbered("u", vec![numbered(8)]), 0);
     }
 }

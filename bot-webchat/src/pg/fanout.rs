@@ -23,6 +23,10 @@ impl Fanout for PgCluster {
         &self.inner.node
     }
 
+    fn is_listening(&self) -> bool {
+        PgCluster::is_listening(self)
+    }
+
     async fn publish(&self, envelope: &Envelope) -> Result<(), Error> {
         let json = serde_json::to_string(envelope).expect("envelopes serialise");
         let conn = self.conn().await?;
@@ -36,6 +40,31 @@ impl Fanout for PgCluster {
             format!("{BY_REFERENCE}{}:{}", row.get::<_, i64>(0), self.inner.node)
         };
         conn.execute(sql::NOTIFY, &[&self.inner.channel, &payload])
+            .await
+            .map_err(|e| db("notifying the other nodes", e))?;
+        Ok(())
+    }
+
+    /// Every envelope in one statement (notifications of one transaction arrive in order),
+    /// after storing the ones too large to send inline.
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> Result<(), Error> {
+        let conn = self.conn().await?;
+        let mut payloads = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let json = serde_json::to_string(envelope).expect("envelopes serialise");
+            payloads.push(if json.len() <= MAX_INLINE_PAYLOAD {
+                json
+            } else {
+                let row = conn
+                    .query_one(sql::STORE_ENVELOPE, &[&json])
+                    .await
+                    .map_err(|e| db("storing a large envelope", e))?;
+                format!("{BY_REFERENCE}{}:{}", row.get::<_, i64>(0), self.inner.node)
+            });
+        }
+        let statement = (conn.prepare_cached(sql::NOTIFY_ALL).await)
+            .map_err(|e| db("preparing to notify the other nodes", e))?;
+        conn.execute(&statement, &[&self.inner.channel, &payloads])
             .await
             .map_err(|e| db("notifying the other nodes", e))?;
         Ok(())

@@ -1,9 +1,18 @@
 //! Several nodes on one PostgreSQL (feature `postgres`): cross-node delivery over
-//! `LISTEN/NOTIFY` and presence rows.
+//! `LISTEN/NOTIFY`, presence rows, and the history that makes a resume exact on any node.
 //!
 //! Rooms: `fanout.rs` (the [`Fanout`](crate::fanout::Fanout) over `LISTEN/NOTIFY`),
+//! `history.rs` (the batched history writer, cluster-wide numbers, resume reads, trimming),
 //! `presence.rs` (the batched presence writer, node heartbeats, the dead-node sweeper, and the
 //! queries), `sql.rs` (every statement).
+//!
+//! # History
+//!
+//! Each user's bot messages are numbered cluster-wide (`webchat_seqs`, one row per user) and
+//! kept in `webchat_history` within the adapter's history bounds (count, bytes, age), so that a
+//! browser that reconnects to any node with its `last_seq` gets every message it missed once,
+//! in order. The numbering's epoch (`webchat_meta`) is the schema's: the same on every node and
+//! across restarts. Sends are stored in batches (one statement per batch, see `history.rs`).
 //!
 //! # Presence
 //!
@@ -16,11 +25,12 @@
 //! again.
 
 mod fanout;
+mod history;
 mod presence;
 mod sql;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bot_core::pg::PgPool;
@@ -76,6 +86,17 @@ struct Inner {
     config: PgClusterBuilder,
     /// Whether the `LISTEN` connection is up.
     listening: AtomicBool,
+    /// The sends waiting for the history writer, and its end (taken by the writer).
+    history_tx: tokio::sync::mpsc::Sender<history::StoreRequest>,
+    history_rx: tokio::sync::Mutex<Option<tokio::sync::mpsc::Receiver<history::StoreRequest>>>,
+    /// The numbering's epoch, read once.
+    epoch: tokio::sync::OnceCell<String>,
+    /// Sends that could not be stored or published (and joins that could not read the history).
+    history_errors: AtomicU64,
+    /// Statements that stored sends.
+    history_batches: AtomicU64,
+    /// The users this node stored sends for since the last byte trim.
+    written: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Configures a [`PgCluster`].
@@ -89,6 +110,7 @@ pub struct PgClusterBuilder {
     node_heartbeat_interval: Duration,
     dead_node_after: Duration,
     dead_node_sweep_interval: Duration,
+    history_write_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgClusterBuilder {
@@ -100,6 +122,7 @@ impl std::fmt::Debug for PgClusterBuilder {
             .field("node_heartbeat_interval", &self.node_heartbeat_interval)
             .field("dead_node_after", &self.dead_node_after)
             .field("dead_node_sweep_interval", &self.dead_node_sweep_interval)
+            .field("history_write_timeout", &self.history_write_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +157,14 @@ impl PgClusterBuilder {
         self
     }
 
+    /// How long a send may wait for its messages to be stored in the history (and published)
+    /// before it fails (default 5 s). The dead-node sweep interval also paces the trimming of
+    /// the history to its bounds.
+    pub fn history_write_timeout(mut self, timeout: Duration) -> Self {
+        self.history_write_timeout = timeout;
+        self
+    }
+
     /// Builds the cluster.
     ///
     /// # Errors
@@ -146,6 +177,7 @@ impl PgClusterBuilder {
             return Err(Error::config("webchat: the node name is empty"));
         }
         let intervals = [
+            self.history_write_timeout,
             self.presence_flush_interval,
             self.node_heartbeat_interval,
             self.dead_node_sweep_interval,
@@ -157,8 +189,15 @@ impl PgClusterBuilder {
                 "webchat: cluster intervals must be above zero and the dead-node time-out longer than the heartbeat",
             ));
         }
+        let (history_tx, history_rx) = tokio::sync::mpsc::channel(history::QUEUE_CAPACITY);
         Ok(PgCluster {
             inner: Arc::new(Inner {
+                history_tx,
+                history_rx: tokio::sync::Mutex::new(Some(history_rx)),
+                epoch: tokio::sync::OnceCell::new(),
+                history_errors: AtomicU64::new(0),
+                history_batches: AtomicU64::new(0),
+                written: std::sync::Mutex::default(),
                 pool: self.pool.clone(),
                 database_url: self.database_url.clone(),
                 channel: format!("{}_webchat", self.pool.schema()),
@@ -182,10 +221,11 @@ impl PgCluster {
             node_heartbeat_interval: Duration::from_secs(5),
             dead_node_after: Duration::from_secs(30),
             dead_node_sweep_interval: Duration::from_secs(10),
+            history_write_timeout: Duration::from_secs(5),
         }
     }
 
-    /// Creates the presence, node and fan-out tables in the pool's schema. Idempotent, and safe
+    /// Creates the presence, node, fan-out and history tables in the pool's schema. Idempotent, and safe
     /// from many processes at once.
     ///
     /// # Errors

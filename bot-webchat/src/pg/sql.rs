@@ -26,6 +26,31 @@ pub(super) fn migrate(schema: &str) -> String {
              payload    text NOT NULL,
              created_at timestamptz NOT NULL DEFAULT now()
          );
+         CREATE TABLE IF NOT EXISTS {schema}.webchat_meta (
+             key   text PRIMARY KEY,
+             value text NOT NULL
+         );
+         INSERT INTO {schema}.webchat_meta (key, value)
+         VALUES ('epoch', 'pg-' || left(md5(random()::text || clock_timestamp()::text), 16))
+         ON CONFLICT (key) DO NOTHING;
+         CREATE TABLE IF NOT EXISTS {schema}.webchat_seqs (
+             user_id text PRIMARY KEY,
+             seq     bigint NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS {schema}.webchat_history (
+             user_id      text NOT NULL,
+             seq          bigint NOT NULL,
+             message      text NOT NULL,
+             msg_id       text NOT NULL,
+             at_ms        bigint NOT NULL,
+             origin_event text,
+             origin_index int,
+             origin_part  int,
+             created_at   timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (user_id, seq)
+         );
+         CREATE INDEX IF NOT EXISTS webchat_history_created
+             ON {schema}.webchat_history (created_at);
          COMMIT;"
     )
 }
@@ -118,3 +143,120 @@ pub(super) const PRUNE_ENVELOPES: &str =
 
 /// Sends a notification.
 pub(super) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
+/// Sends a notification for each payload, in order.
+pub(super) const NOTIFY_ALL: &str =
+    "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n";
+
+/// The numbering's epoch, made once per schema by the migration.
+pub(super) const EPOCH: &str = "SELECT value FROM webchat_meta WHERE key = 'epoch'";
+
+/// Stores a batch of sends in one statement. Each row of the arrays is one message, in send
+/// order: `$1` user, `$2` message JSON, `$3` message id, `$4` time (Unix ms), `$5` origin event,
+/// `$6` origin send index, `$7` index in the send. The users' messages past their newest `$8`
+/// are dropped in the same statement, through the primary key (the byte bound is the sweep's,
+/// [`TRIM_BYTES`], and every read applies all the bounds). A send whose origin is stored already is not
+/// stored again: its stored rows are returned instead (with id, time and message). The others
+/// get the next numbers of their user: the `webchat_seqs` row stays locked until the statement
+/// commits, so another node's batch for the same user waits, and numbers commit in order.
+/// Returns `ord` (the row's place in the arrays, from 1) and `seq`.
+pub(super) const STORE_SENDS: &str = "
+    WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[],
+                             $6::int4[], $7::int4[])
+            WITH ORDINALITY AS t(user_id, message, msg_id, at_ms, origin_event, origin_index,
+                                 origin_part, ord)
+    ), known AS (
+        SELECT i.ord, h.seq, h.msg_id, h.at_ms, h.message
+        FROM input i CROSS JOIN LATERAL (
+            SELECT seq, msg_id, at_ms, message FROM webchat_history h
+            WHERE h.user_id = i.user_id AND h.origin_event = i.origin_event
+              AND h.origin_index = i.origin_index AND h.origin_part = i.origin_part
+        ) h
+        WHERE i.origin_event IS NOT NULL
+    ), fresh AS (
+        SELECT i.* FROM input i
+        WHERE i.origin_event IS NULL OR NOT EXISTS (
+            SELECT 1 FROM webchat_history h
+            WHERE h.user_id = i.user_id AND h.origin_event = i.origin_event
+              AND h.origin_index = i.origin_index)
+    ), counts AS (
+        SELECT user_id, count(*) AS n FROM fresh GROUP BY user_id
+    ), bumped AS (
+        INSERT INTO webchat_seqs AS s (user_id, seq)
+        SELECT user_id, n FROM counts ORDER BY user_id
+        ON CONFLICT (user_id) DO UPDATE SET seq = s.seq + EXCLUDED.seq
+        RETURNING s.user_id, s.seq
+    ), trimmed AS (
+        DELETE FROM webchat_history h
+        USING bumped b
+        WHERE h.user_id = b.user_id AND h.seq <= b.seq - $8
+        RETURNING 1
+    ), numbered AS (
+        SELECT f.*, b.seq - c.n + row_number() OVER (PARTITION BY f.user_id ORDER BY f.ord) AS seq
+        FROM fresh f
+        JOIN counts c ON c.user_id = f.user_id
+        JOIN bumped b ON b.user_id = f.user_id
+    ), stored AS (
+        INSERT INTO webchat_history (user_id, seq, message, msg_id, at_ms, origin_event,
+                                     origin_index, origin_part)
+        SELECT user_id, seq, message, msg_id, at_ms, origin_event, origin_index, origin_part
+        FROM numbered
+        RETURNING 1
+    )
+    SELECT ord, seq, NULL::text AS msg_id, NULL::int8 AS at_ms, NULL::text AS message
+    FROM numbered
+    UNION ALL
+    SELECT ord, seq, msg_id, at_ms, message FROM known";
+
+/// What a join resumes from: the user's latest number (`$1` user), and the kept messages after
+/// `$2`, the newest at most `$3` of them and `$4` bytes, younger than `$5` seconds, in order
+/// (one row with null columns when there are none).
+pub(super) const RESUME: &str = "
+    SELECT coalesce((SELECT seq FROM webchat_seqs WHERE user_id = $1), 0), k.seq, k.message,
+           k.msg_id, k.at_ms
+    FROM (SELECT 1) AS one
+    LEFT JOIN (
+        SELECT seq, message, msg_id, at_ms FROM (
+            SELECT seq, message, msg_id, at_ms,
+                   row_number() OVER (ORDER BY seq DESC) AS rn,
+                   sum(octet_length(message)) OVER (ORDER BY seq DESC) AS bytes
+            FROM webchat_history
+            WHERE user_id = $1 AND seq > $2
+              AND created_at > now() - make_interval(secs => $5::float8)
+        ) newest
+        WHERE rn <= $3 AND bytes <= $4
+    ) k ON true
+    ORDER BY k.seq";
+
+/// The kept messages of `$1` numbered above `$2` and below `$3` (a hole a node waits on).
+pub(super) const BETWEEN: &str = "
+    SELECT seq, message, msg_id, at_ms FROM webchat_history
+    WHERE user_id = $1 AND seq > $2 AND seq < $3
+    ORDER BY seq";
+
+/// Drops kept messages older than `$1` seconds.
+pub(super) const TRIM_OLD: &str =
+    "DELETE FROM webchat_history WHERE created_at < now() - make_interval(secs => $1::float8)";
+
+/// The kept messages of users `$1` numbered above their `$2` (what a node's sockets missed while
+/// its fan-out was down), by user, in order.
+pub(super) const AFTER_EACH: &str = "
+    SELECT h.user_id, h.seq, h.message, h.msg_id, h.at_ms
+    FROM unnest($1::text[], $2::int8[]) AS w(user_id, seq)
+    JOIN webchat_history h ON h.user_id = w.user_id AND h.seq > w.seq
+    ORDER BY h.user_id, h.seq";
+
+/// Drops the kept messages of users `$1` past their newest `$2` bytes.
+pub(super) const TRIM_BYTES: &str = "
+    DELETE FROM webchat_history h
+    USING (
+        SELECT w.user_id, k.seq
+        FROM unnest($1::text[]) AS w(user_id) CROSS JOIN LATERAL (
+            SELECT seq, sum(octet_length(message)) OVER (ORDER BY seq DESC) AS bytes
+            FROM webchat_history
+            WHERE user_id = w.user_id
+        ) k
+        WHERE k.bytes > $2
+    ) old
+    WHERE h.user_id = old.user_id AND h.seq = old.seq";

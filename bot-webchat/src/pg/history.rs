@@ -1,0 +1,559 @@
+//! The history in PostgreSQL: each user's bot messages numbered cluster-wide and kept in
+//! `webchat_history`, so that a browser resumes exactly on any node.
+//!
+//! Sends are written in batches: one writer per node takes every send waiting in its queue
+//! (up to [`MAX_BATCH`]) and stores them in one statement (up to [`MAX_IN_FLIGHT`] at once), which numbers each user's messages
+//! from the user's `webchat_seqs` row. That row stays locked until the statement commits, so
+//! numbers commit in order for each user even when two nodes send to one user at once. The
+//! writer then delivers the batch to this node's sockets, answers the senders, and publishes it
+//! to the other nodes in one round trip. A node that sees a number before the ones preceding it
+//! holds it for [`REORDER_WAIT`], then reads the missing ones from the table (they committed
+//! first). The statement keeps each user's rows within the count bound; the same loop drops the
+//! rows older than the resume window, and those past the byte bound of the users it wrote to.
+//! Every read applies all three bounds, so a resume is exact whenever the trim ran.
+//!
+//! A retried handler send is recognised by its origin in the stored rows. Two attempts of one
+//! handler event that store at the very same moment on two nodes could both be stored: retries
+//! come after the attempt before has ended, so they do not.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bot_core::EventId;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_postgres::error::SqlState;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::{PgCluster, db, sql};
+use crate::config::WebChatConfig;
+use crate::error::{Error, ErrorKind};
+use crate::fanout::{Envelope, Fanout};
+use crate::hub::{Delivery, Hub, Stored, message_frame};
+
+/// The most sends stored in one statement.
+pub(super) const MAX_BATCH: usize = 512;
+/// The most statements of one node's writer running at once. Two batches of one user wait for
+/// each other on the user's row; the sockets still get the numbers in order (see the hub).
+pub(super) const MAX_IN_FLIGHT: usize = 4;
+/// How many sends may wait for the writer; a sender past it waits for room.
+pub(super) const QUEUE_CAPACITY: usize = 8192;
+/// How long a message that came before the ones preceding it waits for them to come through
+/// the fan-out before they are read from the table.
+pub(super) const REORDER_WAIT: Duration = Duration::from_millis(100);
+
+/// One send waiting for the writer.
+#[derive(Debug)]
+pub(crate) struct StoreRequest {
+    user: String,
+    messages: Vec<Box<RawValue>>,
+    origin: Option<(EventId, u32)>,
+    at: u64,
+    reply: oneshot::Sender<Result<Delivery, Error>>,
+}
+
+/// A message of a send stored before (a retried handler's): its id, time and JSON.
+type StoredBefore = (String, u64, String);
+
+/// One stored message: its number, id, time and JSON.
+struct Numbered {
+    seq: u64,
+    id: String,
+    at: u64,
+    message: Box<RawValue>,
+}
+
+impl PgCluster {
+    /// Stores `messages` for `user` (numbered cluster-wide) and delivers them to the user's
+    /// sockets on this node, waiting at most the write time-out; the writer publishes them to
+    /// the other nodes after answering. A send of `origin` stored before is delivered again with its numbers, which
+    /// every socket skips if it has them.
+    ///
+    /// Once the writer has stopped (the bot shuts down while handlers finish), each send is
+    /// stored on its own: what the handlers still send is kept for the browsers, which resume
+    /// on another node.
+    pub(crate) async fn send(
+        &self,
+        user: &str,
+        messages: Vec<Box<RawValue>>,
+        origin: Option<(EventId, u32)>,
+        hub: &Hub,
+        fanout: Option<&dyn Fanout>,
+    ) -> Result<Delivery, Error> {
+        let (reply, answer) = oneshot::channel();
+        let request = StoreRequest {
+            user: user.to_owned(),
+            messages,
+            origin,
+            at: crate::token::unix_now_ms(),
+            reply,
+        };
+        let timeout = self.inner.config.history_write_timeout;
+        let outcome = tokio::time::timeout(timeout, async {
+            if let Err(refused) = self.inner.history_tx.send(request).await {
+                self.store_batch(vec![refused.0], hub, fanout).await;
+            }
+            answer.await.map_err(|_| {
+                Error::new(ErrorKind::Database, "webchat: the history writer stopped")
+            })?
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Database,
+                format!("webchat: storing a send took longer than {timeout:?}"),
+            ))
+        });
+        if outcome.is_err() {
+            self.inner.history_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// The numbering's epoch (the welcome's `epoch`): the same on every node of the schema,
+    /// made by [`PgCluster::migrate`] and read once.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Database`] when PostgreSQL cannot be reached or was not migrated.
+    pub async fn epoch(&self) -> Result<&str, Error> {
+        self.inner
+            .epoch
+            .get_or_try_init(|| async {
+                let conn = self.conn().await?;
+                let row = conn
+                    .query_opt(sql::EPOCH, &[])
+                    .await
+                    .map_err(|e| db("reading the history's epoch", e))?;
+                row.map(|row| row.get::<_, String>(0)).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Database,
+                        "webchat: no history epoch; run PgCluster::migrate first",
+                    )
+                })
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// What `user` has in the table after `last_seq` (0 when not resuming), within `config`'s
+    /// history bounds.
+    pub(crate) async fn stored(
+        &self,
+        user: &str,
+        last_seq: Option<u64>,
+        config: &WebChatConfig,
+    ) -> Result<Stored, Error> {
+        let after = i64::try_from(last_seq.unwrap_or(0)).unwrap_or(i64::MAX);
+        let max_messages = i64::try_from(config.history_messages).unwrap_or(i64::MAX);
+        let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
+        let window = config.resume_window.as_secs_f64();
+        let conn = self.conn().await?;
+        let statement = (conn.prepare_cached(sql::RESUME).await)
+            .map_err(|e| db("preparing to read a user's history", e))?;
+        let rows = conn
+            .query(
+                &statement,
+                &[&user, &after, &max_messages, &max_bytes, &window],
+            )
+            .await
+            .map_err(|e| db("reading a user's history", e))?;
+        let latest = rows.first().map_or(0, |row| row.get::<_, i64>(0)) as u64;
+        let frames: Vec<(u64, Utf8Bytes)> = (rows.iter())
+            .filter_map(|row| {
+                let seq: Option<i64> = row.get(1);
+                let seq = seq? as u64;
+                let message: String = row.get(2);
+                let id: String = row.get(3);
+                let at: i64 = row.get(4);
+                Some((seq, message_frame(seq, &id, at as u64, &message)))
+            })
+            .collect();
+        let gap = last_seq.is_some_and(|last| {
+            let oldest = frames.first().map_or(latest + 1, |(seq, _)| *seq);
+            last < latest && oldest > last + 1
+        });
+        Ok(Stored {
+            latest,
+            rows: frames,
+            gap,
+        })
+    }
+
+    /// History errors counted since start (sends not stored in time, batches not published,
+    /// joins that could not read the history).
+    pub(crate) fn history_errors(&self) -> u64 {
+        self.inner.history_errors.load(Ordering::Relaxed)
+    }
+
+    /// Statements that stored sends, since start.
+    pub(crate) fn history_batches(&self) -> u64 {
+        self.inner.history_batches.load(Ordering::Relaxed)
+    }
+
+    /// Records the history's counters in `telemetry`: `bot.webchat.history.errors` and
+    /// `bot.webchat.history.batches`.
+    pub(crate) fn register_metrics(&self, telemetry: &bot_core::Telemetry) {
+        let meter = telemetry.meter();
+        let (errors, batches) = (Arc::downgrade(&self.inner), Arc::downgrade(&self.inner));
+        let _errors = meter
+            .u64_observable_counter("bot.webchat.history.errors")
+            .with_description(
+                "Web chat sends not stored in time, batches not published, joins that could not read the history",
+            )
+            .with_callback(move |o| {
+                if let Some(inner) = errors.upgrade() {
+                    o.observe(inner.history_errors.load(Ordering::Relaxed), &[]);
+                }
+            })
+            .build();
+        let _batches = meter
+            .u64_observable_counter("bot.webchat.history.batches")
+            .with_description("Statements that stored web chat sends in PostgreSQL")
+            .with_callback(move |o| {
+                if let Some(inner) = batches.upgrade() {
+                    o.observe(inner.history_batches.load(Ordering::Relaxed), &[]);
+                }
+            })
+            .build();
+    }
+
+    /// Counts one history error.
+    pub(crate) fn count_history_error(&self) {
+        self.inner.history_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The writer: stores the waiting sends in batches and delivers them, reads what this
+    /// node's sockets wait for, and trims the table, until `shutdown`.
+    pub(crate) async fn run_history(
+        &self,
+        hub: Arc<Hub>,
+        fanout: Option<Arc<dyn Fanout>>,
+        shutdown: CancellationToken,
+    ) {
+        let Some(mut queue) = self.inner.history_rx.lock().await.take() else {
+            tracing::error!("webchat: this cluster's history writer runs already");
+            return;
+        };
+        let mut tick = tokio::time::interval(REORDER_WAIT);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let trim_every = self.inner.config.dead_node_sweep_interval;
+        let mut next_trim = Instant::now();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut was_listening = false;
+        // Batches whose statements run at once, each on a connection of its own.
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                taken = queue.recv_many(&mut batch, MAX_BATCH), if in_flight.len() < MAX_IN_FLIGHT => {
+                    if taken == 0 {
+                        break;
+                    }
+                    let sends = std::mem::take(&mut batch);
+                    in_flight.push(self.store_batch(sends, &hub, fanout.as_deref()));
+                }
+                _ = tick.tick() => {
+                    let listening = fanout.as_ref().is_none_or(|f| f.is_listening());
+                    if listening && !was_listening {
+                        // Up again (or for the first time): what was sent meanwhile.
+                        if let Err(e) = self.catch_up(&hub).await {
+                            tracing::warn!(error = %e, "webchat: reading what sockets missed failed");
+                            self.count_history_error();
+                        }
+                    }
+                    was_listening = listening;
+                    self.fill_holes(&hub).await;
+                    if Instant::now() >= next_trim {
+                        next_trim = Instant::now() + trim_every;
+                        if let Err(e) = self.trim(&hub.config).await {
+                            tracing::warn!(error = %e, "webchat: trimming the history failed");
+                        }
+                    }
+                }
+            }
+        }
+        while in_flight.next().await.is_some() {}
+        // What was queued still gets stored: the senders wait for it.
+        queue.close();
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let sends = std::mem::take(&mut batch);
+            self.store_batch(sends, &hub, fanout.as_deref()).await;
+        }
+    }
+
+    /// Stores `sends`, delivers them here, answers each sender, and publishes them.
+    async fn store_batch(&self, sends: Vec<StoreRequest>, hub: &Hub, fanout: Option<&dyn Fanout>) {
+        let mut outcome = self.store(&sends, &hub.config).await;
+        if let Err(e) = &outcome
+            && e.is_conflict()
+        {
+            // Two nodes' batches locked the same users in another order: once more.
+            outcome = self.store(&sends, &hub.config).await;
+        }
+        let numbered = match outcome {
+            Ok(numbered) => numbered,
+            Err(e) => {
+                // Each sender counts its failure.
+                tracing::warn!(error = %e, sends = sends.len(), "webchat: storing sends failed");
+                let message = e.to_string();
+                for send in sends {
+                    let _ = send
+                        .reply
+                        .send(Err(Error::new(ErrorKind::Database, message.clone())));
+                }
+                return;
+            }
+        };
+        self.written()
+            .extend(sends.iter().map(|send| send.user.clone()));
+        let mut envelopes = Vec::with_capacity(sends.len());
+        let mut deliveries = Vec::with_capacity(sends.len());
+        for (send, numbered) in sends.into_iter().zip(numbered) {
+            let frames = (numbered.iter())
+                .map(|m| (m.seq, message_frame(m.seq, &m.id, m.at, m.message.get())))
+                .collect();
+            let sockets = hub.deliver_numbered(&send.user, frames);
+            let seqs: Vec<u64> = numbered.iter().map(|m| m.seq).collect();
+            if let Some(fanout) = fanout {
+                envelopes.push(Envelope {
+                    node: fanout.node().to_owned(),
+                    user: send.user,
+                    typing: false,
+                    origin: (send.origin).map(|(id, index)| (id.as_str().to_owned(), index)),
+                    seqs: seqs.clone(),
+                    ids: numbered.iter().map(|m| m.id.clone()).collect(),
+                    at: numbered.first().map(|m| m.at),
+                    messages: numbered.into_iter().map(|m| m.message).collect(),
+                });
+            }
+            deliveries.push((send.reply, Delivery { seqs, sockets }));
+        }
+        // Stored and delivered here: the senders have what they wait for. The other nodes'
+        // sockets follow: a lost publish is read from the table by a node that sees the hole
+        // it leaves or listens again, and by every browser on resume.
+        for (reply, delivery) in deliveries {
+            let _ = reply.send(Ok(delivery));
+        }
+        if let Some(fanout) = fanout
+            && !envelopes.is_empty()
+            && let Err(e) = fanout.publish_batch(&envelopes).await
+        {
+            tracing::warn!(error = %e, sends = envelopes.len(), "webchat: publishing stored sends failed");
+            self.count_history_error();
+        }
+    }
+
+    /// One statement for every send of the batch; each send's messages as numbered.
+    async fn store(
+        &self,
+        sends: &[StoreRequest],
+        config: &WebChatConfig,
+    ) -> Result<Vec<Vec<Numbered>>, Error> {
+        let max_messages = i64::try_from(config.history_messages).unwrap_or(i64::MAX);
+        let rows: usize = sends.iter().map(|s| s.messages.len()).sum();
+        let mut users = Vec::with_capacity(rows);
+        let mut messages = Vec::with_capacity(rows);
+        let mut ids = Vec::with_capacity(rows);
+        let mut ats = Vec::with_capacity(rows);
+        let mut events: Vec<Option<&str>> = Vec::with_capacity(rows);
+        let mut indexes: Vec<Option<i32>> = Vec::with_capacity(rows);
+        let mut parts: Vec<Option<i32>> = Vec::with_capacity(rows);
+        for send in sends {
+            for (part, message) in send.messages.iter().enumerate() {
+                users.push(send.user.as_str());
+                messages.push(message.get());
+                ids.push(uuid::Uuid::new_v4().simple().to_string());
+                ats.push(send.at as i64);
+                events.push(send.origin.as_ref().map(|(id, _)| id.as_str()));
+                indexes.push(send.origin.as_ref().map(|(_, i)| *i as i32));
+                parts.push(send.origin.as_ref().map(|_| part as i32));
+            }
+        }
+        let conn = self.conn().await?;
+        // Prepared once per connection: planning the statement costs more than running it.
+        let statement = (conn.prepare_cached(sql::STORE_SENDS).await)
+            .map_err(|e| db("preparing to store sends", e))?;
+        self.inner.history_batches.fetch_add(1, Ordering::Relaxed);
+        let answer = conn
+            .query(
+                &statement,
+                &[
+                    &users,
+                    &messages,
+                    &ids,
+                    &ats,
+                    &events,
+                    &indexes,
+                    &parts,
+                    &max_messages,
+                ],
+            )
+            .await
+            .map_err(|e| db("storing sends", e))?;
+        // By the row's place in the arrays (from 1): its number, and what was stored before.
+        let mut by_row: Vec<Option<(u64, Option<StoredBefore>)>> = vec![None; rows];
+        for row in &answer {
+            let ord: i64 = row.get(0);
+            let seq: i64 = row.get(1);
+            let before = row
+                .get::<_, Option<String>>(2)
+                .map(|id| (id, row.get::<_, i64>(3) as u64, row.get::<_, String>(4)));
+            if let Some(slot) = by_row.get_mut((ord - 1) as usize) {
+                *slot = Some((seq as u64, before));
+            }
+        }
+        let mut row = 0;
+        let mut out = Vec::with_capacity(sends.len());
+        for send in sends {
+            let mut numbered = Vec::with_capacity(send.messages.len());
+            for message in &send.messages {
+                let (seq, before) = by_row[row].take().ok_or_else(|| {
+                    Error::new(ErrorKind::Database, "webchat: a stored send has no number")
+                })?;
+                numbered.push(match before {
+                    Some((id, at, message)) => Numbered {
+                        seq,
+                        id,
+                        at,
+                        message: RawValue::from_string(message).map_err(|e| {
+                            Error::new(ErrorKind::Database, "webchat: a stored message is not JSON")
+                                .with_source(e)
+                        })?,
+                    },
+                    None => Numbered {
+                        seq,
+                        id: std::mem::take(&mut ids[row]),
+                        at: send.at,
+                        message: message.clone(),
+                    },
+                });
+                row += 1;
+            }
+            out.push(numbered);
+        }
+        Ok(out)
+    }
+
+    /// Reads from the table the messages this node's sockets wait on (another node's
+    /// notification was lost or is slow).
+    async fn fill_holes(&self, hub: &Hub) {
+        for (user, delivered, first_waiting) in hub.stalled(REORDER_WAIT) {
+            match self.between(&user, delivered, first_waiting).await {
+                Ok(frames) => {
+                    hub.deliver_numbered_through(&user, frames, Some(first_waiting - 1));
+                }
+                Err(e) => tracing::warn!(error = %e, "webchat: reading missed messages failed"),
+            }
+        }
+    }
+
+    /// Delivers to this node's sockets what is stored after what they have (the fan-out was
+    /// down, so other nodes' sends did not come), a thousand users per query.
+    async fn catch_up(&self, hub: &Hub) -> Result<(), Error> {
+        let watermarks = hub.watermarks();
+        if watermarks.is_empty() {
+            return Ok(());
+        }
+        let conn = self.conn().await?;
+        for chunk in watermarks.chunks(1000) {
+            let users: Vec<&str> = chunk.iter().map(|(u, _)| u.as_str()).collect();
+            let seqs: Vec<i64> = chunk.iter().map(|(_, s)| *s as i64).collect();
+            let rows = conn
+                .query(sql::AFTER_EACH, &[&users, &seqs])
+                .await
+                .map_err(|e| db("reading what sockets missed", e))?;
+            let mut current: Option<(String, Vec<(u64, Utf8Bytes)>)> = None;
+            for row in &rows {
+                let user: String = row.get(0);
+                let seq = row.get::<_, i64>(1) as u64;
+                let message: String = row.get(2);
+                let id: String = row.get(3);
+                let at = row.get::<_, i64>(4) as u64;
+                let frame = (seq, message_frame(seq, &id, at, &message));
+                match &mut current {
+                    Some((u, frames)) if *u == user => frames.push(frame),
+                    _ => {
+                        if let Some((u, frames)) = current.replace((user, vec![frame])) {
+                            hub.deliver_numbered(&u, frames);
+                        }
+                    }
+                }
+            }
+            if let Some((u, frames)) = current {
+                hub.deliver_numbered(&u, frames);
+            }
+        }
+        Ok(())
+    }
+
+    async fn between(
+        &self,
+        user: &str,
+        after: u64,
+        before: u64,
+    ) -> Result<Vec<(u64, Utf8Bytes)>, Error> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(sql::BETWEEN, &[&user, &(after as i64), &(before as i64)])
+            .await
+            .map_err(|e| db("reading missed messages", e))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let seq = row.get::<_, i64>(0) as u64;
+                let message: String = row.get(1);
+                let id: String = row.get(2);
+                let at = row.get::<_, i64>(3) as u64;
+                (seq, message_frame(seq, &id, at, &message))
+            })
+            .collect())
+    }
+
+    /// Drops what is older than `config`'s resume window, and the messages past the byte bound
+    /// of the users this node wrote to since the last trim (the count bound is kept as sends are
+    /// stored).
+    pub(crate) async fn trim(&self, config: &WebChatConfig) -> Result<u64, Error> {
+        let conn = self.conn().await?;
+        let window = config.resume_window.as_secs_f64();
+        let mut trimmed = conn
+            .execute(sql::TRIM_OLD, &[&window])
+            .await
+            .map_err(|e| db("trimming old history", e))?;
+        let written: Vec<String> = std::mem::take(&mut *self.written()).into_iter().collect();
+        let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
+        for (i, chunk) in written.chunks(1000).enumerate() {
+            match conn.execute(sql::TRIM_BYTES, &[&chunk, &max_bytes]).await {
+                Ok(n) => trimmed += n,
+                Err(e) => {
+                    // Tried again at the next trim.
+                    self.written().extend(written[i * 1000..].iter().cloned());
+                    return Err(db("trimming the history to its byte bound", e));
+                }
+            }
+        }
+        Ok(trimmed)
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        (self.inner.written.lock()).unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Error {
+    /// Whether PostgreSQL refused a statement that may succeed at once if run again.
+    fn is_conflict(&self) -> bool {
+        let code = std::error::Error::source(self)
+            .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+            .and_then(tokio_postgres::Error::code);
+        code.is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED)
+    }
+}
