@@ -575,3 +575,39 @@ async fn imported_events_run_in_order_per_conversation_and_skip_dedup() {
     assert_eq!(report.accepted, 1);
     queue.shutdown().await;
 }
+
+/// Each event leaves a dead row in `botrt_leases`; autovacuum comes by once a minute at most,
+/// long enough for a busy queue to bloat the table every claim reads. The queue vacuums it
+/// itself after every 10,000 acknowledgements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_vacuums_its_leases_as_it_acknowledges() {
+    let pool = fresh_pool("leases_vacuum").await;
+    let queue = queue_builder(&pool).build().unwrap();
+    let vacuums = || async {
+        let conn = pool.get().await.unwrap();
+        let row = conn
+            .query_one(
+                "SELECT vacuum_count FROM pg_stat_user_tables
+                 WHERE schemaname = $1 AND relname = 'botrt_leases'",
+                &[&pool.schema()],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+    assert_eq!(vacuums().await, 0);
+    for batch in 0..10 {
+        let events = (0..1000)
+            .map(|i| text_event(&format!("c{i}"), &format!("e{batch}-{i}")))
+            .collect();
+        queue.push_batch(events).await.unwrap();
+        let got = pull_n(&queue, 1000).await;
+        let leases: Vec<Lease> = got.iter().map(|d| d.lease).collect();
+        queue.ack(&leases).await.unwrap();
+    }
+    eventually("a vacuum of the leases", DEADLINE, || async {
+        (vacuums().await > 0).then_some(())
+    })
+    .await;
+    queue.shutdown().await;
+}

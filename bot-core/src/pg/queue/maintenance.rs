@@ -11,13 +11,30 @@ use super::capacity::SizeBase;
 use super::counters::QueueStats;
 use super::inner::Inner;
 use super::sql::{
-    EXTEND, I8S, LANE_IDLE, PRUNE_BATCH, PRUNE_DEAD, PRUNE_DEDUP, PRUNE_LANES, PRUNE_ROUNDS,
-    RESCUE, STATS, STATS_INTERVAL, interval_millis, split,
+    EXTEND, I8S, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, PRUNE_DEAD, PRUNE_DEDUP, PRUNE_LANES,
+    PRUNE_ROUNDS, RESCUE, STATS, STATS_INTERVAL, VACUUM_LEASES, interval_millis, split,
 };
 use crate::error::{Error, ErrorKind};
 use crate::queue::Lease;
 
 impl Inner {
+    /// Vacuums `botrt_leases`. Every event leaves a dead row there, and autovacuum visits a
+    /// table at most once per `autovacuum_naptime` (a minute by default): long enough for a busy
+    /// queue to leave a million dead rows, which every claim's hash of the leases and every
+    /// lease insert then walk. The live rows are only the leases held now, so the vacuum is
+    /// short. `SKIP_LOCKED`: when another process is vacuuming it, that one is enough.
+    pub(super) async fn vacuum_leases(&self) -> Result<(), Error> {
+        let what = "vacuuming the leases";
+        let run = async {
+            let (conn, _) = self.pool.get_measured(ErrorKind::Queue, what).await?;
+            // VACUUM cannot run in a transaction: the simple protocol, not a prepared statement.
+            conn.batch_execute(VACUUM_LEASES)
+                .await
+                .map_err(|e| crate::pg::error::db(ErrorKind::Queue, what, e))
+        };
+        self.bounded(what, run).await
+    }
+
     pub(super) async fn rescue(&self) -> Result<u64, Error> {
         let max_attempts = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
         let rows = self
@@ -172,6 +189,7 @@ impl Inner {
         let mut last_prune = Instant::now();
         let mut last_extend = Instant::now();
         let mut last_stats: Option<Instant> = None;
+        let mut acked_at_vacuum = self.counters.acked.load(AtomicOrdering::Relaxed);
         // Count at once: until the first count, the capacity check knows only this process's
         // pushes.
         tokio::select! {
@@ -214,6 +232,15 @@ impl Inner {
                     {
                         tracing::warn!(error = %e, "postgres: extending buffered leases failed");
                     }
+                }
+            }
+            let acked = self.counters.acked.load(AtomicOrdering::Relaxed);
+            if acked.saturating_sub(acked_at_vacuum) >= LEASES_VACUUM_EVERY {
+                acked_at_vacuum = acked;
+                if let Err(e) = self.vacuum_leases().await {
+                    // Autovacuum still comes by (a role that does not own the table may not
+                    // vacuum it): slower claims at depth, nothing wrong.
+                    tracing::debug!(error = %e, "postgres: vacuuming the leases failed");
                 }
             }
             if last_prune.elapsed() >= self.prune_interval {

@@ -243,6 +243,13 @@ FROM botrt_events e LEFT JOIN botrt_leases l ON l.id = e.id";
 /// How often the rescuer refreshes the figures behind [`Queue::depth`](crate::Queue::depth), the
 /// capacity check and the gauges; every `rescue_interval` instead while pushes find the queue full.
 pub(super) const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Vacuums the leases' table (see `Inner::vacuum_leases`).
+pub(super) const VACUUM_LEASES: &str = "VACUUM (SKIP_LOCKED) botrt_leases";
+
+/// This process vacuums the leases' table after this many acknowledgements (checked every
+/// `rescue_interval`): about a hundred pages of dead rows at most between two vacuums.
+pub(super) const LEASES_VACUUM_EVERY: u64 = 10_000;
 /// Durations in SQL intervals are capped at this (about 100 years), so that none overflows.
 pub(super) const MAX_INTERVAL_MILLIS: i64 = 3_153_600_000_000;
 
