@@ -33,7 +33,7 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use adapter::{Adapter, Attach, Ingress};
+pub use adapter::{Adapter, Attach, Ingress, body_for_events};
 pub use bot::{Bot, BotBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT};
 pub use context::Context;
 pub use error::{BoxError, Error, ErrorChain, ErrorKind};

@@ -408,6 +408,13 @@ impl Inner {
             return;
         };
         lane.leased = false;
+        if lane.pending.capacity() == 0 {
+            // Its buffer went when the event was leased: room for this one, as a new lane has.
+            lane.pending = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| VecDeque::with_capacity(1));
+        }
         lane.pending.push_front(entry);
         match delay {
             None => self.mark_ready(leased.lane),
