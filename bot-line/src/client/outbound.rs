@@ -84,7 +84,16 @@ impl LineClient {
                 messages.len()
             )));
         }
-        let (first, rest) = messages.split_at(split);
+        let reply = super::message::reply_call(token.expose(), &messages[..split])?;
+        // From here the messages serve only what may be pushed: the rest, or, with push_fallback,
+        // all of them instead of the reply. Not held for the seconds of the call otherwise.
+        let (messages, rest_from) = if fallback {
+            (messages, split)
+        } else {
+            let mut messages = messages;
+            (messages.split_off(split), 0)
+        };
+        let rest = &messages[rest_from..];
         let send = target
             .origin
             .as_ref()
@@ -118,9 +127,7 @@ impl LineClient {
                 .push_all(target, rest, AFTER_REPLY_PART, deadline)
                 .await;
         }
-        let replied = dispatch
-            .scope(self.reply_until(token.expose(), first, Some(deadline)))
-            .await;
+        let replied = dispatch.scope(self.reply_with(reply, Some(deadline))).await;
         match replied {
             Ok(_) => {
                 // Made before the mark ends: an attempt waiting on the mark then sees it.
