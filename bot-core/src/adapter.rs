@@ -99,6 +99,26 @@ impl fmt::Debug for Clients {
     }
 }
 
+/// A webhook's body in an allocation of its own size, for the events parsed from it to keep
+/// slices of.
+///
+/// A body the HTTP server hands over is a slice of the connection's read buffer, 8 KiB or more
+/// whatever the body's size; an event that keeps a slice of it (its raw payload, a long id)
+/// keeps that whole buffer for as long as the event waits or runs. One copy of the body per
+/// request, made once its signature is checked, lets the buffer go back to the connection.
+///
+/// # Examples
+///
+/// ```
+/// let read_buffer = bytes::Bytes::from(vec![0u8; 16 * 1024]);
+/// let body = read_buffer.slice(100..2_100);
+/// let own = bot_core::body_for_events(&body);
+/// assert_eq!(own, body);
+/// ```
+pub fn body_for_events(body: &[u8]) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(body)
+}
+
 /// How adapters submit events: deduplication, overflow policy and counting happen behind it.
 ///
 /// Cloning is cheap.
@@ -355,4 +375,25 @@ pub fn rejection(error: &Error) -> Response {
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_for_events_holds_no_part_of_the_read_buffer() {
+        let read_buffer = bytes::Bytes::from(vec![7u8; 16 * 1024]);
+        let body = read_buffer.slice(100..2_100);
+        let own = body_for_events(&body);
+        assert_eq!(own, body);
+        let buffer = read_buffer.as_ptr_range();
+        assert!(
+            !buffer.contains(&own.as_ptr()),
+            "the body must be a copy, not a slice of the connection's buffer"
+        );
+        drop(read_buffer);
+        drop(body);
+        assert_eq!(own.len(), 2_000);
+    }
 }

@@ -281,6 +281,8 @@ async fn accept(
             "unknown_destination",
         );
     }
+    // The events keep slices of the body: of a copy its size, not of the connection's buffer.
+    let body = bot_core::body_for_events(&body);
     match parse_body(&body, state.config.deliver_standby) {
         Ok((mut events, standby)) => {
             if let Some(channel) = channel {

@@ -191,6 +191,8 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         tracing::debug!(%error, "messenger webhook refused");
         return ingress.refuse(&Platform::MESSENGER, StatusCode::UNAUTHORIZED, "signature");
     }
+    // The events keep slices of the body: of a copy its size, not of the connection's buffer.
+    let body = bot_core::body_for_events(&body);
     let batch = match parse_bytes(&body) {
         Ok(batch) => batch,
         Err(error) => return ingress.refuse_malformed(&Platform::MESSENGER, &error, body.len()),

@@ -13,6 +13,16 @@ use super::spec::{ACCEPTED_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
 use crate::error::Error;
 use crate::model::send::{MAX_MULTICAST_RECIPIENTS, Message, SendOutcome, SentMessages};
 
+/// The Reply API call of `messages` with `reply_token`, its body written: the messages are not
+/// needed while it is made.
+pub(super) fn reply_call(reply_token: &str, messages: &[Message]) -> Result<Call, Error> {
+    crate::render::check_count(messages)?;
+    Ok(Call::post(endpoint::REPLY, "/v2/bot/message/reply")
+        .json(&json!({"replyToken": reply_token, "messages": messages}))?
+        .idempotent(true)
+        .answer_optional(true))
+}
+
 /// Namespace of the retry keys derived from event ids (UUID v5).
 const RETRY_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6e65_2d72_6574_7279_2d6b_6579_0001);
 
@@ -59,20 +69,16 @@ impl LineClient {
         reply_token: &str,
         messages: &[Message],
     ) -> Result<SendOutcome, Error> {
-        self.reply_until(reply_token, messages, None).await
+        let call = reply_call(reply_token, messages)?;
+        self.reply_with(call, None).await
     }
 
-    pub(super) async fn reply_until(
+    /// Makes the reply `call` ([`reply_call`]) under `deadline`.
+    pub(super) async fn reply_with(
         &self,
-        reply_token: &str,
-        messages: &[Message],
+        call: Call,
         deadline: Option<Instant>,
     ) -> Result<SendOutcome, Error> {
-        crate::render::check_count(messages)?;
-        let call = Call::post(endpoint::REPLY, "/v2/bot/message/reply")
-            .json(&json!({"replyToken": reply_token, "messages": messages}))?
-            .idempotent(true)
-            .answer_optional(true);
         Ok(outcome(&self.call(call, deadline).await?))
     }
 

@@ -84,7 +84,6 @@ impl LineClient {
                 messages.len()
             )));
         }
-        let (first, rest) = messages.split_at(split);
         let send = target
             .origin
             .as_ref()
@@ -115,12 +114,22 @@ impl LineClient {
             // An earlier attempt of this handler made this reply already; only the rest may
             // be missing, and its pushes carry the same retry keys as then.
             return self
-                .push_all(target, rest, AFTER_REPLY_PART, deadline)
+                .push_all(target, &messages[split..], AFTER_REPLY_PART, deadline)
                 .await;
         }
-        let replied = dispatch
-            .scope(self.reply_until(token.expose(), first, Some(deadline)))
-            .await;
+        // Made here, not earlier: a call held across the wait for the mark would take its room
+        // in this future twice.
+        let reply = super::message::reply_call(token.expose(), &messages[..split])?;
+        // From here the messages serve only what may be pushed: the rest, or, with push_fallback,
+        // all of them instead of the reply. Not held for the seconds of the call otherwise.
+        let (messages, rest_from) = if fallback {
+            (messages, split)
+        } else {
+            let mut messages = messages;
+            (messages.split_off(split), 0)
+        };
+        let rest = &messages[rest_from..];
+        let replied = dispatch.scope(self.reply_with(reply, Some(deadline))).await;
         match replied {
             Ok(_) => {
                 // Made before the mark ends: an attempt waiting on the mark then sees it.

@@ -19,6 +19,10 @@ pub(super) const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Emptied lane buffers kept for reuse at most.
 pub(super) const MAX_SPARE_LANES: usize = 4096;
 
+/// The largest lane buffer kept for reuse, in events: most lanes hold one event at a time, and
+/// a larger buffer kept idle would cost its whole capacity (an [`Entry`] is about 440 bytes).
+pub(super) const SPARE_LANE_CAPACITY: usize = 4;
+
 /// The lane of a lease in unordered mode (there are no lanes then).
 pub(super) const NO_LANE: usize = usize::MAX;
 
@@ -153,7 +157,8 @@ impl Inner {
         let id = *self.lane_ids.entry(key).or_insert_with_key(|key| {
             lanes.insert(Lane {
                 key: key.clone(),
-                pending: spare.pop().unwrap_or_default(),
+                // Room for the one event most lanes ever hold; it grows when a second comes.
+                pending: spare.pop().unwrap_or_else(|| VecDeque::with_capacity(1)),
                 leased: false,
                 blocked: false,
                 queued: false,
@@ -229,9 +234,18 @@ impl Inner {
         {
             let lane = self.lanes.remove(id);
             self.lane_ids.remove(&lane.key);
-            if self.spare.len() < MAX_SPARE_LANES && lane.pending.capacity() <= 64 {
-                self.spare.push(lane.pending);
-            }
+            self.recycle(lane.pending);
+        }
+    }
+
+    /// Keeps an emptied lane buffer for the next new lane, if it is small and the spares are
+    /// not full; frees it otherwise.
+    fn recycle(&mut self, buffer: VecDeque<Entry>) {
+        debug_assert!(buffer.is_empty());
+        if self.spare.len() < MAX_SPARE_LANES
+            && (1..=SPARE_LANE_CAPACITY).contains(&buffer.capacity())
+        {
+            self.spare.push(buffer);
         }
     }
 
@@ -319,6 +333,15 @@ impl Inner {
                 continue;
             };
             lane.leased = true;
+            // A lane whose only event runs keeps no buffer for the seconds its handler may take:
+            // an empty buffer of four entries is 1.8 KB held per running event.
+            let emptied = lane
+                .pending
+                .is_empty()
+                .then(|| std::mem::take(&mut lane.pending));
+            if let Some(buffer) = emptied {
+                self.recycle(buffer);
+            }
             self.lease(entry, id, &mut out);
         }
         out
@@ -385,6 +408,13 @@ impl Inner {
             return;
         };
         lane.leased = false;
+        if lane.pending.capacity() == 0 {
+            // Its buffer went when the event was leased: room for this one, as a new lane has.
+            lane.pending = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| VecDeque::with_capacity(1));
+        }
         lane.pending.push_front(entry);
         match delay {
             None => self.mark_ready(leased.lane),

@@ -1,8 +1,9 @@
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::lanes::FULL_RETRY_AFTER;
+use super::lanes::{FULL_RETRY_AFTER, MAX_SPARE_LANES};
 use super::*;
 use crate::error::ErrorKind;
 use crate::event::Event;
@@ -369,4 +370,49 @@ async fn close_wakes_pullers_and_refuses_pushes() {
     assert!(puller.await.unwrap().is_empty());
     let e = q.push_batch(vec![ev("a", "1")]).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::QueueClosed);
+}
+
+/// The room of lane buffers, in entries: what the lanes hold, and what the spares hold.
+fn lane_buffer_entries(q: &MemoryQueue) -> (usize, usize) {
+    let inner = q.lock();
+    let lanes = inner.lanes.iter().map(|(_, l)| l.pending.capacity()).sum();
+    let spare = inner.spare.iter().map(VecDeque::capacity).sum();
+    (lanes, spare)
+}
+
+#[tokio::test]
+async fn a_running_event_keeps_no_lane_buffer() {
+    let conversations = MAX_SPARE_LANES + 100;
+    let q = MemoryQueue::new(&limits(
+        2 * conversations,
+        Overflow::Reject,
+        Ordering::PerConversation,
+    ));
+    let events = (0..conversations)
+        .map(|i| ev(&format!("c{i}"), &format!("e{i}")))
+        .collect();
+    q.push_batch(events).await.unwrap();
+    assert_eq!(
+        lane_buffer_entries(&q),
+        (conversations, 0),
+        "a lane waiting with one event has room for one"
+    );
+
+    let running = q.pull(conversations).await.unwrap();
+    assert_eq!(running.len(), conversations);
+    let (lanes, spare) = lane_buffer_entries(&q);
+    assert_eq!(lanes, 0, "lanes whose only event runs hold no buffer");
+    assert_eq!(spare, MAX_SPARE_LANES, "the spares are bounded");
+
+    // New conversations take the spares first, and a lane with a second event grows.
+    q.push_batch(vec![ev("new", "n1"), ev("new", "n2")])
+        .await
+        .unwrap();
+    let (lanes, spare) = lane_buffer_entries(&q);
+    assert!(lanes >= 2, "{lanes}");
+    assert_eq!(spare, MAX_SPARE_LANES - 1);
+    let leases: Vec<_> = running.iter().map(|d| d.lease).collect();
+    q.ack(&leases).await.unwrap();
+    assert_eq!(q.lanes(), 1, "idle lanes are evicted");
+    assert_eq!(q.depth(), 2);
 }
