@@ -238,8 +238,9 @@ impl Inner {
             if acked.saturating_sub(acked_at_vacuum) >= LEASES_VACUUM_EVERY {
                 acked_at_vacuum = acked;
                 if let Err(e) = self.vacuum_leases().await {
-                    // Autovacuum still comes by (a role that does not own the table may not
-                    // vacuum it): slower claims at depth, nothing wrong.
+                    // Autovacuum still comes by: slower claims at depth, nothing wrong. (A
+                    // role that does not own the table gets a warning, not an error, and no
+                    // vacuum.)
                     tracing::debug!(error = %e, "postgres: vacuuming the leases failed");
                 }
             }
