@@ -590,6 +590,49 @@ async fn a_retried_handler_send_is_stored_and_shown_once() {
     assert_eq!(row.get::<_, i64>(0), 3);
 }
 
+/// Two attempts of one handler's send in flight at once (the second queued while the first
+/// waited on a slow database) are stored once; a retry that says more stores only what is new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_at_once_and_a_longer_retry_store_each_part_once() {
+    use bot_core::Outbound as _;
+    use bot_core::outbound::Target;
+    let pool = fresh_pool("retried_at_once").await;
+    let a = cluster(&pool, "node-a").await;
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let (mut tab, _) = join_at(&local.ws_url, local.token("jun"), None).await;
+    let mut target = Target::conversation("jun");
+    target.origin = Some(bot_core::EventId::new("event-2"));
+    let client = local.webchat.client();
+    let (first, second) = tokio::join!(
+        client.send(&target, vec!["one".into(), "two".into()]),
+        client.send(&target, vec!["one".into(), "two".into()]),
+    );
+    first.unwrap();
+    second.unwrap();
+    client
+        .send(&target, vec!["one".into(), "two".into(), "three".into()])
+        .await
+        .unwrap();
+    let got = messages(&mut tab, 3).await;
+    assert_eq!(
+        got,
+        [
+            (1, "one".to_owned()),
+            (2, "two".to_owned()),
+            (3, "three".to_owned())
+        ]
+    );
+    let conn = pool.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT count(*) FROM webchat_history WHERE user_id = 'jun'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 3, "each part stored once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgresql_unreachable_a_send_fails_and_is_counted_and_the_node_lives() {
     // Nothing listens on port 1: every connection is refused at once.

@@ -12,9 +12,13 @@
 //! rows older than the resume window, and those past the byte bound of the users it wrote to.
 //! Every read applies all three bounds, so a resume is exact whenever the trim ran.
 //!
-//! A retried handler send is recognised by its origin in the stored rows. Two attempts of one
-//! handler event that store at the very same moment on two nodes could both be stored: retries
-//! come after the attempt before has ended, so they do not.
+//! A retried handler send is recognised by its origin, part by part: in the stored rows, and
+//! within one batch (an attempt queued while the one before waited is given the first one's
+//! numbers). A send whose sender gave up waiting (the time-out passed while PostgreSQL was slow)
+//! is not stored: the sender was answered with an error and its handler sends again. Two
+//! attempts of one handler event in two statements that run at the very same moment (two
+//! nodes, or two of this node's statements) could still both be stored; there is no unique
+//! index on the origin yet.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -291,7 +295,19 @@ impl PgCluster {
     }
 
     /// Stores `sends`, delivers them here, answers each sender, and publishes them.
-    async fn store_batch(&self, sends: Vec<StoreRequest>, hub: &Hub, fanout: Option<&dyn Fanout>) {
+    async fn store_batch(
+        &self,
+        mut sends: Vec<StoreRequest>,
+        hub: &Hub,
+        fanout: Option<&dyn Fanout>,
+    ) {
+        // A sender that gave up (its time-out passed while PostgreSQL was slow) was answered
+        // with an error, and its handler's retry sends again: storing it now would show it
+        // twice.
+        sends.retain(|send| !send.reply.is_closed());
+        if sends.is_empty() {
+            return;
+        }
         let mut outcome = self.store(&sends, &hub.config).await;
         if let Err(e) = &outcome
             && e.is_conflict()
@@ -367,8 +383,16 @@ impl PgCluster {
         let mut events: Vec<Option<&str>> = Vec::with_capacity(rows);
         let mut indexes: Vec<Option<i32>> = Vec::with_capacity(rows);
         let mut parts: Vec<Option<i32>> = Vec::with_capacity(rows);
+        // A part of one origin that comes twice in the batch: the row of its first coming.
+        let mut first_of = std::collections::HashMap::new();
+        let mut duplicate_of: Vec<Option<usize>> = Vec::with_capacity(rows);
         for send in sends {
             for (part, message) in send.messages.iter().enumerate() {
+                duplicate_of.push(send.origin.as_ref().and_then(|(id, index)| {
+                    let key = (send.user.as_str(), id.as_str(), *index, part);
+                    let first = *first_of.entry(key).or_insert(users.len());
+                    (first != users.len()).then_some(first)
+                }));
                 users.push(send.user.as_str());
                 messages.push(message.get());
                 ids.push(uuid::Uuid::new_v4().simple().to_string());
@@ -409,6 +433,23 @@ impl PgCluster {
                 .map(|id| (id, row.get::<_, i64>(3) as u64, row.get::<_, String>(4)));
             if let Some(slot) = by_row.get_mut((ord - 1) as usize) {
                 *slot = Some((seq as u64, before));
+            }
+        }
+        // The second coming of a part is stored once, under its first coming's number.
+        for (row, first) in duplicate_of.iter().enumerate() {
+            if let Some(first) = *first
+                && by_row[row].is_none()
+            {
+                by_row[row] = by_row[first].clone().map(|(seq, before)| {
+                    let before = before.or_else(|| {
+                        Some((
+                            ids[first].clone(),
+                            ats[first] as u64,
+                            messages[first].to_owned(),
+                        ))
+                    });
+                    (seq, before)
+                });
             }
         }
         let mut row = 0;

@@ -175,11 +175,20 @@ pub(super) const STORE_SENDS: &str = "
         ) h
         WHERE i.origin_event IS NOT NULL
     ), fresh AS (
+        -- Each part on its own (a retry that sends more parts than the attempt before stores
+        -- the new ones), and a part that comes twice in one batch (a retry queued while the
+        -- attempt before waited) stored once: the writer gives the second the first's number.
         SELECT i.* FROM input i
-        WHERE i.origin_event IS NULL OR NOT EXISTS (
-            SELECT 1 FROM webchat_history h
-            WHERE h.user_id = i.user_id AND h.origin_event = i.origin_event
-              AND h.origin_index = i.origin_index)
+        WHERE i.origin_event IS NULL OR (
+            NOT EXISTS (
+                SELECT 1 FROM webchat_history h
+                WHERE h.user_id = i.user_id AND h.origin_event = i.origin_event
+                  AND h.origin_index = i.origin_index AND h.origin_part = i.origin_part)
+            AND NOT EXISTS (
+                SELECT 1 FROM input j
+                WHERE j.user_id = i.user_id AND j.origin_event = i.origin_event
+                  AND j.origin_index = i.origin_index AND j.origin_part = i.origin_part
+                  AND j.ord < i.ord))
     ), counts AS (
         SELECT user_id, count(*) AS n FROM fresh GROUP BY user_id
     ), bumped AS (
