@@ -21,6 +21,8 @@
 //! index on the origin yet.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -253,6 +255,9 @@ impl PgCluster {
         let mut was_listening = false;
         // Batches whose statements run at once, each on a connection of its own.
         let mut in_flight = FuturesUnordered::new();
+        // The upkeep of a tick (catching up, filling holes, trimming) runs beside the batches,
+        // one at a time: a slow or unreachable database holds it back, not the sends.
+        let mut upkeep: Option<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = None;
         loop {
             tokio::select! {
                 biased;
@@ -265,26 +270,22 @@ impl PgCluster {
                     let sends = std::mem::take(&mut batch);
                     in_flight.push(self.store_batch(sends, &hub, fanout.as_deref()));
                 }
-                _ = tick.tick() => {
-                    let listening = fanout.as_ref().is_none_or(|f| f.is_listening());
-                    if listening && !was_listening {
-                        // Up again (or for the first time): what was sent meanwhile.
-                        if let Err(e) = self.catch_up(&hub).await {
-                            tracing::warn!(error = %e, "webchat: reading what sockets missed failed");
-                            self.count_history_error();
-                        }
-                    }
+                listening = async { upkeep.as_mut().expect("checked").await }, if upkeep.is_some() => {
+                    upkeep = None;
                     was_listening = listening;
-                    self.fill_holes(&hub).await;
-                    if Instant::now() >= next_trim {
+                }
+                _ = tick.tick(), if upkeep.is_none() => {
+                    let listening = fanout.as_ref().is_none_or(|f| f.is_listening());
+                    let catch_up = listening && !was_listening;
+                    let trim = Instant::now() >= next_trim;
+                    if trim {
                         next_trim = Instant::now() + trim_every;
-                        if let Err(e) = self.trim(&hub.config).await {
-                            tracing::warn!(error = %e, "webchat: trimming the history failed");
-                        }
                     }
+                    upkeep = Some(Box::pin(self.upkeep(&hub, listening, catch_up, trim)));
                 }
             }
         }
+        drop(upkeep);
         while in_flight.next().await.is_some() {}
         // What was queued still gets stored: the senders wait for it.
         queue.close();
@@ -292,6 +293,20 @@ impl PgCluster {
             let sends = std::mem::take(&mut batch);
             self.store_batch(sends, &hub, fanout.as_deref()).await;
         }
+    }
+
+    /// One tick's upkeep: what was sent while the fan-out was down (`catch_up`: it listens
+    /// again), what sockets wait on, and the trim (`trim`). Returns `listening`.
+    async fn upkeep(&self, hub: &Hub, listening: bool, catch_up: bool, trim: bool) -> bool {
+        if catch_up && let Err(e) = self.catch_up(hub).await {
+            tracing::warn!(error = %e, "webchat: reading what sockets missed failed");
+            self.count_history_error();
+        }
+        self.fill_holes(hub).await;
+        if trim && let Err(e) = self.trim(&hub.config).await {
+            tracing::warn!(error = %e, "webchat: trimming the history failed");
+        }
+        listening
     }
 
     /// Stores `sends`, delivers them here, answers each sender, and publishes them.
