@@ -129,8 +129,10 @@
     switch (frame.type) {
       case "welcome":
         this.attempt = 0;
-        if (frame.epoch !== this.epoch || frame.gap) {
-          // Another numbering (another node, or a restart): count from its welcome.
+        if (frame.epoch !== this.epoch) {
+          // Another numbering (another node without a shared history, or a restart): count
+          // from its welcome. A gap in the same numbering (older messages no longer kept)
+          // keeps the count: what this tab has shown is still skipped when it comes again.
           this.epoch = frame.epoch;
           this.lastSeq = frame.resumed > 0 ? frame.seq - frame.resumed : frame.seq;
         }
