@@ -332,7 +332,9 @@ async fn join_from_history(
     user: &str,
     resume: Option<Resume<'_>>,
 ) -> bool {
-    shared.hub.begin_join(user);
+    // The join is given up if this future is dropped mid-read (the socket's task ends: shutdown,
+    // the connection dropped), so that the user's entry does not wait for it for ever.
+    let mut pending = shared.hub.pending_join(user);
     let read = async {
         let epoch = cluster.epoch().await?;
         // Numbers of another numbering: nothing to read after them.
@@ -342,7 +344,10 @@ async fn join_from_history(
         let stored = cluster.stored(user, last_seq, &shared.hub.config).await?;
         Ok::<_, crate::Error>((epoch, stored))
     };
-    match read.await {
+    let outcome = read.await;
+    // Finished or abandoned below: no longer the guard's to abandon.
+    pending.settled();
+    match outcome {
         Ok((epoch, stored)) => {
             shared.hub.join_numbered(conn, user, resume, stored, epoch);
             true

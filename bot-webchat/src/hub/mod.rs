@@ -382,6 +382,18 @@ impl Hub {
             .joining += 1;
     }
 
+    /// Cluster-wide numbering: announces a join as [`Hub::begin_join`] does, and abandons it
+    /// when the returned guard is dropped before [`PendingJoin::settled`] (the join's future
+    /// was dropped while it read the database).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn pending_join<'a>(&'a self, user: &'a str) -> PendingJoin<'a> {
+        self.begin_join(user);
+        PendingJoin {
+            hub: self,
+            user: Some(user),
+        }
+    }
+
     /// Cluster-wide numbering: a join announced with [`Hub::begin_join`] that will not finish.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn abandon_join(&self, user: &str) {
@@ -704,6 +716,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A join announced by [`Hub::pending_join`]; abandoned when dropped unsettled.
+#[cfg(feature = "postgres")]
+pub(crate) struct PendingJoin<'a> {
+    hub: &'a Hub,
+    user: Option<&'a str>,
+}
+
+#[cfg(feature = "postgres")]
+impl PendingJoin<'_> {
+    /// The join finished ([`Hub::join_numbered`]) or was abandoned by its caller.
+    pub(crate) fn settled(&mut self) {
+        self.user = None;
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for PendingJoin<'_> {
+    fn drop(&mut self) {
+        if let Some(user) = self.user {
+            self.hub.abandon_join(user);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -804,6 +840,30 @@ mod tests {
             }),
         );
         assert_eq!(frames(&conn)[0]["seq"], 0, "the history is gone");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(start_paused = true)]
+    async fn a_join_dropped_while_it_reads_leaves_no_user_behind() {
+        let hub = hub().number_cluster_wide();
+        let pending = hub.pending_join("u");
+        assert_eq!(
+            hub.deliver_numbered("u", vec![(1, Utf8Bytes::from("m"))]),
+            0
+        );
+        assert!(lock(&hub.users).map.contains_key("u"), "kept for the join");
+        drop(pending);
+        assert!(
+            !lock(&hub.users).map.contains_key("u"),
+            "abandoned with its future"
+        );
+        let mut settled = hub.pending_join("v");
+        settled.settled();
+        drop(settled);
+        assert!(
+            lock(&hub.users).map.contains_key("v"),
+            "settled: the join's own to finish"
+        );
     }
 
     #[cfg(feature = "postgres")]
