@@ -247,6 +247,7 @@ impl WebChat {
         if let Some(cluster) = &self.cluster {
             stats.history_errors = cluster.history_errors();
             stats.history_batches = cluster.history_batches();
+            stats.history_catch_ups = cluster.history_catch_ups();
         }
         stats
     }

@@ -57,7 +57,8 @@ impl WebChatClient {
     /// committed late (a retry of the same handler send then delivers them once). There the
     /// send returns once the messages are stored and queued for this node's sockets; the other
     /// nodes get them right after (a failed publish is counted, and they read the messages
-    /// from the history).
+    /// from the history when a later number shows the hole, when they listen again, or at
+    /// their next catch-up, within `PgClusterBuilder::history_catch_up_interval`).
     pub async fn send_to(
         &self,
         user: &str,

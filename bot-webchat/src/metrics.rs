@@ -58,6 +58,9 @@ pub struct Stats {
     /// With the history in PostgreSQL: the statements that stored sends (each stores every
     /// send that waited for it), since start.
     pub history_batches: u64,
+    /// With the history in PostgreSQL: the reads of what the sockets' users have in the table
+    /// beyond what reached them (when the fan-out listens again, and every catch-up interval).
+    pub history_catch_ups: u64,
 }
 
 impl Stats {
@@ -122,6 +125,7 @@ impl Counters {
             history_dropped: load(&self.history_dropped),
             history_errors: 0,
             history_batches: 0,
+            history_catch_ups: 0,
         }
     }
 

@@ -743,6 +743,47 @@ async fn the_widget_resumes_on_another_node_without_losing_or_repeating_a_messag
     remote.kill();
 }
 
+/// The fan-out delivers at most once: a message another node stored but whose publish was lost
+/// (here stored without one) still reaches this node's sockets, though no later message shows
+/// the hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_message_whose_publish_was_lost_still_reaches_the_sockets() {
+    let pool = fresh_pool("lost_publish").await;
+    let a = PgCluster::builder(&pool, database_url())
+        .node("node-a")
+        .history_catch_up_interval(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    a.migrate().await.unwrap();
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let (mut tab, _) = join_at(&local.ws_url, local.token("kim"), None).await;
+    // The catch-up of the fan-out's first listening is behind us (two more began since it
+    // listened, so one ended): what follows is the periodic one's alone.
+    eventually("listening", || async { a.is_listening().then_some(()) }).await;
+    let since = local.webchat.stats().history_catch_ups;
+    eventually("two catch-ups", || async {
+        (local.webchat.stats().history_catch_ups >= since + 2).then_some(())
+    })
+    .await;
+    (local.webchat.client())
+        .send_to("kim", &["first".into()])
+        .await
+        .unwrap();
+    assert_eq!(messages(&mut tab, 1).await, [(1, "first".to_owned())]);
+    // What another node's writer stores for kim, its NOTIFY lost.
+    let conn = pool.get().await.unwrap();
+    conn.batch_execute(
+        "BEGIN;
+         UPDATE webchat_seqs SET seq = seq + 1 WHERE user_id = 'kim';
+         INSERT INTO webchat_history (user_id, seq, message, msg_id, at_ms)
+             VALUES ('kim', 2, '{\"type\":\"text\",\"text\":\"second\"}', 'lost-1', 0);
+         COMMIT;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(messages(&mut tab, 1).await, [(2, "second".to_owned())]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_listen_connection_dropped_delivers_what_was_sent_meanwhile() {
     let pool = fresh_pool("relisten").await;

@@ -203,6 +203,11 @@ impl PgCluster {
         self.inner.history_batches.load(Ordering::Relaxed)
     }
 
+    /// Reads of what the sockets' users have beyond what reached them, since start.
+    pub(crate) fn history_catch_ups(&self) -> u64 {
+        self.inner.history_catch_ups.load(Ordering::Relaxed)
+    }
+
     /// Records the history's counters in `telemetry`: `bot.webchat.history.errors` and
     /// `bot.webchat.history.batches`.
     pub(crate) fn register_metrics(&self, telemetry: &bot_core::Telemetry) {
@@ -251,6 +256,10 @@ impl PgCluster {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let trim_every = self.inner.config.dead_node_sweep_interval;
         let mut next_trim = Instant::now();
+        // The fan-out (`NOTIFY`, NATS) delivers at most once, and a lost publish of a user's
+        // last message leaves no later number to reveal the hole: read now and then.
+        let catch_up_every = self.inner.config.history_catch_up_interval;
+        let mut next_catch_up = Instant::now() + catch_up_every;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut was_listening = false;
         // Batches whose statements run at once, each on a connection of its own.
@@ -276,7 +285,11 @@ impl PgCluster {
                 }
                 _ = tick.tick(), if upkeep.is_none() => {
                     let listening = fanout.as_ref().is_none_or(|f| f.is_listening());
-                    let catch_up = listening && !was_listening;
+                    let catch_up =
+                        (listening && !was_listening) || Instant::now() >= next_catch_up;
+                    if catch_up {
+                        next_catch_up = Instant::now() + catch_up_every;
+                    }
                     let trim = Instant::now() >= next_trim;
                     if trim {
                         next_trim = Instant::now() + trim_every;
@@ -295,8 +308,9 @@ impl PgCluster {
         }
     }
 
-    /// One tick's upkeep: what was sent while the fan-out was down (`catch_up`: it listens
-    /// again), what sockets wait on, and the trim (`trim`). Returns `listening`.
+    /// One tick's upkeep: what the sockets' users have in the table beyond what reached them
+    /// (`catch_up`: the fan-out listens again, or the catch-up interval passed), what sockets wait
+    /// on, and the trim (`trim`). Returns `listening`.
     async fn upkeep(&self, hub: &Hub, listening: bool, catch_up: bool, trim: bool) -> bool {
         if catch_up && let Err(e) = self.catch_up(hub).await {
             tracing::warn!(error = %e, "webchat: reading what sockets missed failed");
@@ -515,6 +529,7 @@ impl PgCluster {
     /// Delivers to this node's sockets what is stored after what they have (the fan-out was
     /// down, so other nodes' sends did not come), a thousand users per query.
     async fn catch_up(&self, hub: &Hub) -> Result<(), Error> {
+        self.inner.history_catch_ups.fetch_add(1, Ordering::Relaxed);
         let watermarks = hub.watermarks();
         if watermarks.is_empty() {
             return Ok(());
