@@ -115,19 +115,50 @@ fn counts(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
     pairs.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reply_reaches_the_users_sockets_on_both_nodes_and_presence_counts_each() {
-    let pool = fresh_pool("both_nodes").await;
+/// Two nodes on one schema: node A in the test's runtime (`local`), node B on a runtime of its
+/// own (`remote`, killable).
+struct TwoNodes {
+    pool: PgPool,
+    a: PgCluster,
+    b: PgCluster,
+    local: Harness,
+    remote: Remote,
+}
+
+/// [`TwoNodes`] for `test` (its schema), node A's web chat serving the demo page when `demo`;
+/// returns once both nodes listen when `listening`.
+async fn two_nodes(test: &str, demo: bool, listening: bool) -> TwoNodes {
+    let pool = fresh_pool(test).await;
     let (a, b) = (
         cluster(&pool, "node-a").await,
-        cluster(&node_pool("both_nodes"), "node-b").await,
+        cluster(&node_pool(test), "node-b").await,
     );
-    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let local = Harness::start_with(echo, |w| w.demo(demo).cluster(a.clone()), |b| b).await;
     let remote = Remote::start(b.clone());
-    eventually("both nodes listening", || async {
-        (a.is_listening() && b.is_listening()).then_some(())
-    })
-    .await;
+    if listening {
+        eventually("both nodes listening", || async {
+            (a.is_listening() && b.is_listening()).then_some(())
+        })
+        .await;
+    }
+    TwoNodes {
+        pool,
+        a,
+        b,
+        local,
+        remote,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_reaches_the_users_sockets_on_both_nodes_and_presence_counts_each() {
+    let TwoNodes {
+        pool: _pool,
+        a,
+        b: _b,
+        local,
+        remote,
+    } = two_nodes("both_nodes", false, true).await;
     let (mut on_a, _) = local.join("alice", None).await;
     let mut on_b = remote.join(&local, "alice").await;
     let presence = eventually("alice on both nodes", || async {
@@ -191,13 +222,13 @@ async fn a_reply_reaches_the_users_sockets_on_both_nodes_and_presence_counts_eac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_users_are_shown_offline_by_the_survivor() {
-    let pool = fresh_pool("dead_node").await;
-    let (a, b) = (
-        cluster(&pool, "node-a").await,
-        cluster(&node_pool("dead_node"), "node-b").await,
-    );
-    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
-    let remote = Remote::start(b.clone());
+    let TwoNodes {
+        pool: _pool,
+        a,
+        b: _b,
+        local,
+        remote,
+    } = two_nodes("dead_node", false, false).await;
     let _bob = remote.join(&local, "bob").await;
     let _carol_b = remote.join(&local, "carol").await;
     let (_carol_a, _) = local.join("carol", None).await;
@@ -289,17 +320,13 @@ async fn messages(ws: &mut support::Ws, count: usize) -> Vec<(u64, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_resumes_on_another_node_with_each_missed_message_once_in_order() {
-    let pool = fresh_pool("resume_elsewhere").await;
-    let (a, b) = (
-        cluster(&pool, "node-a").await,
-        cluster(&node_pool("resume_elsewhere"), "node-b").await,
-    );
-    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
-    let remote = Remote::start(b.clone());
-    eventually("both nodes listening", || async {
-        (a.is_listening() && b.is_listening()).then_some(())
-    })
-    .await;
+    let TwoNodes {
+        pool: _pool,
+        a: _a,
+        b: _b,
+        local,
+        remote,
+    } = two_nodes("resume_elsewhere", false, true).await;
 
     // A tab on node A sees the first reply, then goes away.
     let (mut tab_a, welcome_a) = join_at(&local.ws_url, local.token("erin"), None).await;
@@ -414,17 +441,13 @@ async fn a_browser_resumes_on_another_node_with_each_missed_message_once_in_orde
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_sending_to_one_user_at_once_number_without_gaps_in_commit_order() {
     const EACH: usize = 40;
-    let pool = fresh_pool("concurrent").await;
-    let (a, b) = (
-        cluster(&pool, "node-a").await,
-        cluster(&node_pool("concurrent"), "node-b").await,
-    );
-    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
-    let remote = Remote::start(b.clone());
-    eventually("both nodes listening", || async {
-        (a.is_listening() && b.is_listening()).then_some(())
-    })
-    .await;
+    let TwoNodes {
+        pool: _pool,
+        a,
+        b: _b,
+        local,
+        remote,
+    } = two_nodes("concurrent", false, true).await;
     // Live tabs on both nodes see every message once, in order, whichever node sent it.
     let (mut tab_a, _) = join_at(&local.ws_url, local.token("frank"), None).await;
     let (mut tab_b, _) = join_at(&remote.ws_url, local.token("frank"), None).await;
@@ -570,24 +593,31 @@ async fn a_retried_handler_send_is_stored_and_shown_once() {
             .unwrap();
     }
     client.send_to("hana", &["three".into()]).await.unwrap();
-    let got = messages(&mut tab, 3).await;
-    assert_eq!(
-        got,
-        [
-            (1, "one".to_owned()),
-            (2, "two".to_owned()),
-            (3, "three".to_owned())
-        ]
-    );
+    assert_shown_and_stored_once(&mut tab, &pool, "hana", &["one", "two", "three"]).await;
+}
+
+/// `user`'s tab gets `texts`, numbered from 1, once each, and the table holds one row each.
+async fn assert_shown_and_stored_once(
+    tab: &mut support::Ws,
+    pool: &PgPool,
+    user: &str,
+    texts: &[&str],
+) {
+    let expected: Vec<(u64, String)> = (1..).zip(texts.iter().map(|t| (*t).to_owned())).collect();
+    assert_eq!(messages(tab, texts.len()).await, expected);
     let conn = pool.get().await.unwrap();
     let row = conn
         .query_one(
-            "SELECT count(*) FROM webchat_history WHERE user_id = 'hana'",
-            &[],
+            "SELECT count(*) FROM webchat_history WHERE user_id = $1",
+            &[&user],
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 3);
+    assert_eq!(
+        row.get::<_, i64>(0),
+        texts.len() as i64,
+        "each part stored once"
+    );
 }
 
 /// Two attempts of one handler's send in flight at once (the second queued while the first
@@ -613,24 +643,7 @@ async fn attempts_at_once_and_a_longer_retry_store_each_part_once() {
         .send(&target, vec!["one".into(), "two".into(), "three".into()])
         .await
         .unwrap();
-    let got = messages(&mut tab, 3).await;
-    assert_eq!(
-        got,
-        [
-            (1, "one".to_owned()),
-            (2, "two".to_owned()),
-            (3, "three".to_owned())
-        ]
-    );
-    let conn = pool.get().await.unwrap();
-    let row = conn
-        .query_one(
-            "SELECT count(*) FROM webchat_history WHERE user_id = 'jun'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 3, "each part stored once");
+    assert_shown_and_stored_once(&mut tab, &pool, "jun", &["one", "two", "three"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,17 +682,13 @@ async fn with_postgresql_unreachable_a_send_fails_and_is_counted_and_the_node_li
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_resumes_on_another_node_without_losing_or_repeating_a_message() {
-    let pool = fresh_pool("widget").await;
-    let (a, b) = (
-        cluster(&pool, "node-a").await,
-        cluster(&node_pool("widget"), "node-b").await,
-    );
-    let local = Harness::start_with(echo, |w| w.demo(true).cluster(a.clone()), |b| b).await;
-    let remote = Remote::start(b.clone());
-    eventually("both nodes listening", || async {
-        (a.is_listening() && b.is_listening()).then_some(())
-    })
-    .await;
+    let TwoNodes {
+        pool: _pool,
+        a,
+        b: _b,
+        local,
+        remote,
+    } = two_nodes("widget", true, true).await;
     let browser = headless_chromium::Browser::start().await;
     let mut page = browser.open(&format!("{}/webchat/demo", local.base)).await;
     page.wait_for("document.querySelector('.wc') && document.querySelector('.wc').dataset.state === 'connected'")
@@ -786,17 +795,13 @@ async fn a_stored_message_whose_publish_was_lost_still_reaches_the_sockets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_listen_connection_dropped_delivers_what_was_sent_meanwhile() {
-    let pool = fresh_pool("relisten").await;
-    let (a, b) = (
-        cluster(&pool, "node-a").await,
-        cluster(&node_pool("relisten"), "node-b").await,
-    );
-    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
-    let remote = Remote::start(b.clone());
-    eventually("both nodes listening", || async {
-        (a.is_listening() && b.is_listening()).then_some(())
-    })
-    .await;
+    let TwoNodes {
+        pool,
+        a,
+        b: _b,
+        local,
+        remote,
+    } = two_nodes("relisten", false, true).await;
     let (mut tab, _) = join_at(&local.ws_url, local.token("jack"), None).await;
     // Node A's LISTEN connection is cut (a restart of PostgreSQL, a network blip).
     let conn = pool.get().await.unwrap();
