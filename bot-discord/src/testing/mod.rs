@@ -8,6 +8,9 @@
 //! reconnection (op 7), invalidate the session (op 9), close with a code, or stop acknowledging
 //! heartbeats to make the connection a zombie. Everything the client sends is recorded.
 //!
+//! [`FakeDiscord`] starts both, the API's `GET /gateway/bot` naming the gateway, and gives a
+//! [`crate::Discord`] builder on them.
+//!
 //! [`InteractionSigner`] signs HTTP interactions as Discord does, with a fixed test key pair.
 //!
 //! [`FakeDiscordApi`] is the REST API on [`bot_core::testing::fake_api::FakeApi`]: it checks
@@ -16,6 +19,7 @@
 //! (global and per guild: overwrite, list, delete one), and serves `GET /gateway/bot`.
 
 mod gateway;
+mod pair;
 mod rest;
 mod signer;
 
@@ -23,6 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use gateway::{Connected, FakeGateway, Received};
+pub use pair::FakeDiscord;
 pub use rest::{CreatedMessage, FakeDiscordApi};
 pub use signer::{InteractionSigner, button_press, message_create, select_menu, slash_command};
 

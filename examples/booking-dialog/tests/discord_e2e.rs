@@ -3,10 +3,7 @@
 #![allow(clippy::disallowed_methods)] // the bot's server runs in one spawned task
 
 use bot_core::Bot;
-use bot_discord::ConfigureApi as _;
-use bot_discord::Discord;
-use bot_discord::gateway::ShardRange;
-use bot_discord::testing::{FakeDiscordApi, FakeGateway};
+use bot_discord::testing::FakeDiscord;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "booking-token";
@@ -23,16 +20,13 @@ fn custom_id(body: &Value, label: &str) -> String {
 
 #[tokio::test]
 async fn two_members_book_in_one_channel_through_the_discord_adapter() {
-    let gateway = FakeGateway::start(TOKEN).await.unwrap();
-    let api = FakeDiscordApi::start(TOKEN, &gateway.url(), 1, 1)
-        .await
-        .unwrap();
-    let discord = Discord::builder(TOKEN)
-        .api_base(api.url())
+    let fakes = FakeDiscord::start(TOKEN).await.unwrap();
+    let discord = fakes
+        .builder(TOKEN)
         .application_id("1100000000000000001")
-        .shards(ShardRange::Count(1))
         .build()
         .unwrap();
+    let FakeDiscord { gateway, api } = fakes;
     let bot = Bot::builder()
         .adapter(discord)
         .handler(booking_dialog::handler())
