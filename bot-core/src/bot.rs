@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     pub(crate) request_timeout: Duration,
     pub(crate) server: crate::server::ServerSettings,
     pub(crate) shutdown_requested: CancellationToken,
+    /// The outbox and this process's senders of it ([`BotBuilder::outbox`]).
+    #[cfg(feature = "postgres")]
+    outbox: Option<(crate::outbox::Outbox, crate::outbox::OutboxSenders)>,
     progress: Arc<Progress>,
     supervisor: Mutex<Option<Supervisor>>,
     run: Mutex<RunState>,
@@ -113,6 +116,10 @@ impl Bot {
             #[allow(clippy::disallowed_methods)]
             let handle = tokio::spawn(supervisor.run(stop));
             run.supervisor = Some(handle);
+        }
+        #[cfg(feature = "postgres")]
+        if let Some((_, senders)) = &self.inner.outbox {
+            senders.start();
         }
         for adapter in &self.inner.adapters {
             let adapter = adapter.clone();
@@ -202,6 +209,12 @@ impl Bot {
                         tracing::warn!("an adapter task did not stop in time");
                     }
                 }
+                // The outbox's senders stop after the handlers, which may have queued messages.
+                #[cfg(feature = "postgres")]
+                if let Some((_, senders)) = &self.inner.outbox {
+                    let sent = senders.shutdown().await;
+                    tracing::info!(?sent, "outbox senders stopped");
+                }
                 self.inner.telemetry.flush();
                 report
             })
@@ -255,6 +268,34 @@ impl Bot {
     pub fn telemetry(&self) -> &Telemetry {
         &self.inner.telemetry
     }
+
+    /// The bot's outbox ([`BotBuilder::outbox`]), if it has one.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn outbox(&self) -> Option<&crate::outbox::Outbox> {
+        self.inner.outbox.as_ref().map(|(outbox, _)| outbox)
+    }
+
+    /// Queues a proactive message in the bot's outbox, committed when this returns; this
+    /// process's senders (or another process's) send it. See [`crate::outbox`].
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when the bot has no outbox; otherwise as
+    /// [`crate::outbox::Outbox::send`].
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn send(
+        &self,
+        message: crate::outbox::OutboxMessage,
+    ) -> Result<crate::outbox::Queued, Error> {
+        match self.outbox() {
+            Some(outbox) => outbox.send(message).await,
+            None => Err(Error::config(
+                "bot: no outbox; give the builder one with .outbox(..)",
+            )),
+        }
+    }
 }
 
 /// Builds a [`Bot`].
@@ -273,6 +314,8 @@ pub struct BotBuilder {
     server: crate::server::ServerSettings,
     #[cfg(feature = "postgres")]
     database: Option<crate::pg::PgPool>,
+    #[cfg(feature = "postgres")]
+    outbox: Option<crate::outbox::Outbox>,
 }
 
 impl Default for BotBuilder {
@@ -291,6 +334,8 @@ impl Default for BotBuilder {
             server: crate::server::ServerSettings::default(),
             #[cfg(feature = "postgres")]
             database: None,
+            #[cfg(feature = "postgres")]
+            outbox: None,
         }
     }
 }
@@ -305,6 +350,17 @@ impl fmt::Debug for BotBuilder {
 }
 
 impl BotBuilder {
+    /// Gives the bot a durable outbox of proactive messages ([`crate::outbox`]): the bot runs
+    /// its senders with its platforms' clients (started and stopped with the bot), offers
+    /// [`Bot::send`], exports the outbox's metrics, and hands the outbox to handlers as shared
+    /// state (`cx.state::<Outbox>()`).
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn outbox(mut self, outbox: crate::outbox::Outbox) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
     /// Adds a platform adapter.
     pub fn adapter(mut self, adapter: impl Adapter) -> Self {
         self.adapters.push(Box::new(adapter));
@@ -455,6 +511,16 @@ impl BotBuilder {
         for o in self.outbounds {
             outbounds.insert(o.platform(), o);
         }
+        #[cfg(feature = "postgres")]
+        let outbox = match self.outbox {
+            Some(outbox) => {
+                let senders = outbox.senders(outbounds.values().cloned())?;
+                outbox.register_metrics(&telemetry);
+                self.app_state.insert(outbox.clone());
+                Some((outbox, senders))
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             outbounds,
             app_state: self.app_state,
@@ -498,6 +564,8 @@ impl BotBuilder {
                 request_timeout: self.request_timeout,
                 server: self.server,
                 shutdown_requested: CancellationToken::new(),
+                #[cfg(feature = "postgres")]
+                outbox,
                 progress,
                 supervisor: Mutex::new(Some(supervisor)),
                 run: Mutex::new(RunState::default()),

@@ -92,6 +92,7 @@ mod state;
 mod tls;
 mod wakeup;
 
+pub(crate) use error::db as db_error;
 pub use migrate::{MIGRATIONS, migrate};
 pub use pool::{CapacityCheck, PgConnection, PgPool, PgPoolBuilder, PoolStats};
 pub use queue::{PgQueue, PgQueueBuilder, QueueCounters, QueueStats, import};

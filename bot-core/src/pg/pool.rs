@@ -290,6 +290,49 @@ impl PgPool {
         ))
     }
 
+    /// A small pool of its own (`max_size` connections, this pool's time-outs) on the same server
+    /// and settings whose connections use `schema` instead: how a component with tables of its
+    /// own beside the bot's (the [`crate::outbox`]) reaches them.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when `schema` is not a plain identifier or `max_size` is zero.
+    pub fn with_schema(&self, schema: &str, max_size: usize) -> Result<PgPool, Error> {
+        if !is_identifier(schema) {
+            return Err(Error::config(format!(
+                "postgres: schema {schema:?} must be letters, digits and _ (not starting with a digit)"
+            )));
+        }
+        if max_size == 0 {
+            return Err(Error::config(
+                "postgres: a pool needs at least one connection",
+            ));
+        }
+        let mut config = self.inner.config.clone();
+        let ours = format!("-c search_path={}", self.inner.schema);
+        let options = config.get_options().unwrap_or_default().replacen(
+            &ours,
+            &format!("-c search_path={schema}"),
+            1,
+        );
+        config.options(&options);
+        let pool = new_pool(
+            config.clone(),
+            self.inner.tls.clone(),
+            max_size,
+            self.inner.pool.timeouts(),
+        )?;
+        self.inner
+            .derived
+            .fetch_add(max_size, AtomicOrdering::Relaxed);
+        Ok(PgPool::from_parts(
+            pool,
+            config,
+            self.inner.tls.clone(),
+            schema.to_owned(),
+        ))
+    }
+
     fn from_parts(
         pool: Pool,
         config: tokio_postgres::Config,

@@ -105,6 +105,21 @@ impl PgQueue {
         self.inner.refresh_stats().await
     }
 
+    /// The queue's figures as last read from the tables (by the maintenance task, or by
+    /// [`PgQueue::stats`]), without a statement.
+    pub(crate) fn cached_stats(&self) -> QueueStats {
+        let s = &self.inner.stats;
+        let get = |a: &AtomicU64| a.load(AtomicOrdering::Relaxed);
+        QueueStats {
+            ready: get(&s.ready),
+            retrying: get(&s.retrying),
+            leased: get(&s.leased),
+            dead: get(&s.dead),
+            oldest_ready_age: std::time::Duration::from_millis(get(&s.oldest_ready_millis)),
+            bytes: get(&s.bytes),
+        }
+    }
+
     /// Whether the `LISTEN` connection is up (otherwise the queue polls).
     pub fn is_listening(&self) -> bool {
         self.inner.wakeups.listening.load(AtomicOrdering::Acquire)
