@@ -142,6 +142,7 @@ impl Context {
                 reply_to_message: event.message().and_then(|m| m.id.clone()),
                 origin: Some(event.id.clone()),
                 send_index: 0,
+                message_tag: None,
             },
             sender: event.sender.clone(),
             dialogs: None,

@@ -530,6 +530,25 @@ async fn tags_updates_and_long_texts() {
     assert!(sent.iter().all(|m| m.status == StatusCode::OK));
 }
 
+/// A target with a message tag (what an outbox message with `message_tag` sends) goes as
+/// `MESSAGE_TAG` with its tag, through the `Outbound` trait.
+#[tokio::test]
+async fn a_tagged_target_sends_a_message_tag() {
+    let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();
+    let client = client(&fake).build().unwrap();
+    client
+        .send(
+            &Target::conversation("24386871164263049").tagged("POST_PURCHASE_UPDATE"),
+            vec![OutgoingMessage::text("your parcel left the warehouse")],
+        )
+        .await
+        .unwrap();
+    let sent = fake.messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].messaging_type.as_deref(), Some("MESSAGE_TAG"));
+    assert_eq!(sent[0].tag.as_deref(), Some("POST_PURCHASE_UPDATE"));
+}
+
 #[tokio::test]
 async fn a_send_that_is_no_reply_fails_for_good_once_a_part_went_out() {
     let fake = FakeMessenger::start(support::PAGE_TOKEN).await.unwrap();

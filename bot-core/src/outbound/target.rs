@@ -28,6 +28,9 @@ pub struct Target {
     /// (`join!`) keep their numbers on every attempt as long as the handler makes them in the
     /// same order.
     pub send_index: u32,
+    /// Messenger's message tag (`ACCOUNT_UPDATE`, `POST_PURCHASE_UPDATE`, ...), which lets a
+    /// message the bot starts go out after the 24-hour window; other platforms ignore it.
+    pub message_tag: Option<Box<str>>,
 }
 
 impl Target {
@@ -41,6 +44,7 @@ impl Target {
             reply_to_message: None,
             origin: None,
             send_index: 0,
+            message_tag: None,
         }
     }
 
@@ -48,6 +52,13 @@ impl Target {
     #[must_use]
     pub fn via(mut self, channel: impl Into<ChannelId>) -> Self {
         self.channel = Some(channel.into());
+        self
+    }
+
+    /// The same target, with Messenger's message `tag` ([`Target::message_tag`]).
+    #[must_use]
+    pub fn tagged(mut self, tag: impl Into<Box<str>>) -> Self {
+        self.message_tag = Some(tag.into());
         self
     }
 

@@ -22,6 +22,7 @@ pub struct OutboxMessage {
     pub(super) channel: Option<ChannelId>,
     pub(super) messages: Vec<OutgoingMessage>,
     pub(super) key: Option<String>,
+    pub(super) message_tag: Option<String>,
 }
 
 impl OutboxMessage {
@@ -38,6 +39,7 @@ impl OutboxMessage {
             channel: None,
             messages: vec![message.into()],
             key: None,
+            message_tag: None,
         }
     }
 
@@ -61,6 +63,14 @@ impl OutboxMessage {
     /// recipient.
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
+        self
+    }
+
+    /// Messenger's message tag (`ACCOUNT_UPDATE`, `POST_PURCHASE_UPDATE`, `CONFIRMED_EVENT_UPDATE`,
+    /// `HUMAN_AGENT`), which lets the message go out after the 24-hour window; without one a
+    /// Messenger message goes as `UPDATE`. Other platforms ignore it.
+    pub fn message_tag(mut self, tag: impl Into<String>) -> Self {
+        self.message_tag = Some(tag.into());
         self
     }
 
@@ -111,6 +121,7 @@ impl OutboxMessage {
         }
         let payload = Payload {
             campaign: campaign.map(str::to_owned),
+            message_tag: self.message_tag,
             messages: self.messages,
         };
         let raw = serde_json::to_value(&payload)
@@ -135,6 +146,9 @@ pub(super) struct Payload {
     /// The campaign it belongs to, if any ([`super::Outbox::cancel`] finds it by this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) campaign: Option<String>,
+    /// Messenger's message tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) message_tag: Option<String>,
     pub(super) messages: Vec<OutgoingMessage>,
 }
 
@@ -151,6 +165,7 @@ impl Payload {
         target.channel = event.channel.clone();
         target.origin = Some(event.id.clone());
         target.send_index = 0;
+        target.message_tag = payload.message_tag.map(String::into_boxed_str);
         Ok((target, payload.messages))
     }
 }

@@ -8,7 +8,7 @@ use bot_core::outbound::{OutgoingMessage, Target};
 use bot_core::{Outbound, Platform};
 
 use super::builder::MessengerClient;
-use crate::model::send::{MessagingType, Recipient, SenderAction};
+use crate::model::send::{MessageTag, MessagingType, Recipient, SenderAction};
 
 #[async_trait]
 impl Outbound for MessengerClient {
@@ -17,8 +17,9 @@ impl Outbound for MessengerClient {
     }
 
     /// Sends each message to the conversation's PSID, with `messaging_type: RESPONSE` when
-    /// answering an event and `UPDATE` otherwise, one call at a time under one deadline that
-    /// covers the typing indicator too.
+    /// answering an event, `MESSAGE_TAG` with the target's [`Target::message_tag`] when it has
+    /// one, and `UPDATE` otherwise, one call at a time under one deadline that covers the typing
+    /// indicator too.
     async fn send(
         &self,
         target: &Target,
@@ -34,6 +35,8 @@ impl Outbound for MessengerClient {
         }
         let messaging_type = if target.is_reply() {
             MessagingType::Response
+        } else if let Some(tag) = &target.message_tag {
+            MessagingType::MessageTag(MessageTag::parse(tag))
         } else {
             MessagingType::Update
         };

@@ -67,6 +67,17 @@ pub enum MessageTag {
 }
 
 impl MessageTag {
+    /// The tag the Send API spells `tag`: a known one, or [`MessageTag::Other`].
+    pub fn parse(tag: &str) -> Self {
+        match tag {
+            "HUMAN_AGENT" => MessageTag::HumanAgent,
+            "ACCOUNT_UPDATE" => MessageTag::AccountUpdate,
+            "CONFIRMED_EVENT_UPDATE" => MessageTag::ConfirmedEventUpdate,
+            "POST_PURCHASE_UPDATE" => MessageTag::PostPurchaseUpdate,
+            other => MessageTag::Other(other.to_owned()),
+        }
+    }
+
     /// The tag as the Send API spells it.
     pub fn as_str(&self) -> &str {
         match self {
