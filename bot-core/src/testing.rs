@@ -36,6 +36,7 @@
 
 mod events;
 pub mod fake_api;
+mod rate_window;
 mod refusals;
 mod rich_samples;
 mod signed_webhook;
@@ -44,6 +45,7 @@ pub use events::{
     assert_delivered_alike, button_press_on, command_on, component_on, deleted_on, edited_on,
     followed_on, joined_on, postback_on, quick_reply_tap_on, text_on,
 };
+pub use rate_window::{RateWindow, RateWindowReport};
 pub use refusals::{
     assert_refused_before_sending, assert_refused_to_start, assert_rules_refuse_as_the_client,
 };

@@ -46,6 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bot_core::Secret;
 use bot_core::testing::fake_api::{Call, FakeApi, FakeApiBuilder, FakeRequest, FakeResponse};
+use bot_core::testing::{RateWindow, RateWindowReport};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -78,6 +79,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Rules {
     used_reply_tokens: HashSet<String>,
     accepted_retry_keys: HashMap<String, String>,
+    /// Push and multicast calls in a sliding second, and the limit LINE would answer 429 past.
+    push_rate: RateWindow,
+    /// Pushes refused with 409 because their retry key was accepted before.
+    retry_key_conflicts: u64,
     setup: setup::Setup,
 }
 
@@ -175,6 +180,29 @@ impl FakeLine {
     /// The underlying fake, to inject faults and latency or read raw calls.
     pub fn api(&self) -> &FakeApi {
         &self.api
+    }
+
+    /// Answers push and multicast calls past `per_second` in any second with 429, as LINE
+    /// does past a channel's limit (`None`: no limit, the default). Calls are counted either way
+    /// ([`FakeLine::push_rate`]).
+    pub fn limit_push_rate(&self, per_second: Option<u32>) {
+        lock(&self.rules).push_rate.set_limit(per_second);
+    }
+
+    /// Push and multicast calls accepted in any one second at most, accepted and refused with 429.
+    pub fn push_rate(&self) -> RateWindowReport {
+        lock(&self.rules).push_rate.report()
+    }
+
+    /// Distinct `X-Line-Retry-Key`s accepted: the pushes LINE delivered, once each.
+    pub fn accepted_retry_keys(&self) -> usize {
+        lock(&self.rules).accepted_retry_keys.len()
+    }
+
+    /// Pushes refused with 409 because their retry key was accepted before: deliveries that
+    /// would have been duplicates without the key.
+    pub fn retry_key_conflicts(&self) -> u64 {
+        lock(&self.rules).retry_key_conflicts
     }
 
     /// Reply calls so far.
@@ -332,14 +360,21 @@ fn push(
         Ok(count) => count,
         Err(refusal) => return *refusal,
     };
+    let mut rules = lock(rules);
+    if !rules.push_rate.admit() {
+        return FakeResponse::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"message": "The API rate limit has been exceeded. Try again later."}),
+        );
+    }
     if let Some(key) = request.header("x-line-retry-key") {
-        let mut rules = lock(rules);
-        if let Some(accepted) = rules.accepted_retry_keys.get(key) {
+        if let Some(accepted) = rules.accepted_retry_keys.get(key).cloned() {
+            rules.retry_key_conflicts += 1;
             return FakeResponse::json(
                 StatusCode::CONFLICT,
                 &json!({"message": "The retry key is already accepted", "sentMessages": []}),
             )
-            .header("x-line-accepted-request-id", accepted.clone());
+            .header("x-line-accepted-request-id", accepted);
         }
         rules
             .accepted_retry_keys
