@@ -18,6 +18,7 @@
 mod gateway;
 mod gateway_consume;
 mod load;
+mod outbox_burst;
 mod payload;
 mod prom;
 mod push_burst;
@@ -99,6 +100,10 @@ enum Scenario {
     /// LINE API with a fixed latency, from a bounded buffer that sheds load: throughput against
     /// the window limit, exact drops, the pusher's peak RSS and CPU.
     PushBurst(push_burst::PushBurstArgs),
+    /// A campaign of durable sends through the outbox from several `campaign` processes against a
+    /// fake LINE API: sends/min together, the most pushes in any one second against the channel's
+    /// limit, every message delivered once (by retry key); optionally one process killed mid-run.
+    OutboxBurst(outbox_burst::OutboxBurstArgs),
     /// N idle web chat sockets (19,000 by default) on echo-bot, a heartbeat each every 30 s:
     /// the bot's user-space RSS per socket, its idle CPU, late heartbeats, the connect rate.
     WsIdle(ws::IdleArgs),
@@ -384,6 +389,9 @@ fn main() -> ExitCode {
             Command::Scenario {
                 scenario: Scenario::PushBurst(args),
             } => args.record.finish(push_burst::push_burst(&args).await),
+            Command::Scenario {
+                scenario: Scenario::OutboxBurst(args),
+            } => args.record.finish(outbox_burst::outbox_burst(&args).await),
             Command::Scenario {
                 scenario: Scenario::WsIdle(args),
             } => args.record.finish(ws::ws_idle(&args).await),
