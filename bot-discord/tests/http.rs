@@ -319,3 +319,47 @@ async fn many_concurrent_calls_on_one_bucket_never_overrun_it() {
         "30 calls at 5 per window take 6 windows"
     );
 }
+
+/// A send to `@<user>` opens the user's DM channel once and posts there; later sends reuse it,
+/// and a typing indicator goes to the same channel.
+#[tokio::test]
+async fn a_send_to_a_user_goes_to_their_dm_channel_opened_once() {
+    use bot_core::Outbound as _;
+    use bot_core::outbound::{OutgoingMessage, Target};
+    let (api, http) = setup(1).await;
+    let client = bot_discord::DiscordClient::new(http, None, Arc::default());
+    let user = "80351110224678912";
+    let to = Target::conversation(bot_discord::client::dm(user));
+    client
+        .send(&to, vec![OutgoingMessage::text("your report is ready")])
+        .await
+        .unwrap();
+    client
+        .send(
+            &to,
+            vec![
+                OutgoingMessage::typing(),
+                OutgoingMessage::text("and another"),
+            ],
+        )
+        .await
+        .unwrap();
+    let opened = api.api().calls_to("/users/@me/channels");
+    assert_eq!(opened.len(), 1, "the DM channel is opened once");
+    assert_eq!(opened[0].request.json()["recipient_id"], user);
+    let channel = client.dm_channel(user).await.unwrap();
+    assert_eq!(
+        api.messages_in(&channel),
+        ["your report is ready", "and another"]
+    );
+    assert_eq!(
+        api.api()
+            .calls_to(&format!("/channels/{channel}/typing"))
+            .len(),
+        1
+    );
+    assert!(
+        api.api().calls_to("/channels/@").is_empty(),
+        "nothing posted to the raw id"
+    );
+}

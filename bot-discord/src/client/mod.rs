@@ -20,6 +20,7 @@
 //! this process's: a retry in another process, or after a restart, sends them again (channel
 //! messages are still deduplicated by their nonce, for the few minutes Discord keeps it).
 
+mod dm;
 mod interaction;
 mod outbound;
 mod post;
@@ -34,6 +35,7 @@ use crate::interactions::Pending;
 
 pub use crate::render::{MAX_CONTENT_CHARS, bodies, validate};
 pub use bot_core::outbound::{MAX_SENT_PARTS, SENT_PARTS_TTL};
+pub use dm::dm;
 
 /// Sends Discord replies. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -42,6 +44,7 @@ pub struct DiscordClient {
     application_id: Option<String>,
     pending: Arc<Pending>,
     sent: Arc<SentKeys<PartKey>>,
+    dms: Arc<dm::DmChannels>,
 }
 
 impl DiscordClient {
@@ -52,6 +55,7 @@ impl DiscordClient {
             application_id,
             pending,
             sent: Arc::default(),
+            dms: Arc::default(),
         }
     }
 

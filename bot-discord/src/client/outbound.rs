@@ -32,8 +32,9 @@ impl Outbound for DiscordClient {
                 .await?;
             }
             _ => {
+                let channel = self.channel_of(target.conversation.as_str()).await?;
                 self.post(
-                    target.conversation.as_str(),
+                    &channel,
                     &messages,
                     target.origin.as_ref().map(|e| (e, target.send_index)),
                     target.reply_to_message.as_ref().map(|m| m.as_str()),
@@ -44,9 +45,23 @@ impl Outbound for DiscordClient {
         Ok(())
     }
 
-    /// `POST /channels/{id}/typing`.
+    /// `POST /channels/{id}/typing` (in the user's DM channel for a [`super::dm`] conversation).
     async fn typing(&self, conversation: &ConversationId) -> Result<(), bot_core::Error> {
-        self.http.trigger_typing(conversation.as_str()).await?;
+        let channel = self.channel_of(conversation.as_str()).await?;
+        self.http.trigger_typing(&channel).await?;
         Ok(())
+    }
+}
+
+impl DiscordClient {
+    /// The channel a conversation posts in: itself, or for `@<user>` the user's DM channel.
+    async fn channel_of<'a>(
+        &self,
+        conversation: &'a str,
+    ) -> Result<std::borrow::Cow<'a, str>, crate::Error> {
+        Ok(match super::dm::dm_user(conversation) {
+            Some(user) => std::borrow::Cow::Owned(self.dm_channel(user).await?),
+            None => std::borrow::Cow::Borrowed(conversation),
+        })
     }
 }

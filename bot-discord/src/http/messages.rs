@@ -24,6 +24,23 @@ impl DiscordHttp {
         .await
     }
 
+    /// `POST /users/@me/channels`: the DM channel with user `recipient_id` (the same channel on
+    /// every call), as Discord returns it.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiscordHttp::request`].
+    pub async fn create_dm(&self, recipient_id: &str) -> Result<Value, Error> {
+        let body = serde_json::json!({ "recipient_id": recipient_id });
+        self.value(Self::call(
+            Method::POST,
+            "create_dm",
+            "/users/@me/channels",
+            Some(&body),
+        )?)
+        .await
+    }
+
     /// `PATCH /channels/{channel}/messages/{message}`.
     ///
     /// # Errors

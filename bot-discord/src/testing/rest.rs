@@ -36,6 +36,8 @@ struct RestRules {
     feeds: Vec<mpsc::Sender<CreatedMessage>>,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<String>, Vec<Value>>,
+    /// DM channels opened, by user.
+    dms: HashMap<String, String>,
 }
 
 /// A message the fake REST API created, as [`FakeDiscordApi::message_feed`] hands it out.
@@ -77,6 +79,7 @@ impl FakeDiscordApi {
             "total": 1000, "remaining": 999, "reset_after": 86_400_000_u64, "max_concurrency": max_concurrency}});
         let next_id = AtomicU64::new(1_200_000_000_000_000_000);
         let rules = Arc::new(Mutex::new(RestRules {
+            dms: HashMap::new(),
             limit: 50,
             window: Duration::from_secs(1),
             buckets: HashMap::new(),
@@ -202,6 +205,24 @@ fn answer(
     let body = request.json();
     let response = match (&request.method, segments.as_slice()) {
         (&Method::GET, ["gateway", "bot"]) => FakeResponse::json(StatusCode::OK, gateway),
+        (&Method::POST, ["users", "@me", "channels"]) => {
+            let Some(user) = body["recipient_id"].as_str().filter(|u| !u.is_empty()) else {
+                return FakeResponse::json(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"code": 50035, "message": "Invalid Form Body"}),
+                );
+            };
+            // The same channel for a user on every call, as Discord answers.
+            let channel = lock(rules)
+                .dms
+                .entry(user.to_owned())
+                .or_insert_with(|| id.clone())
+                .clone();
+            FakeResponse::json(
+                StatusCode::OK,
+                &json!({"id": channel, "type": 1, "recipients": [{"id": user}]}),
+            )
+        }
         (&Method::POST, ["channels", channel, "messages"]) => {
             let content = body["content"].as_str().unwrap_or_default();
             if content.chars().count() > 2000 {
