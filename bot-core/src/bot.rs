@@ -289,12 +289,31 @@ impl Bot {
         &self,
         message: crate::outbox::OutboxMessage,
     ) -> Result<crate::outbox::Queued, Error> {
-        match self.outbox() {
-            Some(outbox) => outbox.send(message).await,
-            None => Err(Error::config(
-                "bot: no outbox; give the builder one with .outbox(..)",
-            )),
-        }
+        self.require_outbox()?.send(message).await
+    }
+
+    /// Queues campaign `campaign` in the bot's outbox: keys derived from the campaign and each
+    /// recipient, so running it again queues only what is new. See
+    /// [`crate::outbox::Outbox::send_many`].
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] when the bot has no outbox; otherwise as
+    /// [`crate::outbox::Outbox::send_many`].
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn send_many(
+        &self,
+        campaign: &str,
+        messages: impl IntoIterator<Item = crate::outbox::OutboxMessage>,
+    ) -> Result<crate::outbox::Queued, Error> {
+        self.require_outbox()?.send_many(campaign, messages).await
+    }
+
+    #[cfg(feature = "postgres")]
+    fn require_outbox(&self) -> Result<&crate::outbox::Outbox, Error> {
+        self.outbox()
+            .ok_or_else(|| Error::config("bot: no outbox; give the builder one with .outbox(..)"))
     }
 }
 

@@ -368,6 +368,24 @@ async fn a_full_outbox_refuses_or_sheds_and_counts_exactly() {
         10,
         "nothing half-queued"
     );
+
+    // Shedding the newest: what does not fit is dropped and counted, the rest queued.
+    let (_pool, builder) = outbox_builder("ob_shed").await;
+    let shedding = builder
+        .capacity(10)
+        .overflow(Overflow::DropNewest)
+        .build()
+        .await
+        .unwrap();
+    let users: Vec<String> = (0..15).map(|n| format!("U{n}")).collect();
+    let report = shedding
+        .send_many("shed", users.iter().map(|u| line(u, "x")))
+        .await
+        .unwrap();
+    assert_eq!((report.queued, report.dropped_newest), (10, 5));
+    let counts = shedding.counts();
+    assert_eq!((counts.queued, counts.dropped_newest), (10, 5));
+    assert_eq!(shedding.pending("shed").await.unwrap(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,11 +416,19 @@ async fn a_bot_with_an_outbox_runs_its_senders_and_gives_handlers_the_outbox() {
     bot.send(OutboxMessage::new(Platform::TEST, "C1", "proactive"))
         .await
         .unwrap();
+    let again = bot
+        .send_many(
+            "welcome",
+            [OutboxMessage::new(Platform::TEST, "C3", "welcome")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.queued, 1);
     bot.ingress()
         .submit(vec![support::text_event("C2", "e1")])
         .await
         .unwrap();
-    let sent = tokio::time::timeout(WAIT, recording.wait_for(2))
+    let sent = tokio::time::timeout(WAIT, recording.wait_for(3))
         .await
         .unwrap();
     let mut texts: Vec<(&str, &str)> = sent
@@ -410,7 +436,10 @@ async fn a_bot_with_an_outbox_runs_its_senders_and_gives_handlers_the_outbox() {
         .map(|s| (s.target.conversation.as_str(), s.texts()[0]))
         .collect();
     texts.sort_unstable();
-    assert_eq!(texts, [("C1", "proactive"), ("C2", "follow-up")]);
+    assert_eq!(
+        texts,
+        [("C1", "proactive"), ("C2", "follow-up"), ("C3", "welcome")]
+    );
     bot.shutdown().await;
     // A bot without an outbox says so.
     let plain = Bot::builder()
