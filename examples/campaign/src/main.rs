@@ -15,7 +15,7 @@
 //! | `LINE_API_BASE` | where LINE is (a proxy, a fake) | `https://api.line.me` |
 //! | `CAMPAIGN_ID` | the campaign; the messages' keys derive from it | `demo` |
 //! | `CAMPAIGN_TO` | user ids, comma-separated | demo: `CAMPAIGN_COUNT` made-up ids |
-//! | `CAMPAIGN_COUNT` | made-up recipients when `CAMPAIGN_TO` is unset | 10,000 |
+//! | `CAMPAIGN_COUNT` | made-up recipients when `CAMPAIGN_TO` is unset (for a fake or proxy) | 10,000 |
 //! | `CAMPAIGN_SHARE` | `i/n`: this process queues the recipients `k` with `k % n == i` | `0/1` |
 //! | `CAMPAIGN_QUEUE` | `0`: queue nothing, only send | `1` |
 //! | `CAMPAIGN_TEXT` | the message | `Hello from botrt` |
@@ -83,8 +83,12 @@ impl Config {
             })
             .unwrap_or_default();
         if to.is_empty() {
-            if token.is_some() {
-                return Err(config_error("CAMPAIGN_TO: give the user ids to send to"));
+            // Made-up recipients are for a fake or a proxy: with a real token, ask for ids
+            // unless the count of made-up ones is given on purpose.
+            if token.is_some() && var("CAMPAIGN_COUNT").is_none() {
+                return Err(config_error(
+                    "CAMPAIGN_TO: give the user ids to send to (or CAMPAIGN_COUNT for made-up ones)",
+                ));
             }
             let count: usize = number("CAMPAIGN_COUNT", 10_000)?;
             to = (0..count).map(|n| format!("U{n:032x}")).collect();
