@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod pg;
 pub mod pusher;
 pub mod queue;
+pub mod ratelimit;
 pub mod readiness;
 pub mod router;
 pub mod runtime;
