@@ -404,3 +404,6 @@ pub(crate) mod nats_server;
 pub(crate) mod pg;
 pub(crate) mod queue;
 pub(crate) mod supervisor;
+pub(crate) mod ratelimit;
+#[cfg(feature = "redis")]
+pub(crate) mod redis_server;
