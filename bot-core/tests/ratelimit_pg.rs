@@ -23,6 +23,8 @@ macro_rules! report {
 async fn two_processes_on_one_key_stay_under_the_limit_in_every_second_with_few_round_trips() {
     const LIMIT: u32 = 1_000;
     let pool = fresh_pool("ratelimit_two").await;
+    // ANCHOR: postgres
+    // Two processes: each has its own `SharedLimits` (a token cache and a member id of its own).
     let (a, b) = (
         SharedLimits::postgres(&pool).unwrap(),
         SharedLimits::postgres(&pool).unwrap(),
@@ -31,6 +33,7 @@ async fn two_processes_on_one_key_stay_under_the_limit_in_every_second_with_few_
         a.limit("test:channel:push", LIMIT).unwrap(),
         b.limit("test:channel:push", LIMIT).unwrap(),
     );
+    // ANCHOR_END: postgres
     let until = Instant::now() + Duration::from_secs(3);
     let log = Mutex::new(Vec::new());
     tokio::join!(
@@ -39,7 +42,11 @@ async fn two_processes_on_one_key_stay_under_the_limit_in_every_second_with_few_
     );
     let times = log.into_inner().unwrap();
     let (sa, sb) = (a.stats(), b.stats());
-    report!("postgres, two processes: {} calls in 3 s, busiest second {}; {sa:?} {sb:?}", times.len(), max_per_second(&times));
+    report!(
+        "postgres, two processes: {} calls in 3 s, busiest second {}; {sa:?} {sb:?}",
+        times.len(),
+        max_per_second(&times)
+    );
     assert!(max_per_second(&times) <= LIMIT as usize);
     assert!(times.len() >= 2_400, "{} calls in 3 s", times.len());
     assert!(sa.acquired > 300 && sb.acquired > 300, "{sa:?} {sb:?}");
@@ -87,9 +94,12 @@ async fn a_store_that_stops_answering_sends_the_limit_to_its_share_and_back() {
         tokio::time::sleep_until(down_at).await;
         let mut conn = pool.get().await.unwrap();
         let tx = conn.transaction().await.unwrap();
-        tx.execute("SELECT tat FROM botrt_rate_limits WHERE key = $1 FOR UPDATE", &[&key])
-            .await
-            .unwrap();
+        tx.execute(
+            "SELECT tat FROM botrt_rate_limits WHERE key = $1 FOR UPDATE",
+            &[&key],
+        )
+        .await
+        .unwrap();
         tokio::time::sleep_until(up_at).await;
         tx.rollback().await.unwrap();
         at_up = Some((a.stats(), b.stats()));

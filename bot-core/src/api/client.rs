@@ -183,9 +183,9 @@ impl<S: ApiSpec> ApiClient<S> {
                         .limit(format!("{platform}:{channel_id}:{endpoint}"), *per_second)
                         .map_err(|e| fail(format!("the shared rate limit of {endpoint}: {e}")))?,
                 ),
-                _ => EndpointLimit::Local(RateLimit::per_second(*per_second).ok_or_else(
-                    || fail(format!("the rate limit of {endpoint} must be above zero")),
-                )?),
+                _ => EndpointLimit::Local(RateLimit::per_second(*per_second).ok_or_else(|| {
+                    fail(format!("the rate limit of {endpoint} must be above zero"))
+                })?),
             };
             limits.insert(*endpoint, limit);
         }

@@ -334,9 +334,11 @@ impl Inner {
             live_micros: micros(self.settings.live_window),
         };
         let sent = Instant::now();
-        let answer =
-            tokio::time::timeout(self.settings.store_timeout, self.store.reserve(&reservation))
-                .await;
+        let answer = tokio::time::timeout(
+            self.settings.store_timeout,
+            self.store.reserve(&reservation),
+        )
+        .await;
         let received = Instant::now();
         self.counters.reservations.fetch_add(1, Ordering::Relaxed);
         let mut s = self.lock();
@@ -346,10 +348,7 @@ impl Inner {
             Err(_) => self.failed(
                 &mut s,
                 received,
-                &format!(
-                    "no answer within {:?}",
-                    self.settings.store_timeout
-                ),
+                &format!("no answer within {:?}", self.settings.store_timeout),
             ),
         }
         s.reserving = false;
@@ -400,9 +399,7 @@ impl Inner {
         let until = sent + Duration::from_micros(to_start + slot) + self.settings.grace;
         if until <= from {
             // The answer took longer than the slot and its grace: nothing of it can be spent.
-            self.counters
-                .late_answers
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.late_answers.fetch_add(1, Ordering::Relaxed);
             self.counters
                 .tokens_expired
                 .fetch_add(u64::from(reserved.granted), Ordering::Relaxed);

@@ -60,9 +60,8 @@ impl RedisRateStore {
     ///
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the URL is invalid.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::config(format!("rate limit store redis: invalid url: {e}"))
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::config(format!("rate limit store redis: invalid url: {e}")))?;
         Ok(Self {
             client,
             connection: tokio::sync::OnceCell::new(),

@@ -279,18 +279,19 @@ impl SharedLimits {
         }
         let meter = telemetry.meter();
         let store = self.inner.store.name();
-        let counter = |name: &'static str, description: &'static str, read: fn(&Counters) -> u64| {
-            let weak = Arc::downgrade(&self.inner.counters);
-            meter
-                .u64_observable_counter(name)
-                .with_description(description)
-                .with_callback(move |o| {
-                    if let Some(c) = weak.upgrade() {
-                        o.observe(read(&c), &[KeyValue::new("store", store)]);
-                    }
-                })
-                .build();
-        };
+        let counter =
+            |name: &'static str, description: &'static str, read: fn(&Counters) -> u64| {
+                let weak = Arc::downgrade(&self.inner.counters);
+                meter
+                    .u64_observable_counter(name)
+                    .with_description(description)
+                    .with_callback(move |o| {
+                        if let Some(c) = weak.upgrade() {
+                            o.observe(read(&c), &[KeyValue::new("store", store)]);
+                        }
+                    })
+                    .build();
+            };
         counter(
             "bot.ratelimit.fallback",
             "Calls admitted by the local share of a shared rate limit while its store was down",

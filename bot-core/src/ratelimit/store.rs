@@ -69,7 +69,11 @@ pub trait RateStore: fmt::Debug + Send + Sync + 'static {
 
 /// A store error of `store`, lowercase, with its source.
 pub(crate) fn store_error(store: &str, what: &str, source: impl Into<BoxError>) -> Error {
-    Error::new(ErrorKind::Other, format!("rate limit store {store}: {what}")).with_source(source)
+    Error::new(
+        ErrorKind::Other,
+        format!("rate limit store {store}: {what}"),
+    )
+    .with_source(source)
 }
 
 /// A [`RateStore`] in this process's memory, on tokio's clock (so that paused-time tests drive
@@ -144,7 +148,11 @@ impl RateStore for MemoryRateStore {
         let live = i64::try_from(r.live_micros).unwrap_or(i64::MAX / 2);
         state.members.retain(|_, seen| *seen > now - live);
         if !state.members.contains_key(r.member) && state.members.len() >= MEMORY_MAX_MEMBERS {
-            return Err(store_error("memory", "too many members", r.member.to_owned()));
+            return Err(store_error(
+                "memory",
+                "too many members",
+                r.member.to_owned(),
+            ));
         }
         state.members.insert(r.member.to_owned(), now);
         let start = state.tat.max(now);
@@ -173,5 +181,7 @@ impl RateStore for MemoryRateStore {
 
 /// Microseconds of `duration`, at least 1.
 pub(crate) fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }

@@ -33,7 +33,12 @@ impl RateStore for SharedStore {
 }
 
 /// `callers` callers of `limit` acquiring until `until`, each call's instant pushed to `log`.
-async fn run_callers(limit: &SharedLimit, callers: usize, until: Instant, log: &Mutex<Vec<Instant>>) {
+async fn run_callers(
+    limit: &SharedLimit,
+    callers: usize,
+    until: Instant,
+    log: &Mutex<Vec<Instant>>,
+) {
     let caller = || async {
         loop {
             limit.acquire().await;
@@ -102,10 +107,16 @@ async fn two_processes_on_one_key_never_exceed_the_limit_in_any_second_and_toget
     );
     let times = log.into_inner().unwrap();
     let most = max_per_second(&times);
-    assert!(most <= LIMIT as usize, "{most} calls in one second, limit {LIMIT}");
+    assert!(
+        most <= LIMIT as usize,
+        "{most} calls in one second, limit {LIMIT}"
+    );
     // Together close to the limit: the headroom is 3 %, the rest is start-up.
     let total = times.len();
-    assert!(total as f64 >= 0.95 * 5.0 * f64::from(LIMIT), "{total} calls in 5 s");
+    assert!(
+        total as f64 >= 0.95 * 5.0 * f64::from(LIMIT),
+        "{total} calls in 5 s"
+    );
     // Both processes got calls out; reservations are batched.
     let (sa, sb) = (a.stats(), b.stats());
     assert!(sa.acquired > 1_000 && sb.acquired > 1_000, "{sa:?} {sb:?}");
@@ -162,7 +173,10 @@ async fn with_the_store_down_calls_go_on_at_the_local_share_and_return_to_the_st
     );
     let times = log.into_inner().unwrap();
     let most = max_per_second(&times);
-    assert!(most <= LIMIT as usize, "{most} calls in one second, limit {LIMIT}");
+    assert!(
+        most <= LIMIT as usize,
+        "{most} calls in one second, limit {LIMIT}"
+    );
     // During the outage each process spends its share, floor(r / 2) a second: together
     // close to the rate, never above.
     let share = (f64::from(LIMIT) / 1.03 / 2.0).floor();
@@ -206,7 +220,10 @@ async fn a_process_that_never_reached_the_store_assumes_the_configured_process_c
     let times = log.into_inner().unwrap();
     let share = (f64::from(LIMIT) / 1.03 / 4.0).floor() as usize;
     let most = max_per_second(&times);
-    assert!(most <= share && most + 5 >= share, "{most} a second, share {share}");
+    assert!(
+        most <= share && most + 5 >= share,
+        "{most} a second, share {share}"
+    );
     let stats = limits.stats();
     assert_eq!(stats.acquired, 0);
     assert_eq!(stats.outages, 1);
