@@ -226,6 +226,7 @@ impl Inner {
                         key = %self.key, store = self.store.name(),
                         "rate limit: hand-over done; calls are limited by the shared store alone"
                     );
+                    self.counters.recoveries.fetch_add(1, Ordering::Relaxed);
                     s.fallback = None;
                 }
                 Some(_) => {}

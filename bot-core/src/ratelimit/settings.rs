@@ -99,6 +99,7 @@ pub(crate) struct Counters {
     pub(crate) acquired_fallback: AtomicU64,
     pub(crate) store_errors: AtomicU64,
     pub(crate) outages: AtomicU64,
+    pub(crate) recoveries: AtomicU64,
     pub(crate) late_answers: AtomicU64,
 }
 
@@ -119,6 +120,8 @@ pub struct SharedLimitStats {
     pub store_errors: u64,
     /// Outages: times a limit went from the store to its local share.
     pub outages: u64,
+    /// Outages over: hand-overs back to the store completed.
+    pub recoveries: u64,
     /// Answers that came too late for their tokens to be spent.
     pub late_answers: u64,
 }
@@ -263,6 +266,7 @@ impl SharedLimits {
             acquired_fallback: c.acquired_fallback.load(Ordering::Relaxed),
             store_errors: c.store_errors.load(Ordering::Relaxed),
             outages: c.outages.load(Ordering::Relaxed),
+            recoveries: c.recoveries.load(Ordering::Relaxed),
             late_answers: c.late_answers.load(Ordering::Relaxed),
         }
     }

@@ -192,6 +192,7 @@ async fn with_the_store_down_calls_go_on_at_the_local_share_and_return_to_the_st
     let (sa, sb) = (a.stats(), b.stats());
     for stats in [sa, sb] {
         assert_eq!(stats.outages, 1, "{stats:?}");
+        assert_eq!(stats.recoveries, 1, "{stats:?}");
         assert!(stats.acquired_fallback > 2_000, "{stats:?}");
         // Retried once a second, not once per call.
         assert!(stats.store_errors <= 5, "{stats:?}");
