@@ -565,3 +565,19 @@ fn channel_id(token: &Secret) -> String {
         .finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_id_is_stable_and_short_and_never_holds_the_token() {
+        let token = Secret::new("channel-access-token-0123456789abcdef");
+        let id = channel_id(&token);
+        assert_eq!(id, channel_id(&Secret::new(token.expose())));
+        assert_eq!(id.len(), 16);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!id.contains("0123456789abcdef") && !token.expose().contains(&id));
+        assert_ne!(id, channel_id(&Secret::new("another-channel's-token")));
+    }
+}
