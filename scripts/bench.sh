@@ -9,6 +9,8 @@ criterion_lines() { grep -E '^[a-z_]+/|time:|thrpt:' || true; }
 
 echo "== bot-core: supervisor (criterion)"
 cargo bench -p bot-core --bench supervisor 2>&1 | criterion_lines
+echo "== bot-core: shared rate limits, acquire with a warm token cache (criterion)"
+cargo bench -p bot-core --bench ratelimit 2>&1 | grep -E '^ratelimit_|time:|thrpt:|reservations' || true
 echo "== bot-core: the PostgreSQL queue (needs the server of DATABASE_URL, default 127.0.0.1:5432)"
 cargo bench -p bot-core --features postgres --bench pg_queue 2>&1 | grep -E '^pg_|time:|thrpt:|p50' || true
 echo "== bot-line: webhook verification and parsing (criterion)"

@@ -67,6 +67,14 @@ ensure_nats() {
     "$(dirname "${BASH_SOURCE[0]}")/ensure-nats.sh"
 }
 
+# Redis on 127.0.0.1:6379, started (or installed) when absent, by scripts/ensure-redis.sh. The
+# `redis` feature's tests (shared rate limits) need its binary: they start private servers of
+# their own, to stop one mid-run. .ci/needs-redis turns this on; BOT_TEST_REDIS=1 turns it on for
+# one run. Those tests fail, never skip, without it.
+ensure_redis() {
+    "$(dirname "${BASH_SOURCE[0]}")/ensure-redis.sh"
+}
+
 check_book_includes
 # Every relative link of the book points at a page, and every #anchor at one of its headings.
 "$(dirname "${BASH_SOURCE[0]}")/check-book-links.sh"
@@ -84,6 +92,10 @@ fi
 if [[ ${BOT_TEST_NATS:-0} == 1 || -e .ci/needs-nats ]]; then
     ensure_nats
     export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+fi
+
+if [[ ${BOT_TEST_REDIS:-0} == 1 || -e .ci/needs-redis ]]; then
+    ensure_redis
 fi
 
 # Headless Chromium for the web chat widget's browser test (bot-webchat/tests/browser.rs), which

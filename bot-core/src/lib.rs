@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod pg;
 pub mod pusher;
 pub mod queue;
+pub mod ratelimit;
 pub mod readiness;
 pub mod router;
 pub mod runtime;
@@ -98,6 +99,15 @@ mod tests {
         assert_send_sync::<crate::Pusher<crate::pusher::Push>>();
         assert_send_sync::<crate::pusher::PushReport>();
         assert_send_sync::<crate::pusher::PushError<String>>();
+        assert_send_sync::<crate::ratelimit::SharedLimits>();
+        assert_send_sync::<crate::ratelimit::SharedLimitsBuilder>();
+        assert_send_sync::<crate::ratelimit::SharedLimit>();
+        assert_send_sync::<crate::ratelimit::SharedLimitStats>();
+        assert_send_sync::<crate::ratelimit::MemoryRateStore>();
+        #[cfg(feature = "postgres")]
+        assert_send_sync::<crate::ratelimit::PgRateStore>();
+        #[cfg(feature = "redis")]
+        assert_send_sync::<crate::ratelimit::RedisRateStore>();
         #[cfg(feature = "nats")]
         {
             assert_send_sync::<crate::nats::JetStreamQueue>();

@@ -15,6 +15,7 @@ use super::error::{ApiError, ApiErrorKind};
 use crate::event::Platform;
 use crate::limits::RetryPolicy;
 use crate::outbound::RateLimit;
+use crate::ratelimit::{SharedLimit, SharedLimits};
 use crate::secret::Secret;
 use crate::telemetry::{OutboundCall, Telemetry};
 
@@ -101,8 +102,15 @@ struct Shared<S> {
     timeout: Duration,
     deadline: Duration,
     max_retry_after: Duration,
-    limits: HashMap<&'static str, RateLimit>,
+    limits: HashMap<&'static str, EndpointLimit>,
+    shared_limits: Option<SharedLimits>,
     channel: Option<String>,
+}
+
+/// An endpoint's quota: this process's, or shared by every process of the channel.
+enum EndpointLimit {
+    Local(RateLimit),
+    Shared(SharedLimit),
 }
 
 impl<S: ApiSpec> Clone for ApiClient<S> {
@@ -159,10 +167,30 @@ impl<S: ApiSpec> ApiClient<S> {
             ));
         }
         let mut limits = HashMap::new();
+        let channel_id = config
+            .shared_limits
+            .is_some()
+            .then(|| channel_id(&config.token));
         for (endpoint, per_second) in &config.limits {
-            let limit = RateLimit::per_second(*per_second)
-                .ok_or_else(|| fail(format!("the rate limit of {endpoint} must be above zero")))?;
+            if *per_second == 0 {
+                return Err(fail(format!(
+                    "the rate limit of {endpoint} must be above zero"
+                )));
+            }
+            let limit = match (&config.shared_limits, &channel_id) {
+                (Some(shared), Some(channel_id)) => EndpointLimit::Shared(
+                    shared
+                        .limit(format!("{platform}:{channel_id}:{endpoint}"), *per_second)
+                        .map_err(|e| fail(format!("the shared rate limit of {endpoint}: {e}")))?,
+                ),
+                _ => EndpointLimit::Local(RateLimit::per_second(*per_second).ok_or_else(|| {
+                    fail(format!("the rate limit of {endpoint} must be above zero"))
+                })?),
+            };
             limits.insert(*endpoint, limit);
+        }
+        if let (Some(shared), Some(telemetry)) = (&config.shared_limits, &config.telemetry) {
+            shared.register_metrics(telemetry);
         }
         let mut authorization = spec.authorization(&config.token)?;
         authorization.set_sensitive(true);
@@ -186,6 +214,7 @@ impl<S: ApiSpec> ApiClient<S> {
                 deadline: config.deadline,
                 max_retry_after: config.max_retry_after,
                 limits,
+                shared_limits: config.shared_limits,
                 channel: config.channel,
             }),
             telemetry: config.telemetry,
@@ -196,6 +225,9 @@ impl<S: ApiSpec> ApiClient<S> {
     /// `self` (what an adapter does once the bot's telemetry exists).
     #[must_use]
     pub fn with_telemetry(&self, telemetry: Telemetry) -> Self {
+        if let Some(shared) = &self.shared.shared_limits {
+            shared.register_metrics(&telemetry);
+        }
         Self {
             shared: self.shared.clone(),
             telemetry: Some(telemetry),
@@ -225,6 +257,11 @@ impl<S: ApiSpec> ApiClient<S> {
     /// The telemetry calls are recorded in, if any.
     pub fn telemetry(&self) -> Option<&Telemetry> {
         self.telemetry.as_ref()
+    }
+
+    /// The rate limits shared across processes, when the client was given them.
+    pub fn shared_limits(&self) -> Option<&SharedLimits> {
+        self.shared.shared_limits.as_ref()
     }
 
     /// The retry policy.
@@ -353,9 +390,11 @@ impl<S: ApiSpec> ApiClient<S> {
     /// The endpoint's quota, then the platform's own limits; the whole wait is recorded.
     async fn admit(&self, call: &Call, deadline: Instant) -> Result<S::Permit, ApiError> {
         let started = Instant::now();
-        if let Some(limit) = self.shared.limits.get(call.endpoint) {
+        match self.shared.limits.get(call.endpoint) {
             // The whole wait, the platform's own included, is recorded below.
-            limit.acquire(&self.platform(), None).await;
+            Some(EndpointLimit::Local(limit)) => limit.acquire(&self.platform(), None).await,
+            Some(EndpointLimit::Shared(limit)) => limit.acquire().await,
+            None => {}
         }
         let permit = self.shared.spec.admit(call, deadline).await?;
         let waited = started.elapsed();
@@ -514,4 +553,31 @@ fn error_type(kind: ApiErrorKind) -> &'static str {
 pub fn header_value(value: &str) -> Result<HeaderValue, ApiError> {
     HeaderValue::try_from(value)
         .map_err(|_| ApiError::config("a token or key is not a valid header value"))
+}
+
+/// A stable id of the channel a token belongs to, for shared rate limit keys: the first 16 hex
+/// digits of a SHA-256 of the token (under a domain prefix), never the token itself.
+fn channel_id(token: &Secret) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"botrt.ratelimit.channel\0")
+        .chain_update(token.expose().as_bytes())
+        .finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_id_is_stable_and_short_and_never_holds_the_token() {
+        let token = Secret::new("channel-access-token-0123456789abcdef");
+        let id = channel_id(&token);
+        assert_eq!(id, channel_id(&Secret::new(token.expose())));
+        assert_eq!(id.len(), 16);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!id.contains("0123456789abcdef") && !token.expose().contains(&id));
+        assert_ne!(id, channel_id(&Secret::new("another-channel's-token")));
+    }
 }

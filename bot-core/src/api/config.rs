@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::limits::RetryPolicy;
+use crate::ratelimit::SharedLimits;
 use crate::secret::Secret;
 use crate::telemetry::Telemetry;
 
@@ -42,6 +43,7 @@ pub struct ApiConfig {
     pub(crate) http: Option<reqwest::Client>,
     pub(crate) telemetry: Option<Telemetry>,
     pub(crate) channel: Option<String>,
+    pub(crate) shared_limits: Option<SharedLimits>,
 }
 
 impl ApiConfig {
@@ -59,11 +61,13 @@ impl ApiConfig {
             http: None,
             telemetry: None,
             channel: None,
+            shared_limits: None,
         }
     }
 
-    /// Limits calls of `endpoint` ([`super::Call::new`]) to `per_second` (bursts of as many);
-    /// replaces an earlier limit of the same endpoint.
+    /// Limits calls of `endpoint` ([`super::Call::new`]) to `per_second` (bursts of as many; with
+    /// [`ConfigureApi::shared_limits`], shared by every process and without bursts); replaces an
+    /// earlier limit of the same endpoint.
     pub fn limit(&mut self, endpoint: &'static str, per_second: u32) {
         self.limits.retain(|(e, _)| *e != endpoint);
         self.limits.push((endpoint, per_second));
@@ -153,6 +157,17 @@ pub trait ConfigureApi: Sized {
     #[must_use]
     fn channel_label(mut self, channel: impl Into<String>) -> Self {
         self.api_config().channel = Some(channel.into());
+        self
+    }
+
+    /// Shares the per-endpoint rate limits with every process of this channel through
+    /// `limits`' store (PostgreSQL or Redis): the platform's quota is for the channel, not for
+    /// each process. The limits' keys are the platform, a stable id of the channel (the first
+    /// 16 hex digits of a SHA-256 of the token, never the token) and the endpoint. The window of
+    /// calls in flight stays per process. See [`crate::ratelimit`].
+    #[must_use]
+    fn shared_limits(mut self, limits: SharedLimits) -> Self {
+        self.api_config().shared_limits = Some(limits);
         self
     }
 }

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "leases in a table of their own, claims without a lock",
         V4,
     ),
+    (5, "rate limits shared across processes", V5),
 ];
 
 const V1: &str = r#"
@@ -255,6 +256,78 @@ BEGIN
         RETURNING l.id
     )
     SELECT c.id, c.attempts + 1, c.payload::text FROM c JOIN leased USING (id);
+END
+$$;
+"#;
+
+// Rate limits shared by every process of a channel (`bot_core::ratelimit`): one theoretical
+// arrival time (TAT) per key, moved by reservations of a batch of tokens on the server's clock,
+// and the processes seen per key, to share the limit when the database is down. UNLOGGED: lost
+// in a crash of the server, which only starts the limits afresh (a TAT in the past and no
+// members mean what an empty table means).
+const V5: &str = r#"
+CREATE UNLOGGED TABLE botrt_rate_limits (
+    key text PRIMARY KEY,
+    tat timestamptz NOT NULL
+) WITH (
+    -- One row per key, updated by every reservation: room for HOT updates, vacuum early.
+    fillfactor = 50,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+CREATE UNLOGGED TABLE botrt_rate_limit_members (
+    key text NOT NULL,
+    member text NOT NULL,
+    seen_at timestamptz NOT NULL,
+    PRIMARY KEY (key, member)
+) WITH (
+    fillfactor = 50,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+-- Reserves p_tokens tokens of p_key, one every p_interval_us microseconds, from
+-- greatest(TAT, now); granted only when that start is at most p_horizon_us ahead of now, else
+-- nothing changes and the TAT says when to ask again. Records p_member as seen and counts the
+-- members seen within p_live_us. Times in microseconds since the epoch, on this server's clock,
+-- read after the key's row is locked: the slots of a key never overlap.
+CREATE FUNCTION botrt_rate_reserve(p_key text, p_member text, p_tokens integer,
+    p_interval_us bigint, p_horizon_us bigint, p_live_us bigint)
+RETURNS TABLE (granted integer, start_us bigint, now_us bigint, tat_us bigint, live integer)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_tat timestamptz;
+    v_now timestamptz;
+    v_start timestamptz;
+BEGIN
+    -- Unlogged rows: a commit has nothing to wait for on the disk.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    INSERT INTO botrt_rate_limits (key, tat) VALUES (p_key, '-infinity') ON CONFLICT (key) DO NOTHING;
+    SELECT l.tat INTO v_tat FROM botrt_rate_limits l WHERE l.key = p_key FOR UPDATE;
+    v_now := clock_timestamp();
+    v_start := greatest(v_tat, v_now);
+    IF v_start <= v_now + p_horizon_us * interval '1 microsecond' THEN
+        v_tat := v_start + (p_tokens::bigint * p_interval_us) * interval '1 microsecond';
+        UPDATE botrt_rate_limits l SET tat = v_tat WHERE l.key = p_key;
+        granted := p_tokens;
+    ELSE
+        granted := 0;
+    END IF;
+    INSERT INTO botrt_rate_limit_members AS m (key, member, seen_at)
+    VALUES (p_key, p_member, v_now)
+    ON CONFLICT (key, member) DO UPDATE SET seen_at = excluded.seen_at;
+    DELETE FROM botrt_rate_limit_members m
+    WHERE m.key = p_key AND m.seen_at < v_now - p_live_us * interval '1 microsecond';
+    SELECT count(*)::integer INTO live FROM botrt_rate_limit_members m WHERE m.key = p_key;
+    start_us := (extract(epoch FROM v_start) * 1000000)::bigint;
+    now_us := (extract(epoch FROM v_now) * 1000000)::bigint;
+    tat_us := (extract(epoch FROM v_tat) * 1000000)::bigint;
+    RETURN NEXT;
 END
 $$;
 "#;

@@ -403,4 +403,7 @@ pub(crate) mod nats_server;
 #[cfg(feature = "postgres")]
 pub(crate) mod pg;
 pub(crate) mod queue;
+pub(crate) mod ratelimit;
+#[cfg(feature = "redis")]
+pub(crate) mod redis_server;
 pub(crate) mod supervisor;

@@ -1,0 +1,507 @@
+//! [`SharedLimit`]: one quota enforced across processes from batches of tokens reserved in a
+//! [`RateStore`], with the local share when the store is down.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::settings::{Counters, Settings};
+use super::store::{RateStore, Reservation, Reserved, micros};
+use crate::error::Error;
+
+/// Answers after which a store whose answers come too late to spend counts as down.
+const LATE_ANSWERS_FOR_FALLBACK: u32 = 3;
+
+/// One platform quota (`limit` calls a second) shared by every process that limits the same
+/// key in the same store. Cheap to clone; clones share the local token cache.
+///
+/// Build one with [`SharedLimits::limit`](super::SharedLimits::limit); how it works and what it
+/// guarantees are in the [module docs](super).
+#[derive(Clone)]
+pub struct SharedLimit {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: String,
+    limit: u32,
+    /// The store's time between two tokens.
+    interval: Duration,
+    /// Tokens one reservation asks for at most (`interval * max_batch <= batch_period`).
+    max_batch: u32,
+    settings: Settings,
+    store: Arc<dyn RateStore>,
+    member: Arc<str>,
+    counters: Arc<Counters>,
+    state: Mutex<State>,
+    /// Woken when a reservation ends (granted, refused or failed).
+    reserved: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    batch: Option<Batch>,
+    /// Tokens the next reservation asks for, before the callers waiting are counted.
+    next_tokens: u32,
+    /// Callers waiting for the reservation under way.
+    waiting: u32,
+    reserving: bool,
+    /// No reservation before this: the key's TAT was beyond the horizon.
+    not_before: Option<Instant>,
+    /// Live processes the store counted last.
+    live: Option<u32>,
+    late_answers: u32,
+    fallback: Option<Fallback>,
+}
+
+/// Reserved tokens, spendable from `from` to `until` (local clock).
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    from: Instant,
+    until: Instant,
+    left: u32,
+    size: u32,
+}
+
+/// The local share while the store is down (and during the hand-over after it answers again):
+/// one call every `spacing`, not before `next_at`.
+#[derive(Debug, Clone, Copy)]
+struct Fallback {
+    next_at: Instant,
+    spacing: Duration,
+    /// When the store is asked again (during the outage).
+    retry_at: Instant,
+    /// Set once the store answered again: its tokens are spent, still spaced by the local
+    /// share, until then.
+    handover_until: Option<Instant>,
+}
+
+enum Step {
+    Done,
+    /// A token is taken: the call goes out at this instant.
+    SleepUntilDone(Instant),
+    SleepUntil(Instant),
+    Wait,
+    Reserve(u32),
+}
+
+impl fmt::Debug for SharedLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedLimit")
+            .field("key", &self.inner.key)
+            .field("limit", &self.inner.limit)
+            .field("interval", &self.inner.interval)
+            .field("max_batch", &self.inner.max_batch)
+            .field("store", &self.inner.store.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedLimit {
+    pub(super) fn new(
+        key: String,
+        limit: u32,
+        settings: Settings,
+        store: Arc<dyn RateStore>,
+        member: Arc<str>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, Error> {
+        let rate = settings.effective_rate(limit)?;
+        // Rounded up: a longer interval only makes the limit safer.
+        let interval = Duration::from_micros((1e6 / rate).ceil() as u64);
+        let max_batch = (micros(settings.batch_period) / micros(interval)).max(1);
+        let max_batch = u32::try_from(max_batch).unwrap_or(u32::MAX);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                key,
+                limit,
+                interval,
+                max_batch,
+                settings,
+                store,
+                member,
+                counters,
+                state: Mutex::new(State {
+                    batch: None,
+                    next_tokens: 1,
+                    waiting: 0,
+                    reserving: false,
+                    not_before: None,
+                    live: None,
+                    late_answers: 0,
+                    fallback: None,
+                }),
+                reserved: Notify::new(),
+            }),
+        })
+    }
+
+    /// The key in the store.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// The configured limit, in calls a second.
+    pub fn limit(&self) -> u32 {
+        self.inner.limit
+    }
+
+    /// The rate the limiter runs at: the limit less the headroom of the module docs, in calls
+    /// a second.
+    pub fn effective_rate(&self) -> f64 {
+        1.0 / self.inner.interval.as_secs_f64()
+    }
+
+    /// Tokens one reservation takes at most.
+    pub fn max_batch(&self) -> u32 {
+        self.inner.max_batch
+    }
+
+    /// Whether calls are admitted by the local share now (the store is down, or answered again
+    /// less than the hand-over ago).
+    pub fn is_falling_back(&self) -> bool {
+        self.inner.lock().fallback.is_some()
+    }
+
+    /// Waits until one call may go out. Never fails: when the store cannot be reached the call
+    /// waits for the local share instead. Cancel-safe: a caller dropped while waiting takes
+    /// nothing, and a reservation it was making is handed to the next caller.
+    pub async fn acquire(&self) {
+        let inner = &*self.inner;
+        let mut waiting = WaitingGuard {
+            inner,
+            counted: false,
+        };
+        loop {
+            let notified = inner.reserved.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read, so that a reservation ending in between
+            // still wakes this caller.
+            notified.as_mut().enable();
+            let step = inner.step(&mut waiting.counted);
+            match step {
+                Step::Done => return,
+                Step::SleepUntilDone(at) => {
+                    tokio::time::sleep_until(at).await;
+                    return;
+                }
+                Step::SleepUntil(at) => tokio::time::sleep_until(at).await,
+                Step::Wait => notified.await,
+                Step::Reserve(tokens) => {
+                    let mut guard = ReservingGuard { inner, done: false };
+                    inner.reserve(tokens).await;
+                    guard.done = true;
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the caller does next, from the state now.
+    fn step(&self, counted: &mut bool) -> Step {
+        let now = Instant::now();
+        let mut s = self.lock();
+        let s = &mut *s;
+        if let Some(fallback) = &mut s.fallback {
+            match fallback.handover_until {
+                None if s.reserving || now < fallback.retry_at => {
+                    return self.take_local(fallback, now, counted, &mut s.waiting);
+                }
+                None => {
+                    // Time to ask the store again; the other callers go on with the local share.
+                    s.reserving = true;
+                    return Step::Reserve(s.next_tokens.clamp(1, self.max_batch));
+                }
+                Some(until) if now >= until => {
+                    tracing::info!(
+                        key = %self.key, store = self.store.name(),
+                        "rate limit: hand-over done; calls are limited by the shared store alone"
+                    );
+                    self.counters.recoveries.fetch_add(1, Ordering::Relaxed);
+                    s.fallback = None;
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(batch) = &mut s.batch
+            && (now > batch.until || batch.left == 0)
+        {
+            let used = batch.size - batch.left;
+            self.counters
+                .tokens_expired
+                .fetch_add(u64::from(batch.left), Ordering::Relaxed);
+            // Double while batches run out, shrink to what was used when they expire.
+            s.next_tokens = if batch.left == 0 {
+                batch.size.saturating_mul(2)
+            } else {
+                used.max(1)
+            }
+            .min(self.max_batch);
+            s.batch = None;
+        }
+        if let Some(batch) = &mut s.batch {
+            if now < batch.from {
+                return Step::SleepUntil(batch.from);
+            }
+            let at = match &mut s.fallback {
+                // During the hand-over the store's tokens are still spaced by the local share.
+                Some(fallback) => {
+                    let at = fallback.next_at.max(now);
+                    if at > batch.until {
+                        // This batch ends before the share allows another call: its tokens
+                        // expire, the next reservation starts after the share's next slot.
+                        self.counters
+                            .tokens_expired
+                            .fetch_add(u64::from(batch.left), Ordering::Relaxed);
+                        s.next_tokens = (batch.size - batch.left).max(1);
+                        s.batch = None;
+                        s.not_before = Some(at);
+                        return Step::SleepUntil(at);
+                    }
+                    fallback.next_at = at + fallback.spacing;
+                    at
+                }
+                None => now,
+            };
+            batch.left -= 1;
+            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            uncount(counted, &mut s.waiting);
+            return if at > now {
+                Step::SleepUntilDone(at)
+            } else {
+                Step::Done
+            };
+        }
+        if s.reserving {
+            if !*counted {
+                *counted = true;
+                s.waiting += 1;
+            }
+            return Step::Wait;
+        }
+        if let Some(at) = s.not_before {
+            if now < at {
+                return Step::SleepUntil(at);
+            }
+            s.not_before = None;
+        }
+        s.reserving = true;
+        let others = s.waiting.saturating_sub(u32::from(*counted));
+        let tokens = s
+            .next_tokens
+            .max(others.saturating_add(1))
+            .clamp(1, self.max_batch);
+        Step::Reserve(tokens)
+    }
+
+    /// A call admitted by the local share.
+    fn take_local(
+        &self,
+        fallback: &mut Fallback,
+        now: Instant,
+        counted: &mut bool,
+        waiting: &mut u32,
+    ) -> Step {
+        let at = fallback.next_at.max(now);
+        fallback.next_at = at + fallback.spacing;
+        self.counters
+            .acquired_fallback
+            .fetch_add(1, Ordering::Relaxed);
+        uncount(counted, waiting);
+        if at > now {
+            Step::SleepUntilDone(at)
+        } else {
+            Step::Done
+        }
+    }
+
+    /// Asks the store for `tokens` and records the answer.
+    async fn reserve(&self, tokens: u32) {
+        let reservation = Reservation {
+            key: &self.key,
+            member: &self.member,
+            tokens,
+            interval_micros: micros(self.interval),
+            horizon_micros: micros(self.settings.horizon),
+            live_micros: micros(self.settings.live_window),
+        };
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(
+            self.settings.store_timeout,
+            self.store.reserve(&reservation),
+        )
+        .await;
+        let received = Instant::now();
+        self.counters.reservations.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.lock();
+        match answer {
+            Ok(Ok(reserved)) => self.answered(&mut s, tokens, reserved, sent, received),
+            Ok(Err(e)) => self.failed(&mut s, received, &e.to_string()),
+            Err(_) => self.failed(
+                &mut s,
+                received,
+                &format!("no answer within {:?}", self.settings.store_timeout),
+            ),
+        }
+        s.reserving = false;
+        drop(s);
+        self.reserved.notify_waiters();
+    }
+
+    fn answered(
+        &self,
+        s: &mut State,
+        tokens: u32,
+        reserved: Reserved,
+        sent: Instant,
+        received: Instant,
+    ) {
+        s.live = Some(reserved.live.max(1));
+        if let Some(fallback) = &mut s.fallback
+            && fallback.handover_until.is_none()
+        {
+            // The other processes may still be on their local share: every one of them asks
+            // the store within one retry interval, so this one keeps spacing its calls by the
+            // share until they all can have seen the store again.
+            let handover = self.settings.store_retry + self.settings.store_timeout;
+            fallback.handover_until = Some(received + handover);
+            tracing::info!(
+                key = %self.key, store = self.store.name(), ?handover,
+                "rate limit: the shared store answers again; handing over from the local share"
+            );
+        }
+        if reserved.granted == 0 {
+            // The key's TAT is beyond the horizon: ask again when it is within. The store's
+            // clock is at least `now + (t - received)` at local time t.
+            let ahead = reserved.tat_micros - micros(self.settings.horizon) as i64;
+            let wait = ahead.saturating_sub(reserved.now_micros).max(0);
+            s.not_before = Some(received + Duration::from_micros(wait as u64));
+            return;
+        }
+        self.counters
+            .tokens_reserved
+            .fetch_add(u64::from(reserved.granted), Ordering::Relaxed);
+        // The store read its clock at some local time between `sent` and `received`: at local
+        // time t its clock is at least `now + (t - received)` and at most `now + (t - sent)`.
+        // So the slot has surely started from `from` on, and surely not ended (grace included)
+        // until `until`: the proof in the module docs needs no bound on the clocks' offset.
+        let to_start = u64::try_from(reserved.start_micros - reserved.now_micros).unwrap_or(0);
+        let slot = micros(self.interval) * u64::from(reserved.granted);
+        let from = received + Duration::from_micros(to_start);
+        let until = sent + Duration::from_micros(to_start + slot) + self.settings.grace;
+        if until <= from {
+            // The answer took longer than the slot and its grace: nothing of it can be spent.
+            self.counters.late_answers.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .tokens_expired
+                .fetch_add(u64::from(reserved.granted), Ordering::Relaxed);
+            s.late_answers += 1;
+            if s.late_answers >= LATE_ANSWERS_FOR_FALLBACK {
+                s.late_answers = 0;
+                self.failed(
+                    s,
+                    received,
+                    &format!(
+                        "answers take longer than a batch can be spent ({:?})",
+                        received - sent
+                    ),
+                );
+            }
+            return;
+        }
+        s.late_answers = 0;
+        debug_assert!(reserved.granted <= tokens);
+        s.batch = Some(Batch {
+            from,
+            until,
+            left: reserved.granted,
+            size: reserved.granted,
+        });
+    }
+
+    /// The store failed: the local share from now on (after a quiet period at the start of an
+    /// outage), the store asked again after the retry interval.
+    fn failed(&self, s: &mut State, now: Instant, error: &str) {
+        self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+        s.batch = None;
+        s.not_before = None;
+        let retry_at = now + self.settings.store_retry;
+        match &mut s.fallback {
+            Some(fallback) if fallback.handover_until.is_none() => {
+                fallback.retry_at = retry_at;
+                tracing::debug!(key = %self.key, store = self.store.name(), error, "rate limit: the shared store is still down");
+            }
+            other => {
+                let processes = s.live.unwrap_or(self.settings.assumed_processes).max(1);
+                let spacing = self.settings.share_spacing(self.interval, processes);
+                // A hand-over interrupted keeps its spacing; a new outage starts after every
+                // token reserved before it can have been spent (module docs).
+                let next_at = match other {
+                    Some(fallback) => fallback.next_at.max(now),
+                    None => now + self.settings.quiet_period(self.interval, processes),
+                };
+                if other.is_none() {
+                    self.counters.outages.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::warn!(
+                    key = %self.key, store = self.store.name(), error, processes,
+                    share_per_second = 1.0 / spacing.as_secs_f64(),
+                    retry_in = ?self.settings.store_retry,
+                    "rate limit: the shared store cannot be reached; falling back to this process's share"
+                );
+                *other = Some(Fallback {
+                    next_at,
+                    spacing,
+                    retry_at,
+                    handover_until: None,
+                });
+            }
+        }
+    }
+}
+
+fn uncount(counted: &mut bool, waiting: &mut u32) {
+    if *counted {
+        *counted = false;
+        *waiting = waiting.saturating_sub(1);
+    }
+}
+
+/// Takes a caller out of the waiting count when it leaves, admitted or dropped.
+struct WaitingGuard<'a> {
+    inner: &'a Inner,
+    counted: bool,
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut s = self.inner.lock();
+            s.waiting = s.waiting.saturating_sub(1);
+        }
+    }
+}
+
+/// Hands a reservation over when the caller making it is dropped before the store answered.
+struct ReservingGuard<'a> {
+    inner: &'a Inner,
+    done: bool,
+}
+
+impl Drop for ReservingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.inner.lock().reserving = false;
+            self.inner.reserved.notify_waiters();
+        }
+    }
+}
