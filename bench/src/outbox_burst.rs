@@ -56,6 +56,8 @@ pub(crate) struct OutboxBurstArgs {
 #[derive(Debug, Deserialize)]
 struct ChildReport {
     queued: u64,
+    queued_seconds: f64,
+    seconds: f64,
     duplicates: u64,
     sent: u64,
     failed: u64,
@@ -69,7 +71,6 @@ fn spawn(
     fake: &FakeLine,
     index: u16,
 ) -> Result<Started, String> {
-    let share = args.limit / u32::from(args.processes);
     Command::new(binary)
         .env("RUST_LOG", "warn")
         .env(pg::DATABASE_URL_ENV, url)
@@ -79,7 +80,9 @@ fn spawn(
         .env("CAMPAIGN_ID", "burst")
         .env("CAMPAIGN_COUNT", args.count.to_string())
         .env("CAMPAIGN_SHARE", format!("{index}/{}", args.processes))
-        .env("CAMPAIGN_PUSH_PER_SECOND", share.to_string())
+        // The channel's limit, shared by the processes through PostgreSQL.
+        .env("CAMPAIGN_PUSH_PER_SECOND", args.limit.to_string())
+        .env("CAMPAIGN_SHARED_LIMITS", "postgres")
         .env("OUTBOX_MAX_IN_FLIGHT", args.max_in_flight.to_string())
         .env("CAMPAIGN_REPORT", "json")
         .stdin(Stdio::null())
@@ -197,6 +200,15 @@ pub(crate) async fn outbox_burst(args: &OutboxBurstArgs) -> Result<Row, String> 
     let mut reports = Vec::new();
     for child in children {
         reports.push(finish(child).await?);
+    }
+    for (index, r) in reports.iter().enumerate() {
+        eprintln!(
+            "outbox-burst: process {index}: queued {} in {:.1} s, sent {}, done after {:.1} s",
+            thousands(r.queued as f64),
+            r.queued_seconds,
+            thousands(r.sent as f64),
+            r.seconds
+        );
     }
     let delivered = fake.accepted_retry_keys() as u64;
     let conflicts = fake.retry_key_conflicts();

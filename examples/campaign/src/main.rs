@@ -19,7 +19,8 @@
 //! | `CAMPAIGN_SHARE` | `i/n`: this process queues the recipients `k` with `k % n == i` | `0/1` |
 //! | `CAMPAIGN_QUEUE` | `0`: queue nothing, only send | `1` |
 //! | `CAMPAIGN_TEXT` | the message | `Hello from botrt` |
-//! | `CAMPAIGN_PUSH_PER_SECOND` | LINE's push limit for this process | 2,000 |
+//! | `CAMPAIGN_PUSH_PER_SECOND` | LINE's push limit of the channel | 2,000 |
+//! | `CAMPAIGN_SHARED_LIMITS` | where processes share the limit: `postgres`, `redis` (`REDIS_URL`), or `off` (each process keeps the whole limit) | `postgres` |
 //! | `OUTBOX_MAX_IN_FLIGHT` | messages this process sends at once | 512 |
 //! | `CAMPAIGN_REPORT` | `json`: the report as one JSON line on stdout | text |
 //!
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use bot_core::outbox::{Outbox, OutboxMessage};
 use bot_core::pg::PgPool;
+use bot_core::ratelimit::SharedLimits;
 use bot_core::telemetry::Logging;
 use bot_core::{Error, ErrorKind, Outbound, Platform};
 use bot_line::testing::FakeLine;
@@ -48,6 +50,7 @@ struct Config {
     queue: bool,
     text: String,
     push_per_second: u32,
+    shared_limits: String,
     max_in_flight: usize,
     json: bool,
 }
@@ -111,6 +114,7 @@ impl Config {
             queue: var("CAMPAIGN_QUEUE").as_deref() != Some("0"),
             text: var("CAMPAIGN_TEXT").unwrap_or_else(|| "Hello from botrt".to_owned()),
             push_per_second: number("CAMPAIGN_PUSH_PER_SECOND", 2_000)?,
+            shared_limits: var("CAMPAIGN_SHARED_LIMITS").unwrap_or_else(|| "postgres".to_owned()),
             max_in_flight: number("OUTBOX_MAX_IN_FLIGHT", 512)?,
             json: var("CAMPAIGN_REPORT").as_deref() == Some("json"),
             token,
@@ -119,8 +123,34 @@ impl Config {
     }
 }
 
-/// The LINE client the senders use: one HTTP/2 connection.
-fn line_client(config: &Config, token: &str, api_base: &str) -> Result<LineClient, Error> {
+// ANCHOR: shared_limits
+/// Where the processes running the campaign share the channel's limit, if they do.
+async fn shared_limits(config: &Config, pool: &PgPool) -> Result<Option<SharedLimits>, Error> {
+    match config.shared_limits.as_str() {
+        "postgres" => {
+            // The limits' tables come with the bot's migrations.
+            bot_core::pg::migrate(pool).await?;
+            Ok(Some(SharedLimits::postgres(pool)?))
+        }
+        "redis" => SharedLimits::redis_from_env()?
+            .map(Some)
+            .ok_or_else(|| config_error("CAMPAIGN_SHARED_LIMITS=redis: set REDIS_URL")),
+        "off" => Ok(None),
+        other => Err(config_error(format!(
+            "CAMPAIGN_SHARED_LIMITS: {other:?} is not postgres, redis or off"
+        ))),
+    }
+}
+// ANCHOR_END: shared_limits
+
+/// The LINE client the senders use: one HTTP/2 connection, its push limit shared with the other
+/// processes when `limits` is given.
+fn line_client(
+    config: &Config,
+    token: &str,
+    api_base: &str,
+    limits: Option<SharedLimits>,
+) -> Result<LineClient, Error> {
     let mut http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none());
@@ -130,22 +160,29 @@ fn line_client(config: &Config, token: &str, api_base: &str) -> Result<LineClien
     let http = http
         .build()
         .map_err(|e| config_error("cannot build an http client").with_source(e))?;
-    LineClient::builder(token)
+    let mut builder = LineClient::builder(token)
         .api_base(api_base)
         .http_client(http)
         .rate_limits(RateLimits {
             push_per_second: config.push_per_second,
             ..RateLimits::default()
-        })
+        });
+    if let Some(limits) = limits {
+        builder = builder.shared_limits(limits);
+    }
+    builder
         .build()
         .map_err(|e| config_error("cannot build a line client").with_source(e))
 }
 
 // ANCHOR: campaign
 /// Queues this process's share of the campaign, then sends until no message of it is left.
-async fn run(config: &Config, client: LineClient) -> Result<serde_json::Value, Error> {
-    let pool = PgPool::builder(&config.database_url).build()?;
-    let mut outbox = Outbox::builder(&pool).max_in_flight(config.max_in_flight);
+async fn run(
+    config: &Config,
+    pool: &PgPool,
+    client: LineClient,
+) -> Result<serde_json::Value, Error> {
+    let mut outbox = Outbox::builder(pool).max_in_flight(config.max_in_flight);
     if let Some(schema) = &config.schema {
         outbox = outbox.schema(schema.as_str());
     }
@@ -217,8 +254,10 @@ async fn main() -> Result<(), Error> {
             ("demo-token".to_owned(), url)
         }
     };
-    let client = line_client(&config, &token, &api_base)?;
-    let report = run(&config, client).await?;
+    let pool = PgPool::builder(&config.database_url).build()?;
+    let limits = shared_limits(&config, &pool).await?;
+    let client = line_client(&config, &token, &api_base, limits)?;
+    let report = run(&config, &pool, client).await?;
     if config.json {
         println!("{report}");
     } else {
