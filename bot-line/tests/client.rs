@@ -618,3 +618,24 @@ async fn a_reply_cut_off_mid_call_is_never_pushed_by_the_retried_handler() {
     );
     assert!(!error.is_retryable(), "{error}");
 }
+
+/// A client whose limits are shared across processes builds with LINE's default quotas — the
+/// webhook test's one call a second is too small to share and stays per process — and its pushes
+/// go through the shared limit.
+#[tokio::test]
+async fn a_client_with_shared_limits_builds_with_every_default_quota_and_pushes() {
+    use bot_core::ratelimit::{MemoryRateStore, SharedLimits};
+    let fake = FakeLine::start(TOKEN).await.unwrap();
+    let store = std::sync::Arc::new(MemoryRateStore::new());
+    let client = LineClient::builder(TOKEN)
+        .api_base(fake.url())
+        .shared_limits(SharedLimits::new(store.clone()))
+        .build()
+        .unwrap();
+    client.push("U1", &text("shared"), None).await.unwrap();
+    assert_eq!(fake.wait_for_pushes(1).await[0].texts(), ["shared"]);
+    assert!(
+        store.reservations() >= 1,
+        "the push reserved its token in the store"
+    );
+}

@@ -107,6 +107,9 @@ struct Shared<S> {
     channel: Option<String>,
 }
 
+/// The smallest quota shared across processes; smaller ones stay per process.
+const MIN_SHARED_PER_SECOND: u32 = 3;
+
 /// An endpoint's quota: this process's, or shared by every process of the channel.
 enum EndpointLimit {
     Local(RateLimit),
@@ -178,11 +181,18 @@ impl<S: ApiSpec> ApiClient<S> {
                 )));
             }
             let limit = match (&config.shared_limits, &channel_id) {
-                (Some(shared), Some(channel_id)) => EndpointLimit::Shared(
-                    shared
-                        .limit(format!("{platform}:{channel_id}:{endpoint}"), *per_second)
-                        .map_err(|e| fail(format!("the shared rate limit of {endpoint}: {e}")))?,
-                ),
+                // A quota of one or two calls a second cannot be shared and kept in every
+                // second (see `crate::ratelimit`): such an endpoint (LINE's webhook test) keeps
+                // a limit per process.
+                (Some(shared), Some(channel_id)) if *per_second >= MIN_SHARED_PER_SECOND => {
+                    EndpointLimit::Shared(
+                        shared
+                            .limit(format!("{platform}:{channel_id}:{endpoint}"), *per_second)
+                            .map_err(|e| {
+                                fail(format!("the shared rate limit of {endpoint}: {e}"))
+                            })?,
+                    )
+                }
                 _ => EndpointLimit::Local(RateLimit::per_second(*per_second).ok_or_else(|| {
                     fail(format!("the rate limit of {endpoint} must be above zero"))
                 })?),

@@ -67,6 +67,19 @@ pub trait RateStore: fmt::Debug + Send + Sync + 'static {
     fn name(&self) -> &'static str;
 }
 
+/// A store shared behind an [`Arc`](std::sync::Arc): one store object for several
+/// [`super::SharedLimits`] (or a test that watches it).
+#[async_trait::async_trait]
+impl<T: RateStore + ?Sized> RateStore for std::sync::Arc<T> {
+    async fn reserve(&self, reservation: &Reservation<'_>) -> Result<Reserved, Error> {
+        (**self).reserve(reservation).await
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
 /// A store error of `store`, lowercase, with its source.
 pub(crate) fn store_error(store: &str, what: &str, source: impl Into<BoxError>) -> Error {
     Error::new(
