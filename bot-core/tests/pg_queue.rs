@@ -51,6 +51,42 @@ async fn duplicates_are_skipped_in_the_insert_statement() {
     queue.shutdown().await;
 }
 
+/// An unordered queue's push deduplicates as an ordered one's does, without a lane row per
+/// conversation (a campaign to a million recipients would write a million).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unordered_push_deduplicates_and_writes_no_lane_rows() {
+    let pool = fresh_pool("unordered_push").await;
+    let queue = queue_builder(&pool)
+        .ordering(Ordering::Unordered)
+        .build()
+        .unwrap();
+    let events = |ids: &[&str]| -> Vec<_> {
+        ids.iter()
+            .enumerate()
+            .map(|(n, id)| text_event(&format!("c{n}"), id))
+            .collect()
+    };
+    let report = queue
+        .push_batch(events(&["e1", "e2", "e3", "e1"]))
+        .await
+        .unwrap();
+    assert_eq!((report.accepted, report.duplicates), (3, 1));
+    let report = queue.push_batch(events(&["e2", "e4"])).await.unwrap();
+    assert_eq!((report.accepted, report.duplicates), (1, 1));
+    let lanes: i64 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM botrt_lanes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lanes, 0);
+    let got = pull_n(&queue, 4).await;
+    assert_eq!(got.len(), 4);
+    queue.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_lease_token_cannot_complete() {
     let pool = fresh_pool("fenced").await;

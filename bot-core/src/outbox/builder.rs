@@ -53,7 +53,7 @@ impl Outbox {
         OutboxBuilder {
             pool: pool.clone(),
             schema: None,
-            ordering: Ordering::PerConversation,
+            ordering: Ordering::Unordered,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry: default_retry_policy(),
             capacity: DEFAULT_CAPACITY,
@@ -76,9 +76,11 @@ impl OutboxBuilder {
         self
     }
 
-    /// [`Ordering::PerConversation`] (the default): the messages of one recipient are sent one at
-    /// a time, in the order they were queued, across processes; a message waiting for its retry
-    /// holds the recipient's later ones back. [`Ordering::Unordered`]: sent in parallel.
+    /// [`Ordering::Unordered`] (the default): messages are sent as they come, in parallel, the
+    /// cheapest for campaigns. [`Ordering::PerConversation`]: the messages of one recipient are
+    /// sent one at a time, in the order they were queued, across processes; a message waiting
+    /// for its retry holds the recipient's later ones back. Every process of an outbox must use
+    /// the same ordering.
     pub fn ordering(mut self, ordering: Ordering) -> Self {
         self.ordering = ordering;
         self

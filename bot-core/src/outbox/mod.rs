@@ -22,9 +22,10 @@
 //!   [`RetryPolicy`](crate::RetryPolicy) (a `Retry-After` is honoured); a refused one (a 4xx
 //!   other than 429) and one that exhausts its attempts becomes a dead letter
 //!   ([`Outbox::dead_letters`], [`Outbox::redrive`]).
-//! - **Ordering**: [`Ordering::PerConversation`](crate::Ordering::PerConversation) (the default)
+//! - **Ordering**, when asked: [`Ordering::PerConversation`](crate::Ordering::PerConversation)
 //!   sends the messages of one recipient one at a time, in the order they were queued, across
-//!   processes; [`Ordering::Unordered`](crate::Ordering::Unordered) sends them in parallel.
+//!   processes; the default, [`Ordering::Unordered`](crate::Ordering::Unordered), sends them as
+//!   they come, in parallel.
 //! - **Campaigns**: [`Outbox::cancel`] removes the messages of a campaign not yet sent.
 //! - **Rate limits** are the clients': a client whose limits are shared across processes keeps
 //!   every sender of a channel under the platform's limit together.

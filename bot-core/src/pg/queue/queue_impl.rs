@@ -9,7 +9,8 @@ use tokio_postgres::types::Type;
 
 use super::handle::PgQueue;
 use super::sql::{
-    ACK, DEAD, DEAD_LETTERS, EXTEND, I8S, NACK, PUSH, REDRIVE, TEXTS, millis, split, storable_error,
+    ACK, DEAD, DEAD_LETTERS, EXTEND, I8S, NACK, PUSH, PUSH_UNORDERED, REDRIVE, TEXTS, millis,
+    split, storable_error,
 };
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Timestamp};
@@ -73,7 +74,7 @@ impl Queue for PgQueue {
             };
             let row = conn
                 .query_typed_one(
-                    PUSH,
+                    if inner.ordered { PUSH } else { PUSH_UNORDERED },
                     &[
                         (&platforms, TEXTS),
                         (&ids, TEXTS),

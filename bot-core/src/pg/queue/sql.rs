@@ -39,6 +39,31 @@ WITH input AS (
 )
 SELECT count(*) FROM inserted";
 
+// The push of an unordered queue: no conversation's order to keep, so no lane rows to lock (a
+// campaign of a million recipients would otherwise write a million rows of `botrt_lanes`). Every
+// process of a queue must use the same ordering.
+pub(super) const PUSH_UNORDERED: &str = "
+WITH input AS (
+    SELECT i.*, hashtextextended(i.platform || chr(31) || i.conversation, 0) AS lane
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+        WITH ORDINALITY AS i(platform, event_id, conversation, payload, ord)
+), fresh AS (
+    INSERT INTO botrt_dedup (platform, event_id)
+    SELECT platform, event_id FROM input
+    ON CONFLICT DO NOTHING
+    RETURNING platform, event_id
+), firsts AS (
+    SELECT DISTINCT ON (i.platform, i.event_id) i.*
+    FROM input i JOIN fresh f ON f.platform = i.platform AND f.event_id = i.event_id
+    ORDER BY i.platform, i.event_id, i.ord
+), inserted AS (
+    INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+    SELECT lane, platform, event_id, conversation, payload::json
+    FROM firsts ORDER BY ord
+    RETURNING 1
+)
+SELECT count(*) FROM inserted";
+
 // Imported rows come from a temporary table filled by `COPY`, in the order they were written:
 // a temporary table is never scanned in parallel nor from a synchronised starting point.
 pub(super) const IMPORT_TABLE: &str = "
