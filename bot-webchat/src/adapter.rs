@@ -248,6 +248,8 @@ impl WebChat {
             stats.history_errors = cluster.history_errors();
             stats.history_batches = cluster.history_batches();
             stats.history_catch_ups = cluster.history_catch_ups();
+            stats.history_retries = cluster.history_retries();
+            stats.seqs_pruned = cluster.seqs_pruned();
         }
         stats
     }

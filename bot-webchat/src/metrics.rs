@@ -61,6 +61,13 @@ pub struct Stats {
     /// With the history in PostgreSQL: the reads of what the sockets' users have in the table
     /// beyond what reached them (when the fan-out listens again, and every catch-up interval).
     pub history_catch_ups: u64,
+    /// With the history in PostgreSQL: the statements that stored sends run again after
+    /// PostgreSQL refused them for a conflict (a deadlock, a serialization failure, a send
+    /// stored by another statement at the same moment), since start.
+    pub history_retries: u64,
+    /// With the history in PostgreSQL: the `webchat_seqs` rows this node pruned (users whose
+    /// history the retention emptied), since start.
+    pub seqs_pruned: u64,
 }
 
 impl Stats {
@@ -126,6 +133,8 @@ impl Counters {
             history_errors: 0,
             history_batches: 0,
             history_catch_ups: 0,
+            history_retries: 0,
+            seqs_pruned: 0,
         }
     }
 

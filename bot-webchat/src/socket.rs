@@ -341,19 +341,35 @@ async fn join_from_history(
         let last_seq = resume
             .filter(|r| r.epoch.is_none_or(|e| e == epoch))
             .map(|r| r.last_seq);
-        let stored = cluster.stored(user, last_seq, &shared.hub.config).await?;
-        Ok::<_, crate::Error>((epoch, stored))
+        let mut stored = cluster.stored(user, last_seq, &shared.hub.config).await?;
+        // Another join of the user may move this node's count past this read meanwhile: read
+        // what lies between (a few times at most: then a gap is reported instead).
+        let mut reads = 1;
+        loop {
+            let may_read_more = reads < JOIN_READS;
+            match (shared.hub).join_numbered(conn, user, resume, &stored, epoch, may_read_more) {
+                Ok(_) => return Ok::<_, crate::Error>(()),
+                Err(behind) => {
+                    let more = cluster
+                        .between(user, behind.after, behind.through + 1)
+                        .await?;
+                    stored.gap |= more.first().is_none_or(|(seq, _)| *seq != behind.after + 1);
+                    stored.latest = behind.through;
+                    stored.rows.extend(more);
+                    reads += 1;
+                }
+            }
+        }
     };
-    let outcome = read.await;
-    // Finished or abandoned below: no longer the guard's to abandon.
-    pending.settled();
-    match outcome {
-        Ok((epoch, stored)) => {
-            shared.hub.join_numbered(conn, user, resume, stored, epoch);
+    match read.await {
+        Ok(()) => {
+            // Finished: no longer the guard's to abandon.
+            pending.settled();
             true
         }
         Err(e) => {
-            shared.hub.abandon_join(user);
+            // The guard abandons the join.
+            drop(pending);
             cluster.count_history_error();
             tracing::warn!(error = %e, "webchat: a join cannot read the history");
             conn.close(CloseReason::GoingAway);
@@ -361,6 +377,10 @@ async fn join_from_history(
         }
     }
 }
+
+/// How many times a join reads the history at most (see [`join_from_history`]).
+#[cfg(feature = "postgres")]
+const JOIN_READS: u32 = 3;
 
 /// Sends the close frame and waits (bounded) for the browser's answer, so that the close code
 /// reaches it before the connection drops.

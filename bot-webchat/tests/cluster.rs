@@ -828,3 +828,198 @@ async fn a_node_whose_listen_connection_dropped_delivers_what_was_sent_meanwhile
     assert!(a.is_listening());
     remote.kill();
 }
+
+/// How many backends wait, directly or in a queue behind one that does, on backend `$1`.
+const WAITING_ON: &str = "
+    WITH RECURSIVE w(pid) AS (
+        SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))
+        UNION
+        SELECT a.pid FROM pg_stat_activity a JOIN w ON w.pid = ANY(pg_blocking_pids(a.pid))
+    )
+    SELECT count(*) FROM w";
+
+/// Two attempts of one handler's send on two nodes, whose statements start at the same moment
+/// (both wait on the user's number row, each with a snapshot that does not see the other's
+/// rows): stored once, shown once, and no number used up by the one that lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_send_stored_by_two_statements_at_the_same_moment_is_stored_once() {
+    use bot_core::Outbound as _;
+    use bot_core::outbound::Target;
+    let TwoNodes {
+        pool,
+        a: _a,
+        b: _b,
+        local,
+        remote,
+    } = two_nodes("origin_race", false, true).await;
+    let (mut tab, _) = join_at(&local.ws_url, local.token("kim"), None).await;
+    // The test holds the user's number row: both nodes' statements start and wait on it.
+    let mut holder = pool.get().await.unwrap();
+    holder
+        .batch_execute("INSERT INTO webchat_seqs (user_id, seq) VALUES ('kim', 0)")
+        .await
+        .unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM webchat_seqs WHERE user_id = 'kim' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let holder_pid: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut target = Target::conversation("kim");
+    target.origin = Some(bot_core::EventId::new("event-3"));
+    let (on_a, on_b) = (local.webchat.client(), remote.webchat.client());
+    let watcher = pool.get().await.unwrap();
+    let release = async {
+        eventually("both nodes' statements waiting", || async {
+            let row = watcher.query_one(WAITING_ON, &[&holder_pid]).await.unwrap();
+            (row.get::<_, i64>(0) >= 2).then_some(())
+        })
+        .await;
+        tx.commit().await.unwrap();
+    };
+    let (sent_a, sent_b, ()) = tokio::join!(
+        on_a.send(&target, vec!["once".into()]),
+        on_b.send(&target, vec!["once".into()]),
+        release,
+    );
+    sent_a.unwrap();
+    sent_b.unwrap();
+    assert_shown_and_stored_once(&mut tab, &pool, "kim", &["once"]).await;
+    let conn = pool.get().await.unwrap();
+    let row = conn
+        .query_one("SELECT seq FROM webchat_seqs WHERE user_id = 'kim'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1, "no number used up");
+    assert!(
+        local.webchat.stats().history_retries + remote.webchat.stats().history_retries >= 1,
+        "the later statement ran again"
+    );
+    remote.kill();
+}
+
+/// A deadlock, then a serialization failure, then success: the batch is stored once and the
+/// two runs again are counted. Past the bound of runs, the send fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_in_a_row_are_run_again_with_back_off_and_counted() {
+    let pool = fresh_pool("conflicts").await;
+    let a = cluster(&pool, "node-a").await;
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    let conn = pool.get().await.unwrap();
+    // PostgreSQL's own errors, from a trigger on the insert, while the statements counted by
+    // a sequence (which a failed statement does not roll back) are at most `failures_wanted`.
+    conn.batch_execute(
+        "CREATE TABLE failures_wanted (n int8 NOT NULL);
+         INSERT INTO failures_wanted VALUES (2);
+         CREATE SEQUENCE statements_made;
+         CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$
+         DECLARE made int8 := nextval('statements_made');
+         BEGIN
+             IF made <= (SELECT n FROM failures_wanted) THEN
+                 IF made % 2 = 1 THEN
+                     RAISE EXCEPTION 'injected deadlock' USING ERRCODE = 'deadlock_detected';
+                 END IF;
+                 RAISE EXCEPTION 'injected conflict' USING ERRCODE = 'serialization_failure';
+             END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER inject_failure BEFORE INSERT ON webchat_history
+             FOR EACH STATEMENT EXECUTE FUNCTION inject_failure();",
+    )
+    .await
+    .unwrap();
+    let (mut tab, _) = join_at(&local.ws_url, local.token("ola"), None).await;
+    let delivery = local
+        .webchat
+        .client()
+        .send_to("ola", &["after two".into()])
+        .await
+        .unwrap();
+    assert_eq!(delivery.seqs, [1]);
+    assert_eq!(local.webchat.stats().history_retries, 2);
+    assert_shown_and_stored_once(&mut tab, &pool, "ola", &["after two"]).await;
+    let made = || async {
+        (conn
+            .query_one("SELECT last_value FROM statements_made", &[])
+            .await)
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(made().await, 3, "two refused, the third stored");
+
+    // Conflicts that do not end: the batch runs five times in all, then the send fails.
+    conn.batch_execute("UPDATE failures_wanted SET n = 1000000")
+        .await
+        .unwrap();
+    let e = local
+        .webchat
+        .client()
+        .send_to("ola", &["never".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), bot_webchat::ErrorKind::Database);
+    assert_eq!(made().await, 3 + 5);
+    let stats = local.webchat.stats();
+    assert_eq!((stats.history_retries, stats.history_errors), (2 + 4, 1));
+}
+
+/// A user whose history expired and who has no socket loses the number row; the next send
+/// still gets a number above every one the browser saw, and a resume from there shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_whose_history_expired_loses_the_number_row_and_counts_on_above_it() {
+    let pool = fresh_pool("prune").await;
+    let a = cluster(&pool, "node-a").await;
+    let config = bot_webchat::WebChatConfig {
+        resume_window: Duration::from_millis(300),
+        ..bot_webchat::WebChatConfig::default()
+    };
+    let local = Harness::start_with(echo, |w| w.config(config).cluster(a.clone()), |b| b).await;
+    let epoch = a.epoch().await.unwrap().to_owned();
+    let client = local.webchat.client();
+    let (mut tab, _) = join_at(&local.ws_url, local.token("max"), None).await;
+    for text in ["one", "two", "three"] {
+        client.send_to("max", &[text.into()]).await.unwrap();
+    }
+    assert_eq!(messages(&mut tab, 3).await[2].0, 3);
+    let conn = pool.get().await.unwrap();
+    let rows = |table: &'static str| {
+        let conn = &conn;
+        async move {
+            let sql = format!("SELECT count(*) FROM {table} WHERE user_id = 'max'");
+            conn.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
+        }
+    };
+    eventually("the history expired", || async {
+        (rows("webchat_history").await == 0).then_some(())
+    })
+    .await;
+    // The tab leaves: nobody has a socket, nothing is kept, the row goes.
+    drop(tab);
+    eventually("the number row pruned", || async {
+        (rows("webchat_seqs").await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(local.webchat.stats().seqs_pruned, 1);
+    let floor: String = conn
+        .query_one(
+            "SELECT value FROM webchat_meta WHERE key = 'seq_floor'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(floor, "3");
+
+    // The browser comes back with the last number it saw: the welcome counts from the floor.
+    let (mut tab, welcome) = join_at(&local.ws_url, local.token("max"), Some((3, &epoch))).await;
+    assert_eq!(welcome["seq"], 3, "{welcome}");
+    let delivery = client.send_to("max", &["four".into()]).await.unwrap();
+    assert_eq!(delivery.seqs, [4]);
+    assert_eq!(messages(&mut tab, 1).await, [(4, "four".to_owned())]);
+}

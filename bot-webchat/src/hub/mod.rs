@@ -97,6 +97,16 @@ pub(crate) struct Joined {
     pub(crate) resumed: usize,
 }
 
+/// Cluster-wide numbering: a join whose database read is older than what this node delivered
+/// since, and which this node no longer keeps (another join of the user moved the node's count
+/// forward from a newer read). The messages numbered above `after`, up to `through`, are to be
+/// read from the database, and the join finished with them; it is still pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Behind {
+    pub(crate) after: u64,
+    pub(crate) through: u64,
+}
+
 /// What a delivery reached on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
@@ -410,21 +420,25 @@ impl Hub {
     /// Cluster-wide numbering: finishes a join announced with [`Hub::begin_join`], with what the
     /// database keeps of the user. Queues the welcome, then the messages after `last_seq` from
     /// the database and from what reached this node since it was read, once each, in order.
+    ///
+    /// When this node's count passed the database's answer by messages it does not keep (and
+    /// `may_read_more`), the join stays pending and [`Behind`] says what to read: then call
+    /// again with those rows added to `stored` (its `latest` raised to `through`).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn join_numbered(
         &self,
         conn: &Arc<Conn>,
         user: &str,
         resume: Option<Resume<'_>>,
-        stored: Stored,
+        stored: &Stored,
         epoch: &str,
-    ) -> Joined {
+        may_read_more: bool,
+    ) -> Result<Joined, Behind> {
         let max = self.config.max_outbound_bytes;
         let now = self.now_ms();
         let mut users = lock(&self.users);
         let Users { map, online } = &mut *users;
         let state = map.entry(user.into()).or_default();
-        state.joining = state.joining.saturating_sub(1);
         state.last_active_ms = now;
         let mut overflowed = Vec::new();
         if state.watermark.is_none() {
@@ -445,12 +459,26 @@ impl Hub {
                     .map(|(_, frame)| frame.clone())
                     .collect();
                 // Newer than the database's answer: what this node delivered since.
-                let (kept, contiguous) =
-                    state.kept_between(stored.latest.max(r.last_seq), watermark);
+                let after = stored.latest.max(r.last_seq);
+                let (kept, contiguous) = state.kept_between(after, watermark);
+                if !contiguous && may_read_more {
+                    // Another join moved this node's count past our read without delivering
+                    // the messages between here: the table has them.
+                    let reached = state.sockets.len();
+                    Self::take_overflowed(state, &overflowed, online);
+                    self.note_waiting(user, state);
+                    drop(users);
+                    self.counters.frames_out((reached * delivered) as u64);
+                    return Err(Behind {
+                        after,
+                        through: watermark,
+                    });
+                }
                 frames.extend(kept);
                 (frames, stored.gap || !contiguous)
             }
         };
+        state.joining = state.joining.saturating_sub(1);
         let welcome = Outbound::Welcome {
             v: VERSION,
             epoch,
@@ -467,7 +495,7 @@ impl Hub {
         }
         conn.set_joined();
         let reached = state.sockets.len();
-        Self::close_overflowed(state, &overflowed, online);
+        Self::take_overflowed(state, &overflowed, online);
         if state.sockets.is_empty() {
             *online += 1;
         }
@@ -478,7 +506,7 @@ impl Hub {
         self.mark_dirty(user);
         self.counters.joined.fetch_add(1, Ordering::Relaxed);
         self.counters.frames_out(resumed as u64 + 1);
-        Joined { resumed }
+        Ok(Joined { resumed })
     }
 
     /// Cluster-wide numbering: delivers messages the database numbered to `user`'s sockets on
@@ -501,8 +529,7 @@ impl Hub {
     ) -> usize {
         let now = self.now_ms();
         let mut users = lock(&self.users);
-        let Users { map, online } = &mut *users;
-        let Some(state) = map.get_mut(user) else {
+        let Some(state) = users.map.get_mut(user) else {
             return 0;
         };
         if state.sockets.is_empty() && state.joining == 0 {
@@ -536,8 +563,10 @@ impl Hub {
             delivered += self.drain(state, &mut overflowed);
         }
         let reached = state.sockets.len();
-        Self::close_overflowed(state, &overflowed, online);
         self.note_waiting(user, state);
+        if !overflowed.is_empty() {
+            self.close_overflowed(&mut users, user, &overflowed);
+        }
         drop(users);
         self.counters.frames_out((reached * delivered) as u64);
         reached - overflowed.len()
@@ -623,9 +652,26 @@ impl Hub {
             .collect()
     }
 
+    /// Takes the sockets that overflowed out of the user's (they are closing). With
+    /// cluster-wide numbering, a user left with no socket and no join is forgotten at once, as
+    /// [`Hub::remove`] does: what reaches this node for the user is no longer delivered, so
+    /// the count would go stale, and a join that comes before the closed socket's task ends
+    /// must count from the database, not from it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn close_overflowed(&self, users: &mut Users, user: &str, overflowed: &[usize]) {
+        let Some(state) = users.map.get_mut(user) else {
+            return;
+        };
+        Self::take_overflowed(state, overflowed, &mut users.online);
+        if self.cluster_numbered && state.sockets.is_empty() && state.joining == 0 {
+            users.map.remove(user);
+            lock(&self.waiting).remove(user);
+        }
+    }
+
     /// Takes the sockets that overflowed out of the user's (they are closing).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    fn close_overflowed(state: &mut UserState, overflowed: &[usize], online: &mut usize) {
+    fn take_overflowed(state: &mut UserState, overflowed: &[usize], online: &mut usize) {
         if overflowed.is_empty() {
             return;
         }
@@ -885,7 +931,8 @@ mod tests {
             rows: Vec::new(),
             gap: false,
         };
-        hub.join_numbered(&tab, "u", None, stored, "pg-x");
+        hub.join_numbered(&tab, "u", None, &stored, "pg-x", true)
+            .unwrap();
         assert_eq!(
             seqs(&tab),
             [1],
@@ -925,7 +972,8 @@ mod tests {
             epoch: Some("pg-x"),
         });
         assert_eq!(
-            hub.join_numbered(&back, "u", resume, stored, "pg-x")
+            hub.join_numbered(&back, "u", resume, &stored, "pg-x", true)
+                .unwrap()
                 .resumed,
             3
         );
@@ -944,5 +992,127 @@ mod tests {
         hub.remove(&tab, Some("u"));
         hub.remove(&back, Some("u"));
         assert_eq!(hub.deliver_numbered("u", vec![numbered(8)]), 0);
+    }
+
+    /// Two tabs of one user join this node at once with different resume points: the one that
+    /// read the database later finishes first and moves the node's count past the other's read.
+    #[cfg(feature = "postgres")]
+    #[tokio::test(start_paused = true)]
+    async fn a_join_overtaken_by_a_newer_one_reads_what_lies_between_and_reports_no_gap() {
+        let hub = hub().number_cluster_wide();
+        let numbered = |seq: u64| (seq, message_frame(seq, "m", 0, &format!("{{\"n\":{seq}}}")));
+        let resume = |last_seq| {
+            Some(Resume {
+                last_seq,
+                epoch: Some("pg-x"),
+            })
+        };
+        let (early, late) = (hub.accept(), hub.accept());
+        hub.begin_join("u");
+        hub.begin_join("u");
+        // The later read: 7 is the latest, the tab had 5.
+        let newer = Stored {
+            latest: 7,
+            rows: vec![numbered(6), numbered(7)],
+            gap: false,
+        };
+        hub.join_numbered(&late, "u", resume(5), &newer, "pg-x", true)
+            .unwrap();
+        assert_eq!(frames(&late).len(), 3, "the welcome, 6 and 7");
+        // The earlier read: 5 was the latest, the tab had 2.
+        let mut older = Stored {
+            latest: 5,
+            rows: vec![numbered(3), numbered(4), numbered(5)],
+            gap: false,
+        };
+        let behind = hub
+            .join_numbered(&early, "u", resume(2), &older, "pg-x", true)
+            .expect_err("6 and 7 were never delivered here: read them");
+        assert_eq!(
+            behind,
+            Behind {
+                after: 5,
+                through: 7
+            }
+        );
+        assert!(frames(&early).is_empty(), "still pending");
+        assert_eq!(hub.sockets_of("u"), 1);
+        // Meanwhile 8 comes through the fan-out; then the rows between are read.
+        hub.deliver_numbered("u", vec![numbered(8)]);
+        older.latest = 7;
+        older.rows.extend([numbered(6), numbered(7)]);
+        assert_eq!(
+            hub.join_numbered(&early, "u", resume(2), &older, "pg-x", true)
+                .unwrap()
+                .resumed,
+            6
+        );
+        let got = frames(&early);
+        assert_eq!(
+            (got[0]["seq"].as_u64(), got[0]["gap"].as_bool()),
+            (Some(8), Some(false))
+        );
+        let seqs: Vec<u64> = (got[1..].iter())
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [3, 4, 5, 6, 7, 8]);
+        // Both joins settled: a message reaches both tabs, and nobody waits.
+        hub.deliver_numbered("u", vec![numbered(9)]);
+        assert_eq!(frames(&early).len(), 1);
+        assert_eq!(
+            (frames(&late).iter())
+                .map(|f| f["seq"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            [8, 9]
+        );
+        assert_eq!(lock(&hub.users).map["u"].joining, 0);
+    }
+
+    /// A slow reader closed (its queue overflowed) leaves the user with no socket here; a join
+    /// that comes before the closed socket's task ends counts from the database, not from what
+    /// the closed socket had, and the next message reaches it at once.
+    #[cfg(feature = "postgres")]
+    #[tokio::test(start_paused = true)]
+    async fn a_join_after_a_slow_reader_closed_counts_from_the_database() {
+        let hub = Hub::new(WebChatConfig {
+            max_outbound_bytes: 200,
+            ..WebChatConfig::default()
+        })
+        .number_cluster_wide();
+        let numbered = |seq: u64| (seq, message_frame(seq, "m", 0, &format!("{{\"n\":{seq}}}")));
+        let slow = hub.accept();
+        hub.begin_join("u");
+        let empty = Stored::default();
+        hub.join_numbered(&slow, "u", None, &empty, "pg-x", true)
+            .unwrap();
+        // Never read: the second message overflows its queue.
+        hub.deliver_numbered("u", vec![numbered(1)]);
+        hub.deliver_numbered("u", vec![numbered(2)]);
+        assert_eq!(slow.closing(), Some(CloseReason::SlowReader));
+        // Nobody here for 3 and 4: not delivered here, stored in the database.
+        assert_eq!(hub.deliver_numbered("u", vec![numbered(3), numbered(4)]), 0);
+        // A new tab joins before the slow one's task removed it, and reads 4 as the latest.
+        let tab = hub.accept();
+        hub.begin_join("u");
+        let stored = Stored {
+            latest: 4,
+            rows: Vec::new(),
+            gap: false,
+        };
+        hub.join_numbered(&tab, "u", None, &stored, "pg-x", true)
+            .unwrap();
+        assert_eq!(
+            frames(&tab)[0]["seq"],
+            4,
+            "the welcome counts from the database"
+        );
+        hub.deliver_numbered("u", vec![numbered(5)]);
+        let got = frames(&tab);
+        assert_eq!(got.len(), 1, "5 comes at once, nothing waits for 2 to 4");
+        assert_eq!(got[0]["seq"], 5);
+        assert!(hub.stalled(Duration::ZERO).is_empty());
+        // The slow socket's task ends now: the new tab stays.
+        hub.remove(&slow, Some("u"));
+        assert_eq!(hub.sockets_of("u"), 1);
     }
 }

@@ -17,8 +17,18 @@
 //! numbers). A send whose sender gave up waiting (the time-out passed while PostgreSQL was slow)
 //! is not stored: the sender was answered with an error and its handler sends again. Two
 //! attempts of one handler event in two statements that run at the very same moment (two
-//! nodes, or two of this node's statements) could still both be stored; there is no unique
-//! index on the origin yet.
+//! nodes, or two of this node's statements) are stored once: the unique index on the origin
+//! fails the later statement, which runs again and finds the earlier one's rows.
+//!
+//! A statement PostgreSQL refuses for a conflict (a deadlock, a serialization failure, that
+//! origin) runs again, at most [`MAX_ATTEMPTS`] times in all, after a back-off that doubles
+//! from [`RETRY_BACKOFF`] (with jitter); each run again is counted
+//! (`bot.webchat.history.retries`).
+//!
+//! The retention also prunes `webchat_seqs`: the rows of users whose history it emptied and
+//! who have no socket on any node go, and the `seq_floor` rises to the highest number they
+//! reached. Such a user's next send counts from the floor, so a browser that saw the user's old
+//! numbers still sees higher ones (see [`sql::PRUNE_SEQS`]).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -53,6 +63,13 @@ pub(super) const QUEUE_CAPACITY: usize = 8192;
 /// How long a message that came before the ones preceding it waits for them to come through
 /// the fan-out before they are read from the table.
 pub(super) const REORDER_WAIT: Duration = Duration::from_millis(100);
+/// How many times a batch's statement runs at most when PostgreSQL refuses it for a conflict.
+pub(super) const MAX_ATTEMPTS: u32 = 5;
+/// The back-off before the first run again; it doubles each time, with up to as much again of
+/// jitter (10, 20, 40, 80 ms and their jitter: at most 300 ms in all).
+pub(super) const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+/// How many users one prune of `webchat_seqs` looks at (one transaction each).
+const PRUNE_CHUNK: usize = 1000;
 
 /// One send waiting for the writer.
 #[derive(Debug)]
@@ -208,11 +225,33 @@ impl PgCluster {
         self.inner.history_catch_ups.load(Ordering::Relaxed)
     }
 
-    /// Records the history's counters in `telemetry`: `bot.webchat.history.errors` and
-    /// `bot.webchat.history.batches`.
+    /// `webchat_seqs` rows this node pruned, since start.
+    pub(crate) fn seqs_pruned(&self) -> u64 {
+        self.inner.seqs_pruned.load(Ordering::Relaxed)
+    }
+
+    /// Statements that stored sends run again after a conflict, since start.
+    pub(crate) fn history_retries(&self) -> u64 {
+        self.inner.history_retries.load(Ordering::Relaxed)
+    }
+
+    /// Records the history's counters in `telemetry`: `bot.webchat.history.errors`,
+    /// `bot.webchat.history.batches` and `bot.webchat.history.retries`.
     pub(crate) fn register_metrics(&self, telemetry: &bot_core::Telemetry) {
         let meter = telemetry.meter();
         let (errors, batches) = (Arc::downgrade(&self.inner), Arc::downgrade(&self.inner));
+        let retries = Arc::downgrade(&self.inner);
+        let _retries = meter
+            .u64_observable_counter("bot.webchat.history.retries")
+            .with_description(
+                "Statements that stored web chat sends run again after a deadlock, a serialization failure or the same send stored at once",
+            )
+            .with_callback(move |o| {
+                if let Some(inner) = retries.upgrade() {
+                    o.observe(inner.history_retries.load(Ordering::Relaxed), &[]);
+                }
+            })
+            .build();
         let _errors = meter
             .u64_observable_counter("bot.webchat.history.errors")
             .with_description(
@@ -337,13 +376,26 @@ impl PgCluster {
         if sends.is_empty() {
             return;
         }
-        let mut outcome = self.store(&sends, &hub.config).await;
-        if let Err(e) = &outcome
-            && e.is_conflict()
-        {
-            // Two nodes' batches locked the same users in another order: once more.
-            outcome = self.store(&sends, &hub.config).await;
-        }
+        let mut attempt = 1;
+        let outcome = loop {
+            match self.store(&sends, &hub.config).await {
+                // Two nodes' batches locked the same users in another order, or stored the
+                // same origin at once: again, after a back-off.
+                Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => {
+                    self.inner.history_retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, attempt, "webchat: storing sends again");
+                    let backoff = RETRY_BACKOFF * 2u32.pow(attempt - 1);
+                    let jitter = backoff.mul_f64(fastrand::f64());
+                    tokio::time::sleep(backoff + jitter).await;
+                    attempt += 1;
+                    sends.retain(|send| !send.reply.is_closed());
+                    if sends.is_empty() {
+                        return;
+                    }
+                }
+                outcome => break outcome,
+            }
+        };
         let numbered = match outcome {
             Ok(numbered) => numbered,
             Err(e) => {
@@ -566,7 +618,8 @@ impl PgCluster {
         Ok(())
     }
 
-    async fn between(
+    /// The kept messages of `user` numbered above `after` and below `before`, as frames.
+    pub(crate) async fn between(
         &self,
         user: &str,
         after: u64,
@@ -591,19 +644,26 @@ impl PgCluster {
 
     /// Drops what is older than `config`'s resume window, and the messages past the byte bound
     /// of the users this node wrote to since the last trim (the count bound is kept as sends are
-    /// stored).
+    /// stored); then prunes the number rows of the users left with no history (see
+    /// [`PgCluster::prune_seqs`]): those whose rows it dropped, and those who left this node
+    /// since. How many messages went.
     pub(crate) async fn trim(&self, config: &WebChatConfig) -> Result<u64, Error> {
-        let conn = self.conn().await?;
+        let mut conn = self.conn().await?;
         let window = config.resume_window.as_secs_f64();
-        let mut trimmed = conn
-            .execute(sql::TRIM_OLD, &[&window])
+        let rows = conn
+            .query(sql::TRIM_OLD, &[&window])
             .await
             .map_err(|e| db("trimming old history", e))?;
+        let mut trimmed: u64 = rows.iter().map(|row| row.get::<_, i64>(1) as u64).sum();
+        let mut emptied: HashSet<String> = rows.iter().map(|row| row.get(0)).collect();
         let written: Vec<String> = std::mem::take(&mut *self.written()).into_iter().collect();
         let max_bytes = i64::try_from(config.history_bytes).unwrap_or(i64::MAX);
         for (i, chunk) in written.chunks(1000).enumerate() {
-            match conn.execute(sql::TRIM_BYTES, &[&chunk, &max_bytes]).await {
-                Ok(n) => trimmed += n,
+            match conn.query(sql::TRIM_BYTES, &[&chunk, &max_bytes]).await {
+                Ok(rows) => {
+                    trimmed += rows.len() as u64;
+                    emptied.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+                }
                 Err(e) => {
                     // Tried again at the next trim.
                     self.written().extend(written[i * 1000..].iter().cloned());
@@ -611,7 +671,53 @@ impl PgCluster {
                 }
             }
         }
+        // Whose rows may go: users whose history the trim emptied, or who left while it was
+        // empty already (the prune checks both again).
+        emptied.extend(std::mem::take(&mut *self.went_offline()));
+        let emptied: Vec<String> = emptied.into_iter().collect();
+        for (i, chunk) in emptied.chunks(PRUNE_CHUNK).enumerate() {
+            if let Err(e) = self.prune_seqs(&mut conn, chunk).await {
+                // Looked at again at the next trim.
+                (self.went_offline()).extend(emptied[i * PRUNE_CHUNK..].iter().cloned());
+                return Err(e);
+            }
+        }
         Ok(trimmed)
+    }
+
+    pub(super) fn went_offline(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        (self.inner.went_offline.lock()).unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes the `webchat_seqs` rows of `users` (whose history rows the retention dropped)
+    /// that have no history left and no socket on any node, and raises the `seq_floor` to the
+    /// highest number they reached, in one transaction that holds the floor's row: a send that
+    /// reads the floor meanwhile waits and then reads the raised one. How many rows went.
+    pub(crate) async fn prune_seqs(
+        &self,
+        conn: &mut bot_core::pg::PgConnection,
+        users: &[String],
+    ) -> Result<u64, Error> {
+        // Most users sent to have history left: look without the lock first.
+        let candidates: Vec<String> = (conn.query(sql::PRUNE_CANDIDATES, &[&users]).await)
+            .map_err(|e| db("looking for number rows to prune", e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let tx = (conn.transaction().await).map_err(|e| db("pruning number rows", e))?;
+        (tx.query(sql::LOCK_SEQ_FLOOR, &[]).await)
+            .map_err(|e| db("locking the number floor", e))?;
+        let row = (tx.query_one(sql::PRUNE_SEQS, &[&candidates]).await)
+            .map_err(|e| db("pruning number rows", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db("pruning number rows", e))?;
+        let pruned = row.get::<_, i64>(0) as u64;
+        self.inner.seqs_pruned.fetch_add(pruned, Ordering::Relaxed);
+        Ok(pruned)
     }
 
     fn written(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -620,11 +726,133 @@ impl PgCluster {
 }
 
 impl Error {
-    /// Whether PostgreSQL refused a statement that may succeed at once if run again.
+    /// Whether PostgreSQL refused a statement that may succeed if run again: a deadlock, a
+    /// serialization failure, or a send's origin that another statement stored at the same
+    /// moment (run again, the statement finds it stored).
     fn is_conflict(&self) -> bool {
-        let code = std::error::Error::source(self)
-            .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
-            .and_then(tokio_postgres::Error::code);
-        code.is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED)
+        let Some(e) =
+            std::error::Error::source(self).and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+        else {
+            return false;
+        };
+        match e.code() {
+            Some(c)
+                if *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
+                true
+            }
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => e
+                .as_db_error()
+                .and_then(|d| d.constraint())
+                .is_some_and(|name| name == "webchat_history_origin"),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bot_core::pg::PgPool;
+
+    use super::*;
+
+    fn database_url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    /// A migrated cluster on a fresh schema named after `test`.
+    async fn fresh_cluster(test: &str) -> (PgPool, PgCluster) {
+        let url = database_url();
+        let schema = format!("t_webchat_unit_{test}");
+        let admin = PgPool::builder(&url).max_size(1).build().unwrap();
+        let conn = admin.get().await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {url} ({e}); start it or set DATABASE_URL")
+        });
+        conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .unwrap();
+        let pool = PgPool::builder(&url).schema(&schema).build().unwrap();
+        let cluster = PgCluster::builder(&pool, &url)
+            .node("node-a")
+            .build()
+            .unwrap();
+        cluster.migrate().await.unwrap();
+        (pool, cluster)
+    }
+
+    /// Stores one send of `texts` for `user`; their numbers.
+    async fn store(cluster: &PgCluster, user: &str, texts: &[&str]) -> Vec<u64> {
+        let (reply, _answer) = oneshot::channel();
+        let send = StoreRequest {
+            user: user.to_owned(),
+            messages: (texts.iter())
+                .map(|t| RawValue::from_string(format!("{{\"text\":\"{t}\"}}")).unwrap())
+                .collect(),
+            origin: None,
+            at: 0,
+            reply,
+        };
+        let numbered = cluster
+            .store(&[send], &WebChatConfig::default())
+            .await
+            .unwrap();
+        numbered[0].iter().map(|m| m.seq).collect()
+    }
+
+    /// A prune that removes a user's row commits while a send to that user waits for it: the
+    /// send counts from the raised floor, never from the floor its snapshot saw.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_send_racing_the_prune_of_its_users_row_counts_above_the_pruned_number() {
+        let (pool, cluster) = fresh_cluster("prune_race").await;
+        assert_eq!(
+            store(&cluster, "u", &["one", "two", "three"]).await,
+            [1, 2, 3]
+        );
+        let mut pruner = pool.get().await.unwrap();
+        // The retention dropped the user's history.
+        (pruner
+            .execute("DELETE FROM webchat_history WHERE user_id = 'u'", &[])
+            .await)
+            .unwrap();
+        // The prune's transaction, stopped before its commit.
+        let tx = pruner.transaction().await.unwrap();
+        tx.query(sql::LOCK_SEQ_FLOOR, &[]).await.unwrap();
+        let users = vec!["u".to_owned()];
+        let pruned = tx.query_one(sql::PRUNE_SEQS, &[&users]).await.unwrap();
+        assert_eq!(pruned.get::<_, i64>(0), 1);
+        let pruner_pid: i32 = (tx.query_one("SELECT pg_backend_pid()", &[]).await)
+            .unwrap()
+            .get(0);
+        let watcher = pool.get().await.unwrap();
+        let commit = async {
+            // The send's statement has started and waits for the prune.
+            let until = Instant::now() + Duration::from_secs(10);
+            loop {
+                assert!(
+                    Instant::now() < until,
+                    "the send never waited for the prune"
+                );
+                let row = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                        &[&pruner_pid],
+                    )
+                    .await
+                    .unwrap();
+                if row.get::<_, i64>(0) > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tx.commit().await.unwrap();
+        };
+        let (seqs, ()) = tokio::join!(store(&cluster, "u", &["four"]), commit);
+        assert_eq!(seqs, [4], "above 3, which the browser saw");
+        let row = (watcher.query_one("SELECT seq FROM webchat_seqs WHERE user_id = 'u'", &[]))
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 4);
     }
 }

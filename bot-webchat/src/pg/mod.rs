@@ -97,6 +97,13 @@ struct Inner {
     history_batches: AtomicU64,
     /// Reads of what the sockets' users have in the table beyond what reached them.
     history_catch_ups: AtomicU64,
+    /// Statements that stored sends run again after a conflict.
+    history_retries: AtomicU64,
+    /// `webchat_seqs` rows this node pruned.
+    seqs_pruned: AtomicU64,
+    /// The users that left this node's last socket since the last trim (whose number rows the
+    /// trim may prune, if their history is gone).
+    went_offline: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The users this node stored sends for since the last byte trim.
     written: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -212,6 +219,9 @@ impl PgClusterBuilder {
                 history_errors: AtomicU64::new(0),
                 history_batches: AtomicU64::new(0),
                 history_catch_ups: AtomicU64::new(0),
+                history_retries: AtomicU64::new(0),
+                seqs_pruned: AtomicU64::new(0),
+                went_offline: std::sync::Mutex::default(),
                 written: std::sync::Mutex::default(),
                 pool: self.pool.clone(),
                 database_url: self.database_url.clone(),

@@ -143,11 +143,17 @@ impl PgCluster {
                 }
             }
             let dirty = hub.take_dirty();
-            if !dirty.is_empty()
-                && let Err(e) = self.write(&dirty).await
-            {
-                tracing::warn!(error = %e, users = dirty.len(), "webchat: presence write failed; retrying");
-                hub.mark_users_dirty(dirty.into_iter().map(|(user, _)| user));
+            if !dirty.is_empty() {
+                match self.write(&dirty).await {
+                    // Their number rows may go at the next trim, if their history has too.
+                    Ok(()) => self.went_offline().extend(
+                        (dirty.into_iter()).filter_map(|(user, n)| (n == 0).then_some(user)),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, users = dirty.len(), "webchat: presence write failed; retrying");
+                        hub.mark_users_dirty(dirty.into_iter().map(|(user, _)| user));
+                    }
+                }
             }
             if now >= next_sweep {
                 next_sweep = now + config.dead_node_sweep_interval;

@@ -51,6 +51,24 @@ pub(super) fn migrate(schema: &str) -> String {
          );
          CREATE INDEX IF NOT EXISTS webchat_history_created
              ON {schema}.webchat_history (created_at);
+         -- A send's origin is stored once: a second statement storing it fails on this index
+         -- and runs again (seeing the first's rows). Rows stored twice before it existed keep
+         -- their first number.
+         DO $$ BEGIN
+             IF to_regclass('{schema}.webchat_history_origin') IS NULL THEN
+                 DELETE FROM {schema}.webchat_history h USING {schema}.webchat_history d
+                 WHERE h.origin_event IS NOT NULL AND d.user_id = h.user_id
+                   AND d.origin_event = h.origin_event AND d.origin_index = h.origin_index
+                   AND d.origin_part = h.origin_part AND d.seq < h.seq;
+                 CREATE UNIQUE INDEX webchat_history_origin
+                     ON {schema}.webchat_history (user_id, origin_event, origin_index, origin_part)
+                     WHERE origin_event IS NOT NULL;
+             END IF;
+         END $$;
+         -- Every number a pruned user's row reached is at most this: a user's new row counts
+         -- from it, so a browser never sees a number it has seen before.
+         INSERT INTO {schema}.webchat_meta (key, value) VALUES ('seq_floor', '0')
+         ON CONFLICT (key) DO NOTHING;
          COMMIT;"
     )
 }
@@ -159,6 +177,14 @@ pub(super) const EPOCH: &str = "SELECT value FROM webchat_meta WHERE key = 'epoc
 /// stored again: its stored rows are returned instead (with id, time and message). The others
 /// get the next numbers of their user: the `webchat_seqs` row stays locked until the statement
 /// commits, so another node's batch for the same user waits, and numbers commit in order.
+///
+/// A statement that waited on a user's row does not see what the one it waited for stored (its
+/// snapshot is older): if that was the same origin, the insert fails on the unique index
+/// `webchat_history_origin`, the whole statement with it (no number is used up), and the
+/// writer runs it again, which then finds the stored rows. A user without a row (new, or
+/// pruned: [`PRUNE_SEQS`]) counts from the `seq_floor`, read under a key-share lock that the
+/// prune's update waits for and that waits for the prune: a send never counts from a floor
+/// older than the prune that removed its user's row.
 /// Returns `ord` (the row's place in the arrays, from 1) and `seq`.
 pub(super) const STORE_SENDS: &str = "
     WITH input AS (
@@ -191,10 +217,15 @@ pub(super) const STORE_SENDS: &str = "
                   AND j.ord < i.ord))
     ), counts AS (
         SELECT user_id, count(*) AS n FROM fresh GROUP BY user_id
+    ), floor AS (
+        SELECT value::int8 AS f FROM webchat_meta WHERE key = 'seq_floor' FOR KEY SHARE
     ), bumped AS (
         INSERT INTO webchat_seqs AS s (user_id, seq)
-        SELECT user_id, n FROM counts ORDER BY user_id
-        ON CONFLICT (user_id) DO UPDATE SET seq = s.seq + EXCLUDED.seq
+        SELECT c.user_id, coalesce(fl.f, 0) + c.n
+        FROM counts c LEFT JOIN floor fl ON true
+        ORDER BY c.user_id
+        ON CONFLICT (user_id) DO UPDATE
+            SET seq = s.seq + EXCLUDED.seq - coalesce((SELECT f FROM floor), 0)
         RETURNING s.user_id, s.seq
     ), trimmed AS (
         DELETE FROM webchat_history h
@@ -218,11 +249,47 @@ pub(super) const STORE_SENDS: &str = "
     UNION ALL
     SELECT ord, seq, msg_id, at_ms, message FROM known";
 
-/// What a join resumes from: the user's latest number (`$1` user), and the kept messages after
+/// Takes the `seq_floor` row for a prune: sends that read it wait from now until the prune
+/// commits, and the prune waits for those that read it before.
+pub(super) const LOCK_SEQ_FLOOR: &str =
+    "SELECT value FROM webchat_meta WHERE key = 'seq_floor' FOR UPDATE";
+
+/// Removes the number rows of users `$1` (users whose history rows the retention just dropped)
+/// that have no history left and no socket on any node, and raises the `seq_floor` to the
+/// highest number removed, in the transaction of [`LOCK_SEQ_FLOOR`]. Returns how many rows went.
+pub(super) const PRUNE_SEQS: &str = "
+    WITH gone AS (
+        DELETE FROM webchat_seqs s
+        WHERE s.user_id = ANY($1::text[])
+          AND NOT EXISTS (SELECT 1 FROM webchat_history h WHERE h.user_id = s.user_id)
+          AND NOT EXISTS (SELECT 1 FROM webchat_presence p
+                          WHERE p.user_id = s.user_id AND p.nodes <> '{}'::jsonb)
+        RETURNING s.seq
+    ), raised AS (
+        UPDATE webchat_meta
+        SET value = greatest(value::int8, (SELECT coalesce(max(seq), 0) FROM gone))::text
+        WHERE key = 'seq_floor'
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM raised)";
+
+/// Of users `$1`, those with no history row and no socket on any node: the candidates of
+/// [`PRUNE_SEQS`], found without its lock.
+pub(super) const PRUNE_CANDIDATES: &str = "
+    SELECT s.user_id FROM webchat_seqs s
+    WHERE s.user_id = ANY($1::text[])
+      AND NOT EXISTS (SELECT 1 FROM webchat_history h WHERE h.user_id = s.user_id)
+      AND NOT EXISTS (SELECT 1 FROM webchat_presence p
+                      WHERE p.user_id = s.user_id AND p.nodes <> '{}'::jsonb)";
+
+/// What a join resumes from: the user's latest number (`$1` user; the `seq_floor` when the
+/// user has no row: the next send counts from it), and the kept messages after
 /// `$2`, the newest at most `$3` of them and `$4` bytes, younger than `$5` seconds, in order
 /// (one row with null columns when there are none).
 pub(super) const RESUME: &str = "
-    SELECT coalesce((SELECT seq FROM webchat_seqs WHERE user_id = $1), 0), k.seq, k.message,
+    SELECT coalesce((SELECT seq FROM webchat_seqs WHERE user_id = $1),
+                    (SELECT value::int8 FROM webchat_meta WHERE key = 'seq_floor'), 0),
+           k.seq, k.message,
            k.msg_id, k.at_ms
     FROM (SELECT 1) AS one
     LEFT JOIN (
@@ -244,9 +311,14 @@ pub(super) const BETWEEN: &str = "
     WHERE user_id = $1 AND seq > $2 AND seq < $3
     ORDER BY seq";
 
-/// Drops kept messages older than `$1` seconds.
-pub(super) const TRIM_OLD: &str =
-    "DELETE FROM webchat_history WHERE created_at < now() - make_interval(secs => $1::float8)";
+/// Drops kept messages older than `$1` seconds; the users whose messages went.
+pub(super) const TRIM_OLD: &str = "
+    WITH old AS (
+        DELETE FROM webchat_history
+        WHERE created_at < now() - make_interval(secs => $1::float8)
+        RETURNING user_id
+    )
+    SELECT user_id, count(*) FROM old GROUP BY user_id";
 
 /// The kept messages of users `$1` numbered above their `$2` (what a node's sockets missed while
 /// its fan-out was down), by user, in order.
@@ -256,7 +328,8 @@ pub(super) const AFTER_EACH: &str = "
     JOIN webchat_history h ON h.user_id = w.user_id AND h.seq > w.seq
     ORDER BY h.user_id, h.seq";
 
-/// Drops the kept messages of users `$1` past their newest `$2` bytes.
+/// Drops the kept messages of users `$1` past their newest `$2` bytes; the users whose
+/// messages went (once per message).
 pub(super) const TRIM_BYTES: &str = "
     DELETE FROM webchat_history h
     USING (
@@ -268,4 +341,5 @@ pub(super) const TRIM_BYTES: &str = "
         ) k
         WHERE k.bytes > $2
     ) old
-    WHERE h.user_id = old.user_id AND h.seq = old.seq";
+    WHERE h.user_id = old.user_id AND h.seq = old.seq
+    RETURNING h.user_id";
