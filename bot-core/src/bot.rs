@@ -183,38 +183,46 @@ impl Bot {
                     run.stop_supervisor.cancel();
                     (run.supervisor.take(), std::mem::take(&mut run.adapters))
                 };
-                let supervised = match supervisor {
-                    Some(handle) => handle
-                        .await
-                        .inspect_err(|e| tracing::error!(error = %e, "supervisor task failed"))
-                        .ok(),
-                    None => None,
+                // The outbox's senders stop at once, beside the handlers' drain, so that the
+                // whole shutdown fits one `shutdown_timeout`: what handlers queue meanwhile is
+                // committed, and sent by this process's next start or by another process.
+                let senders = async {
+                    #[cfg(feature = "postgres")]
+                    if let Some((_, senders)) = &self.inner.outbox {
+                        let sent = senders.shutdown().await;
+                        tracing::info!(?sent, "outbox senders stopped");
+                    }
                 };
-                // Without a supervisor's report (never started, or it failed), everything still
-                // queued is what did not run.
-                let report = supervised.unwrap_or_else(|| {
-                    self.inner.queue.close();
-                    ShutdownReport {
-                        not_started: self.inner.queue.depth(),
-                        ..ShutdownReport::default()
+                let drain = async {
+                    let supervised = match supervisor {
+                        Some(handle) => handle
+                            .await
+                            .inspect_err(|e| tracing::error!(error = %e, "supervisor task failed"))
+                            .ok(),
+                        None => None,
+                    };
+                    // Without a supervisor's report (never started, or it failed), everything
+                    // still queued is what did not run.
+                    let report = supervised.unwrap_or_else(|| {
+                        self.inner.queue.close();
+                        ShutdownReport {
+                            not_started: self.inner.queue.depth(),
+                            ..ShutdownReport::default()
+                        }
+                    });
+                    self.inner.progress.stop();
+                    for handle in adapters {
+                        // Adapters were told to stop; give them the drain time at most.
+                        if tokio::time::timeout(self.inner.limits.shutdown_timeout, handle)
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!("an adapter task did not stop in time");
+                        }
                     }
-                });
-                self.inner.progress.stop();
-                for handle in adapters {
-                    // Adapters were told to stop; give them the drain time at most.
-                    if tokio::time::timeout(self.inner.limits.shutdown_timeout, handle)
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!("an adapter task did not stop in time");
-                    }
-                }
-                // The outbox's senders stop after the handlers, which may have queued messages.
-                #[cfg(feature = "postgres")]
-                if let Some((_, senders)) = &self.inner.outbox {
-                    let sent = senders.shutdown().await;
-                    tracing::info!(?sent, "outbox senders stopped");
-                }
+                    report
+                };
+                let (report, ()) = tokio::join!(drain, senders);
                 self.inner.telemetry.flush();
                 report
             })

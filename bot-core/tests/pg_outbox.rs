@@ -92,7 +92,7 @@ async fn a_message_is_committed_when_send_returns_and_sent_once_with_its_key() {
     // The send is named by its key, which clients derive their idempotency keys from.
     assert_eq!(
         sent[0].target.origin.as_ref().map(|id| id.as_str()),
-        Some("order-42")
+        Some("outbox/order-42")
     );
     assert!(!sent[0].target.is_reply());
     eventually("the row to go", WAIT, || async {
@@ -281,8 +281,9 @@ async fn a_failed_send_is_retried_and_a_refused_one_is_a_dead_letter() {
     let counts = outbox.counts();
     assert_eq!(recording.failures(), 2);
     assert_eq!(counts.sent, 1);
-    // Two injected failures of "hello" (in whichever order the two were tried) plus the refusal.
-    assert_eq!(counts.failed, 3);
+    // Two injected failures of "hello" (in whichever order the two were tried), the refusal,
+    // and the message this process has no client for.
+    assert_eq!(counts.failed, 4);
     assert_eq!(counts.dead, 2);
     // Stopping the senders leaves the outbox queueing.
     let later = outbox.send(line("U3", "later")).await.unwrap();
@@ -451,4 +452,41 @@ async fn a_bot_with_an_outbox_runs_its_senders_and_gives_handlers_the_outbox() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+/// Cancelling while senders run: every message is either sent or cancelled, never both — the
+/// ones a sender has claimed go out and are not counted cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_while_sending_never_counts_a_sent_message_cancelled() {
+    let (_pool, builder) = outbox_builder("ob_cancel_live").await;
+    let outbox = builder.max_in_flight(20).build().await.unwrap();
+    let users: Vec<String> = (0..400).map(|n| format!("U{n}")).collect();
+    outbox
+        .send_many("live", users.iter().map(|u| line(u, "x")))
+        .await
+        .unwrap();
+    let log = Arc::new(Mutex::new(HashMap::new()));
+    let client = Arc::new(OrderLog {
+        platform: Platform::LINE,
+        log: log.clone(),
+        delay: Duration::from_millis(20),
+    }) as Arc<dyn Outbound>;
+    let senders = outbox.senders([client]).unwrap();
+    senders.start();
+    let sent = || log.lock().unwrap().values().map(Vec::len).sum::<usize>();
+    eventually("some sent", WAIT, || async { (sent() >= 40).then_some(()) }).await;
+    let cancelled = outbox.cancel("live").await.unwrap();
+    eventually("nothing left", WAIT, || async {
+        (outbox.pending("live").await.unwrap() == 0).then_some(())
+    })
+    .await;
+    senders.shutdown().await;
+    let sent = sent();
+    assert!(cancelled > 0, "the cancel came before the end");
+    assert_eq!(
+        sent as u64 + cancelled,
+        400,
+        "{sent} sent + {cancelled} cancelled: each message once"
+    );
+    assert_eq!(outbox.counts().sent, sent as u64);
 }

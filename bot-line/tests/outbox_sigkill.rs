@@ -1,7 +1,8 @@
-//! The durable outbox under SIGKILL, with LINE's retry keys: a sender process is killed with
-//! pushes in flight that the (fake) LINE API had already accepted; another process sends what was
-//! left, and LINE delivers every message of the campaign exactly once — the pushes sent again
-//! carry the retry key of their first attempt and are refused as already accepted (409).
+//! The durable outbox under SIGKILL, with LINE's retry keys: a sender process is killed mid-
+//! campaign, with pushes in flight and pushes LINE accepted whose outcome it had not recorded yet;
+//! another process sends what was left, and LINE delivers every message of the campaign exactly
+//! once: the pushes sent again carry the retry key of their first attempt and are refused as
+//! already accepted (409).
 //!
 //! The killed process is this test binary run again as a child, executing the ignored
 //! [`child_sends_until_killed`] entry with `OUTBOX_CHILD_SCHEMA` set. Needs PostgreSQL
@@ -157,12 +158,10 @@ async fn a_sender_killed_mid_campaign_loses_nothing_and_line_delivers_each_once(
     assert_eq!(delivered.len(), MESSAGES, "each message accepted once");
     assert_eq!(recipients.len(), MESSAGES, "every recipient");
     assert_eq!(fake.accepted_retry_keys(), MESSAGES);
-    // The pushes in flight when the child died were sent again with their keys and refused.
+    // Pushes accepted but not yet recorded when the child died were sent again with their keys
+    // and refused (how many depends on the instant of the kill; the counts above are what must
+    // hold whatever it was).
     let refused = fake.retry_key_conflicts();
-    assert!(
-        refused > 0,
-        "no push was in flight at the kill ({at_kill} delivered then)"
-    );
     assert!(
         pushes
             .iter()

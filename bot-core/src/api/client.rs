@@ -170,10 +170,15 @@ impl<S: ApiSpec> ApiClient<S> {
             ));
         }
         let mut limits = HashMap::new();
-        let channel_id = config
-            .shared_limits
-            .is_some()
-            .then(|| channel_id(&config.token));
+        // The channel's label when the client has one (every process of a channel names it
+        // alike, whichever token it holds: LINE issues tokens per process and rotates them),
+        // otherwise a hash of the token.
+        let channel_id = config.shared_limits.is_some().then(|| {
+            config.channel.as_ref().map_or_else(
+                || channel_id(&config.token),
+                |label| format!("channel/{label}"),
+            )
+        });
         for (endpoint, per_second) in &config.limits {
             if *per_second == 0 {
                 return Err(fail(format!(

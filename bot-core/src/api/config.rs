@@ -162,8 +162,11 @@ pub trait ConfigureApi: Sized {
 
     /// Shares the per-endpoint rate limits with every process of this channel through
     /// `limits`' store (PostgreSQL or Redis): the platform's quota is for the channel, not for
-    /// each process. The limits' keys are the platform, a stable id of the channel (the first
-    /// 16 hex digits of a SHA-256 of the token, never the token) and the endpoint. The window of
+    /// each process. The limits' keys are the platform, the channel and the endpoint; the
+    /// channel is the client's [`channel_label`](ConfigureApi::channel_label) when it has one —
+    /// give one when the processes of a channel hold different tokens (LINE's per-process or
+    /// rotated tokens) — otherwise the first 16 hex digits of a SHA-256 of the token (never the
+    /// token). The window of
     /// calls in flight stays per process. See [`crate::ratelimit`].
     #[must_use]
     fn shared_limits(mut self, limits: SharedLimits) -> Self {

@@ -13,6 +13,8 @@ use crate::pg::{PgPool, PgQueue, migrate};
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 /// Default messages the outbox holds (all processes, all states).
 pub const DEFAULT_CAPACITY: usize = 10_000_000;
+/// Default payload bytes the outbox holds: room for the default capacity of text messages.
+pub const DEFAULT_CAPACITY_BYTES: u64 = 16 << 30;
 /// Default time a key is remembered: a campaign run again within it queues only what is new.
 pub const DEFAULT_KEY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -38,6 +40,7 @@ pub struct OutboxBuilder {
     pub(super) max_in_flight: usize,
     pub(super) retry: RetryPolicy,
     pub(super) capacity: usize,
+    pub(super) capacity_bytes: u64,
     pub(super) overflow: Overflow,
     pub(super) key_retention: Duration,
     pub(super) dead_letter_capacity: usize,
@@ -57,6 +60,7 @@ impl Outbox {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry: default_retry_policy(),
             capacity: DEFAULT_CAPACITY,
+            capacity_bytes: DEFAULT_CAPACITY_BYTES,
             overflow: Overflow::Reject,
             key_retention: DEFAULT_KEY_RETENTION,
             dead_letter_capacity: 100_000,
@@ -108,10 +112,19 @@ impl OutboxBuilder {
         self
     }
 
+    /// Payload bytes the outbox holds at most, as PostgreSQL stores them (default 16 GiB, room
+    /// for the default capacity of text messages); the bound that keeps rich messages from
+    /// filling the disk. A send beyond it is handled as one beyond the capacity.
+    pub fn capacity_bytes(mut self, bytes: u64) -> Self {
+        self.capacity_bytes = bytes;
+        self
+    }
+
     /// What a send to a full outbox does: [`Overflow::Reject`] (the default: an error the
     /// caller sees, nothing queued), [`Overflow::Wait`] (waits for room up to a few seconds,
-    /// then refuses), [`Overflow::DropOldest`] or [`Overflow::DropNewest`] (sheds, counted in
-    /// [`super::Queued`] and in the outbox's counts).
+    /// then refuses), [`Overflow::DropNewest`] (sheds what does not fit, counted in
+    /// [`super::Queued`] and in the outbox's counts). [`Overflow::DropOldest`] acts as `Reject`:
+    /// a durable queue does not delete what it committed to send.
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
         self
@@ -164,6 +177,7 @@ impl OutboxBuilder {
             .ordering(self.ordering)
             .max_attempts(self.retry.max_attempts)
             .queue_capacity(self.capacity)
+            .queue_capacity_bytes(self.capacity_bytes)
             .overflow(self.overflow)
             .dedup_ttl(self.key_retention)
             .dead_letter_capacity(self.dead_letter_capacity)

@@ -52,6 +52,21 @@ impl fmt::Debug for Outbox {
 pub(super) async fn prepare(admin: &PgPool) -> Result<(), Error> {
     let fail = |what: &str, e| crate::pg::db_error(ErrorKind::Queue, what, e);
     let mut conn = admin.get().await?;
+    // Made once: `CREATE INDEX IF NOT EXISTS` would lock the table for writes at every start
+    // before it found the index there.
+    let exists = conn
+        .query_one(
+            "SELECT count(*) FROM pg_indexes
+             WHERE schemaname = current_schema() AND indexname = 'botrt_outbox_campaign'",
+            &[],
+        )
+        .await
+        .map_err(|e| fail("outbox: looking for the campaign index", e))?
+        .get::<_, i64>(0)
+        > 0;
+    if exists {
+        return Ok(());
+    }
     let tx = conn
         .transaction()
         .await
@@ -78,7 +93,8 @@ impl Outbox {
     /// [`ErrorKind::Config`] for a message without parts or recipient, or an invalid key;
     /// [`ErrorKind::QueueFull`] when the outbox is full under [`crate::Overflow::Reject`] (or
     /// stayed full under [`crate::Overflow::Wait`]); [`ErrorKind::Queue`] when the database
-    /// fails (nothing was queued then).
+    /// fails. After a time-out the message may have been committed all the same: send it again
+    /// with the same key, which queues it only if it was not.
     pub async fn send(&self, message: OutboxMessage) -> Result<Queued, Error> {
         let event = message.into_event(None)?;
         self.push(vec![event]).await
@@ -110,7 +126,18 @@ impl Outbox {
         while messages.peek().is_some() {
             batch.clear();
             for message in messages.by_ref().take(CHUNK) {
-                batch.push(message.into_event(Some(campaign))?);
+                let event = message.into_event(Some(campaign)).map_err(|e| {
+                    Error::new(
+                        e.kind(),
+                        format!(
+                            "outbox: campaign {campaign}: {} messages queued, then one was invalid",
+                            report.queued
+                        ),
+                    )
+                    .with_source(e)
+                    .permanent()
+                })?;
+                batch.push(event);
             }
             match self.push(std::mem::take(&mut batch)).await {
                 Ok(queued) => report.add(queued),
@@ -163,12 +190,35 @@ impl Outbox {
     ///
     /// [`ErrorKind::Queue`] when the database fails (nothing was cancelled then).
     pub async fn cancel(&self, campaign: &str) -> Result<u64, Error> {
-        let conn = self.inner.admin.get().await?;
-        let row = conn
+        let fail = |what: &str, e| crate::pg::db_error(ErrorKind::Queue, what, e);
+        let mut conn = self.inner.admin.get().await?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(|e| fail("outbox: cancelling a campaign", e))?;
+        // First lock the campaign's rows that no claim holds (a claim locks its rows as this
+        // does, with SKIP LOCKED): from here on no sender can claim them. Then, in a statement
+        // whose snapshot is taken after those locks, delete the locked rows that a claim
+        // committed a lease for before them. A single statement would not do: its snapshot,
+        // taken before it waited for a claim's lock, would miss that claim's lease and delete a
+        // message being sent.
+        let locked: Vec<i64> = tx
+            .query(
+                "SELECT id FROM botrt_events
+                 WHERE (payload -> 'raw' ->> 'campaign') = $1
+                 FOR UPDATE SKIP LOCKED",
+                &[&campaign],
+            )
+            .await
+            .map_err(|e| fail("outbox: locking a campaign", e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let row = tx
             .query_one(
                 "WITH gone AS (
                      DELETE FROM botrt_events e
-                     WHERE (e.payload -> 'raw' ->> 'campaign') = $1
+                     WHERE e.id = ANY($1)
                        AND NOT EXISTS (SELECT 1 FROM botrt_leases l WHERE l.id = e.id)
                      RETURNING e.platform, e.event_id
                  ), forgotten AS (
@@ -176,12 +226,13 @@ impl Outbox {
                      WHERE d.platform = g.platform AND d.event_id = g.event_id
                  )
                  SELECT count(*) FROM gone",
-                &[&campaign],
+                &[&locked],
             )
             .await
-            .map_err(|e| {
-                crate::pg::db_error(ErrorKind::Queue, "outbox: cancelling a campaign", e)
-            })?;
+            .map_err(|e| fail("outbox: cancelling a campaign", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| fail("outbox: committing a cancel", e))?;
         let cancelled = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
         Counts::add(&self.inner.counts.cancelled, cancelled as usize);
         Ok(cancelled)

@@ -163,7 +163,9 @@ impl Payload {
         })?;
         let mut target = Target::conversation(event.conversation.clone());
         target.channel = event.channel.clone();
-        target.origin = Some(event.id.clone());
+        // In a namespace of its own, so that a key equal to an inbound event's id (a natural
+        // "once per event" key) never names the same send as that event's handler.
+        target.origin = Some(crate::event::EventId::new(format!("outbox/{}", event.id)));
         target.send_index = 0;
         target.message_tag = payload.message_tag.map(String::into_boxed_str);
         Ok((target, payload.messages))

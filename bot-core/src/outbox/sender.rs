@@ -32,7 +32,22 @@ impl SendHandler {
 #[async_trait]
 impl Handler for SendHandler {
     async fn call(&self, _cx: Context, event: Event) -> Result<(), BoxError> {
-        let (target, messages) = Payload::of(&event)?;
+        let result = self.send(&event).await;
+        Counts::add(
+            if result.is_ok() {
+                &self.counts.sent
+            } else {
+                &self.counts.failed
+            },
+            1,
+        );
+        result.map_err(Into::into)
+    }
+}
+
+impl SendHandler {
+    async fn send(&self, event: &Event) -> Result<(), Error> {
+        let (target, messages) = Payload::of(event)?;
         let Some(client) = self.outbounds.get(&event.platform) else {
             return Err(Error::new(
                 ErrorKind::NoOutbound,
@@ -41,18 +56,8 @@ impl Handler for SendHandler {
                     event.platform
                 ),
             )
-            .permanent()
-            .into());
+            .permanent());
         };
-        match client.send(&target, messages).await {
-            Ok(()) => {
-                Counts::add(&self.counts.sent, 1);
-                Ok(())
-            }
-            Err(e) => {
-                Counts::add(&self.counts.failed, 1);
-                Err(e.into())
-            }
-        }
+        client.send(&target, messages).await
     }
 }

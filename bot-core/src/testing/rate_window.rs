@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 /// One second, the window platforms state their limits in.
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Counts the calls a fake accepted in a sliding one-second window: the most accepted in any
-/// second so far, and, with a limit, refuses a call that would pass it (as a platform answers
-/// 429), counting the refusals.
+/// Counts the calls a fake received in a sliding one-second window: the most in any second so
+/// far, and, with a limit, refuses a call that arrives when the second before it already holds
+/// `limit` calls (as a platform answers 429; refused calls count in the window too, as they do
+/// at a platform), counting the refusals.
 ///
 /// Not locked: a fake keeps it beside its other rules, under their lock.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +28,7 @@ pub struct RateWindow {
 pub struct RateWindowReport {
     /// The limit in force, if any.
     pub limit: Option<u32>,
-    /// The most calls accepted within any one second (a sliding window).
+    /// The most calls received within any one second (a sliding window), refused ones included.
     pub most_in_any_second: usize,
     /// Calls accepted.
     pub accepted: u64,
@@ -36,7 +37,8 @@ pub struct RateWindowReport {
 }
 
 impl RateWindowReport {
-    /// Whether no second held more accepted calls than the limit (true without a limit).
+    /// Whether no second held more calls than the limit (true without a limit): the callers
+    /// kept to it.
     pub fn within_limit(&self) -> bool {
         self.limit
             .is_none_or(|limit| self.most_in_any_second <= limit as usize)
@@ -54,7 +56,7 @@ impl RateWindow {
         self.limit = limit;
     }
 
-    /// A call arriving now: `true` when accepted (counted in the window), `false` when the
+    /// A call arriving now (counted in the window): `true` when accepted, `false` when the
     /// limit refuses it.
     pub fn admit(&mut self) -> bool {
         self.admit_at(Instant::now())
@@ -69,16 +71,16 @@ impl RateWindow {
                 break;
             }
         }
-        if self
+        let over = self
             .limit
-            .is_some_and(|limit| self.recent.len() >= limit as usize)
-        {
+            .is_some_and(|limit| self.recent.len() >= limit as usize);
+        self.recent.push_back(now);
+        self.most = self.most.max(self.recent.len());
+        if over {
             self.refused += 1;
             return false;
         }
-        self.recent.push_back(now);
         self.accepted += 1;
-        self.most = self.most.max(self.recent.len());
         true
     }
 
@@ -119,11 +121,15 @@ mod tests {
         let start = Instant::now();
         assert!(window.admit_at(start));
         assert!(window.admit_at(start + Duration::from_millis(10)));
+        assert!(window.report().within_limit());
+        // A third call within the second is refused, and the second saw one call too many.
         assert!(!window.admit_at(start + Duration::from_millis(20)));
-        assert!(window.admit_at(start + Duration::from_millis(1000)));
+        // The refused call counts in the window too: still refused at 1,005 ms.
+        assert!(!window.admit_at(start + Duration::from_millis(1005)));
+        assert!(window.admit_at(start + Duration::from_millis(1030)));
         let report = window.report();
-        assert_eq!((report.accepted, report.refused), (3, 1));
-        assert_eq!(report.most_in_any_second, 2);
-        assert!(report.within_limit());
+        assert_eq!((report.accepted, report.refused), (3, 2));
+        assert_eq!(report.most_in_any_second, 3);
+        assert!(!report.within_limit());
     }
 }
