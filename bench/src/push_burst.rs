@@ -40,6 +40,16 @@ impl OverflowArg {
     }
 }
 
+/// How the fake times its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FakeClock {
+    /// A thread of the fake's own, from each request's arrival, within tens of microseconds.
+    Precise,
+    /// Tokio's timer after the body is read, rounded up to whole milliseconds (the fake before
+    /// 2026-12-05).
+    Tokio,
+}
+
 /// The scenario's knobs.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PushBurstArgs {
@@ -61,6 +71,9 @@ pub(crate) struct PushBurstArgs {
     /// What a push into a full buffer does.
     #[arg(long, value_enum, default_value_t = OverflowArg::DropOldest)]
     overflow: OverflowArg,
+    /// How the fake times its latency (`tokio`: as before 2026-12-05, up to 1-2 ms late).
+    #[arg(long, value_enum, default_value_t = FakeClock::Precise)]
+    fake_clock: FakeClock,
     /// Pushes offered per second (default: 110 % of the window limit, so the buffer sheds).
     #[arg(long)]
     offer_rate: Option<f64>,
@@ -128,6 +141,7 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
         TOKEN,
         FakeApi::builder()
             .max_concurrent_streams(args.window)
+            .precise_latency(args.fake_clock == FakeClock::Precise)
             .latency(Latency::Fixed(args.latency)),
     )
     .await
@@ -272,6 +286,14 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
         args.connections,
         args.window,
     );
+    let held_ms = api.mean_hold().unwrap_or_default().as_secs_f64() * 1000.0;
+    let late_ms = api.mean_late().unwrap_or_default().as_secs_f64() * 1000.0;
+    println!(
+        "where a push's {:.2} ms go: the fake held it {held_ms:.2} ms from its arrival ({late_ms:.2} ms past the {} ms latency); the other {:.2} ms are the way to the fake and back (both processes' HTTP/2 stacks and schedulers)",
+        report.latency_ms.mean,
+        args.latency.as_millis(),
+        report.latency_ms.mean - held_ms,
+    );
     println!(
         "push latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; peak unanswered per connection {peak_window} on {} connections",
         report.latency_ms.p50,
@@ -285,19 +307,27 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
         peak_kib as f64 / 1024.0,
         100.0 * cpu / report.seconds,
     );
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned());
     let met = share >= 0.95 && per_minute >= 1_000_000.0;
     Ok(Row {
         name: format!(
-            "push-burst ({} pushes, {} connections x {} window, {} ms, buffer {} {})",
+            "push-burst ({} pushes, {} connections x {} window, {} ms, buffer {} {}){}",
             thousands(args.count as f64),
             args.connections,
             args.window,
             args.latency.as_millis(),
             thousands(args.capacity as f64),
             args.overflow.env(),
+            match args.fake_clock {
+                FakeClock::Precise => "",
+                FakeClock::Tokio => " [fake on Tokio's timer]",
+            },
         ),
         result: format!(
-            "{} pushes/s = {:.1} % of the {}/s window limit ({} /min), windows {:.0} % full; offered {}, sent {}, dropped {} (exact); mean {:.1} ms, p50 {:.1} ms, p99 {:.1} ms; pusher {:.0} MiB peak, {:.0} % CPU",
+            "{} pushes/s = {:.1} % of the {}/s window limit ({} /min), windows {:.0} % full; offered {}, sent {}, dropped {} (exact); mean {:.1} ms (the fake held {held_ms:.1}, {late_ms:.2} late), p50 {:.1} ms, p99 {:.1} ms; pusher {:.0} MiB peak, {:.0} % CPU; load average {load}",
             thousands(report.sent_per_second),
             100.0 * share,
             thousands(limit),

@@ -78,7 +78,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct Rules {
     used_reply_tokens: HashSet<String>,
-    accepted_retry_keys: HashMap<String, String>,
+    /// Accepted `X-Line-Retry-Key`s and the number of the request that carried each: a UUID (as
+    /// the client sends) without allocating, any other string as it came.
+    accepted_retry_keys: HashMap<u128, u64>,
+    accepted_other_keys: HashMap<String, u64>,
     /// Push and multicast calls in a sliding second, and the limit LINE would answer 429 past.
     push_rate: RateWindow,
     /// Pushes refused with 409 because their retry key was accepted before.
@@ -196,7 +199,8 @@ impl FakeLine {
 
     /// Distinct `X-Line-Retry-Key`s accepted: the pushes LINE delivered, once each.
     pub fn accepted_retry_keys(&self) -> usize {
-        lock(&self.rules).accepted_retry_keys.len()
+        let rules = lock(&self.rules);
+        rules.accepted_retry_keys.len() + rules.accepted_other_keys.len()
     }
 
     /// Pushes refused with 409 because their retry key was accepted before: deliveries that
@@ -272,8 +276,13 @@ fn error(status: StatusCode, message: &str) -> FakeResponse {
     FakeResponse::json(status, &json!({ "message": message }))
 }
 
+fn request_id(n: u64) -> String {
+    format!("req-{n:016x}")
+}
+
 fn answer(access_token: &str, rules: &Mutex<Rules>, request: &FakeRequest) -> FakeResponse {
-    let request_id = format!("req-{:016x}", next_id());
+    let id = next_id();
+    let request_id = request_id(id);
     if request.bearer() != Some(access_token) {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -281,10 +290,9 @@ fn answer(access_token: &str, rules: &Mutex<Rules>, request: &FakeRequest) -> Fa
         )
         .header("x-line-request-id", request_id);
     }
-    let body = request.json();
     let response = match (&request.method, request.path.as_str()) {
-        (&Method::POST, REPLY_PATH) => reply(rules, request, &body),
-        (&Method::POST, PUSH_PATH | MULTICAST_PATH) => push(rules, request, &body, &request_id),
+        (&Method::POST, REPLY_PATH) => reply(rules, request, &request.json()),
+        (&Method::POST, PUSH_PATH | MULTICAST_PATH) => push(rules, request, id),
         (&Method::POST, LOADING_PATH) => FakeResponse::json(StatusCode::ACCEPTED, &json!({})),
         (&Method::GET, path)
             if path.starts_with("/v2/bot/message/") && path.ends_with("/content") =>
@@ -311,7 +319,10 @@ fn answer(access_token: &str, rules: &Mutex<Rules>, request: &FakeRequest) -> Fa
 }
 
 fn messages_ok(body: &Value) -> Result<usize, Box<FakeResponse>> {
-    let count = body["messages"].as_array().map_or(0, Vec::len);
+    count_ok(body["messages"].as_array().map_or(0, Vec::len))
+}
+
+fn count_ok(count: usize) -> Result<usize, Box<FakeResponse>> {
     if (1..=MAX_MESSAGES_PER_CALL).contains(&count) {
         Ok(count)
     } else {
@@ -323,11 +334,32 @@ fn messages_ok(body: &Value) -> Result<usize, Box<FakeResponse>> {
     }
 }
 
-fn sent_messages(count: usize) -> Value {
-    let sent: Vec<Value> = (0..count)
-        .map(|_| json!({"id": next_id().to_string(), "quoteToken": format!("q-{}", next_id())}))
-        .collect();
-    json!({ "sentMessages": sent })
+/// `{"sentMessages": [{"id": …, "quoteToken": …}, …]}` for `count` messages, written out (a
+/// load test's fake answers tens of thousands of these a second).
+fn sent_messages(count: usize) -> FakeResponse {
+    use std::fmt::Write as _;
+    let mut body = String::with_capacity(20 + 48 * count);
+    body.push_str(r#"{"sentMessages":["#);
+    for n in 0..count {
+        if n > 0 {
+            body.push(',');
+        }
+        let (id, quote) = (next_id(), next_id());
+        let _ = write!(body, r#"{{"id":"{id}","quoteToken":"q-{quote}"}}"#);
+    }
+    body.push_str("]}");
+    FakeResponse {
+        status: StatusCode::OK,
+        headers: http::HeaderMap::new(),
+        body: Bytes::from(body),
+    }
+    .header("content-type", "application/json")
+}
+
+/// What the fake reads of a push or multicast body: how many messages it carries.
+#[derive(serde::Deserialize)]
+struct SendBody {
+    messages: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 fn reply(rules: &Mutex<Rules>, request: &FakeRequest, body: &Value) -> FakeResponse {
@@ -347,16 +379,16 @@ fn reply(rules: &Mutex<Rules>, request: &FakeRequest, body: &Value) -> FakeRespo
     if !lock(rules).used_reply_tokens.insert(token.to_owned()) {
         return error(StatusCode::BAD_REQUEST, "Invalid reply token");
     }
-    FakeResponse::json(StatusCode::OK, &sent_messages(count))
+    sent_messages(count)
 }
 
-fn push(
-    rules: &Mutex<Rules>,
-    request: &FakeRequest,
-    body: &Value,
-    request_id: &str,
-) -> FakeResponse {
-    let count = match messages_ok(body) {
+fn push(rules: &Mutex<Rules>, request: &FakeRequest, id: u64) -> FakeResponse {
+    // Not JSON, or `messages` not an array: no messages, refused below.
+    let count = serde_json::from_slice::<SendBody>(&request.body)
+        .ok()
+        .and_then(|b| b.messages)
+        .map_or(0, |m| m.len());
+    let count = match count_ok(count) {
         Ok(count) => count,
         Err(refusal) => return *refusal,
     };
@@ -368,22 +400,30 @@ fn push(
         );
     }
     if let Some(key) = request.header("x-line-retry-key") {
-        if let Some(accepted) = rules.accepted_retry_keys.get(key).cloned() {
+        let rules = &mut *rules;
+        let accepted = match uuid::Uuid::try_parse(key) {
+            Ok(uuid) => *rules
+                .accepted_retry_keys
+                .entry(uuid.as_u128())
+                .or_insert(id),
+            Err(_) => *rules
+                .accepted_other_keys
+                .entry(key.to_owned())
+                .or_insert(id),
+        };
+        if accepted != id {
             rules.retry_key_conflicts += 1;
             return FakeResponse::json(
                 StatusCode::CONFLICT,
                 &json!({"message": "The retry key is already accepted", "sentMessages": []}),
             )
-            .header("x-line-accepted-request-id", accepted);
+            .header("x-line-accepted-request-id", request_id(accepted));
         }
-        rules
-            .accepted_retry_keys
-            .insert(key.to_owned(), request_id.to_owned());
     }
     if request.path == MULTICAST_PATH {
         FakeResponse::json(StatusCode::OK, &json!({}))
     } else {
-        FakeResponse::json(StatusCode::OK, &sent_messages(count))
+        sent_messages(count)
     }
 }
 

@@ -23,6 +23,14 @@ pub(super) fn reply_call(reply_token: &str, messages: &[Message]) -> Result<Call
         .answer_optional(true))
 }
 
+/// The body of a push or multicast, serialised straight from the messages (no JSON tree is built
+/// per call): `{"messages": […], "to": …}`.
+#[derive(serde::Serialize)]
+struct SendBody<'a, To: serde::Serialize + ?Sized> {
+    messages: &'a [Message],
+    to: &'a To,
+}
+
 /// Namespace of the retry keys derived from event ids (UUID v5).
 const RETRY_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6e65_2d72_6574_7279_2d6b_6579_0001);
 
@@ -110,7 +118,7 @@ impl LineClient {
             Call::post(endpoint::PUSH, "/v2/bot/message/push"),
             retry_key,
         )
-        .json(&json!({"to": to, "messages": messages}))?;
+        .json(&SendBody { messages, to })?;
         Ok(outcome(&self.call(call, deadline).await?))
     }
 
@@ -138,7 +146,7 @@ impl LineClient {
             Call::post(endpoint::MULTICAST, "/v2/bot/message/multicast"),
             retry_key,
         )
-        .json(&json!({"to": to, "messages": messages}))?;
+        .json(&SendBody { messages, to })?;
         Ok(outcome(&self.call(call, None).await?))
     }
 }

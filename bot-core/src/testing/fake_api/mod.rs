@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod clock;
 mod handle;
 mod request;
 mod response;

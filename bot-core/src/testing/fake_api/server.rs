@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use super::clock::Clock;
 use super::request::{Call, FakeRequest};
 use super::response::{FakeResponse, Fault, Latency, Responder};
 use crate::testing::lock;
@@ -33,7 +34,17 @@ pub(super) struct Shared {
     pub(super) peak_per_connection: AtomicUsize,
     pub(super) connections: AtomicUsize,
     pub(super) notify: Notify,
+    /// Nanoseconds from arrival to answer, summed over the answered requests.
+    pub(super) held_nanos: AtomicU64,
+    /// Of which past each request's latency.
+    pub(super) late_nanos: AtomicU64,
+    /// The fake's own clock, when [`super::FakeApiBuilder::precise_latency`] asked for one.
+    pub(super) clock: Option<Clock>,
 }
+
+/// When hyper handed a request to the fake (its headers arrived): what a latency counts from.
+#[derive(Clone, Copy)]
+struct Arrived(Instant);
 
 /// The HTTP/2 stream limit a fake announces unless told otherwise.
 pub(super) const DEFAULT_MAX_STREAMS: u32 = 100_000;
@@ -73,15 +84,17 @@ pub(super) async fn serve(
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             let open = Arc::new(AtomicUsize::new(0));
-            let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-                let app = app.clone();
-                let guard = InFlight::enter(&shared, open.clone());
-                async move {
-                    let response = app.oneshot(request.map(Body::new)).await;
-                    drop(guard);
-                    response
-                }
-            });
+            let service =
+                hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                    request.extensions_mut().insert(Arrived(Instant::now()));
+                    let app = app.clone();
+                    let guard = InFlight::enter(&shared, open.clone());
+                    async move {
+                        let response = app.oneshot(request.map(Body::new)).await;
+                        drop(guard);
+                        response
+                    }
+                });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 () = stop.cancelled() => {}
@@ -121,7 +134,10 @@ pub(super) async fn answer(
     State(shared): State<Arc<Shared>>,
     request: http::Request<Body>,
 ) -> http::Response<Body> {
-    let received_at = Instant::now();
+    let received_at = request
+        .extensions()
+        .get::<Arrived>()
+        .map_or_else(Instant::now, |a| a.0);
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -138,16 +154,30 @@ pub(super) async fn answer(
     let latency = *lock(&shared.latency);
     let delay = latency.sample();
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        match &shared.clock {
+            // From the request's arrival, on a clock precise to tens of microseconds.
+            Some(clock) => clock.sleep_until(received_at + delay).await,
+            // Tokio's timer, which tests with a paused clock drive.
+            None => tokio::time::sleep(delay).await,
+        }
     }
     let response = take_fault(&shared, &request.path)
         .or_else(|| random_fault(&shared))
         .unwrap_or_else(|| (shared.responder)(&request));
+    let held = received_at.elapsed();
+    shared.held_nanos.fetch_add(nanos(held), Ordering::AcqRel);
+    shared
+        .late_nanos
+        .fetch_add(nanos(held.saturating_sub(delay)), Ordering::AcqRel);
     record(&shared, request, response.status);
     let mut out = http::Response::new(Body::from(response.body));
     *out.status_mut() = response.status;
     *out.headers_mut() = response.headers;
     out
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 pub(super) fn take_fault(shared: &Shared, path: &str) -> Option<FakeResponse> {

@@ -141,3 +141,40 @@ fn uniform_latency_stays_in_its_range() {
         assert!(d >= low && d <= high, "{d:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precise_latency_is_never_early_and_its_hold_is_reported() {
+    let latency = Duration::from_millis(30);
+    let api = FakeApi::builder()
+        .precise_latency(true)
+        .latency(Latency::Fixed(latency))
+        .start(|_| FakeResponse::empty(StatusCode::OK))
+        .await
+        .unwrap();
+    assert_eq!(api.mean_hold(), None);
+    let url = api.url();
+    let timed = |path: &'static str| {
+        let url = url.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let (status, _) = get(&url, path).await;
+            (status, started.elapsed())
+        }
+    };
+    let answers = futures::future::join_all([timed("/a"), timed("/b"), timed("/c")]).await;
+    for (status, took) in answers {
+        assert_eq!(status, 200);
+        assert!(took >= latency, "answered after {took:?}");
+    }
+    let (held, late) = (api.mean_hold().unwrap(), api.mean_late().unwrap());
+    assert!(held >= latency, "{held:?}");
+    // Each request's lateness is its hold less the latency: so are the means (to the
+    // nanosecond the integer division loses).
+    let diff = held - late;
+    assert!(
+        diff >= latency - Duration::from_nanos(1) && diff <= latency + Duration::from_nanos(1),
+        "held {held:?}, late {late:?}"
+    );
+    api.clear();
+    assert_eq!(api.mean_late(), None);
+}
