@@ -9,7 +9,7 @@ use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bot_core::pg::{self, PgPool};
+use bot_core::pg;
 use bot_core::testing::fake_api::{FakeApi, Latency};
 use bot_line::testing::FakeLine;
 use serde::Deserialize;
@@ -114,20 +114,8 @@ async fn finish(mut child: Started) -> Result<ChildReport, String> {
 
 pub(crate) async fn outbox_burst(args: &OutboxBurstArgs) -> Result<Row, String> {
     let binary = sibling_binary("campaign")?;
-    let url = args
-        .database_url
-        .clone()
-        .or_else(|| std::env::var(pg::DATABASE_URL_ENV).ok())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin = PgPool::builder(&url)
-        .max_size(1)
-        .create_timeout(Duration::from_secs(5))
-        .application_name("botload")
-        .build()
-        .map_err(|e| format!("the database url: {e}"))?;
-    if let Err(e) = admin.get().await {
-        crate::scenario::ensure_postgres(&url, &e.to_string())?;
-    }
+    let url = crate::scenario::database_url(args.database_url.as_deref());
+    let admin = crate::scenario::admin_pool(&url).await?;
     admin
         .get()
         .await

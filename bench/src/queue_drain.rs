@@ -214,10 +214,7 @@ pub(crate) async fn run(args: &QueueDrainArgs) -> ExitCode {
 }
 
 fn database_url(args: &QueueDrainArgs) -> String {
-    args.database_url
-        .clone()
-        .or_else(|| std::env::var(pg::DATABASE_URL_ENV).ok())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    crate::scenario::database_url(args.database_url.as_deref())
 }
 
 async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
@@ -231,20 +228,7 @@ async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
     }
     let url = database_url(args);
     let worker = sibling_binary("queue-worker")?;
-    let admin = PgPool::builder(&url)
-        .max_size(1)
-        .create_timeout(Duration::from_secs(5))
-        .application_name("botload")
-        .build()
-        .map_err(|e| format!("the database url: {e}"))?;
-    if let Err(e) = admin.get().await {
-        crate::scenario::ensure_postgres(&url, &e.to_string())?;
-        drop(
-            admin.get().await.map_err(|e| {
-                format!("PostgreSQL at {url} does not answer after starting it: {e}")
-            })?,
-        );
-    }
+    let admin = crate::scenario::admin_pool(&url).await?;
     if args.graphile_worker && args.through_webhooks {
         return Err(
             "--graphile-worker compares drains of loaded events: not with --through-webhooks"

@@ -498,6 +498,34 @@ pub(crate) fn thousands(value: f64) -> String {
     out
 }
 
+/// The database of a PostgreSQL scenario: `given`, else `DATABASE_URL`, else the local one.
+pub(crate) fn database_url(given: Option<&str>) -> String {
+    given
+        .map(str::to_owned)
+        .or_else(|| std::env::var(bot_core::pg::DATABASE_URL_ENV).ok())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A one-connection pool on `url` for a scenario's own statements, with PostgreSQL started
+/// (or installed) first when a local one does not answer.
+pub(crate) async fn admin_pool(url: &str) -> Result<bot_core::pg::PgPool, String> {
+    let admin = bot_core::pg::PgPool::builder(url)
+        .max_size(1)
+        .create_timeout(Duration::from_secs(5))
+        .application_name("botload")
+        .build()
+        .map_err(|e| format!("the database url: {e}"))?;
+    if let Err(e) = admin.get().await {
+        ensure_postgres(url, &e.to_string())?;
+        drop(
+            admin.get().await.map_err(|e| {
+                format!("PostgreSQL at {url} does not answer after starting it: {e}")
+            })?,
+        );
+    }
+    Ok(admin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,17 +6,45 @@ use tokio_postgres::types::Type;
 
 use crate::queue::Lease;
 
+/// A push's batch, one row per event with its lane (the start of both pushes).
+macro_rules! push_input {
+    () => {
+        "
+WITH input AS (
+    SELECT i.*, hashtextextended(i.platform || chr(31) || i.conversation, 0) AS lane
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+        WITH ORDINALITY AS i(platform, event_id, conversation, payload, ord)
+)"
+    };
+}
+
+/// The events whose keys were fresh, the first of each key in the batch, inserted in order (the
+/// end of both pushes).
+macro_rules! push_insert {
+    () => {
+        ", firsts AS (
+    SELECT DISTINCT ON (i.platform, i.event_id) i.*
+    FROM input i JOIN fresh f ON f.platform = i.platform AND f.event_id = i.event_id
+    ORDER BY i.platform, i.event_id, i.ord
+), inserted AS (
+    INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+    SELECT lane, platform, event_id, conversation, payload::json
+    FROM firsts ORDER BY ord
+    RETURNING 1
+)
+SELECT count(*) FROM inserted"
+    };
+}
+
 // The push locks the row of each of its conversations in `botrt_lanes` (in lane order, so that
 // two batches never wait for each other in a circle) before anything else: the lock is held to
 // the commit, so a later push of the same conversation takes its ids only after this one
 // committed, and ids within a conversation follow commit order. The gate `(SELECT count(*) FROM
 // locked)` is an init plan, run once before the first row of the dedup insert.
-pub(super) const PUSH: &str = "
-WITH input AS (
-    SELECT i.*, hashtextextended(i.platform || chr(31) || i.conversation, 0) AS lane
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-        WITH ORDINALITY AS i(platform, event_id, conversation, payload, ord)
-), locked AS (
+pub(super) const PUSH: &str = concat!(
+    push_input!(),
+    "
+, locked AS (
     INSERT INTO botrt_lanes AS l (lane)
     SELECT DISTINCT lane FROM input ORDER BY lane
     ON CONFLICT (lane) DO UPDATE SET pushed_at = excluded.pushed_at
@@ -27,42 +55,24 @@ WITH input AS (
     WHERE (SELECT count(*) FROM locked) > 0
     ON CONFLICT DO NOTHING
     RETURNING platform, event_id
-), firsts AS (
-    SELECT DISTINCT ON (i.platform, i.event_id) i.*
-    FROM input i JOIN fresh f ON f.platform = i.platform AND f.event_id = i.event_id
-    ORDER BY i.platform, i.event_id, i.ord
-), inserted AS (
-    INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-    SELECT lane, platform, event_id, conversation, payload::json
-    FROM firsts ORDER BY ord
-    RETURNING 1
-)
-SELECT count(*) FROM inserted";
+)",
+    push_insert!()
+);
 
 // The push of an unordered queue: no conversation's order to keep, so no lane rows to lock (a
 // campaign of a million recipients would otherwise write a million rows of `botrt_lanes`). Every
 // process of a queue must use the same ordering.
-pub(super) const PUSH_UNORDERED: &str = "
-WITH input AS (
-    SELECT i.*, hashtextextended(i.platform || chr(31) || i.conversation, 0) AS lane
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-        WITH ORDINALITY AS i(platform, event_id, conversation, payload, ord)
-), fresh AS (
+pub(super) const PUSH_UNORDERED: &str = concat!(
+    push_input!(),
+    "
+, fresh AS (
     INSERT INTO botrt_dedup (platform, event_id)
     SELECT platform, event_id FROM input
     ON CONFLICT DO NOTHING
     RETURNING platform, event_id
-), firsts AS (
-    SELECT DISTINCT ON (i.platform, i.event_id) i.*
-    FROM input i JOIN fresh f ON f.platform = i.platform AND f.event_id = i.event_id
-    ORDER BY i.platform, i.event_id, i.ord
-), inserted AS (
-    INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-    SELECT lane, platform, event_id, conversation, payload::json
-    FROM firsts ORDER BY ord
-    RETURNING 1
-)
-SELECT count(*) FROM inserted";
+)",
+    push_insert!()
+);
 
 // Imported rows come from a temporary table filled by `COPY`, in the order they were written:
 // a temporary table is never scanned in parallel nor from a synchronised starting point.
