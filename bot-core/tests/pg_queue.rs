@@ -448,6 +448,49 @@ async fn unordered_queues_hand_out_a_conversation_in_parallel() {
     queue.shutdown().await;
 }
 
+/// An unordered queue claims after its largest leased id between full claims: an event left
+/// under the leases (here a retry, due at once) must still be claimed, and without waiting for
+/// the events pushed after it to run out only by chance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unordered_claim_from_the_tail_still_takes_an_event_left_under_the_leases() {
+    let pool = fresh_pool("tail").await;
+    let queue = queue_builder(&pool)
+        .ordering(Ordering::Unordered)
+        .prefetch(0)
+        .build()
+        .unwrap();
+    queue
+        .push_batch((0..3).map(|i| text_event(&format!("a{i}"), &format!("a{i}"))).collect())
+        .await
+        .unwrap();
+    let mut held = pull_n(&queue, 3).await;
+    assert_eq!(ids(&held), ["a0", "a1", "a2"]);
+    // a0 goes back, due now, under a1 and a2, which stay leased to the end.
+    let a0 = held.remove(0);
+    queue
+        .nack(vec![Nack {
+            lease: a0.lease,
+            delay: Duration::ZERO,
+            error: "again".into(),
+            event: a0.event,
+        }])
+        .await
+        .unwrap();
+    queue
+        .push_batch((0..10).map(|i| text_event(&format!("b{i}"), &format!("b{i}"))).collect())
+        .await
+        .unwrap();
+    let got = pull_n(&queue, 11).await;
+    let mut names = ids(&got);
+    names.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
+    want.insert(0, "a0".into());
+    assert_eq!(names, want);
+    let again = got.iter().find(|d| d.event.id.as_str() == "a0").unwrap();
+    assert_eq!(again.attempt, 2);
+    queue.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_to_an_unreachable_database_are_refused_with_retry_after() {
     // Nothing listens on port 1.

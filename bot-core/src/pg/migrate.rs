@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         V4,
     ),
     (5, "rate limits shared across processes", V5),
+    (
+        6,
+        "unordered claims from the tail, dedup index summarised",
+        V6,
+    ),
 ];
 
 const V1: &str = r#"
@@ -330,6 +335,59 @@ BEGIN
     RETURN NEXT;
 END
 $$;
+"#;
+
+// An unordered claim scans the events in id order from the smallest, and every event leased now
+// lies at the head of that order: a claim stepped over each of them (a heap fetch each, a
+// thousand for two processes sending 512 at a time) and hashed every lease first, to take a
+// hundred events. A claim from the tail starts after the largest leased id instead: no lease in
+// its snapshot lies there, so it needs neither the hash nor the steps (a lease committed after
+// its snapshot is still caught by the insert's conflict). Events left behind under that id (a
+// retry whose time came, a released or rescued lease, an event a concurrent claim had locked)
+// are taken by the full claim, which the claimer runs at least once a second and whenever a
+// claim from the tail comes back short. The four-argument function stays for processes of the
+// previous version.
+//
+// The dedup keys' BRIN index is summarised as its page ranges fill: an unsummarised range
+// matches every search, so pruning old keys scanned every page written since the last vacuum.
+const V6: &str = r#"
+CREATE FUNCTION botrt_claim(p_limit integer, p_lease_ms bigint, p_token bigint, p_ordered boolean,
+    p_tail boolean)
+RETURNS TABLE (id bigint, attempts integer, payload text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+SET jit = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF p_ordered OR NOT p_tail THEN
+        RETURN QUERY SELECT * FROM botrt_claim(p_limit, p_lease_ms, p_token, p_ordered);
+        RETURN;
+    END IF;
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    WITH c AS MATERIALIZED (
+        SELECT e.id, e.lane, e.attempts, e.payload FROM botrt_events e
+        WHERE e.id > coalesce((SELECT max(l.id) FROM botrt_leases l), 0)
+          AND e.run_at <= now()
+        ORDER BY e.id
+        LIMIT p_limit
+        FOR UPDATE OF e SKIP LOCKED
+    ), leased AS (
+        INSERT INTO botrt_leases AS l (id, lane, ordered, token, expires_at)
+        SELECT c.id, c.lane, false, p_token, now() + p_lease_ms * interval '1 millisecond'
+        FROM c
+        ON CONFLICT DO NOTHING
+        RETURNING l.id
+    )
+    SELECT c.id, c.attempts + 1, c.payload::text FROM c JOIN leased USING (id);
+END
+$$;
+
+ALTER INDEX botrt_dedup_seen_at SET (autosummarize = on);
+-- Vacuum's truncation of the leases' table takes a lock every claim waits behind; the table
+-- keeps its pages (they are reused at once).
+ALTER TABLE botrt_leases SET (vacuum_truncate = false);
 "#;
 
 /// Creates or updates the bot's tables in the pool's schema (creating the schema too).

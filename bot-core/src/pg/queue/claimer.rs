@@ -7,14 +7,15 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 
 use super::inner::Inner;
-use super::sql::{CLAIM, DEAD, I8S, RELEASE, TEXTS, split, storable_error};
+use super::sql::{CLAIM, DEAD, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split, storable_error};
 use crate::error::Error;
 use crate::event::Event;
 use crate::queue::{Completed, Delivery, Lease};
 
 impl Inner {
-    /// One claim statement: up to `n` events under one fresh lease token.
-    pub(super) async fn claim(&self, n: usize) -> Result<Vec<Delivery>, Error> {
+    /// One claim statement: up to `n` events under one fresh lease token; with `tail`, only
+    /// events after the largest leased id (an unordered queue's claim between full ones).
+    pub(super) async fn claim(&self, n: usize, tail: bool) -> Result<Vec<Delivery>, Error> {
         let token = fastrand::i64(..);
         let limit = i32::try_from(n).unwrap_or(i32::MAX);
         let rows = self
@@ -25,6 +26,7 @@ impl Inner {
                     (&self.lease_millis(), Type::INT8),
                     (&token, Type::INT8),
                     (&self.ordered, Type::BOOL),
+                    (&tail, Type::BOOL),
                 ],
                 "claiming events",
             )
@@ -105,6 +107,9 @@ impl Inner {
     /// dropped `pull` future never leaves events leased to nobody.
     pub(super) async fn run_claimer(self: Arc<Self>) {
         let mut failures = 0u32;
+        // An unordered queue claims from the tail between full claims (see `FULL_CLAIM_EVERY`).
+        let mut last_full: Option<tokio::time::Instant> = None;
+        let mut tail_came_short = false;
         'outer: loop {
             // Wait for demand the buffer does not cover.
             loop {
@@ -126,7 +131,23 @@ impl Inner {
             }
             let demand = self.demand.load(AtomicOrdering::Acquire);
             let n = (demand.saturating_sub(self.buffered()) + self.prefetch).min(self.max_batch);
-            match self.claim(n).await {
+            let tail = !self.ordered
+                && !tail_came_short
+                && last_full.is_some_and(|at| at.elapsed() < FULL_CLAIM_EVERY);
+            let claimed = self.claim(n, tail).await;
+            if let Ok(batch) = &claimed {
+                if tail {
+                    tail_came_short = batch.len() < n;
+                } else {
+                    last_full = Some(tokio::time::Instant::now());
+                    tail_came_short = false;
+                }
+            }
+            match claimed {
+                Ok(batch) if tail && batch.is_empty() => {
+                    // Nothing after the leases: the full claim looks under them at once.
+                    failures = 0;
+                }
                 Ok(batch) if !batch.is_empty() => {
                     failures = 0;
                     if self.wakeups.closed.is_cancelled()

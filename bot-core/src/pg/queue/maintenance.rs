@@ -11,8 +11,8 @@ use super::capacity::SizeBase;
 use super::counters::QueueStats;
 use super::inner::Inner;
 use super::sql::{
-    EXTEND, I8S, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, PRUNE_DEAD, PRUNE_DEDUP, PRUNE_LANES,
-    PRUNE_ROUNDS, RESCUE, STATS, STATS_INTERVAL, VACUUM_LEASES, interval_millis, split,
+    EXTEND, I8S, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, DEDUP_PRUNE_STEPS, PRUNE_DEAD, PRUNE_DEDUP, PRUNE_LANES,
+    PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_INTERVAL, VACUUM_LEASES, interval_millis, split,
 };
 use crate::error::{Error, ErrorKind};
 use crate::queue::Lease;
@@ -158,12 +158,14 @@ impl Inner {
         Ok(n)
     }
 
-    /// Prunes dead letters, dedup keys and idle conversation locks, logging failures.
-    pub(super) async fn prune_all(&self) {
+    /// Prunes dead letters, dedup keys (with `dedup`) and idle conversation locks, logging
+    /// failures.
+    pub(super) async fn prune_all(&self, dedup: bool) {
         let ttl = interval_millis(self.dedup_ttl);
-        if let Err(e) = self
-            .execute(PRUNE_DEDUP, &[(&ttl, Type::INT8)], "pruning dedup keys")
-            .await
+        if dedup
+            && let Err(e) = self
+                .execute(PRUNE_DEDUP, &[(&ttl, Type::INT8)], "pruning dedup keys")
+                .await
         {
             tracing::warn!(error = %e, "postgres: pruning dedup keys failed");
         }
@@ -187,8 +189,11 @@ impl Inner {
     /// letters and idle conversation locks, and refreshes the figures.
     pub(super) async fn run_maintenance(self: Arc<Self>) {
         let mut last_prune = Instant::now();
+        let mut last_dedup_prune: Option<Instant> = None;
         let mut last_extend = Instant::now();
         let mut last_stats: Option<Instant> = None;
+        // How long the last count took: a large table is counted less often (see below).
+        let mut count_took = Duration::ZERO;
         let mut acked_at_vacuum = self.counters.acked.load(AtomicOrdering::Relaxed);
         // Count at once: until the first count, the capacity check knows only this process's
         // pushes.
@@ -246,20 +251,34 @@ impl Inner {
             }
             if last_prune.elapsed() >= self.prune_interval {
                 last_prune = Instant::now();
-                self.prune_all().await;
+                // Keys are pruned in steps of a sixtieth of their time to live: an outbox's
+                // week-long keys every few hours, not every few seconds (each prune reads the
+                // pages written since the last summary of their index).
+                let dedup = last_dedup_prune.is_none_or(|t: Instant| {
+                    t.elapsed() >= self.prune_interval.max(self.dedup_ttl / DEDUP_PRUNE_STEPS)
+                });
+                if dedup {
+                    last_dedup_prune = Some(Instant::now());
+                }
+                self.prune_all(dedup).await;
             }
             // Counting the table costs a scan: every few seconds is enough for gauges and for
             // the capacity check, unless pushes find the queue full (then a drain shows soon).
             // Not merely when it is nearly full: a backlog would then be counted every second.
+            // A count that takes long (a backlog of millions, every process counting it) is
+            // repeated at most every `STATS_COST_SHARE` times its duration, so that counting
+            // stays a small share of the database's time.
             let stats_every = if self.wants_room.load(AtomicOrdering::Relaxed) {
                 self.rescue_interval
             } else {
-                STATS_INTERVAL
+                STATS_INTERVAL.max(count_took * STATS_COST_SHARE)
             };
             if last_stats.is_none_or(|t| t.elapsed() >= stats_every) {
-                last_stats = Some(Instant::now());
-                if let Err(e) = self.refresh_stats().await {
-                    tracing::debug!(error = %e, "postgres: reading queue figures failed");
+                let started = Instant::now();
+                last_stats = Some(started);
+                match self.refresh_stats().await {
+                    Ok(_) => count_took = started.elapsed(),
+                    Err(e) => tracing::debug!(error = %e, "postgres: reading queue figures failed"),
                 }
             }
         }

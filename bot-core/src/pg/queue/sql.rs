@@ -95,7 +95,12 @@ SELECT hashtextextended(platform || chr(31) || conversation, 0), platform, event
 FROM botrt_import
 WHERE (SELECT count(*) FROM locked) > 0";
 
-pub(super) const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4)";
+pub(super) const CLAIM: &str =
+    "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5)";
+
+/// An unordered queue's claimer claims from the tail (after the largest leased id, migration
+/// 6) and from the head at least this often, for the events left behind under the leases.
+pub(super) const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
 
 // A completion locks its leases, fenced by the token (a lease that expired and was returned,
 // or taken again, has no row with that token), does its work on their events, and then deletes
@@ -257,6 +262,8 @@ WITH idle AS (
 )
 SELECT count(*) FROM gone";
 
+/// Dedup keys are pruned every `dedup_ttl / DEDUP_PRUNE_STEPS` (and `prune_interval` at least).
+pub(super) const DEDUP_PRUNE_STEPS: u32 = 60;
 /// Rows one pruning statement deletes at most.
 pub(super) const PRUNE_BATCH: i64 = 10_000;
 /// Pruning statements per table and maintenance round at most.
@@ -279,8 +286,11 @@ FROM botrt_events e LEFT JOIN botrt_leases l ON l.id = e.id";
 /// capacity check and the gauges; every `rescue_interval` instead while pushes find the queue full.
 pub(super) const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The periodic count waits at least this many times as long as the previous one took.
+pub(super) const STATS_COST_SHARE: u32 = 50;
+
 /// Vacuums the leases' table (see `Inner::vacuum_leases`).
-pub(super) const VACUUM_LEASES: &str = "VACUUM (SKIP_LOCKED) botrt_leases";
+pub(super) const VACUUM_LEASES: &str = "VACUUM (SKIP_LOCKED, TRUNCATE false) botrt_leases";
 
 /// This process vacuums the leases' table after this many acknowledgements (checked every
 /// `rescue_interval`): about a hundred pages of dead rows at most between two vacuums.
