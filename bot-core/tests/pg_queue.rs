@@ -460,7 +460,11 @@ async fn an_unordered_claim_from_the_tail_still_takes_an_event_left_under_the_le
         .build()
         .unwrap();
     queue
-        .push_batch((0..3).map(|i| text_event(&format!("a{i}"), &format!("a{i}"))).collect())
+        .push_batch(
+            (0..3)
+                .map(|i| text_event(&format!("a{i}"), &format!("a{i}")))
+                .collect(),
+        )
         .await
         .unwrap();
     let mut held = pull_n(&queue, 3).await;
@@ -477,7 +481,11 @@ async fn an_unordered_claim_from_the_tail_still_takes_an_event_left_under_the_le
         .await
         .unwrap();
     queue
-        .push_batch((0..10).map(|i| text_event(&format!("b{i}"), &format!("b{i}"))).collect())
+        .push_batch(
+            (0..10)
+                .map(|i| text_event(&format!("b{i}"), &format!("b{i}")))
+                .collect(),
+        )
         .await
         .unwrap();
     let got = pull_n(&queue, 11).await;

@@ -218,7 +218,9 @@ impl Line {
     }
 
     /// An adapter configured from `LINE_CHANNEL_SECRET`, `LINE_CHANNEL_ACCESS_TOKEN` and
-    /// `LINE_API_BASE` (optional).
+    /// `LINE_API_BASE` (optional). With `REDIS_URL` set and the feature `redis`, the channels'
+    /// rate limits are shared in that Redis by every process
+    /// ([`SharedLimits::for_adapter_env`](bot_core::ratelimit::SharedLimits::for_adapter_env)).
     ///
     /// # Errors
     ///
@@ -274,6 +276,14 @@ fn from_vars(
         (Some(secret), Some(token)) => {
             let api_base = var(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
             let mut builder = Line::builder(secret, token).api_base(api_base);
+            if let Some(limits) = bot_core::ratelimit::SharedLimits::for_adapter_env(
+                "line",
+                var(bot_core::ratelimit::REDIS_URL_ENV).as_deref(),
+            )
+            .map_err(|e| Error::config(e.to_string()))?
+            {
+                builder = builder.shared_limits(limits);
+            }
             if let Some(destination) = var(ENV_DESTINATION) {
                 builder = builder.destination(destination);
             }
@@ -358,6 +368,24 @@ mod tests {
         );
         let line = from(&[(ENV_CHANNEL_SECRET, "s"), (ENV_CHANNEL_ACCESS_TOKEN, "t")]).unwrap();
         assert!(line.is_some());
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_url_shares_the_channels_rate_limits_in_that_redis() {
+        let base = [(ENV_CHANNEL_SECRET, "s"), (ENV_CHANNEL_ACCESS_TOKEN, "t")];
+        let line = from(&base).unwrap().unwrap();
+        assert!(line.client().api().shared_limits().is_none());
+        let mut with = base.to_vec();
+        with.push((
+            bot_core::ratelimit::REDIS_URL_ENV,
+            "redis://127.0.0.1:6379/0",
+        ));
+        let line = from(&with).unwrap().unwrap();
+        let store = line.client().api().shared_limits().map(|l| l.store_name());
+        assert_eq!(store, Some("redis"));
+        with[2].1 = "not a url";
+        assert_eq!(from(&with).unwrap_err().kind(), crate::ErrorKind::Config);
     }
 
     #[test]

@@ -202,7 +202,9 @@ impl Messenger {
     }
 
     /// An adapter configured from `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`,
-    /// `MESSENGER_PAGE_ACCESS_TOKEN` and `MESSENGER_API_BASE` (optional).
+    /// `MESSENGER_PAGE_ACCESS_TOKEN` and `MESSENGER_API_BASE` (optional). With `REDIS_URL` set
+    /// and the feature `redis`, the pages' rate limits are shared in that Redis by every process
+    /// ([`SharedLimits::for_adapter_env`](bot_core::ratelimit::SharedLimits::for_adapter_env)).
     ///
     /// # Errors
     ///
@@ -262,6 +264,14 @@ fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Messenger>, 
             let api_base = var(ENV_API_BASE).unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
             let mut builder = Messenger::builder(secret.as_str(), verify.as_str(), token.as_str())
                 .api_base(api_base);
+            if let Some(limits) = bot_core::ratelimit::SharedLimits::for_adapter_env(
+                "messenger",
+                var(bot_core::ratelimit::REDIS_URL_ENV).as_deref(),
+            )
+            .map_err(|e| Error::config(e.to_string()))?
+            {
+                builder = builder.shared_limits(limits);
+            }
             if let Some(id) = var(ENV_PAGE_ID) {
                 builder = builder.page_id(id);
             }
@@ -316,6 +326,31 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |name| set.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_url_shares_the_pages_rate_limits_in_that_redis() {
+        let base = [
+            (ENV_APP_SECRET, "s"),
+            (ENV_VERIFY_TOKEN, "v"),
+            (ENV_PAGE_ACCESS_TOKEN, "t"),
+        ];
+        let m = from_vars(vars(&base)).unwrap().unwrap();
+        assert!(m.client().api().shared_limits().is_none());
+        let mut with = base.to_vec();
+        with.push((
+            bot_core::ratelimit::REDIS_URL_ENV,
+            "redis://127.0.0.1:6379/0",
+        ));
+        let m = from_vars(vars(&with)).unwrap().unwrap();
+        let store = m.client().api().shared_limits().map(|l| l.store_name());
+        assert_eq!(store, Some("redis"));
+        with[3].1 = "not a url";
+        assert_eq!(
+            from_vars(vars(&with)).unwrap_err().kind(),
+            ErrorKind::Config
+        );
     }
 
     #[test]

@@ -33,10 +33,12 @@ return {granted, string.format('%.0f', start), string.format('%.0f', now), strin
 ";
 
 /// Rate limits in Redis: per key, a string with the TAT (`botrt:rl:{key}:tat`) and a sorted
-/// set of the processes seen (`botrt:rl:{key}:members`), in one hash slot (the braces) so that
-/// a cluster works too, both expiring once idle. One `EVALSHA` of a Lua script per
-/// reservation (loaded by the first); the store's clock is Redis's `TIME`. The connection is a
-/// [`ConnectionManager`] (one multiplexed connection, reconnected after failures).
+/// set of the processes seen (`botrt:rl:{key}:members`), both expiring once idle. One `EVALSHA`
+/// of a Lua script per reservation (loaded by the first); the store's clock is Redis's `TIME`.
+/// The connection is a [`ConnectionManager`] (one multiplexed connection to one server,
+/// reconnected after failures): a single Redis, or the primary of a replicated one. Redis
+/// Cluster is not supported (the manager does not follow a cluster's redirections); the braces
+/// put a key's two entries in one hash slot so that a cluster-aware store could run the script.
 pub struct RedisRateStore {
     client: redis::Client,
     connection: tokio::sync::OnceCell<ConnectionManager>,

@@ -219,6 +219,37 @@ impl SharedLimits {
         }
     }
 
+    /// What an adapter's `from_env` shares its clients' rate limits in: the Redis at `url` (the
+    /// value of `REDIS_URL`) when one is given and bot-core has its feature `redis` (an adapter's
+    /// feature `redis` turns it on); `None` otherwise, with a warning when a URL is given without
+    /// the feature (the variable may be the application's own: it is not an error then, and
+    /// each process keeps its own limits).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the URL is invalid.
+    pub fn for_adapter_env(platform: &str, url: Option<&str>) -> Result<Option<Self>, Error> {
+        let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        #[cfg(feature = "redis")]
+        {
+            let _ = platform;
+            Self::redis(url).map(Some)
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = url;
+            tracing::warn!(
+                platform,
+                "{} is set but bot-core was built without its feature `redis`: this process \
+                 keeps its own rate limits (turn on the adapter's feature `redis` to share them)",
+                super::REDIS_URL_ENV
+            );
+            Ok(None)
+        }
+    }
+
     /// A limit of `per_second` calls a second under `key`, shared with every process that
     /// limits `key` in the same store. Limits made with equal keys in one process should be
     /// one limit (clone it): two would each reserve tokens of their own.

@@ -63,7 +63,9 @@ impl Discord {
     /// An adapter configured from `DISCORD_TOKEN`, `DISCORD_APPLICATION_ID`, `DISCORD_PUBLIC_KEY`,
     /// the numbered `DISCORD_APPLICATION_<n>_*` of further applications, `DISCORD_API_BASE`,
     /// `DISCORD_GATEWAY_URL`, `DISCORD_INTENTS`, `DISCORD_SHARDS`, `DISCORD_GLOBAL_PER_SECOND`
-    /// and `DISCORD_DEV_GUILD_ID`.
+    /// and `DISCORD_DEV_GUILD_ID`; with `REDIS_URL` set and the feature `redis`, rate limits
+    /// shared in that Redis by every process
+    /// ([`SharedLimits::for_adapter_env`](bot_core::ratelimit::SharedLimits::for_adapter_env)).
     ///
     /// # Errors
     ///
@@ -126,6 +128,14 @@ fn builder_from_vars(
         return Ok(None);
     };
     let mut builder = Discord::builder(token);
+    if let Some(limits) = bot_core::ratelimit::SharedLimits::for_adapter_env(
+        "discord",
+        var(bot_core::ratelimit::REDIS_URL_ENV).as_deref(),
+    )
+    .map_err(|e| Error::config(e.to_string()))?
+    {
+        builder = builder.shared_limits(limits);
+    }
     if let Some(id) = var(ENV_APPLICATION_ID) {
         builder = builder.application_id(id);
     }
@@ -202,6 +212,24 @@ mod tests {
     }
 
     const KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_url_shares_the_rate_limits_in_that_redis() {
+        let base = [(ENV_TOKEN, "t")];
+        let d = build(&base).unwrap().unwrap();
+        assert!(d.http().shared_limits().is_none());
+        let mut with = base.to_vec();
+        with.push((
+            bot_core::ratelimit::REDIS_URL_ENV,
+            "redis://127.0.0.1:6379/0",
+        ));
+        let d = build(&with).unwrap().unwrap();
+        let store = d.http().shared_limits().map(|l| l.store_name());
+        assert_eq!(store, Some("redis"));
+        with[1].1 = "not a url";
+        assert_eq!(build(&with).unwrap_err().kind(), ErrorKind::Config);
+    }
 
     #[test]
     fn numbered_applications_come_from_the_environment() {

@@ -37,6 +37,12 @@ impl DiscordHttp {
         }
     }
 
+    /// The rate limits shared across processes, when the client has them
+    /// ([`ConfigureApi::shared_limits`](bot_core::api::ConfigureApi::shared_limits)).
+    pub fn shared_limits(&self) -> Option<&bot_core::ratelimit::SharedLimits> {
+        self.client.shared_limits()
+    }
+
     /// The base URL calls go to.
     pub fn api_base(&self) -> &str {
         self.client.base()

@@ -11,8 +11,9 @@ use super::capacity::SizeBase;
 use super::counters::QueueStats;
 use super::inner::Inner;
 use super::sql::{
-    EXTEND, I8S, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, DEDUP_PRUNE_STEPS, PRUNE_DEAD, PRUNE_DEDUP, PRUNE_LANES,
-    PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_INTERVAL, VACUUM_LEASES, interval_millis, split,
+    DEDUP_PRUNE_STEPS, EXTEND, I8S, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, PRUNE_DEAD,
+    PRUNE_DEDUP, PRUNE_LANES, PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_INTERVAL,
+    VACUUM_LEASES, interval_millis, split,
 };
 use crate::error::{Error, ErrorKind};
 use crate::queue::Lease;

@@ -95,8 +95,7 @@ SELECT hashtextextended(platform || chr(31) || conversation, 0), platform, event
 FROM botrt_import
 WHERE (SELECT count(*) FROM locked) > 0";
 
-pub(super) const CLAIM: &str =
-    "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5)";
+pub(super) const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5)";
 
 /// An unordered queue's claimer claims from the tail (after the largest leased id, migration
 /// 6) and from the head at least this often, for the events left behind under the leases.
