@@ -101,6 +101,25 @@ pub(super) const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1
 /// 6) and from the head at least this often, for the events left behind under the leases.
 pub(super) const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
 
+/// The leases of `$1` held with the tokens `$2`, locked in id order: every statement that
+/// changes leases held by a process locks them in that order first, so that two of them (an
+/// acknowledgement and a lease extension of one process, sent on two connections) wait for each
+/// other at most, never in a circle. Locked in whatever order their join produced, they
+/// deadlocked under load, and PostgreSQL broke each deadlock only after `deadlock_timeout` (a
+/// second) by failing one statement.
+macro_rules! held_leases {
+    () => {
+        "
+WITH l AS (
+    SELECT l.id FROM botrt_leases l JOIN unnest($1::bigint[], $2::bigint[]) AS c(id, token)
+        ON l.id = c.id AND l.token = c.token
+    WHERE l.id = ANY($1::bigint[])
+    ORDER BY l.id
+    FOR UPDATE OF l
+)"
+    };
+}
+
 // A completion locks its leases, fenced by the token (a lease that expired and was returned,
 // or taken again, has no row with that token), does its work on their events, and then deletes
 // the leases. In that order: a claim whose snapshot missed a lease may hold its event's row lock
@@ -114,17 +133,14 @@ pub(super) const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
 // comparisons for a batch of a thousand (310 ms); joined on the id alone it may scan the table
 // once a batch is large. Retries and dead letters, which need the lease's row, join on the id
 // alone: one primary-key probe per lease.
-pub(super) const ACK: &str = "
-WITH l AS (
-    SELECT l.id FROM botrt_leases l JOIN unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-        ON l.id = c.id AND l.token = c.token
-    WHERE l.id = ANY($1::bigint[])
-    FOR UPDATE OF l
-), e AS (
+pub(super) const ACK: &str = concat!(
+    held_leases!(),
+    ", e AS (
     DELETE FROM botrt_events e WHERE e.id = ANY(ARRAY(SELECT id FROM l))
     RETURNING e.id
 )
-DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM e))";
+DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM e))"
+);
 
 pub(super) const NACK: &str = "
 WITH l AS (
@@ -132,6 +148,7 @@ WITH l AS (
     JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, token, delay_ms, error)
         ON l.id = c.id AND l.token = c.token
     WHERE l.id = ANY($1::bigint[])
+    ORDER BY l.id
     FOR UPDATE OF l
 ), e AS (
     UPDATE botrt_events e
@@ -148,6 +165,7 @@ WITH l AS (
     JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(id, token, error)
         ON l.id = c.id AND l.token = c.token
     WHERE l.id = ANY($1::bigint[])
+    ORDER BY l.id
     FOR UPDATE OF l
 ), d AS (
     DELETE FROM botrt_events e USING l
@@ -162,14 +180,18 @@ SELECT id, platform, event_id, conversation, payload, attempts, error FROM d ORD
 RETURNING queue_id, attempts, (extract(epoch FROM failed_at) * 1000)::bigint";
 
 // A released event was not attempted: its attempts stay as they were.
-pub(super) const RELEASE: &str = "
-DELETE FROM botrt_leases l USING unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE l.id = ANY($1::bigint[]) AND l.id = c.id AND l.token = c.token";
+pub(super) const RELEASE: &str = concat!(
+    held_leases!(),
+    "
+DELETE FROM botrt_leases l WHERE l.id = ANY(ARRAY(SELECT id FROM l))"
+);
 
-pub(super) const EXTEND: &str = "
+pub(super) const EXTEND: &str = concat!(
+    held_leases!(),
+    "
 UPDATE botrt_leases l SET expires_at = now() + $3::bigint * interval '1 millisecond'
-FROM unnest($1::bigint[], $2::bigint[]) AS c(id, token)
-WHERE l.id = ANY($1::bigint[]) AND l.id = c.id AND l.token = c.token";
+WHERE l.id = ANY(ARRAY(SELECT id FROM l))"
+);
 
 // Expired leases go, and their events back to the queue with the attempt counted, except those
 // of a last attempt: an event whose handler takes its process down every time would otherwise
