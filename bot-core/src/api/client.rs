@@ -486,7 +486,7 @@ impl<S: ApiSpec> ApiClient<S> {
         let started = Instant::now();
         // From here the request may reach the platform, whatever happens to this call.
         super::dispatch::note_dispatched();
-        let response = match shared.http.execute(request).await {
+        let mut response = match shared.http.execute(request).await {
             Ok(response) => response,
             Err(e) => {
                 let kind = if e.is_timeout() {
@@ -506,7 +506,8 @@ impl<S: ApiSpec> ApiClient<S> {
             }
         };
         let status = response.status();
-        let headers = response.headers().clone();
+        // Taken, not copied: the body is read without them.
+        let headers = std::mem::take(response.headers_mut());
         // Boxed for the same reason: reading the body is a moment after the wait for the answer.
         let body = match Box::pin(response.bytes()).await {
             Ok(body) => body,
