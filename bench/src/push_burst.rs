@@ -77,6 +77,14 @@ pub(crate) struct PushBurstArgs {
     /// Pushes offered per second (default: 110 % of the window limit, so the buffer sheds).
     #[arg(long)]
     offer_rate: Option<f64>,
+    /// The pusher's Tokio worker threads (`BROADCAST_WORKERS`; 1: a current-thread runtime; 0:
+    /// one per core).
+    #[arg(long, default_value_t = 0)]
+    pusher_workers: u16,
+    /// The fake's Tokio worker threads on a runtime of its own (1: a current-thread runtime;
+    /// 0: botload's own runtime, shared with its sampling).
+    #[arg(long, default_value_t = 0)]
+    fake_workers: u16,
     #[command(flatten)]
     pub(crate) record: crate::RecordArgs,
 }
@@ -133,19 +141,103 @@ fn cpu_seconds(pid: u32, ticks_per_second: f64) -> Option<f64> {
     Some(ticks as f64 / ticks_per_second)
 }
 
+/// The fake on a Tokio runtime of its own, driven by a thread of its own until dropped.
+struct FakeRuntime {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeRuntime {
+    fn start(
+        workers: u16,
+        builder: bot_core::testing::fake_api::FakeApiBuilder,
+    ) -> Result<(FakeLine, Self), String> {
+        let runtime = match workers {
+            1 => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            n => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(usize::from(n))
+                .thread_name("fake-api")
+                .enable_all()
+                .build(),
+        }
+        .map_err(|e| format!("cannot start the fake's runtime: {e}"))?;
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("fake-api".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let fake = FakeLine::start_with(TOKEN, builder).await;
+                    let failed = fake.is_err();
+                    let _ = started_tx.send(fake);
+                    if !failed {
+                        // A current-thread runtime runs the fake's tasks only while this waits.
+                        let _ = stopped.await;
+                    }
+                });
+            })
+            .map_err(|e| format!("cannot start the fake's thread: {e}"))?;
+        let fake = started_rx
+            .recv()
+            .map_err(|_| "the fake's thread ended before the fake started".to_owned())?
+            .map_err(|e| format!("cannot start the fake LINE API: {e}"))?;
+        Ok((
+            fake,
+            Self {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+        ))
+    }
+}
+
+impl Drop for FakeRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The row's note of non-default runtime shapes.
+fn workers_label(pusher: u16, fake: u16) -> String {
+    let shape = |n: u16| match n {
+        1 => "1 thread".to_owned(),
+        n => format!("{n} workers"),
+    };
+    match (pusher, fake) {
+        (0, 0) => String::new(),
+        (0, f) => format!(" [fake: {}]", shape(f)),
+        (p, 0) => format!(" [pusher: {}]", shape(p)),
+        (p, f) => format!(" [pusher: {}, fake: {}]", shape(p), shape(f)),
+    }
+}
+
 pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
     let binary = sibling_binary("broadcast")?;
     let limit = f64::from(args.connections) * f64::from(args.window) / args.latency.as_secs_f64();
     let offer_rate = args.offer_rate.unwrap_or(1.1 * limit);
-    let fake = FakeLine::start_with(
-        TOKEN,
-        FakeApi::builder()
-            .max_concurrent_streams(args.window)
-            .precise_latency(args.fake_clock == FakeClock::Precise)
-            .latency(Latency::Fixed(args.latency)),
-    )
-    .await
-    .map_err(|e| format!("cannot start the fake LINE API: {e}"))?;
+    let builder = FakeApi::builder()
+        .max_concurrent_streams(args.window)
+        .precise_latency(args.fake_clock == FakeClock::Precise)
+        .latency(Latency::Fixed(args.latency));
+    let (fake, _fake_runtime) = match args.fake_workers {
+        0 => (
+            FakeLine::start_with(TOKEN, builder)
+                .await
+                .map_err(|e| format!("cannot start the fake LINE API: {e}"))?,
+            None,
+        ),
+        workers => {
+            let (fake, runtime) = FakeRuntime::start(workers, builder)?;
+            (fake, Some(runtime))
+        }
+    };
     fake.api().set_recording(false);
     // Pushes go round 1,000 made-up users.
     let to: Vec<String> = (0..1_000_u32).map(|n| format!("U{n:032x}")).collect();
@@ -163,6 +255,7 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
         // The fake has no quota: the window is the limit.
         .env("BROADCAST_PUSH_PER_SECOND", "100000000")
         .env("BROADCAST_REPORT", "json")
+        .env("BROADCAST_WORKERS", args.pusher_workers.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -314,7 +407,7 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
     let met = share >= 0.95 && per_minute >= 1_000_000.0;
     Ok(Row {
         name: format!(
-            "push-burst ({} pushes, {} connections x {} window, {} ms, buffer {} {}){}",
+            "push-burst ({} pushes, {} connections x {} window, {} ms, buffer {} {}){}{}",
             thousands(args.count as f64),
             args.connections,
             args.window,
@@ -325,6 +418,7 @@ pub(crate) async fn push_burst(args: &PushBurstArgs) -> Result<Row, String> {
                 FakeClock::Precise => "",
                 FakeClock::Tokio => " [fake on Tokio's timer]",
             },
+            workers_label(args.pusher_workers, args.fake_workers),
         ),
         result: format!(
             "{} pushes/s = {:.1} % of the {}/s window limit ({} /min), windows {:.0} % full; offered {}, sent {}, dropped {} (exact); mean {:.1} ms (the fake held {held_ms:.1}, {late_ms:.2} late), p50 {:.1} ms, p99 {:.1} ms; pusher {:.0} MiB peak, {:.0} % CPU; load average {load}",

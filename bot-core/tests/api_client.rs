@@ -313,3 +313,44 @@ async fn calls_are_recorded_with_opentelemetry_http_client_names() {
     assert!(line("503").contains("error_type=\"503\""));
     assert!(text.contains("bot_outbound_requests_total"));
 }
+
+#[tokio::test]
+async fn a_call_goes_to_the_base_with_its_path_and_query_and_a_base_of_its_own_is_kept() {
+    let api = fake().await;
+    let bare = client(&api, |c| c);
+    let prefixed = client(&api, |c| c.api_base(format!("{}/prefix/", api.url())));
+    bare.call(Call::get("read", "/v2/items/U1%20x?start=a%2Fb&limit=2"))
+        .await
+        .unwrap();
+    prefixed.call(Call::get("read", "/v2/items")).await.unwrap();
+    prefixed
+        .call(Call::get("read", "/content/1").base(format!("{}/data", api.url())))
+        .await
+        .unwrap();
+    let calls = api.calls();
+    let seen: Vec<(&str, Option<&str>)> = calls
+        .iter()
+        .map(|c| (c.request.path.as_str(), c.request.query.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/v2/items/U1%20x", Some("start=a%2Fb&limit=2")),
+            ("/prefix/v2/items", None),
+            ("/data/content/1", None),
+        ]
+    );
+    assert_eq!(calls[0].request.query_param("limit"), Some("2"));
+}
+
+#[tokio::test]
+async fn a_redirect_is_an_answer_never_a_hop_with_the_token() {
+    let api = fake().await;
+    api.inject(Fault::response(
+        FakeResponse::empty(StatusCode::FOUND)
+            .header("location", format!("{}/elsewhere", api.url())),
+    ));
+    let e = client(&api, |c| c).call(send()).await.unwrap_err();
+    assert_eq!(e.status(), Some(StatusCode::FOUND), "{e:?}");
+    assert_eq!(api.call_count(), 1, "the redirect was followed");
+}

@@ -96,6 +96,8 @@ struct Shared<S> {
     spec: S,
     http: reqwest::Client,
     base: String,
+    /// `base` parsed once: a call adds its path, never parses the scheme and host again.
+    base_url: reqwest::Url,
     server_address: String,
     authorization: HeaderValue,
     retry: RetryPolicy,
@@ -211,9 +213,12 @@ impl<S: ApiSpec> ApiClient<S> {
         authorization.set_sensitive(true);
         let http = match config.http {
             Some(http) => http,
+            // A platform API never redirects: a 3xx is an answer to read, not a hop to take
+            // with the token.
             None => reqwest::Client::builder()
                 .timeout(config.timeout)
                 .user_agent(spec.user_agent())
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| fail("cannot build the http client".into()).with_source(e))?,
         };
@@ -222,6 +227,7 @@ impl<S: ApiSpec> ApiClient<S> {
                 spec,
                 http,
                 base,
+                base_url: url,
                 server_address,
                 authorization,
                 retry: config.retry,
@@ -319,8 +325,7 @@ impl<S: ApiSpec> ApiClient<S> {
             _ => None,
         };
         let deadline = call.deadline.unwrap_or_else(|| self.deadline_from_now());
-        let base = call.base.as_deref().unwrap_or(&shared.base);
-        let url = format!("{base}{}", call.path);
+        let url = self.url(&call)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -376,6 +381,40 @@ impl<S: ApiSpec> ApiClient<S> {
         }
     }
 
+    /// Where `call` goes: the client's base URL, parsed once, with the call's path and query; a
+    /// call to another base ([`Call::base`]), or a path that is not a plain absolute path, is
+    /// parsed whole, as `base + path`.
+    fn url(&self, call: &Call) -> Result<reqwest::Url, ApiError> {
+        let shared = &*self.shared;
+        let invalid = || {
+            ApiError::new(
+                ApiErrorKind::InvalidRequest,
+                format!("{}: the call's URL is not valid", shared.spec.platform()),
+            )
+        };
+        let path = call.path.as_str();
+        if let Some(base) = call.base.as_deref() {
+            return reqwest::Url::parse(&format!("{base}{path}")).map_err(|_| invalid());
+        }
+        if !path.starts_with('/') || path.contains('#') {
+            return reqwest::Url::parse(&format!("{}{path}", shared.base)).map_err(|_| invalid());
+        }
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
+        let mut url = shared.base_url.clone();
+        // `base` has no trailing `/`; the parsed URL of a bare host has the path `/`.
+        let prefix = url.path().trim_end_matches('/');
+        if prefix.is_empty() {
+            url.set_path(path);
+        } else {
+            url.set_path(&format!("{prefix}{path}"));
+        }
+        url.set_query(query);
+        Ok(url)
+    }
+
     fn deadline_passed(&self, attempts: u32) -> ApiError {
         let platform = self.platform();
         ApiError::new(
@@ -424,30 +463,30 @@ impl<S: ApiSpec> ApiClient<S> {
     async fn attempt(
         &self,
         call: &Call,
-        url: &str,
+        url: &reqwest::Url,
         key_header: Option<&(HeaderName, HeaderValue)>,
         permit: S::Permit,
         timeout: Duration,
     ) -> Result<Answer, ApiError> {
         let shared = &*self.shared;
         let platform = shared.spec.platform();
-        let mut request = shared
-            .http
-            .request(call.method.clone(), url)
-            .timeout(timeout)
-            .header(header::AUTHORIZATION, shared.authorization.clone());
+        // Built whole, without a builder's checks per header: the URL and every value are
+        // valid already.
+        let mut request = reqwest::Request::new(call.method.clone(), url.clone());
+        *request.timeout_mut() = Some(timeout);
+        let headers = request.headers_mut();
+        headers.insert(header::AUTHORIZATION, shared.authorization.clone());
         if let Some((body, content_type)) = &call.body {
-            request = request
-                .header(header::CONTENT_TYPE, content_type.clone())
-                .body(body.clone());
+            headers.insert(header::CONTENT_TYPE, content_type.clone());
+            *request.body_mut() = Some(body.clone().into());
         }
         if let Some((name, value)) = key_header {
-            request = request.header(name.clone(), value.clone());
+            request.headers_mut().insert(name.clone(), value.clone());
         }
         let started = Instant::now();
         // From here the request may reach the platform, whatever happens to this call.
         super::dispatch::note_dispatched();
-        let response = match request.send().await {
+        let mut response = match shared.http.execute(request).await {
             Ok(response) => response,
             Err(e) => {
                 let kind = if e.is_timeout() {
@@ -467,7 +506,8 @@ impl<S: ApiSpec> ApiClient<S> {
             }
         };
         let status = response.status();
-        let headers = response.headers().clone();
+        // Taken, not copied: the body is read without them.
+        let headers = std::mem::take(response.headers_mut());
         // Boxed for the same reason: reading the body is a moment after the wait for the answer.
         let body = match Box::pin(response.bytes()).await {
             Ok(body) => body,

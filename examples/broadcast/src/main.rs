@@ -22,6 +22,7 @@
 //! | `BROADCAST_PUSH_PER_SECOND` | LINE's push limit of the channel, shared by the lanes | 2,000 |
 //! | `BROADCAST_LATENCY_MS` | the demo fake's answer time | 20 |
 //! | `BROADCAST_REPORT` | `json`: the report as one JSON line on stdout | text |
+//! | `BROADCAST_WORKERS` | Tokio worker threads; `1`: one thread (a current-thread runtime) | one per core |
 //!
 //! ctrl-c stops the offers, gives what is buffered 10 s to go out, and prints the report (with
 //! what was cut counted as `unsent` and `cancelled`).
@@ -67,6 +68,7 @@ struct Config {
     push_per_second: u32,
     latency: Duration,
     json: bool,
+    workers: usize,
 }
 
 /// A configuration error.
@@ -147,6 +149,7 @@ impl Config {
             push_per_second: number("BROADCAST_PUSH_PER_SECOND", 2_000)?,
             latency: Duration::from_millis(number("BROADCAST_LATENCY_MS", 20)?),
             json: var("BROADCAST_REPORT").as_deref() == Some("json"),
+            workers: number("BROADCAST_WORKERS", 0)?,
             token,
             to,
         })
@@ -298,10 +301,27 @@ async fn broadcast(
     Ok((report, latencies))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let _logging = Logging::new().stderr().default_level("warn").init()?;
+fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    // One thread keeps every wake-up of a push (lane, HTTP/2 connection, answer) on the thread
+    // that polls the sockets; more threads spread the CPU over the cores.
+    let runtime = match config.workers {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        workers => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let _logging = Logging::new().stderr().default_level("warn").init()?;
     let token = config
         .token
         .clone()
