@@ -295,7 +295,7 @@ pub(crate) async fn idle_socket(
     }
 }
 
-/// Opens a socket to `url` for each of `users` (named `prefix` and the number), 256 at a time,
+/// Opens a socket to `url` for each of `users` (named `prefix` and the number), `connecting` at a time,
 /// each idle with a heartbeat every `interval` from a spread offset until `stop`; returns once
 /// every one joined or failed: their tasks, and how many failed to join.
 pub(crate) async fn open_idle_sockets(
@@ -303,18 +303,16 @@ pub(crate) async fn open_idle_sockets(
     prefix: &str,
     users: std::ops::Range<u32>,
     interval: Duration,
+    connecting: usize,
     heartbeats: &Arc<Heartbeats>,
     stop: &CancellationToken,
 ) -> (Vec<tokio::task::JoinHandle<Result<(), String>>>, u64) {
-    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let connecting = connecting.max(1);
+    let permits = Arc::new(Semaphore::new(connecting));
     let failed = Arc::new(AtomicU64::new(0));
     let mut joins = Vec::with_capacity(users.len());
     for n in users {
-        let permit = connecting
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
         let (url, user) = (url.to_owned(), format!("{prefix}{n}"));
         let (heartbeats, stop, failed) = (heartbeats.clone(), stop.clone(), failed.clone());
         let offset = interval.mul_f64(fastrand_unit(n));
@@ -334,8 +332,8 @@ pub(crate) async fn open_idle_sockets(
         }
     }
     // Every permit back: every socket joined (or failed).
-    let _all = connecting
-        .acquire_many(CONNECTING as u32)
+    let _all = permits
+        .acquire_many(connecting as u32)
         .await
         .expect("never closed");
     (joins, failed.load(Ordering::Relaxed))
@@ -361,6 +359,7 @@ pub(crate) async fn ws_idle(args: &IdleArgs) -> Result<Row, String> {
         "idle-",
         0..args.sockets,
         args.heartbeat,
+        CONNECTING,
         &heartbeats,
         &stop,
     )

@@ -20,11 +20,13 @@ use tokio_util::sync::CancellationToken;
 use crate::RecordArgs;
 use crate::record::{Row, Verdict};
 use crate::scenario::{thousands, usage};
-use crate::ws::{Bot, Heartbeats, heartbeat_summary, open_idle_sockets, rss_kib};
+use crate::ws::{Bot, CONNECTING, Heartbeats, heartbeat_summary, open_idle_sockets, rss_kib};
 
 /// How long the clients may take to join, and presence to settle.
 const JOIN_TIME_OUT: Duration = Duration::from_secs(600);
 const PRESENCE_TIME_OUT: Duration = Duration::from_secs(60);
+/// The fewest sockets a client process connects at once.
+const MIN_CONNECTING: usize = 16;
 
 /// `botload scenario ws-cluster`.
 #[derive(Debug, clap::Args)]
@@ -66,6 +68,9 @@ pub(crate) struct ClientArgs {
     first_user: u32,
     #[arg(long, default_value = "30s", value_parser = crate::parse_duration)]
     heartbeat: Duration,
+    /// Sockets connecting at once in this process.
+    #[arg(long, default_value_t = CONNECTING)]
+    connecting: usize,
 }
 
 /// The child: holds its share of the sockets.
@@ -80,8 +85,16 @@ pub(crate) async fn ws_clients(args: &ClientArgs) -> Result<(), String> {
     });
     let started = Instant::now();
     let users = args.first_user..args.first_user + args.sockets;
-    let (joins, failed) =
-        open_idle_sockets(&args.url, "u", users, args.heartbeat, &heartbeats, &stop).await;
+    let (joins, failed) = open_idle_sockets(
+        &args.url,
+        "u",
+        users,
+        args.heartbeat,
+        args.connecting,
+        &heartbeats,
+        &stop,
+    )
+    .await;
     println!(
         "joined {} {failed} {:.3}",
         joins.len() as u64 - failed,
@@ -129,6 +142,7 @@ impl Clients {
         sockets: u32,
         first_user: u32,
         heartbeat: Duration,
+        connecting: usize,
     ) -> Result<Self, String> {
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(me)
@@ -136,6 +150,7 @@ impl Clients {
             .args(["--sockets", &sockets.to_string()])
             .args(["--first-user", &first_user.to_string()])
             .args(["--heartbeat", &format!("{}ms", heartbeat.as_millis())])
+            .args(["--connecting", &connecting.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -219,6 +234,8 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
         let env = [
             ("DATABASE_URL", args.database_url.clone()),
             ("BOT_NODE_ID", format!("ws-cluster-{i}")),
+            // So that each node warns when the pools of all do not fit in max_connections.
+            ("BOT_PROCESSES", nodes.to_string()),
         ];
         bots.push(Bot::start_with(&env).await?);
     }
@@ -228,6 +245,11 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
     let started = Instant::now();
     let mut shares = Vec::new();
     let mut clients = Vec::new();
+    // As many sockets connecting at once over all client processes as `ws-idle` has in its one:
+    // 256 in each of six processes starved every process on two cores (client timers 4.7 s
+    // late, joins waiting past the pool's time-out).
+    let client_count = nodes * args.clients_per_node;
+    let at_once = (CONNECTING / client_count as usize).max(MIN_CONNECTING);
     for (i, bot) in bots.iter().enumerate() {
         let first = per_node * i as u32;
         let share = per_node.min(args.sockets - first);
@@ -237,7 +259,13 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
         let mut user = first;
         while user < first + share {
             let sockets = per_client.min(first + share - user);
-            clients.push(Clients::start(&bot.url, sockets, user, args.heartbeat)?);
+            clients.push(Clients::start(
+                &bot.url,
+                sockets,
+                user,
+                args.heartbeat,
+                at_once,
+            )?);
             user += sockets;
         }
     }
@@ -352,7 +380,7 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let result = format!(
-        "{:.2} KiB/socket (mean of the nodes; worst {:.2}); {:.1} % CPU idle per node (worst {:.1}); presence {}: {presence}; {}; {} sockets/s connecting; {} client processes",
+        "{:.2} KiB/socket (mean of the nodes; worst {:.2}); {:.1} % CPU idle per node (worst {:.1}); presence {}: {presence}; {}; {} sockets/s connecting; {} client processes, {at_once} sockets connecting at once in each",
         mean(&per_socket_kib),
         worst(&per_socket_kib),
         mean(&cpu_percent),
