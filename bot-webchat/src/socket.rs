@@ -399,6 +399,8 @@ async fn join_from_history(
     // the connection dropped), so that the user's entry does not wait for it for ever.
     let mut pending = shared.hub.pending_join(user);
     let read = async {
+        // A few joins read at once: a storm of joins must not take every pooled connection.
+        let _turn = cluster.join_read_turn().await;
         let epoch = cluster.epoch().await?;
         // Numbers of another numbering: nothing to read after them.
         let last_seq = resume
