@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bot_core::Secret;
@@ -177,12 +177,86 @@ pub(crate) struct HeartbeatTally {
     pub(crate) closed: AtomicU64,
 }
 
+impl HeartbeatTally {
+    /// `sent answered late unanswered closed`, as a client process prints them.
+    pub(crate) fn words(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.sent.load(Ordering::Relaxed),
+            self.answered.load(Ordering::Relaxed),
+            self.late.load(Ordering::Relaxed),
+            self.unanswered.load(Ordering::Relaxed),
+            self.closed.load(Ordering::Relaxed)
+        )
+    }
+
+    /// Late or never answered.
+    pub(crate) fn late_or_unanswered(&self) -> u64 {
+        self.late.load(Ordering::Relaxed) + self.unanswered.load(Ordering::Relaxed)
+    }
+}
+
+/// The heartbeats of a run, apart by when they were sent: while sockets were still connecting
+/// (this process's or, in `ws-cluster`, the other client processes'), or in the idle window; and
+/// how late this process's own timers woke in each (its scheduling lag: a late answer with a
+/// small lag here was late on the bot's side).
+#[derive(Debug, Default)]
+pub(crate) struct Heartbeats {
+    pub(crate) connecting: HeartbeatTally,
+    pub(crate) idle: HeartbeatTally,
+    idle_phase: AtomicBool,
+    /// The latest a timer of this process woke, in microseconds, while connecting.
+    pub(crate) lag_connecting_us: AtomicU64,
+    /// The same in the idle window.
+    pub(crate) lag_idle_us: AtomicU64,
+}
+
+impl Heartbeats {
+    /// The idle window begins: every socket joined.
+    pub(crate) fn start_idle(&self) {
+        self.idle_phase.store(true, Ordering::Relaxed);
+    }
+
+    /// The tally of a heartbeat sent now.
+    fn now(&self) -> &HeartbeatTally {
+        if self.idle_phase.load(Ordering::Relaxed) {
+            &self.idle
+        } else {
+            &self.connecting
+        }
+    }
+
+    fn lag_now(&self) -> &AtomicU64 {
+        if self.idle_phase.load(Ordering::Relaxed) {
+            &self.lag_idle_us
+        } else {
+            &self.lag_connecting_us
+        }
+    }
+
+    /// Wakes every 10 ms until `stop`, keeping the latest wake-up of each phase.
+    pub(crate) async fn probe_lag(&self, stop: &CancellationToken) {
+        loop {
+            let due = tokio::time::Instant::now() + LAG_PROBE;
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = stop.cancelled() => return,
+            }
+            let lag = due.elapsed().as_micros() as u64;
+            self.lag_now().fetch_max(lag, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How often [`Heartbeats::probe_lag`] wakes.
+const LAG_PROBE: Duration = Duration::from_millis(10);
+
 /// One idle socket: a heartbeat every `interval` from `offset` on, until `stop`.
 pub(crate) async fn idle_socket(
     mut socket: Socket,
     offset: Duration,
     interval: Duration,
-    tally: Arc<HeartbeatTally>,
+    heartbeats: Arc<Heartbeats>,
     stop: CancellationToken,
 ) {
     let mut next = tokio::time::Instant::now() + offset;
@@ -193,6 +267,7 @@ pub(crate) async fn idle_socket(
         }
         next += interval;
         let sent = Instant::now();
+        let tally = heartbeats.now();
         tally.sent.fetch_add(1, Ordering::Relaxed);
         if socket
             .send(Message::text(r#"{"type":"heartbeat"}"#))
@@ -220,7 +295,7 @@ pub(crate) async fn idle_socket(
     }
 }
 
-/// Opens a socket to `url` for each of `users` (named `prefix` and the number), 256 at a time,
+/// Opens a socket to `url` for each of `users` (named `prefix` and the number), `connecting` at a time,
 /// each idle with a heartbeat every `interval` from a spread offset until `stop`; returns once
 /// every one joined or failed: their tasks, and how many failed to join.
 pub(crate) async fn open_idle_sockets(
@@ -228,20 +303,18 @@ pub(crate) async fn open_idle_sockets(
     prefix: &str,
     users: std::ops::Range<u32>,
     interval: Duration,
-    tally: &Arc<HeartbeatTally>,
+    connecting: usize,
+    heartbeats: &Arc<Heartbeats>,
     stop: &CancellationToken,
 ) -> (Vec<tokio::task::JoinHandle<Result<(), String>>>, u64) {
-    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let connecting = connecting.max(1);
+    let permits = Arc::new(Semaphore::new(connecting));
     let failed = Arc::new(AtomicU64::new(0));
     let mut joins = Vec::with_capacity(users.len());
     for n in users {
-        let permit = connecting
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
         let (url, user) = (url.to_owned(), format!("{prefix}{n}"));
-        let (tally, stop, failed) = (tally.clone(), stop.clone(), failed.clone());
+        let (heartbeats, stop, failed) = (heartbeats.clone(), stop.clone(), failed.clone());
         let offset = interval.mul_f64(fastrand_unit(n));
         // One task per load socket, for the run's length (the load generator's own).
         #[allow(clippy::disallowed_methods)]
@@ -251,7 +324,7 @@ pub(crate) async fn open_idle_sockets(
             let socket = socket.inspect_err(|_| {
                 failed.fetch_add(1, Ordering::Relaxed);
             })?;
-            idle_socket(socket, offset, interval, tally, stop).await;
+            idle_socket(socket, offset, interval, heartbeats, stop).await;
             Ok::<(), String>(())
         }));
         if joins.len() % 1000 == 0 {
@@ -259,8 +332,8 @@ pub(crate) async fn open_idle_sockets(
         }
     }
     // Every permit back: every socket joined (or failed).
-    let _all = connecting
-        .acquire_many(CONNECTING as u32)
+    let _all = permits
+        .acquire_many(connecting as u32)
         .await
         .expect("never closed");
     (joins, failed.load(Ordering::Relaxed))
@@ -272,19 +345,27 @@ pub(crate) async fn ws_idle(args: &IdleArgs) -> Result<Row, String> {
     let pid = bot.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before_kib = rss_kib(pid);
-    let tally = Arc::new(HeartbeatTally::default());
+    let heartbeats = Arc::new(Heartbeats::default());
     let stop = CancellationToken::new();
+    // The load generator's own probe, for the run's length.
+    #[allow(clippy::disallowed_methods)]
+    let probe = tokio::spawn({
+        let (heartbeats, stop) = (heartbeats.clone(), stop.clone());
+        async move { heartbeats.probe_lag(&stop).await }
+    });
     let started = Instant::now();
     let (joins, _) = open_idle_sockets(
         &bot.url,
         "idle-",
         0..args.sockets,
         args.heartbeat,
-        &tally,
+        CONNECTING,
+        &heartbeats,
         &stop,
     )
     .await;
     let connect_seconds = started.elapsed().as_secs_f64();
+    heartbeats.start_idle();
     eprintln!(
         "ws-idle: {} sockets joined in {connect_seconds:.1} s; idle for {:?}",
         args.sockets, args.idle
@@ -302,16 +383,17 @@ pub(crate) async fn ws_idle(args: &IdleArgs) -> Result<Row, String> {
             failed += 1;
         }
     }
+    let _ = probe.await;
     let per_socket_kib = after_kib.saturating_sub(before_kib) as f64 / f64::from(args.sockets);
     let cpu_percent = 100.0 * cpu / idle_seconds;
-    let unanswered = tally.unanswered.load(Ordering::Relaxed);
-    let late = tally.late.load(Ordering::Relaxed) + unanswered;
-    let closed = tally.closed.load(Ordering::Relaxed);
+    let (idle, connecting) = (&heartbeats.idle, &heartbeats.connecting);
+    let late = idle.late_or_unanswered() + connecting.late_or_unanswered();
+    let closed = idle.closed.load(Ordering::Relaxed) + connecting.closed.load(Ordering::Relaxed);
     let result = format!(
-        "{per_socket_kib:.2} KiB/socket ({} → {} MiB); {cpu_percent:.1} % CPU idle; {} heartbeats, {late} late (> 1 s; {unanswered} unanswered), {closed} closed, {failed} failed; {} sockets/s connecting; load average {}",
+        "{per_socket_kib:.2} KiB/socket ({} → {} MiB); {cpu_percent:.1} % CPU idle; {}; {} sockets/s connecting; load average {}",
         before_kib / 1024,
         after_kib / 1024,
-        thousands(tally.sent.load(Ordering::Relaxed) as f64),
+        heartbeat_summary(&heartbeats, failed),
         thousands(f64::from(args.sockets) / connect_seconds),
         load_average(),
     );
@@ -327,6 +409,26 @@ pub(crate) async fn ws_idle(args: &IdleArgs) -> Result<Row, String> {
         goal: "≤ 3 KiB/socket, ≤ 10 % CPU, 0 late".to_owned(),
         verdict: if met { Verdict::Met } else { Verdict::Missed },
     })
+}
+
+/// The heartbeats of a run in words: the idle window's, those sent while sockets were still
+/// connecting, and the load generator's own timer lag in each.
+pub(crate) fn heartbeat_summary(heartbeats: &Heartbeats, failed: u64) -> String {
+    let phase = |tally: &HeartbeatTally, lag_us: &AtomicU64| {
+        format!(
+            "{} heartbeats, {} late (> 1 s; {} unanswered), {} closed; botload's timers up to {:.0} ms late",
+            thousands(tally.sent.load(Ordering::Relaxed) as f64),
+            tally.late_or_unanswered(),
+            tally.unanswered.load(Ordering::Relaxed),
+            tally.closed.load(Ordering::Relaxed),
+            lag_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
+    };
+    format!(
+        "idle window: {}; while connecting: {}; {failed} failed",
+        phase(&heartbeats.idle, &heartbeats.lag_idle_us),
+        phase(&heartbeats.connecting, &heartbeats.lag_connecting_us),
+    )
 }
 
 /// The one-minute load average, which says how much of the machine the run had.

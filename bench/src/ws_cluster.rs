@@ -20,18 +20,23 @@ use tokio_util::sync::CancellationToken;
 use crate::RecordArgs;
 use crate::record::{Row, Verdict};
 use crate::scenario::{thousands, usage};
-use crate::ws::{Bot, HeartbeatTally, open_idle_sockets, rss_kib};
+use crate::ws::{Bot, CONNECTING, Heartbeats, heartbeat_summary, open_idle_sockets, rss_kib};
 
 /// How long the clients may take to join, and presence to settle.
 const JOIN_TIME_OUT: Duration = Duration::from_secs(600);
 const PRESENCE_TIME_OUT: Duration = Duration::from_secs(60);
+/// The fewest sockets a client process connects at once.
+const MIN_CONNECTING: usize = 16;
 
 /// `botload scenario ws-cluster`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ClusterArgs {
-    /// echo-bot processes (nodes), each with a client process of its own.
+    /// echo-bot processes (nodes).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=32))]
     processes: u32,
+    /// Client processes of botload per node, sharing its sockets.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    clients_per_node: u32,
     /// Sockets in all, spread evenly over the nodes (at most 19,500 each).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(2..))]
     sockets: u32,
@@ -49,8 +54,10 @@ pub(crate) struct ClusterArgs {
 }
 
 /// `botload ws-clients` (started by `ws-cluster`): joins `--sockets` sockets as users
-/// `u<first>`.., prints `joined <ok> <failed> <seconds>`, keeps them idle with heartbeats until
-/// its standard input closes, then prints `tally <sent> <answered> <late> <unanswered> <closed>`.
+/// `u<first>`.., prints `joined <ok> <failed> <seconds>`, keeps them idle with heartbeats, counts
+/// them in the idle window once a line `idle` comes on its standard input, and when that input
+/// closes prints `tally` and, for the idle window then the connecting phase, `<sent> <answered>
+/// <late> <unanswered> <closed>`, then its timers' latest wake-up in each (microseconds).
 #[derive(Debug, clap::Args)]
 pub(crate) struct ClientArgs {
     #[arg(long)]
@@ -61,39 +68,63 @@ pub(crate) struct ClientArgs {
     first_user: u32,
     #[arg(long, default_value = "30s", value_parser = crate::parse_duration)]
     heartbeat: Duration,
+    /// Sockets connecting at once in this process.
+    #[arg(long, default_value_t = CONNECTING)]
+    connecting: usize,
 }
 
 /// The child: holds its share of the sockets.
 pub(crate) async fn ws_clients(args: &ClientArgs) -> Result<(), String> {
-    let tally = Arc::new(HeartbeatTally::default());
+    let heartbeats = Arc::new(Heartbeats::default());
     let stop = CancellationToken::new();
+    // The load generator's own probe, for the process's life.
+    #[allow(clippy::disallowed_methods)]
+    let probe = tokio::spawn({
+        let (heartbeats, stop) = (heartbeats.clone(), stop.clone());
+        async move { heartbeats.probe_lag(&stop).await }
+    });
     let started = Instant::now();
     let users = args.first_user..args.first_user + args.sockets;
-    let (joins, failed) =
-        open_idle_sockets(&args.url, "u", users, args.heartbeat, &tally, &stop).await;
+    let (joins, failed) = open_idle_sockets(
+        &args.url,
+        "u",
+        users,
+        args.heartbeat,
+        args.connecting,
+        &heartbeats,
+        &stop,
+    )
+    .await;
     println!(
         "joined {} {failed} {:.3}",
         joins.len() as u64 - failed,
         started.elapsed().as_secs_f64()
     );
     std::io::stdout().flush().map_err(|e| e.to_string())?;
-    // Until the parent closes our standard input.
-    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    // `idle` when every client process joined; the end when the parent closes our input.
+    let phases = heartbeats.clone();
+    tokio::task::spawn_blocking(move || {
+        for line in std::io::stdin().lock().lines() {
+            if line?.trim() == "idle" {
+                phases.start_idle();
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     stop.cancel();
     for join in joins {
         let _ = join.await;
     }
-    let t = &tally;
+    let _ = probe.await;
     println!(
-        "tally {} {} {} {} {}",
-        t.sent.load(Ordering::Relaxed),
-        t.answered.load(Ordering::Relaxed),
-        t.late.load(Ordering::Relaxed),
-        t.unanswered.load(Ordering::Relaxed),
-        t.closed.load(Ordering::Relaxed)
+        "tally {} {} {} {}",
+        heartbeats.idle.words(),
+        heartbeats.connecting.words(),
+        heartbeats.lag_idle_us.load(Ordering::Relaxed),
+        heartbeats.lag_connecting_us.load(Ordering::Relaxed),
     );
     Ok(())
 }
@@ -111,6 +142,7 @@ impl Clients {
         sockets: u32,
         first_user: u32,
         heartbeat: Duration,
+        connecting: usize,
     ) -> Result<Self, String> {
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(me)
@@ -118,6 +150,7 @@ impl Clients {
             .args(["--sockets", &sockets.to_string()])
             .args(["--first-user", &first_user.to_string()])
             .args(["--heartbeat", &format!("{}ms", heartbeat.as_millis())])
+            .args(["--connecting", &connecting.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -201,6 +234,8 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
         let env = [
             ("DATABASE_URL", args.database_url.clone()),
             ("BOT_NODE_ID", format!("ws-cluster-{i}")),
+            // So that each node warns when the pools of all do not fit in max_connections.
+            ("BOT_PROCESSES", nodes.to_string()),
         ];
         bots.push(Bot::start_with(&env).await?);
     }
@@ -210,15 +245,33 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
     let started = Instant::now();
     let mut shares = Vec::new();
     let mut clients = Vec::new();
+    // As many sockets connecting at once over all client processes as `ws-idle` has in its one:
+    // 256 in each of six processes starved every process on two cores (client timers 4.7 s
+    // late, joins waiting past the pool's time-out).
+    let client_count = nodes * args.clients_per_node;
+    let at_once = (CONNECTING / client_count as usize).max(MIN_CONNECTING);
     for (i, bot) in bots.iter().enumerate() {
         let first = per_node * i as u32;
         let share = per_node.min(args.sockets - first);
         shares.push(share);
-        clients.push(Clients::start(&bot.url, share, first, args.heartbeat)?);
+        // The node's share over its client processes.
+        let per_client = share.div_ceil(args.clients_per_node);
+        let mut user = first;
+        while user < first + share {
+            let sockets = per_client.min(first + share - user);
+            clients.push(Clients::start(
+                &bot.url,
+                sockets,
+                user,
+                args.heartbeat,
+                at_once,
+            )?);
+            user += sockets;
+        }
     }
+    let client_processes = clients.len();
     eprintln!(
-        "ws-cluster: {} client processes joining {} sockets",
-        nodes,
+        "ws-cluster: {client_processes} client processes joining {} sockets",
         thousands(f64::from(args.sockets))
     );
     let mut failed = 0u64;
@@ -236,6 +289,15 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
         }
     }
     let connect_seconds = started.elapsed().as_secs_f64();
+    for client in &mut joined_clients {
+        let stdin = client
+            .stdin
+            .as_mut()
+            .ok_or("a client process without input")?;
+        writeln!(stdin, "idle")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("telling a client process the idle window began: {e}"))?;
+    }
     eprintln!(
         "ws-cluster: joined in {connect_seconds:.1} s ({failed} failed); idle for {:?}",
         args.idle
@@ -289,30 +351,44 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
 
-    let mut totals = [0u64; 5];
+    let heartbeats = Heartbeats::default();
     for mut client in joined_clients {
         let words = off_runtime(move || {
             drop(client.stdin.take());
             client.line("tally")
         })
         .await?;
-        for (at, total) in totals.iter_mut().enumerate() {
-            *total += number::<u64>(&words, at)?;
+        let tallies = [&heartbeats.idle, &heartbeats.connecting];
+        for (phase, tally) in tallies.into_iter().enumerate() {
+            let counters = [
+                &tally.sent,
+                &tally.answered,
+                &tally.late,
+                &tally.unanswered,
+                &tally.closed,
+            ];
+            for (at, counter) in counters.into_iter().enumerate() {
+                counter.fetch_add(number(&words, phase * 5 + at)?, Ordering::Relaxed);
+            }
         }
+        (heartbeats.lag_idle_us).fetch_max(number(&words, 10)?, Ordering::Relaxed);
+        (heartbeats.lag_connecting_us).fetch_max(number(&words, 11)?, Ordering::Relaxed);
     }
-    let [sent, _answered, late, unanswered, closed] = totals;
-    let late = late + unanswered;
+    let (idle, connecting) = (&heartbeats.idle, &heartbeats.connecting);
+    let late = idle.late_or_unanswered() + connecting.late_or_unanswered();
+    let closed = idle.closed.load(Ordering::Relaxed) + connecting.closed.load(Ordering::Relaxed);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let result = format!(
-        "{:.2} KiB/socket (mean of the nodes; worst {:.2}); {:.1} % CPU idle per node (worst {:.1}); presence {}: {presence}; {} heartbeats, {late} late (> 1 s; {unanswered} unanswered), {closed} closed, {failed} failed; {} sockets/s connecting",
+        "{:.2} KiB/socket (mean of the nodes; worst {:.2}); {:.1} % CPU idle per node (worst {:.1}); presence {}: {presence}; {}; {} sockets/s connecting; {} client processes, {at_once} sockets connecting at once in each",
         mean(&per_socket_kib),
         worst(&per_socket_kib),
         mean(&cpu_percent),
         worst(&cpu_percent),
         if presence_ok { "right" } else { "WRONG" },
-        thousands(sent as f64),
+        heartbeat_summary(&heartbeats, failed),
         thousands(f64::from(args.sockets) / connect_seconds),
+        client_processes,
     );
     let met = worst(&per_socket_kib) <= 3.0
         && worst(&cpu_percent) <= 10.0

@@ -47,9 +47,11 @@ pub struct WebChatConfig {
     /// How many users without an open socket may have a history at once; past it, messages to
     /// further offline users are not kept (counted). Default 100,000.
     pub max_offline_users: usize,
-    /// The socket's read buffer, in bytes: allocated once per socket, the main cost of an idle
-    /// connection. Default 256 bytes, enough for most chat messages in one read; a larger frame
-    /// grows the buffer to its size (and the socket keeps that capacity).
+    /// The most bytes one read of a socket takes, and the read buffer a socket starts with.
+    /// Default 64 bytes. tungstenite grows the buffer to hold a whole frame and keeps it, so a
+    /// socket holds about this plus its largest frame so far; a larger value reads big frames
+    /// in fewer calls but costs more per idle socket (256: the 140-byte join frame grew the
+    /// buffer to 512 bytes, as tungstenite makes room for the payload on top of what it read).
     pub read_buffer_bytes: usize,
     /// Whether the user's typing frames reach the handlers as `EventKind::Other { name:
     /// "typing" }`. Default false (counted as skipped).
@@ -83,7 +85,7 @@ impl Default for WebChatConfig {
             history_bytes: 64 * 1024,
             resume_window: Duration::from_secs(600),
             max_offline_users: 100_000,
-            read_buffer_bytes: 256,
+            read_buffer_bytes: 64,
             deliver_typing: false,
             max_token_ttl: Duration::from_secs(24 * 3600),
             demo: false,

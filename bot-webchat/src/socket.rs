@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use crate::config::WebChatConfig;
 use crate::event;
 use crate::hub::{Conn, Hub, Resume};
 use crate::metrics::Ended;
@@ -55,28 +56,9 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Requ
         return (StatusCode::SERVICE_UNAVAILABLE, "too many web chat sockets").into_response();
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(shared.hub.config.read_buffer_bytes)
-        // Frames go out as they are written; the hub bounds what waits.
-        .write_buffer_size(0)
-        .max_message_size(Some(shared.hub.config.max_frame_bytes))
-        .max_frame_size(Some(shared.hub.config.max_frame_bytes));
     // The socket's one task, for as long as the socket lives; the hub bounds the work it does.
     #[allow(clippy::disallowed_methods)]
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                serve(shared, socket).await;
-            }
-            Err(e) => tracing::debug!(error = %e, "web chat upgrade failed"),
-        }
-    });
+    tokio::spawn(serve(shared, on_upgrade));
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -161,8 +143,27 @@ impl Drop for Registered {
     }
 }
 
-/// Serves one socket until it closes.
-async fn serve(shared: Arc<Shared>, mut socket: Socket) {
+/// tungstenite's settings for a socket of this hub.
+fn socket_config(config: &WebChatConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_bytes)
+        // Frames go out as they are written; the hub bounds what waits.
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_frame_bytes))
+        .max_frame_size(Some(config.max_frame_bytes))
+}
+
+/// Serves one socket, from the upgrade until it closes.
+///
+/// This future is the idle socket's task, so it keeps little besides the socket: everything
+/// rare runs in a boxed future of its own (the upgrade, writing, closing, handling a text frame),
+/// and nothing else lives across an await. A value moved into an awaited future keeps its place
+/// in this one as well (rustc does not overlap the two), so the socket is made by a boxed future
+/// and returned, not passed down.
+async fn serve(shared: Arc<Shared>, on_upgrade: hyper::upgrade::OnUpgrade) {
+    let Some(mut socket) = Box::pin(open(&shared, on_upgrade)).await else {
+        return;
+    };
     let conn = shared.hub.accept();
     let mut registered = Registered {
         hub: shared.hub.clone(),
@@ -171,63 +172,125 @@ async fn serve(shared: Arc<Shared>, mut socket: Socket) {
         closed_by_server: false,
     };
     loop {
-        let (frames, close) = conn.take();
-        let wrote = !frames.is_empty();
-        if wrote {
-            // Boxed, as every rare state of this task: the task's size is its largest state.
-            let write = Box::pin(async {
-                for frame in frames {
-                    socket.feed(Message::Text(frame)).await?;
+        if conn.has_work() {
+            match Box::pin(write_queued(&mut socket, &conn)).await {
+                Written::Failed => break,
+                Written::Close(reason) => {
+                    registered.closed_by_server = true;
+                    shared.hub.counters.ended(Ended::Server(reason));
+                    Box::pin(close_socket(&mut socket, reason)).await;
+                    break;
                 }
-                socket.flush().await
-            });
-            tokio::select! {
-                written = write => if written.is_err() { break },
-                // A slow reader stuck in a write: stop writing, close below.
-                () = conn.close_requested() => {}
+                // Frames may have come while writing: take them before waiting.
+                Written::Frames => continue,
+                Written::Nothing => {}
             }
         }
-        if let Some(reason) = close.or_else(|| conn.closing()) {
-            registered.closed_by_server = true;
-            shared.hub.counters.ended(Ended::Server(reason));
-            Box::pin(close_socket(&mut socket, reason)).await;
-            break;
+        let step = tokio::select! {
+            () = conn.woken() => Step::Again,
+            frame = socket.next() => received(&shared, &conn, frame),
+        };
+        match &step {
+            Step::Again => {}
+            Step::Text(text) => {
+                Box::pin(on_text(&shared, &conn, &mut registered.user, text)).await;
+            }
+            Step::Close => {
+                // tungstenite answers the close; send that answer, then stop.
+                let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, socket.flush())).await;
+                break;
+            }
+            Step::Ended => break,
         }
-        if wrote {
-            // Frames may have come while writing: take them before waiting.
-            continue;
+    }
+}
+
+/// Waits for the upgrade and makes the socket; `None` when the upgrade failed.
+async fn open(shared: &Shared, on_upgrade: hyper::upgrade::OnUpgrade) -> Option<Socket> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::debug!(error = %e, "web chat upgrade failed");
+            return None;
         }
+    };
+    let config = socket_config(&shared.hub.config);
+    Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
+}
+
+/// What [`write_queued`] did.
+enum Written {
+    /// Nothing was queued.
+    Nothing,
+    /// Frames were written.
+    Frames,
+    /// Writing failed: the connection is gone.
+    Failed,
+    /// The socket is to close with this reason (after what was queued before it).
+    Close(CloseReason),
+}
+
+/// Writes what the hub queued for the socket.
+async fn write_queued(socket: &mut Socket, conn: &Conn) -> Written {
+    let (frames, close) = conn.take();
+    let wrote = !frames.is_empty();
+    if wrote {
+        let write = async {
+            for frame in frames {
+                socket.feed(Message::Text(frame)).await?;
+            }
+            socket.flush().await
+        };
         tokio::select! {
-            () = conn.woken() => {}
-            frame = socket.next() => match frame {
-                Some(Ok(message)) => {
-                    conn.touch(shared.hub.now_ms());
-                    shared.hub.counters.frame_in();
-                    match message {
-                        Message::Text(text) => {
-                            // Boxed: an idle socket's task keeps only its waiting state.
-                            Box::pin(on_text(&shared, &conn, &mut registered.user, &text)).await;
-                        }
-                        Message::Binary(_) => {
-                            conn.close(CloseReason::MalformedFrame);
-                        }
-                        Message::Close(_) => {
-                            // tungstenite answers the close; send that answer, then stop.
-                            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, socket.flush())).await;
-                            break;
-                        }
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                    }
-                }
-                Some(Err(WsError::Capacity(_))) => {
-                    conn.close(CloseReason::FrameTooLarge);
-                }
-                Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
+            written = write => if written.is_err() { return Written::Failed },
+            // A slow reader stuck in a write: stop writing, close.
+            () = conn.close_requested() => {}
+        }
+    }
+    match close.or_else(|| conn.closing()) {
+        Some(reason) => Written::Close(reason),
+        None if wrote => Written::Frames,
+        None => Written::Nothing,
+    }
+}
+
+/// What the socket's task does after a wake-up.
+enum Step {
+    /// Look at the queue again and wait.
+    Again,
+    /// Handle a text frame of the browser.
+    Text(Utf8Bytes),
+    /// The browser closed: send tungstenite's answer and stop.
+    Close,
+    /// The connection is gone.
+    Ended,
+}
+
+/// Counts what the socket read; closes it (through the hub) on a frame it must not send.
+fn received(shared: &Shared, conn: &Conn, frame: Option<Result<Message, WsError>>) -> Step {
+    match frame {
+        Some(Ok(message)) => {
+            conn.touch(shared.hub.now_ms());
+            shared.hub.counters.frame_in();
+            match message {
+                Message::Text(text) => Step::Text(text),
+                Message::Binary(_) => {
                     conn.close(CloseReason::MalformedFrame);
+                    Step::Again
                 }
-                Some(Err(_)) | None => break,
+                Message::Close(_) => Step::Close,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Step::Again,
             }
         }
+        Some(Err(WsError::Capacity(_))) => {
+            conn.close(CloseReason::FrameTooLarge);
+            Step::Again
+        }
+        Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
+            conn.close(CloseReason::MalformedFrame);
+            Step::Again
+        }
+        Some(Err(_)) | None => Step::Ended,
     }
 }
 
@@ -336,6 +399,8 @@ async fn join_from_history(
     // the connection dropped), so that the user's entry does not wait for it for ever.
     let mut pending = shared.hub.pending_join(user);
     let read = async {
+        // A few joins read at once: a storm of joins must not take every pooled connection.
+        let _turn = cluster.join_read_turn().await;
         let epoch = cluster.epoch().await?;
         // Numbers of another numbering: nothing to read after them.
         let last_seq = resume
@@ -395,4 +460,28 @@ async fn close_socket(socket: &mut Socket, reason: CloseReason) {
         Ok::<_, WsError>(())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, F>(_f: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_socket_task_holds_its_socket_once() {
+        let socket = std::mem::size_of::<Socket>();
+        let task = future_size(serve);
+        eprintln!("socket {socket} bytes, task future {task} bytes");
+        // The socket, the hub's handles and the waiting select (568 bytes in a debug build);
+        // a socket also moved into an awaited future, or a frame kept across an await, would
+        // pass this (the socket's task was 1,056 bytes, plus a second socket, before).
+        assert!(
+            task < socket + 300,
+            "task future {task} bytes, socket {socket}"
+        );
+    }
 }

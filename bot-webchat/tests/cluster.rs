@@ -1023,3 +1023,32 @@ async fn a_user_whose_history_expired_loses_the_number_row_and_counts_on_above_i
     assert_eq!(delivery.seqs, [4]);
     assert_eq!(messages(&mut tab, 1).await, [(4, "four".to_owned())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_joins_reads_the_history_through_a_few_connections() {
+    let pool = fresh_pool("join_reads").await;
+    let cluster = PgCluster::builder(&pool, database_url())
+        .node("node-a")
+        .max_join_reads(2)
+        .build()
+        .unwrap();
+    cluster.migrate().await.unwrap();
+    let local = Harness::start_with(echo, |w| w.cluster(cluster.clone()), |b| b).await;
+    let joins = (0..40).map(|n| {
+        let (url, token) = (local.ws_url.clone(), local.token(&format!("storm-{n}")));
+        async move { join_at(&url, token, None).await }
+    });
+    // Every join is answered, though at most two read at once.
+    let sockets = futures::future::join_all(joins).await;
+    assert_eq!(sockets.len(), 40);
+    // Two join reads, the presence and history writers and the catch-up: far from the pool's
+    // 16, which 40 joins at once took without the bound.
+    let open = pool.stats().size;
+    assert!(open <= 8, "{open} connections open");
+    assert!(
+        PgCluster::builder(&pool, database_url())
+            .max_join_reads(0)
+            .build()
+            .is_err()
+    );
+}

@@ -99,6 +99,12 @@ impl Conn {
         (std::mem::take(&mut state.queue), state.close)
     }
 
+    /// Whether frames wait or a close was asked for.
+    pub(crate) fn has_work(&self) -> bool {
+        let state = self.lock();
+        !state.queue.is_empty() || state.close.is_some()
+    }
+
     /// The close reason, if the socket is closing.
     pub(crate) fn closing(&self) -> Option<CloseReason> {
         self.lock().close

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bot_core::EventId;
+use smallvec::SmallVec;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::conn::Conn;
@@ -24,10 +25,13 @@ pub(crate) struct Kept {
     pub(crate) origin: Option<(EventId, u32)>,
 }
 
+/// A user's sockets on this node: most users have one, held without an allocation of its own.
+pub(crate) type Sockets = SmallVec<[Arc<Conn>; 1]>;
+
 /// One user on this node.
 #[derive(Debug, Default)]
 pub(crate) struct UserState {
-    pub(crate) sockets: Vec<Arc<Conn>>,
+    pub(crate) sockets: Sockets,
     /// The number of the latest message (0 before the first).
     pub(crate) seq: u64,
     history: VecDeque<Kept>,

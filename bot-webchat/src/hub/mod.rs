@@ -29,9 +29,12 @@ use crate::protocol::{CloseReason, Outbound, VERSION};
 
 /// The users of this node, and how many of them have a socket open (the rest are offline
 /// users whose history is kept).
+///
+/// Each user's state is boxed: the table keeps a quarter to half of its buckets empty, and an
+/// empty bucket then costs 24 bytes, not the state's 120 (19,000 users: 32,768 buckets).
 #[derive(Debug, Default)]
 struct Users {
-    map: HashMap<Box<str>, UserState, foldhash::fast::RandomState>,
+    map: HashMap<Box<str>, Box<UserState>, foldhash::fast::RandomState>,
     online: usize,
 }
 

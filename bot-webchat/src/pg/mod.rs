@@ -77,6 +77,9 @@ impl std::fmt::Debug for PgCluster {
     }
 }
 
+/// [`PgClusterBuilder::max_join_reads`]'s default.
+const DEFAULT_MAX_JOIN_READS: usize = 4;
+
 struct Inner {
     pool: PgPool,
     /// For the `LISTEN` connection, which lives outside the pool.
@@ -91,6 +94,8 @@ struct Inner {
     history_rx: tokio::sync::Mutex<Option<tokio::sync::mpsc::Receiver<history::StoreRequest>>>,
     /// The numbering's epoch, read once.
     epoch: tokio::sync::OnceCell<String>,
+    /// Joins reading the history at once (see [`PgClusterBuilder::max_join_reads`]).
+    join_reads: tokio::sync::Semaphore,
     /// Sends that could not be stored or published (and joins that could not read the history).
     history_errors: AtomicU64,
     /// Statements that stored sends.
@@ -121,6 +126,7 @@ pub struct PgClusterBuilder {
     dead_node_sweep_interval: Duration,
     history_write_timeout: Duration,
     history_catch_up_interval: Duration,
+    max_join_reads: usize,
 }
 
 impl std::fmt::Debug for PgClusterBuilder {
@@ -134,6 +140,7 @@ impl std::fmt::Debug for PgClusterBuilder {
             .field("dead_node_sweep_interval", &self.dead_node_sweep_interval)
             .field("history_write_timeout", &self.history_write_timeout)
             .field("history_catch_up_interval", &self.history_catch_up_interval)
+            .field("max_join_reads", &self.max_join_reads)
             .finish_non_exhaustive()
     }
 }
@@ -185,12 +192,20 @@ impl PgClusterBuilder {
         self
     }
 
+    /// How many joins of this node read the history at once (default 4); the others wait for
+    /// them. Without a bound a storm of (re)connects takes every connection of the pool, and
+    /// the pools of several nodes together pass the server's `max_connections`.
+    pub fn max_join_reads(mut self, joins: usize) -> Self {
+        self.max_join_reads = joins;
+        self
+    }
+
     /// Builds the cluster.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when an interval is zero, the dead-node time-out is not longer than
-    /// the heartbeat interval, or the node name is empty.
+    /// [`ErrorKind::Config`] when an interval is zero, `max_join_reads` is zero, the dead-node
+    /// time-out is not longer than the heartbeat interval, or the node name is empty.
     pub fn build(self) -> Result<PgCluster, Error> {
         let node = self.node.clone().unwrap_or_else(default_node);
         if node.is_empty() {
@@ -210,12 +225,16 @@ impl PgClusterBuilder {
                 "webchat: cluster intervals must be above zero and the dead-node time-out longer than the heartbeat",
             ));
         }
+        if self.max_join_reads == 0 {
+            return Err(Error::config("webchat: max_join_reads must be above zero"));
+        }
         let (history_tx, history_rx) = tokio::sync::mpsc::channel(history::QUEUE_CAPACITY);
         Ok(PgCluster {
             inner: Arc::new(Inner {
                 history_tx,
                 history_rx: tokio::sync::Mutex::new(Some(history_rx)),
                 epoch: tokio::sync::OnceCell::new(),
+                join_reads: tokio::sync::Semaphore::new(self.max_join_reads),
                 history_errors: AtomicU64::new(0),
                 history_batches: AtomicU64::new(0),
                 history_catch_ups: AtomicU64::new(0),
@@ -248,6 +267,7 @@ impl PgCluster {
             dead_node_sweep_interval: Duration::from_secs(10),
             history_write_timeout: Duration::from_secs(5),
             history_catch_up_interval: Duration::from_secs(5),
+            max_join_reads: DEFAULT_MAX_JOIN_READS,
         }
     }
 
@@ -272,6 +292,15 @@ impl PgCluster {
     /// Whether this node's `LISTEN` connection is up (other nodes' messages reach it).
     pub fn is_listening(&self) -> bool {
         self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// A turn to read the history for a join (see [`PgClusterBuilder::max_join_reads`]).
+    pub(crate) async fn join_read_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
+            .join_reads
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     async fn conn(&self) -> Result<bot_core::pg::PgConnection, Error> {
