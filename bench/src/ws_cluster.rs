@@ -214,7 +214,7 @@ pub(crate) async fn ws_cluster(args: &ClusterArgs) -> Result<Row, String> {
         .max_size(2)
         .build()
         .map_err(|e| e.to_string())?;
-    let observer = PgCluster::builder(&pool, &args.database_url)
+    let observer = PgCluster::builder(&pool)
         .node("ws-cluster-observer")
         .build()
         .map_err(|e| e.to_string())?;

@@ -150,7 +150,7 @@ async fn one_round(args: &HistoryArgs, with_history: bool) -> Result<Round, Stri
         .await
         .map_err(|e| e.to_string())?;
     let pool = (PgPool::builder(url).schema(SCHEMA).build()).map_err(|e| e.to_string())?;
-    let cluster = (PgCluster::builder(&pool, url).node("botload-history"))
+    let cluster = (PgCluster::builder(&pool).node("botload-history"))
         .build()
         .map_err(|e| e.to_string())?;
     cluster.migrate().await.map_err(|e| e.to_string())?;

@@ -47,7 +47,7 @@ fn node_pool(test: &str) -> PgPool {
 /// A node's cluster with quick timings.
 // ANCHOR: cluster
 async fn cluster(pool: &PgPool, node: &str) -> PgCluster {
-    let cluster = PgCluster::builder(pool, database_url())
+    let cluster = PgCluster::builder(pool)
         .node(node)
         .presence_flush_interval(Duration::from_millis(50))
         .node_heartbeat_interval(Duration::from_millis(100))
@@ -651,7 +651,7 @@ async fn with_postgresql_unreachable_a_send_fails_and_is_counted_and_the_node_li
     // Nothing listens on port 1: every connection is refused at once.
     let url = "postgres://postgres@127.0.0.1:1/postgres";
     let pool = PgPool::builder(url).build().unwrap();
-    let cluster = PgCluster::builder(&pool, url)
+    let cluster = PgCluster::builder(&pool)
         .node("node-down")
         .history_write_timeout(Duration::from_secs(2))
         .build()
@@ -752,13 +752,45 @@ async fn the_widget_resumes_on_another_node_without_losing_or_repeating_a_messag
     remote.kill();
 }
 
+/// The `LISTEN` connection, outside the pool, takes the pool's settings and TLS: with
+/// `sslmode=require` it is encrypted (it was opened from the URL in clear text, which a server
+/// that requires TLS refuses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listen_connection_uses_the_pools_tls_settings() {
+    drop(fresh_pool("tls_listen").await);
+    let pool = PgPool::builder(database_url())
+        .schema("t_webchat_tls_listen")
+        .ssl_mode(bot_core::pg::SslMode::Require)
+        .application_name("botrt-webchat-tls")
+        .build()
+        .unwrap();
+    let a = cluster(&pool, "node-a").await;
+    let local = Harness::start_with(echo, |w| w.cluster(a.clone()), |b| b).await;
+    eventually("listening", || async { a.is_listening().then_some(()) }).await;
+    let conn = pool.get().await.unwrap();
+    let rows = conn
+        .query(
+            "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name LIKE 'botrt-webchat-tls%' AND a.query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one LISTEN connection");
+    assert!(
+        rows[0].get::<_, bool>(0),
+        "the LISTEN connection is encrypted"
+    );
+    drop(local);
+}
+
 /// The fan-out delivers at most once: a message another node stored but whose publish was lost
 /// (here stored without one) still reaches this node's sockets, though no later message shows
 /// the hole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_message_whose_publish_was_lost_still_reaches_the_sockets() {
     let pool = fresh_pool("lost_publish").await;
-    let a = PgCluster::builder(&pool, database_url())
+    let a = PgCluster::builder(&pool)
         .node("node-a")
         .history_catch_up_interval(Duration::from_millis(300))
         .build()
@@ -1027,7 +1059,7 @@ async fn a_user_whose_history_expired_loses_the_number_row_and_counts_on_above_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_joins_reads_the_history_through_a_few_connections() {
     let pool = fresh_pool("join_reads").await;
-    let cluster = PgCluster::builder(&pool, database_url())
+    let cluster = PgCluster::builder(&pool)
         .node("node-a")
         .max_join_reads(2)
         .build()
@@ -1045,10 +1077,5 @@ async fn a_storm_of_joins_reads_the_history_through_a_few_connections() {
     // 16, which 40 joins at once took without the bound.
     let open = pool.stats().size;
     assert!(open <= 8, "{open} connections open");
-    assert!(
-        PgCluster::builder(&pool, database_url())
-            .max_join_reads(0)
-            .build()
-            .is_err()
-    );
+    assert!(PgCluster::builder(&pool).max_join_reads(0).build().is_err());
 }

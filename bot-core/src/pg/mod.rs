@@ -94,7 +94,7 @@ mod wakeup;
 
 pub(crate) use error::db as db_error;
 pub use migrate::{MIGRATIONS, migrate};
-pub use pool::{CapacityCheck, PgConnection, PgPool, PgPoolBuilder, PoolStats};
+pub use pool::{CapacityCheck, DedicatedMessages, PgConnection, PgPool, PgPoolBuilder, PoolStats};
 pub use queue::{PgQueue, PgQueueBuilder, QueueCounters, QueueStats, import};
 pub use state::PgStateStore;
 pub use tls::SslMode;

@@ -15,6 +15,15 @@ use super::error;
 use super::tls::{self, RootCerts, SslMode};
 use crate::error::{Error, ErrorKind};
 
+/// The asynchronous messages of a connection opened by [`PgPool::connect_dedicated`]
+/// (notifications, notices), which also drive it.
+pub type DedicatedMessages = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<tokio_postgres::AsyncMessage, tokio_postgres::Error>>
+            + Send,
+    >,
+>;
+
 /// A connection from a [`PgPool`]; it goes back to the pool when dropped. Dereferences to a
 /// [`tokio_postgres::Client`].
 pub type PgConnection = deadpool_postgres::Object;
@@ -361,6 +370,23 @@ impl PgPool {
     /// The schema this pool's connections use (their `search_path`).
     pub fn schema(&self) -> &str {
         &self.inner.schema
+    }
+
+    /// Opens a connection of its own, outside the pool, with the pool's settings, schema and TLS
+    /// (`sslmode`, root certificates): for what a pooled connection cannot do, such as a `LISTEN`
+    /// that stays open. Returns the client and the stream of the connection's asynchronous
+    /// messages (notifications, notices); the stream drives the connection, so it must be polled
+    /// for the client to make progress, and it ends when the connection closes.
+    ///
+    /// # Errors
+    ///
+    /// The connection's error: the server unreachable, TLS or authentication refused.
+    pub async fn connect_dedicated(
+        &self,
+    ) -> Result<(tokio_postgres::Client, DedicatedMessages), tokio_postgres::Error> {
+        let (client, mut connection) = self.inner.config.connect(self.tls()).await?;
+        let messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        Ok((client, Box::pin(messages)))
     }
 
     /// The connection settings, for connections outside the pool (the `LISTEN` connection).

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use futures::StreamExt as _;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::{PgCluster, db, sql};
@@ -86,13 +86,13 @@ impl PgCluster {
         local: &LocalDelivery,
         shutdown: &CancellationToken,
     ) -> Result<(), Error> {
-        let connect = tokio_postgres::connect(&self.inner.database_url, NoTls);
-        let (client, mut connection) = tokio::select! {
+        // Outside the pool, with its settings and TLS.
+        let connect = self.inner.pool.connect_dedicated();
+        let (client, mut messages) = tokio::select! {
             c = connect => c.map_err(|e| db("opening the LISTEN connection", e))?,
             () = shutdown.cancelled() => return Ok(()),
         };
-        // The connection delivers notifications only while it is polled: drive it here.
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        // The connection delivers notifications only while `messages` is polled: driven here.
         // The channel is made of a checked schema name: no quoting needed.
         let statement = format!("LISTEN {}", self.inner.channel);
         let listen = client.batch_execute(&statement);

@@ -774,10 +774,7 @@ mod tests {
             .await
             .unwrap();
         let pool = PgPool::builder(&url).schema(&schema).build().unwrap();
-        let cluster = PgCluster::builder(&pool, &url)
-            .node("node-a")
-            .build()
-            .unwrap();
+        let cluster = PgCluster::builder(&pool).node("node-a").build().unwrap();
         cluster.migrate().await.unwrap();
         (pool, cluster)
     }

@@ -54,7 +54,7 @@ use crate::error::{Error, ErrorKind};
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let url = std::env::var("DATABASE_URL")?;
 /// let pool = PgPool::builder(&url).build()?;
-/// let cluster = PgCluster::builder(&pool, &url).build()?;
+/// let cluster = PgCluster::builder(&pool).build()?;
 /// cluster.migrate().await?;
 /// let webchat = WebChat::builder("secret").cluster(cluster.clone()).build()?;
 /// // ... and later, from any node:
@@ -82,8 +82,6 @@ const DEFAULT_MAX_JOIN_READS: usize = 4;
 
 struct Inner {
     pool: PgPool,
-    /// For the `LISTEN` connection, which lives outside the pool.
-    database_url: String,
     node: String,
     channel: String,
     config: PgClusterBuilder,
@@ -118,7 +116,6 @@ struct Inner {
 #[must_use]
 pub struct PgClusterBuilder {
     pool: PgPool,
-    database_url: String,
     node: Option<String>,
     presence_flush_interval: Duration,
     node_heartbeat_interval: Duration,
@@ -243,7 +240,6 @@ impl PgClusterBuilder {
                 went_offline: std::sync::Mutex::default(),
                 written: std::sync::Mutex::default(),
                 pool: self.pool.clone(),
-                database_url: self.database_url.clone(),
                 channel: format!("{}_webchat", self.pool.schema()),
                 node,
                 config: self,
@@ -254,12 +250,12 @@ impl PgClusterBuilder {
 }
 
 impl PgCluster {
-    /// A cluster on `pool`'s database and schema; `database_url` (the pool's URL) opens the
-    /// `LISTEN` connection, which cannot be a pooled one.
-    pub fn builder(pool: &PgPool, database_url: impl Into<String>) -> PgClusterBuilder {
+    /// A cluster on `pool`'s database and schema. Its `LISTEN` connection, which cannot be a
+    /// pooled one, is opened with the pool's settings and TLS
+    /// ([`PgPool::connect_dedicated`](bot_core::pg::PgPool::connect_dedicated)).
+    pub fn builder(pool: &PgPool) -> PgClusterBuilder {
         PgClusterBuilder {
             pool: pool.clone(),
-            database_url: database_url.into(),
             node: None,
             presence_flush_interval: Duration::from_millis(500),
             node_heartbeat_interval: Duration::from_secs(5),

@@ -119,8 +119,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(mut webchat) = WebChat::try_builder_from_env()? {
         // With DATABASE_URL, the echo-bot processes of one database are one web chat: a reply
         // reaches the user's sockets on every process, and presence is kept there.
-        if let Ok(url) = std::env::var(pg::DATABASE_URL_ENV) {
-            let cluster = PgCluster::builder(&PgPool::from_env()?, url).build()?;
+        if std::env::var_os(pg::DATABASE_URL_ENV).is_some() {
+            let cluster = PgCluster::builder(&PgPool::from_env()?).build()?;
             cluster.migrate().await?;
             webchat = webchat.cluster(cluster);
         }
