@@ -51,6 +51,44 @@ async fn duplicates_are_skipped_in_the_insert_statement() {
     queue.shutdown().await;
 }
 
+/// The maintenance task forgets dedup keys past their time to live, in batches: an id seen
+/// before the time to live is an event again after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_keys_are_pruned_after_their_time_to_live() {
+    let pool = fresh_pool("dedup_prune").await;
+    let queue = queue_builder(&pool)
+        .dedup_ttl(Duration::from_millis(300))
+        .prune_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let report = queue
+        .push_batch(vec![text_event("c1", "e1")])
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 1);
+    let report = queue
+        .push_batch(vec![text_event("c1", "e1")])
+        .await
+        .unwrap();
+    assert_eq!(report.duplicates, 1, "within its time to live: a duplicate");
+    let conn = pool.get().await.unwrap();
+    eventually("the key pruned", Duration::from_secs(10), || async {
+        let n: i64 = conn
+            .query_one("SELECT count(*) FROM botrt_dedup", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (n == 0).then_some(())
+    })
+    .await;
+    let report = queue
+        .push_batch(vec![text_event("c1", "e1")])
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 1, "past its time to live: an event again");
+    queue.shutdown().await;
+}
+
 /// An unordered queue's push deduplicates as an ordered one's does, without a lane row per
 /// conversation (a campaign to a million recipients would write a million).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,8 +75,12 @@ pub(super) async fn prepare(admin: &PgPool) -> Result<(), Error> {
         .await
         .map_err(|e| fail("outbox: starting its preparation", e))?;
     // An outbox made by an earlier version has an index of the expression instead: replaced.
+    // Adding the column rewrites a table that holds messages, under a lock every sender waits
+    // for: it gives up after 5 s rather than stop senders of the earlier version for long (the
+    // start fails with the lock's error; stop or drain those senders, then start again).
     tx.batch_execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('botrt.outbox.' || current_schema(), 0));
+         SET LOCAL lock_timeout = '5s';
          ALTER TABLE botrt_events ADD COLUMN IF NOT EXISTS campaign text
              GENERATED ALWAYS AS (payload -> 'raw' ->> 'campaign') STORED;
          DROP INDEX IF EXISTS botrt_outbox_campaign;

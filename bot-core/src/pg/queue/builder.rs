@@ -151,8 +151,9 @@ impl PgQueueBuilder {
         self
     }
 
-    /// How often the maintenance task prunes dead letters, dedup keys and idle conversation
-    /// locks (default 10 s).
+    /// How often the maintenance task prunes dead letters and idle conversation locks (default
+    /// 10 s); dedup keys every `dedup_ttl / 60` if that is longer, and every `prune_interval`
+    /// again while a prune leaves some behind.
     pub fn prune_interval(mut self, interval: Duration) -> Self {
         self.prune_interval = interval;
         self

@@ -160,15 +160,25 @@ impl Inner {
     }
 
     /// Prunes dead letters, dedup keys (with `dedup`) and idle conversation locks, logging
-    /// failures.
-    pub(super) async fn prune_all(&self, dedup: bool) {
+    /// failures. Returns whether the dedup keys were pruned to the end (`false` when not asked,
+    /// when pruning failed, or when more are left than one round prunes).
+    pub(super) async fn prune_all(&self, dedup: bool) -> bool {
         let ttl = interval_millis(self.dedup_ttl);
-        if dedup
-            && let Err(e) = self
-                .execute(PRUNE_DEDUP, &[(&ttl, Type::INT8)], "pruning dedup keys")
+        let mut dedup_done = false;
+        if dedup {
+            match self
+                .prune(
+                    PRUNE_DEDUP,
+                    &[(&ttl, Type::INT8), (&PRUNE_BATCH, Type::INT8)],
+                    "pruning dedup keys",
+                )
                 .await
-        {
-            tracing::warn!(error = %e, "postgres: pruning dedup keys failed");
+            {
+                Ok(n) => {
+                    dedup_done = n < PRUNE_BATCH.unsigned_abs() * PRUNE_ROUNDS as u64;
+                }
+                Err(e) => tracing::warn!(error = %e, "postgres: pruning dedup keys failed"),
+            }
         }
         if let Err(e) = self.prune_dead_letters().await {
             tracing::warn!(error = %e, "postgres: pruning dead letters failed");
@@ -184,6 +194,7 @@ impl Inner {
         {
             tracing::warn!(error = %e, "postgres: pruning conversation locks failed");
         }
+        dedup_done
     }
 
     /// The rescuer: returns expired leases, keeps buffered claims alive, prunes dedup keys, dead
@@ -255,13 +266,15 @@ impl Inner {
                 // Keys are pruned in steps of a sixtieth of their time to live: an outbox's
                 // week-long keys every few hours, not every few seconds (each prune reads the
                 // pages written since the last summary of their index).
+                // Until a prune gets to the end (it failed, or more were left than a round
+                // prunes), the next one comes after `prune_interval`.
                 let dedup = last_dedup_prune.is_none_or(|t: Instant| {
                     t.elapsed() >= self.prune_interval.max(self.dedup_ttl / DEDUP_PRUNE_STEPS)
                 });
-                if dedup {
-                    last_dedup_prune = Some(Instant::now());
+                let started = Instant::now();
+                if self.prune_all(dedup).await {
+                    last_dedup_prune = Some(started);
                 }
-                self.prune_all(dedup).await;
             }
             // Counting the table costs a scan: every few seconds is enough for gauges and for
             // the capacity check, unless pushes find the queue full (then a drain shows soon).
@@ -277,10 +290,11 @@ impl Inner {
             if last_stats.is_none_or(|t| t.elapsed() >= stats_every) {
                 let started = Instant::now();
                 last_stats = Some(started);
-                match self.refresh_stats().await {
-                    Ok(_) => count_took = started.elapsed(),
-                    Err(e) => tracing::debug!(error = %e, "postgres: reading queue figures failed"),
+                // A count that failed (a time-out on a huge table) spaces the next one too.
+                if let Err(e) = self.refresh_stats().await {
+                    tracing::debug!(error = %e, "postgres: reading queue figures failed");
                 }
+                count_took = started.elapsed();
             }
         }
     }

@@ -250,8 +250,19 @@ WITH d AS (
 )
 SELECT count(*) FROM inserted";
 
-pub(super) const PRUNE_DEDUP: &str =
-    "DELETE FROM botrt_dedup WHERE seen_at < now() - $1::bigint * interval '1 millisecond'";
+// Keys older than $1 ms, at most $2 per statement (a week of an outbox's keys can be millions).
+pub(super) const PRUNE_DEDUP: &str = "
+WITH doomed AS (
+    SELECT platform, event_id FROM botrt_dedup
+    WHERE seen_at < now() - $1::bigint * interval '1 millisecond'
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM botrt_dedup d USING doomed x
+    WHERE d.platform = x.platform AND d.event_id = x.event_id
+    RETURNING 1
+)
+SELECT count(*) FROM gone";
 
 // Dead letters older than $1 ms, and all but the newest $2, at most $3 per statement (short
 // transactions; the maintenance task runs a few in a row when there are more).
