@@ -16,6 +16,10 @@ use crate::error::Error;
 /// Answers after which a store whose answers come too late to spend counts as down.
 const LATE_ANSWERS_FOR_FALLBACK: u32 = 3;
 
+/// How fast the store's clock may run against this process's, in millionths: Linux slews a
+/// clock by at most 500 ppm, so two clocks part by at most 1,000 ppm.
+const CLOCK_DRIFT_PPM: i64 = 1_000;
+
 /// One platform quota (`limit` calls a second) shared by every process that limits the same
 /// key in the same store. Cheap to clone; clones share the local token cache.
 ///
@@ -40,6 +44,8 @@ struct Inner {
     state: Mutex<State>,
     /// Woken when a reservation ends (granted, refused or failed).
     reserved: Notify,
+    /// Local times are kept as microseconds since this instant.
+    epoch: Instant,
 }
 
 #[derive(Debug)]
@@ -56,6 +62,20 @@ struct State {
     live: Option<u32>,
     late_answers: u32,
     fallback: Option<Fallback>,
+    /// What the answers so far tell of the store's clock.
+    clock: Option<ClockBounds>,
+}
+
+/// Bounds on the store's clock: at local time `t` (microseconds since [`Inner::epoch`]) it
+/// reads between `t + lo` and `t + hi`, as known at local time `at`. An answer sent at `t0`
+/// and received at `t1` that read `now` on the store's clock puts the offset within
+/// `[now - t1, now - t0]`; the tightest answer so far, widened by the drift since, narrows a
+/// slow answer's bounds, so a slow answer's tokens are as spendable as a fast one's.
+#[derive(Debug, Clone, Copy)]
+struct ClockBounds {
+    lo: i64,
+    hi: i64,
+    at: i64,
 }
 
 /// Reserved tokens, spendable from `from` to `until` (local clock).
@@ -134,8 +154,10 @@ impl SharedLimit {
                     live: None,
                     late_answers: 0,
                     fallback: None,
+                    clock: None,
                 }),
                 reserved: Notify::new(),
+                epoch: Instant::now(),
             }),
         })
     }
@@ -379,27 +401,33 @@ impl Inner {
                 "rate limit: the shared store answers again; handing over from the local share"
             );
         }
+        let (lo, hi) = self.clock_bounds(s, reserved.now_micros, sent, received);
         if reserved.granted == 0 {
-            // The key's TAT is beyond the horizon: ask again when it is within. The store's
-            // clock is at least `now + (t - received)` at local time t.
-            let ahead = reserved.tat_micros - micros(self.settings.horizon) as i64;
-            let wait = ahead.saturating_sub(reserved.now_micros).max(0);
-            s.not_before = Some(received + Duration::from_micros(wait as u64));
+            // The key's TAT is beyond the horizon: ask again when it is within, by the store's
+            // clock, which reads at least `t + lo` at local time `t`. Sent a round trip early,
+            // so that a process far from the store is not always the last to ask.
+            let within =
+                reserved.tat_micros - i64::try_from(self.settings.horizon.as_micros()).unwrap_or(0);
+            let rtt = i64::try_from((received - sent).as_micros()).unwrap_or(0);
+            s.not_before = Some(self.instant(within - lo - rtt).max(received));
             return;
         }
         self.counters
             .tokens_reserved
             .fetch_add(u64::from(reserved.granted), Ordering::Relaxed);
         // The store read its clock at some local time between `sent` and `received`: at local
-        // time t its clock is at least `now + (t - received)` and at most `now + (t - sent)`.
-        // So the slot has surely started from `from` on, and surely not ended (grace included)
-        // until `until`: the proof in the module docs needs no bound on the clocks' offset.
-        let to_start = u64::try_from(reserved.start_micros - reserved.now_micros).unwrap_or(0);
-        let slot = micros(self.interval) * u64::from(reserved.granted);
-        let from = received + Duration::from_micros(to_start);
-        let until = sent + Duration::from_micros(to_start + slot) + self.settings.grace;
-        if until <= from {
-            // The answer took longer than the slot and its grace: nothing of it can be spent.
+        // time t its clock is at least `now + (t - received)` and at most `now + (t - sent)`;
+        // earlier answers may bound it more tightly (`clock_bounds`). So the slot has surely
+        // started from `from` on, and surely not ended (grace included) until `until`: the
+        // proof in the module docs needs no bound on the clocks' offset.
+        let slot = i64::try_from(micros(self.interval) * u64::from(reserved.granted))
+            .unwrap_or(i64::MAX / 4);
+        let grace = i64::try_from(self.settings.grace.as_micros()).unwrap_or(i64::MAX / 4);
+        let from = self.instant(reserved.start_micros - lo);
+        let until = self.instant(reserved.start_micros + slot + grace - hi);
+        if until <= from.max(received) {
+            // The answer came later than the slot and its grace allow: nothing of it can be
+            // spent.
             self.counters.late_answers.fetch_add(1, Ordering::Relaxed);
             self.counters
                 .tokens_expired
@@ -426,6 +454,56 @@ impl Inner {
             left: reserved.granted,
             size: reserved.granted,
         });
+    }
+
+    /// Microseconds from [`Inner::epoch`] to `at`.
+    fn local(&self, at: Instant) -> i64 {
+        i64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(i64::MAX / 4)
+    }
+
+    /// The local instant `local` microseconds after [`Inner::epoch`] (the epoch for earlier).
+    fn instant(&self, local: i64) -> Instant {
+        self.epoch + Duration::from_micros(u64::try_from(local).unwrap_or(0))
+    }
+
+    /// The bounds `(lo, hi)` on the store's clock offset after an answer that read `now` on it,
+    /// sent at `sent` and received at `received`: this answer's, narrowed by the tightest so far
+    /// widened by the drift since it. When they disagree (the store's clock stepped, or the
+    /// store is another server now), this answer's alone, from which the next narrow again.
+    fn clock_bounds(
+        &self,
+        s: &mut State,
+        now: i64,
+        sent: Instant,
+        received: Instant,
+    ) -> (i64, i64) {
+        let (sent, received) = (self.local(sent), self.local(received));
+        let answer = (now - received, now - sent);
+        let bounds = match s.clock {
+            Some(known) => {
+                let drift = (received - known.at).max(0) / (1_000_000 / CLOCK_DRIFT_PPM) + 1;
+                let (lo, hi) = (
+                    (known.lo - drift).max(answer.0),
+                    (known.hi + drift).min(answer.1),
+                );
+                if lo <= hi {
+                    (lo, hi)
+                } else {
+                    tracing::debug!(
+                        key = %self.key, store = self.store.name(),
+                        "rate limit: the store's clock moved; its bounds start again"
+                    );
+                    answer
+                }
+            }
+            None => answer,
+        };
+        s.clock = Some(ClockBounds {
+            lo: bounds.0,
+            hi: bounds.1,
+            at: received,
+        });
+        bounds
     }
 
     /// The store failed: the local share from now on (after a quiet period at the start of an

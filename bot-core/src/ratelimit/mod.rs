@@ -37,13 +37,20 @@
 //! they expire; at most `limit * batch_period` (default 10 ms), so the store is asked at most
 //! about a hundred times a second per key and process, however many calls go out.
 //!
-//! The store's clock and the process's are never compared: a reservation sent at local time
-//! `t0` and answered at `t1` read the store's clock at some local time in between, so at local
-//! time `t` the store's clock is at least `now + (t - t1)` and at most `now + (t - t0)`. The
-//! process spends from `t1 + (start - now)` to `t0 + (start + n * T + grace - now)`: every
-//! token is spent within `[start, start + n * T + grace]` *on the store's clock* (both clocks
-//! tick at the same rate; a drift of 100 ppm moves a 20 ms window by 2 µs). An answer slower
-//! than the slot and its grace leaves nothing to spend; three in a row count as an outage.
+//! The store's clock and the process's are never assumed to agree: a reservation sent at local
+//! time `t0` and answered at `t1` read the store's clock at some local time in between, so at
+//! local time `t` the store's clock is at least `now + (t - t1)` and at most `now + (t - t0)`:
+//! the offset between the clocks lies in `[now - t1, now - t0]`. The process keeps the
+//! tightest such bounds `[lo, hi]` its answers gave, widened since by the most the clocks can
+//! drift apart (1,000 ppm: Linux slews a clock by at most 500), and narrows each answer's own
+//! bounds with them; bounds that disagree (the store's clock stepped, or another server
+//! answers now) start again from the answer's. The process spends from `start - lo` to
+//! `start + n * T + grace - hi`: every token is spent within `[start, start + n * T + grace]`
+//! *on the store's clock*. So an answer delayed before the store read its clock (queued for a
+//! connection or the server) is spent as a fast one is; one delayed after it by more than the
+//! slot and its grace leaves nothing to spend, and three in a row count as an outage. A
+//! refused reservation (the TAT beyond the horizon) is asked again one round trip before the
+//! TAT is within the horizon, so a process far from the store is not always the last to ask.
 //!
 //! # The bound: no second holds more than the limit
 //!
