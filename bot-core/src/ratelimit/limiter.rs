@@ -1,6 +1,7 @@
 //! [`SharedLimit`]: one quota enforced across processes from batches of tokens reserved in a
 //! [`RateStore`], with the local share when the store is down.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -53,8 +54,13 @@ struct State {
     batch: Option<Batch>,
     /// Tokens the next reservation asks for, before the callers waiting are counted.
     next_tokens: u32,
-    /// Callers waiting for the reservation under way.
-    waiting: u32,
+    /// The callers in line for a token, by their tickets: the oldest gets the next token.
+    tickets: BTreeSet<u64>,
+    /// The ticket the next caller in line gets.
+    next_ticket: u64,
+    /// The newest ticket the current batch's tokens go to (computed when first needed): the
+    /// batch's tokens are owed to the oldest tickets in line, as many as it has left.
+    admit_upto: Option<u64>,
     reserving: bool,
     /// No reservation before this: the key's TAT was beyond the horizon.
     not_before: Option<Instant>,
@@ -148,7 +154,9 @@ impl SharedLimit {
                 state: Mutex::new(State {
                     batch: None,
                     next_tokens: 1,
-                    waiting: 0,
+                    tickets: BTreeSet::new(),
+                    next_ticket: 0,
+                    admit_upto: None,
                     reserving: false,
                     not_before: None,
                     live: None,
@@ -190,13 +198,15 @@ impl SharedLimit {
     }
 
     /// Waits until one call may go out. Never fails: when the store cannot be reached the call
-    /// waits for the local share instead. Cancel-safe: a caller dropped while waiting takes
-    /// nothing, and a reservation it was making is handed to the next caller.
+    /// waits for the local share instead. Callers that wait are served in the order they
+    /// came: a token goes to the oldest caller in line, not to whoever asks first after it is
+    /// reserved. Cancel-safe: a caller dropped while waiting takes nothing (its turn passes to
+    /// the next in line), and a reservation it was making is handed to the next caller.
     pub async fn acquire(&self) {
         let inner = &*self.inner;
         let mut waiting = WaitingGuard {
             inner,
-            counted: false,
+            ticket: None,
         };
         loop {
             let notified = inner.reserved.notified();
@@ -204,7 +214,7 @@ impl SharedLimit {
             // Registered before the state is read, so that a reservation ending in between
             // still wakes this caller.
             notified.as_mut().enable();
-            let step = inner.step(&mut waiting.counted);
+            let step = inner.step(&mut waiting.ticket);
             match step {
                 Step::Done => return,
                 Step::SleepUntilDone(at) => {
@@ -228,18 +238,21 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What the caller does next, from the state now.
-    fn step(&self, counted: &mut bool) -> Step {
+    /// What the caller holding `ticket` (none yet: it just came) does next, from the state
+    /// now. A caller that cannot take a token at once gets a ticket: its place in line.
+    fn step(&self, ticket: &mut Option<u64>) -> Step {
         let now = Instant::now();
         let mut s = self.lock();
         let s = &mut *s;
         if let Some(fallback) = &mut s.fallback {
             match fallback.handover_until {
                 None if s.reserving || now < fallback.retry_at => {
-                    return self.take_local(fallback, now, counted, &mut s.waiting);
+                    leave(&mut s.tickets, ticket);
+                    return self.take_local(fallback, now);
                 }
                 None => {
                     // Time to ask the store again; the other callers go on with the local share.
+                    join(s, ticket);
                     s.reserving = true;
                     return Step::Reserve(s.next_tokens.clamp(1, self.max_batch));
                 }
@@ -269,11 +282,20 @@ impl Inner {
             }
             .min(self.max_batch);
             s.batch = None;
+            s.admit_upto = None;
         }
-        if let Some(batch) = &mut s.batch {
+        if let Some(batch) = s.batch {
             if now < batch.from {
+                join(s, ticket);
                 return Step::SleepUntil(batch.from);
             }
+            if !admitted(s, *ticket, batch.left) {
+                // Its tokens are owed to the callers in line before this one.
+                join(s, ticket);
+                return Step::Wait;
+            }
+        }
+        if let Some(batch) = &mut s.batch {
             let at = match &mut s.fallback {
                 // During the hand-over the store's tokens are still spaced by the local share.
                 Some(fallback) => {
@@ -286,7 +308,9 @@ impl Inner {
                             .fetch_add(u64::from(batch.left), Ordering::Relaxed);
                         s.next_tokens = (batch.size - batch.left).max(1);
                         s.batch = None;
+                        s.admit_upto = None;
                         s.not_before = Some(at);
+                        join(s, ticket);
                         return Step::SleepUntil(at);
                     }
                     fallback.next_at = at + fallback.spacing;
@@ -295,19 +319,22 @@ impl Inner {
                 None => now,
             };
             batch.left -= 1;
+            let spent = batch.left == 0;
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
-            uncount(counted, &mut s.waiting);
+            leave(&mut s.tickets, ticket);
+            if spent && !s.tickets.is_empty() {
+                // The batch is spent and callers wait behind this one: wake the oldest to
+                // reserve the next.
+                self.reserved.notify_one();
+            }
             return if at > now {
                 Step::SleepUntilDone(at)
             } else {
                 Step::Done
             };
         }
+        join(s, ticket);
         if s.reserving {
-            if !*counted {
-                *counted = true;
-                s.waiting += 1;
-            }
             return Step::Wait;
         }
         if let Some(at) = s.not_before {
@@ -317,7 +344,7 @@ impl Inner {
             s.not_before = None;
         }
         s.reserving = true;
-        let others = s.waiting.saturating_sub(u32::from(*counted));
+        let others = u32::try_from(s.tickets.len() - 1).unwrap_or(u32::MAX);
         let tokens = s
             .next_tokens
             .max(others.saturating_add(1))
@@ -326,19 +353,12 @@ impl Inner {
     }
 
     /// A call admitted by the local share.
-    fn take_local(
-        &self,
-        fallback: &mut Fallback,
-        now: Instant,
-        counted: &mut bool,
-        waiting: &mut u32,
-    ) -> Step {
+    fn take_local(&self, fallback: &mut Fallback, now: Instant) -> Step {
         let at = fallback.next_at.max(now);
         fallback.next_at = at + fallback.spacing;
         self.counters
             .acquired_fallback
             .fetch_add(1, Ordering::Relaxed);
-        uncount(counted, waiting);
         if at > now {
             Step::SleepUntilDone(at)
         } else {
@@ -448,6 +468,7 @@ impl Inner {
         }
         s.late_answers = 0;
         debug_assert!(reserved.granted <= tokens);
+        s.admit_upto = None;
         s.batch = Some(Batch {
             from,
             until,
@@ -511,6 +532,7 @@ impl Inner {
     fn failed(&self, s: &mut State, now: Instant, error: &str) {
         self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
         s.batch = None;
+        s.admit_upto = None;
         s.not_before = None;
         let retry_at = now + self.settings.store_retry;
         match &mut s.fallback {
@@ -547,24 +569,64 @@ impl Inner {
     }
 }
 
-fn uncount(counted: &mut bool, waiting: &mut u32) {
-    if *counted {
-        *counted = false;
-        *waiting = waiting.saturating_sub(1);
+/// Puts the caller in line if it is not yet: it gets the next ticket.
+fn join(s: &mut State, ticket: &mut Option<u64>) {
+    if ticket.is_none() {
+        let t = s.next_ticket;
+        s.next_ticket += 1;
+        s.tickets.insert(t);
+        *ticket = Some(t);
     }
 }
 
-/// Takes a caller out of the waiting count when it leaves, admitted or dropped.
+/// Takes the caller out of line: it has its token, or it leaves.
+fn leave(tickets: &mut BTreeSet<u64>, ticket: &mut Option<u64>) {
+    if let Some(t) = ticket.take() {
+        tickets.remove(&t);
+    }
+}
+
+/// Whether the caller holding `ticket` (none: it just came) may take one of the `left` tokens
+/// of the batch: they are owed to the oldest callers in line, and only those beyond them go to
+/// a caller that just came.
+fn admitted(s: &mut State, ticket: Option<u64>, left: u32) -> bool {
+    let left = left as usize;
+    if left > s.tickets.len() {
+        return true;
+    }
+    let Some(ticket) = ticket else {
+        return false;
+    };
+    let tickets = &s.tickets;
+    // Taking a token owed leaves the newest owed the same (one token and one caller fewer);
+    // a caller leaving the line, or another batch, computes it again.
+    let upto = *s.admit_upto.get_or_insert_with(|| {
+        tickets
+            .iter()
+            .nth(left.saturating_sub(1))
+            .copied()
+            .unwrap_or(u64::MAX)
+    });
+    ticket <= upto
+}
+
+/// Takes a caller out of line when it leaves, admitted or dropped.
 struct WaitingGuard<'a> {
     inner: &'a Inner,
-    counted: bool,
+    ticket: Option<u64>,
 }
 
 impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
-        if self.counted {
+        if let Some(ticket) = self.ticket {
             let mut s = self.inner.lock();
-            s.waiting = s.waiting.saturating_sub(1);
+            s.tickets.remove(&ticket);
+            if s.admit_upto.is_some_and(|upto| ticket <= upto) {
+                // A token owed to it goes to the next in line.
+                s.admit_upto = None;
+                drop(s);
+                self.inner.reserved.notify_waiters();
+            }
         }
     }
 }

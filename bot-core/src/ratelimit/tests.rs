@@ -352,3 +352,39 @@ async fn a_process_far_from_the_store_spends_its_slow_answers_and_the_limit_hold
         times.len()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn callers_that_wait_are_served_in_the_order_they_came() {
+    let store = Arc::new(MemoryRateStore::new());
+    let limits = process(&store);
+    let limit = limits.limit(KEY, LIMIT).unwrap();
+    let start = Instant::now();
+    // 600 callers arrive over 60 ms, three times faster than the limit lets them through, so
+    // most wait in line while others keep arriving. Each takes one token.
+    let served = Mutex::new(Vec::new());
+    let caller = |i: u64| {
+        let (limit, served) = (&limit, &served);
+        async move {
+            tokio::time::sleep_until(start + Duration::from_micros(100 * i)).await;
+            limit.acquire().await;
+            served.lock().unwrap().push((i, Instant::now()));
+        }
+    };
+    futures::future::join_all((0..600).map(caller)).await;
+    let mut served = served.into_inner().unwrap();
+    assert_eq!(served.len(), 600);
+    // By arrival: each is served no later than every caller that came after it (those served
+    // from one batch are served at the same instant).
+    served.sort_by_key(|(i, _)| *i);
+    let overtaken: Vec<(u64, u64)> = served
+        .windows(2)
+        .filter(|w| w[0].1 > w[1].1)
+        .map(|w| (w[0].0, w[1].0))
+        .collect();
+    assert!(
+        overtaken.is_empty(),
+        "{} callers served after one that came later: {:?}",
+        overtaken.len(),
+        &overtaken[..overtaken.len().min(20)]
+    );
+}
