@@ -18,6 +18,9 @@ pub const DEFAULT_CAPACITY_BYTES: u64 = 16 << 30;
 /// Default time a key is remembered: a campaign run again within it queues only what is new.
 pub const DEFAULT_KEY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Default [`OutboxBuilder::max_send_wait`]: an hour.
+pub const DEFAULT_MAX_SEND_WAIT: Duration = Duration::from_secs(3600);
+
 /// The retry policy of outbox messages by default: 8 attempts, 1 s doubling up to 5 minutes,
 /// 20 % jitter (the clients retry each call a few times within an attempt too).
 pub fn default_retry_policy() -> RetryPolicy {
@@ -48,6 +51,7 @@ pub struct OutboxBuilder {
     pub(super) lease: Duration,
     pub(super) shutdown_timeout: Duration,
     pub(super) connections: usize,
+    pub(super) max_send_wait: Duration,
 }
 
 impl Outbox {
@@ -68,6 +72,7 @@ impl Outbox {
             lease: Duration::from_secs(30),
             shutdown_timeout: Limits::default().shutdown_timeout,
             connections: 4,
+            max_send_wait: DEFAULT_MAX_SEND_WAIT,
         }
     }
 }
@@ -156,6 +161,17 @@ impl OutboxBuilder {
         self
     }
 
+    /// How long one send may take in all (default [`DEFAULT_MAX_SEND_WAIT`], an hour), its waits
+    /// for its turn under the clients' rate limits included; past it the attempt fails as timed
+    /// out and counts. A send that waited for the limits until its call's deadline without
+    /// sending anything waits again without counting an attempt
+    /// ([`OutboxCounts::waited`](super::OutboxCounts::waited)), so a campaign under a low limit
+    /// takes as long as the limit requires instead of ending in dead letters; this bounds that.
+    pub fn max_send_wait(mut self, wait: Duration) -> Self {
+        self.max_send_wait = wait;
+        self
+    }
+
     /// How long [`super::OutboxSenders::shutdown`] waits for sends in flight (default 30 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -209,6 +225,9 @@ impl OutboxBuilder {
             return Err(Error::config(
                 "outbox: key_retention and dead_letter_retention must be above zero",
             ));
+        }
+        if self.max_send_wait.is_zero() {
+            return Err(Error::config("outbox: max_send_wait must be above zero"));
         }
         self.retry.validate()?;
         let schema = self

@@ -334,6 +334,7 @@ impl Outbox {
             retry: settings.retry.clone(),
             ordering: settings.ordering,
             shutdown_timeout: settings.shutdown_timeout,
+            handler_timeout: settings.max_send_wait,
             ..Limits::default()
         };
         let counts = self.inner.counts.clone();

@@ -21,6 +21,7 @@ pub(super) struct Counts {
     pub(super) sent: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) dead: AtomicU64,
+    pub(super) waited: AtomicU64,
 }
 
 impl Counts {
@@ -41,6 +42,7 @@ impl Counts {
             cancelled: get(&self.cancelled),
             sent: get(&self.sent),
             failed: get(&self.failed),
+            waited: get(&self.waited),
             dead: get(&self.dead),
         }
     }
@@ -71,6 +73,11 @@ pub struct OutboxCounts {
     pub failed: u64,
     /// Messages given up on by this process's senders (dead letters).
     pub dead: u64,
+    /// Times a send waited for the client's rate limits past the call's deadline and waited
+    /// again, nothing sent (this process's senders): not an attempt, neither failed nor retried.
+    /// Often: the senders' window (`max_in_flight`) holds more than the limit sends in a
+    /// call's deadline.
+    pub waited: u64,
 }
 
 /// The outbox's tables now (all processes), and this process's counts.

@@ -71,7 +71,7 @@ mod tests;
 
 pub use builder::{
     DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, DEFAULT_KEY_RETENTION, DEFAULT_MAX_IN_FLIGHT,
-    OutboxBuilder, default_retry_policy,
+    DEFAULT_MAX_SEND_WAIT, OutboxBuilder, default_retry_policy,
 };
 pub use handle::{Outbox, OutboxSenders};
 pub use message::{OutboxMessage, Queued};

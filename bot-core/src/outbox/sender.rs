@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use super::message::Payload;
 use super::metrics::Counts;
+use crate::api::{ApiError, ApiErrorKind};
 use crate::context::Context;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::event::{Event, Platform};
@@ -47,7 +48,7 @@ impl Handler for SendHandler {
 
 impl SendHandler {
     async fn send(&self, event: &Event) -> Result<(), Error> {
-        let (target, messages) = Payload::of(event)?;
+        let (mut target, mut messages) = Payload::of(event)?;
         let Some(client) = self.outbounds.get(&event.platform) else {
             return Err(Error::new(
                 ErrorKind::NoOutbound,
@@ -58,6 +59,43 @@ impl SendHandler {
             )
             .permanent());
         };
-        client.send(&target, messages).await
+        loop {
+            match client.send(&target, messages).await {
+                Err(e) if e.is_retryable() && unsent(&e) => {
+                    // It waited its turn under the client's rate limits until the call's
+                    // deadline, or the limits said it cannot go out before it: nothing went
+                    // out, so it is not an attempt. It waits again (the senders' lease on it is
+                    // kept while it does): a campaign under a low limit takes as long as the
+                    // limit requires, and no message becomes a dead letter for waiting its turn.
+                    Counts::add(&self.counts.waited, 1);
+                    tracing::debug!(
+                        platform = %event.platform, error = %e,
+                        "outbox: a send waited for the rate limits past its deadline; waiting again"
+                    );
+                    if let Some(after) = e.retry_after() {
+                        tokio::time::sleep(after.min(MAX_LIMIT_WAIT)).await;
+                    }
+                    (target, messages) = Payload::of(event)?;
+                }
+                result => return result,
+            }
+        }
     }
+}
+
+/// The longest a send sleeps on a rate limit's hint before it asks the limits again.
+const MAX_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `error` is an API call's that sent no request: its deadline passed while it waited
+/// to be admitted by the rate limits, or the limits said it could not go out before it.
+fn unsent(error: &Error) -> bool {
+    let Some(api) = std::error::Error::source(error).and_then(|s| s.downcast_ref::<ApiError>())
+    else {
+        return false;
+    };
+    api.attempts() == 0
+        && matches!(
+            api.kind(),
+            ApiErrorKind::Timeout | ApiErrorKind::RateLimited
+        )
 }
