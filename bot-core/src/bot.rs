@@ -343,6 +343,8 @@ pub struct BotBuilder {
     database: Option<crate::pg::PgPool>,
     #[cfg(feature = "postgres")]
     outbox: Option<crate::outbox::Outbox>,
+    /// Whether the bot's telemetry is pushed to OTLP (not for a bot inside another).
+    export_telemetry: bool,
 }
 
 impl Default for BotBuilder {
@@ -363,6 +365,7 @@ impl Default for BotBuilder {
             database: None,
             #[cfg(feature = "postgres")]
             outbox: None,
+            export_telemetry: true,
         }
     }
 }
@@ -377,6 +380,13 @@ impl fmt::Debug for BotBuilder {
 }
 
 impl BotBuilder {
+    /// A bot inside another (an outbox's senders): its telemetry is not pushed to OTLP.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn unexported_telemetry(mut self) -> Self {
+        self.export_telemetry = false;
+        self
+    }
+
     /// Gives the bot a durable outbox of proactive messages ([`crate::outbox`]): the bot runs
     /// its senders with its platforms' clients (started and stopped with the bot), offers
     /// [`Bot::send`], exports the outbox's metrics, and hands the outbox to handlers as shared
@@ -510,7 +520,11 @@ impl BotBuilder {
         let queue = self
             .queue
             .unwrap_or_else(|| Arc::new(MemoryQueue::new(&self.limits)));
-        let telemetry = Telemetry::new(queue.clone())?;
+        let telemetry = if self.export_telemetry {
+            Telemetry::new(queue.clone())?
+        } else {
+            Telemetry::unexported(queue.clone())?
+        };
         let progress = Arc::new(Progress::default());
         let ingress = Ingress::new(queue.clone(), telemetry.clone(), progress.clone());
         let attach = Attach {
@@ -541,7 +555,7 @@ impl BotBuilder {
         #[cfg(feature = "postgres")]
         let outbox = match self.outbox {
             Some(outbox) => {
-                let senders = outbox.senders(outbounds.values().cloned())?;
+                let senders = outbox.senders_in_bot(outbounds.values().cloned())?;
                 outbox.register_metrics(&telemetry);
                 self.app_state.insert(outbox.clone());
                 Some((outbox, senders))

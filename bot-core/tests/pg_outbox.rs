@@ -99,6 +99,17 @@ async fn a_message_is_committed_when_send_returns_and_sent_once_with_its_key() {
         (rows(&pool, "t_ob_commit_outbox").await == 0).then_some(())
     })
     .await;
+    // Senders outside a bot have telemetry of their own with the outbox's metrics in it.
+    #[cfg(feature = "prometheus")]
+    {
+        let text = senders.telemetry().render_prometheus();
+        assert!(
+            text.lines().any(|l| l.starts_with("bot_outbox_messages")
+                && l.contains("outcome=\"sent\"")
+                && l.ends_with(" 1")),
+            "{text}"
+        );
+    }
     senders.shutdown().await;
     assert_eq!(recording.len(), 1);
     let counts = outbox.counts();

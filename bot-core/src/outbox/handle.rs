@@ -317,12 +317,37 @@ impl Outbox {
     /// Every process that sends must have a client for each platform the outbox has messages
     /// for: a message for a platform this process has no client of is a dead letter.
     ///
+    /// Senders run this way, outside a bot (a process that only sends), have telemetry of
+    /// their own ([`OutboxSenders::telemetry`]), with the outbox's metrics in it, pushed to
+    /// OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. A bot's outbox
+    /// ([`crate::BotBuilder::outbox`]) runs its senders with its metrics in the bot's telemetry
+    /// instead: one stream per process.
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`] when the outbox's settings make invalid limits.
     pub fn senders(
         &self,
         clients: impl IntoIterator<Item = Arc<dyn Outbound>>,
+    ) -> Result<OutboxSenders, Error> {
+        let senders = self.make_senders(clients, true)?;
+        self.register_metrics(senders.telemetry());
+        Ok(senders)
+    }
+
+    /// The senders of a bot's outbox: their telemetry is not pushed (the bot's has the outbox's
+    /// metrics), so the process exports one stream, not two of the same names.
+    pub(crate) fn senders_in_bot(
+        &self,
+        clients: impl IntoIterator<Item = Arc<dyn Outbound>>,
+    ) -> Result<OutboxSenders, Error> {
+        self.make_senders(clients, false)
+    }
+
+    fn make_senders(
+        &self,
+        clients: impl IntoIterator<Item = Arc<dyn Outbound>>,
+        export_telemetry: bool,
     ) -> Result<OutboxSenders, Error> {
         let outbounds: HashMap<Platform, Arc<dyn Outbound>> = clients
             .into_iter()
@@ -343,7 +368,11 @@ impl Outbox {
         // one this process queues messages through.
         let queue = Arc::new(settings.queue(&self.inner.admin, true)?);
         let shared: Arc<dyn Queue> = queue.clone();
-        let bot = Bot::builder()
+        let mut bot = Bot::builder();
+        if !export_telemetry {
+            bot = bot.unexported_telemetry();
+        }
+        let bot = bot
             .limits(limits)
             .queue(shared)
             .handler(SendHandler::new(outbounds, counts))
@@ -370,6 +399,14 @@ pub struct OutboxSenders {
 }
 
 impl OutboxSenders {
+    /// The senders' telemetry: their supervisor's figures (`bot.events.*`, `bot.queue.*` of
+    /// the outbox's queue) and, for senders run outside a bot ([`Outbox::senders`]), the
+    /// outbox's metrics; render it with `render_prometheus` (feature `prometheus`) in a
+    /// process that only sends.
+    pub fn telemetry(&self) -> &crate::Telemetry {
+        self.bot.telemetry()
+    }
+
     /// Starts sending. Idempotent.
     ///
     /// # Panics

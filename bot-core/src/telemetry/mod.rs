@@ -76,6 +76,18 @@ impl Telemetry {
     /// Sets up the meter provider with a Prometheus reader and, when [`OTLP_ENDPOINT_ENV`] is set,
     /// an OTLP/HTTP periodic exporter.
     pub(crate) fn new(queue: Arc<dyn Queue>) -> Result<Self, Error> {
+        Self::build(queue, true)
+    }
+
+    /// Telemetry of a bot inside another (an outbox's senders): its figures are kept and
+    /// rendered on demand, but never pushed to OTLP, where they would be a second stream of the
+    /// same metric names beside the process's bot's.
+    pub(crate) fn unexported(queue: Arc<dyn Queue>) -> Result<Self, Error> {
+        Self::build(queue, false)
+    }
+
+    #[cfg_attr(not(feature = "otlp"), allow(unused_variables))]
+    fn build(queue: Arc<dyn Queue>, export: bool) -> Result<Self, Error> {
         let builder = SdkMeterProvider::builder();
         #[cfg(feature = "prometheus")]
         let registry = prometheus::Registry::new();
@@ -94,7 +106,7 @@ impl Telemetry {
         };
         #[cfg(feature = "otlp")]
         let builder = match std::env::var(OTLP_ENDPOINT_ENV) {
-            Ok(endpoint) if !endpoint.trim().is_empty() => {
+            Ok(endpoint) if export && !endpoint.trim().is_empty() => {
                 let exporter = opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
                     .build()
