@@ -6,41 +6,25 @@
 //! Needs PostgreSQL (`DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/postgres);
 //! fails without it.
 
-use std::collections::HashSet;
+mod outbox_support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bot_core::outbox::{Outbox, OutboxMessage};
-use bot_core::pg::PgPool;
 use bot_core::{Outbound, Platform, RetryPolicy};
 use bot_line::testing::FakeLine;
 use bot_line::{ConfigureApi, LineClient, RateLimits};
-use http::StatusCode;
+use outbox_support::{assert_each_recipient_once, pool_without};
 
 const TOKEN: &str = "outbox-limits-token";
 const MESSAGES: usize = 30;
 const PUSHES_PER_SECOND: u32 = 10;
 
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_that_wait_out_their_deadline_under_a_low_limit_are_sent_not_dead() {
     let schema = "t_outbox_low_limit";
-    let pool = PgPool::builder(database_url()).build().unwrap();
-    pool.get()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL at {} ({e}); start it (scripts/test.sh does)",
-                database_url()
-            )
-        })
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    let pool = pool_without(schema, 4).await;
     let fake = FakeLine::start(TOKEN).await.unwrap();
     // Two attempts at most: a message whose waits counted as attempts would be dead after two.
     let outbox = Outbox::builder(&pool)
@@ -100,15 +84,7 @@ async fn messages_that_wait_out_their_deadline_under_a_low_limit_are_sent_not_de
     }
     senders.shutdown().await;
 
-    let pushes = fake.pushes();
-    let delivered: Vec<&str> = pushes
-        .iter()
-        .filter(|p| p.status == StatusCode::OK)
-        .map(|p| p.to.as_str())
-        .collect();
-    let recipients: HashSet<&str> = delivered.iter().copied().collect();
-    assert_eq!(delivered.len(), MESSAGES, "each message sent once");
-    assert_eq!(recipients.len(), MESSAGES, "to every recipient");
+    assert_each_recipient_once(&fake, MESSAGES);
     let counts = outbox.counts();
     assert_eq!(counts.dead, 0, "{counts:?}");
     assert_eq!(

@@ -8,7 +8,8 @@
 //! [`child_sends_until_killed`] entry with `OUTBOX_CHILD_SCHEMA` set. Needs PostgreSQL
 //! (`DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/postgres); fails without it.
 
-use std::collections::HashSet;
+mod outbox_support;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,16 +21,12 @@ use bot_core::{Outbound, Platform};
 use bot_line::testing::FakeLine;
 use bot_line::{ConfigureApi, LineClient};
 use http::StatusCode;
+use outbox_support::{assert_each_recipient_once, database_url, pool_without};
 
 const TOKEN: &str = "outbox-sigkill-token";
 const SCHEMA_ENV: &str = "OUTBOX_CHILD_SCHEMA";
 const FAKE_ENV: &str = "OUTBOX_CHILD_FAKE";
 const MESSAGES: usize = 300;
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 async fn outbox(schema: &str) -> Outbox {
     let pool = PgPool::builder(database_url()).build().unwrap();
@@ -76,18 +73,7 @@ async fn child_sends_until_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_killed_mid_campaign_loses_nothing_and_line_delivers_each_once() {
     let schema = "t_line_outbox_sigkill";
-    let pool = PgPool::builder(database_url()).max_size(1).build().unwrap();
-    pool.get()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL at {} ({e}); start it (scripts/test.sh does)",
-                database_url()
-            )
-        })
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    let _pool = pool_without(schema, 1).await;
     // Slow answers, so that the killed process has pushes in flight that LINE has accepted.
     let fake = FakeLine::start_with(
         TOKEN,
@@ -148,22 +134,14 @@ async fn a_sender_killed_mid_campaign_loses_nothing_and_line_delivers_each_once(
     senders.shutdown().await;
 
     // Every message delivered, once: one accepted push per recipient, each key accepted once.
-    let pushes = fake.pushes();
-    let delivered: Vec<&str> = pushes
-        .iter()
-        .filter(|p| p.status == StatusCode::OK)
-        .map(|p| p.to.as_str())
-        .collect();
-    let recipients: HashSet<&str> = delivered.iter().copied().collect();
-    assert_eq!(delivered.len(), MESSAGES, "each message accepted once");
-    assert_eq!(recipients.len(), MESSAGES, "every recipient");
+    assert_each_recipient_once(&fake, MESSAGES);
     assert_eq!(fake.accepted_retry_keys(), MESSAGES);
     // Pushes accepted but not yet recorded when the child died were sent again with their keys
     // and refused (how many depends on the instant of the kill; the counts above are what must
     // hold whatever it was).
     let refused = fake.retry_key_conflicts();
     assert!(
-        pushes
+        fake.pushes()
             .iter()
             .all(|p| p.status == StatusCode::OK || p.status == StatusCode::CONFLICT),
         "only deliveries and refused repeats"
