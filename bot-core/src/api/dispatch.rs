@@ -5,24 +5,48 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 tokio::task_local! {
     /// Set by the client core when a call made within a [`Dispatch::scope`] writes a request.
-    static DISPATCHED: Arc<AtomicBool>;
+    static DISPATCHED: Arc<Flag>;
 }
 
-/// Notes, for the [`Dispatch`] scope around the current call, that a request is being written.
+/// One scope's flag, and the flag of the scope it was made in: a request written in a scope is
+/// written in every scope around it.
+#[derive(Debug, Default)]
+struct Flag {
+    written: AtomicBool,
+    outer: Option<Arc<Flag>>,
+}
+
+/// Notes, for the [`Dispatch`] scopes around the current call, that a request is being written.
 pub(crate) fn note_dispatched() {
-    let _ = DISPATCHED.try_with(|flag| flag.store(true, Ordering::Release));
+    let _ = DISPATCHED.try_with(|flag| {
+        let mut flag = Some(flag);
+        while let Some(f) = flag {
+            f.written.store(true, Ordering::Release);
+            flag = f.outer.as_ref();
+        }
+    });
 }
 
 /// Whether the API calls made within [`Dispatch::scope`] got as far as writing a request: until
 /// then nothing can have reached the platform (the call was waiting for a rate limit, or cut off
-/// before it left the process).
-#[derive(Debug, Clone, Default)]
-pub struct Dispatch(Arc<AtomicBool>);
+/// before it left the process). A scope made within another's (a send's parts within a whole
+/// send) reports its writes to that one too.
+#[derive(Debug, Clone)]
+pub struct Dispatch(Arc<Flag>);
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Dispatch {
-    /// A scope in which nothing was written yet.
+    /// A scope in which nothing was written yet, within the scope of the current task if any.
     pub fn new() -> Self {
-        Self::default()
+        Self(Arc::new(Flag {
+            written: AtomicBool::new(false),
+            outer: DISPATCHED.try_with(Arc::clone).ok(),
+        }))
     }
 
     /// Runs `calls`, noting whether any of them writes a request.
@@ -39,13 +63,39 @@ impl Dispatch {
 
     /// Whether a request was written.
     pub fn happened(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.written.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_write_in_an_inner_scope_is_a_write_in_the_outer_one() {
+        let outer = Dispatch::new();
+        let (inner, untouched) = outer
+            .scope(async {
+                // Made within the outer scope, as a send's parts are within the whole send.
+                let inner = Dispatch::new();
+                inner.scope(async { note_dispatched() }).await;
+                let untouched = Dispatch::new();
+                untouched.scope(async {}).await;
+                (inner, untouched)
+            })
+            .await;
+        assert!(inner.happened());
+        assert!(!untouched.happened());
+        assert!(
+            outer.happened(),
+            "the outer scope saw the inner one's write"
+        );
+        // A scope made outside any other reports to none.
+        let alone = Dispatch::new();
+        let other = Dispatch::new();
+        alone.scope(async { note_dispatched() }).await;
+        assert!(alone.happened() && !other.happened());
+    }
 
     #[test]
     fn a_scope_holds_its_calls_once() {

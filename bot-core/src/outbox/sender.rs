@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::message::Payload;
 use super::metrics::Counts;
-use crate::api::{ApiError, ApiErrorKind};
+use crate::api::{ApiError, ApiErrorKind, Dispatch};
 use crate::context::Context;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::event::{Event, Platform};
@@ -60,8 +60,13 @@ impl SendHandler {
             .permanent());
         };
         loop {
-            match client.send(&target, messages).await {
-                Err(e) if e.is_retryable() && unsent(&e) => {
+            let dispatch = Dispatch::new();
+            match dispatch.scope(client.send(&target, messages)).await {
+                // Only when the whole send wrote no request: a message of several pushes whose
+                // first went out fails this attempt as any other failure does (its retry skips
+                // or deduplicates what went out), rather than push its first part again and
+                // again while the later ones wait.
+                Err(e) if e.is_retryable() && !dispatch.happened() && unsent(&e) => {
                     // It waited its turn under the client's rate limits until the call's
                     // deadline, or the limits said it cannot go out before it: nothing went
                     // out, so it is not an attempt. It waits again (the senders' lease on it is

@@ -17,9 +17,15 @@ use crate::error::Error;
 /// Answers after which a store whose answers come too late to spend counts as down.
 const LATE_ANSWERS_FOR_FALLBACK: u32 = 3;
 
-/// How fast the store's clock may run against this process's, in millionths: Linux slews a
+/// How fast the store's clock may run against this process's, in millionths: ntpd slews a
 /// clock by at most 500 ppm, so two clocks part by at most 1,000 ppm.
 const CLOCK_DRIFT_PPM: i64 = 1_000;
+
+/// How long an answer's bounds on the store's clock narrow later answers' (microseconds):
+/// short, so that a clock slewed faster than the drift above (chrony correcting a large
+/// offset) or a store that fails over to a server with another clock moves a token by at most
+/// what it moves in a second.
+const CLOCK_BOUNDS_AGE: i64 = 1_000_000;
 
 /// One platform quota (`limit` calls a second) shared by every process that limits the same
 /// key in the same store. Cheap to clone; clones share the local token cache.
@@ -47,6 +53,8 @@ struct Inner {
     reserved: Notify,
     /// Local times are kept as microseconds since this instant.
     epoch: Instant,
+    /// How far the clocks may drift apart while a batch is spent (microseconds).
+    spend_drift: i64,
 }
 
 #[derive(Debug)]
@@ -73,15 +81,17 @@ struct State {
 }
 
 /// Bounds on the store's clock: at local time `t` (microseconds since [`Inner::epoch`]) it
-/// reads between `t + lo` and `t + hi`, as known at local time `at`. An answer sent at `t0`
-/// and received at `t1` that read `now` on the store's clock puts the offset within
-/// `[now - t1, now - t0]`; the tightest answer so far, widened by the drift since, narrows a
-/// slow answer's bounds, so a slow answer's tokens are as spendable as a fast one's.
+/// reads between `t + lo` and `t + hi`, each bound as known from an answer sent at `lo_at` or
+/// `hi_at`. An answer sent at `t0` and received at `t1` that read `now` on the store's clock
+/// puts the offset within `[now - t1, now - t0]`; the tightest answers of the last second,
+/// widened by the drift since they were sent, narrow a slow answer's bounds, so a slow
+/// answer's tokens are as spendable as a fast one's.
 #[derive(Debug, Clone, Copy)]
 struct ClockBounds {
     lo: i64,
+    lo_at: i64,
     hi: i64,
-    at: i64,
+    hi_at: i64,
 }
 
 /// Reserved tokens, spendable from `from` to `until` (local clock).
@@ -95,7 +105,7 @@ struct Batch {
 
 /// The local share while the store is down (and during the hand-over after it answers again):
 /// one call every `spacing`, not before `next_at`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Fallback {
     next_at: Instant,
     spacing: Duration,
@@ -104,12 +114,32 @@ struct Fallback {
     /// Set once the store answered again: its tokens are spent, still spaced by the local
     /// share, until then.
     handover_until: Option<Instant>,
+    /// Slots of the share given back by callers that left before them (their call's deadline
+    /// passed): the next callers take them before new ones, so that callers giving up and
+    /// asking again do not push the share's schedule ever further ahead.
+    free: BTreeSet<Instant>,
+    /// Which outage this share is of: a slot is given back only to the share it came from.
+    outage: u64,
+}
+
+impl Fallback {
+    /// The share's next slot: the earliest given back that is still to come, or a new one.
+    fn take_slot(&mut self, now: Instant) -> Instant {
+        while let Some(slot) = self.free.pop_first() {
+            if slot >= now {
+                return slot;
+            }
+        }
+        let at = self.next_at.max(now);
+        self.next_at = at + self.spacing;
+        at
+    }
 }
 
 enum Step {
     Done,
-    /// A token is taken: the call goes out at this instant.
-    SleepUntilDone(Instant),
+    /// A token is taken: the call goes out at this instant, a slot of the share of `outage`.
+    SleepUntilDone(Instant, u64),
     SleepUntil(Instant),
     Wait,
     Reserve(u32),
@@ -166,6 +196,13 @@ impl SharedLimit {
                 }),
                 reserved: Notify::new(),
                 epoch: Instant::now(),
+                spend_drift: {
+                    let spend =
+                        settings.horizon + settings.batch_period.max(interval) + settings.grace;
+                    i64::try_from(spend.as_micros()).unwrap_or(i64::MAX / 4)
+                        / (1_000_000 / CLOCK_DRIFT_PPM)
+                        + 1
+                },
             }),
         })
     }
@@ -217,8 +254,13 @@ impl SharedLimit {
             let step = inner.step(&mut waiting.ticket);
             match step {
                 Step::Done => return,
-                Step::SleepUntilDone(at) => {
+                Step::SleepUntilDone(at, outage) => {
+                    let mut slot = SlotGuard {
+                        inner,
+                        slot: Some((at, outage)),
+                    };
                     tokio::time::sleep_until(at).await;
+                    slot.slot = None;
                     return;
                 }
                 Step::SleepUntil(at) => tokio::time::sleep_until(at).await,
@@ -263,6 +305,8 @@ impl Inner {
                     );
                     self.counters.recoveries.fetch_add(1, Ordering::Relaxed);
                     s.fallback = None;
+                    // The share's spacing of the store's tokens ends with it.
+                    s.not_before = None;
                 }
                 Some(_) => {}
             }
@@ -299,8 +343,9 @@ impl Inner {
             let at = match &mut s.fallback {
                 // During the hand-over the store's tokens are still spaced by the local share.
                 Some(fallback) => {
-                    let at = fallback.next_at.max(now);
+                    let at = fallback.take_slot(now);
                     if at > batch.until {
+                        fallback.free.insert(at);
                         // This batch ends before the share allows another call: its tokens
                         // expire, the next reservation starts after the share's next slot.
                         self.counters
@@ -311,9 +356,11 @@ impl Inner {
                         s.admit_upto = None;
                         s.not_before = Some(at);
                         join(s, ticket);
+                        // The callers turned away from this batch wait for a reservation: any
+                        // of them may make it at `at`, not only this one, which may be dropped.
+                        self.reserved.notify_waiters();
                         return Step::SleepUntil(at);
                     }
-                    fallback.next_at = at + fallback.spacing;
                     at
                 }
                 None => now,
@@ -328,7 +375,7 @@ impl Inner {
                 self.reserved.notify_one();
             }
             return if at > now {
-                Step::SleepUntilDone(at)
+                Step::SleepUntilDone(at, s.fallback.as_ref().map_or(0, |f| f.outage))
             } else {
                 Step::Done
             };
@@ -354,13 +401,12 @@ impl Inner {
 
     /// A call admitted by the local share.
     fn take_local(&self, fallback: &mut Fallback, now: Instant) -> Step {
-        let at = fallback.next_at.max(now);
-        fallback.next_at = at + fallback.spacing;
+        let at = fallback.take_slot(now);
         self.counters
             .acquired_fallback
             .fetch_add(1, Ordering::Relaxed);
         if at > now {
-            Step::SleepUntilDone(at)
+            Step::SleepUntilDone(at, fallback.outage)
         } else {
             Step::Done
         }
@@ -499,32 +545,39 @@ impl Inner {
         received: Instant,
     ) -> (i64, i64) {
         let (sent, received) = (self.local(sent), self.local(received));
-        let answer = (now - received, now - sent);
-        let bounds = match s.clock {
-            Some(known) => {
-                let drift = (received - known.at).max(0) / (1_000_000 / CLOCK_DRIFT_PPM) + 1;
-                let (lo, hi) = (
-                    (known.lo - drift).max(answer.0),
-                    (known.hi + drift).min(answer.1),
-                );
-                if lo <= hi {
-                    (lo, hi)
-                } else {
-                    tracing::debug!(
-                        key = %self.key, store = self.store.name(),
-                        "rate limit: the store's clock moved; its bounds start again"
-                    );
-                    answer
-                }
-            }
-            None => answer,
+        let answer = ClockBounds {
+            lo: now - received,
+            lo_at: sent,
+            hi: now - sent,
+            hi_at: sent,
         };
-        s.clock = Some(ClockBounds {
-            lo: bounds.0,
-            hi: bounds.1,
-            at: received,
-        });
-        bounds
+        let drift = |at: i64| (received - at).max(0) / (1_000_000 / CLOCK_DRIFT_PPM) + 1;
+        let mut bounds = answer;
+        if let Some(known) = s.clock {
+            if received - known.lo_at <= CLOCK_BOUNDS_AGE
+                && known.lo - drift(known.lo_at) > bounds.lo
+            {
+                bounds.lo = known.lo - drift(known.lo_at);
+                bounds.lo_at = known.lo_at;
+            }
+            if received - known.hi_at <= CLOCK_BOUNDS_AGE
+                && known.hi + drift(known.hi_at) < bounds.hi
+            {
+                bounds.hi = known.hi + drift(known.hi_at);
+                bounds.hi_at = known.hi_at;
+            }
+            if bounds.lo > bounds.hi {
+                tracing::debug!(
+                    key = %self.key, store = self.store.name(),
+                    "rate limit: the store's clock moved; its bounds start again"
+                );
+                bounds = answer;
+            }
+        }
+        s.clock = Some(bounds);
+        // The tokens are spent up to a horizon, a slot and the grace after the answer: the
+        // clocks may drift apart meanwhile too.
+        (bounds.lo - self.spend_drift, bounds.hi + self.spend_drift)
     }
 
     /// The store failed: the local share from now on (after a quiet period at the start of an
@@ -549,9 +602,14 @@ impl Inner {
                     Some(fallback) => fallback.next_at.max(now),
                     None => now + self.settings.quiet_period(self.interval, processes),
                 };
-                if other.is_none() {
-                    self.counters.outages.fetch_add(1, Ordering::Relaxed);
-                }
+                // An interrupted hand-over goes on with its schedule and the slots given back.
+                let (free, outage) = match other.as_mut() {
+                    Some(fallback) => (std::mem::take(&mut fallback.free), fallback.outage),
+                    None => (
+                        BTreeSet::new(),
+                        self.counters.outages.fetch_add(1, Ordering::Relaxed) + 1,
+                    ),
+                };
                 tracing::warn!(
                     key = %self.key, store = self.store.name(), error, processes,
                     share_per_second = 1.0 / spacing.as_secs_f64(),
@@ -563,6 +621,8 @@ impl Inner {
                     spacing,
                     retry_at,
                     handover_until: None,
+                    free,
+                    outage,
                 });
             }
         }
@@ -594,12 +654,11 @@ fn admitted(s: &mut State, ticket: Option<u64>, left: u32) -> bool {
     if left > s.tickets.len() {
         return true;
     }
-    let Some(ticket) = ticket else {
-        return false;
-    };
     let tickets = &s.tickets;
     // Taking a token owed leaves the newest owed the same (one token and one caller fewer);
-    // a caller leaving the line, or another batch, computes it again.
+    // a caller leaving the line, or another batch, computes it again. Computed before a caller
+    // that just came is turned away, so that a caller owed a token that leaves always knows it
+    // must pass its turn on.
     let upto = *s.admit_upto.get_or_insert_with(|| {
         tickets
             .iter()
@@ -607,7 +666,7 @@ fn admitted(s: &mut State, ticket: Option<u64>, left: u32) -> bool {
             .copied()
             .unwrap_or(u64::MAX)
     });
-    ticket <= upto
+    ticket.is_some_and(|ticket| ticket <= upto)
 }
 
 /// Takes a caller out of line when it leaves, admitted or dropped.
@@ -621,11 +680,32 @@ impl Drop for WaitingGuard<'_> {
         if let Some(ticket) = self.ticket {
             let mut s = self.inner.lock();
             s.tickets.remove(&ticket);
-            if s.admit_upto.is_some_and(|upto| ticket <= upto) {
-                // A token owed to it goes to the next in line.
+            if s.batch.is_some() && s.admit_upto.is_none_or(|upto| ticket <= upto) {
+                // A token owed to it (or maybe owed: not yet counted) goes to the next in line.
                 s.admit_upto = None;
                 drop(s);
                 self.inner.reserved.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Gives a slot of the local share back when its caller leaves before it (its call's deadline
+/// passed), so that the next caller takes it instead of a new one further ahead.
+struct SlotGuard<'a> {
+    inner: &'a Inner,
+    slot: Option<(Instant, u64)>,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((at, outage)) = self.slot {
+            let mut s = self.inner.lock();
+            if let Some(fallback) = &mut s.fallback
+                && fallback.outage == outage
+                && at > Instant::now()
+            {
+                fallback.free.insert(at);
             }
         }
     }

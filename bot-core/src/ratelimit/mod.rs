@@ -41,9 +41,10 @@
 //! time `t0` and answered at `t1` read the store's clock at some local time in between, so at
 //! local time `t` the store's clock is at least `now + (t - t1)` and at most `now + (t - t0)`:
 //! the offset between the clocks lies in `[now - t1, now - t0]`. The process keeps the
-//! tightest such bounds `[lo, hi]` its answers gave, widened since by the most the clocks can
-//! drift apart (1,000 ppm: Linux slews a clock by at most 500), and narrows each answer's own
-//! bounds with them; bounds that disagree (the store's clock stepped, or another server
+//! tightest such bounds `[lo, hi]` its answers of the last second gave, widened since by the
+//! most the clocks can drift apart (1,000 ppm: ntpd slews a clock by at most 500; a faster slew,
+//! chrony correcting a large offset, moves a token by what the clocks part within that second),
+//! and narrows each answer's own bounds with them; bounds that disagree (the store's clock stepped, or another server
 //! answers now) start again from the answer's. The process spends from `start - lo` to
 //! `start + n * T + grace - hi`: every token is spent within `[start, start + n * T + grace]`
 //! *on the store's clock*. So an answer delayed before the store read its clock (queued for a

@@ -388,3 +388,42 @@ async fn callers_that_wait_are_served_in_the_order_they_came() {
         &overtaken[..overtaken.len().min(20)]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn callers_that_give_up_on_the_share_hand_their_slots_to_the_next() {
+    let store = MemoryRateStore::new();
+    store.set_down(true);
+    let limits = SharedLimits::builder(store)
+        .assumed_processes(4)
+        .build()
+        .unwrap();
+    let limit = limits.limit(KEY, 100).unwrap();
+    // The share: floor(r / 4) calls a second, r = (100 - 2) / 1.01.
+    let share = (98.0_f64 / 1.01 / 4.0).floor();
+    let start = Instant::now();
+    let until = start + Duration::from_secs(4);
+    let log = Mutex::new(Vec::new());
+    // 20 callers that each give up after 100 ms and ask again, as sends whose deadline passes
+    // do: most slots they are given lie further ahead than that.
+    let caller = || async {
+        while Instant::now() < until {
+            if tokio::time::timeout(Duration::from_millis(100), limit.acquire())
+                .await
+                .is_ok()
+            {
+                log.lock().unwrap().push(Instant::now());
+            }
+        }
+    };
+    futures::future::join_all((0..20).map(|_| caller())).await;
+    let times = log.into_inner().unwrap();
+    let most = max_per_second(&times);
+    assert!(most as f64 <= share, "{most} in one second, share {share}");
+    // The slots given up are taken by the next callers: the share is used, not pushed ever
+    // further ahead by callers asking again (before, nearly nothing went out after a second).
+    let last_two = count_between(&times, until - Duration::from_secs(2), until);
+    assert!(
+        last_two as f64 >= 0.8 * 2.0 * share,
+        "{last_two} calls in the last 2 s, share {share}/s"
+    );
+}
