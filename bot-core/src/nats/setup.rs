@@ -4,8 +4,8 @@
 //! Each partition is a work-queue stream of its own, with one subject. One stream with a
 //! subject per partition and a filtered consumer on each was measured first: nats-server
 //! (2.9) then finds a consumer's next message by stepping over the other partitions' messages,
-//! so the server's work per message grew with the partitions (14 µs at 16 partitions, 58 µs
-//! at 64, against 7-10 µs for a stream per partition; BENCHMARKS.md).
+//! so the server's work per message grew with the partitions (15-20 µs at 16 partitions, 58
+//! µs at 64, against 7-10 µs for a stream per partition; BENCHMARKS.md).
 
 use async_nats::jetstream::{self, kv, stream};
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -127,7 +127,15 @@ async fn ensure_partition(
         Err(e) => {
             // The subjects overlap with the single stream of the layout before partitions had
             // streams of their own: say so rather than pass the server's words on.
-            if js.get_stream(&names.stream).await.is_ok() {
+            let legacy = match js.get_stream(&names.stream).await {
+                Ok(old) => old
+                    .cached_info()
+                    .config
+                    .subjects
+                    .contains(&names.partition_subjects()),
+                Err(_) => false,
+            };
+            if legacy {
                 return Err(Error::new(
                     ErrorKind::Config,
                     format!(
