@@ -247,7 +247,9 @@ async fn unordered_queues_hand_out_a_conversation_in_parallel() {
 async fn a_full_stream_refuses_pushes_with_a_retry_hint() {
     let name = unique_name("full");
     let _cleanup = Cleanup::new(&name);
+    // One partition: the capacity is shared evenly by the partitions' streams.
     let queue = queue_builder(connect().await, &name)
+        .partitions(1)
         .capacity(3)
         .build()
         .await
@@ -294,6 +296,65 @@ async fn processes_must_agree_on_the_partitions() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_partition_holds_its_share_of_the_capacity() {
+    let name = unique_name("share");
+    let _cleanup = Cleanup::new(&name);
+    // 4 partitions share 8 events: 2 each.
+    let queue = queue_builder(connect().await, &name)
+        .capacity(8)
+        .consume(false)
+        .build()
+        .await
+        .unwrap();
+    let report = queue
+        .push_batch(vec![text_event("c1", "e0"), text_event("c1", "e1")])
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 2);
+    let e = queue
+        .push_batch(vec![text_event("c1", "e2")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull, "{e}");
+    // Other partitions' conversations still have room: of 20 conversations, some land on
+    // another partition (c1's refuses) and are stored.
+    let mut stored = 0;
+    for i in 0..20 {
+        match queue
+            .push_batch(vec![text_event(&format!("o{i}"), &format!("o{i}"))])
+            .await
+        {
+            Ok(r) => stored += r.accepted,
+            Err(e) => assert_eq!(e.kind(), ErrorKind::QueueFull, "{e}"),
+        }
+    }
+    assert!(
+        (1..=6).contains(&stored),
+        "stored {stored} of 20 in 3 partitions of 2"
+    );
+    queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_the_earlier_single_stream_layout_is_a_config_error() {
+    let name = unique_name("layout");
+    let _cleanup = Cleanup::new(&name);
+    let client = connect().await;
+    let js = bot_core::nats::async_nats::jetstream::new(client.clone());
+    js.create_stream(bot_core::nats::async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{name}.p.*")],
+        retention: bot_core::nats::async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = queue_builder(client, &name).build().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("earlier version"), "{e}");
 }
 
 /// Per conversation: whether an event of it runs now, and the sequences run so far.

@@ -1,7 +1,7 @@
 //! `queue-drain --backend jetstream`: the events pushed into a `JetStreamQueue` beforehand (by
 //! a push-only queue of botload's), drained by `queue-worker` processes (`QUEUE=jetstream`,
-//! `HANDLER=noop`); the clock runs from their start to the events stream being empty. Then,
-//! in the same run, the floor: the same events published to a plain work-queue stream and
+//! `HANDLER=noop`); the clock runs from their start to the partitions' streams being empty.
+//! Then, in the same run, the floor: the same events published to a plain work-queue stream and
 //! drained by as many bare pull consumers (one connection each, one shared durable consumer)
 //! acknowledging every message, timed the same way.
 
@@ -66,16 +66,53 @@ pub(super) async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, Str
     Ok(results)
 }
 
-/// Deletes the streams of earlier runs.
+/// The names of the streams that hold subjects matching `subject`.
+async fn streams_of(js: &async_nats::jetstream::Context, subject: &str) -> Vec<String> {
+    let listed: Result<serde_json::Value, _> = js
+        .request("STREAM.NAMES", &serde_json::json!({ "subject": subject }))
+        .await;
+    listed
+        .ok()
+        .and_then(|v| v.get("streams").cloned())
+        .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+        .unwrap_or_default()
+}
+
+/// Deletes the streams of earlier runs: every partition's, whatever their partitions were.
 async fn reset(js: &async_nats::jetstream::Context) {
-    for stream in [
+    let mut streams = streams_of(js, &format!("{QUEUE}.p.*")).await;
+    streams.extend([
         QUEUE.to_owned(),
         format!("{QUEUE}_dead"),
         format!("KV_{QUEUE}_owners"),
         BARE.to_owned(),
-    ] {
+    ]);
+    for stream in streams {
         let _ = js.delete_stream(&stream).await;
     }
+}
+
+/// The messages in the streams holding subjects matching `subject`, in one request (one page
+/// of the server's stream list, 256 streams).
+async fn messages_in(js: &async_nats::jetstream::Context, subject: &str) -> Result<u64, String> {
+    let page: serde_json::Value = js
+        .request(
+            "STREAM.LIST",
+            &serde_json::json!({ "offset": 0, "subject": subject }),
+        )
+        .await
+        .map_err(|e| format!("listing the streams of {subject}: {e}"))?;
+    if let Some(error) = page.get("error") {
+        return Err(format!("listing the streams of {subject}: {error}"));
+    }
+    let streams = page
+        .get("streams")
+        .and_then(|s| s.as_array())
+        .ok_or_else(|| format!("no stream holds {subject}"))?;
+    Ok(streams
+        .iter()
+        .filter_map(|s| s.pointer("/state/messages").and_then(|m| m.as_u64()))
+        .sum())
 }
 
 fn events_of(args: &QueueDrainArgs, events: u64) -> impl Iterator<Item = Event> + '_ {
@@ -85,29 +122,20 @@ fn events_of(args: &QueueDrainArgs, events: u64) -> impl Iterator<Item = Event> 
     })
 }
 
-/// Polls `stream`'s message count every [`POLL`] until it is 0; returns the time to empty
-/// and to the first message gone, from `started`.
+/// Polls the message count of the streams holding `subject` every [`POLL`] until it is 0;
+/// returns the time to empty and to the first message gone, from `started`.
 async fn wait_empty(
     js: &async_nats::jetstream::Context,
-    stream: &str,
+    subject: &str,
     events: u64,
     started: Instant,
     timeout: Duration,
     workers: &mut [Started],
     bar: &indicatif::ProgressBar,
 ) -> Result<(Duration, Duration), String> {
-    let mut stream = js
-        .get_stream(stream)
-        .await
-        .map_err(|e| format!("reading {stream}: {e}"))?;
     let mut first_gone = None;
     loop {
-        let left = stream
-            .info()
-            .await
-            .map_err(|e| format!("reading the stream: {e}"))?
-            .state
-            .messages;
+        let left = messages_in(js, subject).await?;
         let now = Instant::now();
         if first_gone.is_none() && left < events {
             first_gone = Some(now - started);
@@ -144,7 +172,12 @@ async fn drain_once(
         .name(QUEUE)
         .partitions(args.partitions)
         .ownership_lease(Duration::from_millis(LEASE_MS))
-        .capacity(usize::try_from(events).unwrap_or(usize::MAX).max(100_000))
+        // Each partition holds its share of the capacity: room for all of them in any one.
+        .capacity(
+            usize::try_from(events.saturating_mul(u64::from(args.partitions)))
+                .unwrap_or(usize::MAX)
+                .max(100_000),
+        )
         .consume(false)
         .build()
         .await
@@ -199,7 +232,7 @@ async fn drain_once(
     }
     let (elapsed, first_gone) = wait_empty(
         &js,
-        QUEUE,
+        &format!("{QUEUE}.p.*"),
         events,
         started,
         args.timeout,
@@ -350,7 +383,16 @@ async fn bare_consumers(
         }));
     }
     let bar = indicatif::ProgressBar::hidden();
-    let result = wait_empty(js, BARE, events, started, args.timeout, &mut [], &bar).await;
+    let result = wait_empty(
+        js,
+        &format!("{BARE}.>"),
+        events,
+        started,
+        args.timeout,
+        &mut [],
+        &bar,
+    )
+    .await;
     for task in &tasks {
         task.abort();
     }

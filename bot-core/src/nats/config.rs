@@ -11,8 +11,8 @@ use super::handle::JetStreamQueue;
 ///
 /// Every process sharing a queue must use the same [`name`](Self::name),
 /// [`partitions`](Self::partitions) and [`ownership_lease`](Self::ownership_lease): the first
-/// two are checked against the stream, the last against the ownership bucket, and a mismatch
-/// fails [`build`](Self::build) with [`ErrorKind::Config`].
+/// two are checked against the partitions' streams, the last against the ownership bucket,
+/// and a mismatch fails [`build`](Self::build) with [`ErrorKind::Config`].
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct JetStreamQueueBuilder {
@@ -77,16 +77,17 @@ impl JetStreamQueueBuilder {
         self
     }
 
-    /// The queue's name (default `botrt`): the stream `<name>` with subjects `<name>.p.<k>`, the
-    /// dead letters' stream `<name>_dead`, the ownership bucket `<name>_owners`. Letters, digits,
-    /// `_` and `-` only.
+    /// The queue's name (default `botrt`): the partitions' streams `<name>_p<k>` with subjects
+    /// `<name>.p.<k>`, the dead letters' stream `<name>_dead`, the ownership bucket
+    /// `<name>_owners`. Letters, digits, `_` and `-` only.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.settings.name = name.into();
         self
     }
 
-    /// Partitions the conversations are hashed onto (default 16, at most 1,024). Each is
-    /// consumed by one process at a time, so it bounds how many processes share the work.
+    /// Partitions the conversations are hashed onto (default 16, at most 1,024). Each is a
+    /// stream of its own, consumed by one process at a time, so it bounds how many processes
+    /// share the work.
     pub fn partitions(mut self, partitions: u32) -> Self {
         self.settings.partitions = partitions;
         self
@@ -135,8 +136,9 @@ impl JetStreamQueueBuilder {
         self
     }
 
-    /// Events the stream holds at most (default [`Limits::queue_capacity`]); beyond it a push
-    /// fails with [`ErrorKind::QueueFull`].
+    /// Events the queue holds at most (default [`Limits::queue_capacity`]), shared evenly by
+    /// the partitions: each partition's stream holds `ceil(capacity / partitions)`, and a push
+    /// to a full partition fails with [`ErrorKind::QueueFull`].
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.settings.capacity = capacity;
         self
@@ -154,7 +156,7 @@ impl JetStreamQueueBuilder {
         self
     }
 
-    /// The `Retry-After` hint of pushes refused because the stream is full or unreachable
+    /// The `Retry-After` hint of pushes refused because a partition is full or unreachable
     /// (default 1 s).
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.settings.retry_after = retry_after;
@@ -180,7 +182,7 @@ impl JetStreamQueueBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] for settings out of range or different from those the stream or
+    /// [`ErrorKind::Config`] for settings out of range or different from those the streams or
     /// bucket was made with; [`ErrorKind::Queue`] when JetStream cannot be reached or refuses.
     pub async fn build(self) -> Result<JetStreamQueue, Error> {
         self.settings.check()?;

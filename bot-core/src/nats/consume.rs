@@ -28,9 +28,9 @@ impl Inner {
     }
 }
 
-/// Creates the consumer of `partition` for the ownership won at `revision`, after deleting
-/// every earlier consumer of it: a work-queue stream allows one consumer per subject, and the
-/// deletion fences the former owner off (its acknowledgements reach no consumer).
+/// Creates the consumer of `partition`'s stream for the ownership won at `revision`, after
+/// deleting every earlier consumer of it: a work-queue stream allows one consumer per subject,
+/// and the deletion fences the former owner off (its acknowledgements reach no consumer).
 pub(super) async fn create(
     inner: &Inner,
     partition: u32,
@@ -38,7 +38,8 @@ pub(super) async fn create(
 ) -> Result<PullConsumer, Error> {
     let prefix = Names::consumer_prefix(partition);
     let mine = Names::consumer(partition, revision);
-    let mut names = inner.events.consumer_names();
+    let events = inner.stream(partition);
+    let mut names = events.consumer_names();
     let mut stale = Vec::new();
     while let Some(name) = names.next().await {
         let name = name.map_err(|e| super::error::nats("listing consumers", e))?;
@@ -48,18 +49,18 @@ pub(super) async fn create(
     }
     tracing::debug!(partition, ?stale, "nats: former owners' consumers");
     for name in stale {
-        if let Err(e) = inner.events.delete_consumer(&name).await {
+        if let Err(e) = events.delete_consumer(&name).await {
             tracing::debug!(consumer = %name, error = %e, "nats: deleting a former owner's consumer");
         }
     }
     let settings = &inner.settings;
-    inner
-        .events
+    events
         .get_or_create_consumer(
             &mine,
             consumer::pull::Config {
                 durable_name: Some(mine.clone()),
-                filter_subject: inner.names.partition_subject(partition),
+                // The stream is the partition's alone: no filter, so the server hands out its
+                // messages in order without looking at their subjects.
                 deliver_policy: consumer::DeliverPolicy::All,
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: settings.ack_wait,

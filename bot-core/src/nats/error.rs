@@ -19,15 +19,18 @@ pub(super) fn unavailable(what: &str, retry_after: Duration, e: impl Into<BoxErr
 
 /// A refused or failed publish of a push.
 ///
-/// The stream at its `max_messages` or `max_bytes` (discard policy `new`) is
+/// A partition's stream at its `max_messages` or `max_bytes` (discard policy `new`) is
 /// [`ErrorKind::QueueFull`]; a time-out or a lost connection is retryable; anything else is a
 /// queue error.
 pub(super) fn publish(e: PublishError, retry_after: Duration) -> Error {
     let text = chain(&e);
     if text.contains("maximum messages") || text.contains("maximum bytes") {
-        return Error::new(ErrorKind::QueueFull, "nats: the queue's stream is full")
-            .with_retry_after(retry_after)
-            .with_source(e);
+        return Error::new(
+            ErrorKind::QueueFull,
+            "nats: the event's partition of the queue is full",
+        )
+        .with_retry_after(retry_after)
+        .with_source(e);
     }
     match e.kind() {
         PublishErrorKind::TimedOut => Error::new(

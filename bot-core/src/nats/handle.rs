@@ -38,7 +38,8 @@ pub(super) struct Inner {
     pub(super) names: Names,
     pub(super) js: jetstream::Context,
     pub(super) client: async_nats::Client,
-    pub(super) events: stream::Stream,
+    /// The partitions' streams, by partition.
+    pub(super) streams: Vec<stream::Stream>,
     pub(super) owners: kv::Store,
     /// This process's name in the owners' bucket.
     pub(super) member: String,
@@ -54,13 +55,18 @@ pub(super) struct Inner {
     /// The ownership task gives everything up and ends.
     pub(super) shutdown: CancellationToken,
     pub(super) counters: Counters,
-    /// Messages in the events stream at the last look (every renewal).
+    /// Messages in the partitions' streams at the last look (every renewal).
     pub(super) stream_depth: AtomicU64,
 }
 
 impl Inner {
     pub(super) fn board(&self) -> MutexGuard<'_, Board<Ack>> {
         self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stream of `partition` (below the partitions, as every partition here is).
+    pub(super) fn stream(&self, partition: u32) -> &stream::Stream {
+        &self.streams[partition as usize]
     }
 
     pub(super) fn count(&self, counter: &AtomicU64, n: u64) {
@@ -137,7 +143,7 @@ impl JetStreamQueue {
             .timeout(settings.request_timeout)
             .build(client.clone());
         let names = Names::new(&settings.name);
-        let (events, owners) = setup::ensure(&js, &names, &settings).await?;
+        let (streams, owners) = setup::ensure(&js, &names, &settings).await?;
         let member = format!("{:x}-{:016x}", std::process::id(), fastrand::u64(..));
         let ordered = settings.ordering == crate::Ordering::PerConversation;
         let inner = Arc::new(Inner {
@@ -145,7 +151,7 @@ impl JetStreamQueue {
             names,
             js,
             client,
-            events,
+            streams,
             owners,
             member,
             board: Mutex::new(Board::new(ordered)),

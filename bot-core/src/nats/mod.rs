@@ -13,15 +13,19 @@
 //!
 //! # How it works
 //!
-//! - **Durable streams.** Events are messages of a work-queue stream `<name>` on file
-//!   storage, one subject per partition (`<name>.p.<k>`). A push publishes each event and
+//! - **Durable streams.** Events are messages of work-queue streams on file storage, one per
+//!   partition (`<name>_p<k>`, subject `<name>.p.<k>`). A push publishes each event and
 //!   answers only once JetStream acknowledged the write, so an event answered 200 to the
-//!   platform is on disk (on `replicas` servers in a cluster). An event leaves the stream when
-//!   it is acknowledged, which happens only after its handler finished.
+//!   platform is on disk (on `replicas` servers in a cluster). An event leaves its stream when
+//!   it is acknowledged, which happens only after its handler finished. A stream per partition
+//!   rather than one stream with a filtered consumer per partition: nats-server finds a
+//!   filtered consumer's next message by stepping over the other partitions' messages, which
+//!   made the server's work per message grow with the partitions.
 //! - **Deduplication.** Each event is published with `Nats-Msg-Id: <platform>:<event id>`. The
 //!   server drops a second publish of the same id within the stream's duplicate window
 //!   ([`JetStreamQueueBuilder::duplicate_window`], default 2 minutes) and the push counts it
-//!   as a duplicate. The window is the whole of it: the same id pushed again after the window
+//!   as a duplicate. Each partition's stream keeps its own window, which is enough: an event's
+//!   redelivery has the same conversation, so it goes to the same partition. The window is the whole of it: the same id pushed again after the window
 //!   is queued and handled again (handlers stay idempotent, as with every at-least-once
 //!   queue). The server keeps the ids of the window in memory, about 100 bytes each.
 //! - **Partitions and ownership.** A conversation is hashed (FNV-1a of platform and
@@ -31,9 +35,9 @@
 //!   lease unless renewed (every quarter of it). Processes count each other through keys
 //!   `m.<member>` in the same bucket and each claims its fair share; one that joins gets
 //!   partitions from the others, which give them up once their running handlers finished.
-//! - **Fencing.** The owner of a partition consumes it through a durable pull consumer named
-//!   after its claim (`p<k>g<revision>`), created after deleting every earlier consumer of
-//!   the partition. A process that lost the partition (crashed, paused, cut off) can no longer
+//! - **Fencing.** The owner of a partition consumes its stream through a durable pull consumer
+//!   named after its claim (`p<k>g<revision>`), created after deleting every earlier consumer
+//!   of the partition. A process that lost the partition (crashed, paused, cut off) can no longer
 //!   acknowledge anything of it (its consumer is gone), and its completions count as stale.
 //!   The new consumer starts at the beginning of the partition: since acknowledged messages
 //!   are deleted from a work-queue stream, that is exactly every event not yet handled, in
@@ -63,10 +67,12 @@
 //! Each partition's consumer has at most [`JetStreamQueueBuilder::partition_in_flight`]
 //! messages delivered and unacknowledged (`max_ack_pending`), fetched
 //! [`JetStreamQueueBuilder::fetch_batch`] at a time: a process holds at most
-//! `partition_in_flight` × its partitions. The stream holds at most
-//! [`JetStreamQueueBuilder::capacity`] events (discard policy `new`): a push beyond it fails
-//! with [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull) and a retry hint, and webhooks
-//! answer 503 with `Retry-After`.
+//! `partition_in_flight` × its partitions. The queue holds at most
+//! [`JetStreamQueueBuilder::capacity`] events, shared evenly by the partitions: each
+//! partition's stream holds at most `ceil(capacity / partitions)` (discard policy `new`). A
+//! push to a full partition fails with [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull)
+//! and a retry hint, and webhooks answer 503 with `Retry-After`, while other partitions still
+//! take events.
 //!
 //! # What differs from the PostgreSQL queue
 //!
@@ -81,8 +87,10 @@
 //!   than that stalls its partition until the head is done.
 //! - Concurrency across processes is bounded by the partitions: more processes than
 //!   partitions leave some idle.
+//! - The capacity is per partition (its share): a conversation that floods its partition is
+//!   refused before the queue as a whole is full.
 //!
-//! The rooms: `config.rs` (builder), `setup.rs` (streams, bucket, names, partition hash),
+//! The rooms: `config.rs` (builder), `setup.rs` (streams, bucket, names, partition hash, depth),
 //! `publish.rs` (ingress), `consume.rs` (a partition's consumer, acknowledgements),
 //! `order.rs` (per-conversation lanes), `owner.rs` (partition ownership), `dead.rs` (dead
 //! letters), `error.rs` (error mapping), `queue_impl.rs` (the `Queue` trait), `handle.rs`

@@ -15,10 +15,20 @@ use std::collections::{HashMap, VecDeque};
 use crate::event::Event;
 use crate::queue::{Delivery, Lease};
 
+/// Bits of a lease id that hold the stream sequence; the partition (below 1,024) is above them.
+const SEQ_BITS: u32 = 53;
+
+/// The id of a message of `partition` in this process (its leases, its slots): each partition's
+/// stream numbers its messages from 1, so the id carries the partition too. A partition's
+/// stream would have to take 2^53 messages before two ids could meet.
+fn message_id(partition: u32, seq: u64) -> u64 {
+    (u64::from(partition) << SEQ_BITS) | (seq & ((1 << SEQ_BITS) - 1))
+}
+
 /// A message as its partition's consumer delivered it.
 #[derive(Debug)]
 pub(super) struct Arrival<A> {
-    /// Its stream sequence: the event's id in this queue.
+    /// Its sequence in its partition's stream.
     pub(super) seq: u64,
     /// JetStream's delivery count: the attempt.
     pub(super) delivered: u32,
@@ -188,6 +198,7 @@ impl<A> Board<A> {
             event,
             acker,
         } = arrival;
+        let seq = message_id(partition, seq);
         if let Some(key) = p.seqs.get(&seq) {
             // The redelivery of a nacked head, or a copy of a message already held.
             let lane = p.lanes.get_mut(key).expect("a held sequence has its lane");
@@ -409,6 +420,32 @@ mod tests {
         assert_eq!(board.finish(first[0].lease).map(|t| t.acker), Some(1));
         assert_eq!(seqs(&board.take(10)), [2]);
         assert_eq!(board.waiting(), 1);
+    }
+
+    #[test]
+    fn the_same_sequence_in_two_partitions_makes_two_leases() {
+        // Each partition's stream numbers its messages from 1.
+        let mut board = Board::new(true);
+        board.own(0, 1);
+        board.own(1, 1);
+        board.arrive(0, 1, arrival(1, "a", 1));
+        board.arrive(
+            1,
+            1,
+            Arrival {
+                acker: 101,
+                ..arrival(1, "b", 1)
+            },
+        );
+        let d = board.take(10);
+        assert_eq!(d.len(), 2);
+        assert_ne!(d[0].lease.id, d[1].lease.id);
+        let ackers: Vec<u64> = d
+            .iter()
+            .map(|d| board.finish(d.lease).expect("both leases held").acker)
+            .collect();
+        assert_eq!(ackers, [1, 101]);
+        assert_eq!(board.waiting(), 0);
     }
 
     #[test]

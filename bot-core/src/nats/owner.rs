@@ -51,10 +51,8 @@ pub(super) async fn run(inner: Arc<Inner>) {
             last_renewal = tokio::time::Instant::now();
             renew(&inner, &mut owned).await;
             members = heartbeat(&inner).await.unwrap_or(members);
-            if let Ok(info) = inner.events.get_info().await {
-                inner
-                    .stream_depth
-                    .store(info.state.messages, AtomicOrdering::Relaxed);
+            if let Ok(depth) = super::setup::depth(&inner.js, &inner.names).await {
+                inner.stream_depth.store(depth, AtomicOrdering::Relaxed);
             }
         }
         let stopping = inner.stopping.load(AtomicOrdering::Acquire);
@@ -233,13 +231,13 @@ async fn claim(inner: &Arc<Inner>, owned: &mut HashMap<u32, Owned>, share: usize
 /// on `consumer`: it queues them per consumer, and deleting the consumer first would drop
 /// them, so that their events ran again at the next owner. Done when no more is pending than
 /// the `held` messages left unacknowledged, or when the count stops falling.
-async fn settle_acks(inner: &Inner, consumer: &str, held: usize) {
+async fn settle_acks(inner: &Inner, partition: u32, consumer: &str, held: usize) {
     if let Err(e) = inner.client.flush().await {
         tracing::debug!(error = %e, "nats: flushing before giving a partition up");
     }
     let mut last = usize::MAX;
     for _ in 0..50 {
-        let Ok(info) = inner.events.consumer_info(consumer).await else {
+        let Ok(info) = inner.stream(partition).consumer_info(consumer).await else {
             return;
         };
         let pending = info.num_ack_pending;
@@ -258,8 +256,8 @@ async fn give_up(inner: &Inner, partition: u32, o: Owned) {
     let _ = o.task.await;
     let held = inner.board().drop_partition(partition);
     let consumer = Names::consumer(partition, o.generation);
-    settle_acks(inner, &consumer, held).await;
-    if let Err(e) = inner.events.delete_consumer(&consumer).await {
+    settle_acks(inner, partition, &consumer, held).await;
+    if let Err(e) = inner.stream(partition).delete_consumer(&consumer).await {
         tracing::debug!(partition, error = %e, "nats: deleting a given-up partition's consumer");
     }
     if let Err(e) = inner

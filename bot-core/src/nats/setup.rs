@@ -1,7 +1,15 @@
 //! The streams and the bucket a queue lives in, their names, and which partition an event
 //! goes to.
+//!
+//! Each partition is a work-queue stream of its own, with one subject. One stream with a
+//! subject per partition and a filtered consumer on each was measured first: nats-server
+//! (2.9) then finds a consumer's next message by stepping over the other partitions' messages,
+//! so the server's work per message grew with the partitions (15-20 µs at 16 partitions, 58
+//! µs at 64, against 7-10 µs for a stream per partition; BENCHMARKS.md).
 
 use async_nats::jetstream::{self, kv, stream};
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde::Deserialize;
 
 use super::config::Settings;
 use super::error::nats;
@@ -11,7 +19,8 @@ use crate::event::Event;
 /// The names derived from the queue's name.
 #[derive(Debug, Clone)]
 pub(super) struct Names {
-    /// The work-queue stream of the events.
+    /// The queue's name: the first token of its subjects, and the stream that held every
+    /// partition before partitions had streams of their own.
     pub(super) stream: String,
     /// The dead letters' stream.
     pub(super) dead_stream: String,
@@ -34,6 +43,16 @@ impl Names {
     /// The subject of partition `partition`.
     pub(super) fn partition_subject(&self, partition: u32) -> String {
         format!("{}.p.{partition}", self.stream)
+    }
+
+    /// The work-queue stream of partition `partition`.
+    pub(super) fn partition_stream(&self, partition: u32) -> String {
+        format!("{}_p{partition}", self.stream)
+    }
+
+    /// The subjects of every partition, as a filter.
+    pub(super) fn partition_subjects(&self) -> String {
+        format!("{}.p.*", self.stream)
     }
 
     /// The durable consumer of `partition` for the ownership won at `revision`: a new name per
@@ -65,50 +84,104 @@ pub(super) fn partition_of(event: &Event, partitions: u32) -> u32 {
     (hash % u64::from(partitions)) as u32
 }
 
-/// The description the stream carries, through which processes check they agree on the
-/// partitions (a server before 2.10 has no stream metadata).
-fn description(settings: &Settings) -> String {
-    format!("botrt queue: {} partitions", settings.partitions)
+/// The description a partition's stream carries, through which processes check they agree on
+/// the partitions (a server before 2.10 has no stream metadata).
+fn description(settings: &Settings, partition: u32) -> String {
+    format!(
+        "botrt queue: partition {partition} of {}",
+        settings.partitions
+    )
 }
 
-/// Creates the streams and the bucket, or checks those that exist.
-pub(super) async fn ensure(
+/// The events a partition's stream holds at most: its even share of the queue's capacity.
+pub(super) fn partition_capacity(capacity: usize, partitions: u32) -> usize {
+    capacity.div_ceil(partitions.max(1) as usize)
+}
+
+/// Streams created or checked at once while a queue starts.
+const SETUP_CONCURRENCY: usize = 16;
+
+/// Creates the partition's stream, or checks the one that exists.
+async fn ensure_partition(
     js: &jetstream::Context,
     names: &Names,
     settings: &Settings,
-) -> Result<(stream::Stream, kv::Store), Error> {
+    partition: u32,
+) -> Result<stream::Stream, Error> {
+    let name = names.partition_stream(partition);
     let config = stream::Config {
-        name: names.stream.clone(),
-        description: Some(description(settings)),
-        subjects: vec![format!("{}.p.*", names.stream)],
+        name: name.clone(),
+        description: Some(description(settings, partition)),
+        subjects: vec![names.partition_subject(partition)],
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         discard: stream::DiscardPolicy::New,
-        max_messages: i64::try_from(settings.capacity).unwrap_or(i64::MAX),
+        max_messages: i64::try_from(partition_capacity(settings.capacity, settings.partitions))
+            .unwrap_or(i64::MAX),
         duplicate_window: settings.duplicate_window,
         num_replicas: settings.replicas,
         ..Default::default()
     };
-    let mut events = js
-        .get_or_create_stream(config)
-        .await
-        .map_err(|e| nats("creating the events stream", e))?;
-    let info = events
-        .info()
-        .await
-        .map_err(|e| nats("reading the events stream", e))?;
-    let wanted = description(settings);
+    let events = match js.get_or_create_stream(config).await {
+        Ok(events) => events,
+        Err(e) => {
+            // The subjects overlap with the single stream of the layout before partitions had
+            // streams of their own: say so rather than pass the server's words on.
+            let legacy = match js.get_stream(&names.stream).await {
+                Ok(old) => old
+                    .cached_info()
+                    .config
+                    .subjects
+                    .contains(&names.partition_subjects()),
+                Err(_) => false,
+            };
+            if legacy {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "nats: stream {} holds every partition of queue {} (the layout of an \
+                         earlier version); drain it with that version, then delete it",
+                        names.stream, names.stream
+                    ),
+                ));
+            }
+            return Err(nats("creating a partition's stream", e));
+        }
+    };
+    let info = events.cached_info();
+    let wanted = description(settings, partition);
     if info.config.retention != stream::RetentionPolicy::WorkQueue
         || info.config.description.as_deref() != Some(wanted.as_str())
     {
         return Err(Error::new(
             ErrorKind::Config,
             format!(
-                "nats: stream {} exists as {:?} ({:?}), not a work queue with {} partitions",
-                names.stream, info.config.retention, info.config.description, settings.partitions
+                "nats: stream {name} exists as {:?} ({:?}), not partition {partition} of a work \
+                 queue with {} partitions",
+                info.config.retention, info.config.description, settings.partitions
             ),
         ));
     }
+    Ok(events)
+}
+
+/// Creates the streams and the bucket, or checks those that exist. Returns the partitions'
+/// streams, in partition order, and the bucket.
+pub(super) async fn ensure(
+    js: &jetstream::Context,
+    names: &Names,
+    settings: &Settings,
+) -> Result<(Vec<stream::Stream>, kv::Store), Error> {
+    // The first alone: a process that disagrees on the partitions stops there, before making
+    // streams of its own count.
+    let first = ensure_partition(js, names, settings, 0).await?;
+    let mut events = vec![first];
+    let rest: Vec<stream::Stream> = futures::stream::iter(1..settings.partitions)
+        .map(|partition| ensure_partition(js, names, settings, partition))
+        .buffered(SETUP_CONCURRENCY)
+        .try_collect()
+        .await?;
+    events.extend(rest);
     js.get_or_create_stream(stream::Config {
         name: names.dead_stream.clone(),
         subjects: vec![names.dead_subject.clone()],
@@ -166,6 +239,55 @@ pub(super) async fn ensure(
     Ok((events, owners))
 }
 
+/// A page of the server's stream list, as far as it is read here.
+#[derive(Debug, Deserialize)]
+struct ListPage {
+    total: usize,
+    #[serde(default)]
+    streams: Option<Vec<Listed>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Listed {
+    state: ListedState,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedState {
+    messages: u64,
+}
+
+/// The events in every partition's stream: one request per 256 partitions (the server's page),
+/// not one per partition.
+pub(super) async fn depth(js: &jetstream::Context, names: &Names) -> Result<u64, Error> {
+    let mut messages = 0;
+    let mut offset = 0;
+    loop {
+        let page: jetstream::response::Response<ListPage> = js
+            .request(
+                "STREAM.LIST",
+                &serde_json::json!({ "offset": offset, "subject": names.partition_subjects() }),
+            )
+            .await
+            .map_err(|e| nats("listing the partitions' streams", e))?;
+        let page = match page {
+            jetstream::response::Response::Ok(page) => page,
+            jetstream::response::Response::Err { error } => {
+                return Err(nats("listing the partitions' streams", error));
+            }
+        };
+        let streams = page.streams.unwrap_or_default();
+        if streams.is_empty() {
+            return Ok(messages);
+        }
+        offset += streams.len();
+        messages += streams.iter().map(|s| s.state.messages).sum::<u64>();
+        if offset >= page.total {
+            return Ok(messages);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +305,18 @@ mod tests {
             .map(|i| partition_of(&Event::text(demo.clone(), format!("c{i}"), "x"), 16))
             .collect();
         assert_eq!(spread.len(), 16);
+    }
+
+    #[test]
+    fn each_partition_holds_its_share_of_the_capacity() {
+        assert_eq!(partition_capacity(100_000, 16), 6_250);
+        // Rounded up: the shares together hold at least the capacity.
+        assert_eq!(partition_capacity(3, 4), 1);
+        assert_eq!(partition_capacity(17, 4), 5);
+        assert_eq!(partition_capacity(3, 1), 3);
+        let names = Names::new("q");
+        assert_eq!(names.partition_stream(7), "q_p7");
+        assert_eq!(names.partition_subject(7), "q.p.7");
     }
 
     #[test]

@@ -93,6 +93,21 @@ impl Drop for Cleanup {
                     return;
                 };
                 let js = async_nats::jetstream::new(client);
+                // Every partition's stream, whatever the test's partitions were.
+                let listed: Result<serde_json::Value, _> = js
+                    .request(
+                        "STREAM.NAMES",
+                        &serde_json::json!({ "subject": format!("{name}.p.*") }),
+                    )
+                    .await;
+                let partitions = listed
+                    .ok()
+                    .and_then(|v| v.get("streams").cloned())
+                    .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+                    .unwrap_or_default();
+                for stream in partitions {
+                    let _ = js.delete_stream(&stream).await;
+                }
                 let _ = js.delete_stream(&name).await;
                 let _ = js.delete_stream(format!("{name}_dead")).await;
                 let _ = js.delete_key_value(format!("{name}_owners")).await;
