@@ -92,27 +92,48 @@ async fn reset(js: &async_nats::jetstream::Context) {
     }
 }
 
-/// The messages in the streams holding subjects matching `subject`, in one request (one page
-/// of the server's stream list, 256 streams).
+/// The messages in the streams holding subjects matching `subject`: one request per page of
+/// the server's stream list (256 streams); an error when a stream did not answer in time.
 async fn messages_in(js: &async_nats::jetstream::Context, subject: &str) -> Result<u64, String> {
-    let page: serde_json::Value = js
-        .request(
-            "STREAM.LIST",
-            &serde_json::json!({ "offset": 0, "subject": subject }),
-        )
-        .await
-        .map_err(|e| format!("listing the streams of {subject}: {e}"))?;
-    if let Some(error) = page.get("error") {
-        return Err(format!("listing the streams of {subject}: {error}"));
+    let mut messages = 0;
+    let mut offset = 0;
+    loop {
+        let page: serde_json::Value = js
+            .request(
+                "STREAM.LIST",
+                &serde_json::json!({ "offset": offset, "subject": subject }),
+            )
+            .await
+            .map_err(|e| format!("listing the streams of {subject}: {e}"))?;
+        if let Some(error) = page.get("error") {
+            return Err(format!("listing the streams of {subject}: {error}"));
+        }
+        if page
+            .get("missing")
+            .and_then(|m| m.as_array())
+            .is_some_and(|m| !m.is_empty())
+        {
+            return Err(format!("some streams of {subject} did not answer the list"));
+        }
+        let streams = page
+            .get("streams")
+            .and_then(|s| s.as_array())
+            .ok_or_else(|| format!("no stream holds {subject}"))?;
+        messages += streams
+            .iter()
+            .filter_map(|s| s.pointer("/state/messages").and_then(|m| m.as_u64()))
+            .sum::<u64>();
+        let field = |name: &str| page.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
+        let next = if field("limit") > 0 {
+            field("offset") + field("limit")
+        } else {
+            offset + streams.len() as u64
+        };
+        if streams.is_empty() || next >= field("total") {
+            return Ok(messages);
+        }
+        offset = next;
     }
-    let streams = page
-        .get("streams")
-        .and_then(|s| s.as_array())
-        .ok_or_else(|| format!("no stream holds {subject}"))?;
-    Ok(streams
-        .iter()
-        .filter_map(|s| s.pointer("/state/messages").and_then(|m| m.as_u64()))
-        .sum())
 }
 
 fn events_of(args: &QueueDrainArgs, events: u64) -> impl Iterator<Item = Event> + '_ {

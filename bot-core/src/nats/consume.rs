@@ -29,7 +29,7 @@ impl Inner {
 }
 
 /// Creates the consumer of `partition`'s stream for the ownership won at `revision`, after
-/// deleting every earlier consumer of it: a work-queue stream allows one consumer per subject,
+/// deleting every earlier consumer of it: a work-queue stream allows one unfiltered consumer,
 /// and the deletion fences the former owner off (its acknowledgements reach no consumer).
 pub(super) async fn create(
     inner: &Inner,

@@ -25,9 +25,17 @@
 //!   server drops a second publish of the same id within the stream's duplicate window
 //!   ([`JetStreamQueueBuilder::duplicate_window`], default 2 minutes) and the push counts it
 //!   as a duplicate. Each partition's stream keeps its own window, which is enough: an event's
-//!   redelivery has the same conversation, so it goes to the same partition. The window is the whole of it: the same id pushed again after the window
-//!   is queued and handled again (handlers stay idempotent, as with every at-least-once
-//!   queue). The server keeps the ids of the window in memory, about 100 bytes each.
+//!   redelivery has the same conversation, so it goes to the same partition. (So the same id
+//!   in two conversations of different partitions is queued twice; the PostgreSQL and memory
+//!   queues deduplicate across the whole queue.) The window is the whole of it: the same id
+//!   pushed again after the window is queued and handled again (handlers stay idempotent, as
+//!   with every at-least-once queue). The server keeps the ids of the window in memory, about
+//!   100 bytes each.
+//! - **A full partition.** Each partition's stream holds `ceil(capacity / partitions)` events;
+//!   a push beyond it is refused (`QueueFull`) whatever [`crate::Limits::overflow`] says: the
+//!   server discards new messages, and the queue neither waits nor sheds. Keep the share
+//!   large: the default 100,000 over 1,024 partitions is 98 each. A batch refused part-way
+//!   keeps what other partitions stored; its retry is deduplicated.
 //! - **Partitions and ownership.** A conversation is hashed (FNV-1a of platform and
 //!   conversation) onto one of [`JetStreamQueueBuilder::partitions`] partitions. Each
 //!   partition is consumed by one process at a time: the process that created its key

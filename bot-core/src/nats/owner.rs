@@ -51,7 +51,12 @@ pub(super) async fn run(inner: Arc<Inner>) {
             last_renewal = tokio::time::Instant::now();
             renew(&inner, &mut owned).await;
             members = heartbeat(&inner).await.unwrap_or(members);
-            if let Ok(depth) = super::setup::depth(&inner.js, &inner.names).await {
+            // Bounded: a slow count (a cluster's stream leaders answer a list in up to 4 s a
+            // page) must not delay the next renewal past the ownership lease.
+            if let Ok(Ok(depth)) =
+                tokio::time::timeout(quarter / 2, super::setup::depth(&inner.js, &inner.names))
+                    .await
+            {
                 inner.stream_depth.store(depth, AtomicOrdering::Relaxed);
             }
         }

@@ -244,7 +244,14 @@ pub(super) async fn ensure(
 struct ListPage {
     total: usize,
     #[serde(default)]
+    offset: usize,
+    #[serde(default)]
+    limit: usize,
+    #[serde(default)]
     streams: Option<Vec<Listed>>,
+    /// Streams of the page whose leaders did not answer in time (a cluster): left out.
+    #[serde(default)]
+    missing: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,15 +283,25 @@ pub(super) async fn depth(js: &jetstream::Context, names: &Names) -> Result<u64,
                 return Err(nats("listing the partitions' streams", error));
             }
         };
+        if page.missing.as_ref().is_some_and(|m| !m.is_empty()) {
+            // A count without them would be too low: keep the last good one.
+            return Err(Error::new(
+                ErrorKind::Queue,
+                "jetstream: some partitions' streams did not answer the list in time",
+            ));
+        }
         let streams = page.streams.unwrap_or_default();
-        if streams.is_empty() {
-            return Ok(messages);
-        }
-        offset += streams.len();
         messages += streams.iter().map(|s| s.state.messages).sum::<u64>();
-        if offset >= page.total {
+        // The next page starts after this one's slots, whatever came back in it.
+        let next = if page.limit > 0 {
+            page.offset + page.limit
+        } else {
+            offset + streams.len()
+        };
+        if streams.is_empty() || next >= page.total {
             return Ok(messages);
         }
+        offset = next;
     }
 }
 
