@@ -448,7 +448,10 @@ BEGIN
         WITH c AS MATERIALIZED (
             SELECT e.id, e.lane, e.attempts, e.payload FROM botrt_events e
             WHERE e.id >= p_from
-              AND (e.lane & 1) = v_slot
+              -- Written as an inequality: the planner, without statistics of the expression,
+              -- takes `= v_slot` to keep 0.5 % of the rows and, on a table of 100,000, scans
+              -- and sorts it all for every claim (89 ms instead of a few).
+              AND (e.lane & 1) <> 1 - v_slot
               AND e.run_at <= now()
               AND NOT EXISTS (SELECT 1 FROM botrt_events p WHERE p.lane = e.lane AND p.id < e.id)
               AND e.lane NOT IN (SELECT l.lane FROM botrt_leases l WHERE l.ordered)
