@@ -736,3 +736,66 @@ async fn the_queue_vacuums_its_leases_as_it_acknowledges() {
     .await;
     queue.shutdown().await;
 }
+
+/// An ordered queue's claims between full ones start at the front (the smallest id) it read at
+/// the last full claim. An event whose insert took its id before that and committed after it
+/// (a slow push, an import) lies under that front: it must still be claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_claim_from_the_front_still_takes_an_event_committed_under_it() {
+    let pool = fresh_pool("front").await;
+    let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+    let late = text_event("late", "late");
+    let mut holder = pool.get().await.unwrap();
+    let held = holder.transaction().await.unwrap();
+    let late_id: i64 = held
+        .query_one(
+            "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+             VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
+             RETURNING id",
+            &[
+                &late.platform.as_str(),
+                &late.conversation.as_str(),
+                &late.id.as_str(),
+                &serde_json::to_string(&late).unwrap(),
+            ],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    queue
+        .push_batch(
+            (0..30)
+                .map(|i| text_event(&format!("c{}", i % 3), &format!("e{i}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    // The full claim reads the front above the held id; the claims after it are bounded.
+    let first = pull_n(&queue, 3).await;
+    assert_eq!(ids(&first), ["e0", "e1", "e2"]);
+    held.commit().await.unwrap();
+    let mut done: Vec<Lease> = first.iter().map(|d| d.lease).collect();
+    let mut seen = Vec::new();
+    // The other 27 events and the late one, a conversation's head at a time.
+    while seen.len() < 28 {
+        queue.ack(&done).await.unwrap();
+        let got = pull_n(&queue, 3.min(28 - seen.len())).await;
+        done = got.iter().map(|d| d.lease).collect();
+        seen.extend(got);
+    }
+    let late_got = seen
+        .iter()
+        .find(|d| d.event.id.as_str() == "late")
+        .expect("the event committed under the front was claimed");
+    assert_eq!(late_got.lease.id, late_id as u64);
+    // Every conversation still ran in order.
+    for conv in ["c0", "c1", "c2"] {
+        let order: Vec<u64> = seen
+            .iter()
+            .filter(|d| d.event.conversation.as_str() == conv)
+            .map(|d| d.lease.id)
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{conv}: {order:?}");
+    }
+    queue.shutdown().await;
+}

@@ -7,17 +7,27 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 
 use super::inner::Inner;
-use super::sql::{CLAIM, DEAD, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split, storable_error};
+use super::sql::{
+    CLAIM, DEAD, FRONT, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split, storable_error,
+};
 use crate::error::Error;
 use crate::event::Event;
 use crate::queue::{Completed, Delivery, Lease};
 
 impl Inner {
-    /// One claim statement: up to `n` events under one fresh lease token; with `tail`, only
-    /// events after the largest leased id (an unordered queue's claim between full ones).
-    pub(super) async fn claim(&self, n: usize, tail: bool) -> Result<Vec<Delivery>, Error> {
+    /// One claim statement: up to `n` events under one fresh lease token. A bounded claim (one
+    /// between full ones) looks at part of the queue only: an unordered queue's at the events
+    /// after the largest leased id, an ordered queue's at those from `front` on.
+    pub(super) async fn claim(
+        &self,
+        n: usize,
+        bounded: bool,
+        front: i64,
+    ) -> Result<Vec<Delivery>, Error> {
         let token = fastrand::i64(..);
         let limit = i32::try_from(n).unwrap_or(i32::MAX);
+        let tail = bounded && !self.ordered;
+        let from = if bounded && self.ordered { front } else { 0 };
         let rows = self
             .query(
                 CLAIM,
@@ -27,6 +37,7 @@ impl Inner {
                     (&token, Type::INT8),
                     (&self.ordered, Type::BOOL),
                     (&tail, Type::BOOL),
+                    (&from, Type::INT8),
                 ],
                 "claiming events",
             )
@@ -74,6 +85,13 @@ impl Inner {
         Ok(out)
     }
 
+    /// The smallest id in the queue (0 when it is empty), where an ordered queue's bounded
+    /// claims start until the next full claim.
+    async fn front(&self) -> Result<i64, Error> {
+        let rows = self.query(FRONT, &[], "reading the queue's front").await?;
+        Ok(rows.first().map_or(0, |r| r.get(0)))
+    }
+
     pub(super) async fn release_leases(&self, deliveries: &[Delivery]) -> Result<Completed, Error> {
         if deliveries.is_empty() {
             return Ok(Completed::default());
@@ -107,9 +125,10 @@ impl Inner {
     /// dropped `pull` future never leaves events leased to nobody.
     pub(super) async fn run_claimer(self: Arc<Self>) {
         let mut failures = 0u32;
-        // An unordered queue claims from the tail between full claims (see `FULL_CLAIM_EVERY`).
+        // Claims between full ones are bounded (see `FULL_CLAIM_EVERY`).
         let mut last_full: Option<tokio::time::Instant> = None;
-        let mut tail_came_short = false;
+        let mut bounded_came_short = false;
+        let mut front = 0i64;
         'outer: loop {
             // Wait for demand the buffer does not cover.
             loop {
@@ -131,21 +150,32 @@ impl Inner {
             }
             let demand = self.demand.load(AtomicOrdering::Acquire);
             let n = (demand.saturating_sub(self.buffered()) + self.prefetch).min(self.max_batch);
-            let tail = !self.ordered
-                && !tail_came_short
-                && last_full.is_some_and(|at| at.elapsed() < FULL_CLAIM_EVERY);
-            let claimed = self.claim(n, tail).await;
+            let bounded =
+                !bounded_came_short && last_full.is_some_and(|at| at.elapsed() < FULL_CLAIM_EVERY);
+            let claimed = if bounded || !self.ordered {
+                self.claim(n, bounded, front).await
+            } else {
+                // Read before the full claim: an event committed in between with a smaller id
+                // is taken by this claim, not missed by the bounded ones after it.
+                match self.front().await {
+                    Ok(at) => {
+                        front = at;
+                        self.claim(n, false, front).await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
             if let Ok(batch) = &claimed {
-                if tail {
-                    tail_came_short = batch.len() < n;
+                if bounded {
+                    bounded_came_short = batch.len() < n;
                 } else {
                     last_full = Some(tokio::time::Instant::now());
-                    tail_came_short = false;
+                    bounded_came_short = false;
                 }
             }
             match claimed {
-                Ok(batch) if tail && batch.is_empty() => {
-                    // Nothing after the leases: the full claim looks under them at once.
+                Ok(batch) if bounded && batch.is_empty() => {
+                    // Nothing in the part looked at: the full claim looks at the rest at once.
                     failures = 0;
                 }
                 Ok(batch) if !batch.is_empty() => {

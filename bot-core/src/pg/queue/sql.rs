@@ -95,10 +95,17 @@ SELECT hashtextextended(platform || chr(31) || conversation, 0), platform, event
 FROM botrt_import
 WHERE (SELECT count(*) FROM locked) > 0";
 
-pub(super) const CLAIM: &str = "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5)";
+pub(super) const CLAIM: &str =
+    "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5, $6)";
 
-/// An unordered queue's claimer claims from the tail (after the largest leased id, migration
-/// 6) and from the head at least this often, for the events left behind under the leases.
+/// The queue's front, read before an ordered queue's full claim: the claims until the next
+/// full one start there (migration 7) instead of stepping over the index entries of the
+/// events acknowledged since the last vacuum.
+pub(super) const FRONT: &str = "SELECT coalesce(min(id), 0) FROM botrt_events";
+
+/// Between full claims, an unordered queue's claimer claims from the tail (after the largest
+/// leased id, migration 6) and an ordered queue's from the front it last read (migration 7); a
+/// full claim runs at least this often, for the events a bounded claim does not look at.
 pub(super) const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// The leases of `$1` held with the tokens `$2`, locked in id order: every statement that
