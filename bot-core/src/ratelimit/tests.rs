@@ -206,14 +206,19 @@ async fn with_the_store_down_calls_go_on_at_the_local_share_and_return_to_the_st
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_process_that_never_reached_the_store_assumes_the_configured_process_count() {
+/// Limits whose store has been down since they were made, assuming `processes` processes.
+fn never_reaching_the_store(processes: u32) -> SharedLimits {
     let store = MemoryRateStore::new();
     store.set_down(true);
-    let limits = SharedLimits::builder(store)
-        .assumed_processes(4)
+    SharedLimits::builder(store)
+        .assumed_processes(processes)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_that_never_reached_the_store_assumes_the_configured_process_count() {
+    let limits = never_reaching_the_store(4);
     let limit = limits.limit(KEY, LIMIT).unwrap();
     let start = Instant::now();
     let log = Mutex::new(Vec::new());
@@ -391,12 +396,7 @@ async fn callers_that_wait_are_served_in_the_order_they_came() {
 
 #[tokio::test(start_paused = true)]
 async fn callers_that_give_up_on_the_share_hand_their_slots_to_the_next() {
-    let store = MemoryRateStore::new();
-    store.set_down(true);
-    let limits = SharedLimits::builder(store)
-        .assumed_processes(4)
-        .build()
-        .unwrap();
+    let limits = never_reaching_the_store(4);
     let limit = limits.limit(KEY, 100).unwrap();
     // The share: floor(r / 4) calls a second, r = (100 - 2) / 1.01.
     let share = (98.0_f64 / 1.01 / 4.0).floor();
