@@ -60,6 +60,11 @@
 //! row update per conversation of a push, and pushes of one conversation that run at the same
 //! time commit one after another.
 //!
+//! Pushes that wait while the process's writers are busy are written together, in the order they
+//! came, as one statement (`queue/push.rs`): one commit for all of them, each answered with its
+//! own count once it is committed. Within a group, events take their ids in the order of the
+//! pushes, so two pushes of one conversation in one group keep the order in which they came.
+//!
 //! # What a claim and a completion write
 //!
 //! A claim writes no event: it locks the events it takes and inserts one small row per event

@@ -12,14 +12,28 @@ use super::wakeup::Wakeups;
 
 /// Sends at most one `NOTIFY` per debounce interval, and one after the last push of a burst.
 ///
-/// `NOTIFY` takes a lock at commit that serialises every notifying transaction, so pushes never
-/// notify themselves: they ask this task, which sends one small notification for all of them.
+/// `NOTIFY` takes a lock at commit that serialises every notifying transaction, so at most one
+/// notification goes out per debounce interval: a push writer carries it in its statement when
+/// none went out within the interval (`Wakeups::take_notification`); the pushes that could not
+/// ask this task, which sends one small notification for all of them once the interval is over.
 pub(super) async fn run_notifier(signals: Arc<Wakeups>) {
     loop {
         tokio::select! {
             () = signals.notify_wanted.notified() => {}
             () = signals.closed.cancelled() => return,
         }
+        // The pause after the last notification, this task's or one a push carried.
+        loop {
+            let wait = signals.quiet_for();
+            if wait.is_zero() {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = signals.closed.cancelled() => return,
+            }
+        }
+        signals.notified_now();
         let sent = async {
             let conn = signals
                 .pool
@@ -36,11 +50,7 @@ pub(super) async fn run_notifier(signals: Arc<Wakeups>) {
         if let Err(e) = sent.await {
             tracing::debug!(error = %e, "postgres: notify failed; other processes will poll");
         }
-        // Pushes during this pause leave one permit, hence one more notification after it.
-        tokio::select! {
-            () = tokio::time::sleep(signals.notify_debounce) => {}
-            () = signals.closed.cancelled() => return,
-        }
+        // Pushes from now on leave one permit, hence one more notification after the pause.
     }
 }
 

@@ -3,8 +3,8 @@
 //! They live here, apart from both, so that the dependency goes one way: the queue starts the
 //! tasks of [`notify`](super::notify) and hands them these; the tasks know nothing of the queue.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,11 @@ pub(super) struct Wakeups {
     pub(super) listening: AtomicBool,
     /// `NOTIFY` wake-ups received.
     pub(super) notifications: AtomicU64,
+    /// What `quiet_until` counts from.
+    epoch: Instant,
+    /// No notification before this (microseconds since `epoch`): the last one, sent by the
+    /// notifier or carried by a push, plus the debounce.
+    quiet_until: AtomicU64,
 }
 
 impl Wakeups {
@@ -43,6 +48,77 @@ impl Wakeups {
             closed: CancellationToken::new(),
             listening: AtomicBool::new(false),
             notifications: AtomicU64::new(0),
+            epoch: Instant::now(),
+            quiet_until: AtomicU64::new(0),
         }
+    }
+
+    fn now_micros(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn debounce_micros(&self) -> u64 {
+        u64::try_from(self.notify_debounce.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a push may carry a notification now (none was sent within the debounce); if so,
+    /// the next one waits for the debounce from now.
+    pub(super) fn take_notification(&self) -> bool {
+        let now = self.now_micros();
+        let quiet = self.quiet_until.load(Ordering::Acquire);
+        now >= quiet
+            && self
+                .quiet_until
+                .compare_exchange(
+                    quiet,
+                    now.saturating_add(self.debounce_micros()),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    /// How long until the next notification may go out.
+    pub(super) fn quiet_for(&self) -> Duration {
+        let wait = self
+            .quiet_until
+            .load(Ordering::Acquire)
+            .saturating_sub(self.now_micros());
+        Duration::from_micros(wait)
+    }
+
+    /// A notification goes out now: the next waits for the debounce.
+    pub(super) fn notified_now(&self) {
+        let until = self.now_micros().saturating_add(self.debounce_micros());
+        self.quiet_until.fetch_max(until, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wakeups(debounce: Duration) -> Wakeups {
+        let pool = PgPool::builder("postgres://127.0.0.1/none")
+            .build()
+            .expect("a pool is only configured here");
+        Wakeups::new(pool, debounce)
+    }
+
+    #[tokio::test]
+    async fn one_notification_per_debounce_whoever_sends_it() {
+        let w = wakeups(Duration::from_secs(60));
+        assert!(w.take_notification(), "the first push carries one");
+        assert!(
+            !w.take_notification(),
+            "the next within the debounce does not"
+        );
+        assert!(w.quiet_for() > Duration::from_secs(59));
+        let w = wakeups(Duration::from_secs(60));
+        w.notified_now();
+        assert!(!w.take_notification(), "the notifier's counts too");
+        let w = wakeups(Duration::ZERO);
+        assert!(w.take_notification() && w.take_notification());
+        assert_eq!(w.quiet_for(), Duration::ZERO);
     }
 }

@@ -341,6 +341,7 @@ impl PgQueueBuilder {
             wants_room: AtomicBool::new(false),
             stats_refreshed: Notify::new(),
             refreshing: tokio::sync::Mutex::new(()),
+            push_line: super::push::PushLine::default(),
         });
         // Four long-lived tasks per queue, not per-message work; they end when it closes.
         #[allow(clippy::disallowed_methods)]
@@ -352,6 +353,11 @@ impl PgQueueBuilder {
         if self.listen {
             #[allow(clippy::disallowed_methods)]
             tasks.push(runtime.spawn(notify::run_listener(inner.wakeups.clone())));
+        }
+        for _ in 0..super::push::PUSH_WRITERS {
+            // Long-lived, a fixed number per queue: they write pushes, one statement at a time.
+            #[allow(clippy::disallowed_methods)]
+            tasks.push(runtime.spawn(inner.clone().run_push_writer()));
         }
         Ok(PgQueue {
             inner,

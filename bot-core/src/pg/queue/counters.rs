@@ -18,6 +18,7 @@ pub(super) struct Counters {
     pub(super) stale: AtomicU64,
     pub(super) redriven: AtomicU64,
     pub(super) pushed_bytes: AtomicU64,
+    pub(super) push_statements: AtomicU64,
     pub(super) refused_full: AtomicU64,
     pub(super) dropped_full: AtomicU64,
     pub(super) dead_letters_pruned: AtomicU64,
@@ -69,6 +70,9 @@ pub struct QueueCounters {
     pub dropped_full: u64,
     /// Dead letters deleted by this process's maintenance (age or count).
     pub dead_letters_pruned: u64,
+    /// Statements that wrote pushes: fewer than the pushes when pushes that waited for a
+    /// writer went out together.
+    pub push_statements: u64,
 }
 
 /// The queue's tables right now (all processes).

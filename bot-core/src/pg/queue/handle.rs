@@ -25,7 +25,9 @@ use crate::telemetry::Telemetry;
 /// dead letters. See the [module docs](crate::pg) for how.
 ///
 /// Build it with [`PgQueue::builder`] (after [`crate::pg::migrate`]) or [`PgQueue::from_env`]. It
-/// runs four long-lived tasks (claimer, `LISTEN` connection, debounced `NOTIFY`, rescuer);
+/// runs six long-lived tasks (claimer, `LISTEN` connection, debounced `NOTIFY`, rescuer, and two
+/// writers that write the pushes waiting in line together, one statement and one commit for
+/// many webhooks' events under load);
 /// [`PgQueue::shutdown`] closes the queue, returns the claimed but unstarted events at once and
 /// waits for the tasks.
 pub struct PgQueue {
@@ -93,6 +95,7 @@ impl PgQueue {
             refused_full: get(&c.refused_full),
             dropped_full: get(&c.dropped_full),
             dead_letters_pruned: get(&c.dead_letters_pruned),
+            push_statements: get(&c.push_statements),
         }
     }
 
@@ -148,7 +151,7 @@ impl PgQueue {
 
     /// Exports the queue's and the pool's figures as metrics of `telemetry` (the bot's):
     /// `bot.queue.events{state}`, `bot.queue.oldest_ready_age`, `bot.queue.claims`,
-    /// `bot.queue.rescued`, `bot.queue.stale_completions`, `bot.queue.dedup_hits`,
+    /// `bot.queue.push_statements`, `bot.queue.rescued`, `bot.queue.stale_completions`, `bot.queue.dedup_hits`,
     /// `bot.queue.bytes`, `bot.queue.full{outcome="refused"|"dropped"}`,
     /// `bot.dead_letters.pruned`, and the
     /// pool's `db.client.connection.count{state}`, `db.client.connection.max`,
@@ -234,6 +237,11 @@ impl PgQueue {
                     .build()
             };
         let _ = counter("bot.queue.claims", "Claim statements run", |c| &c.claims);
+        let _ = counter(
+            "bot.queue.push_statements",
+            "Statements that wrote pushes (pushes waiting together share one)",
+            |c| &c.push_statements,
+        );
         let _ = counter("bot.queue.rescued", "Expired leases returned", |c| {
             &c.rescued
         });

@@ -73,6 +73,8 @@ pub(super) struct Inner {
     pub(super) stats_refreshed: Notify,
     /// Held while the figures are refreshed.
     pub(super) refreshing: tokio::sync::Mutex<()>,
+    /// Pushes waiting for a writer.
+    pub(super) push_line: super::push::PushLine,
 }
 
 impl Inner {

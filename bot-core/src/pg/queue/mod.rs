@@ -8,6 +8,7 @@
 //! - `inner.rs`: the state shared by the handle and the tasks, and how one statement runs;
 //! - `claimer.rs`: the task that claims events for the pullers;
 //! - `maintenance.rs`: the task that rescues expired leases, prunes and counts;
+//! - `push.rs`: the writers that write the pushes waiting in line together;
 //! - `capacity.rs`: the capacity check of pushes;
 //! - `counters.rs`: [`QueueCounters`] and [`QueueStats`];
 //! - `import.rs`: [`import`], bulk loading through `COPY`;
@@ -24,6 +25,7 @@ mod handle;
 mod import;
 mod inner;
 mod maintenance;
+mod push;
 mod queue_impl;
 mod sql;
 

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use tokio_postgres::types::Type;
 
 use super::handle::PgQueue;
+use super::push::Part;
 use super::sql::{
-    ACK, DEAD, DEAD_LETTERS, EXTEND, I8S, NACK, PUSH, PUSH_UNORDERED, REDRIVE, TEXTS, millis,
-    split, storable_error,
+    ACK, DEAD, DEAD_LETTERS, EXTEND, I8S, NACK, REDRIVE, TEXTS, millis, split, storable_error,
 };
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Timestamp};
@@ -28,17 +28,11 @@ impl Queue for PgQueue {
             return Ok(PushReport::default());
         }
         let n = events.len();
-        let mut platforms = Vec::with_capacity(n);
-        let mut ids = Vec::with_capacity(n);
-        let mut conversations = Vec::with_capacity(n);
         let mut payloads = Vec::with_capacity(n);
         for event in &events {
             payloads.push(serde_json::to_string(event).map_err(|e| {
                 Error::new(ErrorKind::Queue, "postgres: event does not serialise").with_source(e)
             })?);
-            platforms.push(event.platform.as_str());
-            ids.push(event.id.as_str());
-            conversations.push(event.conversation.as_str());
         }
         let sizes: Vec<usize> = payloads.iter().map(String::len).collect();
         let admitted = inner.room_for(&sizes).await?;
@@ -51,55 +45,36 @@ impl Queue for PgQueue {
         }
         // Under `DropNewest` the events beyond the room are left out (and not remembered, so a
         // redelivery of them is welcome).
-        platforms.truncate(admitted);
-        ids.truncate(admitted);
-        conversations.truncate(admitted);
+        let mut events = events;
+        events.truncate(admitted);
         payloads.truncate(admitted);
         let sent_bytes: u64 = sizes[..admitted].iter().map(|&b| b as u64).sum();
         let n = admitted;
-        let push = async {
-            let (conn, _) = inner
-                .pool
-                .get_measured(ErrorKind::Queue, "pushing events")
-                .await
-                .map_err(|e| error::unavailable("pushing events", inner.retry_after, e))?;
-            let map = |e: tokio_postgres::Error| {
-                let unavailable = error::is_unavailable(&e);
-                let e = error::db(ErrorKind::Queue, "pushing events", e);
-                if unavailable {
-                    error::unavailable("pushing events", inner.retry_after, e)
-                } else {
-                    e
-                }
-            };
-            let row = conn
-                .query_typed_one(
-                    if inner.ordered { PUSH } else { PUSH_UNORDERED },
-                    &[
-                        (&platforms, TEXTS),
-                        (&ids, TEXTS),
-                        (&conversations, TEXTS),
-                        (&payloads, TEXTS),
-                    ],
-                )
-                .await
-                .map_err(map)?;
-            Ok::<i64, Error>(row.get(0))
+        // Written by the queue's writers, with the pushes that wait beside it (`push.rs`).
+        let (done, written) = tokio::sync::oneshot::channel();
+        inner.push_line.join(Part {
+            events,
+            payloads,
+            done,
+        });
+        let timed_out = || {
+            error::unavailable(
+                "pushing events",
+                inner.retry_after,
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!("no commit within {:?}", inner.push_timeout),
+                ),
+            )
         };
-        let inserted = match tokio::time::timeout(inner.push_timeout, push).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(error::unavailable(
-                    "pushing events",
-                    inner.retry_after,
-                    Error::new(
-                        ErrorKind::Timeout,
-                        format!("no commit within {:?}", inner.push_timeout),
-                    ),
-                ));
-            }
+        // The writer bounds its statement by the same time-out; this bounds the wait in line.
+        let inserted = match tokio::time::timeout(inner.push_timeout, written).await {
+            Ok(Ok(r)) => r?,
+            // The writers stopped (the queue closed) without writing it.
+            Ok(Err(_)) => return Err(Error::new(ErrorKind::QueueClosed, "queue is closed")),
+            Err(_) => return Err(timed_out()),
         };
-        let accepted = usize::try_from(inserted).unwrap_or(0).min(n);
+        let accepted = inserted.min(n);
         // Duplicates add nothing: count the bytes of the accepted share of the batch.
         inner.count(
             &inner.counters.pushed_bytes,
@@ -107,10 +82,7 @@ impl Queue for PgQueue {
         );
         inner.count(&inner.counters.pushed, accepted as u64);
         inner.count(&inner.counters.duplicates, (n - accepted) as u64);
-        if accepted > 0 {
-            inner.wakeups.wake.notify_one();
-            inner.wakeups.notify_wanted.notify_one();
-        }
+        // The writer woke the claimer and told the other processes (`push.rs`).
         Ok(PushReport {
             accepted,
             duplicates: n - accepted,

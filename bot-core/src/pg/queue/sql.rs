@@ -19,7 +19,8 @@ WITH input AS (
 }
 
 /// The events whose keys were fresh, the first of each key in the batch, inserted in order (the
-/// end of both pushes).
+/// end of both pushes). It returns the position of each event inserted (a data-modifying `WITH`
+/// runs to its end whether or not it is read), so that each push of a group counts its own.
 macro_rules! push_insert {
     () => {
         ", firsts AS (
@@ -32,7 +33,7 @@ macro_rules! push_insert {
     FROM firsts ORDER BY ord
     RETURNING 1
 )
-SELECT count(*) FROM inserted"
+SELECT ord FROM firsts"
     };
 }
 
@@ -41,9 +42,9 @@ SELECT count(*) FROM inserted"
 // the commit, so a later push of the same conversation takes its ids only after this one
 // committed, and ids within a conversation follow commit order. The gate `(SELECT count(*) FROM
 // locked)` is an init plan, run once before the first row of the dedup insert.
-pub(super) const PUSH: &str = concat!(
-    push_input!(),
-    "
+macro_rules! push_locked_fresh {
+    () => {
+        "
 , locked AS (
     INSERT INTO botrt_lanes AS l (lane)
     SELECT DISTINCT lane FROM input ORDER BY lane
@@ -55,24 +56,49 @@ pub(super) const PUSH: &str = concat!(
     WHERE (SELECT count(*) FROM locked) > 0
     ON CONFLICT DO NOTHING
     RETURNING platform, event_id
-)",
-    push_insert!()
-);
+)"
+    };
+}
 
 // The push of an unordered queue: no conversation's order to keep, so no lane rows to lock (a
 // campaign of a million recipients would otherwise write a million rows of `botrt_lanes`). Every
 // process of a queue must use the same ordering.
-pub(super) const PUSH_UNORDERED: &str = concat!(
-    push_input!(),
-    "
+macro_rules! push_fresh {
+    () => {
+        "
 , fresh AS (
     INSERT INTO botrt_dedup (platform, event_id)
     SELECT platform, event_id FROM input
     ON CONFLICT DO NOTHING
     RETURNING platform, event_id
-)",
-    push_insert!()
+)"
+    };
+}
+
+/// What a push that carries the queue's `NOTIFY` adds: the notification goes out with the push's
+/// commit (none if it rolls back), with no statement of its own. Its row (position 0) belongs to
+/// no push.
+macro_rules! with_notify {
+    () => {
+        "
+UNION ALL SELECT 0 FROM (SELECT pg_notify($5, '')) AS n"
+    };
+}
+
+/// The push of an ordered queue: the positions of the events it inserted.
+pub(super) const PUSH: &str = concat!(push_input!(), push_locked_fresh!(), push_insert!());
+/// [`PUSH`] announcing itself to the other processes (`$5`: the channel).
+pub(super) const PUSH_NOTIFY: &str = concat!(
+    push_input!(),
+    push_locked_fresh!(),
+    push_insert!(),
+    with_notify!()
 );
+/// The push of an unordered queue.
+pub(super) const PUSH_UNORDERED: &str = concat!(push_input!(), push_fresh!(), push_insert!());
+/// [`PUSH_UNORDERED`] announcing itself to the other processes (`$5`: the channel).
+pub(super) const PUSH_UNORDERED_NOTIFY: &str =
+    concat!(push_input!(), push_fresh!(), push_insert!(), with_notify!());
 
 // Imported rows come from a temporary table filled by `COPY`, in the order they were written:
 // a temporary table is never scanned in parallel nor from a synchronised starting point.
