@@ -11,6 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::pool::PgPool;
 
+/// How long no notification must have gone out (past the debounce) for a push to carry one.
+const CARRY_AFTER_QUIET: Duration = Duration::from_millis(50);
+const CARRY_AFTER_QUIET_MICROS: u64 = 50_000;
+
 /// What the queue and its wake-up tasks share.
 pub(super) struct Wakeups {
     /// The queue's own connections, for `NOTIFY` and the settings of the `LISTEN` connection.
@@ -48,7 +52,10 @@ impl Wakeups {
             closed: CancellationToken::new(),
             listening: AtomicBool::new(false),
             notifications: AtomicU64::new(0),
-            epoch: Instant::now(),
+            // As if the last notification were long past: the first push may carry one.
+            epoch: Instant::now()
+                .checked_sub(CARRY_AFTER_QUIET)
+                .unwrap_or_else(Instant::now),
             quiet_until: AtomicU64::new(0),
         }
     }
@@ -61,12 +68,18 @@ impl Wakeups {
         u64::try_from(self.notify_debounce.as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Whether a push may carry a notification now (none was sent within the debounce); if so,
-    /// the next one waits for the debounce from now.
+    /// Whether a push may carry a notification now: none went out for [`CARRY_AFTER_QUIET`]
+    /// past the debounce, so the queue was idle and this push starts a burst. If so, the next
+    /// notification waits for the debounce from now.
+    ///
+    /// Only then: a commit that carries a `NOTIFY` holds the database's notification lock until
+    /// its WAL is flushed, and every other notifying commit waits for it. Under a stream of
+    /// pushes the notifier's statements, which write no WAL, hold it for far less; pushes
+    /// carrying it stalled one another (measured: 17,500 against 23,000 events/s end to end).
     pub(super) fn take_notification(&self) -> bool {
         let now = self.now_micros();
         let quiet = self.quiet_until.load(Ordering::Acquire);
-        now >= quiet
+        now >= quiet.saturating_add(CARRY_AFTER_QUIET_MICROS)
             && self
                 .quiet_until
                 .compare_exchange(
@@ -106,19 +119,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_notification_per_debounce_whoever_sends_it() {
+    async fn one_notification_per_debounce_and_a_push_carries_it_only_after_a_quiet_time() {
         let w = wakeups(Duration::from_secs(60));
         assert!(w.take_notification(), "the first push carries one");
-        assert!(
-            !w.take_notification(),
-            "the next within the debounce does not"
-        );
+        assert!(!w.take_notification(), "the next does not");
         assert!(w.quiet_for() > Duration::from_secs(59));
         let w = wakeups(Duration::from_secs(60));
         w.notified_now();
         assert!(!w.take_notification(), "the notifier's counts too");
+        // No debounce: the notifier may send at once, yet a push carries one only after the
+        // quiet time.
         let w = wakeups(Duration::ZERO);
-        assert!(w.take_notification() && w.take_notification());
+        assert!(w.take_notification());
         assert_eq!(w.quiet_for(), Duration::ZERO);
+        assert!(
+            !w.take_notification(),
+            "a stream of pushes leaves it to the notifier"
+        );
+        let w = wakeups(Duration::ZERO);
+        w.notified_now();
+        assert!(!w.take_notification());
     }
 }
