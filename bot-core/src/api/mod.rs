@@ -24,6 +24,7 @@ mod dispatch;
 mod error;
 mod send_once;
 mod sent;
+mod transport;
 
 pub use call::{Answer, Call};
 pub use client::{ApiClient, ApiSpec, header_value};
