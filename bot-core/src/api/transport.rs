@@ -275,14 +275,11 @@ impl H2Transport {
         let origin = self
             .origin(url)
             .ok_or_else(|| not_sent("the call's URL has no host".into()))?;
-        if !origin.https && !self.prior_knowledge {
-            // A call with a base of its own over http:// on an https client.
-            return reqwest_exchange(self.fallback().map_err(not_sent)?, url, request, timeout)
-                .await;
-        }
-        if origin.http1.load(Ordering::Acquire) {
-            return reqwest_exchange(self.fallback().map_err(not_sent)?, url, request, timeout)
-                .await;
+        // A call with a base of its own over http:// on an https client, or to a server that
+        // speaks only HTTP/1.1. Boxed, as below: the fallback's state is not every call's.
+        if (!origin.https && !self.prior_knowledge) || origin.http1.load(Ordering::Acquire) {
+            let http = self.fallback().map_err(not_sent)?;
+            return Box::pin(reqwest_exchange(http, url, request, timeout)).await;
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let written = AtomicBool::new(false);
@@ -291,13 +288,9 @@ impl H2Transport {
             Ok(Ok(Some(response))) => response,
             Ok(Ok(None)) => {
                 // The server picked HTTP/1.1.
-                return reqwest_exchange(
-                    self.fallback().map_err(not_sent)?,
-                    url,
-                    request,
-                    deadline.saturating_duration_since(tokio::time::Instant::now()),
-                )
-                .await;
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let http = self.fallback().map_err(not_sent)?;
+                return Box::pin(reqwest_exchange(http, url, request, left)).await;
             }
             Ok(Err(failure)) => return Err(failure),
             Err(_) => {
@@ -445,7 +438,9 @@ impl H2Transport {
         if origin.http1.load(Ordering::Acquire) {
             return Err(Connect::Http1);
         }
-        let connection = self.connect(origin).await?;
+        // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is rare, and its state would
+        // otherwise enlarge every call in flight.
+        let connection = Box::pin(self.connect(origin)).await?;
         *lock(&origin.live) = Some(connection.clone());
         Ok(connection)
     }
