@@ -65,8 +65,52 @@ async fn fake() -> FakeApi {
         .unwrap()
 }
 
-fn client(api: &FakeApi, configure: impl FnOnce(ApiConfig) -> ApiConfig) -> ApiClient<TestSpec> {
-    let config = configure(ApiConfig::new(api.url(), "token-1").retry(quick_retries()));
+/// How a test's client reaches the fake: every behaviour below holds over both.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// `reqwest` over HTTP/1.1: an `http://` base without other settings.
+    Http1,
+    /// The client's built-in HTTP/2 transport, without TLS.
+    H2c,
+}
+
+impl Via {
+    fn configure(self, config: ApiConfig) -> ApiConfig {
+        match self {
+            Via::Http1 => config,
+            Via::H2c => config.http2_prior_knowledge(),
+        }
+    }
+}
+
+/// Runs each test once per [`Via`], as `http1::<name>` and `h2c::<name>`.
+macro_rules! over_both_transports {
+    ($(async fn $name:ident($via:ident: Via) $body:block)*) => {
+        $(async fn $name($via: Via) $body)*
+
+        mod http1 {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::Http1).await
+            })*
+        }
+
+        mod h2c {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::H2c).await
+            })*
+        }
+    };
+}
+
+fn client(
+    via: Via,
+    api: &FakeApi,
+    configure: impl FnOnce(ApiConfig) -> ApiConfig,
+) -> ApiClient<TestSpec> {
+    let config =
+        configure(via.configure(ApiConfig::new(api.url(), "token-1").retry(quick_retries())));
     ApiClient::new(TestSpec, config).unwrap()
 }
 
@@ -76,11 +120,11 @@ fn send() -> Call {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_refusal_that_did_nothing_is_retried_with_the_token_and_body_each_time() {
+over_both_transports! {
+async fn a_refusal_that_did_nothing_is_retried_with_the_token_and_body_each_time(via: Via) {
     let api = fake().await;
     api.inject(Fault::status(StatusCode::SERVICE_UNAVAILABLE).times(2));
-    let answer = client(&api, |c| c).call(send()).await.unwrap();
+    let answer = client(via, &api, |c| c).call(send()).await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
     let calls = api.calls();
     assert_eq!(calls.len(), 3);
@@ -90,11 +134,10 @@ async fn a_refusal_that_did_nothing_is_retried_with_the_token_and_body_each_time
     }
 }
 
-#[tokio::test]
-async fn a_send_the_platform_cannot_deduplicate_is_not_sent_again_after_a_5xx() {
+async fn a_send_the_platform_cannot_deduplicate_is_not_sent_again_after_a_5xx(via: Via) {
     let api = fake().await;
     api.inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR));
-    let e = client(&api, |c| c).call(send()).await.unwrap_err();
+    let e = client(via, &api, |c| c).call(send()).await.unwrap_err();
     assert_eq!(e.kind(), ApiErrorKind::Server);
     assert!(e.maybe_delivered(), "{e:?}");
     assert_eq!(e.attempts(), 1);
@@ -104,11 +147,10 @@ async fn a_send_the_platform_cannot_deduplicate_is_not_sent_again_after_a_5xx() 
     assert!(!bot_core::Error::from(e).is_retryable());
 }
 
-#[tokio::test]
-async fn a_keyed_send_is_retried_with_the_same_key_on_every_attempt() {
+async fn a_keyed_send_is_retried_with_the_same_key_on_every_attempt(via: Via) {
     let api = fake().await;
     api.inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR).times(2));
-    client(&api, |c| c)
+    client(via, &api, |c| c)
         .call(send().idempotency_key("key-7"))
         .await
         .unwrap();
@@ -120,11 +162,10 @@ async fn a_keyed_send_is_retried_with_the_same_key_on_every_attempt() {
     assert_eq!(keys, vec![Some("key-7".to_owned()); 3]);
 }
 
-#[tokio::test]
-async fn a_read_is_retried_after_a_time_out_and_gives_up_at_the_deadline() {
+async fn a_read_is_retried_after_a_time_out_and_gives_up_at_the_deadline(via: Via) {
     let api = fake().await;
     api.set_latency(Latency::Fixed(Duration::from_secs(5)));
-    let client = client(&api, |c| {
+    let client = client(via, &api, |c| {
         c.timeout(Duration::from_millis(100))
             .deadline(Duration::from_millis(450))
     });
@@ -140,19 +181,17 @@ async fn a_read_is_retried_after_a_time_out_and_gives_up_at_the_deadline() {
     );
 }
 
-#[tokio::test]
-async fn a_time_out_of_a_send_may_have_delivered_it_and_is_not_repeated() {
+async fn a_time_out_of_a_send_may_have_delivered_it_and_is_not_repeated(via: Via) {
     let api = fake().await;
     api.set_latency(Latency::Fixed(Duration::from_secs(5)));
-    let client = client(&api, |c| c.timeout(Duration::from_millis(100)));
+    let client = client(via, &api, |c| c.timeout(Duration::from_millis(100)));
     let e = client.call(send()).await.unwrap_err();
     assert_eq!(e.kind(), ApiErrorKind::Timeout);
     assert!(e.maybe_delivered());
     assert_eq!(e.attempts(), 1);
 }
 
-#[tokio::test]
-async fn retry_after_is_honoured_up_to_the_cap_and_a_longer_one_fails_at_once_with_its_hint() {
+async fn retry_after_is_honoured_up_to_the_cap_and_a_longer_one_fails_at_once_with_its_hint(via: Via) {
     let api = fake().await;
     api.inject(
         Fault::status(StatusCode::TOO_MANY_REQUESTS)
@@ -160,7 +199,7 @@ async fn retry_after_is_honoured_up_to_the_cap_and_a_longer_one_fails_at_once_wi
             .times(1),
     );
     let started = Instant::now();
-    client(&api, |c| c).call(send()).await.unwrap();
+    client(via, &api, |c| c).call(send()).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(50),
         "waited the hint"
@@ -169,7 +208,7 @@ async fn retry_after_is_honoured_up_to_the_cap_and_a_longer_one_fails_at_once_wi
 
     api.clear();
     api.inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "120"));
-    let e = client(&api, |c| c.max_retry_after(Duration::from_secs(60)))
+    let e = client(via, &api, |c| c.max_retry_after(Duration::from_secs(60)))
         .call(send())
         .await
         .unwrap_err();
@@ -181,12 +220,11 @@ async fn retry_after_is_honoured_up_to_the_cap_and_a_longer_one_fails_at_once_wi
     assert_eq!(core.retry_after(), Some(Duration::from_secs(120)));
 }
 
-#[tokio::test]
-async fn a_hint_past_the_deadline_fails_the_call_at_once_carrying_it() {
+async fn a_hint_past_the_deadline_fails_the_call_at_once_carrying_it(via: Via) {
     let api = fake().await;
     api.inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "5"));
     let started = Instant::now();
-    let e = client(&api, |c| c.deadline(Duration::from_secs(1)))
+    let e = client(via, &api, |c| c.deadline(Duration::from_secs(1)))
         .call(send())
         .await
         .unwrap_err();
@@ -195,14 +233,13 @@ async fn a_hint_past_the_deadline_fails_the_call_at_once_carrying_it() {
     assert_eq!(api.call_count(), 1);
 }
 
-#[tokio::test]
-async fn a_refused_connection_carried_nothing_so_even_a_send_is_retried() {
+async fn a_refused_connection_carried_nothing_so_even_a_send_is_retried(via: Via) {
     // A port that was open a moment ago and is closed now refuses connections.
     let base = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let config = ApiConfig::new(base, "t").retry(quick_retries());
+    let config = via.configure(ApiConfig::new(base, "t").retry(quick_retries()));
     let e = ApiClient::new(TestSpec, config)
         .unwrap()
         .call(send())
@@ -213,10 +250,9 @@ async fn a_refused_connection_carried_nothing_so_even_a_send_is_retried() {
     assert!(!e.maybe_delivered());
 }
 
-#[tokio::test]
-async fn unbounded_settings_and_an_enormous_hint_do_not_overflow() {
+async fn unbounded_settings_and_an_enormous_hint_do_not_overflow(via: Via) {
     let api = fake().await;
-    let client = client(&api, |c| {
+    let client = client(via, &api, |c| {
         c.deadline(Duration::MAX).max_retry_after(Duration::MAX)
     });
     client.call(send()).await.unwrap();
@@ -229,11 +265,10 @@ async fn unbounded_settings_and_an_enormous_hint_do_not_overflow() {
     );
 }
 
-#[tokio::test]
-async fn a_client_error_is_not_retried_and_is_permanent_for_the_runtime() {
+async fn a_client_error_is_not_retried_and_is_permanent_for_the_runtime(via: Via) {
     let api = fake().await;
     api.inject(Fault::status(StatusCode::BAD_REQUEST));
-    let e = client(&api, |c| c)
+    let e = client(via, &api, |c| c)
         .call(Call::get("read", "/x"))
         .await
         .unwrap_err();
@@ -243,10 +278,9 @@ async fn a_client_error_is_not_retried_and_is_permanent_for_the_runtime() {
     assert!(!bot_core::Error::from(e).is_retryable());
 }
 
-#[tokio::test]
-async fn an_endpoint_limit_spaces_calls_and_a_refused_configuration_says_why() {
+async fn an_endpoint_limit_spaces_calls_and_a_refused_configuration_says_why(via: Via) {
     let api = fake().await;
-    let client = client(&api, |mut c| {
+    let client = client(via, &api, |mut c| {
         c.limit("send", 20);
         c
     });
@@ -276,49 +310,11 @@ async fn an_endpoint_limit_spaces_calls_and_a_refused_configuration_says_why() {
     );
 }
 
-#[cfg(feature = "prometheus")]
-#[tokio::test]
-async fn calls_are_recorded_with_opentelemetry_http_client_names() {
-    let bot = bot_core::Bot::builder()
-        .handler(|_cx: bot_core::Context, _e: bot_core::Event| async {
-            Ok::<(), bot_core::Error>(())
-        })
-        .build()
-        .unwrap();
-    let api = fake().await;
-    api.inject(Fault::status(StatusCode::SERVICE_UNAVAILABLE));
-    let client =
-        client(&api, |c| c.channel_label("shop-a")).with_telemetry(bot.telemetry().clone());
-    client.call(send()).await.unwrap();
-    let text = bot.telemetry().render_prometheus();
-    let line = |status: &str| {
-        text.lines()
-            .find(|l| {
-                l.starts_with("http_client_request_duration_seconds_count")
-                    && l.contains(&format!("http_response_status_code=\"{status}\""))
-            })
-            .unwrap_or_else(|| panic!("no duration for {status} in\n{text}"))
-            .to_owned()
-    };
-    let ok = line("200");
-    for attribute in [
-        "http_request_method=\"POST\"",
-        "server_address=\"127.0.0.1\"",
-        "bot_endpoint=\"send\"",
-        "bot_channel=\"shop-a\"",
-        "platform=\"test\"",
-    ] {
-        assert!(ok.contains(attribute), "{attribute} missing from {ok}");
-    }
-    assert!(line("503").contains("error_type=\"503\""));
-    assert!(text.contains("bot_outbound_requests_total"));
-}
 
-#[tokio::test]
-async fn a_call_goes_to_the_base_with_its_path_and_query_and_a_base_of_its_own_is_kept() {
+async fn a_call_goes_to_the_base_with_its_path_and_query_and_a_base_of_its_own_is_kept(via: Via) {
     let api = fake().await;
-    let bare = client(&api, |c| c);
-    let prefixed = client(&api, |c| c.api_base(format!("{}/prefix/", api.url())));
+    let bare = client(via, &api, |c| c);
+    let prefixed = client(via, &api, |c| c.api_base(format!("{}/prefix/", api.url())));
     bare.call(Call::get("read", "/v2/items/U1%20x?start=a%2Fb&limit=2"))
         .await
         .unwrap();
@@ -343,14 +339,52 @@ async fn a_call_goes_to_the_base_with_its_path_and_query_and_a_base_of_its_own_i
     assert_eq!(calls[0].request.query_param("limit"), Some("2"));
 }
 
-#[tokio::test]
-async fn a_redirect_is_an_answer_never_a_hop_with_the_token() {
+async fn a_redirect_is_an_answer_never_a_hop_with_the_token(via: Via) {
     let api = fake().await;
     api.inject(Fault::response(
         FakeResponse::empty(StatusCode::FOUND)
             .header("location", format!("{}/elsewhere", api.url())),
     ));
-    let e = client(&api, |c| c).call(send()).await.unwrap_err();
+    let e = client(via, &api, |c| c).call(send()).await.unwrap_err();
     assert_eq!(e.status(), Some(StatusCode::FOUND), "{e:?}");
     assert_eq!(api.call_count(), 1, "the redirect was followed");
+}
+}
+
+#[cfg(feature = "prometheus")]
+#[tokio::test]
+async fn calls_are_recorded_with_opentelemetry_http_client_names() {
+    let bot = bot_core::Bot::builder()
+        .handler(|_cx: bot_core::Context, _e: bot_core::Event| async {
+            Ok::<(), bot_core::Error>(())
+        })
+        .build()
+        .unwrap();
+    let api = fake().await;
+    api.inject(Fault::status(StatusCode::SERVICE_UNAVAILABLE));
+    let client = client(Via::H2c, &api, |c| c.channel_label("shop-a"))
+        .with_telemetry(bot.telemetry().clone());
+    client.call(send()).await.unwrap();
+    let text = bot.telemetry().render_prometheus();
+    let line = |status: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("http_client_request_duration_seconds_count")
+                    && l.contains(&format!("http_response_status_code=\"{status}\""))
+            })
+            .unwrap_or_else(|| panic!("no duration for {status} in\n{text}"))
+            .to_owned()
+    };
+    let ok = line("200");
+    for attribute in [
+        "http_request_method=\"POST\"",
+        "server_address=\"127.0.0.1\"",
+        "bot_endpoint=\"send\"",
+        "bot_channel=\"shop-a\"",
+        "platform=\"test\"",
+    ] {
+        assert!(ok.contains(attribute), "{attribute} missing from {ok}");
+    }
+    assert!(line("503").contains("error_type=\"503\""));
+    assert!(text.contains("bot_outbound_requests_total"));
 }

@@ -15,6 +15,25 @@ use http::StatusCode;
 use serde_json::json;
 use support::{TOKEN, sample};
 
+/// How a test's client reaches the fake LINE API: the tests that take a [`Via`] run over both,
+/// as `http1::<name>` and `h2c::<name>`.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// `reqwest` over HTTP/1.1: an `http://` base without other settings.
+    Http1,
+    /// The client's built-in HTTP/2 transport, without TLS.
+    H2c,
+}
+
+impl Via {
+    fn configure<B: ConfigureApi>(self, builder: B) -> B {
+        match self {
+            Via::Http1 => builder,
+            Via::H2c => builder.http2_prior_knowledge(),
+        }
+    }
+}
+
 fn quick_retries(max_attempts: u32) -> RetryPolicy {
     RetryPolicy {
         max_attempts,
@@ -25,9 +44,10 @@ fn quick_retries(max_attempts: u32) -> RetryPolicy {
     }
 }
 
-async fn setup(max_attempts: u32, push_fallback: bool) -> (FakeLine, LineClient) {
+async fn setup(via: Via, max_attempts: u32, push_fallback: bool) -> (FakeLine, LineClient) {
     let fake = FakeLine::start(TOKEN).await.unwrap();
-    let client = LineClient::builder(TOKEN)
+    let client = via
+        .configure(LineClient::builder(TOKEN))
         .api_base(fake.url())
         .retry(quick_retries(max_attempts))
         .push_fallback(push_fallback)
@@ -71,9 +91,8 @@ async fn a_supplied_http2_client_multiplexes_pushes_on_one_connection() {
 }
 
 // ANCHOR: faults
-#[tokio::test]
-async fn push_retries_429_and_5xx_with_one_retry_key_until_it_goes_through() {
-    let (fake, client) = setup(4, false).await;
+async fn push_retries_429_and_5xx_with_one_retry_key_until_it_goes_through(via: Via) {
+    let (fake, client) = setup(via, 4, false).await;
     fake.api().inject(
         Fault::status(StatusCode::TOO_MANY_REQUESTS)
             .json(&json!({"message": "The API rate limit has been exceeded. Try again later."})),
@@ -103,9 +122,8 @@ async fn push_retries_429_and_5xx_with_one_retry_key_until_it_goes_through() {
 }
 // ANCHOR_END: faults
 
-#[tokio::test]
-async fn push_gives_up_after_the_configured_attempts_with_a_typed_error() {
-    let (fake, client) = setup(3, false).await;
+async fn push_gives_up_after_the_configured_attempts_with_a_typed_error(via: Via) {
+    let (fake, client) = setup(via, 3, false).await;
     fake.api().inject(
         Fault::status(StatusCode::SERVICE_UNAVAILABLE)
             .json(&json!({"message": "temporarily unavailable"}))
@@ -138,9 +156,8 @@ async fn push_gives_up_after_the_configured_attempts_with_a_typed_error() {
     );
 }
 
-#[tokio::test]
-async fn retry_after_is_honoured() {
-    let (fake, client) = setup(2, false).await;
+async fn retry_after_is_honoured(via: Via) {
+    let (fake, client) = setup(via, 2, false).await;
     fake.api()
         .inject(Fault::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1"));
     client.push("Uuser", &text("hi"), None).await.unwrap();
@@ -149,9 +166,8 @@ async fn retry_after_is_honoured() {
     assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
 }
 
-#[tokio::test]
-async fn the_monthly_quota_and_other_refusals_are_not_retried() {
-    let (fake, client) = setup(4, false).await;
+async fn the_monthly_quota_and_other_refusals_are_not_retried(via: Via) {
+    let (fake, client) = setup(via, 4, false).await;
     fake.api().inject(
         Fault::status(StatusCode::TOO_MANY_REQUESTS)
             .json(&json!({"message": "You have reached your monthly limit."})),
@@ -175,7 +191,8 @@ async fn the_monthly_quota_and_other_refusals_are_not_retried() {
     );
     assert_eq!(fake.pushes().len(), 2, "one call each");
 
-    let stranger = LineClient::builder("wrong-token")
+    let stranger = via
+        .configure(LineClient::builder("wrong-token"))
         .api_base(fake.url())
         .retry(quick_retries(4))
         .build()
@@ -195,9 +212,8 @@ async fn the_monthly_quota_and_other_refusals_are_not_retried() {
     );
 }
 
-#[tokio::test]
-async fn a_push_retried_after_it_was_accepted_is_not_sent_twice() {
-    let (fake, client) = setup(2, false).await;
+async fn a_push_retried_after_it_was_accepted_is_not_sent_twice(via: Via) {
+    let (fake, client) = setup(via, 2, false).await;
     let key = RetryKey::random();
     client
         .push("Uuser", &text("once"), Some(key))
@@ -217,9 +233,8 @@ async fn a_push_retried_after_it_was_accepted_is_not_sent_twice() {
     assert_eq!(statuses, [200, 409]);
 }
 
-#[tokio::test]
-async fn replies_carry_one_to_five_messages_and_tokens_are_single_use() {
-    let (fake, client) = setup(3, false).await;
+async fn replies_carry_one_to_five_messages_and_tokens_are_single_use(via: Via) {
+    let (fake, client) = setup(via, 3, false).await;
     let six: Vec<Message> = (0..6).map(|i| Message::text(i.to_string())).collect();
     let error = client.reply("rt-1", &six).await.unwrap_err();
     assert_eq!(
@@ -253,7 +268,7 @@ fn reply_target(token: &str, event: &str) -> Target {
 
 #[tokio::test(start_paused = true)]
 async fn a_concurrent_attempt_waits_for_the_reply_instead_of_using_its_token_again() {
-    let (fake, client) = setup(1, true).await;
+    let (fake, client) = setup(Via::Http1, 1, true).await;
     fake.api()
         .set_latency(Latency::Fixed(Duration::from_millis(500)));
     // The same reply sent by two attempts of one handler at once (a redelivery while the first
@@ -269,9 +284,8 @@ async fn a_concurrent_attempt_waits_for_the_reply_instead_of_using_its_token_aga
     assert!(fake.pushes().is_empty(), "nothing pushed twice");
 }
 
-#[tokio::test]
-async fn an_expired_reply_token_falls_back_to_push_only_when_enabled() {
-    let (fake, strict) = setup(3, false).await;
+async fn an_expired_reply_token_falls_back_to_push_only_when_enabled(via: Via) {
+    let (fake, strict) = setup(via, 3, false).await;
     strict.reply("rt-used", &text("first")).await.unwrap();
     let error = strict
         .send(&reply_target("rt-used", "01EV1"), vec!["late".into()])
@@ -283,7 +297,8 @@ async fn an_expired_reply_token_falls_back_to_push_only_when_enabled() {
     );
     assert!(fake.pushes().is_empty());
 
-    let lenient = LineClient::builder(TOKEN)
+    let lenient = via
+        .configure(LineClient::builder(TOKEN))
         .api_base(fake.url())
         .retry(quick_retries(3))
         .push_fallback(true)
@@ -310,9 +325,8 @@ async fn an_expired_reply_token_falls_back_to_push_only_when_enabled() {
     );
 }
 
-#[tokio::test]
-async fn sends_without_a_token_push_in_fives_and_a_retried_handler_sends_nothing_twice() {
-    let (fake, client) = setup(3, false).await;
+async fn sends_without_a_token_push_in_fives_and_a_retried_handler_sends_nothing_twice(via: Via) {
+    let (fake, client) = setup(via, 3, false).await;
     let mut target = Target::conversation("Cgroup");
     target.in_reply_to = Some(EventId::new("01EVENT"));
     target.origin = Some(EventId::new("01EVENT"));
@@ -344,9 +358,8 @@ async fn sends_without_a_token_push_in_fives_and_a_retried_handler_sends_nothing
     assert!(fake.replies().is_empty());
 }
 
-#[tokio::test]
-async fn profile_content_and_typing_use_their_endpoints() {
-    let (fake, client) = setup(1, false).await;
+async fn profile_content_and_typing_use_their_endpoints(via: Via) {
+    let (fake, client) = setup(via, 1, false).await;
     let content = client.content("3257").await.unwrap();
     assert_eq!(content.bytes.as_ref(), b"content of message 3257");
     assert_eq!(content.content_type.as_deref(), Some("image/jpeg"));
@@ -404,9 +417,8 @@ async fn the_rate_limiter_spaces_calls_and_records_the_wait() {
     assert!(waits >= 1.0, "recorded {waits} waits");
 }
 
-#[tokio::test]
-async fn two_sends_of_one_handler_are_two_messages_and_a_retry_sends_neither_again() {
-    let (fake, client) = setup(3, true).await;
+async fn two_sends_of_one_handler_are_two_messages_and_a_retry_sends_neither_again(via: Via) {
+    let (fake, client) = setup(via, 3, true).await;
     let mut first = Target::conversation("Ugroupless");
     first.in_reply_to = Some(EventId::new("01TWO"));
     first.origin = Some(EventId::new("01TWO"));
@@ -439,9 +451,8 @@ async fn two_sends_of_one_handler_are_two_messages_and_a_retry_sends_neither_aga
     );
 }
 
-#[tokio::test]
-async fn a_retried_handler_skips_the_reply_it_made_and_never_falls_back_to_a_push() {
-    let (fake, client) = setup(3, true).await;
+async fn a_retried_handler_skips_the_reply_it_made_and_never_falls_back_to_a_push(via: Via) {
+    let (fake, client) = setup(via, 3, true).await;
     let target = reply_target("rt-retried", "01RETRY");
     client.send(&target, vec!["once".into()]).await.unwrap();
     // The handler failed after replying; on its retry the same reply is asked for again.
@@ -450,9 +461,8 @@ async fn a_retried_handler_skips_the_reply_it_made_and_never_falls_back_to_a_pus
     assert!(fake.pushes().is_empty(), "and nothing is pushed instead");
 }
 
-#[tokio::test]
-async fn a_reply_refused_after_an_attempt_that_may_have_used_the_token_is_never_pushed() {
-    let (fake, client) = setup(3, true).await;
+async fn a_reply_refused_after_an_attempt_that_may_have_used_the_token_is_never_pushed(via: Via) {
+    let (fake, client) = setup(via, 3, true).await;
     // Within one call: the first attempt's answer is a 502 (LINE may have sent it), and the
     // retry finds the token used.
     client.reply("rt-lost", &text("meanwhile")).await.unwrap();
@@ -494,11 +504,12 @@ async fn a_reply_refused_after_an_attempt_that_may_have_used_the_token_is_never_
 
 /// A client whose calls share a deadline of 600 ms, against a fake LINE that answers each call
 /// after 400 ms.
-async fn slow_setup() -> (FakeLine, LineClient) {
+async fn slow_setup(via: Via) -> (FakeLine, LineClient) {
     let fake = FakeLine::start(TOKEN).await.unwrap();
     fake.api()
         .set_latency(Latency::Fixed(Duration::from_millis(400)));
-    let client = LineClient::builder(TOKEN)
+    let client = via
+        .configure(LineClient::builder(TOKEN))
         .api_base(fake.url())
         .retry(quick_retries(3))
         .deadline(Duration::from_millis(600))
@@ -514,9 +525,8 @@ fn numbered(count: usize) -> Vec<OutgoingMessage> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_reply_and_its_pushes_share_one_deadline() {
-    let (fake, client) = slow_setup().await;
+async fn a_reply_and_its_pushes_share_one_deadline(via: Via) {
+    let (fake, client) = slow_setup(via).await;
     let error = client
         .send(&reply_target("rt-slow", "01SLOW"), numbered(7))
         .await
@@ -529,9 +539,8 @@ async fn a_reply_and_its_pushes_share_one_deadline() {
     assert_eq!(replies[0].status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn the_loading_animation_counts_against_its_sends_deadline() {
-    let (fake, client) = slow_setup().await;
+async fn the_loading_animation_counts_against_its_sends_deadline(via: Via) {
+    let (fake, client) = slow_setup(via).await;
     let typing_then_text = vec![OutgoingMessage::typing(), "hi".into()];
     let error = client
         .send(&reply_target("rt-loading", "01LOADING"), typing_then_text)
@@ -545,7 +554,7 @@ async fn the_loading_animation_counts_against_its_sends_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn sibling_retries_after_an_ambiguous_reply_use_the_token_once_and_push_only_the_rest() {
-    let (fake, client) = setup(3, true).await;
+    let (fake, client) = setup(Via::Http1, 3, true).await;
     // The first attempt's reply answers 502 each time: LINE may have used the token (here it
     // did not), so the reply is remembered as maybe made and the handler is retried.
     fake.api().inject(
@@ -587,9 +596,8 @@ async fn sibling_retries_after_an_ambiguous_reply_use_the_token_once_and_push_on
     assert_eq!(pushed[0].texts(), ["m5", "m6"]);
 }
 
-#[tokio::test]
-async fn a_reply_cut_off_mid_call_is_never_pushed_by_the_retried_handler() {
-    let (fake, client) = setup(3, true).await;
+async fn a_reply_cut_off_mid_call_is_never_pushed_by_the_retried_handler(via: Via) {
+    let (fake, client) = setup(via, 3, true).await;
     fake.api()
         .set_latency(Latency::Fixed(Duration::from_millis(300)));
     let target = reply_target("rt-cut", "01CUT");
@@ -639,3 +647,40 @@ async fn a_client_with_shared_limits_builds_with_every_default_quota_and_pushes(
         "the push reserved its token in the store"
     );
 }
+
+/// Each test that takes a [`Via`], once over each.
+macro_rules! over_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod http1 {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::Http1).await
+            })*
+        }
+
+        mod h2c {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::H2c).await
+            })*
+        }
+    };
+}
+
+over_both_transports!(
+    push_retries_429_and_5xx_with_one_retry_key_until_it_goes_through,
+    push_gives_up_after_the_configured_attempts_with_a_typed_error,
+    retry_after_is_honoured,
+    the_monthly_quota_and_other_refusals_are_not_retried,
+    a_push_retried_after_it_was_accepted_is_not_sent_twice,
+    replies_carry_one_to_five_messages_and_tokens_are_single_use,
+    an_expired_reply_token_falls_back_to_push_only_when_enabled,
+    sends_without_a_token_push_in_fives_and_a_retried_handler_sends_nothing_twice,
+    profile_content_and_typing_use_their_endpoints,
+    two_sends_of_one_handler_are_two_messages_and_a_retry_sends_neither_again,
+    a_retried_handler_skips_the_reply_it_made_and_never_falls_back_to_a_push,
+    a_reply_refused_after_an_attempt_that_may_have_used_the_token_is_never_pushed,
+    a_reply_and_its_pushes_share_one_deadline,
+    the_loading_animation_counts_against_its_sends_deadline,
+    a_reply_cut_off_mid_call_is_never_pushed_by_the_retried_handler,
+);

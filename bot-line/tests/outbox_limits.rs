@@ -56,12 +56,7 @@ async fn messages_that_wait_out_their_deadline_under_a_low_limit_are_sent_not_de
     let client: Arc<dyn Outbound> = Arc::new(
         LineClient::builder(TOKEN)
             .api_base(fake.url())
-            .http_client(
-                reqwest::Client::builder()
-                    .http2_prior_knowledge()
-                    .build()
-                    .unwrap(),
-            )
+            .http2_prior_knowledge()
             .rate_limits(RateLimits {
                 push_per_second: PUSHES_PER_SECOND,
                 ..RateLimits::default()

@@ -45,14 +45,10 @@ async fn outbox(schema: &str) -> Outbox {
 }
 
 fn line_client(base: &str) -> Arc<dyn Outbound> {
-    let http = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
     Arc::new(
         LineClient::builder(TOKEN)
             .api_base(base)
-            .http_client(http)
+            .http2_prior_knowledge()
             .build()
             .unwrap(),
     )

@@ -17,13 +17,9 @@ const TOKEN: &str = "token";
 fn clients(fake: &FakeLine, k: usize) -> Vec<LineClient> {
     (0..k)
         .map(|_| {
-            let http = reqwest::Client::builder()
-                .http2_prior_knowledge()
-                .build()
-                .unwrap();
             LineClient::builder(TOKEN)
                 .api_base(fake.url())
-                .http_client(http)
+                .http2_prior_knowledge()
                 .rate_limits(RateLimits {
                     push_per_second: 1_000_000,
                     ..RateLimits::default()

@@ -124,17 +124,18 @@ async fn db_only(cx: Context, event: Event) -> Result<(), Error> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let _logging = Logging::new().stderr().default_level("warn").init()?;
-    // One HTTP/2 connection carries every outstanding call; its windows are large enough that
-    // small replies never wait for a window update.
-    let http = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .http2_initial_connection_window_size(16 << 20)
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    // One HTTP/2 connection (the client's built-in transport, h2c to the local fake) carries
+    // every outstanding call; its windows are large enough that small replies never wait for a
+    // window update.
     let line = Line::builder(args.secret.as_str(), args.token.as_str())
         .api_base(&args.api_base)
         .client(|c| {
-            c.http_client(http).rate_limits(RateLimits {
+            let c = if args.api_base.starts_with("http://") {
+                c.http2_prior_knowledge()
+            } else {
+                c
+            };
+            c.rate_limits(RateLimits {
                 reply_per_second: 1_000_000,
                 ..RateLimits::default()
             })

@@ -7,11 +7,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::call::{Answer, Call};
 use super::config::ApiConfig;
 use super::error::{ApiError, ApiErrorKind};
+use super::transport::{Outgoing, SendFailure, Transport, reqwest_client, reqwest_exchange};
 use crate::event::Platform;
 use crate::limits::RetryPolicy;
 use crate::outbound::RateLimit;
@@ -94,7 +95,7 @@ pub struct ApiClient<S: ApiSpec> {
 
 struct Shared<S> {
     spec: S,
-    http: reqwest::Client,
+    http: Transport,
     base: String,
     /// `base` parsed once: a call adds its path, never parses the scheme and host again.
     base_url: reqwest::Url,
@@ -211,16 +212,24 @@ impl<S: ApiSpec> ApiClient<S> {
         }
         let mut authorization = spec.authorization(&config.token)?;
         authorization.set_sensitive(true);
+        let cannot = |e| fail("cannot build the http client".into()).with_source(e);
         let http = match config.http {
-            Some(http) => http,
-            // A platform API never redirects: a 3xx is an answer to read, not a hop to take
-            // with the token.
-            None => reqwest::Client::builder()
-                .timeout(config.timeout)
-                .user_agent(spec.user_agent())
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| fail("cannot build the http client".into()).with_source(e))?,
+            Some(http) => Transport::Reqwest(http),
+            None => match Transport::builtin(
+                &url,
+                config.http2_prior_knowledge,
+                &config.root_certificates,
+                spec.user_agent(),
+                config.timeout,
+            )
+            .map_err(cannot)?
+            {
+                Some(h2) => Transport::H2(h2),
+                None => Transport::Reqwest(
+                    reqwest_client(spec.user_agent(), config.timeout, &config.root_certificates)
+                        .map_err(cannot)?,
+                ),
+            },
         };
         Ok(Self {
             shared: Arc::new(Shared {
@@ -470,61 +479,53 @@ impl<S: ApiSpec> ApiClient<S> {
     ) -> Result<Answer, ApiError> {
         let shared = &*self.shared;
         let platform = shared.spec.platform();
-        // Built whole, without a builder's checks per header: the URL and every value are
-        // valid already.
-        let mut request = reqwest::Request::new(call.method.clone(), url.clone());
-        *request.timeout_mut() = Some(timeout);
-        let headers = request.headers_mut();
-        headers.insert(header::AUTHORIZATION, shared.authorization.clone());
-        if let Some((body, content_type)) = &call.body {
-            headers.insert(header::CONTENT_TYPE, content_type.clone());
-            *request.body_mut() = Some(body.clone().into());
-        }
-        if let Some((name, value)) = key_header {
-            request.headers_mut().insert(name.clone(), value.clone());
-        }
+        let outgoing = Outgoing {
+            method: &call.method,
+            authorization: &shared.authorization,
+            body: call.body.as_ref(),
+            key_header,
+        };
         let started = Instant::now();
-        // From here the request may reach the platform, whatever happens to this call.
-        super::dispatch::note_dispatched();
-        let mut response = match shared.http.execute(request).await {
-            Ok(response) => response,
-            Err(e) => {
-                let kind = if e.is_timeout() {
+        let exchanged = match &shared.http {
+            Transport::Reqwest(http) => reqwest_exchange(http, url, outgoing, timeout).await,
+            Transport::H2(h2) => h2.exchange(url, outgoing, timeout).await,
+        };
+        let (status, headers, body) = match exchanged {
+            Ok(exchanged) => exchanged,
+            Err(SendFailure {
+                timeout,
+                maybe_delivered,
+                source,
+            }) => {
+                let kind = if timeout {
                     ApiErrorKind::Timeout
                 } else {
                     ApiErrorKind::Transport
                 };
                 self.record(call, None, Some(error_type(kind)), started);
-                // A refused connection never carried the request; anything later may have.
-                let maybe_delivered = !e.is_connect();
-                // The URL may name a user or hold a token; errors travel to logs.
                 return Err(
                     ApiError::new(kind, format!("{platform}: the api call failed"))
-                        .with_source(e.without_url())
+                        .with_source(source)
                         .with_maybe_delivered(maybe_delivered),
                 );
             }
         };
-        let status = response.status();
-        // Taken, not copied: the body is read without them.
-        let headers = std::mem::take(response.headers_mut());
-        // Boxed for the same reason: reading the body is a moment after the wait for the answer.
-        let body = match Box::pin(response.bytes()).await {
+        let body = match body {
             Ok(body) => body,
-            Err(e)
+            Err((_, e))
                 if shared.spec.accepted(call, status)
                     && call.answer_optional.unwrap_or(!call.idempotent) =>
             {
                 // The platform took the call; only its answer was lost. Sending it again would
                 // repeat it (or, a LINE reply, fail on the token it used).
                 tracing::warn!(
-                    %platform, endpoint = call.endpoint, error = %e.without_url(),
+                    %platform, endpoint = call.endpoint, error = %e,
                     "the api accepted a call but its answer could not be read"
                 );
                 bytes::Bytes::new()
             }
-            Err(e) => {
-                let kind = if e.is_timeout() {
+            Err((timeout, e)) => {
+                let kind = if timeout {
                     ApiErrorKind::Timeout
                 } else {
                     ApiErrorKind::Transport
@@ -533,7 +534,7 @@ impl<S: ApiSpec> ApiClient<S> {
                 return Err(
                     ApiError::new(kind, format!("{platform}: reading the answer failed"))
                         .with_status(status)
-                        .with_source(e.without_url())
+                        .with_source(e)
                         .with_maybe_delivered(true),
                 );
             }

@@ -41,6 +41,8 @@ pub struct ApiConfig {
     pub(crate) max_retry_after: Duration,
     pub(crate) limits: Vec<(&'static str, u32)>,
     pub(crate) http: Option<reqwest::Client>,
+    pub(crate) http2_prior_knowledge: bool,
+    pub(crate) root_certificates: Vec<Vec<u8>>,
     pub(crate) telemetry: Option<Telemetry>,
     pub(crate) channel: Option<String>,
     pub(crate) shared_limits: Option<SharedLimits>,
@@ -59,6 +61,8 @@ impl ApiConfig {
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             limits: Vec::new(),
             http: None,
+            http2_prior_knowledge: false,
+            root_certificates: Vec::new(),
             telemetry: None,
             channel: None,
             shared_limits: None,
@@ -137,11 +141,34 @@ pub trait ConfigureApi: Sized {
         self
     }
 
-    /// Sends through `http` instead of a client of its own: to share a connection pool, set a
-    /// proxy, or speak HTTP/2 without TLS to a local fake. The per-attempt time-out still applies.
+    /// Sends through `http` instead of the client's own transport: to set a proxy, or to speak
+    /// HTTP/1.1 only. The per-attempt time-out still applies; the settings of the built-in
+    /// transport ([`http2_prior_knowledge`](ConfigureApi::http2_prior_knowledge),
+    /// [`add_root_certificate`](ConfigureApi::add_root_certificate)) do not.
+    ///
+    /// Without it, an `https://` base is served by the client's built-in HTTP/2 transport (with
+    /// HTTP/1.1 through `reqwest` for a server that does not speak HTTP/2), an `http://` base by
+    /// `reqwest` over HTTP/1.1; see [`crate::api`]'s transport table.
     #[must_use]
     fn http_client(mut self, http: reqwest::Client) -> Self {
         self.api_config().http = Some(http);
+        self
+    }
+
+    /// Speaks HTTP/2 without TLS (h2c, "prior knowledge") to an `http://` base, through the
+    /// client's built-in HTTP/2 transport: for a local fake or a sidecar that speaks HTTP/2 in
+    /// the clear. Without it an `http://` base is spoken to over HTTP/1.1.
+    #[must_use]
+    fn http2_prior_knowledge(mut self) -> Self {
+        self.api_config().http2_prior_knowledge = true;
+        self
+    }
+
+    /// Trusts the certificate authority `der` (a DER-encoded certificate) for `https://` bases,
+    /// besides the platform's roots: for a test server, or a proxy with a private CA.
+    #[must_use]
+    fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.api_config().root_certificates.push(der.into());
         self
     }
 

@@ -16,6 +16,22 @@
 //! | idempotency | `X-Line-Retry-Key` on push and multicast | none (sends remembered) | `nonce` with `enforce_nonce` |
 //! | rate limits | per endpoint | per endpoint | global + buckets learned from headers |
 //! | maybe delivered | time-out, broken connection, 5xx but 503 | the same, Graph codes 2 and 1200 excepted | the same |
+//!
+//! # Transport
+//!
+//! | the client is given | base `https://` | base `http://` |
+//! | --- | --- | --- |
+//! | nothing | built-in HTTP/2 (ALPN `h2`, `http/1.1`); a server that picks HTTP/1.1 is served by a `reqwest` client built once for it | `reqwest`, HTTP/1.1 |
+//! | [`ConfigureApi::http2_prior_knowledge`] | built-in HTTP/2 | built-in HTTP/2 without TLS (h2c) |
+//! | a `reqwest::Client` ([`ConfigureApi::http_client`]) | that client | that client |
+//!
+//! The built-in transport (on the `h2` crate, TLS by rustls with the platform's roots and those of
+//! [`ConfigureApi::add_root_certificate`]) keeps one connection per origin and client, shared by
+//! the client's clones and replaced when the server ends it; calls past the server's stream limit
+//! queue on it. A request is built once per attempt and sent on one stream, with no redirect or
+//! retry layer and no task per request. A stream the server refused unprocessed
+//! (`REFUSED_STREAM`, a graceful GOAWAY below it) fails the attempt as a retryable
+//! [`ApiErrorKind::Transport`] that was not delivered, so the retry loop sends it again.
 
 mod call;
 mod client;
@@ -24,6 +40,7 @@ mod dispatch;
 mod error;
 mod send_once;
 mod sent;
+mod transport;
 
 pub use call::{Answer, Call};
 pub use client::{ApiClient, ApiSpec, header_value};

@@ -165,20 +165,13 @@ fn line_clients(config: &Config, token: &str, api_base: &str) -> Result<Vec<Line
     let per_lane = (config.push_per_second / lanes).max(1);
     (0..config.lanes)
         .map(|_| {
-            // One reqwest client is one connection per host; over http:// speak h2c.
-            let mut http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none())
-                .pool_max_idle_per_host(1);
+            // Each client has its own HTTP/2 connection; over http:// (a local fake) it speaks
+            // h2c.
+            let mut builder = LineClient::builder(token).api_base(api_base);
             if api_base.starts_with("http://") {
-                http = http.http2_prior_knowledge();
+                builder = builder.http2_prior_knowledge();
             }
-            let http = http
-                .build()
-                .map_err(|e| config_error("cannot build an http client").with_source(e))?;
-            LineClient::builder(token)
-                .api_base(api_base)
-                .http_client(http)
+            builder
                 .rate_limits(RateLimits {
                     push_per_second: per_lane,
                     ..RateLimits::default()

@@ -151,22 +151,15 @@ fn line_client(
     api_base: &str,
     limits: Option<SharedLimits>,
 ) -> Result<LineClient, Error> {
-    let mut http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none());
+    let mut builder = LineClient::builder(token).api_base(api_base);
     if api_base.starts_with("http://") {
-        http = http.http2_prior_knowledge();
+        // A local fake: HTTP/2 without TLS.
+        builder = builder.http2_prior_knowledge();
     }
-    let http = http
-        .build()
-        .map_err(|e| config_error("cannot build an http client").with_source(e))?;
-    let mut builder = LineClient::builder(token)
-        .api_base(api_base)
-        .http_client(http)
-        .rate_limits(RateLimits {
-            push_per_second: config.push_per_second,
-            ..RateLimits::default()
-        });
+    let mut builder = builder.rate_limits(RateLimits {
+        push_per_second: config.push_per_second,
+        ..RateLimits::default()
+    });
     if let Some(limits) = limits {
         builder = builder.shared_limits(limits);
     }

@@ -1,0 +1,597 @@
+//! How [`ApiClient`](super::ApiClient) sends: its own lean HTTP/2 client, or a `reqwest::Client`.
+//!
+//! # Which transport, when
+//!
+//! | the client is given | base `https://` | base `http://` |
+//! | --- | --- | --- |
+//! | nothing | built-in HTTP/2 (ALPN `h2`, `http/1.1`); a server that picks HTTP/1.1 is served by a `reqwest` client built once for it | `reqwest`, HTTP/1.1 |
+//! | [`http2_prior_knowledge`](super::ConfigureApi::http2_prior_knowledge) | built-in HTTP/2 | built-in HTTP/2 without TLS (h2c) |
+//! | a [`reqwest::Client`] ([`http_client`](super::ConfigureApi::http_client)) | that client | that client |
+//!
+//! The built-in transport speaks HTTP/2 with the `h2` crate directly: one connection per origin
+//! (scheme, host and port) and client, opened on the first call and shared by every clone of the
+//! client; concurrent first calls share one connect attempt; a connection that ended (the
+//! server's GOAWAY, an error, the end of the stream) is replaced on the next call. A call is one
+//! request built whole (method, URI from the base parsed once, the headers), one stream, its
+//! answer read whole under the per-attempt time-out. There is no redirect layer (a platform API
+//! never redirects: a 3xx is an answer), no retry layer (the client's own retry loop retries),
+//! no pool checkout and no task per request; only one task per connection drives it.
+//!
+//! When the server's limit of concurrent streams is in use, further calls queue on the
+//! connection (in `h2`) until a stream ends, rather than opening more connections: the
+//! platforms' rate limits and the runtime's window bound the calls in flight far below the
+//! limits platforms announce (100 and more), and one connection per client keeps the server's
+//! view of the client simple. A sender that needs more connections uses more clients (the
+//! `broadcast` example's lanes).
+//!
+//! A stream the server refused without processing it (`REFUSED_STREAM`, or a graceful GOAWAY
+//! whose last stream id is below it) did not reach the platform: the attempt fails with a
+//! retryable [`Transport`](super::ApiErrorKind::Transport) error that is not "maybe delivered",
+//! and the retry loop sends it again, even a call that is not idempotent.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use crate::error::BoxError;
+
+/// How an attempt failed before an answer's head arrived.
+pub(super) struct SendFailure {
+    /// The attempt's time-out passed.
+    pub(super) timeout: bool,
+    /// The request may have reached the server.
+    pub(super) maybe_delivered: bool,
+    pub(super) source: BoxError,
+}
+
+/// An answer's head, and its body or why it could not be read (a time-out when `true`).
+pub(super) type Exchanged = (StatusCode, HeaderMap, Result<Bytes, (bool, BoxError)>);
+
+/// What one attempt sends: everything but the URI is the same for every transport.
+pub(super) struct Outgoing<'a> {
+    pub(super) method: &'a Method,
+    pub(super) authorization: &'a HeaderValue,
+    pub(super) body: Option<&'a (Bytes, HeaderValue)>,
+    pub(super) key_header: Option<&'a (HeaderName, HeaderValue)>,
+}
+
+/// A client's transport.
+pub(super) enum Transport {
+    /// A `reqwest::Client`, the user's or the client's own.
+    Reqwest(reqwest::Client),
+    /// The built-in HTTP/2 client.
+    H2(H2Transport),
+}
+
+/// The built-in HTTP/2 client: connections per origin, TLS settings, and the HTTP/1.1 fallback.
+pub(super) struct H2Transport {
+    /// The base URL's origin: every call but those with a base of their own.
+    primary: Arc<Origin>,
+    /// Other origins calls went to ([`super::Call::base`]), opened as they are first used.
+    others: Mutex<HashMap<(bool, Authority), Arc<Origin>>>,
+    /// TLS with ALPN `h2` and `http/1.1`, for `https://` origins.
+    tls: Option<tokio_rustls::TlsConnector>,
+    /// Whether `http://` origins speak HTTP/2 without TLS.
+    prior_knowledge: bool,
+    user_agent: &'static str,
+    user_agent_value: HeaderValue,
+    timeout: Duration,
+    /// Extra trusted roots (DER), for the fallback client.
+    roots: Vec<Vec<u8>>,
+    /// The client for origins that answered ALPN with HTTP/1.1, built on first need.
+    fallback: OnceLock<reqwest::Client>,
+}
+
+/// One origin: where it is, and its connection.
+struct Origin {
+    https: bool,
+    authority: Authority,
+    /// The host without IPv6 brackets, for connecting and for TLS's server name.
+    host: String,
+    port: u16,
+    /// The live connection, if any.
+    live: Mutex<Option<Connection>>,
+    /// Held while connecting, so that concurrent callers share one attempt.
+    connecting: tokio::sync::Mutex<()>,
+    /// The server answered ALPN with HTTP/1.1: calls go to the fallback client.
+    http1: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Connection {
+    send: h2::client::SendRequest<Bytes>,
+    /// Set by the connection's task when the connection ends.
+    closed: Arc<AtomicBool>,
+}
+
+/// Why a connection could not be had.
+enum Connect {
+    /// The server speaks only HTTP/1.1 (ALPN).
+    Http1,
+    Failed(BoxError),
+}
+
+impl Transport {
+    /// The built-in transport for `base`, when the settings and the base call for it; `None`
+    /// means a `reqwest` client of the client's own.
+    pub(super) fn builtin(
+        base: &reqwest::Url,
+        prior_knowledge: bool,
+        roots: &[Vec<u8>],
+        user_agent: &'static str,
+        timeout: Duration,
+    ) -> Result<Option<H2Transport>, BoxError> {
+        let https = base.scheme() == "https";
+        if !https && !prior_knowledge {
+            return Ok(None);
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = if roots.is_empty() {
+            rustls_platform_verifier::Verifier::new(provider.clone())?
+        } else {
+            rustls_platform_verifier::Verifier::new_with_extra_roots(
+                roots.iter().map(|der| CertificateDer::from(der.clone())),
+                provider.clone(),
+            )?
+        };
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let primary = Origin::of(base).ok_or("the base URL has no host")?;
+        Ok(Some(H2Transport {
+            primary: Arc::new(primary),
+            others: Mutex::new(HashMap::new()),
+            tls: Some(tokio_rustls::TlsConnector::from(Arc::new(tls))),
+            prior_knowledge,
+            user_agent,
+            user_agent_value: HeaderValue::from_static(user_agent),
+            timeout,
+            roots: roots.to_vec(),
+            fallback: OnceLock::new(),
+        }))
+    }
+}
+
+/// A `reqwest` client as the client core builds its own: no redirects, its time-out, its
+/// user agent, and the extra roots.
+pub(super) fn reqwest_client(
+    user_agent: &'static str,
+    timeout: Duration,
+    roots: &[Vec<u8>],
+) -> Result<reqwest::Client, BoxError> {
+    // A platform API never redirects: a 3xx is an answer to read, not a hop to take with the
+    // token.
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(user_agent)
+        .redirect(reqwest::redirect::Policy::none());
+    for der in roots {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(der)?);
+    }
+    Ok(builder.build()?)
+}
+
+impl Origin {
+    fn of(url: &reqwest::Url) -> Option<Self> {
+        let host = url.host_str()?;
+        let port = url.port_or_known_default()?;
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Some(Self {
+            https: url.scheme() == "https",
+            authority: Authority::try_from(authority).ok()?,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            live: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            http1: AtomicBool::new(false),
+        })
+    }
+
+    /// The live connection, if it has not ended.
+    fn live(&self) -> Option<Connection> {
+        let live = lock(&self.live);
+        live.as_ref()
+            .filter(|c| !c.closed.load(Ordering::Acquire))
+            .cloned()
+    }
+
+    /// Forgets `connection` if it is still the live one (it failed a call).
+    fn retire(&self, connection: &Connection) {
+        connection.closed.store(true, Ordering::Release);
+        let mut live = lock(&self.live);
+        if live
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.closed, &connection.closed))
+        {
+            *live = None;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl H2Transport {
+    /// The origin of `url`: the base's, or another one, kept for later calls.
+    fn origin(&self, url: &reqwest::Url) -> Option<Arc<Origin>> {
+        let https = url.scheme() == "https";
+        let primary = &self.primary;
+        let port = url.port_or_known_default();
+        if primary.https == https
+            && url.host_str() == Some(primary.authority.host())
+            && port == Some(primary.port)
+        {
+            return Some(primary.clone());
+        }
+        let origin = Origin::of(url)?;
+        let mut others = lock(&self.others);
+        Some(
+            others
+                .entry((https, origin.authority.clone()))
+                .or_insert_with(|| Arc::new(origin))
+                .clone(),
+        )
+    }
+
+    /// The HTTP/1.1 client for servers that do not speak HTTP/2.
+    fn fallback(&self) -> Result<&reqwest::Client, BoxError> {
+        if let Some(client) = self.fallback.get() {
+            return Ok(client);
+        }
+        let client = reqwest_client(self.user_agent, self.timeout, &self.roots)?;
+        Ok(self.fallback.get_or_init(|| client))
+    }
+
+    /// Sends one request to `url` and reads its answer, within `timeout`.
+    pub(super) async fn exchange(
+        &self,
+        url: &reqwest::Url,
+        request: Outgoing<'_>,
+        timeout: Duration,
+    ) -> Result<Exchanged, SendFailure> {
+        let not_sent = |source: BoxError| SendFailure {
+            timeout: false,
+            maybe_delivered: false,
+            source,
+        };
+        let origin = self
+            .origin(url)
+            .ok_or_else(|| not_sent("the call's URL has no host".into()))?;
+        // A call with a base of its own over http:// on an https client, or to a server that
+        // speaks only HTTP/1.1. Boxed, as below: the fallback's state is not every call's.
+        if (!origin.https && !self.prior_knowledge) || origin.http1.load(Ordering::Acquire) {
+            let http = self.fallback().map_err(not_sent)?;
+            return Box::pin(reqwest_exchange(http, url, request, timeout)).await;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let written = AtomicBool::new(false);
+        let head = tokio::time::timeout_at(deadline, self.send(&origin, url, &request, &written));
+        let response = match head.await {
+            Ok(Ok(Some(response))) => response,
+            Ok(Ok(None)) => {
+                // The server picked HTTP/1.1.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let http = self.fallback().map_err(not_sent)?;
+                return Box::pin(reqwest_exchange(http, url, request, left)).await;
+            }
+            Ok(Err(failure)) => return Err(failure),
+            Err(_) => {
+                return Err(SendFailure {
+                    timeout: true,
+                    // Still connecting: nothing was sent. Otherwise the request went out, or is
+                    // queued on the connection for a free stream and may have been written.
+                    maybe_delivered: written.load(Ordering::Relaxed),
+                    source: "the attempt timed out".into(),
+                });
+            }
+        };
+        let (parts, mut body) = response.into_parts();
+        let read = tokio::time::timeout_at(deadline, read_body(&mut body)).await;
+        let body = match read {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) => Err((false, e)),
+            Err(_) => Err((true, "reading the answer timed out".into())),
+        };
+        Ok((parts.status, parts.headers, body))
+    }
+
+    /// Sends the request on the origin's connection and waits for the answer's head; `None`
+    /// when the origin speaks only HTTP/1.1.
+    async fn send(
+        &self,
+        origin: &Origin,
+        url: &reqwest::Url,
+        request: &Outgoing<'_>,
+        written: &AtomicBool,
+    ) -> Result<Option<http::Response<h2::RecvStream>>, SendFailure> {
+        let head = self.head(origin, url, request).map_err(|e| SendFailure {
+            timeout: false,
+            maybe_delivered: false,
+            source: e,
+        })?;
+        // A connection that ended as it was handed out fails before the request is written:
+        // once more on a new one.
+        let mut tries = 0;
+        let (connection, response) = loop {
+            tries += 1;
+            let connection = match self.connection(origin).await {
+                Ok(connection) => connection,
+                Err(Connect::Http1) => return Ok(None),
+                Err(Connect::Failed(source)) => {
+                    return Err(SendFailure {
+                        timeout: false,
+                        maybe_delivered: false,
+                        source,
+                    });
+                }
+            };
+            // From here the request may reach the platform, whatever happens to this call.
+            super::dispatch::note_dispatched();
+            written.store(true, Ordering::Relaxed);
+            let sent = match connection.send.clone().ready().await {
+                Ok(mut send) => {
+                    let end = request.body.is_none();
+                    send.send_request(head.clone(), end)
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok((response, mut stream)) => {
+                    if let Some((body, _)) = request.body
+                        && let Err(e) = stream.send_data(body.clone(), true)
+                    {
+                        origin.retire(&connection);
+                        return Err(stream_failure(e));
+                    }
+                    break (connection, response);
+                }
+                // Refused before a byte of it was written: the connection is done.
+                Err(e) if tries < 2 => {
+                    tracing::debug!(error = %e, "http/2 connection ended; opening another");
+                    origin.retire(&connection);
+                }
+                Err(e) => {
+                    origin.retire(&connection);
+                    return Err(SendFailure {
+                        timeout: false,
+                        maybe_delivered: false,
+                        source: e.into(),
+                    });
+                }
+            }
+        };
+        match response.await {
+            Ok(response) => Ok(Some(response)),
+            Err(e) => {
+                if e.is_go_away() || e.is_io() {
+                    origin.retire(&connection);
+                }
+                Err(stream_failure(e))
+            }
+        }
+    }
+
+    /// The request's head: method, URI, headers.
+    fn head(
+        &self,
+        origin: &Origin,
+        url: &reqwest::Url,
+        request: &Outgoing<'_>,
+    ) -> Result<Request<()>, BoxError> {
+        let path = match url.query() {
+            Some(query) => PathAndQuery::try_from(format!("{}?{query}", url.path()))?,
+            None => PathAndQuery::try_from(url.path())?,
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(if origin.https {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
+        uri.authority = Some(origin.authority.clone());
+        uri.path_and_query = Some(path);
+        let mut head = Request::new(());
+        *head.method_mut() = request.method.clone();
+        *head.uri_mut() = Uri::from_parts(uri)?;
+        let headers = head.headers_mut();
+        headers.reserve(5);
+        // Marked sensitive by the client: HPACK never indexes it.
+        headers.insert(header::AUTHORIZATION, request.authorization.clone());
+        headers.insert(header::USER_AGENT, self.user_agent_value.clone());
+        if let Some((body, content_type)) = request.body {
+            headers.insert(header::CONTENT_TYPE, content_type.clone());
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        if let Some((name, value)) = request.key_header {
+            headers.insert(name.clone(), value.clone());
+        }
+        Ok(head)
+    }
+
+    /// The origin's live connection, or a new one; concurrent callers share one attempt.
+    async fn connection(&self, origin: &Origin) -> Result<Connection, Connect> {
+        if let Some(connection) = origin.live() {
+            return Ok(connection);
+        }
+        let _connecting = origin.connecting.lock().await;
+        if let Some(connection) = origin.live() {
+            return Ok(connection);
+        }
+        if origin.http1.load(Ordering::Acquire) {
+            return Err(Connect::Http1);
+        }
+        // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is rare, and its state would
+        // otherwise enlarge every call in flight.
+        let connection = Box::pin(self.connect(origin)).await?;
+        *lock(&origin.live) = Some(connection.clone());
+        Ok(connection)
+    }
+
+    async fn connect(&self, origin: &Origin) -> Result<Connection, Connect> {
+        let failed = |e: BoxError| Connect::Failed(e);
+        let tcp = tokio::net::TcpStream::connect((origin.host.as_str(), origin.port))
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let _ = tcp.set_nodelay(true);
+        let mut builder = h2::client::Builder::new();
+        builder
+            .enable_push(false)
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(16 << 20)
+            .max_header_list_size(256 << 10);
+        if !origin.https {
+            let pair = builder
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .map_err(|e| failed(e.into()))?;
+            return Ok(drive(pair, &origin.authority));
+        }
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| failed("no tls configuration".into()))?;
+        let name =
+            ServerName::try_from(origin.host.clone()).map_err(|e| failed(Box::new(e) as _))?;
+        let stream = tls.connect(name, tcp).await.map_err(|e| failed(e.into()))?;
+        if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            tracing::debug!(
+                server = %origin.authority,
+                "the server does not speak http/2; calls to it go over http/1.1"
+            );
+            origin.http1.store(true, Ordering::Release);
+            return Err(Connect::Http1);
+        }
+        let pair = builder
+            .handshake::<_, Bytes>(stream)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        Ok(drive(pair, &origin.authority))
+    }
+}
+
+/// Drives `connection` on a task of its own until it ends, and marks it closed then.
+fn drive<T>(
+    (send, connection): (
+        h2::client::SendRequest<Bytes>,
+        h2::client::Connection<T, Bytes>,
+    ),
+    authority: &Authority,
+) -> Connection
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let closed = Arc::new(AtomicBool::new(false));
+    let ended = closed.clone();
+    let server = authority.clone();
+    // One task per connection, living as long as it: it reads and writes the frames of every
+    // call on it.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(%server, error = %e, "http/2 connection ended");
+        }
+        ended.store(true, Ordering::Release);
+    });
+    Connection { send, closed }
+}
+
+/// A stream's failure: one the server refused unprocessed (`REFUSED_STREAM`, or a graceful
+/// GOAWAY below it) never reached the platform; anything else may have.
+fn stream_failure(e: h2::Error) -> SendFailure {
+    let refused = if e.is_go_away() {
+        e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
+    } else {
+        e.reason() == Some(h2::Reason::REFUSED_STREAM)
+    };
+    SendFailure {
+        timeout: false,
+        maybe_delivered: !refused,
+        source: e.into(),
+    }
+}
+
+async fn read_body(body: &mut h2::RecvStream) -> Result<Bytes, BoxError> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<BytesMut> = None;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(chunk),
+            (Some(first), None) => {
+                let mut all = BytesMut::with_capacity(first.len() + chunk.len());
+                all.extend_from_slice(first);
+                all.extend_from_slice(&chunk);
+                more = Some(all);
+            }
+            (Some(_), Some(all)) => all.extend_from_slice(&chunk),
+        }
+    }
+    Ok(match (first, more) {
+        (_, Some(all)) => all.freeze(),
+        (Some(first), None) => first,
+        (None, None) => Bytes::new(),
+    })
+}
+
+/// One attempt through `reqwest`.
+pub(super) async fn reqwest_exchange(
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+    outgoing: Outgoing<'_>,
+    timeout: Duration,
+) -> Result<Exchanged, SendFailure> {
+    // Built whole, without a builder's checks per header: the URL and every value are valid
+    // already.
+    let mut request = reqwest::Request::new(outgoing.method.clone(), url.clone());
+    *request.timeout_mut() = Some(timeout);
+    let headers = request.headers_mut();
+    headers.insert(header::AUTHORIZATION, outgoing.authorization.clone());
+    if let Some((body, content_type)) = outgoing.body {
+        headers.insert(header::CONTENT_TYPE, content_type.clone());
+        *request.body_mut() = Some(body.clone().into());
+    }
+    if let Some((name, value)) = outgoing.key_header {
+        request.headers_mut().insert(name.clone(), value.clone());
+    }
+    // From here the request may reach the platform, whatever happens to this call.
+    super::dispatch::note_dispatched();
+    let mut response = match http.execute(request).await {
+        Ok(response) => response,
+        Err(e) => {
+            // A refused connection never carried the request; anything later may have.
+            return Err(SendFailure {
+                timeout: e.is_timeout(),
+                maybe_delivered: !e.is_connect(),
+                // The URL may name a user or hold a token; errors travel to logs.
+                source: e.without_url().into(),
+            });
+        }
+    };
+    let status = response.status();
+    // Taken, not copied: the body is read without them.
+    let headers = std::mem::take(response.headers_mut());
+    // Boxed: reading the body is a moment after the wait for the answer.
+    let body = Box::pin(response.bytes())
+        .await
+        .map_err(|e| (e.is_timeout(), e.without_url().into()));
+    Ok((status, headers, body))
+}
