@@ -67,6 +67,8 @@ async fn push_while_held(
         .into_iter()
         .map(|batch| {
             let queue = queue.clone();
+            // Each push waits in a task of its own, as concurrent webhooks do.
+            #[allow(clippy::disallowed_methods)]
             tokio::spawn(async move { queue.push_batch(batch).await })
         })
         .collect();
