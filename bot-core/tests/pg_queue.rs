@@ -851,7 +851,10 @@ async fn a_bounded_lane_probe_never_hands_out_an_event_before_an_older_one_under
         // a head would hand it out here, before "a1". (Whatever one pull hands out: there are
         // fewer than four conversations left at the end.)
         let got = pull_within(&queue, 4, DEADLINE).await;
-        assert!(!got.is_empty(), "nothing came within {DEADLINE:?}: {batches:?}");
+        assert!(
+            !got.is_empty(),
+            "nothing came within {DEADLINE:?}: {batches:?}"
+        );
         done = got.iter().map(|d| d.lease).collect();
         batches.push(ids(&got));
         seen.extend(got);
