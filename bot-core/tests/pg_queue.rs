@@ -799,3 +799,91 @@ async fn an_ordered_claim_from_the_front_still_takes_an_event_committed_under_it
     }
     queue.shutdown().await;
 }
+
+/// The lane probes of the claims between full ones start at the front only for candidates
+/// whose ids were taken before the front was read (migration 8): an event of a conversation
+/// committed under the front, whose next event was pushed after the front was read, still
+/// holds that next event back. Bounded by the front alone, the bounded claim would hand out
+/// "a2" while "a1", older, waits under the front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_lane_probe_never_hands_out_an_event_before_an_older_one_under_the_front() {
+    let pool = fresh_pool("front_probe").await;
+    let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+    let older = text_event("a", "a1");
+    let mut holder = pool.get().await.unwrap();
+    let held = holder.transaction().await.unwrap();
+    let older_id: i64 = held
+        .query_one(
+            "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+             VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
+             RETURNING id",
+            &[
+                &older.platform.as_str(),
+                &older.conversation.as_str(),
+                &older.id.as_str(),
+                &serde_json::to_string(&older).unwrap(),
+            ],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    queue
+        .push_batch(
+            (0..30)
+                .map(|i| text_event(&format!("c{}", i % 3), &format!("e{i}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    // The full claim reads the front above the held id; the claims after it are bounded.
+    let first = pull_n(&queue, 3).await;
+    assert_eq!(ids(&first), ["e0", "e1", "e2"]);
+    // "a1" commits under the front, then its conversation's next event is pushed: its id was
+    // taken after the front was read.
+    held.commit().await.unwrap();
+    queue.push_batch(vec![text_event("a", "a2")]).await.unwrap();
+    let mut done: Vec<Lease> = first.iter().map(|d| d.lease).collect();
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    let mut seen = Vec::new();
+    while seen.len() < 29 {
+        queue.ack(&done).await.unwrap();
+        // Room for the three conversations' heads and "a2": a bounded claim that took "a2" as
+        // a head would hand it out here, before "a1". (Whatever one pull hands out: there are
+        // fewer than four conversations left at the end.)
+        let got = pull_within(&queue, 4, DEADLINE).await;
+        assert!(
+            !got.is_empty(),
+            "nothing came within {DEADLINE:?}: {batches:?}"
+        );
+        done = got.iter().map(|d| d.lease).collect();
+        batches.push(ids(&got));
+        seen.extend(got);
+    }
+    let at = |id: &str| {
+        batches
+            .iter()
+            .position(|b| b.iter().any(|x| x == id))
+            .unwrap_or_else(|| panic!("{id} was handed out: {batches:?}"))
+    };
+    assert!(
+        at("a1") < at("a2"),
+        "a2 was handed out before (or with) a1, the older event of its conversation: {batches:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .find(|d| d.event.id.as_str() == "a1")
+            .unwrap()
+            .lease
+            .id,
+        older_id as u64
+    );
+    for conv in ["a", "c0", "c1", "c2"] {
+        let order: Vec<u64> = seen
+            .iter()
+            .filter(|d| d.event.conversation.as_str() == conv)
+            .map(|d| d.lease.id)
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{conv}: {order:?}");
+    }
+    queue.shutdown().await;
+}

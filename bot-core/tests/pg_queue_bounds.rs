@@ -313,3 +313,58 @@ async fn the_maintenance_task_prunes_dead_letters_and_counts_them_in_a_metric() 
     assert_eq!(queue.dead_letters(10).await.unwrap().len(), 1);
     queue.shutdown().await;
 }
+
+/// Above 50,000 ids from the front to the largest, the figures are estimated from ids drawn
+/// from that span (migration 8) instead of a scan of the table; the estimate counts the live
+/// events, not the span: half of 120,000 events deleted (as acknowledgements out of order
+/// would), it finds about 60,000, within 4.5 standard errors of the draw. The capacity check
+/// uses that estimate: a capacity below it refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_queue_is_estimated_from_drawn_ids_not_scanned() {
+    let pool = fresh_pool("figures_estimate").await;
+    let queue = queue_builder(&pool).queue_capacity(40_000).build().unwrap();
+    let n = 120_000usize;
+    let loaded = bot_core::pg::import(
+        &pool,
+        (0..n).map(|i| text_event(&format!("c{}", i % 1_000), &format!("e{i}"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(loaded, n as u64);
+    let conn = pool.get().await.unwrap();
+    // Every other event gone: the span stays 120,000 ids, the live events are 60,000.
+    conn.execute("DELETE FROM botrt_events WHERE id % 2 = 0", &[])
+        .await
+        .unwrap();
+    let stats = queue.stats().await.unwrap();
+    assert!(stats.estimated, "{stats:?}");
+    let events = stats.ready + stats.retrying + stats.leased;
+    // Standard error: 0.5 / sqrt(2,000) of 120,000 = 1,342.
+    assert!(
+        (54_000..=66_000).contains(&events),
+        "60,000 live events estimated as {events}: {stats:?}"
+    );
+    assert_eq!((stats.retrying, stats.leased), (0, 0));
+    assert!(stats.bytes > 0, "{stats:?}");
+    let full = queue
+        .push_batch(vec![text_event("c0", "one-more")])
+        .await
+        .unwrap_err();
+    assert_eq!(full.kind(), ErrorKind::QueueFull);
+    // Down to a span of 50,000 ids or less, the figures are counted again.
+    conn.execute(
+        "DELETE FROM botrt_events WHERE id < (SELECT max(id) - 40000 FROM botrt_events)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let left: i64 = conn
+        .query_one("SELECT count(*) FROM botrt_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let stats = queue.stats().await.unwrap();
+    assert!(!stats.estimated, "{stats:?}");
+    assert_eq!(stats.ready, left as u64, "{stats:?}");
+    queue.shutdown().await;
+}

@@ -14,20 +14,42 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::queue::{Completed, Delivery, Lease};
 
+/// The queue's front as last read (migrations 7 and 8).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Front {
+    /// The smallest id in the queue (0 when it was empty): where an ordered queue's bounded
+    /// claims start until the next full claim.
+    pub(super) front: i64,
+    /// The identity sequence's last value, read before `front`: a candidate whose id is at most
+    /// this has no older event of its conversation under `front`, so its lane probe starts
+    /// there (migration 8 has the argument).
+    pub(super) safe: i64,
+}
+
+impl Front {
+    /// Nothing read yet: every probe unbounded.
+    const NONE: Front = Front { front: 0, safe: 0 };
+}
+
 impl Inner {
     /// One claim statement: up to `n` events under one fresh lease token. A bounded claim (one
     /// between full ones) looks at part of the queue only: an unordered queue's at the events
-    /// after the largest leased id, an ordered queue's at those from `front` on.
+    /// after the largest leased id, an ordered queue's at those from `front` on. An ordered
+    /// claim's lane probes start at the front for the candidates it covers (see [`Front`]).
     pub(super) async fn claim(
         &self,
         n: usize,
         bounded: bool,
-        front: i64,
+        front: Front,
     ) -> Result<Vec<Delivery>, Error> {
         let token = fastrand::i64(..);
         let limit = i32::try_from(n).unwrap_or(i32::MAX);
         let tail = bounded && !self.ordered;
-        let from = if bounded && self.ordered { front } else { 0 };
+        let from = if bounded && self.ordered {
+            front.front
+        } else {
+            0
+        };
         let rows = self
             .query(
                 CLAIM,
@@ -38,6 +60,8 @@ impl Inner {
                     (&self.ordered, Type::BOOL),
                     (&tail, Type::BOOL),
                     (&from, Type::INT8),
+                    (&front.front, Type::INT8),
+                    (&front.safe, Type::INT8),
                 ],
                 "claiming events",
             )
@@ -85,11 +109,13 @@ impl Inner {
         Ok(out)
     }
 
-    /// The smallest id in the queue (0 when it is empty), where an ordered queue's bounded
-    /// claims start until the next full claim.
-    async fn front(&self) -> Result<i64, Error> {
+    /// The queue's front and the ids it covers (see [`Front`]).
+    async fn front(&self) -> Result<Front, Error> {
         let rows = self.query(FRONT, &[], "reading the queue's front").await?;
-        Ok(rows.first().map_or(0, |r| r.get(0)))
+        Ok(rows.first().map_or(Front::NONE, |r| Front {
+            safe: r.get(0),
+            front: r.get(1),
+        }))
     }
 
     pub(super) async fn release_leases(&self, deliveries: &[Delivery]) -> Result<Completed, Error> {
@@ -128,7 +154,7 @@ impl Inner {
         // Claims between full ones are bounded (see `FULL_CLAIM_EVERY`).
         let mut last_full: Option<tokio::time::Instant> = None;
         let mut bounded_came_short = false;
-        let mut front = 0i64;
+        let mut front = Front::NONE;
         'outer: loop {
             // Wait for demand the buffer does not cover.
             loop {

@@ -101,6 +101,13 @@ impl PgQueue {
 
     /// Reads the queue's figures from the tables now (and refreshes [`Queue::depth`]).
     ///
+    /// Never a scan of the whole table (whose rows of handled events stay until a vacuum): the
+    /// events are counted exactly, through the primary key, while the ids from the queue's front
+    /// (its smallest) to its largest span at most 50,000; above that, `ready`, `retrying` and
+    /// `bytes` are estimated from 2,000 ids drawn from the span, with a standard error of at most
+    /// 1.1 % of the span (2.2 % at 95 %), and [`QueueStats::estimated`] says so. `leased` and
+    /// `dead` are always counted (their tables are small).
+    ///
     /// # Errors
     ///
     /// Fails when the database fails.
@@ -120,6 +127,7 @@ impl PgQueue {
             dead: get(&s.dead),
             oldest_ready_age: std::time::Duration::from_millis(get(&s.oldest_ready_millis)),
             bytes: get(&s.bytes),
+            estimated: s.estimated.load(AtomicOrdering::Relaxed),
         }
     }
 

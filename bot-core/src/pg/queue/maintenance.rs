@@ -12,8 +12,8 @@ use super::counters::QueueStats;
 use super::inner::Inner;
 use super::sql::{
     DEDUP_PRUNE_STEPS, EXTEND, I8S, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, PRUNE_DEAD,
-    PRUNE_DEDUP, PRUNE_LANES, PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_INTERVAL,
-    VACUUM_LEASES, interval_millis, split,
+    PRUNE_DEDUP, PRUNE_LANES, PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_EXACT_SPAN,
+    STATS_INTERVAL, STATS_SAMPLES, VACUUM_LEASES, interval_millis, split,
 };
 use crate::error::{Error, ErrorKind};
 use crate::queue::Lease;
@@ -78,7 +78,16 @@ impl Inner {
         // meanwhile is then counted twice or not subtracted (an over-estimate until the next
         // count), never missed.
         let before = self.local_counts();
-        let rows = self.query(STATS, &[], "reading queue figures").await?;
+        let rows = self
+            .query(
+                STATS,
+                &[
+                    (&STATS_EXACT_SPAN, Type::INT8),
+                    (&STATS_SAMPLES, Type::INT4),
+                ],
+                "reading queue figures",
+            )
+            .await?;
         let after = self.local_counts();
         let base = SizeBase {
             acked: after.acked,
@@ -97,6 +106,7 @@ impl Inner {
             dead: to_u64(4),
             oldest_ready_age: Duration::try_from_secs_f64(age.max(0.0)).unwrap_or_default(),
             bytes: to_u64(5),
+            estimated: !row.get::<_, bool>(6),
         };
         *self.size.lock().unwrap_or_else(|p| p.into_inner()) = SizeBase {
             events: stats.ready + stats.retrying + stats.leased,
@@ -111,6 +121,7 @@ impl Inner {
         s.leased.store(stats.leased, AtomicOrdering::Relaxed);
         s.dead.store(stats.dead, AtomicOrdering::Relaxed);
         s.bytes.store(stats.bytes, AtomicOrdering::Relaxed);
+        s.estimated.store(stats.estimated, AtomicOrdering::Relaxed);
         s.oldest_ready_millis.store(
             u64::try_from(stats.oldest_ready_age.as_millis()).unwrap_or(u64::MAX),
             AtomicOrdering::Relaxed,

@@ -122,12 +122,14 @@ FROM botrt_import
 WHERE (SELECT count(*) FROM locked) > 0";
 
 pub(super) const CLAIM: &str =
-    "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5, $6)";
+    "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// The queue's front, read before an ordered queue's full claim: the claims until the next
-/// full one start there (migration 7) instead of stepping over the index entries of the
-/// events acknowledged since the last vacuum.
-pub(super) const FRONT: &str = "SELECT coalesce(min(id), 0) FROM botrt_events";
+/// The queue's front, read before an ordered queue's full claim, and the identity sequence's
+/// last value read before it: the claims until the next full one start at the front
+/// (migration 7) instead of stepping over the index entries of the events acknowledged since
+/// the last vacuum, and their lane probes start there too for the candidates whose ids are at
+/// most that value (migration 8, which explains why that is exact).
+pub(super) const FRONT: &str = "SELECT safe, front FROM botrt_front()";
 
 /// Between full claims, an unordered queue's claimer claims from the tail (after the largest
 /// leased id, migration 6) and an ordered queue's from the front it last read (migration 7); a
@@ -336,16 +338,21 @@ pub(super) const PRUNE_ROUNDS: usize = 10;
 /// How long a conversation's lock row outlives its last push.
 pub(super) const LANE_IDLE: Duration = Duration::from_secs(600);
 
-// A leased event is one with a row in `botrt_leases`; its `run_at` has passed.
+// The figures (migration 8): counted exactly over the ids from the front to the largest while
+// they span at most `STATS_EXACT_SPAN`, estimated from `STATS_SAMPLES` ids drawn from that span
+// above it; never a scan of the table, whose dead rows (kept until a vacuum) can be many times
+// its live ones.
 pub(super) const STATS: &str = "
-SELECT count(*) FILTER (WHERE l.id IS NULL AND e.run_at <= now()),
-       count(*) FILTER (WHERE l.id IS NULL AND e.run_at > now()),
-       count(l.id),
-       coalesce(extract(epoch FROM now() - min(e.enqueued_at)
-           FILTER (WHERE l.id IS NULL AND e.run_at <= now())), 0)::float8,
-       (SELECT count(*) FROM botrt_dead_letters),
-       coalesce(sum(pg_column_size(e.payload)), 0)::bigint
-FROM botrt_events e LEFT JOIN botrt_leases l ON l.id = e.id";
+SELECT ready, retrying, leased, oldest_ready_secs, dead, bytes, exact
+FROM botrt_figures($1, $2)";
+
+/// The widest span of ids (front to largest) the figures count exactly: a read of at most this
+/// many rows through the primary key.
+pub(super) const STATS_EXACT_SPAN: i64 = 50_000;
+
+/// Ids drawn from a wider span to estimate the figures: a probe each; the estimate's standard
+/// error is at most the span / (2 √draws), 1.1 % of the span.
+pub(super) const STATS_SAMPLES: i32 = 2_000;
 
 /// How often the rescuer refreshes the figures behind [`Queue::depth`](crate::Queue::depth), the
 /// capacity check and the gauges; every `rescue_interval` instead while pushes find the queue full.
