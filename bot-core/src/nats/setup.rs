@@ -7,6 +7,8 @@
 //! so the server's work per message grew with the partitions (15-20 µs at 16 partitions, 58
 //! µs at 64, against 7-10 µs for a stream per partition; BENCHMARKS.md).
 
+use std::time::Duration;
+
 use async_nats::jetstream::{self, kv, stream};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
@@ -101,6 +103,15 @@ pub(super) fn partition_capacity(capacity: usize, partitions: u32) -> usize {
 /// Streams created or checked at once while a queue starts.
 const SETUP_CONCURRENCY: usize = 16;
 
+/// Attempts at creating a stream when the server answers with a fault of its own.
+const CREATE_ATTEMPTS: u32 = 4;
+
+/// Whether the server answered a stream's creation with a fault of its own (500), which may
+/// pass, rather than a refusal of the configuration.
+fn is_server_fault(e: &jetstream::context::CreateStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::CreateStreamErrorKind::JetStream(j) if j.code() == 500)
+}
+
 /// Creates the partition's stream, or checks the one that exists.
 async fn ensure_partition(
     js: &jetstream::Context,
@@ -122,7 +133,20 @@ async fn ensure_partition(
         num_replicas: settings.replicas,
         ..Default::default()
     };
-    let events = match js.get_or_create_stream(config).await {
+    // A fault of the server's own (a 500: it could not create the stream's store) can pass; a
+    // queue starting while the server is busy tries again a few times before it fails.
+    let mut attempt = 0;
+    let created = loop {
+        attempt += 1;
+        match js.get_or_create_stream(config.clone()).await {
+            Err(e) if attempt < CREATE_ATTEMPTS && is_server_fault(&e) => {
+                tracing::debug!(error = %e, stream = %name, attempt, "nats: creating a stream failed; trying again");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            other => break other,
+        }
+    };
+    let events = match created {
         Ok(events) => events,
         Err(e) => {
             // The subjects overlap with the single stream of the layout before partitions had
