@@ -887,3 +887,77 @@ async fn a_bounded_lane_probe_never_hands_out_an_event_before_an_older_one_under
     }
     queue.shutdown().await;
 }
+
+/// Two events of one conversation written by one transaction (a push of several, pushes written
+/// together, an import) while the claimer reads the front: the front does not see them, so the
+/// second must never be taken for its conversation's head while the first lies under the front.
+/// (With the probe bounded for every id taken before the front was read, "a2" was claimed here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_lane_probe_keeps_the_order_of_two_events_of_one_transaction() {
+    let pool = fresh_pool("front_probe_one_tx").await;
+    let insert = "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+                  VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
+                  RETURNING id";
+    let row = |e: &bot_core::Event| {
+        (
+            e.platform.as_str().to_owned(),
+            e.conversation.as_str().to_owned(),
+            e.id.as_str().to_owned(),
+            serde_json::to_string(e).unwrap(),
+        )
+    };
+    let (a1, a2, b) = (
+        row(&text_event("a", "a1")),
+        row(&text_event("a", "a2")),
+        row(&text_event("b", "b1")),
+    );
+    let mut writer = pool.get().await.unwrap();
+    let tx = writer.transaction().await.unwrap();
+    let a1_id: i64 = tx
+        .query_one(insert, &[&a1.0, &a1.1, &a1.2, &a1.3])
+        .await
+        .unwrap()
+        .get(0);
+    // Another conversation's event commits meanwhile, above "a1".
+    let other = pool.get().await.unwrap();
+    let b_id: i64 = other
+        .query_one(insert, &[&b.0, &b.1, &b.2, &b.3])
+        .await
+        .unwrap()
+        .get(0);
+    let a2_id: i64 = tx
+        .query_one(insert, &[&a2.0, &a2.1, &a2.2, &a2.3])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(a1_id < b_id && b_id < a2_id);
+    // The claimer reads the front while the transaction runs: "b" is the smallest id it sees.
+    let claimer = pool.get().await.unwrap();
+    let read = claimer
+        .query_one("SELECT safe, front FROM botrt_front()", &[])
+        .await
+        .unwrap();
+    let (safe, front): (i64, i64) = (read.get(0), read.get(1));
+    assert_eq!(front, b_id);
+    tx.commit().await.unwrap();
+    let claim = |token: i64, tail: bool, from: i64| {
+        let claimer = &claimer;
+        async move {
+            claimer
+                .query(
+                    "SELECT id FROM botrt_claim(10, 60000, $1, true, $2, $3, $4, $5)",
+                    &[&token, &tail, &from, &front, &safe],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect::<Vec<i64>>()
+        }
+    };
+    // A claim from the front, as the claimer makes them until its next full claim: "b" only;
+    // "a2" is not its conversation's head ("a1", under the front, is).
+    assert_eq!(claim(1, true, front).await, [b_id]);
+    // The next full claim takes "a1", and still not "a2".
+    assert_eq!(claim(2, false, 0).await, [a1_id]);
+}

@@ -487,22 +487,26 @@ $$;
 // runs during a drain; this project's CI server runs with autovacuum off) those are the entries
 // of all its acknowledged events: 400-1,000 per conversation at 4-10 million acknowledged. The
 // probe now starts at the queue's front (`p_front`, the smallest id the claimer last read) for
-// every candidate whose id is at most `p_safe`, the identity sequence's last value read before
-// the front (`botrt_front()` reads both, in that order, each statement under its own snapshot).
-// Why that is exact: let e be a candidate with e.id <= p_safe and p a live event of its
-// conversation with p.id < e.id. An ordered push (and an import, and a re-drive) locks its
-// conversations' rows in `botrt_lanes` before its events take their ids, and holds the locks to
-// its end. Had e's push held the lock first, p's push would have taken its id after e's push
-// ended, so p.id > e.id (the sequence hands out increasing values: an identity sequence has
-// CACHE 1; after a crash it resumes above every value it logged); so p's push held it first and
-// ended before e's push took e.id. Since e.id <= p_safe, e.id was handed out before p_safe was
-// read, so p was committed before the front's statement took its snapshot, and as it is live
-// now (ids are never reused, a retry keeps its row) it was live in that snapshot: the front is
-// at most p.id, and the bounded probe [p_front, e.id) finds it. Candidates above p_safe (ids
-// taken after the front was read: their conversation's older event may have committed later
-// with an id under the front) keep the unbounded probe. The scan's start (`p_from`) stays as it
-// was (0 for a full claim, which takes the events committed under the front): an event under
-// the front with an id <= p_safe has, by the same argument, no older live event at all.
+// every candidate whose row was written by a transaction that had ended before the front was
+// read: `botrt_front()` reads the front and the xmin of the same statement's snapshot (`safe`,
+// the oldest transaction still running then), and the claim bounds a candidate's probe when its
+// row's xmin is older than that (`age(e.xmin) > age(safe)`; a frozen row is older than any).
+// Why that is exact: let e be such a candidate and p a live event of its conversation with
+// p.id < e.id. An ordered push (and an import, and a re-drive) locks its conversations' rows in
+// `botrt_lanes` before its events take their ids and holds the locks to its end; a retry or a
+// rescue updates the row (a newer xmin, so the probe of a retried candidate is unbounded unless
+// the update too ended before the front was read). If p and e came from one transaction, p
+// committed with e, before the front's snapshot. Otherwise, had e's transaction held the lock
+// first, p's would have taken its id after e's ended, so p.id > e.id (the sequence hands out
+// increasing values: an identity sequence has CACHE 1; after a crash it resumes above every
+// value it logged); so p's transaction held it first and ended before e's took e.id, and so
+// before e's ended. Either way p was committed in the front's snapshot, and as it is live now
+// (ids are never reused, a retry keeps its row) it was live in it: the front is at most p.id,
+// and the bounded probe [p_front, e.id) finds it. Other candidates (written by a transaction
+// still running, or begun, when the front was read: their conversation may have an older event
+// committed under the front since) keep the unbounded probe. The front and the xmin come from
+// one statement, so one snapshot whatever the isolation level. The scan's start (`p_from`) stays
+// as it was (0 for a full claim, which takes the events committed under the front).
 //
 // The figures. `Queue::depth`, the capacity check and the gauges came from a count of the whole
 // table every few seconds, 3.4 GB of heap at ten million events, dead rows included (they stay
@@ -521,13 +525,11 @@ $$;
 // unbounded probes and their own counts).
 const V8: &str = r#"
 CREATE FUNCTION botrt_front(OUT safe bigint, OUT front bigint)
-LANGUAGE plpgsql
+LANGUAGE sql
 AS $$
-BEGIN
-    -- Two statements, two snapshots: the sequence first, then the front.
-    safe := coalesce(pg_sequence_last_value(pg_get_serial_sequence('botrt_events', 'id')::regclass), 0);
-    SELECT coalesce(min(e.id), 0) INTO front FROM botrt_events e;
-END
+    -- One statement, one snapshot: its xmin and the front it sees.
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, coalesce(min(e.id), 0)
+    FROM botrt_events e
 $$;
 
 CREATE FUNCTION botrt_claim(p_limit integer, p_lease_ms bigint, p_token bigint, p_ordered boolean,
@@ -545,6 +547,10 @@ DECLARE
     v_got integer := 0;
     v_n integer;
     v_any boolean := false;
+    -- How old the front's snapshot's xmin is now: rows written by older transactions have a
+    -- larger age. None read (0): no row is older than the largest age, so no probe is bounded.
+    v_safe_age integer := CASE WHEN p_safe > 0
+        THEN age(((p_safe & 4294967295)::text)::xid) ELSE 2147483647 END;
 BEGIN
     IF NOT p_ordered THEN
         RETURN QUERY SELECT * FROM botrt_claim(p_limit, p_lease_ms, p_token, p_ordered, p_tail);
@@ -572,7 +578,7 @@ BEGIN
               AND NOT EXISTS (
                   SELECT 1 FROM botrt_events p
                   WHERE p.lane = e.lane AND p.id < e.id
-                    AND p.id >= CASE WHEN e.id <= p_safe THEN p_front ELSE 0 END)
+                    AND p.id >= CASE WHEN age(e.xmin) > v_safe_age THEN p_front ELSE 0 END)
               AND e.lane NOT IN (SELECT l.lane FROM botrt_leases l WHERE l.ordered)
             ORDER BY e.id
             LIMIT p_limit - v_got

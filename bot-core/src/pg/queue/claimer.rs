@@ -20,9 +20,9 @@ pub(super) struct Front {
     /// The smallest id in the queue (0 when it was empty): where an ordered queue's bounded
     /// claims start until the next full claim.
     pub(super) front: i64,
-    /// The identity sequence's last value, read before `front`: a candidate whose id is at most
-    /// this has no older event of its conversation under `front`, so its lane probe starts
-    /// there (migration 8 has the argument).
+    /// The xmin of the snapshot `front` was read in (0 when none was read): a candidate written
+    /// by a transaction older than this has no older event of its conversation under `front`,
+    /// so its lane probe starts there (migration 8 has the argument).
     pub(super) safe: i64,
 }
 

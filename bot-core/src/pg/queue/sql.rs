@@ -127,8 +127,9 @@ pub(super) const CLAIM: &str =
 /// The queue's front, read before an ordered queue's full claim, and the identity sequence's
 /// last value read before it: the claims until the next full one start at the front
 /// (migration 7) instead of stepping over the index entries of the events acknowledged since
-/// the last vacuum, and their lane probes start there too for the candidates whose ids are at
-/// most that value (migration 8, which explains why that is exact).
+/// the last vacuum, and their lane probes start there too for the candidates written by
+/// transactions that had ended when it was read (older than the snapshot's xmin, read with it;
+/// migration 8 explains why that is exact).
 pub(super) const FRONT: &str = "SELECT safe, front FROM botrt_front()";
 
 /// Between full claims, an unordered queue's claimer claims from the tail (after the largest
