@@ -18,8 +18,9 @@ use support::text_event;
 const HELD: &str = "held";
 
 /// Locks the lane row of `HELD` in an open transaction, as a push of it would, so that the
-/// queue's writers stall on their first statements while the other pushes join the line.
-async fn hold_the_lane(pool: &PgPool) -> PgConnection {
+/// queue's writers stall on their first statements while the other pushes join the line. Returns
+/// the connection and its server process id.
+async fn hold_the_lane(pool: &PgPool) -> (PgConnection, i32) {
     let conn = pool.get().await.unwrap();
     conn.batch_execute("BEGIN").await.unwrap();
     conn.execute(
@@ -30,11 +31,17 @@ async fn hold_the_lane(pool: &PgPool) -> PgConnection {
     )
     .await
     .unwrap();
-    conn
+    let pid: i32 = conn
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (conn, pid)
 }
 
-/// Waits until both writers' statements wait for the held lane.
-async fn writers_stalled(pool: &PgPool) {
+/// Waits until both writers' statements wait for the lock `holder` holds, directly or behind
+/// each other (only this test's: the tests of this file run at once, on one database).
+async fn writers_stalled(pool: &PgPool, holder: i32) {
     let conn = pool.get().await.unwrap();
     eventually(
         "both writers waiting for the held lane",
@@ -42,9 +49,14 @@ async fn writers_stalled(pool: &PgPool) {
         || async {
             let n: i64 = conn
                 .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO botrt_lanes%'",
-                    &[],
+                    // Waiting for the holder, or for one that waits for it.
+                    "WITH RECURSIVE chain(pid) AS (
+                     SELECT $1::int
+                     UNION
+                     SELECT a.pid FROM pg_stat_activity a JOIN chain c
+                       ON c.pid = ANY(pg_blocking_pids(a.pid)))
+                 SELECT count(*) - 1 FROM chain",
+                    &[&holder],
                 )
                 .await
                 .unwrap()
@@ -62,7 +74,7 @@ async fn push_while_held(
     queue: &Arc<PgQueue>,
     batches: Vec<Vec<Event>>,
 ) -> Vec<Result<bot_core::queue::PushReport, bot_core::Error>> {
-    let holder = hold_the_lane(pool).await;
+    let (holder, pid) = hold_the_lane(pool).await;
     let tasks: Vec<_> = batches
         .into_iter()
         .map(|batch| {
@@ -72,7 +84,7 @@ async fn push_while_held(
             tokio::spawn(async move { queue.push_batch(batch).await })
         })
         .collect();
-    writers_stalled(pool).await;
+    writers_stalled(pool, pid).await;
     holder.batch_execute("COMMIT").await.unwrap();
     let mut results = Vec::new();
     for task in tasks {
@@ -85,38 +97,54 @@ async fn push_while_held(
 async fn pushes_that_wait_are_written_together_and_each_counts_its_own() {
     let pool = fresh_pool("push_group").await;
     let queue = Arc::new(queue_builder(&pool).build().unwrap());
-    // 64 pushes of 10 events; each shares 5 ids with the next (redeliveries racing each other)
-    // and has one event in the held conversation.
+    // Ids pushed before: push i redelivers i % 5 of them, so its own count is known whatever
+    // the order in which the pushes join the line.
+    let before: Vec<Event> = (0..64 * 4)
+        .map(|n| text_event(&format!("c{}", n % 7), &format!("old{n}")))
+        .collect();
+    let report = queue.push_batch(before).await.unwrap();
+    assert_eq!(report.accepted, 256);
     let batches: Vec<Vec<Event>> = (0..64)
         .map(|i| {
-            let mut batch: Vec<Event> = (i * 5..i * 5 + 9)
-                .map(|n| text_event(&format!("c{}", n % 7), &format!("e{n}")))
+            let redelivered = i % 5;
+            let mut batch: Vec<Event> = (0..redelivered)
+                .map(|k| {
+                    let n = i * 4 + k;
+                    text_event(&format!("c{}", n % 7), &format!("old{n}"))
+                })
                 .collect();
+            batch.extend(
+                (redelivered..9).map(|k| text_event(&format!("c{k}"), &format!("new{i}-{k}"))),
+            );
+            // And one in the held conversation.
             batch.push(text_event(HELD, &format!("h{i}")));
             batch
         })
         .collect();
+    let pushed = queue.counters().push_statements;
     let results = push_while_held(&pool, &queue, batches).await;
-    let (mut accepted, mut duplicates) = (0, 0);
-    for r in &results {
+    let mut accepted = 0;
+    for (i, r) in results.iter().enumerate() {
         let report = r.as_ref().expect("every push commits");
-        assert_eq!(report.accepted + report.duplicates, 10);
+        let redelivered = i % 5;
+        assert_eq!(
+            (report.accepted, report.duplicates),
+            (10 - redelivered, redelivered),
+            "push {i}"
+        );
         accepted += report.accepted;
-        duplicates += report.duplicates;
     }
-    // Ids e0..e323 once each, and 64 of the held conversation.
-    assert_eq!(accepted, 63 * 5 + 9 + 64);
-    assert_eq!(duplicates, 640 - accepted);
-    let statements = queue.counters().push_statements;
+    let statements = queue.counters().push_statements - pushed;
     assert!(
         statements <= 16,
         "64 pushes waiting together took {statements} statements"
     );
-    let drained = drain_acking(queue.as_ref(), accepted).await;
+    let drained = drain_acking(queue.as_ref(), 256 + accepted).await;
     let mut ids: Vec<String> = drained.iter().map(|d| d.event.id.to_string()).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), accepted, "each accepted event once");
+    assert_eq!(ids.len(), 256 + accepted, "each accepted event once");
+    assert_eq!(queue.counters().pushed, (256 + accepted) as u64);
     queue.shutdown().await;
 }
 

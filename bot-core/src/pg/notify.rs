@@ -14,7 +14,7 @@ use super::wakeup::Wakeups;
 ///
 /// `NOTIFY` takes a lock at commit that serialises every notifying transaction, so at most one
 /// notification goes out per debounce interval: a push writer carries it in its statement when
-/// none went out within the interval (`Wakeups::take_notification`); the pushes that could not
+/// none went out for 50 ms past the interval, that is when the queue was idle (`Wakeups::take_notification`); the pushes that could not
 /// ask this task, which sends one small notification for all of them once the interval is over.
 pub(super) async fn run_notifier(signals: Arc<Wakeups>) {
     loop {

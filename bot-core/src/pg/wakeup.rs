@@ -13,7 +13,6 @@ use super::pool::PgPool;
 
 /// How long no notification must have gone out (past the debounce) for a push to carry one.
 const CARRY_AFTER_QUIET: Duration = Duration::from_millis(50);
-const CARRY_AFTER_QUIET_MICROS: u64 = 50_000;
 
 /// What the queue and its wake-up tasks share.
 pub(super) struct Wakeups {
@@ -38,6 +37,8 @@ pub(super) struct Wakeups {
     /// No notification before this (microseconds since `epoch`): the last one, sent by the
     /// notifier or carried by a push, plus the debounce.
     quiet_until: AtomicU64,
+    /// [`CARRY_AFTER_QUIET`] in microseconds.
+    carry_after_quiet: u64,
 }
 
 impl Wakeups {
@@ -57,6 +58,7 @@ impl Wakeups {
                 .checked_sub(CARRY_AFTER_QUIET)
                 .unwrap_or_else(Instant::now),
             quiet_until: AtomicU64::new(0),
+            carry_after_quiet: u64::try_from(CARRY_AFTER_QUIET.as_micros()).unwrap_or(u64::MAX),
         }
     }
 
@@ -79,7 +81,7 @@ impl Wakeups {
     pub(super) fn take_notification(&self) -> bool {
         let now = self.now_micros();
         let quiet = self.quiet_until.load(Ordering::Acquire);
-        now >= quiet.saturating_add(CARRY_AFTER_QUIET_MICROS)
+        now >= quiet.saturating_add(self.carry_after_quiet)
             && self
                 .quiet_until
                 .compare_exchange(
@@ -128,16 +130,22 @@ mod tests {
         w.notified_now();
         assert!(!w.take_notification(), "the notifier's counts too");
         // No debounce: the notifier may send at once, yet a push carries one only after the
-        // quiet time.
-        let w = wakeups(Duration::ZERO);
-        assert!(w.take_notification());
+        // quiet time (an hour here, so that no pause of this thread can pass it).
+        let w = Wakeups {
+            carry_after_quiet: 3_600_000_000,
+            epoch: Instant::now(),
+            ..wakeups(Duration::ZERO)
+        };
+        w.notified_now();
         assert_eq!(w.quiet_for(), Duration::ZERO);
         assert!(
             !w.take_notification(),
             "a stream of pushes leaves it to the notifier"
         );
-        let w = wakeups(Duration::ZERO);
-        w.notified_now();
-        assert!(!w.take_notification());
+        let w = Wakeups {
+            carry_after_quiet: 0,
+            ..wakeups(Duration::ZERO)
+        };
+        assert!(w.take_notification() && w.take_notification());
     }
 }

@@ -11,11 +11,19 @@
 //! What each caller sees is unchanged: `Ok` only once its events are committed, its own count of
 //! accepted events and duplicates (the statement returns the position of every event it
 //! inserted, and each part counts those in its range), and its own error. A statement that fails
-//! for a reason one part's data can cause (anything but the server being unavailable) is written
-//! again part by part, so that one bad webhook cannot fail the others; an unavailable server
-//! fails every part with the same `503`-able error. A part whose caller stopped waiting (its
-//! time-out, a closed request) before its statement went out is not written: the caller answered
-//! the platform that it failed, and the platform sends it again.
+//! for a reason one part's data can cause (a data or integrity error, a program limit, a
+//! deadlock) is written again in halves, and so on down to single parts, so that one bad webhook
+//! cannot fail the others; any other failure (the server unavailable or read-only, the disk
+//! full) fails every part alike, with the `503`-able error when the server is unavailable. A part
+//! whose caller stopped waiting (its time-out, a closed request) before its statement went out is
+//! not written: the caller answered the platform that it failed, and the platform sends it again.
+//! A part whose caller left after that is still counted in the queue's counters when it commits.
+//!
+//! What grouping costs: the statement locks the conversations of all its pushes (in lane order,
+//! as one push does), so a conversation whose lock is held elsewhere (a long `pg::import`, a
+//! push stuck in another process) holds up its whole group, where before it held up its own push
+//! and, once the pool's connections were all taken by such pushes, every push. Bound such holds
+//! by `push_timeout`: the group then answers 503 and the platform retries.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -36,58 +44,100 @@ pub(super) const PUSH_WRITERS: usize = 2;
 /// Events one statement writes at most; a push larger than this is written alone, whole.
 pub(super) const MAX_GROUP_ROWS: usize = 1_000;
 
+/// Payload bytes one statement writes at most (beyond a single push, written alone, whole).
+pub(super) const MAX_GROUP_BYTES: usize = 8 << 20;
+
 /// One caller's push, waiting for a writer.
 pub(super) struct Part {
     /// The events admitted by the capacity check, in the caller's order.
     pub(super) events: Vec<Event>,
     /// Their stored form.
     pub(super) payloads: Vec<String>,
+    /// The payloads' bytes.
+    pub(super) bytes: usize,
     /// How many of them were inserted (the others were duplicates), or why none was.
     pub(super) done: oneshot::Sender<Result<usize, Error>>,
+}
+
+/// The parts waiting, and whether the writers stopped taking them.
+#[derive(Default)]
+struct Line {
+    parts: VecDeque<Part>,
+    closed: bool,
 }
 
 /// The line of pushes and the signal that wakes the writers.
 #[derive(Default)]
 pub(super) struct PushLine {
-    waiting: Mutex<VecDeque<Part>>,
+    line: Mutex<Line>,
     wanted: Notify,
 }
 
 impl PushLine {
-    /// Puts `part` in line and wakes a writer.
-    pub(super) fn join(&self, part: Part) {
-        self.lock().push_back(part);
+    /// Puts `part` in line and wakes a writer; gives it back once the writers have stopped (the
+    /// queue closed).
+    pub(super) fn join(&self, part: Part) -> Result<(), Part> {
+        {
+            let mut line = self.lock();
+            if line.closed {
+                return Err(part);
+            }
+            line.parts.push_back(part);
+        }
         self.wanted.notify_one();
+        Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Part>> {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Line> {
+        self.line.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The parts at the head of the line, up to [`MAX_GROUP_ROWS`] events (at least one part),
-    /// leaving out those whose callers stopped waiting.
+    /// The parts at the head of the line, up to [`MAX_GROUP_ROWS`] events and
+    /// [`MAX_GROUP_BYTES`] (at least one part), leaving out those whose callers stopped waiting.
     fn take(&self) -> Vec<Part> {
-        let mut waiting = self.lock();
+        let mut line = self.lock();
         let mut parts = Vec::new();
-        let mut rows = 0;
-        while let Some(part) = waiting.front() {
+        let (mut rows, mut bytes) = (0, 0);
+        while let Some(part) = line.parts.front() {
             if part.done.is_closed() {
-                waiting.pop_front();
+                line.parts.pop_front();
                 continue;
             }
-            if !parts.is_empty() && rows + part.events.len() > MAX_GROUP_ROWS {
+            if !parts.is_empty()
+                && (rows + part.events.len() > MAX_GROUP_ROWS
+                    || bytes + part.bytes > MAX_GROUP_BYTES)
+            {
                 break;
             }
             rows += part.events.len();
-            parts.extend(waiting.pop_front());
+            bytes += part.bytes;
+            parts.extend(line.parts.pop_front());
         }
         parts
     }
+
+    /// Closes the line if it is empty: no part joins it after that. False while parts wait.
+    fn close_if_empty(&self) -> bool {
+        let mut line = self.lock();
+        if line.parts.is_empty() {
+            line.closed = true;
+        }
+        line.closed
+    }
+}
+
+/// Why a statement failed, and whether one push's data may be the cause (a data or integrity
+/// error, a program limit, a deadlock or lock time-out), so that writing the pushes apart may
+/// get the others in.
+struct Failure {
+    error: Error,
+    data: bool,
 }
 
 impl Inner {
     /// A writer: takes what waits in line and writes it, until the queue closes and the line
-    /// is empty (the parts in line when it closed are still written).
+    /// is empty (the parts in line when it closed are still written; a push arriving after
+    /// that is refused as closed).
     pub(super) async fn run_push_writer(self: Arc<Self>) {
         loop {
             let wanted = self.push_line.wanted.notified();
@@ -95,7 +145,7 @@ impl Inner {
             wanted.as_mut().enable();
             let parts = self.push_line.take();
             if parts.is_empty() {
-                if self.wakeups.closed.is_cancelled() {
+                if self.wakeups.closed.is_cancelled() && self.push_line.close_if_empty() {
                     return;
                 }
                 tokio::select! {
@@ -110,40 +160,57 @@ impl Inner {
         }
     }
 
-    /// Writes `parts` in one statement and answers each; on a failure their data may have
-    /// caused, writes them again one by one.
+    /// Writes `parts` in one statement and answers each. When the server refuses it for a
+    /// reason one push's data may cause, writes each half again, and so on down to single
+    /// pushes, in order: only the pushes that fail alone fail.
     async fn write_parts(&self, parts: Vec<Part>) {
-        let result = self.write(&parts, true).await;
-        match result {
-            Ok(positions) => answer(parts, &positions),
-            Err(e) if parts.len() > 1 && e.kind() != ErrorKind::QueueFull => {
-                tracing::debug!(
-                    error = %e, parts = parts.len(),
-                    "postgres: a grouped push failed; writing its parts one by one"
-                );
-                for part in parts {
-                    if part.done.is_closed() {
-                        continue;
+        let mut groups = vec![parts];
+        let mut first = true;
+        while let Some(mut group) = groups.pop() {
+            let result = self.write(&group, first).await;
+            first = false;
+            match result {
+                Ok(positions) => self.answer(group, &positions),
+                Err(f) if f.data && group.len() > 1 => {
+                    tracing::debug!(
+                        error = %f.error, parts = group.len(),
+                        "postgres: a grouped push failed; writing its halves apart"
+                    );
+                    let second = group.split_off(group.len() / 2);
+                    // The first half is written first (popped first).
+                    groups.push(second);
+                    groups.push(group);
+                }
+                Err(f) => {
+                    let mut group = group.into_iter();
+                    let last = group.next_back();
+                    for part in group {
+                        let _ = part.done.send(Err(copy_error(&f.error)));
                     }
-                    let result = self.write(std::slice::from_ref(&part), false).await;
-                    match result {
-                        Ok(positions) => answer(vec![part], &positions),
-                        Err(e) => {
-                            let _ = part.done.send(Err(e));
-                        }
+                    if let Some(part) = last {
+                        let _ = part.done.send(Err(f.error));
                     }
                 }
             }
-            Err(e) => {
-                let mut parts = parts.into_iter();
-                let last = parts.next_back();
-                for part in parts {
-                    let _ = part.done.send(Err(copy_error(&e)));
-                }
-                if let Some(part) = last {
-                    let _ = part.done.send(Err(e));
-                }
-            }
+        }
+    }
+
+    /// Answers each part with its count of inserted events, and counts them all (also for the
+    /// callers that stopped waiting: their events are in the queue).
+    fn answer(&self, parts: Vec<Part>, positions: &[i64]) {
+        let accepted = accepted_per_part(parts.iter().map(|p| p.events.len()), positions);
+        for (part, accepted) in parts.into_iter().zip(accepted) {
+            let n = part.events.len();
+            self.count(&self.counters.pushed, accepted as u64);
+            self.count(&self.counters.duplicates, (n - accepted) as u64);
+            // Duplicates add nothing: count the bytes of the accepted share.
+            self.count(
+                &self.counters.pushed_bytes,
+                (part.bytes as u64 * accepted as u64)
+                    .checked_div(n as u64)
+                    .unwrap_or(0),
+            );
+            let _ = part.done.send(Ok(accepted));
         }
     }
 
@@ -152,10 +219,10 @@ impl Inner {
     /// are `QueueFull` with the queue's `Retry-After`.
     ///
     /// Once it committed events, the claimer of this process is woken and the other processes
-    /// are told: by a `NOTIFY` in the statement itself when `may_notify` and none went out within
-    /// the debounce (it is then sent with the commit, no round trip later), else by the
-    /// notifier task.
-    async fn write(&self, parts: &[Part], may_notify: bool) -> Result<Vec<i64>, Error> {
+    /// are told: by a `NOTIFY` in the statement itself when `may_notify` and the queue was idle
+    /// (none went out for 50 ms past the debounce; it is then sent with the commit, no round trip
+    /// later), else by the notifier task.
+    async fn write(&self, parts: &[Part], may_notify: bool) -> Result<Vec<i64>, Failure> {
         let rows: usize = parts.iter().map(|p| p.events.len()).sum();
         let mut platforms = Vec::with_capacity(rows);
         let mut ids = Vec::with_capacity(rows);
@@ -183,15 +250,20 @@ impl Inner {
                 .pool
                 .get_measured(ErrorKind::Queue, "pushing events")
                 .await
-                .map_err(|e| error::unavailable("pushing events", self.retry_after, e))?;
+                .map_err(|e| Failure {
+                    error: error::unavailable("pushing events", self.retry_after, e),
+                    data: false,
+                })?;
             let map = |e: tokio_postgres::Error| {
                 let unavailable = error::is_unavailable(&e);
+                let data = !unavailable && e.code().is_some_and(|c| caused_by_data(c.code()));
                 let e = error::db(ErrorKind::Queue, "pushing events", e);
-                if unavailable {
+                let error = if unavailable {
                     error::unavailable("pushing events", self.retry_after, e)
                 } else {
                     e
-                }
+                };
+                Failure { error, data }
             };
             let arrays: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 4] = [
                 (&platforms, TEXTS),
@@ -207,7 +279,7 @@ impl Inner {
                 conn.query_typed(statement, &arrays).await
             }
             .map_err(map)?;
-            Ok::<Vec<i64>, Error>(rows.iter().map(|r| r.get(0)).collect())
+            Ok::<Vec<i64>, Failure>(rows.iter().map(|r| r.get(0)).collect())
         };
         match tokio::time::timeout(self.push_timeout, push).await {
             Ok(Ok(positions)) => {
@@ -219,35 +291,47 @@ impl Inner {
                 }
                 Ok(positions)
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(error::unavailable(
-                "pushing events",
-                self.retry_after,
-                Error::new(
-                    ErrorKind::Timeout,
-                    format!("no commit within {:?}", self.push_timeout),
+            Ok(Err(f)) => Err(f),
+            Err(_) => Err(Failure {
+                error: error::unavailable(
+                    "pushing events",
+                    self.retry_after,
+                    Error::new(
+                        ErrorKind::Timeout,
+                        format!("no commit within {:?}", self.push_timeout),
+                    ),
                 ),
-            )),
+                data: false,
+            }),
         }
     }
 }
 
-/// Answers each part with the number of its events among `positions` (1-based, over all the
-/// parts' events in order).
-fn answer(parts: Vec<Part>, positions: &[i64]) {
+/// Whether an error of this SQLSTATE may come from one push's data or from its meeting another
+/// statement (data exceptions 22, integrity 23, program limits 54, deadlocks and serialisation
+/// failures 40, a lock not available 55P03) rather than from the server's state, which would
+/// fail every push alike.
+fn caused_by_data(code: &str) -> bool {
+    matches!(code.get(..2), Some("22" | "23" | "54" | "40")) || code == "55P03"
+}
+
+/// Each part's number of events among `positions` (1-based, over all the parts' events in
+/// order; position 0, a carried `NOTIFY`'s row, belongs to none).
+fn accepted_per_part(lens: impl Iterator<Item = usize>, positions: &[i64]) -> Vec<usize> {
     let mut positions: Vec<usize> = positions
         .iter()
         .filter_map(|&p| usize::try_from(p).ok())
         .collect();
     positions.sort_unstable();
     let mut start = 1;
-    for part in parts {
-        let end = start + part.events.len();
+    lens.map(|n| {
+        let end = start + n;
         let accepted =
             positions.partition_point(|&p| p < end) - positions.partition_point(|&p| p < start);
         start = end;
-        let _ = part.done.send(Ok(accepted));
-    }
+        accepted
+    })
+    .collect()
 }
 
 /// The same failure for another caller (an [`Error`]'s source cannot be shared).
@@ -273,6 +357,7 @@ mod tests {
             Part {
                 events,
                 payloads: vec![String::new(); n],
+                bytes: n * 100,
                 done,
             },
             rx,
@@ -281,14 +366,11 @@ mod tests {
 
     #[test]
     fn each_part_counts_the_inserted_positions_in_its_range() {
-        let (a, mut ra) = part(3);
-        let (b, mut rb) = part(2);
-        let (c, mut rc) = part(4);
-        // a: 1..=3, b: 4..=5, c: 6..=9; positions out of order, as rows may come.
-        answer(vec![a, b, c], &[9, 1, 3, 6, 7]);
-        assert_eq!(ra.try_recv().unwrap().unwrap(), 2);
-        assert_eq!(rb.try_recv().unwrap().unwrap(), 0);
-        assert_eq!(rc.try_recv().unwrap().unwrap(), 3);
+        // 1..=3, 4..=5, 6..=9; positions out of order, as rows may come, and a NOTIFY's 0.
+        assert_eq!(
+            accepted_per_part([3, 2, 4].into_iter(), &[9, 1, 0, 3, 6, 7]),
+            [2, 0, 3]
+        );
     }
 
     #[test]
@@ -296,18 +378,31 @@ mod tests {
         let line = PushLine::default();
         let (big, _rb) = part(MAX_GROUP_ROWS + 5);
         let (small, _rs) = part(10);
-        line.join(big);
-        line.join(small);
+        assert!(line.join(big).is_ok() && line.join(small).is_ok());
         assert_eq!(line.take().len(), 1, "the large part goes alone");
         assert_eq!(line.take().len(), 1);
         let mut receivers = Vec::new();
         for _ in 0..(MAX_GROUP_ROWS / 10 + 3) {
             let (p, r) = part(10);
             receivers.push(r);
-            line.join(p);
+            assert!(line.join(p).is_ok());
         }
         assert_eq!(line.take().len(), MAX_GROUP_ROWS / 10);
         assert_eq!(line.take().len(), 3);
+    }
+
+    #[test]
+    fn a_group_stops_at_its_byte_bound() {
+        let line = PushLine::default();
+        let mut receivers = Vec::new();
+        for _ in 0..3 {
+            let (mut p, r) = part(1);
+            p.bytes = MAX_GROUP_BYTES / 2;
+            receivers.push(r);
+            assert!(line.join(p).is_ok());
+        }
+        assert_eq!(line.take().len(), 2);
+        assert_eq!(line.take().len(), 1);
     }
 
     #[test]
@@ -316,11 +411,35 @@ mod tests {
         let (gone, rx) = part(2);
         drop(rx);
         let (kept, _r) = part(1);
-        line.join(gone);
-        line.join(kept);
+        assert!(line.join(gone).is_ok() && line.join(kept).is_ok());
         let taken = line.take();
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].events.len(), 1);
+    }
+
+    #[test]
+    fn a_closed_line_refuses_parts_and_closes_only_when_empty() {
+        let line = PushLine::default();
+        let (waiting, _r) = part(1);
+        assert!(line.join(waiting).is_ok());
+        assert!(!line.close_if_empty(), "a part waits: the writers go on");
+        assert_eq!(line.take().len(), 1);
+        assert!(line.close_if_empty());
+        let (late, _r) = part(1);
+        assert!(
+            line.join(late).is_err(),
+            "after the writers stopped, a push is refused"
+        );
+    }
+
+    #[test]
+    fn only_errors_one_push_can_cause_are_written_apart() {
+        for code in ["22021", "23505", "54000", "40P01", "40001", "55P03"] {
+            assert!(caused_by_data(code), "{code}");
+        }
+        for code in ["25006", "53100", "53200", "42P01", "57014", "XX000"] {
+            assert!(!caused_by_data(code), "{code}");
+        }
     }
 
     #[test]

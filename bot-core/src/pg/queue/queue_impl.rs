@@ -48,15 +48,20 @@ impl Queue for PgQueue {
         let mut events = events;
         events.truncate(admitted);
         payloads.truncate(admitted);
-        let sent_bytes: u64 = sizes[..admitted].iter().map(|&b| b as u64).sum();
+        let bytes: usize = sizes[..admitted].iter().sum();
         let n = admitted;
-        // Written by the queue's writers, with the pushes that wait beside it (`push.rs`).
+        // Written by the queue's writers, with the pushes that wait beside it (`push.rs`), which
+        // also count what they wrote.
         let (done, written) = tokio::sync::oneshot::channel();
-        inner.push_line.join(Part {
+        let joined = inner.push_line.join(Part {
             events,
             payloads,
+            bytes,
             done,
         });
+        if joined.is_err() {
+            return Err(Error::new(ErrorKind::QueueClosed, "queue is closed"));
+        }
         let timed_out = || {
             error::unavailable(
                 "pushing events",
@@ -68,6 +73,8 @@ impl Queue for PgQueue {
             )
         };
         // The writer bounds its statement by the same time-out; this bounds the wait in line.
+        // A push that gave up here may still commit; the platform's retry of it is then a
+        // duplicate, as with any answer lost after a commit.
         let inserted = match tokio::time::timeout(inner.push_timeout, written).await {
             Ok(Ok(r)) => r?,
             // The writers stopped (the queue closed) without writing it.
@@ -75,13 +82,6 @@ impl Queue for PgQueue {
             Err(_) => return Err(timed_out()),
         };
         let accepted = inserted.min(n);
-        // Duplicates add nothing: count the bytes of the accepted share of the batch.
-        inner.count(
-            &inner.counters.pushed_bytes,
-            sent_bytes * accepted as u64 / n as u64,
-        );
-        inner.count(&inner.counters.pushed, accepted as u64);
-        inner.count(&inner.counters.duplicates, (n - accepted) as u64);
         // The writer woke the claimer and told the other processes (`push.rs`).
         Ok(PushReport {
             accepted,
