@@ -368,3 +368,38 @@ async fn a_wide_queue_is_estimated_from_drawn_ids_not_scanned() {
     assert_eq!(stats.ready, left as u64, "{stats:?}");
     queue.shutdown().await;
 }
+
+/// A front held far back by one old event (a long handler's, a retry's) with nothing live
+/// between it and the newest events: the figures count the front and the newest ids, so a
+/// queue of eleven events reads eleven, not a multiple of the span's draws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_held_back_by_one_old_event_is_counted_not_estimated_from_the_gap() {
+    let pool = fresh_pool("figures_pinned").await;
+    let queue = queue_builder(&pool).build().unwrap();
+    let n = 60_000usize;
+    bot_core::pg::import(
+        &pool,
+        (0..n).map(|i| text_event(&format!("c{}", i % 1_000), &format!("e{i}"))),
+    )
+    .await
+    .unwrap();
+    let conn = pool.get().await.unwrap();
+    // The oldest and the newest ten stay: 60,000 ids from the front to the largest.
+    conn.execute(
+        "DELETE FROM botrt_events
+         WHERE id > (SELECT min(id) FROM botrt_events)
+           AND id <= (SELECT max(id) - 10 FROM botrt_events)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let stats = queue.stats().await.unwrap();
+    assert!(stats.estimated, "{stats:?}");
+    assert_eq!(
+        (stats.ready, stats.retrying, stats.leased),
+        (11, 0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.bytes > 0, "{stats:?}");
+    queue.shutdown().await;
+}

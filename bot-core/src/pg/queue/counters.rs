@@ -92,9 +92,10 @@ pub struct QueueStats {
     pub oldest_ready_age: Duration,
     /// Bytes of the queued events' payloads, as stored (compressed when large).
     pub bytes: u64,
-    /// Whether `ready`, `retrying` and `bytes` are estimates: they are counted exactly while the
-    /// ids from the queue's front to its largest span at most 50,000, and estimated from 2,000
-    /// ids drawn from that span above it (a standard error of at most 1.1 % of the span; see
-    /// [`PgQueue::stats`](crate::pg::PgQueue::stats)). `leased` and `dead` are always counted.
+    /// Whether `ready`, `retrying` and `bytes` are partly estimates: the newest 50,000 ids and the
+    /// front are counted exactly; when the front lies further back, the ids between are
+    /// estimated from 2,000 drawn among them (a standard error of at most 1.1 % of the number of
+    /// ids between; see [`PgQueue::stats`](crate::pg::PgQueue::stats)). `leased` and `dead` are
+    /// always counted.
     pub estimated: bool,
 }

@@ -102,10 +102,10 @@ impl PgQueue {
     /// Reads the queue's figures from the tables now (and refreshes [`Queue::depth`]).
     ///
     /// Never a scan of the whole table (whose rows of handled events stay until a vacuum): the
-    /// events are counted exactly, through the primary key, while the ids from the queue's front
-    /// (its smallest) to its largest span at most 50,000; above that, `ready`, `retrying` and
-    /// `bytes` are estimated from 2,000 ids drawn from the span, with a standard error of at most
-    /// 1.1 % of the span (2.2 % at 95 %), and [`QueueStats::estimated`] says so. `leased` and
+    /// newest 50,000 ids and the queue's front (its smallest id) are counted exactly, through the
+    /// primary key; when the front lies further back, `ready`, `retrying` and `bytes` of the ids
+    /// between are estimated from 2,000 drawn among them, with a standard error of at most 1.1 %
+    /// of their number (2.2 % at 95 %), and [`QueueStats::estimated`] says so. `leased` and
     /// `dead` are always counted (their tables are small).
     ///
     /// # Errors

@@ -339,20 +339,19 @@ pub(super) const PRUNE_ROUNDS: usize = 10;
 /// How long a conversation's lock row outlives its last push.
 pub(super) const LANE_IDLE: Duration = Duration::from_secs(600);
 
-// The figures (migration 8): counted exactly over the ids from the front to the largest while
-// they span at most `STATS_EXACT_SPAN`, estimated from `STATS_SAMPLES` ids drawn from that span
-// above it; never a scan of the table, whose dead rows (kept until a vacuum) can be many times
-// its live ones.
+// The figures (migration 8): the newest `STATS_EXACT_SPAN` ids and the front counted exactly,
+// the ids between (if any) estimated from `STATS_SAMPLES` drawn among them; never a scan of the
+// table, whose dead rows (kept until a vacuum) can be many times its live ones.
 pub(super) const STATS: &str = "
 SELECT ready, retrying, leased, oldest_ready_secs, dead, bytes, exact
 FROM botrt_figures($1, $2)";
 
-/// The widest span of ids (front to largest) the figures count exactly: a read of at most this
-/// many rows through the primary key.
+/// The newest ids the figures count exactly: a read of at most this many rows through the
+/// primary key.
 pub(super) const STATS_EXACT_SPAN: i64 = 50_000;
 
-/// Ids drawn from a wider span to estimate the figures: a probe each; the estimate's standard
-/// error is at most the span / (2 √draws), 1.1 % of the span.
+/// Ids drawn between the front and the newest ids to estimate the figures: a probe each; the
+/// estimate's standard error is at most their number / (2 √draws), 1.1 % of it.
 pub(super) const STATS_SAMPLES: i32 = 2_000;
 
 /// How often the rescuer refreshes the figures behind [`Queue::depth`](crate::Queue::depth), the
