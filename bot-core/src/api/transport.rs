@@ -7,6 +7,7 @@
 //! | nothing | built-in HTTP/2 (ALPN `h2`, `http/1.1`); a server that picks HTTP/1.1 is served by a `reqwest` client built once for it | `reqwest`, HTTP/1.1 |
 //! | [`http2_prior_knowledge`](super::ConfigureApi::http2_prior_knowledge) | built-in HTTP/2 | built-in HTTP/2 without TLS (h2c) |
 //! | a [`reqwest::Client`] ([`http_client`](super::ConfigureApi::http_client)) | that client | that client |
+//! | nothing, with a proxy variable for the base's scheme set | `reqwest` (`HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`, `all_proxy`; `NO_PROXY` applied by it) | `reqwest` (`HTTP_PROXY`, `http_proxy`, `ALL_PROXY`, `all_proxy`) |
 //!
 //! The built-in transport speaks HTTP/2 with the `h2` crate directly: one connection per origin
 //! (scheme, host and port) and client, opened on the first call and shared by every clone of the
@@ -131,6 +132,10 @@ impl Transport {
         if !https && !prior_knowledge {
             return Ok(None);
         }
+        // A proxy for the base's scheme is `reqwest`'s to honour (NO_PROXY included).
+        if proxied(https, |name| std::env::var(name).ok()) {
+            return Ok(None);
+        }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = if roots.is_empty() {
             rustls_platform_verifier::Verifier::new(provider.clone())?
@@ -159,6 +164,21 @@ impl Transport {
             fallback: OnceLock::new(),
         }))
     }
+}
+
+/// Whether a proxy variable that `reqwest` would apply to a base of this scheme is set (not
+/// empty): `HTTPS_PROXY`, `https_proxy` for `https://`, `HTTP_PROXY`, `http_proxy` for
+/// `http://`, and `ALL_PROXY`, `all_proxy` for both. Such a client sends through `reqwest`,
+/// which honours them and `NO_PROXY`; the built-in transport connects only directly.
+pub(super) fn proxied(https: bool, env: impl Fn(&str) -> Option<String>) -> bool {
+    let names: &[&str] = if https {
+        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    names
+        .iter()
+        .any(|name| env(name).is_some_and(|value| !value.trim().is_empty()))
 }
 
 /// A `reqwest` client as the client core builds its own: no redirects, its time-out, its
@@ -594,4 +614,39 @@ pub(super) async fn reqwest_exchange(
         .await
         .map_err(|e| (e.is_timeout(), e.without_url().into()));
     Ok((status, headers, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxied;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn a_proxy_for_the_base_scheme_selects_reqwest() {
+        assert!(!proxied(true, env(&[])));
+        assert!(!proxied(false, env(&[])));
+        for name in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            assert!(proxied(true, env(&[(name, "http://proxy:3128")])), "{name}");
+        }
+        for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            assert!(proxied(false, env(&[(name, "http://proxy:3128")])), "{name}");
+        }
+        // A proxy for the other scheme does not apply.
+        assert!(!proxied(true, env(&[("HTTP_PROXY", "http://proxy:3128")])));
+        assert!(!proxied(false, env(&[("https_proxy", "http://proxy:3128")])));
+        // Set but empty is unset; NO_PROXY alone selects nothing.
+        assert!(!proxied(true, env(&[("HTTPS_PROXY", ""), ("ALL_PROXY", " ")])));
+        assert!(!proxied(true, env(&[("NO_PROXY", "*")])));
+    }
 }
