@@ -434,3 +434,27 @@ async fn the_token_is_never_logged_even_at_trace_level() {
     );
     assert!(!text.contains("secret-token-4711"), "{text}");
 }
+
+#[tokio::test]
+async fn a_connection_that_never_answers_is_retired_after_a_time_out() {
+    // The server accepts the connection and the streams but never answers: a dead peer as the
+    // client sees it.
+    let server = server(Behaviour::Silent, None).await;
+    let config = ApiConfig::new(format!("http://{}", server.addr), "t")
+        .retry(retries(1))
+        .timeout(Duration::from_millis(100))
+        .http2_prior_knowledge();
+    let client = ApiClient::new(TestSpec, config).unwrap();
+    let e = client.call(send()).await.unwrap_err();
+    assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
+    assert!(e.maybe_delivered());
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    let e = client.call(Call::get("read", "/a")).await.unwrap_err();
+    assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        2,
+        "the call after the time-out opened a new connection"
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
+}

@@ -302,7 +302,8 @@ impl H2Transport {
             return Box::pin(reqwest_exchange(http, url, request, timeout)).await;
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let written = AtomicBool::new(false);
+        // The connection the request was handed to, once it was.
+        let written = OnceLock::new();
         let head = tokio::time::timeout_at(deadline, self.send(&origin, url, &request, &written));
         let response = match head.await {
             Ok(Ok(Some(response))) => response,
@@ -314,11 +315,22 @@ impl H2Transport {
             }
             Ok(Err(failure)) => return Err(failure),
             Err(_) => {
+                // No answer's head in the whole attempt on a connection that had the request:
+                // the connection may be dead (a peer gone without a FIN, a NAT that forgot it).
+                // The next call opens a new one; streams in flight on this one may still end.
+                let connection = written.get();
+                if let Some(connection) = connection {
+                    tracing::debug!(
+                        server = %origin.authority,
+                        "no answer within the time-out; the next call opens a new connection"
+                    );
+                    origin.retire(connection);
+                }
                 return Err(SendFailure {
                     timeout: true,
                     // Still connecting: nothing was sent. Otherwise the request went out, or is
                     // queued on the connection for a free stream and may have been written.
-                    maybe_delivered: written.load(Ordering::Relaxed),
+                    maybe_delivered: connection.is_some(),
                     source: "the attempt timed out".into(),
                 });
             }
@@ -340,7 +352,7 @@ impl H2Transport {
         origin: &Origin,
         url: &reqwest::Url,
         request: &Outgoing<'_>,
-        written: &AtomicBool,
+        written: &OnceLock<Connection>,
     ) -> Result<Option<http::Response<h2::RecvStream>>, SendFailure> {
         let head = self.head(origin, url, request).map_err(|e| SendFailure {
             timeout: false,
@@ -365,7 +377,7 @@ impl H2Transport {
             };
             // From here the request may reach the platform, whatever happens to this call.
             super::dispatch::note_dispatched();
-            written.store(true, Ordering::Relaxed);
+            let _ = written.set(connection.clone());
             let sent = match connection.send.clone().ready().await {
                 Ok(mut send) => {
                     let end = request.body.is_none();
@@ -625,11 +637,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
     #[test]
@@ -640,13 +648,22 @@ mod tests {
             assert!(proxied(true, env(&[(name, "http://proxy:3128")])), "{name}");
         }
         for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
-            assert!(proxied(false, env(&[(name, "http://proxy:3128")])), "{name}");
+            assert!(
+                proxied(false, env(&[(name, "http://proxy:3128")])),
+                "{name}"
+            );
         }
         // A proxy for the other scheme does not apply.
         assert!(!proxied(true, env(&[("HTTP_PROXY", "http://proxy:3128")])));
-        assert!(!proxied(false, env(&[("https_proxy", "http://proxy:3128")])));
+        assert!(!proxied(
+            false,
+            env(&[("https_proxy", "http://proxy:3128")])
+        ));
         // Set but empty is unset; NO_PROXY alone selects nothing.
-        assert!(!proxied(true, env(&[("HTTPS_PROXY", ""), ("ALL_PROXY", " ")])));
+        assert!(!proxied(
+            true,
+            env(&[("HTTPS_PROXY", ""), ("ALL_PROXY", " ")])
+        ));
         assert!(!proxied(true, env(&[("NO_PROXY", "*")])));
     }
 }
