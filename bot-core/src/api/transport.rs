@@ -328,8 +328,9 @@ impl H2Transport {
                 }
                 return Err(SendFailure {
                     timeout: true,
-                    // Still connecting: nothing was sent. Otherwise the request went out, or is
-                    // queued on the connection for a free stream and may have been written.
+                    // Still connecting, or not yet handed to the connection: nothing was sent.
+                    // Otherwise the request went out, or is queued on the connection for a free
+                    // stream (past the server's limit) and may have been written.
                     maybe_delivered: connection.is_some(),
                     source: "the attempt timed out".into(),
                 });
@@ -375,9 +376,8 @@ impl H2Transport {
                     });
                 }
             };
-            // From here the request may reach the platform, whatever happens to this call.
-            super::dispatch::note_dispatched();
-            let _ = written.set(connection.clone());
+            // Fails at once on a connection that ended; a time-out before `send_request`
+            // returned leaves nothing sent.
             let sent = match connection.send.clone().ready().await {
                 Ok(mut send) => {
                     let end = request.body.is_none();
@@ -387,6 +387,10 @@ impl H2Transport {
             };
             match sent {
                 Ok((response, mut stream)) => {
+                    // The stream is open and its head queued: from here the request may reach
+                    // the platform, whatever happens to this call.
+                    super::dispatch::note_dispatched();
+                    let _ = written.set(connection.clone());
                     if let Some((body, _)) = request.body
                         && let Err(e) = stream.send_data(body.clone(), true)
                     {
