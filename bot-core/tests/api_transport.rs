@@ -68,6 +68,8 @@ enum Behaviour {
     RefuseFirst,
     /// Sends GOAWAY (last stream 0) on the first connection before reading anything.
     GoAwayFirst,
+    /// Sends GOAWAY (last stream 0) with `INTERNAL_ERROR` on the first connection.
+    GoAwayErrorFirst,
     /// Answers one request per connection, then closes it and says so.
     OnePerConnection,
     /// Never answers.
@@ -133,8 +135,16 @@ async fn serve_h2<T>(
     let Ok(mut connection) = h2::server::handshake(io).await else {
         return;
     };
-    if behaviour == Behaviour::GoAwayFirst && connection_index == 0 {
-        connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+    if matches!(
+        behaviour,
+        Behaviour::GoAwayFirst | Behaviour::GoAwayErrorFirst
+    ) && connection_index == 0
+    {
+        connection.abrupt_shutdown(if behaviour == Behaviour::GoAwayFirst {
+            h2::Reason::NO_ERROR
+        } else {
+            h2::Reason::INTERNAL_ERROR
+        });
         while let Some(request) = connection.accept().await {
             assert!(request.is_err(), "a stream after the GOAWAY was accepted");
         }
@@ -237,6 +247,18 @@ async fn a_send_the_server_sent_goaway_before_processing_is_sent_again_on_a_new_
         1,
         "processed once, on the second connection"
     );
+}
+
+#[tokio::test]
+async fn a_send_above_the_last_stream_of_a_goaway_with_an_error_is_sent_again() {
+    // h2 hands a GOAWAY's error only to the streams above its last stream id: the server did
+    // not process them, whatever the code.
+    let server = server(Behaviour::GoAwayErrorFirst, None).await;
+    let client = h2c_client(&server, 3);
+    let answer = client.call(send()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

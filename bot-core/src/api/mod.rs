@@ -31,7 +31,7 @@
 //! the client's clones and replaced when the server ends it; calls past the server's stream limit
 //! queue on it. A request is built once per attempt and sent on one stream, with no redirect or
 //! retry layer and no task per request. A stream the server refused unprocessed
-//! (`REFUSED_STREAM`, a graceful GOAWAY below it) fails the attempt as a retryable
+//! (`REFUSED_STREAM`, a GOAWAY below it, whatever its code) fails the attempt as a retryable
 //! [`ApiErrorKind::Transport`] that was not delivered, so the retry loop sends it again.
 
 mod call;

@@ -25,9 +25,9 @@
 //! view of the client simple. A sender that needs more connections uses more clients (the
 //! `broadcast` example's lanes).
 //!
-//! A stream the server refused without processing it (`REFUSED_STREAM`, or a graceful GOAWAY
-//! whose last stream id is below it) did not reach the platform: the attempt fails with a
-//! retryable [`Transport`](super::ApiErrorKind::Transport) error that is not "maybe delivered",
+//! A stream the server refused without processing it (`REFUSED_STREAM`, or a GOAWAY whose last
+//! stream id is below it, whatever its error code) did not reach the platform: the attempt fails
+//! with a retryable [`Transport`](super::ApiErrorKind::Transport) error that is not "maybe delivered",
 //! and the retry loop sends it again, even a call that is not idempotent.
 
 use std::collections::HashMap;
@@ -549,14 +549,16 @@ where
     Connection { send, closed }
 }
 
-/// A stream's failure: one the server refused unprocessed (`REFUSED_STREAM`, or a graceful
-/// GOAWAY below it) never reached the platform; anything else may have.
+/// A stream's failure: one the server refused unprocessed (`REFUSED_STREAM`, or a GOAWAY whose
+/// last stream id is below it) never reached the platform; anything else may have.
+///
+/// `h2` hands the server's GOAWAY, whatever its error code, only to the streams above its last
+/// stream id, which the server says it did not process; the streams at or below it go on (and
+/// end with a reset or the connection's error of their own). So a remote GOAWAY means "not
+/// processed" even with an error code.
 fn stream_failure(e: h2::Error) -> SendFailure {
-    let refused = if e.is_go_away() {
-        e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
-    } else {
-        e.reason() == Some(h2::Reason::REFUSED_STREAM)
-    };
+    let refused =
+        e.is_remote() && (e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM));
     SendFailure {
         timeout: false,
         maybe_delivered: !refused,
