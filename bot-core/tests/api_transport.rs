@@ -480,3 +480,42 @@ async fn a_connection_that_never_answers_is_retired_after_a_time_out() {
     );
     assert_eq!(server.requests.load(Ordering::SeqCst), 2);
 }
+
+#[derive(Debug)]
+struct BadAgentSpec;
+
+impl ApiSpec for BadAgentSpec {
+    type Permit = ();
+
+    fn platform(&self) -> Platform {
+        Platform::TEST
+    }
+
+    fn user_agent(&self) -> &'static str {
+        "bad\nagent"
+    }
+
+    async fn admit(&self, _call: &Call, _deadline: std::time::Instant) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn refusal(&self, _call: &Call, answer: &Answer) -> ApiError {
+        ApiError::new(ApiErrorKind::Api, "test: refused").with_status(answer.status)
+    }
+}
+
+#[test]
+fn a_user_agent_that_is_no_header_value_is_a_config_error_not_a_panic() {
+    for (base, h2c) in [
+        ("https://example.invalid", false),
+        ("http://127.0.0.1:1", true),
+        ("http://127.0.0.1:1", false),
+    ] {
+        let mut config = ApiConfig::new(base, "t");
+        if h2c {
+            config = config.http2_prior_knowledge();
+        }
+        let e = ApiClient::new(BadAgentSpec, config).unwrap_err();
+        assert_eq!(e.kind(), ApiErrorKind::Config, "{base}: {e:?}");
+    }
+}

@@ -128,6 +128,10 @@ impl Transport {
         user_agent: &'static str,
         timeout: Duration,
     ) -> Result<Option<H2Transport>, BoxError> {
+        // Checked first: a user agent that is no header value is the spec's error, whichever
+        // transport the client gets (`reqwest`'s builder refuses it too).
+        let user_agent_value = HeaderValue::from_str(user_agent)
+            .map_err(|_| format!("the user agent {user_agent:?} is not a valid header value"))?;
         let https = base.scheme() == "https";
         if !https && !prior_knowledge {
             return Ok(None);
@@ -158,7 +162,7 @@ impl Transport {
             tls: Some(tokio_rustls::TlsConnector::from(Arc::new(tls))),
             prior_knowledge,
             user_agent,
-            user_agent_value: HeaderValue::from_static(user_agent),
+            user_agent_value,
             timeout,
             roots: roots.to_vec(),
             fallback: OnceLock::new(),
