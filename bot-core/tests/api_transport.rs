@@ -222,6 +222,23 @@ async fn calls_share_one_connection_and_carry_the_token_the_key_and_the_body() {
         first.headers.get("user-agent").unwrap(),
         "api-transport-test"
     );
+    assert_eq!(first.headers.get("accept").unwrap(), "*/*");
+    assert_eq!(first.headers.get("content-length").unwrap(), "13");
+}
+
+#[tokio::test]
+async fn a_post_without_a_body_says_its_length_is_zero_and_a_get_says_nothing() {
+    let server = server(Behaviour::Answer, None).await;
+    let client = h2c_client(&server, 1);
+    client.call(Call::post("leave", "/leave")).await.unwrap();
+    client.call(Call::get("read", "/read")).await.unwrap();
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen[0].method, http::Method::POST);
+    assert_eq!(seen[0].headers.get("content-length").unwrap(), "0");
+    assert_eq!(seen[0].headers.get("accept").unwrap(), "*/*");
+    assert_eq!(seen[1].method, http::Method::GET);
+    assert!(seen[1].headers.get("content-length").is_none());
+    assert_eq!(seen[1].headers.get("accept").unwrap(), "*/*");
 }
 
 #[tokio::test]

@@ -452,13 +452,23 @@ impl H2Transport {
         *head.method_mut() = request.method.clone();
         *head.uri_mut() = Uri::from_parts(uri)?;
         let headers = head.headers_mut();
-        headers.reserve(5);
+        headers.reserve(6);
         // Marked sensitive by the client: HPACK never indexes it.
         headers.insert(header::AUTHORIZATION, request.authorization.clone());
         headers.insert(header::USER_AGENT, self.user_agent_value.clone());
-        if let Some((body, content_type)) = request.body {
-            headers.insert(header::CONTENT_TYPE, content_type.clone());
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        // As `reqwest` sends it: some servers answer a request without it otherwise.
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        match request.body {
+            Some((body, content_type)) => {
+                headers.insert(header::CONTENT_TYPE, content_type.clone());
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            }
+            // A method that carries a body says it has none, as `reqwest` (and curl) do: some
+            // servers refuse a POST without a length (411).
+            None if [Method::POST, Method::PUT, Method::PATCH].contains(request.method) => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+            None => {}
         }
         if let Some((name, value)) = request.key_header {
             headers.insert(name.clone(), value.clone());
