@@ -504,6 +504,9 @@ impl H2Transport {
         let mut builder = h2::client::Builder::new();
         builder
             .enable_push(false)
+            // Until the server's SETTINGS arrive: 100 is the least RFC 9113 recommends, and
+            // what the platforms announce at least, rather than no limit at all.
+            .initial_max_send_streams(100)
             .initial_window_size(1 << 20)
             .initial_connection_window_size(16 << 20)
             .max_header_list_size(256 << 10);
