@@ -12,7 +12,11 @@
 //! The built-in transport speaks HTTP/2 with the `h2` crate directly: one connection per origin
 //! (scheme, host and port) and client, opened on the first call and shared by every clone of the
 //! client; concurrent first calls share one connect attempt; a connection that ended (the
-//! server's GOAWAY, an error, the end of the stream) is replaced on the next call. A call is one
+//! server's GOAWAY, an error, the end of the stream) is replaced on the next call. So is one
+//! that may be dead: an attempt that timed out without an answer's head after its request was
+//! handed to the connection retires it, and so do 90 s without a call (a NAT may have forgotten
+//! it); streams in flight on a retired connection still end. Its socket has TCP keepalive (60 s,
+//! then every 15 s). A call is one
 //! request built whole (method, URI from the base parsed once, the headers), one stream, its
 //! answer read whole under the per-attempt time-out. There is no redirect layer (a platform API
 //! never redirects: a 3xx is an answer), no retry layer (the client's own retry loop retries),
@@ -31,7 +35,7 @@
 //! and the retry loop sends it again, even a call that is not idempotent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -109,6 +113,25 @@ struct Connection {
     send: h2::client::SendRequest<Bytes>,
     /// Set by the connection's task when the connection ends.
     closed: Arc<AtomicBool>,
+    /// When a call last took the connection, in milliseconds since [`epoch`].
+    used: Arc<AtomicU64>,
+}
+
+/// A connection no call took for this long is not used again: a NAT or a load balancer may have
+/// forgotten it without a word. The next call connects anew; the old connection closes once its
+/// last stream ends.
+const IDLE: Duration = Duration::from_secs(90);
+
+/// TCP keepalive on the transport's sockets: the first probe after this long without traffic,
+/// then one every [`KEEPALIVE_INTERVAL`], so that the kernel notices a peer gone silently.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Milliseconds since the first call of the process that asked.
+fn epoch() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why a connection could not be had.
@@ -226,12 +249,21 @@ impl Origin {
         })
     }
 
-    /// The live connection, if it has not ended.
+    /// The live connection, if it has not ended and was used within [`IDLE`].
     fn live(&self) -> Option<Connection> {
-        let live = lock(&self.live);
-        live.as_ref()
-            .filter(|c| !c.closed.load(Ordering::Acquire))
-            .cloned()
+        let mut live = lock(&self.live);
+        let connection = live.as_ref()?;
+        let now = epoch();
+        let idle = now.saturating_sub(connection.used.load(Ordering::Relaxed));
+        if connection.closed.load(Ordering::Acquire) || idle > IDLE.as_millis() as u64 {
+            if !connection.closed.load(Ordering::Acquire) {
+                tracing::debug!(server = %self.authority, "http/2 connection idle; connecting anew");
+            }
+            *live = None;
+            return None;
+        }
+        connection.used.store(now, Ordering::Relaxed);
+        Some(connection.clone())
     }
 
     /// Forgets `connection` if it is still the live one (it failed a call).
@@ -501,6 +533,12 @@ impl H2Transport {
             .await
             .map_err(|e| failed(e.into()))?;
         let _ = tcp.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_TIME)
+            .with_interval(KEEPALIVE_INTERVAL);
+        if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(server = %origin.authority, error = %e, "tcp keepalive not set");
+        }
         let mut builder = h2::client::Builder::new();
         builder
             .enable_push(false)
@@ -563,7 +601,11 @@ where
         }
         ended.store(true, Ordering::Release);
     });
-    Connection { send, closed }
+    Connection {
+        send,
+        closed,
+        used: Arc::new(AtomicU64::new(epoch())),
+    }
 }
 
 /// A stream's failure: one the server refused unprocessed (`REFUSED_STREAM`, or a GOAWAY whose
