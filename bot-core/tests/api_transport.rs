@@ -68,6 +68,8 @@ enum Behaviour {
     RefuseFirst,
     /// Sends GOAWAY (last stream 0) on the first connection before reading anything.
     GoAwayFirst,
+    /// Sends GOAWAY (last stream 0) with `INTERNAL_ERROR` on the first connection.
+    GoAwayErrorFirst,
     /// Answers one request per connection, then closes it and says so.
     OnePerConnection,
     /// Never answers.
@@ -133,8 +135,16 @@ async fn serve_h2<T>(
     let Ok(mut connection) = h2::server::handshake(io).await else {
         return;
     };
-    if behaviour == Behaviour::GoAwayFirst && connection_index == 0 {
-        connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+    if matches!(
+        behaviour,
+        Behaviour::GoAwayFirst | Behaviour::GoAwayErrorFirst
+    ) && connection_index == 0
+    {
+        connection.abrupt_shutdown(if behaviour == Behaviour::GoAwayFirst {
+            h2::Reason::NO_ERROR
+        } else {
+            h2::Reason::INTERNAL_ERROR
+        });
         while let Some(request) = connection.accept().await {
             assert!(request.is_err(), "a stream after the GOAWAY was accepted");
         }
@@ -212,6 +222,23 @@ async fn calls_share_one_connection_and_carry_the_token_the_key_and_the_body() {
         first.headers.get("user-agent").unwrap(),
         "api-transport-test"
     );
+    assert_eq!(first.headers.get("accept").unwrap(), "*/*");
+    assert_eq!(first.headers.get("content-length").unwrap(), "13");
+}
+
+#[tokio::test]
+async fn a_post_without_a_body_says_its_length_is_zero_and_a_get_says_nothing() {
+    let server = server(Behaviour::Answer, None).await;
+    let client = h2c_client(&server, 1);
+    client.call(Call::post("leave", "/leave")).await.unwrap();
+    client.call(Call::get("read", "/read")).await.unwrap();
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen[0].method, http::Method::POST);
+    assert_eq!(seen[0].headers.get("content-length").unwrap(), "0");
+    assert_eq!(seen[0].headers.get("accept").unwrap(), "*/*");
+    assert_eq!(seen[1].method, http::Method::GET);
+    assert!(seen[1].headers.get("content-length").is_none());
+    assert_eq!(seen[1].headers.get("accept").unwrap(), "*/*");
 }
 
 #[tokio::test]
@@ -237,6 +264,18 @@ async fn a_send_the_server_sent_goaway_before_processing_is_sent_again_on_a_new_
         1,
         "processed once, on the second connection"
     );
+}
+
+#[tokio::test]
+async fn a_send_above_the_last_stream_of_a_goaway_with_an_error_is_sent_again() {
+    // h2 hands a GOAWAY's error only to the streams above its last stream id: the server did
+    // not process them, whatever the code.
+    let server = server(Behaviour::GoAwayErrorFirst, None).await;
+    let client = h2c_client(&server, 3);
+    let answer = client.call(send()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -433,4 +472,67 @@ async fn the_token_is_never_logged_even_at_trace_level() {
         "the subscriber saw the client's logs: {text}"
     );
     assert!(!text.contains("secret-token-4711"), "{text}");
+}
+
+#[tokio::test]
+async fn a_connection_that_never_answers_is_retired_after_a_time_out() {
+    // The server accepts the connection and the streams but never answers: a dead peer as the
+    // client sees it.
+    let server = server(Behaviour::Silent, None).await;
+    let config = ApiConfig::new(format!("http://{}", server.addr), "t")
+        .retry(retries(1))
+        .timeout(Duration::from_millis(100))
+        .http2_prior_knowledge();
+    let client = ApiClient::new(TestSpec, config).unwrap();
+    let e = client.call(send()).await.unwrap_err();
+    assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
+    assert!(e.maybe_delivered());
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    let e = client.call(Call::get("read", "/a")).await.unwrap_err();
+    assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        2,
+        "the call after the time-out opened a new connection"
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
+}
+
+#[derive(Debug)]
+struct BadAgentSpec;
+
+impl ApiSpec for BadAgentSpec {
+    type Permit = ();
+
+    fn platform(&self) -> Platform {
+        Platform::TEST
+    }
+
+    fn user_agent(&self) -> &'static str {
+        "bad\nagent"
+    }
+
+    async fn admit(&self, _call: &Call, _deadline: std::time::Instant) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn refusal(&self, _call: &Call, answer: &Answer) -> ApiError {
+        ApiError::new(ApiErrorKind::Api, "test: refused").with_status(answer.status)
+    }
+}
+
+#[test]
+fn a_user_agent_that_is_no_header_value_is_a_config_error_not_a_panic() {
+    for (base, h2c) in [
+        ("https://example.invalid", false),
+        ("http://127.0.0.1:1", true),
+        ("http://127.0.0.1:1", false),
+    ] {
+        let mut config = ApiConfig::new(base, "t");
+        if h2c {
+            config = config.http2_prior_knowledge();
+        }
+        let e = ApiClient::new(BadAgentSpec, config).unwrap_err();
+        assert_eq!(e.kind(), ApiErrorKind::Config, "{base}: {e:?}");
+    }
 }

@@ -24,13 +24,14 @@
 //! | nothing | built-in HTTP/2 (ALPN `h2`, `http/1.1`); a server that picks HTTP/1.1 is served by a `reqwest` client built once for it | `reqwest`, HTTP/1.1 |
 //! | [`ConfigureApi::http2_prior_knowledge`] | built-in HTTP/2 | built-in HTTP/2 without TLS (h2c) |
 //! | a `reqwest::Client` ([`ConfigureApi::http_client`]) | that client | that client |
+//! | nothing, with a proxy variable for the base's scheme set | `reqwest` (`HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`, `all_proxy`; `NO_PROXY` applied by it) | `reqwest` (`HTTP_PROXY`, `http_proxy`, `ALL_PROXY`, `all_proxy`) |
 //!
 //! The built-in transport (on the `h2` crate, TLS by rustls with the platform's roots and those of
 //! [`ConfigureApi::add_root_certificate`]) keeps one connection per origin and client, shared by
 //! the client's clones and replaced when the server ends it; calls past the server's stream limit
 //! queue on it. A request is built once per attempt and sent on one stream, with no redirect or
 //! retry layer and no task per request. A stream the server refused unprocessed
-//! (`REFUSED_STREAM`, a graceful GOAWAY below it) fails the attempt as a retryable
+//! (`REFUSED_STREAM`, a GOAWAY below it, whatever its code) fails the attempt as a retryable
 //! [`ApiErrorKind::Transport`] that was not delivered, so the retry loop sends it again.
 
 mod call;

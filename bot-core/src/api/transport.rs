@@ -7,11 +7,16 @@
 //! | nothing | built-in HTTP/2 (ALPN `h2`, `http/1.1`); a server that picks HTTP/1.1 is served by a `reqwest` client built once for it | `reqwest`, HTTP/1.1 |
 //! | [`http2_prior_knowledge`](super::ConfigureApi::http2_prior_knowledge) | built-in HTTP/2 | built-in HTTP/2 without TLS (h2c) |
 //! | a [`reqwest::Client`] ([`http_client`](super::ConfigureApi::http_client)) | that client | that client |
+//! | nothing, with a proxy variable for the base's scheme set | `reqwest` (`HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`, `all_proxy`; `NO_PROXY` applied by it) | `reqwest` (`HTTP_PROXY`, `http_proxy`, `ALL_PROXY`, `all_proxy`) |
 //!
 //! The built-in transport speaks HTTP/2 with the `h2` crate directly: one connection per origin
 //! (scheme, host and port) and client, opened on the first call and shared by every clone of the
 //! client; concurrent first calls share one connect attempt; a connection that ended (the
-//! server's GOAWAY, an error, the end of the stream) is replaced on the next call. A call is one
+//! server's GOAWAY, an error, the end of the stream) is replaced on the next call. So is one
+//! that may be dead: an attempt that timed out without an answer's head after its request was
+//! handed to the connection retires it, and so do 90 s without a call (a NAT may have forgotten
+//! it); streams in flight on a retired connection still end. Its socket has TCP keepalive (60 s,
+//! then every 15 s). A call is one
 //! request built whole (method, URI from the base parsed once, the headers), one stream, its
 //! answer read whole under the per-attempt time-out. There is no redirect layer (a platform API
 //! never redirects: a 3xx is an answer), no retry layer (the client's own retry loop retries),
@@ -24,13 +29,13 @@
 //! view of the client simple. A sender that needs more connections uses more clients (the
 //! `broadcast` example's lanes).
 //!
-//! A stream the server refused without processing it (`REFUSED_STREAM`, or a graceful GOAWAY
-//! whose last stream id is below it) did not reach the platform: the attempt fails with a
-//! retryable [`Transport`](super::ApiErrorKind::Transport) error that is not "maybe delivered",
+//! A stream the server refused without processing it (`REFUSED_STREAM`, or a GOAWAY whose last
+//! stream id is below it, whatever its error code) did not reach the platform: the attempt fails
+//! with a retryable [`Transport`](super::ApiErrorKind::Transport) error that is not "maybe delivered",
 //! and the retry loop sends it again, even a call that is not idempotent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -108,6 +113,25 @@ struct Connection {
     send: h2::client::SendRequest<Bytes>,
     /// Set by the connection's task when the connection ends.
     closed: Arc<AtomicBool>,
+    /// When a call last took the connection, in milliseconds since [`epoch`].
+    used: Arc<AtomicU64>,
+}
+
+/// A connection no call took for this long is not used again: a NAT or a load balancer may have
+/// forgotten it without a word. The next call connects anew; the old connection closes once its
+/// last stream ends.
+const IDLE: Duration = Duration::from_secs(90);
+
+/// TCP keepalive on the transport's sockets: the first probe after this long without traffic,
+/// then one every [`KEEPALIVE_INTERVAL`], so that the kernel notices a peer gone silently.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Milliseconds since the first call of the process that asked.
+fn epoch() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why a connection could not be had.
@@ -127,8 +151,16 @@ impl Transport {
         user_agent: &'static str,
         timeout: Duration,
     ) -> Result<Option<H2Transport>, BoxError> {
+        // Checked first: a user agent that is no header value is the spec's error, whichever
+        // transport the client gets (`reqwest`'s builder refuses it too).
+        let user_agent_value = HeaderValue::from_str(user_agent)
+            .map_err(|_| format!("the user agent {user_agent:?} is not a valid header value"))?;
         let https = base.scheme() == "https";
         if !https && !prior_knowledge {
+            return Ok(None);
+        }
+        // A proxy for the base's scheme is `reqwest`'s to honour (NO_PROXY included).
+        if proxied(https, |name| std::env::var(name).ok()) {
             return Ok(None);
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -153,12 +185,27 @@ impl Transport {
             tls: Some(tokio_rustls::TlsConnector::from(Arc::new(tls))),
             prior_knowledge,
             user_agent,
-            user_agent_value: HeaderValue::from_static(user_agent),
+            user_agent_value,
             timeout,
             roots: roots.to_vec(),
             fallback: OnceLock::new(),
         }))
     }
+}
+
+/// Whether a proxy variable that `reqwest` would apply to a base of this scheme is set (not
+/// empty): `HTTPS_PROXY`, `https_proxy` for `https://`, `HTTP_PROXY`, `http_proxy` for
+/// `http://`, and `ALL_PROXY`, `all_proxy` for both. Such a client sends through `reqwest`,
+/// which honours them and `NO_PROXY`; the built-in transport connects only directly.
+pub(super) fn proxied(https: bool, env: impl Fn(&str) -> Option<String>) -> bool {
+    let names: &[&str] = if https {
+        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    names
+        .iter()
+        .any(|name| env(name).is_some_and(|value| !value.trim().is_empty()))
 }
 
 /// A `reqwest` client as the client core builds its own: no redirects, its time-out, its
@@ -202,12 +249,21 @@ impl Origin {
         })
     }
 
-    /// The live connection, if it has not ended.
+    /// The live connection, if it has not ended and was used within [`IDLE`].
     fn live(&self) -> Option<Connection> {
-        let live = lock(&self.live);
-        live.as_ref()
-            .filter(|c| !c.closed.load(Ordering::Acquire))
-            .cloned()
+        let mut live = lock(&self.live);
+        let connection = live.as_ref()?;
+        let now = epoch();
+        let idle = now.saturating_sub(connection.used.load(Ordering::Relaxed));
+        if connection.closed.load(Ordering::Acquire) || idle > IDLE.as_millis() as u64 {
+            if !connection.closed.load(Ordering::Acquire) {
+                tracing::debug!(server = %self.authority, "http/2 connection idle; connecting anew");
+            }
+            *live = None;
+            return None;
+        }
+        connection.used.store(now, Ordering::Relaxed);
+        Some(connection.clone())
     }
 
     /// Forgets `connection` if it is still the live one (it failed a call).
@@ -282,7 +338,8 @@ impl H2Transport {
             return Box::pin(reqwest_exchange(http, url, request, timeout)).await;
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let written = AtomicBool::new(false);
+        // The connection the request was handed to, once it was.
+        let written = OnceLock::new();
         let head = tokio::time::timeout_at(deadline, self.send(&origin, url, &request, &written));
         let response = match head.await {
             Ok(Ok(Some(response))) => response,
@@ -294,11 +351,23 @@ impl H2Transport {
             }
             Ok(Err(failure)) => return Err(failure),
             Err(_) => {
+                // No answer's head in the whole attempt on a connection that had the request:
+                // the connection may be dead (a peer gone without a FIN, a NAT that forgot it).
+                // The next call opens a new one; streams in flight on this one may still end.
+                let connection = written.get();
+                if let Some(connection) = connection {
+                    tracing::debug!(
+                        server = %origin.authority,
+                        "no answer within the time-out; the next call opens a new connection"
+                    );
+                    origin.retire(connection);
+                }
                 return Err(SendFailure {
                     timeout: true,
-                    // Still connecting: nothing was sent. Otherwise the request went out, or is
-                    // queued on the connection for a free stream and may have been written.
-                    maybe_delivered: written.load(Ordering::Relaxed),
+                    // Still connecting, or not yet handed to the connection: nothing was sent.
+                    // Otherwise the request went out, or is queued on the connection for a free
+                    // stream (past the server's limit) and may have been written.
+                    maybe_delivered: connection.is_some(),
                     source: "the attempt timed out".into(),
                 });
             }
@@ -320,7 +389,7 @@ impl H2Transport {
         origin: &Origin,
         url: &reqwest::Url,
         request: &Outgoing<'_>,
-        written: &AtomicBool,
+        written: &OnceLock<Connection>,
     ) -> Result<Option<http::Response<h2::RecvStream>>, SendFailure> {
         let head = self.head(origin, url, request).map_err(|e| SendFailure {
             timeout: false,
@@ -343,9 +412,8 @@ impl H2Transport {
                     });
                 }
             };
-            // From here the request may reach the platform, whatever happens to this call.
-            super::dispatch::note_dispatched();
-            written.store(true, Ordering::Relaxed);
+            // Fails at once on a connection that ended; a time-out before `send_request`
+            // returned leaves nothing sent.
             let sent = match connection.send.clone().ready().await {
                 Ok(mut send) => {
                     let end = request.body.is_none();
@@ -355,6 +423,10 @@ impl H2Transport {
             };
             match sent {
                 Ok((response, mut stream)) => {
+                    // The stream is open and its head queued: from here the request may reach
+                    // the platform, whatever happens to this call.
+                    super::dispatch::note_dispatched();
+                    let _ = written.set(connection.clone());
                     if let Some((body, _)) = request.body
                         && let Err(e) = stream.send_data(body.clone(), true)
                     {
@@ -412,13 +484,23 @@ impl H2Transport {
         *head.method_mut() = request.method.clone();
         *head.uri_mut() = Uri::from_parts(uri)?;
         let headers = head.headers_mut();
-        headers.reserve(5);
+        headers.reserve(6);
         // Marked sensitive by the client: HPACK never indexes it.
         headers.insert(header::AUTHORIZATION, request.authorization.clone());
         headers.insert(header::USER_AGENT, self.user_agent_value.clone());
-        if let Some((body, content_type)) = request.body {
-            headers.insert(header::CONTENT_TYPE, content_type.clone());
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        // As `reqwest` sends it: some servers answer a request without it otherwise.
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        match request.body {
+            Some((body, content_type)) => {
+                headers.insert(header::CONTENT_TYPE, content_type.clone());
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            }
+            // A method that carries a body says it has none, as `reqwest` (and curl) do: some
+            // servers refuse a POST without a length (411).
+            None if [Method::POST, Method::PUT, Method::PATCH].contains(request.method) => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+            None => {}
         }
         if let Some((name, value)) = request.key_header {
             headers.insert(name.clone(), value.clone());
@@ -451,9 +533,18 @@ impl H2Transport {
             .await
             .map_err(|e| failed(e.into()))?;
         let _ = tcp.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_TIME)
+            .with_interval(KEEPALIVE_INTERVAL);
+        if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(server = %origin.authority, error = %e, "tcp keepalive not set");
+        }
         let mut builder = h2::client::Builder::new();
         builder
             .enable_push(false)
+            // Until the server's SETTINGS arrive: 100 is the least RFC 9113 recommends, and
+            // what the platforms announce at least, rather than no limit at all.
+            .initial_max_send_streams(100)
             .initial_window_size(1 << 20)
             .initial_connection_window_size(16 << 20)
             .max_header_list_size(256 << 10);
@@ -510,17 +601,23 @@ where
         }
         ended.store(true, Ordering::Release);
     });
-    Connection { send, closed }
+    Connection {
+        send,
+        closed,
+        used: Arc::new(AtomicU64::new(epoch())),
+    }
 }
 
-/// A stream's failure: one the server refused unprocessed (`REFUSED_STREAM`, or a graceful
-/// GOAWAY below it) never reached the platform; anything else may have.
+/// A stream's failure: one the server refused unprocessed (`REFUSED_STREAM`, or a GOAWAY whose
+/// last stream id is below it) never reached the platform; anything else may have.
+///
+/// `h2` hands the server's GOAWAY, whatever its error code, only to the streams above its last
+/// stream id, which the server says it did not process; the streams at or below it go on (and
+/// end with a reset or the connection's error of their own). So a remote GOAWAY means "not
+/// processed" even with an error code.
 fn stream_failure(e: h2::Error) -> SendFailure {
-    let refused = if e.is_go_away() {
-        e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
-    } else {
-        e.reason() == Some(h2::Reason::REFUSED_STREAM)
-    };
+    let refused =
+        e.is_remote() && (e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM));
     SendFailure {
         timeout: false,
         maybe_delivered: !refused,
@@ -594,4 +691,44 @@ pub(super) async fn reqwest_exchange(
         .await
         .map_err(|e| (e.is_timeout(), e.without_url().into()));
     Ok((status, headers, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxied;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn a_proxy_for_the_base_scheme_selects_reqwest() {
+        assert!(!proxied(true, env(&[])));
+        assert!(!proxied(false, env(&[])));
+        for name in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            assert!(proxied(true, env(&[(name, "http://proxy:3128")])), "{name}");
+        }
+        for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            assert!(
+                proxied(false, env(&[(name, "http://proxy:3128")])),
+                "{name}"
+            );
+        }
+        // A proxy for the other scheme does not apply.
+        assert!(!proxied(true, env(&[("HTTP_PROXY", "http://proxy:3128")])));
+        assert!(!proxied(
+            false,
+            env(&[("https_proxy", "http://proxy:3128")])
+        ));
+        // Set but empty is unset; NO_PROXY alone selects nothing.
+        assert!(!proxied(
+            true,
+            env(&[("HTTPS_PROXY", ""), ("ALL_PROXY", " ")])
+        ));
+        assert!(!proxied(true, env(&[("NO_PROXY", "*")])));
+    }
 }
