@@ -20,8 +20,12 @@ use http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+/// The test platform, with the user agent it announces.
 #[derive(Debug)]
-struct TestSpec;
+struct TestSpec(&'static str);
+
+/// The spec of most tests here.
+const SPEC: TestSpec = TestSpec("api-transport-test");
 
 impl ApiSpec for TestSpec {
     type Permit = ();
@@ -31,7 +35,7 @@ impl ApiSpec for TestSpec {
     }
 
     fn user_agent(&self) -> &'static str {
-        "api-transport-test"
+        self.0
     }
 
     async fn admit(&self, _call: &Call, _deadline: std::time::Instant) -> Result<(), ApiError> {
@@ -184,7 +188,7 @@ fn h2c_client(server: &Server, max_attempts: u32) -> ApiClient<TestSpec> {
     let config = ApiConfig::new(format!("http://{}", server.addr), "token-1")
         .retry(retries(max_attempts))
         .http2_prior_knowledge();
-    ApiClient::new(TestSpec, config).unwrap()
+    ApiClient::new(SPEC, config).unwrap()
 }
 
 #[tokio::test]
@@ -302,7 +306,7 @@ async fn a_refused_connection_is_not_maybe_delivered_and_a_time_out_is() {
     let config = ApiConfig::new(base, "t")
         .retry(retries(2))
         .http2_prior_knowledge();
-    let e = ApiClient::new(TestSpec, config)
+    let e = ApiClient::new(SPEC, config)
         .unwrap()
         .call(send())
         .await
@@ -316,7 +320,7 @@ async fn a_refused_connection_is_not_maybe_delivered_and_a_time_out_is() {
         .retry(retries(3))
         .timeout(Duration::from_millis(100))
         .http2_prior_knowledge();
-    let e = ApiClient::new(TestSpec, config)
+    let e = ApiClient::new(SPEC, config)
         .unwrap()
         .call(send())
         .await
@@ -349,7 +353,7 @@ async fn https_speaks_http2_trusting_a_test_ca_and_refuses_an_unknown_one() {
     let server = server(Behaviour::Answer, Some(acceptor)).await;
     let base = format!("https://localhost:{}", server.addr.port());
     let client = ApiClient::new(
-        TestSpec,
+        SPEC,
         ApiConfig::new(base.clone(), "token-1")
             .retry(retries(1))
             .add_root_certificate(ca),
@@ -365,7 +369,7 @@ async fn https_speaks_http2_trusting_a_test_ca_and_refuses_an_unknown_one() {
     );
 
     // Without the CA the handshake fails: nothing was sent.
-    let e = ApiClient::new(TestSpec, ApiConfig::new(base, "token-1").retry(retries(1)))
+    let e = ApiClient::new(SPEC, ApiConfig::new(base, "token-1").retry(retries(1)))
         .unwrap()
         .call(send())
         .await
@@ -412,7 +416,7 @@ async fn an_https_server_that_speaks_only_http1_is_served_over_http1() {
         }
     });
     let client = ApiClient::new(
-        TestSpec,
+        SPEC,
         ApiConfig::new(format!("https://localhost:{port}"), "token-1")
             .retry(retries(1))
             .add_root_certificate(ca),
@@ -457,7 +461,7 @@ async fn the_token_is_never_logged_even_at_trace_level() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let server = server(Behaviour::RefuseFirst, None).await;
     let client = ApiClient::new(
-        TestSpec,
+        SPEC,
         ApiConfig::new(format!("http://{}", server.addr), "secret-token-4711")
             .retry(retries(2))
             .http2_prior_knowledge(),
@@ -483,7 +487,7 @@ async fn a_connection_that_never_answers_is_retired_after_a_time_out() {
         .retry(retries(1))
         .timeout(Duration::from_millis(100))
         .http2_prior_knowledge();
-    let client = ApiClient::new(TestSpec, config).unwrap();
+    let client = ApiClient::new(SPEC, config).unwrap();
     let e = client.call(send()).await.unwrap_err();
     assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
     assert!(e.maybe_delivered());
@@ -498,29 +502,6 @@ async fn a_connection_that_never_answers_is_retired_after_a_time_out() {
     assert_eq!(server.requests.load(Ordering::SeqCst), 2);
 }
 
-#[derive(Debug)]
-struct BadAgentSpec;
-
-impl ApiSpec for BadAgentSpec {
-    type Permit = ();
-
-    fn platform(&self) -> Platform {
-        Platform::TEST
-    }
-
-    fn user_agent(&self) -> &'static str {
-        "bad\nagent"
-    }
-
-    async fn admit(&self, _call: &Call, _deadline: std::time::Instant) -> Result<(), ApiError> {
-        Ok(())
-    }
-
-    fn refusal(&self, _call: &Call, answer: &Answer) -> ApiError {
-        ApiError::new(ApiErrorKind::Api, "test: refused").with_status(answer.status)
-    }
-}
-
 #[test]
 fn a_user_agent_that_is_no_header_value_is_a_config_error_not_a_panic() {
     for (base, h2c) in [
@@ -532,7 +513,7 @@ fn a_user_agent_that_is_no_header_value_is_a_config_error_not_a_panic() {
         if h2c {
             config = config.http2_prior_knowledge();
         }
-        let e = ApiClient::new(BadAgentSpec, config).unwrap_err();
+        let e = ApiClient::new(TestSpec("bad\nagent"), config).unwrap_err();
         assert_eq!(e.kind(), ApiErrorKind::Config, "{base}: {e:?}");
     }
 }

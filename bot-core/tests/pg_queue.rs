@@ -812,21 +812,7 @@ async fn a_bounded_lane_probe_never_hands_out_an_event_before_an_older_one_under
     let older = text_event("a", "a1");
     let mut holder = pool.get().await.unwrap();
     let held = holder.transaction().await.unwrap();
-    let older_id: i64 = held
-        .query_one(
-            "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-             VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
-             RETURNING id",
-            &[
-                &older.platform.as_str(),
-                &older.conversation.as_str(),
-                &older.id.as_str(),
-                &serde_json::to_string(&older).unwrap(),
-            ],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let older_id = insert_raw(&*held, &older).await;
     queue
         .push_batch(
             (0..30)
@@ -895,41 +881,18 @@ async fn a_bounded_lane_probe_never_hands_out_an_event_before_an_older_one_under
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_lane_probe_keeps_the_order_of_two_events_of_one_transaction() {
     let pool = fresh_pool("front_probe_one_tx").await;
-    let insert = "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-                  VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
-                  RETURNING id";
-    let row = |e: &bot_core::Event| {
-        (
-            e.platform.as_str().to_owned(),
-            e.conversation.as_str().to_owned(),
-            e.id.as_str().to_owned(),
-            serde_json::to_string(e).unwrap(),
-        )
-    };
     let (a1, a2, b) = (
-        row(&text_event("a", "a1")),
-        row(&text_event("a", "a2")),
-        row(&text_event("b", "b1")),
+        text_event("a", "a1"),
+        text_event("a", "a2"),
+        text_event("b", "b1"),
     );
     let mut writer = pool.get().await.unwrap();
     let tx = writer.transaction().await.unwrap();
-    let a1_id: i64 = tx
-        .query_one(insert, &[&a1.0, &a1.1, &a1.2, &a1.3])
-        .await
-        .unwrap()
-        .get(0);
+    let a1_id = insert_raw(&*tx, &a1).await;
     // Another conversation's event commits meanwhile, above "a1".
     let other = pool.get().await.unwrap();
-    let b_id: i64 = other
-        .query_one(insert, &[&b.0, &b.1, &b.2, &b.3])
-        .await
-        .unwrap()
-        .get(0);
-    let a2_id: i64 = tx
-        .query_one(insert, &[&a2.0, &a2.1, &a2.2, &a2.3])
-        .await
-        .unwrap()
-        .get(0);
+    let b_id = insert_raw(&**other, &b).await;
+    let a2_id = insert_raw(&*tx, &a2).await;
     assert!(a1_id < b_id && b_id < a2_id);
     // The claimer reads the front while the transaction runs: "b" is the smallest id it sees.
     let claimer = pool.get().await.unwrap();
@@ -960,4 +923,26 @@ async fn a_bounded_lane_probe_keeps_the_order_of_two_events_of_one_transaction()
     assert_eq!(claim(1, true, front).await, [b_id]);
     // The next full claim takes "a1", and still not "a2".
     assert_eq!(claim(2, false, 0).await, [a1_id]);
+}
+
+/// Inserts `event` as a push would, but in the caller's transaction and without its lane lock
+/// or dedup key: its id.
+async fn insert_raw(
+    db: &impl bot_core::pg::tokio_postgres::GenericClient,
+    event: &bot_core::Event,
+) -> i64 {
+    db.query_one(
+        "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+         VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
+         RETURNING id",
+        &[
+            &event.platform.as_str(),
+            &event.conversation.as_str(),
+            &event.id.as_str(),
+            &serde_json::to_string(event).unwrap(),
+        ],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
