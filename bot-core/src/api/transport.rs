@@ -321,6 +321,7 @@ impl H2Transport {
     // answer may take: opening the stream (the head, the connection, its readiness) runs in a
     // box of its own that is gone once the request is handed over, so that every call in
     // flight holds only the answer's future, the time-out's one timer and a few words.
+    #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
     pub(super) fn exchange<'a>(
         &'a self,
         url: &'a reqwest::Url,

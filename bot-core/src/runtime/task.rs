@@ -224,6 +224,7 @@ type Failure = (TaskFailure, bool, Option<String>, Option<Duration>);
 // Not an `async fn`: one of those keeps its arguments besides the locals it moves them into,
 // and the delivery (480 bytes, most of it the event) would be held twice by every attempt for
 // as long as its handler runs. The block uses the delivery where it is.
+#[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
 fn run(env: Arc<TaskEnv>, delivery: Delivery) -> impl Future<Output = Completion> {
     async move {
         let started = Instant::now();
