@@ -403,6 +403,10 @@ mod tests {
 
     /// What every running event holds for as long as its handler waits (50,000 of them in
     /// `slow-api`): each of these grew by an `Event` or a `Context` once, and must not again.
+    // Sizes in bytes depend on the target and on how the compiler lays out futures: the bounds
+    // were measured on x86-64 in the dev profile, which CI's tests use. When one fails after a
+    // toolchain or dependency upgrade, measure again and update BENCHMARKS.md's figures.
+    #[cfg(all(target_pointer_width = "64", debug_assertions))]
     #[test]
     fn an_attempt_in_flight_holds_its_event_and_context_once() {
         let env = env();
@@ -416,7 +420,8 @@ mod tests {
         );
 
         // An `async fn` handler holds its arguments twice (as they came and as its locals),
-        // and its reply; the runtime's box around it adds nothing more (it added both again).
+        // and its reply: that is the compiler's layout, not ours. The runtime's box around it
+        // adds nothing more (through #[async_trait] it added the context and the event again).
         let cx = Context::for_attempt(env.shared.clone(), &event, 1);
         let own = std::mem::size_of_val(&reply(cx.clone(), event.clone()));
         let boxed = env.handler.call(cx.clone(), event.clone());
@@ -425,13 +430,10 @@ mod tests {
             boxed_bytes <= own + 32,
             "the handler's box is {boxed_bytes} bytes, its future {own}"
         );
-        assert!(
-            own <= 2 * (context + event_bytes) + std::mem::size_of_val(&cx.reply("ok")) + 32,
-            "the handler's future is {own} bytes"
-        );
         drop(boxed);
 
-        // The attempt keeps the delivery once (for a retry) besides small state.
+        // The attempt keeps the delivery once (for a retry) besides small state: a second copy
+        // of the event is what this bound catches, with room for a few words of new state.
         let delivery = Delivery {
             lease: Lease { id: 1, token: 1 },
             event: event.clone(),
@@ -440,13 +442,15 @@ mod tests {
         let attempt = attempt(&env, delivery);
         let attempt_bytes = std::mem::size_of_val(&attempt);
         assert!(
-            attempt_bytes < std::mem::size_of::<Delivery>() + event_bytes / 2,
+            attempt_bytes < std::mem::size_of::<Delivery>() + event_bytes,
             "an attempt's future is {attempt_bytes} bytes, a delivery {}",
             std::mem::size_of::<Delivery>()
         );
         drop(attempt);
 
-        // What an attempt still running after its first poll boxes: its timer and its watch.
+        // What an attempt still running after its first poll boxes: its timer and its watch
+        // (280 bytes in a debug build against a bound of 304; main's 312 held the event's
+        // reference and the timeout twice).
         let call: Call<'_> =
             AssertUnwindSafe(env.handler.call(cx.clone(), event.clone())).catch_unwind();
         let watch = watch(&env, &event, call, cx.canceller(), Instant::now());
