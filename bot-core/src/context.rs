@@ -65,20 +65,22 @@ impl fmt::Debug for Shared {
 #[derive(Clone)]
 pub struct Context {
     shared: Arc<Shared>,
-    platform: Platform,
-    target: Target,
-    /// Who sent the event, when the platform says.
-    sender: Option<UserId>,
     /// The event's dialogs, when a [`crate::dialog::Dialogs`] handles it.
     dialogs: Option<Arc<crate::dialog::engine::Session>>,
-    /// What clones of the context share: one allocation per attempt.
+    /// What clones of the context share, the event's target among it: one allocation per
+    /// attempt, and a context of four words, which a handler's future holds twice (an `async fn`
+    /// keeps its arguments besides its locals).
     state: Arc<AttemptState>,
     attempt: u32,
 }
 
 /// The part of a context that its clones share.
-#[derive(Default)]
 struct AttemptState {
+    platform: Platform,
+    /// Where replies go: the event's conversation, channel, reply token and ids.
+    target: Target,
+    /// Who sent the event, when the platform says.
+    sender: Option<UserId>,
     /// Sends made so far for this event.
     sends: AtomicU32,
     /// Made on first use, by the handler asking for it or the runtime cancelling: most attempts
@@ -107,8 +109,8 @@ impl AttemptCancel {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("platform", &self.platform)
-            .field("target", &self.target)
+            .field("platform", &self.state.platform)
+            .field("target", &self.state.target)
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
@@ -133,20 +135,23 @@ impl Context {
     pub(crate) fn for_attempt(shared: Arc<Shared>, event: &Event, attempt: u32) -> Self {
         Self {
             shared,
-            platform: event.platform.clone(),
-            target: Target {
-                conversation: event.conversation.clone(),
-                channel: event.channel.clone(),
-                reply_token: event.reply_token.clone(),
-                in_reply_to: Some(event.id.clone()),
-                reply_to_message: event.message().and_then(|m| m.id.clone()),
-                origin: Some(event.id.clone()),
-                send_index: 0,
-                message_tag: None,
-            },
-            sender: event.sender.clone(),
             dialogs: None,
-            state: Arc::default(),
+            state: Arc::new(AttemptState {
+                platform: event.platform.clone(),
+                target: Target {
+                    conversation: event.conversation.clone(),
+                    channel: event.channel.clone(),
+                    reply_token: event.reply_token.clone(),
+                    in_reply_to: Some(event.id.clone()),
+                    reply_to_message: event.message().and_then(|m| m.id.clone()),
+                    origin: Some(event.id.clone()),
+                    send_index: 0,
+                    message_tag: None,
+                },
+                sender: event.sender.clone(),
+                sends: AtomicU32::new(0),
+                cancel: std::sync::OnceLock::new(),
+            }),
             attempt,
         }
     }
@@ -158,23 +163,23 @@ impl Context {
 
     /// The platform of the event being handled.
     pub fn platform(&self) -> &Platform {
-        &self.platform
+        &self.state.platform
     }
 
     /// The conversation of the event being handled.
     pub fn conversation(&self) -> &ConversationId {
-        &self.target.conversation
+        &self.state.target.conversation
     }
 
     /// Who sent the event being handled, when the platform says (not for every kind of event:
     /// a LINE `unfollow` in a group, a Discord reaction removed by a moderator).
     pub fn sender(&self) -> Option<&UserId> {
-        self.sender.as_ref()
+        self.state.sender.as_ref()
     }
 
     /// The id of the event being handled.
     pub fn event_id(&self) -> Option<&EventId> {
-        self.target.in_reply_to.as_ref()
+        self.state.target.in_reply_to.as_ref()
     }
 
     /// Which attempt this is, starting at 1; above 1 the event is being retried.
@@ -195,7 +200,7 @@ impl Context {
     ///
     /// [`ErrorKind::NoOutbound`] when no adapter registered one for the platform.
     pub fn outbound(&self) -> Result<&Arc<dyn Outbound>, Error> {
-        self.outbound_for(&self.platform)
+        self.outbound_for(&self.state.platform)
     }
 
     fn outbound_for(&self, platform: &Platform) -> Result<&Arc<dyn Outbound>, Error> {
@@ -249,9 +254,9 @@ impl Context {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
-        let mut target = self.target.clone();
+        let mut target = self.state.target.clone();
         target.send_index = self.next_send_index();
-        self.send_to(&self.platform, target, messages)
+        self.send_to(&self.state.platform, target, messages)
     }
 
     /// Sends a message to a conversation of the same platform, not as a reply, through the
@@ -266,8 +271,8 @@ impl Context {
         message: impl Into<OutgoingMessage>,
     ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         let mut target = self.send_target(conversation);
-        target.channel.clone_from(&self.target.channel);
-        self.send_to(&self.platform, target, vec![message.into()])
+        target.channel.clone_from(&self.state.target.channel);
+        self.send_to(&self.state.platform, target, vec![message.into()])
     }
 
     /// Sends a message to a conversation on another platform. Numbered when called, as
@@ -315,7 +320,7 @@ impl Context {
     /// A send to `conversation` that is not a reply, numbered among this handler's sends.
     fn send_target(&self, conversation: impl Into<ConversationId>) -> Target {
         let mut target = Target::conversation(conversation);
-        target.origin.clone_from(&self.target.origin);
+        target.origin.clone_from(&self.state.target.origin);
         target.send_index = self.next_send_index();
         target
     }
@@ -326,7 +331,7 @@ impl Context {
     ///
     /// As [`Context::reply`].
     pub async fn typing(&self) -> Result<(), Error> {
-        self.outbound()?.typing_in(&self.target).await
+        self.outbound()?.typing_in(&self.state.target).await
     }
 
     /// The shared app state of type `T`, registered with [`crate::BotBuilder::state`].
@@ -372,8 +377,8 @@ impl Context {
     /// channel, shared by everyone in it).
     pub fn conversation_state(&self) -> StateHandle<'_> {
         self.state_at(StateKey::new(
-            self.platform.clone(),
-            self.target.conversation.clone(),
+            self.state.platform.clone(),
+            self.state.target.conversation.clone(),
         ))
     }
 
@@ -384,7 +389,7 @@ impl Context {
     /// [`ErrorKind::State`] when the event has no sender ([`Context::sender`]).
     pub fn user_state(&self) -> Result<StateHandle<'_>, Error> {
         let user = self.require_sender()?;
-        Ok(self.state_at(StateKey::user(self.platform.clone(), user)))
+        Ok(self.state_at(StateKey::user(self.state.platform.clone(), user)))
     }
 
     /// The state of the event's sender within the event's conversation: each member of a
@@ -396,8 +401,8 @@ impl Context {
     pub fn user_in_conversation_state(&self) -> Result<StateHandle<'_>, Error> {
         let user = self.require_sender()?;
         Ok(self.state_at(StateKey::user_in_conversation(
-            self.platform.clone(),
-            self.target.conversation.clone(),
+            self.state.platform.clone(),
+            self.state.target.conversation.clone(),
             user,
         )))
     }
@@ -453,12 +458,12 @@ impl Context {
     }
 
     fn require_sender(&self) -> Result<UserId, Error> {
-        self.sender.clone().ok_or_else(|| {
+        self.state.sender.clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::State,
                 format!(
                     "a {} event without a sender has no user state",
-                    self.platform
+                    self.state.platform
                 ),
             )
         })

@@ -323,70 +323,83 @@ impl<S: ApiSpec> ApiClient<S> {
     ///
     /// The last failure, with [`ApiError::attempts`], and [`ApiError::maybe_delivered`] set when
     /// a call that is not idempotent may have taken effect.
-    pub async fn call(&self, mut call: Call) -> Result<Answer, ApiError> {
-        let shared = &*self.shared;
-        let platform = shared.spec.platform();
-        let key_header = match (&call.idempotency_key, shared.spec.idempotency_header()) {
-            (Some(key), Some(name)) => {
-                call.idempotent = true;
-                Some((name, header_value(key)?))
-            }
-            _ => None,
-        };
-        let deadline = call.deadline.unwrap_or_else(|| self.deadline_from_now());
-        let url = self.url(&call)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let permit = match self.admit_until(&call, deadline).await {
-                Some(Ok(permit)) => permit,
-                Some(Err(e)) => return Err(e.with_attempts(attempt - 1).with_platform(platform)),
-                None => return Err(self.deadline_passed(attempt - 1)),
+    // Not an `async fn`: one keeps its arguments besides the locals it moves them into, and
+    // the call (its body, path and key) would be held twice for the seconds of the answer.
+    #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
+    pub fn call(
+        &self,
+        mut call: Call,
+    ) -> impl Future<Output = Result<Answer, ApiError>> + Send + '_ {
+        async move {
+            let shared = &*self.shared;
+            let platform = shared.spec.platform();
+            let key_header = match (&call.idempotency_key, shared.spec.idempotency_header()) {
+                (Some(key), Some(name)) => {
+                    call.idempotent = true;
+                    Some((name, header_value(key)?))
+                }
+                _ => None,
             };
-            let left = deadline.saturating_duration_since(now());
-            if left.is_zero() {
-                return Err(self.deadline_passed(attempt - 1));
-            }
-            let timeout = shared.timeout.min(left);
-            let failure = match self
-                .attempt(&call, &url, key_header.as_ref(), permit, timeout)
-                .await
-            {
-                Ok(answer) => return Ok(answer),
-                Err(failure) => failure.with_platform(platform.clone()),
-            };
-            let maybe_delivered = failure.maybe_delivered() && !call.idempotent;
-            let finish = |e: ApiError| {
-                e.with_attempts(attempt)
-                    .with_maybe_delivered(maybe_delivered)
-            };
-            if !failure.is_retryable() || maybe_delivered || attempt >= shared.retry.max_attempts {
-                return Err(finish(failure));
-            }
-            let delay = match failure.retry_after() {
-                Some(hint) if hint > shared.max_retry_after => {
-                    tracing::debug!(
-                        %platform, endpoint = call.endpoint, error = %failure, ?hint,
-                        "api call rate limited for longer than the client waits; giving up"
-                    );
+            let deadline = call.deadline.unwrap_or_else(|| self.deadline_from_now());
+            let url = self.url(&call)?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let permit = match self.admit_until(&call, deadline).await {
+                    Some(Ok(permit)) => permit,
+                    Some(Err(e)) => {
+                        return Err(e.with_attempts(attempt - 1).with_platform(platform));
+                    }
+                    None => return Err(self.deadline_passed(attempt - 1)),
+                };
+                let left = deadline.saturating_duration_since(now());
+                if left.is_zero() {
+                    return Err(self.deadline_passed(attempt - 1));
+                }
+                let timeout = shared.timeout.min(left);
+                let failure = match self
+                    .attempt(&call, &url, key_header.as_ref(), permit, timeout)
+                    .await
+                {
+                    Ok(answer) => return Ok(answer),
+                    Err(failure) => failure.with_platform(platform.clone()),
+                };
+                let maybe_delivered = failure.maybe_delivered() && !call.idempotent;
+                let finish = |e: ApiError| {
+                    e.with_attempts(attempt)
+                        .with_maybe_delivered(maybe_delivered)
+                };
+                if !failure.is_retryable()
+                    || maybe_delivered
+                    || attempt >= shared.retry.max_attempts
+                {
                     return Err(finish(failure));
                 }
-                Some(hint) => hint,
-                None => shared.retry.backoff(attempt),
-            };
-            if later(now(), delay) >= deadline {
+                let delay = match failure.retry_after() {
+                    Some(hint) if hint > shared.max_retry_after => {
+                        tracing::debug!(
+                            %platform, endpoint = call.endpoint, error = %failure, ?hint,
+                            "api call rate limited for longer than the client waits; giving up"
+                        );
+                        return Err(finish(failure));
+                    }
+                    Some(hint) => hint,
+                    None => shared.retry.backoff(attempt),
+                };
+                if later(now(), delay) >= deadline {
+                    tracing::debug!(
+                        %platform, endpoint = call.endpoint, error = %failure, ?delay,
+                        "api call failed; no time left to retry before the deadline"
+                    );
+                    let hint = failure.retry_after().unwrap_or(delay);
+                    return Err(finish(failure).with_retry_after(Some(hint)));
+                }
                 tracing::debug!(
-                    %platform, endpoint = call.endpoint, error = %failure, ?delay,
-                    "api call failed; no time left to retry before the deadline"
+                    %platform, endpoint = call.endpoint, error = %failure, attempt, ?delay,
+                    "api call failed; retrying"
                 );
-                let hint = failure.retry_after().unwrap_or(delay);
-                return Err(finish(failure).with_retry_after(Some(hint)));
+                tokio::time::sleep(delay).await;
             }
-            tracing::debug!(
-                %platform, endpoint = call.endpoint, error = %failure, attempt, ?delay,
-                "api call failed; retrying"
-            );
-            tokio::time::sleep(delay).await;
         }
     }
 

@@ -317,80 +317,111 @@ impl H2Transport {
     }
 
     /// Sends one request to `url` and reads its answer, within `timeout`.
-    pub(super) async fn exchange(
-        &self,
-        url: &reqwest::Url,
-        request: Outgoing<'_>,
+    // Not an `async fn` (it would keep its arguments twice), and shaped for the seconds an
+    // answer may take: opening the stream (the head, the connection, its readiness) runs in a
+    // box of its own that is gone once the request is handed over, so that every call in
+    // flight holds only the answer's future, the time-out's one timer and a few words.
+    #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
+    pub(super) fn exchange<'a>(
+        &'a self,
+        url: &'a reqwest::Url,
+        request: Outgoing<'a>,
         timeout: Duration,
-    ) -> Result<Exchanged, SendFailure> {
-        let not_sent = |source: BoxError| SendFailure {
-            timeout: false,
-            maybe_delivered: false,
-            source,
-        };
-        let origin = self
-            .origin(url)
-            .ok_or_else(|| not_sent("the call's URL has no host".into()))?;
-        // A call with a base of its own over http:// on an https client, or to a server that
-        // speaks only HTTP/1.1. Boxed, as below: the fallback's state is not every call's.
-        if (!origin.https && !self.prior_knowledge) || origin.http1.load(Ordering::Acquire) {
-            let http = self.fallback().map_err(not_sent)?;
-            return Box::pin(reqwest_exchange(http, url, request, timeout)).await;
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        // The connection the request was handed to, once it was.
-        let written = OnceLock::new();
-        let head = tokio::time::timeout_at(deadline, self.send(&origin, url, &request, &written));
-        let response = match head.await {
-            Ok(Ok(Some(response))) => response,
-            Ok(Ok(None)) => {
-                // The server picked HTTP/1.1.
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    ) -> impl Future<Output = Result<Exchanged, SendFailure>> + Send + 'a {
+        async move {
+            let not_sent = |source: BoxError| SendFailure {
+                timeout: false,
+                maybe_delivered: false,
+                source,
+            };
+            let origin = self
+                .origin(url)
+                .ok_or_else(|| not_sent("the call's URL has no host".into()))?;
+            // A call with a base of its own over http:// on an https client, or to a server
+            // that speaks only HTTP/1.1. Boxed, as below: the fallback's state is not every
+            // call's.
+            if (!origin.https && !self.prior_knowledge) || origin.http1.load(Ordering::Acquire) {
                 let http = self.fallback().map_err(not_sent)?;
-                return Box::pin(reqwest_exchange(http, url, request, left)).await;
+                return Box::pin(reqwest_exchange(http, url, request, timeout)).await;
             }
-            Ok(Err(failure)) => return Err(failure),
-            Err(_) => {
-                // No answer's head in the whole attempt on a connection that had the request:
-                // the connection may be dead (a peer gone without a FIN, a NAT that forgot it).
-                // The next call opens a new one; streams in flight on this one may still end.
-                let connection = written.get();
-                if let Some(connection) = connection {
-                    tracing::debug!(
-                        server = %origin.authority,
-                        "no answer within the time-out; the next call opens a new connection"
-                    );
-                    origin.retire(connection);
+            let deadline = tokio::time::Instant::now() + timeout;
+            // One timer for the whole attempt: the stream's opening, the head, the body.
+            let expired = tokio::time::sleep_until(deadline);
+            tokio::pin!(expired);
+            // The connection the request was handed to, once it was.
+            let written = OnceLock::new();
+            let started = tokio::select! {
+                biased;
+                started = Box::pin(self.start(&origin, url, &request, &written)) => Some(started),
+                () = &mut expired => None,
+            };
+            let (connection, response) = match started {
+                Some(Ok(Some(started))) => started,
+                Some(Ok(None)) => {
+                    // The server picked HTTP/1.1.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let http = self.fallback().map_err(not_sent)?;
+                    return Box::pin(reqwest_exchange(http, url, request, left)).await;
                 }
-                return Err(SendFailure {
-                    timeout: true,
-                    // Still connecting, or not yet handed to the connection: nothing was sent.
-                    // Otherwise the request went out, or is queued on the connection for a free
-                    // stream (past the server's limit) and may have been written.
-                    maybe_delivered: connection.is_some(),
-                    source: "the attempt timed out".into(),
-                });
-            }
-        };
-        let (parts, mut body) = response.into_parts();
-        let read = tokio::time::timeout_at(deadline, read_body(&mut body)).await;
-        let body = match read {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err((false, e)),
-            Err(_) => Err((true, "reading the answer timed out".into())),
-        };
-        Ok((parts.status, parts.headers, body))
+                Some(Err(failure)) => return Err(failure),
+                None => return Err(Self::timed_out(&origin, written.get())),
+            };
+            let response = tokio::select! {
+                biased;
+                response = response => response,
+                () = &mut expired => return Err(Self::timed_out(&origin, Some(&connection))),
+            };
+            let response = match response {
+                Ok(response) => response,
+                Err(e) => {
+                    if e.is_go_away() || e.is_io() {
+                        origin.retire(&connection);
+                    }
+                    return Err(stream_failure(e));
+                }
+            };
+            let (parts, mut body) = response.into_parts();
+            let body = tokio::select! {
+                biased;
+                read = read_body(&mut body) => read.map_err(|e| (false, e)),
+                () = &mut expired => Err((true, "reading the answer timed out".into())),
+            };
+            Ok((parts.status, parts.headers, body))
+        }
     }
 
-    /// Sends the request on the origin's connection and waits for the answer's head; `None`
-    /// when the origin speaks only HTTP/1.1.
-    async fn send(
+    /// No answer's head within the attempt's time-out, the request handed to `connection` or
+    /// not yet.
+    fn timed_out(origin: &Origin, connection: Option<&Connection>) -> SendFailure {
+        // No answer's head in the whole attempt on a connection that had the request: the
+        // connection may be dead (a peer gone without a FIN, a NAT that forgot it). The next
+        // call opens a new one; streams in flight on this one may still end.
+        if let Some(connection) = connection {
+            tracing::debug!(
+                server = %origin.authority,
+                "no answer within the time-out; the next call opens a new connection"
+            );
+            origin.retire(connection);
+        }
+        SendFailure {
+            timeout: true,
+            // Still connecting, or not yet handed to the connection: nothing was sent.
+            // Otherwise the request went out, or is queued on the connection for a free stream
+            // (past the server's limit) and may have been written.
+            maybe_delivered: connection.is_some(),
+            source: "the attempt timed out".into(),
+        }
+    }
+
+    /// Opens a stream on the origin's connection and hands it the request; returns the
+    /// connection and the answer's future, or `None` when the origin speaks only HTTP/1.1.
+    async fn start(
         &self,
         origin: &Origin,
         url: &reqwest::Url,
         request: &Outgoing<'_>,
         written: &OnceLock<Connection>,
-    ) -> Result<Option<http::Response<h2::RecvStream>>, SendFailure> {
+    ) -> Result<Option<(Connection, h2::client::ResponseFuture)>, SendFailure> {
         let head = self.head(origin, url, request).map_err(|e| SendFailure {
             timeout: false,
             maybe_delivered: false,
@@ -399,7 +430,7 @@ impl H2Transport {
         // A connection that ended as it was handed out fails before the request is written:
         // once more on a new one.
         let mut tries = 0;
-        let (connection, response) = loop {
+        loop {
             tries += 1;
             let connection = match self.connection(origin).await {
                 Ok(connection) => connection,
@@ -433,7 +464,7 @@ impl H2Transport {
                         origin.retire(&connection);
                         return Err(stream_failure(e));
                     }
-                    break (connection, response);
+                    return Ok(Some((connection, response)));
                 }
                 // Refused before a byte of it was written: the connection is done.
                 Err(e) if tries < 2 => {
@@ -448,15 +479,6 @@ impl H2Transport {
                         source: e.into(),
                     });
                 }
-            }
-        };
-        match response.await {
-            Ok(response) => Ok(Some(response)),
-            Err(e) => {
-                if e.is_go_away() || e.is_io() {
-                    origin.retire(&connection);
-                }
-                Err(stream_failure(e))
             }
         }
     }

@@ -221,48 +221,55 @@ pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// What failed, whether a retry may succeed, the error's text, and when the error said to retry.
 type Failure = (TaskFailure, bool, Option<String>, Option<Duration>);
 
-async fn run(env: Arc<TaskEnv>, delivery: Delivery) -> Completion {
-    let Delivery {
-        lease,
-        event,
-        attempt,
-    } = delivery;
-    let started = Instant::now();
-    // Everything of the attempt runs under catch_unwind, not only the handler's poll: a route
-    // predicate, a `timeout()` override or a drop that panics must fail the attempt, never lose
-    // the task's completion (which would leak a slot and block the conversation).
-    let result = match AssertUnwindSafe(attempt_once(&env, &event, attempt, started))
+// Not an `async fn`: one of those keeps its arguments besides the locals it moves them into,
+// and the delivery (480 bytes, most of it the event) would be held twice by every attempt for
+// as long as its handler runs. The block uses the delivery where it is.
+#[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
+fn run(env: Arc<TaskEnv>, delivery: Delivery) -> impl Future<Output = Completion> {
+    async move {
+        let started = Instant::now();
+        // Everything of the attempt runs under catch_unwind, not only the handler's poll: a
+        // route predicate, a `timeout()` override or a drop that panics must fail the attempt,
+        // never lose the task's completion (which would leak a slot and block the
+        // conversation).
+        let result = match AssertUnwindSafe(attempt_once(
+            &env,
+            &delivery.event,
+            delivery.attempt,
+            started,
+        ))
         .catch_unwind()
         .await
-    {
-        Ok(result) => result,
-        Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)), None)),
-    };
-    let elapsed = started.elapsed();
-    match result {
-        Ok(()) => Completion {
-            lease,
-            attempt,
-            failure: None,
-            retryable: false,
-            error: None,
-            retry_after: None,
-            elapsed,
-            event: None,
-        },
-        Err((failure, retryable, error, retry_after)) => {
-            if failure == TaskFailure::Panic {
-                tracing::error!(panic = error.as_deref().unwrap_or(""), "handler panicked");
-            }
-            Completion {
-                lease,
-                attempt,
-                failure: Some(failure),
-                retryable,
-                error,
-                retry_after,
+        {
+            Ok(result) => result,
+            Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)), None)),
+        };
+        let elapsed = started.elapsed();
+        match result {
+            Ok(()) => Completion {
+                lease: delivery.lease,
+                attempt: delivery.attempt,
+                failure: None,
+                retryable: false,
+                error: None,
+                retry_after: None,
                 elapsed,
-                event: Some(event),
+                event: None,
+            },
+            Err((failure, retryable, error, retry_after)) => {
+                if failure == TaskFailure::Panic {
+                    tracing::error!(panic = error.as_deref().unwrap_or(""), "handler panicked");
+                }
+                Completion {
+                    lease: delivery.lease,
+                    attempt: delivery.attempt,
+                    failure: Some(failure),
+                    retryable,
+                    error,
+                    retry_after,
+                    elapsed,
+                    event: Some(delivery.event),
+                }
             }
         }
     }
@@ -291,33 +298,37 @@ async fn attempt_once(
 
 /// A handler attempt still running after its first poll: its time-out, the shutdown's
 /// cancellation and the grace period after either.
-async fn watch<'a>(
+// Not an `async fn`, which would keep its arguments twice: this future is boxed and held by
+// every attempt that waits, for as long as it waits.
+fn watch<'a>(
     env: &'a TaskEnv,
-    event: &Event,
+    event: &'a Event,
     mut call: Call<'a>,
     cancel: AttemptCancel,
     started: Instant,
-) -> Result<(), Failure> {
+) -> impl Future<Output = Result<(), Failure>> + Send + 'a {
     let timeout = env.handler.timeout(event).unwrap_or(env.default_timeout);
-    let stopped = tokio::select! {
-        biased;
-        r = &mut call => return outcome(r),
-        () = tokio::time::sleep_until(super::deadline_after(started, timeout)) => TaskFailure::Timeout,
-        () = env.hard_stop.cancelled() => TaskFailure::Cancelled,
-    };
-    // Tell the handler through `cx.cancellation()` and give it a moment to stop cleanly.
-    cancel.cancel();
-    let wound_down = tokio::time::timeout(CANCEL_GRACE, &mut call).await;
-    match (stopped, wound_down) {
-        // It finished its work after all.
-        (_, Ok(Ok(Ok(())))) => Ok(()),
-        (TaskFailure::Timeout, _) => Err((
-            TaskFailure::Timeout,
-            true,
-            Some(format!("handler timed out after {timeout:?}")),
-            None,
-        )),
-        (failure, _) => Err((failure, true, None, None)),
+    async move {
+        let stopped = tokio::select! {
+            biased;
+            r = &mut call => return outcome(r),
+            () = tokio::time::sleep_until(super::deadline_after(started, timeout)) => TaskFailure::Timeout,
+            () = env.hard_stop.cancelled() => TaskFailure::Cancelled,
+        };
+        // Tell the handler through `cx.cancellation()` and give it a moment to stop cleanly.
+        cancel.cancel();
+        let wound_down = tokio::time::timeout(CANCEL_GRACE, &mut call).await;
+        match (stopped, wound_down) {
+            // It finished its work after all.
+            (_, Ok(Ok(Ok(())))) => Ok(()),
+            (TaskFailure::Timeout, _) => Err((
+                TaskFailure::Timeout,
+                true,
+                Some(format!("handler timed out after {timeout:?}")),
+                None,
+            )),
+            (failure, _) => Err((failure, true, None, None)),
+        }
     }
 }
 
@@ -354,4 +365,99 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
     format!("handler panicked: {msg}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::context::TypeMap;
+    use crate::event::Platform;
+    use crate::queue::Lease;
+
+    async fn reply(cx: Context, _event: Event) -> Result<(), crate::Error> {
+        cx.reply("ok").await
+    }
+
+    fn env() -> Arc<TaskEnv> {
+        let mut outbounds: HashMap<Platform, Arc<dyn crate::Outbound>> = HashMap::new();
+        outbounds.insert(
+            Platform::TEST,
+            Arc::new(crate::testing::RecordingOutbound::new(Platform::TEST)),
+        );
+        Arc::new(TaskEnv {
+            shared: Arc::new(Shared {
+                outbounds,
+                app_state: TypeMap::default(),
+                clients: TypeMap::default(),
+                state_store: Arc::new(crate::state::MemoryStateStore::new()),
+                #[cfg(feature = "postgres")]
+                db: None,
+            }),
+            handler: BoxHandler::new(reply),
+            default_timeout: Duration::from_secs(10),
+            hard_stop: CancellationToken::new(),
+        })
+    }
+
+    /// What every running event holds for as long as its handler waits (50,000 of them in
+    /// `slow-api`): each of these grew by an `Event` or a `Context` once, and must not again.
+    // Sizes in bytes depend on the target and on how the compiler lays out futures: the bounds
+    // were measured on x86-64 in the dev profile, which CI's tests use. When one fails after a
+    // toolchain or dependency upgrade, measure again and update BENCHMARKS.md's figures.
+    #[cfg(all(target_pointer_width = "64", debug_assertions))]
+    #[test]
+    fn an_attempt_in_flight_holds_its_event_and_context_once() {
+        let env = env();
+        let event = Event::text(Platform::TEST, "a", "hi");
+        let context = std::mem::size_of::<Context>();
+        let event_bytes = std::mem::size_of::<Event>();
+        // The context's event fields live in its shared part: a handler holds four words.
+        assert!(
+            context <= 4 * std::mem::size_of::<usize>(),
+            "a context is {context} bytes"
+        );
+
+        // An `async fn` handler holds its arguments twice (as they came and as its locals),
+        // and its reply: that is the compiler's layout, not ours. The runtime's box around it
+        // adds nothing more (through #[async_trait] it added the context and the event again).
+        let cx = Context::for_attempt(env.shared.clone(), &event, 1);
+        let own = std::mem::size_of_val(&reply(cx.clone(), event.clone()));
+        let boxed = env.handler.call(cx.clone(), event.clone());
+        let boxed_bytes = std::mem::size_of_val(&*boxed);
+        assert!(
+            boxed_bytes <= own + 32,
+            "the handler's box is {boxed_bytes} bytes, its future {own}"
+        );
+        drop(boxed);
+
+        // The attempt keeps the delivery once (for a retry) besides small state: a second copy
+        // of the event is what this bound catches, with room for a few words of new state.
+        let delivery = Delivery {
+            lease: Lease { id: 1, token: 1 },
+            event: event.clone(),
+            attempt: 1,
+        };
+        let attempt = attempt(&env, delivery);
+        let attempt_bytes = std::mem::size_of_val(&attempt);
+        assert!(
+            attempt_bytes < std::mem::size_of::<Delivery>() + event_bytes,
+            "an attempt's future is {attempt_bytes} bytes, a delivery {}",
+            std::mem::size_of::<Delivery>()
+        );
+        drop(attempt);
+
+        // What an attempt still running after its first poll boxes: its timer and its watch
+        // (280 bytes in a debug build against a bound of 304; main's 312 held the event's
+        // reference and the timeout twice).
+        let call: Call<'_> =
+            AssertUnwindSafe(env.handler.call(cx.clone(), event.clone())).catch_unwind();
+        let watch = watch(&env, &event, call, cx.canceller(), Instant::now());
+        let watch_bytes = std::mem::size_of_val(&watch);
+        assert!(
+            watch_bytes <= std::mem::size_of::<tokio::time::Sleep>() + 192,
+            "the watch is {watch_bytes} bytes"
+        );
+    }
 }

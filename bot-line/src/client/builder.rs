@@ -249,16 +249,18 @@ impl LineClient {
     }
 
     /// `call`, until `deadline` when a send of several parts shares one.
-    pub(super) async fn call(
+    // Not an `async fn`: one would keep the call besides the client core's future, which holds
+    // it already, for the seconds the answer takes.
+    pub(super) fn call(
         &self,
         call: Call,
         deadline: Option<Instant>,
-    ) -> Result<Answer, Error> {
+    ) -> impl Future<Output = Result<Answer, Error>> + Send + '_ {
         let call = match deadline {
             Some(deadline) => call.deadline(deadline),
             None => call,
         };
-        self.api.call(call).await
+        self.api.call(call)
     }
 
     /// The JSON of `answer`, as a `what`.

@@ -82,12 +82,13 @@ impl LineClient {
     }
 
     /// Makes the reply `call` ([`reply_call`]) under `deadline`.
-    pub(super) async fn reply_with(
+    // Not an `async fn`, which would hold the call a second time while it waits.
+    pub(super) fn reply_with(
         &self,
         call: Call,
         deadline: Option<Instant>,
-    ) -> Result<SendOutcome, Error> {
-        Ok(outcome(&self.call(call, deadline).await?))
+    ) -> impl Future<Output = Result<SendOutcome, Error>> + Send + '_ {
+        futures::FutureExt::map(self.call(call, deadline), |answer| Ok(outcome(&answer?)))
     }
 
     /// Pushes 1 to 5 messages to a user, group or room. The call is retried with one

@@ -1,0 +1,56 @@
+//! What a LINE reply in flight holds in its futures, in bytes: the send's boxed future (the reply
+//! and the client core's call inline) and the client core's call. These are held by every
+//! running event for the seconds the API takes to answer (BENCHMARKS.md, `slow-api`): a bound
+//! here fails when one of them grows back.
+//!
+//! Run with: cargo test -p bot-line --test future_sizes
+//!
+//! Sizes in bytes depend on the target, on the compiler's layout of futures and on the versions
+//! of h2, tokio and url: the bounds were measured on x86-64 in the dev profile, which CI's tests
+//! use. When one fails after a toolchain or dependency upgrade, measure again and update
+//! BENCHMARKS.md's figures.
+#![cfg(all(target_pointer_width = "64", debug_assertions))]
+
+use bot_core::Outbound as _;
+use bot_core::api::Call;
+use bot_core::event::{EventId, ReplyToken};
+use bot_core::outbound::Target;
+use bot_line::LineClient;
+
+fn reply_target() -> Target {
+    let mut target = Target::conversation(format!("U{:032x}", 1));
+    target.reply_token = Some(ReplyToken::new("0f3779fba3b349968c5d07db31eab56f"));
+    target.in_reply_to = Some(EventId::new("01FZ74A0TDDPYRVKNK77XKC3ZR"));
+    target.origin = target.in_reply_to.clone();
+    target
+}
+
+#[test]
+fn a_reply_in_flight_is_small() {
+    let client = LineClient::builder("token").build().expect("a client");
+    let target = reply_target();
+    let send = client.send(&target, vec!["ok".into()]);
+    let send_bytes = std::mem::size_of_val(&*send);
+    let call = client
+        .api()
+        .call(Call::post("reply", "/v2/bot/message/reply"));
+    let call_bytes = std::mem::size_of_val(&call);
+    println!(
+        "LineClient::send's boxed future: {send_bytes} bytes; ApiClient::call's future: \
+         {call_bytes} bytes"
+    );
+    // The client core's call holds the call once (its body, path and key, for a retry), the
+    // URL, and the attempt's answer with one timer; the stream's opening is boxed apart. Each
+    // `async fn` layer between them held the 200-byte call again, and the opening's head and
+    // connection set the size of every call in flight (1,680 bytes in a debug build).
+    let call_struct = std::mem::size_of::<Call>();
+    assert!(
+        call_bytes < 1_500,
+        "ApiClient::call's future is {call_bytes} bytes (a Call is {call_struct})"
+    );
+    // The LINE send around it: the reply's bookkeeping, not another copy of the call.
+    assert!(
+        send_bytes < call_bytes + 800,
+        "LineClient::send's future is {send_bytes} bytes, the call's {call_bytes}"
+    );
+}
