@@ -44,7 +44,7 @@ impl Dispatch {
                 event.raw = self.raw.clone();
                 event
             }),
-            Err(_) if self.frame.is_some() => self.from_whole_frame(context),
+            Err(_) if self.frame.is_some() => self.event_of_whole_frame(context),
             Err(error) => {
                 // JSON, but more deeply nested than a tree may be (or a lone surrogate).
                 tracing::warn!(category = ?error.classify(), name = %self.name, "discord dispatch cannot be read");
@@ -55,7 +55,7 @@ impl Dispatch {
 
     /// The event of a dispatch whose data, cut by the envelope alone, was not JSON: the frame
     /// parsed whole, as a frame written otherwise is.
-    fn from_whole_frame(&self, context: &DispatchContext) -> Option<Event> {
+    fn event_of_whole_frame(&self, context: &DispatchContext) -> Option<Event> {
         let frame = self.frame.as_ref()?;
         let whole = parse_frame(frame)?;
         Dispatch {
