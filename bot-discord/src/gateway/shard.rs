@@ -28,10 +28,11 @@
 //! runtime accepted a batch (to its last dispatch), so a resume replays anything not accepted
 //! yet; deduplication drops what was accepted twice.
 //!
-//! A dispatch is parsed once, as it is read: its envelope (`t`, `s`, `op`, written before `d`) is
-//! read from its first bytes, and its data mapped from a view that borrows from the message; the
-//! event's raw payload is that data, a slice of the message's buffer, not a copy. A frame written
-//! otherwise (another op, `d` not last, data the mapping cannot read) is parsed whole, as before.
+//! A dispatch is parsed once: its envelope (`t`, `s`, `op`, written before `d`) is read from its
+//! first bytes, and its data, a slice of the message's buffer (the event's raw payload, not a
+//! copy), is parsed when its batch is mapped, into a view that borrows from it. A frame written
+//! otherwise (another op, `d` not last, data that is not JSON as cut) is parsed whole. A batch is
+//! mapped and submitted on a task of its own, so the shard reads on while it is handed over.
 //!
 //! A queue that fails (a database that is read-only, full or unreachable) is back-pressure too:
 //! the shard keeps its session and its heartbeats, reads nothing more, and offers the dispatch
@@ -520,7 +521,7 @@ impl Connection<'_> {
                         };
                         let text = payload.text(inflater.as_ref());
                         if self.on_quick_dispatch(text, shared, &mut batch) {
-                            // A dispatch, read and mapped in one pass.
+                            // A dispatch, read from its envelope; its data is parsed when mapped.
                         } else if let Some(next) = self
                             .on_frame(bytes, shared, &mut sink, &mut beats, &mut batch, outstanding)
                             .await
