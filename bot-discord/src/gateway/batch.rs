@@ -26,7 +26,7 @@ pub(super) struct BatchLimits {
 }
 
 /// A dispatch read and not yet accepted: its name, sequence and data (the event's raw payload, a
-/// slice of the message's buffer, so that a batch refused by the queue is mapped again, not
+/// slice of the message's copy, so that a batch refused by the queue is mapped again, not
 /// copied).
 pub(super) struct Dispatch {
     pub(super) name: Cow<'static, str>,

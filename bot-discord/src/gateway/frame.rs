@@ -100,14 +100,16 @@ pub(super) fn quick_dispatch(text: &str) -> Option<QuickDispatch<'_>> {
                 at = after;
             }
             "d" => {
-                let end = text.trim_end();
+                // JSON's whitespace only: `trim_end` would also take Unicode's, which no JSON
+                // parser accepts there.
+                let end = text.trim_end_matches(JSON_WHITESPACE);
                 if op != Some(Some(0)) || !end.ends_with('}') || at >= end.len() - 1 {
                     return None;
                 }
                 return Some(QuickDispatch {
                     name: name?,
                     sequence: sequence.flatten(),
-                    data: end[at..end.len() - 1].trim_end(),
+                    data: end[at..end.len() - 1].trim_end_matches(JSON_WHITESPACE),
                 });
             }
             _ => return None,
@@ -118,6 +120,9 @@ pub(super) fn quick_dispatch(text: &str) -> Option<QuickDispatch<'_>> {
         }
     }
 }
+
+/// What JSON calls whitespace.
+const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 
 /// JSON's whitespace from `at` on.
 fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
@@ -174,26 +179,6 @@ impl Payload {
             Self::Message(Message::Binary(bytes)) => bytes,
             Self::Message(_) => &[],
             Self::Inflated => inflater.map_or(&[], Inflater::last),
-        }
-    }
-
-    /// The message as text: a text message's without checking its UTF-8 again (the WebSocket
-    /// layer did), a binary or inflated one's checked.
-    pub(super) fn text<'a>(&'a self, inflater: Option<&'a Inflater>) -> Option<&'a str> {
-        match self {
-            Self::Message(Message::Text(text)) => Some(text.as_str()),
-            _ => std::str::from_utf8(self.bytes(inflater)).ok(),
-        }
-    }
-
-    /// The message's buffer, which a dispatch's payload can share instead of a copy; empty
-    /// when the bytes are the inflater's (reused for the next message, so copied).
-    pub(super) fn shared(&self) -> &Bytes {
-        static NONE: Bytes = Bytes::new();
-        match self {
-            Self::Message(Message::Text(text)) => text.as_ref(),
-            Self::Message(Message::Binary(bytes)) => bytes,
-            _ => &NONE,
         }
     }
 }
@@ -326,8 +311,22 @@ mod tests {
             r#"{"t":"A","s":1,"op":0,"d":}"#,
             r#"{"t":"A","s":1,"op":0"#,
             "",
+            // Whitespace JSON does not allow (Unicode's) after the frame.
+            "{\"t\":\"A\",\"s\":1,\"op\":0,\"d\":{}}\u{A0}",
+            "{\"t\":\"A\",\"s\":1,\"op\":0,\"d\":{}}\u{3000}",
         ] {
             assert!(quick_dispatch(frame).is_none(), "{frame}");
+        }
+        // Within the frame, it stays in the data, whose parse (the mapping's) then fails.
+        for frame in [
+            "{\"t\":\"A\",\"s\":1,\"op\":0,\"d\":{}\u{0C}}",
+            "{\"t\":\"A\",\"s\":1,\"op\":0,\"d\":{}\u{2028}}",
+        ] {
+            let quick = quick_dispatch(frame).unwrap();
+            assert!(
+                serde_json::from_str::<serde::de::IgnoredAny>(quick.data).is_err(),
+                "{frame}"
+            );
         }
     }
 

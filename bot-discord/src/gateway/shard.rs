@@ -29,8 +29,8 @@
 //! yet; deduplication drops what was accepted twice.
 //!
 //! A dispatch is parsed once: its envelope (`t`, `s`, `op`, written before `d`) is read from its
-//! first bytes, and its data, a slice of the message's buffer (the event's raw payload, not a
-//! copy), is parsed when its batch is mapped, into a view that borrows from it. A frame written
+//! first bytes, and its data, a slice of one exact-size copy of the message (the event's raw
+//! payload), is parsed when its batch is mapped, into a view that borrows from it. A frame written
 //! otherwise (another op, `d` not last, data that is not JSON as cut) is parsed whole. A batch is
 //! mapped and submitted on a task of its own, so the shard reads on while it is handed over.
 //!
@@ -507,19 +507,16 @@ impl Connection<'_> {
                     // Then whatever else is already readable, up to a full batch: a queue that
                     // accepts at once still gets batches, not one dispatch per submit.
                     loop {
-                        let bytes = payload.bytes(inflater.as_ref());
                         let outstanding = pending.is_some();
-                        // The inflater's buffer is reused for the next message: its dispatches
-                        // are copied out once, as a whole.
-                        let inflated;
-                        let shared = match payload {
-                            Payload::Inflated => {
-                                inflated = Bytes::copy_from_slice(bytes);
-                                &inflated
-                            }
-                            Payload::Message(_) => payload.shared(),
-                        };
-                        let text = payload.text(inflater.as_ref());
+                        // One copy of the message, of its exact size, which its dispatches'
+                        // payloads share: a slice of the WebSocket layer's buffer would keep its
+                        // whole read buffer (16 KiB, or what a large frame made it reserve)
+                        // alive for as long as one of its events is queued, and the inflater's
+                        // buffer is reused for the next message.
+                        let shared = bot_core::body_for_events(payload.bytes(inflater.as_ref()));
+                        let shared = &shared;
+                        let bytes: &[u8] = shared;
+                        let text = std::str::from_utf8(bytes).ok();
                         if self.on_quick_dispatch(text, shared, &mut batch) {
                             // A dispatch, read from its envelope; its data is parsed when mapped.
                         } else if let Some(next) = self

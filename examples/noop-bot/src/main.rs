@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         || ([127, 0, 0, 1], 8080).into(),
     )?;
     let mut builder = Bot::builder().handler(noop);
-    let mut platforms = Vec::new();
+    let mut platforms: Vec<&str> = Vec::new();
     #[cfg(feature = "line")]
     if let Some(line) = Line::try_from_env()? {
         builder = builder.adapter(line);
