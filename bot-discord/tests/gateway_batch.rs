@@ -170,3 +170,50 @@ async fn a_session_cut_with_batches_outstanding_resumes_from_the_last_accepted_s
     stop.cancel();
     bot.shutdown().await;
 }
+
+#[tokio::test]
+async fn dispatches_written_otherwise_than_discord_writes_them_are_read_whole_in_order() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let queue = Arc::new(GatedQueue::new());
+    queue.open(1000);
+    let (bot, seen) = recording_bot(queue.clone());
+    let (shard, stop) = start(config(&gateway), &bot);
+    gateway.wait_for_readies(1).await;
+    wait_until("READY read", || shard.status().session().is_some()).await;
+
+    // Written as Discord writes it (`t`, `s`, `op`, then `d`): read from its envelope.
+    gateway.dispatch("MESSAGE_CREATE", message(90_000)).await;
+    // `d` first: parsed whole at once.
+    let d_first =
+        serde_json::json!({"d": message(90_001), "op": 0, "s": 100, "t": "MESSAGE_CREATE"});
+    gateway
+        .send_text(format!(
+            r#"{{"d":{},"op":0,"s":100,"t":"MESSAGE_CREATE"}}"#,
+            d_first["d"]
+        ))
+        .await;
+    // A key after `d`: cut by the envelope, the data is not JSON, so the frame is parsed whole.
+    gateway
+        .send_text(format!(
+            r#"{{"t":"MESSAGE_CREATE","s":101,"op":0,"d":{},"extra":{{"d":1}}}}"#,
+            message(90_002)
+        ))
+        .await;
+    // Not JSON at all, though its envelope reads: skipped, as a dispatch that cannot be read is,
+    // its sequence counted as read (a resume would only replay it), and the connection goes on.
+    gateway
+        .send_text(r#"{"t":"MESSAGE_CREATE","s":102,"op":0,"d":{"id":"9"}"#)
+        .await;
+    gateway.dispatch("MESSAGE_CREATE", message(90_003)).await;
+
+    seen.wait_for(4).await;
+    bot.idle().await;
+    assert_each_once_in_order(&seen.ids(), 90_000, 4);
+    wait_until("the sequence of the last read", || {
+        shard.status().session().is_some_and(|s| s.sequence == 102)
+    })
+    .await;
+    assert_eq!(gateway.connections().len(), 1, "one connection throughout");
+    stop.cancel();
+    bot.shutdown().await;
+}

@@ -107,6 +107,20 @@ fn mutated_dispatches_map_from_the_view_as_from_the_tree() {
 }
 
 #[test]
+fn dispatches_read_from_their_envelope_map_as_from_the_tree() {
+    proptest!(config(), |(frame in discord::gateway_frame())| {
+        discord::check_envelope_read_matches_tree(&frame, None)?;
+    });
+}
+
+#[test]
+fn mutated_data_read_from_the_envelope_maps_as_from_the_tree() {
+    proptest!(Config { cases: 2048, ..config() }, |(frame in discord::gateway_frame(), mutations in fuzzing::mutations())| {
+        discord::check_envelope_read_matches_tree(&frame, Some(&mutations))?;
+    });
+}
+
+#[test]
 fn arbitrary_gateway_bytes_never_panic() {
     proptest!(config(), |(body in fuzzing::arbitrary_body())| {
         discord::check_frame_bytes(&mut FrameReader::default(), &body)?;

@@ -287,6 +287,20 @@ pub fn secret_safe_caps() -> tracing_subscriber::filter::Targets {
         .with_targets(SECRET_SAFE_CAPS.iter().copied())
 }
 
+/// [`secret_safe_caps`] letting nothing above `most` through (`RUST_LOG`'s most verbose level),
+/// so that the subscriber's level hint stays `most`: `log` records above it (tungstenite's
+/// TRACE lines, several per WebSocket frame) are then dropped by `log`'s own level check, not
+/// each handed to the subscriber to be refused there.
+fn secret_safe_caps_up_to(most: LevelFilter) -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_default(most)
+        .with_targets(
+            SECRET_SAFE_CAPS
+                .iter()
+                .map(|&(target, cap)| (target, cap.min(most))),
+        )
+}
+
 /// This node's id: [`NODE_ID_ENV`] if set, else the host name, else `pid-<process id>`.
 pub fn node_id() -> String {
     node_id_from(
@@ -345,9 +359,10 @@ fn install(settings: Settings) -> Result<LoggingGuard, Error> {
             std::io::stderr().is_terminal(),
         ),
     };
+    let most = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(secret_safe_caps())
+        .with(secret_safe_caps_up_to(most))
         .with(match format {
             Format::Text => fmt_layer(&node_id, writer, ansi).boxed(),
             Format::Json => json_layer(&node_id, writer).boxed(),
@@ -650,6 +665,34 @@ mod tests {
             node_id_from(Some("x".repeat(200)), None, 1).len(),
             MAX_NODE_ID_LEN
         );
+    }
+
+    #[test]
+    fn the_caps_keep_the_filter_level_hint_and_still_cap() {
+        use tracing::Subscriber as _;
+        let hint = |rust_log: &str| {
+            let filter = EnvFilter::new(rust_log);
+            let most = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(secret_safe_caps_up_to(most))
+                .max_level_hint()
+        };
+        // With the caps that let everything else through, `log`'s level would be TRACE.
+        let wide = tracing_subscriber::registry()
+            .with(EnvFilter::new("warn"))
+            .with(secret_safe_caps());
+        assert_eq!(wide.max_level_hint(), Some(LevelFilter::TRACE));
+        assert_eq!(hint("warn"), Some(LevelFilter::WARN));
+        assert_eq!(hint("warn,bot_discord=debug"), Some(LevelFilter::DEBUG));
+        // RUST_LOG=trace: the secret-bearing targets still stop at their caps.
+        let caps = secret_safe_caps_up_to(LevelFilter::TRACE);
+        assert!(!caps.would_enable("tungstenite::protocol", &tracing::Level::TRACE));
+        assert!(caps.would_enable("tungstenite::protocol", &tracing::Level::DEBUG));
+        assert!(caps.would_enable("bot_core", &tracing::Level::TRACE));
+        let caps = secret_safe_caps_up_to(LevelFilter::WARN);
+        assert!(!caps.would_enable("tungstenite", &tracing::Level::INFO));
+        assert!(!caps.would_enable("bot_core", &tracing::Level::INFO));
     }
 
     #[derive(Clone, Default)]

@@ -9,9 +9,11 @@ use std::time::Duration;
 use bot_core::event::Raw;
 use bot_core::readiness::Component;
 use bot_core::{ErrorKind as CoreKind, Event, Ingress};
+use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::frame::parse_frame;
 use super::shard::{FULL_QUEUE_WAIT, QUEUE_ERROR_LOG_INTERVAL};
 use super::status::ShardStatus;
 use crate::event::{DispatchContext, map_dispatch};
@@ -23,12 +25,16 @@ pub(super) struct BatchLimits {
     pub(super) bytes: usize,
 }
 
-/// A dispatch read and not yet accepted: its name, sequence and data (the event's raw payload,
-/// shared with the event, so that a batch refused by the queue is mapped again, not copied).
+/// A dispatch read and not yet accepted: its name, sequence and data (the event's raw payload, a
+/// slice of the message's copy, so that a batch refused by the queue is mapped again, not
+/// copied).
 pub(super) struct Dispatch {
     pub(super) name: Cow<'static, str>,
     pub(super) sequence: Option<u64>,
     pub(super) raw: Raw,
+    /// The whole frame, when `raw` was cut from it by its envelope alone: if `raw` is not JSON
+    /// (the frame went on after `d`), the frame is parsed whole instead.
+    pub(super) frame: Option<Bytes>,
 }
 
 impl Dispatch {
@@ -38,12 +44,27 @@ impl Dispatch {
                 event.raw = self.raw.clone();
                 event
             }),
+            Err(_) if self.frame.is_some() => self.event_of_whole_frame(context),
             Err(error) => {
                 // JSON, but more deeply nested than a tree may be (or a lone surrogate).
                 tracing::warn!(category = ?error.classify(), name = %self.name, "discord dispatch cannot be read");
                 None
             }
         }
+    }
+
+    /// The event of a dispatch whose data, cut by the envelope alone, was not JSON: the frame
+    /// parsed whole, as a frame written otherwise is.
+    fn event_of_whole_frame(&self, context: &DispatchContext) -> Option<Event> {
+        let frame = self.frame.as_ref()?;
+        let whole = parse_frame(frame)?;
+        Dispatch {
+            name: self.name.clone(),
+            sequence: whole.s,
+            raw: Raw::from_shared(frame, whole.data().get()),
+            frame: None,
+        }
+        .event(context)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -49,6 +50,120 @@ pub(super) fn parse_frame(bytes: &[u8]) -> Option<Frame<'_>> {
             None
         }
     }
+}
+
+/// A dispatch's envelope, read without parsing its data.
+pub(super) struct QuickDispatch<'a> {
+    /// `t`.
+    pub(super) name: &'a str,
+    /// `s`.
+    pub(super) sequence: Option<u64>,
+    /// `d`, from its first byte to the byte before the frame's closing brace: JSON text only
+    /// if the frame was (the mapping that reads it checks it).
+    pub(super) data: &'a str,
+}
+
+/// Reads a dispatch frame (`op` 0) whose `t`, `s` and `op` come before `d`, as Discord writes
+/// them, from the few bytes before `d`: `d` then runs to the frame's closing brace, and the
+/// dispatch's data is parsed once, by its mapping, instead of once more here to find its end.
+/// `None` for anything else (another op, `d` not last, a key it does not know or twice, escapes
+/// in `t`, a number serde_json may read otherwise): the caller parses the frame whole.
+pub(super) fn quick_dispatch(text: &str) -> Option<QuickDispatch<'_>> {
+    let bytes = text.as_bytes();
+    let mut at = skip_whitespace(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    let (mut name, mut sequence, mut op) = (None, None, None);
+    loop {
+        at = skip_whitespace(bytes, at + 1);
+        let (key, after) = plain_string(text, at)?;
+        at = skip_whitespace(bytes, after);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_whitespace(bytes, at + 1);
+        match key {
+            "t" if name.is_none() => {
+                let (value, after) = plain_string(text, at)?;
+                name = Some(value);
+                at = after;
+            }
+            "s" if sequence.is_none() => {
+                let (value, after) = plain_number(bytes, at)?;
+                sequence = Some(value);
+                at = after;
+            }
+            "op" if op.is_none() => {
+                let (value, after) = plain_number(bytes, at)?;
+                op = Some(value);
+                at = after;
+            }
+            "d" => {
+                // JSON's whitespace only: `trim_end` would also take Unicode's, which no JSON
+                // parser accepts there.
+                let end = text.trim_end_matches(JSON_WHITESPACE);
+                if op != Some(Some(0)) || !end.ends_with('}') || at >= end.len() - 1 {
+                    return None;
+                }
+                return Some(QuickDispatch {
+                    name: name?,
+                    sequence: sequence.flatten(),
+                    data: end[at..end.len() - 1].trim_end_matches(JSON_WHITESPACE),
+                });
+            }
+            _ => return None,
+        }
+        at = skip_whitespace(bytes, at);
+        if bytes.get(at) != Some(&b',') {
+            return None;
+        }
+    }
+}
+
+/// What JSON calls whitespace.
+const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+/// JSON's whitespace from `at` on.
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// A string at `at` without escapes or control characters, and the index after it.
+fn plain_string(text: &str, at: usize) -> Option<(&str, usize)> {
+    let bytes = text.as_bytes();
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let len = bytes[at + 1..].iter().position(|&b| b == b'"')?;
+    let value = &text[at + 1..at + 1 + len];
+    if value.bytes().any(|b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    Some((value, at + len + 2))
+}
+
+/// A non-negative integer at `at` (`null` is `None`) as JSON writes it (no leading zero, no
+/// fraction or exponent), and the index after it.
+fn plain_number(bytes: &[u8], at: usize) -> Option<(Option<u64>, usize)> {
+    if bytes[at..].starts_with(b"null") {
+        return Some((None, at + 4));
+    }
+    let digits = bytes[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0
+        || (digits > 1 && bytes[at] == b'0')
+        || matches!(bytes.get(at + digits), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(&bytes[at..at + digits]).ok()?;
+    Some((Some(text.parse().ok()?), at + digits))
 }
 
 /// A whole message as received: its bytes are in the message, or in the inflater.
@@ -151,6 +266,81 @@ pub(super) fn gateway_url(base: &str, compress: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dispatch_written_as_discord_writes_it_is_read_from_its_envelope() {
+        let frame = r#"{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{"id":"1","content":"}"}}"#;
+        let quick = quick_dispatch(frame).unwrap();
+        assert_eq!(quick.name, "MESSAGE_CREATE");
+        assert_eq!(quick.sequence, Some(42));
+        assert_eq!(quick.data, r#"{"id":"1","content":"}"}"#);
+        // Whitespace anywhere JSON allows it, and the keys in another order before `d`.
+        let frame =
+            " {\n \"op\" : 0 , \"s\":null,\t\"t\" : \"TYPING_START\", \"d\" : {\"a\":[1]} \n} \n";
+        let quick = quick_dispatch(frame).unwrap();
+        assert_eq!(quick.name, "TYPING_START");
+        assert_eq!(quick.sequence, None);
+        assert_eq!(quick.data, r#"{"a":[1]}"#);
+    }
+
+    #[test]
+    fn frames_written_otherwise_are_left_to_the_whole_parse() {
+        for frame in [
+            // Not a dispatch, or no name.
+            r#"{"t":null,"s":null,"op":11,"d":null}"#,
+            r#"{"s":1,"op":0,"d":{}}"#,
+            r#"{"t":null,"s":1,"op":0,"d":{}}"#,
+            // `d` before the others, or no `d`.
+            r#"{"d":{},"t":"MESSAGE_CREATE","s":1,"op":0}"#,
+            r#"{"t":"MESSAGE_CREATE","s":1,"op":0}"#,
+            // A key twice, or one it does not know.
+            r#"{"t":"A","t":"B","s":1,"op":0,"d":{}}"#,
+            r#"{"t":"A","s":1,"op":0,"x":1,"d":{}}"#,
+            // Escapes in a key or the name; numbers JSON writes otherwise or that overflow.
+            r#"{"t":"MESSAGE\u005fCREATE","s":1,"op":0,"d":{}}"#,
+            r#"{"\u0074":"A","s":1,"op":0,"d":{}}"#,
+            r#"{"t":"A","s":01,"op":0,"d":{}}"#,
+            r#"{"t":"A","s":1.0,"op":0,"d":{}}"#,
+            r#"{"t":"A","s":1e3,"op":0,"d":{}}"#,
+            r#"{"t":"A","s":-1,"op":0,"d":{}}"#,
+            r#"{"t":"A","s":18446744073709551616,"op":0,"d":{}}"#,
+            r#"{"t":"A","s":1,"op":00,"d":{}}"#,
+            // Not an object, or cut short.
+            r#"[0]"#,
+            r#"{"t":"A","s":1,"op":0,"d":"#,
+            r#"{"t":"A","s":1,"op":0,"d":}"#,
+            r#"{"t":"A","s":1,"op":0"#,
+            "",
+            // Whitespace JSON does not allow (Unicode's) after the frame.
+            "{\"t\":\"A\",\"s\":1,\"op\":0,\"d\":{}}\u{A0}",
+            "{\"t\":\"A\",\"s\":1,\"op\":0,\"d\":{}}\u{3000}",
+        ] {
+            assert!(quick_dispatch(frame).is_none(), "{frame}");
+        }
+        // Within the frame, it stays in the data, whose parse (the mapping's) then fails.
+        for frame in [
+            "{\"t\":\"A\",\"s\":1,\"op\":0,\"d\":{}\u{0C}}",
+            "{\"t\":\"A\",\"s\":1,\"op\":0,\"d\":{}\u{2028}}",
+        ] {
+            let quick = quick_dispatch(frame).unwrap();
+            assert!(
+                serde_json::from_str::<serde::de::IgnoredAny>(quick.data).is_err(),
+                "{frame}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_follows_d_stays_in_the_data_and_fails_its_parse() {
+        // Read quickly, `d` takes the keys after it; its parse (the mapping's) then fails, and
+        // the shard parses the frame whole instead.
+        let frame = r#"{"t":"A","s":1,"op":0,"d":{"x":1},"s2":2}"#;
+        let quick = quick_dispatch(frame).unwrap();
+        assert_eq!(quick.data, r#"{"x":1},"s2":2"#);
+        assert!(serde_json::from_str::<serde::de::IgnoredAny>(quick.data).is_err());
+        let whole = parse_frame(frame.as_bytes()).unwrap();
+        assert_eq!(whole.data().get(), r#"{"x":1}"#);
+    }
 
     #[test]
     fn urls_keep_version_encoding_and_compression() {

@@ -5,9 +5,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::compression::Inflater;
-use super::frame::Frame;
+use super::frame::{Frame, quick_dispatch};
 use crate::event::{DispatchContext, from_dispatch, map_dispatch};
 use bot_core::Event;
+use bot_core::event::Raw;
+use bytes::Bytes;
 
 /// The zlib-stream inflater of one gateway connection.
 #[derive(Debug)]
@@ -70,13 +72,30 @@ pub struct FrameReader {
 
 impl FrameReader {
     /// Parses one frame's bytes (a text message, or an inflated binary one) and maps a dispatch,
-    /// as the shard does: the envelope borrowed, `d` kept as text and mapped from a view.
+    /// as the shard does: a dispatch whose envelope comes first read from it alone and its data
+    /// mapped from a view, any other frame parsed whole with `d` kept as text.
     ///
     /// # Errors
     ///
     /// The frame is not a gateway payload (the shard logs and skips it), or its dispatch data
     /// cannot become a tree (the shard logs and skips the dispatch).
     pub fn read(&mut self, bytes: &[u8]) -> Result<ReadFrame, serde_json::Error> {
+        // A dispatch written as Discord writes it: the envelope read alone, the data parsed once
+        // by its mapping; data the mapping cannot read takes the whole parse below.
+        if let Some(quick) = std::str::from_utf8(bytes).ok().and_then(quick_dispatch)
+            && !matches!(quick.name, "READY" | "RESUMED")
+            && let Ok(event) = map_dispatch(quick.name, quick.data, quick.sequence, &self.context)
+        {
+            return Ok(ReadFrame {
+                op: 0,
+                sequence: quick.sequence,
+                name: Some(quick.name.to_owned()),
+                event: event.map(|mut event| {
+                    event.raw = Raw::from_shared(&Bytes::new(), quick.data);
+                    event
+                }),
+            });
+        }
         let frame: Frame<'_> = serde_json::from_slice(bytes)?;
         let name = frame.t.as_ref().map(|t| t.0.clone().into_owned());
         let event = match (frame.op, name.as_deref()) {

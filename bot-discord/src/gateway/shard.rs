@@ -28,8 +28,11 @@
 //! runtime accepted a batch (to its last dispatch), so a resume replays anything not accepted
 //! yet; deduplication drops what was accepted twice.
 //!
-//! A frame is parsed once: the envelope borrows from the message's bytes, the dispatch data is
-//! kept as its JSON text (the event's raw payload) and mapped from a view that borrows from it.
+//! A dispatch is parsed once: its envelope (`t`, `s`, `op`, written before `d`) is read from its
+//! first bytes, and its data, a slice of one exact-size copy of the message (the event's raw
+//! payload), is parsed when its batch is mapped, into a view that borrows from it. A frame written
+//! otherwise (another op, `d` not last, data that is not JSON as cut) is parsed whole. A batch is
+//! mapped and submitted on a task of its own, so the shard reads on while it is handed over.
 //!
 //! A queue that fails (a database that is read-only, full or unreachable) is back-pressure too:
 //! the shard keeps its session and its heartbeats, reads nothing more, and offers the dispatch
@@ -49,6 +52,7 @@ use std::time::Duration;
 use bot_core::event::Raw;
 use bot_core::readiness::Component;
 use bot_core::{Ingress, Platform};
+use bytes::Bytes;
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::value::RawValue;
@@ -62,7 +66,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{Batch, BatchLimits, Dispatch, HandOver, dispatch_name, hand_over};
 use super::compression::Inflater;
 use super::config::{ShardConfig, ShardId};
-use super::frame::{close, gateway_url, next_payload, parse_frame};
+use super::frame::{Payload, close, gateway_url, next_payload, parse_frame, quick_dispatch};
 use super::identify::IdentifyQueue;
 use super::session::Session;
 use super::status::ShardStatus;
@@ -503,10 +507,20 @@ impl Connection<'_> {
                     // Then whatever else is already readable, up to a full batch: a queue that
                     // accepts at once still gets batches, not one dispatch per submit.
                     loop {
-                        let bytes = payload.bytes(inflater.as_ref());
                         let outstanding = pending.is_some();
-                        if let Some(next) = self
-                            .on_frame(bytes, &mut sink, &mut beats, &mut batch, outstanding)
+                        // One copy of the message, of its exact size, which its dispatches'
+                        // payloads share: a slice of the WebSocket layer's buffer would keep its
+                        // whole read buffer (16 KiB, or what a large frame made it reserve)
+                        // alive for as long as one of its events is queued, and the inflater's
+                        // buffer is reused for the next message.
+                        let shared = bot_core::body_for_events(payload.bytes(inflater.as_ref()));
+                        let shared = &shared;
+                        let bytes: &[u8] = shared;
+                        let text = std::str::from_utf8(bytes).ok();
+                        if self.on_quick_dispatch(text, shared, &mut batch) {
+                            // A dispatch, read from its envelope; its data is parsed when mapped.
+                        } else if let Some(next) = self
+                            .on_frame(bytes, shared, &mut sink, &mut beats, &mut batch, outstanding)
                             .await
                         {
                             return self.finish(pending, pending_sequence, batch, next).await;
@@ -565,11 +579,33 @@ impl Connection<'_> {
         next
     }
 
+    /// Takes a dispatch read from its envelope alone (see [`quick_dispatch`]): its data is
+    /// parsed once, by the hand-over's mapping, which parses the frame whole if the data is not
+    /// JSON as cut. `false` when the frame needs the whole parse now: another op, READY or
+    /// RESUMED, a frame written otherwise.
+    fn on_quick_dispatch(&mut self, text: Option<&str>, shared: &Bytes, batch: &mut Batch) -> bool {
+        let Some(quick) = text.and_then(quick_dispatch) else {
+            return false;
+        };
+        if matches!(quick.name, "READY" | "RESUMED") {
+            return false;
+        }
+        self.shard.status.dispatches.fetch_add(1, Ordering::Relaxed);
+        batch.push(Dispatch {
+            name: dispatch_name(quick.name),
+            sequence: quick.sequence,
+            raw: Raw::from_shared(shared, quick.data),
+            frame: Some(shared.clone()),
+        });
+        true
+    }
+
     /// Handles one frame; `Some` when the connection ends. `outstanding`: a batch is being
     /// handed over, so a sequence without a dispatch to hand over waits for it.
     async fn on_frame(
         &mut self,
         bytes: &[u8],
+        shared: &Bytes,
         sink: &mut futures::stream::SplitSink<Socket, Message>,
         beats: &mut Beats,
         batch: &mut Batch,
@@ -592,7 +628,8 @@ impl Connection<'_> {
                     name => batch.push(Dispatch {
                         name: dispatch_name(name),
                         sequence: frame.s,
-                        raw: Raw::from_json(frame.data().to_owned()),
+                        raw: Raw::from_shared(shared, frame.data().get()),
+                        frame: None,
                     }),
                 }
             }
@@ -701,7 +738,12 @@ impl Connection<'_> {
         }
         let batch = std::mem::take(batch);
         *pending_sequence = batch.last_sequence;
-        Some(Box::pin(self.hand_over(batch.dispatches)))
+        // Mapped and submitted on a task of its own, so that reading the next batch and handing
+        // over this one use two cores. One per shard at a time (the next is flushed once this
+        // one is accepted), so this is bounded; dropping the connection's handle aborts it.
+        #[allow(clippy::disallowed_methods)]
+        let task = HandOverTask(tokio::spawn(self.hand_over(batch.dispatches)));
+        Some(Box::pin(task))
     }
 
     /// The hand-over of one batch, as a future that owns what it needs.
@@ -730,6 +772,33 @@ impl Connection<'_> {
             session.sequence = session.sequence.max(sequence);
         }
         self.shard.status.set_session(self.session.as_ref());
+    }
+}
+
+/// A batch's hand-over running on its own task; aborted when dropped (the connection ended
+/// and stopped waiting for it), so nothing is submitted after the shard gave up on it.
+struct HandOverTask(tokio::task::JoinHandle<Result<(), ()>>);
+
+impl Future for HandOverTask {
+    type Output = Result<(), ()>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.poll_unpin(task).map(|joined| match joined {
+            Ok(accepted) => accepted,
+            // As if it had run on the shard's task.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Aborted only when dropped: never polled then.
+            Err(_) => Err(()),
+        })
+    }
+}
+
+impl Drop for HandOverTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

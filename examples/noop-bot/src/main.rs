@@ -9,14 +9,19 @@
 //! LINE_CHANNEL_SECRET=s LINE_CHANNEL_ACCESS_TOKEN=t cargo run --release -p noop-bot
 //! ```
 //!
-//! `--features mimalloc` swaps glibc's allocator for mimalloc, as an application may.
+//! `--features mimalloc` swaps glibc's allocator for mimalloc, as an application may. The
+//! adapters are features (`line`, `messenger`, `discord`, all on by default): a bot that runs one
+//! platform links only that one, e.g. `--no-default-features --features discord`.
 
 use std::net::SocketAddr;
 
 use bot_core::telemetry::Logging;
 use bot_core::{Bot, Context, Error, Event};
+#[cfg(feature = "discord")]
 use bot_discord::Discord;
+#[cfg(feature = "line")]
 use bot_line::Line;
+#[cfg(feature = "messenger")]
 use bot_messenger::Messenger;
 
 /// With `--features mimalloc`: the allocator the application chooses, not the runtime.
@@ -37,23 +42,26 @@ async fn main() -> anyhow::Result<()> {
         || ([127, 0, 0, 1], 8080).into(),
     )?;
     let mut builder = Bot::builder().handler(noop);
-    let mut platforms = Vec::new();
+    let mut platforms: Vec<&str> = Vec::new();
+    #[cfg(feature = "line")]
     if let Some(line) = Line::try_from_env()? {
         builder = builder.adapter(line);
         platforms.push("line");
     }
+    #[cfg(feature = "messenger")]
     if let Some(messenger) = Messenger::try_from_env()? {
         builder = builder.adapter(messenger);
         platforms.push("messenger");
     }
+    #[cfg(feature = "discord")]
     if let Some(discord) = Discord::try_from_env()? {
         builder = builder.adapter(discord);
         platforms.push("discord");
     }
     if platforms.is_empty() {
         anyhow::bail!(
-            "noop-bot: configure a platform as for echo-bot, for example \
-             LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN"
+            "noop-bot: configure a platform as for echo-bot (of those it was built with), \
+             for example LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN"
         );
     }
     tracing::info!(?platforms, %addr, "noop-bot serving");
