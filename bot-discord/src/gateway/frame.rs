@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -66,7 +66,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{Batch, BatchLimits, Dispatch, HandOver, dispatch_name, hand_over};
 use super::compression::Inflater;
 use super::config::{ShardConfig, ShardId};
-use super::frame::{Payload, close, gateway_url, next_payload, parse_frame, quick_dispatch};
+use super::frame::{close, gateway_url, next_payload, parse_frame, quick_dispatch};
 use super::identify::IdentifyQueue;
 use super::session::Session;
 use super::status::ShardStatus;
