@@ -59,6 +59,9 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// The future of a handler's call, as `#[async_trait]` writes it.
+type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
 impl<F, Fut, E> Handler for F
 where
     F: Fn(Context, Event) -> Fut + Send + Sync + 'static,
@@ -72,7 +75,7 @@ where
         &'life0 self,
         cx: Context,
         event: Event,
-    ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'async_trait>>
+    ) -> CallFuture<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,
@@ -108,7 +111,7 @@ impl Handler for BoxHandler {
         &'life0 self,
         cx: Context,
         event: Event,
-    ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'async_trait>>
+    ) -> CallFuture<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

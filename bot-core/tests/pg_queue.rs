@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use bot_core::queue::{Dead, Lease, Nack, Queue};
+use bot_core::queue::{Dead, Delivery, Lease, Nack, Queue};
 use bot_core::{ErrorKind, Ordering};
 use support::pg::{eventually, fresh_pool, queue_builder};
 use support::queue::{DEADLINE, ids, pull_n, pull_within};
@@ -789,14 +789,7 @@ async fn an_ordered_claim_from_the_front_still_takes_an_event_committed_under_it
         .expect("the event committed under the front was claimed");
     assert_eq!(late_got.lease.id, late_id as u64);
     // Every conversation still ran in order.
-    for conv in ["c0", "c1", "c2"] {
-        let order: Vec<u64> = seen
-            .iter()
-            .filter(|d| d.event.conversation.as_str() == conv)
-            .map(|d| d.lease.id)
-            .collect();
-        assert!(order.windows(2).all(|w| w[0] < w[1]), "{conv}: {order:?}");
-    }
+    assert_each_in_order(&seen, &["c0", "c1", "c2"]);
     queue.shutdown().await;
 }
 
@@ -863,14 +856,7 @@ async fn a_bounded_lane_probe_never_hands_out_an_event_before_an_older_one_under
             .id,
         older_id as u64
     );
-    for conv in ["a", "c0", "c1", "c2"] {
-        let order: Vec<u64> = seen
-            .iter()
-            .filter(|d| d.event.conversation.as_str() == conv)
-            .map(|d| d.lease.id)
-            .collect();
-        assert!(order.windows(2).all(|w| w[0] < w[1]), "{conv}: {order:?}");
-    }
+    assert_each_in_order(&seen, &["a", "c0", "c1", "c2"]);
     queue.shutdown().await;
 }
 
@@ -945,4 +931,16 @@ async fn insert_raw(
     .await
     .unwrap()
     .get(0)
+}
+
+/// Each of `conversations` was handed out in the order of its events' ids.
+fn assert_each_in_order(seen: &[Delivery], conversations: &[&str]) {
+    for conv in conversations {
+        let order: Vec<u64> = seen
+            .iter()
+            .filter(|d| d.event.conversation.as_str() == *conv)
+            .map(|d| d.lease.id)
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{conv}: {order:?}");
+    }
 }
