@@ -307,6 +307,52 @@ async fn the_rescuer_returns_expired_leases_to_another_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_in_the_buffer_past_its_lease_is_never_handed_out() {
+    let pool = fresh_pool("buffer_stale").await;
+    let lease = Duration::from_millis(1500);
+    // Its own maintenance rarely runs: nothing of this process extends or rescues meanwhile.
+    let slow = queue_builder(&pool)
+        .lease_duration(lease)
+        .rescue_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let other = queue_builder(&pool).build().unwrap();
+    let events: Vec<_> = (0..4)
+        .map(|i| text_event(&format!("c{i}"), &format!("e{i}")))
+        .collect();
+    slow.push_batch(events).await.unwrap();
+    // One pulled, three prefetched into the buffer; nobody pulls them there for a lease.
+    let first = pull_n(&slow, 1).await;
+    assert_eq!(slow.counters().claimed, 4);
+    let leases: Vec<Lease> = first.iter().map(|d| d.lease).collect();
+    assert_eq!(slow.ack(&leases).await.unwrap().applied, 1);
+    let taken = pull_n(&other, 3).await;
+    let mut taken_ids = ids(&taken);
+    taken_ids.sort();
+    assert_eq!(taken_ids, ["e1", "e2", "e3"]);
+    // Released, not expired: the other process's claim counted no second attempt.
+    assert!(
+        taken.iter().all(|d| d.attempt == 1),
+        "the buffered claims were left to expire: {:?}",
+        taken.iter().map(|d| d.attempt).collect::<Vec<_>>()
+    );
+    assert_eq!(slow.counters().released_stale, 3);
+    // The first process pulls again: none of what the other runs comes out of its buffer.
+    other
+        .push_batch(vec![text_event("c9", "e9")])
+        .await
+        .unwrap();
+    let next = pull_n(&slow, 1).await;
+    assert_eq!(ids(&next), ["e9"], "a stale buffered claim was handed out");
+    let leases: Vec<Lease> = next.iter().map(|d| d.lease).collect();
+    assert_eq!(slow.ack(&leases).await.unwrap().applied, 1);
+    let leases: Vec<Lease> = taken.iter().map(|d| d.lease).collect();
+    assert_eq!(other.ack(&leases).await.unwrap().applied, 3);
+    slow.shutdown().await;
+    other.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_and_shutdown_return_unstarted_claims_at_once() {
     let pool = fresh_pool("release").await;
     let first = queue_builder(&pool).prefetch(8).build().unwrap();

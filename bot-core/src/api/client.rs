@@ -316,6 +316,11 @@ impl<S: ApiSpec> ApiClient<S> {
     ///   ([`ConfigureApi::max_retry_after`](super::ConfigureApi::max_retry_after)), or one that
     ///   would end past the deadline, fails the call at once carrying the hint, so that the
     ///   runtime retries the handler later instead of one handler holding a slot for minutes.
+    /// - No attempt goes out in the last fifth of the call's time (at most its last second): a
+    ///   call its rate limits admit later, or a retry that would start then, gives up unsent, or
+    ///   with its last failure. An attempt sent with a few milliseconds left would most likely
+    ///   time out after going out, which for a call that is not idempotent means "maybe
+    ///   delivered"; unsent, it is safe to make again.
     /// - A 2xx whose body cannot be read counts as success (with an empty body) where
     ///   [`Call::answer_optional`] says so (by default, for calls that are not idempotent).
     ///
@@ -340,22 +345,32 @@ impl<S: ApiSpec> ApiClient<S> {
                 }
                 _ => None,
             };
-            let deadline = call.deadline.unwrap_or_else(|| self.deadline_from_now());
+            let started = now();
+            let deadline = call
+                .deadline
+                .unwrap_or_else(|| later(started, shared.deadline));
+            // Past this, an attempt is not sent: it would have too little of the deadline left
+            // for an answer, and would most likely fail after going out (for a call that is not
+            // idempotent, as maybe delivered) rather than fail cleanly unsent.
+            let send_by = deadline
+                .checked_sub(send_reserve(deadline.saturating_duration_since(started)))
+                .unwrap_or(started);
             let url = self.url(&call)?;
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let permit = match self.admit_until(&call, deadline).await {
+                let permit = match self.admit_until(&call, send_by).await {
                     Some(Ok(permit)) => permit,
                     Some(Err(e)) => {
                         return Err(e.with_attempts(attempt - 1).with_platform(platform));
                     }
                     None => return Err(self.deadline_passed(attempt - 1)),
                 };
-                let left = deadline.saturating_duration_since(now());
-                if left.is_zero() {
+                let at = now();
+                if at >= send_by {
                     return Err(self.deadline_passed(attempt - 1));
                 }
+                let left = deadline.saturating_duration_since(at);
                 let timeout = shared.timeout.min(left);
                 let failure = match self
                     .attempt(&call, &url, key_header.as_ref(), permit, timeout)
@@ -386,7 +401,7 @@ impl<S: ApiSpec> ApiClient<S> {
                     Some(hint) => hint,
                     None => shared.retry.backoff(attempt),
                 };
-                if later(now(), delay) >= deadline {
+                if later(now(), delay) >= send_by {
                     tracing::debug!(
                         %platform, endpoint = call.endpoint, error = %failure, ?delay,
                         "api call failed; no time left to retry before the deadline"
@@ -598,6 +613,19 @@ impl<S: ApiSpec> ApiClient<S> {
 /// paused time, where it moves as the test advances it (and so do the time-outs built on it).
 pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// The least share of a call's time that its attempt is sent with: a call its rate limits
+/// admit later than this before its deadline gives up unsent ([`ApiErrorKind::Timeout`] with no
+/// attempt made), which its caller can retry, or wait again for, safely.
+const SEND_RESERVE_SHARE: u32 = 5;
+
+/// [`SEND_RESERVE_SHARE`]'s cap, for long deadlines: a second is enough for an answer.
+const MAX_SEND_RESERVE: Duration = Duration::from_secs(1);
+
+/// The time before its deadline after which a call with `budget` in all sends no attempt.
+fn send_reserve(budget: Duration) -> Duration {
+    (budget / SEND_RESERVE_SHARE).min(MAX_SEND_RESERVE)
 }
 
 /// `now + by`, or a time a century away when that overflows (a `Duration::MAX` setting or hint).

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio_postgres::types::Type;
 
 use super::inner::Inner;
@@ -31,7 +33,32 @@ impl Front {
     const NONE: Front = Front { front: 0, safe: 0 };
 }
 
+/// A claimed delivery waiting in the buffer for a puller.
+pub(super) struct Buffered {
+    /// When the claim that leased it went out: its lease expires a lease's time after that at
+    /// the earliest (the server starts it at its transaction's start, after this).
+    claimed: Instant,
+    delivery: Delivery,
+}
+
+/// What [`Inner::take_buffered`] took out of the buffer.
+pub(super) struct Taken {
+    /// Deliveries to hand out: each has two thirds of its lease left at least.
+    pub(super) fresh: Vec<Delivery>,
+    /// Deliveries that waited past [`Inner::handout_window`]: to be released, never run here.
+    pub(super) stale: Vec<Delivery>,
+}
+
 impl Inner {
+    /// How long a buffered delivery may wait to be handed out. The buffer does not extend
+    /// leases; the supervisor's lease keeper extends a delivery's lease once it is pulled, within
+    /// a third of the lease. A delivery handed out within the first third therefore has its
+    /// lease extended before it expires; one handed out later could have its lease expire
+    /// first, be rescued and run by another process, and run here too.
+    pub(super) fn handout_window(&self) -> Duration {
+        self.lease / 3
+    }
+
     /// One claim statement: up to `n` events under one fresh lease token. A bounded claim (one
     /// between full ones) looks at part of the queue only: an unordered queue's at the events
     /// after the largest leased id, an ordered queue's at those from `front` on. An ordered
@@ -136,10 +163,66 @@ impl Inner {
         Ok(self.completed(deliveries.len(), n))
     }
 
-    pub(super) fn take_buffered(&self, max: usize) -> Vec<Delivery> {
+    /// Takes up to `max` deliveries to hand out, and every one that waited past
+    /// [`Inner::handout_window`] (those the caller releases).
+    pub(super) fn take_buffered(&self, max: usize) -> Taken {
+        let window = self.handout_window();
+        let now = Instant::now();
         let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stale = Vec::new();
+        // Oldest claim first: the stale ones are at the front.
+        while let Some(oldest) = buffer.front()
+            && now.saturating_duration_since(oldest.claimed) >= window
+        {
+            stale.extend(buffer.pop_front().map(|b| b.delivery));
+        }
         let n = max.min(buffer.len());
-        buffer.drain(..n).collect()
+        let fresh = buffer.drain(..n).map(|b| b.delivery).collect();
+        Taken { fresh, stale }
+    }
+
+    /// Every buffered delivery, to release at shutdown.
+    pub(super) fn drain_buffered(&self) -> Vec<Delivery> {
+        self.buffer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .map(|b| b.delivery)
+            .collect()
+    }
+
+    /// When the oldest buffered delivery turns stale, if any is buffered.
+    fn stale_at(&self) -> Option<Instant> {
+        let buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        buffer.front().map(|b| b.claimed + self.handout_window())
+    }
+
+    /// Releases deliveries that waited in the buffer too long to be handed out safely, so that
+    /// any process claims them again at once (without an attempt counted) rather than after
+    /// their leases expire. If the release fails, they come back when their leases expire.
+    pub(super) async fn release_stale(&self, stale: &[Delivery]) {
+        if stale.is_empty() {
+            return;
+        }
+        match self.release_leases(stale).await {
+            Ok(done) => {
+                self.count(&self.counters.released_stale, done.applied as u64);
+                if done.applied > 0 {
+                    // Other processes may be waiting for exactly these.
+                    self.wakeups.notify_wanted.notify_one();
+                }
+                tracing::debug!(
+                released = done.applied,
+                window = ?self.handout_window(),
+                    "postgres: released claimed events nobody pulled in time"
+                );
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                count = stale.len(),
+                "postgres: releasing claimed events nobody pulled in time failed; they come back when their leases expire"
+            ),
+        }
     }
 
     pub(super) fn buffered(&self) -> usize {
@@ -169,13 +252,19 @@ impl Inner {
                 {
                     break;
                 }
+                let stale_at = self.stale_at();
                 tokio::select! {
                     () = wanted => {}
+                    () = sleep_until_some(stale_at) => {
+                        let stale = self.take_buffered(0).stale;
+                        self.release_stale(&stale).await;
+                    }
                     () = self.wakeups.closed.cancelled() => break 'outer,
                 }
             }
             let demand = self.demand.load(AtomicOrdering::Acquire);
             let n = (demand.saturating_sub(self.buffered()) + self.prefetch).min(self.max_batch);
+            let claimed_at = Instant::now();
             let bounded =
                 !bounded_came_short && last_full.is_some_and(|at| at.elapsed() < FULL_CLAIM_EVERY);
             let claimed = if bounded || !self.ordered {
@@ -217,10 +306,21 @@ impl Inner {
                         }
                         continue;
                     }
+                    if claimed_at.elapsed() >= self.handout_window() {
+                        tracing::warn!(
+                            count = batch.len(),
+                            took = ?claimed_at.elapsed(),
+                            lease = ?self.lease,
+                            "postgres: a claim took over a third of the lease; releasing what it claimed"
+                        );
+                    }
                     self.buffer
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .extend(batch);
+                        .extend(batch.into_iter().map(|delivery| Buffered {
+                            claimed: claimed_at,
+                            delivery,
+                        }));
                     self.delivered.notify_waiters();
                 }
                 Ok(_) => {
@@ -243,12 +343,7 @@ impl Inner {
                 }
             }
         }
-        let left: Vec<Delivery> = self
-            .buffer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
+        let left = self.drain_buffered();
         if !left.is_empty() {
             match self.release_leases(&left).await {
                 Ok(done) => tracing::info!(
@@ -263,5 +358,13 @@ impl Inner {
             }
         }
         self.delivered.notify_waiters();
+    }
+}
+
+/// Sleeps until `at`, or forever when it is `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -14,6 +14,7 @@ pub(super) struct Counters {
     pub(super) nacked: AtomicU64,
     pub(super) dead: AtomicU64,
     pub(super) released: AtomicU64,
+    pub(super) released_stale: AtomicU64,
     pub(super) rescued: AtomicU64,
     pub(super) stale: AtomicU64,
     pub(super) redriven: AtomicU64,
@@ -56,6 +57,9 @@ pub struct QueueCounters {
     pub dead: u64,
     /// Claimed events released unstarted.
     pub released: u64,
+    /// Of those, claimed events released because no puller took them within a third of their
+    /// lease (a buffered delivery's lease is not extended, so it is never handed out later).
+    pub released_stale: u64,
     /// Expired leases returned by this process's rescuer.
     pub rescued: u64,
     /// Completions and extensions whose lease was no longer held.

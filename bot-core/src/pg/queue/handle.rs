@@ -84,6 +84,7 @@ impl PgQueue {
             nacked: get(&c.nacked),
             dead: get(&c.dead),
             released: get(&c.released),
+            released_stale: get(&c.released_stale),
             rescued: get(&c.rescued),
             stale: get(&c.stale),
             redriven: get(&c.redriven),

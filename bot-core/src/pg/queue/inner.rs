@@ -16,7 +16,9 @@ use crate::limits::Overflow;
 use crate::pg::error;
 use crate::pg::pool::PgPool;
 use crate::pg::wakeup::Wakeups;
-use crate::queue::{Completed, Delivery};
+use crate::queue::Completed;
+
+use super::claimer::Buffered;
 
 /// The queue's settings and state, shared by its handle and its tasks.
 pub(super) struct Inner {
@@ -51,8 +53,9 @@ pub(super) struct Inner {
     pub(super) dead_letter_retention: Duration,
     /// How often dead letters, dedup keys and idle conversation locks are pruned.
     pub(super) prune_interval: Duration,
-    /// Claimed events not yet handed out.
-    pub(super) buffer: Mutex<VecDeque<Delivery>>,
+    /// Claimed events not yet handed out, oldest claim first. Their leases are not extended:
+    /// one that waits here past [`Inner::handout_window`] is released, not handed out.
+    pub(super) buffer: Mutex<VecDeque<Buffered>>,
     /// Events the latest waiting `pull` asked for.
     pub(super) demand: AtomicUsize,
     /// A puller wants events: wakes the claimer.
@@ -82,15 +85,6 @@ impl Inner {
     // with the actual values and the table's current size every time. A prepared statement's
     // cached plan, made while the queue was empty (as it is most of the time), turns into a scan
     // per call once a burst fills the table.
-    pub(super) async fn execute(
-        &self,
-        sql: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-        what: &str,
-    ) -> Result<u64, Error> {
-        self.execute_on(&self.pool, sql, params, what).await
-    }
-
     pub(super) async fn query(
         &self,
         sql: &str,

@@ -11,12 +11,11 @@ use super::capacity::SizeBase;
 use super::counters::QueueStats;
 use super::inner::Inner;
 use super::sql::{
-    DEDUP_PRUNE_STEPS, EXTEND, I8S, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, PRUNE_DEAD,
-    PRUNE_DEDUP, PRUNE_LANES, PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_EXACT_SPAN,
-    STATS_INTERVAL, STATS_SAMPLES, VACUUM_LEASES, interval_millis, split,
+    DEDUP_PRUNE_STEPS, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, PRUNE_DEAD, PRUNE_DEDUP,
+    PRUNE_LANES, PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_EXACT_SPAN, STATS_INTERVAL,
+    STATS_SAMPLES, VACUUM_LEASES, interval_millis,
 };
 use crate::error::{Error, ErrorKind};
-use crate::queue::Lease;
 
 impl Inner {
     /// Vacuums `botrt_leases`. Every event leaves a dead row there, and autovacuum visits a
@@ -213,7 +212,6 @@ impl Inner {
     pub(super) async fn run_maintenance(self: Arc<Self>) {
         let mut last_prune = Instant::now();
         let mut last_dedup_prune: Option<Instant> = None;
-        let mut last_extend = Instant::now();
         let mut last_stats: Option<Instant> = None;
         // How long the last count took: a large table is counted less often (see below).
         let mut count_took = Duration::ZERO;
@@ -234,33 +232,6 @@ impl Inner {
             }
             if let Err(e) = self.rescue().await {
                 tracing::warn!(error = %e, "postgres: rescuing expired leases failed");
-            }
-            if last_extend.elapsed() >= self.lease / 3 {
-                last_extend = Instant::now();
-                let held: Vec<Lease> = self
-                    .buffer
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .map(|d| d.lease)
-                    .collect();
-                if !held.is_empty() {
-                    let (ids, tokens) = split(held.into_iter());
-                    if let Err(e) = self
-                        .execute(
-                            EXTEND,
-                            &[
-                                (&ids, I8S),
-                                (&tokens, I8S),
-                                (&self.lease_millis(), Type::INT8),
-                            ],
-                            "extending leases",
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, "postgres: extending buffered leases failed");
-                    }
-                }
             }
             let acked = self.counters.acked.load(AtomicOrdering::Relaxed);
             if acked.saturating_sub(acked_at_vacuum) >= LEASES_VACUUM_EVERY {

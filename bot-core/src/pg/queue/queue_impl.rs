@@ -105,7 +105,10 @@ impl Queue for PgQueue {
             if inner.wakeups.closed.is_cancelled() {
                 return Ok(Vec::new());
             }
-            let batch = inner.take_buffered(max);
+            let taken = inner.take_buffered(max);
+            // Cancelled while it releases, the stale ones come back when their leases expire.
+            inner.release_stale(&taken.stale).await;
+            let batch = taken.fresh;
             if !batch.is_empty() {
                 inner.demand.store(0, AtomicOrdering::Release);
                 return Ok(batch);
@@ -263,12 +266,7 @@ impl Queue for PgQueue {
         let inner = &self.inner;
         inner.pulls_stopped.store(true, AtomicOrdering::Release);
         inner.demand.store(0, AtomicOrdering::Release);
-        let held: Vec<Delivery> = inner
-            .buffer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
+        let held = inner.drain_buffered();
         match inner.release_leases(&held).await {
             Ok(done) if done.applied > 0 => {
                 inner.wakeups.notify_wanted.notify_one();
