@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::inner::Inner;
 use super::sql::{
     CLAIM, DEAD, FRONT, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split, storable_error,
 };
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::event::Event;
+use crate::pg::error;
 use crate::queue::{Completed, Delivery, Lease};
 
 /// The queue's front as last read (migrations 7 and 8).
@@ -31,6 +32,14 @@ pub(super) struct Front {
 impl Front {
     /// Nothing read yet: every probe unbounded.
     const NONE: Front = Front { front: 0, safe: 0 };
+}
+
+/// The front in a row of [`FRONT`].
+fn front_of(row: &tokio_postgres::Row) -> Front {
+    Front {
+        safe: row.get(0),
+        front: row.get(1),
+    }
 }
 
 /// A claimed delivery waiting in the buffer for a puller.
@@ -63,12 +72,26 @@ impl Inner {
     /// between full ones) looks at part of the queue only: an unordered queue's at the events
     /// after the largest leased id, an ordered queue's at those from `front` on. An ordered
     /// claim's lane probes start at the front for the candidates it covers (see [`Front`]).
+    ///
+    /// `whole`: the previous claim came back short (the queue holds less than is asked, as an
+    /// idle queue does), so an ordered claim that finds both claim slots free looks at every
+    /// conversation in one query instead of one slot's and then the other's (migration 9).
+    ///
+    /// `read_front`: an ordered full claim that also reads the queue's front for the bounded
+    /// claims after it, in the same round trip: the front's statement goes out first on the same
+    /// connection and ends before the claim's begins (each has its own `Sync`, hence its own
+    /// transaction and snapshot), so an event committed in between with a smaller id is taken
+    /// by this claim, not missed by the bounded ones after it. This claim's own lane probes use
+    /// `front`, read earlier: a front is a valid bound for as long as its events live (the
+    /// argument of migration 8 holds for any snapshot read before the claim's).
     pub(super) async fn claim(
         &self,
         n: usize,
         bounded: bool,
         front: Front,
-    ) -> Result<Vec<Delivery>, Error> {
+        whole: bool,
+        read_front: bool,
+    ) -> Result<(Vec<Delivery>, Option<Front>), Error> {
         let token = fastrand::i64(..);
         let limit = i32::try_from(n).unwrap_or(i32::MAX);
         let tail = bounded && !self.ordered;
@@ -77,22 +100,42 @@ impl Inner {
         } else {
             0
         };
-        let rows = self
-            .query(
-                CLAIM,
-                &[
-                    (&limit, Type::INT4),
-                    (&self.lease_millis(), Type::INT8),
-                    (&token, Type::INT8),
-                    (&self.ordered, Type::BOOL),
-                    (&tail, Type::BOOL),
-                    (&from, Type::INT8),
-                    (&front.front, Type::INT8),
-                    (&front.safe, Type::INT8),
-                ],
-                "claiming events",
-            )
-            .await?;
+        let lease_ms = self.lease_millis();
+        let params: [(&(dyn ToSql + Sync), Type); 9] = [
+            (&limit, Type::INT4),
+            (&lease_ms, Type::INT8),
+            (&token, Type::INT8),
+            (&self.ordered, Type::BOOL),
+            (&tail, Type::BOOL),
+            (&from, Type::INT8),
+            (&front.front, Type::INT8),
+            (&front.safe, Type::INT8),
+            (&whole, Type::BOOL),
+        ];
+        let (rows, read) = if read_front {
+            let what = "claiming events";
+            let run = async {
+                let (conn, _) = self.pool.get_measured(ErrorKind::Queue, what).await?;
+                let fail = |e| error::db(ErrorKind::Queue, what, e);
+                // Polled in this order, so sent in this order (tokio-postgres writes a request
+                // at its future's first poll): the front's statement first.
+                let (read, rows) =
+                    tokio::join!(conn.query_typed(FRONT, &[]), conn.query_typed(CLAIM, &params));
+                // What the claim leased is handed out whatever became of the front's read; the
+                // front read before stays in use until the next full claim reads one.
+                let read = match read {
+                    Ok(rows) => Some(rows.first().map_or(Front::NONE, front_of)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "postgres: reading the queue's front failed");
+                        None
+                    }
+                };
+                Ok((rows.map_err(fail)?, read))
+            };
+            self.bounded(what, run).await?
+        } else {
+            (self.query(CLAIM, &params, "claiming events").await?, None)
+        };
         self.count(&self.counters.claims, 1);
         let mut out = Vec::with_capacity(rows.len());
         let mut undecodable = Vec::new();
@@ -133,16 +176,7 @@ impl Inner {
         }
         // The function returns rows in no promised order; hand them out in arrival order.
         out.sort_unstable_by_key(|d| d.lease.id);
-        Ok(out)
-    }
-
-    /// The queue's front and the ids it covers (see [`Front`]).
-    async fn front(&self) -> Result<Front, Error> {
-        let rows = self.query(FRONT, &[], "reading the queue's front").await?;
-        Ok(rows.first().map_or(Front::NONE, |r| Front {
-            safe: r.get(0),
-            front: r.get(1),
-        }))
+        Ok((out, read))
     }
 
     pub(super) async fn release_leases(&self, deliveries: &[Delivery]) -> Result<Completed, Error> {
@@ -237,6 +271,8 @@ impl Inner {
         // Claims between full ones are bounded (see `FULL_CLAIM_EVERY`).
         let mut last_full: Option<tokio::time::Instant> = None;
         let mut bounded_came_short = false;
+        // Whether the last claim came back short: the next one is a small claim (migration 9).
+        let mut came_short = true;
         let mut front = Front::NONE;
         'outer: loop {
             // Wait for demand the buffer does not cover.
@@ -267,20 +303,20 @@ impl Inner {
             let claimed_at = Instant::now();
             let bounded =
                 !bounded_came_short && last_full.is_some_and(|at| at.elapsed() < FULL_CLAIM_EVERY);
-            let claimed = if bounded || !self.ordered {
-                self.claim(n, bounded, front).await
-            } else {
-                // Read before the full claim: an event committed in between with a smaller id
-                // is taken by this claim, not missed by the bounded ones after it.
-                match self.front().await {
-                    Ok(at) => {
-                        front = at;
-                        self.claim(n, false, front).await
+            // An ordered full claim reads the front for the bounded claims after it, before
+            // it and in its round trip (see `claim`).
+            let read_front = !bounded && self.ordered;
+            let claimed = match self.claim(n, bounded, front, came_short, read_front).await {
+                Ok((batch, read)) => {
+                    if let Some(read) = read {
+                        front = read;
                     }
-                    Err(e) => Err(e),
+                    Ok(batch)
                 }
+                Err(e) => Err(e),
             };
             if let Ok(batch) = &claimed {
+                came_short = batch.len() < n;
                 if bounded {
                     bounded_came_short = batch.len() < n;
                 } else {

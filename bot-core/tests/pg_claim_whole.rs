@@ -1,0 +1,163 @@
+//! Migration 9's claim over both slots at once (`p_whole`, what the claimer asks for once a claim
+//! came back short, as every claim of an idle queue does), against a real PostgreSQL: it hands
+//! out only conversation heads whose conversations hold no lease, in id order; it takes the
+//! oldest events of both slots in one query; and a claim that finds a slot taken by another
+//! claim looks at the other slot only, as the slot claims do.
+
+mod support;
+
+use bot_core::pg::PgPool;
+use bot_core::pg::tokio_postgres::GenericClient;
+use support::pg::fresh_pool;
+use support::text_event;
+
+const WHOLE_CLAIM: &str = "SELECT id FROM botrt_claim($1, 60000, $2, true, false, 0, 0, 0, true)";
+
+/// Runs a claim over both slots for up to `limit` events: the ids it leased, in order.
+async fn whole_claim(db: &impl GenericClient, limit: i32, token: i64) -> Vec<i64> {
+    let mut ids: Vec<i64> = db
+        .query(WHOLE_CLAIM, &[&limit, &token])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Inserts an event of `conversation` as a push would, but without its lane lock or dedup key:
+/// its id.
+async fn insert(db: &impl GenericClient, conversation: &str, id: &str) -> i64 {
+    let event = text_event(conversation, id);
+    db.query_one(
+        "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+         VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
+         RETURNING id",
+        &[
+            &event.platform.as_str(),
+            &event.conversation.as_str(),
+            &event.id.as_str(),
+            &serde_json::to_string(&event).unwrap(),
+        ],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// Acknowledges the event `id` as the queue does: the event goes, then its lease.
+async fn ack(db: &impl GenericClient, id: i64) {
+    db.execute("DELETE FROM botrt_events WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    db.execute("DELETE FROM botrt_leases WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+}
+
+/// `n` conversation names whose lanes fall in claim slot `slot` (the lane's lowest bit).
+async fn conversations_in_slot(pool: &PgPool, slot: i64, n: usize) -> Vec<String> {
+    let conn = pool.get().await.unwrap();
+    let platform = text_event("x", "x").platform.as_str().to_owned();
+    let mut names = Vec::new();
+    for i in 0.. {
+        let name = format!("s{slot}-{i}");
+        let bit: i64 = conn
+            .query_one(
+                "SELECT hashtextextended($1 || chr(31) || $2, 0) & 1",
+                &[&platform, &name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if bit == slot {
+            names.push(name);
+            if names.len() == n {
+                break;
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_claim_hands_out_only_heads_of_conversations_holding_no_lease() {
+    let pool = fresh_pool("claim_whole_order").await;
+    let db = pool.get().await.unwrap();
+    let a1 = insert(&**db, "a", "a1").await;
+    let b1 = insert(&**db, "b", "b1").await;
+    let a2 = insert(&**db, "a", "a2").await;
+    let b2 = insert(&**db, "b", "b2").await;
+    let c1 = insert(&**db, "c", "c1").await;
+    // The heads only: "a2" and "b2" wait for their conversations' older events.
+    assert_eq!(whole_claim(&**db, 10, 1).await, [a1, b1, c1]);
+    // Leased, not done: nothing more, though the claim asks for ten.
+    assert!(whole_claim(&**db, 10, 2).await.is_empty());
+    ack(&**db, a1).await;
+    // "a2" is its conversation's head now; "b2" still waits for "b1".
+    assert_eq!(whole_claim(&**db, 10, 3).await, [a2]);
+    ack(&**db, b1).await;
+    assert_eq!(whole_claim(&**db, 10, 4).await, [b2]);
+    // The conversation's ordered lease alone holds its next event: "c1" gone and its lease
+    // still there, as within an acknowledgement's statement (the event goes before the lease).
+    let c2 = insert(&**db, "c", "c2").await;
+    db.execute("DELETE FROM botrt_events WHERE id = $1", &[&c1])
+        .await
+        .unwrap();
+    assert!(
+        whole_claim(&**db, 10, 5).await.is_empty(),
+        "c2 was handed out while c1's lease is held"
+    );
+    db.execute("DELETE FROM botrt_leases WHERE id = $1", &[&c1])
+        .await
+        .unwrap();
+    assert_eq!(whole_claim(&**db, 10, 6).await, [c2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_claim_takes_the_oldest_events_of_both_slots() {
+    let pool = fresh_pool("claim_whole_oldest").await;
+    let (zero, one) = (
+        conversations_in_slot(&pool, 0, 2).await,
+        conversations_in_slot(&pool, 1, 1).await,
+    );
+    let db = pool.get().await.unwrap();
+    let first = insert(&**db, &zero[0], "first").await;
+    let second = insert(&**db, &one[0], "second").await;
+    let third = insert(&**db, &zero[1], "third").await;
+    // One query over every conversation: the two oldest, whichever slots they are in (a claim
+    // of slot 0 first and then slot 1 would take "first" and "third").
+    assert_eq!(whole_claim(&**db, 2, 1).await, [first, second]);
+    assert_eq!(whole_claim(&**db, 2, 2).await, [third]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_claim_leaves_a_slot_held_by_another_claim_alone() {
+    let pool = fresh_pool("claim_whole_slots").await;
+    let (zero, one) = (
+        conversations_in_slot(&pool, 0, 2).await,
+        conversations_in_slot(&pool, 1, 2).await,
+    );
+    let db = pool.get().await.unwrap();
+    let mut in_zero = Vec::new();
+    let mut in_one = Vec::new();
+    for (i, (z, o)) in zero.iter().zip(&one).enumerate() {
+        in_zero.push(insert(&**db, z, &format!("z{i}")).await);
+        in_one.push(insert(&**db, o, &format!("o{i}")).await);
+    }
+    // Another process's claim holds slot 0 (its transaction runs).
+    let mut other = pool.get().await.unwrap();
+    let holding = other.transaction().await.unwrap();
+    holding
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('botrt.claim.' || current_schema()), 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+    // This claim looks at slot 1 only, as a claim of the slots does.
+    assert_eq!(whole_claim(&**db, 10, 1).await, in_one);
+    holding.rollback().await.unwrap();
+    assert_eq!(whole_claim(&**db, 10, 2).await, in_zero);
+}
