@@ -97,8 +97,22 @@ async fn a_whole_claim_hands_out_only_heads_of_conversations_holding_no_lease() 
     ack(&**db, a1).await;
     // "a2" is its conversation's head now; "b2" still waits for "b1".
     assert_eq!(whole_claim(&**db, 10, 3).await, [a2]);
+    // "b1" goes back to wait for a retry an hour away, its lease gone: "b2" still waits for it.
+    db.execute(
+        "UPDATE botrt_events SET run_at = now() + interval '1 hour' WHERE id = $1",
+        &[&b1],
+    )
+    .await
+    .unwrap();
+    db.execute("DELETE FROM botrt_leases WHERE id = $1", &[&b1])
+        .await
+        .unwrap();
+    assert!(
+        whole_claim(&**db, 10, 4).await.is_empty(),
+        "b2 was handed out before b1"
+    );
     ack(&**db, b1).await;
-    assert_eq!(whole_claim(&**db, 10, 4).await, [b2]);
+    assert_eq!(whole_claim(&**db, 10, 5).await, [b2]);
     // The conversation's ordered lease alone holds its next event: "c1" gone and its lease
     // still there, as within an acknowledgement's statement (the event goes before the lease).
     let c2 = insert(&**db, "c", "c2").await;
@@ -106,13 +120,13 @@ async fn a_whole_claim_hands_out_only_heads_of_conversations_holding_no_lease() 
         .await
         .unwrap();
     assert!(
-        whole_claim(&**db, 10, 5).await.is_empty(),
+        whole_claim(&**db, 10, 6).await.is_empty(),
         "c2 was handed out while c1's lease is held"
     );
     db.execute("DELETE FROM botrt_leases WHERE id = $1", &[&c1])
         .await
         .unwrap();
-    assert_eq!(whole_claim(&**db, 10, 6).await, [c2]);
+    assert_eq!(whole_claim(&**db, 10, 7).await, [c2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

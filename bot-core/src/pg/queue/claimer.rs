@@ -119,8 +119,10 @@ impl Inner {
                 let fail = |e| error::db(ErrorKind::Queue, what, e);
                 // Polled in this order, so sent in this order (tokio-postgres writes a request
                 // at its future's first poll): the front's statement first.
-                let (read, rows) =
-                    tokio::join!(conn.query_typed(FRONT, &[]), conn.query_typed(CLAIM, &params));
+                let (read, rows) = tokio::join!(
+                    conn.query_typed(FRONT, &[]),
+                    conn.query_typed(CLAIM, &params)
+                );
                 // What the claim leased is handed out whatever became of the front's read; the
                 // front read before stays in use until the next full claim reads one.
                 let read = match read {
