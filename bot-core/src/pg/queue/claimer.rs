@@ -10,7 +10,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::inner::Inner;
 use super::sql::{
-    CLAIM, DEAD, FRONT, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split, storable_error,
+    CLAIM, CLAIM_WHOLE, DEAD, FRONT, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split, storable_error,
 };
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
@@ -101,7 +101,12 @@ impl Inner {
             0
         };
         let lease_ms = self.lease_millis();
-        let params: [(&(dyn ToSql + Sync), Type); 9] = [
+        let claim = if whole && self.ordered {
+            CLAIM_WHOLE
+        } else {
+            CLAIM
+        };
+        let params: [(&(dyn ToSql + Sync), Type); 8] = [
             (&limit, Type::INT4),
             (&lease_ms, Type::INT8),
             (&token, Type::INT8),
@@ -110,19 +115,19 @@ impl Inner {
             (&from, Type::INT8),
             (&front.front, Type::INT8),
             (&front.safe, Type::INT8),
-            (&whole, Type::BOOL),
         ];
         let (rows, read) = if read_front {
             let what = "claiming events";
             let run = async {
                 let (conn, _) = self.pool.get_measured(ErrorKind::Queue, what).await?;
                 let fail = |e| error::db(ErrorKind::Queue, what, e);
-                // Polled in this order, so sent in this order (tokio-postgres writes a request
-                // at its future's first poll): the front's statement first.
-                let (read, rows) = tokio::join!(
+                // `join` polls its first future first, so the front's request is written first
+                // (tokio-postgres writes a request at its future's first poll).
+                let (read, rows) = futures::future::join(
                     conn.query_typed(FRONT, &[]),
-                    conn.query_typed(CLAIM, &params)
-                );
+                    conn.query_typed(claim, &params),
+                )
+                .await;
                 // What the claim leased is handed out whatever became of the front's read; the
                 // front read before stays in use until the next full claim reads one.
                 let read = match read {
@@ -136,7 +141,7 @@ impl Inner {
             };
             self.bounded(what, run).await?
         } else {
-            (self.query(CLAIM, &params, "claiming events").await?, None)
+            (self.query(claim, &params, "claiming events").await?, None)
         };
         self.count(&self.counters.claims, 1);
         let mut out = Vec::with_capacity(rows.len());

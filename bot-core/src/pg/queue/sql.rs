@@ -122,7 +122,12 @@ FROM botrt_import
 WHERE (SELECT count(*) FROM locked) > 0";
 
 pub(super) const CLAIM: &str =
-    "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// [`CLAIM`] after a short claim, for an ordered queue: both slots in one query when both are
+/// free (migration 9). A claim in a backlog keeps to [`CLAIM`] and its one slot.
+pub(super) const CLAIM_WHOLE: &str =
+    "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5, $6, $7, $8, true)";
 
 /// The queue's front, read before an ordered queue's full claim, and the identity sequence's
 /// last value read before it: the claims until the next full one start at the front
