@@ -51,9 +51,11 @@ pub trait ApiSpec: fmt::Debug + Send + Sync + 'static {
     }
 
     /// Waits until `call` may go out under the platform's own limits (Discord's buckets), after
-    /// the per-endpoint quota of [`ApiConfig::limit`]. The call gives up at `deadline` (what is
-    /// left of it, retries and earlier waits spent): a wait known to end after it should fail at
-    /// once with its hint rather than sit until the deadline and end in a time-out.
+    /// the per-endpoint quota of [`ApiConfig::limit`]. The call's `deadline` is what is left of
+    /// it, retries and earlier waits spent; the client stops waiting for admission a little
+    /// before it (no attempt goes out in a call's last fifth, at most its last second). A wait
+    /// known to end too late to send should fail at once with its hint rather than sit until
+    /// then and end in a time-out.
     ///
     /// # Errors
     ///
@@ -359,7 +361,7 @@ impl<S: ApiSpec> ApiClient<S> {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let permit = match self.admit_until(&call, send_by).await {
+                let permit = match self.admit_until(&call, send_by, deadline).await {
                     Some(Ok(permit)) => permit,
                     Some(Err(e)) => {
                         return Err(e.with_attempts(attempt - 1).with_platform(platform));
@@ -462,11 +464,13 @@ impl<S: ApiSpec> ApiClient<S> {
         .with_platform(platform)
     }
 
-    /// [`ApiClient::admit`] given up at `deadline` (`None`); a timer is set only when the call
-    /// has to wait, not for the calls admitted at once.
+    /// [`ApiClient::admit`] given up at `send_by` (`None`); the platform's limits are told the
+    /// call's `deadline`, against which they may refuse a wait at once with its hint. A timer is
+    /// set only when the call has to wait, not for the calls admitted at once.
     async fn admit_until(
         &self,
         call: &Call,
+        send_by: Instant,
         deadline: Instant,
     ) -> Option<Result<S::Permit, ApiError>> {
         // On the heap: its state (limiters, timer) is live only while the call waits to go out,
@@ -475,7 +479,7 @@ impl<S: ApiSpec> ApiClient<S> {
         if let std::task::Poll::Ready(admitted) = futures::poll!(admit.as_mut()) {
             return Some(admitted);
         }
-        tokio::time::timeout_at(deadline.into(), admit).await.ok()
+        tokio::time::timeout_at(send_by.into(), admit).await.ok()
     }
 
     /// The endpoint's quota, then the platform's own limits; the whole wait is recorded.

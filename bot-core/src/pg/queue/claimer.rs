@@ -10,7 +10,8 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::inner::Inner;
 use super::sql::{
-    CLAIM, CLAIM_WHOLE, DEAD, FRONT, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split, storable_error,
+    CLAIM, CLAIM_WHOLE, DEAD, EXTEND, FRONT, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split,
+    storable_error,
 };
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
@@ -44,18 +45,11 @@ fn front_of(row: &tokio_postgres::Row) -> Front {
 
 /// A claimed delivery waiting in the buffer for a puller.
 pub(super) struct Buffered {
-    /// When the claim that leased it went out: its lease expires a lease's time after that at
-    /// the earliest (the server starts it at its transaction's start, after this).
+    /// When the claim that leased it went out (or, for a claim that took too long, the
+    /// extension of its lease): its lease expires a lease's time after that at the earliest
+    /// (the server starts it at its transaction's start, after this).
     claimed: Instant,
     delivery: Delivery,
-}
-
-/// What [`Inner::take_buffered`] took out of the buffer.
-pub(super) struct Taken {
-    /// Deliveries to hand out: each has two thirds of its lease left at least.
-    pub(super) fresh: Vec<Delivery>,
-    /// Deliveries that waited past [`Inner::handout_window`]: to be released, never run here.
-    pub(super) stale: Vec<Delivery>,
 }
 
 impl Inner {
@@ -204,22 +198,31 @@ impl Inner {
         Ok(self.completed(deliveries.len(), n))
     }
 
-    /// Takes up to `max` deliveries to hand out, and every one that waited past
-    /// [`Inner::handout_window`] (those the caller releases).
-    pub(super) fn take_buffered(&self, max: usize) -> Taken {
+    /// Takes up to `max` deliveries to hand out, skipping those that waited past
+    /// [`Inner::handout_window`]: those stay (at the front) for the claimer to release, which
+    /// this wakes. It never waits, so that a `pull` holds nothing it could drop.
+    pub(super) fn take_buffered(&self, max: usize) -> Vec<Delivery> {
         let window = self.handout_window();
         let now = Instant::now();
         let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stale = Vec::new();
         // Oldest claim first: the stale ones are at the front.
-        while let Some(oldest) = buffer.front()
-            && now.saturating_duration_since(oldest.claimed) >= window
-        {
-            stale.extend(buffer.pop_front().map(|b| b.delivery));
+        let stale = buffer.partition_point(|b| now.saturating_duration_since(b.claimed) >= window);
+        let n = max.min(buffer.len() - stale);
+        let fresh = buffer.drain(stale..stale + n).map(|b| b.delivery).collect();
+        drop(buffer);
+        if stale > 0 {
+            self.claim_wanted.notify_one();
         }
-        let n = max.min(buffer.len());
-        let fresh = buffer.drain(..n).map(|b| b.delivery).collect();
-        Taken { fresh, stale }
+        fresh
+    }
+
+    /// Takes every buffered delivery that waited past [`Inner::handout_window`].
+    fn take_stale(&self) -> Vec<Delivery> {
+        let window = self.handout_window();
+        let now = Instant::now();
+        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = buffer.partition_point(|b| now.saturating_duration_since(b.claimed) >= window);
+        buffer.drain(..stale).map(|b| b.delivery).collect()
     }
 
     /// Every buffered delivery, to release at shutdown.
@@ -241,7 +244,7 @@ impl Inner {
     /// Releases deliveries that waited in the buffer too long to be handed out safely, so that
     /// any process claims them again at once (without an attempt counted) rather than after
     /// their leases expire. If the release fails, they come back when their leases expire.
-    pub(super) async fn release_stale(&self, stale: &[Delivery]) {
+    async fn release_stale(&self, stale: &[Delivery]) {
         if stale.is_empty() {
             return;
         }
@@ -270,6 +273,51 @@ impl Inner {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// A claim that took a third of the lease or more: its leases are extended, and it counts
+    /// as claimed when the extension went out (`Some`), if that was in time for all of them.
+    /// Otherwise (slow or failed, or a lease already lost) the claim is released, not handed
+    /// out, and `None` returned.
+    async fn extend_late_claim(&self, batch: &[Delivery], claimed_at: Instant) -> Option<Instant> {
+        let extended_at = Instant::now();
+        let (ids, tokens) = split(batch.iter().map(|d| d.lease));
+        let extended = self
+            .execute_on(
+                &self.reserved,
+                EXTEND,
+                &[
+                    (&ids, I8S),
+                    (&tokens, I8S),
+                    (&self.lease_millis(), Type::INT8),
+                ],
+                "extending leases",
+            )
+            .await;
+        let in_time = extended_at.elapsed() < self.handout_window();
+        match extended {
+            Ok(n) if in_time && n == batch.len() as u64 => {
+                tracing::warn!(
+                    count = batch.len(),
+                    took = ?extended_at.saturating_duration_since(claimed_at),
+                    lease = ?self.lease,
+                    "postgres: a claim took over a third of the lease; its leases were extended"
+                );
+                Some(extended_at)
+            }
+            outcome => {
+                tracing::warn!(
+                    count = batch.len(),
+                    took = ?claimed_at.elapsed(),
+                    lease = ?self.lease,
+                    extended = ?outcome.as_ref().ok(),
+                    error = outcome.as_ref().err().map(tracing::field::display),
+                    "postgres: a claim and its extension took over a third of the lease; releasing what it claimed"
+                );
+                self.release_stale(batch).await;
+                None
+            }
+        }
+    }
+
     /// The claimer: claims when pullers want events, parks them in the buffer, and releases
     /// whatever is left there when the queue closes. Claims run here, not in `pull`, so that a
     /// dropped `pull` future never leaves events leased to nobody.
@@ -290,6 +338,9 @@ impl Inner {
                 let wanted = self.claim_wanted.notified();
                 tokio::pin!(wanted);
                 wanted.as_mut().enable();
+                // What waited too long to be handed out goes back first (pullers skip it).
+                let stale = self.take_stale();
+                self.release_stale(&stale).await;
                 if self.demand.load(AtomicOrdering::Acquire) > self.buffered()
                     && !self.pulls_stopped.load(AtomicOrdering::Acquire)
                 {
@@ -298,10 +349,7 @@ impl Inner {
                 let stale_at = self.stale_at();
                 tokio::select! {
                     () = wanted => {}
-                    () = sleep_until_some(stale_at) => {
-                        let stale = self.take_buffered(0).stale;
-                        self.release_stale(&stale).await;
-                    }
+                    () = sleep_until_some(stale_at) => {}
                     () = self.wakeups.closed.cancelled() => break 'outer,
                 }
             }
@@ -349,21 +397,30 @@ impl Inner {
                         }
                         continue;
                     }
+                    let mut claimed = claimed_at;
                     if claimed_at.elapsed() >= self.handout_window() {
-                        tracing::warn!(
-                            count = batch.len(),
-                            took = ?claimed_at.elapsed(),
-                            lease = ?self.lease,
-                            "postgres: a claim took over a third of the lease; releasing what it claimed"
-                        );
+                        // Too late to hand out as claimed: extended in time, it can still be.
+                        match self.extend_late_claim(&batch, claimed_at).await {
+                            Some(at) => claimed = at,
+                            None => {
+                                failures = failures.saturating_add(1);
+                                let backoff = Duration::from_millis(100 << failures.min(5));
+                                tokio::select! {
+                                    () = tokio::time::sleep(backoff) => {}
+                                    () = self.wakeups.closed.cancelled() => break,
+                                }
+                                continue;
+                            }
+                        }
                     }
                     self.buffer
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .extend(batch.into_iter().map(|delivery| Buffered {
-                            claimed: claimed_at,
-                            delivery,
-                        }));
+                        .extend(
+                            batch
+                                .into_iter()
+                                .map(|delivery| Buffered { claimed, delivery }),
+                        );
                     self.delivered.notify_waiters();
                 }
                 Ok(_) => {

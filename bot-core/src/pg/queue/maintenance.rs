@@ -207,8 +207,9 @@ impl Inner {
         dedup_done
     }
 
-    /// The rescuer: returns expired leases, keeps buffered claims alive, prunes dedup keys, dead
-    /// letters and idle conversation locks, and refreshes the figures.
+    /// The rescuer: returns expired leases, prunes dedup keys, dead letters and idle
+    /// conversation locks, and refreshes the figures. (Buffered claims are not extended: the
+    /// claimer releases those nobody pulls within a third of their lease.)
     pub(super) async fn run_maintenance(self: Arc<Self>) {
         let mut last_prune = Instant::now();
         let mut last_dedup_prune: Option<Instant> = None;

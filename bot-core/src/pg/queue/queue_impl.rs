@@ -105,10 +105,7 @@ impl Queue for PgQueue {
             if inner.wakeups.closed.is_cancelled() {
                 return Ok(Vec::new());
             }
-            let taken = inner.take_buffered(max);
-            // Cancelled while it releases, the stale ones come back when their leases expire.
-            inner.release_stale(&taken.stale).await;
-            let batch = taken.fresh;
+            let batch = inner.take_buffered(max);
             if !batch.is_empty() {
                 inner.demand.store(0, AtomicOrdering::Release);
                 return Ok(batch);
