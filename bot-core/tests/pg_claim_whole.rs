@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use bot_core::pg::PgPool;
 use bot_core::pg::tokio_postgres::GenericClient;
 use support::pg::fresh_pool;
@@ -134,16 +136,18 @@ async fn a_whole_claim_takes_the_oldest_events_of_both_slots() {
     let pool = fresh_pool("claim_whole_oldest").await;
     let (zero, one) = (
         conversations_in_slot(&pool, 0, 2).await,
-        conversations_in_slot(&pool, 1, 1).await,
+        conversations_in_slot(&pool, 1, 2).await,
     );
     let db = pool.get().await.unwrap();
     let first = insert(&**db, &zero[0], "first").await;
     let second = insert(&**db, &one[0], "second").await;
     let third = insert(&**db, &zero[1], "third").await;
+    let fourth = insert(&**db, &one[1], "fourth").await;
     // One query over every conversation: the two oldest, whichever slots they are in (a claim
-    // of slot 0 first and then slot 1 would take "first" and "third").
+    // of either slot alone, whichever it tried first, takes "first" and "third" or "second" and
+    // "fourth").
     assert_eq!(whole_claim(&**db, 2, 1).await, [first, second]);
-    assert_eq!(whole_claim(&**db, 2, 2).await, [third]);
+    assert_eq!(whole_claim(&**db, 2, 2).await, [third, fourth]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,18 +164,22 @@ async fn a_whole_claim_leaves_a_slot_held_by_another_claim_alone() {
         in_zero.push(insert(&**db, z, &format!("z{i}")).await);
         in_one.push(insert(&**db, o, &format!("o{i}")).await);
     }
-    // Another process's claim holds slot 0 (its transaction runs).
+    // Another process's claim holds slot 1 (its transaction runs).
     let mut other = pool.get().await.unwrap();
     let holding = other.transaction().await.unwrap();
     holding
         .execute(
-            "SELECT pg_advisory_xact_lock(hashtext('botrt.claim.' || current_schema()), 0)",
+            "SELECT pg_advisory_xact_lock(hashtext('botrt.claim.' || current_schema()), 1)",
             &[],
         )
         .await
         .unwrap();
-    // This claim looks at slot 1 only, as a claim of the slots does.
-    assert_eq!(whole_claim(&**db, 10, 1).await, in_one);
+    // This claim holds slot 0 (taken for the whole query, then kept) and looks at it only, as a
+    // claim of one slot does; it does not wait for slot 1.
+    let claimed = tokio::time::timeout(Duration::from_secs(5), whole_claim(&**db, 10, 1))
+        .await
+        .expect("a whole claim that cannot have both slots does not wait for the other");
+    assert_eq!(claimed, in_zero);
     holding.rollback().await.unwrap();
-    assert_eq!(whole_claim(&**db, 10, 2).await, in_zero);
+    assert_eq!(whole_claim(&**db, 10, 2).await, in_one);
 }

@@ -340,7 +340,12 @@ impl Inner {
                 wanted.as_mut().enable();
                 // What waited too long to be handed out goes back first (pullers skip it).
                 let stale = self.take_stale();
-                self.release_stale(&stale).await;
+                if !stale.is_empty() {
+                    self.release_stale(&stale).await;
+                    // Released events may lie under the front or the largest leased id, where
+                    // bounded claims do not look: the next claim is a full one.
+                    last_full = None;
+                }
                 if self.demand.load(AtomicOrdering::Acquire) > self.buffered()
                     && !self.pulls_stopped.load(AtomicOrdering::Acquire)
                 {
@@ -403,6 +408,8 @@ impl Inner {
                         match self.extend_late_claim(&batch, claimed_at).await {
                             Some(at) => claimed = at,
                             None => {
+                                // Released: see above.
+                                last_full = None;
                                 failures = failures.saturating_add(1);
                                 let backoff = Duration::from_millis(100 << failures.min(5));
                                 tokio::select! {
