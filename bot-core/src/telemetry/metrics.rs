@@ -231,7 +231,7 @@ impl Metrics {
         if n > 0 {
             self.received.add(
                 n as u64,
-                &[KeyValue::new("platform", platform.as_str().to_owned())],
+                &[KeyValue::new("platform", platform.name())],
             );
         }
     }
@@ -248,7 +248,7 @@ impl Metrics {
             self.skipped.add(
                 n as u64,
                 &[
-                    KeyValue::new("platform", platform.as_str().to_owned()),
+                    KeyValue::new("platform", platform.name()),
                     KeyValue::new("reason", reason),
                 ],
             );
@@ -259,7 +259,7 @@ impl Metrics {
         self.rejected.add(
             1,
             &[
-                KeyValue::new("platform", platform.as_str().to_owned()),
+                KeyValue::new("platform", platform.name()),
                 KeyValue::new("reason", reason),
             ],
         );
