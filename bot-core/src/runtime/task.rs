@@ -171,7 +171,10 @@ async fn work(
                 None => open = false,
             },
             Some(first) = running.next(), if !running.is_empty() => {
-                let mut done = vec![first];
+                // Room for a typical round at once (grown one by one, this showed in the
+                // webhook's profile), bounded: with thousands waiting, few finish per round.
+                let mut done = Vec::with_capacity(running.len().min(63) + 1);
+                done.push(first);
                 // Whatever else is ready now goes in the same message.
                 while let Some(Some(c)) = running.next().now_or_never() {
                     done.push(c);
