@@ -110,16 +110,24 @@ impl Workers {
 
     /// Hands each delivery to the worker with the fewest attempts.
     pub(crate) fn dispatch(&mut self, batch: Vec<Delivery>) {
-        let mut per_worker: Vec<Vec<Delivery>> =
-            (0..self.inputs.len()).map(|_| Vec::new()).collect();
-        for delivery in batch {
-            let (worker, _) = self
-                .load
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, load)| **load)
-                .unwrap_or((0, &0));
-            self.load[worker] += 1;
+        // Each delivery's worker first, then vectors of the right size: grown one push at a
+        // time, they moved every delivery (480 bytes) again at each doubling.
+        let workers: Vec<usize> = (0..batch.len())
+            .map(|_| {
+                let (worker, _) = self
+                    .load
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, load)| **load)
+                    .unwrap_or((0, &0));
+                self.load[worker] += 1;
+                worker
+            })
+            .collect();
+        let mut per_worker: Vec<Vec<Delivery>> = (0..self.inputs.len())
+            .map(|worker| Vec::with_capacity(workers.iter().filter(|w| **w == worker).count()))
+            .collect();
+        for (delivery, worker) in batch.into_iter().zip(workers) {
             per_worker[worker].push(delivery);
         }
         for (worker, deliveries) in per_worker.into_iter().enumerate() {
