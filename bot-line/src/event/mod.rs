@@ -55,8 +55,28 @@ impl LineEventExt for Event {
 struct WireBody<'a> {
     #[serde(default, borrow)]
     destination: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "raw_events")]
     events: Vec<&'a RawValue>,
+}
+
+/// `events[]` as raw values, in a vector with room for a usual batch from the start (serde's
+/// own grows it from nothing, which showed in the webhook's profile).
+fn raw_events<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'de RawValue>, D::Error> {
+    struct Events;
+    impl<'de> serde::de::Visitor<'de> for Events {
+        type Value = Vec<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of events")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(256));
+            while let Some(event) = seq.next_element()? {
+                events.push(event);
+            }
+            Ok(events)
+        }
+    }
+    d.deserialize_seq(Events)
 }
 
 /// Parses a webhook body into core events, one per element of `events[]`, in order.
