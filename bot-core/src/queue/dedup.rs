@@ -233,7 +233,10 @@ mod tests {
         assert!(d.insert(key("a2"), t0 + RUN_SPAN / 2));
         assert!(d.insert(key("b"), later));
         d.expire(t0 + ttl);
-        assert!(d.contains(key("a")), "forgotten before the newest of its run is ttl old");
+        assert!(
+            d.contains(key("a")),
+            "forgotten before the newest of its run is ttl old"
+        );
         d.expire(t0 + RUN_SPAN / 2 + ttl);
         assert!(!d.contains(key("a")) && !d.contains(key("a2")));
         assert!(d.contains(key("b")), "a later key went with an earlier run");

@@ -229,10 +229,8 @@ impl Metrics {
 
     pub(crate) fn received(&self, platform: &Platform, n: usize) {
         if n > 0 {
-            self.received.add(
-                n as u64,
-                &[KeyValue::new("platform", platform.name())],
-            );
+            self.received
+                .add(n as u64, &[KeyValue::new("platform", platform.name())]);
         }
     }
 

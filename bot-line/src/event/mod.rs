@@ -68,7 +68,10 @@ fn raw_events<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'de RawValu
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("an array of events")
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(256));
             while let Some(event) = seq.next_element()? {
                 events.push(event);
