@@ -5,8 +5,8 @@
 //! (8 bytes per key in the table, 8 in the arrival line, against 48 for the 128-bit keys and
 //! their timestamps before). For ids that platforms assign (not ones an attacker picks, and the
 //! seed is secret), a false "seen" needs a 64-bit collision with one of the keys remembered:
-//! with the default 100,000 keys, about one event in 2 × 10^14, once in some 10^5 years at
-//! 100,000 events a second.
+//! with the default 100,000 keys, about one event in 2 × 10^14 (once in some 60 years at
+//! 100,000 new events a second).
 //!
 //! Times are kept per run of keys inserted within [`RUN_SPAN`] of each other, not per key: a key
 //! is forgotten once the newest key of its run is `ttl` old, so at most [`RUN_SPAN`] late, never
