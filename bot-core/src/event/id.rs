@@ -33,6 +33,12 @@ macro_rules! string_id {
             pub fn as_str(&self) -> &str {
                 self.0.as_str()
             }
+
+            /// The id's UTF-8 bytes, without checking them again (hashing and sizing).
+            #[allow(dead_code, reason = "not every id type is hashed or sized")]
+            pub(crate) fn as_bytes(&self) -> &[u8] {
+                self.0.as_bytes()
+            }
         }
 
         impl fmt::Debug for $name {
@@ -130,6 +136,11 @@ impl Platform {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The platform's name, borrowed when it is static (metric labels take it without a copy).
+    pub(crate) fn name(&self) -> Cow<'static, str> {
+        self.0.clone()
+    }
 }
 
 impl fmt::Debug for Platform {
@@ -164,6 +175,11 @@ impl ReplyToken {
     /// The token. Do not log it: it authorises a reply.
     pub fn expose(&self) -> &str {
         self.0.as_str()
+    }
+
+    /// The token's length in bytes (for sizing, without checking its text again).
+    pub(crate) fn byte_len(&self) -> usize {
+        self.0.as_bytes().len()
     }
 }
 

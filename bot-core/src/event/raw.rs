@@ -90,6 +90,12 @@ impl Raw {
         self.raw_json().unwrap_or("null")
     }
 
+    /// The length of [`Raw::json`] in bytes, without checking the text again; 0 when there is
+    /// no payload or it is kept as a tree only.
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.get().map_or(0, Bytes::len)
+    }
+
     fn raw_json(&self) -> Option<&str> {
         if self.is_none() {
             return None;

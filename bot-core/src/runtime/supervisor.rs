@@ -255,6 +255,8 @@ impl Supervisor {
     ) -> usize {
         let n = f.completions.len();
         workers.finished(f.worker, n);
+        // Most attempts succeed; the turn's acknowledgements start from an empty vector.
+        pending.acks.reserve(n);
         for c in f.completions {
             each(&c);
             self.complete(c, pending);

@@ -229,10 +229,8 @@ impl Metrics {
 
     pub(crate) fn received(&self, platform: &Platform, n: usize) {
         if n > 0 {
-            self.received.add(
-                n as u64,
-                &[KeyValue::new("platform", platform.as_str().to_owned())],
-            );
+            self.received
+                .add(n as u64, &[KeyValue::new("platform", platform.name())]);
         }
     }
 
@@ -248,7 +246,7 @@ impl Metrics {
             self.skipped.add(
                 n as u64,
                 &[
-                    KeyValue::new("platform", platform.as_str().to_owned()),
+                    KeyValue::new("platform", platform.name()),
                     KeyValue::new("reason", reason),
                 ],
             );
@@ -259,7 +257,7 @@ impl Metrics {
         self.rejected.add(
             1,
             &[
-                KeyValue::new("platform", platform.as_str().to_owned()),
+                KeyValue::new("platform", platform.name()),
                 KeyValue::new("reason", reason),
             ],
         );

@@ -254,6 +254,9 @@ fn the_one_pass_path_leaves_what_it_does_not_read_as_the_model_does_to_the_model
         with("/message/id", json!(null)),
         with("/message/text", json!(5)),
         with("/message", json!(["text", "m1", "hi"])),
+        with("/message", json!(null)),
+        with("/message", json!("hi")),
+        with("/message", json!({"type": "text", "id": "m1"})),
         with("/message/type", json!("image")),
         with("/source", json!({"type": "group", "userId": "U1"})),
         with("/source", json!({"type": "user"})),
@@ -281,6 +284,10 @@ fn the_one_pass_path_leaves_what_it_does_not_read_as_the_model_does_to_the_model
         general("Ubot", duplicate).0.kind,
         EventKind::Other(_)
     ));
+    // The message is read in the event's pass now: a key repeated inside it is refused there too.
+    let repeated = r#"{"type":"message","timestamp":1,"source":{"type":"user","userId":"U1"},"message":{"type":"text","id":"m","text":"a","text":"b"}}"#;
+    let body = Bytes::from(repeated);
+    assert!(fast::event(&body, "Ubot", repeated).is_none());
 }
 
 #[test]
