@@ -45,7 +45,8 @@ pub struct Limits {
     pub retry: RetryPolicy,
     /// How long a graceful shutdown waits for running handlers before cancelling them. Default 30 s.
     pub shutdown_timeout: Duration,
-    /// How long an event id is remembered for deduplication. Default 10 minutes.
+    /// How long an event id is remembered for deduplication. Default 10 minutes. (The memory
+    /// queue may remember one up to 100 ms longer, or a sixteenth of this if that is shorter.)
     pub dedup_ttl: Duration,
     /// How many event ids are remembered at most; the oldest are forgotten first. Default 100,000.
     pub dedup_capacity: usize,

@@ -1,22 +1,24 @@
 //! A bounded set of recently seen (platform, event id) keys with a time to live.
 //!
-//! Keys are kept as 64-bit fingerprints, a hash of the platform and the id seeded at random per
-//! process: no strings are cloned or compared, and the set stays small enough to stay in cache
-//! (8 bytes per key in the table, 8 in the arrival line, against 48 for the 128-bit keys and
-//! their timestamps before). For ids that platforms assign (not ones an attacker picks, and the
-//! seed is secret), a false "seen" needs a 64-bit collision with one of the keys remembered:
-//! with the default 100,000 keys, about one event in 2 × 10^14 (once in some 60 years at
-//! 100,000 new events a second).
+//! Keys are kept as 64-bit fingerprints, a hash of the platform and the id seeded per queue from
+//! the operating system's random source: no strings are cloned or compared, and the set stays
+//! small enough to stay in cache (8 bytes per key in the table, 8 in the arrival line, against
+//! 48 for the 128-bit keys and their timestamps before). A false "seen" needs a 64-bit collision
+//! with one of the keys remembered: with the default 100,000 keys, about one event in 2 × 10^14
+//! (once in some 60 years at 100,000 new events a second). The hash (foldhash) is not a keyed
+//! cryptographic function; ids a client chooses (web chat's) could be made to collide only by
+//! someone who knows the seed, which never leaves the process.
 //!
-//! Times are kept per run of keys inserted within [`RUN_SPAN`] of each other, not per key: a key
-//! is forgotten once the newest key of its run is `ttl` old, so at most [`RUN_SPAN`] late, never
-//! early.
+//! Times are kept per run of keys inserted within a span of each other ([`RUN_SPAN`], or a
+//! sixteenth of the time to live if that is shorter), not per key: a key is forgotten once the
+//! newest key of its run is `ttl` old, so at most that span late, never early.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::time::Duration;
 
-use foldhash::quality::RandomState;
+use foldhash::SharedSeed;
+use foldhash::quality::SeedableRandomState;
 use tokio::time::Instant;
 
 use crate::event::{Event, EventId, Platform};
@@ -24,7 +26,8 @@ use crate::event::{Event, EventId, Platform};
 /// The fingerprint of a (platform, event id) key.
 pub(crate) type DedupKey = u64;
 
-/// Keys inserted within this span of the first of their run share one timestamp.
+/// Keys inserted within this span of the first of their run share one timestamp (or within a
+/// sixteenth of the time to live, if that is shorter).
 const RUN_SPAN: Duration = Duration::from_millis(100);
 
 /// Fingerprints are already uniformly random: hash them by taking them as they are.
@@ -53,13 +56,16 @@ impl Hasher for IdentityHasher {
 /// they take the queue's lock.
 #[derive(Clone)]
 pub(crate) struct KeyHasher {
-    seed: RandomState,
+    seed: SeedableRandomState,
 }
 
 impl KeyHasher {
     pub(crate) fn new() -> Self {
+        // std's `RandomState` draws its keys from the operating system's random source; one
+        // hash of nothing under them is a random 64-bit seed.
+        let seed = std::hash::RandomState::new().build_hasher().finish();
         Self {
-            seed: RandomState::default(),
+            seed: SeedableRandomState::with_seed(seed, SharedSeed::global_random()),
         }
     }
 
@@ -88,6 +94,8 @@ struct Run {
 /// Remembers keys for `ttl`, at most `capacity` of them (the oldest are forgotten first).
 pub(crate) struct Dedup {
     ttl: Duration,
+    /// How far apart the keys of one run may be inserted: how late a key may be forgotten.
+    span: Duration,
     capacity: usize,
     seen: HashSet<DedupKey, BuildHasherDefault<IdentityHasher>>,
     /// The keys remembered, oldest first.
@@ -110,6 +118,7 @@ impl Dedup {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
             ttl,
+            span: RUN_SPAN.min(ttl / 16),
             capacity,
             seen: HashSet::default(),
             order: VecDeque::new(),
@@ -166,7 +175,7 @@ impl Dedup {
         }
         self.order.push_back(key);
         match self.runs.back_mut() {
-            Some(run) if now.saturating_duration_since(run.first) < RUN_SPAN => {
+            Some(run) if now.saturating_duration_since(run.first) < self.span => {
                 run.newest = run.newest.max(now);
                 run.keys += 1;
             }
@@ -255,6 +264,41 @@ mod tests {
         small.expire(t0 + Duration::from_secs(4) + ttl);
         assert_eq!(small.len(), 0);
         assert!(small.runs.is_empty() && small.order.is_empty());
+    }
+
+    /// Eviction by capacity takes keys out of a run of several; the rest of the run keeps its
+    /// time. A short time to live shortens the runs, so no key outlives it by much.
+    #[tokio::test(start_paused = true)]
+    async fn eviction_inside_a_run_and_short_ttls_keep_every_key_its_own_time() {
+        let h = KeyHasher::new();
+        let key = |id: &str| h.key_of(&Platform::TEST, &EventId::new(id));
+        let ttl = Duration::from_secs(10);
+        let mut small = Dedup::new(ttl, 3);
+        let t0 = Instant::now();
+        for id in ["p", "q", "r", "s", "t"] {
+            assert!(small.insert(key(id), t0));
+        }
+        assert_eq!(small.runs.len(), 1);
+        assert_eq!(small.runs[0].keys, 3);
+        assert!(!small.contains(key("q")) && small.contains(key("r")) && small.contains(key("t")));
+        small.expire(t0 + ttl - Duration::from_millis(1));
+        assert_eq!(small.len(), 3);
+        small.expire(t0 + ttl);
+        assert_eq!(small.len(), 0);
+        assert!(small.runs.is_empty() && small.order.is_empty());
+
+        // A 160 ms time to live: runs span 10 ms, so a key is forgotten at most 10 ms late.
+        let ttl = Duration::from_millis(160);
+        let mut short = Dedup::new(ttl, 100);
+        assert!(short.insert(key("a"), t0));
+        assert!(short.insert(key("b"), t0 + Duration::from_millis(20)));
+        assert_eq!(short.runs.len(), 2, "keys 20 ms apart share a run");
+        short.expire(t0 + ttl);
+        assert!(
+            !short.contains(key("a")),
+            "kept past its time to live and its run's span"
+        );
+        assert!(short.contains(key("b")));
     }
 
     #[test]

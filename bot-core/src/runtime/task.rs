@@ -112,6 +112,7 @@ impl Workers {
     pub(crate) fn dispatch(&mut self, batch: Vec<Delivery>) {
         // Each delivery's worker first, then vectors of the right size: grown one push at a
         // time, they moved every delivery (480 bytes) again at each doubling.
+        let mut counts = vec![0usize; self.inputs.len()];
         let workers: Vec<usize> = (0..batch.len())
             .map(|_| {
                 let (worker, _) = self
@@ -121,12 +122,14 @@ impl Workers {
                     .min_by_key(|(_, load)| **load)
                     .unwrap_or((0, &0));
                 self.load[worker] += 1;
+                if let Some(count) = counts.get_mut(worker) {
+                    *count += 1;
+                }
                 worker
             })
             .collect();
-        let mut per_worker: Vec<Vec<Delivery>> = (0..self.inputs.len())
-            .map(|worker| Vec::with_capacity(workers.iter().filter(|w| **w == worker).count()))
-            .collect();
+        let mut per_worker: Vec<Vec<Delivery>> =
+            counts.into_iter().map(Vec::with_capacity).collect();
         for (delivery, worker) in batch.into_iter().zip(workers) {
             per_worker[worker].push(delivery);
         }
