@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bot_core::pg::PgPool;
 use bot_core::pg::tokio_postgres::GenericClient;
-use support::pg::fresh_pool;
+use support::pg::{fresh_pool, insert_raw};
 use support::text_event;
 
 const WHOLE_CLAIM: &str = "SELECT id FROM botrt_claim($1, 60000, $2, true, false, 0, 0, 0, true)";
@@ -31,21 +31,7 @@ async fn whole_claim(db: &impl GenericClient, limit: i32, token: i64) -> Vec<i64
 /// Inserts an event of `conversation` as a push would, but without its lane lock or dedup key:
 /// its id.
 async fn insert(db: &impl GenericClient, conversation: &str, id: &str) -> i64 {
-    let event = text_event(conversation, id);
-    db.query_one(
-        "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-         VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
-         RETURNING id",
-        &[
-            &event.platform.as_str(),
-            &event.conversation.as_str(),
-            &event.id.as_str(),
-            &serde_json::to_string(&event).unwrap(),
-        ],
-    )
-    .await
-    .unwrap()
-    .get(0)
+    insert_raw(db, &text_event(conversation, id)).await
 }
 
 /// Acknowledges the event `id` as the queue does: the event goes, then its lease.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bot_core::queue::{Dead, Delivery, Lease, Nack, Queue};
 use bot_core::{ErrorKind, Ordering};
-use support::pg::{eventually, fresh_pool, queue_builder};
+use support::pg::{eventually, fresh_pool, insert_raw, queue_builder};
 use support::queue::{DEADLINE, ids, pull_n, pull_within};
 use support::text_event;
 
@@ -797,21 +797,7 @@ async fn an_ordered_claim_from_the_front_still_takes_an_event_committed_under_it
     let late = text_event("late", "late");
     let mut holder = pool.get().await.unwrap();
     let held = holder.transaction().await.unwrap();
-    let late_id: i64 = held
-        .query_one(
-            "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-             VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
-             RETURNING id",
-            &[
-                &late.platform.as_str(),
-                &late.conversation.as_str(),
-                &late.id.as_str(),
-                &serde_json::to_string(&late).unwrap(),
-            ],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let late_id = insert_raw(&*held, &late).await;
     queue
         .push_batch(
             (0..30)
@@ -959,28 +945,6 @@ async fn a_bounded_lane_probe_keeps_the_order_of_two_events_of_one_transaction()
     assert_eq!(claim(1, true, front).await, [b_id]);
     // The next full claim takes "a1", and still not "a2".
     assert_eq!(claim(2, false, 0).await, [a1_id]);
-}
-
-/// Inserts `event` as a push would, but in the caller's transaction and without its lane lock
-/// or dedup key: its id.
-async fn insert_raw(
-    db: &impl bot_core::pg::tokio_postgres::GenericClient,
-    event: &bot_core::Event,
-) -> i64 {
-    db.query_one(
-        "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
-         VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
-         RETURNING id",
-        &[
-            &event.platform.as_str(),
-            &event.conversation.as_str(),
-            &event.id.as_str(),
-            &serde_json::to_string(event).unwrap(),
-        ],
-    )
-    .await
-    .unwrap()
-    .get(0)
 }
 
 /// Each of `conversations` was handed out in the order of its events' ids.

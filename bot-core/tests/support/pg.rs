@@ -147,3 +147,25 @@ impl PgProxy {
         self.tasks.lock().unwrap().abort_all();
     }
 }
+
+/// Inserts `event` as a push would, but without its lane lock or dedup key (to hold an insert's
+/// transaction open, or to place events by hand): its id.
+pub(crate) async fn insert_raw(
+    db: &impl bot_core::pg::tokio_postgres::GenericClient,
+    event: &bot_core::Event,
+) -> i64 {
+    db.query_one(
+        "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+         VALUES (hashtextextended($1 || chr(31) || $2, 0), $1, $3, $2, $4::text::json)
+         RETURNING id",
+        &[
+            &event.platform.as_str(),
+            &event.conversation.as_str(),
+            &event.id.as_str(),
+            &serde_json::to_string(event).unwrap(),
+        ],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
