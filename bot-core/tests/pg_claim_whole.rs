@@ -1,8 +1,9 @@
 //! Migration 9's claim over both slots at once (`p_whole`, what the claimer asks for once a claim
 //! came back short, as every claim of an idle queue does), against a real PostgreSQL: it hands
 //! out only conversation heads whose conversations hold no lease, in id order; it takes the
-//! oldest events of both slots in one query; and a claim that finds a slot taken by another
-//! claim looks at the other slot only, as the slot claims do.
+//! oldest events of both slots in one query; a claim that finds a slot taken by another claim
+//! looks at the other slot only, as the slot claims do; and from the front, its lane probes are
+//! bounded only for candidates written before the front was read.
 
 mod support;
 
@@ -19,6 +20,28 @@ const WHOLE_CLAIM: &str = "SELECT id FROM botrt_claim($1, 60000, $2, true, false
 async fn whole_claim(db: &impl GenericClient, limit: i32, token: i64) -> Vec<i64> {
     let mut ids: Vec<i64> = db
         .query(WHOLE_CLAIM, &[&limit, &token])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// A whole claim between full ones: from the `front` last read, with the lane probes of the
+/// candidates written before it was read bounded by it (`safe`, migration 8).
+async fn bounded_whole_claim(
+    db: &impl GenericClient,
+    token: i64,
+    front: i64,
+    safe: i64,
+) -> Vec<i64> {
+    let mut ids: Vec<i64> = db
+        .query(
+            "SELECT id FROM botrt_claim(10, 60000, $1, true, false, $2, $2, $3, true)",
+            &[&token, &front, &safe],
+        )
         .await
         .unwrap()
         .iter()
@@ -168,4 +191,38 @@ async fn a_whole_claim_leaves_a_slot_held_by_another_claim_alone() {
     assert_eq!(claimed, in_zero);
     holding.rollback().await.unwrap();
     assert_eq!(whole_claim(&**db, 10, 2).await, in_one);
+}
+
+/// The whole query bounds a candidate's lane probe at the front only for candidates written
+/// before the front was read: an event committed under the front since still holds back its
+/// conversation's next event, pushed after the read (bounded by the front alone, the claim would
+/// hand out "a2" while "a1", older, waits under the front).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_claim_from_the_front_holds_an_event_behind_an_older_one_committed_under_it() {
+    let pool = fresh_pool("claim_whole_front").await;
+    let db = pool.get().await.unwrap();
+    let mut holder = pool.get().await.unwrap();
+    let held = holder.transaction().await.unwrap();
+    let a1 = insert_raw(&*held, &text_event("a", "a1")).await;
+    let c1 = insert(&**db, "c", "c1").await;
+    let front = db
+        .query_one("SELECT safe, front FROM botrt_front()", &[])
+        .await
+        .unwrap();
+    let (safe, front): (i64, i64) = (front.get(0), front.get(1));
+    assert_eq!(
+        front, c1,
+        "the front does not see the event still being written"
+    );
+    held.commit().await.unwrap();
+    let a2 = insert(&**db, "a", "a2").await;
+    assert_eq!(
+        bounded_whole_claim(&**db, 1, front, safe).await,
+        [c1],
+        "a2 was handed out while a1, older, waits under the front"
+    );
+    // The next full claim takes "a1"; "a2" comes once "a1" is done.
+    assert_eq!(whole_claim(&**db, 10, 2).await, [a1]);
+    ack(&**db, a1).await;
+    assert_eq!(whole_claim(&**db, 10, 3).await, [a2]);
 }
