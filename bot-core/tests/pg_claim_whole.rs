@@ -14,33 +14,25 @@ use bot_core::pg::tokio_postgres::GenericClient;
 use support::pg::{fresh_pool, insert_raw};
 use support::text_event;
 
-const WHOLE_CLAIM: &str = "SELECT id FROM botrt_claim($1, 60000, $2, true, false, 0, 0, 0, true)";
-
 /// Runs a claim over both slots for up to `limit` events: the ids it leased, in order.
 async fn whole_claim(db: &impl GenericClient, limit: i32, token: i64) -> Vec<i64> {
-    let mut ids: Vec<i64> = db
-        .query(WHOLE_CLAIM, &[&limit, &token])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    ids.sort_unstable();
-    ids
+    whole_claim_from(db, limit, token, 0, 0).await
 }
 
-/// A whole claim between full ones: from the `front` last read, with the lane probes of the
-/// candidates written before it was read bounded by it (`safe`, migration 8).
-async fn bounded_whole_claim(
+/// [`whole_claim`] between full ones: from the `front` last read, with the lane probes of the
+/// candidates written before it was read bounded by it (`safe`, migration 8); 0 and 0 for a full
+/// claim.
+async fn whole_claim_from(
     db: &impl GenericClient,
+    limit: i32,
     token: i64,
     front: i64,
     safe: i64,
 ) -> Vec<i64> {
     let mut ids: Vec<i64> = db
         .query(
-            "SELECT id FROM botrt_claim(10, 60000, $1, true, false, $2, $2, $3, true)",
-            &[&token, &front, &safe],
+            "SELECT id FROM botrt_claim($1, 60000, $2, true, false, $3, $3, $4, true)",
+            &[&limit, &token, &front, &safe],
         )
         .await
         .unwrap()
@@ -65,6 +57,14 @@ async fn ack(db: &impl GenericClient, id: i64) {
     db.execute("DELETE FROM botrt_leases WHERE id = $1", &[&id])
         .await
         .unwrap();
+}
+
+/// Two conversation names in claim slot 0, and two in slot 1.
+async fn two_in_each_slot(pool: &PgPool) -> (Vec<String>, Vec<String>) {
+    (
+        conversations_in_slot(pool, 0, 2).await,
+        conversations_in_slot(pool, 1, 2).await,
+    )
 }
 
 /// `n` conversation names whose lanes fall in claim slot `slot` (the lane's lowest bit).
@@ -143,10 +143,7 @@ async fn a_whole_claim_hands_out_only_heads_of_conversations_holding_no_lease() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_claim_takes_the_oldest_events_of_both_slots() {
     let pool = fresh_pool("claim_whole_oldest").await;
-    let (zero, one) = (
-        conversations_in_slot(&pool, 0, 2).await,
-        conversations_in_slot(&pool, 1, 2).await,
-    );
+    let (zero, one) = two_in_each_slot(&pool).await;
     let db = pool.get().await.unwrap();
     let first = insert(&**db, &zero[0], "first").await;
     let second = insert(&**db, &one[0], "second").await;
@@ -162,10 +159,7 @@ async fn a_whole_claim_takes_the_oldest_events_of_both_slots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_claim_leaves_a_slot_held_by_another_claim_alone() {
     let pool = fresh_pool("claim_whole_slots").await;
-    let (zero, one) = (
-        conversations_in_slot(&pool, 0, 2).await,
-        conversations_in_slot(&pool, 1, 2).await,
-    );
+    let (zero, one) = two_in_each_slot(&pool).await;
     let db = pool.get().await.unwrap();
     let mut in_zero = Vec::new();
     let mut in_one = Vec::new();
@@ -217,7 +211,7 @@ async fn a_whole_claim_from_the_front_holds_an_event_behind_an_older_one_committ
     held.commit().await.unwrap();
     let a2 = insert(&**db, "a", "a2").await;
     assert_eq!(
-        bounded_whole_claim(&**db, 1, front, safe).await,
+        whole_claim_from(&**db, 10, 1, front, safe).await,
         [c1],
         "a2 was handed out while a1, older, waits under the front"
     );
