@@ -318,6 +318,15 @@ impl Inner {
         }
     }
 
+    /// Waits [`claim_backoff`] after `failures` failed claims in a row; false if the queue
+    /// closed meanwhile.
+    async fn back_off(&self, failures: u32) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(claim_backoff(failures)) => true,
+            () = self.wakeups.closed.cancelled() => false,
+        }
+    }
+
     /// The claimer: claims when pullers want events, parks them in the buffer, and releases
     /// whatever is left there when the queue closes. Claims run here, not in `pull`, so that a
     /// dropped `pull` future never leaves events leased to nobody.
@@ -411,10 +420,8 @@ impl Inner {
                                 // Released: see above.
                                 last_full = None;
                                 failures = failures.saturating_add(1);
-                                let backoff = Duration::from_millis(100 << failures.min(5));
-                                tokio::select! {
-                                    () = tokio::time::sleep(backoff) => {}
-                                    () = self.wakeups.closed.cancelled() => break,
+                                if !self.back_off(failures).await {
+                                    break;
                                 }
                                 continue;
                             }
@@ -441,11 +448,9 @@ impl Inner {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    let backoff = Duration::from_millis(100 << failures.min(5));
-                    tracing::error!(error = %e, retry_in = ?backoff, "postgres: claiming events failed");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = self.wakeups.closed.cancelled() => break,
+                    tracing::error!(error = %e, retry_in = ?claim_backoff(failures), "postgres: claiming events failed");
+                    if !self.back_off(failures).await {
+                        break;
                     }
                 }
             }
@@ -466,6 +471,12 @@ impl Inner {
         }
         self.delivered.notify_waiters();
     }
+}
+
+/// How long the claimer waits after `failures` failed claims in a row: 200 ms, doubling, up to
+/// 3.2 s.
+fn claim_backoff(failures: u32) -> Duration {
+    Duration::from_millis(100 << failures.min(5))
 }
 
 /// Sleeps until `at`, or forever when it is `None`.
