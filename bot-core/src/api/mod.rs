@@ -41,6 +41,7 @@ mod dispatch;
 mod error;
 mod send_once;
 mod sent;
+mod tls;
 mod transport;
 
 pub use call::{Answer, Call};
