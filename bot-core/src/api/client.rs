@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use super::call::{Answer, Call};
 use super::config::ApiConfig;
 use super::error::{ApiError, ApiErrorKind};
+use super::tls::{Load, PlatformVerifier};
 use super::transport::{Outgoing, SendFailure, Transport, reqwest_client, reqwest_exchange};
 use crate::event::Platform;
 use crate::limits::RetryPolicy;
@@ -227,10 +228,20 @@ impl<S: ApiSpec> ApiClient<S> {
             .map_err(cannot)?
             {
                 Some(h2) => Transport::H2(h2),
-                None => Transport::Reqwest(
-                    reqwest_client(spec.user_agent(), config.timeout, &config.root_certificates)
-                        .map_err(cannot)?,
-                ),
+                None => {
+                    // The base is `http://` (or proxied): the roots are read only if a call
+                    // goes to an `https://` origin, unless the base is one.
+                    let verifier = PlatformVerifier::new(
+                        &config.root_certificates,
+                        Load::for_base(url.scheme() == "https"),
+                        PlatformVerifier::default_provider(),
+                    )
+                    .map_err(cannot)?;
+                    Transport::Reqwest(
+                        reqwest_client(spec.user_agent(), config.timeout, &verifier)
+                            .map_err(cannot)?,
+                    )
+                }
             },
         };
         Ok(Self {

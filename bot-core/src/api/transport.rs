@@ -42,8 +42,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
+use super::tls::{Load, PlatformVerifier};
 use crate::error::BoxError;
 
 /// How an attempt failed before an answer's head arrived.
@@ -87,8 +88,8 @@ pub(super) struct H2Transport {
     user_agent: &'static str,
     user_agent_value: HeaderValue,
     timeout: Duration,
-    /// Extra trusted roots (DER), for the fallback client.
-    roots: Vec<Vec<u8>>,
+    /// The roots (the platform's and the extra ones), shared with the fallback client.
+    verifier: Arc<PlatformVerifier>,
     /// The client for origins that answered ALPN with HTTP/1.1, built on first need.
     fallback: OnceLock<reqwest::Client>,
 }
@@ -163,21 +164,10 @@ impl Transport {
         if proxied(https, |name| std::env::var(name).ok()) {
             return Ok(None);
         }
+        // An h2c base reads the platform's roots only if a call goes to an `https://` origin.
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = if roots.is_empty() {
-            rustls_platform_verifier::Verifier::new(provider.clone())?
-        } else {
-            rustls_platform_verifier::Verifier::new_with_extra_roots(
-                roots.iter().map(|der| CertificateDer::from(der.clone())),
-                provider.clone(),
-            )?
-        };
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let verifier = PlatformVerifier::new(roots, Load::for_base(https), provider)?;
+        let tls = verifier.client_config(&[b"h2", b"http/1.1"])?;
         let primary = Origin::of(base).ok_or("the base URL has no host")?;
         Ok(Some(H2Transport {
             primary: Arc::new(primary),
@@ -187,7 +177,7 @@ impl Transport {
             user_agent,
             user_agent_value,
             timeout,
-            roots: roots.to_vec(),
+            verifier,
             fallback: OnceLock::new(),
         }))
     }
@@ -209,22 +199,22 @@ pub(super) fn proxied(https: bool, env: impl Fn(&str) -> Option<String>) -> bool
 }
 
 /// A `reqwest` client as the client core builds its own: no redirects, its time-out, its
-/// user agent, and the extra roots.
+/// user agent, and TLS verified by `verifier` (the platform's roots and the extra ones), with
+/// the configuration `reqwest` would build for them (ALPN `h2` and `http/1.1`, SNI).
 pub(super) fn reqwest_client(
     user_agent: &'static str,
     timeout: Duration,
-    roots: &[Vec<u8>],
+    verifier: &Arc<PlatformVerifier>,
 ) -> Result<reqwest::Client, BoxError> {
+    let tls = verifier.client_config(&[b"h2", b"http/1.1"])?;
     // A platform API never redirects: a 3xx is an answer to read, not a hop to take with the
     // token.
-    let mut builder = reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(user_agent)
-        .redirect(reqwest::redirect::Policy::none());
-    for der in roots {
-        builder = builder.add_root_certificate(reqwest::Certificate::from_der(der)?);
-    }
-    Ok(builder.build()?)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls)
+        .build()?)
 }
 
 impl Origin {
@@ -312,7 +302,7 @@ impl H2Transport {
         if let Some(client) = self.fallback.get() {
             return Ok(client);
         }
-        let client = reqwest_client(self.user_agent, self.timeout, &self.roots)?;
+        let client = reqwest_client(self.user_agent, self.timeout, &self.verifier)?;
         Ok(self.fallback.get_or_init(|| client))
     }
 
@@ -717,7 +707,22 @@ pub(super) async fn reqwest_exchange(
 
 #[cfg(test)]
 mod tests {
-    use super::proxied;
+    use std::time::Duration;
+
+    use super::{Transport, proxied};
+
+    fn built(base: &str) -> super::H2Transport {
+        let base = reqwest::Url::parse(base).unwrap();
+        Transport::builtin(&base, true, &[], "test", Duration::from_secs(1))
+            .unwrap()
+            .expect("the built-in transport")
+    }
+
+    #[test]
+    fn an_h2c_base_reads_the_platform_roots_only_when_needed_and_an_https_base_at_once() {
+        assert!(!built("http://127.0.0.1:1").verifier.is_loaded());
+        assert!(built("https://127.0.0.1:1").verifier.is_loaded());
+    }
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: Vec<(String, String)> = vars

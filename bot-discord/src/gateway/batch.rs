@@ -2,6 +2,7 @@
 //! retrying with a capped back-off while it fails.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use bot_core::readiness::Component;
 use bot_core::{ErrorKind as CoreKind, Event, Ingress};
 use bytes::Bytes;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::parse_frame;
@@ -25,26 +27,55 @@ pub(super) struct BatchLimits {
     pub(super) bytes: usize,
 }
 
-/// A dispatch read and not yet accepted: its name, sequence and data (the event's raw payload, a
-/// slice of the message's copy, so that a batch refused by the queue is mapped again, not
-/// copied).
+/// A dispatch read and not yet accepted: its name, sequence and data, a range of the message's
+/// copy, which is UTF-8 once checked (or never, for a text message: the WebSocket layer checked
+/// it), so that neither the batch nor the mapping checks it again; a batch refused by the queue
+/// is mapped again from it, not copied.
 pub(super) struct Dispatch {
     pub(super) name: Cow<'static, str>,
     pub(super) sequence: Option<u64>,
-    pub(super) raw: Raw,
-    /// The whole frame, when `raw` was cut from it by its envelope alone: if `raw` is not JSON
-    /// (the frame went on after `d`), the frame is parsed whole instead.
-    pub(super) frame: Option<Bytes>,
+    /// The whole message, shared by its dispatches and their events' raw payloads.
+    pub(super) message: Utf8Bytes,
+    /// Where the data is in `message`.
+    pub(super) data: Range<usize>,
+    /// Whether `data` was cut by the envelope alone: if it is not JSON (the frame went on after
+    /// `d`), the message is parsed whole instead.
+    pub(super) cut: bool,
 }
 
 impl Dispatch {
+    /// The dispatch whose data is `data`, a part of `message` (`None` if it is not).
+    pub(super) fn new(
+        name: &str,
+        sequence: Option<u64>,
+        message: &Utf8Bytes,
+        data: &str,
+        cut: bool,
+    ) -> Option<Self> {
+        Some(Self {
+            name: dispatch_name(name),
+            sequence,
+            data: range_in(message.as_str(), data)?,
+            message: message.clone(),
+            cut,
+        })
+    }
+
+    fn data(&self) -> &str {
+        self.message
+            .as_str()
+            .get(self.data.clone())
+            .unwrap_or("null")
+    }
+
     pub(super) fn event(&self, context: &DispatchContext) -> Option<Event> {
-        match map_dispatch(&self.name, self.raw.json(), self.sequence, context) {
+        let data = self.data();
+        match map_dispatch(&self.name, data, self.sequence, context) {
             Ok(event) => event.map(|mut event| {
-                event.raw = self.raw.clone();
+                event.raw = Raw::from_shared(&Bytes::from(self.message.clone()), data);
                 event
             }),
-            Err(_) if self.frame.is_some() => self.event_of_whole_frame(context),
+            Err(_) if self.cut => self.event_of_whole_frame(context),
             Err(error) => {
                 // JSON, but more deeply nested than a tree may be (or a lone surrogate).
                 tracing::warn!(category = ?error.classify(), name = %self.name, "discord dispatch cannot be read");
@@ -56,16 +87,24 @@ impl Dispatch {
     /// The event of a dispatch whose data, cut by the envelope alone, was not JSON: the frame
     /// parsed whole, as a frame written otherwise is.
     fn event_of_whole_frame(&self, context: &DispatchContext) -> Option<Event> {
-        let frame = self.frame.as_ref()?;
-        let whole = parse_frame(frame)?;
-        Dispatch {
-            name: self.name.clone(),
-            sequence: whole.s,
-            raw: Raw::from_shared(frame, whole.data().get()),
-            frame: None,
-        }
+        let whole = parse_frame(self.message.as_bytes())?;
+        Dispatch::new(
+            &self.name,
+            whole.s,
+            &self.message,
+            whole.data().get(),
+            false,
+        )?
         .event(context)
     }
+}
+
+/// Where `part` lies in `whole`, if it does.
+fn range_in(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start + part.len();
+    (end <= whole.len() && whole.is_char_boundary(start) && whole.is_char_boundary(end))
+        .then_some(start..end)
 }
 
 /// Dispatches read since the last hand-over began.
@@ -79,7 +118,7 @@ pub(super) struct Batch {
 
 impl Batch {
     pub(super) fn push(&mut self, dispatch: Dispatch) {
-        self.bytes += dispatch.raw.json().len();
+        self.bytes += dispatch.data.len();
         self.last_sequence = self.last_sequence.max(dispatch.sequence);
         self.dispatches.push(dispatch);
     }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::close::{CloseAction, classify, fatal_error};
 use super::compression::Inflater;
@@ -178,6 +178,19 @@ impl Payload {
             Self::Message(Message::Binary(bytes)) => bytes,
             Self::Message(_) => &[],
             Self::Inflated => inflater.map_or(&[], Inflater::last),
+        }
+    }
+
+    /// One copy of the message, of its exact size, which its dispatches' payloads share: a
+    /// slice of the WebSocket layer's buffer would keep its whole read buffer (16 KiB, or what
+    /// a large frame made it reserve) alive for as long as one of its events is queued, and
+    /// the inflater's buffer is reused for the next message. A text message is UTF-8 already
+    /// (the WebSocket layer checked it) and its copy is not checked again; a binary or inflated
+    /// one is checked once. `None` when it is not UTF-8, so no JSON.
+    pub(super) fn text_copy(&self, inflater: Option<&Inflater>) -> Option<Utf8Bytes> {
+        match self {
+            Self::Message(Message::Text(text)) => Some(Utf8Bytes::from(text.as_str())),
+            _ => Utf8Bytes::try_from(bot_core::body_for_events(self.bytes(inflater))).ok(),
         }
     }
 }

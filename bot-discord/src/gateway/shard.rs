@@ -49,21 +49,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bot_core::event::Raw;
 use bot_core::readiness::Component;
 use bot_core::{Ingress, Platform};
-use bytes::Bytes;
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{Batch, BatchLimits, Dispatch, HandOver, dispatch_name, hand_over};
+use super::batch::{Batch, BatchLimits, Dispatch, HandOver, hand_over};
 use super::compression::Inflater;
 use super::config::{ShardConfig, ShardId};
 use super::frame::{close, gateway_url, next_payload, parse_frame, quick_dispatch};
@@ -513,17 +511,19 @@ impl Connection<'_> {
                         // whole read buffer (16 KiB, or what a large frame made it reserve)
                         // alive for as long as one of its events is queued, and the inflater's
                         // buffer is reused for the next message.
-                        let shared = bot_core::body_for_events(payload.bytes(inflater.as_ref()));
-                        let shared = &shared;
-                        let bytes: &[u8] = shared;
-                        let text = std::str::from_utf8(bytes).ok();
-                        if self.on_quick_dispatch(text, shared, &mut batch) {
-                            // A dispatch, read from its envelope; its data is parsed when mapped.
-                        } else if let Some(next) = self
-                            .on_frame(bytes, shared, &mut sink, &mut beats, &mut batch, outstanding)
-                            .await
-                        {
-                            return self.finish(pending, pending_sequence, batch, next).await;
+                        // A text message's copy is UTF-8 without a check (the WebSocket layer
+                        // checked it); a binary or inflated one is checked once, here. One that
+                        // is not UTF-8 is no JSON: ignored, as a frame that does not parse.
+                        if let Some(message) = payload.text_copy(inflater.as_ref()) {
+                            if self.on_quick_dispatch(&message, &mut batch) {
+                                // A dispatch, read from its envelope; its data is parsed when
+                                // mapped.
+                            } else if let Some(next) = self
+                                .on_frame(&message, &mut sink, &mut beats, &mut batch, outstanding)
+                                .await
+                            {
+                                return self.finish(pending, pending_sequence, batch, next).await;
+                            }
                         }
                         if batch.is_full(limits) {
                             break;
@@ -583,20 +583,19 @@ impl Connection<'_> {
     /// parsed once, by the hand-over's mapping, which parses the frame whole if the data is not
     /// JSON as cut. `false` when the frame needs the whole parse now: another op, READY or
     /// RESUMED, a frame written otherwise.
-    fn on_quick_dispatch(&mut self, text: Option<&str>, shared: &Bytes, batch: &mut Batch) -> bool {
-        let Some(quick) = text.and_then(quick_dispatch) else {
+    fn on_quick_dispatch(&mut self, message: &Utf8Bytes, batch: &mut Batch) -> bool {
+        let Some(quick) = quick_dispatch(message.as_str()) else {
             return false;
         };
         if matches!(quick.name, "READY" | "RESUMED") {
             return false;
         }
+        let Some(dispatch) = Dispatch::new(quick.name, quick.sequence, message, quick.data, true)
+        else {
+            return false;
+        };
         self.shard.status.dispatches.fetch_add(1, Ordering::Relaxed);
-        batch.push(Dispatch {
-            name: dispatch_name(quick.name),
-            sequence: quick.sequence,
-            raw: Raw::from_shared(shared, quick.data),
-            frame: Some(shared.clone()),
-        });
+        batch.push(dispatch);
         true
     }
 
@@ -604,14 +603,13 @@ impl Connection<'_> {
     /// handed over, so a sequence without a dispatch to hand over waits for it.
     async fn on_frame(
         &mut self,
-        bytes: &[u8],
-        shared: &Bytes,
+        message: &Utf8Bytes,
         sink: &mut futures::stream::SplitSink<Socket, Message>,
         beats: &mut Beats,
         batch: &mut Batch,
         outstanding: bool,
     ) -> Option<Next> {
-        let frame = parse_frame(bytes)?;
+        let frame = parse_frame(message.as_bytes())?;
         match frame.op {
             OP_DISPATCH => {
                 self.shard.status.dispatches.fetch_add(1, Ordering::Relaxed);
@@ -625,12 +623,14 @@ impl Connection<'_> {
                         tracing::info!(shard = self.shard.id.number, "discord shard resumed");
                         self.after_others(batch, outstanding, frame.s);
                     }
-                    name => batch.push(Dispatch {
-                        name: dispatch_name(name),
-                        sequence: frame.s,
-                        raw: Raw::from_shared(shared, frame.data().get()),
-                        frame: None,
-                    }),
+                    name => {
+                        // Always a part of the message: the frame was parsed from it.
+                        if let Some(dispatch) =
+                            Dispatch::new(name, frame.s, message, frame.data().get(), false)
+                        {
+                            batch.push(dispatch);
+                        }
+                    }
                 }
             }
             OP_HEARTBEAT => {
