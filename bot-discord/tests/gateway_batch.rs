@@ -213,6 +213,14 @@ async fn dispatches_written_otherwise_than_discord_writes_them_are_read_whole_in
         shard.status().session().is_some_and(|s| s.sequence == 102)
     })
     .await;
+    // No `d` at all: handed over with `null` data, not dropped, so its sequence is recorded.
+    gateway
+        .send_text(r#"{"t":"SOMETHING_NEW","s":103,"op":0}"#)
+        .await;
+    wait_until("the sequence of a dispatch without data", || {
+        shard.status().session().is_some_and(|s| s.sequence == 103)
+    })
+    .await;
     assert_eq!(gateway.connections().len(), 1, "one connection throughout");
     stop.cancel();
     bot.shutdown().await;

@@ -28,7 +28,8 @@ use crate::error::BoxError;
 pub(super) enum Load {
     /// Now: building fails when they cannot be read.
     Now,
-    /// At the first certificate checked; a failure then fails that handshake.
+    /// At the first certificate checked; a failure then fails that handshake, and the next
+    /// handshake reads them again (roots installed meanwhile are found).
     OnFirstUse,
 }
 
@@ -45,7 +46,8 @@ pub(super) struct PlatformVerifier {
     provider: Arc<CryptoProvider>,
     /// Extra trusted roots (DER), parsed as the verifier is built.
     extra_roots: Vec<Vec<u8>>,
-    built: OnceLock<Result<Arc<rustls_platform_verifier::Verifier>, rustls::Error>>,
+    /// Set once the roots were read; a failure to read them is not kept.
+    built: OnceLock<rustls_platform_verifier::Verifier>,
 }
 
 impl fmt::Debug for PlatformVerifier {
@@ -103,28 +105,36 @@ impl PlatformVerifier {
         self.built.get().is_some()
     }
 
+    /// The verifier, reading the roots if they were not read yet. Only a success is kept: a
+    /// machine whose roots could not be read (none installed yet, a certificate volume mounted
+    /// late) is tried again at the next handshake instead of failing every one for good.
+    /// Handshakes that find the roots unread at once may each read them; one result is kept.
     fn inner(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
-        self.built
-            .get_or_init(|| {
-                let extra = self
-                    .extra_roots
-                    .iter()
-                    .map(|der| CertificateDer::from(der.clone()));
-                let provider = self.provider.clone();
-                let verifier = if self.extra_roots.is_empty() {
-                    rustls_platform_verifier::Verifier::new(provider)
-                } else {
-                    rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)
-                };
-                verifier.map(Arc::new)
-            })
-            .as_deref()
-            .map_err(Clone::clone)
+        if let Some(verifier) = self.built.get() {
+            return Ok(verifier);
+        }
+        let extra = self
+            .extra_roots
+            .iter()
+            .map(|der| CertificateDer::from(der.clone()));
+        let provider = self.provider.clone();
+        let verifier = if self.extra_roots.is_empty() {
+            rustls_platform_verifier::Verifier::new(provider)
+        } else {
+            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)
+        };
+        match verifier {
+            Ok(verifier) => Ok(self.built.get_or_init(|| verifier)),
+            Err(e) => {
+                tracing::warn!(error = %e, "tls: the platform's root certificates cannot be read");
+                Err(e)
+            }
+        }
     }
 
     /// A client configuration verifying with this verifier, offering `alpn`: the protocol
     /// versions and the crypto provider the platform verifier's own configuration would have
-    /// (rustls's safe defaults, aws-lc-rs), SNI on, no client certificate.
+    /// (rustls's safe defaults, this verifier's crypto provider), SNI on, no client certificate.
     pub(super) fn client_config(
         self: &Arc<Self>,
         alpn: &[&[u8]],

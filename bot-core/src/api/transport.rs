@@ -165,7 +165,9 @@ impl Transport {
             return Ok(None);
         }
         // An h2c base reads the platform's roots only if a call goes to an `https://` origin.
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        // The provider `reqwest` would use (the process's default if one was installed), for
+        // this transport and its HTTP/1.1 fallback alike.
+        let provider = PlatformVerifier::default_provider();
         let verifier = PlatformVerifier::new(roots, Load::for_base(https), provider)?;
         let tls = verifier.client_config(&[b"h2", b"http/1.1"])?;
         let primary = Origin::of(base).ok_or("the base URL has no host")?;

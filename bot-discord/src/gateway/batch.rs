@@ -44,21 +44,27 @@ pub(super) struct Dispatch {
 }
 
 impl Dispatch {
-    /// The dispatch whose data is `data`, a part of `message` (`None` if it is not).
+    /// The dispatch whose data is `data`: a range of `message` when it is a part of it (it
+    /// always is when read from it), else a copy of its own (a frame without `d`, whose data is
+    /// the `null` it defaults to), so that no dispatch is dropped and its sequence is recorded.
     pub(super) fn new(
         name: &str,
         sequence: Option<u64>,
         message: &Utf8Bytes,
         data: &str,
         cut: bool,
-    ) -> Option<Self> {
-        Some(Self {
+    ) -> Self {
+        let (message, data) = match range_in(message.as_str(), data) {
+            Some(range) => (message.clone(), range),
+            None => (Utf8Bytes::from(data), 0..data.len()),
+        };
+        Self {
             name: dispatch_name(name),
             sequence,
-            data: range_in(message.as_str(), data)?,
-            message: message.clone(),
+            data,
+            message,
             cut,
-        })
+        }
     }
 
     fn data(&self) -> &str {
@@ -94,7 +100,7 @@ impl Dispatch {
             &self.message,
             whole.data().get(),
             false,
-        )?
+        )
         .event(context)
     }
 }

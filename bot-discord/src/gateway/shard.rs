@@ -513,7 +513,8 @@ impl Connection<'_> {
                         // buffer is reused for the next message.
                         // A text message's copy is UTF-8 without a check (the WebSocket layer
                         // checked it); a binary or inflated one is checked once, here. One that
-                        // is not UTF-8 is no JSON: ignored, as a frame that does not parse.
+                        // is not UTF-8 is no JSON: logged and ignored, as a frame that does
+                        // not parse.
                         if let Some(message) = payload.text_copy(inflater.as_ref()) {
                             if self.on_quick_dispatch(&message, &mut batch) {
                                 // A dispatch, read from its envelope; its data is parsed when
@@ -524,6 +525,11 @@ impl Connection<'_> {
                             {
                                 return self.finish(pending, pending_sequence, batch, next).await;
                             }
+                        } else {
+                            tracing::warn!(
+                                shard = self.shard.id.number,
+                                "discord gateway frame is not a payload: not UTF-8"
+                            );
                         }
                         if batch.is_full(limits) {
                             break;
@@ -590,10 +596,7 @@ impl Connection<'_> {
         if matches!(quick.name, "READY" | "RESUMED") {
             return false;
         }
-        let Some(dispatch) = Dispatch::new(quick.name, quick.sequence, message, quick.data, true)
-        else {
-            return false;
-        };
+        let dispatch = Dispatch::new(quick.name, quick.sequence, message, quick.data, true);
         self.shard.status.dispatches.fetch_add(1, Ordering::Relaxed);
         batch.push(dispatch);
         true
@@ -624,12 +627,14 @@ impl Connection<'_> {
                         self.after_others(batch, outstanding, frame.s);
                     }
                     name => {
-                        // Always a part of the message: the frame was parsed from it.
-                        if let Some(dispatch) =
-                            Dispatch::new(name, frame.s, message, frame.data().get(), false)
-                        {
-                            batch.push(dispatch);
-                        }
+                        // A range of the message, or (no `d`: its default `null`) a copy.
+                        batch.push(Dispatch::new(
+                            name,
+                            frame.s,
+                            message,
+                            frame.data().get(),
+                            false,
+                        ));
                     }
                 }
             }
