@@ -3,7 +3,8 @@
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::time::Duration;
 
 use foldhash::HashMap;
 use slab::Slab;
@@ -31,11 +32,18 @@ pub struct MemoryQueue {
     pub(super) capacity: usize,
     pub(super) capacity_bytes: usize,
     pub(super) overflow: Overflow,
+    /// [`Limits::reject_wait`]: how long a [`Overflow::Reject`] push waits for room.
+    pub(super) reject_wait: Duration,
     pub(super) dead_capacity: usize,
     /// Wakes pullers when events become available.
     pub(super) available: Notify,
-    /// Wakes producers blocked by [`Overflow::Wait`] when room frees up.
+    /// Wakes producers waiting for room ([`Overflow::Wait`], or [`Overflow::Reject`] within
+    /// its `reject_wait`) when room frees up.
     pub(super) space: Notify,
+    /// Producers waiting for room: a pull wakes them only when there are some. Counted up under
+    /// the lock (by a push that found no room), so a pull that frees room after it, under the
+    /// same lock, sees it.
+    pub(super) space_waiters: AtomicUsize,
     pub(super) depth: AtomicU64,
     pub(super) stale: AtomicU64,
 }
@@ -52,7 +60,7 @@ impl fmt::Debug for MemoryQueue {
 
 impl MemoryQueue {
     /// A queue bounded and configured by `limits` (`queue_capacity`, `queue_capacity_bytes`,
-    /// `overflow`, `ordering`, the dedup settings and `dead_letter_capacity`).
+    /// `overflow`, `reject_wait`, `ordering`, the dedup settings and `dead_letter_capacity`).
     pub fn new(limits: &Limits) -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -79,9 +87,11 @@ impl MemoryQueue {
             capacity: limits.queue_capacity,
             capacity_bytes: limits.queue_capacity_bytes,
             overflow: limits.overflow,
+            reject_wait: limits.reject_wait,
             dead_capacity: limits.dead_letter_capacity,
             available: Notify::new(),
             space: Notify::new(),
+            space_waiters: AtomicUsize::new(0),
             depth: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
@@ -181,11 +191,37 @@ impl MemoryQueue {
             && inner.waiting_bytes.saturating_add(bytes) <= self.capacity_bytes
     }
 
+    /// Wakes the producers waiting for room, if any (after a pull freed some).
+    pub(super) fn wake_producers(&self) {
+        if self.space_waiters.load(AtomicOrdering::Relaxed) > 0 {
+            self.space.notify_waiters();
+        }
+    }
+
     pub(super) fn wake_if_ready(&self, inner: std::sync::MutexGuard<'_, Inner>) {
         let wake = inner.has_ready();
         drop(inner);
         if wake {
             self.available.notify_one();
         }
+    }
+}
+
+/// One producer counted in [`MemoryQueue::space_waiters`] while it waits for room; counted out
+/// when it stops waiting, whether it got room, gave up or was dropped (a webhook whose client
+/// went away).
+pub(super) struct SpaceWaiter<'a>(&'a AtomicUsize);
+
+impl<'a> SpaceWaiter<'a> {
+    /// Counts a waiting producer in; call it under the queue's lock.
+    pub(super) fn new(waiters: &'a AtomicUsize) -> Self {
+        waiters.fetch_add(1, AtomicOrdering::Relaxed);
+        Self(waiters)
+    }
+}
+
+impl Drop for SpaceWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AtomicOrdering::Relaxed);
     }
 }
