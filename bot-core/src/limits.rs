@@ -44,9 +44,11 @@ pub struct Limits {
     /// room before it is refused (a webhook then answers 503 with `Retry-After`). The queue is
     /// drained all the time, so a short wait turns a momentary full buffer, an ingress briefly
     /// faster than the handlers, into a slower answer instead of a redelivery; only a buffer
-    /// that stays full for the whole wait refuses. Memory stays bounded while pushes wait: a
-    /// waiting push holds only its own request, and requests in progress are bounded by the
-    /// server's connection and request limits and the body limit. Zero refuses at once. Default
+    /// that stays full for the whole wait refuses. Memory stays bounded while pushes wait: the
+    /// pushes waiting at once hold at most an eighth of `queue_capacity_bytes` of events
+    /// between them (a push past that is refused at once), each besides its own request, which
+    /// the server's connection and request limits and the body limit bound. Zero refuses at
+    /// once. Default
     /// 250 ms ([`DEFAULT_REJECT_WAIT`]). The other policies do not use it ([`Overflow::Wait`]
     /// waits as long as it takes); the PostgreSQL queue has its own `push_timeout`.
     pub reject_wait: Duration,

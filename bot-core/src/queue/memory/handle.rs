@@ -17,6 +17,11 @@ use crate::limits::{Limits, Ordering, Overflow};
 use crate::queue::dedup::{Dedup, DedupKey, KeyHasher};
 use crate::queue::{Completed, PushReport, Queue};
 
+/// The [`Overflow::Reject`] pushes waiting for room hold at most this share of
+/// [`Limits::queue_capacity_bytes`] between them (an eighth: 2 MiB by default, about a hundred
+/// webhooks of 10 LINE text events); past it a push is refused at once, as with no wait.
+pub(super) const REJECT_WAIT_SHARE: usize = 8;
+
 /// The embedded default [`Queue`]: a bounded buffer in this process.
 ///
 /// With [`Ordering::PerConversation`], events of one conversation wait in a lane that hands out
@@ -44,6 +49,13 @@ pub struct MemoryQueue {
     /// the lock (by a push that found no room), so a pull that frees room after it, under the
     /// same lock, sees it.
     pub(super) space_waiters: AtomicUsize,
+    /// The bytes of the batches of the [`Overflow::Reject`] pushes waiting for room (as
+    /// [`crate::queue::event_bytes`] counts them).
+    pub(super) space_waiting_bytes: AtomicUsize,
+    /// How many bytes of batches may wait for room at once ([`REJECT_WAIT_SHARE`]): a push that
+    /// would go past it is refused at once, so that the requests waiting stay few past
+    /// saturation.
+    pub(super) reject_wait_bytes: usize,
     pub(super) depth: AtomicU64,
     pub(super) stale: AtomicU64,
 }
@@ -92,6 +104,8 @@ impl MemoryQueue {
             available: Notify::new(),
             space: Notify::new(),
             space_waiters: AtomicUsize::new(0),
+            space_waiting_bytes: AtomicUsize::new(0),
+            reject_wait_bytes: (limits.queue_capacity_bytes / REJECT_WAIT_SHARE).max(1),
             depth: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
@@ -207,21 +221,32 @@ impl MemoryQueue {
     }
 }
 
-/// One producer counted in [`MemoryQueue::space_waiters`] while it waits for room; counted out
-/// when it stops waiting, whether it got room, gave up or was dropped (a webhook whose client
-/// went away).
-pub(super) struct SpaceWaiter<'a>(&'a AtomicUsize);
+/// One producer counted in [`MemoryQueue::space_waiters`] (and its batch's bytes in
+/// [`MemoryQueue::space_waiting_bytes`]) while it waits for room; counted out when it stops
+/// waiting, whether it got room, gave up or was dropped (a webhook whose client went away).
+pub(super) struct SpaceWaiter<'a> {
+    queue: &'a MemoryQueue,
+    bytes: usize,
+}
 
 impl<'a> SpaceWaiter<'a> {
-    /// Counts a waiting producer in; call it under the queue's lock.
-    pub(super) fn new(waiters: &'a AtomicUsize) -> Self {
-        waiters.fetch_add(1, AtomicOrdering::Relaxed);
-        Self(waiters)
+    /// Counts a waiting producer in, with its batch's `bytes`; call it under the queue's lock.
+    pub(super) fn new(queue: &'a MemoryQueue, bytes: usize) -> Self {
+        queue.space_waiters.fetch_add(1, AtomicOrdering::Relaxed);
+        queue
+            .space_waiting_bytes
+            .fetch_add(bytes, AtomicOrdering::Relaxed);
+        Self { queue, bytes }
     }
 }
 
 impl Drop for SpaceWaiter<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, AtomicOrdering::Relaxed);
+        self.queue
+            .space_waiting_bytes
+            .fetch_sub(self.bytes, AtomicOrdering::Relaxed);
+        self.queue
+            .space_waiters
+            .fetch_sub(1, AtomicOrdering::Relaxed);
     }
 }

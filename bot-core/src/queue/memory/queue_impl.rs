@@ -62,8 +62,17 @@ impl Queue for MemoryQueue {
                     }
                     return Ok(report);
                 }
+                // A push that does not wait yet may start to only while the pushes waiting hold
+                // less than their share of the byte budget (one alone always may).
+                let no_room_to_wait = waiter.is_none() && {
+                    let held = self.space_waiting_bytes.load(AtomicOrdering::Relaxed);
+                    held > 0 && held.saturating_add(fresh_bytes) > self.reject_wait_bytes
+                };
                 if self.overflow == Overflow::Reject
-                    && now >= *deadline.get_or_insert_with(|| deadline_after(now, self.reject_wait))
+                    && (no_room_to_wait
+                        || now
+                            >= *deadline
+                                .get_or_insert_with(|| deadline_after(now, self.reject_wait)))
                 {
                     tracing::debug!(
                         waiting = inner.waiting,
@@ -80,7 +89,7 @@ impl Queue for MemoryQueue {
                 }
                 space.as_mut().enable();
                 if waiter.is_none() {
-                    waiter = Some(SpaceWaiter::new(&self.space_waiters));
+                    waiter = Some(SpaceWaiter::new(self, fresh_bytes));
                 }
             }
             match deadline {

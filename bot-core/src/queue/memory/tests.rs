@@ -519,3 +519,54 @@ async fn a_running_event_keeps_no_lane_buffer() {
     assert_eq!(q.lanes(), 1, "idle lanes are evicted");
     assert_eq!(q.depth(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn pushes_wait_for_room_only_within_their_share_of_the_byte_budget() {
+    let one = crate::queue::event_bytes(&sized("a", "probe", 1000));
+    // Twelve events fill the budget; the pushes waiting may hold an eighth of it, 1.5 events.
+    let q = std::sync::Arc::new(MemoryQueue::new(&Limits {
+        reject_wait: Duration::from_millis(300),
+        ..bytes_limits(12 * one, Overflow::Reject, Ordering::Unordered)
+    }));
+    assert_eq!(q.reject_wait_bytes, 12 * one / 8);
+    let fill: Vec<Event> = (0..12)
+        .map(|i| sized("a", &format!("f{i:04}"), 1000))
+        .collect();
+    q.push_batch(fill).await.unwrap();
+    assert_eq!(q.waiting_bytes(), 12 * one);
+    // The first push waits (one alone always may)...
+    let q2 = q.clone();
+    let mut first =
+        tokio::spawn(async move { q2.push_batch(vec![sized("b", "w0001", 1000)]).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), &mut first)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        q.space_waiting_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        one
+    );
+    // ...a second would take the waiting pushes past their share: refused at once.
+    let start = Instant::now();
+    let e = q
+        .push_batch(vec![sized("c", "w0002", 1000)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull);
+    assert_eq!(e.retry_after(), Some(FULL_RETRY_AFTER));
+    assert_eq!(Instant::now(), start, "refused without waiting");
+    // Room for one: the waiting push goes in, and no bytes are counted as waiting any more.
+    assert_eq!(q.pull(1).await.unwrap().len(), 1);
+    assert_eq!(first.await.unwrap().unwrap().accepted, 1);
+    assert_eq!(
+        q.space_waiting_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        q.space_waiters.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
