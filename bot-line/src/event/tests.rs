@@ -315,13 +315,11 @@ fn events_share_the_body_they_came_in() {
     assert_eq!(events[1].raw()["type"], "follow");
 }
 
+/// A body's events and how many were in standby mode.
+type Parsed = (Vec<Event>, usize);
+
 /// A body both ways: read in one pass, and split into raw values then read event by event.
-fn body_both_ways(
-    body: &str,
-) -> (
-    Option<(Vec<Event>, usize)>,
-    Result<(Vec<Event>, usize), String>,
-) {
+fn body_both_ways(body: &str) -> (Option<Parsed>, Result<Parsed, String>) {
     let body = Bytes::copy_from_slice(body.as_bytes());
     let one = one_pass(&body, false);
     let two = two_passes(&body, false).map_err(|e| e.to_string());

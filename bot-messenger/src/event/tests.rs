@@ -282,8 +282,8 @@ fn the_one_pass_body_leaves_odd_bodies_to_the_two_passes() {
     // Well-formed but not plain, or not a page's: the two passes read them.
     let odd = [
         format!(r#"{{"entry":[{{"id":"PAGE","messaging":[{item}]}}],"object":"page"}}"#),
-        format!(r#"{{"object":"page","object":"page","entry":[]}}"#),
-        format!(r#"{{"object":"page","entry":[],"entry":[]}}"#),
+        r#"{"object":"page","object":"page","entry":[]}"#.to_owned(),
+        r#"{"object":"page","entry":[],"entry":[]}"#.to_owned(),
         format!(r#"{{"object":"page","entry":[{{"messaging":[{item}],"id":"PAGE"}}]}}"#),
         format!(r#"{{"object":"page","entry":[{{"messaging":[{item}],"time":3}}]}}"#),
         format!(r#"{{"object":"page","entry":[{{"id":"A","id":"B","messaging":[{item}]}}]}}"#),
