@@ -11,6 +11,10 @@ pub const MAX_IN_FLIGHT: usize = 1 << 24;
 /// The default [`Limits::queue_capacity_bytes`]: 16 MiB of waiting events.
 pub const DEFAULT_QUEUE_CAPACITY_BYTES: usize = 16 << 20;
 
+/// The default [`Limits::reject_wait`]: 250 ms, well inside the platforms' webhook time-outs
+/// (LINE and Messenger wait seconds for an answer).
+pub const DEFAULT_REJECT_WAIT: Duration = Duration::from_millis(250);
+
 /// The bounds the supervisor and the memory queue enforce.
 ///
 /// Build one with struct update syntax and validate it (the bot builder does):
@@ -36,6 +40,18 @@ pub struct Limits {
     pub queue_capacity_bytes: usize,
     /// What a push does when the buffer is full. Default [`Overflow::Reject`].
     pub overflow: Overflow,
+    /// With [`Overflow::Reject`]: how long a push that finds the memory queue full waits for
+    /// room before it is refused (a webhook then answers 503 with `Retry-After`). The queue is
+    /// drained all the time, so a short wait turns a momentary full buffer, an ingress briefly
+    /// faster than the handlers, into a slower answer instead of a redelivery; only a buffer
+    /// that stays full for the whole wait refuses. Memory stays bounded while pushes wait: the
+    /// pushes waiting at once hold at most an eighth of `queue_capacity_bytes` of events
+    /// between them (a push past that is refused at once), each besides its own request, which
+    /// the server's connection and request limits and the body limit bound. Zero refuses at
+    /// once. Default
+    /// 250 ms ([`DEFAULT_REJECT_WAIT`]). The other policies do not use it ([`Overflow::Wait`]
+    /// waits as long as it takes); the PostgreSQL queue has its own `push_timeout`.
+    pub reject_wait: Duration,
     /// Whether events of one conversation run one at a time, in order. Default
     /// [`Ordering::PerConversation`].
     pub ordering: Ordering,
@@ -61,6 +77,7 @@ impl Default for Limits {
             queue_capacity: 100_000,
             queue_capacity_bytes: DEFAULT_QUEUE_CAPACITY_BYTES,
             overflow: Overflow::Reject,
+            reject_wait: DEFAULT_REJECT_WAIT,
             ordering: Ordering::PerConversation,
             handler_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
@@ -111,7 +128,8 @@ impl Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Overflow {
-    /// Refuse the whole batch; webhooks answer 503 with `Retry-After` so the platform redelivers.
+    /// Refuse the whole batch, after waiting up to [`Limits::reject_wait`] for room; webhooks
+    /// answer 503 with `Retry-After` so the platform redelivers.
     #[default]
     Reject,
     /// Make the producer wait for room (gateways: stop reading the socket).

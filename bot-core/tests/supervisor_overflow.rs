@@ -87,6 +87,41 @@ async fn overflow_reject_refuses_without_enqueuing() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn overflow_reject_waits_for_room_before_refusing() {
+    let (bot, gate, handled, done) = overflow_bot(Overflow::Reject).await;
+    bot.ingress()
+        .submit(vec![event("a", "e1".into()), event("a", "e2".into())])
+        .await
+        .unwrap();
+    let waits = Limits::default().reject_wait;
+    assert!(!waits.is_zero());
+    // The buffer is full; a push waits for room, and gets it when the handler of e0 finishes
+    // and the supervisor takes e1.
+    let ingress = bot.ingress();
+    let mut late = tokio::spawn(async move { ingress.submit(vec![event("a", "e3".into())]).await });
+    assert!(
+        tokio::time::timeout(waits / 2, &mut late).await.is_err(),
+        "still waiting for room"
+    );
+    gate.add_permits(1);
+    assert_eq!(late.await.unwrap().unwrap().accepted, 1);
+    // Full again, and no handler finishes: refused once the wait is over.
+    let start = tokio::time::Instant::now();
+    let err = bot
+        .ingress()
+        .submit(vec![event("a", "e4".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QueueFull);
+    assert!(err.retry_after().is_some());
+    assert_eq!(start.elapsed(), waits);
+    gate.add_permits(10);
+    done.wait(4).await;
+    bot.shutdown().await;
+    assert_eq!(*handled.lock().unwrap(), ["e0", "e1", "e2", "e3"]);
+}
+
 /// Sheds e1..e5 into a buffer of 2 (e0 holds the only slot) and checks what ran and what was
 /// counted under `reason`.
 async fn shed_five(overflow: Overflow, reason: &str, handled_expected: [&str; 3]) -> PushReport {

@@ -112,6 +112,16 @@ pub(crate) fn parse_body(
     body: &Bytes,
     keep_standby: bool,
 ) -> Result<(Vec<Event>, usize), serde_json::Error> {
+    match one_pass(body, keep_standby) {
+        Some(parsed) => Ok(parsed),
+        None => two_passes(body, keep_standby),
+    }
+}
+
+/// [`parse_body`] by `events[]` split into raw values first, then each event read: the
+/// reference [`one_pass`] must agree with, and the path of every body it does not take (and of
+/// every error).
+fn two_passes(body: &Bytes, keep_standby: bool) -> Result<(Vec<Event>, usize), serde_json::Error> {
     let wire: WireBody<'_> = serde_json::from_slice(body)?;
     let mut events = Vec::with_capacity(wire.events.len());
     let mut standby = 0;
@@ -124,6 +134,126 @@ pub(crate) fn parse_body(
         }
     }
     Ok((events, standby))
+}
+
+/// [`parse_body`] in one pass over the body: each element of `events[]` is read where it stands
+/// as the fast path's wire event, its span (the event's [`Event::raw`]) known from where the
+/// reading ended, instead of `events[]` being split into raw values first and each read again.
+/// An event the wire type does not read is skipped as a raw value and goes to the typed model,
+/// as in [`two_passes`].
+///
+/// `None` for anything but a plain well-formed body, which [`two_passes`] then reads (and
+/// refuses with serde's own error when it is not a webhook): a body that is not UTF-8 or not
+/// an object, a key with escapes or given twice, `destination` after `events`, malformed JSON.
+fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<Event>, usize)> {
+    /// `destination`, borrowed unless it has escapes (serde's `Cow` always copies).
+    #[derive(Deserialize)]
+    struct Destination<'a>(#[serde(borrow)] Cow<'a, str>);
+
+    /// One JSON value of type `T` at `at`, and where it ends.
+    fn value<'t, T: Deserialize<'t>>(text: &'t str, at: usize) -> Option<(T, usize)> {
+        let mut values = serde_json::Deserializer::from_str(text.get(at..)?).into_iter::<T>();
+        let value = values.next()?.ok()?;
+        Some((value, at + values.byte_offset()))
+    }
+    /// The first byte at or after `at` that is not JSON whitespace, and where it is.
+    fn token(text: &str, mut at: usize) -> Option<(u8, usize)> {
+        let bytes = text.as_bytes();
+        while let Some(&b) = bytes.get(at) {
+            if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return Some((b, at));
+            }
+            at += 1;
+        }
+        None
+    }
+
+    let text = std::str::from_utf8(body).ok()?;
+    let (b'{', at) = token(text, 0)? else {
+        return None;
+    };
+    let mut at = at + 1;
+    let mut destination: Option<Cow<'_, str>> = None;
+    let mut parsed: Option<(Vec<Event>, usize)> = None;
+    if let (b'}', _) = token(text, at)? {
+        // `{}`: no `events`, which the two passes refuse.
+        return None;
+    }
+    loop {
+        let (b'"', key_at) = token(text, at)? else {
+            return None;
+        };
+        // A key with escapes does not read as `&str`: left to the two passes.
+        let (key, after_key) = value::<&str>(text, key_at)?;
+        let (b':', colon) = token(text, after_key)? else {
+            return None;
+        };
+        at = colon + 1;
+        match key {
+            "destination" => {
+                if destination.is_some() || parsed.is_some() {
+                    return None;
+                }
+                let (Destination(d), end) = value(text, at)?;
+                destination = Some(d);
+                at = end;
+            }
+            "events" => {
+                if parsed.is_some() {
+                    return None;
+                }
+                let (b'[', open) = token(text, at)? else {
+                    return None;
+                };
+                let dest = destination.as_deref().unwrap_or("");
+                let mut events = Vec::with_capacity(16);
+                let mut standby = 0;
+                at = open + 1;
+                if let (b']', close) = token(text, at)? {
+                    at = close + 1;
+                } else {
+                    loop {
+                        let (_, start) = token(text, at)?;
+                        let (mapped, end) = match fast::read(text, start) {
+                            Some((wire, end)) => {
+                                (fast::mapped(body, dest, wire, &text[start..end]), end)
+                            }
+                            None => (None, value::<&RawValue>(text, start)?.1),
+                        };
+                        let json = &text[start..end];
+                        let (mut event, is_standby) = mapped.unwrap_or_else(|| general(dest, json));
+                        event.raw = Raw::from_shared(body, json);
+                        if is_standby && !keep_standby {
+                            standby += 1;
+                        } else {
+                            events.push(event);
+                        }
+                        match token(text, end)? {
+                            (b',', comma) => at = comma + 1,
+                            (b']', close) => {
+                                at = close + 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                parsed = Some((events, standby));
+            }
+            _ => at = value::<serde::de::IgnoredAny>(text, at)?.1,
+        }
+        match token(text, at)? {
+            (b',', comma) => at = comma + 1,
+            (b'}', close) => {
+                // Nothing but whitespace may follow.
+                return match token(text, close + 1) {
+                    None => parsed,
+                    Some(_) => None,
+                };
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Maps one raw LINE event (an element of `events[]`) to a core event.
@@ -388,7 +518,7 @@ mod fast {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     #[allow(dead_code, reason = "some fields are read to be checked, not used")]
-    struct WireEvent<'a> {
+    pub(super) struct WireEvent<'a> {
         #[serde(rename = "type", borrow)]
         event_type: Cow<'a, str>,
         #[serde(default, borrow, deserialize_with = "borrowed")]
@@ -540,6 +670,27 @@ mod fast {
     /// The event, and whether it came in standby mode; `None` when the general path decides.
     pub(super) fn event(body: &Bytes, destination: &str, json: &str) -> Option<(Event, bool)> {
         let wire: WireEvent<'_> = serde_json::from_str(json).ok()?;
+        mapped(body, destination, wire, json)
+    }
+
+    /// Reads the event that starts at `at` in `text` (the whole body) in one pass: the wire
+    /// event and where it ends, or `None` when it does not read as a [`WireEvent`] (then it is
+    /// skipped as a raw value and left to the general path).
+    pub(super) fn read(text: &str, at: usize) -> Option<(WireEvent<'_>, usize)> {
+        let mut events =
+            serde_json::Deserializer::from_str(text.get(at..)?).into_iter::<WireEvent<'_>>();
+        let wire = events.next()?.ok()?;
+        Some((wire, at + events.byte_offset()))
+    }
+
+    /// The event read as `wire` from `json` (a slice of `body`), mapped; `None` when the
+    /// general path decides.
+    pub(super) fn mapped(
+        body: &Bytes,
+        destination: &str,
+        wire: WireEvent<'_>,
+        json: &str,
+    ) -> Option<(Event, bool)> {
         let edited = match &*wire.event_type {
             "message" => false,
             "messageEdited" => true,

@@ -314,3 +314,130 @@ fn events_share_the_body_they_came_in() {
     }
     assert_eq!(events[1].raw()["type"], "follow");
 }
+
+/// A body's events and how many were in standby mode.
+type Parsed = (Vec<Event>, usize);
+
+/// A body both ways: read in one pass, and split into raw values then read event by event.
+fn body_both_ways(body: &str) -> (Option<Parsed>, Result<Parsed, String>) {
+    let body = Bytes::copy_from_slice(body.as_bytes());
+    let one = one_pass(&body, false);
+    let two = two_passes(&body, false).map_err(|e| e.to_string());
+    (one, two)
+}
+
+#[test]
+fn the_one_pass_body_reads_every_event_as_the_two_passes_do() {
+    let text = |id: &str, user: &str, words: &str| {
+        json!({"type": "message", "mode": "active", "timestamp": 1_700_000_000_000_i64,
+            "source": {"type": "user", "userId": user}, "webhookEventId": id, "replyToken": "rt",
+            "deliveryContext": {"isRedelivery": false},
+            "message": {"type": "text", "id": "m1", "text": words}})
+    };
+    let mixed = json!([
+        text("01A", "U1", "hi"),
+        {"type": "follow", "timestamp": 2, "webhookEventId": "01B",
+         "source": {"type": "user", "userId": "U1"}, "follow": {"isUnblocked": false}},
+        {"type": "message", "timestamp": 3, "webhookEventId": "01C",
+         "source": {"type": "group", "groupId": "G1", "userId": "U2"},
+         "message": {"type": "image", "id": "m2", "contentProvider": {"type": "line"}}},
+        text("01D", "U3", "say \"hi\"\n\u{e9}"),
+        {"type": "beacon", "timestamp": 4, "webhookEventId": "01E"},
+        {"type": "message", "timestamp": 5, "webhookEventId": "01F", "mode": "standby",
+         "source": {"type": "user", "userId": "U1"},
+         "message": {"type": "text", "id": "m3", "text": "standby"}},
+        {"type": "message", "timestamp": 6, "webhookEventId": "01G",
+         "source": {"type": "user", "userId": "U1"}, "message": {"type": "text", "id": "m4"}},
+        17,
+        "not an event",
+        null,
+        [1, 2],
+        {"type": "postback", "timestamp": 7, "webhookEventId": "01H",
+         "source": {"type": "user", "userId": "U1"},
+         "postback": {"data": "a=1", "params": {"date": "2026-12-06"}}},
+        {"type": "message", "timestamp": 8, "source": {"type": "user", "userId": "U1"},
+         "message": {"type": "text", "id": "m5", "text": "no id"}},
+    ]);
+    let events = mixed.to_string();
+    let bodies = [
+        format!(r#"{{"destination":"Ubot","events":{events}}}"#),
+        // Whitespace everywhere JSON allows it, keys in another order, keys the body ignores.
+        format!(
+            " \n{{ \"extra\" : {{\"a\": [1, {{}}]}} ,\t\"destination\" :\"Ubot\" ,\r\n \"events\" : {} , \"n\": 12.5e3 , \"t\": true }} \n",
+            serde_json::to_string_pretty(&mixed).unwrap()
+        ),
+        // No destination: the events' chats fall back to an empty bot id, as in the model.
+        format!(r#"{{"events":{events}}}"#),
+        format!(r#"{{"events":{events},"other":null}}"#),
+        r#"{"destination":"Ubot","events":[]}"#.to_owned(),
+        r#"{"destination":"Ubot","events":[ ]}"#.to_owned(),
+    ];
+    for body in &bodies {
+        let (one, two) = body_both_ways(body);
+        let one = one.unwrap_or_else(|| panic!("the one pass refused {body}"));
+        let two = two.unwrap();
+        assert_eq!(one, two, "{body}");
+        for (a, b) in one.0.iter().zip(&two.0) {
+            assert_eq!(a.raw.json(), b.raw.json(), "the same span of {body}");
+        }
+    }
+    let (one, _) = body_both_ways(&bodies[0]);
+    let (events, standby) = one.unwrap();
+    assert_eq!((events.len(), standby), (12, 1));
+    assert_eq!(events[0].raw.json(), text("01A", "U1", "hi").to_string());
+    assert!(matches!(events[1].kind, EventKind::Followed));
+    assert_eq!(events[3].text_content(), Some("say \"hi\"\n\u{e9}"));
+}
+
+#[test]
+fn the_one_pass_body_leaves_odd_bodies_to_the_two_passes() {
+    let event = r#"{"type":"message","timestamp":1,"webhookEventId":"01A","source":{"type":"user","userId":"U1"},"message":{"type":"text","id":"m","text":"a"}}"#;
+    // Well-formed but not plain: the two passes read them (and agree with serde on each).
+    let odd = [
+        format!(r#"{{"events":[{event}],"destination":"Ubot"}}"#),
+        format!(r#"{{"destination":"U1","destination":"U2","events":[{event}]}}"#),
+        format!(r#"{{"destination":"Ubot","events":[{event}],"events":[]}}"#),
+        format!(r#"{{"destin\u0061tion":"Ubot","events":[{event}]}}"#),
+        format!(r#"{{"destination":"Ubot","ev\u0065nts":[{event}]}}"#),
+    ];
+    for body in &odd {
+        let (one, two) = body_both_ways(body);
+        assert!(one.is_none(), "{body}");
+        let _ = two;
+    }
+    // Escaped keys and a destination after the events still read, through the two passes.
+    let (_, two) = body_both_ways(&odd[0]);
+    assert_eq!(two.unwrap().0[0].conversation.as_str(), "U1");
+    let (_, two) = body_both_ways(&odd[4]);
+    assert_eq!(two.unwrap().0.len(), 1);
+    // Not webhooks: refused by the one pass, and with serde's error by the two passes.
+    let broken = [
+        String::new(),
+        "   ".to_owned(),
+        "[]".to_owned(),
+        "{}".to_owned(),
+        r#"{"destination":"Ubot"}"#.to_owned(),
+        r#"{"destination":null,"events":[]}"#.to_owned(),
+        r#"{"events":{}}"#.to_owned(),
+        r#"{"events":null}"#.to_owned(),
+        format!(r#"{{"events":[{event},]}}"#),
+        format!(r#"{{"events":[{event}]"#),
+        format!(r#"{{"events":[{event}]}} x"#),
+        format!(r#"{{"events":[{event}]}}{{}}"#),
+        format!(r#"{{"events":[{event} {event}]}}"#),
+        format!(r#"{{"events":[{event}],}}"#),
+        format!(r#"{{"events":[{}]}}"#, &event[..event.len() - 1]),
+    ];
+    for body in &broken {
+        let (one, two) = body_both_ways(body);
+        assert!(one.is_none(), "{body}");
+        assert!(two.is_err(), "{body}");
+        assert!(events_from_body(body.as_bytes()).is_err(), "{body}");
+    }
+    // Not UTF-8.
+    let mut bytes = format!(r#"{{"events":[{event}]}}"#).into_bytes();
+    let at = bytes.len() - 10;
+    bytes[at] = 0xff;
+    assert!(one_pass(&Bytes::from(bytes.clone()), true).is_none());
+    assert!(events_from_body(&bytes).is_err());
+}

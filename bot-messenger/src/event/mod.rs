@@ -129,7 +129,12 @@ struct WireEntry<'a> {
 /// An item's tree, for mapping; if its text cannot become one (nesting too deep), an object
 /// holding the text, so that its hash (the id of an item without one) is still its own.
 fn tree(item: &RawValue) -> Value {
-    serde_json::from_str(item.get()).unwrap_or_else(|_| json!({ "unreadable": item.get() }))
+    tree_of(item.get())
+}
+
+/// [`tree`] of an item's JSON text.
+fn tree_of(json: &str) -> Value {
+    serde_json::from_str(json).unwrap_or_else(|_| json!({ "unreadable": json }))
 }
 
 /// Parses a webhook body into core events: every item of every entry, in order, `messaging[]`,
@@ -153,6 +158,222 @@ pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
 ///
 /// Fails when the body is not JSON, or has no `object` or no `entry` array.
 pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
+    match one_pass(body) {
+        Some(batch) => Ok(batch),
+        None => two_passes(body),
+    }
+}
+
+/// The text of `body` from `at` on as one JSON value of type `T`, and where it ends.
+fn value<'t, T: Deserialize<'t>>(text: &'t str, at: usize) -> Option<(T, usize)> {
+    let mut values = serde_json::Deserializer::from_str(text.get(at..)?).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    Some((value, at + values.byte_offset()))
+}
+
+/// The first byte at or after `at` that is not JSON whitespace, and where it is.
+fn token(text: &str, mut at: usize) -> Option<(u8, usize)> {
+    let bytes = text.as_bytes();
+    while let Some(&b) = bytes.get(at) {
+        if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+            return Some((b, at));
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Reads the members of the object that starts at `at` (after whitespace): calls `member`
+/// with each key and where its value starts, which reads the value and says where it ends.
+/// Returns where the object ends; `None` for anything but a plain object (keys with escapes
+/// included), or when `member` says `None`.
+fn members<'t>(
+    text: &'t str,
+    at: usize,
+    mut member: impl FnMut(&'t str, usize) -> Option<usize>,
+) -> Option<usize> {
+    let (b'{', open) = token(text, at)? else {
+        return None;
+    };
+    let mut at = open + 1;
+    if let (b'}', close) = token(text, at)? {
+        return Some(close + 1);
+    }
+    loop {
+        let (b'"', key_at) = token(text, at)? else {
+            return None;
+        };
+        let (key, after_key) = value::<&str>(text, key_at)?;
+        let (b':', colon) = token(text, after_key)? else {
+            return None;
+        };
+        at = member(key, colon + 1)?;
+        match token(text, at)? {
+            (b',', comma) => at = comma + 1,
+            (b'}', close) => return Some(close + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// Reads the elements of the array that starts at `at` (after whitespace): calls `element`
+/// with where each starts, which reads it and says where it ends. Returns where the array ends.
+fn elements(
+    text: &str,
+    at: usize,
+    mut element: impl FnMut(usize) -> Option<usize>,
+) -> Option<usize> {
+    let (b'[', open) = token(text, at)? else {
+        return None;
+    };
+    if let (b']', close) = token(text, open + 1)? {
+        return Some(close + 1);
+    }
+    let mut at = open + 1;
+    loop {
+        let (_, start) = token(text, at)?;
+        let end = element(start)?;
+        match token(text, end)? {
+            (b',', comma) => at = comma + 1,
+            (b']', close) => return Some(close + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// [`parse_bytes`] in one pass over the body: each item of `messaging[]` and `standby[]` is
+/// read where it stands (a `messaging[]` item as the fast path's wire item), its span (the
+/// event's [`Event::raw`]) known from where the reading ended, instead of every entry's lists
+/// being split into raw values first and each item read again. Items the wire type does not
+/// read, standby items and changes are skipped as raw values and mapped as in [`two_passes`].
+///
+/// `None` for anything but a plain well-formed body of a `page` or `instagram` object, which
+/// [`two_passes`] then reads (and refuses with serde's own error when it is not a webhook): a
+/// body that is not UTF-8, a key with escapes or given twice, `object` after `entry` or an
+/// entry's `id` or `time` after its lists, malformed JSON, other objects.
+fn one_pass(body: &Bytes) -> Option<Batch> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut object: Option<Object> = None;
+    let mut events: Option<Vec<Event>> = None;
+    let end = members(text, 0, |key, at| match key {
+        "object" if object.is_none() && events.is_none() => {
+            let (read, end) = value::<Object>(text, at)?;
+            if !matches!(read, Object::Page | Object::Instagram) {
+                return None;
+            }
+            object = Some(read);
+            Some(end)
+        }
+        "entry" if object.is_some() && events.is_none() => {
+            let mut out = Vec::with_capacity(16);
+            let end = elements(text, at, |start| entry(body, text, start, &mut out))?;
+            events = Some(out);
+            Some(end)
+        }
+        "object" | "entry" => None,
+        _ => value::<serde::de::IgnoredAny>(text, at).map(|(_, end)| end),
+    })?;
+    // Nothing but whitespace may follow.
+    if token(text, end).is_some() {
+        return None;
+    }
+    Some(Batch {
+        object: object?,
+        events: events?,
+    })
+}
+
+/// One entry of [`one_pass`], from `at`: its events appended to `out`, in the order of
+/// [`two_passes`] (`messaging[]`, then `standby[]`, then `changes[]`). Returns where it ends.
+fn entry(body: &Bytes, text: &str, at: usize, out: &mut Vec<Event>) -> Option<usize> {
+    let mut id: Option<Value> = None;
+    let mut time: Option<i64> = None;
+    let mut page_id = String::new();
+    let mut channel: Option<ChannelId> = None;
+    let (mut messaging, mut standby, mut changes) = (None, None, None);
+    let end = members(text, at, |key, at| {
+        let lists_read = messaging.is_some() || standby.is_some() || changes.is_some();
+        match key {
+            "id" if id.is_none() && !lists_read => {
+                let (read, end) = value::<Value>(text, at)?;
+                page_id = match &read {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                };
+                channel = (!page_id.is_empty()).then(|| ChannelId::new(&page_id));
+                id = Some(read);
+                Some(end)
+            }
+            "time" if time.is_none() && !lists_read => {
+                let (read, end) = value::<i64>(text, at)?;
+                time = Some(read);
+                Some(end)
+            }
+            "messaging" | "standby" | "changes" => {
+                let list = match key {
+                    "messaging" => &mut messaging,
+                    "standby" => &mut standby,
+                    _ => &mut changes,
+                };
+                if list.is_some() {
+                    return None;
+                }
+                let mut events = Vec::new();
+                let context = Context {
+                    page_id: &page_id,
+                    time: time.unwrap_or(0),
+                    standby: key == "standby",
+                };
+                let end = elements(text, at, |start| {
+                    let (mut event, end) = item(body, text, start, key, &context)?;
+                    event.channel.clone_from(&channel);
+                    events.push(event);
+                    Some(end)
+                })?;
+                *list = Some(events);
+                Some(end)
+            }
+            "id" | "time" => None,
+            _ => value::<serde::de::IgnoredAny>(text, at).map(|(_, end)| end),
+        }
+    })?;
+    for list in [messaging, standby, changes].into_iter().flatten() {
+        out.extend(list);
+    }
+    Some(end)
+}
+
+/// One item of an entry's `list` (`messaging`, `standby` or `changes`), from `at`, mapped as
+/// [`two_passes`] maps it; and where it ends.
+fn item(
+    body: &Bytes,
+    text: &str,
+    at: usize,
+    list: &str,
+    context: &Context<'_>,
+) -> Option<(Event, usize)> {
+    let read = (list == "messaging")
+        .then(|| fast::read(text, at))
+        .flatten();
+    let (fast, end) = match read {
+        Some((wire, end)) => (fast::mapped(body, wire, context.page_id, context.time), end),
+        None => (None, value::<&RawValue>(text, at)?.1),
+    };
+    let json = &text[at..end];
+    let mut event = match fast {
+        Some(event) => event,
+        None if list == "changes" => change_event(&tree_of(json), context.page_id, context.time),
+        None => to_core_event(&tree_of(json), context),
+    };
+    event.raw = Raw::from_shared(body, json);
+    Some((event, end))
+}
+
+/// [`parse_bytes`] by every entry's lists split into raw values first, then each item read:
+/// the reference [`one_pass`] must agree with, and the path of every body it does not take
+/// (and of every error).
+fn two_passes(body: &Bytes) -> Result<Batch, serde_json::Error> {
     let wire: WireBody<'_> = serde_json::from_slice(body)?;
     let mut batch = Batch {
         object: wire.object,
@@ -464,7 +685,7 @@ mod fast {
     use serde_json::value::RawValue;
 
     #[derive(Deserialize)]
-    struct WireItem<'a> {
+    pub(super) struct WireItem<'a> {
         #[serde(default, borrow)]
         sender: Option<&'a RawValue>,
         #[serde(default, borrow)]
@@ -588,6 +809,29 @@ mod fast {
             return None;
         }
         let item: WireItem<'_> = serde_json::from_str(json).ok()?;
+        mapped(body, item, page_id, time)
+    }
+
+    /// Reads the item that starts at `at` in `text` (the whole body) in one pass, if it is an
+    /// object that reads as a [`WireItem`]: the item and where it ends.
+    pub(super) fn read(text: &str, at: usize) -> Option<(WireItem<'_>, usize)> {
+        if text.as_bytes().get(at) != Some(&b'{') {
+            return None;
+        }
+        let mut items =
+            serde_json::Deserializer::from_str(text.get(at..)?).into_iter::<WireItem<'_>>();
+        let item = items.next()?.ok()?;
+        Some((item, at + items.byte_offset()))
+    }
+
+    /// The item read as `item` (borrowing from `body`), mapped; `None` when the general
+    /// path decides.
+    pub(super) fn mapped(
+        body: &Bytes,
+        item: WireItem<'_>,
+        page_id: &str,
+        time: i64,
+    ) -> Option<Event> {
         let message = item.message.get();
         if !message.starts_with('{') {
             return None;

@@ -194,3 +194,136 @@ fn events_share_the_body_they_came_in() {
         );
     }
 }
+
+/// A body both ways: read in one pass, and split into raw values then read item by item.
+fn body_both_ways(body: &str) -> (Option<Batch>, Result<Batch, String>) {
+    let body = Bytes::copy_from_slice(body.as_bytes());
+    (
+        one_pass(&body),
+        two_passes(&body).map_err(|e| e.to_string()),
+    )
+}
+
+#[test]
+fn the_one_pass_body_reads_every_item_as_the_two_passes_do() {
+    let text = |mid: &str, psid: &str, words: &str| {
+        json!({"sender": {"id": psid}, "recipient": {"id": "PAGE"}, "timestamp": 1,
+               "message": {"mid": mid, "text": words}})
+    };
+    let messaging = json!([
+        text("m_1", "P1", "hi"),
+        {"sender": {"id": "P1"}, "recipient": {"id": "PAGE"}, "timestamp": 2,
+         "postback": {"title": "t", "payload": "x"}},
+        {"sender": {"id": "P2"}, "recipient": {"id": "PAGE"}, "timestamp": 3,
+         "message": {"mid": "m_2", "attachments": [{"type": "image", "payload": {"url": "https://x"}}]}},
+        text("m_\"3", "P3", "say \"hi\"\n\u{e9}"),
+        {"sender": {"id": "PAGE"}, "recipient": {"id": "P1"}, "timestamp": 4,
+         "message": {"mid": "m_4", "text": "echo", "is_echo": true, "app_id": 1}},
+        {"sender": {"id": 123}, "message": {"mid": "m_5", "text": "number id"}},
+        17,
+        null,
+        "not an item",
+        [1, 2],
+        {"message": {"mid": "m_6", "text": "no parties"}},
+    ]);
+    let standby = json!([text("m_7", "P4", "standby"), {"weird": true}]);
+    let changes = json!([{"field": "feed", "value": {"from": {"id": "U1"}, "item": "comment"}}, 5]);
+    let (m, s, c) = (
+        messaging.to_string(),
+        standby.to_string(),
+        changes.to_string(),
+    );
+    let bodies = [
+        format!(r#"{{"object":"page","entry":[{{"id":"PAGE","time":5,"messaging":{m}}}]}}"#),
+        // Lists in another order (the events keep messaging, standby, changes), several
+        // entries, whitespace everywhere JSON allows it, keys the body ignores.
+        format!(
+            " {{ \"object\" : \"instagram\" , \"x\": [1, {{\"a\": null}}], \"entry\" : [ {{ \"id\" : 42 , \"time\":7, \"changes\" : {c} , \"standby\": {s}, \"messaging\" : {} , \"y\": 1.5 }} , {{\"id\": \"PAGE2\", \"messaging\": {m}}}, {{}} ] }}\n",
+            serde_json::to_string_pretty(&messaging).unwrap()
+        ),
+        format!(r#"{{"object":"page","entry":[{{"messaging":{m}}}]}}"#),
+        format!(
+            r#"{{"object":"page","entry":[{{"id":null,"time":0,"messaging":[],"standby":{s}}}]}}"#
+        ),
+        r#"{"object":"page","entry":[]}"#.to_owned(),
+    ];
+    for body in &bodies {
+        let (one, two) = body_both_ways(body);
+        let one = one.unwrap_or_else(|| panic!("the one pass refused {body}"));
+        let two = two.unwrap();
+        assert_eq!(one, two, "{body}");
+        for (a, b) in one.events.iter().zip(&two.events) {
+            assert_eq!(a.raw.json(), b.raw.json(), "the same span of {body}");
+        }
+    }
+    let (one, _) = body_both_ways(&bodies[0]);
+    let events = one.unwrap().events;
+    assert_eq!(events.len(), 11);
+    assert_eq!(events[0].raw.json(), text("m_1", "P1", "hi").to_string());
+    assert_eq!(events[3].text_content(), Some("say \"hi\"\n\u{e9}"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.channel.as_ref().map(|c| c.as_str()) == Some("PAGE"))
+    );
+    let (one, _) = body_both_ways(&bodies[1]);
+    let events = one.unwrap().events;
+    assert_eq!(events.len(), 11 + 2 + 2 + 11);
+    assert!(
+        matches!(&events[13].kind, EventKind::Other(o) if o.name == "changes_feed"),
+        "{:?}",
+        events[13].kind
+    );
+}
+
+#[test]
+fn the_one_pass_body_leaves_odd_bodies_to_the_two_passes() {
+    let item = r#"{"sender":{"id":"P1"},"recipient":{"id":"PAGE"},"timestamp":1,"message":{"mid":"m_1","text":"hi"}}"#;
+    // Well-formed but not plain, or not a page's: the two passes read them.
+    let odd = [
+        format!(r#"{{"entry":[{{"id":"PAGE","messaging":[{item}]}}],"object":"page"}}"#),
+        r#"{"object":"page","object":"page","entry":[]}"#.to_owned(),
+        r#"{"object":"page","entry":[],"entry":[]}"#.to_owned(),
+        format!(r#"{{"object":"page","entry":[{{"messaging":[{item}],"id":"PAGE"}}]}}"#),
+        format!(r#"{{"object":"page","entry":[{{"messaging":[{item}],"time":3}}]}}"#),
+        format!(r#"{{"object":"page","entry":[{{"id":"A","id":"B","messaging":[{item}]}}]}}"#),
+        format!(r#"{{"object":"page","entry":[{{"messaging":[{item}],"messaging":[]}}]}}"#),
+        format!(r#"{{"obj\u0065ct":"page","entry":[{{"messaging":[{item}]}}]}}"#),
+        format!(r#"{{"object":"user","entry":[{{"messaging":[{item}]}}]}}"#),
+        format!(r#"{{"object":"page","entry":[["PAGE", 1, [{item}]]]}}"#),
+    ];
+    for body in &odd {
+        let (one, _) = body_both_ways(body);
+        assert!(one.is_none(), "{body}");
+    }
+    let (_, two) = body_both_ways(&odd[0]);
+    assert_eq!(two.unwrap().events.len(), 1);
+    let (_, two) = body_both_ways(&odd[3]);
+    let events = two.unwrap().events;
+    assert_eq!(events[0].channel.as_ref().map(|c| c.as_str()), Some("PAGE"));
+    // Not webhooks: refused by the one pass, and with serde's error by the two passes.
+    let broken = [
+        String::new(),
+        "[]".to_owned(),
+        "{}".to_owned(),
+        r#"{"object":"page"}"#.to_owned(),
+        r#"{"object":"page","entry":{}}"#.to_owned(),
+        r#"{"object":"page","entry":[{"time":null}]}"#.to_owned(),
+        r#"{"object":"page","entry":[{"time":1.5}]}"#.to_owned(),
+        r#"{"object":"page","entry":[{"messaging":null}]}"#.to_owned(),
+        format!(r#"{{"object":"page","entry":[{{"messaging":[{item},]}}]}}"#),
+        format!(r#"{{"object":"page","entry":[{{"messaging":[{item} {item}]}}]}}"#),
+        format!(r#"{{"object":"page","entry":[{{"messaging":[{item}]}}]}} x"#),
+        format!(r#"{{"object":"page","entry":[{{"messaging":[{item}]}}],}}"#),
+        format!(
+            r#"{{"object":"page","entry":[{{"messaging":[{}]}}]}}"#,
+            &item[..item.len() - 1]
+        ),
+    ];
+    for body in &broken {
+        let (one, two) = body_both_ways(body);
+        assert!(one.is_none(), "{body}");
+        assert!(two.is_err(), "{body}");
+        assert!(parse_body(body.as_bytes()).is_err(), "{body}");
+    }
+}

@@ -3,7 +3,8 @@
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::time::Duration;
 
 use foldhash::HashMap;
 use slab::Slab;
@@ -15,6 +16,11 @@ use crate::event::Event;
 use crate::limits::{Limits, Ordering, Overflow};
 use crate::queue::dedup::{Dedup, DedupKey, KeyHasher};
 use crate::queue::{Completed, PushReport, Queue};
+
+/// The [`Overflow::Reject`] pushes waiting for room hold at most this share of
+/// [`Limits::queue_capacity_bytes`] between them (an eighth: 2 MiB by default, about a hundred
+/// webhooks of 10 LINE text events); past it a push is refused at once, as with no wait.
+pub(super) const REJECT_WAIT_SHARE: usize = 8;
 
 /// The embedded default [`Queue`]: a bounded buffer in this process.
 ///
@@ -31,11 +37,25 @@ pub struct MemoryQueue {
     pub(super) capacity: usize,
     pub(super) capacity_bytes: usize,
     pub(super) overflow: Overflow,
+    /// [`Limits::reject_wait`]: how long a [`Overflow::Reject`] push waits for room.
+    pub(super) reject_wait: Duration,
     pub(super) dead_capacity: usize,
     /// Wakes pullers when events become available.
     pub(super) available: Notify,
-    /// Wakes producers blocked by [`Overflow::Wait`] when room frees up.
+    /// Wakes producers waiting for room ([`Overflow::Wait`], or [`Overflow::Reject`] within
+    /// its `reject_wait`) when room frees up.
     pub(super) space: Notify,
+    /// Producers waiting for room: a pull wakes them only when there are some. Counted up under
+    /// the lock (by a push that found no room), so a pull that frees room after it, under the
+    /// same lock, sees it.
+    pub(super) space_waiters: AtomicUsize,
+    /// The bytes of the batches of the [`Overflow::Reject`] pushes waiting for room (as
+    /// [`crate::queue::event_bytes`] counts them).
+    pub(super) space_waiting_bytes: AtomicUsize,
+    /// How many bytes of batches may wait for room at once ([`REJECT_WAIT_SHARE`]): a push that
+    /// would go past it is refused at once, so that the requests waiting stay few past
+    /// saturation.
+    pub(super) reject_wait_bytes: usize,
     pub(super) depth: AtomicU64,
     pub(super) stale: AtomicU64,
 }
@@ -52,7 +72,7 @@ impl fmt::Debug for MemoryQueue {
 
 impl MemoryQueue {
     /// A queue bounded and configured by `limits` (`queue_capacity`, `queue_capacity_bytes`,
-    /// `overflow`, `ordering`, the dedup settings and `dead_letter_capacity`).
+    /// `overflow`, `reject_wait`, `ordering`, the dedup settings and `dead_letter_capacity`).
     pub fn new(limits: &Limits) -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -79,9 +99,13 @@ impl MemoryQueue {
             capacity: limits.queue_capacity,
             capacity_bytes: limits.queue_capacity_bytes,
             overflow: limits.overflow,
+            reject_wait: limits.reject_wait,
             dead_capacity: limits.dead_letter_capacity,
             available: Notify::new(),
             space: Notify::new(),
+            space_waiters: AtomicUsize::new(0),
+            space_waiting_bytes: AtomicUsize::new(0),
+            reject_wait_bytes: (limits.queue_capacity_bytes / REJECT_WAIT_SHARE).max(1),
             depth: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
@@ -181,11 +205,48 @@ impl MemoryQueue {
             && inner.waiting_bytes.saturating_add(bytes) <= self.capacity_bytes
     }
 
+    /// Wakes the producers waiting for room, if any (after a pull freed some).
+    pub(super) fn wake_producers(&self) {
+        if self.space_waiters.load(AtomicOrdering::Relaxed) > 0 {
+            self.space.notify_waiters();
+        }
+    }
+
     pub(super) fn wake_if_ready(&self, inner: std::sync::MutexGuard<'_, Inner>) {
         let wake = inner.has_ready();
         drop(inner);
         if wake {
             self.available.notify_one();
         }
+    }
+}
+
+/// One producer counted in [`MemoryQueue::space_waiters`] (and its batch's bytes in
+/// [`MemoryQueue::space_waiting_bytes`]) while it waits for room; counted out when it stops
+/// waiting, whether it got room, gave up or was dropped (a webhook whose client went away).
+pub(super) struct SpaceWaiter<'a> {
+    queue: &'a MemoryQueue,
+    bytes: usize,
+}
+
+impl<'a> SpaceWaiter<'a> {
+    /// Counts a waiting producer in, with its batch's `bytes`; call it under the queue's lock.
+    pub(super) fn new(queue: &'a MemoryQueue, bytes: usize) -> Self {
+        queue.space_waiters.fetch_add(1, AtomicOrdering::Relaxed);
+        queue
+            .space_waiting_bytes
+            .fetch_add(bytes, AtomicOrdering::Relaxed);
+        Self { queue, bytes }
+    }
+}
+
+impl Drop for SpaceWaiter<'_> {
+    fn drop(&mut self) {
+        self.queue
+            .space_waiting_bytes
+            .fetch_sub(self.bytes, AtomicOrdering::Relaxed);
+        self.queue
+            .space_waiters
+            .fetch_sub(1, AtomicOrdering::Relaxed);
     }
 }

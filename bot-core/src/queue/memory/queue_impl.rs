@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::handle::MemoryQueue;
+use super::handle::{MemoryQueue, SpaceWaiter};
 use super::lanes::FULL_RETRY_AFTER;
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Timestamp};
@@ -26,6 +26,10 @@ impl Queue for MemoryQueue {
             .iter()
             .map(|e| (self.keys.key(e), crate::queue::event_bytes(e)))
             .collect();
+        // Reject: when the push first finds no room, it waits for some until this deadline.
+        let mut deadline: Option<Instant> = None;
+        // Counted in while this push waits for room, so that pulls wake it.
+        let mut waiter: Option<SpaceWaiter<'_>> = None;
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
@@ -34,7 +38,8 @@ impl Queue for MemoryQueue {
                 if inner.closed {
                     return Err(Error::new(ErrorKind::QueueClosed, "queue is closed"));
                 }
-                inner.dedup.expire(Instant::now());
+                let now = Instant::now();
+                inner.dedup.expire(now);
                 let (fresh, fresh_bytes) = if whole {
                     inner.fresh(&sized, self.capacity, self.capacity_bytes)
                 } else {
@@ -57,7 +62,18 @@ impl Queue for MemoryQueue {
                     }
                     return Ok(report);
                 }
-                if self.overflow == Overflow::Reject {
+                // A push that does not wait yet may start to only while the pushes waiting hold
+                // less than their share of the byte budget (one alone always may).
+                let no_room_to_wait = waiter.is_none() && {
+                    let held = self.space_waiting_bytes.load(AtomicOrdering::Relaxed);
+                    held > 0 && held.saturating_add(fresh_bytes) > self.reject_wait_bytes
+                };
+                if self.overflow == Overflow::Reject
+                    && (no_room_to_wait
+                        || now
+                            >= *deadline
+                                .get_or_insert_with(|| deadline_after(now, self.reject_wait)))
+                {
                     tracing::debug!(
                         waiting = inner.waiting,
                         waiting_bytes = inner.waiting_bytes,
@@ -65,14 +81,26 @@ impl Queue for MemoryQueue {
                         capacity_bytes = self.capacity_bytes,
                         batch = fresh,
                         batch_bytes = fresh_bytes,
+                        waited = ?self.reject_wait,
                         "queue full; refusing the batch"
                     );
                     return Err(Error::new(ErrorKind::QueueFull, "queue is full")
                         .with_retry_after(FULL_RETRY_AFTER));
                 }
                 space.as_mut().enable();
+                if waiter.is_none() {
+                    waiter = Some(SpaceWaiter::new(self, fresh_bytes));
+                }
             }
-            space.await;
+            match deadline {
+                Some(due) => {
+                    tokio::select! {
+                        () = &mut space => {}
+                        () = tokio::time::sleep_until(due) => {}
+                    }
+                }
+                None => space.await,
+            }
         }
     }
 
@@ -94,9 +122,7 @@ impl Queue for MemoryQueue {
                     self.publish_depth(&inner);
                     // Another puller may take the rest.
                     self.wake_if_ready(inner);
-                    if self.overflow == Overflow::Wait {
-                        self.space.notify_waiters();
-                    }
+                    self.wake_producers();
                     return Ok(out);
                 }
                 available.as_mut().enable();

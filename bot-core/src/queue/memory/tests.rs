@@ -56,7 +56,7 @@ async fn unordered_hands_out_a_conversation_in_parallel() {
     assert_eq!(ids(&q.pull(10).await.unwrap()), ["a1", "a2", "a3"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reject_refuses_the_whole_batch() {
     let q = MemoryQueue::new(&limits(3, Overflow::Reject, Ordering::PerConversation));
     q.push_batch(vec![ev("a", "1"), ev("a", "2")])
@@ -213,6 +213,109 @@ async fn wait_blocks_the_producer_until_room() {
     assert_eq!(ids(&q.pull(1).await.unwrap()), ["2"]);
 }
 
+/// A queue of `capacity` events under [`Overflow::Reject`] whose pushes wait up to `wait`.
+fn reject_waiting(capacity: usize, wait: Duration) -> std::sync::Arc<MemoryQueue> {
+    std::sync::Arc::new(MemoryQueue::new(&Limits {
+        reject_wait: wait,
+        ..limits(capacity, Overflow::Reject, Ordering::PerConversation)
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn reject_takes_a_batch_when_room_frees_up_within_the_wait() {
+    let wait = Duration::from_millis(300);
+    let q = reject_waiting(2, wait);
+    q.push_batch(vec![ev("a", "1"), ev("b", "2")])
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let q2 = q.clone();
+    let mut producer = tokio::spawn(async move {
+        let r = q2.push_batch(vec![ev("c", "3"), ev("d", "4")]).await;
+        (r, Instant::now())
+    });
+    // The producer waits while the buffer is full, well inside its wait...
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut producer)
+            .await
+            .is_err()
+    );
+    assert_eq!(q.depth(), 2, "nothing of the waiting batch is in yet");
+    // ...and a pull that frees room lets it in at once.
+    assert_eq!(ids(&q.pull(2).await.unwrap()), ["1", "2"]);
+    let (r, at) = producer.await.unwrap();
+    assert_eq!(r.unwrap().accepted, 2);
+    assert_eq!(
+        at - start,
+        Duration::from_millis(200),
+        "in when room came, not at the deadline"
+    );
+    assert_eq!(ids(&q.pull(2).await.unwrap()), ["3", "4"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reject_refuses_after_the_wait_when_no_room_comes() {
+    let wait = Duration::from_millis(300);
+    let q = reject_waiting(2, wait);
+    q.push_batch(vec![ev("a", "1"), ev("b", "2")])
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let e = q
+        .push_batch(vec![ev("c", "3"), ev("d", "4")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        Instant::now() - start,
+        wait,
+        "refused when the wait is over"
+    );
+    assert_eq!(e.kind(), ErrorKind::QueueFull);
+    assert_eq!(e.retry_after(), Some(FULL_RETRY_AFTER));
+    assert_eq!(q.depth(), 2, "nothing of the refused batch was added");
+    // Room that frees up for too small a part of the batch does not let it in either.
+    let q2 = q.clone();
+    let producer = tokio::spawn(async move {
+        let start = Instant::now();
+        let r = q2.push_batch(vec![ev("c", "3"), ev("d", "4")]).await;
+        (r, Instant::now() - start)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ids(&q.pull(1).await.unwrap()), ["1"]);
+    let (r, waited) = producer.await.unwrap();
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::QueueFull);
+    assert_eq!(waited, wait);
+    assert_eq!(q.depth(), 1);
+    assert_eq!(
+        q.space_waiters.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reject_with_no_wait_refuses_at_once_and_a_dropped_push_stops_waiting() {
+    let q = reject_waiting(1, Duration::ZERO);
+    q.push_batch(vec![ev("a", "1")]).await.unwrap();
+    let start = Instant::now();
+    let e = q.push_batch(vec![ev("b", "2")]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull);
+    assert_eq!(Instant::now(), start);
+
+    // A push abandoned while it waits (its client went away) adds nothing and is no longer
+    // counted as waiting.
+    let q = reject_waiting(1, Duration::from_secs(1));
+    q.push_batch(vec![ev("a", "1")]).await.unwrap();
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(10), q.push_batch(vec![ev("b", "2")])).await;
+    assert!(abandoned.is_err());
+    assert_eq!(
+        q.space_waiters.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(ids(&q.pull(10).await.unwrap()), ["1"]);
+    assert_eq!(q.depth(), 0);
+}
+
 #[tokio::test]
 async fn release_returns_events_without_counting_an_attempt() {
     let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
@@ -236,7 +339,7 @@ fn bytes_limits(bytes: usize, overflow: Overflow, ordering: Ordering) -> Limits 
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reject_refuses_by_bytes_although_the_count_allows() {
     let one = crate::queue::event_bytes(&sized("a", "1", 5000));
     // Room for two such events by bytes, for a thousand by count.
@@ -415,4 +518,55 @@ async fn a_running_event_keeps_no_lane_buffer() {
     q.ack(&leases).await.unwrap();
     assert_eq!(q.lanes(), 1, "idle lanes are evicted");
     assert_eq!(q.depth(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pushes_wait_for_room_only_within_their_share_of_the_byte_budget() {
+    let one = crate::queue::event_bytes(&sized("a", "probe", 1000));
+    // Twelve events fill the budget; the pushes waiting may hold an eighth of it, 1.5 events.
+    let q = std::sync::Arc::new(MemoryQueue::new(&Limits {
+        reject_wait: Duration::from_millis(300),
+        ..bytes_limits(12 * one, Overflow::Reject, Ordering::Unordered)
+    }));
+    assert_eq!(q.reject_wait_bytes, 12 * one / 8);
+    let fill: Vec<Event> = (0..12)
+        .map(|i| sized("a", &format!("f{i:04}"), 1000))
+        .collect();
+    q.push_batch(fill).await.unwrap();
+    assert_eq!(q.waiting_bytes(), 12 * one);
+    // The first push waits (one alone always may)...
+    let q2 = q.clone();
+    let mut first =
+        tokio::spawn(async move { q2.push_batch(vec![sized("b", "w0001", 1000)]).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), &mut first)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        q.space_waiting_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        one
+    );
+    // ...a second would take the waiting pushes past their share: refused at once.
+    let start = Instant::now();
+    let e = q
+        .push_batch(vec![sized("c", "w0002", 1000)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull);
+    assert_eq!(e.retry_after(), Some(FULL_RETRY_AFTER));
+    assert_eq!(Instant::now(), start, "refused without waiting");
+    // Room for one: the waiting push goes in, and no bytes are counted as waiting any more.
+    assert_eq!(q.pull(1).await.unwrap().len(), 1);
+    assert_eq!(first.await.unwrap().unwrap().accepted, 1);
+    assert_eq!(
+        q.space_waiting_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        q.space_waiters.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
