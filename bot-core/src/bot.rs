@@ -505,8 +505,8 @@ impl BotBuilder {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] when no handler is set, the limits are invalid, two adapters
-    /// serve the same platform, `BOT_OPS_ADDR` is not a socket address, a server limit is zero,
+    /// [`crate::ErrorKind::Config`] when no handler is set, the limits are invalid, a push's
+    /// `reject_wait` is not shorter than `request_timeout`, two adapters serve the same platform, `BOT_OPS_ADDR` is not a socket address, a server limit is zero,
     /// or the telemetry cannot be set up.
     pub fn build(mut self) -> Result<Bot, Error> {
         self.limits.validate()?;
@@ -516,6 +516,15 @@ impl BotBuilder {
             .ok_or_else(|| Error::config("bot: no handler; call .handler(..)"))?;
         if self.max_body_bytes == 0 {
             return Err(Error::config("bot: max_body_bytes must be above zero"));
+        }
+        // A push still waiting for room when the request times out would be answered 408,
+        // without `Retry-After`, instead of 503 with it.
+        if self.limits.overflow == crate::limits::Overflow::Reject
+            && self.limits.reject_wait >= self.request_timeout
+        {
+            return Err(Error::config(
+                "bot: limits.reject_wait must be shorter than request_timeout",
+            ));
         }
         let queue = self
             .queue

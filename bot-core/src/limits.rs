@@ -44,13 +44,16 @@ pub struct Limits {
     /// room before it is refused (a webhook then answers 503 with `Retry-After`). The queue is
     /// drained all the time, so a short wait turns a momentary full buffer, an ingress briefly
     /// faster than the handlers, into a slower answer instead of a redelivery; only a buffer
-    /// that stays full for the whole wait refuses. Memory stays bounded while pushes wait: the
-    /// pushes waiting at once hold at most an eighth of `queue_capacity_bytes` of events
-    /// between them (a push past that is refused at once), each besides its own request, which
-    /// the server's connection and request limits and the body limit bound. Zero refuses at
-    /// once. Default
-    /// 250 ms ([`DEFAULT_REJECT_WAIT`]). The other policies do not use it ([`Overflow::Wait`]
-    /// waits as long as it takes); the PostgreSQL queue has its own `push_timeout`.
+    /// that stays full for the whole wait refuses. Memory stays bounded while pushes wait: a
+    /// push may start to wait only while the pushes already waiting hold less than an eighth of
+    /// `queue_capacity_bytes` of events between them (one push alone always may, so the bound
+    /// is the larger of that eighth and one batch, which the body limit bounds); each also
+    /// holds its own request, which the server's connection and request limits bound. Pushes
+    /// that waited are admitted in no set order among themselves. Zero refuses at once; the bot
+    /// builder refuses a wait not shorter than its `request_timeout`. Default 250 ms
+    /// ([`DEFAULT_REJECT_WAIT`]). The other policies do not use it ([`Overflow::Wait`] waits as
+    /// long as it takes). The PostgreSQL queue's `Reject` refuses at once (its `push_timeout`
+    /// bounds `Wait`); the NATS queue does not use `overflow`.
     pub reject_wait: Duration,
     /// Whether events of one conversation run one at a time, in order. Default
     /// [`Ordering::PerConversation`].

@@ -259,3 +259,24 @@ async fn events_dropped_by_drop_newest_are_welcome_again() {
     bot.shutdown().await;
     assert_eq!(*handled.lock().unwrap(), ["e0", "e1", "e2", "e3"]);
 }
+
+#[test]
+fn a_reject_wait_not_shorter_than_the_request_timeout_is_refused_at_build() {
+    let build = |wait: Duration, overflow: Overflow| {
+        Bot::builder()
+            .handler(|_cx: Context, _event: Event| async { Ok::<(), Error>(()) })
+            .limits(Limits {
+                reject_wait: wait,
+                overflow,
+                ..Limits::default()
+            })
+            .request_timeout(Duration::from_secs(2))
+            .build()
+    };
+    let err = build(Duration::from_secs(2), Overflow::Reject).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("reject_wait"), "{err}");
+    build(Duration::from_millis(1999), Overflow::Reject).unwrap();
+    // Only `Reject` waits that way.
+    build(Duration::from_secs(2), Overflow::Wait).unwrap();
+}

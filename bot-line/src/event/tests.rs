@@ -403,7 +403,10 @@ fn the_one_pass_body_leaves_odd_bodies_to_the_two_passes() {
     for body in &odd {
         let (one, two) = body_both_ways(body);
         assert!(one.is_none(), "{body}");
-        let _ = two;
+        // serde refuses a repeated field; the others read.
+        let repeated = body.matches(r#""destination":"#).count() > 1
+            || body.matches(r#""events":"#).count() > 1;
+        assert_eq!(two.is_err(), repeated, "{body}");
     }
     // Escaped keys and a destination after the events still read, through the two passes.
     let (_, two) = body_both_ways(&odd[0]);

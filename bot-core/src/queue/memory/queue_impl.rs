@@ -81,7 +81,10 @@ impl Queue for MemoryQueue {
                         capacity_bytes = self.capacity_bytes,
                         batch = fresh,
                         batch_bytes = fresh_bytes,
-                        waited = ?self.reject_wait,
+                        waited = ?deadline.map(|due| {
+                            self.reject_wait.saturating_sub(due.saturating_duration_since(now))
+                        }),
+                        share_full = no_room_to_wait,
                         "queue full; refusing the batch"
                     );
                     return Err(Error::new(ErrorKind::QueueFull, "queue is full")

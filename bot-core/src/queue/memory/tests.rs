@@ -312,8 +312,46 @@ async fn reject_with_no_wait_refuses_at_once_and_a_dropped_push_stops_waiting() 
         q.space_waiters.load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+    assert_eq!(
+        q.space_waiting_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "its bytes no longer count against the share"
+    );
     assert_eq!(ids(&q.pull(10).await.unwrap()), ["1"]);
     assert_eq!(q.depth(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reject_push_waiting_for_room_is_refused_as_closed_when_the_queue_closes() {
+    use crate::queue::Queue as _;
+    let q = reject_waiting(1, Duration::from_secs(5));
+    q.push_batch(vec![ev("a", "1")]).await.unwrap();
+    let waiting = tokio::spawn({
+        let q = q.clone();
+        async move { q.push_batch(vec![ev("b", "2")]).await }
+    });
+    while q.space_waiters.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let start = Instant::now();
+    q.close();
+    let e = waiting.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueClosed);
+    assert_eq!(
+        Instant::now(),
+        start,
+        "woken by the close, not by its deadline"
+    );
+    assert_eq!(
+        q.space_waiters.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        q.space_waiting_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
 
 #[tokio::test]
