@@ -205,10 +205,14 @@ impl MemoryQueue {
             && inner.waiting_bytes.saturating_add(bytes) <= self.capacity_bytes
     }
 
-    /// Wakes the producers waiting for room, if any (after a pull freed some).
+    /// Wakes the producer that has waited longest for room, if any waits (after a pull freed
+    /// some): one, not all, so that a pull past saturation does not send every waiting push
+    /// through the lock. A woken push that gets room wakes the next in turn; one dropped or
+    /// timed out before it looked passes the wake-up on (`Notify::notify_one`'s permit goes to
+    /// the next waiter); one that finds no room waits again, at the back, for the next pull.
     pub(super) fn wake_producers(&self) {
         if self.space_waiters.load(AtomicOrdering::Relaxed) > 0 {
-            self.space.notify_waiters();
+            self.space.notify_one();
         }
     }
 

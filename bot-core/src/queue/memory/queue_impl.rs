@@ -60,6 +60,12 @@ impl Queue for MemoryQueue {
                     if report.accepted > 0 {
                         self.available.notify_one();
                     }
+                    if waiter.take().is_some() {
+                        // Woken alone (see `wake_producers`): the next waiting push looks for
+                        // room in turn.
+                        drop(inner);
+                        self.wake_producers();
+                    }
                     return Ok(report);
                 }
                 // A push that does not wait yet may start to only while the pushes waiting hold

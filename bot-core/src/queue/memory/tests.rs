@@ -254,6 +254,41 @@ async fn reject_takes_a_batch_when_room_frees_up_within_the_wait() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn one_pull_that_frees_room_for_several_waiting_pushes_lets_each_in_in_turn() {
+    let wait = Duration::from_millis(300);
+    let q = reject_waiting(3, wait);
+    q.push_batch(vec![ev("a", "1"), ev("b", "2"), ev("c", "3")])
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut producers = Vec::new();
+    for (conv, id) in [("d", "4"), ("e", "5"), ("f", "6")] {
+        let q = q.clone();
+        producers.push(tokio::spawn(async move {
+            let r = q.push_batch(vec![ev(conv, id)]).await;
+            (r, Instant::now())
+        }));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        q.space_waiters.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "all three wait"
+    );
+    // One pull frees room for all three: a pull wakes one push, and each push let in wakes
+    // the next, so none waits for its deadline.
+    assert_eq!(ids(&q.pull(3).await.unwrap()), ["1", "2", "3"]);
+    for producer in producers {
+        let (r, at) = producer.await.unwrap();
+        assert_eq!(r.unwrap().accepted, 1);
+        assert!(at - start < wait, "in when room came, not at the deadline");
+    }
+    let mut rest = ids(&q.pull(3).await.unwrap());
+    rest.sort();
+    assert_eq!(rest, ["4", "5", "6"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn reject_refuses_after_the_wait_when_no_room_comes() {
     let wait = Duration::from_millis(300);
     let q = reject_waiting(2, wait);
