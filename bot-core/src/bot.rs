@@ -505,8 +505,9 @@ impl BotBuilder {
     ///
     /// # Errors
     ///
-    /// [`crate::ErrorKind::Config`] when no handler is set, the limits are invalid, a push's
-    /// `reject_wait` is not shorter than `request_timeout`, two adapters serve the same platform, `BOT_OPS_ADDR` is not a socket address, a server limit is zero,
+    /// [`crate::ErrorKind::Config`] when no handler is set, the limits are invalid, the
+    /// built-in queue's `reject_wait` is over half of `request_timeout`, two adapters serve the
+    /// same platform, `BOT_OPS_ADDR` is not a socket address, a server limit is zero,
     /// or the telemetry cannot be set up.
     pub fn build(mut self) -> Result<Bot, Error> {
         self.limits.validate()?;
@@ -517,13 +518,16 @@ impl BotBuilder {
         if self.max_body_bytes == 0 {
             return Err(Error::config("bot: max_body_bytes must be above zero"));
         }
-        // A push still waiting for room when the request times out would be answered 408,
-        // without `Retry-After`, instead of 503 with it.
-        if self.limits.overflow == crate::limits::Overflow::Reject
-            && self.limits.reject_wait >= self.request_timeout
+        // A push into the built-in memory queue still waiting for room when the request times
+        // out would be answered 408, without `Retry-After`, instead of 503 with it; the request
+        // also reads its body and checks its signature within that time, hence the margin.
+        // (A queue given with `.queue(..)` has its own settings.)
+        if self.queue.is_none()
+            && self.limits.overflow == crate::limits::Overflow::Reject
+            && self.limits.reject_wait > self.request_timeout / 2
         {
             return Err(Error::config(
-                "bot: limits.reject_wait must be shorter than request_timeout",
+                "bot: limits.reject_wait must be at most half of request_timeout",
             ));
         }
         let queue = self

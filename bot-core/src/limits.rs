@@ -49,8 +49,9 @@ pub struct Limits {
     /// `queue_capacity_bytes` of events between them (one push alone always may, so the bound
     /// is the larger of that eighth and one batch, which the body limit bounds); each also
     /// holds its own request, which the server's connection and request limits bound. Pushes
-    /// that waited are admitted in no set order among themselves. Zero refuses at once; the bot
-    /// builder refuses a wait not shorter than its `request_timeout`. Default 250 ms
+    /// that waited are woken oldest first, but one that does not fit waits again at the back, and
+    /// a new push that fits goes in at once. Zero refuses at once; the bot builder refuses a
+    /// wait over half its `request_timeout` (for its built-in memory queue). Default 250 ms
     /// ([`DEFAULT_REJECT_WAIT`]). The other policies do not use it ([`Overflow::Wait`] waits as
     /// long as it takes). The PostgreSQL queue's `Reject` refuses at once (its `push_timeout`
     /// bounds `Wait`); the NATS queue does not use `overflow`.

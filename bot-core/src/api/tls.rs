@@ -14,7 +14,8 @@
 //! client.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -46,9 +47,17 @@ pub(super) struct PlatformVerifier {
     provider: Arc<CryptoProvider>,
     /// Extra trusted roots (DER), parsed as the verifier is built.
     extra_roots: Vec<Vec<u8>>,
-    /// Set once the roots were read; a failure to read them is not kept.
+    /// Set once the roots were read; a failure to read them is not kept for good.
     built: OnceLock<rustls_platform_verifier::Verifier>,
+    /// The last failure to read them, and when: handshakes within [`RETRY_ROOTS_AFTER`] of it
+    /// fail with it instead of reading the files again.
+    failed: Mutex<Option<(Instant, rustls::Error)>>,
 }
+
+/// How long a failure to read the platform's roots is answered from memory before they are read
+/// again: a machine without roots does not pay the read (some 20 ms of blocking file reads and
+/// parsing) at every handshake, nor log it every time.
+const RETRY_ROOTS_AFTER: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for PlatformVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,6 +85,7 @@ impl PlatformVerifier {
             provider,
             extra_roots: extra_roots.to_vec(),
             built: OnceLock::new(),
+            failed: Mutex::new(None),
         });
         match load {
             Load::Now => {
@@ -105,13 +115,20 @@ impl PlatformVerifier {
         self.built.get().is_some()
     }
 
-    /// The verifier, reading the roots if they were not read yet. Only a success is kept: a
-    /// machine whose roots could not be read (none installed yet, a certificate volume mounted
-    /// late) is tried again at the next handshake instead of failing every one for good.
-    /// Handshakes that find the roots unread at once may each read them; one result is kept.
+    /// The verifier, reading the roots if they were not read yet. A success is kept; a failure
+    /// only for [`RETRY_ROOTS_AFTER`]: a machine whose roots could not be read (none installed
+    /// yet, a certificate volume mounted late) is tried again after it, instead of failing every
+    /// handshake for good. Handshakes that find the roots unread at once may each read them; one
+    /// result is kept.
     fn inner(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
         if let Some(verifier) = self.built.get() {
             return Ok(verifier);
+        }
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, e)) = failed.as_ref()
+            && at.elapsed() < RETRY_ROOTS_AFTER
+        {
+            return Err(e.clone());
         }
         let extra = self
             .extra_roots
@@ -124,9 +141,17 @@ impl PlatformVerifier {
             rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)
         };
         match verifier {
-            Ok(verifier) => Ok(self.built.get_or_init(|| verifier)),
+            Ok(verifier) => {
+                *failed = None;
+                Ok(self.built.get_or_init(|| verifier))
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "tls: the platform's root certificates cannot be read");
+                tracing::warn!(
+                    error = %e,
+                    retry_after = ?RETRY_ROOTS_AFTER,
+                    "tls: the platform's root certificates cannot be read"
+                );
+                *failed = Some((Instant::now(), e.clone()));
                 Err(e)
             }
         }

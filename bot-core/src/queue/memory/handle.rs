@@ -56,6 +56,9 @@ pub struct MemoryQueue {
     /// would go past it is refused at once, so that the requests waiting stay few past
     /// saturation.
     pub(super) reject_wait_bytes: usize,
+    /// Pulls that freed room so far (changed under the lock): a waiting push that finds no
+    /// room passes its wake-up on once per pull at most.
+    pub(super) space_epoch: AtomicU64,
     pub(super) depth: AtomicU64,
     pub(super) stale: AtomicU64,
 }
@@ -106,6 +109,7 @@ impl MemoryQueue {
             space_waiters: AtomicUsize::new(0),
             space_waiting_bytes: AtomicUsize::new(0),
             reject_wait_bytes: (limits.queue_capacity_bytes / REJECT_WAIT_SHARE).max(1),
+            space_epoch: AtomicU64::new(0),
             depth: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
@@ -207,9 +211,11 @@ impl MemoryQueue {
 
     /// Wakes the producer that has waited longest for room, if any waits (after a pull freed
     /// some): one, not all, so that a pull past saturation does not send every waiting push
-    /// through the lock. A woken push that gets room wakes the next in turn; one dropped or
-    /// timed out before it looked passes the wake-up on (`Notify::notify_one`'s permit goes to
-    /// the next waiter); one that finds no room waits again, at the back, for the next pull.
+    /// through the lock at once. The wake-up goes down the line: a woken push that gets room
+    /// wakes the next; one that finds no room waits again, at the back, and wakes the next
+    /// (once per pull, see `space_epoch`); one refused at its deadline wakes the next; one
+    /// dropped or timed out before it looked passes it on (`Notify::notify_one`'s permit goes
+    /// to the next waiter).
     pub(super) fn wake_producers(&self) {
         if self.space_waiters.load(AtomicOrdering::Relaxed) > 0 {
             self.space.notify_one();

@@ -30,10 +30,12 @@ impl Queue for MemoryQueue {
         let mut deadline: Option<Instant> = None;
         // Counted in while this push waits for room, so that pulls wake it.
         let mut waiter: Option<SpaceWaiter<'_>> = None;
+        // The pulls that freed room (`space_epoch`) as of this push's last look for room.
+        let mut seen_epoch = 0;
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
-            {
+            let pass_on = {
                 let mut inner = self.lock();
                 if inner.closed {
                     return Err(Error::new(ErrorKind::QueueClosed, "queue is closed"));
@@ -68,6 +70,12 @@ impl Queue for MemoryQueue {
                     }
                     return Ok(report);
                 }
+                // A waiting push that finds no room since a pull freed some passes the wake-up
+                // on (see `wake_producers`): a push behind it may fit where it does not. Once per
+                // pull each, so two that do not fit do not wake each other round and round.
+                let epoch = self.space_epoch.load(AtomicOrdering::Relaxed);
+                let pass_on = waiter.is_some() && epoch != seen_epoch;
+                seen_epoch = epoch;
                 // A push that does not wait yet may start to only while the pushes waiting hold
                 // less than their share of the byte budget (one alone always may).
                 let no_room_to_wait = waiter.is_none() && {
@@ -93,6 +101,11 @@ impl Queue for MemoryQueue {
                         share_full = no_room_to_wait,
                         "queue full; refusing the batch"
                     );
+                    if waiter.take().is_some() {
+                        // It may have taken a wake-up meant for a push that fits.
+                        drop(inner);
+                        self.wake_producers();
+                    }
                     return Err(Error::new(ErrorKind::QueueFull, "queue is full")
                         .with_retry_after(FULL_RETRY_AFTER));
                 }
@@ -100,6 +113,11 @@ impl Queue for MemoryQueue {
                 if waiter.is_none() {
                     waiter = Some(SpaceWaiter::new(self, fresh_bytes));
                 }
+                pass_on
+            };
+            if pass_on {
+                // Registered again (at the back), so the wake-up goes to the next in line.
+                self.space.notify_one();
             }
             match deadline {
                 Some(due) => {
@@ -128,6 +146,8 @@ impl Queue for MemoryQueue {
                 let next_due = inner.promote_due(Instant::now());
                 let out = inner.take(max);
                 if !out.is_empty() {
+                    // Room freed: each push waiting may pass the wake-up on once more.
+                    self.space_epoch.fetch_add(1, AtomicOrdering::Relaxed);
                     self.publish_depth(&inner);
                     // Another puller may take the rest.
                     self.wake_if_ready(inner);

@@ -289,6 +289,42 @@ async fn one_pull_that_frees_room_for_several_waiting_pushes_lets_each_in_in_tur
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_waiting_push_that_does_not_fit_passes_the_wake_up_to_one_that_does() {
+    let wait = Duration::from_millis(300);
+    let q = reject_waiting(3, wait);
+    q.push_batch(vec![ev("a", "1"), ev("b", "2"), ev("c", "3")])
+        .await
+        .unwrap();
+    let start = Instant::now();
+    // The first in line needs two places, the second one.
+    let big = tokio::spawn({
+        let q = q.clone();
+        async move { q.push_batch(vec![ev("d", "4"), ev("e", "5")]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let small = tokio::spawn({
+        let q = q.clone();
+        async move {
+            let r = q.push_batch(vec![ev("f", "6")]).await;
+            (r, Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // One place freed: the big batch is woken first, does not fit, and wakes the small one.
+    assert_eq!(ids(&q.pull(1).await.unwrap()), ["1"]);
+    let (r, at) = small.await.unwrap();
+    assert_eq!(r.unwrap().accepted, 1);
+    assert!(at - start < wait, "in when room came, not at the deadline");
+    // The big one still waits, and is refused at its deadline (no more room came).
+    let e = big.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull);
+    assert_eq!(
+        q.space_waiters.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn reject_refuses_after_the_wait_when_no_room_comes() {
     let wait = Duration::from_millis(300);
     let q = reject_waiting(2, wait);
