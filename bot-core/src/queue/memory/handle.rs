@@ -49,8 +49,9 @@ pub struct MemoryQueue {
     /// the lock (by a push that found no room), so a pull that frees room after it, under the
     /// same lock, sees it.
     pub(super) space_waiters: AtomicUsize,
-    /// The bytes of the batches of the [`Overflow::Reject`] pushes waiting for room (as
-    /// [`crate::queue::event_bytes`] counts them).
+    /// The bytes of the batches of the pushes waiting for room (as
+    /// [`crate::queue::event_bytes`] counts them); only [`Overflow::Reject`] reads it (its
+    /// share), and a queue has one policy.
     pub(super) space_waiting_bytes: AtomicUsize,
     /// How many bytes of batches may wait for room at once ([`REJECT_WAIT_SHARE`]): a push that
     /// would go past it is refused at once, so that the requests waiting stay few past

@@ -74,7 +74,9 @@ impl Queue for MemoryQueue {
                 // on (see `wake_producers`): a push behind it may fit where it does not. Once per
                 // pull each, so two that do not fit do not wake each other round and round.
                 let epoch = self.space_epoch.load(AtomicOrdering::Relaxed);
-                let pass_on = waiter.is_some() && epoch != seen_epoch;
+                let pass_on = waiter.is_some()
+                    && epoch != seen_epoch
+                    && self.space_waiters.load(AtomicOrdering::Relaxed) > 1;
                 seen_epoch = epoch;
                 // A push that does not wait yet may start to only while the pushes waiting hold
                 // less than their share of the byte budget (one alone always may).
