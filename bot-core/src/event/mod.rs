@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 mod id;
 mod kind;
 mod raw;
+pub mod scan;
 #[cfg(test)]
 mod tests;
 mod text;

@@ -20,6 +20,7 @@ use std::borrow::Cow;
 
 use bot_core::event::Raw;
 use bot_core::event::content_id;
+use bot_core::event::scan::{token, value};
 use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Members, Mention, Message, MessageId, Other, Postback,
     ReplyToken, Timestamp, UserId,
@@ -149,24 +150,6 @@ fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<Event>, usize)> {
     /// `destination`, borrowed unless it has escapes (serde's `Cow` always copies).
     #[derive(Deserialize)]
     struct Destination<'a>(#[serde(borrow)] Cow<'a, str>);
-
-    /// One JSON value of type `T` at `at`, and where it ends.
-    fn value<'t, T: Deserialize<'t>>(text: &'t str, at: usize) -> Option<(T, usize)> {
-        let mut values = serde_json::Deserializer::from_str(text.get(at..)?).into_iter::<T>();
-        let value = values.next()?.ok()?;
-        Some((value, at + values.byte_offset()))
-    }
-    /// The first byte at or after `at` that is not JSON whitespace, and where it is.
-    fn token(text: &str, mut at: usize) -> Option<(u8, usize)> {
-        let bytes = text.as_bytes();
-        while let Some(&b) = bytes.get(at) {
-            if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-                return Some((b, at));
-            }
-            at += 1;
-        }
-        None
-    }
 
     let text = std::str::from_utf8(body).ok()?;
     let (b'{', at) = token(text, 0)? else {

@@ -23,6 +23,7 @@
 
 use bot_core::event::Raw;
 use bot_core::event::content_id;
+use bot_core::event::scan::{elements, members, token, value};
 use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Message, MessageId, Other, Postback, Reaction, Timestamp,
     UserId,
@@ -161,83 +162,6 @@ pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
     match one_pass(body) {
         Some(batch) => Ok(batch),
         None => two_passes(body),
-    }
-}
-
-/// The text of `body` from `at` on as one JSON value of type `T`, and where it ends.
-fn value<'t, T: Deserialize<'t>>(text: &'t str, at: usize) -> Option<(T, usize)> {
-    let mut values = serde_json::Deserializer::from_str(text.get(at..)?).into_iter::<T>();
-    let value = values.next()?.ok()?;
-    Some((value, at + values.byte_offset()))
-}
-
-/// The first byte at or after `at` that is not JSON whitespace, and where it is.
-fn token(text: &str, mut at: usize) -> Option<(u8, usize)> {
-    let bytes = text.as_bytes();
-    while let Some(&b) = bytes.get(at) {
-        if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-            return Some((b, at));
-        }
-        at += 1;
-    }
-    None
-}
-
-/// Reads the members of the object that starts at `at` (after whitespace): calls `member`
-/// with each key and where its value starts, which reads the value and says where it ends.
-/// Returns where the object ends; `None` for anything but a plain object (keys with escapes
-/// included), or when `member` says `None`.
-fn members<'t>(
-    text: &'t str,
-    at: usize,
-    mut member: impl FnMut(&'t str, usize) -> Option<usize>,
-) -> Option<usize> {
-    let (b'{', open) = token(text, at)? else {
-        return None;
-    };
-    let mut at = open + 1;
-    if let (b'}', close) = token(text, at)? {
-        return Some(close + 1);
-    }
-    loop {
-        let (b'"', key_at) = token(text, at)? else {
-            return None;
-        };
-        let (key, after_key) = value::<&str>(text, key_at)?;
-        let (b':', colon) = token(text, after_key)? else {
-            return None;
-        };
-        at = member(key, colon + 1)?;
-        match token(text, at)? {
-            (b',', comma) => at = comma + 1,
-            (b'}', close) => return Some(close + 1),
-            _ => return None,
-        }
-    }
-}
-
-/// Reads the elements of the array that starts at `at` (after whitespace): calls `element`
-/// with where each starts, which reads it and says where it ends. Returns where the array ends.
-fn elements(
-    text: &str,
-    at: usize,
-    mut element: impl FnMut(usize) -> Option<usize>,
-) -> Option<usize> {
-    let (b'[', open) = token(text, at)? else {
-        return None;
-    };
-    if let (b']', close) = token(text, open + 1)? {
-        return Some(close + 1);
-    }
-    let mut at = open + 1;
-    loop {
-        let (_, start) = token(text, at)?;
-        let end = element(start)?;
-        match token(text, end)? {
-            (b',', comma) => at = comma + 1,
-            (b']', close) => return Some(close + 1),
-            _ => return None,
-        }
     }
 }
 
