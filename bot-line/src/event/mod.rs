@@ -20,7 +20,7 @@ use std::borrow::Cow;
 
 use bot_core::event::Raw;
 use bot_core::event::content_id;
-use bot_core::event::scan::{token, value};
+use bot_core::event::scan::{self, elements, token, value};
 use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Members, Mention, Message, MessageId, Other, Postback,
     ReplyToken, Timestamp, UserId,
@@ -152,90 +152,48 @@ fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<Event>, usize)> {
     struct Destination<'a>(#[serde(borrow)] Cow<'a, str>);
 
     let text = std::str::from_utf8(body).ok()?;
-    let (b'{', at) = token(text, 0)? else {
-        return None;
-    };
-    let mut at = at + 1;
     let mut destination: Option<Cow<'_, str>> = None;
     let mut parsed: Option<(Vec<Event>, usize)> = None;
-    if let (b'}', _) = token(text, at)? {
-        // `{}`: no `events`, which the two passes refuse.
-        return None;
-    }
-    loop {
-        let (b'"', key_at) = token(text, at)? else {
-            return None;
-        };
-        // A key with escapes does not read as `&str`: left to the two passes.
-        let (key, after_key) = value::<&str>(text, key_at)?;
-        let (b':', colon) = token(text, after_key)? else {
-            return None;
-        };
-        at = colon + 1;
-        match key {
-            "destination" => {
-                if destination.is_some() || parsed.is_some() {
-                    return None;
-                }
-                let (Destination(d), end) = value(text, at)?;
-                destination = Some(d);
-                at = end;
+    let end = scan::members(text, 0, |key, at| match key {
+        "destination" => {
+            if destination.is_some() || parsed.is_some() {
+                return None;
             }
-            "events" => {
-                if parsed.is_some() {
-                    return None;
-                }
-                let (b'[', open) = token(text, at)? else {
-                    return None;
+            let (Destination(d), end) = value(text, at)?;
+            destination = Some(d);
+            Some(end)
+        }
+        "events" => {
+            if parsed.is_some() {
+                return None;
+            }
+            let dest = destination.as_deref().unwrap_or("");
+            let mut events = Vec::with_capacity(16);
+            let mut standby = 0;
+            let end = elements(text, at, |start| {
+                let (mapped, end) = match fast::read(text, start) {
+                    Some((wire, end)) => (fast::mapped(body, dest, wire, &text[start..end]), end),
+                    None => (None, value::<&RawValue>(text, start)?.1),
                 };
-                let dest = destination.as_deref().unwrap_or("");
-                let mut events = Vec::with_capacity(16);
-                let mut standby = 0;
-                at = open + 1;
-                if let (b']', close) = token(text, at)? {
-                    at = close + 1;
+                let json = &text[start..end];
+                let (mut event, is_standby) = mapped.unwrap_or_else(|| general(dest, json));
+                event.raw = Raw::from_shared(body, json);
+                if is_standby && !keep_standby {
+                    standby += 1;
                 } else {
-                    loop {
-                        let (_, start) = token(text, at)?;
-                        let (mapped, end) = match fast::read(text, start) {
-                            Some((wire, end)) => {
-                                (fast::mapped(body, dest, wire, &text[start..end]), end)
-                            }
-                            None => (None, value::<&RawValue>(text, start)?.1),
-                        };
-                        let json = &text[start..end];
-                        let (mut event, is_standby) = mapped.unwrap_or_else(|| general(dest, json));
-                        event.raw = Raw::from_shared(body, json);
-                        if is_standby && !keep_standby {
-                            standby += 1;
-                        } else {
-                            events.push(event);
-                        }
-                        match token(text, end)? {
-                            (b',', comma) => at = comma + 1,
-                            (b']', close) => {
-                                at = close + 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
+                    events.push(event);
                 }
-                parsed = Some((events, standby));
-            }
-            _ => at = value::<serde::de::IgnoredAny>(text, at)?.1,
+                Some(end)
+            })?;
+            parsed = Some((events, standby));
+            Some(end)
         }
-        match token(text, at)? {
-            (b',', comma) => at = comma + 1,
-            (b'}', close) => {
-                // Nothing but whitespace may follow.
-                return match token(text, close + 1) {
-                    None => parsed,
-                    Some(_) => None,
-                };
-            }
-            _ => return None,
-        }
+        _ => Some(value::<serde::de::IgnoredAny>(text, at)?.1),
+    })?;
+    // Nothing but whitespace may follow; `{}` (no `events`) the two passes refuse.
+    match token(text, end) {
+        None => parsed,
+        Some(_) => None,
     }
 }
 
