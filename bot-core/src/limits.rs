@@ -65,10 +65,12 @@ pub struct Limits {
     pub retry: RetryPolicy,
     /// How long a graceful shutdown waits for running handlers before cancelling them. Default 30 s.
     pub shutdown_timeout: Duration,
-    /// How long an event id is remembered for deduplication. Default 10 minutes. (The memory
-    /// queue may remember one up to 100 ms longer, or a sixteenth of this if that is shorter.)
+    /// How long an event id is remembered for deduplication, at least. Default 10 minutes. (The
+    /// memory queue forgets ids a generation at a time, so it may remember one up to twice this.)
     pub dedup_ttl: Duration,
-    /// How many event ids are remembered at most; the oldest are forgotten first. Default 100,000.
+    /// How many of the newest event ids the memory queue remembers at least (within
+    /// `dedup_ttl`); it keeps at most twice this many, and forgets the oldest first. Default
+    /// 100,000.
     pub dedup_capacity: usize,
     /// How many dead letters the memory queue keeps; the oldest are evicted first. Default 10,000.
     pub dead_letter_capacity: usize,

@@ -1,19 +1,26 @@
 //! A bounded set of recently seen (platform, event id) keys with a time to live.
 //!
 //! Keys are kept as 64-bit fingerprints, a hash of the platform and the id seeded per queue from
-//! the operating system's random source: no strings are cloned or compared, and the set stays
-//! small enough to stay in cache (8 bytes per key in the table, 8 in the arrival line, against
-//! 48 for the 128-bit keys and their timestamps before). A false "seen" needs a 64-bit collision
-//! with one of the keys remembered: with the default 100,000 keys, about one event in 2 × 10^14
-//! (once in some 60 years at 100,000 new events a second). The hash (foldhash) is not a keyed
-//! cryptographic function; ids a client chooses (web chat's) could be made to collide only by
-//! someone who knows the seed, which never leaves the process.
+//! the operating system's random source: no strings are cloned or compared. A false "seen" needs
+//! a 64-bit collision with one of the keys remembered: with the default 100,000 keys (at most
+//! twice that, below), about one event in 10^14 (once in some 30 years at 100,000 new events a
+//! second). The hash (foldhash) is not a keyed cryptographic function; ids a client chooses (web
+//! chat's) could be made to collide only by someone who knows the seed, which never leaves the
+//! process.
 //!
-//! Times are kept per run of keys inserted within a span of each other ([`RUN_SPAN`], or a
-//! sixteenth of the time to live if that is shorter), not per key: a key is forgotten once the
-//! newest key of its run is `ttl` old, so at most that span late, never early.
+//! The keys live in two generations, each a hash set of fingerprints: new keys go into the
+//! current one; when it holds `capacity` keys, or its first key is `ttl` old, it becomes the
+//! previous one and the previous one is forgotten whole (its table cleared and reused). A
+//! generation is also forgotten once its newest key is `ttl` old. So:
+//! - the newest `capacity` keys are always remembered (within `ttl`), and at most twice that;
+//! - a key is remembered at least `ttl` (unless `capacity` newer keys pushed it out) and at most
+//!   twice `ttl`;
+//! - remembering a key costs one hash insert, and forgetting costs nothing per key: the
+//!   per-key removal of the oldest key, a random access into a table larger than the cache, was
+//!   a third of the webhook path's time in deduplication (one generation with an arrival line
+//!   before; BENCHMARKS.md). A lookup probes both tables, the current one first.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::time::Duration;
 
@@ -25,10 +32,6 @@ use crate::event::{Event, EventId, Platform};
 
 /// The fingerprint of a (platform, event id) key.
 pub(crate) type DedupKey = u64;
-
-/// Keys inserted within this span of the first of their run share one timestamp (or within a
-/// sixteenth of the time to live, if that is shorter).
-const RUN_SPAN: Duration = Duration::from_millis(100);
 
 /// Fingerprints are already uniformly random: hash them by taking them as they are.
 #[derive(Default)]
@@ -83,25 +86,40 @@ impl KeyHasher {
     }
 }
 
-/// Keys inserted together: when the newest of them was inserted, and how many of the oldest
-/// keys in the line they are.
-struct Run {
-    first: Instant,
-    newest: Instant,
-    keys: usize,
+/// Keys inserted together, forgotten together.
+#[derive(Default)]
+struct Generation {
+    keys: HashSet<DedupKey, BuildHasherDefault<IdentityHasher>>,
+    /// When its first and its newest key were inserted (`None` while it is empty).
+    first: Option<Instant>,
+    newest: Option<Instant>,
 }
 
-/// Remembers keys for `ttl`, at most `capacity` of them (the oldest are forgotten first).
+impl Generation {
+    /// Forgets every key, keeping the table's allocation for the next generation.
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.first = None;
+        self.newest = None;
+    }
+
+    /// Whether its newest key is `ttl` old at `now` (an empty one is not).
+    fn expired(&self, now: Instant, ttl: Duration) -> bool {
+        self.newest
+            .is_some_and(|newest| now.saturating_duration_since(newest) >= ttl)
+    }
+}
+
+/// Remembers keys for at least `ttl` (at most twice that), at least the newest `capacity` of them
+/// (at most twice that): see the module's documentation.
 pub(crate) struct Dedup {
     ttl: Duration,
-    /// How far apart the keys of one run may be inserted: how late a key may be forgotten.
-    span: Duration,
     capacity: usize,
-    seen: HashSet<DedupKey, BuildHasherDefault<IdentityHasher>>,
-    /// The keys remembered, oldest first.
-    order: VecDeque<DedupKey>,
-    /// The times of `order`'s keys, by runs, oldest first; their counts add up to its length.
-    runs: VecDeque<Run>,
+    /// Where new keys go.
+    current: Generation,
+    /// The generation before, forgotten whole at the next turn or once its newest key is `ttl`
+    /// old.
+    previous: Generation,
 }
 
 impl std::fmt::Debug for Dedup {
@@ -109,7 +127,8 @@ impl std::fmt::Debug for Dedup {
         f.debug_struct("Dedup")
             .field("ttl", &self.ttl)
             .field("capacity", &self.capacity)
-            .field("len", &self.seen.len())
+            .field("current", &self.current.keys.len())
+            .field("previous", &self.previous.keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -118,11 +137,9 @@ impl Dedup {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
             ttl,
-            span: RUN_SPAN.min(ttl / 16),
             capacity,
-            seen: HashSet::default(),
-            order: VecDeque::new(),
-            runs: VecDeque::new(),
+            current: Generation::default(),
+            previous: Generation::default(),
         }
     }
 
@@ -130,36 +147,26 @@ impl Dedup {
         !self.ttl.is_zero() && self.capacity > 0
     }
 
+    /// Forgets each generation whose newest key is `ttl` old.
     pub(crate) fn expire(&mut self, now: Instant) {
-        while let Some(run) = self.runs.front() {
-            if now.duration_since(run.newest) < self.ttl {
-                break;
-            }
-            let keys = run.keys;
-            self.runs.pop_front();
-            for _ in 0..keys {
-                if let Some(key) = self.order.pop_front() {
-                    self.seen.remove(&key);
-                }
-            }
+        if self.previous.expired(now, self.ttl) {
+            self.previous.clear();
+        }
+        // The previous generation's keys are all older than the current one's: it is empty
+        // by now if this one expired.
+        if self.current.expired(now, self.ttl) {
+            self.current.clear();
         }
     }
 
     pub(crate) fn contains(&self, key: DedupKey) -> bool {
-        self.enabled() && self.seen.contains(&key)
+        self.enabled() && (self.current.keys.contains(&key) || self.previous.keys.contains(&key))
     }
 
-    /// Forgets the oldest key, to make room.
-    fn forget_oldest(&mut self) {
-        if let Some(old) = self.order.pop_front() {
-            self.seen.remove(&old);
-            if let Some(run) = self.runs.front_mut() {
-                run.keys -= 1;
-                if run.keys == 0 {
-                    self.runs.pop_front();
-                }
-            }
-        }
+    /// The current generation becomes the previous one; the previous one is forgotten.
+    fn turn(&mut self) {
+        std::mem::swap(&mut self.current, &mut self.previous);
+        self.current.clear();
     }
 
     /// Remembers `key`, which [`Dedup::contains`] just said is not remembered (one lookup less).
@@ -167,23 +174,20 @@ impl Dedup {
         if !self.enabled() {
             return;
         }
-        if self.seen.len() >= self.capacity {
-            self.forget_oldest();
+        let full = self.current.keys.len() >= self.capacity;
+        let old = self
+            .current
+            .first
+            .is_some_and(|first| now.saturating_duration_since(first) >= self.ttl);
+        if full || old {
+            // By capacity: the newest `capacity` keys stay remembered (now the previous
+            // generation). By time: the previous generation's newest key was inserted before
+            // this one's first, `ttl` ago or more, so no key is forgotten early.
+            self.turn();
         }
-        if !self.seen.insert(key) {
-            return;
-        }
-        self.order.push_back(key);
-        match self.runs.back_mut() {
-            Some(run) if now.saturating_duration_since(run.first) < self.span => {
-                run.newest = run.newest.max(now);
-                run.keys += 1;
-            }
-            _ => self.runs.push_back(Run {
-                first: now,
-                newest: now,
-                keys: 1,
-            }),
+        if self.current.keys.insert(key) {
+            self.current.first.get_or_insert(now);
+            self.current.newest = Some(self.current.newest.map_or(now, |n| n.max(now)));
         }
     }
 
@@ -199,7 +203,7 @@ impl Dedup {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.seen.len()
+        self.current.keys.len() + self.previous.keys.len()
     }
 }
 
@@ -207,98 +211,131 @@ impl Dedup {
 mod tests {
     use super::*;
 
+    /// The newest `capacity` keys are always remembered, and never more than twice that: a key
+    /// goes once `capacity` newer keys filled a generation after its own.
     #[tokio::test(start_paused = true)]
-    async fn forgets_after_ttl_and_beyond_capacity() {
+    async fn keeps_the_newest_capacity_keys_and_at_most_twice_that() {
         let mut d = Dedup::new(Duration::from_secs(10), 2);
         let h = KeyHasher::new();
         let key = |id: &str| h.key_of(&Platform::TEST, &EventId::new(id));
-        let (a, b, c) = (key("a"), key("b"), key("c"));
         let t0 = Instant::now();
-        assert!(d.insert(a, t0));
-        assert!(!d.insert(a, t0));
-        assert!(d.insert(b, t0));
-        // capacity 2: "a" is forgotten to make room for "c"
-        assert!(d.insert(c, t0));
-        assert!(!d.contains(a) && d.contains(b));
-        assert_eq!(d.len(), 2);
-        d.expire(t0 + Duration::from_secs(11));
-        assert_eq!(d.len(), 0);
-        assert!(d.runs.is_empty() && d.order.is_empty());
-        assert!(d.insert(b, t0 + Duration::from_secs(11)));
+        assert!(d.insert(key("a"), t0));
+        assert!(!d.insert(key("a"), t0));
+        assert!(d.insert(key("b"), t0));
+        assert!(d.insert(key("c"), t0));
+        // Two newer keys than "a" arrived, but "b" and "c" are the newest two: "a" may stay.
+        assert!(d.contains(key("a")) && d.contains(key("b")) && d.contains(key("c")));
+        assert!(d.insert(key("d"), t0));
+        assert!(d.insert(key("e"), t0));
+        // "c", "d" filled a generation after "a", "b"'s: those are gone, the newest two stay.
+        assert!(!d.contains(key("a")) && !d.contains(key("b")));
+        assert!(d.contains(key("d")) && d.contains(key("e")));
+        assert!(d.len() <= 4);
+        // A forgotten key is new again.
+        assert!(d.insert(key("a"), t0));
+        for i in 0..1_000 {
+            d.insert(key(&i.to_string()), t0);
+            assert!(d.len() <= 4, "more than twice the capacity remembered");
+            assert!(d.contains(key(&i.to_string())));
+            if i > 0 {
+                assert!(
+                    d.contains(key(&(i - 1).to_string())),
+                    "the newest two not kept"
+                );
+            }
+        }
     }
 
-    /// Keys share a time only within a run: one inserted later is not forgotten with the
-    /// earlier ones, and none is forgotten before its `ttl`.
+    /// No key is forgotten before it is `ttl` old (capacity allowing), and none is kept past
+    /// twice `ttl`.
     #[tokio::test(start_paused = true)]
-    async fn each_key_is_kept_for_its_own_ttl() {
+    async fn each_key_is_kept_at_least_its_ttl_and_at_most_twice() {
         let ttl = Duration::from_secs(10);
+        let s = Duration::from_secs;
         let mut d = Dedup::new(ttl, 100);
         let h = KeyHasher::new();
         let key = |id: &str| h.key_of(&Platform::TEST, &EventId::new(id));
         let t0 = Instant::now();
-        let later = t0 + Duration::from_secs(5);
         assert!(d.insert(key("a"), t0));
-        // Within the run's span: kept until the run's newest key is ttl old.
-        assert!(d.insert(key("a2"), t0 + RUN_SPAN / 2));
-        assert!(d.insert(key("b"), later));
+        assert!(d.insert(key("b"), t0 + s(9)));
+        // The generation's newest key ("b") is not ttl old: "a" is kept, late but not early.
         d.expire(t0 + ttl);
+        assert!(d.contains(key("a")) && d.contains(key("b")));
+        // Its first key is ttl old: the next key starts a generation of its own.
+        assert!(d.insert(key("c"), t0 + s(12)));
+        d.expire(t0 + s(9) + ttl - Duration::from_millis(1));
         assert!(
-            d.contains(key("a")),
-            "forgotten before the newest of its run is ttl old"
+            d.contains(key("a")) && d.contains(key("b")),
+            "forgotten early"
         );
-        d.expire(t0 + RUN_SPAN / 2 + ttl);
-        assert!(!d.contains(key("a")) && !d.contains(key("a2")));
-        assert!(d.contains(key("b")), "a later key went with an earlier run");
-        d.expire(later + ttl - Duration::from_millis(1));
-        assert!(d.contains(key("b")));
-        d.expire(later + ttl);
+        d.expire(t0 + s(9) + ttl);
+        assert!(!d.contains(key("a")) && !d.contains(key("b")));
+        assert!(
+            d.contains(key("c")),
+            "a later key went with an earlier generation"
+        );
+        // Kept at most twice ttl even when keys keep coming: "c"'s generation turns at
+        // t0 + 22 s, and is forgotten with its newest key ("d", 20 s) at 30 s.
+        assert!(d.insert(key("d"), t0 + s(20)));
+        assert!(d.insert(key("e"), t0 + s(23)));
+        d.expire(t0 + s(30) - Duration::from_millis(1));
+        assert!(d.contains(key("c")) && d.contains(key("d")));
+        d.expire(t0 + s(30));
+        assert!(!d.contains(key("c")) && !d.contains(key("d")) && d.contains(key("e")));
+        d.expire(t0 + s(23) + ttl);
         assert_eq!(d.len(), 0);
-        // Eviction by capacity keeps the runs' counts: nothing is left behind or underflows.
-        let mut small = Dedup::new(ttl, 3);
-        for (i, id) in ["p", "q", "r", "s", "t"].into_iter().enumerate() {
-            small.insert(key(id), t0 + Duration::from_secs(i as u64));
-        }
-        assert_eq!(small.len(), 3);
-        assert_eq!(small.runs.iter().map(|r| r.keys).sum::<usize>(), 3);
-        assert!(!small.contains(key("q")) && small.contains(key("r")));
-        small.expire(t0 + Duration::from_secs(4) + ttl);
-        assert_eq!(small.len(), 0);
-        assert!(small.runs.is_empty() && small.order.is_empty());
-    }
-
-    /// Eviction by capacity takes keys out of a run of several; the rest of the run keeps its
-    /// time. A short time to live shortens the runs, so no key outlives it by much.
-    #[tokio::test(start_paused = true)]
-    async fn eviction_inside_a_run_and_short_ttls_keep_every_key_its_own_time() {
-        let h = KeyHasher::new();
-        let key = |id: &str| h.key_of(&Platform::TEST, &EventId::new(id));
-        let ttl = Duration::from_secs(10);
-        let mut small = Dedup::new(ttl, 3);
-        let t0 = Instant::now();
-        for id in ["p", "q", "r", "s", "t"] {
-            assert!(small.insert(key(id), t0));
-        }
-        assert_eq!(small.runs.len(), 1);
-        assert_eq!(small.runs[0].keys, 3);
-        assert!(!small.contains(key("q")) && small.contains(key("r")) && small.contains(key("t")));
-        small.expire(t0 + ttl - Duration::from_millis(1));
-        assert_eq!(small.len(), 3);
-        small.expire(t0 + ttl);
-        assert_eq!(small.len(), 0);
-        assert!(small.runs.is_empty() && small.order.is_empty());
-
-        // A 160 ms time to live: runs span 10 ms, so a key is forgotten at most 10 ms late.
+        // A forgotten key is new again; a short ttl works the same way.
+        assert!(d.insert(key("a"), t0 + s(40)));
         let ttl = Duration::from_millis(160);
         let mut short = Dedup::new(ttl, 100);
         assert!(short.insert(key("a"), t0));
-        assert!(short.insert(key("b"), t0 + Duration::from_millis(20)));
-        assert_eq!(short.runs.len(), 2, "keys 20 ms apart share a run");
+        assert!(short.insert(key("b"), t0 + Duration::from_millis(100)));
         short.expire(t0 + ttl);
         assert!(
-            !short.contains(key("a")),
-            "kept past its time to live and its run's span"
+            short.contains(key("a")),
+            "forgotten before its generation's newest key is old"
         );
-        assert!(short.contains(key("b")));
+        short.expire(t0 + Duration::from_millis(260));
+        assert_eq!(short.len(), 0);
+    }
+
+    /// A generation turned by capacity forgets the one before even if it is younger than `ttl`
+    /// (the capacity bound), and its table is reused, not grown.
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_reuses_the_forgotten_generations_table() {
+        let h = KeyHasher::new();
+        let mut d = Dedup::new(Duration::from_secs(600), 1_000);
+        let t0 = Instant::now();
+        for i in 0..10_000u32 {
+            assert!(d.insert(h.key_of(&Platform::TEST, &EventId::new(i.to_string())), t0));
+        }
+        let tables = d.current.keys.capacity() + d.previous.keys.capacity();
+        for i in 10_000..50_001u32 {
+            assert!(d.insert(h.key_of(&Platform::TEST, &EventId::new(i.to_string())), t0));
+        }
+        // The last key started a generation: its table is the one forgotten, reused.
+        assert_eq!(d.current.keys.len(), 1);
+        assert!(d.current.keys.capacity() >= 1_000);
+        assert_eq!(
+            d.current.keys.capacity() + d.previous.keys.capacity(),
+            tables
+        );
+        assert_eq!(d.len(), 1_001);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_ttl_or_capacity_remembers_nothing() {
+        let h = KeyHasher::new();
+        let k = h.key_of(&Platform::TEST, &EventId::new("a"));
+        let t0 = Instant::now();
+        for mut d in [
+            Dedup::new(Duration::ZERO, 10),
+            Dedup::new(Duration::from_secs(1), 0),
+        ] {
+            assert!(d.insert(k, t0));
+            assert!(d.insert(k, t0));
+            assert_eq!(d.len(), 0);
+        }
     }
 
     #[test]
