@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::lanes::Inner;
 use crate::event::Event;
 use crate::limits::{Limits, Ordering, Overflow};
-use crate::queue::dedup::{Dedup, DedupKey, KeyHasher};
+use crate::queue::dedup::{Dedup, DedupKey, FingerprintMap, KeyHasher};
 use crate::queue::{Completed, PushReport, Queue};
 
 /// The [`Overflow::Reject`] pushes waiting for room hold at most this share of
@@ -78,10 +78,12 @@ impl MemoryQueue {
     /// A queue bounded and configured by `limits` (`queue_capacity`, `queue_capacity_bytes`,
     /// `overflow`, `reject_wait`, `ordering`, the dedup settings and `dead_letter_capacity`).
     pub fn new(limits: &Limits) -> Self {
+        let keys = KeyHasher::new();
         Self {
             inner: Mutex::new(Inner {
                 ordered: limits.ordering == Ordering::PerConversation,
-                lane_ids: HashMap::default(),
+                lane_ids: FingerprintMap::default(),
+                lane_keys: keys.clone(),
                 lanes: Slab::new(),
                 ready: VecDeque::new(),
                 spare: Vec::new(),
@@ -99,7 +101,7 @@ impl MemoryQueue {
                 next_seq: 0,
                 next_token: 0,
             }),
-            keys: KeyHasher::new(),
+            keys,
             capacity: limits.queue_capacity,
             capacity_bytes: limits.queue_capacity_bytes,
             overflow: limits.overflow,

@@ -8,9 +8,9 @@ use foldhash::HashMap;
 use slab::Slab;
 use tokio::time::Instant;
 
-use crate::event::{ConversationId, Event, Platform};
+use crate::event::Event;
 use crate::limits::Overflow;
-use crate::queue::dedup::{Dedup, DedupKey};
+use crate::queue::dedup::{Dedup, DedupKey, FingerprintMap, KeyHasher};
 use crate::queue::{DeadLetter, Delivery, Lease};
 
 /// How long a producer refused by a full queue is told to wait.
@@ -26,7 +26,9 @@ pub(super) const SPARE_LANE_CAPACITY: usize = 4;
 /// The lane of a lease in unordered mode (there are no lanes then).
 pub(super) const NO_LANE: usize = usize::MAX;
 
-pub(super) type LaneKey = (Platform, ConversationId);
+/// A conversation's lane key: the fingerprint of its (platform, conversation), no strings
+/// cloned, hashed again or compared per event ([`KeyHasher::lane`] says what a collision does).
+pub(super) type LaneKey = u64;
 
 /// A waiting event.
 pub(super) struct Entry {
@@ -68,7 +70,9 @@ pub(super) enum Delayed {
 pub(super) struct Inner {
     pub(super) ordered: bool,
     /// Ordered mode: lanes by conversation, and the lanes that can hand out their head.
-    pub(super) lane_ids: HashMap<LaneKey, usize>,
+    pub(super) lane_ids: FingerprintMap<usize>,
+    /// Makes lane keys (the queue's hasher, seeded once).
+    pub(super) lane_keys: KeyHasher,
     pub(super) lanes: Slab<Lane>,
     pub(super) ready: VecDeque<usize>,
     /// Emptied lane buffers kept for reuse, so that lanes coming and going do not allocate.
@@ -148,15 +152,12 @@ impl Inner {
             self.fifo.push_back(entry);
             return;
         }
-        let key = (
-            entry.event.platform.clone(),
-            entry.event.conversation.clone(),
-        );
+        let key = self.lane_keys.lane(&entry.event);
         let lanes = &mut self.lanes;
         let spare = &mut self.spare;
-        let id = *self.lane_ids.entry(key).or_insert_with_key(|key| {
+        let id = *self.lane_ids.entry(key).or_insert_with(|| {
             lanes.insert(Lane {
-                key: key.clone(),
+                key,
                 // Room for the one event most lanes ever hold; it grows when a second comes.
                 pending: spare.pop().unwrap_or_else(|| VecDeque::with_capacity(1)),
                 leased: false,
