@@ -829,6 +829,53 @@ async fn an_ordered_claim_from_the_front_still_takes_an_event_committed_under_it
     queue.shutdown().await;
 }
 
+/// An ordered full claim sends the front's read ahead of it on the same connection, each in a
+/// transaction of its own. A front read that fails (here the function raises) must not cost the
+/// claim: its batch is handed out, and the claims after it, bounded by the front read before
+/// (none here), keep handing out each conversation's events in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_full_claim_hands_out_its_batch_when_the_front_read_fails() {
+    let pool = fresh_pool("front_fails").await;
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION botrt_front(OUT safe bigint, OUT front bigint)
+             LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the front read fails'; END $$",
+        )
+        .await
+        .unwrap();
+    let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+    let events = |round: usize| {
+        (0..3)
+            .map(|c| text_event(&format!("c{c}"), &format!("e{round}-{c}")))
+            .collect::<Vec<_>>()
+    };
+    queue.push_batch(events(0)).await.unwrap();
+    // The first claim is a full one: it reads the front, which fails.
+    let first = pull_n(&queue, 3).await;
+    let mut got = ids(&first);
+    got.sort();
+    assert_eq!(got, ["e0-0", "e0-1", "e0-2"]);
+    assert!(
+        first.iter().all(|d| d.attempt == 1),
+        "handed out on the first claim"
+    );
+    let mut done: Vec<Lease> = first.iter().map(|d| d.lease).collect();
+    let mut seen = first;
+    for round in 1..3 {
+        queue.push_batch(events(round)).await.unwrap();
+        queue.ack(&done).await.unwrap();
+        let got = pull_n(&queue, 3).await;
+        done = got.iter().map(|d| d.lease).collect();
+        seen.extend(got);
+    }
+    queue.ack(&done).await.unwrap();
+    assert_eq!(seen.len(), 9);
+    assert_each_in_order(&seen, &["c0", "c1", "c2"]);
+    queue.shutdown().await;
+}
+
 /// The lane probes of the claims between full ones start at the front only for candidates
 /// whose ids were taken before the front was read (migration 8): an event of a conversation
 /// committed under the front, whose next event was pushed after the front was read, still
