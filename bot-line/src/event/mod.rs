@@ -681,7 +681,7 @@ mod fast {
         };
         let chat = chat.map_or(destination, |c| c);
         // Built whole: `Event::from_platform` reads the clock for a time that is replaced here.
-        let event = Event {
+        let event = Event::from(bot_core::EventData {
             id,
             platform: Platform::LINE,
             channel: None,
@@ -695,7 +695,7 @@ mod fast {
             occurred_at: Timestamp::from_millis(wire.timestamp),
             redelivered: wire.delivery_context.is_redelivery,
             raw: bot_core::event::Raw::default(),
-        };
+        });
         Some((event, wire.mode.as_deref() == Some("standby")))
     }
 
