@@ -121,7 +121,10 @@ fn public_types_are_send_sync() {
 #[test]
 fn an_event_is_one_pointer_and_its_clones_share_its_data() {
     assert_eq!(std::mem::size_of::<Event>(), std::mem::size_of::<usize>());
-    assert_eq!(std::mem::size_of::<Option<Event>>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<Option<Event>>(),
+        std::mem::size_of::<usize>()
+    );
     let e = Event::text(Platform::LINE, "U1", "hello").with_sender("U1");
     let c = e.clone();
     assert!(c.ptr_eq(&e));
@@ -161,7 +164,11 @@ fn into_data_moves_the_fields_out_when_alone_and_copies_them_when_shared() {
     let e = Event::text(Platform::LINE, "U1", "a text longer than any inline id");
     let text = e.text_content().unwrap().as_ptr();
     let data = e.into_data();
-    assert_eq!(data.text_content().unwrap().as_ptr(), text, "copied though alone");
+    assert_eq!(
+        data.text_content().unwrap().as_ptr(),
+        text,
+        "copied though alone"
+    );
 
     let e = Event::from(data);
     let kept = e.clone();

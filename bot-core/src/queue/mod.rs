@@ -33,9 +33,8 @@ pub use memory::MemoryQueue;
 /// counted with an overhead of the event's size plus 192. This overhead makes the count match;
 /// the event's data, which the entry held inline then, is in the shared block now (a little more:
 /// the handle and the two counts).
-pub(crate) const EVENT_OVERHEAD_BYTES: usize = std::mem::size_of::<Event>()
-    + EVENT_BLOCK_BYTES
-    + 1312;
+pub(crate) const EVENT_OVERHEAD_BYTES: usize =
+    std::mem::size_of::<Event>() + EVENT_BLOCK_BYTES + 1312;
 
 /// The heap block an [`Event`] points to: its strong and weak counts and its data.
 const EVENT_BLOCK_BYTES: usize =
