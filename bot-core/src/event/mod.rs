@@ -1,9 +1,12 @@
 //! The platform-neutral event model.
 //!
 //! Every adapter maps its platform's webhook or gateway payloads to [`Event`]s. The original payload
-//! stays reachable through [`Event::raw`], so nothing a platform sends is lost in translation.//!
+//! stays reachable through [`Event::raw`](crate::EventData::raw), so nothing a platform sends is
+//! lost in translation.
+//!
 //! The rooms: `id.rs` (ids, [`Platform`], [`ReplyToken`], [`Timestamp`]), `raw.rs` ([`Raw`]),
-//! `kind.rs` ([`EventKind`] and what each kind carries); [`Event`] itself is here.
+//! `kind.rs` ([`EventKind`] and what each kind carries); [`Event`], the handle, and [`EventData`],
+//! its fields, are here.
 
 use std::fmt;
 use std::sync::Arc;
