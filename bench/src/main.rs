@@ -440,7 +440,7 @@ mod tests {
             bot_line::webhook::verify(&Secret::new("s"), body.as_bytes(), signature.as_bytes())
                 .unwrap();
             for event in bot_line::event::events_from_body(body.as_bytes()).unwrap() {
-                assert!(ids.insert(event.id), "an id repeats");
+                assert!(ids.insert(event.into_data().id), "an id repeats");
             }
         }
         assert_eq!(ids.len(), 6);

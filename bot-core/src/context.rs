@@ -76,11 +76,10 @@ pub struct Context {
 
 /// The part of a context that its clones share.
 struct AttemptState {
-    platform: Platform,
-    /// Where replies go: the event's conversation, channel, reply token and ids.
-    target: Target,
-    /// Who sent the event, when the platform says.
-    sender: Option<UserId>,
+    /// The event being handled, a handle to the data the handler's event points to too: its
+    /// platform, sender and where replies go (its conversation, channel, reply token and ids)
+    /// are read from it, not copied for every attempt.
+    event: Event,
     /// Sends made so far for this event.
     sends: AtomicU32,
     /// Made on first use, by the handler asking for it or the runtime cancelling: most attempts
@@ -109,8 +108,8 @@ impl AttemptCancel {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("platform", &self.state.platform)
-            .field("target", &self.state.target)
+            .field("platform", &self.state.event.platform)
+            .field("target", &self.event_target())
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
@@ -137,22 +136,27 @@ impl Context {
             shared,
             dialogs: None,
             state: Arc::new(AttemptState {
-                platform: event.platform.clone(),
-                target: Target {
-                    conversation: event.conversation.clone(),
-                    channel: event.channel.clone(),
-                    reply_token: event.reply_token.clone(),
-                    in_reply_to: Some(event.id.clone()),
-                    reply_to_message: event.message().and_then(|m| m.id.clone()),
-                    origin: Some(event.id.clone()),
-                    send_index: 0,
-                    message_tag: None,
-                },
-                sender: event.sender.clone(),
+                event: event.clone(),
                 sends: AtomicU32::new(0),
                 cancel: std::sync::OnceLock::new(),
             }),
             attempt,
+        }
+    }
+
+    /// Where replies to the event go, unnumbered: its conversation, channel, reply token and
+    /// ids, made when a reply is (most attempts of a busy bot send nothing or once).
+    fn event_target(&self) -> Target {
+        let event = &self.state.event;
+        Target {
+            conversation: event.conversation.clone(),
+            channel: event.channel.clone(),
+            reply_token: event.reply_token.clone(),
+            in_reply_to: Some(event.id.clone()),
+            reply_to_message: event.message().and_then(|m| m.id.clone()),
+            origin: Some(event.id.clone()),
+            send_index: 0,
+            message_tag: None,
         }
     }
 
@@ -163,23 +167,23 @@ impl Context {
 
     /// The platform of the event being handled.
     pub fn platform(&self) -> &Platform {
-        &self.state.platform
+        &self.state.event.platform
     }
 
     /// The conversation of the event being handled.
     pub fn conversation(&self) -> &ConversationId {
-        &self.state.target.conversation
+        &self.state.event.conversation
     }
 
     /// Who sent the event being handled, when the platform says (not for every kind of event:
     /// a LINE `unfollow` in a group, a Discord reaction removed by a moderator).
     pub fn sender(&self) -> Option<&UserId> {
-        self.state.sender.as_ref()
+        self.state.event.sender.as_ref()
     }
 
     /// The id of the event being handled.
     pub fn event_id(&self) -> Option<&EventId> {
-        self.state.target.in_reply_to.as_ref()
+        Some(&self.state.event.id)
     }
 
     /// Which attempt this is, starting at 1; above 1 the event is being retried.
@@ -200,7 +204,7 @@ impl Context {
     ///
     /// [`ErrorKind::NoOutbound`] when no adapter registered one for the platform.
     pub fn outbound(&self) -> Result<&Arc<dyn Outbound>, Error> {
-        self.outbound_for(&self.state.platform)
+        self.outbound_for(&self.state.event.platform)
     }
 
     fn outbound_for(&self, platform: &Platform) -> Result<&Arc<dyn Outbound>, Error> {
@@ -254,9 +258,9 @@ impl Context {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
-        let mut target = self.state.target.clone();
+        let mut target = self.event_target();
         target.send_index = self.next_send_index();
-        self.send_to(&self.state.platform, target, messages)
+        self.send_to(&self.state.event.platform, target, messages)
     }
 
     /// Sends a message to a conversation of the same platform, not as a reply, through the
@@ -271,8 +275,8 @@ impl Context {
         message: impl Into<OutgoingMessage>,
     ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         let mut target = self.send_target(conversation);
-        target.channel.clone_from(&self.state.target.channel);
-        self.send_to(&self.state.platform, target, vec![message.into()])
+        target.channel.clone_from(&self.state.event.channel);
+        self.send_to(&self.state.event.platform, target, vec![message.into()])
     }
 
     /// Sends a message to a conversation on another platform. Numbered when called, as
@@ -320,7 +324,7 @@ impl Context {
     /// A send to `conversation` that is not a reply, numbered among this handler's sends.
     fn send_target(&self, conversation: impl Into<ConversationId>) -> Target {
         let mut target = Target::conversation(conversation);
-        target.origin.clone_from(&self.state.target.origin);
+        target.origin = Some(self.state.event.id.clone());
         target.send_index = self.next_send_index();
         target
     }
@@ -331,7 +335,7 @@ impl Context {
     ///
     /// As [`Context::reply`].
     pub async fn typing(&self) -> Result<(), Error> {
-        self.outbound()?.typing_in(&self.state.target).await
+        self.outbound()?.typing_in(&self.event_target()).await
     }
 
     /// The shared app state of type `T`, registered with [`crate::BotBuilder::state`].
@@ -377,8 +381,8 @@ impl Context {
     /// channel, shared by everyone in it).
     pub fn conversation_state(&self) -> StateHandle<'_> {
         self.state_at(StateKey::new(
-            self.state.platform.clone(),
-            self.state.target.conversation.clone(),
+            self.state.event.platform.clone(),
+            self.state.event.conversation.clone(),
         ))
     }
 
@@ -389,7 +393,7 @@ impl Context {
     /// [`ErrorKind::State`] when the event has no sender ([`Context::sender`]).
     pub fn user_state(&self) -> Result<StateHandle<'_>, Error> {
         let user = self.require_sender()?;
-        Ok(self.state_at(StateKey::user(self.state.platform.clone(), user)))
+        Ok(self.state_at(StateKey::user(self.state.event.platform.clone(), user)))
     }
 
     /// The state of the event's sender within the event's conversation: each member of a
@@ -401,8 +405,8 @@ impl Context {
     pub fn user_in_conversation_state(&self) -> Result<StateHandle<'_>, Error> {
         let user = self.require_sender()?;
         Ok(self.state_at(StateKey::user_in_conversation(
-            self.state.platform.clone(),
-            self.state.target.conversation.clone(),
+            self.state.event.platform.clone(),
+            self.state.event.conversation.clone(),
             user,
         )))
     }
@@ -458,12 +462,12 @@ impl Context {
     }
 
     fn require_sender(&self) -> Result<UserId, Error> {
-        self.state.sender.clone().ok_or_else(|| {
+        self.state.event.sender.clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::State,
                 format!(
                     "a {} event without a sender has no user state",
-                    self.state.platform
+                    self.state.event.platform
                 ),
             )
         })

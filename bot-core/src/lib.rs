@@ -42,7 +42,9 @@ pub use adapter::{Adapter, Attach, Ingress, body_for_events};
 pub use bot::{Bot, BotBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT};
 pub use context::Context;
 pub use error::{BoxError, Error, ErrorChain, ErrorKind};
-pub use event::{ChannelId, ConversationId, Event, EventId, EventKind, Message, Platform, UserId};
+pub use event::{
+    ChannelId, ConversationId, Event, EventData, EventId, EventKind, Message, Platform, UserId,
+};
 pub use handler::{Handler, HandlerExt};
 pub use limits::{Limits, Ordering, Overflow, RetryPolicy};
 pub use outbound::{Outbound, OutgoingMessage};

@@ -19,7 +19,7 @@
 //! keeps its URL. A request no key verifies is 401; with several applications (several keys, or
 //! an adapter serving several applications, keyed or not), a verified body that names another
 //! application than the one whose key signed it is 401 too (`unknown_application`). The event
-//! carries the application as its [`bot_core::Event::channel`], so its replies go out through
+//! carries the application as its [`bot_core::EventData::channel`], so its replies go out through
 //! that application's client.
 //!
 //! With a durable queue the handler may run in another process: the endpoint still defers in
@@ -237,7 +237,7 @@ impl Pending {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct InteractionsApplication {
-    /// Its id, when known: its events carry it as their [`bot_core::Event::channel`], and it is
+    /// Its id, when known: its events carry it as their [`bot_core::EventData::channel`], and it is
     /// served at `<path>/<id>` too.
     pub id: Option<ChannelId>,
     /// Its public key.

@@ -97,7 +97,7 @@ fn router(gate: Arc<Semaphore>) -> Router {
             let text = format!(
                 "{} via {}",
                 text.unwrap_or("nothing"),
-                event.channel.unwrap()
+                event.channel.as_ref().unwrap()
             );
             gate.acquire().await.expect("open").forget();
             cx.reply(text).await
@@ -106,7 +106,7 @@ fn router(gate: Arc<Semaphore>) -> Router {
     Router::new()
         .text(|cx: Context, event: Event| async move {
             let text = event.text_content().unwrap_or_default().to_owned();
-            cx.reply(format!("{text} via {}", event.channel.unwrap()))
+            cx.reply(format!("{text} via {}", event.channel.as_ref().unwrap()))
                 .await
         })
         .command("echo", echo_command)

@@ -60,7 +60,7 @@ pub const ENV_VARS: &[&str] = &[
 ///
 /// One adapter serves several LINE channels at one webhook path: name each by its bot user id
 /// (the `destination` of its webhooks, shown in the console or by `GET /v2/bot/info`). Each
-/// event carries its channel ([`bot_core::Event::channel`]) and is answered with that channel's
+/// event carries its channel ([`bot_core::EventData::channel`]) and is answered with that channel's
 /// token, under that channel's rate limits.
 ///
 /// ```no_run

@@ -72,7 +72,7 @@ pub struct WebhookConfig {
     /// into a chat the bot does not control.
     pub deliver_standby: bool,
     /// The bot user id of the channel `channel_secret` belongs to (the webhook body's
-    /// `destination`); events then carry it as their [`bot_core::Event::channel`]. Needed when
+    /// `destination`); events then carry it as their [`bot_core::EventData::channel`]. Needed when
     /// `channels` is not empty.
     pub destination: Option<String>,
     /// Other channels served at the same path, told apart by the body's `destination`.

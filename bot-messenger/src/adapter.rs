@@ -65,7 +65,7 @@ pub const ENV_VARS: &[&str] = &[
 /// # Several pages
 ///
 /// One adapter (one app, one webhook) serves several pages: give each page's id and token. Each
-/// event carries its page as its [`bot_core::Event::channel`] and is answered with that page's
+/// event carries its page as its [`bot_core::EventData::channel`] and is answered with that page's
 /// token, under that page's rate limits.
 ///
 /// ```no_run

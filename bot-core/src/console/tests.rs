@@ -226,7 +226,7 @@ async fn choices_are_those_of_the_last_message_printed() {
         .button(Button::postback("Go", "go"))
         .button(Button::link("Docs", "https://example.invalid"));
     outbound.send(&target, vec![menu.clone()]).await.unwrap();
-    let typed = |line: &str| outbound.choices.event_for(line.to_owned()).kind;
+    let typed = |line: &str| outbound.choices.event_for(line.to_owned()).into_data().kind;
     let text = |text: &str| EventKind::Message(Message::text(text));
     let postback = |data: &str| {
         EventKind::Postback(Postback {

@@ -30,7 +30,7 @@ pub enum EventKind {
     /// A message was deleted or unsent.
     Deleted(Deleted),
     /// Anything the core model has no kind for; the platform's own type name. The payload is in
-    /// [`Event::raw`](crate::Event::raw).
+    /// [`Event::raw`](crate::EventData::raw).
     Other(Other),
 }
 

@@ -1,9 +1,15 @@
 //! The platform-neutral event model.
 //!
 //! Every adapter maps its platform's webhook or gateway payloads to [`Event`]s. The original payload
-//! stays reachable through [`Event::raw`], so nothing a platform sends is lost in translation.//!
+//! stays reachable through [`Event::raw`](crate::EventData::raw), so nothing a platform sends is
+//! lost in translation.
+//!
 //! The rooms: `id.rs` (ids, [`Platform`], [`ReplyToken`], [`Timestamp`]), `raw.rs` ([`Raw`]),
-//! `kind.rs` ([`EventKind`] and what each kind carries); [`Event`] itself is here.
+//! `kind.rs` ([`EventKind`] and what each kind carries); [`Event`], the handle, and [`EventData`],
+//! its fields, are here.
+
+use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +30,25 @@ pub use kind::{
 };
 pub use raw::Raw;
 
-/// One thing that happened on a platform, in platform-neutral form.
+/// One thing that happened on a platform, in platform-neutral form: a handle to its
+/// [`EventData`], shared rather than copied.
+///
+/// An `Event` is one pointer: moving it moves eight bytes, and cloning it counts a reference
+/// (every queue, retry and handler on the way holds the same data). Reading goes through
+/// [`Deref`](std::ops::Deref) (`event.conversation`, `event.text_content()`, `match &event.kind`);
+/// writing (`event.redelivered = true`, the `with_*` builders) goes through
+/// [`DerefMut`](std::ops::DerefMut), which copies the data first when another handle shares it
+/// (copy on write), so a change is never seen through another clone.
+///
+/// Build one with [`Event::new`], [`Event::from_platform`] or from an [`EventData`] literal
+/// (`EventData { … }.into()`); take the data back to move fields out with [`Event::into_data`].
+/// It serializes exactly as its [`EventData`] does.
+#[derive(Clone)]
+pub struct Event(Arc<EventData>);
+
+/// The content of an [`Event`]: what happened, where, by whom and the platform's own payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
+pub struct EventData {
     /// The platform's id of the event; with `platform`, the deduplication key.
     pub id: EventId,
     /// Where the event came from.
@@ -64,18 +86,7 @@ impl Event {
         conversation: impl Into<ConversationId>,
         kind: EventKind,
     ) -> Self {
-        Self {
-            id: id.into(),
-            platform,
-            channel: None,
-            conversation: conversation.into(),
-            sender: None,
-            kind,
-            reply_token: None,
-            occurred_at: Timestamp::now(),
-            redelivered: false,
-            raw: Raw::default(),
-        }
+        EventData::from_platform(platform, id, conversation, kind).into()
     }
 
     /// Starts an event of `kind` in `conversation` on `platform`, with a fresh local id and the
@@ -85,18 +96,7 @@ impl Event {
         conversation: impl Into<ConversationId>,
         kind: EventKind,
     ) -> Self {
-        Self {
-            id: EventId::new(next_local_id()),
-            platform,
-            channel: None,
-            conversation: conversation.into(),
-            sender: None,
-            kind,
-            reply_token: None,
-            occurred_at: Timestamp::now(),
-            redelivered: false,
-            raw: Raw::default(),
-        }
+        EventData::new(platform, conversation, kind).into()
     }
 
     /// A text message event.
@@ -110,6 +110,24 @@ impl Event {
             conversation,
             EventKind::Message(Message::text(text)),
         )
+    }
+
+    /// The event's data, to move fields out of it: taken without a copy when this is the only
+    /// handle to it, copied when other clones share it.
+    #[must_use]
+    pub fn into_data(self) -> EventData {
+        Arc::unwrap_or_clone(self.0)
+    }
+
+    /// The event's data (also reachable through [`Deref`](std::ops::Deref)).
+    pub fn data(&self) -> &EventData {
+        &self.0
+    }
+
+    /// Whether `self` and `other` are handles to the same data (clones of one event), which
+    /// [`PartialEq`] answers without comparing the fields.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Sets the event id.
@@ -153,6 +171,40 @@ impl Event {
         self.raw = Raw::from_json(json);
         self
     }
+}
+
+impl EventData {
+    /// The data of an event of `kind` in `conversation` on `platform` with the platform's own
+    /// `id`, at the current time (see [`Event::from_platform`]).
+    pub fn from_platform(
+        platform: Platform,
+        id: impl Into<EventId>,
+        conversation: impl Into<ConversationId>,
+        kind: EventKind,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            platform,
+            channel: None,
+            conversation: conversation.into(),
+            sender: None,
+            kind,
+            reply_token: None,
+            occurred_at: Timestamp::now(),
+            redelivered: false,
+            raw: Raw::default(),
+        }
+    }
+
+    /// The data of an event of `kind` in `conversation` on `platform`, with a fresh local id and
+    /// the current time (see [`Event::new`]).
+    pub fn new(
+        platform: Platform,
+        conversation: impl Into<ConversationId>,
+        kind: EventKind,
+    ) -> Self {
+        Self::from_platform(platform, EventId::new(next_local_id()), conversation, kind)
+    }
 
     /// The message, when this is a message event.
     pub fn message(&self) -> Option<&Message> {
@@ -170,6 +222,77 @@ impl Event {
     /// The original platform payload.
     pub fn raw(&self) -> &serde_json::Value {
         self.raw.value()
+    }
+}
+
+impl From<EventData> for Event {
+    fn from(data: EventData) -> Self {
+        Self(Arc::new(data))
+    }
+}
+
+impl From<Event> for EventData {
+    fn from(event: Event) -> Self {
+        event.into_data()
+    }
+}
+
+impl std::ops::Deref for Event {
+    type Target = EventData;
+
+    fn deref(&self) -> &EventData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Event {
+    /// The data to change: copied first when another clone shares it, so the change is this
+    /// handle's alone.
+    fn deref_mut(&mut self) -> &mut EventData {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl AsRef<EventData> for Event {
+    fn as_ref(&self) -> &EventData {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Event {
+    // As the data's, under the name users know.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &*self.0;
+        f.debug_struct("Event")
+            .field("id", &d.id)
+            .field("platform", &d.platform)
+            .field("channel", &d.channel)
+            .field("conversation", &d.conversation)
+            .field("sender", &d.sender)
+            .field("kind", &d.kind)
+            .field("reply_token", &d.reply_token)
+            .field("occurred_at", &d.occurred_at)
+            .field("redelivered", &d.redelivered)
+            .field("raw", &d.raw)
+            .finish()
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        EventData::deserialize(deserializer).map(Self::from)
     }
 }
 

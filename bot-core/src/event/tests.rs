@@ -117,3 +117,87 @@ fn public_types_are_send_sync() {
     assert_send_sync::<Event>();
     assert_send_sync::<Platform>();
 }
+
+#[test]
+fn an_event_is_one_pointer_and_its_clones_share_its_data() {
+    assert_eq!(std::mem::size_of::<Event>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<Option<Event>>(),
+        std::mem::size_of::<usize>()
+    );
+    let e = Event::text(Platform::LINE, "U1", "hello").with_sender("U1");
+    let c = e.clone();
+    assert!(c.ptr_eq(&e));
+    assert!(std::ptr::eq(c.data(), e.data()));
+    assert_eq!(c, e);
+    // Equal data in two blocks is still equal.
+    let copy = Event::from(e.data().clone());
+    assert!(!copy.ptr_eq(&e));
+    assert_eq!(copy, e);
+}
+
+#[test]
+fn a_change_through_one_handle_copies_first_when_the_data_is_shared() {
+    let mut e = Event::text(Platform::LINE, "U1", "hello");
+    let block = std::ptr::from_ref(e.data());
+    // Alone: changed in place, no copy.
+    e.redelivered = true;
+    assert!(std::ptr::eq(block, e.data()));
+    let kept = e.clone();
+    e.redelivered = false;
+    if let EventKind::Message(m) = &mut e.kind {
+        m.text = Some("changed".into());
+    }
+    assert!(!e.ptr_eq(&kept), "the shared block was changed in place");
+    assert!(kept.redelivered);
+    assert_eq!(kept.text_content(), Some("hello"));
+    assert_eq!(e.text_content(), Some("changed"));
+    assert!(!e.redelivered);
+    // The builders change their own handle only.
+    let other = kept.clone().with_id("x");
+    assert_eq!(other.id.as_str(), "x");
+    assert_ne!(kept.id.as_str(), "x");
+}
+
+#[test]
+fn into_data_moves_the_fields_out_when_alone_and_copies_them_when_shared() {
+    let e = Event::text(Platform::LINE, "U1", "a text longer than any inline id");
+    let text = e.text_content().unwrap().as_ptr();
+    let data = e.into_data();
+    assert_eq!(
+        data.text_content().unwrap().as_ptr(),
+        text,
+        "copied though alone"
+    );
+
+    let e = Event::from(data);
+    let kept = e.clone();
+    let data = EventData::from(e);
+    assert_ne!(data.text_content().unwrap().as_ptr(), text);
+    assert_eq!(&data, kept.data());
+    assert_eq!(kept.text_content().unwrap().as_ptr(), text);
+}
+
+#[test]
+fn an_event_serializes_and_prints_as_its_data() {
+    let e = Event::text(Platform::LINE, "U1", "hi")
+        .with_id("01H")
+        .with_sender("U1")
+        .with_reply_token(ReplyToken::new("rt"))
+        .with_raw(serde_json::json!({"type": "message"}));
+    let json = serde_json::to_string(&e).unwrap();
+    assert_eq!(json, serde_json::to_string(e.data()).unwrap());
+    let data: EventData = serde_json::from_str(&json).unwrap();
+    assert_eq!(&data, e.data());
+    let back: Event = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, e);
+    let bad = serde_json::from_str::<Event>(r#"{"id": 1}"#).unwrap_err();
+    assert!(!bad.to_string().is_empty());
+    // `Debug` as before: the event's name, then its fields.
+    let printed = format!("{e:?}");
+    assert!(printed.starts_with("Event { id: "), "{printed}");
+    assert_eq!(
+        printed,
+        format!("{:?}", e.data()).replacen("EventData", "Event", 1)
+    );
+}

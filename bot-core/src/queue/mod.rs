@@ -21,15 +21,24 @@ use crate::event::{Event, Timestamp};
 
 pub use memory::MemoryQueue;
 
-/// What one event costs beyond the bytes counted from its content: the event structure in the
-/// queue's entry, the headers of its shared strings and payload, the allocator's headers and
-/// rounding, the buffers' spare room, the deduplication key and a conversation lane.
+/// What one event costs beyond the bytes counted from its content: the event's handle in the
+/// queue's entry and the shared block it points to (the reference counts and the
+/// [`EventData`](crate::event::EventData)), the headers of its shared strings and payload, the
+/// allocator's headers and rounding, the buffers' spare room, the deduplication key and a
+/// conversation lane.
 ///
 /// Calibrated by measurement: a LINE text event as the adapter makes it (about 530 bytes of JSON)
 /// took 2,020 bytes of resident memory per event queued (50,000 events,
 /// `BOT_BENCH_MEMORY=1 cargo bench -p bot-core --bench supervisor`, glibc malloc), against 900
-/// counted with an overhead of the event's size plus 192. This overhead makes the count match.
-pub(crate) const EVENT_OVERHEAD_BYTES: usize = std::mem::size_of::<Event>() + 1312;
+/// counted with an overhead of the event's size plus 192. This overhead makes the count match;
+/// the event's data, which the entry held inline then, is in the shared block now (a little more:
+/// the handle and the two counts).
+pub(crate) const EVENT_OVERHEAD_BYTES: usize =
+    std::mem::size_of::<Event>() + EVENT_BLOCK_BYTES + 1312;
+
+/// The heap block an [`Event`] points to: its strong and weak counts and its data.
+const EVENT_BLOCK_BYTES: usize =
+    2 * std::mem::size_of::<usize>() + std::mem::size_of::<crate::event::EventData>();
 
 /// The bytes an event holds while it waits in a queue, from its public parts: the ids, the raw
 /// payload's JSON text, the text and attachments of a message, plus [`EVENT_OVERHEAD_BYTES`].

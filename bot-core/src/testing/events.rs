@@ -72,8 +72,8 @@ pub fn quick_reply_tap_on(
     quick_reply: &QuickReply,
 ) -> Option<Event> {
     let mut event = press(platform, conversation, &quick_reply.action)?;
-    if let EventKind::Postback(postback) = &mut event.kind
-        && event.platform == Platform::MESSENGER
+    if event.platform == Platform::MESSENGER
+        && let EventKind::Postback(postback) = &mut event.kind
     {
         postback.params = json!({"source": "quick_reply", "text": quick_reply.label});
     }
@@ -88,8 +88,8 @@ pub fn button_press_on(
     button: &Button,
 ) -> Option<Event> {
     let mut event = press(platform, conversation, &button.action)?;
-    if let EventKind::Postback(postback) = &mut event.kind
-        && event.platform == Platform::MESSENGER
+    if event.platform == Platform::MESSENGER
+        && let EventKind::Postback(postback) = &mut event.kind
     {
         postback.params = json!({"source": "postback", "title": button.label});
     }

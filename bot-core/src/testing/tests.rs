@@ -267,3 +267,37 @@ fn public_types_are_send_sync() {
     assert_send_sync::<TestBot>();
     assert_send_sync::<Sent>();
 }
+
+#[tokio::test]
+async fn every_attempt_is_handed_the_pushed_event_itself_not_a_copy() {
+    // Each attempt's event, kept; the first attempt fails so that a retry runs too.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Event>::new()));
+    let record = seen.clone();
+    let handler = move |_cx: Context, event: Event| {
+        let record = record.clone();
+        async move {
+            let mut seen = record.lock().unwrap();
+            seen.push(event);
+            if seen.len() == 1 {
+                return Err(Error::new(ErrorKind::Outbound, "the first attempt fails"));
+            }
+            Ok(())
+        }
+    };
+    let bot = TestBot::builder()
+        .handler(handler)
+        .limits(quick_retries(2))
+        .build()
+        .unwrap();
+    let event = text("c", "go");
+    bot.send(event.clone()).await.unwrap();
+    bot.idle().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // The queue, the supervisor and both attempts moved and cloned the handle only: every
+    // handler saw the block of data that was pushed, not a copy of it.
+    for got in &seen {
+        assert!(got.ptr_eq(&event), "a copy reached the handler: {got:?}");
+    }
+    bot.shutdown().await;
+}

@@ -61,7 +61,7 @@ use setup::GuildCommands;
 ///
 /// One adapter serves several Discord applications (several bots), each with its own token,
 /// shards, rate limits and public key. Each event carries its application id as its
-/// [`bot_core::Event::channel`] and is answered through that application's client. Interactions
+/// [`bot_core::EventData::channel`] and is answered through that application's client. Interactions
 /// are verified with the key of the application they are for: give each application's portal
 /// `…/discord/interactions/<application id>` (the bare path tries every key, the first's
 /// first).

@@ -18,7 +18,7 @@ pub struct DispatchContext {
     /// Whether messages by bots are delivered.
     pub deliver_bot_messages: bool,
     /// The application the shard serves, when the adapter was told it: its events carry it as
-    /// their [`Event::channel`], and are answered through its client.
+    /// their [`Event::channel`](bot_core::EventData::channel), and are answered through its client.
     pub channel: Option<ChannelId>,
     /// Whether event ids are prefixed with [`DispatchContext::channel`] (`<application>:<id>`):
     /// set when one bot serves several applications, since two of them in one guild see the

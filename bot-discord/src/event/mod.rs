@@ -24,8 +24,8 @@
 //!
 //! Messages by bots, the bot itself included, are not delivered unless asked for
 //! ([`crate::gateway::ShardConfig::deliver_bot_messages`]). `occurred_at` comes from the snowflake
-//! of the message or interaction. Interactions carry their token as [`Event::reply_token`]. The
-//! whole dispatch data stays in [`Event::raw`]; [`DiscordEventExt`] parses it back into
+//! of the message or interaction. Interactions carry their token as [`Event::reply_token`](bot_core::EventData::reply_token). The
+//! whole dispatch data stays in [`Event::raw`](bot_core::EventData::raw); [`DiscordEventExt`] parses it back into
 //! [`crate::model`] types.
 
 use bot_core::event::content_id;

@@ -74,17 +74,17 @@ fn interactions_become_commands_and_postbacks() {
     let button = json!({"id": "2", "type": 3, "token": "t", "channel_id": "c", "user": {"id": "u"},
         "data": {"custom_id": "buy", "component_type": 2}});
     assert!(
-        matches!(from_interaction(&button).unwrap().kind, EventKind::Postback(p) if p.data == "buy")
+        matches!(&from_interaction(&button).unwrap().kind, EventKind::Postback(p) if p.data == "buy")
     );
     let select = json!({"id": "5", "type": 3, "token": "t", "channel_id": "c", "user": {"id": "u"},
         "data": {"custom_id": "botrt:text:x", "component_type": 3, "values": ["a"]}});
     assert!(
-        matches!(from_interaction(&select).unwrap().kind, EventKind::Postback(p) if p.data == "botrt:text:x"),
+        matches!(&from_interaction(&select).unwrap().kind, EventKind::Postback(p) if p.data == "botrt:text:x"),
         "a select menu is a postback whatever its custom_id"
     );
     let modal = json!({"id": "3", "type": 5, "token": "t", "channel_id": "c", "user": {"id": "u"},
         "data": {"custom_id": "form", "components": [{"type": 1, "components": [{"type": 4, "custom_id": "name", "value": "Ada"}]}]}});
-    let EventKind::Postback(p) = from_interaction(&modal).unwrap().kind else {
+    let EventKind::Postback(p) = from_interaction(&modal).unwrap().into_data().kind else {
         panic!()
     };
     assert_eq!(p.params["name"], "Ada");
@@ -207,7 +207,7 @@ fn a_pressed_text_quick_reply_is_a_text_message() {
     // Still the interaction's: the reply answers it, from its presser.
     assert_eq!(event.reply_token.as_ref().unwrap().expose(), "tok");
     assert_eq!(event.sender.as_ref().unwrap().as_str(), "u1");
-    assert!(matches!(pressed(ids[1]).kind, EventKind::Postback(p) if p.data == "cancel"));
+    assert!(matches!(&pressed(ids[1]).kind, EventKind::Postback(p) if p.data == "cancel"));
 }
 
 #[test]

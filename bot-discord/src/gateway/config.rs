@@ -190,7 +190,7 @@ pub struct ShardConfig {
     /// Most bytes of dispatch data (JSON text) in one batch. Default 1 MiB.
     pub max_batch_bytes: usize,
     /// The application these shards serve, when known: their events carry it as their
-    /// [`bot_core::Event::channel`] (set by the adapter from its application id).
+    /// [`bot_core::EventData::channel`] (set by the adapter from its application id).
     pub application: Option<ChannelId>,
     /// Whether event ids are scoped to the application (see
     /// [`crate::event::DispatchContext::scoped_ids`]): set by the adapter when it serves several,

@@ -618,7 +618,7 @@ pub fn check_frame_bytes(reader: &mut FrameReader, bytes: &[u8]) -> Result<(), T
         Ok(read) => {
             if let Some(event) = read.event {
                 prop_assert_eq!(read.op, 0);
-                prop_assert_eq!(event.platform, bot_core::Platform::DISCORD);
+                prop_assert_eq!(&event.platform, &bot_core::Platform::DISCORD);
             }
         }
         Err(error) => prop_assert!(!error.to_string().is_empty()),

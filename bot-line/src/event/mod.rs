@@ -12,9 +12,9 @@
 //! | anything else (`beacon`, `accountLink`, `videoPlayComplete`, `things`, `membership`, `module`, `activated`, `deactivated`, `botSuspended`, `botResumed`, `delivery`, unknown types) | `Other { name: <type> }` | the source's chat, else the bot (`destination`) |
 //!
 //! The event id is `webhookEventId` (so a redelivery is recognised as the same event),
-//! `deliveryContext.isRedelivery` sets [`Event::redelivered`], `timestamp` sets
-//! [`Event::occurred_at`], and the reply token is kept. The whole LINE event stays in
-//! [`Event::raw`]; [`LineEventExt::line_event`] parses it back into a [`WebhookEvent`].
+//! `deliveryContext.isRedelivery` sets [`Event::redelivered`](bot_core::EventData::redelivered), `timestamp` sets
+//! [`Event::occurred_at`](bot_core::EventData::occurred_at), and the reply token is kept. The whole LINE event stays in
+//! [`Event::raw`](bot_core::EventData::raw); [`LineEventExt::line_event`] parses it back into a [`WebhookEvent`].
 
 use std::borrow::Cow;
 
@@ -87,7 +87,7 @@ fn raw_events<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'de RawValu
 ///
 /// An event the model cannot read (an unknown type, or a known type missing fields) is still
 /// delivered, as `EventKind::Other` with its raw JSON: one odd event never costs the others.
-/// Each event keeps its JSON text as [`Event::raw`]; no JSON tree is built. The body is copied
+/// Each event keeps its JSON text as [`Event::raw`](bot_core::EventData::raw); no JSON tree is built. The body is copied
 /// once; [`events_from_bytes`] shares a body already in [`Bytes`].
 ///
 /// # Errors
@@ -97,7 +97,7 @@ pub fn events_from_body(body: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
     events_from_bytes(&Bytes::copy_from_slice(body))
 }
 
-/// As [`events_from_body`], from the body as received: each event's [`Event::raw`] and its long
+/// As [`events_from_body`], from the body as received: each event's [`Event::raw`](bot_core::EventData::raw) and its long
 /// ids are slices of `body` (which they keep alive), not copies.
 ///
 /// # Errors
@@ -138,7 +138,7 @@ fn two_passes(body: &Bytes, keep_standby: bool) -> Result<(Vec<Event>, usize), s
 }
 
 /// [`parse_body`] in one pass over the body: each element of `events[]` is read where it stands
-/// as the fast path's wire event, its span (the event's [`Event::raw`]) known from where the
+/// as the fast path's wire event, its span (the event's [`Event::raw`](bot_core::EventData::raw)) known from where the
 /// reading ended, instead of `events[]` being split into raw values first and each read again.
 /// An event the wire type does not read is skipped as a raw value and goes to the typed model,
 /// as in [`two_passes`].
@@ -681,7 +681,7 @@ mod fast {
         };
         let chat = chat.map_or(destination, |c| c);
         // Built whole: `Event::from_platform` reads the clock for a time that is replaced here.
-        let event = Event {
+        let event = Event::from(bot_core::EventData {
             id,
             platform: Platform::LINE,
             channel: None,
@@ -695,7 +695,7 @@ mod fast {
             occurred_at: Timestamp::from_millis(wire.timestamp),
             redelivered: wire.delivery_context.is_redelivery,
             raw: bot_core::event::Raw::default(),
-        };
+        });
         Some((event, wire.mode.as_deref() == Some("standby")))
     }
 

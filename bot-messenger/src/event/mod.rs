@@ -12,13 +12,13 @@
 //! | `postback` | `Postback` with `data` = payload, `params` = `{"source": "postback", "title", "referral"?, "mid"?}` | sender PSID |
 //! | `reaction` | `Reaction` (`removed` for `unreact`; the emoji, else the reaction's name) | sender PSID |
 //! | `read`, `delivery`, `referral`, `optin`, `account_linking`, `pass_thread_control`, `take_thread_control`, `request_thread_control`, `app_roles`, unknown keys | `Other { name: <key> }` | sender PSID (else `user_ref:<ref>` for a user known only by a checkbox plugin's `user_ref`, which replies reach; else the recipient, else the page) |
-//! | any item of `changes[]` (`{"field", "value"}`: feed, mention, Instagram comments and other Page or Instagram subscriptions) | `Other { name: "changes_<field>" }` (`changes_feed`, `changes_comments`, ...), with the change as [`Event::raw`]; [`MessengerEventExt::messenger_event`] is `None` for them | `value.from.id` (the commenter), else the page |
+//! | any item of `changes[]` (`{"field", "value"}`: feed, mention, Instagram comments and other Page or Instagram subscriptions) | `Other { name: "changes_<field>" }` (`changes_feed`, `changes_comments`, ...), with the change as [`Event::raw`](bot_core::EventData::raw); [`MessengerEventExt::messenger_event`] is `None` for them | `value.from.id` (the commenter), else the page |
 //! | any item of `standby[]` | not delivered by default, only counted; with [`crate::MessengerBuilder::deliver_standby`], `Other { name: "standby_<key>" }`: another app owns the conversation, so it is for reading, not answering | as above |
 //!
 //! The event id is the message's `mid` (a postback's `mid` when Meta sends one); items without
 //! an id (reads, deliveries, reactions, changes, ...) get a stable hash of the item, so a redelivery is
 //! recognised as the same event. `sender.id` is the sender, `timestamp` (else the entry's
-//! `time`) is [`Event::occurred_at`]. The whole item stays in [`Event::raw`];
+//! `time`) is [`Event::occurred_at`](bot_core::EventData::occurred_at). The whole item stays in [`Event::raw`](bot_core::EventData::raw);
 //! [`MessengerEventExt::messenger_event`] parses it back into a [`MessagingEvent`].
 
 use bot_core::event::Raw;
@@ -52,7 +52,7 @@ pub const TEXT_QUICK_REPLY_PAYLOAD: &str = "botrt.text";
 /// Typed access to the Messenger item behind a core [`Event`].
 pub trait MessengerEventExt {
     /// The messaging item this event was made from; `None` for events of other platforms and
-    /// for `changes[]` items (read those from [`Event::raw`]: `{"field", "value"}`).
+    /// for `changes[]` items (read those from [`Event::raw`](bot_core::EventData::raw): `{"field", "value"}`).
     ///
     /// # Errors
     ///
@@ -152,7 +152,7 @@ pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
     parse_bytes(&Bytes::copy_from_slice(body))
 }
 
-/// As [`parse_body`], from the body as received: each event's [`Event::raw`] and its long ids
+/// As [`parse_body`], from the body as received: each event's [`Event::raw`](bot_core::EventData::raw) and its long ids
 /// are slices of `body` (which they keep alive), not copies.
 ///
 /// # Errors
@@ -167,7 +167,7 @@ pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
 
 /// [`parse_bytes`] in one pass over the body: each item of `messaging[]` and `standby[]` is
 /// read where it stands (a `messaging[]` item as the fast path's wire item), its span (the
-/// event's [`Event::raw`]) known from where the reading ended, instead of every entry's lists
+/// event's [`Event::raw`](bot_core::EventData::raw)) known from where the reading ended, instead of every entry's lists
 /// being split into raw values first and each item read again. Items the wire type does not
 /// read, standby items and changes are skipped as raw values and mapped as in [`two_passes`].
 ///

@@ -20,7 +20,8 @@ pub(super) const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 pub(super) const MAX_SPARE_LANES: usize = 4096;
 
 /// The largest lane buffer kept for reuse, in events: most lanes hold one event at a time, and
-/// a larger buffer kept idle would cost its whole capacity (an [`Entry`] is about 440 bytes).
+/// a larger buffer kept idle would cost its whole capacity (an [`Entry`] is 32 bytes: the
+/// event's handle and its counts).
 pub(super) const SPARE_LANE_CAPACITY: usize = 4;
 
 /// The lane of a lease in unordered mode (there are no lanes then).

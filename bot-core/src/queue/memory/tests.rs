@@ -679,3 +679,18 @@ async fn pushes_wait_for_room_only_within_their_share_of_the_byte_budget() {
         0
     );
 }
+
+#[test]
+fn an_event_counts_its_shared_block_not_only_its_handle() {
+    // The entry holds a pointer; the event's data is in the block it points to, and that block
+    // is what a queued event keeps alive: counting the pointer alone would let a byte budget
+    // hold far more events than it says.
+    let event = sized("a", "1", 0);
+    let block = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<crate::event::EventData>();
+    assert!(
+        crate::queue::EVENT_OVERHEAD_BYTES >= std::mem::size_of::<Event>() + block + 1312,
+        "the overhead is {} bytes, the event's block {block}",
+        crate::queue::EVENT_OVERHEAD_BYTES
+    );
+    assert!(crate::queue::event_bytes(&event) >= crate::queue::EVENT_OVERHEAD_BYTES);
+}
