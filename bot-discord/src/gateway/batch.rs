@@ -209,7 +209,11 @@ pub(super) async fn hand_over(
 }
 
 fn map(dispatches: &[Dispatch], context: &DispatchContext) -> Vec<Event> {
-    dispatches.iter().filter_map(|d| d.event(context)).collect()
+    // Sized for every dispatch up front: a filtered collect would grow it by copying the
+    // events mapped so far, a few hundred bytes each, several times per batch.
+    let mut events = Vec::with_capacity(dispatches.len());
+    events.extend(dispatches.iter().filter_map(|d| d.event(context)));
+    events
 }
 
 /// Offers `events`, the batch `dispatches` mapped, until the queue accepts them.
