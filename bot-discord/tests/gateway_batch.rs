@@ -134,9 +134,16 @@ async fn a_full_window_stops_the_reading_and_the_batch_mapped_meanwhile_waits_it
     })
     .await;
     let first = queue.pushes()[0] as u64;
-    wait_until("the first batch's sequence", || sequence(&shard) == 1 + first).await;
+    wait_until("the first batch's sequence", || {
+        sequence(&shard) == 1 + first
+    })
+    .await;
     assert_eq!(queue.waiting(), 1);
-    assert_eq!(sequence(&shard), 1 + first, "not past the batch at the gate");
+    assert_eq!(
+        sequence(&shard),
+        1 + first,
+        "not past the batch at the gate"
+    );
 
     // Accepted batch by batch, in order, the window moves on to the end.
     queue.open(1000);
@@ -145,7 +152,11 @@ async fn a_full_window_stops_the_reading_and_the_batch_mapped_meanwhile_waits_it
     assert_eq!(shard.status().dispatches() - read_before, 30);
     let pushes = queue.pushes();
     assert!(pushes.iter().all(|n| *n <= 4), "{pushes:?}");
-    assert_eq!(pushes.iter().sum::<usize>(), 30, "each batch pushed once: {pushes:?}");
+    assert_eq!(
+        pushes.iter().sum::<usize>(),
+        30,
+        "each batch pushed once: {pushes:?}"
+    );
     wait_until("the last sequence", || sequence(&shard) == 31).await;
     assert_eq!(gateway.connections().len(), 1);
     stop.cancel();
