@@ -1,5 +1,6 @@
-//! Hand-over in batches: the shard reads on while a batch is with the queue, stops reading when
-//! its window (one batch offered, one filling) is full, and resumes from the last sequence the
+//! Hand-over in batches: the shard reads on while a batch is with the queue, maps the next one
+//! meanwhile (submitted only once the one before is accepted), stops reading when its window
+//! (one batch offered, one mapped, one filling) is full, and resumes from the last sequence the
 //! queue accepted. A queue that holds each push at a gate the test opens shows each step, over
 //! real sockets with the fake gateway.
 #![allow(clippy::disallowed_methods)] // the shard runs in a spawned task
@@ -82,8 +83,13 @@ async fn the_shard_reads_on_while_a_hand_over_waits_and_submits_many_at_once() {
     bot.shutdown().await;
 }
 
+/// The shard's sequence now.
+fn sequence(shard: &Shard) -> u64 {
+    shard.status().session().map_or(0, |s| s.sequence)
+}
+
 #[tokio::test]
-async fn a_full_window_stops_the_reading_until_the_queue_accepts() {
+async fn a_full_window_stops_the_reading_and_the_batch_mapped_meanwhile_waits_its_turn() {
     let gateway = FakeGateway::start(TOKEN).await.unwrap();
     gateway.set_heartbeat_interval(Duration::from_millis(100));
     let queue = Arc::new(GatedQueue::new());
@@ -92,38 +98,112 @@ async fn a_full_window_stops_the_reading_until_the_queue_accepts() {
     gateway.wait_for_readies(1).await;
     wait_until("READY read", || shard.status().session().is_some()).await;
     let read_before = shard.status().dispatches();
+    assert_eq!(sequence(&shard), 1, "READY");
 
     for i in 0..30 {
         gateway
             .dispatch("MESSAGE_CREATE", message(81_000 + i))
             .await;
     }
-    // One batch of 1 to 4 offered, one of 4 filling: then nothing more is read.
+    // One batch of 1 to 4 offered, one of 4 mapped and waiting for it, one of 4 filling: then
+    // nothing more is read.
     wait_until("a full window", || {
-        shard.status().dispatches() >= read_before + 5
+        shard.status().dispatches() >= read_before + 9
     })
     .await;
     let beats = gateway.received_op(1).len();
     gateway.wait_for_op(1, beats + 3).await;
     let read = shard.status().dispatches() - read_before;
     assert!(
-        (5..=8).contains(&read),
-        "reading stopped at two batches: {read} read"
+        (9..=12).contains(&read),
+        "reading stopped at three batches: {read} read"
     );
-    assert_eq!(queue.waiting(), 1);
+    assert_eq!(
+        queue.waiting(),
+        1,
+        "the second batch is not submitted before the first is accepted"
+    );
+    assert_eq!(sequence(&shard), 1, "nothing accepted yet");
     assert_eq!(gateway.connections().len(), 1, "heartbeats went on");
 
-    // Accepted batch by batch, the window moves on to the end.
+    // The first accepted: the sequence moves to its last dispatch, not past the second's,
+    // which is now at the gate.
+    queue.open(1);
+    wait_until("the second batch offered", || {
+        queue.pushes().len() == 1 && queue.waiting() == 1
+    })
+    .await;
+    let first = queue.pushes()[0] as u64;
+    wait_until("the first batch's sequence", || {
+        sequence(&shard) == 1 + first
+    })
+    .await;
+    assert_eq!(queue.waiting(), 1);
+    assert_eq!(
+        sequence(&shard),
+        1 + first,
+        "not past the batch at the gate"
+    );
+
+    // Accepted batch by batch, in order, the window moves on to the end.
     queue.open(1000);
     seen.wait_for(30).await;
     assert_each_once_in_order(&seen.ids(), 81_000, 30);
     assert_eq!(shard.status().dispatches() - read_before, 30);
-    assert!(
-        queue.pushes().iter().all(|n| *n <= 4),
-        "{:?}",
-        queue.pushes()
+    let pushes = queue.pushes();
+    assert!(pushes.iter().all(|n| *n <= 4), "{pushes:?}");
+    assert_eq!(
+        pushes.iter().sum::<usize>(),
+        30,
+        "each batch pushed once: {pushes:?}"
     );
+    wait_until("the last sequence", || sequence(&shard) == 31).await;
     assert_eq!(gateway.connections().len(), 1);
+    stop.cancel();
+    bot.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_dropped_with_two_batches_in_flight_submits_neither_and_resumes_before_them() {
+    let gateway = FakeGateway::start(TOKEN).await.unwrap();
+    let queue = Arc::new(GatedQueue::new());
+    let (bot, seen) = recording_bot(queue.clone());
+    let (shard, stop) = start(config(&gateway).hand_over_batch(4, 1024 * 1024), &bot);
+    gateway.wait_for_readies(1).await;
+    wait_until("READY read", || shard.status().session().is_some()).await;
+    let read_before = shard.status().dispatches();
+
+    // 8: one batch of 1 to 4 at the gate, one of 4 mapped behind it, at most 3 filling, so
+    // the reading is not held and the shard sees the connection drop.
+    for i in 0..8 {
+        gateway
+            .dispatch("MESSAGE_CREATE", message(83_000 + i))
+            .await;
+    }
+    wait_until("two batches in flight", || {
+        shard.status().dispatches() == read_before + 8
+    })
+    .await;
+    assert_eq!(queue.waiting(), 1);
+
+    // The connection drops: after its wait for the hand-overs, the shard aborts both (the one
+    // at the gate and the one behind it) and resumes from READY's sequence.
+    gateway.close(4000).await;
+    gateway.wait_for_resumes(1).await;
+    let resume = &gateway.received_op(6)[0].d;
+    assert_eq!(resume["seq"], 1, "resumed from the last accepted sequence");
+
+    queue.open(1000);
+    seen.wait_for(8).await;
+    bot.idle().await;
+    assert_each_once_in_order(&seen.ids(), 83_000, 8);
+    let pushes = queue.pushes();
+    assert_eq!(
+        pushes.iter().sum::<usize>(),
+        8,
+        "the old connection's batches were never pushed: {pushes:?}"
+    );
+    assert_eq!(gateway.readies(), 1, "no new session");
     stop.cancel();
     bot.shutdown().await;
 }

@@ -2,15 +2,21 @@
 //! retrying with a capped back-off while it fails.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bot_core::event::Raw;
 use bot_core::readiness::Component;
 use bot_core::{ErrorKind as CoreKind, Event, Ingress};
 use bytes::Bytes;
+use futures::FutureExt as _;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -178,17 +184,44 @@ pub(super) struct HandOver {
 
 /// Hands one batch to the runtime, waiting while the queue is full and retrying with a capped
 /// back-off while it fails otherwise (the shard reports itself not ready meanwhile). Fails only
-/// once the runtime stops taking events (or the shard stops). Each offer maps the batch from its
-/// raw payloads, since a refused submit consumed the events.
-pub(super) async fn hand_over(h: HandOver, dispatches: Vec<Dispatch>) -> Result<(), ()> {
+/// once the runtime stops taking events (or the shard stops).
+///
+/// The batch is mapped at once, while the batch before it (`after`, settled when that one is
+/// accepted) may still be with the queue; it is submitted only once that one was accepted, so
+/// submits keep the order of reading, and not at all if that one failed or was dropped. A
+/// refused submit consumed the events: each later offer maps the batch again from its raw
+/// payloads.
+pub(super) async fn hand_over(
+    h: HandOver,
+    dispatches: Vec<Dispatch>,
+    after: Option<oneshot::Receiver<()>>,
+    accepted: oneshot::Sender<()>,
+) -> Result<(), ()> {
+    let events = map(&dispatches, &h.context);
+    if let Some(after) = after {
+        // Dropped unsent: the batch before failed, or its connection gave up on it.
+        after.await.map_err(|_| ())?;
+    }
+    offer(&h, &dispatches, events).await?;
+    // The next batch's hand-over may be gone already (its connection ended).
+    let _ = accepted.send(());
+    Ok(())
+}
+
+fn map(dispatches: &[Dispatch], context: &DispatchContext) -> Vec<Event> {
+    // Sized for every dispatch up front: a filtered collect would grow it by copying the
+    // events mapped so far, a few hundred bytes each, several times per batch.
+    let mut events = Vec::with_capacity(dispatches.len());
+    events.extend(dispatches.iter().filter_map(|d| d.event(context)));
+    events
+}
+
+/// Offers `events`, the batch `dispatches` mapped, until the queue accepts them.
+async fn offer(h: &HandOver, dispatches: &[Dispatch], mut events: Vec<Event>) -> Result<(), ()> {
     let mut failures: u32 = 0;
     let mut failing_since: Option<Instant> = None;
     let mut logged_at: Option<Instant> = None;
     loop {
-        let events: Vec<Event> = dispatches
-            .iter()
-            .filter_map(|d| d.event(&h.context))
-            .collect();
         if events.is_empty() {
             return Ok(());
         }
@@ -238,5 +271,101 @@ pub(super) async fn hand_over(h: HandOver, dispatches: Vec<Dispatch>) -> Result<
             () = h.stop.cancelled() => return Err(()),
             () = tokio::time::sleep(wait) => {}
         }
+        events = map(dispatches, &h.context);
+    }
+}
+
+/// Batches mapped or with the queue at once, per shard: one being submitted while the next is
+/// mapped.
+pub(super) const MAX_HAND_OVERS: usize = 2;
+
+/// The hand-overs of one connection not yet settled, oldest first, each on a task of its own
+/// (at most [`MAX_HAND_OVERS`]), with the sequence its acceptance advances the session to.
+/// Each submits only after the one before it was accepted; dropping this aborts them all.
+#[derive(Default)]
+pub(super) struct HandOvers {
+    in_flight: VecDeque<(HandOverTask, Option<u64>)>,
+    /// Settled when the newest hand-over is accepted: the next one waits for it.
+    newest_accepted: Option<oneshot::Receiver<()>>,
+}
+
+impl HandOvers {
+    pub(super) fn is_empty(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        self.in_flight.len() >= MAX_HAND_OVERS
+    }
+
+    /// Starts the hand-over `start` makes of the turn it is given (wait for this receiver,
+    /// then settle this sender), accepted up to `sequence`.
+    pub(super) fn start<F>(
+        &mut self,
+        sequence: Option<u64>,
+        start: impl FnOnce(Option<oneshot::Receiver<()>>, oneshot::Sender<()>) -> F,
+    ) where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        debug_assert!(!self.is_full(), "at most {MAX_HAND_OVERS} hand-overs");
+        let (accepted, next_waits_for) = oneshot::channel();
+        let after = self.newest_accepted.replace(next_waits_for);
+        // Nothing before it to wait for once the others settled.
+        let after = if self.in_flight.is_empty() {
+            None
+        } else {
+            after
+        };
+        // Bounded: at most MAX_HAND_OVERS per shard, aborted with the connection.
+        #[allow(clippy::disallowed_methods)]
+        let task = HandOverTask(tokio::spawn(start(after, accepted)));
+        self.in_flight.push_back((task, sequence));
+    }
+
+    /// A sequence read after the dispatches in flight, with none to hand over (READY,
+    /// RESUMED): accepted with the newest of them. `false` when none is in flight.
+    pub(super) fn extend_newest(&mut self, sequence: Option<u64>) -> bool {
+        match self.in_flight.back_mut() {
+            Some((_, newest)) => {
+                *newest = (*newest).max(sequence);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The oldest hand-over's end: whether it was accepted, and the sequence that accepts.
+    /// Pending forever when none is in flight (`select!` guards it with [`Self::is_empty`]).
+    pub(super) async fn oldest_settled(&mut self) -> (Result<(), ()>, Option<u64>) {
+        let Some((task, _)) = self.in_flight.front_mut() else {
+            return std::future::pending().await;
+        };
+        let accepted = task.await;
+        let (_, sequence) = self.in_flight.pop_front().expect("polled");
+        (accepted, sequence)
+    }
+}
+
+/// A batch's hand-over running on its own task; aborted when dropped (the connection ended
+/// and stopped waiting for it), so nothing is submitted after the shard gave up on it.
+struct HandOverTask(tokio::task::JoinHandle<Result<(), ()>>);
+
+impl Future for HandOverTask {
+    type Output = Result<(), ()>;
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.poll_unpin(task).map(|joined| match joined {
+            Ok(accepted) => accepted,
+            // As if it had run on the shard's task.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Aborted only when dropped: never polled then.
+            Err(_) => Err(()),
+        })
+    }
+}
+
+impl Drop for HandOverTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

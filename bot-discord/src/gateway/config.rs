@@ -184,8 +184,10 @@ pub struct ShardConfig {
     /// Default 5 minutes.
     pub max_invalid_session_wait: Duration,
     /// Most dispatches handed to the queue in one batch. Default 256. The shard keeps reading
-    /// while a batch is offered, into the next one; once that one is full too, it reads nothing
-    /// until the first is accepted: at most two batches are read and not yet accepted.
+    /// while a batch is offered, into the next one; once that one is full it is mapped at once
+    /// and submitted after the first is accepted, while the shard reads into a third; once that
+    /// one is full too, it reads nothing until the first is accepted: at most three batches are
+    /// read and not yet accepted.
     pub max_batch_dispatches: usize,
     /// Most bytes of dispatch data (JSON text) in one batch. Default 1 MiB.
     pub max_batch_bytes: usize,

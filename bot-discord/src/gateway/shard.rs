@@ -21,18 +21,21 @@
 //! Hand-over in batches, within a window: dispatches are read into a batch (at most
 //! [`ShardConfig::max_batch_dispatches`] or [`ShardConfig::max_batch_bytes`]) that goes to the
 //! runtime in one submit. While one batch is being handed over the shard keeps reading into the
-//! next; when that one is full too, reading stops until the first is accepted. So a full queue
-//! slows the shard down instead of growing a buffer (at most two batches are read and not yet
-//! accepted), while heartbeats keep going out on time. Zombie detection is suspended while
-//! reading is held up, since an ACK may be waiting unread. The sequence advances only once the
-//! runtime accepted a batch (to its last dispatch), so a resume replays anything not accepted
-//! yet; deduplication drops what was accepted twice.
+//! next; once that one is full it is mapped at once, on a task of its own, and submitted as soon
+//! as the one before it is accepted (submits keep the order of reading), while the shard reads
+//! into a third; when that one is full too, reading stops until the oldest is accepted. So a full
+//! queue slows the shard down instead of growing a buffer (at most three batches are read and
+//! not yet accepted, two of them mapped), while heartbeats keep going out on time. Zombie
+//! detection is suspended while reading is held up, since an ACK may be waiting unread. The
+//! sequence advances only once the runtime accepted a batch (to its last dispatch), so a resume
+//! replays anything not accepted yet; deduplication drops what was accepted twice.
 //!
 //! A dispatch is parsed once: its envelope (`t`, `s`, `op`, written before `d`) is read from its
 //! first bytes, and its data, a slice of one exact-size copy of the message (the event's raw
 //! payload), is parsed when its batch is mapped, into a view that borrows from it. A frame written
 //! otherwise (another op, `d` not last, data that is not JSON as cut) is parsed whole. A batch is
-//! mapped and submitted on a task of its own, so the shard reads on while it is handed over.
+//! mapped and submitted on a task of its own, so the shard reads on while it is handed over, and
+//! the next batch is mapped while this one is submitted.
 //!
 //! A queue that fails (a database that is read-only, full or unreachable) is back-pressure too:
 //! the shard keeps its session and its heartbeats, reads nothing more, and offers the dispatch
@@ -55,13 +58,13 @@ use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{Batch, BatchLimits, Dispatch, HandOver, hand_over};
+use super::batch::{Batch, BatchLimits, Dispatch, HandOver, HandOvers, hand_over};
 use super::compression::Inflater;
 use super::config::{ShardConfig, ShardId};
 use super::frame::{close, gateway_url, next_payload, parse_frame, quick_dispatch};
@@ -134,7 +137,6 @@ pub(super) enum Next {
     Fatal(Error),
 }
 
-type Pending = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 /// A shard's wait for its identify turn (and budget).
 type IdentifyTurn<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
@@ -407,32 +409,17 @@ impl Connection<'_> {
         // meanwhile), and since when it is held now.
         let mut held_for = Duration::ZERO;
         let mut held_since: Option<Instant> = None;
-        // The batch being handed over, the sequence it accepts up to, and the one filling.
-        let mut pending: Option<Pending> = None;
-        let mut pending_sequence: Option<u64> = None;
+        // The batches being handed over (mapped, or with the queue), and the one filling.
+        let mut hand_overs = HandOvers::default();
         let mut batch = Batch::default();
 
         loop {
-            let reading = pending.is_none() || !batch.is_full(limits);
+            let reading = !(hand_overs.is_full() && batch.is_full(limits));
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
                     // Finish handing over what was read: it is in no one's hands otherwise.
-                    if let Some(pending) = pending.take() {
-                        if pending.await.is_err() {
-                            // Not accepted: the next batch must not move the sequence past it.
-                            let _ = sink.send(close(1000)).await;
-                            return Next::Shutdown;
-                        }
-                        self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
-                        self.advance(pending_sequence.take());
-                    }
-                    if let Some(rest) = self.flush(&mut batch, &mut pending_sequence)
-                        && rest.await.is_ok()
-                    {
-                        self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
-                        self.advance(pending_sequence.take());
-                    }
+                    self.hand_over_rest(&mut hand_overs, &mut batch).await;
                     let _ = sink.send(close(1000)).await;
                     return Next::Shutdown;
                 }
@@ -476,8 +463,7 @@ impl Connection<'_> {
                     held_since = held_since.map(|_| now);
                     beat.as_mut().reset(now + interval);
                 }
-                accepted = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
-                    // Completed: replaced below, or dropped with the connection.
+                (accepted, sequence) = hand_overs.oldest_settled(), if !hand_overs.is_empty() => {
                     if let Some(at) = held_since.take() {
                         held_for += at.elapsed();
                     }
@@ -487,8 +473,8 @@ impl Connection<'_> {
                         return Next::Shutdown;
                     }
                     self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
-                    self.advance(pending_sequence.take());
-                    pending = self.flush(&mut batch, &mut pending_sequence);
+                    self.advance(sequence);
+                    self.flush_if_due(&mut hand_overs, &mut batch, limits);
                 }
                 Some(command) = commands.recv() => {
                     if sink.send(Message::text(command)).await.is_err() {
@@ -499,13 +485,13 @@ impl Connection<'_> {
                     let mut payload = match payload {
                         Ok(payload) => payload,
                         Err(next) => {
-                            return self.finish(pending, pending_sequence, batch, next).await;
+                            return self.finish(hand_overs, batch, next).await;
                         }
                     };
                     // Then whatever else is already readable, up to a full batch: a queue that
                     // accepts at once still gets batches, not one dispatch per submit.
                     loop {
-                        let outstanding = pending.is_some();
+                        let outstanding = !hand_overs.is_empty();
                         // One copy of the message, of its exact size, which its dispatches'
                         // payloads share: a slice of the WebSocket layer's buffer would keep its
                         // whole read buffer (16 KiB, or what a large frame made it reserve)
@@ -523,7 +509,7 @@ impl Connection<'_> {
                                 .on_frame(&message, &mut sink, &mut beats, &mut batch, outstanding)
                                 .await
                             {
-                                return self.finish(pending, pending_sequence, batch, next).await;
+                                return self.finish(hand_overs, batch, next).await;
                             }
                         } else {
                             tracing::warn!(
@@ -538,14 +524,12 @@ impl Connection<'_> {
                             None => break,
                             Some(Ok(next)) => payload = next,
                             Some(Err(next)) => {
-                                return self.finish(pending, pending_sequence, batch, next).await;
+                                return self.finish(hand_overs, batch, next).await;
                             }
                         }
                     }
-                    if pending.is_none() {
-                        pending = self.flush(&mut batch, &mut pending_sequence);
-                    }
-                    if pending.is_some() && batch.is_full(limits) && held_since.is_none() {
+                    self.flush_if_due(&mut hand_overs, &mut batch, limits);
+                    if hand_overs.is_full() && batch.is_full(limits) && held_since.is_none() {
                         held_since = Some(Instant::now());
                     }
                 }
@@ -556,33 +540,32 @@ impl Connection<'_> {
     /// The connection ended (`next`): hands over what was read, unless the queue is failing
     /// or this takes longer than [`FINISH_WAIT`]; what is not accepted then is replayed by the
     /// resume, or delivered again by Discord.
-    async fn finish(
-        &mut self,
-        pending: Option<Pending>,
-        mut pending_sequence: Option<u64>,
-        mut batch: Batch,
-        next: Next,
-    ) -> Next {
+    async fn finish(&mut self, mut hand_overs: HandOvers, mut batch: Batch, next: Next) -> Next {
         if self.shard.status.queue_failing.load(Ordering::Acquire) {
             return next;
         }
-        let work = async {
-            if let Some(pending) = pending {
-                if pending.await.is_err() {
-                    return;
-                }
-                self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
-                self.advance(pending_sequence.take());
-            }
-            if let Some(rest) = self.flush(&mut batch, &mut pending_sequence)
-                && rest.await.is_ok()
-            {
-                self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
-                self.advance(pending_sequence.take());
-            }
-        };
+        let work = self.hand_over_rest(&mut hand_overs, &mut batch);
         let _ = tokio::time::timeout(FINISH_WAIT, work).await;
         next
+    }
+
+    /// Waits for the hand-overs in flight, oldest first, then hands over the filling batch;
+    /// stops at the first one not accepted, so the sequence never passes it.
+    async fn hand_over_rest(&mut self, hand_overs: &mut HandOvers, batch: &mut Batch) {
+        loop {
+            if hand_overs.is_empty() {
+                self.flush(hand_overs, batch);
+                if hand_overs.is_empty() {
+                    return;
+                }
+            }
+            let (accepted, sequence) = hand_overs.oldest_settled().await;
+            if accepted.is_err() {
+                return;
+            }
+            self.shard.status.hand_overs.fetch_add(1, Ordering::Relaxed);
+            self.advance(sequence);
+        }
     }
 
     /// Takes a dispatch read from its envelope alone (see [`quick_dispatch`]): its data is
@@ -732,29 +715,39 @@ impl Connection<'_> {
         }
     }
 
+    /// Starts handing over the filling batch when it is due: at once when nothing is in
+    /// flight, else once it is full and there is room for a second hand-over (mapped while the
+    /// one before it is submitted). Smaller batches wait: fewer, larger submits.
+    fn flush_if_due(&mut self, hand_overs: &mut HandOvers, batch: &mut Batch, limits: BatchLimits) {
+        if hand_overs.is_empty() || (!hand_overs.is_full() && batch.is_full(limits)) {
+            self.flush(hand_overs, batch);
+        }
+    }
+
     /// Starts handing over the filling batch, if it holds dispatches; a batch of sequences
-    /// only is accepted at once.
-    fn flush(&mut self, batch: &mut Batch, pending_sequence: &mut Option<u64>) -> Option<Pending> {
+    /// only is accepted with the newest hand-over in flight, or at once if there is none.
+    fn flush(&mut self, hand_overs: &mut HandOvers, batch: &mut Batch) {
         if batch.dispatches.is_empty() {
-            if let Some(sequence) = batch.last_sequence.take() {
-                self.advance(Some(sequence));
+            let sequence = batch.last_sequence.take();
+            if sequence.is_some() && !hand_overs.extend_newest(sequence) {
+                self.advance(sequence);
             }
-            return None;
+            return;
         }
         let batch = std::mem::take(batch);
-        *pending_sequence = batch.last_sequence;
-        // Mapped and submitted on a task of its own, so that reading the next batch and handing
-        // over this one use two cores. One per shard at a time (the next is flushed once this
-        // one is accepted), so this is bounded; dropping the connection's handle aborts it.
-        #[allow(clippy::disallowed_methods)]
-        let task = HandOverTask(tokio::spawn(self.hand_over(batch.dispatches)));
-        Some(Box::pin(task))
+        // Mapped at once and submitted after the batch before it, on a task of its own, so that
+        // reading the next batch, mapping this one and submitting the one before use both cores.
+        hand_overs.start(batch.last_sequence, |after, accepted| {
+            self.hand_over(batch.dispatches, after, accepted)
+        });
     }
 
     /// The hand-over of one batch, as a future that owns what it needs.
     fn hand_over(
         &self,
         dispatches: Vec<Dispatch>,
+        after: Option<oneshot::Receiver<()>>,
+        accepted: oneshot::Sender<()>,
     ) -> impl Future<Output = Result<(), ()>> + Send + 'static {
         let (initial, max) = self.shard.config.queue_retry_backoff;
         hand_over(
@@ -769,6 +762,8 @@ impl Connection<'_> {
                 stop: self.shutdown.clone(),
             },
             dispatches,
+            after,
+            accepted,
         )
     }
 
@@ -777,33 +772,6 @@ impl Connection<'_> {
             session.sequence = session.sequence.max(sequence);
         }
         self.shard.status.set_session(self.session.as_ref());
-    }
-}
-
-/// A batch's hand-over running on its own task; aborted when dropped (the connection ended
-/// and stopped waiting for it), so nothing is submitted after the shard gave up on it.
-struct HandOverTask(tokio::task::JoinHandle<Result<(), ()>>);
-
-impl Future for HandOverTask {
-    type Output = Result<(), ()>;
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        task: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        self.0.poll_unpin(task).map(|joined| match joined {
-            Ok(accepted) => accepted,
-            // As if it had run on the shard's task.
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            // Aborted only when dropped: never polled then.
-            Err(_) => Err(()),
-        })
-    }
-}
-
-impl Drop for HandOverTask {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
