@@ -62,6 +62,11 @@ impl fmt::Debug for Shared {
 ///
 /// Each event gets a fresh `Context`: nothing of one event leaks into the next unless the app keeps
 /// it in shared state. Cloning is cheap.
+///
+/// A context holds its event (a handle to the same block as the handler's [`Event`]), and so
+/// the event's payload, which may share the whole request's body with the other events of that
+/// request: a context kept past its handler (moved into a spawned task or a long-lived value)
+/// keeps them alive. Keep the ids or the target it needs instead.
 #[derive(Clone)]
 pub struct Context {
     shared: Arc<Shared>,

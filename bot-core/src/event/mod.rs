@@ -124,6 +124,17 @@ impl Event {
         &self.0
     }
 
+    /// Drops what reads cached in the event's data (the payload's tree, which
+    /// [`Raw::value`] builds through a shared reference) when no other handle shares it: a
+    /// handler's read must not stay with the event its queue keeps for a retry or as a dead
+    /// letter, uncounted by the queue's byte budget. Shared, it keeps them (the other handle's
+    /// holder keeps the block alive anyway).
+    pub(crate) fn shed_caches(&mut self) {
+        if let Some(data) = Arc::get_mut(&mut self.0) {
+            data.raw.shed_tree();
+        }
+    }
+
     /// Whether `self` and `other` are handles to the same data (clones of one event), which
     /// [`PartialEq`] answers without comparing the fields.
     pub fn ptr_eq(&self, other: &Self) -> bool {

@@ -85,6 +85,21 @@ impl Raw {
         })
     }
 
+    /// Drops the tree built from the text, keeping the text (a payload kept as a tree only keeps
+    /// it): an event going back to a queue holds what the queue's byte count counts, not the
+    /// several times larger tree a handler's read built.
+    pub(crate) fn shed_tree(&mut self) {
+        if self.text.get().is_some() {
+            self.tree.take();
+        }
+    }
+
+    /// Whether the tree has been built (or was given).
+    #[cfg(test)]
+    pub(crate) fn has_tree(&self) -> bool {
+        self.tree.get().is_some()
+    }
+
     /// The payload as JSON text (written from the tree on first use).
     pub fn json(&self) -> &str {
         self.raw_json().unwrap_or("null")

@@ -90,9 +90,10 @@ impl KeyHasher {
     }
 
     /// The fingerprint of an event's (platform, conversation): the memory queue's lane key.
-    /// Two conversations whose fingerprints collide (about one pair in 10^10 among 100,000
+    /// Two conversations whose fingerprints collide (about one chance in 4×10^9 among 100,000
     /// conversations waiting at once) share a lane: their events are handed out one at a time,
-    /// in arrival order, as one conversation's; none is lost or reordered.
+    /// in arrival order, as one conversation's; none is lost or reordered, and a retry's
+    /// back-off in one holds the other too.
     pub(crate) fn lane(&self, event: &Event) -> u64 {
         let mut h = self.seed.build_hasher();
         h.write(event.platform.as_str().as_bytes());

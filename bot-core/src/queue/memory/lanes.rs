@@ -379,7 +379,10 @@ impl Inner {
         attempts: u32,
         delay: Option<Instant>,
     ) {
-        // Counted again, without a capacity check: the event was accepted once already.
+        // Counted again, without a capacity check: the event was accepted once already. What
+        // the handler's reads cached in it (the payload's tree) is not counted: dropped.
+        let mut event = event;
+        event.shed_caches();
         let bytes = crate::queue::event_bytes(&event);
         let entry = Entry {
             event,

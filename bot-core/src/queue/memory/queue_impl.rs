@@ -222,8 +222,11 @@ impl Queue for MemoryQueue {
                 continue;
             };
             inner.finish_lease(l.lane);
+            // Kept in memory: without what the handler's reads cached in it.
+            let mut event = d.event;
+            event.shed_caches();
             let letter = DeadLetter {
-                event: d.event,
+                event,
                 attempts: l.attempts,
                 error: d.error,
                 failed_at: Timestamp::now(),

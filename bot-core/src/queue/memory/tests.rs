@@ -694,3 +694,104 @@ fn an_event_counts_its_shared_block_not_only_its_handle() {
     );
     assert!(crate::queue::event_bytes(&event) >= crate::queue::EVENT_OVERHEAD_BYTES);
 }
+
+/// A handler's read of the payload builds its tree in the event's shared block. An event that
+/// goes back to the queue (a retry, a dead letter) keeps its text only, which is what the byte
+/// budget counts, not the several times larger tree.
+#[tokio::test(start_paused = true)]
+async fn an_event_back_in_the_queue_keeps_no_tree_a_handler_built() {
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    let with_payload = |conv: &str, id: &str| {
+        let json = format!(r#"{{"id":"{id}","big":[1,2,3]}}"#);
+        ev(conv, id).with_raw_json(serde_json::value::RawValue::from_string(json).unwrap())
+    };
+    q.push_batch(vec![with_payload("a", "1"), with_payload("b", "2")])
+        .await
+        .unwrap();
+    let mut got = q.pull(10).await.unwrap();
+    assert_eq!(got.len(), 2);
+    for d in &got {
+        // What a handler's read does: the tree is built, in the block the queue handed out.
+        assert_eq!(d.event.raw()["big"][2], 3);
+        assert!(d.event.raw.has_tree());
+    }
+    let second = got.pop().unwrap();
+    let first = got.pop().unwrap();
+    q.nack(vec![Nack {
+        lease: first.lease,
+        delay: Duration::from_secs(1),
+        error: "boom".into(),
+        event: first.event,
+    }])
+    .await
+    .unwrap();
+    let letters = q
+        .dead(vec![Dead {
+            lease: second.lease,
+            error: "x".into(),
+            event: second.event,
+        }])
+        .await
+        .unwrap();
+    assert!(
+        !letters[0].event.raw.has_tree(),
+        "the dead letter kept the tree"
+    );
+    drop(letters);
+    let again = q.pull(10).await.unwrap();
+    assert_eq!(ids(&again), ["1"]);
+    assert!(!again[0].event.raw.has_tree(), "the retry kept the tree");
+    // The text is whole: the tree is built again when asked.
+    assert_eq!(again[0].event.raw()["id"], "1");
+    let kept = q.dead_letters(10).await.unwrap();
+    assert!(!kept[0].event.raw.has_tree());
+    assert_eq!(kept[0].event.raw.json(), r#"{"id":"2","big":[1,2,3]}"#);
+}
+
+/// A push's new id may turn the dedup set's generation, forgetting the oldest ids: a
+/// redelivery later in the same batch, remembered when the push looked for room, is still a
+/// duplicate (else it would run again, and the room reckoned without it be overshot).
+#[tokio::test]
+async fn a_generation_turned_by_a_push_does_not_let_its_own_redelivery_in() {
+    let l = Limits {
+        dedup_capacity: 2,
+        ..limits(10, Overflow::Reject, Ordering::PerConversation)
+    };
+    let q = MemoryQueue::new(&l);
+    // "a" and "b" fill a generation; "c" turns it ("a", "b" now the previous one); "d" fills
+    // the new one.
+    for id in ["a", "b", "c", "d"] {
+        q.push_batch(vec![ev(id, id)]).await.unwrap();
+    }
+    // "e" turns the generation again, forgetting "a" and "b": "a" after it is a redelivery
+    // all the same.
+    let report = q
+        .push_batch(vec![ev("e", "e"), ev("a", "a")])
+        .await
+        .unwrap();
+    assert_eq!((report.accepted, report.duplicates), (1, 1));
+    assert_eq!(q.depth(), 5);
+    // Once forgotten, it is new again.
+    let report = q.push_batch(vec![ev("a", "a")]).await.unwrap();
+    assert_eq!(report.accepted, 1);
+}
+
+/// A conversation's lane is keyed by its platform too: one conversation id on two platforms
+/// is two conversations, handed out at once.
+#[tokio::test]
+async fn one_conversation_id_on_two_platforms_is_two_lanes() {
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    q.push_batch(vec![
+        Event::text(Platform::LINE, "x", "1").with_id("1"),
+        Event::text(Platform::MESSENGER, "x", "2").with_id("2"),
+        Event::text(Platform::LINE, "x", "3").with_id("3"),
+    ])
+    .await
+    .unwrap();
+    let got = q.pull(10).await.unwrap();
+    assert_eq!(
+        ids(&got),
+        ["1", "2"],
+        "one lane per (platform, conversation)"
+    );
+}
