@@ -103,7 +103,7 @@ async fn insert_revoked_mid_stream_holds_the_session_and_loses_nothing() {
     let switch = Privileges {
         admin: admin.clone(),
     };
-    queue_fails_mid_stream(Arc::new(queue), &switch, false).await;
+    queue_fails_mid_stream(Arc::new(queue), &switch, false, 256).await;
 
     conn.batch_execute(&format!(
         "DROP SCHEMA {SCHEMA} CASCADE; DROP OWNED BY {ROLE}; DROP ROLE {ROLE};"

@@ -549,15 +549,16 @@ impl Connection<'_> {
         next
     }
 
-    /// Waits for the hand-overs in flight, oldest first, then hands over the filling batch;
-    /// stops at the first one not accepted, so the sequence never passes it.
+    /// Hands over the filling batch as soon as there is room for it (mapped while the ones
+    /// before it are submitted, submitted after them) and waits for the hand-overs in flight,
+    /// oldest first; stops at the first one not accepted, so the sequence never passes it.
     async fn hand_over_rest(&mut self, hand_overs: &mut HandOvers, batch: &mut Batch) {
         loop {
-            if hand_overs.is_empty() {
+            if !hand_overs.is_full() {
                 self.flush(hand_overs, batch);
-                if hand_overs.is_empty() {
-                    return;
-                }
+            }
+            if hand_overs.is_empty() {
+                return;
             }
             let (accepted, sequence) = hand_overs.oldest_settled().await;
             if accepted.is_err() {

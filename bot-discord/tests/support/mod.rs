@@ -212,6 +212,7 @@ pub async fn queue_fails_mid_stream(
     queue: Arc<dyn Queue>,
     switch: &dyn QueueSwitch,
     cut_session: bool,
+    batch_dispatches: usize,
 ) {
     let logs = Logs::default();
     let writer = logs.clone();
@@ -249,7 +250,8 @@ pub async fn queue_fails_mid_stream(
     let config = ShardConfig::new(TOKEN)
         .url(gateway.url())
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .queue_retry_backoff(Duration::from_millis(10), Duration::from_millis(50));
+        .queue_retry_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .hand_over_batch(batch_dispatches, 1024 * 1024);
     let shard = Arc::new(Shard::new(
         ShardId::ONE,
         Arc::new(config),
