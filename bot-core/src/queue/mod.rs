@@ -27,12 +27,14 @@ pub use memory::MemoryQueue;
 /// allocator's headers and rounding, the buffers' spare room, the deduplication key and a
 /// conversation lane.
 ///
-/// Calibrated by measurement: a LINE text event as the adapter makes it (about 530 bytes of JSON)
-/// took 2,020 bytes of resident memory per event queued (50,000 events,
-/// `BOT_BENCH_MEMORY=1 cargo bench -p bot-core --bench supervisor`, glibc malloc), against 900
-/// counted with an overhead of the event's size plus 192. This overhead makes the count match;
-/// the event's data, which the entry held inline then, is in the shared block now (a little more:
-/// the handle and the two counts).
+/// Calibrated by measurement when events were held inline: a LINE text event as the adapter makes
+/// it (about 530 bytes of JSON) took 2,020 bytes of resident memory per event queued (50,000
+/// events, `BOT_BENCH_MEMORY=1 cargo bench -p bot-core --bench supervisor`, glibc malloc). Since
+/// then the queue's own bookkeeping shrank (fingerprinted dedup keys and lane keys, the event a
+/// handle): the same measurement gave 1,217 bytes on 2026-12-06 before the event became a handle
+/// and 1,068-1,070 after, against 2,276 counted. The count is kept on the safe side (a full
+/// queue's resident memory stays under its budget) until a recalibration is checked against the
+/// 64 MiB bound of a bot driven past saturation (`botload scenario webhook-noop`).
 pub(crate) const EVENT_OVERHEAD_BYTES: usize =
     std::mem::size_of::<Event>() + EVENT_BLOCK_BYTES + 1312;
 
