@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bot_discord::gateway::{IdentifyQueue, Shard, ShardConfig, ShardId};
 use bot_discord::testing::FakeGateway;
-use support::{GatedQueue, TOKEN, message, recording_bot, wait_until};
+use support::{GatedQueue, Seen, TOKEN, message, recording_bot, wait_until};
 use tokio_util::sync::CancellationToken;
 
 fn start(config: ShardConfig, bot: &bot_core::Bot) -> (Arc<Shard>, CancellationToken) {
@@ -28,6 +28,21 @@ fn start(config: ShardConfig, bot: &bot_core::Bot) -> (Arc<Shard>, CancellationT
         async move { shard.run(ingress, stop).await }
     });
     (shard, stop)
+}
+
+/// A recording bot on `queue` and a shard with `config` on `gateway`, started and past READY;
+/// with how many dispatches the shard had read by then.
+async fn started(
+    gateway: &FakeGateway,
+    queue: &Arc<GatedQueue>,
+    config: ShardConfig,
+) -> (bot_core::Bot, Seen, Arc<Shard>, CancellationToken, u64) {
+    let (bot, seen) = recording_bot(queue.clone());
+    let (shard, stop) = start(config, &bot);
+    gateway.wait_for_readies(1).await;
+    wait_until("READY read", || shard.status().session().is_some()).await;
+    let read_before = shard.status().dispatches();
+    (bot, seen, shard, stop, read_before)
 }
 
 fn config(gateway: &FakeGateway) -> ShardConfig {
@@ -50,11 +65,7 @@ fn assert_each_once_in_order(ids: &[String], first: u64, count: u64) {
 async fn the_shard_reads_on_while_a_hand_over_waits_and_submits_many_at_once() {
     let gateway = FakeGateway::start(TOKEN).await.unwrap();
     let queue = Arc::new(GatedQueue::new());
-    let (bot, seen) = recording_bot(queue.clone());
-    let (shard, stop) = start(config(&gateway), &bot);
-    gateway.wait_for_readies(1).await;
-    wait_until("READY read", || shard.status().session().is_some()).await;
-    let read_before = shard.status().dispatches();
+    let (bot, seen, shard, stop, read_before) = started(&gateway, &queue, config(&gateway)).await;
 
     for i in 0..40 {
         gateway
@@ -93,11 +104,12 @@ async fn a_full_window_stops_the_reading_and_the_batch_mapped_meanwhile_waits_it
     let gateway = FakeGateway::start(TOKEN).await.unwrap();
     gateway.set_heartbeat_interval(Duration::from_millis(100));
     let queue = Arc::new(GatedQueue::new());
-    let (bot, seen) = recording_bot(queue.clone());
-    let (shard, stop) = start(config(&gateway).hand_over_batch(4, 1024 * 1024), &bot);
-    gateway.wait_for_readies(1).await;
-    wait_until("READY read", || shard.status().session().is_some()).await;
-    let read_before = shard.status().dispatches();
+    let (bot, seen, shard, stop, read_before) = started(
+        &gateway,
+        &queue,
+        config(&gateway).hand_over_batch(4, 1024 * 1024),
+    )
+    .await;
     assert_eq!(sequence(&shard), 1, "READY");
 
     for i in 0..30 {
@@ -167,11 +179,12 @@ async fn a_full_window_stops_the_reading_and_the_batch_mapped_meanwhile_waits_it
 async fn a_connection_dropped_with_two_batches_in_flight_submits_neither_and_resumes_before_them() {
     let gateway = FakeGateway::start(TOKEN).await.unwrap();
     let queue = Arc::new(GatedQueue::new());
-    let (bot, seen) = recording_bot(queue.clone());
-    let (shard, stop) = start(config(&gateway).hand_over_batch(4, 1024 * 1024), &bot);
-    gateway.wait_for_readies(1).await;
-    wait_until("READY read", || shard.status().session().is_some()).await;
-    let read_before = shard.status().dispatches();
+    let (bot, seen, shard, stop, read_before) = started(
+        &gateway,
+        &queue,
+        config(&gateway).hand_over_batch(4, 1024 * 1024),
+    )
+    .await;
 
     // 8: one batch of 1 to 4 at the gate, one of 4 mapped behind it, at most 3 filling, so
     // the reading is not held and the shard sees the connection drop.
@@ -256,10 +269,7 @@ async fn dispatches_written_otherwise_than_discord_writes_them_are_read_whole_in
     let gateway = FakeGateway::start(TOKEN).await.unwrap();
     let queue = Arc::new(GatedQueue::new());
     queue.open(1000);
-    let (bot, seen) = recording_bot(queue.clone());
-    let (shard, stop) = start(config(&gateway), &bot);
-    gateway.wait_for_readies(1).await;
-    wait_until("READY read", || shard.status().session().is_some()).await;
+    let (bot, seen, shard, stop, _) = started(&gateway, &queue, config(&gateway)).await;
 
     // Written as Discord writes it (`t`, `s`, `op`, then `d`): read from its envelope.
     gateway.dispatch("MESSAGE_CREATE", message(90_000)).await;
