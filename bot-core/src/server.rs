@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
@@ -23,10 +22,14 @@ use opentelemetry::metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower_http::classify::ServerErrorsFailureClass;
+use tower::layer::util::{Identity, Stack};
+use tower::{Layer, Service, ServiceBuilder};
+use tower_http::classify::{ServerErrorsAsFailures, ServerErrorsFailureClass, SharedClassifier};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, TraceLayer,
+};
 
 use crate::adapter::REFUSAL_LOG_INTERVAL;
 use crate::bot::Bot;
@@ -114,6 +117,11 @@ impl Bot {
 
     /// The adapters' routes under the body-size limit.
     fn adapter_routes(&self) -> Router {
+        self.merged_adapter_routes().layer(self.body_limits())
+    }
+
+    /// Every adapter's routes, merged, without any layer.
+    fn merged_adapter_routes(&self) -> Router {
         let mut router = Router::new();
         for adapter in &self.inner.adapters {
             if let Some(routes) = adapter.routes(self.inner.ingress.clone()) {
@@ -121,8 +129,15 @@ impl Bot {
             }
         }
         router
-            .layer(DefaultBodyLimit::max(self.inner.max_body_bytes))
+    }
+
+    /// The body-size limit: 413 past it (`RequestBodyLimit`), and the extractors told the same
+    /// limit (`DefaultBodyLimit`, whose own default is 2 MiB).
+    fn body_limits(&self) -> BodyLimits {
+        ServiceBuilder::new()
             .layer(RequestBodyLimitLayer::new(self.inner.max_body_bytes))
+            .layer(DefaultBodyLimit::max(self.inner.max_body_bytes))
+            .into_inner()
     }
 
     /// The operational routes: `/healthz` (alive), `/readyz` (accepting events) and `/metrics`.
@@ -138,18 +153,22 @@ impl Bot {
     /// unless an ops address is configured, the limit of requests in progress, request time-out
     /// and tracing.
     pub fn router(&self) -> Router {
-        let routes = if self.inner.server.ops_addr.is_some() {
-            self.bounded_webhooks()
+        if self.inner.server.ops_addr.is_some() {
+            self.served_webhooks()
         } else {
-            self.bounded_webhooks().merge(self.ops_routes())
-        };
-        self.serving(routes)
+            self.served_webhooks().merge(self.served_ops())
+        }
     }
 
-    /// The webhooks under the limit of requests in progress (health checks and scrapes are not:
-    /// they must answer under load).
-    fn bounded_webhooks(&self) -> Router {
-        let limit = RequestLimit {
+    /// The webhooks as served: traced, under the request time-out, the limit of requests in
+    /// progress (health checks and scrapes are not: they must answer under load) and the body
+    /// limit.
+    ///
+    /// The layers are stacked once, into one service per route: axum boxes a route again for
+    /// every `Router::layer` and clones each box on every request, so five layers applied one by
+    /// one cost some twenty allocations per request, which this path does not pay.
+    fn served_webhooks(&self) -> Router {
+        let limit = RequestLimitLayer(Arc::new(RequestLimit {
             permits: self.inner.server.requests.clone(),
             refused: self
                 .telemetry()
@@ -159,24 +178,35 @@ impl Bot {
                 .build(),
             log: self.inner.server.refusal_log.clone(),
             bot: self.clone(),
-        };
-        // One middleware, not two, per request: the limit and the count of bodies too large.
-        self.adapter_routes()
-            .layer(axum::middleware::from_fn_with_state(limit, limit_requests))
+        }));
+        self.merged_adapter_routes().layer(
+            ServiceBuilder::new()
+                .layer(self.tracing())
+                .layer(self.request_timeout())
+                .layer(limit)
+                .layer(self.body_limits()),
+        )
     }
 
-    /// The layers around whatever a listener serves.
-    fn serving(&self, routes: Router) -> Router {
-        routes
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                self.inner.request_timeout,
-            ))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(request_span)
-                    .on_failure(on_failure),
-            )
+    /// The operational routes as served: traced, under the request time-out.
+    fn served_ops(&self) -> Router {
+        self.ops_routes().layer(
+            ServiceBuilder::new()
+                .layer(self.tracing())
+                .layer(self.request_timeout()),
+        )
+    }
+
+    /// The span and failure log of every request.
+    fn tracing(&self) -> RequestTracing {
+        TraceLayer::new_for_http()
+            .make_span_with(request_span as SpanMaker)
+            .on_failure(on_failure as FailureLog)
+    }
+
+    /// 408 past the request time-out.
+    fn request_timeout(&self) -> TimeoutLayer {
+        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, self.inner.request_timeout)
     }
 
     /// Serves on `addr` until SIGTERM, ctrl-c or [`Bot::request_shutdown`], then shuts down
@@ -244,7 +274,7 @@ impl Bot {
         let addr = listener.local_addr()?;
         self.start();
         let app = match ops_listener {
-            Some(_) => self.serving(self.bounded_webhooks()),
+            Some(_) => self.served_webhooks(),
             None => self.router(),
         };
         let listener = self.limited(listener);
@@ -260,7 +290,7 @@ impl Bot {
         let ops_server = match ops_listener {
             Some(ops_listener) => {
                 let ops_addr = ops_listener.local_addr()?;
-                let ops_app = self.serving(self.ops_routes());
+                let ops_app = self.served_ops();
                 let stop = server_stop.clone();
                 tracing::info!(%ops_addr, "health and metrics listening");
                 #[allow(clippy::disallowed_methods)]
@@ -340,8 +370,24 @@ fn note_too_large(bot: &Bot, response: &Response) {
     }
 }
 
-/// The limit of requests in progress.
-#[derive(Clone)]
+/// The layers of [`Bot::body_limits`].
+type BodyLimits = Stack<DefaultBodyLimit, Stack<RequestBodyLimitLayer, Identity>>;
+/// [`request_span`] as the trace layer's span maker.
+type SpanMaker = fn(&http::Request<axum::body::Body>) -> tracing::Span;
+/// [`on_failure`] as the trace layer's failure log.
+type FailureLog = fn(ServerErrorsFailureClass, std::time::Duration, &tracing::Span);
+/// The trace layer of every request.
+type RequestTracing = TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    SpanMaker,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    DefaultOnBodyChunk,
+    DefaultOnEos,
+    FailureLog,
+>;
+
+/// The limit of requests in progress, and the count of bodies over the size limit.
 struct RequestLimit {
     permits: Arc<Semaphore>,
     refused: Counter<u64>,
@@ -350,20 +396,17 @@ struct RequestLimit {
     bot: Bot,
 }
 
-/// The limit of requests in progress, and the count of bodies over the size limit.
-async fn limit_requests(
-    State(limit): State<RequestLimit>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Ok(_permit) = limit.permits.clone().try_acquire_owned() else {
-        limit.refused.add(1, &[]);
-        if let Some(suppressed) = limit.log.check() {
+impl RequestLimit {
+    /// 503 with `Retry-After`: too many requests in progress. Counted, and logged at most once
+    /// per interval.
+    fn refuse(&self) -> Response {
+        self.refused.add(1, &[]);
+        if let Some(suppressed) = self.log.check() {
             tracing::warn!(
                 suppressed,
                 "request refused: too many in progress (one line per {:?}; \
                  bot.server.requests.refused counts each)",
-                limit.log.interval()
+                self.log.interval()
             );
         }
         let mut res = (
@@ -373,11 +416,108 @@ async fn limit_requests(
             .into_response();
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return res;
-    };
-    let response = next.run(request).await;
-    note_too_large(&limit.bot, &response);
-    response
+        res
+    }
+}
+
+/// [`RequestLimit`] as a tower layer: a plain service and future, where axum's `from_fn` would
+/// box the rest of the stack and the future on every request.
+#[derive(Clone)]
+struct RequestLimitLayer(Arc<RequestLimit>);
+
+impl<S> Layer<S> for RequestLimitLayer {
+    type Service = RequestLimited<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestLimited {
+            inner,
+            limit: self.0.clone(),
+        }
+    }
+}
+
+/// A service under [`RequestLimit`].
+#[derive(Clone)]
+struct RequestLimited<S> {
+    inner: S,
+    limit: Arc<RequestLimit>,
+}
+
+impl<S, B> Service<Request> for RequestLimited<S>
+where
+    S: Service<Request, Response = http::Response<B>>,
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = LimitedResponse<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.limit.permits.clone().try_acquire_owned() {
+            Ok(permit) => LimitedResponse::Running {
+                inner: self.inner.call(request),
+                permit: Some(permit),
+                limit: self.limit.clone(),
+            },
+            Err(_) => LimitedResponse::Refused {
+                response: Some(self.limit.refuse()),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of a [`RequestLimited`] service: the inner one's, its permit held until it
+    /// is ready, or the refusal.
+    #[project = LimitedResponseProj]
+    enum LimitedResponse<F> {
+        Running {
+            #[pin]
+            inner: F,
+            permit: Option<OwnedSemaphorePermit>,
+            limit: Arc<RequestLimit>,
+        },
+        Refused {
+            response: Option<Response>,
+        },
+    }
+}
+
+impl<F, B, E> Future for LimitedResponse<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            LimitedResponseProj::Running {
+                inner,
+                permit,
+                limit,
+            } => {
+                let output = std::task::ready!(inner.poll(cx))
+                    .map(|response| response.map(axum::body::Body::new));
+                drop(permit.take());
+                if let Ok(response) = &output {
+                    note_too_large(&limit.bot, response);
+                }
+                Poll::Ready(output)
+            }
+            LimitedResponseProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after it completed: a contract violation, answered safely.
+                None => Poll::Pending,
+            },
+        }
+    }
 }
 
 /// A listener that keeps at most `max` connections open; a connection beyond them is answered
