@@ -608,16 +608,54 @@ mod fast {
     use serde::Deserialize;
     use serde_json::value::RawValue;
 
+    /// A `messaging[]` item the fast path maps, read in one pass: its parties and message are
+    /// read where they stand, not kept as raw text and read again.
     #[derive(Deserialize)]
     pub(super) struct WireItem<'a> {
-        #[serde(default, borrow)]
-        sender: Option<&'a RawValue>,
-        #[serde(default, borrow)]
-        recipient: Option<&'a RawValue>,
+        #[serde(default, borrow, deserialize_with = "object_or_null")]
+        sender: Option<WireParty<'a>>,
+        #[serde(default, borrow, deserialize_with = "object_or_null")]
+        recipient: Option<WireParty<'a>>,
         #[serde(default, borrow)]
         timestamp: Option<&'a RawValue>,
-        #[serde(borrow)]
-        message: &'a RawValue,
+        #[serde(borrow, deserialize_with = "object")]
+        message: WireMessage<'a>,
+    }
+
+    /// `T` read from a JSON object only (serde's derived structs also read arrays, by
+    /// position, which the model's types are never given here: those go to the general path).
+    struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
+    /// An object, or `null` as `None`; anything else fails.
+    fn object_or_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        d.deserialize_option(ObjectOnly(std::marker::PhantomData))
+    }
+
+    /// An object; anything else (`null` included) fails.
+    fn object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+        d.deserialize_map(ObjectOnly(std::marker::PhantomData))?
+            .ok_or_else(|| serde::de::Error::custom("an object"))
     }
 
     /// A string, borrowed from the body where it has no escapes.
@@ -632,11 +670,12 @@ mod fast {
         Ok(Option::<Text<'a>>::deserialize(d)?.map(|text| text.0))
     }
 
-    /// `model::Party`'s fields; the id is checked as `string_or_number` reads it.
+    /// `model::Party`'s fields. The id is a string or `null` here: a number (which the model's
+    /// `string_or_number` formats) fails the read, and the general path maps the item.
     #[derive(Deserialize)]
     struct WireParty<'a> {
-        #[serde(default, borrow)]
-        id: Option<&'a RawValue>,
+        #[serde(default, borrow, deserialize_with = "borrowed")]
+        id: Option<Cow<'a, str>>,
         #[serde(default, borrow, deserialize_with = "borrowed")]
         user_ref: Option<Cow<'a, str>>,
     }
@@ -676,40 +715,6 @@ mod fast {
     struct WireReplyTo<'a> {
         #[serde(default, borrow)]
         mid: Cow<'a, str>,
-    }
-
-    /// A party as `model::Party` reads it: `Some(None)` for `null`, `None` where it fails (or
-    /// where the general path is simpler).
-    fn party<'a>(raw: Option<&'a RawValue>) -> Option<Option<WireParty<'a>>> {
-        let Some(raw) = raw else {
-            return Some(None);
-        };
-        let json = raw.get();
-        if json == "null" {
-            return Some(None);
-        }
-        if !json.starts_with('{') {
-            return None;
-        }
-        let party: WireParty<'a> = serde_json::from_str(json).ok()?;
-        if let Some(id) = party.id {
-            // Strings only (a number's text would be formatted by the model): else the model.
-            if id.get() != "null" && !id.get().starts_with('"') {
-                return None;
-            }
-        }
-        Some(Some(party))
-    }
-
-    /// A party's string id (`None` for `null`): borrowed from the body when unescaped.
-    fn party_id<'a>(party: &WireParty<'a>) -> Option<Option<Cow<'a, str>>> {
-        match party.id {
-            None => Some(None),
-            Some(id) if id.get() == "null" => Some(None),
-            Some(id) => serde_json::from_str::<Option<Text<'a>>>(id.get())
-                .ok()
-                .map(|id| id.map(|id| id.0)),
-        }
     }
 
     /// The conversation of a party, as `conversation_of` in the general path.
@@ -756,11 +761,7 @@ mod fast {
         page_id: &str,
         time: i64,
     ) -> Option<Event> {
-        let message = item.message.get();
-        if !message.starts_with('{') {
-            return None;
-        }
-        let m: WireMessage<'_> = serde_json::from_str(message).ok()?;
+        let m = item.message;
         let plain = m.quick_reply.is_none_or(|q| q.get() == "null")
             && m.attachments.is_none_or(|a| a.get() == "[]")
             && !m.is_echo
@@ -771,25 +772,18 @@ mod fast {
         if !plain {
             return None;
         }
-        let sender = party(item.sender)?;
-        let recipient = party(item.recipient)?;
-        let sender_id = match &sender {
-            Some(p) => party_id(p)?,
-            None => None,
-        };
-        let recipient_id = match &recipient {
-            Some(p) => party_id(p)?,
-            None => None,
-        };
+        let (sender, recipient) = (item.sender, item.recipient);
+        let sender_id = sender.as_ref().and_then(|p| p.id.as_deref());
+        let recipient_id = recipient.as_ref().and_then(|p| p.id.as_deref());
         // As `as_i64` reads it: integers only.
         let timestamp = item.timestamp.and_then(|t| t.get().parse::<i64>().ok());
         let conversation = sender
             .as_ref()
-            .and_then(|p| conversation_of(body, sender_id.as_deref(), p))
+            .and_then(|p| conversation_of(body, sender_id, p))
             .or_else(|| {
                 recipient
                     .as_ref()
-                    .and_then(|p| conversation_of(body, recipient_id.as_deref(), p))
+                    .and_then(|p| conversation_of(body, recipient_id, p))
             })
             .unwrap_or_else(|| ConversationId::from_shared(body, page_id));
         let message = Message {
@@ -810,7 +804,7 @@ mod fast {
         );
         let sender_any = sender
             .as_ref()
-            .and_then(|p| sender_id.as_deref().or(p.user_ref.as_deref()));
+            .and_then(|p| sender_id.or(p.user_ref.as_deref()));
         event.sender = sender_any.map(|id| UserId::from_shared(body, id));
         event.occurred_at = Timestamp::from_millis(timestamp.unwrap_or(time));
         Some(event)

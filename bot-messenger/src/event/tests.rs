@@ -136,6 +136,8 @@ fn the_one_pass_path_maps_text_items_as_the_typed_model_does() {
         json!({"sender": null, "recipient": {"id": "PAGE"}, "timestamp": 2.5,
                "message": {"mid": "m_3", "attachments": [], "quick_reply": null, "is_unsupported": true}}),
         json!({"recipient": {}, "timestamp": "7", "message": {"mid": "m_4", "text": "x", "metadata": "m"}}),
+        json!({"sender": {"id": null, "user_ref": "r2"}, "recipient": null,
+               "message": {"mid": "m_5", "text": "x"}}),
     ];
     for case in &cases {
         let (fast, general) = both_paths(case);
@@ -164,6 +166,12 @@ fn the_one_pass_path_leaves_what_it_does_not_read_to_the_model() {
         json!({"sender": {"id": "P"}, "message": ["m_1", "hi"]}),
         json!({"sender": {"id": "P"}, "message": {"mid": null, "text": "hi"}}),
         json!({"sender": {"id": "P"}, "postback": {"payload": "x"}}),
+        // Parties and the message are read from objects only, ids from strings only.
+        json!({"sender": "P", "message": {"mid": "m_1", "text": "hi"}}),
+        json!({"recipient": ["PAGE"], "message": {"mid": "m_1", "text": "hi"}}),
+        json!({"sender": {"id": 1.5}, "message": {"mid": "m_1", "text": "hi"}}),
+        json!({"sender": {"id": "P"}, "message": null}),
+        json!({"sender": {"id": "P"}, "message": "hi"}),
     ];
     for case in &refused {
         assert!(both_paths(case).0.is_none(), "{case}");
