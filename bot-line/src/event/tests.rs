@@ -145,7 +145,7 @@ fn bodies_that_are_not_webhooks_fail() {
 }
 
 /// Every event both ways: the one-pass path where it applies, the typed model always.
-fn both_paths(event: &Value) -> (Option<(Event, bool)>, (Event, bool)) {
+fn both_paths(event: &Value) -> (Option<(EventData, bool)>, (EventData, bool)) {
     let body = Bytes::from(event.to_string());
     let json = std::str::from_utf8(&body).unwrap();
     let fast = fast::event(&body, "Ubot", json);
