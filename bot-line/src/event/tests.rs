@@ -444,3 +444,33 @@ fn the_one_pass_body_leaves_odd_bodies_to_the_two_passes() {
     assert!(one_pass(&Bytes::from(bytes.clone()), true).is_none());
     assert!(events_from_body(&bytes).is_err());
 }
+
+#[test]
+fn the_events_of_one_body_share_one_block_on_both_paths() {
+    let text = |id: &str| {
+        json!({"type": "message", "timestamp": 1, "webhookEventId": id, "replyToken": "rt",
+            "source": {"type": "user", "userId": "U1"},
+            "message": {"type": "text", "id": "m1", "text": "hi"}})
+    };
+    // A text event (the fast path), a follow (the typed model) and one the model cannot read.
+    let events = json!([text("01A"), {"type": "follow", "timestamp": 2, "webhookEventId": "01B",
+        "source": {"type": "user", "userId": "U2"}}, {"type": 7}, text("01C")]);
+    let body = json!({"destination": "Ubot", "events": events}).to_string();
+    let (one, two) = body_both_ways(&body);
+    for (events, _) in [one.expect("one pass"), two.expect("two passes")] {
+        assert_eq!(events.len(), 4);
+        let ids: Vec<_> = events.iter().map(|e| e.id.as_str().to_owned()).collect();
+        assert_eq!(ids[..2], ["01A", "01B"]);
+        assert_eq!(ids[3], "01C");
+        assert!(
+            events.iter().all(|e| e.shares_block_with(&events[0])),
+            "the body's events are in several blocks"
+        );
+        // Each its own data: a sibling is not a clone.
+        assert!(!events[0].ptr_eq(&events[3]));
+    }
+    // Another body's events are in another block.
+    let other = events_from_body(body.as_bytes()).unwrap();
+    let again = events_from_body(body.as_bytes()).unwrap();
+    assert!(!other[0].shares_block_with(&again[0]));
+}
