@@ -345,7 +345,11 @@ fn a_batch_lives_until_its_last_event_and_is_freed_with_it() {
     let last = batch.pop().unwrap();
     let clone = batch[1].clone();
     drop(batch);
-    assert_eq!(block.strong_count(), 2, "the last event and a clone of another");
+    assert_eq!(
+        block.strong_count(),
+        2,
+        "the last event and a clone of another"
+    );
     drop(clone);
     assert_eq!(block.strong_count(), 1);
     // Intact, its siblings gone.

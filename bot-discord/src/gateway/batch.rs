@@ -417,7 +417,10 @@ mod tests {
             let first = &events[n - n % BLOCK_EVENTS];
             assert!(event.shares_block_with(first), "event {n}");
             if n >= BLOCK_EVENTS {
-                assert!(!event.shares_block_with(&events[n - BLOCK_EVENTS]), "event {n}");
+                assert!(
+                    !event.shares_block_with(&events[n - BLOCK_EVENTS]),
+                    "event {n}"
+                );
             }
         }
         assert!(map(&[], &context).is_empty());

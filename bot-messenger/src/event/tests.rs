@@ -359,6 +359,9 @@ fn the_events_of_one_body_share_one_block_on_both_paths() {
             "the body's events are in several blocks"
         );
         assert!(!events[0].ptr_eq(&events[3]));
-        assert_eq!(events[3].channel.as_ref().map(|c| c.as_str()), Some("PAGE2"));
+        assert_eq!(
+            events[3].channel.as_ref().map(|c| c.as_str()),
+            Some("PAGE2")
+        );
     }
 }
