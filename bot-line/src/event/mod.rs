@@ -25,7 +25,7 @@ use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Members, Mention, Message, MessageId, Other, Postback,
     ReplyToken, Timestamp, UserId,
 };
-use bot_core::{Event, EventData, EventId, EventKind, Platform};
+use bot_core::{ChannelId, Event, EventData, EventId, EventKind, Platform};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
@@ -104,25 +104,37 @@ pub fn events_from_body(body: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
 ///
 /// Fails when the body is not JSON or has no `events` array.
 pub fn events_from_bytes(body: &Bytes) -> Result<Vec<Event>, serde_json::Error> {
-    parse_body(body, true).map(|(events, _)| events)
+    parse_body(body, true, None).map(|(events, _)| events)
 }
 
 /// As [`events_from_bytes`]; without `keep_standby`, leaves out the events in standby mode and
-/// counts them.
+/// counts them. Every event comes through `channel`, when given: set in the data before they are
+/// put in their shared block (set after, each write would copy its event out of the block).
 pub(crate) fn parse_body(
     body: &Bytes,
     keep_standby: bool,
+    channel: Option<&ChannelId>,
 ) -> Result<(Vec<Event>, usize), serde_json::Error> {
-    match one_pass(body, keep_standby) {
-        Some(parsed) => Ok(parsed),
-        None => two_passes(body, keep_standby),
+    let (mut events, standby) = match one_pass(body, keep_standby) {
+        Some(parsed) => parsed,
+        None => two_passes(body, keep_standby)?,
+    };
+    if let Some(channel) = channel {
+        for event in &mut events {
+            event.channel = Some(channel.clone());
+        }
     }
+    // The body's events in one block: one allocation, freed once.
+    Ok((Event::batch(events), standby))
 }
 
 /// [`parse_body`] by `events[]` split into raw values first, then each event read: the
 /// reference [`one_pass`] must agree with, and the path of every body it does not take (and of
 /// every error).
-fn two_passes(body: &Bytes, keep_standby: bool) -> Result<(Vec<Event>, usize), serde_json::Error> {
+fn two_passes(
+    body: &Bytes,
+    keep_standby: bool,
+) -> Result<(Vec<EventData>, usize), serde_json::Error> {
     let wire: WireBody<'_> = serde_json::from_slice(body)?;
     let mut events = Vec::with_capacity(wire.events.len());
     let mut standby = 0;
@@ -134,8 +146,7 @@ fn two_passes(body: &Bytes, keep_standby: bool) -> Result<(Vec<Event>, usize), s
             events.push(event);
         }
     }
-    // The body's events in one block: one allocation, freed once.
-    Ok((Event::batch(events), standby))
+    Ok((events, standby))
 }
 
 /// [`parse_body`] in one pass over the body: each element of `events[]` is read where it stands
@@ -147,14 +158,14 @@ fn two_passes(body: &Bytes, keep_standby: bool) -> Result<(Vec<Event>, usize), s
 /// `None` for anything but a plain well-formed body, which [`two_passes`] then reads (and
 /// refuses with serde's own error when it is not a webhook): a body that is not UTF-8 or not
 /// an object, a key with escapes or given twice, `destination` after `events`, malformed JSON.
-fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<Event>, usize)> {
+fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<EventData>, usize)> {
     /// `destination`, borrowed unless it has escapes (serde's `Cow` always copies).
     #[derive(Deserialize)]
     struct Destination<'a>(#[serde(borrow)] Cow<'a, str>);
 
     let text = std::str::from_utf8(body).ok()?;
     let mut destination: Option<Cow<'_, str>> = None;
-    let mut parsed: Option<(Vec<Event>, usize)> = None;
+    let mut parsed: Option<(Vec<EventData>, usize)> = None;
     let end = scan::members(text, 0, |key, at| match key {
         "destination" => {
             if destination.is_some() || parsed.is_some() {
@@ -186,8 +197,7 @@ fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<Event>, usize)> {
                 }
                 Some(end)
             })?;
-            // The body's events in one block: one allocation, freed once.
-            parsed = Some((Event::batch(events), standby));
+            parsed = Some((events, standby));
             Some(end)
         }
         _ => Some(value::<serde::de::IgnoredAny>(text, at)?.1),

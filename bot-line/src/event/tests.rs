@@ -316,7 +316,7 @@ fn events_share_the_body_they_came_in() {
 }
 
 /// A body's events and how many were in standby mode.
-type Parsed = (Vec<Event>, usize);
+type Parsed = (Vec<EventData>, usize);
 
 /// A body both ways: read in one pass, and split into raw values then read event by event.
 fn body_both_ways(body: &str) -> (Option<Parsed>, Result<Parsed, String>) {
@@ -455,20 +455,30 @@ fn the_events_of_one_body_share_one_block_on_both_paths() {
     // A text event (the fast path), a follow (the typed model) and one the model cannot read.
     let events = json!([text("01A"), {"type": "follow", "timestamp": 2, "webhookEventId": "01B",
         "source": {"type": "user", "userId": "U2"}}, {"type": 7}, text("01C")]);
-    let body = json!({"destination": "Ubot", "events": events}).to_string();
-    let (one, two) = body_both_ways(&body);
-    for (events, _) in [one.expect("one pass"), two.expect("two passes")] {
-        assert_eq!(events.len(), 4);
-        let ids: Vec<_> = events.iter().map(|e| e.id.as_str().to_owned()).collect();
-        assert_eq!(ids[..2], ["01A", "01B"]);
-        assert_eq!(ids[3], "01C");
-        assert!(
-            events.iter().all(|e| e.shares_block_with(&events[0])),
-            "the body's events are in several blocks"
-        );
-        // Each its own data: a sibling is not a clone.
-        assert!(!events[0].ptr_eq(&events[3]));
+    let one_pass_body = json!({"destination": "Ubot", "events": events}).to_string();
+    // `destination` after `events`: the one pass leaves it to the two passes.
+    let two_pass_body = format!(r#"{{"events": {events}, "destination": "Ubot"}}"#);
+    assert!(one_pass(&Bytes::from(one_pass_body.clone()), true).is_some());
+    assert!(one_pass(&Bytes::from(two_pass_body.clone()), true).is_none());
+    let channel = ChannelId::new("1234567890");
+    for body in [&one_pass_body, &two_pass_body] {
+        for through in [None, Some(&channel)] {
+            let (events, _) = parse_body(&Bytes::from(body.clone()), true, through).unwrap();
+            assert_eq!(events.len(), 4);
+            let ids: Vec<_> = events.iter().map(|e| e.id.as_str().to_owned()).collect();
+            assert_eq!(ids[..2], ["01A", "01B"]);
+            assert_eq!(ids[3], "01C");
+            assert!(
+                events.iter().all(|e| e.shares_block_with(&events[0])),
+                "the body's events are in several blocks"
+            );
+            // The channel set in the data before the block was made, not copied out of it.
+            assert!(events.iter().all(|e| e.channel.as_ref() == through));
+            // Each its own data: a sibling is not a clone.
+            assert!(!events[0].ptr_eq(&events[3]));
+        }
     }
+    let body = one_pass_body;
     // Another body's events are in another block.
     let other = events_from_body(body.as_bytes()).unwrap();
     let again = events_from_body(body.as_bytes()).unwrap();
