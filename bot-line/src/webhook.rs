@@ -283,13 +283,8 @@ async fn accept(
     }
     // The events keep slices of the body: of a copy its size, not of the connection's buffer.
     let body = bot_core::body_for_events(&body);
-    match parse_body(&body, state.config.deliver_standby) {
-        Ok((mut events, standby)) => {
-            if let Some(channel) = channel {
-                for event in &mut events {
-                    event.channel = Some(channel.clone());
-                }
-            }
+    match parse_body(&body, state.config.deliver_standby, channel) {
+        Ok((events, standby)) => {
             ingress.skipped(&Platform::LINE, "standby", standby);
             ingress.submit_and_answer(events).await
         }

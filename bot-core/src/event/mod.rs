@@ -33,18 +33,33 @@ pub use raw::Raw;
 /// One thing that happened on a platform, in platform-neutral form: a handle to its
 /// [`EventData`], shared rather than copied.
 ///
-/// An `Event` is one pointer: moving it moves eight bytes, and cloning it counts a reference
-/// (every queue, retry and handler on the way holds the same data). Reading goes through
-/// [`Deref`](std::ops::Deref) (`event.conversation`, `event.text_content()`, `match &event.kind`);
-/// writing (`event.redelivered = true`, the `with_*` builders) goes through
-/// [`DerefMut`](std::ops::DerefMut), which copies the data first when another handle shares it
-/// (copy on write), so a change is never seen through another clone.
+/// An `Event` is a handle to one element of a shared block of [`EventData`]: a pointer to the
+/// block, its length and the element's index (three words). Moving it moves those 24 bytes
+/// (on 64-bit targets), and cloning it counts a reference (every queue, retry and handler on the
+/// way holds the same data). Reading goes through [`Deref`](std::ops::Deref)
+/// (`event.conversation`, `event.text_content()`, `match &event.kind`); writing
+/// (`event.redelivered = true`, the `with_*` builders) goes through
+/// [`DerefMut`](std::ops::DerefMut), which first copies this one event into a block of its own
+/// when another handle shares its block (copy on write), so a change is never seen through a
+/// clone or a sibling; a handle alone with its block writes in place.
+///
+/// The events of one webhook body or one gateway batch share one block ([`Event::batch`]): one
+/// allocation for all their data, freed once, by whichever thread drops the last of them. A block
+/// lives until the last event of its batch is done (as the body their payloads share does):
+/// an event that waits for a retry keeps its siblings' data alive with its own, a few hundred
+/// bytes each.
 ///
 /// Build one with [`Event::new`], [`Event::from_platform`] or from an [`EventData`] literal
-/// (`EventData { … }.into()`); take the data back to move fields out with [`Event::into_data`].
-/// It serializes exactly as its [`EventData`] does.
+/// (`EventData { … }.into()`, a block of one); take the data back to move fields out with
+/// [`Event::into_data`]. It serializes exactly as its [`EventData`] does.
 #[derive(Clone)]
-pub struct Event(Arc<EventData>);
+pub struct Event {
+    /// The data of every event of the batch, in one allocation.
+    block: Arc<[EventData]>,
+    /// This event's element of `block`. A `usize` rather than a `u32`: the fat pointer before it
+    /// aligns the handle to eight bytes, so a narrower index would save nothing.
+    index: usize,
+}
 
 /// The content of an [`Event`]: what happened, where, by whom and the platform's own payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,33 +127,90 @@ impl Event {
         )
     }
 
+    /// The events of one batch (a webhook body, a gateway hand-over), their data in one shared
+    /// block: one allocation for all of them instead of one each, freed once when the last of
+    /// them is dropped. The events come back in the order given.
+    ///
+    /// A block stays whole until its last event is done, so a caller whose batches can be large
+    /// and whose events can live long (a retry, a slow handler) cuts them into blocks of a few
+    /// dozen at most.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bot_core::{Event, EventData, Platform, EventKind};
+    ///
+    /// let events = Event::batch(["a", "b"].map(|conversation| {
+    ///     EventData::new(Platform::TEST, conversation, EventKind::Followed)
+    /// }));
+    /// assert_eq!(events[1].conversation.as_str(), "b");
+    /// assert!(events[0].shares_block_with(&events[1]));
+    /// ```
+    pub fn batch(data: impl IntoIterator<Item = EventData>) -> Vec<Self> {
+        let block: Arc<[EventData]> = data.into_iter().collect();
+        (0..block.len())
+            .map(|index| Self {
+                block: Arc::clone(&block),
+                index,
+            })
+            .collect()
+    }
+
     /// The event's data, to move fields out of it: taken without a copy when this is the only
-    /// handle to it, copied when other clones share it.
+    /// handle to a block of one event, copied when other handles share it or its block holds
+    /// other events of its batch.
     #[must_use]
     pub fn into_data(self) -> EventData {
-        Arc::unwrap_or_clone(self.0)
+        let Self { block, index } = self;
+        match <Arc<[EventData; 1]>>::try_from(block) {
+            Ok(one) => {
+                let [data] = Arc::unwrap_or_clone(one);
+                data
+            }
+            Err(block) => block[index].clone(),
+        }
     }
 
     /// The event's data (also reachable through [`Deref`](std::ops::Deref)).
     pub fn data(&self) -> &EventData {
-        &self.0
+        &self.block[self.index]
     }
 
     /// Drops what reads cached in the event's data (the payload's tree, which
-    /// [`Raw::value`] builds through a shared reference) when no other handle shares it: a
-    /// handler's read must not stay with the event its queue keeps for a retry or as a dead
-    /// letter, uncounted by the queue's byte budget. Shared, it keeps them (the other handle's
-    /// holder keeps the block alive anyway).
+    /// [`Raw::value`] builds through a shared reference): a handler's read must not stay with the
+    /// event its queue keeps for a retry or as a dead letter, uncounted by the queue's byte
+    /// budget. Alone with its block, the event drops the tree in place; when the block is shared
+    /// (by a clone, or by siblings of its batch still queued or running), the event moves into a
+    /// block of its own without the tree (an allocation, on the retry path only).
     pub(crate) fn shed_caches(&mut self) {
-        if let Some(data) = Arc::get_mut(&mut self.0) {
-            data.raw.shed_tree();
+        if !self.data().raw.has_tree_to_shed() {
+            return;
         }
+        if let Some(block) = Arc::get_mut(&mut self.block) {
+            block[self.index].raw.shed_tree();
+            return;
+        }
+        let mut own = self.data().clone();
+        own.raw.shed_tree();
+        *self = Self::from(own);
     }
 
     /// Whether `self` and `other` are handles to the same data (clones of one event), which
-    /// [`PartialEq`] answers without comparing the fields.
+    /// [`PartialEq`] answers without comparing the fields. Two events of one batch share a block
+    /// ([`Event::shares_block_with`]) but not their data.
     pub fn ptr_eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        self.index == other.index && Arc::ptr_eq(&self.block, &other.block)
+    }
+
+    /// Whether `self` and `other` have their data in the same block: clones of one event, or
+    /// events of one [`Event::batch`] (that no write has since copied into a block of its own).
+    pub fn shares_block_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.block, &other.block)
+    }
+
+    /// How many events' data the event's block holds (its batch's, or one).
+    pub(crate) fn block_len(&self) -> usize {
+        self.block.len()
     }
 
     /// Sets the event id.
@@ -237,8 +309,10 @@ impl EventData {
 }
 
 impl From<EventData> for Event {
+    /// An event whose block holds its data alone.
     fn from(data: EventData) -> Self {
-        Self(Arc::new(data))
+        let block: Arc<[EventData; 1]> = Arc::new([data]);
+        Self { block, index: 0 }
     }
 }
 
@@ -252,28 +326,33 @@ impl std::ops::Deref for Event {
     type Target = EventData;
 
     fn deref(&self) -> &EventData {
-        &self.0
+        self.data()
     }
 }
 
 impl std::ops::DerefMut for Event {
-    /// The data to change: copied first when another clone shares it, so the change is this
-    /// handle's alone.
+    /// The data to change: copied first into a block of its own when another handle (a clone,
+    /// or a sibling of its batch) shares its block, so the change is this handle's alone.
     fn deref_mut(&mut self) -> &mut EventData {
-        Arc::make_mut(&mut self.0)
+        if Arc::get_mut(&mut self.block).is_none() {
+            *self = Self::from(self.data().clone());
+        }
+        let index = self.index;
+        let block = Arc::get_mut(&mut self.block).expect("a block no other handle shares");
+        &mut block[index]
     }
 }
 
 impl AsRef<EventData> for Event {
     fn as_ref(&self) -> &EventData {
-        &self.0
+        self.data()
     }
 }
 
 impl fmt::Debug for Event {
     // As the data's, under the name users know.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = &*self.0;
+        let d = self.data();
         f.debug_struct("Event")
             .field("id", &d.id)
             .field("platform", &d.platform)
@@ -291,13 +370,13 @@ impl fmt::Debug for Event {
 
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+        self.ptr_eq(other) || self.data() == other.data()
     }
 }
 
 impl Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        self.data().serialize(serializer)
     }
 }
 

@@ -94,6 +94,11 @@ impl Raw {
         }
     }
 
+    /// Whether [`Raw::shed_tree`] would drop something: a tree built from the text.
+    pub(crate) fn has_tree_to_shed(&self) -> bool {
+        self.text.get().is_some() && self.tree.get().is_some()
+    }
+
     /// Whether the tree has been built (or was given).
     #[cfg(test)]
     pub(crate) fn has_tree(&self) -> bool {

@@ -119,14 +119,19 @@ fn public_types_are_send_sync() {
 }
 
 #[test]
-fn an_event_is_one_pointer_and_its_clones_share_its_data() {
-    assert_eq!(std::mem::size_of::<Event>(), std::mem::size_of::<usize>());
+fn an_event_is_a_handle_of_three_words_and_its_clones_share_its_data() {
+    // The block's pointer and length, and the index in it.
+    assert_eq!(
+        std::mem::size_of::<Event>(),
+        3 * std::mem::size_of::<usize>()
+    );
     assert_eq!(
         std::mem::size_of::<Option<Event>>(),
-        std::mem::size_of::<usize>()
+        std::mem::size_of::<Event>()
     );
-    // The block the book gives (472 bytes with its two counts, on 64-bit targets): when the
-    // data grows, update book/src/concepts/events.md and operations/performance.md.
+    // The block the book gives for an event alone (472 bytes with its two counts, on 64-bit
+    // targets): when the data grows, update book/src/concepts/events.md and
+    // operations/performance.md.
     #[cfg(target_pointer_width = "64")]
     assert!(
         std::mem::size_of::<EventData>() + 16 <= 472,
@@ -235,3 +240,121 @@ fn the_wire_format_is_pinned() {
 }
 
 const WIRE: &str = r#"{"id":"01H","platform":"line","conversation":"U1","sender":"U2","kind":{"type":"message","text":"hi"},"reply_token":"rt","occurred_at":1700000000000,"redelivered":false,"raw":{"type":"message"}}"#;
+
+fn data(conversation: &str, text: &str) -> EventData {
+    Event::text(Platform::LINE, conversation, text).into_data()
+}
+
+#[test]
+fn a_batch_keeps_its_events_in_order_in_one_block() {
+    let batch = Event::batch([data("a", "one"), data("b", "two"), data("c", "three")]);
+    assert_eq!(batch.len(), 3);
+    let texts: Vec<_> = batch.iter().map(|e| e.text_content().unwrap()).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    for e in &batch {
+        assert!(e.shares_block_with(&batch[0]));
+        assert_eq!(e.block_len(), 3);
+    }
+    // The data lie side by side in the block, one `EventData` apart.
+    let first = std::ptr::from_ref(batch[0].data()) as usize;
+    let third = std::ptr::from_ref(batch[2].data()) as usize;
+    assert_eq!(third - first, 2 * std::mem::size_of::<EventData>());
+    // Siblings are not clones: neither `ptr_eq` nor equal.
+    assert!(!batch[0].ptr_eq(&batch[1]));
+    assert_ne!(batch[0], batch[1]);
+    let clone = batch[1].clone();
+    assert!(clone.ptr_eq(&batch[1]) && !clone.ptr_eq(&batch[0]));
+    assert_eq!(clone, batch[1]);
+    // An event made alone has a block of its own.
+    let alone = Event::text(Platform::LINE, "a", "one");
+    assert!(!alone.shares_block_with(&batch[0]));
+    assert_eq!(alone.block_len(), 1);
+    assert!(Event::batch(std::iter::empty()).is_empty());
+    // Serialized and printed as its data, whichever its block.
+    assert_eq!(
+        serde_json::to_string(&batch[2]).unwrap(),
+        serde_json::to_string(batch[2].data()).unwrap()
+    );
+    assert!(format!("{:?}", batch[2]).contains("three"));
+}
+
+#[test]
+fn a_write_to_one_event_of_a_batch_changes_neither_its_siblings_nor_its_clones() {
+    let mut batch = Event::batch([data("a", "one"), data("b", "two"), data("c", "three")]);
+    let clone = batch[1].clone();
+    let block = std::ptr::from_ref(batch[1].data());
+    if let EventKind::Message(m) = &mut batch[1].kind {
+        m.text = Some("changed".into());
+    }
+    batch[1].redelivered = true;
+    assert_eq!(batch[1].text_content(), Some("changed"));
+    assert!(batch[1].redelivered);
+    // Moved into a block of its own; the old one, its siblings' and the clone's, is untouched.
+    assert!(!batch[1].shares_block_with(&batch[0]));
+    assert_eq!(batch[1].block_len(), 1);
+    assert!(std::ptr::eq(block, clone.data()));
+    assert_eq!(clone.text_content(), Some("two"));
+    assert!(!clone.redelivered);
+    assert_eq!(batch[0].text_content(), Some("one"));
+    assert_eq!(batch[2].text_content(), Some("three"));
+    assert!(!batch[0].redelivered && !batch[2].redelivered);
+    // Alone in its new block, the next write is in place.
+    let own = std::ptr::from_ref(batch[1].data());
+    batch[1].redelivered = false;
+    assert!(std::ptr::eq(own, batch[1].data()));
+}
+
+#[test]
+fn the_last_handle_of_a_batch_writes_in_place() {
+    let mut batch = Event::batch([data("a", "one"), data("b", "two")]);
+    let last = batch.pop().unwrap();
+    drop(batch);
+    let mut last = last;
+    let at = std::ptr::from_ref(last.data());
+    last.redelivered = true;
+    assert!(std::ptr::eq(at, last.data()), "copied though alone");
+    assert_eq!(last.block_len(), 2);
+    assert_eq!(last.text_content(), Some("two"));
+}
+
+#[test]
+fn into_data_of_a_batch_member_returns_its_own_data() {
+    let batch = Event::batch([data("a", "one"), data("b", "two"), data("c", "three")]);
+    let kept = batch[0].clone();
+    let mut batch = batch.into_iter();
+    let first = batch.next().unwrap();
+    let second = batch.next().unwrap();
+    assert_eq!(second.into_data().text_content(), Some("two"));
+    assert_eq!(first.into_data().text_content(), Some("one"));
+    assert_eq!(kept.text_content(), Some("one"));
+    let third = batch.next().unwrap();
+    // The last handle of a block of three: copied out, the block freed with the handle.
+    assert_eq!(third.into_data().text_content(), Some("three"));
+    // A block of one, shared: copied, and the other handle keeps its data.
+    let one = Event::batch([data("d", "four")]).pop().unwrap();
+    let other = one.clone();
+    assert_eq!(one.into_data().text_content(), Some("four"));
+    assert_eq!(other.text_content(), Some("four"));
+}
+
+#[test]
+fn a_batch_lives_until_its_last_event_and_is_freed_with_it() {
+    let mut batch = Event::batch((0..4).map(|i| data(&format!("c{i}"), &format!("t{i}"))));
+    // A `Weak` to the block: it upgrades while any event of the batch lives.
+    let block = std::sync::Arc::downgrade(&batch[0].block);
+    let last = batch.pop().unwrap();
+    let clone = batch[1].clone();
+    drop(batch);
+    assert_eq!(
+        block.strong_count(),
+        2,
+        "the last event and a clone of another"
+    );
+    drop(clone);
+    assert_eq!(block.strong_count(), 1);
+    // Intact, its siblings gone.
+    assert_eq!(last.text_content(), Some("t3"));
+    assert_eq!(last.conversation.as_str(), "c3");
+    drop(last);
+    assert!(block.upgrade().is_none(), "the block outlived its events");
+}

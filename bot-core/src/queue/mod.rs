@@ -22,8 +22,9 @@ use crate::event::{Event, Timestamp};
 pub use memory::MemoryQueue;
 
 /// What one event costs beyond the bytes counted from its content: the event's handle in the
-/// queue's entry and the shared block it points to (the reference counts and the
-/// [`EventData`](crate::event::EventData)), the headers of its shared strings and payload, the
+/// queue's entry and its share of the block it points to (its
+/// [`EventData`](crate::event::EventData); the block's reference counts are shared by the events
+/// of its batch and counted apart, [`event_bytes`]), the headers of its shared strings and payload, the
 /// allocator's headers and rounding, the buffers' spare room, the deduplication key and a
 /// conversation lane.
 ///
@@ -34,16 +35,30 @@ pub use memory::MemoryQueue;
 /// handle): the same measurement gave 1,217 bytes on 2026-12-06 before the event became a handle
 /// and 1,068-1,070 after, against 2,276 counted. The count is kept on the safe side (a full
 /// queue's resident memory stays under its budget) until a recalibration is checked against the
-/// 64 MiB bound of a bot driven past saturation (`botload scenario webhook-noop`).
+/// 64 MiB bound of a bot driven past saturation (`botload scenario webhook-noop`). Since the
+/// events of a batch share one block, the handle is three words instead of one and a block's two
+/// counts are shared by its events: a LINE event of a 10-event body counts 16 bytes more for
+/// its handle and 14 fewer for the counts.
 pub(crate) const EVENT_OVERHEAD_BYTES: usize =
-    std::mem::size_of::<Event>() + EVENT_BLOCK_BYTES + 1312;
+    std::mem::size_of::<Event>() + std::mem::size_of::<crate::event::EventData>() + 1312;
 
-/// The heap block an [`Event`] points to: its strong and weak counts and its data.
-const EVENT_BLOCK_BYTES: usize =
-    2 * std::mem::size_of::<usize>() + std::mem::size_of::<crate::event::EventData>();
+/// The head of the block an [`Event`] points to, its strong and weak counts: shared by the
+/// events of its batch.
+const EVENT_BLOCK_COUNTS_BYTES: usize = 2 * std::mem::size_of::<usize>();
+
+/// An event's share of its block's counts ([`EVENT_BLOCK_COUNTS_BYTES`]), rounded up.
+///
+/// A block lives until the last event of its batch is done, so an event queued alone (its
+/// siblings handled) keeps theirs too: counted by their own share while they were queued, and
+/// by the queue no longer, as a body shared by a batch's payloads is counted by each payload's
+/// text only.
+pub(crate) fn block_share_bytes(event: &Event) -> usize {
+    EVENT_BLOCK_COUNTS_BYTES.div_ceil(event.block_len().max(1))
+}
 
 /// The bytes an event holds while it waits in a queue, from its public parts: the ids, the raw
-/// payload's JSON text, the text and attachments of a message, plus [`EVENT_OVERHEAD_BYTES`].
+/// payload's JSON text, the text and attachments of a message, plus [`EVENT_OVERHEAD_BYTES`] and
+/// its share of its block's counts ([`block_share_bytes`]).
 ///
 /// An estimate for byte budgets, not an exact count: strings are counted by length, without the
 /// allocator's rounding. A payload kept as a JSON tree is counted by its text (written once and
@@ -91,6 +106,7 @@ pub(crate) fn event_bytes(event: &Event) -> usize {
         len => len,
     };
     EVENT_OVERHEAD_BYTES
+        + block_share_bytes(event)
         + event.id.as_bytes().len()
         + event.conversation.as_bytes().len()
         + event.sender.as_ref().map_or(0, |s| s.as_bytes().len())

@@ -427,11 +427,15 @@ mod tests {
         let env = env();
         let event = Event::text(Platform::TEST, "a", "hi");
         let context = std::mem::size_of::<Context>();
-        // The event is a handle to its shared data: what every copy below holds is one pointer.
+        // The event is a handle to its data in its batch's shared block: what every copy below
+        // holds is three words (the block's pointer and length, the index).
         let event_bytes = std::mem::size_of::<Event>();
-        assert_eq!(event_bytes, std::mem::size_of::<usize>());
+        assert_eq!(event_bytes, 3 * std::mem::size_of::<usize>());
         let delivery_bytes = std::mem::size_of::<Delivery>();
-        assert!(delivery_bytes <= 32, "a delivery is {delivery_bytes} bytes");
+        assert!(
+            delivery_bytes <= 32 + 2 * std::mem::size_of::<usize>(),
+            "a delivery is {delivery_bytes} bytes"
+        );
         // The context's event fields live in its shared part: a handler holds four words.
         assert!(
             context <= 4 * std::mem::size_of::<usize>(),

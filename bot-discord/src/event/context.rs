@@ -1,6 +1,6 @@
 //! [`DispatchContext`]: what mapping a dispatch needs to know about its shard.
 
-use bot_core::Event;
+use bot_core::EventData;
 use bot_core::event::{ChannelId, EventId};
 
 /// What mapping a dispatch needs to know about the shard.
@@ -30,7 +30,7 @@ pub struct DispatchContext {
 
 impl DispatchContext {
     /// `event` with the shard's channel, and its id scoped to it when asked.
-    pub(crate) fn stamp(&self, mut event: Event) -> Event {
+    pub(crate) fn stamp(&self, mut event: EventData) -> EventData {
         let Some(channel) = &self.channel else {
             return event;
         };

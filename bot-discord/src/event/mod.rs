@@ -33,7 +33,7 @@ use bot_core::event::{
     Attachment, AttachmentKind, Command, Deleted, Members, Mention, Message, MessageId, Other,
     Postback, Reaction, ReplyToken, Timestamp, UserId,
 };
-use bot_core::{Event, EventKind, Platform};
+use bot_core::{Event, EventData, EventKind, Platform};
 
 use crate::model::components::TEXT_CUSTOM_ID_PREFIX;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
@@ -123,7 +123,7 @@ pub fn from_dispatch(
     context: &DispatchContext,
 ) -> Option<Event> {
     let event = map_tree(name, &data, sequence, context)?;
-    Some(context.stamp(event).with_raw(data))
+    Some(Event::from(context.stamp(event)).with_raw(data))
 }
 
 /// Maps one gateway dispatch from its JSON text, as the shard reads it: the data is read into a
@@ -137,7 +137,7 @@ pub fn from_dispatch_json(
     context: &DispatchContext,
 ) -> Option<Event> {
     let event = map_dispatch(name, data.get(), sequence, context).ok()??;
-    Some(event.with_raw_json(data.to_owned()))
+    Some(Event::from(event).with_raw_json(data.to_owned()))
 }
 
 /// [`from_dispatch_json`] without the raw payload (the caller attaches the one it keeps).
@@ -150,7 +150,7 @@ pub(crate) fn map_dispatch(
     json: &str,
     sequence: Option<u64>,
     context: &DispatchContext,
-) -> Result<Option<Event>, serde_json::Error> {
+) -> Result<Option<EventData>, serde_json::Error> {
     if matches!(
         name,
         "MESSAGE_CREATE"
@@ -174,7 +174,7 @@ fn map_tree(
     data: &Value,
     sequence: Option<u64>,
     context: &DispatchContext,
-) -> Option<Event> {
+) -> Option<EventData> {
     let event = match name {
         "MESSAGE_CREATE" => {
             if !context.deliver_bot_messages && by_a_bot(data, context) {
@@ -241,7 +241,7 @@ fn map_tree(
             };
             let suffix = if joined { "join" } else { "leave" };
             let id = sequenced(context, sequence, || format!("{guild}:{user}:{suffix}"));
-            let mut event = Event::from_platform(Platform::DISCORD, id, guild.as_str(), kind);
+            let mut event = EventData::from_platform(Platform::DISCORD, id, guild.as_str(), kind);
             event.sender = Some(UserId::new(&user));
             event
         }
@@ -259,7 +259,7 @@ fn map_tree(
             let kind = EventKind::Other(Other {
                 name: name.to_owned(),
             });
-            let mut event = Event::from_platform(Platform::DISCORD, id, conversation, kind);
+            let mut event = EventData::from_platform(Platform::DISCORD, id, conversation, kind);
             if let Some(at) = non_empty_id(data, "/id")
                 .as_deref()
                 .and_then(snowflake_time)
@@ -279,9 +279,9 @@ fn by_a_bot(data: &Value, context: &DispatchContext) -> bool {
 }
 
 /// An event in the data's channel, from its author, at the snowflake's time.
-fn base(data: &Value, id: &str, kind: EventKind) -> Event {
+fn base(data: &Value, id: &str, kind: EventKind) -> EventData {
     let channel = text(data, "/channel_id").unwrap_or_else(|| "discord".to_owned());
-    let mut event = Event::from_platform(Platform::DISCORD, id, channel, kind);
+    let mut event = EventData::from_platform(Platform::DISCORD, id, channel, kind);
     event.sender = text(data, "/author/id").map(UserId::from);
     if let Some(at) = non_empty_id(data, "/id")
         .as_deref()
@@ -344,11 +344,11 @@ fn message(data: &Value) -> Message {
 
 /// Maps an interaction (gateway `INTERACTION_CREATE` or an HTTP interaction); `None` for PING.
 pub fn from_interaction(data: &Value) -> Option<Event> {
-    interaction_event(data).map(|event| event.with_raw(data.clone()))
+    interaction_event(data).map(|event| Event::from(event).with_raw(data.clone()))
 }
 
 /// [`from_interaction`] without the raw payload.
-fn interaction_event(data: &Value) -> Option<Event> {
+fn interaction_event(data: &Value) -> Option<EventData> {
     let id = non_empty_id(data, "/id")?;
     let interaction_type = data.get("type").and_then(Value::as_u64).unwrap_or(0);
     let kind = match interaction_type {
@@ -383,7 +383,7 @@ fn interaction_event(data: &Value) -> Option<Event> {
         .or_else(|| text(data, "/channel/id"))
         .or_else(|| text(data, "/user/id"))
         .unwrap_or_else(|| "discord".to_owned());
-    let mut event = Event::from_platform(Platform::DISCORD, id.as_str(), channel, kind);
+    let mut event = EventData::from_platform(Platform::DISCORD, id.as_str(), channel, kind);
     event.sender = text(data, "/member/user/id")
         .or_else(|| text(data, "/user/id"))
         .map(UserId::from);
@@ -524,7 +524,7 @@ fn map_view(
     view: &View<'_>,
     sequence: Option<u64>,
     context: &DispatchContext,
-) -> Option<Event> {
+) -> Option<EventData> {
     let own_id = || str_of(&view.id).filter(|id| !id.is_empty());
     let event = match name {
         "MESSAGE_CREATE" | "MESSAGE_UPDATE" => {
@@ -590,7 +590,7 @@ fn map_view(
             };
             let suffix = if joined { "join" } else { "leave" };
             let id = sequenced(context, sequence, || format!("{guild}:{user}:{suffix}"));
-            let mut event = Event::from_platform(Platform::DISCORD, id, guild, kind);
+            let mut event = EventData::from_platform(Platform::DISCORD, id, guild, kind);
             event.sender = Some(UserId::new(user));
             event
         }
@@ -607,9 +607,9 @@ fn view_by_a_bot(view: &View<'_>, context: &DispatchContext) -> bool {
     bot || own || view.webhook_id.is_some()
 }
 
-fn view_base(view: &View<'_>, id: &str, kind: EventKind) -> Event {
+fn view_base(view: &View<'_>, id: &str, kind: EventKind) -> EventData {
     let channel = str_of(&view.channel_id).unwrap_or("discord");
-    let mut event = Event::from_platform(Platform::DISCORD, id, channel, kind);
+    let mut event = EventData::from_platform(Platform::DISCORD, id, channel, kind);
     event.sender = user_id(&view.author).map(UserId::new);
     if let Some(at) = str_of(&view.id)
         .filter(|id| !id.is_empty())

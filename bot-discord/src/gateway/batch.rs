@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bot_core::event::Raw;
 use bot_core::readiness::Component;
-use bot_core::{ErrorKind as CoreKind, Event, Ingress};
+use bot_core::{ErrorKind as CoreKind, Event, EventData, Ingress};
 use bytes::Bytes;
 use futures::FutureExt as _;
 use tokio::sync::oneshot;
@@ -80,7 +80,8 @@ impl Dispatch {
             .unwrap_or("null")
     }
 
-    pub(super) fn event(&self, context: &DispatchContext) -> Option<Event> {
+    /// The dispatch's event data (batched by the caller with the other dispatches of its block).
+    pub(super) fn event(&self, context: &DispatchContext) -> Option<EventData> {
         let data = self.data();
         match map_dispatch(&self.name, data, self.sequence, context) {
             Ok(event) => event.map(|mut event| {
@@ -98,7 +99,7 @@ impl Dispatch {
 
     /// The event of a dispatch whose data, cut by the envelope alone, was not JSON: the frame
     /// parsed whole, as a frame written otherwise is.
-    fn event_of_whole_frame(&self, context: &DispatchContext) -> Option<Event> {
+    fn event_of_whole_frame(&self, context: &DispatchContext) -> Option<EventData> {
         let whole = parse_frame(self.message.as_bytes())?;
         Dispatch::new(
             &self.name,
@@ -208,11 +209,26 @@ pub(super) async fn hand_over(
     Ok(())
 }
 
+/// The most events that share one block ([`Event::batch`]): a batch of up to 256 dispatches is
+/// cut into blocks of this many, so that one slow event (a long handler, a retry) keeps the data
+/// of a few siblings alive, not of the whole batch, while a block still costs one allocation and
+/// one cross-thread free for many events.
+pub(super) const BLOCK_EVENTS: usize = 16;
+
 fn map(dispatches: &[Dispatch], context: &DispatchContext) -> Vec<Event> {
-    // Sized for every dispatch up front: a filtered collect would grow it by copying the
-    // events mapped so far, a few hundred bytes each, several times per batch.
+    // Sized for every dispatch up front: a filtered collect would grow it several times per
+    // batch.
     let mut events = Vec::with_capacity(dispatches.len());
-    events.extend(dispatches.iter().filter_map(|d| d.event(context)));
+    let mut block = Vec::with_capacity(BLOCK_EVENTS.min(dispatches.len()));
+    for data in dispatches.iter().filter_map(|d| d.event(context)) {
+        block.push(data);
+        if block.len() == BLOCK_EVENTS {
+            events.extend(Event::batch(block.drain(..)));
+        }
+    }
+    if !block.is_empty() {
+        events.extend(Event::batch(block));
+    }
     events
 }
 
@@ -367,5 +383,50 @@ impl Future for HandOverTask {
 impl Drop for HandOverTask {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message_create(n: usize) -> Dispatch {
+        let frame = format!(
+            r#"{{"op":0,"s":{n},"t":"MESSAGE_CREATE","d":{{"id":"{}","channel_id":"c{n}","content":"m{n}","author":{{"id":"u"}}}}}}"#,
+            1_000_000 + n
+        );
+        let message = Utf8Bytes::from(frame);
+        let start = message.as_str().find(r#"{"id""#).unwrap();
+        let data = &message.as_str()[start..message.len() - 1];
+        Dispatch::new("MESSAGE_CREATE", Some(n as u64), &message, data, true)
+    }
+
+    #[test]
+    fn a_batch_is_mapped_into_blocks_of_at_most_block_events() {
+        let context = DispatchContext::default();
+        let count = 2 * BLOCK_EVENTS + 3;
+        let dispatches: Vec<_> = (0..count).map(message_create).collect();
+        let events = map(&dispatches, &context);
+        assert_eq!(events.len(), count);
+        for (n, event) in events.iter().enumerate() {
+            // In order, each with its own data and payload.
+            assert_eq!(event.conversation.as_str(), format!("c{n}"));
+            assert_eq!(event.text_content(), Some(format!("m{n}").as_str()));
+            assert_eq!(event.raw()["content"], format!("m{n}"));
+            // The same block as the first of its block, another than the block before.
+            let first = &events[n - n % BLOCK_EVENTS];
+            assert!(event.shares_block_with(first), "event {n}");
+            if n >= BLOCK_EVENTS {
+                assert!(
+                    !event.shares_block_with(&events[n - BLOCK_EVENTS]),
+                    "event {n}"
+                );
+            }
+        }
+        assert!(map(&[], &context).is_empty());
+        // A batch of one is a block of one.
+        let one = map(&dispatches[..1], &context);
+        assert_eq!(one.len(), 1);
+        assert!(!one[0].shares_block_with(&events[0]));
     }
 }

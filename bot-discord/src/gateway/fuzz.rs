@@ -92,7 +92,7 @@ impl FrameReader {
                 name: Some(quick.name.to_owned()),
                 event: event.map(|mut event| {
                     event.raw = Raw::from_shared(&Bytes::new(), quick.data);
-                    event
+                    Event::from(event)
                 }),
             });
         }
@@ -109,7 +109,7 @@ impl FrameReader {
                 let data = frame.data();
                 let name = name.unwrap_or_default();
                 map_dispatch(name, data.get(), frame.s, &self.context)?
-                    .map(|event| event.with_raw_json(data.to_owned()))
+                    .map(|event| Event::from(event).with_raw_json(data.to_owned()))
             }
             _ => None,
         };

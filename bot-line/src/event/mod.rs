@@ -25,7 +25,7 @@ use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Members, Mention, Message, MessageId, Other, Postback,
     ReplyToken, Timestamp, UserId,
 };
-use bot_core::{Event, EventId, EventKind, Platform};
+use bot_core::{ChannelId, Event, EventData, EventId, EventKind, Platform};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
@@ -104,25 +104,37 @@ pub fn events_from_body(body: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
 ///
 /// Fails when the body is not JSON or has no `events` array.
 pub fn events_from_bytes(body: &Bytes) -> Result<Vec<Event>, serde_json::Error> {
-    parse_body(body, true).map(|(events, _)| events)
+    parse_body(body, true, None).map(|(events, _)| events)
 }
 
 /// As [`events_from_bytes`]; without `keep_standby`, leaves out the events in standby mode and
-/// counts them.
+/// counts them. Every event comes through `channel`, when given: set in the data before they are
+/// put in their shared block (set after, each write would copy its event out of the block).
 pub(crate) fn parse_body(
     body: &Bytes,
     keep_standby: bool,
+    channel: Option<&ChannelId>,
 ) -> Result<(Vec<Event>, usize), serde_json::Error> {
-    match one_pass(body, keep_standby) {
-        Some(parsed) => Ok(parsed),
-        None => two_passes(body, keep_standby),
+    let (mut events, standby) = match one_pass(body, keep_standby) {
+        Some(parsed) => parsed,
+        None => two_passes(body, keep_standby)?,
+    };
+    if let Some(channel) = channel {
+        for event in &mut events {
+            event.channel = Some(channel.clone());
+        }
     }
+    // The body's events in one block: one allocation, freed once.
+    Ok((Event::batch(events), standby))
 }
 
 /// [`parse_body`] by `events[]` split into raw values first, then each event read: the
 /// reference [`one_pass`] must agree with, and the path of every body it does not take (and of
 /// every error).
-fn two_passes(body: &Bytes, keep_standby: bool) -> Result<(Vec<Event>, usize), serde_json::Error> {
+fn two_passes(
+    body: &Bytes,
+    keep_standby: bool,
+) -> Result<(Vec<EventData>, usize), serde_json::Error> {
     let wire: WireBody<'_> = serde_json::from_slice(body)?;
     let mut events = Vec::with_capacity(wire.events.len());
     let mut standby = 0;
@@ -146,14 +158,14 @@ fn two_passes(body: &Bytes, keep_standby: bool) -> Result<(Vec<Event>, usize), s
 /// `None` for anything but a plain well-formed body, which [`two_passes`] then reads (and
 /// refuses with serde's own error when it is not a webhook): a body that is not UTF-8 or not
 /// an object, a key with escapes or given twice, `destination` after `events`, malformed JSON.
-fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<Event>, usize)> {
+fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<EventData>, usize)> {
     /// `destination`, borrowed unless it has escapes (serde's `Cow` always copies).
     #[derive(Deserialize)]
     struct Destination<'a>(#[serde(borrow)] Cow<'a, str>);
 
     let text = std::str::from_utf8(body).ok()?;
     let mut destination: Option<Cow<'_, str>> = None;
-    let mut parsed: Option<(Vec<Event>, usize)> = None;
+    let mut parsed: Option<(Vec<EventData>, usize)> = None;
     let end = scan::members(text, 0, |key, at| match key {
         "destination" => {
             if destination.is_some() || parsed.is_some() {
@@ -200,17 +212,17 @@ fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<Event>, usize)> {
 /// Maps one raw LINE event (an element of `events[]`) to a core event.
 pub fn to_core_event(destination: &str, raw: Value) -> Event {
     let Ok(text) = serde_json::to_string(&raw) else {
-        return unreadable(destination, &raw, "unknown");
+        return unreadable(destination, &raw, "unknown").into();
     };
     let body = Bytes::from(text);
     match std::str::from_utf8(&body) {
-        Ok(json) => from_json(&body, destination, json).0,
-        Err(_) => unreadable(destination, &raw, "unknown"),
+        Ok(json) => from_json(&body, destination, json).0.into(),
+        Err(_) => unreadable(destination, &raw, "unknown").into(),
     }
 }
 
 /// Maps one event's JSON text, a slice of `body`; also says whether it came in standby mode.
-fn from_json(body: &Bytes, destination: &str, json: &str) -> (Event, bool) {
+fn from_json(body: &Bytes, destination: &str, json: &str) -> (EventData, bool) {
     let (mut event, standby) = match fast::event(body, destination, json) {
         Some(mapped) => mapped,
         None => general(destination, json),
@@ -220,7 +232,7 @@ fn from_json(body: &Bytes, destination: &str, json: &str) -> (Event, bool) {
 }
 
 /// Any event, through the typed model.
-fn general(destination: &str, json: &str) -> (Event, bool) {
+fn general(destination: &str, json: &str) -> (EventData, bool) {
     match WebhookEvent::from_json(json) {
         Ok(event) => (map(destination, &event, json), event.is_standby()),
         Err(error) => {
@@ -249,7 +261,7 @@ fn id_of_payload(json: &str) -> EventId {
     }
 }
 
-fn map(destination: &str, line: &WebhookEvent, json: &str) -> Event {
+fn map(destination: &str, line: &WebhookEvent, json: &str) -> EventData {
     let chat = line
         .source
         .as_ref()
@@ -278,7 +290,7 @@ fn map(destination: &str, line: &WebhookEvent, json: &str) -> Event {
         Some(id) => EventId::new(id),
         None => id_of_payload(json),
     };
-    let mut event = Event::from_platform(Platform::LINE, id, chat, kind);
+    let mut event = EventData::from_platform(Platform::LINE, id, chat, kind);
     if let Some(user) = line.source.as_ref().and_then(Source::user_id) {
         event.sender = Some(UserId::new(user));
     }
@@ -290,7 +302,7 @@ fn map(destination: &str, line: &WebhookEvent, json: &str) -> Event {
 
 /// An event whose payload the model could not read: delivered as `Other` with what can be
 /// salvaged from the raw JSON.
-fn unreadable(destination: &str, raw: &Value, event_type: &str) -> Event {
+fn unreadable(destination: &str, raw: &Value, event_type: &str) -> EventData {
     let source = raw.get("source");
     let text = |value: Option<&Value>, key: &str| {
         value
@@ -303,7 +315,7 @@ fn unreadable(destination: &str, raw: &Value, event_type: &str) -> Event {
         .or_else(|| text(source, "userId"))
         .unwrap_or_else(|| destination.to_owned());
     let id = text(Some(raw), "webhookEventId").map_or_else(|| fingerprint(raw), EventId::from);
-    let mut event = Event::from_platform(Platform::LINE, id, chat, other(event_type));
+    let mut event = EventData::from_platform(Platform::LINE, id, chat, other(event_type));
     event.sender = text(source, "userId").map(UserId::from);
     event.occurred_at =
         Timestamp::from_millis(raw.get("timestamp").and_then(Value::as_i64).unwrap_or(0));
@@ -437,7 +449,7 @@ mod fast {
     use std::borrow::Cow;
 
     use bot_core::event::{Mention, Message, MessageId, ReplyToken, Timestamp, UserId};
-    use bot_core::{Event, EventId, EventKind, Platform};
+    use bot_core::{EventData, EventId, EventKind, Platform};
     use bytes::Bytes;
     use serde::Deserialize;
     use serde_json::value::RawValue;
@@ -609,7 +621,7 @@ mod fast {
     }
 
     /// The event, and whether it came in standby mode; `None` when the general path decides.
-    pub(super) fn event(body: &Bytes, destination: &str, json: &str) -> Option<(Event, bool)> {
+    pub(super) fn event(body: &Bytes, destination: &str, json: &str) -> Option<(EventData, bool)> {
         let wire: WireEvent<'_> = serde_json::from_str(json).ok()?;
         mapped(body, destination, wire, json)
     }
@@ -631,7 +643,7 @@ mod fast {
         destination: &str,
         wire: WireEvent<'_>,
         json: &str,
-    ) -> Option<(Event, bool)> {
+    ) -> Option<(EventData, bool)> {
         let edited = match &*wire.event_type {
             "message" => false,
             "messageEdited" => true,
@@ -680,8 +692,9 @@ mod fast {
             None => super::id_of_payload(json),
         };
         let chat = chat.map_or(destination, |c| c);
-        // Built whole: `Event::from_platform` reads the clock for a time that is replaced here.
-        let event = Event::from(bot_core::EventData {
+        // Built whole: `EventData::from_platform` reads the clock for a time that is replaced
+        // here; batched with the body's other events by the caller.
+        let event = EventData {
             id,
             platform: Platform::LINE,
             channel: None,
@@ -695,7 +708,7 @@ mod fast {
             occurred_at: Timestamp::from_millis(wire.timestamp),
             redelivered: wire.delivery_context.is_redelivery,
             raw: bot_core::event::Raw::default(),
-        });
+        };
         Some((event, wire.mode.as_deref() == Some("standby")))
     }
 

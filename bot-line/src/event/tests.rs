@@ -145,7 +145,7 @@ fn bodies_that_are_not_webhooks_fail() {
 }
 
 /// Every event both ways: the one-pass path where it applies, the typed model always.
-fn both_paths(event: &Value) -> (Option<(Event, bool)>, (Event, bool)) {
+fn both_paths(event: &Value) -> (Option<(EventData, bool)>, (EventData, bool)) {
     let body = Bytes::from(event.to_string());
     let json = std::str::from_utf8(&body).unwrap();
     let fast = fast::event(&body, "Ubot", json);
@@ -316,7 +316,7 @@ fn events_share_the_body_they_came_in() {
 }
 
 /// A body's events and how many were in standby mode.
-type Parsed = (Vec<Event>, usize);
+type Parsed = (Vec<EventData>, usize);
 
 /// A body both ways: read in one pass, and split into raw values then read event by event.
 fn body_both_ways(body: &str) -> (Option<Parsed>, Result<Parsed, String>) {
@@ -443,4 +443,44 @@ fn the_one_pass_body_leaves_odd_bodies_to_the_two_passes() {
     bytes[at] = 0xff;
     assert!(one_pass(&Bytes::from(bytes.clone()), true).is_none());
     assert!(events_from_body(&bytes).is_err());
+}
+
+#[test]
+fn the_events_of_one_body_share_one_block_on_both_paths() {
+    let text = |id: &str| {
+        json!({"type": "message", "timestamp": 1, "webhookEventId": id, "replyToken": "rt",
+            "source": {"type": "user", "userId": "U1"},
+            "message": {"type": "text", "id": "m1", "text": "hi"}})
+    };
+    // A text event (the fast path), a follow (the typed model) and one the model cannot read.
+    let events = json!([text("01A"), {"type": "follow", "timestamp": 2, "webhookEventId": "01B",
+        "source": {"type": "user", "userId": "U2"}}, {"type": 7}, text("01C")]);
+    let one_pass_body = json!({"destination": "Ubot", "events": events}).to_string();
+    // `destination` after `events`: the one pass leaves it to the two passes.
+    let two_pass_body = format!(r#"{{"events": {events}, "destination": "Ubot"}}"#);
+    assert!(one_pass(&Bytes::from(one_pass_body.clone()), true).is_some());
+    assert!(one_pass(&Bytes::from(two_pass_body.clone()), true).is_none());
+    let channel = ChannelId::new("1234567890");
+    for body in [&one_pass_body, &two_pass_body] {
+        for through in [None, Some(&channel)] {
+            let (events, _) = parse_body(&Bytes::from(body.clone()), true, through).unwrap();
+            assert_eq!(events.len(), 4);
+            let ids: Vec<_> = events.iter().map(|e| e.id.as_str().to_owned()).collect();
+            assert_eq!(ids[..2], ["01A", "01B"]);
+            assert_eq!(ids[3], "01C");
+            assert!(
+                events.iter().all(|e| e.shares_block_with(&events[0])),
+                "the body's events are in several blocks"
+            );
+            // The channel set in the data before the block was made, not copied out of it.
+            assert!(events.iter().all(|e| e.channel.as_ref() == through));
+            // Each its own data: a sibling is not a clone.
+            assert!(!events[0].ptr_eq(&events[3]));
+        }
+    }
+    let body = one_pass_body;
+    // Another body's events are in another block.
+    let other = events_from_body(body.as_bytes()).unwrap();
+    let again = events_from_body(body.as_bytes()).unwrap();
+    assert!(!other[0].shares_block_with(&again[0]));
 }

@@ -28,7 +28,7 @@ use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Message, MessageId, Other, Postback, Reaction, Timestamp,
     UserId,
 };
-use bot_core::{ChannelId, Event, EventId, EventKind, Platform};
+use bot_core::{ChannelId, Event, EventData, EventId, EventKind, Platform};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -178,7 +178,7 @@ pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
 fn one_pass(body: &Bytes) -> Option<Batch> {
     let text = std::str::from_utf8(body).ok()?;
     let mut object: Option<Object> = None;
-    let mut events: Option<Vec<Event>> = None;
+    let mut events: Option<Vec<EventData>> = None;
     let end = members(text, 0, |key, at| match key {
         "object" if object.is_none() && events.is_none() => {
             let (read, end) = value::<Object>(text, at)?;
@@ -203,13 +203,14 @@ fn one_pass(body: &Bytes) -> Option<Batch> {
     }
     Some(Batch {
         object: object?,
-        events: events?,
+        // The body's events in one block: one allocation, freed once.
+        events: Event::batch(events?),
     })
 }
 
 /// One entry of [`one_pass`], from `at`: its events appended to `out`, in the order of
 /// [`two_passes`] (`messaging[]`, then `standby[]`, then `changes[]`). Returns where it ends.
-fn entry(body: &Bytes, text: &str, at: usize, out: &mut Vec<Event>) -> Option<usize> {
+fn entry(body: &Bytes, text: &str, at: usize, out: &mut Vec<EventData>) -> Option<usize> {
     let mut id: Option<Value> = None;
     let mut time: Option<i64> = None;
     let mut page_id = String::new();
@@ -276,7 +277,7 @@ fn item(
     at: usize,
     list: &str,
     context: &Context<'_>,
-) -> Option<(Event, usize)> {
+) -> Option<(EventData, usize)> {
     let read = (list == "messaging")
         .then(|| fast::read(text, at))
         .flatten();
@@ -311,7 +312,7 @@ fn two_passes(body: &Bytes) -> Result<Batch, serde_json::Error> {
         .iter()
         .map(|e| e.messaging.len() + e.standby.len() + e.changes.len())
         .sum();
-    batch.events.reserve_exact(items);
+    let mut events = Vec::with_capacity(items);
     for entry in wire.entry {
         let page_id = match &entry.id {
             Value::String(s) => s.clone(),
@@ -339,22 +340,24 @@ fn two_passes(body: &Bytes) -> Result<Batch, serde_json::Error> {
             });
             event.raw = Raw::from_shared(body, item.get());
             event.channel.clone_from(&channel);
-            batch.events.push(event);
+            events.push(event);
         }
         for change in entry.changes {
             let mut event = change_event(&tree(change), &page_id, entry.time);
             event.raw = Raw::from_shared(body, change.get());
             event.channel.clone_from(&channel);
-            batch.events.push(event);
+            events.push(event);
         }
     }
+    // The body's events in one block: one allocation, freed once.
+    batch.events = Event::batch(events);
     Ok(batch)
 }
 
 /// An item of `changes[]`: `Other { name: "changes_<field>" }`, in the conversation of
 /// `value.from.id` (the commenter) when there is one, else the page's; its id a stable hash of
 /// the page and the change.
-fn change_event(raw: &Value, page_id: &str, time: i64) -> Event {
+fn change_event(raw: &Value, page_id: &str, time: i64) -> EventData {
     let field = raw
         .get("field")
         .and_then(Value::as_str)
@@ -370,7 +373,7 @@ fn change_event(raw: &Value, page_id: &str, time: i64) -> Event {
         .filter(|id| !id.is_empty());
     let conversation = from.clone().unwrap_or_else(|| page_id.to_owned());
     let id = content_id(&json!({"entry": page_id, "change": &raw}));
-    let mut event = Event::from_platform(
+    let mut event = EventData::from_platform(
         Platform::MESSENGER,
         id,
         conversation,
@@ -387,7 +390,7 @@ struct Context<'a> {
     standby: bool,
 }
 
-fn to_core_event(raw: &Value, context: &Context<'_>) -> Event {
+fn to_core_event(raw: &Value, context: &Context<'_>) -> EventData {
     match MessagingEvent::from_value(raw) {
         Ok(item) => map(&item, raw, context),
         Err(error) => {
@@ -405,7 +408,7 @@ fn to_core_event(raw: &Value, context: &Context<'_>) -> Event {
     }
 }
 
-fn map(item: &MessagingEvent, raw: &Value, context: &Context<'_>) -> Event {
+fn map(item: &MessagingEvent, raw: &Value, context: &Context<'_>) -> EventData {
     let sender = item.sender.as_ref().and_then(model::Party::any_id);
     let party = |p: &Option<model::Party>| p.as_ref().and_then(conversation_of);
     let conversation = if item.is_echo() {
@@ -426,7 +429,7 @@ fn map(item: &MessagingEvent, raw: &Value, context: &Context<'_>) -> Event {
     };
     // Items without an id: a hash of the item as sent, the same for a redelivery of it.
     let id = id.map_or_else(|| content_id(raw), EventId::from);
-    let mut event = Event::from_platform(Platform::MESSENGER, id, conversation, kind);
+    let mut event = EventData::from_platform(Platform::MESSENGER, id, conversation, kind);
     event.sender = sender.map(UserId::new);
     event.occurred_at = Timestamp::from_millis(item.timestamp.unwrap_or(context.time));
     event
@@ -499,7 +502,7 @@ fn kind_and_id(kind: &MessagingKind) -> (EventKind, Option<String>) {
 
 /// An item whose payload the model could not read: delivered as `Other` with what can be
 /// salvaged from the raw JSON.
-fn unreadable(raw: &Value, key: &str, context: &Context<'_>) -> Event {
+fn unreadable(raw: &Value, key: &str, context: &Context<'_>) -> EventData {
     let id_of = |party: &str| {
         raw.get(party)
             .and_then(|p| p.get("id"))
@@ -523,7 +526,7 @@ fn unreadable(raw: &Value, key: &str, context: &Context<'_>) -> Event {
         (false, true) => ECHO_KIND.to_owned(),
         (false, false) => key.to_owned(),
     };
-    let mut event = Event::from_platform(
+    let mut event = EventData::from_platform(
         Platform::MESSENGER,
         content_id(raw),
         conversation,
@@ -603,7 +606,7 @@ mod fast {
     use std::borrow::Cow;
 
     use bot_core::event::{Message, MessageId, Timestamp, UserId};
-    use bot_core::{ConversationId, Event, EventId, EventKind, Platform};
+    use bot_core::{ConversationId, EventData, EventId, EventKind, Platform};
     use bytes::Bytes;
     use serde::Deserialize;
     use serde_json::value::RawValue;
@@ -733,7 +736,7 @@ mod fast {
     }
 
     /// The event of a `messaging[]` item; `None` when the general path decides.
-    pub(super) fn event(body: &Bytes, json: &str, page_id: &str, time: i64) -> Option<Event> {
+    pub(super) fn event(body: &Bytes, json: &str, page_id: &str, time: i64) -> Option<EventData> {
         if !json.starts_with('{') {
             return None;
         }
@@ -760,7 +763,7 @@ mod fast {
         item: WireItem<'_>,
         page_id: &str,
         time: i64,
-    ) -> Option<Event> {
+    ) -> Option<EventData> {
         let m = item.message;
         let plain = m.quick_reply.is_none_or(|q| q.get() == "null")
             && m.attachments.is_none_or(|a| a.get() == "[]")
@@ -796,18 +799,22 @@ mod fast {
                 .map(|r| MessageId::from_shared(body, &r.mid)),
             ..Message::default()
         };
-        let mut event = Event::from_platform(
-            Platform::MESSENGER,
-            EventId::from_shared(body, &m.mid),
-            conversation,
-            EventKind::Message(message),
-        );
         let sender_any = sender
             .as_ref()
             .and_then(|p| sender_id.or(p.user_ref.as_deref()));
-        event.sender = sender_any.map(|id| UserId::from_shared(body, id));
-        event.occurred_at = Timestamp::from_millis(timestamp.unwrap_or(time));
-        Some(event)
+        // Built whole: `EventData::from_platform` reads the clock for a time replaced here.
+        Some(EventData {
+            id: EventId::from_shared(body, &m.mid),
+            platform: Platform::MESSENGER,
+            channel: None,
+            conversation,
+            sender: sender_any.map(|id| UserId::from_shared(body, id)),
+            kind: EventKind::Message(message),
+            reply_token: None,
+            occurred_at: Timestamp::from_millis(timestamp.unwrap_or(time)),
+            redelivered: false,
+            raw: bot_core::event::Raw::default(),
+        })
     }
 }
 

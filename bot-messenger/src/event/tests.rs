@@ -108,7 +108,7 @@ fn bodies_that_are_not_webhooks_fail_and_other_objects_yield_nothing() {
 }
 
 /// An item both ways: the one-pass path where it applies, the typed model always.
-fn both_paths(item: &Value) -> (Option<Event>, Event) {
+fn both_paths(item: &Value) -> (Option<EventData>, EventData) {
     let body = Bytes::from(item.to_string());
     let json = std::str::from_utf8(&body).unwrap();
     let fast = fast::event(&body, json, "PAGE", 5);
@@ -333,5 +333,43 @@ fn the_one_pass_body_leaves_odd_bodies_to_the_two_passes() {
         assert!(one.is_none(), "{body}");
         assert!(two.is_err(), "{body}");
         assert!(parse_body(body.as_bytes()).is_err(), "{body}");
+    }
+}
+
+#[test]
+fn the_events_of_one_body_share_one_block_on_both_paths() {
+    let text = |mid: &str| {
+        format!(
+            r#"{{"sender": {{"id": "U1"}}, "recipient": {{"id": "PAGE"}}, "timestamp": 1, "message": {{"mid": "{mid}", "text": "hi"}}}}"#
+        )
+    };
+    // Two entries: texts (the fast path), a postback (the typed model), a standby item and a
+    // change. Written out, not with `json!`: its keys come sorted, the lists before the ids,
+    // which the one pass leaves to the two passes.
+    let postback = r#"{"sender": {"id": "U2"}, "recipient": {"id": "PAGE"}, "timestamp": 2, "postback": {"title": "t", "payload": "p"}}"#;
+    let body = format!(
+        r#"{{"object": "page", "entry": [
+        {{"id": "PAGE", "time": 1, "messaging": [{}, {postback}], "standby": [{}]}},
+        {{"id": "PAGE2", "time": 2, "messaging": [{}],
+          "changes": [{{"field": "feed", "value": {{"from": {{"id": "U3"}}}}}}]}}]}}"#,
+        text("m1"),
+        text("m2"),
+        text("m3")
+    );
+    let (one, two) = body_both_ways(&body);
+    for batch in [one.expect("one pass"), two.expect("two passes")] {
+        let events = batch.events;
+        assert_eq!(events.len(), 5);
+        assert_eq!(events[0].id.as_str(), "m1");
+        assert_eq!(events[3].id.as_str(), "m3");
+        assert!(
+            events.iter().all(|e| e.shares_block_with(&events[0])),
+            "the body's events are in several blocks"
+        );
+        assert!(!events[0].ptr_eq(&events[3]));
+        assert_eq!(
+            events[3].channel.as_ref().map(|c| c.as_str()),
+            Some("PAGE2")
+        );
     }
 }

@@ -14,7 +14,7 @@ use super::sql::{
     storable_error,
 };
 use crate::error::{Error, ErrorKind};
-use crate::event::Event;
+use crate::event::{Event, EventData};
 use crate::pg::error;
 use crate::queue::{Completed, Delivery, Lease};
 
@@ -138,24 +138,27 @@ impl Inner {
             (self.query(claim, &params, "claiming events").await?, None)
         };
         self.count(&self.counters.claims, 1);
-        let mut out = Vec::with_capacity(rows.len());
+        let mut decoded = Vec::with_capacity(rows.len());
         let mut undecodable = Vec::new();
         for row in rows {
             let id: i64 = row.get(0);
             let attempts: i32 = row.get(1);
             let payload: &str = row.get(2);
-            match serde_json::from_str::<Event>(payload) {
-                Ok(event) => out.push(Delivery {
-                    lease: Lease {
+            match serde_json::from_str::<EventData>(payload) {
+                Ok(data) => decoded.push((
+                    Lease {
                         id: id as u64,
                         token: token as u64,
                     },
-                    event,
-                    attempt: u32::try_from(attempts).unwrap_or(1),
-                }),
+                    u32::try_from(attempts).unwrap_or(1),
+                    data,
+                )),
                 Err(e) => undecodable.push((id, format!("stored event does not decode: {e}"))),
             }
         }
+        // The function returns rows in no promised order; hand them out in arrival order.
+        decoded.sort_unstable_by_key(|(lease, _, _)| lease.id);
+        let out = deliveries(decoded);
         self.count(&self.counters.claimed, out.len() as u64);
         if !undecodable.is_empty() {
             tracing::error!(
@@ -175,8 +178,6 @@ impl Inner {
             )
             .await?;
         }
-        // The function returns rows in no promised order; hand them out in arrival order.
-        out.sort_unstable_by_key(|d| d.lease.id);
         Ok((out, read))
     }
 
@@ -484,5 +485,68 @@ async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The most events of one claim that share a block ([`Event::batch`]): one allocation for many
+/// events, and a long-running one keeps only a few siblings' data alive.
+const BLOCK_EVENTS: usize = 16;
+
+/// The deliveries of one claim's decoded rows, in their order, their events' data in blocks of
+/// at most [`BLOCK_EVENTS`].
+fn deliveries(decoded: Vec<(Lease, u32, EventData)>) -> Vec<Delivery> {
+    let mut out = Vec::with_capacity(decoded.len());
+    let mut rows = decoded.into_iter();
+    loop {
+        let block: Vec<_> = rows.by_ref().take(BLOCK_EVENTS).collect();
+        if block.is_empty() {
+            return out;
+        }
+        let (heads, data): (Vec<_>, Vec<_>) = block
+            .into_iter()
+            .map(|(lease, attempt, data)| ((lease, attempt), data))
+            .unzip();
+        out.extend(
+            heads
+                .into_iter()
+                .zip(Event::batch(data))
+                .map(|((lease, attempt), event)| Delivery {
+                    lease,
+                    event,
+                    attempt,
+                }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Platform;
+
+    #[test]
+    fn a_claims_events_share_blocks_of_at_most_block_events_in_their_order() {
+        let count = BLOCK_EVENTS + 5;
+        let decoded = (0..count)
+            .map(|i| {
+                let lease = Lease {
+                    id: i as u64,
+                    token: 7,
+                };
+                let data = Event::text(Platform::TEST, format!("c{i}"), "x").into_data();
+                (lease, 1 + (i % 3) as u32, data)
+            })
+            .collect();
+        let out = deliveries(decoded);
+        assert_eq!(out.len(), count);
+        for (i, d) in out.iter().enumerate() {
+            assert_eq!(d.lease.id, i as u64);
+            assert_eq!(d.attempt, 1 + (i % 3) as u32);
+            assert_eq!(d.event.conversation.as_str(), format!("c{i}"));
+            let first = &out[i - i % BLOCK_EVENTS].event;
+            assert!(d.event.shares_block_with(first), "delivery {i}");
+        }
+        assert!(!out[BLOCK_EVENTS].event.shares_block_with(&out[0].event));
+        assert!(deliveries(Vec::new()).is_empty());
     }
 }

@@ -682,17 +682,34 @@ async fn pushes_wait_for_room_only_within_their_share_of_the_byte_budget() {
 
 #[test]
 fn an_event_counts_its_shared_block_not_only_its_handle() {
-    // The entry holds a pointer; the event's data is in the block it points to, and that block
-    // is what a queued event keeps alive: counting the pointer alone would let a byte budget
+    // The entry holds a handle; the event's data is in the block it points to, and that block
+    // is what a queued event keeps alive: counting the handle alone would let a byte budget
     // hold far more events than it says.
     let event = sized("a", "1", 0);
-    let block = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<crate::event::EventData>();
+    let data = std::mem::size_of::<crate::event::EventData>();
+    let counts = 2 * std::mem::size_of::<usize>();
     assert!(
-        crate::queue::EVENT_OVERHEAD_BYTES >= std::mem::size_of::<Event>() + block + 1312,
-        "the overhead is {} bytes, the event's block {block}",
+        crate::queue::EVENT_OVERHEAD_BYTES >= std::mem::size_of::<Event>() + data + 1312,
+        "the overhead is {} bytes, the event's data {data}",
         crate::queue::EVENT_OVERHEAD_BYTES
     );
-    assert!(crate::queue::event_bytes(&event) >= crate::queue::EVENT_OVERHEAD_BYTES);
+    // Alone in its block, it counts the block's counts whole...
+    let alone_bytes = crate::queue::event_bytes(&event);
+    assert!(alone_bytes >= crate::queue::EVENT_OVERHEAD_BYTES + counts);
+    // ...in a batch of ten, a tenth of them (rounded up), and its data whole.
+    let batch = Event::batch((0..10).map(|i| sized("a", "1", i % 2).into_data()));
+    assert_eq!(
+        crate::queue::event_bytes(&batch[0]),
+        alone_bytes - counts + counts.div_ceil(10)
+    );
+    assert_eq!(
+        crate::queue::event_bytes(&batch[1]),
+        crate::queue::event_bytes(&batch[0]) + 1
+    );
+    // A copy on write moves the event into a block of its own: it counts the counts whole again.
+    let mut alone = batch[0].clone();
+    alone.redelivered = true;
+    assert_eq!(crate::queue::event_bytes(&alone), alone_bytes);
 }
 
 /// A handler's read of the payload builds its tree in the event's shared block. An event that
@@ -743,6 +760,70 @@ async fn an_event_back_in_the_queue_keeps_no_tree_a_handler_built() {
     assert!(!again[0].event.raw.has_tree(), "the retry kept the tree");
     // The text is whole: the tree is built again when asked.
     assert_eq!(again[0].event.raw()["id"], "1");
+    let kept = q.dead_letters(10).await.unwrap();
+    assert!(!kept[0].event.raw.has_tree());
+    assert_eq!(kept[0].event.raw.json(), r#"{"id":"2","big":[1,2,3]}"#);
+}
+
+/// The events of one body share a block: an event that goes back to the queue while its
+/// siblings still run (their handles keep the block shared) leaves the tree behind all the same,
+/// moved into a block of its own, and the siblings keep their data as it was.
+#[tokio::test(start_paused = true)]
+async fn an_event_back_in_the_queue_keeps_no_tree_while_its_siblings_run() {
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    let with_payload = |conv: &str, id: &str| {
+        let json = format!(r#"{{"id":"{id}","big":[1,2,3]}}"#);
+        ev(conv, id)
+            .with_raw_json(serde_json::value::RawValue::from_string(json).unwrap())
+            .into_data()
+    };
+    let batch = Event::batch([
+        with_payload("a", "1"),
+        with_payload("b", "2"),
+        with_payload("c", "3"),
+    ]);
+    assert!(batch[0].shares_block_with(&batch[2]));
+    q.push_batch(batch).await.unwrap();
+    let mut got = q.pull(10).await.unwrap();
+    assert_eq!(ids(&got), ["1", "2", "3"]);
+    for d in &got {
+        assert_eq!(d.event.raw()["big"][2], 3);
+        assert!(d.event.raw.has_tree());
+    }
+    let third = got.pop().unwrap();
+    let second = got.pop().unwrap();
+    let first = got.pop().unwrap();
+    // The first is retried and the second dead while the third still runs.
+    q.nack(vec![Nack {
+        lease: first.lease,
+        delay: Duration::from_secs(1),
+        error: "boom".into(),
+        event: first.event,
+    }])
+    .await
+    .unwrap();
+    let letters = q
+        .dead(vec![Dead {
+            lease: second.lease,
+            error: "x".into(),
+            event: second.event,
+        }])
+        .await
+        .unwrap();
+    assert!(
+        !letters[0].event.raw.has_tree(),
+        "the dead letter kept the tree"
+    );
+    assert!(!letters[0].event.shares_block_with(&third.event));
+    drop(letters);
+    let again = q.pull(10).await.unwrap();
+    assert_eq!(ids(&again), ["1"]);
+    assert!(!again[0].event.raw.has_tree(), "the retry kept the tree");
+    assert!(!again[0].event.shares_block_with(&third.event));
+    assert_eq!(again[0].event.raw()["id"], "1");
+    // The sibling still running kept its data, tree included.
+    assert_eq!(third.event.id.as_str(), "3");
+    assert!(third.event.raw.has_tree());
     let kept = q.dead_letters(10).await.unwrap();
     assert!(!kept[0].event.raw.has_tree());
     assert_eq!(kept[0].event.raw.json(), r#"{"id":"2","big":[1,2,3]}"#);
