@@ -30,6 +30,9 @@ pub use kind::{
 };
 pub use raw::Raw;
 
+/// The most events whose data [`Event::batch`] puts in one shared block.
+pub const BLOCK_EVENTS: usize = 16;
+
 /// One thing that happened on a platform, in platform-neutral form: a handle to its
 /// [`EventData`], shared rather than copied.
 ///
@@ -43,11 +46,13 @@ pub use raw::Raw;
 /// when another handle shares its block (copy on write), so a change is never seen through a
 /// clone or a sibling; a handle alone with its block writes in place.
 ///
-/// The events of one webhook body or one gateway batch share one block ([`Event::batch`]): one
-/// allocation for all their data, freed once, by whichever thread drops the last of them. A block
-/// lives until the last event of its batch is done (as the body their payloads share does):
-/// an event that waits for a retry keeps its siblings' data alive with its own, a few hundred
-/// bytes each.
+/// The events of one webhook body or one gateway batch share blocks of at most
+/// [`BLOCK_EVENTS`] ([`Event::batch`]): one allocation for their data, freed once, by whichever
+/// thread drops the last of them. A block lives until the last of its events is done (as the
+/// body their payloads share does): an event still waiting or running keeps its siblings' data
+/// alive with its own (456 bytes each, and what they own apart: texts, a JSON tree a handler
+/// built, their payload's bytes). An event the memory queue keeps for a retry or as a dead letter
+/// moves into a block of its own.
 ///
 /// Build one with [`Event::new`], [`Event::from_platform`] or from an [`EventData`] literal
 /// (`EventData { … }.into()`, a block of one); take the data back to move fields out with
@@ -127,13 +132,16 @@ impl Event {
         )
     }
 
-    /// The events of one batch (a webhook body, a gateway hand-over), their data in one shared
-    /// block: one allocation for all of them instead of one each, freed once when the last of
-    /// them is dropped. The events come back in the order given.
+    /// The events of one batch (a webhook body, a gateway hand-over), their data in shared
+    /// blocks of at most [`BLOCK_EVENTS`]: one allocation for up to that many events instead of
+    /// one each, freed once when the last of them is dropped. The events come back in the order
+    /// given.
     ///
-    /// A block stays whole until its last event is done, so a caller whose batches can be large
-    /// and whose events can live long (a retry, a slow handler) cuts them into blocks of a few
-    /// dozen at most.
+    /// A block stays whole until its last event is done, so an event that waits long (behind a
+    /// slow conversation) keeps the data of up to [`BLOCK_EVENTS`]` - 1` siblings alive with its
+    /// own; blocks are cut at that size so that no batch, however large, is kept whole by one
+    /// event. An event the queue keeps for a retry or as a dead letter is moved into a block of
+    /// its own.
     ///
     /// # Examples
     ///
@@ -147,13 +155,16 @@ impl Event {
     /// assert!(events[0].shares_block_with(&events[1]));
     /// ```
     pub fn batch(data: impl IntoIterator<Item = EventData>) -> Vec<Self> {
-        let block: Arc<[EventData]> = data.into_iter().collect();
-        (0..block.len())
-            .map(|index| Self {
+        let mut data = data.into_iter().peekable();
+        let mut events = Vec::with_capacity(data.size_hint().0);
+        while data.peek().is_some() {
+            let block: Arc<[EventData]> = data.by_ref().take(BLOCK_EVENTS).collect();
+            events.extend((0..block.len()).map(|index| Self {
                 block: Arc::clone(&block),
                 index,
-            })
-            .collect()
+            }));
+        }
+        events
     }
 
     /// The event's data, to move fields out of it: taken without a copy when this is the only
@@ -176,19 +187,24 @@ impl Event {
         &self.block[self.index]
     }
 
-    /// Drops what reads cached in the event's data (the payload's tree, which
-    /// [`Raw::value`] builds through a shared reference): a handler's read must not stay with the
-    /// event its queue keeps for a retry or as a dead letter, uncounted by the queue's byte
-    /// budget. Alone with its block, the event drops the tree in place; when the block is shared
-    /// (by a clone, or by siblings of its batch still queued or running), the event moves into a
-    /// block of its own without the tree (an allocation, on the retry path only).
+    /// Readies an event the queue keeps for a retry or as a dead letter: it must keep alive
+    /// only what the queue's byte budget counts for it. Alone in a block of one, the event drops
+    /// in place what reads cached in its data (the payload's tree, which [`Raw::value`] builds
+    /// through a shared reference). In a shared block, or a block of several, it moves into a
+    /// block of its own without the tree (an allocation, on the retry path only), so that neither
+    /// its siblings' data nor the trees their handlers built stay alive with it. A block of one
+    /// that a clone shares keeps its data there unless it has a tree to drop.
     pub(crate) fn shed_caches(&mut self) {
-        if !self.data().raw.has_tree_to_shed() {
-            return;
-        }
-        if let Some(block) = Arc::get_mut(&mut self.block) {
-            block[self.index].raw.shed_tree();
-            return;
+        if self.block.len() == 1 {
+            if let Some(block) = Arc::get_mut(&mut self.block) {
+                block[0].raw.shed_tree();
+                return;
+            }
+            // Shared by a clone of itself alone: whoever holds the clone keeps the data anyway,
+            // and without a tree there is nothing more to drop.
+            if !self.data().raw.has_tree_to_shed() {
+                return;
+            }
         }
         let mut own = self.data().clone();
         own.raw.shed_tree();
@@ -211,6 +227,12 @@ impl Event {
     /// How many events' data the event's block holds (its batch's, or one).
     pub(crate) fn block_len(&self) -> usize {
         self.block.len()
+    }
+
+    /// A weak handle to the event's block, to see in tests when it is freed.
+    #[cfg(test)]
+    pub(crate) fn block_weak(&self) -> std::sync::Weak<[EventData]> {
+        Arc::downgrade(&self.block)
     }
 
     /// Sets the event id.

@@ -51,7 +51,11 @@ const EVENT_BLOCK_COUNTS_BYTES: usize = 2 * std::mem::size_of::<usize>();
 /// A block lives until the last event of its batch is done, so an event queued alone (its
 /// siblings handled) keeps theirs too: counted by their own share while they were queued, and
 /// by the queue no longer, as a body shared by a batch's payloads is counted by each payload's
-/// text only.
+/// text only. That is up to [`BLOCK_EVENTS`](crate::event::BLOCK_EVENTS)` - 1` siblings' data
+/// (456 bytes each, and what they own apart) per event waiting behind a slow conversation; the
+/// margin of [`EVENT_OVERHEAD_BYTES`] over what an event was measured to keep resident (about
+/// 1.2 KB) covers two or three of them, not fifteen. An event kept for a retry or as a dead
+/// letter leaves its block (`Event::shed_caches`).
 pub(crate) fn block_share_bytes(event: &Event) -> usize {
     EVENT_BLOCK_COUNTS_BYTES.div_ceil(event.block_len().max(1))
 }

@@ -209,11 +209,12 @@ pub(super) async fn hand_over(
     Ok(())
 }
 
-/// The most events that share one block ([`Event::batch`]): a batch of up to 256 dispatches is
-/// cut into blocks of this many, so that one slow event (a long handler, a retry) keeps the data
-/// of a few siblings alive, not of the whole batch, while a block still costs one allocation and
-/// one cross-thread free for many events.
-pub(super) const BLOCK_EVENTS: usize = 16;
+/// The most events that share one block ([`Event::batch`] cuts at the core's
+/// [`bot_core::event::BLOCK_EVENTS`]): a batch of up to 256 dispatches is cut into blocks of this
+/// many, so that one slow event (a long handler) keeps the data of a few siblings alive, not of
+/// the whole batch, while a block still costs one allocation and one cross-thread free for many
+/// events.
+pub(super) const BLOCK_EVENTS: usize = bot_core::event::BLOCK_EVENTS;
 
 fn map(dispatches: &[Dispatch], context: &DispatchContext) -> Vec<Event> {
     // Sized for every dispatch up front: a filtered collect would grow it several times per

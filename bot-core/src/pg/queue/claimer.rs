@@ -488,9 +488,9 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// The most events of one claim that share a block ([`Event::batch`]): one allocation for many
-/// events, and a long-running one keeps only a few siblings' data alive.
-const BLOCK_EVENTS: usize = 16;
+/// The most events of one claim that share a block (as [`Event::batch`] cuts them): one
+/// allocation for many events, and a long-running one keeps only a few siblings' data alive.
+const BLOCK_EVENTS: usize = crate::event::BLOCK_EVENTS;
 
 /// The deliveries of one claim's decoded rows, in their order, their events' data in blocks of
 /// at most [`BLOCK_EVENTS`].

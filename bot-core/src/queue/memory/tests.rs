@@ -829,6 +829,49 @@ async fn an_event_back_in_the_queue_keeps_no_tree_while_its_siblings_run() {
     assert_eq!(kept[0].event.raw.json(), r#"{"id":"2","big":[1,2,3]}"#);
 }
 
+/// An event kept for a retry or as a dead letter leaves its batch's block even when it built no
+/// tree itself and even when it is the block's last handle: else the siblings' data, and the
+/// trees their handlers built, would stay alive with it, uncounted by the byte budget.
+#[tokio::test]
+async fn an_event_back_in_the_queue_keeps_none_of_its_siblings_alive() {
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    let with_payload = |conv: &str, id: &str| {
+        let json = format!(r#"{{"id":"{id}","big":[1,2,3]}}"#);
+        ev(conv, id)
+            .with_raw_json(serde_json::value::RawValue::from_string(json).unwrap())
+            .into_data()
+    };
+    let batch = Event::batch([with_payload("a", "1"), with_payload("b", "2")]);
+    q.push_batch(batch).await.unwrap();
+    let mut got = q.pull(10).await.unwrap();
+    let second = got.pop().unwrap();
+    let first = got.pop().unwrap();
+    // The sibling's handler built its tree; the first event built none.
+    assert_eq!(second.event.raw()["big"][0], 1);
+    assert!(!first.event.raw.has_tree());
+    let block = first.event.block_weak();
+    // The sibling finishes; the first, now the block's last handle, is retried.
+    q.ack(&[second.lease]).await.unwrap();
+    drop(second);
+    q.nack(vec![Nack {
+        lease: first.lease,
+        delay: Duration::ZERO,
+        error: "boom".into(),
+        event: first.event,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(
+        block.strong_count(),
+        0,
+        "the retried event kept its batch's block (and its sibling's tree) alive"
+    );
+    let again = q.pull(10).await.unwrap();
+    assert_eq!(ids(&again), ["1"]);
+    assert_eq!(again[0].event.block_len(), 1);
+    assert_eq!(again[0].event.raw()["id"], "1");
+}
+
 /// A push's new id may turn the dedup set's generation, forgetting the oldest ids: a
 /// redelivery later in the same batch, remembered when the push looked for room, is still a
 /// duplicate (else it would run again, and the room reckoned without it be overshot).
