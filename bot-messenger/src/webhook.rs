@@ -33,7 +33,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 
-use crate::event::{MessengerEventExt as _, parse_bytes};
+use crate::event::{Leave, parse_leaving_out};
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -193,8 +193,14 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
     }
     // The events keep slices of the body: of a copy its size, not of the connection's buffer.
     let body = bot_core::body_for_events(&body);
-    let batch = match parse_bytes(&body) {
-        Ok(batch) => batch,
+    // Echoes and standby items the bot does not deliver are left out before the others share
+    // their blocks, where their data would stay alive as long as any of those events.
+    let leave = Leave {
+        echoes: !state.config.deliver_echoes,
+        standby: !state.config.deliver_standby,
+    };
+    let (batch, left) = match parse_leaving_out(&body, leave) {
+        Ok(read) => read,
         Err(error) => return ingress.refuse_malformed(&Platform::MESSENGER, &error, body.len()),
     };
     if !matches!(
@@ -205,17 +211,13 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         ingress.skipped(&Platform::MESSENGER, "object", 1);
         return (StatusCode::OK, "ignored").into_response();
     }
-    let mut events = batch.events;
-    if !state.config.deliver_echoes {
-        let before = events.len();
-        events.retain(|e| !e.is_messenger_echo());
-        ingress.skipped(&Platform::MESSENGER, "echo", before - events.len());
+    if leave.echoes {
+        ingress.skipped(&Platform::MESSENGER, "echo", left.echoes);
     }
-    if !state.config.deliver_standby {
-        let before = events.len();
-        events.retain(|e| !e.is_messenger_standby());
-        ingress.skipped(&Platform::MESSENGER, "standby", before - events.len());
+    if leave.standby {
+        ingress.skipped(&Platform::MESSENGER, "standby", left.standby);
     }
+    let events = batch.events;
     ingress.submit_and_answer(events).await
 }
 

@@ -159,10 +159,57 @@ pub fn parse_body(body: &[u8]) -> Result<Batch, serde_json::Error> {
 ///
 /// Fails when the body is not JSON, or has no `object` or no `entry` array.
 pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
-    match one_pass(body) {
-        Some(batch) => Ok(batch),
-        None => two_passes(body),
+    parse_leaving_out(body, Leave::default()).map(|(batch, _)| batch)
+}
+
+/// What [`parse_leaving_out`] leaves out of a batch: echoes, `standby[]` items.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Leave {
+    pub(crate) echoes: bool,
+    pub(crate) standby: bool,
+}
+
+/// How many events [`parse_leaving_out`] left out, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LeftOut {
+    pub(crate) echoes: usize,
+    pub(crate) standby: usize,
+}
+
+/// As [`parse_bytes`], without the events `leave` names: they are dropped before the others'
+/// data go into their shared blocks, where they would stay alive (uncounted) as long as any
+/// event of the block does.
+pub(crate) fn parse_leaving_out(
+    body: &Bytes,
+    leave: Leave,
+) -> Result<(Batch, LeftOut), serde_json::Error> {
+    let (object, mut events) = match one_pass(body) {
+        Some(read) => read,
+        None => two_passes(body)?,
+    };
+    let mut left = LeftOut::default();
+    if leave.echoes || leave.standby {
+        events.retain(|e| {
+            let echo = leave.echoes && other_named(e, |name| name == ECHO_KIND);
+            let standby = leave.standby && other_named(e, |name| name.starts_with(STANDBY_PREFIX));
+            left.echoes += usize::from(echo);
+            left.standby += usize::from(standby);
+            !echo && !standby
+        });
     }
+    Ok((
+        Batch {
+            object,
+            // The body's events in shared blocks: one allocation for many, freed once.
+            events: Event::batch(events),
+        },
+        left,
+    ))
+}
+
+/// Whether `data` is an `Other` event whose name `test` accepts.
+fn other_named(data: &EventData, test: impl Fn(&str) -> bool) -> bool {
+    matches!(&data.kind, EventKind::Other(o) if test(&o.name))
 }
 
 /// [`parse_bytes`] in one pass over the body: each item of `messaging[]` and `standby[]` is
@@ -175,7 +222,7 @@ pub fn parse_bytes(body: &Bytes) -> Result<Batch, serde_json::Error> {
 /// [`two_passes`] then reads (and refuses with serde's own error when it is not a webhook): a
 /// body that is not UTF-8, a key with escapes or given twice, `object` after `entry` or an
 /// entry's `id` or `time` after its lists, malformed JSON, other objects.
-fn one_pass(body: &Bytes) -> Option<Batch> {
+fn one_pass(body: &Bytes) -> Option<(Object, Vec<EventData>)> {
     let text = std::str::from_utf8(body).ok()?;
     let mut object: Option<Object> = None;
     let mut events: Option<Vec<EventData>> = None;
@@ -201,11 +248,7 @@ fn one_pass(body: &Bytes) -> Option<Batch> {
     if token(text, end).is_some() {
         return None;
     }
-    Some(Batch {
-        object: object?,
-        // The body's events in one block: one allocation, freed once.
-        events: Event::batch(events?),
-    })
+    Some((object?, events?))
 }
 
 /// One entry of [`one_pass`], from `at`: its events appended to `out`, in the order of
@@ -298,14 +341,10 @@ fn item(
 /// [`parse_bytes`] by every entry's lists split into raw values first, then each item read:
 /// the reference [`one_pass`] must agree with, and the path of every body it does not take
 /// (and of every error).
-fn two_passes(body: &Bytes) -> Result<Batch, serde_json::Error> {
+fn two_passes(body: &Bytes) -> Result<(Object, Vec<EventData>), serde_json::Error> {
     let wire: WireBody<'_> = serde_json::from_slice(body)?;
-    let mut batch = Batch {
-        object: wire.object,
-        events: Vec::new(),
-    };
-    if !matches!(batch.object, Object::Page | Object::Instagram) {
-        return Ok(batch);
+    if !matches!(wire.object, Object::Page | Object::Instagram) {
+        return Ok((wire.object, Vec::new()));
     }
     let items: usize = wire
         .entry
@@ -349,9 +388,7 @@ fn two_passes(body: &Bytes) -> Result<Batch, serde_json::Error> {
             events.push(event);
         }
     }
-    // The body's events in one block: one allocation, freed once.
-    batch.events = Event::batch(events);
-    Ok(batch)
+    Ok((wire.object, events))
 }
 
 /// An item of `changes[]`: `Other { name: "changes_<field>" }`, in the conversation of

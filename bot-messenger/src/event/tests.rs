@@ -206,9 +206,13 @@ fn events_share_the_body_they_came_in() {
 /// A body both ways: read in one pass, and split into raw values then read item by item.
 fn body_both_ways(body: &str) -> (Option<Batch>, Result<Batch, String>) {
     let body = Bytes::copy_from_slice(body.as_bytes());
+    let batch = |(object, events): (Object, Vec<EventData>)| Batch {
+        object,
+        events: Event::batch(events),
+    };
     (
-        one_pass(&body),
-        two_passes(&body).map_err(|e| e.to_string()),
+        one_pass(&body).map(batch),
+        two_passes(&body).map(batch).map_err(|e| e.to_string()),
     )
 }
 
@@ -372,4 +376,44 @@ fn the_events_of_one_body_share_one_block_on_both_paths() {
             Some("PAGE2")
         );
     }
+}
+
+#[test]
+fn echoes_and_standby_items_are_left_out_before_the_others_share_a_block() {
+    let raw = format!(
+        r#"{{"object":"page","entry":[{{"id":"PAGE","time":1,"messaging":[{m1},{echo},{m2}],"standby":[{m3}]}}]}}"#,
+        m1 = r#"{"sender":{"id":"U1"},"recipient":{"id":"PAGE"},"timestamp":1,"message":{"mid":"m_1","text":"a"}}"#,
+        echo = r#"{"sender":{"id":"PAGE"},"recipient":{"id":"U1"},"timestamp":2,"message":{"mid":"m_e","text":"b","is_echo":true}}"#,
+        m2 = r#"{"sender":{"id":"U2"},"recipient":{"id":"PAGE"},"timestamp":3,"message":{"mid":"m_2","text":"c"}}"#,
+        m3 = r#"{"sender":{"id":"U3"},"recipient":{"id":"PAGE"},"timestamp":4,"message":{"mid":"m_3","text":"d"}}"#,
+    );
+    let body = Bytes::from(raw);
+    let all = parse_bytes(&body).unwrap();
+    assert_eq!(all.events.len(), 4);
+    let leave = Leave {
+        echoes: true,
+        standby: true,
+    };
+    let (kept, left) = parse_leaving_out(&body, leave).unwrap();
+    assert_eq!(
+        left,
+        LeftOut {
+            echoes: 1,
+            standby: 1
+        }
+    );
+    let ids: Vec<&str> = kept.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["m_1", "m_2"]);
+    assert!(kept.events[0].shares_block_with(&kept.events[1]));
+    let (echoes_kept, left) = parse_leaving_out(
+        &body,
+        Leave {
+            echoes: false,
+            standby: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(left.echoes, 0);
+    assert!(echoes_kept.events[1].is_messenger_echo());
+    assert_eq!(echoes_kept.events.len(), 3);
 }
