@@ -409,15 +409,20 @@ impl RequestLimit {
                 self.log.interval()
             );
         }
-        let mut res = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many requests in progress",
-        )
-            .into_response();
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        res
+        too_many_in_progress()
     }
+}
+
+/// The answer to a request over the limit of requests in progress: 503 with `Retry-After`.
+fn too_many_in_progress() -> Response {
+    let mut res = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many requests in progress",
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
 }
 
 /// [`RequestLimit`] as a tower layer: a plain service and future, where axum's `from_fn` would
@@ -511,11 +516,11 @@ where
                 }
                 Poll::Ready(output)
             }
-            LimitedResponseProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                // Polled again after it completed: a contract violation, answered safely.
-                None => Poll::Pending,
-            },
+            // Polled again after it completed (a contract violation): the same answer again,
+            // not counted twice, rather than a future that never wakes.
+            LimitedResponseProj::Refused { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(too_many_in_progress)))
+            }
         }
     }
 }

@@ -138,27 +138,34 @@ impl Inner {
             (self.query(claim, &params, "claiming events").await?, None)
         };
         self.count(&self.counters.claims, 1);
-        let mut decoded = Vec::with_capacity(rows.len());
+        // The function returns rows in no promised order; hand them out in arrival order. The
+        // rows' ids are sorted, not the decoded events (some 480 bytes each, moved by a sort).
+        let mut order: Vec<(i64, usize)> = (rows.iter().enumerate())
+            .map(|(i, row)| (row.get::<_, i64>(0), i))
+            .collect();
+        order.sort_unstable();
+        let mut heads = Vec::with_capacity(rows.len());
+        let mut data = Vec::with_capacity(rows.len());
         let mut undecodable = Vec::new();
-        for row in rows {
-            let id: i64 = row.get(0);
+        for (id, i) in order {
+            let row = &rows[i];
             let attempts: i32 = row.get(1);
             let payload: &str = row.get(2);
             match serde_json::from_str::<EventData>(payload) {
-                Ok(data) => decoded.push((
-                    Lease {
-                        id: id as u64,
-                        token: token as u64,
-                    },
-                    u32::try_from(attempts).unwrap_or(1),
-                    data,
-                )),
+                Ok(event) => {
+                    heads.push((
+                        Lease {
+                            id: id as u64,
+                            token: token as u64,
+                        },
+                        u32::try_from(attempts).unwrap_or(1),
+                    ));
+                    data.push(event);
+                }
                 Err(e) => undecodable.push((id, format!("stored event does not decode: {e}"))),
             }
         }
-        // The function returns rows in no promised order; hand them out in arrival order.
-        decoded.sort_unstable_by_key(|(lease, _, _)| lease.id);
-        let out = deliveries(decoded);
+        let out = deliveries(heads, data);
         self.count(&self.counters.claimed, out.len() as u64);
         if !undecodable.is_empty() {
             tracing::error!(
@@ -488,56 +495,41 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// The most events of one claim that share a block (as [`Event::batch`] cuts them): one
-/// allocation for many events, and a long-running one keeps only a few siblings' data alive.
-const BLOCK_EVENTS: usize = crate::event::BLOCK_EVENTS;
-
-/// The deliveries of one claim's decoded rows, in their order, their events' data in blocks of
-/// at most [`BLOCK_EVENTS`].
-fn deliveries(decoded: Vec<(Lease, u32, EventData)>) -> Vec<Delivery> {
-    let mut out = Vec::with_capacity(decoded.len());
-    let mut rows = decoded.into_iter();
-    loop {
-        let block: Vec<_> = rows.by_ref().take(BLOCK_EVENTS).collect();
-        if block.is_empty() {
-            return out;
-        }
-        let (heads, data): (Vec<_>, Vec<_>) = block
-            .into_iter()
-            .map(|(lease, attempt, data)| ((lease, attempt), data))
-            .unzip();
-        out.extend(
-            heads
-                .into_iter()
-                .zip(Event::batch(data))
-                .map(|((lease, attempt), event)| Delivery {
-                    lease,
-                    event,
-                    attempt,
-                }),
-        );
-    }
+/// The deliveries of one claim's decoded rows, in their order (`heads[i]` the lease and attempt
+/// of `data[i]`), their events' data in blocks of at most
+/// [`BLOCK_EVENTS`](crate::event::BLOCK_EVENTS) ([`Event::batch`]): one allocation for many events,
+/// and a long-running one keeps only a few siblings' data alive.
+fn deliveries(heads: Vec<(Lease, u32)>, data: Vec<EventData>) -> Vec<Delivery> {
+    heads
+        .into_iter()
+        .zip(Event::batch(data))
+        .map(|((lease, attempt), event)| Delivery {
+            lease,
+            event,
+            attempt,
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Platform;
+    use crate::event::{BLOCK_EVENTS, Platform};
 
     #[test]
     fn a_claims_events_share_blocks_of_at_most_block_events_in_their_order() {
         let count = BLOCK_EVENTS + 5;
-        let decoded = (0..count)
+        let (heads, data): (Vec<_>, Vec<_>) = (0..count)
             .map(|i| {
                 let lease = Lease {
                     id: i as u64,
                     token: 7,
                 };
                 let data = Event::text(Platform::TEST, format!("c{i}"), "x").into_data();
-                (lease, 1 + (i % 3) as u32, data)
+                ((lease, 1 + (i % 3) as u32), data)
             })
-            .collect();
-        let out = deliveries(decoded);
+            .unzip();
+        let out = deliveries(heads, data);
         assert_eq!(out.len(), count);
         for (i, d) in out.iter().enumerate() {
             assert_eq!(d.lease.id, i as u64);
@@ -547,6 +539,6 @@ mod tests {
             assert!(d.event.shares_block_with(first), "delivery {i}");
         }
         assert!(!out[BLOCK_EVENTS].event.shares_block_with(&out[0].event));
-        assert!(deliveries(Vec::new()).is_empty());
+        assert!(deliveries(Vec::new(), Vec::new()).is_empty());
     }
 }
