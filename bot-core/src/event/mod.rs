@@ -139,7 +139,7 @@ impl Event {
     ///
     /// A block stays whole until its last event is done, so an event that waits long (behind a
     /// slow conversation) keeps the data of up to [`BLOCK_EVENTS`]` - 1` siblings alive with its
-    /// own; blocks are cut at that size so that no batch, however large, is kept whole by one
+    /// own; blocks are cut at that size so that no batch's data, however large, is kept whole by one
     /// event. An event the queue keeps for a retry or as a dead letter is moved into a block of
     /// its own.
     ///
@@ -187,13 +187,14 @@ impl Event {
         &self.block[self.index]
     }
 
-    /// Readies an event the queue keeps for a retry or as a dead letter: it must keep alive
-    /// only what the queue's byte budget counts for it. Alone in a block of one, the event drops
-    /// in place what reads cached in its data (the payload's tree, which [`Raw::value`] builds
-    /// through a shared reference). In a shared block, or a block of several, it moves into a
-    /// block of its own without the tree (an allocation, on the retry path only), so that neither
-    /// its siblings' data nor the trees their handlers built stay alive with it. A block of one
-    /// that a clone shares keeps its data there unless it has a tree to drop.
+    /// Readies an event the queue keeps for a retry or as a dead letter: it must keep alive no
+    /// more than its own data. Alone in a block of one, the event drops in place what reads
+    /// cached in its data (the payload's tree, which [`Raw::value`] builds through a shared
+    /// reference). In a shared block, or a block of several, it moves into a block of its own
+    /// without the tree (an allocation, on the retry path only), so that neither its siblings'
+    /// data nor the trees their handlers built stay alive with it. A block of one that a clone
+    /// shares keeps its data there unless it has a tree to drop. Its payload and long ids stay
+    /// slices of the request body or frame they came in, which they keep alive, as they always did.
     pub(crate) fn shed_caches(&mut self) {
         if self.block.len() == 1 {
             if let Some(block) = Arc::get_mut(&mut self.block) {

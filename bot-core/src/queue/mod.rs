@@ -34,7 +34,9 @@ pub use memory::MemoryQueue;
 /// then the queue's own bookkeeping shrank (fingerprinted dedup keys and lane keys, the event a
 /// handle): the same measurement gave 1,217 bytes on 2026-12-06 before the event became a handle
 /// and 1,068-1,070 after, against 2,276 counted. The count is kept on the safe side (a full
-/// queue's resident memory stays under its budget) until a recalibration is checked against the
+/// queue of events waiting in arrival order stays under its budget; one whose events wait behind
+/// slow conversations, each keeping its block's siblings, can exceed it: [`block_share_bytes`])
+/// until a recalibration is checked against the
 /// 64 MiB bound of a bot driven past saturation (`botload scenario webhook-noop`). Since the
 /// events of a batch share one block, the handle is three words instead of one and a block's two
 /// counts are shared by its events: a LINE event of a 10-event body counts 16 bytes more for

@@ -405,6 +405,12 @@ fn echoes_and_standby_items_are_left_out_before_the_others_share_a_block() {
     let ids: Vec<&str> = kept.events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["m_1", "m_2"]);
     assert!(kept.events[0].shares_block_with(&kept.events[1]));
+    // Side by side in the block: the echo between them was never in it.
+    let at = |e: &Event| std::ptr::from_ref(e.data()) as usize;
+    assert_eq!(
+        at(&kept.events[1]) - at(&kept.events[0]),
+        std::mem::size_of::<EventData>()
+    );
     let (echoes_kept, left) = parse_leaving_out(
         &body,
         Leave {

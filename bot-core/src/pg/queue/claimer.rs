@@ -138,34 +138,10 @@ impl Inner {
             (self.query(claim, &params, "claiming events").await?, None)
         };
         self.count(&self.counters.claims, 1);
-        // The function returns rows in no promised order; hand them out in arrival order. The
-        // rows' ids are sorted, not the decoded events (some 480 bytes each, moved by a sort).
-        let mut order: Vec<(i64, usize)> = (rows.iter().enumerate())
-            .map(|(i, row)| (row.get::<_, i64>(0), i))
+        let rows: Vec<(i64, i32, &str)> = (rows.iter())
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect();
-        order.sort_unstable();
-        let mut heads = Vec::with_capacity(rows.len());
-        let mut data = Vec::with_capacity(rows.len());
-        let mut undecodable = Vec::new();
-        for (id, i) in order {
-            let row = &rows[i];
-            let attempts: i32 = row.get(1);
-            let payload: &str = row.get(2);
-            match serde_json::from_str::<EventData>(payload) {
-                Ok(event) => {
-                    heads.push((
-                        Lease {
-                            id: id as u64,
-                            token: token as u64,
-                        },
-                        u32::try_from(attempts).unwrap_or(1),
-                    ));
-                    data.push(event);
-                }
-                Err(e) => undecodable.push((id, format!("stored event does not decode: {e}"))),
-            }
-        }
-        let out = deliveries(heads, data);
+        let (out, undecodable) = decoded(rows, token);
         self.count(&self.counters.claimed, out.len() as u64);
         if !undecodable.is_empty() {
             tracing::error!(
@@ -495,6 +471,33 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
+/// One claim's rows (`id`, `attempts`, `payload`), which the function returns in no promised
+/// order, as deliveries in arrival order (their ids'), their events' data in shared blocks; and
+/// the ids of the rows whose payload does not decode, with why. The ids are sorted, not the
+/// decoded events (some 480 bytes each, which a sort would move).
+fn decoded(mut rows: Vec<(i64, i32, &str)>, token: i64) -> (Vec<Delivery>, Vec<(i64, String)>) {
+    rows.sort_unstable_by_key(|(id, _, _)| *id);
+    let mut heads = Vec::with_capacity(rows.len());
+    let mut data = Vec::with_capacity(rows.len());
+    let mut undecodable = Vec::new();
+    for (id, attempts, payload) in rows {
+        match serde_json::from_str::<EventData>(payload) {
+            Ok(event) => {
+                heads.push((
+                    Lease {
+                        id: id as u64,
+                        token: token as u64,
+                    },
+                    u32::try_from(attempts).unwrap_or(1),
+                ));
+                data.push(event);
+            }
+            Err(e) => undecodable.push((id, format!("stored event does not decode: {e}"))),
+        }
+    }
+    (deliveries(heads, data), undecodable)
+}
+
 /// The deliveries of one claim's decoded rows, in their order (`heads[i]` the lease and attempt
 /// of `data[i]`), their events' data in blocks of at most
 /// [`BLOCK_EVENTS`](crate::event::BLOCK_EVENTS) ([`Event::batch`]): one allocation for many events,
@@ -540,5 +543,36 @@ mod tests {
         }
         assert!(!out[BLOCK_EVENTS].event.shares_block_with(&out[0].event));
         assert!(deliveries(Vec::new(), Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn a_claims_rows_come_out_in_id_order_each_with_its_attempt_and_the_undecodable_apart() {
+        let payloads: Vec<String> = (0..5)
+            .map(|i| {
+                serde_json::to_string(&Event::text(Platform::TEST, format!("c{i}"), "x")).unwrap()
+            })
+            .collect();
+        // Shuffled ids, an attempt count of its own for each, and one payload that is no event.
+        let rows = vec![
+            (30, 4, payloads[3].as_str()),
+            (10, 2, payloads[1].as_str()),
+            (20, 7, "{not an event"),
+            (40, 1, payloads[4].as_str()),
+            (0, 9, payloads[0].as_str()),
+        ];
+        let (out, undecodable) = decoded(rows, 5);
+        let got: Vec<(u64, u32, &str)> = out
+            .iter()
+            .map(|d| (d.lease.id, d.attempt, d.event.conversation.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, 9, "c0"), (10, 2, "c1"), (30, 4, "c3"), (40, 1, "c4")]
+        );
+        assert!(out.iter().all(|d| d.lease.token == 5));
+        assert!(out[0].event.shares_block_with(&out[3].event));
+        assert_eq!(undecodable.len(), 1);
+        assert_eq!(undecodable[0].0, 20);
+        assert!(undecodable[0].1.starts_with("stored event does not decode"));
     }
 }

@@ -222,9 +222,12 @@ impl Queue for MemoryQueue {
                 continue;
             };
             inner.finish_lease(l.lane);
-            // Kept in memory: without what the handler's reads cached in it.
+            // Kept in memory: without what the handler's reads cached in it, nor its block's
+            // siblings. Not kept (no room for dead letters): handed back as it is.
             let mut event = d.event;
-            event.shed_caches();
+            if self.dead_capacity > 0 {
+                event.shed_caches();
+            }
             let letter = DeadLetter {
                 event,
                 attempts: l.attempts,

@@ -870,6 +870,34 @@ async fn an_event_back_in_the_queue_keeps_none_of_its_siblings_alive() {
     assert_eq!(ids(&again), ["1"]);
     assert_eq!(again[0].event.block_len(), 1);
     assert_eq!(again[0].event.raw()["id"], "1");
+
+    // The same for a dead letter: the last handle of a block of two, with no tree of its own.
+    let batch = Event::batch([with_payload("c", "3"), with_payload("d", "4")]);
+    q.push_batch(batch).await.unwrap();
+    let mut got = q.pull(10).await.unwrap();
+    let fourth = got.pop().unwrap();
+    let third = got.pop().unwrap();
+    assert_eq!(fourth.event.raw()["big"][1], 2);
+    let block = third.event.block_weak();
+    q.ack(&[fourth.lease]).await.unwrap();
+    drop(fourth);
+    let letters = q
+        .dead(vec![Dead {
+            lease: third.lease,
+            error: "x".into(),
+            event: third.event,
+        }])
+        .await
+        .unwrap();
+    drop(letters);
+    assert_eq!(
+        block.strong_count(),
+        0,
+        "the dead letter kept its batch's block (and its sibling's tree) alive"
+    );
+    let kept = q.dead_letters(10).await.unwrap();
+    assert_eq!(kept[0].event.id.as_str(), "3");
+    assert_eq!(kept[0].event.block_len(), 1);
 }
 
 /// A push's new id may turn the dedup set's generation, forgetting the oldest ids: a
