@@ -6,10 +6,10 @@ use tokio::time::Instant;
 use super::lanes::{FULL_RETRY_AFTER, MAX_SPARE_LANES};
 use super::*;
 use crate::error::ErrorKind;
-use crate::event::Event;
 use crate::event::Platform;
+use crate::event::{Event, EventData};
 use crate::limits::{Limits, Ordering, Overflow};
-use crate::queue::{Dead, Delivery, Nack, Queue};
+use crate::queue::{Dead, DeadLetter, Delivery, Nack, Queue};
 
 fn limits(capacity: usize, overflow: Overflow, ordering: Ordering) -> Limits {
     Limits {
@@ -712,19 +712,45 @@ fn an_event_counts_its_shared_block_not_only_its_handle() {
     assert_eq!(crate::queue::event_bytes(&alone), alone_bytes);
 }
 
+/// An event whose payload is `{"id": id, "big": [1, 2, 3]}`, as its data.
+fn with_payload(conv: &str, id: &str) -> EventData {
+    let json = format!(r#"{{"id":"{id}","big":[1,2,3]}}"#);
+    ev(conv, id)
+        .with_raw_json(serde_json::value::RawValue::from_string(json).unwrap())
+        .into_data()
+}
+
+/// Sends `retried` back for a retry in a second and `buried` to the dead letters; the letters.
+async fn retry_and_bury(q: &MemoryQueue, retried: Delivery, buried: Delivery) -> Vec<DeadLetter> {
+    q.nack(vec![Nack {
+        lease: retried.lease,
+        delay: Duration::from_secs(1),
+        error: "boom".into(),
+        event: retried.event,
+    }])
+    .await
+    .unwrap();
+    q.dead(vec![Dead {
+        lease: buried.lease,
+        error: "x".into(),
+        event: buried.event,
+    }])
+    .await
+    .unwrap()
+}
+
 /// A handler's read of the payload builds its tree in the event's shared block. An event that
 /// goes back to the queue (a retry, a dead letter) keeps its text only, which is what the byte
 /// budget counts, not the several times larger tree.
 #[tokio::test(start_paused = true)]
 async fn an_event_back_in_the_queue_keeps_no_tree_a_handler_built() {
     let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
-    let with_payload = |conv: &str, id: &str| {
-        let json = format!(r#"{{"id":"{id}","big":[1,2,3]}}"#);
-        ev(conv, id).with_raw_json(serde_json::value::RawValue::from_string(json).unwrap())
-    };
-    q.push_batch(vec![with_payload("a", "1"), with_payload("b", "2")])
-        .await
-        .unwrap();
+    q.push_batch(vec![
+        with_payload("a", "1").into(),
+        with_payload("b", "2").into(),
+    ])
+    .await
+    .unwrap();
     let mut got = q.pull(10).await.unwrap();
     assert_eq!(got.len(), 2);
     for d in &got {
@@ -734,22 +760,7 @@ async fn an_event_back_in_the_queue_keeps_no_tree_a_handler_built() {
     }
     let second = got.pop().unwrap();
     let first = got.pop().unwrap();
-    q.nack(vec![Nack {
-        lease: first.lease,
-        delay: Duration::from_secs(1),
-        error: "boom".into(),
-        event: first.event,
-    }])
-    .await
-    .unwrap();
-    let letters = q
-        .dead(vec![Dead {
-            lease: second.lease,
-            error: "x".into(),
-            event: second.event,
-        }])
-        .await
-        .unwrap();
+    let letters = retry_and_bury(&q, first, second).await;
     assert!(
         !letters[0].event.raw.has_tree(),
         "the dead letter kept the tree"
@@ -771,12 +782,6 @@ async fn an_event_back_in_the_queue_keeps_no_tree_a_handler_built() {
 #[tokio::test(start_paused = true)]
 async fn an_event_back_in_the_queue_keeps_no_tree_while_its_siblings_run() {
     let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
-    let with_payload = |conv: &str, id: &str| {
-        let json = format!(r#"{{"id":"{id}","big":[1,2,3]}}"#);
-        ev(conv, id)
-            .with_raw_json(serde_json::value::RawValue::from_string(json).unwrap())
-            .into_data()
-    };
     let batch = Event::batch([
         with_payload("a", "1"),
         with_payload("b", "2"),
@@ -794,22 +799,7 @@ async fn an_event_back_in_the_queue_keeps_no_tree_while_its_siblings_run() {
     let second = got.pop().unwrap();
     let first = got.pop().unwrap();
     // The first is retried and the second dead while the third still runs.
-    q.nack(vec![Nack {
-        lease: first.lease,
-        delay: Duration::from_secs(1),
-        error: "boom".into(),
-        event: first.event,
-    }])
-    .await
-    .unwrap();
-    let letters = q
-        .dead(vec![Dead {
-            lease: second.lease,
-            error: "x".into(),
-            event: second.event,
-        }])
-        .await
-        .unwrap();
+    let letters = retry_and_bury(&q, first, second).await;
     assert!(
         !letters[0].event.raw.has_tree(),
         "the dead letter kept the tree"
@@ -835,12 +825,6 @@ async fn an_event_back_in_the_queue_keeps_no_tree_while_its_siblings_run() {
 #[tokio::test]
 async fn an_event_back_in_the_queue_keeps_none_of_its_siblings_alive() {
     let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
-    let with_payload = |conv: &str, id: &str| {
-        let json = format!(r#"{{"id":"{id}","big":[1,2,3]}}"#);
-        ev(conv, id)
-            .with_raw_json(serde_json::value::RawValue::from_string(json).unwrap())
-            .into_data()
-    };
     let batch = Event::batch([with_payload("a", "1"), with_payload("b", "2")]);
     q.push_batch(batch).await.unwrap();
     let mut got = q.pull(10).await.unwrap();
