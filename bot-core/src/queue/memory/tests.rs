@@ -720,7 +720,8 @@ fn with_payload(conv: &str, id: &str) -> EventData {
         .into_data()
 }
 
-/// Sends `retried` back for a retry in a second and `buried` to the dead letters; the letters.
+/// Sends `retried` back for a retry in a second and `buried` to the dead letters; the letters,
+/// checked to keep no tree.
 async fn retry_and_bury(q: &MemoryQueue, retried: Delivery, buried: Delivery) -> Vec<DeadLetter> {
     q.nack(vec![Nack {
         lease: retried.lease,
@@ -730,13 +731,19 @@ async fn retry_and_bury(q: &MemoryQueue, retried: Delivery, buried: Delivery) ->
     }])
     .await
     .unwrap();
-    q.dead(vec![Dead {
-        lease: buried.lease,
-        error: "x".into(),
-        event: buried.event,
-    }])
-    .await
-    .unwrap()
+    let letters = q
+        .dead(vec![Dead {
+            lease: buried.lease,
+            error: "x".into(),
+            event: buried.event,
+        }])
+        .await
+        .unwrap();
+    assert!(
+        !letters[0].event.raw.has_tree(),
+        "the dead letter kept the tree"
+    );
+    letters
 }
 
 /// A handler's read of the payload builds its tree in the event's shared block. An event that
@@ -761,10 +768,6 @@ async fn an_event_back_in_the_queue_keeps_no_tree_a_handler_built() {
     let second = got.pop().unwrap();
     let first = got.pop().unwrap();
     let letters = retry_and_bury(&q, first, second).await;
-    assert!(
-        !letters[0].event.raw.has_tree(),
-        "the dead letter kept the tree"
-    );
     drop(letters);
     let again = q.pull(10).await.unwrap();
     assert_eq!(ids(&again), ["1"]);
@@ -800,10 +803,6 @@ async fn an_event_back_in_the_queue_keeps_no_tree_while_its_siblings_run() {
     let first = got.pop().unwrap();
     // The first is retried and the second dead while the third still runs.
     let letters = retry_and_bury(&q, first, second).await;
-    assert!(
-        !letters[0].event.raw.has_tree(),
-        "the dead letter kept the tree"
-    );
     assert!(!letters[0].event.shares_block_with(&third.event));
     drop(letters);
     let again = q.pull(10).await.unwrap();
@@ -819,24 +818,38 @@ async fn an_event_back_in_the_queue_keeps_no_tree_while_its_siblings_run() {
     assert_eq!(kept[0].event.raw.json(), r#"{"id":"2","big":[1,2,3]}"#);
 }
 
+/// Pushes a batch of two events (`(conversation, id)` each) and pulls them; the second's handler
+/// reads its payload (building its tree) and finishes. Returns the first, with no tree of its own
+/// and now its block's last handle, and a weak handle to that block.
+async fn last_of_a_pair(
+    q: &MemoryQueue,
+    first: (&str, &str),
+    second: (&str, &str),
+) -> (Delivery, std::sync::Weak<[EventData]>) {
+    let batch = Event::batch([
+        with_payload(first.0, first.1),
+        with_payload(second.0, second.1),
+    ]);
+    q.push_batch(batch).await.unwrap();
+    let mut got = q.pull(10).await.unwrap();
+    let sibling = got.pop().unwrap();
+    let last = got.pop().unwrap();
+    assert_eq!(sibling.event.raw()["big"][0], 1);
+    assert!(!last.event.raw.has_tree());
+    let block = last.event.block_weak();
+    q.ack(&[sibling.lease]).await.unwrap();
+    drop(sibling);
+    (last, block)
+}
+
 /// An event kept for a retry or as a dead letter leaves its batch's block even when it built no
 /// tree itself and even when it is the block's last handle: else the siblings' data, and the
 /// trees their handlers built, would stay alive with it, uncounted by the byte budget.
 #[tokio::test]
 async fn an_event_back_in_the_queue_keeps_none_of_its_siblings_alive() {
     let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
-    let batch = Event::batch([with_payload("a", "1"), with_payload("b", "2")]);
-    q.push_batch(batch).await.unwrap();
-    let mut got = q.pull(10).await.unwrap();
-    let second = got.pop().unwrap();
-    let first = got.pop().unwrap();
-    // The sibling's handler built its tree; the first event built none.
-    assert_eq!(second.event.raw()["big"][0], 1);
-    assert!(!first.event.raw.has_tree());
-    let block = first.event.block_weak();
-    // The sibling finishes; the first, now the block's last handle, is retried.
-    q.ack(&[second.lease]).await.unwrap();
-    drop(second);
+    // The first, the block's last handle once its sibling finished, is retried.
+    let (first, block) = last_of_a_pair(&q, ("a", "1"), ("b", "2")).await;
     q.nack(vec![Nack {
         lease: first.lease,
         delay: Duration::ZERO,
@@ -856,15 +869,7 @@ async fn an_event_back_in_the_queue_keeps_none_of_its_siblings_alive() {
     assert_eq!(again[0].event.raw()["id"], "1");
 
     // The same for a dead letter: the last handle of a block of two, with no tree of its own.
-    let batch = Event::batch([with_payload("c", "3"), with_payload("d", "4")]);
-    q.push_batch(batch).await.unwrap();
-    let mut got = q.pull(10).await.unwrap();
-    let fourth = got.pop().unwrap();
-    let third = got.pop().unwrap();
-    assert_eq!(fourth.event.raw()["big"][1], 2);
-    let block = third.event.block_weak();
-    q.ack(&[fourth.lease]).await.unwrap();
-    drop(fourth);
+    let (third, block) = last_of_a_pair(&q, ("c", "3"), ("d", "4")).await;
     let letters = q
         .dead(vec![Dead {
             lease: third.lease,
