@@ -137,3 +137,77 @@ async fn a_completion_stuck_behind_a_lock_fails_within_the_statement_timeout() {
     assert_eq!(e.kind(), ErrorKind::Config);
     queue.shutdown().await;
 }
+
+/// A stored event that no longer decodes is dead-lettered by the claim that finds it; when that
+/// dead-lettering fails (here: a trigger refuses every dead letter), the claim still hands out
+/// the events that decode, instead of dropping them until their lease expires, and the one that
+/// does not decode is dead-lettered by a later claim once its lease has expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dead_letter_of_an_undecodable_event_does_not_hold_back_the_events_that_decode() {
+    let pool = fresh_pool_with("undecodable", |b| b).await;
+    let queue = queue_builder(&pool)
+        .lease_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    queue
+        .push_batch(vec![text_event("c1", "good"), text_event("c2", "bad")])
+        .await
+        .unwrap();
+    let admin = pool.get().await.unwrap();
+    admin
+        .batch_execute(
+            "UPDATE botrt_events SET payload = '{\"not\": \"an event\"}' WHERE event_id = 'bad';
+             CREATE FUNCTION refuse_dead() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'dead letters refused'; END $$;
+             CREATE TRIGGER refuse_dead BEFORE INSERT ON botrt_dead_letters
+                 FOR EACH ROW EXECUTE FUNCTION refuse_dead();",
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), queue.pull(10))
+        .await
+        .expect("the claim hung")
+        .expect("the claim failed with the dead letter");
+    let ids: Vec<&str> = got.iter().map(|d| d.event.id.as_str()).collect();
+    assert_eq!(ids, ["good"], "the decoded event is handed out");
+    assert!(queue.dead_letters(10).await.unwrap().is_empty());
+    let stored: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM botrt_events WHERE event_id = 'bad'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1, "the undecodable event is kept, not lost");
+    assert_eq!(queue.ack(&[got[0].lease]).await.unwrap().applied, 1);
+
+    admin
+        .batch_execute("DROP TRIGGER refuse_dead ON botrt_dead_letters")
+        .await
+        .unwrap();
+    let dead_letters = "SELECT error FROM botrt_dead_letters WHERE event_id = 'bad'";
+    let until = Instant::now() + Duration::from_secs(20);
+    let error: String = loop {
+        // A claim runs at each pull; it finds the row again once its lease has expired.
+        let more = tokio::time::timeout(Duration::from_millis(500), queue.pull(10)).await;
+        if let Ok(more) = more {
+            assert!(more.unwrap().is_empty(), "nothing else decodes");
+        }
+        if let Some(row) = admin.query_opt(dead_letters, &[]).await.unwrap() {
+            break row.get(0);
+        }
+        assert!(
+            Instant::now() < until,
+            "the undecodable event was never dead-lettered"
+        );
+    };
+    assert!(error.contains("does not decode"), "{error}");
+    let stored: i64 = admin
+        .query_one("SELECT count(*) FROM botrt_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0);
+    queue.shutdown().await;
+}

@@ -188,28 +188,13 @@ impl Event {
     }
 
     /// Readies an event the queue keeps for a retry or as a dead letter: it must keep alive no
-    /// more than its own data. Alone in a block of one, the event drops in place what reads
-    /// cached in its data (the payload's tree, which [`Raw::value`] builds through a shared
-    /// reference). In a shared block, or a block of several, it moves into a block of its own
-    /// without the tree (an allocation, on the retry path only), so that neither its siblings'
-    /// data nor the trees their handlers built stay alive with it. A block of one that a clone
-    /// shares keeps its data there unless it has a tree to drop. Its payload and long ids stay
-    /// slices of the request body or frame they came in, which they keep alive, as they always did.
+    /// more than its own data. The event gets a block of its own holding a copy of its data that
+    /// shares nothing: not its block's siblings, not the request body or gateway frame its
+    /// payload and long ids were slices of, not what its handler's reads cached in it (the
+    /// payload's tree, which [`Raw::value`] builds through a shared reference). A copy costs an
+    /// allocation or two and a pass over the event's JSON; it is made on the retry path only.
     pub(crate) fn shed_caches(&mut self) {
-        if self.block.len() == 1 {
-            if let Some(block) = Arc::get_mut(&mut self.block) {
-                block[0].raw.shed_tree();
-                return;
-            }
-            // Shared by a clone of itself alone: whoever holds the clone keeps the data anyway,
-            // and without a tree there is nothing more to drop.
-            if !self.data().raw.has_tree_to_shed() {
-                return;
-            }
-        }
-        let mut own = self.data().clone();
-        own.raw.shed_tree();
-        *self = Self::from(own);
+        *self = Self::from(self.data().detached());
     }
 
     /// Whether `self` and `other` are handles to the same data (clones of one event), which
@@ -280,6 +265,25 @@ impl Event {
 }
 
 impl EventData {
+    /// A copy of the data that shares no buffer: the payload's text and every id copied out of
+    /// the body or frame they were slices of, without the payload's parsed tree. It is the
+    /// queues' own serialised form read back, so that no field can be left sharing.
+    pub(crate) fn detached(&self) -> Self {
+        let copy =
+            serde_json::to_vec(self).and_then(|json| serde_json::from_slice::<EventData>(&json));
+        match copy {
+            Ok(copy) => copy,
+            // Not expected (the data serialises, and reads back as the queues' format);
+            // a clone without its tree is the next best.
+            Err(e) => {
+                tracing::error!(error = %e, "an event's data does not read back from its JSON");
+                let mut copy = self.clone();
+                copy.raw.shed_tree();
+                copy
+            }
+        }
+    }
+
     /// The data of an event of `kind` in `conversation` on `platform` with the platform's own
     /// `id`, at the current time (see [`Event::from_platform`]).
     pub fn from_platform(

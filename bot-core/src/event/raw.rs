@@ -17,7 +17,9 @@ use super::text;
 /// its text on first use.
 ///
 /// A payload sharing a body keeps the whole body alive while any event of it is queued or in
-/// flight: the events of one request share one buffer instead of a copy each.
+/// flight: the events of one request share one buffer instead of a copy each. An event the
+/// memory queue keeps for a retry or as a dead letter is copied out of it first, so that one
+/// failing event does not keep its whole request alive.
 ///
 /// It serialises as the JSON it holds, embedded as is, with `serde_json` (the queues' format).
 #[derive(Clone, Default)]
@@ -92,11 +94,6 @@ impl Raw {
         if self.text.get().is_some() {
             self.tree.take();
         }
-    }
-
-    /// Whether [`Raw::shed_tree`] would drop something: a tree built from the text.
-    pub(crate) fn has_tree_to_shed(&self) -> bool {
-        self.text.get().is_some() && self.tree.get().is_some()
     }
 
     /// Whether the tree has been built (or was given).

@@ -57,7 +57,7 @@ const EVENT_BLOCK_COUNTS_BYTES: usize = 2 * std::mem::size_of::<usize>();
 /// (456 bytes each, and what they own apart) per event waiting behind a slow conversation; the
 /// margin of [`EVENT_OVERHEAD_BYTES`] over what an event was measured to keep resident (about
 /// 1.2 KB) covers two or three of them, not fifteen. An event kept for a retry or as a dead
-/// letter leaves its block (`Event::shed_caches`).
+/// letter leaves its block, and the body or frame it was read from (`Event::shed_caches`).
 pub(crate) fn block_share_bytes(event: &Event) -> usize {
     EVENT_BLOCK_COUNTS_BYTES.div_ceil(event.block_len().max(1))
 }

@@ -154,12 +154,24 @@ impl Inner {
                 .into_iter()
                 .map(|(_, e)| storable_error(&e))
                 .collect();
-            self.query(
-                DEAD,
-                &[(&ids, I8S), (&tokens, I8S), (&errors, TEXTS)],
-                "dead-lettering events",
-            )
-            .await?;
+            // A failure here must not cost the decoded events their turn: they are leased to
+            // this process and handed out; the undecodable rows keep their lease, come back
+            // when it expires and are dead-lettered by that claim.
+            if let Err(e) = self
+                .query(
+                    DEAD,
+                    &[(&ids, I8S), (&tokens, I8S), (&errors, TEXTS)],
+                    "dead-lettering events",
+                )
+                .await
+            {
+                tracing::warn!(
+                    error = %e,
+                    count = ids.len(),
+                    "postgres: undecodable events not dead-lettered yet; they are retried when \
+                     their lease expires"
+                );
+            }
         }
         Ok((out, read))
     }

@@ -889,6 +889,79 @@ async fn an_event_back_in_the_queue_keeps_none_of_its_siblings_alive() {
     assert_eq!(kept[0].event.block_len(), 1);
 }
 
+/// An event kept for a retry or as a dead letter keeps none of the request body its payload and
+/// long id were slices of: else one retried event of a large webhook would keep the whole body
+/// alive, uncounted by the byte budget (which counts the event's own text).
+#[tokio::test]
+async fn an_event_back_in_the_queue_keeps_none_of_its_request_body_alive() {
+    use crate::event::{EventId, Raw};
+    struct Body(Vec<u8>, std::sync::Arc<()>);
+    impl AsRef<[u8]> for Body {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    let alive = std::sync::Arc::new(());
+    let body_alive = std::sync::Arc::downgrade(&alive);
+    let long_ids = ["x".repeat(60), "y".repeat(60)];
+    let parts: Vec<String> = (long_ids.iter())
+        .map(|id| format!(r#"{{"id":"{id}","text":"hello"}}"#))
+        .collect();
+    let text = format!(r#"{{"events":[{}]}}"#, parts.join(","));
+    let body = bytes::Bytes::from_owner(Body(text.clone().into_bytes(), alive));
+    let events: Vec<EventData> = (parts.iter().zip(&long_ids))
+        .map(|(part, id)| {
+            let at = text.find(part.as_str()).unwrap();
+            let json = std::str::from_utf8(&body[at..at + part.len()]).unwrap();
+            let mut data = ev(id, "placeholder").into_data();
+            data.id = EventId::from_shared(&body, &json[7..7 + id.len()]);
+            data.raw = Raw::from_shared(&body, json);
+            data
+        })
+        .collect();
+    drop(body);
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    q.push_batch(Event::batch(events)).await.unwrap();
+    let mut got = q.pull(10).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        body_alive.strong_count(),
+        1,
+        "the events are slices of the body"
+    );
+    let buried = got.pop().unwrap();
+    let retried = got.pop().unwrap();
+    q.nack(vec![Nack {
+        lease: retried.lease,
+        delay: Duration::ZERO,
+        error: "boom".into(),
+        event: retried.event,
+    }])
+    .await
+    .unwrap();
+    let letters = q
+        .dead(vec![Dead {
+            lease: buried.lease,
+            error: "x".into(),
+            event: buried.event,
+        }])
+        .await
+        .unwrap();
+    drop(letters);
+    assert_eq!(
+        body_alive.strong_count(),
+        0,
+        "a retried event or a dead letter kept the request body alive"
+    );
+    // Copies, whole: the ids and payloads read the same.
+    let again = q.pull(10).await.unwrap();
+    assert_eq!(ids(&again), [long_ids[0].clone()]);
+    assert_eq!(again[0].event.raw.json(), parts[0]);
+    let kept = q.dead_letters(10).await.unwrap();
+    assert_eq!(kept[0].event.id.as_str(), long_ids[1]);
+    assert_eq!(kept[0].event.raw.json(), parts[1]);
+}
+
 /// A push's new id may turn the dedup set's generation, forgetting the oldest ids: a
 /// redelivery later in the same batch, remembered when the push looked for room, is still a
 /// duplicate (else it would run again, and the room reckoned without it be overshot).
