@@ -895,7 +895,11 @@ async fn an_event_back_in_the_queue_keeps_none_of_its_siblings_alive() {
 #[tokio::test]
 async fn an_event_back_in_the_queue_keeps_none_of_its_request_body_alive() {
     use crate::event::{EventId, Raw};
-    struct Body(Vec<u8>, std::sync::Arc<()>);
+    /// The body's bytes, and a token that lives as long as they do.
+    struct Body(
+        Vec<u8>,
+        #[allow(dead_code, reason = "held, never read")] std::sync::Arc<()>,
+    );
     impl AsRef<[u8]> for Body {
         fn as_ref(&self) -> &[u8] {
             &self.0
