@@ -26,7 +26,6 @@ use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::classify::{ServerErrorsAsFailures, ServerErrorsFailureClass, SharedClassifier};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{
     DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, TraceLayer,
 };
@@ -205,8 +204,8 @@ impl Bot {
     }
 
     /// 408 past the request time-out.
-    fn request_timeout(&self) -> TimeoutLayer {
-        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, self.inner.request_timeout)
+    fn request_timeout(&self) -> RequestTimeoutLayer {
+        RequestTimeoutLayer(self.inner.request_timeout)
     }
 
     /// Serves on `addr` until SIGTERM, ctrl-c or [`Bot::request_shutdown`], then shuts down
@@ -521,6 +520,92 @@ where
             LimitedResponseProj::Refused { response } => {
                 Poll::Ready(Ok(response.take().unwrap_or_else(too_many_in_progress)))
             }
+        }
+    }
+}
+
+/// The request time-out as a tower layer: 408 (empty body) when the request is not answered
+/// within the time-out of its first poll. Unlike `tower_http`'s `TimeoutLayer`, it arms its timer
+/// only when that first poll leaves the request pending: most webhook requests, their body
+/// already read with their head, are answered in that poll, and pay no timer.
+#[derive(Clone, Copy)]
+struct RequestTimeoutLayer(std::time::Duration);
+
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeout {
+            inner,
+            timeout: self.0,
+        }
+    }
+}
+
+/// A service under [`RequestTimeoutLayer`].
+#[derive(Clone)]
+struct RequestTimeout<S> {
+    inner: S,
+    timeout: std::time::Duration,
+}
+
+impl<S, R, B> Service<R> for RequestTimeout<S>
+where
+    S: Service<R, Response = http::Response<B>>,
+    B: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TimedResponse<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        TimedResponse {
+            inner: self.inner.call(request),
+            timeout: self.timeout,
+            sleep: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of a [`RequestTimeout`] service: the inner one's, or 408 once the timer,
+    /// armed at the first poll that left the inner one pending, fires.
+    struct TimedResponse<F> {
+        #[pin]
+        inner: F,
+        timeout: std::time::Duration,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F, B, E> Future for TimedResponse<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    B: Default,
+{
+    type Output = Result<http::Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(output) = this.inner.poll(cx) {
+            return Poll::Ready(output);
+        }
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+        }
+        match this.sleep.as_pin_mut() {
+            Some(sleep) => {
+                std::task::ready!(sleep.poll(cx));
+                let mut response = http::Response::new(B::default());
+                *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                Poll::Ready(Ok(response))
+            }
+            None => Poll::Pending,
         }
     }
 }
