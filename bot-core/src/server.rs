@@ -865,3 +865,55 @@ fn on_failure(
         class => tracing::error!(classification = %class, ?latency, "request failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A request answered at its first poll is answered, no timer armed; one still pending is
+    /// answered 408 once it has been pending for the time-out, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn the_request_timeout_answers_408_only_to_requests_pending_that_long() {
+        let timeout = Duration::from_secs(5);
+        let ready = RequestTimeoutLayer(timeout).layer(tower::service_fn(|(): ()| async {
+            Ok::<_, Infallible>(http::Response::new(String::from("done")))
+        }));
+        let mut first = std::pin::pin!(ready.clone().call(()));
+        let waker = std::task::Waker::noop();
+        match first.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(Ok(response)) => assert_eq!(response.status(), StatusCode::OK),
+            _ => panic!("a request ready at its first poll not answered at once"),
+        }
+        assert!(first.sleep.is_none(), "a timer armed for a ready request");
+
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let waiting = gate.clone();
+        let slow = RequestTimeoutLayer(timeout).layer(tower::service_fn(move |(): ()| {
+            let waiting = waiting.clone();
+            async move {
+                waiting.notified().await;
+                Ok::<_, Infallible>(http::Response::new(String::from("late")))
+            }
+        }));
+        let started = tokio::time::Instant::now();
+        let response = slow.clone().call(()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(response.body().is_empty());
+        assert_eq!(started.elapsed(), timeout, "answered 408 early or late");
+
+        // Answered in time: the inner answer, not 408.
+        let mut call = std::pin::pin!(slow.clone().call(()));
+        assert!(
+            futures::poll!(call.as_mut()).is_pending(),
+            "the slow request answered before its gate opened"
+        );
+        tokio::time::advance(timeout - Duration::from_millis(1)).await;
+        gate.notify_one();
+        let response = call.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body(), "late");
+    }
+}
