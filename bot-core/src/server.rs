@@ -26,7 +26,6 @@ use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::classify::{ServerErrorsAsFailures, ServerErrorsFailureClass, SharedClassifier};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{
     DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, TraceLayer,
 };
@@ -205,8 +204,8 @@ impl Bot {
     }
 
     /// 408 past the request time-out.
-    fn request_timeout(&self) -> TimeoutLayer {
-        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, self.inner.request_timeout)
+    fn request_timeout(&self) -> RequestTimeoutLayer {
+        RequestTimeoutLayer(self.inner.request_timeout)
     }
 
     /// Serves on `addr` until SIGTERM, ctrl-c or [`Bot::request_shutdown`], then shuts down
@@ -525,6 +524,92 @@ where
     }
 }
 
+/// The request time-out as a tower layer: 408 (empty body) when the request is not answered
+/// within the time-out of its first poll. Unlike `tower_http`'s `TimeoutLayer`, it arms its timer
+/// only when that first poll leaves the request pending: most webhook requests, their body
+/// already read with their head, are answered in that poll, and pay no timer.
+#[derive(Clone, Copy)]
+struct RequestTimeoutLayer(std::time::Duration);
+
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeout {
+            inner,
+            timeout: self.0,
+        }
+    }
+}
+
+/// A service under [`RequestTimeoutLayer`].
+#[derive(Clone)]
+struct RequestTimeout<S> {
+    inner: S,
+    timeout: std::time::Duration,
+}
+
+impl<S, R, B> Service<R> for RequestTimeout<S>
+where
+    S: Service<R, Response = http::Response<B>>,
+    B: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TimedResponse<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        TimedResponse {
+            inner: self.inner.call(request),
+            timeout: self.timeout,
+            sleep: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of a [`RequestTimeout`] service: the inner one's, or 408 once the timer,
+    /// armed at the first poll that left the inner one pending, fires.
+    struct TimedResponse<F> {
+        #[pin]
+        inner: F,
+        timeout: std::time::Duration,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F, B, E> Future for TimedResponse<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    B: Default,
+{
+    type Output = Result<http::Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(output) = this.inner.poll(cx) {
+            return Poll::Ready(output);
+        }
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+        }
+        match this.sleep.as_pin_mut() {
+            Some(sleep) => {
+                std::task::ready!(sleep.poll(cx));
+                let mut response = http::Response::new(B::default());
+                *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                Poll::Ready(Ok(response))
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
 /// A listener that keeps at most `max` connections open; a connection beyond them is answered
 /// 503 (when the socket takes it at once) and closed, never queued.
 struct LimitedListener {
@@ -778,5 +863,57 @@ fn on_failure(
             tracing::debug!(?latency, "request refused with 503");
         }
         class => tracing::error!(classification = %class, ?latency, "request failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A request answered at its first poll is answered, no timer armed; one still pending is
+    /// answered 408 once it has been pending for the time-out, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn the_request_timeout_answers_408_only_to_requests_pending_that_long() {
+        let timeout = Duration::from_secs(5);
+        let ready = RequestTimeoutLayer(timeout).layer(tower::service_fn(|(): ()| async {
+            Ok::<_, Infallible>(http::Response::new(String::from("done")))
+        }));
+        let mut first = std::pin::pin!(ready.clone().call(()));
+        let waker = std::task::Waker::noop();
+        match first.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(Ok(response)) => assert_eq!(response.status(), StatusCode::OK),
+            _ => panic!("a request ready at its first poll not answered at once"),
+        }
+        assert!(first.sleep.is_none(), "a timer armed for a ready request");
+
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let waiting = gate.clone();
+        let slow = RequestTimeoutLayer(timeout).layer(tower::service_fn(move |(): ()| {
+            let waiting = waiting.clone();
+            async move {
+                waiting.notified().await;
+                Ok::<_, Infallible>(http::Response::new(String::from("late")))
+            }
+        }));
+        let started = tokio::time::Instant::now();
+        let response = slow.clone().call(()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(response.body().is_empty());
+        assert_eq!(started.elapsed(), timeout, "answered 408 early or late");
+
+        // Answered in time: the inner answer, not 408.
+        let mut call = std::pin::pin!(slow.clone().call(()));
+        assert!(
+            futures::poll!(call.as_mut()).is_pending(),
+            "the slow request answered before its gate opened"
+        );
+        tokio::time::advance(timeout - Duration::from_millis(1)).await;
+        gate.notify_one();
+        let response = call.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body(), "late");
     }
 }

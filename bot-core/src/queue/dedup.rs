@@ -137,6 +137,8 @@ pub(crate) struct Dedup {
     /// The generation before, forgotten whole at the next turn or once its newest key is `ttl`
     /// old.
     previous: Generation,
+    /// Turns so far (see [`Dedup::turns`]).
+    turns: u64,
 }
 
 impl std::fmt::Debug for Dedup {
@@ -157,6 +159,7 @@ impl Dedup {
             capacity,
             current: Generation::default(),
             previous: Generation::default(),
+            turns: 0,
         }
     }
 
@@ -184,12 +187,26 @@ impl Dedup {
     fn turn(&mut self) {
         std::mem::swap(&mut self.current, &mut self.previous);
         self.current.clear();
+        self.turns += 1;
     }
 
-    /// Remembers `key`, which [`Dedup::contains`] just said is not remembered (one lookup less).
-    pub(crate) fn insert_new(&mut self, key: DedupKey, now: Instant) {
+    /// How many times the generations turned so far: a batch reads it before its first
+    /// [`Dedup::insert_new`], which then needs no lookup of the previous generation while it
+    /// has not changed.
+    pub(crate) fn turns(&self) -> u64 {
+        self.turns
+    }
+
+    /// Remembers `key`, which [`Dedup::contains`] said was not remembered when the generations
+    /// had turned `since` times ([`Dedup::turns`]): keys remembered since are those inserted
+    /// meanwhile (by earlier events of the same batch). Returns false, remembering nothing, when
+    /// `key` is one of them; true when it is new (always, when deduplication is off).
+    ///
+    /// One lookup, the insert into the current generation, while the generations did not turn
+    /// since; a key inserted before a turn is then looked for in the previous generation too.
+    pub(crate) fn insert_new(&mut self, key: DedupKey, now: Instant, since: u64) -> bool {
         if !self.enabled() {
-            return;
+            return true;
         }
         let full = self.current.keys.len() >= self.capacity;
         let old = self
@@ -202,10 +219,17 @@ impl Dedup {
             // this one's first, `ttl` ago or more, so no key is forgotten early.
             self.turn();
         }
-        if self.current.keys.insert(key) {
-            self.current.first.get_or_insert(now);
-            self.current.newest = Some(self.current.newest.map_or(now, |n| n.max(now)));
+        // Before any turn since `since`, the previous generation is the one `contains` looked
+        // at, without `key`.
+        if self.turns != since && self.previous.keys.contains(&key) {
+            return false;
         }
+        if !self.current.keys.insert(key) {
+            return false;
+        }
+        self.current.first.get_or_insert(now);
+        self.current.newest = Some(self.current.newest.map_or(now, |n| n.max(now)));
+        true
     }
 
     /// Remembers `key`; returns false if it was already remembered.
@@ -214,8 +238,8 @@ impl Dedup {
         if self.contains(key) {
             return false;
         }
-        self.insert_new(key, now);
-        true
+        let since = self.turns;
+        self.insert_new(key, now, since)
     }
 
     #[cfg(test)]
@@ -338,6 +362,35 @@ mod tests {
             tables
         );
         assert_eq!(d.len(), 1_001);
+    }
+
+    /// A batch's repeats of its own ids are found by the insert alone, also once its own
+    /// inserts turned the generations (the earlier key then in the previous one).
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_finds_its_own_repeats_across_a_turn() {
+        let h = KeyHasher::new();
+        let key = |id: &str| h.key_of(&Platform::TEST, &EventId::new(id));
+        let mut d = Dedup::new(Duration::from_secs(600), 2);
+        let t0 = Instant::now();
+        let since = d.turns();
+        assert!(d.insert_new(key("a"), t0, since));
+        assert!(!d.insert_new(key("a"), t0, since), "a repeat taken as new");
+        assert!(d.insert_new(key("b"), t0, since));
+        assert_eq!(d.turns(), since);
+        // The current generation is full: this insert turns it, "a" goes to the previous one.
+        assert!(
+            !d.insert_new(key("a"), t0, since),
+            "a repeat from before the turn taken as new"
+        );
+        assert_eq!(d.turns(), since + 1);
+        assert!(d.insert_new(key("c"), t0, since));
+        assert!(!d.insert_new(key("b"), t0, since));
+        assert!(!d.insert_new(key("c"), t0, since));
+        assert!(d.contains(key("a")) && d.contains(key("b")) && d.contains(key("c")));
+        // Off: every insert is new, nothing is remembered.
+        let mut off = Dedup::new(Duration::ZERO, 2);
+        assert!(off.insert_new(key("a"), t0, 0) && off.insert_new(key("a"), t0, 0));
+        assert_eq!(off.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -258,9 +258,11 @@ fn entry(body: &Bytes, text: &str, at: usize, out: &mut Vec<EventData>) -> Optio
     let mut time: Option<i64> = None;
     let mut page_id = String::new();
     let mut channel: Option<ChannelId> = None;
-    let (mut messaging, mut standby, mut changes) = (None, None, None);
+    // `messaging[]` events go straight into `out` (they come first there); the others wait in
+    // lists of their own, appended after them.
+    let (mut messaging, mut standby, mut changes) = (false, None, None);
     let end = members(text, at, |key, at| {
-        let lists_read = messaging.is_some() || standby.is_some() || changes.is_some();
+        let lists_read = messaging || standby.is_some() || changes.is_some();
         match key {
             "id" if id.is_none() && !lists_read => {
                 let (read, end) = value::<Value>(text, at)?;
@@ -279,26 +281,35 @@ fn entry(body: &Bytes, text: &str, at: usize, out: &mut Vec<EventData>) -> Optio
                 Some(end)
             }
             "messaging" | "standby" | "changes" => {
-                let list = match key {
-                    "messaging" => &mut messaging,
-                    "standby" => &mut standby,
-                    _ => &mut changes,
-                };
-                if list.is_some() {
-                    return None;
-                }
-                let mut events = Vec::new();
                 let context = Context {
                     page_id: &page_id,
                     time: time.unwrap_or(0),
                     standby: key == "standby",
                 };
-                let end = elements(text, at, |start| {
-                    let (mut event, end) = item(body, text, start, key, &context)?;
-                    event.channel.clone_from(&channel);
-                    events.push(event);
-                    Some(end)
-                })?;
+                let read = |events: &mut Vec<EventData>| {
+                    elements(text, at, |start| {
+                        let (mut event, end) = item(body, text, start, key, &context)?;
+                        event.channel.clone_from(&channel);
+                        events.push(event);
+                        Some(end)
+                    })
+                };
+                if key == "messaging" {
+                    if std::mem::replace(&mut messaging, true) {
+                        return None;
+                    }
+                    return read(out);
+                }
+                let list = if key == "standby" {
+                    &mut standby
+                } else {
+                    &mut changes
+                };
+                if list.is_some() {
+                    return None;
+                }
+                let mut events = Vec::new();
+                let end = read(&mut events)?;
                 *list = Some(events);
                 Some(end)
             }
@@ -306,7 +317,7 @@ fn entry(body: &Bytes, text: &str, at: usize, out: &mut Vec<EventData>) -> Optio
             _ => value::<serde::de::IgnoredAny>(text, at).map(|(_, end)| end),
         }
     })?;
-    for list in [messaging, standby, changes].into_iter().flatten() {
+    for list in [standby, changes].into_iter().flatten() {
         out.extend(list);
     }
     Some(end)

@@ -162,25 +162,40 @@ impl MemoryQueue {
     /// Admits `events` (with their keys and bytes, `sized`): all of them when room was checked
     /// for the whole batch (`checked`), otherwise one by one under [`Overflow::DropNewest`] or
     /// [`Overflow::DropOldest`].
+    ///
+    /// `remembered` says, for each event, whether its id was remembered when the push looked for
+    /// room ([`Inner::remembered`]), before any of its own is: an insert below may turn the
+    /// dedup set's generation and forget the oldest ids, and a redelivery the room was reckoned
+    /// without must not become new halfway through.
     pub(super) fn admit(
         &self,
         inner: &mut Inner,
         events: Vec<Event>,
         sized: &[(DedupKey, usize)],
+        remembered: &[bool],
         report: &mut PushReport,
         checked: bool,
     ) {
         let now = Instant::now();
-        // The ids remembered when the push looked for room, before any of its own is: an
-        // insert below may turn the dedup set's generation and forget the oldest ids, and a
-        // redelivery the room was reckoned without must not become new halfway through.
-        let remembered: Vec<bool> = sized
-            .iter()
-            .map(|&(key, _)| inner.dedup.contains(key))
-            .collect();
-        for ((event, &(key, bytes)), remembered) in events.into_iter().zip(sized).zip(remembered) {
+        let since = inner.dedup.turns();
+        for ((event, &(key, bytes)), &remembered) in events.into_iter().zip(sized).zip(remembered) {
+            if remembered {
+                report.duplicates += 1;
+                continue;
+            }
+            if checked {
+                // Room was checked for the whole batch: the event goes in unless an earlier one
+                // of this batch had its id, which the insert itself tells (one lookup).
+                if !inner.dedup.insert_new(key, now, since) {
+                    report.duplicates += 1;
+                    continue;
+                }
+                inner.enqueue(event, bytes, self.overflow);
+                report.accepted += 1;
+                continue;
+            }
             // Also an id repeated within this batch, remembered by its first.
-            if remembered || inner.dedup.contains(key) {
+            if inner.dedup.contains(key) {
                 report.duplicates += 1;
                 continue;
             }
@@ -210,7 +225,8 @@ impl MemoryQueue {
                     continue;
                 }
             }
-            inner.dedup.insert_new(key, now);
+            // Not remembered (looked up just above): the insert adds it.
+            inner.dedup.insert_new(key, now, since);
             inner.enqueue(event, bytes, self.overflow);
             report.accepted += 1;
         }

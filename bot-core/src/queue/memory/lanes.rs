@@ -98,17 +98,25 @@ pub(super) struct Inner {
 }
 
 impl Inner {
-    /// How many events of a batch (their keys and bytes) are neither remembered nor repeated
-    /// within the batch, and their bytes.
+    /// Whether each event of a batch (by its key) is remembered, into `out` (cleared first).
+    pub(super) fn remembered(&self, sized: &[(DedupKey, usize)], out: &mut Vec<bool>) {
+        out.clear();
+        out.extend(sized.iter().map(|&(key, _)| self.dedup.contains(key)));
+    }
+
+    /// How many events of a batch (their keys and bytes, and whether each is remembered, as
+    /// [`Inner::remembered`] says) are neither remembered nor repeated within the batch, and
+    /// their bytes.
     pub(super) fn fresh(
         &self,
         sized: &[(DedupKey, usize)],
+        remembered: &[bool],
         capacity: usize,
         capacity_bytes: usize,
     ) -> (usize, usize) {
         let (mut upper, mut upper_bytes) = (0, 0usize);
-        for &(key, bytes) in sized {
-            if !self.dedup.contains(key) {
+        for (&(_, bytes), &remembered) in sized.iter().zip(remembered) {
+            if !remembered {
                 upper += 1;
                 upper_bytes = upper_bytes.saturating_add(bytes);
             }
@@ -121,8 +129,8 @@ impl Inner {
         // Repeats within one batch are rare; only pay for finding them when it matters.
         let mut distinct = foldhash::HashSet::default();
         let (mut fresh, mut fresh_bytes) = (0, 0usize);
-        for &(key, bytes) in sized {
-            if !self.dedup.contains(key) && distinct.insert(key) {
+        for (&(key, bytes), &remembered) in sized.iter().zip(remembered) {
+            if !remembered && distinct.insert(key) {
                 fresh += 1;
                 fresh_bytes = fresh_bytes.saturating_add(bytes);
             }

@@ -32,6 +32,8 @@ impl Queue for MemoryQueue {
         let mut waiter: Option<SpaceWaiter<'_>> = None;
         // The pulls that freed room (`space_epoch`) as of this push's last look for room.
         let mut seen_epoch = 0;
+        // Whether each event's id is remembered, looked up once per look for room.
+        let mut remembered: Vec<bool> = Vec::with_capacity(sized.len());
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
@@ -42,8 +44,9 @@ impl Queue for MemoryQueue {
                 }
                 let now = Instant::now();
                 inner.dedup.expire(now);
+                inner.remembered(&sized, &mut remembered);
                 let (fresh, fresh_bytes) = if whole {
-                    inner.fresh(&sized, self.capacity, self.capacity_bytes)
+                    inner.fresh(&sized, &remembered, self.capacity, self.capacity_bytes)
                 } else {
                     (0, 0)
                 };
@@ -57,7 +60,7 @@ impl Queue for MemoryQueue {
                     || fresh == 0;
                 if !whole || fits {
                     let mut report = PushReport::default();
-                    self.admit(&mut inner, events, &sized, &mut report, whole);
+                    self.admit(&mut inner, events, &sized, &remembered, &mut report, whole);
                     self.publish_depth(&inner);
                     if report.accepted > 0 {
                         self.available.notify_one();
