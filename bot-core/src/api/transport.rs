@@ -80,6 +80,29 @@ impl Outgoing<'_> {
     }
 }
 
+/// Where one attempt goes.
+#[derive(Clone, Copy)]
+pub(super) enum Destination<'a> {
+    /// A whole URL.
+    Url(&'a reqwest::Url),
+    /// The built-in transport's primary origin (the client's base, which has no path of its
+    /// own), and this path and query after it, as the URL's parser would leave them
+    /// ([`plain_path`]): a call to the base holds no URL of its own while it waits, and its
+    /// request's path is made from the call's.
+    Base(&'a str),
+}
+
+/// Whether `path` is an absolute path (and query) that a URL's parser leaves as it is: only
+/// the characters it neither escapes nor reads otherwise (not `'`, which it escapes in a
+/// query), no dot segments, no fragment.
+pub(super) fn plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains("/.")
+        && path.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?%".contains(&b)
+        })
+}
+
 /// A client's transport.
 pub(super) enum Transport {
     /// A `reqwest::Client`, the user's or the client's own.
@@ -310,6 +333,29 @@ impl H2Transport {
         )
     }
 
+    /// The origin of `destination`, and its URL when it has one.
+    fn origin_of(&self, destination: Destination<'_>) -> Option<Arc<Origin>> {
+        match destination {
+            Destination::Url(url) => self.origin(url),
+            Destination::Base(_) => Some(self.primary.clone()),
+        }
+    }
+
+    /// The whole URL of `destination`, for the HTTP/1.1 fallback.
+    fn url_of(&self, destination: Destination<'_>) -> Result<reqwest::Url, BoxError> {
+        match destination {
+            Destination::Url(url) => Ok(url.clone()),
+            Destination::Base(path) => {
+                let primary = &self.primary;
+                let scheme = if primary.https { "https" } else { "http" };
+                Ok(reqwest::Url::parse(&format!(
+                    "{scheme}://{}{path}",
+                    primary.authority
+                ))?)
+            }
+        }
+    }
+
     /// The HTTP/1.1 client for servers that do not speak HTTP/2.
     fn fallback(&self) -> Result<&reqwest::Client, BoxError> {
         if let Some(client) = self.fallback.get() {
@@ -328,7 +374,7 @@ impl H2Transport {
     #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
     pub(super) fn exchange<'a>(
         &'a self,
-        url: &'a reqwest::Url,
+        destination: Destination<'a>,
         request: Outgoing<'a>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Exchanged, SendFailure>> + Send + 'a {
@@ -339,14 +385,13 @@ impl H2Transport {
                 source,
             };
             let origin = self
-                .origin(url)
+                .origin_of(destination)
                 .ok_or_else(|| not_sent("the call's URL has no host".into()))?;
             // A call with a base of its own over http:// on an https client, or to a server
             // that speaks only HTTP/1.1. Boxed, as below: the fallback's state is not every
             // call's.
             if (!origin.https && !self.prior_knowledge) || origin.http1.load(Ordering::Acquire) {
-                let http = self.fallback().map_err(not_sent)?;
-                return Box::pin(reqwest_exchange(http, url, request, timeout)).await;
+                return self.over_http1(destination, request, timeout).await;
             }
             // One timer for the whole attempt: the stream's opening, the head, the body.
             let expired = tokio::time::sleep(timeout);
@@ -357,7 +402,7 @@ impl H2Transport {
             let response = {
                 let started = tokio::select! {
                     biased;
-                    started = Box::pin(self.start(&origin, url, &request, &written)) => Some(started),
+                    started = Box::pin(self.start(&origin, destination, &request, &written)) => Some(started),
                     () = &mut expired => None,
                 };
                 match started {
@@ -367,8 +412,7 @@ impl H2Transport {
                         let left = expired
                             .deadline()
                             .saturating_duration_since(tokio::time::Instant::now());
-                        let http = self.fallback().map_err(not_sent)?;
-                        return Box::pin(reqwest_exchange(http, url, request, left)).await;
+                        return self.over_http1(destination, request, left).await;
                     }
                     Some(Err(failure)) => return Err(failure),
                     None => return Err(Self::timed_out(&origin, written.get())),
@@ -397,6 +441,26 @@ impl H2Transport {
             };
             Ok(answer.await)
         }
+    }
+
+    /// One attempt through the HTTP/1.1 fallback client, with the URL it needs made here.
+    /// Boxed: its state (the URL, `reqwest`'s future) is not every call's.
+    fn over_http1<'a>(
+        &'a self,
+        destination: Destination<'a>,
+        request: Outgoing<'a>,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Exchanged, SendFailure>> + Send + 'a>> {
+        Box::pin(async move {
+            let not_sent = |source: BoxError| SendFailure {
+                timeout: false,
+                maybe_delivered: false,
+                source,
+            };
+            let http = self.fallback().map_err(not_sent)?;
+            let url = self.url_of(destination).map_err(not_sent)?;
+            reqwest_exchange(http, &url, request, timeout).await
+        })
     }
 
     /// No answer's head within the attempt's time-out, the request handed to `connection` or
@@ -428,11 +492,11 @@ impl H2Transport {
     async fn start(
         &self,
         origin: &Origin,
-        url: &reqwest::Url,
+        destination: Destination<'_>,
         request: &Outgoing<'_>,
         written: &OnceLock<Arc<AtomicBool>>,
     ) -> Result<Option<h2::client::ResponseFuture>, SendFailure> {
-        let head = self.head(origin, url, request).map_err(|e| SendFailure {
+        let head = self.head(origin, destination, request).map_err(|e| SendFailure {
             timeout: false,
             maybe_delivered: false,
             source: e,
@@ -497,12 +561,15 @@ impl H2Transport {
     fn head(
         &self,
         origin: &Origin,
-        url: &reqwest::Url,
+        destination: Destination<'_>,
         request: &Outgoing<'_>,
     ) -> Result<Request<()>, BoxError> {
-        let path = match url.query() {
-            Some(query) => PathAndQuery::try_from(format!("{}?{query}", url.path()))?,
-            None => PathAndQuery::try_from(url.path())?,
+        let path = match destination {
+            Destination::Url(url) => match url.query() {
+                Some(query) => PathAndQuery::try_from(format!("{}?{query}", url.path()))?,
+                None => PathAndQuery::try_from(url.path())?,
+            },
+            Destination::Base(path) => PathAndQuery::try_from(path)?,
         };
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(if origin.https {
@@ -753,13 +820,44 @@ pub(super) async fn reqwest_exchange(
 mod tests {
     use std::time::Duration;
 
-    use super::{Transport, proxied};
+    use super::{Transport, plain_path, proxied};
 
     fn built(base: &str) -> super::H2Transport {
         let base = reqwest::Url::parse(base).unwrap();
         Transport::builtin(&base, true, &[], "test", Duration::from_secs(1))
             .unwrap()
             .expect("the built-in transport")
+    }
+
+    #[test]
+    fn a_plain_path_goes_out_as_the_url_parser_would_write_it() {
+        // Sent as it is by the built-in transport, without a URL: it must be what the URL's
+        // path and query would be.
+        let base = reqwest::Url::parse("https://api.example").unwrap();
+        for path in [
+            "/v2/bot/message/reply",
+            "/a/b?c=d&e=%20f",
+            "/x:y@z!$&()*+,;=~-_",
+            "/q?a=1?b",
+        ] {
+            assert!(plain_path(path), "{path}");
+            let (p, q) = match path.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (path, None),
+            };
+            let mut url = base.clone();
+            url.set_path(p);
+            url.set_query(q);
+            let written = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            assert_eq!(written, path);
+        }
+        // Relative, dot segments, characters the parser escapes, a fragment: the URL's way.
+        for path in ["v2/bot", "/a/../b", "/a/./b", "/a b", "/a#f", "/a?b='c'", "/é", "/{x}"] {
+            assert!(!plain_path(path), "{path}");
+        }
     }
 
     #[test]
