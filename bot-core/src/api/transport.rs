@@ -98,9 +98,9 @@ pub(super) enum Destination<'a> {
 pub(super) fn plain_path(path: &str) -> bool {
     path.starts_with('/')
         && !path.contains("/.")
-        && path.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?%".contains(&b)
-        })
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?%".contains(&b))
 }
 
 /// A client's transport.
@@ -299,7 +299,10 @@ impl Origin {
     fn retire(&self, closed: &Arc<AtomicBool>) {
         closed.store(true, Ordering::Release);
         let mut live = lock(&self.live);
-        if live.as_ref().is_some_and(|c| Arc::ptr_eq(&c.closed, closed)) {
+        if live
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.closed, closed))
+        {
             *live = None;
         }
     }
@@ -496,11 +499,13 @@ impl H2Transport {
         request: &Outgoing<'_>,
         written: &OnceLock<Arc<AtomicBool>>,
     ) -> Result<Option<h2::client::ResponseFuture>, SendFailure> {
-        let head = self.head(origin, destination, request).map_err(|e| SendFailure {
-            timeout: false,
-            maybe_delivered: false,
-            source: e,
-        })?;
+        let head = self
+            .head(origin, destination, request)
+            .map_err(|e| SendFailure {
+                timeout: false,
+                maybe_delivered: false,
+                source: e,
+            })?;
         // A connection that ended as it was handed out fails before the request is written:
         // once more on a new one.
         let mut tries = 0;
@@ -855,7 +860,9 @@ mod tests {
             assert_eq!(written, path);
         }
         // Relative, dot segments, characters the parser escapes, a fragment: the URL's way.
-        for path in ["v2/bot", "/a/../b", "/a/./b", "/a b", "/a#f", "/a?b='c'", "/é", "/{x}"] {
+        for path in [
+            "v2/bot", "/a/../b", "/a/./b", "/a b", "/a#f", "/a?b='c'", "/é", "/{x}",
+        ] {
             assert!(!plain_path(path), "{path}");
         }
     }

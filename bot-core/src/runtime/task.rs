@@ -210,9 +210,7 @@ fn attempt(
     env: &Arc<TaskEnv>,
     delivery: Delivery,
 ) -> futures::future::Either<
-    std::pin::Pin<
-        Box<tracing::instrument::Instrumented<impl Future<Output = Completion> + use<>>>,
-    >,
+    std::pin::Pin<Box<tracing::instrument::Instrumented<impl Future<Output = Completion> + use<>>>>,
     impl Future<Output = Completion> + use<>,
 > {
     let span = tracing::info_span!(

@@ -206,13 +206,8 @@ impl LineClient {
             if rest_from == messages.len() {
                 return Ok(());
             }
-            Box::pin(self.push_all(
-                target,
-                &messages[rest_from..],
-                AFTER_REPLY_PART,
-                deadline,
-            ))
-            .await
+            Box::pin(self.push_all(target, &messages[rest_from..], AFTER_REPLY_PART, deadline))
+                .await
         }
     }
 }
@@ -251,7 +246,10 @@ impl Outbound for LineClient {
             Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
         };
         drop(messages);
-        Box::pin(self.send_line(target, line_messages, typing).map(|sent| Ok(sent?)))
+        Box::pin(
+            self.send_line(target, line_messages, typing)
+                .map(|sent| Ok(sent?)),
+        )
     }
 
     /// The loading animation, in one-to-one chats (LINE has none for groups and rooms).
