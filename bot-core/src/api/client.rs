@@ -13,7 +13,9 @@ use super::call::{Answer, Call};
 use super::config::ApiConfig;
 use super::error::{ApiError, ApiErrorKind};
 use super::tls::{Load, PlatformVerifier};
-use super::transport::{Outgoing, SendFailure, Transport, reqwest_client, reqwest_exchange};
+use super::transport::{
+    Destination, Outgoing, SendFailure, Transport, plain_path, reqwest_client, reqwest_exchange,
+};
 use crate::event::Platform;
 use crate::limits::RetryPolicy;
 use crate::outbound::RateLimit;
@@ -102,8 +104,12 @@ struct Shared<S> {
     base: String,
     /// `base` parsed once: a call adds its path, never parses the scheme and host again.
     base_url: reqwest::Url,
+    /// Whether `base` is an origin alone (no path): a call's path then goes out as it is.
+    base_is_origin: bool,
     server_address: String,
     authorization: HeaderValue,
+    /// [`ApiSpec::idempotency_header`], asked once.
+    key_header: Option<HeaderName>,
     retry: RetryPolicy,
     timeout: Duration,
     deadline: Duration,
@@ -214,6 +220,7 @@ impl<S: ApiSpec> ApiClient<S> {
             shared.register_metrics(telemetry);
         }
         let mut authorization = spec.authorization(&config.token)?;
+        let key_header = spec.idempotency_header();
         authorization.set_sensitive(true);
         let cannot = |e| fail("cannot build the http client".into()).with_source(e);
         let http = match config.http {
@@ -249,9 +256,12 @@ impl<S: ApiSpec> ApiClient<S> {
                 spec,
                 http,
                 base,
+                base_is_origin: url.path().trim_end_matches('/').is_empty()
+                    && url.query().is_none(),
                 base_url: url,
                 server_address,
                 authorization,
+                key_header,
                 retry: config.retry,
                 timeout: config.timeout,
                 deadline: config.deadline,
@@ -350,48 +360,95 @@ impl<S: ApiSpec> ApiClient<S> {
     ) -> impl Future<Output = Result<Answer, ApiError>> + Send + '_ {
         async move {
             let shared = &*self.shared;
-            let platform = shared.spec.platform();
-            let key_header = match (&call.idempotency_key, shared.spec.idempotency_header()) {
-                (Some(key), Some(name)) => {
-                    call.idempotent = true;
-                    Some((name, header_value(key)?))
-                }
-                _ => None,
+            // Checked once; each attempt writes the header from the key (the call keeps it).
+            if let (Some(key), Some(_)) = (&call.idempotency_key, &shared.key_header) {
+                call.idempotent = true;
+                header_value(key)?;
+            }
+            let (deadline, send_by) = {
+                let started = now();
+                let deadline = call
+                    .deadline
+                    .unwrap_or_else(|| later(started, shared.deadline));
+                // Past this, an attempt is not sent: it would have too little of the deadline
+                // left for an answer, and would most likely fail after going out (for a call
+                // that is not idempotent, as maybe delivered) rather than fail cleanly unsent.
+                let send_by = deadline
+                    .checked_sub(send_reserve(deadline.saturating_duration_since(started)))
+                    .unwrap_or(started);
+                (deadline, send_by)
             };
-            let started = now();
-            let deadline = call
-                .deadline
-                .unwrap_or_else(|| later(started, shared.deadline));
-            // Past this, an attempt is not sent: it would have too little of the deadline left
-            // for an answer, and would most likely fail after going out (for a call that is not
-            // idempotent, as maybe delivered) rather than fail cleanly unsent.
-            let send_by = deadline
-                .checked_sub(send_reserve(deadline.saturating_duration_since(started)))
-                .unwrap_or(started);
-            let url = self.url(&call)?;
+            // A call to the base over the built-in transport holds no URL of its own (it went
+            // out with every call in flight: 88 bytes, and its text on the heap); the others
+            // hold theirs boxed.
+            let url = match &shared.http {
+                Transport::H2(_)
+                    if call.base.is_none() && shared.base_is_origin && plain_path(&call.path) =>
+                {
+                    None
+                }
+                _ => Some(Box::new(self.url(&call)?)),
+            };
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let permit = match self.admit_until(&call, send_by, deadline).await {
                     Some(Ok(permit)) => permit,
                     Some(Err(e)) => {
-                        return Err(e.with_attempts(attempt - 1).with_platform(platform));
+                        return Err(e
+                            .with_attempts(attempt - 1)
+                            .with_platform(shared.spec.platform()));
                     }
                     None => return Err(self.deadline_passed(attempt - 1)),
                 };
-                let at = now();
-                if at >= send_by {
-                    return Err(self.deadline_passed(attempt - 1));
-                }
-                let left = deadline.saturating_duration_since(at);
-                let timeout = shared.timeout.min(left);
-                let failure = match self
-                    .attempt(&call, &url, key_header.as_ref(), permit, timeout)
-                    .await
-                {
-                    Ok(answer) => return Ok(answer),
-                    Err(failure) => failure.with_platform(platform.clone()),
+                // Scoped, as the platform below: not held while the answer is awaited.
+                let timeout = {
+                    let at = now();
+                    if at >= send_by {
+                        return Err(self.deadline_passed(attempt - 1));
+                    }
+                    shared.timeout.min(deadline.saturating_duration_since(at))
                 };
+                // The attempt, in this future rather than one of its own (which would hold
+                // the call's references again): only the exchange, the permit and its start
+                // time are held while the platform answers.
+                let started = Instant::now();
+                let exchanged = {
+                    let outgoing = Outgoing {
+                        method: &call.method,
+                        authorization: &shared.authorization,
+                        body: call.body.as_ref(),
+                        key: match (&shared.key_header, &call.idempotency_key) {
+                            (Some(name), Some(key)) => Some((name, key.as_str())),
+                            _ => None,
+                        },
+                    };
+                    let destination = match &url {
+                        Some(url) => Destination::Url(url),
+                        None => Destination::Base(&call.path),
+                    };
+                    match (&shared.http, destination) {
+                        // Boxed: `reqwest`'s future is large, and not the built-in transport's.
+                        (Transport::Reqwest(http), Destination::Url(url)) => {
+                            Box::pin(reqwest_exchange(http, url, outgoing, timeout)).await
+                        }
+                        (Transport::H2(h2), destination) => {
+                            h2.exchange(destination, outgoing, timeout).await
+                        }
+                        // Not made: a `reqwest` client's calls always have their URL.
+                        (Transport::Reqwest(_), Destination::Base(_)) => {
+                            return Err(ApiError::new(
+                                ApiErrorKind::InvalidRequest,
+                                "the call has no URL",
+                            ));
+                        }
+                    }
+                };
+                let failure = match self.answered(&call, permit, started, exchanged) {
+                    Ok(answer) => return Ok(answer),
+                    Err(failure) => failure.with_platform(shared.spec.platform()),
+                };
+                let platform = shared.spec.platform();
                 let maybe_delivered = failure.maybe_delivered() && !call.idempotent;
                 let finish = |e: ApiError| {
                     e.with_attempts(attempt)
@@ -512,27 +569,16 @@ impl<S: ApiSpec> ApiClient<S> {
         Ok(permit)
     }
 
-    async fn attempt(
+    /// What an attempt's exchange means: the answer, or the error to retry or return.
+    fn answered(
         &self,
         call: &Call,
-        url: &reqwest::Url,
-        key_header: Option<&(HeaderName, HeaderValue)>,
         permit: S::Permit,
-        timeout: Duration,
+        started: Instant,
+        exchanged: Result<super::transport::Exchanged, SendFailure>,
     ) -> Result<Answer, ApiError> {
         let shared = &*self.shared;
         let platform = shared.spec.platform();
-        let outgoing = Outgoing {
-            method: &call.method,
-            authorization: &shared.authorization,
-            body: call.body.as_ref(),
-            key_header,
-        };
-        let started = Instant::now();
-        let exchanged = match &shared.http {
-            Transport::Reqwest(http) => reqwest_exchange(http, url, outgoing, timeout).await,
-            Transport::H2(h2) => h2.exchange(url, outgoing, timeout).await,
-        };
         let (status, headers, body) = match exchanged {
             Ok(exchanged) => exchanged,
             Err(SendFailure {

@@ -60,11 +60,47 @@ pub(super) struct SendFailure {
 pub(super) type Exchanged = (StatusCode, HeaderMap, Result<Bytes, (bool, BoxError)>);
 
 /// What one attempt sends: everything but the URI is the same for every transport.
+///
+/// References only, held by every call in flight: the idempotency key is its header's name and
+/// the key's text (checked as a header value when the call began), its value made when the
+/// request is.
 pub(super) struct Outgoing<'a> {
     pub(super) method: &'a Method,
     pub(super) authorization: &'a HeaderValue,
     pub(super) body: Option<&'a (Bytes, HeaderValue)>,
-    pub(super) key_header: Option<&'a (HeaderName, HeaderValue)>,
+    pub(super) key: Option<(&'a HeaderName, &'a str)>,
+}
+
+impl Outgoing<'_> {
+    /// The idempotency key's header, if the call has one.
+    fn key_header(&self) -> Result<Option<(HeaderName, HeaderValue)>, BoxError> {
+        self.key
+            .map(|(name, key)| Ok((name.clone(), HeaderValue::from_str(key)?)))
+            .transpose()
+    }
+}
+
+/// Where one attempt goes.
+#[derive(Clone, Copy)]
+pub(super) enum Destination<'a> {
+    /// A whole URL.
+    Url(&'a reqwest::Url),
+    /// The built-in transport's primary origin (the client's base, which has no path of its
+    /// own), and this path and query after it, as the URL's parser would leave them
+    /// ([`plain_path`]): a call to the base holds no URL of its own while it waits, and its
+    /// request's path is made from the call's.
+    Base(&'a str),
+}
+
+/// Whether `path` is an absolute path (and query) that a URL's parser leaves as it is: only
+/// the characters it neither escapes nor reads otherwise (not `'`, which it escapes in a
+/// query), no dot segments, no fragment.
+pub(super) fn plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains("/.")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?%".contains(&b))
 }
 
 /// A client's transport.
@@ -258,13 +294,14 @@ impl Origin {
         Some(connection.clone())
     }
 
-    /// Forgets `connection` if it is still the live one (it failed a call).
-    fn retire(&self, connection: &Connection) {
-        connection.closed.store(true, Ordering::Release);
+    /// Forgets the connection of `closed` (its [`Connection::closed`]) if it is still the live
+    /// one (it failed a call).
+    fn retire(&self, closed: &Arc<AtomicBool>) {
+        closed.store(true, Ordering::Release);
         let mut live = lock(&self.live);
         if live
             .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(&c.closed, &connection.closed))
+            .is_some_and(|c| Arc::ptr_eq(&c.closed, closed))
         {
             *live = None;
         }
@@ -299,6 +336,29 @@ impl H2Transport {
         )
     }
 
+    /// The origin of `destination`, and its URL when it has one.
+    fn origin_of(&self, destination: Destination<'_>) -> Option<Arc<Origin>> {
+        match destination {
+            Destination::Url(url) => self.origin(url),
+            Destination::Base(_) => Some(self.primary.clone()),
+        }
+    }
+
+    /// The whole URL of `destination`, for the HTTP/1.1 fallback.
+    fn url_of(&self, destination: Destination<'_>) -> Result<reqwest::Url, BoxError> {
+        match destination {
+            Destination::Url(url) => Ok(url.clone()),
+            Destination::Base(path) => {
+                let primary = &self.primary;
+                let scheme = if primary.https { "https" } else { "http" };
+                Ok(reqwest::Url::parse(&format!(
+                    "{scheme}://{}{path}",
+                    primary.authority
+                ))?)
+            }
+        }
+    }
+
     /// The HTTP/1.1 client for servers that do not speak HTTP/2.
     fn fallback(&self) -> Result<&reqwest::Client, BoxError> {
         if let Some(client) = self.fallback.get() {
@@ -311,12 +371,13 @@ impl H2Transport {
     /// Sends one request to `url` and reads its answer, within `timeout`.
     // Not an `async fn` (it would keep its arguments twice), and shaped for the seconds an
     // answer may take: opening the stream (the head, the connection, its readiness) runs in a
-    // box of its own that is gone once the request is handed over, so that every call in
-    // flight holds only the answer's future, the time-out's one timer and a few words.
+    // box of its own that is gone once the request is handed over, and each step's locals are
+    // scoped to it, so that every call in flight holds only the answer's future, the time-out's
+    // one timer, the connection it went out on and a few words.
     #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
     pub(super) fn exchange<'a>(
         &'a self,
-        url: &'a reqwest::Url,
+        destination: Destination<'a>,
         request: Outgoing<'a>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Exchanged, SendFailure>> + Send + 'a {
@@ -327,64 +388,87 @@ impl H2Transport {
                 source,
             };
             let origin = self
-                .origin(url)
+                .origin_of(destination)
                 .ok_or_else(|| not_sent("the call's URL has no host".into()))?;
             // A call with a base of its own over http:// on an https client, or to a server
             // that speaks only HTTP/1.1. Boxed, as below: the fallback's state is not every
             // call's.
             if (!origin.https && !self.prior_knowledge) || origin.http1.load(Ordering::Acquire) {
-                let http = self.fallback().map_err(not_sent)?;
-                return Box::pin(reqwest_exchange(http, url, request, timeout)).await;
+                return self.over_http1(destination, request, timeout).await;
             }
-            let deadline = tokio::time::Instant::now() + timeout;
             // One timer for the whole attempt: the stream's opening, the head, the body.
-            let expired = tokio::time::sleep_until(deadline);
+            let expired = tokio::time::sleep(timeout);
             tokio::pin!(expired);
-            // The connection the request was handed to, once it was.
+            // The connection the request was handed to (its flag, all that retiring it takes),
+            // once it was.
             let written = OnceLock::new();
-            let started = tokio::select! {
-                biased;
-                started = Box::pin(self.start(&origin, url, &request, &written)) => Some(started),
-                () = &mut expired => None,
-            };
-            let (connection, response) = match started {
-                Some(Ok(Some(started))) => started,
-                Some(Ok(None)) => {
-                    // The server picked HTTP/1.1.
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let http = self.fallback().map_err(not_sent)?;
-                    return Box::pin(reqwest_exchange(http, url, request, left)).await;
-                }
-                Some(Err(failure)) => return Err(failure),
-                None => return Err(Self::timed_out(&origin, written.get())),
-            };
-            let response = tokio::select! {
-                biased;
-                response = response => response,
-                () = &mut expired => return Err(Self::timed_out(&origin, Some(&connection))),
-            };
-            let response = match response {
-                Ok(response) => response,
-                Err(e) => {
-                    if e.is_go_away() || e.is_io() {
-                        origin.retire(&connection);
+            let response = {
+                let started = tokio::select! {
+                    biased;
+                    started = Box::pin(self.start(&origin, destination, &request, &written)) => Some(started),
+                    () = &mut expired => None,
+                };
+                match started {
+                    Some(Ok(Some(response))) => response,
+                    Some(Ok(None)) => {
+                        // The server picked HTTP/1.1.
+                        let left = expired
+                            .deadline()
+                            .saturating_duration_since(tokio::time::Instant::now());
+                        return self.over_http1(destination, request, left).await;
                     }
-                    return Err(stream_failure(e));
+                    Some(Err(failure)) => return Err(failure),
+                    None => return Err(Self::timed_out(&origin, written.get())),
                 }
             };
-            let (parts, mut body) = response.into_parts();
-            let body = tokio::select! {
-                biased;
-                read = read_body(&mut body) => read.map_err(|e| (false, e)),
-                () = &mut expired => Err((true, "reading the answer timed out".into())),
+            // The seconds the platform takes.
+            let answer = {
+                let response = tokio::select! {
+                    biased;
+                    response = response => response,
+                    () = &mut expired => return Err(Self::timed_out(&origin, written.get())),
+                };
+                match response {
+                    // Boxed: the answer's head and the body's reading are a moment after the
+                    // wait, and would otherwise enlarge every call while it waits.
+                    Ok(response) => Box::pin(read_answer(response, expired)),
+                    Err(e) => {
+                        if (e.is_go_away() || e.is_io())
+                            && let Some(closed) = written.get()
+                        {
+                            origin.retire(closed);
+                        }
+                        return Err(stream_failure(e));
+                    }
+                }
             };
-            Ok((parts.status, parts.headers, body))
+            Ok(answer.await)
         }
+    }
+
+    /// One attempt through the HTTP/1.1 fallback client, with the URL it needs made here.
+    /// Boxed: its state (the URL, `reqwest`'s future) is not every call's.
+    fn over_http1<'a>(
+        &'a self,
+        destination: Destination<'a>,
+        request: Outgoing<'a>,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Exchanged, SendFailure>> + Send + 'a>> {
+        Box::pin(async move {
+            let not_sent = |source: BoxError| SendFailure {
+                timeout: false,
+                maybe_delivered: false,
+                source,
+            };
+            let http = self.fallback().map_err(not_sent)?;
+            let url = self.url_of(destination).map_err(not_sent)?;
+            reqwest_exchange(http, &url, request, timeout).await
+        })
     }
 
     /// No answer's head within the attempt's time-out, the request handed to `connection` or
     /// not yet.
-    fn timed_out(origin: &Origin, connection: Option<&Connection>) -> SendFailure {
+    fn timed_out(origin: &Origin, connection: Option<&Arc<AtomicBool>>) -> SendFailure {
         // No answer's head in the whole attempt on a connection that had the request: the
         // connection may be dead (a peer gone without a FIN, a NAT that forgot it). The next
         // call opens a new one; streams in flight on this one may still end.
@@ -405,20 +489,23 @@ impl H2Transport {
         }
     }
 
-    /// Opens a stream on the origin's connection and hands it the request; returns the
-    /// connection and the answer's future, or `None` when the origin speaks only HTTP/1.1.
+    /// Opens a stream on the origin's connection and hands it the request (the connection is
+    /// then in `written`); returns the answer's future, or `None` when the origin speaks only
+    /// HTTP/1.1.
     async fn start(
         &self,
         origin: &Origin,
-        url: &reqwest::Url,
+        destination: Destination<'_>,
         request: &Outgoing<'_>,
-        written: &OnceLock<Connection>,
-    ) -> Result<Option<(Connection, h2::client::ResponseFuture)>, SendFailure> {
-        let head = self.head(origin, url, request).map_err(|e| SendFailure {
-            timeout: false,
-            maybe_delivered: false,
-            source: e,
-        })?;
+        written: &OnceLock<Arc<AtomicBool>>,
+    ) -> Result<Option<h2::client::ResponseFuture>, SendFailure> {
+        let head = self
+            .head(origin, destination, request)
+            .map_err(|e| SendFailure {
+                timeout: false,
+                maybe_delivered: false,
+                source: e,
+            })?;
         // A connection that ended as it was handed out fails before the request is written:
         // once more on a new one.
         let mut tries = 0;
@@ -449,22 +536,22 @@ impl H2Transport {
                     // The stream is open and its head queued: from here the request may reach
                     // the platform, whatever happens to this call.
                     super::dispatch::note_dispatched();
-                    let _ = written.set(connection.clone());
+                    let _ = written.set(connection.closed.clone());
                     if let Some((body, _)) = request.body
                         && let Err(e) = stream.send_data(body.clone(), true)
                     {
-                        origin.retire(&connection);
+                        origin.retire(&connection.closed);
                         return Err(stream_failure(e));
                     }
-                    return Ok(Some((connection, response)));
+                    return Ok(Some(response));
                 }
                 // Refused before a byte of it was written: the connection is done.
                 Err(e) if tries < 2 => {
                     tracing::debug!(error = %e, "http/2 connection ended; opening another");
-                    origin.retire(&connection);
+                    origin.retire(&connection.closed);
                 }
                 Err(e) => {
-                    origin.retire(&connection);
+                    origin.retire(&connection.closed);
                     return Err(SendFailure {
                         timeout: false,
                         maybe_delivered: false,
@@ -479,12 +566,15 @@ impl H2Transport {
     fn head(
         &self,
         origin: &Origin,
-        url: &reqwest::Url,
+        destination: Destination<'_>,
         request: &Outgoing<'_>,
     ) -> Result<Request<()>, BoxError> {
-        let path = match url.query() {
-            Some(query) => PathAndQuery::try_from(format!("{}?{query}", url.path()))?,
-            None => PathAndQuery::try_from(url.path())?,
+        let path = match destination {
+            Destination::Url(url) => match url.query() {
+                Some(query) => PathAndQuery::try_from(format!("{}?{query}", url.path()))?,
+                None => PathAndQuery::try_from(url.path())?,
+            },
+            Destination::Base(path) => PathAndQuery::try_from(path)?,
         };
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(if origin.https {
@@ -516,8 +606,8 @@ impl H2Transport {
             }
             None => {}
         }
-        if let Some((name, value)) = request.key_header {
-            headers.insert(name.clone(), value.clone());
+        if let Some((name, value)) = request.key_header()? {
+            headers.insert(name, value);
         }
         Ok(head)
     }
@@ -592,6 +682,20 @@ impl H2Transport {
     }
 }
 
+/// The answer's head, and its body read before `expired`.
+async fn read_answer(
+    response: http::Response<h2::RecvStream>,
+    expired: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Exchanged {
+    let (parts, body) = response.into_parts();
+    let body = tokio::select! {
+        biased;
+        read = read_body(body) => read.map_err(|e| (false, e)),
+        () = expired => Err((true, "reading the answer timed out".into())),
+    };
+    (parts.status, parts.headers, body)
+}
+
 /// Drives `connection` on a task of its own until it ends, and marks it closed then.
 fn drive<T>(
     (send, connection): (
@@ -639,7 +743,7 @@ fn stream_failure(e: h2::Error) -> SendFailure {
     }
 }
 
-async fn read_body(body: &mut h2::RecvStream) -> Result<Bytes, BoxError> {
+async fn read_body(mut body: h2::RecvStream) -> Result<Bytes, BoxError> {
     let mut first: Option<Bytes> = None;
     let mut more: Option<BytesMut> = None;
     while let Some(chunk) = body.data().await {
@@ -680,8 +784,18 @@ pub(super) async fn reqwest_exchange(
         headers.insert(header::CONTENT_TYPE, content_type.clone());
         *request.body_mut() = Some(body.clone().into());
     }
-    if let Some((name, value)) = outgoing.key_header {
-        request.headers_mut().insert(name.clone(), value.clone());
+    match outgoing.key_header() {
+        Ok(Some((name, value))) => {
+            request.headers_mut().insert(name, value);
+        }
+        Ok(None) => {}
+        Err(source) => {
+            return Err(SendFailure {
+                timeout: false,
+                maybe_delivered: false,
+                source,
+            });
+        }
     }
     // From here the request may reach the platform, whatever happens to this call.
     super::dispatch::note_dispatched();
@@ -711,13 +825,46 @@ pub(super) async fn reqwest_exchange(
 mod tests {
     use std::time::Duration;
 
-    use super::{Transport, proxied};
+    use super::{Transport, plain_path, proxied};
 
     fn built(base: &str) -> super::H2Transport {
         let base = reqwest::Url::parse(base).unwrap();
         Transport::builtin(&base, true, &[], "test", Duration::from_secs(1))
             .unwrap()
             .expect("the built-in transport")
+    }
+
+    #[test]
+    fn a_plain_path_goes_out_as_the_url_parser_would_write_it() {
+        // Sent as it is by the built-in transport, without a URL: it must be what the URL's
+        // path and query would be.
+        let base = reqwest::Url::parse("https://api.example").unwrap();
+        for path in [
+            "/v2/bot/message/reply",
+            "/a/b?c=d&e=%20f",
+            "/x:y@z!$&()*+,;=~-_",
+            "/q?a=1?b",
+        ] {
+            assert!(plain_path(path), "{path}");
+            let (p, q) = match path.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (path, None),
+            };
+            let mut url = base.clone();
+            url.set_path(p);
+            url.set_query(q);
+            let written = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            assert_eq!(written, path);
+        }
+        // Relative, dot segments, characters the parser escapes, a fragment: the URL's way.
+        for path in [
+            "v2/bot", "/a/../b", "/a/./b", "/a b", "/a#f", "/a?b='c'", "/é", "/{x}",
+        ] {
+            assert!(!plain_path(path), "{path}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! [`LineClient`] as the [`Outbound`] of LINE events: a reply, the rest pushed, the
 //! reply-to-push fallback, and the memory that keeps a retried handler from sending twice.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -8,6 +10,7 @@ use bot_core::api::Dispatch;
 use bot_core::event::ConversationId;
 use bot_core::outbound::{OutgoingMessage, Target};
 use bot_core::{Outbound, Platform};
+use futures::FutureExt as _;
 use http::StatusCode;
 
 use super::builder::LineClient;
@@ -58,133 +61,154 @@ impl LineClient {
     /// Sends `messages` for `target`, after the loading animation when `typing`: a reply of up
     /// to five when there is a reply token, the rest (or all, without a token) pushed,
     /// everything under one deadline.
-    async fn send_line(
-        &self,
-        target: &Target,
-        messages: Vec<Message>,
+    // Not an `async fn`, which would keep its arguments twice, and shaped for the seconds the
+    // reply's answer takes, which every running event spends here: the paths a reply rarely
+    // takes (the loading animation, pushes, a fallback) are boxed apart, and nothing is kept
+    // across the reply's call that can be made again after it (the reply mark's key, the rest's
+    // slice).
+    #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
+    fn send_line<'a>(
+        &'a self,
+        target: &'a Target,
+        mut messages: Vec<Message>,
         typing: bool,
-    ) -> Result<(), Error> {
-        let deadline = self.api.deadline_from_now();
-        if typing {
-            // First: one reply call takes the messages.
-            self.loading_until(&target.conversation, deadline).await?;
-        }
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let Some(token) = &target.reply_token else {
-            return self.push_all(target, &messages, 0, deadline).await;
-        };
-        let fallback = self.shared.push_fallback;
-        let split = messages.len().min(MAX_MESSAGES_PER_CALL);
-        if split < messages.len() && !fallback {
-            return Err(Error::invalid_request(format!(
-                "line: a reply carries at most {MAX_MESSAGES_PER_CALL} messages, got {}; send fewer \
-                 or enable push_fallback to push the rest",
-                messages.len()
-            )));
-        }
-        let send = target
-            .origin
-            .as_ref()
-            .map(|event| (event.clone(), target.send_index));
-        // Held in flight for the time of the call: a reply cut off after its request was written
-        // (the handler timed out) may have used the token, and its retry must not push the
-        // messages a second time; one cut off before it left is forgotten. A concurrent attempt
-        // of this handler (a redelivery while this one runs) waits here for the outcome. After
-        // an attempt that may have used the token the key is held too (and stays remembered):
-        // a sibling retry then finds this one's reply in `replied` instead of using the token
-        // at the same time and being refused.
-        let dispatch = Dispatch::new();
-        let mark = match send.clone() {
-            Some(send) => Some(
-                (self.shared.maybe_replied)
-                    .take(send, &dispatch, deadline)
-                    .await?,
-            ),
-            None => None,
-        };
-        let tried_before = mark.as_ref().is_some_and(|mark| mark.was_sent());
-        if let Some(send) = &send
-            && self.shared.replied.contains(send)
-        {
-            if let Some(mark) = mark {
-                mark.forget();
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+        async move {
+            let deadline = self.api.deadline_from_now();
+            if typing {
+                // First: one reply call takes the messages.
+                Box::pin(self.loading_until(&target.conversation, deadline)).await?;
             }
-            // An earlier attempt of this handler made this reply already; only the rest may
-            // be missing, and its pushes carry the same retry keys as then.
-            return self
-                .push_all(target, &messages[split..], AFTER_REPLY_PART, deadline)
+            if messages.is_empty() {
+                return Ok(());
+            }
+            let Some(token) = &target.reply_token else {
+                return Box::pin(self.push_all(target, &messages, 0, deadline)).await;
+            };
+            let fallback = self.shared.push_fallback;
+            let split = messages.len().min(MAX_MESSAGES_PER_CALL);
+            if split < messages.len() && !fallback {
+                return Err(Error::invalid_request(format!(
+                    "line: a reply carries at most {MAX_MESSAGES_PER_CALL} messages, got {}; send \
+                     fewer or enable push_fallback to push the rest",
+                    messages.len()
+                )));
+            }
+            // The reply's key among the replies remembered: made when needed rather than held.
+            let send = || {
+                target
+                    .origin
+                    .as_ref()
+                    .map(|event| (event.clone(), target.send_index))
+            };
+            // Held in flight for the time of the call: a reply cut off after its request was
+            // written (the handler timed out) may have used the token, and its retry must not
+            // push the messages a second time; one cut off before it left is forgotten. A
+            // concurrent attempt of this handler (a redelivery while this one runs) waits here
+            // for the outcome. After an attempt that may have used the token the key is held too
+            // (and stays remembered): a sibling retry then finds this one's reply in `replied`
+            // instead of using the token at the same time and being refused.
+            let dispatch = Dispatch::new();
+            let mark = match send() {
+                Some(send) => Some(
+                    (self.shared.maybe_replied)
+                        .take(send, &dispatch, deadline)
+                        .await?,
+                ),
+                None => None,
+            };
+            let tried_before = mark.as_ref().is_some_and(|mark| mark.was_sent());
+            if let Some(send) = send()
+                && self.shared.replied.contains(&send)
+            {
+                if let Some(mark) = mark {
+                    mark.forget();
+                }
+                // An earlier attempt of this handler made this reply already; only the rest may
+                // be missing, and its pushes carry the same retry keys as then.
+                return Box::pin(self.push_all(
+                    target,
+                    &messages[split..],
+                    AFTER_REPLY_PART,
+                    deadline,
+                ))
                 .await;
-        }
-        // Made here, not earlier: a call held across the wait for the mark would take its room
-        // in this future twice.
-        let reply = super::message::reply_call(token.expose(), &messages[..split])?;
-        // From here the messages serve only what may be pushed: the rest, or, with push_fallback,
-        // all of them instead of the reply. Not held for the seconds of the call otherwise.
-        let (messages, rest_from) = if fallback {
-            (messages, split)
-        } else {
-            let mut messages = messages;
-            (messages.split_off(split), 0)
-        };
-        let rest = &messages[rest_from..];
-        let replied = dispatch.scope(self.reply_with(reply, Some(deadline))).await;
-        match replied {
-            Ok(_) => {
-                // Made before the mark ends: an attempt waiting on the mark then sees it.
-                if let Some(send) = send {
-                    self.shared.replied.insert(send);
-                }
-                if let Some(mark) = mark {
-                    mark.forget();
-                }
             }
-            // The token may have been used by an attempt whose answer was lost: pushing the
-            // reply's messages could show them twice. The rest were never part of it.
-            Err(e) if e.is_invalid_reply_token() && (e.attempts() > 1 || tried_before) => {
-                if let Some(mark) = mark {
-                    mark.keep();
-                }
-                if !rest.is_empty() {
-                    self.push_all(target, rest, AFTER_REPLY_PART, deadline)
-                        .await?;
-                }
-                return Err(Error::new(
-                    ErrorKind::InvalidReplyToken,
-                    "line: the reply token was refused after an attempt that may have been \
-                     delivered; not pushing the reply's messages",
-                )
-                .with_platform(Platform::LINE)
-                .with_attempts(e.attempts())
-                .with_maybe_delivered(true)
-                .with_source(e));
-            }
-            Err(e) if e.is_invalid_reply_token() && fallback => {
-                if let Some(mark) = mark {
-                    mark.forget();
-                }
-                tracing::info!(
-                    conversation = target.conversation.as_str(),
-                    "line reply token refused; pushing instead"
-                );
-                return self.push_all(target, &messages, 0, deadline).await;
-            }
-            Err(e) => {
-                if dispatch.happened() && may_have_reached_line(&e) {
-                    if let Some(mark) = mark {
-                        mark.keep();
+            // Made here, not earlier: a call held across the wait for the mark would take its
+            // room in this future twice.
+            let reply = super::message::reply_call(token.expose(), &messages[..split])?;
+            // From here the messages serve only what may be pushed: the rest, or, with
+            // push_fallback, all of them instead of the reply. Not held for the seconds of the
+            // call otherwise.
+            let rest_from = if fallback {
+                split
+            } else {
+                messages = messages.split_off(split);
+                0
+            };
+            let replied = dispatch.scope(self.reply_with(reply, Some(deadline))).await;
+            match replied {
+                Ok(_) => {
+                    // Made before the mark ends: an attempt waiting on the mark then sees it.
+                    if let Some(send) = send() {
+                        self.shared.replied.insert(send);
                     }
-                } else {
                     if let Some(mark) = mark {
                         mark.forget();
                     }
                 }
-                return Err(e);
+                // The token may have been used by an attempt whose answer was lost: pushing the
+                // reply's messages could show them twice. The rest were never part of it.
+                Err(e) if e.is_invalid_reply_token() && (e.attempts() > 1 || tried_before) => {
+                    if let Some(mark) = mark {
+                        mark.keep();
+                    }
+                    if rest_from < messages.len() {
+                        Box::pin(self.push_all(
+                            target,
+                            &messages[rest_from..],
+                            AFTER_REPLY_PART,
+                            deadline,
+                        ))
+                        .await?;
+                    }
+                    return Err(Error::new(
+                        ErrorKind::InvalidReplyToken,
+                        "line: the reply token was refused after an attempt that may have been \
+                         delivered; not pushing the reply's messages",
+                    )
+                    .with_platform(Platform::LINE)
+                    .with_attempts(e.attempts())
+                    .with_maybe_delivered(true)
+                    .with_source(e));
+                }
+                Err(e) if e.is_invalid_reply_token() && fallback => {
+                    if let Some(mark) = mark {
+                        mark.forget();
+                    }
+                    tracing::info!(
+                        conversation = target.conversation.as_str(),
+                        "line reply token refused; pushing instead"
+                    );
+                    return Box::pin(self.push_all(target, &messages, 0, deadline)).await;
+                }
+                Err(e) => {
+                    if dispatch.happened() && may_have_reached_line(&e) {
+                        if let Some(mark) = mark {
+                            mark.keep();
+                        }
+                    } else if let Some(mark) = mark {
+                        mark.forget();
+                    }
+                    return Err(e);
+                }
             }
+            if rest_from == messages.len() {
+                return Ok(());
+            }
+            Box::pin(self.push_all(target, &messages[rest_from..], AFTER_REPLY_PART, deadline))
+                .await
         }
-        self.push_all(target, rest, AFTER_REPLY_PART, deadline)
-            .await
     }
 }
 
@@ -204,14 +228,28 @@ impl Outbound for LineClient {
         Platform::LINE
     }
 
-    async fn send(
-        &self,
-        target: &Target,
+    // Not an `async fn`: the messages are rendered before the future is made (not held in it
+    // for the seconds the call may take), and the box holds the send's own future, nothing
+    // around it.
+    fn send<'a, 'b, 'f>(
+        &'a self,
+        target: &'b Target,
         messages: Vec<OutgoingMessage>,
-    ) -> Result<(), bot_core::Error> {
-        let (typing, line_messages) = crate::render::render_send(&messages)?;
-        drop(messages); // converted: not held for the seconds the call may take
-        Ok(self.send_line(target, line_messages, typing).await?)
+    ) -> Pin<Box<dyn Future<Output = Result<(), bot_core::Error>> + Send + 'f>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        let (typing, line_messages) = match crate::render::render_send(&messages) {
+            Ok(rendered) => rendered,
+            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+        };
+        drop(messages);
+        Box::pin(
+            self.send_line(target, line_messages, typing)
+                .map(|sent| Ok(sent?)),
+        )
     }
 
     /// The loading animation, in one-to-one chats (LINE has none for groups and rooms).
