@@ -127,8 +127,6 @@ pub(super) struct Batch {
     pub(super) bytes: usize,
     /// The highest sequence read into it, dispatches handed over or not.
     pub(super) last_sequence: Option<u64>,
-    /// Where its messages are copied, in buffers shared by a block's worth of them.
-    pub(super) copies: super::frame::Copies,
 }
 
 impl Batch {

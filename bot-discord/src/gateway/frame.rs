@@ -181,57 +181,17 @@ impl Payload {
         }
     }
 
-    /// One copy of the message, of its exact bytes, which its dispatches' payloads share, cut
-    /// from `copies`' buffer (see [`Copies`]): a slice of the WebSocket layer's buffer would keep
-    /// its whole read buffer (16 KiB, or what a large frame made it reserve) alive for as long
-    /// as one of its events is queued, and the inflater's buffer is reused for the next message.
-    /// Checked as UTF-8 once here; `None` when it is not, so no JSON.
-    pub(super) fn text_copy(
-        &self,
-        inflater: Option<&Inflater>,
-        copies: &mut Copies,
-    ) -> Option<Utf8Bytes> {
-        Utf8Bytes::try_from(copies.copy(self.bytes(inflater))).ok()
-    }
-}
-
-/// Where the copies of a batch's messages are made: buffers shared by up to
-/// [`BLOCK_EVENTS`](bot_core::event::BLOCK_EVENTS) messages in a row, the size of the block of
-/// events they become, instead of an allocation each. The shard allocates the copies and the
-/// handler workers, on other threads, free them: one buffer per block makes that one allocation
-/// and one cross-thread free per block, not per message (the allocator's arena lock, which
-/// such frees contend for, was a measured share of the shard's time). A buffer lives as long as
-/// the last of its messages' events, as the block of their data does.
-#[derive(Default)]
-pub(super) struct Copies {
-    buffer: bytes::BytesMut,
-    /// Messages the current buffer still takes.
-    left: usize,
-}
-
-/// The most a buffer of [`Copies`] reserves for the messages to come; a larger message is
-/// copied alone, at its size.
-const COPIES_MAX_BUFFER: usize = 64 * 1024;
-
-impl Copies {
-    /// A copy of `bytes`, sharing its buffer with the messages before and after it in the
-    /// block.
-    pub(super) fn copy(&mut self, bytes: &[u8]) -> bytes::Bytes {
-        if self.left == 0 || self.buffer.capacity() < bytes.len() {
-            if self.left == 0 {
-                self.left = bot_core::event::BLOCK_EVENTS;
-            }
-            // Room for the rest of the block's messages if they are about this one's size.
-            let room = (bytes.len().saturating_mul(self.left))
-                .checked_next_power_of_two()
-                .unwrap_or(usize::MAX)
-                .min(COPIES_MAX_BUFFER)
-                .max(bytes.len());
-            self.buffer = bytes::BytesMut::with_capacity(room);
+    /// One copy of the message, of its exact size, which its dispatches' payloads share: a
+    /// slice of the WebSocket layer's buffer would keep its whole read buffer (16 KiB, or what
+    /// a large frame made it reserve) alive for as long as one of its events is queued, and
+    /// the inflater's buffer is reused for the next message. A text message is UTF-8 already
+    /// (the WebSocket layer checked it) and its copy is not checked again; a binary or inflated
+    /// one is checked once. `None` when it is not UTF-8, so no JSON.
+    pub(super) fn text_copy(&self, inflater: Option<&Inflater>) -> Option<Utf8Bytes> {
+        match self {
+            Self::Message(Message::Text(text)) => Some(Utf8Bytes::from(text.as_str())),
+            _ => Utf8Bytes::try_from(bot_core::body_for_events(self.bytes(inflater))).ok(),
         }
-        self.left -= 1;
-        self.buffer.extend_from_slice(bytes);
-        self.buffer.split().freeze()
     }
 }
 
@@ -403,52 +363,6 @@ mod tests {
         assert_eq!(
             gateway_url("wss://resume.discord.gg", true),
             "wss://resume.discord.gg/?v=10&encoding=json&compress=zlib-stream"
-        );
-    }
-
-    /// Whether `b` starts where `a` ends: cut from one buffer, one after the other.
-    fn adjacent(a: &[u8], b: &[u8]) -> bool {
-        a.as_ptr_range().end == b.as_ptr()
-    }
-
-    #[test]
-    fn a_blocks_worth_of_messages_share_one_buffer_and_the_next_block_starts_another() {
-        use bot_core::event::BLOCK_EVENTS;
-        let mut copies = Copies::default();
-        let messages: Vec<String> = (0..2 * BLOCK_EVENTS + 1)
-            .map(|n| format!(r#"{{"op":0,"s":{n},"t":"MESSAGE_CREATE","d":{{}}}}"#))
-            .collect();
-        let copied: Vec<bytes::Bytes> =
-            messages.iter().map(|m| copies.copy(m.as_bytes())).collect();
-        for (n, (copy, message)) in copied.iter().zip(&messages).enumerate() {
-            assert_eq!(&copy[..], message.as_bytes(), "message {n} copied whole");
-        }
-        for n in 1..copied.len() {
-            assert_eq!(
-                adjacent(&copied[n - 1], &copied[n]),
-                n % BLOCK_EVENTS != 0,
-                "message {n}: one buffer per block of {BLOCK_EVENTS}"
-            );
-        }
-        // A message larger than the room left is copied into a buffer of its own, and the
-        // block's count goes on there.
-        let mut copies = Copies::default();
-        let small = copies.copy(b"{}");
-        let large = copies.copy(&[b' '; 4096]);
-        assert!(!adjacent(&small, &large));
-        assert_eq!(large.len(), 4096);
-        let next = copies.copy(&[b' '; 4096]);
-        assert!(
-            adjacent(&large, &next),
-            "the rest of the block shares the large one's buffer"
-        );
-        // Not UTF-8: no text.
-        let payload = Payload::Message(Message::Binary(bytes::Bytes::from_static(&[0xff, 0xfe])));
-        assert!(payload.text_copy(None, &mut copies).is_none());
-        let payload = Payload::Message(Message::text("{\"op\":11}"));
-        assert_eq!(
-            payload.text_copy(None, &mut copies).unwrap().as_str(),
-            "{\"op\":11}"
         );
     }
 }

@@ -492,12 +492,16 @@ impl Connection<'_> {
                     // accepts at once still gets batches, not one dispatch per submit.
                     loop {
                         let outstanding = !hand_overs.is_empty();
-                        // One copy of the message, of its exact bytes, which its dispatches'
-                        // payloads share, in a buffer shared with the messages of its block
-                        // (`Copies`), not a slice of the WebSocket layer's read buffer. One
-                        // that is not UTF-8 is no JSON: logged and ignored, as a frame that
-                        // does not parse.
-                        if let Some(message) = payload.text_copy(inflater.as_ref(), &mut batch.copies) {
+                        // One copy of the message, of its exact size, which its dispatches'
+                        // payloads share: a slice of the WebSocket layer's buffer would keep its
+                        // whole read buffer (16 KiB, or what a large frame made it reserve)
+                        // alive for as long as one of its events is queued, and the inflater's
+                        // buffer is reused for the next message.
+                        // A text message's copy is UTF-8 without a check (the WebSocket layer
+                        // checked it); a binary or inflated one is checked once, here. One that
+                        // is not UTF-8 is no JSON: logged and ignored, as a frame that does
+                        // not parse.
+                        if let Some(message) = payload.text_copy(inflater.as_ref()) {
                             if self.on_quick_dispatch(&message, &mut batch) {
                                 // A dispatch, read from its envelope; its data is parsed when
                                 // mapped.
