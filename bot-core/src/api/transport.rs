@@ -98,6 +98,8 @@ pub(super) enum Destination<'a> {
 pub(super) fn plain_path(path: &str) -> bool {
     path.starts_with('/')
         && !path.contains("/.")
+        // `%2e` is a dot to the parser's dot segments too.
+        && !(path.as_bytes().windows(3)).any(|w| w[0] == b'%' && w[1] == b'2' && w[2] | 0x20 == b'e')
         && path
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?%".contains(&b))
@@ -861,7 +863,16 @@ mod tests {
         }
         // Relative, dot segments, characters the parser escapes, a fragment: the URL's way.
         for path in [
-            "v2/bot", "/a/../b", "/a/./b", "/a b", "/a#f", "/a?b='c'", "/é", "/{x}",
+            "v2/bot",
+            "/a/../b",
+            "/a/./b",
+            "/a b",
+            "/a#f",
+            "/a?b='c'",
+            "/é",
+            "/{x}",
+            "/a/%2e%2e/b",
+            "/a/%2E/b",
         ] {
             assert!(!plain_path(path), "{path}");
         }

@@ -187,12 +187,14 @@ impl Event {
         &self.block[self.index]
     }
 
-    /// Readies an event the queue keeps for a retry or as a dead letter: it must keep alive no
+    /// Readies an event the queue keeps for a retry, after a release or as a dead letter: it must
+    /// keep alive no
     /// more than its own data. The event gets a block of its own holding a copy of its data that
     /// shares nothing: not its block's siblings, not the request body or gateway frame its
     /// payload and long ids were slices of, not what its handler's reads cached in it (the
     /// payload's tree, which [`Raw::value`] builds through a shared reference). A copy costs an
-    /// allocation or two and a pass over the event's JSON; it is made on the retry path only.
+    /// allocation or two and a pass over the event's JSON; the memory queue makes it for a retry,
+    /// a release or a dead letter only, before it takes its lock.
     pub(crate) fn shed_caches(&mut self) {
         *self = Self::from(self.data().detached());
     }

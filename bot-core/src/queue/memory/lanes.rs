@@ -379,7 +379,9 @@ impl Inner {
     }
 
     /// Puts a leased event back at the head of its line, to be handed out again at once
-    /// (`delay` none) or after `delay`, holding its conversation meanwhile.
+    /// (`delay` none) or after `delay`, holding its conversation meanwhile. The caller readied
+    /// the event for its wait first, before taking the lock ([`Event::shed_caches`], a copy of
+    /// its data that shares nothing), so that nothing it no longer needs stays alive uncounted.
     pub(super) fn requeue(
         &mut self,
         leased: Leased,
@@ -387,10 +389,7 @@ impl Inner {
         attempts: u32,
         delay: Option<Instant>,
     ) {
-        // Counted again, without a capacity check: the event was accepted once already. What
-        // the handler's reads cached in it (the payload's tree) is not counted: dropped.
-        let mut event = event;
-        event.shed_caches();
+        // Counted again, without a capacity check: the event was accepted once already.
         let bytes = crate::queue::event_bytes(&event);
         let entry = Entry {
             event,

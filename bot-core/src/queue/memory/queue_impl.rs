@@ -190,9 +190,13 @@ impl Queue for MemoryQueue {
         Ok(self.count(done))
     }
 
-    async fn nack(&self, nacks: Vec<Nack>) -> Result<Completed, Error> {
+    async fn nack(&self, mut nacks: Vec<Nack>) -> Result<Completed, Error> {
         let mut done = Completed::default();
         let now = Instant::now();
+        // Readied for their wait before the lock (a copy each): see `Inner::requeue`.
+        for nack in &mut nacks {
+            nack.event.shed_caches();
+        }
         let mut inner = self.lock();
         for nack in nacks {
             let Some(l) = inner.take_lease(nack.lease) else {
@@ -215,9 +219,17 @@ impl Queue for MemoryQueue {
         Ok(self.count(done))
     }
 
-    async fn dead(&self, dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error> {
+    async fn dead(&self, mut dead: Vec<Dead>) -> Result<Vec<DeadLetter>, Error> {
         let mut out = Vec::with_capacity(dead.len());
         let mut stale = 0;
+        // Kept in memory: without what the handler's reads cached in it, its block's siblings
+        // or its request's body (a copy each, made before the lock). Not kept (no room for dead
+        // letters): handed back as they are.
+        if self.dead_capacity > 0 {
+            for d in &mut dead {
+                d.event.shed_caches();
+            }
+        }
         let mut inner = self.lock();
         for d in dead {
             let Some(l) = inner.take_lease(d.lease) else {
@@ -225,14 +237,8 @@ impl Queue for MemoryQueue {
                 continue;
             };
             inner.finish_lease(l.lane);
-            // Kept in memory: without what the handler's reads cached in it, nor its block's
-            // siblings. Not kept (no room for dead letters): handed back as it is.
-            let mut event = d.event;
-            if self.dead_capacity > 0 {
-                event.shed_caches();
-            }
             let letter = DeadLetter {
-                event,
+                event: d.event,
                 attempts: l.attempts,
                 error: d.error,
                 failed_at: Timestamp::now(),
@@ -255,8 +261,12 @@ impl Queue for MemoryQueue {
         Ok(out)
     }
 
-    async fn release(&self, deliveries: Vec<Delivery>) -> Result<Completed, Error> {
+    async fn release(&self, mut deliveries: Vec<Delivery>) -> Result<Completed, Error> {
         let mut done = Completed::default();
+        // Readied for their wait before the lock (a copy each): see `Inner::requeue`.
+        for d in &mut deliveries {
+            d.event.shed_caches();
+        }
         let mut inner = self.lock();
         // Returned to the front one by one: go backwards to keep their order.
         for d in deliveries.into_iter().rev() {
