@@ -155,8 +155,9 @@ impl Inner {
                 .map(|(_, e)| storable_error(&e))
                 .collect();
             // A failure here must not cost the decoded events their turn: they are leased to
-            // this process and handed out; the undecodable rows keep their lease, come back
-            // when it expires and are dead-lettered by that claim.
+            // this process and handed out; the undecodable rows keep their lease (and, ordered,
+            // their conversations) until it expires, come back and are dead-lettered by that
+            // claim.
             if let Err(e) = self
                 .query(
                     DEAD,
@@ -169,7 +170,7 @@ impl Inner {
                     error = %e,
                     count = ids.len(),
                     "postgres: undecodable events not dead-lettered yet; they are retried when \
-                     their lease expires"
+                     their lease expires, and hold their conversations until then"
                 );
             }
         }
