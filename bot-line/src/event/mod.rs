@@ -452,7 +452,7 @@ mod fast {
     use bot_core::{EventData, EventId, EventKind, Platform};
     use bytes::Bytes;
     use serde::Deserialize;
-    use serde_json::value::RawValue;
+    use serde::de::IgnoredAny;
 
     use crate::model::DeliveryContext;
 
@@ -467,7 +467,9 @@ mod fast {
     }
 
     /// The fields of `WebhookEvent`'s own wire type, borrowed; the payloads of other types are
-    /// declared too, so that a duplicate key fails here as it fails there.
+    /// declared too, so that a duplicate key fails here as it fails there (read as
+    /// `IgnoredAny`, checked and not kept: a byte each in a struct that is moved several times
+    /// per event, not 16).
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     #[allow(dead_code, reason = "some fields are read to be checked, not used")]
@@ -490,30 +492,30 @@ mod fast {
         /// does (anything else fails the event here and goes down the general path).
         #[serde(borrow, default, deserialize_with = "text_object")]
         message: Option<WireText<'a>>,
-        #[serde(borrow, default)]
-        unsend: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        follow: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        joined: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        left: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        postback: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        video_play_complete: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        beacon: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        link: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        things: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        membership: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        module: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        delivery: Option<&'a RawValue>,
+        #[serde(default)]
+        unsend: Option<IgnoredAny>,
+        #[serde(default)]
+        follow: Option<IgnoredAny>,
+        #[serde(default)]
+        joined: Option<IgnoredAny>,
+        #[serde(default)]
+        left: Option<IgnoredAny>,
+        #[serde(default)]
+        postback: Option<IgnoredAny>,
+        #[serde(default)]
+        video_play_complete: Option<IgnoredAny>,
+        #[serde(default)]
+        beacon: Option<IgnoredAny>,
+        #[serde(default)]
+        link: Option<IgnoredAny>,
+        #[serde(default)]
+        things: Option<IgnoredAny>,
+        #[serde(default)]
+        membership: Option<IgnoredAny>,
+        #[serde(default)]
+        module: Option<IgnoredAny>,
+        #[serde(default)]
+        delivery: Option<IgnoredAny>,
     }
 
     /// `model::Source`'s wire fields; its rules are applied in [`source`].

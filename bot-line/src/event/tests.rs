@@ -288,6 +288,15 @@ fn the_one_pass_path_leaves_what_it_does_not_read_as_the_model_does_to_the_model
     let repeated = r#"{"type":"message","timestamp":1,"source":{"type":"user","userId":"U1"},"message":{"type":"text","id":"m","text":"a","text":"b"}}"#;
     let body = Bytes::from(repeated);
     assert!(fast::event(&body, "Ubot", repeated).is_none());
+    // Another type's payload given twice (read, not kept): refused as the model refuses it.
+    let twice = r#"{"type":"message","timestamp":1,"postback":{},"source":{"type":"user","userId":"U1"},"message":{"type":"text","id":"m","text":"a"},"postback":{}}"#;
+    let body = Bytes::from(twice);
+    assert!(fast::event(&body, "Ubot", twice).is_none());
+    assert!(matches!(general("Ubot", twice).0.kind, EventKind::Other(_)));
+    // Given once it is checked and let be, as the model lets it be.
+    let once = r#"{"type":"message","timestamp":1,"postback":{"data":"x"},"source":{"type":"user","userId":"U1"},"message":{"type":"text","id":"m","text":"a"}}"#;
+    let body = Bytes::from(once);
+    assert!(fast::event(&body, "Ubot", once).is_some());
 }
 
 #[test]
