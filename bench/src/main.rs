@@ -27,6 +27,7 @@ mod queue_pickup;
 mod record;
 mod scenario;
 mod slow_api;
+mod startup_order;
 mod ws;
 mod ws_cluster;
 mod ws_history;
@@ -61,6 +62,11 @@ enum Command {
     /// `ws-cluster`).
     #[command(hide = true)]
     WsClients(ws_cluster::ClientArgs),
+    /// Records which functions a bot runs from its start to its idle point (under valgrind's
+    /// callgrind) and writes them as a linker symbol-ordering file: relinked with it, the bot's
+    /// start-up code sits together and an idle process keeps far fewer of its binary's pages
+    /// resident. By default it records noop-bot with one Discord shard against a fake gateway.
+    StartupOrder(startup_order::StartupOrderArgs),
     /// Runs a benchmark scenario from start to end.
     Scenario {
         #[command(subcommand)]
@@ -333,6 +339,13 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Bodies(args) => match write_bodies(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("botload: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::StartupOrder(args) => match startup_order::startup_order(&args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("botload: {e}");

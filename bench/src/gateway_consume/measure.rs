@@ -51,6 +51,33 @@ pub(crate) struct Measure {
     pub(crate) seconds: f64,
 }
 
+/// Sets up `command` (noop-bot, or a tool that runs it) to start one Discord shard against the
+/// fake gateway at `gateway_url` and the fake REST API at `api_url`, its server on `port`, and
+/// nothing else: the other adapters' and the database's variables are removed, so the scenario
+/// measures the gateway path alone.
+pub(crate) fn discord_only(command: &mut Command, gateway_url: &str, api_url: &str, port: u16) {
+    for name in [
+        "LINE_CHANNEL_SECRET",
+        "LINE_CHANNEL_ACCESS_TOKEN",
+        "MESSENGER_APP_SECRET",
+        "MESSENGER_VERIFY_TOKEN",
+        "MESSENGER_PAGE_ACCESS_TOKEN",
+        "DATABASE_URL",
+        bot_discord::ENV_APPLICATION_ID,
+        bot_discord::ENV_PUBLIC_KEY,
+        bot_discord::ENV_INTENTS,
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .env("BOT_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .env(bot_discord::ENV_TOKEN, TOKEN)
+        .env(bot_discord::ENV_API_BASE, api_url)
+        .env(bot_discord::ENV_GATEWAY_URL, gateway_url)
+        .env(bot_discord::ENV_SHARDS, "1");
+}
+
 /// Starts `client` against a new fake gateway, measures one run of `messages`.
 pub(super) async fn run_one(
     client: Client,
@@ -86,28 +113,9 @@ pub(super) async fn run_one(
                 .map_err(|e| format!("cannot start the fake REST API: {e}"))?;
             let port = free_port()?;
             let mut command = Command::new(&binary);
-            // Only Discord: the scenario measures the gateway path.
-            for name in [
-                "LINE_CHANNEL_SECRET",
-                "LINE_CHANNEL_ACCESS_TOKEN",
-                "MESSENGER_APP_SECRET",
-                "MESSENGER_VERIFY_TOKEN",
-                "MESSENGER_PAGE_ACCESS_TOKEN",
-                "DATABASE_URL",
-                bot_discord::ENV_APPLICATION_ID,
-                bot_discord::ENV_PUBLIC_KEY,
-                bot_discord::ENV_INTENTS,
-            ] {
-                command.env_remove(name);
-            }
+            discord_only(&mut command, gateway.url(), &api.url(), port);
             child = Started(
                 command
-                    .env("BOT_ADDR", format!("127.0.0.1:{port}"))
-                    .env("RUST_LOG", "warn")
-                    .env(bot_discord::ENV_TOKEN, TOKEN)
-                    .env(bot_discord::ENV_API_BASE, api.url())
-                    .env(bot_discord::ENV_GATEWAY_URL, gateway.url())
-                    .env(bot_discord::ENV_SHARDS, "1")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .spawn()

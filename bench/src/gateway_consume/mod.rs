@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use crate::RecordArgs;
 
-pub(crate) use measure::gateway_consume;
+pub(crate) use fake_gateway::FastGateway;
+pub(crate) use measure::{discord_only, gateway_consume};
 
 /// The token the fakes accept.
 const TOKEN: &str = crate::gateway::TOKEN;
