@@ -106,13 +106,25 @@ impl FastGateway {
     /// Waits until READY was sent, or `alive` says the client is gone, or 30 s.
     pub(crate) async fn wait_for_ready(
         &self,
+        alive: impl FnMut() -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.wait_for_ready_within(Duration::from_secs(30), alive)
+            .await
+    }
+
+    /// Waits until READY was sent, or `alive` says the client is gone, or `limit` has passed.
+    pub(crate) async fn wait_for_ready_within(
+        &self,
+        limit: Duration,
         mut alive: impl FnMut() -> Result<(), String>,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + limit;
         while !self.ready.is_cancelled() {
             alive()?;
             if Instant::now() > deadline {
-                return Err("the client did not identify on the fake gateway within 30 s".into());
+                return Err(format!(
+                    "the client did not identify on the fake gateway within {limit:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

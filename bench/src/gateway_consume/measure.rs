@@ -190,7 +190,7 @@ pub(super) async fn run_one(
 }
 
 /// Polls noop-bot's `/metrics` until `messages` events were processed.
-pub(super) async fn poll_processed(
+pub(crate) async fn poll_processed(
     url: &str,
     messages: u64,
     gateway: &FastGateway,

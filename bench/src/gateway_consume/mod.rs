@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::RecordArgs;
 
 pub(crate) use fake_gateway::FastGateway;
-pub(crate) use measure::{discord_only, gateway_consume};
+pub(crate) use measure::{discord_only, gateway_consume, poll_processed};
 
 /// The token the fakes accept.
 const TOKEN: &str = crate::gateway::TOKEN;
