@@ -119,6 +119,48 @@ pub fn body_for_events(body: &[u8]) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(body)
 }
 
+/// A webhook request as its handler reads it: the headers and the whole body, under the body
+/// limit ([`axum::extract::DefaultBodyLimit`]; a larger body is refused with 413, as by the
+/// `Bytes` extractor).
+///
+/// The headers are moved out of the request: axum's `HeaderMap` extractor clones them (an
+/// allocation or two and a reference count per header, then as many frees), which every
+/// webhook request would pay for a signature header read once.
+///
+/// # Examples
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use bot_core::adapter::WebhookRequest;
+///
+/// async fn receive(request: WebhookRequest) -> impl IntoResponse {
+///     let signed = request.headers.contains_key("x-signature");
+///     format!("{signed} {}", request.body.len())
+/// }
+/// let app: axum::Router = axum::Router::new().route("/hook", axum::routing::post(receive));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct WebhookRequest {
+    /// The request's headers.
+    pub headers: http::HeaderMap,
+    /// The request's body, whole.
+    pub body: bytes::Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for WebhookRequest {
+    type Rejection = axum::extract::rejection::BytesRejection;
+
+    async fn from_request(
+        mut request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let headers = std::mem::take(request.headers_mut());
+        let body = bytes::Bytes::from_request(request, state).await?;
+        Ok(Self { headers, body })
+    }
+}
+
 /// How adapters submit events: deduplication, overflow policy and counting happen behind it.
 ///
 /// Cloning is cheap.
