@@ -438,4 +438,48 @@ mod tests {
         drop(body);
         assert_eq!(own.len(), 2_000);
     }
+
+    /// A webhook handler sees the request's headers and whole body; a body over the limit that
+    /// did not say its length up front (so no layer refused it early) is refused with 413.
+    #[tokio::test]
+    async fn a_webhook_request_has_the_headers_and_the_body_within_the_limit() {
+        use axum::body::Body;
+        use tower::ServiceExt as _;
+
+        async fn receive(request: WebhookRequest) -> String {
+            let signature = request
+                .headers
+                .get("x-signature")
+                .map(|v| v.to_str().unwrap());
+            format!("{signature:?} {}", String::from_utf8_lossy(&request.body))
+        }
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .layer(axum::extract::DefaultBodyLimit::max(16));
+        let streamed = |parts: &'static [&'static str]| {
+            let chunks = parts.iter().map(|p| Ok::<_, std::io::Error>(*p));
+            Body::from_stream(futures::stream::iter(chunks))
+        };
+        let post = |body: Body| {
+            http::Request::post("/hook")
+                .header("x-signature", "sha256=00")
+                .body(body)
+                .unwrap()
+        };
+        let response = app
+            .clone()
+            .oneshot(post(streamed(&["hello, ", "bot"])))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&text[..], br#"Some("sha256=00") hello, bot"#);
+        let response = app
+            .oneshot(post(streamed(&["0123456789", "0123456789"])))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
 }

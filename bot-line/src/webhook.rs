@@ -352,6 +352,15 @@ mod tests {
             verify(&secret, body, b"%%%"),
             Err(SignatureError::Malformed)
         );
+        // Base64 of a MAC one byte short (the rest is not zeros) or one byte long: malformed.
+        let mac = hmac_sha256(&secret, body);
+        for presented in [&mac[..31], &[mac.as_slice(), &[0]].concat()[..]] {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(presented);
+            assert_eq!(
+                verify(&secret, body, encoded.as_bytes()),
+                Err(SignatureError::Malformed)
+            );
+        }
         let other = sign(&Secret::new("other"), body);
         assert_eq!(
             verify(&secret, body, other.as_bytes()),

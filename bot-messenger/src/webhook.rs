@@ -272,6 +272,15 @@ mod tests {
             verify(&secret, body, &right.as_bytes()[..40]),
             Err(SignatureError::Malformed)
         );
+        // Hex of a MAC one byte short or one byte long: malformed.
+        let mac = hmac_sha256(&secret, body);
+        for presented in [&mac[..31], &[mac.as_slice(), &[0]].concat()[..]] {
+            let header = format!("sha256={}", hex::encode(presented));
+            assert_eq!(
+                verify(&secret, body, header.as_bytes()),
+                Err(SignatureError::Malformed)
+            );
+        }
         let not_hex = format!("sha256={}", "zz".repeat(32));
         assert_eq!(
             verify(&secret, body, not_hex.as_bytes()),
