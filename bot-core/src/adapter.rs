@@ -119,6 +119,48 @@ pub fn body_for_events(body: &[u8]) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(body)
 }
 
+/// A webhook request as its handler reads it: the headers and the whole body, under the body
+/// limit ([`axum::extract::DefaultBodyLimit`]; a larger body is refused with 413, as by the
+/// `Bytes` extractor).
+///
+/// The headers are moved out of the request: axum's `HeaderMap` extractor clones them (an
+/// allocation or two and a reference count per header, then as many frees), which every
+/// webhook request would pay for a signature header read once.
+///
+/// # Examples
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use bot_core::adapter::WebhookRequest;
+///
+/// async fn receive(request: WebhookRequest) -> impl IntoResponse {
+///     let signed = request.headers.contains_key("x-signature");
+///     format!("{signed} {}", request.body.len())
+/// }
+/// let app: axum::Router = axum::Router::new().route("/hook", axum::routing::post(receive));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct WebhookRequest {
+    /// The request's headers.
+    pub headers: http::HeaderMap,
+    /// The request's body, whole.
+    pub body: bytes::Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for WebhookRequest {
+    type Rejection = axum::extract::rejection::BytesRejection;
+
+    async fn from_request(
+        mut request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let headers = std::mem::take(request.headers_mut());
+        let body = bytes::Bytes::from_request(request, state).await?;
+        Ok(Self { headers, body })
+    }
+}
+
 /// How adapters submit events: deduplication, overflow policy and counting happen behind it.
 ///
 /// Cloning is cheap.
@@ -395,5 +437,49 @@ mod tests {
         drop(read_buffer);
         drop(body);
         assert_eq!(own.len(), 2_000);
+    }
+
+    /// A webhook handler sees the request's headers and whole body; a body over the limit that
+    /// did not say its length up front (so no layer refused it early) is refused with 413.
+    #[tokio::test]
+    async fn a_webhook_request_has_the_headers_and_the_body_within_the_limit() {
+        use axum::body::Body;
+        use tower::ServiceExt as _;
+
+        async fn receive(request: WebhookRequest) -> String {
+            let signature = request
+                .headers
+                .get("x-signature")
+                .map(|v| v.to_str().unwrap());
+            format!("{signature:?} {}", String::from_utf8_lossy(&request.body))
+        }
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .layer(axum::extract::DefaultBodyLimit::max(16));
+        let streamed = |parts: &'static [&'static str]| {
+            let chunks = parts.iter().map(|p| Ok::<_, std::io::Error>(*p));
+            Body::from_stream(futures::stream::iter(chunks))
+        };
+        let post = |body: Body| {
+            http::Request::post("/hook")
+                .header("x-signature", "sha256=00")
+                .body(body)
+                .unwrap()
+        };
+        let response = app
+            .clone()
+            .oneshot(post(streamed(&["hello, ", "bot"])))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&text[..], br#"Some("sha256=00") hello, bot"#);
+        let response = app
+            .oneshot(post(streamed(&["0123456789", "0123456789"])))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

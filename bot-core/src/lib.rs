@@ -73,6 +73,7 @@ mod tests {
         assert_send_sync::<crate::readiness::Readiness>();
         assert_send_sync::<crate::readiness::Component>();
         assert_send_sync::<crate::adapter::Clients>();
+        assert_send_sync::<crate::adapter::WebhookRequest>();
         assert_send_sync::<crate::Context>();
         assert_send_sync::<crate::Event>();
         assert_send_sync::<crate::Error>();

@@ -21,10 +21,11 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::post;
 use base64::Engine as _;
+use bot_core::adapter::WebhookRequest;
 use bot_core::signature::{hmac_sha256, verify_hmac_sha256};
 use bot_core::{ChannelId, Ingress, Platform, Secret};
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 
 use crate::event::parse_body;
 
@@ -52,10 +53,19 @@ pub fn verify(
     body: &[u8],
     signature: &[u8],
 ) -> Result<(), SignatureError> {
-    let presented = base64::engine::general_purpose::STANDARD
-        .decode(signature.trim_ascii())
-        .map_err(|_| SignatureError::Malformed)?;
-    verify_hmac_sha256(channel_secret, body, &presented)
+    verify_hmac_sha256(channel_secret, body, &decode_signature(signature)?)
+}
+
+/// The MAC a signature header presents, decoded on the stack: base64 of anything but 32 bytes
+/// is malformed.
+fn decode_signature(signature: &[u8]) -> Result<[u8; 32], SignatureError> {
+    let mut presented = [0u8; 32];
+    match base64::engine::general_purpose::STANDARD
+        .decode_slice(signature.trim_ascii(), &mut presented)
+    {
+        Ok(32) => Ok(presented),
+        _ => Err(SignatureError::Malformed),
+    }
 }
 
 /// What the webhook needs: its path, the channel secret, and what to deliver.
@@ -157,9 +167,7 @@ impl Routes {
         if self.channels.is_empty() {
             return verify(&config.channel_secret, body, signature).map(|()| self.first.as_ref());
         }
-        let presented = base64::engine::general_purpose::STANDARD
-            .decode(signature.trim_ascii())
-            .map_err(|_| SignatureError::Malformed)?;
+        let presented = decode_signature(signature)?;
         let mut outcome = Err(SignatureError::Mismatch);
         for (channel, secret) in &self.channels {
             match verify_hmac_sha256(secret, body, &presented) {
@@ -218,7 +226,8 @@ pub fn router(config: WebhookConfig, ingress: Ingress) -> Router {
     })
 }
 
-async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(state): State<WebhookState>, request: WebhookRequest) -> Response {
+    let WebhookRequest { headers, body, .. } = request;
     let checked = match headers.get(SIGNATURE_HEADER) {
         None => Err(SignatureError::Missing),
         Some(signature) => state
@@ -232,9 +241,9 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
 async fn receive_at(
     State(state): State<WebhookState>,
     Path(destination): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: WebhookRequest,
 ) -> Response {
+    let WebhookRequest { headers, body, .. } = request;
     let checked = match headers.get(SIGNATURE_HEADER) {
         None => Err(SignatureError::Missing),
         Some(signature) => {
@@ -343,6 +352,15 @@ mod tests {
             verify(&secret, body, b"%%%"),
             Err(SignatureError::Malformed)
         );
+        // Base64 of a MAC one byte short (the rest is not zeros) or one byte long: malformed.
+        let mac = hmac_sha256(&secret, body);
+        for presented in [&mac[..31], &[mac.as_slice(), &[0]].concat()[..]] {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(presented);
+            assert_eq!(
+                verify(&secret, body, encoded.as_bytes()),
+                Err(SignatureError::Malformed)
+            );
+        }
         let other = sign(&Secret::new("other"), body);
         assert_eq!(
             verify(&secret, body, other.as_bytes()),

@@ -27,10 +27,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bot_core::adapter::WebhookRequest;
 use bot_core::signature::{check_header, hmac_sha256, verify_hmac_sha256};
 use bot_core::{Ingress, Platform, Secret};
-use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header};
+use http::{StatusCode, header};
 use serde::Deserialize;
 
 use crate::event::{Leave, parse_leaving_out};
@@ -65,7 +65,9 @@ pub fn verify(app_secret: &Secret, body: &[u8], signature: &[u8]) -> Result<(), 
         .trim_ascii()
         .strip_prefix(SIGNATURE_PREFIX.as_bytes())
         .ok_or(SignatureError::Malformed)?;
-    let presented = hex::decode(digits).map_err(|_| SignatureError::Malformed)?;
+    // Decoded on the stack: a MAC is 32 bytes, and any other length is malformed.
+    let mut presented = [0u8; 32];
+    hex::decode_to_slice(digits, &mut presented).map_err(|_| SignatureError::Malformed)?;
     verify_hmac_sha256(app_secret, body, &presented)
 }
 
@@ -182,7 +184,8 @@ fn refuse_verification(state: &WebhookState) -> Response {
         .refuse(&Platform::MESSENGER, StatusCode::FORBIDDEN, "verify_token")
 }
 
-async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(state): State<WebhookState>, request: WebhookRequest) -> Response {
+    let WebhookRequest { headers, body, .. } = request;
     let ingress = &state.ingress;
     let secret = &state.config.app_secret;
     let checked = check_header(&headers, SIGNATURE_HEADER, |s| verify(secret, &body, s));
@@ -269,6 +272,15 @@ mod tests {
             verify(&secret, body, &right.as_bytes()[..40]),
             Err(SignatureError::Malformed)
         );
+        // Hex of a MAC one byte short or one byte long: malformed.
+        let mac = hmac_sha256(&secret, body);
+        for presented in [&mac[..31], &[mac.as_slice(), &[0]].concat()[..]] {
+            let header = format!("sha256={}", hex::encode(presented));
+            assert_eq!(
+                verify(&secret, body, header.as_bytes()),
+                Err(SignatureError::Malformed)
+            );
+        }
         let not_hex = format!("sha256={}", "zz".repeat(32));
         assert_eq!(
             verify(&secret, body, not_hex.as_bytes()),

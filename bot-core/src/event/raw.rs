@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use once_cell::sync::OnceCell;
 use serde::{Deserialize, Serialize};
 
 use super::text;
@@ -24,8 +25,10 @@ use super::text;
 /// It serialises as the JSON it holds, embedded as is, with `serde_json` (the queues' format).
 #[derive(Clone, Default)]
 pub struct Raw {
-    /// The JSON text, UTF-8 (every constructor takes a `str`).
-    text: OnceLock<Bytes>,
+    /// The JSON text, UTF-8 (every constructor takes a `str`). `once_cell`'s cell, not std's
+    /// `OnceLock`: it is made holding the text (`with_value`), where `OnceLock::from` goes through
+    /// its one-time initialisation's atomics for every event an adapter makes.
+    text: OnceCell<Bytes>,
     /// The tree, built from the text on first use (or given).
     tree: OnceLock<Arc<serde_json::Value>>,
 }
@@ -36,7 +39,7 @@ impl Raw {
     /// Wraps a payload.
     pub fn new(value: serde_json::Value) -> Self {
         Self {
-            text: OnceLock::new(),
+            text: OnceCell::new(),
             tree: OnceLock::from(Arc::new(value)),
         }
     }
@@ -61,7 +64,7 @@ impl Raw {
 
     fn from_text(text: Bytes) -> Self {
         Self {
-            text: OnceLock::from(text),
+            text: OnceCell::with_value(text),
             tree: OnceLock::new(),
         }
     }
