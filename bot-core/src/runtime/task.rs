@@ -454,6 +454,14 @@ mod tests {
         // adds nothing more (through #[async_trait] it added the context and the event again).
         let cx = Context::for_attempt(env.shared.clone(), &event, 1);
         let own = std::mem::size_of_val(&reply(cx.clone(), event.clone()));
+        // The reply it waits on is a pointer to the client's future, which took the target
+        // (136 bytes in a debug build: the arguments twice and that pointer; 448 when the reply
+        // held the 248-byte target and the messages beside the client's future, which borrowed
+        // the target).
+        assert!(
+            own <= 2 * (context + event_bytes) + 32,
+            "a handler that replies holds {own} bytes"
+        );
         let boxed = env.handler.call(cx.clone(), event.clone());
         let boxed_bytes = std::mem::size_of_val(&*boxed);
         assert!(
