@@ -310,13 +310,13 @@ impl Context {
         target: Target,
         messages: Vec<OutgoingMessage>,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
-        // The client, not the `Result` (64 bytes): the error is made only when there is none.
-        let outbound = self.shared.outbounds.get(platform);
-        async move {
-            match outbound {
-                Some(outbound) => outbound.send(&target, messages).await,
-                None => Err(no_outbound(platform)),
-            }
+        // The client's future is made here and handed over as it is: the handler holds a
+        // pointer to it while the call is in flight, not the target (248 bytes) and the
+        // messages besides it, and the client keeps of the target only what it needs. Nothing
+        // runs before the first poll: a client's `send_owned` only builds its future.
+        match self.shared.outbounds.get(platform) {
+            Some(outbound) => (**outbound).send_owned(target, messages),
+            None => Box::pin(std::future::ready(Err(no_outbound(platform)))),
         }
     }
 

@@ -27,14 +27,18 @@ use super::error::{ApiError, ApiErrorKind};
 /// its bound (as many as there are calls in flight) rather than drop one. Its time to live
 /// starts when its mark ends.
 ///
-/// The memory keeps a 128-bit keyed fingerprint of each key, not the key: some 73 bytes a
-/// settled key (its table slot and its place in the expiry order) whatever the key's type,
-/// against 145 for a LINE reply's `(EventId, u32)` kept whole. Two keys would have to share a
+/// The memory keeps a 128-bit keyed fingerprint of each key, not the key, and times as
+/// nanoseconds in one word: some 49 bytes a settled key (its table slot and its place in the
+/// expiry order) whatever the key's type, against 73 with `Instant`s and 145 for a LINE reply's
+/// `(EventId, u32)` kept whole. Two keys would have to share a
 /// fingerprint for one send to be skipped; among the 100,000 keys a client remembers at most,
 /// the chance that any two do is below 2^-94.
 #[derive(Debug)]
 pub struct SentKeys<K> {
-    ttl: Duration,
+    /// The time to live in nanoseconds.
+    ttl: u64,
+    /// What the memory's times count from ([`SentKeys::stamp`]).
+    start: Instant,
     max: usize,
     keys: Mutex<Remembered>,
     /// Two independently keyed SipHash instances, one for each half of a fingerprint.
@@ -61,12 +65,35 @@ pub enum KeyState {
     Sent,
 }
 
-/// A remembered key: when it was remembered (or its mark ended), and the mark holding it while
-/// it is in flight.
+/// A time of the memory: nanoseconds from its start, plus [`STAMP_ZERO`] so that times before
+/// the start (given to [`SentKeys::insert_at`]) count too; below [`IN_FLIGHT`].
+type Stamp = u64;
+
+/// The stamp of the memory's start: times up to 146 years before and after it are told apart.
+const STAMP_ZERO: Stamp = 1 << 62;
+
+/// The bit of an [`Entry`] that says its key is in flight.
+const IN_FLIGHT: u64 = 1 << 63;
+
+/// A remembered key, in one word: when it was remembered (or its mark ended), a [`Stamp`], or,
+/// while it is in flight, [`IN_FLIGHT`] with the number of the mark holding it (a key in flight
+/// has no time: its time to live starts when its mark ends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    at: Instant,
-    holder: Option<NonZeroU64>,
+struct Entry(u64);
+
+impl Entry {
+    fn settled(at: Stamp) -> Self {
+        Self(at)
+    }
+
+    fn held(holder: NonZeroU64) -> Self {
+        Self(IN_FLIGHT | holder.get())
+    }
+
+    /// The mark holding the key, while it is in flight.
+    fn holder(self) -> Option<u64> {
+        (self.0 & IN_FLIGHT != 0).then_some(self.0 & !IN_FLIGHT)
+    }
 }
 
 /// The keys remembered, the order in which the settled ones were remembered (for expiry and the
@@ -74,7 +101,7 @@ struct Entry {
 #[derive(Debug)]
 struct Remembered {
     set: HashMap<Fingerprint, Entry>,
-    order: VecDeque<(Instant, Fingerprint)>,
+    order: VecDeque<(Stamp, Fingerprint)>,
     next_mark: NonZeroU64,
 }
 
@@ -82,7 +109,8 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     /// Remembers each key for `ttl`, at most `max` keys (more only while more are in flight).
     pub fn new(ttl: Duration, max: usize) -> Self {
         Self {
-            ttl,
+            ttl: u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX),
+            start: now(),
             max: max.max(1),
             keys: Mutex::new(Remembered {
                 set: HashMap::new(),
@@ -99,6 +127,15 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `at` as a time of the memory, saturating some 146 years from its start.
+    fn stamp(&self, at: Instant) -> Stamp {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        match at.checked_duration_since(self.start) {
+            Some(after) => STAMP_ZERO.saturating_add(nanos(after)).min(IN_FLIGHT - 1),
+            None => STAMP_ZERO.saturating_sub(nanos(self.start.duration_since(at))),
+        }
+    }
+
     fn fingerprint(&self, key: &K) -> Fingerprint {
         (self.hashers.0.hash_one(key), self.hashers.1.hash_one(key))
     }
@@ -110,7 +147,8 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
 
     /// What is known of `key` now.
     pub fn state(&self, key: &K) -> KeyState {
-        self.lock().state(self.fingerprint(key), now(), self.ttl)
+        let now = self.stamp(now());
+        self.lock().state(self.fingerprint(key), now, self.ttl)
     }
 
     /// Remembers `key` as sent now.
@@ -122,6 +160,7 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     /// live and the oldest settled ones beyond the count.
     pub fn insert_at(&self, key: K, now: Instant) {
         let key = self.fingerprint(&key);
+        let now = self.stamp(now);
         self.lock().insert(key, now, None, self.ttl, self.max);
         self.settled.notify_waiters();
     }
@@ -230,14 +269,15 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     async fn when_settled<T>(
         &self,
         deadline: Instant,
-        mut decide: impl FnMut(&mut Remembered, Instant) -> Option<T>,
+        mut decide: impl FnMut(&mut Remembered, Stamp) -> Option<T>,
     ) -> Result<T, ApiError> {
         let deadline = tokio::time::Instant::from_std(deadline);
         loop {
             // Registered before looking, so that a key settling in between is not missed.
             let mut woken = std::pin::pin!(self.settled.notified());
             woken.as_mut().enable();
-            if let Some(decided) = decide(&mut self.lock(), now()) {
+            let now = self.stamp(now());
+            if let Some(decided) = decide(&mut self.lock(), now) {
                 return Ok(decided);
             }
             if tokio::time::timeout_at(deadline, woken).await.is_err() {
@@ -255,10 +295,14 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
     fn release(&self, key: Fingerprint, holder: NonZeroU64, kept: bool) {
         {
             let mut keys = self.lock();
-            if keys.set.get(&key).is_some_and(|e| e.holder == Some(holder)) {
+            if keys
+                .set
+                .get(&key)
+                .is_some_and(|e| *e == Entry::held(holder))
+            {
                 if kept {
-                    let at = now();
-                    keys.set.insert(key, Entry { at, holder: None });
+                    let at = self.stamp(now());
+                    keys.set.insert(key, Entry::settled(at));
                     keys.order.push_back((at, key));
                 } else {
                     keys.forget(key);
@@ -270,27 +314,22 @@ impl<K: Hash + Eq + Clone> SentKeys<K> {
 }
 
 impl Remembered {
-    fn state(&self, key: Fingerprint, now: Instant, ttl: Duration) -> KeyState {
+    fn state(&self, key: Fingerprint, now: Stamp, ttl: u64) -> KeyState {
         match self.set.get(&key) {
-            Some(Entry {
-                holder: Some(_), ..
-            }) => KeyState::InFlight,
-            Some(entry) if now.saturating_duration_since(entry.at) < ttl => KeyState::Sent,
+            Some(entry) if entry.holder().is_some() => KeyState::InFlight,
+            Some(entry) if now.saturating_sub(entry.0) < ttl => KeyState::Sent,
             _ => KeyState::Unknown,
         }
     }
 
     /// Remembers `key` as in flight, held by a new mark: the mark's number, and whether the
     /// sweep made room by forgetting keys.
-    fn hold(
-        &mut self,
-        key: Fingerprint,
-        now: Instant,
-        ttl: Duration,
-        max: usize,
-    ) -> (NonZeroU64, bool) {
+    fn hold(&mut self, key: Fingerprint, now: Stamp, ttl: u64, max: usize) -> (NonZeroU64, bool) {
         let holder = self.next_mark;
-        self.next_mark = self.next_mark.checked_add(1).unwrap_or(NonZeroU64::MIN);
+        // Numbers below the in-flight bit, which the entry keeps them beside.
+        self.next_mark = (self.next_mark.checked_add(1))
+            .filter(|n| n.get() < IN_FLIGHT)
+            .unwrap_or(NonZeroU64::MIN);
         let swept = self.insert(key, now, Some(holder), ttl, max);
         (holder, swept)
     }
@@ -299,15 +338,20 @@ impl Remembered {
     fn insert(
         &mut self,
         key: Fingerprint,
-        now: Instant,
+        now: Stamp,
         holder: Option<NonZeroU64>,
-        ttl: Duration,
+        ttl: u64,
         max: usize,
     ) -> bool {
         let swept = self.sweep(now, ttl, max);
-        self.set.insert(key, Entry { at: now, holder });
-        if holder.is_none() {
-            self.order.push_back((now, key));
+        match holder {
+            Some(holder) => {
+                self.set.insert(key, Entry::held(holder));
+            }
+            None => {
+                self.set.insert(key, Entry::settled(now));
+                self.order.push_back((now, key));
+            }
         }
         swept
     }
@@ -315,23 +359,20 @@ impl Remembered {
     /// Forgets settled keys older than `ttl`, and the oldest settled ones while the memory is
     /// full, so that one more fits; whether it forgot any. Keys in flight are counted but never
     /// forgotten here (see [`SentKeys`]).
-    fn sweep(&mut self, now: Instant, ttl: Duration, max: usize) -> bool {
+    fn sweep(&mut self, now: Stamp, ttl: u64, max: usize) -> bool {
         let Self { set, order, .. } = self;
         let mut swept = false;
         while let Some((at, _)) = order.front() {
             // Keys are counted, not the order's entries: a key forgotten with `remove`, or
             // taken in flight again, leaves its entry behind (at most as many again as there
             // are keys).
-            if now.saturating_duration_since(*at) < ttl && set.len() < max && order.len() < 2 * max
-            {
+            if now.saturating_sub(*at) < ttl && set.len() < max && order.len() < 2 * max {
                 break;
             }
             // A key remembered again since has a later entry; only its last one forgets it,
             // and only once its mark ended.
             if let Some((at, old)) = order.pop_front()
-                && set
-                    .get(&old)
-                    .is_some_and(|e| e.at == at && e.holder.is_none())
+                && set.get(&old).is_some_and(|e| *e == Entry::settled(at))
             {
                 set.remove(&old);
                 swept = true;
@@ -440,9 +481,9 @@ mod tests {
     #[test]
     fn a_key_costs_its_fingerprint_whatever_its_type() {
         // A table slot and an expiry-order entry; a LINE reply's key kept whole made these 80
-        // and 64 bytes.
-        assert_eq!(std::mem::size_of::<(Fingerprint, Entry)>(), 40);
-        assert_eq!(std::mem::size_of::<(Instant, Fingerprint)>(), 32);
+        // and 64 bytes, a fingerprint with `Instant`s 40 and 32.
+        assert_eq!(std::mem::size_of::<(Fingerprint, Entry)>(), 24);
+        assert_eq!(std::mem::size_of::<(Stamp, Fingerprint)>(), 24);
         let sent = SentKeys::new(Duration::from_secs(10), 10);
         sent.insert((
             "a long key that would not fit in a table slot".to_owned(),

@@ -321,6 +321,21 @@ impl<C: Outbound> Outbound for Channels<C> {
         }
     }
 
+    fn send_owned<'a, 'f>(
+        &'a self,
+        target: Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'f>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        match self.get(target.channel.as_ref()) {
+            Ok(client) => client.send_owned(target, messages),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
     async fn typing(&self, conversation: &ConversationId) -> Result<(), Error> {
         self.default_client().typing(conversation).await
     }

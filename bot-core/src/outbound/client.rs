@@ -1,6 +1,8 @@
 //! [`Outbound`]: the trait each adapter's API client implements.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 
@@ -23,6 +25,23 @@ pub trait Outbound: Send + Sync + fmt::Debug + 'static {
     ///
     /// Fails when the platform refuses the call or cannot be reached after the client's retries.
     async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error>;
+
+    /// Sends `messages`, in order, to `target`, which the send takes: what a handler's
+    /// [`crate::Context::reply`] and [`crate::Context::send`] call. A client overrides it to keep
+    /// in its future only the parts of the target it needs while the call is in flight, instead
+    /// of the caller holding the whole target for it; the default keeps the target and calls
+    /// [`Outbound::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbound::send`].
+    async fn send_owned(
+        &self,
+        target: Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), Error> {
+        self.send(&target, messages).await
+    }
 
     /// Shows a typing indicator in the conversation, where the platform has one.
     ///
@@ -51,8 +70,30 @@ impl<T: Outbound + ?Sized> Outbound for std::sync::Arc<T> {
         (**self).platform()
     }
 
-    async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error> {
-        (**self).send(target, messages).await
+    // Not `async fn`s: the inner client's boxed future is handed on as it is, not boxed again.
+    fn send<'a, 'b, 'f>(
+        &'a self,
+        target: &'b Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'f>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        (**self).send(target, messages)
+    }
+
+    fn send_owned<'a, 'f>(
+        &'a self,
+        target: Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'f>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        (**self).send_owned(target, messages)
     }
 
     async fn typing(&self, conversation: &ConversationId) -> Result<(), Error> {

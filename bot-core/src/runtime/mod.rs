@@ -10,10 +10,12 @@
 //! held, running or waiting for its completion. Both run in tasks of their own, so a busy
 //! dispatcher never delays them, and they never block the dispatcher.
 //!
-//! The rooms: `supervisor.rs` (the dispatcher), `task.rs` (the workers), `complete.rs` (the
+//! The rooms: `supervisor.rs` (the dispatcher), `task.rs` (the workers), `alarms.rs` (the
+//! workers' watch over their attempts' time-outs and the hard stop), `complete.rs` (the
 //! completer), `lease.rs` (the lease keeper), `progress.rs` (what [`crate::Bot::idle`] waits
 //! for) and `report.rs` ([`ShutdownReport`]).
 
+mod alarms;
 mod complete;
 mod lease;
 mod progress;

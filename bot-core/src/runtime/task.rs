@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::alarms::{Alarm, Alarms};
 use crate::context::{AttemptCancel, Context, Shared};
 use crate::event::Event;
 use crate::handler::{BoxHandler, Handler as _, is_retryable};
@@ -66,6 +67,13 @@ pub(crate) struct TaskEnv {
     pub(crate) hard_stop: CancellationToken,
 }
 
+/// What the attempts of one worker share: the supervisor's environment, and the worker's alarms
+/// (its attempts' time-outs and the hard stop, which the worker watches for them).
+pub(crate) struct WorkerEnv {
+    pub(crate) env: Arc<TaskEnv>,
+    pub(crate) alarms: Alarms,
+}
+
 /// The workers of one supervisor and how many attempts each holds.
 pub(crate) struct Workers {
     inputs: Vec<mpsc::Sender<Vec<Delivery>>>,
@@ -95,7 +103,10 @@ impl Workers {
             // seeing Pending and their HTTP calls timed out (slow-api). A worker still yields
             // after polling each attempt once (FuturesUnordered does).
             handles.push(tokio::spawn(tokio::task::unconstrained(work(
-                env.clone(),
+                Arc::new(WorkerEnv {
+                    env: env.clone(),
+                    alarms: Alarms::default(),
+                }),
                 worker,
                 rx,
                 completions.clone(),
@@ -161,15 +172,22 @@ impl Workers {
 }
 
 /// One worker: takes attempts from `input`, runs them side by side, reports each poll round's
-/// completions in one message. Ends when `input` is closed and nothing runs.
+/// completions in one message, and watches its attempts' time-outs and the hard stop for them
+/// (one timer and one wait for the stop, [`Alarms`]). Ends when `input` is closed and nothing
+/// runs.
 async fn work(
-    env: Arc<TaskEnv>,
+    env: Arc<WorkerEnv>,
     worker: usize,
     mut input: mpsc::Receiver<Vec<Delivery>>,
     completions: mpsc::Sender<Finished>,
 ) {
     let mut running = FuturesUnordered::new();
     let mut open = true;
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    let mut armed = None;
+    let hard_stop = env.env.hard_stop.clone();
+    let mut stop = std::pin::pin!(hard_stop.cancelled());
+    let mut stopped = false;
     loop {
         tokio::select! {
             biased;
@@ -198,6 +216,15 @@ async fn work(
                     return;
                 }
             }
+            // After the attempts: the alarms they set in this round arm the timer before the
+            // worker waits.
+            () = &mut stop, if !stopped && !running.is_empty() => {
+                stopped = true;
+                env.alarms.stop(Instant::now());
+            }
+            () = std::future::poll_fn(|task| {
+                env.alarms.poll_timer(timer.as_mut(), &mut armed, task)
+            }), if !running.is_empty() => {}
             else => return,
         }
     }
@@ -207,7 +234,7 @@ async fn work(
 /// and no wrapper are made). The span's attempt is boxed: inline, its span would enlarge every
 /// attempt, those without one too, for as long as their handler runs.
 fn attempt(
-    env: &Arc<TaskEnv>,
+    env: &Arc<WorkerEnv>,
     delivery: Delivery,
 ) -> futures::future::Either<
     std::pin::Pin<Box<tracing::instrument::Instrumented<impl Future<Output = Completion> + use<>>>>,
@@ -241,7 +268,7 @@ type Failure = (TaskFailure, bool, Option<String>, Option<Duration>);
 // bytes when the event was inline in it; 32 with the event's handle). The block uses the
 // delivery where it is.
 #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
-fn run(env: Arc<TaskEnv>, delivery: Delivery) -> impl Future<Output = Completion> {
+fn run(env: Arc<WorkerEnv>, delivery: Delivery) -> impl Future<Output = Completion> {
     async move {
         let started = Instant::now();
         // Everything of the attempt runs under catch_unwind, not only the handler's poll: a
@@ -252,7 +279,7 @@ fn run(env: Arc<TaskEnv>, delivery: Delivery) -> impl Future<Output = Completion
             &env,
             &delivery.event,
             delivery.attempt,
-            started,
+            &started,
         ))
         .catch_unwind()
         .await
@@ -296,24 +323,25 @@ fn run(env: Arc<TaskEnv>, delivery: Delivery) -> impl Future<Output = Completion
 // long as the handler runs.
 #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
 fn attempt_once<'a>(
-    env: &'a TaskEnv,
+    env: &'a WorkerEnv,
     event: &'a Event,
     attempt: u32,
-    started: Instant,
+    // By reference: the attempt's own future keeps it already.
+    started: &'a Instant,
 ) -> impl Future<Output = Result<(), Failure>> + 'a {
     async move {
-        let cx = Context::for_attempt(env.shared.clone(), event, attempt);
+        let cx = Context::for_attempt(env.env.shared.clone(), event, attempt);
         let cancel = cx.canceller();
         // The handler takes a handle to the attempt's event, a reference count and no copy of
         // its data; the delivery keeps its own for a retry or a dead letter if the attempt
         // fails.
-        let mut call = AssertUnwindSafe(env.handler.call(cx, event.clone())).catch_unwind();
+        let mut call = AssertUnwindSafe(env.env.handler.call(cx, event.clone())).catch_unwind();
         // Most handlers of a busy bot finish at their first poll: only the others pay for the
         // time-out's timer, the route's time-out lookup and the shutdown watch, which live in a
         // future of their own so that the attempts that finish at once stay small to move.
         match std::future::poll_fn(|task| Poll::Ready(call.poll_unpin(task))).await {
             Poll::Ready(r) => outcome(r),
-            Poll::Pending => Box::pin(watch(env, event, call, cancel, started)).await,
+            Poll::Pending => Box::pin(watch(env, event, call, cancel, *started)).await,
         }
     }
 }
@@ -321,36 +349,55 @@ fn attempt_once<'a>(
 /// A handler attempt still running after its first poll: its time-out, the shutdown's
 /// cancellation and the grace period after either.
 // Not an `async fn`, which would keep its arguments twice: this future is boxed and held by
-// every attempt that waits, for as long as it waits.
+// every attempt that waits, for as long as it waits. Its deadline and the hard stop are its
+// worker's alarm (a slot in the worker's alarms, not a timer and a waiter of its own), and the
+// grace period's timer is boxed apart, so that what waits holds little more than the handler's
+// future and the alarm.
 fn watch<'a>(
-    env: &'a TaskEnv,
+    env: &'a WorkerEnv,
     event: &'a Event,
     mut call: Call<'a>,
     cancel: AttemptCancel,
     started: Instant,
 ) -> impl Future<Output = Result<(), Failure>> + Send + 'a {
-    let timeout = env.handler.timeout(event).unwrap_or(env.default_timeout);
+    let timeout = env
+        .env
+        .handler
+        .timeout(event)
+        .unwrap_or(env.env.default_timeout);
+    let alarm = env.alarms.set(super::deadline_after(started, timeout));
     async move {
-        let stopped = tokio::select! {
-            biased;
-            r = &mut call => return outcome(r),
-            () = tokio::time::sleep_until(super::deadline_after(started, timeout)) => TaskFailure::Timeout,
-            () = env.hard_stop.cancelled() => TaskFailure::Cancelled,
+        // The handler first: one that finishes as its alarm rings has finished.
+        let stopped = std::future::poll_fn(|task| match call.poll_unpin(task) {
+            Poll::Ready(r) => Poll::Ready(Err(r)),
+            Poll::Pending => alarm.poll(task).map(Ok),
+        })
+        .await;
+        let stopped = match stopped {
+            Ok(stopped) => stopped,
+            Err(r) => return outcome(r),
         };
+        drop::<Alarm<'_>>(alarm);
         // Tell the handler through `cx.cancellation()` and give it a moment to stop cleanly.
         cancel.cancel();
-        let wound_down = tokio::time::timeout(CANCEL_GRACE, &mut call).await;
-        match (stopped, wound_down) {
-            // It finished its work after all.
-            (_, Ok(Ok(Ok(())))) => Ok(()),
-            (TaskFailure::Timeout, _) => Err((
-                TaskFailure::Timeout,
-                true,
-                Some(format!("handler timed out after {timeout:?}")),
-                None,
-            )),
-            (failure, _) => Err((failure, true, None, None)),
-        }
+        Box::pin(wind_down(call, stopped, timeout)).await
+    }
+}
+
+/// The grace period of a handler told to stop (`stopped`: its time-out, or the hard stop), and
+/// the attempt's outcome.
+async fn wind_down(call: Call<'_>, stopped: TaskFailure, timeout: Duration) -> Result<(), Failure> {
+    let wound_down = tokio::time::timeout(CANCEL_GRACE, call).await;
+    match (stopped, wound_down) {
+        // It finished its work after all.
+        (_, Ok(Ok(Ok(())))) => Ok(()),
+        (TaskFailure::Timeout, _) => Err((
+            TaskFailure::Timeout,
+            true,
+            Some(format!("handler timed out after {timeout:?}")),
+            None,
+        )),
+        (failure, _) => Err((failure, true, None, None)),
     }
 }
 
@@ -402,7 +449,14 @@ mod tests {
         cx.reply("ok").await
     }
 
-    fn env() -> Arc<TaskEnv> {
+    fn env() -> Arc<WorkerEnv> {
+        Arc::new(WorkerEnv {
+            env: task_env(BoxHandler::new(reply)),
+            alarms: Alarms::default(),
+        })
+    }
+
+    fn task_env(handler: BoxHandler) -> Arc<TaskEnv> {
         let mut outbounds: HashMap<Platform, Arc<dyn crate::Outbound>> = HashMap::new();
         outbounds.insert(
             Platform::TEST,
@@ -417,10 +471,64 @@ mod tests {
                 #[cfg(feature = "postgres")]
                 db: None,
             }),
-            handler: BoxHandler::new(reply),
+            handler,
             default_timeout: Duration::from_secs(10),
             hard_stop: CancellationToken::new(),
         })
+    }
+
+    /// A handler that never finishes, not even when told to stop, with a time-out in seconds
+    /// per event: the event's text.
+    struct NeverDone;
+
+    #[async_trait::async_trait]
+    impl crate::Handler for NeverDone {
+        async fn call(&self, _cx: Context, _event: Event) -> Result<(), crate::BoxError> {
+            std::future::pending().await
+        }
+
+        fn timeout(&self, event: &Event) -> Option<Duration> {
+            let seconds = event.text_content()?.parse().ok()?;
+            Some(Duration::from_secs(seconds))
+        }
+    }
+
+    /// One worker's attempts share its timer and its wait for the hard stop: an attempt that
+    /// comes later with an earlier deadline times out at its own deadline, not at the one the
+    /// timer was armed for, and the hard stop cancels the attempts still running.
+    #[tokio::test(start_paused = true)]
+    async fn each_attempt_times_out_at_its_own_deadline_and_the_hard_stop_ends_the_rest() {
+        let env = task_env(BoxHandler::new(NeverDone));
+        let (done, mut finished) = mpsc::channel(8);
+        let mut workers = Workers::start(1, 8, &env, &done);
+        let delivery = |id: u64, seconds: &str| Delivery {
+            lease: Lease { id, token: 1 },
+            event: Event::text(Platform::TEST, "a", seconds),
+            attempt: 1,
+        };
+        let mut next = async || {
+            let finished = finished.recv().await.expect("a completion");
+            assert_eq!(finished.completions.len(), 1);
+            let completion = finished.completions.into_iter().next().unwrap();
+            (completion.lease.id, completion.failure)
+        };
+        let t0 = Instant::now();
+        workers.dispatch(vec![delivery(1, "60")]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        workers.dispatch(vec![delivery(2, "5"), delivery(3, "600")]);
+        // Each after its time-out and the grace period.
+        assert_eq!(next().await, (2, Some(TaskFailure::Timeout)));
+        assert_eq!(t0.elapsed(), Duration::from_secs(1 + 5) + CANCEL_GRACE);
+        assert_eq!(next().await, (1, Some(TaskFailure::Timeout)));
+        assert_eq!(t0.elapsed(), Duration::from_secs(60) + CANCEL_GRACE);
+        let stop = Instant::now();
+        env.hard_stop.cancel();
+        assert_eq!(next().await, (3, Some(TaskFailure::Cancelled)));
+        assert_eq!(stop.elapsed(), CANCEL_GRACE);
+        // An attempt that comes after the hard stop is cancelled at once.
+        workers.dispatch(vec![delivery(4, "600")]);
+        assert_eq!(next().await, (4, Some(TaskFailure::Cancelled)));
+        drop(workers.close());
     }
 
     /// What every running event holds for as long as its handler waits (50,000 of them in
@@ -452,9 +560,17 @@ mod tests {
         // An `async fn` handler holds its arguments twice (as they came and as its locals),
         // and its reply: that is the compiler's layout, not ours. The runtime's box around it
         // adds nothing more (through #[async_trait] it added the context and the event again).
-        let cx = Context::for_attempt(env.shared.clone(), &event, 1);
+        let cx = Context::for_attempt(env.env.shared.clone(), &event, 1);
         let own = std::mem::size_of_val(&reply(cx.clone(), event.clone()));
-        let boxed = env.handler.call(cx.clone(), event.clone());
+        // The reply it waits on is a pointer to the client's future, which took the target
+        // (136 bytes in a debug build: the arguments twice and that pointer; 448 when the reply
+        // held the 248-byte target and the messages beside the client's future, which borrowed
+        // the target).
+        assert!(
+            own <= 2 * (context + event_bytes) + 32,
+            "a handler that replies holds {own} bytes"
+        );
+        let boxed = env.env.handler.call(cx.clone(), event.clone());
         let boxed_bytes = std::mem::size_of_val(&*boxed);
         assert!(
             boxed_bytes <= own + 32,
@@ -462,10 +578,10 @@ mod tests {
         );
         drop(boxed);
 
-        // The attempt keeps the delivery once (for a retry) besides small state: 208 bytes in a
+        // The attempt keeps the delivery once (for a retry) besides small state: 200 bytes in a
         // debug build (bound by 936 when the delivery held the event inline, 480 bytes of it;
-        // 256 when the attempt's span was inline and `attempt_once` held its arguments twice),
-        // with room for two words of new state.
+        // 256 when the attempt's span was inline and `attempt_once` held its arguments twice;
+        // 208 when it held its start time twice), with room for two words of new state.
         let delivery = Delivery {
             lease: Lease { id: 1, token: 1 },
             event: event.clone(),
@@ -474,21 +590,19 @@ mod tests {
         let attempt = attempt(&env, delivery);
         let attempt_bytes = std::mem::size_of_val(&attempt);
         assert!(
-            attempt_bytes <= 208 + 16,
+            attempt_bytes <= 200 + 16,
             "an attempt's future is {attempt_bytes} bytes, a delivery {delivery_bytes}"
         );
         drop(attempt);
 
-        // What an attempt still running after its first poll boxes: its timer and its watch
-        // (280 bytes in a debug build against a bound of 304; main's 312 held the event's
-        // reference and the timeout twice).
+        // What an attempt still running after its first poll boxes: the handler's future, its
+        // alarm in the worker's alarms and the handle that cancels it (104 bytes in a debug
+        // build; 280 with a Tokio timer and a wait for the hard stop of its own, 312 when it
+        // held the event's reference and the timeout twice).
         let call: Call<'_> =
-            AssertUnwindSafe(env.handler.call(cx.clone(), event.clone())).catch_unwind();
+            AssertUnwindSafe(env.env.handler.call(cx.clone(), event.clone())).catch_unwind();
         let watch = watch(&env, &event, call, cx.canceller(), Instant::now());
         let watch_bytes = std::mem::size_of_val(&watch);
-        assert!(
-            watch_bytes <= std::mem::size_of::<tokio::time::Sleep>() + 192,
-            "the watch is {watch_bytes} bytes"
-        );
+        assert!(watch_bytes <= 104 + 16, "the watch is {watch_bytes} bytes");
     }
 }

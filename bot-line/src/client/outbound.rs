@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bot_core::api::Dispatch;
-use bot_core::event::ConversationId;
+use bot_core::event::{ConversationId, EventId, ReplyToken};
 use bot_core::outbound::{OutgoingMessage, Target};
 use bot_core::{Outbound, Platform};
 use futures::FutureExt as _;
@@ -23,6 +23,40 @@ use crate::model::send::{MAX_MESSAGES_PER_CALL, Message};
 const AFTER_REPLY_PART: usize = 1_000;
 /// How long the loading animation of a send lasts, unless the send's messages end it sooner.
 const LOADING_SECONDS: u32 = 20;
+
+/// What a LINE send keeps of its [`Target`] while it is in flight: the conversation (for the
+/// loading animation and pushes), the reply token, and the send's name among its handler's sends
+/// (for the reply's mark and the pushes' retry keys). A target's other parts (the channel, which
+/// chose this client; the event and message replied to; a Messenger tag) serve no LINE call.
+struct LineTarget {
+    conversation: ConversationId,
+    reply_token: Option<ReplyToken>,
+    origin: Option<EventId>,
+    send_index: u32,
+}
+
+impl LineTarget {
+    /// The parts of `target` a send needs, copied (an id inline in its handle, or a reference
+    /// count).
+    fn copied(target: &Target) -> Self {
+        Self {
+            conversation: target.conversation.clone(),
+            reply_token: target.reply_token.clone(),
+            origin: target.origin.clone(),
+            send_index: target.send_index,
+        }
+    }
+
+    /// The parts of `target` a send needs, moved out of it.
+    fn taken(target: Target) -> Self {
+        Self {
+            conversation: target.conversation,
+            reply_token: target.reply_token,
+            origin: target.origin,
+            send_index: target.send_index,
+        }
+    }
+}
 
 impl LineClient {
     /// The loading animation for a send, in one-to-one chats, given up at `deadline`.
@@ -42,7 +76,7 @@ impl LineClient {
     /// part of this send.
     async fn push_all(
         &self,
-        target: &Target,
+        target: &LineTarget,
         messages: &[Message],
         first_part: usize,
         deadline: Instant,
@@ -67,13 +101,14 @@ impl LineClient {
     // across the reply's call that can be made again after it (the reply mark's key, the rest's
     // slice).
     #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
-    fn send_line<'a>(
-        &'a self,
-        target: &'a Target,
+    fn send_line(
+        &self,
+        target: LineTarget,
         mut messages: Vec<Message>,
         typing: bool,
-    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         async move {
+            let target = &target;
             let deadline = self.api.deadline_from_now();
             if typing {
                 // First: one reply call takes the messages.
@@ -212,6 +247,25 @@ impl LineClient {
     }
 }
 
+impl LineClient {
+    /// The send of `messages` to `target`, rendered as LINE messages first (a message LINE cannot
+    /// carry fails here, before any call).
+    fn send_rendered(
+        &self,
+        target: LineTarget,
+        messages: &[OutgoingMessage],
+    ) -> Pin<Box<dyn Future<Output = Result<(), bot_core::Error>> + Send + '_>> {
+        let (typing, line_messages) = match crate::render::render_send(messages) {
+            Ok(rendered) => rendered,
+            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+        };
+        Box::pin(
+            self.send_line(target, line_messages, typing)
+                .map(|sent| Ok(sent?)),
+        )
+    }
+}
+
 /// Whether a failed call may have been carried out by LINE: it timed out or broke after it was
 /// sent, or a server error other than 503 does not say that nothing was done.
 fn may_have_reached_line(e: &Error) -> bool {
@@ -228,7 +282,7 @@ impl Outbound for LineClient {
         Platform::LINE
     }
 
-    // Not an `async fn`: the messages are rendered before the future is made (not held in it
+    // Not `async fn`s: the messages are rendered before the future is made (not held in it
     // for the seconds the call may take), and the box holds the send's own future, nothing
     // around it.
     fn send<'a, 'b, 'f>(
@@ -241,15 +295,21 @@ impl Outbound for LineClient {
         'b: 'f,
         Self: 'f,
     {
-        let (typing, line_messages) = match crate::render::render_send(&messages) {
-            Ok(rendered) => rendered,
-            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
-        };
-        drop(messages);
-        Box::pin(
-            self.send_line(target, line_messages, typing)
-                .map(|sent| Ok(sent?)),
-        )
+        self.send_rendered(LineTarget::copied(target), &messages)
+    }
+
+    // The target's parts a LINE call needs move into the send's future; the rest (about half
+    // of a `Target`) is dropped here instead of being held by the handler for the call.
+    fn send_owned<'a, 'f>(
+        &'a self,
+        target: Target,
+        messages: Vec<OutgoingMessage>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), bot_core::Error>> + Send + 'f>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.send_rendered(LineTarget::taken(target), &messages)
     }
 
     /// The loading animation, in one-to-one chats (LINE has none for groups and rooms).
