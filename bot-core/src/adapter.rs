@@ -148,6 +148,14 @@ pub struct WebhookRequest {
     pub body: bytes::Bytes,
 }
 
+impl WebhookRequest {
+    /// A request of these headers and body: for an adapter's own unit tests of its handler,
+    /// which the extractor builds from the HTTP request otherwise.
+    pub fn new(headers: http::HeaderMap, body: bytes::Bytes) -> Self {
+        Self { headers, body }
+    }
+}
+
 impl<S: Send + Sync> axum::extract::FromRequest<S> for WebhookRequest {
     type Rejection = axum::extract::rejection::BytesRejection;
 

@@ -38,7 +38,7 @@ pub mod telemetry;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
-pub use adapter::{Adapter, Attach, Ingress, body_for_events};
+pub use adapter::{Adapter, Attach, Ingress, WebhookRequest, body_for_events};
 pub use bot::{Bot, BotBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT};
 pub use context::Context;
 pub use error::{BoxError, Error, ErrorChain, ErrorKind};
