@@ -312,8 +312,9 @@ impl Context {
     ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
         // The client's future is made here and handed over as it is: the handler holds a
         // pointer to it while the call is in flight, not the target (248 bytes) and the
-        // messages besides it, and the client keeps of the target only what it needs. Nothing
-        // runs before the first poll: a client's `send_owned` only builds its future.
+        // messages besides it, and the client keeps of the target only what it needs. No call
+        // is made before the first poll: a client's `send_owned` builds its future (and may
+        // prepare what needs no I/O, as LINE renders the messages) and does nothing else.
         match self.shared.outbounds.get(platform) {
             Some(outbound) => (**outbound).send_owned(target, messages),
             None => Box::pin(std::future::ready(Err(no_outbound(platform)))),

@@ -26,11 +26,19 @@ pub trait Outbound: Send + Sync + fmt::Debug + 'static {
     /// Fails when the platform refuses the call or cannot be reached after the client's retries.
     async fn send(&self, target: &Target, messages: Vec<OutgoingMessage>) -> Result<(), Error>;
 
-    /// Sends `messages`, in order, to `target`, which the send takes: what a handler's
-    /// [`crate::Context::reply`] and [`crate::Context::send`] call. A client overrides it to keep
-    /// in its future only the parts of the target it needs while the call is in flight, instead
-    /// of the caller holding the whole target for it; the default keeps the target and calls
+    /// Sends `messages`, in order, to `target`, which the send takes: what a handler's sends
+    /// ([`crate::Context::reply`], `reply_all`, `reply_with` and [`crate::Context::send`], when
+    /// they are called; `send_on` at its first poll) call. A client overrides it to keep in its
+    /// future only the parts of the target it needs while the call is in flight, instead of the
+    /// caller holding the whole target for it; the default keeps the target and calls
     /// [`Outbound::send`].
+    ///
+    /// It is called when the handler's send is created, not when it is awaited: an override
+    /// builds its future and may prepare what needs no I/O (LINE renders the messages), but
+    /// makes no call, numbers nothing and reserves nothing before its future is polled. A
+    /// wrapper that forwards [`Outbound::send`] to another client forwards this one too (as
+    /// `Arc<T>` and [`crate::outbound::Channels`] do), or the inner client's override is
+    /// bypassed (the send still works, holding the whole target).
     ///
     /// # Errors
     ///

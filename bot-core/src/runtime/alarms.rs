@@ -6,8 +6,10 @@
 //! every such attempt (50,000 of them while a slow API answers); here it is a slot of 40 bytes in
 //! its worker's alarms, which hold the attempt's deadline and waker. The worker's one timer is
 //! armed for the earliest deadline it knows of: when it fires, the worker rings the alarms due
-//! and arms it for the next. A deadline later than the one armed does not move the timer (most
-//! attempts finish long before their deadline); one earlier does, at the worker's next turn.
+//! and arms it for the next, no sooner than [`RING_EVERY`] later (a ring scans every slot). A
+//! deadline later than the one armed does not move the timer (most attempts finish long before
+//! their deadline); one earlier does, at the worker's next turn. The worker looks at its timer
+//! and the hard stop at every turn, so that a steady load does not hold them back.
 
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -15,6 +17,9 @@ use std::task::{Context, Poll, Waker};
 use tokio::time::Instant;
 
 use super::task::TaskFailure;
+
+/// The least time between two rings of a worker's alarms: a time-out rings up to this late.
+pub(crate) const RING_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The alarms of one worker's attempts.
 #[derive(Debug, Default)]
@@ -95,7 +100,8 @@ impl Alarms {
         self.lock().wake_at
     }
 
-    /// Rings the alarms whose deadline is `now` or before, and sets when to look again.
+    /// Rings the alarms whose deadline is `now` or before, and sets when to look again: at the
+    /// earliest deadline left, but not before [`RING_EVERY`] from `now`.
     pub(crate) fn ring_due(&self, now: Instant) {
         let mut set = self.lock();
         let mut next: Option<Instant> = None;
@@ -111,7 +117,10 @@ impl Alarms {
                 _ => {}
             }
         }
-        set.wake_at = next;
+        // A ring scans every slot, and the earliest deadline is often an attempt's that will
+        // finish before it (a handler's time-out is seconds, most take less): with thousands
+        // waiting, a ring at each of their deadlines would scan them all every millisecond.
+        set.wake_at = next.map(|at| at.max(now + RING_EVERY));
     }
 
     /// The hard stop: rings every alarm (those due at `now` as time-outs), and those set from

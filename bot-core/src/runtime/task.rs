@@ -189,6 +189,20 @@ async fn work(
     let mut stop = std::pin::pin!(hard_stop.cancelled());
     let mut stopped = false;
     loop {
+        // Every turn, not only when nothing else is ready: under a steady load the input or an
+        // attempt is ready at every turn, and the time-outs and the hard stop must not wait for
+        // a quiet moment. Cheap: an atomic load, and the alarms' lock once.
+        if !running.is_empty() {
+            if !stopped && hard_stop.is_cancelled() {
+                stopped = true;
+                env.alarms.stop(Instant::now());
+            }
+            std::future::poll_fn(|task| {
+                let _ = env.alarms.poll_timer(timer.as_mut(), &mut armed, task);
+                Poll::Ready(())
+            })
+            .await;
+        }
         tokio::select! {
             biased;
             got = input.recv(), if open => match got {
@@ -217,7 +231,7 @@ async fn work(
                 }
             }
             // After the attempts: the alarms they set in this round arm the timer before the
-            // worker waits.
+            // worker waits (the check above runs before them).
             () = &mut stop, if !stopped && !running.is_empty() => {
                 stopped = true;
                 env.alarms.stop(Instant::now());
