@@ -646,10 +646,11 @@ impl axum::serve::Listener for LimitedListener {
                     );
                 }
                 Err(_) => {
+                    // Counted before the answer: whoever sees the socket closed sees it counted.
+                    self.refused.add(1, &[KeyValue::new("reason", "limit")]);
                     // Never wait on this socket: the accept loop serves everyone.
                     let _ = stream.try_write(OVER_LIMIT_RESPONSE);
                     drop(stream);
-                    self.refused.add(1, &[KeyValue::new("reason", "limit")]);
                     if let Some(suppressed) = self.log.check() {
                         tracing::warn!(
                             max_connections = self.max,
