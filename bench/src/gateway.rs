@@ -317,13 +317,10 @@ impl GatewayArgs {
     }
 }
 
-/// `gateway-echo`: echo-bot in its own process on the fakes served by this one.
-pub(crate) async fn gateway_echo(args: &GatewayArgs) -> Result<Row, String> {
-    let binary = sibling_binary("echo-bot")?;
-    let fakes = Fakes::start(args.rest_limit).await?;
-    let port = free_port()?;
-    let mut command = Command::new(&binary);
-    // Only Discord, and the memory queue: the scenario measures the gateway path.
+/// Removes from `command`'s environment the other adapters' variables, the database's and the
+/// Discord settings a scenario sets itself, so that a bot started with it runs Discord alone on
+/// the memory queue, whatever the caller's environment holds.
+pub(crate) fn only_discord(command: &mut Command) {
     for name in [
         "LINE_CHANNEL_SECRET",
         "LINE_CHANNEL_ACCESS_TOKEN",
@@ -338,6 +335,16 @@ pub(crate) async fn gateway_echo(args: &GatewayArgs) -> Result<Row, String> {
     ] {
         command.env_remove(name);
     }
+}
+
+/// `gateway-echo`: echo-bot in its own process on the fakes served by this one.
+pub(crate) async fn gateway_echo(args: &GatewayArgs) -> Result<Row, String> {
+    let binary = sibling_binary("echo-bot")?;
+    let fakes = Fakes::start(args.rest_limit).await?;
+    let port = free_port()?;
+    let mut command = Command::new(&binary);
+    // Only Discord, and the memory queue: the scenario measures the gateway path.
+    only_discord(&mut command);
     let child = command
         .env("BOT_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")

@@ -56,19 +56,7 @@ pub(crate) struct Measure {
 /// nothing else: the other adapters' and the database's variables are removed, so the scenario
 /// measures the gateway path alone.
 pub(crate) fn discord_only(command: &mut Command, gateway_url: &str, api_url: &str, port: u16) {
-    for name in [
-        "LINE_CHANNEL_SECRET",
-        "LINE_CHANNEL_ACCESS_TOKEN",
-        "MESSENGER_APP_SECRET",
-        "MESSENGER_VERIFY_TOKEN",
-        "MESSENGER_PAGE_ACCESS_TOKEN",
-        "DATABASE_URL",
-        bot_discord::ENV_APPLICATION_ID,
-        bot_discord::ENV_PUBLIC_KEY,
-        bot_discord::ENV_INTENTS,
-    ] {
-        command.env_remove(name);
-    }
+    crate::gateway::only_discord(command);
     command
         .env("BOT_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
