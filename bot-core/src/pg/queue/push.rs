@@ -32,7 +32,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio_postgres::types::Type;
 
 use super::inner::Inner;
-use super::sql::{PUSH, PUSH_NOTIFY, PUSH_UNORDERED, PUSH_UNORDERED_NOTIFY, TEXTS};
+use super::sql::{NOTIFY, PUSH, PUSH_NOTIFY, PUSH_UNORDERED, PUSH_UNORDERED_NOTIFY, TEXTS};
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::pg::error;
@@ -245,6 +245,8 @@ impl Inner {
             (false, true) => PUSH_UNORDERED_NOTIFY,
         };
         let channel = &self.wakeups.channel;
+        // Whether this push sent the queue's notification right behind its statement.
+        let mut sent_behind = false;
         let push = async {
             let (conn, _) = self
                 .pool
@@ -275,6 +277,15 @@ impl Inner {
                 let [a, b, c, d] = arrays;
                 conn.query_typed(statement, &[a, b, c, d, (channel, Type::TEXT)])
                     .await
+            } else if self.wakeups.take_due_notification() {
+                sent_behind = true;
+                let push = conn.query_typed(statement, &arrays);
+                let on_channel = [(
+                    channel as &(dyn tokio_postgres::types::ToSql + Sync),
+                    Type::TEXT,
+                )];
+                let notice = conn.execute_typed(NOTIFY, &on_channel);
+                first_then(push, notice).await
             } else {
                 conn.query_typed(statement, &arrays).await
             }
@@ -285,7 +296,7 @@ impl Inner {
             Ok(Ok(positions)) => {
                 if positions.iter().any(|&p| p > 0) {
                     self.wakeups.wake.notify_one();
-                    if !notify {
+                    if !notify && !sent_behind {
                         self.wakeups.notify_wanted.notify_one();
                     }
                 }
@@ -305,6 +316,27 @@ impl Inner {
             }),
         }
     }
+}
+
+/// Runs `first` and sends `then`'s request right behind `first`'s on the same connection, without
+/// waiting for `first`'s answer: both go out at their futures' first polls, in that order, and
+/// PostgreSQL runs them one after the other. Returns `first`'s output as soon as it is in;
+/// `then`'s answer is not awaited (the connection reads and drops it), so `then` must be a
+/// statement whose outcome does not matter, such as a `NOTIFY`.
+async fn first_then<F: Future, T: Future>(first: F, then: T) -> F::Output {
+    let mut first = std::pin::pin!(first);
+    let mut then = std::pin::pin!(then);
+    let mut then_sent = false;
+    std::future::poll_fn(|cx| {
+        let out = first.as_mut().poll(cx);
+        if !then_sent {
+            then_sent = true;
+            // Its request is written at this first poll; whatever it answers is not needed.
+            let _ = then.as_mut().poll(cx);
+        }
+        out
+    })
+    .await
 }
 
 /// Whether an error of this SQLSTATE may come from one push's data or from its meeting another
@@ -362,6 +394,33 @@ mod tests {
             },
             rx,
         )
+    }
+
+    #[tokio::test]
+    async fn the_second_request_goes_out_behind_the_first_whose_answer_is_not_held_up() {
+        use std::sync::Mutex as StdMutex;
+        let order = Arc::new(StdMutex::new(Vec::new()));
+        let (answer, answered) = oneshot::channel::<u32>();
+        let first = {
+            let order = Arc::clone(&order);
+            async move {
+                order.lock().unwrap().push("first sent");
+                answered.await.unwrap()
+            }
+        };
+        let then = {
+            let order = Arc::clone(&order);
+            async move {
+                order.lock().unwrap().push("then sent");
+                // Its answer never comes.
+                std::future::pending::<()>().await;
+            }
+        };
+        let run = tokio::spawn(first_then(first, then));
+        tokio::task::yield_now().await;
+        answer.send(7).unwrap();
+        assert_eq!(run.await.unwrap(), 7);
+        assert_eq!(*order.lock().unwrap(), ["first sent", "then sent"]);
     }
 
     #[test]
