@@ -84,7 +84,8 @@ impl Inner {
     // Statements go out typed and unprepared (one round trip each), so PostgreSQL plans them
     // with the actual values and the table's current size every time. A prepared statement's
     // cached plan, made while the queue was empty (as it is most of the time), turns into a scan
-    // per call once a burst fills the table.
+    // per call once a burst fills the table. (The push, which reads no table, is prepared: see
+    // `push.rs`.)
     pub(super) async fn query(
         &self,
         sql: &str,

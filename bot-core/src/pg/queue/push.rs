@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, oneshot};
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::inner::Inner;
 use super::sql::{NOTIFY, PUSH, PUSH_NOTIFY, PUSH_UNORDERED, PUSH_UNORDERED_NOTIFY, TEXTS};
@@ -267,27 +267,32 @@ impl Inner {
                 };
                 Failure { error, data }
             };
-            let arrays: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 4] = [
-                (&platforms, TEXTS),
-                (&ids, TEXTS),
-                (&conversations, TEXTS),
-                (&payloads, TEXTS),
-            ];
+            // Prepared once per connection, unlike the queue's other statements (see
+            // `Inner::query`): a push reads no table (its conflicts are resolved through the
+            // unique indexes), so its plan is the same at any size of the queue, and
+            // PostgreSQL's generic plan, taken after five calls, spares the planning that was
+            // half of the statement's server time (0.13 of 0.24 ms for three events).
+            let types: &[Type] = if notify {
+                &[TEXTS, TEXTS, TEXTS, TEXTS, Type::TEXT]
+            } else {
+                &[TEXTS; 4]
+            };
+            let prepared = conn
+                .prepare_typed_cached(statement, types)
+                .await
+                .map_err(map)?;
+            let arrays: [&(dyn ToSql + Sync); 4] = [&platforms, &ids, &conversations, &payloads];
             let rows = if notify {
                 let [a, b, c, d] = arrays;
-                conn.query_typed(statement, &[a, b, c, d, (channel, Type::TEXT)])
-                    .await
+                conn.query(&prepared, &[a, b, c, d, channel]).await
             } else if self.wakeups.take_due_notification() {
                 sent_behind = true;
-                let push = conn.query_typed(statement, &arrays);
-                let on_channel = [(
-                    channel as &(dyn tokio_postgres::types::ToSql + Sync),
-                    Type::TEXT,
-                )];
+                let push = conn.query(&prepared, &arrays);
+                let on_channel = [(channel as &(dyn ToSql + Sync), Type::TEXT)];
                 let notice = conn.execute_typed(NOTIFY, &on_channel);
                 first_then(push, notice).await
             } else {
-                conn.query_typed(statement, &arrays).await
+                conn.query(&prepared, &arrays).await
             }
             .map_err(map)?;
             Ok::<Vec<i64>, Failure>(rows.iter().map(|r| r.get(0)).collect())
