@@ -421,10 +421,12 @@ mod tests {
                 std::future::pending::<()>().await;
             }
         };
-        let run = tokio::spawn(first_then(first, then));
-        tokio::task::yield_now().await;
-        answer.send(7).unwrap();
-        assert_eq!(run.await.unwrap(), 7);
+        let answering = async {
+            tokio::task::yield_now().await;
+            answer.send(7).unwrap();
+        };
+        let (out, ()) = tokio::join!(first_then(first, then), answering);
+        assert_eq!(out, 7);
         assert_eq!(*order.lock().unwrap(), ["first sent", "then sent"]);
     }
 
