@@ -647,53 +647,6 @@ async fn a_notify_wakes_an_idle_puller_of_another_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_of_a_stream_send_their_notify_right_behind_their_statement() {
-    let pool = fresh_pool("notify_behind").await;
-    let listener = queue_builder(&pool)
-        .poll_interval(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    // No debounce: every push finds a notification due. The first after a quiet time carries it
-    // in its statement; the next ones, a few milliseconds apart, send it right behind theirs.
-    let pusher = queue_builder(&pool)
-        .listen(false)
-        .notify_debounce(Duration::ZERO)
-        .build()
-        .unwrap();
-    eventually("the LISTEN connection", DEADLINE, || async {
-        listener.is_listening().then_some(())
-    })
-    .await;
-    assert!(
-        pull_within(&listener, 1, Duration::from_millis(100))
-            .await
-            .is_empty()
-    );
-    for i in 0..5 {
-        let id = format!("e{i}");
-        let pull = async {
-            tokio::time::timeout(Duration::from_secs(5), listener.pull(1))
-                .await
-                .unwrap_or_else(|_| panic!("push {i} was not announced: no NOTIFY"))
-                .unwrap()
-        };
-        let push = async {
-            pusher
-                .push_batch(vec![text_event("c1", &id)])
-                .await
-                .unwrap();
-        };
-        let (got, ()) = tokio::join!(pull, push);
-        assert_eq!(ids(&got), [id.as_str()]);
-        let leases: Vec<_> = got.iter().map(|d| d.lease).collect();
-        listener.ack(&leases).await.unwrap();
-    }
-    assert!(listener.counters().notifications >= 5);
-    listener.shutdown().await;
-    pusher.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_stay_fast_when_a_table_that_started_empty_fills_up() {
     let pool = fresh_pool("grow").await;
     let conn = pool.get().await.unwrap();

@@ -13,12 +13,9 @@ use super::wakeup::Wakeups;
 /// Sends at most one `NOTIFY` per debounce interval, and one after the last push of a burst.
 ///
 /// `NOTIFY` takes a lock at commit that serialises every notifying transaction, so at most one
-/// notification goes out per debounce interval. A push writer carries it in its statement when
-/// none went out for 50 ms past the interval, that is when the queue was idle
-/// (`Wakeups::take_notification`); else, when the interval is over, it sends it in a statement
-/// of its own right behind its push on the same connection (`Wakeups::take_due_notification`).
-/// The pushes that could do neither ask this task, which sends one small notification for all of
-/// them once the interval is over, unless a push took it by then.
+/// notification goes out per debounce interval: a push writer carries it in its statement when
+/// none went out for 50 ms past the interval, that is when the queue was idle (`Wakeups::take_notification`); the pushes that could not
+/// ask this task, which sends one small notification for all of them once the interval is over.
 pub(super) async fn run_notifier(signals: Arc<Wakeups>) {
     loop {
         tokio::select! {
@@ -36,11 +33,7 @@ pub(super) async fn run_notifier(signals: Arc<Wakeups>) {
                 () = signals.closed.cancelled() => return,
             }
         }
-        // A push that found the pause over took the notification: it sends its `NOTIFY` right
-        // behind its statement, so after the commits that asked for this one.
-        if !signals.take_due_notification() {
-            continue;
-        }
+        signals.notified_now();
         let sent = async {
             let conn = signals
                 .pool
@@ -48,7 +41,7 @@ pub(super) async fn run_notifier(signals: Arc<Wakeups>) {
                 .await?
                 .0;
             conn.execute_typed(
-                super::queue::NOTIFY,
+                "SELECT pg_notify($1, '')",
                 &[(&signals.channel, tokio_postgres::types::Type::TEXT)],
             )
             .await

@@ -79,22 +79,9 @@ impl Wakeups {
     /// pushes the notifier's statements, which write no WAL, hold it for far less; pushes
     /// carrying it stalled one another (measured: 17,500 against 23,000 events/s end to end).
     pub(super) fn take_notification(&self) -> bool {
-        self.take_after(self.carry_after_quiet)
-    }
-
-    /// Whether a notification may go out now, in a statement of its own: the debounce after the
-    /// last one is over. If so, the next waits for the debounce from now. A push that wins it
-    /// sends its `NOTIFY` right behind its own statement, on the same connection; the notifier
-    /// that finds it taken leaves the notification to that push.
-    pub(super) fn take_due_notification(&self) -> bool {
-        self.take_after(0)
-    }
-
-    /// Takes the next notification when none went out for `quiet_for` past the debounce.
-    fn take_after(&self, quiet_for: u64) -> bool {
         let now = self.now_micros();
         let quiet = self.quiet_until.load(Ordering::Acquire);
-        now >= quiet.saturating_add(quiet_for)
+        now >= quiet.saturating_add(self.carry_after_quiet)
             && self
                 .quiet_until
                 .compare_exchange(
@@ -114,6 +101,12 @@ impl Wakeups {
             .saturating_sub(self.now_micros());
         Duration::from_micros(wait)
     }
+
+    /// A notification goes out now: the next waits for the debounce.
+    pub(super) fn notified_now(&self) {
+        let until = self.now_micros().saturating_add(self.debounce_micros());
+        self.quiet_until.fetch_max(until, Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]
@@ -132,29 +125,23 @@ mod tests {
         let w = wakeups(Duration::from_secs(60));
         assert!(w.take_notification(), "the first push carries one");
         assert!(!w.take_notification(), "the next does not");
-        assert!(!w.take_due_notification(), "nor is one due");
         assert!(w.quiet_for() > Duration::from_secs(59));
         let w = wakeups(Duration::from_secs(60));
-        assert!(w.take_due_notification(), "none went out: one is due");
-        assert!(!w.take_due_notification(), "one per debounce");
-        assert!(
-            !w.take_notification(),
-            "a sent one counts for the carried too"
-        );
-        // No debounce: one is due at once, yet a push carries one only after the quiet time
-        // (an hour here, so that no pause of this thread can pass it).
+        w.notified_now();
+        assert!(!w.take_notification(), "the notifier's counts too");
+        // No debounce: the notifier may send at once, yet a push carries one only after the
+        // quiet time (an hour here, so that no pause of this thread can pass it).
         let w = Wakeups {
             carry_after_quiet: 3_600_000_000,
             epoch: Instant::now(),
             ..wakeups(Duration::ZERO)
         };
-        assert!(w.take_due_notification());
+        w.notified_now();
         assert_eq!(w.quiet_for(), Duration::ZERO);
         assert!(
             !w.take_notification(),
-            "a stream of pushes sends them behind their statements, not in them"
+            "a stream of pushes leaves it to the notifier"
         );
-        assert!(w.take_due_notification(), "due again: no debounce");
         let w = Wakeups {
             carry_after_quiet: 0,
             ..wakeups(Duration::ZERO)

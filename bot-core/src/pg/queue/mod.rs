@@ -33,4 +33,3 @@ pub use builder::PgQueueBuilder;
 pub use counters::{QueueCounters, QueueStats};
 pub use handle::PgQueue;
 pub use import::import;
-pub(super) use sql::NOTIFY;

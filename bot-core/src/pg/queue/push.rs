@@ -29,10 +29,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, oneshot};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::inner::Inner;
-use super::sql::{NOTIFY, PUSH, PUSH_NOTIFY, PUSH_UNORDERED, PUSH_UNORDERED_NOTIFY, TEXTS};
+use super::sql::{PUSH, PUSH_NOTIFY, PUSH_UNORDERED, PUSH_UNORDERED_NOTIFY, TEXTS};
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::pg::error;
@@ -245,8 +246,6 @@ impl Inner {
             (false, true) => PUSH_UNORDERED_NOTIFY,
         };
         let channel = &self.wakeups.channel;
-        // Whether this push sent the queue's notification right behind its statement.
-        let mut sent_behind = false;
         let push = async {
             let (conn, _) = self
                 .pool
@@ -269,9 +268,10 @@ impl Inner {
             };
             // Prepared once per connection, unlike the queue's other statements (see
             // `Inner::query`): a push reads no table (its conflicts are resolved through the
-            // unique indexes), so its plan is the same at any size of the queue, and
-            // PostgreSQL's generic plan, taken after five calls, spares the planning that was
-            // half of the statement's server time (0.13 of 0.24 ms for three events).
+            // unique indexes), so its plan is the same at any size of the queue. PostgreSQL may
+            // then take its generic plan after five calls (it did in every measurement), which
+            // spares the planning that was half of the statement's server time (0.13 of 0.24 ms
+            // for three events).
             let types: &[Type] = if notify {
                 &[TEXTS, TEXTS, TEXTS, TEXTS, Type::TEXT]
             } else {
@@ -285,23 +285,24 @@ impl Inner {
             let rows = if notify {
                 let [a, b, c, d] = arrays;
                 conn.query(&prepared, &[a, b, c, d, channel]).await
-            } else if self.wakeups.take_due_notification() {
-                sent_behind = true;
-                let push = conn.query(&prepared, &arrays);
-                let on_channel = [(channel as &(dyn ToSql + Sync), Type::TEXT)];
-                let notice = conn.execute_typed(NOTIFY, &on_channel);
-                first_then(push, notice).await
             } else {
                 conn.query(&prepared, &arrays).await
             }
-            .map_err(map)?;
+            .map_err(|e| {
+                // The server no longer knows the statement (a `DISCARD ALL`, a pooler between):
+                // prepared again at the connection's next push instead of failing them all.
+                if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) {
+                    conn.statement_cache.remove(statement, types);
+                }
+                map(e)
+            })?;
             Ok::<Vec<i64>, Failure>(rows.iter().map(|r| r.get(0)).collect())
         };
         match tokio::time::timeout(self.push_timeout, push).await {
             Ok(Ok(positions)) => {
                 if positions.iter().any(|&p| p > 0) {
                     self.wakeups.wake.notify_one();
-                    if !notify && !sent_behind {
+                    if !notify {
                         self.wakeups.notify_wanted.notify_one();
                     }
                 }
@@ -321,27 +322,6 @@ impl Inner {
             }),
         }
     }
-}
-
-/// Runs `first` and sends `then`'s request right behind `first`'s on the same connection, without
-/// waiting for `first`'s answer: both go out at their futures' first polls, in that order, and
-/// PostgreSQL runs them one after the other. Returns `first`'s output as soon as it is in;
-/// `then`'s answer is not awaited (the connection reads and drops it), so `then` must be a
-/// statement whose outcome does not matter, such as a `NOTIFY`.
-async fn first_then<F: Future, T: Future>(first: F, then: T) -> F::Output {
-    let mut first = std::pin::pin!(first);
-    let mut then = std::pin::pin!(then);
-    let mut then_sent = false;
-    std::future::poll_fn(|cx| {
-        let out = first.as_mut().poll(cx);
-        if !then_sent {
-            then_sent = true;
-            // Its request is written at this first poll; whatever it answers is not needed.
-            let _ = then.as_mut().poll(cx);
-        }
-        out
-    })
-    .await
 }
 
 /// Whether an error of this SQLSTATE may come from one push's data or from its meeting another
@@ -399,35 +379,6 @@ mod tests {
             },
             rx,
         )
-    }
-
-    #[tokio::test]
-    async fn the_second_request_goes_out_behind_the_first_whose_answer_is_not_held_up() {
-        use std::sync::Mutex as StdMutex;
-        let order = Arc::new(StdMutex::new(Vec::new()));
-        let (answer, answered) = oneshot::channel::<u32>();
-        let first = {
-            let order = Arc::clone(&order);
-            async move {
-                order.lock().unwrap().push("first sent");
-                answered.await.unwrap()
-            }
-        };
-        let then = {
-            let order = Arc::clone(&order);
-            async move {
-                order.lock().unwrap().push("then sent");
-                // Its answer never comes.
-                std::future::pending::<()>().await;
-            }
-        };
-        let answering = async {
-            tokio::task::yield_now().await;
-            answer.send(7).unwrap();
-        };
-        let (out, ()) = tokio::join!(first_then(first, then), answering);
-        assert_eq!(out, 7);
-        assert_eq!(*order.lock().unwrap(), ["first sent", "then sent"]);
     }
 
     #[test]

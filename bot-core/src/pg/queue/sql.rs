@@ -85,10 +85,6 @@ UNION ALL SELECT 0 FROM (SELECT pg_notify($5, '')) AS n"
     };
 }
 
-/// A notification in a statement of its own (`$1`: the channel): the notifier's, or a push's,
-/// sent right behind its statement on its connection.
-pub(crate) const NOTIFY: &str = "SELECT pg_notify($1, '')";
-
 /// The push of an ordered queue: the positions of the events it inserted.
 pub(super) const PUSH: &str = concat!(push_input!(), push_locked_fresh!(), push_insert!());
 /// [`PUSH`] announcing itself to the other processes (`$5`: the channel).
