@@ -623,7 +623,11 @@ mod tests {
             attempt: 1,
         };
         let t0 = Instant::now();
-        workers.dispatch(vec![delivery(1, "now"), delivery(2, "wait"), delivery(3, "panic")]);
+        workers.dispatch(vec![
+            delivery(1, "now"),
+            delivery(2, "wait"),
+            delivery(3, "panic"),
+        ]);
         let first = finished.recv().await.expect("a completion");
         let mut got: Vec<_> = first
             .completions
@@ -653,7 +657,10 @@ mod tests {
         let waited = &second.completions[0];
         assert_eq!((waited.lease.id, waited.failure), (2, None));
         assert_eq!(waited.started, t0);
-        assert_eq!(second.at.duration_since(waited.started), Duration::from_secs(3));
+        assert_eq!(
+            second.at.duration_since(waited.started),
+            Duration::from_secs(3)
+        );
         drop(workers.close());
     }
 
