@@ -2,10 +2,10 @@
 //! cancellation, and completions reported in batches.
 //!
 //! Why workers rather than a task per event: a noop handler costs less than the spawn, the
-//! scheduling and the completion message around it. A worker keeps many attempts in one
-//! `FuturesUnordered` and polls them in place, so an attempt that finishes at its first poll is
-//! never scheduled on its own, and the completions of one poll round go back to the dispatcher
-//! as one message. There are a few workers per runtime thread, so work still spreads over the
+//! scheduling and the completion message around it. A worker polls each attempt once as it
+//! takes it, so an attempt that finishes at its first poll is never scheduled or stored on its
+//! own; those that wait are kept in one `FuturesUnordered` and polled in place, and the
+//! completions of one batch or poll round go back to the dispatcher as one message. There are a few workers per runtime thread, so work still spreads over the
 //! threads; the dispatcher gives each new attempt to the least busy worker.
 
 use std::panic::AssertUnwindSafe;
