@@ -5,8 +5,9 @@
 //! scheduling and the completion message around it. A worker polls each attempt once as it
 //! takes it, so an attempt that finishes at its first poll is never scheduled or stored on its
 //! own; those that wait are kept in one `FuturesUnordered` and polled in place, and the
-//! completions of one batch or poll round go back to the dispatcher as one message. There are a few workers per runtime thread, so work still spreads over the
-//! threads; the dispatcher gives each new attempt to the least busy worker.
+//! completions of one batch or poll round go back to the dispatcher as one message. There are
+//! a few workers per runtime thread, so work still spreads over the threads; the dispatcher
+//! gives each new attempt to the least busy worker.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -105,7 +106,8 @@ impl Workers {
             // Unconstrained: Tokio's per-task budget is meant for one future, not the thousands
             // a worker polls in one round; under it, attempts whose answers had arrived kept
             // seeing Pending and their HTTP calls timed out (slow-api). A worker still yields
-            // after polling each attempt once (FuturesUnordered does).
+            // after polling each attempt once (FuturesUnordered does), and after first-polling
+            // the batches waiting in its input (at most max_in_flight attempts).
             handles.push(tokio::spawn(tokio::task::unconstrained(work(
                 Arc::new(WorkerEnv {
                     env: env.clone(),
@@ -233,6 +235,14 @@ async fn work(
                                 }
                             }
                         }
+                        // The running ones too, in this turn: the input may be ready at every
+                        // turn of a steady load, and this arm comes first. Those kept above get
+                        // their second poll (which sets their time-out's alarm), and those whose
+                        // answers came go in the same message. FuturesUnordered yields after
+                        // polling each once.
+                        while let Poll::Ready(Some(c)) = running.poll_next_unpin(task) {
+                            done.push(c);
+                        }
                         Poll::Ready(())
                     })
                     .await;
@@ -317,8 +327,8 @@ fn start<'a>(
         bot.attempt = delivery.attempt,
         otel.kind = "consumer",
     );
+    let entered = span.enter();
     let first = {
-        let _entered = span.enter();
         std::panic::catch_unwind(AssertUnwindSafe(|| {
             let cx =
                 Context::for_attempt(env.env.shared.clone(), &delivery.event, delivery.attempt);
@@ -334,17 +344,26 @@ fn start<'a>(
                     drop(call);
                     Ok(outcome(r))
                 }
-                Poll::Pending => Err((call, cancel)),
+                Poll::Pending => {
+                    // Asked here, under the catch: a router's time-out runs its predicates.
+                    let timeout = env
+                        .env
+                        .handler
+                        .timeout(&delivery.event)
+                        .unwrap_or(env.env.default_timeout);
+                    Err((call, cancel, timeout))
+                }
             }
         }))
     };
     let result = match first {
         Ok(Ok(result)) => result,
-        Ok(Err((call, cancel))) => {
+        Ok(Err((call, cancel, timeout))) => {
+            drop(entered);
             // Only the attempts that wait pay for the time-out's alarm, the route's time-out
             // lookup and the shutdown watch.
             let waiting = async move {
-                let result = AssertUnwindSafe(watch(env, &delivery.event, call, cancel, started))
+                let result = AssertUnwindSafe(watch(env, call, cancel, started, timeout))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|panic| Err(panicked(&*panic)));
@@ -358,7 +377,10 @@ fn start<'a>(
         }
         Err(panic) => Err(panicked(&*panic)),
     };
-    Started::Done(completion(delivery, result, started))
+    // In the span: a panic's log names the event.
+    let done = completion(delivery, result, started);
+    drop(entered);
+    Started::Done(done)
 }
 
 /// What a panic means for its attempt.
@@ -413,16 +435,11 @@ type Failure = (TaskFailure, bool, Option<String>, Option<Duration>);
 // future and the alarm.
 fn watch<'a>(
     env: &'a WorkerEnv,
-    event: &'a Event,
     mut call: Call<'a>,
     cancel: AttemptCancel,
     started: Instant,
+    timeout: Duration,
 ) -> impl Future<Output = Result<(), Failure>> + Send + 'a {
-    let timeout = env
-        .env
-        .handler
-        .timeout(event)
-        .unwrap_or(env.env.default_timeout);
     let alarm = env.alarms.set(super::deadline_after(started, timeout));
     async move {
         // The handler first: one that finishes as its alarm rings has finished.
@@ -589,6 +606,100 @@ mod tests {
         drop(workers.close());
     }
 
+    /// A handler that waits for `go` on "wait" and finishes at once otherwise, and whose
+    /// time-out lookup panics for "wait" (as a router's predicate may).
+    struct PanickyTimeout(Arc<tokio::sync::Notify>);
+
+    #[async_trait::async_trait]
+    impl crate::Handler for PanickyTimeout {
+        async fn call(&self, _cx: Context, event: Event) -> Result<(), crate::BoxError> {
+            if event.text_content() == Some("wait") {
+                self.0.notified().await;
+            }
+            Ok(())
+        }
+
+        fn timeout(&self, event: &Event) -> Option<Duration> {
+            assert!(
+                event.text_content() != Some("wait"),
+                "the time-out lookup panics"
+            );
+            None
+        }
+    }
+
+    /// A waiting attempt whose handler's `timeout()` panics (it is asked once the attempt
+    /// waits) fails alone, with its event handed back; the worker goes on with the next.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_attempt_whose_timeout_lookup_panics_fails_alone() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let env = task_env(BoxHandler::new(PanickyTimeout(go)));
+        let (done, mut finished) = mpsc::channel(8);
+        let mut workers = Workers::start(1, 8, &env, &done);
+        let delivery = |id: u64, text: &str| Delivery {
+            lease: Lease { id, token: 1 },
+            event: Event::text(Platform::TEST, "a", text),
+            attempt: 1,
+        };
+        let mut next = async || {
+            // Paused clock: a worker gone would let the runtime jump to this limit.
+            tokio::time::timeout(Duration::from_secs(60), finished.recv())
+                .await
+                .expect("a completion: the worker is alive")
+                .expect("the channel is open")
+        };
+        workers.dispatch(vec![delivery(1, "wait")]);
+        let failed = next().await;
+        let c = &failed.completions[..];
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].lease.id, c[0].failure), (1, Some(TaskFailure::Panic)));
+        assert!(c[0].event.is_some(), "its event is handed back for a retry");
+        workers.dispatch(vec![delivery(2, "now")]);
+        let ok = next().await;
+        assert_eq!(ok.completions.len(), 1);
+        assert_eq!(
+            (ok.completions[0].lease.id, ok.completions[0].failure),
+            (2, None)
+        );
+        drop(workers.close());
+    }
+
+    /// An attempt whose answer came while new batches arrive is reported with them: the input,
+    /// ready at every turn of a steady load, does not hold back the running ones.
+    #[tokio::test(start_paused = true)]
+    async fn a_running_attempt_ready_when_a_batch_arrives_goes_out_with_it() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let env = task_env(BoxHandler::new(Mixed(go.clone())));
+        let (done, mut finished) = mpsc::channel(8);
+        let mut workers = Workers::start(1, 8, &env, &done);
+        let delivery = |id: u64, text: &str| Delivery {
+            lease: Lease { id, token: 1 },
+            event: Event::text(Platform::TEST, "a", text),
+            attempt: 1,
+        };
+        workers.dispatch(vec![delivery(1, "wait")]);
+        // The worker takes it and it waits (no completion comes).
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        assert!(finished.try_recv().is_err());
+        // Its answer comes, and a batch arrives before the worker's next turn.
+        go.notify_waiters();
+        workers.dispatch(vec![delivery(2, "now")]);
+        let first = tokio::time::timeout(Duration::from_secs(60), finished.recv())
+            .await
+            .expect("a completion")
+            .expect("the channel is open");
+        let mut ids: Vec<_> = first.completions.iter().map(|c| c.lease.id).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            [1, 2],
+            "the waiting attempt's answer went out with the batch's"
+        );
+        drop(workers.close());
+    }
+
     /// A handler that finishes at its first poll, waits for `go`, or panics at its first poll,
     /// by the event's text.
     struct Mixed(Arc<tokio::sync::Notify>);
@@ -743,7 +854,13 @@ mod tests {
         // held the event's reference and the timeout twice).
         let call: Call<'_> =
             AssertUnwindSafe(env.env.handler.call(cx.clone(), event.clone())).catch_unwind();
-        let watch = watch(&env, &event, call, cx.canceller(), Instant::now());
+        let watch = watch(
+            &env,
+            call,
+            cx.canceller(),
+            Instant::now(),
+            Duration::from_secs(1),
+        );
         let watch_bytes = std::mem::size_of_val(&watch);
         assert!(watch_bytes <= 104 + 16, "the watch is {watch_bytes} bytes");
     }
