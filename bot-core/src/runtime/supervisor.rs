@@ -259,7 +259,7 @@ impl Supervisor {
         pending.acks.reserve(n);
         for c in f.completions {
             each(&c);
-            self.complete(c, pending);
+            self.complete(c, f.at, pending);
         }
         n
     }
@@ -268,9 +268,12 @@ impl Supervisor {
     ///
     /// Metrics are recorded here, on the dispatcher, rather than in the tasks: one writer means
     /// no contended cache lines and an uncontended histogram lock.
-    fn complete(&self, c: Completion, pending: &mut Completions) {
-        self.metrics
-            .processed(c.failure.map_or(Outcome::Ok, Outcome::from), c.elapsed);
+    /// `ended`: when its worker reported it.
+    fn complete(&self, c: Completion, ended: Instant, pending: &mut Completions) {
+        self.metrics.processed(
+            c.failure.map_or(Outcome::Ok, Outcome::from),
+            ended.saturating_duration_since(c.started),
+        );
         let Some(failure) = c.failure else {
             pending.acks.push(c.lease);
             return;

@@ -2,11 +2,12 @@
 //! cancellation, and completions reported in batches.
 //!
 //! Why workers rather than a task per event: a noop handler costs less than the spawn, the
-//! scheduling and the completion message around it. A worker keeps many attempts in one
-//! `FuturesUnordered` and polls them in place, so an attempt that finishes at its first poll is
-//! never scheduled on its own, and the completions of one poll round go back to the dispatcher
-//! as one message. There are a few workers per runtime thread, so work still spreads over the
-//! threads; the dispatcher gives each new attempt to the least busy worker.
+//! scheduling and the completion message around it. A worker polls each attempt once as it
+//! takes it, so an attempt that finishes at its first poll is never scheduled or stored on its
+//! own; those that wait are kept in one `FuturesUnordered` and polled in place, and the
+//! completions of one batch or poll round go back to the dispatcher as one message. There are
+//! a few workers per runtime thread, so work still spreads over the threads; the dispatcher
+//! gives each new attempt to the least busy worker.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -47,7 +48,8 @@ pub(crate) struct Completion {
     pub(crate) error: Option<String>,
     /// When the handler's error said to retry (a platform's `Retry-After`), if it did.
     pub(crate) retry_after: Option<Duration>,
-    pub(crate) elapsed: Duration,
+    /// When the attempt started (its worker read the clock once for the batch it came in).
+    pub(crate) started: Instant,
     /// The event, handed back when the attempt did not succeed (for a retry or a dead letter).
     pub(crate) event: Option<Event>,
 }
@@ -56,6 +58,9 @@ pub(crate) struct Completion {
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub(crate) worker: usize,
+    /// When the worker sent them: the end of each of their attempts, for its duration (the
+    /// clock read once per message, not once per attempt).
+    pub(crate) at: Instant,
     pub(crate) completions: Vec<Completion>,
 }
 
@@ -101,7 +106,8 @@ impl Workers {
             // Unconstrained: Tokio's per-task budget is meant for one future, not the thousands
             // a worker polls in one round; under it, attempts whose answers had arrived kept
             // seeing Pending and their HTTP calls timed out (slow-api). A worker still yields
-            // after polling each attempt once (FuturesUnordered does).
+            // after polling each attempt once (FuturesUnordered does), and after first-polling
+            // the batches waiting in its input (at most max_in_flight attempts).
             handles.push(tokio::spawn(tokio::task::unconstrained(work(
                 Arc::new(WorkerEnv {
                     env: env.clone(),
@@ -175,13 +181,22 @@ impl Workers {
 /// completions in one message, and watches its attempts' time-outs and the hard stop for them
 /// (one timer and one wait for the stop, [`Alarms`]). Ends when `input` is closed and nothing
 /// runs.
+///
+/// An attempt is polled once where it arrives ([`start`]): one that finishes there (most, in a
+/// busy bot) goes into the round's completions without a place among the running ones (a
+/// `FuturesUnordered` node, allocated and freed per attempt, and its queue of tasks to wake);
+/// only the others are kept and polled again. The clock is read once per batch of arrivals
+/// (their start) and once per message of completions (their end), not twice per attempt.
 async fn work(
     env: Arc<WorkerEnv>,
     worker: usize,
     mut input: mpsc::Receiver<Vec<Delivery>>,
     completions: mpsc::Sender<Finished>,
 ) {
-    let mut running = FuturesUnordered::new();
+    // The attempts borrow the worker's environment (declared after it, dropped before it):
+    // no reference count taken and dropped per attempt.
+    let env: &WorkerEnv = &env;
+    let mut running: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
     let mut open = true;
     let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
     let mut armed = None;
@@ -207,8 +222,36 @@ async fn work(
             biased;
             got = input.recv(), if open => match got {
                 Some(batch) => {
-                    for delivery in batch {
-                        running.push(attempt(&env, delivery));
+                    let mut done = Vec::with_capacity(batch.len());
+                    let mut batch = Some(batch);
+                    std::future::poll_fn(|task| {
+                        // The batches already waiting start with this one, in the same message.
+                        while let Some(arrived) = batch.take().or_else(|| input.try_recv().ok()) {
+                            let started = Instant::now();
+                            for delivery in arrived {
+                                match start(env, delivery, started, task) {
+                                    Started::Done(c) => done.push(c),
+                                    Started::Running(attempt) => keep(&mut running, attempt),
+                                }
+                            }
+                        }
+                        // The running ones too, in this turn: the input may be ready at every
+                        // turn of a steady load, and this arm comes first. Those kept above get
+                        // their second poll (which sets their time-out's alarm), and those whose
+                        // answers came go in the same message. FuturesUnordered yields after
+                        // polling each once.
+                        while let Poll::Ready(Some(c)) = running.poll_next_unpin(task) {
+                            done.push(c);
+                        }
+                        Poll::Ready(())
+                    })
+                    .await;
+                    if !done.is_empty() {
+                        let finished = Finished { worker, at: Instant::now(), completions: done };
+                        // As below: this never waits long.
+                        if completions.send(finished).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 None => open = false,
@@ -222,7 +265,7 @@ async fn work(
                 while let Some(Some(c)) = running.next().now_or_never() {
                     done.push(c);
                 }
-                let finished = Finished { worker, completions: done };
+                let finished = Finished { worker, at: Instant::now(), completions: done };
                 // The channel holds max_in_flight messages, each with at least one of at most
                 // max_in_flight attempts: this never waits long, and it only fails when the
                 // supervisor is gone, when nobody needs the answer.
@@ -244,16 +287,37 @@ async fn work(
     }
 }
 
-/// One attempt, in its span when the span is enabled (with no subscriber interested, no span
-/// and no wrapper are made). The span's attempt is boxed: inline, its span would enlarge every
-/// attempt, those without one too, for as long as their handler runs.
-fn attempt(
-    env: &Arc<WorkerEnv>,
+/// Adds `attempt` to the running ones. Through `&mut`: `push` takes `&self`, and a closure
+/// calling it would hold a shared reference, which the worker's future, sent between threads,
+/// may only hold to what is `Sync` (attempts are not).
+fn keep<'a>(running: &mut FuturesUnordered<Running<'a>>, attempt: Running<'a>) {
+    running.push(attempt);
+}
+
+/// An attempt still running after its first poll, boxed: the worker's running attempts hold a
+/// pointer each.
+type Running<'a> = std::pin::Pin<Box<dyn Future<Output = Completion> + Send + 'a>>;
+
+/// What [`start`] made of a delivery.
+enum Started<'a> {
+    /// The attempt finished at its first poll.
+    Done(Completion),
+    /// The attempt waits: poll it again when it is woken.
+    Running(Running<'a>),
+}
+
+/// Starts one attempt: its context, the handler's call and its first poll, under
+/// `catch_unwind` (a route predicate, a `timeout()` override or a drop that panics must fail
+/// the attempt, never lose its completion, which would leak a slot and block the
+/// conversation), in its span when the span is enabled (with no subscriber interested, no span
+/// is made). `task` is the worker's: a handler that waits registers it, and is polled again
+/// at once among the running attempts, which wake it on their own.
+fn start<'a>(
+    env: &'a WorkerEnv,
     delivery: Delivery,
-) -> futures::future::Either<
-    std::pin::Pin<Box<tracing::instrument::Instrumented<impl Future<Output = Completion> + use<>>>>,
-    impl Future<Output = Completion> + use<>,
-> {
+    started: Instant,
+    task: &mut std::task::Context<'_>,
+) -> Started<'a> {
     let span = tracing::info_span!(
         "bot.event",
         messaging.system = %delivery.event.platform,
@@ -263,10 +327,95 @@ fn attempt(
         bot.attempt = delivery.attempt,
         otel.kind = "consumer",
     );
-    if span.is_disabled() {
-        futures::future::Either::Right(run(env.clone(), delivery))
-    } else {
-        futures::future::Either::Left(Box::pin(run(env.clone(), delivery).instrument(span)))
+    let entered = span.enter();
+    let first = {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let cx =
+                Context::for_attempt(env.env.shared.clone(), &delivery.event, delivery.attempt);
+            let cancel = cx.canceller();
+            // The handler takes a handle to the attempt's event, a reference count and no copy
+            // of its data; the delivery keeps its own for a retry or a dead letter if the
+            // attempt fails.
+            let mut call: Call<'a> =
+                AssertUnwindSafe(env.env.handler.call(cx, delivery.event.clone())).catch_unwind();
+            match call.poll_unpin(task) {
+                Poll::Ready(r) => {
+                    // Its drop too, under the catch.
+                    drop(call);
+                    Ok(outcome(r))
+                }
+                Poll::Pending => {
+                    // Asked here, under the catch: a router's time-out runs its predicates.
+                    let timeout = env
+                        .env
+                        .handler
+                        .timeout(&delivery.event)
+                        .unwrap_or(env.env.default_timeout);
+                    Err((call, cancel, timeout))
+                }
+            }
+        }))
+    };
+    let result = match first {
+        Ok(Ok(result)) => result,
+        Ok(Err((call, cancel, timeout))) => {
+            drop(entered);
+            // Only the attempts that wait pay for the time-out's alarm, the route's time-out
+            // lookup and the shutdown watch.
+            let waiting = async move {
+                let result = AssertUnwindSafe(watch(env, call, cancel, started, timeout))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| Err(panicked(&*panic)));
+                completion(delivery, result, started)
+            };
+            return Started::Running(if span.is_disabled() {
+                Box::pin(waiting)
+            } else {
+                Box::pin(waiting.instrument(span))
+            });
+        }
+        Err(panic) => Err(panicked(&*panic)),
+    };
+    // In the span: a panic's log names the event.
+    let done = completion(delivery, result, started);
+    drop(entered);
+    Started::Done(done)
+}
+
+/// What a panic means for its attempt.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> Failure {
+    (TaskFailure::Panic, true, Some(panic_message(panic)), None)
+}
+
+/// The completion of an attempt that started at `started` and ended with `result`.
+fn completion(delivery: Delivery, result: Result<(), Failure>, started: Instant) -> Completion {
+    match result {
+        Ok(()) => Completion {
+            lease: delivery.lease,
+            attempt: delivery.attempt,
+            failure: None,
+            retryable: false,
+            error: None,
+            retry_after: None,
+            started,
+            event: None,
+        },
+        Err((failure, retryable, error, retry_after)) => {
+            if failure == TaskFailure::Panic {
+                tracing::error!(panic = error.as_deref().unwrap_or(""), "handler panicked");
+            }
+            Completion {
+                lease: delivery.lease,
+                attempt: delivery.attempt,
+                failure: Some(failure),
+                retryable,
+                error,
+                retry_after,
+                started,
+                event: Some(delivery.event),
+            }
+        }
     }
 }
 
@@ -277,89 +426,6 @@ pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// What failed, whether a retry may succeed, the error's text, and when the error said to retry.
 type Failure = (TaskFailure, bool, Option<String>, Option<Duration>);
 
-// Not an `async fn`: one of those keeps its arguments besides the locals it moves them into,
-// and the delivery would be held twice by every attempt for as long as its handler runs (480
-// bytes when the event was inline in it; 32 with the event's handle). The block uses the
-// delivery where it is.
-#[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
-fn run(env: Arc<WorkerEnv>, delivery: Delivery) -> impl Future<Output = Completion> {
-    async move {
-        let started = Instant::now();
-        // Everything of the attempt runs under catch_unwind, not only the handler's poll: a
-        // route predicate, a `timeout()` override or a drop that panics must fail the attempt,
-        // never lose the task's completion (which would leak a slot and block the
-        // conversation).
-        let result = match AssertUnwindSafe(attempt_once(
-            &env,
-            &delivery.event,
-            delivery.attempt,
-            &started,
-        ))
-        .catch_unwind()
-        .await
-        {
-            Ok(result) => result,
-            Err(panic) => Err((TaskFailure::Panic, true, Some(panic_message(&*panic)), None)),
-        };
-        let elapsed = started.elapsed();
-        match result {
-            Ok(()) => Completion {
-                lease: delivery.lease,
-                attempt: delivery.attempt,
-                failure: None,
-                retryable: false,
-                error: None,
-                retry_after: None,
-                elapsed,
-                event: None,
-            },
-            Err((failure, retryable, error, retry_after)) => {
-                if failure == TaskFailure::Panic {
-                    tracing::error!(panic = error.as_deref().unwrap_or(""), "handler panicked");
-                }
-                Completion {
-                    lease: delivery.lease,
-                    attempt: delivery.attempt,
-                    failure: Some(failure),
-                    retryable,
-                    error,
-                    retry_after,
-                    elapsed,
-                    event: Some(delivery.event),
-                }
-            }
-        }
-    }
-}
-
-/// One attempt: the handler with its time-out, cancellation and grace period.
-// Not an `async fn`, which would keep its arguments besides the locals they go into, for as
-// long as the handler runs.
-#[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
-fn attempt_once<'a>(
-    env: &'a WorkerEnv,
-    event: &'a Event,
-    attempt: u32,
-    // By reference: the attempt's own future keeps it already.
-    started: &'a Instant,
-) -> impl Future<Output = Result<(), Failure>> + 'a {
-    async move {
-        let cx = Context::for_attempt(env.env.shared.clone(), event, attempt);
-        let cancel = cx.canceller();
-        // The handler takes a handle to the attempt's event, a reference count and no copy of
-        // its data; the delivery keeps its own for a retry or a dead letter if the attempt
-        // fails.
-        let mut call = AssertUnwindSafe(env.env.handler.call(cx, event.clone())).catch_unwind();
-        // Most handlers of a busy bot finish at their first poll: only the others pay for the
-        // time-out's timer, the route's time-out lookup and the shutdown watch, which live in a
-        // future of their own so that the attempts that finish at once stay small to move.
-        match std::future::poll_fn(|task| Poll::Ready(call.poll_unpin(task))).await {
-            Poll::Ready(r) => outcome(r),
-            Poll::Pending => Box::pin(watch(env, event, call, cancel, *started)).await,
-        }
-    }
-}
-
 /// A handler attempt still running after its first poll: its time-out, the shutdown's
 /// cancellation and the grace period after either.
 // Not an `async fn`, which would keep its arguments twice: this future is boxed and held by
@@ -369,16 +435,11 @@ fn attempt_once<'a>(
 // future and the alarm.
 fn watch<'a>(
     env: &'a WorkerEnv,
-    event: &'a Event,
     mut call: Call<'a>,
     cancel: AttemptCancel,
     started: Instant,
+    timeout: Duration,
 ) -> impl Future<Output = Result<(), Failure>> + Send + 'a {
-    let timeout = env
-        .env
-        .handler
-        .timeout(event)
-        .unwrap_or(env.env.default_timeout);
     let alarm = env.alarms.set(super::deadline_after(started, timeout));
     async move {
         // The handler first: one that finishes as its alarm rings has finished.
@@ -545,6 +606,175 @@ mod tests {
         drop(workers.close());
     }
 
+    /// A handler that waits for `go` on "wait" and finishes at once otherwise, and whose
+    /// time-out lookup panics for "wait" (as a router's predicate may).
+    struct PanickyTimeout(Arc<tokio::sync::Notify>);
+
+    #[async_trait::async_trait]
+    impl crate::Handler for PanickyTimeout {
+        async fn call(&self, _cx: Context, event: Event) -> Result<(), crate::BoxError> {
+            if event.text_content() == Some("wait") {
+                self.0.notified().await;
+            }
+            Ok(())
+        }
+
+        fn timeout(&self, event: &Event) -> Option<Duration> {
+            assert!(
+                event.text_content() != Some("wait"),
+                "the time-out lookup panics"
+            );
+            None
+        }
+    }
+
+    /// A waiting attempt whose handler's `timeout()` panics (it is asked once the attempt
+    /// waits) fails alone, with its event handed back; the worker goes on with the next.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_attempt_whose_timeout_lookup_panics_fails_alone() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let env = task_env(BoxHandler::new(PanickyTimeout(go)));
+        let (done, mut finished) = mpsc::channel(8);
+        let mut workers = Workers::start(1, 8, &env, &done);
+        let delivery = |id: u64, text: &str| Delivery {
+            lease: Lease { id, token: 1 },
+            event: Event::text(Platform::TEST, "a", text),
+            attempt: 1,
+        };
+        let mut next = async || {
+            // Paused clock: a worker gone would let the runtime jump to this limit.
+            tokio::time::timeout(Duration::from_secs(60), finished.recv())
+                .await
+                .expect("a completion: the worker is alive")
+                .expect("the channel is open")
+        };
+        workers.dispatch(vec![delivery(1, "wait")]);
+        let failed = next().await;
+        let c = &failed.completions[..];
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].lease.id, c[0].failure), (1, Some(TaskFailure::Panic)));
+        assert!(c[0].event.is_some(), "its event is handed back for a retry");
+        workers.dispatch(vec![delivery(2, "now")]);
+        let ok = next().await;
+        assert_eq!(ok.completions.len(), 1);
+        assert_eq!(
+            (ok.completions[0].lease.id, ok.completions[0].failure),
+            (2, None)
+        );
+        drop(workers.close());
+    }
+
+    /// An attempt whose answer came while new batches arrive is reported with them: the input,
+    /// ready at every turn of a steady load, does not hold back the running ones.
+    #[tokio::test(start_paused = true)]
+    async fn a_running_attempt_ready_when_a_batch_arrives_goes_out_with_it() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let env = task_env(BoxHandler::new(Mixed(go.clone())));
+        let (done, mut finished) = mpsc::channel(8);
+        let mut workers = Workers::start(1, 8, &env, &done);
+        let delivery = |id: u64, text: &str| Delivery {
+            lease: Lease { id, token: 1 },
+            event: Event::text(Platform::TEST, "a", text),
+            attempt: 1,
+        };
+        workers.dispatch(vec![delivery(1, "wait")]);
+        // The worker takes it and it waits (no completion comes).
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        assert!(finished.try_recv().is_err());
+        // Its answer comes, and a batch arrives before the worker's next turn.
+        go.notify_waiters();
+        workers.dispatch(vec![delivery(2, "now")]);
+        let first = tokio::time::timeout(Duration::from_secs(60), finished.recv())
+            .await
+            .expect("a completion")
+            .expect("the channel is open");
+        let mut ids: Vec<_> = first.completions.iter().map(|c| c.lease.id).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            [1, 2],
+            "the waiting attempt's answer went out with the batch's"
+        );
+        drop(workers.close());
+    }
+
+    /// A handler that finishes at its first poll, waits for `go`, or panics at its first poll,
+    /// by the event's text.
+    struct Mixed(Arc<tokio::sync::Notify>);
+
+    #[async_trait::async_trait]
+    impl crate::Handler for Mixed {
+        async fn call(&self, _cx: Context, event: Event) -> Result<(), crate::BoxError> {
+            match event.text_content() {
+                Some("wait") => {
+                    self.0.notified().await;
+                    Ok(())
+                }
+                Some("panic") => panic!("at its first poll"),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Attempts are polled once where they arrive: those that finish there (or panic there)
+    /// come back together in one message without being kept, with the batch's start and the
+    /// message's end as their times; one that waits is kept, woken through the running ones,
+    /// and reported with its own duration.
+    #[tokio::test(start_paused = true)]
+    async fn attempts_done_at_once_come_back_together_and_one_that_waits_is_woken() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let env = task_env(BoxHandler::new(Mixed(go.clone())));
+        let (done, mut finished) = mpsc::channel(8);
+        let mut workers = Workers::start(1, 8, &env, &done);
+        let delivery = |id: u64, text: &str| Delivery {
+            lease: Lease { id, token: 1 },
+            event: Event::text(Platform::TEST, "a", text),
+            attempt: 1,
+        };
+        let t0 = Instant::now();
+        workers.dispatch(vec![
+            delivery(1, "now"),
+            delivery(2, "wait"),
+            delivery(3, "panic"),
+        ]);
+        let first = finished.recv().await.expect("a completion");
+        let mut got: Vec<_> = first
+            .completions
+            .iter()
+            .map(|c| {
+                let took = first.at.duration_since(c.started);
+                (c.lease.id, c.failure, c.event.is_some(), took)
+            })
+            .collect();
+        got.sort_by_key(|g| g.0);
+        assert_eq!(
+            got,
+            [
+                (1, None, false, Duration::ZERO),
+                // A failed attempt hands its event back, for the retry.
+                (3, Some(TaskFailure::Panic), true, Duration::ZERO),
+            ]
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        go.notify_waiters();
+        // Paused clock: were the waiting attempt lost, the runtime would jump to this limit.
+        let second = tokio::time::timeout(Duration::from_secs(60), finished.recv())
+            .await
+            .expect("the waiting attempt finishes once woken")
+            .expect("a completion");
+        assert_eq!(second.completions.len(), 1);
+        let waited = &second.completions[0];
+        assert_eq!((waited.lease.id, waited.failure), (2, None));
+        assert_eq!(waited.started, t0);
+        assert_eq!(
+            second.at.duration_since(waited.started),
+            Duration::from_secs(3)
+        );
+        drop(workers.close());
+    }
+
     /// What every running event holds for as long as its handler waits (50,000 of them in
     /// `slow-api`): each of these grew by an `Event` or a `Context` once, and must not again.
     // Sizes in bytes depend on the target and on how the compiler lays out futures: the bounds
@@ -592,22 +822,31 @@ mod tests {
         );
         drop(boxed);
 
-        // The attempt keeps the delivery once (for a retry) besides small state: 200 bytes in a
-        // debug build (bound by 936 when the delivery held the event inline, 480 bytes of it;
-        // 256 when the attempt's span was inline and `attempt_once` held its arguments twice;
-        // 208 when it held its start time twice), with room for two words of new state.
+        // An attempt that finishes at its first poll is never stored. One that waits is boxed
+        // once with all it holds: the delivery (for a retry), the handler's future, its alarm
+        // in the worker's alarms, the handle that cancels it and its start: 208 bytes in a
+        // debug build (304 when the attempt's future, 200, was a node of the worker's running
+        // ones and boxed the 104 of its watch apart; bound by 936 when the delivery held the
+        // event inline), with room for two words of new state.
         let delivery = Delivery {
             lease: Lease { id: 1, token: 1 },
             event: event.clone(),
             attempt: 1,
         };
-        let attempt = attempt(&env, delivery);
-        let attempt_bytes = std::mem::size_of_val(&attempt);
+        let waits = WorkerEnv {
+            env: task_env(BoxHandler::new(NeverDone)),
+            alarms: Alarms::default(),
+        };
+        let mut task = std::task::Context::from_waker(std::task::Waker::noop());
+        let Started::Running(running) = start(&waits, delivery, Instant::now(), &mut task) else {
+            panic!("a handler that never finishes must wait");
+        };
+        let running_bytes = std::mem::size_of_val(&*running);
         assert!(
-            attempt_bytes <= 200 + 16,
-            "an attempt's future is {attempt_bytes} bytes, a delivery {delivery_bytes}"
+            running_bytes <= 208 + 16,
+            "a waiting attempt boxes {running_bytes} bytes, a delivery {delivery_bytes}"
         );
-        drop(attempt);
+        drop(running);
 
         // What an attempt still running after its first poll boxes: the handler's future, its
         // alarm in the worker's alarms and the handle that cancels it (104 bytes in a debug
@@ -615,7 +854,13 @@ mod tests {
         // held the event's reference and the timeout twice).
         let call: Call<'_> =
             AssertUnwindSafe(env.env.handler.call(cx.clone(), event.clone())).catch_unwind();
-        let watch = watch(&env, &event, call, cx.canceller(), Instant::now());
+        let watch = watch(
+            &env,
+            call,
+            cx.canceller(),
+            Instant::now(),
+            Duration::from_secs(1),
+        );
         let watch_bytes = std::mem::size_of_val(&watch);
         assert!(watch_bytes <= 104 + 16, "the watch is {watch_bytes} bytes");
     }
