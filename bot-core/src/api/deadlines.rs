@@ -199,6 +199,7 @@ impl Deadlines {
         let gone = TimerGone {
             set: Arc::downgrade(&self.0),
             number,
+            ran: false,
         };
         // One task per transport and runtime, living as long as both.
         drop(runtime.spawn(run_timer(gone)));
@@ -282,6 +283,10 @@ impl Drop for Deadline<'_> {
 struct TimerGone {
     set: Weak<Mutex<Set>>,
     number: u64,
+    /// The task was polled. One dropped before (spawned onto a runtime shutting down) served
+    /// no call, and waking them would make a call polled under that runtime's handle claim and
+    /// lose a timer again at once, in a loop.
+    ran: bool,
 }
 
 impl Drop for TimerGone {
@@ -289,25 +294,36 @@ impl Drop for TimerGone {
         let Some(set) = self.set.upgrade() else {
             return;
         };
-        let wake = {
+        let (wake, gone) = {
             let mut set = lock(&set);
             let before = set.timers.len();
-            set.timers.retain(|t| t.number != self.number);
-            if set.timers.len() == before {
-                return;
+            let gone: Vec<Timer> = set
+                .timers
+                .extract_if(.., |t| t.number == self.number)
+                .collect();
+            // The calls waiting are woken to start a timer where they run only when no timer is
+            // left: while another runs, it rings them.
+            if set.timers.len() == before || !self.ran || !set.timers.is_empty() {
+                (Vec::new(), gone)
+            } else {
+                let wake = set
+                    .slots
+                    .iter_mut()
+                    .filter_map(|slot| slot.waker.take())
+                    .collect::<Vec<_>>();
+                (wake, gone)
             }
-            set.slots
-                .iter_mut()
-                .filter_map(|slot| slot.waker.take())
-                .collect::<Vec<_>>()
         };
+        // Its waker too is dropped once the lock is released.
+        drop(gone);
         wake_all(wake);
     }
 }
 
 /// A timer task: rings the deadlines due whenever its timer fires, and re-arms it; ends when
 /// the transport is dropped.
-async fn run_timer(gone: TimerGone) {
+async fn run_timer(mut gone: TimerGone) {
+    gone.ran = true;
     let set = gone.set.clone();
     let number = gone.number;
     let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
@@ -400,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_passes_even_when_the_runtime_of_the_timer_ended() {
+    fn a_deadline_passes_when_the_runtime_of_another_timer_ends() {
         let deadlines = Deadlines::default();
         let first = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -424,7 +440,7 @@ mod tests {
                     let at = Instant::now() + Duration::from_millis(200);
                     let deadline = deadlines.set(at);
                     let mut passed = std::pin::pin!(deadline.passed());
-                    // Pending, its waker kept, with the timer still on the first runtime.
+                    // Pending, its waker kept; this runtime runs a timer of its own.
                     assert!(futures::poll!(passed.as_mut()).is_pending());
                     polled_tx.send(()).unwrap();
                     // Bounded, so that a timer that never comes back fails rather than hangs.
@@ -464,14 +480,20 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let id = second.block_on(async {
-            let d = deadlines.set(Instant::now() + Duration::from_millis(1));
-            // Bounded: with no timer, a deadline passes only when polled after it.
-            tokio::time::timeout(Duration::from_secs(10), d.passed())
-                .await
-                .expect("no timer rang the deadline");
-            tokio::runtime::Handle::current().id()
+        let (id, late) = second.block_on(async {
+            let at = Instant::now() + Duration::from_millis(1);
+            let d = deadlines.set(at);
+            // With no timer, the deadline would pass only at the time-out's poll, 10 s on.
+            let _ = tokio::time::timeout(Duration::from_secs(10), d.passed()).await;
+            (
+                tokio::runtime::Handle::current().id(),
+                Instant::now().saturating_duration_since(at),
+            )
         });
+        assert!(
+            late <= Duration::from_secs(2),
+            "passed {late:?} late: no timer rang it"
+        );
         assert_eq!(deadlines.timer_runtimes(), [id]);
     }
 

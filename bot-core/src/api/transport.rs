@@ -131,7 +131,7 @@ pub(super) struct H2Transport {
     verifier: Arc<PlatformVerifier>,
     /// The client for origins that answered ALPN with HTTP/1.1, built on first need.
     fallback: OnceLock<reqwest::Client>,
-    /// The attempts' time-outs, watched by one timer task for all calls in flight.
+    /// The attempts' time-outs, watched by a timer task per runtime the calls run on.
     deadlines: Deadlines,
 }
 
