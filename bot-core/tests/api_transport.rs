@@ -517,3 +517,104 @@ fn a_user_agent_that_is_no_header_value_is_a_config_error_not_a_panic() {
         assert_eq!(e.kind(), ApiErrorKind::Config, "{base}: {e:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_times_out_at_its_own_deadline_when_the_timer_waits_for_a_later_one() {
+    // The attempts' time-outs are slots of one timer per transport: a call that comes later
+    // with an earlier deadline must move it forward, not wait for the first call's.
+    let server = server(Behaviour::Silent, None).await;
+    let config = ApiConfig::new(format!("http://{}", server.addr), "t")
+        .retry(retries(1))
+        .timeout(Duration::from_secs(10))
+        .http2_prior_knowledge();
+    let client = ApiClient::new(SPEC, config).unwrap();
+    let t0 = tokio::time::Instant::now();
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(send()).await }
+    });
+    // The first call's attempt arms the timer for its 10 s (bounded: a request that never
+    // comes fails the test instead of hanging it).
+    let mut turns = 0;
+    while server.requests.load(Ordering::SeqCst) < 1 {
+        turns += 1;
+        assert!(
+            turns < 100_000,
+            "the first call's request never reached the server"
+        );
+        tokio::task::yield_now().await;
+    }
+    let deadline = tokio::time::Instant::now().into_std() + Duration::from_secs(1);
+    let e = client
+        .call(Call::get("read", "/a").deadline(deadline))
+        .await
+        .unwrap_err();
+    let late = tokio::time::Instant::now()
+        .into_std()
+        .saturating_duration_since(deadline);
+    assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
+    assert!(
+        late <= Duration::from_millis(50),
+        "timed out {late:?} after its deadline"
+    );
+    assert!(!first.is_finished(), "the first call's deadline is later");
+    let e = first.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(10) && took <= Duration::from_millis(10_050),
+        "the first call timed out after {took:?}"
+    );
+}
+
+#[test]
+fn a_call_times_out_while_another_runtime_of_its_client_is_idle() {
+    // A client shared by two runtimes: a timer task starts on the first, whose `block_on` then
+    // returns, so that it stays alive but is not driven while a call on the second waits for an
+    // answer that never comes. The call must time out by a timer of its own runtime.
+    let second = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = second.block_on(server(Behaviour::Silent, None));
+    let config = ApiConfig::new(format!("http://{}", server.addr), "t")
+        .retry(retries(1))
+        .timeout(Duration::from_millis(300))
+        .http2_prior_knowledge();
+    let client = ApiClient::new(SPEC, config).unwrap();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The first call starts a timer on the first runtime, and times out (its connection, which
+    // has no answer, is retired: the next call connects from the second runtime).
+    let e = first.block_on(client.call(send())).unwrap_err();
+    assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
+    let before = server.requests.load(Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let waiting = second.spawn({
+        let client = client.clone();
+        async move { client.call(Call::get("read", "/a")).await }
+    });
+    // The second call's request reached the server (bounded, so that a failure cannot hang).
+    while server.requests.load(Ordering::SeqCst) <= before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the second call's request never reached the server"
+        );
+        std::thread::yield_now();
+    }
+    let e = second
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), waiting).await })
+        .expect("the call never timed out: it waited on the idle runtime's timer")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), ApiErrorKind::Timeout, "{e:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "timed out after {took:?}"
+    );
+    drop(first);
+}

@@ -42,6 +42,7 @@
 mod call;
 mod client;
 mod config;
+mod deadlines;
 mod dispatch;
 mod error;
 mod send_once;

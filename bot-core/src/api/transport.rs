@@ -44,6 +44,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use rustls::pki_types::ServerName;
 
+use super::deadlines::{Deadline, Deadlines};
 use super::tls::{Load, PlatformVerifier};
 use crate::error::BoxError;
 
@@ -130,6 +131,8 @@ pub(super) struct H2Transport {
     verifier: Arc<PlatformVerifier>,
     /// The client for origins that answered ALPN with HTTP/1.1, built on first need.
     fallback: OnceLock<reqwest::Client>,
+    /// The attempts' time-outs, watched by a timer task per runtime the calls run on.
+    deadlines: Deadlines,
 }
 
 /// One origin: where it is, and its connection.
@@ -219,6 +222,7 @@ impl Transport {
             timeout,
             verifier,
             fallback: OnceLock::new(),
+            deadlines: Deadlines::default(),
         }))
     }
 }
@@ -375,7 +379,7 @@ impl H2Transport {
     // answer may take: opening the stream (the head, the connection, its readiness) runs in a
     // box of its own that is gone once the request is handed over, and each step's locals are
     // scoped to it, so that every call in flight holds only the answer's future, the time-out's
-    // one timer, the connection it went out on and a few words.
+    // slot in the transport's deadlines, the connection it went out on and a few words.
     #[allow(clippy::manual_async_fn)] // see above: the `async fn` is what this avoids
     pub(super) fn exchange<'a>(
         &'a self,
@@ -398,9 +402,9 @@ impl H2Transport {
             if (!origin.https && !self.prior_knowledge) || origin.http1.load(Ordering::Acquire) {
                 return self.over_http1(destination, request, timeout).await;
             }
-            // One timer for the whole attempt: the stream's opening, the head, the body.
-            let expired = tokio::time::sleep(timeout);
-            tokio::pin!(expired);
+            // One deadline for the whole attempt: the stream's opening, the head, the body; a
+            // slot of the transport's deadlines, not a timer of its own.
+            let expired = self.deadlines.set(at_or_far(timeout));
             // The connection the request was handed to (its flag, all that retiring it takes),
             // once it was.
             let written = OnceLock::new();
@@ -408,15 +412,16 @@ impl H2Transport {
                 let started = tokio::select! {
                     biased;
                     started = Box::pin(self.start(&origin, destination, &request, &written)) => Some(started),
-                    () = &mut expired => None,
+                    () = expired.passed() => None,
                 };
                 match started {
                     Some(Ok(Some(response))) => response,
                     Some(Ok(None)) => {
                         // The server picked HTTP/1.1.
                         let left = expired
-                            .deadline()
+                            .at()
                             .saturating_duration_since(tokio::time::Instant::now());
+                        drop(expired);
                         return self.over_http1(destination, request, left).await;
                     }
                     Some(Err(failure)) => return Err(failure),
@@ -428,12 +433,12 @@ impl H2Transport {
                 let response = tokio::select! {
                     biased;
                     response = response => response,
-                    () = &mut expired => return Err(Self::timed_out(&origin, written.get())),
+                    () = expired.passed() => return Err(Self::timed_out(&origin, written.get())),
                 };
                 match response {
                     // Boxed: the answer's head and the body's reading are a moment after the
                     // wait, and would otherwise enlarge every call while it waits.
-                    Ok(response) => Box::pin(read_answer(response, expired)),
+                    Ok(response) => Box::pin(read_answer(response, &expired)),
                     Err(e) => {
                         if (e.is_go_away() || e.is_io())
                             && let Some(closed) = written.get()
@@ -684,16 +689,24 @@ impl H2Transport {
     }
 }
 
+/// The time `timeout` from now, or one so far ahead that it never comes (as Tokio's `sleep`
+/// does) when that is past what an instant can hold.
+fn at_or_far(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
 /// The answer's head, and its body read before `expired`.
 async fn read_answer(
     response: http::Response<h2::RecvStream>,
-    expired: std::pin::Pin<&mut tokio::time::Sleep>,
+    expired: &Deadline<'_>,
 ) -> Exchanged {
     let (parts, body) = response.into_parts();
     let body = tokio::select! {
         biased;
         read = read_body(body) => read.map_err(|e| (false, e)),
-        () = expired => Err((true, "reading the answer timed out".into())),
+        () = expired.passed() => Err((true, "reading the answer timed out".into())),
     };
     (parts.status, parts.headers, body)
 }

@@ -144,11 +144,12 @@ impl LineClient {
             // (and stays remembered): a sibling retry then finds this one's reply in `replied`
             // instead of using the token at the same time and being refused.
             let dispatch = Dispatch::new();
+            // Boxed: the wait for a concurrent attempt's outcome is a moment before the call,
+            // and its state would otherwise take room in every reply's future for the call's
+            // seconds.
             let mark = match send() {
                 Some(send) => Some(
-                    (self.shared.maybe_replied)
-                        .take(send, &dispatch, deadline)
-                        .await?,
+                    Box::pin((self.shared.maybe_replied).take(send, &dispatch, deadline)).await?,
                 ),
                 None => None,
             };
