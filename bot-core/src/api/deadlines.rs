@@ -382,6 +382,14 @@ mod tests {
 
     use super::*;
 
+    /// A current-thread runtime with its clock and I/O.
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn each_deadline_passes_at_its_own_time_even_set_after_a_later_one() {
         let deadlines = Deadlines::default();
@@ -418,10 +426,7 @@ mod tests {
     #[test]
     fn a_deadline_passes_when_the_runtime_of_another_timer_ends() {
         let deadlines = Deadlines::default();
-        let first = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let first = current_thread();
         // The timer starts on the first runtime, with a call of its own.
         first.block_on(async {
             let d = deadlines.set(Instant::now() + Duration::from_millis(1));
@@ -460,10 +465,7 @@ mod tests {
     #[test]
     fn a_timer_task_dropped_before_its_first_poll_leaves_the_list() {
         let deadlines = Deadlines::default();
-        let first = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let first = current_thread();
         // The timer task is spawned and queued; `block_on` returns before it is polled.
         let id = first.block_on(async {
             drop(deadlines.set(Instant::now() + Duration::from_secs(60)));
@@ -476,10 +478,7 @@ mod tests {
             deadlines.timer_runtimes().is_empty(),
             "a timer left for a dead runtime"
         );
-        let second = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let second = current_thread();
         let (id, late) = second.block_on(async {
             let at = Instant::now() + Duration::from_millis(1);
             let d = deadlines.set(at);
@@ -501,18 +500,12 @@ mod tests {
     fn a_deadline_passes_while_the_runtime_of_another_timer_is_idle() {
         let deadlines = Deadlines::default();
         // A timer on the first runtime, which then stays alive without being driven.
-        let first = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let first = current_thread();
         first.block_on(async {
             let d = deadlines.set(Instant::now() + Duration::from_millis(1));
             d.passed().await;
         });
-        let second = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let second = current_thread();
         let late = second.block_on(async {
             let at = Instant::now() + Duration::from_millis(50);
             let deadline = deadlines.set(at);

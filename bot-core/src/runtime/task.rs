@@ -606,6 +606,15 @@ mod tests {
         drop(workers.close());
     }
 
+    /// A first attempt at a text event of conversation "a", under lease `id`.
+    fn delivery(id: u64, text: &str) -> Delivery {
+        Delivery {
+            lease: Lease { id, token: 1 },
+            event: Event::text(Platform::TEST, "a", text),
+            attempt: 1,
+        }
+    }
+
     /// A handler that waits for `go` on "wait" and finishes at once otherwise, and whose
     /// time-out lookup panics for "wait" (as a router's predicate may).
     struct PanickyTimeout(Arc<tokio::sync::Notify>);
@@ -636,11 +645,6 @@ mod tests {
         let env = task_env(BoxHandler::new(PanickyTimeout(go)));
         let (done, mut finished) = mpsc::channel(8);
         let mut workers = Workers::start(1, 8, &env, &done);
-        let delivery = |id: u64, text: &str| Delivery {
-            lease: Lease { id, token: 1 },
-            event: Event::text(Platform::TEST, "a", text),
-            attempt: 1,
-        };
         let mut next = async || {
             // Paused clock: a worker gone would let the runtime jump to this limit.
             tokio::time::timeout(Duration::from_secs(60), finished.recv())
@@ -672,11 +676,6 @@ mod tests {
         let env = task_env(BoxHandler::new(Mixed(go.clone())));
         let (done, mut finished) = mpsc::channel(8);
         let mut workers = Workers::start(1, 8, &env, &done);
-        let delivery = |id: u64, text: &str| Delivery {
-            lease: Lease { id, token: 1 },
-            event: Event::text(Platform::TEST, "a", text),
-            attempt: 1,
-        };
         workers.dispatch(vec![delivery(1, "wait")]);
         // The worker takes it and it waits (no completion comes).
         for _ in 0..4 {
@@ -728,11 +727,6 @@ mod tests {
         let env = task_env(BoxHandler::new(Mixed(go.clone())));
         let (done, mut finished) = mpsc::channel(8);
         let mut workers = Workers::start(1, 8, &env, &done);
-        let delivery = |id: u64, text: &str| Delivery {
-            lease: Lease { id, token: 1 },
-            event: Event::text(Platform::TEST, "a", text),
-            attempt: 1,
-        };
         let t0 = Instant::now();
         workers.dispatch(vec![
             delivery(1, "now"),
