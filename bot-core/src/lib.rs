@@ -32,6 +32,7 @@ mod secret;
 mod server;
 mod setters;
 pub mod signature;
+mod slots;
 pub mod state;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

@@ -33,6 +33,8 @@ use std::task::{Context, Poll, Waker};
 use tokio::runtime::{Handle, Id};
 use tokio::time::Instant;
 
+use crate::slots::Slots;
+
 /// The least time between two rings of a transport's timer: a time-out rings up to this late.
 pub(super) const RING_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -43,9 +45,7 @@ pub(super) struct Deadlines(Arc<Mutex<Set>>);
 #[derive(Debug, Default)]
 struct Set {
     /// One per attempt waiting, reused once it ends.
-    slots: Vec<Slot>,
-    /// The slots no attempt holds.
-    free: Vec<usize>,
+    slots: Slots<Slot>,
     /// The time the timers are to fire at: no later than the earliest deadline not rung yet
     /// (`None` when there is none).
     wake_at: Option<Instant>,
@@ -103,13 +103,13 @@ impl Set {
     /// [`RING_EVERY`] from `now`.
     fn ring_due(&mut self, now: Instant) -> Vec<Waker> {
         let mut wake = Vec::new();
-        if self.slots.len() == self.free.len() {
+        if self.slots.held() == 0 {
             // None held (the table keeps its size after a burst): nothing to scan.
             self.wake_at = None;
             return wake;
         }
         let mut next: Option<Instant> = None;
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut() {
             match slot.deadline {
                 Some(deadline) if !slot.rang => {
                     if deadline <= now {
@@ -160,18 +160,11 @@ impl Deadlines {
     pub(super) fn set(&self, at: Instant) -> Deadline<'_> {
         let runtime = Handle::try_current().ok();
         let mut set = lock(&self.0);
-        let slot = match set.free.pop() {
-            Some(slot) => slot,
-            None => {
-                set.slots.push(Slot::default());
-                set.slots.len() - 1
-            }
-        };
-        set.slots[slot] = Slot {
+        let slot = set.slots.insert(Slot {
             deadline: Some(at),
             waker: None,
             rang: false,
-        };
+        });
         let earlier = set.wake_at.is_none_or(|wake_at| at < wake_at);
         let rearm = if earlier {
             set.wake_at = Some(at);
@@ -208,8 +201,7 @@ impl Deadlines {
     /// How many slots are held, for tests.
     #[cfg(test)]
     fn held(&self) -> usize {
-        let set = lock(&self.0);
-        set.slots.len() - set.free.len()
+        lock(&self.0).slots.held()
     }
 
     /// The runtimes timer tasks run on, for tests.
@@ -272,8 +264,7 @@ impl Deadline<'_> {
 impl Drop for Deadline<'_> {
     fn drop(&mut self) {
         let mut set = lock(&self.deadlines.0);
-        set.slots[self.slot] = Slot::default();
-        set.free.push(self.slot);
+        set.slots.remove(self.slot);
     }
 }
 

@@ -17,6 +17,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::time::Instant;
 
 use super::task::TaskFailure;
+use crate::slots::Slots;
 
 /// The least time between two rings of a worker's alarms: a time-out rings up to this late.
 pub(crate) const RING_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
@@ -28,9 +29,7 @@ pub(crate) struct Alarms(Mutex<Set>);
 #[derive(Debug, Default)]
 struct Set {
     /// One per attempt watched, reused once it ends.
-    slots: Vec<Slot>,
-    /// The slots no attempt holds.
-    free: Vec<usize>,
+    slots: Slots<Slot>,
     /// The time the worker's timer is to fire at: no later than the earliest deadline of an
     /// alarm not rung yet (`None` when there is none).
     wake_at: Option<Instant>,
@@ -79,18 +78,11 @@ impl Alarms {
         if rang.is_none() && set.wake_at.is_none_or(|at| deadline < at) {
             set.wake_at = Some(deadline);
         }
-        let slot = match set.free.pop() {
-            Some(slot) => slot,
-            None => {
-                set.slots.push(Slot::default());
-                set.slots.len() - 1
-            }
-        };
-        set.slots[slot] = Slot {
+        let slot = set.slots.insert(Slot {
             deadline: Some(deadline),
             waker: None,
             rang,
-        };
+        });
         Alarm { alarms: self, slot }
     }
 
@@ -105,7 +97,7 @@ impl Alarms {
     pub(crate) fn ring_due(&self, now: Instant) {
         let mut set = self.lock();
         let mut next: Option<Instant> = None;
-        for slot in &mut set.slots {
+        for slot in set.slots.iter_mut() {
             match slot.deadline {
                 Some(deadline) if slot.rang.is_none() => {
                     if deadline <= now {
@@ -130,7 +122,7 @@ impl Alarms {
         let mut set = self.lock();
         set.stopped = true;
         set.wake_at = None;
-        for slot in &mut set.slots {
+        for slot in set.slots.iter_mut() {
             slot.ring(TaskFailure::Cancelled);
         }
     }
@@ -180,8 +172,7 @@ impl Alarm<'_> {
 impl Drop for Alarm<'_> {
     fn drop(&mut self) {
         let mut set = self.alarms.lock();
-        set.slots[self.slot] = Slot::default();
-        set.free.push(self.slot);
+        set.slots.remove(self.slot);
     }
 }
 
