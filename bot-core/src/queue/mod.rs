@@ -241,6 +241,18 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Fails when the backend fails; stale leases are counted, not errors.
     async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error>;
 
+    /// Acknowledges `leases` at once, when this backend can do it without waiting and without
+    /// failing (an in-memory queue): the supervisor then applies its acknowledgements where its
+    /// handlers finish, instead of handing them to its completer task. `None` (the default):
+    /// nothing was applied, and the supervisor calls [`Queue::ack`].
+    ///
+    /// A backend that answers `Some` once must answer `Some` every time: the supervisor never
+    /// retries an acknowledgement it applied this way.
+    fn ack_now(&self, leases: &[Lease]) -> Option<Completed> {
+        let _ = leases;
+        None
+    }
+
     /// Fails leases: each event becomes available again after its delay. With per-conversation
     /// ordering its conversation waits too.
     ///

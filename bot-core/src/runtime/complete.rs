@@ -269,7 +269,7 @@ impl Completer {
         }
     }
 
-    fn warn_stale(what: &str, done: Completed) {
+    pub(super) fn warn_stale(what: &str, done: Completed) {
         if done.stale > 0 {
             tracing::warn!(
                 stale = done.stale,

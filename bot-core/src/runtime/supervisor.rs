@@ -112,7 +112,8 @@ impl Supervisor {
             while let Ok(f) = rx.try_recv() {
                 running -= self.finished(f, &mut workers, &mut pending, |_| {});
             }
-            hand_over(&mut pending, &to_completer, &unsettled).await;
+            self.hand_over(&mut pending, &to_completer, &unsettled, held.as_deref())
+                .await;
             self.metrics.set_inflight(running);
             // Completions that cannot be applied pile up: claim nothing more until they settle.
             let stalled = unsettled.get() >= max;
@@ -170,7 +171,8 @@ impl Supervisor {
                         running -= n;
                         drained += n as u64;
                     }
-                    hand_over(&mut pending, &to_completer, &unsettled).await;
+                    self.hand_over(&mut pending, &to_completer, &unsettled, held.as_deref())
+                .await;
                     self.metrics.set_inflight(running);
                 }
                 () = tokio::time::sleep_until(deadline) => break,
@@ -213,7 +215,8 @@ impl Supervisor {
                 }
             }
         }
-        hand_over(&mut pending, &to_completer, &unsettled).await;
+        self.hand_over(&mut pending, &to_completer, &unsettled, held.as_deref())
+            .await;
         self.metrics.set_inflight(running);
         // Idle workers end now; one holding an abandoned handler ends when that handler does.
         drop(workers.close());
@@ -324,22 +327,41 @@ impl Supervisor {
     }
 }
 
-/// Sends the turn's completions to the completer, counting them as unsettled.
-async fn hand_over(
-    pending: &mut Completions,
-    completer: &mpsc::Sender<Completions>,
-    unsettled: &Unsettled,
-) {
-    if pending.is_empty() {
-        return;
-    }
-    let batch = std::mem::take(pending);
-    unsettled.add(batch.len());
-    if completer.send(batch).await.is_err() {
-        // Only when the completer task died (it does not panic): nothing can apply them now.
-        tracing::error!(
-            "completer gone; completions dropped, their events run again once their leases expire"
-        );
+impl Supervisor {
+    /// Applies the turn's acknowledgements here when the queue can do it at once
+    /// ([`Queue::ack_now`]: an in-memory queue), then sends the rest of its completions to the
+    /// completer, counting them as unsettled.
+    ///
+    /// Applied here, a successful attempt costs no hand-over to the completer task (a message
+    /// and a wake-up, often of the other thread) and no second pass under the queue's lock.
+    async fn hand_over(
+        &self,
+        pending: &mut Completions,
+        completer: &mpsc::Sender<Completions>,
+        unsettled: &Unsettled,
+        held: Option<&HeldLeases>,
+    ) {
+        if !pending.acks.is_empty()
+            && let Some(done) = self.queue.ack_now(&pending.acks)
+        {
+            Completer::warn_stale("acknowledging", done);
+            if let Some(held) = held {
+                held.remove(pending.acks.iter().copied());
+            }
+            pending.acks.clear();
+            self.progress.finished(done.applied);
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(pending);
+        unsettled.add(batch.len());
+        if completer.send(batch).await.is_err() {
+            // Only when the completer task died (it does not panic): nothing can apply them now.
+            tracing::error!(
+                "completer gone; completions dropped, their events run again once their leases expire"
+            );
+        }
     }
 }
 

@@ -175,19 +175,11 @@ impl Queue for MemoryQueue {
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error> {
-        let mut done = Completed::default();
-        let mut inner = self.lock();
-        for &lease in leases {
-            match inner.take_lease(lease) {
-                Some(l) => {
-                    inner.finish_lease(l.lane);
-                    done.applied += 1;
-                }
-                None => done.stale += 1,
-            }
-        }
-        self.wake_if_ready(inner);
-        Ok(self.count(done))
+        Ok(self.acknowledge(leases))
+    }
+
+    fn ack_now(&self, leases: &[Lease]) -> Option<Completed> {
+        Some(self.acknowledge(leases))
     }
 
     async fn nack(&self, mut nacks: Vec<Nack>) -> Result<Completed, Error> {
