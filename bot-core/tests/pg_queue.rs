@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bot_core::queue::{Dead, Delivery, Lease, Nack, Queue};
 use bot_core::{ErrorKind, Ordering};
-use support::pg::{eventually, fresh_pool, insert_raw, queue_builder};
+use support::pg::{database_url, eventually, fresh_pool, insert_raw, queue_builder};
 use support::queue::{DEADLINE, ids, pull_n, pull_within};
 use support::text_event;
 
@@ -644,6 +644,84 @@ async fn a_notify_wakes_an_idle_puller_of_another_process() {
     assert!(listener.counters().notifications >= 1);
     listener.shutdown().await;
     pusher.shutdown().await;
+}
+
+/// Every push that commits events is announced once to the other processes, whichever way the
+/// `NOTIFY` goes (carried in the push's statement after a quiet time, or sent right behind it on
+/// its connection); a push of duplicates only announces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_is_announced_once_when_it_inserts_and_never_when_it_inserts_nothing() {
+    let pool = fresh_pool("announce").await;
+    // No debounce: every push may announce itself at once. One connection: the queue's
+    // statements run one after the other on one session, so once a push has returned, every
+    // statement sent before it on that session (the `NOTIFY`s behind the earlier pushes) has
+    // run.
+    let pusher = queue_builder(&pool)
+        .listen(false)
+        .notify_debounce(Duration::ZERO)
+        .connections(1)
+        .build()
+        .unwrap();
+    // A LISTEN connection of the test's own sees what goes out, in commit order.
+    let (client, mut connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers");
+    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        while let Some(message) = futures::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = message {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    const CHANNEL: &str = "botrt_events_t_announce";
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .unwrap();
+    const ROUNDS: usize = 6;
+    for round in 0..ROUNDS {
+        let fresh = format!("e{round}");
+        let report = pusher
+            .push_batch(vec![text_event("c1", &fresh)])
+            .await
+            .unwrap();
+        assert_eq!(report.accepted, 1);
+        // The same id again: duplicates only.
+        let report = pusher
+            .push_batch(vec![text_event("c1", &fresh)])
+            .await
+            .unwrap();
+        assert_eq!(report.duplicates, 1);
+    }
+    // One more push of a duplicate: once it returned, what every push before it announced has
+    // been committed; a mark committed after that comes behind all of it.
+    pusher
+        .push_batch(vec![text_event("c1", "e0")])
+        .await
+        .unwrap();
+    client
+        .execute("SELECT pg_notify($1, 'mark')", &[&CHANNEL])
+        .await
+        .unwrap();
+    let mut before_mark = 0;
+    loop {
+        let payload = tokio::time::timeout(DEADLINE, notifications.recv())
+            .await
+            .expect("the mark arrives")
+            .unwrap();
+        if payload == "mark" {
+            break;
+        }
+        before_mark += 1;
+    }
+    assert_eq!(
+        before_mark, ROUNDS,
+        "one notification per push that inserted, none for the duplicates"
+    );
+    pusher.shutdown().await;
+    drop(client);
+    driver.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

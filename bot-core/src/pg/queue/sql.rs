@@ -33,7 +33,11 @@ macro_rules! push_insert {
     FROM firsts ORDER BY ord
     RETURNING 1
 )
-SELECT ord FROM firsts"
+SELECT ord FROM firsts
+UNION ALL SELECT 0 FROM (
+    SELECT set_config('botrt.pushed', CASE WHEN EXISTS (SELECT 1 FROM firsts) THEN 'y' ELSE '' END,
+        false)
+) AS pushed"
     };
 }
 
@@ -76,14 +80,29 @@ macro_rules! push_fresh {
 }
 
 /// What a push that carries the queue's `NOTIFY` adds: the notification goes out with the push's
-/// commit (none if it rolls back), with no statement of its own. Its row (position 0) belongs to
-/// no push.
+/// commit (none if it rolls back, none if it inserted nothing), with no statement of its own. Its
+/// row (position 0) belongs to no push.
 macro_rules! with_notify {
     () => {
         "
-UNION ALL SELECT 0 FROM (SELECT pg_notify($5, '')) AS n"
+UNION ALL SELECT 0 FROM (SELECT pg_notify($5, '') WHERE EXISTS (SELECT 1 FROM firsts)) AS n"
     };
 }
+
+/// The `NOTIFY` sent right behind a push on its connection, without waiting for the push's
+/// answer (`$1`: the channel): it notifies only when the push before it on this session
+/// committed events, and forgets that it did.
+///
+/// Every push sets the session's `botrt.pushed` in its own transaction (the last row of
+/// [`PUSH`]: `y` when it inserted an event, else empty); a push that fails rolls the setting back
+/// to the empty one the last such statement left. This statement reads it once (a one-time
+/// filter) and empties it only when it notifies, so a push of duplicates only, a failed push, or
+/// one whose statement never got here announces nothing.
+pub(super) const NOTIFY_IF_PUSHED: &str = "
+SELECT pg_notify($1, '') FROM (
+    SELECT set_config('botrt.pushed', '', false)
+    WHERE current_setting('botrt.pushed', true) = 'y'
+) AS pushed";
 
 /// The push of an ordered queue: the positions of the events it inserted.
 pub(super) const PUSH: &str = concat!(push_input!(), push_locked_fresh!(), push_insert!());
