@@ -21,6 +21,12 @@ struct CountedAcks {
     acks_now: AtomicUsize,
     /// Leases acknowledged through `ack_now`, all calls together.
     acked_now: AtomicUsize,
+    /// How long leases last (`None`: until completed, as the memory queue's).
+    lease: Option<Duration>,
+    /// Each event's lease, as pulled.
+    pulled: Mutex<Vec<(String, Lease)>>,
+    /// The leases extended, every extension.
+    extended: Mutex<Vec<Lease>>,
 }
 
 impl CountedAcks {
@@ -31,6 +37,9 @@ impl CountedAcks {
             acks: AtomicUsize::new(0),
             acks_now: AtomicUsize::new(0),
             acked_now: AtomicUsize::new(0),
+            lease: None,
+            pulled: Mutex::default(),
+            extended: Mutex::default(),
         }
     }
 }
@@ -41,7 +50,12 @@ impl Queue for CountedAcks {
         self.inner.push_batch(events).await
     }
     async fn pull(&self, max: usize) -> Result<Vec<Delivery>, Error> {
-        self.inner.pull(max).await
+        let got = self.inner.pull(max).await?;
+        self.pulled.lock().unwrap().extend(
+            got.iter()
+                .map(|d| (d.event.id.as_str().to_owned(), d.lease)),
+        );
+        Ok(got)
     }
     async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error> {
         self.acks.fetch_add(1, AtomicOrdering::SeqCst);
@@ -67,7 +81,11 @@ impl Queue for CountedAcks {
         self.inner.release(deliveries).await
     }
     async fn extend_lease(&self, leases: &[Lease], by: Duration) -> Result<Completed, Error> {
+        self.extended.lock().unwrap().extend_from_slice(leases);
         self.inner.extend_lease(leases, by).await
+    }
+    fn lease_duration(&self) -> Option<Duration> {
+        self.lease
     }
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
         self.inner.dead_letters(limit).await
@@ -178,4 +196,47 @@ async fn a_queue_that_cannot_is_acknowledged_by_the_completer() {
     assert_eq!(queue.acked_now.load(AtomicOrdering::SeqCst), 0);
     assert_eq!(queue.inner.leased(), 0);
     assert_eq!(queue.depth(), 0);
+}
+
+/// With a queue whose leases expire, the leases the dispatcher acknowledges itself are no longer
+/// held: the lease keeper extends only the one still running.
+#[tokio::test(start_paused = true)]
+async fn a_lease_acknowledged_at_once_is_no_longer_extended() {
+    let queue = Arc::new(CountedAcks {
+        lease: Some(Duration::from_secs(3)),
+        ..CountedAcks::new(true)
+    });
+    let bot = Bot::builder()
+        .queue(queue.clone())
+        .handler(move |_cx: Context, e: Event| async move {
+            if e.id.as_str() == "long" {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            Ok::<_, Error>(())
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    let mut events = vec![event("a", "long".to_owned())];
+    events.extend((0..5).map(|n| event(&format!("b{n}"), format!("short-{n}"))));
+    submit(&bot, events).await;
+    bot.idle().await;
+    bot.shutdown().await;
+    let pulled = queue.pulled.lock().unwrap().clone();
+    let long = pulled
+        .iter()
+        .find(|(id, _)| id == "long")
+        .map(|(_, lease)| *lease)
+        .unwrap();
+    let extended = queue.extended.lock().unwrap().clone();
+    assert!(
+        extended.iter().filter(|l| **l == long).count() >= 3,
+        "the running handler's lease is kept alive: {extended:?}"
+    );
+    assert!(
+        extended.iter().all(|l| *l == long),
+        "no acknowledged lease is extended: {extended:?} (pulled {pulled:?})"
+    );
+    assert_eq!(queue.acked_now.load(AtomicOrdering::SeqCst), 6);
+    assert_eq!(queue.acks.load(AtomicOrdering::SeqCst), 0);
 }

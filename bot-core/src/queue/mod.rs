@@ -242,12 +242,13 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     async fn ack(&self, leases: &[Lease]) -> Result<Completed, Error>;
 
     /// Acknowledges `leases` at once, when this backend can do it without waiting and without
-    /// failing (an in-memory queue): the supervisor then applies its acknowledgements where its
-    /// handlers finish, instead of handing them to its completer task. `None` (the default):
-    /// nothing was applied, and the supervisor calls [`Queue::ack`].
+    /// failing (an in-memory queue): the supervisor then applies its acknowledgements on its
+    /// dispatcher as its workers report, instead of handing them to its completer task. `None`
+    /// (the default): nothing was applied, and the supervisor hands them to [`Queue::ack`].
     ///
-    /// A backend that answers `Some` once must answer `Some` every time: the supervisor never
-    /// retries an acknowledgement it applied this way.
+    /// `Some` means every lease was applied or counted as stale, as [`Queue::ack`]'s `Ok` does:
+    /// the supervisor never retries them. It runs on the dispatcher, so it must not block (a
+    /// short lock at most) and must not panic.
     fn ack_now(&self, leases: &[Lease]) -> Option<Completed> {
         let _ = leases;
         None

@@ -1,7 +1,8 @@
 //! The completer: applies acknowledgements, retries, dead letters and releases in a task of its
 //! own, retrying each kind with back-off until it applies or its lease is found lost.
 //!
-//! The dispatcher hands over one batch per turn and goes on pulling; a failing or slow queue
+//! The dispatcher hands over one batch per turn and goes on pulling (the acknowledgements of a
+//! queue that applies them at once, `Queue::ack_now`, it applies itself and never hands over); a failing or slow queue
 //! statement never blocks it. Completions that wait for a retry keep their leases (see
 //! [`super::lease`]), so that a handled event does not run again because its acknowledgement
 //! failed for a while. Every completion is fenced by its lease token: applying one late is safe.

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::queue::{Lease, Queue};
 
 /// The leases this process holds: inserted by the dispatcher when it pulls, removed by the
-/// completer once a completion is settled.
+/// completer once a completion is settled (or by the dispatcher, for the acknowledgements it
+/// applies itself through `Queue::ack_now`).
 #[derive(Debug, Default)]
 pub(crate) struct HeldLeases {
     leases: Mutex<foldhash::HashSet<Lease>>,

@@ -6,7 +6,8 @@
 //! and collects their outcomes, one message per worker poll round, from a channel whose capacity
 //! is `max_in_flight`, so it can never grow. Completions are batched per turn and
 //! handed to the completer (`complete`), which applies them, one queue call per kind, and retries
-//! failed ones; on backends whose leases expire the lease keeper (`lease`) extends every lease
+//! failed ones (a queue that acknowledges at once, `Queue::ack_now`, is acknowledged by the
+//! dispatcher itself); on backends whose leases expire the lease keeper (`lease`) extends every lease
 //! held, running or waiting for its completion. Both run in tasks of their own, so a busy
 //! dispatcher never delays them, and they never block the dispatcher.
 //!

@@ -1,5 +1,6 @@
 //! The supervisor's dispatcher: pulls as it has free slots, hands events to the workers,
-//! collects their outcomes and hands completions over.
+//! collects their outcomes, acknowledges them when the queue can do it at once, and hands the
+//! other completions over.
 
 use std::fmt;
 use std::sync::Arc;
