@@ -13,9 +13,11 @@ use super::wakeup::Wakeups;
 /// Sends at most one `NOTIFY` per debounce interval, and one after the last push of a burst.
 ///
 /// `NOTIFY` takes a lock at commit that serialises every notifying transaction, so at most one
-/// notification goes out per debounce interval: a push writer carries it in its statement when
-/// none went out for 50 ms past the interval, that is when the queue was idle (`Wakeups::take_notification`); the pushes that could not
-/// ask this task, which sends one small notification for all of them once the interval is over.
+/// notification goes out per debounce interval. A push writer carries it in its statement when
+/// none went out for 50 ms past the interval, that is when the queue was idle
+/// (`Wakeups::take_notification`), or sends it right behind its statement on the same connection
+/// when the interval is over (`Wakeups::take_notification_now`); the pushes within the interval
+/// ask this task, which sends one small notification for all of them once it is over.
 pub(super) async fn run_notifier(signals: Arc<Wakeups>) {
     loop {
         tokio::select! {

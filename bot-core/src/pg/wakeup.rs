@@ -34,8 +34,8 @@ pub(super) struct Wakeups {
     pub(super) notifications: AtomicU64,
     /// What `quiet_until` counts from.
     epoch: Instant,
-    /// No notification before this (microseconds since `epoch`): the last one, sent by the
-    /// notifier or carried by a push, plus the debounce.
+    /// No notification before this (microseconds since `epoch`): the last one (sent by the
+    /// notifier, carried by a push or sent behind it), plus the debounce.
     quiet_until: AtomicU64,
     /// [`CARRY_AFTER_QUIET`] in microseconds.
     carry_after_quiet: u64,
@@ -88,7 +88,7 @@ impl Wakeups {
         self.take_after(0)
     }
 
-    /// Whether `quiet` microseconds passed since the debounce ended; if so, a notification goes
+    /// Whether `quiet_for` microseconds passed since the debounce ended; if so, a notification goes
     /// out now, and the next waits for the debounce from now.
     fn take_after(&self, quiet_for: u64) -> bool {
         let now = self.now_micros();

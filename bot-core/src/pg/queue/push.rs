@@ -227,8 +227,10 @@ impl Inner {
     /// later); else, when the debounce is over, by a `NOTIFY` sent right behind the statement on
     /// its connection ([`NOTIFY_IF_PUSHED`]: it runs as soon as the push has committed, without
     /// waiting for the push's answer to come back and for another task to send it, and only if
-    /// the push inserted events); else, or when that statement fails, by the notifier task once
-    /// the debounce is over.
+    /// the push inserted events); else by the notifier task once the debounce is over. The
+    /// answer of the `NOTIFY` behind a push is not awaited: should it fail (the server's
+    /// notification queue full, the backend gone between the two), the other processes find the
+    /// events at their next poll (`poll_interval`).
     async fn write(&self, parts: &[Part], may_notify: bool) -> Result<Vec<i64>, Failure> {
         let rows: usize = parts.iter().map(|p| p.events.len()).sum();
         let mut platforms = Vec::with_capacity(rows);

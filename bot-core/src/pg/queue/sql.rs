@@ -94,10 +94,13 @@ UNION ALL SELECT 0 FROM (SELECT pg_notify($5, '') WHERE EXISTS (SELECT 1 FROM fi
 /// committed events, and forgets that it did.
 ///
 /// Every push sets the session's `botrt.pushed` in its own transaction (the last row of
-/// [`PUSH`]: `y` when it inserted an event, else empty); a push that fails rolls the setting back
-/// to the empty one the last such statement left. This statement reads it once (a one-time
-/// filter) and empties it only when it notifies, so a push of duplicates only, a failed push, or
-/// one whose statement never got here announces nothing.
+/// [`PUSH`]: `y` when it inserted an event, else empty). This statement reads it once (a one-time
+/// filter) and empties it only when it notifies, so a push of duplicates only announces nothing.
+/// A push that fails rolls the setting back to what the session's last push left, which may be
+/// the `y` of an earlier push that carried its notification or left it to the notifier: this
+/// statement then sends one notification more than needed (an empty claim elsewhere, at most one
+/// per debounce). It needs the push's own session: behind a pooler in transaction mode it may
+/// read another session's setting (a notification lost, and pickups wait for the poll).
 pub(super) const NOTIFY_IF_PUSHED: &str = "
 SELECT pg_notify($1, '') FROM (
     SELECT set_config('botrt.pushed', '', false)
