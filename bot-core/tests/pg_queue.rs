@@ -666,11 +666,14 @@ async fn a_push_is_announced_once_when_it_inserts_and_never_when_it_inserts_noth
     let (client, mut connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
         .await
         .expect("PostgreSQL answers");
-    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    // Room for every notification the test can cause (a buggy push sends at most one each).
+    let (tx, mut notifications) = tokio::sync::mpsc::channel(64);
+    // The connection delivers notifications only while polled: one task drives it for the test.
+    #[allow(clippy::disallowed_methods)]
     let driver = tokio::spawn(async move {
         while let Some(message) = futures::future::poll_fn(|cx| connection.poll_message(cx)).await {
             if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = message {
-                let _ = tx.send(n.payload().to_owned());
+                let _ = tx.send(n.payload().to_owned()).await;
             }
         }
     });
