@@ -240,3 +240,42 @@ async fn a_lease_acknowledged_at_once_is_no_longer_extended() {
     assert_eq!(queue.acked_now.load(AtomicOrdering::SeqCst), 6);
     assert_eq!(queue.acks.load(AtomicOrdering::SeqCst), 0);
 }
+
+/// Handlers that finish while the bot drains are acknowledged at once too: nothing is left
+/// leased, nothing goes through the completer.
+#[tokio::test]
+async fn handlers_finishing_during_the_drain_are_acknowledged_at_once() {
+    let queue = Arc::new(CountedAcks::new(true));
+    let entered = Arc::new(support::supervisor::Done::default());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (e, g) = (entered.clone(), gate.clone());
+    let bot = Bot::builder()
+        .queue(queue.clone())
+        .handler(move |_cx: Context, _e: Event| {
+            let (e, g) = (e.clone(), g.clone());
+            async move {
+                e.add();
+                g.acquire().await.unwrap().forget();
+                Ok::<_, Error>(())
+            }
+        })
+        .build()
+        .unwrap();
+    bot.start();
+    submit(
+        &bot,
+        (0..8)
+            .map(|n| event(&format!("c{n}"), format!("e{n}")))
+            .collect(),
+    )
+    .await;
+    entered.wait(8).await;
+    // The shutdown begins (its first poll stops the dispatcher's pulling) before the handlers
+    // are let go.
+    let (report, ()) = tokio::join!(bot.shutdown(), async { gate.add_permits(8) });
+    assert_eq!(report.drained, 8, "{report:?}");
+    assert_eq!(report.cancelled, 0);
+    assert_eq!(queue.acked_now.load(AtomicOrdering::SeqCst), 8);
+    assert_eq!(queue.acks.load(AtomicOrdering::SeqCst), 0);
+    assert_eq!(queue.inner.leased(), 0);
+}
