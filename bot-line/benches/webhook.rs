@@ -30,6 +30,10 @@ fn webhook(c: &mut Criterion) {
     group.bench_function("parse_and_map_shared", |b| {
         b.iter(|| events_from_bytes(&body).expect("a webhook"));
     });
+    // What the `ceiling` binary does with the same body: serde into owned typed structs.
+    group.bench_function("ceiling_typed_parse", |b| {
+        b.iter(|| serde_json::from_slice::<ceiling::LineBody>(&body).expect("a webhook"));
+    });
     group.bench_function("verify_parse_and_map", |b| {
         b.iter(|| {
             verify(&secret, &body, signature.as_bytes()).expect("valid");
@@ -37,6 +41,58 @@ fn webhook(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+/// The `ceiling` binary's LINE types (`bench/src/bin/ceiling.rs`), for a side-by-side figure.
+#[allow(dead_code)]
+mod ceiling {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    pub struct LineBody {
+        destination: String,
+        events: Vec<LineEvent>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct LineEvent {
+        #[serde(rename = "type")]
+        kind: String,
+        mode: Option<String>,
+        timestamp: u64,
+        source: Option<LineSource>,
+        reply_token: Option<String>,
+        webhook_event_id: String,
+        delivery_context: LineDeliveryContext,
+        message: Option<LineMessage>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct LineSource {
+        #[serde(rename = "type")]
+        kind: String,
+        user_id: Option<String>,
+        group_id: Option<String>,
+        room_id: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct LineDeliveryContext {
+        is_redelivery: bool,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct LineMessage {
+        id: String,
+        #[serde(rename = "type")]
+        kind: String,
+        text: Option<String>,
+        quote_token: Option<String>,
+    }
 }
 
 criterion_group!(benches, webhook);

@@ -88,7 +88,6 @@ impl MemoryQueue {
                 lane_keys: keys.clone(),
                 lanes: Slab::new(),
                 ready: VecDeque::new(),
-                spare: Vec::new(),
                 fifo: VecDeque::new(),
                 delayed: BinaryHeap::new(),
                 delayed_items: HashMap::default(),

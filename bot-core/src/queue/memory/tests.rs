@@ -1,9 +1,8 @@
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::lanes::{FULL_RETRY_AFTER, MAX_SPARE_LANES};
+use super::lanes::FULL_RETRY_AFTER;
 use super::*;
 use crate::error::ErrorKind;
 use crate::event::Platform;
@@ -584,17 +583,19 @@ async fn close_wakes_pullers_and_refuses_pushes() {
     assert_eq!(e.kind(), ErrorKind::QueueClosed);
 }
 
-/// The room of lane buffers, in entries: what the lanes hold, and what the spares hold.
-fn lane_buffer_entries(q: &MemoryQueue) -> (usize, usize) {
+/// The room the lanes' buffers hold, in events (the first event of a lane is held in the lane).
+fn lane_buffer_entries(q: &MemoryQueue) -> usize {
     let inner = q.lock();
-    let lanes = inner.lanes.iter().map(|(_, l)| l.pending.capacity()).sum();
-    let spare = inner.spare.iter().map(VecDeque::capacity).sum();
-    (lanes, spare)
+    inner
+        .lanes
+        .iter()
+        .map(|(_, l)| l.pending.buffered_capacity())
+        .sum()
 }
 
 #[tokio::test]
-async fn a_running_event_keeps_no_lane_buffer() {
-    let conversations = MAX_SPARE_LANES + 100;
+async fn a_lane_of_one_event_allocates_no_buffer_and_a_running_event_keeps_none() {
+    let conversations = 5000;
     let q = MemoryQueue::new(&limits(
         2 * conversations,
         Overflow::Reject,
@@ -604,29 +605,46 @@ async fn a_running_event_keeps_no_lane_buffer() {
         .map(|i| ev(&format!("c{i}"), &format!("e{i}")))
         .collect();
     q.push_batch(events).await.unwrap();
+    assert_eq!(q.lanes(), conversations);
     assert_eq!(
         lane_buffer_entries(&q),
-        (conversations, 0),
-        "a lane waiting with one event has room for one"
+        0,
+        "a lane waiting with one event holds it in itself"
     );
 
-    let running = q.pull(conversations).await.unwrap();
-    assert_eq!(running.len(), conversations);
-    let (lanes, spare) = lane_buffer_entries(&q);
-    assert_eq!(lanes, 0, "lanes whose only event runs hold no buffer");
-    assert_eq!(spare, MAX_SPARE_LANES, "the spares are bounded");
-
-    // New conversations take the spares first, and a lane with a second event grows.
-    q.push_batch(vec![ev("new", "n1"), ev("new", "n2")])
+    // A second event of a conversation waits in a buffer, in order behind the first.
+    q.push_batch(vec![ev("c0", "second"), ev("c0", "third")])
         .await
         .unwrap();
-    let (lanes, spare) = lane_buffer_entries(&q);
-    assert!(lanes >= 2, "{lanes}");
-    assert_eq!(spare, MAX_SPARE_LANES - 1);
+    assert!(lane_buffer_entries(&q) >= 2);
+    let running = q.pull(2 * conversations).await.unwrap();
+    assert_eq!(
+        running.len(),
+        conversations,
+        "one event per conversation runs"
+    );
+    assert_eq!(running[0].event.id.as_str(), "e0");
+    assert!(lane_buffer_entries(&q) >= 2, "c0's next events still wait");
     let leases: Vec<_> = running.iter().map(|d| d.lease).collect();
     q.ack(&leases).await.unwrap();
-    assert_eq!(q.lanes(), 1, "idle lanes are evicted");
-    assert_eq!(q.depth(), 2);
+    assert_eq!(q.lanes(), 1, "idle lanes are removed");
+
+    let second = q.pull(10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].event.id.as_str(), "second");
+    let third = {
+        q.ack(&[second[0].lease]).await.unwrap();
+        q.pull(10).await.unwrap()
+    };
+    assert_eq!(third[0].event.id.as_str(), "third");
+    assert_eq!(
+        lane_buffer_entries(&q),
+        0,
+        "a lane whose only event runs holds no buffer"
+    );
+    q.ack(&[third[0].lease]).await.unwrap();
+    assert_eq!(q.lanes(), 0);
+    assert_eq!(q.depth(), 0);
 }
 
 #[tokio::test(start_paused = true)]
