@@ -49,7 +49,7 @@ mod ceiling {
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
-    pub struct LineBody {
+    pub(crate) struct LineBody {
         destination: String,
         events: Vec<LineEvent>,
     }

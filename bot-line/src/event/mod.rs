@@ -183,17 +183,29 @@ fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<EventData>, usize)>
             let mut events = Vec::with_capacity(16);
             let mut standby = 0;
             let end = elements(text, at, |start| {
-                let (mapped, end) = match fast::read(text, start) {
-                    Some((wire, end)) => (fast::mapped(body, dest, wire, &text[start..end]), end),
+                let (wire, end) = match fast::read(text, start) {
+                    Some((wire, end)) => (Some(wire), end),
                     None => (None, value::<&RawValue>(text, start)?.1),
                 };
                 let json = &text[start..end];
-                let (mut event, is_standby) = mapped.unwrap_or_else(|| general(dest, json));
-                event.raw = Raw::from_shared(body, json);
+                // The fast path writes its event straight into `events`: an event is about
+                // 450 bytes, and each hop by value (an `Option`, a tuple, a binding) copied it.
+                let fast = wire.and_then(|wire| {
+                    fast::mapped(&mut events, body, dest, wire, json, keep_standby)
+                });
+                let is_standby = match fast {
+                    Some(is_standby) => is_standby,
+                    None => {
+                        let (mut event, is_standby) = general(dest, json);
+                        event.raw = Raw::from_shared(body, json);
+                        if !is_standby || keep_standby {
+                            events.push(event);
+                        }
+                        is_standby
+                    }
+                };
                 if is_standby && !keep_standby {
                     standby += 1;
-                } else {
-                    events.push(event);
                 }
                 Some(end)
             })?;
@@ -625,7 +637,9 @@ mod fast {
     /// The event, and whether it came in standby mode; `None` when the general path decides.
     pub(super) fn event(body: &Bytes, destination: &str, json: &str) -> Option<(EventData, bool)> {
         let wire: WireEvent<'_> = serde_json::from_str(json).ok()?;
-        mapped(body, destination, wire, json)
+        let mut one = Vec::with_capacity(1);
+        let standby = mapped(&mut one, body, destination, wire, json, true)?;
+        Some((one.pop()?, standby))
     }
 
     /// Reads the event that starts at `at` in `text` (the whole body) in one pass: the wire
@@ -638,14 +652,17 @@ mod fast {
         Some((wire, at + events.byte_offset()))
     }
 
-    /// The event read as `wire` from `json` (a slice of `body`), mapped; `None` when the
-    /// general path decides.
+    /// The event read as `wire` from `json` (a slice of `body`), mapped and pushed onto `out`
+    /// (its raw payload `json`), unless it came in standby mode and `keep_standby` is false;
+    /// whether it came in standby mode. `None` when the general path decides (nothing pushed).
     pub(super) fn mapped(
+        out: &mut Vec<EventData>,
         body: &Bytes,
         destination: &str,
         wire: WireEvent<'_>,
         json: &str,
-    ) -> Option<(EventData, bool)> {
+        keep_standby: bool,
+    ) -> Option<bool> {
         let edited = match &*wire.event_type {
             "message" => false,
             "messageEdited" => true,
@@ -659,6 +676,11 @@ mod fast {
             None => (None, None),
             Some(source) => source_ids(source)?,
         };
+        // Nothing below refuses the event: the general path would read it alike.
+        let standby = wire.mode.as_deref() == Some("standby");
+        if standby && !keep_standby {
+            return Some(true);
+        }
         let message = Message {
             id: Some(MessageId::from_shared(body, &text.id)),
             text: Some(text.text.into_owned()),
@@ -694,9 +716,9 @@ mod fast {
             None => super::id_of_payload(json),
         };
         let chat = chat.map_or(destination, |c| c);
-        // Built whole: `EventData::from_platform` reads the clock for a time that is replaced
-        // here; batched with the body's other events by the caller.
-        let event = EventData {
+        // Built whole, where it stays: `EventData::from_platform` reads the clock for a time
+        // that is replaced here; batched with the body's other events by the caller.
+        out.push(EventData {
             id,
             platform: Platform::LINE,
             channel: None,
@@ -709,9 +731,9 @@ mod fast {
                 .map(|token| ReplyToken::from_shared(body, token)),
             occurred_at: Timestamp::from_millis(wire.timestamp),
             redelivered: wire.delivery_context.is_redelivery,
-            raw: bot_core::event::Raw::default(),
-        };
-        Some((event, wire.mode.as_deref() == Some("standby")))
+            raw: bot_core::event::Raw::from_shared(body, json),
+        });
+        Some(standby)
     }
 
     /// The chat and the sender, by `model::Source`'s rules; `None` where it refuses the source.

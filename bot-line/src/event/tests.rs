@@ -149,7 +149,9 @@ fn both_paths(event: &Value) -> (Option<(EventData, bool)>, (EventData, bool)) {
     let body = Bytes::from(event.to_string());
     let json = std::str::from_utf8(&body).unwrap();
     let fast = fast::event(&body, "Ubot", json);
-    let general = general("Ubot", json);
+    // Both with the event's raw payload, as `from_json` sets it after the general path.
+    let mut general = general("Ubot", json);
+    general.0.raw = Raw::from_shared(&body, json);
     (fast, general)
 }
 

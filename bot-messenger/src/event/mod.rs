@@ -288,9 +288,10 @@ fn entry(body: &Bytes, text: &str, at: usize, out: &mut Vec<EventData>) -> Optio
                 };
                 let read = |events: &mut Vec<EventData>| {
                     elements(text, at, |start| {
-                        let (mut event, end) = item(body, text, start, key, &context)?;
-                        event.channel.clone_from(&channel);
-                        events.push(event);
+                        let end = item(events, body, text, start, key, &context)?;
+                        if let Some(event) = events.last_mut() {
+                            event.channel.clone_from(&channel);
+                        }
                         Some(end)
                     })
                 };
@@ -324,29 +325,37 @@ fn entry(body: &Bytes, text: &str, at: usize, out: &mut Vec<EventData>) -> Optio
 }
 
 /// One item of an entry's `list` (`messaging`, `standby` or `changes`), from `at`, mapped as
-/// [`two_passes`] maps it; and where it ends.
+/// [`two_passes`] maps it and pushed onto `out`; where it ends.
+///
+/// The fast path writes its event straight into `out`: an event is about 450 bytes, and each
+/// hop by value (an `Option`, a tuple, a binding) copied it.
 fn item(
+    out: &mut Vec<EventData>,
     body: &Bytes,
     text: &str,
     at: usize,
     list: &str,
     context: &Context<'_>,
-) -> Option<(EventData, usize)> {
+) -> Option<usize> {
     let read = (list == "messaging")
         .then(|| fast::read(text, at))
         .flatten();
-    let (fast, end) = match read {
-        Some((wire, end)) => (fast::mapped(body, wire, context.page_id, context.time), end),
+    let (wire, end) = match read {
+        Some((wire, end)) => (Some(wire), end),
         None => (None, value::<&RawValue>(text, at)?.1),
     };
     let json = &text[at..end];
-    let mut event = match fast {
-        Some(event) => event,
-        None if list == "changes" => change_event(&tree_of(json), context.page_id, context.time),
-        None => to_core_event(&tree_of(json), context),
-    };
-    event.raw = Raw::from_shared(body, json);
-    Some((event, end))
+    let fast = wire.and_then(|wire| fast::mapped(out, body, wire, context.page_id, context.time));
+    if fast.is_none() {
+        out.push(match list {
+            "changes" => change_event(&tree_of(json), context.page_id, context.time),
+            _ => to_core_event(&tree_of(json), context),
+        });
+    }
+    if let Some(event) = out.last_mut() {
+        event.raw = Raw::from_shared(body, json);
+    }
+    Some(end)
 }
 
 /// [`parse_bytes`] by every entry's lists split into raw values first, then each item read:
@@ -789,7 +798,9 @@ mod fast {
             return None;
         }
         let item: WireItem<'_> = serde_json::from_str(json).ok()?;
-        mapped(body, item, page_id, time)
+        let mut one = Vec::with_capacity(1);
+        mapped(&mut one, body, item, page_id, time)?;
+        one.pop()
     }
 
     /// Reads the item that starts at `at` in `text` (the whole body) in one pass, if it is an
@@ -804,14 +815,15 @@ mod fast {
         Some((item, at + items.byte_offset()))
     }
 
-    /// The item read as `item` (borrowing from `body`), mapped; `None` when the general
-    /// path decides.
+    /// The item read as `item` (borrowing from `body`), mapped and pushed onto `out`; `None`
+    /// when the general path decides (nothing pushed).
     pub(super) fn mapped(
+        out: &mut Vec<EventData>,
         body: &Bytes,
         item: WireItem<'_>,
         page_id: &str,
         time: i64,
-    ) -> Option<EventData> {
+    ) -> Option<()> {
         let m = item.message;
         let plain = m.quick_reply.is_none_or(|q| q.get() == "null")
             && m.attachments.is_none_or(|a| a.get() == "[]")
@@ -850,8 +862,9 @@ mod fast {
         let sender_any = sender
             .as_ref()
             .and_then(|p| sender_id.or(p.user_ref.as_deref()));
-        // Built whole: `EventData::from_platform` reads the clock for a time replaced here.
-        Some(EventData {
+        // Built whole, where it stays: `EventData::from_platform` reads the clock for a time
+        // replaced here.
+        out.push(EventData {
             id: EventId::from_shared(body, &m.mid),
             platform: Platform::MESSENGER,
             channel: None,
@@ -862,7 +875,8 @@ mod fast {
             occurred_at: Timestamp::from_millis(timestamp.unwrap_or(time)),
             redelivered: false,
             raw: bot_core::event::Raw::default(),
-        })
+        });
+        Some(())
     }
 }
 

@@ -525,7 +525,10 @@ mod tests {
     }
 
     fn seqs(p: &Pending) -> Vec<u64> {
-        (0..p.len()).filter_map(|i| p.get(i)).map(|e| e.seq).collect()
+        (0..p.len())
+            .filter_map(|i| p.get(i))
+            .map(|e| e.seq)
+            .collect()
     }
 
     #[test]
@@ -567,7 +570,11 @@ mod tests {
         assert_eq!(seqs(&p), [5, 7]);
         assert_eq!(p.remove_first_attempt(7).unwrap().seq, 7);
         assert_eq!(seqs(&p), [5]);
-        assert_eq!(p.buffered_capacity(), 0, "the buffer goes with its last event");
+        assert_eq!(
+            p.buffered_capacity(),
+            0,
+            "the buffer goes with its last event"
+        );
         // A first attempt at the head is removed, and the next one takes its place.
         let mut p = Pending::one(entry(1, 0));
         p.push_back(entry(2, 0));
