@@ -155,32 +155,16 @@ impl Event {
     /// assert!(events[0].shares_block_with(&events[1]));
     /// ```
     pub fn batch(data: impl IntoIterator<Item = EventData>) -> Vec<Self> {
-        // A vector passes through `collect` as it is, none of its elements moved.
-        let data: Vec<EventData> = data.into_iter().collect();
-        let mut events = Vec::with_capacity(data.len());
-        if data.is_empty() {
-            return events;
-        }
-        if data.len() <= BLOCK_EVENTS {
-            // A webhook body's events: into their block with one copy of the whole, where
-            // collecting them one by one moved each event twice (into a vector, then the block).
-            Self::extend_with_block(&mut events, Arc::from(data));
-            return events;
-        }
-        let mut data = data.into_iter();
-        while data.len() > 0 {
+        let mut data = data.into_iter().peekable();
+        let mut events = Vec::with_capacity(data.size_hint().0);
+        while data.peek().is_some() {
             let block: Arc<[EventData]> = data.by_ref().take(BLOCK_EVENTS).collect();
-            Self::extend_with_block(&mut events, block);
+            events.extend((0..block.len()).map(|index| Self {
+                block: Arc::clone(&block),
+                index,
+            }));
         }
         events
-    }
-
-    /// Appends a handle to each event of `block`, in order.
-    fn extend_with_block(events: &mut Vec<Self>, block: Arc<[EventData]>) {
-        events.extend((0..block.len()).map(|index| Self {
-            block: Arc::clone(&block),
-            index,
-        }));
     }
 
     /// The event's data, to move fields out of it: taken without a copy when this is the only

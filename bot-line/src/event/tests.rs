@@ -331,9 +331,16 @@ type Parsed = (Vec<EventData>, usize);
 
 /// A body both ways: read in one pass, and split into raw values then read event by event.
 fn body_both_ways(body: &str) -> (Option<Parsed>, Result<Parsed, String>) {
+    body_both_ways_keeping(body, false)
+}
+
+fn body_both_ways_keeping(
+    body: &str,
+    keep_standby: bool,
+) -> (Option<Parsed>, Result<Parsed, String>) {
     let body = Bytes::copy_from_slice(body.as_bytes());
-    let one = one_pass(&body, false);
-    let two = two_passes(&body, false).map_err(|e| e.to_string());
+    let one = one_pass(&body, keep_standby);
+    let two = two_passes(&body, keep_standby).map_err(|e| e.to_string());
     (one, two)
 }
 
@@ -368,6 +375,9 @@ fn the_one_pass_body_reads_every_event_as_the_two_passes_do() {
          "postback": {"data": "a=1", "params": {"date": "2026-12-06"}}},
         {"type": "message", "timestamp": 8, "source": {"type": "user", "userId": "U1"},
          "message": {"type": "text", "id": "m5", "text": "no id"}},
+        // Standby down the general path (the text above is standby down the fast one).
+        {"type": "follow", "mode": "standby", "timestamp": 9, "webhookEventId": "01J",
+         "source": {"type": "user", "userId": "U4"}, "follow": {"isUnblocked": false}},
     ]);
     let events = mixed.to_string();
     let bodies = [
@@ -383,8 +393,8 @@ fn the_one_pass_body_reads_every_event_as_the_two_passes_do() {
         r#"{"destination":"Ubot","events":[]}"#.to_owned(),
         r#"{"destination":"Ubot","events":[ ]}"#.to_owned(),
     ];
-    for body in &bodies {
-        let (one, two) = body_both_ways(body);
+    for (body, keep_standby) in bodies.iter().flat_map(|b| [(b, false), (b, true)]) {
+        let (one, two) = body_both_ways_keeping(body, keep_standby);
         let one = one.unwrap_or_else(|| panic!("the one pass refused {body}"));
         let two = two.unwrap();
         assert_eq!(one, two, "{body}");
@@ -392,9 +402,18 @@ fn the_one_pass_body_reads_every_event_as_the_two_passes_do() {
             assert_eq!(a.raw.json(), b.raw.json(), "the same span of {body}");
         }
     }
+    let (kept, _) = body_both_ways_keeping(&bodies[0], true);
+    let (kept, none_left_out) = kept.unwrap();
+    assert_eq!((kept.len(), none_left_out), (14, 0));
+    assert_eq!(
+        kept[5].id.as_str(),
+        "01F",
+        "a standby text, kept in its place"
+    );
+    assert_eq!(kept[13].id.as_str(), "01J", "a standby follow, kept");
     let (one, _) = body_both_ways(&bodies[0]);
     let (events, standby) = one.unwrap();
-    assert_eq!((events.len(), standby), (12, 1));
+    assert_eq!((events.len(), standby), (12, 2));
     assert_eq!(events[0].raw.json(), text("01A", "U1", "hi").to_string());
     assert!(matches!(events[1].kind, EventKind::Followed));
     assert_eq!(events[3].text_content(), Some("say \"hi\"\n\u{e9}"));

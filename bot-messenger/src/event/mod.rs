@@ -345,6 +345,7 @@ fn item(
         None => (None, value::<&RawValue>(text, at)?.1),
     };
     let json = &text[at..end];
+    let before = out.len();
     let fast = wire.and_then(|wire| fast::mapped(out, body, wire, context.page_id, context.time));
     if fast.is_none() {
         out.push(match list {
@@ -352,6 +353,8 @@ fn item(
             _ => to_core_event(&tree_of(json), context),
         });
     }
+    // One event per item, whichever path mapped it: the caller sets its channel the same way.
+    debug_assert_eq!(out.len(), before + 1);
     if let Some(event) = out.last_mut() {
         event.raw = Raw::from_shared(body, json);
     }
