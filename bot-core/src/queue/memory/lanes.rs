@@ -36,93 +36,128 @@ pub(super) struct Entry {
 
 /// A lane's waiting events, oldest first (retries at the front, older than the rest).
 ///
-/// The first is held in the lane itself and only the others in a buffer of their own: most
-/// lanes hold one event at a time, so a new lane allocates nothing, and its event sits in the
-/// lane's own cache lines, which the pushing thread and the dispatcher's thread hand back and
-/// forth for every event (a buffer per lane, or a pool of spare buffers, was one or two cache
-/// misses more per event for each of them, about 2 µs of a 10-event webhook). A lane that runs
-/// empty keeps a buffer of up to [`KEPT_BUFFER`] entries for its next burst while it lives (a
+/// A lane of one event (most lanes, most of the time) holds it in itself: a new lane allocates
+/// nothing, and its event sits in the lane's own cache lines, which the pushing thread and the
+/// dispatcher's thread hand back and forth for every event (a buffer per lane, or a pool of
+/// spare buffers, was one or two cache misses more per event for each of them). A second event
+/// moves both into a buffer, where the lane's events stay, as before, until it runs empty; it
+/// then keeps a buffer of up to [`KEPT_BUFFER`] entries for its next burst while it lives (a
 /// busy conversation would otherwise allocate it on the pushing thread and free it on the
-/// dispatcher's for every few events), and frees a larger one.
-#[derive(Default)]
-pub(super) struct Pending {
-    /// The oldest waiting event; `None` only when there is none.
-    head: Option<Entry>,
-    /// The others, oldest first.
-    rest: VecDeque<Entry>,
+/// dispatcher's every few events), and frees a larger one.
+pub(super) struct Pending(Events);
+
+enum Events {
+    One(Entry),
+    /// Empty, one or more; without a buffer when it never had one or freed it.
+    Many(VecDeque<Entry>),
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self(Events::Many(VecDeque::new()))
+    }
 }
 
 impl Pending {
     /// A lane's waiting events, starting with `entry`.
     fn one(entry: Entry) -> Self {
-        Self {
-            head: Some(entry),
-            rest: VecDeque::new(),
-        }
+        Self(Events::One(entry))
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.head.is_none()
+        match &self.0 {
+            Events::One(_) => false,
+            Events::Many(events) => events.is_empty(),
+        }
     }
 
     /// How many events wait.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        usize::from(self.head.is_some()) + self.rest.len()
+        match &self.0 {
+            Events::One(_) => 1,
+            Events::Many(events) => events.len(),
+        }
     }
 
-    /// Room held in the buffer of the events after the first, in events.
+    /// Room held in the lane's buffer, in events (none while it holds one event in itself).
     #[cfg(test)]
     pub(super) fn buffered_capacity(&self) -> usize {
-        self.rest.capacity()
+        match &self.0 {
+            Events::One(_) => 0,
+            Events::Many(events) => events.capacity(),
+        }
+    }
+
+    /// Adds `entry` at the back (`back`) or the front.
+    fn push(&mut self, entry: Entry, back: bool) {
+        if let Events::Many(events) = &mut self.0
+            && events.capacity() > 0
+        {
+            if back {
+                events.push_back(entry);
+            } else {
+                events.push_front(entry);
+            }
+            return;
+        }
+        self.0 = match std::mem::replace(&mut self.0, Events::Many(VecDeque::new())) {
+            Events::One(first) => {
+                let mut events = VecDeque::with_capacity(KEPT_BUFFER);
+                let (front, behind) = if back { (first, entry) } else { (entry, first) };
+                events.push_back(front);
+                events.push_back(behind);
+                Events::Many(events)
+            }
+            // Empty and without a buffer: the event is held in the lane.
+            Events::Many(_) => Events::One(entry),
+        };
     }
 
     fn push_back(&mut self, entry: Entry) {
-        match self.head {
-            None => self.head = Some(entry),
-            Some(_) => self.rest.push_back(entry),
-        }
+        self.push(entry, true);
     }
 
     fn push_front(&mut self, entry: Entry) {
-        if let Some(old) = self.head.replace(entry) {
-            self.rest.push_front(old);
-        }
+        self.push(entry, false);
     }
 
     fn pop_front(&mut self) -> Option<Entry> {
-        let first = self.head.take()?;
-        self.head = self.rest.pop_front();
-        self.shrink_when_empty();
-        Some(first)
+        match &mut self.0 {
+            Events::One(_) => match std::mem::replace(&mut self.0, Events::Many(VecDeque::new())) {
+                Events::One(first) => Some(first),
+                Events::Many(_) => None,
+            },
+            Events::Many(events) => {
+                let first = events.pop_front();
+                self.shrink_when_empty();
+                first
+            }
+        }
     }
 
     /// Frees the buffer of a lane run empty if it is larger than [`KEPT_BUFFER`].
     fn shrink_when_empty(&mut self) {
-        if self.rest.is_empty() && self.rest.capacity() > KEPT_BUFFER {
-            self.rest = VecDeque::new();
+        if let Events::Many(events) = &mut self.0
+            && events.is_empty()
+            && events.capacity() > KEPT_BUFFER
+        {
+            *events = VecDeque::new();
         }
     }
 
     /// Where the event of arrival number `seq` waits, if it does.
     fn position(&self, seq: u64) -> Option<usize> {
-        let head = self.head.as_ref()?;
-        if head.seq == seq {
-            return Some(0);
+        match &self.0 {
+            Events::One(entry) => (entry.seq == seq).then_some(0),
+            Events::Many(events) => events.binary_search_by_key(&seq, |e| e.seq).ok(),
         }
-        if seq < head.seq {
-            return None;
-        }
-        self.rest
-            .binary_search_by_key(&seq, |e| e.seq)
-            .ok()
-            .map(|i| i + 1)
     }
 
     fn get(&self, i: usize) -> Option<&Entry> {
-        match i {
-            0 => self.head.as_ref(),
-            _ => self.rest.get(i - 1),
+        match &self.0 {
+            Events::One(entry) => (i == 0).then_some(entry),
+            Events::Many(events) => events.get(i),
         }
     }
 
@@ -135,15 +170,17 @@ impl Pending {
 
     /// Takes out the event of arrival number `seq` if it is a first attempt.
     fn remove_first_attempt(&mut self, seq: u64) -> Option<Entry> {
-        match self.position(seq)? {
-            0 if self.head.as_ref()?.attempts == 0 => self.pop_front(),
-            0 => None,
-            i if self.rest.get(i - 1)?.attempts == 0 => {
-                let entry = self.rest.remove(i - 1);
+        let i = self.position(seq)?;
+        if self.get(i)?.attempts != 0 {
+            return None;
+        }
+        match &mut self.0 {
+            Events::One(_) => self.pop_front(),
+            Events::Many(events) => {
+                let entry = events.remove(i);
                 self.shrink_when_empty();
                 entry
             }
-            _ => None,
         }
     }
 }
@@ -540,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_event_is_held_inline_and_the_others_in_order_behind_it() {
+    fn a_lone_event_is_held_inline_and_a_second_moves_both_into_a_buffer() {
         let mut p = Pending::one(entry(1, 0));
         assert_eq!(p.buffered_capacity(), 0);
         p.push_back(entry(2, 0));
