@@ -43,57 +43,9 @@ fn webhook(c: &mut Criterion) {
     group.finish();
 }
 
-/// The `ceiling` binary's LINE types (`bench/src/bin/ceiling.rs`), for a side-by-side figure.
-#[allow(dead_code)]
-mod ceiling {
-    use serde::Deserialize;
-
-    #[derive(Debug, Deserialize)]
-    pub(crate) struct LineBody {
-        destination: String,
-        events: Vec<LineEvent>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct LineEvent {
-        #[serde(rename = "type")]
-        kind: String,
-        mode: Option<String>,
-        timestamp: u64,
-        source: Option<LineSource>,
-        reply_token: Option<String>,
-        webhook_event_id: String,
-        delivery_context: LineDeliveryContext,
-        message: Option<LineMessage>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct LineSource {
-        #[serde(rename = "type")]
-        kind: String,
-        user_id: Option<String>,
-        group_id: Option<String>,
-        room_id: Option<String>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct LineDeliveryContext {
-        is_redelivery: bool,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct LineMessage {
-        id: String,
-        #[serde(rename = "type")]
-        kind: String,
-        text: Option<String>,
-        quote_token: Option<String>,
-    }
-}
+/// The `ceiling` binary's own typed structs, for a side-by-side figure.
+#[path = "../../bench/src/ceiling_types.rs"]
+mod ceiling;
 
 criterion_group!(benches, webhook);
 criterion_main!(benches);

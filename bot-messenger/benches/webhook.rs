@@ -43,45 +43,9 @@ fn webhook(c: &mut Criterion) {
     group.finish();
 }
 
-/// The `ceiling` binary's Messenger types, for a side-by-side figure.
-#[allow(dead_code)]
-mod ceiling {
-    use serde::Deserialize;
-
-    #[derive(Debug, Deserialize)]
-    pub(crate) struct MessengerBody {
-        object: String,
-        entry: Vec<MessengerEntry>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    struct MessengerEntry {
-        id: String,
-        time: u64,
-        #[serde(default)]
-        messaging: Vec<Messaging>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    struct Messaging {
-        sender: MessengerId,
-        recipient: MessengerId,
-        timestamp: u64,
-        message: Option<MessengerMessage>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    struct MessengerId {
-        id: String,
-    }
-
-    #[derive(Debug, Deserialize)]
-    struct MessengerMessage {
-        mid: String,
-        text: Option<String>,
-        is_echo: Option<bool>,
-    }
-}
+/// The `ceiling` binary's own typed structs, for a side-by-side figure.
+#[path = "../../bench/src/ceiling_types.rs"]
+mod ceiling;
 
 criterion_group!(benches, webhook);
 criterion_main!(benches);

@@ -22,7 +22,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
-use serde::Deserialize;
 use sha2::Sha256;
 
 /// botload's webhook bodies, to check that the ceiling accepts what a run sends.
@@ -42,97 +41,11 @@ struct Ceiling {
     events: AtomicU64,
 }
 
-// The fields are read by deserialization only: the ceiling pays for building them, as a
-// hand-written server that then used them would.
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct LineBody {
-    destination: String,
-    events: Vec<LineEvent>,
-}
+/// The typed structs of the bodies, shared with the adapters' parse benchmarks.
+#[path = "../ceiling_types.rs"]
+mod ceiling_types;
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LineEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    mode: Option<String>,
-    timestamp: u64,
-    source: Option<LineSource>,
-    reply_token: Option<String>,
-    webhook_event_id: String,
-    delivery_context: LineDeliveryContext,
-    message: Option<LineMessage>,
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LineSource {
-    #[serde(rename = "type")]
-    kind: String,
-    user_id: Option<String>,
-    group_id: Option<String>,
-    room_id: Option<String>,
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LineDeliveryContext {
-    is_redelivery: bool,
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LineMessage {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    text: Option<String>,
-    quote_token: Option<String>,
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct MessengerBody {
-    object: String,
-    entry: Vec<MessengerEntry>,
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct MessengerEntry {
-    id: String,
-    time: u64,
-    #[serde(default)]
-    messaging: Vec<Messaging>,
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct Messaging {
-    sender: MessengerId,
-    recipient: MessengerId,
-    timestamp: u64,
-    message: Option<MessengerMessage>,
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct MessengerId {
-    id: String,
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-struct MessengerMessage {
-    mid: String,
-    text: Option<String>,
-    is_echo: Option<bool>,
-}
+use ceiling_types::{LineBody, MessengerBody};
 
 /// HMAC-SHA256 of `body` under `secret`, compared with `expected` in constant time.
 fn mac_matches(secret: &[u8], body: &[u8], expected: &[u8]) -> bool {

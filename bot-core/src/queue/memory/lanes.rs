@@ -36,26 +36,22 @@ pub(super) struct Entry {
 
 /// A lane's waiting events, oldest first (retries at the front, older than the rest).
 ///
-/// A lane of one event (most lanes, most of the time) holds it in itself: a new lane allocates
-/// nothing, and its event sits in the lane's own cache lines, which the pushing thread and the
-/// dispatcher's thread hand back and forth for every event (a buffer per lane, or a pool of
-/// spare buffers, was one or two cache misses more per event for each of them). A second event
-/// moves both into a buffer, where the lane's events stay, as before, until it runs empty; it
-/// then keeps a buffer of up to [`KEPT_BUFFER`] entries for its next burst while it lives (a
-/// busy conversation would otherwise allocate it on the pushing thread and free it on the
-/// dispatcher's every few events), and frees a larger one.
+/// A lane without a buffer holds its one event in itself: a new lane (most lanes hold one event
+/// for their whole life) allocates nothing, and its event sits in the lane's own cache lines,
+/// which the pushing thread and the dispatcher's thread hand back and forth for every event (a
+/// buffer per lane, or a pool of spare buffers, was one or two cache misses more per event for
+/// each of them). A second event moves both into a buffer, where the lane's events stay, as
+/// before, until it runs empty; it then keeps a buffer of up to [`KEPT_BUFFER`] entries for its
+/// next burst while it lives (its next events go there, even one alone: a busy conversation
+/// would otherwise allocate it on the pushing thread and free it on the dispatcher's every few
+/// events), and frees a larger one, after which a lone event is held in the lane again.
 pub(super) struct Pending(Events);
 
 enum Events {
+    /// One event, and no buffer.
     One(Entry),
-    /// Empty, one or more; without a buffer when it never had one or freed it.
+    /// Any number of events in a buffer, or none and no buffer (capacity 0).
     Many(VecDeque<Entry>),
-}
-
-impl Default for Pending {
-    fn default() -> Self {
-        Self(Events::Many(VecDeque::new()))
-    }
 }
 
 impl Pending {
@@ -596,10 +592,14 @@ mod tests {
         assert!(p.is_empty());
         assert!(p.pop_front().is_none());
         let kept = p.buffered_capacity();
-        assert!(
-            (2..=KEPT_BUFFER).contains(&kept),
-            "a lane run empty keeps a small buffer for its next burst: {kept}"
+        assert_eq!(
+            kept, KEPT_BUFFER,
+            "a lane run empty keeps a small buffer for its next burst"
         );
+        // A lone event then goes into the kept buffer.
+        p.push_back(entry(3, 0));
+        assert_eq!((seqs(&p), p.buffered_capacity()), (vec![3], KEPT_BUFFER));
+        assert_eq!(p.pop_front().unwrap().seq, 3);
         p.push_front(entry(4, 1));
         p.push_back(entry(5, 0));
         assert_eq!(seqs(&p), [4, 5]);
@@ -611,6 +611,30 @@ mod tests {
         assert!(p.buffered_capacity() > KEPT_BUFFER);
         while p.pop_front().is_some() {}
         assert_eq!(p.buffered_capacity(), 0, "a burst's buffer is freed");
+    }
+
+    #[test]
+    fn a_retry_goes_before_an_event_that_came_while_it_ran() {
+        // The lane's only event runs (the lane holds nothing), a new event comes and is held in
+        // the lane, then the first comes back for a retry: it goes first.
+        let mut p = Pending::one(entry(1, 0));
+        let running = p.pop_front().unwrap();
+        assert!(p.is_empty());
+        assert_eq!(p.buffered_capacity(), 0);
+        p.push_back(entry(2, 0));
+        assert_eq!((seqs(&p), p.buffered_capacity()), (vec![2], 0));
+        p.push_front(Entry {
+            attempts: 1,
+            ..running
+        });
+        assert_eq!(seqs(&p), [1, 2]);
+        assert_eq!(p.get(0).unwrap().attempts, 1);
+        assert!(!p.is_first_attempt(1) && p.is_first_attempt(2));
+        // A lone event that is not the one asked for, and a lone retry: neither is taken out.
+        let mut lone = Pending::one(entry(7, 1));
+        assert!(lone.position(8).is_none());
+        assert!(lone.remove_first_attempt(7).is_none());
+        assert_eq!(seqs(&lone), [7]);
     }
 
     #[test]
@@ -627,7 +651,7 @@ mod tests {
         assert_eq!(seqs(&p), [5, 7]);
         assert_eq!(p.remove_first_attempt(7).unwrap().seq, 7);
         assert_eq!(seqs(&p), [5]);
-        // A first attempt at the head is removed, and the next one takes its place.
+        // A first attempt at the front is removed, and the next one is then first.
         let mut p = Pending::one(entry(1, 0));
         p.push_back(entry(2, 0));
         assert_eq!(p.remove_first_attempt(1).unwrap().seq, 1);

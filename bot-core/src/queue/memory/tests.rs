@@ -583,7 +583,8 @@ async fn close_wakes_pullers_and_refuses_pushes() {
     assert_eq!(e.kind(), ErrorKind::QueueClosed);
 }
 
-/// The room the lanes' buffers hold, in events (the first event of a lane is held in the lane).
+/// The room the lanes' buffers hold, in events (a lane without a buffer holds its one event in
+/// itself).
 fn lane_buffer_entries(q: &MemoryQueue) -> usize {
     let inner = q.lock();
     inner
@@ -612,7 +613,7 @@ async fn a_lane_of_one_event_allocates_no_buffer_and_a_lane_run_empty_keeps_a_sm
         "a lane waiting with one event holds it in itself"
     );
 
-    // A second event of a conversation waits in a buffer, in order behind the first.
+    // A second event of a conversation moves both into a buffer, in order.
     q.push_batch(vec![ev("c0", "second"), ev("c0", "third")])
         .await
         .unwrap();
