@@ -389,10 +389,12 @@ fn draining() -> Error {
         .with_retry_after(std::time::Duration::from_secs(DRAINING_RETRY_AFTER_SECS))
 }
 
-/// The HTTP answer to a successful [`Ingress::submit`]: 200, with [`EVENTS_DROPPED_HEADER`] and
+/// The HTTP answer to a successful [`Ingress::submit`]: 200 with an empty body (all LINE,
+/// Messenger and the other platforms read is the status; a body and its content type were bytes
+/// to write and for the platform to read on every webhook), with [`EVENTS_DROPPED_HEADER`] and
 /// [`EVENTS_EVICTED_HEADER`] when the overflow policy shed events to make room.
 pub fn accepted(report: &PushReport) -> Response {
-    let mut res = (StatusCode::OK, "ok").into_response();
+    let mut res = StatusCode::OK.into_response();
     for (name, count) in [
         (EVENTS_DROPPED_HEADER, report.dropped_newest),
         (EVENTS_EVICTED_HEADER, report.evicted_oldest),

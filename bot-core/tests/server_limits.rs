@@ -214,6 +214,9 @@ async fn shed_events_are_answered_200_with_headers_counting_them() {
     )
     .await;
     assert_eq!(first.status, StatusCode::OK);
+    // Accepted: 200 with nothing to read, as the platforms need (no body, no content type).
+    assert!(first.body.is_empty(), "{:?}", first.body);
+    assert_eq!(first.header(http::header::CONTENT_TYPE), None);
     assert_eq!(first.header(EVENTS_DROPPED_HEADER), None);
     let second = send(
         &bot.router(),

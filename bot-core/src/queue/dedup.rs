@@ -98,7 +98,7 @@ impl KeyHasher {
         let mut h = self.seed.build_hasher();
         h.write(event.platform.as_str().as_bytes());
         h.write_u8(0xfe);
-        h.write(event.conversation.as_str().as_bytes());
+        h.write(event.conversation.as_bytes());
         h.finish()
     }
 }

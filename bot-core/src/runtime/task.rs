@@ -7,7 +7,8 @@
 //! own; those that wait are kept in one `FuturesUnordered` and polled in place, and the
 //! completions of one batch or poll round go back to the dispatcher as one message. There are
 //! a few workers per runtime thread, so work still spreads over the threads; the dispatcher
-//! gives each new attempt to the least busy worker.
+//! gives a small batch whole to the least busy worker (one message, one wake-up) and shares a
+//! larger one out among the least busy workers ([`MIN_SHARE`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -79,6 +80,13 @@ pub(crate) struct WorkerEnv {
     pub(crate) alarms: Alarms,
 }
 
+/// The fewest deliveries of one batch a worker is handed when the batch is shared out among
+/// several ([`Workers::dispatch`]). Each message to a worker costs a wake-up of its task (often on
+/// the other thread), a poll round and a message of completions back, about as much as a no-op
+/// attempt itself; a webhook's batch of ten goes to one worker in one message, and only a batch
+/// larger than this is spread over the threads.
+pub(crate) const MIN_SHARE: usize = 16;
+
 /// The workers of one supervisor and how many attempts each holds.
 pub(crate) struct Workers {
     inputs: Vec<mpsc::Sender<Vec<Delivery>>>,
@@ -125,19 +133,33 @@ impl Workers {
         }
     }
 
-    /// Hands each delivery to the worker with the fewest attempts.
+    /// Hands a batch to the least busy workers, at least [`MIN_SHARE`] deliveries to each
+    /// worker it goes to: a batch of fewer goes whole to the worker with the fewest attempts, in
+    /// one message; a larger one is shared out among as many of the least busy workers as it
+    /// fills, each delivery to the one of them with the fewest attempts.
     pub(crate) fn dispatch(&mut self, batch: Vec<Delivery>) {
+        if batch.is_empty() {
+            return;
+        }
+        let sharers = batch
+            .len()
+            .div_ceil(MIN_SHARE)
+            .clamp(1, self.inputs.len().max(1));
+        if sharers == 1 {
+            let worker = self.least_busy(0..self.load.len());
+            self.load[worker] += batch.len();
+            self.send(worker, batch);
+            return;
+        }
+        let mut chosen: Vec<usize> = (0..self.load.len()).collect();
+        chosen.sort_by_key(|&worker| self.load[worker]);
+        chosen.truncate(sharers);
         // Each delivery's worker first, then vectors of the right size: grown one push at a
         // time, they moved every delivery again at each doubling.
         let mut counts = vec![0usize; self.inputs.len()];
         let workers: Vec<usize> = (0..batch.len())
             .map(|_| {
-                let (worker, _) = self
-                    .load
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, load)| **load)
-                    .unwrap_or((0, &0));
+                let worker = self.least_busy(chosen.iter().copied());
                 self.load[worker] += 1;
                 if let Some(count) = counts.get_mut(worker) {
                     *count += 1;
@@ -151,14 +173,22 @@ impl Workers {
             per_worker[worker].push(delivery);
         }
         for (worker, deliveries) in per_worker.into_iter().enumerate() {
-            if deliveries.is_empty() {
-                continue;
+            if !deliveries.is_empty() {
+                self.send(worker, deliveries);
             }
-            if let Err(e) = self.inputs[worker].try_send(deliveries) {
-                // Only when the worker is gone (it does not panic) or, against the bound above,
-                // full: the attempts cannot run; their leases stay held until shutdown.
-                tracing::error!(worker, error = %e, "handler worker refused attempts");
-            }
+        }
+    }
+
+    /// The worker of `among` with the fewest attempts (the first of them on a tie).
+    fn least_busy(&self, among: impl Iterator<Item = usize>) -> usize {
+        among.min_by_key(|&worker| self.load[worker]).unwrap_or(0)
+    }
+
+    fn send(&self, worker: usize, deliveries: Vec<Delivery>) {
+        if let Err(e) = self.inputs[worker].try_send(deliveries) {
+            // Only when the worker is gone (it does not panic) or, against the bound above,
+            // full: the attempts cannot run; their leases stay held until shutdown.
+            tracing::error!(worker, error = %e, "handler worker refused attempts");
         }
     }
 
@@ -857,5 +887,73 @@ mod tests {
         );
         let watch_bytes = std::mem::size_of_val(&watch);
         assert!(watch_bytes <= 104 + 16, "the watch is {watch_bytes} bytes");
+    }
+
+    /// A batch of fewer than [`MIN_SHARE`] goes whole to one worker, in one message (one
+    /// wake-up, one message of completions back); a larger one is shared out among as many of
+    /// the least busy workers as it fills, and a busy worker is passed over.
+    #[tokio::test(start_paused = true)]
+    async fn a_small_batch_goes_to_one_worker_and_a_large_one_is_shared_out() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let env = task_env(BoxHandler::new(Mixed(go.clone())));
+        let (done, mut finished) = mpsc::channel(64);
+        let mut workers = Workers::start(4, 256, &env, &done);
+        // Completions by worker until `n` attempts are in, and in how many messages.
+        async fn collect(
+            workers: &mut Workers,
+            finished: &mut mpsc::Receiver<Finished>,
+            n: usize,
+        ) -> (Vec<usize>, usize) {
+            let mut by_worker = std::collections::BTreeMap::<usize, usize>::new();
+            let mut messages = 0;
+            while by_worker.values().sum::<usize>() < n {
+                let f = tokio::time::timeout(Duration::from_secs(60), finished.recv())
+                    .await
+                    .expect("completions")
+                    .expect("the channel is open");
+                workers.finished(f.worker, f.completions.len());
+                messages += 1;
+                *by_worker.entry(f.worker).or_default() += f.completions.len();
+            }
+            (by_worker.into_values().collect::<Vec<_>>(), messages)
+        }
+        let batch = |from: u64, n: u64, text: &str| -> Vec<Delivery> {
+            (from..from + n).map(|id| delivery(id, text)).collect()
+        };
+        workers.dispatch(batch(0, 10, "now"));
+        assert_eq!(
+            collect(&mut workers, &mut finished, 10).await,
+            (vec![10], 1),
+            "ten attempts, one worker, one message"
+        );
+        workers.dispatch(batch(100, 2 * MIN_SHARE as u64 + 1, "now"));
+        let (shares, _) = collect(&mut workers, &mut finished, 2 * MIN_SHARE + 1).await;
+        assert_eq!(shares, [11, 11, 11], "three workers share 33 attempts");
+        workers.dispatch(batch(200, 100, "now"));
+        let (shares, _) = collect(&mut workers, &mut finished, 100).await;
+        assert_eq!(
+            shares,
+            [25, 25, 25, 25],
+            "never more workers than there are"
+        );
+        // A worker holding a waiting attempt is passed over for a small batch.
+        workers.dispatch(batch(300, 1, "wait"));
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        let busy = workers
+            .load
+            .iter()
+            .position(|&load| load == 1)
+            .expect("one busy worker");
+        workers.dispatch(batch(400, 5, "now"));
+        let f = tokio::time::timeout(Duration::from_secs(60), finished.recv())
+            .await
+            .expect("completions")
+            .expect("the channel is open");
+        assert_ne!(f.worker, busy);
+        assert_eq!(f.completions.len(), 5);
+        go.notify_waiters();
+        drop(workers.close());
     }
 }

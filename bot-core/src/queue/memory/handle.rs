@@ -11,7 +11,7 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::lanes::Inner;
+use super::lanes::{Inner, LaneKey};
 use crate::event::Event;
 use crate::limits::{Limits, Ordering, Overflow};
 use crate::queue::dedup::{Dedup, DedupKey, FingerprintMap, KeyHasher};
@@ -21,6 +21,17 @@ use crate::queue::{Completed, PushReport, Queue};
 /// [`Limits::queue_capacity_bytes`] between them (an eighth: 2 MiB by default, about a hundred
 /// webhooks of 10 LINE text events); past it a push is refused at once, as with no wait.
 pub(super) const REJECT_WAIT_SHARE: usize = 8;
+
+/// What a push works out for each of its events before it takes the lock.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Measured {
+    /// The fingerprint of its (platform, id), for deduplication.
+    pub(super) key: DedupKey,
+    /// What it counts against the byte capacity ([`crate::queue::event_bytes`]).
+    pub(super) bytes: usize,
+    /// Its lane's key ([`KeyHasher::lane`]; 0 in an unordered queue, which has no lanes).
+    pub(super) lane: LaneKey,
+}
 
 /// The embedded default [`Queue`]: a bounded buffer in this process.
 ///
@@ -36,6 +47,8 @@ pub struct MemoryQueue {
     pub(super) inner: Mutex<Inner>,
     /// Fingerprints of (platform, id), made before the lock is taken.
     pub(super) keys: KeyHasher,
+    /// [`Ordering::PerConversation`]: events wait in per-conversation lanes.
+    pub(super) ordered: bool,
     pub(super) capacity: usize,
     pub(super) capacity_bytes: usize,
     pub(super) overflow: Overflow,
@@ -103,6 +116,7 @@ impl MemoryQueue {
                 next_token: 0,
             }),
             keys,
+            ordered: limits.ordering == Ordering::PerConversation,
             capacity: limits.queue_capacity,
             capacity_bytes: limits.queue_capacity_bytes,
             overflow: limits.overflow,
@@ -145,6 +159,15 @@ impl MemoryQueue {
         self.lock().lanes.len()
     }
 
+    /// The key of `event`'s lane, made outside the lock (0 when the queue is unordered).
+    pub(super) fn lane_key(&self, event: &Event) -> LaneKey {
+        if self.ordered {
+            self.keys.lane(event)
+        } else {
+            0
+        }
+    }
+
     pub(super) fn publish_depth(&self, inner: &Inner) {
         self.depth
             .store(inner.waiting as u64, AtomicOrdering::Relaxed);
@@ -170,14 +193,16 @@ impl MemoryQueue {
         &self,
         inner: &mut Inner,
         events: Vec<Event>,
-        sized: &[(DedupKey, usize)],
+        sized: &[Measured],
         remembered: &[bool],
         report: &mut PushReport,
         checked: bool,
     ) {
         let now = Instant::now();
         let since = inner.dedup.turns();
-        for ((event, &(key, bytes)), &remembered) in events.into_iter().zip(sized).zip(remembered) {
+        for ((event, &Measured { key, bytes, lane }), &remembered) in
+            events.into_iter().zip(sized).zip(remembered)
+        {
             if remembered {
                 report.duplicates += 1;
                 continue;
@@ -189,7 +214,7 @@ impl MemoryQueue {
                     report.duplicates += 1;
                     continue;
                 }
-                inner.enqueue(event, bytes, self.overflow);
+                inner.enqueue(event, bytes, lane, self.overflow);
                 report.accepted += 1;
                 continue;
             }
@@ -226,7 +251,7 @@ impl MemoryQueue {
             }
             // Not remembered (looked up just above): the insert adds it.
             inner.dedup.insert_new(key, now, since);
-            inner.enqueue(event, bytes, self.overflow);
+            inner.enqueue(event, bytes, lane, self.overflow);
             report.accepted += 1;
         }
     }

@@ -8,9 +8,10 @@ use foldhash::HashMap;
 use slab::Slab;
 use tokio::time::Instant;
 
+use super::handle::Measured;
 use crate::event::Event;
 use crate::limits::Overflow;
-use crate::queue::dedup::{Dedup, DedupKey, FingerprintMap, KeyHasher};
+use crate::queue::dedup::{Dedup, FingerprintMap, KeyHasher};
 use crate::queue::{DeadLetter, Delivery, Lease};
 
 /// How long a producer refused by a full queue is told to wait.
@@ -239,9 +240,9 @@ pub(super) struct Inner {
 
 impl Inner {
     /// Whether each event of a batch (by its key) is remembered, into `out` (cleared first).
-    pub(super) fn remembered(&self, sized: &[(DedupKey, usize)], out: &mut Vec<bool>) {
+    pub(super) fn remembered(&self, sized: &[Measured], out: &mut Vec<bool>) {
         out.clear();
-        out.extend(sized.iter().map(|&(key, _)| self.dedup.contains(key)));
+        out.extend(sized.iter().map(|s| self.dedup.contains(s.key)));
     }
 
     /// How many events of a batch (their keys and bytes, and whether each is remembered, as
@@ -249,13 +250,13 @@ impl Inner {
     /// their bytes.
     pub(super) fn fresh(
         &self,
-        sized: &[(DedupKey, usize)],
+        sized: &[Measured],
         remembered: &[bool],
         capacity: usize,
         capacity_bytes: usize,
     ) -> (usize, usize) {
         let (mut upper, mut upper_bytes) = (0, 0usize);
-        for (&(_, bytes), &remembered) in sized.iter().zip(remembered) {
+        for (&Measured { bytes, .. }, &remembered) in sized.iter().zip(remembered) {
             if !remembered {
                 upper += 1;
                 upper_bytes = upper_bytes.saturating_add(bytes);
@@ -269,7 +270,7 @@ impl Inner {
         // Repeats within one batch are rare; only pay for finding them when it matters.
         let mut distinct = foldhash::HashSet::default();
         let (mut fresh, mut fresh_bytes) = (0, 0usize);
-        for (&(key, bytes), &remembered) in sized.iter().zip(remembered) {
+        for (&Measured { key, bytes, .. }, &remembered) in sized.iter().zip(remembered) {
             if !remembered && distinct.insert(key) {
                 fresh += 1;
                 fresh_bytes = fresh_bytes.saturating_add(bytes);
@@ -286,7 +287,15 @@ impl Inner {
         }
     }
 
-    pub(super) fn enqueue(&mut self, event: Event, bytes: usize, overflow: Overflow) {
+    /// Adds `event` (of `bytes`, in the lane of key `lane`, [`KeyHasher::lane`], which an
+    /// unordered queue does not read) to the waiting events.
+    pub(super) fn enqueue(
+        &mut self,
+        event: Event,
+        bytes: usize,
+        lane: LaneKey,
+        overflow: Overflow,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.waiting += 1;
@@ -301,7 +310,7 @@ impl Inner {
             self.fifo.push_back(entry);
             return;
         }
-        let key = self.lane_keys.lane(&entry.event);
+        let key = lane;
         let id = match self.lane_ids.entry(key) {
             std::collections::hash_map::Entry::Occupied(id) => {
                 let id = *id.get();
@@ -532,7 +541,8 @@ impl Inner {
             // Cannot happen: a lane with a lease is never removed. Keep the event regardless.
             self.waiting -= 1;
             self.waiting_bytes -= bytes;
-            self.enqueue(entry.event, bytes, Overflow::Reject);
+            let lane = self.lane_keys.lane(&entry.event);
+            self.enqueue(entry.event, bytes, lane, Overflow::Reject);
             return;
         };
         lane.leased = false;

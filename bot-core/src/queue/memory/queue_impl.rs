@@ -6,12 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::handle::{MemoryQueue, SpaceWaiter};
+use super::handle::{Measured, MemoryQueue, SpaceWaiter};
 use super::lanes::FULL_RETRY_AFTER;
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Timestamp};
 use crate::limits::Overflow;
-use crate::queue::dedup::DedupKey;
 use crate::queue::{Completed, Dead, DeadLetter, Delivery, Lease, Nack, PushReport, Queue};
 use crate::runtime::deadline_after;
 
@@ -22,9 +21,13 @@ impl Queue for MemoryQueue {
         // (a webhook that timed out while waiting) leaves nothing half-accepted behind.
         let whole = matches!(self.overflow, Overflow::Reject | Overflow::Wait);
         // Hashed and measured once, before the lock: the lock is held for the bookkeeping only.
-        let sized: Vec<(DedupKey, usize)> = events
+        let sized: Vec<Measured> = events
             .iter()
-            .map(|e| (self.keys.key(e), crate::queue::event_bytes(e)))
+            .map(|e| Measured {
+                key: self.keys.key(e),
+                bytes: crate::queue::event_bytes(e),
+                lane: self.lane_key(e),
+            })
             .collect();
         // Reject: when the push first finds no room, it waits for some until this deadline.
         let mut deadline: Option<Instant> = None;
@@ -305,7 +308,8 @@ impl Queue for MemoryQueue {
                 // Re-driven events bypass deduplication and the capacity check: they were
                 // accepted once already.
                 let bytes = crate::queue::event_bytes(&letter.event);
-                inner.enqueue(letter.event, bytes, self.overflow);
+                let lane = self.lane_key(&letter.event);
+                inner.enqueue(letter.event, bytes, lane, self.overflow);
             }
         }
         self.publish_depth(&inner);

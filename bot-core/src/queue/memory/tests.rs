@@ -188,6 +188,32 @@ async fn dead_letters_are_bounded_and_redrivable() {
     assert_eq!(q.pull(10).await.unwrap()[0].attempt, 1);
 }
 
+/// A redriven event goes back into its conversation's lane (its key made as a push makes it):
+/// behind the event of that conversation already waiting, handed out after it, not beside it.
+#[tokio::test]
+async fn a_redriven_event_waits_in_its_conversations_lane() {
+    let q = MemoryQueue::new(&limits(10, Overflow::Reject, Ordering::PerConversation));
+    q.push_batch(vec![ev("a", "1")]).await.unwrap();
+    let first = q.pull(10).await.unwrap().remove(0);
+    q.dead(vec![Dead {
+        lease: first.lease,
+        error: "x".into(),
+        event: first.event.clone(),
+    }])
+    .await
+    .unwrap();
+    q.push_batch(vec![ev("a", "2")]).await.unwrap();
+    assert_eq!(q.redrive(10).await.unwrap(), 1);
+    let one = q.pull(10).await.unwrap();
+    assert_eq!(one.len(), 1, "one event of the conversation at a time");
+    assert_eq!(one[0].event.id.as_str(), "2");
+    q.ack(&[one[0].lease]).await.unwrap();
+    let next = q.pull(10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].event.id.as_str(), "1");
+    assert_eq!(q.lanes(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn wait_blocks_the_producer_until_room() {
     let q = std::sync::Arc::new(MemoryQueue::new(&limits(
