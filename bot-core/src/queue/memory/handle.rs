@@ -47,7 +47,8 @@ pub struct MemoryQueue {
     pub(super) inner: Mutex<Inner>,
     /// Fingerprints of (platform, id), made before the lock is taken.
     pub(super) keys: KeyHasher,
-    /// [`Ordering::PerConversation`]: events wait in per-conversation lanes.
+    /// [`Ordering::PerConversation`]: events wait in per-conversation lanes (the same
+    /// `limits.ordering` as [`Inner::ordered`], which the lock guards).
     pub(super) ordered: bool,
     pub(super) capacity: usize,
     pub(super) capacity_bytes: usize,

@@ -215,7 +215,9 @@ pub(super) struct Inner {
     pub(super) ordered: bool,
     /// Ordered mode: lanes by conversation, and the lanes that can hand out their head.
     pub(super) lane_ids: FingerprintMap<usize>,
-    /// Makes lane keys (the queue's hasher, seeded once).
+    /// Makes lane keys (a clone of [`MemoryQueue::keys`](super::handle::MemoryQueue), the same
+    /// seed): pushes and redrives make theirs before the lock; only a requeue that finds no
+    /// lane (which cannot happen) makes one here.
     pub(super) lane_keys: KeyHasher,
     pub(super) lanes: Slab<Lane>,
     pub(super) ready: VecDeque<usize>,
