@@ -897,9 +897,9 @@ mod tests {
         assert!(watch_bytes <= 104 + 16, "the watch is {watch_bytes} bytes");
     }
 
-    /// A batch of fewer than [`MIN_SHARE`] goes whole to one worker, in one message (one
-    /// wake-up, one message of completions back); a larger one is shared out among as many of
-    /// the least busy workers as it fills, and a busy worker is passed over.
+    /// A batch of up to [`MIN_SHARE`] goes whole to one worker, in one message (one wake-up,
+    /// one message of completions back); a larger one is shared out among `ceil(n / MIN_SHARE)`
+    /// of the least busy workers (all of them at most), and a busy worker is passed over.
     #[tokio::test(start_paused = true)]
     async fn a_small_batch_goes_to_one_worker_and_a_large_one_is_shared_out() {
         let go = Arc::new(tokio::sync::Notify::new());
