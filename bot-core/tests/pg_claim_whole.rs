@@ -3,15 +3,16 @@
 //! out only conversation heads whose conversations hold no lease, in id order; it takes the
 //! oldest events of both slots in one query; a claim that finds a slot taken by another claim
 //! looks at the other slot only, as the slot claims do; and from the front, its lane probes are
-//! bounded only for candidates written before the front was read.
+//! bounded only for candidates written before the front was read. Since migration 10 it keeps
+//! one plan per connection, made at its first call, that reads through the indexes at any size.
 
 mod support;
 
 use std::time::Duration;
 
 use bot_core::pg::PgPool;
-use bot_core::pg::tokio_postgres::GenericClient;
-use support::pg::{fresh_pool, insert_raw};
+use bot_core::pg::tokio_postgres::{self, AsyncMessage, GenericClient, NoTls};
+use support::pg::{database_url, fresh_pool, insert_raw};
 use support::text_event;
 
 /// Runs a claim over both slots for up to `limit` events: the ids it leased, in order.
@@ -219,4 +220,88 @@ async fn a_whole_claim_from_the_front_holds_an_event_behind_an_older_one_committ
     assert_eq!(whole_claim(&**db, 10, 2).await, [a1]);
     ack(&**db, a1).await;
     assert_eq!(whole_claim(&**db, 10, 3).await, [a2]);
+}
+
+/// The plans `auto_explain` reported for the whole claim's query, on a connection of the test's
+/// own (so that its notices can be read) in `schema`: a claim on the empty queue, then one once
+/// `fill` events wait. Returns the two claims' ids, the first event's id and the plans.
+async fn whole_claim_plans(schema: &str, fill: i64) -> (Vec<i64>, Vec<i64>, i64, Vec<String>) {
+    let (client, mut connection) = tokio_postgres::connect(&database_url(), NoTls)
+        .await
+        .expect("PostgreSQL is reachable");
+    let mut notices = Vec::new();
+    let read = async {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notice(notice) = message.expect("the connection holds") {
+                notices.push(notice.message().to_owned());
+            }
+        }
+    };
+    let claims = async move {
+        // Every plan of the function's statements, the nested ones included, as a notice.
+        client
+            .batch_execute(&format!(
+                "SET search_path = {schema}; LOAD 'auto_explain';
+                 SET auto_explain.log_min_duration = 0;
+                 SET auto_explain.log_nested_statements = on;
+                 SET auto_explain.log_level = notice;"
+            ))
+            .await
+            .unwrap();
+        let empty = whole_claim(&client, 64, 1).await;
+        client
+            .execute(
+                "INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+                 SELECT hashtextextended('test' || chr(31) || 'c' || g, 0), 'test', 'e' || g,
+                        'c' || g, '{}'::json
+                 FROM generate_series(1, $1::bigint) g",
+                &[&fill],
+            )
+            .await
+            .unwrap();
+        let first: i64 = client
+            .query_one("SELECT min(id) FROM botrt_events", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let full = whole_claim(&client, 64, 2).await;
+        // The connection ends with its client, and with it the notices' stream.
+        drop(client);
+        (empty, full, first)
+    };
+    let ((empty, full, first), ()) = tokio::join!(claims, read);
+    let plans = notices
+        .into_iter()
+        .filter(|n| n.contains("WITH c AS MATERIALIZED"))
+        .collect();
+    (empty, full, first, plans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_claims_plan_is_made_once_and_reads_through_the_indexes_as_the_queue_fills() {
+    let _pool = fresh_pool("claim_whole_plan").await;
+    let (empty, full, first, plans) = whole_claim_plans("t_claim_whole_plan", 20_000).await;
+    assert!(empty.is_empty());
+    // The claim of the filled queue hands out its 64 oldest events (each its conversation's
+    // head).
+    assert_eq!(full, (first..first + 64).collect::<Vec<_>>());
+    assert_eq!(plans.len(), 2, "one plan reported per claim: {plans:#?}");
+    for plan in &plans {
+        // A generic plan: the start of the range is the parameter `p_from`, not a value the
+        // plan was made for (a custom plan, made at each call, shows `'0'::bigint` there).
+        assert!(
+            plan.contains("Index Cond: (id >= $"),
+            "the candidates are read through the primary key from a parameter: {plan}"
+        );
+        assert!(plan.contains("botrt_events_lane"), "{plan}");
+        assert!(!plan.contains("Seq Scan on botrt_events"), "{plan}");
+    }
+    // The same plan both times: made on the empty queue, kept for the full one.
+    let shape = |plan: &str| {
+        plan.lines()
+            .filter(|l| l.contains("->"))
+            .map(|l| l.split("(cost=").next().unwrap_or(l).to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&plans[0]), shape(&plans[1]));
 }
