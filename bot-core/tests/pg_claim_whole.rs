@@ -3,8 +3,9 @@
 //! out only conversation heads whose conversations hold no lease, in id order; it takes the
 //! oldest events of both slots in one query; a claim that finds a slot taken by another claim
 //! looks at the other slot only, as the slot claims do; and from the front, its lane probes are
-//! bounded only for candidates written before the front was read. Since migration 10 it keeps
-//! one plan per connection, made at its first call, that reads through the indexes at any size.
+//! bounded only for candidates written before the front was read. Since migration 10 it takes a
+//! generic plan, kept until the table's statistics change, that reads through the indexes
+//! whatever the statistics said when it was made.
 
 mod support;
 
@@ -223,9 +224,14 @@ async fn a_whole_claim_from_the_front_holds_an_event_behind_an_older_one_committ
 }
 
 /// The plans `auto_explain` reported for the whole claim's query, on a connection of the test's
-/// own (so that its notices can be read) in `schema`: a claim on the empty queue, then one once
+/// own (so that its notices can be read) in `schema`: a claim on the empty queue (its table
+/// vacuumed and analysed first when `analysed`, as autovacuum leaves an idle queue), then one once
 /// `fill` events wait. Returns the two claims' ids, the first event's id and the plans.
-async fn whole_claim_plans(schema: &str, fill: i64) -> (Vec<i64>, Vec<i64>, i64, Vec<String>) {
+async fn whole_claim_plans(
+    schema: &str,
+    analysed: bool,
+    fill: i64,
+) -> (Vec<i64>, Vec<i64>, i64, Vec<String>) {
     let (client, mut connection) = tokio_postgres::connect(&database_url(), NoTls)
         .await
         .expect("PostgreSQL is reachable");
@@ -238,16 +244,28 @@ async fn whole_claim_plans(schema: &str, fill: i64) -> (Vec<i64>, Vec<i64>, i64,
         }
     };
     let claims = async move {
-        // Every plan of the function's statements, the nested ones included, as a notice.
         client
-            .batch_execute(&format!(
-                "SET search_path = {schema}; LOAD 'auto_explain';
-                 SET auto_explain.log_min_duration = 0;
-                 SET auto_explain.log_nested_statements = on;
-                 SET auto_explain.log_level = notice;"
-            ))
+            .batch_execute(&format!("SET search_path = {schema}"))
             .await
             .unwrap();
+        if analysed {
+            // Statistics that say the table is empty: the state in which a plan made from them
+            // went wrong before (a probe through the primary key).
+            client
+                .batch_execute("VACUUM ANALYZE botrt_events")
+                .await
+                .unwrap();
+        }
+        // Every plan of the function's statements, the nested ones included, as a notice.
+        client
+            .batch_execute(
+                "LOAD 'auto_explain';
+                 SET auto_explain.log_min_duration = 0;
+                 SET auto_explain.log_nested_statements = on;
+                 SET auto_explain.log_level = notice;",
+            )
+            .await
+            .expect("auto_explain loads (LOAD needs a superuser in DATABASE_URL)");
         let empty = whole_claim(&client, 64, 1).await;
         client
             .execute(
@@ -277,10 +295,11 @@ async fn whole_claim_plans(schema: &str, fill: i64) -> (Vec<i64>, Vec<i64>, i64,
     (empty, full, first, plans)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_whole_claims_plan_is_made_once_and_reads_through_the_indexes_as_the_queue_fills() {
-    let _pool = fresh_pool("claim_whole_plan").await;
-    let (empty, full, first, plans) = whole_claim_plans("t_claim_whole_plan", 20_000).await;
+/// Checks a whole claim's plans from [`whole_claim_plans`]: generic, through the indexes, the
+/// same on the empty queue as on the filled one; and the filled queue's claim right.
+async fn assert_generic_plan_through_the_indexes(test: &str, analysed: bool) {
+    let pool = fresh_pool(test).await;
+    let (empty, full, first, plans) = whole_claim_plans(pool.schema(), analysed, 20_000).await;
     assert!(empty.is_empty());
     // The claim of the filled queue hands out its 64 oldest events (each its conversation's
     // head).
@@ -293,10 +312,23 @@ async fn a_whole_claims_plan_is_made_once_and_reads_through_the_indexes_as_the_q
             plan.contains("Index Cond: (id >= $"),
             "the candidates are read through the primary key from a parameter: {plan}"
         );
-        assert!(plan.contains("botrt_events_lane"), "{plan}");
+        // Each candidate's conversation probed through the lane index, on the candidate's lane
+        // and up to its id: a probe that read the index whole, filtering at the join, or one
+        // through the primary key from the front, reads every older event for each candidate.
+        let probe = plan
+            .lines()
+            .position(|l| l.contains("Index Scan using botrt_events_lane on botrt_events p"))
+            .unwrap_or_else(|| panic!("no probe through the lane index: {plan}"));
+        let condition = plan.lines().nth(probe + 1).unwrap_or_default().trim();
+        assert!(
+            condition.starts_with("Index Cond:")
+                && condition.contains("e.lane")
+                && condition.contains("e.id"),
+            "the probe is bounded by the candidate's lane and id: {plan}"
+        );
         assert!(!plan.contains("Seq Scan on botrt_events"), "{plan}");
     }
-    // The same plan both times: made on the empty queue, kept for the full one.
+    // The same plan both times: made on the empty queue, used for the full one.
     let shape = |plan: &str| {
         plan.lines()
             .filter(|l| l.contains("->"))
@@ -304,4 +336,14 @@ async fn a_whole_claims_plan_is_made_once_and_reads_through_the_indexes_as_the_q
             .collect::<Vec<_>>()
     };
     assert_eq!(shape(&plans[0]), shape(&plans[1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_claims_plan_is_generic_and_reads_through_the_indexes_as_the_queue_fills() {
+    assert_generic_plan_through_the_indexes("claim_whole_plan", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_claims_plan_made_on_an_analysed_empty_queue_reads_through_the_indexes() {
+    assert_generic_plan_through_the_indexes("claim_whole_plan_analysed", true).await;
 }
