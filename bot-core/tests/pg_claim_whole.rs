@@ -248,6 +248,11 @@ async fn whole_claim_plans(
             .batch_execute(&format!("SET search_path = {schema}"))
             .await
             .unwrap();
+        // No analyse of autovacuum's between the claims (it would re-make the plan).
+        client
+            .batch_execute("ALTER TABLE botrt_events SET (autovacuum_enabled = false)")
+            .await
+            .unwrap();
         if analysed {
             // Statistics that say the table is empty: the state in which a plan made from them
             // went wrong before (a probe through the primary key).
@@ -282,7 +287,7 @@ async fn whole_claim_plans(
             .await
             .unwrap()
             .get(0);
-        let full = whole_claim(&client, 64, 2).await;
+        let full = whole_claim(&client, 1_000, 2).await;
         // The connection ends with its client, and with it the notices' stream.
         drop(client);
         (empty, full, first)
@@ -295,37 +300,52 @@ async fn whole_claim_plans(
     (empty, full, first, plans)
 }
 
-/// Checks a whole claim's plans from [`whole_claim_plans`]: generic, through the indexes, the
-/// same on the empty queue as on the filled one; and the filled queue's claim right.
+/// The line of the plan node `node` (a pattern of its first line) and the line after it, its
+/// index condition when it has one.
+fn node<'a>(plan: &'a str, node: &str) -> (&'a str, &'a str) {
+    let lines: Vec<&str> = plan.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(node))
+        .unwrap_or_else(|| panic!("no `{node}` in the plan: {plan}"));
+    (lines[at], lines.get(at + 1).map_or("", |l| l.trim()))
+}
+
+/// Checks a whole claim's plans from [`whole_claim_plans`]: generic, every read of the events
+/// through an index condition, the same plan on the empty queue as on the filled one; and the
+/// filled queue's claim right.
 async fn assert_generic_plan_through_the_indexes(test: &str, analysed: bool) {
     let pool = fresh_pool(test).await;
     let (empty, full, first, plans) = whole_claim_plans(pool.schema(), analysed, 20_000).await;
     assert!(empty.is_empty());
-    // The claim of the filled queue hands out its 64 oldest events (each its conversation's
+    // The claim of the filled queue hands out its 1,000 oldest events (each its conversation's
     // head).
-    assert_eq!(full, (first..first + 64).collect::<Vec<_>>());
+    assert_eq!(full, (first..first + 1_000).collect::<Vec<_>>());
     assert_eq!(plans.len(), 2, "one plan reported per claim: {plans:#?}");
     for plan in &plans {
-        // A generic plan: the start of the range is the parameter `p_from`, not a value the
-        // plan was made for (a custom plan, made at each call, shows `'0'::bigint` there).
-        assert!(
-            plan.contains("Index Cond: (id >= $"),
-            "the candidates are read through the primary key from a parameter: {plan}"
-        );
+        // The candidates, through the primary key from the parameter `p_from`: a generic plan
+        // (a custom plan, made at each call, shows the value, `'0'::bigint`, there).
+        let (_, candidates) = node(plan, "using botrt_events_pkey on botrt_events e");
+        assert!(candidates.starts_with("Index Cond: (id >= $"), "{plan}");
         // Each candidate's conversation probed through the lane index, on the candidate's lane
         // and up to its id: a probe that read the index whole, filtering at the join, or one
         // through the primary key from the front, reads every older event for each candidate.
-        let probe = plan
-            .lines()
-            .position(|l| l.contains("Index Scan using botrt_events_lane on botrt_events p"))
-            .unwrap_or_else(|| panic!("no probe through the lane index: {plan}"));
-        let condition = plan.lines().nth(probe + 1).unwrap_or_default().trim();
+        let (_, probe) = node(plan, "using botrt_events_lane on botrt_events p");
         assert!(
-            condition.starts_with("Index Cond:")
-                && condition.contains("e.lane")
-                && condition.contains("e.id"),
-            "the probe is bounded by the candidate's lane and id: {plan}"
+            probe.starts_with("Index Cond:") && probe.contains("e.lane") && probe.contains("e.id"),
+            "{plan}"
         );
+        // Each lease's event looked up exactly: by the id in the primary key, or by lane and id
+        // in the lane index (by the id alone, the lane index is read whole).
+        let (lookup, by) = node(plan, "on botrt_events ev");
+        assert!(
+            by.starts_with("Index Cond:")
+                && by.contains("leased.id")
+                && (lookup.contains("botrt_events_pkey") || by.contains("leased.lane")),
+            "{plan}"
+        );
+        // No pair of row sets compared in a nested loop.
+        assert!(!plan.contains("Join Filter"), "{plan}");
         assert!(!plan.contains("Seq Scan on botrt_events"), "{plan}");
     }
     // The same plan both times: made on the empty queue, used for the full one.

@@ -780,23 +780,29 @@ $$;
 // The claim over both slots keeps its plan (issue 19, BENCHMARKS.md "The nineteenth session").
 // Migration 9 planned it at every call, as every claim is, for the table as it is then: after an
 // idle gap that planning was about a quarter of a millisecond of a cold claim, on the path of every
-// pickup from an idle queue. Here it takes a generic plan, made at a connection's first call and
-// kept until the tables' statistics change (an analyse, a vacuum, a migration), and that plan must
-// be the same whatever the statistics say when it is made, since it is then used at every size:
+// pickup from an idle queue. Here it takes a generic plan, made at a connection's first call that
+// gets both slots and kept until the tables' statistics change (an analyse, a vacuum, a
+// migration). That plan is then used at every size, so whatever could go wrong with the
+// statistics of the moment it was made is written out of it:
 // - the candidates are read through the primary key from `p_from`, an index condition on the
 //   parameter; sequential scans are off in the function, so that statistics of a small table
 //   cannot make the kept plan a scan and a sort of a table that has filled since;
 // - the probe for an older event of the candidate's conversation is written as a comparison of
 //   `(lane, id)` rows, which only the lane index can serve. Written as `p.lane = e.lane AND p.id <
 //   e.id AND ...`, as in migration 9, a plan made on an emptied and analysed table probed through
-//   the primary key from the front, reading every older id (the review's measurement: 147 ms for
-//   a claim of 64 among 100,000 events, against 10 ms). The rows `(p.lane, p.id)` between
-//   `(e.lane, bound)` and `(e.lane, e.id)` are exactly the conversation's events in that range.
-// The body is migration 9's otherwise: the same slots, the same head-of-conversation rule, the same
-// lease insert. The claim it hands over to when a slot is taken (eight arguments, the backlog's
-// claim) sets its own plan mode and is still planned at each call; called from here it runs with
-// sequential scans off too, which on a small table makes it read through the same indexes as on a
-// large one instead of scanning and sorting.
+//   the primary key from the front, or read the lane index whole for each candidate (the reviews'
+//   measurements: a claim of 64 among 100,000 events 147 ms and 2.3 s, against 3 ms). The rows
+//   `(p.lane, p.id)` between `(e.lane, bound)` and `(e.lane, e.id)` are exactly the
+//   conversation's events in that range;
+// - the claimed rows come back through a lookup of each lease's event by its lane and id, where
+//   migration 9 joined the candidates to the leases inserted: made on an analysed empty table,
+//   that join was a nested loop comparing every pair (a claim of 1,000: 45-73 ms against 11-21).
+// Only the subplan over the ordered leases (hashed or not) still follows the statistics, as it
+// does in every claim. The body is migration 9's otherwise: the same slots, the same
+// head-of-conversation rule, the same lease insert. The claim it hands over to when a slot is
+// taken (eight arguments, the backlog's claim) sets its own plan mode and is still planned at each
+// call; called from here it runs with sequential scans off too, which on a small table makes it
+// read through the same indexes as on a large one instead of scanning and sorting.
 const V10: &str = r#"
 CREATE OR REPLACE FUNCTION botrt_claim(p_limit integer, p_lease_ms bigint, p_token bigint,
     p_ordered boolean, p_tail boolean, p_from bigint, p_front bigint, p_safe bigint,
@@ -844,9 +850,20 @@ BEGIN
         SELECT c.id, c.lane, true, p_token, now() + p_lease_ms * interval '1 millisecond'
         FROM c
         ON CONFLICT DO NOTHING
-        RETURNING l.id
+        RETURNING l.id, l.lane
     )
-    SELECT c.id, c.attempts + 1, c.payload::text FROM c JOIN leased USING (id);
+    -- Each lease's event looked up by its lane and id, which the primary key and the lane index
+    -- both serve exactly (by the id alone, a plan made on an empty table scanned the lane index
+    -- whole for each), the `LIMIT` keeping the lookup a nested loop over the leases whatever
+    -- their estimate: not a join of the two CTEs, whose kept plan could compare every pair. The
+    -- event's row is the one `c` locked: events of an ordered queue's unleased conversations are
+    -- changed by no other transaction.
+    SELECT leased.id, v.attempts + 1, v.payload::text
+    FROM leased CROSS JOIN LATERAL (
+        SELECT ev.attempts, ev.payload FROM botrt_events ev
+        WHERE ev.lane = leased.lane AND ev.id = leased.id
+        LIMIT 1
+    ) v;
 END
 $$;
 "#;
