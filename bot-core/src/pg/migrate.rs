@@ -790,8 +790,9 @@ $$;
 // - the probe for an older event of the candidate's conversation is written as a comparison of
 //   `(lane, id)` rows, which only the lane index can serve. Written as `p.lane = e.lane AND p.id <
 //   e.id AND ...`, as in migration 9, a plan made on an emptied and analysed table probed through
-//   the primary key from the front, or read the lane index whole for each candidate (the reviews'
-//   measurements: a claim of 64 among 100,000 events 147 ms and 2.3 s, against 3 ms). The rows
+//   the primary key from the front, or read the lane index whole for each candidate (measured in
+//   the session's scratch schema: a claim of 64 among 100,000 events 147 ms and 2.3 s, against 3
+//   ms with the row comparison). The rows
 //   `(p.lane, p.id)` between `(e.lane, bound)` and `(e.lane, e.id)` are exactly the
 //   conversation's events in that range;
 // - the claimed rows come back through a lookup of each lease's event by its lane and id, where
@@ -855,14 +856,16 @@ BEGIN
     -- Each lease's event looked up by its lane and id, which the primary key and the lane index
     -- both serve exactly (by the id alone, a plan made on an empty table scanned the lane index
     -- whole for each), the `LIMIT` keeping the lookup a nested loop over the leases whatever
-    -- their estimate: not a join of the two CTEs, whose kept plan could compare every pair. The
-    -- event's row is the one `c` locked: events of an ordered queue's unleased conversations are
-    -- changed by no other transaction.
+    -- their estimate: not a join of the two CTEs, whose kept plan could compare every pair.
+    -- `FOR UPDATE` reads the version of the row that `c` locked (a retry's update committed
+    -- since the statement's snapshot included) rather than the snapshot's; the lock is already
+    -- this transaction's, so it waits for nothing.
     SELECT leased.id, v.attempts + 1, v.payload::text
     FROM leased CROSS JOIN LATERAL (
         SELECT ev.attempts, ev.payload FROM botrt_events ev
         WHERE ev.lane = leased.lane AND ev.id = leased.id
         LIMIT 1
+        FOR UPDATE
     ) v;
 END
 $$;
