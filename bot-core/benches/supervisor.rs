@@ -5,6 +5,11 @@
 //! Each iteration submits `EVENTS` events in batches of 1,000 (as webhooks would) and waits until
 //! the handler has seen all of them, so the figure covers ingress, dedup, the queue, dispatch,
 //! task spawn, metrics and acknowledgement.
+//!
+//! `ordered_webhook_batches_noop` brings the same events as webhooks under load do: batches of
+//! 10 from 64 submitters, at most 64 batches in the bot at once, so that the dispatcher turns
+//! over a few batches at a time rather than a thousand events (the regime of `botload scenario
+//! webhook-noop`, without its HTTP and parsing).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
@@ -12,15 +17,22 @@ use std::time::{Duration, Instant};
 
 use bot_core::{Bot, Context, Error, Event, Limits, Ordering, Platform};
 use criterion::{Criterion, Throughput, criterion_group};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 const EVENTS: usize = 100_000;
 const BATCH: usize = 1_000;
+/// A webhook's events (botload's requests carry 10).
+const WEBHOOK_BATCH: usize = 10;
+/// Webhooks in flight at once (botload's 64 connections).
+const SUBMITTERS: usize = 64;
 
 struct Counter {
     seen: AtomicUsize,
     target: AtomicUsize,
     done: Notify,
+    /// Room for events in the bot, when the submitters are bounded: one permit back per event
+    /// handled.
+    room: Option<Arc<Semaphore>>,
 }
 
 fn bot(ordering: Ordering, counter: Arc<Counter>) -> Bot {
@@ -36,6 +48,9 @@ fn bot(ordering: Ordering, counter: Arc<Counter>) -> Bot {
         .handler(move |_cx: Context, _e: Event| {
             let c = counter.clone();
             async move {
+                if let Some(room) = &c.room {
+                    room.add_permits(1);
+                }
                 let n = c.seen.fetch_add(1, AtomicOrdering::Relaxed) + 1;
                 if n == c.target.load(AtomicOrdering::Relaxed) {
                     c.done.notify_one();
@@ -48,6 +63,10 @@ fn bot(ordering: Ordering, counter: Arc<Counter>) -> Bot {
 }
 
 fn events(next_id: &AtomicU64, conversations: usize) -> Vec<Vec<Event>> {
+    events_in(next_id, conversations, BATCH)
+}
+
+fn events_in(next_id: &AtomicU64, conversations: usize, batch: usize) -> Vec<Vec<Event>> {
     let mut rng = fastrand::Rng::with_seed(42);
     let all: Vec<Event> = (0..EVENTS)
         .map(|_| {
@@ -60,7 +79,7 @@ fn events(next_id: &AtomicU64, conversations: usize) -> Vec<Vec<Event>> {
             .with_id(format!("ev-{id}"))
         })
         .collect();
-    all.chunks(BATCH).map(<[Event]>::to_vec).collect()
+    all.chunks(batch).map(<[Event]>::to_vec).collect()
 }
 
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
@@ -117,19 +136,29 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(8));
     group.warm_up_time(Duration::from_secs(2));
+    // Name, ordering, conversations, and whether webhook-sized batches come from bounded
+    // submitters (else batches of `BATCH`, all submitted before they are handled).
     let cases = [
-        ("unordered_noop", Ordering::Unordered, 10_000),
+        ("unordered_noop", Ordering::Unordered, 10_000, false),
         (
             "ordered_10k_conversations_noop",
             Ordering::PerConversation,
             10_000,
+            false,
+        ),
+        (
+            "ordered_webhook_batches_noop",
+            Ordering::PerConversation,
+            10_000,
+            true,
         ),
     ];
-    for (name, ordering, conversations) in cases {
+    for (name, ordering, conversations, webhooks) in cases {
         let counter = Arc::new(Counter {
             seen: AtomicUsize::new(0),
             target: AtomicUsize::new(usize::MAX),
             done: Notify::new(),
+            room: webhooks.then(|| Arc::new(Semaphore::new(SUBMITTERS * WEBHOOK_BATCH))),
         });
         let bot = rt.block_on(async {
             let bot = bot(ordering, counter.clone());
@@ -142,15 +171,21 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let batches = events(&next_id, conversations);
+                    let batch = if webhooks { WEBHOOK_BATCH } else { BATCH };
+                    let batches = events_in(&next_id, conversations, batch);
                     let base = counter.seen.load(AtomicOrdering::Relaxed);
                     counter.target.store(base + EVENTS, AtomicOrdering::Relaxed);
                     let ingress = bot.ingress();
                     let cpu = process_cpu();
                     let start = Instant::now();
                     rt.block_on(async {
-                        for batch in batches {
-                            ingress.submit(batch).await.expect("accepted");
+                        match &counter.room {
+                            Some(room) => submit_bounded(&ingress, room, batches).await,
+                            None => {
+                                for batch in batches {
+                                    ingress.submit(batch).await.expect("accepted");
+                                }
+                            }
                         }
                         // A permit left by an earlier iteration only causes one more check.
                         while counter.seen.load(AtomicOrdering::Relaxed) < base + EVENTS {
@@ -168,6 +203,33 @@ fn bench(c: &mut Criterion) {
         rt.block_on(bot.shutdown());
     }
     group.finish();
+}
+
+/// Submits `batches` from [`SUBMITTERS`] tasks, each batch once `room` has a permit for each of
+/// its events (the handler gives one back per event), as webhooks on as many connections would.
+async fn submit_bounded(
+    ingress: &bot_core::Ingress,
+    room: &Arc<Semaphore>,
+    batches: Vec<Vec<Event>>,
+) {
+    let mut shares: Vec<Vec<Vec<Event>>> = (0..SUBMITTERS).map(|_| Vec::new()).collect();
+    for (i, batch) in batches.into_iter().enumerate() {
+        shares[i % SUBMITTERS].push(batch);
+    }
+    let mut submitters = tokio::task::JoinSet::new();
+    for share in shares {
+        let (ingress, room) = (ingress.clone(), room.clone());
+        submitters.spawn(async move {
+            for batch in share {
+                let n = u32::try_from(batch.len()).expect("a small batch");
+                room.acquire_many(n).await.expect("never closed").forget();
+                ingress.submit(batch).await.expect("accepted");
+            }
+        });
+    }
+    while let Some(done) = submitters.join_next().await {
+        done.expect("a submitter does not panic");
+    }
 }
 
 /// The memory queue alone: push 100k events in batches, then pull and ack them all.
