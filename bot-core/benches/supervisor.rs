@@ -10,6 +10,9 @@
 //! 10 from 64 submitters, at most 64 batches in the bot at once, so that the dispatcher turns
 //! over a few batches at a time rather than a thousand events (the regime of `botload scenario
 //! webhook-noop`, without its HTTP and parsing).
+//!
+//! `memory_queue_handoff/*` runs the queue alone in that regime, its push and its pull on one
+//! thread or on two, to price an event's crossing between cores.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
@@ -282,6 +285,89 @@ fn bench_queue(c: &mut Criterion) {
     group.finish();
 }
 
+/// The memory queue in the webhook regime, its push on one thread and its pull and
+/// acknowledgement on the same thread or on another: batches of 10 over 10,000 conversations,
+/// at most 64 batches waiting or leased, each pull up to 1,024. What an event's crossing
+/// between cores costs the queue, apart from any dispatcher.
+fn bench_queue_handoff(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory_queue_handoff");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.sample_size(10);
+    let cases = [
+        ("ordered_one_thread", 1, Ordering::PerConversation),
+        ("ordered_two_threads", 2, Ordering::PerConversation),
+        ("unordered_one_thread", 1, Ordering::Unordered),
+        ("unordered_two_threads", 2, Ordering::Unordered),
+    ];
+    for (name, threads, ordering) in cases {
+        let queue = Arc::new(bot_core::MemoryQueue::new(&Limits {
+            queue_capacity: EVENTS * 2,
+            queue_capacity_bytes: usize::MAX,
+            ordering,
+            ..Limits::default()
+        }));
+        let next_id = AtomicU64::new(0);
+        let mut tally = CpuTally::default();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batches = events_in(&next_id, 10_000, WEBHOOK_BATCH);
+                    let room = Arc::new(Semaphore::new(SUBMITTERS * WEBHOOK_BATCH));
+                    let cpu = process_cpu();
+                    let start = Instant::now();
+                    let produce = {
+                        let (queue, room) = (queue.clone(), room.clone());
+                        async move {
+                            use bot_core::Queue as _;
+                            for batch in batches {
+                                let n = u32::try_from(batch.len()).expect("a small batch");
+                                room.acquire_many(n).await.expect("never closed").forget();
+                                queue.push_batch(batch).await.expect("accepted");
+                            }
+                        }
+                    };
+                    let consume = {
+                        let queue = queue.clone();
+                        async move {
+                            use bot_core::Queue as _;
+                            let mut left = EVENTS;
+                            while left > 0 {
+                                let got = queue.pull(1024).await.expect("pulled");
+                                left -= got.len();
+                                let leases: Vec<_> = got.iter().map(|d| d.lease).collect();
+                                drop(got);
+                                queue.ack(&leases).await.expect("acked");
+                                room.add_permits(leases.len());
+                            }
+                        }
+                    };
+                    let runtime = || {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("runtime")
+                    };
+                    if threads == 1 {
+                        runtime().block_on(async { tokio::join!(produce, consume) });
+                    } else {
+                        std::thread::scope(|scope| {
+                            scope.spawn(|| runtime().block_on(produce));
+                            runtime().block_on(consume);
+                        });
+                    }
+                    total += start.elapsed();
+                    tally.cpu += process_cpu().saturating_sub(cpu);
+                    tally.events += EVENTS as u64;
+                }
+                total
+            });
+        });
+        tally.report(name);
+    }
+    group.finish();
+}
+
 /// An event as the LINE adapter makes it from botload's webhook-noop payload: the event's JSON
 /// text kept as the raw payload, the text, the message id, the sender and the reply token.
 fn line_event(n: u64) -> Event {
@@ -423,7 +509,7 @@ fn memory() {
     });
 }
 
-criterion_group!(benches, bench, bench_queue);
+criterion_group!(benches, bench, bench_queue, bench_queue_handoff);
 
 fn main() {
     if std::env::var_os("BOT_BENCH_MEMORY").is_some() {
