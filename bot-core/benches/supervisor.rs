@@ -267,14 +267,7 @@ fn bench_queue(c: &mut Criterion) {
                         for batch in batches {
                             queue.push_batch(batch).await.expect("accepted");
                         }
-                        let mut left = EVENTS;
-                        while left > 0 {
-                            let got = queue.pull(1024).await.expect("pulled");
-                            left -= got.len();
-                            let leases: Vec<_> = got.iter().map(|d| d.lease).collect();
-                            drop(got);
-                            queue.ack(&leases).await.expect("acked");
-                        }
+                        drain(&queue, None).await;
                     });
                     total += start.elapsed();
                 }
@@ -283,6 +276,23 @@ fn bench_queue(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Pulls and acknowledges [`EVENTS`] events from `queue`, up to 1,024 at a time, giving `room` a
+/// permit back for each.
+async fn drain(queue: &bot_core::MemoryQueue, room: Option<&Semaphore>) {
+    use bot_core::Queue as _;
+    let mut left = EVENTS;
+    while left > 0 {
+        let got = queue.pull(1024).await.expect("pulled");
+        left -= got.len();
+        let leases: Vec<_> = got.iter().map(|d| d.lease).collect();
+        drop(got);
+        queue.ack(&leases).await.expect("acked");
+        if let Some(room) = room {
+            room.add_permits(leases.len());
+        }
+    }
 }
 
 /// The memory queue in the webhook regime, its push on one thread and its pull and
@@ -329,18 +339,7 @@ fn bench_queue_handoff(c: &mut Criterion) {
                     };
                     let consume = {
                         let queue = queue.clone();
-                        async move {
-                            use bot_core::Queue as _;
-                            let mut left = EVENTS;
-                            while left > 0 {
-                                let got = queue.pull(1024).await.expect("pulled");
-                                left -= got.len();
-                                let leases: Vec<_> = got.iter().map(|d| d.lease).collect();
-                                drop(got);
-                                queue.ack(&leases).await.expect("acked");
-                                room.add_permits(leases.len());
-                            }
-                        }
+                        async move { drain(&queue, Some(&room)).await }
                     };
                     let runtime = || {
                         tokio::runtime::Builder::new_current_thread()
