@@ -39,12 +39,12 @@ async fn hold_the_lane(pool: &PgPool) -> (PgConnection, i32) {
     (conn, pid)
 }
 
-/// Waits until both writers' statements wait for the lock `holder` holds, directly or behind
-/// each other (only this test's: the tests of this file run at once, on one database).
-async fn writers_stalled(pool: &PgPool, holder: i32) {
+/// Waits until `writers` statements wait for the lock `holder` holds, directly or behind each
+/// other (only this test's: the tests of this file run at once, on one database).
+async fn writers_stalled(pool: &PgPool, holder: i32, writers: i64) {
     let conn = pool.get().await.unwrap();
     eventually(
-        "both writers waiting for the held lane",
+        &format!("{writers} writers waiting for the held lane"),
         Duration::from_secs(10),
         || async {
             let n: i64 = conn
@@ -61,30 +61,36 @@ async fn writers_stalled(pool: &PgPool, holder: i32) {
                 .await
                 .unwrap()
                 .get(0);
-            (n >= 2).then_some(())
+            (n >= writers).then_some(())
         },
     )
     .await;
 }
 
-/// Pushes `batches` at once, each from a task of its own, while the lane of [`HELD`] is held;
-/// the results in the batches' order.
+/// Pushes `batches`, each from a task of its own, while the lane of [`HELD`] is held: the first
+/// alone until its writer waits for the lane, then the rest at once, until the other writer
+/// waits with some of them; the results in the batches' order.
+///
+/// The first goes alone so that both writers are busy before the lane is let go: pushed all at
+/// once, the first writer to wake could take every push in one group (it did under CI's load)
+/// and leave the other with nothing to wait on.
 async fn push_while_held(
     pool: &PgPool,
     queue: &Arc<PgQueue>,
     batches: Vec<Vec<Event>>,
 ) -> Vec<Result<bot_core::queue::PushReport, bot_core::Error>> {
     let (holder, pid) = hold_the_lane(pool).await;
-    let tasks: Vec<_> = batches
-        .into_iter()
-        .map(|batch| {
-            let queue = queue.clone();
-            // Each push waits in a task of its own, as concurrent webhooks do.
-            #[allow(clippy::disallowed_methods)]
-            tokio::spawn(async move { queue.push_batch(batch).await })
-        })
-        .collect();
-    writers_stalled(pool, pid).await;
+    let push = |batch: Vec<Event>| {
+        let queue = queue.clone();
+        // Each push waits in a task of its own, as concurrent webhooks do.
+        #[allow(clippy::disallowed_methods)]
+        tokio::spawn(async move { queue.push_batch(batch).await })
+    };
+    let mut batches = batches.into_iter();
+    let mut tasks: Vec<_> = batches.next().into_iter().map(push).collect();
+    writers_stalled(pool, pid, 1).await;
+    tasks.extend(batches.map(push));
+    writers_stalled(pool, pid, 2).await;
     holder.batch_execute("COMMIT").await.unwrap();
     let mut results = Vec::new();
     for task in tasks {
