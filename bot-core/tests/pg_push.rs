@@ -72,8 +72,9 @@ async fn writers_stalled(pool: &PgPool, holder: i32, writers: i64) {
 /// waits with some of them; the results in the batches' order.
 ///
 /// The first goes alone so that both writers are busy before the lane is let go: pushed all at
-/// once, the first writer to wake could take every push in one group (it did under CI's load)
-/// and leave the other with nothing to wait on.
+/// once, the first writer to wake may take every push in one group and leave the other with
+/// nothing to wait on (the likely cause of one CI run's "timed out waiting for both writers",
+/// 2026-12-07; not reproduced in 10 runs on a loaded machine since).
 async fn push_while_held(
     pool: &PgPool,
     queue: &Arc<PgQueue>,
