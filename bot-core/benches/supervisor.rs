@@ -116,6 +116,18 @@ struct CpuTally {
 }
 
 impl CpuTally {
+    /// Runs `run`, the timed region of `events` events: its CPU time and events are added to the
+    /// tally, and its wall-clock time returned (criterion's measure).
+    fn time(&mut self, events: usize, run: impl FnOnce()) -> Duration {
+        let cpu = process_cpu();
+        let start = Instant::now();
+        run();
+        let elapsed = start.elapsed();
+        self.cpu += process_cpu().saturating_sub(cpu);
+        self.events += events as u64;
+        elapsed
+    }
+
     fn report(&self, name: &str) {
         if self.events > 0 {
             let per_event = self.cpu.as_secs_f64() * 1e9 / self.events as f64;
@@ -179,25 +191,22 @@ fn bench(c: &mut Criterion) {
                     let base = counter.seen.load(AtomicOrdering::Relaxed);
                     counter.target.store(base + EVENTS, AtomicOrdering::Relaxed);
                     let ingress = bot.ingress();
-                    let cpu = process_cpu();
-                    let start = Instant::now();
-                    rt.block_on(async {
-                        match &counter.room {
-                            Some(room) => submit_bounded(&ingress, room, batches).await,
-                            None => {
-                                for batch in batches {
-                                    ingress.submit(batch).await.expect("accepted");
+                    total += tally.time(EVENTS, || {
+                        rt.block_on(async {
+                            match &counter.room {
+                                Some(room) => submit_bounded(&ingress, room, batches).await,
+                                None => {
+                                    for batch in batches {
+                                        ingress.submit(batch).await.expect("accepted");
+                                    }
                                 }
                             }
-                        }
-                        // A permit left by an earlier iteration only causes one more check.
-                        while counter.seen.load(AtomicOrdering::Relaxed) < base + EVENTS {
-                            counter.done.notified().await;
-                        }
+                            // A permit left by an earlier iteration only causes one more check.
+                            while counter.seen.load(AtomicOrdering::Relaxed) < base + EVENTS {
+                                counter.done.notified().await;
+                            }
+                        });
                     });
-                    total += start.elapsed();
-                    tally.cpu += process_cpu().saturating_sub(cpu);
-                    tally.events += EVENTS as u64;
                 }
                 total
             });
@@ -324,8 +333,6 @@ fn bench_queue_handoff(c: &mut Criterion) {
                 for _ in 0..iters {
                     let batches = events_in(&next_id, 10_000, WEBHOOK_BATCH);
                     let room = Arc::new(Semaphore::new(SUBMITTERS * WEBHOOK_BATCH));
-                    let cpu = process_cpu();
-                    let start = Instant::now();
                     let produce = {
                         let (queue, room) = (queue.clone(), room.clone());
                         async move {
@@ -341,23 +348,24 @@ fn bench_queue_handoff(c: &mut Criterion) {
                         let queue = queue.clone();
                         async move { drain(&queue, Some(&room)).await }
                     };
+                    // Built before the timed region: one for the push and one for the pull.
                     let runtime = || {
                         tokio::runtime::Builder::new_current_thread()
                             .enable_all()
                             .build()
                             .expect("runtime")
                     };
-                    if threads == 1 {
-                        runtime().block_on(async { tokio::join!(produce, consume) });
-                    } else {
-                        std::thread::scope(|scope| {
-                            scope.spawn(|| runtime().block_on(produce));
-                            runtime().block_on(consume);
-                        });
-                    }
-                    total += start.elapsed();
-                    tally.cpu += process_cpu().saturating_sub(cpu);
-                    tally.events += EVENTS as u64;
+                    let (pushing, pulling) = (runtime(), runtime());
+                    total += tally.time(EVENTS, || {
+                        if threads == 1 {
+                            pulling.block_on(async { tokio::join!(produce, consume) });
+                        } else {
+                            std::thread::scope(|scope| {
+                                scope.spawn(|| pushing.block_on(produce));
+                                pulling.block_on(consume);
+                            });
+                        }
+                    });
                 }
                 total
             });
