@@ -44,7 +44,8 @@ pub use bot::{Bot, BotBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT};
 pub use context::Context;
 pub use error::{BoxError, Error, ErrorChain, ErrorKind};
 pub use event::{
-    ChannelId, ConversationId, Event, EventData, EventId, EventKind, Message, Platform, UserId,
+    ChannelId, ConversationId, Event, EventBuffer, EventData, EventId, EventKind, Message,
+    Platform, UserId,
 };
 pub use handler::{Handler, HandlerExt};
 pub use limits::{Limits, Ordering, Overflow, RetryPolicy};

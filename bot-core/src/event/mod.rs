@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod buffer;
 mod id;
 mod kind;
 mod raw;
@@ -21,6 +22,7 @@ pub mod scan;
 mod tests;
 mod text;
 
+pub use buffer::EventBuffer;
 pub use id::{
     ChannelId, ConversationId, EventId, MessageId, Platform, ReplyToken, Timestamp, UserId,
 };
@@ -155,10 +157,36 @@ impl Event {
     /// assert!(events[0].shares_block_with(&events[1]));
     /// ```
     pub fn batch(data: impl IntoIterator<Item = EventData>) -> Vec<Self> {
-        let mut data = data.into_iter().peekable();
-        let mut events = Vec::with_capacity(data.size_hint().0);
-        while data.peek().is_some() {
-            let block: Arc<[EventData]> = data.by_ref().take(BLOCK_EVENTS).collect();
+        // A vector's iterator collects into the vector itself, without a copy.
+        let mut data: Vec<EventData> = data.into_iter().collect();
+        Self::batch_from(&mut data)
+    }
+
+    /// [`Event::batch`] of the data in `data`, which it leaves empty with its capacity, so that
+    /// an adapter that parses every body into the same vector allocates none per body.
+    ///
+    /// Each block is allocated once, at its exact size, and the data is moved into it (the
+    /// iterator over a vector's drained range knows its length; a block collected from one
+    /// that does not was gathered in a vector first and then copied: two allocations of the
+    /// block's size and a copy of it, per body).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bot_core::{Event, EventData, Platform, EventKind};
+    ///
+    /// let mut parsed = Vec::with_capacity(16);
+    /// parsed.push(EventData::new(Platform::TEST, "a", EventKind::Followed));
+    /// let events = Event::batch_from(&mut parsed);
+    /// assert_eq!((events.len(), parsed.len()), (1, 0));
+    /// assert!(parsed.capacity() >= 16);
+    /// ```
+    pub fn batch_from(data: &mut Vec<EventData>) -> Vec<Self> {
+        let mut events = Vec::with_capacity(data.len());
+        let mut rest = data.drain(..);
+        while rest.len() > 0 {
+            let take = rest.len().min(BLOCK_EVENTS);
+            let block: Arc<[EventData]> = rest.by_ref().take(take).collect();
             events.extend((0..block.len()).map(|index| Self {
                 block: Arc::clone(&block),
                 index,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::complete::{Completer, Completions, Unsettled};
 use super::lease::{HeldLeases, LeaseKeeper};
-use super::task::{self, Completion, Finished, TaskFailure, Workers};
+use super::task::{self, Completion, Failed, Finished, TaskFailure, Workers};
 use super::{Progress, ShutdownReport, deadline_after};
 use crate::context::Shared;
 use crate::handler::BoxHandler;
@@ -207,7 +207,7 @@ impl Supervisor {
                 }
                 for f in buf.drain(..) {
                     running -= self.finished(f, &mut workers, &mut pending, |c| {
-                        if c.failure == Some(TaskFailure::Cancelled) {
+                        if c.failure() == Some(TaskFailure::Cancelled) {
                             cancelled += 1;
                         } else {
                             drained += 1;
@@ -275,19 +275,21 @@ impl Supervisor {
     /// `ended`: when its worker reported it.
     fn complete(&self, c: Completion, ended: Instant, pending: &mut Completions) {
         self.metrics.processed(
-            c.failure.map_or(Outcome::Ok, Outcome::from),
+            c.failure().map_or(Outcome::Ok, Outcome::from),
             ended.saturating_duration_since(c.started),
         );
-        let Some(failure) = c.failure else {
+        let Some(failed) = c.failed else {
             pending.acks.push(c.lease);
             return;
         };
-        let Some(event) = c.event else {
-            // Tasks hand the event back with every failure; without it there is nothing to retry.
-            tracing::error!("failed attempt came back without its event; acknowledging it");
-            pending.acks.push(c.lease);
-            return;
-        };
+        // Every failure hands its event back, for the retry or the dead letter.
+        let Failed {
+            failure,
+            retryable,
+            error,
+            retry_after,
+            event,
+        } = *failed;
         if failure == TaskFailure::Cancelled {
             pending.release.push(Delivery {
                 lease: c.lease,
@@ -296,14 +298,14 @@ impl Supervisor {
             });
             return;
         }
-        let error = failure.describe(c.error.as_deref());
+        let error = failure.describe(error.as_deref());
         let retry = &self.limits.retry;
-        if c.retryable && c.attempt < retry.max_attempts {
+        if retryable && c.attempt < retry.max_attempts {
             // A platform's word on when to retry (a rate limit's `Retry-After`) wins over a
             // shorter back-off: retrying sooner would only be refused again.
             // Capped below what clients remember of sends (LINE's 20-minute reply window, the
             // sent parts' hour), so that a retry after a long hint still skips what went out.
-            let hint = c.retry_after.unwrap_or_default().min(MAX_RETRY_HINT);
+            let hint = retry_after.unwrap_or_default().min(MAX_RETRY_HINT);
             let delay = retry.backoff(c.attempt).max(hint);
             tracing::warn!(
                 attempt = c.attempt,

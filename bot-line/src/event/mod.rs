@@ -25,7 +25,7 @@ use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Members, Mention, Message, MessageId, Other, Postback,
     ReplyToken, Timestamp, UserId,
 };
-use bot_core::{ChannelId, Event, EventData, EventId, EventKind, Platform};
+use bot_core::{ChannelId, Event, EventBuffer, EventData, EventId, EventKind, Platform};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
@@ -120,23 +120,22 @@ pub(crate) fn parse_body(
         None => two_passes(body, keep_standby)?,
     };
     if let Some(channel) = channel {
-        for event in &mut events {
+        for event in events.iter_mut() {
             event.channel = Some(channel.clone());
         }
     }
-    // The body's events in one block: one allocation, freed once.
-    Ok((Event::batch(events), standby))
+    // The body's events in one block: one allocation, freed once; the vector they were read
+    // into stays with the thread for its next body.
+    Ok((events.into_events(), standby))
 }
 
 /// [`parse_body`] by `events[]` split into raw values first, then each event read: the
 /// reference [`one_pass`] must agree with, and the path of every body it does not take (and of
 /// every error).
-fn two_passes(
-    body: &Bytes,
-    keep_standby: bool,
-) -> Result<(Vec<EventData>, usize), serde_json::Error> {
+fn two_passes(body: &Bytes, keep_standby: bool) -> Result<(EventBuffer, usize), serde_json::Error> {
     let wire: WireBody<'_> = serde_json::from_slice(body)?;
-    let mut events = Vec::with_capacity(wire.events.len());
+    let mut events = EventBuffer::take();
+    events.reserve(wire.events.len());
     let mut standby = 0;
     for raw in wire.events {
         let (event, is_standby) = from_json(body, &wire.destination, raw.get());
@@ -158,14 +157,14 @@ fn two_passes(
 /// `None` for anything but a plain well-formed body, which [`two_passes`] then reads (and
 /// refuses with serde's own error when it is not a webhook): a body that is not UTF-8 or not
 /// an object, a key with escapes or given twice, `destination` after `events`, malformed JSON.
-fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<EventData>, usize)> {
+fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(EventBuffer, usize)> {
     /// `destination`, borrowed unless it has escapes (serde's `Cow` always copies).
     #[derive(Deserialize)]
     struct Destination<'a>(#[serde(borrow)] Cow<'a, str>);
 
     let text = std::str::from_utf8(body).ok()?;
     let mut destination: Option<Cow<'_, str>> = None;
-    let mut parsed: Option<(Vec<EventData>, usize)> = None;
+    let mut parsed: Option<(EventBuffer, usize)> = None;
     let end = scan::members(text, 0, |key, at| match key {
         "destination" => {
             if destination.is_some() || parsed.is_some() {
@@ -180,7 +179,7 @@ fn one_pass(body: &Bytes, keep_standby: bool) -> Option<(Vec<EventData>, usize)>
                 return None;
             }
             let dest = destination.as_deref().unwrap_or("");
-            let mut events = Vec::with_capacity(16);
+            let mut events = EventBuffer::take();
             let mut standby = 0;
             let end = elements(text, at, |start| {
                 let (wire, end) = match fast::read(text, start) {

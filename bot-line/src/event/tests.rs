@@ -339,8 +339,13 @@ fn body_both_ways_keeping(
     keep_standby: bool,
 ) -> (Option<Parsed>, Result<Parsed, String>) {
     let body = Bytes::copy_from_slice(body.as_bytes());
-    let one = one_pass(&body, keep_standby);
-    let two = two_passes(&body, keep_standby).map_err(|e| e.to_string());
+    // The events moved out of the thread's buffer, to be compared as plain vectors.
+    let plain =
+        |(mut events, standby): (EventBuffer, usize)| (std::mem::take(&mut *events), standby);
+    let one = one_pass(&body, keep_standby).map(plain);
+    let two = two_passes(&body, keep_standby)
+        .map(plain)
+        .map_err(|e| e.to_string());
     (one, two)
 }
 

@@ -28,7 +28,7 @@ use bot_core::event::{
     Attachment, AttachmentKind, Deleted, Message, MessageId, Other, Postback, Reaction, Timestamp,
     UserId,
 };
-use bot_core::{ChannelId, Event, EventData, EventId, EventKind, Platform};
+use bot_core::{ChannelId, Event, EventBuffer, EventData, EventId, EventKind, Platform};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -200,8 +200,9 @@ pub(crate) fn parse_leaving_out(
     Ok((
         Batch {
             object,
-            // The body's events in shared blocks: one allocation for many, freed once.
-            events: Event::batch(events),
+            // The body's events in shared blocks: one allocation for many, freed once; the
+            // vector they were read into stays with the thread for its next body.
+            events: events.into_events(),
         },
         left,
     ))
@@ -222,10 +223,10 @@ fn other_named(data: &EventData, test: impl Fn(&str) -> bool) -> bool {
 /// [`two_passes`] then reads (and refuses with serde's own error when it is not a webhook): a
 /// body that is not UTF-8, a key with escapes or given twice, `object` after `entry` or an
 /// entry's `id` or `time` after its lists, malformed JSON, other objects.
-fn one_pass(body: &Bytes) -> Option<(Object, Vec<EventData>)> {
+fn one_pass(body: &Bytes) -> Option<(Object, EventBuffer)> {
     let text = std::str::from_utf8(body).ok()?;
     let mut object: Option<Object> = None;
-    let mut events: Option<Vec<EventData>> = None;
+    let mut events: Option<EventBuffer> = None;
     let end = members(text, 0, |key, at| match key {
         "object" if object.is_none() && events.is_none() => {
             let (read, end) = value::<Object>(text, at)?;
@@ -236,7 +237,7 @@ fn one_pass(body: &Bytes) -> Option<(Object, Vec<EventData>)> {
             Some(end)
         }
         "entry" if object.is_some() && events.is_none() => {
-            let mut out = Vec::with_capacity(16);
+            let mut out = EventBuffer::take();
             let end = elements(text, at, |start| entry(body, text, start, &mut out))?;
             events = Some(out);
             Some(end)
@@ -364,17 +365,18 @@ fn item(
 /// [`parse_bytes`] by every entry's lists split into raw values first, then each item read:
 /// the reference [`one_pass`] must agree with, and the path of every body it does not take
 /// (and of every error).
-fn two_passes(body: &Bytes) -> Result<(Object, Vec<EventData>), serde_json::Error> {
+fn two_passes(body: &Bytes) -> Result<(Object, EventBuffer), serde_json::Error> {
     let wire: WireBody<'_> = serde_json::from_slice(body)?;
     if !matches!(wire.object, Object::Page | Object::Instagram) {
-        return Ok((wire.object, Vec::new()));
+        return Ok((wire.object, EventBuffer::take()));
     }
     let items: usize = wire
         .entry
         .iter()
         .map(|e| e.messaging.len() + e.standby.len() + e.changes.len())
         .sum();
-    let mut events = Vec::with_capacity(items);
+    let mut events = EventBuffer::take();
+    events.reserve(items);
     for entry in wire.entry {
         let page_id = match &entry.id {
             Value::String(s) => s.clone(),

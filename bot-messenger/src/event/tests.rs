@@ -206,9 +206,9 @@ fn events_share_the_body_they_came_in() {
 /// A body both ways: read in one pass, and split into raw values then read item by item.
 fn body_both_ways(body: &str) -> (Option<Batch>, Result<Batch, String>) {
     let body = Bytes::copy_from_slice(body.as_bytes());
-    let batch = |(object, events): (Object, Vec<EventData>)| Batch {
+    let batch = |(object, events): (Object, EventBuffer)| Batch {
         object,
-        events: Event::batch(events),
+        events: events.into_events(),
     };
     (
         one_pass(&body).map(batch),
