@@ -164,11 +164,8 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for WebhookRequest {
         state: &S,
     ) -> Result<Self, Self::Rejection> {
         let headers = std::mem::take(request.headers_mut());
-        // The body's collection in an allocation of its own, freed once it is read: inline, its
-        // future (the request it consumes and the collection's state) made the handler's
-        // future, which axum boxes for every request, 1,272 bytes for Messenger's, past the
-        // largest block glibc's per-thread cache serves (1,032), so that each request's took an
-        // arena's lock to be allocated and again to be freed; in two parts both fit it.
+        // Boxed apart: inline, it made the handler's future (which axum boxes per request) too
+        // large for glibc's per-thread cache, so each took an arena's lock; both parts fit it.
         let body = Box::pin(bytes::Bytes::from_request(request, state)).await?;
         Ok(Self { headers, body })
     }

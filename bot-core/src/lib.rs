@@ -78,6 +78,7 @@ mod tests {
         assert_send_sync::<crate::adapter::WebhookRequest>();
         assert_send_sync::<crate::Context>();
         assert_send_sync::<crate::Event>();
+        assert_send_sync::<crate::EventBuffer>();
         assert_send_sync::<crate::Error>();
         assert_send_sync::<crate::Limits>();
         assert_send_sync::<crate::MemoryQueue>();

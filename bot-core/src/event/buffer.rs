@@ -115,6 +115,15 @@ mod tests {
         drop(second);
         drop(third);
         assert_eq!(EventBuffer::take().as_ptr(), room);
+        // A buffer dropped with events still in it (a parse given up halfway) comes back empty.
+        let mut abandoned = EventBuffer::take();
+        abandoned.push(data("left"));
+        let held = abandoned.as_ptr();
+        drop(abandoned);
+        let again = EventBuffer::take();
+        assert!(again.is_empty(), "no event of one body reaches the next");
+        assert_eq!(again.as_ptr(), held);
+        drop(again);
         // A buffer grown past the bound is freed, not kept.
         let mut large = EventBuffer::take();
         large.extend((0..KEPT_EVENTS + 1).map(|i| data(&format!("c{i}"))));

@@ -157,18 +157,23 @@ impl Event {
     /// assert!(events[0].shares_block_with(&events[1]));
     /// ```
     pub fn batch(data: impl IntoIterator<Item = EventData>) -> Vec<Self> {
-        // A vector's iterator collects into the vector itself, without a copy.
-        let mut data: Vec<EventData> = data.into_iter().collect();
-        Self::batch_from(&mut data)
+        let mut data = data.into_iter().peekable();
+        let mut events = Vec::with_capacity(data.size_hint().0);
+        while data.peek().is_some() {
+            // One allocation per block when the iterator knows its length (a vector's, a
+            // drain's, an array's); gathered in a vector first otherwise.
+            let block: Arc<[EventData]> = data.by_ref().take(BLOCK_EVENTS).collect();
+            events.extend((0..block.len()).map(|index| Self {
+                block: Arc::clone(&block),
+                index,
+            }));
+        }
+        events
     }
 
     /// [`Event::batch`] of the data in `data`, which it leaves empty with its capacity, so that
-    /// an adapter that parses every body into the same vector allocates none per body.
-    ///
-    /// Each block is allocated once, at its exact size, and the data is moved into it (the
-    /// iterator over a vector's drained range knows its length; a block collected from one
-    /// that does not was gathered in a vector first and then copied: two allocations of the
-    /// block's size and a copy of it, per body).
+    /// an adapter that parses every body into the same vector ([`EventBuffer`]) allocates none
+    /// per body.
     ///
     /// # Examples
     ///
@@ -182,17 +187,7 @@ impl Event {
     /// assert!(parsed.capacity() >= 16);
     /// ```
     pub fn batch_from(data: &mut Vec<EventData>) -> Vec<Self> {
-        let mut events = Vec::with_capacity(data.len());
-        let mut rest = data.drain(..);
-        while rest.len() > 0 {
-            let take = rest.len().min(BLOCK_EVENTS);
-            let block: Arc<[EventData]> = rest.by_ref().take(take).collect();
-            events.extend((0..block.len()).map(|index| Self {
-                block: Arc::clone(&block),
-                index,
-            }));
-        }
-        events
+        Self::batch(data.drain(..))
     }
 
     /// The event's data, to move fields out of it: taken without a copy when this is the only

@@ -224,7 +224,7 @@ fn map(dispatches: &[Dispatch], context: &DispatchContext) -> Vec<Event> {
     for data in dispatches.iter().filter_map(|d| d.event(context)) {
         block.push(data);
         if block.len() == BLOCK_EVENTS {
-            events.extend(Event::batch(block.drain(..)));
+            events.extend(Event::batch_from(&mut block));
         }
     }
     if !block.is_empty() {
