@@ -3,11 +3,14 @@
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
 
-use super::{BLOCK_EVENTS, Event, EventData};
+use super::{Event, EventData};
 
 /// The largest buffer a thread keeps for its next body, in events (about 29 KiB): a larger
 /// batch's buffer is freed with it.
-const KEPT_EVENTS: usize = 4 * BLOCK_EVENTS;
+const KEPT_EVENTS: usize = 64;
+
+/// A new buffer's room, in events: a webhook body's usual count fits it.
+const FIRST_ROOM: usize = 16;
 
 thread_local! {
     static KEPT: Cell<Vec<EventData>> = const { Cell::new(Vec::new()) };
@@ -38,13 +41,13 @@ thread_local! {
 pub struct EventBuffer(Vec<EventData>);
 
 impl EventBuffer {
-    /// The current thread's buffer, empty (a new one with room for [`BLOCK_EVENTS`] if the
-    /// thread has none, or another buffer of it is in use).
+    /// The current thread's buffer, empty (a new one with room for 16 events if the thread has
+    /// none, or another buffer of it is in use).
     #[must_use]
     pub fn take() -> Self {
         let mut kept = KEPT.try_with(Cell::take).unwrap_or_default();
         if kept.capacity() == 0 {
-            kept.reserve_exact(BLOCK_EVENTS);
+            kept.reserve_exact(FIRST_ROOM);
         }
         Self(kept)
     }
@@ -129,6 +132,6 @@ mod tests {
         large.extend((0..KEPT_EVENTS + 1).map(|i| data(&format!("c{i}"))));
         assert_eq!(large.into_events().len(), KEPT_EVENTS + 1);
         let next = EventBuffer::take();
-        assert_eq!(next.capacity(), BLOCK_EVENTS, "a large buffer is not kept");
+        assert_eq!(next.capacity(), FIRST_ROOM, "a large buffer is not kept");
     }
 }
