@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use bot_core::{Bot, Context, Error, Event, Limits, Ordering, Platform};
-use criterion::{Criterion, Throughput, criterion_group};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group};
 use tokio::sync::{Notify, Semaphore};
 
 const EVENTS: usize = 100_000;
@@ -140,6 +141,21 @@ impl CpuTally {
     }
 }
 
+/// Benchmarks `name` in `group`: each of criterion's iterations runs `iteration`, which times
+/// its region with the tally it is given and returns the wall-clock time; then prints the
+/// case's CPU per event.
+fn bench_cpu(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut iteration: impl FnMut(&mut CpuTally) -> Duration,
+) {
+    let mut tally = CpuTally::default();
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| iteration(&mut tally)).sum());
+    });
+    tally.report(name);
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -181,37 +197,29 @@ fn bench(c: &mut Criterion) {
             bot
         });
         let next_id = AtomicU64::new(0);
-        let mut tally = CpuTally::default();
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let batch = if webhooks { WEBHOOK_BATCH } else { BATCH };
-                    let batches = events_in(&next_id, conversations, batch);
-                    let base = counter.seen.load(AtomicOrdering::Relaxed);
-                    counter.target.store(base + EVENTS, AtomicOrdering::Relaxed);
-                    let ingress = bot.ingress();
-                    total += tally.time(EVENTS, || {
-                        rt.block_on(async {
-                            match &counter.room {
-                                Some(room) => submit_bounded(&ingress, room, batches).await,
-                                None => {
-                                    for batch in batches {
-                                        ingress.submit(batch).await.expect("accepted");
-                                    }
-                                }
+        bench_cpu(&mut group, name, |tally| {
+            let batch = if webhooks { WEBHOOK_BATCH } else { BATCH };
+            let batches = events_in(&next_id, conversations, batch);
+            let base = counter.seen.load(AtomicOrdering::Relaxed);
+            counter.target.store(base + EVENTS, AtomicOrdering::Relaxed);
+            let ingress = bot.ingress();
+            tally.time(EVENTS, || {
+                rt.block_on(async {
+                    match &counter.room {
+                        Some(room) => submit_bounded(&ingress, room, batches).await,
+                        None => {
+                            for batch in batches {
+                                ingress.submit(batch).await.expect("accepted");
                             }
-                            // A permit left by an earlier iteration only causes one more check.
-                            while counter.seen.load(AtomicOrdering::Relaxed) < base + EVENTS {
-                                counter.done.notified().await;
-                            }
-                        });
-                    });
-                }
-                total
-            });
+                        }
+                    }
+                    // A permit left by an earlier iteration only causes one more check.
+                    while counter.seen.load(AtomicOrdering::Relaxed) < base + EVENTS {
+                        counter.done.notified().await;
+                    }
+                });
+            })
         });
-        tally.report(name);
         rt.block_on(bot.shutdown());
     }
     group.finish();
@@ -326,51 +334,43 @@ fn bench_queue_handoff(c: &mut Criterion) {
             ..Limits::default()
         }));
         let next_id = AtomicU64::new(0);
-        let mut tally = CpuTally::default();
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let batches = events_in(&next_id, 10_000, WEBHOOK_BATCH);
-                    let room = Arc::new(Semaphore::new(SUBMITTERS * WEBHOOK_BATCH));
-                    let produce = {
-                        let (queue, room) = (queue.clone(), room.clone());
-                        async move {
-                            use bot_core::Queue as _;
-                            for batch in batches {
-                                let n = u32::try_from(batch.len()).expect("a small batch");
-                                room.acquire_many(n).await.expect("never closed").forget();
-                                queue.push_batch(batch).await.expect("accepted");
-                            }
-                        }
-                    };
-                    let consume = {
-                        let queue = queue.clone();
-                        async move { drain(&queue, Some(&room)).await }
-                    };
-                    // Built before the timed region: one for the push and one for the pull.
-                    let runtime = || {
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .expect("runtime")
-                    };
-                    let (pushing, pulling) = (runtime(), runtime());
-                    total += tally.time(EVENTS, || {
-                        if threads == 1 {
-                            pulling.block_on(async { tokio::join!(produce, consume) });
-                        } else {
-                            std::thread::scope(|scope| {
-                                scope.spawn(|| pushing.block_on(produce));
-                                pulling.block_on(consume);
-                            });
-                        }
+        bench_cpu(&mut group, name, |tally| {
+            let batches = events_in(&next_id, 10_000, WEBHOOK_BATCH);
+            let room = Arc::new(Semaphore::new(SUBMITTERS * WEBHOOK_BATCH));
+            let produce = {
+                let (queue, room) = (queue.clone(), room.clone());
+                async move {
+                    use bot_core::Queue as _;
+                    for batch in batches {
+                        let n = u32::try_from(batch.len()).expect("a small batch");
+                        room.acquire_many(n).await.expect("never closed").forget();
+                        queue.push_batch(batch).await.expect("accepted");
+                    }
+                }
+            };
+            let consume = {
+                let queue = queue.clone();
+                async move { drain(&queue, Some(&room)).await }
+            };
+            // Built before the timed region: one for the push and one for the pull.
+            let runtime = || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+            };
+            let (pushing, pulling) = (runtime(), runtime());
+            tally.time(EVENTS, || {
+                if threads == 1 {
+                    pulling.block_on(async { tokio::join!(produce, consume) });
+                } else {
+                    std::thread::scope(|scope| {
+                        scope.spawn(|| pushing.block_on(produce));
+                        pulling.block_on(consume);
                     });
                 }
-                total
-            });
+            })
         });
-        tally.report(name);
     }
     group.finish();
 }
