@@ -284,10 +284,7 @@ impl Supervisor {
         };
         // Every failure hands its event back, for the retry or the dead letter.
         let Failed {
-            failure,
-            retryable,
-            error,
-            retry_after,
+            why: (failure, retryable, error, retry_after),
             event,
         } = *failed;
         if failure == TaskFailure::Cancelled {

@@ -55,11 +55,8 @@ pub(crate) struct Completion {
 /// What a failed attempt reports beyond its [`Completion`].
 #[derive(Debug)]
 pub(crate) struct Failed {
-    pub(crate) failure: TaskFailure,
-    pub(crate) retryable: bool,
-    pub(crate) error: Option<String>,
-    /// When the handler's error said to retry (a platform's `Retry-After`), if it did.
-    pub(crate) retry_after: Option<Duration>,
+    /// What failed, whether a retry may succeed, the error's text, and when it said to retry.
+    pub(crate) why: Failure,
     /// The event, handed back for a retry or a dead letter.
     pub(crate) event: Event,
 }
@@ -67,7 +64,7 @@ pub(crate) struct Failed {
 impl Completion {
     /// How the attempt ended: `None` for a success.
     pub(crate) fn failure(&self) -> Option<TaskFailure> {
-        self.failed.as_ref().map(|f| f.failure)
+        self.failed.as_ref().map(|f| f.why.0)
     }
 }
 
@@ -446,15 +443,12 @@ fn panicked(panic: &(dyn std::any::Any + Send)) -> Failure {
 fn completion(delivery: Delivery, result: Result<(), Failure>, started: Instant) -> Completion {
     let failed = match result {
         Ok(()) => None,
-        Err((failure, retryable, error, retry_after)) => {
-            if failure == TaskFailure::Panic {
+        Err(why) => {
+            if let (TaskFailure::Panic, _, error, _) = &why {
                 tracing::error!(panic = error.as_deref().unwrap_or(""), "handler panicked");
             }
             Some(Box::new(Failed {
-                failure,
-                retryable,
-                error,
-                retry_after,
+                why,
                 event: delivery.event,
             }))
         }
@@ -472,7 +466,7 @@ fn completion(delivery: Delivery, result: Result<(), Failure>, started: Instant)
 pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 /// What failed, whether a retry may succeed, the error's text, and when the error said to retry.
-type Failure = (TaskFailure, bool, Option<String>, Option<Duration>);
+pub(crate) type Failure = (TaskFailure, bool, Option<String>, Option<Duration>);
 
 /// A handler attempt still running after its first poll: its time-out, the shutdown's
 /// cancellation and the grace period after either.
