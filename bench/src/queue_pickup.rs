@@ -3,7 +3,9 @@
 //!
 //! Two queues on one schema, each with its own pools and its own `LISTEN` connection, as two
 //! processes have: one waits in `pull`, the other pushes one event; the clock runs from the
-//! push's start (and, separately, from its commit: `push_batch` returning) to `pull` returning.
+//! push's start (and, separately, from its answer: `push_batch` returning) to `pull` returning.
+//! An idle queue's push commits before its flush to disk is over and is answered after it, so
+//! the pickup usually comes before the answer (0 from it).
 //! The puller only learns of the event through PostgreSQL (the pusher's `NOTIFY`, or the poll as
 //! the fallback), as a worker process of a webhook process does. Each push comes `--gap` after
 //! the puller began to wait, so that every sample starts from an idle puller.
@@ -48,10 +50,11 @@ struct Pickup {
     samples: u32,
     /// From the push's start to the puller's `pull` returning.
     from_push_us: Percentiles,
-    /// From the push's commit (`push_batch` returning) to `pull` returning.
+    /// From the push's answer (`push_batch` returning) to `pull` returning, 0 when the pull came
+    /// first.
     from_commit_us: Percentiles,
-    /// The push itself: from its start to `push_batch` returning (its statement, its commit's
-    /// flush, the hand-overs around them).
+    /// The push itself: from its start to `push_batch` returning (its statement and its commit,
+    /// the flush to disk behind it, the hand-overs around them).
     push_us: Percentiles,
 }
 
@@ -150,7 +153,7 @@ fn row(p: &Pickup) -> Row {
     Row {
         name: "queue-pickup (idle PgQueue, another process's push)".to_owned(),
         result: format!(
-            "from the push's start p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; from its commit \
+            "from the push's start p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; from its answer \
              p50 {:.2} ms, p99 {:.2} ms; the push itself p50 {:.2} ms ({} samples)",
             ms(push.p50),
             ms(push.p99),

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (9, "a small claim looks at both slots at once", V9),
     (10, "the claim over both slots keeps its plan", V10),
+    (
+        11,
+        "pushes visible at their commit, answered once on disk",
+        V11,
+    ),
 ];
 
 const V1: &str = r#"
@@ -869,6 +874,19 @@ BEGIN
     ) v;
 END
 $$;
+"#;
+
+// A push on an idle queue commits without waiting for the disk, so that the event can be
+// claimed at once, and its caller is answered only after a second, tiny transaction on the same
+// connection has committed the usual way: this upsert of the backend's own row, whose commit
+// waits for the WAL to be on disk up to and past the push's commit record (see
+// `pg::queue::sql::FLUSH`). One row per server process that ever pushed; rows of processes gone
+// are deleted by the queue's upkeep.
+const V11: &str = r#"
+CREATE TABLE botrt_flushes (
+    backend integer PRIMARY KEY,
+    flushes bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 50);
 "#;
 
 /// Creates or updates the bot's tables in the pool's schema (creating the schema too).

@@ -65,6 +65,13 @@
 //! own count once it is committed. Within a group, events take their ids in the order of the
 //! pushes, so two pushes of one conversation in one group keep the order in which they came.
 //!
+//! A push that announces itself with its `NOTIFY` (an idle queue's) commits without waiting for
+//! the disk, so that it can be claimed at once, and is answered only once a second transaction
+//! behind it on its connection, whose commit waits for the disk (migration 11,
+//! `botrt_flushes`), has committed: a handler may start a millisecond before its event is on
+//! disk, and a server crash in that millisecond fails the push's webhook, whose retry runs it
+//! again.
+//!
 //! # What a claim and a completion write
 //!
 //! A claim writes no event: it locks the events it takes and inserts one small row per event

@@ -12,8 +12,8 @@ use super::counters::QueueStats;
 use super::inner::Inner;
 use super::sql::{
     DEDUP_PRUNE_STEPS, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, PRUNE_DEAD, PRUNE_DEDUP,
-    PRUNE_LANES, PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_EXACT_SPAN, STATS_INTERVAL,
-    STATS_SAMPLES, VACUUM_LEASES, interval_millis,
+    PRUNE_FLUSHES, PRUNE_LANES, PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_EXACT_SPAN,
+    STATS_INTERVAL, STATS_SAMPLES, VACUUM_LEASES, interval_millis,
 };
 use crate::error::{Error, ErrorKind};
 
@@ -203,6 +203,16 @@ impl Inner {
             .await
         {
             tracing::warn!(error = %e, "postgres: pruning conversation locks failed");
+        }
+        if let Err(e) = self
+            .prune(
+                PRUNE_FLUSHES,
+                &[],
+                "pruning the flush rows of gone backends",
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "postgres: pruning flush rows failed");
         }
         dedup_done
     }

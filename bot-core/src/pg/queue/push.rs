@@ -34,7 +34,8 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::inner::Inner;
 use super::sql::{
-    NOTIFY_IF_PUSHED, PUSH, PUSH_NOTIFY, PUSH_UNORDERED, PUSH_UNORDERED_NOTIFY, TEXTS,
+    FLUSH, NOTIFY_IF_PUSHED, PUSH, PUSH_EARLY, PUSH_EARLY_NOTIFY, PUSH_UNORDERED,
+    PUSH_UNORDERED_EARLY, PUSH_UNORDERED_EARLY_NOTIFY, TEXTS,
 };
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
@@ -231,6 +232,14 @@ impl Inner {
     /// answer of the `NOTIFY` behind a push is not awaited: should it fail (the server's
     /// notification queue full, the backend gone between the two), the other processes find the
     /// events at their next poll (`poll_interval`).
+    ///
+    /// A push announced in either of the first two ways (one after a quiet spell, or the first
+    /// after a debounce) commits early: without waiting for the disk, so that the processes told
+    /// can claim its events at once, while [`FLUSH`], sent behind it (and behind its `NOTIFY`),
+    /// waits for the disk before the push is answered (see [`FLUSH`] for what that changes). On
+    /// an idle queue this takes the disk's flush, a millisecond or more here, out of the time
+    /// from the push to its pickup. A push not announced commits the usual way: under load the
+    /// pushes go out back to back, one commit each.
     async fn write(&self, parts: &[Part], may_notify: bool) -> Result<Vec<i64>, Failure> {
         let rows: usize = parts.iter().map(|p| p.events.len()).sum();
         let mut platforms = Vec::with_capacity(rows);
@@ -248,11 +257,15 @@ impl Inner {
         self.count(&self.counters.push_statements, 1);
         let notify = may_notify && self.wakeups.take_notification();
         let behind = !notify && self.wakeups.take_notification_now();
-        let statement = match (self.ordered, notify) {
-            (true, false) => PUSH,
-            (true, true) => PUSH_NOTIFY,
-            (false, false) => PUSH_UNORDERED,
-            (false, true) => PUSH_UNORDERED_NOTIFY,
+        // Announced now: committed early, and answered once `FLUSH` has committed behind it.
+        let early = notify || behind;
+        let statement = match (self.ordered, notify, behind) {
+            (true, true, _) => PUSH_EARLY_NOTIFY,
+            (true, false, true) => PUSH_EARLY,
+            (true, false, false) => PUSH,
+            (false, true, _) => PUSH_UNORDERED_EARLY_NOTIFY,
+            (false, false, true) => PUSH_UNORDERED_EARLY,
+            (false, false, false) => PUSH_UNORDERED,
         };
         let channel = &self.wakeups.channel;
         let push = async {
@@ -291,43 +304,79 @@ impl Inner {
                 .await
                 .map_err(map)?;
             let arrays: [&(dyn ToSql + Sync); 4] = [&platforms, &ids, &conversations, &payloads];
-            let (rows, announced) = if notify {
-                let [a, b, c, d] = arrays;
-                (conn.query(&prepared, &[a, b, c, d, channel]).await, true)
-            } else if behind {
+            // A flush that failed behind a push that went in: not one push's data's doing.
+            let mut flush_failed = false;
+            let rows = if early {
                 // tokio-postgres writes a request at its future's first poll: the push is sent,
-                // then the `NOTIFY`, which the server runs in a transaction of its own once the
-                // push has committed. Only the push's answer is awaited; the `NOTIFY`'s is left
-                // to the connection, which drops it (waiting for it held the writer, and the
-                // pushes behind it, for the notification's commit: 2-4 % fewer events/s end to
-                // end).
-                let push = conn.query(&prepared, &arrays);
+                // then (unless it carries it) the `NOTIFY`, which the server runs in a
+                // transaction of its own once the push has committed, then `FLUSH`. The push's
+                // answer and the flush's are awaited; the `NOTIFY`'s is left to the connection,
+                // which drops it (waiting for it held the writer, and the pushes behind it, for
+                // the notification's commit: 2-4 % fewer events/s end to end).
+                let [a, b, c, d] = arrays;
+                let with_channel: [&(dyn ToSql + Sync); 5] = [a, b, c, d, channel];
+                let params: &[&(dyn ToSql + Sync)] = if notify { &with_channel } else { &arrays };
+                let push = conn.query(&prepared, params);
                 let channel_param = [(channel as &(dyn ToSql + Sync), Type::TEXT)];
-                let notify = conn.query_typed(NOTIFY_IF_PUSHED, &channel_param);
-                let (mut push, mut notify) = (std::pin::pin!(push), std::pin::pin!(notify));
-                let mut notify_sent = false;
-                let rows = std::future::poll_fn(|cx| {
-                    let rows = push.as_mut().poll(cx);
-                    if !notify_sent {
-                        notify_sent = true;
-                        // Sent at this first poll; an error there (the connection gone) fails
-                        // the push too.
-                        let _ = notify.as_mut().poll(cx);
+                let announce = behind.then(|| conn.query_typed(NOTIFY_IF_PUSHED, &channel_param));
+                let flush = conn.query_typed(FLUSH, &[]);
+                let (mut push, mut flush) = (std::pin::pin!(push), std::pin::pin!(flush));
+                let mut announce = std::pin::pin!(announce);
+                let (mut rows, mut flushed) = (None, None);
+                let mut sent = false;
+                let (rows, flushed) = std::future::poll_fn(|cx| {
+                    if rows.is_none()
+                        && let std::task::Poll::Ready(r) = push.as_mut().poll(cx)
+                    {
+                        rows = Some(r);
                     }
-                    rows
+                    if !sent {
+                        sent = true;
+                        // Sent at this first poll, in this order; an error there (the
+                        // connection gone) fails the push and the flush too.
+                        if let Some(announce) = announce.as_mut().as_pin_mut() {
+                            let _ = announce.poll(cx);
+                        }
+                    }
+                    if flushed.is_none()
+                        && let std::task::Poll::Ready(r) = flush.as_mut().poll(cx)
+                    {
+                        flushed = Some(r);
+                    }
+                    match (rows.take(), flushed.take()) {
+                        (Some(r), Some(f)) => std::task::Poll::Ready((r, f)),
+                        (r, f) => {
+                            (rows, flushed) = (r, f);
+                            std::task::Poll::Pending
+                        }
+                    }
                 })
                 .await;
-                (rows, true)
+                // The push's own failure first (it says why); a push that went in but whose
+                // flush failed is not known to be on disk: failed, and sent again.
+                match (rows, flushed) {
+                    (Ok(_), Err(e)) => {
+                        tracing::debug!(
+                            error = %e, "postgres: a push committed early; its flush failed"
+                        );
+                        flush_failed = true;
+                        Err(e)
+                    }
+                    (rows, _) => rows,
+                }
             } else {
-                (conn.query(&prepared, &arrays).await, false)
+                conn.query(&prepared, &arrays).await
             };
+            let announced = early;
             let rows = rows.map_err(|e| {
                 // The server no longer knows the statement (a `DISCARD ALL`, a pooler between):
                 // prepared again at the connection's next push instead of failing them all.
                 if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) {
                     conn.statement_cache.remove(statement, types);
                 }
-                map(e)
+                let mut f = map(e);
+                f.data &= !flush_failed;
+                f
             })?;
             let positions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
             Ok::<_, Failure>((positions, announced))
@@ -367,7 +416,7 @@ fn caused_by_data(code: &str) -> bool {
 }
 
 /// Each part's number of events among `positions` (1-based, over all the parts' events in
-/// order; position 0, a carried `NOTIFY`'s row, belongs to none).
+/// order; position 0, the row of a carried `NOTIFY` or of an early commit, belongs to none).
 fn accepted_per_part(lens: impl Iterator<Item = usize>, positions: &[i64]) -> Vec<usize> {
     let mut positions: Vec<usize> = positions
         .iter()

@@ -79,6 +79,19 @@ macro_rules! push_fresh {
     };
 }
 
+/// What an unordered push that commits the usual way adds: when none of its events is fresh, the
+/// upsert of [`FLUSH`], so that its commit waits for the disk too ([`PUSH_UNORDERED`]).
+macro_rules! flush_when_none_fresh {
+    () => {
+        "
+, flushed AS (
+    INSERT INTO botrt_flushes AS f (backend)
+    SELECT pg_backend_pid() WHERE NOT EXISTS (SELECT 1 FROM fresh)
+    ON CONFLICT (backend) DO UPDATE SET flushes = f.flushes + 1
+)"
+    };
+}
+
 /// What a push that carries the queue's `NOTIFY` adds: the notification goes out with the push's
 /// commit (none if it rolls back, none if it inserted nothing), with no statement of its own. Its
 /// row (position 0) belongs to no push.
@@ -107,20 +120,80 @@ SELECT pg_notify($1, '') FROM (
     WHERE current_setting('botrt.pushed', true) = 'y'
 ) AS pushed";
 
+/// What a push that commits without waiting for the disk adds (an idle queue's push, announced
+/// at once): its events can be claimed as soon as it commits, a millisecond or more before its
+/// commit record is on disk, and its caller waits for [`FLUSH`] instead, sent right behind it.
+/// Its row (position 0) belongs to no push.
+macro_rules! commit_early {
+    () => {
+        "
+UNION ALL SELECT 0 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS early"
+    };
+}
+
+/// The second transaction of a push that committed early ([`commit_early!`]), on the same
+/// connection right behind it (and behind its `NOTIFY`): an upsert of this server process's own
+/// row in `botrt_flushes`, whose commit waits, as any commit that wrote does (under the
+/// session's `synchronous_commit`), until the WAL is on disk (and on the synchronous standbys,
+/// when there are some) up to its own commit record, which comes after the push's. The push's
+/// caller is answered only once it has; if it fails, the caller is answered that the push
+/// failed and the platform sends the events again (deduplicated if the push was kept after all).
+///
+/// What the early commit changes: an event may be claimed and handled before its push is on
+/// disk. Should the server crash in that millisecond, the push is lost, its webhook answered
+/// 503 (no `200` was sent) and the platform's retry runs the event again: at least once, as with
+/// a handler that crashed before its acknowledgement. A claim itself commits without waiting
+/// (migration 4), and its events' pushes are on disk by the time the claim's effects could
+/// matter to anyone but the handler.
+pub(super) const FLUSH: &str = "
+INSERT INTO botrt_flushes AS f (backend) VALUES (pg_backend_pid())
+ON CONFLICT (backend) DO UPDATE SET flushes = f.flushes + 1";
+
 /// The push of an ordered queue: the positions of the events it inserted.
 pub(super) const PUSH: &str = concat!(push_input!(), push_locked_fresh!(), push_insert!());
-/// [`PUSH`] announcing itself to the other processes (`$5`: the channel).
-pub(super) const PUSH_NOTIFY: &str = concat!(
+/// [`PUSH`] committing early ([`commit_early!`], the caller then waits for [`FLUSH`]).
+pub(super) const PUSH_EARLY: &str = concat!(
     push_input!(),
     push_locked_fresh!(),
     push_insert!(),
+    commit_early!()
+);
+/// [`PUSH_EARLY`] announcing itself to the other processes (`$5`: the channel).
+pub(super) const PUSH_EARLY_NOTIFY: &str = concat!(
+    push_input!(),
+    push_locked_fresh!(),
+    push_insert!(),
+    commit_early!(),
     with_notify!()
 );
 /// The push of an unordered queue.
-pub(super) const PUSH_UNORDERED: &str = concat!(push_input!(), push_fresh!(), push_insert!());
-/// [`PUSH_UNORDERED`] announcing itself to the other processes (`$5`: the channel).
-pub(super) const PUSH_UNORDERED_NOTIFY: &str =
-    concat!(push_input!(), push_fresh!(), push_insert!(), with_notify!());
+///
+/// A push that inserts nothing (every event a duplicate) writes nothing else either, so its
+/// commit would not wait for the disk, and its caller could be told "already here" about an
+/// event whose push committed early and is not on disk yet: it then upserts its server
+/// process's row in `botrt_flushes`, as [`FLUSH`] does, and waits for the disk like any push. (An
+/// ordered push always writes its conversations' lock rows.)
+pub(super) const PUSH_UNORDERED: &str = concat!(
+    push_input!(),
+    push_fresh!(),
+    flush_when_none_fresh!(),
+    push_insert!()
+);
+/// [`PUSH_UNORDERED`] committing early ([`commit_early!`], the caller then waits for [`FLUSH`]).
+pub(super) const PUSH_UNORDERED_EARLY: &str = concat!(
+    push_input!(),
+    push_fresh!(),
+    push_insert!(),
+    commit_early!()
+);
+/// [`PUSH_UNORDERED_EARLY`] announcing itself to the other processes (`$5`: the channel).
+pub(super) const PUSH_UNORDERED_EARLY_NOTIFY: &str = concat!(
+    push_input!(),
+    push_fresh!(),
+    push_insert!(),
+    commit_early!(),
+    with_notify!()
+);
 
 // Imported rows come from a temporary table filled by `COPY`, in the order they were written:
 // a temporary table is never scanned in parallel nor from a synchronised starting point.
@@ -353,6 +426,16 @@ WITH idle AS (
     FOR UPDATE SKIP LOCKED
 ), gone AS (
     DELETE FROM botrt_lanes l USING idle i WHERE l.lane = i.lane
+    RETURNING 1
+)
+SELECT count(*) FROM gone";
+
+// The flush rows of server processes that are gone (`botrt_flushes`, migration 11): a row is
+// only a place to write, and a process that pushes again makes its row again.
+pub(super) const PRUNE_FLUSHES: &str = "
+WITH gone AS (
+    DELETE FROM botrt_flushes f
+    WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = f.backend)
     RETURNING 1
 )
 SELECT count(*) FROM gone";
