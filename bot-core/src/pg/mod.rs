@@ -69,7 +69,7 @@
 //! the disk, so that it can be claimed at once, and is answered only once a second transaction
 //! behind it on its connection, whose commit waits for the disk (migration 11,
 //! `botrt_flushes`), has committed: a handler may start a millisecond before its event is on
-//! disk, and a server crash in that millisecond fails the push's webhook, whose retry runs it
+//! disk, and a server crash before it is fails the push's webhook, whose retry runs it
 //! again.
 //!
 //! # What a claim and a completion write

@@ -337,6 +337,9 @@ impl Inner {
                         if let Some(announce) = announce.as_mut().as_pin_mut() {
                             let _ = announce.poll(cx);
                         }
+                        // Its answer is not read: dropped, the connection throws it away
+                        // instead of holding it (and the flush's answer behind it) for a reader.
+                        announce.set(None);
                     }
                     if flushed.is_none()
                         && let std::task::Poll::Ready(r) = flush.as_mut().poll(cx)
@@ -356,8 +359,12 @@ impl Inner {
                 // flush failed is not known to be on disk: failed, and sent again.
                 match (rows, flushed) {
                     (Ok(_), Err(e)) => {
-                        tracing::debug!(
-                            error = %e, "postgres: a push committed early; its flush failed"
+                        // Committed, maybe not on disk: answered as failed (the platform
+                        // sends it again, deduplicated if it was kept), not counted as pushed.
+                        tracing::warn!(
+                            error = %e,
+                            "postgres: a push committed early and its flush failed; answered \
+                             as failed"
                         );
                         flush_failed = true;
                         Err(e)
@@ -462,6 +469,63 @@ mod tests {
             },
             rx,
         )
+    }
+
+    /// Each push statement, run in a transaction that is rolled back, and the
+    /// `synchronous_commit` its commit would have had: the announced pushes commit early, the
+    /// others the usual way (against the real server: the setting must be made by the statement
+    /// itself, in its own transaction).
+    #[tokio::test]
+    async fn announced_pushes_commit_early_and_the_others_wait_for_the_disk() {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let pool = crate::pg::PgPool::builder(&url)
+            .schema("u_push_commit")
+            .max_size(2)
+            .build()
+            .unwrap();
+        let conn = pool.get().await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {url} ({e}); start it or set DATABASE_URL")
+        });
+        conn.batch_execute("DROP SCHEMA IF EXISTS u_push_commit CASCADE")
+            .await
+            .unwrap();
+        crate::pg::migrate(&pool).await.unwrap();
+        let texts = |v: &str| vec![v.to_owned()];
+        let (platforms, ids, conversations, payloads) =
+            (texts("t"), texts("e1"), texts("c"), texts("{}"));
+        let channel = "botrt_test".to_owned();
+        for (statement, early) in [
+            (PUSH, false),
+            (PUSH_EARLY, true),
+            (PUSH_EARLY_NOTIFY, true),
+            (PUSH_UNORDERED, false),
+            (PUSH_UNORDERED_EARLY, true),
+            (PUSH_UNORDERED_EARLY_NOTIFY, true),
+        ] {
+            conn.batch_execute("BEGIN").await.unwrap();
+            let four: [&(dyn ToSql + Sync); 4] = [&platforms, &ids, &conversations, &payloads];
+            let five: [&(dyn ToSql + Sync); 5] =
+                [&platforms, &ids, &conversations, &payloads, &channel];
+            let params: &[&(dyn ToSql + Sync)] = if statement.contains("$5") {
+                &five
+            } else {
+                &four
+            };
+            let rows = conn.query(statement, params).await.unwrap();
+            assert!(rows.iter().any(|r| r.get::<_, i64>(0) == 1), "e1 inserted");
+            let setting: String = conn
+                .query_one("SELECT current_setting('synchronous_commit')", &[])
+                .await
+                .unwrap()
+                .get(0);
+            conn.batch_execute("ROLLBACK").await.unwrap();
+            let expected = if early { "off" } else { "on" };
+            assert_eq!(setting, expected, "{statement}");
+        }
+        conn.batch_execute("DROP SCHEMA u_push_commit CASCADE")
+            .await
+            .unwrap();
     }
 
     #[test]

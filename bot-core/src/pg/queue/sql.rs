@@ -140,11 +140,10 @@ UNION ALL SELECT 0 FROM (SELECT set_config('synchronous_commit', 'off', true)) A
 /// failed and the platform sends the events again (deduplicated if the push was kept after all).
 ///
 /// What the early commit changes: an event may be claimed and handled before its push is on
-/// disk. Should the server crash in that millisecond, the push is lost, its webhook answered
+/// disk. Should the server crash before it is (by this flush or, if it fails, by the WAL
+/// writer's, at most three `wal_writer_delay`s later), the push is lost, its webhook answered
 /// 503 (no `200` was sent) and the platform's retry runs the event again: at least once, as with
-/// a handler that crashed before its acknowledgement. A claim itself commits without waiting
-/// (migration 4), and its events' pushes are on disk by the time the claim's effects could
-/// matter to anyone but the handler.
+/// a handler that crashed before its acknowledgement.
 pub(super) const FLUSH: &str = "
 INSERT INTO botrt_flushes AS f (backend) VALUES (pg_backend_pid())
 ON CONFLICT (backend) DO UPDATE SET flushes = f.flushes + 1";
