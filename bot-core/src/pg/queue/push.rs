@@ -233,13 +233,14 @@ impl Inner {
     /// notification queue full, the backend gone between the two), the other processes find the
     /// events at their next poll (`poll_interval`).
     ///
-    /// A push announced in either of the first two ways (one after a quiet spell, or the first
-    /// after a debounce) commits early: without waiting for the disk, so that the processes told
-    /// can claim its events at once, while [`FLUSH`], sent behind it (and behind its `NOTIFY`),
+    /// A push announced in either of the first two ways commits early when no push statement
+    /// of this queue started in the 5 ms before it (one that carries its `NOTIFY` always does:
+    /// none went out for 50 ms): without waiting for the disk, so that the processes told can
+    /// claim its events at once, while [`FLUSH`], sent behind it (and behind its `NOTIFY`),
     /// waits for the disk before the push is answered (see [`FLUSH`] for what that changes). On
     /// an idle queue this takes the disk's flush, a millisecond or more here, out of the time
-    /// from the push to its pickup. A push not announced commits the usual way: under load the
-    /// pushes go out back to back, one commit each.
+    /// from the push to its pickup. The others commit the usual way: under load the pushes go
+    /// out back to back, one commit each.
     async fn write(&self, parts: &[Part], may_notify: bool) -> Result<Vec<i64>, Failure> {
         let rows: usize = parts.iter().map(|p| p.events.len()).sum();
         let mut platforms = Vec::with_capacity(rows);
@@ -257,9 +258,12 @@ impl Inner {
         self.count(&self.counters.push_statements, 1);
         let notify = may_notify && self.wakeups.take_notification();
         let behind = !notify && self.wakeups.take_notification_now();
-        // Announced now: committed early, and answered once `FLUSH` has committed behind it.
-        let early = notify || behind;
-        let statement = match (self.ordered, notify, behind) {
+        // Announced now after a quiet spell: committed early, and answered once `FLUSH` has
+        // committed behind it. (A push that carries its `NOTIFY` comes after 50 ms without one,
+        // so after a quiet spell too.)
+        let quiet = self.wakeups.push_after_quiet();
+        let early = notify || (behind && quiet);
+        let statement = match (self.ordered, notify, early) {
             (true, true, _) => PUSH_EARLY_NOTIFY,
             (true, false, true) => PUSH_EARLY,
             (true, false, false) => PUSH,
@@ -306,23 +310,25 @@ impl Inner {
             let arrays: [&(dyn ToSql + Sync); 4] = [&platforms, &ids, &conversations, &payloads];
             // A flush that failed behind a push that went in: not one push's data's doing.
             let mut flush_failed = false;
-            let rows = if early {
+            let rows = if early || behind {
                 // tokio-postgres writes a request at its future's first poll: the push is sent,
-                // then (unless it carries it) the `NOTIFY`, which the server runs in a
-                // transaction of its own once the push has committed, then `FLUSH`. The push's
-                // answer and the flush's are awaited; the `NOTIFY`'s is left to the connection,
-                // which drops it (waiting for it held the writer, and the pushes behind it, for
-                // the notification's commit: 2-4 % fewer events/s end to end).
+                // then (when it does not carry it) the `NOTIFY`, which the server runs in a
+                // transaction of its own once the push has committed, then, for a push that
+                // commits early, `FLUSH`. The push's answer and the flush's are awaited; the
+                // `NOTIFY`'s is left to the connection, which drops it (waiting for it held the
+                // writer, and the pushes behind it, for the notification's commit: 2-4 % fewer
+                // events/s end to end).
                 let [a, b, c, d] = arrays;
                 let with_channel: [&(dyn ToSql + Sync); 5] = [a, b, c, d, channel];
                 let params: &[&(dyn ToSql + Sync)] = if notify { &with_channel } else { &arrays };
                 let push = conn.query(&prepared, params);
                 let channel_param = [(channel as &(dyn ToSql + Sync), Type::TEXT)];
                 let announce = behind.then(|| conn.query_typed(NOTIFY_IF_PUSHED, &channel_param));
-                let flush = conn.query_typed(FLUSH, &[]);
-                let (mut push, mut flush) = (std::pin::pin!(push), std::pin::pin!(flush));
-                let mut announce = std::pin::pin!(announce);
-                let (mut rows, mut flushed) = (None, None);
+                let flush = early.then(|| conn.query_typed(FLUSH, &[]));
+                let mut push = std::pin::pin!(push);
+                let (mut announce, mut flush) = (std::pin::pin!(announce), std::pin::pin!(flush));
+                // No flush: as good as done.
+                let (mut rows, mut flushed) = (None, (!early).then_some(Ok(Vec::new())));
                 let mut sent = false;
                 let (rows, flushed) = std::future::poll_fn(|cx| {
                     if rows.is_none()
@@ -342,7 +348,8 @@ impl Inner {
                         announce.set(None);
                     }
                     if flushed.is_none()
-                        && let std::task::Poll::Ready(r) = flush.as_mut().poll(cx)
+                        && let Some(flush) = flush.as_mut().as_pin_mut()
+                        && let std::task::Poll::Ready(r) = flush.poll(cx)
                     {
                         flushed = Some(r);
                     }
@@ -374,7 +381,7 @@ impl Inner {
             } else {
                 conn.query(&prepared, &arrays).await
             };
-            let announced = early;
+            let announced = early || behind;
             let rows = rows.map_err(|e| {
                 // The server no longer knows the statement (a `DISCARD ALL`, a pooler between):
                 // prepared again at the connection's next push instead of failing them all.
