@@ -32,6 +32,18 @@ impl PgCluster {
     /// When the PostgreSQL binaries are missing or the cluster does not start: the test cannot
     /// run without it and must not pass.
     pub(crate) fn start(name: &str) -> Self {
+        Self::start_with(name, false)
+    }
+
+    /// As [`PgCluster::start`], with commits that wait for their WAL to be written out
+    /// (`synchronous_commit = on`; `fsync` stays off): what a crash of the server alone (an
+    /// immediate shutdown, not the machine's) cannot take back, as on a production server.
+    #[allow(dead_code)] // Not every test binary that includes this module crashes the server.
+    pub(crate) fn start_committing(name: &str) -> Self {
+        Self::start_with(name, true)
+    }
+
+    fn start_with(name: &str, synchronous_commit: bool) -> Self {
         let bin = find_bin();
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(format!(
@@ -70,8 +82,9 @@ impl PgCluster {
         );
         let conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n",
-            cluster.dir.display()
+             fsync = off\nsynchronous_commit = {}\nfull_page_writes = off\nmax_connections = 100\n",
+            cluster.dir.display(),
+            if synchronous_commit { "on" } else { "off" }
         );
         cluster.append_conf(&conf);
         cluster.pg_ctl(&["start", "-w", "-t", "60"]);
@@ -95,6 +108,14 @@ impl PgCluster {
     /// `pg_ctl -m fast restart`: every connection is cut, the server comes back on the same port.
     pub(crate) fn restart_fast(&self) {
         self.pg_ctl(&["restart", "-m", "fast", "-w", "-t", "60"]);
+        self.wait_accepting(Duration::from_secs(60));
+    }
+
+    /// `pg_ctl -m immediate restart`: the server stops as in a crash (no checkpoint, every
+    /// connection cut) and recovers from its WAL when it starts again on the same port.
+    #[allow(dead_code)] // Not every test binary that includes this module crashes the server.
+    pub(crate) fn restart_immediate(&self) {
+        self.pg_ctl(&["restart", "-m", "immediate", "-w", "-t", "60"]);
         self.wait_accepting(Duration::from_secs(60));
     }
 
