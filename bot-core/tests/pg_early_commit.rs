@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bot_core::limits::Ordering;
-use bot_core::pg::{PgConnection, PgPool};
+use bot_core::pg::{PgConnection, PgPool, PgQueue};
 use bot_core::queue::Queue;
-use support::pg::{eventually, fresh_pool, queue_builder};
+use support::pg::{backend_pid, eventually, fresh_pool, queue_builder};
 use support::text_event;
 
 /// Locks `botrt_flushes` in an open transaction, so that every flush (and every write of the
@@ -22,12 +22,17 @@ async fn hold_the_flushes(pool: &PgPool) -> (PgConnection, i32) {
     conn.batch_execute("BEGIN; LOCK TABLE botrt_flushes IN EXCLUSIVE MODE")
         .await
         .unwrap();
-    let pid: i32 = conn
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(&conn).await;
     (conn, pid)
+}
+
+/// Pushes event `e1` from a task of its own, as a webhook does.
+fn spawn_push(
+    queue: &Arc<PgQueue>,
+) -> tokio::task::JoinHandle<Result<bot_core::queue::PushReport, bot_core::Error>> {
+    let queue = queue.clone();
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move { queue.push_batch(vec![text_event("c", "e1")]).await })
 }
 
 /// Waits until a statement writing a flush row (a push's, not the upkeep's pruning) waits for
@@ -59,11 +64,7 @@ async fn an_idle_push_is_claimed_before_its_caller_is_answered_once_on_disk() {
     let pool = fresh_pool("early_commit").await;
     let queue = Arc::new(queue_builder(&pool).build().unwrap());
     let (holder, pid) = hold_the_flushes(&pool).await;
-    let push = {
-        let queue = queue.clone();
-        #[allow(clippy::disallowed_methods)]
-        tokio::spawn(async move { queue.push_batch(vec![text_event("c", "e1")]).await })
-    };
+    let push = spawn_push(&queue);
     // The push's flush waits for the lock...
     a_flush_waits_for(&pool, pid).await;
     // ... while its event is committed already, and claimed.
@@ -136,11 +137,7 @@ async fn an_unordered_push_of_duplicates_only_waits_for_the_disk_too() {
     let first = queue.push_batch(vec![text_event("c", "e1")]).await.unwrap();
     assert_eq!(first.accepted, 1);
     let (holder, pid) = hold_the_flushes(&pool).await;
-    let again = {
-        let queue = queue.clone();
-        #[allow(clippy::disallowed_methods)]
-        tokio::spawn(async move { queue.push_batch(vec![text_event("c", "e1")]).await })
-    };
+    let again = spawn_push(&queue);
     // It inserts nothing, so without its flush row its commit would not wait for the disk,
     // and it could answer "already here" about a push not on disk yet.
     a_flush_waits_for(&pool, pid).await;

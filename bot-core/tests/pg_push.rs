@@ -10,7 +10,7 @@ use std::time::Duration;
 use bot_core::pg::{PgConnection, PgPool, PgQueue};
 use bot_core::queue::Queue;
 use bot_core::{ErrorKind, Event, Platform};
-use support::pg::{eventually, fresh_pool, queue_builder};
+use support::pg::{backend_pid, eventually, fresh_pool, queue_builder};
 use support::queue::drain_acking;
 use support::text_event;
 
@@ -31,11 +31,7 @@ async fn hold_the_lane(pool: &PgPool) -> (PgConnection, i32) {
     )
     .await
     .unwrap();
-    let pid: i32 = conn
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(&conn).await;
     (conn, pid)
 }
 

@@ -52,6 +52,14 @@ pub(crate) async fn fresh_pool_with(
     pool
 }
 
+/// The server process id of `conn`'s session (to find, in `pg_stat_activity`, what waits for it).
+pub(crate) async fn backend_pid(conn: &pg::PgConnection) -> i32 {
+    conn.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("the backend's pid")
+        .get(0)
+}
+
 /// A queue builder on `pool` with quick timings for tests.
 pub(crate) fn queue_builder(pool: &PgPool) -> PgQueueBuilder {
     PgQueue::builder(pool)
