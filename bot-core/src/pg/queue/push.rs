@@ -498,6 +498,10 @@ mod tests {
             .await
             .unwrap();
         crate::pg::migrate(&pool).await.unwrap();
+        // What the statements change, whatever the server's default.
+        conn.batch_execute("SET synchronous_commit = on")
+            .await
+            .unwrap();
         let texts = |v: &str| vec![v.to_owned()];
         let (platforms, ids, conversations, payloads) =
             (texts("t"), texts("e1"), texts("c"), texts("{}"));
