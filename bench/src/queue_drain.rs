@@ -83,6 +83,13 @@ pub(crate) struct QueueDrainArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,2,4",
           value_parser = clap::value_parser!(u16).range(1..=32))]
     processes: Vec<u16>,
+    /// Runs of every combination, one round after another, the process counts in the given
+    /// order in even rounds and reversed in odd ones (so that no count always runs after the
+    /// same one). With more than one, a summary follows the table: each count's median events/s
+    /// and its median ratio to the first count's run of the same round, since this machine's
+    /// speed drifts between rounds by more than the differences measured.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
     /// Conversations the events are spread over.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     conversations: u64,
@@ -203,6 +210,12 @@ pub(crate) async fn run(args: &QueueDrainArgs) -> ExitCode {
         crate::print_json(&results);
     } else {
         println!("{}", table(&results));
+        if args.rounds > 1 {
+            println!(
+                "{}",
+                rounds_summary(&results, args.rounds, args.processes[0])
+            );
+        }
     }
     let mut code = ExitCode::SUCCESS;
     for drained in &results {
@@ -224,6 +237,9 @@ async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
                 "--through-webhooks and --graphile-worker run with the PostgreSQL queue".to_owned(),
             );
         }
+        if args.rounds > 1 {
+            return Err("--rounds runs with the PostgreSQL queue".to_owned());
+        }
         return nats::drain_all(args).await;
     }
     let url = database_url(args);
@@ -241,23 +257,98 @@ async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
         None
     };
     let mut results = Vec::new();
-    for &events in &args.events {
-        for &processes in &args.processes {
-            let mut drained = drain_once(args, &url, &admin, &worker, events, processes).await?;
-            if let Some(script) = &graphile {
-                let conn = admin.get().await.map_err(|e| format!("connecting: {e}"))?;
-                let timed =
-                    graphile::drain(&conn, script, &url, events, processes, args.timeout).await?;
-                drained.graphile_worker_events_per_second =
-                    Some(events as f64 / timed.elapsed.as_secs_f64());
+    for round in 0..args.rounds {
+        let mut counts = args.processes.clone();
+        if round % 2 == 1 {
+            counts.reverse();
+        }
+        for &events in &args.events {
+            for &processes in &counts {
+                let mut drained =
+                    drain_once(args, &url, &admin, &worker, events, processes).await?;
+                if let Some(script) = &graphile {
+                    let conn = admin.get().await.map_err(|e| format!("connecting: {e}"))?;
+                    let timed =
+                        graphile::drain(&conn, script, &url, events, processes, args.timeout)
+                            .await?;
+                    drained.graphile_worker_events_per_second =
+                        Some(events as f64 / timed.elapsed.as_secs_f64());
+                }
+                if !args.json {
+                    eprintln!("{}", summary(&drained));
+                }
+                results.push(drained);
             }
-            if !args.json {
-                eprintln!("{}", summary(&drained));
-            }
-            results.push(drained);
         }
     }
     Ok(results)
+}
+
+/// The median of `values` (the mean of the two middle ones for an even count); NaN for none.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// What `rounds` rounds measured, run in the order [`drain_all`] runs them: per event count and
+/// process count, the median events/s with its range, and the median, smallest and largest
+/// ratio of each round's run to the run of `baseline` processes in the same round.
+fn rounds_summary(results: &[Drained], rounds: u32, baseline: u16) -> String {
+    let per_round = results.len() / rounds.max(1) as usize;
+    let mut out = format!(
+        "queue-drain over {rounds} rounds\n\
+         | events | processes | median events/s | range | median ratio to {baseline} processes | ratio range |\n\
+         | --- | --- | --- | --- | --- | --- |"
+    );
+    let mut seen: Vec<(u64, u16)> = Vec::new();
+    for d in results {
+        if !seen.contains(&(d.events, d.processes)) {
+            seen.push((d.events, d.processes));
+        }
+    }
+    for (events, processes) in seen {
+        let runs = |count: u16| -> Vec<Option<f64>> {
+            (results.chunks(per_round.max(1)))
+                .map(|round| {
+                    round
+                        .iter()
+                        .find(|d| d.events == events && d.processes == count)
+                        .map(|d| d.events_per_second)
+                })
+                .collect()
+        };
+        let own = runs(processes);
+        let rates: Vec<f64> = own.iter().flatten().copied().collect();
+        let lowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = rates.iter().copied().fold(0.0, f64::max);
+        let ratios: Vec<f64> = (own.iter().zip(runs(baseline)))
+            .filter_map(|(a, b)| Some(a.as_ref()? / b?))
+            .collect();
+        let ratio = |v: f64| format!("{v:.2}x");
+        let (median_ratio, ratio_range) = if ratios.is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = ratios.iter().copied().fold(0.0, f64::max);
+            (
+                ratio(median(ratios)),
+                format!("{}-{}", ratio(low), ratio(high)),
+            )
+        };
+        out.push_str(&format!(
+            "\n| {} | {processes} | {} | {}-{} | {median_ratio} | {ratio_range} |",
+            thousands(events as f64),
+            thousands(median(rates)),
+            thousands(lowest),
+            thousands(highest),
+        ));
+    }
+    out
 }
 
 async fn drain_once(

@@ -119,3 +119,52 @@ fn graphile_worker_and_the_end_rate_set_the_postgres_goals() {
         Verdict::Missed
     );
 }
+
+#[test]
+fn rounds_are_summed_up_by_median_and_by_ratio_within_a_round() {
+    let run = |processes, events_per_second| Drained {
+        backend: Backend::Postgres,
+        events: 1_000_000,
+        processes,
+        ordering: DrainOrdering::PerConversation,
+        load_seconds: 1.0,
+        seconds: 1_000_000.0 / events_per_second,
+        events_per_second,
+        first_gone_seconds: 0.05,
+        steady_events_per_second: events_per_second,
+        handled: 1_000_000,
+        duplicates: 0,
+        claims: 1_000,
+        stale: 0,
+        workers_cpu_seconds: 0.1,
+        worker_peak_rss_kib: 20_480,
+        postgres_backends_cpu_seconds: None,
+        postgres_all_cpu_seconds: None,
+        bare_consumer_events_per_second: None,
+        start_events_per_second: None,
+        end_events_per_second: None,
+        graphile_worker_events_per_second: None,
+        through_webhooks: false,
+    };
+    // Three rounds, the counts reversed in the second; the machine twice as fast in the third:
+    // the ratios are taken within a round (0.9, 1.1, 0.95), not across them.
+    let results = [
+        run(2, 100_000.0),
+        run(4, 90_000.0),
+        run(4, 88_000.0),
+        run(2, 80_000.0),
+        run(2, 200_000.0),
+        run(4, 190_000.0),
+    ];
+    let summary = rounds_summary(&results, 3, 2);
+    assert!(
+        summary.contains("| 1,000,000 | 2 | 100,000 | 80,000-200,000 | 1.00x | 1.00x-1.00x |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| 1,000,000 | 4 | 90,000 | 88,000-190,000 | 0.95x | 0.90x-1.10x |"),
+        "{summary}"
+    );
+    assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
+    assert!(median(Vec::new()).is_nan());
+}
