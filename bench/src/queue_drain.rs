@@ -75,19 +75,20 @@ pub(crate) enum Backend {
 /// `botload scenario queue-drain`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct QueueDrainArgs {
-    /// Events loaded beforehand, one run per count (comma-separated).
+    /// Events loaded beforehand, one run per count and round (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "10000,1000000",
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     events: Vec<u64>,
-    /// Worker processes, one run per count (comma-separated).
+    /// Worker processes, one run per count and round (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4",
           value_parser = clap::value_parser!(u16).range(1..=32))]
     processes: Vec<u16>,
-    /// Runs of every combination, one round after another, the process counts in the given
-    /// order in even rounds and reversed in odd ones (so that no count always runs after the
-    /// same one). With more than one, a summary follows the table: each count's median events/s
-    /// and its median ratio to the first count's run of the same round, since this machine's
-    /// speed drifts between rounds by more than the differences measured.
+    /// Rounds of every combination, one after another: the process counts in the given order in
+    /// the first round, reversed in the second, and so on (so that no count always runs after
+    /// the same one). With more than one, the table is followed by a summary (not with `--json`):
+    /// each count's median events/s, and its median ratio to the first count's run of the same
+    /// round, which a machine whose speed drifts from one minute to the next needs to compare
+    /// process counts. Each count and event count once; not with `--record` or JetStream.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     rounds: u32,
     /// Conversations the events are spread over.
@@ -200,7 +201,8 @@ struct Drained {
     through_webhooks: bool,
 }
 
-/// Runs every combination, prints the results and records a row per combination.
+/// Runs every combination (every round of them), prints the results and records a row per
+/// combination (one round only: see `rounds`).
 pub(crate) async fn run(args: &QueueDrainArgs) -> ExitCode {
     let results = match drain_all(args).await {
         Ok(results) => results,
@@ -231,6 +233,18 @@ fn database_url(args: &QueueDrainArgs) -> String {
 }
 
 async fn drain_all(args: &QueueDrainArgs) -> Result<Vec<Drained>, String> {
+    if args.rounds > 1 {
+        if args.record.record.is_some() {
+            return Err(
+                "--record writes one run's row: not with --rounds (record one round)".to_owned(),
+            );
+        }
+        let once = |v: &[u64]| v.iter().enumerate().all(|(i, x)| !v[..i].contains(x));
+        let counts: Vec<u64> = args.processes.iter().map(|&p| u64::from(p)).collect();
+        if !once(&counts) || !once(&args.events) {
+            return Err("--rounds takes each process count and event count once".to_owned());
+        }
+    }
     if args.backend == Backend::Jetstream {
         if args.through_webhooks || args.graphile_worker {
             return Err(

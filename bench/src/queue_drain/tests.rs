@@ -67,28 +67,10 @@ fn only_two_processes_carry_the_goal() {
 #[test]
 fn graphile_worker_and_the_end_rate_set_the_postgres_goals() {
     let drained = |events, events_per_second, graphile: Option<f64>, end| Drained {
-        backend: Backend::Postgres,
-        events,
-        processes: 2,
-        ordering: DrainOrdering::PerConversation,
-        load_seconds: 1.0,
-        seconds: events as f64 / events_per_second,
-        events_per_second,
-        first_gone_seconds: 0.05,
-        steady_events_per_second: events_per_second,
-        handled: events,
-        duplicates: 0,
-        claims: 10,
-        stale: 0,
-        workers_cpu_seconds: 0.1,
-        worker_peak_rss_kib: 20_480,
-        postgres_backends_cpu_seconds: None,
-        postgres_all_cpu_seconds: None,
-        bare_consumer_events_per_second: None,
         start_events_per_second: Some(70_000.0),
         end_events_per_second: Some(end),
         graphile_worker_events_per_second: graphile,
-        through_webhooks: false,
+        ..postgres_run(events, 2, events_per_second)
     };
     // 100,000 events: graphile-worker in the same run is the bar, not the rate.
     let ahead = row(&drained(100_000, 50_000.0, Some(45_000.0), 70_000.0));
@@ -122,30 +104,7 @@ fn graphile_worker_and_the_end_rate_set_the_postgres_goals() {
 
 #[test]
 fn rounds_are_summed_up_by_median_and_by_ratio_within_a_round() {
-    let run = |processes, events_per_second| Drained {
-        backend: Backend::Postgres,
-        events: 1_000_000,
-        processes,
-        ordering: DrainOrdering::PerConversation,
-        load_seconds: 1.0,
-        seconds: 1_000_000.0 / events_per_second,
-        events_per_second,
-        first_gone_seconds: 0.05,
-        steady_events_per_second: events_per_second,
-        handled: 1_000_000,
-        duplicates: 0,
-        claims: 1_000,
-        stale: 0,
-        workers_cpu_seconds: 0.1,
-        worker_peak_rss_kib: 20_480,
-        postgres_backends_cpu_seconds: None,
-        postgres_all_cpu_seconds: None,
-        bare_consumer_events_per_second: None,
-        start_events_per_second: None,
-        end_events_per_second: None,
-        graphile_worker_events_per_second: None,
-        through_webhooks: false,
-    };
+    let run = |processes, events_per_second| postgres_run(1_000_000, processes, events_per_second);
     // Three rounds, the counts reversed in the second; the machine twice as fast in the third:
     // the ratios are taken within a round (0.9, 1.1, 0.95), not across them.
     let results = [
@@ -167,4 +126,57 @@ fn rounds_are_summed_up_by_median_and_by_ratio_within_a_round() {
     );
     assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
     assert!(median(Vec::new()).is_nan());
+}
+
+/// A PostgreSQL drain of `events` by `processes` at `events_per_second`, with nothing else of
+/// note: no duplicates, no graphile-worker, no fifths.
+fn postgres_run(events: u64, processes: u16, events_per_second: f64) -> Drained {
+    Drained {
+        backend: Backend::Postgres,
+        events,
+        processes,
+        ordering: DrainOrdering::PerConversation,
+        load_seconds: 1.0,
+        seconds: events as f64 / events_per_second,
+        events_per_second,
+        first_gone_seconds: 0.05,
+        steady_events_per_second: events_per_second,
+        handled: events,
+        duplicates: 0,
+        claims: 10,
+        stale: 0,
+        workers_cpu_seconds: 0.1,
+        worker_peak_rss_kib: 20_480,
+        postgres_backends_cpu_seconds: None,
+        postgres_all_cpu_seconds: None,
+        bare_consumer_events_per_second: None,
+        start_events_per_second: None,
+        end_events_per_second: None,
+        graphile_worker_events_per_second: None,
+        through_webhooks: false,
+    }
+}
+
+#[test]
+fn rounds_of_several_event_counts_compare_each_count_with_its_own() {
+    // Two rounds of 10,000 and 1,000,000 events, 2 then 4 processes (reversed in the second).
+    let results = [
+        postgres_run(10_000, 2, 50_000.0),
+        postgres_run(10_000, 4, 60_000.0),
+        postgres_run(1_000_000, 2, 100_000.0),
+        postgres_run(1_000_000, 4, 80_000.0),
+        postgres_run(10_000, 4, 40_000.0),
+        postgres_run(10_000, 2, 40_000.0),
+        postgres_run(1_000_000, 4, 60_000.0),
+        postgres_run(1_000_000, 2, 100_000.0),
+    ];
+    let summary = rounds_summary(&results, 2, 2);
+    assert!(
+        summary.contains("| 10,000 | 4 | 50,000 | 40,000-60,000 | 1.10x | 1.00x-1.20x |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| 1,000,000 | 4 | 70,000 | 60,000-80,000 | 0.70x | 0.60x-0.80x |"),
+        "{summary}"
+    );
 }
