@@ -5,7 +5,8 @@
 //! looks at the other slot only, as the slot claims do; and from the front, its lane probes are
 //! bounded only for candidates written before the front was read. Since migration 10 it takes a
 //! generic plan, kept until the table's statistics change, that reads through the indexes
-//! whatever the statistics said when it was made.
+//! whatever the statistics said when it was made. Also migration 12's front read, whose figures
+//! prove the floor that full claims and front reads start at.
 
 mod support;
 
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 use bot_core::pg::PgPool;
 use bot_core::pg::tokio_postgres::{self, AsyncMessage, GenericClient, NoTls};
-use support::pg::{database_url, fresh_pool, insert_raw};
+use support::pg::{database_url, eventually, fresh_pool, insert_raw};
+use support::queue::DEADLINE;
 use support::text_event;
 
 /// Runs a claim over both slots for up to `limit` events: the ids it leased, in order.
@@ -202,7 +204,7 @@ async fn a_whole_claim_from_the_front_holds_an_event_behind_an_older_one_committ
     let a1 = insert_raw(&*held, &text_event("a", "a1")).await;
     let c1 = insert(&**db, "c", "c1").await;
     let front = db
-        .query_one("SELECT safe, front FROM botrt_front()", &[])
+        .query_one("SELECT safe, front FROM botrt_front(0)", &[])
         .await
         .unwrap();
     let (safe, front): (i64, i64) = (front.get(0), front.get(1));
@@ -368,4 +370,158 @@ async fn a_whole_claims_plan_is_generic_and_reads_through_the_indexes_as_the_que
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_claims_plan_made_on_an_analysed_empty_queue_reads_through_the_indexes() {
     assert_generic_plan_through_the_indexes("claim_whole_plan_analysed", true).await;
+}
+
+/// A front read of migration 12 from `floor`: its `safe`, `front`, `low` and `mark`.
+async fn front_read(db: &impl GenericClient, floor: i64) -> (i64, i64, i64, i64) {
+    let row = db
+        .query_one(
+            "SELECT safe, front, low, mark FROM botrt_front($1)",
+            &[&floor],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// A front read's `low` is the smallest id it sees from the floor on, or, on a queue that holds
+/// none, the id the sequence hands out next: the first event of a fresh queue (whose sequence
+/// has handed out nothing yet) and the next one after an acknowledged event both get exactly
+/// that id, so a floor raised to it leaves them above it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_reads_low_is_the_next_id_of_an_empty_queue_and_its_front_otherwise() {
+    let pool = fresh_pool("front_low").await;
+    let db = pool.get().await.unwrap();
+    let (_, front, low, _) = front_read(&**db, 0).await;
+    assert_eq!(front, 0, "an empty queue's front");
+    let first = insert(&**db, "a", "a1").await;
+    assert_eq!(low, first, "a fresh sequence hands out its start next");
+    let second = insert(&**db, "a", "a2").await;
+    let (_, front, low, _) = front_read(&**db, 0).await;
+    assert_eq!((front, low), (first, first));
+    // From a floor above the first event, the second is the smallest seen.
+    let (_, front, low, _) = front_read(&**db, first + 1).await;
+    assert_eq!((front, low), (second, second));
+    ack(&**db, first).await;
+    ack(&**db, second).await;
+    let (_, front, low, _) = front_read(&**db, second).await;
+    assert_eq!(front, 0);
+    assert_eq!(low, second + 1);
+    assert_eq!(insert(&**db, "b", "b1").await, low);
+}
+
+/// The floor's proof (migration 12) rests on this: a transaction that took its id before a front
+/// read has an id under the read's `mark`, so while it runs the `safe` of every later read stays
+/// at or under that mark, and once it has ended a later read's `safe` passes the mark. Here the
+/// held push's event is the queue's only one, so the read sees an empty queue and its `low` (the
+/// sequence's next id) lies above that event: proven too early, the floor would leave it under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_open_before_a_front_read_keeps_later_reads_safe_under_its_mark() {
+    let pool = fresh_pool("front_mark").await;
+    let db = pool.get().await.unwrap();
+    // A transaction that takes its id first and ends after the read, before the later ones: the
+    // snapshot's xmax (the newest ended transaction's id, plus one) is at most its id, so a
+    // "mark" taken from the snapshot would lie under the held transaction's id, and the reads
+    // after this one ends would pass it while the held one runs.
+    let mut other = pool.get().await.unwrap();
+    let early = other.transaction().await.unwrap();
+    early
+        .execute("INSERT INTO botrt_lanes (lane) VALUES (-1)", &[])
+        .await
+        .unwrap();
+    let mut holder = pool.get().await.unwrap();
+    let held = holder.transaction().await.unwrap();
+    let event = text_event("a", "a1");
+    // As a push: the conversation's lock row, then the event.
+    held.execute(
+        "INSERT INTO botrt_lanes (lane) VALUES (hashtextextended($1 || chr(31) || $2, 0))",
+        &[&event.platform.as_str(), &event.conversation.as_str()],
+    )
+    .await
+    .unwrap();
+    let held_id = insert_raw(&*held, &event).await;
+    let (safe, front, low, mark) = front_read(&**db, 0).await;
+    assert!(safe < mark, "the mark is taken after the snapshot");
+    assert_eq!(front, 0, "the held event is not seen");
+    assert_eq!(low, held_id + 1, "the sequence's next id");
+    early.commit().await.unwrap();
+    for _ in 0..3 {
+        let (later_safe, _, later_low, _) = front_read(&**db, 0).await;
+        assert!(
+            later_safe <= mark,
+            "a read while the held transaction runs proves nothing: {later_safe} > {mark}"
+        );
+        assert_eq!(later_low, held_id + 1);
+    }
+    held.commit().await.unwrap();
+    // Other tests' transactions may hold `safe` back a moment longer.
+    let later_low = eventually("a read whose safe passes the mark", DEADLINE, || async {
+        let (later_safe, _, later_low, _) = front_read(&**db, 0).await;
+        (later_safe > mark).then_some(later_low)
+    })
+    .await;
+    // The proven floor, the smaller low of the two reads, lies at the held event.
+    assert_eq!(later_low.min(low), held_id);
+}
+
+/// Buffers that `EXPLAIN (ANALYZE, BUFFERS)` counts for a front read from `floor` (the function's
+/// own statement included).
+async fn front_read_buffers(db: &impl GenericClient, floor: i64) -> i64 {
+    // The plan comes as `json`, read as text through the simple protocol.
+    let rows = db
+        .simple_query(&format!(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM botrt_front({floor})"
+        ))
+        .await
+        .unwrap();
+    let text = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("a plan");
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let top = &plan[0]["Plan"];
+    ["Shared Hit Blocks", "Shared Read Blocks"]
+        .iter()
+        .map(|k| top[k].as_i64().expect("buffer counts"))
+        .sum()
+}
+
+/// A front read from the floor starts at it: it does not step over the primary key's entries of
+/// the events acknowledged under it (kept until a vacuum), which a read from 0 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_read_from_the_floor_steps_over_no_acknowledged_event() {
+    let pool = fresh_pool("front_floor_reads").await;
+    let db = pool.get().await.unwrap();
+    db.batch_execute(
+        "ALTER TABLE botrt_events SET (autovacuum_enabled = false);
+         INSERT INTO botrt_events (lane, platform, event_id, conversation, payload)
+         SELECT hashtextextended('test' || chr(31) || 'c' || g, 0), 'test', 'e' || g,
+                'c' || g, '{}'::json
+         FROM generate_series(1, 20000) g;
+         DELETE FROM botrt_events WHERE id < (SELECT max(id) FROM botrt_events);",
+    )
+    .await
+    .unwrap();
+    let last: i64 = db
+        .query_one("SELECT max(id) FROM botrt_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // The first reads mark the dead entries and warm the function's plan and the catalogs.
+    for floor in [0, last, 0, last] {
+        assert_eq!(front_read(&**db, floor).await.1, last);
+    }
+    let from_zero = front_read_buffers(&**db, 0).await;
+    let from_floor = front_read_buffers(&**db, last).await;
+    assert!(
+        from_floor <= 8,
+        "a read from the floor touched {from_floor} buffers"
+    );
+    assert!(
+        from_zero >= 40,
+        "a read from 0 steps over the 19,999 acknowledged entries: {from_zero} buffers"
+    );
 }

@@ -910,6 +910,53 @@ async fn an_ordered_claim_from_the_front_still_takes_an_event_committed_under_it
     queue.shutdown().await;
 }
 
+/// An ordered queue's full claims and front reads start at a floor that two front reads prove
+/// (migration 12): nothing the queue holds or will hold lies under it. A push that locked its
+/// conversation and took its event's id, and whose transaction stays open while the queue hands
+/// out round after round of later events, across several full claims and their front reads, must
+/// keep the floor under its id: once it commits, its event is claimed. (With the floor raised
+/// by any two reads, the full claims after them start above the held id and never take it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_open_across_front_reads_keeps_the_floor_under_its_event() {
+    let pool = fresh_pool("floor_open_push").await;
+    let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+    let late = text_event("late", "late");
+    let mut holder = pool.get().await.unwrap();
+    let held = holder.transaction().await.unwrap();
+    // As a push: the conversation's lock row first, then the event.
+    held.execute(
+        "INSERT INTO botrt_lanes (lane) VALUES (hashtextextended($1 || chr(31) || $2, 0))",
+        &[&late.platform.as_str(), &late.conversation.as_str()],
+    )
+    .await
+    .unwrap();
+    let late_id = insert_raw(&*held, &late).await;
+    // A full claim, with its front read, runs at least once a second while claims go on
+    // (`FULL_CLAIM_EVERY`): rounds for 2.5 s make at least three while the push is open.
+    let started = tokio::time::Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_millis(2_500) {
+        queue
+            .push_batch(
+                (0..3)
+                    .map(|c| text_event(&format!("c{c}"), &format!("e{round}-{c}")))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let got = pull_n(&queue, 3).await;
+        assert!(got.iter().all(|d| d.event.id.as_str() != "late"));
+        let leases: Vec<Lease> = got.iter().map(|d| d.lease).collect();
+        queue.ack(&leases).await.unwrap();
+        round += 1;
+    }
+    held.commit().await.unwrap();
+    let got = pull_n(&queue, 1).await;
+    assert_eq!(ids(&got), ["late"]);
+    assert_eq!(got[0].lease.id, late_id as u64);
+    queue.shutdown().await;
+}
+
 /// An ordered full claim sends the front's read ahead of it on the same connection, each in a
 /// transaction of its own. A front read that fails (here the function raises) must not cost the
 /// claim: its batch is handed out, and the claims after it, bounded by the front read before
@@ -921,7 +968,8 @@ async fn an_ordered_full_claim_hands_out_its_batch_when_the_front_read_fails() {
         .await
         .unwrap()
         .batch_execute(
-            "CREATE OR REPLACE FUNCTION botrt_front(OUT safe bigint, OUT front bigint)
+            "CREATE OR REPLACE FUNCTION botrt_front(p_floor bigint, OUT safe bigint,
+                 OUT front bigint, OUT low bigint, OUT mark bigint)
              LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the front read fails'; END $$",
         )
         .await
@@ -1047,7 +1095,7 @@ async fn a_bounded_lane_probe_keeps_the_order_of_two_events_of_one_transaction()
     // The claimer reads the front while the transaction runs: "b" is the smallest id it sees.
     let claimer = pool.get().await.unwrap();
     let read = claimer
-        .query_one("SELECT safe, front FROM botrt_front()", &[])
+        .query_one("SELECT safe, front FROM botrt_front(0)", &[])
         .await
         .unwrap();
     let (safe, front): (i64, i64) = (read.get(0), read.get(1));

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "pushes visible at their commit, answered once on disk",
         V11,
     ),
+    (
+        12,
+        "full claims and front reads start at a proven floor",
+        V12,
+    ),
 ];
 
 const V1: &str = r#"
@@ -887,6 +892,52 @@ CREATE TABLE botrt_flushes (
     backend integer PRIMARY KEY,
     flushes bigint NOT NULL DEFAULT 0
 ) WITH (fillfactor = 50);
+"#;
+
+// Full claims and front reads start at a proven floor (issue 19, BENCHMARKS.md "The
+// twenty-fifth session"). Until a vacuum, the primary key keeps an entry for every acknowledged
+// event, and a full claim (from id 0) and a front read (`min(id)`) stepped over all of them: at
+// ten million events, about 14,000 index pages per front read and per full claim, several times
+// a second with four processes. They now start at a floor the claimer proves from two front reads (its
+// `Floor`); this function returns what the proof needs.
+//
+// `low` is the smallest id that the statement's snapshot sees from `p_floor` on, or, when it sees
+// none, the next id the sequence hands out, read after the snapshot was taken. `mark` is the
+// transaction id this statement then takes (`pg_current_xact_id()`, after both). Why no event that
+// is not visible to the snapshot can later commit with an id under `low`, once every transaction
+// whose id is under `mark` has ended (a later front read's snapshot has `safe > mark`): let X <
+// low be such an event's id and T its transaction. Pushes, imports and re-drives lock their
+// conversations' rows in `botrt_lanes` (an insert or an update, which gives T its transaction id)
+// before their events take their ids, and the identity sequence hands out increasing values (CACHE
+// 1), so T had its transaction id when X was handed out. X was handed out before `low` was: when
+// `low` is a visible event's id, before that event's transaction committed, so before the
+// snapshot; when it is the sequence's next value, before that was read. So T's id was taken before
+// `mark` was and is smaller, and T has ended by that later snapshot: X is visible to it (or was
+// acknowledged since). So whatever the queue holds then or later, outside of what that later
+// snapshot sees under `low`, is at least `low`, and the claimer's floor becomes the smaller of
+// `low` and the later read's own `low` (which covers what it sees: it reads from the floor up, and
+// nothing lives under the floor). An unordered queue's pushes lock no conversation, so its claimer
+// keeps claiming from 0.
+//
+// The reader's transaction commits without waiting for the disk: it wrote nothing but its commit
+// record. `safe` and the front are migration 8's.
+const V12: &str = r#"
+CREATE FUNCTION botrt_front(p_floor bigint,
+    OUT safe bigint, OUT front bigint, OUT low bigint, OUT mark bigint)
+LANGUAGE sql
+AS $$
+    -- One statement, one snapshot: its xmin, the front it sees and the sequence's next value,
+    -- read in the materialised CTE before the outer query takes its transaction id.
+    WITH s AS MATERIALIZED (
+        SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS safe,
+               (SELECT min(e.id) FROM botrt_events e WHERE e.id >= p_floor) AS front,
+               (SELECT CASE WHEN q.is_called THEN q.last_value + 1 ELSE q.last_value END
+                FROM botrt_events_id_seq q) AS next
+    )
+    SELECT s.safe, coalesce(s.front, 0), coalesce(s.front, s.next),
+           pg_current_xact_id()::text::bigint
+    FROM s, (SELECT set_config('synchronous_commit', 'off', true)) c
+$$;
 "#;
 
 /// Creates or updates the bot's tables in the pool's schema (creating the schema too).

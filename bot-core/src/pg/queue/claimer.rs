@@ -18,8 +18,8 @@ use crate::event::{Event, EventData};
 use crate::pg::error;
 use crate::queue::{Completed, Delivery, Lease};
 
-/// The queue's front as last read (migrations 7 and 8).
-#[derive(Debug, Clone, Copy)]
+/// The queue's front as last read (migrations 7, 8 and 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Front {
     /// The smallest id in the queue (0 when it was empty): where an ordered queue's bounded
     /// claims start until the next full claim.
@@ -28,11 +28,22 @@ pub(super) struct Front {
     /// by a transaction older than this has no older event of its conversation under `front`,
     /// so its lane probe starts there (migration 8 has the argument).
     pub(super) safe: i64,
+    /// `front`, or the sequence's next id when the queue was empty: what the queue will hold
+    /// under it once every transaction under `mark` has ended is what the snapshot saw
+    /// (migration 12 has the argument).
+    pub(super) low: i64,
+    /// The transaction id the read took after its snapshot.
+    pub(super) mark: i64,
 }
 
 impl Front {
     /// Nothing read yet: every probe unbounded.
-    const NONE: Front = Front { front: 0, safe: 0 };
+    const NONE: Front = Front {
+        front: 0,
+        safe: 0,
+        low: 0,
+        mark: 0,
+    };
 }
 
 /// The front in a row of [`FRONT`].
@@ -40,6 +51,43 @@ fn front_of(row: &tokio_postgres::Row) -> Front {
     Front {
         safe: row.get(0),
         front: row.get(1),
+        low: row.get(2),
+        mark: row.get(3),
+    }
+}
+
+/// A floor under every id the queue holds or will hold, proven by the claimer's front reads
+/// (migration 12): full claims and front reads start there instead of at 0, so they no longer
+/// step over the primary key's entries of every event acknowledged since the last vacuum.
+///
+/// A read's `low` becomes a bound once a later read's snapshot shows every transaction under
+/// the first read's `mark` ended (`safe > mark`): the floor is then the smaller of both reads'
+/// `low`. Until then (a transaction that stays open, anywhere on the server, holds `safe` back)
+/// the floor stays where it was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Floor {
+    /// Proven: nothing lives or will commit under it.
+    exact: i64,
+    /// The oldest read not proven yet: its `low` and `mark`.
+    pending: Option<(i64, i64)>,
+}
+
+impl Floor {
+    /// Where full claims and front reads start.
+    pub(super) fn get(&self) -> i64 {
+        self.exact
+    }
+
+    /// Takes in a front read made from [`Floor::get`].
+    pub(super) fn observe(&mut self, read: Front) {
+        match self.pending {
+            Some((low, mark)) if read.safe > mark => {
+                self.exact = self.exact.max(low.min(read.low));
+                self.pending = Some((read.low, read.mark));
+            }
+            Some(_) => {}
+            None => self.pending = Some((read.low, read.mark)),
+        }
     }
 }
 
@@ -71,6 +119,9 @@ impl Inner {
     /// idle queue does), so an ordered claim that finds both claim slots free looks at every
     /// conversation in one query instead of one slot's and then the other's (migration 9).
     ///
+    /// `floor`: an ordered claim starts there at the least, a full one exactly there (see
+    /// [`Floor`]).
+    ///
     /// `read_front`: an ordered full claim that also reads the queue's front for the bounded
     /// claims after it, in the same round trip: the front's statement goes out first on the same
     /// connection and ends before the claim's begins (each has its own `Sync`, hence its own
@@ -83,16 +134,17 @@ impl Inner {
         n: usize,
         bounded: bool,
         front: Front,
+        floor: i64,
         whole: bool,
         read_front: bool,
     ) -> Result<(Vec<Delivery>, Option<Front>), Error> {
         let token = fastrand::i64(..);
         let limit = i32::try_from(n).unwrap_or(i32::MAX);
         let tail = bounded && !self.ordered;
-        let from = if bounded && self.ordered {
-            front.front
-        } else {
-            0
+        let from = match (self.ordered, bounded) {
+            (true, true) => front.front.max(floor),
+            (true, false) => floor,
+            (false, _) => 0,
         };
         let lease_ms = self.lease_millis();
         let claim = if whole && self.ordered {
@@ -118,7 +170,7 @@ impl Inner {
                 // `join` polls its first future first, so the front's request is written first
                 // (tokio-postgres writes a request at its future's first poll).
                 let (read, rows) = futures::future::join(
-                    conn.query_typed(FRONT, &[]),
+                    conn.query_typed(FRONT, &[(&floor, Type::INT8)]),
                     conn.query_typed(claim, &params),
                 )
                 .await;
@@ -335,6 +387,7 @@ impl Inner {
         // Whether the last claim came back short: the next one is a small claim (migration 9).
         let mut came_short = true;
         let mut front = Front::NONE;
+        let mut floor = Floor::default();
         'outer: loop {
             // Wait for demand the buffer does not cover.
             loop {
@@ -372,15 +425,17 @@ impl Inner {
             // An ordered full claim reads the front for the bounded claims after it, before
             // it and in its round trip (see `claim`).
             let read_front = !bounded && self.ordered;
-            let claimed = match self.claim(n, bounded, front, came_short, read_front).await {
-                Ok((batch, read)) => {
-                    if let Some(read) = read {
-                        front = read;
+            let claimed =
+                match (self.claim(n, bounded, front, floor.get(), came_short, read_front)).await {
+                    Ok((batch, read)) => {
+                        if let Some(read) = read {
+                            front = read;
+                            floor.observe(read);
+                        }
+                        Ok(batch)
                     }
-                    Ok(batch)
-                }
-                Err(e) => Err(e),
-            };
+                    Err(e) => Err(e),
+                };
             if let Ok(batch) = &claimed {
                 came_short = batch.len() < n;
                 if bounded {
@@ -587,5 +642,49 @@ mod tests {
         assert_eq!(undecodable.len(), 1);
         assert_eq!(undecodable[0].0, 20);
         assert!(undecodable[0].1.starts_with("stored event does not decode"));
+    }
+
+    /// A front read as [`Floor::observe`] takes it.
+    fn read(safe: i64, low: i64, mark: i64) -> Front {
+        Front {
+            front: low,
+            safe,
+            low,
+            mark,
+        }
+    }
+
+    #[test]
+    fn a_floor_rises_only_once_every_transaction_before_a_reads_mark_has_ended() {
+        let mut floor = Floor::default();
+        assert_eq!(floor.get(), 0);
+        // The first read proves nothing yet.
+        floor.observe(read(100, 5_000, 110));
+        assert_eq!(floor.get(), 0);
+        // A transaction under the first read's mark (105, say, holding an id under 5,000) is
+        // still running: the later snapshot's xmin is at most its id.
+        floor.observe(read(105, 9_000, 120));
+        floor.observe(read(110, 9_000, 130));
+        assert_eq!(floor.get(), 0, "safe must pass the mark, not reach it");
+        // It has ended: what it wrote the later read sees (here from 4,200 on), so the floor is
+        // the smaller low of the two reads.
+        floor.observe(read(111, 4_200, 140));
+        assert_eq!(floor.get(), 4_200);
+        // The read that proved it waits for its own proof; the next one proves it.
+        floor.observe(read(141, 9_500, 150));
+        assert_eq!(floor.get(), 4_200);
+        floor.observe(read(151, 9_700, 160));
+        assert_eq!(floor.get(), 9_500);
+    }
+
+    #[test]
+    fn a_floor_never_falls() {
+        let mut floor = Floor::default();
+        floor.observe(read(10, 1_000, 20));
+        floor.observe(read(21, 2_000, 30));
+        assert_eq!(floor.get(), 1_000);
+        // A read from an older snapshot's point of view cannot lower it: nothing lives under it.
+        floor.observe(read(31, 500, 40));
+        assert_eq!(floor.get(), 1_000);
     }
 }

@@ -223,13 +223,14 @@ pub(super) const CLAIM: &str =
 pub(super) const CLAIM_WHOLE: &str =
     "SELECT id, attempts, payload FROM botrt_claim($1, $2, $3, $4, $5, $6, $7, $8, true)";
 
-/// The queue's front, read before an ordered queue's full claim, and the identity sequence's
-/// last value read before it: the claims until the next full one start at the front
-/// (migration 7) instead of stepping over the index entries of the events acknowledged since
-/// the last vacuum, and their lane probes start there too for the candidates written by
-/// transactions that had ended when it was read (older than the snapshot's xmin, read with it;
-/// migration 8 explains why that is exact).
-pub(super) const FRONT: &str = "SELECT safe, front FROM botrt_front()";
+/// The queue's front, read before an ordered queue's full claim: the claims until the next full
+/// one start at the front (migration 7) instead of stepping over the index entries of the events
+/// acknowledged since the last vacuum, and their lane probes start there too for the candidates
+/// written by transactions that had ended when it was read (older than the snapshot's xmin, read
+/// with it; migration 8 explains why that is exact). It reads from the claimer's floor up and
+/// returns what the floor's proof needs (migration 12): the front or the sequence's next id, and
+/// a transaction id taken after the snapshot.
+pub(super) const FRONT: &str = "SELECT safe, front, low, mark FROM botrt_front($1)";
 
 /// Between full claims, an unordered queue's claimer claims from the tail (after the largest
 /// leased id, migration 6) and an ordered queue's from the front it last read (migration 7); a
