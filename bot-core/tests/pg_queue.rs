@@ -957,6 +957,107 @@ async fn a_push_open_across_front_reads_keeps_the_floor_under_its_event() {
     queue.shutdown().await;
 }
 
+/// Rounds of three conversations' events, each drained and acknowledged, for 2.5 s: a full claim
+/// with its front read runs at least once a second while claims go on (`FULL_CLAIM_EVERY`), so at
+/// least two run, enough for the floor of migration 12 to rise (unless a transaction elsewhere
+/// holds it back).
+async fn rounds_for_a_floor(queue: &dyn Queue) {
+    let started = tokio::time::Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_millis(2_500) {
+        queue
+            .push_batch(
+                (0..3)
+                    .map(|c| text_event(&format!("c{c}"), &format!("r{round}-{c}")))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let got = pull_n(queue, 3).await;
+        let leases: Vec<Lease> = got.iter().map(|d| d.lease).collect();
+        queue.ack(&leases).await.unwrap();
+        round += 1;
+    }
+}
+
+/// Ids can go backwards under a claimer's floor (a failover to a standby that lagged, a restore, a
+/// sequence restarted by hand). A front read that then finds the queue empty from the floor up
+/// and the sequence's next id under it drops the floor: events pushed after the rewind are
+/// claimed within a claim or two, not only by the read from 0 that comes every 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_rewound_under_the_floor_drop_it_at_the_next_front_read() {
+    let pool = fresh_pool("floor_rewound").await;
+    let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+    rounds_for_a_floor(&queue).await;
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute("SELECT setval(pg_get_serial_sequence('botrt_events', 'id'), 1, false)")
+        .await
+        .unwrap();
+    queue
+        .push_batch(
+            (0..3)
+                .map(|c| text_event(&format!("n{c}"), &format!("new{c}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), pull_n(&queue, 3))
+        .await
+        .expect("the events under the floor are claimed within 5 s");
+    let mut leases: Vec<u64> = got.iter().map(|d| d.lease.id).collect();
+    leases.sort_unstable();
+    assert_eq!(leases, [1, 2, 3]);
+    queue.shutdown().await;
+}
+
+/// A rewind whose new ids pass the floor before the next front read leaves events under it that
+/// no read from the floor sees; the full claim from 0 that comes every 10 s (`FLOOR_CHECK_EVERY`)
+/// claims them and drops the floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_rewound_past_the_floor_are_claimed_by_the_periodic_read_from_zero() {
+    let pool = fresh_pool("floor_rewound_past").await;
+    let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+    rounds_for_a_floor(&queue).await;
+    let db = pool.get().await.unwrap();
+    let next: i64 = db
+        .query_one(
+            "SELECT pg_sequence_last_value(pg_get_serial_sequence('botrt_events', 'id')) + 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // Back to 1, and as many events as it takes to pass every id handed out so far, so some lie
+    // under the floor (wherever it is) and some above it.
+    db.batch_execute("SELECT setval(pg_get_serial_sequence('botrt_events', 'id'), 1, false)")
+        .await
+        .unwrap();
+    let count = next + 9;
+    queue
+        .push_batch(
+            (0..count)
+                .map(|c| text_event(&format!("p{c}"), &format!("past{c}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    while (got.len() as i64) < count && tokio::time::Instant::now() < until {
+        let wait = until - tokio::time::Instant::now();
+        let batch = pull_within(&queue, 1_000, wait).await;
+        let leases: Vec<Lease> = batch.iter().map(|d| d.lease).collect();
+        queue.ack(&leases).await.unwrap();
+        got.extend(batch);
+    }
+    let mut ids: Vec<i64> = got.iter().map(|d| d.lease.id as i64).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=count).collect::<Vec<_>>());
+    queue.shutdown().await;
+}
+
 /// An ordered full claim sends the front's read ahead of it on the same connection, each in a
 /// transaction of its own. A front read that fails (here the function raises) must not cost the
 /// claim: its batch is handed out, and the claims after it, bounded by the front read before

@@ -898,45 +898,66 @@ CREATE TABLE botrt_flushes (
 // twenty-fifth session"). Until a vacuum, the primary key keeps an entry for every acknowledged
 // event, and a full claim (from id 0) and a front read (`min(id)`) stepped over all of them: at
 // ten million events, about 14,000 index pages per front read and per full claim, several times
-// a second with four processes. They now start at a floor the claimer proves from two front reads (its
-// `Floor`); this function returns what the proof needs.
+// a second with four processes. They now start at a floor the claimer proves from two front reads
+// (its `Floor`); this function returns what the proof needs.
 //
-// `low` is the smallest id that the statement's snapshot sees from `p_floor` on, or, when it sees
-// none, the next id the sequence hands out, read after the snapshot was taken. `mark` is the
-// transaction id this statement then takes (`pg_current_xact_id()`, after both). Why no event that
+// `low` is the smallest id that the first statement's snapshot sees from `p_floor` on, or, when it
+// sees none, the next id the sequence hands out, read after that snapshot was taken (through
+// `pg_sequence_last_value`, which reads the sequence under its buffer lock: a plain `SELECT` of the
+// sequence can catch the value `nextval` writes ahead for its WAL record, up to 32 too high).
+// `mark` is the transaction id the function takes last (`pg_current_xact_id()`). Why no event that
 // is not visible to the snapshot can later commit with an id under `low`, once every transaction
 // whose id is under `mark` has ended (a later front read's snapshot has `safe > mark`): let X <
-// low be such an event's id and T its transaction. Pushes, imports and re-drives lock their
-// conversations' rows in `botrt_lanes` (an insert or an update, which gives T its transaction id)
-// before their events take their ids, and the identity sequence hands out increasing values (CACHE
-// 1), so T had its transaction id when X was handed out. X was handed out before `low` was: when
-// `low` is a visible event's id, before that event's transaction committed, so before the
-// snapshot; when it is the sequence's next value, before that was read. So T's id was taken before
-// `mark` was and is smaller, and T has ended by that later snapshot: X is visible to it (or was
-// acknowledged since). So whatever the queue holds then or later, outside of what that later
-// snapshot sees under `low`, is at least `low`, and the claimer's floor becomes the smaller of
-// `low` and the later read's own `low` (which covers what it sees: it reads from the floor up, and
-// nothing lives under the floor). An unordered queue's pushes lock no conversation, so its claimer
-// keeps claiming from 0.
+// low be such an event's id and T its transaction. Every insert into `botrt_events` gives its
+// transaction an id before its events take theirs: pushes, imports and re-drives lock their
+// conversations' rows in `botrt_lanes` (an insert or an update) first, and an unordered push
+// inserts its dedup keys first (its events are inserted from the keys it inserted); and the
+// identity sequence hands out increasing values (CACHE 1). So T had its transaction id when X was
+// handed out. X was handed out before `low` was: when `low` is a visible event's id, before that
+// event's transaction committed, so before the snapshot; when it is the sequence's next value,
+// before that was read. So T's id was taken before `mark` and is smaller, and T has ended by that
+// later snapshot: X is visible to it (or was acknowledged since). So whatever the queue holds then
+// or later, outside of what that later snapshot sees under `low`, is at least `low`, and the
+// claimer's floor becomes the smaller of `low` and the later read's own `low` (which covers what
+// it sees: it reads from the floor up, and nothing lives under the floor). A `low` of 0 (a role
+// that may not read the sequence, on an empty queue) proves nothing.
+//
+// The proof assumes ids never go backwards. They can: a failover to a standby that lagged, a
+// restore, a crash that loses WAL not yet flushed (front reads and early pushes commit without
+// waiting for it), `ALTER SEQUENCE ... RESTART`. So the claimer also reads from id 0 now and then
+// and whenever a claim fails, and drops its floor when a read sees anything under it (see
+// `Floor`). An unordered queue's claimer keeps claiming from 0 (its claims are migration 6's).
 //
 // The reader's transaction commits without waiting for the disk: it wrote nothing but its commit
 // record. `safe` and the front are migration 8's.
 const V12: &str = r#"
 CREATE FUNCTION botrt_front(p_floor bigint,
     OUT safe bigint, OUT front bigint, OUT low bigint, OUT mark bigint)
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
-    -- One statement, one snapshot: its xmin, the front it sees and the sequence's next value,
-    -- read in the materialised CTE before the outer query takes its transaction id.
-    WITH s AS MATERIALIZED (
-        SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS safe,
-               (SELECT min(e.id) FROM botrt_events e WHERE e.id >= p_floor) AS front,
-               (SELECT CASE WHEN q.is_called THEN q.last_value + 1 ELSE q.last_value END
-                FROM botrt_events_id_seq q) AS next
-    )
-    SELECT s.safe, coalesce(s.front, 0), coalesce(s.front, s.next),
-           pg_current_xact_id()::text::bigint
-    FROM s, (SELECT set_config('synchronous_commit', 'off', true)) c
+DECLARE
+    v_seq regclass := pg_get_serial_sequence('botrt_events', 'id')::regclass;
+BEGIN
+    -- One statement, one snapshot: its xmin and the front it sees.
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+           (SELECT min(e.id) FROM botrt_events e WHERE e.id >= p_floor)
+    INTO safe, front;
+    low := front;
+    IF low IS NULL THEN
+        -- After the snapshot: the id the sequence hands out next (at least its smallest value
+        -- when it has handed out none).
+        BEGIN
+            low := coalesce(pg_sequence_last_value(v_seq) + 1,
+                (SELECT s.seqmin FROM pg_sequence s WHERE s.seqrelid = v_seq));
+        EXCEPTION WHEN insufficient_privilege THEN
+            low := 0;
+        END;
+    END IF;
+    front := coalesce(front, 0);
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- Last: a transaction id taken after all of the above.
+    mark := pg_current_xact_id()::text::bigint;
+END
 $$;
 "#;
 

@@ -10,8 +10,8 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::inner::Inner;
 use super::sql::{
-    CLAIM, CLAIM_WHOLE, DEAD, EXTEND, FRONT, FULL_CLAIM_EVERY, I8S, RELEASE, TEXTS, split,
-    storable_error,
+    CLAIM, CLAIM_WHOLE, DEAD, EXTEND, FLOOR_CHECK_EVERY, FRONT, FULL_CLAIM_EVERY, I8S, RELEASE,
+    TEXTS, split, storable_error,
 };
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, EventData};
@@ -61,9 +61,15 @@ fn front_of(row: &tokio_postgres::Row) -> Front {
 /// step over the primary key's entries of every event acknowledged since the last vacuum.
 ///
 /// A read's `low` becomes a bound once a later read's snapshot shows every transaction under
-/// the first read's `mark` ended (`safe > mark`): the floor is then the smaller of both reads'
-/// `low`. Until then (a transaction that stays open, anywhere on the server, holds `safe` back)
+/// the first read's `mark` ended (`safe > mark`): the floor is then the smaller `low` of the two
+/// reads. Until then (a transaction that stays open, anywhere on the server, holds `safe` back)
 /// the floor stays where it was.
+///
+/// The proof assumes ids never go backwards, which a failover to a lagging standby, a restore, a
+/// crash that loses unflushed WAL or a sequence restarted by hand break. So the claimer reads
+/// from 0 every [`FLOOR_CHECK_EVERY`] and starts over after a failed claim, and a read that sees
+/// anything under the floor (a `low` under it) drops it: full claims start at 0 again until two
+/// reads have proven a new one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Floor {
     /// Proven: nothing lives or will commit under it.
@@ -78,8 +84,15 @@ impl Floor {
         self.exact
     }
 
-    /// Takes in a front read made from [`Floor::get`].
-    pub(super) fn observe(&mut self, read: Front) {
+    /// Takes in a front read made from `from` (the floor then, or 0). Returns whether the read
+    /// saw something under the floor, and so dropped it.
+    pub(super) fn observe(&mut self, read: Front, from: i64) -> bool {
+        if read.low < self.exact {
+            // Ids went backwards. Only a read from 0 saw all there is: a proof starts from it.
+            self.exact = 0;
+            self.pending = (from == 0).then_some((read.low, read.mark));
+            return true;
+        }
         match self.pending {
             Some((low, mark)) if read.safe > mark => {
                 self.exact = self.exact.max(low.min(read.low));
@@ -88,6 +101,7 @@ impl Floor {
             Some(_) => {}
             None => self.pending = Some((read.low, read.mark)),
         }
+        false
     }
 }
 
@@ -388,6 +402,8 @@ impl Inner {
         let mut came_short = true;
         let mut front = Front::NONE;
         let mut floor = Floor::default();
+        // When the last full claim from 0 went out (see `Floor`).
+        let mut last_from_zero: Option<tokio::time::Instant> = None;
         'outer: loop {
             // Wait for demand the buffer does not cover.
             loop {
@@ -425,17 +441,40 @@ impl Inner {
             // An ordered full claim reads the front for the bounded claims after it, before
             // it and in its round trip (see `claim`).
             let read_front = !bounded && self.ordered;
-            let claimed =
-                match (self.claim(n, bounded, front, floor.get(), came_short, read_front)).await {
-                    Ok((batch, read)) => {
-                        if let Some(read) = read {
-                            front = read;
-                            floor.observe(read);
-                        }
-                        Ok(batch)
+            // A full claim reads from 0 now and then, to find what a rewind of the ids left under
+            // the floor.
+            let from = if !read_front
+                || last_from_zero.is_some_and(|at| at.elapsed() < FLOOR_CHECK_EVERY)
+            {
+                floor.get()
+            } else {
+                0
+            };
+            let claimed = match self
+                .claim(n, bounded, front, from, came_short, read_front)
+                .await
+            {
+                Ok((batch, read)) => {
+                    if read_front && from == 0 {
+                        last_from_zero = Some(tokio::time::Instant::now());
                     }
-                    Err(e) => Err(e),
-                };
+                    if let Some(read) = read {
+                        front = read;
+                        let was = floor.get();
+                        if floor.observe(read, from) {
+                            tracing::warn!(
+                                floor = was,
+                                seen = read.low,
+                                "postgres: the queue holds ids under the claimer's floor (a \
+                                 failover, a restore or a restarted sequence); claiming from the \
+                                 start again"
+                            );
+                        }
+                    }
+                    Ok(batch)
+                }
+                Err(e) => Err(e),
+            };
             if let Ok(batch) = &claimed {
                 came_short = batch.len() < n;
                 if bounded {
@@ -500,6 +539,9 @@ impl Inner {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
+                    // The server may have failed over or restarted, its ids gone back with it.
+                    floor = Floor::default();
+                    last_from_zero = None;
                     tracing::error!(error = %e, retry_in = ?claim_backoff(failures), "postgres: claiming events failed");
                     if !self.back_off(failures).await {
                         break;
@@ -659,32 +701,42 @@ mod tests {
         let mut floor = Floor::default();
         assert_eq!(floor.get(), 0);
         // The first read proves nothing yet.
-        floor.observe(read(100, 5_000, 110));
+        assert!(!floor.observe(read(100, 5_000, 110), 0));
         assert_eq!(floor.get(), 0);
         // A transaction under the first read's mark (105, say, holding an id under 5,000) is
         // still running: the later snapshot's xmin is at most its id.
-        floor.observe(read(105, 9_000, 120));
-        floor.observe(read(110, 9_000, 130));
+        floor.observe(read(105, 9_000, 120), floor.get());
+        floor.observe(read(110, 9_000, 130), floor.get());
         assert_eq!(floor.get(), 0, "safe must pass the mark, not reach it");
         // It has ended: what it wrote the later read sees (here from 4,200 on), so the floor is
         // the smaller low of the two reads.
-        floor.observe(read(111, 4_200, 140));
+        floor.observe(read(111, 4_200, 140), floor.get());
         assert_eq!(floor.get(), 4_200);
         // The read that proved it waits for its own proof; the next one proves it.
-        floor.observe(read(141, 9_500, 150));
+        floor.observe(read(141, 9_500, 150), floor.get());
         assert_eq!(floor.get(), 4_200);
-        floor.observe(read(151, 9_700, 160));
+        floor.observe(read(151, 9_700, 160), floor.get());
         assert_eq!(floor.get(), 9_500);
     }
 
     #[test]
-    fn a_floor_never_falls() {
+    fn a_read_under_the_floor_drops_it_and_only_a_read_from_zero_starts_a_new_proof() {
         let mut floor = Floor::default();
-        floor.observe(read(10, 1_000, 20));
-        floor.observe(read(21, 2_000, 30));
+        floor.observe(read(10, 1_000, 20), 0);
+        floor.observe(read(21, 2_000, 30), 0);
         assert_eq!(floor.get(), 1_000);
-        // A read from an older snapshot's point of view cannot lower it: nothing lives under it.
-        floor.observe(read(31, 500, 40));
-        assert_eq!(floor.get(), 1_000);
+        // The ids went back (a failover, a restored database): a read from the floor finds the
+        // queue empty and the sequence's next id under the floor.
+        assert!(floor.observe(read(31, 400, 40), 1_000));
+        assert_eq!(floor.get(), 0);
+        // That read saw nothing under the floor, so it proves nothing: the next read, from 0,
+        // starts the proof, and the one after it ends it.
+        assert!(!floor.observe(read(41, 300, 50), 0));
+        assert_eq!(floor.get(), 0);
+        assert!(!floor.observe(read(51, 350, 60), 0));
+        assert_eq!(floor.get(), 300);
+        // A read from 0 that finds the floor right changes nothing.
+        assert!(!floor.observe(read(61, 300, 70), 0));
+        assert_eq!(floor.get(), 300);
     }
 }

@@ -232,6 +232,12 @@ pub(super) const CLAIM_WHOLE: &str =
 /// a transaction id taken after the snapshot.
 pub(super) const FRONT: &str = "SELECT safe, front, low, mark FROM botrt_front($1)";
 
+/// How often an ordered queue's full claim and its front read start at id 0 rather than at the
+/// claimer's floor (migration 12), so that events a rewind of the ids (a failover, a restore) left
+/// under the floor are found and the floor dropped: one walk of the acknowledged prefix per
+/// process this often, where every full claim made one before.
+pub(super) const FLOOR_CHECK_EVERY: Duration = Duration::from_secs(10);
+
 /// Between full claims, an unordered queue's claimer claims from the tail (after the largest
 /// leased id, migration 6) and an ordered queue's from the front it last read (migration 7); a
 /// full claim runs at least this often, for the events a bounded claim does not look at.
