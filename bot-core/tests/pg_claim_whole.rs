@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bot_core::pg::PgPool;
 use bot_core::pg::tokio_postgres::{self, AsyncMessage, GenericClient, NoTls};
-use support::pg::{database_url, eventually, fresh_pool, insert_raw};
+use support::pg::{database_url, eventually, fresh_pool, insert_raw, lock_lane};
 use support::queue::DEADLINE;
 use support::text_event;
 
@@ -433,12 +433,7 @@ async fn a_transaction_open_before_a_front_read_keeps_later_reads_safe_under_its
     let held = holder.transaction().await.unwrap();
     let event = text_event("a", "a1");
     // As a push: the conversation's lock row, then the event.
-    held.execute(
-        "INSERT INTO botrt_lanes (lane) VALUES (hashtextextended($1 || chr(31) || $2, 0))",
-        &[&event.platform.as_str(), &event.conversation.as_str()],
-    )
-    .await
-    .unwrap();
+    lock_lane(&*held, &event).await;
     let held_id = insert_raw(&*held, &event).await;
     let (safe, front, low, mark) = front_read(&**db, 0).await;
     assert!(safe < mark, "the mark is taken after the snapshot");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bot_core::queue::{Dead, Delivery, Lease, Nack, Queue};
 use bot_core::{ErrorKind, Ordering};
-use support::pg::{database_url, eventually, fresh_pool, insert_raw, queue_builder};
+use support::pg::{database_url, eventually, fresh_pool, insert_raw, lock_lane, queue_builder};
 use support::queue::{DEADLINE, ids, pull_n, pull_within};
 use support::text_event;
 
@@ -924,32 +924,10 @@ async fn a_push_open_across_front_reads_keeps_the_floor_under_its_event() {
     let mut holder = pool.get().await.unwrap();
     let held = holder.transaction().await.unwrap();
     // As a push: the conversation's lock row first, then the event.
-    held.execute(
-        "INSERT INTO botrt_lanes (lane) VALUES (hashtextextended($1 || chr(31) || $2, 0))",
-        &[&late.platform.as_str(), &late.conversation.as_str()],
-    )
-    .await
-    .unwrap();
+    lock_lane(&*held, &late).await;
     let late_id = insert_raw(&*held, &late).await;
-    // A full claim, with its front read, runs at least once a second while claims go on
-    // (`FULL_CLAIM_EVERY`): rounds for 2.5 s make at least three while the push is open.
-    let started = tokio::time::Instant::now();
-    let mut round = 0;
-    while started.elapsed() < Duration::from_millis(2_500) {
-        queue
-            .push_batch(
-                (0..3)
-                    .map(|c| text_event(&format!("c{c}"), &format!("e{round}-{c}")))
-                    .collect(),
-            )
-            .await
-            .unwrap();
-        let got = pull_n(&queue, 3).await;
-        assert!(got.iter().all(|d| d.event.id.as_str() != "late"));
-        let leases: Vec<Lease> = got.iter().map(|d| d.lease).collect();
-        queue.ack(&leases).await.unwrap();
-        round += 1;
-    }
+    // At least two full claims with their front reads while the push is open.
+    rounds_for_a_floor(&queue).await;
     held.commit().await.unwrap();
     let got = pull_n(&queue, 1).await;
     assert_eq!(ids(&got), ["late"]);

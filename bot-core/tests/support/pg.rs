@@ -156,6 +156,20 @@ impl PgProxy {
     }
 }
 
+/// Locks `event`'s conversation as a push does before its events take their ids (a row of
+/// `botrt_lanes`), in `db`'s transaction.
+pub(crate) async fn lock_lane(
+    db: &impl bot_core::pg::tokio_postgres::GenericClient,
+    event: &bot_core::Event,
+) {
+    db.execute(
+        "INSERT INTO botrt_lanes (lane) VALUES (hashtextextended($1 || chr(31) || $2, 0))",
+        &[&event.platform.as_str(), &event.conversation.as_str()],
+    )
+    .await
+    .unwrap();
+}
+
 /// Inserts `event` as a push would, but without its lane lock or dedup key (to hold an insert's
 /// transaction open, or to place events by hand): its id.
 pub(crate) async fn insert_raw(
