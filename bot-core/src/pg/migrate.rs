@@ -919,8 +919,8 @@ CREATE TABLE botrt_flushes (
 // later snapshot: X is visible to it (or was acknowledged since). So whatever the queue holds then
 // or later, outside of what that later snapshot sees under `low`, is at least `low`, and the
 // claimer's floor becomes the smaller of `low` and the later read's own `low` (which covers what
-// it sees: it reads from the floor up, and nothing lives under the floor). A `low` of 0 (a role
-// that may not read the sequence, on an empty queue) proves nothing.
+// it sees: it reads from the floor up, and nothing lives under the floor). A role that may not
+// read the sequence gets no `low` (NULL) on an empty queue: that read proves and shows nothing.
 //
 // The proof assumes ids never go backwards. They can: a failover to a standby that lagged, a
 // restore, a crash that loses WAL not yet flushed (front reads and early pushes commit without
@@ -950,7 +950,7 @@ BEGIN
             low := coalesce(pg_sequence_last_value(v_seq) + 1,
                 (SELECT s.seqmin FROM pg_sequence s WHERE s.seqrelid = v_seq));
         EXCEPTION WHEN insufficient_privilege THEN
-            low := 0;
+            low := NULL;
         END;
     END IF;
     front := coalesce(front, 0);

@@ -19,7 +19,7 @@ use crate::pg::error;
 use crate::queue::{Completed, Delivery, Lease};
 
 /// The queue's front as last read (migrations 7, 8 and 12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Front {
     /// The smallest id in the queue (0 when it was empty): where an ordered queue's bounded
     /// claims start until the next full claim.
@@ -30,8 +30,9 @@ pub(super) struct Front {
     pub(super) safe: i64,
     /// `front`, or the sequence's next id when the queue was empty: what the queue will hold
     /// under it once every transaction under `mark` has ended is what the snapshot saw
-    /// (migration 12 has the argument).
-    pub(super) low: i64,
+    /// (migration 12 has the argument). None when the queue was empty and the role may not read
+    /// the sequence (or no read was made): such a read proves and shows nothing.
+    pub(super) low: Option<i64>,
     /// The transaction id the read took after its snapshot.
     pub(super) mark: i64,
 }
@@ -41,7 +42,7 @@ impl Front {
     const NONE: Front = Front {
         front: 0,
         safe: 0,
-        low: 0,
+        low: None,
         mark: 0,
     };
 }
@@ -70,7 +71,7 @@ fn front_of(row: &tokio_postgres::Row) -> Front {
 /// from 0 every [`FLOOR_CHECK_EVERY`] and starts over after a failed claim, and a read that sees
 /// anything under the floor (a `low` under it) drops it: full claims start at 0 again until two
 /// reads have proven a new one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Floor {
     /// Proven: nothing lives or will commit under it.
     exact: i64,
@@ -87,19 +88,22 @@ impl Floor {
     /// Takes in a front read made from `from` (the floor then, or 0). Returns whether the read
     /// saw something under the floor, and so dropped it.
     pub(super) fn observe(&mut self, read: Front, from: i64) -> bool {
-        if read.low < self.exact {
+        let Some(read_low) = read.low else {
+            return false;
+        };
+        if read_low < self.exact {
             // Ids went backwards. Only a read from 0 saw all there is: a proof starts from it.
             self.exact = 0;
-            self.pending = (from == 0).then_some((read.low, read.mark));
+            self.pending = (from == 0).then_some((read_low, read.mark));
             return true;
         }
         match self.pending {
             Some((low, mark)) if read.safe > mark => {
-                self.exact = self.exact.max(low.min(read.low));
-                self.pending = Some((read.low, read.mark));
+                self.exact = self.exact.max(low.min(read_low));
+                self.pending = Some((read_low, read.mark));
             }
             Some(_) => {}
-            None => self.pending = Some((read.low, read.mark)),
+            None => self.pending = Some((read_low, read.mark)),
         }
         false
     }
@@ -691,7 +695,7 @@ mod tests {
         Front {
             front: low,
             safe,
-            low,
+            low: Some(low),
             mark,
         }
     }
@@ -738,5 +742,17 @@ mod tests {
         // A read from 0 that finds the floor right changes nothing.
         assert!(!floor.observe(read(61, 300, 70), 0));
         assert_eq!(floor.get(), 300);
+        // A read without a low (an empty queue, a role that may not read the sequence) shows
+        // nothing under the floor and proves nothing.
+        let blind = Front {
+            low: None,
+            ..read(71, 0, 80)
+        };
+        assert!(!floor.observe(blind, 0));
+        assert_eq!(floor.get(), 300);
+        floor.observe(read(81, 900, 90), 300);
+        assert_eq!(floor.get(), 300, "the pending read is still the one at 300");
+        floor.observe(read(91, 950, 100), 300);
+        assert_eq!(floor.get(), 900);
     }
 }
