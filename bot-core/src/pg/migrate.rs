@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "full claims and front reads start at a proven floor",
         V12,
     ),
+    (
+        13,
+        "a claim's leases inserted without a conflict check",
+        V13,
+    ),
 ];
 
 const V1: &str = r#"
@@ -957,6 +962,140 @@ BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     -- Last: a transaction id taken after all of the above.
     mark := pg_current_xact_id()::text::bigint;
+END
+$$;
+"#;
+
+// A claim's leases are inserted without a conflict check (issue 19, BENCHMARKS.md "The
+// twenty-sixth session"). Migration 4 inserted them with `ON CONFLICT DO NOTHING`, so that two
+// claims running at once, one of which took its snapshot before the other committed the lease of a
+// conversation, could not both lease it: the later insert found the earlier lease and left the
+// event. Since migration 7 every ordered claim holds the claim slot of the conversations it looks
+// at (an advisory lock held to its commit; the claim over every conversation holds both), and its
+// statement takes its snapshot after the slot is held, so every lease another claim of those
+// conversations committed is in that snapshot, and the check against the ordered leases' lanes
+// already leaves those conversations out; no claim of them can be running meanwhile. The conflict
+// check found nothing, and cost a speculative insertion per lease: a probe of both unique indexes
+// before the insert and a second write to the heap page after it, the largest share of a claim's
+// buffer accesses (11,800 of 16,900 for a claim of 1,000 in the session's scratch table; 6,600
+// with a plain insert). The unique index on an ordered lease's conversation stays: a lease
+// inserted by something that takes no slot (a process of a version before migration 7, a manual
+// insert) now fails the claim that meets it, which the claimer retries, instead of being
+// skipped. A conversation still never holds two leases. The claimed rows are returned from the
+// locked candidates (`FOR UPDATE` returns the row version it locked), each of which now has its
+// lease or the statement fails. The bodies are migrations 8 and 10 otherwise.
+const V13: &str = r#"
+CREATE OR REPLACE FUNCTION botrt_claim(p_limit integer, p_lease_ms bigint, p_token bigint, p_ordered boolean,
+    p_tail boolean, p_from bigint, p_front bigint, p_safe bigint)
+RETURNS TABLE (id bigint, attempts integer, payload text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_key integer := hashtext('botrt.claim.' || current_schema());
+    v_first integer := floor(random() * 2)::integer;
+    v_slot integer;
+    v_got integer := 0;
+    v_n integer;
+    v_any boolean := false;
+    -- How old the front's snapshot's xmin is now: rows written by older transactions have a
+    -- larger age. None read (0): no row is older than the largest age, so no probe is bounded.
+    v_safe_age integer := CASE WHEN p_safe > 0
+        THEN age(((p_safe & 4294967295)::text)::xid) ELSE 2147483647 END;
+BEGIN
+    IF NOT p_ordered THEN
+        RETURN QUERY SELECT * FROM botrt_claim(p_limit, p_lease_ms, p_token, p_ordered, p_tail);
+        RETURN;
+    END IF;
+    PERFORM set_config('synchronous_commit', 'off', true);
+    FOR k IN 0..2 LOOP
+        IF k < 2 THEN
+            v_slot := (v_first + k) % 2;
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(v_key, v_slot);
+            v_any := true;
+        ELSE
+            EXIT WHEN v_any;
+            v_slot := v_first;
+            PERFORM pg_advisory_xact_lock(v_key, v_slot);
+        END IF;
+        RETURN QUERY
+        WITH c AS MATERIALIZED (
+            SELECT e.id, e.lane, e.attempts, e.payload FROM botrt_events e
+            WHERE e.id >= p_from
+              AND (e.lane & 1) <> 1 - v_slot
+              AND e.run_at <= now()
+              -- The bound is a parameter of the probe (it depends on the candidate only), so
+              -- it is part of the lane index's range, not a filter after it.
+              AND NOT EXISTS (
+                  SELECT 1 FROM botrt_events p
+                  WHERE p.lane = e.lane AND p.id < e.id
+                    AND p.id >= CASE WHEN age(e.xmin) > v_safe_age THEN p_front ELSE 0 END)
+              AND e.lane NOT IN (SELECT l.lane FROM botrt_leases l WHERE l.ordered)
+            ORDER BY e.id
+            LIMIT p_limit - v_got
+            FOR UPDATE OF e SKIP LOCKED
+        ), leased AS (
+            INSERT INTO botrt_leases (id, lane, ordered, token, expires_at)
+            SELECT c.id, c.lane, true, p_token, now() + p_lease_ms * interval '1 millisecond'
+            FROM c
+        )
+        SELECT c.id, c.attempts + 1, c.payload::text FROM c;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        v_got := v_got + v_n;
+        EXIT WHEN v_got >= p_limit;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION botrt_claim(p_limit integer, p_lease_ms bigint, p_token bigint,
+    p_ordered boolean, p_tail boolean, p_from bigint, p_front bigint, p_safe bigint,
+    p_whole boolean)
+RETURNS TABLE (id bigint, attempts integer, payload text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_key integer := hashtext('botrt.claim.' || current_schema());
+    v_safe_age integer := CASE WHEN p_safe > 0
+        THEN age(((p_safe & 4294967295)::text)::xid) ELSE 2147483647 END;
+    v_whole boolean := false;
+BEGIN
+    IF p_ordered AND p_whole THEN
+        IF pg_try_advisory_xact_lock(v_key, 0) THEN
+            v_whole := pg_try_advisory_xact_lock(v_key, 1);
+        END IF;
+    END IF;
+    IF NOT v_whole THEN
+        RETURN QUERY SELECT * FROM botrt_claim(p_limit, p_lease_ms, p_token, p_ordered, p_tail,
+            p_from, p_front, p_safe);
+        RETURN;
+    END IF;
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    WITH c AS MATERIALIZED (
+        SELECT e.id, e.lane, e.attempts, e.payload FROM botrt_events e
+        WHERE e.id >= p_from
+          AND e.run_at <= now()
+          AND NOT EXISTS (
+              SELECT 1 FROM botrt_events p
+              WHERE (p.lane, p.id) < (e.lane, e.id)
+                AND (p.lane, p.id) >= (e.lane,
+                    CASE WHEN age(e.xmin) > v_safe_age THEN p_front ELSE 0 END))
+          AND e.lane NOT IN (SELECT l.lane FROM botrt_leases l WHERE l.ordered)
+        ORDER BY e.id
+        LIMIT p_limit
+        FOR UPDATE OF e SKIP LOCKED
+    ), leased AS (
+        INSERT INTO botrt_leases (id, lane, ordered, token, expires_at)
+        SELECT c.id, c.lane, true, p_token, now() + p_lease_ms * interval '1 millisecond'
+        FROM c
+    )
+    SELECT c.id, c.attempts + 1, c.payload::text FROM c;
 END
 $$;
 "#;

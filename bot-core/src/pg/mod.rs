@@ -50,11 +50,13 @@
 //! - A claim sees a snapshot, and another claim not yet committed is invisible to it. Claims
 //!   lock the events they take with `FOR UPDATE SKIP LOCKED`, so two claims running at once
 //!   take different events; and a lease lives in a row of its own in `botrt_leases`, with a
-//!   unique index on the conversation of every ordered lease: a claim that took its snapshot
-//!   before another one committed the lease of a conversation (so that it sees neither that
-//!   lease nor a lock) finds the lease when it inserts its own (`ON CONFLICT DO NOTHING`) and
-//!   does not take the event. So claims need no lock between them, run side by side in as many
-//!   processes as there are, and a conversation can never hold two leases.
+//!   unique index on the conversation of every ordered lease, so a conversation can never hold
+//!   two leases. An ordered claim holds one of two claim slots (an advisory lock on the
+//!   conversations whose lane has that parity; the claim over every conversation holds both) to
+//!   its commit and takes its snapshot once it holds it: it sees every lease that another claim
+//!   of those conversations committed, and no such claim runs meanwhile, so its lease inserts
+//!   need no conflict check (migration 13). A lease inserted by anything that holds no slot fails
+//!   the claim that meets it at the unique index; the claimer retries.
 //!
 //! The claim is unchanged by the push locks (it still orders by id); what they cost is one
 //! row update per conversation of a push, and pushes of one conversation that run at the same
