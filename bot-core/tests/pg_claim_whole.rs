@@ -208,15 +208,17 @@ async fn a_lease_taken_without_a_claim_slot_fails_the_claim_that_meets_it() {
             .await
             .unwrap()
             .get(0);
-        // The slot-less lease, not yet committed: invisible to the claim's snapshot, and its
-        // event not locked, so the claim takes the event and then meets the lease's index entry.
+        // The slot-less lease of the conversation (on another id, so that only the
+        // conversation's unique index can refuse the claim's), not yet committed: invisible to
+        // the claim's snapshot, and the event not locked, so the claim takes the event and then
+        // meets the lease's index entry.
         let mut other = pool.get().await.unwrap();
         let outside = other.transaction().await.unwrap();
         outside
             .execute(
                 "INSERT INTO botrt_leases (id, lane, ordered, token, expires_at)
                  VALUES ($1, $2, true, 99, now() + interval '1 minute')",
-                &[&first, &lane],
+                &[&(first + 1_000_000), &lane],
             )
             .await
             .unwrap();
@@ -252,9 +254,13 @@ async fn a_lease_taken_without_a_claim_slot_fails_the_claim_that_meets_it() {
         };
         let (claimed, ()) = tokio::join!(claim, commit_when_waited_for);
         let err = claimed.expect_err("the claim met a committed lease of its conversation");
+        let refused = err.as_db_error().expect("the server refused the claim");
         assert_eq!(
-            err.code(),
-            Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
+            (refused.code(), refused.constraint()),
+            (
+                &tokio_postgres::error::SqlState::UNIQUE_VIOLATION,
+                Some("botrt_leases_lane")
+            ),
             "{err}"
         );
         let leases: Vec<i64> = db
@@ -270,7 +276,7 @@ async fn a_lease_taken_without_a_claim_slot_fails_the_claim_that_meets_it() {
         db.execute("DELETE FROM botrt_events WHERE id = $1", &[&first])
             .await
             .unwrap();
-        db.execute("DELETE FROM botrt_leases WHERE id = $1", &[&first])
+        db.execute("DELETE FROM botrt_leases WHERE lane = $1", &[&lane])
             .await
             .unwrap();
     }

@@ -992,7 +992,13 @@ async fn ids_rewound_under_the_floor_drop_it_at_the_next_front_read() {
 
 /// A rewind whose new ids pass the floor before the next front read leaves events under it that
 /// no read from the floor sees; the full claim from 0 that comes every 10 s (`FLOOR_CHECK_EVERY`)
-/// claims them and drops the floor.
+/// claims them and drops the floor. The events are three conversations' (several each under the
+/// floor): the front last read from the floor bounds their lane probes, so that full claim finds
+/// several of a conversation's events each first of it, and fails on the conversation's unique
+/// lease (migration 13); the claimer then drops that front as well as the floor, and its next
+/// claim probes each conversation whole. (Their order is not checked: until that read from 0,
+/// the events of these conversations above the floor run before those under it, as the
+/// durability chapter says.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_rewound_past_the_floor_are_claimed_by_the_periodic_read_from_zero() {
     let pool = fresh_pool("floor_rewound_past").await;
@@ -1013,26 +1019,44 @@ async fn ids_rewound_past_the_floor_are_claimed_by_the_periodic_read_from_zero()
         .await
         .unwrap();
     let count = next + 9;
-    queue
-        .push_batch(
-            (0..count)
-                .map(|c| text_event(&format!("p{c}"), &format!("past{c}")))
-                .collect(),
-        )
-        .await
-        .unwrap();
+    let conversations = ["p0", "p1", "p2"];
+    // The last, above the floor, is held (not acknowledged) once handed out, so that the front
+    // reads from the floor keep finding it: their front then bounds the probes of the events
+    // under the floor.
+    let mut events: Vec<_> = (0..count)
+        .map(|c| text_event(conversations[(c % 3) as usize], &format!("past{c}")))
+        .collect();
+    events.push(text_event("hold", "held"));
+    queue.push_batch(events).await.unwrap();
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut got = Vec::new();
-    while (got.len() as i64) < count && tokio::time::Instant::now() < until {
+    let mut held = Vec::new();
+    while (got.len() as i64) < count + 1 && tokio::time::Instant::now() < until {
         let wait = until - tokio::time::Instant::now();
         let batch = pull_within(&queue, 1_000, wait).await;
-        let leases: Vec<Lease> = batch.iter().map(|d| d.lease).collect();
-        queue.ack(&leases).await.unwrap();
+        let (hold, done): (Vec<_>, Vec<_>) = batch
+            .iter()
+            .map(|d| (d.event.conversation.as_str() == "hold", d.lease))
+            .partition(|(hold, _)| *hold);
+        held.extend(hold.into_iter().map(|(_, lease)| lease));
+        let done: Vec<Lease> = done.into_iter().map(|(_, lease)| lease).collect();
+        queue.ack(&done).await.unwrap();
         got.extend(batch);
     }
+    queue.ack(&held).await.unwrap();
     let mut ids: Vec<i64> = got.iter().map(|d| d.lease.id as i64).collect();
     ids.sort_unstable();
-    assert_eq!(ids, (1..=count).collect::<Vec<_>>());
+    let missing: Vec<i64> = (1..=count + 1)
+        .filter(|id| ids.binary_search(id).is_err())
+        .collect();
+    assert!(
+        missing.is_empty() && ids.len() as i64 == count + 1,
+        "{} of {} never claimed (the first: {:?}), {} claimed",
+        missing.len(),
+        count + 1,
+        missing.first(),
+        ids.len()
+    );
     queue.shutdown().await;
 }
 
@@ -1212,4 +1236,84 @@ fn assert_each_in_order(seen: &[Delivery], conversations: &[&str]) {
             .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{conv}: {order:?}");
     }
+}
+
+/// A queue's statements run under READ COMMITTED whatever the server's, the database's or the
+/// role's default: an ordered claim must take its snapshot after its function took the claim
+/// slot (migration 13), which REPEATABLE READ would take at the statement's start, before the
+/// slot. The front read (replaced here by one that records the isolation it runs under) stands
+/// for every statement of the queue's connections. The test's database defaults to REPEATABLE
+/// READ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queues_statements_run_read_committed_whatever_the_default() {
+    const DATABASE: &str = "botrt_test_repeatable_read";
+    let admin = fresh_pool("isolation_admin").await;
+    let conn = admin.get().await.unwrap();
+    let exists = conn
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        conn.batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+            .await
+            .unwrap();
+    }
+    conn.batch_execute(&format!(
+        "ALTER DATABASE {DATABASE} SET default_transaction_isolation = 'repeatable read'"
+    ))
+    .await
+    .unwrap();
+    // The same server and user, the other database.
+    let url = database_url();
+    let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+    let (server, _) = base.rsplit_once('/').expect("a database URL with a path");
+    let url = if query.is_empty() {
+        format!("{server}/{DATABASE}")
+    } else {
+        format!("{server}/{DATABASE}?{query}")
+    };
+    let pool = bot_core::pg::PgPool::builder(url)
+        .schema("t_isolation")
+        .build()
+        .unwrap();
+    let db = pool.get().await.unwrap();
+    db.batch_execute("DROP SCHEMA IF EXISTS t_isolation CASCADE")
+        .await
+        .unwrap();
+    bot_core::pg::migrate(&pool).await.unwrap();
+    let level: String = db
+        .query_one("SHOW transaction_isolation", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(level, "repeatable read", "the database's default took");
+    db.batch_execute(
+        "CREATE TABLE seen_isolation (level text NOT NULL);
+         CREATE OR REPLACE FUNCTION botrt_front(p_floor bigint, OUT safe bigint,
+             OUT front bigint, OUT low bigint, OUT mark bigint)
+         LANGUAGE plpgsql AS $$ BEGIN
+             INSERT INTO seen_isolation VALUES (current_setting('transaction_isolation'));
+             safe := 0; front := 0; low := NULL; mark := 0;
+         END $$",
+    )
+    .await
+    .unwrap();
+    let queue = queue_builder(&pool).prefetch(0).build().unwrap();
+    queue.push_batch(vec![text_event("c", "e1")]).await.unwrap();
+    // The first claim is a full one, which reads the front.
+    let got = pull_n(&queue, 1).await;
+    queue
+        .ack(&got.iter().map(|d| d.lease).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    queue.shutdown().await;
+    let seen: Vec<String> = db
+        .query("SELECT DISTINCT level FROM seen_isolation", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, ["read committed"]);
 }

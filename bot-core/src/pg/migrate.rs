@@ -981,7 +981,11 @@ $$;
 // with a plain insert). The unique index on an ordered lease's conversation stays: a lease
 // inserted by something that takes no slot (a process of a version before migration 7, a manual
 // insert) now fails the claim that meets it, which the claimer retries, instead of being
-// skipped. A conversation still never holds two leases. The claimed rows are returned from the
+// skipped; so does a claim that finds two events of one conversation each first of it, which only
+// lane probes bounded by a front read before a rewind of the ids can (the claimer then drops its
+// front). A conversation still never holds two leases. The queue's connections run under READ
+// COMMITTED whatever the server's default (`PgPool::derive_for_queue`): under REPEATABLE READ
+// the snapshot would be taken before the slot. The claimed rows are returned from the
 // locked candidates (`FOR UPDATE` returns the row version it locked), each of which now has its
 // lease or the statement fails. The bodies are migrations 8 and 10 otherwise.
 const V13: &str = r#"

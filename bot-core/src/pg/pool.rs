@@ -263,8 +263,11 @@ impl PgPool {
     ) -> Result<PgPool, Error> {
         let mut config = self.inner.config.clone();
         let millis = statement_timeout.as_millis().max(1);
+        // READ COMMITTED whatever the server's default: a claim's statement must take its
+        // snapshot after its function took the claim slot (migration 13), and a front read's
+        // figures are those of its own statement (migrations 8 and 12).
         let options = format!(
-            "{} -c statement_timeout={millis}",
+            "{} -c statement_timeout={millis} -c default_transaction_isolation=read\\ committed",
             config.get_options().unwrap_or_default()
         );
         config.options(options.trim_start());

@@ -543,8 +543,14 @@ impl Inner {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    // The server may have failed over or restarted, its ids gone back with it.
+                    // The server may have failed over or restarted, its ids gone back with it:
+                    // the floor goes, and so does the front, whose bound on the lane probes
+                    // holds only while ids go forward. Two events of one conversation under a
+                    // front read before a rewind would otherwise both pass their probes in every
+                    // full claim, whose lease inserts (migration 13) then fail on the
+                    // conversation's unique lease, claim after claim.
                     floor = Floor::default();
+                    front = Front::NONE;
                     last_from_zero = None;
                     tracing::error!(error = %e, retry_in = ?claim_backoff(failures), "postgres: claiming events failed");
                     if !self.back_off(failures).await {
