@@ -1273,15 +1273,8 @@ async fn a_queues_statements_run_read_committed_whatever_the_default() {
     } else {
         format!("{server}/{DATABASE}?{query}")
     };
-    let pool = bot_core::pg::PgPool::builder(url)
-        .schema("t_isolation")
-        .build()
-        .unwrap();
+    let pool = support::pg::fresh_pool_on(&url, "isolation", |b| b).await;
     let db = pool.get().await.unwrap();
-    db.batch_execute("DROP SCHEMA IF EXISTS t_isolation CASCADE")
-        .await
-        .unwrap();
-    bot_core::pg::migrate(&pool).await.unwrap();
     let level: String = db
         .query_one("SHOW transaction_isolation", &[])
         .await

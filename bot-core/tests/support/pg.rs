@@ -30,9 +30,17 @@ pub(crate) async fn fresh_pool_with(
     test: &str,
     configure: impl FnOnce(pg::PgPoolBuilder) -> pg::PgPoolBuilder,
 ) -> PgPool {
-    let url = database_url();
+    fresh_pool_on(&database_url(), test, configure).await
+}
+
+/// As [`fresh_pool_with`], in the database of `url`.
+pub(crate) async fn fresh_pool_on(
+    url: &str,
+    test: &str,
+    configure: impl FnOnce(pg::PgPoolBuilder) -> pg::PgPoolBuilder,
+) -> PgPool {
     let schema = format!("t_{test}");
-    let admin = PgPool::builder(&url)
+    let admin = PgPool::builder(url)
         .max_size(1)
         .create_timeout(Duration::from_secs(5))
         .build()
@@ -45,7 +53,7 @@ pub(crate) async fn fresh_pool_with(
     conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await
         .expect("drop the test schema");
-    let pool = configure(PgPool::builder(&url).schema(&schema))
+    let pool = configure(PgPool::builder(url).schema(&schema))
         .build()
         .expect("pool builds");
     pg::migrate(&pool).await.expect("migration");
