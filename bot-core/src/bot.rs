@@ -203,13 +203,16 @@ impl Bot {
                     };
                     // Without a supervisor's report (never started, or it failed), everything
                     // still queued is what did not run.
-                    let report = supervised.unwrap_or_else(|| {
-                        self.inner.queue.close();
-                        ShutdownReport {
-                            not_started: self.inner.queue.depth(),
-                            ..ShutdownReport::default()
+                    let report = match supervised {
+                        Some(report) => report,
+                        None => {
+                            self.inner.queue.close();
+                            ShutdownReport {
+                                not_started: self.inner.queue.depth_now().await,
+                                ..ShutdownReport::default()
+                            }
                         }
-                    });
+                    };
                     self.inner.progress.stop();
                     for handle in adapters {
                         // Adapters were told to stop; give them the drain time at most.

@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use bot_core::ErrorKind;
+use bot_core::pg::PgQueue;
 use bot_core::queue::{Dead, Lease, Queue};
 use support::pg::{eventually, fresh_pool, queue_builder};
 use support::queue::{DEADLINE, ids, pull_n};
@@ -98,6 +99,87 @@ async fn a_full_queue_refuses_pushes_with_retry_after_in_every_process_until_it_
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Waits until `pusher`, pushing all along, has counted its figures `counts` more times: several
+/// of every queue's maintenance ticks, in which any queue whose figures are needed counts them.
+async fn while_the_pusher_counts(pusher: &PgQueue, counts: u64, prefix: &str) {
+    let until = pusher.counters().figure_counts + counts;
+    let mut i = 0;
+    eventually("the pushing process's counts", DEADLINE, || {
+        i += 1;
+        let id = format!("{prefix}-{i}");
+        async move {
+            pusher.push_batch(vec![text_event(&id, &id)]).await.unwrap();
+            (pusher.counters().figure_counts >= until).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_figures_are_counted_while_the_process_pushes_or_they_are_read_and_not_otherwise() {
+    let pool = fresh_pool("figures_needed").await;
+    let build = || {
+        queue_builder(&pool)
+            .figures_interval(Duration::from_millis(100))
+            .build()
+            .unwrap()
+    };
+    let (worker, pusher) = (build(), build());
+    eventually("each queue's first count", DEADLINE, || async {
+        (worker.counters().figure_counts >= 1 && pusher.counters().figure_counts >= 1).then_some(())
+    })
+    .await;
+    let counted = worker.counters().figure_counts;
+    // A process that neither pushes nor has its figures read: no count after its first.
+    while_the_pusher_counts(&pusher, 2, "a").await;
+    assert_eq!(
+        worker.counters().figure_counts,
+        counted,
+        "a process that only consumes, unwatched, does not count"
+    );
+    // Its own push: the capacity check needs the other processes' pushes, counted once...
+    worker
+        .push_batch(vec![text_event("own", "own")])
+        .await
+        .unwrap();
+    eventually("a count after the process's push", DEADLINE, || async {
+        (worker.counters().figure_counts > counted).then_some(())
+    })
+    .await;
+    // ...and not again while it does not push.
+    let counted = worker.counters().figure_counts;
+    while_the_pusher_counts(&pusher, 2, "b").await;
+    assert_eq!(worker.counters().figure_counts, counted);
+    // A read (the gauges, `depth`) gets the figures as last counted and calls for a count,
+    // which the next reads see.
+    let queued = pusher.counters().pushed + 1;
+    assert!(
+        worker.depth() < queued,
+        "the pusher's latest events are not in the last count yet"
+    );
+    eventually("a count after a read", DEADLINE, || async {
+        (worker.depth() == queued).then_some(())
+    })
+    .await;
+    // One read, one count: the call is answered, not kept.
+    let counted = worker.counters().figure_counts;
+    assert!(counted > 1);
+    while_the_pusher_counts(&pusher, 2, "c").await;
+    assert!(
+        worker.counters().figure_counts <= counted + 1,
+        "the last read called for one count, no more"
+    );
+    let counted = worker.counters().figure_counts;
+    while_the_pusher_counts(&pusher, 2, "d").await;
+    assert_eq!(worker.counters().figure_counts, counted);
+    // A shutdown's report counts at once.
+    let queued = pusher.counters().pushed + 1;
+    assert!(worker.depth() < queued);
+    assert_eq!(worker.depth_now().await, queued);
+    worker.shutdown().await;
+    pusher.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

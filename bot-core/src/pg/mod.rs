@@ -88,7 +88,8 @@
 //!
 //! The queue holds at most [`PgQueueBuilder::queue_capacity`] events and
 //! [`PgQueueBuilder::queue_capacity_bytes`] payload bytes. The check costs no statement: it
-//! compares the last count of the table (every 5 s, every second while pushes find it full) plus
+//! compares the last count of the table (every `figures_interval`, 5 s, while this process pushes,
+//! once after each read of its figures, every second while pushes find it full) plus
 //! this process's own pushes and completions since, so it is approximate: other processes'
 //! pushes since the last count are not seen. A push that does not fit follows
 //! [`PgQueueBuilder::overflow`]; refused, it is

@@ -323,4 +323,11 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
 
     /// Events waiting (not leased), as last known; used for the `bot.queue.depth` gauge.
     fn depth(&self) -> u64;
+
+    /// Events waiting (not leased) now, for a shutdown's report: a backend whose
+    /// [`Queue::depth`] is a figure counted now and then (the PostgreSQL queue's) counts it
+    /// again. The default is [`Queue::depth`].
+    async fn depth_now(&self) -> u64 {
+        self.depth()
+    }
 }

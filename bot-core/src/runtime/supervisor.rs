@@ -239,7 +239,7 @@ impl Supervisor {
             cancelled,
             abandoned,
             // Cancelled events went back to the queue; count them once.
-            not_started: self.queue.depth().saturating_sub(cancelled),
+            not_started: self.queue.depth_now().await.saturating_sub(cancelled),
             drain_time: started.elapsed(),
         };
         // Nothing more will finish here: whoever waits for idle must not wait forever.

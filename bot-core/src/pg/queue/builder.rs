@@ -12,6 +12,7 @@ use super::capacity::SizeBase;
 use super::counters::{Counters, StatsCell};
 use super::handle::PgQueue;
 use super::inner::Inner;
+use super::sql::STATS_INTERVAL;
 use crate::error::Error;
 use crate::limits::{Limits, Ordering, Overflow};
 use crate::pg::notify;
@@ -56,6 +57,7 @@ impl PgQueue {
             dead_letter_capacity: Limits::default().dead_letter_capacity,
             dead_letter_retention: DEFAULT_DEAD_LETTER_RETENTION,
             prune_interval: Duration::from_secs(10),
+            figures_interval: STATS_INTERVAL,
         }
     }
 }
@@ -85,6 +87,7 @@ pub struct PgQueueBuilder {
     dead_letter_capacity: usize,
     dead_letter_retention: Duration,
     prune_interval: Duration,
+    figures_interval: Duration,
 }
 
 impl PgQueueBuilder {
@@ -105,10 +108,13 @@ impl PgQueueBuilder {
     /// [`overflow`](Self::overflow) policy.
     ///
     /// The check costs no statement: it compares the last count of the table (refreshed every
-    /// 5 s, every `rescue_interval` while pushes find the queue full) plus what
-    /// this process pushed and completed since. So the queue can exceed it by what the other
-    /// processes push between two counts, and a queue drained by other processes takes up to one
-    /// refresh to accept pushes again. [`import`](crate::pg::import) ignores it.
+    /// [`figures_interval`](Self::figures_interval) while this process pushes, every
+    /// `rescue_interval` while pushes find the queue full) plus what this process pushed and
+    /// completed since. So the queue can exceed it by what the other processes push between two
+    /// counts (and, for a process that had not pushed for longer than `figures_interval`, until
+    /// the count that its first push calls for, at the next maintenance tick), and a queue drained by
+    /// other processes takes up to one refresh to accept pushes again.
+    /// [`import`](crate::pg::import) ignores it.
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.capacity = events;
         self
@@ -156,6 +162,26 @@ impl PgQueueBuilder {
     /// again while a prune leaves some behind.
     pub fn prune_interval(mut self, interval: Duration) -> Self {
         self.prune_interval = interval;
+        self
+    }
+
+    /// How often the maintenance task counts the queue's figures (default 5 s), while they are
+    /// needed: this process pushed since the last count (its capacity check adds its own pushes
+    /// to that count, not the other processes'), or they were read since
+    /// ([`Queue::depth`](crate::Queue::depth), the gauges of
+    /// [`PgQueue::register_metrics`](crate::pg::PgQueue::register_metrics), the outbox's
+    /// figures). Every `rescue_interval` instead while pushes find the queue full; and a count
+    /// that took long (a backlog of millions) is repeated at most every 50 times its duration.
+    ///
+    /// A process that only consumes and whose figures nobody reads counts once, when it starts:
+    /// worker processes do not each count a backlog every few seconds. A read that comes after
+    /// such a quiet spell gets the figures as last counted and calls for a count, which the next
+    /// read sees (the count runs at the next maintenance tick): gauges scraped or exported every
+    /// minute show the count their previous collection called for, up to a minute old.
+    /// [`PgQueue::stats`](crate::pg::PgQueue::stats) counts at once, and so does a shutdown's
+    /// report ([`Queue::depth_now`](crate::Queue::depth_now)).
+    pub fn figures_interval(mut self, interval: Duration) -> Self {
+        self.figures_interval = interval;
         self
     }
 
@@ -272,9 +298,10 @@ impl PgQueueBuilder {
             || self.rescue_interval.is_zero()
             || self.push_timeout.is_zero()
             || self.prune_interval.is_zero()
+            || self.figures_interval.is_zero()
         {
             return Err(Error::config(
-                "postgres queue: max_batch, poll_interval, rescue_interval, push_timeout and prune_interval must be above zero",
+                "postgres queue: max_batch, poll_interval, rescue_interval, push_timeout, prune_interval and figures_interval must be above zero",
             ));
         }
         if self.capacity == 0 || self.capacity_bytes == 0 {
@@ -330,6 +357,7 @@ impl PgQueueBuilder {
             dead_letter_capacity: u64::try_from(self.dead_letter_capacity).unwrap_or(u64::MAX),
             dead_letter_retention: self.dead_letter_retention,
             prune_interval: self.prune_interval,
+            figures_interval: self.figures_interval,
             buffer: Mutex::new(VecDeque::new()),
             demand: AtomicUsize::new(0),
             claim_wanted: Notify::new(),
@@ -339,6 +367,7 @@ impl PgQueueBuilder {
             stats: StatsCell::default(),
             size: Mutex::new(SizeBase::default()),
             wants_room: AtomicBool::new(false),
+            figures_read: AtomicBool::new(false),
             stats_refreshed: Notify::new(),
             refreshing: tokio::sync::Mutex::new(()),
             push_line: super::push::PushLine::default(),

@@ -23,6 +23,7 @@ pub(super) struct Counters {
     pub(super) refused_full: AtomicU64,
     pub(super) dropped_full: AtomicU64,
     pub(super) dead_letters_pruned: AtomicU64,
+    pub(super) figure_counts: AtomicU64,
 }
 
 /// The last figures read from the tables, for sync gauges.
@@ -78,6 +79,9 @@ pub struct QueueCounters {
     /// Statements that wrote pushes: fewer than the pushes when pushes that waited for a
     /// writer went out together.
     pub push_statements: u64,
+    /// Counts of the queue's figures from the tables (by the maintenance task, while they are
+    /// needed, and by [`PgQueue::stats`](crate::pg::PgQueue::stats)).
+    pub figure_counts: u64,
 }
 
 /// The queue's tables right now (all processes).

@@ -97,6 +97,7 @@ impl PgQueue {
             dropped_full: get(&c.dropped_full),
             dead_letters_pruned: get(&c.dead_letters_pruned),
             push_statements: get(&c.push_statements),
+            figure_counts: get(&c.figure_counts),
         }
     }
 
@@ -119,7 +120,7 @@ impl PgQueue {
     /// The queue's figures as last read from the tables (by the maintenance task, or by
     /// [`PgQueue::stats`]), without a statement.
     pub(crate) fn cached_stats(&self) -> QueueStats {
-        let s = &self.inner.stats;
+        let s = self.inner.figures();
         let get = |a: &AtomicU64| a.load(AtomicOrdering::Relaxed);
         QueueStats {
             ready: get(&s.ready),
@@ -174,7 +175,7 @@ impl PgQueue {
             .with_description("Events in the PostgreSQL queue by state (all processes)")
             .with_callback(move |o| {
                 if let Some(inner) = w.upgrade() {
-                    let s = &inner.stats;
+                    let s = inner.figures();
                     for (state, v) in [
                         ("ready", &s.ready),
                         ("retrying", &s.retrying),
@@ -197,7 +198,7 @@ impl PgQueue {
             .with_callback(move |o| {
                 if let Some(inner) = w.upgrade() {
                     let ms = inner
-                        .stats
+                        .figures()
                         .oldest_ready_millis
                         .load(AtomicOrdering::Relaxed);
                     o.observe(ms as f64 / 1000.0, &[]);
@@ -211,7 +212,7 @@ impl PgQueue {
             .with_description("Payload bytes in the PostgreSQL queue (all processes)")
             .with_callback(move |o| {
                 if let Some(inner) = w.upgrade() {
-                    o.observe(inner.stats.bytes.load(AtomicOrdering::Relaxed), &[]);
+                    o.observe(inner.figures().bytes.load(AtomicOrdering::Relaxed), &[]);
                 }
             })
             .build();

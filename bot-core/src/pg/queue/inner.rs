@@ -53,6 +53,8 @@ pub(super) struct Inner {
     pub(super) dead_letter_retention: Duration,
     /// How often dead letters, dedup keys and idle conversation locks are pruned.
     pub(super) prune_interval: Duration,
+    /// How often the figures are counted while they are needed.
+    pub(super) figures_interval: Duration,
     /// Claimed events not yet handed out, oldest claim first. Their leases are not extended:
     /// one that waits here past [`Inner::handout_window`] is released, not handed out.
     pub(super) buffer: Mutex<VecDeque<Buffered>>,
@@ -72,6 +74,9 @@ pub(super) struct Inner {
     pub(super) size: Mutex<SizeBase>,
     /// A push was refused or waited for room since the last refresh: refresh sooner.
     pub(super) wants_room: AtomicBool,
+    /// The figures were read since the last count began (a gauge, `depth`): count them again
+    /// when due.
+    pub(super) figures_read: AtomicBool,
     /// The figures were refreshed: wakes pushes waiting for room.
     pub(super) stats_refreshed: Notify,
     /// Held while the figures are refreshed.

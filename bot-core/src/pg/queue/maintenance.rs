@@ -8,12 +8,12 @@ use tokio::time::Instant;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::capacity::SizeBase;
-use super::counters::QueueStats;
+use super::counters::{QueueStats, StatsCell};
 use super::inner::Inner;
 use super::sql::{
     DEDUP_PRUNE_STEPS, LANE_IDLE, LEASES_VACUUM_EVERY, PRUNE_BATCH, PRUNE_DEAD, PRUNE_DEDUP,
     PRUNE_FLUSHES, PRUNE_LANES, PRUNE_ROUNDS, RESCUE, STATS, STATS_COST_SHARE, STATS_EXACT_SPAN,
-    STATS_INTERVAL, STATS_SAMPLES, VACUUM_LEASES, interval_millis,
+    STATS_SAMPLES, VACUUM_LEASES, interval_millis,
 };
 use crate::error::{Error, ErrorKind};
 
@@ -70,6 +70,27 @@ impl Inner {
         Ok(back)
     }
 
+    /// The figures as last counted, for a reader: reading them calls for the next count (see
+    /// `figures_needed`).
+    pub(super) fn figures(&self) -> &StatsCell {
+        self.figures_read.store(true, AtomicOrdering::Relaxed);
+        &self.stats
+    }
+
+    /// Whether the periodic count has a reader: pushes find the queue full, this process pushed
+    /// (or put dead letters back) since the last count began, or the figures were read since.
+    /// Nothing else needs them: a process that only consumes and is not watched does not count.
+    fn figures_needed(&self) -> bool {
+        if self.wants_room.load(AtomicOrdering::Relaxed)
+            || self.figures_read.load(AtomicOrdering::Relaxed)
+        {
+            return true;
+        }
+        let base = *self.size.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.local_counts();
+        now.pushed != base.pushed || now.redriven != base.redriven
+    }
+
     pub(super) async fn refresh_stats(&self) -> Result<QueueStats, Error> {
         // One at a time, so that an older count never replaces a newer one.
         let _one = self.refreshing.lock().await;
@@ -88,6 +109,7 @@ impl Inner {
             )
             .await?;
         let after = self.local_counts();
+        self.count(&self.counters.figure_counts, 1);
         let base = SizeBase {
             acked: after.acked,
             dead: after.dead,
@@ -274,17 +296,23 @@ impl Inner {
             // Not merely when it is nearly full: a backlog would then be counted every second.
             // A count that takes long (a backlog of millions, every process counting it) is
             // repeated at most every `STATS_COST_SHARE` times its duration, so that counting
-            // stays a small share of the database's time.
+            // stays a small share of the database's time. And only while something needs the
+            // figures: with many worker processes that only consume, their counts were the
+            // largest part of what each process added to the server's work.
             let stats_every = if self.wants_room.load(AtomicOrdering::Relaxed) {
                 self.rescue_interval
             } else {
-                STATS_INTERVAL.max(count_took * STATS_COST_SHARE)
+                self.figures_interval.max(count_took * STATS_COST_SHARE)
             };
-            if last_stats.is_none_or(|t| t.elapsed() >= stats_every) {
+            if last_stats.is_none_or(|t| t.elapsed() >= stats_every) && self.figures_needed() {
                 let started = Instant::now();
                 last_stats = Some(started);
-                // A count that failed (a time-out on a huge table) spaces the next one too.
+                // Cleared before the count: a read during it calls for the next one.
+                self.figures_read.store(false, AtomicOrdering::Relaxed);
+                // A count that failed (a time-out on a huge table) spaces the next one too, and
+                // a read's call for it stands.
                 if let Err(e) = self.refresh_stats().await {
+                    self.figures_read.store(true, AtomicOrdering::Relaxed);
                     tracing::debug!(error = %e, "postgres: reading queue figures failed");
                 }
                 count_took = started.elapsed();

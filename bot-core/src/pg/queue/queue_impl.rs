@@ -17,6 +17,9 @@ use crate::event::{Event, Timestamp};
 use crate::pg::error;
 use crate::queue::{Completed, Dead, DeadLetter, Delivery, Lease, Nack, PushReport, Queue};
 
+/// How long a shutdown's report waits for a count of the queue ([`Queue::depth_now`]).
+const DEPTH_NOW_WAIT: Duration = Duration::from_secs(1);
+
 #[async_trait]
 impl Queue for PgQueue {
     async fn push_batch(&self, events: Vec<Event>) -> Result<PushReport, Error> {
@@ -299,8 +302,25 @@ impl Queue for PgQueue {
             .load(AtomicOrdering::Relaxed)
     }
 
+    /// Counts the figures now (waiting a second at most; the last count when that fails).
+    async fn depth_now(&self) -> u64 {
+        match tokio::time::timeout(DEPTH_NOW_WAIT, self.inner.refresh_stats()).await {
+            Ok(Ok(s)) => s.ready + s.retrying,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "postgres: counting the queue failed; its last count reported");
+                self.depth()
+            }
+            Err(_) => {
+                tracing::debug!(
+                    "postgres: counting the queue took too long; its last count reported"
+                );
+                self.depth()
+            }
+        }
+    }
+
     fn depth(&self) -> u64 {
-        let s = &self.inner.stats;
+        let s = self.inner.figures();
         s.ready.load(AtomicOrdering::Relaxed) + s.retrying.load(AtomicOrdering::Relaxed)
     }
 }

@@ -471,7 +471,8 @@ pub(super) const STATS_EXACT_SPAN: i64 = 50_000;
 pub(super) const STATS_SAMPLES: i32 = 2_000;
 
 /// How often the rescuer refreshes the figures behind [`Queue::depth`](crate::Queue::depth), the
-/// capacity check and the gauges; every `rescue_interval` instead while pushes find the queue full.
+/// capacity check and the gauges while they are needed, by default (the builder's
+/// `figures_interval`); every `rescue_interval` instead while pushes find the queue full.
 pub(super) const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The periodic count waits at least this many times as long as the previous one took.
