@@ -132,6 +132,8 @@ fn no_retries() -> RetryPolicy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_stopped_mid_run_sending_goes_on_at_the_local_share_without_429s() {
     const LIMIT: u32 = 600;
+    // Callers per process, each with one call at a time.
+    const CALLERS: usize = 12;
     let mut server = RedisServer::start();
     let refused = Arc::new(AtomicUsize::new(0));
     let api = rate_limited_fake(LIMIT as usize, refused.clone()).await;
@@ -171,7 +173,7 @@ async fn with_redis_stopped_mid_run_sending_goes_on_at_the_local_share_without_4
                 }
             }
         };
-        futures::future::join_all((0..12).map(|_| one(client.clone())))
+        futures::future::join_all((0..CALLERS).map(|_| one(client.clone())))
     };
     let mut back = None;
     let outage = async {
@@ -205,8 +207,13 @@ async fn with_redis_stopped_mid_run_sending_goes_on_at_the_local_share_without_4
         "the platform refused {refused} calls for its limit"
     );
     assert_eq!(failed.load(Ordering::Relaxed), refused);
-    // Sending went on during the outage, within the two shares, and not far under them.
-    assert!(during as f64 <= 2.0 * 2.0 * share + 2.0, "{during}");
+    // Sending went on during the outage, within the two shares, and not far under them. The
+    // times are when the answers came: besides what the shares let leave within the window, the
+    // calls in flight at its start (one per caller at most) may be answered inside it.
+    assert!(
+        during as f64 <= 2.0 * 2.0 * share + (2 * CALLERS) as f64,
+        "{during}"
+    );
     assert!(during as f64 >= 0.7 * 2.0 * 2.0 * share, "{during}");
     for stats in [sa, sb] {
         assert_eq!(stats.outages, 1, "{stats:?}");
